@@ -1,0 +1,119 @@
+"""Server-sent events: an incremental decoder safe against any byte split, and the encoder.
+
+Pure: standard library only. Follows the WHATWG event-stream parsing rules (CRLF/CR/LF line ends,
+multi-line `data:`, comments, a leading BOM) so upstream bytes can arrive in chunks of any size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    data: str
+    event: str | None = None
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Feed raw bytes with `decode()`; call `flush()` once at end of input."""
+
+    def __init__(self) -> None:
+        # An incremental UTF-8 decoder keeps a multi-byte character split across chunks intact.
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._buffer = ""
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._id: str | None = None
+        self._started = False
+        self._pending_cr = False
+
+    def decode(self, chunk: bytes) -> list[SSEEvent]:
+        return self._feed(self._utf8.decode(chunk))
+
+    def flush(self) -> list[SSEEvent]:
+        events = self._feed(self._utf8.decode(b"", final=True))
+        if self._buffer:
+            # A last line without its line end still counts (lenient in).
+            line, self._buffer = self._buffer, ""
+            events.extend(self._line(line))
+        events.extend(self._dispatch())
+        return events
+
+    def _feed(self, text: str) -> list[SSEEvent]:
+        if not text:
+            return []
+        if not self._started:
+            self._started = True
+            text = text.removeprefix("\ufeff")
+        if self._pending_cr:
+            # The previous chunk ended in CR; a LF right here belongs to the same line end.
+            self._pending_cr = False
+            text = text.removeprefix("\n")
+        self._buffer += text
+        events: list[SSEEvent] = []
+        while True:
+            idx = _line_end(self._buffer)
+            if idx < 0:
+                break
+            line = self._buffer[:idx]
+            sep = 1
+            if self._buffer[idx] == "\r":
+                if idx + 1 < len(self._buffer):
+                    if self._buffer[idx + 1] == "\n":
+                        sep = 2
+                else:
+                    self._pending_cr = True
+            self._buffer = self._buffer[idx + sep :]
+            events.extend(self._line(line))
+        return events
+
+    def _line(self, line: str) -> list[SSEEvent]:
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            return []
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field == "id" and "\0" not in value:
+            self._id = value
+        return []
+
+    def _dispatch(self) -> list[SSEEvent]:
+        if not self._data:
+            self._event = None
+            return []
+        event = SSEEvent(data="\n".join(self._data), event=self._event, id=self._id)
+        self._data = []
+        self._event = None
+        return [event]
+
+
+def _line_end(buffer: str) -> int:
+    cr = buffer.find("\r")
+    lf = buffer.find("\n")
+    if cr < 0:
+        return lf
+    if lf < 0:
+        return cr
+    return min(cr, lf)
+
+
+def encode_sse(data: str | Mapping[str, Any], *, event: str | None = None) -> bytes:
+    """One SSE event. Mappings become compact JSON; JSON never contains a raw newline."""
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    body = "".join(f"data: {line}\n" for line in text.split("\n"))
+    return (head + body + "\n").encode("utf-8")
+
+
+DONE = b"data: [DONE]\n\n"

@@ -1,0 +1,346 @@
+"""Chat Completions <-> Workers AI text generation, as pure functions between typed values.
+
+Pure: pydantic, the standard library, cfai_cli.errors and cfai_cli.core. Ids, timestamps and the
+default token budget are passed in; nothing here reads a clock, the environment or the network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from cfai_cli.core.catalog import speaks_chat_dialect
+from cfai_cli.core.openai.chat import (
+    AssistantMessage,
+    AudioPart,
+    ChatCompletion,
+    ChatCompletionRequest,
+    Choice,
+    FilePart,
+    FinishReason,
+    ImagePart,
+    Message,
+    RefusalPart,
+    TextPart,
+    Tool,
+    ToolCallOut,
+    Usage,
+)
+from cfai_cli.core.workers.chat import ParsedChat, ParsedChoice, ParsedUsage
+from cfai_cli.errors import InvalidRequest
+
+_SEED_MAX = 9_999_999_999
+_FINISH_ALIASES: dict[str, FinishReason] = {
+    "stop": "stop", "eos": "stop", "end_turn": "stop", "stop_sequence": "stop",
+    "length": "length", "max_tokens": "length", "model_length": "length",
+    "tool_calls": "tool_calls", "tool_use": "tool_calls", "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+@dataclass(slots=True)
+class WorkersChatCall:
+    """What to send to /ai/run for one choice, and what the answer must be judged against."""
+
+    model_id: str
+    body: dict[str, Any]
+    chat_dialect: bool
+    max_tokens_sent: int | None
+    stop: list[str] = field(default_factory=list)
+
+
+# ---- OpenAI -> Workers AI ------------------------------------------------------------------------
+
+
+def _seed(seed: int) -> int:
+    # Native schemas take 1..9,999,999,999; fold other seeds in deterministically.
+    return seed if 1 <= seed <= _SEED_MAX else abs(seed) % _SEED_MAX + 1
+
+
+def _tool_name_by_call_id(messages: Sequence[Message]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for message in messages:
+        for call in message.tool_calls or []:
+            if call.id:
+                names[call.id] = call.function.name
+    return names
+
+
+def _content_parts(message: Message, index: int, *, chat_dialect: bool) -> str | list[dict[str, Any]]:
+    content = message.content
+    if content is None:
+        return ""  # Workers AI rejects null content (reference §2.2)
+    if isinstance(content, str):
+        return content
+    if all(isinstance(p, TextPart | RefusalPart) for p in content):
+        return "".join(p.text if isinstance(p, TextPart) else cast(RefusalPart, p).refusal for p in content)
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(content):
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, RefusalPart):
+            parts.append({"type": "text", "text": part.refusal})
+        elif isinstance(part, ImagePart):
+            parts.append({"type": "image_url", "image_url": {"url": part.url()}})
+        elif isinstance(part, AudioPart | FilePart) and chat_dialect:
+            parts.append(part.model_dump(exclude_none=True))
+        else:
+            raise InvalidRequest(
+                f"This model does not accept '{part.type}' content parts.",
+                param=f"messages[{index}].content[{j}].type",
+                code="unsupported_content",
+            )
+    return parts
+
+
+def _message(message: Message, index: int, names: dict[str, str], *, chat_dialect: bool) -> dict[str, Any]:
+    role = message.role
+    out: dict[str, Any]
+    if role in ("system", "developer"):
+        return {"role": "system", "content": message.text()}
+    if role in ("tool", "function"):
+        call_id = message.tool_call_id or ""
+        out = {"role": "tool", "content": message.text(), "tool_call_id": call_id}
+        name = message.name or names.get(call_id)
+        if name:
+            out["name"] = name
+        return out
+    out = {"role": role, "content": _content_parts(message, index, chat_dialect=chat_dialect)}
+    if role == "assistant" and message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {
+                    "name": call.function.name,
+                    "arguments": call.function.arguments
+                    if isinstance(call.function.arguments, str)
+                    else json.dumps(call.function.arguments),
+                },
+            }
+            for call in message.tool_calls
+        ]
+    return out
+
+
+def _native_tool(tool: Tool) -> dict[str, Any]:
+    """Fill in what strict native schemas require: descriptions on the function and each property."""
+    fn = tool.function
+    params = dict(fn.parameters or {})
+    params.setdefault("type", "object")
+    props = params.get("properties")
+    if isinstance(props, dict):
+        params["properties"] = {
+            name: ({**spec, "description": spec.get("description") or name.replace("_", " ")}
+                   if isinstance(spec, dict) else spec)
+            for name, spec in props.items()
+        }
+    else:
+        params["properties"] = {}
+    description = fn.description or fn.name.replace("_", " ")
+    return {"type": "function", "function": {"name": fn.name, "description": description, "parameters": params}}
+
+
+def _select_tools(req: ChatCompletionRequest) -> list[Tool]:
+    tools = list(req.tools or [])
+    choice = req.tool_choice
+    if choice == "none":
+        return []
+    if choice is not None and not isinstance(choice, str):
+        if choice.type == "function":
+            wanted = choice.function["name"]
+            chosen = [t for t in tools if t.function.name == wanted]
+            if not chosen:
+                raise InvalidRequest(f"tool_choice names '{wanted}', which is not in 'tools'.",
+                                     param="tool_choice", code="invalid_value")
+            return chosen
+        allowed = {t.get("function", {}).get("name") for t in choice.allowed_tools.get("tools", [])
+                   if isinstance(t, dict)}
+        return [t for t in tools if t.function.name in allowed]
+    return tools
+
+
+def _native_response_format(req: ChatCompletionRequest) -> dict[str, Any] | None:
+    fmt = req.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object" or fmt.json_schema is None:
+        return {"type": "json_object"}
+    schema = dict(fmt.json_schema.schema_ or {"type": "object"})
+    schema.setdefault("title", fmt.json_schema.name)
+    if fmt.json_schema.description:
+        schema.setdefault("description", fmt.json_schema.description)
+    # Native models want the bare schema, not OpenAI's {name, schema, strict} wrapper (reference §2.4).
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def to_workers_chat(
+    req: ChatCompletionRequest, model_id: str, *, default_max_tokens: int, stream: bool
+) -> WorkersChatCall:
+    """The /ai/run body for one choice of `req` (several calls make `n` choices)."""
+    chat_dialect = speaks_chat_dialect(model_id)
+    names = _tool_name_by_call_id(req.messages)
+    messages = [_message(m, i, names, chat_dialect=chat_dialect) for i, m in enumerate(req.messages)]
+    body: dict[str, Any] = {"messages": messages}
+    limit = req.token_limit()
+    if limit is None and not chat_dialect:
+        limit = default_max_tokens  # native models silently stop at 256 otherwise
+    if limit is not None:
+        body["max_tokens"] = limit
+    if req.temperature is not None:
+        body["temperature"] = req.temperature
+    if req.top_p is not None:
+        body["top_p"] = req.top_p if chat_dialect else max(req.top_p, 0.001)
+    if req.seed is not None:
+        body["seed"] = req.seed if chat_dialect else _seed(req.seed)
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = getattr(req, name)
+        if value is not None:
+            # Older native schemas only take 0..2.
+            body[name] = value if chat_dialect else max(0.0, value)
+    tools = _select_tools(req)
+    if chat_dialect:
+        _chat_dialect_extras(req, body, tools)
+    else:
+        if tools:
+            body["tools"] = [_native_tool(t) for t in tools]
+        fmt = _native_response_format(req)
+        if fmt is not None:
+            body["response_format"] = fmt
+    if stream:
+        body["stream"] = True
+        if chat_dialect:
+            body["stream_options"] = {"include_usage": True}
+    return WorkersChatCall(model_id, body, chat_dialect, limit, req.stop_sequences())
+
+
+def _chat_dialect_extras(req: ChatCompletionRequest, body: dict[str, Any], tools: list[Tool]) -> None:
+    if tools:
+        body["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in tools]
+        if isinstance(req.tool_choice, str) and req.tool_choice != "none":
+            body["tool_choice"] = req.tool_choice
+        elif req.tool_choice is not None and not isinstance(req.tool_choice, str):
+            body["tool_choice"] = req.tool_choice.model_dump(exclude_none=True)
+        if req.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = req.parallel_tool_calls
+    if req.stop_sequences():
+        body["stop"] = req.stop_sequences()
+    if req.response_format is not None and req.response_format.type != "text":
+        body["response_format"] = req.response_format.model_dump(exclude_none=True, by_alias=True)
+    if req.reasoning_effort is not None:
+        effort = {"none": None, "minimal": "low", "xhigh": "high"}.get(req.reasoning_effort, req.reasoning_effort)
+        body["reasoning_effort"] = effort
+
+
+# ---- Workers AI -> OpenAI ------------------------------------------------------------------------
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough count (4 characters a token) for when Workers AI sends no usage."""
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def prompt_text(req: ChatCompletionRequest) -> str:
+    return "\n".join(m.text() for m in req.messages)
+
+
+def truncate_at_stop(text: str, stops: Iterable[str]) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def finish_reason_for(
+    *, upstream: str | None, has_tool_calls: bool, stopped: bool, completion_tokens: int | None,
+    max_tokens_sent: int | None,
+) -> FinishReason:
+    if has_tool_calls:
+        return "tool_calls"
+    if stopped:
+        return "stop"
+    if upstream:
+        return _FINISH_ALIASES.get(upstream, "stop")
+    if max_tokens_sent is not None and completion_tokens is not None and completion_tokens >= max_tokens_sent:
+        return "length"
+    return "stop"
+
+
+def usage_out(usage: ParsedUsage) -> Usage:
+    out: Usage = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens or 0},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
+    }
+    return out
+
+
+def sum_usage(usages: Iterable[ParsedUsage]) -> ParsedUsage:
+    total = ParsedUsage()
+    for u in usages:
+        total.prompt_tokens = max(total.prompt_tokens, u.prompt_tokens)  # same prompt for every choice
+        total.completion_tokens += u.completion_tokens
+        if u.cached_tokens is not None:
+            total.cached_tokens = max(total.cached_tokens or 0, u.cached_tokens)
+        if u.reasoning_tokens is not None:
+            total.reasoning_tokens = (total.reasoning_tokens or 0) + u.reasoning_tokens
+    return total
+
+
+def tool_calls_out(choice: ParsedChoice, new_call_id: Callable[[], str]) -> list[ToolCallOut]:
+    return [
+        {"id": call.id or new_call_id(), "type": "function",
+         "function": {"name": call.name, "arguments": call.arguments}}
+        for call in choice.tool_calls
+    ]
+
+
+def from_workers_chat(
+    req: ChatCompletionRequest,
+    call: WorkersChatCall,
+    results: Sequence[ParsedChat],
+    *,
+    completion_id: str,
+    created: int,
+    new_call_id: Callable[[], str],
+) -> ChatCompletion:
+    """One `chat.completion` from the answers of one or more /ai/run calls (one per choice)."""
+    choices: list[Choice] = []
+    usages: list[ParsedUsage] = []
+    for result in results:
+        for parsed in result.choices:
+            text, stopped = truncate_at_stop(parsed.text or "", call.stop)
+            tool_calls = tool_calls_out(parsed, new_call_id)
+            completion_tokens = result.usage.completion_tokens if result.usage else None
+            message: AssistantMessage = {
+                "role": "assistant",
+                "content": text if (text or not tool_calls) else None,
+                "refusal": None,
+            }
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            if parsed.reasoning:
+                message["reasoning_content"] = parsed.reasoning
+            choices.append({
+                "index": len(choices),
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason_for(
+                    upstream=parsed.finish_reason, has_tool_calls=bool(tool_calls), stopped=stopped,
+                    completion_tokens=completion_tokens, max_tokens_sent=call.max_tokens_sent),
+            })
+        usages.append(result.usage or ParsedUsage(
+            prompt_tokens=estimate_tokens(prompt_text(req)),
+            completion_tokens=sum(estimate_tokens((c.text or "") + (c.reasoning or "")) for c in result.choices),
+        ))
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": call.model_id,
+        "choices": choices,
+        "usage": usage_out(sum_usage(usages)),
+    }

@@ -1,0 +1,300 @@
+"""Workers AI stream events -> OpenAI `chat.completion.chunk`s, one small step per concern.
+
+Pure: standard library, cfai_cli.errors and cfai_cli.core. A `ChoiceStream` turns decoded upstream
+events (native `{"response": …}` or vLLM chunks, mixed freely) into choice deltas; `chunk()` wraps
+deltas into chunks. Think tags and stop sequences are handled by the two small filters below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cfai_cli.core.openai.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChunkChoice,
+    Delta,
+    FinishReason,
+    ToolCallDelta,
+    Usage,
+)
+from cfai_cli.core.translate.chat import finish_reason_for
+from cfai_cli.core.workers.chat import ParsedUsage, json_text, parse_usage
+from cfai_cli.core.workers.envelope import clean_message, first_error
+from cfai_cli.errors import UpstreamStreamError
+
+
+class StopFilter:
+    """Cuts text at the first stop sequence, holding back only what could still start one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = [s for s in stops if s]
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if self.stopped:
+            return ""
+        if not self._stops:
+            return text
+        buf = self._held + text
+        cut = min((i for i in (buf.find(s) for s in self._stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            self._held = ""
+            return buf[:cut]
+        keep = 0
+        for stop in self._stops:
+            for n in range(min(len(stop) - 1, len(buf)), 0, -1):
+                if buf.endswith(stop[:n]):
+                    keep = max(keep, n)
+                    break
+        self._held = buf[len(buf) - keep :] if keep else ""
+        return buf[: len(buf) - keep]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return "" if self.stopped else held
+
+
+class ThinkFilter:
+    """Splits a leading `<think>…</think>` block out of streamed native text (reference §2.8)."""
+
+    _OPEN, _CLOSE = "<think>", "</think>"
+
+    def __init__(self) -> None:
+        self._state = "start"  # start -> thinking -> answer
+        self._buf = ""
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        """Pieces as ("reasoning" | "content", text)."""
+        self._buf += text
+        out: list[tuple[str, str]] = []
+        if self._state == "start":
+            stripped = self._buf.lstrip()
+            if not stripped:
+                return out
+            if stripped.startswith(self._OPEN):
+                self._state, self._buf = "thinking", stripped[len(self._OPEN) :]
+            elif self._OPEN.startswith(stripped):
+                return out  # could still become "<think>"
+            else:
+                self._state = "answer"
+        if self._state == "thinking":
+            idx = self._buf.find(self._CLOSE)
+            if idx >= 0:
+                if idx:
+                    out.append(("reasoning", self._buf[:idx]))
+                self._state, self._buf = "answer", self._buf[idx + len(self._CLOSE) :].lstrip("\n")
+            else:
+                keep = next((n for n in range(len(self._CLOSE) - 1, 0, -1)
+                             if self._buf.endswith(self._CLOSE[:n])), 0)
+                emit = self._buf[: len(self._buf) - keep]
+                self._buf = self._buf[len(self._buf) - keep :]
+                if emit:
+                    out.append(("reasoning", emit))
+                return out
+        if self._state == "answer" and self._buf:
+            out.append(("content", self._buf))
+            self._buf = ""
+        return out
+
+    def flush(self) -> list[tuple[str, str]]:
+        buf, self._buf = self._buf, ""
+        if not buf:
+            return []
+        return [("reasoning" if self._state == "thinking" else "content", buf)]
+
+
+@dataclass(slots=True)
+class _ToolSlot:
+    index: int
+    key: str
+    has_args: bool = False
+
+
+class ChoiceStream:
+    """One choice's upstream stream -> its OpenAI deltas. Feed decoded JSON events, then `finish()`."""
+
+    def __init__(self, *, index: int, new_call_id: Callable[[], str], stop: Sequence[str] = (),
+                 max_tokens_sent: int | None = None) -> None:
+        self.index = index
+        self._new_call_id = new_call_id
+        self._stop = StopFilter(stop)
+        self._think = ThinkFilter()
+        self._max_tokens_sent = max_tokens_sent
+        self._tools: dict[str, _ToolSlot] = {}
+        self._named: set[str] = set()  # tool calls whose id and name were already sent
+        self._last_tool: _ToolSlot | None = None
+        self._upstream_finish: str | None = None
+        self._started = False
+        self.usage: ParsedUsage | None = None
+        self.text_chars = 0
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def feed(self, event: Any) -> list[ChunkChoice]:
+        if not isinstance(event, Mapping):
+            raise UpstreamStreamError("Workers AI sent a stream event that is not a JSON object.")
+        if "error" in event or ("errors" in event and event.get("success") is False):
+            code, message = first_error(event)
+            raise UpstreamStreamError(
+                f"Workers AI reported an error mid-stream{f' ({code})' if code is not None else ''}: "
+                f"{clean_message(message)}", upstream_code=code)
+        deltas: list[Delta] = []
+        if not self._started:
+            self._started = True
+            deltas.append({"role": "assistant", "content": ""})
+        usage = parse_usage(event.get("usage"))
+        if usage is not None:
+            self.usage = usage  # running totals on vLLM streams: the last one wins
+        if isinstance(event.get("finish_reason"), str):
+            self._upstream_finish = event["finish_reason"]
+        response = event.get("response")
+        if response is not None and response != "":
+            for kind, piece in self._think.feed(json_text(response)):
+                deltas.extend(self._text(kind, piece))
+        deltas.extend(self._tool_deltas(event.get("tool_calls")))
+        choices = event.get("choices")
+        if isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, Mapping):
+                    deltas.extend(self._chat_choice(choice))
+        return [self._choice(d) for d in deltas if d]
+
+    def _chat_choice(self, choice: Mapping[str, Any]) -> list[Delta]:
+        deltas: list[Delta] = []
+        delta = choice.get("delta") or choice.get("message") or {}
+        if isinstance(delta, Mapping):
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                deltas.extend(self._text("reasoning", reasoning))
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                deltas.extend(self._text("content", content))
+            deltas.extend(self._tool_deltas(delta.get("tool_calls")))
+        elif isinstance(choice.get("text"), str):
+            deltas.extend(self._text("content", choice["text"]))
+        if isinstance(choice.get("finish_reason"), str):
+            self._upstream_finish = choice["finish_reason"]
+        return deltas
+
+    def _text(self, kind: str, text: str) -> list[Delta]:
+        if kind == "reasoning":
+            return [{"reasoning_content": text}] if not self._stop.stopped else []
+        kept = self._stop.feed(text)
+        self.text_chars += len(kept)
+        return [{"content": kept}] if kept else []
+
+    def _tool_deltas(self, raw: Any) -> list[Delta]:
+        if not isinstance(raw, list) or self._stop.stopped:
+            return []
+        out: list[Delta] = []
+        for item in raw:
+            if not isinstance(item, Mapping):
+                continue
+            raw_fn = item.get("function")
+            fn: Mapping[str, Any] = raw_fn if isinstance(raw_fn, Mapping) else {}
+            name = fn.get("name") or item.get("name")
+            args = fn.get("arguments", item.get("arguments"))
+            up_index, up_id = item.get("index"), item.get("id")
+            slot = self._slot(name, up_index, up_id)
+            if slot is None:
+                continue
+            piece: ToolCallDelta = {"index": slot.index}
+            if isinstance(name, str) and name and slot.key not in self._named:
+                self._named.add(slot.key)
+                piece["id"] = up_id if isinstance(up_id, str) and up_id else self._new_call_id()
+                piece["type"] = "function"
+                piece["function"] = {"name": name, "arguments": ""}
+            if args is not None and args != "":
+                text = args if isinstance(args, str) else json_text(args)
+                piece.setdefault("function", {})["arguments"] = text
+                slot.has_args = True
+            if len(piece) > 1:
+                out.append({"tool_calls": [piece]})
+        return out
+
+    def _slot(self, name: Any, up_index: Any, up_id: Any) -> _ToolSlot | None:
+        key: str | None = None
+        slot: _ToolSlot | None
+        if isinstance(up_index, int) and not isinstance(up_index, bool):
+            key = f"i{up_index}"
+        elif isinstance(up_id, str) and up_id:
+            key = f"c{up_id}"
+        if key is not None and key in self._tools:
+            slot = self._tools[key]
+        elif isinstance(name, str) and name:
+            key = key or f"n{len(self._tools)}"
+            slot = self._tools[key] = _ToolSlot(index=len(self._tools), key=key)
+        else:
+            slot = self._last_tool  # a bare argument fragment continues the last call
+        if slot is not None:
+            self._last_tool = slot
+        return slot
+
+    def _choice(self, delta: Delta, finish: FinishReason | None = None) -> ChunkChoice:
+        return {"index": self.index, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    # -- end ---------------------------------------------------------------------------------------
+
+    def finish(self, *, done: bool) -> list[ChunkChoice]:
+        """The closing deltas; `done` says whether upstream sent `[DONE]` (or an explicit finish)."""
+        if not done and self._upstream_finish is None:
+            raise UpstreamStreamError("The Workers AI stream ended before it was complete.")
+        deltas: list[Delta] = []
+        if not self._started:
+            deltas.append({"role": "assistant", "content": ""})
+        for kind, piece in self._think.flush():
+            deltas.extend(self._text(kind, piece))
+        tail = self._stop.flush()
+        if tail:
+            self.text_chars += len(tail)
+            deltas.append({"content": tail})
+        out = [self._choice(d) for d in deltas]
+        reason = finish_reason_for(
+            upstream=self._upstream_finish, has_tool_calls=bool(self._tools), stopped=self._stop.stopped,
+            completion_tokens=self.usage.completion_tokens if self.usage else None,
+            max_tokens_sent=self._max_tokens_sent)
+        out.append(self._choice({}, reason))
+        return out
+
+
+def chunk(choices: list[ChunkChoice], *, completion_id: str, created: int, model: str,
+          usage: Usage | None = None, include_usage: bool = False) -> ChatCompletionChunk:
+    out: ChatCompletionChunk = {
+        "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+        "choices": choices,
+    }
+    if include_usage:
+        out["usage"] = usage
+    return out
+
+
+def completion_to_chunks(completion: ChatCompletion, *, include_usage: bool) -> list[ChatCompletionChunk]:
+    """Replay a whole answer as a stream, for models and modes that cannot stream upstream."""
+    def make(choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
+        return chunk(choices, completion_id=completion["id"], created=completion["created"],
+                     model=completion["model"], usage=usage, include_usage=include_usage)
+
+    chunks: list[ChatCompletionChunk] = []
+    for choice in completion["choices"]:
+        message, index = choice["message"], choice["index"]
+        deltas: list[Delta] = [{"role": "assistant", "content": ""}]
+        if message.get("reasoning_content"):
+            deltas.append({"reasoning_content": message["reasoning_content"]})
+        if message["content"]:
+            deltas.append({"content": message["content"]})
+        for i, call in enumerate(message.get("tool_calls", [])):
+            deltas.append({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                           "function": {"name": call["function"]["name"],
+                                                        "arguments": call["function"]["arguments"]}}]})
+        for delta in deltas:
+            chunks.append(make([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]))
+        chunks.append(make([{"index": index, "delta": {}, "logprobs": None,
+                             "finish_reason": choice["finish_reason"]}]))
+    if include_usage:
+        chunks.append(make([], completion["usage"]))
+    return chunks

@@ -1,0 +1,148 @@
+"""The Cloudflare v4 envelope and Workers AI error codes, mapped onto cfai's error tree.
+
+Pure: standard library and cfai_cli.errors. `upstream` feeds it status, headers and body; what comes
+back is either the `result` value or a raised CfaiError that keeps Cloudflare's code and message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cfai_cli.errors import (
+    CfaiError,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    RequestTooLarge,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+
+QUOTA_CODES = frozenset({3036, 4006})
+CAPACITY_CODES = frozenset({3040})
+AUTH_CODES = frozenset({10000, 10001, 9106, 9109, 2009})
+_UUID_TAIL = re.compile(r"\s*\([0-9a-f-]{8,}\)\s*$")
+
+
+def _as_int(code: Any) -> int | None:
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.strip().isdigit():
+        return int(code.strip())
+    return None
+
+
+def first_error(body: Mapping[str, Any]) -> tuple[int | str | None, str]:
+    """(code, message) of the first error in either the CF envelope or an OpenAI-style body."""
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+        err = errors[0]
+        code = err.get("code")
+        num = _as_int(code)
+        return (num if num is not None else (str(code) if code is not None else None),
+                str(err.get("message") or "unknown error"))
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        code = error.get("code")
+        num = _as_int(code)
+        return (num if num is not None else (str(code) if code is not None else None),
+                str(error.get("message") or "unknown error"))
+    if isinstance(error, str):
+        return None, error
+    return None, "unknown error"
+
+
+def clean_message(message: str) -> str:
+    """Drop the repeated 'AiError: ' prefix and trailing request uuid, keep the substance."""
+    text = message.strip()
+    while text.startswith("AiError: "):
+        text = text[len("AiError: ") :]
+    return _UUID_TAIL.sub("", text)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def map_error(status: int, code: int | str | None, message: str, *, retry_after: float | None = None,
+              model: str | None = None) -> CfaiError:
+    """One Workers AI failure as a cfai error (status, OpenAI type, exit code all follow from the class)."""
+    num = _as_int(code)
+    shown = f"Workers AI error {code}: {clean_message(message)}" if code is not None else (
+        f"Workers AI error (HTTP {status}): {clean_message(message)}")
+    if num in QUOTA_CODES:
+        return QuotaExceeded(shown + " The daily allocation resets at 00:00 UTC.", upstream_code=code,
+                             retry_after=retry_after)
+    if num in CAPACITY_CODES or status == 429:
+        return RateLimited(shown, upstream_code=code, retry_after=retry_after)
+    if num in AUTH_CODES or status == 401:
+        return UpstreamAuthError(
+            shown + " Check CLOUDFLARE_API_TOKEN (it needs Workers AI Read and Edit) and CLOUDFLARE_ACCOUNT_ID.",
+            upstream_code=code)
+    if num in (5007, 3042) or (num is None and "no such model" in message.lower()):
+        what = f"The model {model!r} does not exist on Workers AI" if model else "No such model"
+        return ModelNotFound(f"{what} ({shown}).", param="model", upstream_code=code)
+    if num in (3007, 3008, 3046) or status in (408, 504):
+        return UpstreamTimeout(shown, upstream_code=code)
+    if num == 3006 or status == 413:
+        return RequestTooLarge(shown, upstream_code=code)
+    if status == 403 or num in (5016, 5018, 3023, 3041, 5035):
+        return PermissionDenied(shown, upstream_code=code)
+    if 400 <= status < 500 or num in (5006, 5004, 3030, 3003, 5012, 5005, 5019):
+        return InvalidRequest(shown, upstream_code=code)
+    return UpstreamError(shown, upstream_code=code, retry_after=retry_after)
+
+
+def is_retryable(error: CfaiError) -> bool:
+    """Transient failures worth another try within the deadline; the daily quota never is."""
+    if isinstance(error, QuotaExceeded):
+        return False
+    if isinstance(error, RateLimited):
+        return _as_int(error.upstream_code) in CAPACITY_CODES
+    return type(error) is UpstreamError
+
+
+def looks_like_html(content_type: str, body: bytes) -> bool:
+    return "html" in content_type.lower() or body.lstrip()[:15].lower().startswith((b"<!doctype", b"<html"))
+
+
+def decode_json_result(status: int, content_type: str, body: bytes, headers: Mapping[str, str], *,
+                       model: str | None = None) -> Any:
+    """Unwrap a JSON answer of /ai/run or /ai/models/search, or raise the mapped error."""
+    retry_after = parse_retry_after(headers)
+    if looks_like_html(content_type, body):
+        if status >= 400:
+            raise map_error(status, None, f"the upstream answered with an HTML error page (HTTP {status})",
+                            retry_after=retry_after, model=model)
+        raise UpstreamError(f"Workers AI answered HTTP {status} with an HTML page instead of JSON.")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        if status >= 400:
+            snippet = body[:200].decode("utf-8", "replace").strip() or "empty body"
+            raise map_error(status, None, snippet, retry_after=retry_after, model=model) from None
+        raise UpstreamError(f"Workers AI answered HTTP {status} with a body that is not JSON.") from None
+    if not isinstance(data, dict):
+        raise UpstreamError(f"Workers AI answered HTTP {status} with unexpected JSON (not an object).")
+    if status >= 400 or data.get("success") is False or ("error" in data and "result" not in data):
+        code, message = first_error(data)
+        raise map_error(status, code, message, retry_after=retry_after, model=model)
+    if "result" not in data:
+        # Some compatibility paths answer a bare object; accept it as the result (lenient in).
+        return data
+    return data["result"]

@@ -1,0 +1,165 @@
+"""One exception tree for all of cfai; every front end maps it at exactly one boundary.
+
+    CfaiError                       500 server_error          exit 1
+    ├── InvalidRequest              400 invalid_request_error exit 4
+    │   ├── RequestTooLarge         413                       exit 4
+    │   ├── NotFound                404                       exit 4
+    │   │   └── ModelNotFound       404 code=model_not_found  exit 4
+    │   └── MethodNotAllowed        405                       exit 4
+    ├── AuthenticationError         401 invalid_api_key       exit 3
+    ├── PermissionDenied            403 permission_error      exit 4
+    ├── ConfigError                 500 server_error          exit 3
+    └── UpstreamError               502 api_error             exit 5
+        ├── UpstreamAuthError       502 code=upstream_auth    exit 3
+        ├── UpstreamTimeout         504 code=timeout          exit 6
+        ├── UpstreamStreamError     502 (mid-stream failure)  exit 5
+        └── RateLimited             429 rate_limit_exceeded   exit 7
+            └── QuotaExceeded       429 insufficient_quota    exit 7 (final: never retried)
+
+Imports only the standard library: it sits beneath every other module.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any, ClassVar
+
+
+class ExitCode(IntEnum):
+    """Exit statuses of the `cfai` command (documented in `cfai --help` and the README)."""
+
+    OK = 0
+    ERROR = 1  # unexpected failure inside cfai
+    USAGE = 2  # bad flags or arguments
+    CONFIG = 3  # missing or invalid configuration or credentials
+    INVALID_REQUEST = 4  # the request was rejected (cfai or Workers AI said 4xx)
+    UPSTREAM = 5  # Workers AI failed or could not be reached
+    TIMEOUT = 6  # no answer within the deadline
+    RATE_LIMITED = 7  # rate limit or daily quota reached
+    INTERRUPTED = 130  # Ctrl-C
+
+
+EXIT_CODE_HELP = (
+    "Exit statuses: 0 ok, 1 internal error, 2 bad usage, 3 configuration or credentials, "
+    "4 request rejected, 5 Workers AI failed or unreachable, 6 timeout, 7 rate limited or out of quota, "
+    "130 interrupted."
+)
+
+
+class CfaiError(Exception):
+    """Base of every error cfai raises on purpose."""
+
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+    exit_code: ClassVar[ExitCode] = ExitCode.ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        upstream_code: int | str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.upstream_code = upstream_code
+        self.retry_after = retry_after
+
+    def to_openai(self) -> dict[str, Any]:
+        """The OpenAI error body: all four keys always present."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class InvalidRequest(CfaiError):
+    status = 400
+    error_type = "invalid_request_error"
+    exit_code = ExitCode.INVALID_REQUEST
+
+
+class RequestTooLarge(InvalidRequest):
+    status = 413
+    default_code = "request_too_large"
+
+
+class NotFound(InvalidRequest):
+    status = 404
+    default_code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    default_code = "model_not_found"
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+    default_code = "method_not_allowed"
+
+
+class AuthenticationError(CfaiError):
+    status = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+    exit_code = ExitCode.CONFIG
+
+
+class PermissionDenied(CfaiError):
+    status = 403
+    error_type = "permission_error"
+    default_code = "permission_denied"
+    exit_code = ExitCode.INVALID_REQUEST
+
+
+class ConfigError(CfaiError):
+    status = 500
+    error_type = "server_error"
+    default_code = "configuration_error"
+    exit_code = ExitCode.CONFIG
+
+
+class UpstreamError(CfaiError):
+    status = 502
+    error_type = "api_error"
+    default_code = "upstream_error"
+    exit_code = ExitCode.UPSTREAM
+
+
+class UpstreamAuthError(UpstreamError):
+    default_code = "upstream_auth_error"
+    exit_code = ExitCode.CONFIG
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    default_code = "timeout"
+    exit_code = ExitCode.TIMEOUT
+
+
+class UpstreamStreamError(UpstreamError):
+    default_code = "stream_error"
+
+
+class RateLimited(UpstreamError):
+    status = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+    exit_code = ExitCode.RATE_LIMITED
+
+
+class QuotaExceeded(RateLimited):
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"

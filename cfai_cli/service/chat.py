@@ -1,0 +1,240 @@
+"""Chat completions for both front ends: one answer, or a stream of chunks, from Workers AI.
+
+Imports core, upstream (through Context), errors. `open_chat_stream` does all that can fail early
+(model, images, opening the upstream stream) before returning, so the proxy can still answer a clean
+HTTP error; failures after that surface from the iterator and become in-band stream errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import TypeVar
+
+from cfai_cli.core.catalog import resolve_model, streams_upstream
+from cfai_cli.core.openai.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkChoice,
+    ImagePart,
+    ImageURL,
+)
+from cfai_cli.core.sse import SSEDecoder
+from cfai_cli.core.translate.chat import (
+    WorkersChatCall,
+    estimate_tokens,
+    from_workers_chat,
+    prompt_text,
+    sum_usage,
+    to_workers_chat,
+    usage_out,
+)
+from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks
+from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
+from cfai_cli.errors import UpstreamError, UpstreamStreamError
+from cfai_cli.service.context import Context
+from cfai_cli.upstream.workers import UpstreamStream
+
+T = TypeVar("T")
+
+
+async def gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and raise that failure itself."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _inline_images(ctx: Context, req: ChatCompletionRequest) -> ChatCompletionRequest:
+    """Replace http(s) image URLs with data URIs: Workers AI models only take inline images."""
+    found = [
+        (i, j, part)
+        for i, message in enumerate(req.messages)
+        if isinstance(message.content, list)
+        for j, part in enumerate(message.content)
+        if isinstance(part, ImagePart) and not part.url().startswith("data:")
+    ]
+    if not found:
+        return req
+    req = req.model_copy(deep=True)
+    uris = await gather_all(
+        ctx.images.data_uri(part.url(), param=f"messages[{i}].content[{j}].image_url.url") for i, j, part in found
+    )
+    for (i, j, _), uri in zip(found, uris, strict=True):
+        content = req.messages[i].content
+        assert isinstance(content, list)
+        part = content[j]
+        assert isinstance(part, ImagePart)
+        part.image_url = ImageURL(url=uri)
+    return req
+
+
+async def _prepare(ctx: Context, req: ChatCompletionRequest) -> tuple[str, ChatCompletionRequest]:
+    model_id = resolve_model(req.model, ctx.settings.aliases)
+    return model_id, await _inline_images(ctx, req)
+
+
+def _plan(ctx: Context, req: ChatCompletionRequest, model_id: str, *, stream: bool) -> WorkersChatCall:
+    return to_workers_chat(req, model_id, default_max_tokens=ctx.settings.default_max_tokens, stream=stream)
+
+
+async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str) -> ChatCompletion:
+    call = _plan(ctx, req, model_id, stream=False)
+    results = await gather_all(ctx.workers.run(model_id, call.body) for _ in range(req.n or 1))
+    parsed = [parse_chat_result(result) for result in results]
+    return from_workers_chat(req, call, parsed, completion_id=ctx.ids("chatcmpl"), created=ctx.now(),
+                             new_call_id=lambda: ctx.ids("call"))
+
+
+async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> ChatCompletion:
+    model_id, req = await _prepare(ctx, req)
+    return await _complete(ctx, req, model_id)
+
+
+async def _replay(chunks: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
+    for item in chunks:
+        yield item
+
+
+async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
+    """Open the upstream stream(s) and return the chunk iterator."""
+    model_id, req = await _prepare(ctx, req)
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    call = _plan(ctx, req, model_id, stream=True)
+    json_mode = req.response_format is not None and req.response_format.type != "text"
+    if not streams_upstream(model_id) or (json_mode and not call.chat_dialect):
+        # Those cannot stream upstream (reference §2.4, §2.6): answer whole, then replay as chunks.
+        completion = await _complete(ctx, req, model_id)
+        return _replay(completion_to_chunks(completion, include_usage=include_usage))
+    streams = await gather_all(ctx.workers.stream(model_id, call.body) for _ in range(req.n or 1))
+    return _stream(ctx, req, call, streams, include_usage=include_usage)
+
+
+class _Choice:
+    """One upstream stream feeding one choice index."""
+
+    def __init__(self, ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, upstream: UpstreamStream,
+                 index: int) -> None:
+        self.ctx, self.req, self.call, self.upstream = ctx, req, call, upstream
+        self.translator = ChoiceStream(index=index, new_call_id=lambda: ctx.ids("call"), stop=call.stop,
+                                       max_tokens_sent=call.max_tokens_sent)
+
+    def usage(self) -> ParsedUsage:
+        return self.translator.usage or ParsedUsage(
+            prompt_tokens=estimate_tokens(prompt_text(self.req)),
+            completion_tokens=estimate_tokens("x" * self.translator.text_chars),
+        )
+
+    async def deltas(self) -> AsyncIterator[list[ChunkChoice]]:
+        try:
+            if self.upstream.chunks is None:
+                async for item in self._from_result():
+                    yield item
+                return
+            decoder = SSEDecoder()
+            done = False
+            async for raw in self.upstream.chunks:
+                for event in decoder.decode(raw):
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        break
+                    out = self.translator.feed(_event_json(event.data))
+                    if out:
+                        yield out
+                if done:
+                    break
+            if not done:
+                for event in decoder.flush():
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        break
+                    out = self.translator.feed(_event_json(event.data))
+                    if out:
+                        yield out
+            yield self.translator.finish(done=done)
+        finally:
+            await self.upstream.aclose()
+
+    async def _from_result(self) -> AsyncIterator[list[ChunkChoice]]:
+        """The model answered JSON to a stream request: use it, or ask again without streaming."""
+        try:
+            parsed = parse_chat_result(self.upstream.result)
+        except UpstreamError:
+            body = {k: v for k, v in self.call.body.items() if k not in ("stream", "stream_options")}
+            parsed = parse_chat_result(await self.ctx.workers.run(self.call.model_id, body))
+        completion = from_workers_chat(self.req, self.call, [parsed], completion_id="", created=0,
+                                       new_call_id=lambda: self.ctx.ids("call"))
+        self.translator.usage = ParsedUsage(
+            prompt_tokens=completion["usage"]["prompt_tokens"],
+            completion_tokens=completion["usage"]["completion_tokens"])
+        for item in completion_to_chunks(completion, include_usage=False):
+            for choice in item["choices"]:
+                choice["index"] = self.translator.index
+            yield item["choices"]
+
+
+def _event_json(data: str) -> object:
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).") from None
+
+
+async def _stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, streams: list[UpstreamStream],
+                  *, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+    completion_id, created = ctx.ids("chatcmpl"), ctx.now()
+    choices = [_Choice(ctx, req, call, upstream, i) for i, upstream in enumerate(streams)]
+
+    def wrap(choice: ChunkChoice) -> ChatCompletionChunk:
+        # One choice delta per chunk: clients merge deltas by index, chunk by chunk.
+        return chunk([choice], completion_id=completion_id, created=created, model=call.model_id,
+                     include_usage=include_usage)
+
+    if len(choices) == 1:
+        async for deltas in choices[0].deltas():
+            for choice in deltas:
+                yield wrap(choice)
+    else:
+        async for deltas in _merge(choices):
+            for choice in deltas:
+                yield wrap(choice)
+    if include_usage:
+        usage = usage_out(sum_usage(c.usage() for c in choices))
+        yield chunk([], completion_id=completion_id, created=created, model=call.model_id, usage=usage,
+                    include_usage=True)
+
+
+async def _merge(choices: list[_Choice]) -> AsyncIterator[list[ChunkChoice]]:
+    """Interleave several choices' deltas as they arrive (n > 1)."""
+    queue: asyncio.Queue[list[ChunkChoice] | Exception | None] = asyncio.Queue(maxsize=64)
+
+    async def pump(choice: _Choice) -> None:
+        try:
+            async for deltas in choice.deltas():
+                await queue.put(deltas)
+            await queue.put(None)
+        except Exception as exc:  # handed to the consumer, which re-raises it
+            await queue.put(exc)
+
+    tasks = [asyncio.create_task(pump(c)) for c in choices]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

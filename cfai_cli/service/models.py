@@ -1,0 +1,128 @@
+"""The model catalogue for both front ends: Workers AI's /ai/models/search, normalised and cached.
+
+Imports core, upstream (through Context), errors. The proxy's /v1/models and `cfai models` both read
+`catalogue()`, so they always agree on what exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cfai_cli.core.catalog import resolve_model
+from cfai_cli.errors import ModelNotFound
+from cfai_cli.service.context import Context
+
+CACHE_SECONDS = 600
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    task: str
+    description: str
+    created: int
+    context_window: int | None
+    function_calling: bool
+    reasoning: bool
+    beta: bool
+    deprecated: str | None
+
+    @property
+    def owned_by(self) -> str:
+        parts = self.id.split("/")
+        return parts[1] if len(parts) > 2 else "cloudflare"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "task": self.task, "description": self.description, "created": self.created,
+                "context_window": self.context_window, "function_calling": self.function_calling,
+                "reasoning": self.reasoning, "beta": self.beta, "planned_deprecation_date": self.deprecated}
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _created(value: Any) -> int:
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace(" ", "T").replace("Z", "+00:00"))
+        except ValueError:
+            return 0
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return int(parsed.timestamp())
+    return 0
+
+
+def parse_model(item: Mapping[str, Any]) -> ModelInfo | None:
+    """One /ai/models/search item; property values may be strings, numbers, arrays or objects."""
+    name = item.get("name")
+    if not isinstance(name, str) or not name.startswith("@"):
+        return None
+    props: dict[str, Any] = {}
+    for prop in item.get("properties") or []:
+        if isinstance(prop, Mapping) and isinstance(prop.get("property_id"), str):
+            props[prop["property_id"]] = prop.get("value")
+    task = item.get("task")
+    window = props.get("context_window") or props.get("max_input_tokens")
+    try:
+        context_window = int(float(window)) if window is not None else None
+    except (TypeError, ValueError):
+        context_window = None
+    deprecated = props.get("planned_deprecation_date")
+    return ModelInfo(
+        id=name,
+        task=str(task.get("name", "")) if isinstance(task, Mapping) else str(task or ""),
+        description=str(item.get("description") or ""),
+        created=_created(item.get("created_at")),
+        context_window=context_window,
+        function_calling=_truthy(props.get("function_calling")),
+        reasoning=_truthy(props.get("reasoning")),
+        beta=_truthy(props.get("beta")),
+        deprecated=str(deprecated) if deprecated else None,
+    )
+
+
+async def catalogue(ctx: Context, *, task: str | None = None, search: str | None = None) -> list[ModelInfo]:
+    """Every model Workers AI offers (optionally filtered upstream), cached for ten minutes."""
+    key = f"models:{task or ''}:{search or ''}"
+    cached = ctx.cache.get(key)
+    if cached is not None and ctx.clock() - cached[0] < CACHE_SECONDS:
+        return list(cached[1])
+    params: dict[str, str | int] = {}
+    if task:
+        params["task"] = task
+    if search:
+        params["search"] = search
+    items = await ctx.workers.models_search(params)
+    models = sorted((m for m in map(parse_model, items) if m is not None), key=lambda m: m.id)
+    ctx.cache[key] = (ctx.clock(), models)
+    return list(models)
+
+
+def openai_model(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
+
+
+async def list_openai_models(ctx: Context) -> dict[str, Any]:
+    """GET /v1/models: every Workers AI model plus the configured aliases (tools look names up here)."""
+    models = await catalogue(ctx)
+    data = [openai_model(m.id, m.created, m.owned_by) for m in models]
+    known = {m.id: m for m in models}
+    for alias, target in sorted(ctx.settings.aliases.items()):
+        if target in known:
+            data.append(openai_model(alias, known[target].created, "cfai-alias"))
+    return {"object": "list", "data": data}
+
+
+async def retrieve_openai_model(ctx: Context, name: str) -> dict[str, Any]:
+    model_id = resolve_model(name, ctx.settings.aliases)
+    for model in await catalogue(ctx):
+        if model.id == model_id:
+            return openai_model(name, model.created, "cfai-alias" if name != model_id else model.owned_by)
+    raise ModelNotFound(f"The model {name!r} does not exist on Workers AI.", param="model")

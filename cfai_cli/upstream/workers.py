@@ -1,0 +1,180 @@
+"""The Workers AI REST client: the only code that knows URLs, auth headers, retries and deadlines.
+
+Imports httpx, stdlib, errors and core. Every call has one total deadline (retries included); only
+transient failures (connection errors, 5xx, capacity 3040) are retried, with exponential backoff.
+Tests and `--offline` pass their own `httpx.AsyncBaseTransport`; nothing else is mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from cfai_cli import __version__
+from cfai_cli.core.workers.envelope import decode_json_result, is_retryable
+from cfai_cli.errors import CfaiError, ConfigError, UpstreamError, UpstreamTimeout
+
+T = TypeVar("T")
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(slots=True)
+class UpstreamStream:
+    """An open streaming answer: either SSE bytes to iterate, or a JSON result the model sent instead."""
+
+    chunks: AsyncIterator[bytes] | None
+    result: Any = None
+    _response: httpx.Response | None = None
+
+    async def aclose(self) -> None:
+        if self._response is not None:
+            await self._response.aclose()
+
+
+class WorkersAIClient:
+    def __init__(
+        self,
+        *,
+        account_id: str,
+        api_token: str,
+        api_base: str,
+        timeout: float,
+        max_retries: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 256,
+    ) -> None:
+        if not _ACCOUNT_ID.fullmatch(account_id):
+            raise ConfigError("CLOUDFLARE_ACCOUNT_ID looks wrong: expected the 32-character hex id of your account.")
+        self._base = f"{api_base.rstrip('/')}/accounts/{account_id}/ai"
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            headers={"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}"},
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---- public calls ----------------------------------------------------------------------------
+
+    async def run(self, model: str, body: Mapping[str, Any]) -> Any:
+        """POST /ai/run/{model} with a JSON body; the unwrapped `result`."""
+        url = f"{self._base}/run/{model}"
+
+        async def attempt(remaining: float) -> Any:
+            response = await self._http.post(url, json=body, timeout=remaining)
+            return decode_json_result(response.status_code, response.headers.get("content-type", ""),
+                                      response.content, response.headers, model=model)
+
+        return await self._with_retries(attempt)
+
+    async def stream(self, model: str, body: Mapping[str, Any]) -> UpstreamStream:
+        """POST /ai/run/{model} with `stream: true`; retried until the first byte, never after."""
+        url = f"{self._base}/run/{model}"
+        deadline = asyncio.get_running_loop().time() + self.timeout
+
+        async def attempt(remaining: float) -> UpstreamStream:
+            request = self._http.build_request("POST", url, json=body, timeout=remaining)
+            response = await self._http.send(request, stream=True)
+            content_type = response.headers.get("content-type", "")
+            if response.status_code >= 400 or "text/event-stream" not in content_type:
+                try:
+                    raw = await response.aread()
+                finally:
+                    await response.aclose()
+                result = decode_json_result(response.status_code, content_type, raw, response.headers, model=model)
+                return UpstreamStream(chunks=None, result=result)
+            return UpstreamStream(chunks=self._chunks(response, deadline), _response=response)
+
+        return await self._with_retries(attempt, deadline=deadline)
+
+    async def models_search(self, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
+        """Every page of GET /ai/models/search."""
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            query = {**params, "page": page, "per_page": 100}
+
+            async def attempt(remaining: float, query: Mapping[str, Any] = query) -> Any:
+                response = await self._http.get(f"{self._base}/models/search", params=query, timeout=remaining)
+                return decode_json_result(response.status_code, response.headers.get("content-type", ""),
+                                          response.content, response.headers)
+
+            result = await self._with_retries(attempt)
+            if not isinstance(result, list):
+                raise UpstreamError("Workers AI answered the model search with something other than a list.")
+            items.extend(item for item in result if isinstance(item, dict))
+            if len(result) < 100 or page >= 50:
+                return items
+            page += 1
+
+    # ---- machinery -------------------------------------------------------------------------------
+
+    async def _chunks(self, response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
+        iterator = response.aiter_bytes().__aiter__()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"Workers AI did not finish the stream within {self.timeout:g} s "
+                        "(set --timeout or CFAI_TIMEOUT)."
+                    ) from None
+                except httpx.HTTPError as exc:
+                    raise UpstreamError(f"The connection to Workers AI broke mid-stream ({_describe(exc)}).") from None
+                if chunk:
+                    yield chunk
+        finally:
+            await response.aclose()
+
+    async def _with_retries(
+        self, attempt: Callable[[float], Awaitable[T]], *, deadline: float | None = None
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = deadline if deadline is not None else loop.time() + self.timeout
+        tries = 0
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout_at(deadline):
+                    return await attempt(remaining)
+            except (TimeoutError, httpx.TimeoutException):
+                raise UpstreamTimeout(
+                    f"Workers AI did not answer within {self.timeout:g} s (set --timeout or CFAI_TIMEOUT)."
+                ) from None
+            except httpx.HTTPError as exc:
+                error: CfaiError = UpstreamError(f"Could not reach Workers AI: {_describe(exc)}.")
+            except CfaiError as exc:
+                error = exc
+            tries += 1
+            if not is_retryable(error) or tries > self.max_retries:
+                raise error
+            delay = min(8.0, 0.25 * 2 ** (tries - 1)) * (0.5 + random.random())
+            if error.retry_after is not None:
+                delay = max(delay, error.retry_after)
+            if loop.time() + delay >= deadline:
+                raise error
+            await asyncio.sleep(delay)
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    """An httpx error in words, without the request (whose headers hold the token)."""
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
