@@ -1,0 +1,61 @@
+"""The proxy's one error boundary: every failure leaves as an OpenAI error body, never HTML or a traceback.
+
+Imports starlette and errors. Handlers cover cfai errors, Starlette's own 404/405, and anything
+unexpected (logged server-side without locals, answered as a generic 500).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from cfai_cli.errors import CfaiError, MethodNotAllowed, NotFound
+
+log = logging.getLogger("cfai.server")
+
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def error_response(exc: CfaiError) -> JSONResponse:
+    headers = dict(API_HEADERS)
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="cfai"'
+    return JSONResponse(exc.to_openai(), status_code=exc.status, headers=headers)
+
+
+async def cfai_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CfaiError)
+    return error_response(exc)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error: CfaiError = NotFound(f"Unknown request URL: {request.method} {request.url.path}. "
+                                   "See the README for the routes cfai serves.")
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
+    else:
+        error = CfaiError(exc.detail or "HTTP error")
+        error.status = exc.status_code  # type: ignore[misc]
+    response = error_response(error)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
+              exc_info=(type(exc), exc, exc.__traceback__))
+    body: dict[str, Any] = {"error": {"message": "The proxy hit an internal error; see its log.",
+                                      "type": "server_error", "param": None, "code": "internal_error"}}
+    return JSONResponse(body, status_code=500, headers=API_HEADERS)
+
+
+HANDLERS = {CfaiError: cfai_error, HTTPException: http_error, Exception: unexpected_error}

@@ -1,0 +1,17 @@
+"""The proxy's routes, one module per OpenAI endpoint family; `routes()` lists them all."""
+
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from cfai_cli.server.routes import chat, models
+
+
+def routes() -> list[Route]:
+    """Every route twice: under /v1 (what SDKs call) and unversioned (what some tools call)."""
+    table = [*chat.ROUTES, *models.ROUTES]
+    out = [Route("/health", models.health, methods=["GET"])]
+    for path, endpoint, methods in table:
+        out.append(Route("/v1" + path, endpoint, methods=methods))
+        out.append(Route(path, endpoint, methods=methods))
+    return out

@@ -1,0 +1,58 @@
+"""Helpers every route uses: reading a size-capped JSON body, and SSE responses with in-band errors.
+
+Imports starlette, core and errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from cfai_cli.core.openai.base import parse_body
+from cfai_cli.core.sse import DONE, encode_sse
+from cfai_cli.errors import CfaiError, RequestTooLarge, UpstreamError
+from cfai_cli.server.errors import API_HEADERS
+
+log = logging.getLogger("cfai.server")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body is larger than the proxy's limit of {limit} bytes.")
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > limit:
+            raise RequestTooLarge(f"The request body is larger than the proxy's limit of {limit} bytes.")
+    return bytes(data)
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    limit: int = request.app.state.max_body_bytes
+    return parse_body(await read_body(request, limit))
+
+
+async def _sse(events: AsyncIterator[Mapping[str, Any]], done: bool) -> AsyncIterator[bytes]:
+    try:
+        async for event in events:
+            yield encode_sse(event)
+    except CfaiError as exc:
+        # In-band error and no [DONE]: a client must never take a broken answer for a complete one.
+        yield encode_sse(exc.to_openai())
+        return
+    except Exception as exc:  # the stream's boundary: anything else is still reported in-band
+        log.error("stream failed: %s", type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__))
+        yield encode_sse(UpstreamError("The stream failed inside the proxy.", code="internal_error").to_openai())
+        return
+    if done:
+        yield DONE
+
+
+def sse_response(events: AsyncIterator[Mapping[str, Any]], *, done: bool = True) -> StreamingResponse:
+    headers = {**API_HEADERS, "X-Accel-Buffering": "no"}
+    return StreamingResponse(_sse(events, done), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,71 @@
+"""Settings precedence (flag > environment > config file > default) and the private config file."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from cfai_cli.errors import ConfigError
+from cfai_cli.settings import DEFAULT_API_BASE, load_settings, public_view, set_config_value
+
+
+def test_precedence(tmp_path: Path) -> None:
+    env = {"CFAI_HOME": str(tmp_path)}
+    assert load_settings(environ=env).timeout == 300.0
+    set_config_value(tmp_path / "config.toml", "timeout", "40")
+    assert load_settings(environ=env).timeout == 40.0
+    assert load_settings(environ={**env, "CFAI_TIMEOUT": "20"}).timeout == 20.0
+    assert load_settings({"timeout": 10}, environ={**env, "CFAI_TIMEOUT": "20"}).timeout == 10.0
+    assert load_settings({"timeout": None}, environ={**env, "CFAI_TIMEOUT": "20"}).timeout == 20.0
+
+
+def test_credentials_and_api_base_from_environment(tmp_path: Path) -> None:
+    env = {"CFAI_HOME": str(tmp_path), "CLOUDFLARE_ACCOUNT_ID": "acct", "CLOUDFLARE_API_TOKEN": "tok",
+           "CFAI_API_BASE": "http://gateway.example/v1/"}
+    settings = load_settings(environ=env)
+    assert settings.require_credentials() == ("acct", "tok")
+    assert settings.api_base == "http://gateway.example/v1"
+    assert load_settings(environ={"CFAI_HOME": str(tmp_path)}).api_base == DEFAULT_API_BASE
+
+
+def test_missing_credentials_name_the_variables(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN"):
+        load_settings(environ={"CFAI_HOME": str(tmp_path)}).require_credentials()
+    offline = load_settings({"offline": True}, environ={"CFAI_HOME": str(tmp_path)})
+    assert offline.require_credentials()[0] == "offline"
+
+
+def test_config_file_is_private_and_keeps_other_values(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    set_config_value(path, "api_token", 'tok "quoted" \\ value')
+    set_config_value(path, "account_id", "acct")
+    set_config_value(path, "aliases.fast", "@cf/meta/llama-3.1-8b-instruct-fast")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    settings = load_settings(environ={"CFAI_HOME": str(tmp_path)})
+    assert settings.api_token == 'tok "quoted" \\ value'
+    assert settings.aliases["fast"] == "@cf/meta/llama-3.1-8b-instruct-fast"
+    assert settings.aliases["gpt-4o"]  # defaults stay
+    set_config_value(path, "api_token", None)
+    assert load_settings(environ={"CFAI_HOME": str(tmp_path)}).api_token is None
+
+
+@pytest.mark.parametrize(("key", "value"), [("timeout", "soon"), ("timeout", "-1"), ("nope", "1"),
+                                            ("aliases.x", "../etc"), ("allow_private_fetch", "maybe")])
+def test_bad_values_are_config_errors(tmp_path: Path, key: str, value: str) -> None:
+    with pytest.raises(ConfigError):
+        set_config_value(tmp_path / "config.toml", key, value)
+    assert not (tmp_path / "config.toml").exists()
+
+
+def test_broken_config_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("timeout = [")
+    with pytest.raises(ConfigError, match="config file"):
+        load_settings(environ={"CFAI_HOME": str(tmp_path)})
+
+
+def test_token_never_shown(tmp_path: Path) -> None:
+    settings = load_settings({"api_token": "cf-very-secret-token-1234"}, environ={"CFAI_HOME": str(tmp_path)})
+    assert "cf-very-secret-token-1234" not in repr(settings)
+    assert "cf-very-secret-token-1234" not in str(public_view(settings))
