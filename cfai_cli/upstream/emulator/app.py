@@ -1,0 +1,90 @@
+"""The emulator's ASGI app: routes `/accounts/{id}/ai/run/{model}` and `/ai/models/search` under any prefix.
+
+Imports only the standard library, starlette and the emulator's own modules. Checks run in a fixed order —
+route (7003), auth (10000), JSON body (5006), model (5007), the model's schema — so each failure is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cfai_cli.upstream.emulator import chat, faults, native, responses
+from cfai_cli.upstream.emulator.catalogue import TASK_OF, TEXT_MODELS, search
+from cfai_cli.upstream.emulator.wire import EmulatorError, bad_input, digest, error_response, json_response
+
+_RUN = re.compile(r"^.*?/accounts/(?P<account>[^/]+)/ai/run/(?P<model>.+)$")
+_SEARCH = re.compile(r"^.*?/accounts/(?P<account>[^/]+)/ai/models/search/?$")
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def _check_auth(request: Request) -> None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise EmulatorError(401, 10000, "Authentication error", ai_error=False)
+
+
+def _check_method(request: Request, method: str) -> None:
+    if request.method != method:
+        raise EmulatorError(405, 7001, f"Method {request.method} not allowed for this route (use {method})",
+                            ai_error=False)
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise bad_input("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad_input("must be object at '/'")
+    return body
+
+
+def run_model(model: str, body: Mapping[str, Any], seed: bytes) -> Response:
+    """One /ai/run call, once the body is known to be a JSON object."""
+    if model.startswith(faults.PREFIX):
+        return faults.run(model[len(faults.PREFIX) :], body, seed)
+    spec = TEXT_MODELS.get(model)
+    if spec is None:
+        if model in TASK_OF:
+            raise bad_input(f"cfai's offline emulator does not emulate {TASK_OF[model]} models yet ({model})")
+        raise EmulatorError(400, 5007, f"AiError: No such model: No such model {model} or task")
+    if spec.dialect == "native":
+        return native.run(model, spec, body, seed)
+    if spec.responses_api and "input" in body:
+        return responses.run(model, spec, body, seed)
+    return chat.run(model, spec, body, seed)
+
+
+async def _dispatch(request: Request) -> Response:
+    path: str = request.scope["path"]
+    seed = digest(request.method, path)
+    try:
+        if _SEARCH.match(path):
+            _check_method(request, "GET")
+            _check_auth(request)
+            return json_response(search(dict(request.query_params)))
+        match = _RUN.match(path)
+        if match is None:
+            raise EmulatorError(404, 7003, "No route for the URI", ai_error=False)
+        _check_method(request, "POST")
+        _check_auth(request)
+        raw = await request.body()
+        seed = digest(path, raw)
+        if request.query_params.get("queueRequest", "").lower() == "true":
+            raise bad_input("cfai's offline emulator does not emulate async batch requests (queueRequest)")
+        return run_model(match["model"], _parse_body(raw), seed)
+    except EmulatorError as error:
+        return error_response(error, seed)
+
+
+def create_emulator_app() -> Starlette:
+    """A fresh emulator app; stateless, so one instance may serve any number of clients."""
+    return Starlette(routes=[Route("/{path:path}", _dispatch, methods=_METHODS)])

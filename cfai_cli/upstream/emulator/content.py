@@ -1,0 +1,190 @@
+"""What the emulator answers, independent of dialect: the canned text, reasoning, tool calls, JSON values.
+
+Imports only the standard library and the emulator's own modules. `plan_answer` decides the whole answer
+(pieces of reasoning and content, or one tool call, and the finish reason); the dialect modules only render it.
+Answers are a pure function of the request, so the same input always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cfai_cli.upstream.emulator.schema import ToolDef, choose_tool, sample_value
+from cfai_cli.upstream.emulator.wire import count_words, pieces
+
+QUOTE_CHARS = 200
+
+
+@dataclass(slots=True)
+class Conversation:
+    """The parts of the input the canned answer depends on."""
+
+    last_role: str | None = None
+    user_text: str = ""
+    has_image: bool = False
+    tool_name: str | None = None
+    tool_result: str | None = None
+    prompt_tokens: int = 0
+
+
+def content_text(content: Any) -> tuple[str, bool]:
+    """(text, has_image) of a message content: a string, a list of parts, or a single part object."""
+    if isinstance(content, str):
+        return content, False
+    parts = [content] if isinstance(content, Mapping) else content if isinstance(content, list) else []
+    texts: list[str] = []
+    image = False
+    for part in parts:
+        if not isinstance(part, Mapping):
+            continue
+        if isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        if part.get("type") in ("image_url", "input_image", "image"):
+            image = True
+    return " ".join(texts), image
+
+
+def read_messages(messages: Sequence[Mapping[str, Any]]) -> Conversation:
+    conv = Conversation()
+    call_names: dict[str, str] = {}
+    for message in messages:
+        text, image = content_text(message.get("content"))
+        conv.prompt_tokens += count_words(text)
+        for call in message.get("tool_calls") or []:
+            if isinstance(call, Mapping):
+                fn = call.get("function")
+                fn = fn if isinstance(fn, Mapping) else call
+                if isinstance(call.get("id"), str) and isinstance(fn.get("name"), str):
+                    call_names[call["id"]] = fn["name"]
+        role = message.get("role")
+        conv.last_role = role if isinstance(role, str) else None
+        if role == "user":
+            conv.user_text, conv.has_image = text, image
+            conv.tool_name = conv.tool_result = None
+        elif role in ("tool", "function"):
+            name = message.get("name") or call_names.get(str(message.get("tool_call_id")))
+            conv.tool_name = name if isinstance(name, str) else None
+            conv.tool_result = text
+    return conv
+
+
+def read_prompt(prompt: str) -> Conversation:
+    return Conversation(last_role="user", user_text=prompt, prompt_tokens=count_words(prompt))
+
+
+def quote(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= QUOTE_CHARS else flat[:QUOTE_CHARS].rstrip() + "..."
+
+
+def answer_text(model: str, conv: Conversation) -> str:
+    """The canned answer: obviously not a real model, at least ~20 tokens so streams show many chunks."""
+    head = f"[offline] cfai's built-in emulator answering {model}."
+    if conv.tool_result is not None:
+        tool = f"The tool {conv.tool_name}" if conv.tool_name else "The tool"
+        return (f"{head} No real model ran, so this canned answer only repeats the result. "
+                f"{tool} returned: {quote(conv.tool_result) or '(nothing)'}")
+    image = " You sent an image, which the emulator does not look at." if conv.has_image else ""
+    return (f"{head} No real model ran; this canned answer is the same every time.{image} "
+            f"You said: {quote(conv.user_text) or '(nothing)'}")
+
+
+def reasoning_text(conv: Conversation, tool: ToolDef | None) -> str:
+    if tool is not None:
+        return f"The user asked something the {tool.name} tool can answer, so I will call it with sample arguments."
+    if conv.tool_result is not None:
+        return "A tool answered. I am the offline emulator, so I will repeat its result as my canned reply."
+    words = count_words(conv.user_text)
+    return (f"The user wrote {words} word{'' if words == 1 else 's'}. I am the offline emulator, so I will reply "
+            "with my deterministic canned answer.")
+
+
+def json_value(model: str, conv: Conversation, schema: Mapping[str, Any] | None) -> Any:
+    if schema:
+        return sample_value(schema)
+    return {"answer": answer_text(model, conv), "offline": True}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+
+    @property
+    def arguments_json(self) -> str:
+        # Default separators keep spaces, so the JSON splits into several stream fragments.
+        return json.dumps(self.arguments, ensure_ascii=False)
+
+    @property
+    def tokens(self) -> int:
+        return 1 + len(pieces(self.arguments_json))
+
+
+@dataclass(slots=True)
+class Plan:
+    reasoning: list[str] = field(default_factory=list)
+    content: list[str] = field(default_factory=list)
+    tool_call: ToolCall | None = None
+    truncated: bool = False
+    json_value: Any = None  # JSON mode: the whole value, before any truncation
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.reasoning) + len(self.content) + (self.tool_call.tokens if self.tool_call else 0)
+
+    @property
+    def finish_reason(self) -> Literal["stop", "length", "tool_calls"]:
+        if self.tool_call is not None:
+            return "tool_calls"
+        return "length" if self.truncated else "stop"
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+def plan_answer(
+    model: str,
+    conv: Conversation,
+    *,
+    tools: list[ToolDef],
+    tool_choice: Any = None,
+    json_mode: bool = False,
+    schema: Mapping[str, Any] | None = None,
+    reasoning: Literal["none", "field", "tags"] = "none",
+    max_tokens: int | None = None,
+    stop: Sequence[str] = (),
+) -> Plan:
+    """The whole answer, cut at `max_tokens` pieces (reasoning spends the budget first, as on the real models)."""
+    tool = choose_tool(tools, tool_choice) if conv.last_role == "user" else None
+    thought = pieces(reasoning_text(conv, tool)) if reasoning != "none" else []
+    plan = Plan()
+    if tool is not None:
+        plan.reasoning = thought
+        plan.tool_call = ToolCall(tool.name, tool.arguments())
+    else:
+        if json_mode:
+            plan.json_value = json_value(model, conv, schema)
+            text = json.dumps(plan.json_value, ensure_ascii=False)
+        else:
+            text = _cut_at_stop(answer_text(model, conv), stop)
+        if reasoning == "tags":
+            # Native reasoning models inline their thoughts before the answer (reference §2.8).
+            plan.content = pieces("<think>\n" + "".join(thought) + "\n</think>\n\n" + text)
+        else:
+            plan.reasoning, plan.content = thought, pieces(text)
+    if max_tokens is None:
+        return plan
+    if plan.tool_call is not None:
+        # A tool call is emitted whole (never cut), unless the budget ran out while still thinking.
+        if len(plan.reasoning) >= max_tokens:
+            plan.reasoning, plan.tool_call, plan.truncated = plan.reasoning[:max_tokens], None, True
+    elif len(plan.reasoning) + len(plan.content) > max_tokens:
+        plan.truncated = True
+        plan.reasoning = plan.reasoning[:max_tokens]
+        plan.content = plan.content[: max_tokens - len(plan.reasoning)]
+    return plan
