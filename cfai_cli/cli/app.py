@@ -1,0 +1,82 @@
+"""The `cfai` command: the Typer app, its one error boundary, and `main()` (the console script).
+
+Imports typer, errors and the command modules, which import their heavy dependencies (httpx, pydantic,
+starlette, uvicorn, rich) only inside the command functions: `cfai --help` must start fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from cfai_cli import __version__
+from cfai_cli.cli import chat, config, keys, models, serve
+from cfai_cli.errors import EXIT_CODE_HELP, CfaiError, ExitCode
+
+
+class _Boundary(TyperGroup):
+    """The CLI's one error boundary, around every (sub)command.
+
+    A CfaiError becomes `cfai: <message>` on stderr and its documented exit status; Ctrl-C exits 130.
+    Anything else is a bug and keeps its traceback (never with locals, which may hold the token).
+    It lives in the group rather than in main() so that every way of running the app (the console
+    script, `python -m cfai_cli`, Typer's test runner) goes through it.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CfaiError as err:
+            _fail(err.message, err.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted", ExitCode.INTERRUPTED)
+
+
+def _fail(message: str, status: ExitCode) -> NoReturn:
+    from cfai_cli.cli.render import Terminal
+
+    Terminal().error(message)
+    raise typer.Exit(int(status))
+
+
+app = typer.Typer(
+    name="cfai",
+    cls=_Boundary,
+    help="Cloudflare Workers AI from the command line, and a local OpenAI-compatible proxy in front of it.\n\n"
+         "Credentials come from CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN or `cfai config set`; "
+         "try it without an account with --offline.",
+    epilog=EXIT_CODE_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from cfai_cli.cli.render import Terminal
+
+        Terminal().line(f"cfai {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Cloudflare Workers AI from the command line, and a local OpenAI-compatible proxy in front of it."""
+
+
+for module in (chat, models, config, keys, serve):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point (`cfai`)."""
+    app(prog_name="cfai")

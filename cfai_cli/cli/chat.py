@@ -1,0 +1,187 @@
+"""`cfai chat`: ask a model once (prompt, piped stdin, or a whole --request body) or chat interactively.
+
+Imports typer and cli.common at the top; service, core, render and the interactive loop are imported inside
+the command so `cfai --help` stays cheap. The request is always a validated OpenAI ChatCompletionRequest,
+the same model the proxy uses, so the CLI and the proxy cannot disagree about it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, settings_from_flags
+from cfai_cli.settings import Settings
+
+if TYPE_CHECKING:
+    from cfai_cli.cli.render import Terminal
+
+HELP = """Ask a Workers AI model; the answer streams to stdout.
+
+The prompt is PROMPT, text piped on stdin, or both: `git diff | cfai chat "review this"` sends the prompt,
+a blank line, then the piped text. Without a prompt on a terminal, cfai starts an interactive chat
+(/exit or Ctrl-D leaves, Ctrl-C cancels the current answer). Reasoning goes dim to stderr, never to stdout.
+"""
+
+EPILOG = """Examples:
+
+  cfai chat "Explain HTTP/3 in two sentences"
+
+  cfai chat -m gpt-4o-mini -s "Answer in French" "hello"
+
+  git diff | cfai chat "review this"
+
+  cfai chat --json --no-stream "hi" | jq .usage
+
+  jq -n '{model:"gpt-4o",messages:[{role:"user",content:"hi"}]}' | cfai chat --request - --json
+"""
+
+
+def combine_prompt(prompt: str | None, piped: str | None) -> str | None:
+    """The user's message: the prompt first, then a blank line, then the piped text (either may be absent)."""
+    piped = piped.rstrip("\n") if piped and piped.strip() else None
+    prompt = prompt or None
+    if prompt and piped:
+        return f"{prompt}\n\n{piped}"
+    return prompt or piped
+
+
+def build_body(*, base: dict[str, Any] | None, user_text: str | None, model: str | None, system: str | None,
+               temperature: float | None, max_tokens: int | None, no_stream: bool, json_out: bool,
+               default_model: str) -> dict[str, Any]:
+    """The OpenAI request body: from flags, or a --request body with the given flags laid over it."""
+    if base is None:
+        body: dict[str, Any] = {"model": model or default_model, "messages": [], "stream": not no_stream}
+        if body["stream"]:
+            # Scripts reading NDJSON get usage in the last chunk; a terminal shows it on stderr.
+            body["stream_options"] = {"include_usage": True}
+    else:
+        body = dict(base)
+        body.setdefault("model", default_model)
+        if model:
+            body["model"] = model
+        if no_stream:
+            body["stream"] = False
+        if body.get("stream") and not json_out and "stream_options" not in body:
+            body["stream_options"] = {"include_usage": True}
+    messages = body.get("messages")
+    if isinstance(messages, list):  # anything else is left for validation to reject with its param
+        messages = list(messages)
+        if system is not None:
+            first = messages[0] if messages else None
+            if isinstance(first, dict) and first.get("role") in ("system", "developer"):
+                messages[0] = {**first, "content": system}
+            else:
+                messages.insert(0, {"role": "system", "content": system})
+        if user_text is not None:
+            messages.append({"role": "user", "content": user_text})
+        body["messages"] = messages
+    if temperature is not None:
+        body["temperature"] = temperature
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+        body.pop("max_completion_tokens", None)  # it would win over max_tokens otherwise
+    return body
+
+
+def read_request(source: str, stdin: Any) -> dict[str, Any]:
+    """A --request body from a file or stdin (`-`), decoded as a JSON object."""
+    from cfai_cli.core.openai.base import parse_body
+    from cfai_cli.errors import InvalidRequest
+
+    if source == "-":
+        raw: bytes | str = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
+    else:
+        try:
+            raw = Path(source).read_bytes()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {source}: {exc.strerror or exc}", param_hint="--request") from None
+    try:
+        return parse_body(raw)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"--request {source}: {exc.message}", code=exc.code) from None
+
+
+def chat(
+    prompt: Annotated[str | None, typer.Argument(help="What to ask. Omit it to pipe text in or chat interactively.",
+                                                 show_default=False)] = None,
+    model: Annotated[str | None, typer.Option(
+        "-m", "--model", help="An OpenAI alias (gpt-4o-mini) or a Workers AI id (@cf/...) [env: CFAI_MODEL].",
+        show_default=False)] = None,
+    system: Annotated[str | None, typer.Option("-s", "--system", help="A system prompt.", show_default=False)] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", min=0.0, max=2.0,
+                                                      help="Sampling temperature, 0 to 2.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1,
+                                                   help="Longest answer, in tokens.")] = None,
+    no_stream: Annotated[bool, typer.Option("--no-stream", help="Wait for the whole answer.")] = False,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print the OpenAI chat.completion JSON; when streaming, one chat.completion.chunk per "
+                       "line.")] = False,
+    request: Annotated[str | None, typer.Option(
+        "--request", metavar="FILE|-",
+        help="Send a whole OpenAI chat request body from FILE or stdin (-); -m, -s, --temperature, "
+             "--max-tokens, --no-stream and PROMPT override or extend it. Streams only if the body says "
+             "\"stream\": true.", show_default=False)] = None,
+    offline: OfflineOption = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    from cfai_cli.cli.render import Terminal
+
+    term = Terminal()
+    settings = settings_from_flags(offline=offline, timeout=timeout)
+    if settings.offline:
+        term.offline_warning()
+    piped = None
+    if request != "-" and not term.in_tty:
+        piped = term.stdin.read()
+    user_text = combine_prompt(prompt, piped)
+    base = read_request(request, term.stdin) if request is not None else None
+    body = build_body(base=base, user_text=user_text, model=model, system=system, temperature=temperature,
+                      max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
+                      default_model=settings.default_model)
+    if base is None and user_text is None:
+        if not term.in_tty:
+            raise typer.BadParameter("nothing to ask: give a PROMPT, pipe text on stdin, or use --request.",
+                                     param_hint="PROMPT")
+        _interactive(settings, body, term, json_out=json_out)
+        return
+    _once(settings, body, term, json_out=json_out, from_file=request)
+
+
+def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out: bool, from_file: str | None) -> None:
+    import asyncio
+
+    from cfai_cli.cli.answer import ask
+    from cfai_cli.core.openai.base import validate_request
+    from cfai_cli.core.openai.chat import ChatCompletionRequest
+    from cfai_cli.errors import InvalidRequest
+    from cfai_cli.service.context import open_context
+
+    try:
+        req = validate_request(ChatCompletionRequest, body)
+    except InvalidRequest as exc:
+        if from_file is None:
+            raise
+        raise InvalidRequest(f"--request {from_file}: {exc.message}", param=exc.param, code=exc.code) from None
+
+    async def run() -> None:
+        async with open_context(settings) as ctx:
+            await ask(ctx, req, term, json_out=json_out)
+
+    asyncio.run(run())
+
+
+def _interactive(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out: bool) -> None:
+    from cfai_cli.cli.interactive import chat_session
+    from cfai_cli.core.catalog import resolve_model
+
+    # Fail before the first prompt, not after the user typed a question.
+    resolve_model(body["model"], settings.aliases)
+    settings.require_credentials()
+    chat_session(settings, body, term, json_out=json_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chat", help=HELP, epilog=EPILOG)(chat)

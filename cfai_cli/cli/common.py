@@ -1,0 +1,39 @@
+"""Options shared by several commands and the one way commands turn flags into Settings.
+
+Imports typer, settings (cheap: standard library only until a command runs). Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from cfai_cli.settings import Settings, directories, load_settings
+
+OfflineOption = Annotated[
+    bool,
+    typer.Option("--offline", help="Answer from the built-in Workers AI emulator (canned answers, no account)."),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0.001, metavar="SECONDS",
+                 help="Total deadline per upstream request, retries included [env: CFAI_TIMEOUT; default 300]."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def settings_from_flags(*, offline: bool = False, timeout: float | None = None) -> Settings:
+    """Settings with command-line flags on top of environment, config file and defaults."""
+    return load_settings({"offline": offline, "timeout": timeout})
+
+
+def locations() -> Settings:
+    """Default settings that only know where files live (config_file, database).
+
+    Commands that just need a path use this, so they still work while the config file or the environment
+    holds a bad value that `settings_from_flags` would reject.
+    """
+    config_dir, data_dir = directories(os.environ)
+    return Settings(config_dir=config_dir, data_dir=data_dir)

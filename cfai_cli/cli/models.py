@@ -1,0 +1,73 @@
+"""`cfai models`: the live Workers AI catalogue as a table, tab-separated lines, or JSON.
+
+Imports typer and cli.common at the top; the service (httpx, pydantic) and render inside the command.
+Reads the same `catalogue()` as the proxy's /v1/models, so both always list the same models.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, settings_from_flags
+
+HELP = """List the models Workers AI offers (live, from /ai/models/search).
+
+On a terminal: a table of name, task, context window, function calling and beta. Piped: one model per line,
+tab-separated in that order, no header (yes/no for flags, - for unknown). --json prints every field.
+"""
+
+EPILOG = """Examples:
+
+  cfai models --task "Text Generation"
+
+  cfai models --search llama | cut -f1
+
+  cfai models --json | jq -r '.[] | select(.function_calling) | .id'
+"""
+
+
+def models(
+    task: Annotated[str | None, typer.Option("--task", help='Only this task, e.g. "Text Generation".',
+                                             show_default=False)] = None,
+    search: Annotated[str | None, typer.Option("--search", help="Only models whose name or description match.",
+                                               show_default=False)] = None,
+    json_out: JsonOption = False,
+    offline: OfflineOption = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    import asyncio
+
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.service.context import open_context
+    from cfai_cli.service.models import ModelInfo, catalogue
+
+    term = Terminal()
+    settings = settings_from_flags(offline=offline, timeout=timeout)
+    if settings.offline:
+        term.offline_warning()
+
+    async def fetch() -> list[ModelInfo]:
+        async with open_context(settings) as ctx:
+            return await catalogue(ctx, task=task, search=search)
+
+    with term.waiting("fetching the catalogue…"):
+        found = asyncio.run(fetch())
+    if json_out:
+        term.json([m.to_json() for m in found])
+        return
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    if not found:
+        term.note("no models matched")
+        return
+    rows = [[m.id, m.task or "-", f"{m.context_window}" if m.context_window else "-", yes(m.function_calling),
+             yes(m.beta)] for m in found]
+    term.table(["name", "task", "context", "tools", "beta"], rows)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models", help=HELP, epilog=EPILOG)(models)

@@ -1,0 +1,277 @@
+"""Terminal output for every command: the only module in cfai that prints.
+
+Data (answers, JSON, keys, tables) goes to stdout; everything else (errors, warnings, reasoning, usage,
+spinners) to stderr. Each stream gets rich formatting and colour only when it is a terminal and NO_COLOR is
+unset; piped output is plain text, byte for byte what the model or the API said. Imports rich and stdlib.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.status import Status
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # closed or unusual streams are not terminals
+        return False
+
+
+class Terminal:
+    """stdout and stderr, each rendered rich or plain depending on whether it is a terminal."""
+
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+                 stdin: IO[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+        # Looked up at construction, not import: test runners swap sys.stdout per invocation.
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stderr = stderr if stderr is not None else sys.stderr
+        self.stdin = stdin if stdin is not None else sys.stdin
+        env = os.environ if environ is None else environ
+        self.no_color = bool(env.get("NO_COLOR"))
+        self.out_tty = _isatty(self.stdout)
+        self.err_tty = _isatty(self.stderr)
+        self.in_tty = _isatty(self.stdin)
+
+    @cached_property
+    def out(self) -> Console:
+        return self._console(self.stdout, self.out_tty)
+
+    @cached_property
+    def err(self) -> Console:
+        return self._console(self.stderr, self.err_tty)
+
+    def _console(self, file: IO[str], tty: bool) -> Console:
+        from rich.console import Console
+
+        return Console(file=file, force_terminal=tty, no_color=self.no_color or not tty, highlight=False,
+                       emoji=False, markup=False, soft_wrap=not tty)
+
+    # ---- data on stdout ----------------------------------------------------------------------------
+
+    def write(self, text: str) -> None:
+        """Raw text to stdout as it arrives (streamed answers)."""
+        self.stdout.write(text)
+        self.stdout.flush()
+
+    def line(self, text: str) -> None:
+        self.write(text + "\n")
+
+    def json(self, value: Any, *, compact: bool = False) -> None:
+        """One JSON document on stdout; compact means one line (NDJSON)."""
+        if compact:
+            self.line(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        else:
+            self.line(json.dumps(value, ensure_ascii=False, indent=2))
+
+    def markdown(self, text: str) -> None:
+        """A whole answer: rendered Markdown on a terminal, the exact text when piped."""
+        if not self.out_tty:
+            self.write(text if text.endswith("\n") else text + "\n")
+            return
+        from rich.markdown import Markdown
+
+        self.out.print(Markdown(text))
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
+        """A rich table on a terminal; tab-separated lines without a header when piped (for cut/awk)."""
+        if not self.out_tty:
+            for row in rows:
+                self.line("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+            return
+        from rich.table import Table
+
+        table = Table(*headers, title=title, header_style="bold", title_justify="left")
+        for row in rows:
+            table.add_row(*row)
+        self.out.print(table)
+
+    def tool_call(self, name: str, arguments: str) -> None:
+        """A tool call the model asked for is part of the answer, so it goes to stdout."""
+        if self.out_tty:
+            from rich.text import Text
+
+            self.out.print(Text.assemble(("tool call: ", "bold cyan"), f"{name}({arguments})"), soft_wrap=True)
+        else:
+            self.line(f"tool call: {name}({arguments})")
+
+    # ---- everything else on stderr -----------------------------------------------------------------
+
+    def _err_line(self, text: str, style: str = "") -> None:
+        from rich.text import Text
+
+        # soft_wrap keeps a message on one line however narrow the terminal or pipe is.
+        self.err.print(Text(text, style=style), soft_wrap=True)
+
+    def error(self, message: str) -> None:
+        self._err_line(f"cfai: {message}", "bold red")
+
+    def warn(self, message: str) -> None:
+        self._err_line(f"cfai: {message}", "bold yellow")
+
+    def note(self, message: str) -> None:
+        self._err_line(message, "dim")
+
+    def offline_warning(self) -> None:
+        self.warn("OFFLINE: answers are canned by the built-in Workers AI emulator, not generated by a real model.")
+
+    def reasoning(self, text: str) -> None:
+        """Reasoning text streams dim to stderr, never into stdout."""
+        if self.err_tty and not self.no_color:
+            self.stderr.write(f"\x1b[2m{text}\x1b[0m")
+        else:
+            self.stderr.write(text)
+        self.stderr.flush()
+
+    def end_err_line(self) -> None:
+        self.stderr.write("\n")
+        self.stderr.flush()
+
+    def usage(self, model: str, usage: Mapping[str, Any] | None) -> None:
+        """The model and token counts, for a person watching (stderr terminal only)."""
+        if not self.err_tty:
+            return
+        if usage:
+            self.note(f"{model} · {usage.get('prompt_tokens', 0)} prompt + "
+                      f"{usage.get('completion_tokens', 0)} completion tokens")
+        else:
+            self.note(model)
+
+    @contextlib.contextmanager
+    def waiting(self, message: str) -> Iterator[None]:
+        """A spinner on a stderr terminal while nothing has arrived yet; nothing when piped."""
+        status = self.spinner(message)
+        try:
+            yield
+        finally:
+            if status is not None:
+                status.stop()
+
+    def spinner(self, message: str) -> Status | None:
+        if not self.err_tty:
+            return None
+        status = self.err.status(message, spinner="dots")
+        status.start()
+        return status
+
+    def prompt(self, text: str) -> str:
+        """Read one line for the interactive chat; raises EOFError on Ctrl-D."""
+        if self.out_tty and self.in_tty:
+            # \001/\002 tell readline the colour codes take no room, so line editing stays aligned.
+            shown = text if self.no_color else f"\001\x1b[1;36m\002{text}\001\x1b[0m\002"
+            return input(shown)
+        self.stderr.write(text)
+        self.stderr.flush()
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+
+class _MarkdownTail:
+    """The last screenful of the Markdown received so far, for the live region while an answer streams.
+
+    A live region taller than the terminal cannot be redrawn (lines scrolled off stay behind, duplicated),
+    so it follows the tail; when the answer ends the region is cleared and the whole answer printed once.
+    Parsed only when Live refreshes, not on every delta.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.markdown import Markdown
+        from rich.segment import Segment
+
+        lines = console.render_lines(Markdown(self.text), options, pad=False)
+        for line in lines[-max(console.size.height - 1, 1):]:
+            yield from line
+            yield Segment.line()
+
+
+class AnswerPrinter:
+    """Shows one streamed answer: live Markdown on a terminal, raw text as it arrives when piped.
+
+    Reasoning goes to stderr. On a terminal, reasoning that arrives after the answer started is held
+    back until the live display closes, because writing around a live region garbles it.
+    """
+
+    def __init__(self, term: Terminal) -> None:
+        self.term = term
+        self._status = term.spinner("waiting for the model…")
+        self._live: Live | None = None
+        self._doc = _MarkdownTail()
+        self._in_reasoning = False
+        self._reasoning_ended_line = False
+        self._late_reasoning: list[str] = []
+        self.content = ""
+
+    def _quiet(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def reasoning(self, text: str) -> None:
+        self._quiet()
+        if not self._in_reasoning and not self._late_reasoning:
+            # Models often open reasoning and answers with blank lines; on screen they are only noise.
+            text = text.lstrip("\n")
+            if not text:
+                return
+        if self._live is not None:
+            self._late_reasoning.append(text)
+            return
+        self._in_reasoning = True
+        self._reasoning_ended_line = text.endswith("\n")
+        self.term.reasoning(text)
+
+    def _end_reasoning(self) -> None:
+        if self._in_reasoning:
+            if not self._reasoning_ended_line:
+                self.term.end_err_line()
+            self._in_reasoning = False
+
+    def text(self, text: str) -> None:
+        self._quiet()
+        if not self.content:
+            text = text.lstrip("\n")
+            if not text:
+                return
+        self._end_reasoning()
+        self.content += text
+        if not self.term.out_tty:
+            self.term.write(text)
+            return
+        if self._live is None:
+            from rich.live import Live
+
+            # No stdout/stderr redirection: reasoning must stay on stderr, never mixed into the answer.
+            self._live = Live(self._doc, console=self.term.out, refresh_per_second=8, transient=True,
+                              redirect_stdout=False, redirect_stderr=False)
+            self._live.start()
+        self._doc.text = self.content
+
+    def close(self) -> None:
+        """Stop spinners and the live region and end the answer's last line (also on cancel)."""
+        self._quiet()
+        self._end_reasoning()
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+            self.term.markdown(self.content)
+        elif self.content and not self.content.endswith("\n"):
+            self.term.write("\n")
+        if self._late_reasoning:
+            self.term.reasoning("".join(self._late_reasoning))
+            self.term.end_err_line()
+            self._late_reasoning.clear()

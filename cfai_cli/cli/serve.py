@@ -1,0 +1,56 @@
+"""`cfai serve`: run the OpenAI-compatible proxy (Starlette + uvicorn) in front of Workers AI.
+
+Imports typer and cli.common at the top; the server package (starlette, uvicorn, httpx) only inside the
+command. The server refuses unsafe binds itself (--no-auth off loopback, no keys); this module only reports.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, settings_from_flags
+
+HELP = """Serve the OpenAI API (POST /v1/chat/completions, GET /v1/models, GET /health) from Workers AI.
+
+Clients send `Authorization: Bearer <key>` with a key from `cfai keygen`. --no-auth is allowed only on a
+loopback address. Routes also answer without the /v1 prefix. Ctrl-C stops the server.
+"""
+
+EPILOG = """Examples:
+
+  KEY=$(cfai keygen) && cfai serve --port 3000
+
+  cfai serve --offline --no-auth     # canned answers, for testing OpenAI apps in CI
+"""
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 3000,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Accept requests without a key (loopback only).")
+                       ] = False,
+    offline: OfflineOption = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.server.app import check_bind
+    from cfai_cli.server.app import serve as run_server
+    from cfai_cli.store.keys import KeyStore
+
+    term = Terminal()
+    settings = settings_from_flags(offline=offline, timeout=timeout)
+    settings.require_credentials()
+    # Checked here too (serve() checks again) so a refusal is not preceded by a "serving at" line.
+    check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))
+    if settings.offline:
+        term.offline_warning()
+    shown_host = f"[{host}]" if ":" in host else host
+    auth = "off (--no-auth)" if no_auth else "Bearer keys from `cfai keygen`"
+    term.note(f"OpenAI base URL: http://{shown_host}:{port}/v1 · auth: {auth}")
+    run_server(settings, host=host, port=port, no_auth=no_auth)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve", help=HELP, epilog=EPILOG)(serve)

@@ -1,0 +1,110 @@
+"""The `cfai` entry point: version, help, cheap start-up, and the one error boundary's exit statuses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from cfai_cli import __version__
+from cfai_cli.errors import EXIT_CODE_HELP, ExitCode
+from tests.cli.conftest import Invoke
+
+# What a command imports only when it runs: the network stack, the server, the endpoint models.
+HEAVY = ("httpx", "starlette", "uvicorn", "anyio", "cfai_cli.service", "cfai_cli.upstream", "cfai_cli.server",
+         "cfai_cli.core.openai", "cfai_cli.core.translate")
+
+
+def test_version(cli: Invoke) -> None:
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"cfai {__version__}\n"
+    assert __version__ == "0.1.0"
+
+
+def test_help_lists_every_command_and_the_exit_statuses(cli: Invoke) -> None:
+    result = cli("--help")
+    assert result.exit_code == 0
+    words = " ".join(result.stdout.split())
+    for command in ("chat", "models", "config", "keygen", "keys", "serve"):
+        assert command in words
+    assert " ".join(EXIT_CODE_HELP.split()) in words
+
+
+@pytest.mark.parametrize("command", [["chat"], ["models"], ["config", "show"], ["config", "set"],
+                                     ["config", "unset"], ["config", "path"], ["keygen"], ["keys", "list"],
+                                     ["keys", "revoke"], ["serve"]])
+def test_every_command_explains_itself_with_an_example(cli: Invoke, command: list[str]) -> None:
+    result = cli(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.stdout
+
+
+@pytest.mark.parametrize(("argv", "banned"), [
+    (["--help"], (*HEAVY, "pydantic")),
+    (["--version"], (*HEAVY, "pydantic")),
+    # Recent Typer (0.29 here) coerces option values with pydantic itself: there only our models are banned.
+    (["chat", "--help"], HEAVY),
+    (["serve", "--help"], HEAVY),
+    (["config", "path"], HEAVY),
+])
+def test_start_up_does_not_import_the_heavy_modules(argv: list[str], banned: tuple[str, ...]) -> None:
+    probe = (
+        "import sys\n"
+        f"sys.argv = ['cfai', *{argv!r}]\n"
+        "from cfai_cli.cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"loaded = sorted(m for m in sys.modules if m.startswith({banned!r}))\n"
+        "sys.stderr.write('LOADED:' + ','.join(loaded))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stderr.rsplit("LOADED:", 1)[1] == ""
+
+
+def test_an_unknown_flag_is_a_usage_error(cli: Invoke) -> None:
+    result = cli("chat", "--bogus", "hi")
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stdout == ""
+
+
+def test_missing_credentials_exit_3_naming_the_variables(cli: Invoke) -> None:
+    result = cli("chat", "hello")
+    assert result.exit_code == ExitCode.CONFIG
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cfai: ")
+    assert "CLOUDFLARE_ACCOUNT_ID" in lines[0] and "--offline" in lines[0]
+
+
+def test_unreachable_upstream_exits_5_with_one_line(cli: Invoke) -> None:
+    assert cli("config", "set", "max_retries", "0").exit_code == 0
+    env = {"CLOUDFLARE_ACCOUNT_ID": "0123abcd", "CLOUDFLARE_API_TOKEN": "cf-secret-token-value",
+           "CFAI_API_BASE": "http://127.0.0.1:9", "CFAI_TIMEOUT": "2"}
+    result = cli("chat", "hello", env=env)
+    assert result.exit_code == ExitCode.UPSTREAM
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cfai: ")
+    assert "cf-secret-token-value" not in result.stderr
+
+
+@pytest.mark.parametrize(("fault", "status"), [
+    ("4006", ExitCode.RATE_LIMITED),   # daily quota: final, not retried
+    ("3046", ExitCode.TIMEOUT),
+    ("5035", ExitCode.INVALID_REQUEST),
+])
+def test_upstream_failures_map_to_documented_statuses(cli: Invoke, fault: str, status: ExitCode) -> None:
+    result = cli("chat", "--offline", "--no-stream", "-m", f"@cf/cfai/fault-{fault}", "hi")
+    assert result.exit_code == status
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if "OFFLINE" not in line]
+    assert len(errors) == 1 and errors[0].startswith(f"cfai: Workers AI error {fault}")
+    assert "Traceback" not in result.output
+
+
+def test_a_broken_stream_keeps_the_partial_answer_and_exits_5(cli: Invoke) -> None:
+    result = cli("chat", "--offline", "-m", "@cf/cfai/fault-stream-cut", "hi")
+    assert result.exit_code == ExitCode.UPSTREAM
+    assert result.stdout.endswith("\n") and result.stdout.strip()
+    assert result.stderr.splitlines()[-1].startswith("cfai: ")

@@ -1,0 +1,86 @@
+"""Terminal rendering rules: plain and exact when piped, colour only on a terminal without NO_COLOR."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from cfai_cli.cli.render import AnswerPrinter, Terminal
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_piped_output_is_plain_and_exact() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    term = Terminal(stdout=out, stderr=err, stdin=io.StringIO(), environ={})
+    term.markdown("# Title\n\n**bold** [link](x)")
+    term.error("bad [red]thing[/red]")
+    term.table(["a", "b"], [["1", "two\tparts"]])
+    assert out.getvalue() == "# Title\n\n**bold** [link](x)\n1\ttwo parts\n"
+    assert err.getvalue() == "cfai: bad [red]thing[/red]\n"
+
+
+def test_colour_on_a_terminal_unless_no_color() -> None:
+    coloured = TTY()
+    Terminal(stdout=TTY(), stderr=coloured, stdin=io.StringIO(), environ={}).error("boom")
+    assert "\x1b[" in coloured.getvalue()
+    for environ in ({"NO_COLOR": "1"},):
+        out, err = TTY(), TTY()
+        term = Terminal(stdout=out, stderr=err, stdin=io.StringIO(), environ=environ)
+        term.error("boom")
+        term.reasoning("thinking")
+        term.markdown("**bold**")
+        assert "\x1b[3" not in err.getvalue() + out.getvalue()  # no colours (bold/dim are not colour)
+        assert "\x1b[2m" not in err.getvalue()
+
+
+def test_long_errors_stay_on_one_line() -> None:
+    err = TTY()
+    Terminal(stdout=TTY(), stderr=err, stdin=io.StringIO(), environ={"NO_COLOR": "1"}).error("x" * 500)
+    assert err.getvalue().count("\n") == 1
+
+
+def test_answer_printer_piped_streams_text_and_keeps_reasoning_on_stderr() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    printer = AnswerPrinter(Terminal(stdout=out, stderr=err, stdin=io.StringIO(), environ={}))
+    printer.reasoning("\nhmm, ")
+    printer.reasoning("let me see")
+    printer.text("\n\nHello")
+    printer.text(", world")
+    printer.close()
+    assert out.getvalue() == "Hello, world\n"
+    assert err.getvalue() == "hmm, let me see\n"
+
+
+def test_the_live_region_follows_the_tail_and_the_whole_answer_is_printed_at_the_end() -> None:
+    from rich.console import Console
+
+    from cfai_cli.cli.render import _MarkdownTail
+
+    tail = _MarkdownTail()
+    tail.text = "\n\n".join(f"paragraph {i}" for i in range(30))
+    screen = io.StringIO()
+    Console(file=screen, width=40, height=6, force_terminal=False).print(tail)
+    shown = screen.getvalue().split()
+    assert "29" in shown and "0" not in shown
+    assert screen.getvalue().count("\n") <= 6
+
+    out = TTY()
+    printer = AnswerPrinter(Terminal(stdout=out, stderr=TTY(), stdin=io.StringIO(), environ={"NO_COLOR": "1"}))
+    printer.text("# Title\n\n")
+    printer.text("the **whole** answer")
+    printer.close()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    assert plain.rstrip().endswith("the whole answer") and "**" not in plain  # rendered, not raw Markdown
+
+
+def test_reasoning_ending_its_own_line_gets_no_blank_line() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    printer = AnswerPrinter(Terminal(stdout=out, stderr=err, stdin=io.StringIO(), environ={}))
+    printer.reasoning("step one\n")
+    printer.text("answer")
+    printer.close()
+    assert err.getvalue() == "step one\n" and out.getvalue() == "answer\n"

@@ -1,0 +1,19 @@
+"""Fixtures for every test: a private CFAI_HOME and no credentials or cfai settings leaking in from the shell."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def cfai_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point CFAI_HOME at a fresh directory and clear CLOUDFLARE_* / CFAI_* (DESIGN.md habit 8)."""
+    for name in list(os.environ):
+        if name.startswith(("CLOUDFLARE_", "CFAI_")):
+            monkeypatch.delenv(name)
+    home = tmp_path_factory.mktemp("cfai-home")
+    monkeypatch.setenv("CFAI_HOME", str(home))
+    return home
