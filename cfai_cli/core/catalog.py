@@ -79,15 +79,15 @@ def resolve_model(name: str, aliases: Mapping[str, str], *, param: str = "model"
     if name.startswith("@"):
         return validate_model_id(name, param=param)
     # OpenAI-style prefixes some clients add ("openai/gpt-4o", "workers-ai/@cf/...").
-    for prefix in ("workers-ai/", "cloudflare/", "cf/"):
+    for prefix in ("workers-ai/", "cloudflare/", "cf/", "openai/"):
         if name.startswith(prefix + "@"):
             return validate_model_id(name[len(prefix) :], param=param)
+    bare = name.removeprefix("openai/")
     target = aliases.get(name)
     if target is None:
-        bare = name.split("/", 1)[1] if name.startswith("openai/") else name
         target = aliases.get(bare)
     if target is None:
-        if not _PLAIN_NAME.fullmatch(name):
+        if not _PLAIN_NAME.fullmatch(bare):
             validate_model_id(name, param=param)
         known = ", ".join(sorted(aliases)[:8])
         raise ModelNotFound(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,11 +109,19 @@ def _line_end(buffer: str) -> int:
     return min(cr, lf)
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def encode_sse(data: str | Mapping[str, Any], *, event: str | None = None) -> bytes:
-    """One SSE event. Mappings become compact JSON; JSON never contains a raw newline."""
+    """One SSE event. Mappings become compact JSON; JSON never contains a raw newline.
+
+    Every CR, LF or CRLF in `data` ends a line on the wire, so each one becomes its own `data:` line
+    (a reader sees a LF there); splitting on LF alone would let the text after a lone CR become a
+    stray field line that readers drop.
+    """
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     head = f"event: {event}\n" if event else ""
-    body = "".join(f"data: {line}\n" for line in text.split("\n"))
+    body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(text))
     return (head + body + "\n").encode("utf-8")
 
 

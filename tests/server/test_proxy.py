@@ -225,8 +225,8 @@ async def test_n_choices_make_several_upstream_calls(proxy, fake: FakeWorkers) -
 
 UPSTREAM_FAILURES = [
     # (handler, proxy status, OpenAI code, text that must reach the user)
-    (fixed(400, error_envelope(5006, "AiError: Bad input: Error: required properties at '/' are 'prompt' (ab12cd34-0000)")),
-     400, None, "5006"),
+    (fixed(400, error_envelope(
+        5006, "AiError: Bad input: Error: required properties at '/' are 'prompt' (ab12cd34-0000)")), 400, None, "5006"),
     (fixed(200, error_envelope(5006, "AiError: Bad input (ab12cd34-0000)")), 400, None, "Bad input"),
     (fixed(401, error_envelope(10000, "Authentication error")), 502, "upstream_auth_error", "CLOUDFLARE_API_TOKEN"),
     (fixed(429, error_envelope(4006, "AiError: AiError: you have used up your daily free allocation of 10,000 "
@@ -274,7 +274,8 @@ async def test_quota_is_final_but_capacity_is_retried(proxy, fake: FakeWorkers) 
 
 
 async def test_rate_limit_passes_retry_after(proxy, fake: FakeWorkers) -> None:
-    fake.models[LLAMA] = fixed(429, error_envelope(3040, "Capacity temporarily exceeded"), headers={"Retry-After": "30"})
+    fake.models[LLAMA] = fixed(429, error_envelope(3040, "Capacity temporarily exceeded"),
+                               headers={"Retry-After": "30"})
     async with proxy() as client:
         response = await client.post("/v1/chat/completions", json=chat_body())
     assert_openai_error(response, 429)

@@ -7,6 +7,7 @@ types (OpenAI rejects "0.5" for a number too) but unknown fields are kept, not r
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -23,20 +24,49 @@ class WireModel(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
+_TYPE_LABELS = frozenset({"str", "int", "float", "bool", "bytes", "none", "dict", "list", "any"})
+
+
+def _is_branch_label(part: str) -> bool:
+    """pydantic's names for union members ("str", "list[str]", "function-after[...]", "ImageURL")."""
+    return "[" in part or "-" in part or part[:1].isupper() or part in _TYPE_LABELS
+
+
 def param_path(loc: tuple[int | str, ...]) -> str:
     """pydantic's ('messages', 0, 'content') -> OpenAI's 'messages[0].content'."""
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
+        elif _is_branch_label(part):
+            continue
+        elif i + 1 < len(loc) and loc[i + 1] == part:
+            # A discriminated-union tag ("text", "image_url") precedes the field of the same name.
+            continue
         elif not out:
             out = part
-        elif "[" in part or "-" in part:
-            # Union branch tags ("function-after[...]", "list[...]") are pydantic internals.
-            continue
         else:
             out += f".{part}"
     return out
+
+
+def _error_path(error: Mapping[str, Any]) -> str:
+    path = param_path(tuple(error["loc"]))
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        discriminator = str((error.get("ctx") or {}).get("discriminator", "type")).strip("'")
+        path = f"{path}.{discriminator}" if path else discriminator
+    return path
+
+
+def _most_relevant(errors: list[Any]) -> Any:
+    """Of a union's failed branches, the deepest one; on a tie, a broken value beats a wrong type."""
+    def rank(item: tuple[int, Any]) -> tuple[int, int, int]:
+        index, error = item
+        path = _error_path(error)
+        wrong_type = str(error["type"]).endswith("_type")
+        return (-(path.count(".") + path.count("[")), int(wrong_type), index)
+
+    return min(enumerate(errors), key=rank)[1]
 
 
 def parse_body(raw: bytes | str) -> dict[str, Any]:
@@ -60,13 +90,15 @@ def parse_body(raw: bytes | str) -> dict[str, Any]:
 
 
 def validate_request(model: type[M], data: dict[str, Any]) -> M:
-    """Validate a decoded body into `model`, turning the first problem into a 400 with `param` set."""
+    """Validate a decoded body into `model`, turning the most relevant problem into a 400 with `param` set."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        path = param_path(tuple(first["loc"]))
+        first = _most_relevant(exc.errors(include_url=False))
+        path = _error_path(first)
         kind = first["type"]
+        if kind == "union_tag_not_found" or (kind == "value_error" and first.get("input") in (None, "")):
+            kind = "missing"  # a check failed on a value that is not there: a required field was left out
         if kind == "missing":
             message = f"Missing required parameter: '{path}'."
         else:

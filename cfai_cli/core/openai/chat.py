@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from cfai_cli.core.openai.base import WireModel
 
@@ -65,20 +65,28 @@ class ToolCall(WireModel):
 
 
 class Message(WireModel):
+    # `role` comes first: the validators of later fields read it, so their errors name the field itself.
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
+    content: str | list[ContentPart] | None = Field(default=None, validate_default=True)
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
-    tool_call_id: str | None = None
+    tool_call_id: str | None = Field(default=None, validate_default=True)
     reasoning_content: str | None = None
 
-    @model_validator(mode="after")
-    def _check_role_fields(self) -> Message:
-        if self.role == "tool" and not self.tool_call_id:
+    @field_validator("content")
+    @classmethod
+    def _content_needed(cls, value: Any, info: ValidationInfo) -> Any:
+        role = info.data.get("role")
+        if value is None and role in ("system", "developer", "user"):
+            raise ValueError(f"messages with role '{role}' need 'content'")
+        return value
+
+    @field_validator("tool_call_id")
+    @classmethod
+    def _tool_call_id_needed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value and info.data.get("role") == "tool":
             raise ValueError("messages with role 'tool' need a 'tool_call_id'")
-        if self.role in ("system", "developer", "user") and self.content is None:
-            raise ValueError(f"messages with role '{self.role}' need 'content'")
-        return self
+        return value
 
     def text(self) -> str:
         """The message's text with non-text parts left out."""

@@ -247,8 +247,25 @@ def prompt_text(req: ChatCompletionRequest) -> str:
     return "\n".join(m.text() for m in req.messages)
 
 
+def first_stop(text: str, stops: Iterable[str]) -> int:
+    """Where to cut `text`: the start of the stop sequence that is *completed* first, or -1.
+
+    Generation stops token by token, so the sequence that ends first wins (the longer one on a tie), not
+    the one that starts first; this also makes the answer independent of how a stream was chunked.
+    """
+    best_end = best_start = -1
+    for stop in stops:
+        start = text.find(stop) if stop else -1
+        if start < 0:
+            continue
+        end = start + len(stop)
+        if best_end < 0 or end < best_end or (end == best_end and start < best_start):
+            best_end, best_start = end, start
+    return best_start
+
+
 def truncate_at_stop(text: str, stops: Iterable[str]) -> tuple[str, bool]:
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=-1)
+    cut = first_stop(text, stops)
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 

@@ -20,7 +20,7 @@ from cfai_cli.core.openai.chat import (
     ToolCallDelta,
     Usage,
 )
-from cfai_cli.core.translate.chat import finish_reason_for
+from cfai_cli.core.translate.chat import finish_reason_for, first_stop
 from cfai_cli.core.workers.chat import ParsedUsage, json_text, parse_usage
 from cfai_cli.core.workers.envelope import clean_message, first_error
 from cfai_cli.errors import UpstreamStreamError
@@ -40,7 +40,7 @@ class StopFilter:
         if not self._stops:
             return text
         buf = self._held + text
-        cut = min((i for i in (buf.find(s) for s in self._stops) if i >= 0), default=-1)
+        cut = first_stop(buf, self._stops)
         if cut >= 0:
             self.stopped = True
             self._held = ""
@@ -65,7 +65,7 @@ class ThinkFilter:
     _OPEN, _CLOSE = "<think>", "</think>"
 
     def __init__(self) -> None:
-        self._state = "start"  # start -> thinking -> answer
+        self._state = "start"  # start -> thinking -> gap (whitespace after the close tag) -> answer
         self._buf = ""
 
     def feed(self, text: str) -> list[tuple[str, str]]:
@@ -87,7 +87,7 @@ class ThinkFilter:
             if idx >= 0:
                 if idx:
                     out.append(("reasoning", self._buf[:idx]))
-                self._state, self._buf = "answer", self._buf[idx + len(self._CLOSE) :].lstrip("\n")
+                self._state, self._buf = "gap", self._buf[idx + len(self._CLOSE) :]
             else:
                 keep = next((n for n in range(len(self._CLOSE) - 1, 0, -1)
                              if self._buf.endswith(self._CLOSE[:n])), 0)
@@ -96,6 +96,12 @@ class ThinkFilter:
                 if emit:
                     out.append(("reasoning", emit))
                 return out
+        if self._state == "gap":
+            # Like split_think: the answer starts at its first non-space, however the events were cut.
+            self._buf = self._buf.lstrip()
+            if not self._buf:
+                return out
+            self._state = "answer"
         if self._state == "answer" and self._buf:
             out.append(("content", self._buf))
             self._buf = ""
@@ -166,14 +172,16 @@ class ChoiceStream:
 
     def _chat_choice(self, choice: Mapping[str, Any]) -> list[Delta]:
         deltas: list[Delta] = []
-        delta = choice.get("delta") or choice.get("message") or {}
+        delta = choice.get("delta") or choice.get("message")
         if isinstance(delta, Mapping):
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
                 deltas.extend(self._text("reasoning", reasoning))
             content = delta.get("content")
             if isinstance(content, str) and content:
-                deltas.extend(self._text("content", content))
+                # Same think-splitting as parse_chat_result applies to a whole message's content.
+                for kind, piece in self._think.feed(content):
+                    deltas.extend(self._text(kind, piece))
             deltas.extend(self._tool_deltas(delta.get("tool_calls")))
         elif isinstance(choice.get("text"), str):
             deltas.extend(self._text("content", choice["text"]))

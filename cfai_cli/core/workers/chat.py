@@ -81,7 +81,8 @@ def parse_tool_call(raw: Any) -> ParsedToolCall | None:
     args = fn.get("arguments", raw.get("arguments"))
     if args is None:
         args = raw.get("parameters", {})
-    call_id = raw.get("id") or raw.get("call_id")
+    # Responses function_call items carry both: `id` names the output item, `call_id` the call itself.
+    call_id = raw.get("call_id") or raw.get("id")
     return ParsedToolCall(
         name=name,
         arguments=json_text(args) if not isinstance(args, str) else (args or "{}"),
@@ -188,7 +189,12 @@ def parse_chat_result(result: Any) -> ParsedChat:
         return ParsedChat(kind, parsed or [ParsedChoice(text="")], usage)
     output = result.get("output")
     if isinstance(output, list):
-        return ParsedChat("responses", [_responses_choice(output)], usage)
+        choice = _responses_choice(output)
+        details = result.get("incomplete_details")
+        if result.get("status") == "incomplete" and not (
+                isinstance(details, Mapping) and details.get("reason") == "content_filter"):
+            choice.finish_reason = "length"
+        return ParsedChat("responses", [choice], usage)
     if "response" in result or "tool_calls" in result:
         reasoning, text = split_think(json_text(result.get("response")))
         choice = ParsedChoice(

@@ -69,7 +69,11 @@ def clean_message(message: str) -> str:
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a `Retry-After: <seconds>` header (any capitalisation; dates are ignored: no clock here)."""
     value = headers.get("retry-after")
+    if value is None:
+        # httpx.Headers is case-insensitive; a plain mapping may keep the wire's capitalisation.
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     if value is None:
         return None
     try:
@@ -117,8 +121,13 @@ def is_retryable(error: CfaiError) -> bool:
     return type(error) is UpstreamError
 
 
+_MARKUP_STARTS = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"<!--")
+
+
 def looks_like_html(content_type: str, body: bytes) -> bool:
-    return "html" in content_type.lower() or body.lstrip()[:15].lower().startswith((b"<!doctype", b"<html"))
+    """An error page from a proxy or Cloudflare's edge, whatever content type it was served with."""
+    head = body[:64].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    return "html" in content_type.lower() or head.startswith(_MARKUP_STARTS)
 
 
 def decode_json_result(status: int, content_type: str, body: bytes, headers: Mapping[str, str], *,
