@@ -226,7 +226,8 @@ async def test_n_choices_make_several_upstream_calls(proxy, fake: FakeWorkers) -
 UPSTREAM_FAILURES = [
     # (handler, proxy status, OpenAI code, text that must reach the user)
     (fixed(400, error_envelope(
-        5006, "AiError: Bad input: Error: required properties at '/' are 'prompt' (ab12cd34-0000)")), 400, None, "5006"),
+        5006, "AiError: Bad input: Error: required properties at '/' are 'prompt' (ab12cd34-0000)")),
+     400, None, "5006"),
     (fixed(200, error_envelope(5006, "AiError: Bad input (ab12cd34-0000)")), 400, None, "Bad input"),
     (fixed(401, error_envelope(10000, "Authentication error")), 502, "upstream_auth_error", "CLOUDFLARE_API_TOKEN"),
     (fixed(429, error_envelope(4006, "AiError: AiError: you have used up your daily free allocation of 10,000 "
