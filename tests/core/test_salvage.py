@@ -35,3 +35,32 @@ def test_not_salvaged(text: str | None) -> None:
 
 def test_nothing_without_tools() -> None:
     assert salvage_tool_calls('{"name": "get_time", "arguments": {}}', []) == []
+
+
+def test_forced_tool_call_written_as_text_becomes_a_tool_call() -> None:
+    from cfai_cli.core.openai.chat import ChatCompletionRequest
+    from cfai_cli.core.translate.chat import from_workers_chat, to_workers_chat
+    from cfai_cli.core.workers.chat import parse_chat_result
+
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    result = {"choices": [{"index": 0, "finish_reason": "stop", "message": {
+        "role": "assistant", "content": '{"name": "get_weather", "arguments": {"city": "Paris"}}'}}]}
+
+    def answer(tool_choice: object) -> dict[str, object]:
+        req = ChatCompletionRequest.model_validate({
+            "model": "gpt-5", "messages": [{"role": "user", "content": "weather?"}], "tools": [tool],
+            "tool_choice": tool_choice})
+        call = to_workers_chat(req, "@cf/openai/gpt-oss-120b", default_max_tokens=100, stream=False)
+        return dict(from_workers_chat(req, call, [parse_chat_result(result)], completion_id="c", created=0,
+                                      new_call_id=lambda: "call_1")["choices"][0])
+
+    forced = answer("required")
+    assert forced["finish_reason"] == "tool_calls"
+    assert forced["message"]["content"] is None  # type: ignore[index]
+    assert forced["message"]["tool_calls"][0]["function"]["name"] == "get_weather"  # type: ignore[index]
+    assert json.loads(forced["message"]["tool_calls"][0]["function"]["arguments"]) == {"city": "Paris"}  # type: ignore[index]
+    named = answer({"type": "function", "function": {"name": "get_weather"}})
+    assert named["finish_reason"] == "tool_calls"
+    # Not forced: a JSON answer stays an answer.
+    auto = answer("auto")
+    assert auto["finish_reason"] == "stop" and "tool_calls" not in auto["message"]  # type: ignore[operator]

@@ -341,3 +341,25 @@ async def test_models_that_do_not_stream_are_replayed_as_a_stream(proxy, fake: F
     chunks = validate_sse_chat_stream(response.text)
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "Four."
     assert fake.calls[-1][1].get("stream") is None
+
+
+async def test_any_model_answering_json_to_a_stream_request_is_still_streamed(proxy, fake: FakeWorkers) -> None:
+    model = "@cf/qwen/qwq-32b"
+
+    def json_always(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        if body.get("stream"):  # the gpt-oss quirk, on a model cfai has no list entry for
+            return httpx.Response(200, json={"result": {}, "success": True, "errors": [], "messages": []})
+        return httpx.Response(200, json={"result": {"response": "<think>hmm</think>Answer.",
+                                                    "usage": {"prompt_tokens": 4, "completion_tokens": 5}},
+                                         "success": True, "errors": [], "messages": []})
+
+    fake.models[model] = json_always
+    async with proxy() as client:
+        response = await client.post("/v1/chat/completions", json=chat_body(
+            model=model, stream=True, stream_options={"include_usage": True}))
+    chunks = validate_sse_chat_stream(response.text)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("content", "") for d in deltas) == "Answer."
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "hmm"
+    assert chunks[-1]["usage"]["completion_tokens"] == 5
+    assert [body.get("stream") for _, body in fake.calls] == [True, None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from cfai_cli.core.catalog import speaks_chat_dialect
@@ -29,6 +29,7 @@ from cfai_cli.core.openai.chat import (
     ToolCallOut,
     Usage,
 )
+from cfai_cli.core.translate.salvage import salvage_tool_calls
 from cfai_cli.core.workers.chat import ParsedChat, ParsedChoice, ParsedUsage
 from cfai_cli.errors import InvalidRequest
 
@@ -50,6 +51,7 @@ class WorkersChatCall:
     chat_dialect: bool
     max_tokens_sent: int | None
     stop: list[str] = field(default_factory=list)
+    forced_tools: list[str] = field(default_factory=list)  # names, when tool_choice forces a call
 
 
 # ---- OpenAI -> Workers AI ------------------------------------------------------------------------
@@ -214,7 +216,8 @@ def to_workers_chat(
         body["stream"] = True
         if chat_dialect:
             body["stream_options"] = {"include_usage": True}
-    return WorkersChatCall(model_id, body, chat_dialect, limit, req.stop_sequences())
+    forced = [t.function.name for t in tools] if req.tool_choice not in (None, "auto", "none") else []
+    return WorkersChatCall(model_id, body, chat_dialect, limit, req.stop_sequences(), forced)
 
 
 def _chat_dialect_extras(req: ChatCompletionRequest, body: dict[str, Any], tools: list[Tool]) -> None:
@@ -329,6 +332,10 @@ def from_workers_chat(
     usages: list[ParsedUsage] = []
     for result in results:
         for parsed in result.choices:
+            if call.forced_tools and not parsed.tool_calls:
+                salvaged = salvage_tool_calls(parsed.text, call.forced_tools)
+                if salvaged:
+                    parsed = replace(parsed, tool_calls=salvaged, text=None)
             text, stopped = truncate_at_stop(parsed.text or "", call.stop)
             tool_calls = tool_calls_out(parsed, new_call_id)
             completion_tokens = result.usage.completion_tokens if result.usage else None
