@@ -87,10 +87,11 @@ class Expect:
 EXPECTED: dict[str, Expect] = {
     "native_text.sse": Expect(content="Hello there! How can I help?", usage=(10, 7)),
     "native_tool_calls_whole.sse": Expect(
-        tool_calls=(("call123", "get_weather", '{"location": "London"}'),), finish="tool_calls", usage=(210, 18)),
+        tool_calls=(("call_1", "get_weather", '{"location": "London"}'),), finish="tool_calls", usage=(210, 18)),
     "native_tool_calls_incremental.sse": Expect(
-        tool_calls=(("chatcmpl-tool-7a1b", "get_weather", '{"location": "London"}'),
-                    ("chatcmpl-tool-7a1c", "get_time", '{"timezone": "Europe/London"}')),
+        # Upstream ids that are not OpenAI-style `call_…` ids are replaced by generated ones.
+        tool_calls=(("call_1", "get_weather", '{"location": "London"}'),
+                    ("call_2", "get_time", '{"timezone": "Europe/London"}')),
         finish="tool_calls", usage=(240, 31)),
     "native_finish_reason_bare.sse": Expect(
         tool_calls=(("call_1", "get_weather", '{"location": "Oslo"}'),), finish="tool_calls"),
@@ -100,8 +101,8 @@ EXPECTED: dict[str, Expect] = {
         reasoning="Okay, the user is asking about cows.", content="A cow is a farm animal.", usage=(13, 15)),
     "vllm_tool_calls.sse": Expect(
         reasoning="Two lookups needed.",
-        tool_calls=(("functions.get_weather:0", "get_weather", '{"location": "東京"}'),
-                    ("functions.get_time:1", "get_time", '{"timezone": "Asia/Tokyo"}')),
+        tool_calls=(("call_1", "get_weather", '{"location": "東京"}'),
+                    ("call_2", "get_time", '{"timezone": "Asia/Tokyo"}')),
         finish="tool_calls", usage=(320, 44)),
     "native_truncated.sse": Expect(content="Once upon a time, there was a", finish=None,
                                    error="ended before it was complete"),

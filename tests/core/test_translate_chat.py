@@ -285,11 +285,11 @@ RESULT_CASES: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
         call("call_1", "get_weather", '{"location": "London", "unit": "celsius"}'),
         call("call_2", "get_time", '{"timezone": "Europe/London"}')]}, "tool_calls", usage(311, 42)),
     ("llama4_scout_tool_calls.json", NATIVE, {"content": None, "tool_calls": [
-        call("chatcmpl-tool-5f1c0c1e9d4e4b6aa0c0a0f2a4b1d3e7", "get_weather",
+        call("call_1", "get_weather",
              '{"location": "Paris", "unit": "celsius"}'),
-        call("call_1", "get_time", '{"timezone": "Europe/Paris"}')]}, "tool_calls", usage(402, 37)),
+        call("call_2", "get_time", '{"timezone": "Europe/Paris"}')]}, "tool_calls", usage(402, 37)),
     ("llama4_scout_tool_calls_string_args.json", NATIVE, {"content": None, "tool_calls": [
-        call("chatcmpl-tool-0a9b8c7d6e5f40312233445566778899", "get_weather",
+        call("call_1", "get_weather",
              '{"location": "Paris", "unit": "celsius"}')]}, "tool_calls", usage(402, 21)),
     ("native_think_inline.json", NATIVE, {"content": "2 + 2 = 4.",
                                           "reasoning_content": "The user asks what 2 + 2 is. Simple arithmetic: 4."},

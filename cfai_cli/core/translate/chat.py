@@ -310,9 +310,14 @@ def sum_usage(usages: Iterable[ParsedUsage]) -> ParsedUsage:
     return total
 
 
+def openai_call_id(upstream: object, new_call_id: Callable[[], str]) -> str:
+    """OpenAI-style `call_…` ids: upstream ids are kept only when they already look like one."""
+    return upstream if isinstance(upstream, str) and upstream.startswith("call_") else new_call_id()
+
+
 def tool_calls_out(choice: ParsedChoice, new_call_id: Callable[[], str]) -> list[ToolCallOut]:
     return [
-        {"id": call.id or new_call_id(), "type": "function",
+        {"id": openai_call_id(call.id, new_call_id), "type": "function",
          "function": {"name": call.name, "arguments": call.arguments}}
         for call in choice.tool_calls
     ]

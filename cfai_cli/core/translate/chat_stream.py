@@ -20,7 +20,7 @@ from cfai_cli.core.openai.chat import (
     ToolCallDelta,
     Usage,
 )
-from cfai_cli.core.translate.chat import finish_reason_for, first_stop
+from cfai_cli.core.translate.chat import finish_reason_for, first_stop, openai_call_id
 from cfai_cli.core.workers.chat import ParsedUsage, json_text, parse_usage
 from cfai_cli.core.workers.envelope import clean_message, first_error
 from cfai_cli.errors import UpstreamStreamError
@@ -214,7 +214,7 @@ class ChoiceStream:
             piece: ToolCallDelta = {"index": slot.index}
             if isinstance(name, str) and name and slot.key not in self._named:
                 self._named.add(slot.key)
-                piece["id"] = up_id if isinstance(up_id, str) and up_id else self._new_call_id()
+                piece["id"] = openai_call_id(up_id, self._new_call_id)
                 piece["type"] = "function"
                 piece["function"] = {"name": name, "arguments": ""}
             if args is not None and args != "":
