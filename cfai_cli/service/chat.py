@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import aclosing
 from typing import TypeVar
 
 from cfai_cli.core.catalog import resolve_model, streams_upstream
@@ -138,24 +139,13 @@ class _Choice:
                 async for item in self._from_result():
                     yield item
                 return
-            decoder = SSEDecoder()
             done = False
-            async for raw in self.upstream.chunks:
-                for event in decoder.decode(raw):
-                    if event.data.strip() == "[DONE]":
+            async with aclosing(_sse_data(self.upstream.chunks)) as payloads:
+                async for data in payloads:
+                    if data.strip() == "[DONE]":
                         done = True
                         break
-                    out = self.translator.feed(_event_json(event.data))
-                    if out:
-                        yield out
-                if done:
-                    break
-            if not done:
-                for event in decoder.flush():
-                    if event.data.strip() == "[DONE]":
-                        done = True
-                        break
-                    out = self.translator.feed(_event_json(event.data))
+                    out = self.translator.feed(_event_json(data))
                     if out:
                         yield out
             yield self.translator.finish(done=done)
@@ -178,6 +168,16 @@ class _Choice:
             for choice in item["choices"]:
                 choice["index"] = self.translator.index
             yield item["choices"]
+
+
+async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The `data` of each SSE event in upstream bytes, however the bytes were split."""
+    decoder = SSEDecoder()
+    async for raw in chunks:
+        for event in decoder.decode(raw):
+            yield event.data
+    for event in decoder.flush():
+        yield event.data
 
 
 def _event_json(data: str) -> object:
