@@ -269,3 +269,11 @@ def test_retry_after(headers: dict[str, str], expected: float | None) -> None:
     with pytest.raises(RateLimited) as info:
         decode_json_result(429, JSON, fixture_bytes("error_3040_capacity.json"), headers)
     assert info.value.retry_after == expected
+
+
+@pytest.mark.parametrize("body", [HTML_502, b"404 page not found"])
+def test_a_404_without_an_envelope_is_the_upstreams_failure(body: bytes) -> None:
+    # e.g. a wrong CFAI_API_BASE: not the client's mistake, so not a 4xx for the client.
+    with pytest.raises(CfaiError) as info:
+        decode_json_result(404, "text/html" if body.startswith(b"<") else "text/plain", body, {})
+    assert type(info.value) is UpstreamError and info.value.status == 502

@@ -130,21 +130,30 @@ def looks_like_html(content_type: str, body: bytes) -> bool:
     return "html" in content_type.lower() or head.startswith(_MARKUP_STARTS)
 
 
+def _not_workers_ai(status: int, message: str, retry_after: float | None, model: str | None) -> CfaiError:
+    """A failure whose body is no Workers AI envelope: something in between answered (a proxy, a gateway).
+
+    The status still tells auth, size, rate and time problems apart; anything else, a 404 from a wrong
+    CFAI_API_BASE included, is the upstream's failure (502), not the client's.
+    """
+    if status in (401, 403, 408, 413, 429, 504) or status >= 500:
+        return map_error(status, None, message, retry_after=retry_after, model=model)
+    return UpstreamError(f"Workers AI answered HTTP {status}: {message}", retry_after=retry_after)
+
+
 def decode_json_result(status: int, content_type: str, body: bytes, headers: Mapping[str, str], *,
                        model: str | None = None) -> Any:
     """Unwrap a JSON answer of /ai/run or /ai/models/search, or raise the mapped error."""
     retry_after = parse_retry_after(headers)
     if looks_like_html(content_type, body):
-        if status >= 400:
-            raise map_error(status, None, f"the upstream answered with an HTML error page (HTTP {status})",
-                            retry_after=retry_after, model=model)
-        raise UpstreamError(f"Workers AI answered HTTP {status} with an HTML page instead of JSON.")
+        # The markup never reaches the client, whatever the status.
+        raise _not_workers_ai(status, f"the upstream answered with an HTML page (HTTP {status})", retry_after, model)
     try:
         data = json.loads(body)
     except ValueError:
         if status >= 400:
             snippet = body[:200].decode("utf-8", "replace").strip() or "empty body"
-            raise map_error(status, None, snippet, retry_after=retry_after, model=model) from None
+            raise _not_workers_ai(status, snippet, retry_after, model) from None
         raise UpstreamError(f"Workers AI answered HTTP {status} with a body that is not JSON.") from None
     if not isinstance(data, dict):
         raise UpstreamError(f"Workers AI answered HTTP {status} with unexpected JSON (not an object).")
