@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cfai_cli.core.catalog import resolve_model, streams_upstream
 from cfai_cli.core.openai.chat import (
@@ -27,6 +27,7 @@ from cfai_cli.core.translate.chat import (
     WorkersChatCall,
     estimate_tokens,
     from_workers_chat,
+    legacy_tool_history,
     prompt_text,
     sum_usage,
     to_workers_chat,
@@ -34,7 +35,7 @@ from cfai_cli.core.translate.chat import (
 )
 from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
-from cfai_cli.errors import UpstreamError, UpstreamStreamError
+from cfai_cli.errors import InvalidRequest, UpstreamError, UpstreamStreamError
 from cfai_cli.service.context import Context
 from cfai_cli.upstream.workers import UpstreamStream
 
@@ -86,9 +87,20 @@ def _plan(ctx: Context, req: ChatCompletionRequest, model_id: str, *, stream: bo
     return to_workers_chat(req, model_id, default_max_tokens=ctx.settings.default_max_tokens, stream=stream)
 
 
+async def _upstream(ctx: Context, call: WorkersChatCall, send: Callable[[str, dict[str, Any]], Awaitable[T]]) -> T:
+    """Send `call`; if a native model's schema rejects OpenAI-style tool history, resend it the older way."""
+    try:
+        return await send(call.model_id, call.body)
+    except InvalidRequest as exc:
+        legacy = None if call.chat_dialect or str(exc.upstream_code) != "5006" else legacy_tool_history(call.body)
+        if legacy is None:
+            raise
+        return await send(call.model_id, legacy)
+
+
 async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str) -> ChatCompletion:
     call = _plan(ctx, req, model_id, stream=False)
-    results = await gather_all(ctx.workers.run(model_id, call.body) for _ in range(req.n or 1))
+    results = await gather_all(_upstream(ctx, call, ctx.workers.run) for _ in range(req.n or 1))
     parsed = [parse_chat_result(result) for result in results]
     return from_workers_chat(req, call, parsed, completion_id=ctx.ids("chatcmpl"), created=ctx.now(),
                              new_call_id=lambda: ctx.ids("call"))
@@ -114,7 +126,7 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIte
         # Those cannot stream upstream (reference §2.4, §2.6): answer whole, then replay as chunks.
         completion = await _complete(ctx, req, model_id)
         return _replay(completion_to_chunks(completion, include_usage=include_usage))
-    streams = await gather_all(ctx.workers.stream(model_id, call.body) for _ in range(req.n or 1))
+    streams = await gather_all(_upstream(ctx, call, ctx.workers.stream) for _ in range(req.n or 1))
     return _stream(ctx, req, call, streams, include_usage=include_usage)
 
 
@@ -170,7 +182,7 @@ class _Choice:
             yield item["choices"]
 
 
-async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncGenerator[str, None]:
     """The `data` of each SSE event in upstream bytes, however the bytes were split."""
     decoder = SSEDecoder()
     async for raw in chunks:

@@ -364,3 +364,37 @@ async def test_any_model_answering_json_to_a_stream_request_is_still_streamed(pr
     assert "".join(d.get("reasoning_content", "") for d in deltas) == "hmm"
     assert chunks[-1]["usage"]["completion_tokens"] == 5
     assert [body.get("stream") for _, body in fake.calls] == [True, None]
+
+
+async def test_strict_native_schema_gets_tool_history_in_the_older_form(proxy, fake: FakeWorkers) -> None:
+    """Reference §2.5/§14.11: if OpenAI-style tool history is refused (5006), resend it as the old docs do."""
+
+    def strict(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        if any("tool_calls" in m or "tool_call_id" in m for m in body["messages"]):
+            return httpx.Response(400, json=error_envelope(5006, "AiError: Bad input: Error: additional properties"))
+        return native_text("It is sunny.")(request, body)
+
+    fake.models[LLAMA] = strict
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "clear"}'},
+    ]
+    async with proxy() as client:
+        plain = await client.post("/v1/chat/completions", json=chat_body(messages=history))
+        streamed = await client.post("/v1/chat/completions", json=chat_body(messages=history, stream=True))
+    assert plain.json()["choices"][0]["message"]["content"] == "It is sunny."
+    assert "It is sunny." in "".join(
+        c["choices"][0]["delta"].get("content", "") for c in validate_sse_chat_stream(streamed.text))
+    legacy = fake.calls[1][1]["messages"]
+    assert legacy[1] == {"role": "assistant", "content": '[{"name": "get_weather", "arguments": {"city": "Paris"}}]'}
+    assert legacy[2] == {"role": "tool", "content": '{"sky": "clear"}'}
+
+
+async def test_schema_errors_without_tool_history_are_not_resent(proxy, fake: FakeWorkers) -> None:
+    fake.models[LLAMA] = fixed(400, error_envelope(5006, "AiError: Bad input"))
+    async with proxy() as client:
+        response = await client.post("/v1/chat/completions", json=chat_body())
+    assert response.status_code == 400 and len(fake.calls) == 1

@@ -238,6 +238,37 @@ def _chat_dialect_extras(req: ChatCompletionRequest, body: dict[str, Any], tools
         body["reasoning_effort"] = effort
 
 
+def legacy_tool_history(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The same body with tool history in the older documented form, or None if it has none.
+
+    Whether strict native schemas accept OpenAI-style `tool_calls`/`tool_call_id` history is unconfirmed
+    (reference §2.5, §14.11); the older docs put the calls as JSON text in the assistant's content and the
+    result in a plain `{role: tool, content}` message. The service retries with this on a schema error.
+    """
+    changed = False
+    messages: list[dict[str, Any]] = []
+    for message in body.get("messages", []):
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            calls = [{"name": c["function"]["name"], "arguments": _loads_or_text(c["function"]["arguments"])}
+                     for c in message["tool_calls"]]
+            text = message.get("content") if isinstance(message.get("content"), str) else ""
+            messages.append({"role": "assistant", "content": (text + "\n" if text else "") + json.dumps(calls)})
+            changed = True
+        elif message.get("role") == "tool" and ("tool_call_id" in message or "name" in message):
+            messages.append({"role": "tool", "content": message.get("content", "")})
+            changed = True
+        else:
+            messages.append(message)
+    return {**body, "messages": messages} if changed else None
+
+
+def _loads_or_text(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
+
+
 # ---- Workers AI -> OpenAI ------------------------------------------------------------------------
 
 
