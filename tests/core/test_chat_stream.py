@@ -474,3 +474,22 @@ def test_completion_to_chunks_round_trip(fixtures: list[str], include_usage: boo
         assert [{"id": c["id"], "type": c["type"], "function": {"name": c["name"], "arguments": c["arguments"]}}
                 for c in got.tool_calls] == message.get("tool_calls", [])
         assert got.finish_reason == choice["finish_reason"]
+
+
+@pytest.mark.parametrize("event", [
+    {"errors": [{"code": 3043, "message": "AiError: Internal server error"}]},
+    {"success": False, "errors": [], "result": {}},
+    {"error": "overloaded"},
+    {"error": {"code": "3040", "message": "Capacity temporarily exceeded"}},
+])
+def test_every_plausible_mid_stream_error_shape_is_an_error(event: dict[str, object]) -> None:
+    stream = ChoiceStream(index=0, new_call_id=id_counter())
+    stream.feed({"response": "partial"})
+    with pytest.raises(UpstreamStreamError):
+        stream.feed(event)
+
+
+@pytest.mark.parametrize("event", [{"response": "ok", "errors": []}, {"response": "ok", "error": None}])
+def test_empty_error_fields_are_not_errors(event: dict[str, object]) -> None:
+    stream = ChoiceStream(index=0, new_call_id=id_counter())
+    assert stream.feed(event)[-1]["delta"] == {"content": "ok"}

@@ -144,7 +144,10 @@ class ChoiceStream:
     def feed(self, event: Any) -> list[ChunkChoice]:
         if not isinstance(event, Mapping):
             raise UpstreamStreamError("Workers AI sent a stream event that is not a JSON object.")
-        if "error" in event or ("errors" in event and event.get("success") is False):
+        errors = event.get("errors")
+        # The mid-stream error shape is unconfirmed (reference §14.16): an OpenAI-style `error`, or an
+        # envelope whose `errors` is non-empty or whose `success` is false.
+        if event.get("error") or event.get("success") is False or (isinstance(errors, list) and errors):
             code, message = first_error(event)
             raise UpstreamStreamError(
                 f"Workers AI reported an error mid-stream{f' ({code})' if code is not None else ''}: "
