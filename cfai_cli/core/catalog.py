@@ -6,6 +6,7 @@ what to *send*; answers are always parsed by their shape (see core.workers.chat)
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 
@@ -89,10 +90,11 @@ def resolve_model(name: str, aliases: Mapping[str, str], *, param: str = "model"
     if target is None:
         if not _PLAIN_NAME.fullmatch(bare):
             validate_model_id(name, param=param)
-        known = ", ".join(sorted(aliases)[:8])
+        close = difflib.get_close_matches(name, list(aliases), n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ModelNotFound(
-            f"The model {name!r} does not exist: use a Workers AI id such as "
-            f"'@cf/meta/llama-3.3-70b-instruct-fp8-fast' or an alias ({known}, ...).",
+            f"The model {name!r} does not exist.{hint} Use an alias (`cfai config show` lists them) or a "
+            "Workers AI id such as '@cf/meta/llama-3.3-70b-instruct-fp8-fast' (`cfai models` lists them).",
             param=param,
         )
     return validate_model_id(target, param=param)

@@ -153,3 +153,12 @@ def test_param_is_passed_through() -> None:
 def test_model_families(model_id: str, chat: bool, streams: bool) -> None:
     assert speaks_chat_dialect(model_id) is chat
     assert streams_upstream(model_id) is streams
+
+
+def test_unknown_alias_suggests_close_names() -> None:
+    with pytest.raises(ModelNotFound) as info:
+        resolve_model("gpt-4o-mnii", DEFAULT_ALIASES)
+    assert "Did you mean 'gpt-4o-mini'" in info.value.message
+    with pytest.raises(ModelNotFound) as far:
+        resolve_model("claude", DEFAULT_ALIASES)
+    assert "Did you mean" not in far.value.message
