@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any
 
@@ -156,6 +156,18 @@ class Terminal:
         finally:
             if status is not None:
                 status.stop()
+
+    @contextlib.contextmanager
+    def progress(self, total: int, message: str) -> Iterator[Callable[[int], None]]:
+        """A progress bar on a stderr terminal; yields `advance(n)`. Nothing is drawn when piped."""
+        if not self.err_tty:
+            yield lambda n: None
+            return
+        from rich.progress import Progress
+
+        with Progress(console=self.err, transient=True) as bar:
+            task = bar.add_task(message, total=total)
+            yield lambda n: bar.advance(task, n)
 
     def spinner(self, message: str) -> Status | None:
         if not self.err_tty:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from cfai_cli.errors import InvalidRequest, ModelNotFound
 
 DEFAULT_CHAT_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 
 # OpenAI model names mapped to the closest Workers AI model. Users override or extend these in the
 # config file's [aliases] table; anything that already looks like a Workers AI id passes through.

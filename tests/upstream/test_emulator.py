@@ -423,8 +423,8 @@ async def test_invalid_json_and_non_object_bodies_are_5006() -> None:
 
 
 async def test_non_text_models_are_listed_but_not_emulated_yet() -> None:
-    message = error(await post("@cf/baai/bge-base-en-v1.5", {"text": "x"}), 400, 5006)
-    assert "does not emulate Text Embeddings models yet" in message
+    message = error(await post("@cf/black-forest-labs/flux-1-schnell", {"prompt": "x"}), 400, 5006)
+    assert "does not emulate Text-to-Image models yet" in message
 
 
 @pytest.mark.parametrize("prefix", ["", "/client/v4", "/v1/acct/gw/workers-ai"])

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cfai_cli.upstream.emulator import chat, faults, native, responses
+from cfai_cli.upstream.emulator import chat, embeddings, faults, native, responses
 from cfai_cli.upstream.emulator.catalogue import TASK_OF, TEXT_MODELS, search
 from cfai_cli.upstream.emulator.wire import EmulatorError, bad_input, digest, error_response, json_response
 
@@ -51,6 +51,8 @@ def run_model(model: str, body: Mapping[str, Any], seed: bytes) -> Response:
     """One /ai/run call, once the body is known to be a JSON object."""
     if model.startswith(faults.PREFIX):
         return faults.run(model[len(faults.PREFIX) :], body, seed)
+    if model in embeddings.MODELS:
+        return embeddings.run(model, body)
     spec = TEXT_MODELS.get(model)
     if spec is None:
         if model in TASK_OF:

@@ -177,6 +177,12 @@ _MODELS: list[tuple[str, str, str, str, dict[str, Any], TextSpec | None]] = [
     ("@cf/baai/bge-m3", "Text Embeddings", "2024-05-22 19:27:09.781",
      "Multi-Functionality, Multi-Linguality, and Multi-Granularity embeddings model.",
      {"context_window": "60000", "price": _usd(("per M input tokens", 0.0118)), "async_queue": "true"}, None),
+    ("@cf/google/embeddinggemma-300m", "Text Embeddings", "2025-09-04 16:02:39.417",
+     "EmbeddingGemma is a 300M parameter embedding model from Google, trained with Matryoshka learning.",
+     {"price": _usd(("per M input tokens", 0.012))}, None),
+    ("@cf/qwen/qwen3-embedding-0.6b", "Text Embeddings", "2025-10-01 12:00:00.000",
+     "Qwen3 Embedding 0.6B: multilingual text embeddings with instruction support.",
+     {"context_window": "8192", "price": _usd(("per M input tokens", 0.012))}, None),
     ("@cf/black-forest-labs/flux-1-schnell", "Text-to-Image", "2024-08-29 16:37:39.541",
      "FLUX.1 [schnell] is a 12 billion parameter rectified flow transformer capable of generating images from "
      "text descriptions.",

@@ -1,0 +1,148 @@
+"""Embeddings <-> Workers AI: per-model batch caps, batching in order, vector parsing, base64 and shortening.
+
+Pure: standard library, cfai_cli.errors and cfai_cli.core. What each model accepts is data here
+(reference §4); unknown embedding models get the common `{text: [...]}` shape and a batch of 100.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cfai_cli.core.openai.embeddings import EmbeddingList, EmbeddingOut, EmbeddingRequest
+from cfai_cli.core.translate.chat import estimate_tokens
+from cfai_cli.errors import InvalidRequest, UpstreamError
+
+# Far beyond any embedding model's context whatever the tokenizer: refused before it costs a call.
+MAX_INPUT_CHARS = 8192 * 8
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingModel:
+    batch: int = 100  # most texts one upstream call takes
+    dims: int | None = None  # native vector length, when known
+    shortenable: bool = False  # Matryoshka-trained: a re-normalised prefix is a valid shorter embedding
+
+
+EMBEDDING_MODELS: dict[str, EmbeddingModel] = {
+    "@cf/baai/bge-small-en-v1.5": EmbeddingModel(dims=384),
+    "@cf/baai/bge-base-en-v1.5": EmbeddingModel(dims=768),
+    "@cf/baai/bge-large-en-v1.5": EmbeddingModel(dims=1024),
+    "@cf/baai/bge-m3": EmbeddingModel(dims=1024),
+    "@cf/google/embeddinggemma-300m": EmbeddingModel(dims=768, shortenable=True),
+    "@cf/qwen/qwen3-embedding-0.6b": EmbeddingModel(batch=32, dims=1024, shortenable=True),
+    "@cf/pfnet/plamo-embedding-1b": EmbeddingModel(),
+}
+
+
+def embedding_model(model_id: str) -> EmbeddingModel:
+    return EMBEDDING_MODELS.get(model_id, EmbeddingModel())
+
+
+def check_request(req: EmbeddingRequest, spec: EmbeddingModel) -> list[str]:
+    """The texts to embed, after the checks OpenAI makes (each failure names its index)."""
+    texts = req.texts()
+    if not texts:
+        raise InvalidRequest("'input' must not be an empty list.", param="input", code="invalid_value")
+    for i, text in enumerate(texts):
+        param = "input" if isinstance(req.input, str) else f"input[{i}]"
+        if not text.strip():
+            raise InvalidRequest(f"{param} is empty: every input must contain text.", param=param,
+                                 code="invalid_value")
+        if len(text) > MAX_INPUT_CHARS:
+            raise InvalidRequest(f"{param} is too long ({len(text)} characters); split it into smaller pieces.",
+                                 param=param, code="context_length_exceeded")
+    if req.dimensions is not None and req.dimensions != spec.dims:
+        if not spec.shortenable:
+            native = f" (its vectors have {spec.dims})" if spec.dims else ""
+            raise InvalidRequest(
+                f"This model cannot shorten its embeddings{native}; omit 'dimensions' or use a model that can, "
+                "such as @cf/google/embeddinggemma-300m or @cf/qwen/qwen3-embedding-0.6b.",
+                param="dimensions", code="invalid_value")
+        if spec.dims is not None and req.dimensions > spec.dims:
+            raise InvalidRequest(f"'dimensions' can be at most {spec.dims} for this model.", param="dimensions",
+                                 code="invalid_value")
+    return texts
+
+
+def batches(texts: Sequence[str], spec: EmbeddingModel) -> list[tuple[int, list[str]]]:
+    """(index of the first text, texts) for each upstream call, in input order."""
+    size = max(1, spec.batch)
+    return [(start, list(texts[start : start + size])) for start in range(0, len(texts), size)]
+
+
+def to_workers_embeddings(texts: Sequence[str]) -> dict[str, Any]:
+    return {"text": list(texts)}
+
+
+def parse_vectors(result: Any, expected: int) -> list[list[float]]:
+    """Vectors from `{data: [[...]]}` (bge, gemma, qwen3) or `{response: [[...]]}` (bge-m3 contexts mode)."""
+    vectors = None
+    if isinstance(result, Mapping):
+        for key in ("data", "response", "embeddings"):
+            if isinstance(result.get(key), list):
+                vectors = result[key]
+                break
+    if vectors is None or len(vectors) != expected:
+        got = "no vectors" if vectors is None else f"{len(vectors)} vectors"
+        raise UpstreamError(f"Workers AI returned {got} for {expected} inputs.")
+    out: list[list[float]] = []
+    for vector in vectors:
+        if not isinstance(vector, list) or not vector or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in vector):
+            raise UpstreamError("Workers AI returned an embedding that is not a list of numbers.")
+        out.append([float(x) for x in vector])
+    return out
+
+
+def shorten(vector: Sequence[float], dims: int) -> list[float]:
+    """A Matryoshka prefix, re-normalised to unit length (what OpenAI's `dimensions` returns)."""
+    head = list(vector[:dims])
+    norm = math.sqrt(sum(x * x for x in head))
+    return [x / norm for x in head] if norm else head
+
+
+def encode_base64(vector: Sequence[float]) -> str:
+    """Little-endian float32, base64: what the OpenAI SDKs decode when they ask for `base64`."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+def decode_base64(data: str) -> list[float]:
+    raw = base64.b64decode(data)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
+
+
+def from_workers_embeddings(
+    req: EmbeddingRequest, texts: Sequence[str], vectors: Sequence[Sequence[float]], *, model_id: str,
+    prompt_tokens: int | None = None,
+) -> EmbeddingList:
+    data: list[EmbeddingOut] = []
+    for index, vector in enumerate(vectors):
+        values = shorten(vector, req.dimensions) if req.dimensions and req.dimensions < len(vector) else list(vector)
+        embedding: list[float] | str = encode_base64(values) if req.encoding_format == "base64" else values
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    tokens = prompt_tokens if prompt_tokens is not None else sum(estimate_tokens(t) for t in texts)
+    return {"object": "list", "data": data, "model": model_id,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def longest(texts: Sequence[str], start: int) -> int:
+    """Index (in the whole input) of the longest text of a batch: the likely cause of a length error."""
+    return start + max(range(len(texts)), key=lambda i: len(texts[i]))
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def rank_by_similarity(query: Sequence[float], vectors: Sequence[Sequence[float]], top: int) -> list[tuple[int, float]]:
+    """(index, cosine similarity) of the `top` vectors closest to `query`, best first; ties keep input order."""
+    scored = [(i, cosine(query, v)) for i, v in enumerate(vectors)]
+    scored.sort(key=lambda pair: -pair[1])
+    return scored[: max(0, top)]

@@ -1,0 +1,23 @@
+"""POST /v1/embeddings: validate, hand to the shared service, answer the OpenAI list object.
+
+Imports starlette, service, core.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from cfai_cli.core.openai.base import validate_request
+from cfai_cli.core.openai.embeddings import EmbeddingRequest
+from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.server.routes.common import read_json
+from cfai_cli.service.embeddings import create_embeddings
+
+
+async def embeddings(request: Request) -> Response:
+    req = validate_request(EmbeddingRequest, await read_json(request))
+    return JSONResponse(await create_embeddings(request.app.state.ctx, req), headers=API_HEADERS)
+
+
+ROUTES = [("/embeddings", embeddings, ["POST"])]

@@ -1,0 +1,171 @@
+"""POST /v1/embeddings through the proxy: batching order, base64 (the SDK's default), aliases, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from cfai_cli.server.app import create_app
+from tests.fake_workers import FakeWorkers, envelope, error_envelope
+from tests.openai_schema import validate
+
+pytestmark = pytest.mark.anyio
+
+try:
+    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - older openai releases use httpx
+    sdk_httpx = httpx
+
+BGE = "@cf/baai/bge-base-en-v1.5"
+
+
+def vector_for(text: str) -> list[float]:
+    """A vector that encodes its text's number, so order mistakes are visible."""
+    n = float(text.split("-")[-1]) if "-" in text else float(len(text))
+    return [n, n / 2, 0.25]
+
+
+def embedder(*, delay_for_first_batch: float = 0.0) -> Any:
+    async def handle(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        texts = body["text"] if isinstance(body["text"], list) else [body["text"]]
+        if len(texts) > 100:
+            return httpx.Response(400, json=error_envelope(5006, "AiError: Bad input: too many items"))
+        if delay_for_first_batch and texts[0] == "t-0":
+            await asyncio.sleep(delay_for_first_batch)  # the first batch finishes last
+        return httpx.Response(200, json=envelope({"shape": [len(texts), 3], "data": [vector_for(t) for t in texts],
+                                                  "pooling": "mean"}))
+    return handle
+
+
+@pytest.fixture
+def sdk(settings, api_key: str, fake: FakeWorkers):  # type: ignore[no-untyped-def]
+    async def open_sdk() -> tuple[Any, Any]:
+        app = create_app(settings, transport=fake.transport())
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        http = sdk_httpx.AsyncClient(transport=sdk_httpx.ASGITransport(app=app), base_url="http://proxy.test/v1")
+        # Not strict: the SDK asks for base64 by default yet its strict model types `embedding` as
+        # list[float], so strict validation rejects spec-correct base64 answers (from api.openai.com too).
+        client = openai.AsyncOpenAI(api_key=api_key, base_url="http://proxy.test/v1", http_client=http,
+                                    max_retries=0)
+        return client, (http, lifespan)
+
+    return open_sdk
+
+
+async def test_large_batches_come_back_in_input_order(proxy, fake: FakeWorkers) -> None:
+    fake.models[BGE] = embedder(delay_for_first_batch=0.05)
+    texts = [f"t-{i}" for i in range(250)]
+    async with proxy() as client:
+        response = await client.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": texts})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    validate(body, "CreateEmbeddingResponse")
+    assert [item["index"] for item in body["data"]] == list(range(250))
+    assert [item["embedding"][0] for item in body["data"]] == [float(i) for i in range(250)]
+    assert sorted(len(call[1]["text"]) for call in fake.calls) == [50, 100, 100]
+    assert body["model"] == BGE and body["usage"]["prompt_tokens"] > 0
+
+
+async def test_openai_sdk_default_base64_equals_float(sdk, fake: FakeWorkers) -> None:
+    fake.models[BGE] = embedder()
+    client, (http, lifespan) = await sdk()
+    try:
+        default = await client.embeddings.create(model="text-embedding-3-small", input=["a-1", "b-22"])
+        floats = await client.embeddings.create(model=BGE, input=["a-1", "b-22"], encoding_format="float")
+        single = await client.embeddings.create(model=BGE, input="c-3")
+    finally:
+        await http.aclose()
+        await lifespan.__aexit__(None, None, None)
+    assert [d.embedding for d in default.data] == [d.embedding for d in floats.data] == [
+        [1.0, 0.5, 0.25], [22.0, 11.0, 0.25]]
+    assert single.data[0].embedding == [3.0, 1.5, 0.25]
+    assert default.usage.total_tokens == default.usage.prompt_tokens
+
+
+async def test_base64_on_the_wire(proxy, fake: FakeWorkers) -> None:
+    fake.models[BGE] = embedder()
+    async with proxy() as client:
+        body = (await client.post("/v1/embeddings", json={"model": BGE, "input": "x-2",
+                                                          "encoding_format": "base64"})).json()
+    from cfai_cli.core.translate.embeddings import decode_base64
+
+    assert isinstance(body["data"][0]["embedding"], str)
+    assert decode_base64(body["data"][0]["embedding"]) == [2.0, 1.0, 0.25]
+    # The spec only models float arrays; with the vector decoded, the rest of the object must match it.
+    body["data"][0]["embedding"] = decode_base64(body["data"][0]["embedding"])
+    validate(body, "CreateEmbeddingResponse")
+
+
+@pytest.mark.parametrize(("payload", "param"), [
+    ({"input": ""}, "input"),
+    ({"input": ["fine", ""]}, "input[1]"),
+    ({"input": []}, "input"),
+    ({"input": [[1, 2, 3]]}, "input"),
+    ({"input": "x", "dimensions": 256}, "dimensions"),
+    ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+    ({}, "input"),
+])
+async def test_bad_requests_are_400_with_param(proxy, fake: FakeWorkers, payload: dict[str, Any], param: str) -> None:
+    fake.models[BGE] = embedder()
+    async with proxy() as client:
+        response = await client.post("/v1/embeddings", json={"model": BGE, **payload})
+    assert response.status_code == 400, response.text
+    validate(response.json(), "ErrorResponse")
+    assert response.json()["error"]["param"] == param
+    assert fake.calls == []
+
+
+async def test_upstream_length_error_names_the_likely_input(proxy, fake: FakeWorkers) -> None:
+    def too_long(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        if any(len(t) > 100 for t in body["text"]):
+            return httpx.Response(400, json=error_envelope(3030, "AiError: AiError: Sequence too long: 900 > 512"))
+        return httpx.Response(200, json=envelope({"data": [[1.0] for _ in body["text"]]}))
+
+    fake.models[BGE] = too_long
+    texts = ["short"] * 150 + ["long " * 60] + ["short"] * 10
+    async with proxy() as client:
+        response = await client.post("/v1/embeddings", json={"model": BGE, "input": texts})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "input[150]" and error["code"] == "context_length_exceeded"
+    assert "3030" in error["message"]
+
+
+async def test_bge_m3_falls_back_to_contexts_mode(proxy, fake: FakeWorkers) -> None:
+    def m3(request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
+        if "text" in body:
+            return httpx.Response(400, json=error_envelope(5006, "AiError: Bad input: required 'contexts'"))
+        return httpx.Response(200, json=envelope({"response": [[0.5, 0.5] for _ in body["contexts"]],
+                                                  "shape": [len(body["contexts"]), 2]}))
+
+    fake.models["@cf/baai/bge-m3"] = m3
+    async with proxy() as client:
+        body = (await client.post("/v1/embeddings", json={"model": "@cf/baai/bge-m3", "input": ["a", "b"]})).json()
+    validate(body, "CreateEmbeddingResponse")
+    assert [d["embedding"] for d in body["data"]] == [[0.5, 0.5], [0.5, 0.5]]
+
+
+async def test_offline_embeddings_with_dimensions_and_aliases(settings, api_key: str) -> None:
+    app = create_app(settings.as_offline())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://proxy.test",
+        headers={"Authorization": f"Bearer {api_key}"}) as client:
+        for alias, dims in (("text-embedding-3-small", 768), ("text-embedding-3-large", 1024),
+                            ("text-embedding-ada-002", 768), ("@cf/baai/bge-small-en-v1.5", 384)):
+            body = (await client.post("/v1/embeddings", json={"model": alias, "input": ["a cat", "a dog"]})).json()
+            validate(body, "CreateEmbeddingResponse")
+            assert [len(d["embedding"]) for d in body["data"]] == [dims, dims]
+        short = (await client.post("/embeddings", json={
+            "model": "@cf/google/embeddinggemma-300m", "input": "a cat", "dimensions": 128})).json()
+        vector = short["data"][0]["embedding"]
+        assert len(vector) == 128 and sum(x * x for x in vector) == pytest.approx(1.0, abs=1e-6)
+        qwen = await client.post("/embeddings", json={"model": "@cf/qwen/qwen3-embedding-0.6b",
+                                                      "input": [f"text {i}" for i in range(70)]})
+        assert qwen.status_code == 200 and len(qwen.json()["data"]) == 70
+        assert json.loads(qwen.text)["data"][69]["index"] == 69
