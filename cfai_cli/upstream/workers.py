@@ -37,6 +37,15 @@ class UpstreamStream:
             await self._response.aclose()
 
 
+@dataclass(slots=True)
+class RawAnswer:
+    """A /ai/run answer that may be bytes (`body`) or an unwrapped JSON `result`."""
+
+    content_type: str
+    body: bytes | None = None
+    result: Any = None
+
+
 class WorkersAIClient:
     def __init__(
         self,
@@ -75,6 +84,44 @@ class WorkersAIClient:
             response = await self._http.post(url, json=body, timeout=remaining)
             return decode_json_result(response.status_code, response.headers.get("content-type", ""),
                                       response.content, response.headers, model=model)
+
+        return await self._with_retries(attempt)
+
+    async def run_raw(
+        self,
+        model: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+        form: Mapping[str, str] | None = None,
+        files: Mapping[str, tuple[str, bytes, str]] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> RawAnswer:
+        """POST /ai/run/{model} for models that take or give bytes (images, audio).
+
+        The body is JSON, raw bytes with their content type, or multipart form fields and files. A JSON
+        answer is unwrapped into `result`; any other successful answer is kept as bytes with its type.
+        """
+        url = f"{self._base}/run/{model}"
+        headers = {"Content-Type": content_type} if content is not None and content_type else None
+
+        async def attempt(remaining: float) -> RawAnswer:
+            if form is not None or files is not None:
+                # Plain fields go in as (None, value) parts so the body is multipart even without files
+                # (flux-2 wants multipart for a prompt alone, reference §5); httpx writes the boundary.
+                parts: dict[str, Any] = {name: (None, value) for name, value in (form or {}).items()}
+                parts.update(files or {})
+                response = await self._http.post(url, files=parts, params=params, timeout=remaining)
+            else:
+                response = await self._http.post(url, json=json_body, content=content, headers=headers,
+                                                 params=params, timeout=remaining)
+            kind = response.headers.get("content-type", "")
+            if response.status_code >= 400 or "json" in kind.lower():
+                result = decode_json_result(response.status_code, kind, response.content, response.headers,
+                                            model=model)
+                return RawAnswer(content_type=kind, result=result)
+            return RawAnswer(content_type=kind, body=response.content)
 
         return await self._with_retries(attempt)
 

@@ -153,3 +153,30 @@ async def test_model_search_reads_every_page() -> None:
     workers = client(handler)
     assert len(await workers.models_search({"task": "Text Generation"})) == 107
     await workers.aclose()
+
+
+async def test_run_raw_binary_json_and_multipart() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/png"):
+            return httpx.Response(200, headers={"content-type": "image/png"}, content=b"\x89PNG....")
+        if request.url.path.endswith("/bad"):
+            return httpx.Response(400, json=error_envelope(5006, "AiError: Bad input"))
+        return httpx.Response(200, json=envelope({"image": "aGk="}))
+
+    workers = client(handler)
+    png = await workers.run_raw("@cf/x/png", json_body={"prompt": "p"})
+    assert png.body == b"\x89PNG...." and png.content_type == "image/png" and png.result is None
+    multipart = await workers.run_raw("@cf/x/json", form={"prompt": "a sunset", "steps": "4"})
+    assert multipart.result == {"image": "aGk="}
+    assert seen[1].headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert b'name="prompt"' in seen[1].content and b"a sunset" in seen[1].content
+    raw = await workers.run_raw("@cf/x/json", content=b"RIFF....", content_type="audio/wav",
+                                params={"detect_language": "true"})
+    assert seen[2].headers["content-type"] == "audio/wav" and seen[2].content == b"RIFF...."
+    assert seen[2].url.params["detect_language"] == "true" and raw.result == {"image": "aGk="}
+    with pytest.raises(Exception, match="5006"):
+        await workers.run_raw("@cf/x/bad", json_body={})
+    await workers.aclose()
