@@ -34,6 +34,8 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "max_retries": (None, int),
     "max_body_mb": (None, float),
     "allow_private_fetch": (None, bool),
+    "image_ttl_hours": (None, float),
+    "image_url_auth": (None, bool),
 }
 SETTABLE_KEYS = (*_FIELDS, "aliases.<name>")
 
@@ -49,6 +51,8 @@ class Settings:
     max_retries: int = 3
     max_body_mb: float = 25.0
     allow_private_fetch: bool = False
+    image_ttl_hours: float = 24.0
+    image_url_auth: bool = False
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
@@ -61,6 +65,10 @@ class Settings:
     @property
     def database(self) -> Path:
         return self.data_dir / "cfai.db"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
 
     def require_credentials(self) -> tuple[str, str]:
         if self.offline:
