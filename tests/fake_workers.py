@@ -129,7 +129,8 @@ class FakeWorkers:
             return httpx.Response(200, json={**envelope(self.catalogue), "result_info": {"page": 1}})
         marker = "/ai/run/"
         model = path[path.index(marker) + len(marker):]
-        body = json.loads(request.content or b"{}")
+        is_json = request.headers.get("content-type", "").startswith("application/json")
+        body = json.loads(request.content or b"{}") if is_json else {}  # multipart/raw: handlers read request
         self.calls.append((model, body))
         handler = self.models.get(model)
         if handler is None:

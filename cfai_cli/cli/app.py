@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from cfai_cli import __version__
 from cfai_cli.cli import chat, config, keys, models, serve
 from cfai_cli.cli import embed as embed_command
+from cfai_cli.cli import image as image_command
 from cfai_cli.errors import EXIT_CODE_HELP, CfaiError, ExitCode
 
 
@@ -74,7 +75,7 @@ def root(
     """Cloudflare Workers AI from the command line, and a local OpenAI-compatible proxy in front of it."""
 
 
-for module in (chat, models, config, keys, serve, embed_command):
+for module in (chat, models, config, keys, serve, embed_command, image_command):
     module.register(app)
 
 

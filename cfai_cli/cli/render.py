@@ -64,6 +64,15 @@ class Terminal:
         self.stdout.write(text)
         self.stdout.flush()
 
+    def write_bytes(self, data: bytes) -> None:
+        """Binary data (an image, audio) to stdout, for pipes and redirects."""
+        self.stdout.flush()
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is None:
+            raise TypeError("stdout cannot take bytes")
+        buffer.write(data)
+        buffer.flush()
+
     def line(self, text: str) -> None:
         self.write(text + "\n")
 

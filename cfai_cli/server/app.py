@@ -18,6 +18,7 @@ from cfai_cli.errors import ConfigError
 from cfai_cli.server.auth import KeyAuth
 from cfai_cli.server.errors import HANDLERS
 from cfai_cli.server.routes import routes
+from cfai_cli.server.routes.images import FILES_PREFIX
 from cfai_cli.service.context import open_context
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyStore
@@ -64,7 +65,8 @@ def create_app(
     app.state.max_body_bytes = int(settings.max_body_mb * 1024 * 1024)
     app.state.offline = settings.offline
     if not no_auth:
-        app.add_middleware(KeyAuth, keys=KeyStore(settings.database))
+        files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
+        app.add_middleware(KeyAuth, keys=KeyStore(settings.database), open_prefixes=files)
     return app
 
 

@@ -33,12 +33,16 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 
 class KeyAuth:
-    def __init__(self, app: ASGIApp, keys: KeyStore) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyStore, open_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.keys = keys
+        # Paths anyone may GET, e.g. hosted images whose unguessable URL is the credential.
+        self.open_prefixes = open_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS" or (
+                self.open_prefixes and scope["method"] in ("GET", "HEAD")
+                and scope["path"].startswith(self.open_prefixes)):
             await self.app(scope, receive, send)
             return
         key = presented_key(scope["headers"])

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
 
 from cfai_cli import __version__
-from cfai_cli.core.workers.envelope import decode_json_result, is_retryable
+from cfai_cli.core.workers.envelope import decode_binary_result, decode_json_result, is_retryable
 from cfai_cli.errors import CfaiError, ConfigError, UpstreamError, UpstreamTimeout
 
 T = TypeVar("T")
@@ -44,6 +44,10 @@ class RawAnswer:
     content_type: str
     body: bytes | None = None
     result: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as (body, content_type, result)."""
+        return iter((self.body, self.content_type, self.result))
 
 
 class WorkersAIClient:
@@ -104,7 +108,7 @@ class WorkersAIClient:
         answer is unwrapped into `result`; any other successful answer is kept as bytes with its type.
         """
         url = f"{self._base}/run/{model}"
-        headers = {"Content-Type": content_type} if content is not None and content_type else None
+        headers = {"Content-Type": content_type or "application/octet-stream"} if content is not None else None
 
         async def attempt(remaining: float) -> RawAnswer:
             if form is not None or files is not None:
@@ -116,12 +120,9 @@ class WorkersAIClient:
             else:
                 response = await self._http.post(url, json=json_body, content=content, headers=headers,
                                                  params=params, timeout=remaining)
-            kind = response.headers.get("content-type", "")
-            if response.status_code >= 400 or "json" in kind.lower():
-                result = decode_json_result(response.status_code, kind, response.content, response.headers,
-                                            model=model)
-                return RawAnswer(content_type=kind, result=result)
-            return RawAnswer(content_type=kind, body=response.content)
+            body, kind, result = decode_binary_result(response.status_code, response.headers.get("content-type", ""),
+                                                      response.content, response.headers, model=model)
+            return RawAnswer(content_type=kind, body=body, result=result)
 
         return await self._with_retries(attempt)
 

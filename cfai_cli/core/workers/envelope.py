@@ -164,3 +164,18 @@ def decode_json_result(status: int, content_type: str, body: bytes, headers: Map
         # Some compatibility paths answer a bare object; accept it as the result (lenient in).
         return data
     return data["result"]
+
+
+def decode_binary_result(status: int, content_type: str, body: bytes, headers: Mapping[str, str], *,
+                         model: str | None = None) -> tuple[bytes | None, str, Any]:
+    """An answer that may be raw bytes (audio, images) or a JSON envelope: (bytes or None, content type, result).
+
+    Binary models still send errors (and some, like MeloTTS, their results) as JSON envelopes (reference §1.2,
+    §8), so only a successful non-JSON, non-HTML body counts as bytes; everything else goes through
+    `decode_json_result`, which raises the mapped error.
+    """
+    kind = content_type.split(";")[0].strip().lower()
+    is_json = kind == "application/json" or kind.endswith("+json") or body[:1] == b"{"
+    if status < 400 and not is_json and not looks_like_html(content_type, body):
+        return body, kind or "application/octet-stream", None
+    return None, kind, decode_json_result(status, content_type, body, headers, model=model)

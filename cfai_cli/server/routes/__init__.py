@@ -6,14 +6,14 @@ from starlette.routing import Route
 
 from cfai_cli.server.routes import chat, models
 from cfai_cli.server.routes import embeddings as embeddings_routes
-from cfai_cli.server.routes import responses as responses_routes
+from cfai_cli.server.routes import images as images_routes
 
 
 def routes() -> list[Route]:
     """Every route twice: under /v1 (what SDKs call) and unversioned (what some tools call)."""
     table = [*chat.ROUTES, *models.ROUTES]
     table += embeddings_routes.ROUTES
-    table += responses_routes.ROUTES
+    table += images_routes.ROUTES
     out = [Route("/health", models.health, methods=["GET"])]
     for path, endpoint, methods in table:
         out.append(Route("/v1" + path, endpoint, methods=methods))

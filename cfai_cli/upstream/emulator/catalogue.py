@@ -28,6 +28,9 @@ TASKS: dict[str, tuple[str, str]] = {
                     "Translation models convert a sequence of text from one language to another."),
     "Text-to-Speech": ("b52660a1-9a95-4ab2-8b1d-f232be34604a",
                        "Text-to-Speech (TTS) is the task of generating natural sounding speech given text input."),
+    "Object Detection": ("9c178979-90d9-49d8-9e2c-0f1cf01815d4",
+                         "Object detection models can detect instances of objects like persons, faces, license "
+                         "plates, or others in an image."),
 }
 
 Reasoning = Literal["none", "think_tags", "default_on", "opt_in", "always"]
@@ -192,6 +195,22 @@ _MODELS: list[tuple[str, str, str, str, dict[str, Any], TextSpec | None]] = [
      "Diffusion-based text-to-image generative model by Stability AI. Generates and modify images based on "
      "text prompts.",
      {"beta": "true", "price": _usd(("per step", 0.0))}, None),
+    ("@cf/bytedance/stable-diffusion-xl-lightning", "Text-to-Image", "2024-02-27 17:41:29.578",
+     "SDXL-Lightning is a lightning-fast text-to-image generation model.", {"beta": "true"}, None),
+    ("@cf/lykon/dreamshaper-8-lcm", "Text-to-Image", "2024-02-27 17:40:38.881",
+     "Stable Diffusion model fine-tuned for photorealism.", {}, None),
+    ("@cf/runwayml/stable-diffusion-v1-5-img2img", "Text-to-Image", "2024-02-27 17:32:28.581",
+     "Stable Diffusion model that transforms input images with a prompt.", {"beta": "true"}, None),
+    ("@cf/runwayml/stable-diffusion-v1-5-inpainting", "Text-to-Image", "2024-02-27 17:23:57.528",
+     "Stable Diffusion model that fills the masked parts of an image.", {"beta": "true"}, None),
+    ("@cf/leonardo/phoenix-1.0", "Text-to-Image", "2025-08-27 01:18:18.880",
+     "Phoenix 1.0 is a model by Leonardo.Ai that generates images with exceptional prompt adherence.",
+     {"partner": "true", "price": _usd(("per 512 by 512 tile", 0.0058), ("per step", 0.00011))}, None),
+    ("@cf/black-forest-labs/flux-2-dev", "Text-to-Image", "2025-11-25 00:00:00.000",
+     "FLUX.2 [dev]: image generation and editing with up to four reference images.",
+     {"price": _usd(("per output 512x512 tile, per step", 0.000825))}, None),
+    ("@cf/facebook/detr-resnet-50", "Object Detection", "2024-02-27 17:43:51.922",
+     "DEtection TRansformer (DETR) model trained end-to-end on COCO 2017 object detection.", {"beta": "true"}, None),
     ("@cf/openai/whisper", "Automatic Speech Recognition", "2023-09-25 19:21:11.898",
      "Whisper is a general-purpose speech recognition model.",
      {"price": _usd(("per audio minute", 0.0005))}, None),

@@ -1,0 +1,69 @@
+"""Reading multipart/form-data uploads (image edits, audio) within the proxy's body limit.
+
+Imports starlette and errors. The body is read with the size cap first, then parsed by Starlette's
+multipart parser (python-multipart), so an oversized upload is a 413 before any parsing happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import Request
+
+from cfai_cli.errors import InvalidRequest
+from cfai_cli.server.routes.common import read_body
+
+
+async def read_form(request: Request, *, max_files: int = 4, max_fields: int = 64) -> FormData:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidRequest("This endpoint takes multipart/form-data (a file upload), not "
+                             f"{content_type.split(';')[0] or 'an unspecified content type'}.",
+                             code="invalid_content_type")
+    body = await read_body(request, request.app.state.max_body_bytes)
+
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_fields,
+                             max_part_size=1024 * 1024)
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidRequest(f"The multipart body could not be read: {exc.message}.",
+                             code="invalid_multipart") from None
+
+
+async def form_file(form: FormData, name: str, *, required: bool) -> bytes | None:
+    """The bytes of upload `name` (also accepted as `name[]`, as some clients send it)."""
+    value = form.get(name) or form.get(f"{name}[]")
+    if value is None:
+        if required:
+            raise InvalidRequest(f"Missing required file: '{name}'.", param=name, code="missing_required_parameter")
+        return None
+    if not isinstance(value, UploadFile):
+        raise InvalidRequest(f"'{name}' must be a file upload.", param=name, code="invalid_value")
+    data = await value.read()
+    if not data:
+        raise InvalidRequest(f"The uploaded '{name}' is empty.", param=name, code="invalid_value")
+    return data
+
+
+def form_fields(form: FormData, *, numbers: dict[str, type] | None = None) -> dict[str, object]:
+    """The text fields of a form as request-model input, with numeric fields converted (or a 400 naming them)."""
+    out: dict[str, object] = {}
+    for key, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            continue
+        kind = (numbers or {}).get(key)
+        if kind is not None:
+            try:
+                out[key] = kind(value)
+            except ValueError:
+                raise InvalidRequest(f"Invalid value for '{key}': {value!r} is not a {kind.__name__}.", param=key,
+                                     code="invalid_value") from None
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,56 @@
+"""POST /v1/images/generations, POST /v1/images/edits, and GET /v1/images/files/{name} for URL answers.
+
+Imports starlette, service, store, core. Files are looked up through the image index by a validated
+name, never by joining user input into a path.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from cfai_cli.core.openai.base import validate_request
+from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
+from cfai_cli.errors import NotFound
+from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.server.forms import form_fields, form_file, read_form
+from cfai_cli.server.routes.common import read_json
+from cfai_cli.service.images import create_images, image_store, images_response
+
+FILES_PREFIX = "/images/files/"
+
+
+async def generations(request: Request) -> Response:
+    req = validate_request(ImageGenerationRequest, await read_json(request))
+    ctx = request.app.state.ctx
+    images = await create_images(ctx, req)
+    return JSONResponse(images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
+
+
+async def edits(request: Request) -> Response:
+    form = await read_form(request)
+    image = await form_file(form, "image", required=True)
+    mask = await form_file(form, "mask", required=False)
+    fields = form_fields(form, numbers={"n": int, "seed": int, "strength": float, "output_compression": int})
+    req = validate_request(ImageEditRequest, fields)
+    ctx = request.app.state.ctx
+    images = await create_images(ctx, req, image=image, mask=mask)
+    return JSONResponse(images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
+
+
+async def files(request: Request) -> Response:
+    ctx = request.app.state.ctx
+    found = image_store(ctx).find(request.path_params["name"], now=ctx.clock())
+    if found is None:
+        raise NotFound("No such image (unknown, or expired and deleted).")
+    max_age = max(0, found.expires_at - ctx.now())
+    return FileResponse(found.path, media_type=found.content_type, headers={
+        "Cache-Control": f"private, max-age={max_age}", "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'"})
+
+
+ROUTES = [
+    ("/images/generations", generations, ["POST"]),
+    ("/images/edits", edits, ["POST"]),
+    (FILES_PREFIX + "{name}", files, ["GET"]),
+]

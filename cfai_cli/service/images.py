@@ -1,0 +1,109 @@
+"""Image generation and edits for both front ends: n parallel calls with distinct seeds, real formats, URLs.
+
+Imports core, upstream (through Context), store, errors. A safety filter's answer (an error that says so,
+or an all-black PNG) becomes a clear content-policy error, never a blank picture handed to the user.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from cfai_cli.core.catalog import resolve_model
+from cfai_cli.core.openai.images import ImageGenerationRequest, ImageOut, ImagesResponse
+from cfai_cli.core.translate.images import (
+    DEFAULT_EDIT_MODEL,
+    DEFAULT_INPAINT_MODEL,
+    ImageCall,
+    ImageInfo,
+    image_bytes,
+    is_blank_png,
+    sniff_image,
+    to_workers_image,
+)
+from cfai_cli.errors import InvalidRequest
+from cfai_cli.service.chat import gather_all
+from cfai_cli.service.context import Context
+from cfai_cli.store.images import ImageStore
+
+DEFAULT_IMAGE_MODEL = "dall-e-3"
+_POLICY_WORDS = ("nsfw", "safety", "content policy", "flagged", "inappropriate", "not allowed to generate")
+_RESPONSE_SIZES = {"1024x1024", "1024x1536", "1536x1024"}
+
+
+@dataclass(frozen=True, slots=True)
+class GeneratedImage:
+    data: bytes
+    info: ImageInfo
+
+
+def image_store(ctx: Context) -> ImageStore:
+    s = ctx.settings
+    return ImageStore(s.database, s.images_dir, ttl_seconds=s.image_ttl_hours * 3600)
+
+
+def _policy_error(message: str) -> InvalidRequest:
+    return InvalidRequest(f"The image was refused by Workers AI's safety filter: {message}", param="prompt",
+                          code="content_policy_violation")
+
+
+async def _one(ctx: Context, call: ImageCall) -> GeneratedImage:
+    try:
+        answer = await ctx.workers.run_raw(call.model_id, json_body=call.json_body, form=call.form)
+    except InvalidRequest as exc:
+        if any(word in exc.message.lower() for word in _POLICY_WORDS):
+            raise _policy_error(exc.message) from None
+        raise
+    data = image_bytes(body=answer.body, result=answer.result)
+    info = sniff_image(data)
+    if info.format == "png" and is_blank_png(data):
+        raise _policy_error("it answered with a blank image.")
+    return GeneratedImage(data, info)
+
+
+def _edit_model(req: ImageGenerationRequest, has_mask: bool, aliases: dict[str, str]) -> str:
+    # OpenAI clients send their own model names (dall-e-2, gpt-image-1); those mean "edit", so pick the
+    # Workers AI model that can: inpainting with a mask, img2img without.
+    if req.model and req.model.startswith("@"):
+        return resolve_model(req.model, aliases)
+    return DEFAULT_INPAINT_MODEL if has_mask else DEFAULT_EDIT_MODEL
+
+
+async def create_images(ctx: Context, req: ImageGenerationRequest, *, image: bytes | None = None,
+                        mask: bytes | None = None) -> list[GeneratedImage]:
+    """`n` images for a generation (or, with `image`, an edit), each from its own upstream call and seed."""
+    if req.stream:
+        raise InvalidRequest("Streaming partial images is not supported by Workers AI image models; "
+                             "omit 'stream'.", param="stream", code="unsupported_value")
+    aliases = dict(ctx.settings.aliases)
+    model_id = (_edit_model(req, mask is not None, aliases) if image is not None
+                else resolve_model(req.model or DEFAULT_IMAGE_MODEL, aliases))
+    base = req.seed if req.seed is not None else secrets.randbelow(2**31)
+    calls = [to_workers_image(req, model_id, seed=base + i, image=image, mask=mask) for i in range(req.n or 1)]
+    return await gather_all(_one(ctx, call) for call in calls)
+
+
+def images_response(ctx: Context, req: ImageGenerationRequest, images: list[GeneratedImage], *,
+                    base_url: str | None) -> ImagesResponse:
+    """The OpenAI ImagesResponse: base64 by default, or URLs served by the proxy for `response_format: url`."""
+    import base64
+
+    data: list[ImageOut] = []
+    if req.response_format == "url":
+        if base_url is None:
+            raise InvalidRequest("response_format 'url' needs the proxy (it serves the files).",
+                                 param="response_format", code="unsupported_value")
+        store = image_store(ctx)
+        for image in images:
+            name = store.save(image.data, image.info.format, now=ctx.clock())
+            data.append({"url": f"{base_url.rstrip('/')}/v1/images/files/{name}"})
+    else:
+        data = [{"b64_json": base64.b64encode(image.data).decode("ascii")} for image in images]
+    out: ImagesResponse = {"created": ctx.now(), "data": data}
+    formats = {image.info.format for image in images}
+    if len(formats) == 1:
+        out["output_format"] = formats.pop()  # type: ignore[typeddict-item]
+    sizes = {f"{image.info.width}x{image.info.height}" for image in images}
+    if len(sizes) == 1 and (size := sizes.pop()) in _RESPONSE_SIZES:
+        out["size"] = size  # type: ignore[typeddict-item]
+    return out
