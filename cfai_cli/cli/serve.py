@@ -12,7 +12,7 @@ import typer
 
 from cfai_cli.cli.common import OfflineOption, TimeoutOption, settings_from_flags
 
-HELP = """Serve the OpenAI API (POST /v1/chat/completions, GET /v1/models, GET /health) from Workers AI.
+HELP = """Serve the OpenAI API (chat completions, embeddings, images, models and more) from Workers AI.
 
 Clients send `Authorization: Bearer <key>` with a key from `cfai keygen`. --no-auth is allowed only on a
 loopback address. Routes also answer without the /v1 prefix. Ctrl-C stops the server.
@@ -31,9 +31,14 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 3000,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Accept requests without a key (loopback only).")
                        ] = False,
+    image_ttl: Annotated[float | None, typer.Option(
+        "--image-ttl", min=0.0001, metavar="HOURS", show_default=False,
+        help="Keep images made with response_format=url this long [config: image_ttl_hours; default 24].")] = None,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
+    from dataclasses import replace
+
     from cfai_cli.cli.render import Terminal
     from cfai_cli.server.app import check_bind
     from cfai_cli.server.app import serve as run_server
@@ -41,6 +46,8 @@ def serve(
 
     term = Terminal()
     settings = settings_from_flags(offline=offline, timeout=timeout)
+    if image_ttl is not None:
+        settings = replace(settings, image_ttl_hours=image_ttl)
     settings.require_credentials()
     # Checked here too (serve() checks again) so a refusal is not preceded by a "serving at" line.
     check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))

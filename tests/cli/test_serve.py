@@ -9,8 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.cli.conftest import Invoke
 
@@ -43,7 +46,8 @@ def free_port() -> int:
 
 def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--no-auth", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--no-auth", "--port", str(port),
+                             "--image-ttl", "0.0004"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 20
@@ -63,6 +67,19 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
             headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.loads(response.read())["object"] == "chat.completion"
+        # --image-ttl (0.0004 h ≈ 1.4 s): a hosted image is served, then gone once it expires.
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/images/generations", method="POST",
+            data=json.dumps({"prompt": "a fox", "response_format": "url"}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            url = json.loads(response.read())["data"][0]["url"]
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.headers["Content-Type"] == "image/png"
+        time.sleep(1.6)
+        with pytest.raises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(url, timeout=10)
+        assert gone.value.code == 404
     finally:
         proc.send_signal(signal.SIGINT)
         try:
