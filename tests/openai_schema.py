@@ -156,3 +156,72 @@ def validate_sse_chat_stream(raw: bytes | str) -> list[dict[str, Any]]:
         listing = "\n".join(f"  - {problem}" for problem in problems)
         raise AssertionError(f"invalid OpenAI chat stream ({len(problems)} problem(s)):\n{listing}")
     return chunks
+
+
+_TERMINAL_RESPONSE_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+
+
+def _sse_named(text: str) -> list[tuple[str | None, str]]:
+    """(event name, data) of each dispatched SSE event, WHATWG rules, independent of cfai's decoder."""
+    lines = _LINE_BREAK.split(text.removeprefix("\ufeff"))
+    if lines[-1] != "":
+        raise AssertionError(f"SSE body does not end with a line break; last line: {lines[-1][:80]!r}")
+    lines.pop()
+    out: list[tuple[str | None, str]] = []
+    name: str | None = None
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                out.append((name, "\n".join(data)))
+            name, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
+    if data:
+        raise AssertionError(f"SSE body ends inside an event (no blank line after it): {data[-1][:80]!r}")
+    return out
+
+
+def validate_response_events(events: list[dict[str, Any]]) -> None:
+    """Every event a ResponseStreamEvent, numbered 0, 1, 2…, starting with response.created and ending with
+    exactly one terminal event whose `response` is a valid Response."""
+    __tracebackhide__ = True
+    problems: list[str] = []
+    for index, event in enumerate(events):
+        problems.extend(f"event {index} ({event.get('type')}): {p}" for p in errors(event, "ResponseStreamEvent"))
+        if event.get("sequence_number") != index:
+            problems.append(f"event {index}: sequence_number is {event.get('sequence_number')!r}")
+    if not events or events[0].get("type") != "response.created":
+        problems.append("the first event must be response.created")
+    terminal = [i for i, e in enumerate(events) if e.get("type") in _TERMINAL_RESPONSE_EVENTS]
+    if terminal != [len(events) - 1]:
+        problems.append(f"exactly one terminal event, last; got them at {terminal} of {len(events)}")
+    for event in events:
+        if "response" in event:
+            problems.extend(f"{event['type']}.response: {p}" for p in errors(event["response"], "Response"))
+    if problems:
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        raise AssertionError(f"invalid Responses stream ({len(problems)} problem(s)):\n{listing}")
+
+
+def validate_sse_responses_stream(raw: bytes | str) -> list[dict[str, Any]]:
+    """Check a streamed Responses body (`event: <type>` + `data:` per event, no `[DONE]`); return its events."""
+    __tracebackhide__ = True
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    events: list[dict[str, Any]] = []
+    for index, (name, data) in enumerate(_sse_named(text)):
+        if data == "[DONE]":
+            raise AssertionError("Responses streams carry no `data: [DONE]`")
+        event = json.loads(data)
+        if name != event.get("type"):
+            raise AssertionError(f"event {index}: `event: {name}` does not match its data's type {event.get('type')!r}")
+        events.append(event)
+    validate_response_events(events)
+    return events

@@ -1,8 +1,9 @@
 """`cfai chat`: ask a model once (prompt, piped stdin, or a whole --request body) or chat interactively.
 
 Imports typer and cli.common at the top; service, core, render and the interactive loop are imported inside
-the command so `cfai --help` stays cheap. The request is always a validated OpenAI ChatCompletionRequest,
-the same model the proxy uses, so the CLI and the proxy cannot disagree about it.
+the command so `cfai --help` stays cheap. The request is always a validated OpenAI ChatCompletionRequest
+(a CreateResponseRequest with --responses/--continue, see cli.respond), the same model the proxy uses, so
+the CLI and the proxy cannot disagree about it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ EPILOG = """Examples:
   cfai chat --json --no-stream "hi" | jq .usage
 
   jq -n '{model:"gpt-4o",messages:[{role:"user",content:"hi"}]}' | cfai chat --request - --json
+
+  cfai chat --responses "My name is Ada" && cfai chat -c "What is my name?"
 """
 
 
@@ -124,6 +127,12 @@ def chat(
         help="Send a whole OpenAI chat request body from FILE or stdin (-); -m, -s, --temperature, "
              "--max-tokens, --no-stream and PROMPT override or extend it. Streams only if the body says "
              "\"stream\": true.", show_default=False)] = None,
+    responses: Annotated[bool, typer.Option(
+        "--responses", help="Go through the Responses API (as `POST /v1/responses` does) and store the answer, "
+                            "so `--continue` can pick the conversation up; --json then prints Response objects "
+                            "or events, and --request takes a Responses body.")] = False,
+    continue_: Annotated[bool, typer.Option(
+        "-c", "--continue", help="Continue the last stored conversation (implies --responses).")] = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -138,6 +147,11 @@ def chat(
         piped = term.stdin.read()
     user_text = combine_prompt(prompt, piped)
     base = read_request(request, term.stdin) if request is not None else None
+    if responses or continue_:
+        _responses(settings, term, base=base, user_text=user_text, model=model, system=system,
+                   temperature=temperature, max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
+                   from_file=request, continue_=continue_)
+        return
     body = build_body(base=base, user_text=user_text, model=model, system=system, temperature=temperature,
                       max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
                       default_model=settings.default_model)
@@ -169,6 +183,36 @@ def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out:
     async def run() -> None:
         async with open_context(settings) as ctx:
             await ask(ctx, req, term, json_out=json_out)
+
+    asyncio.run(run())
+
+
+def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | None, user_text: str | None,
+               model: str | None, system: str | None, temperature: float | None, max_tokens: int | None,
+               no_stream: bool, json_out: bool, from_file: str | None, continue_: bool) -> None:
+    import asyncio
+
+    from cfai_cli.cli.respond import build_request, build_responses_body, last_response_id, respond, responses_session
+    from cfai_cli.core.catalog import resolve_model
+    from cfai_cli.service.context import open_context
+
+    previous = last_response_id(settings) if continue_ else None
+    body = build_responses_body(base=base, user_text=user_text, model=model, system=system, temperature=temperature,
+                                max_tokens=max_tokens, no_stream=no_stream, previous=previous,
+                                default_model=settings.default_model)
+    if base is None and user_text is None:
+        if not term.in_tty:
+            raise typer.BadParameter("nothing to ask: give a PROMPT, pipe text on stdin, or use --request.",
+                                     param_hint="PROMPT")
+        resolve_model(body["model"], settings.aliases)
+        settings.require_credentials()
+        responses_session(settings, body, term, json_out=json_out)
+        return
+    req = build_request(body, from_file)
+
+    async def run() -> None:
+        async with open_context(settings) as ctx:
+            await respond(ctx, req, term, json_out=json_out)
 
     asyncio.run(run())
 

@@ -18,10 +18,13 @@ from cfai_cli.settings import OFFLINE_API_BASE, Settings
 from cfai_cli.upstream.fetch import ImageFetcher
 from cfai_cli.upstream.workers import WorkersAIClient
 
+# Prefixes OpenAI joins with "_" (call_…, resp_…, msg_…); the others take "-" (chatcmpl-…, cmpl-…).
+_UNDERSCORE_PREFIXES = frozenset({"call", "resp", "msg", "fc", "fco", "rs"})
+
 
 def new_id(prefix: str) -> str:
-    """OpenAI-style ids: chatcmpl-…, call_…; 24 random url-safe characters."""
-    sep = "_" if prefix == "call" else "-"
+    """OpenAI-style ids: chatcmpl-…, call_…, resp_…; 24 random url-safe characters."""
+    sep = "_" if prefix in _UNDERSCORE_PREFIXES else "-"
     return f"{prefix}{sep}{secrets.token_urlsafe(18).replace('-', 'x').replace('_', 'y')}"
 
 

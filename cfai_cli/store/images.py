@@ -1,6 +1,6 @@
 """Generated images kept for `response_format: "url"`: files under the data dir, indexed in SQLite, with a TTL.
 
-Imports stdlib and errors. Ids are 32 url-safe random characters (192 bits), so a URL is as good as a
+Imports stdlib and store.db. Ids are 32 url-safe random characters (192 bits), so a URL is as good as a
 signed link; lookups go through the index, never through a path built from user input.
 """
 
@@ -12,12 +12,11 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cfai_cli.errors import ConfigError
+from cfai_cli.store.db import connect
 
 _NAME = re.compile(r"^([A-Za-z0-9_-]{32})\.(png|jpeg|webp)$")
 _SCHEMA = """
@@ -43,22 +42,9 @@ class ImageStore:
         self.database = database
         self.directory = directory
         self.ttl = ttl_seconds
-        self._ready = False
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.database.exists():
-                os.close(os.open(self.database, os.O_WRONLY | os.O_CREAT, 0o600))
-            with closing(sqlite3.connect(self.database, timeout=10)) as conn:
-                if not self._ready:
-                    conn.executescript(_SCHEMA)
-                    self._ready = True
-                with conn:
-                    yield conn
-        except sqlite3.Error as exc:
-            raise ConfigError(f"Cannot use the image index {self.database}: {exc}") from None
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.database, _SCHEMA, immediate=True)
 
     def save(self, data: bytes, image_format: str, *, now: float | None = None) -> str:
         """Store the image; returns its file name (`<id>.<format>`). Expired images are removed on the way."""

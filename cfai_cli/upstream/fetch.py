@@ -30,18 +30,20 @@ def sniff_image_type(data: bytes, declared: str | None = None) -> str:
     return "image/jpeg"
 
 
-async def _check_host(host: str) -> None:
+async def _check_host(host: str, param: str) -> None:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError:
-        raise InvalidRequest(f"Cannot resolve the image host {host!r}.", code="invalid_image_url") from None
+        raise InvalidRequest(f"Cannot resolve the image host {host!r}.", param=param,
+                             code="invalid_image_url") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
             raise InvalidRequest(
                 f"Refusing to fetch an image from a non-public address ({host}). "
                 "Set allow_private_fetch = true in the config to allow it for local development.",
+                param=param,
                 code="invalid_image_url",
             )
 
@@ -63,7 +65,7 @@ class ImageFetcher:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidRequest("Image URLs must be http(s):// or data: URIs.", param=param, code="invalid_image_url")
         if not self._allow_private:
-            await _check_host(parts.hostname)
+            await _check_host(parts.hostname, param)
         try:
             async with self._http.stream("GET", url) as response:
                 if response.status_code != 200:

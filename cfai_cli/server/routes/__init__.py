@@ -5,8 +5,10 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from cfai_cli.server.routes import chat, models
+from cfai_cli.server.routes import completions as completions_routes
 from cfai_cli.server.routes import embeddings as embeddings_routes
 from cfai_cli.server.routes import images as images_routes
+from cfai_cli.server.routes import responses as responses_routes
 
 
 def routes() -> list[Route]:
@@ -14,6 +16,8 @@ def routes() -> list[Route]:
     table = [*chat.ROUTES, *models.ROUTES]
     table += embeddings_routes.ROUTES
     table += images_routes.ROUTES
+    table += responses_routes.ROUTES
+    table += completions_routes.ROUTES
     out = [Route("/health", models.health, methods=["GET"])]
     for path, endpoint, methods in table:
         out.append(Route("/v1" + path, endpoint, methods=methods))

@@ -6,7 +6,7 @@ Imports starlette, core and errors.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -37,22 +37,38 @@ async def read_json(request: Request) -> dict[str, Any]:
     return parse_body(await read_body(request, limit))
 
 
-async def _sse(events: AsyncIterator[Mapping[str, Any]], done: bool) -> AsyncIterator[bytes]:
+ErrorEvents = Callable[[CfaiError], Sequence[Mapping[str, Any]]]
+
+
+def _chat_error(exc: CfaiError) -> Sequence[Mapping[str, Any]]:
+    return [exc.to_openai()]
+
+
+async def _sse(events: AsyncIterable[Mapping[str, Any]], done: bool, named: bool,
+               on_error: ErrorEvents) -> AsyncIterator[bytes]:
+    def encode(event: Mapping[str, Any]) -> bytes:
+        return encode_sse(event, event=str(event["type"]) if named and "type" in event else None)
+
     try:
         async for event in events:
-            yield encode_sse(event)
+            yield encode(event)
     except CfaiError as exc:
         # In-band error and no [DONE]: a client must never take a broken answer for a complete one.
-        yield encode_sse(exc.to_openai())
+        for event in on_error(exc):
+            yield encode(event)
         return
     except Exception as exc:  # the stream's boundary: anything else is still reported in-band
         log.error("stream failed: %s", type(exc).__name__, exc_info=(type(exc), exc, exc.__traceback__))
-        yield encode_sse(UpstreamError("The stream failed inside the proxy.", code="internal_error").to_openai())
+        for event in on_error(UpstreamError("The stream failed inside the proxy.", code="internal_error")):
+            yield encode(event)
         return
     if done:
         yield DONE
 
 
-def sse_response(events: AsyncIterator[Mapping[str, Any]], *, done: bool = True) -> StreamingResponse:
+def sse_response(events: AsyncIterable[Mapping[str, Any]], *, done: bool = True, named: bool = False,
+                 on_error: ErrorEvents = _chat_error) -> StreamingResponse:
+    """An SSE answer. Chat style by default (bare `data:`, `[DONE]`, an error body on failure); the
+    Responses API sets `named` (an `event:` line per event), `done=False` and its own `on_error` events."""
     headers = {**API_HEADERS, "X-Accel-Buffering": "no"}
-    return StreamingResponse(_sse(events, done), media_type="text/event-stream", headers=headers)
+    return StreamingResponse(_sse(events, done, named, on_error), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,94 @@
+"""Stored Responses: each response's JSON and its input items, in the same SQLite file as the keys.
+
+Imports stdlib and store.db. `previous_response_id` rebuilds a conversation by walking the chain of
+stored responses (their input items, then their output). The CLI's `--continue` remembers the last
+response id per data directory in the small `cli_state` table.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from cfai_cli.store.db import connect
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    id TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    previous_response_id TEXT,
+    input_items TEXT NOT NULL,
+    response TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cli_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+# A chain longer than this is almost certainly a loop written by hand into the database.
+MAX_CHAIN = 10_000
+
+Json = dict[str, Any]
+
+
+class ResponseStore:
+    """The responses table of the cfai database (created on first use, 0600 in a 0700 directory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, _SCHEMA, immediate=True)
+
+    def save(self, response: Json, input_items: list[Json]) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO responses (id, created_at, previous_response_id, input_items, response) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (response["id"], int(response["created_at"]), response.get("previous_response_id"),
+                 json.dumps(input_items, ensure_ascii=False), json.dumps(response, ensure_ascii=False)),
+            )
+
+    def get(self, response_id: str) -> tuple[Json, list[Json]] | None:
+        """The stored response and its input items, or None."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT response, input_items FROM responses WHERE id = ?", (response_id,)).fetchone()
+        if row is None:
+            return None
+        return json.loads(row[0]), json.loads(row[1])
+
+    def delete(self, response_id: str) -> bool:
+        with self._connect() as conn:
+            cur = conn.execute("DELETE FROM responses WHERE id = ?", (response_id,))
+        return cur.rowcount > 0
+
+    def conversation(self, response_id: str) -> list[Json] | None:
+        """Every item of the conversation up to and including `response_id`'s output, or None if unknown."""
+        turns: list[list[Json]] = []
+        current: str | None = response_id
+        with self._connect() as conn:
+            while current is not None and len(turns) < MAX_CHAIN:
+                row = conn.execute("SELECT response, input_items FROM responses WHERE id = ?", (current,)).fetchone()
+                if row is None:
+                    if not turns:
+                        return None
+                    break  # an earlier turn was deleted: continue from what is left, as OpenAI does
+                response, items = json.loads(row[0]), json.loads(row[1])
+                # A failed turn's partial output is not something the model said: keep only its input.
+                output = response.get("output", []) if response.get("status") != "failed" else []
+                turns.append([*items, *output])
+                current = response.get("previous_response_id")
+        return [item for turn in reversed(turns) for item in turn]
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._connect() as conn:
+            conn.execute("INSERT OR REPLACE INTO cli_state (key, value) VALUES (?, ?)", (key, value))
+
+    def state(self, key: str) -> str | None:
+        with self._connect() as conn:
+            row = conn.execute("SELECT value FROM cli_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
