@@ -15,6 +15,8 @@ from cfai_cli import __version__
 from cfai_cli.cli import chat, config, keys, models, serve
 from cfai_cli.cli import embed as embed_command
 from cfai_cli.cli import image as image_command
+from cfai_cli.cli import speak as speak_command
+from cfai_cli.cli import transcribe as transcribe_command
 from cfai_cli.errors import EXIT_CODE_HELP, CfaiError, ExitCode
 
 
@@ -75,7 +77,8 @@ def root(
     """Cloudflare Workers AI from the command line, and a local OpenAI-compatible proxy in front of it."""
 
 
-for module in (chat, models, config, keys, serve, embed_command, image_command):
+COMMANDS = (chat, models, embed_command, image_command, transcribe_command, speak_command, config, keys, serve)
+for module in COMMANDS:
     module.register(app)
 
 

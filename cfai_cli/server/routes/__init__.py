@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from cfai_cli.server.routes import audio as audio_routes
 from cfai_cli.server.routes import chat, models
 from cfai_cli.server.routes import completions as completions_routes
 from cfai_cli.server.routes import embeddings as embeddings_routes
@@ -18,6 +19,7 @@ def routes() -> list[Route]:
     table += images_routes.ROUTES
     table += responses_routes.ROUTES
     table += completions_routes.ROUTES
+    table += audio_routes.ROUTES
     out = [Route("/health", models.health, methods=["GET"])]
     for path, endpoint, methods in table:
         out.append(Route("/v1" + path, endpoint, methods=methods))

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cfai_cli.upstream.emulator import chat, embeddings, faults, images, native, responses
+from cfai_cli.upstream.emulator import audio, chat, embeddings, faults, images, native, responses
 from cfai_cli.upstream.emulator.catalogue import TASK_OF, TEXT_MODELS, search
 from cfai_cli.upstream.emulator.wire import EmulatorError, bad_input, digest, error_response, json_response
 
@@ -53,6 +53,8 @@ def run_model(model: str, body: Mapping[str, Any], seed: bytes) -> Response:
         return faults.run(model[len(faults.PREFIX) :], body, seed)
     if model in embeddings.MODELS:
         return embeddings.run(model, body)
+    if model in audio.MODELS:
+        return audio.run(model, body)
     if model in images.MODELS and model not in images.MULTIPART_MODELS:
         return images.run(model, body)
     spec = TEXT_MODELS.get(model)
@@ -88,6 +90,8 @@ async def _dispatch(request: Request) -> Response:
             if not request.headers.get("content-type", "").startswith("multipart/form-data"):
                 raise bad_input("this model takes multipart/form-data")
             return images.run_multipart(match["model"], await request.form())
+        if audio.takes_raw_body(match["model"], request.headers.get("content-type", ""), raw):
+            return audio.run_raw(match["model"], raw, dict(request.query_params))
         return run_model(match["model"], _parse_body(raw), seed)
     except EmulatorError as error:
         return error_response(error, seed)

@@ -1,0 +1,92 @@
+"""`cfai speak`: text to speech with MeloTTS or Deepgram Aura; the audio goes to -o FILE or piped stdout.
+
+Imports typer and cli.common at the top; service, core and render inside the command (cheap start-up).
+The request is the same SpeechRequest that POST /v1/audio/speech validates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, settings_from_flags
+
+HELP = """Speak TEXT (or text piped on stdin) and save the audio.
+
+tts-1 (MeloTTS) speaks MP3; an OpenAI voice speaks English, a language code (fr, es, zh, ja, ko) speaks that
+language. Deepgram Aura (-m @cf/deepgram/aura-1) can also write wav, flac, opus, aac and pcm, and maps OpenAI
+voices to its speakers (or takes a speaker name such as luna). Audio is never written to a terminal.
+"""
+
+EPILOG = """Examples:
+
+  cfai speak "Hello there" -o hello.mp3
+
+  cfai speak --voice fr "Bonjour tout le monde" -o bonjour.mp3
+
+  echo "Build finished" | cfai speak -m @cf/deepgram/aura-1 --voice luna -o done.wav
+"""
+
+_BY_EXTENSION = {".mp3": "mp3", ".wav": "wav", ".flac": "flac", ".opus": "opus", ".ogg": "opus", ".aac": "aac",
+                 ".pcm": "pcm"}
+
+
+def speak(
+    words: Annotated[list[str] | None, typer.Argument(metavar="TEXT", show_default=False,
+                                                     help="What to say (or pipe it on stdin).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", show_default=False,
+                                                help="Write the audio here (otherwise to a piped stdout).")] = None,
+    voice: Annotated[str, typer.Option("--voice", "-v", help="An OpenAI voice (alloy, nova, …), a MeloTTS language "
+                                       "(fr, es, …) or an Aura speaker (luna, zeus, …).")] = "alloy",
+    model: Annotated[str, typer.Option("--model", "-m", help="tts-1 (MeloTTS) or a Workers AI id such as "
+                                       "@cf/deepgram/aura-1.")] = "tts-1",
+    fmt: Annotated[str | None, typer.Option("--format", "-f", show_default=False,
+                                            help="mp3, wav, flac, opus, aac or pcm [default: from -o, else mp3]."
+                                            )] = None,
+    offline: OfflineOption = False,
+    timeout: TimeoutOption = None,
+) -> None:
+    import asyncio
+
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.core.openai.audio import SpeechRequest
+    from cfai_cli.core.openai.base import validate_request
+    from cfai_cli.service.audio import speak as run_speech
+    from cfai_cli.service.context import open_context
+
+    term = Terminal()
+    if output is None and term.out_tty:
+        raise typer.BadParameter("refusing to write audio to a terminal: give -o FILE or redirect stdout.",
+                                 param_hint="--output")
+    settings = settings_from_flags(offline=offline, timeout=timeout)
+    if settings.offline:
+        term.offline_warning()
+    text = " ".join(words) if words else None
+    if text is None and not term.in_tty:
+        text = term.stdin.read().strip()
+    if not text:
+        raise typer.BadParameter("nothing to say: give TEXT or pipe it on stdin.", param_hint="TEXT")
+    response_format = fmt or (_BY_EXTENSION.get(output.suffix.lower(), "mp3") if output is not None else "mp3")
+    body: dict[str, Any] = {"model": model, "input": text, "voice": voice, "response_format": response_format}
+    req = validate_request(SpeechRequest, body)
+
+    async def run() -> tuple[bytes, str]:
+        async with open_context(settings) as ctx:
+            with term.waiting("speaking"):
+                return await run_speech(ctx, req)
+
+    audio, content_type = asyncio.run(run())
+    if output is None:
+        term.write_bytes(audio)
+        return
+    try:
+        output.write_bytes(audio)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot write {output}: {exc.strerror or exc}", param_hint="--output") from None
+    term.note(f"wrote {output} ({len(audio)} bytes, {content_type})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("speak", help=HELP, epilog=EPILOG)(speak)
