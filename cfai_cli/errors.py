@@ -9,6 +9,7 @@
     ├── AuthenticationError         401 invalid_api_key       exit 3
     ├── PermissionDenied            403 permission_error      exit 4
     ├── ConfigError                 500 server_error          exit 3
+    ├── Overloaded                  503 server_error          exit 5 (the proxy's concurrency cap)
     └── UpstreamError               502 api_error             exit 5
         ├── UpstreamAuthError       502 code=upstream_auth    exit 3
         ├── UpstreamTimeout         504 code=timeout          exit 6
@@ -69,6 +70,7 @@ class CfaiError(Exception):
         self.code = code if code is not None else self.default_code
         self.upstream_code = upstream_code
         self.retry_after = retry_after
+        self.headers: dict[str, str] = {}  # extra response headers (e.g. x-ratelimit-*)
 
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI error body: all four keys always present."""
@@ -129,6 +131,13 @@ class ConfigError(CfaiError):
     error_type = "server_error"
     default_code = "configuration_error"
     exit_code = ExitCode.CONFIG
+
+
+class Overloaded(CfaiError):
+    status = 503
+    error_type = "server_error"
+    default_code = "overloaded"
+    exit_code = ExitCode.UPSTREAM
 
 
 class UpstreamError(CfaiError):

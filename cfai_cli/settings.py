@@ -36,6 +36,8 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "allow_private_fetch": (None, bool),
     "image_ttl_hours": (None, float),
     "image_url_auth": (None, bool),
+    "max_concurrency": (None, int),
+    "cors_origins": (None, str),
 }
 SETTABLE_KEYS = (*_FIELDS, "aliases.<name>")
 
@@ -53,6 +55,8 @@ class Settings:
     allow_private_fetch: bool = False
     image_ttl_hours: float = 24.0
     image_url_auth: bool = False
+    max_concurrency: int = 512
+    cors_origins: str = ""  # comma-separated origins allowed by CORS; empty = CORS off
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")

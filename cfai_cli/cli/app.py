@@ -17,6 +17,7 @@ from cfai_cli.cli import embed as embed_command
 from cfai_cli.cli import image as image_command
 from cfai_cli.cli import speak as speak_command
 from cfai_cli.cli import transcribe as transcribe_command
+from cfai_cli.cli import usage as usage_command
 from cfai_cli.errors import EXIT_CODE_HELP, CfaiError, ExitCode
 
 
@@ -77,7 +78,8 @@ def root(
     """Cloudflare Workers AI from the command line, and a local OpenAI-compatible proxy in front of it."""
 
 
-COMMANDS = (chat, models, embed_command, image_command, transcribe_command, speak_command, config, keys, serve)
+COMMANDS = (chat, models, embed_command, image_command, transcribe_command, speak_command, config, keys, serve,
+            usage_command)
 for module in COMMANDS:
     module.register(app)
 

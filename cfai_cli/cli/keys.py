@@ -7,11 +7,14 @@ alone on stdout so `KEY=$(cfai keygen)` works; only its SHA-256 hash is stored.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cfai_cli.cli.common import JsonOption, locations
+
+if TYPE_CHECKING:
+    from cfai_cli.store.keys import KeyRecord
 
 KEYGEN_HELP = """Mint an API key for clients of `cfai serve` and print it (only the key) on stdout.
 
@@ -23,27 +26,80 @@ KEYGEN_EPILOG = """Examples:
 
   KEY=$(cfai keygen --name laptop)
 
+  KEY=$(cfai keygen --name ci --rpm 60 --models 'gpt-4o-mini,@cf/meta/*' --scopes chat,models --expires 30d)
+
   OPENAI_API_KEY=$(cfai keygen) python my_app.py
 """
 
 keys_app = typer.Typer(
     name="keys", no_args_is_help=True,
-    help="List and revoke the API keys minted by `cfai keygen` (the keys themselves are never stored).",
+    help="List, show, rotate and revoke the API keys minted by `cfai keygen` (only their hashes are stored).",
     epilog="Examples:\n\n  cfai keys list\n\n  cfai keys revoke key_0123456789abcdef",
 )
 
 
-def keygen(name: Annotated[str, typer.Option("--name", help="A label to recognise the key by later.")] = "default"
-           ) -> None:
-    from cfai_cli.cli.render import Terminal
-    from cfai_cli.store.keys import KeyStore
+def parse_duration(text: str) -> int:
+    """'30d', '12h', '90m', '2w' -> seconds."""
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+    value = text.strip().lower()
+    if len(value) < 2 or not value[:-1].isdigit() or value[-1] not in units or int(value[:-1]) < 1:
+        raise typer.BadParameter(f"{text!r}: use a number and a unit, e.g. 30d, 12h, 90m, 2w.", param_hint="--expires")
+    return int(value[:-1]) * units[value[-1]]
 
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def keygen(
+    name: Annotated[str, typer.Option("--name", help="A label to recognise the key by later.")] = "default",
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, show_default=False, help="Requests per minute.")] = None,
+    rpd: Annotated[int | None, typer.Option("--rpd", min=1, show_default=False, help="Requests per day.")] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", min=1, show_default=False, help="Tokens per minute.")] = None,
+    models: Annotated[str | None, typer.Option("--models", show_default=False, metavar="PATTERNS",
+                                               help="Comma-separated model patterns this key may use, e.g. "
+                                                    "'gpt-4o*,@cf/meta/*' (default: any).")] = None,
+    scopes: Annotated[str | None, typer.Option("--scopes", show_default=False, metavar="SCOPES",
+                                               help="Comma-separated: chat, embeddings, images, audio, models, "
+                                                    "admin (default: all but admin; 'all' for every one).")] = None,
+    expires: Annotated[str | None, typer.Option("--expires", show_default=False, metavar="DURATION",
+                                                help="Expire after e.g. 30d, 12h or 2w.")] = None,
+) -> None:
+    import time
+
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.store.keys import DEFAULT_SCOPES, SCOPES, KeyPolicy, KeyStore
+
+    chosen = _split(scopes)
+    policy = KeyPolicy(
+        scopes=frozenset(SCOPES) if chosen == ["all"] else (frozenset(chosen) if chosen else DEFAULT_SCOPES),
+        models=tuple(_split(models)), rpm=rpm, rpd=rpd, tpm=tpm,
+        expires_at=int(time.time()) + parse_duration(expires) if expires else None)
     term = Terminal()
     database = locations().database
-    key, record = KeyStore(database).create(name)
+    key, record = KeyStore(database).create(name, policy)
     term.line(key)
     term.note(f"Created API key {record.id} ({record.name!r}); only its hash is stored, in {database}.")
+    term.note(f"Policy: {describe(record)}.")
     term.note("This is the only time the key is shown. Revoke it with `cfai keys revoke " + record.id + "`.")
+
+
+def describe(record: KeyRecord) -> str:
+    p = record.policy
+    parts = [f"scopes {','.join(sorted(p.scopes))}"]
+    if p.models:
+        parts.append(f"models {','.join(p.models)}")
+    parts += [f"{n} {getattr(p, n)}" for n in ("rpm", "rpd", "tpm") if getattr(p, n) is not None]
+    if p.expires_at:
+        parts.append(f"expires {_when(p.expires_at)}")
+    return "; ".join(parts)
+
+
+def _json(record: KeyRecord) -> dict[str, object]:
+    p = record.policy
+    return {"id": record.id, "name": record.name, "hint": record.hint, "created_at": record.created_at,
+            "revoked_at": record.revoked_at, "expires_at": p.expires_at, "scopes": sorted(p.scopes),
+            "models": list(p.models), "rpm": p.rpm, "rpd": p.rpd, "tpm": p.tpm}
 
 
 def _when(stamp: int | None) -> str:
@@ -59,14 +115,50 @@ def list_keys(json_out: JsonOption = False) -> None:
     term = Terminal()
     records = KeyStore(locations().database).list()
     if json_out:
-        term.json([{"id": r.id, "name": r.name, "hint": r.hint, "created_at": r.created_at,
-                    "revoked_at": r.revoked_at} for r in records])
+        term.json([_json(r) for r in records])
         return
     if not records:
         term.note("no keys yet: make one with `cfai keygen`")
         return
-    term.table(["id", "name", "hint", "created", "revoked"],
-               [[r.id, r.name, r.hint, _when(r.created_at), _when(r.revoked_at) or "-"] for r in records])
+    term.table(["id", "name", "hint", "created", "revoked", "policy"],
+               [[r.id, r.name, r.hint, _when(r.created_at), _when(r.revoked_at) or "-", describe(r)]
+                for r in records])
+
+
+@keys_app.command("show", epilog="Example:\n\n  cfai keys show key_0123456789abcdef --json")
+def show(key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+                                               show_default=False)], json_out: JsonOption = False) -> None:
+    """Show one key's policy (scopes, models, limits, expiry) and state."""
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.errors import NotFound
+    from cfai_cli.store.keys import KeyStore
+
+    record = KeyStore(locations().database).get(key_id)
+    if record is None:
+        raise NotFound(f"No key with id {key_id!r} (see `cfai keys list`).")
+    term = Terminal()
+    if json_out:
+        term.json(_json(record))
+    else:
+        term.table(["field", "value"], [[k, str(v)] for k, v in _json(record).items()])
+
+
+@keys_app.command("rotate", epilog="Example:\n\n  NEW=$(cfai keys rotate key_0123456789abcdef)")
+def rotate(key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+                                                 show_default=False)]) -> None:
+    """Replace a key: a new key with the same name and policy is printed on stdout; the old one is revoked."""
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.errors import NotFound
+    from cfai_cli.store.keys import KeyStore
+
+    rotated = KeyStore(locations().database).rotate(key_id)
+    if rotated is None:
+        raise NotFound(f"No active key with id {key_id!r} (see `cfai keys list`).")
+    key, record = rotated
+    term = Terminal()
+    term.line(key)
+    term.note(f"Rotated {key_id} -> {record.id}; the old key no longer works. This is the only time the new "
+              "key is shown.")
 
 
 @keys_app.command("revoke", epilog="Example:\n\n  cfai keys revoke key_0123456789abcdef")

@@ -34,6 +34,13 @@ def serve(
     image_ttl: Annotated[float | None, typer.Option(
         "--image-ttl", min=0.0001, metavar="HOURS", show_default=False,
         help="Keep images made with response_format=url this long [config: image_ttl_hours; default 24].")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", metavar="ORIGIN", show_default=False,
+        help="Allow browser pages from ORIGIN (repeatable; e.g. http://localhost:5173) [config: cors_origins].")
+    ] = None,
+    max_concurrency: Annotated[int | None, typer.Option(
+        "--max-concurrency", min=1, show_default=False,
+        help="Answer 503 beyond this many requests in flight [config: max_concurrency; default 512].")] = None,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -48,6 +55,10 @@ def serve(
     settings = settings_from_flags(offline=offline, timeout=timeout)
     if image_ttl is not None:
         settings = replace(settings, image_ttl_hours=image_ttl)
+    if cors_origin:
+        settings = replace(settings, cors_origins=",".join(cors_origin))
+    if max_concurrency is not None:
+        settings = replace(settings, max_concurrency=max_concurrency)
     settings.require_credentials()
     # Checked here too (serve() checks again) so a refusal is not preceded by a "serving at" line.
     check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))

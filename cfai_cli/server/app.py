@@ -12,16 +12,28 @@ from contextlib import asynccontextmanager
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from cfai_cli.errors import ConfigError
 from cfai_cli.server.auth import KeyAuth
-from cfai_cli.server.errors import HANDLERS
+from cfai_cli.server.errors import HANDLERS, install_redaction
+from cfai_cli.server.guards import ConcurrencyCap, SecurityHeaders
+from cfai_cli.server.metrics import Metrics
+from cfai_cli.server.observe import Observe, UsageRecorder
 from cfai_cli.server.routes import routes
 from cfai_cli.server.routes.images import FILES_PREFIX
+from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.service.context import open_context
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyStore
+from cfai_cli.store.limits import RateLimiter
+from cfai_cli.store.usage import UsageLog
+
+EXPOSED_HEADERS = ("retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                   "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+                   "x-ratelimit-reset-tokens")
 
 
 def is_loopback(host: str) -> bool:
@@ -51,22 +63,46 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     image_transport: httpx.AsyncBaseTransport | None = None,
 ) -> Starlette:
-    """The proxy app; `transport` replaces the network to Workers AI (tests and --offline use it)."""
+    """The proxy app; `transport` replaces the network to Workers AI (tests and --offline use it).
+
+    Middleware, outermost first: CORS (only when origins are configured), security headers, usage and
+    metrics, the concurrency cap, then key authentication with scopes, model patterns and rate limits.
+    """
+    recorder = UsageRecorder(UsageLog(settings.database))
+    limiter = RateLimiter(settings.database)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_context(settings, transport=transport, image_transport=image_transport) as ctx:
             app.state.ctx = ctx
-            yield
+            recorder.start()
+            try:
+                yield
+            finally:
+                await recorder.stop()  # the rows of the last second are not lost on a clean shutdown
 
     # Fail at start-up, not on the first request, when credentials are missing.
     settings.require_credentials()
-    app = Starlette(routes=routes(), exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
-    app.state.max_body_bytes = int(settings.max_body_mb * 1024 * 1024)
-    app.state.offline = settings.offline
+    install_redaction(settings.api_token)
+    max_body = int(settings.max_body_mb * 1024 * 1024)
+    metrics = Metrics(retries=lambda: app.state.ctx.workers.retries if hasattr(app.state, "ctx") else 0)
+    stack = [Middleware(SecurityHeaders),
+             Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter),
+             Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        stack.insert(0, Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
+                                   allow_headers=["*"], expose_headers=list(EXPOSED_HEADERS), max_age=600))
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
-        app.add_middleware(KeyAuth, keys=KeyStore(settings.database), open_prefixes=files)
+        stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
+                                aliases=settings.aliases, max_body=max_body, open_prefixes=files))
+    app = Starlette(routes=[*routes(), *metrics_routes()], exception_handlers=HANDLERS,
+                    middleware=stack, lifespan=lifespan)
+    app.state.max_body_bytes = max_body
+    app.state.offline = settings.offline
+    app.state.metrics = metrics
+    app.state.recorder = recorder
     return app
 
 

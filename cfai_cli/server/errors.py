@@ -21,7 +21,7 @@ API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def error_response(exc: CfaiError) -> JSONResponse:
-    headers = dict(API_HEADERS)
+    headers = {**API_HEADERS, **exc.headers}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if exc.status == 401:
@@ -59,3 +59,33 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 HANDLERS = {CfaiError: cfai_error, HTTPException: http_error, Exception: unexpected_error}
+
+
+class Redact(logging.Filter):
+    """Masks secrets (the Cloudflare token) in log messages and tracebacks before any handler sees them."""
+
+    def __init__(self, *secrets: str | None) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        record.msg, record.args, record.exc_text = message, (), None
+        return True
+
+
+def install_redaction(*secrets: str | None) -> None:
+    redact = Redact(*secrets)
+    # Logger filters see only records made on that very logger, so every logger that logs is named.
+    for name in ("cfai", "cfai.server", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, Redact)]:
+            logger.removeFilter(old)
+        logger.addFilter(redact)

@@ -1,25 +1,30 @@
-"""Proxy API keys: minted from `secrets`, stored only as SHA-256 hashes in the embedded SQLite store.
+"""Proxy API keys: minted from `secrets`, stored only as SHA-256 hashes, each with its own policy.
 
-Imports stdlib and errors. A key carries 256 bits of randomness, so an unsalted fast hash is safe
-and lets a lookup be a single indexed query; the key itself is shown once and never written down.
+Imports stdlib, errors and store.db. A key carries 256 bits of randomness, so an unsalted fast hash is
+safe and a lookup is one indexed query on the hash; the key itself is shown once and never written down.
+A policy says which scopes and models a key may use, its rate limits and when it expires.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
-import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cfai_cli.errors import ConfigError
+from cfai_cli.store.db import add_columns, connect
 
 KEY_PREFIX = "sk-proj-"
+SCOPES = ("chat", "embeddings", "images", "audio", "models", "admin")
+DEFAULT_SCOPES = frozenset(SCOPES) - {"admin"}  # admin (metrics, usage) only when asked for
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -31,6 +36,36 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at INTEGER
 );
 """
+_POLICY_COLUMNS = {"scopes": "TEXT", "models": "TEXT", "rpm": "INTEGER", "rpd": "INTEGER", "tpm": "INTEGER",
+                   "expires_at": "INTEGER"}
+_COLUMNS = "id, name, hint, created_at, revoked_at, scopes, models, rpm, rpd, tpm, expires_at"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPolicy:
+    scopes: frozenset[str] = DEFAULT_SCOPES
+    models: tuple[str, ...] = ()  # shell-style patterns; empty = every model
+    rpm: int | None = None
+    rpd: int | None = None
+    tpm: int | None = None
+    expires_at: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.scopes) - set(SCOPES)
+        if unknown:
+            raise ConfigError(f"Unknown scope {sorted(unknown)[0]!r}; scopes are {', '.join(SCOPES)}.")
+        for name in ("rpm", "rpd", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name} must be at least 1.")
+
+    def allows_model(self, *names: str) -> bool:
+        """True if any of `names` (the requested name, the Workers AI id) matches a pattern."""
+        return not self.models or any(fnmatch.fnmatchcase(n, p) for n in names for p in self.models)
+
+    @property
+    def limited(self) -> bool:
+        return self.rpm is not None or self.rpd is not None or self.tpm is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +75,10 @@ class KeyRecord:
     hint: str
     created_at: int
     revoked_at: int | None
+    policy: KeyPolicy = field(default_factory=KeyPolicy)
+
+    def active(self, now: float) -> bool:
+        return self.revoked_at is None and (self.policy.expires_at is None or now < self.policy.expires_at)
 
 
 def hash_key(key: str) -> str:
@@ -51,71 +90,88 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    add_columns(conn, "api_keys", _POLICY_COLUMNS)
+
+
+def _record(row: tuple[Any, ...]) -> KeyRecord:
+    key_id, name, hint, created, revoked, scopes, models, rpm, rpd, tpm, expires = row
+    policy = KeyPolicy(
+        scopes=frozenset(str(scopes).split(",")) if scopes else DEFAULT_SCOPES,
+        models=tuple(str(models).split(",")) if models else (),
+        rpm=rpm, rpd=rpd, tpm=tpm, expires_at=expires,
+    )
+    return KeyRecord(str(key_id), str(name), str(hint), int(created), revoked, policy)
+
+
+def _join(items: Iterable[str]) -> str:
+    return ",".join(sorted(items))
+
+
 class KeyStore:
-    """The api_keys table of the cfai database (created on first use, 0600 in a 0700 directory)."""
+    """The api_keys table of the cfai database."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._ready = False
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            with closing(sqlite3.connect(self.path, timeout=10)) as conn:
-                conn.execute("PRAGMA busy_timeout = 10000")
-                if not self._ready:
-                    conn.executescript(_SCHEMA)
-                    self._ready = True
-                with conn:
-                    yield conn
-        except sqlite3.Error as exc:
-            raise ConfigError(f"Cannot use the key store {self.path}: {exc}") from None
+    def _db(self, *, write: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, _SCHEMA, immediate=write, migrate=_migrate)
 
-    def create(self, name: str) -> tuple[str, KeyRecord]:
+    def create(self, name: str, policy: KeyPolicy | None = None) -> tuple[str, KeyRecord]:
         """Mint a key; returns the key (shown once) and its stored record."""
+        policy = policy or KeyPolicy()
         key = new_key()
         record = KeyRecord(id="key_" + secrets.token_hex(8), name=name,
                            hint=f"{key[:len(KEY_PREFIX) + 4]}…{key[-4:]}", created_at=int(time.time()),
-                           revoked_at=None)
-        with self._connect() as conn:
+                           revoked_at=None, policy=policy)
+        with self._db(write=True) as conn:
             conn.execute(
-                "INSERT INTO api_keys (id, name, hash, hint, created_at) VALUES (?, ?, ?, ?, ?)",
-                (record.id, record.name, hash_key(key), record.hint, record.created_at),
+                f"INSERT INTO api_keys (hash, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (hash_key(key), record.id, record.name, record.hint, record.created_at, None,
+                 _join(policy.scopes) if policy.scopes != DEFAULT_SCOPES else None,
+                 ",".join(policy.models) or None, policy.rpm, policy.rpd, policy.tpm, policy.expires_at),
             )
         return key, record
 
-    def verify(self, key: str) -> KeyRecord | None:
-        """The active key record for `key`, or None."""
+    def verify(self, key: str, *, now: float | None = None) -> KeyRecord | None:
+        """The active (not revoked, not expired) key record for `key`, or None."""
         if not key.startswith(KEY_PREFIX) or len(key) > 256:
             return None
         digest = hash_key(key)
-        with self._connect() as conn:
-            row = conn.execute(
-                "SELECT id, name, hint, created_at, revoked_at, hash FROM api_keys WHERE hash = ?", (digest,)
-            ).fetchone()
-        if row is None or not hmac.compare_digest(row[5], digest) or row[4] is not None:
+        with self._db() as conn:
+            row = conn.execute(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE hash = ?", (digest,)).fetchone()
+        if row is None or not hmac.compare_digest(row[0], digest):
             return None
-        return KeyRecord(*row[:5])
+        record = _record(row[1:])
+        return record if record.active(time.time() if now is None else now) else None
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        with self._db() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        return _record(row) if row else None
 
     def list(self) -> list[KeyRecord]:
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT id, name, hint, created_at, revoked_at FROM api_keys ORDER BY created_at, id"
-            ).fetchall()
-        return [KeyRecord(*row) for row in rows]
+        with self._db() as conn:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id").fetchall()
+        return [_record(row) for row in rows]
 
     def count_active(self) -> int:
         if not self.path.exists():
             return 0
-        with self._connect() as conn:
-            (count,) = conn.execute("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()
-        return int(count)
+        now = time.time()
+        return sum(1 for record in self.list() if record.active(now))
 
     def revoke(self, key_id: str) -> bool:
-        with self._connect() as conn:
+        with self._db(write=True) as conn:
             cur = conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                                (int(time.time()), key_id))
         return cur.rowcount > 0
+
+    def rotate(self, key_id: str) -> tuple[str, KeyRecord] | None:
+        """A new key with the same name and policy; the old one is revoked. None if `key_id` is not active."""
+        old = self.get(key_id)
+        if old is None or not old.active(time.time()):
+            return None
+        key, record = self.create(old.name, old.policy)
+        self.revoke(key_id)
+        return key, record

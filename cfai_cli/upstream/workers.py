@@ -67,6 +67,7 @@ class WorkersAIClient:
         self._base = f"{api_base.rstrip('/')}/accounts/{account_id}/ai"
         self.timeout = timeout
         self.max_retries = max_retries
+        self.retries = 0  # transient failures retried so far (a metric)
         self._http = httpx.AsyncClient(
             transport=transport,
             headers={"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}"},
@@ -218,6 +219,7 @@ class WorkersAIClient:
                 delay = max(delay, error.retry_after)
             if loop.time() + delay >= deadline:
                 raise error
+            self.retries += 1
             await asyncio.sleep(delay)
 
 

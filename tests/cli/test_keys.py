@@ -52,3 +52,46 @@ def test_revoke(cli: Invoke) -> None:
     again = cli("keys", "revoke", entry["id"])
     assert again.exit_code == 4
     assert again.stderr.startswith("cfai: No active key")
+
+
+def test_keygen_policy_flags_show_and_list(cli: Invoke) -> None:
+    made = cli("keygen", "--name", "ci", "--rpm", "60", "--rpd", "1000", "--tpm", "5000", "--models",
+               "gpt-4o-mini, @cf/meta/*", "--scopes", "chat,models", "--expires", "30d")
+    assert made.exit_code == 0, made.stderr
+    key = made.stdout.strip()
+    record = KeyStore(load_settings().database).verify(key)
+    assert record is not None
+    policy = record.policy
+    assert (policy.rpm, policy.rpd, policy.tpm) == (60, 1000, 5000)
+    assert policy.models == ("gpt-4o-mini", "@cf/meta/*") and policy.scopes == {"chat", "models"}
+    assert policy.expires_at is not None and 29 * 86400 < policy.expires_at - record.created_at <= 30 * 86400
+    shown = json.loads(cli("keys", "show", record.id, "--json").stdout)
+    assert shown["rpm"] == 60 and shown["scopes"] == ["chat", "models"] and "key" not in shown
+    listed = json.loads(cli("keys", "list", "--json").stdout)
+    assert [k["id"] for k in listed] == [record.id]
+    admin = cli("keygen", "--scopes", "all").stdout.strip()
+    admin_record = KeyStore(load_settings().database).verify(admin)
+    assert admin_record is not None and "admin" in admin_record.policy.scopes
+
+
+def test_rotate_replaces_the_key_and_keeps_the_policy(cli: Invoke) -> None:
+    old = cli("keygen", "--name", "svc", "--rpm", "7").stdout.strip()
+    store = KeyStore(load_settings().database)
+    old_record = store.verify(old)
+    assert old_record is not None
+    rotated = cli("keys", "rotate", old_record.id)
+    assert rotated.exit_code == 0, rotated.stderr
+    new = rotated.stdout.strip()
+    assert re.fullmatch(r"sk-proj-[A-Za-z0-9_-]{43,}", new) and new != old
+    assert store.verify(old) is None
+    new_record = store.verify(new)
+    assert new_record is not None and new_record.name == "svc" and new_record.policy.rpm == 7
+    assert cli("keys", "rotate", old_record.id).exit_code == 4  # the old one is no longer active
+
+
+def test_bad_policy_flags(cli: Invoke) -> None:
+    assert cli("keygen", "--expires", "soon").exit_code == 2
+    assert cli("keygen", "--rpm", "0").exit_code == 2
+    bad_scope = cli("keygen", "--scopes", "chat,root")
+    assert bad_scope.exit_code == 3 and "root" in bad_scope.stderr
+    assert cli("keys", "show", "key_missing").exit_code == 4

@@ -89,3 +89,46 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
             _, err = proc.communicate()
     assert proc.returncode == 0
     assert "OFFLINE" in err and f"http://127.0.0.1:{port}/v1" in err
+
+
+def test_rate_limit_holds_across_two_server_processes(cfai_home: Path, cli: Invoke) -> None:
+    """Two `cfai serve` processes share one key's limit through SQLite: 8 per minute in all, not 8 each."""
+    key = cli("keygen", "--rpm", "8", "--name", "shared").stdout.strip()
+    ports = [free_port(), free_port()]
+    procs = [subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+             for port in ports]
+    try:
+        for port, proc in zip(ports, procs, strict=True):
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None, proc.communicate()[1]
+                    assert time.monotonic() < deadline, "the server did not start"
+                    time.sleep(0.1)
+
+        def call(port: int) -> int:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models",
+                                             headers={"Authorization": f"Bearer {key}"})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as error:
+                return int(error.code)
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = list(pool.map(call, [ports[i % 2] for i in range(24)]))
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert sorted(statuses) == [200] * 8 + [429] * 16

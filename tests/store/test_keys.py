@@ -32,3 +32,19 @@ def test_revoke(tmp_path: Path) -> None:
     assert store.verify(key) is None
     assert store.count_active() == 0
     assert store.list()[0].revoked_at is not None
+
+
+def test_keys_made_by_an_older_cfai_keep_working(tmp_path: Path) -> None:
+    import sqlite3
+
+    from cfai_cli.store.keys import DEFAULT_SCOPES, new_key
+
+    path = tmp_path / "cfai.db"
+    key = new_key()
+    with sqlite3.connect(path) as conn:  # the 0.1.0 schema, before key policies existed
+        conn.execute("CREATE TABLE api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, "
+                     "hint TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER)")
+        conn.execute("INSERT INTO api_keys VALUES ('key_old', 'old', ?, 'sk-proj-x…y', 1, NULL)", (hash_key(key),))
+    record = KeyStore(path).verify(key)
+    assert record is not None and record.id == "key_old" and record.policy.scopes == DEFAULT_SCOPES
+    assert record.policy.rpm is None and record.policy.models == ()

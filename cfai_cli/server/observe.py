@@ -1,0 +1,187 @@
+"""Watching every request from the outside: usage log rows, metrics, and tokens for per-key TPM limits.
+
+Imports starlette, anyio, store and server.metrics. Pure ASGI: it reads the status, byte counts and the
+`usage` in JSON answers or SSE events as they pass, so no route has to report anything. Rows are queued
+and written in batches by `UsageRecorder`, off the request path, and flushed on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from typing import Any
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cfai_cli.server.metrics import Metrics
+from cfai_cli.store.limits import RateLimiter
+from cfai_cli.store.usage import UsageLog, UsageRow
+
+log = logging.getLogger("cfai.server")
+_JSON_CAPTURE = 4 * 1024 * 1024  # enough for any answer's usage; bigger bodies are not parsed
+# The requested model, for the log: found in the first chunk of a JSON body or a multipart `model` field.
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"|name="model"\r\n\r\n([^\r\n]{1,200})')
+
+
+class UsageRecorder:
+    """Queues usage rows and writes them in batches every `interval` seconds (and at shutdown)."""
+
+    def __init__(self, usage: UsageLog, *, interval: float = 1.0) -> None:
+        self.usage = usage
+        self.interval = interval
+        self._rows: list[UsageRow] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, row: UsageRow) -> None:
+        self._rows.append(row)
+
+    async def flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            try:
+                await anyio.to_thread.run_sync(self.usage.write, rows)
+            except Exception as exc:  # a full disk must not take the proxy down; the rows are reported
+                log.error("could not write %d usage rows: %s", len(rows), exc)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.flush()
+
+
+def _usage_of(payload: Any) -> tuple[int, int] | None:
+    if not isinstance(payload, dict):
+        return None
+    usage = payload.get("usage")
+    if not isinstance(usage, dict) and isinstance(payload.get("response"), dict):
+        usage = payload["response"].get("usage")  # Responses API stream events
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
+    completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
+    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+
+
+class _Watch:
+    """What one response showed while it went by."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.kind = ""
+        self.body = bytearray()
+        self.tokens: tuple[int, int] | None = None
+        self.model: str | None = None
+
+    def start(self, message: Message) -> None:
+        self.status = message["status"]
+        for name, value in message.get("headers", []):
+            if name == b"content-type":
+                self.kind = value.decode("latin-1")
+
+    def chunk(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        if self.kind.startswith("text/event-stream"):
+            # Our own SSE: each chunk holds whole events; only lines that mention usage are parsed.
+            for line in data.split(b"\n"):
+                if line.startswith(b"data: {") and b'"usage"' in line:
+                    self._note(line[6:])
+        elif self.kind.startswith("application/json") and len(self.body) + len(data) <= _JSON_CAPTURE:
+            self.body.extend(data)
+
+    def _note(self, raw: bytes | bytearray) -> Any:
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            return None
+        found = _usage_of(payload)
+        if found is not None and found != (0, 0):
+            self.tokens = found
+        if isinstance(payload, dict) and isinstance(payload.get("model"), str):
+            self.model = payload["model"]
+        return payload
+
+    def finish(self) -> str | None:
+        """The error code of an error answer, after reading the captured JSON body."""
+        payload = self._note(self.body) if self.body else None
+        if self.status >= 400 and isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+            code = payload["error"].get("code")
+            return str(code) if code is not None else payload["error"].get("type")
+        return None
+
+
+def route_of(path: str) -> str:
+    """A low-cardinality route label: /v1/chat/completions -> chat/completions; ids are dropped."""
+    parts = [p for p in path.split("/") if p][1 if path.startswith("/v1/") else 0 :]
+    if not parts:
+        return "/"
+    return "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio") else parts[0]
+
+
+class Observe:
+    def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter) -> None:
+        self.app = app
+        self.recorder = recorder
+        self.metrics = metrics
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in ("/health", "/metrics", "/v1/metrics"):
+            await self.app(scope, receive, send)
+            return
+        watch = _Watch()
+        start = time.perf_counter()
+        state = scope.setdefault("state", {})
+
+        async def counted_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")
+                if not watch.bytes_in and (found := _MODEL.search(body[:65536])):
+                    state.setdefault("cfai_model", (found.group(1) or found.group(2)).decode("utf-8", "replace"))
+                watch.bytes_in += len(body)
+            return message
+
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                watch.start(message)
+            elif message["type"] == "http.response.body":
+                watch.chunk(message.get("body", b""))
+            await send(message)
+
+        self.metrics.in_flight += 1
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        finally:
+            self.metrics.in_flight -= 1
+            self._record(scope, state, watch, time.perf_counter() - start)
+
+    def _record(self, scope: Scope, state: dict[str, Any], watch: _Watch, seconds: float) -> None:
+        error_code = watch.finish()
+        prompt, completion = watch.tokens or (0, 0)
+        route = route_of(scope["path"])
+        key = state.get("cfai_key")
+        self.metrics.observe(route=route, status=watch.status, seconds=seconds, error_code=error_code,
+                             prompt_tokens=prompt, completion_tokens=completion)
+        self.recorder.add(UsageRow(
+            ts=time.time(), key_id=key.id if key else None, route=route, model=state.get("cfai_model"),
+            upstream_model=watch.model, status=watch.status, prompt_tokens=prompt, completion_tokens=completion,
+            latency_ms=round(seconds * 1000, 2), bytes_in=watch.bytes_in, bytes_out=watch.bytes_out,
+            error_code=error_code))
+        if key is not None and key.policy.tpm is not None and prompt + completion:
+            # Tokens are known only at the end; TPM then refuses the key's next requests (as OpenAI does).
+            self.limiter.record_tokens(key.id, prompt + completion, now=time.time())

@@ -1,0 +1,125 @@
+"""The usage log: one row per proxied request (never the key itself, only its id), and its summaries.
+
+Imports stdlib and store.db. Rows are written in batches by the server's recorder, off the request path;
+`summarise` groups them for `cfai usage` with counts, tokens, errors and latency percentiles.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import astuple, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cfai_cli.store.db import connect
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage_log (
+    ts REAL NOT NULL,
+    key_id TEXT,
+    route TEXT NOT NULL,
+    model TEXT,
+    upstream_model TEXT,
+    status INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    latency_ms REAL NOT NULL,
+    bytes_in INTEGER NOT NULL DEFAULT 0,
+    bytes_out INTEGER NOT NULL DEFAULT 0,
+    error_code TEXT
+);
+CREATE INDEX IF NOT EXISTS usage_log_ts ON usage_log (ts);
+"""
+GROUPS = ("key", "model", "day", "route")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    ts: float
+    key_id: str | None
+    route: str
+    model: str | None
+    upstream_model: str | None
+    status: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    bytes_in: int
+    bytes_out: int
+    error_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummary:
+    group: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    p50_ms: float
+    p95_ms: float
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+class UsageLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _db(self, *, write: bool = False) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, _SCHEMA, immediate=write)
+
+    def write(self, rows: Sequence[UsageRow]) -> None:
+        if rows:
+            with self._db(write=True) as conn:
+                conn.executemany("INSERT INTO usage_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 [astuple(row) for row in rows])
+
+    def rows(self, *, since: float) -> list[UsageRow]:
+        if not self.path.exists():
+            return []
+        with self._db() as conn:
+            found = conn.execute("SELECT * FROM usage_log WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
+        return [UsageRow(*row) for row in found]
+
+    def summarise(self, *, since: float, by: str) -> list[UsageSummary]:
+        groups: dict[str, list[UsageRow]] = {}
+        for row in self.rows(since=since):
+            if by == "key":
+                name = row.key_id or "(no key)"
+            elif by == "model":
+                name = row.upstream_model or row.model or "(none)"
+            elif by == "day":
+                name = datetime.fromtimestamp(row.ts, UTC).strftime("%Y-%m-%d")
+            else:
+                name = row.route
+            groups.setdefault(name, []).append(row)
+        out = []
+        for name, rows in sorted(groups.items()):
+            latencies = sorted(r.latency_ms for r in rows)
+            out.append(UsageSummary(name, len(rows), sum(1 for r in rows if r.status >= 400),
+                                    sum(r.prompt_tokens for r in rows), sum(r.completion_tokens for r in rows),
+                                    _percentile(latencies, 0.5), _percentile(latencies, 0.95)))
+        return out
+
+
+def parse_since(text: str, *, now: float | None = None) -> float:
+    """'7d', '12h', '30m', '2w' or an ISO date -> a timestamp."""
+    now = time.time() if now is None else now
+    units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+    value = text.strip().lower()
+    if value[:-1].isdigit() and value[-1:] in units:
+        return now - int(value[:-1]) * units[value[-1]]
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r}: use e.g. 30m, 12h, 7d, 2w or 2026-11-01") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()

@@ -1,0 +1,40 @@
+"""`cfai usage`: summaries of the usage log by key, model, day and route."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from cfai_cli.settings import load_settings
+from cfai_cli.store.usage import UsageLog, UsageRow, parse_since
+from tests.cli.conftest import Invoke
+
+
+def row(*, key: str | None, model: str, status: int, latency: float, age: float = 60) -> UsageRow:
+    return UsageRow(ts=time.time() - age, key_id=key, route="chat/completions", model="gpt-4o", upstream_model=model,
+                    status=status, prompt_tokens=10, completion_tokens=5, latency_ms=latency, bytes_in=100,
+                    bytes_out=200, error_code=None if status < 400 else "oops")
+
+
+def test_usage_groups_and_filters(cli: Invoke) -> None:
+    UsageLog(load_settings().database).write(
+        [row(key="key_a", model="m1", status=200, latency=float(ms)) for ms in range(1, 101)]
+        + [row(key="key_b", model="m2", status=502, latency=900.0)]
+        + [row(key="key_a", model="m1", status=200, latency=5.0, age=30 * 86400)])  # outside --since 7d
+    by_model = {r["group"]: r for r in json.loads(cli("usage", "--json").stdout)}
+    assert by_model["m1"]["requests"] == 100 and by_model["m1"]["prompt_tokens"] == 1000
+    assert by_model["m1"]["p50_ms"] == 51.0 and by_model["m1"]["p95_ms"] == 95.0
+    assert by_model["m2"]["errors"] == 1
+    by_key = {r["group"]: r["requests"] for r in json.loads(cli("usage", "--by", "key", "--since", "60d",
+                                                                "--json").stdout)}
+    assert by_key == {"key_a": 101, "key_b": 1}
+    table = cli("usage", "--by", "route")
+    assert table.exit_code == 0 and table.stdout.startswith("chat/completions\t101\t")
+
+
+def test_usage_errors_and_empty(cli: Invoke) -> None:
+    assert cli("usage", "--by", "colour").exit_code == 2
+    assert cli("usage", "--since", "yesterday-ish").exit_code == 2
+    empty = cli("usage")
+    assert empty.exit_code == 0 and empty.stdout == "" and "no requests" in empty.stderr
+    assert abs(parse_since("2d", now=1000000.0) - (1000000.0 - 172800)) < 1e-6
