@@ -33,6 +33,7 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "default_max_tokens": (None, int),
     "max_retries": (None, int),
     "max_body_mb": (None, float),
+    "max_json_mb": (None, float),
     "allow_private_fetch": (None, bool),
     "image_ttl_hours": (None, float),
     "image_url_auth": (None, bool),
@@ -52,6 +53,7 @@ class Settings:
     default_max_tokens: int = 4096
     max_retries: int = 3
     max_body_mb: float = 25.0
+    max_json_mb: float = 16.0
     allow_private_fetch: bool = False
     image_ttl_hours: float = 24.0
     image_url_auth: bool = False

@@ -99,7 +99,8 @@ def create_app(
                                 aliases=settings.aliases, max_body=max_body, open_prefixes=files))
     app = Starlette(routes=[*routes(), *metrics_routes()], exception_handlers=HANDLERS,
                     middleware=stack, lifespan=lifespan)
-    app.state.max_body_bytes = max_body
+    app.state.max_body_bytes = max_body  # uploads (audio, image edits)
+    app.state.max_json_bytes = min(max_body, int(settings.max_json_mb * 1024 * 1024))
     app.state.offline = settings.offline
     app.state.metrics = metrics
     app.state.recorder = recorder

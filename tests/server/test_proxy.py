@@ -126,7 +126,7 @@ async def test_unknown_route_wrong_method_and_bad_bodies(proxy, settings) -> Non
         assert_openai_error(role, 400, param="messages[0].role")
         bad_id = await client.post("/v1/chat/completions", json=chat_body(model="@cf/../../accounts/x"))
         assert_openai_error(bad_id, 400, param="model")
-        big = b'{"model": "x", "messages": [], "pad": "' + b"a" * (int(settings.max_body_mb * 1024 * 1024)) + b'"}'
+        big = b'{"model": "x", "messages": [], "pad": "' + b"a" * (int(settings.max_json_mb * 1024 * 1024)) + b'"}'
         assert_openai_error(await client.post("/v1/chat/completions", content=big), 413)
 
 

@@ -232,3 +232,16 @@ async def test_the_cloudflare_token_never_reaches_a_client_or_the_log(settings: 
     assert response.json()["error"]["message"] == "The proxy hit an internal error; see its log."
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "unexpected failure" in logged and "cf-secret-token-value" not in logged
+
+
+async def test_json_bodies_have_their_own_smaller_limit(settings: Settings, api_key: str) -> None:
+    from tests.audio_fixtures import tone_wav
+
+    async with offline(settings, max_json_mb=0.01, max_body_mb=1.0) as client:
+        json_body = {**CHAT, "messages": [{"role": "user", "content": "x" * 20_000}]}
+        too_big = await client.post("/v1/chat/completions", json=json_body, headers=bearer(api_key))
+        upload = await client.post("/v1/audio/transcriptions", headers=bearer(api_key),
+                                   files={"file": ("a.wav", tone_wav(1.0), "audio/wav")},
+                                   data={"model": "whisper-1"})
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "request_too_large"
+    assert upload.status_code == 200, upload.text

@@ -33,7 +33,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    limit: int = request.app.state.max_body_bytes
+    limit: int = request.app.state.max_json_bytes
     return parse_body(await read_body(request, limit))
 
 
