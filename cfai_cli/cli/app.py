@@ -54,7 +54,7 @@ app = typer.Typer(
          "try it without an account with --offline.",
     epilog=EXIT_CODE_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
@@ -74,8 +74,27 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only data and errors: no notes, warnings, "
+                                        "progress or reasoning on stderr [env: CFAI_QUIET=1].")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the HTTP traffic to Workers AI on stderr, with "
+                                        "secrets masked [env: CFAI_DEBUG=1].")] = False,
 ) -> None:
     """Cloudflare Workers AI from the command line, and a local OpenAI-compatible proxy in front of it."""
+    import os
+
+    if quiet:
+        os.environ["CFAI_QUIET"] = "1"
+    import logging
+
+    logger = logging.getLogger("cfai.http")
+    if debug or os.environ.get("CFAI_DEBUG"):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("cfai debug: %(message)s"))
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.DEBUG)
+    else:  # a previous --debug run in this process must not keep logging
+        logger.handlers[:] = []
+        logger.setLevel(logging.NOTSET)
 
 
 COMMANDS = (chat, models, embed_command, image_command, transcribe_command, speak_command, config, keys, serve,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, settings_from_flags
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, settings_from_flags
 from cfai_cli.settings import Settings
 
 if TYPE_CHECKING:
@@ -111,7 +111,8 @@ def chat(
     prompt: Annotated[str | None, typer.Argument(help="What to ask. Omit it to pipe text in or chat interactively.",
                                                  show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
-        "-m", "--model", help="An OpenAI alias (gpt-4o-mini) or a Workers AI id (@cf/...) [env: CFAI_MODEL].",
+        "-m", "--model", autocompletion=complete_model,
+        help="An OpenAI alias (gpt-4o-mini) or a Workers AI id (@cf/...) [env: CFAI_MODEL].",
         show_default=False)] = None,
     system: Annotated[str | None, typer.Option("-s", "--system", help="A system prompt.", show_default=False)] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", min=0.0, max=2.0,

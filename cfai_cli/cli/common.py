@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from cfai_cli.errors import CfaiError
 from cfai_cli.settings import Settings, directories, load_settings
 
 OfflineOption = Annotated[
@@ -37,3 +38,25 @@ def locations() -> Settings:
     """
     config_dir, data_dir = directories(os.environ)
     return Settings(config_dir=config_dir, data_dir=data_dir)
+
+
+MODELS_CACHE = "models-cache.json"
+
+
+def complete_model(incomplete: str) -> list[str]:
+    """Shell completion for -m: aliases, and the model ids the last `cfai models` saw (no network here)."""
+    import json
+
+    from cfai_cli.core.catalog import DEFAULT_ALIASES
+    from cfai_cli.settings import read_config_file
+
+    where = locations()
+    names = set(DEFAULT_ALIASES)
+    try:
+        aliases = read_config_file(where.config_file).get("aliases", {})
+        names.update(aliases if isinstance(aliases, dict) else {})
+        cached = json.loads((where.data_dir / MODELS_CACHE).read_text(encoding="utf-8"))
+        names.update(str(n) for n in cached if isinstance(n, str))
+    except (OSError, ValueError, CfaiError):
+        pass
+    return sorted(n for n in names if n.startswith(incomplete))

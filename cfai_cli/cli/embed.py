@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, settings_from_flags
+from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, complete_model, settings_from_flags
 from cfai_cli.core.catalog import DEFAULT_EMBEDDING_MODEL
 
 HELP = """Turn texts into embedding vectors, or rank a corpus by similarity to a query.
@@ -58,7 +58,8 @@ def gather_texts(texts: list[str] | None, file: Path | None, stdin_text: str | N
 
 def embed(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed.", show_default=False)] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="An OpenAI alias (text-embedding-3-small) or a "
+    model: Annotated[str, typer.Option("--model", "-m", autocompletion=complete_model,
+                                       help="An OpenAI alias (text-embedding-3-small) or a "
                                        "Workers AI id (@cf/baai/bge-m3).")] = DEFAULT_EMBEDDING_MODEL,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="Embed each non-blank line of this file.",
                                               show_default=False)] = None,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, settings_from_flags
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, settings_from_flags
 
 HELP = """Generate images with a Workers AI model and write them to files.
 
@@ -80,7 +80,7 @@ def image(
     output: Annotated[str | None, typer.Option("--output", "-o", show_default=False,
                                                help="File to write (with -n, numbered); - for stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")] = False,
-    model: Annotated[str | None, typer.Option("--model", "-m", show_default=False,
+    model: Annotated[str | None, typer.Option("--model", "-m", autocompletion=complete_model, show_default=False,
                                               help="An alias (dall-e-3) or a Workers AI image model id.")] = None,
     size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 1024x768.", show_default=False)] = None,
     n: Annotated[int, typer.Option("-n", min=1, max=10, help="How many images (each with its own seed).")] = 1,

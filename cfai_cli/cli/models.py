@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, settings_from_flags
+from cfai_cli.settings import Settings
 
 HELP = """List the models Workers AI offers (live, from /ai/models/search).
 
@@ -54,6 +55,8 @@ def models(
 
     with term.waiting("fetching the catalogue…"):
         found = asyncio.run(fetch())
+    if not task and not search:
+        remember(settings, [m.id for m in found])
     if json_out:
         term.json([m.to_json() for m in found])
         return
@@ -67,6 +70,18 @@ def models(
     rows = [[m.id, m.task or "-", f"{m.context_window}" if m.context_window else "-", yes(m.function_calling),
              yes(m.beta)] for m in found]
     term.table(["name", "task", "context", "tools", "beta"], rows)
+
+
+def remember(settings: Settings, ids: list[str]) -> None:
+    """Keep the ids for shell completion of -m (best effort: a read-only data dir just means no cache)."""
+    import contextlib
+    import json
+
+    from cfai_cli.cli.common import MODELS_CACHE
+    from cfai_cli.settings import write_private
+
+    with contextlib.suppress(OSError):
+        write_private(settings.data_dir / MODELS_CACHE, json.dumps(ids))
 
 
 def register(app: typer.Typer) -> None:

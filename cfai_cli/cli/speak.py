@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, settings_from_flags
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, settings_from_flags
 
 HELP = """Speak TEXT (or text piped on stdin) and save the audio.
 
@@ -40,7 +40,8 @@ def speak(
                                                 help="Write the audio here (otherwise to a piped stdout).")] = None,
     voice: Annotated[str, typer.Option("--voice", "-v", help="An OpenAI voice (alloy, nova, …), a MeloTTS language "
                                        "(fr, es, …) or an Aura speaker (luna, zeus, …).")] = "alloy",
-    model: Annotated[str, typer.Option("--model", "-m", help="tts-1 (MeloTTS) or a Workers AI id such as "
+    model: Annotated[str, typer.Option("--model", "-m", autocompletion=complete_model,
+                                       help="tts-1 (MeloTTS) or a Workers AI id such as "
                                        "@cf/deepgram/aura-1.")] = "tts-1",
     fmt: Annotated[str | None, typer.Option("--format", "-f", show_default=False,
                                             help="mp3, wav, flac, opus, aac or pcm [default: from -o, else mp3]."

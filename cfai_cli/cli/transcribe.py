@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, settings_from_flags
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, settings_from_flags
 
 HELP = """Transcribe an audio file; the text goes to stdout (or to -o FILE).
 
@@ -71,7 +71,8 @@ def transcribe(
     = False,
     to: Annotated[str | None, typer.Option("--to", show_default=False,
                                            help="With --translate: the target language (fr, de, ja, …).")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="An alias (whisper-1) or a Workers AI id "
+    model: Annotated[str, typer.Option("--model", "-m", autocompletion=complete_model,
+                                       help="An alias (whisper-1) or a Workers AI id "
                                        "(@cf/openai/whisper, @cf/deepgram/nova-3).")] = "whisper-1",
     prompt: Annotated[str | None, typer.Option("--prompt", show_default=False,
                                                help="Context or spellings to guide the transcript.")] = None,

@@ -29,7 +29,7 @@ from cfai_cli.server.errors import error_response
 from cfai_cli.store.keys import KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter
 
-OPEN_PATHS = frozenset({"/health", "/v1/health"})
+OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json"})
 _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("completions", "chat"), ("embeddings", "embeddings"),
            ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("metrics", "admin"))
 _MULTIPART_MODEL = re.compile(rb'name="model"\r\n(?:[^\r\n]*\r\n)*\r\n([^\r\n]{1,200})\r\n')

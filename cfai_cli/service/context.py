@@ -67,8 +67,16 @@ async def open_context(
         transport=transport,
     )
     images = ImageFetcher(allow_private=settings.allow_private_fetch, transport=image_transport)
+    ctx = Context(settings=settings, workers=workers, images=images)
+
+    async def suggest(model_id: str) -> str:
+        from cfai_cli.service.models import suggest_models  # models imports this module
+
+        return await suggest_models(ctx, model_id)
+
+    workers.suggest = suggest
     try:
-        yield Context(settings=settings, workers=workers, images=images)
+        yield ctx
     finally:
         await workers.aclose()
         await images.aclose()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cfai_cli.core.catalog import resolve_model
-from cfai_cli.errors import ModelNotFound
+from cfai_cli.errors import CfaiError, ModelNotFound
 from cfai_cli.service.context import Context
 
 CACHE_SECONDS = 600
@@ -126,3 +126,18 @@ async def retrieve_openai_model(ctx: Context, name: str) -> dict[str, Any]:
         if model.id == model_id:
             return openai_model(name, model.created, "cfai-alias" if name != model_id else model.owned_by)
     raise ModelNotFound(f"The model {name!r} does not exist on Workers AI.", param="model")
+
+
+async def suggest_models(ctx: Context, model_id: str) -> str:
+    """' Did you mean …?' with catalogue ids close to an unknown one, or '' (never fails)."""
+    import difflib
+
+    try:
+        names = [m.id for m in await catalogue(ctx)]
+    except CfaiError:
+        return ""
+    # An id that extends the one asked for (a -fast or -fp8 variant) is the likeliest meant.
+    close = [n for n in names if n.startswith(model_id)][:3]
+    close += [n for n in difflib.get_close_matches(model_id, names, n=3, cutoff=0.6) if n not in close]
+    close = close[:3]
+    return f" Did you mean {' or '.join(close)}?" if close else " `cfai models` lists the models."

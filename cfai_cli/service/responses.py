@@ -154,7 +154,8 @@ def get_response(ctx: Context, response_id: str) -> dict[str, Any]:
 def delete_response(ctx: Context, response_id: str) -> dict[str, Any]:
     if not response_store(ctx).delete(response_id):
         raise _not_found(response_id)
-    return {"id": response_id, "object": "response.deleted", "deleted": True}
+    # As the official spec's example for DELETE /responses/{id} shows it.
+    return {"id": response_id, "object": "response", "deleted": True}
 
 
 def list_input_items(ctx: Context, response_id: str, *, limit: int = 20, order: str = "desc",

@@ -8,8 +8,10 @@ Tests and `--offline` pass their own `httpx.AsyncBaseTransport`; nothing else is
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,9 +20,30 @@ import httpx
 
 from cfai_cli import __version__
 from cfai_cli.core.workers.envelope import decode_binary_result, decode_json_result, is_retryable
-from cfai_cli.errors import CfaiError, ConfigError, UpstreamError, UpstreamTimeout
+from cfai_cli.errors import CfaiError, ConfigError, ModelNotFound, UpstreamError, UpstreamTimeout
 
 T = TypeVar("T")
+_HTTP_LOG = logging.getLogger("cfai.http")
+_SECRET_HEADERS = frozenset({"authorization", "cf-aig-authorization", "x-api-key", "api-key", "cookie"})
+
+
+def _shown_headers(headers: httpx.Headers) -> str:
+    return ", ".join(f"{k}: {'***' if k.lower() in _SECRET_HEADERS else v}" for k, v in headers.items())
+
+
+def _debug_hooks() -> dict[str, list[Callable[..., Any]]]:
+    """`--debug`: each request and response line and headers on the cfai.http logger; secrets masked, no bodies."""
+
+    async def on_request(request: httpx.Request) -> None:
+        request.extensions["cfai_start"] = time.perf_counter()
+        _HTTP_LOG.debug("-> %s %s {%s}", request.method, request.url, _shown_headers(request.headers))
+
+    async def on_response(response: httpx.Response) -> None:
+        started = response.request.extensions.get("cfai_start", time.perf_counter())
+        _HTTP_LOG.debug("<- %s %s in %.0f ms {%s}", response.status_code, response.request.url,
+                        (time.perf_counter() - started) * 1000, _shown_headers(response.headers))
+
+    return {"request": [on_request], "response": [on_response]}
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -68,7 +91,11 @@ class WorkersAIClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.retries = 0  # transient failures retried so far (a metric)
+        # Called with an unknown model id to add "did you mean" to the 404 (set by the service layer).
+        self.suggest: Callable[[str], Awaitable[str]] | None = None
+        hooks = _debug_hooks() if _HTTP_LOG.isEnabledFor(logging.DEBUG) else None
         self._http = httpx.AsyncClient(
+            event_hooks=hooks,
             transport=transport,
             headers={"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}"},
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -90,7 +117,7 @@ class WorkersAIClient:
             return decode_json_result(response.status_code, response.headers.get("content-type", ""),
                                       response.content, response.headers, model=model)
 
-        return await self._with_retries(attempt)
+        return await self._with_retries(attempt, model=model)
 
     async def run_raw(
         self,
@@ -125,7 +152,7 @@ class WorkersAIClient:
                                                       response.content, response.headers, model=model)
             return RawAnswer(content_type=kind, body=body, result=result)
 
-        return await self._with_retries(attempt)
+        return await self._with_retries(attempt, model=model)
 
     async def stream(self, model: str, body: Mapping[str, Any]) -> UpstreamStream:
         """POST /ai/run/{model} with `stream: true`; retried until the first byte, never after."""
@@ -145,7 +172,7 @@ class WorkersAIClient:
                 return UpstreamStream(chunks=None, result=result)
             return UpstreamStream(chunks=self._chunks(response, deadline), _response=response)
 
-        return await self._with_retries(attempt, deadline=deadline)
+        return await self._with_retries(attempt, deadline=deadline, model=model)
 
     async def models_search(self, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
         """Every page of GET /ai/models/search."""
@@ -191,7 +218,7 @@ class WorkersAIClient:
             await response.aclose()
 
     async def _with_retries(
-        self, attempt: Callable[[float], Awaitable[T]], *, deadline: float | None = None
+        self, attempt: Callable[[float], Awaitable[T]], *, deadline: float | None = None, model: str | None = None
     ) -> T:
         loop = asyncio.get_running_loop()
         deadline = deadline if deadline is not None else loop.time() + self.timeout
@@ -212,6 +239,8 @@ class WorkersAIClient:
             except CfaiError as exc:
                 error = exc
             tries += 1
+            if isinstance(error, ModelNotFound) and model and self.suggest is not None:
+                error.message += await self.suggest(model)
             if not is_retryable(error) or tries > self.max_retries:
                 raise error
             delay = min(8.0, 0.25 * 2 ** (tries - 1)) * (0.5 + random.random())

@@ -108,3 +108,29 @@ def test_a_broken_stream_keeps_the_partial_answer_and_exits_5(cli: Invoke) -> No
     assert result.exit_code == ExitCode.UPSTREAM
     assert result.stdout.endswith("\n") and result.stdout.strip()
     assert result.stderr.splitlines()[-1].startswith("cfai: ")
+
+
+def test_quiet_leaves_only_data_and_errors(cli: Invoke) -> None:
+    loud = cli("chat", "--offline", "hi")
+    quiet = cli("-q", "chat", "--offline", "hi")
+    assert "OFFLINE" in loud.stderr and quiet.stderr == ""
+    assert quiet.stdout == loud.stdout and quiet.stdout.startswith("[offline]")
+    failed = cli("-q", "chat", "-m", "nope", "--offline", "hi")
+    assert failed.exit_code == 4 and failed.stderr.startswith("cfai: ")
+
+
+def test_debug_shows_traffic_with_the_token_masked(cli: Invoke) -> None:
+    env = {"CLOUDFLARE_ACCOUNT_ID": "0123abcd", "CLOUDFLARE_API_TOKEN": "cf-secret-token-123",
+           "CFAI_API_BASE": "http://127.0.0.1:9", "CFAI_TIMEOUT": "3"}
+    cli("config", "set", "max_retries", "0")
+    result = cli("--debug", "chat", "--no-stream", "hi", env=env)
+    assert result.exit_code == 5
+    assert "-> POST http://127.0.0.1:9/accounts/0123abcd/ai/run/" in result.stderr
+    assert "authorization: ***" in result.stderr
+    assert "cf-secret-token-123" not in result.stderr + result.stdout
+
+
+def test_unknown_model_ids_get_suggestions_from_the_catalogue(cli: Invoke) -> None:
+    result = cli("chat", "--offline", "-m", "@cf/meta/llama-3.3-70b-instruct", "hi")
+    assert result.exit_code == 4
+    assert "Did you mean @cf/meta/llama-3.3-70b-instruct-fp8-fast" in result.stderr

@@ -89,7 +89,7 @@ async def test_stored_conversation_routes(proxy, fake: FakeWorkers) -> None:
         assert [i["content"][0]["text"] for i in items["data"]] == ["Who am I?"] and items["has_more"] is False
 
         deleted = await client.delete(f"/v1/responses/{first['id']}")
-        assert deleted.json() == {"id": first["id"], "object": "response.deleted", "deleted": True}
+        assert deleted.json() == {"id": first["id"], "object": "response", "deleted": True}
         for method, path in (("GET", f"/v1/responses/{first['id']}"), ("DELETE", f"/v1/responses/{first['id']}"),
                              ("GET", f"/v1/responses/{first['id']}/input_items")):
             missing = await client.request(method, path)

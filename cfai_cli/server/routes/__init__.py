@@ -9,6 +9,7 @@ from cfai_cli.server.routes import chat, models
 from cfai_cli.server.routes import completions as completions_routes
 from cfai_cli.server.routes import embeddings as embeddings_routes
 from cfai_cli.server.routes import images as images_routes
+from cfai_cli.server.routes import openapi as openapi_routes
 from cfai_cli.server.routes import responses as responses_routes
 
 
@@ -20,6 +21,7 @@ def routes() -> list[Route]:
     table += responses_routes.ROUTES
     table += completions_routes.ROUTES
     table += audio_routes.ROUTES
+    table += openapi_routes.ROUTES
     out = [Route("/health", models.health, methods=["GET"])]
     for path, endpoint, methods in table:
         out.append(Route("/v1" + path, endpoint, methods=methods))

@@ -1,0 +1,114 @@
+"""GET /openapi.json: an OpenAPI 3.1 description of what this proxy serves, for fuzzers and API tools.
+
+Imports starlette and core. Request bodies are the JSON Schemas of the very pydantic models the routes
+validate with, so the description cannot drift from the behaviour; answers name the OpenAI object they
+return (the official spec has the full response schemas). Built once per process.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from cfai_cli import __version__
+from cfai_cli.core.openai.audio import SpeechRequest, TranscriptionRequest
+from cfai_cli.core.openai.chat import ChatCompletionRequest
+from cfai_cli.core.openai.completions import CompletionRequest
+from cfai_cli.core.openai.embeddings import EmbeddingRequest
+from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
+from cfai_cli.core.openai.responses import CreateResponseRequest
+
+_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["message", "type", "param", "code"],
+    "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                   "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
+
+# path -> (method, summary, request model, content type, what a 200 returns)
+_OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str, str]] = [
+    ("/v1/chat/completions", "post", "Chat completion (JSON, or SSE when stream is true)", ChatCompletionRequest,
+     "application/json", "CreateChatCompletionResponse"),
+    ("/v1/responses", "post", "Responses API (JSON, or SSE when stream is true)", CreateResponseRequest,
+     "application/json", "Response"),
+    ("/v1/completions", "post", "Legacy text completion", CompletionRequest, "application/json",
+     "CreateCompletionResponse"),
+    ("/v1/embeddings", "post", "Embeddings", EmbeddingRequest, "application/json", "CreateEmbeddingResponse"),
+    ("/v1/images/generations", "post", "Image generation", ImageGenerationRequest, "application/json",
+     "ImagesResponse"),
+    ("/v1/images/edits", "post", "Image edit (multipart: image, mask)", ImageEditRequest, "multipart/form-data",
+     "ImagesResponse"),
+    ("/v1/audio/transcriptions", "post", "Transcription (multipart: file)", TranscriptionRequest,
+     "multipart/form-data", "CreateTranscriptionResponseJson"),
+    ("/v1/audio/translations", "post", "Translation (multipart: file)", TranscriptionRequest, "multipart/form-data",
+     "CreateTranslationResponseJson"),
+    ("/v1/audio/speech", "post", "Text to speech (audio bytes)", SpeechRequest, "application/json", "audio"),
+    ("/v1/models", "get", "List models", None, "", "ListModelsResponse"),
+    ("/v1/models/{model}", "get", "Retrieve a model", None, "", "Model"),
+    ("/v1/responses/{response_id}", "get", "Retrieve a stored response", None, "", "Response"),
+    ("/v1/responses/{response_id}", "delete", "Delete a stored response", None, "", "DeleteResponse"),
+    ("/health", "get", "Health (no key needed)", None, "", "Health"),
+]
+
+
+def _inline(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Move pydantic's `$defs` into components and point the refs there."""
+    defs = schema.pop("$defs", {})
+    text = repr(schema)  # cheap check before the walk
+    if "#/$defs/" not in text and not defs:
+        return schema, {}
+
+    def fix(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (v.replace("#/$defs/", "#/components/schemas/") if k == "$ref" and isinstance(v, str)
+                        else fix(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    return fix(schema), {name: fix(body) for name, body in defs.items()}
+
+
+@cache
+def document() -> dict[str, Any]:
+    components: dict[str, Any] = {"ErrorResponse": _ERROR}
+    paths: dict[str, Any] = {}
+    for path, method, summary, model, content_type, returns in _OPERATIONS:
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "responses": {
+                "200": {"description": f"OpenAI {returns} object" if returns[0].isupper() else returns},
+                "default": {"description": "An OpenAI error body", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}},
+            },
+        }
+        if model is not None:
+            schema, defs = _inline(model.model_json_schema(mode="validation"))
+            components.update(defs)
+            components[model.__name__] = schema
+            operation["requestBody"] = {"required": True, "content": {
+                content_type: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+        if "{" in path:
+            operation["parameters"] = [{"name": path.split("{")[1].rstrip("}"), "in": "path", "required": True,
+                                        "schema": {"type": "string"}}]
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "cfai proxy", "version": __version__,
+                 "description": "OpenAI-compatible API served from Cloudflare Workers AI. Every route is also "
+                                "served without the /v1 prefix."},
+        "servers": [{"url": "/"}],
+        "components": {"schemas": components,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(document())
+
+
+ROUTES = [("/openapi.json", openapi, ["GET"])]

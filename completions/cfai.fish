@@ -1,0 +1,1 @@
+complete --command cfai --no-files --arguments "(env _CFAI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) cfai)" --condition "env _CFAI_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) cfai"
