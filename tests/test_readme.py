@@ -1,0 +1,71 @@
+"""The README's quick-use snippets actually work: the Python SDK and curl examples run against a real
+`cfai serve --offline` started the way the README says, with a key from `cfai keygen`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def block(after: str, language: str) -> str:
+    """The first fenced code block of `language` after the heading `after`."""
+    tail = README[README.index(after):]
+    match = re.search(rf"```{language}\n(.*?)```", tail, re.S)
+    assert match, f"no {language} block after {after!r}"
+    return match.group(1)
+
+
+@pytest.fixture
+def server(cfai_home: Path) -> Iterator[tuple[int, str, dict[str, str]]]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ)
+    key = subprocess.run([sys.executable, "-m", "cfai_cli", "keygen"], capture_output=True, text=True, env=env,
+                         check=True).stdout.strip()
+    proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    try:
+        yield port, key, {**env, "KEY": key}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_python_sdk_snippet(server: tuple[int, str, dict[str, str]]) -> None:
+    port, _, env = server
+    code = block("### From the OpenAI Python SDK", "python").replace("127.0.0.1:3000", f"127.0.0.1:{port}")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("[offline]") and lines[-1] == "768"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_snippet(server: tuple[int, str, dict[str, str]]) -> None:
+    port, _, env = server
+    command = block("### From curl", "bash").replace("127.0.0.1:3000", f"127.0.0.1:{port}")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("data: {") and done.stdout.rstrip().endswith("data: [DONE]")
