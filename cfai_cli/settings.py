@@ -39,6 +39,7 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "image_url_auth": (None, bool),
     "max_concurrency": (None, int),
     "cors_origins": (None, str),
+    "ui": (None, bool),
 }
 SETTABLE_KEYS = (*_FIELDS, "aliases.<name>")
 
@@ -59,6 +60,7 @@ class Settings:
     image_url_auth: bool = False
     max_concurrency: int = 512
     cors_origins: str = ""  # comma-separated origins allowed by CORS; empty = CORS off
+    ui: bool = True  # the browser page at / and /ui
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")

@@ -21,6 +21,8 @@ tab-separated in that order, no header (yes/no for flags, - for unknown). --json
 
 EPILOG = """Examples:
 
+  cfai models --open                 # the model browser of a running `cfai serve`
+
   cfai models --task "Text Generation"
 
   cfai models --search llama | cut -f1
@@ -35,9 +37,16 @@ def models(
     search: Annotated[str | None, typer.Option("--search", help="Only models whose name or description match.",
                                                show_default=False)] = None,
     json_out: JsonOption = False,
+    open_page: Annotated[bool, typer.Option("--open", help="Open the model browser of a running `cfai serve` "
+                                            "in your web browser instead.")] = False,
+    url: Annotated[str, typer.Option("--url", help="With --open: where `cfai serve` listens.")
+                   ] = "http://127.0.0.1:3000",
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
+    if open_page:
+        open_browser(url.rstrip("/"))
+        return
     import asyncio
 
     from cfai_cli.cli.render import Terminal
@@ -70,6 +79,28 @@ def models(
     rows = [[m.id, m.task or "-", f"{m.context_window}" if m.context_window else "-", yes(m.function_calling),
              yes(m.beta)] for m in found]
     term.table(["name", "task", "context", "tools", "beta"], rows)
+
+
+def open_browser(url: str) -> None:
+    """Open {url}/ui if a cfai server answers /health there; say so when none does."""
+    import urllib.request
+    import webbrowser
+
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.errors import UpstreamError
+
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=3) as response:
+            alive = response.status == 200
+    except (OSError, ValueError):
+        alive = False
+    if not alive:
+        raise UpstreamError(f"No cfai server answers at {url}. Start one with `cfai serve`, or pass --url.")
+    page = url + "/ui"
+    term = Terminal()
+    term.line(page)
+    if not webbrowser.open(page):
+        term.note("Could not start a web browser here; open the address above yourself.")
 
 
 def remember(settings: Settings, ids: list[str]) -> None:

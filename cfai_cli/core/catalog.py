@@ -101,6 +101,15 @@ def resolve_model(name: str, aliases: Mapping[str, str], *, param: str = "model"
     return validate_model_id(target, param=param)
 
 
+# Models documented to take images (reference §2.1, §2.9); the catalogue's own flag for it is unconfirmed.
+_VISION = re.compile(r"^@cf/(meta/llama-3\.2-11b-vision|meta/llama-4-scout|mistralai/mistral-small-3\.1|google/gemma-3"
+                     r"|google/gemma-4|moonshotai/kimi)")
+
+
+def known_vision(model_id: str) -> bool:
+    return bool(_VISION.match(model_id))
+
+
 def speaks_chat_dialect(model_id: str) -> bool:
     return bool(_CHAT_DIALECT.match(model_id))
 

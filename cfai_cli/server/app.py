@@ -14,6 +14,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from cfai_cli.errors import ConfigError
@@ -25,6 +26,7 @@ from cfai_cli.server.observe import Observe, UsageRecorder
 from cfai_cli.server.routes import routes
 from cfai_cli.server.routes.images import FILES_PREFIX
 from cfai_cli.server.routes.metrics import metrics_routes
+from cfai_cli.server.routes.ui import ui_routes
 from cfai_cli.service.context import open_context
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyStore
@@ -97,7 +99,8 @@ def create_app(
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
                                 aliases=settings.aliases, max_body=max_body, open_prefixes=files))
-    app = Starlette(routes=[*routes(), *metrics_routes()], exception_handlers=HANDLERS,
+    pages = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ui_routes()] if settings.ui else []
+    app = Starlette(routes=[*routes(), *metrics_routes(), *pages], exception_handlers=HANDLERS,
                     middleware=stack, lifespan=lifespan)
     app.state.max_body_bytes = max_body  # uploads (audio, image edits)
     app.state.max_json_bytes = min(max_body, int(settings.max_json_mb * 1024 * 1024))

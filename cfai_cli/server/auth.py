@@ -26,12 +26,15 @@ from cfai_cli.errors import (
     RequestTooLarge,
 )
 from cfai_cli.server.errors import error_response
+from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
 from cfai_cli.store.keys import KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter
 
-OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json"})
+# The browser page and its static files carry no data; its data endpoints (/ui/api/*) need a key.
+OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json", *UI_OPEN_PATHS})
 _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("completions", "chat"), ("embeddings", "embeddings"),
-           ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("metrics", "admin"))
+           ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("metrics", "admin"),
+           ("ui/api/models", "models"), ("ui/api/usage", "admin"))
 _MULTIPART_MODEL = re.compile(rb'name="model"\r\n(?:[^\r\n]*\r\n)*\r\n([^\r\n]{1,200})\r\n')
 
 

@@ -132,6 +132,10 @@ def route_of(path: str) -> str:
     return "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio") else parts[0]
 
 
+# Probes, scrapes and the browser page's static files are not API use.
+_UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/", "/ui/app.js", "/ui/app.css"})
+
+
 class Observe:
     def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter) -> None:
         self.app = app
@@ -140,7 +144,7 @@ class Observe:
         self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in ("/health", "/metrics", "/v1/metrics"):
+        if scope["type"] != "http" or scope["path"] in _UNLOGGED:
             await self.app(scope, receive, send)
             return
         watch = _Watch()

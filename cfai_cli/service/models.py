@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cfai_cli.core.catalog import resolve_model
+from cfai_cli.core.catalog import known_vision, resolve_model
 from cfai_cli.errors import CfaiError, ModelNotFound
 from cfai_cli.service.context import Context
 
@@ -29,6 +29,7 @@ class ModelInfo:
     reasoning: bool
     beta: bool
     deprecated: str | None
+    vision: bool = False
 
     @property
     def owned_by(self) -> str:
@@ -38,7 +39,8 @@ class ModelInfo:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "task": self.task, "description": self.description, "created": self.created,
                 "context_window": self.context_window, "function_calling": self.function_calling,
-                "reasoning": self.reasoning, "beta": self.beta, "planned_deprecation_date": self.deprecated}
+                "reasoning": self.reasoning, "beta": self.beta, "planned_deprecation_date": self.deprecated,
+                "vision": self.vision}
 
 
 def _truthy(value: Any) -> bool:
@@ -85,6 +87,7 @@ def parse_model(item: Mapping[str, Any]) -> ModelInfo | None:
         reasoning=_truthy(props.get("reasoning")),
         beta=_truthy(props.get("beta")),
         deprecated=str(deprecated) if deprecated else None,
+        vision=_truthy(props.get("vision")) or known_vision(name),
     )
 
 

@@ -13,7 +13,7 @@ def test_json_lists_every_field(cli: Invoke) -> None:
     models = json.loads(result.stdout)
     assert models and {m["id"] for m in models} >= {"@cf/meta/llama-3.3-70b-instruct-fp8-fast"}
     assert set(models[0]) == {"id", "task", "description", "created", "context_window", "function_calling",
-                              "reasoning", "beta", "planned_deprecation_date"}
+                              "reasoning", "beta", "planned_deprecation_date", "vision"}
     assert "OFFLINE" in result.stderr
 
 
