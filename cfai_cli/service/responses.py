@@ -49,13 +49,14 @@ class _Plan:
     chat: ChatCompletionRequest
     items: list[Item]
     shell: ResponseObject
+    owner: str | None = None
 
 
-def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool) -> _Plan:
+def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool, owner: str | None) -> _Plan:
     check_supported(req)
     history: list[Item] = []
     if req.previous_response_id:
-        found = response_store(ctx).conversation(req.previous_response_id)
+        found = response_store(ctx).conversation(req.previous_response_id, owner=owner)
         if found is None:
             raise _not_found(req.previous_response_id, "previous_response_id")
         history = found
@@ -64,12 +65,12 @@ def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool) -> _Plan:
     model_id = resolve_model(model, ctx.settings.aliases)
     chat = to_chat_request(req, history, items, model=model, stream=stream)
     shell = response_shell(req, response_id=ctx.ids("resp"), created_at=ctx.now(), model=model_id)
-    return _Plan(req, chat, items, shell)
+    return _Plan(req, chat, items, shell, owner)
 
 
 def _save(ctx: Context, plan: _Plan, response: ResponseObject) -> None:
     if plan.req.store is not False:
-        response_store(ctx).save(dict(response), plan.items)
+        response_store(ctx).save(dict(response), plan.items, owner=plan.owner)
 
 
 async def _chat(call: Awaitable[T]) -> T:
@@ -86,8 +87,9 @@ async def _chat(call: Awaitable[T]) -> T:
         raise
 
 
-async def create_response(ctx: Context, req: CreateResponseRequest) -> ResponseObject:
-    plan = _plan(ctx, req, stream=False)
+async def create_response(ctx: Context, req: CreateResponseRequest, *, owner: str | None = None) -> ResponseObject:
+    """`owner` is the API key id the proxy saw (None from the CLI): stored responses are visible to it alone."""
+    plan = _plan(ctx, req, stream=False, owner=owner)
     completion = await _chat(create_chat_completion(ctx, plan.chat))
     response = response_from_completion(completion, plan.shell, new_id=ctx.ids, completed_at=ctx.now(),
                                         summary=req.wants_summary())
@@ -138,30 +140,31 @@ async def _closing(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncGenerator
             await aclose()
 
 
-async def open_response_stream(ctx: Context, req: CreateResponseRequest) -> ResponseStream:
+async def open_response_stream(ctx: Context, req: CreateResponseRequest, *,
+                               owner: str | None = None) -> ResponseStream:
     """Open the upstream stream and return the event iterator."""
-    plan = _plan(ctx, req, stream=True)
+    plan = _plan(ctx, req, stream=True, owner=owner)
     return ResponseStream(ctx, plan, await _chat(open_chat_stream(ctx, plan.chat)))
 
 
-def get_response(ctx: Context, response_id: str) -> dict[str, Any]:
-    found = response_store(ctx).get(response_id)
+def get_response(ctx: Context, response_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    found = response_store(ctx).get(response_id, owner=owner)
     if found is None:
         raise _not_found(response_id)
     return found[0]
 
 
-def delete_response(ctx: Context, response_id: str) -> dict[str, Any]:
-    if not response_store(ctx).delete(response_id):
+def delete_response(ctx: Context, response_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    if not response_store(ctx).delete(response_id, owner=owner):
         raise _not_found(response_id)
     # As the official spec's example for DELETE /responses/{id} shows it.
     return {"id": response_id, "object": "response", "deleted": True}
 
 
 def list_input_items(ctx: Context, response_id: str, *, limit: int = 20, order: str = "desc",
-                     after: str | None = None) -> dict[str, Any]:
+                     after: str | None = None, owner: str | None = None) -> dict[str, Any]:
     """`GET /v1/responses/{id}/input_items`: one page of the items this response was asked with."""
-    found = response_store(ctx).get(response_id)
+    found = response_store(ctx).get(response_id, owner=owner)
     if found is None:
         raise _not_found(response_id)
     if order not in ("asc", "desc"):

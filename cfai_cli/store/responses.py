@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from cfai_cli.store.db import connect
+from cfai_cli.store.db import add_columns, connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -29,6 +29,11 @@ CREATE TABLE IF NOT EXISTS cli_state (
 );
 """
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    # Responses belong to the API key that created them (NULL: the CLI, or a server without auth).
+    add_columns(conn, "responses", {"owner": "TEXT"})
+
+
 # A chain longer than this is almost certainly a loop written by hand into the database.
 MAX_CHAIN = 10_000
 
@@ -42,37 +47,39 @@ class ResponseStore:
         self.path = path
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, _SCHEMA, immediate=True)
+        return connect(self.path, _SCHEMA, immediate=True, migrate=_migrate)
 
-    def save(self, response: Json, input_items: list[Json]) -> None:
+    def save(self, response: Json, input_items: list[Json], *, owner: str | None = None) -> None:
         with self._connect() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO responses (id, created_at, previous_response_id, input_items, response) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO responses (id, created_at, previous_response_id, input_items, response, "
+                "owner) VALUES (?, ?, ?, ?, ?, ?)",
                 (response["id"], int(response["created_at"]), response.get("previous_response_id"),
-                 json.dumps(input_items, ensure_ascii=False), json.dumps(response, ensure_ascii=False)),
+                 json.dumps(input_items, ensure_ascii=False), json.dumps(response, ensure_ascii=False), owner),
             )
 
-    def get(self, response_id: str) -> tuple[Json, list[Json]] | None:
-        """The stored response and its input items, or None."""
+    def get(self, response_id: str, *, owner: str | None = None) -> tuple[Json, list[Json]] | None:
+        """The stored response and its input items, or None (also when another key stored it)."""
         with self._connect() as conn:
-            row = conn.execute("SELECT response, input_items FROM responses WHERE id = ?", (response_id,)).fetchone()
+            row = conn.execute("SELECT response, input_items FROM responses WHERE id = ? AND owner IS ?",
+                               (response_id, owner)).fetchone()
         if row is None:
             return None
         return json.loads(row[0]), json.loads(row[1])
 
-    def delete(self, response_id: str) -> bool:
+    def delete(self, response_id: str, *, owner: str | None = None) -> bool:
         with self._connect() as conn:
-            cur = conn.execute("DELETE FROM responses WHERE id = ?", (response_id,))
+            cur = conn.execute("DELETE FROM responses WHERE id = ? AND owner IS ?", (response_id, owner))
         return cur.rowcount > 0
 
-    def conversation(self, response_id: str) -> list[Json] | None:
+    def conversation(self, response_id: str, *, owner: str | None = None) -> list[Json] | None:
         """Every item of the conversation up to and including `response_id`'s output, or None if unknown."""
         turns: list[list[Json]] = []
         current: str | None = response_id
         with self._connect() as conn:
             while current is not None and len(turns) < MAX_CHAIN:
-                row = conn.execute("SELECT response, input_items FROM responses WHERE id = ?", (current,)).fetchone()
+                row = conn.execute("SELECT response, input_items FROM responses WHERE id = ? AND owner IS ?",
+                                   (current, owner)).fetchone()
                 if row is None:
                     if not turns:
                         return None

@@ -245,3 +245,21 @@ async def test_json_bodies_have_their_own_smaller_limit(settings: Settings, api_
                                    data={"model": "whisper-1"})
     assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "request_too_large"
     assert upload.status_code == 200, upload.text
+
+
+async def test_stored_responses_are_private_to_the_key_that_made_them(settings: Settings) -> None:
+    alice, _ = key_for(settings)
+    bob, _ = key_for(settings)
+    async with offline(settings) as client:
+        made = (await client.post("/v1/responses", json={"model": "gpt-4o-mini", "input": "secret plans"},
+                                  headers=bearer(alice))).json()
+        rid = made["id"]
+        assert (await client.get(f"/v1/responses/{rid}", headers=bearer(alice))).status_code == 200
+        for method, path in (("GET", f"/v1/responses/{rid}"), ("GET", f"/v1/responses/{rid}/input_items"),
+                             ("DELETE", f"/v1/responses/{rid}")):
+            other = await client.request(method, path, headers=bearer(bob))
+            assert other.status_code == 404 and "secret" not in other.text
+        hijack = await client.post("/v1/responses", headers=bearer(bob), json={
+            "model": "gpt-4o-mini", "input": "go on", "previous_response_id": rid})
+        assert hijack.status_code == 404 and hijack.json()["error"]["param"] == "previous_response_id"
+        assert (await client.get(f"/v1/responses/{rid}", headers=bearer(alice))).status_code == 200

@@ -47,3 +47,18 @@ def test_cli_state(tmp_path: Path) -> None:
     store.set_state("last_response_id", "resp_1")
     store.set_state("last_response_id", "resp_2")
     assert ResponseStore(tmp_path / "cfai.db").state("last_response_id") == "resp_2"
+
+
+def test_responses_stored_before_owners_existed_stay_readable(tmp_path: Path) -> None:
+    import sqlite3
+
+    from cfai_cli.store.responses import ResponseStore
+
+    path = tmp_path / "cfai.db"
+    with sqlite3.connect(path) as conn:  # the table as the first release made it
+        conn.execute("CREATE TABLE responses (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, "
+                     "previous_response_id TEXT, input_items TEXT NOT NULL, response TEXT NOT NULL)")
+        conn.execute("INSERT INTO responses VALUES ('resp_old', 1, NULL, '[]', '{\"id\": \"resp_old\"}')")
+    store = ResponseStore(path)
+    assert store.get("resp_old") == ({"id": "resp_old"}, [])
+    assert store.get("resp_old", owner="key_x") is None

@@ -23,25 +23,32 @@ from cfai_cli.service.responses import (
 )
 
 
+def owner(request: Request) -> str | None:
+    """The id of the API key making the request: stored responses are private to it."""
+    key = request.scope.get("state", {}).get("cfai_key")
+    return key.id if key is not None else None
+
+
 async def create(request: Request) -> Response:
     req = validate_request(CreateResponseRequest, await read_json(request))
     ctx = request.app.state.ctx
     if req.stream:
-        stream = await open_response_stream(ctx, req)
+        stream = await open_response_stream(ctx, req, owner=owner(request))
         return sse_response(stream, done=False, named=True, on_error=stream.fail)
-    return JSONResponse(await create_response(ctx, req), headers=API_HEADERS)
+    return JSONResponse(await create_response(ctx, req, owner=owner(request)), headers=API_HEADERS)
 
 
 async def retrieve(request: Request) -> Response:
     if request.query_params.get("stream") in ("true", "1"):
         raise InvalidRequest("Replaying a stored response as a stream is not supported.", param="stream",
                              code="unsupported_value")
-    return JSONResponse(get_response(request.app.state.ctx, request.path_params["response_id"]), headers=API_HEADERS)
+    found = get_response(request.app.state.ctx, request.path_params["response_id"], owner=owner(request))
+    return JSONResponse(found, headers=API_HEADERS)
 
 
 async def delete(request: Request) -> Response:
-    return JSONResponse(delete_response(request.app.state.ctx, request.path_params["response_id"]),
-                        headers=API_HEADERS)
+    return JSONResponse(delete_response(request.app.state.ctx, request.path_params["response_id"],
+                                        owner=owner(request)), headers=API_HEADERS)
 
 
 def _limit(raw: str | None) -> int:
@@ -57,7 +64,7 @@ async def input_items(request: Request) -> Response:
     query = request.query_params
     page = list_input_items(request.app.state.ctx, request.path_params["response_id"],
                             limit=_limit(query.get("limit")), order=query.get("order", "desc"),
-                            after=query.get("after"))
+                            after=query.get("after"), owner=owner(request))
     return JSONResponse(page, headers=API_HEADERS)
 
 
