@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, settings_from_flags
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, start
 from cfai_cli.settings import Settings
 
 if TYPE_CHECKING:
@@ -137,12 +137,8 @@ def chat(
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
-    from cfai_cli.cli.render import Terminal
 
-    term = Terminal()
-    settings = settings_from_flags(offline=offline, timeout=timeout)
-    if settings.offline:
-        term.offline_warning()
+    term, settings = start(offline=offline, timeout=timeout)
     piped = None
     if request != "-" and not term.in_tty:
         piped = term.stdin.read()

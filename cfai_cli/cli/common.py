@@ -6,12 +6,15 @@ Imports typer, settings (cheap: standard library only until a command runs). Not
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cfai_cli.errors import CfaiError
 from cfai_cli.settings import Settings, directories, load_settings
+
+if TYPE_CHECKING:
+    from cfai_cli.cli.render import Terminal
 
 OfflineOption = Annotated[
     bool,
@@ -23,6 +26,17 @@ TimeoutOption = Annotated[
                  help="Total deadline per upstream request, retries included [env: CFAI_TIMEOUT; default 300]."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def start(*, offline: bool, timeout: float | None) -> tuple[Terminal, Settings]:
+    """What a command that calls Workers AI begins with: the terminal, the settings, the offline warning."""
+    from cfai_cli.cli.render import Terminal
+
+    term = Terminal()
+    settings = settings_from_flags(offline=offline, timeout=timeout)
+    if settings.offline:
+        term.offline_warning()
+    return term, settings
 
 
 def settings_from_flags(*, offline: bool = False, timeout: float | None = None) -> Settings:

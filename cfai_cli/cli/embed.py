@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, complete_model, settings_from_flags
+from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, complete_model, start
 from cfai_cli.core.catalog import DEFAULT_EMBEDDING_MODEL
 
 HELP = """Turn texts into embedding vectors, or rank a corpus by similarity to a query.
@@ -74,17 +74,13 @@ def embed(
 ) -> None:
     import asyncio
 
-    from cfai_cli.cli.render import Terminal
     from cfai_cli.core.openai.base import validate_request
     from cfai_cli.core.openai.embeddings import EmbeddingList, EmbeddingRequest
     from cfai_cli.core.translate.embeddings import rank_by_similarity
     from cfai_cli.service.context import open_context
     from cfai_cli.service.embeddings import create_embeddings
 
-    term = Terminal()
-    settings = settings_from_flags(offline=offline, timeout=timeout)
-    if settings.offline:
-        term.offline_warning()
+    term, settings = start(offline=offline, timeout=timeout)
     piped = term.stdin.read() if not term.in_tty and not texts and file is None else None
     items = gather_texts(texts, file, piped)
     inputs = [text for _, text in items] + ([similar] if similar is not None else [])

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, settings_from_flags
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, start
 
 HELP = """Generate images with a Workers AI model and write them to files.
 
@@ -95,7 +95,6 @@ def image(
 ) -> None:
     import asyncio
 
-    from cfai_cli.cli.render import Terminal
     from cfai_cli.core.openai.base import validate_request
     from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
     from cfai_cli.service.context import open_context
@@ -111,10 +110,7 @@ def image(
     if existing and not force:
         raise typer.BadParameter(f"{', '.join(existing)} exists; use --force to overwrite.", param_hint="-o")
 
-    term = Terminal()
-    settings = settings_from_flags(offline=offline, timeout=timeout)
-    if settings.offline:
-        term.offline_warning()
+    term, settings = start(offline=offline, timeout=timeout)
     body: dict[str, Any] = {"prompt": prompt, "n": n, "model": model, "size": size, "seed": seed}
     image_bytes = _read(source, "INPUT") if source else None
     mask_bytes = _read(mask, "--mask") if mask else None

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, settings_from_flags
+from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, start
 from cfai_cli.settings import Settings
 
 HELP = """List the models Workers AI offers (live, from /ai/models/search).
@@ -49,14 +49,10 @@ def models(
         return
     import asyncio
 
-    from cfai_cli.cli.render import Terminal
     from cfai_cli.service.context import open_context
     from cfai_cli.service.models import ModelInfo, catalogue
 
-    term = Terminal()
-    settings = settings_from_flags(offline=offline, timeout=timeout)
-    if settings.offline:
-        term.offline_warning()
+    term, settings = start(offline=offline, timeout=timeout)
 
     async def fetch() -> list[ModelInfo]:
         async with open_context(settings) as ctx:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, settings_from_flags
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, start
 
 HELP = """Transcribe an audio file; the text goes to stdout (or to -o FILE).
 
@@ -81,17 +81,13 @@ def transcribe(
 ) -> None:
     import asyncio
 
-    from cfai_cli.cli.render import Terminal
     from cfai_cli.core.openai.audio import AudioFile, TranscriptionRequest
     from cfai_cli.core.openai.base import validate_request
     from cfai_cli.service.audio import chunk_count
     from cfai_cli.service.audio import transcribe as run_transcription
     from cfai_cli.service.context import open_context
 
-    term = Terminal()
-    settings = settings_from_flags(offline=offline, timeout=timeout)
-    if settings.offline:
-        term.offline_warning()
+    term, settings = start(offline=offline, timeout=timeout)
     if to is not None and not translate:
         translate = True  # --to only makes sense as a translation; say so rather than ignore it
     body: dict[str, Any] = {"model": model, "response_format": output_format(fmt, output),
