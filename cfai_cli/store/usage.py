@@ -91,24 +91,29 @@ class UsageLog:
         return [UsageRow(*row) for row in found]
 
     def summarise(self, *, since: float, by: str) -> list[UsageSummary]:
-        groups: dict[str, list[UsageRow]] = {}
-        for row in self.rows(since=since):
-            if by == "key":
-                name = row.key_id or "(no key)"
-            elif by == "model":
-                name = row.upstream_model or row.model or "(none)"
-            elif by == "day":
-                name = datetime.fromtimestamp(row.ts, UTC).strftime("%Y-%m-%d")
-            else:
-                name = row.route
-            groups.setdefault(name, []).append(row)
-        out = []
-        for name, rows in sorted(groups.items()):
-            latencies = sorted(r.latency_ms for r in rows)
-            out.append(UsageSummary(name, len(rows), sum(1 for r in rows if r.status >= 400),
-                                    sum(r.prompt_tokens for r in rows), sum(r.completion_tokens for r in rows),
-                                    _percentile(latencies, 0.5), _percentile(latencies, 0.95)))
-        return out
+        return summarise(self.rows(since=since), by=by)
+
+
+def summarise(rows: Sequence[UsageRow], *, by: str) -> list[UsageSummary]:
+    """Rows grouped by key, model, day or route, with counts, tokens and latency percentiles."""
+    groups: dict[str, list[UsageRow]] = {}
+    for row in rows:
+        if by == "key":
+            name = row.key_id or "(no key)"
+        elif by == "model":
+            name = row.upstream_model or row.model or "(none)"
+        elif by == "day":
+            name = datetime.fromtimestamp(row.ts, UTC).strftime("%Y-%m-%d")
+        else:
+            name = row.route
+        groups.setdefault(name, []).append(row)
+    out = []
+    for name, members in sorted(groups.items()):
+        latencies = sorted(r.latency_ms for r in members)
+        out.append(UsageSummary(name, len(members), sum(1 for r in members if r.status >= 400),
+                                sum(r.prompt_tokens for r in members), sum(r.completion_tokens for r in members),
+                                _percentile(latencies, 0.5), _percentile(latencies, 0.95)))
+    return out
 
 
 def parse_since(text: str, *, now: float | None = None) -> float:

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.service.models import catalogue
-from cfai_cli.store.usage import UsageLog, parse_since, timeline
+from cfai_cli.store.usage import UsageLog, parse_since, summarise, timeline
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -69,8 +69,8 @@ async def usage_view(request: Request) -> Response:
     body: dict[str, Any] = {
         "since": since, "until": time.time(),
         "timeline": [asdict(p) for p in timeline(rows, since=since, until=time.time())],
-        "by_model": [asdict(s) for s in log.summarise(since=since, by="model")],
-        "by_key": [asdict(s) for s in log.summarise(since=since, by="key")],
+        "by_model": [asdict(s) for s in summarise(rows, by="model")],
+        "by_key": [asdict(s) for s in summarise(rows, by="key")],
         "total": {"requests": len(rows), "errors": sum(r.status >= 400 for r in rows),
                   "tokens": sum(r.prompt_tokens + r.completion_tokens for r in rows)},
     }
