@@ -1,5 +1,5 @@
 """`python -m cfai_cli` runs the CLI."""
 
-from cfai_cli.cli.app import main
+from cfai_cli.cli.entry import main
 
 main()

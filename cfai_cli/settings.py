@@ -38,6 +38,7 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "image_ttl_hours": (None, float),
     "image_url_auth": (None, bool),
     "max_concurrency": (None, int),
+    "max_connections": (None, int),
     "cors_origins": (None, str),
     "ui": (None, bool),
 }
@@ -59,6 +60,7 @@ class Settings:
     image_ttl_hours: float = 24.0
     image_url_auth: bool = False
     max_concurrency: int = 512
+    max_connections: int = 512  # the upstream connection pool: as large as the cap, so the cap is what limits
     cors_origins: str = ""  # comma-separated origins allowed by CORS; empty = CORS off
     ui: bool = True  # the browser page at / and /ui
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))

@@ -41,6 +41,8 @@ def serve(
     max_concurrency: Annotated[int | None, typer.Option(
         "--max-concurrency", min=1, show_default=False,
         help="Answer 503 beyond this many requests in flight [config: max_concurrency; default 512].")] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Server processes sharing the port (e.g. one per CPU core).")] = 1,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -67,7 +69,7 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     auth = "off (--no-auth)" if no_auth else "Bearer keys from `cfai keygen`"
     term.note(f"OpenAI base URL: http://{shown_host}:{port}/v1 · auth: {auth}")
-    run_server(settings, host=host, port=port, no_auth=no_auth)
+    run_server(settings, host=host, port=port, no_auth=no_auth, workers=workers)
 
 
 def register(app: typer.Typer) -> None:

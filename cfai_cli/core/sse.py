@@ -28,6 +28,7 @@ class SSEDecoder:
         # An incremental UTF-8 decoder keeps a multi-byte character split across chunks intact.
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._buffer = ""
+        self._scanned = 0  # how much of `_buffer` is known to hold no line end
         self._data: list[str] = []
         self._event: str | None = None
         self._id: str | None = None
@@ -56,22 +57,33 @@ class SSEDecoder:
             # The previous chunk ended in CR; a LF right here belongs to the same line end.
             self._pending_cr = False
             text = text.removeprefix("\n")
-        self._buffer += text
+        # One pass with a moving position: re-slicing the buffer or searching it from the start for each
+        # line would make one large chunk (a whole buffered answer) quadratic in its size.
+        buffer = self._buffer + text
+        size = len(buffer)
         events: list[SSEEvent] = []
-        while True:
-            idx = _line_end(self._buffer)
+        pos = 0
+        lf = -2  # -2: not searched yet; -1: no LF after `pos`
+        while pos < size:
+            if lf == -2 or (lf != -1 and lf < pos):
+                lf = buffer.find("\n", max(pos, self._scanned))
+            cr = buffer.find("\r", max(pos, self._scanned), lf if lf >= 0 else size)
+            idx = cr if cr >= 0 else lf
             if idx < 0:
                 break
-            line = self._buffer[:idx]
             sep = 1
-            if self._buffer[idx] == "\r":
-                if idx + 1 < len(self._buffer):
-                    if self._buffer[idx + 1] == "\n":
+            if buffer[idx] == "\r":
+                if idx + 1 < size:
+                    if buffer[idx + 1] == "\n":
                         sep = 2
                 else:
                     self._pending_cr = True
-            self._buffer = self._buffer[idx + sep :]
+            line = buffer[pos:idx]
+            pos = idx + sep
+            self._scanned = 0
             events.extend(self._line(line))
+        self._buffer = buffer[pos:]
+        self._scanned = len(self._buffer)  # the rest holds no line end: the next chunk's search starts after it
         return events
 
     def _line(self, line: str) -> list[SSEEvent]:
@@ -97,16 +109,6 @@ class SSEDecoder:
         self._data = []
         self._event = None
         return [event]
-
-
-def _line_end(buffer: str) -> int:
-    cr = buffer.find("\r")
-    lf = buffer.find("\n")
-    if cr < 0:
-        return lf
-    if lf < 0:
-        return cr
-    return min(cr, lf)
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

@@ -1,8 +1,9 @@
 """Who may call the proxy: key authentication, scopes per route, model patterns and rate limits.
 
 Imports starlette, anyio, store, core and errors; pure ASGI middleware in front of every route but
-/health. Keys are checked against the hashed store on every request, so revoking or expiring a key
-takes effect at once, even in a running server. Keys are never accepted in query strings.
+/health. Keys are checked against the hashed store on every request (through a cache that any commit to
+the database drops), so revoking or expiring a key takes effect at once, even in a running server.
+Keys are never accepted in query strings.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from cfai_cli.errors import (
 )
 from cfai_cli.server.errors import error_response
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
-from cfai_cli.store.keys import KeyRecord, KeyStore
+from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter
 
 # The browser page and its static files carry no data; its data endpoints (/ui/api/*) need a key.
@@ -78,6 +79,7 @@ class KeyAuth:
                  max_body: int, open_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.keys = keys
+        self.cache = keys.cache()
         self.limiter = limiter
         self.aliases = aliases
         self.max_body = max_body
@@ -101,8 +103,12 @@ class KeyAuth:
             return
         scope.setdefault("state", {})["cfai_key"] = record
 
+        if not extra_headers:  # the usual case: no wrapper on every message
+            await self.app(scope, receive, send)
+            return
+
         async def with_limit_headers(message: Message) -> None:
-            if message["type"] == "http.response.start" and extra_headers:
+            if message["type"] == "http.response.start":
                 MutableHeaders(scope=message).update(extra_headers)
             await send(message)
 
@@ -114,7 +120,10 @@ class KeyAuth:
             raise AuthenticationError(
                 "You didn't provide an API key. Send 'Authorization: Bearer <key>' with a key made by `cfai keygen`.",
                 code="missing_api_key")
-        record = await anyio.to_thread.run_sync(self.keys.verify, key)
+        try:
+            record = self.cache.verify(key)  # on the loop: microseconds, and revocation still counts at once
+        except CacheUnavailable:
+            record = await anyio.to_thread.run_sync(self.keys.verify, key)
         if record is None:
             raise AuthenticationError("Incorrect, revoked or expired API key. Make one with `cfai keygen`.")
         needed = scope_for(scope["path"])

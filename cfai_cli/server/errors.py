@@ -75,6 +75,9 @@ class Redact(logging.Filter):
         if record.exc_info:
             message += "\n" + logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
+        elif not any(secret in message for secret in self.secrets):
+            # Nothing to hide: the record stays as made (uvicorn's access formatter needs its args tuple).
+            return True
         for secret in self.secrets:
             message = message.replace(secret, "***")
         record.msg, record.args, record.exc_text = message, (), None

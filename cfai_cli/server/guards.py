@@ -6,7 +6,6 @@ bound, so a flood cannot pile up upstream connections and memory.
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfai_cli.errors import Overloaded
@@ -20,6 +19,10 @@ SECURITY_HEADERS = {
 }
 
 
+_RAW_DEFAULTS = tuple((name.lower().encode("latin-1"), value.encode("latin-1"))
+                      for name, value in {**SECURITY_HEADERS, "Cache-Control": "no-store"}.items())
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -31,10 +34,11 @@ class SecurityHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                headers.setdefault("Cache-Control", "no-store")
+                # Raw header tuples, prepared once: this runs on every answer.
+                raw = list(message.get("headers", ()))
+                have = {name.lower() for name, _ in raw}
+                raw += [(name, value) for name, value in _RAW_DEFAULTS if name not in have]
+                message["headers"] = raw
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -1,8 +1,11 @@
 """Watching every request from the outside: usage log rows, metrics, and tokens for per-key TPM limits.
 
-Imports starlette, anyio, store and server.metrics. Pure ASGI: it reads the status, byte counts and the
-`usage` in JSON answers or SSE events as they pass, so no route has to report anything. Rows are queued
-and written in batches by `UsageRecorder`, off the request path, and flushed on shutdown.
+Imports starlette, anyio, store, upstream (a context variable) and server.metrics. Pure ASGI: it reads
+the status, byte counts and the `usage` in JSON answers or SSE events as they pass, so no route has to
+report anything. Rows are queued and written in batches by `UsageRecorder`, off the request path, and
+flushed on shutdown.
+`x-cfai-overhead-ms` on each answer is the proxy's own time before the answer starts: the time since the
+request arrived minus the time spent waiting on Workers AI (for a stream, until its first bytes).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cfai_cli.server.metrics import Metrics
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog, UsageRow
+from cfai_cli.upstream.workers import UPSTREAM_WAIT
 
 log = logging.getLogger("cfai.server")
 _JSON_CAPTURE = 4 * 1024 * 1024  # enough for any answer's usage; bigger bodies are not parsed
@@ -163,15 +167,20 @@ class Observe:
         async def watched_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 watch.start(message)
+                own = max(0.0, time.perf_counter() - start - waited[0])
+                message["headers"] = [*message.get("headers", ()), (b"x-cfai-overhead-ms", b"%.3f" % (own * 1000))]
             elif message["type"] == "http.response.body":
                 watch.chunk(message.get("body", b""))
             await send(message)
 
+        waited = [0.0]
+        token = UPSTREAM_WAIT.set(waited)
         self.metrics.in_flight += 1
         try:
             await self.app(scope, counted_receive, watched_send)
         finally:
             self.metrics.in_flight -= 1
+            UPSTREAM_WAIT.reset(token)
             self._record(scope, state, watch, time.perf_counter() - start)
 
     def _record(self, scope: Scope, state: dict[str, Any], watch: _Watch, seconds: float) -> None:

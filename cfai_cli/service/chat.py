@@ -146,12 +146,12 @@ class _Choice:
         )
 
     async def deltas(self) -> AsyncIterator[list[ChunkChoice]]:
+        done = False
         try:
             if self.upstream.chunks is None:
                 async for item in self._from_result():
                     yield item
                 return
-            done = False
             async with aclosing(_sse_data(self.upstream.chunks)) as payloads:
                 async for data in payloads:
                     if data.strip() == "[DONE]":
@@ -162,7 +162,7 @@ class _Choice:
                         yield out
             yield self.translator.finish(done=done)
         finally:
-            await self.upstream.aclose()
+            await self.upstream.aclose(drain=done)
 
     async def _from_result(self) -> AsyncIterator[list[ChunkChoice]]:
         """The model answered JSON to a stream request: use it, or ask again without streaming."""

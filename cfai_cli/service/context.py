@@ -65,6 +65,7 @@ async def open_context(
         timeout=settings.timeout,
         max_retries=settings.max_retries,
         transport=transport,
+        max_connections=max(1, settings.max_connections),
     )
     images = ImageFetcher(allow_private=settings.allow_private_fetch, transport=image_transport)
     ctx = Context(settings=settings, workers=workers, images=images)

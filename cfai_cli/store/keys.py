@@ -167,6 +167,10 @@ class KeyStore:
                                (int(time.time()), key_id))
         return cur.rowcount > 0
 
+    def cache(self) -> KeyCache:
+        """A verifier for a long-running server (see KeyCache)."""
+        return KeyCache(self)
+
     def rotate(self, key_id: str) -> tuple[str, KeyRecord] | None:
         """A new key with the same name and policy; the old one is revoked. None if `key_id` is not active."""
         old = self.get(key_id)
@@ -175,3 +179,66 @@ class KeyStore:
         key, record = self.create(old.name, old.policy)
         self.revoke(key_id)
         return key, record
+
+
+class CacheUnavailable(Exception):
+    """The cache could not read the database just now (locked, gone); verify through the store instead."""
+
+
+class KeyCache:
+    """Verified keys for the proxy: one read connection and the records seen, kept until the database changes.
+
+    `PRAGMA data_version` changes whenever any other connection commits (a revoke, a new key, another
+    worker's writes), so the cache is dropped before the next lookup and a revoked key is refused on its
+    very next request. In WAL mode that check and the indexed lookup are microseconds and never wait for
+    a writer, cheap enough for the event loop: no thread hop and no new connection per request.
+    """
+
+    _MAX = 10_000  # records (and unknown keys) kept; guessed keys cannot grow memory without bound
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self._conn: sqlite3.Connection | None = None
+        self._version: int | None = None
+        self._records: dict[str, KeyRecord | None] = {}
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            with self.store._db():  # creates the file and schema (and migrates) like every other reader
+                pass
+            conn = sqlite3.connect(self.store.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 50")
+            self._conn = conn
+        return self._conn
+
+    def verify(self, key: str, *, now: float | None = None) -> KeyRecord | None:
+        """Like KeyStore.verify; raises CacheUnavailable when the database cannot be read right now."""
+        if not key.startswith(KEY_PREFIX) or len(key) > 256:
+            return None
+        digest = hash_key(key)
+        try:
+            conn = self._connection()
+            # fetchall() steps each statement to its end, so no read transaction (snapshot) stays open.
+            version = conn.execute("PRAGMA data_version").fetchall()[0][0]
+            if version != self._version:
+                self._records.clear()
+                self._version = version
+            if digest in self._records:
+                record = self._records[digest]
+            else:
+                rows = conn.execute(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE hash = ?", (digest,)).fetchall()
+                record = _record(rows[0][1:]) if rows and hmac.compare_digest(rows[0][0], digest) else None
+                if len(self._records) >= self._MAX:
+                    self._records.clear()
+                self._records[digest] = record
+        except (sqlite3.Error, ConfigError):
+            self.close()
+            raise CacheUnavailable from None
+        return record if record is not None and record.active(time.time() if now is None else now) else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._version = None
+        self._records.clear()

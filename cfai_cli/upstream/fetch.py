@@ -30,6 +30,22 @@ def sniff_image_type(data: bytes, declared: str | None = None) -> str:
     return "image/jpeg"
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable, also for the IPv4 address inside a mapped, 6to4 or NAT64 IPv6 address."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and address in _NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None and not inner.is_global:
+            return False
+    return True
+
+
 async def _check_host(host: str, param: str) -> None:
     loop = asyncio.get_running_loop()
     try:
@@ -38,8 +54,8 @@ async def _check_host(host: str, param: str) -> None:
         raise InvalidRequest(f"Cannot resolve the image host {host!r}.", param=param,
                              code="invalid_image_url") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not is_public(address):
             raise InvalidRequest(
                 f"Refusing to fetch an image from a non-public address ({host}). "
                 "Set allow_private_fetch = true in the config to allow it for local development.",
@@ -52,6 +68,7 @@ class ImageFetcher:
     def __init__(self, *, allow_private: bool, timeout: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._allow_private = allow_private
+        self._timeout = timeout
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
 
     async def aclose(self) -> None:
@@ -67,7 +84,8 @@ class ImageFetcher:
         if not self._allow_private:
             await _check_host(parts.hostname, param)
         try:
-            async with self._http.stream("GET", url) as response:
+            # One total deadline: httpx's timeouts are per read, so a host dripping bytes could hold on forever.
+            async with asyncio.timeout(self._timeout), self._http.stream("GET", url) as response:
                 if response.status_code != 200:
                     raise InvalidRequest(f"Fetching the image failed with HTTP {response.status_code}.",
                                          param=param, code="invalid_image_url")
@@ -79,5 +97,8 @@ class ImageFetcher:
                 mime = sniff_image_type(bytes(data), response.headers.get("content-type"))
         except httpx.HTTPError as exc:
             raise InvalidRequest(f"Could not fetch the image: {type(exc).__name__}.", param=param,
+                                 code="invalid_image_url") from None
+        except TimeoutError:
+            raise InvalidRequest(f"Fetching the image took longer than {self._timeout:g} s.", param=param,
                                  code="invalid_image_url") from None
         return f"data:{mime};base64,{base64.b64encode(bytes(data)).decode('ascii')}"

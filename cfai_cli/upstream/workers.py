@@ -13,6 +13,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,7 +21,15 @@ import httpx
 
 from cfai_cli import __version__
 from cfai_cli.core.workers.envelope import decode_binary_result, decode_json_result, is_retryable
-from cfai_cli.errors import CfaiError, ConfigError, ModelNotFound, UpstreamError, UpstreamTimeout
+from cfai_cli.errors import (
+    CfaiError,
+    ConfigError,
+    ModelNotFound,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
 
 T = TypeVar("T")
 _HTTP_LOG = logging.getLogger("cfai.http")
@@ -55,7 +64,16 @@ class UpstreamStream:
     result: Any = None
     _response: httpx.Response | None = None
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, drain: bool = False) -> None:
+        """Close the answer; `drain` (after [DONE]) first reads the little that is left, so the
+        connection goes back to the pool instead of costing a new TCP and TLS handshake next time."""
+        if drain and self.chunks is not None and self._response is not None and not self._response.is_closed:
+            try:
+                async with asyncio.timeout(0.05):
+                    async for _ in self.chunks:
+                        pass
+            except Exception:  # whatever is left over, closing below is what would have happened anyway
+                pass
         if self._response is not None:
             await self._response.aclose()
 
@@ -229,7 +247,8 @@ class WorkersAIClient:
                 if remaining <= 0:
                     raise TimeoutError
                 async with asyncio.timeout_at(deadline):
-                    return await attempt(remaining)
+                    with _Waited():
+                        return await attempt(remaining)
             except (TimeoutError, httpx.TimeoutException):
                 raise UpstreamTimeout(
                     f"Workers AI did not answer within {self.timeout:g} s (set --timeout or CFAI_TIMEOUT)."
@@ -242,14 +261,40 @@ class WorkersAIClient:
             if isinstance(error, ModelNotFound) and model and self.suggest is not None:
                 error.message += await self.suggest(model)
             if not is_retryable(error) or tries > self.max_retries:
-                raise error
+                raise _with_retry_after(error)
             delay = min(8.0, 0.25 * 2 ** (tries - 1)) * (0.5 + random.random())
             if error.retry_after is not None:
                 delay = max(delay, error.retry_after)
             if loop.time() + delay >= deadline:
-                raise error
+                raise _with_retry_after(error)
             self.retries += 1
-            await asyncio.sleep(delay)
+            with _Waited():
+                await asyncio.sleep(delay)
+
+
+# Seconds the current request spent waiting on Workers AI (attempts up to their response headers, and
+# retry back-offs), for the proxy's x-cfai-overhead-ms. The proxy sets a one-item list per request; the
+# tasks a request starts copy the context, so they add to the same list.
+UPSTREAM_WAIT: ContextVar[list[float] | None] = ContextVar("cfai_upstream_wait", default=None)
+
+
+class _Waited:
+    __slots__ = ("_into", "_start")
+
+    def __enter__(self) -> None:
+        self._into = UPSTREAM_WAIT.get()
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._into is not None:
+            self._into[0] += time.perf_counter() - self._start
+
+
+def _with_retry_after(error: CfaiError) -> CfaiError:
+    """A capacity 429 given up on tells the client when to come back, even if Workers AI did not say."""
+    if isinstance(error, RateLimited) and not isinstance(error, QuotaExceeded) and error.retry_after is None:
+        error.retry_after = 1.0
+    return error
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -215,6 +215,10 @@ def image_bytes(*, body: bytes | None, result: Any) -> bytes:
         return body
     encoded = result.get("image") if isinstance(result, Mapping) else None
     if not isinstance(encoded, str) or not encoded:
+        if isinstance(result, Mapping) and isinstance(result.get("response"), str):
+            # A text answer: the model asked for is a text model, which is the request's mistake, not a failure.
+            raise InvalidRequest("This model answers text, not images; use an image model such as dall-e-3 or "
+                                 "@cf/black-forest-labs/flux-1-schnell.", param="model", code="invalid_model")
         raise UpstreamError("Workers AI returned no image.")
     try:
         return base64.b64decode(encoded.split(",", 1)[1] if encoded.startswith("data:") else encoded, validate=True)

@@ -1,0 +1,112 @@
+"""A zero-latency fake Workers AI for benchmarks: raw asyncio HTTP/1.1 on 127.0.0.1, keep-alive, no framework.
+
+Speaks the real wire format: `POST .../ai/run/{model}` answers the native envelope
+`{"result":{"response":…,"usage":…},"success":true,"errors":[],"messages":[]}`, or, when the JSON body
+asks for `"stream": true`, a native SSE stream of 20 `{"response":"tok"}` events, a usage event and
+`data: [DONE]`. Every answer is prebuilt bytes, so the fake costs next to nothing per request.
+
+    python bench/fake_upstream.py --port 8700          # serves until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+STREAM_CHUNKS = 20
+USAGE = {"prompt_tokens": 12, "completion_tokens": STREAM_CHUNKS, "total_tokens": 12 + STREAM_CHUNKS}
+
+
+def _answer(status: str, content_type: str, body: bytes) -> bytes:
+    head = (f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
+            "cf-ray: 0000000000000000-LHR\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+JSON_BODY = json.dumps({
+    "result": {"response": "Hello! How can I help you today?", "tool_calls": [], "usage": USAGE},
+    "success": True, "errors": [], "messages": [],
+}, separators=(",", ":")).encode()
+SSE_BODY = b"".join(
+    [b'data: {"response":"tok%d ","p":"abcdefgh"}\n\n' % i for i in range(STREAM_CHUNKS)]
+    + [b'data: {"response":"","usage":' + json.dumps(USAGE, separators=(",", ":")).encode() + b"}\n\n",
+       b"data: [DONE]\n\n"])
+JSON_ANSWER = _answer("200 OK", "application/json", JSON_BODY)
+SSE_ANSWER = _answer("200 OK", "text/event-stream", SSE_BODY)
+NOT_FOUND = _answer("404 Not Found", "application/json",
+                    b'{"result":null,"success":false,"errors":[{"code":7000,"message":"No route for that URI"}],'
+                    b'"messages":[]}')
+
+
+class _Http(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.transport: asyncio.WriteTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end]
+            length = 0
+            chunked = False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            start = end + 4
+            if chunked:  # not sent by httpx for JSON bodies, but be correct anyway
+                stop = self.buffer.find(b"0\r\n\r\n", start)
+                if stop < 0:
+                    return
+                body, self.buffer = self.buffer[start:stop], self.buffer[stop + 5:]
+            else:
+                if len(self.buffer) < start + length:
+                    return
+                body, self.buffer = self.buffer[start:start + length], self.buffer[start + length:]
+            self._respond(head, body)
+
+    def _respond(self, head: bytes, body: bytes) -> None:
+        assert self.transport is not None
+        request_line = head.split(b"\r\n", 1)[0]
+        if b"/ai/run/" not in request_line:
+            self.transport.write(NOT_FOUND)
+        elif b'"stream": true' in body or b'"stream":true' in body:
+            self.transport.write(SSE_ANSWER)
+        else:
+            self.transport.write(JSON_ANSWER)
+
+
+async def serve(host: str, port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_Http, host, port, backlog=1024, reuse_address=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8700)
+    args = parser.parse_args()
+    try:
+        import uvloop  # optional: the fake should never be the bottleneck
+
+        uvloop.run(serve(args.host, args.port))
+    except ImportError:
+        asyncio.run(serve(args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

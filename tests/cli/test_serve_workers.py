@@ -1,0 +1,57 @@
+"""`cfai serve --workers N`: several processes answer on one port, and the settings file they share is removed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--no-auth", "--port", str(port),
+                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        # The workers' settings travel in a file only this user may read.
+        (state,) = cfai_home.rglob(".serve-*.state")
+        assert state.stat().st_mode & 0o077 == 0
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions", method="POST",
+            data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            headers={"Content-Type": "application/json"})
+        for _ in range(4):
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert json.loads(response.read())["object"] == "chat.completion"
+                assert float(response.headers["x-cfai-overhead-ms"]) >= 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert err.count("Started server process") == 2
+    assert list(cfai_home.rglob(".serve-*.state")) == []

@@ -1,0 +1,35 @@
+"""KeyCache: verified keys served from memory until any commit to the database, so revocation is immediate."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cfai_cli.store.keys import KeyPolicy, KeyStore
+
+
+def test_cache_answers_like_the_store_and_sees_every_change(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "cfai.db")
+    cache = store.cache()
+    key, record = store.create("a")
+    assert cache.verify(key) == record
+    assert cache.verify(key) == record  # from memory this time
+    assert cache.verify("sk-proj-unknown") is None
+    # A key made after a miss was cached (by another connection, as `cfai keygen` would) works at once.
+    other = KeyStore(tmp_path / "cfai.db")
+    late_key, late = other.create("late")
+    assert cache.verify(late_key) == late
+    # Revocation through another connection counts on the very next lookup.
+    assert other.revoke(record.id)
+    assert cache.verify(key) is None
+    assert cache.verify(late_key) == late
+    cache.close()
+
+
+def test_cache_still_honours_expiry(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "cfai.db")
+    key, record = store.create("short", KeyPolicy(expires_at=int(time.time()) + 60))
+    cache = store.cache()
+    assert cache.verify(key) == record
+    assert cache.verify(key, now=time.time() + 120) is None
+    assert cache.verify("not-a-key") is None
