@@ -40,9 +40,13 @@ async def test_streams_beyond_the_cap_get_503_with_retry_after_and_held_streams_
                 return response.status_code
 
         holders = [asyncio.create_task(hold()) for _ in range(CAP)]
-        while upstream.open < CAP:
-            await asyncio.sleep(0.02)
-        refused = await asyncio.gather(*(client.post("/v1/chat/completions", json=body) for _ in range(10)))
+        async with asyncio.timeout(30):  # fail, never hang
+            while upstream.open < CAP:
+                await asyncio.sleep(0.02)
+        # Fresh connections for the refused ones: the 503 closes its connection (its body is left unread).
+        async with httpx.AsyncClient(base_url=url, timeout=30) as other:
+            refused = await asyncio.gather(*(other.post("/v1/chat/completions", json=body,
+                                                        headers={"Connection": "close"}) for _ in range(10)))
         for response in refused:
             assert response.status_code == 503
             assert response.headers["retry-after"] == "1"
@@ -52,8 +56,9 @@ async def test_streams_beyond_the_cap_get_503_with_retry_after_and_held_streams_
         assert (await client.get("/health")).status_code == 200  # health is never capped
         release.set()
         assert await asyncio.gather(*holders) == [200] * CAP
-        while upstream.open:
-            await asyncio.sleep(0.02)
+        async with asyncio.timeout(30):
+            while upstream.open:
+                await asyncio.sleep(0.02)
         fake.models[LLAMA] = native_text("room again")
         again = await client.post("/v1/chat/completions", json={**body, "stream": False})
         assert again.json()["choices"][0]["message"]["content"] == "room again"
