@@ -13,10 +13,12 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
 from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_CHAT_MODEL, validate_model_id
+from cfai_cli.core.routing import RoutingConfig, parse_routing, with_secrets
 from cfai_cli.errors import ConfigError, InvalidRequest
 
 DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
@@ -64,6 +66,7 @@ class Settings:
     cors_origins: str = ""  # comma-separated origins allowed by CORS; empty = CORS off
     ui: bool = True  # the browser page at / and /ui
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    routing: RoutingConfig = field(default_factory=RoutingConfig)  # [routing], [upstreams.*], [routes]
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
     offline: bool = False
@@ -164,7 +167,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         raise ConfigError(f"[aliases] in {config_dir / 'config.toml'} must map names to model ids (strings).")
     aliases.update(file_aliases)
     values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
-    settings = Settings(**values, aliases=aliases, config_dir=config_dir, data_dir=data_dir)
+    routing = with_secrets(parse_routing(file_values, source=str(config_dir / "config.toml")), env)
+    settings = Settings(**values, aliases=aliases, routing=routing, config_dir=config_dir, data_dir=data_dir)
     if overrides and overrides.get("offline"):
         settings = settings.as_offline()
     return settings
@@ -178,23 +182,34 @@ def _toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
-    text = str(value)
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table (inside a list)
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, date | time):
+        return value.isoformat()  # a TOML date or time stays one
+    return '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or c == "\x7f" else c)
+                         for c in str(value)) + '"'
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def _toml_key(key: str) -> str:
-    bare = key.replace("-", "").replace("_", "").isalnum()
+    bare = bool(key) and key.replace("-", "").replace("_", "").isalnum() and key.isascii()
     return key if bare else _toml_value(key)
 
 
-def dump_toml(data: Mapping[str, Any]) -> str:
+def dump_toml(data: Mapping[str, Any], _path: tuple[str, ...] = ()) -> str:
+    """TOML for what `tomllib` read: scalars, lists and nested tables, so rewriting the file keeps them all."""
     lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
+    if _path and (lines or not any(isinstance(v, Mapping) for v in data.values())):
+        lines.insert(0, f"\n[{'.'.join(_toml_key(p) for p in _path)}]")
+    text = "\n".join(lines) + ("\n" if lines else "")
     for table, entries in data.items():
         if isinstance(entries, Mapping):
-            lines.append(f"\n[{_toml_key(table)}]")
-            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in entries.items())
-    return "\n".join(lines) + "\n"
+            text += dump_toml(entries, (*_path, table))
+    return text
 
 
 def write_private(path: Path, text: str) -> None:
@@ -250,6 +265,8 @@ def public_view(settings: Settings) -> dict[str, Any]:
             value = str(value)
         elif isinstance(value, Mapping):
             value = dict(value)
+        elif isinstance(value, RoutingConfig):
+            value = value.public()
         out[f.name] = value
     out["config_file"] = str(settings.config_file)
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,23 @@ def test_token_never_shown(tmp_path: Path) -> None:
     settings = load_settings({"api_token": "cf-very-secret-token-1234"}, environ={"CFAI_HOME": str(tmp_path)})
     assert "cf-very-secret-token-1234" not in repr(settings)
     assert "cf-very-secret-token-1234" not in str(public_view(settings))
+
+
+def test_cfai_config_set_keeps_routing_tables(tmp_path: Path) -> None:
+    """Rewriting config.toml for one key keeps nested tables and lists (nothing the user stored is lost)."""
+    from cfai_cli.settings import set_config_value
+
+    path = tmp_path / "config.toml"
+    original = (
+        'timeout = 60\n\n[routing]\nfailover_on = ["quota", "server"]\n\n'
+        '[upstreams.groq]\ntype = "openai"\nbase_url = "https://api.groq.com/openai/v1"\napi_key_env = ["A", "B"]\n\n'
+        '[routes]\n"my fast" = ["@cf/meta/llama-3.1-8b-instruct-fast", "groq:llama3:8b"]\n'
+    )
+    path.write_text(original)
+    set_config_value(path, "default_max_tokens", "100")
+    set_config_value(path, "aliases.quick", "@cf/meta/llama-3.1-8b-instruct-fast")
+    after = tomllib.loads(path.read_text())
+    assert after == {**tomllib.loads(original), "default_max_tokens": 100,
+                     "aliases": {"quick": "@cf/meta/llama-3.1-8b-instruct-fast"}}
+    settings = load_settings(environ={"CFAI_HOME": str(tmp_path)})
+    assert [u.name for u in settings.routing.upstreams] == ["groq"]

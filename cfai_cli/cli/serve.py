@@ -69,6 +69,16 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     auth = "off (--no-auth)" if no_auth else "Bearer keys from `cfai keygen`"
     term.note(f"OpenAI base URL: http://{shown_host}:{port}/v1 · auth: {auth}")
+    routing = settings.routing
+    if routing.upstreams or routing.routes:
+        names = ["cloudflare", *(u.name + (f" ({len(u.credentials)} keys)" if len(u.credentials) > 1 else "")
+                                 for u in routing.upstreams)]
+        routes = f" · routes: {', '.join(routing.routes)}" if routing.routes else ""
+        term.note(f"upstreams: {', '.join(names)}{routes}")
+        for upstream in routing.upstreams:
+            for cred in upstream.credentials:
+                if cred.env and not cred.value:
+                    term.warn(f"{upstream.name}: ${cred.env} is not set, so that key is unavailable.")
     run_server(settings, host=host, port=port, no_auth=no_auth, workers=workers)
 
 

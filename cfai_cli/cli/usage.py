@@ -1,4 +1,4 @@
-"""`cfai usage`: what the proxy served, from its usage log, grouped by key, model, day or route.
+"""`cfai usage`: what the proxy served, from its usage log, grouped by key, model, day, route or upstream.
 
 Imports typer and cli.common at the top; the store and render inside the command.
 """
@@ -23,6 +23,8 @@ EPILOG = """Examples:
 
   cfai usage --since 24h --by key
 
+  cfai usage --by upstream        # which account or provider answered (see [routes])
+
   cfai usage --since 2026-11-01 --by day --json
 """
 
@@ -34,7 +36,8 @@ def _bar(value: int, top: int, width: int = 12) -> str:
 
 def usage(
     since: Annotated[str, typer.Option("--since", help="How far back: 30m, 12h, 7d, 2w or a date.")] = "7d",
-    by: Annotated[str, typer.Option("--by", help="Group by key, model, day or route.")] = "model",
+    by: Annotated[str, typer.Option(
+        "--by", help="Group by key, model, day, route or upstream (who answered).")] = "model",
     json_out: JsonOption = False,
 ) -> None:
     from dataclasses import asdict

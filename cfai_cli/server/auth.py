@@ -33,8 +33,10 @@ from cfai_cli.store.limits import RateLimiter
 
 # The browser page and its static files carry no data; its data endpoints (/ui/api/*) need a key.
 OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json", *UI_OPEN_PATHS})
-_SCOPES = (("chat/", "chat"), ("responses", "chat"), ("completions", "chat"), ("embeddings", "embeddings"),
-           ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("metrics", "admin"),
+_SCOPES = (("chat/", "chat"), ("responses", "chat"), ("completions", "chat"), ("tokenize", "chat"),
+           ("embeddings", "embeddings"),
+           ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("route-check", "models"),
+           ("metrics", "admin"),
            ("ui/api/models", "models"), ("ui/api/usage", "admin"))
 _MULTIPART_MODEL = re.compile(rb'name="model"\r\n(?:[^\r\n]*\r\n)*\r\n([^\r\n]{1,200})\r\n')
 

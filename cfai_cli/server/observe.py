@@ -6,6 +6,8 @@ report anything. Rows are queued and written in batches by `UsageRecorder`, off 
 flushed on shutdown.
 `x-cfai-overhead-ms` on each answer is the proxy's own time before the answer starts: the time since the
 request arrived minus the time spent waiting on Workers AI (for a stream, until its first bytes).
+`x-cfai-upstream` and `x-cfai-model` name the target that answered (see upstream.router), and so does
+the usage row.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cfai_cli.server.metrics import Metrics
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog, UsageRow
+from cfai_cli.upstream.router import SERVED
 from cfai_cli.upstream.workers import UPSTREAM_WAIT
 
 log = logging.getLogger("cfai.server")
@@ -168,22 +171,30 @@ class Observe:
             if message["type"] == "http.response.start":
                 watch.start(message)
                 own = max(0.0, time.perf_counter() - start - waited[0])
-                message["headers"] = [*message.get("headers", ()), (b"x-cfai-overhead-ms", b"%.3f" % (own * 1000))]
+                headers = [*message.get("headers", ()), (b"x-cfai-overhead-ms", b"%.3f" % (own * 1000))]
+                if served:
+                    headers += [(b"x-cfai-upstream", served[0].encode()),
+                                (b"x-cfai-model", served[1].encode("ascii", "replace"))]
+                message["headers"] = headers
             elif message["type"] == "http.response.body":
                 watch.chunk(message.get("body", b""))
             await send(message)
 
         waited = [0.0]
+        served: list[str] = []
         token = UPSTREAM_WAIT.set(waited)
+        served_token = SERVED.set(served)
         self.metrics.in_flight += 1
         try:
             await self.app(scope, counted_receive, watched_send)
         finally:
             self.metrics.in_flight -= 1
             UPSTREAM_WAIT.reset(token)
-            self._record(scope, state, watch, time.perf_counter() - start)
+            SERVED.reset(served_token)
+            self._record(scope, state, watch, time.perf_counter() - start, served)
 
-    def _record(self, scope: Scope, state: dict[str, Any], watch: _Watch, seconds: float) -> None:
+    def _record(self, scope: Scope, state: dict[str, Any], watch: _Watch, seconds: float,
+                served: list[str]) -> None:
         error_code = watch.finish()
         prompt, completion = watch.tokens or (0, 0)
         route = route_of(scope["path"])
@@ -192,9 +203,10 @@ class Observe:
                              prompt_tokens=prompt, completion_tokens=completion)
         self.recorder.add(UsageRow(
             ts=time.time(), key_id=key.id if key else None, route=route, model=state.get("cfai_model"),
-            upstream_model=watch.model, status=watch.status, prompt_tokens=prompt, completion_tokens=completion,
+            upstream_model=served[1] if served else watch.model,
+            status=watch.status, prompt_tokens=prompt, completion_tokens=completion,
             latency_ms=round(seconds * 1000, 2), bytes_in=watch.bytes_in, bytes_out=watch.bytes_out,
-            error_code=error_code))
+            error_code=error_code, upstream=served[0] if served else None))
         if key is not None and key.policy.tpm is not None and prompt + completion:
             # Tokens are known only at the end; TPM then refuses the key's next requests (as OpenAI does).
             self.limiter.record_tokens(key.id, prompt + completion, now=time.time())

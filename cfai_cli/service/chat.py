@@ -11,9 +11,9 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from cfai_cli.core.catalog import resolve_model, streams_upstream
+from cfai_cli.core.catalog import streams_upstream
 from cfai_cli.core.openai.chat import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -22,6 +22,7 @@ from cfai_cli.core.openai.chat import (
     ImagePart,
     ImageURL,
 )
+from cfai_cli.core.routing import Target
 from cfai_cli.core.sse import SSEDecoder
 from cfai_cli.core.translate.chat import (
     WorkersChatCall,
@@ -37,7 +38,8 @@ from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import InvalidRequest, UpstreamError, UpstreamStreamError
 from cfai_cli.service.context import Context
-from cfai_cli.upstream.workers import UpstreamStream
+from cfai_cli.upstream.router import Lane
+from cfai_cli.upstream.workers import UpstreamStream, WorkersAIClient
 
 T = TypeVar("T")
 
@@ -78,9 +80,28 @@ async def _inline_images(ctx: Context, req: ChatCompletionRequest) -> ChatComple
     return req
 
 
-async def _prepare(ctx: Context, req: ChatCompletionRequest) -> tuple[str, ChatCompletionRequest]:
-    model_id = resolve_model(req.model, ctx.settings.aliases)
-    return model_id, await _inline_images(ctx, req)
+def _images_once(ctx: Context, req: ChatCompletionRequest) -> Callable[[], Awaitable[ChatCompletionRequest]]:
+    """The request with its images inlined, fetched on first need and reused by every later target."""
+    done: list[ChatCompletionRequest] = []
+
+    async def get() -> ChatCompletionRequest:
+        if not done:
+            done.append(await _inline_images(ctx, req))
+        return done[0]
+
+    return get
+
+
+def _passthrough_body(req: ChatCompletionRequest, model: str, *, stream: bool) -> dict[str, Any]:
+    """What the client sent, for an OpenAI-compatible upstream: only the model name changes."""
+    body = req.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    body["model"] = model
+    if stream:
+        body["stream"] = True
+    else:
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+    return body
 
 
 def _plan(ctx: Context, req: ChatCompletionRequest, model_id: str, *, stream: bool) -> WorkersChatCall:
@@ -98,17 +119,25 @@ async def _upstream(ctx: Context, call: WorkersChatCall, send: Callable[[str, di
         return await send(call.model_id, legacy)
 
 
-async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str) -> ChatCompletion:
+async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str, client: WorkersAIClient) -> ChatCompletion:
     call = _plan(ctx, req, model_id, stream=False)
-    results = await gather_all(_upstream(ctx, call, ctx.workers.run) for _ in range(req.n or 1))
+    results = await gather_all(_upstream(ctx, call, client.run) for _ in range(req.n or 1))
     parsed = [parse_chat_result(result) for result in results]
     return from_workers_chat(req, call, parsed, completion_id=ctx.ids("chatcmpl"), created=ctx.now(),
                              new_call_id=lambda: ctx.ids("call"))
 
 
 async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> ChatCompletion:
-    model_id, req = await _prepare(ctx, req)
-    return await _complete(ctx, req, model_id)
+    """One answer from the first target of the model's chain that gives one (see upstream.router)."""
+    inlined = _images_once(ctx, req)
+
+    async def attempt(target: Target, lane: Lane) -> ChatCompletion:
+        if lane.kind == "openai":
+            body = _passthrough_body(req, target.model, stream=False)
+            return cast(ChatCompletion, await lane.openai.post_json("/chat/completions", body))
+        return await _complete(ctx, await inlined(), target.model, lane.workers)
+
+    return await ctx.router.call(req.model, attempt)
 
 
 async def _replay(chunks: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
@@ -117,25 +146,40 @@ async def _replay(chunks: list[ChatCompletionChunk]) -> AsyncIterator[ChatComple
 
 
 async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
-    """Open the upstream stream(s) and return the chunk iterator."""
-    model_id, req = await _prepare(ctx, req)
+    """Open the upstream stream(s) of the first target that answers, and return the chunk iterator.
+
+    Failover happens here, before the first byte; a failure once chunks flow ends the stream with an error.
+    """
+    inlined = _images_once(ctx, req)
+
+    async def attempt(target: Target, lane: Lane) -> AsyncIterator[ChatCompletionChunk]:
+        if lane.kind == "openai":
+            events = await lane.openai.stream("/chat/completions", _passthrough_body(req, target.model, stream=True))
+            return cast(AsyncIterator[ChatCompletionChunk], events)
+        return await _open_workers_stream(ctx, await inlined(), target.model, lane.workers)
+
+    return await ctx.router.call(req.model, attempt)
+
+
+async def _open_workers_stream(ctx: Context, req: ChatCompletionRequest, model_id: str,
+                               client: WorkersAIClient) -> AsyncIterator[ChatCompletionChunk]:
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     call = _plan(ctx, req, model_id, stream=True)
     json_mode = req.response_format is not None and req.response_format.type != "text"
     if not streams_upstream(model_id) or (json_mode and not call.chat_dialect):
         # Those cannot stream upstream (reference §2.4, §2.6): answer whole, then replay as chunks.
-        completion = await _complete(ctx, req, model_id)
+        completion = await _complete(ctx, req, model_id, client)
         return _replay(completion_to_chunks(completion, include_usage=include_usage))
-    streams = await gather_all(_upstream(ctx, call, ctx.workers.stream) for _ in range(req.n or 1))
-    return _stream(ctx, req, call, streams, include_usage=include_usage)
+    streams = await gather_all(_upstream(ctx, call, client.stream) for _ in range(req.n or 1))
+    return _stream(ctx, req, call, streams, client, include_usage=include_usage)
 
 
 class _Choice:
     """One upstream stream feeding one choice index."""
 
     def __init__(self, ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, upstream: UpstreamStream,
-                 index: int) -> None:
-        self.ctx, self.req, self.call, self.upstream = ctx, req, call, upstream
+                 index: int, client: WorkersAIClient) -> None:
+        self.ctx, self.req, self.call, self.upstream, self.client = ctx, req, call, upstream, client
         self.translator = ChoiceStream(index=index, new_call_id=lambda: ctx.ids("call"), stop=call.stop,
                                        max_tokens_sent=call.max_tokens_sent)
 
@@ -170,7 +214,7 @@ class _Choice:
             parsed = parse_chat_result(self.upstream.result)
         except UpstreamError:
             body = {k: v for k, v in self.call.body.items() if k not in ("stream", "stream_options")}
-            parsed = parse_chat_result(await self.ctx.workers.run(self.call.model_id, body))
+            parsed = parse_chat_result(await self.client.run(self.call.model_id, body))
         completion = from_workers_chat(self.req, self.call, [parsed], completion_id="", created=0,
                                        new_call_id=lambda: self.ctx.ids("call"))
         self.translator.usage = ParsedUsage(
@@ -200,9 +244,9 @@ def _event_json(data: str) -> object:
 
 
 async def _stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, streams: list[UpstreamStream],
-                  *, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+                  client: WorkersAIClient, *, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
     completion_id, created = ctx.ids("chatcmpl"), ctx.now()
-    choices = [_Choice(ctx, req, call, upstream, i) for i, upstream in enumerate(streams)]
+    choices = [_Choice(ctx, req, call, upstream, i, client) for i, upstream in enumerate(streams)]
 
     def wrap(choice: ChunkChoice) -> ChatCompletionChunk:
         # One choice delta per chunk: clients merge deltas by index, chunk by chunk.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-from cfai_cli.core.catalog import resolve_model
 from cfai_cli.core.openai.chat import ChatCompletionChunk, Usage
 from cfai_cli.core.openai.completions import CompletionRequest, TextCompletion
 from cfai_cli.core.translate.completions import (
@@ -50,7 +49,7 @@ async def create_completion(ctx: Context, req: CompletionRequest) -> TextComplet
 async def open_completion_stream(ctx: Context, req: CompletionRequest) -> AsyncIterator[TextCompletion]:
     """Open every prompt's upstream stream, then return the `text_completion` chunk iterator."""
     texts = prompts(req)
-    model_id = resolve_model(req.model, ctx.settings.aliases)
+    model_id = ctx.router.resolve(req.model)
     streams = await gather_all(open_chat_stream(ctx, to_chat_request(req, p, stream=True)) for p in texts)
     return _stream(ctx, req, texts, streams, model_id)
 

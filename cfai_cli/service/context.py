@@ -14,8 +14,11 @@ from typing import Any
 
 import httpx
 
-from cfai_cli.settings import OFFLINE_API_BASE, Settings
+from cfai_cli.core.routing import DEFAULT_UPSTREAM
+from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings
 from cfai_cli.upstream.fetch import ImageFetcher
+from cfai_cli.upstream.openai_compat import OpenAICompatClient
+from cfai_cli.upstream.router import Lane, Router, WorkersPool
 from cfai_cli.upstream.workers import WorkersAIClient
 
 # Prefixes OpenAI joins with "_" (call_…, resp_…, msg_…); the others take "-" (chatcmpl-…, cmpl-…).
@@ -31,8 +34,9 @@ def new_id(prefix: str) -> str:
 @dataclass
 class Context:
     settings: Settings
-    workers: WorkersAIClient
+    workers: WorkersPool  # Workers AI over every Cloudflare account, with failover
     images: ImageFetcher
+    router: Router
     clock: Callable[[], float] = time.time
     ids: Callable[[str], str] = new_id
     cache: dict[str, Any] = field(default_factory=dict)
@@ -47,6 +51,44 @@ def offline_transport() -> httpx.AsyncBaseTransport:
     return httpx.ASGITransport(app=create_emulator_app())
 
 
+def build_lanes(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> list[Lane]:
+    """A lane per key of each upstream: the default Cloudflare account first, then config order.
+
+    Offline, every Cloudflare account is the emulator and OpenAI-compatible upstreams are unavailable.
+    """
+    account_id, token = settings.require_credentials()
+    pool = max(1, settings.max_connections)
+
+    def workers(account: str, key: str, base: str | None, timeout: float | None) -> WorkersAIClient:
+        return WorkersAIClient(
+            account_id=OFFLINE_ACCOUNT_ID if settings.offline else account, api_token=key,
+            api_base=OFFLINE_API_BASE if settings.offline else (base or settings.api_base),
+            timeout=timeout or settings.timeout, max_retries=settings.max_retries, transport=transport,
+            max_connections=pool)
+
+    lanes = [Lane(DEFAULT_UPSTREAM, DEFAULT_UPSTREAM, "cloudflare", workers(account_id, token, None, None))]
+    for upstream in settings.routing.upstreams:
+        for i, cred in enumerate(upstream.credentials):
+            label = upstream.name if i == 0 else f"{upstream.name}#{i + 1}"
+            if upstream.kind == "cloudflare":
+                if cred.value is None and not settings.offline:
+                    lanes.append(Lane(label, upstream.name, "cloudflare", None, f"{cred.describe()} is not set"))
+                else:
+                    assert upstream.account_id is not None
+                    lanes.append(Lane(label, upstream.name, "cloudflare", workers(
+                        upstream.account_id, cred.value or "offline", upstream.base_url, upstream.timeout)))
+            elif settings.offline:
+                lanes.append(Lane(label, upstream.name, "openai", None, "offline mode (no network)"))
+            elif cred.value is None and cred.env is not None:
+                lanes.append(Lane(label, upstream.name, "openai", None, f"{cred.describe()} is not set"))
+            else:
+                assert upstream.base_url is not None
+                lanes.append(Lane(label, upstream.name, "openai", OpenAICompatClient(
+                    name=upstream.name, base_url=upstream.base_url, api_key=cred.value,
+                    timeout=upstream.timeout or settings.timeout, transport=transport, max_connections=pool)))
+    return lanes
+
+
 @asynccontextmanager
 async def open_context(
     settings: Settings,
@@ -54,21 +96,13 @@ async def open_context(
     transport: httpx.AsyncBaseTransport | None = None,
     image_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[Context]:
-    """A ready Context; `transport` replaces the network to Workers AI (tests, --offline)."""
-    account_id, token = settings.require_credentials()
+    """A ready Context; `transport` replaces the network to every upstream (tests, --offline)."""
     if settings.offline and transport is None:
         transport = offline_transport()
-    workers = WorkersAIClient(
-        account_id=account_id,
-        api_token=token,
-        api_base=OFFLINE_API_BASE if settings.offline else settings.api_base,
-        timeout=settings.timeout,
-        max_retries=settings.max_retries,
-        transport=transport,
-        max_connections=max(1, settings.max_connections),
-    )
+    router = Router(settings.routing, build_lanes(settings, transport), aliases=settings.aliases)
+    workers = WorkersPool(router)
     images = ImageFetcher(allow_private=settings.allow_private_fetch, transport=image_transport)
-    ctx = Context(settings=settings, workers=workers, images=images)
+    ctx = Context(settings=settings, workers=workers, images=images, router=router)
 
     async def suggest(model_id: str) -> str:
         from cfai_cli.service.models import suggest_models  # models imports this module
@@ -79,5 +113,5 @@ async def open_context(
     try:
         yield ctx
     finally:
-        await workers.aclose()
+        await router.aclose()
         await images.aclose()

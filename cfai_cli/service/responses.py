@@ -13,7 +13,6 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cfai_cli.core.catalog import resolve_model
 from cfai_cli.core.openai.chat import ChatCompletionChunk, ChatCompletionRequest
 from cfai_cli.core.openai.responses import CreateResponseRequest, Event, Item, ResponseObject
 from cfai_cli.core.translate.responses import (
@@ -62,7 +61,7 @@ def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool, owner: str 
         history = found
     items = input_items(req.raw_input(), ctx.ids)
     model = req.model or ctx.settings.default_model
-    model_id = resolve_model(model, ctx.settings.aliases)
+    model_id = ctx.router.resolve(model)
     chat = to_chat_request(req, history, items, model=model, stream=stream)
     shell = response_shell(req, response_id=ctx.ids("resp"), created_at=ctx.now(), model=model_id)
     return _Plan(req, chat, items, shell, owner)

@@ -14,7 +14,7 @@ from dataclasses import astuple, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cfai_cli.store.db import connect
+from cfai_cli.store.db import add_columns, connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage_log (
@@ -29,11 +29,12 @@ CREATE TABLE IF NOT EXISTS usage_log (
     latency_ms REAL NOT NULL,
     bytes_in INTEGER NOT NULL DEFAULT 0,
     bytes_out INTEGER NOT NULL DEFAULT 0,
-    error_code TEXT
+    error_code TEXT,
+    upstream TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_log_ts ON usage_log (ts);
 """
-GROUPS = ("key", "model", "day", "route")
+GROUPS = ("key", "model", "day", "route", "upstream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class UsageRow:
     bytes_in: int
     bytes_out: int
     error_code: str | None
+    upstream: str | None = None  # the upstream (and key: "backup#2") that answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +72,21 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[index]
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    add_columns(conn, "usage_log", {"upstream": "TEXT"})  # a log from before routing keeps its rows
+
+
 class UsageLog:
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def _db(self, *, write: bool = False) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, _SCHEMA, immediate=write)
+        return connect(self.path, _SCHEMA, immediate=write, migrate=_migrate)
 
     def write(self, rows: Sequence[UsageRow]) -> None:
         if rows:
             with self._db(write=True) as conn:
-                conn.executemany("INSERT INTO usage_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                conn.executemany("INSERT INTO usage_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  [astuple(row) for row in rows])
 
     def rows(self, *, since: float) -> list[UsageRow]:
@@ -102,6 +108,8 @@ def summarise(rows: Sequence[UsageRow], *, by: str) -> list[UsageSummary]:
             name = row.key_id or "(no key)"
         elif by == "model":
             name = row.upstream_model or row.model or "(none)"
+        elif by == "upstream":
+            name = row.upstream or "(none)"
         elif by == "day":
             name = datetime.fromtimestamp(row.ts, UTC).strftime("%Y-%m-%d")
         else:

@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anyio
 import httpx
 
 from cfai_cli import __version__
@@ -69,7 +70,10 @@ class UpstreamStream:
         connection goes back to the pool instead of costing a new TCP and TLS handshake next time."""
         if drain and self.chunks is not None and self._response is not None and not self._response.is_closed:
             try:
-                async with asyncio.timeout(0.05):
+                # An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from
+                # anyio cancellation only, and a native cancel landing there leaves the connection checked
+                # out of the pool with its socket open, for good (tests/reliability/test_disconnect.py).
+                with anyio.move_on_after(0.05):
                     async for _ in self.chunks:
                         pass
             except Exception:  # whatever is left over, closing below is what would have happened anyway
@@ -260,7 +264,7 @@ class WorkersAIClient:
             tries += 1
             if isinstance(error, ModelNotFound) and model and self.suggest is not None:
                 error.message += await self.suggest(model)
-            if not is_retryable(error) or tries > self.max_retries:
+            if not is_retryable(error) or tries > self.max_retries or NO_RETRY.get():
                 raise _with_retry_after(error)
             delay = min(8.0, 0.25 * 2 ** (tries - 1)) * (0.5 + random.random())
             if error.retry_after is not None:
@@ -271,6 +275,9 @@ class WorkersAIClient:
             with _Waited():
                 await asyncio.sleep(delay)
 
+
+# Set by the router while another target waits behind this call: fail over at once instead of retrying.
+NO_RETRY: ContextVar[bool] = ContextVar("cfai_no_retry", default=False)
 
 # Seconds the current request spent waiting on Workers AI (attempts up to their response headers, and
 # retry back-offs), for the proxy's x-cfai-overhead-ms. The proxy sets a one-item list per request; the

@@ -68,7 +68,7 @@ async def test_streams_beyond_the_cap_get_503_with_retry_after_and_held_streams_
 
 
 def _pool_size(ctx: Any) -> int:
-    pool = ctx.workers._http._transport._pool  # httpx's own pool: the limit it was built with
+    pool = ctx.router.lanes[0].workers._http._transport._pool  # httpx's own pool: the limit it was built with
     return int(pool._max_connections)
 
 

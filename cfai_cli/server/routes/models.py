@@ -1,4 +1,4 @@
-"""GET /v1/models, GET /v1/models/{id} and the open GET /health.
+"""GET /v1/models, GET /v1/models/{id}, GET /v1/route-check and the open GET /health.
 
 Imports starlette, service.
 """
@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from cfai_cli import __version__
+from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.service.models import list_openai_models, retrieve_openai_model
 
@@ -23,11 +24,25 @@ async def retrieve_model(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    return JSONResponse({"status": "ok", "version": __version__, "offline": request.app.state.offline},
-                        headers=API_HEADERS)
+    """Open to all (load balancers, probes): the proxy's state and each upstream's, never a secret."""
+    body = {"status": "ok", "version": __version__, "offline": request.app.state.offline}
+    ctx = getattr(request.app.state, "ctx", None)
+    if ctx is not None:
+        body["upstreams"] = ctx.router.health()
+    return JSONResponse(body, headers=API_HEADERS)
+
+
+async def route_check(request: Request) -> Response:
+    """The chain of targets a model name resolves to, each with its keys' state (a key with `models` scope)."""
+    name = request.query_params.get("model", "")
+    if not name.strip():
+        raise InvalidRequest("Pass the model name to check: /v1/route-check?model=NAME.", param="model",
+                             code="missing_required_parameter")
+    return JSONResponse(request.app.state.ctx.router.describe(name), headers=API_HEADERS)
 
 
 ROUTES = [
     ("/models", list_models, ["GET"]),
     ("/models/{model:path}", retrieve_model, ["GET"]),
+    ("/route-check", route_check, ["GET"]),
 ]

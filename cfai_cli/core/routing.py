@@ -1,0 +1,363 @@
+"""Routing as data: upstreams, routes (a model name -> an ordered chain of targets), failover and cooldown.
+
+Pure: standard library and cfai_cli.errors; the clock is an argument. `parse_routing` reads the
+`[routing]`, `[upstreams.*]` and `[routes]` tables of config.toml; `failure_kind` sorts an upstream
+failure into the kinds a policy names; `Cooldowns` remembers which (lane, model) pairs are resting
+and until when, and orders the candidates of a chain for one request.
+
+    [routing]
+    cooldown_seconds = 30                      # how long a failing target rests (Retry-After wins)
+    failover_on = ["rate_limit", "quota", "capacity", "server", "timeout", "auth", "not_found", "forbidden"]
+
+    [upstreams.backup]                         # another Cloudflare account
+    type = "cloudflare"
+    account_id = "0123456789abcdef0123456789abcdef"
+    api_token_env = ["CF_BACKUP_TOKEN", "CF_BACKUP_TOKEN_2"]   # or api_token = "..." (a string or a list)
+
+    [upstreams.groq]                           # any OpenAI-compatible provider, as a pass-through
+    type = "openai"
+    base_url = "https://api.groq.com/openai/v1"
+    api_key_env = "GROQ_API_KEY"               # or api_key; neither for a local server (Ollama, vLLM)
+
+    [routes]
+    fast = ["@cf/meta/llama-3.1-8b-instruct-fast", "groq:llama-3.1-8b-instant"]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cfai_cli.errors import (
+    CfaiError,
+    ConfigError,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    RequestTooLarge,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamStreamError,
+    UpstreamTimeout,
+)
+
+DEFAULT_UPSTREAM = "cloudflare"  # the account of CLOUDFLARE_ACCOUNT_ID / CLOUDFLARE_API_TOKEN
+FAILURE_KINDS = ("rate_limit", "quota", "capacity", "server", "timeout", "auth", "not_found", "forbidden")
+# Failures that belong to the account or key (every model on it), not to one model.
+_LANE_WIDE = frozenset({"quota", "auth"})
+_CAPACITY_CODES = frozenset({"3040"})
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_UPSTREAM_KEYS = {
+    "cloudflare": {"type", "account_id", "api_token", "api_token_env", "api_base", "timeout", "cooldown_seconds",
+                   "failover_on"},
+    "openai": {"type", "base_url", "api_key", "api_key_env", "timeout", "cooldown_seconds", "failover_on"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One key of an upstream: its value (if known), or the environment variable that holds it."""
+
+    value: str | None = field(default=None, repr=False)
+    env: str | None = None
+
+    def describe(self) -> str:
+        return f"${self.env}" if self.env else "a key in config.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    name: str
+    kind: str  # "cloudflare" or "openai"
+    credentials: tuple[Credential, ...] = ()
+    account_id: str | None = None
+    base_url: str | None = None  # openai: the API root (…/v1); cloudflare: the API base (…/client/v4), if not default
+    timeout: float | None = None  # one attempt on this upstream; None = the global timeout
+    cooldown: float | None = None  # None = the [routing] default
+    failover_on: frozenset[str] | None = None  # None = the [routing] default
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One link of a chain: a model on an upstream."""
+
+    upstream: str
+    model: str
+
+    def __str__(self) -> str:
+        return f"{self.upstream}:{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    upstreams: tuple[UpstreamConfig, ...] = ()  # besides the default Cloudflare account, in config order
+    routes: Mapping[str, tuple[Target | str, ...]] = field(default_factory=dict)  # str: "@cf/…" on every account
+    cooldown: float = 30.0
+    failover_on: frozenset[str] = frozenset(FAILURE_KINDS)
+
+    def upstream(self, name: str) -> UpstreamConfig | None:
+        return next((u for u in self.upstreams if u.name == name), None)
+
+    def public(self) -> dict[str, Any]:
+        return public_routing(self)
+
+    def policy(self, upstream: str) -> tuple[frozenset[str], float]:
+        """(failover kinds, cooldown seconds) for targets on `upstream`."""
+        found = self.upstream(upstream)
+        kinds = found.failover_on if found and found.failover_on is not None else self.failover_on
+        cooldown = found.cooldown if found and found.cooldown is not None else self.cooldown
+        return kinds, cooldown
+
+
+# ---- parsing config.toml ---------------------------------------------------------------------------
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ConfigError(f"{where} must be a non-empty string or a list of them.")
+    return [v.strip() for v in items]
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where} must be a number of seconds (0 or more).")
+    return float(value)
+
+
+def _kinds(value: Any, where: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of failure kinds: {', '.join(FAILURE_KINDS)}.")
+    unknown = sorted(set(value) - set(FAILURE_KINDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown failure kind {unknown[0]!r}; known: {', '.join(FAILURE_KINDS)}.")
+    return frozenset(value)
+
+
+def _credentials(table: Mapping[str, Any], value_key: str, env_key: str, where: str) -> tuple[Credential, ...]:
+    creds: list[Credential] = []
+    if value_key in table:
+        creds += [Credential(value=v) for v in _strings(table[value_key], f"{where}.{value_key}")]
+    if env_key in table:
+        for name in _strings(table[env_key], f"{where}.{env_key}"):
+            if not _ENV_NAME.fullmatch(name):
+                raise ConfigError(f"{where}.{env_key}: {name!r} is not an environment variable name.")
+            creds.append(Credential(env=name))
+    return tuple(creds)
+
+
+def _upstream(name: str, table: Any, source: str) -> UpstreamConfig:
+    where = f"[upstreams.{name}] in {source}"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"upstreams.{name} in {source} must be a table.")
+    if not _NAME.fullmatch(name) or name == DEFAULT_UPSTREAM:
+        raise ConfigError(f"{where}: upstream names are letters, digits, '_', '-' and '.', and "
+                          f"{DEFAULT_UPSTREAM!r} is the account of CLOUDFLARE_ACCOUNT_ID; pick another name.")
+    kind = table.get("type")
+    if kind not in _UPSTREAM_KEYS:
+        raise ConfigError(f"{where}: type must be \"cloudflare\" or \"openai\" (an OpenAI-compatible API).")
+    unknown = sorted(set(table) - _UPSTREAM_KEYS[kind])
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(_UPSTREAM_KEYS[kind]))}.")
+    timeout = _seconds(table["timeout"], f"{where}: timeout") if "timeout" in table else None
+    if timeout == 0:
+        raise ConfigError(f"{where}: timeout must be more than 0 seconds.")
+    cooldown = _seconds(table["cooldown_seconds"], f"{where}: cooldown_seconds") if "cooldown_seconds" in table \
+        else None
+    kinds = _kinds(table["failover_on"], f"{where}: failover_on") if "failover_on" in table else None
+    if kind == "cloudflare":
+        account = table.get("account_id")
+        if not isinstance(account, str) or not _ACCOUNT_ID.fullmatch(account.strip()):
+            raise ConfigError(f"{where}: account_id must be the 32-character id of the Cloudflare account.")
+        creds = _credentials(table, "api_token", "api_token_env", where)
+        if not creds:
+            raise ConfigError(f"{where}: give api_token_env (the variable holding the token) or api_token.")
+        base = table.get("api_base")
+        if base is not None and (not isinstance(base, str) or not base.startswith(("http://", "https://"))):
+            raise ConfigError(f"{where}: api_base must be an http(s) URL.")
+        return UpstreamConfig(name, kind, creds, account_id=account.strip(),
+                              base_url=base.rstrip("/") if base else None, timeout=timeout, cooldown=cooldown,
+                              failover_on=kinds)
+    url = table.get("base_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: base_url must be the provider's API root, e.g. https://api.groq.com/openai/v1.")
+    creds = _credentials(table, "api_key", "api_key_env", where) or (Credential(),)  # keyless: a local server
+    return UpstreamConfig(name, kind, creds, base_url=url.rstrip("/"), timeout=timeout, cooldown=cooldown,
+                          failover_on=kinds)
+
+
+def _target(text: str, names: set[str], where: str) -> Target | str:
+    if text.startswith("@"):
+        return text  # a Workers AI id: every Cloudflare account in order
+    upstream, sep, model = text.partition(":")
+    if not sep or not model.strip():
+        raise ConfigError(f"{where}: {text!r} is neither a Workers AI id (@cf/…) nor \"upstream:model\".")
+    if upstream not in names:
+        raise ConfigError(f"{where}: {text!r} names the upstream {upstream!r}, which is not defined; "
+                          f"defined: {', '.join(sorted(names))}.")
+    return Target(upstream, model.strip())
+
+
+def parse_routing(data: Mapping[str, Any], *, source: str) -> RoutingConfig:
+    """The routing part of a parsed config file (a ConfigError names what is wrong and where)."""
+    routing = data.get("routing", {})
+    if not isinstance(routing, Mapping):
+        raise ConfigError(f"[routing] in {source} must be a table.")
+    unknown = sorted(set(routing) - {"cooldown_seconds", "failover_on"})
+    if unknown:
+        raise ConfigError(f"[routing] in {source}: unknown key {unknown[0]!r} (known: cooldown_seconds, failover_on).")
+    cooldown = _seconds(routing.get("cooldown_seconds", 30.0), f"[routing] cooldown_seconds in {source}")
+    kinds = _kinds(routing["failover_on"], f"[routing] failover_on in {source}") if "failover_on" in routing \
+        else frozenset(FAILURE_KINDS)
+    tables = data.get("upstreams", {})
+    if not isinstance(tables, Mapping):
+        raise ConfigError(f"[upstreams] in {source} must hold one table per upstream, e.g. [upstreams.groq].")
+    upstreams = tuple(_upstream(name, table, source) for name, table in tables.items())
+    names = {DEFAULT_UPSTREAM, *(u.name for u in upstreams)}
+    raw_routes = data.get("routes", {})
+    if not isinstance(raw_routes, Mapping):
+        raise ConfigError(f"[routes] in {source} must map model names to lists of targets.")
+    routes: dict[str, tuple[Target | str, ...]] = {}
+    for name, chain in raw_routes.items():
+        where = f"[routes] {name} in {source}"
+        if not name.strip() or len(name) > 200:
+            raise ConfigError(f"{where}: a route needs a name (the model name clients send).")
+        routes[name] = tuple(_target(t, names, where) for t in _strings(chain, where))
+    return RoutingConfig(upstreams=upstreams, routes=routes, cooldown=cooldown, failover_on=kinds)
+
+
+def with_secrets(config: RoutingConfig, environ: Mapping[str, str]) -> RoutingConfig:
+    """The config with each `*_env` credential's value read from `environ` (None where it is not set)."""
+    def fill(upstream: UpstreamConfig) -> UpstreamConfig:
+        creds = tuple(replace(c, value=environ.get(c.env) or None) if c.env else c for c in upstream.credentials)
+        return replace(upstream, credentials=creds)
+
+    return replace(config, upstreams=tuple(fill(u) for u in config.upstreams))
+
+
+def public_routing(config: RoutingConfig) -> dict[str, Any]:
+    """The routing config as shown to a person: where keys come from, never their values."""
+    upstreams = {}
+    for u in config.upstreams:
+        shown: dict[str, Any] = {"type": u.kind, "keys": [c.describe() + ("" if c.value or not c.env else " (not set)")
+                                                         for c in u.credentials if c.value or c.env]}
+        if u.account_id:
+            shown["account_id"] = u.account_id
+        if u.base_url:
+            shown["base_url"] = u.base_url
+        for name in ("timeout", "cooldown"):
+            if getattr(u, name) is not None:
+                shown[name] = getattr(u, name)
+        if u.failover_on is not None:
+            shown["failover_on"] = sorted(u.failover_on)
+        upstreams[u.name] = shown
+    return {"cooldown_seconds": config.cooldown, "failover_on": sorted(config.failover_on), "upstreams": upstreams,
+            "routes": {name: [str(t) for t in chain] for name, chain in config.routes.items()}}
+
+
+# ---- failures and cooldowns -------------------------------------------------------------------------
+
+
+def failure_kind(error: BaseException) -> str | None:
+    """Which failover kind an upstream failure is; None for the client's own mistakes (never failed over)."""
+    if isinstance(error, QuotaExceeded):
+        return "quota"
+    if isinstance(error, RateLimited):
+        return "capacity" if str(error.upstream_code) in _CAPACITY_CODES else "rate_limit"
+    if isinstance(error, UpstreamTimeout):
+        return "timeout"
+    if isinstance(error, UpstreamAuthError):
+        return "auth"
+    if isinstance(error, UpstreamStreamError):
+        return "server"
+    if isinstance(error, UpstreamError):
+        return "server"
+    if isinstance(error, ModelNotFound):
+        return "not_found"
+    if isinstance(error, PermissionDenied):
+        return "forbidden"
+    if isinstance(error, InvalidRequest | RequestTooLarge):
+        return None
+    return None
+
+
+def seconds_to_utc_midnight(now: float) -> float:
+    """Workers AI's daily allocation resets at 00:00 UTC."""
+    return 86400.0 - (now % 86400.0)
+
+
+def rest_for(kind: str, error: CfaiError, cooldown: float, now: float) -> float:
+    """How long a failed target rests: Retry-After when the upstream said, until midnight UTC for a
+    Workers AI daily quota, else the configured cooldown."""
+    if error.retry_after is not None:
+        return max(error.retry_after, 0.0)
+    if kind == "quota" and str(error.upstream_code) in ("4006", "3036"):
+        return seconds_to_utc_midnight(now)
+    return cooldown
+
+
+@dataclass(slots=True)
+class LaneState:
+    """What one lane (a key of an upstream) has shown lately; `resting` maps a model ('*': all) to a time."""
+
+    served: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_kind: str | None = None
+    last_failure_at: float | None = None
+    resting: dict[str, float] = field(default_factory=dict)
+
+    def rest_until(self, model: str, now: float) -> float | None:
+        until = max(self.resting.get("*", 0.0), self.resting.get(model, 0.0))
+        return until if until > now else None
+
+    def prune(self, now: float) -> None:
+        for model in [m for m, until in self.resting.items() if until <= now]:
+            del self.resting[model]
+
+
+class Cooldowns:
+    """The state of every lane, keyed by its label ("cloudflare", "backup#2")."""
+
+    def __init__(self) -> None:
+        self.lanes: dict[str, LaneState] = {}
+
+    def state(self, lane: str) -> LaneState:
+        found = self.lanes.get(lane)
+        if found is None:
+            found = self.lanes[lane] = LaneState()
+        return found
+
+    def succeeded(self, lane: str, model: str) -> None:
+        state = self.state(lane)
+        state.served += 1
+        state.resting.pop(model, None)
+        state.resting.pop("*", None)  # it answered: whatever rested the whole lane is over
+
+    def failed(self, lane: str, model: str, kind: str, error: CfaiError, *, cooldown: float, now: float) -> None:
+        state = self.state(lane)
+        state.failures += 1
+        state.last_error = error.message[:300]
+        state.last_kind = kind
+        state.last_failure_at = now
+        rest = rest_for(kind, error, cooldown, now)
+        if rest > 0:
+            scope = "*" if kind in _LANE_WIDE else model
+            state.resting[scope] = max(state.resting.get(scope, 0.0), now + rest)
+
+    def order(self, candidates: Sequence[tuple[str, str]], now: float) -> list[int]:
+        """Indexes of the (lane, model) candidates to try, in order: those not resting, in chain order; if
+        all rest, the one whose rest ends first (one try keeps answering without hammering them all)."""
+        ready = [i for i, (lane, model) in enumerate(candidates) if self.state(lane).rest_until(model, now) is None]
+        if ready or not candidates:
+            return ready
+        soonest = min(range(len(candidates)),
+                      key=lambda i: self.state(candidates[i][0]).rest_until(candidates[i][1], now) or 0.0)
+        return [soonest]

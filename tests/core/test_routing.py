@@ -1,0 +1,166 @@
+"""The pure routing core: config parsing, failure kinds, rest times and candidate order."""
+
+from __future__ import annotations
+
+import tomllib
+from typing import Any
+
+import pytest
+
+from cfai_cli.core.routing import (
+    Cooldowns,
+    Credential,
+    Target,
+    failure_kind,
+    parse_routing,
+    rest_for,
+    seconds_to_utc_midnight,
+    with_secrets,
+)
+from cfai_cli.errors import (
+    ConfigError,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    RequestTooLarge,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamStreamError,
+    UpstreamTimeout,
+)
+
+GOOD = """
+[routing]
+cooldown_seconds = 12
+failover_on = ["quota", "server"]
+
+[upstreams.b2]
+type = "cloudflare"
+account_id = "feed0000feed0000feed0000feed0000"
+api_token_env = ["B2_TOKEN", "B2_TOKEN_2"]
+timeout = 20
+
+[upstreams.groq]
+type = "openai"
+base_url = "https://api.groq.com/openai/v1/"
+api_key_env = "GROQ_API_KEY"
+cooldown_seconds = 5
+failover_on = ["rate_limit"]
+
+[upstreams.local]
+type = "openai"
+base_url = "http://127.0.0.1:11434/v1"
+
+[routes]
+fast = ["@cf/meta/llama-3.1-8b-instruct-fast", "groq:llama-3.1-8b-instant", "local:llama3:8b"]
+"""
+
+
+def parse(text: str) -> Any:
+    return parse_routing(tomllib.loads(text), source="config.toml")
+
+
+def test_a_full_config_parses() -> None:
+    config = parse(GOOD)
+    assert [(u.name, u.kind) for u in config.upstreams] == [("b2", "cloudflare"), ("groq", "openai"),
+                                                            ("local", "openai")]
+    b2, groq, local = config.upstreams
+    assert b2.credentials == (Credential(env="B2_TOKEN"), Credential(env="B2_TOKEN_2")) and b2.timeout == 20
+    assert groq.base_url == "https://api.groq.com/openai/v1"
+    assert local.credentials == (Credential(),)  # keyless: a local server
+    assert config.routes["fast"] == ("@cf/meta/llama-3.1-8b-instruct-fast", Target("groq", "llama-3.1-8b-instant"),
+                                     Target("local", "llama3:8b"))  # a colon in the model name is kept
+    assert config.policy("b2") == (frozenset({"quota", "server"}), 12.0)
+    assert config.policy("groq") == (frozenset({"rate_limit"}), 5.0)
+
+
+def test_secrets_come_from_the_environment_and_never_show() -> None:
+    config = with_secrets(parse(GOOD), {"B2_TOKEN": "tok-1", "GROQ_API_KEY": "gsk-secret"})
+    b2 = config.upstreams[0]
+    assert [c.value for c in b2.credentials] == ["tok-1", None]
+    assert "tok-1" not in repr(config) and "gsk-secret" not in repr(config)
+    shown = config.public()
+    assert shown["upstreams"]["b2"]["keys"] == ["$B2_TOKEN", "$B2_TOKEN_2 (not set)"]
+    assert "gsk-secret" not in repr(shown)
+    assert shown["routes"]["fast"][1] == "groq:llama-3.1-8b-instant"
+
+
+def test_nothing_configured_means_no_routes() -> None:
+    config = parse("")
+    assert config.upstreams == () and dict(config.routes) == {}
+    assert config.policy("cloudflare")[1] == 30.0
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[upstreams.x]\ntype = "azure"', 'type must be "cloudflare" or "openai"'),
+    ('[upstreams.cloudflare]\ntype = "openai"\nbase_url = "http://x"', "pick another name"),
+    ('[upstreams.x]\ntype = "cloudflare"\napi_token = "t"', "account_id must be"),
+    ('[upstreams.x]\ntype = "cloudflare"\naccount_id = "abc"', "give api_token_env"),
+    ('[upstreams.x]\ntype = "openai"\nbase_url = "ftp://x"', "base_url must be"),
+    ('[upstreams.x]\ntype = "openai"\nbase_url = "http://x"\napi_key_env = "1BAD"', "not an environment variable"),
+    ('[upstreams.x]\ntype = "openai"\nbase_url = "http://x"\ntimeout = 0', "more than 0"),
+    ('[upstreams.x]\ntype = "openai"\nbase_url = "http://x"\nfailover_on = ["soon"]', "unknown failure kind 'soon'"),
+    ('[upstreams.x]\ntype = "openai"\nbase_url = "http://x"\nsecret = 1', "unknown key 'secret'"),
+    ('[routes]\nfast = ["groq:m"]', "upstream 'groq', which is not defined"),
+    ('[routes]\nfast = ["llama"]', 'neither a Workers AI id'),
+    ('[routes]\nfast = []', "non-empty"),
+    ('[routing]\ncooldown_seconds = -1', "number of seconds"),
+    ('[routing]\nretries = 3', "unknown key 'retries'"),
+    ('upstreams = 3', "one table per upstream"),
+])
+def test_mistakes_are_config_errors_that_say_where(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as caught:
+        parse(text)
+    assert "config.toml" in caught.value.message
+
+
+@pytest.mark.parametrize("error, kind", [
+    (QuotaExceeded("q", upstream_code=4006), "quota"),
+    (RateLimited("c", upstream_code="3040"), "capacity"),
+    (RateLimited("c", upstream_code=3040), "capacity"),
+    (RateLimited("r", upstream_code=3001), "rate_limit"),
+    (UpstreamTimeout("t"), "timeout"),
+    (UpstreamAuthError("a"), "auth"),
+    (UpstreamStreamError("s"), "server"),
+    (UpstreamError("5xx"), "server"),
+    (ModelNotFound("m"), "not_found"),
+    (PermissionDenied("p"), "forbidden"),
+    (InvalidRequest("bad"), None),
+    (RequestTooLarge("big"), None),
+])
+def test_failure_kinds(error: Exception, kind: str | None) -> None:
+    assert failure_kind(error) == kind
+
+
+def test_rest_times() -> None:
+    now = 1_799_971_200.0 + 3600  # 01:00 UTC (1_799_971_200 is a midnight)
+    assert rest_for("rate_limit", RateLimited("x", retry_after=90), 30, now) == 90
+    assert rest_for("server", UpstreamError("x"), 30, now) == 30
+    assert rest_for("quota", QuotaExceeded("x", upstream_code=4006), 30, now) == seconds_to_utc_midnight(now) == 82800
+    assert rest_for("quota", QuotaExceeded("x", upstream_code="insufficient_quota"), 30, now) == 30
+
+
+def test_cooldowns_order_candidates() -> None:
+    cool = Cooldowns()
+    pairs = [("a", "m1"), ("b", "m1"), ("c", "m2")]
+    assert cool.order(pairs, 100) == [0, 1, 2]
+    cool.failed("a", "m1", "server", UpstreamError("x"), cooldown=30, now=100)
+    assert cool.order(pairs, 110) == [1, 2]
+    assert cool.order([("a", "m2")], 110) == [0]  # a model failure rests that model only
+    cool.failed("b", "m9", "quota", QuotaExceeded("x"), cooldown=50, now=100)
+    assert cool.order(pairs, 110) == [2]  # a quota rests every model of the lane
+    cool.failed("c", "m2", "server", UpstreamError("x"), cooldown=5, now=100)
+    assert cool.order(pairs, 104) == [2]  # all resting: only the one that is back soonest
+    assert cool.order(pairs, 131) == [0, 2]
+    cool.succeeded("b", "m1")
+    assert cool.state("b").served == 1 and cool.state("b").failures == 1
+    assert cool.order(pairs, 131) == [0, 1, 2]  # an answer ends the lane's rest
+
+
+def test_zero_cooldown_means_no_rest() -> None:
+    cool = Cooldowns()
+    cool.failed("a", "m", "server", UpstreamError("x"), cooldown=0, now=100)
+    assert cool.order([("a", "m"), ("b", "m")], 100) == [0, 1]
+    assert cool.state("a").last_kind == "server"
