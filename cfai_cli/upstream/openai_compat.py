@@ -16,6 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
 
 from cfai_cli import __version__
@@ -310,11 +311,13 @@ async def _read_capped(response: httpx.Response) -> bytes:
 
 async def _drain(chunks: AsyncIterator[bytes], deadline: float) -> None:
     """Read what follows [DONE] (usually nothing) so the connection can be reused; give up quickly."""
+    # An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from anyio
+    # cancellation only (see UpstreamStream.aclose in workers.py).
     try:
-        async with asyncio.timeout_at(min(deadline, asyncio.get_running_loop().time() + _DRAIN_SECONDS)):
+        with anyio.move_on_after(max(0.0, min(deadline - asyncio.get_running_loop().time(), _DRAIN_SECONDS))):
             async for _ in chunks:
                 pass
-    except (TimeoutError, httpx.HTTPError):
+    except httpx.HTTPError:
         pass  # the response is closed right after, which is what would have happened anyway
 
 

@@ -97,7 +97,7 @@ def assert_client_error(response: Any, *, allow_ok: bool = False) -> None:
 
 
 JSON_ROUTES = ["/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings",
-               "/v1/images/generations", "/v1/audio/speech", "/chat/completions"]
+               "/v1/images/generations", "/v1/audio/speech", "/v1/tokenize", "/chat/completions"]
 BROKEN_BODIES = [b"", b"{", b"{not json", b"null", b"[]", b'"x"', b"3", b"true", b"\xff\xfe{}", b"\xc3\x28",
                  b'{"model": "\xed\xa0\x80"}', b"[" * 100_000 + b"]" * 100_000,
                  b'{"a":' * 50_000 + b"1" + b"}" * 50_000, b'{"model": NaN}', b'{"model": "x"} trailing',
@@ -134,6 +134,7 @@ VALID: dict[str, dict[str, Any]] = {
     "/v1/audio/transcriptions": {"model": "whisper-1"},
     "/v1/audio/translations": {"model": "whisper-1"},
     "/v1/audio/speech": {"model": "tts-1", "input": "hi", "voice": "alloy"},
+    "/v1/tokenize": {"model": "gpt-4o-mini", "input": "hi"},
 }
 WRONG_VALUES: list[Any] = [None, True, -1, 1.5, 1e308, "x", "", [], [None], {}, {"x": 1}, "\u0000", "9" * 400]
 

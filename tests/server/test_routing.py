@@ -524,3 +524,10 @@ async def test_tool_calls_from_workers_ai_still_work_through_a_route(proxy, up: 
     call = response.json()["choices"][0]["message"]["tool_calls"][0]
     assert json.loads(call["function"]["arguments"]) == {"city": "Oslo"}
     assert response.headers["x-cfai-upstream"] == "cloudflare"
+
+
+async def test_tokenize_counts_with_a_routes_first_model(proxy) -> None:
+    async with proxy() as client:
+        response = await client.post("/v1/tokenize", json={"model": "fast", "input": "hello world"})
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == SMALL

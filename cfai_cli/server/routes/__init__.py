@@ -11,6 +11,7 @@ from cfai_cli.server.routes import embeddings as embeddings_routes
 from cfai_cli.server.routes import images as images_routes
 from cfai_cli.server.routes import openapi as openapi_routes
 from cfai_cli.server.routes import responses as responses_routes
+from cfai_cli.server.routes import tokenize as tokenize_routes
 
 
 def routes() -> list[Route]:
@@ -21,6 +22,7 @@ def routes() -> list[Route]:
     table += responses_routes.ROUTES
     table += completions_routes.ROUTES
     table += audio_routes.ROUTES
+    table += tokenize_routes.ROUTES
     table += openapi_routes.ROUTES
     out = [Route("/health", models.health, methods=["GET"])]
     for path, endpoint, methods in table:

@@ -21,6 +21,7 @@ from cfai_cli.core.openai.completions import CompletionRequest
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
 from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
 from cfai_cli.core.openai.responses import CreateResponseRequest
+from cfai_cli.core.tokens import TokenizeRequest
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["message", "type", "param", "code"],
@@ -45,6 +46,9 @@ _OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str, str]] = [
     ("/v1/audio/translations", "post", "Translation (multipart: file)", TranscriptionRequest, "multipart/form-data",
      "CreateTranslationResponseJson"),
     ("/v1/audio/speech", "post", "Text to speech (audio bytes)", SpeechRequest, "application/json", "audio"),
+    ("/v1/tokenize", "post", "Token counts for a model, worked out locally (cfai's own, not OpenAI's): give "
+     "'input' (a text or a list) or 'messages'", TokenizeRequest, "application/json",
+     "A tokenize object: total_tokens, counts, method (exact or estimate), tokenizer, note"),
     ("/v1/models", "get", "List models", None, "", "ListModelsResponse"),
     ("/v1/models/{model}", "get", "Retrieve a model", None, "", "Model"),
     ("/v1/responses/{response_id}", "get", "Retrieve a stored response", None, "", "Response"),
