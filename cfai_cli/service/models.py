@@ -113,17 +113,21 @@ def openai_model(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
 
 
 async def list_openai_models(ctx: Context) -> dict[str, Any]:
-    """GET /v1/models: every Workers AI model plus the configured aliases (tools look names up here)."""
+    """GET /v1/models: every Workers AI model plus the configured aliases and routes (tools look names up here)."""
     models = await catalogue(ctx)
     data = [openai_model(m.id, m.created, m.owned_by) for m in models]
     known = {m.id: m for m in models}
+    routes = ctx.settings.routing.routes
     for alias, target in sorted(ctx.settings.aliases.items()):
-        if target in known:
+        if target in known and alias not in routes:
             data.append(openai_model(alias, known[target].created, "cfai-alias"))
+    data += [openai_model(name, 0, "cfai-route") for name in routes]
     return {"object": "list", "data": data}
 
 
 async def retrieve_openai_model(ctx: Context, name: str) -> dict[str, Any]:
+    if name.strip() in ctx.settings.routing.routes:
+        return openai_model(name.strip(), 0, "cfai-route")
     model_id = resolve_model(name, ctx.settings.aliases)
     for model in await catalogue(ctx):
         if model.id == model_id:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 from cfai_cli.settings import load_settings
 from cfai_cli.store.usage import UsageLog, UsageRow, parse_since
@@ -38,3 +39,21 @@ def test_usage_errors_and_empty(cli: Invoke) -> None:
     empty = cli("usage")
     assert empty.exit_code == 0 and empty.stdout == "" and "no requests" in empty.stderr
     assert abs(parse_since("2d", now=1000000.0) - (1000000.0 - 172800)) < 1e-6
+
+
+def test_usage_by_upstream_and_an_old_log_without_that_column(cli: Invoke) -> None:
+    import sqlite3
+
+    database = load_settings().database
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(database) as conn:  # a log written by a cfai from before routing
+        conn.execute("CREATE TABLE usage_log (ts REAL NOT NULL, key_id TEXT, route TEXT NOT NULL, model TEXT, "
+                     "upstream_model TEXT, status INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL DEFAULT 0, "
+                     "completion_tokens INTEGER NOT NULL DEFAULT 0, latency_ms REAL NOT NULL, "
+                     "bytes_in INTEGER NOT NULL DEFAULT 0, bytes_out INTEGER NOT NULL DEFAULT 0, error_code TEXT)")
+        conn.execute("INSERT INTO usage_log VALUES (?, 'k', 'chat/completions', 'gpt-4o', 'm', 200, 1, 1, 5.0, "
+                     "1, 1, NULL)", (time.time() - 60,))
+    upstreams = ["groq", "backup#2", "backup#2"]
+    UsageLog(database).write([replace(row(key="k", model="m", status=200, latency=1.0), upstream=u) for u in upstreams])
+    by_upstream = {r["group"]: r["requests"] for r in json.loads(cli("usage", "--by", "upstream", "--json").stdout)}
+    assert by_upstream == {"(none)": 1, "groq": 1, "backup#2": 2}  # the old row kept, its upstream unknown

@@ -531,3 +531,12 @@ async def test_tokenize_counts_with_a_routes_first_model(proxy) -> None:
         response = await client.post("/v1/tokenize", json={"model": "fast", "input": "hello world"})
     assert response.status_code == 200, response.text
     assert response.json()["model"] == SMALL
+
+
+async def test_routes_are_listed_as_models(proxy) -> None:
+    async with proxy() as client:
+        listed = (await client.get("/v1/models")).json()["data"]
+        one = await client.get("/v1/models/fast")
+    routes = {m["id"] for m in listed if m["owned_by"] == "cfai-route"}
+    assert routes == {"fast", "only-groq", "strict"}
+    assert one.status_code == 200 and one.json()["id"] == "fast"
