@@ -43,6 +43,8 @@ def serve(
         help="Answer 503 beyond this many requests in flight [config: max_concurrency; default 512].")] = None,
     workers: Annotated[int, typer.Option(
         "--workers", min=1, help="Server processes sharing the port (e.g. one per CPU core).")] = 1,
+    no_ui: Annotated[bool, typer.Option(
+        "--no-ui", help="Do not serve the browser page at / and /ui [config: ui = false].")] = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -61,6 +63,8 @@ def serve(
         settings = replace(settings, cors_origins=",".join(cors_origin))
     if max_concurrency is not None:
         settings = replace(settings, max_concurrency=max_concurrency)
+    if no_ui:
+        settings = replace(settings, ui=False)
     settings.require_credentials()
     # Checked here too (serve() checks again) so a refusal is not preceded by a "serving at" line.
     check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))

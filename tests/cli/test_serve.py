@@ -47,7 +47,7 @@ def free_port() -> int:
 def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--no-auth", "--port", str(port),
-                             "--image-ttl", "0.0004"],
+                             "--image-ttl", "0.0004", "--no-ui"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 20
@@ -61,6 +61,9 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.1)
         assert health["offline"] is True
+        with pytest.raises(urllib.error.HTTPError) as no_page:  # --no-ui
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=5)
+        assert no_page.value.code == 404
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/chat/completions", method="POST",
             data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
