@@ -223,6 +223,9 @@ def test_odd_headers(client: TestClient, headers: dict[str, str]) -> None:
     ("GET", "/v1/responses/resp_missing"), ("GET", "/v1/responses/x/input_items?limit=abc"),
     ("GET", "/v1/responses/x/input_items?limit=99999999999999999999"), ("OPTIONS", "/v1/chat/completions"),
     ("TRACE", "/v1/chat/completions"), ("GET", "/%ff%fe"),
+    ("GET", "/v1/route-check"), ("GET", "/v1/route-check?model="), ("GET", "/v1/route-check?model=" + "x" * 5000),
+    ("GET", "/v1/route-check?model=..%2F..%2Fetc%2Fpasswd"), ("GET", "/v1/route-check?model=%00"),
+    ("POST", "/v1/route-check?model=gpt-4o"),
 ])
 def test_unknown_routes_and_methods(client: TestClient, method: str, path: str) -> None:
     assert_client_error(client.request(method, path))

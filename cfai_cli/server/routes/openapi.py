@@ -53,7 +53,9 @@ _OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str, str]] = [
     ("/v1/models/{model}", "get", "Retrieve a model", None, "", "Model"),
     ("/v1/responses/{response_id}", "get", "Retrieve a stored response", None, "", "Response"),
     ("/v1/responses/{response_id}", "delete", "Delete a stored response", None, "", "DeleteResponse"),
-    ("/health", "get", "Health (no key needed)", None, "", "Health"),
+    ("/v1/route-check", "get", "The chain of targets a model name resolves to, each key's state (cfai's own)",
+     None, "", "A route object: model, route, targets"),
+    ("/health", "get", "Health and each upstream's state (no key needed)", None, "", "Health"),
 ]
 
 
@@ -97,6 +99,8 @@ def document() -> dict[str, Any]:
         if "{" in path:
             operation["parameters"] = [{"name": path.split("{")[1].rstrip("}"), "in": "path", "required": True,
                                         "schema": {"type": "string"}}]
+        if path == "/v1/route-check":
+            operation["parameters"] = [{"name": "model", "in": "query", "required": True, "schema": {"type": "string"}}]
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
