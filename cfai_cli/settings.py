@@ -43,6 +43,7 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "max_connections": (None, int),
     "cors_origins": (None, str),
     "ui": (None, bool),
+    "fast_http": (None, bool),
 }
 SETTABLE_KEYS = (*_FIELDS, "aliases.<name>")
 
@@ -65,6 +66,7 @@ class Settings:
     max_connections: int = 512  # the upstream connection pool: as large as the cap, so the cap is what limits
     cors_origins: str = ""  # comma-separated origins allowed by CORS; empty = CORS off
     ui: bool = True  # the browser page at / and /ui
+    fast_http: bool = True  # upstream HTTP/1.1 over upstream/transport.py; false: httpx's default transport
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     routing: RoutingConfig = field(default_factory=RoutingConfig)  # [routing], [upstreams.*], [routes]
     config_dir: Path = Path(".")

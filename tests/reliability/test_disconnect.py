@@ -5,12 +5,16 @@ the proxy closes the upstream response). 200 clients each read the first bytes o
 within a second no upstream stream may be left open, the proxy's in-flight count is back to zero, and file
 descriptors are back near their baseline. Half the upstreams trickle tokens, half stall after the first one
 (a proxy that only notices a gone client when it next writes would keep those open until the deadline).
+
+Finished streams must give their upstream connection back too: that needs the real connection pool, so the
+last test talks to a raw HTTP/1.1 upstream on 127.0.0.1 instead of the in-process fake.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -58,8 +62,12 @@ def open_fds() -> int:
 
 
 @contextlib.asynccontextmanager
-async def served(settings: Settings, fake: FakeWorkers) -> AsyncIterator[str]:
-    app = create_app(replace(settings, timeout=120.0), no_auth=True, transport=fake.transport())
+async def served(settings: Settings, fake: FakeWorkers | None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> AsyncIterator[str]:
+    """A real uvicorn server on the app; without `fake`, the app talks to `settings.api_base` over TCP
+    (through `transport`, or the proxy's default one)."""
+    transport = fake.transport() if fake is not None else transport
+    app = create_app(replace(settings, timeout=120.0), no_auth=True, transport=transport)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
                             backlog=CLIENTS * 2)
     server = uvicorn.Server(config)
@@ -97,9 +105,9 @@ async def test_hundreds_of_clients_hanging_up_mid_stream_release_everything(sett
             async with httpx.AsyncClient(base_url=url, timeout=30) as client, \
                         client.stream("POST", "/v1/chat/completions", json=body) as response:
                 assert response.status_code == 200
-                async for chunk in response.aiter_bytes():
-                    assert b"first" in chunk or b"role" in chunk
-                    break
+                chunks = response.aiter_bytes()  # kept: dropping it mid-stream would hang up at once
+                chunk = await anext(chunks)
+                assert b"first" in chunk or b"role" in chunk
                 await started.wait()  # every client is mid-stream before any hangs up
 
         started = asyncio.Event()
@@ -124,3 +132,91 @@ async def test_hundreds_of_clients_hanging_up_mid_stream_release_everything(sett
         fake.models[LLAMA] = native_text("still here")
         after = await probe.post("/v1/chat/completions", json={**body, "stream": False})
         assert after.json()["choices"][0]["message"]["content"] == "still here"
+
+
+class TcpUpstream:
+    """A raw HTTP/1.1 Workers AI on 127.0.0.1 (chunked SSE, keep-alive) that counts its open connections.
+
+    It answers in rounds of `batch` requests, all at once, and waits one of `tails` seconds after
+    `data: [DONE]` before the chunk that ends the body: the proxy drains what follows [DONE] for a short
+    while (to reuse the connection), and the tails spread the end of the body across the end of that window.
+    """
+
+    def __init__(self, batch: int, tails: list[float]) -> None:
+        self.batch, self.tails = batch, tails
+        self.served = 0
+        self.connections = 0
+        self.arrived = 0
+        self.rounds: dict[int, asyncio.Event] = {}
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                await reader.readexactly(length)
+                round_, place = divmod(self.arrived, self.batch)
+                self.arrived += 1
+                everyone = self.rounds.setdefault(round_, asyncio.Event())
+                if self.arrived % self.batch == 0:
+                    everyone.set()
+                await everyone.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                             b"transfer-encoding: chunked\r\n\r\n")
+                for event in ({"response": "ok"}, {"response": "", "usage": {"prompt_tokens": 1,
+                              "completion_tokens": 1, "total_tokens": 2}}, "[DONE]"):
+                    data = f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode()
+                    writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+                await writer.drain()
+                await asyncio.sleep(self.tails[place % len(self.tails)])
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+                self.served += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.connections -= 1
+            writer.close()
+
+
+@pytest.mark.parametrize("upstream_transport", ["httpx", "default"])
+async def test_finished_streams_give_their_upstream_connection_back(settings: Settings,
+                                                                    upstream_transport: str) -> None:
+    """A stream that ended cleanly either returns its upstream connection to the pool or closes it.
+
+    Rounds of 40 concurrent streams whose upstream bodies end around the end of the proxy's drain window.
+    A drain timeout that is a native asyncio cancellation can land inside httpcore's release of the
+    connection, which httpcore shields from anyio cancellation only: the connection then stays checked out
+    of the pool, socket open, for good (bench/soak.py saw ~100 extra file descriptors after 30 s). Each
+    round needs 40 connections at most, idle ones being reused; any connection beyond 40 is a leaked one.
+    "httpx" is httpx's own transport (httpcore), which the proxy uses when `fast_http` is off or a proxy
+    is configured; "default" is whatever the proxy uses out of the box.
+    """
+    batch, rounds = 40, 10
+    upstream = TcpUpstream(batch, tails=[0.044 + 0.002 * i for i in range(11)])
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0, backlog=batch * 2)
+    port = server.sockets[0].getsockname()[1]
+    settings = replace(settings, api_base=f"http://127.0.0.1:{port}/client/v4")
+    body = {"model": LLAMA, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    limits = httpx.Limits(max_connections=batch, max_keepalive_connections=batch)
+    pool = httpx.Limits(max_connections=512, max_keepalive_connections=512)  # as the proxy builds its own
+    transport = httpx.AsyncHTTPTransport(limits=pool) if upstream_transport == "httpx" else None
+    try:
+        async with served(settings, None, transport) as url, \
+                httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
+            async def stream() -> None:
+                response = await client.post("/v1/chat/completions", json=body)
+                assert response.status_code == 200 and response.text.endswith("data: [DONE]\n\n")
+
+            for _ in range(rounds):
+                await asyncio.gather(*(stream() for _ in range(batch)))
+            assert upstream.served == batch * rounds
+            deadline = time.monotonic() + 1.0
+            while upstream.connections > batch and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert upstream.connections <= batch, f"{upstream.connections - batch} upstream connections leaked"
+    finally:
+        server.close()

@@ -1,0 +1,616 @@
+"""A lean HTTP/1.1 client transport for httpx: a keep-alive pool on asyncio streams, parsed with httptools.
+
+httpx's default transport (httpcore and anyio) costs more CPU per request than everything else the proxy does
+(README, Performance). This one sits behind httpx's own seam (`httpx.AsyncClient(transport=...)`), so the
+clients keep httpx's request building, headers, decoding and exceptions, and only the wire work changes:
+
+- one pool per (scheme, host, port) under one `max_connections` limit; callers beyond it wait in FIFO order
+  (PoolTimeout after the pool timeout) instead of failing; idle connections are reused last-in first-out and
+  closed after `keepalive_expiry` seconds idle (a timer prunes them even when no request comes);
+- a connection goes back to the pool only after a complete response with keep-alive and nothing unexpected
+  after it; one found closed when taken from the pool is dropped; a request that fails on a reused connection
+  before any response byte (the server closed it as we sent: the keep-alive race) is sent once more on a new
+  connection, never after a failure on a fresh one;
+- response bodies stream as they arrive (SSE); any exception or cancellation while a connection is checked
+  out closes that connection and frees its place at once (no await in the clean-up), so a cancelled task or
+  a client that hangs up never leaks a socket or a pool slot;
+- httpx's per-request timeouts (connect, read, write, pool) raise httpx's timeout exceptions; outer
+  `asyncio.timeout` scopes cancel it like any coroutine;
+- failures are httpx exceptions (ConnectError, ReadError, WriteError, RemoteProtocolError...) whose text is
+  the OS's, the TLS library's or the parser's words: never the request, so never its Authorization header;
+- https verifies certificates against certifi (or SSL_CERT_FILE / SSL_CERT_DIR, as httpx does) with SNI,
+  HTTP/1.1 only. Proxies are not supported: `lean_transport()` returns None when one is configured, so the
+  client falls back to httpx's default transport, which honours them.
+
+Imports httpx, httptools and the standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+from collections import deque
+from time import monotonic
+from typing import Any
+
+import httptools
+import httpx
+
+__all__ = ["LeanTransport", "lean_transport", "proxies_configured"]
+
+KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept (httpx's default)
+_READ_SIZE = 64 * 1024
+_WRITE_HIGH_WATER = 64 * 1024  # buffered request bytes beyond which we wait for the socket (write timeout)
+_JOIN_BELOW = 64 * 1024  # request bodies smaller than this are sent with their head in one buffer
+_Key = tuple[str, str, int]
+
+
+def proxies_configured() -> bool:
+    """True if httpx would send requests through a proxy (HTTP(S)_PROXY / ALL_PROXY in any case, or the OS's)."""
+    from urllib.request import getproxies  # httpx imports it anyway
+
+    proxies = getproxies()
+    if "*" in (host.strip() for host in proxies.get("no", "").split(",")):
+        return False
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+def lean_transport(max_connections: int) -> httpx.AsyncBaseTransport | None:
+    """A LeanTransport for an upstream client, or None (httpx's default transport) when a proxy is configured."""
+    if proxies_configured():
+        return None
+    return LeanTransport(max_connections=max_connections)
+
+
+_default_context: ssl.SSLContext | None = None
+
+
+def default_ssl_context() -> ssl.SSLContext:
+    """What httpx verifies with by default: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's CA bundle."""
+    global _default_context
+    if _default_context is None:
+        if os.environ.get("SSL_CERT_FILE"):
+            context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+        elif os.environ.get("SSL_CERT_DIR"):
+            context = ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
+        else:
+            import certifi
+
+            context = ssl.create_default_context(cafile=certifi.where())
+        context.set_alpn_protocols(["http/1.1"])
+        _default_context = context
+    return _default_context
+
+
+class _Retry(Exception):
+    """Internal: a reused connection failed before any response byte; send the request again on a new one."""
+
+
+class _Conn:
+    __slots__ = ("idle_since", "key", "reader", "transport", "used", "writer")
+
+    def __init__(self, key: _Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.key = key
+        self.reader = reader
+        self.writer = writer
+        self.transport = writer.transport
+        self.idle_since = 0.0
+        self.used = False  # has completed a response: a failure before the next response's first byte may be stale
+
+    def alive(self) -> bool:
+        return not (self.reader.at_eof() or self.transport.is_closing() or self.reader.exception() is not None)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # already gone, or its loop closed: nothing left to free
+            self.transport.abort()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.transport.close()
+
+
+class _Exchange:
+    """One response being parsed: the httptools callbacks fill it in."""
+
+    __slots__ = (
+        "chunks",
+        "complete",
+        "extra",
+        "framed",
+        "got_bytes",
+        "head_only",
+        "headers",
+        "headers_done",
+        "informational",
+        "keep_alive",
+        "parser",
+        "reason",
+        "status",
+    )
+
+    def __init__(self, head_only: bool) -> None:
+        self.parser: Any = httptools.HttpResponseParser(self)  # None once the response is complete
+        self.head_only = head_only
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.framed = False  # Content-Length or chunked: the body's end is known, EOF before it is an error
+        self.extra = False  # bytes after the end of the response: the connection cannot be reused
+        self.informational = False
+        self.got_bytes = False
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.extra = True
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
+            self.framed = True
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            self.framed = value.rstrip().lower().endswith(b"chunked")
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints: the answer follows
+            self.informational = True
+            self.reason = b""
+            self.headers = []
+            self.framed = False
+            return
+        self.status = status
+        self.keep_alive = self.parser.should_keep_alive()
+        self.headers_done = True
+        if self.head_only:
+            self.complete = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            self.extra = True
+        else:
+            self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+        elif not self.complete:
+            self.complete = True
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`; a malformed response raises RemoteProtocolError (garbage after a complete one only
+        makes the connection unusable)."""
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if not self.complete or self.status == 101:
+                raise httpx.RemoteProtocolError("The server switched protocols (HTTP 101), which is not supported.") \
+                    from None
+            self.extra = True
+        except httptools.HttpParserError as exc:
+            if self.complete:
+                self.extra = True
+            else:
+                raise httpx.RemoteProtocolError(f"Malformed HTTP response from the server: {exc}.") from None
+
+    def at_eof(self) -> None:
+        """The server closed the connection: the end of a read-until-close body, or an error."""
+        if not self.headers_done:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        if not self.complete:
+            if self.framed:
+                raise httpx.RemoteProtocolError("The server closed the connection before the end of the response body.")
+            self.complete = True
+            self.keep_alive = False
+
+    def take(self) -> bytes:
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        return data
+
+
+async def _read(conn: _Conn, timeout: float | None) -> bytes:
+    try:
+        if timeout is None:
+            return await conn.reader.read(_READ_SIZE)
+        async with asyncio.timeout(timeout):
+            return await conn.reader.read(_READ_SIZE)
+    except TimeoutError:
+        raise httpx.ReadTimeout("Timed out waiting for the server's response.") from None
+    except OSError as exc:  # reset, TLS error...
+        raise httpx.ReadError(_os_error(exc, "The connection broke while reading the response")) from None
+
+
+async def _drain(conn: _Conn, timeout: float | None) -> None:
+    try:
+        if timeout is None:
+            await conn.writer.drain()
+        else:
+            async with asyncio.timeout(timeout):
+                await conn.writer.drain()
+    except TimeoutError:
+        raise httpx.WriteTimeout("Timed out sending the request.") from None
+    except OSError as exc:
+        raise httpx.WriteError(_os_error(exc, "The connection broke while sending the request")) from None
+
+
+def _os_error(exc: OSError, what: str) -> str:
+    text = str(exc).strip()
+    return f"{what}: {type(exc).__name__}: {text}" if text else f"{what} ({type(exc).__name__})."
+
+
+def _request_head(request: httpx.Request) -> bytes:
+    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    raw = request.headers.raw
+    for name, value in raw:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    lines = len(raw) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:  # a CR or LF inside a header: refuse, unshown
+        raise httpx.LocalProtocolError("A request header contains a line break.")
+    return head
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body as it arrives. Read to its end, its connection goes back to the pool; closed early or
+    broken (an error, a cancellation), the connection is closed."""
+
+    __slots__ = ("_conn", "_exchange", "_pool", "_timeout")
+
+    def __init__(self, pool: LeanTransport, conn: _Conn, exchange: _Exchange, timeout: float | None) -> None:
+        self._pool = pool
+        self._conn: _Conn | None = conn
+        self._exchange = exchange
+        self._timeout = timeout
+        if exchange.complete:
+            self._finish()
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        exchange = self._exchange
+        while True:
+            if exchange.chunks:
+                return exchange.take()
+            conn = self._conn
+            if conn is None:
+                raise StopAsyncIteration
+            try:
+                data = await _read(conn, self._timeout)
+                if data:
+                    exchange.feed(data)
+                else:
+                    exchange.at_eof()
+            except BaseException:
+                self._conn = None
+                self._pool._discard(conn)
+                raise
+            if exchange.complete:
+                self._finish()
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            exchange = self._exchange
+            exchange.parser = None  # it refers back to the exchange: no cycle left for the garbage collector
+            self._pool._release(conn, exchange.keep_alive and not exchange.extra)
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool._discard(conn)
+
+    def __del__(self) -> None:  # a response dropped without aclose(): do not keep its connection checked out
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            self._conn = None
+            with contextlib.suppress(Exception):
+                self._pool._discard(conn)
+
+
+class LeanTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 over asyncio streams with a keep-alive pool; see the module docstring."""
+
+    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = KEEPALIVE_EXPIRY,
+                 verify: ssl.SSLContext | bool = True) -> None:
+        self.max_connections = max(1, max_connections)
+        self.keepalive_expiry = keepalive_expiry
+        self._verify = verify
+        self._ssl: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
+        self._idle: dict[_Key, deque[_Conn]] = {}
+        self._total = 0  # connections open or being opened, idle ones included
+        self._waiters: deque[tuple[_Key, asyncio.Future[_Conn | None]]] = deque()
+        self._prune_handle: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # ---- introspection (tests, metrics) -------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        """Connections open or opening, idle ones included."""
+        return self._total
+
+    @property
+    def idle_connections(self) -> int:
+        return sum(len(idle) for idle in self._idle.values())
+
+    # ---- httpx's seam -------------------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme == "https":
+            port = url.port or 443
+        elif scheme == "http":
+            port = url.port or 80
+        else:
+            raise httpx.UnsupportedProtocol(f"Unsupported URL scheme {scheme!r}: only http and https are.")
+        key = (scheme, url.raw_host.decode("ascii"), port)
+        timeouts: dict[str, float | None] = request.extensions.get("timeout") or {}
+        try:
+            body: bytes | None = request.content
+        except httpx.RequestNotRead:
+            body = None if "transfer-encoding" in request.headers else await request.aread()
+        head = _request_head(request)
+        retried = False
+        while True:
+            conn = await self._acquire(key, timeouts.get("pool"), fresh=retried)
+            if conn is None:  # a place is ours: open a connection in it
+                try:
+                    conn = await self._connect(key, timeouts.get("connect"))
+                except BaseException:
+                    self._free_slot()
+                    raise
+            try:
+                # A streamed body cannot be sent twice; and a request is retried once at most.
+                return await self._exchange(conn, request, head, body, timeouts,
+                                            may_retry=body is not None and not retried)
+            except _Retry:
+                retried = True
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._prune_handle is not None:
+            self._prune_handle.cancel()
+            self._prune_handle = None
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
+                self._total -= 1
+        self._idle.clear()
+        while self._waiters:
+            _, waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(httpx.ConnectError("The HTTP client was closed."))
+
+    # ---- one request on one connection --------------------------------------------------------------
+
+    async def _exchange(self, conn: _Conn, request: httpx.Request, head: bytes, body: bytes | None,
+                        timeouts: dict[str, float | None], *, may_retry: bool) -> httpx.Response:
+        exchange = _Exchange(request.method == "HEAD")
+        read_timeout = timeouts.get("read")
+        try:
+            writer = conn.writer
+            if conn.transport.is_closing():  # closed since it was handed over (writing would raise on uvloop)
+                raise httpx.WriteError("The connection closed before the request was sent.")
+            if body is not None:
+                if len(body) < _JOIN_BELOW:
+                    writer.write(head + body)
+                else:
+                    writer.writelines((head, body))
+                if conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                    await _drain(conn, timeouts.get("write"))
+            else:
+                writer.write(head)
+                await self._send_chunked(conn, request.stream, timeouts.get("write"))
+            while not exchange.headers_done:
+                data = await _read(conn, read_timeout)
+                if data:
+                    exchange.feed(data)
+                else:
+                    exchange.at_eof()
+        except httpx.TransportError as exc:
+            self._discard(conn)
+            if may_retry and conn.used and not exchange.got_bytes and not isinstance(exc, httpx.TimeoutException):
+                raise _Retry from exc
+            raise
+        except BaseException:
+            self._discard(conn)
+            raise
+        stream = _Body(self, conn, exchange, read_timeout)
+        return httpx.Response(exchange.status, headers=exchange.headers, stream=stream,
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": exchange.reason})
+
+    async def _send_chunked(self, conn: _Conn, stream: Any, timeout: float | None) -> None:
+        writer = conn.writer
+        async for part in stream:
+            if part:
+                if conn.transport.is_closing():
+                    raise httpx.WriteError("The connection closed while the request was being sent.")
+                writer.writelines((b"%x\r\n" % len(part), part, b"\r\n"))
+                if conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                    await _drain(conn, timeout)
+        if conn.transport.is_closing():
+            raise httpx.WriteError("The connection closed while the request was being sent.")
+        writer.write(b"0\r\n\r\n")
+        if conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+            await _drain(conn, timeout)
+
+    # ---- connections ---------------------------------------------------------------------------------
+
+    async def _connect(self, key: _Key, timeout: float | None) -> _Conn:
+        scheme, host, port = key
+        context = self._ssl_context() if scheme == "https" else None
+        try:
+            if timeout is None:
+                reader, writer = await asyncio.open_connection(host, port, ssl=context,
+                                                               server_hostname=host if context else None)
+            else:
+                async with asyncio.timeout(timeout):
+                    reader, writer = await asyncio.open_connection(host, port, ssl=context,
+                                                                   server_hostname=host if context else None)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"Timed out connecting to {host}:{port}.") from None
+        except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError, certificate)
+            raise httpx.ConnectError(_os_error(exc, f"Could not connect to {host}:{port}")) from None
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _Conn(key, reader, writer)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            if self._verify is False:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                context.set_alpn_protocols(["http/1.1"])
+                self._ssl = context
+            else:
+                self._ssl = default_ssl_context()
+        return self._ssl
+
+    # ---- the pool ------------------------------------------------------------------------------------
+    #
+    # Invariant: `_total` counts every connection that is open or being opened (checked out or idle). A
+    # place freed while callers wait is handed to the first of them, never decremented then re-taken, so
+    # nothing can slip in ahead of the queue. All bookkeeping is synchronous: no await can interrupt it.
+
+    async def _acquire(self, key: _Key, timeout: float | None, *, fresh: bool = False) -> _Conn | None:
+        """An idle connection to `key`, or None: a place is reserved for the caller to open a new one."""
+        if self._closed:
+            raise httpx.ConnectError("The HTTP client was closed.")
+        if not self._waiters:
+            if not fresh:
+                idle = self._idle.get(key)
+                if idle:
+                    now = monotonic()
+                    while idle:
+                        conn = idle.pop()
+                        if now - conn.idle_since < self.keepalive_expiry and conn.alive():
+                            return conn
+                        conn.close()
+                        self._total -= 1
+            if self._total < self.max_connections:
+                self._total += 1
+                return None
+            if self._evict_idle():
+                return None
+        waiter: asyncio.Future[_Conn | None] = asyncio.get_running_loop().create_future()
+        entry = (key, waiter)
+        self._waiters.append(entry)
+        try:
+            if timeout is None:
+                return await waiter
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                got = waiter.result()  # handed over just as we gave up: pass it on
+                if got is None:
+                    self._free_slot()
+                else:
+                    self._release(got, True)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
+            if isinstance(exc, TimeoutError):
+                raise httpx.PoolTimeout("Timed out waiting for a connection from the pool.") from None
+            raise
+
+    def _release(self, conn: _Conn, reusable: bool) -> None:
+        """A connection whose response is complete: to the first waiter, to the idle pool, or closed."""
+        if not reusable or self._closed or not conn.alive():
+            self._discard(conn)
+            return
+        conn.used = True
+        while self._waiters:
+            key, waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            if key == conn.key:
+                waiter.set_result(conn)
+            else:  # the first waiter wants another host: its place is this connection's
+                conn.close()
+                waiter.set_result(None)
+            return
+        conn.idle_since = monotonic()
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = deque()
+        idle.append(conn)
+        if self._prune_handle is None:
+            self._schedule_prune(self.keepalive_expiry)
+
+    def _discard(self, conn: _Conn) -> None:
+        """Close a checked-out connection (broken, cancelled, not reusable) and free its place."""
+        conn.abort()
+        self._free_slot()
+
+    def _free_slot(self) -> None:
+        while self._waiters:
+            _, waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the place passes to the waiter: _total unchanged
+                return
+        self._total -= 1
+
+    def _evict_idle(self) -> bool:
+        """Close the longest-idle connection to any host so its place can be used (the pool is full)."""
+        oldest: deque[_Conn] | None = None
+        for idle in self._idle.values():
+            if idle and (oldest is None or idle[0].idle_since < oldest[0].idle_since):
+                oldest = idle
+        if oldest is None:
+            return False
+        oldest.popleft().close()
+        return True
+
+    def _schedule_prune(self, delay: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._prune_handle = loop.call_later(delay + 0.05, self._prune)
+
+    def _prune(self) -> None:
+        """Close idle connections past their expiry or closed by the server; runs while any are idle."""
+        self._prune_handle = None
+        if self._closed:
+            return
+        now = monotonic()
+        soonest: float | None = None
+        for key in list(self._idle):
+            idle = self._idle[key]
+            kept: deque[_Conn] = deque()
+            for conn in idle:
+                if now - conn.idle_since >= self.keepalive_expiry or not conn.alive():
+                    conn.close()
+                    self._free_slot()
+                else:
+                    kept.append(conn)
+                    soonest = conn.idle_since if soonest is None else min(soonest, conn.idle_since)
+            if kept:
+                self._idle[key] = kept
+            else:
+                del self._idle[key]
+        if soonest is not None:
+            self._schedule_prune(max(0.0, soonest + self.keepalive_expiry - now))
