@@ -43,6 +43,9 @@ def serve(
         help="Answer 503 beyond this many requests in flight [config: max_concurrency; default 512].")] = None,
     workers: Annotated[int, typer.Option(
         "--workers", min=1, help="Server processes sharing the port (e.g. one per CPU core).")] = 1,
+    access_log: Annotated[bool, typer.Option(
+        "--access-log", help="Print a line per request on stderr (every request is in `cfai usage` anyway).")
+    ] = False,
     no_ui: Annotated[bool, typer.Option(
         "--no-ui", help="Do not serve the browser page at / and /ui [config: ui = false].")] = False,
     offline: OfflineOption = False,
@@ -83,7 +86,7 @@ def serve(
             for cred in upstream.credentials:
                 if cred.env and not cred.value:
                     term.warn(f"{upstream.name}: ${cred.env} is not set, so that key is unavailable.")
-    run_server(settings, host=host, port=port, no_auth=no_auth, workers=workers)
+    run_server(settings, host=host, port=port, no_auth=no_auth, workers=workers, access_log=access_log)
 
 
 def register(app: typer.Typer) -> None:

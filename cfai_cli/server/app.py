@@ -125,7 +125,7 @@ def worker_app() -> ASGIApp:
 
 
 def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, log_level: str = "info",
-          workers: int = 1) -> None:
+          workers: int = 1, access_log: bool = False) -> None:
     """Run the proxy with uvicorn until interrupted; `workers` > 1 runs that many processes on one socket.
 
     uvicorn picks uvloop and httptools when they are installed (they are dependencies on the platforms
@@ -134,7 +134,10 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
     check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))
     import uvicorn
 
+    # uvicorn's access log formats and writes a line per request (8% of the CPU under load, py-spy); the
+    # usage log already records every request, so it is opt-in (`cfai serve --access-log`).
     options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "server_header": False,
+                               "access_log": access_log,
                                "proxy_headers": False}
     if workers <= 1:
         app: ASGIApp = create_app(settings, no_auth=no_auth)

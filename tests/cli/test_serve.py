@@ -47,7 +47,7 @@ def free_port() -> int:
 def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--no-auth", "--port", str(port),
-                             "--image-ttl", "0.0004", "--no-ui"],
+                             "--image-ttl", "0.0004", "--no-ui", "--access-log"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         deadline = time.monotonic() + 20
@@ -86,12 +86,14 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            _, err = proc.communicate(timeout=15)
+            out, err = proc.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
+            out, err = proc.communicate()
     assert proc.returncode == 0
     assert "OFFLINE" in err and f"http://127.0.0.1:{port}/v1" in err
+    assert '"POST /v1/chat/completions HTTP/1.1" 200' in out  # --access-log (uvicorn's, on stdout)
+    assert "Traceback" not in err + out
 
 
 def test_rate_limit_holds_across_two_server_processes(cfai_home: Path, cli: Invoke) -> None:
@@ -129,9 +131,11 @@ def test_rate_limit_holds_across_two_server_processes(cfai_home: Path, cli: Invo
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGINT)
+        errs = []
         for proc in procs:
             try:
-                proc.communicate(timeout=15)
+                errs.append("".join(proc.communicate(timeout=15)))
             except subprocess.TimeoutExpired:
                 proc.kill()
     assert sorted(statuses) == [200] * 8 + [429] * 16
+    assert not any("GET /v1/models" in both for both in errs)  # no access log unless --access-log
