@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from typing import Any, TypeVar, cast
@@ -189,21 +190,31 @@ class _Choice:
             completion_tokens=estimate_tokens("x" * self.translator.text_chars),
         )
 
-    async def deltas(self) -> AsyncIterator[list[ChunkChoice]]:
+    async def deltas(self) -> AsyncGenerator[list[ChunkChoice], None]:
         done = False
         try:
             if self.upstream.chunks is None:
                 async for item in self._from_result():
                     yield item
                 return
-            async with aclosing(_sse_data(self.upstream.chunks)) as payloads:
-                async for data in payloads:
-                    if data.strip() == "[DONE]":
-                        done = True
-                        break
-                    out = self.translator.feed(_event_json(data))
+            # One list per upstream read (usually several events), so the proxy writes it in one send.
+            async with aclosing(_sse_reads(self.upstream.chunks)) as reads:
+                async for payloads in reads:
+                    out: list[ChunkChoice] = []
+                    for data in payloads:
+                        if data.strip() == "[DONE]":
+                            done = True
+                            break
+                        try:
+                            out += self.translator.feed(_event_json(data))
+                        except Exception:
+                            if out:
+                                yield out  # what came before the bad event still reaches the client
+                            raise
                     if out:
                         yield out
+                    if done:
+                        break
             yield self.translator.finish(done=done)
         finally:
             await self.upstream.aclose(drain=done)
@@ -226,14 +237,16 @@ class _Choice:
             yield item["choices"]
 
 
-async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncGenerator[str, None]:
-    """The `data` of each SSE event in upstream bytes, however the bytes were split."""
+async def _sse_reads(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], None]:
+    """The `data` of the SSE events each upstream read completed, however the bytes were split."""
     decoder = SSEDecoder()
     async for raw in chunks:
-        for event in decoder.decode(raw):
-            yield event.data
-    for event in decoder.flush():
-        yield event.data
+        events = decoder.decode(raw)
+        if events:
+            yield [event.data for event in events]
+    tail = decoder.flush()
+    if tail:
+        yield [event.data for event in tail]
 
 
 def _event_json(data: str) -> object:
@@ -243,8 +256,37 @@ def _event_json(data: str) -> object:
         raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).") from None
 
 
-async def _stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, streams: list[UpstreamStream],
-                  client: WorkersAIClient, *, include_usage: bool) -> AsyncIterator[ChatCompletionChunk]:
+class ChunkStream:
+    """A chat stream's chunks; `batches()` gives them in the groups they arrived in from upstream, so the
+    proxy can write a group in one send (one per upstream read, not one per token: bench/run.py)."""
+
+    def __init__(self, batches: AsyncGenerator[list[ChatCompletionChunk], None]) -> None:
+        self._batches = batches
+        self._pending: deque[ChatCompletionChunk] = deque()
+
+    def __aiter__(self) -> ChunkStream:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        while not self._pending:
+            self._pending.extend(await self._batches.__anext__())  # StopAsyncIteration ends us too
+        return self._pending.popleft()
+
+    def batches(self) -> AsyncGenerator[list[ChatCompletionChunk], None]:
+        return self._batches
+
+    async def aclose(self) -> None:
+        await self._batches.aclose()
+
+
+def _stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, streams: list[UpstreamStream],
+            client: WorkersAIClient, *, include_usage: bool) -> ChunkStream:
+    return ChunkStream(_stream_batches(ctx, req, call, streams, client, include_usage=include_usage))
+
+
+async def _stream_batches(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall,
+                          streams: list[UpstreamStream], client: WorkersAIClient, *, include_usage: bool
+                          ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
     completion_id, created = ctx.ids("chatcmpl"), ctx.now()
     choices = [_Choice(ctx, req, call, upstream, i, client) for i, upstream in enumerate(streams)]
 
@@ -253,21 +295,16 @@ async def _stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCal
         return chunk([choice], completion_id=completion_id, created=created, model=call.model_id,
                      include_usage=include_usage)
 
-    if len(choices) == 1:
-        async for deltas in choices[0].deltas():
-            for choice in deltas:
-                yield wrap(choice)
-    else:
-        async for deltas in _merge(choices):
-            for choice in deltas:
-                yield wrap(choice)
+    async with aclosing(choices[0].deltas() if len(choices) == 1 else _merge(choices)) as groups:
+        async for deltas in groups:
+            yield [wrap(choice) for choice in deltas]
     if include_usage:
         usage = usage_out(sum_usage(c.usage() for c in choices))
-        yield chunk([], completion_id=completion_id, created=created, model=call.model_id, usage=usage,
-                    include_usage=True)
+        yield [chunk([], completion_id=completion_id, created=created, model=call.model_id, usage=usage,
+                     include_usage=True)]
 
 
-async def _merge(choices: list[_Choice]) -> AsyncIterator[list[ChunkChoice]]:
+async def _merge(choices: list[_Choice]) -> AsyncGenerator[list[ChunkChoice], None]:
     """Interleave several choices' deltas as they arrive (n > 1)."""
     queue: asyncio.Queue[list[ChunkChoice] | Exception | None] = asyncio.Queue(maxsize=64)
 

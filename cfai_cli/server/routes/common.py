@@ -49,9 +49,14 @@ async def _sse(events: AsyncIterable[Mapping[str, Any]], done: bool, named: bool
     def encode(event: Mapping[str, Any]) -> bytes:
         return encode_sse(event, event=str(event["type"]) if named and "type" in event else None)
 
+    batches = getattr(events, "batches", None)  # service.chat.ChunkStream: one write per upstream read
     try:
-        async for event in events:
-            yield encode(event)
+        if batches is not None:
+            async for batch in batches():
+                yield b"".join(map(encode, batch))
+        else:
+            async for event in events:
+                yield encode(event)
     except CfaiError as exc:
         # In-band error and no [DONE]: a client must never take a broken answer for a complete one.
         for event in on_error(exc):
