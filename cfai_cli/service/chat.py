@@ -40,7 +40,7 @@ from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import InvalidRequest, UpstreamError, UpstreamStreamError
 from cfai_cli.service.context import Context
 from cfai_cli.upstream.router import Lane
-from cfai_cli.upstream.workers import UpstreamStream, WorkersAIClient
+from cfai_cli.upstream.workers import UpstreamStream, Waited, WorkersAIClient
 
 T = TypeVar("T")
 
@@ -172,7 +172,7 @@ async def _open_workers_stream(ctx: Context, req: ChatCompletionRequest, model_i
         completion = await _complete(ctx, req, model_id, client)
         return _replay(completion_to_chunks(completion, include_usage=include_usage))
     streams = await gather_all(_upstream(ctx, call, client.stream) for _ in range(req.n or 1))
-    return _stream(ctx, req, call, streams, client, include_usage=include_usage)
+    return await _stream(ctx, req, call, streams, client, include_usage=include_usage)
 
 
 class _Choice:
@@ -181,6 +181,8 @@ class _Choice:
     def __init__(self, ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, upstream: UpstreamStream,
                  index: int, client: WorkersAIClient) -> None:
         self.ctx, self.req, self.call, self.upstream, self.client = ctx, req, call, upstream, client
+        self.reads = _sse_reads(upstream.chunks) if upstream.chunks is not None else None
+        self.first: list[str] | None = None  # the events of the first upstream read, taken by prime()
         self.translator = ChoiceStream(index=index, new_call_id=lambda: ctx.ids("call"), stop=call.stop,
                                        max_tokens_sent=call.max_tokens_sent)
 
@@ -190,15 +192,43 @@ class _Choice:
             completion_tokens=estimate_tokens("x" * self.translator.text_chars),
         )
 
+    async def prime(self) -> None:
+        """Read up to the first events before anything is sent: an error there (an error event, or a stream
+        that ends with no event at all) is raised now, while the router can still fail over."""
+        if self.reads is None:
+            return
+        try:
+            with Waited():
+                self.first = await anext(self.reads, [])
+            if not self.first:
+                raise UpstreamStreamError("Workers AI ended the stream before sending anything.")
+            data = self.first[0]
+            if data.strip() != "[DONE]":
+                event = _event_json(data)
+                if isinstance(event, dict) and (event.get("error") or event.get("success") is False
+                                                or event.get("errors")):
+                    self.translator.feed(event)  # raises the mapped mid-stream error
+        except BaseException:
+            await self.reads.aclose()
+            await self.upstream.aclose()
+            raise
+
+    async def _events(self) -> AsyncGenerator[list[str], None]:
+        assert self.reads is not None
+        if self.first:
+            yield self.first
+        async for payloads in self.reads:
+            yield payloads
+
     async def deltas(self) -> AsyncGenerator[list[ChunkChoice], None]:
         done = False
         try:
-            if self.upstream.chunks is None:
+            if self.reads is None:
                 async for item in self._from_result():
                     yield item
                 return
             # One list per upstream read (usually several events), so the proxy writes it in one send.
-            async with aclosing(_sse_reads(self.upstream.chunks)) as reads:
+            async with aclosing(self.reads), aclosing(self._events()) as reads:
                 async for payloads in reads:
                     out: list[ChunkChoice] = []
                     for data in payloads:
@@ -279,16 +309,23 @@ class ChunkStream:
         await self._batches.aclose()
 
 
-def _stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, streams: list[UpstreamStream],
-            client: WorkersAIClient, *, include_usage: bool) -> ChunkStream:
-    return ChunkStream(_stream_batches(ctx, req, call, streams, client, include_usage=include_usage))
-
-
-async def _stream_batches(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall,
-                          streams: list[UpstreamStream], client: WorkersAIClient, *, include_usage: bool
-                          ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
-    completion_id, created = ctx.ids("chatcmpl"), ctx.now()
+async def _stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, streams: list[UpstreamStream],
+                  client: WorkersAIClient, *, include_usage: bool) -> ChunkStream:
     choices = [_Choice(ctx, req, call, upstream, i, client) for i, upstream in enumerate(streams)]
+    try:
+        await gather_all(choice.prime() for choice in choices)
+    except BaseException:
+        for choice in choices:  # the others were fine: close them too, nothing will read them
+            if choice.reads is not None:
+                await choice.reads.aclose()
+            await choice.upstream.aclose()
+        raise
+    return ChunkStream(_stream_batches(ctx, req, call, choices, include_usage=include_usage))
+
+
+async def _stream_batches(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, choices: list[_Choice],
+                          *, include_usage: bool) -> AsyncGenerator[list[ChatCompletionChunk], None]:
+    completion_id, created = ctx.ids("chatcmpl"), ctx.now()
 
     def wrap(choice: ChunkChoice) -> ChatCompletionChunk:
         # One choice delta per chunk: clients merge deltas by index, chunk by chunk.

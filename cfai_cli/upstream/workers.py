@@ -322,6 +322,9 @@ class _Waited:
             self._into[0] += time.perf_counter() - self._start
 
 
+Waited = _Waited  # `with Waited():` counts the time inside as waiting on Workers AI (for callers outside)
+
+
 def _with_retry_after(error: CfaiError) -> CfaiError:
     """A capacity 429 given up on tells the client when to come back, even if Workers AI did not say."""
     if isinstance(error, RateLimited) and not isinstance(error, QuotaExceeded) and error.retry_after is None:

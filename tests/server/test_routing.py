@@ -540,3 +540,32 @@ async def test_routes_are_listed_as_models(proxy) -> None:
     routes = {m["id"] for m in listed if m["owned_by"] == "cfai-route"}
     assert routes == {"fast", "only-groq", "strict"}
     assert one.status_code == 200 and one.json()["id"] == "fast"
+
+
+@pytest.mark.parametrize("first", [
+    sse({"error": "AiError: Capacity temporarily exceeded"}),  # an error before any content
+    sse({"success": False, "errors": [{"code": 3040, "message": "Out of capacity"}]}),
+    b"",  # a 200 stream that ends before its first event
+])
+async def test_a_stream_that_fails_before_its_first_event_still_fails_over(proxy, up: FakeUpstreams,
+                                                                          first: bytes) -> None:
+    up.account(MAIN).models[MODEL] = lambda request, body: sse_response(first)
+    async with proxy() as client:
+        response = await client.post("/v1/chat/completions", json=chat(stream=True))
+    assert response.status_code == 200
+    assert response.headers["x-cfai-upstream"] == "backup"
+    text, events = stream_text(response.text)
+    assert text == f"hello from {BACKUP}" and not any("error" in e for e in events)
+    assert up.who() == [f"{MAIN}/cf-main-token-value", f"{BACKUP}/backup-token-one"]
+
+
+async def test_with_one_target_an_error_before_the_first_event_is_a_clean_http_error(proxy, up: FakeUpstreams
+                                                                                   ) -> None:
+    up.providers["groq.test"] = lambda request, body: httpx.Response(500, json={"error": {"message": "down"}})
+    async with proxy() as client:
+        # "strict": the main account, then "spare" whose key is not set: one usable target.
+        up.account(MAIN).models[MODEL] = lambda request, body: sse_response(sse({"error": "AiError: broken"}))
+        response = await client.post("/v1/chat/completions", json=chat("strict", stream=True))
+    assert response.status_code == 502
+    assert response.headers["content-type"].startswith("application/json")
+    assert "broken" in response.json()["error"]["message"]
