@@ -156,10 +156,29 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIte
     async def attempt(target: Target, lane: Lane) -> AsyncIterator[ChatCompletionChunk]:
         if lane.kind == "openai":
             events = await lane.openai.stream("/chat/completions", _passthrough_body(req, target.model, stream=True))
-            return cast(AsyncIterator[ChatCompletionChunk], events)
+            return cast(AsyncIterator[ChatCompletionChunk], await _primed(events))
         return await _open_workers_stream(ctx, await inlined(), target.model, lane.workers)
 
     return await ctx.router.call(req.model, attempt)
+
+
+async def _primed(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    """The provider's first event read now (an error there can still fail over), then the rest as they come."""
+    try:
+        with Waited():
+            first = await anext(events, None)
+    except BaseException:
+        await cast(AsyncGenerator[dict[str, Any], None], events).aclose()
+        raise
+
+    async def rest() -> AsyncGenerator[dict[str, Any], None]:
+        async with aclosing(cast(AsyncGenerator[dict[str, Any], None], events)):
+            if first is not None:
+                yield first
+            async for event in events:
+                yield event
+
+    return rest()
 
 
 async def _open_workers_stream(ctx: Context, req: ChatCompletionRequest, model_id: str,

@@ -569,3 +569,20 @@ async def test_with_one_target_an_error_before_the_first_event_is_a_clean_http_e
     assert response.status_code == 502
     assert response.headers["content-type"].startswith("application/json")
     assert "broken" in response.json()["error"]["message"]
+
+
+async def test_a_provider_stream_that_opens_with_an_error_event_fails_over(proxy, up: FakeUpstreams,
+                                                                           tmp_path: Path) -> None:
+    config = CONFIG + 'groq-first = ["groq:llama-3.1-8b-instant", "cloudflare:' + MODEL + '"]\n'
+    (tmp_path / "config.toml").write_text(config)
+    up.providers["groq.test"] = lambda request, body: httpx.Response(
+        200, headers={"content-type": "text/event-stream"},
+        content=b'data: {"error": {"message": "model overloaded", "type": "server_error"}}\n\n')
+    settings = load_settings({"account_id": MAIN, "api_token": "t0", "timeout": 5},
+                             environ={"CFAI_HOME": str(tmp_path), "GROQ_API_KEY": "k"})
+    app = create_app(settings, no_auth=True, transport=up.transport())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+        response = await client.post("/v1/chat/completions", json=chat("groq-first", stream=True))
+    assert response.headers["x-cfai-upstream"] == "cloudflare"
+    assert stream_text(response.text)[0] == f"hello from {MAIN}"
