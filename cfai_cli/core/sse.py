@@ -121,7 +121,11 @@ def encode_sse(data: str | Mapping[str, Any], *, event: str | None = None) -> by
     (a reader sees a LF there); splitting on LF alone would let the text after a lone CR become a
     stray field line that readers drop.
     """
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    if not isinstance(data, str):
+        # JSON escapes every CR and LF, so it is always one line (the per-chunk hot path of every stream).
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        return (f"event: {event}\ndata: {text}\n\n" if event else f"data: {text}\n\n").encode("utf-8")
+    text = data
     head = f"event: {event}\n" if event else ""
     body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(text))
     return (head + body + "\n").encode("utf-8")

@@ -284,6 +284,11 @@ class _Body(httpx.AsyncByteStream):
     def __aiter__(self) -> _Body:
         return self
 
+    @property
+    def released(self) -> bool:
+        """The connection is already back in the pool (the message is complete) or closed: nothing to drain."""
+        return self._conn is None
+
     async def __anext__(self) -> bytes:
         exchange = self._exchange
         while True:

@@ -69,7 +69,10 @@ class UpstreamStream:
     async def aclose(self, *, drain: bool = False) -> None:
         """Close the answer; `drain` (after [DONE]) first reads the little that is left, so the
         connection goes back to the pool instead of costing a new TCP and TLS handshake next time."""
-        if drain and self.chunks is not None and self._response is not None and not self._response.is_closed:
+        response = self._response
+        if drain and response is not None and getattr(response.stream, "released", False):
+            drain = False  # cfai's transport already gave the connection back when the message ended
+        if drain and self.chunks is not None and response is not None and not response.is_closed:
             try:
                 # An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from
                 # anyio cancellation only, and a native cancel landing there leaves the connection checked
