@@ -16,6 +16,9 @@ HELP = """Serve the OpenAI API (chat completions, embeddings, images, models and
 
 Clients send `Authorization: Bearer <key>` with a key from `cfai keygen`. --no-auth is allowed only on a
 loopback address. Routes also answer without the /v1 prefix. Ctrl-C stops the server.
+
+More Cloudflare accounts, OpenAI-compatible providers as fallbacks, and model routes with failover come from
+[upstreams.*] and [routes] in config.toml (README: Routing and failover); GET /health shows their state.
 """
 
 EPILOG = """Examples:
@@ -44,7 +47,7 @@ def serve(
     workers: Annotated[int, typer.Option(
         "--workers", min=1, help="Server processes sharing the port (e.g. one per CPU core).")] = 1,
     access_log: Annotated[bool, typer.Option(
-        "--access-log", help="Print a line per request on stderr (every request is in `cfai usage` anyway).")
+        "--access-log", help="Print uvicorn's line per request on stdout (every request is in `cfai usage` anyway).")
     ] = False,
     no_ui: Annotated[bool, typer.Option(
         "--no-ui", help="Do not serve the browser page at / and /ui [config: ui = false].")] = False,
