@@ -25,16 +25,8 @@ from cfai_cli.core.openai.chat import (
 )
 from cfai_cli.core.routing import Target
 from cfai_cli.core.sse import SSEDecoder
-from cfai_cli.core.translate.chat import (
-    WorkersChatCall,
-    estimate_tokens,
-    from_workers_chat,
-    legacy_tool_history,
-    prompt_text,
-    sum_usage,
-    to_workers_chat,
-    usage_out,
-)
+from cfai_cli.core.translate.chat import WorkersChatCall, legacy_tool_history, to_workers_chat
+from cfai_cli.core.translate.chat_answer import estimate_tokens, from_workers_chat, prompt_text, sum_usage, usage_out
 from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import InvalidRequest, UpstreamError, UpstreamStreamError

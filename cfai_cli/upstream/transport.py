@@ -22,7 +22,8 @@ clients keep httpx's request building, headers, decoding and exceptions, and onl
   HTTP/1.1 only. Proxies are not supported: `lean_transport()` returns None when one is configured, so the
   client falls back to httpx's default transport, which honours them.
 
-Imports httpx, httptools and the standard library only.
+The wire work of one connection (request head, parser, reads and writes) is upstream.http11; this module is
+the pool and the transport. Imports httpx, upstream.http11 and the standard library only.
 """
 
 from __future__ import annotations
@@ -36,16 +37,15 @@ from collections import deque
 from time import monotonic
 from typing import Any
 
-import httptools
 import httpx
+
+from cfai_cli.upstream.http11 import Conn, Exchange, Key, drain, os_error, read, request_head
 
 __all__ = ["LeanTransport", "lean_transport", "proxies_configured"]
 
 KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept (httpx's default)
-_READ_SIZE = 64 * 1024
 _WRITE_HIGH_WATER = 64 * 1024  # buffered request bytes beyond which we wait for the socket (write timeout)
 _JOIN_BELOW = 64 * 1024  # request bodies smaller than this are sent with their head in one buffer
-_Key = tuple[str, str, int]
 
 
 def proxies_configured() -> bool:
@@ -89,193 +89,15 @@ class _Retry(Exception):
     """Internal: a reused connection failed before any response byte; send the request again on a new one."""
 
 
-class _Conn:
-    __slots__ = ("idle_since", "key", "reader", "transport", "used", "writer")
-
-    def __init__(self, key: _Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.key = key
-        self.reader = reader
-        self.writer = writer
-        self.transport = writer.transport
-        self.idle_since = 0.0
-        self.used = False  # has completed a response: a failure before the next response's first byte may be stale
-
-    def alive(self) -> bool:
-        return not (self.reader.at_eof() or self.transport.is_closing() or self.reader.exception() is not None)
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):  # already gone, or its loop closed: nothing left to free
-            self.transport.abort()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.transport.close()
-
-
-class _Exchange:
-    """One response being parsed: the httptools callbacks fill it in."""
-
-    __slots__ = (
-        "chunks",
-        "complete",
-        "extra",
-        "framed",
-        "got_bytes",
-        "head_only",
-        "headers",
-        "headers_done",
-        "informational",
-        "keep_alive",
-        "parser",
-        "reason",
-        "status",
-    )
-
-    def __init__(self, head_only: bool) -> None:
-        self.parser: Any = httptools.HttpResponseParser(self)  # None once the response is complete
-        self.head_only = head_only
-        self.status = 0
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.chunks: list[bytes] = []
-        self.headers_done = False
-        self.complete = False
-        self.keep_alive = False
-        self.framed = False  # Content-Length or chunked: the body's end is known, EOF before it is an error
-        self.extra = False  # bytes after the end of the response: the connection cannot be reused
-        self.informational = False
-        self.got_bytes = False
-
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        if self.complete:
-            self.extra = True
-
-    def on_status(self, status: bytes) -> None:
-        self.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-        size = len(name)
-        if size == 14 and name.lower() == b"content-length":
-            self.framed = True
-        elif size == 17 and name.lower() == b"transfer-encoding":
-            self.framed = value.rstrip().lower().endswith(b"chunked")
-
-    def on_headers_complete(self) -> None:
-        if self.complete:
-            return
-        status = self.parser.get_status_code()
-        if 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints: the answer follows
-            self.informational = True
-            self.reason = b""
-            self.headers = []
-            self.framed = False
-            return
-        self.status = status
-        self.keep_alive = self.parser.should_keep_alive()
-        self.headers_done = True
-        if self.head_only:
-            self.complete = True
-
-    def on_body(self, body: bytes) -> None:
-        if self.complete:
-            self.extra = True
-        else:
-            self.chunks.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.informational:
-            self.informational = False
-        elif not self.complete:
-            self.complete = True
-
-    def feed(self, data: bytes) -> None:
-        """Parse `data`; a malformed response raises RemoteProtocolError (garbage after a complete one only
-        makes the connection unusable)."""
-        self.got_bytes = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if not self.complete or self.status == 101:
-                raise httpx.RemoteProtocolError("The server switched protocols (HTTP 101), which is not supported.") \
-                    from None
-            self.extra = True
-        except httptools.HttpParserError as exc:
-            if self.complete:
-                self.extra = True
-            else:
-                raise httpx.RemoteProtocolError(f"Malformed HTTP response from the server: {exc}.") from None
-
-    def at_eof(self) -> None:
-        """The server closed the connection: the end of a read-until-close body, or an error."""
-        if not self.headers_done:
-            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
-        if not self.complete:
-            if self.framed:
-                raise httpx.RemoteProtocolError("The server closed the connection before the end of the response body.")
-            self.complete = True
-            self.keep_alive = False
-
-    def take(self) -> bytes:
-        chunks = self.chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        return data
-
-
-async def _read(conn: _Conn, timeout: float | None) -> bytes:
-    try:
-        if timeout is None:
-            return await conn.reader.read(_READ_SIZE)
-        async with asyncio.timeout(timeout):
-            return await conn.reader.read(_READ_SIZE)
-    except TimeoutError:
-        raise httpx.ReadTimeout("Timed out waiting for the server's response.") from None
-    except OSError as exc:  # reset, TLS error...
-        raise httpx.ReadError(_os_error(exc, "The connection broke while reading the response")) from None
-
-
-async def _drain(conn: _Conn, timeout: float | None) -> None:
-    try:
-        if timeout is None:
-            await conn.writer.drain()
-        else:
-            async with asyncio.timeout(timeout):
-                await conn.writer.drain()
-    except TimeoutError:
-        raise httpx.WriteTimeout("Timed out sending the request.") from None
-    except OSError as exc:
-        raise httpx.WriteError(_os_error(exc, "The connection broke while sending the request")) from None
-
-
-def _os_error(exc: OSError, what: str) -> str:
-    text = str(exc).strip()
-    return f"{what}: {type(exc).__name__}: {text}" if text else f"{what} ({type(exc).__name__})."
-
-
-def _request_head(request: httpx.Request) -> bytes:
-    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-    raw = request.headers.raw
-    for name, value in raw:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    head = b"".join(parts)
-    lines = len(raw) + 2
-    if head.count(b"\n") != lines or head.count(b"\r") != lines:  # a CR or LF inside a header: refuse, unshown
-        raise httpx.LocalProtocolError("A request header contains a line break.")
-    return head
-
-
 class _Body(httpx.AsyncByteStream):
     """A response body as it arrives. Read to its end, its connection goes back to the pool; closed early or
     broken (an error, a cancellation), the connection is closed."""
 
     __slots__ = ("_conn", "_exchange", "_pool", "_timeout")
 
-    def __init__(self, pool: LeanTransport, conn: _Conn, exchange: _Exchange, timeout: float | None) -> None:
+    def __init__(self, pool: LeanTransport, conn: Conn, exchange: Exchange, timeout: float | None) -> None:
         self._pool = pool
-        self._conn: _Conn | None = conn
+        self._conn: Conn | None = conn
         self._exchange = exchange
         self._timeout = timeout
         if exchange.complete:
@@ -298,7 +120,7 @@ class _Body(httpx.AsyncByteStream):
             if conn is None:
                 raise StopAsyncIteration
             try:
-                data = await _read(conn, self._timeout)
+                data = await read(conn, self._timeout)
                 if data:
                     exchange.feed(data)
                 else:
@@ -339,9 +161,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self.keepalive_expiry = keepalive_expiry
         self._verify = verify
         self._ssl: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
-        self._idle: dict[_Key, deque[_Conn]] = {}
+        self._idle: dict[Key, deque[Conn]] = {}
         self._total = 0  # connections open or being opened, idle ones included
-        self._waiters: deque[tuple[_Key, asyncio.Future[_Conn | None]]] = deque()
+        self._waiters: deque[tuple[Key, asyncio.Future[Conn | None]]] = deque()
         self._prune_handle: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -373,7 +195,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             body: bytes | None = request.content
         except httpx.RequestNotRead:
             body = None if "transfer-encoding" in request.headers else await request.aread()
-        head = _request_head(request)
+        head = request_head(request)
         retried = False
         while True:
             conn = await self._acquire(key, timeouts.get("pool"), fresh=retried)
@@ -407,9 +229,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     # ---- one request on one connection --------------------------------------------------------------
 
-    async def _exchange(self, conn: _Conn, request: httpx.Request, head: bytes, body: bytes | None,
+    async def _exchange(self, conn: Conn, request: httpx.Request, head: bytes, body: bytes | None,
                         timeouts: dict[str, float | None], *, may_retry: bool) -> httpx.Response:
-        exchange = _Exchange(request.method == "HEAD")
+        exchange = Exchange(request.method == "HEAD")
         read_timeout = timeouts.get("read")
         try:
             writer = conn.writer
@@ -421,12 +243,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 else:
                     writer.writelines((head, body))
                 if conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-                    await _drain(conn, timeouts.get("write"))
+                    await drain(conn, timeouts.get("write"))
             else:
                 writer.write(head)
                 await self._send_chunked(conn, request.stream, timeouts.get("write"))
             while not exchange.headers_done:
-                data = await _read(conn, read_timeout)
+                data = await read(conn, read_timeout)
                 if data:
                     exchange.feed(data)
                 else:
@@ -443,7 +265,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return httpx.Response(exchange.status, headers=exchange.headers, stream=stream,
                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": exchange.reason})
 
-    async def _send_chunked(self, conn: _Conn, stream: Any, timeout: float | None) -> None:
+    async def _send_chunked(self, conn: Conn, stream: Any, timeout: float | None) -> None:
         writer = conn.writer
         async for part in stream:
             if part:
@@ -451,16 +273,16 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     raise httpx.WriteError("The connection closed while the request was being sent.")
                 writer.writelines((b"%x\r\n" % len(part), part, b"\r\n"))
                 if conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-                    await _drain(conn, timeout)
+                    await drain(conn, timeout)
         if conn.transport.is_closing():
             raise httpx.WriteError("The connection closed while the request was being sent.")
         writer.write(b"0\r\n\r\n")
         if conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-            await _drain(conn, timeout)
+            await drain(conn, timeout)
 
     # ---- connections ---------------------------------------------------------------------------------
 
-    async def _connect(self, key: _Key, timeout: float | None) -> _Conn:
+    async def _connect(self, key: Key, timeout: float | None) -> Conn:
         scheme, host, port = key
         context = self._ssl_context() if scheme == "https" else None
         try:
@@ -474,12 +296,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.ConnectTimeout(f"Timed out connecting to {host}:{port}.") from None
         except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError, certificate)
-            raise httpx.ConnectError(_os_error(exc, f"Could not connect to {host}:{port}")) from None
+            raise httpx.ConnectError(os_error(exc, f"Could not connect to {host}:{port}")) from None
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Conn(key, reader, writer)
+        return Conn(key, reader, writer)
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -499,7 +321,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
     # place freed while callers wait is handed to the first of them, never decremented then re-taken, so
     # nothing can slip in ahead of the queue. All bookkeeping is synchronous: no await can interrupt it.
 
-    async def _acquire(self, key: _Key, timeout: float | None, *, fresh: bool = False) -> _Conn | None:
+    async def _acquire(self, key: Key, timeout: float | None, *, fresh: bool = False) -> Conn | None:
         """An idle connection to `key`, or None: a place is reserved for the caller to open a new one."""
         if self._closed:
             raise httpx.ConnectError("The HTTP client was closed.")
@@ -519,7 +341,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 return None
             if self._evict_idle():
                 return None
-        waiter: asyncio.Future[_Conn | None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Conn | None] = asyncio.get_running_loop().create_future()
         entry = (key, waiter)
         self._waiters.append(entry)
         try:
@@ -541,7 +363,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 raise httpx.PoolTimeout("Timed out waiting for a connection from the pool.") from None
             raise
 
-    def _release(self, conn: _Conn, reusable: bool) -> None:
+    def _release(self, conn: Conn, reusable: bool) -> None:
         """A connection whose response is complete: to the first waiter, to the idle pool, or closed."""
         if not reusable or self._closed or not conn.alive():
             self._discard(conn)
@@ -565,7 +387,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if self._prune_handle is None:
             self._schedule_prune(self.keepalive_expiry)
 
-    def _discard(self, conn: _Conn) -> None:
+    def _discard(self, conn: Conn) -> None:
         """Close a checked-out connection (broken, cancelled, not reusable) and free its place."""
         conn.abort()
         self._free_slot()
@@ -580,7 +402,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     def _evict_idle(self) -> bool:
         """Close the longest-idle connection to any host so its place can be used (the pool is full)."""
-        oldest: deque[_Conn] | None = None
+        oldest: deque[Conn] | None = None
         for idle in self._idle.values():
             if idle and (oldest is None or idle[0].idle_since < oldest[0].idle_since):
                 oldest = idle
@@ -605,7 +427,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         soonest: float | None = None
         for key in list(self._idle):
             idle = self._idle[key]
-            kept: deque[_Conn] = deque()
+            kept: deque[Conn] = deque()
             for conn in idle:
                 if now - conn.idle_since >= self.keepalive_expiry or not conn.alive():
                     conn.close()

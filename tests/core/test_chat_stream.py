@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionChunk, ChatCompletionRequest
 from cfai_cli.core.sse import SSEDecoder
-from cfai_cli.core.translate.chat import from_workers_chat, to_workers_chat, truncate_at_stop
+from cfai_cli.core.translate.chat import to_workers_chat
+from cfai_cli.core.translate.chat_answer import from_workers_chat, truncate_at_stop
 from cfai_cli.core.translate.chat_stream import (
     ChoiceStream,
     StopFilter,

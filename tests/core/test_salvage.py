@@ -39,7 +39,8 @@ def test_nothing_without_tools() -> None:
 
 def test_forced_tool_call_written_as_text_becomes_a_tool_call() -> None:
     from cfai_cli.core.openai.chat import ChatCompletionRequest
-    from cfai_cli.core.translate.chat import from_workers_chat, to_workers_chat
+    from cfai_cli.core.translate.chat import to_workers_chat
+    from cfai_cli.core.translate.chat_answer import from_workers_chat
     from cfai_cli.core.workers.chat import parse_chat_result
 
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}

@@ -10,13 +10,8 @@ import pytest
 
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionRequest
-from cfai_cli.core.translate.chat import (
-    WorkersChatCall,
-    finish_reason_for,
-    from_workers_chat,
-    to_workers_chat,
-    truncate_at_stop,
-)
+from cfai_cli.core.translate.chat import WorkersChatCall, to_workers_chat
+from cfai_cli.core.translate.chat_answer import finish_reason_for, from_workers_chat, truncate_at_stop
 from cfai_cli.core.workers.chat import ParsedChat, parse_chat_result, split_think
 from cfai_cli.errors import InvalidRequest, UpstreamError
 from tests.core.helpers import fixture_json, id_counter

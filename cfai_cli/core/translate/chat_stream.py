@@ -20,7 +20,7 @@ from cfai_cli.core.openai.chat import (
     ToolCallDelta,
     Usage,
 )
-from cfai_cli.core.translate.chat import finish_reason_for, first_stop, openai_call_id
+from cfai_cli.core.translate.chat_answer import finish_reason_for, first_stop, openai_call_id
 from cfai_cli.core.workers.chat import ParsedUsage, json_text, parse_usage
 from cfai_cli.core.workers.envelope import clean_message, first_error
 from cfai_cli.errors import UpstreamStreamError

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cfai_cli.core.openai.embeddings import EmbeddingList, EmbeddingOut, EmbeddingRequest
-from cfai_cli.core.translate.chat import estimate_tokens
+from cfai_cli.core.translate.chat_answer import estimate_tokens
 from cfai_cli.errors import InvalidRequest, UpstreamError
 
 # Far beyond any embedding model's context whatever the tokenizer: refused before it costs a call.

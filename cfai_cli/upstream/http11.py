@@ -1,0 +1,197 @@
+"""HTTP/1.1 on one connection: the socket pair, the request head, reading and writing with httpx's timeout and
+error types, and the response parser (httptools callbacks). The pool that lends these connections out, and
+the httpx transport around it, are in upstream.transport.
+
+Error texts are the OS's, the TLS library's or the parser's words, never the request's (so never its
+Authorization header). Imports httpx, httptools and the standard library only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import httptools
+import httpx
+
+_READ_SIZE = 64 * 1024
+Key = tuple[str, str, int]  # (scheme, host, port)
+
+
+class Conn:
+    __slots__ = ("idle_since", "key", "reader", "transport", "used", "writer")
+
+    def __init__(self, key: Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.key = key
+        self.reader = reader
+        self.writer = writer
+        self.transport = writer.transport
+        self.idle_since = 0.0
+        self.used = False  # has completed a response: a failure before the next response's first byte may be stale
+
+    def alive(self) -> bool:
+        return not (self.reader.at_eof() or self.transport.is_closing() or self.reader.exception() is not None)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):  # already gone, or its loop closed: nothing left to free
+            self.transport.abort()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.transport.close()
+
+
+class Exchange:
+    """One response being parsed: the httptools callbacks fill it in."""
+
+    __slots__ = (
+        "chunks",
+        "complete",
+        "extra",
+        "framed",
+        "got_bytes",
+        "head_only",
+        "headers",
+        "headers_done",
+        "informational",
+        "keep_alive",
+        "parser",
+        "reason",
+        "status",
+    )
+
+    def __init__(self, head_only: bool) -> None:
+        self.parser: Any = httptools.HttpResponseParser(self)  # None once the response is complete
+        self.head_only = head_only
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.framed = False  # Content-Length or chunked: the body's end is known, EOF before it is an error
+        self.extra = False  # bytes after the end of the response: the connection cannot be reused
+        self.informational = False
+        self.got_bytes = False
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.extra = True
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
+            self.framed = True
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            self.framed = value.rstrip().lower().endswith(b"chunked")
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:  # 100 Continue, 103 Early Hints: the answer follows
+            self.informational = True
+            self.reason = b""
+            self.headers = []
+            self.framed = False
+            return
+        self.status = status
+        self.keep_alive = self.parser.should_keep_alive()
+        self.headers_done = True
+        if self.head_only:
+            self.complete = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            self.extra = True
+        else:
+            self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+        elif not self.complete:
+            self.complete = True
+
+    def feed(self, data: bytes) -> None:
+        """Parse `data`; a malformed response raises RemoteProtocolError (garbage after a complete one only
+        makes the connection unusable)."""
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if not self.complete or self.status == 101:
+                raise httpx.RemoteProtocolError("The server switched protocols (HTTP 101), which is not supported.") \
+                    from None
+            self.extra = True
+        except httptools.HttpParserError as exc:
+            if self.complete:
+                self.extra = True
+            else:
+                raise httpx.RemoteProtocolError(f"Malformed HTTP response from the server: {exc}.") from None
+
+    def at_eof(self) -> None:
+        """The server closed the connection: the end of a read-until-close body, or an error."""
+        if not self.headers_done:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        if not self.complete:
+            if self.framed:
+                raise httpx.RemoteProtocolError("The server closed the connection before the end of the response body.")
+            self.complete = True
+            self.keep_alive = False
+
+    def take(self) -> bytes:
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        return data
+
+
+async def read(conn: Conn, timeout: float | None) -> bytes:
+    try:
+        if timeout is None:
+            return await conn.reader.read(_READ_SIZE)
+        async with asyncio.timeout(timeout):
+            return await conn.reader.read(_READ_SIZE)
+    except TimeoutError:
+        raise httpx.ReadTimeout("Timed out waiting for the server's response.") from None
+    except OSError as exc:  # reset, TLS error...
+        raise httpx.ReadError(os_error(exc, "The connection broke while reading the response")) from None
+
+
+async def drain(conn: Conn, timeout: float | None) -> None:
+    try:
+        if timeout is None:
+            await conn.writer.drain()
+        else:
+            async with asyncio.timeout(timeout):
+                await conn.writer.drain()
+    except TimeoutError:
+        raise httpx.WriteTimeout("Timed out sending the request.") from None
+    except OSError as exc:
+        raise httpx.WriteError(os_error(exc, "The connection broke while sending the request")) from None
+
+
+def os_error(exc: OSError, what: str) -> str:
+    text = str(exc).strip()
+    return f"{what}: {type(exc).__name__}: {text}" if text else f"{what} ({type(exc).__name__})."
+
+
+def request_head(request: httpx.Request) -> bytes:
+    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    raw = request.headers.raw
+    for name, value in raw:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    lines = len(raw) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:  # a CR or LF inside a header: refuse, unshown
+        raise httpx.LocalProtocolError("A request header contains a line break.")
+    return head
