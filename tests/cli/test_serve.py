@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Invoke
+from tests.servers import free_port, wait_for_health
 
 
 def test_no_auth_off_loopback_is_refused(cli: Invoke) -> None:
@@ -38,28 +38,13 @@ def test_without_credentials_the_server_does_not_start(cli: Invoke) -> None:
     assert "CLOUDFLARE_ACCOUNT_ID" in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--no-auth", "--port", str(port),
                              "--image-ttl", "0.0004", "--no-ui", "--access-log"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    health = json.loads(response.read())
-                break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()[1]
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+        health = wait_for_health(proc, port)
         assert health["offline"] is True
         with pytest.raises(urllib.error.HTTPError) as no_page:  # --no-ui
             urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=5)
@@ -105,15 +90,7 @@ def test_rate_limit_holds_across_two_server_processes(cfai_home: Path, cli: Invo
              for port in ports]
     try:
         for port, proc in zip(ports, procs, strict=True):
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-                    break
-                except OSError:
-                    assert proc.poll() is None, proc.communicate()[1]
-                    assert time.monotonic() < deadline, "the server did not start"
-                    time.sleep(0.1)
+            wait_for_health(proc, port)
 
         def call(port: int) -> int:
             request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models",

@@ -5,18 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.servers import free_port, wait_for_health
 
 
 def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
@@ -25,15 +19,7 @@ def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
                              "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ))
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()[1]
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
+        wait_for_health(proc, port, seconds=30)
         # The workers' settings travel in a file only this user may read.
         (state,) = cfai_home.rglob(".serve-*.state")
         assert state.stat().st_mode & 0o077 == 0
