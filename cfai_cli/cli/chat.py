@@ -153,10 +153,10 @@ def chat(
                       max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
                       default_model=settings.default_model)
     if base is None and user_text is None:
-        if not term.in_tty:
-            raise typer.BadParameter("nothing to ask: give a PROMPT, pipe text on stdin, or use --request.",
-                                     param_hint="PROMPT")
-        _interactive(settings, body, term, json_out=json_out)
+        from cfai_cli.cli.interactive import chat_session
+
+        check_session(settings, term, body["model"])
+        chat_session(settings, body, term, json_out=json_out)
         return
     _once(settings, body, term, json_out=json_out, from_file=request)
 
@@ -190,7 +190,6 @@ def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | Non
     import asyncio
 
     from cfai_cli.cli.respond import build_request, build_responses_body, last_response_id, respond, responses_session
-    from cfai_cli.core.catalog import resolve_model
     from cfai_cli.service.context import open_context
 
     previous = last_response_id(settings) if continue_ else None
@@ -198,11 +197,7 @@ def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | Non
                                 max_tokens=max_tokens, no_stream=no_stream, previous=previous,
                                 default_model=settings.default_model)
     if base is None and user_text is None:
-        if not term.in_tty:
-            raise typer.BadParameter("nothing to ask: give a PROMPT, pipe text on stdin, or use --request.",
-                                     param_hint="PROMPT")
-        resolve_model(body["model"], settings.aliases)
-        settings.require_credentials()
+        check_session(settings, term, body["model"])
         responses_session(settings, body, term, json_out=json_out)
         return
     req = build_request(body, from_file)
@@ -214,14 +209,17 @@ def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | Non
     asyncio.run(run())
 
 
-def _interactive(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out: bool) -> None:
-    from cfai_cli.cli.interactive import chat_session
+def check_session(settings: Settings, term: Terminal, model: str) -> None:
+    """Before an interactive session: a terminal to type in, a model name that exists (an alias, an id or a
+    route) and credentials, so it fails before the first prompt, not after the user typed a question."""
     from cfai_cli.core.catalog import resolve_model
 
-    # Fail before the first prompt, not after the user typed a question.
-    resolve_model(body["model"], settings.aliases)
+    if not term.in_tty:
+        raise typer.BadParameter("nothing to ask: give a PROMPT, pipe text on stdin, or use --request.",
+                                 param_hint="PROMPT")
+    if model.strip() not in settings.routing.routes:
+        resolve_model(model, settings.aliases)
     settings.require_credentials()
-    chat_session(settings, body, term, json_out=json_out)
 
 
 def register(app: typer.Typer) -> None:

@@ -201,3 +201,27 @@ FLAGS: dict[str, Any] = {"model": None, "system": None, "temperature": None, "ma
 def test_build_body(base: dict[str, Any] | None, user_text: str | None, flags: dict[str, Any],
                     expected: dict[str, Any]) -> None:
     assert build_body(base=base, user_text=user_text, **{**FLAGS, **flags}) == expected
+
+
+def test_an_interactive_session_accepts_a_route_and_refuses_an_unknown_model(cfai_home: Path) -> None:
+    """Checked before the first prompt: aliases, ids and [routes] names pass; anything else fails at once."""
+    import io
+
+    import typer
+
+    from cfai_cli.cli.chat import check_session
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.errors import ModelNotFound
+    from cfai_cli.settings import load_settings
+
+    (cfai_home / "config.toml").write_text('[routes]\nfast = ["@cf/meta/llama-3.1-8b-instruct-fast"]\n')
+    settings = load_settings({"offline": True})
+    tty = Terminal(stdout=io.StringIO(), stderr=io.StringIO(), stdin=io.StringIO(), environ={})
+    tty.in_tty = True
+    for name in ("fast", "gpt-4o", "@cf/meta/llama-3.1-8b-instruct-fast"):
+        check_session(settings, tty, name)
+    with pytest.raises(ModelNotFound):
+        check_session(settings, tty, "no-such-model")
+    tty.in_tty = False
+    with pytest.raises(typer.BadParameter):
+        check_session(settings, tty, "fast")
