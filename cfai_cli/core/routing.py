@@ -34,15 +34,12 @@ from typing import Any
 from cfai_cli.errors import (
     CfaiError,
     ConfigError,
-    InvalidRequest,
     ModelNotFound,
     PermissionDenied,
     QuotaExceeded,
     RateLimited,
-    RequestTooLarge,
     UpstreamAuthError,
     UpstreamError,
-    UpstreamStreamError,
     UpstreamTimeout,
 )
 
@@ -275,17 +272,13 @@ def failure_kind(error: BaseException) -> str | None:
         return "timeout"
     if isinstance(error, UpstreamAuthError):
         return "auth"
-    if isinstance(error, UpstreamStreamError):
-        return "server"
-    if isinstance(error, UpstreamError):
+    if isinstance(error, UpstreamError):  # 5xx, HTML pages, malformed answers, broken connections and streams
         return "server"
     if isinstance(error, ModelNotFound):
         return "not_found"
     if isinstance(error, PermissionDenied):
         return "forbidden"
-    if isinstance(error, InvalidRequest | RequestTooLarge):
-        return None
-    return None
+    return None  # the client's own mistakes (400, 413) and anything else: never failed over
 
 
 def seconds_to_utc_midnight(now: float) -> float:

@@ -27,7 +27,7 @@ from cfai_cli.core.routing import Target
 from cfai_cli.core.sse import SSEDecoder
 from cfai_cli.core.translate.chat import WorkersChatCall, legacy_tool_history, to_workers_chat
 from cfai_cli.core.translate.chat_answer import estimate_tokens, from_workers_chat, prompt_text, sum_usage, usage_out
-from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks
+from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks, is_error_event
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import InvalidRequest, UpstreamError, UpstreamStreamError
 from cfai_cli.service.context import Context
@@ -216,8 +216,7 @@ class _Choice:
             data = self.first[0]
             if data.strip() != "[DONE]":
                 event = _event_json(data)
-                if isinstance(event, dict) and (event.get("error") or event.get("success") is False
-                                                or event.get("errors")):
+                if is_error_event(event):
                     self.translator.feed(event)  # raises the mapped mid-stream error
         except BaseException:
             await self.reads.aclose()

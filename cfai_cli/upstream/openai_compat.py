@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
@@ -35,7 +34,7 @@ from cfai_cli.errors import (
     UpstreamStreamError,
     UpstreamTimeout,
 )
-from cfai_cli.upstream.workers import _HTTP_LOG, _debug_hooks, _describe, _Waited
+from cfai_cli.upstream.workers import Waited, debug_hooks, describe_http_error
 
 T = TypeVar("T")
 _ERROR_BODY_LIMIT = 64 * 1024  # an error page is read up to this much, never whole
@@ -72,7 +71,7 @@ class OpenAICompatClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._http = httpx.AsyncClient(
-            event_hooks=_debug_hooks() if _HTTP_LOG.isEnabledFor(logging.DEBUG) else None,
+            event_hooks=debug_hooks(),
             transport=transport,
             headers=headers,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -153,12 +152,12 @@ class OpenAICompatClient:
             if remaining <= 0:
                 raise TimeoutError
             async with asyncio.timeout_at(deadline):
-                with _Waited():
+                with Waited():
                     return await work(remaining)
         except (TimeoutError, httpx.TimeoutException):
             raise UpstreamTimeout(f"{self.name} did not answer within {limit:g} s.") from None
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"Could not reach {self.name}: {self._scrub(_describe(exc))}.") from None
+            raise UpstreamError(f"Could not reach {self.name}: {self._scrub(describe_http_error(exc))}.") from None
 
     async def _events(
         self, response: httpx.Response, limit: float, deadline: float
@@ -188,7 +187,7 @@ class OpenAICompatClient:
         """The next bytes of the stream, or None at its end."""
         try:
             async with asyncio.timeout_at(deadline):
-                with _Waited():
+                with Waited():
                     return await anext(chunks)
         except StopAsyncIteration:
             return None
@@ -196,7 +195,7 @@ class OpenAICompatClient:
             raise UpstreamTimeout(f"{self.name} did not finish the stream within {limit:g} s.") from None
         except httpx.HTTPError as exc:
             raise UpstreamStreamError(
-                f"{self.name} broke the connection mid-stream ({self._scrub(_describe(exc))})."
+                f"{self.name} broke the connection mid-stream ({self._scrub(describe_http_error(exc))})."
             ) from None
 
     def _payload(self, event: SSEEvent, data: str) -> dict[str, Any]:

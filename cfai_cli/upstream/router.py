@@ -86,8 +86,7 @@ class Router:
             if isinstance(link, str):
                 model = resolve_model(link, self.aliases)
                 targets += [Target(upstream, model) for upstream in self.cloudflare]
-            elif self._by_upstream.get(link.upstream, [None])[0] is not None and \
-                    self._by_upstream[link.upstream][0].kind == "cloudflare":
+            elif link.upstream in self.cloudflare:  # a Workers AI model: aliases apply
                 targets.append(Target(link.upstream, resolve_model(link.model, self.aliases)))
             else:
                 targets.append(link)
@@ -224,10 +223,6 @@ class WorkersPool:
         for lane in self.router.lanes:
             if lane.kind == "cloudflare" and lane.client is not None:
                 lane.workers.suggest = value
-
-    @property
-    def timeout(self) -> float:
-        return self.router.lanes[0].workers.timeout
 
     @property
     def retries(self) -> int:

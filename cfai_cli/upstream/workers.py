@@ -42,8 +42,11 @@ def _shown_headers(headers: httpx.Headers) -> str:
     return ", ".join(f"{k}: {'***' if k.lower() in _SECRET_HEADERS else v}" for k, v in headers.items())
 
 
-def _debug_hooks() -> dict[str, list[Callable[..., Any]]]:
-    """`--debug`: each request and response line and headers on the cfai.http logger; secrets masked, no bodies."""
+def debug_hooks() -> dict[str, list[Callable[..., Any]]] | None:
+    """`--debug`: each request and response line and headers on the cfai.http logger, secrets masked, no
+    bodies, as httpx event hooks; None when that logger is not at debug level (nothing to watch)."""
+    if not _HTTP_LOG.isEnabledFor(logging.DEBUG):
+        return None
 
     async def on_request(request: httpx.Request) -> None:
         request.extensions["cfai_start"] = time.perf_counter()
@@ -119,7 +122,7 @@ class WorkersAIClient:
         self.retries = 0  # transient failures retried so far (a metric)
         # Called with an unknown model id to add "did you mean" to the 404 (set by the service layer).
         self.suggest: Callable[[str], Awaitable[str]] | None = None
-        hooks = _debug_hooks() if _HTTP_LOG.isEnabledFor(logging.DEBUG) else None
+        hooks = debug_hooks()
         # The hot calls (run, stream) hand a ready request straight to the transport when one was given
         # and nothing watches the client's hooks: httpx's client layer (merging URL, headers and cookies,
         # auth and redirect machinery, the cookie jar) was ~20% of the proxy's CPU under load (py-spy).
@@ -261,7 +264,8 @@ class WorkersAIClient:
                         "(set --timeout or CFAI_TIMEOUT)."
                     ) from None
                 except httpx.HTTPError as exc:
-                    raise UpstreamError(f"The connection to Workers AI broke mid-stream ({_describe(exc)}).") from None
+                    raise UpstreamError(
+                        f"The connection to Workers AI broke mid-stream ({describe_http_error(exc)}).") from None
                 if chunk:
                     yield chunk
         finally:
@@ -279,14 +283,14 @@ class WorkersAIClient:
                 if remaining <= 0:
                     raise TimeoutError
                 async with asyncio.timeout_at(deadline):
-                    with _Waited():
+                    with Waited():
                         return await attempt(remaining)
             except (TimeoutError, httpx.TimeoutException):
                 raise UpstreamTimeout(
                     f"Workers AI did not answer within {self.timeout:g} s (set --timeout or CFAI_TIMEOUT)."
                 ) from None
             except httpx.HTTPError as exc:
-                error: CfaiError = UpstreamError(f"Could not reach Workers AI: {_describe(exc)}.")
+                error: CfaiError = UpstreamError(f"Could not reach Workers AI: {describe_http_error(exc)}.")
             except CfaiError as exc:
                 error = exc
             tries += 1
@@ -300,7 +304,7 @@ class WorkersAIClient:
             if loop.time() + delay >= deadline:
                 raise _with_retry_after(error)
             self.retries += 1
-            with _Waited():
+            with Waited():
                 await asyncio.sleep(delay)
 
 
@@ -313,7 +317,7 @@ NO_RETRY: ContextVar[bool] = ContextVar("cfai_no_retry", default=False)
 UPSTREAM_WAIT: ContextVar[list[float] | None] = ContextVar("cfai_upstream_wait", default=None)
 
 
-class _Waited:
+class Waited:
     __slots__ = ("_into", "_start")
 
     def __enter__(self) -> None:
@@ -325,9 +329,6 @@ class _Waited:
             self._into[0] += time.perf_counter() - self._start
 
 
-Waited = _Waited  # `with Waited():` counts the time inside as waiting on Workers AI (for callers outside)
-
-
 def _with_retry_after(error: CfaiError) -> CfaiError:
     """A capacity 429 given up on tells the client when to come back, even if Workers AI did not say."""
     if isinstance(error, RateLimited) and not isinstance(error, QuotaExceeded) and error.retry_after is None:
@@ -335,7 +336,7 @@ def _with_retry_after(error: CfaiError) -> CfaiError:
     return error
 
 
-def _describe(exc: httpx.HTTPError) -> str:
+def describe_http_error(exc: httpx.HTTPError) -> str:
     """An httpx error in words, without the request (whose headers hold the token)."""
     text = str(exc).strip() or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -121,6 +121,15 @@ class _ToolSlot:
     has_args: bool = False
 
 
+def is_error_event(event: object) -> bool:
+    """A stream event that reports a failure. The mid-stream error shape is unconfirmed (reference §14.16):
+    an OpenAI-style `error`, or an envelope whose `errors` is non-empty or whose `success` is false."""
+    if not isinstance(event, Mapping):
+        return False
+    errors = event.get("errors")
+    return bool(event.get("error") or event.get("success") is False or (isinstance(errors, list) and errors))
+
+
 class ChoiceStream:
     """One choice's upstream stream -> its OpenAI deltas. Feed decoded JSON events, then `finish()`."""
 
@@ -144,10 +153,7 @@ class ChoiceStream:
     def feed(self, event: Any) -> list[ChunkChoice]:
         if not isinstance(event, Mapping):
             raise UpstreamStreamError("Workers AI sent a stream event that is not a JSON object.")
-        errors = event.get("errors")
-        # The mid-stream error shape is unconfirmed (reference §14.16): an OpenAI-style `error`, or an
-        # envelope whose `errors` is non-empty or whose `success` is false.
-        if event.get("error") or event.get("success") is False or (isinstance(errors, list) and errors):
+        if is_error_event(event):
             code, message = first_error(event)
             raise UpstreamStreamError(
                 f"Workers AI reported an error mid-stream{f' ({code})' if code is not None else ''}: "
