@@ -58,3 +58,16 @@ def test_curl_snippet(server: tuple[int, str, dict[str, str]]) -> None:
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("data: {") and done.stdout.rstrip().endswith("data: [DONE]")
+
+
+def test_routing_config_example_is_valid() -> None:
+    """The README's [upstreams]/[routes] example parses, and means what the text around it says."""
+    import tomllib
+
+    from cfai_cli.core.routing import Target, parse_routing
+
+    config = parse_routing(tomllib.loads(block("## Routing and failover", "toml")), source="README.md")
+    assert [(u.name, u.kind, len(u.credentials)) for u in config.upstreams] == [("backup", "cloudflare", 2),
+                                                                                ("groq", "openai", 1)]
+    assert config.routes["fast"][1] == Target("groq", "llama-3.1-8b-instant")
+    assert config.policy("groq")[1] == 120 and config.policy("backup")[1] == 30

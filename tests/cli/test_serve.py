@@ -39,6 +39,10 @@ def test_without_credentials_the_server_does_not_start(cli: Invoke) -> None:
 
 
 def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
+    (cfai_home / "config.toml").write_text(
+        '[upstreams.groq]\ntype = "openai"\nbase_url = "https://api.groq.com/openai/v1"\n'
+        'api_key_env = "CFAI_TEST_UNSET_GROQ_KEY"\n\n'
+        '[routes]\nfast = ["groq:llama-3.1-8b-instant", "@cf/meta/llama-3.1-8b-instruct-fast"]\n')
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--no-auth", "--port", str(port),
                              "--image-ttl", "0.0004", "--no-ui", "--access-log"],
@@ -46,15 +50,18 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
     try:
         health = wait_for_health(proc, port)
         assert health["offline"] is True
+        assert [(u["name"], u["state"]) for u in health["upstreams"]] == [("cloudflare", "ok"), ("groq", "unavailable")]
         with pytest.raises(urllib.error.HTTPError) as no_page:  # --no-ui
             urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=5)
         assert no_page.value.code == 404
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/chat/completions", method="POST",
-            data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            data=json.dumps({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}).encode(),
             headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:  # the route's second target answers
             assert json.loads(response.read())["object"] == "chat.completion"
+            assert response.headers["x-cfai-upstream"] == "cloudflare"
+            assert response.headers["x-cfai-model"] == "@cf/meta/llama-3.1-8b-instruct-fast"
         # --image-ttl (0.0004 h ≈ 1.4 s): a hosted image is served, then gone once it expires.
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/images/generations", method="POST",
@@ -77,6 +84,8 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
             out, err = proc.communicate()
     assert proc.returncode == 0
     assert "OFFLINE" in err and f"http://127.0.0.1:{port}/v1" in err
+    assert "upstreams: cloudflare, groq · routes: fast" in err
+    assert "groq: $CFAI_TEST_UNSET_GROQ_KEY is not set" in err
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in out  # --access-log (uvicorn's, on stdout)
     assert "Traceback" not in err + out
 
