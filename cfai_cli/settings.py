@@ -15,11 +15,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import date, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_CHAT_MODEL, validate_model_id
-from cfai_cli.core.routing import RoutingConfig, parse_routing, with_secrets
 from cfai_cli.errors import ConfigError, InvalidRequest
+
+if TYPE_CHECKING:  # routing is imported when settings are loaded, not by every `cfai --help`
+    from cfai_cli.core.routing import RoutingConfig
+
+
+def _no_routing() -> RoutingConfig:
+    from cfai_cli.core.routing import RoutingConfig
+
+    return RoutingConfig()
+
 
 DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 OFFLINE_API_BASE = "http://offline.cfai.invalid/client/v4"
@@ -68,7 +77,7 @@ class Settings:
     ui: bool = True  # the browser page at / and /ui
     fast_http: bool = True  # upstream HTTP/1.1 over upstream/transport.py; false: httpx's default transport
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
-    routing: RoutingConfig = field(default_factory=RoutingConfig)  # [routing], [upstreams.*], [routes]
+    routing: RoutingConfig = field(default_factory=_no_routing)  # [routing], [upstreams.*], [routes]
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
     offline: bool = False
@@ -169,6 +178,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         raise ConfigError(f"[aliases] in {config_dir / 'config.toml'} must map names to model ids (strings).")
     aliases.update(file_aliases)
     values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
+    from cfai_cli.core.routing import parse_routing, with_secrets
+
     routing = with_secrets(parse_routing(file_values, source=str(config_dir / "config.toml")), env)
     settings = Settings(**values, aliases=aliases, routing=routing, config_dir=config_dir, data_dir=data_dir)
     if overrides and overrides.get("offline"):
@@ -267,7 +278,7 @@ def public_view(settings: Settings) -> dict[str, Any]:
             value = str(value)
         elif isinstance(value, Mapping):
             value = dict(value)
-        elif isinstance(value, RoutingConfig):
+        elif f.name == "routing":
             value = value.public()
         out[f.name] = value
     out["config_file"] = str(settings.config_file)
