@@ -1,7 +1,7 @@
 """The import arrows of DESIGN.md, checked on the AST: cli -> server -> service -> upstream -> core.
 
-`errors` sits beneath everything; `core` imports only pydantic and the standard library; nothing
-imports `cli`; server code never imports typer or rich.
+`errors` sits beneath everything; `core` imports only pydantic and the standard library (and orjson in
+core/jsonfast.py); nothing imports `cli`; server code never imports typer or rich.
 """
 
 from __future__ import annotations
@@ -72,8 +72,11 @@ def test_imports_follow_the_arrows(path: Path) -> None:
             assert target in ALLOWED[layer] or target == layer, (
                 f"{path.relative_to(PACKAGE)}:{lineno}: {layer} must not import cfai_cli.{target}")
         elif layer == "core":
-            assert top in STDLIB or top in {"pydantic", "__future__"}, (
-                f"{path.relative_to(PACKAGE)}:{lineno}: core may import only pydantic and the stdlib, not {top}")
+            # orjson only behind core.jsonfast, which falls back to the stdlib (README "Performance").
+            fast_json = top == "orjson" and path.name == "jsonfast.py"
+            assert top in STDLIB or top in {"pydantic", "__future__"} or fast_json, (
+                f"{path.relative_to(PACKAGE)}:{lineno}: core may import only pydantic and the stdlib "
+                f"(and orjson in core/jsonfast.py), not {top}")
         else:
             assert top not in THIRD_PARTY_BANNED.get(layer, set()), (
                 f"{path.relative_to(PACKAGE)}:{lineno}: {layer} must not import {top}")

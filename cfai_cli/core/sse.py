@@ -7,11 +7,12 @@ multi-line `data:`, comments, a leading BOM) so upstream bytes can arrive in chu
 from __future__ import annotations
 
 import codecs
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from cfai_cli.core import jsonfast
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +124,8 @@ def encode_sse(data: str | Mapping[str, Any], *, event: str | None = None) -> by
     """
     if not isinstance(data, str):
         # JSON escapes every CR and LF, so it is always one line (the per-chunk hot path of every stream).
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        return (f"event: {event}\ndata: {text}\n\n" if event else f"data: {text}\n\n").encode("utf-8")
+        line = b"data: " + jsonfast.dumps(data) + b"\n\n"
+        return f"event: {event}\n".encode() + line if event else line
     text = data
     head = f"event: {event}\n" if event else ""
     body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(text))

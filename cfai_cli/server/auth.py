@@ -8,7 +8,6 @@ Keys are never accepted in query strings.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ import anyio
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cfai_cli.core import jsonfast
 from cfai_cli.core.catalog import resolve_model
 from cfai_cli.errors import (
     AuthenticationError,
@@ -69,7 +69,7 @@ def requested_model(body: bytes, content_type: str) -> str | None:
         match = _MULTIPART_MODEL.search(body)
         return match.group(1).decode("utf-8", "replace") if match else None
     try:
-        data = json.loads(body)
+        data = jsonfast.loads(body)
     except (ValueError, RecursionError):
         return None
     model = data.get("model") if isinstance(data, dict) else None

@@ -11,9 +11,10 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from cfai_cli.errors import CfaiError, MethodNotAllowed, NotFound
+from cfai_cli.server.responses import JSONResponse
 
 log = logging.getLogger("cfai.server")
 

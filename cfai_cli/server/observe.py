@@ -13,7 +13,6 @@ the usage row.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cfai_cli.core import jsonfast
 from cfai_cli.server.metrics import Metrics
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog, UsageRow
@@ -112,7 +112,7 @@ class _Watch:
 
     def _note(self, raw: bytes | bytearray) -> Any:
         try:
-            payload = json.loads(raw)
+            payload = jsonfast.loads(raw)
         except ValueError:
             return None
         found = _usage_of(payload)

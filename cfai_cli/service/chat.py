@@ -8,12 +8,12 @@ HTTP error; failures after that surface from the iterator and become in-band str
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from typing import Any, TypeVar, cast
 
+from cfai_cli.core import jsonfast
 from cfai_cli.core.catalog import streams_upstream
 from cfai_cli.core.openai.chat import (
     ChatCompletion,
@@ -291,7 +291,7 @@ async def _sse_reads(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], 
 
 def _event_json(data: str) -> object:
     try:
-        return json.loads(data)
+        return jsonfast.loads(data)
     except ValueError:
         raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).") from None
 

@@ -19,6 +19,7 @@ import anyio
 import httpx
 
 from cfai_cli import __version__
+from cfai_cli.core import jsonfast
 from cfai_cli.core.sse import SSEDecoder, SSEEvent
 from cfai_cli.core.workers.envelope import parse_retry_after
 from cfai_cli.errors import (
@@ -200,7 +201,7 @@ class OpenAICompatClient:
 
     def _payload(self, event: SSEEvent, data: str) -> dict[str, Any]:
         try:
-            payload = json.loads(data)
+            payload = jsonfast.loads(data)
         except ValueError:
             if event.event == "error":
                 raise UpstreamStreamError(f"{self.name} stream error: {self._excerpt(data)}") from None
@@ -221,7 +222,7 @@ class OpenAICompatClient:
             raise UpstreamError(f"{self.name} answered with an HTML page instead of JSON "
                                 f"({self._html_title(raw)}); check its base_url.")
         try:
-            data = json.loads(raw)
+            data = jsonfast.loads(raw)
         except ValueError:
             raise UpstreamError(f"{self.name} answered with malformed JSON: "
                                 f"{self._excerpt(raw.decode('utf-8', 'replace'))}") from None

@@ -8,7 +8,6 @@ Tests and `--offline` pass their own `httpx.AsyncBaseTransport`; nothing else is
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import re
@@ -22,6 +21,7 @@ import anyio
 import httpx
 
 from cfai_cli import __version__
+from cfai_cli.core import jsonfast
 from cfai_cli.core.workers.envelope import decode_binary_result, decode_json_result, is_retryable
 from cfai_cli.errors import (
     CfaiError,
@@ -245,7 +245,7 @@ class WorkersAIClient:
 
     def _request(self, url: str, body: Mapping[str, Any], timeout: float) -> httpx.Request:
         """A JSON POST as httpx.AsyncClient would build it (compact UTF-8 JSON, the same headers)."""
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        data = jsonfast.dumps(body)
         return httpx.Request("POST", url, headers=self._headers, content=data, extensions={"timeout": {
             "connect": timeout, "read": timeout, "write": timeout, "pool": timeout}})
 

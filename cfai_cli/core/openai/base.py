@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from cfai_cli.core import jsonfast
 from cfai_cli.errors import InvalidRequest
 
 
@@ -72,7 +73,7 @@ def _most_relevant(errors: list[Any]) -> Any:
 def parse_body(raw: bytes | str) -> dict[str, Any]:
     """Decode a JSON request body, insisting on a JSON object."""
     try:
-        data = json.loads(raw)
+        data = jsonfast.loads(raw)
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8.", code="invalid_json") from None
     except ValueError as exc:

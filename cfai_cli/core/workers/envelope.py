@@ -6,11 +6,11 @@ back is either the `result` value or a raised CfaiError that keeps Cloudflare's 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from cfai_cli.core import jsonfast
 from cfai_cli.errors import (
     CfaiError,
     InvalidRequest,
@@ -149,7 +149,7 @@ def decode_json_result(status: int, content_type: str, body: bytes, headers: Map
         # The markup never reaches the client, whatever the status.
         raise _not_workers_ai(status, f"the upstream answered with an HTML page (HTTP {status})", retry_after, model)
     try:
-        data = json.loads(body)
+        data = jsonfast.loads(body)
     except ValueError:
         if status >= 400:
             snippet = body[:200].decode("utf-8", "replace").strip() or "empty body"

@@ -10,13 +10,14 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from cfai_cli.core.openai.audio import AudioFile, SpeechRequest, TranscriptionRequest
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import read_form
+from cfai_cli.server.responses import JSONResponse
 from cfai_cli.server.routes.common import read_json
 from cfai_cli.service.audio import speak, transcribe
 

@@ -6,11 +6,12 @@ Imports starlette, service, core.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.server.responses import JSONResponse
 from cfai_cli.server.routes.common import read_json, sse_response
 from cfai_cli.service.chat import create_chat_completion, open_chat_stream
 

@@ -7,13 +7,14 @@ name, never by joining user input into a path.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
 from cfai_cli.errors import NotFound
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import form_fields, form_file, read_form
+from cfai_cli.server.responses import JSONResponse
 from cfai_cli.server.routes.common import read_json
 from cfai_cli.service.images import create_images, image_store, images_response
 

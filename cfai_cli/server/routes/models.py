@@ -6,11 +6,12 @@ Imports starlette, service.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from cfai_cli import __version__
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.server.responses import JSONResponse
 from cfai_cli.service.models import list_openai_models, retrieve_openai_model
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from cfai_cli import __version__
 from cfai_cli.core.openai.audio import SpeechRequest, TranscriptionRequest
@@ -22,6 +22,7 @@ from cfai_cli.core.openai.embeddings import EmbeddingRequest
 from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
 from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.core.tokens import TokenizeRequest
+from cfai_cli.server.responses import JSONResponse
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["message", "type", "param", "code"],

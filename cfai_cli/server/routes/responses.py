@@ -7,12 +7,13 @@ mid-stream becomes an `error` event and `response.failed`, never a chat-style er
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.server.responses import JSONResponse
 from cfai_cli.server.routes.common import read_json, sse_response
 from cfai_cli.service.responses import (
     create_response,

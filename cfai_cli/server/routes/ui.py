@@ -14,9 +14,10 @@ from typing import Any
 
 import anyio
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.server.responses import JSONResponse
 from cfai_cli.service.models import catalogue
 from cfai_cli.store.usage import UsageLog, parse_since, summarise, timeline
 

@@ -1,0 +1,97 @@
+"""core.jsonfast: orjson's speed with the standard library's answers, and the fallback without orjson."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cfai_cli.core import jsonfast
+from cfai_cli.core.openai.base import parse_body
+from cfai_cli.core.sse import encode_sse
+from cfai_cli.errors import InvalidRequest
+
+# JSON values as the proxy meets them: 64-bit integers, finite floats, any text without lone surrogates.
+_text = st.text(st.characters(blacklist_categories=("Cs",)))
+_scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+            | st.floats(allow_nan=False, allow_infinity=False) | _text)
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+                       max_leaves=20)
+
+
+def stdlib(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+@pytest.fixture(params=["orjson", "json"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "json":
+        monkeypatch.setattr(jsonfast, "orjson", None)
+    elif jsonfast.orjson is None:
+        pytest.skip("orjson is not installed")
+    return str(request.param)
+
+
+def test_orjson_is_what_the_proxy_uses_on_cpython() -> None:
+    # A dependency on CPython: without it the hot paths silently lose their speed.
+    assert jsonfast.BACKEND == "orjson"
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values)
+def test_dumps_decodes_to_the_same_value_as_the_standard_library(value: Any) -> None:
+    out = jsonfast.dumps(value)
+    assert json.loads(out) == json.loads(stdlib(value))
+    assert b"\n" not in out and b"\r" not in out  # one SSE line, always
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_text, _text | st.integers(-(2**63), 2**63 - 1) | st.booleans() | st.none(), max_size=6))
+def test_dumps_writes_the_standard_librarys_bytes_for_text_and_integers(value: dict[str, Any]) -> None:
+    assert jsonfast.dumps(value) == stdlib(value)
+
+
+def test_the_cases_orjson_refuses_fall_back_to_valid_json(backend: str) -> None:
+    big = {"seed": 2**70, "text": "caf\u00e9"}
+    assert json.loads(jsonfast.dumps(big)) == big
+    lone = {"text": "a\ud800b"}
+    out = jsonfast.dumps(lone)
+    assert out == b'{"text":"a\\ud800b"}'  # escaped, not unencodable
+    assert jsonfast.dumps({1: "x"}) == b'{"1":"x"}'  # int keys as the standard library writes them
+    assert jsonfast.dumps_str({"a": "é"}) == '{"a":"é"}'
+
+
+def test_nan_is_never_written_as_an_invalid_token(backend: str) -> None:
+    if backend == "orjson":
+        assert jsonfast.dumps({"x": math.nan}) == b'{"x":null}'
+    else:
+        with pytest.raises(ValueError):
+            jsonfast.dumps({"x": math.nan})
+
+
+def test_loads_accepts_what_the_standard_library_accepts(backend: str) -> None:
+    assert jsonfast.loads(b'{"a": [1, 2.5, "\\u00e9", null]}') == {"a": [1, 2.5, "é", None]}
+    assert jsonfast.loads('{"t": "x"}') == {"t": "x"}
+    assert math.isnan(jsonfast.loads(b'{"x": NaN}')["x"])  # orjson refuses; the stdlib's verdict wins
+    assert jsonfast.loads(b'"\\ud800"') == "\ud800"
+
+
+def test_loads_errors_are_the_standard_librarys(backend: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as caught:
+        jsonfast.loads(b'{"a": ')
+    assert caught.value.msg == "Expecting value" and caught.value.colno == 7
+    with pytest.raises(ValueError):
+        jsonfast.loads(b'"\xff"')
+    with pytest.raises(InvalidRequest, match=r"could not parse the JSON body.*line 1 column 7"):
+        parse_body(b'{"a": ')
+
+
+def test_sse_events_are_the_same_bytes_with_either_backend(backend: str) -> None:
+    event = {"id": "chatcmpl-1", "choices": [{"delta": {"content": "a\r\nb \u2028 \"q\" \\ é 😀"}}]}
+    assert encode_sse(event) == b"data: " + stdlib(event) + b"\n\n"
+    assert encode_sse(event, event="response.output_text.delta") == (
+        b"event: response.output_text.delta\ndata: " + stdlib(event) + b"\n\n")
