@@ -128,8 +128,10 @@ class WorkersAIClient:
         # auth and redirect machinery, the cookie jar) was ~20% of the proxy's CPU under load (py-spy).
         # Without a given transport, httpx's own (with environment proxies) is used the usual way.
         self._direct = transport if hooks is None else None
-        self._headers = {"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}",
-                         "Accept": "*/*", "Content-Type": "application/json"}
+        # Parsed once: building httpx.Request from a str URL and a dict was ~28 µs a request, from these ~10.
+        self._headers = httpx.Headers({"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}",
+                                       "Accept": "*/*", "Content-Type": "application/json"})
+        self._urls: dict[str, httpx.URL] = {}
         self._http = httpx.AsyncClient(
             event_hooks=hooks,
             transport=transport,
@@ -245,9 +247,13 @@ class WorkersAIClient:
 
     def _request(self, url: str, body: Mapping[str, Any], timeout: float) -> httpx.Request:
         """A JSON POST as httpx.AsyncClient would build it (compact UTF-8 JSON, the same headers)."""
-        data = jsonfast.dumps(body)
-        return httpx.Request("POST", url, headers=self._headers, content=data, extensions={"timeout": {
-            "connect": timeout, "read": timeout, "write": timeout, "pool": timeout}})
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= 512:  # model names come from clients: keep the cache bounded
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return httpx.Request("POST", parsed, headers=self._headers, content=jsonfast.dumps(body), extensions={
+            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}})
 
     async def _chunks(self, response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
         iterator = response.aiter_bytes().__aiter__()
