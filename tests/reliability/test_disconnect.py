@@ -6,8 +6,9 @@ within a second no upstream stream may be left open, the proxy's in-flight count
 descriptors are back near their baseline. Half the upstreams trickle tokens, half stall after the first one
 (a proxy that only notices a gone client when it next writes would keep those open until the deadline).
 
-Finished streams must give their upstream connection back too: that needs the real connection pool, so the
-last test talks to a raw HTTP/1.1 upstream on 127.0.0.1 instead of the in-process fake.
+Finished streams must give their upstream connection back too, and hung-up ones must close theirs: that needs
+the real connection pool, so the last tests talk to a raw HTTP/1.1 upstream on 127.0.0.1 instead of the
+in-process fake, through cfai's transport and through httpx's own.
 """
 
 from __future__ import annotations
@@ -218,5 +219,73 @@ async def test_finished_streams_give_their_upstream_connection_back(settings: Se
             while upstream.connections > batch and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             assert upstream.connections <= batch, f"{upstream.connections - batch} upstream connections leaked"
+    finally:
+        server.close()
+
+
+class StallingTcpUpstream:
+    """A raw HTTP/1.1 Workers AI that sends a stream's first event, then nothing until the proxy hangs up."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.streaming = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            data = b'data: {"response": "first"}\n\n'
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                         + b"%x\r\n%s\r\n" % (len(data), data))
+            await writer.drain()
+            self.streaming += 1
+            await reader.read()  # b"" once the proxy closes the connection
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.connections -= 1
+            writer.close()
+
+
+@pytest.mark.parametrize("upstream_transport", ["httpx", "default"])
+async def test_clients_hanging_up_close_their_upstream_connections(settings: Settings,
+                                                                   upstream_transport: str) -> None:
+    """Over real sockets, with either upstream transport: a client that hangs up mid-stream makes the proxy
+    close its upstream connection (an unfinished body cannot be reused) within a second."""
+    clients = 40
+    upstream = StallingTcpUpstream()
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0, backlog=clients * 2)
+    port = server.sockets[0].getsockname()[1]
+    settings = replace(settings, api_base=f"http://127.0.0.1:{port}/client/v4")
+    body = {"model": LLAMA, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    pool = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    transport = httpx.AsyncHTTPTransport(limits=pool) if upstream_transport == "httpx" else None
+    try:
+        async with served(settings, None, transport) as url, httpx.AsyncClient(base_url=url) as probe:
+
+            async def hang_up(started: asyncio.Event) -> None:
+                async with httpx.AsyncClient(base_url=url, timeout=30) as client, \
+                        client.stream("POST", "/v1/chat/completions", json=body) as response:
+                    assert response.status_code == 200
+                    chunks = response.aiter_bytes()  # kept: dropping it would hang up at once
+                    assert b"first" in await anext(chunks) or b"first" in await anext(chunks)
+                    await started.wait()
+
+            started = asyncio.Event()
+            tasks = [asyncio.create_task(hang_up(started)) for _ in range(clients)]
+            deadline = time.monotonic() + 20
+            while upstream.streaming < clients and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert upstream.connections == clients
+            started.set()
+            await asyncio.gather(*tasks)
+            hung_up = time.monotonic()
+            while upstream.connections and time.monotonic() - hung_up < 1.0:
+                await asyncio.sleep(0.01)
+            assert upstream.connections == 0, f"{upstream.connections} upstream connections open 1 s after"
+            assert await in_flight(probe) == 0
     finally:
         server.close()
