@@ -135,8 +135,35 @@ async def test_hundreds_of_clients_hanging_up_mid_stream_release_everything(sett
         assert after.json()["choices"][0]["message"]["content"] == "still here"
 
 
-class TcpUpstream:
-    """A raw HTTP/1.1 Workers AI on 127.0.0.1 (chunked SSE, keep-alive) that counts its open connections.
+class CountedTcp:
+    """A raw HTTP/1.1 Workers AI on 127.0.0.1 that counts its open connections; `serve` answers on one."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.serve(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.connections -= 1
+            writer.close()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    async def read_request(reader: asyncio.StreamReader) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        await reader.readexactly(length)
+
+
+class TcpUpstream(CountedTcp):
+    """Chunked SSE streams on keep-alive connections.
 
     It answers in rounds of `batch` requests, all at once, and waits one of `tails` seconds after
     `data: [DONE]` before the chunk that ends the body: the proxy drains what follows [DONE] for a short
@@ -144,42 +171,32 @@ class TcpUpstream:
     """
 
     def __init__(self, batch: int, tails: list[float]) -> None:
+        super().__init__()
         self.batch, self.tails = batch, tails
         self.served = 0
-        self.connections = 0
         self.arrived = 0
         self.rounds: dict[int, asyncio.Event] = {}
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                await reader.readexactly(length)
-                round_, place = divmod(self.arrived, self.batch)
-                self.arrived += 1
-                everyone = self.rounds.setdefault(round_, asyncio.Event())
-                if self.arrived % self.batch == 0:
-                    everyone.set()
-                await everyone.wait()
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-                             b"transfer-encoding: chunked\r\n\r\n")
-                for event in ({"response": "ok"}, {"response": "", "usage": {"prompt_tokens": 1,
-                              "completion_tokens": 1, "total_tokens": 2}}, "[DONE]"):
-                    data = f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode()
-                    writer.write(b"%x\r\n%s\r\n" % (len(data), data))
-                await writer.drain()
-                await asyncio.sleep(self.tails[place % len(self.tails)])
-                writer.write(b"0\r\n\r\n")
-                await writer.drain()
-                self.served += 1
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self.connections -= 1
-            writer.close()
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await self.read_request(reader)
+            round_, place = divmod(self.arrived, self.batch)
+            self.arrived += 1
+            everyone = self.rounds.setdefault(round_, asyncio.Event())
+            if self.arrived % self.batch == 0:
+                everyone.set()
+            await everyone.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                         b"transfer-encoding: chunked\r\n\r\n")
+            for event in ({"response": "ok"}, {"response": "", "usage": {"prompt_tokens": 1,
+                          "completion_tokens": 1, "total_tokens": 2}}, "[DONE]"):
+                data = f"data: {event if isinstance(event, str) else json.dumps(event)}\n\n".encode()
+                writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await writer.drain()
+            await asyncio.sleep(self.tails[place % len(self.tails)])
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            self.served += 1
 
 
 @pytest.mark.parametrize("upstream_transport", ["httpx", "default"])
@@ -223,31 +240,21 @@ async def test_finished_streams_give_their_upstream_connection_back(settings: Se
         server.close()
 
 
-class StallingTcpUpstream:
-    """A raw HTTP/1.1 Workers AI that sends a stream's first event, then nothing until the proxy hangs up."""
+class StallingTcpUpstream(CountedTcp):
+    """Sends a stream's first event, then nothing until the proxy hangs up."""
 
     def __init__(self) -> None:
-        self.connections = 0
+        super().__init__()
         self.streaming = 0
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            await reader.readexactly(length)
-            data = b'data: {"response": "first"}\n\n'
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-                         + b"%x\r\n%s\r\n" % (len(data), data))
-            await writer.drain()
-            self.streaming += 1
-            await reader.read()  # b"" once the proxy closes the connection
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self.connections -= 1
-            writer.close()
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.read_request(reader)
+        data = b'data: {"response": "first"}\n\n'
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                     + b"%x\r\n%s\r\n" % (len(data), data))
+        await writer.drain()
+        self.streaming += 1
+        await reader.read()  # b"" once the proxy closes the connection
 
 
 @pytest.mark.parametrize("upstream_transport", ["httpx", "default"])
