@@ -22,8 +22,10 @@ clients keep httpx's request building, headers, decoding and exceptions, and onl
   HTTP/1.1 only. Proxies are not supported: `lean_transport()` returns None when one is configured, so the
   client falls back to httpx's default transport, which honours them.
 
-The wire work of one connection (request head, parser, reads and writes) is upstream.http11; this module is
-the pool and the transport. Imports httpx, upstream.http11 and the standard library only.
+The wire work of one connection (request head, parser, reads and writes) is upstream.http11, and which
+connection a request gets is upstream.pool; this module opens connections (TCP, TLS), carries a request and
+its response over one, and plugs it all into httpx. Imports httpx, upstream.http11, upstream.pool and the
+standard library only.
 """
 
 from __future__ import annotations
@@ -33,17 +35,15 @@ import contextlib
 import os
 import socket
 import ssl
-from collections import deque
-from time import monotonic
 from typing import Any
 
 import httpx
 
 from cfai_cli.upstream.http11 import Conn, Exchange, Key, drain, os_error, read, request_head
+from cfai_cli.upstream.pool import KEEPALIVE_EXPIRY, Pool
 
 __all__ = ["LeanTransport", "lean_transport", "proxies_configured"]
 
-KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept (httpx's default)
 _WRITE_HIGH_WATER = 64 * 1024  # buffered request bytes beyond which we wait for the socket (write timeout)
 _JOIN_BELOW = 64 * 1024  # request bodies smaller than this are sent with their head in one buffer
 
@@ -95,7 +95,7 @@ class _Body(httpx.AsyncByteStream):
 
     __slots__ = ("_conn", "_exchange", "_pool", "_timeout")
 
-    def __init__(self, pool: LeanTransport, conn: Conn, exchange: Exchange, timeout: float | None) -> None:
+    def __init__(self, pool: Pool, conn: Conn, exchange: Exchange, timeout: float | None) -> None:
         self._pool = pool
         self._conn: Conn | None = conn
         self._exchange = exchange
@@ -127,7 +127,7 @@ class _Body(httpx.AsyncByteStream):
                     exchange.at_eof()
             except BaseException:
                 self._conn = None
-                self._pool._discard(conn)
+                self._pool.discard(conn)
                 raise
             if exchange.complete:
                 self._finish()
@@ -137,19 +137,19 @@ class _Body(httpx.AsyncByteStream):
         if conn is not None:
             exchange = self._exchange
             exchange.parser = None  # it refers back to the exchange: no cycle left for the garbage collector
-            self._pool._release(conn, exchange.keep_alive and not exchange.extra)
+            self._pool.release(conn, exchange.keep_alive and not exchange.extra)
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            self._pool._discard(conn)
+            self._pool.discard(conn)
 
     def __del__(self) -> None:  # a response dropped without aclose(): do not keep its connection checked out
         conn = getattr(self, "_conn", None)
         if conn is not None:
             self._conn = None
             with contextlib.suppress(Exception):
-                self._pool._discard(conn)
+                self._pool.discard(conn)
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
@@ -157,26 +157,24 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = KEEPALIVE_EXPIRY,
                  verify: ssl.SSLContext | bool = True) -> None:
-        self.max_connections = max(1, max_connections)
-        self.keepalive_expiry = keepalive_expiry
+        self.pool = Pool(max_connections=max_connections, keepalive_expiry=keepalive_expiry)
         self._verify = verify
         self._ssl: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
-        self._idle: dict[Key, deque[Conn]] = {}
-        self._total = 0  # connections open or being opened, idle ones included
-        self._waiters: deque[tuple[Key, asyncio.Future[Conn | None]]] = deque()
-        self._prune_handle: asyncio.TimerHandle | None = None
-        self._closed = False
 
     # ---- introspection (tests, metrics) -------------------------------------------------------------
 
     @property
+    def max_connections(self) -> int:
+        return self.pool.max_connections
+
+    @property
     def connections(self) -> int:
         """Connections open or opening, idle ones included."""
-        return self._total
+        return self.pool.connections
 
     @property
     def idle_connections(self) -> int:
-        return sum(len(idle) for idle in self._idle.values())
+        return self.pool.idle_connections
 
     # ---- httpx's seam -------------------------------------------------------------------------------
 
@@ -198,12 +196,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
         head = request_head(request)
         retried = False
         while True:
-            conn = await self._acquire(key, timeouts.get("pool"), fresh=retried)
+            conn = await self.pool.acquire(key, timeouts.get("pool"), fresh=retried)
             if conn is None:  # a place is ours: open a connection in it
                 try:
                     conn = await self._connect(key, timeouts.get("connect"))
                 except BaseException:
-                    self._free_slot()
+                    self.pool.free_slot()
                     raise
             try:
                 # A streamed body cannot be sent twice; and a request is retried once at most.
@@ -213,19 +211,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 retried = True
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._prune_handle is not None:
-            self._prune_handle.cancel()
-            self._prune_handle = None
-        for idle in self._idle.values():
-            while idle:
-                idle.pop().close()
-                self._total -= 1
-        self._idle.clear()
-        while self._waiters:
-            _, waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(httpx.ConnectError("The HTTP client was closed."))
+        self.pool.close()
 
     # ---- one request on one connection --------------------------------------------------------------
 
@@ -254,14 +240,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 else:
                     exchange.at_eof()
         except httpx.TransportError as exc:
-            self._discard(conn)
+            self.pool.discard(conn)
             if may_retry and conn.used and not exchange.got_bytes and not isinstance(exc, httpx.TimeoutException):
                 raise _Retry from exc
             raise
         except BaseException:
-            self._discard(conn)
+            self.pool.discard(conn)
             raise
-        stream = _Body(self, conn, exchange, read_timeout)
+        stream = _Body(self.pool, conn, exchange, read_timeout)
         return httpx.Response(exchange.status, headers=exchange.headers, stream=stream,
                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": exchange.reason})
 
@@ -314,130 +300,3 @@ class LeanTransport(httpx.AsyncBaseTransport):
             else:
                 self._ssl = default_ssl_context()
         return self._ssl
-
-    # ---- the pool ------------------------------------------------------------------------------------
-    #
-    # Invariant: `_total` counts every connection that is open or being opened (checked out or idle). A
-    # place freed while callers wait is handed to the first of them, never decremented then re-taken, so
-    # nothing can slip in ahead of the queue. All bookkeeping is synchronous: no await can interrupt it.
-
-    async def _acquire(self, key: Key, timeout: float | None, *, fresh: bool = False) -> Conn | None:
-        """An idle connection to `key`, or None: a place is reserved for the caller to open a new one."""
-        if self._closed:
-            raise httpx.ConnectError("The HTTP client was closed.")
-        if not self._waiters:
-            if not fresh:
-                idle = self._idle.get(key)
-                if idle:
-                    now = monotonic()
-                    while idle:
-                        conn = idle.pop()
-                        if now - conn.idle_since < self.keepalive_expiry and conn.alive():
-                            return conn
-                        conn.close()
-                        self._total -= 1
-            if self._total < self.max_connections:
-                self._total += 1
-                return None
-            if self._evict_idle():
-                return None
-        waiter: asyncio.Future[Conn | None] = asyncio.get_running_loop().create_future()
-        entry = (key, waiter)
-        self._waiters.append(entry)
-        try:
-            if timeout is None:
-                return await waiter
-            async with asyncio.timeout(timeout):
-                return await waiter
-        except BaseException as exc:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                got = waiter.result()  # handed over just as we gave up: pass it on
-                if got is None:
-                    self._free_slot()
-                else:
-                    self._release(got, True)
-            else:
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(entry)
-            if isinstance(exc, TimeoutError):
-                raise httpx.PoolTimeout("Timed out waiting for a connection from the pool.") from None
-            raise
-
-    def _release(self, conn: Conn, reusable: bool) -> None:
-        """A connection whose response is complete: to the first waiter, to the idle pool, or closed."""
-        if not reusable or self._closed or not conn.alive():
-            self._discard(conn)
-            return
-        conn.used = True
-        while self._waiters:
-            key, waiter = self._waiters.popleft()
-            if waiter.done():
-                continue
-            if key == conn.key:
-                waiter.set_result(conn)
-            else:  # the first waiter wants another host: its place is this connection's
-                conn.close()
-                waiter.set_result(None)
-            return
-        conn.idle_since = monotonic()
-        idle = self._idle.get(conn.key)
-        if idle is None:
-            idle = self._idle[conn.key] = deque()
-        idle.append(conn)
-        if self._prune_handle is None:
-            self._schedule_prune(self.keepalive_expiry)
-
-    def _discard(self, conn: Conn) -> None:
-        """Close a checked-out connection (broken, cancelled, not reusable) and free its place."""
-        conn.abort()
-        self._free_slot()
-
-    def _free_slot(self) -> None:
-        while self._waiters:
-            _, waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # the place passes to the waiter: _total unchanged
-                return
-        self._total -= 1
-
-    def _evict_idle(self) -> bool:
-        """Close the longest-idle connection to any host so its place can be used (the pool is full)."""
-        oldest: deque[Conn] | None = None
-        for idle in self._idle.values():
-            if idle and (oldest is None or idle[0].idle_since < oldest[0].idle_since):
-                oldest = idle
-        if oldest is None:
-            return False
-        oldest.popleft().close()
-        return True
-
-    def _schedule_prune(self, delay: float) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._prune_handle = loop.call_later(delay + 0.05, self._prune)
-
-    def _prune(self) -> None:
-        """Close idle connections past their expiry or closed by the server; runs while any are idle."""
-        self._prune_handle = None
-        if self._closed:
-            return
-        now = monotonic()
-        soonest: float | None = None
-        for key in list(self._idle):
-            idle = self._idle[key]
-            kept: deque[Conn] = deque()
-            for conn in idle:
-                if now - conn.idle_since >= self.keepalive_expiry or not conn.alive():
-                    conn.close()
-                    self._free_slot()
-                else:
-                    kept.append(conn)
-                    soonest = conn.idle_since if soonest is None else min(soonest, conn.idle_since)
-            if kept:
-                self._idle[key] = kept
-            else:
-                del self._idle[key]
-        if soonest is not None:
-            self._schedule_prune(max(0.0, soonest + self.keepalive_expiry - now))

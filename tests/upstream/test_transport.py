@@ -278,14 +278,14 @@ async def test_places_freed_while_callers_wait_go_to_the_first_of_them() -> None
 async def test_a_place_handed_over_as_its_waiter_gives_up_is_passed_on() -> None:
     transport = LeanTransport(max_connections=1)
     key = ("http", "127.0.0.1", 9)
-    assert await transport._acquire(key, None) is None and transport.connections == 1  # the only place, taken
-    waiter = asyncio.create_task(transport._acquire(key, None))
+    assert await transport.pool.acquire(key, None) is None and transport.connections == 1  # the only place, taken
+    waiter = asyncio.create_task(transport.pool.acquire(key, None))
     await asyncio.sleep(0)
-    transport._free_slot()  # handed to the waiter...
+    transport.pool.free_slot()  # handed to the waiter...
     waiter.cancel()  # ...which is cancelled before it runs
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    assert transport.connections == 0 and not transport._waiters
+    assert transport.connections == 0 and not transport.pool._waiters
 
 
 async def test_expired_and_unexpected_data_connections_are_not_reused() -> None:
@@ -300,7 +300,7 @@ async def test_expired_and_unexpected_data_connections_are_not_reused() -> None:
         assert (await http.get(f"{server.url}/junk")).content == b"ok"
         assert transport.connections == 0  # bytes nobody asked for: not reusable
         assert (await http.get(server.url)).content == b"ok"
-        for idle in transport._idle.values():
+        for idle in transport.pool._idle.values():
             idle[0].idle_since -= 60  # past its expiry, the prune timer not run yet
         assert (await http.get(server.url)).content == b"ok"
         assert server.accepted == 3
@@ -567,13 +567,13 @@ async def test_a_connection_that_breaks_just_after_being_handed_to_a_waiter_is_r
             await writer.drain()
 
     transport = LeanTransport(max_connections=1)
-    handed = transport._release
+    handed = transport.pool.release
 
     def hand_over_then_break(conn: object, reusable: bool) -> None:
         handed(conn, reusable)  # type: ignore[arg-type]
         conn.transport.abort()  # type: ignore[attr-defined]  # a reset arriving before the waiter runs
 
-    transport._release = hand_over_then_break  # type: ignore[method-assign]
+    transport.pool.release = hand_over_then_break  # type: ignore[method-assign]
     async with serving(gated) as server, client(transport) as http:
         first = asyncio.create_task(http.post(server.url, content=b"one"))
         await asyncio.sleep(0.05)
