@@ -39,7 +39,10 @@ T = TypeVar("T")
 
 async def gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:
     """Run concurrently; on the first failure cancel the rest and raise that failure itself."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
+    pending = list(aws)
+    if len(pending) == 1:  # the usual n=1: no task and no gather (~8 µs of every chat request)
+        return [await pending[0]]
+    tasks = [asyncio.ensure_future(a) for a in pending]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -219,9 +222,14 @@ class _Choice:
                 if is_error_event(event):
                     self.translator.feed(event)  # raises the mapped mid-stream error
         except BaseException:
-            await self.reads.aclose()
-            await self.upstream.aclose()
+            await self.close()
             raise
+
+    async def close(self) -> None:
+        """Close the upstream stream unread (a failure before the first chunk)."""
+        if self.reads is not None:
+            await self.reads.aclose()
+        await self.upstream.aclose()
 
     async def _events(self) -> AsyncGenerator[list[str], None]:
         assert self.reads is not None
@@ -326,9 +334,7 @@ async def _stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCal
         await gather_all(choice.prime() for choice in choices)
     except BaseException:
         for choice in choices:  # the others were fine: close them too, nothing will read them
-            if choice.reads is not None:
-                await choice.reads.aclose()
-            await choice.upstream.aclose()
+            await choice.close()
         raise
     return ChunkStream(_stream_batches(ctx, req, call, choices, include_usage=include_usage))
 
