@@ -60,6 +60,12 @@ async def failure(kind: type[CfaiError], call: Awaitable[Any]) -> CfaiError:
     return error
 
 
+async def hang(request: httpx.Request) -> httpx.Response:
+    """An upstream that never answers."""
+    await asyncio.sleep(30)
+    raise AssertionError("unreachable")
+
+
 async def collect(events: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
     return [event async for event in events]
 
@@ -264,10 +270,6 @@ async def test_bad_success_bodies(content_type: str, body: bytes, needle: str) -
 
 
 async def test_post_json_deadline_and_per_call_timeout() -> None:
-    async def hang(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(30)
-        raise AssertionError("unreachable")
-
     groq = client(hang, timeout=30)
     start = time.monotonic()
     error = await failure(UpstreamTimeout, groq.post_json("/chat/completions", {}, timeout=0.3))
@@ -401,10 +403,6 @@ async def test_a_stalled_stream_times_out_within_the_deadline() -> None:
 
 
 async def test_a_stream_that_never_starts_times_out() -> None:
-    async def hang(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(30)
-        raise AssertionError("unreachable")
-
     groq = client(hang, timeout=0.3)
     start = time.monotonic()
     await failure(UpstreamTimeout, groq.stream("/chat/completions", {"stream": True}))
