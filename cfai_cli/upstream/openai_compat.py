@@ -15,7 +15,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import anyio
 import httpx
 
 from cfai_cli import __version__
@@ -35,12 +34,11 @@ from cfai_cli.errors import (
     UpstreamStreamError,
     UpstreamTimeout,
 )
-from cfai_cli.upstream.workers import Waited, debug_hooks, describe_http_error
+from cfai_cli.upstream.workers import DRAIN_SECONDS, Waited, debug_hooks, describe_http_error, drain_tail
 
 T = TypeVar("T")
 _ERROR_BODY_LIMIT = 64 * 1024  # an error page is read up to this much, never whole
 _EXCERPT = 300  # characters of a provider's text kept in a message
-_DRAIN_SECONDS = 0.05  # after [DONE], how long to read the tail so the connection can go back to the pool
 _MIN_SCRUBBED_KEY = 8  # shorter "keys" are placeholders ("ollama", "x"); scrubbing them would mangle words
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
@@ -174,7 +172,8 @@ class OpenAICompatClient:
                     if not data:
                         continue
                     if data == "[DONE]":
-                        await _drain(chunks, deadline)
+                        left = deadline - asyncio.get_running_loop().time()
+                        await drain_tail(chunks, max(0.0, min(left, DRAIN_SECONDS)))
                         return
                     yield self._payload(event, data)
                 if chunk is None:
@@ -307,18 +306,6 @@ async def _read_capped(response: httpx.Response) -> bytes:
         if isinstance(chunks, AsyncGenerator):
             await chunks.aclose()
     return bytes(buffer[:_ERROR_BODY_LIMIT])
-
-
-async def _drain(chunks: AsyncIterator[bytes], deadline: float) -> None:
-    """Read what follows [DONE] (usually nothing) so the connection can be reused; give up quickly."""
-    # An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from anyio
-    # cancellation only (see UpstreamStream.aclose in workers.py).
-    try:
-        with anyio.move_on_after(max(0.0, min(deadline - asyncio.get_running_loop().time(), _DRAIN_SECONDS))):
-            async for _ in chunks:
-                pass
-    except httpx.HTTPError:
-        pass  # the response is closed right after, which is what would have happened anyway
 
 
 def _json_or_none(raw: bytes) -> Any:

@@ -61,6 +61,25 @@ def debug_hooks() -> dict[str, list[Callable[..., Any]]] | None:
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+DRAIN_SECONDS = 0.05  # after [DONE], how long to read the tail so the connection can go back to the pool
+
+
+async def drain_tail(chunks: AsyncIterator[bytes], seconds: float) -> None:
+    """Read what follows a stream's [DONE] (usually nothing) for at most `seconds`, so the connection can be
+    reused instead of costing a new TCP and TLS handshake; errors are ignored (closing follows anyway).
+
+    An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from anyio
+    cancellation only, and a native cancel landing there leaves the connection checked out of the pool with
+    its socket open, for good (tests/reliability/test_disconnect.py).
+    """
+    try:
+        with anyio.move_on_after(seconds):
+            async for _ in chunks:
+                pass
+    except Exception:
+        pass
+
+
 @dataclass(slots=True)
 class UpstreamStream:
     """An open streaming answer: either SSE bytes to iterate, or a JSON result the model sent instead."""
@@ -76,15 +95,7 @@ class UpstreamStream:
         if drain and response is not None and getattr(response.stream, "released", False):
             drain = False  # cfai's transport already gave the connection back when the message ended
         if drain and self.chunks is not None and response is not None and not response.is_closed:
-            try:
-                # An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from
-                # anyio cancellation only, and a native cancel landing there leaves the connection checked
-                # out of the pool with its socket open, for good (tests/reliability/test_disconnect.py).
-                with anyio.move_on_after(0.05):
-                    async for _ in self.chunks:
-                        pass
-            except Exception:  # whatever is left over, closing below is what would have happened anyway
-                pass
+            await drain_tail(self.chunks, DRAIN_SECONDS)
         if self._response is not None:
             await self._response.aclose()
 
