@@ -59,6 +59,12 @@ _NO_UPSTREAM_STREAM = re.compile(r"^@cf/openai/gpt-oss")
 
 _MODEL_ID = re.compile(r"^@(cf|hf)/[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def is_account_id(text: str) -> bool:
+    """Safe to put in the API path as a Cloudflare account id (real ones are 32 hex characters)."""
+    return _ACCOUNT_ID.fullmatch(text) is not None
 
 
 def validate_model_id(model_id: str, *, param: str = "model") -> str:

@@ -1,6 +1,6 @@
 """Routing as data: upstreams, routes (a model name -> an ordered chain of targets), failover and cooldown.
 
-Pure: standard library and cfai_cli.errors; the clock is an argument. `parse_routing` reads the
+Pure: standard library, core.catalog and cfai_cli.errors; the clock is an argument. `parse_routing` reads the
 `[routing]`, `[upstreams.*]` and `[routes]` tables of config.toml; `failure_kind` sorts an upstream
 failure into the kinds a policy names; `Cooldowns` remembers which (lane, model) pairs are resting
 and until when, and orders the candidates of a chain for one request.
@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cfai_cli.core.catalog import is_account_id
 from cfai_cli.errors import (
     CfaiError,
     ConfigError,
@@ -50,7 +51,6 @@ _LANE_WIDE = frozenset({"quota", "auth"})
 _CAPACITY_CODES = frozenset({"3040"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _UPSTREAM_KEYS = {
     "cloudflare": {"type", "account_id", "api_token", "api_token_env", "api_base", "timeout", "cooldown_seconds",
                    "failover_on"},
@@ -171,7 +171,7 @@ def _upstream(name: str, table: Any, source: str) -> UpstreamConfig:
     kinds = _kinds(table["failover_on"], f"{where}: failover_on") if "failover_on" in table else None
     if kind == "cloudflare":
         account = table.get("account_id")
-        if not isinstance(account, str) or not _ACCOUNT_ID.fullmatch(account.strip()):
+        if not isinstance(account, str) or not is_account_id(account.strip()):
             raise ConfigError(f"{where}: account_id must be the 32-character id of the Cloudflare account.")
         creds = _credentials(table, "api_token", "api_token_env", where)
         if not creds:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
@@ -22,6 +21,7 @@ import httpx
 
 from cfai_cli import __version__
 from cfai_cli.core import jsonfast
+from cfai_cli.core.catalog import is_account_id
 from cfai_cli.core.workers.envelope import decode_binary_result, decode_json_result, is_retryable
 from cfai_cli.errors import (
     CfaiError,
@@ -58,7 +58,6 @@ def debug_hooks() -> dict[str, list[Callable[..., Any]]] | None:
                         (time.perf_counter() - started) * 1000, _shown_headers(response.headers))
 
     return {"request": [on_request], "response": [on_response]}
-_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 DRAIN_SECONDS = 0.05  # after [DONE], how long to read the tail so the connection can go back to the pool
@@ -125,7 +124,7 @@ class WorkersAIClient:
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 256,
     ) -> None:
-        if not _ACCOUNT_ID.fullmatch(account_id):
+        if not is_account_id(account_id):
             raise ConfigError("CLOUDFLARE_ACCOUNT_ID looks wrong: expected the 32-character hex id of your account.")
         self._base = f"{api_base.rstrip('/')}/accounts/{account_id}/ai"
         self.timeout = timeout
