@@ -212,13 +212,10 @@ def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | Non
 def check_session(settings: Settings, term: Terminal, model: str) -> None:
     """Before an interactive session: a terminal to type in, a model name that exists (an alias, an id or a
     route) and credentials, so it fails before the first prompt, not after the user typed a question."""
-    from cfai_cli.core.catalog import resolve_model
-
     if not term.in_tty:
         raise typer.BadParameter("nothing to ask: give a PROMPT, pipe text on stdin, or use --request.",
                                  param_hint="PROMPT")
-    if model.strip() not in settings.routing.routes:
-        resolve_model(model, settings.aliases)
+    settings.routing.resolve(model, settings.aliases)
     settings.require_credentials()
 
 

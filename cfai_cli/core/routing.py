@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cfai_cli.core.catalog import is_account_id
+from cfai_cli.core.catalog import is_account_id, resolve_model
 from cfai_cli.errors import (
     CfaiError,
     ConfigError,
@@ -98,6 +98,16 @@ class RoutingConfig:
     routes: Mapping[str, tuple[Target | str, ...]] = field(default_factory=dict)  # str: "@cf/…" on every account
     cooldown: float = 30.0
     failover_on: frozenset[str] = frozenset(FAILURE_KINDS)
+
+    def route_name(self, name: str) -> str | None:
+        """`name` (surrounding spaces ignored) if it names a route, else None."""
+        stripped = name.strip()
+        return stripped if stripped in self.routes else None
+
+    def resolve(self, name: str, aliases: Mapping[str, str]) -> str:
+        """The model a client's name stands for, as answers show it: a route's own name, else the Workers AI
+        id (aliases applied); an unknown or malformed name raises, as `resolve_model` does."""
+        return self.route_name(name) or resolve_model(name, aliases)
 
     def upstream(self, name: str) -> UpstreamConfig | None:
         return next((u for u in self.upstreams if u.name == name), None)

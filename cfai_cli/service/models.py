@@ -126,8 +126,9 @@ async def list_openai_models(ctx: Context) -> dict[str, Any]:
 
 
 async def retrieve_openai_model(ctx: Context, name: str) -> dict[str, Any]:
-    if name.strip() in ctx.settings.routing.routes:
-        return openai_model(name.strip(), 0, "cfai-route")
+    route = ctx.settings.routing.route_name(name)
+    if route is not None:
+        return openai_model(route, 0, "cfai-route")
     model_id = resolve_model(name, ctx.settings.aliases)
     for model in await catalogue(ctx):
         if model.id == model_id:

@@ -77,12 +77,12 @@ class Router:
 
     def chain(self, name: str) -> tuple[str | None, list[Target]]:
         """(the route's name or None, its targets); a plain model name runs on every Cloudflare account."""
-        route = self.config.routes.get(name.strip())
+        route = self.config.route_name(name)
         if route is None:
             model = resolve_model(name, self.aliases)
             return None, [Target(upstream, model) for upstream in self.cloudflare]
         targets: list[Target] = []
-        for link in route:
+        for link in self.config.routes[route]:
             if isinstance(link, str):
                 model = resolve_model(link, self.aliases)
                 targets += [Target(upstream, model) for upstream in self.cloudflare]
@@ -90,12 +90,11 @@ class Router:
                 targets.append(Target(link.upstream, resolve_model(link.model, self.aliases)))
             else:
                 targets.append(link)
-        return name.strip(), targets
+        return route, targets
 
     def resolve(self, name: str) -> str:
         """The model a name stands for, as shown in answers: a route's own name, else the Workers AI id."""
-        route = name.strip()
-        return route if route in self.config.routes else resolve_model(name, self.aliases)
+        return self.config.resolve(name, self.aliases)
 
     def _candidates(self, targets: list[Target]) -> tuple[list[tuple[Target, Lane]], list[str]]:
         found: list[tuple[Target, Lane]] = []

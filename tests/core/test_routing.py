@@ -87,6 +87,16 @@ def test_secrets_come_from_the_environment_and_never_show() -> None:
     assert shown["routes"]["fast"][1] == "groq:llama-3.1-8b-instant"
 
 
+def test_a_name_resolves_to_its_route_else_to_a_workers_ai_id() -> None:
+    config = parse(GOOD)
+    aliases = {"gpt-4o-mini": "@cf/meta/llama-3.1-8b-instruct-fast"}
+    assert config.route_name(" fast ") == "fast" and config.route_name("gpt-4o-mini") is None
+    assert config.resolve(" fast ", aliases) == "fast"
+    assert config.resolve("gpt-4o-mini", aliases) == "@cf/meta/llama-3.1-8b-instruct-fast"
+    with pytest.raises(InvalidRequest):
+        config.resolve("no such model!", aliases)
+
+
 def test_nothing_configured_means_no_routes() -> None:
     config = parse("")
     assert config.upstreams == () and dict(config.routes) == {}
