@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Literal, TypedDict
 
 from pydantic import Field
@@ -129,12 +129,18 @@ def message_text(message: Message) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def message_tokens(message: Message, count: Callable[[str], int]) -> int:
+    """Tokens of one chat message, its texts counted by `count` (a tokenizer, or the estimator), plus the
+    chat template's tokens around it."""
+    cost = TOKENS_PER_MESSAGE + count(message_text(message))
+    if message.name:
+        cost += TOKENS_PER_NAME + count(message.name)
+    return cost
+
+
 def estimate_message(message: Message) -> int:
     """Estimated tokens of one chat message, template overhead included."""
-    cost = TOKENS_PER_MESSAGE + estimate_tokens(message_text(message))
-    if message.name:
-        cost += TOKENS_PER_NAME + estimate_tokens(message.name)
-    return cost
+    return message_tokens(message, estimate_tokens)
 
 
 # ---- POST /v1/tokenize -------------------------------------------------------------------------------------

@@ -21,13 +21,12 @@ import httpx
 from cfai_cli.core.tokens import (
     MESSAGES_NOTE,
     TOKENS_PER_CONVERSATION,
-    TOKENS_PER_MESSAGE,
-    TOKENS_PER_NAME,
     TokenizeRequest,
     TokenizeResult,
     check_tokenize,
     estimate_result,
     message_text,
+    message_tokens,
     result,
     tokenizer_family,
 )
@@ -73,11 +72,7 @@ def _exact_result(req: TokenizeRequest, model_id: str, tokenizer: Tokenizer) -> 
     if req.messages is None:
         return result(model_id, [tokenizer.count(t) for t in req.texts()], 0, method="exact",
                       tokenizer=tokenizer.name, note=note)
-    counts = [
-        TOKENS_PER_MESSAGE + tokenizer.count(message_text(m))
-        + (TOKENS_PER_NAME + tokenizer.count(m.name) if m.name else 0)
-        for m in req.messages
-    ]
+    counts = [message_tokens(m, tokenizer.count) for m in req.messages]
     note = (f"Exact text counts from the {tokenizer.name} tokenizer; the chat-template tokens are those of the "
             "Llama 3 template." + MESSAGES_NOTE)
     return result(model_id, counts, TOKENS_PER_CONVERSATION, method="exact", tokenizer=tokenizer.name, note=note)
