@@ -14,6 +14,7 @@ from contextlib import aclosing
 from typing import Any, TypeVar, cast
 
 from cfai_cli.core import jsonfast
+from cfai_cli.core.caps import ByteBudget, check_image_parts
 from cfai_cli.core.catalog import streams_upstream
 from cfai_cli.core.openai.chat import (
     ChatCompletion,
@@ -53,18 +54,22 @@ async def gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:
 
 async def _inline_images(ctx: Context, req: ChatCompletionRequest) -> ChatCompletionRequest:
     """Replace http(s) image URLs with data URIs: Workers AI models only take inline images."""
-    found = [
+    parts = [
         (i, j, part)
         for i, message in enumerate(req.messages)
         if isinstance(message.content, list)
         for j, part in enumerate(message.content)
-        if isinstance(part, ImagePart) and not part.url().startswith("data:")
+        if isinstance(part, ImagePart)
     ]
+    check_image_parts(len(parts))
+    found = [(i, j, part) for i, j, part in parts if not part.url().startswith("data:")]
     if not found:
         return req
     req = req.model_copy(deep=True)
+    budget = ByteBudget()  # one allowance for all of this request's fetches
     uris = await gather_all(
-        ctx.images.data_uri(part.url(), param=f"messages[{i}].content[{j}].image_url.url") for i, j, part in found
+        ctx.images.data_uri(part.url(), param=f"messages[{i}].content[{j}].image_url.url", budget=budget)
+        for i, j, part in found
     )
     for (i, j, _), uri in zip(found, uris, strict=True):
         content = req.messages[i].content

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from cfai_cli.core.caps import check_chain
 from cfai_cli.store.db import add_columns, connect
 
 _SCHEMA = """
@@ -33,9 +34,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
     # Responses belong to the API key that created them (NULL: the CLI, or a server without auth).
     add_columns(conn, "responses", {"owner": "TEXT"})
 
-
-# A chain longer than this is almost certainly a loop written by hand into the database.
-MAX_CHAIN = 10_000
 
 Json = dict[str, Any]
 
@@ -76,14 +74,19 @@ class ResponseStore:
         """Every item of the conversation up to and including `response_id`'s output, or None if unknown."""
         turns: list[list[Json]] = []
         current: str | None = response_id
+        size = 0
+        seen: set[str] = set()
         with self._connect() as conn:
-            while current is not None and len(turns) < MAX_CHAIN:
+            while current is not None and current not in seen:  # a loop written into the database ends here
+                seen.add(current)
                 row = conn.execute("SELECT response, input_items FROM responses WHERE id = ? AND owner IS ?",
                                    (current, owner)).fetchone()
                 if row is None:
                     if not turns:
                         return None
                     break  # an earlier turn was deleted: continue from what is left, as OpenAI does
+                size += len(row[0]) + len(row[1])
+                check_chain(len(turns) + 1, size)  # refused before loading more than the caps allow
                 response, items = json.loads(row[0]), json.loads(row[1])
                 # A failed turn's partial output is not something the model said: keep only its input.
                 output = response.get("output", []) if response.get("status") != "failed" else []

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cfai_cli.core.caps import ByteBudget
 from cfai_cli.errors import InvalidRequest
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
@@ -74,8 +75,9 @@ class ImageFetcher:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def data_uri(self, url: str, *, param: str) -> str:
-        """The image at `url` as a `data:` URI (data URIs are returned unchanged)."""
+    async def data_uri(self, url: str, *, param: str, budget: ByteBudget | None = None) -> str:
+        """The image at `url` as a `data:` URI (data URIs are returned unchanged); what is fetched is
+        charged to `budget`, the request's allowance for all its images."""
         if url.startswith("data:"):
             return url
         parts = urlsplit(url)
@@ -92,6 +94,8 @@ class ImageFetcher:
                 data = bytearray()
                 async for chunk in response.aiter_bytes():
                     data.extend(chunk)
+                    if budget is not None:
+                        budget.spend(len(chunk), param=param)
                     if len(data) > MAX_IMAGE_BYTES:
                         raise InvalidRequest("The image is larger than 20 MB.", param=param, code="image_too_large")
                 mime = sniff_image_type(bytes(data), response.headers.get("content-type"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cfai_cli.core.caps import check_generations
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, FinishReason
 from cfai_cli.core.openai.completions import CompletionChoice, CompletionFinish, CompletionRequest, TextCompletion
@@ -30,11 +31,16 @@ def prompts(req: CompletionRequest) -> list[str]:
         raise _unsupported("'best_of' is not supported; use 'n' for several completions.", "best_of")
     prompt = req.prompt
     if isinstance(prompt, str):
-        return [prompt]
-    if not prompt:
+        texts = [prompt]
+    elif not prompt:
         raise InvalidRequest("'prompt' must not be an empty list.", param="prompt", code="invalid_value")
-    if all(isinstance(p, str) for p in prompt):
-        return [p for p in prompt if isinstance(p, str)]
+    elif all(isinstance(p, str) for p in prompt):
+        texts = [p for p in prompt if isinstance(p, str)]
+    else:
+        texts = []
+    if texts:
+        check_generations(len(texts), req.n or 1, stream=bool(req.stream))
+        return texts
     raise _unsupported("Token-id prompts are not supported (Workers AI models have their own tokenizers); "
                        "send the prompt as text.", "prompt")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cfai_cli.core.caps import check_embedding_inputs
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
 from cfai_cli.server.errors import API_HEADERS
@@ -18,6 +19,7 @@ from cfai_cli.service.embeddings import create_embeddings
 
 async def embeddings(request: Request) -> Response:
     req = validate_request(EmbeddingRequest, await read_json(request))
+    check_embedding_inputs(len(req.texts()))  # the proxy's cap (OpenAI's); `cfai embed` may send more
     return JSONResponse(await create_embeddings(request.app.state.ctx, req), headers=API_HEADERS)
 
 
