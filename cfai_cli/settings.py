@@ -50,6 +50,7 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "image_url_auth": (None, bool),
     "max_concurrency": (None, int),
     "max_connections": (None, int),
+    "max_in_flight_per_key": (None, int),
     "cors_origins": (None, str),
     "ui": (None, bool),
     "fast_http": (None, bool),
@@ -73,6 +74,7 @@ class Settings:
     image_url_auth: bool = False
     max_concurrency: int = 512
     max_connections: int = 512  # the upstream connection pool: as large as the cap, so the cap is what limits
+    max_in_flight_per_key: int = 64  # one key's requests in flight (per process); past it, 429 at once
     cors_origins: str = ""  # comma-separated origins allowed by CORS; empty = CORS off
     ui: bool = True  # the browser page at / and /ui
     fast_http: bool = True  # upstream HTTP/1.1 over upstream/transport.py; false: httpx's default transport

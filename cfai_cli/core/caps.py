@@ -33,6 +33,16 @@ def check_generations(prompts: int, n: int, *, stream: bool) -> None:
                              param="n" if n > 1 else "prompt", code="too_many_streams")
 
 
+def check_stream_share(streams: int, pool: int) -> None:
+    """A streamed request holds a connection per stream until it ends: at most half the upstream pool, so it can
+    never wait for connections it holds itself, and others' requests still find connections."""
+    share = max(1, pool // 2)
+    if streams > share:
+        raise InvalidRequest(f"This streamed request needs {streams} upstream streams at once; this proxy's upstream "
+                             f"pool (max_connections = {pool}) allows {share} per request. Ask for fewer, or set "
+                             "stream: false.", param="n", code="too_many_streams")
+
+
 def check_embedding_inputs(count: int) -> None:
     if count > MAX_EMBEDDING_INPUTS:
         raise InvalidRequest(f"'input' has {count} items; at most {MAX_EMBEDDING_INPUTS} are allowed in one request.",

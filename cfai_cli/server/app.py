@@ -102,7 +102,7 @@ def create_app(
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
-                                aliases=settings.aliases, max_body=max_body, open_prefixes=files))
+                                max_in_flight=settings.max_in_flight_per_key, open_prefixes=files))
     pages = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ui_routes()] if settings.ui else []
     app = Starlette(routes=[*routes(), *metrics_routes(), *pages], exception_handlers=HANDLERS,
                     middleware=stack, lifespan=lifespan)

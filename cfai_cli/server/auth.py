@@ -8,26 +8,22 @@ Keys are never accepted in query strings.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Mapping
 
 import anyio
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cfai_cli.core import jsonfast
-from cfai_cli.core.catalog import resolve_model
 from cfai_cli.errors import (
     AuthenticationError,
     CfaiError,
-    InvalidRequest,
     PermissionDenied,
     RateLimited,
-    RequestTooLarge,
 )
 from cfai_cli.server.errors import error_response
+from cfai_cli.server.routes.common import request_record
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
+from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter
 
@@ -38,7 +34,6 @@ _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("completions", "chat"), ("
            ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("route-check", "models"),
            ("metrics", "admin"),
            ("ui/api/models", "models"), ("ui/api/usage", "admin"))
-_MULTIPART_MODEL = re.compile(rb'name="model"\r\n(?:[^\r\n]*\r\n)*\r\n([^\r\n]{1,200})\r\n')
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -64,27 +59,15 @@ def scope_for(path: str) -> str | None:
     return next((scope for prefix, scope in _SCOPES if tail.startswith(prefix)), None)
 
 
-def requested_model(body: bytes, content_type: str) -> str | None:
-    if content_type.startswith("multipart/form-data"):
-        match = _MULTIPART_MODEL.search(body)
-        return match.group(1).decode("utf-8", "replace") if match else None
-    try:
-        data = jsonfast.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    model = data.get("model") if isinstance(data, dict) else None
-    return model if isinstance(model, str) else None
-
-
 class KeyAuth:
-    def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimiter, *, aliases: Mapping[str, str],
-                 max_body: int, open_prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimiter, *, max_in_flight: int,
+                 open_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.keys = keys
         self.cache = keys.cache()
         self.limiter = limiter
-        self.aliases = aliases
-        self.max_body = max_body
+        self.max_in_flight = max_in_flight
+        self.in_flight: dict[str, int] = {}
         # Paths anyone may GET, e.g. hosted images whose unguessable URL is the credential.
         self.open_prefixes = open_prefixes
 
@@ -98,23 +81,59 @@ class KeyAuth:
             return
         try:
             record, extra_headers = await self._admit(scope)
-            if record.policy.models and scope["method"] == "POST":
-                receive = await self._check_model(scope, receive, record)
+            self._enter(record)
         except CfaiError as error:
             await error_response(error)(scope, receive, send)
             return
         scope.setdefault("state", {})["cfai_key"] = record
+        self._grant(request_record(scope), record)
+        try:
+            if not extra_headers:  # the usual case: no wrapper on every message
+                await self.app(scope, receive, send)
+                return
 
-        if not extra_headers:  # the usual case: no wrapper on every message
-            await self.app(scope, receive, send)
-            return
+            async def with_limit_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    MutableHeaders(scope=message).update(extra_headers)
+                await send(message)
 
-        async def with_limit_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).update(extra_headers)
-            await send(message)
+            await self.app(scope, receive, with_limit_headers)
+        finally:
+            self._leave(record)
 
-        await self.app(scope, receive, with_limit_headers)
+    def _enter(self, record: KeyRecord) -> None:
+        """Count the key's request in flight, refusing one past the per-key cap (per process)."""
+        busy = self.in_flight.get(record.id, 0)
+        if busy >= self.max_in_flight:
+            raise RateLimited(f"This key already has {busy} requests in flight (the limit per key is "
+                              f"{self.max_in_flight}); wait for some to finish.", retry_after=1,
+                              code="too_many_requests_in_flight")
+        self.in_flight[record.id] = busy + 1
+
+    def _leave(self, record: KeyRecord) -> None:
+        left = self.in_flight.get(record.id, 1) - 1
+        if left > 0:
+            self.in_flight[record.id] = left
+        else:
+            self.in_flight.pop(record.id, None)
+
+    def _grant(self, request: RequestRecord, key: KeyRecord) -> None:
+        """What the key may do, into the request's record: the router and services judge the request there,
+        after defaults, aliases and routes have made it what actually runs."""
+        request.key_id = key.id
+        request.model_patterns = key.policy.models
+        if key.policy.limited:
+            async def charge(calls: int) -> None:
+                decision = await anyio.to_thread.run_sync(
+                    lambda: self.limiter.admit(key.id, key.policy, now=time.time(), units=calls))
+                if not decision.allowed:
+                    error = RateLimited(f"Rate limit reached: {decision.reason}. This request needs {calls} more "
+                                        f"upstream calls. Try again in {decision.retry_after:.0f} s.",
+                                        retry_after=decision.retry_after, code="rate_limit_exceeded")
+                    error.headers = decision.headers
+                    raise error
+
+            request.charge = charge
 
     async def _admit(self, scope: Scope) -> tuple[KeyRecord, dict[str, str]]:
         key = presented_key(scope["headers"])
@@ -143,40 +162,3 @@ class KeyAuth:
             error.headers = decision.headers
             raise error
         return record, decision.headers
-
-    async def _check_model(self, scope: Scope, receive: Receive, record: KeyRecord) -> Receive:
-        """Read the body once to see which model is asked for, then hand the same bytes on."""
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                raise RequestTooLarge(f"The request body is larger than the proxy's limit of {self.max_body} bytes.")
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-        name = requested_model(body, content_type)
-        if name is not None:
-            try:
-                resolved = resolve_model(name, self.aliases)
-            except InvalidRequest:
-                resolved = name
-            if not record.policy.allows_model(name, resolved):
-                raise PermissionDenied(f"This key may not use the model {name!r}.", param="model",
-                                       code="model_not_allowed")
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return replay

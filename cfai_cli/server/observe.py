@@ -1,9 +1,10 @@
 """Watching every request from the outside: usage log rows, metrics, and tokens for per-key TPM limits.
 
-Imports starlette, anyio, store, upstream (a context variable) and server.metrics. Pure ASGI: it reads
-the status, byte counts and the `usage` in JSON answers or SSE events as they pass, so no route has to
-report anything. Rows are queued and written in batches by `UsageRecorder`, off the request path, and
-flushed on shutdown.
+Imports starlette, anyio, store, service (the request record) and server.metrics. Pure ASGI: it makes the
+request's record (service.record), times the request and counts its bytes; what the request really did
+(the model asked for and the one that ran, who answered, the tokens the service saw spent) is read from
+the record at the end, never from the bodies. Rows are queued and written in batches by `UsageRecorder`,
+off the request path, and flushed on shutdown.
 `x-cfai-overhead-ms` on each answer is the proxy's own time before the answer starts: the time since the
 request arrived minus the time spent waiting on Workers AI (for a stream, until its first bytes).
 `x-cfai-upstream` and `x-cfai-model` name the target that answered (see upstream.router), and so does
@@ -14,24 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfai_cli.core import jsonfast
 from cfai_cli.server.metrics import Metrics
+from cfai_cli.server.routes.common import request_record
+from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog, UsageRow
-from cfai_cli.upstream.router import SERVED
 from cfai_cli.upstream.workers import UPSTREAM_WAIT
 
 log = logging.getLogger("cfai.server")
-_JSON_CAPTURE = 4 * 1024 * 1024  # enough for any answer's usage; bigger bodies are not parsed
-# The requested model, for the log: found in the first chunk of a JSON body or a multipart `model` field.
-_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"|name="model"\r\n\r\n([^\r\n]{1,200})')
+_ERROR_CAPTURE = 64 * 1024  # of an error answer, enough for its code
 
 
 class UsageRecorder:
@@ -69,21 +67,9 @@ class UsageRecorder:
         await self.flush()
 
 
-def _usage_of(payload: Any) -> tuple[int, int] | None:
-    if not isinstance(payload, dict):
-        return None
-    usage = payload.get("usage")
-    if not isinstance(usage, dict) and isinstance(payload.get("response"), dict):
-        usage = payload["response"].get("usage")  # Responses API stream events
-    if not isinstance(usage, dict):
-        return None
-    prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
-    completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
-
-
 class _Watch:
-    """What one response showed while it went by."""
+    """What one response showed while it went by: status, sizes, and an error answer's code (our own error
+    bodies are small). Tokens and models are not read from answers: the request's record has them."""
 
     def __init__(self) -> None:
         self.status = 500
@@ -91,8 +77,6 @@ class _Watch:
         self.bytes_out = 0
         self.kind = ""
         self.body = bytearray()
-        self.tokens: tuple[int, int] | None = None
-        self.model: str | None = None
 
     def start(self, message: Message) -> None:
         self.status = message["status"]
@@ -102,32 +86,21 @@ class _Watch:
 
     def chunk(self, data: bytes) -> None:
         self.bytes_out += len(data)
-        if self.kind.startswith("text/event-stream"):
-            # Our own SSE: each chunk holds whole events; only lines that mention usage are parsed.
-            for line in data.split(b"\n"):
-                if line.startswith(b"data: {") and b'"usage"' in line:
-                    self._note(line[6:])
-        elif self.kind.startswith("application/json") and len(self.body) + len(data) <= _JSON_CAPTURE:
-            self.body.extend(data)
-
-    def _note(self, raw: bytes | bytearray) -> Any:
-        try:
-            payload = jsonfast.loads(raw)
-        except ValueError:
-            return None
-        found = _usage_of(payload)
-        if found is not None and found != (0, 0):
-            self.tokens = found
-        if isinstance(payload, dict) and isinstance(payload.get("model"), str):
-            self.model = payload["model"]
-        return payload
+        if self.status >= 400 and self.kind.startswith("application/json") and len(self.body) < _ERROR_CAPTURE:
+            self.body.extend(data[:_ERROR_CAPTURE])
 
     def finish(self) -> str | None:
-        """The error code of an error answer, after reading the captured JSON body."""
-        payload = self._note(self.body) if self.body else None
-        if self.status >= 400 and isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-            code = payload["error"].get("code")
-            return str(code) if code is not None else payload["error"].get("type")
+        """The error code of an error answer."""
+        if not self.body:
+            return None
+        try:
+            payload = jsonfast.loads(self.body)
+        except ValueError:
+            return None
+        error = payload.get("error") if isinstance(payload, dict) else None
+        if isinstance(error, dict):
+            code = error.get("code")
+            return str(code) if code is not None else error.get("type")
         return None
 
 
@@ -156,15 +129,12 @@ class Observe:
             return
         watch = _Watch()
         start = time.perf_counter()
-        state = scope.setdefault("state", {})
+        record = request_record(scope)
 
         async def counted_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                body = message.get("body", b"")
-                if not watch.bytes_in and (found := _MODEL.search(body[:65536])):
-                    state.setdefault("cfai_model", (found.group(1) or found.group(2)).decode("utf-8", "replace"))
-                watch.bytes_in += len(body)
+                watch.bytes_in += len(message.get("body", b""))
             return message
 
         async def watched_send(message: Message) -> None:
@@ -172,41 +142,37 @@ class Observe:
                 watch.start(message)
                 own = max(0.0, time.perf_counter() - start - waited[0])
                 headers = [*message.get("headers", ()), (b"x-cfai-overhead-ms", b"%.3f" % (own * 1000))]
-                if served:
-                    headers += [(b"x-cfai-upstream", served[0].encode()),
-                                (b"x-cfai-model", served[1].encode("ascii", "replace"))]
+                if record.upstream is not None and record.model is not None:
+                    headers += [(b"x-cfai-upstream", record.upstream.encode()),
+                                (b"x-cfai-model", record.model.encode("ascii", "replace"))]
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
                 watch.chunk(message.get("body", b""))
             await send(message)
 
         waited = [0.0]
-        served: list[str] = []
         token = UPSTREAM_WAIT.set(waited)
-        served_token = SERVED.set(served)
         self.metrics.in_flight += 1
         try:
             await self.app(scope, counted_receive, watched_send)
         finally:
             self.metrics.in_flight -= 1
             UPSTREAM_WAIT.reset(token)
-            SERVED.reset(served_token)
-            self._record(scope, state, watch, time.perf_counter() - start, served)
+            self._record(scope, record, watch, time.perf_counter() - start)
 
-    def _record(self, scope: Scope, state: dict[str, Any], watch: _Watch, seconds: float,
-                served: list[str]) -> None:
+    def _record(self, scope: Scope, record: RequestRecord, watch: _Watch, seconds: float) -> None:
+        """The usage row, metrics and TPM charge, from what the request's record says really happened."""
         error_code = watch.finish()
-        prompt, completion = watch.tokens or (0, 0)
+        prompt, completion = record.prompt_tokens, record.completion_tokens
         route = route_of(scope["path"])
-        key = state.get("cfai_key")
+        key = scope["state"].get("cfai_key")
         self.metrics.observe(route=route, status=watch.status, seconds=seconds, error_code=error_code,
                              prompt_tokens=prompt, completion_tokens=completion)
         self.recorder.add(UsageRow(
-            ts=time.time(), key_id=key.id if key else None, route=route, model=state.get("cfai_model"),
-            upstream_model=served[1] if served else watch.model,
-            status=watch.status, prompt_tokens=prompt, completion_tokens=completion,
+            ts=time.time(), key_id=key.id if key else None, route=route, model=record.asked,
+            upstream_model=record.model, status=watch.status, prompt_tokens=prompt, completion_tokens=completion,
             latency_ms=round(seconds * 1000, 2), bytes_in=watch.bytes_in, bytes_out=watch.bytes_out,
-            error_code=error_code, upstream=served[0] if served else None))
+            error_code=error_code, upstream=record.upstream))
         if key is not None and key.policy.tpm is not None and prompt + completion:
             # Tokens are known only at the end; TPM then refuses the key's next requests (as OpenAI does).
             self.limiter.record_tokens(key.id, prompt + completion, now=time.time())

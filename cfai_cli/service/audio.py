@@ -94,13 +94,16 @@ async def _translate_cues(ctx: Context, t: Transcript, source: str, target: str)
         async with limit:
             return parse_translation(await ctx.workers.run(M2M100, to_workers_translation(text, source, target)))
 
-    texts = await gather_all(one(c.text) for c in cues(t))
+    found = cues(t)
+    await ctx.record.reserve(ctx.record.calls + len(found))
+    texts = await gather_all(one(c.text) for c in found)
     return with_translated_text(t, texts, target)
 
 
 async def transcribe(ctx: Context, req: TranscriptionRequest, audio: AudioFile, *,
                      progress: Callable[[int], None] | None = None) -> tuple[Any, str]:
     """(body, media type) for a transcription or translation request; `progress(1)` after each piece."""
+    ctx.record.asked = req.model
     model_id = resolve_model(req.model, ctx.settings.aliases)
     target = req.target_language or ("en" if req.task == "translate" else None)
     whisper_translates = req.task == "translate" and target == "en" and can_translate(model_id)
@@ -123,6 +126,7 @@ async def transcribe(ctx: Context, req: TranscriptionRequest, audio: AudioFile, 
             progress(1)
         return offset, t
 
+    await ctx.record.reserve(len(pieces))
     transcript = merge_transcripts(await gather_all(one(o, d) for o, d in pieces), duration)
     language = "en" if whisper_translates else None
     if target is not None and not whisper_translates:
@@ -139,6 +143,7 @@ async def transcribe(ctx: Context, req: TranscriptionRequest, audio: AudioFile, 
 
 async def speak(ctx: Context, req: SpeechRequest) -> tuple[bytes, str]:
     """(audio bytes, content type) for a speech request."""
+    ctx.record.asked = req.model
     model_id = resolve_model(req.model, ctx.settings.aliases)
     if not (is_aura(model_id) or is_melotts(model_id)):
         raise InvalidRequest(f"{model_id} is not a text-to-speech model cfai can drive; use tts-1 "

@@ -14,7 +14,7 @@ from contextlib import aclosing
 from typing import Any, TypeVar, cast
 
 from cfai_cli.core import jsonfast
-from cfai_cli.core.caps import ByteBudget, check_image_parts
+from cfai_cli.core.caps import ByteBudget, check_image_parts, check_stream_share
 from cfai_cli.core.catalog import streams_upstream
 from cfai_cli.core.openai.chat import (
     ChatCompletion,
@@ -123,8 +123,18 @@ async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str, cli
     call = _plan(ctx, req, model_id, stream=False)
     results = await gather_all(_upstream(ctx, call, client.run) for _ in range(req.n or 1))
     parsed = [parse_chat_result(result) for result in results]
-    return from_workers_chat(req, call, parsed, completion_id=ctx.ids("chatcmpl"), created=ctx.now(),
-                             new_call_id=lambda: ctx.ids("call"))
+    completion = from_workers_chat(req, call, parsed, completion_id=ctx.ids("chatcmpl"), created=ctx.now(),
+                                   new_call_id=lambda: ctx.ids("call"))
+    _note_usage(ctx, completion.get("usage"))
+    return completion
+
+
+def _note_usage(ctx: Context, usage: object) -> None:
+    """Tokens an answer used, into the request's record (limits and the usage log read them there)."""
+    if isinstance(usage, dict):
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        ctx.record.add_usage(prompt if isinstance(prompt, int) else 0,
+                             completion if isinstance(completion, int) else 0)
 
 
 async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> ChatCompletion:
@@ -134,10 +144,13 @@ async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> Ch
     async def attempt(target: Target, lane: Lane) -> ChatCompletion:
         if lane.kind == "openai":
             body = _passthrough_body(req, target.model, stream=False)
-            return cast(ChatCompletion, await lane.openai.post_json("/chat/completions", body))
+            answer = cast(ChatCompletion, await lane.openai.post_json("/chat/completions", body))
+            _note_usage(ctx, answer.get("usage") if isinstance(answer, dict) else None)
+            return answer
         return await _complete(ctx, await inlined(), target.model, lane.workers)
 
-    return await ctx.router.call(req.model, attempt)
+    ctx.record.asked = req.model
+    return await ctx.router.call(req.model, attempt, caller=ctx.record, calls=req.n or 1)
 
 
 async def _replay(chunks: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
@@ -150,15 +163,40 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIte
 
     Failover happens here, before the first byte; a failure once chunks flow ends the stream with an error.
     """
+    check_stream_share(req.n or 1, ctx.settings.max_connections)
     inlined = _images_once(ctx, req)
 
     async def attempt(target: Target, lane: Lane) -> AsyncIterator[ChatCompletionChunk]:
         if lane.kind == "openai":
-            events = await lane.openai.stream("/chat/completions", _passthrough_body(req, target.model, stream=True))
-            return cast(AsyncIterator[ChatCompletionChunk], await _primed(events))
+            body = _passthrough_body(req, target.model, stream=True)
+            body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}  # for the record
+            events = await lane.openai.stream("/chat/completions", body)
+            return cast(AsyncIterator[ChatCompletionChunk], _noting_usage(ctx, await _primed(events),
+                                                                          show=_wants_usage(req)))
         return await _open_workers_stream(ctx, await inlined(), target.model, lane.workers)
 
-    return await ctx.router.call(req.model, attempt)
+    ctx.record.asked = req.model
+    return await ctx.router.call(req.model, attempt, caller=ctx.record, calls=req.n or 1)
+
+
+def _wants_usage(req: ChatCompletionRequest) -> bool:
+    return bool(req.stream_options and req.stream_options.include_usage)
+
+
+async def _noting_usage(ctx: Context, events: AsyncIterator[dict[str, Any]], *, show: bool
+                        ) -> AsyncGenerator[dict[str, Any], None]:
+    """A provider's chunks, its usage noted in the record; usage is shown only to a client that asked for it."""
+    async with aclosing(cast(AsyncGenerator[dict[str, Any], None], events)):
+        async for event in events:
+            if isinstance(event, dict) and isinstance(event.get("usage"), dict):
+                _note_usage(ctx, event["usage"])
+                if not show:
+                    if not event.get("choices"):
+                        continue  # the usage-only chunk the client did not ask for
+                    event = {k: v for k, v in event.items() if k != "usage"}
+            elif not show and isinstance(event, dict) and "usage" in event:
+                event = {k: v for k, v in event.items() if k != "usage"}
+            yield event
 
 
 async def _primed(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
@@ -182,7 +220,7 @@ async def _primed(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[s
 
 async def _open_workers_stream(ctx: Context, req: ChatCompletionRequest, model_id: str,
                                client: WorkersAIClient) -> AsyncIterator[ChatCompletionChunk]:
-    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    include_usage = _wants_usage(req)
     call = _plan(ctx, req, model_id, stream=True)
     json_mode = req.response_format is not None and req.response_format.type != "text"
     if not streams_upstream(model_id) or (json_mode and not call.chat_dialect):
@@ -352,12 +390,16 @@ async def _stream_batches(ctx: Context, req: ChatCompletionRequest, call: Worker
         return chunk([choice], completion_id=completion_id, created=created, model=call.model_id,
                      include_usage=include_usage)
 
-    async with aclosing(choices[0].deltas() if len(choices) == 1 else _merge(choices)) as groups:
-        async for deltas in groups:
-            yield [wrap(choice) for choice in deltas]
+    try:
+        async with aclosing(choices[0].deltas() if len(choices) == 1 else _merge(choices)) as groups:
+            async for deltas in groups:
+                yield [wrap(choice) for choice in deltas]
+    finally:
+        # Whether or not the client asked to see usage, and also when it hung up: what was spent counts.
+        total = sum_usage(c.usage() for c in choices)
+        ctx.record.add_usage(total.prompt_tokens, total.completion_tokens)
     if include_usage:
-        usage = usage_out(sum_usage(c.usage() for c in choices))
-        yield [chunk([], completion_id=completion_id, created=created, model=call.model_id, usage=usage,
+        yield [chunk([], completion_id=completion_id, created=created, model=call.model_id, usage=usage_out(total),
                      include_usage=True)]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from cfai_cli.core.caps import check_stream_share
 from cfai_cli.core.openai.chat import ChatCompletionChunk, Usage
 from cfai_cli.core.openai.completions import CompletionRequest, TextCompletion
 from cfai_cli.core.translate.completions import (
@@ -34,6 +35,7 @@ def _add(total: Usage | None, usage: Usage) -> Usage:
 async def create_completion(ctx: Context, req: CompletionRequest) -> TextCompletion:
     texts = prompts(req)
     n = req.n or 1
+    await ctx.record.reserve(len(texts) * n)
     chats = await gather_all(create_chat_completion(ctx, to_chat_request(req, p, stream=False)) for p in texts)
     choices = [choice for i, (prompt, chat) in enumerate(zip(texts, chats, strict=True))
                for choice in choices_from_chat(chat, prompt, echo=bool(req.echo), base=i * n)]
@@ -50,6 +52,8 @@ async def open_completion_stream(ctx: Context, req: CompletionRequest) -> AsyncI
     """Open every prompt's upstream stream, then return the `text_completion` chunk iterator."""
     texts = prompts(req)
     model_id = ctx.router.resolve(req.model)
+    check_stream_share(len(texts) * (req.n or 1), ctx.settings.max_connections)
+    await ctx.record.reserve(len(texts) * (req.n or 1))
     streams = await gather_all(open_chat_stream(ctx, to_chat_request(req, p, stream=True)) for p in texts)
     return _stream(ctx, req, texts, streams, model_id)
 

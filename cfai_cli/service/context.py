@@ -9,12 +9,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 
 from cfai_cli.core.routing import DEFAULT_UPSTREAM
+from cfai_cli.service.record import RequestRecord
 from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings
 from cfai_cli.upstream.fetch import ImageFetcher
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
@@ -34,6 +35,8 @@ def new_id(prefix: str) -> str:
 
 @dataclass
 class Context:
+    """The process's context; `for_request` gives one request's view, which works for its record."""
+
     settings: Settings
     workers: WorkersPool  # Workers AI over every Cloudflare account, with failover
     images: ImageFetcher
@@ -41,9 +44,13 @@ class Context:
     clock: Callable[[], float] = time.time
     ids: Callable[[str], str] = new_id
     cache: dict[str, Any] = field(default_factory=dict)
+    record: RequestRecord = field(default_factory=RequestRecord)  # the CLI's: every model, no limits
 
     def now(self) -> int:
         return int(self.clock())
+
+    def for_request(self, record: RequestRecord) -> Context:
+        return replace(self, record=record, workers=self.workers.for_caller(record))
 
 
 def offline_transport() -> httpx.AsyncBaseTransport:

@@ -51,6 +51,7 @@ async def _run_batch(ctx: Context, model_id: str, texts: list[str]) -> Any:
 async def create_embeddings(ctx: Context, req: EmbeddingRequest, *,
                             progress: Callable[[int], None] | None = None) -> EmbeddingList:
     """The OpenAI embeddings list for `req`; `progress(n)` is told each time n more inputs are done."""
+    ctx.record.asked = req.model
     model_id = resolve_model(req.model, ctx.settings.aliases)
     texts = check_request(req, embedding_model(model_id))
     limit = asyncio.Semaphore(MAX_CONCURRENT_BATCHES)
@@ -67,8 +68,12 @@ async def create_embeddings(ctx: Context, req: EmbeddingRequest, *,
             progress(len(batch))
         return vectors, usage.prompt_tokens if usage else None
 
-    done = await gather_all(one(start, batch) for start, batch in batches(texts, embedding_model(model_id)))
+    planned = list(batches(texts, embedding_model(model_id)))
+    await ctx.record.reserve(len(planned))
+    done = await gather_all(one(start, batch) for start, batch in planned)
     vectors = [vector for batch_vectors, _ in done for vector in batch_vectors]
     counted = [tokens for _, tokens in done]
     prompt_tokens = sum(t for t in counted if t is not None) if all(t is not None for t in counted) else None
-    return from_workers_embeddings(req, texts, vectors, model_id=model_id, prompt_tokens=prompt_tokens)
+    answer = from_workers_embeddings(req, texts, vectors, model_id=model_id, prompt_tokens=prompt_tokens)
+    ctx.record.add_usage(answer["usage"]["prompt_tokens"], 0)
+    return answer

@@ -89,6 +89,8 @@ async def count_tokens(ctx: Context, req: TokenizeRequest, *,
     """Token counts for `req`: exact when `lookup` finds a tokenizer for the model, else an estimate."""
     _, chain = ctx.router.chain(req.model)  # a route counts with its first target's model
     model_id = chain[0].model
+    ctx.record.asked = req.model
+    ctx.record.check_model(req.model, model_id)  # counting runs no model, but a key sees only its own
     check_tokenize(req)
 
     def work() -> TokenizeResult:

@@ -51,8 +51,11 @@ class RateLimiter:
         self.path = path
         self._admitted = 0
 
-    def admit(self, key_id: str, policy: KeyPolicy, *, now: float) -> Decision:
-        """Admit one request now (recording it) or refuse it with how long to wait."""
+    def admit(self, key_id: str, policy: KeyPolicy, *, now: float, units: int = 1) -> Decision:
+        """Admit `units` requests now (recording them) or refuse them with how long to wait.
+
+        A request is admitted as one unit at the door; a request that fans out is charged its other upstream
+        calls as more units when the service knows them (service.record)."""
         headers: dict[str, str] = {}
         with connect(self.path, _SCHEMA, immediate=True) as conn:
             refusal: Decision | None = None
@@ -66,9 +69,9 @@ class RateLimiter:
                 if not described:  # the headers describe the per-minute window when there is one
                     described = True
                     headers["x-ratelimit-limit-requests"] = str(limit)
-                    headers["x-ratelimit-remaining-requests"] = str(max(0, limit - used - 1))
+                    headers["x-ratelimit-remaining-requests"] = str(max(0, limit - used - units))
                     headers["x-ratelimit-reset-requests"] = _reset(reset)
-                if used >= limit and refusal is None:
+                if used + units > limit and refusal is None:
                     headers["x-ratelimit-remaining-requests"] = "0"
                     refusal = Decision(False, max(reset, 0.001), f"this key's limit of {limit} {label}")
             if policy.tpm is not None:
@@ -85,9 +88,9 @@ class RateLimiter:
             if refusal is not None:
                 refusal.headers = headers
                 return refusal
-            conn.execute("INSERT INTO rate_requests (key_id, ts) VALUES (?, ?)", (key_id, now))
-            self._admitted += 1
-            if self._admitted % 500 == 0:  # keep the tables small: nothing older than a day matters
+            conn.executemany("INSERT INTO rate_requests (key_id, ts) VALUES (?, ?)", [(key_id, now)] * units)
+            before, self._admitted = self._admitted, self._admitted + units
+            if before // 500 != self._admitted // 500:  # keep the tables small: nothing older than a day matters
                 conn.execute("DELETE FROM rate_requests WHERE ts <= ?", (now - DAY,))
                 conn.execute("DELETE FROM rate_tokens WHERE ts <= ?", (now - MINUTE,))
         return Decision(True, headers=headers)

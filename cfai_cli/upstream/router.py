@@ -4,8 +4,9 @@ Imports httpx (through the clients), core.routing, core.catalog, errors and the 
 A *lane* is one key of one upstream (an upstream with three tokens has three lanes). `Router.call`
 tries the (target, lane) candidates of a chain in order, skipping resting ones; a failure of a kind the
 target's policy names rests that lane (for that model, or for the whole lane when it is a quota or a
-bad key) and moves on; any other failure (the client's own 4xx) is raised at once. Whoever answers is
-written into `SERVED` for the proxy's headers and usage log.
+bad key) and moves on; any other failure (the client's own 4xx) is raised at once. With a `Caller` (the
+request's record), only targets its key may use are tried, the calls are charged to it, and it is told
+who answered, for the proxy's headers and usage log.
 
 `WorkersPool` offers the calls of `WorkersAIClient` over every Cloudflare account in order, so
 embeddings, images, audio and the model list fail over between accounts without knowing about routes.
@@ -13,13 +14,13 @@ embeddings, images, audio and the model list fail over between accounts without 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from cfai_cli.core.catalog import resolve_model
 from cfai_cli.core.routing import Cooldowns, RoutingConfig, Target, failure_kind
@@ -30,9 +31,22 @@ from cfai_cli.upstream.workers import NO_RETRY, RawAnswer, UpstreamStream, Worke
 T = TypeVar("T")
 log = logging.getLogger("cfai.router")
 
-# [upstream lane, model] of the target that answered the current request; the proxy sets a fresh list
-# per request (tasks a request starts copy the context, so they write into the same list).
-SERVED: ContextVar[list[str] | None] = ContextVar("cfai_served", default=None)
+
+
+class Caller(Protocol):
+    """What the router needs of the request it works for (service.record.RequestRecord is one)."""
+
+    slots: asyncio.Semaphore  # bounds the upstream calls one request runs at once
+
+    def allows(self, *names: str) -> bool: ...
+    def check_model(self, name: str, *running: str) -> None: ...
+    async def spend(self, calls: int) -> None: ...
+    def served(self, upstream: str, model: str) -> None: ...
+
+
+def _running(target: Target, lane: Lane) -> str:
+    """The model a candidate runs, as a key's patterns see it: a Workers AI id, or `upstream:model`."""
+    return target.model if lane.kind == "cloudflare" else f"{target.upstream}:{target.model}"
 
 
 @dataclass(slots=True)
@@ -110,15 +124,37 @@ class Router:
     # ---- calling along a chain --------------------------------------------------------------------
 
     async def call(self, name: str, attempt: Callable[[Target, Lane], Awaitable[T]], *,
-                   cloudflare_only: bool = False) -> T:
-        """`attempt` on the chain of `name` until one answers; the last failure if none does."""
+                   cloudflare_only: bool = False, caller: Caller | None = None, calls: int = 1) -> T:
+        """`attempt` on the chain of `name` until one answers; the last failure if none does.
+
+        With a `caller`, only targets its policy allows are tried (a 403 if none is), the `calls` upstream
+        calls one attempt makes are charged to it, and it learns who answered.
+        """
         if cloudflare_only:
             targets = [Target(upstream, name) for upstream in self.cloudflare]
         else:
             _, targets = self.chain(name)
         candidates, skipped = self._candidates(targets)
+        if caller is not None:
+            candidates = self._allowed(name, candidates, caller)
+            await caller.spend(calls)
         if not candidates:
             raise UpstreamError(f"No upstream can serve {name!r} now: {'; '.join(skipped) or 'no targets'}.")
+        if caller is None:
+            return await self._walk(candidates, attempt, None)
+        async with caller.slots:
+            return await self._walk(candidates, attempt, caller)
+
+    @staticmethod
+    def _allowed(name: str, candidates: list[tuple[Target, Lane]], caller: Caller) -> list[tuple[Target, Lane]]:
+        """The candidates the caller's model policy allows; a 403 naming what would have run if none is."""
+        allowed = [(t, lane) for t, lane in candidates if caller.allows(name, _running(t, lane))]
+        if candidates and not allowed:
+            caller.check_model(name, *dict.fromkeys(_running(t, lane) for t, lane in candidates))
+        return allowed
+
+    async def _walk(self, candidates: list[tuple[Target, Lane]], attempt: Callable[[Target, Lane], Awaitable[T]],
+                    caller: Caller | None) -> T:
         order = self.cooldowns.order([(lane.label, target.model) for target, lane in candidates], self.clock())
         last: CfaiError | None = None
         for position, index in enumerate(order):
@@ -141,9 +177,8 @@ class Router:
             finally:
                 NO_RETRY.reset(token)
             self.cooldowns.succeeded(lane.label, target.model)
-            served = SERVED.get()
-            if served is not None:
-                served[:] = [lane.label, target.model]
+            if caller is not None:
+                caller.served(lane.label, target.model)
             return result
         assert last is not None
         raise last
@@ -205,11 +240,19 @@ class Router:
 
 
 class WorkersPool:
-    """`WorkersAIClient`'s calls over every Cloudflare account in order, with failover and cooldown."""
+    """`WorkersAIClient`'s calls over every Cloudflare account in order, with failover and cooldown.
 
-    def __init__(self, router: Router) -> None:
+    `for_caller` gives the same pool working for one request: its calls are judged, charged and recorded
+    on that request's record.
+    """
+
+    def __init__(self, router: Router, caller: Caller | None = None) -> None:
         self.router = router
+        self.caller = caller
         self._suggest: Callable[[str], Awaitable[str]] | None = None
+
+    def for_caller(self, caller: Caller) -> WorkersPool:
+        return WorkersPool(self.router, caller)
 
     @property
     def suggest(self) -> Callable[[str], Awaitable[str]] | None:
@@ -228,15 +271,18 @@ class WorkersPool:
         return self.router.retries
 
     async def run(self, model: str, body: Mapping[str, Any]) -> Any:
-        return await self.router.call(model, lambda t, lane: lane.workers.run(t.model, body), cloudflare_only=True)
+        return await self.router.call(model, lambda t, lane: lane.workers.run(t.model, body), cloudflare_only=True,
+                                      caller=self.caller)
 
     async def run_raw(self, model: str, **kwargs: Any) -> RawAnswer:
         return await self.router.call(model, lambda t, lane: lane.workers.run_raw(t.model, **kwargs),
-                                      cloudflare_only=True)
+                                      cloudflare_only=True, caller=self.caller)
 
     async def stream(self, model: str, body: Mapping[str, Any]) -> UpstreamStream:
-        return await self.router.call(model, lambda t, lane: lane.workers.stream(t.model, body), cloudflare_only=True)
+        return await self.router.call(model, lambda t, lane: lane.workers.stream(t.model, body), cloudflare_only=True,
+                                      caller=self.caller)
 
     async def models_search(self, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
+        # The catalogue is not a model call: no model policy, not charged (it is cached per process).
         return await self.router.call("(model search)", lambda t, lane: lane.workers.models_search(params),
                                       cloudflare_only=True)

@@ -151,3 +151,19 @@ def test_a_loop_in_the_stored_chain_ends() -> None:
                        [{"role": "user", "content": rid}])
         items = store.conversation("resp_a")
         assert items is not None and [i["content"] for i in items] == ["resp_a", "resp_b"][::-1]
+
+
+async def test_a_streamed_request_holds_at_most_half_the_upstream_pool(settings: Settings, fake: FakeWorkers) -> None:
+    _fake_llama(fake)
+    app = create_app(replace(settings, max_connections=8), transport=fake.transport(), no_auth=True)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+        chat = {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        refused = await client.post("/v1/chat/completions", json={**chat, "n": 5})
+        completions = await client.post("/v1/completions", json={"model": LLAMA, "prompt": ["a", "b", "c"], "n": 2,
+                                                                 "stream": True})
+        allowed = await client.post("/v1/chat/completions", json={**chat, "n": 4})
+    _error(refused, 400, "n", "too_many_streams")
+    _error(completions, 400, "n", "too_many_streams")
+    assert allowed.status_code == 200 and allowed.text.rstrip().endswith("data: [DONE]")
+    assert len(fake.calls) == 4

@@ -18,7 +18,7 @@ from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import read_form
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import read_json
+from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.audio import speak, transcribe
 
 _TEXT_FIELDS = ("model", "language", "prompt", "temperature", "response_format", "target_language")
@@ -48,7 +48,7 @@ async def form_request(form: FormData, task: str) -> tuple[TranscriptionRequest,
 
 async def _transcription(request: Request, task: str) -> Response:
     req, audio = await form_request(await read_form(request), task)
-    result, media_type = await transcribe(request.app.state.ctx, req, audio)
+    result, media_type = await transcribe(request_context(request), req, audio)
     if isinstance(result, str):
         return Response(result, media_type=media_type, headers=API_HEADERS)
     return JSONResponse(result, headers=API_HEADERS)
@@ -64,7 +64,7 @@ async def translations(request: Request) -> Response:
 
 async def speech(request: Request) -> Response:
     req = validate_request(SpeechRequest, await read_json(request))
-    audio, content_type = await speak(request.app.state.ctx, req)
+    audio, content_type = await speak(request_context(request), req)
     return Response(audio, media_type=content_type, headers=API_HEADERS)
 
 

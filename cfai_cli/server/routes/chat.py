@@ -12,13 +12,13 @@ from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import read_json, sse_response
+from cfai_cli.server.routes.common import read_json, request_context, sse_response
 from cfai_cli.service.chat import create_chat_completion, open_chat_stream
 
 
 async def chat_completions(request: Request) -> Response:
     req = validate_request(ChatCompletionRequest, await read_json(request))
-    ctx = request.app.state.ctx
+    ctx = request_context(request)
     if req.stream:
         return sse_response(await open_chat_stream(ctx, req))
     return JSONResponse(await create_chat_completion(ctx, req), headers=API_HEADERS)

@@ -13,14 +13,14 @@ from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import read_json
+from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.embeddings import create_embeddings
 
 
 async def embeddings(request: Request) -> Response:
     req = validate_request(EmbeddingRequest, await read_json(request))
     check_embedding_inputs(len(req.texts()))  # the proxy's cap (OpenAI's); `cfai embed` may send more
-    return JSONResponse(await create_embeddings(request.app.state.ctx, req), headers=API_HEADERS)
+    return JSONResponse(await create_embeddings(request_context(request), req), headers=API_HEADERS)
 
 
 ROUTES = [("/embeddings", embeddings, ["POST"])]

@@ -15,7 +15,7 @@ from cfai_cli.errors import NotFound
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import form_fields, form_file, read_form
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import read_json
+from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.images import create_images, image_store, images_response
 
 FILES_PREFIX = "/images/files/"
@@ -23,7 +23,7 @@ FILES_PREFIX = "/images/files/"
 
 async def generations(request: Request) -> Response:
     req = validate_request(ImageGenerationRequest, await read_json(request))
-    ctx = request.app.state.ctx
+    ctx = request_context(request)
     images = await create_images(ctx, req)
     return JSONResponse(images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
 
@@ -34,13 +34,13 @@ async def edits(request: Request) -> Response:
     mask = await form_file(form, "mask", required=False)
     fields = form_fields(form, numbers={"n": int, "seed": int, "strength": float, "output_compression": int})
     req = validate_request(ImageEditRequest, fields)
-    ctx = request.app.state.ctx
+    ctx = request_context(request)
     images = await create_images(ctx, req, image=image, mask=mask)
     return JSONResponse(images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
 
 
 async def files(request: Request) -> Response:
-    ctx = request.app.state.ctx
+    ctx = request_context(request)
     found = image_store(ctx).find(request.path_params["name"], now=ctx.clock())
     if found is None:
         raise NotFound("No such image (unknown, or expired and deleted).")

@@ -14,7 +14,7 @@ from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import read_json, sse_response
+from cfai_cli.server.routes.common import read_json, request_context, sse_response
 from cfai_cli.service.responses import (
     create_response,
     delete_response,
@@ -32,7 +32,7 @@ def owner(request: Request) -> str | None:
 
 async def create(request: Request) -> Response:
     req = validate_request(CreateResponseRequest, await read_json(request))
-    ctx = request.app.state.ctx
+    ctx = request_context(request)
     if req.stream:
         stream = await open_response_stream(ctx, req, owner=owner(request))
         return sse_response(stream, done=False, named=True, on_error=stream.fail)

@@ -12,13 +12,13 @@ from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.tokens import TokenizeRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import read_json
+from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.tokens import count_tokens
 
 
 async def tokenize(request: Request) -> Response:
     req = validate_request(TokenizeRequest, await read_json(request))
-    return JSONResponse(await count_tokens(request.app.state.ctx, req), headers=API_HEADERS)
+    return JSONResponse(await count_tokens(request_context(request), req), headers=API_HEADERS)
 
 
 ROUTES = [("/tokenize", tokenize, ["POST"])]

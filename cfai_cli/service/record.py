@@ -1,0 +1,78 @@
+"""One request's explicit record: what its caller may do, and what the request really did.
+
+Imports stdlib, core and errors. The proxy makes one per request (the CLI runs with the open default); the
+router and the services fill it in as they learn things (the model that actually ran, upstream calls,
+the usage Workers AI reported) and the proxy's limits and usage log read it. Policies are judged here,
+on the resolved request, never on a second reading of the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from cfai_cli.errors import PermissionDenied
+
+MAX_CONCURRENT_CALLS = 8  # upstream calls one request runs at once (its other calls wait their turn)
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    key_id: str | None = None
+    model_patterns: tuple[str, ...] = ()  # shell-style; empty = every model
+    # Charges `n` more upstream calls to the caller's rate limits (raises RateLimited); None = unlimited.
+    charge: Callable[[int], Awaitable[None]] | None = None
+    asked: str | None = None  # the model name the request asked for, after defaults (set by the service)
+    prepaid: int = 1  # calls already charged when the request was admitted
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_known: bool = False
+    upstream: str | None = None  # who answered: lane label ("cloudflare", "backup#2")
+    model: str | None = None  # the model that actually ran
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_CALLS))
+
+    def allows(self, *names: str) -> bool:
+        """True if the name asked for, or any of `names` (what the router was given, the model that would
+        run), matches the key's patterns: a key granted an alias or a route may use what it stands for."""
+        if not self.model_patterns:
+            return True
+        candidates = (self.asked, *names) if self.asked else names
+        return any(fnmatch.fnmatchcase(name, pattern) for name in candidates for pattern in self.model_patterns)
+
+    def check_model(self, name: str, *running: str) -> None:
+        """A 403 unless the key may use `name` or one of the models it runs as."""
+        if not self.allows(name, *running):
+            asked = self.asked or name
+            shown = f" (it runs as {', '.join(running)})" if running and running != (asked,) else ""
+            raise PermissionDenied(f"This key may not use the model {asked!r}{shown}.", param="model",
+                                   code="model_not_allowed")
+
+    async def reserve(self, calls: int) -> None:
+        """Charge a fan-out's `calls` upstream calls at once, before any is made: a request over its limits is
+        refused whole, not after spending part of it. Calls later counted by `spend` use the reservation."""
+        extra = calls - self.prepaid
+        if extra > 0:
+            self.prepaid = calls
+            if self.charge is not None:
+                await self.charge(extra)
+
+    async def spend(self, calls: int) -> None:
+        """Count `calls` upstream calls, charging what the admission did not already pay for."""
+        self.calls += calls
+        extra = self.calls - self.prepaid
+        if extra > 0:
+            self.prepaid = self.calls
+            if self.charge is not None:
+                await self.charge(extra)
+
+    def add_usage(self, prompt_tokens: int, completion_tokens: int) -> None:
+        """Tokens Workers AI (or the provider) reported, or cfai estimated, for one upstream answer."""
+        self.prompt_tokens += max(0, prompt_tokens)
+        self.completion_tokens += max(0, completion_tokens)
+        self.usage_known = True
+
+    def served(self, upstream: str, model: str) -> None:
+        self.upstream, self.model = upstream, model
