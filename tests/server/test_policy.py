@@ -19,7 +19,7 @@ from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyPolicy, KeyStore
 from cfai_cli.store.usage import UsageLog
 from tests.audio_fixtures import tone_wav
-from tests.fake_workers import FakeWorkers, native_text
+from tests.fake_workers import native_text
 
 pytestmark = pytest.mark.anyio
 
