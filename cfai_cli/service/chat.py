@@ -132,7 +132,7 @@ async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> Ch
             return cast(ChatCompletion, await lane.openai.post_json("/chat/completions", body))
         return await _complete(ctx, await inlined(), target.model, lane.workers)
 
-    return await ctx.router.call(req.model, attempt)
+    return await ctx.router.call(req.model, attempt, vision=req.has_images())
 
 
 async def _replay(chunks: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
@@ -153,7 +153,7 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIte
             return cast(AsyncIterator[ChatCompletionChunk], await _primed(events))
         return await _open_workers_stream(ctx, await inlined(), target.model, lane.workers)
 
-    return await ctx.router.call(req.model, attempt)
+    return await ctx.router.call(req.model, attempt, vision=req.has_images())
 
 
 async def _primed(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:

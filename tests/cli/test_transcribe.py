@@ -93,8 +93,14 @@ def test_speak_wav_with_aura(cli: Invoke, tmp_path: Path) -> None:
     assert wav_seconds(out.read_bytes()) > 0
 
 
-def test_speak_refuses_formats_the_model_cannot_make(cli: Invoke, tmp_path: Path) -> None:
-    result = cli("speak", "--offline", "hi", "-o", str(tmp_path / "x.wav"))
+def test_speak_every_format_with_tts_1_and_melotts_pinned_back(cli: Invoke, tmp_path: Path) -> None:
+    out = tmp_path / "x.wav"
+    assert cli("speak", "--offline", "hi", "-o", str(out)).exit_code == 0  # tts-1 is Aura: wav works
+    assert out.read_bytes()[:4] == b"RIFF"
+    result = cli("speak", "--offline", "-m", "@cf/myshell-ai/melotts", "hi", "-o", str(tmp_path / "y.wav"))
+    assert result.exit_code == 4 and "MP3 only" in result.stderr
+    cli("config", "set", "aliases.tts-1", "@cf/myshell-ai/melotts")  # the README's way back to MeloTTS
+    result = cli("speak", "--offline", "hi", "-o", str(tmp_path / "z.wav"))
     assert result.exit_code == 4 and "MP3 only" in result.stderr
 
 
