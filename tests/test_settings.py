@@ -128,13 +128,13 @@ def test_config_set_and_unset_vision_aliases(tmp_path: Path) -> None:
     set_config_value(path, "vision_aliases.gpt-5", "@cf/meta/llama-4-scout-17b-16e-instruct")
     assert tomllib.loads(path.read_text()) == {
         "vision_aliases": {"gpt-5": "@cf/meta/llama-4-scout-17b-16e-instruct"}}
-    with pytest.raises(ConfigError, match="vision_aliases.mine: 'mine' is not an alias"):
+    with pytest.raises(ConfigError, match=r"vision_aliases\.mine: 'mine' is not an alias"):
         set_config_value(path, "vision_aliases.mine", "@cf/google/gemma-3-12b-it")
     set_config_value(path, "aliases.mine", "@cf/meta/llama-3.1-8b-instruct-fast")
     set_config_value(path, "vision_aliases.mine", "@cf/google/gemma-3-12b-it")
     with pytest.raises(ConfigError, match="Invalid model id"):
         set_config_value(path, "vision_aliases.mine", "../etc")
-    with pytest.raises(ConfigError, match="unset vision_aliases.mine first"):
+    with pytest.raises(ConfigError, match=r"unset vision_aliases\.mine first"):
         set_config_value(path, "aliases.mine", None)  # would leave the vision alias without its alias
     assert load_settings(environ={"CFAI_HOME": str(tmp_path)}).vision_aliases["mine"] == "@cf/google/gemma-3-12b-it"
     set_config_value(path, "vision_aliases.mine", None)
