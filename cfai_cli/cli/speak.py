@@ -38,11 +38,11 @@ def speak(
                                                      help="What to say (or pipe it on stdin).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", show_default=False,
                                                 help="Write the audio here (otherwise to a piped stdout).")] = None,
-    voice: Annotated[str, typer.Option("--voice", "-v", help="An OpenAI voice (alloy, nova, …), a MeloTTS language "
-                                       "(fr, es, …) or an Aura speaker (luna, zeus, …).")] = "alloy",
+    voice: Annotated[str, typer.Option("--voice", "-v", help="An OpenAI voice (alloy, nova, …), an Aura speaker "
+                                       "(luna, zeus, …), or with MeloTTS a language (fr, es, …).")] = "alloy",
     model: Annotated[str, typer.Option("--model", "-m", autocompletion=complete_model,
-                                       help="tts-1 (MeloTTS) or a Workers AI id such as "
-                                       "@cf/deepgram/aura-1.")] = "tts-1",
+                                       help="tts-1 (Deepgram Aura-1) or a Workers AI id such as "
+                                       "@cf/myshell-ai/melotts.")] = "tts-1",
     fmt: Annotated[str | None, typer.Option("--format", "-f", show_default=False,
                                             help="mp3, wav, flac, opus, aac or pcm [default: from -o, else mp3]."
                                             )] = None,
