@@ -17,7 +17,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_CHAT_MODEL, validate_model_id
+from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_CHAT_MODEL, DEFAULT_VISION_ALIASES, validate_model_id
 from cfai_cli.errors import ConfigError, InvalidRequest
 
 if TYPE_CHECKING:  # routing is imported when settings are loaded, not by every `cfai --help`
@@ -55,7 +55,7 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "ui": (None, bool),
     "fast_http": (None, bool),
 }
-SETTABLE_KEYS = (*_FIELDS, "aliases.<name>")
+SETTABLE_KEYS = (*_FIELDS, "aliases.<name>", "vision_aliases.<name>")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ class Settings:
     ui: bool = True  # the browser page at / and /ui
     fast_http: bool = True  # upstream HTTP/1.1 over upstream/transport.py; false: httpx's default transport
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    # alias -> the model that serves it when a chat/Responses request carries images (core.catalog)
+    vision_aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VISION_ALIASES))
     routing: RoutingConfig = field(default_factory=_no_routing)  # [routing], [upstreams.*], [routes]
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
@@ -179,14 +181,44 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     if not isinstance(file_aliases, dict) or not all(isinstance(v, str) for v in file_aliases.values()):
         raise ConfigError(f"[aliases] in {config_dir / 'config.toml'} must map names to model ids (strings).")
     aliases.update(file_aliases)
+    vision_aliases = load_vision_aliases(file_values, aliases, str(config_dir / "config.toml"))
     values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
     from cfai_cli.core.routing import parse_routing, with_secrets
 
     routing = with_secrets(parse_routing(file_values, source=str(config_dir / "config.toml")), env)
-    settings = Settings(**values, aliases=aliases, routing=routing, config_dir=config_dir, data_dir=data_dir)
+    settings = Settings(**values, aliases=aliases, vision_aliases=vision_aliases, routing=routing,
+                        config_dir=config_dir, data_dir=data_dir)
     if overrides and overrides.get("offline"):
         settings = settings.as_offline()
     return settings
+
+
+def _vision_alias_error(name: str, target: Any, aliases: Mapping[str, str]) -> str | None:
+    """What is wrong with one [vision_aliases] entry, or None."""
+    if name not in aliases:
+        return (f"{name!r} is not an alias; a vision alias only replaces an alias's model for requests with "
+                f"images, so add [aliases] {name} first")
+    if not isinstance(target, str):
+        return f"expected a Workers AI model id such as '@cf/mistralai/mistral-small-3.1-24b-instruct', got {target!r}"
+    try:
+        validate_model_id(target.strip())
+    except InvalidRequest as exc:
+        return exc.message
+    return None
+
+
+def load_vision_aliases(file_values: Mapping[str, Any], aliases: Mapping[str, str], source: str) -> dict[str, str]:
+    """DEFAULT_VISION_ALIASES with the file's [vision_aliases] merged over them, each entry checked."""
+    table = file_values.get("vision_aliases", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[vision_aliases] in {source} must be a table mapping alias names to Workers AI ids.")
+    merged = dict(DEFAULT_VISION_ALIASES)
+    for name, target in table.items():
+        problem = _vision_alias_error(name, target, aliases)
+        if problem:
+            raise ConfigError(f"[vision_aliases] {name} in {source}: {problem}.")
+        merged[name] = target.strip()
+    return merged
 
 
 # ---- writing the config file -----------------------------------------------------------------------
@@ -251,6 +283,8 @@ def set_config_value(path: Path, key: str, value: str | None) -> dict[str, Any]:
             raise ConfigError("Use aliases.<name>, e.g. `cfai config set aliases.fast @cf/meta/llama-3.1-8b-instruct`.")
         table = dict(data.get("aliases", {}))
         if value is None:
+            if name in data.get("vision_aliases", {}) and name not in DEFAULT_ALIASES:
+                raise ConfigError(f"vision_aliases.{name} needs aliases.{name}; unset vision_aliases.{name} first.")
             table.pop(name, None)
         else:
             try:
@@ -258,6 +292,18 @@ def set_config_value(path: Path, key: str, value: str | None) -> dict[str, Any]:
             except InvalidRequest as exc:  # a bad id is a config problem here
                 raise ConfigError(exc.message) from None
         data["aliases"] = table
+    elif key.startswith("vision_aliases."):
+        name = key.split(".", 1)[1]
+        table = dict(data.get("vision_aliases", {}))
+        if value is None:
+            table.pop(name, None)
+        else:
+            aliases = {**DEFAULT_ALIASES, **data.get("aliases", {})}
+            problem = _vision_alias_error(name, value, aliases) if name else "give the alias's name"
+            if problem:
+                raise ConfigError(f"vision_aliases.{name}: {problem}.")
+            table[name] = value.strip()
+        data["vision_aliases"] = table
     elif key in _FIELDS:
         if value is None:
             data.pop(key, None)

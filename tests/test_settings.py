@@ -90,3 +90,53 @@ def test_cfai_config_set_keeps_routing_tables(tmp_path: Path) -> None:
                      "aliases": {"quick": "@cf/meta/llama-3.1-8b-instruct-fast"}}
     settings = load_settings(environ={"CFAI_HOME": str(tmp_path)})
     assert [u.name for u in settings.routing.upstreams] == ["groq"]
+
+
+# ---- [vision_aliases] ----------------------------------------------------------------------------------------
+
+
+def test_vision_aliases_merge_over_the_defaults(tmp_path: Path) -> None:
+    from cfai_cli.core.catalog import DEFAULT_VISION_ALIASES
+
+    (tmp_path / "config.toml").write_text('[aliases]\nhouse = "@cf/meta/llama-3.1-8b-instruct-fast"\n\n'
+                                          '[vision_aliases]\n"gpt-5" = "@cf/moonshotai/kimi-k2.6"\n'
+                                          'house = " @cf/google/gemma-3-12b-it "\n')
+    settings = load_settings(environ={"CFAI_HOME": str(tmp_path)})
+    assert settings.vision_aliases == {**DEFAULT_VISION_ALIASES, "gpt-5": "@cf/moonshotai/kimi-k2.6",
+                                       "house": "@cf/google/gemma-3-12b-it"}
+    assert public_view(settings)["vision_aliases"]["house"] == "@cf/google/gemma-3-12b-it"
+    assert load_settings(environ={"CFAI_HOME": str(tmp_path / "none")}).vision_aliases == DEFAULT_VISION_ALIASES
+
+
+@pytest.mark.parametrize(("table", "words"), [
+    ('vision_aliases = "gpt-5"', "[vision_aliases] in {file} must be a table"),
+    ('[vision_aliases]\n"gpt-5" = 3', "[vision_aliases] gpt-5 in {file}: expected a Workers AI model id"),
+    ('[vision_aliases]\n"gpt-5" = "@cf/meta/../x"', "[vision_aliases] gpt-5 in {file}: Invalid model id"),
+    ('[vision_aliases]\n"gpt-5" = "gpt-4o"', "[vision_aliases] gpt-5 in {file}: Invalid model id 'gpt-4o'"),
+    ('[vision_aliases]\nnobody = "@cf/google/gemma-3-12b-it"',
+     "[vision_aliases] nobody in {file}: 'nobody' is not an alias"),
+])
+def test_bad_vision_aliases_name_the_key_and_the_file(tmp_path: Path, table: str, words: str) -> None:
+    (tmp_path / "config.toml").write_text(table + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"CFAI_HOME": str(tmp_path)})
+    assert words.format(file=tmp_path / "config.toml") in info.value.message
+
+
+def test_config_set_and_unset_vision_aliases(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    set_config_value(path, "vision_aliases.gpt-5", "@cf/meta/llama-4-scout-17b-16e-instruct")
+    assert tomllib.loads(path.read_text()) == {
+        "vision_aliases": {"gpt-5": "@cf/meta/llama-4-scout-17b-16e-instruct"}}
+    with pytest.raises(ConfigError, match=r"vision_aliases\.mine: 'mine' is not an alias"):
+        set_config_value(path, "vision_aliases.mine", "@cf/google/gemma-3-12b-it")
+    set_config_value(path, "aliases.mine", "@cf/meta/llama-3.1-8b-instruct-fast")
+    set_config_value(path, "vision_aliases.mine", "@cf/google/gemma-3-12b-it")
+    with pytest.raises(ConfigError, match="Invalid model id"):
+        set_config_value(path, "vision_aliases.mine", "../etc")
+    with pytest.raises(ConfigError, match=r"unset vision_aliases\.mine first"):
+        set_config_value(path, "aliases.mine", None)  # would leave the vision alias without its alias
+    assert load_settings(environ={"CFAI_HOME": str(tmp_path)}).vision_aliases["mine"] == "@cf/google/gemma-3-12b-it"
+    set_config_value(path, "vision_aliases.mine", None)
+    set_config_value(path, "aliases.mine", None)
+    assert "mine" not in load_settings(environ={"CFAI_HOME": str(tmp_path)}).vision_aliases

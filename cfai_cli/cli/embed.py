@@ -67,7 +67,8 @@ def embed(
                                                 show_default=False)] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="With --similar: how many matches to show.")] = 5,
     dimensions: Annotated[int | None, typer.Option("--dimensions", min=1, show_default=False,
-                                                   help="Shorter vectors (models that support it).")] = None,
+                                                   help="Shorter vectors: the first N values, re-normalised "
+                                                        "(at most the model's own size).")] = None,
     json_out: JsonOption = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,

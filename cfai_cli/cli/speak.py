@@ -1,4 +1,4 @@
-"""`cfai speak`: text to speech with MeloTTS or Deepgram Aura; the audio goes to -o FILE or piped stdout.
+"""`cfai speak`: text to speech with Deepgram Aura or MeloTTS; the audio goes to -o FILE or piped stdout.
 
 Imports typer and cli.common at the top; service, core and render inside the command (cheap start-up).
 The request is the same SpeechRequest that POST /v1/audio/speech validates.
@@ -15,18 +15,18 @@ from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, se
 
 HELP = """Speak TEXT (or text piped on stdin) and save the audio.
 
-tts-1 (MeloTTS) speaks MP3; an OpenAI voice speaks English, a language code (fr, es, zh, ja, ko) speaks that
-language. Deepgram Aura (-m @cf/deepgram/aura-1) can also write wav, flac, opus, aac and pcm, and maps OpenAI
-voices to its speakers (or takes a speaker name such as luna). Audio is never written to a terminal.
+tts-1 (Deepgram Aura-1) writes mp3, wav, flac, opus, aac and pcm (from -o's extension), and maps OpenAI voices
+to its speakers (or takes a speaker name such as luna). MeloTTS (-m @cf/myshell-ai/melotts) speaks MP3 only, in
+the language given as the voice (en, fr, es, zh, ja, ko). Audio is never written to a terminal.
 """
 
 EPILOG = """Examples:
 
   cfai speak "Hello there" -o hello.mp3
 
-  cfai speak --voice fr "Bonjour tout le monde" -o bonjour.mp3
+  echo "Build finished" | cfai speak --voice luna -o done.wav
 
-  echo "Build finished" | cfai speak -m @cf/deepgram/aura-1 --voice luna -o done.wav
+  cfai speak -m @cf/myshell-ai/melotts --voice fr "Bonjour tout le monde" -o bonjour.mp3
 """
 
 _BY_EXTENSION = {".mp3": "mp3", ".wav": "wav", ".flac": "flac", ".opus": "opus", ".ogg": "opus", ".aac": "aac",
@@ -38,11 +38,11 @@ def speak(
                                                      help="What to say (or pipe it on stdin).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", show_default=False,
                                                 help="Write the audio here (otherwise to a piped stdout).")] = None,
-    voice: Annotated[str, typer.Option("--voice", "-v", help="An OpenAI voice (alloy, nova, …), a MeloTTS language "
-                                       "(fr, es, …) or an Aura speaker (luna, zeus, …).")] = "alloy",
+    voice: Annotated[str, typer.Option("--voice", "-v", help="An OpenAI voice (alloy, nova, …), an Aura speaker "
+                                       "(luna, zeus, …), or with MeloTTS a language (fr, es, …).")] = "alloy",
     model: Annotated[str, typer.Option("--model", "-m", autocompletion=complete_model,
-                                       help="tts-1 (MeloTTS) or a Workers AI id such as "
-                                       "@cf/deepgram/aura-1.")] = "tts-1",
+                                       help="tts-1 (Deepgram Aura-1) or a Workers AI id such as "
+                                       "@cf/myshell-ai/melotts.")] = "tts-1",
     fmt: Annotated[str | None, typer.Option("--format", "-f", show_default=False,
                                             help="mp3, wav, flac, opus, aac or pcm [default: from -o, else mp3]."
                                             )] = None,

@@ -19,7 +19,8 @@ HELP = """Transcribe an audio file; the text goes to stdout (or to -o FILE).
 
 WAV and MP3 files of any length are split into pieces and stitched back with correct timestamps; other
 formats (m4a, ogg, flac, webm) are sent whole. --translate gives English (Whisper's translate task);
---to LANG translates into any m2m100 language. A progress bar shows on stderr.
+--to LANG translates into any m2m100 language. --json prints the OpenAI object (verbose_json: text,
+language, duration, segments; with --format json, just {"text"}). A progress bar shows on stderr.
 """
 
 EPILOG = """Examples:
@@ -28,7 +29,9 @@ EPILOG = """Examples:
 
   cfai transcribe meeting.mp3 -o meeting.srt            (format from the extension)
 
-  cfai transcribe interview.wav --format verbose_json | jq .segments
+  cfai transcribe interview.wav --json | jq .segments
+
+  cfai transcribe interview.wav --json --format json | jq -r .text
 
   cfai transcribe talk.mp3 --translate --to fr --format vtt -o talk.fr.vtt
 """
@@ -46,6 +49,20 @@ def output_format(fmt: str | None, output: Path | None) -> str:
     if output is not None:
         return _BY_EXTENSION.get(output.suffix.lower(), "text")
     return "text"
+
+
+def json_format(fmt: str | None) -> str:
+    """The response_format --json prints: verbose_json, or json when asked; the others are not JSON."""
+    if fmt is None or fmt == "verbose_json":
+        return "verbose_json"
+    if fmt == "json":
+        return "json"
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.errors import ExitCode
+
+    Terminal().error(f"--json prints the OpenAI JSON object, so it cannot be combined with --format {fmt}: use "
+                     f"--format {fmt} alone, or --json (verbose_json) or --json --format json.")
+    raise typer.Exit(int(ExitCode.USAGE))
 
 
 def _read_audio(file: str) -> tuple[bytes, str]:
@@ -76,6 +93,9 @@ def transcribe(
                                        "(@cf/openai/whisper, @cf/deepgram/nova-3).")] = "whisper-1",
     prompt: Annotated[str | None, typer.Option("--prompt", show_default=False,
                                                help="Context or spellings to guide the transcript.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the OpenAI transcription object: verbose_json "
+                                           "(text, language, duration, segments), or {\"text\"} with "
+                                           "--format json.")] = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -87,10 +107,13 @@ def transcribe(
     from cfai_cli.service.audio import transcribe as run_transcription
     from cfai_cli.service.context import open_context
 
+    response_format = output_format(fmt, output)
+    if json_out:  # checked before anything is printed or read
+        response_format = json_format(fmt)
     term, settings = start(offline=offline, timeout=timeout)
     if to is not None and not translate:
         translate = True  # --to only makes sense as a translation; say so rather than ignore it
-    body: dict[str, Any] = {"model": model, "response_format": output_format(fmt, output),
+    body: dict[str, Any] = {"model": model, "response_format": response_format,
                             "task": "translate" if translate else "transcribe"}
     for key, value in (("language", language), ("prompt", prompt), ("target_language", to)):
         if value is not None:

@@ -15,16 +15,25 @@ from cfai_cli.errors import InvalidRequest, ModelNotFound
 DEFAULT_CHAT_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 
-# OpenAI model names mapped to the closest Workers AI model. Users override or extend these in the
-# config file's [aliases] table; anything that already looks like a Workers AI id passes through.
+SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"  # vision + tools + 131k context, like gpt-4o's 128k
+MISTRAL_SMALL = "@cf/mistralai/mistral-small-3.1-24b-instruct"
+GEMMA_4 = "@cf/google/gemma-4-26b-a4b-it"  # vision + tools + reasoning
+FLUX_2_KLEIN = "@cf/black-forest-labs/flux-2-klein-4b"  # every OpenAI size, seeds
+FLUX_2_KLEIN_HD = "@cf/black-forest-labs/flux-2-klein-9b"  # quality "hd"/"high" with an OpenAI image alias
+AURA_1 = "@cf/deepgram/aura-1"  # every OpenAI response_format
+
+# OpenAI model names mapped to a Workers AI model that keeps what the OpenAI name promises (images in,
+# sizes, audio formats; README "Model aliases"). Users override or extend these in the config file's
+# [aliases] table; anything that already looks like a Workers AI id passes through.
 DEFAULT_ALIASES: dict[str, str] = {
-    "gpt-4o": "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+    "gpt-4o": SCOUT,
+    "chatgpt-4o-latest": SCOUT,
     "gpt-4o-mini": "@cf/meta/llama-3.1-8b-instruct-fast",
-    "gpt-4-turbo": "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
-    "gpt-4": "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+    "gpt-4-turbo": SCOUT,
+    "gpt-4": "@cf/meta/llama-3.3-70b-instruct-fp8-fast",  # no vision at OpenAI either
     "gpt-3.5-turbo": "@cf/meta/llama-3.1-8b-instruct-fast",
-    "gpt-4.1": "@cf/meta/llama-4-scout-17b-16e-instruct",
-    "gpt-4.1-mini": "@cf/mistralai/mistral-small-3.1-24b-instruct",
+    "gpt-4.1": SCOUT,
+    "gpt-4.1-mini": MISTRAL_SMALL,
     "gpt-4.1-nano": "@cf/meta/llama-3.1-8b-instruct-fast",
     "gpt-5": "@cf/openai/gpt-oss-120b",
     "gpt-5-mini": "@cf/openai/gpt-oss-20b",
@@ -33,20 +42,38 @@ DEFAULT_ALIASES: dict[str, str] = {
     "o3": "@cf/openai/gpt-oss-120b",
     "o3-mini": "@cf/openai/gpt-oss-20b",
     "o4-mini": "@cf/openai/gpt-oss-20b",
+    "codex-mini-latest": "@cf/openai/gpt-oss-20b",
     "gpt-oss-120b": "@cf/openai/gpt-oss-120b",
     "gpt-oss-20b": "@cf/openai/gpt-oss-20b",
     "text-embedding-3-small": "@cf/baai/bge-base-en-v1.5",
     "text-embedding-3-large": "@cf/baai/bge-large-en-v1.5",
     "text-embedding-ada-002": "@cf/baai/bge-base-en-v1.5",
-    "dall-e-2": "@cf/black-forest-labs/flux-1-schnell",
-    "dall-e-3": "@cf/black-forest-labs/flux-1-schnell",
-    "gpt-image-1": "@cf/black-forest-labs/flux-1-schnell",
+    "dall-e-2": FLUX_2_KLEIN,
+    "dall-e-3": FLUX_2_KLEIN,
+    "gpt-image-1": FLUX_2_KLEIN,
+    "gpt-image-1-mini": FLUX_2_KLEIN,
+    "gpt-image-1.5": FLUX_2_KLEIN,
     "whisper-1": "@cf/openai/whisper-large-v3-turbo",
     "gpt-4o-transcribe": "@cf/openai/whisper-large-v3-turbo",
     "gpt-4o-mini-transcribe": "@cf/openai/whisper-large-v3-turbo",
-    "tts-1": "@cf/myshell-ai/melotts",
-    "tts-1-hd": "@cf/myshell-ai/melotts",
-    "gpt-4o-mini-tts": "@cf/myshell-ai/melotts",
+    "tts-1": AURA_1,
+    "tts-1-hd": AURA_1,
+    "gpt-4o-mini-tts": AURA_1,
+}
+
+# When a chat or Responses request carries images and its alias names a model not known to take them,
+# the alias's vision model serves it instead; text-only requests keep the primary (cheaper or stronger)
+# model. The config file's [vision_aliases] table is merged over these. OpenAI names without vision
+# (gpt-3.5-turbo, gpt-4, o3-mini) are left out on purpose: OpenAI refuses their images too.
+DEFAULT_VISION_ALIASES: dict[str, str] = {
+    "gpt-4o-mini": MISTRAL_SMALL,
+    "gpt-4.1-nano": MISTRAL_SMALL,
+    "gpt-5": GEMMA_4,
+    "gpt-5-mini": GEMMA_4,
+    "gpt-5-nano": GEMMA_4,
+    "o1": GEMMA_4,
+    "o3": GEMMA_4,
+    "o4-mini": GEMMA_4,
 }
 
 # Families that speak OpenAI Chat Completions on /ai/run (reference §2.1, §2.7). Everything else gets
@@ -79,8 +106,30 @@ def validate_model_id(model_id: str, *, param: str = "model") -> str:
     return model_id
 
 
-def resolve_model(name: str, aliases: Mapping[str, str], *, param: str = "model") -> str:
-    """The Workers AI id for an OpenAI alias or an id given as is."""
+def alias_of(name: str, aliases: Mapping[str, str]) -> str | None:
+    """The alias a model name stands for: the name itself, else its family, else None.
+
+    A name that is not an alias but starts with one followed by '-' or '.' belongs to the *longest* such
+    alias, so OpenAI's dated and suffixed names keep working: gpt-4o-2024-08-06 -> gpt-4o,
+    gpt-4.1-mini-2025-04-14 -> gpt-4.1-mini, gpt-5.1-codex-max -> gpt-5, o3-pro -> o3.
+    """
+    if name in aliases:
+        return name
+    family = None
+    for alias in aliases:
+        if (len(name) > len(alias) + 1 and name.startswith(alias) and name[len(alias)] in "-."
+                and (family is None or len(alias) > len(family))):
+            family = alias
+    return family
+
+
+def resolve_model(name: str, aliases: Mapping[str, str], *, param: str = "model", vision: bool = False,
+                  vision_aliases: Mapping[str, str] | None = None) -> str:
+    """The Workers AI id for an OpenAI alias (or a dated/suffixed name of its family) or an id given as is.
+
+    `vision`: the request carries images, so an alias whose model is not known to take them resolves to
+    its entry in `vision_aliases` when it has one. An explicit `@cf/...` id is never swapped.
+    """
     name = name.strip()
     if not name:
         raise InvalidRequest("'model' must not be empty.", param=param, code="invalid_model")
@@ -91,10 +140,8 @@ def resolve_model(name: str, aliases: Mapping[str, str], *, param: str = "model"
         if name.startswith(prefix + "@"):
             return validate_model_id(name[len(prefix) :], param=param)
     bare = name.removeprefix("openai/")
-    target = aliases.get(name)
-    if target is None:
-        target = aliases.get(bare)
-    if target is None:
+    alias = name if name in aliases else alias_of(bare, aliases)
+    if alias is None:
         if not _PLAIN_NAME.fullmatch(bare):
             validate_model_id(name, param=param)
         close = difflib.get_close_matches(name, list(aliases), n=3, cutoff=0.6)
@@ -104,6 +151,9 @@ def resolve_model(name: str, aliases: Mapping[str, str], *, param: str = "model"
             "Workers AI id such as '@cf/meta/llama-3.3-70b-instruct-fp8-fast' (`cfai models` lists them).",
             param=param,
         )
+    target = aliases[alias]
+    if vision and vision_aliases and alias in vision_aliases and not known_vision(target):
+        target = vision_aliases[alias]
     return validate_model_id(target, param=param)
 
 

@@ -104,10 +104,12 @@ class RoutingConfig:
         stripped = name.strip()
         return stripped if stripped in self.routes else None
 
-    def resolve(self, name: str, aliases: Mapping[str, str]) -> str:
+    def resolve(self, name: str, aliases: Mapping[str, str], *, vision: bool = False,
+                vision_aliases: Mapping[str, str] | None = None) -> str:
         """The model a client's name stands for, as answers show it: a route's own name, else the Workers AI
-        id (aliases applied); an unknown or malformed name raises, as `resolve_model` does."""
-        return self.route_name(name) or resolve_model(name, aliases)
+        id (aliases, and vision aliases when `vision`, applied); an unknown or malformed name raises, as
+        `resolve_model` does."""
+        return self.route_name(name) or resolve_model(name, aliases, vision=vision, vision_aliases=vision_aliases)
 
     def upstream(self, name: str) -> UpstreamConfig | None:
         return next((u for u in self.upstreams if u.name == name), None)

@@ -147,7 +147,7 @@ async def speak(ctx: Context, req: SpeechRequest) -> tuple[bytes, str]:
     model_id = resolve_model(req.model, ctx.settings.aliases)
     if not (is_aura(model_id) or is_melotts(model_id)):
         raise InvalidRequest(f"{model_id} is not a text-to-speech model cfai can drive; use tts-1 "
-                             "(@cf/myshell-ai/melotts) or a Deepgram Aura model such as @cf/deepgram/aura-1.",
+                             "(@cf/deepgram/aura-1), another Deepgram Aura model or @cf/myshell-ai/melotts.",
                              param="model", code="unsupported_model")
     call = to_workers_speech(model_id, req)
     answer = await ctx.workers.run_raw(model_id, json_body=call.body)

@@ -150,7 +150,7 @@ async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> Ch
         return await _complete(ctx, await inlined(), target.model, lane.workers)
 
     ctx.record.asked = req.model
-    return await ctx.router.call(req.model, attempt, caller=ctx.record, calls=req.n or 1)
+    return await ctx.router.call(req.model, attempt, vision=req.has_images(), caller=ctx.record, calls=req.n or 1)
 
 
 async def _replay(chunks: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
@@ -176,7 +176,7 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIte
         return await _open_workers_stream(ctx, await inlined(), target.model, lane.workers)
 
     ctx.record.asked = req.model
-    return await ctx.router.call(req.model, attempt, caller=ctx.record, calls=req.n or 1)
+    return await ctx.router.call(req.model, attempt, vision=req.has_images(), caller=ctx.record, calls=req.n or 1)
 
 
 def _wants_usage(req: ChatCompletionRequest) -> bool:

@@ -114,7 +114,8 @@ async def open_context(
     """A ready Context; `transport` replaces the network to every upstream (tests, --offline)."""
     if settings.offline and transport is None:
         transport = offline_transport()
-    router = Router(settings.routing, build_lanes(settings, transport), aliases=settings.aliases)
+    router = Router(settings.routing, build_lanes(settings, transport), aliases=settings.aliases,
+                    vision_aliases=settings.vision_aliases)
     workers = WorkersPool(router)
     images = ImageFetcher(allow_private=settings.allow_private_fetch, transport=image_transport)
     ctx = Context(settings=settings, workers=workers, images=images, router=router)

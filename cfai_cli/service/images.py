@@ -17,6 +17,7 @@ from cfai_cli.core.translate.images import (
     ImageCall,
     ImageInfo,
     image_bytes,
+    image_model_for,
     is_blank_png,
     sniff_image,
     to_workers_image,
@@ -77,8 +78,11 @@ async def create_images(ctx: Context, req: ImageGenerationRequest, *, image: byt
                              "omit 'stream'.", param="stream", code="unsupported_value")
     aliases = dict(ctx.settings.aliases)
     ctx.record.asked = req.model or DEFAULT_IMAGE_MODEL
-    model_id = (_edit_model(req, mask is not None, aliases) if image is not None
-                else resolve_model(req.model or DEFAULT_IMAGE_MODEL, aliases))
+    if image is not None:
+        model_id = _edit_model(req, mask is not None, aliases)
+    else:
+        name = req.model or DEFAULT_IMAGE_MODEL
+        model_id = image_model_for(name, resolve_model(name, aliases), req.quality)
     base = req.seed if req.seed is not None else secrets.randbelow(2**31)
     calls = [to_workers_image(req, model_id, seed=base + i, image=image, mask=mask) for i in range(req.n or 1)]
     await ctx.record.reserve(len(calls))

@@ -61,8 +61,8 @@ def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool, owner: str 
         history = found
     items = input_items(req.raw_input(), ctx.ids)
     model = req.model or ctx.settings.default_model
-    model_id = ctx.router.resolve(model)
     chat = to_chat_request(req, history, items, model=model, stream=stream)
+    model_id = ctx.router.resolve(model, vision=chat.has_images())  # the model the chat service will pick
     shell = response_shell(req, response_id=ctx.ids("resp"), created_at=ctx.now(), model=model_id)
     return _Plan(req, chat, items, shell, owner)
 

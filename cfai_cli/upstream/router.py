@@ -76,10 +76,11 @@ def _iso(ts: float) -> str:
 
 class Router:
     def __init__(self, config: RoutingConfig, lanes: list[Lane], *, aliases: Mapping[str, str],
-                 clock: Callable[[], float] = time.time) -> None:
+                 vision_aliases: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.lanes = lanes
         self.aliases = aliases
+        self.vision_aliases: Mapping[str, str] = vision_aliases or {}
         self.clock = clock
         self.cooldowns = Cooldowns()
         self._by_upstream: dict[str, list[Lane]] = {}
@@ -89,26 +90,33 @@ class Router:
 
     # ---- what a name means ------------------------------------------------------------------------
 
-    def chain(self, name: str) -> tuple[str | None, list[Target]]:
-        """(the route's name or None, its targets); a plain model name runs on every Cloudflare account."""
+    def chain(self, name: str, *, vision: bool = False) -> tuple[str | None, list[Target]]:
+        """(the route's name or None, its targets); a plain model name runs on every Cloudflare account.
+
+        `vision`: the request carries images, so aliases (plain, or inside a route) whose model does not
+        take images become their vision alias; explicit ids and other providers' models are kept.
+        """
+        def workers_model(link: str) -> str:
+            return resolve_model(link, self.aliases, vision=vision, vision_aliases=self.vision_aliases)
+
         route = self.config.route_name(name)
         if route is None:
-            model = resolve_model(name, self.aliases)
+            model = workers_model(name)
             return None, [Target(upstream, model) for upstream in self.cloudflare]
         targets: list[Target] = []
         for link in self.config.routes[route]:
             if isinstance(link, str):
-                model = resolve_model(link, self.aliases)
+                model = workers_model(link)
                 targets += [Target(upstream, model) for upstream in self.cloudflare]
             elif link.upstream in self.cloudflare:  # a Workers AI model: aliases apply
-                targets.append(Target(link.upstream, resolve_model(link.model, self.aliases)))
+                targets.append(Target(link.upstream, workers_model(link.model)))
             else:
                 targets.append(link)
         return route, targets
 
-    def resolve(self, name: str) -> str:
+    def resolve(self, name: str, *, vision: bool = False) -> str:
         """The model a name stands for, as shown in answers: a route's own name, else the Workers AI id."""
-        return self.config.resolve(name, self.aliases)
+        return self.config.resolve(name, self.aliases, vision=vision, vision_aliases=self.vision_aliases)
 
     def _candidates(self, targets: list[Target]) -> tuple[list[tuple[Target, Lane]], list[str]]:
         found: list[tuple[Target, Lane]] = []
@@ -124,16 +132,18 @@ class Router:
     # ---- calling along a chain --------------------------------------------------------------------
 
     async def call(self, name: str, attempt: Callable[[Target, Lane], Awaitable[T]], *,
-                   cloudflare_only: bool = False, caller: Caller | None = None, calls: int = 1) -> T:
+                   cloudflare_only: bool = False, vision: bool = False, caller: Caller | None = None,
+                   calls: int = 1) -> T:
         """`attempt` on the chain of `name` until one answers; the last failure if none does.
 
-        With a `caller`, only targets its policy allows are tried (a 403 if none is), the `calls` upstream
-        calls one attempt makes are charged to it, and it learns who answered.
+        `vision`: the request carries images (see `chain`). With a `caller`, only targets its policy allows
+        are tried (a 403 if none is), the `calls` upstream calls one attempt makes are charged to it, and it
+        learns who answered.
         """
         if cloudflare_only:
             targets = [Target(upstream, name) for upstream in self.cloudflare]
         else:
-            _, targets = self.chain(name)
+            _, targets = self.chain(name, vision=vision)
         candidates, skipped = self._candidates(targets)
         if caller is not None:
             candidates = self._allowed(name, candidates, caller)
@@ -216,9 +226,10 @@ class Router:
             out.append({"name": name, "type": group[0].kind, "state": state, "keys": keys})
         return out
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """The chain `name` resolves to, each target with its keys' state (for /v1/route-check)."""
-        route, targets = self.chain(name)
+    def describe(self, name: str, *, vision: bool = False) -> dict[str, Any]:
+        """The chain `name` resolves to (for a request with images when `vision`), each target with its
+        keys' state (for /v1/route-check)."""
+        route, targets = self.chain(name, vision=vision)
         links = []
         for target in targets:
             group = self._by_upstream.get(target.upstream, [])

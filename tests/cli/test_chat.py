@@ -225,3 +225,17 @@ def test_an_interactive_session_accepts_a_route_and_refuses_an_unknown_model(cfa
     tty.in_tty = False
     with pytest.raises(typer.BadParameter):
         check_session(settings, tty, "fast")
+
+
+def test_a_request_with_an_image_gets_the_vision_alias_from_the_config(cli: Invoke) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    body = {"model": "gpt-5-2025-08-07", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is it?"}, image]}]}
+    default = json.loads(cli("chat", "--offline", "--request", "-", "--json", input=json.dumps(body)).stdout)
+    assert default["model"] == "@cf/google/gemma-4-26b-a4b-it"
+    assert cli("config", "set", "vision_aliases.gpt-5", "@cf/meta/llama-4-scout-17b-16e-instruct").exit_code == 0
+    pinned = json.loads(cli("chat", "--offline", "--request", "-", "--json", input=json.dumps(body)).stdout)
+    assert pinned["model"] == "@cf/meta/llama-4-scout-17b-16e-instruct"
+    text_only = {"model": "gpt-5-2025-08-07", "messages": [{"role": "user", "content": "hi"}]}
+    plain = json.loads(cli("chat", "--offline", "--request", "-", "--json", input=json.dumps(text_only)).stdout)
+    assert plain["model"] == "@cf/openai/gpt-oss-120b"

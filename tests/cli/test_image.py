@@ -65,7 +65,7 @@ def test_edit(cli: Invoke, in_tmp: Path) -> None:
     (["image", "--offline", "edit", "missing.png", "x"], 2),
     (["image", "--offline", "x", "--mask", "m.png"], 2),
     (["image", "--offline", "forbidden picture"], 4),
-    (["image", "--offline", "x", "--size", "640x480"], 4),
+    (["image", "--offline", "x", "--size", "4096x4096"], 4),  # flux-2-klein: 256 to 1920 a side
     (["image", "x"], 3),
 ])
 def test_errors(cli: Invoke, args: list[str], status: int) -> None:

@@ -24,7 +24,7 @@ def test_piped_it_prints_just_the_number_with_no_credentials(cli: Invoke) -> Non
 def test_json_is_the_proxy_object(cli: Invoke) -> None:
     result = cli("tokens", "--json", "-m", "gpt-4o", "Hello world")
     body = json.loads(result.stdout)
-    assert body["object"] == "tokenize" and body["model"] == "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+    assert body["object"] == "tokenize" and body["model"] == "@cf/meta/llama-4-scout-17b-16e-instruct"
     assert body["total_tokens"] == 2 and body["counts"] == [2]
     assert body["method"] in ("estimate", "exact") and body["note"]
 
@@ -54,7 +54,7 @@ def test_a_configured_alias_resolves(cli: Invoke) -> None:
 
 
 def test_unknown_and_invalid_models_exit_4(cli: Invoke) -> None:
-    unknown = cli("tokens", "-m", "gpt-4o-mnii", "x")
+    unknown = cli("tokens", "-m", "gtp-4o-mini", "x")
     assert unknown.exit_code == 4 and "gpt-4o-mini" in unknown.stderr and unknown.stdout == ""
     invalid = cli("tokens", "-m", "@cf/../x", "x")
     assert invalid.exit_code == 4 and invalid.stderr.startswith("cfai: Invalid model id")

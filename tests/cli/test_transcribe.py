@@ -93,8 +93,14 @@ def test_speak_wav_with_aura(cli: Invoke, tmp_path: Path) -> None:
     assert wav_seconds(out.read_bytes()) > 0
 
 
-def test_speak_refuses_formats_the_model_cannot_make(cli: Invoke, tmp_path: Path) -> None:
-    result = cli("speak", "--offline", "hi", "-o", str(tmp_path / "x.wav"))
+def test_speak_every_format_with_tts_1_and_melotts_pinned_back(cli: Invoke, tmp_path: Path) -> None:
+    out = tmp_path / "x.wav"
+    assert cli("speak", "--offline", "hi", "-o", str(out)).exit_code == 0  # tts-1 is Aura: wav works
+    assert out.read_bytes()[:4] == b"RIFF"
+    result = cli("speak", "--offline", "-m", "@cf/myshell-ai/melotts", "hi", "-o", str(tmp_path / "y.wav"))
+    assert result.exit_code == 4 and "MP3 only" in result.stderr
+    cli("config", "set", "aliases.tts-1", "@cf/myshell-ai/melotts")  # the README's way back to MeloTTS
+    result = cli("speak", "--offline", "hi", "-o", str(tmp_path / "z.wav"))
     assert result.exit_code == 4 and "MP3 only" in result.stderr
 
 
@@ -107,3 +113,29 @@ def test_compressed_audio_over_the_limit_is_refused_but_long_wav_is_not(cli: Inv
     refused = cli("transcribe", "--offline", str(big_mp3))
     assert refused.exit_code == 4 and "Convert it to WAV" in refused.stderr
     assert cli("transcribe", "--offline", str(long_wav)).exit_code == 0
+
+
+def test_json_prints_the_verbose_json_object(cli: Invoke, wav: Path) -> None:
+    result = cli("transcribe", "--offline", str(wav), "--json")
+    assert result.exit_code == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert {"text", "language", "duration", "segments"} <= set(body)
+    assert body["text"].startswith("Offline speech") and body["duration"] == 7.0 and len(body["segments"]) == 2
+    same = json.loads(cli("transcribe", "--offline", str(wav), "--json", "--format", "verbose_json").stdout)
+    assert same == body
+
+
+def test_json_with_format_json_prints_the_plain_object(cli: Invoke, wav: Path, tmp_path: Path) -> None:
+    plain = json.loads(cli("transcribe", "--offline", str(wav), "--json", "--format", "json").stdout)
+    assert plain["text"].startswith("Offline speech") and "segments" not in plain
+    out = tmp_path / "meeting.srt"  # --json decides the format, whatever the extension says
+    assert cli("transcribe", "--offline", str(wav), "--json", "-o", str(out)).exit_code == 0
+    assert "segments" in json.loads(out.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])
+def test_json_with_a_text_format_is_a_usage_error_on_one_line(cli: Invoke, wav: Path, fmt: str) -> None:
+    result = cli("transcribe", "--offline", str(wav), "--json", "--format", fmt)
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cfai: ") and f"--format {fmt}" in lines[0], result.stderr

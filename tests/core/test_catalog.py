@@ -15,16 +15,18 @@ from cfai_cli.core.catalog import (
 from cfai_cli.errors import InvalidRequest, ModelNotFound
 
 LLAMA = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"
 CUSTOM = {**DEFAULT_ALIASES, "fast": "@cf/meta/llama-3.1-8b-instruct-fast", "my.model:v2": "@hf/org/model-v2"}
 
 
 @pytest.mark.parametrize(("name", "model_id"), [
     ("gpt-4o-mini", "@cf/meta/llama-3.1-8b-instruct-fast"),
-    ("gpt-4o", LLAMA),
+    ("gpt-4o", SCOUT),
+    ("gpt-4", LLAMA),
     ("gpt-5", "@cf/openai/gpt-oss-120b"),
     ("text-embedding-3-small", "@cf/baai/bge-base-en-v1.5"),
     ("whisper-1", "@cf/openai/whisper-large-v3-turbo"),
-    ("  gpt-4o  ", LLAMA),
+    ("  gpt-4o  ", SCOUT),
     ("fast", "@cf/meta/llama-3.1-8b-instruct-fast"),
     ("my.model:v2", "@hf/org/model-v2"),
     # ids given as is
@@ -157,7 +159,7 @@ def test_model_families(model_id: str, chat: bool, streams: bool) -> None:
 
 def test_unknown_alias_suggests_close_names() -> None:
     with pytest.raises(ModelNotFound) as info:
-        resolve_model("gpt-4o-mnii", DEFAULT_ALIASES)
+        resolve_model("gtp-4o-mini", DEFAULT_ALIASES)  # ("gpt-4o-mnii" is of the gpt-4o family)
     assert "Did you mean 'gpt-4o-mini'" in info.value.message
     with pytest.raises(ModelNotFound) as far:
         resolve_model("claude", DEFAULT_ALIASES)

@@ -39,7 +39,7 @@ def req(**fields: object) -> EmbeddingRequest:
     ({"input": []}, "input", "empty list"),
     ({"input": ["ok", "", "fine"]}, "input[1]", "empty"),
     ({"input": ["ok", "x" * (MAX_INPUT_CHARS + 1)]}, "input[1]", "too long"),
-    ({"input": "hello", "dimensions": 256}, "dimensions", "cannot shorten"),
+    ({"input": "hello", "dimensions": 1024}, "dimensions", "have 768 dimensions"),
 ])
 def test_bad_inputs_name_the_offending_index(fields: dict[str, object], param: str, words: str) -> None:
     with pytest.raises(InvalidRequest) as info:
@@ -55,13 +55,33 @@ def test_token_arrays_are_refused_with_advice(tokens: object) -> None:
     assert "check_embedding_ctx_length=False" in info.value.message
 
 
-def test_dimensions_rules() -> None:
-    assert check_request(req(input="x", dimensions=768), BGE) == ["x"]  # the native size is always fine
-    assert check_request(req(input="x", dimensions=128), GEMMA) == ["x"]
-    with pytest.raises(InvalidRequest, match="at most 768"):
-        check_request(req(input="x", dimensions=1024), GEMMA)
+@pytest.mark.parametrize("model_id", ["@cf/baai/bge-small-en-v1.5", "@cf/baai/bge-base-en-v1.5",
+                                      "@cf/baai/bge-large-en-v1.5", "@cf/baai/bge-m3",
+                                      "@cf/google/embeddinggemma-300m", "@cf/qwen/qwen3-embedding-0.6b"])
+def test_every_model_takes_dimensions_up_to_its_native_size(model_id: str) -> None:
+    spec = embedding_model(model_id)
+    assert spec.dims is not None
+    for dims in (1, 256, spec.dims):
+        assert check_request(req(input="x", dimensions=dims), spec) == ["x"]
+    with pytest.raises(InvalidRequest) as info:
+        check_request(req(input="x", dimensions=spec.dims + 1), spec)
+    assert info.value.param == "dimensions" and f"have {spec.dims} dimensions" in info.value.message
     with pytest.raises(InvalidRequest):
         req(input="x", dimensions=0)
+
+
+def test_dimensions_of_a_model_of_unknown_size_are_checked_against_its_vectors() -> None:
+    texts = ["a"]
+    vectors = [[3.0, 4.0, 12.0, 0.0]]
+    shortened = from_workers_embeddings(req(input=texts, dimensions=2), texts, vectors, model_id="@cf/m")
+    assert shortened["data"][0]["embedding"] == pytest.approx([0.6, 0.8])
+    b64 = from_workers_embeddings(req(input=texts, dimensions=2, encoding_format="base64"), texts, vectors,
+                                  model_id="@cf/m")
+    assert decode_base64(b64["data"][0]["embedding"]) == pytest.approx([0.6, 0.8])  # type: ignore[arg-type]
+    native = from_workers_embeddings(req(input=texts, dimensions=4), texts, vectors, model_id="@cf/m")
+    assert native["data"][0]["embedding"] == vectors[0]
+    with pytest.raises(InvalidRequest, match="have 4 dimensions"):
+        from_workers_embeddings(req(input=texts, dimensions=5), texts, vectors, model_id="@cf/m")
 
 
 def test_batches_keep_order_and_respect_each_models_cap() -> None:

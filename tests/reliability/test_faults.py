@@ -34,7 +34,7 @@ LLAMA = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 BGE = "@cf/baai/bge-base-en-v1.5"
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
 WHISPER = "@cf/openai/whisper-large-v3-turbo"
-MELO = "@cf/myshell-ai/melotts"
+AURA = "@cf/deepgram/aura-1"  # tts-1
 SLACK = 2.0  # seconds allowed past the deadline
 MP3 = mp3_frames(4)
 PNG = png(8, 8, b"key")
@@ -129,7 +129,7 @@ FAMILIES = [
            lambda c: c.post("/v1/audio/transcriptions", data={"model": "whisper-1"},
                             files={"file": ("a.wav", tone_wav(1.0), "audio/wav")}),
            _transcript, lambda r: r.json()["text"] == "all good" or pytest.fail(r.text)),
-    Family("speech", MELO, False,
+    Family("speech", AURA, False,
            lambda c: c.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi", "voice": "alloy"}),
            _speech, lambda r: r.content == MP3 or pytest.fail("audio changed")),
 ]

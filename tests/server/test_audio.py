@@ -192,7 +192,8 @@ async def test_upstream_413_on_compressed_audio_suggests_wav(proxy, fake: FakeWo
 async def test_melotts_both_answer_forms(proxy, fake: FakeWorkers, answer: Any, content_type: str) -> None:
     fake.models["@cf/myshell-ai/melotts"] = lambda request, body: answer()
     async with proxy() as client:
-        speech = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi", "voice": "nova"})
+        speech = await client.post("/v1/audio/speech", json={"model": "@cf/myshell-ai/melotts", "input": "Hi",
+                                                             "voice": "nova"})
     assert speech.status_code == 200 and speech.content == FAKE_MP3
     assert speech.headers["content-type"] == "audio/mpeg"
     assert fake.calls[-1][1] == {"prompt": "Hi", "lang": "en"}
@@ -205,8 +206,8 @@ async def test_aura_wav_and_errors(proxy, fake: FakeWorkers) -> None:
     async with proxy() as client:
         speech = await client.post("/v1/audio/speech", json={"model": "@cf/deepgram/aura-1", "input": "Hi",
                                                              "voice": "echo", "response_format": "wav"})
-        melo_wav = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi", "voice": "alloy",
-                                                               "response_format": "wav"})
+        melo_wav = await client.post("/v1/audio/speech", json={"model": "@cf/myshell-ai/melotts", "input": "Hi",
+                                                               "voice": "alloy", "response_format": "wav"})
         fast = await client.post("/v1/audio/speech", json={"model": "tts-1", "input": "Hi", "voice": "alloy",
                                                            "speed": 2})
         chat_model = await client.post("/v1/audio/speech", json={"model": "gpt-4o", "input": "Hi", "voice": "alloy"})
@@ -219,9 +220,10 @@ async def test_aura_wav_and_errors(proxy, fake: FakeWorkers) -> None:
 
 
 async def test_upstream_error_from_a_binary_model_keeps_cloudflares_words(proxy, fake: FakeWorkers) -> None:
-    fake.models["@cf/deepgram/aura-1"] = fixed(400, error_envelope(5006, "AiError: Bad input: speaker (uuid-1234)"))
+    # aura-2's speakers are not listed in cfai, so an unknown one reaches Workers AI (aura-1's are checked first)
+    fake.models["@cf/deepgram/aura-2-en"] = fixed(400, error_envelope(5006, "AiError: Bad input: speaker (uuid-1234)"))
     async with proxy() as client:
-        answer = await client.post("/v1/audio/speech", json={"model": "@cf/deepgram/aura-1", "input": "Hi",
+        answer = await client.post("/v1/audio/speech", json={"model": "@cf/deepgram/aura-2-en", "input": "Hi",
                                                              "voice": "nobody"})
     assert answer.status_code == 400 and "5006" in answer.json()["error"]["message"]
     assert json.loads(answer.text)["error"]["type"] == "invalid_request_error"

@@ -107,7 +107,7 @@ async def test_base64_on_the_wire(proxy, fake: FakeWorkers) -> None:
     ({"input": ["fine", ""]}, "input[1]"),
     ({"input": []}, "input"),
     ({"input": [[1, 2, 3]]}, "input"),
-    ({"input": "x", "dimensions": 256}, "dimensions"),
+    ({"input": "x", "dimensions": 769}, "dimensions"),  # more than bge-base's 768
     ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
     ({}, "input"),
 ])

@@ -133,7 +133,7 @@ async def test_safety_refusals_are_errors_not_blank_images(proxy, fake: FakeWork
 
 @pytest.mark.parametrize(("payload", "param"), [
     ({"prompt": "p", "size": "4096x4096", "model": SDXL}, "size"),
-    ({"prompt": "p", "size": "640x480"}, "size"),
+    ({"prompt": "p", "size": "4096x1024"}, "size"),  # dall-e-3 (flux-2-klein): 256 to 1920 a side
     ({"prompt": ""}, "prompt"),
     ({"prompt": "p", "n": 11}, "n"),
     ({"prompt": "p", "stream": True}, "stream"),

@@ -82,7 +82,7 @@ async def test_translations(sdk) -> None:
 
 @pytest.mark.parametrize(("model", "voice", "fmt", "magic", "content_type"), [
     ("tts-1", "alloy", "mp3", b"\xff\xfb", "audio/mpeg"),
-    ("tts-1-hd", "fr", "mp3", b"\xff\xfb", "audio/mpeg"),
+    ("@cf/myshell-ai/melotts", "fr", "mp3", b"\xff\xfb", "audio/mpeg"),
     ("@cf/deepgram/aura-1", "shimmer", "wav", b"RIFF", "audio/wav"),
     ("@cf/deepgram/aura-1", "luna", "flac", b"fLaC", "audio/flac"),
 ])
@@ -98,5 +98,6 @@ async def test_speech(sdk, model: str, voice: str, fmt: str, magic: bytes, conte
 async def test_speech_errors_are_openai_errors(sdk) -> None:
     async with sdk() as client:
         with pytest.raises(openai.BadRequestError) as caught:
-            await client.audio.speech.create(model="tts-1", voice="alloy", input="Hi", response_format="opus")
+            await client.audio.speech.create(model="@cf/myshell-ai/melotts", voice="alloy", input="Hi",
+                                             response_format="opus")
     assert caught.value.body["param"] == "response_format"  # type: ignore[index]

@@ -221,3 +221,21 @@ async def test_one_request_runs_a_bounded_number_of_upstream_calls_at_once(setti
         answer = await task
     assert answer.status_code == 200 and len(answer.json()["choices"]) == 20
     assert held.most == MAX_CONCURRENT_CALLS and held.total == 20
+
+
+async def test_the_per_request_vision_pick_is_judged(settings: Settings) -> None:
+    """gpt-5 runs gpt-oss for text but a vision model for images: a key limited to gpt-oss gets text only."""
+    png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
+    image = {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]}
+    gpt_oss = key_for(settings, models=("@cf/openai/gpt-oss-*",))
+    google = key_for(settings, models=("@cf/google/*",))
+    async with offline(settings) as client:
+        text = await client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-5"}, headers=gpt_oss)
+        seeing = await client.post("/v1/chat/completions", json={"model": "gpt-5", "messages": [image]},
+                                   headers=gpt_oss)
+        allowed = await client.post("/v1/chat/completions", json={"model": "gpt-5", "messages": [image]},
+                                    headers=google)
+    assert text.status_code == 200, text.text
+    _refused(seeing)
+    assert allowed.status_code == 200 and allowed.headers["x-cfai-model"].startswith("@cf/google/gemma-4")

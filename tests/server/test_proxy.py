@@ -144,12 +144,14 @@ async def test_models_list_and_retrieve(proxy) -> None:
         listing = (await client.get("/v1/models")).json()
         validate(listing, "ListModelsResponse")
         ids = [m["id"] for m in listing["data"]]
-        assert LLAMA in ids and "gpt-4o" in ids
+        assert LLAMA in ids and "gpt-4" in ids  # an alias whose model is in the (fake) catalogue
         one = await client.get(f"/v1/models/{LLAMA}")
         validate(one.json(), "Model")
         assert one.json()["id"] == LLAMA
-        alias = (await client.get("/models/gpt-4o")).json()
-        assert alias["id"] == "gpt-4o"
+        alias = (await client.get("/models/gpt-4")).json()
+        assert alias["id"] == "gpt-4"
+        dated = (await client.get("/models/gpt-4-0613")).json()  # a dated name of the family
+        assert dated["id"] == "gpt-4-0613"
         assert_openai_error(await client.get("/v1/models/@cf/meta/unknown-model"), 404, code="model_not_found")
 
 

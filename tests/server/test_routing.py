@@ -586,3 +586,29 @@ async def test_a_provider_stream_that_opens_with_an_error_event_fails_over(proxy
         response = await client.post("/v1/chat/completions", json=chat("groq-first", stream=True))
     assert response.headers["x-cfai-upstream"] == "cloudflare"
     assert stream_text(response.text)[0] == f"hello from {MAIN}"
+
+
+async def test_vision_aliases_apply_inside_routes_but_never_to_ids_or_providers(up: FakeUpstreams,
+                                                                                tmp_path: Path) -> None:
+    gemma, mistral, oss = "@cf/google/gemma-4-26b-a4b-it", "@cf/mistralai/mistral-small-3.1-24b-instruct", \
+        "@cf/openai/gpt-oss-120b"
+    (tmp_path / "config.toml").write_text(
+        CONFIG + f'seeing = ["cloudflare:gpt-5-2025-08-07", "backup:gpt-4o-mini", "{oss}", "groq:gpt-5"]\n')
+    settings = load_settings({"account_id": MAIN, "api_token": "cf-main-token-value", "timeout": 5},
+                             environ={"CFAI_HOME": str(tmp_path), "GROQ_API_KEY": "groq-secret-key-123",
+                                      "BACKUP_TOKEN": "b1", "BACKUP_TOKEN_2": "b2"})
+    key, _ = KeyStore(settings.database).create("tests")
+    up.account(MAIN).models[gemma] = native_text("gemma sees it")
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    app = create_app(settings, transport=up.transport())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test",
+            headers={"Authorization": f"Bearer {key}"}) as client:
+        seeing = (await client.get("/v1/route-check", params={"model": "seeing", "vision": "true"})).json()
+        text = (await client.get("/v1/route-check", params={"model": "seeing"})).json()
+        answer = await client.post("/v1/chat/completions", json={
+            "model": "seeing", "messages": [{"role": "user", "content": [{"type": "text", "text": "what?"}, image]}]})
+    assert [(t["upstream"], t["model"]) for t in seeing["targets"]] == [
+        ("cloudflare", gemma), ("backup", mistral), ("cloudflare", oss), ("backup", oss), ("groq", "gpt-5")]
+    assert [t["model"] for t in text["targets"]] == [oss, SMALL, oss, oss, "gpt-5"]
+    assert text_of(answer) == "gemma sees it" and answer.headers["x-cfai-model"] == gemma

@@ -88,9 +88,9 @@ async def test_bad_bodies_get_openai_errors(proxy: Any, body: dict[str, Any], st
 
 async def test_the_unknown_model_error_is_the_chat_routes(proxy: Any) -> None:
     async with proxy() as client:
-        tokenize = await client.post("/v1/tokenize", json={"model": "gpt-4o-mnii", "input": "x"})
+        tokenize = await client.post("/v1/tokenize", json={"model": "gtp-4o-mini", "input": "x"})
         chat = await client.post("/v1/chat/completions", json={
-            "model": "gpt-4o-mnii", "messages": [{"role": "user", "content": "x"}]})
+            "model": "gtp-4o-mini", "messages": [{"role": "user", "content": "x"}]})
     assert tokenize.status_code == chat.status_code == 404
     assert tokenize.json() == chat.json()
 

@@ -25,7 +25,7 @@ def by_characters(model_id: str) -> Tokenizer | None:
 
 async def test_an_exact_tokenizer_is_used_and_named() -> None:
     async with local_context(load_settings()) as ctx:
-        texts = await count_tokens(ctx, TokenizeRequest(model="gpt-4o", input=["abc", "de"]), lookup=by_characters)
+        texts = await count_tokens(ctx, TokenizeRequest(model="gpt-4", input=["abc", "de"]), lookup=by_characters)
         chat = await count_tokens(ctx, TokenizeRequest.model_validate({"model": LLAMA, "messages": [
             {"role": "user", "content": "abc", "name": "al"}]}), lookup=by_characters)
         other = await count_tokens(ctx, TokenizeRequest(model="@cf/qwen/qwen3-30b-a3b-fp8", input="abc"),

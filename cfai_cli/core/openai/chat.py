@@ -187,6 +187,11 @@ class ChatCompletionRequest(WireModel):
     def token_limit(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
+    def has_images(self) -> bool:
+        """Whether any message carries an image part: the model chosen must take images (core.catalog)."""
+        return any(isinstance(part, ImagePart) for m in self.messages if isinstance(m.content, list)
+                   for part in m.content)
+
 
 # ---- response ------------------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ MAX_INPUT_CHARS = 8192 * 8
 class EmbeddingModel:
     batch: int = 100  # most texts one upstream call takes
     dims: int | None = None  # native vector length, when known
-    shortenable: bool = False  # Matryoshka-trained: a re-normalised prefix is a valid shorter embedding
 
 
 EMBEDDING_MODELS: dict[str, EmbeddingModel] = {
@@ -33,8 +32,8 @@ EMBEDDING_MODELS: dict[str, EmbeddingModel] = {
     "@cf/baai/bge-base-en-v1.5": EmbeddingModel(dims=768),
     "@cf/baai/bge-large-en-v1.5": EmbeddingModel(dims=1024),
     "@cf/baai/bge-m3": EmbeddingModel(dims=1024),
-    "@cf/google/embeddinggemma-300m": EmbeddingModel(dims=768, shortenable=True),
-    "@cf/qwen/qwen3-embedding-0.6b": EmbeddingModel(batch=32, dims=1024, shortenable=True),
+    "@cf/google/embeddinggemma-300m": EmbeddingModel(dims=768),
+    "@cf/qwen/qwen3-embedding-0.6b": EmbeddingModel(batch=32, dims=1024),
     "@cf/pfnet/plamo-embedding-1b": EmbeddingModel(),
 }
 
@@ -56,17 +55,14 @@ def check_request(req: EmbeddingRequest, spec: EmbeddingModel) -> list[str]:
         if len(text) > MAX_INPUT_CHARS:
             raise InvalidRequest(f"{param} is too long ({len(text)} characters); split it into smaller pieces.",
                                  param=param, code="context_length_exceeded")
-    if req.dimensions is not None and req.dimensions != spec.dims:
-        if not spec.shortenable:
-            native = f" (its vectors have {spec.dims})" if spec.dims else ""
-            raise InvalidRequest(
-                f"This model cannot shorten its embeddings{native}; omit 'dimensions' or use a model that can, "
-                "such as @cf/google/embeddinggemma-300m or @cf/qwen/qwen3-embedding-0.6b.",
-                param="dimensions", code="invalid_value")
-        if spec.dims is not None and req.dimensions > spec.dims:
-            raise InvalidRequest(f"'dimensions' can be at most {spec.dims} for this model.", param="dimensions",
-                                 code="invalid_value")
+    if req.dimensions is not None and spec.dims is not None and req.dimensions > spec.dims:
+        raise too_many_dimensions(req.dimensions, spec.dims)
     return texts
+
+
+def too_many_dimensions(asked: int, native: int) -> InvalidRequest:
+    return InvalidRequest(f"'dimensions' is {asked}, but this model's vectors have {native} dimensions: ask for "
+                          f"{native} or fewer (or omit 'dimensions').", param="dimensions", code="invalid_value")
 
 
 def batches(texts: Sequence[str], spec: EmbeddingModel) -> list[tuple[int, list[str]]]:
@@ -100,7 +96,8 @@ def parse_vectors(result: Any, expected: int) -> list[list[float]]:
 
 
 def shorten(vector: Sequence[float], dims: int) -> list[float]:
-    """A Matryoshka prefix, re-normalised to unit length (what OpenAI's `dimensions` returns)."""
+    """The first `dims` values, re-normalised to unit length: what OpenAI's text-embedding-3 `dimensions` does.
+    Models trained for it (Matryoshka: EmbeddingGemma, Qwen3-Embedding) lose little; BGE loses more."""
     head = list(vector[:dims])
     norm = math.sqrt(sum(x * x for x in head))
     return [x / norm for x in head] if norm else head
@@ -122,6 +119,8 @@ def from_workers_embeddings(
 ) -> EmbeddingList:
     data: list[EmbeddingOut] = []
     for index, vector in enumerate(vectors):
+        if req.dimensions is not None and req.dimensions > len(vector):  # a model whose size was not known
+            raise too_many_dimensions(req.dimensions, len(vector))
         values = shorten(vector, req.dimensions) if req.dimensions and req.dimensions < len(vector) else list(vector)
         embedding: list[float] | str = encode_base64(values) if req.encoding_format == "base64" else values
         data.append({"object": "embedding", "index": index, "embedding": embedding})

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cfai_cli.core.catalog import FLUX_2_KLEIN, FLUX_2_KLEIN_HD
 from cfai_cli.core.openai.images import ImageGenerationRequest
 from cfai_cli.errors import InvalidRequest, UpstreamError
 
@@ -35,6 +36,7 @@ class ImageFamily:
     multipart: bool = False
     edits: bool = False  # takes an input image (img2img) and a mask (inpainting)
     prompt_max: int | None = None
+    default_size: tuple[int, int] | None = None  # sent when no size is asked; None = the model's own default
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -47,9 +49,10 @@ PHOENIX = ImageFamily("phoenix", sizes=(64, 2048), steps_key="num_steps", steps_
                       seed=True, negative_prompt=True)
 LUCID = ImageFamily("lucid-origin", sizes=(64, 2500), steps_key="num_steps", steps_hd=40, guidance=(0.0, 10.0, 4.5),
                     seed=True)
+# FLUX.2's own default is 1024x768; OpenAI's is 1024x1024, which is what a client that sends no size expects.
 FLUX2 = ImageFamily("flux-2", sizes=(256, 1920), steps_key="steps", steps_hd=50, guidance=(1.0, 10.0, 4.0),
-                    seed=True, multipart=True)
-FLUX2_KLEIN = ImageFamily("flux-2-klein", sizes=(256, 1920), seed=True, multipart=True)
+                    seed=True, multipart=True, default_size=(1024, 1024))
+FLUX2_KLEIN = ImageFamily("flux-2-klein", sizes=(256, 1920), seed=True, multipart=True, default_size=(1024, 1024))
 GENERIC = ImageFamily("generic")
 
 _FAMILIES: list[tuple[re.Pattern[str], ImageFamily]] = [
@@ -68,6 +71,14 @@ DEFAULT_INPAINT_MODEL = "@cf/runwayml/stable-diffusion-v1-5-inpainting"
 
 def image_family(model_id: str) -> ImageFamily:
     return next((family for pattern, family in _FAMILIES if pattern.match(model_id)), GENERIC)
+
+
+def image_model_for(name: str, model_id: str, quality: str | None) -> str:
+    """The model for one request: an alias of FLUX.2 klein 4B asked for quality hd/high gets the 9B model
+    (README "Images"); an explicit id is always kept, and so is any other alias target."""
+    if "@" not in name and model_id == FLUX_2_KLEIN and quality in ("hd", "high"):
+        return FLUX_2_KLEIN_HD
+    return model_id
 
 
 def parse_size(size: str | None, family: ImageFamily) -> tuple[int, int] | None:
@@ -108,7 +119,7 @@ def to_workers_image(req: ImageGenerationRequest, model_id: str, *, seed: int | 
         raise InvalidRequest(f"'prompt' is too long for this model ({len(req.prompt)} characters; at most "
                              f"{family.prompt_max}).", param="prompt", code="invalid_value")
     body: dict[str, Any] = {"prompt": req.prompt}
-    size = parse_size(req.size, family)
+    size = parse_size(req.size, family) or family.default_size
     if size is not None:
         body["width"], body["height"] = size
     if family.steps_key and family.steps_hd and req.quality in ("hd", "high"):

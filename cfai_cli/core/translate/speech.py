@@ -65,8 +65,13 @@ def to_workers_speech(model_id: str, req: SpeechRequest) -> SpeechCall:
     voice = req.voice_name().strip().lower()
     if is_aura(model_id):
         speaker = AURA_VOICES.get(voice, voice)
-        if not speaker.replace("-", "").isalnum():
-            raise InvalidRequest(f"Unknown voice {req.voice_name()!r}.", param="voice", code="invalid_value")
+        known = AURA_1_SPEAKERS if model_id == "@cf/deepgram/aura-1" else None  # aura-2 has many more
+        if not speaker.replace("-", "").isalnum() or (known is not None and speaker not in known):
+            raise InvalidRequest(
+                f"Unknown voice {req.voice_name()!r} for {model_id}: use an OpenAI voice ({', '.join(AURA_VOICES)})"
+                f" or an Aura-1 speaker ({', '.join(AURA_1_SPEAKERS)}). For another language, name "
+                "'@cf/myshell-ai/melotts' as the model with the language as the voice (fr, es, …).",
+                param="voice", code="invalid_value")
         body = {"text": req.input, "speaker": speaker, **_AURA_FORMATS[req.response_format]}
         return SpeechCall(body, CONTENT_TYPES[req.response_format])
     if req.response_format != "mp3":

@@ -34,12 +34,14 @@ async def health(request: Request) -> Response:
 
 
 async def route_check(request: Request) -> Response:
-    """The chain of targets a model name resolves to, each with its keys' state (a key with `models` scope)."""
+    """The chain of targets a model name resolves to, each with its keys' state (a key with `models` scope);
+    `vision=true`: the chain a request with images gets (vision aliases applied)."""
     name = request.query_params.get("model", "")
     if not name.strip():
         raise InvalidRequest("Pass the model name to check: /v1/route-check?model=NAME.", param="model",
                              code="missing_required_parameter")
-    return JSONResponse(request.app.state.ctx.router.describe(name), headers=API_HEADERS)
+    vision = request.query_params.get("vision", "").lower() in ("1", "true", "yes")
+    return JSONResponse(request.app.state.ctx.router.describe(name, vision=vision), headers=API_HEADERS)
 
 
 ROUTES = [

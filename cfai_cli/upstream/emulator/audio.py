@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from cfai_cli.upstream.emulator import sound
 from cfai_cli.upstream.emulator.wire import bad_input, envelope, json_response
 
 RAW_MODELS = frozenset({"@cf/openai/whisper", "@cf/openai/whisper-tiny-en", "@cf/deepgram/nova-3"})
@@ -26,7 +27,6 @@ TTS_MODELS = frozenset({"@cf/myshell-ai/melotts", "@cf/deepgram/aura-1", "@cf/de
 TRANSLATION = "@cf/meta/m2m100-1.2b"
 MODELS = RAW_MODELS | TTS_MODELS | {WHISPER_TURBO, TRANSLATION}
 SEGMENT_SECONDS = 5.0
-_MP3_FRAME = b"\xff\xfb\x90\x64" + bytes(413)  # one silent-ish MPEG-1 Layer III frame, 128 kbit/s 44.1 kHz
 _AURA_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
                "linear16": "audio/l16", "mulaw": "audio/basic", "alaw": "audio/basic"}
 
@@ -114,16 +114,6 @@ def run_raw(model: str, raw: bytes, query: Mapping[str, str]) -> Response:
     return json_response(envelope(_whisper(raw)))
 
 
-def _silence_wav(seconds: float, rate: int) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(2 * int(seconds * rate)))
-    return out.getvalue()
-
-
 def _speech_seconds(text: str) -> float:
     return max(0.3, 0.35 * len(text.split()))
 
@@ -133,15 +123,23 @@ def _aura(body: Mapping[str, Any]) -> Response:
     if not isinstance(text, str) or not text:
         raise bad_input("required properties at '/' are 'text'")
     encoding, container = str(body.get("encoding", "mp3")), str(body.get("container", "none"))
-    if encoding not in _AURA_TYPES or container not in ("none", "wav", "ogg"):
+    if encoding not in _AURA_TYPES:
         raise bad_input("'/encoding' must be equal to one of the allowed values")
+    if container not in ("none", "wav", "ogg"):
+        raise bad_input("'/container' must be equal to one of the allowed values")
+    # Deepgram's pairings: wav wraps the PCM encodings, ogg wraps opus (which has no other container).
+    if (container == "wav" and encoding not in ("linear16", "mulaw", "alaw")) or (
+            container == "ogg" and encoding != "opus"):
+        raise bad_input(f"container '{container}' cannot hold encoding '{encoding}'")
     seconds = _speech_seconds(text)
-    if encoding == "linear16" and container == "wav":
-        return Response(_silence_wav(seconds, int(body.get("sample_rate", 24000))), media_type="audio/wav")
-    if encoding == "linear16":
-        return Response(bytes(2 * int(seconds * int(body.get("sample_rate", 24000)))), media_type="audio/l16")
-    magic = {"mp3": b"", "opus": b"OggS", "aac": b"\xff\xf1", "flac": b"fLaC"}.get(encoding, b"")
-    return Response(magic + _MP3_FRAME * max(1, int(seconds * 38)), media_type=_AURA_TYPES[encoding])
+    rate = int(body.get("sample_rate", 24000))
+    if container == "wav":
+        return Response(sound.wav(seconds, rate, encoding), media_type="audio/wav")
+    audio = {"linear16": lambda: sound.pcm(seconds, rate), "flac": lambda: sound.flac(seconds, rate),
+             "opus": lambda: sound.ogg_opus(seconds), "aac": lambda: sound.adts(seconds),
+             "mulaw": lambda: b"\xff" * int(seconds * rate), "alaw": lambda: b"\xd5" * int(seconds * rate),
+             "mp3": lambda: sound.mp3(seconds)}[encoding]()
+    return Response(audio, media_type=_AURA_TYPES[encoding])
 
 
 def run(model: str, body: Mapping[str, Any]) -> Response:
@@ -164,5 +162,5 @@ def run(model: str, body: Mapping[str, Any]) -> Response:
     if not isinstance(prompt, str) or not prompt:
         raise bad_input("required properties at '/' are 'prompt'")
     # MeloTTS as the Python SDK types it: JSON with base64 MP3 (the raw form is UNCONFIRMED, reference §14.7).
-    audio = _MP3_FRAME * max(1, int(_speech_seconds(prompt) * 38))
+    audio = sound.mp3(_speech_seconds(prompt))
     return json_response(envelope({"audio": base64.b64encode(audio).decode("ascii")}))

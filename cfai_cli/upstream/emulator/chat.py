@@ -13,7 +13,14 @@ from typing import Any
 from starlette.responses import Response
 
 from cfai_cli.upstream.emulator.catalogue import TextSpec
-from cfai_cli.upstream.emulator.content import Conversation, Plan, plan_answer, read_messages, read_prompt
+from cfai_cli.upstream.emulator.content import (
+    Conversation,
+    Plan,
+    content_text,
+    plan_answer,
+    read_messages,
+    read_prompt,
+)
 from cfai_cli.upstream.emulator.schema import read_tool
 from cfai_cli.upstream.emulator.wire import CREATED, bad_input, envelope, json_response, pieces, short_id, sse_response
 
@@ -112,8 +119,18 @@ def usage(prompt_tokens: int, completion: int, reasoning: int) -> dict[str, Any]
             "completion_tokens_details": {"reasoning_tokens": reasoning}}
 
 
+def _refuse_images(body: Mapping[str, Any]) -> None:
+    """A text-only vLLM model refuses image parts (as vLLM does: the model is not multimodal)."""
+    messages = body.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        if isinstance(message, Mapping) and content_text(message.get("content"))[1]:
+            raise bad_input(f"this model does not accept images at '/messages/{i}/content'")
+
+
 def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Response:
     validate(body)
+    if not spec.vision:
+        _refuse_images(body)
     if body.get("stream") is True and not spec.streams:
         # gpt-oss answers a stream request with an empty JSON result, not SSE (reference §2.6).
         return json_response(envelope({}))
