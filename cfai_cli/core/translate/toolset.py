@@ -54,7 +54,7 @@ class ToolSet:
 
     def flat_name(self, name: str, namespace: str | None = None, kind: str | None = None) -> str:
         """The flat name for a call the client replays: exact match first, then the inner name if unique."""
-        if namespace is None and name in self.origins:
+        if namespace is None and name in self.origins and kind in (None, self.origins[name].kind):
             return name
         matches = [flat for flat, o in self.origins.items()
                    if o.name == name and (namespace is None or o.namespace == namespace)
@@ -212,7 +212,7 @@ def _find(tools: ToolSet, name: str | None, namespace: str | None, kind: str, pa
     if not name:
         raise _missing(f"{param}.name")
     flat = tools.flat_name(name, namespace, kind)
-    if flat not in tools.origins:
+    if flat not in tools.origins or tools.origins[flat].kind != kind:
         raise _unknown(name, param)
     return flat
 
