@@ -23,6 +23,7 @@ from cfai_cli.core.translate.responses import (
     responses_param,
     to_chat_request,
 )
+from cfai_cli.core.translate.responses_items import resolve_references
 from cfai_cli.core.translate.responses_stream import ResponseBuilder, response_from_completion
 from cfai_cli.core.translate.toolset import ToolSet
 from cfai_cli.errors import CfaiError, InvalidRequest, NotFound
@@ -62,7 +63,8 @@ def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool, owner: str 
         if found is None:
             raise _not_found(req.previous_response_id, "previous_response_id")
         history = found
-    items = input_items(req.raw_input(), ctx.ids)
+    items = resolve_references(input_items(req.raw_input(), ctx.ids),
+                               lambda item_id: response_store(ctx).find_item(item_id, owner=owner))
     model = req.model or ctx.settings.default_model
     model_id = ctx.router.resolve(model)
     tools = response_tools(req)

@@ -14,6 +14,8 @@ from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionChunk
 from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.core.translate.responses import input_items, response_shell, response_tools, to_chat_request
+from cfai_cli.core.translate.responses_items import resolve_references
+from cfai_cli.errors import InvalidRequest
 from cfai_cli.core.translate.responses_stream import ResponseBuilder
 from tests.openai_schema import validate, validate_response_events
 
@@ -168,3 +170,17 @@ def test_a_codex_request_body_validates_and_translates() -> None:
     assert response_tools(r).dropped == ["web_search"]
     assert body["reasoning_effort"] == "medium"
     validate(response_shell(r, response_id="resp_1", created_at=1, model="m"), "Response")
+
+
+def test_item_references_resolve_to_stored_items() -> None:
+    stored = {"fc_1": {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "shell", "arguments": "{}",
+                       "status": "completed"}}
+    items = input_items([{"type": "item_reference", "id": "fc_1"},
+                         {"type": "function_call_output", "call_id": "c1", "output": "ok"}], ids())
+    assert items[0] == {"type": "item_reference", "id": "fc_1"}
+    resolved = resolve_references(items, stored.get)
+    assert resolved[0] == stored["fc_1"] and resolved[1] == items[1]
+    with pytest.raises(InvalidRequest) as caught:
+        resolve_references(input_items([{"role": "user", "content": "x"}, {"type": "item_reference", "id": "nope"}],
+                                       ids()), stored.get)
+    assert caught.value.param == "input[1].id"

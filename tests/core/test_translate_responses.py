@@ -154,7 +154,7 @@ def test_streaming_asks_for_usage() -> None:
 
 ERROR_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("no input", {}, "input"),
-    ("item reference", {"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+    ("item reference without id", {"input": [{"type": "item_reference"}]}, "input[0].id"),
     ("only a hosted tool item: nothing to send", {"input": [{"type": "web_search_call", "id": "ws"}]}, "input"),
     ("unknown item type", {"input": [{"type": "telepathy_call", "id": "t"}]}, "input[0].type"),
     ("custom call without call_id", {"input": [{"type": "custom_tool_call", "name": "f", "input": "x"}]},

@@ -18,6 +18,7 @@ import pytest
 
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
+from cfai_cli.store.keys import KeyStore
 from cfai_cli.upstream.emulator.content import CALL_AS_TEXT, NO_JSON, PARALLEL, TEXT_INSTEAD
 from tests.openai_schema import validate, validate_sse_chat_stream, validate_sse_responses_stream
 
@@ -241,3 +242,23 @@ async def test_responses_through_the_sdk(settings: Settings, api_key: str) -> No
             single = await stream.get_final_response()
     assert [o.type for o in forced.output] == ["function_call"]
     assert [o.type for o in single.output] == ["function_call"]
+
+
+async def test_item_references_to_stored_calls_continue_a_tool_loop(settings: Settings, api_key: str) -> None:
+    """The Vercel AI SDK's Responses tool loop: earlier output items are sent back as `item_reference`s."""
+    async with raw(settings, api_key) as client:
+        first = (await client.post("/responses", json={"model": LLAMA, "input": "Weather?",
+                                                       "tools": RESPONSE_TOOLS[:1]})).json()
+        (call,) = first["output"]
+        second = await client.post("/responses", json={"model": LLAMA, "tools": RESPONSE_TOOLS[:1], "input": [
+            {"role": "user", "content": "Weather?"}, {"type": "item_reference", "id": call["id"]},
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "Sunny, 21 C"}]})
+        unknown = await client.post("/responses", json={"model": LLAMA, "input": [
+            {"type": "item_reference", "id": "fc_unknown"}]})
+        other, _ = KeyStore(settings.as_offline().database).create("someone else")
+        other_key = await client.post("/responses", headers={"Authorization": f"Bearer {other}"}, json={
+            "model": LLAMA, "input": [{"type": "item_reference", "id": call["id"]}]})
+    assert second.status_code == 200, second.text
+    assert "Sunny, 21 C" in second.json()["output_text"]
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "input[0].id"
+    assert other_key.status_code == 400  # another key's stored items are not visible

@@ -160,8 +160,8 @@ def _item(item: Any, param: str, new_id: NewId) -> Item:
     if kind in _RECORD_ONLY:
         return {**item, "id": _given_id(item, "item", new_id)}
     if kind == "item_reference":
-        raise _unsupported("Item references are not supported; use previous_response_id, or send the items.",
-                           f"{param}.type")
+        # Resolved against the stored responses by the service (resolve_references), before anything is sent.
+        return {"type": "item_reference", "id": _required_str(item, "id", param)}
     raise _unsupported(f"Input items of type {kind!r} are not supported by cfai.", f"{param}.type")
 
 
@@ -172,6 +172,21 @@ def input_items(raw: str | list[Any] | None, new_id: NewId) -> list[Item]:
     if isinstance(raw, str):
         return [_message({"role": "user", "content": raw}, "input", new_id)]
     return [_item(item, f"input[{i}]", new_id) for i, item in enumerate(raw)]
+
+
+def resolve_references(items: Sequence[Item], find: Callable[[str], Item | None]) -> list[Item]:
+    """`items` with each `item_reference` replaced by the stored item it names (`find`); 400 if unknown."""
+    out: list[Item] = []
+    for i, item in enumerate(items):
+        if item["type"] != "item_reference":
+            out.append(item)
+            continue
+        found = find(item["id"])
+        if found is None:
+            raise InvalidRequest(f"No item found with id '{item['id']}' (item references name items of stored "
+                                 "responses).", param=f"input[{i}].id", code="invalid_value")
+        out.append(found)
+    return out
 
 
 # ---- items -> chat messages ----------------------------------------------------------------------
