@@ -15,8 +15,8 @@ from cfai_cli.core.openai.chat import ChatCompletionChunk
 from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.core.translate.responses import input_items, response_shell, response_tools, to_chat_request
 from cfai_cli.core.translate.responses_items import resolve_references
-from cfai_cli.errors import InvalidRequest
 from cfai_cli.core.translate.responses_stream import ResponseBuilder
+from cfai_cli.errors import InvalidRequest
 from tests.openai_schema import validate, validate_response_events
 
 CODEX = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "codex" / "responses_request.json")

@@ -168,7 +168,8 @@ BODY_CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
          "name": "crm__lookup", "parameters": {"type": "object", "properties": {}}}}]}),
     ("custom and namespaced calls in history use the flat names", NATIVE,
      {"tools": [{"type": "custom", "custom": {"name": "apply_patch"}},
-                {"type": "namespace", "name": "crm", "description": "CRM", "tools": [{"type": "function", "name": "lookup"}]}],
+                {"type": "namespace", "name": "crm", "description": "CRM",
+                 "tools": [{"type": "function", "name": "lookup"}]}],
       "messages": [USER, {"role": "assistant", "content": None, "tool_calls": [
           {"id": "call_1", "type": "custom", "custom": {"name": "apply_patch", "input": "*** Begin Patch"}},
           {"id": "call_2", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},

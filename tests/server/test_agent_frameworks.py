@@ -77,8 +77,14 @@ async def test_pydantic_ai_streamed_structured_output(settings: Settings, api_ke
 @pytest.mark.parametrize("api", ["chat", "responses"])
 @pytest.mark.parametrize("model", [LLAMA, GLM])
 async def test_openai_agents_function_tool_loop(settings: Settings, api_key: str, api: str, model: str) -> None:
-    from agents import Agent, OpenAIChatCompletionsModel, OpenAIResponsesModel, Runner, function_tool
-    from agents import set_tracing_disabled
+    from agents import (
+        Agent,
+        OpenAIChatCompletionsModel,
+        OpenAIResponsesModel,
+        Runner,
+        function_tool,
+        set_tracing_disabled,
+    )
 
     set_tracing_disabled(True)
     asked: list[str] = []
