@@ -165,7 +165,7 @@ BODY_CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
      {"tools": [{"type": "namespace", "name": "crm", "description": "CRM", "tools": [
          {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]}]},
      {"messages": [USER], "tools": [{"type": "function", "function": {
-         "name": "crm__lookup", "parameters": {"type": "object", "properties": {}}}}]}),
+         "name": "crm__lookup", "parameters": {"type": "object", "properties": {}}, "description": "lookup: CRM"}}]}),
     ("custom and namespaced calls in history use the flat names", NATIVE,
      {"tools": [{"type": "custom", "custom": {"name": "apply_patch"}},
                 {"type": "namespace", "name": "crm", "description": "CRM",
@@ -185,7 +185,7 @@ BODY_CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
           {"type": "function", "function": {"name": "apply_patch", "description": "A tool that takes free-form text.",
                                             "parameters": {"type": "object", "required": ["input"], "properties": {
                                                 "input": {"type": "string", "description": INPUT_DESCRIPTION}}}}},
-          {"type": "function", "function": {"name": "crm__lookup", "description": "crm  lookup",
+          {"type": "function", "function": {"name": "crm__lookup", "description": "lookup: CRM",
                                             "parameters": {"type": "object", "properties": {}}}}]}),
     ("named tool_choice keeps only that tool (chat)", CHAT,
      {"tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": {"type": "function", "function": {"name": "get_time"}}},

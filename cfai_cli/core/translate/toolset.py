@@ -131,7 +131,8 @@ def _function(flat: str, fn: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "function", "function": out}
 
 
-def _add(tools: ToolSet, item: Mapping[str, Any], param: str, namespace: str | None) -> None:
+def _add(tools: ToolSet, item: Mapping[str, Any], param: str, namespace: str | None, about: str = "") -> None:
+    """Add one tool; `about` is the description of the namespace it is in, for members that have none."""
     kind = item.get("type")
     if kind == "function":
         nested = item.get("function")
@@ -145,6 +146,8 @@ def _add(tools: ToolSet, item: Mapping[str, Any], param: str, namespace: str | N
         flat = _flat(f"{namespace}{SEPARATOR}{name}" if namespace else name, tools.origins)
         tools.origins[flat] = ToolOrigin("function", name, namespace)
         tools.functions.append(_function(flat, fn))
+        if about and not fn.get("description"):
+            tools.functions[-1]["function"]["description"] = f"{name}: {about}"
     elif kind == "custom":
         nested = item.get("custom")
         spec: Mapping[str, Any] = nested if isinstance(nested, Mapping) else item
@@ -161,7 +164,8 @@ def _add(tools: ToolSet, item: Mapping[str, Any], param: str, namespace: str | N
             if not isinstance(sub, Mapping) or sub.get("type") not in ("function", "custom"):
                 raise InvalidRequest(f"Invalid value for '{param}.tools[{j}]': a namespace holds function and "
                                      "custom tools only.", param=f"{param}.tools[{j}].type", code="invalid_value")
-            _add(tools, sub, f"{param}.tools[{j}]", space)
+            note = item.get("description")
+            _add(tools, sub, f"{param}.tools[{j}]", space, note if isinstance(note, str) else "")
     elif isinstance(kind, str) and kind:
         if kind not in tools.dropped:
             tools.dropped.append(kind)
