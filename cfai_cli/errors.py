@@ -10,6 +10,7 @@
     ├── PermissionDenied            403 permission_error      exit 4
     ├── ConfigError                 500 server_error          exit 3
     ├── Overloaded                  503 server_error          exit 5 (the proxy's concurrency cap)
+    ├── ToolCallFailed              502 code=tool_call_failed exit 5 (a forced tool call never came)
     └── UpstreamError               502 api_error             exit 5
         ├── UpstreamAuthError       502 code=upstream_auth    exit 3
         ├── UpstreamTimeout         504 code=timeout          exit 6
@@ -137,6 +138,18 @@ class Overloaded(CfaiError):
     status = 503
     error_type = "server_error"
     default_code = "overloaded"
+    exit_code = ExitCode.UPSTREAM
+
+
+class ToolCallFailed(CfaiError):
+    """The request forced a tool call and the model answered without one, even when asked again.
+
+    Not an UpstreamError on purpose: the upstream worked, so the router must neither rest it nor fail over.
+    """
+
+    status = 502
+    error_type = "api_error"
+    default_code = "tool_call_failed"
     exit_code = ExitCode.UPSTREAM
 
 

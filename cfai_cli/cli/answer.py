@@ -35,7 +35,9 @@ async def _ask_whole(ctx: Context, req: ChatCompletionRequest, term: Terminal, *
     with term.waiting("waiting for the model…"):
         completion = await create_chat_completion(ctx, req)
     message = completion["choices"][0]["message"]
-    reply = Reply(content=message["content"] or "", tool_calls=list(message.get("tool_calls", [])))
+    # cfai chat offers no custom tools, so every call it can get back is a function call.
+    calls = [call for call in message.get("tool_calls", []) if call["type"] == "function"]
+    reply = Reply(content=message["content"] or "", tool_calls=calls)
     if json_out:
         term.json(completion)
         return reply

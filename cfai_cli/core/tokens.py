@@ -8,7 +8,6 @@ fitted against the Llama 3 tokenizer (bench/tokens_calibrate.py). An estimate is
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable
 from typing import Annotated, Literal, TypedDict
@@ -123,9 +122,8 @@ def message_text(message: Message) -> str:
     """What of a message reaches the model as text: its content's text and any tool calls it made."""
     parts = [message.text()]
     for call in message.tool_calls or ():
-        arguments = call.function.arguments
-        parts.append(call.function.name)
-        parts.append(arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False))
+        parts.append(call.name())
+        parts.append(call.arguments_text())
     return "\n".join(p for p in parts if p)
 
 

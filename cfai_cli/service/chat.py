@@ -26,12 +26,13 @@ from cfai_cli.core.openai.chat import (
 )
 from cfai_cli.core.routing import Target
 from cfai_cli.core.sse import SSEDecoder
-from cfai_cli.core.translate.chat import WorkersChatCall, legacy_tool_history, to_workers_chat
+from cfai_cli.core.translate.chat import WorkersChatCall, schema_fallback, to_workers_chat
 from cfai_cli.core.translate.chat_answer import estimate_tokens, from_workers_chat, prompt_text, sum_usage, usage_out
 from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks, is_error_event
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import InvalidRequest, UpstreamError, UpstreamStreamError
 from cfai_cli.service.context import Context
+from cfai_cli.service.forced import ensure_forced_calls
 from cfai_cli.upstream.router import Lane
 from cfai_cli.upstream.workers import UpstreamStream, Waited, WorkersAIClient
 
@@ -109,23 +110,24 @@ def _plan(ctx: Context, req: ChatCompletionRequest, model_id: str, *, stream: bo
 
 
 async def _upstream(ctx: Context, call: WorkersChatCall, send: Callable[[str, dict[str, Any]], Awaitable[T]]) -> T:
-    """Send `call`; if a native model's schema rejects OpenAI-style tool history, resend it the older way."""
+    """Send `call`; if a native model's schema rejects `tool_choice` or OpenAI-style tool history, resend without
+    it (core.translate.chat.schema_fallback)."""
     try:
         return await send(call.model_id, call.body)
     except InvalidRequest as exc:
-        legacy = None if call.chat_dialect or str(exc.upstream_code) != "5006" else legacy_tool_history(call.body)
-        if legacy is None:
+        fallback = None if call.chat_dialect else schema_fallback(call.body, exc)
+        if fallback is None:
             raise
-        return await send(call.model_id, legacy)
+        return await send(call.model_id, fallback)
 
 
 async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str, client: WorkersAIClient) -> ChatCompletion:
     call = _plan(ctx, req, model_id, stream=False)
     results = await gather_all(_upstream(ctx, call, client.run) for _ in range(req.n or 1))
-    parsed = [parse_chat_result(result) for result in results]
+    parsed = await ensure_forced_calls(req, call, [parse_chat_result(result) for result in results], client)
     completion = from_workers_chat(req, call, parsed, completion_id=ctx.ids("chatcmpl"), created=ctx.now(),
                                    new_call_id=lambda: ctx.ids("call"))
-    _note_usage(ctx, completion.get("usage"))
+    _note_usage(ctx, completion.get("usage"))  # the forced-call retry's tokens are in it too
     return completion
 
 
@@ -223,8 +225,11 @@ async def _open_workers_stream(ctx: Context, req: ChatCompletionRequest, model_i
     include_usage = _wants_usage(req)
     call = _plan(ctx, req, model_id, stream=True)
     json_mode = req.response_format is not None and req.response_format.type != "text"
-    if not streams_upstream(model_id) or (json_mode and not call.chat_dialect):
-        # Those cannot stream upstream (reference §2.4, §2.6): answer whole, then replay as chunks.
+    if (not streams_upstream(model_id) or (not call.chat_dialect and (json_mode or call.forced_tools))
+            or not call.tools.identity):
+        # Answer whole, then replay as chunks: what cannot stream upstream (reference §2.4, §2.6), forced calls
+        # on native models (recovered when answered in text: service.forced), and custom or namespaced tools
+        # (their calls are mapped back whole).
         completion = await _complete(ctx, req, model_id, client)
         return _replay(completion_to_chunks(completion, include_usage=include_usage))
     streams = await gather_all(_upstream(ctx, call, client.stream) for _ in range(req.n or 1))
@@ -240,7 +245,7 @@ class _Choice:
         self.reads = _sse_reads(upstream.chunks) if upstream.chunks is not None else None
         self.first: list[str] | None = None  # the events of the first upstream read, taken by prime()
         self.translator = ChoiceStream(index=index, new_call_id=lambda: ctx.ids("call"), stop=call.stop,
-                                       max_tokens_sent=call.max_tokens_sent)
+                                       max_tokens_sent=call.max_tokens_sent, max_tool_calls=call.max_tool_calls)
 
     def usage(self) -> ParsedUsage:
         return self.translator.usage or ParsedUsage(

@@ -24,7 +24,7 @@ from cfai_cli.upstream.transport import lean_transport
 from cfai_cli.upstream.workers import WorkersAIClient
 
 # Prefixes OpenAI joins with "_" (call_…, resp_…, msg_…); the others take "-" (chatcmpl-…, cmpl-…).
-_UNDERSCORE_PREFIXES = frozenset({"call", "resp", "msg", "fc", "fco", "rs"})
+_UNDERSCORE_PREFIXES = frozenset({"call", "resp", "msg", "fc", "fco", "rs", "ctc", "ctco", "item"})
 
 
 def new_id(prefix: str) -> str:

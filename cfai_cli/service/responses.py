@@ -19,10 +19,13 @@ from cfai_cli.core.translate.responses import (
     check_supported,
     input_items,
     response_shell,
+    response_tools,
     responses_param,
     to_chat_request,
 )
+from cfai_cli.core.translate.responses_items import resolve_references
 from cfai_cli.core.translate.responses_stream import ResponseBuilder, response_from_completion
+from cfai_cli.core.translate.toolset import ToolSet
 from cfai_cli.errors import CfaiError, InvalidRequest, NotFound
 from cfai_cli.service.chat import create_chat_completion, open_chat_stream
 from cfai_cli.service.context import Context
@@ -48,6 +51,7 @@ class _Plan:
     chat: ChatCompletionRequest
     items: list[Item]
     shell: ResponseObject
+    tools: ToolSet
     owner: str | None = None
 
 
@@ -59,12 +63,14 @@ def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool, owner: str 
         if found is None:
             raise _not_found(req.previous_response_id, "previous_response_id")
         history = found
-    items = input_items(req.raw_input(), ctx.ids)
+    items = resolve_references(input_items(req.raw_input(), ctx.ids),
+                               lambda item_id: response_store(ctx).find_item(item_id, owner=owner))
     model = req.model or ctx.settings.default_model
-    chat = to_chat_request(req, history, items, model=model, stream=stream)
+    tools = response_tools(req)
+    chat = to_chat_request(req, history, items, model=model, stream=stream, tools=tools)
     model_id = ctx.router.resolve(model, vision=chat.has_images())  # the model the chat service will pick
     shell = response_shell(req, response_id=ctx.ids("resp"), created_at=ctx.now(), model=model_id)
-    return _Plan(req, chat, items, shell, owner)
+    return _Plan(req, chat, items, shell, tools, owner)
 
 
 def _save(ctx: Context, plan: _Plan, response: ResponseObject) -> None:
@@ -91,7 +97,7 @@ async def create_response(ctx: Context, req: CreateResponseRequest, *, owner: st
     plan = _plan(ctx, req, stream=False, owner=owner)
     completion = await _chat(create_chat_completion(ctx, plan.chat))
     response = response_from_completion(completion, plan.shell, new_id=ctx.ids, completed_at=ctx.now(),
-                                        summary=req.wants_summary())
+                                        summary=req.wants_summary(), tools=plan.tools)
     _save(ctx, plan, response)
     return response
 
@@ -101,7 +107,7 @@ class ResponseStream:
 
     def __init__(self, ctx: Context, plan: _Plan, chunks: AsyncIterator[ChatCompletionChunk]) -> None:
         self._ctx, self._plan, self._chunks = ctx, plan, chunks
-        self.builder = ResponseBuilder(plan.shell, new_id=ctx.ids, summary=plan.req.wants_summary())
+        self.builder = ResponseBuilder(plan.shell, new_id=ctx.ids, summary=plan.req.wants_summary(), tools=plan.tools)
         self.error: CfaiError | None = None  # what ended the stream in-band, for callers that want to raise it
 
     def __aiter__(self) -> AsyncIterator[Event]:

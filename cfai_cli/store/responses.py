@@ -94,6 +94,20 @@ class ResponseStore:
                 current = response.get("previous_response_id")
         return [item for turn in reversed(turns) for item in turn]
 
+    def find_item(self, item_id: str, *, owner: str | None = None) -> Json | None:
+        """An input or output item of a stored response by its id (for `item_reference` items), or None."""
+        needle = json.dumps(item_id)
+        with self._connect() as conn:
+            # A coarse text match narrows the rows (the newest first); the exact match is made on the JSON.
+            rows = conn.execute(
+                "SELECT response, input_items FROM responses WHERE owner IS ? AND (instr(response, ?) > 0 OR "
+                "instr(input_items, ?) > 0) ORDER BY created_at DESC LIMIT 50", (owner, needle, needle)).fetchall()
+        for response, items in rows:
+            for item in [*json.loads(response).get("output", []), *json.loads(items)]:
+                if isinstance(item, dict) and item.get("id") == item_id and item.get("type") != "item_reference":
+                    return dict(item)
+        return None
+
     def set_state(self, key: str, value: str) -> None:
         with self._connect() as conn:
             conn.execute("INSERT OR REPLACE INTO cli_state (key, value) VALUES (?, ?)", (key, value))

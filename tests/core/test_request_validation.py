@@ -113,7 +113,15 @@ INVALID: list[tuple[str, dict[str, Any], str, bool]] = [
     ("stop list of 5", body(stop=["a", "b", "c", "d", "e"]), "stop", False),
     ("stop a number", body(stop=5), "stop", False),
     ("stop list with a number", body(stop=["a", 5]), "stop[1]", False),
-    ("tool type unknown", body(tools=[{"type": "retrieval", "function": {"name": "f"}}]), "tools[0].type", False),
+    ("tool without a type", body(tools=[{"function": {"name": "f"}}]), "tools[0].type", True),
+    ("tool type not a string", body(tools=[{"type": 3}]), "tools[0].type", False),
+    ("custom tool without name", body(tools=[{"type": "custom", "custom": {}}]), "tools[0].custom.name", True),
+    ("custom call in history without custom", body(messages=[
+        USER, {"role": "assistant", "tool_calls": [{"id": "c1", "type": "custom"}]}]),
+     "messages[1].tool_calls[0].custom", True),
+    ("custom tool_choice without name", body(tools=[{"type": "custom", "custom": {"name": "f"}}],
+                                             tool_choice={"type": "custom", "custom": {}}),
+     "tool_choice.custom", False),
     ("tool name with a space", body(tools=[{"type": "function", "function": {"name": "a b"}}]),
      "tools[0].function.name", False),
     ("tool without function", body(tools=[{"type": "function"}]), "tools[0].function", True),
@@ -177,6 +185,14 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("named tool choice", body(tools=[{"type": "function", "function": {"name": "f"}}],
                                tool_choice={"type": "function", "function": {"name": "f"}})),
     ("json_schema without schema", body(response_format={"type": "json_schema", "json_schema": {"name": "x"}})),
+    # Hosted tools are dropped later (core.translate.toolset), not refused.
+    ("hosted and custom tools", body(tools=[{"type": "web_search"}, {"type": "retrieval"},
+                                            {"type": "custom", "custom": {"name": "apply_patch"}}],
+                                     tool_choice={"type": "custom", "custom": {"name": "apply_patch"}})),
+    ("custom call in history", body(messages=[
+        USER, {"role": "assistant", "content": None,
+               "tool_calls": [{"id": "c1", "type": "custom", "custom": {"name": "f", "input": "x"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"}])),
 ]
 
 

@@ -12,6 +12,7 @@ from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.translate.chat import WorkersChatCall, to_workers_chat
 from cfai_cli.core.translate.chat_answer import finish_reason_for, from_workers_chat, truncate_at_stop
+from cfai_cli.core.translate.toolset import INPUT_DESCRIPTION
 from cfai_cli.core.workers.chat import ParsedChat, parse_chat_result, split_think
 from cfai_cli.errors import InvalidRequest, UpstreamError
 from tests.core.helpers import fixture_json, id_counter
@@ -130,9 +131,62 @@ BODY_CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
      {"messages": [USER], "max_tokens": DEFAULT_MAX}),
     ("tool_choice none drops tools (chat)", CHAT, {"tools": [WEATHER_TOOL], "tool_choice": "none"},
      {"messages": [USER]}),
-    ("named tool_choice keeps only that tool", NATIVE,
+    # tool_choice on native models, the way Cloudflare's client sends it (reference §2.5).
+    ("named tool_choice keeps only that tool and requires it", NATIVE,
      {"tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": {"type": "function", "function": {"name": "get_time"}}},
+     {"messages": [USER], "max_tokens": DEFAULT_MAX, "tools": [NATIVE_TIME], "tool_choice": "required"}),
+    ("native tool_choice auto passes", NATIVE, {"tools": [TIME_TOOL], "tool_choice": "auto"},
+     {"messages": [USER], "max_tokens": DEFAULT_MAX, "tools": [NATIVE_TIME], "tool_choice": "auto"}),
+    ("native tool_choice required passes", NATIVE, {"tools": [TIME_TOOL], "tool_choice": "required"},
+     {"messages": [USER], "max_tokens": DEFAULT_MAX, "tools": [NATIVE_TIME], "tool_choice": "required"}),
+    ("native without tool_choice sends none", NATIVE, {"tools": [TIME_TOOL]},
      {"messages": [USER], "max_tokens": DEFAULT_MAX, "tools": [NATIVE_TIME]}),
+    ("native parallel_tool_calls is not sent (the proxy keeps one call)", NATIVE,
+     {"tools": [TIME_TOOL], "parallel_tool_calls": False},
+     {"messages": [USER], "max_tokens": DEFAULT_MAX, "tools": [NATIVE_TIME]}),
+    ("allowed_tools required: the allowed ones, required", NATIVE,
+     {"tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": {"type": "allowed_tools", "allowed_tools": {
+         "mode": "required", "tools": [{"type": "function", "function": {"name": "get_time"}}]}}},
+     {"messages": [USER], "max_tokens": DEFAULT_MAX, "tools": [NATIVE_TIME], "tool_choice": "required"}),
+    ("allowed_tools auto (chat)", CHAT,
+     {"tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": {"type": "allowed_tools", "allowed_tools": {
+         "mode": "auto", "tools": [{"type": "function", "function": {"name": "get_time"}}]}}},
+     {"messages": [USER], "tools": [TIME_TOOL], "tool_choice": "auto"}),
+    ("hosted tools are dropped, custom tools become functions", CHAT,
+     {"tools": [{"type": "web_search"}, TIME_TOOL,
+                {"type": "custom", "custom": {"name": "apply_patch", "description": "Edit files."}}],
+      "tool_choice": {"type": "custom", "custom": {"name": "apply_patch"}}},
+     {"messages": [USER], "tools": [{"type": "function", "function": {
+         "name": "apply_patch", "description": "Edit files.", "parameters": {
+             "type": "object", "required": ["input"],
+             "properties": {"input": {"type": "string", "description": INPUT_DESCRIPTION}}}}}],
+      "tool_choice": {"type": "function", "function": {"name": "apply_patch"}}}),
+    ("namespace tools are flattened", CHAT,
+     {"tools": [{"type": "namespace", "name": "crm", "description": "CRM", "tools": [
+         {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]}]},
+     {"messages": [USER], "tools": [{"type": "function", "function": {
+         "name": "crm__lookup", "parameters": {"type": "object", "properties": {}}, "description": "lookup: CRM"}}]}),
+    ("custom and namespaced calls in history use the flat names", NATIVE,
+     {"tools": [{"type": "custom", "custom": {"name": "apply_patch"}},
+                {"type": "namespace", "name": "crm", "description": "CRM",
+                 "tools": [{"type": "function", "name": "lookup"}]}],
+      "messages": [USER, {"role": "assistant", "content": None, "tool_calls": [
+          {"id": "call_1", "type": "custom", "custom": {"name": "apply_patch", "input": "*** Begin Patch"}},
+          {"id": "call_2", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]},
+          {"role": "tool", "tool_call_id": "call_1", "content": "done"},
+          {"role": "tool", "tool_call_id": "call_2", "content": "{}"}]},
+     {"messages": [USER, {"role": "assistant", "content": "", "tool_calls": [
+         {"id": "call_1", "type": "function", "function": {"name": "apply_patch",
+                                                            "arguments": '{"input": "*** Begin Patch"}'}},
+         {"id": "call_2", "type": "function", "function": {"name": "crm__lookup", "arguments": "{}"}}]},
+         {"role": "tool", "content": "done", "tool_call_id": "call_1", "name": "apply_patch"},
+         {"role": "tool", "content": "{}", "tool_call_id": "call_2", "name": "crm__lookup"}],
+      "max_tokens": DEFAULT_MAX, "tools": [
+          {"type": "function", "function": {"name": "apply_patch", "description": "A tool that takes free-form text.",
+                                            "parameters": {"type": "object", "required": ["input"], "properties": {
+                                                "input": {"type": "string", "description": INPUT_DESCRIPTION}}}}},
+          {"type": "function", "function": {"name": "crm__lookup", "description": "lookup: CRM",
+                                            "parameters": {"type": "object", "properties": {}}}}]}),
     ("named tool_choice keeps only that tool (chat)", CHAT,
      {"tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": {"type": "function", "function": {"name": "get_time"}}},
      {"messages": [USER], "tools": [TIME_TOOL],

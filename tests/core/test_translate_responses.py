@@ -154,8 +154,16 @@ def test_streaming_asks_for_usage() -> None:
 
 ERROR_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("no input", {}, "input"),
-    ("item reference", {"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
-    ("hosted tool item", {"input": [{"type": "web_search_call", "id": "ws"}]}, "input[0].type"),
+    ("item reference without id", {"input": [{"type": "item_reference"}]}, "input[0].id"),
+    ("only a hosted tool item: nothing to send", {"input": [{"type": "web_search_call", "id": "ws"}]}, "input"),
+    ("unknown item type", {"input": [{"type": "telepathy_call", "id": "t"}]}, "input[0].type"),
+    ("custom call without call_id", {"input": [{"type": "custom_tool_call", "name": "f", "input": "x"}]},
+     "input[0].call_id"),
+    ("custom output without output", {"input": [{"type": "custom_tool_call_output", "call_id": "c"}]},
+     "input[0].output"),
+    ("namespace without tools", {"input": "x", "tools": [{"type": "namespace", "name": "crm", "description": ""}]},
+     "tools[0].tools"),
+    ("custom tool without name", {"input": "x", "tools": [{"type": "custom"}]}, "tools[0].name"),
     ("file image", {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]},
      "input[0].content[0].image_url"),
     ("input file", {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
@@ -163,9 +171,6 @@ ERROR_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("bad role", {"input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
     ("call without call_id", {"input": [{"type": "function_call", "name": "f", "arguments": "{}"}]},
      "input[0].call_id"),
-    ("hosted tool", {"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
-    ("hosted tool choice", {"input": "x", "tools": [FN_TOOL], "tool_choice": {"type": "web_search_preview"}},
-     "tool_choice.type"),
     ("background", {"input": "x", "background": True}, "background"),
     ("conversation", {"input": "x", "conversation": "conv_1"}, "conversation"),
 ]

@@ -124,8 +124,8 @@ async def test_store_false_keeps_nothing(proxy, fake: FakeWorkers) -> None:
 
 
 @pytest.mark.parametrize(("body", "param"), [
-    ({"model": LLAMA, "input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
-    ({"model": LLAMA, "input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
+    ({"model": LLAMA, "input": "x", "tools": [{"name": "f"}]}, "tools[0].type"),
+    ({"model": LLAMA, "input": [{"type": "item_reference", "id": "x"}]}, "input[0].id"),
     ({"model": LLAMA, "input": "x", "temperature": "hot"}, "temperature"),
     ({"model": "no-such-model", "input": "x"}, "model"),
     ({"model": LLAMA}, "input"),

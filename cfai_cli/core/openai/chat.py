@@ -6,9 +6,10 @@ fields); responses are TypedDicts so what we emit is exactly the OpenAI shape, k
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from cfai_cli.core.openai.base import WireModel
 
@@ -58,10 +59,49 @@ class FunctionCall(WireModel):
     arguments: str | dict[str, Any] = "{}"
 
 
-class ToolCall(WireModel):
+class CustomCall(WireModel):
+    name: str
+    input: str = ""
+
+
+class FunctionToolCall(WireModel):
+    """A function call in an assistant message of the history."""
+
     id: str = ""
     type: str = "function"
     function: FunctionCall
+
+    def name(self) -> str:
+        return self.function.name
+
+    def arguments_text(self) -> str:
+        args = self.function.arguments
+        return args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+
+
+class CustomToolCall(WireModel):
+    """A custom tool's call in an assistant message of the history: free-form input, not JSON arguments."""
+
+    id: str = ""
+    type: Literal["custom"]
+    custom: CustomCall
+
+    def name(self) -> str:
+        return self.custom.name
+
+    def arguments_text(self) -> str:
+        return self.custom.input
+
+
+def _call_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "custom-call" if kind == "custom" else "function-call"
+
+
+ToolCall = Annotated[
+    Annotated[FunctionToolCall, Tag("function-call")] | Annotated[CustomToolCall, Tag("custom-call")],
+    Discriminator(_call_kind),
+]
 
 
 class Message(WireModel):
@@ -104,9 +144,41 @@ class FunctionDefinition(WireModel):
     strict: bool | None = None
 
 
-class Tool(WireModel):
+class FunctionTool(WireModel):
     type: Literal["function"]
     function: FunctionDefinition
+
+
+class CustomToolDefinition(WireModel):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
+class CustomTool(WireModel):
+    """A tool that takes free-form text (optionally shaped by a grammar) instead of JSON arguments."""
+
+    type: Literal["custom"]
+    custom: CustomToolDefinition
+
+
+class OtherTool(WireModel):
+    """Any other tool type: hosted tools (dropped) and namespaces, checked in core.translate.toolset."""
+
+    type: str
+
+
+def _tool_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    # A tag with a dash: param_path() leaves such union labels out of error paths.
+    return kind if kind in ("function", "custom") else "other-tool"
+
+
+Tool = Annotated[
+    Annotated[FunctionTool, Tag("function")] | Annotated[CustomTool, Tag("custom")]
+    | Annotated[OtherTool, Tag("other-tool")],
+    Discriminator(_tool_kind),
+]
 
 
 class NamedToolChoice(WireModel):
@@ -121,6 +193,18 @@ class NamedToolChoice(WireModel):
         return value
 
 
+class NamedCustomToolChoice(WireModel):
+    type: Literal["custom"]
+    custom: dict[str, str]
+
+    @field_validator("custom")
+    @classmethod
+    def _has_name(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value.get("name"):
+            raise ValueError("tool_choice.custom needs a 'name'")
+        return value
+
+
 class AllowedToolsChoice(WireModel):
     type: Literal["allowed_tools"]
     allowed_tools: dict[str, Any]
@@ -128,7 +212,7 @@ class AllowedToolsChoice(WireModel):
 
 ToolChoice = (
     Literal["none", "auto", "required"]
-    | Annotated[NamedToolChoice | AllowedToolsChoice, Field(discriminator="type")]
+    | Annotated[NamedToolChoice | NamedCustomToolChoice | AllowedToolsChoice, Field(discriminator="type")]
 )
 
 
@@ -207,11 +291,25 @@ class ToolCallOut(TypedDict):
     function: FunctionCallOut
 
 
+class CustomCallOut(TypedDict):
+    name: str
+    input: str
+
+
+class CustomToolCallOut(TypedDict):
+    id: str
+    type: Literal["custom"]
+    custom: CustomCallOut
+
+
+AnyToolCallOut = ToolCallOut | CustomToolCallOut
+
+
 class AssistantMessage(TypedDict):
     role: Literal["assistant"]
     content: str | None
     refusal: None
-    tool_calls: NotRequired[list[ToolCallOut]]
+    tool_calls: NotRequired[list[AnyToolCallOut]]
     reasoning_content: NotRequired[str]
 
 
@@ -245,8 +343,11 @@ class ChatCompletion(TypedDict):
 class ToolCallDelta(TypedDict):
     index: int
     id: NotRequired[str]
-    type: NotRequired[Literal["function"]]
+    # "custom" deltas are what OpenAI streams for custom tools, though its spec's chunk schema lacks them
+    # (openai/openai-openapi#576); cfai sends such a call whole, in one delta.
+    type: NotRequired[Literal["function", "custom"]]
     function: NotRequired[dict[str, str]]
+    custom: NotRequired[dict[str, str]]
 
 
 class Delta(TypedDict, total=False):

@@ -17,13 +17,15 @@ from cfai_cli.core.catalog import speaks_chat_dialect
 from cfai_cli.core.openai.chat import (
     AudioPart,
     ChatCompletionRequest,
+    CustomToolCall,
     FilePart,
     ImagePart,
     Message,
     RefusalPart,
     TextPart,
-    Tool,
+    ToolCall,
 )
+from cfai_cli.core.translate.toolset import ChoicePlan, ToolSet, choose, custom_arguments, tool_set
 from cfai_cli.errors import InvalidRequest
 
 _SEED_MAX = 9_999_999_999
@@ -38,7 +40,9 @@ class WorkersChatCall:
     chat_dialect: bool
     max_tokens_sent: int | None
     stop: list[str] = field(default_factory=list)
-    forced_tools: list[str] = field(default_factory=list)  # names, when tool_choice forces a call
+    forced_tools: list[str] = field(default_factory=list)  # flat names, when tool_choice forces a call
+    tools: ToolSet = field(default_factory=ToolSet)  # what the client defined behind each flat name
+    max_tool_calls: int | None = None  # 1 when the client set parallel_tool_calls: false
 
 
 # ---- OpenAI -> Workers AI ------------------------------------------------------------------------
@@ -49,12 +53,29 @@ def _seed(seed: int) -> int:
     return seed if 1 <= seed <= _SEED_MAX else abs(seed) % _SEED_MAX + 1
 
 
-def _tool_name_by_call_id(messages: Sequence[Message]) -> dict[str, str]:
+def request_tools(req: ChatCompletionRequest) -> ToolSet:
+    """The request's tools as plain function tools (core.translate.toolset): hosted ones left out."""
+    return tool_set([t.model_dump(by_alias=True, exclude_none=True) for t in req.tools or []])
+
+
+def request_choice(req: ChatCompletionRequest, tools: ToolSet) -> ChoicePlan:
+    choice = req.tool_choice
+    return choose(tools, choice if choice is None or isinstance(choice, str) else choice.model_dump(exclude_none=True))
+
+
+def _flat_call(call: ToolCall, tools: ToolSet) -> tuple[str, str]:
+    """(flat name, JSON arguments) of a replayed call, as the model was offered its tool."""
+    if isinstance(call, CustomToolCall):
+        return tools.flat_name(call.custom.name, kind="custom"), custom_arguments(call.custom.input)
+    return tools.flat_name(call.name()), call.arguments_text()
+
+
+def _tool_name_by_call_id(messages: Sequence[Message], tools: ToolSet) -> dict[str, str]:
     names: dict[str, str] = {}
     for message in messages:
         for call in message.tool_calls or []:
             if call.id:
-                names[call.id] = call.function.name
+                names[call.id] = _flat_call(call, tools)[0]
     return names
 
 
@@ -85,7 +106,8 @@ def _content_parts(message: Message, index: int, *, chat_dialect: bool) -> str |
     return parts
 
 
-def _message(message: Message, index: int, names: dict[str, str], *, chat_dialect: bool) -> dict[str, Any]:
+def _message(message: Message, index: int, names: dict[str, str], tools: ToolSet, *,
+             chat_dialect: bool) -> dict[str, Any]:
     role = message.role
     out: dict[str, Any]
     if role in ("system", "developer"):
@@ -93,32 +115,24 @@ def _message(message: Message, index: int, names: dict[str, str], *, chat_dialec
     if role in ("tool", "function"):
         call_id = message.tool_call_id or ""
         out = {"role": "tool", "content": message.text(), "tool_call_id": call_id}
-        name = message.name or names.get(call_id)
+        name = names.get(call_id) or (tools.flat_name(message.name) if message.name else None)
         if name:
             out["name"] = name
         return out
     out = {"role": role, "content": _content_parts(message, index, chat_dialect=chat_dialect)}
     if role == "assistant" and message.tool_calls:
-        out["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {
-                    "name": call.function.name,
-                    "arguments": call.function.arguments
-                    if isinstance(call.function.arguments, str)
-                    else json.dumps(call.function.arguments),
-                },
-            }
-            for call in message.tool_calls
-        ]
+        out["tool_calls"] = []
+        for call in message.tool_calls:
+            name, arguments = _flat_call(call, tools)
+            out["tool_calls"].append({"id": call.id, "type": "function",
+                                      "function": {"name": name, "arguments": arguments}})
     return out
 
 
-def _native_tool(tool: Tool) -> dict[str, Any]:
+def _native_tool(tool: dict[str, Any]) -> dict[str, Any]:
     """Fill in what strict native schemas require: descriptions on the function and each property."""
-    fn = tool.function
-    params = dict(fn.parameters or {})
+    fn = tool["function"]
+    params = dict(fn.get("parameters") or {})
     params.setdefault("type", "object")
     props = params.get("properties")
     if isinstance(props, dict):
@@ -129,27 +143,8 @@ def _native_tool(tool: Tool) -> dict[str, Any]:
         }
     else:
         params["properties"] = {}
-    description = fn.description or fn.name.replace("_", " ")
-    return {"type": "function", "function": {"name": fn.name, "description": description, "parameters": params}}
-
-
-def _select_tools(req: ChatCompletionRequest) -> list[Tool]:
-    tools = list(req.tools or [])
-    choice = req.tool_choice
-    if choice == "none":
-        return []
-    if choice is not None and not isinstance(choice, str):
-        if choice.type == "function":
-            wanted = choice.function["name"]
-            chosen = [t for t in tools if t.function.name == wanted]
-            if not chosen:
-                raise InvalidRequest(f"tool_choice names '{wanted}', which is not in 'tools'.",
-                                     param="tool_choice", code="invalid_value")
-            return chosen
-        allowed = {t.get("function", {}).get("name") for t in choice.allowed_tools.get("tools", [])
-                   if isinstance(t, dict)}
-        return [t for t in tools if t.function.name in allowed]
-    return tools
+    description = fn.get("description") or fn["name"].replace("_", " ")
+    return {"type": "function", "function": {"name": fn["name"], "description": description, "parameters": params}}
 
 
 def _native_response_format(req: ChatCompletionRequest) -> dict[str, Any] | None:
@@ -171,8 +166,10 @@ def to_workers_chat(
 ) -> WorkersChatCall:
     """The /ai/run body for one choice of `req` (several calls make `n` choices)."""
     chat_dialect = speaks_chat_dialect(model_id)
-    names = _tool_name_by_call_id(req.messages)
-    messages = [_message(m, i, names, chat_dialect=chat_dialect) for i, m in enumerate(req.messages)]
+    tools = request_tools(req)
+    choice = request_choice(req, tools)
+    names = _tool_name_by_call_id(req.messages, tools)
+    messages = [_message(m, i, names, tools, chat_dialect=chat_dialect) for i, m in enumerate(req.messages)]
     body: dict[str, Any] = {"messages": messages}
     limit = req.token_limit()
     if limit is None and not chat_dialect:
@@ -190,12 +187,15 @@ def to_workers_chat(
         if value is not None:
             # Older native schemas only take 0..2.
             body[name] = value if chat_dialect else max(0.0, value)
-    tools = _select_tools(req)
     if chat_dialect:
-        _chat_dialect_extras(req, body, tools)
+        _chat_dialect_extras(req, body, choice)
     else:
-        if tools:
-            body["tools"] = [_native_tool(t) for t in tools]
+        if choice.offered:
+            body["tools"] = [_native_tool(t) for t in choice.offered]
+            if choice.mode is not None:
+                # As Cloudflare's own client sends it (reference §2.5): a named function is already the only
+                # tool offered, so "required" forces it. Whether native models honour it is unconfirmed.
+                body["tool_choice"] = choice.mode
         fmt = _native_response_format(req)
         if fmt is not None:
             body["response_format"] = fmt
@@ -203,17 +203,17 @@ def to_workers_chat(
         body["stream"] = True
         if chat_dialect:
             body["stream_options"] = {"include_usage": True}
-    forced = [t.function.name for t in tools] if req.tool_choice not in (None, "auto", "none") else []
-    return WorkersChatCall(model_id, body, chat_dialect, limit, req.stop_sequences(), forced)
+    return WorkersChatCall(model_id, body, chat_dialect, limit, req.stop_sequences(), list(choice.forced), tools,
+                           1 if req.parallel_tool_calls is False else None)
 
 
-def _chat_dialect_extras(req: ChatCompletionRequest, body: dict[str, Any], tools: list[Tool]) -> None:
-    if tools:
-        body["tools"] = [t.model_dump(exclude_none=True, by_alias=True) for t in tools]
-        if isinstance(req.tool_choice, str) and req.tool_choice != "none":
-            body["tool_choice"] = req.tool_choice
-        elif req.tool_choice is not None and not isinstance(req.tool_choice, str):
-            body["tool_choice"] = req.tool_choice.model_dump(exclude_none=True)
+def _chat_dialect_extras(req: ChatCompletionRequest, body: dict[str, Any], choice: ChoicePlan) -> None:
+    if choice.offered:
+        body["tools"] = choice.offered
+        if choice.named is not None:
+            body["tool_choice"] = {"type": "function", "function": {"name": choice.named}}
+        elif choice.mode is not None:
+            body["tool_choice"] = choice.mode
         if req.parallel_tool_calls is not None:
             body["parallel_tool_calls"] = req.parallel_tool_calls
     if req.stop_sequences():
@@ -223,6 +223,19 @@ def _chat_dialect_extras(req: ChatCompletionRequest, body: dict[str, Any], tools
     if req.reasoning_effort is not None:
         effort = {"none": None, "minimal": "low", "xhigh": "high"}.get(req.reasoning_effort, req.reasoning_effort)
         body["reasoning_effort"] = effort
+
+
+def schema_fallback(body: dict[str, Any], error: InvalidRequest) -> dict[str, Any] | None:
+    """What to resend when a native model's schema rejects (5006) a body, or None to give up.
+
+    `tool_choice` first: cfai sends it as Cloudflare's client does, but whether every native schema takes it
+    is unconfirmed (reference §2.5); then OpenAI-style tool history (see `legacy_tool_history`).
+    """
+    if str(error.upstream_code) != "5006":
+        return None
+    if "tool_choice" in body and "tool_choice" in error.message:
+        return {k: v for k, v in body.items() if k != "tool_choice"}
+    return legacy_tool_history(body)
 
 
 def legacy_tool_history(body: dict[str, Any]) -> dict[str, Any] | None:

@@ -12,17 +12,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
 from cfai_cli.core.openai.chat import (
+    AnyToolCallOut,
     AssistantMessage,
     ChatCompletion,
     ChatCompletionRequest,
     Choice,
     FinishReason,
-    ToolCallOut,
     Usage,
 )
 from cfai_cli.core.translate.chat import WorkersChatCall
 from cfai_cli.core.translate.salvage import salvage_tool_calls
-from cfai_cli.core.workers.chat import ParsedChat, ParsedChoice, ParsedUsage
+from cfai_cli.core.translate.toolset import ToolSet, custom_input
+from cfai_cli.core.workers.chat import ParsedChat, ParsedChoice, ParsedToolCall, ParsedUsage
 
 _FINISH_ALIASES: dict[str, FinishReason] = {
     "stop": "stop", "eos": "stop", "end_turn": "stop", "stop_sequence": "stop",
@@ -106,12 +107,20 @@ def openai_call_id(upstream: object, new_call_id: Callable[[], str]) -> str:
     return upstream if isinstance(upstream, str) and upstream.startswith("call_") else new_call_id()
 
 
-def tool_calls_out(choice: ParsedChoice, new_call_id: Callable[[], str]) -> list[ToolCallOut]:
-    return [
-        {"id": openai_call_id(call.id, new_call_id), "type": "function",
-         "function": {"name": call.name, "arguments": call.arguments}}
-        for call in choice.tool_calls
-    ]
+def tool_call_out(call: ParsedToolCall, call_id: str, tools: ToolSet) -> AnyToolCallOut:
+    """One call as the chat client defined its tool: custom tools get their input back, namespaced
+    functions their own name (when unique)."""
+    origin = tools.origin(call.name)
+    if origin.kind == "custom":
+        return {"id": call_id, "type": "custom", "custom": {"name": origin.name, "input": custom_input(call.arguments)}}
+    return {"id": call_id, "type": "function", "function": {"name": tools.chat_name(call.name),
+                                                             "arguments": call.arguments}}
+
+
+def tool_calls_out(choice: ParsedChoice, new_call_id: Callable[[], str], tools: ToolSet | None = None,
+                   limit: int | None = None) -> list[AnyToolCallOut]:
+    calls = choice.tool_calls[:limit] if limit is not None else choice.tool_calls
+    return [tool_call_out(call, openai_call_id(call.id, new_call_id), tools or ToolSet()) for call in calls]
 
 
 def from_workers_chat(
@@ -133,7 +142,7 @@ def from_workers_chat(
                 if salvaged:
                     parsed = replace(parsed, tool_calls=salvaged, text=None)
             text, stopped = truncate_at_stop(parsed.text or "", call.stop)
-            tool_calls = tool_calls_out(parsed, new_call_id)
+            tool_calls = tool_calls_out(parsed, new_call_id, call.tools, call.max_tool_calls)
             completion_tokens = result.usage.completion_tokens if result.usage else None
             message: AssistantMessage = {
                 "role": "assistant",

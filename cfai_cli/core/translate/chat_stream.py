@@ -134,8 +134,9 @@ class ChoiceStream:
     """One choice's upstream stream -> its OpenAI deltas. Feed decoded JSON events, then `finish()`."""
 
     def __init__(self, *, index: int, new_call_id: Callable[[], str], stop: Sequence[str] = (),
-                 max_tokens_sent: int | None = None) -> None:
+                 max_tokens_sent: int | None = None, max_tool_calls: int | None = None) -> None:
         self.index = index
+        self._max_tool_calls = max_tool_calls  # 1 for parallel_tool_calls: false: later calls are left out
         self._new_call_id = new_call_id
         self._stop = StopFilter(stop)
         self._think = ThinkFilter()
@@ -218,7 +219,7 @@ class ChoiceStream:
             args = fn.get("arguments", item.get("arguments"))
             up_index, up_id = item.get("index"), item.get("id")
             slot = self._slot(name, up_index, up_id)
-            if slot is None:
+            if slot is None or (self._max_tool_calls is not None and slot.index >= self._max_tool_calls):
                 continue
             piece: ToolCallDelta = {"index": slot.index}
             if isinstance(name, str) and name and slot.key not in self._named:
@@ -305,9 +306,14 @@ def completion_to_chunks(completion: ChatCompletion, *, include_usage: bool) -> 
         if message["content"]:
             deltas.append({"content": message["content"]})
         for i, call in enumerate(message.get("tool_calls", [])):
-            deltas.append({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                           "function": {"name": call["function"]["name"],
-                                                        "arguments": call["function"]["arguments"]}}]})
+            if call["type"] == "custom":
+                deltas.append({"tool_calls": [{"index": i, "id": call["id"], "type": "custom",
+                                               "custom": {"name": call["custom"]["name"],
+                                                          "input": call["custom"]["input"]}}]})
+            else:
+                deltas.append({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                               "function": {"name": call["function"]["name"],
+                                                            "arguments": call["function"]["arguments"]}}]})
         for delta in deltas:
             chunks.append(make([{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}]))
         chunks.append(make([{"index": index, "delta": {}, "logprobs": None,

@@ -7,188 +7,74 @@ Input items are first normalised to the exact shapes `GET /v1/responses/{id}/inp
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.openai.responses import CreateResponseRequest, Item, ResponseObject
+from cfai_cli.core.translate.responses_items import input_items, items_to_messages
+from cfai_cli.core.translate.toolset import ToolSet, tool_set
 from cfai_cli.errors import InvalidRequest
 
-NewId = Callable[[str], str]
-
-_TEXT_PARTS = ("input_text", "output_text", "text")
+__all__ = ["input_items", "items_to_messages"]  # re-exported: the request side of the Responses translation
 
 
 def _unsupported(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="unsupported_value")
 
 
-def _text_of(value: Any) -> str:
-    """Text of a string, or of a list of text parts (function outputs may be either)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "".join(p.get("text", "") for p in value if isinstance(p, Mapping) and p.get("type") in _TEXT_PARTS)
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _part(part: Any, param: str, *, assistant: bool) -> dict[str, Any]:
-    if isinstance(part, str):
-        part = {"type": "output_text" if assistant else "input_text", "text": part}
-    if not isinstance(part, Mapping):
-        raise InvalidRequest(f"Invalid value for '{param}': a content part must be an object.", param=param,
-                             code="invalid_value")
-    kind = part.get("type")
-    if kind in _TEXT_PARTS:
-        text = part.get("text")
-        if not isinstance(text, str):
-            raise InvalidRequest(f"Missing required parameter: '{param}.text'.", param=f"{param}.text",
-                                 code="missing_required_parameter")
-        if assistant:
-            return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-        return {"type": "input_text", "text": text}
-    if kind == "refusal" and assistant:
-        return {"type": "refusal", "refusal": str(part.get("refusal", ""))}
-    if kind in ("input_image", "image_url") and not assistant:
-        url = part.get("image_url")
-        if isinstance(url, Mapping):  # chat-style {"image_url": {"url": ...}}
-            url = url.get("url")
-        if not isinstance(url, str) or not url:
-            raise _unsupported("Images must be given as 'image_url' (a URL or a data URI); uploaded files "
-                               "('file_id') are not available on Workers AI.", f"{param}.image_url")
-        return {"type": "input_image", "image_url": url, "detail": part.get("detail") or "auto"}
-    raise _unsupported(f"Content parts of type {kind!r} are not supported here.", f"{param}.type")
-
-
-def _message(item: Mapping[str, Any], param: str, new_id: NewId) -> Item:
-    role = item.get("role")
-    if role not in ("user", "assistant", "system", "developer"):
-        raise InvalidRequest(f"Invalid value for '{param}.role': expected 'user', 'assistant', 'system' or "
-                             f"'developer' (got {json.dumps(role)}).", param=f"{param}.role", code="invalid_value")
-    assistant = role == "assistant"
-    content = item.get("content")
-    if content is None:
-        raise InvalidRequest(f"Missing required parameter: '{param}.content'.", param=f"{param}.content",
-                             code="missing_required_parameter")
-    parts = [content] if isinstance(content, str) else content
-    if not isinstance(parts, list):
-        raise InvalidRequest(f"Invalid value for '{param}.content': expected a string or a list of parts.",
-                             param=f"{param}.content", code="invalid_value")
-    out: Item = {"type": "message", "id": _given_id(item, "msg", new_id), "role": role,
-                 "content": [_part(p, f"{param}.content[{j}]", assistant=assistant) for j, p in enumerate(parts)],
-                 "status": "completed"}
-    return out
-
-
-def _given_id(item: Mapping[str, Any], prefix: str, new_id: NewId) -> str:
-    given = item.get("id")
-    return given if isinstance(given, str) and given else new_id(prefix)
-
-
-def _required_str(item: Mapping[str, Any], key: str, param: str) -> str:
-    value = item.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"Missing required parameter: '{param}.{key}'.", param=f"{param}.{key}",
-                             code="missing_required_parameter")
-    return value
-
-
-def _item(item: Any, param: str, new_id: NewId) -> Item:
-    if not isinstance(item, Mapping):
-        raise InvalidRequest(f"Invalid value for '{param}': an input item must be an object.", param=param,
-                             code="invalid_value")
-    kind = item.get("type", "message")
-    if kind == "message":
-        return _message(item, param, new_id)
-    if kind == "function_call":
-        arguments = item.get("arguments", "{}")
-        return {"type": "function_call", "id": _given_id(item, "fc", new_id),
-                "call_id": _required_str(item, "call_id", param), "name": _required_str(item, "name", param),
-                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
-                "status": "completed"}
-    if kind == "function_call_output":
-        output = item.get("output")
-        if output is None:
-            raise InvalidRequest(f"Missing required parameter: '{param}.output'.", param=f"{param}.output",
-                                 code="missing_required_parameter")
-        return {"type": "function_call_output", "id": _given_id(item, "fco", new_id),
-                "call_id": _required_str(item, "call_id", param), "output": output, "status": "completed"}
-    if kind == "reasoning":
-        # Kept for the record; Workers AI models take no reasoning history, so it is not sent on.
-        return {**item, "id": _given_id(item, "rs", new_id), "summary": item.get("summary") or []}
-    if kind == "item_reference":
-        raise _unsupported("Item references are not supported; use previous_response_id, or send the items.",
-                           f"{param}.type")
-    raise _unsupported(f"Input items of type {kind!r} are not supported by cfai (Workers AI has no hosted tools).",
-                       f"{param}.type")
-
-
-def input_items(raw: str | list[Any] | None, new_id: NewId) -> list[Item]:
-    """The request's input as normalised items, each with an id (kept if the client sent one)."""
-    if raw is None:
-        raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
-    if isinstance(raw, str):
-        return [_message({"role": "user", "content": raw}, "input", new_id)]
-    return [_item(item, f"input[{i}]", new_id) for i, item in enumerate(raw)]
-
-
-# ---- items -> chat messages ----------------------------------------------------------------------
-
-
-def _chat_content(item: Item) -> str | list[dict[str, Any]]:
-    parts = item["content"]
-    if all(p["type"] in ("input_text", "output_text", "refusal") for p in parts):
-        return "".join(p.get("text", p.get("refusal", "")) for p in parts)
-    return [{"type": "text", "text": p["text"]} if p["type"] == "input_text"
-            else {"type": "image_url", "image_url": {"url": p["image_url"], "detail": p["detail"]}}
-            for p in parts]
-
-
-def items_to_messages(items: Sequence[Item]) -> list[dict[str, Any]]:
-    """Chat messages for a conversation of items; consecutive function calls join one assistant turn."""
-    messages: list[dict[str, Any]] = []
-    for item in items:
-        kind = item["type"]
-        if kind == "message":
-            role = "system" if item["role"] == "developer" else item["role"]
-            messages.append({"role": role, "content": _chat_content(item)})
-        elif kind == "function_call":
-            call = {"id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": item["arguments"]}}
-            last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and "tool_calls" in last:
-                last["tool_calls"].append(call)
-            elif last is not None and last["role"] == "assistant":
-                last["tool_calls"] = [call]
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": _text_of(item["output"])})
-    return messages
-
+def response_tools(req: CreateResponseRequest) -> ToolSet:
+    """The request's tools for the model: function tools under flat names, hosted ones dropped."""
+    return tool_set(req.tools)
 
 # ---- tools, tool_choice, text.format -------------------------------------------------------------
 
 
-def chat_tool(tool: Mapping[str, Any], param: str) -> dict[str, Any]:
-    if tool.get("type") != "function":
-        raise _unsupported(f"Tools of type {tool.get('type')!r} are not available on Workers AI; only "
-                           "'function' tools are.", f"{param}.type")
-    fn = tool.get("function")
-    if isinstance(fn, Mapping):  # chat-style {"type": "function", "function": {...}}, accepted leniently
-        return {"type": "function", "function": dict(fn)}
-    keys = ("name", "description", "parameters", "strict")
-    return {"type": "function", "function": {k: tool[k] for k in keys if tool.get(k) is not None}}
-
-
-def echo_tool(tool: Mapping[str, Any]) -> dict[str, Any]:
-    """A tool as the Response object lists it (the flat FunctionTool shape)."""
-    fn = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
-    assert isinstance(fn, Mapping)
+def _echo_function(tool: Mapping[str, Any]) -> dict[str, Any]:
+    nested = tool.get("function")
+    fn: Mapping[str, Any] = nested if isinstance(nested, Mapping) else tool
     return {"type": "function", "name": fn.get("name"), "description": fn.get("description"),
             "parameters": fn.get("parameters"), "strict": fn.get("strict")}
+
+
+def _echo_custom(tool: Mapping[str, Any]) -> dict[str, Any]:
+    nested = tool.get("custom")
+    spec: Mapping[str, Any] = nested if isinstance(nested, Mapping) else tool
+    out: dict[str, Any] = {"type": "custom", "name": spec.get("name")}
+    if isinstance(spec.get("description"), str):
+        out["description"] = spec["description"]
+    fmt = spec.get("format")
+    if isinstance(fmt, Mapping) and fmt.get("type") == "text":
+        out["format"] = {"type": "text"}
+    elif isinstance(fmt, Mapping) and fmt.get("type") == "grammar":
+        nested_grammar = fmt.get("grammar")
+        grammar: Mapping[str, Any] = nested_grammar if isinstance(nested_grammar, Mapping) else fmt
+        if isinstance(grammar.get("definition"), str) and grammar.get("syntax") in ("lark", "regex"):
+            out["format"] = {"type": "grammar", "syntax": grammar["syntax"], "definition": grammar["definition"]}
+    return out
+
+
+def echo_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """The tools as the Response object lists them: those offered to the model, in their Responses shapes
+    (hosted tools were dropped, so they are not listed)."""
+    out: list[dict[str, Any]] = []
+    for tool in tools or []:
+        kind = tool.get("type")
+        if kind == "function":
+            out.append(_echo_function(tool))
+        elif kind == "custom":
+            out.append(_echo_custom(tool))
+        elif kind == "namespace" and isinstance(tool.get("tools"), list):
+            inner = []
+            for sub in tool["tools"]:
+                if isinstance(sub, Mapping) and sub.get("type") == "function":
+                    inner.append({k: v for k, v in _echo_function(sub).items() if v is not None})
+                elif isinstance(sub, Mapping) and sub.get("type") == "custom":
+                    inner.append(_echo_custom(sub))
+            out.append({"type": "namespace", "name": tool.get("name"), "description": tool.get("description") or "",
+                        "tools": inner})
+    return out
 
 
 def echo_tool_choice(choice: str | Mapping[str, Any] | None) -> str | dict[str, Any]:
@@ -197,23 +83,37 @@ def echo_tool_choice(choice: str | Mapping[str, Any] | None) -> str | dict[str, 
         return "auto"
     if isinstance(choice, str):
         return choice
-    if choice.get("type") == "function" and isinstance(choice.get("function"), Mapping):
-        return {"type": "function", "name": choice["function"].get("name")}
+    kind = choice.get("type")
+    if kind in ("function", "custom") and isinstance(choice.get(kind), Mapping):
+        return {"type": kind, "name": choice[kind].get("name")}
     return dict(choice)
 
 
-def chat_tool_choice(choice: str | Mapping[str, Any] | None) -> str | dict[str, Any] | None:
+def _flat_choice(item: Mapping[str, Any], tools: ToolSet) -> dict[str, Any]:
+    kind = str(item.get("type"))
+    nested = item.get(kind)
+    source: Mapping[str, Any] = nested if isinstance(nested, Mapping) else item
+    name = source.get("name")
+    space = source.get("namespace", item.get("namespace"))
+    flat = tools.flat_name(name, space if isinstance(space, str) else None, kind) if isinstance(name, str) else name
+    return {"type": "function", "function": {"name": flat}}
+
+
+def chat_tool_choice(choice: str | Mapping[str, Any] | None,
+                     tools: ToolSet | None = None) -> str | dict[str, Any] | None:
+    """tool_choice for the chat request, naming tools by their flat names (core.translate.toolset)."""
+    tools = tools or ToolSet()
     if choice is None or isinstance(choice, str):
         return choice
     kind = choice.get("type")
-    if kind == "function":
-        name = choice.get("name") or (choice.get("function") or {}).get("name")
-        return {"type": "function", "function": {"name": name}}
+    if kind in ("function", "custom"):
+        return _flat_choice(choice, tools)
     if kind == "allowed_tools":
-        tools = [{"type": "function", "function": {"name": t.get("name") or (t.get("function") or {}).get("name")}}
-                 for t in choice.get("tools", []) if isinstance(t, Mapping)]
-        return {"type": "allowed_tools", "allowed_tools": {"mode": choice.get("mode", "auto"), "tools": tools}}
-    raise _unsupported(f"tool_choice of type {kind!r} is not available on Workers AI.", "tool_choice.type")
+        allowed = [_flat_choice(t, tools) for t in choice.get("tools", [])
+                   if isinstance(t, Mapping) and t.get("type") in ("function", "custom")]
+        return {"type": "allowed_tools", "allowed_tools": {"mode": choice.get("mode", "auto"), "tools": allowed}}
+    # A hosted tool (web_search_preview, mcp, file_search, ...): dropped with its tool, so the model decides.
+    return "auto"
 
 
 def _response_format(req: CreateResponseRequest) -> dict[str, Any] | None:
@@ -240,9 +140,11 @@ def check_supported(req: CreateResponseRequest) -> None:
 
 
 def to_chat_request(req: CreateResponseRequest, history: Sequence[Item], items: Sequence[Item], *,
-                    model: str, stream: bool) -> ChatCompletionRequest:
-    """The chat request that answers `req`: instructions, earlier turns, then this request's items."""
-    messages = items_to_messages([*history, *items])
+                    model: str, stream: bool, tools: ToolSet | None = None) -> ChatCompletionRequest:
+    """The chat request that answers `req`: instructions, earlier turns, then this request's items. Its tools
+    are plain functions under flat names (`tools`, from `response_tools`); answers are mapped back with them."""
+    tools = tools if tools is not None else response_tools(req)
+    messages = items_to_messages([*history, *items], tools)
     if req.instructions:
         messages.insert(0, {"role": "system", "content": req.instructions})
     if not messages:
@@ -257,10 +159,10 @@ def to_chat_request(req: CreateResponseRequest, history: Sequence[Item], items: 
         value = getattr(req, ours)
         if value is not None:
             body[theirs] = value
-    if req.tools:
-        body["tools"] = [chat_tool(t, f"tools[{i}]") for i, t in enumerate(req.tools)]
-    choice = chat_tool_choice(req.tool_choice)
-    if choice is not None and (req.tools or choice == "none"):
+    if tools.functions:
+        body["tools"] = tools.functions
+    choice = chat_tool_choice(req.tool_choice, tools)
+    if choice is not None and (tools.functions or choice == "none"):
         body["tool_choice"] = choice
     fmt = _response_format(req)
     if fmt is not None:
@@ -326,7 +228,7 @@ def response_shell(req: CreateResponseRequest, *, response_id: str, created_at: 
         "temperature": req.temperature,
         "text": {"format": text_format},
         "tool_choice": echo_tool_choice(req.tool_choice),
-        "tools": [echo_tool(t) for t in req.tools or []],
+        "tools": echo_tools(req.tools),
         "top_p": req.top_p,
         "truncation": req.truncation or "disabled",
         "metadata": dict(req.metadata or {}),

@@ -14,6 +14,7 @@ from typing import Any
 from cfai_cli.core.openai.chat import ChatCompletion, ChatCompletionChunk, FinishReason, Usage
 from cfai_cli.core.openai.responses import Event, Item, ResponseObject, ResponseUsage
 from cfai_cli.core.translate.chat_stream import completion_to_chunks
+from cfai_cli.core.translate.toolset import ToolSet, custom_input
 from cfai_cli.errors import CfaiError, InvalidRequest, RateLimited
 
 NewId = Callable[[str], str]
@@ -44,10 +45,13 @@ def error_code(error: CfaiError) -> str:
 class ResponseBuilder:
     """One response's event sequence; `response` is the Response as it stands (final after finish/fail)."""
 
-    def __init__(self, shell: ResponseObject, *, new_id: NewId, summary: bool = False) -> None:
+    def __init__(self, shell: ResponseObject, *, new_id: NewId, summary: bool = False,
+                 tools: ToolSet | None = None) -> None:
         self.response: ResponseObject = copy.deepcopy(shell)
         self._new_id = new_id
         self._summary = summary
+        self._toolset = tools or ToolSet()  # maps the flat names the model called back to the client's tools
+        self._custom: dict[int, str] = {}  # output index of an open custom_tool_call -> its arguments so far
         self._seq = 0
         self._text: int | None = None  # output index of the open message item
         self._reasoning: int | None = None  # output index of the open reasoning item
@@ -212,14 +216,28 @@ class ResponseBuilder:
         events: list[Event] = []
         if chat_index not in self._tools:
             events = self._close_reasoning() + self._close_text("completed")
-            item: Item = {"type": "function_call", "id": self._new_id("fc"), "call_id": call_id or self._new_id("call"),
-                          "name": function.get("name", ""), "arguments": "", "status": "in_progress"}
+            origin = self._toolset.origin(function.get("name", ""))
+            call_id = call_id or self._new_id("call")
+            item: Item
+            if origin.kind == "custom":
+                # Its input is known once the function stand-in's JSON arguments are whole: sent at close.
+                item = {"type": "custom_tool_call", "id": self._new_id("ctc"), "call_id": call_id,
+                        "name": origin.name, "input": "", "status": "in_progress"}
+            else:
+                item = {"type": "function_call", "id": self._new_id("fc"), "call_id": call_id,
+                        "name": origin.name, "arguments": "", "status": "in_progress"}
+            if origin.namespace is not None:
+                item["namespace"] = origin.namespace
             self._tools[chat_index], added = self._add(item)
+            if origin.kind == "custom":
+                self._custom[self._tools[chat_index]] = ""
             events.append(added)
         index = self._tools[chat_index]
         item = self._output[index]
         arguments = function.get("arguments") or ""
-        if arguments:
+        if arguments and index in self._custom:
+            self._custom[index] += arguments
+        elif arguments:
             item["arguments"] += arguments
             events.append(self._event("response.function_call_arguments.delta", item_id=item["id"],
                                       output_index=index, delta=arguments))
@@ -227,15 +245,21 @@ class ResponseBuilder:
 
     def _close_tool(self, index: int) -> list[Event]:
         item = self._output[index]
+        if index in self._custom:
+            item["input"] = custom_input(self._custom.pop(index))
+            events = [self._event("response.custom_tool_call_input.delta", item_id=item["id"], output_index=index,
+                                  delta=item["input"])] if item["input"] else []
+            return [*events, self._event("response.custom_tool_call_input.done", item_id=item["id"],
+                                         output_index=index, input=item["input"]), self._done(index)]
         return [self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
                             name=item["name"], arguments=item["arguments"]),
                 self._done(index)]
 
 
 def response_from_completion(completion: ChatCompletion, shell: ResponseObject, *, new_id: NewId,
-                             completed_at: int, summary: bool = False) -> ResponseObject:
+                             completed_at: int, summary: bool = False, tools: ToolSet | None = None) -> ResponseObject:
     """The Response for a whole chat answer: replayed through the stream machine so both paths agree."""
-    builder = ResponseBuilder(shell, new_id=new_id, summary=summary)
+    builder = ResponseBuilder(shell, new_id=new_id, summary=summary, tools=tools)
     builder.start()
     for chunk in completion_to_chunks(completion, include_usage=True):
         builder.feed(chunk)

@@ -14,7 +14,7 @@ from typing import Any
 from cfai_cli.core.workers.chat import ParsedToolCall
 
 
-def _strip_fence(text: str) -> str:
+def strip_fence(text: str) -> str:
     body = text.strip()
     if body.startswith("```") and body.endswith("```"):
         body = body[3:-3]
@@ -41,7 +41,7 @@ def salvage_tool_calls(text: str | None, tool_names: Sequence[str]) -> list[Pars
     if not text or not tool_names:
         return []
     try:
-        data = json.loads(_strip_fence(text))
+        data = json.loads(strip_fence(text))
     except ValueError:
         return []
     items = data if isinstance(data, list) else [data]

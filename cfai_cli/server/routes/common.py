@@ -58,6 +58,15 @@ async def read_json(request: Request) -> dict[str, Any]:
 
 
 ErrorEvents = Callable[[CfaiError], Sequence[Mapping[str, Any]]]
+DROPPED_TOOLS_HEADER = "x-cfai-dropped-tools"
+
+
+def dropped_tools_headers(dropped: Sequence[str], route: str) -> dict[str, str]:
+    """The headers that tell a client which hosted tools (web_search, mcp, ...) were left out, logged once."""
+    if not dropped:
+        return {}
+    log.warning("%s: left out tools of type %s (no Workers AI equivalent)", route, ", ".join(dropped))
+    return {DROPPED_TOOLS_HEADER: ",".join(dropped)}
 
 
 def _chat_error(exc: CfaiError) -> Sequence[Mapping[str, Any]]:
@@ -119,8 +128,8 @@ class EventStreamResponse(StreamingResponse):
 
 
 def sse_response(events: AsyncIterable[Mapping[str, Any]], *, done: bool = True, named: bool = False,
-                 on_error: ErrorEvents = _chat_error) -> EventStreamResponse:
+                 on_error: ErrorEvents = _chat_error, headers: Mapping[str, str] | None = None) -> EventStreamResponse:
     """An SSE answer. Chat style by default (bare `data:`, `[DONE]`, an error body on failure); the
     Responses API sets `named` (an `event:` line per event), `done=False` and its own `on_error` events."""
-    headers = {**API_HEADERS, "X-Accel-Buffering": "no"}
+    headers = {**API_HEADERS, "X-Accel-Buffering": "no", **(headers or {})}
     return EventStreamResponse(_sse(events, done, named, on_error), media_type="text/event-stream", headers=headers)

@@ -11,10 +11,11 @@ from starlette.responses import Response
 
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.responses import CreateResponseRequest
+from cfai_cli.core.translate.responses import response_tools
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import read_json, request_context, sse_response
+from cfai_cli.server.routes.common import dropped_tools_headers, read_json, request_context, sse_response
 from cfai_cli.service.responses import (
     create_response,
     delete_response,
@@ -33,10 +34,11 @@ def owner(request: Request) -> str | None:
 async def create(request: Request) -> Response:
     req = validate_request(CreateResponseRequest, await read_json(request))
     ctx = request_context(request)
+    extra = dropped_tools_headers(response_tools(req).dropped, "responses") if req.tools else {}
     if req.stream:
         stream = await open_response_stream(ctx, req, owner=owner(request))
-        return sse_response(stream, done=False, named=True, on_error=stream.fail)
-    return JSONResponse(await create_response(ctx, req, owner=owner(request)), headers=API_HEADERS)
+        return sse_response(stream, done=False, named=True, on_error=stream.fail, headers=extra)
+    return JSONResponse(await create_response(ctx, req, owner=owner(request)), headers={**API_HEADERS, **extra})
 
 
 async def retrieve(request: Request) -> Response:

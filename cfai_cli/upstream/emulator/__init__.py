@@ -14,6 +14,11 @@ same every time. You said: <last user text, whitespace collapsed, first 200 char
 instead; an image is mentioned). One token = one whitespace-separated word with the whitespace before it;
 prompt tokens = words in all message texts. `max_tokens` (native default 256; qwen3 2000) cuts the answer,
 reasoning spending the budget first; tool calls are never cut. Fixed `created` (2026-01-01), hashed ids.
+With tools offered and the user speaking last, the model calls the tool `tool_choice` names, else the first
+(native models take `tool_choice` as Cloudflare's client sends it). Triggers in the last user message:
+`[emulator:text]` (native models answer a forced call in text), `[emulator:call-as-text]` (native models write
+the call as JSON text), `[emulator:no-json]` (JSON mode fails: 5006 on native models, plain text on others),
+`[emulator:parallel]` (every offered tool is called; chat dialect honours `parallel_tool_calls: false`).
 
 Fault models `@cf/cfai/fault-<kind>`:
   429, 3040   429 code 3040 "Capacity temporarily exceeded", `Retry-After: 1`

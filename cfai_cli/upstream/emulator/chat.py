@@ -22,7 +22,16 @@ from cfai_cli.upstream.emulator.content import (
     read_prompt,
 )
 from cfai_cli.upstream.emulator.schema import read_tool
-from cfai_cli.upstream.emulator.wire import CREATED, bad_input, envelope, json_response, pieces, short_id, sse_response
+from cfai_cli.upstream.emulator.wire import (
+    CREATED,
+    bad_input,
+    envelope,
+    json_response,
+    nth_seed,
+    pieces,
+    short_id,
+    sse_response,
+)
 
 _ROLES = {"developer", "system", "user", "assistant", "tool", "function"}
 _EFFORTS = {"low", "medium", "high", None}
@@ -108,6 +117,7 @@ def plan_for(model: str, spec: TextSpec, body: Mapping[str, Any]) -> tuple[Conve
     plan = plan_answer(
         model, conv, tools=tools, tool_choice=body.get("tool_choice"), json_mode=json_mode, schema=schema,
         reasoning="field" if reasoning_on(spec, body) else "none", max_tokens=limit, stop=_stops(body.get("stop")),
+        parallel=body.get("parallel_tool_calls") is not False,
     )
     return conv, plan
 
@@ -144,10 +154,10 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Res
                                "refusal": None}
     if spec.reasoning != "none":
         message["reasoning_content"] = "".join(plan.reasoning) or None
-    if plan.tool_call is not None:
-        message["tool_calls"] = [{"id": short_id("chatcmpl-tool-", seed), "type": "function",
-                                  "function": {"name": plan.tool_call.name,
-                                               "arguments": plan.tool_call.arguments_json}}]
+    if plan.tool_calls:
+        message["tool_calls"] = [{"id": short_id("chatcmpl-tool-", nth_seed(seed, i)), "type": "function",
+                                  "function": {"name": call.name, "arguments": call.arguments_json}}
+                                 for i, call in enumerate(plan.tool_calls)]
     result = {
         "id": short_id("chatcmpl-", seed),
         "object": "chat.completion",
@@ -168,11 +178,11 @@ def _deltas(plan: Plan, seed: bytes) -> Iterator[tuple[dict[str, Any], int]]:
         yield {"reasoning_content": piece}, 1
     for piece in plan.content:
         yield {"content": piece}, 1
-    if plan.tool_call is not None:
-        yield {"tool_calls": [{"index": 0, "id": short_id("chatcmpl-tool-", seed), "type": "function",
-                               "function": {"name": plan.tool_call.name, "arguments": ""}}]}, 1
-        for fragment in pieces(plan.tool_call.arguments_json):
-            yield {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]}, 1
+    for i, call in enumerate(plan.tool_calls):
+        yield {"tool_calls": [{"index": i, "id": short_id("chatcmpl-tool-", nth_seed(seed, i)), "type": "function",
+                               "function": {"name": call.name, "arguments": ""}}]}, 1
+        for fragment in pieces(call.arguments_json):
+            yield {"tool_calls": [{"index": i, "function": {"arguments": fragment}}]}, 1
 
 
 def _chunks(model: str, conv: Conversation, plan: Plan, n: int, seed: bytes, *,

@@ -17,6 +17,12 @@ from cfai_cli.upstream.emulator.wire import count_words, pieces
 
 QUOTE_CHARS = 200
 
+# Deterministic triggers in the last user message, for testing clients' and cfai's tool handling end to end.
+TEXT_INSTEAD = "[emulator:text]"  # native models answer in text even when a tool call is forced
+CALL_AS_TEXT = "[emulator:call-as-text]"  # native models write the tool call as JSON text instead
+NO_JSON = "[emulator:no-json]"  # JSON mode fails: native models 5006 "JSON Mode couldn't be met", others plain text
+PARALLEL = "[emulator:parallel]"  # call every offered tool at once (chat dialect: unless parallel_tool_calls false)
+
 
 @dataclass(slots=True)
 class Conversation:
@@ -127,17 +133,17 @@ class ToolCall:
 class Plan:
     reasoning: list[str] = field(default_factory=list)
     content: list[str] = field(default_factory=list)
-    tool_call: ToolCall | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
     truncated: bool = False
     json_value: Any = None  # JSON mode: the whole value, before any truncation
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.reasoning) + len(self.content) + (self.tool_call.tokens if self.tool_call else 0)
+        return len(self.reasoning) + len(self.content) + sum(call.tokens for call in self.tool_calls)
 
     @property
     def finish_reason(self) -> Literal["stop", "length", "tool_calls"]:
-        if self.tool_call is not None:
+        if self.tool_calls:
             return "tool_calls"
         return "length" if self.truncated else "stop"
 
@@ -158,16 +164,36 @@ def plan_answer(
     reasoning: Literal["none", "field", "tags"] = "none",
     max_tokens: int | None = None,
     stop: Sequence[str] = (),
+    native: bool = False,
+    parallel: bool = True,
 ) -> Plan:
-    """The whole answer, cut at `max_tokens` pieces (reasoning spends the budget first, as on the real models)."""
+    """The whole answer, cut at `max_tokens` pieces (reasoning spends the budget first, as on the real models).
+
+    Tools: the one `tool_choice` names, else the first (every one with PARALLEL), when the user spoke last.
+    Native models honour `tool_choice` except with the TEXT_INSTEAD and CALL_AS_TEXT triggers.
+    """
+    said = conv.user_text
     tool = choose_tool(tools, tool_choice) if conv.last_role == "user" else None
+    as_text: str | None = None
+    if tool is not None and native and TEXT_INSTEAD in said:
+        tool = None
+    elif tool is not None and native and CALL_AS_TEXT in said:
+        as_text = json.dumps({"name": tool.name, "arguments": tool.arguments()}, ensure_ascii=False)
+        tool = None
+    chosen = [tool] if tool is not None else []
+    if tool is not None and PARALLEL in said and parallel and not isinstance(tool_choice, Mapping):
+        chosen = list(tools)
+    if json_mode and NO_JSON in said and not native:
+        json_mode = False  # a chat-dialect model that ignores response_format
     thought = pieces(reasoning_text(conv, tool)) if reasoning != "none" else []
     plan = Plan()
-    if tool is not None:
+    if chosen:
         plan.reasoning = thought
-        plan.tool_call = ToolCall(tool.name, tool.arguments())
+        plan.tool_calls = [ToolCall(t.name, t.arguments()) for t in chosen]
     else:
-        if json_mode:
+        if as_text is not None:
+            text = as_text
+        elif json_mode:
             plan.json_value = json_value(model, conv, schema)
             text = json.dumps(plan.json_value, ensure_ascii=False)
         else:
@@ -179,10 +205,10 @@ def plan_answer(
             plan.reasoning, plan.content = thought, pieces(text)
     if max_tokens is None:
         return plan
-    if plan.tool_call is not None:
+    if plan.tool_calls:
         # A tool call is emitted whole (never cut), unless the budget ran out while still thinking.
         if len(plan.reasoning) >= max_tokens:
-            plan.reasoning, plan.tool_call, plan.truncated = plan.reasoning[:max_tokens], None, True
+            plan.reasoning, plan.tool_calls, plan.truncated = plan.reasoning[:max_tokens], [], True
     elif len(plan.reasoning) + len(plan.content) > max_tokens:
         plan.truncated = True
         plan.reasoning = plan.reasoning[:max_tokens]

@@ -13,13 +13,14 @@ from typing import Any
 from starlette.responses import Response
 
 from cfai_cli.upstream.emulator.catalogue import TextSpec
-from cfai_cli.upstream.emulator.content import Plan, ToolCall, plan_answer, read_messages, read_prompt
+from cfai_cli.upstream.emulator.content import NO_JSON, Plan, ToolCall, plan_answer, read_messages, read_prompt
 from cfai_cli.upstream.emulator.schema import check_native_tool, read_tool
 from cfai_cli.upstream.emulator.wire import (
     EmulatorError,
     bad_input,
     envelope,
     json_response,
+    nth_seed,
     padding,
     short_id,
     sse_response,
@@ -28,7 +29,9 @@ from cfai_cli.upstream.emulator.wire import (
 _KNOBS = {"raw", "lora", "stream", "max_tokens", "temperature", "top_p", "top_k", "seed", "repetition_penalty",
           "frequency_penalty", "presence_penalty", "response_format", "options"}
 _PROMPT_KEYS = _KNOBS | {"prompt"}
-_MESSAGES_KEYS = _KNOBS | {"messages", "tools", "functions"}
+# `tool_choice` as Cloudflare's own client sends it ("auto" | "none" | "required", or a named function).
+_MESSAGES_KEYS = _KNOBS | {"messages", "tools", "functions", "tool_choice"}
+_CHOICES = ("auto", "none", "required")
 _ROLES = {"system", "user", "assistant", "tool"}
 _MESSAGE_KEYS = {"role", "content", "name", "tool_call_id", "tool_calls"}
 # (minimum, maximum, integer) per knob; penalties follow the older 0..2 schemas (reference §2.2).
@@ -130,6 +133,11 @@ def validate(body: Mapping[str, Any], spec: TextSpec) -> None:
     fmt = body.get("response_format")
     if fmt is not None and (not isinstance(fmt, Mapping) or fmt.get("type") not in ("json_object", "json_schema")):
         raise bad_input("must be equal to one of the allowed values at '/response_format/type'")
+    choice = body.get("tool_choice")
+    if choice is not None and choice not in _CHOICES and not (
+            isinstance(choice, Mapping) and choice.get("type") == "function"
+            and isinstance(choice.get("function"), Mapping) and isinstance(choice["function"].get("name"), str)):
+        raise bad_input("must be equal to one of the allowed values at '/tool_choice'")
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
@@ -164,21 +172,21 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Res
     tools = [read_tool(t, f"/tools/{i}") for i, t in enumerate(body.get("tools") or [])]
     schema = fmt.get("json_schema") if isinstance(fmt, Mapping) else body.get("guided_json")
     plan = plan_answer(
-        model, conv, tools=tools, json_mode=json_mode or "guided_json" in body,
+        model, conv, tools=tools, tool_choice=body.get("tool_choice"), json_mode=json_mode or "guided_json" in body,
         schema=schema if isinstance(schema, Mapping) else None,
         reasoning="tags" if spec.reasoning == "think_tags" else "none",
-        max_tokens=body.get("max_tokens", spec.default_max_tokens),
+        max_tokens=body.get("max_tokens", spec.default_max_tokens), native=True,
     )
     usage = _usage(conv.prompt_tokens, plan)
-    calls = [_native_call(plan.tool_call, spec, seed)] if plan.tool_call else []
-    if json_mode and plan.truncated:
+    calls = [_native_call(call, spec, nth_seed(seed, i)) for i, call in enumerate(plan.tool_calls)]
+    if json_mode and (plan.truncated or NO_JSON in conv.user_text):
         raise EmulatorError(400, 5006, "AiError: JSON Mode couldn't be met")
     if stream:
         return sse_response(_events(plan, calls, usage, seed))
     response: Any = "".join(plan.content)
-    if json_mode and plan.tool_call is None:
+    if json_mode and not plan.tool_calls:
         response = plan.json_value  # JSON mode answers an object, not a string (reference §2.4)
-    elif plan.tool_call is not None:
+    elif plan.tool_calls:
         response = None
     return json_response(envelope({"response": response, "tool_calls": calls, "usage": usage}))
 

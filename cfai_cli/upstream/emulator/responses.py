@@ -14,7 +14,7 @@ from starlette.responses import Response
 from cfai_cli.upstream.emulator.catalogue import TextSpec
 from cfai_cli.upstream.emulator.content import plan_answer, read_messages
 from cfai_cli.upstream.emulator.schema import read_tool
-from cfai_cli.upstream.emulator.wire import CREATED, bad_input, envelope, json_response, short_id
+from cfai_cli.upstream.emulator.wire import CREATED, bad_input, envelope, json_response, nth_seed, short_id
 
 
 def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -53,16 +53,17 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Res
     limit = body.get("max_output_tokens")
     plan = plan_answer(model, conv, tools=tools, tool_choice=body.get("tool_choice"), json_mode=json_mode,
                        schema=schema if isinstance(schema, Mapping) else None, reasoning="field",
-                       max_tokens=limit if isinstance(limit, int) else None)
+                       max_tokens=limit if isinstance(limit, int) else None,
+                       parallel=body.get("parallel_tool_calls") is not False)
     output: list[dict[str, Any]] = [{
         "type": "reasoning", "id": short_id("rs_", seed), "summary": [],
         "content": [{"type": "reasoning_text", "text": "".join(plan.reasoning)}],
     }]
-    if plan.tool_call is not None:
-        output.append({"type": "function_call", "id": short_id("fc_", seed), "call_id": short_id("call_", seed),
-                       "name": plan.tool_call.name, "arguments": plan.tool_call.arguments_json,
-                       "status": "completed"})
-    elif plan.content:
+    for i, call in enumerate(plan.tool_calls):
+        output.append({"type": "function_call", "id": short_id("fc_", nth_seed(seed, i)),
+                       "call_id": short_id("call_", nth_seed(seed, i)), "name": call.name,
+                       "arguments": call.arguments_json, "status": "completed"})
+    if not plan.tool_calls and plan.content:
         output.append({"type": "message", "id": short_id("msg_", seed), "role": "assistant", "status": "completed",
                        "content": [{"type": "output_text", "text": "".join(plan.content), "annotations": []}]})
     completion = plan.completion_tokens

@@ -81,6 +81,11 @@ def short_id(prefix: str, seed: bytes) -> str:
     return prefix + digest(prefix, seed).hex()[:24]
 
 
+def nth_seed(seed: bytes, index: int) -> bytes:
+    """A seed for the index-th of several things (tool calls); the first keeps the seed itself."""
+    return seed if index == 0 else seed + index.to_bytes(2, "big")
+
+
 def padding(seed: bytes, index: int) -> str:
     """The `p` field of native stream events: opaque, of varying length, here reproducible."""
     raw = digest(seed, str(index))
