@@ -1,9 +1,9 @@
 """Who may call the proxy: key authentication, scopes per route, model patterns and rate limits.
 
 Imports starlette, anyio, store, core and errors; pure ASGI middleware in front of every route but
-/health. Keys are checked against the hashed store on every request (through a cache that any commit to
-the database drops), so revoking or expiring a key takes effect at once, even in a running server.
-Keys are never accepted in query strings.
+/health (whose `?detail=1` needs an admin key). Keys are checked against the hashed store on every
+request (through a cache that any commit to the database drops), so revoking or expiring a key takes
+effect at once, even in a running server. Keys are never accepted in query strings.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cfai_cli.errors import (
     RequestTooLarge,
 )
 from cfai_cli.server.errors import error_response
+from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter
@@ -36,7 +37,7 @@ OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.j
 _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("completions", "chat"), ("tokenize", "chat"),
            ("embeddings", "embeddings"),
            ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("route-check", "models"),
-           ("metrics", "admin"),
+           ("metrics", "admin"), ("health", "admin"),
            ("ui/api/models", "models"), ("ui/api/usage", "admin"))
 _MULTIPART_MODEL = re.compile(rb'name="model"\r\n(?:[^\r\n]*\r\n)*\r\n([^\r\n]{1,200})\r\n')
 
@@ -89,6 +90,8 @@ class KeyAuth:
         self.open_prefixes = open_prefixes
 
     def _open(self, scope: Scope) -> bool:
+        if scope["path"] in HEALTH_PATHS and wants_detail(scope.get("query_string", b"")):
+            return False  # the operator's view of /health: an admin key, like /metrics
         return scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS" or bool(
             self.open_prefixes and scope["method"] in ("GET", "HEAD") and scope["path"].startswith(self.open_prefixes))
 

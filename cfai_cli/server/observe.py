@@ -1,9 +1,12 @@
 """Watching every request from the outside: usage log rows, metrics, and tokens for per-key TPM limits.
 
-Imports starlette, anyio, store, upstream (a context variable) and server.metrics. Pure ASGI: it reads
-the status, byte counts and the `usage` in JSON answers or SSE events as they pass, so no route has to
-report anything. Rows are queued and written in batches by `UsageRecorder`, off the request path, and
-flushed on shutdown.
+Imports starlette, anyio, store, upstream (a context variable), core and server.metrics. Pure ASGI: it
+reads the status, byte counts and the `usage` in JSON answers or SSE events as they pass, so no route has
+to report anything. Rows are queued and written in batches by `UsageRecorder`, off the request path, and
+flushed on shutdown. With keys required, a request that never showed a valid key leaves no row (a
+stranger must not grow the usage table): a 401 is counted in `cfai_unauthenticated_total` instead.
+The last line of defence for secrets is here too: error answers and in-band error events (JSON, SSE) have
+every configured secret masked on their way out, whichever code path put it there.
 `x-cfai-overhead-ms` on each answer is the proxy's own time before the answer starts: the time since the
 request arrived minus the time spent waiting on Workers AI (for a stream, until its first bytes).
 `x-cfai-upstream` and `x-cfai-model` name the target that answered (see upstream.router), and so does
@@ -22,7 +25,8 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfai_cli.core import jsonfast
-from cfai_cli.server.metrics import Metrics
+from cfai_cli.core.redact import Scrubber
+from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog, UsageRow
 from cfai_cli.upstream.router import SERVED
@@ -93,12 +97,14 @@ class _Watch:
         self.body = bytearray()
         self.tokens: tuple[int, int] | None = None
         self.model: str | None = None
+        self.text = False  # JSON, SSE or plain text: what a secret could be echoed into
 
     def start(self, message: Message) -> None:
         self.status = message["status"]
         for name, value in message.get("headers", []):
             if name == b"content-type":
                 self.kind = value.decode("latin-1")
+        self.text = self.kind.startswith(("application/json", "text/"))
 
     def chunk(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -131,9 +137,12 @@ class _Watch:
         return None
 
 
-def route_of(path: str) -> str:
-    """A low-cardinality route label: /v1/chat/completions -> chat/completions; ids are dropped."""
-    parts = [p for p in path.split("/") if p][1 if path.startswith("/v1/") else 0 :]
+def route_of(template: str) -> str:
+    """The usage log's route name for a route template: /v1/chat/completions -> chat/completions,
+    /v1/models/{model:path} -> models; a path no route matched is `unmatched`."""
+    if template == UNMATCHED:
+        return UNMATCHED
+    parts = [p for p in template.split("/") if p][1 if template.startswith("/v1/") else 0 :]
     if not parts:
         return "/"
     return "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio") else parts[0]
@@ -144,11 +153,15 @@ _UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/",
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter,
+                 labels: RouteLabels, scrubber: Scrubber | None = None, keys_required: bool = True) -> None:
         self.app = app
         self.recorder = recorder
         self.metrics = metrics
         self.limiter = limiter
+        self.labels = labels
+        self.scrubber = scrubber if scrubber else None
+        self.keys_required = keys_required
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _UNLOGGED:
@@ -177,18 +190,22 @@ class Observe:
                                 (b"x-cfai-model", served[1].encode("ascii", "replace"))]
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
-                watch.chunk(message.get("body", b""))
+                body = message.get("body", b"")
+                if scrubber is not None and watch.text and (watch.status >= 400 or b'"error"' in body):
+                    message["body"] = body = scrubber.data(body)
+                watch.chunk(body)
             await send(message)
 
+        scrubber = self.scrubber
         waited = [0.0]
         served: list[str] = []
         token = UPSTREAM_WAIT.set(waited)
         served_token = SERVED.set(served)
-        self.metrics.in_flight += 1
+        self.metrics.started()
         try:
             await self.app(scope, counted_receive, watched_send)
         finally:
-            self.metrics.in_flight -= 1
+            self.metrics.finished()
             UPSTREAM_WAIT.reset(token)
             SERVED.reset(served_token)
             self._record(scope, state, watch, time.perf_counter() - start, served)
@@ -197,10 +214,16 @@ class Observe:
                 served: list[str]) -> None:
         error_code = watch.finish()
         prompt, completion = watch.tokens or (0, 0)
-        route = route_of(scope["path"])
+        template = self.labels(scope)
         key = state.get("cfai_key")
-        self.metrics.observe(route=route, status=watch.status, seconds=seconds, error_code=error_code,
+        self.metrics.observe(route=template, status=watch.status, seconds=seconds, error_code=error_code,
                              prompt_tokens=prompt, completion_tokens=completion)
+        if key is None and self.keys_required:
+            # Nobody to attribute it to (a wrong key, no key, an open path): counted, never a row.
+            if watch.status == 401:
+                self.metrics.unauthenticated()
+            return
+        route = route_of(template)
         self.recorder.add(UsageRow(
             ts=time.time(), key_id=key.id if key else None, route=route, model=state.get("cfai_model"),
             upstream_model=served[1] if served else watch.model,

@@ -1,4 +1,4 @@
-"""GET /v1/models, GET /v1/models/{id}, GET /v1/route-check and the open GET /health.
+"""GET /v1/models, GET /v1/models/{id} and GET /v1/route-check (GET /health is in routes.health).
 
 Imports starlette, service.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cfai_cli import __version__
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
@@ -22,15 +21,6 @@ async def list_models(request: Request) -> Response:
 async def retrieve_model(request: Request) -> Response:
     name = request.path_params["model"]
     return JSONResponse(await retrieve_openai_model(request.app.state.ctx, name), headers=API_HEADERS)
-
-
-async def health(request: Request) -> Response:
-    """Open to all (load balancers, probes): the proxy's state and each upstream's, never a secret."""
-    body = {"status": "ok", "version": __version__, "offline": request.app.state.offline}
-    ctx = getattr(request.app.state, "ctx", None)
-    if ctx is not None:
-        body["upstreams"] = ctx.router.health()
-    return JSONResponse(body, headers=API_HEADERS)
 
 
 async def route_check(request: Request) -> Response:
