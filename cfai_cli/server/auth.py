@@ -131,6 +131,8 @@ class KeyAuth:
             record = await anyio.to_thread.run_sync(self.keys.verify, key)
         if record is None:
             raise AuthenticationError("Incorrect, revoked or expired API key. Make one with `cfai keygen`.")
+        # Known from here on, so a refusal below (scope, model, rate) is logged against the key.
+        scope.setdefault("state", {})["cfai_key"] = record
         needed = scope_for(scope["path"])
         if needed is not None and needed not in record.policy.scopes:
             raise PermissionDenied(
