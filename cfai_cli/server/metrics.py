@@ -89,6 +89,9 @@ class Metrics:
             registry=r)
         self._in_flight = Gauge("cfai_in_flight_requests", "Requests being answered now.", registry=r,
                                 multiprocess_mode="livesum")
+        self.in_flight = 0
+        if multiprocess_dir is None:  # read when scraped: nothing to write per request
+            self._in_flight.set_function(lambda: self.in_flight)
         self._retries_seen = 0
         self._codes = _Bounded(MAX_CODES)
         # Label children by their values: `.labels()` validates and locks on every call; these dicts are
@@ -96,13 +99,16 @@ class Metrics:
         self._request_children: dict[tuple[str, int], Any] = {}
         self._error_children: dict[tuple[str, str], Any] = {}
         self._latency_children: dict[str, Any] = {}
-        self._in_flight.set(0)
 
     def started(self) -> None:
-        self._in_flight.inc()
+        self.in_flight += 1
+        if self.multiprocess_dir is not None:
+            self._in_flight.inc()
 
     def finished(self) -> None:
-        self._in_flight.dec()
+        self.in_flight -= 1
+        if self.multiprocess_dir is not None:
+            self._in_flight.dec()
 
     def unauthenticated(self) -> None:
         self._unauthenticated.inc()

@@ -140,12 +140,21 @@ class _Watch:
 def route_of(template: str) -> str:
     """The usage log's route name for a route template: /v1/chat/completions -> chat/completions,
     /v1/models/{model:path} -> models; a path no route matched is `unmatched`."""
-    if template == UNMATCHED:
-        return UNMATCHED
-    parts = [p for p in template.split("/") if p][1 if template.startswith("/v1/") else 0 :]
-    if not parts:
-        return "/"
-    return "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio") else parts[0]
+    name = _ROUTE_NAMES.get(template)
+    if name is None:
+        parts = [p for p in template.split("/") if p][1 if template.startswith("/v1/") else 0 :]
+        if template == UNMATCHED:
+            name = UNMATCHED
+        elif not parts:
+            name = "/"
+        else:
+            name = "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio") else parts[0]
+        if len(_ROUTE_NAMES) < 1024:  # templates are few; the bound is a backstop
+            _ROUTE_NAMES[template] = name
+    return name
+
+
+_ROUTE_NAMES: dict[str, str] = {}
 
 
 # Probes, scrapes and the browser page's static files are not API use.
