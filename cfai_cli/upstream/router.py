@@ -190,7 +190,7 @@ class Router:
 
     # ---- what it looks like ------------------------------------------------------------------------
 
-    def _lane_view(self, lane: Lane, model: str | None = None) -> dict[str, Any]:
+    def _lane_view(self, lane: Lane, model: str | None = None, *, detail: bool = True) -> dict[str, Any]:
         now = self.clock()
         state = self.cooldowns.state(lane.label)
         state.prune(now)
@@ -201,6 +201,8 @@ class Router:
             resting = dict(state.resting)
         view: dict[str, Any] = {"state": "unavailable" if lane.unavailable else
                                 ("cooling_down" if resting else "ok")}
+        if not detail:
+            return view
         if lane.unavailable:
             view["reason"] = lane.unavailable
         if resting:
@@ -216,22 +218,23 @@ class Router:
         and each key's rests, counters and last error (secrets masked)."""
         out = []
         for name, group in self._by_upstream.items():
-            keys = [{"key": i + 1, **self._lane_view(lane)} for i, lane in enumerate(group)]
+            keys = [{"key": i + 1, **self._lane_view(lane, detail=detail)} for i, lane in enumerate(group)]
             states = {k["state"] for k in keys}
             state = "ok" if "ok" in states else ("cooling_down" if "cooling_down" in states else "unavailable")
             out.append({"name": name, "type": group[0].kind, "state": state, "keys": keys} if detail
                        else {"name": name, "state": state})
         return out
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """The chain `name` resolves to, each target with its keys' state (for /v1/route-check)."""
+    def describe(self, name: str, *, detail: bool = True) -> dict[str, Any]:
+        """The chain `name` resolves to, each target with its keys' state (for /v1/route-check); `detail`
+        (admins) adds each key's rest, counters and last error."""
         route, targets = self.chain(name)
         links = []
         for target in targets:
             group = self._by_upstream.get(target.upstream, [])
             links.append({"upstream": target.upstream, "model": target.model,
                           "type": group[0].kind if group else "unknown",
-                          "keys": [{"key": i + 1, **self._lane_view(lane, target.model)}
+                          "keys": [{"key": i + 1, **self._lane_view(lane, target.model, detail=detail)}
                                    for i, lane in enumerate(group)]})
         return {"object": "route", "model": name, "route": route, "targets": links}
 

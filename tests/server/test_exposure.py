@@ -214,3 +214,15 @@ async def test_serve_deletes_old_rows_at_start_up(settings: Settings) -> None:
     assert pruned is not None and (pruned.usage_rows, pruned.responses) == (2, 1)
     assert [round((time.time() - r.ts) / 86400) for r in UsageLog(settings.database).rows(since=0)] == [10]
     assert store.get("resp_old") is None and store.get("resp_new") is not None
+
+
+async def test_route_check_shows_rests_and_errors_to_admins_only(settings: Settings) -> None:
+    user, admin = key(settings), key(settings, *SCOPES)
+    async with running(replace(settings, max_retries=0), failing_everywhere(FakeWorkers())) as (_, client):
+        await client.post("/v1/chat/completions", json=CHAT, headers=user)
+        seen_by_user = (await client.get("/v1/route-check?model=gpt-4o-mini", headers=user)).json()
+        seen_by_admin = (await client.get("/v1/route-check?model=gpt-4o-mini", headers=admin)).json()
+    assert seen_by_user["targets"][0]["keys"] == [{"key": 1, "state": "cooling_down"}]
+    (operator_view,) = seen_by_admin["targets"][0]["keys"]
+    assert operator_view["failures"] == 1 and "internal error" in operator_view["last_error"]["message"]
+    assert KNOWN in operator_view["cooling_down_until"]

@@ -24,12 +24,16 @@ async def retrieve_model(request: Request) -> Response:
 
 
 async def route_check(request: Request) -> Response:
-    """The chain of targets a model name resolves to, each with its keys' state (a key with `models` scope)."""
+    """The chain of targets a model name resolves to, each with its keys' state (a key with `models` scope;
+    each key's rests, counters and last error only for an `admin` key)."""
     name = request.query_params.get("model", "")
     if not name.strip():
         raise InvalidRequest("Pass the model name to check: /v1/route-check?model=NAME.", param="model",
                              code="missing_required_parameter")
-    return JSONResponse(request.app.state.ctx.router.describe(name), headers=API_HEADERS)
+    key = request.scope.get("state", {}).get("cfai_key")
+    # Rests, counters and upstream error texts are the operator's (as on /health?detail=1): admin keys only.
+    detail = not request.app.state.keys_required or (key is not None and "admin" in key.policy.scopes)
+    return JSONResponse(request.app.state.ctx.router.describe(name, detail=detail), headers=API_HEADERS)
 
 
 ROUTES = [
