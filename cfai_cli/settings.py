@@ -1,6 +1,7 @@
 """Typed settings with one precedence: command-line flag > environment > config file > default.
 
-Environment: CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CFAI_API_BASE, CFAI_TIMEOUT, CFAI_MODEL, CFAI_HOME.
+Environment: CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CFAI_API_BASE, CFAI_TIMEOUT, CFAI_MODEL, CFAI_HOME,
+CFAI_USAGE_RETENTION_DAYS, CFAI_RESPONSES_RETENTION_DAYS.
 Config file: `config.toml` in the config directory (CFAI_HOME if set, else the platform's user config dir),
 created 0600 because it may hold the API token. Nothing is read at import time. Imports: stdlib, errors, core.
 """
@@ -54,6 +55,8 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "cors_origins": (None, str),
     "ui": (None, bool),
     "fast_http": (None, bool),
+    "usage_retention_days": ("CFAI_USAGE_RETENTION_DAYS", int),
+    "responses_retention_days": ("CFAI_RESPONSES_RETENTION_DAYS", int),
 }
 SETTABLE_KEYS = (*_FIELDS, "aliases.<name>", "vision_aliases.<name>")
 
@@ -78,6 +81,10 @@ class Settings:
     cors_origins: str = ""  # comma-separated origins allowed by CORS; empty = CORS off
     ui: bool = True  # the browser page at / and /ui
     fast_http: bool = True  # upstream HTTP/1.1 over upstream/transport.py; false: httpx's default transport
+    # Days the proxy keeps usage rows and stored responses (0: no time limit; row caps still hold, see
+    # store/retention.py); `cfai serve` prunes at start-up and hourly, `cfai usage --prune` at once.
+    usage_retention_days: int = 90
+    responses_retention_days: int = 30
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     # alias -> the model that serves it when a chat/Responses request carries images (core.catalog)
     vision_aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VISION_ALIASES))

@@ -140,3 +140,18 @@ def test_config_set_and_unset_vision_aliases(tmp_path: Path) -> None:
     set_config_value(path, "vision_aliases.mine", None)
     set_config_value(path, "aliases.mine", None)
     assert "mine" not in load_settings(environ={"CFAI_HOME": str(tmp_path)}).vision_aliases
+
+
+def test_retention_settings(tmp_path: Path) -> None:
+    env = {"CFAI_HOME": str(tmp_path)}
+    defaults = load_settings(environ=env)
+    assert (defaults.usage_retention_days, defaults.responses_retention_days) == (90, 30)
+    set_config_value(tmp_path / "config.toml", "usage_retention_days", "14")
+    set_config_value(tmp_path / "config.toml", "responses_retention_days", "0")
+    from_file = load_settings(environ=env)
+    assert (from_file.usage_retention_days, from_file.responses_retention_days) == (14, 0)
+    assert load_settings(environ={**env, "CFAI_USAGE_RETENTION_DAYS": "7"}).usage_retention_days == 7
+    assert load_settings({"usage_retention_days": 3}, environ={**env, "CFAI_USAGE_RETENTION_DAYS": "7"}
+                         ).usage_retention_days == 3
+    with pytest.raises(ConfigError, match="usage_retention_days"):
+        load_settings(environ={**env, "CFAI_USAGE_RETENTION_DAYS": "-1"})

@@ -100,10 +100,11 @@ class Terminal:
                 self.line("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
             return
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(*headers, title=title, header_style="bold", title_justify="left")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*map(Text, row))  # cells are data, never rich markup (a model named "[red]…")
         self.out.print(table)
 
     def tool_call(self, name: str, arguments: str) -> None:

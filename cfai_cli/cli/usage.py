@@ -1,6 +1,8 @@
-"""`cfai usage`: what the proxy served, from its usage log, grouped by key, model, day, route or upstream.
+"""`cfai usage`: what the proxy served, from its usage log, grouped by key, model, day, route or upstream;
+and `cfai usage --prune`, which applies the retention limits now.
 
-Imports typer and cli.common at the top; the store and render inside the command.
+Imports typer and cli.common at the top; the store and render inside the command. Names in the log came
+from clients: they are printed without control characters or terminal escapes (core.printable).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from cfai_cli.cli.common import JsonOption, locations
 
 HELP = """Summarise the requests `cfai serve` answered: requests, errors, tokens and latency percentiles.
 
-Every proxied request is logged in cfai.db (time, key id — never the key —, route, models, status, tokens,
-latency, bytes, error code).
+Every request made with a valid key (every request, with --no-auth) is logged in cfai.db (time, key id —
+never the key —, route, models, status, tokens, latency, bytes, error code). `cfai serve` deletes rows older
+than usage_retention_days (default 90) and stored responses older than responses_retention_days (default
+30) at start-up and hourly; --prune does it now.
 """
 
 EPILOG = """Examples:
@@ -26,6 +30,8 @@ EPILOG = """Examples:
   cfai usage --by upstream        # which account or provider answered (see [routes])
 
   cfai usage --since 2026-11-01 --by day --json
+
+  cfai usage --prune --older-than 30d --json   # delete older rows now, say how many went
 """
 
 
@@ -39,19 +45,32 @@ def usage(
     by: Annotated[str, typer.Option(
         "--by", help="Group by key, model, day, route or upstream (who answered).")] = "model",
     json_out: JsonOption = False,
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="Delete usage rows and stored responses past their retention now, and say how many went "
+                        "[config: usage_retention_days, responses_retention_days].")] = False,
+    older_than: Annotated[str | None, typer.Option(
+        "--older-than", metavar="AGE", show_default=False,
+        help="With --prune: delete usage rows older than this (30d, 12h, 2w or a date) instead of "
+             "usage_retention_days.")] = None,
 ) -> None:
-    from dataclasses import asdict
+    from dataclasses import asdict, replace
 
     from cfai_cli.cli.render import Terminal
+    from cfai_cli.core.printable import printable
     from cfai_cli.store.usage import GROUPS, UsageLog, parse_since
 
+    if older_than is not None and not prune:
+        raise typer.BadParameter("only with --prune", param_hint="--older-than")
+    if prune:
+        _prune(older_than, json_out)
+        return
     if by not in GROUPS:
         raise typer.BadParameter(f"choose one of {', '.join(GROUPS)}", param_hint="--by")
     try:
         start = parse_since(since)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
-    rows = UsageLog(locations().database).summarise(since=start, by=by)
+    rows = [replace(r, group=printable(r.group)) for r in UsageLog(locations().database).summarise(since=start, by=by)]
     term = Terminal()
     if json_out:
         term.json([asdict(r) for r in rows])
@@ -63,6 +82,28 @@ def usage(
     term.table([by, "requests", "", "errors", "prompt tok", "completion tok", "p50 ms", "p95 ms"],
                [[r.group, str(r.requests), _bar(r.requests, top), str(r.errors), str(r.prompt_tokens),
                  str(r.completion_tokens), f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}"] for r in rows])
+
+
+def _prune(older_than: str | None, json_out: bool) -> None:
+    import time
+
+    from cfai_cli.cli.common import settings_from_flags
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.store.retention import prune, retention_of
+    from cfai_cli.store.usage import parse_since
+
+    now = time.time()
+    try:
+        before = parse_since(older_than, now=now) if older_than is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    settings = settings_from_flags()
+    pruned = prune(settings.database, retention_of(settings), now=now, budget=None, usage_before=before)
+    term = Terminal()
+    if json_out:
+        term.json({"usage_rows": pruned.usage_rows, "responses": pruned.responses})
+    else:
+        term.line(f"deleted {pruned.usage_rows} usage rows and {pruned.responses} stored responses")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,9 @@
 Pure: standard library, core.catalog and cfai_cli.errors; the clock is an argument. `parse_routing` reads the
 `[routing]`, `[upstreams.*]` and `[routes]` tables of config.toml; `failure_kind` sorts an upstream
 failure into the kinds a policy names; `Cooldowns` remembers which (lane, model) pairs are resting
-and until when, and orders the candidates of a chain for one request.
+and until when, and orders the candidates of a chain for one request. Model names come from clients, so
+the table is bounded: "no such model" never rests anything, the caller rests only models it knows, and
+each lane keeps at most `MAX_RESTING` entries.
 
     [routing]
     cooldown_seconds = 30                      # how long a failing target rests (Retry-After wins)
@@ -308,6 +310,9 @@ def rest_for(kind: str, error: CfaiError, cooldown: float, now: float) -> float:
     return cooldown
 
 
+MAX_RESTING = 256  # resting models per lane: a backstop, whatever names clients send
+
+
 @dataclass(slots=True)
 class LaneState:
     """What one lane (a key of an upstream) has shown lately; `resting` maps a model ('*': all) to a time."""
@@ -346,16 +351,27 @@ class Cooldowns:
         state.resting.pop(model, None)
         state.resting.pop("*", None)  # it answered: whatever rested the whole lane is over
 
-    def failed(self, lane: str, model: str, kind: str, error: CfaiError, *, cooldown: float, now: float) -> None:
+    def failed(self, lane: str, model: str, kind: str, error: CfaiError, *, cooldown: float, now: float,
+               known: bool = True) -> None:
+        """Note a failure; the lane (quota, bad key) or the model rests, the model only if it is `known`.
+
+        A model that does not exist ("not_found") rests nothing: its name is the client's, not a state of
+        the upstream, and resting it would let anyone grow this table with made-up names.
+        """
         state = self.state(lane)
         state.failures += 1
         state.last_error = error.message[:300]
         state.last_kind = kind
         state.last_failure_at = now
         rest = rest_for(kind, error, cooldown, now)
-        if rest > 0:
-            scope = "*" if kind in _LANE_WIDE else model
-            state.resting[scope] = max(state.resting.get(scope, 0.0), now + rest)
+        scope = "*" if kind in _LANE_WIDE else model
+        if rest <= 0 or kind == "not_found" or (scope != "*" and not known):
+            return
+        if scope not in state.resting and len(state.resting) >= MAX_RESTING:
+            state.prune(now)
+            if len(state.resting) >= MAX_RESTING:  # still full: the rest that ends soonest gives way
+                del state.resting[min(state.resting, key=state.resting.__getitem__)]
+        state.resting[scope] = max(state.resting.get(scope, 0.0), now + rest)
 
     def order(self, candidates: Sequence[tuple[str, str]], now: float) -> list[int]:
         """Indexes of the (lane, model) candidates to try, in order: those not resting, in chain order; if

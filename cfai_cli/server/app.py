@@ -2,16 +2,21 @@
 
 Imports starlette, uvicorn (in serve only), service, store, settings and errors; never typer or rich.
 Authentication is on unless the caller disables it, which `check_bind` allows only on loopback.
+With `--workers N` the parent makes a private directory for the workers' metric files
+(PROMETHEUS_MULTIPROC_DIR), so /metrics in any worker reports them all; it is removed when the server stops.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import pickle
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,13 +30,14 @@ from cfai_cli.errors import ConfigError
 from cfai_cli.server.auth import KeyAuth
 from cfai_cli.server.errors import HANDLERS, install_redaction
 from cfai_cli.server.guards import ConcurrencyCap, SecurityHeaders
-from cfai_cli.server.metrics import Metrics
+from cfai_cli.server.housekeeping import Housekeeping
+from cfai_cli.server.metrics import Metrics, RouteLabels
 from cfai_cli.server.observe import Observe, UsageRecorder
 from cfai_cli.server.routes import routes
 from cfai_cli.server.routes.images import FILES_PREFIX
 from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes
-from cfai_cli.service.context import open_context
+from cfai_cli.service.context import open_context, scrubber_for
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimiter
@@ -69,32 +75,44 @@ def create_app(
     no_auth: bool = False,
     transport: httpx.AsyncBaseTransport | None = None,
     image_transport: httpx.AsyncBaseTransport | None = None,
+    metrics_dir: str | None = None,
 ) -> Starlette:
-    """The proxy app; `transport` replaces the network to Workers AI (tests and --offline use it).
+    """The proxy app; `transport` replaces the network to Workers AI (tests and --offline use it);
+    `metrics_dir` is the PROMETHEUS_MULTIPROC_DIR of a worker of `cfai serve --workers N`.
 
     Middleware, outermost first: CORS (only when origins are configured), security headers, usage and
     metrics, the concurrency cap, then key authentication with scopes, model patterns and rate limits.
     """
     recorder = UsageRecorder(UsageLog(settings.database))
     limiter = RateLimiter(settings.database)
+    housekeeping = Housekeeping(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        install_redaction(scrubber)  # again: uvicorn has set up its own log handlers by now
         async with open_context(settings, transport=transport, image_transport=image_transport) as ctx:
             app.state.ctx = ctx
             recorder.start()
+            housekeeping.start()
             try:
                 yield
             finally:
+                await housekeeping.stop()
                 await recorder.stop()  # the rows of the last second are not lost on a clean shutdown
+                metrics.close()
 
     # Fail at start-up, not on the first request, when credentials are missing.
     settings.require_credentials()
-    install_redaction(settings.api_token)
+    scrubber = scrubber_for(settings)
+    install_redaction(scrubber)
     max_body = int(settings.max_body_mb * 1024 * 1024)
-    metrics = Metrics(retries=lambda: app.state.ctx.workers.retries if hasattr(app.state, "ctx") else 0)
+    metrics = Metrics(retries=lambda: app.state.ctx.workers.retries if hasattr(app.state, "ctx") else 0,
+                      multiprocess_dir=metrics_dir)
+    pages = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ui_routes()] if settings.ui else []
+    table = [*routes(), *metrics_routes(), *pages]
     stack = [Middleware(SecurityHeaders),
-             Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter),
+             Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter, labels=RouteLabels(table),
+                        scrubber=scrubber, keys_required=not no_auth),
              Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
@@ -104,14 +122,15 @@ def create_app(
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
                                 max_in_flight=settings.max_in_flight_per_key, open_prefixes=files))
-    pages = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ui_routes()] if settings.ui else []
-    app = Starlette(routes=[*routes(), *metrics_routes(), *pages], exception_handlers=HANDLERS,
-                    middleware=stack, lifespan=lifespan)
+    app = Starlette(routes=table, exception_handlers=HANDLERS, middleware=stack, lifespan=lifespan)
     app.state.max_body_bytes = max_body  # uploads (audio, image edits)
     app.state.max_json_bytes = min(max_body, int(settings.max_json_mb * 1024 * 1024))
     app.state.offline = settings.offline
     app.state.metrics = metrics
     app.state.recorder = recorder
+    app.state.housekeeping = housekeeping
+    app.state.scrubber = scrubber
+    app.state.keys_required = not no_auth
     return app
 
 
@@ -122,7 +141,32 @@ def worker_app() -> ASGIApp:
     """The app in each of uvicorn's worker processes (`cfai serve --workers N`), from the parent's settings."""
     with open(os.environ[_WORKER_STATE], "rb") as state:
         settings, no_auth = pickle.load(state)
-    return create_app(settings, no_auth=no_auth)
+    return create_app(settings, no_auth=no_auth, metrics_dir=os.environ.get(METRICS_DIR_ENV))
+
+
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client itself when a worker imports it
+_METRICS_PREFIX = ".metrics-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def metrics_directory(parent: Path) -> Path:
+    """A fresh private (0700) directory for the workers' metric files, named after this process; those
+    that servers which died without cleaning up left behind are removed first."""
+    parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in parent.glob(f"{_METRICS_PREFIX}*"):
+        pid = stale.name[len(_METRICS_PREFIX):].split("-", 1)[0]
+        if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-", dir=parent))
 
 
 def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, log_level: str = "info",
@@ -148,11 +192,16 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
     # reach it through a file only this user can read (mkstemp: 0600), removed when the server stops.
     settings.database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, path = tempfile.mkstemp(prefix=".serve-", suffix=".state", dir=settings.database.parent)
+    metrics_dir = metrics_directory(settings.database.parent)
     try:
         with os.fdopen(fd, "wb") as state:
             pickle.dump((settings, no_auth), state)
         os.environ[_WORKER_STATE] = path
+        os.environ[METRICS_DIR_ENV] = str(metrics_dir)  # the workers inherit it before importing prometheus_client
         uvicorn.run("cfai_cli.server.app:worker_app", factory=True, workers=workers, **options)
     finally:
         os.environ.pop(_WORKER_STATE, None)
+        os.environ.pop(METRICS_DIR_ENV, None)
         os.unlink(path)
+        with contextlib.suppress(OSError):
+            shutil.rmtree(metrics_dir)

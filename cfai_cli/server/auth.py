@@ -1,9 +1,9 @@
 """Who may call the proxy: key authentication, scopes per route, model patterns and rate limits.
 
 Imports starlette, anyio, store, core and errors; pure ASGI middleware in front of every route but
-/health. Keys are checked against the hashed store on every request (through a cache that any commit to
-the database drops), so revoking or expiring a key takes effect at once, even in a running server.
-Keys are never accepted in query strings.
+/health (whose `?detail=1` needs an admin key). Keys are checked against the hashed store on every
+request (through a cache that any commit to the database drops), so revoking or expiring a key takes
+effect at once, even in a running server. Keys are never accepted in query strings.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from cfai_cli.errors import (
 )
 from cfai_cli.server.errors import error_response
 from cfai_cli.server.routes.common import request_record
+from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
@@ -32,7 +33,7 @@ OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.j
 _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("completions", "chat"), ("tokenize", "chat"),
            ("embeddings", "embeddings"),
            ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("route-check", "models"),
-           ("metrics", "admin"),
+           ("metrics", "admin"), ("health", "admin"),
            ("ui/api/models", "models"), ("ui/api/usage", "admin"))
 
 
@@ -72,6 +73,8 @@ class KeyAuth:
         self.open_prefixes = open_prefixes
 
     def _open(self, scope: Scope) -> bool:
+        if scope["path"] in HEALTH_PATHS and wants_detail(scope.get("query_string", b"")):
+            return False  # the operator's view of /health: an admin key, like /metrics
         return scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS" or bool(
             self.open_prefixes and scope["method"] in ("GET", "HEAD") and scope["path"].startswith(self.open_prefixes))
 
@@ -147,6 +150,8 @@ class KeyAuth:
             record = await anyio.to_thread.run_sync(self.keys.verify, key)
         if record is None:
             raise AuthenticationError("Incorrect, revoked or expired API key. Make one with `cfai keygen`.")
+        # Known from here on, so a refusal below (scope, model, rate) is logged against the key.
+        scope.setdefault("state", {})["cfai_key"] = record
         needed = scope_for(scope["path"])
         if needed is not None and needed not in record.policy.scopes:
             raise PermissionDenied(

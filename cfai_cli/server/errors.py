@@ -1,7 +1,8 @@
 """The proxy's one error boundary: every failure leaves as an OpenAI error body, never HTML or a traceback.
 
-Imports starlette and errors. Handlers cover cfai errors, Starlette's own 404/405, and anything
-unexpected (logged server-side without locals, answered as a generic 500).
+Imports starlette, core and errors. Handlers cover cfai errors, Starlette's own 404/405, and anything
+unexpected (logged server-side without locals, answered as a generic 500). Every configured secret is
+masked in error messages (the app's `scrubber`) and in every log record that reaches a handler.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cfai_cli.core.redact import Scrubber
 from cfai_cli.errors import CfaiError, MethodNotAllowed, NotFound
 from cfai_cli.server.responses import JSONResponse
 
@@ -32,6 +34,9 @@ def error_response(exc: CfaiError) -> JSONResponse:
 
 async def cfai_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CfaiError)
+    scrubber: Scrubber | None = getattr(request.app.state, "scrubber", None)
+    if scrubber:
+        exc.message = scrubber.text(exc.message)
     return error_response(exc)
 
 
@@ -63,33 +68,56 @@ HANDLERS = {CfaiError: cfai_error, HTTPException: http_error, Exception: unexpec
 
 
 class Redact(logging.Filter):
-    """Masks secrets (the Cloudflare token) in log messages and tracebacks before any handler sees them."""
+    """Masks secrets in a log record's message and traceback before a handler writes it."""
 
-    def __init__(self, *secrets: str | None) -> None:
+    def __init__(self, scrubber: Scrubber) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 4]
+        self.scrubber = scrubber
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
+        secrets = self.scrubber.secrets
+        if not secrets:
             return True
         message = record.getMessage()
-        if record.exc_info:
-            message += "\n" + logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
-        elif not any(secret in message for secret in self.secrets):
+        if record.exc_info or record.stack_info:
+            # A traceback may quote a secret too: it becomes part of the (masked) message.
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+            if record.stack_info:
+                message += "\n" + record.stack_info
+            record.exc_info = record.stack_info = None
+        elif not any(secret in message for secret in secrets):
             # Nothing to hide: the record stays as made (uvicorn's access formatter needs its args tuple).
             return True
-        for secret in self.secrets:
-            message = message.replace(secret, "***")
-        record.msg, record.args, record.exc_text = message, (), None
+        record.msg, record.args, record.exc_text = self.scrubber.text(message), (), None
         return True
 
 
-def install_redaction(*secrets: str | None) -> None:
-    redact = Redact(*secrets)
-    # Logger filters see only records made on that very logger, so every logger that logs is named.
-    for name in ("cfai", "cfai.server", "uvicorn", "uvicorn.error", "uvicorn.access"):
+# One filter for the process; its secrets only ever grow (two apps in one process both stay masked).
+_REDACT = Redact(Scrubber())
+_NAMED = ("cfai", "cfai.server", "cfai.router", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def _handlers() -> list[logging.Handler]:
+    found = list(logging.getLogger().handlers)
+    if logging.lastResort is not None:
+        found.append(logging.lastResort)  # where records go when nobody configured logging
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            found += logger.handlers
+    return found
+
+
+def install_redaction(scrubber: Scrubber) -> None:
+    """Mask `scrubber`'s secrets in every log line: on every handler there is now (the root logger's,
+    uvicorn's, Python's last resort), so records of any logger are covered wherever they propagate, and
+    on the named loggers too, for handlers added to them later. Called at app creation and again at
+    start-up, after uvicorn has configured its logging."""
+    _REDACT.scrubber = _REDACT.scrubber.merged(scrubber)
+    for handler in _handlers():
+        if _REDACT not in handler.filters:
+            handler.addFilter(_REDACT)
+    for name in _NAMED:
         logger = logging.getLogger(name)
-        for old in [f for f in logger.filters if isinstance(f, Redact)]:
-            logger.removeFilter(old)
-        logger.addFilter(redact)
+        if _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)

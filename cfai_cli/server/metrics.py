@@ -1,66 +1,152 @@
-"""Prometheus metrics for the proxy: requests, errors, latency histograms, tokens, upstream retries.
+"""Prometheus metrics for the proxy, from `prometheus_client`: requests, errors, latency, tokens, retries.
 
-Imports only the standard library. Counters live in this process (one set per uvicorn worker, as
-Prometheus' multi-process model expects); `render()` writes the text exposition format 0.0.4.
+Imports prometheus_client, starlette (route matching) and core. Every label has a bounded set of values:
+`route` is the template of the matched route (`/v1/models/{model:path}`, or `unmatched`), never the
+path a client sent; `status` is our own status; an error `code` beyond the first `MAX_CODES` seen folds
+into `other`. With `cfai serve --workers N` each worker writes its values to files in a private directory
+(`PROMETHEUS_MULTIPROC_DIR`, made by the parent) and /metrics sums every worker's files.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
+
+from cfai_cli.core.printable import printable
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+UNMATCHED = "unmatched"
+MAX_CODES = 64
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# `*_created` series double the output and mean nothing for a proxy's counters.
+disable_created_metrics()
 
 
-def _labels(**labels: str) -> str:
-    body = ",".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-                    for k, v in labels.items())
-    return "{" + body + "}" if body else ""
+class RouteLabels:
+    """The template of the route a request matches: what Starlette's router recorded, else (for requests
+    refused before routing, e.g. a 401) the same match done here; any other path is `unmatched`."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self._static: dict[str, str] = {}
+        self._dynamic: list[Route] = []
+        for route in routes:
+            if isinstance(route, Route):
+                if route.param_convertors:
+                    self._dynamic.append(route)
+                else:
+                    self._static.setdefault(route.path, route.path)
+
+    def __call__(self, scope: Scope) -> str:
+        path = getattr(scope.get("route"), "path", None)
+        if isinstance(path, str):
+            return path
+        found = self._static.get(scope["path"])
+        if found is not None:
+            return found
+        return next((r.path for r in self._dynamic if r.path_regex.match(scope["path"])), UNMATCHED)
+
+
+class _Bounded:
+    """A label's values as seen, up to `limit` distinct ones; later newcomers share `other`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) >= self.limit:
+            return "other"
+        value = printable(value, 64)
+        self.seen.add(value)
+        return value
 
 
 class Metrics:
-    def __init__(self, retries: Callable[[], int] = lambda: 0) -> None:
-        self.requests: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self.errors: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self.latency_buckets: defaultdict[str, list[int]] = defaultdict(lambda: [0] * len(BUCKETS))
-        self.latency_sum: defaultdict[str, float] = defaultdict(float)
-        self.latency_count: defaultdict[str, int] = defaultdict(int)
-        self.tokens: defaultdict[str, int] = defaultdict(int)
-        self.in_flight = 0
+    def __init__(self, *, retries: Callable[[], int] = lambda: 0, multiprocess_dir: str | None = None) -> None:
         self.retries = retries
+        self.multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.requests = Counter("cfai_requests", "Requests answered by the proxy.", ["route", "status"], registry=r)
+        self.errors = Counter("cfai_errors", "Requests answered with an error, by error code.", ["route", "code"],
+                              registry=r)
+        self.latency = Histogram("cfai_request_duration_seconds", "Time to the end of the answer (streams included).",
+                                 ["route"], buckets=BUCKETS, registry=r)
+        tokens = Counter("cfai_tokens", "Tokens reported in answers.", ["type"], registry=r)
+        self._prompt, self._completion = tokens.labels("prompt"), tokens.labels("completion")
+        self._retries = Counter("cfai_upstream_retries", "Retries of transient Workers AI failures.", registry=r)
+        self._unauthenticated = Counter(
+            "cfai_unauthenticated", "Requests refused for a missing or wrong key (counted here, not in the usage log).",
+            registry=r)
+        self._in_flight = Gauge("cfai_in_flight_requests", "Requests being answered now.", registry=r,
+                                multiprocess_mode="livesum")
+        self.in_flight = 0
+        if multiprocess_dir is None:  # read when scraped: nothing to write per request
+            self._in_flight.set_function(lambda: self.in_flight)
+        self._retries_seen = 0
+        self._codes = _Bounded(MAX_CODES)
+        # Label children by their values: `.labels()` validates and locks on every call; these dicts are
+        # bounded because every label value is.
+        self._request_children: dict[tuple[str, int], Any] = {}
+        self._error_children: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
+
+    def started(self) -> None:
+        self.in_flight += 1
+        if self.multiprocess_dir is not None:
+            self._in_flight.inc()
+
+    def finished(self) -> None:
+        self.in_flight -= 1
+        if self.multiprocess_dir is not None:
+            self._in_flight.dec()
+
+    def unauthenticated(self) -> None:
+        self._unauthenticated.inc()
 
     def observe(self, *, route: str, status: int, seconds: float, error_code: str | None,
                 prompt_tokens: int, completion_tokens: int) -> None:
-        self.requests[(route, str(status))] += 1
+        child = self._request_children.get((route, status))
+        if child is None:
+            child = self._request_children[(route, status)] = self.requests.labels(route, str(status))
+        child.inc()
         if status >= 400:
-            self.errors[(route, error_code or str(status))] += 1
-        for i, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                self.latency_buckets[route][i] += 1
-        self.latency_sum[route] += seconds
-        self.latency_count[route] += 1
-        self.tokens["prompt"] += prompt_tokens
-        self.tokens["completion"] += completion_tokens
+            code = self._codes(error_code or str(status))
+            error = self._error_children.get((route, code))
+            if error is None:
+                error = self._error_children[(route, code)] = self.errors.labels(route, code)
+            error.inc()
+        latency = self._latency_children.get(route)
+        if latency is None:
+            latency = self._latency_children[route] = self.latency.labels(route)
+        latency.observe(seconds)
+        if prompt_tokens:
+            self._prompt.inc(prompt_tokens)
+        if completion_tokens:
+            self._completion.inc(completion_tokens)
+        retries = self.retries()
+        if retries > self._retries_seen:
+            self._retries.inc(retries - self._retries_seen)
+            self._retries_seen = retries
 
-    def render(self) -> str:
-        lines = ["# HELP cfai_requests_total Requests answered by the proxy.", "# TYPE cfai_requests_total counter"]
-        lines += [f"cfai_requests_total{_labels(route=r, status=s)} {n}" for (r, s), n in sorted(self.requests.items())]
-        lines += ["# HELP cfai_errors_total Requests answered with an error, by error code.",
-                  "# TYPE cfai_errors_total counter"]
-        lines += [f"cfai_errors_total{_labels(route=r, code=c)} {n}" for (r, c), n in sorted(self.errors.items())]
-        lines += ["# HELP cfai_request_duration_seconds Time to the end of the answer (streams included).",
-                  "# TYPE cfai_request_duration_seconds histogram"]
-        for route in sorted(self.latency_count):
-            for bound, count in zip(BUCKETS, self.latency_buckets[route], strict=True):
-                lines.append(f"cfai_request_duration_seconds_bucket{_labels(route=route, le=repr(bound))} {count}")
-            total = self.latency_count[route]
-            lines.append(f"cfai_request_duration_seconds_bucket{_labels(route=route, le='+Inf')} {total}")
-            lines.append(f"cfai_request_duration_seconds_sum{_labels(route=route)} {self.latency_sum[route]:.6f}")
-            lines.append(f"cfai_request_duration_seconds_count{_labels(route=route)} {total}")
-        lines += ["# HELP cfai_tokens_total Tokens reported in answers.", "# TYPE cfai_tokens_total counter"]
-        lines += [f"cfai_tokens_total{_labels(type=t)} {self.tokens[t]}" for t in ("prompt", "completion")]
-        lines += ["# HELP cfai_upstream_retries_total Retries of transient Workers AI failures.",
-                  "# TYPE cfai_upstream_retries_total counter", f"cfai_upstream_retries_total {self.retries()}",
-                  "# HELP cfai_in_flight_requests Requests being answered now.", "# TYPE cfai_in_flight_requests gauge",
-                  f"cfai_in_flight_requests {self.in_flight}"]
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The text exposition of this process, or of every worker's files in multi-process mode."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """A worker going away: its in-flight gauge no longer counts (its counters still do)."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)

@@ -1,10 +1,14 @@
 """Watching every request from the outside: usage log rows, metrics, and tokens for per-key TPM limits.
 
-Imports starlette, anyio, store, service (the request record) and server.metrics. Pure ASGI: it makes the
-request's record (service.record), times the request and counts its bytes; what the request really did
-(the model asked for and the one that ran, who answered, the tokens the service saw spent) is read from
-the record at the end, never from the bodies. Rows are queued and written in batches by `UsageRecorder`,
-off the request path, and flushed on shutdown.
+Imports starlette, anyio, store, service (the request record), core and server.metrics. Pure ASGI: it
+makes the request's record (service.record), times the request and counts its bytes; what the request
+really did (the model asked for and the one that ran, who answered, the tokens the service saw spent) is
+read from the record at the end, never from the bodies. Rows are queued and written in batches by
+`UsageRecorder`, off the request path, and flushed on shutdown. With keys required, a request that never
+showed a valid key leaves no row (a stranger must not grow the usage table): a 401 is counted in
+`cfai_unauthenticated_total` instead.
+The last line of defence for secrets is here too: error answers and in-band error events (JSON, SSE) have
+every configured secret masked on their way out, whichever code path put it there.
 `x-cfai-overhead-ms` on each answer is the proxy's own time before the answer starts: the time since the
 request arrived minus the time spent waiting on Workers AI (for a stream, until its first bytes).
 `x-cfai-upstream` and `x-cfai-model` name the target that answered (see upstream.router), and so does
@@ -21,7 +25,8 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfai_cli.core import jsonfast
-from cfai_cli.server.metrics import Metrics
+from cfai_cli.core.redact import Scrubber
+from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
 from cfai_cli.server.routes.common import request_record
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.limits import RateLimiter
@@ -77,12 +82,15 @@ class _Watch:
         self.bytes_out = 0
         self.kind = ""
         self.body = bytearray()
+        self.text = False  # JSON, SSE or plain text: what a secret could be echoed into
 
     def start(self, message: Message) -> None:
         self.status = message["status"]
         for name, value in message.get("headers", []):
             if name == b"content-type":
                 self.kind = value.decode("latin-1")
+        self.text = self.kind.startswith(("application/json", "text/"))
+        self.text = self.kind.startswith(("application/json", "text/"))
 
     def chunk(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -104,12 +112,24 @@ class _Watch:
         return None
 
 
-def route_of(path: str) -> str:
-    """A low-cardinality route label: /v1/chat/completions -> chat/completions; ids are dropped."""
-    parts = [p for p in path.split("/") if p][1 if path.startswith("/v1/") else 0 :]
-    if not parts:
-        return "/"
-    return "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio") else parts[0]
+def route_of(template: str) -> str:
+    """The usage log's route name for a route template: /v1/chat/completions -> chat/completions,
+    /v1/models/{model:path} -> models; a path no route matched is `unmatched`."""
+    name = _ROUTE_NAMES.get(template)
+    if name is None:
+        parts = [p for p in template.split("/") if p][1 if template.startswith("/v1/") else 0 :]
+        if template == UNMATCHED:
+            name = UNMATCHED
+        elif not parts:
+            name = "/"
+        else:
+            name = "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio") else parts[0]
+        if len(_ROUTE_NAMES) < 1024:  # templates are few; the bound is a backstop
+            _ROUTE_NAMES[template] = name
+    return name
+
+
+_ROUTE_NAMES: dict[str, str] = {}
 
 
 # Probes, scrapes and the browser page's static files are not API use.
@@ -117,11 +137,15 @@ _UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/",
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter,
+                 labels: RouteLabels, scrubber: Scrubber | None = None, keys_required: bool = True) -> None:
         self.app = app
         self.recorder = recorder
         self.metrics = metrics
         self.limiter = limiter
+        self.labels = labels
+        self.scrubber = scrubber if scrubber else None
+        self.keys_required = keys_required
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _UNLOGGED:
@@ -147,16 +171,20 @@ class Observe:
                                 (b"x-cfai-model", record.model.encode("ascii", "replace"))]
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
-                watch.chunk(message.get("body", b""))
+                body = message.get("body", b"")
+                if scrubber is not None and watch.text and (watch.status >= 400 or b'"error"' in body):
+                    message["body"] = body = scrubber.data(body)
+                watch.chunk(body)
             await send(message)
 
+        scrubber = self.scrubber
         waited = [0.0]
         token = UPSTREAM_WAIT.set(waited)
-        self.metrics.in_flight += 1
+        self.metrics.started()
         try:
             await self.app(scope, counted_receive, watched_send)
         finally:
-            self.metrics.in_flight -= 1
+            self.metrics.finished()
             UPSTREAM_WAIT.reset(token)
             self._record(scope, record, watch, time.perf_counter() - start)
 
@@ -164,10 +192,16 @@ class Observe:
         """The usage row, metrics and TPM charge, from what the request's record says really happened."""
         error_code = watch.finish()
         prompt, completion = record.prompt_tokens, record.completion_tokens
-        route = route_of(scope["path"])
+        template = self.labels(scope)
         key = scope["state"].get("cfai_key")
-        self.metrics.observe(route=route, status=watch.status, seconds=seconds, error_code=error_code,
+        self.metrics.observe(route=template, status=watch.status, seconds=seconds, error_code=error_code,
                              prompt_tokens=prompt, completion_tokens=completion)
+        if key is None and self.keys_required:
+            # Nobody to attribute it to (a wrong key, no key, an open path): counted, never a row.
+            if watch.status == 401:
+                self.metrics.unauthenticated()
+            return
+        route = route_of(template)
         self.recorder.add(UsageRow(
             ts=time.time(), key_id=key.id if key else None, route=route, model=record.asked,
             upstream_model=record.model, status=watch.status, prompt_tokens=prompt, completion_tokens=completion,

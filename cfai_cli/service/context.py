@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import DEFAULT_UPSTREAM
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings
@@ -51,6 +52,16 @@ class Context:
 
     def for_request(self, record: RequestRecord) -> Context:
         return replace(self, record=record, workers=self.workers.for_caller(record))
+
+
+def scrubber_for(settings: Settings) -> Scrubber:
+    """Every secret the settings hold: the Cloudflare token and account id, each [upstreams.*] key (every
+    token of a rotation list) and account id. None of them may reach a client, /health or the log."""
+    values: list[str | None] = [settings.api_token, settings.account_id]
+    for upstream in settings.routing.upstreams:
+        values.append(upstream.account_id)
+        values += [cred.value for cred in upstream.credentials]
+    return Scrubber(values)
 
 
 def offline_transport() -> httpx.AsyncBaseTransport:
@@ -115,7 +126,7 @@ async def open_context(
     if settings.offline and transport is None:
         transport = offline_transport()
     router = Router(settings.routing, build_lanes(settings, transport), aliases=settings.aliases,
-                    vision_aliases=settings.vision_aliases)
+                    vision_aliases=settings.vision_aliases, scrubber=scrubber_for(settings))
     workers = WorkersPool(router)
     images = ImageFetcher(allow_private=settings.allow_private_fetch, transport=image_transport)
     ctx = Context(settings=settings, workers=workers, images=images, router=router)
@@ -125,7 +136,13 @@ async def open_context(
 
         return await suggest_models(ctx, model_id)
 
+    def catalogue_ids() -> frozenset[str]:
+        from cfai_cli.service.models import cached_ids
+
+        return cached_ids(ctx)
+
     workers.suggest = suggest
+    router.catalogue = catalogue_ids
     try:
         yield ctx
     finally:

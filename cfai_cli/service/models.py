@@ -108,6 +108,18 @@ async def catalogue(ctx: Context, *, task: str | None = None, search: str | None
     return list(models)
 
 
+def cached_ids(ctx: Context) -> frozenset[str]:
+    """The ids of the full catalogue if it was fetched (never fetches): for the router's "known model" test."""
+    cached = ctx.cache.get("models::")
+    if cached is None:
+        return frozenset()
+    ids = ctx.cache.get("models::ids")
+    if ids is None or ids[0] is not cached:
+        ids = ctx.cache["models::ids"] = (cached, frozenset(m.id for m in cached[1]))
+    found: frozenset[str] = ids[1]
+    return found
+
+
 def openai_model(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
 

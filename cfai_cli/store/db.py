@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from cfai_cli.errors import ConfigError
 
 _READY: set[tuple[Path, str]] = set()
+_SETUP = threading.Lock()  # threads of one process (a request, the retention pass) set a schema up once
 
 
 @contextmanager
@@ -31,11 +33,13 @@ def connect(path: Path, schema: str, *, immediate: bool = False,
         with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as conn:
             conn.execute("PRAGMA busy_timeout = 30000")
             if (path, schema) not in _READY:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.executescript(schema)
-                if migrate is not None:
-                    migrate(conn)
-                _READY.add((path, schema))
+                with _SETUP:
+                    if (path, schema) not in _READY:
+                        conn.execute("PRAGMA journal_mode = WAL")
+                        conn.executescript(schema)
+                        if migrate is not None:
+                            migrate(conn)
+                        _READY.add((path, schema))
             conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
                 yield conn
@@ -52,4 +56,8 @@ def add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -
     have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
     for name, kind in columns.items():
         if name not in have:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it in the meantime
+                if "duplicate column" not in str(exc):
+                    raise

@@ -1,7 +1,8 @@
 """Stored Responses: each response's JSON and its input items, in the same SQLite file as the keys.
 
 Imports stdlib and store.db. `previous_response_id` rebuilds a conversation by walking the chain of
-stored responses (their input items, then their output). The CLI's `--continue` remembers the last
+stored responses (their input items, then their output). Responses are kept `responses_retention_days`
+(store.retention deletes older ones). The CLI's `--continue` remembers the last
 response id per data directory in the small `cli_state` table.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 from cfai_cli.core.caps import check_chain
 from cfai_cli.store.db import add_columns, connect
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     id TEXT PRIMARY KEY,
     created_at INTEGER NOT NULL,
@@ -24,13 +25,14 @@ CREATE TABLE IF NOT EXISTS responses (
     input_items TEXT NOT NULL,
     response TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS responses_created ON responses (created_at);
 CREATE TABLE IF NOT EXISTS cli_state (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
 """
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: sqlite3.Connection) -> None:
     # Responses belong to the API key that created them (NULL: the CLI, or a server without auth).
     add_columns(conn, "responses", {"owner": "TEXT"})
 
@@ -45,7 +47,7 @@ class ResponseStore:
         self.path = path
 
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, _SCHEMA, immediate=True, migrate=_migrate)
+        return connect(self.path, SCHEMA, immediate=True, migrate=migrate)
 
     def save(self, response: Json, input_items: list[Json], *, owner: str | None = None) -> None:
         with self._connect() as conn:

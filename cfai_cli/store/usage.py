@@ -1,7 +1,9 @@
 """The usage log: one row per proxied request (never the key itself, only its id), and its summaries.
 
-Imports stdlib and store.db. Rows are written in batches by the server's recorder, off the request path;
-`summarise` groups them for `cfai usage` with counts, tokens, errors and latency percentiles.
+Imports stdlib, core and store.db. Rows are written in batches by the server's recorder, off the request
+path; `summarise` groups them for `cfai usage` with counts, tokens, errors and latency percentiles. The
+strings a client or an upstream chose (model names, error codes) are stored without control characters
+or terminal escapes, and bounded in length (core.printable). store.retention deletes old rows.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 
+from cfai_cli.core.printable import printable, printable_or_none
 from cfai_cli.store.db import add_columns, connect
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage_log (
     ts REAL NOT NULL,
     key_id TEXT,
@@ -82,7 +85,19 @@ _INSERT_HEAD = "INSERT INTO usage_log VALUES "
 _ROW_PLACES = "(" + ",".join("?" * _WIDTH) + ")"
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def clean_row(row: UsageRow) -> UsageRow:
+    """`row` with its client-chosen strings made safe to store and print (the same row if they were)."""
+    route = printable(row.route)
+    optional = (row.model, row.upstream_model, row.error_code, row.upstream)
+    cleaned = tuple(map(printable_or_none, optional))
+    if route == row.route and cleaned == optional:
+        return row
+    model, upstream_model, error_code, upstream = cleaned
+    return replace(row, route=route, model=model, upstream_model=upstream_model, error_code=error_code,
+                   upstream=upstream)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
     add_columns(conn, "usage_log", {"upstream": "TEXT"})  # a log from before routing keeps its rows
 
 
@@ -91,7 +106,7 @@ class UsageLog:
         self.path = path
 
     def _db(self, *, write: bool = False) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, _SCHEMA, immediate=write, migrate=_migrate)
+        return connect(self.path, SCHEMA, immediate=write, migrate=migrate)
 
     def write(self, rows: Sequence[UsageRow]) -> None:
         """Insert `rows` in one transaction, up to 500 rows per statement.
@@ -102,6 +117,7 @@ class UsageLog:
         """
         if not rows:
             return
+        rows = [clean_row(row) for row in rows]
         with self._db(write=True) as conn:
             per_statement = max(1, min(500, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH))
             for start in range(0, len(rows), per_statement):

@@ -6,7 +6,9 @@ tries the (target, lane) candidates of a chain in order, skipping resting ones; 
 target's policy names rests that lane (for that model, or for the whole lane when it is a quota or a
 bad key) and moves on; any other failure (the client's own 4xx) is raised at once. With a `Caller` (the
 request's record), only targets its key may use are tried, the calls are charged to it, and it is told
-who answered, for the proxy's headers and usage log.
+who answered, for the proxy's headers and usage log. Every failure's text has the configured secrets
+masked (an upstream may echo its token or account id) before it is kept, logged or raised; only models the
+router knows (configured, in the catalogue, or answered lately) are ever rested by name.
 
 `WorkersPool` offers the calls of `WorkersAIClient` over every Cloudflare account in order, so
 embeddings, images, audio and the model list fail over between accounts without knowing about routes.
@@ -15,22 +17,25 @@ embeddings, images, audio and the model list fail over between accounts without 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from cfai_cli.core.catalog import resolve_model
+from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import Cooldowns, RoutingConfig, Target, failure_kind
-from cfai_cli.errors import CfaiError, UpstreamError
+from cfai_cli.errors import CfaiError, InvalidRequest, UpstreamError
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
 from cfai_cli.upstream.workers import NO_RETRY, RawAnswer, UpstreamStream, WorkersAIClient
 
 T = TypeVar("T")
 log = logging.getLogger("cfai.router")
 
+ANSWERED_MODELS = 1024  # models remembered as real because they answered (oldest forgotten first)
 
 
 class Caller(Protocol):
@@ -76,13 +81,19 @@ def _iso(ts: float) -> str:
 
 class Router:
     def __init__(self, config: RoutingConfig, lanes: list[Lane], *, aliases: Mapping[str, str],
-                 vision_aliases: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
+                 vision_aliases: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
+                 scrubber: Scrubber | None = None) -> None:
         self.config = config
         self.lanes = lanes
         self.aliases = aliases
         self.vision_aliases: Mapping[str, str] = vision_aliases or {}
         self.clock = clock
+        self.scrubber = scrubber if scrubber is not None else Scrubber()
         self.cooldowns = Cooldowns()
+        # The model ids of the catalogue when the service has it (set by the service layer), for `known`.
+        self.catalogue: Callable[[], Collection[str]] | None = None
+        self._configured = self._configured_models()
+        self._answered: dict[str, None] = {}
         self._by_upstream: dict[str, list[Lane]] = {}
         for lane in lanes:
             self._by_upstream.setdefault(lane.upstream, []).append(lane)
@@ -113,6 +124,29 @@ class Router:
             else:
                 targets.append(link)
         return route, targets
+
+    def _configured_models(self) -> frozenset[str]:
+        names = set(self.aliases.values()) | set(self.vision_aliases.values())
+        for chain in self.config.routes.values():
+            for link in chain:
+                names.add(link if isinstance(link, str) else link.model)
+        resolved = set()
+        for name in names:
+            with contextlib.suppress(InvalidRequest):  # not for a pass-through provider's own model names
+                resolved.add(resolve_model(name, self.aliases))
+        return frozenset(names | resolved)
+
+    def known(self, model: str) -> bool:
+        """A model a failure may rest by name: configured, answered lately, or in the catalogue."""
+        if model in self._configured or model in self._answered:
+            return True
+        return self.catalogue is not None and model in self.catalogue()
+
+    def _answered_by(self, model: str) -> None:
+        if model not in self._answered and model not in self._configured:
+            if len(self._answered) >= ANSWERED_MODELS:
+                del self._answered[next(iter(self._answered))]
+            self._answered[model] = None
 
     def resolve(self, name: str, *, vision: bool = False) -> str:
         """The model a name stands for, as shown in answers: a route's own name, else the Workers AI id."""
@@ -174,11 +208,17 @@ class Router:
             try:
                 result = await attempt(target, lane)
             except CfaiError as exc:
+                if self.scrubber:
+                    exc.message = self.scrubber.text(exc.message)
                 kind = failure_kind(exc)
                 kinds, cooldown = self.config.policy(target.upstream)
                 if kind is None or kind not in kinds:
                     raise
-                self.cooldowns.failed(lane.label, target.model, kind, exc, cooldown=cooldown, now=self.clock())
+                if kind == "not_found":  # the name, not the lane: nothing to note, nothing rests
+                    last = exc
+                    continue
+                self.cooldowns.failed(lane.label, target.model, kind, exc, cooldown=cooldown, now=self.clock(),
+                                      known=self.known(target.model))
                 if more:
                     log.warning("%s failed on %s (%s): %s; trying the next target", target.model, lane.label, kind,
                                 exc.message)
@@ -187,6 +227,7 @@ class Router:
             finally:
                 NO_RETRY.reset(token)
             self.cooldowns.succeeded(lane.label, target.model)
+            self._answered_by(target.model)
             if caller is not None:
                 caller.served(lane.label, target.model)
             return result
@@ -195,7 +236,7 @@ class Router:
 
     # ---- what it looks like ------------------------------------------------------------------------
 
-    def _lane_view(self, lane: Lane, model: str | None = None) -> dict[str, Any]:
+    def _lane_view(self, lane: Lane, model: str | None = None, *, detail: bool = True) -> dict[str, Any]:
         now = self.clock()
         state = self.cooldowns.state(lane.label)
         state.prune(now)
@@ -206,36 +247,40 @@ class Router:
             resting = dict(state.resting)
         view: dict[str, Any] = {"state": "unavailable" if lane.unavailable else
                                 ("cooling_down" if resting else "ok")}
+        if not detail:
+            return view
         if lane.unavailable:
             view["reason"] = lane.unavailable
         if resting:
             view["cooling_down_until"] = {m if m != "*" else "all models": _iso(t) for m, t in resting.items()}
         view.update(served=state.served, failures=state.failures)
         if state.last_error:
-            view["last_error"] = {"kind": state.last_kind, "message": state.last_error,
+            view["last_error"] = {"kind": state.last_kind, "message": self.scrubber.text(state.last_error),
                                   "at": _iso(state.last_failure_at or now)}
         return view
 
-    def health(self) -> list[dict[str, Any]]:
-        """Each upstream and each of its keys: ok, cooling down until when, last error; no secrets."""
+    def health(self, *, detail: bool = False) -> list[dict[str, Any]]:
+        """Each upstream's name and state (ok, cooling_down, unavailable); with `detail` (admins), its type
+        and each key's rests, counters and last error (secrets masked)."""
         out = []
         for name, group in self._by_upstream.items():
-            keys = [{"key": i + 1, **self._lane_view(lane)} for i, lane in enumerate(group)]
+            keys = [{"key": i + 1, **self._lane_view(lane, detail=detail)} for i, lane in enumerate(group)]
             states = {k["state"] for k in keys}
             state = "ok" if "ok" in states else ("cooling_down" if "cooling_down" in states else "unavailable")
-            out.append({"name": name, "type": group[0].kind, "state": state, "keys": keys})
+            out.append({"name": name, "type": group[0].kind, "state": state, "keys": keys} if detail
+                       else {"name": name, "state": state})
         return out
 
-    def describe(self, name: str, *, vision: bool = False) -> dict[str, Any]:
+    def describe(self, name: str, *, vision: bool = False, detail: bool = True) -> dict[str, Any]:
         """The chain `name` resolves to (for a request with images when `vision`), each target with its
-        keys' state (for /v1/route-check)."""
+        keys' state (for /v1/route-check); `detail` (admins) adds each key's rest, counters and last error."""
         route, targets = self.chain(name, vision=vision)
         links = []
         for target in targets:
             group = self._by_upstream.get(target.upstream, [])
             links.append({"upstream": target.upstream, "model": target.model,
                           "type": group[0].kind if group else "unknown",
-                          "keys": [{"key": i + 1, **self._lane_view(lane, target.model)}
+                          "keys": [{"key": i + 1, **self._lane_view(lane, target.model, detail=detail)}
                                    for i, lane in enumerate(group)]})
         return {"object": "route", "model": name, "route": route, "targets": links}
 

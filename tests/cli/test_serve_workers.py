@@ -1,4 +1,5 @@
-"""`cfai serve --workers N`: several processes answer on one port, and the settings file they share is removed."""
+"""`cfai serve --workers N`: several processes answer on one port, /metrics counts all of them, and the
+settings file and metrics directory they share are private and removed when the server stops."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import free_port, wait_for_health
 
@@ -31,6 +35,22 @@ def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
             with urllib.request.urlopen(request, timeout=10) as response:
                 assert json.loads(response.read())["object"] == "chat.completion"
                 assert float(response.headers["x-cfai-overhead-ms"]) >= 0
+        # Requests in parallel (so both workers take some, usually); every scrape, whichever worker takes it,
+        # counts every worker's requests, from files in a directory only this user can enter.
+        (metrics_dir,) = cfai_home.glob(".metrics-*")
+        assert metrics_dir.stat().st_mode & 0o077 == 0
+
+        def ask(_: int) -> int:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            assert set(pool.map(ask, range(36))) == {200}
+        for _ in range(6):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+                families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+            counts = {s.labels["route"]: s.value for s in families["cfai_requests"].samples}
+            assert counts == {"/v1/chat/completions": 40}
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -41,3 +61,4 @@ def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
     assert proc.returncode == 0, err
     assert err.count("Started server process") == 2
     assert list(cfai_home.rglob(".serve-*.state")) == []
+    assert list(cfai_home.glob(".metrics-*")) == []

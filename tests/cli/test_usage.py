@@ -57,3 +57,37 @@ def test_usage_by_upstream_and_an_old_log_without_that_column(cli: Invoke) -> No
     UsageLog(database).write([replace(row(key="k", model="m", status=200, latency=1.0), upstream=u) for u in upstreams])
     by_upstream = {r["group"]: r["requests"] for r in json.loads(cli("usage", "--by", "upstream", "--json").stdout)}
     assert by_upstream == {"(none)": 1, "groq": 1, "backup#2": 2}  # the old row kept, its upstream unknown
+
+
+def test_prune_now(cli: Invoke) -> None:
+    from cfai_cli.store.responses import ResponseStore
+
+    database = load_settings().database
+    UsageLog(database).write([row(key="k", model="m", status=200, latency=1.0, age=days * 86400)
+                              for days in (100, 40, 5, 1)])
+    store = ResponseStore(database)
+    for rid, days in (("resp_old", 31), ("resp_new", 1)):
+        store.save({"id": rid, "created_at": int(time.time() - days * 86400), "output": []}, [])
+    pruned = cli("usage", "--prune", "--json")  # the limits from the settings: 90 and 30 days
+    assert pruned.exit_code == 0 and json.loads(pruned.stdout) == {"usage_rows": 1, "responses": 1}
+    older = cli("usage", "--prune", "--older-than", "3d")
+    assert older.exit_code == 0 and older.stdout == "deleted 2 usage rows and 0 stored responses\n"
+    assert len(UsageLog(database).rows(since=0)) == 1 and store.get("resp_new") is not None
+    set_days = cli("usage", "--prune", "--json", env={"CFAI_USAGE_RETENTION_DAYS": "0"})  # 0: no time limit
+    assert json.loads(set_days.stdout) == {"usage_rows": 0, "responses": 0}
+    assert cli("usage", "--older-than", "3d").exit_code == 2  # only with --prune
+    assert cli("usage", "--prune", "--older-than", "soon").exit_code == 2
+
+
+def test_names_are_printed_without_terminal_escapes(cli: Invoke) -> None:
+    import sqlite3
+
+    database = load_settings().database
+    UsageLog(database).write([row(key="k", model="m", status=200, latency=1.0)])  # creates the table
+    with sqlite3.connect(database) as conn:  # a row a cfai from before the cleaning stored as it came
+        conn.execute("INSERT INTO usage_log VALUES (?, 'k', 'chat/completions', 'x', ?, 200, 1, 1, 5.0, 1, 1, NULL, "
+                     "NULL)", (time.time() - 60, "\x1b]0;pwned\x07evil\x1b[2J\u202emodel\x9b"))
+    for args in (("usage",), ("usage", "--json")):
+        out = cli(*args).stdout
+        assert "evilmodel" in out
+        assert not any(c in out for c in ("\x1b", "\x07", "\u202e", "\x9b"))

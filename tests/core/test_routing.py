@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cfai_cli.core.routing import (
+    MAX_RESTING,
     Cooldowns,
     Credential,
     Target,
@@ -174,3 +175,24 @@ def test_zero_cooldown_means_no_rest() -> None:
     cool.failed("a", "m", "server", UpstreamError("x"), cooldown=0, now=100)
     assert cool.order([("a", "m"), ("b", "m")], 100) == [0, 1]
     assert cool.state("a").last_kind == "server"
+
+
+def test_only_known_models_rest_and_no_such_model_rests_nothing() -> None:
+    cool = Cooldowns()
+    cool.failed("a", "@cf/x/garbage-1", "server", UpstreamError("x"), cooldown=30, now=100, known=False)
+    cool.failed("a", "@cf/x/garbage-2", "not_found", ModelNotFound("no such model"), cooldown=30, now=100)
+    assert cool.state("a").resting == {}
+    assert cool.state("a").failures == 2  # still counted against the lane
+    cool.failed("a", "@cf/x/garbage-3", "quota", QuotaExceeded("x"), cooldown=30, now=100, known=False)
+    assert cool.state("a").resting == {"*": 130}  # a lane-wide failure rests the lane, whatever the model
+    cool.failed("b", "m", "server", UpstreamError("x"), cooldown=30, now=100)
+    assert cool.state("b").resting == {"m": 130}
+
+
+def test_the_resting_table_is_capped() -> None:
+    cool = Cooldowns()
+    for i in range(MAX_RESTING + 50):
+        cool.failed("a", f"m{i}", "server", UpstreamError("x"), cooldown=30 + i, now=100)
+    resting = cool.state("a").resting
+    assert len(resting) == MAX_RESTING
+    assert "m0" not in resting and f"m{MAX_RESTING + 49}" in resting  # the rests ending soonest gave way

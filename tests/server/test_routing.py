@@ -20,7 +20,7 @@ import pytest
 
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings, load_settings
-from cfai_cli.store.keys import KeyStore
+from cfai_cli.store.keys import SCOPES, KeyPolicy, KeyStore
 from cfai_cli.store.usage import UsageLog
 from tests.fake_upstreams import FakeUpstreams, openai_chunks, openai_completion
 from tests.fake_workers import error_envelope, fixed, native_text, native_tool_call, sse, sse_response
@@ -95,7 +95,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def proxy(settings: Settings, up: FakeUpstreams, clock: Clock) -> Callable[..., Any]:
-    key, _ = KeyStore(settings.database).create("tests")
+    key, _ = KeyStore(settings.database).create("tests", KeyPolicy(scopes=frozenset(SCOPES)))  # admin: /health detail
 
     @asynccontextmanager
     async def open_client(*, auth: bool = True) -> AsyncIterator[httpx.AsyncClient]:
@@ -199,7 +199,7 @@ async def test_client_errors_are_not_failed_over(proxy, up: FakeUpstreams, statu
     up.account(MAIN).models[MODEL] = fixed(status, error_envelope(code, "Bad input: 'messages' is wrong"))
     async with proxy() as client:
         response = await client.post("/v1/chat/completions", json=chat())
-        health = (await client.get("/health")).json()
+        health = (await client.get("/health?detail=1")).json()
     assert response.status_code == status
     assert up.who() == [f"{MAIN}/cf-main-token-value"]
     main = next(u for u in health["upstreams"] if u["name"] == "cloudflare")
@@ -237,7 +237,7 @@ async def test_a_failing_account_cools_down_and_recovers(proxy, up: FakeUpstream
         clock.now += 29
         assert text_of(await client.post("/v1/chat/completions", json=chat())) == f"hello from {BACKUP}"
         assert up.who() == [f"{BACKUP}/backup-token-one"]  # the resting account was not even tried
-        health = (await client.get("/health")).json()
+        health = (await client.get("/health?detail=1")).json()
         main = next(u for u in health["upstreams"] if u["name"] == "cloudflare")
         assert main["state"] == "cooling_down"
         assert MODEL in main["keys"][0]["cooling_down_until"]
@@ -247,7 +247,7 @@ async def test_a_failing_account_cools_down_and_recovers(proxy, up: FakeUpstream
         response = await client.post("/v1/chat/completions", json=chat())
         assert text_of(response) == f"hello from {MAIN}"
         assert response.headers["x-cfai-upstream"] == "cloudflare"
-        health = (await client.get("/health")).json()
+        health = (await client.get("/health?detail=1")).json()
     assert next(u for u in health["upstreams"] if u["name"] == "cloudflare")["state"] == "ok"
 
 
@@ -440,7 +440,7 @@ async def test_an_upstream_without_its_key_is_skipped_and_said_so(proxy, up: Fak
     up.account(MAIN).models[MODEL] = FAILURES["server"]
     async with proxy() as client:
         response = await client.post("/v1/chat/completions", json=chat("strict"))
-        health = (await client.get("/health")).json()
+        health = (await client.get("/health?detail=1")).json()
     assert response.status_code == 502  # the only other target has no key: the main failure is the answer
     spare = next(u for u in health["upstreams"] if u["name"] == "spare")
     assert spare["state"] == "unavailable"
@@ -454,7 +454,12 @@ async def test_health_lists_each_upstream_and_key_without_secrets(proxy, up: Fak
     up.account(MAIN).models[MODEL] = FAILURES["bad_token"]
     async with proxy() as client:
         await client.post("/v1/chat/completions", json=chat())
-        response = await client.get("/health", headers={"Authorization": ""})
+        short = await client.get("/health", headers={"Authorization": ""})
+        response = await client.get("/health?detail=1")
+    assert short.status_code == 200
+    assert short.json() == {"status": "ok", "upstreams": [
+        {"name": "cloudflare", "state": "cooling_down"}, {"name": "backup", "state": "ok"},
+        {"name": "groq", "state": "ok"}, {"name": "spare", "state": "unavailable"}]}
     assert response.status_code == 200
     body = response.json()
     assert [(u["name"], u["type"], len(u["keys"])) for u in body["upstreams"]] == [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from cfai_cli.server.routes import audio as audio_routes
-from cfai_cli.server.routes import chat, models
+from cfai_cli.server.routes import chat, health, models
 from cfai_cli.server.routes import completions as completions_routes
 from cfai_cli.server.routes import embeddings as embeddings_routes
 from cfai_cli.server.routes import images as images_routes
@@ -24,7 +24,7 @@ def routes() -> list[Route]:
     table += audio_routes.ROUTES
     table += tokenize_routes.ROUTES
     table += openapi_routes.ROUTES
-    out = [Route("/health", models.health, methods=["GET"])]
+    out = [Route("/health", health.health, methods=["GET"])]
     for path, endpoint, methods in table:
         out.append(Route("/v1" + path, endpoint, methods=methods))
         out.append(Route(path, endpoint, methods=methods))

@@ -1,4 +1,4 @@
-"""GET /v1/models, GET /v1/models/{id}, GET /v1/route-check and the open GET /health.
+"""GET /v1/models, GET /v1/models/{id} and GET /v1/route-check (GET /health is in routes.health).
 
 Imports starlette, service.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cfai_cli import __version__
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
@@ -24,24 +23,20 @@ async def retrieve_model(request: Request) -> Response:
     return JSONResponse(await retrieve_openai_model(request.app.state.ctx, name), headers=API_HEADERS)
 
 
-async def health(request: Request) -> Response:
-    """Open to all (load balancers, probes): the proxy's state and each upstream's, never a secret."""
-    body = {"status": "ok", "version": __version__, "offline": request.app.state.offline}
-    ctx = getattr(request.app.state, "ctx", None)
-    if ctx is not None:
-        body["upstreams"] = ctx.router.health()
-    return JSONResponse(body, headers=API_HEADERS)
-
-
 async def route_check(request: Request) -> Response:
-    """The chain of targets a model name resolves to, each with its keys' state (a key with `models` scope);
-    `vision=true`: the chain a request with images gets (vision aliases applied)."""
+    """The chain of targets a model name resolves to, each with its keys' state (a key with `models` scope;
+    each key's rests, counters and last error only for an `admin` key); `vision=true`: the chain a request
+    with images gets (vision aliases applied)."""
     name = request.query_params.get("model", "")
     if not name.strip():
         raise InvalidRequest("Pass the model name to check: /v1/route-check?model=NAME.", param="model",
                              code="missing_required_parameter")
     vision = request.query_params.get("vision", "").lower() in ("1", "true", "yes")
-    return JSONResponse(request.app.state.ctx.router.describe(name, vision=vision), headers=API_HEADERS)
+    key = request.scope.get("state", {}).get("cfai_key")
+    # Rests, counters and upstream error texts are the operator's (as on /health?detail=1): admin keys only.
+    detail = not request.app.state.keys_required or (key is not None and "admin" in key.policy.scopes)
+    return JSONResponse(request.app.state.ctx.router.describe(name, vision=vision, detail=detail),
+                        headers=API_HEADERS)
 
 
 ROUTES = [

@@ -1,0 +1,54 @@
+"""Retention in a running proxy: old usage rows and stored responses deleted at start-up, then hourly.
+
+Imports anyio, settings and store. Each pass runs in a worker thread (never on the event loop) and
+deletes at most `store.retention.PASS_BUDGET` rows, in short transactions; what is left over goes at the
+next pass. A failing pass is logged and the proxy goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import anyio
+
+from cfai_cli.settings import Settings
+from cfai_cli.store.retention import Pruned, prune, retention_of
+
+log = logging.getLogger("cfai.server")
+INTERVAL = 3600.0
+
+
+class Housekeeping:
+    def __init__(self, settings: Settings, *, interval: float = INTERVAL) -> None:
+        self.database = settings.database
+        self.retention = retention_of(settings)
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self.last: Pruned | None = None
+
+    async def run_once(self) -> Pruned:
+        try:
+            pruned = await anyio.to_thread.run_sync(
+                lambda: prune(self.database, self.retention, now=time.time()))
+        except Exception as exc:  # a locked or broken database must not take the proxy down
+            log.error("retention pass failed: %s", exc)
+            return Pruned()
+        if pruned.usage_rows or pruned.responses:
+            log.info("retention: deleted %d usage rows and %d stored responses", pruned.usage_rows, pruned.responses)
+        self.last = pruned
+        return pruned
+
+    async def _loop(self) -> None:
+        while True:
+            await self.run_once()
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

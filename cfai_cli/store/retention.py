@@ -1,0 +1,99 @@
+"""Retention: usage rows and stored responses older than their limit are deleted, and each table is capped.
+
+Imports stdlib, settings and store.db. Work is done in small batches, each its own short write transaction, so a
+prune never holds the database lock for long (the proxy's usage writer and the key cache keep going);
+`budget` bounds the rows one pass may delete (the server's hourly pass), None deletes everything due
+(`cfai usage --prune`). The row caps bound each table whatever the time limits say (0 = no time limit).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cfai_cli.settings import Settings
+from cfai_cli.store import responses as responses_store
+from cfai_cli.store import usage as usage_store
+from cfai_cli.store.db import connect
+
+DAY = 86400.0
+BATCH = 5_000  # rows per delete statement and transaction
+PASS_BUDGET = 100_000  # rows one background pass deletes at most; the rest waits for the next pass
+USAGE_MAX_ROWS = 1_000_000  # ~150 MB of usage log
+RESPONSES_MAX_ROWS = 100_000  # stored responses hold whole conversations: fewer of them
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    usage_days: float = 90  # 0: no time limit (the row cap still holds)
+    responses_days: float = 30
+    usage_max_rows: int = USAGE_MAX_ROWS
+    responses_max_rows: int = RESPONSES_MAX_ROWS
+
+
+def retention_of(settings: Settings) -> Retention:
+    return Retention(usage_days=settings.usage_retention_days, responses_days=settings.responses_retention_days)
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    usage_rows: int = 0
+    responses: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    name: str
+    time_column: str
+    schema: str
+    migrate: Callable[[sqlite3.Connection], None] | None
+
+
+_USAGE = _Table("usage_log", "ts", usage_store.SCHEMA, usage_store.migrate)
+_RESPONSES = _Table("responses", "created_at", responses_store.SCHEMA, responses_store.migrate)
+
+
+def _delete(path: Path, table: _Table, where: str, args: tuple[float, ...], order: str, want: int | None) -> int:
+    """Delete up to `want` rows (None: all) matching `where`, oldest first, a batch per transaction."""
+    done = 0
+    while want is None or done < want:
+        size = BATCH if want is None else min(BATCH, want - done)
+        with connect(path, table.schema, immediate=True, migrate=table.migrate) as conn:
+            cur = conn.execute(f"DELETE FROM {table.name} WHERE rowid IN (SELECT rowid FROM {table.name} "
+                               f"WHERE {where} {order} LIMIT ?)", (*args, size))
+        done += cur.rowcount
+        if cur.rowcount < size:
+            break
+    return done
+
+
+def _prune_table(path: Path, table: _Table, *, before: float | None, max_rows: int, budget: int | None) -> int:
+    deleted = 0
+    if before is not None:
+        deleted = _delete(path, table, f"{table.time_column} < ?", (before,), "", budget)
+    left = None if budget is None else budget - deleted
+    if left is not None and left <= 0:
+        return deleted
+    with connect(path, table.schema, migrate=table.migrate) as conn:
+        count = int(conn.execute(f"SELECT COUNT(*) FROM {table.name}").fetchone()[0])
+    over = count - max_rows
+    if over > 0:
+        want = over if left is None else min(over, left)
+        deleted += _delete(path, table, "1", (), f"ORDER BY {table.time_column}", want)
+    return deleted
+
+
+def prune(path: Path, retention: Retention, *, now: float, budget: int | None = PASS_BUDGET,
+          usage_before: float | None = None) -> Pruned:
+    """Delete what `retention` says is due (`usage_before` overrides the usage log's time limit)."""
+    if not path.exists():
+        return Pruned()
+    if usage_before is None and retention.usage_days > 0:
+        usage_before = now - retention.usage_days * DAY
+    responses_before = now - retention.responses_days * DAY if retention.responses_days > 0 else None
+    usage = _prune_table(path, _USAGE, before=usage_before, max_rows=retention.usage_max_rows, budget=budget)
+    stored = _prune_table(path, _RESPONSES, before=responses_before, max_rows=retention.responses_max_rows,
+                          budget=budget)
+    return Pruned(usage_rows=usage, responses=stored)
