@@ -165,7 +165,8 @@ def failing_everywhere(fake: FakeWorkers) -> httpx.MockTransport:
 async def test_a_flood_of_made_up_models_leaves_no_cooldown_entries(settings: Settings) -> None:
     user, admin = key(settings), key(settings, *SCOPES)
     fake = FakeWorkers(catalogue=[*CATALOGUE, {"name": LISTED, "task": {"name": "Text Generation"}}])
-    async with running(replace(settings, max_retries=0, max_in_flight_per_key=1000), failing_everywhere(fake)) as (app, client):
+    flooding = replace(settings, max_retries=0, max_in_flight_per_key=1000)  # one key sends all 200 at once
+    async with running(flooding, failing_everywhere(fake)) as (app, client):
         answers = await asyncio.gather(*(client.post(
             "/v1/chat/completions", json={**CHAT, "model": f"@cf/x/garbage-{i}"}, headers=user) for i in range(200)))
         assert {a.status_code for a in answers} == {502}
