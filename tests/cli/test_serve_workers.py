@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import sys
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -46,11 +47,18 @@ def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             assert set(pool.map(ask, range(36))) == {200}
-        for _ in range(6):
+        def scrape() -> dict[str, float]:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
                 families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
-            counts = {s.labels["route"]: s.value for s in families["cfai_requests"].samples}
-            assert counts == {"/v1/chat/completions": 40}
+            return {s.labels["route"]: s.value for s in families["cfai_requests"].samples}
+
+        # A request is counted just after its last byte is sent, so the client may be a moment ahead of the
+        # count; wait (bounded) until the last one lands, then every scrape must agree.
+        deadline = time.monotonic() + 5
+        while scrape() != {"/v1/chat/completions": 40} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(6):
+            assert scrape() == {"/v1/chat/completions": 40}
     finally:
         proc.send_signal(signal.SIGINT)
         try:
