@@ -23,8 +23,10 @@ from starlette.types import ASGIApp
 
 from cfai_cli.errors import ConfigError
 from cfai_cli.server.auth import KeyAuth
+from cfai_cli.server.body import BodyGuard
 from cfai_cli.server.errors import HANDLERS, install_redaction
 from cfai_cli.server.guards import ConcurrencyCap, SecurityHeaders
+from cfai_cli.server.loopback import LoopbackOnly
 from cfai_cli.server.metrics import Metrics
 from cfai_cli.server.observe import Observe, UsageRecorder
 from cfai_cli.server.routes import routes
@@ -71,8 +73,9 @@ def create_app(
 ) -> Starlette:
     """The proxy app; `transport` replaces the network to Workers AI (tests and --offline use it).
 
-    Middleware, outermost first: CORS (only when origins are configured), security headers, usage and
-    metrics, the concurrency cap, then key authentication with scopes, model patterns and rate limits.
+    Middleware, outermost first: the body deadline and drain, CORS (only when origins are configured),
+    security headers, the loopback guard (only without auth), usage and metrics, the concurrency cap, then
+    key authentication with scopes, model patterns and rate limits.
     """
     recorder = UsageRecorder(UsageLog(settings.database))
     limiter = RateLimiter(settings.database)
@@ -96,9 +99,13 @@ def create_app(
              Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter),
              Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if no_auth:  # loopback names only, no other site's pages (DNS rebinding, cross-site posts)
+        stack.insert(1, Middleware(LoopbackOnly, origins=origins))
     if origins:
         stack.insert(0, Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                                    allow_headers=["*"], expose_headers=list(EXPOSED_HEADERS), max_age=600))
+    # Outermost: it drains what a client still sends after an early answer, once everything inside is done.
+    stack.insert(0, Middleware(BodyGuard, body_timeout=settings.body_timeout))
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
@@ -121,7 +128,16 @@ def worker_app() -> ASGIApp:
     """The app in each of uvicorn's worker processes (`cfai serve --workers N`), from the parent's settings."""
     with open(os.environ[_WORKER_STATE], "rb") as state:
         settings, no_auth = pickle.load(state)
+    _protocol(settings)
     return create_app(settings, no_auth=no_auth)
+
+
+def _protocol(settings: Settings) -> str:
+    """uvicorn's `http` option: its httptools protocol with a deadline for request heads (server.protocol)."""
+    from cfai_cli.server.protocol import HeadTimeoutProtocol
+
+    HeadTimeoutProtocol.header_timeout = settings.header_timeout
+    return "cfai_cli.server.protocol:HeadTimeoutProtocol"
 
 
 def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, log_level: str = "info",
@@ -138,7 +154,7 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
     # usage log already records every request, so it is opt-in (`cfai serve --access-log`).
     options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "server_header": False,
                                "access_log": access_log,
-                               "proxy_headers": False}
+                               "proxy_headers": False, "http": _protocol(settings)}
     if workers <= 1:
         app: ASGIApp = create_app(settings, no_auth=no_auth)
         uvicorn.run(app, **options)
