@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cfai_cli.core.catalog import resolve_model
-from cfai_cli.core.routing import Cooldowns, RoutingConfig, Target, failure_kind
+from cfai_cli.core.routing import Cooldowns, RoutingConfig, Target, failure_kind, rests_target
 from cfai_cli.errors import CfaiError, UpstreamError
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
 from cfai_cli.upstream.workers import NO_RETRY, RawAnswer, UpstreamStream, WorkersAIClient
@@ -112,10 +112,11 @@ class Router:
     async def call(self, name: str, attempt: Callable[[Target, Lane], Awaitable[T]], *,
                    cloudflare_only: bool = False) -> T:
         """`attempt` on the chain of `name` until one answers; the last failure if none does."""
+        route: str | None = None
         if cloudflare_only:
             targets = [Target(upstream, name) for upstream in self.cloudflare]
         else:
-            _, targets = self.chain(name)
+            route, targets = self.chain(name)
         candidates, skipped = self._candidates(targets)
         if not candidates:
             raise UpstreamError(f"No upstream can serve {name!r} now: {'; '.join(skipped) or 'no targets'}.")
@@ -132,10 +133,12 @@ class Router:
                 kinds, cooldown = self.config.policy(target.upstream)
                 if kind is None or kind not in kinds:
                     raise
-                self.cooldowns.failed(lane.label, target.model, kind, exc, cooldown=cooldown, now=self.clock())
-                if more:
-                    log.warning("%s failed on %s (%s): %s; trying the next target", target.model, lane.label, kind,
-                                exc.message)
+                rests = rests_target(kind, named_by_client=route is None)
+                if rests:
+                    self.cooldowns.failed(lane.label, target.model, kind, exc, cooldown=cooldown, now=self.clock())
+                if more:  # a client's typo is not the upstream's trouble: no warning for it
+                    log.log(logging.WARNING if rests else logging.DEBUG, "%s failed on %s (%s): %s; trying the next "
+                            "target", target.model, lane.label, kind, exc.message)
                 last = exc
                 continue
             finally:

@@ -14,6 +14,7 @@ from cfai_cli.core.routing import (
     failure_kind,
     parse_routing,
     rest_for,
+    rests_target,
     seconds_to_utc_midnight,
     with_secrets,
 )
@@ -119,6 +120,10 @@ def test_nothing_configured_means_no_routes() -> None:
     ('[routing]\ncooldown_seconds = -1', "number of seconds"),
     ('[routing]\nretries = 3', "unknown key 'retries'"),
     ('upstreams = 3', "one table per upstream"),
+    ('[upstreams.x]\ntype = "openai"\nbase_url = "http://x"\nextra_fields = "provider"', "extra_fields must be"),
+    ('[upstreams.x]\ntype = "openai"\nbase_url = "http://x"\nextra_fields = ["a b"]', "extra_fields must be"),
+    ('[upstreams.x]\ntype = "cloudflare"\naccount_id = "abc"\napi_token = "t"\nextra_fields = ["p"]',
+     "unknown key 'extra_fields'"),
 ])
 def test_mistakes_are_config_errors_that_say_where(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as caught:
@@ -142,6 +147,22 @@ def test_mistakes_are_config_errors_that_say_where(text: str, message: str) -> N
 ])
 def test_failure_kinds(error: Exception, kind: str | None) -> None:
     assert failure_kind(error) == kind
+
+
+def test_extra_fields_are_per_openai_upstream_and_shown() -> None:
+    config = parse('[upstreams.or]\ntype = "openai"\nbase_url = "https://openrouter.ai/api/v1"\n'
+                   'extra_fields = ["provider", "transforms"]\n[upstreams.plain]\ntype = "openai"\n'
+                   'base_url = "http://localhost:11434/v1"')
+    assert config.upstream("or").extra_fields == {"provider", "transforms"}  # type: ignore[union-attr]
+    assert config.upstream("plain").extra_fields == frozenset()  # type: ignore[union-attr]
+    assert config.public()["upstreams"]["or"]["extra_fields"] == ["provider", "transforms"]
+
+
+def test_a_missing_model_the_client_named_rests_nothing_a_routes_does() -> None:
+    assert not rests_target("not_found", named_by_client=True)
+    assert rests_target("not_found", named_by_client=False)
+    for kind in ("server", "timeout", "rate_limit", "quota", "capacity", "auth", "forbidden"):
+        assert rests_target(kind, named_by_client=True) and rests_target(kind, named_by_client=False)
 
 
 def test_rest_times() -> None:
