@@ -175,12 +175,15 @@ async def test_a_slow_body_gets_a_408_and_frees_its_concurrency_slot(settings: S
         yield b'"messages": []}'
 
     async with offline(settings, body_timeout=0.5, max_concurrency=1) as client:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         slow = asyncio.create_task(client.post("/v1/chat/completions", content=trickle(),
                                                headers={"content-type": "application/json"}))
         await asyncio.sleep(0.2)
         busy = await client.post("/v1/chat/completions", json=CHAT)
         error_of(busy, 503, "overloaded")  # the slow upload holds the only slot...
         timed_out = await asyncio.wait_for(slow, 5)
+        assert 0.5 <= loop.time() - started < 1.5  # at the deadline (a sweep every body_timeout / 8)
         released.set()
         error = error_of(timed_out, 408, "request_timeout")
         assert "0.5 s" in error["message"]
