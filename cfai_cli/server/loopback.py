@@ -56,12 +56,14 @@ class LoopbackOnly:
 
     def _refusal(self, headers: list[tuple[bytes, bytes]]) -> PermissionDenied | None:
         host = origin = None
+        hosts = 0
         for name, value in headers:
-            if name == b"host" and host is None:
+            if name == b"host":
+                hosts += 1
                 host = value.decode("latin-1").strip()
             elif name == b"origin" and origin is None:
                 origin = value.decode("latin-1").strip()
-        if host is None or not host_is_loopback(host):
+        if host is None or hosts > 1 or not host_is_loopback(host):  # two Host headers: which one is true?
             shown = repr(host[:100]) if host is not None else "no Host header"
             return PermissionDenied(
                 f"This proxy runs without keys (--no-auth), so it answers only requests addressed to a loopback "

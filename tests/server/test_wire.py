@@ -15,7 +15,7 @@ import pytest
 
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
-from cfai_cli.store.keys import KeyStore
+from cfai_cli.store.keys import KeyPolicy, KeyStore
 from tests.openai_schema import validate
 
 pytestmark = pytest.mark.anyio
@@ -145,6 +145,13 @@ async def test_no_auth_refuses_other_host_names(settings: Settings, host: str) -
             error_of(await client.send(request), 403, "host_not_allowed")
 
 
+async def test_no_auth_refuses_two_host_headers(settings: Settings) -> None:
+    async with offline(settings, no_auth=True, base_url="http://127.0.0.1") as client:
+        request = client.build_request("GET", "/v1/models")
+        request.headers = httpx.Headers([("host", "127.0.0.1"), ("host", "evil.example")])
+        error_of(await client.send(request), 403, "host_not_allowed")
+
+
 async def test_no_auth_refuses_pages_of_other_sites(settings: Settings) -> None:
     async with offline(settings, no_auth=True, base_url="http://127.0.0.1:3000",
                        cors_origins="https://app.example") as client:
@@ -189,6 +196,20 @@ async def test_a_slow_body_gets_a_408_and_frees_its_concurrency_slot(settings: S
         assert "0.5 s" in error["message"]
         assert timed_out.headers["connection"] == "close"
         assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200  # ...until its 408
+
+
+async def test_the_deadline_holds_while_auth_reads_the_body_for_a_model_restricted_key(settings: Settings) -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"model": "gpt-4o-mini", '
+        await asyncio.sleep(30)
+        yield b"}"
+
+    async with offline(settings, body_timeout=0.3) as client:
+        key, _ = KeyStore(settings.database).create("models", KeyPolicy(models=("gpt-4o*",)))
+        response = await asyncio.wait_for(client.post(
+            "/v1/chat/completions", content=trickle(),
+            headers={"content-type": "application/json", "authorization": f"Bearer {key}"}), 5)
+    error_of(response, 408, "request_timeout")
 
 
 async def test_an_early_answer_closes_the_connection_and_a_complete_body_does_not(settings: Settings) -> None:
