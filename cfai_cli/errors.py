@@ -3,6 +3,8 @@
     CfaiError                       500 server_error          exit 1
     ├── InvalidRequest              400 invalid_request_error exit 4
     │   ├── RequestTooLarge         413                       exit 4
+    │   ├── UnsupportedMediaType    415 (not JSON/multipart)  exit 4
+    │   ├── RequestTimeout          408 (body too slow)       exit 4
     │   ├── NotFound                404                       exit 4
     │   │   └── ModelNotFound       404 code=model_not_found  exit 4
     │   └── MethodNotAllowed        405                       exit 4
@@ -97,6 +99,16 @@ class InvalidRequest(CfaiError):
 class RequestTooLarge(InvalidRequest):
     status = 413
     default_code = "request_too_large"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    status = 415
+    default_code = "unsupported_media_type"
+
+
+class RequestTimeout(InvalidRequest):
+    status = 408
+    default_code = "request_timeout"
 
 
 class NotFound(InvalidRequest):

@@ -46,6 +46,8 @@ _FIELDS: dict[str, tuple[str | None, type]] = {
     "max_retries": (None, int),
     "max_body_mb": (None, float),
     "max_json_mb": (None, float),
+    "body_timeout": (None, float),
+    "header_timeout": (None, float),
     "allow_private_fetch": (None, bool),
     "image_ttl_hours": (None, float),
     "image_url_auth": (None, bool),
@@ -72,6 +74,8 @@ class Settings:
     max_retries: int = 3
     max_body_mb: float = 25.0
     max_json_mb: float = 16.0
+    body_timeout: float = 30.0  # seconds from a request's head to the end of its body (408 beyond)
+    header_timeout: float = 10.0  # seconds for a request head to arrive on a connection (closed beyond)
     allow_private_fetch: bool = False
     image_ttl_hours: float = 24.0
     image_url_auth: bool = False

@@ -71,3 +71,13 @@ def test_routing_config_example_is_valid() -> None:
                                                                                 ("groq", "openai", 1)]
     assert config.routes["fast"][1] == Target("groq", "llama-3.1-8b-instant")
     assert config.policy("groq")[1] == 120 and config.policy("backup")[1] == 30
+
+
+def test_every_curl_example_that_sends_json_says_so() -> None:
+    """The proxy answers a body without `Content-Type: application/json` with a 415 (curl -d alone sends a
+    form type), so every README example that posts JSON must send the header."""
+    commands = re.findall(r"curl [^\n]*", README.replace("\\\n", " "))  # continuation lines joined
+    posting = [c for c in commands if re.search(r"\s(-d|--data\S*)\s", c)]
+    assert posting, "no curl example posts a body"
+    for command in posting:
+        assert re.search(r"-H\s+['\"]Content-Type: application/json['\"]", command, re.I), command

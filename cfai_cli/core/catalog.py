@@ -87,6 +87,7 @@ _NO_UPSTREAM_STREAM = re.compile(r"^@cf/openai/gpt-oss")
 _MODEL_ID = re.compile(r"^@(cf|hf)/[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_MODEL_ID = 256  # longer ids exist nowhere, and a URL path part that long is refused by httpx (InvalidURL)
 
 
 def is_account_id(text: str) -> bool:
@@ -96,9 +97,10 @@ def is_account_id(text: str) -> bool:
 
 def validate_model_id(model_id: str, *, param: str = "model") -> str:
     """A Workers AI id safe to put in a URL path: `@cf/author/name`, no `..`, `?`, `%`, spaces or controls."""
-    if not _MODEL_ID.fullmatch(model_id) or ".." in model_id:
+    if len(model_id) > MAX_MODEL_ID or not _MODEL_ID.fullmatch(model_id) or ".." in model_id:
         raise InvalidRequest(
-            f"Invalid model id {model_id!r}: expected an alias such as 'gpt-4o-mini' or a Workers AI id "
+            f"Invalid model id {model_id[:MAX_MODEL_ID]!r}{'… (too long)' if len(model_id) > MAX_MODEL_ID else ''}: "
+            "expected an alias such as 'gpt-4o-mini' or a Workers AI id "
             "such as '@cf/meta/llama-3.3-70b-instruct-fp8-fast'.",
             param=param,
             code="invalid_model",

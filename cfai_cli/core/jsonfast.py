@@ -52,10 +52,16 @@ def dumps_str(value: Any) -> str:
 
 
 def loads(data: bytes | bytearray | str) -> Any:
-    """Decode JSON text or UTF-8 bytes; raises ValueError (json.JSONDecodeError or UnicodeDecodeError)."""
+    """Decode JSON text or UTF-8 bytes; raises ValueError (json.JSONDecodeError or UnicodeDecodeError).
+
+    Bytes are UTF-8 or an error: `json.loads(bytes)` would guess UTF-16/32 (and skip a UTF-8 BOM) from the
+    first bytes, and JSON exchanged between systems must be UTF-8 (RFC 8259), as orjson insists too.
+    """
     if orjson is not None:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass  # decoded again below: the standard library's verdict and message win
+    if not isinstance(data, str):
+        data = bytes(data).decode("utf-8")  # strict: UnicodeDecodeError is a ValueError
     return json.loads(data)

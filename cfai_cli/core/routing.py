@@ -2,10 +2,10 @@
 
 Pure: standard library, core.catalog and cfai_cli.errors; the clock is an argument. `parse_routing` reads the
 `[routing]`, `[upstreams.*]` and `[routes]` tables of config.toml; `failure_kind` sorts an upstream
-failure into the kinds a policy names; `Cooldowns` remembers which (lane, model) pairs are resting
-and until when, and orders the candidates of a chain for one request. Model names come from clients, so
-the table is bounded: "no such model" never rests anything, the caller rests only models it knows, and
-each lane keeps at most `MAX_RESTING` entries.
+failure into the kinds a policy names (`rests_target`: which of them cool a target down); `Cooldowns`
+remembers which (lane, model) pairs are resting and until when, and orders the candidates of a chain for
+one request. Model names come from clients, so the table is bounded: "no such model" never rests anything,
+the caller rests only models it knows, and each lane keeps at most `MAX_RESTING` entries.
 
     [routing]
     cooldown_seconds = 30                      # how long a failing target rests (Retry-After wins)
@@ -20,6 +20,7 @@ each lane keeps at most `MAX_RESTING` entries.
     type = "openai"
     base_url = "https://api.groq.com/openai/v1"
     api_key_env = "GROQ_API_KEY"               # or api_key; neither for a local server (Ollama, vLLM)
+    extra_fields = ["provider"]                # request fields passed on besides OpenAI's own (default none)
 
     [routes]
     fast = ["@cf/meta/llama-3.1-8b-instruct-fast", "groq:llama-3.1-8b-instant"]
@@ -53,10 +54,12 @@ _LANE_WIDE = frozenset({"quota", "auth"})
 _CAPACITY_CODES = frozenset({"3040"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _UPSTREAM_KEYS = {
     "cloudflare": {"type", "account_id", "api_token", "api_token_env", "api_base", "timeout", "cooldown_seconds",
                    "failover_on"},
-    "openai": {"type", "base_url", "api_key", "api_key_env", "timeout", "cooldown_seconds", "failover_on"},
+    "openai": {"type", "base_url", "api_key", "api_key_env", "timeout", "cooldown_seconds", "failover_on",
+               "extra_fields"},
 }
 
 
@@ -81,6 +84,7 @@ class UpstreamConfig:
     timeout: float | None = None  # one attempt on this upstream; None = the global timeout
     cooldown: float | None = None  # None = the [routing] default
     failover_on: frozenset[str] | None = None  # None = the [routing] default
+    extra_fields: frozenset[str] = frozenset()  # openai: request fields passed on besides the OpenAI schema's
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +204,11 @@ def _upstream(name: str, table: Any, source: str) -> UpstreamConfig:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ConfigError(f"{where}: base_url must be the provider's API root, e.g. https://api.groq.com/openai/v1.")
     creds = _credentials(table, "api_key", "api_key_env", where) or (Credential(),)  # keyless: a local server
+    extra = table.get("extra_fields", [])
+    if not isinstance(extra, list) or not all(isinstance(f, str) and _FIELD.fullmatch(f) for f in extra):
+        raise ConfigError(f"{where}: extra_fields must be a list of request field names, e.g. [\"provider\"].")
     return UpstreamConfig(name, kind, creds, base_url=url.rstrip("/"), timeout=timeout, cooldown=cooldown,
-                          failover_on=kinds)
+                          failover_on=kinds, extra_fields=frozenset(extra))
 
 
 def _target(text: str, names: set[str], where: str) -> Target | str:
@@ -268,6 +275,8 @@ def public_routing(config: RoutingConfig) -> dict[str, Any]:
                 shown[name] = getattr(u, name)
         if u.failover_on is not None:
             shown["failover_on"] = sorted(u.failover_on)
+        if u.extra_fields:
+            shown["extra_fields"] = sorted(u.extra_fields)
         upstreams[u.name] = shown
     return {"cooldown_seconds": config.cooldown, "failover_on": sorted(config.failover_on), "upstreams": upstreams,
             "routes": {name: [str(t) for t in chain] for name, chain in config.routes.items()}}
@@ -293,6 +302,19 @@ def failure_kind(error: BaseException) -> str | None:
     if isinstance(error, PermissionDenied):
         return "forbidden"
     return None  # the client's own mistakes (400, 413) and anything else: never failed over
+
+
+# Failures the client's own request causes. They still fail over (another account may serve the model),
+# but they rest nothing: one client naming a model that does not exist must not cool a target down for
+# everyone, nor fill the cooldown table with names. (A client cannot choose the upstream deadline: there is no
+# per-request timeout, so timeouts are the upstream's.)
+_CLIENT_CAUSED = frozenset({"not_found"})
+
+
+def rests_target(kind: str, *, named_by_client: bool) -> bool:
+    """Whether a failure of `kind` rests its target: not when the model a client named directly is missing
+    (a model in a configured route that goes missing is the upstream's problem, and rests as usual)."""
+    return not (named_by_client and kind in _CLIENT_CAUSED)
 
 
 def seconds_to_utc_midnight(now: float) -> float:
@@ -355,8 +377,9 @@ class Cooldowns:
                known: bool = True) -> None:
         """Note a failure; the lane (quota, bad key) or the model rests, the model only if it is `known`.
 
-        A model that does not exist ("not_found") rests nothing: its name is the client's, not a state of
-        the upstream, and resting it would let anyone grow this table with made-up names.
+        Only known models rest by name (configured, in the catalogue, answered lately): a made-up name must
+        not grow this table. The router does not even note a missing model the client named itself
+        (`rests_target`); one a configured route names that goes missing rests like any failure.
         """
         state = self.state(lane)
         state.failures += 1
@@ -365,7 +388,7 @@ class Cooldowns:
         state.last_failure_at = now
         rest = rest_for(kind, error, cooldown, now)
         scope = "*" if kind in _LANE_WIDE else model
-        if rest <= 0 or kind == "not_found" or (scope != "*" and not known):
+        if rest <= 0 or (scope != "*" and not known):
             return
         if scope not in state.resting and len(state.resting) >= MAX_RESTING:
             state.prune(now)

@@ -28,9 +28,11 @@ from starlette.types import ASGIApp
 
 from cfai_cli.errors import ConfigError
 from cfai_cli.server.auth import KeyAuth
+from cfai_cli.server.body import BodyGuard
 from cfai_cli.server.errors import HANDLERS, install_redaction
 from cfai_cli.server.guards import ConcurrencyCap, SecurityHeaders
 from cfai_cli.server.housekeeping import Housekeeping
+from cfai_cli.server.loopback import LoopbackOnly
 from cfai_cli.server.metrics import Metrics, RouteLabels
 from cfai_cli.server.observe import Observe, UsageRecorder
 from cfai_cli.server.routes import routes
@@ -80,8 +82,9 @@ def create_app(
     """The proxy app; `transport` replaces the network to Workers AI (tests and --offline use it);
     `metrics_dir` is the PROMETHEUS_MULTIPROC_DIR of a worker of `cfai serve --workers N`.
 
-    Middleware, outermost first: CORS (only when origins are configured), security headers, usage and
-    metrics, the concurrency cap, then key authentication with scopes, model patterns and rate limits.
+    Middleware, outermost first: the body deadline and drain, CORS (only when origins are configured),
+    security headers, the loopback guard (only without auth), usage and metrics, the concurrency cap, then
+    key authentication with scopes, model patterns and rate limits.
     """
     recorder = UsageRecorder(UsageLog(settings.database))
     limiter = RateLimiter(settings.database)
@@ -115,9 +118,13 @@ def create_app(
                         scrubber=scrubber, keys_required=not no_auth),
              Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if no_auth:  # loopback names only, no other site's pages (DNS rebinding, cross-site posts)
+        stack.insert(1, Middleware(LoopbackOnly, origins=origins))
     if origins:
         stack.insert(0, Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
                                    allow_headers=["*"], expose_headers=list(EXPOSED_HEADERS), max_age=600))
+    # Outermost: it drains what a client still sends after an early answer, once everything inside is done.
+    stack.insert(0, Middleware(BodyGuard, body_timeout=settings.body_timeout))
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
@@ -141,6 +148,7 @@ def worker_app() -> ASGIApp:
     """The app in each of uvicorn's worker processes (`cfai serve --workers N`), from the parent's settings."""
     with open(os.environ[_WORKER_STATE], "rb") as state:
         settings, no_auth = pickle.load(state)
+    _protocol(settings)
     return create_app(settings, no_auth=no_auth, metrics_dir=os.environ.get(METRICS_DIR_ENV))
 
 
@@ -169,6 +177,14 @@ def metrics_directory(parent: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{_METRICS_PREFIX}{os.getpid()}-", dir=parent))
 
 
+def _protocol(settings: Settings) -> str:
+    """uvicorn's `http` option: its httptools protocol with a deadline for request heads (server.protocol)."""
+    from cfai_cli.server.protocol import HeadTimeoutProtocol
+
+    HeadTimeoutProtocol.header_timeout = settings.header_timeout
+    return "cfai_cli.server.protocol:HeadTimeoutProtocol"
+
+
 def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, log_level: str = "info",
           workers: int = 1, access_log: bool = False) -> None:
     """Run the proxy with uvicorn until interrupted; `workers` > 1 runs that many processes on one socket.
@@ -183,7 +199,7 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
     # usage log already records every request, so it is opt-in (`cfai serve --access-log`).
     options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "server_header": False,
                                "access_log": access_log,
-                               "proxy_headers": False}
+                               "proxy_headers": False, "http": _protocol(settings)}
     if workers <= 1:
         app: ASGIApp = create_app(settings, no_auth=no_auth)
         uvicorn.run(app, **options)

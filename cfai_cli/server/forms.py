@@ -12,16 +12,19 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from cfai_cli.errors import InvalidRequest
-from cfai_cli.server.routes.common import read_body
+from cfai_cli.errors import InvalidRequest, UnsupportedMediaType
+from cfai_cli.server.routes.common import media_type, read_body
 
 
 async def read_form(request: Request, *, max_files: int = 4, max_fields: int = 64) -> FormData:
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
-        raise InvalidRequest("This endpoint takes multipart/form-data (a file upload), not "
-                             f"{content_type.split(';')[0] or 'an unspecified content type'}.",
-                             code="invalid_content_type")
+    kind, params = media_type(request.headers.get("content-type"))
+    if kind != "multipart/form-data":
+        shown = repr(kind[:80]) if kind else "a body without a Content-Type"
+        raise UnsupportedMediaType(f"This endpoint takes multipart/form-data (a file upload), not {shown}. With "
+                                   "curl, send every field with -F (e.g. -F file=@speech.mp3 -F model=whisper-1).")
+    if not params.get("boundary"):
+        raise InvalidRequest("The multipart/form-data Content-Type has no boundary parameter.",
+                             code="invalid_multipart")
     body = await read_body(request, request.app.state.max_body_bytes)
 
     async def stream() -> AsyncGenerator[bytes, None]:

@@ -24,6 +24,7 @@ from cfai_cli.core.openai.chat import (
     ImagePart,
     ImageURL,
 )
+from cfai_cli.core.openai.passthrough import openai_fields
 from cfai_cli.core.routing import Target
 from cfai_cli.core.sse import SSEDecoder
 from cfai_cli.core.translate.chat import WorkersChatCall, schema_fallback, to_workers_chat
@@ -93,10 +94,13 @@ def _images_once(ctx: Context, req: ChatCompletionRequest) -> Callable[[], Await
     return get
 
 
-def _passthrough_body(req: ChatCompletionRequest, model: str, *, stream: bool) -> dict[str, Any]:
-    """What the client sent, for an OpenAI-compatible upstream: only the model name changes."""
-    body = req.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    body["model"] = model
+def _passthrough_body(ctx: Context, req: ChatCompletionRequest, target: Target, *, stream: bool) -> dict[str, Any]:
+    """What the client sent, for an OpenAI-compatible upstream: the model name changes, and only the OpenAI
+    schema's fields (and the upstream's configured `extra_fields`) go on (core.openai.passthrough)."""
+    upstream = ctx.settings.routing.upstream(target.upstream)
+    body = openai_fields(req.model_dump(mode="json", by_alias=True, exclude_unset=True),
+                         upstream.extra_fields if upstream is not None else ())
+    body["model"] = target.model
     if stream:
         body["stream"] = True
     else:
@@ -145,7 +149,7 @@ async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> Ch
 
     async def attempt(target: Target, lane: Lane) -> ChatCompletion:
         if lane.kind == "openai":
-            body = _passthrough_body(req, target.model, stream=False)
+            body = _passthrough_body(ctx, req, target, stream=False)
             answer = cast(ChatCompletion, await lane.openai.post_json("/chat/completions", body))
             _note_usage(ctx, answer.get("usage") if isinstance(answer, dict) else None)
             return answer
@@ -170,7 +174,7 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIte
 
     async def attempt(target: Target, lane: Lane) -> AsyncIterator[ChatCompletionChunk]:
         if lane.kind == "openai":
-            body = _passthrough_body(req, target.model, stream=True)
+            body = _passthrough_body(ctx, req, target, stream=True)
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}  # for the record
             events = await lane.openai.stream("/chat/completions", body)
             return cast(AsyncIterator[ChatCompletionChunk], _noting_usage(ctx, await _primed(events),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 from typing import Any
 
 import httptools
@@ -17,10 +18,21 @@ import httpx
 
 _READ_SIZE = 64 * 1024
 Key = tuple[str, str, int]  # (scheme, host, port)
+# A response head beyond these is refused (http.client and h11 draw the line in the same place): a server
+# or something in between must not make the proxy buffer headers without end.
+MAX_RESPONSE_HEADERS = 100
+MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+
+
+_poll = getattr(select, "poll", None)  # not on Windows: select.select there
+
+
+class _HeadTooLarge(Exception):
+    """Internal: raised in a parser callback to stop parsing a response head past the caps."""
 
 
 class Conn:
-    __slots__ = ("idle_since", "key", "reader", "transport", "used", "writer")
+    __slots__ = ("fd", "idle_since", "key", "reader", "transport", "writer")
 
     def __init__(self, key: Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.key = key
@@ -28,10 +40,26 @@ class Conn:
         self.writer = writer
         self.transport = writer.transport
         self.idle_since = 0.0
-        self.used = False  # has completed a response: a failure before the next response's first byte may be stale
+        sock = writer.get_extra_info("socket")
+        self.fd: int = sock.fileno() if sock is not None else -1
 
     def alive(self) -> bool:
         return not (self.reader.at_eof() or self.transport.is_closing() or self.reader.exception() is not None)
+
+    def quiet(self) -> bool:
+        """Nothing is waiting unread on the idle socket. The event loop reads a socket only between callbacks, so
+        a server's close that just arrived may not show in alive() yet; sent a request, such a connection fails
+        after the request was written, when it can no longer be sent again. (About a microsecond: one poll.)"""
+        if self.fd < 0:
+            return True
+        try:
+            if _poll is not None:
+                poller = _poll()
+                poller.register(self.fd, select.POLLIN)
+                return not poller.poll(0)
+            return not select.select([self.fd], [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):  # already gone, or its loop closed: nothing left to free
@@ -50,8 +78,10 @@ class Exchange:
         "complete",
         "extra",
         "framed",
-        "got_bytes",
+        "head_bytes",
         "head_only",
+        "header_bytes",
+        "header_count",
         "headers",
         "headers_done",
         "informational",
@@ -74,7 +104,9 @@ class Exchange:
         self.framed = False  # Content-Length or chunked: the body's end is known, EOF before it is an error
         self.extra = False  # bytes after the end of the response: the connection cannot be reused
         self.informational = False
-        self.got_bytes = False
+        self.head_bytes = 0  # raw bytes received before the final head was complete
+        self.header_bytes = 0  # the headers' own size, informational responses' included
+        self.header_count = 0
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -85,6 +117,10 @@ class Exchange:
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_count > MAX_RESPONSE_HEADERS or self.header_bytes > MAX_RESPONSE_HEAD_BYTES:
+            raise _HeadTooLarge  # stops the parser; feed() says what happened
         self.headers.append((name, value))
         size = len(name)
         if size == 14 and name.lower() == b"content-length":
@@ -121,9 +157,11 @@ class Exchange:
             self.complete = True
 
     def feed(self, data: bytes) -> None:
-        """Parse `data`; a malformed response raises RemoteProtocolError (garbage after a complete one only
-        makes the connection unusable)."""
-        self.got_bytes = True
+        """Parse `data`; a malformed response, or a head beyond the caps, raises RemoteProtocolError (garbage
+        after a complete one only makes the connection unusable)."""
+        if not self.headers_done:
+            # httptools buffers a header line until it ends: count raw bytes too, so one endless line is caught.
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -131,11 +169,20 @@ class Exchange:
                 raise httpx.RemoteProtocolError("The server switched protocols (HTTP 101), which is not supported.") \
                     from None
             self.extra = True
-        except httptools.HttpParserError as exc:
+        except httptools.HttpParserError as exc:  # HttpParserCallbackError too: a callback raised
             if self.complete:
                 self.extra = True
+            elif isinstance(exc.__context__, _HeadTooLarge):
+                raise self._too_large() from None
             else:
                 raise httpx.RemoteProtocolError(f"Malformed HTTP response from the server: {exc}.") from None
+        if not self.headers_done and self.head_bytes > MAX_RESPONSE_HEAD_BYTES:
+            raise self._too_large()
+
+    def _too_large(self) -> httpx.RemoteProtocolError:
+        return httpx.RemoteProtocolError(
+            f"The server's response head is too large (the limits are {MAX_RESPONSE_HEADERS} headers and "
+            f"{MAX_RESPONSE_HEAD_BYTES // 1024} KiB); the connection was dropped.")
 
     def at_eof(self) -> None:
         """The server closed the connection: the end of a read-until-close body, or an error."""

@@ -55,7 +55,7 @@ class Pool:
                     now = monotonic()
                     while idle:
                         conn = idle.pop()
-                        if now - conn.idle_since < self.keepalive_expiry and conn.alive():
+                        if now - conn.idle_since < self.keepalive_expiry and conn.alive() and conn.quiet():
                             return conn
                         conn.close()
                         self._total -= 1
@@ -91,7 +91,6 @@ class Pool:
         if not reusable or self._closed or not conn.alive():
             self.discard(conn)
             return
-        conn.used = True
         while self._waiters:
             key, waiter = self._waiters.popleft()
             if waiter.done():

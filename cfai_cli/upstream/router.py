@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 from cfai_cli.core.catalog import resolve_model
 from cfai_cli.core.redact import Scrubber
-from cfai_cli.core.routing import Cooldowns, RoutingConfig, Target, failure_kind
+from cfai_cli.core.routing import Cooldowns, RoutingConfig, Target, failure_kind, rests_target
 from cfai_cli.errors import CfaiError, InvalidRequest, UpstreamError
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
 from cfai_cli.upstream.workers import NO_RETRY, RawAnswer, UpstreamStream, WorkersAIClient
@@ -174,10 +174,11 @@ class Router:
         are tried (a 403 if none is), the `calls` upstream calls one attempt makes are charged to it, and it
         learns who answered.
         """
+        route: str | None = None
         if cloudflare_only:
             targets = [Target(upstream, name) for upstream in self.cloudflare]
         else:
-            _, targets = self.chain(name, vision=vision)
+            route, targets = self.chain(name, vision=vision)
         candidates, skipped = self._candidates(targets)
         if caller is not None:
             candidates = self._allowed(name, candidates, caller)
@@ -185,9 +186,9 @@ class Router:
         if not candidates:
             raise UpstreamError(f"No upstream can serve {name!r} now: {'; '.join(skipped) or 'no targets'}.")
         if caller is None:
-            return await self._walk(candidates, attempt, None)
+            return await self._walk(candidates, attempt, None, named_by_client=route is None)
         async with caller.slots:
-            return await self._walk(candidates, attempt, caller)
+            return await self._walk(candidates, attempt, caller, named_by_client=route is None)
 
     @staticmethod
     def _allowed(name: str, candidates: list[tuple[Target, Lane]], caller: Caller) -> list[tuple[Target, Lane]]:
@@ -198,7 +199,7 @@ class Router:
         return allowed
 
     async def _walk(self, candidates: list[tuple[Target, Lane]], attempt: Callable[[Target, Lane], Awaitable[T]],
-                    caller: Caller | None) -> T:
+                    caller: Caller | None, *, named_by_client: bool) -> T:
         order = self.cooldowns.order([(lane.label, target.model) for target, lane in candidates], self.clock())
         last: CfaiError | None = None
         for position, index in enumerate(order):
@@ -214,14 +215,15 @@ class Router:
                 kinds, cooldown = self.config.policy(target.upstream)
                 if kind is None or kind not in kinds:
                     raise
-                if kind == "not_found":  # the name, not the lane: nothing to note, nothing rests
-                    last = exc
-                    continue
-                self.cooldowns.failed(lane.label, target.model, kind, exc, cooldown=cooldown, now=self.clock(),
-                                      known=self.known(target.model))
-                if more:
-                    log.warning("%s failed on %s (%s): %s; trying the next target", target.model, lane.label, kind,
-                                exc.message)
+                # A model the client named directly that is missing rests nothing (rests_target); one in a
+                # configured route that goes missing rests as usual. Either way only models the router knows.
+                rests = rests_target(kind, named_by_client=named_by_client)
+                if rests:
+                    self.cooldowns.failed(lane.label, target.model, kind, exc, cooldown=cooldown, now=self.clock(),
+                                          known=self.known(target.model))
+                if more:  # a client's typo is not the upstream's trouble: no warning for it
+                    log.log(logging.WARNING if rests else logging.DEBUG, "%s failed on %s (%s): %s; trying the next "
+                            "target", target.model, lane.label, kind, exc.message)
                 last = exc
                 continue
             finally:

@@ -8,9 +8,12 @@ clients keep httpx's request building, headers, decoding and exceptions, and onl
   (PoolTimeout after the pool timeout) instead of failing; idle connections are reused last-in first-out and
   closed after `keepalive_expiry` seconds idle (a timer prunes them even when no request comes);
 - a connection goes back to the pool only after a complete response with keep-alive and nothing unexpected
-  after it; one found closed when taken from the pool is dropped; a request that fails on a reused connection
-  before any response byte (the server closed it as we sent: the keep-alive race) is sent once more on a new
-  connection, never after a failure on a fresh one;
+  after it; one found closed when taken from the pool is dropped; a request is sent once more, on a new
+  connection, only when none of it was written to the old one (found closed just before writing). Once any
+  byte is written the request may have reached the server, and a POST must never be sent twice, so a
+  failure after that (the server closed a kept-alive connection as we sent) is the caller's to see;
+- response heads are capped (MAX_RESPONSE_HEADERS headers, MAX_RESPONSE_HEAD_BYTES bytes, in http11): a server
+  sending more gets a RemoteProtocolError and its connection is dropped;
 - response bodies stream as they arrive (SSE); any exception or cancellation while a connection is checked
   out closes that connection and frees its place at once (no await in the clean-up), so a cancelled task or
   a client that hangs up never leaks a socket or a pool slot;
@@ -86,7 +89,7 @@ def default_ssl_context() -> ssl.SSLContext:
 
 
 class _Retry(Exception):
-    """Internal: a reused connection failed before any response byte; send the request again on a new one."""
+    """Internal: the connection failed before any of the request was written; send it on a new one."""
 
 
 class _Body(httpx.AsyncByteStream):
@@ -204,11 +207,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     self.pool.free_slot()
                     raise
             try:
-                # A streamed body cannot be sent twice; and a request is retried once at most.
-                return await self._exchange(conn, request, head, body, timeouts,
-                                            may_retry=body is not None and not retried)
+                return await self._exchange(conn, request, head, body, timeouts, may_retry=not retried)
             except _Retry:
-                retried = True
+                retried = True  # once at most
 
     async def aclose(self) -> None:
         self.pool.close()
@@ -219,10 +220,12 @@ class LeanTransport(httpx.AsyncBaseTransport):
                         timeouts: dict[str, float | None], *, may_retry: bool) -> httpx.Response:
         exchange = Exchange(request.method == "HEAD")
         read_timeout = timeouts.get("read")
+        written = False
         try:
             writer = conn.writer
-            if conn.transport.is_closing():  # closed since it was handed over (writing would raise on uvloop)
+            if not conn.alive():  # closed since it was handed over (writing would raise on uvloop)
                 raise httpx.WriteError("The connection closed before the request was sent.")
+            written = True  # from here on, some of the request may reach the server
             if body is not None:
                 if len(body) < _JOIN_BELOW:
                     writer.write(head + body)
@@ -241,7 +244,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     exchange.at_eof()
         except httpx.TransportError as exc:
             self.pool.discard(conn)
-            if may_retry and conn.used and not exchange.got_bytes and not isinstance(exc, httpx.TimeoutException):
+            if may_retry and not written:
                 raise _Retry from exc
             raise
         except BaseException:

@@ -90,6 +90,16 @@ def test_loads_errors_are_the_standard_librarys(backend: str) -> None:
         parse_body(b'{"a": ')
 
 
+def test_loads_takes_utf8_bytes_only(backend: str) -> None:
+    """json.loads(bytes) guesses UTF-16/32 from the first bytes; jsonfast never does, with either backend."""
+    for encoding in ("utf-16", "utf-16-le", "utf-32-be"):
+        with pytest.raises(ValueError):
+            jsonfast.loads('{"a": 1}'.encode(encoding))
+    with pytest.raises(ValueError):
+        jsonfast.loads(b'\xef\xbb\xbf{"a": 1}')  # a BOM is parse_body's decision, not the decoder's
+    assert jsonfast.loads('{"a": "é"}'.encode()) == {"a": "é"}
+
+
 def test_sse_events_are_the_same_bytes_with_either_backend(backend: str) -> None:
     event = {"id": "chatcmpl-1", "choices": [{"delta": {"content": "a\r\nb \u2028 \"q\" \\ é 😀"}}]}
     assert encode_sse(event) == b"data: " + stdlib(event) + b"\n\n"

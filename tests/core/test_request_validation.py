@@ -42,6 +42,25 @@ def test_parse_body_rejects(raw: bytes) -> None:
     assert len(err.message) < 300
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"])
+def test_parse_body_never_guesses_another_encoding(encoding: str) -> None:
+    """The standard library would decode every one of these (json.loads detects UTF-16/32); JSON on the
+    wire is UTF-8, so they are refused with a message that says so."""
+    raw = json.dumps({"model": "gpt-4o-mini", "note": "héllo ☃"}).encode(encoding)
+    assert json.loads(raw)["model"] == "gpt-4o-mini"  # what would happen without the check
+    with pytest.raises(InvalidRequest, match="must be UTF-8") as info:
+        parse_body(raw)
+    assert info.value.status == 400 and info.value.code == "invalid_json"
+
+
+def test_parse_body_accepts_a_utf8_bom_and_refuses_bad_utf8_clearly() -> None:
+    assert parse_body(b'\xef\xbb\xbf{"model": "x"}') == {"model": "x"}
+    with pytest.raises(InvalidRequest, match=r"must be UTF-8.*not valid UTF-8"):
+        parse_body(b'{"model": "caf\xe9"}')
+    with pytest.raises(InvalidRequest, match=r"must be UTF-8.*NUL"):
+        parse_body(b'{"model": "x\x00"}')
+
+
 @pytest.mark.parametrize(("raw", "expected"), [
     (b'{"model": "x"}', {"model": "x"}),
     ('{"model": "ü"}', {"model": "ü"}),

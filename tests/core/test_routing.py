@@ -15,6 +15,7 @@ from cfai_cli.core.routing import (
     failure_kind,
     parse_routing,
     rest_for,
+    rests_target,
     seconds_to_utc_midnight,
     with_secrets,
 )
@@ -120,6 +121,10 @@ def test_nothing_configured_means_no_routes() -> None:
     ('[routing]\ncooldown_seconds = -1', "number of seconds"),
     ('[routing]\nretries = 3', "unknown key 'retries'"),
     ('upstreams = 3', "one table per upstream"),
+    ('[upstreams.x]\ntype = "openai"\nbase_url = "http://x"\nextra_fields = "provider"', "extra_fields must be"),
+    ('[upstreams.x]\ntype = "openai"\nbase_url = "http://x"\nextra_fields = ["a b"]', "extra_fields must be"),
+    ('[upstreams.x]\ntype = "cloudflare"\naccount_id = "abc"\napi_token = "t"\nextra_fields = ["p"]',
+     "unknown key 'extra_fields'"),
 ])
 def test_mistakes_are_config_errors_that_say_where(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as caught:
@@ -143,6 +148,22 @@ def test_mistakes_are_config_errors_that_say_where(text: str, message: str) -> N
 ])
 def test_failure_kinds(error: Exception, kind: str | None) -> None:
     assert failure_kind(error) == kind
+
+
+def test_extra_fields_are_per_openai_upstream_and_shown() -> None:
+    config = parse('[upstreams.or]\ntype = "openai"\nbase_url = "https://openrouter.ai/api/v1"\n'
+                   'extra_fields = ["provider", "transforms"]\n[upstreams.plain]\ntype = "openai"\n'
+                   'base_url = "http://localhost:11434/v1"')
+    assert config.upstream("or").extra_fields == {"provider", "transforms"}  # type: ignore[union-attr]
+    assert config.upstream("plain").extra_fields == frozenset()  # type: ignore[union-attr]
+    assert config.public()["upstreams"]["or"]["extra_fields"] == ["provider", "transforms"]
+
+
+def test_a_missing_model_the_client_named_rests_nothing_a_routes_does() -> None:
+    assert not rests_target("not_found", named_by_client=True)
+    assert rests_target("not_found", named_by_client=False)
+    for kind in ("server", "timeout", "rate_limit", "quota", "capacity", "auth", "forbidden"):
+        assert rests_target(kind, named_by_client=True) and rests_target(kind, named_by_client=False)
 
 
 def test_rest_times() -> None:
@@ -177,12 +198,17 @@ def test_zero_cooldown_means_no_rest() -> None:
     assert cool.state("a").last_kind == "server"
 
 
-def test_only_known_models_rest_and_no_such_model_rests_nothing() -> None:
+def test_only_known_models_rest() -> None:
+    """(A missing model the client named is not even noted: see the router and `rests_target`.)"""
     cool = Cooldowns()
     cool.failed("a", "@cf/x/garbage-1", "server", UpstreamError("x"), cooldown=30, now=100, known=False)
-    cool.failed("a", "@cf/x/garbage-2", "not_found", ModelNotFound("no such model"), cooldown=30, now=100)
+    cool.failed("a", "@cf/x/garbage-2", "not_found", ModelNotFound("no such model"), cooldown=30, now=100,
+                known=False)
     assert cool.state("a").resting == {}
     assert cool.state("a").failures == 2  # still counted against the lane
+    cool.failed("a", "@cf/meta/in-a-route", "not_found", ModelNotFound("gone"), cooldown=30, now=100)
+    assert cool.state("a").resting == {"@cf/meta/in-a-route": 130}  # a configured model gone missing rests
+    del cool.state("a").resting["@cf/meta/in-a-route"]
     cool.failed("a", "@cf/x/garbage-3", "quota", QuotaExceeded("x"), cooldown=30, now=100, known=False)
     assert cool.state("a").resting == {"*": 130}  # a lane-wide failure rests the lane, whatever the model
     cool.failed("b", "m", "server", UpstreamError("x"), cooldown=30, now=100)

@@ -82,11 +82,67 @@ async def test_the_setting_allows_private_hosts_for_local_development() -> None:
 
 
 def test_embedded_ipv4_addresses_count() -> None:
-    assert is_public(ipaddress.ip_address("8.8.8.8"))
-    assert is_public(ipaddress.ip_address("2606:4700::1111"))
-    assert is_public(ipaddress.ip_address("64:ff9b::808:808"))
-    for private in ("64:ff9b::a00:1", "2002:a00:1::1", "::ffff:192.168.0.1", "::1", "127.0.0.2"):
+    for public in ("8.8.8.8", "2606:4700::1111", "64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8"):
+        assert is_public(ipaddress.ip_address(public)), public
+    for private in ("64:ff9b::a00:1", "2002:a00:1::1", "::ffff:192.168.0.1", "::1", "127.0.0.2",
+                    # IPv4-compatible ::a.b.c.d and translated ::ffff:0:a.b.c.d: refused whatever they carry
+                    "::127.0.0.1", "::10.0.0.1", "::8.8.8.8", "::ffff:0:127.0.0.1", "::ffff:0:8.8.8.8",
+                    # local-use NAT64 (RFC 8215), site-local, multicast
+                    "64:ff9b:1::7f00:1", "64:ff9b:1::808:808", "fec0::1", "feff::1", "ff02::1", "ff0e::1",
+                    "224.0.0.1", "239.255.255.250", "0.0.0.0", "::", "255.255.255.255", "fe80::1"):
         assert not is_public(ipaddress.ip_address(private)), private
+
+
+class Rebinding:
+    """A DNS server for an attacker's name: a public address the first time, loopback every time after."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str) -> list[str]:
+        self.asked.append(host)
+        return self.answers[min(len(self.asked), len(self.answers)) - 1]
+
+
+@pytest.mark.parametrize("url", ["http://rebind.example/a.png", "https://rebind.example:8443/a.png?x=1"])
+async def test_the_fetch_connects_to_the_address_that_was_checked(url: str) -> None:
+    """Checked once, connected to the same address: a second lookup (the rebinding) never happens."""
+    resolver = Rebinding(["93.184.215.14"], ["127.0.0.1"])
+    host = Host()
+    fetcher = ImageFetcher(allow_private=False, transport=host.transport(), resolver=resolver)
+    assert (await fetcher.data_uri(url, param="p")).startswith("data:image/png;base64,")
+    assert resolver.asked == ["rebind.example"]
+    (request,) = host.requests
+    assert request.url.host == "93.184.215.14" and request.url.path == "/a.png"
+    assert request.headers["host"] == ("rebind.example:8443" if "8443" in url else "rebind.example")
+    if url.startswith("https"):
+        assert request.extensions["sni_hostname"] == "rebind.example"  # TLS still checks the name's certificate
+    # And the second time round, the rebinding answer is what gets checked: refused, nothing fetched.
+    with pytest.raises(InvalidRequest, match="non-public address"):
+        await fetcher.data_uri(url, param="p")
+    assert len(host.requests) == 1
+    await fetcher.aclose()
+
+
+@pytest.mark.parametrize("answer", [["93.184.215.14", "127.0.0.1"], ["::ffff:0:7f00:1"], ["64:ff9b:1::a00:1"],
+                                    ["ff0e::1"], ["fec0::5"], ["not an address"], []])
+async def test_a_name_with_any_non_public_address_is_refused(answer: list[str]) -> None:
+    host = Host()
+    fetcher = ImageFetcher(allow_private=False, transport=host.transport(), resolver=Rebinding(answer))
+    with pytest.raises(InvalidRequest, match=r"non-public address|Cannot resolve") as caught:
+        await fetcher.data_uri("http://mixed.example/a.png", param="p")
+    assert caught.value.code == "invalid_image_url" and host.requests == []
+    await fetcher.aclose()
+
+
+async def test_an_ipv6_literal_is_connected_to_as_given() -> None:
+    host = Host()
+    resolver = Rebinding(["127.0.0.1"])
+    fetcher = ImageFetcher(allow_private=False, transport=host.transport(), resolver=resolver)
+    await fetcher.data_uri("http://[2606:4700::1111]/a.png", param="p")
+    assert resolver.asked == [] and host.requests[0].url.host == "2606:4700::1111"
+    await fetcher.aclose()
 
 
 async def test_size_cap_redirects_and_a_dripping_host() -> None:

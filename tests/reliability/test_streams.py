@@ -72,7 +72,7 @@ class Proxy:
         app = create_app(self.settings, no_auth=True, transport=self.fake.transport())
         out = []
         async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+                transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
             for path, body, chunks in jobs:
                 self.chunks = chunks
                 response = await client.post(path, json=body)

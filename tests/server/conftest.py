@@ -48,8 +48,10 @@ def proxy(settings: Settings, api_key: str, fake: FakeWorkers):  # type: ignore[
     async def open_client(*, key: str | None = api_key, **app_options: object) -> AsyncIterator[httpx.AsyncClient]:
         app = create_app(settings, transport=fake.transport(), **app_options)  # type: ignore[arg-type]
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # Without keys the proxy answers only loopback names (server.loopback).
+        base_url = "http://127.0.0.1" if app_options.get("no_auth") else "http://proxy.test"
         async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test", headers=headers
+            transport=httpx.ASGITransport(app=app), base_url=base_url, headers=headers
         ) as client:
             yield client
 

@@ -163,7 +163,7 @@ async def test_bad_forms_are_400_with_param(proxy, fields: dict[str, Any], files
 async def test_json_body_is_refused_clearly(proxy) -> None:
     async with proxy() as client:
         answer = await client.post("/v1/audio/transcriptions", json={"model": "whisper-1"})
-    assert answer.status_code == 400 and "multipart/form-data" in answer.json()["error"]["message"]
+    assert answer.status_code == 415 and "multipart/form-data" in answer.json()["error"]["message"]
 
 
 async def test_upload_over_the_limit_is_413(settings, api_key: str, fake: FakeWorkers) -> None:

@@ -92,7 +92,7 @@ async def test_fetched_image_bytes_are_capped_per_request(settings: Settings, fa
     app = create_app(replace(settings, allow_private_fetch=True), transport=fake.transport(),
                      image_transport=httpx.MockTransport(images), no_auth=True)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         response = await client.post("/v1/chat/completions", json=body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
@@ -157,7 +157,7 @@ async def test_a_streamed_request_holds_at_most_half_the_upstream_pool(settings:
     _fake_llama(fake)
     app = create_app(replace(settings, max_connections=8), transport=fake.transport(), no_auth=True)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         chat = {"model": LLAMA, "messages": [{"role": "user", "content": "hi"}], "stream": True}
         refused = await client.post("/v1/chat/completions", json={**chat, "n": 5})
         completions = await client.post("/v1/completions", json={"model": LLAMA, "prompt": ["a", "b", "c"], "n": 2,

@@ -37,7 +37,7 @@ async def running(settings: Settings, transport: httpx.AsyncBaseTransport | None
                   **options: Any) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     app = create_app(settings if transport else settings.as_offline(), transport=transport, **options)
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         yield app, client
 
 

@@ -153,7 +153,7 @@ async def test_edits_need_multipart_and_an_image(proxy) -> None:
         no_image = await client.post("/v1/images/edits", files={"prompt": (None, "p")})
         bad_n = await client.post("/v1/images/edits", files={"prompt": (None, "p"), "n": (None, "two"),
                                                               "image": ("a.png", b"\x89PNG", "image/png")})
-    assert as_json.status_code == 400 and as_json.json()["error"]["code"] == "invalid_content_type"
+    assert as_json.status_code == 415 and as_json.json()["error"]["code"] == "unsupported_media_type"
     assert no_image.status_code == 400 and no_image.json()["error"]["param"] == "image"
     assert bad_n.status_code == 400 and bad_n.json()["error"]["param"] == "n"
 

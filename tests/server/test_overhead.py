@@ -65,7 +65,7 @@ async def test_a_stream_is_written_once_per_upstream_read_not_once_per_token(set
         await app(scope, receive, watched)
 
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=counting), base_url="http://proxy.test") as client:
+            transport=httpx.ASGITransport(app=counting), base_url="http://127.0.0.1") as client:
         answer = await client.post("/v1/chat/completions", json={
             "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True})
     events = [json.loads(line[6:]) for line in answer.text.split("\n")

@@ -113,11 +113,15 @@ async def test_unknown_route_wrong_method_and_bad_bodies(proxy, settings) -> Non
     async with proxy() as client:
         assert_openai_error(await client.get("/v1/nothing-here"), 404, code="not_found")
         assert_openai_error(await client.get("/v1/chat/completions"), 405)
-        assert_openai_error(await client.post("/v1/chat/completions", content=b"{not json"), 400, code="invalid_json")
+        json_type = {"content-type": "application/json"}
+        assert_openai_error(await client.post("/v1/chat/completions", content=b"{not json", headers=json_type), 400,
+                            code="invalid_json")
         for body in (b"null", b"[]", b'"x"', b"3"):
-            assert_openai_error(await client.post("/v1/chat/completions", content=body), 400, code="invalid_json")
-        assert_openai_error(await client.post("/v1/chat/completions", content=b"\xff\xfe{}"), 400)
-        assert_openai_error(await client.post("/v1/chat/completions", content=b"[" * 100_000 + b"]" * 100_000), 400)
+            assert_openai_error(await client.post("/v1/chat/completions", content=body, headers=json_type), 400,
+                                code="invalid_json")
+        assert_openai_error(await client.post("/v1/chat/completions", content=b"\xff\xfe{}", headers=json_type), 400)
+        assert_openai_error(await client.post("/v1/chat/completions", content=b"[" * 100_000 + b"]" * 100_000,
+                                              headers=json_type), 400)
         missing = await client.post("/v1/chat/completions", json={"model": LLAMA})
         assert_openai_error(missing, 400, param="messages")
         wrong = await client.post("/v1/chat/completions", json=chat_body(temperature="hot"))
@@ -127,7 +131,7 @@ async def test_unknown_route_wrong_method_and_bad_bodies(proxy, settings) -> Non
         bad_id = await client.post("/v1/chat/completions", json=chat_body(model="@cf/../../accounts/x"))
         assert_openai_error(bad_id, 400, param="model")
         big = b'{"model": "x", "messages": [], "pad": "' + b"a" * (int(settings.max_json_mb * 1024 * 1024)) + b'"}'
-        assert_openai_error(await client.post("/v1/chat/completions", content=big), 413)
+        assert_openai_error(await client.post("/v1/chat/completions", content=big, headers=json_type), 413)
 
 
 async def test_unknown_alias_and_unknown_upstream_model_are_404(proxy, fake: FakeWorkers) -> None:

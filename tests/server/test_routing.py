@@ -44,6 +44,7 @@ api_token_env = ["BACKUP_TOKEN", "BACKUP_TOKEN_2"]
 type = "openai"
 base_url = "https://groq.test/openai/v1"
 api_key_env = "GROQ_API_KEY"
+extra_fields = ["provider"]
 
 [upstreams.spare]
 type = "openai"
@@ -166,7 +167,7 @@ async def test_a_hanging_target_fails_over_after_its_upstreams_own_timeout(up: F
                              environ={"CFAI_HOME": str(tmp_path), "BACKUP_TOKEN": "b1"})
     app = create_app(settings, no_auth=True, transport=up.transport())
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         loop = asyncio.get_running_loop()
         started = loop.time()
         response = await client.post("/v1/chat/completions", json=chat(model="backup-first"))
@@ -188,7 +189,7 @@ async def test_a_hang_on_the_default_account_times_out_then_the_backup_answers(t
                                  environ={"CFAI_HOME": str(tmp_path), "BACKUP_TOKEN": "b1"})
     app = create_app(fast_timeout, no_auth=True, transport=up.transport())
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         response = await client.post("/v1/chat/completions", json=chat())
     assert text_of(response) == f"hello from {BACKUP}"
     assert response.headers["x-cfai-upstream"] == "backup"
@@ -223,6 +224,29 @@ async def test_when_every_target_fails_the_last_error_is_answered(proxy, up: Fak
     # main, backup key 1, backup key 2: the last one (nothing else waiting) gets its usual retries.
     assert up.who()[:3] == [f"{MAIN}/cf-main-token-value", f"{BACKUP}/backup-token-one", f"{BACKUP}/backup-token-two"]
     assert len(up.who()) == 3 + 2
+
+
+async def test_a_model_the_client_names_that_does_not_exist_rests_nothing(proxy, up: FakeUpstreams) -> None:
+    """A typo (or a probe for model names) must not cool a lane down for everyone or fill the cooldown table:
+    each request still asks every account, and /health shows no failure. A route's own target that goes
+    missing is the configuration's problem, and rests as usual."""
+    async with proxy() as client:
+        for name in ("@cf/meta/no-such-model", "@cf/meta/no-such-model", "@cf/meta/another-typo"):
+            error = (await client.post("/v1/chat/completions", json=chat(name))).json()["error"]
+            assert error["code"] == "model_not_found"
+        embedded = await client.post("/v1/embeddings", json={"model": "@cf/baai/no-such-bge", "input": "x"})
+        assert embedded.status_code == 404
+        health = (await client.get("/health?detail=1")).json()
+        router = client.app.state.ctx.router  # type: ignore[attr-defined]
+        assert all(not state.resting and state.failures == 0 for state in router.cooldowns.lanes.values())
+        assert all(key["state"] == "ok" and key["failures"] == 0
+                   for upstream in health["upstreams"] if upstream["type"] == "cloudflare" for key in upstream["keys"])
+        assert [who.split("/")[0] for who in up.who()] == [MAIN, BACKUP, BACKUP] * 4  # nothing skipped as resting
+
+        up.account(MAIN).models[MODEL] = FAILURES["not_found"]
+        assert (await client.post("/v1/chat/completions", json=chat("strict"))).status_code == 404
+        main = next(u for u in (await client.get("/health?detail=1")).json()["upstreams"] if u["name"] == "cloudflare")
+    assert main["state"] == "cooling_down" and MODEL in main["keys"][0]["cooling_down_until"]
 
 
 # ---- cooldown and recovery, key rotation --------------------------------------------------------------
@@ -376,7 +400,7 @@ async def test_a_route_fails_over_from_workers_ai_to_an_openai_compatible_provid
         assert text_of(response) == "Hej från Groq"
         assert response.headers["x-cfai-upstream"] == "groq"
         assert response.headers["x-cfai-model"] == "llama-3.1-8b-instant"
-    # The provider got what the client sent, only the model renamed (unknown fields too).
+    # The provider got what the client sent, only the model renamed.
     assert seen[0] == {"model": "llama-3.1-8b-instant", "messages": [{"role": "user", "content": "hi"}],
                        "temperature": 0.2, "seed": 7, "user": "u-1", "logit_bias": {"50256": -100}}
     assert seen[0]["model"] == "llama-3.1-8b-instant"
@@ -411,6 +435,26 @@ async def test_pass_through_keeps_streaming_and_tool_calls_intact_for_the_openai
                                                         messages=[{"role": "user", "content": "hi"}])
         text = "".join([c.choices[0].delta.content or "" async for c in text_stream if c.choices])
     assert text == "Hej från Groq ✓"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_pass_through_forwards_openai_fields_and_configured_extras_only(proxy, up: FakeUpstreams,
+                                                                             stream: bool) -> None:
+    """A client must not steer a provider with its own routing fields (OpenRouter's provider, models, route,
+    transforms...): only CreateChatCompletionRequest's fields go on, plus what [upstreams.groq] extra_fields
+    names ("provider" here)."""
+    seen = groq_provider(up)
+    sent = chat("only-groq", stream=stream, temperature=0.5, max_completion_tokens=20, metadata={"a": "b"},
+                provider={"order": ["Cheap"]}, models=["x/y", "z/w"], route="fallback", transforms=["middle-out"],
+                plugins=[{"id": "web"}], **{"x-anything": 1})
+    async with proxy() as client:
+        response = await client.post("/v1/chat/completions", json=sent)
+        assert response.status_code == 200, response.text
+    expected = {"model": "llama-3.3-70b-versatile", "messages": sent["messages"], "temperature": 0.5,
+                "max_completion_tokens": 20, "metadata": {"a": "b"}, "provider": {"order": ["Cheap"]}}
+    if stream:  # cfai asks for usage so the key's token limits count what the stream spent
+        expected.update(stream=True, stream_options={"include_usage": True})
+    assert seen[0] == expected
 
 
 async def test_routes_serve_the_responses_and_completions_endpoints_too(proxy, up: FakeUpstreams) -> None:
@@ -587,7 +631,7 @@ async def test_a_provider_stream_that_opens_with_an_error_event_fails_over(proxy
                              environ={"CFAI_HOME": str(tmp_path), "GROQ_API_KEY": "k"})
     app = create_app(settings, no_auth=True, transport=up.transport())
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         response = await client.post("/v1/chat/completions", json=chat("groq-first", stream=True))
     assert response.headers["x-cfai-upstream"] == "cloudflare"
     assert stream_text(response.text)[0] == f"hello from {MAIN}"

@@ -538,8 +538,10 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_transparently()
         assert server.accepted == 5
 
 
-async def test_the_keep_alive_race_is_retried_once_on_a_new_connection() -> None:
-    """The server closes a reused connection just as the request arrives: sent again, on a fresh connection."""
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_a_request_written_to_a_connection_that_then_breaks_is_never_sent_twice(method: str) -> None:
+    """The server reads a request on a reused connection, then closes it without a word (the keep-alive race,
+    or a server that dies mid-request): the request may have been acted on, so it is not sent again."""
 
     async def closes_second(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await read_request(reader)
@@ -547,14 +549,19 @@ async def test_the_keep_alive_race_is_retried_once_on_a_new_connection() -> None
             server.requests.append(request)
             writer.write(answer(b"first"))
             await writer.drain()
-        if await read_request(reader) is not None:
-            return  # the second request on this connection: close without a word
+        request = await read_request(reader)
+        if request is not None:
+            server.requests.append(request)  # the second request on this connection: close without a word
 
     transport = LeanTransport(max_connections=2)
     async with serving(closes_second) as server, client(transport) as http:
-        assert (await http.post(server.url, content=b"a")).content == b"first"
-        assert (await http.post(server.url, content=b"b")).content == b"first"
-        assert server.accepted == 2 and [r[2] for r in server.requests] == [b"a", b"b"]
+        assert (await http.request(method, server.url, content=b"a")).content == b"first"
+        error = await failure(http.request(method, server.url, content=b"b"), httpx.RemoteProtocolError)
+        assert "without sending a response" in str(error)
+        assert server.accepted == 1 and [r[2] for r in server.requests] == [b"a", b"b"]
+        assert transport.connections == 0
+        assert (await http.request(method, server.url, content=b"c")).content == b"first"  # a new connection
+        assert server.accepted == 2
 
 
 async def test_a_connection_that_breaks_just_after_being_handed_to_a_waiter_is_replaced() -> None:
@@ -696,6 +703,39 @@ async def test_malformed_responses_are_protocol_errors() -> None:
         for path in ("/status", "/nonsense", "/header", "/length", "/101"):
             await failure(http.get(server.url + path), httpx.RemoteProtocolError)
         assert transport.connections == 0
+
+
+async def test_response_heads_beyond_the_caps_are_refused_and_their_connection_dropped() -> None:
+    """Too many headers, too many header bytes, or one header line without end: a clear error, not a buffer
+    that grows for ever; a head just inside the caps is read as usual."""
+    fill = b"x" * 1000
+
+    async def heads(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (request := await read_request(reader)) is not None:
+            path = request[0].split()[1]
+            if path == b"/count":
+                writer.write(b"HTTP/1.1 200 OK\r\n" + b"".join(b"x-%d: 1\r\n" % i for i in range(101)) + b"\r\n")
+            elif path == b"/bytes":
+                writer.write(b"HTTP/1.1 200 OK\r\n" + b"".join(b"x-%d: %s\r\n" % (i, fill) for i in range(70)))
+            elif path == b"/endless":
+                writer.write(b"HTTP/1.1 200 OK\r\nx-endless: ")
+                for _ in range(200):  # 200 KiB and counting, never a line end
+                    writer.write(b"y" * 1024)
+                    await writer.drain()
+            else:
+                headers = b"".join(b"x-%d: %s\r\n" % (i, fill) for i in range(60))  # ~60 KiB in 61 headers
+                writer.write(b"HTTP/1.1 200 OK\r\n%scontent-length: 2\r\n\r\nok" % headers)
+            await writer.drain()
+        await asyncio.sleep(1)
+
+    transport = LeanTransport(max_connections=2)
+    async with serving(heads) as server, client(transport) as http:
+        for path in ("/count", "/bytes", "/endless"):
+            error = await failure(http.get(server.url + path), httpx.RemoteProtocolError)
+            assert "response head is too large" in str(error) and "100 headers" in str(error)
+            assert transport.connections == 0
+        response = await http.get(server.url + "/fits")
+        assert response.content == b"ok" and len(response.headers) == 61
 
 
 async def test_a_line_break_in_a_header_is_refused_before_sending() -> None:

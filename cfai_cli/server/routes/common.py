@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from cfai_cli.core.openai.base import parse_body
 from cfai_cli.core.sse import DONE, encode_sse
-from cfai_cli.errors import CfaiError, RequestTooLarge, UpstreamError
+from cfai_cli.errors import CfaiError, RequestTooLarge, UnsupportedMediaType, UpstreamError
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.service.context import Context
 from cfai_cli.service.record import RequestRecord
@@ -52,7 +52,38 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(data)
 
 
+def media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """`type/subtype` lowercased and the parameters (names lowercased, quotes removed) of a Content-Type."""
+    kind, *params = (header or "").split(";")
+    found: dict[str, str] = {}
+    for param in params:
+        name, _, value = param.partition("=")
+        found[name.strip().lower()] = value.strip().strip('"')
+    return kind.strip().lower(), found
+
+
+_NOT_JSON = ("This endpoint takes a JSON body sent with 'Content-Type: application/json', not {}. With curl, add "
+             "-H 'Content-Type: application/json' (-d alone sends application/x-www-form-urlencoded).")
+
+
+def check_json_content_type(header: str | None) -> None:
+    """415 unless the body is declared JSON in UTF-8: `application/json` or `application/*+json`, charset
+    utf-8 or none. No header at all is refused too: browsers post text/plain, form and header-less bodies
+    to any site without asking (no CORS preflight), so only a JSON type proves the caller meant JSON."""
+    kind, params = media_type(header)
+    is_json = kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")
+                                              and len(kind) > len("application/+json"))
+    if not is_json:
+        raise UnsupportedMediaType(_NOT_JSON.format(repr(kind[:80]) if kind else "a body without a Content-Type"))
+    charset = params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"JSON on the wire must be UTF-8; send 'Content-Type: application/json' "
+                                   f"and the body encoded as UTF-8, not charset={charset[:40]}.")
+
+
 async def read_json(request: Request) -> dict[str, Any]:
+    """The JSON object of a request declared as JSON (415 otherwise), within the proxy's JSON size limit."""
+    check_json_content_type(request.headers.get("content-type"))
     limit: int = request.app.state.max_json_bytes
     return parse_body(await read_body(request, limit))
 

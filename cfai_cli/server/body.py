@@ -1,0 +1,159 @@
+"""How a request body is allowed to arrive: within a deadline, and an early answer still reaches the client.
+
+Imports starlette's ASGI types and errors; pure ASGI middleware, outermost in the app. Two rules:
+
+- the body must arrive within `body_timeout` seconds of the request head: a slow upload gets a 408 (raised
+  from `receive`, so whichever layer is reading answers it) and frees its concurrency slot;
+- an answer given before the body was read to its end (a 413, 415, 401, 408...) goes out at once with
+  `Connection: close`, but the connection is held open a little while longer to read and discard what the
+  client is still sending (at most DRAIN_BYTES, DRAIN_SECONDS, or DRAIN_IDLE without a byte). Closing a socket
+  with unread data makes the kernel send a reset, and a reset can destroy the answer before the client
+  reads it; a client that writes its whole body before reading (most HTTP libraries) would see "connection
+  reset" instead of the 413. Without the bound, the server would swallow an endless upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cfai_cli.errors import RequestTimeout
+
+DRAIN_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+DRAIN_IDLE = 1.0
+
+
+def _declares_body(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bool]:
+    """(the request has a body, the client waits for `100 Continue` before sending it)."""
+    has_body = expect = False
+    for name, value in headers:
+        if name == b"content-length":
+            has_body = value.strip() not in (b"0", b"")
+        elif name == b"transfer-encoding":
+            has_body = True
+        elif name == b"expect":
+            expect = value.strip().lower() == b"100-continue"
+    return has_body, expect
+
+
+class _Upload:
+    """One request body being read: its deadline, and the task waiting in `receive` for it, if any."""
+
+    __slots__ = ("deadline", "expired", "waiting")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self.waiting: asyncio.Task[object] | None = None
+
+
+class BodyGuard:
+    def __init__(self, app: ASGIApp, *, body_timeout: float) -> None:
+        self.app = app
+        self.body_timeout = body_timeout
+        # One sweep over the bodies being read, a few times a deadline, instead of a timer per request
+        # (a timer and its cancellation cost ~3 µs; the proxy's own work per request is a few hundred).
+        self._uploads: set[_Upload] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweeper_loop: asyncio.AbstractEventLoop | None = None  # an app may outlive a loop (tests)
+        self._tick = min(0.25, body_timeout / 8)
+
+    def _watch(self, upload: _Upload) -> None:
+        self._uploads.add(upload)
+        loop = asyncio.get_running_loop()
+        if self._sweeper is None or self._sweeper_loop is not loop:
+            self._sweeper = loop.call_later(self._tick, self._sweep)
+            self._sweeper_loop = loop
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._sweeper_loop:
+            return
+        now = loop.time()
+        for upload in [u for u in self._uploads if u.deadline <= now]:
+            self._uploads.discard(upload)
+            upload.expired = True
+            if upload.waiting is not None:
+                upload.waiting.cancel()  # the receive it waits in raises the 408 (timed_receive)
+        self._sweeper = loop.call_later(self._tick, self._sweep) if self._uploads else None
+
+    def _too_slow(self) -> RequestTimeout:
+        return RequestTimeout(f"The request body did not arrive within {self.body_timeout:g} s "
+                              "(the proxy's body_timeout); the connection was too slow or stalled.")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        has_body, expect = _declares_body(scope["headers"])
+        if not has_body:
+            await self.app(scope, receive, send)
+            return
+        upload = _Upload(asyncio.get_running_loop().time() + self.body_timeout)
+        finished = False  # the whole body has been received, or the client has gone
+        asked = False  # the app asked for the body (so a client expecting 100-continue was told to send it)
+        held = False  # the answer's last message is held back while the rest of the body is drained
+
+        async def timed_receive() -> Message:
+            nonlocal finished, asked
+            if finished:
+                return await receive()
+            if upload.expired:
+                raise self._too_slow()
+            if not asked:
+                asked = True
+                self._watch(upload)
+            upload.waiting = task = asyncio.current_task()
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                if upload.expired and task is not None and task.uncancel() == 0:  # the sweep's, nobody else's
+                    raise self._too_slow() from None
+                raise
+            finally:
+                upload.waiting = None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                finished = True
+                self._uploads.discard(upload)
+            return message
+
+        async def closing_send(message: Message) -> None:
+            nonlocal held
+            if not finished:
+                if message["type"] == "http.response.start":
+                    # The body is not read to its end: the connection cannot carry another request.
+                    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+                elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                    held = True
+                    message = {**message, "more_body": True}
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, closing_send)
+        finally:
+            self._uploads.discard(upload)
+        if held:
+            if asked or not expect:  # a client still waiting for 100 Continue sends nothing more
+                await self._drain(receive)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _drain(receive: Receive) -> None:
+        """Read and discard the rest of the body, within bounds; the answer is already on its way."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + DRAIN_SECONDS
+        left = DRAIN_BYTES
+        while left > 0:
+            try:
+                async with asyncio.timeout_at(min(until, loop.time() + DRAIN_IDLE)):
+                    message = await receive()
+            except TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
