@@ -184,3 +184,43 @@ def test_item_references_resolve_to_stored_items() -> None:
         resolve_references(input_items([{"role": "user", "content": "x"}, {"type": "item_reference", "id": "nope"}],
                                        ids()), stored.get)
     assert caught.value.param == "input[1].id"
+
+
+def test_additional_tools_items_add_tools_for_the_model() -> None:
+    # Codex's default model ("responses lite") sends no top-level `tools`: they come in input items.
+    extra = {"type": "additional_tools", "role": "developer", "tools": [
+        {"type": "namespace", "name": "functions", "description": "", "tools": [
+            {"type": "custom", "name": "exec", "description": "Run code."},
+            {"type": "function", "name": "wait", "description": "Wait.", "parameters": PARAMS}]},
+        {"type": "web_search"}]}
+    r = req(input=[extra, {"role": "user", "content": "x"}], tools=[TOOLS[0]], tool_choice="auto")
+    body = chat_body(r)
+    assert [t["function"]["name"] for t in body["tools"]] == ["shell", "functions__exec", "functions__wait"]
+    assert body["tool_choice"] == "auto"
+    assert response_tools(r).dropped == ["web_search"]
+    items = input_items(r.raw_input(), ids())
+    assert items[0] == {**extra, "id": "at_1"}
+    validate(items[0], "AdditionalTools")
+    assert [m["role"] for m in to_chat_request(r, [], items, model="m", stream=False).model_dump()["messages"]] \
+        == ["user"]  # the item itself tells the model nothing
+
+
+def test_additional_tools_in_the_stored_history_stay_offered() -> None:
+    earlier = input_items([{"type": "additional_tools", "role": "developer", "tools": [TOOLS[1]]}], ids())
+    r = req(input="again", previous_response_id="resp_1")
+    items = input_items(r.raw_input(), ids())
+    tools = response_tools(r, history=earlier, items=items)
+    assert [t["function"]["name"] for t in tools.functions] == ["apply_patch"]
+    assert tools.origin("apply_patch").kind == "custom"
+
+
+@pytest.mark.parametrize(("item", "param"), [
+    ({"type": "additional_tools", "role": "developer"}, "input[0].tools"),
+    ({"type": "additional_tools", "role": "developer", "tools": [{"type": "function"}]}, "input[0].tools[0].name"),
+])
+def test_bad_additional_tools_items_name_the_parameter(item: dict[str, Any], param: str) -> None:
+    r = req(input=[item, {"role": "user", "content": "x"}])
+    with pytest.raises(InvalidRequest) as caught:
+        response_tools(r)
+        input_items(r.raw_input(), ids())
+    assert caught.value.param == param
