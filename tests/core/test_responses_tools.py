@@ -19,8 +19,9 @@ from cfai_cli.core.translate.responses_stream import ResponseBuilder
 from cfai_cli.errors import InvalidRequest
 from tests.openai_schema import validate, validate_response_events
 
-CODEX = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "codex" / "responses_request.json")
-                   .read_text())
+CODEX_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "codex"
+CODEX_DEFAULT = json.loads((CODEX_FIXTURES / "default_request.json").read_text())  # real, Codex 0.171.0
+CODEX_GPT55 = json.loads((CODEX_FIXTURES / "gpt-5.5_request.json").read_text())
 PARAMS = {"type": "object", "properties": {"q": {"type": "string"}}}
 TOOLS = [
     {"type": "function", "name": "shell", "parameters": PARAMS},
@@ -161,14 +162,25 @@ def test_the_response_lists_the_offered_tools_in_their_own_shapes() -> None:
     assert shell["tool_choice"] == {"type": "custom", "name": "apply_patch"}
 
 
-def test_a_codex_request_body_validates_and_translates() -> None:
-    r = req(**{**CODEX, "model": "gpt-5"})
+def test_codex_request_bodies_validate_and_translate() -> None:
+    r = req(**CODEX_GPT55)
     body = chat_body(r)
     assert [t["function"]["name"] for t in body["tools"]] == [
-        "shell_command", "update_plan", "apply_patch", "view_image", "mcp__docs__search"]
-    assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is False
-    assert response_tools(r).dropped == ["web_search"]
+        "exec_command", "write_stdin", "request_user_input", "apply_patch", "view_image", "get_goal",
+        "create_goal", "update_goal"]
+    assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is True
+    assert response_tools(r).dropped == ["tool_search", "web_search"]
     assert body["reasoning_effort"] == "medium"
+    validate(response_shell(r, response_id="resp_1", created_at=1, model="m"), "Response")
+
+    r = req(**CODEX_DEFAULT)  # Codex's default model: every tool in an additional_tools input item
+    body = chat_body(r)
+    assert r.tools is None and len(body["tools"]) == 12
+    assert body["tools"][0]["function"]["name"] == "functions__exec"
+    assert body["tools"][-1]["function"]["name"] == "collaboration__wait_agent"
+    assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is False
+    assert body["reasoning_effort"] == "low" and response_tools(r).dropped == []
+    assert [m["role"] for m in body["messages"]] == ["system"] * 4 + ["user"] * 2
     validate(response_shell(r, response_id="resp_1", created_at=1, model="m"), "Response")
 
 
