@@ -79,10 +79,8 @@ async def astream(llm: FunctionCallingLLM, messages: list[ChatMessage]) -> str:
 
 
 def last_of(parts: Any) -> Any:
-    last = None
-    for last in parts:
-        pass
-    return last
+    items = list(parts)
+    return items[-1] if items else None
 
 
 def streamed_object(llm: FunctionCallingLLM) -> Any:
