@@ -35,6 +35,7 @@ DEFAULT_ALIASES: dict[str, str] = {
     "gpt-4.1": SCOUT,
     "gpt-4.1-mini": MISTRAL_SMALL,
     "gpt-4.1-nano": "@cf/meta/llama-3.1-8b-instruct-fast",
+    "gpt-6": "@cf/openai/gpt-oss-120b",  # the family of Codex CLI's default model (gpt-6.2-sol in 0.171)
     "gpt-5": "@cf/openai/gpt-oss-120b",
     "gpt-5-mini": "@cf/openai/gpt-oss-20b",
     "gpt-5-nano": "@cf/zai-org/glm-4.7-flash",
@@ -68,6 +69,7 @@ DEFAULT_ALIASES: dict[str, str] = {
 DEFAULT_VISION_ALIASES: dict[str, str] = {
     "gpt-4o-mini": MISTRAL_SMALL,
     "gpt-4.1-nano": MISTRAL_SMALL,
+    "gpt-6": GEMMA_4,
     "gpt-5": GEMMA_4,
     "gpt-5-mini": GEMMA_4,
     "gpt-5-nano": GEMMA_4,
@@ -113,7 +115,7 @@ def alias_of(name: str, aliases: Mapping[str, str]) -> str | None:
 
     A name that is not an alias but starts with one followed by '-' or '.' belongs to the *longest* such
     alias, so OpenAI's dated and suffixed names keep working: gpt-4o-2024-08-06 -> gpt-4o,
-    gpt-4.1-mini-2025-04-14 -> gpt-4.1-mini, gpt-5.1-codex-max -> gpt-5, o3-pro -> o3.
+    gpt-4.1-mini-2025-04-14 -> gpt-4.1-mini, gpt-5.1-codex-max -> gpt-5, gpt-6.2-sol -> gpt-6, o3-pro -> o3.
     """
     if name in aliases:
         return name

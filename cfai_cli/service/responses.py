@@ -66,7 +66,7 @@ def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool, owner: str 
     items = resolve_references(input_items(req.raw_input(), ctx.ids),
                                lambda item_id: response_store(ctx).find_item(item_id, owner=owner))
     model = req.model or ctx.settings.default_model
-    tools = response_tools(req)
+    tools = response_tools(req, history=history, items=items)
     chat = to_chat_request(req, history, items, model=model, stream=stream, tools=tools)
     model_id = ctx.router.resolve(model, vision=chat.has_images())  # the model the chat service will pick
     shell = response_shell(req, response_id=ctx.ids("resp"), created_at=ctx.now(), model=model_id)

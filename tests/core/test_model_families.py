@@ -30,7 +30,10 @@ OSS_20B = "@cf/openai/gpt-oss-20b"
     ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),  # longest: not gpt-4o
     ("gpt-4.1-mini-2025-04-14", "gpt-4.1-mini"),
     ("gpt-4.1-2025-04-14", "gpt-4.1"),
-    ("gpt-5.1-codex-max", "gpt-5"),  # Codex CLI's default
+    ("gpt-5.1-codex-max", "gpt-5"),  # Codex CLI's default before 0.171
+    ("gpt-6.2-sol", "gpt-6"),  # Codex CLI 0.171's default
+    ("gpt-6-astra", "gpt-6"),
+    ("gpt-5.6-sol", "gpt-5"),
     ("gpt-5.2-codex", "gpt-5"),
     ("gpt-5-codex", "gpt-5"),
     ("gpt-5-mini-2025-08-07", "gpt-5-mini"),
@@ -46,6 +49,7 @@ OSS_20B = "@cf/openai/gpt-oss-20b"
     # not a family member: no '-' or '.' right after the alias, or nothing after it
     ("gpt-4oo", None),
     ("gpt-5x", None),
+    ("gpt-60", None),
     ("o3-", None),
     ("o5-mini", None),
     ("claude-3-opus", None),
@@ -66,6 +70,7 @@ def test_family_is_the_longest_alias_followed_by_a_dash_or_dot(name: str, family
     ("gpt-4.1-mini", MISTRAL, MISTRAL),
     ("gpt-5", OSS_120B, GEMMA),
     ("gpt-5.1-codex-max", OSS_120B, GEMMA),
+    ("gpt-6.2-sol", OSS_120B, GEMMA),
     ("gpt-5-mini", OSS_20B, GEMMA),
     ("gpt-5-nano", "@cf/zai-org/glm-4.7-flash", GEMMA),
     ("o1", OSS_120B, GEMMA),

@@ -149,7 +149,7 @@ INVALID: list[tuple[str, dict[str, Any], str, bool]] = [
      "tool_choice.function", False),
     ("response_format unknown type", body(response_format={"type": "xml"}), "response_format.type", False),
     ("json_schema without json_schema", body(response_format={"type": "json_schema"}), "response_format", False),
-    ("reasoning_effort unknown", body(reasoning_effort="max"), "reasoning_effort", False),
+    ("reasoning_effort unknown", body(reasoning_effort="extreme"), "reasoning_effort", False),
     ("seed a float", body(seed=1.5), "seed", False),
 ]
 

@@ -19,8 +19,9 @@ from cfai_cli.core.translate.responses_stream import ResponseBuilder
 from cfai_cli.errors import InvalidRequest
 from tests.openai_schema import validate, validate_response_events
 
-CODEX = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "codex" / "responses_request.json")
-                   .read_text())
+CODEX_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "codex"
+CODEX_DEFAULT = json.loads((CODEX_FIXTURES / "default_request.json").read_text())  # real, Codex 0.171.0
+CODEX_GPT55 = json.loads((CODEX_FIXTURES / "gpt-5.5_request.json").read_text())
 PARAMS = {"type": "object", "properties": {"q": {"type": "string"}}}
 TOOLS = [
     {"type": "function", "name": "shell", "parameters": PARAMS},
@@ -161,14 +162,25 @@ def test_the_response_lists_the_offered_tools_in_their_own_shapes() -> None:
     assert shell["tool_choice"] == {"type": "custom", "name": "apply_patch"}
 
 
-def test_a_codex_request_body_validates_and_translates() -> None:
-    r = req(**{**CODEX, "model": "gpt-5"})
+def test_codex_request_bodies_validate_and_translate() -> None:
+    r = req(**CODEX_GPT55)
     body = chat_body(r)
     assert [t["function"]["name"] for t in body["tools"]] == [
-        "shell_command", "update_plan", "apply_patch", "view_image", "mcp__docs__search"]
-    assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is False
-    assert response_tools(r).dropped == ["web_search"]
+        "exec_command", "write_stdin", "request_user_input", "apply_patch", "view_image", "get_goal",
+        "create_goal", "update_goal"]
+    assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is True
+    assert response_tools(r).dropped == ["tool_search", "web_search"]
     assert body["reasoning_effort"] == "medium"
+    validate(response_shell(r, response_id="resp_1", created_at=1, model="m"), "Response")
+
+    r = req(**CODEX_DEFAULT)  # Codex's default model: every tool in an additional_tools input item
+    body = chat_body(r)
+    assert r.tools is None and len(body["tools"]) == 12
+    assert body["tools"][0]["function"]["name"] == "functions__exec"
+    assert body["tools"][-1]["function"]["name"] == "collaboration__wait_agent"
+    assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is False
+    assert body["reasoning_effort"] == "low" and response_tools(r).dropped == []
+    assert [m["role"] for m in body["messages"]] == ["system"] * 4 + ["user"] * 2
     validate(response_shell(r, response_id="resp_1", created_at=1, model="m"), "Response")
 
 
@@ -184,3 +196,43 @@ def test_item_references_resolve_to_stored_items() -> None:
         resolve_references(input_items([{"role": "user", "content": "x"}, {"type": "item_reference", "id": "nope"}],
                                        ids()), stored.get)
     assert caught.value.param == "input[1].id"
+
+
+def test_additional_tools_items_add_tools_for_the_model() -> None:
+    # Codex's default model ("responses lite") sends no top-level `tools`: they come in input items.
+    extra = {"type": "additional_tools", "role": "developer", "tools": [
+        {"type": "namespace", "name": "functions", "description": "", "tools": [
+            {"type": "custom", "name": "exec", "description": "Run code."},
+            {"type": "function", "name": "wait", "description": "Wait.", "parameters": PARAMS}]},
+        {"type": "web_search"}]}
+    r = req(input=[extra, {"role": "user", "content": "x"}], tools=[TOOLS[0]], tool_choice="auto")
+    body = chat_body(r)
+    assert [t["function"]["name"] for t in body["tools"]] == ["shell", "functions__exec", "functions__wait"]
+    assert body["tool_choice"] == "auto"
+    assert response_tools(r).dropped == ["web_search"]
+    items = input_items(r.raw_input(), ids())
+    assert items[0] == {**extra, "id": "at_1"}
+    validate(items[0], "AdditionalTools")
+    assert [m["role"] for m in to_chat_request(r, [], items, model="m", stream=False).model_dump()["messages"]] \
+        == ["user"]  # the item itself tells the model nothing
+
+
+def test_additional_tools_in_the_stored_history_stay_offered() -> None:
+    earlier = input_items([{"type": "additional_tools", "role": "developer", "tools": [TOOLS[1]]}], ids())
+    r = req(input="again", previous_response_id="resp_1")
+    items = input_items(r.raw_input(), ids())
+    tools = response_tools(r, history=earlier, items=items)
+    assert [t["function"]["name"] for t in tools.functions] == ["apply_patch"]
+    assert tools.origin("apply_patch").kind == "custom"
+
+
+@pytest.mark.parametrize(("item", "param"), [
+    ({"type": "additional_tools", "role": "developer"}, "input[0].tools"),
+    ({"type": "additional_tools", "role": "developer", "tools": [{"type": "function"}]}, "input[0].tools[0].name"),
+])
+def test_bad_additional_tools_items_name_the_parameter(item: dict[str, Any], param: str) -> None:
+    r = req(input=[item, {"role": "user", "content": "x"}])
+    with pytest.raises(InvalidRequest) as caught:
+        response_tools(r)
+        input_items(r.raw_input(), ids())
+    assert caught.value.param == param

@@ -232,6 +232,8 @@ BODY_CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("reasoning_effort minimal becomes low", CHAT, {"reasoning_effort": "minimal"},
      {"messages": [USER], "reasoning_effort": "low"}),
     ("reasoning_effort high", CHAT, {"reasoning_effort": "high"}, {"messages": [USER], "reasoning_effort": "high"}),
+    ("reasoning_effort max becomes high", CHAT, {"reasoning_effort": "max"},
+     {"messages": [USER], "reasoning_effort": "high"}),
     ("reasoning_effort dropped for native", NATIVE, {"reasoning_effort": "high"},
      {"messages": [USER], "max_tokens": DEFAULT_MAX}),
     ("OpenAI-only fields are not forwarded", NATIVE,

@@ -137,6 +137,8 @@ OPTION_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
      {"response_format": {"type": "json_schema", "json_schema": {"name": "City", "schema": {"type": "object"},
                                                                  "strict": True}}}),
     ("reasoning effort", {"reasoning": {"effort": "low", "summary": "auto"}}, {"reasoning_effort": "low"}),
+    ("reasoning effort max (gpt-5.6 and later)", {"reasoning": {"effort": "max", "context": "all_turns"}},
+     {"reasoning_effort": "max"}),
 ]
 
 
@@ -333,8 +335,8 @@ def test_whole_answer_matches_what_the_stream_builds() -> None:
 
 @pytest.mark.parametrize(("fields", "param"), [
     ({"tools": [{"type": "function", "name": "bad name!"}]}, "tools[0].name"),
-    ({"input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}], "reasoning": {"effort": "max"}},
-     "reasoning.effort"),
+    ({"input": [{"role": "user", "content": [{"type": "input_text", "text": "x"}]}],
+      "reasoning": {"effort": "extreme"}}, "reasoning.effort"),
 ])
 def test_errors_name_the_responses_parameter(fields: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as caught:

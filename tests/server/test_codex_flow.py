@@ -1,9 +1,11 @@
-"""A Codex CLI tool loop on /v1/responses, with the request body Codex sends by default (tests/fixtures/codex).
+"""Codex CLI tool loops on /v1/responses, replayed from real Codex 0.171.0 request bodies (tests/fixtures/codex).
 
-Turn one: the hosted web_search tool is dropped (and said so in `x-cfai-dropped-tools`), the model calls the
-function tools, the custom apply_patch tool and the namespaced MCP tool, which come back as `function_call`
-(with `namespace`) and `custom_tool_call` items. Turn two replays everything the way Codex does with
-`store: false` (reasoning items without ids, calls, then their outputs) and gets the final answer.
+`default`: Codex's default model (gpt-6.2-sol, "responses lite"): no top-level `tools`, every tool arrives in an
+`additional_tools` input item (namespaces `functions`, `clock`, `collaboration`; the custom JavaScript `exec`
+tool). `gpt-5.5`: top-level tools, the custom apply_patch tool, and the hosted `tool_search` and `web_search`,
+which are dropped and said so in `x-cfai-dropped-tools`. Each prompt carries the emulator's call/args
+triggers, so turn one makes the call Codex ran; turn two is the body Codex really sent next (turn one plus the
+reasoning, the call and its output) and gets the final answer.
 """
 
 from __future__ import annotations
@@ -23,62 +25,99 @@ from tests.openai_schema import validate, validate_sse_responses_stream
 
 pytestmark = pytest.mark.anyio
 
-CODEX = json.loads((Path(__file__).resolve().parent.parent / "fixtures" / "codex" / "responses_request.json")
-                   .read_text())
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "codex"
+LLAMA = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"  # a native model: tools in the strict native schema
 
 
-def replayed(item: dict[str, Any]) -> dict[str, Any]:
-    """An output item as Codex sends it back: no `id` on calls and reasoning, nothing cfai-specific added."""
-    kind = item["type"]
-    if kind == "reasoning":
-        return {"type": "reasoning", "summary": item["summary"], "encrypted_content": None}
-    if kind == "function_call":
-        return {k: item[k] for k in ("type", "name", "arguments", "call_id", "namespace") if k in item}
-    if kind == "custom_tool_call":
-        return {k: item[k] for k in ("type", "status", "call_id", "name", "input")}
-    return item
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
 
 
-def output_of(item: dict[str, Any]) -> dict[str, Any]:
-    if item["type"] == "custom_tool_call":
-        return {"type": "custom_tool_call_output", "call_id": item["call_id"],
-                "output": "Success. Updated the following files:\nA README.md"}
-    return {"type": "function_call_output", "call_id": item["call_id"], "output": f"ran {item['name']}: exit 0"}
+# (fixture, header x-cfai-dropped-tools, the call turn one makes, what the final answer quotes from its output)
+CASES = [
+    ("default", None, ("custom_tool_call", "functions", "exec"), "Script completed"),
+    ("gpt-5.5", "tool_search,web_search", ("custom_tool_call", None, "apply_patch"), "Updated the following files"),
+]
 
 
-@pytest.mark.parametrize("model", ["gpt-5", "@cf/meta/llama-3.3-70b-instruct-fp8-fast"])
-async def test_codex_tool_loop(settings: Settings, api_key: str, model: str) -> None:
-    first = copy.deepcopy(CODEX)
-    first["model"] = model
-    first["input"][-1]["content"][0]["text"] += f" {PARALLEL}"  # the emulator calls every tool at once
-    first["parallel_tool_calls"] = True
+def client_for(settings: Settings, api_key: str) -> tuple[Any, httpx.AsyncClient]:
     app = create_app(settings.as_offline())
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://proxy.test/v1",
-        headers={"Authorization": f"Bearer {api_key}"},
-    ) as client:
+    return app, httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://proxy.test/v1",
+                                  headers={"Authorization": f"Bearer {api_key}"})
+
+
+def key(item: dict[str, Any]) -> tuple[str, str | None, str]:
+    return item["type"], item.get("namespace"), item["name"]
+
+
+@pytest.mark.parametrize("model", [None, LLAMA])
+@pytest.mark.parametrize(("name", "dropped", "call", "quoted"), CASES)
+async def test_codex_tool_loop_as_recorded(settings: Settings, api_key: str, model: str | None, name: str,
+                                           dropped: str | None, call: tuple[str, str | None, str],
+                                           quoted: str) -> None:
+    first = fixture(f"{name}_request.json")
+    if model is not None:
+        first["model"] = model
+    recorded = fixture(f"{name}_followup_items.json")
+    app, client = client_for(settings, api_key)
+    async with app.router.lifespan_context(app), client:
         reply = await client.post("/responses", json=first)
         assert reply.status_code == 200, reply.text
-        assert reply.headers["x-cfai-dropped-tools"] == "web_search"
+        assert reply.headers.get("x-cfai-dropped-tools") == dropped
         events = validate_sse_responses_stream(reply.text)
         output = events[-1]["response"]["output"]
         calls = [o for o in output if o["type"] in ("function_call", "custom_tool_call")]
-        assert [(o["type"], o.get("namespace"), o["name"]) for o in calls] == [
-            ("function_call", None, "shell_command"), ("function_call", None, "update_plan"),
-            ("custom_tool_call", None, "apply_patch"), ("function_call", None, "view_image"),
-            ("function_call", "mcp__docs", "search")]
-        patch = calls[2]
-        assert patch["input"] == "example" and "arguments" not in patch
+        assert [key(o) for o in calls] == [call]
+        # What Codex read from cfai's answer and sent back: the same call, under its own name and namespace.
+        sent_back = [o for o in recorded if o["type"] == call[0]]
+        assert [key(o) for o in sent_back] == [call] and sent_back[0]["input"] == calls[0]["input"]
         done = [e["item"] for e in events if e["type"] == "response.output_item.done"]
         assert [d["type"] for d in done] == [o["type"] for o in output]  # what Codex reads, item by item
 
-        second = copy.deepcopy(CODEX)
-        second["model"] = model
-        second["input"] = [*CODEX["input"], *(replayed(o) for o in output), *(output_of(o) for o in calls)]
+        second = {**first, "input": [*first["input"], *recorded]}
         reply = await client.post("/responses", json=second)
         assert reply.status_code == 200, reply.text
         final = validate_sse_responses_stream(reply.text)[-1]["response"]
     validate(final, "Response")
     assert final["status"] == "completed"
     assert [o["type"] for o in final["output"] if o["type"] != "reasoning"] == ["message"]
-    assert "exit 0" in final["output_text"]  # the emulator quotes the last tool result back
+    assert quoted in final["output_text"]  # the emulator quotes the last tool result back
+
+
+@pytest.mark.parametrize("model", [None, LLAMA])
+async def test_every_tool_of_codex_default_model_maps_back(settings: Settings, api_key: str,
+                                                           model: str | None) -> None:
+    """All of Codex's `additional_tools` at once (the emulator's parallel trigger): each call comes back under
+    the name and namespace Codex gave it."""
+    body = fixture("default_request.json")
+    if model is not None:
+        body["model"] = model
+    body["parallel_tool_calls"] = True
+    last = body["input"][-1]["content"][0]
+    last["text"] = f"list the files here {PARALLEL}"
+    offered = [(t["type"], ns["name"], t["name"]) for item in body["input"] if item["type"] == "additional_tools"
+               for ns in item["tools"] for t in ns["tools"]]
+    app, client = client_for(settings, api_key)
+    async with app.router.lifespan_context(app), client:
+        reply = await client.post("/responses", json=body)
+    assert reply.status_code == 200, reply.text
+    output = validate_sse_responses_stream(reply.text)[-1]["response"]["output"]
+    calls = [o for o in output if o["type"] != "reasoning"]
+    kinds = {"custom": "custom_tool_call", "function": "function_call"}
+    assert [key(o) for o in calls] == [(kinds[kind], space, name) for kind, space, name in offered]
+    assert len(offered) == 12
+
+
+async def test_tools_only_in_additional_tools_are_still_offered(settings: Settings, api_key: str) -> None:
+    """Before cfai read `additional_tools`, Codex's default model was offered no tools and answered in text."""
+    body = copy.deepcopy(fixture("default_request.json"))
+    assert "tools" not in body
+    body["input"][-1]["content"][0]["text"] = "list the files here"
+    app, client = client_for(settings, api_key)
+    async with app.router.lifespan_context(app), client:
+        reply = await client.post("/responses", json={**body, "stream": False})
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    validate(answer, "Response")
+    assert [key(o) for o in answer["output"] if o["type"] != "reasoning"] == [("custom_tool_call", "functions", "exec")]
+    assert answer["model"] == "@cf/openai/gpt-oss-120b"  # gpt-6.2-sol belongs to the gpt-6 alias family

@@ -1,6 +1,6 @@
 """The emulator's tool behaviour: `tool_choice` on native models (as Cloudflare's client sends it) and the
 deterministic triggers that let tests drive a model that answers a forced call in text, writes it as JSON
-text, cannot meet JSON mode, or calls several tools at once."""
+text, cannot meet JSON mode, calls several tools at once, or calls a named tool with given arguments."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cfai_cli.upstream.emulator.content import CALL_AS_TEXT, NO_JSON, PARALLEL, TEXT_INSTEAD
+from cfai_cli.upstream.emulator.content import ARGS, CALL, CALL_AS_TEXT, NO_JSON, PARALLEL, TEXT_INSTEAD
 from tests.upstream.test_emulator import GLM, LLAMA, SCOUT, TIME, WEATHER, error, events, post, result, user
 
 pytestmark = pytest.mark.anyio
@@ -67,3 +67,26 @@ async def test_parallel_calls_and_parallel_tool_calls_false() -> None:
     streamed = events(await post(GLM, native(f"x {PARALLEL}", stream=True)))
     indexes = {t["index"] for e in streamed for c in e.get("choices", []) for t in c["delta"].get("tool_calls", [])}
     assert indexes == {0, 1}
+
+
+async def test_call_and_args_triggers_drive_one_named_call() -> None:
+    ns_time = {"type": "function", "function": {**TIME["function"], "name": "clock__get_time"}}
+    said = f'What time? {CALL}get_time] {ARGS}{{"zone": "[UTC]", "n": 2}}]'
+    for model in (LLAMA, GLM):
+        answer = result(await post(model, native(said)))
+        calls = answer.get("tool_calls") or answer["choices"][0]["message"]["tool_calls"]
+        names = [c.get("name") or c["function"]["name"] for c in calls]
+        args = [c.get("arguments") or json.loads(c["function"]["arguments"]) for c in calls]
+        assert names == ["get_time"] and args == [{"zone": "[UTC]", "n": 2}], model
+    # a flat namespaced name is found by its inner name; arguments alone keep the first tool
+    answer = result(await post(LLAMA, {"messages": user(f"x {CALL}get_time]"), "tools": [WEATHER, ns_time]}))
+    assert [c["name"] for c in answer["tool_calls"]] == ["clock__get_time"]
+    answer = result(await post(LLAMA, native(f'x {ARGS}{{"location": "Oslo"}}]')))
+    assert answer["tool_calls"][0] == {"name": "get_weather", "arguments": {"location": "Oslo"}}
+    # a named tool_choice wins over the trigger; an unknown name or bad JSON changes nothing
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    answer = result(await post(LLAMA, native(f"x {CALL}get_time]", tool_choice=named)))
+    assert [c["name"] for c in answer["tool_calls"]] == ["get_weather"]
+    answer = result(await post(LLAMA, native(f"x {CALL}nope] {ARGS}{{bad]")))
+    assert answer["tool_calls"][0]["name"] == "get_weather"
+    assert answer["tool_calls"][0]["arguments"]["location"] == "London"

@@ -221,7 +221,8 @@ def _chat_dialect_extras(req: ChatCompletionRequest, body: dict[str, Any], choic
     if req.response_format is not None and req.response_format.type != "text":
         body["response_format"] = req.response_format.model_dump(exclude_none=True, by_alias=True)
     if req.reasoning_effort is not None:
-        effort = {"none": None, "minimal": "low", "xhigh": "high"}.get(req.reasoning_effort, req.reasoning_effort)
+        effort = {"none": None, "minimal": "low", "xhigh": "high", "max": "high"}.get(req.reasoning_effort,
+                                                                                   req.reasoning_effort)
         body["reasoning_effort"] = effort
 
 

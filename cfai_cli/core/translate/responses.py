@@ -24,9 +24,22 @@ def _unsupported(message: str, param: str) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="unsupported_value")
 
 
-def response_tools(req: CreateResponseRequest) -> ToolSet:
-    """The request's tools for the model: function tools under flat names, hosted ones dropped."""
-    return tool_set(req.tools)
+def response_tools(req: CreateResponseRequest, *, history: Sequence[Item] = (),
+                   items: Sequence[Mapping[str, Any]] | None = None) -> ToolSet:
+    """The tools for the model: the request's `tools`, then those each `additional_tools` item adds (in the
+    stored `history`, then in this request's input: `items`, else the raw `input`). Codex sends all its tools
+    that way for models in its "responses lite" mode (its default model among them). Function tools go under
+    flat names; hosted ones are dropped."""
+    tools = tool_set(req.tools)
+    for item in history:
+        if item["type"] == "additional_tools":
+            tool_set(item["tools"], param="previous_response_id", into=tools)
+    raw = req.raw_input()
+    source = items if items is not None else raw if isinstance(raw, list) else []
+    for i, item in enumerate(source):
+        if isinstance(item, Mapping) and item.get("type") == "additional_tools" and isinstance(item.get("tools"), list):
+            tool_set(item["tools"], param=f"input[{i}].tools", into=tools)
+    return tools
 
 # ---- tools, tool_choice, text.format -------------------------------------------------------------
 

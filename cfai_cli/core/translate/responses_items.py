@@ -5,7 +5,8 @@ Pure: the standard library, cfai_cli.errors and cfai_cli.core. Function and cust
 under the flat names core.translate.toolset gave their tools. Calls of client-run hosted tools Codex and
 other agents replay (local_shell, shell, apply_patch) become ordinary tool calls in the history; items of
 tools that ran at OpenAI (web_search_call, file_search_call, mcp_call, ...) and `reasoning` items are kept
-for the record and not sent on: Workers AI has no such tools and takes no reasoning history.
+for the record and not sent on: Workers AI has no such tools and takes no reasoning history. The tools of
+`additional_tools` items are offered to the model (core.translate.responses.response_tools).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _CLIENT_OUTPUTS = {f"{kind}_output" for kind in _CLIENT_CALLS}
 _RECORD_ONLY = frozenset({
     "reasoning", "web_search_call", "file_search_call", "image_generation_call", "code_interpreter_call",
     "computer_call", "computer_call_output", "mcp_call", "mcp_list_tools", "mcp_approval_request",
-    "mcp_approval_response", "tool_search_call", "tool_search_output", "additional_tools", "compaction",
+    "mcp_approval_response", "tool_search_call", "tool_search_output", "compaction",
 })
 
 
@@ -155,6 +156,12 @@ def _item(item: Any, param: str, new_id: NewId) -> Item:
         if not (item.get("call_id") or item.get("id")):
             _required_str(item, "call_id", param)
         return {**item, "id": _given_id(item, "item", new_id)}
+    if kind == "additional_tools":
+        # Its tools join the request's (core.translate.responses.response_tools); the item itself says nothing.
+        if not isinstance(item.get("tools"), list):
+            raise InvalidRequest(f"Missing required parameter: '{param}.tools'.", param=f"{param}.tools",
+                                 code="missing_required_parameter")
+        return {**item, "id": _given_id(item, "at", new_id), "role": item.get("role") or "developer"}
     if kind == "reasoning":
         return {**item, "id": _given_id(item, "rs", new_id), "summary": item.get("summary") or []}
     if kind in _RECORD_ONLY:

@@ -173,9 +173,10 @@ def _add(tools: ToolSet, item: Mapping[str, Any], param: str, namespace: str | N
         raise _missing(f"{param}.type")
 
 
-def tool_set(raw: Sequence[Any] | None, *, param: str = "tools") -> ToolSet:
-    """Normalise a request's `tools` (chat or Responses shapes, mixed freely)."""
-    tools = ToolSet()
+def tool_set(raw: Sequence[Any] | None, *, param: str = "tools", into: ToolSet | None = None) -> ToolSet:
+    """Normalise a request's `tools` (chat or Responses shapes, mixed freely); `into` extends a set already
+    made (Responses `additional_tools` items add tools to the top-level ones)."""
+    tools = into if into is not None else ToolSet()
     for i, item in enumerate(raw or []):
         if not isinstance(item, Mapping):
             raise InvalidRequest(f"Invalid value for '{param}[{i}]': a tool must be an object.",

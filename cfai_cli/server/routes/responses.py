@@ -34,7 +34,7 @@ def owner(request: Request) -> str | None:
 async def create(request: Request) -> Response:
     req = validate_request(CreateResponseRequest, await read_json(request))
     ctx = request_context(request)
-    extra = dropped_tools_headers(response_tools(req).dropped, "responses") if req.tools else {}
+    extra = dropped_tools_headers(response_tools(req).dropped, "responses")
     if req.stream:
         stream = await open_response_stream(ctx, req, owner=owner(request))
         return sse_response(stream, done=False, named=True, on_error=stream.fail, headers=extra)

@@ -18,7 +18,9 @@ With tools offered and the user speaking last, the model calls the tool `tool_ch
 (native models take `tool_choice` as Cloudflare's client sends it). Triggers in the last user message:
 `[emulator:text]` (native models answer a forced call in text), `[emulator:call-as-text]` (native models write
 the call as JSON text), `[emulator:no-json]` (JSON mode fails: 5006 on native models, plain text on others),
-`[emulator:parallel]` (every offered tool is called; chat dialect honours `parallel_tool_calls: false`).
+`[emulator:parallel]` (every offered tool is called; chat dialect honours `parallel_tool_calls: false`),
+`[emulator:call=NAME]` (call that tool, or the one named `…__NAME`, not the first) and `[emulator:args={…}]`
+(the call's JSON arguments, instead of sample values).
 
 Fault models `@cf/cfai/fault-<kind>`:
   429, 3040   429 code 3040 "Capacity temporarily exceeded", `Retry-After: 1`

@@ -22,6 +22,11 @@ TEXT_INSTEAD = "[emulator:text]"  # native models answer in text even when a too
 CALL_AS_TEXT = "[emulator:call-as-text]"  # native models write the tool call as JSON text instead
 NO_JSON = "[emulator:no-json]"  # JSON mode fails: native models 5006 "JSON Mode couldn't be met", others plain text
 PARALLEL = "[emulator:parallel]"  # call every offered tool at once (chat dialect: unless parallel_tool_calls false)
+# `[emulator:call=NAME]` calls the tool NAME (or the one whose flat name ends in `__NAME`) instead of the first;
+# `[emulator:args={...}]` gives the call these JSON arguments instead of sample values. Together they drive
+# one real call of an agent's tool (Codex: `[emulator:call=exec_command] [emulator:args={"cmd": "ls"}]`).
+CALL = "[emulator:call="
+ARGS = "[emulator:args="
 
 
 @dataclass(slots=True)
@@ -148,6 +153,31 @@ class Plan:
         return "length" if self.truncated else "stop"
 
 
+def _named_tool(tools: list[ToolDef], said: str) -> ToolDef | None:
+    """The tool a CALL trigger names: exact name first, then the one flat name ending in `__NAME`."""
+    start = said.find(CALL)
+    end = said.find("]", start)
+    if start < 0 or end < 0:
+        return None
+    name = said[start + len(CALL):end].strip()
+    exact = [t for t in tools if t.name == name]
+    suffixed = [t for t in tools if t.name.endswith(f"__{name}")]
+    found = exact or suffixed
+    return found[0] if len(found) == 1 else None
+
+
+def _given_arguments(said: str) -> dict[str, Any] | None:
+    """The JSON object an ARGS trigger holds (raw_decode: it may contain brackets), or None."""
+    start = said.find(ARGS)
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(said, start + len(ARGS))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
     cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     return text[: min(cuts)] if cuts else text
@@ -169,16 +199,24 @@ def plan_answer(
 ) -> Plan:
     """The whole answer, cut at `max_tokens` pieces (reasoning spends the budget first, as on the real models).
 
-    Tools: the one `tool_choice` names, else the first (every one with PARALLEL), when the user spoke last.
-    Native models honour `tool_choice` except with the TEXT_INSTEAD and CALL_AS_TEXT triggers.
+    Tools: the one `tool_choice` names, else the one a CALL trigger names, else the first (every one with
+    PARALLEL), when the user spoke last. Native models honour `tool_choice` except with the TEXT_INSTEAD and
+    CALL_AS_TEXT triggers.
     """
     said = conv.user_text
     tool = choose_tool(tools, tool_choice) if conv.last_role == "user" else None
+    if tool is not None and not isinstance(tool_choice, Mapping):
+        tool = _named_tool(tools, said) or tool
+    given = _given_arguments(said) if tool is not None else None
+
+    def arguments(t: ToolDef) -> dict[str, Any]:
+        return given if given is not None and t is tool else t.arguments()
+
     as_text: str | None = None
     if tool is not None and native and TEXT_INSTEAD in said:
         tool = None
     elif tool is not None and native and CALL_AS_TEXT in said:
-        as_text = json.dumps({"name": tool.name, "arguments": tool.arguments()}, ensure_ascii=False)
+        as_text = json.dumps({"name": tool.name, "arguments": arguments(tool)}, ensure_ascii=False)
         tool = None
     chosen = [tool] if tool is not None else []
     if tool is not None and PARALLEL in said and parallel and not isinstance(tool_choice, Mapping):
@@ -189,7 +227,7 @@ def plan_answer(
     plan = Plan()
     if chosen:
         plan.reasoning = thought
-        plan.tool_calls = [ToolCall(t.name, t.arguments()) for t in chosen]
+        plan.tool_calls = [ToolCall(t.name, arguments(t)) for t in chosen]
     else:
         if as_text is not None:
             text = as_text
