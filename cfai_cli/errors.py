@@ -177,6 +177,13 @@ class UpstreamAuthError(UpstreamError):
     exit_code = ExitCode.CONFIG
 
 
+class UpstreamUnanswered(UpstreamError):
+    """The connection broke after the request was sent and before any answer: Workers AI may have received
+    it (and billed it), so it is never sent to that upstream again (another target may still be tried)."""
+
+    default_code = "upstream_error"
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     default_code = "timeout"

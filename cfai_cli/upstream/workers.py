@@ -31,6 +31,7 @@ from cfai_cli.errors import (
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
+    UpstreamUnanswered,
 )
 
 T = TypeVar("T")
@@ -162,14 +163,14 @@ class WorkersAIClient:
 
         async def attempt(remaining: float) -> Any:
             if self._direct is not None:
-                response = await self._direct.handle_async_request(self._request(url, body, remaining))
-                try:
-                    content = await response.aread()
-                finally:
-                    await response.aclose()
+                response = await _answered(self._direct.handle_async_request(self._request(url, body, remaining)))
             else:
-                response = await self._http.post(url, json=body, timeout=remaining)
-                content = response.content
+                response = await _answered(self._http.send(
+                    self._http.build_request("POST", url, json=body, timeout=remaining), stream=True))
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
             return decode_json_result(response.status_code, response.headers.get("content-type", ""),
                                       content, response.headers, model=model)
 
@@ -200,12 +201,17 @@ class WorkersAIClient:
                 # (flux-2 wants multipart for a prompt alone, reference §5); httpx writes the boundary.
                 parts: dict[str, Any] = {name: (None, value) for name, value in (form or {}).items()}
                 parts.update(files or {})
-                response = await self._http.post(url, files=parts, params=params, timeout=remaining)
+                request = self._http.build_request("POST", url, files=parts, params=params, timeout=remaining)
             else:
-                response = await self._http.post(url, json=json_body, content=content, headers=headers,
-                                                 params=params, timeout=remaining)
+                request = self._http.build_request("POST", url, json=json_body, content=content, headers=headers,
+                                                   params=params, timeout=remaining)
+            response = await _answered(self._http.send(request, stream=True))
+            try:
+                raw = await response.aread()
+            finally:
+                await response.aclose()
             body, kind, result = decode_binary_result(response.status_code, response.headers.get("content-type", ""),
-                                                      response.content, response.headers, model=model)
+                                                      raw, response.headers, model=model)
             return RawAnswer(content_type=kind, body=body, result=result)
 
         return await self._with_retries(attempt, model=model)
@@ -217,10 +223,10 @@ class WorkersAIClient:
 
         async def attempt(remaining: float) -> UpstreamStream:
             if self._direct is not None:
-                response = await self._direct.handle_async_request(self._request(url, body, remaining))
+                response = await _answered(self._direct.handle_async_request(self._request(url, body, remaining)))
             else:
                 request = self._http.build_request("POST", url, json=body, timeout=remaining)
-                response = await self._http.send(request, stream=True)
+                response = await _answered(self._http.send(request, stream=True))
             content_type = response.headers.get("content-type", "")
             if response.status_code >= 400 or "text/event-stream" not in content_type:
                 try:
@@ -322,6 +328,19 @@ class WorkersAIClient:
             self.retries += 1
             with Waited():
                 await asyncio.sleep(delay)
+
+
+async def _answered(sending: Awaitable[httpx.Response]) -> httpx.Response:
+    """The response head of a request being sent. A connection that breaks after the request went out and
+    before any answer leaves it unknown whether Workers AI received it, so it is not resent there (a POST is
+    never sent twice, and never billed twice): `UpstreamUnanswered` is not retried. Failures before anything
+    was sent (connect, pool, write) stay retryable; so do answers that break or fail after their head (the
+    upstream answered, and a new request is a deliberate one, as for a 5xx)."""
+    try:
+        return await sending
+    except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+        raise UpstreamUnanswered(f"The connection to Workers AI broke before it answered ({describe_http_error(exc)});"
+                                 " not resent, since it may have been received.") from None
 
 
 # Set by the router while another target waits behind this call: fail over at once instead of retrying.

@@ -340,7 +340,7 @@ async def test_a_20_mb_stream_arrives_whole(settings: Settings, api_key: str, fa
 # ---- retries stay inside the one deadline ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["connection reset", "capacity 3040", "500", "502 HTML", "body cut short"])
+@pytest.mark.parametrize("kind", ["connection refused", "capacity 3040", "500", "502 HTML", "body cut short"])
 async def test_transient_faults_are_retried_within_the_deadline(settings: Settings, api_key: str, fake: FakeWorkers,
                                                                 kind: str) -> None:
     seen: list[int] = []
@@ -358,6 +358,29 @@ async def test_transient_faults_are_retried_within_the_deadline(settings: Settin
         response, elapsed = await _timed(_chat(False)(client))
         _chat_ok(response)
         assert len(seen) == 3 and elapsed < 5.0
+
+
+@pytest.mark.parametrize("kind", ["connection reset", "connection closed"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_request_that_may_have_arrived_is_never_sent_again(settings: Settings, api_key: str, fake: FakeWorkers,
+                                                                   kind: str, stream: bool) -> None:
+    """The connection broke after the POST went out and before any answer: Workers AI may have received (and
+    billed) it, so it is not resent, whatever max_retries says; the client gets a 502 at once."""
+    seen: list[int] = []
+    handler = FAULTS[kind][0]
+
+    def once(request: httpx.Request, body: dict[str, Any]) -> Any:
+        seen.append(1)
+        return handler(request, body)
+
+    fake.models[LLAMA] = once
+    app = create_app(replace(settings, max_retries=3, timeout=5.0), transport=fake.transport())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test",
+            headers={"Authorization": f"Bearer {api_key}"}) as client:
+        response = await _chat(stream)(client)
+    assert_error(response, 502, "upstream_error")
+    assert len(seen) == 1
 
 
 async def test_a_hang_with_retries_on_still_ends_at_the_deadline(settings: Settings, api_key: str,
