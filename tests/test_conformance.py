@@ -25,13 +25,10 @@ from cfai_cli.store.keys import SCOPES, KeyPolicy, KeyStore
 from cfai_cli.upstream.emulator.images import png
 from tests.audio_fixtures import tone_wav
 from tests.openai_schema import validate, validate_sse_chat_stream, validate_sse_responses_stream
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    import httpx as sdk_httpx
 
 TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
                                          "parameters": {"type": "object", "required": ["city"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -56,3 +57,12 @@ def proxy(settings: Settings, api_key: str, fake: FakeWorkers):  # type: ignore[
             yield client
 
     return open_client
+
+
+@asynccontextmanager
+async def offline(settings: Settings, **changes: object) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the app answering from the built-in emulator, with `changes` to its settings."""
+    app = create_app(replace(settings, **changes).as_offline())  # type: ignore[arg-type]
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+        yield client

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 import openai
 import pytest
 from pydantic import BaseModel
@@ -20,13 +19,10 @@ from pydantic import BaseModel
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
 from cfai_cli.upstream.emulator.content import TEXT_INSTEAD
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    sdk_httpx = httpx
 
 LLAMA = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"

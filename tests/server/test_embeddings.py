@@ -13,13 +13,10 @@ import pytest
 from cfai_cli.server.app import create_app
 from tests.fake_workers import FakeWorkers, envelope, error_envelope
 from tests.openai_schema import validate
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    sdk_httpx = httpx
 
 BGE = "@cf/baai/bge-base-en-v1.5"
 

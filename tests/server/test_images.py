@@ -20,13 +20,10 @@ from cfai_cli.store.images import ImageStore
 from cfai_cli.upstream.emulator.images import _JPEG_64, png
 from tests.fake_workers import FakeWorkers, envelope, error_envelope
 from tests.openai_schema import validate
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    sdk_httpx = httpx
 
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
 SDXL = "@cf/stabilityai/stable-diffusion-xl-base-1.0"

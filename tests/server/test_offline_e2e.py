@@ -19,13 +19,10 @@ from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
 from cfai_cli.upstream.emulator.catalogue import TEXT_MODELS
 from tests.openai_schema import validate, validate_sse_chat_stream
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    sdk_httpx = httpx
 
 MODELS = sorted(TEXT_MODELS)
 TOOL = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",

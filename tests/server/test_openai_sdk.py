@@ -16,14 +16,10 @@ from pydantic import BaseModel
 
 from cfai_cli.server.app import create_app
 from tests.fake_workers import FakeWorkers, chat_dialect_tool_call, native_text, native_tool_call
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-# openai >= 3 talks through httpx2; older releases through httpx. Use whichever the SDK uses.
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the installed SDK
-    sdk_httpx = httpx
 
 LLAMA = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 GLM = "@cf/zai-org/glm-4.7-flash"

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx
 import openai
 import pytest
 
@@ -14,13 +13,10 @@ from cfai_cli.server.app import create_app
 from cfai_cli.service.context import offline_transport
 from tests.audio_fixtures import tone_wav
 from tests.openai_schema import validate
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the installed SDK
-    sdk_httpx = httpx
 
 
 @pytest.fixture

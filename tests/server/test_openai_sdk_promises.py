@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -25,13 +24,10 @@ from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
 from cfai_cli.store.usage import UsageLog
 from cfai_cli.upstream.emulator.images import png
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    sdk_httpx = httpx
 
 SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"
 MISTRAL = "@cf/mistralai/mistral-small-3.1-24b-instruct"

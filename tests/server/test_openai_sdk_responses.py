@@ -17,13 +17,10 @@ from pydantic import BaseModel
 
 from cfai_cli.server.app import create_app
 from tests.fake_workers import FakeWorkers, chat_dialect_tool_call, native_text, native_tool_call, sse, sse_response
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    sdk_httpx = httpx
 
 LLAMA = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 GLM = "@cf/zai-org/glm-4.7-flash"

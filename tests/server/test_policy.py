@@ -5,8 +5,6 @@ per-request bounds on concurrency. Each test fails on a proxy that reads the raw
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +18,7 @@ from cfai_cli.store.keys import KeyPolicy, KeyStore
 from cfai_cli.store.usage import UsageLog
 from tests.audio_fixtures import tone_wav
 from tests.fake_workers import native_text
+from tests.server.conftest import offline
 
 pytestmark = pytest.mark.anyio
 
@@ -30,14 +29,6 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi the
 def key_for(settings: Settings, **policy: Any) -> dict[str, str]:
     key, _ = KeyStore(settings.database).create("t", KeyPolicy(**policy))
     return {"Authorization": f"Bearer {key}"}
-
-
-@asynccontextmanager
-async def offline(settings: Settings, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(replace(settings, **changes).as_offline())
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
-        yield client
 
 
 def _refused(response: httpx.Response) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,19 +18,12 @@ from cfai_cli.store.keys import SCOPES, KeyPolicy, KeyStore
 from cfai_cli.store.usage import UsageLog
 from tests.fake_workers import FakeWorkers, native_text
 from tests.openai_schema import validate
+from tests.server.conftest import offline
 
 pytestmark = pytest.mark.anyio
 
 LLAMA = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi there"}]}
-
-
-@asynccontextmanager
-async def offline(settings: Settings, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(replace(settings, **changes).as_offline())
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
-        yield client
 
 
 def key_for(settings: Settings, **policy: Any) -> tuple[str, str]:

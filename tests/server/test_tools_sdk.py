@@ -21,13 +21,10 @@ from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.upstream.emulator.content import CALL_AS_TEXT, NO_JSON, PARALLEL, TEXT_INSTEAD
 from tests.openai_schema import validate, validate_sse_chat_stream, validate_sse_responses_stream
+from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
-try:
-    import httpx2 as sdk_httpx  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - older openai releases use httpx
-    sdk_httpx = httpx
 
 LLAMA = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"
