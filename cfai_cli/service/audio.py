@@ -33,8 +33,8 @@ from cfai_cli.core.translate.speech import is_aura, is_melotts, to_workers_speec
 from cfai_cli.core.wav import is_wav, read_wav, split_wav
 from cfai_cli.core.workers.audio import Transcript, parse_transcript, parse_translation
 from cfai_cli.errors import InvalidRequest, RequestTooLarge, UpstreamError
-from cfai_cli.service.chat import gather_all
 from cfai_cli.service.context import Context
+from cfai_cli.service.gather import gather_all
 
 MAX_CONCURRENT_CALLS = 4
 

@@ -19,8 +19,9 @@ from cfai_cli.core.translate.completions import (
     text_completion,
     to_chat_request,
 )
-from cfai_cli.service.chat import create_chat_completion, gather_all, open_chat_stream
+from cfai_cli.service.chat import create_chat_completion, open_chat_stream
 from cfai_cli.service.context import Context
+from cfai_cli.service.gather import gather_all
 
 
 def _add(total: Usage | None, usage: Usage) -> Usage:

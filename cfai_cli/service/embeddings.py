@@ -23,8 +23,8 @@ from cfai_cli.core.translate.embeddings import (
 )
 from cfai_cli.core.workers.chat import parse_usage
 from cfai_cli.errors import InvalidRequest
-from cfai_cli.service.chat import gather_all
 from cfai_cli.service.context import Context
+from cfai_cli.service.gather import gather_all
 
 MAX_CONCURRENT_BATCHES = 4
 _LENGTH_HINTS = ("too long", "sequence length", "maximum context", "context length", "too many tokens")

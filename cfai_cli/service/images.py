@@ -23,8 +23,8 @@ from cfai_cli.core.translate.images import (
     to_workers_image,
 )
 from cfai_cli.errors import InvalidRequest
-from cfai_cli.service.chat import gather_all
 from cfai_cli.service.context import Context
+from cfai_cli.service.gather import gather_all
 from cfai_cli.store.images import ImageStore
 
 DEFAULT_IMAGE_MODEL = "dall-e-3"

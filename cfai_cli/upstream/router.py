@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from cfai_cli.core.catalog import resolve_model
+from cfai_cli.core.cooldowns import Cooldowns, failure_kind, rests_target
 from cfai_cli.core.redact import Scrubber
-from cfai_cli.core.routing import Cooldowns, RoutingConfig, Target, failure_kind, rests_target
+from cfai_cli.core.routing import RoutingConfig, Target
 from cfai_cli.errors import CfaiError, InvalidRequest, UpstreamError
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
 from cfai_cli.upstream.workers import NO_RETRY, RawAnswer, UpstreamStream, WorkersAIClient

@@ -7,18 +7,15 @@ from typing import Any
 
 import pytest
 
-from cfai_cli.core.routing import (
+from cfai_cli.core.cooldowns import (
     MAX_RESTING,
     Cooldowns,
-    Credential,
-    Target,
     failure_kind,
-    parse_routing,
     rest_for,
     rests_target,
     seconds_to_utc_midnight,
-    with_secrets,
 )
+from cfai_cli.core.routing import Credential, Target, parse_routing, with_secrets
 from cfai_cli.errors import (
     ConfigError,
     InvalidRequest,

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from cfai_cli.errors import UpstreamError
-from cfai_cli.service.chat import gather_all
+from cfai_cli.service.gather import gather_all
 
 pytestmark = pytest.mark.anyio
 

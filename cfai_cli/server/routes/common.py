@@ -109,7 +109,7 @@ async def _sse(events: AsyncIterable[Mapping[str, Any]], done: bool, named: bool
     def encode(event: Mapping[str, Any]) -> bytes:
         return encode_sse(event, event=str(event["type"]) if named and "type" in event else None)
 
-    batches = getattr(events, "batches", None)  # service.chat.ChunkStream: one write per upstream read
+    batches = getattr(events, "batches", None)  # service.chat_stream.ChunkStream: one write per upstream read
     try:
         if batches is not None:
             async for batch in batches():
