@@ -5,11 +5,12 @@ Imports upstream, settings, errors. The clock and the id source are fields so te
 
 from __future__ import annotations
 
+import copy
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -51,7 +52,10 @@ class Context:
         return int(self.clock())
 
     def for_request(self, record: RequestRecord) -> Context:
-        return replace(self, record=record, workers=self.workers.for_caller(record))
+        # A shallow copy with two fields changed: dataclasses.replace re-runs __init__ (~3 µs a request).
+        ctx = copy.copy(self)
+        ctx.record, ctx.workers = record, self.workers.for_caller(record)
+        return ctx
 
 
 def scrubber_for(settings: Settings) -> Scrubber:

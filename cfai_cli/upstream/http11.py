@@ -32,7 +32,7 @@ class _HeadTooLarge(Exception):
 
 
 class Conn:
-    __slots__ = ("fd", "idle_since", "key", "reader", "transport", "writer")
+    __slots__ = ("_poller", "fd", "idle_since", "key", "reader", "transport", "writer")
 
     def __init__(self, key: Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.key = key
@@ -42,6 +42,7 @@ class Conn:
         self.idle_since = 0.0
         sock = writer.get_extra_info("socket")
         self.fd: int = sock.fileno() if sock is not None else -1
+        self._poller: Any = None  # select.poll(), made on first use
 
     def alive(self) -> bool:
         return not (self.reader.at_eof() or self.transport.is_closing() or self.reader.exception() is not None)
@@ -49,14 +50,15 @@ class Conn:
     def quiet(self) -> bool:
         """Nothing is waiting unread on the idle socket. The event loop reads a socket only between callbacks, so
         a server's close that just arrived may not show in alive() yet; sent a request, such a connection fails
-        after the request was written, when it can no longer be sent again. (About a microsecond: one poll.)"""
+        after the request was written, when it can no longer be sent again. (Well under a microsecond: one poll.)"""
         if self.fd < 0:
             return True
         try:
             if _poll is not None:
-                poller = _poll()
-                poller.register(self.fd, select.POLLIN)
-                return not poller.poll(0)
+                if self._poller is None:  # one poll object for the connection's life: registered once
+                    self._poller = _poll()
+                    self._poller.register(self.fd, select.POLLIN)
+                return not self._poller.poll(0)
             return not select.select([self.fd], [], [], 0)[0]
         except (OSError, ValueError):
             return False
