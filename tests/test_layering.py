@@ -86,7 +86,7 @@ def test_imports_follow_the_arrows(path: Path) -> None:
                 f"{path.relative_to(PACKAGE)}:{lineno}: the emulator may import only starlette and the stdlib, "
                 f"not {top}")
         elif layer == "core":
-            # orjson only behind core.jsonfast, which falls back to the stdlib (README "Performance").
+            # orjson only behind core.jsonfast, which falls back to the stdlib (docs/performance.md).
             fast_json = top == "orjson" and path.name == "jsonfast.py"
             assert top in STDLIB or top in {"pydantic", "__future__"} or fast_json, (
                 f"{path.relative_to(PACKAGE)}:{lineno}: core may import only pydantic and the stdlib "
