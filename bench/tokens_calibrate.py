@@ -2,7 +2,7 @@
 
 Run by hand in an environment with `llama-models` installed (it ships the Llama 3 tokenizer file; nothing is
 downloaded):  python bench/tokens_calibrate.py [FILE ...]
-With no files it measures the project's own README, sources and a few built-in samples in other languages.
+With no files it measures the project's own README and docs, sources and a few built-in samples in other languages.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ SAMPLES = {
 def corpus(paths: list[str]) -> dict[str, str]:
     if paths:
         return {p: Path(p).read_text(encoding="utf-8") for p in paths}
-    texts = {"README.md": (ROOT / "README.md").read_text(encoding="utf-8")}
+    # The project's English prose: the README and docs/ (which took over the README's long references).
+    markdown = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    texts = {"README and docs": "".join(p.read_text(encoding="utf-8") for p in markdown)}
     texts["python"] = "".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "cfai_cli/core").rglob("*.py")))
     texts["json"] = (ROOT / "tests/schemas/openai-subset.json").read_text(encoding="utf-8")[:50_000]
     texts.update(SAMPLES)

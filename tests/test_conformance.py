@@ -19,10 +19,10 @@ from typing import Any
 import openai
 import pytest
 
+from cfai_cli.emulator.images import png
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.keys import SCOPES, KeyPolicy, KeyStore
-from cfai_cli.upstream.emulator.images import png
 from tests.audio_fixtures import tone_wav
 from tests.openai_schema import validate, validate_sse_chat_stream, validate_sse_responses_stream
 from tests.sdk import sdk_httpx

@@ -1,7 +1,9 @@
 """The import arrows of DESIGN.md, checked on the AST: cli -> server -> service -> upstream -> core.
 
 `errors` sits beneath everything; `core` imports only pydantic and the standard library (and orjson in
-core/jsonfast.py); nothing imports `cli`; server code never imports typer or rich.
+core/jsonfast.py); nothing imports `cli`; server code never imports typer or rich. The offline emulator stands
+apart: it imports only the standard library and starlette (it fakes Cloudflare, so it must not share cfai's
+code), and only the offline transport in service/context.py imports it.
 """
 
 from __future__ import annotations
@@ -21,11 +23,16 @@ ALLOWED: dict[str, set[str]] = {
     "settings": {"errors", "core"},
     "upstream": {"errors", "core", "upstream", "__init__"},
     "store": {"errors", "core", "store", "settings"},
-    "service": {"errors", "core", "upstream", "settings", "service", "store"},
+    "service": {"errors", "core", "upstream", "settings", "service", "store", "emulator"},
     "server": {"errors", "core", "upstream", "settings", "service", "store", "server", "__init__"},
     "cli": {"errors", "core", "upstream", "settings", "service", "store", "server", "cli", "__init__"},
+    "emulator": {"emulator"},
     "__init__": set(),
     "__main__": {"cli"},
+}
+# layer -> the only modules (relative to cfai_cli) that may import it
+IMPORTED_ONLY_BY: dict[str, set[str]] = {
+    "emulator": {"service/context.py"},
 }
 THIRD_PARTY_BANNED = {
     "core": {"httpx", "starlette", "typer", "rich", "uvicorn", "platformdirs", "click"},
@@ -71,8 +78,15 @@ def test_imports_follow_the_arrows(path: Path) -> None:
             target = parts[1] if len(parts) > 1 else "__init__"
             assert target in ALLOWED[layer] or target == layer, (
                 f"{path.relative_to(PACKAGE)}:{lineno}: {layer} must not import cfai_cli.{target}")
+            importers = IMPORTED_ONLY_BY.get(target)
+            assert importers is None or target == layer or path.relative_to(PACKAGE).as_posix() in importers, (
+                f"{path.relative_to(PACKAGE)}:{lineno}: only {sorted(importers or ())} may import cfai_cli.{target}")
+        elif layer == "emulator":
+            assert top in STDLIB or top in {"starlette", "__future__"}, (
+                f"{path.relative_to(PACKAGE)}:{lineno}: the emulator may import only starlette and the stdlib, "
+                f"not {top}")
         elif layer == "core":
-            # orjson only behind core.jsonfast, which falls back to the stdlib (README "Performance").
+            # orjson only behind core.jsonfast, which falls back to the stdlib (docs/performance.md).
             fast_json = top == "orjson" and path.name == "jsonfast.py"
             assert top in STDLIB or top in {"pydantic", "__future__"} or fast_json, (
                 f"{path.relative_to(PACKAGE)}:{lineno}: core may import only pydantic and the stdlib "

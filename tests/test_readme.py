@@ -1,5 +1,6 @@
-"""The README's quick-use snippets actually work: the Python SDK and curl examples run against a real
-`cfai serve --offline` started the way the README says, with a key from `cfai keygen`."""
+"""The README and docs/ mean what they say: the Python SDK and curl examples run against a real
+`cfai serve --offline` started the way the README says, with a key from `cfai keygen`; the routing example
+parses; every relative link and `#anchor` across README.md and docs/*.md leads somewhere."""
 
 from __future__ import annotations
 
@@ -15,12 +16,23 @@ import pytest
 
 from tests.servers import free_port, wait_for_health
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+# The README is the front door; the long references live in docs/ (each linked from a README section).
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+QUICK_START = [
+    "python3 -m venv .venv && . .venv/bin/activate && pip install '.[test]' && cfai chat --offline \"hello\"",
+    "python -m pytest",
+]
 
 
-def block(after: str, language: str) -> str:
-    """The first fenced code block of `language` after the heading `after`."""
-    tail = README[README.index(after):]
+def doc(name: str) -> str:
+    return (ROOT / name).read_text(encoding="utf-8")
+
+
+def block(after: str, language: str, text: str = README) -> str:
+    """The first fenced code block of `language` after the heading `after` in `text` (the README by default)."""
+    tail = text[text.index(after):]
     match = re.search(rf"```{language}\n(.*?)```", tail, re.S)
     assert match, f"no {language} block after {after!r}"
     return match.group(1)
@@ -61,12 +73,13 @@ def test_curl_snippet(server: tuple[int, str, dict[str, str]]) -> None:
 
 
 def test_routing_config_example_is_valid() -> None:
-    """The README's [upstreams]/[routes] example parses, and means what the text around it says."""
+    """docs/routing.md's [upstreams]/[routes] example parses, and means what the text around it says."""
     import tomllib
 
     from cfai_cli.core.routing import Target, parse_routing
 
-    config = parse_routing(tomllib.loads(block("## Routing and failover", "toml")), source="README.md")
+    example = block("# Routing and failover", "toml", doc("docs/routing.md"))
+    config = parse_routing(tomllib.loads(example), source="docs/routing.md")
     assert [(u.name, u.kind, len(u.credentials)) for u in config.upstreams] == [("backup", "cloudflare", 2),
                                                                                 ("groq", "openai", 1)]
     assert config.routes["fast"][1] == Target("groq", "llama-3.1-8b-instant")
@@ -75,9 +88,77 @@ def test_routing_config_example_is_valid() -> None:
 
 def test_every_curl_example_that_sends_json_says_so() -> None:
     """The proxy answers a body without `Content-Type: application/json` with a 415 (curl -d alone sends a
-    form type), so every README example that posts JSON must send the header."""
-    commands = re.findall(r"curl [^\n]*", README.replace("\\\n", " "))  # continuation lines joined
+    form type), so every example in the README and docs/ that posts JSON must send the header."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in DOCS)
+    commands = re.findall(r"curl [^\n]*", text.replace("\\\n", " "))  # continuation lines joined
     posting = [c for c in commands if re.search(r"\s(-d|--data\S*)\s", c)]
-    assert posting, "no curl example posts a body"
+    assert len(posting) > 1, "no curl example posts a body"
     for command in posting:
         assert re.search(r"-H\s+['\"]Content-Type: application/json['\"]", command, re.I), command
+
+
+def test_the_quick_start_keeps_its_two_commands() -> None:
+    quick_start = README[README.index("## Quick start"):README.index("\n## ", README.index("## Quick start") + 1)]
+    blocks = re.findall(r"```bash\n(.*?)\n```", quick_start, re.S)
+    assert blocks[:2] == QUICK_START
+
+
+def test_the_readme_links_every_doc() -> None:
+    linked = {ROOT / target for target in re.findall(r"\]\((docs/[^)#]+)", README)}
+    assert {path for path in DOCS if path.parent.name == "docs"} <= linked
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def outside_code(text: str) -> str:
+    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+
+
+def anchors(text: str) -> set[str]:
+    """Every heading anchor of a markdown text (a repeated heading gets -1, -2, ... as on GitHub)."""
+    found: set[str] = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", outside_code(text), re.M):
+        base = name = slug(heading)
+        n = 0
+        while name in found:
+            n += 1
+            name = f"{base}-{n}"
+        found.add(name)
+    return found
+
+
+def broken_links(paths: list[Path]) -> list[str]:
+    """Relative links whose file does not exist, or whose `#anchor` is no heading of the file it names."""
+    broken: list[str] = []
+    for path in paths:
+        for target in re.findall(r"\]\(([^)\s]+)\)", outside_code(path.read_text(encoding="utf-8"))):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:, ...
+                continue
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            if not linked.exists():
+                broken.append(f"{path.name}: {target} (no such file)")
+            elif anchor and (linked.suffix != ".md" or anchor not in anchors(linked.read_text(encoding="utf-8"))):
+                broken.append(f"{path.name}: {target} (no such heading)")
+    return broken
+
+
+def test_every_relative_link_and_anchor_resolves() -> None:
+    links = [t for p in DOCS for t in re.findall(r"\]\(([^)\s:]+)\)", outside_code(p.read_text(encoding="utf-8")))]
+    assert len(links) > 20 and any("#" in t for t in links), links  # the check reads real links
+    assert broken_links(DOCS) == []
+
+
+def test_the_link_check_catches_a_broken_link_or_anchor(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A doc\n\n## Same\n\n## Same\n", encoding="utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text("# Top\n\n[ok](docs/a.md#same-1) [ok](#top) [web](https://x.invalid/#nope)\n"
+                      "[gone](docs/b.md) [bad](docs/a.md#same-2) [bad](#nowhere)\n"
+                      "```\n[in code](docs/none.md)\n```\n", encoding="utf-8")
+    assert broken_links([readme]) == ["README.md: docs/b.md (no such file)",
+                                      "README.md: docs/a.md#same-2 (no such heading)",
+                                      "README.md: #nowhere (no such heading)"]

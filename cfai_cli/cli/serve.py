@@ -18,7 +18,7 @@ Clients send `Authorization: Bearer <key>` with a key from `cfai keygen`. --no-a
 loopback address. Routes also answer without the /v1 prefix. Ctrl-C stops the server.
 
 More Cloudflare accounts, OpenAI-compatible providers as fallbacks, and model routes with failover come from
-[upstreams.*] and [routes] in config.toml (README: Routing and failover); GET /health shows their state.
+[upstreams.*] and [routes] in config.toml (docs/routing.md); GET /health shows their state.
 """
 
 EPILOG = """Examples:

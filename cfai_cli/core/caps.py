@@ -1,7 +1,7 @@
 """Hard caps on what one request may make the proxy do: upstream fan-out, fetched image bytes, stored chains.
 
 Pure: standard library and cfai_cli.errors. Every cap is a 400 that names the parameter, decided on the
-parsed request before any upstream call; the numbers are documented in the README's security section.
+parsed request before any upstream call; the numbers are documented in docs/security.md.
 """
 
 from __future__ import annotations

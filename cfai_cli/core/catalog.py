@@ -23,7 +23,7 @@ FLUX_2_KLEIN_HD = "@cf/black-forest-labs/flux-2-klein-9b"  # quality "hd"/"high"
 AURA_1 = "@cf/deepgram/aura-1"  # every OpenAI response_format
 
 # OpenAI model names mapped to a Workers AI model that keeps what the OpenAI name promises (images in,
-# sizes, audio formats; README "Model aliases"). Users override or extend these in the config file's
+# sizes, audio formats; docs/configuration.md "Model aliases"). Users override or extend these in the config file's
 # [aliases] table; anything that already looks like a Workers AI id passes through.
 DEFAULT_ALIASES: dict[str, str] = {
     "gpt-4o": SCOUT,

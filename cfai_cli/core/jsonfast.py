@@ -1,7 +1,7 @@
 """Compact JSON for the proxy's hot paths: orjson when it is installed, else the standard library.
 
-Imports the standard library and, when present, orjson (a dependency on CPython; see the README's
-"Performance" section for why core may import it). Encoding a chat stream's SSE events with `json.dumps`
+Imports the standard library and, when present, orjson (a dependency on CPython; see
+docs/performance.md for why core may import it). Encoding a chat stream's SSE events with `json.dumps`
 was ~9% of a streamed request's CPU and JSON ~7% of a plain one (py-spy); orjson does the same work 10-20x
 faster and writes the same bytes as `json.dumps(value, ensure_ascii=False, separators=(",", ":"))`.
 

@@ -69,7 +69,7 @@ def scrubber_for(settings: Settings) -> Scrubber:
 
 
 def offline_transport() -> httpx.AsyncBaseTransport:
-    from cfai_cli.upstream.emulator import create_emulator_app
+    from cfai_cli.emulator import create_emulator_app
 
     return httpx.ASGITransport(app=create_emulator_app())
 

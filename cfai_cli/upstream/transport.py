@@ -1,7 +1,7 @@
 """A lean HTTP/1.1 client transport for httpx: a keep-alive pool on asyncio streams, parsed with httptools.
 
 httpx's default transport (httpcore and anyio) costs more CPU per request than everything else the proxy does
-(README, Performance). This one sits behind httpx's own seam (`httpx.AsyncClient(transport=...)`), so the
+(docs/performance.md). This one sits behind httpx's own seam (`httpx.AsyncClient(transport=...)`), so the
 clients keep httpx's request building, headers, decoding and exceptions, and only the wire work changes:
 
 - one pool per (scheme, host, port) under one `max_connections` limit; callers beyond it wait in FIFO order

@@ -21,8 +21,8 @@ from cfai_cli.core.translate.images import (
     sniff_image,
     to_workers_image,
 )
+from cfai_cli.emulator.images import _JPEG_64, png
 from cfai_cli.errors import InvalidRequest, UpstreamError
-from cfai_cli.upstream.emulator.images import _JPEG_64, png
 
 FLUX = "@cf/black-forest-labs/flux-1-schnell"
 SDXL_ID = "@cf/stabilityai/stable-diffusion-xl-base-1.0"

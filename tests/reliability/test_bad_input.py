@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from cfai_cli.emulator.images import png
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import load_settings
 from cfai_cli.store.keys import KeyStore
-from cfai_cli.upstream.emulator.images import png
 from tests.audio_fixtures import mp3_frames, tone_wav
 from tests.fake_workers import envelope, error_envelope, native_text
 from tests.openai_schema import validate

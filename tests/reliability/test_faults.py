@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
+from cfai_cli.emulator.images import png
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
-from cfai_cli.upstream.emulator.images import png
 from tests.audio_fixtures import mp3_frames, tone_wav
 from tests.fake_workers import FakeWorkers, envelope, error_envelope, native_text, sse
 from tests.openai_schema import validate

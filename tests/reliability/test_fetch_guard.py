@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from cfai_cli.emulator.images import png
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
-from cfai_cli.upstream.emulator.images import png
 from cfai_cli.upstream.fetch import MAX_IMAGE_BYTES, ImageFetcher, is_public
 from tests.fake_workers import FakeWorkers, native_text
 from tests.openai_schema import validate

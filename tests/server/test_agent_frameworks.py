@@ -16,9 +16,9 @@ import openai
 import pytest
 from pydantic import BaseModel
 
+from cfai_cli.emulator.content import TEXT_INSTEAD
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
-from cfai_cli.upstream.emulator.content import TEXT_INSTEAD
 from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio

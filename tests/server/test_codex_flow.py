@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
+from cfai_cli.emulator.content import PARALLEL
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
-from cfai_cli.upstream.emulator.content import PARALLEL
 from tests.openai_schema import validate, validate_sse_responses_stream
 
 pytestmark = pytest.mark.anyio

@@ -14,10 +14,10 @@ import openai
 import pytest
 
 from cfai_cli.core.translate.images import sniff_image
+from cfai_cli.emulator.images import _JPEG_64, png
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
 from cfai_cli.store.images import ImageStore
-from cfai_cli.upstream.emulator.images import _JPEG_64, png
 from tests.fake_workers import FakeWorkers, envelope, error_envelope
 from tests.openai_schema import validate
 from tests.sdk import sdk_httpx

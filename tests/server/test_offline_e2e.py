@@ -15,9 +15,9 @@ import httpx
 import openai
 import pytest
 
+from cfai_cli.emulator.catalogue import TEXT_MODELS
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
-from cfai_cli.upstream.emulator.catalogue import TEXT_MODELS
 from tests.openai_schema import validate, validate_sse_chat_stream
 from tests.sdk import sdk_httpx
 

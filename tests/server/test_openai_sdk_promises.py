@@ -20,10 +20,10 @@ import openai
 import pytest
 
 from cfai_cli.core.translate.images import sniff_image
+from cfai_cli.emulator.images import png
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
 from cfai_cli.store.usage import UsageLog
-from cfai_cli.upstream.emulator.images import png
 from tests.sdk import sdk_httpx
 
 pytestmark = pytest.mark.anyio

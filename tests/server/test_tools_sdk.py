@@ -16,10 +16,10 @@ import httpx
 import openai
 import pytest
 
+from cfai_cli.emulator.content import CALL_AS_TEXT, NO_JSON, PARALLEL, TEXT_INSTEAD
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyStore
-from cfai_cli.upstream.emulator.content import CALL_AS_TEXT, NO_JSON, PARALLEL, TEXT_INSTEAD
 from tests.openai_schema import validate, validate_sse_chat_stream, validate_sse_responses_stream
 from tests.sdk import sdk_httpx
 

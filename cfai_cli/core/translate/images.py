@@ -75,7 +75,7 @@ def image_family(model_id: str) -> ImageFamily:
 
 def image_model_for(name: str, model_id: str, quality: str | None) -> str:
     """The model for one request: an alias of FLUX.2 klein 4B asked for quality hd/high gets the 9B model
-    (README "Images"); an explicit id is always kept, and so is any other alias target."""
+    (docs/images.md); an explicit id is always kept, and so is any other alias target."""
     if "@" not in name and model_id == FLUX_2_KLEIN and quality in ("hd", "high"):
         return FLUX_2_KLEIN_HD
     return model_id

@@ -16,7 +16,7 @@ from cfai_cli.errors import InvalidRequest
 MELOTTS_LANGUAGES = ("en", "es", "fr", "zh", "ja", "ko")
 AURA_1_SPEAKERS = ("angus", "asteria", "arcas", "orion", "orpheus", "athena", "luna", "zeus", "perseus",
                    "helios", "hera", "stella")
-# OpenAI voice -> the Aura-1 speaker closest in character (documented in the README).
+# OpenAI voice -> the Aura-1 speaker closest in character (documented in docs/audio.md).
 AURA_VOICES: dict[str, str] = {
     "alloy": "asteria", "ash": "arcas", "ballad": "orpheus", "coral": "luna", "echo": "orion",
     "fable": "helios", "nova": "stella", "onyx": "zeus", "sage": "athena", "shimmer": "hera",

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from cfai_cli.upstream.emulator.wire import EmulatorError, bad_input, envelope, json_response
+from cfai_cli.emulator.wire import EmulatorError, bad_input, envelope, json_response
 
 # model -> (dimensions, most texts per call, longest text in tokens, output key)
 MODELS: dict[str, tuple[int, int, int, str]] = {

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cfai_cli.upstream.emulator.schema import ToolDef, choose_tool, sample_value
-from cfai_cli.upstream.emulator.wire import count_words, pieces
+from cfai_cli.emulator.schema import ToolDef, choose_tool, sample_value
+from cfai_cli.emulator.wire import count_words, pieces
 
 QUOTE_CHARS = 200
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cfai_cli.upstream.emulator.content import ARGS, CALL, CALL_AS_TEXT, NO_JSON, PARALLEL, TEXT_INSTEAD
-from tests.upstream.test_emulator import GLM, LLAMA, SCOUT, TIME, WEATHER, error, events, post, result, user
+from cfai_cli.emulator.content import ARGS, CALL, CALL_AS_TEXT, NO_JSON, PARALLEL, TEXT_INSTEAD
+from tests.emulator.test_emulator import GLM, LLAMA, SCOUT, TIME, WEATHER, error, events, post, result, user
 
 pytestmark = pytest.mark.anyio
 

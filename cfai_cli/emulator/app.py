@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cfai_cli.upstream.emulator import audio, chat, embeddings, faults, images, native, responses
-from cfai_cli.upstream.emulator.catalogue import TASK_OF, TEXT_MODELS, search
-from cfai_cli.upstream.emulator.wire import EmulatorError, bad_input, digest, error_response, json_response
+from cfai_cli.emulator import audio, chat, embeddings, faults, images, native, responses
+from cfai_cli.emulator.catalogue import TASK_OF, TEXT_MODELS, search
+from cfai_cli.emulator.wire import EmulatorError, bad_input, digest, error_response, json_response
 
 _RUN = re.compile(r"^.*?/accounts/(?P<account>[^/]+)/ai/run/(?P<model>.+)$")
 _SEARCH = re.compile(r"^.*?/accounts/(?P<account>[^/]+)/ai/models/search/?$")

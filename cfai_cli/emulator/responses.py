@@ -11,10 +11,10 @@ from typing import Any
 
 from starlette.responses import Response
 
-from cfai_cli.upstream.emulator.catalogue import TextSpec
-from cfai_cli.upstream.emulator.content import plan_answer, read_messages
-from cfai_cli.upstream.emulator.schema import read_tool
-from cfai_cli.upstream.emulator.wire import CREATED, bad_input, envelope, json_response, nth_seed, short_id
+from cfai_cli.emulator.catalogue import TextSpec
+from cfai_cli.emulator.content import plan_answer, read_messages
+from cfai_cli.emulator.schema import read_tool
+from cfai_cli.emulator.wire import CREATED, bad_input, envelope, json_response, nth_seed, short_id
 
 
 def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:

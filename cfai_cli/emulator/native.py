@@ -12,10 +12,10 @@ from typing import Any
 
 from starlette.responses import Response
 
-from cfai_cli.upstream.emulator.catalogue import TextSpec
-from cfai_cli.upstream.emulator.content import NO_JSON, Plan, ToolCall, plan_answer, read_messages, read_prompt
-from cfai_cli.upstream.emulator.schema import check_native_tool, read_tool
-from cfai_cli.upstream.emulator.wire import (
+from cfai_cli.emulator.catalogue import TextSpec
+from cfai_cli.emulator.content import NO_JSON, Plan, ToolCall, plan_answer, read_messages, read_prompt
+from cfai_cli.emulator.schema import check_native_tool, read_tool
+from cfai_cli.emulator.wire import (
     EmulatorError,
     bad_input,
     envelope,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cfai_cli.upstream.emulator.wire import bad_input
+from cfai_cli.emulator.wire import bad_input
 
 # Names that get a meaningful sample, so emulated tool calls read like real ones ("London" for a weather tool).
 _NAMED_SAMPLES: dict[str, str] = {

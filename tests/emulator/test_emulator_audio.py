@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from cfai_cli.core.workers.audio import parse_transcript
+from cfai_cli.emulator import create_emulator_app
 from cfai_cli.errors import InvalidRequest
-from cfai_cli.upstream.emulator import create_emulator_app
 from cfai_cli.upstream.workers import WorkersAIClient
 from tests.audio_fixtures import tone_wav, wav_seconds
 

@@ -34,6 +34,6 @@ Fault models `@cf/cfai/fault-<kind>`:
 
 from __future__ import annotations
 
-from cfai_cli.upstream.emulator.app import create_emulator_app
+from cfai_cli.emulator.app import create_emulator_app
 
 __all__ = ["create_emulator_app"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
-from cfai_cli.upstream.emulator.wire import EmulatorError, padding, request_uuid, sse_event
+from cfai_cli.emulator.wire import EmulatorError, padding, request_uuid, sse_event
 
 PREFIX = "@cf/cfai/fault-"
 

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from cfai_cli.emulator import create_emulator_app
+from cfai_cli.emulator.catalogue import CATALOGUE, TEXT_MODELS
 from cfai_cli.errors import InvalidRequest, ModelNotFound, QuotaExceeded, RateLimited, UpstreamAuthError
-from cfai_cli.upstream.emulator import create_emulator_app
-from cfai_cli.upstream.emulator.catalogue import CATALOGUE, TEXT_MODELS
 from cfai_cli.upstream.workers import WorkersAIClient
 
 pytestmark = pytest.mark.anyio

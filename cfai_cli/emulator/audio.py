@@ -17,8 +17,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from cfai_cli.upstream.emulator import sound
-from cfai_cli.upstream.emulator.wire import bad_input, envelope, json_response
+from cfai_cli.emulator import sound
+from cfai_cli.emulator.wire import bad_input, envelope, json_response
 
 RAW_MODELS = frozenset({"@cf/openai/whisper", "@cf/openai/whisper-tiny-en", "@cf/deepgram/nova-3"})
 WHISPER_TURBO = "@cf/openai/whisper-large-v3-turbo"

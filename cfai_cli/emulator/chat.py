@@ -12,8 +12,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from cfai_cli.upstream.emulator.catalogue import TextSpec
-from cfai_cli.upstream.emulator.content import (
+from cfai_cli.emulator.catalogue import TextSpec
+from cfai_cli.emulator.content import (
     Conversation,
     Plan,
     content_text,
@@ -21,8 +21,8 @@ from cfai_cli.upstream.emulator.content import (
     read_messages,
     read_prompt,
 )
-from cfai_cli.upstream.emulator.schema import read_tool
-from cfai_cli.upstream.emulator.wire import (
+from cfai_cli.emulator.schema import read_tool
+from cfai_cli.emulator.wire import (
     CREATED,
     bad_input,
     envelope,
