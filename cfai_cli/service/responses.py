@@ -127,6 +127,9 @@ class ResponseStream:
                         yield event
                 closing_events = builder.finish(completed_at=self._ctx.now())
             except CfaiError as exc:
+                # A mid-stream error comes from past the router, which masks the ones it sees: mask it here, as
+                # it is stored with the response as well as sent.
+                exc.message = self._ctx.router.scrubber.text(exc.message)
                 self.error = exc
                 closing_events = builder.fail(exc)
             # Stored before the terminal event goes out: a client may disconnect as soon as it has it.

@@ -128,3 +128,10 @@ async def test_no_secret_reaches_a_client_health_or_the_log(settings: Settings, 
     assert "some.library" in logged and "failed on" in logged  # the router's warnings are there
     assert_clean(logged)
     assert_clean("\n".join(r.getMessage() for r in caplog.records))
+    # The failed streamed response was stored (for previous_response_id): the database holds no secret either.
+    import sqlite3
+
+    with sqlite3.connect(settings.database) as db:
+        stored = "\n".join(row[0] for row in db.execute("SELECT response FROM responses"))
+    assert "refused" in stored
+    assert_clean(stored)
