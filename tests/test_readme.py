@@ -64,7 +64,8 @@ def test_routing_config_example_is_valid() -> None:
     """The README's [upstreams]/[routes] example parses, and means what the text around it says."""
     import tomllib
 
-    from cfai_cli.core.routing import Target, parse_routing
+    from cfai_cli.core.config_file import parse_routing
+    from cfai_cli.core.routing import Target
 
     config = parse_routing(tomllib.loads(block("## Routing and failover", "toml")), source="README.md")
     assert [(u.name, u.kind, len(u.credentials)) for u in config.upstreams] == [("backup", "cloudflare", 2),
