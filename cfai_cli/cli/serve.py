@@ -30,6 +30,7 @@ EPILOG = """Examples:
 
 
 def serve(
+    invocation: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 3000,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Accept requests without a key (loopback only).")
@@ -61,7 +62,7 @@ def serve(
     from cfai_cli.server.app import serve as run_server
     from cfai_cli.store.keys import KeyStore
 
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     settings = settings_from_flags(offline=offline, timeout=timeout)
     if image_ttl is not None:
         settings = replace(settings, image_ttl_hours=image_ttl)
