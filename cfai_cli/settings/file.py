@@ -12,15 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
 
-from cfai_cli.core.catalog import DEFAULT_VISION_ALIASES
-from cfai_cli.core.config_file import ConfigTables, parse_tables
+from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_VISION_ALIASES
 from cfai_cli.core.routing import RoutingConfig
 from cfai_cli.errors import ConfigError
 from cfai_cli.settings import SETTINGS, read_config_file
+
+if TYPE_CHECKING:  # the schema's classes cost ~15 ms to build: only when there is a file or a value to check
+    from cfai_cli.core.config_file import ConfigTables
 
 
 def _trimmed(value: Any) -> Any:
@@ -47,6 +49,8 @@ EXPECTED = {spec.name: _KINDS[str(spec.type)][1] for spec in SETTINGS}
 @cache
 def config_model() -> type[ConfigTables]:
     """ConfigTables with one optional key per scalar setting (None: not in the file)."""
+    from cfai_cli.core.config_file import ConfigTables
+
     keys: dict[str, Any] = {spec.name: (_KINDS[str(spec.type)][0] | None, None) for spec in SETTINGS}
     model: type[ConfigTables] = create_model("ConfigFile", __base__=ConfigTables, **keys)
     return model
@@ -63,7 +67,12 @@ class SettingsFile:
 
 
 def read_settings_file(path: Path) -> SettingsFile:
-    tables, routing = parse_tables(read_config_file(path), source=str(path), model=config_model(), hints=EXPECTED)
+    data = read_config_file(path)
+    if not data:  # no file (settings from the environment alone): nothing to check, the schema is not built
+        return SettingsFile({}, {**DEFAULT_ALIASES}, {**DEFAULT_VISION_ALIASES}, RoutingConfig())
+    from cfai_cli.core.config_file import parse_tables
+
+    tables, routing = parse_tables(data, source=str(path), model=config_model(), hints=EXPECTED)
     values = {spec.name: getattr(tables, spec.name) for spec in SETTINGS if getattr(tables, spec.name) is not None}
     return SettingsFile(values, tables.merged_aliases(), {**DEFAULT_VISION_ALIASES, **tables.vision_aliases},
                         routing)
