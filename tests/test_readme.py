@@ -76,7 +76,8 @@ def test_routing_config_example_is_valid() -> None:
     """docs/routing.md's [upstreams]/[routes] example parses, and means what the text around it says."""
     import tomllib
 
-    from cfai_cli.core.routing import Target, parse_routing
+    from cfai_cli.core.config_file import parse_routing
+    from cfai_cli.core.routing import Target
 
     example = block("# Routing and failover", "toml", doc("docs/routing.md"))
     config = parse_routing(tomllib.loads(example), source="docs/routing.md")

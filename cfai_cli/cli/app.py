@@ -73,6 +73,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only data and errors: no notes, warnings, "
@@ -83,8 +84,11 @@ def root(
     """Cloudflare Workers AI from the command line, and a local OpenAI-compatible proxy in front of it."""
     import os
 
-    if quiet:
-        os.environ["CFAI_QUIET"] = "1"
+    from cfai_cli.cli.render import OutputOptions
+
+    # Every Terminal the command makes finds these on the context (OutputOptions.current), so -q never
+    # travels through the environment (where it would outlive this command in the same process).
+    ctx.obj = OutputOptions.from_environ(os.environ, quiet=quiet)
     import logging
 
     logger = logging.getLogger("cfai.http")

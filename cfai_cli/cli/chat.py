@@ -108,6 +108,7 @@ def read_request(source: str, stdin: Any) -> dict[str, Any]:
 
 
 def chat(
+    invocation: typer.Context,
     prompt: Annotated[str | None, typer.Argument(help="What to ask. Omit it to pipe text in or chat interactively.",
                                                  show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
@@ -138,7 +139,7 @@ def chat(
     timeout: TimeoutOption = None,
 ) -> None:
 
-    term, settings = start(offline=offline, timeout=timeout)
+    term, settings = start(invocation.obj, offline=offline, timeout=timeout)
     piped = None
     if request != "-" and not term.in_tty:
         piped = term.stdin.read()

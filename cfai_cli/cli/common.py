@@ -14,7 +14,7 @@ from cfai_cli.errors import CfaiError
 from cfai_cli.settings import Settings, directories, load_settings
 
 if TYPE_CHECKING:
-    from cfai_cli.cli.render import Terminal
+    from cfai_cli.cli.render import OutputOptions, Terminal
 
 OfflineOption = Annotated[
     bool,
@@ -28,11 +28,11 @@ TimeoutOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 
-def start(*, offline: bool, timeout: float | None) -> tuple[Terminal, Settings]:
+def start(options: OutputOptions | None, *, offline: bool, timeout: float | None) -> tuple[Terminal, Settings]:
     """What a command that calls Workers AI begins with: the terminal, the settings, the offline warning."""
     from cfai_cli.cli.render import Terminal
 
-    term = Terminal()
+    term = Terminal(options=options)
     settings = settings_from_flags(offline=offline, timeout=timeout)
     if settings.offline:
         term.offline_warning()

@@ -26,12 +26,12 @@ app = typer.Typer(
 
 
 @app.command("show", epilog="Example:\n\n  cfai config show --json | jq .default_model")
-def show(json_out: JsonOption = False) -> None:
+def show(invocation: typer.Context, json_out: JsonOption = False) -> None:
     """Print the settings in effect, with where the config file is. The API token is masked."""
     from cfai_cli.cli.render import Terminal
     from cfai_cli.settings import load_settings, public_view
 
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     view = public_view(load_settings())
     if json_out:
         term.json(view)
@@ -48,6 +48,7 @@ def show(json_out: JsonOption = False) -> None:
 @app.command("set", epilog="Examples:\n\n  cfai config set timeout 120\n\n"
                            "  printf %s \"$TOKEN\" | cfai config set api_token -")
 def set_(
+    invocation: typer.Context,
     key: Annotated[str, typer.Argument(help=f"One of: {KEYS_HELP}.", show_default=False)],
     value: Annotated[str, typer.Argument(help="The new value; - reads it from stdin (keeps tokens out of shell "
                                               "history).", show_default=False)],
@@ -56,7 +57,7 @@ def set_(
     from cfai_cli.cli.render import Terminal
     from cfai_cli.settings import mask_secret, set_config_value
 
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     if value == "-":
         value = term.stdin.readline().strip()
         if not value:
@@ -68,24 +69,26 @@ def set_(
 
 
 @app.command("unset", epilog="Example:\n\n  cfai config unset default_model")
-def unset(key: Annotated[str, typer.Argument(help=f"One of: {KEYS_HELP}.", show_default=False)]) -> None:
+def unset(invocation: typer.Context,
+          key: Annotated[str, typer.Argument(help=f"One of: {KEYS_HELP}.", show_default=False)]) -> None:
     """Remove one setting from the config file, so the environment or the default applies again."""
     from cfai_cli.cli.render import Terminal
     from cfai_cli.settings import set_config_value
 
     path = locations().config_file
     set_config_value(path, key, None)
-    Terminal().note(f"{key} removed (from {path})")
+    Terminal(options=invocation.obj).note(f"{key} removed (from {path})")
 
 
 @app.command("path", epilog="Examples:\n\n  cfai config path\n\n  ls -l \"$(cfai config path --data)\"")
-def path(data: Annotated[bool, typer.Option("--data", help="Print the data directory (cfai.db) instead.")] = False
+def path(invocation: typer.Context,
+         data: Annotated[bool, typer.Option("--data", help="Print the data directory (cfai.db) instead.")] = False
          ) -> None:
     """Print where the config file is (it may not exist yet). CFAI_HOME moves it."""
     from cfai_cli.cli.render import Terminal
 
     files = locations()
-    Terminal().line(str(files.data_dir if data else files.config_file))
+    Terminal(options=invocation.obj).line(str(files.data_dir if data else files.config_file))
 
 
 def register(root: typer.Typer) -> None:

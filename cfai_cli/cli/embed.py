@@ -57,6 +57,7 @@ def gather_texts(texts: list[str] | None, file: Path | None, stdin_text: str | N
 
 
 def embed(
+    invocation: typer.Context,
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to embed.", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", autocompletion=complete_model,
                                        help="An OpenAI alias (text-embedding-3-small) or a "
@@ -81,7 +82,7 @@ def embed(
     from cfai_cli.service.context import open_context
     from cfai_cli.service.embeddings import create_embeddings
 
-    term, settings = start(offline=offline, timeout=timeout)
+    term, settings = start(invocation.obj, offline=offline, timeout=timeout)
     piped = term.stdin.read() if not term.in_tty and not texts and file is None else None
     items = gather_texts(texts, file, piped)
     inputs = [text for _, text in items] + ([similar] if similar is not None else [])

@@ -75,6 +75,7 @@ def _read(path: Path, what: str) -> bytes:
 
 
 def image(
+    invocation: typer.Context,
     args: Annotated[list[str], typer.Argument(metavar="PROMPT | edit INPUT PROMPT", show_default=False,
                                               help="What to draw; or `edit`, the image to change, and how.")],
     output: Annotated[str | None, typer.Option("--output", "-o", show_default=False,
@@ -110,7 +111,7 @@ def image(
     if existing and not force:
         raise typer.BadParameter(f"{', '.join(existing)} exists; use --force to overwrite.", param_hint="-o")
 
-    term, settings = start(offline=offline, timeout=timeout)
+    term, settings = start(invocation.obj, offline=offline, timeout=timeout)
     body: dict[str, Any] = {"prompt": prompt, "n": n, "model": model, "size": size, "seed": seed}
     image_bytes = _read(source, "INPUT") if source else None
     mask_bytes = _read(mask, "--mask") if mask else None

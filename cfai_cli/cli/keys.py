@@ -52,6 +52,7 @@ def _split(text: str | None) -> list[str]:
 
 
 def keygen(
+    invocation: typer.Context,
     name: Annotated[str, typer.Option("--name", help="A label to recognise the key by later.")] = "default",
     rpm: Annotated[int | None, typer.Option("--rpm", min=1, show_default=False, help="Requests per minute.")] = None,
     rpd: Annotated[int | None, typer.Option("--rpd", min=1, show_default=False, help="Requests per day.")] = None,
@@ -75,7 +76,7 @@ def keygen(
         scopes=frozenset(SCOPES) if chosen == ["all"] else (frozenset(chosen) if chosen else DEFAULT_SCOPES),
         models=tuple(_split(models)), rpm=rpm, rpd=rpd, tpm=tpm,
         expires_at=int(time.time()) + parse_duration(expires) if expires else None)
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     database = locations().database
     key, record = KeyStore(database).create(name, policy)
     term.line(key)
@@ -107,12 +108,12 @@ def _when(stamp: int | None) -> str:
 
 
 @keys_app.command("list", epilog="Examples:\n\n  cfai keys list\n\n  cfai keys list --json | jq -r '.[].id'")
-def list_keys(json_out: JsonOption = False) -> None:
+def list_keys(invocation: typer.Context, json_out: JsonOption = False) -> None:
     """List every key: id, name, a hint of its first and last characters, when made and revoked."""
     from cfai_cli.cli.render import Terminal
     from cfai_cli.store.keys import KeyStore
 
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     records = KeyStore(locations().database).list()
     if json_out:
         term.json([_json(r) for r in records])
@@ -126,7 +127,8 @@ def list_keys(json_out: JsonOption = False) -> None:
 
 
 @keys_app.command("show", epilog="Example:\n\n  cfai keys show key_0123456789abcdef --json")
-def show(key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+def show(invocation: typer.Context,
+         key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
                                                show_default=False)], json_out: JsonOption = False) -> None:
     """Show one key's policy (scopes, models, limits, expiry) and state."""
     from cfai_cli.cli.render import Terminal
@@ -136,7 +138,7 @@ def show(key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id,
     record = KeyStore(locations().database).get(key_id)
     if record is None:
         raise NotFound(f"No key with id {key_id!r} (see `cfai keys list`).")
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     if json_out:
         term.json(_json(record))
     else:
@@ -144,7 +146,8 @@ def show(key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id,
 
 
 @keys_app.command("rotate", epilog="Example:\n\n  NEW=$(cfai keys rotate key_0123456789abcdef)")
-def rotate(key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+def rotate(invocation: typer.Context,
+           key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
                                                  show_default=False)]) -> None:
     """Replace a key: a new key with the same name and policy is printed on stdout; the old one is revoked."""
     from cfai_cli.cli.render import Terminal
@@ -155,14 +158,15 @@ def rotate(key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's i
     if rotated is None:
         raise NotFound(f"No active key with id {key_id!r} (see `cfai keys list`).")
     key, record = rotated
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     term.line(key)
     term.note(f"Rotated {key_id} -> {record.id}; the old key no longer works. This is the only time the new "
               "key is shown.")
 
 
 @keys_app.command("revoke", epilog="Example:\n\n  cfai keys revoke key_0123456789abcdef")
-def revoke(key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+def revoke(invocation: typer.Context,
+           key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
                                                  show_default=False)]) -> None:
     """Revoke a key at once, also for a server that is already running."""
     from cfai_cli.cli.render import Terminal
@@ -171,7 +175,7 @@ def revoke(key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's i
 
     if not KeyStore(locations().database).revoke(key_id):
         raise NotFound(f"No active key with id {key_id!r} (see `cfai keys list`).")
-    Terminal().note(f"Revoked {key_id}.")
+    Terminal(options=invocation.obj).note(f"Revoked {key_id}.")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,12 +6,15 @@ Reads the same `catalogue()` as the proxy's /v1/models, so both always list the 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, start
 from cfai_cli.settings import Settings
+
+if TYPE_CHECKING:
+    from cfai_cli.cli.render import OutputOptions
 
 HELP = """List the models Workers AI offers (live, from /ai/models/search).
 
@@ -32,6 +35,7 @@ EPILOG = """Examples:
 
 
 def models(
+    invocation: typer.Context,
     task: Annotated[str | None, typer.Option("--task", help='Only this task, e.g. "Text Generation".',
                                              show_default=False)] = None,
     search: Annotated[str | None, typer.Option("--search", help="Only models whose name or description match.",
@@ -45,14 +49,14 @@ def models(
     timeout: TimeoutOption = None,
 ) -> None:
     if open_page:
-        open_browser(url.rstrip("/"))
+        open_browser(url.rstrip("/"), invocation.obj)
         return
     import asyncio
 
     from cfai_cli.service.context import open_context
     from cfai_cli.service.models import ModelInfo, catalogue
 
-    term, settings = start(offline=offline, timeout=timeout)
+    term, settings = start(invocation.obj, offline=offline, timeout=timeout)
 
     async def fetch() -> list[ModelInfo]:
         async with open_context(settings) as ctx:
@@ -77,7 +81,7 @@ def models(
     term.table(["name", "task", "context", "tools", "beta"], rows)
 
 
-def open_browser(url: str) -> None:
+def open_browser(url: str, options: OutputOptions | None) -> None:
     """Open {url}/ui if a cfai server answers /health there; say so when none does."""
     import urllib.request
     import webbrowser
@@ -93,7 +97,7 @@ def open_browser(url: str) -> None:
     if not alive:
         raise UpstreamError(f"No cfai server answers at {url}. Start one with `cfai serve`, or pass --url.")
     page = url + "/ui"
-    term = Terminal()
+    term = Terminal(options=options)
     term.line(page)
     if not webbrowser.open(page):
         term.note("Could not start a web browser here; open the address above yourself.")

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any
 
@@ -19,6 +20,19 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
     from rich.status import Status
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How much and how plainly a command writes: decided once by `cfai`'s root callback from -q and the
+    environment, kept on the Typer context (`ctx.obj`), and handed to each Terminal the command makes."""
+
+    quiet: bool = False  # -q / CFAI_QUIET: data and errors only
+    no_color: bool = False  # NO_COLOR
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], *, quiet: bool = False) -> OutputOptions:
+        return cls(quiet=quiet or bool(environ.get("CFAI_QUIET")), no_color=bool(environ.get("NO_COLOR")))
 
 
 def _isatty(stream: IO[str]) -> bool:
@@ -32,14 +46,16 @@ class Terminal:
     """stdout and stderr, each rendered rich or plain depending on whether it is a terminal."""
 
     def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
-                 stdin: IO[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+                 stdin: IO[str] | None = None, environ: Mapping[str, str] | None = None,
+                 options: OutputOptions | None = None) -> None:
         # Looked up at construction, not import: test runners swap sys.stdout per invocation.
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stderr = stderr if stderr is not None else sys.stderr
         self.stdin = stdin if stdin is not None else sys.stdin
-        env = os.environ if environ is None else environ
-        self.no_color = bool(env.get("NO_COLOR"))
-        self.quiet = bool(env.get("CFAI_QUIET"))  # -q: data and errors only
+        if options is None:  # outside a command (errors, --version) or in tests: the environment's
+            options = OutputOptions.from_environ(os.environ if environ is None else environ)
+        self.no_color = options.no_color
+        self.quiet = options.quiet  # -q: data and errors only
         self.out_tty = _isatty(self.stdout)
         self.err_tty = _isatty(self.stderr)
         self.in_tty = _isatty(self.stdin)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, settings_from_flags
+from cfai_cli.cli.common import OfflineOption, TimeoutOption
 
 HELP = """Serve the OpenAI API (chat completions, embeddings, images, models and more) from Workers AI.
 
@@ -30,6 +30,7 @@ EPILOG = """Examples:
 
 
 def serve(
+    invocation: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 3000,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Accept requests without a key (loopback only).")
@@ -54,23 +55,18 @@ def serve(
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
-    from dataclasses import replace
-
     from cfai_cli.cli.render import Terminal
     from cfai_cli.server.app import check_bind
     from cfai_cli.server.app import serve as run_server
+    from cfai_cli.settings import load_settings
     from cfai_cli.store.keys import KeyStore
 
-    term = Terminal()
-    settings = settings_from_flags(offline=offline, timeout=timeout)
-    if image_ttl is not None:
-        settings = replace(settings, image_ttl_hours=image_ttl)
-    if cors_origin:
-        settings = replace(settings, cors_origins=",".join(cors_origin))
-    if max_concurrency is not None:
-        settings = replace(settings, max_concurrency=max_concurrency)
-    if no_ui:
-        settings = replace(settings, ui=False)
+    term = Terminal(options=invocation.obj)
+    # The flags as settings overrides (None: not given), so `--workers N` processes load the same settings.
+    flags = {"offline": offline, "timeout": timeout, "image_ttl_hours": image_ttl,
+             "cors_origins": ",".join(cors_origin) if cors_origin else None, "max_concurrency": max_concurrency,
+             "ui": False if no_ui else None}
+    settings = load_settings(flags)
     settings.require_credentials()
     # Checked here too (serve() checks again) so a refusal is not preceded by a "serving at" line.
     check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))
@@ -89,7 +85,7 @@ def serve(
             for cred in upstream.credentials:
                 if cred.env and not cred.value:
                     term.warn(f"{upstream.name}: ${cred.env} is not set, so that key is unavailable.")
-    run_server(settings, host=host, port=port, no_auth=no_auth, workers=workers, access_log=access_log)
+    run_server(settings, host=host, port=port, no_auth=no_auth, workers=workers, access_log=access_log, flags=flags)
 
 
 def register(app: typer.Typer) -> None:

@@ -34,6 +34,7 @@ _BY_EXTENSION = {".mp3": "mp3", ".wav": "wav", ".flac": "flac", ".opus": "opus",
 
 
 def speak(
+    invocation: typer.Context,
     words: Annotated[list[str] | None, typer.Argument(metavar="TEXT", show_default=False,
                                                      help="What to say (or pipe it on stdin).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", show_default=False,
@@ -57,7 +58,7 @@ def speak(
     from cfai_cli.service.audio import speak as run_speech
     from cfai_cli.service.context import open_context
 
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     if output is None and term.out_tty:
         raise typer.BadParameter("refusing to write audio to a terminal: give -o FILE or redirect stdout.",
                                  param_hint="--output")

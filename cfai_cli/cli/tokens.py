@@ -33,6 +33,7 @@ EPILOG = """Examples:
 
 
 def tokens(
+    invocation: typer.Context,
     text: Annotated[str | None, typer.Argument(help="The text to count; `-` or nothing reads stdin.",
                                                show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", autocompletion=complete_model,
@@ -50,7 +51,7 @@ def tokens(
 
     # Not common.start(): nothing here reaches Workers AI, so neither credentials nor the offline warning apply;
     # the settings are still loaded, for the aliases in the config file.
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     settings = settings_from_flags()
     if text is None or text == "-":
         if term.in_tty:

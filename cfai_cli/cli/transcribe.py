@@ -76,6 +76,7 @@ def _read_audio(file: str) -> tuple[bytes, str]:
 
 
 def transcribe(
+    invocation: typer.Context,
     file: Annotated[str, typer.Argument(help="The audio file (wav, mp3, m4a, ogg, flac, webm), or - for stdin.")],
     fmt: Annotated[str | None, typer.Option("--format", "-f", show_default=False,
                                             help="text, json, verbose_json, srt or vtt [default: from -o, "
@@ -110,7 +111,7 @@ def transcribe(
     response_format = output_format(fmt, output)
     if json_out:  # checked before anything is printed or read
         response_format = json_format(fmt)
-    term, settings = start(offline=offline, timeout=timeout)
+    term, settings = start(invocation.obj, offline=offline, timeout=timeout)
     if to is not None and not translate:
         translate = True  # --to only makes sense as a translation; say so rather than ignore it
     body: dict[str, Any] = {"model": model, "response_format": response_format,

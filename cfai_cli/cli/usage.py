@@ -7,11 +7,14 @@ from clients: they are printed without control characters or terminal escapes (c
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cfai_cli.cli.common import JsonOption, locations
+
+if TYPE_CHECKING:
+    from cfai_cli.cli.render import OutputOptions
 
 HELP = """Summarise the requests `cfai serve` answered: requests, errors, tokens and latency percentiles.
 
@@ -41,6 +44,7 @@ def _bar(value: int, top: int, width: int = 12) -> str:
 
 
 def usage(
+    invocation: typer.Context,
     since: Annotated[str, typer.Option("--since", help="How far back: 30m, 12h, 7d, 2w or a date.")] = "7d",
     by: Annotated[str, typer.Option(
         "--by", help="Group by key, model, day, route or upstream (who answered).")] = "model",
@@ -62,7 +66,7 @@ def usage(
     if older_than is not None and not prune:
         raise typer.BadParameter("only with --prune", param_hint="--older-than")
     if prune:
-        _prune(older_than, json_out)
+        _prune(older_than, json_out, invocation.obj)
         return
     if by not in GROUPS:
         raise typer.BadParameter(f"choose one of {', '.join(GROUPS)}", param_hint="--by")
@@ -71,7 +75,7 @@ def usage(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     rows = [replace(r, group=printable(r.group)) for r in UsageLog(locations().database).summarise(since=start, by=by)]
-    term = Terminal()
+    term = Terminal(options=invocation.obj)
     if json_out:
         term.json([asdict(r) for r in rows])
         return
@@ -84,7 +88,7 @@ def usage(
                  str(r.completion_tokens), f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}"] for r in rows])
 
 
-def _prune(older_than: str | None, json_out: bool) -> None:
+def _prune(older_than: str | None, json_out: bool, options: OutputOptions | None) -> None:
     import time
 
     from cfai_cli.cli.common import settings_from_flags
@@ -99,7 +103,7 @@ def _prune(older_than: str | None, json_out: bool) -> None:
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
     settings = settings_from_flags()
     pruned = prune(settings.database, retention_of(settings), now=now, budget=None, usage_before=before)
-    term = Terminal()
+    term = Terminal(options=options)
     if json_out:
         term.json({"usage_rows": pruned.usage_rows, "responses": pruned.responses})
     else:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
-import pickle
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from cfai_cli.server.routes.images import FILES_PREFIX
 from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes
 from cfai_cli.service.context import open_context, scrubber_for
-from cfai_cli.settings import Settings
+from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog
@@ -141,15 +141,16 @@ def create_app(
     return app
 
 
-_WORKER_STATE = "CFAI_SERVE_STATE"  # where uvicorn's worker processes find (settings, no_auth)
+_WORKER_STATE = "CFAI_SERVE_STATE"  # JSON: the command-line flags the settings came from, and no_auth
 
 
 def worker_app() -> ASGIApp:
-    """The app in each of uvicorn's worker processes (`cfai serve --workers N`), from the parent's settings."""
-    with open(os.environ[_WORKER_STATE], "rb") as state:
-        settings, no_auth = pickle.load(state)
+    """The app in each of uvicorn's worker processes (`cfai serve --workers N`): the settings loaded again,
+    as the parent loaded them, from the same flags, the inherited environment and the config file."""
+    state = json.loads(os.environ[_WORKER_STATE])
+    settings = load_settings(state["flags"])
     _protocol(settings)
-    return create_app(settings, no_auth=no_auth, metrics_dir=os.environ.get(METRICS_DIR_ENV))
+    return create_app(settings, no_auth=state["no_auth"], metrics_dir=os.environ.get(METRICS_DIR_ENV))
 
 
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client itself when a worker imports it
@@ -186,8 +187,10 @@ def _protocol(settings: Settings) -> str:
 
 
 def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, log_level: str = "info",
-          workers: int = 1, access_log: bool = False) -> None:
-    """Run the proxy with uvicorn until interrupted; `workers` > 1 runs that many processes on one socket.
+          workers: int = 1, access_log: bool = False, flags: Mapping[str, Any] | None = None) -> None:
+    """Run the proxy with uvicorn until interrupted; `workers` > 1 runs that many processes on one socket,
+    each loading its settings again from `flags` (what `load_settings` made `settings` from), the environment
+    it inherits and the config file: no settings (and so no token) are written anywhere for them.
 
     uvicorn picks uvloop and httptools when they are installed (they are dependencies on the platforms
     that have them): 10-40% more requests per second in A/B runs of bench/run.py.
@@ -204,20 +207,15 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
         app: ASGIApp = create_app(settings, no_auth=no_auth)
         uvicorn.run(app, **options)
         return
-    # Each worker is a fresh process that imports the app by name; the settings (the token among them)
-    # reach it through a file only this user can read (mkstemp: 0600), removed when the server stops.
+    # Each worker is a fresh process that imports the app by name and inherits this environment.
     settings.database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, path = tempfile.mkstemp(prefix=".serve-", suffix=".state", dir=settings.database.parent)
     metrics_dir = metrics_directory(settings.database.parent)
     try:
-        with os.fdopen(fd, "wb") as state:
-            pickle.dump((settings, no_auth), state)
-        os.environ[_WORKER_STATE] = path
+        os.environ[_WORKER_STATE] = json.dumps({"flags": dict(flags or {}), "no_auth": no_auth})
         os.environ[METRICS_DIR_ENV] = str(metrics_dir)  # the workers inherit it before importing prometheus_client
         uvicorn.run("cfai_cli.server.app:worker_app", factory=True, workers=workers, **options)
     finally:
         os.environ.pop(_WORKER_STATE, None)
         os.environ.pop(METRICS_DIR_ENV, None)
-        os.unlink(path)
         with contextlib.suppress(OSError):
             shutil.rmtree(metrics_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ from tests.cli.conftest import Invoke
 
 # What a command imports only when it runs: the network stack, the server, the endpoint models.
 HEAVY = ("httpx", "starlette", "uvicorn", "anyio", "cfai_cli.service", "cfai_cli.upstream", "cfai_cli.server",
-         "cfai_cli.core.openai", "cfai_cli.core.translate")
+         "cfai_cli.core.openai", "cfai_cli.core.translate", "cfai_cli.core.config_file", "cfai_cli.settings.file")
 
 
 def test_version(cli: Invoke) -> None:
@@ -117,6 +118,9 @@ def test_quiet_leaves_only_data_and_errors(cli: Invoke) -> None:
     assert quiet.stdout == loud.stdout and quiet.stdout.startswith("[offline]")
     failed = cli("-q", "chat", "-m", "nope", "--offline", "hi")
     assert failed.exit_code == 4 and failed.stderr.startswith("cfai: ")
+    assert "OFFLINE" in cli("chat", "--offline", "hi").stderr  # -q held for its own command only
+    assert "CFAI_QUIET" not in os.environ
+    assert cli("chat", "--offline", "hi", env={"CFAI_QUIET": "1"}).stderr == ""  # the variable still works
 
 
 def test_debug_shows_traffic_with_the_token_masked(cli: Invoke) -> None:

@@ -1,5 +1,6 @@
-"""`cfai serve --workers N`: several processes answer on one port, /metrics counts all of them, and the
-settings file and metrics directory they share are private and removed when the server stops."""
+"""`cfai serve --workers N`: several processes answer on one port, each with the settings the command line
+made (loaded again, nothing written for them), /metrics counts all of them, and the metrics directory they
+share is private and removed when the server stops."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import free_port, wait_for_health
@@ -21,13 +24,17 @@ from tests.servers import free_port, wait_for_health
 def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--no-auth", "--port", str(port),
-                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--workers", "2", "--no-ui"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ))
     try:
         wait_for_health(proc, port, seconds=30)
-        # The workers' settings travel in a file only this user may read.
-        (state,) = cfai_home.rglob(".serve-*.state")
-        assert state.stat().st_mode & 0o077 == 0
+        # No settings (the token among them) are written for the workers: each loads them again.
+        assert [p.name for p in cfai_home.rglob("*") if p.name.startswith(".serve-")] == []
+        for _ in range(6):  # --no-ui holds in every worker, whichever answers
+            with pytest.raises(urllib.error.HTTPError) as missing:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=10)
+            assert missing.value.code == 404
+            missing.value.close()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/chat/completions", method="POST",
             data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
@@ -68,5 +75,4 @@ def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
             _, err = proc.communicate()
     assert proc.returncode == 0, err
     assert err.count("Started server process") == 2
-    assert list(cfai_home.rglob(".serve-*.state")) == []
     assert list(cfai_home.glob(".metrics-*")) == []

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from cfai_cli.cli.render import OutputOptions
 from cfai_cli.cli.tokens import tokens
 from cfai_cli.core.tokens import estimate_tokens
 from tests.cli.conftest import Invoke
@@ -81,10 +84,13 @@ class _TTY:
         return self.text
 
 
+COMMAND: Any = SimpleNamespace(obj=OutputOptions())  # what cfai's root callback leaves on the Typer context
+
+
 def test_on_a_terminal_it_prints_a_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     out = _TTY()
     monkeypatch.setattr(sys, "stdout", out)
-    tokens("Hello world", model=QWEN, json_out=False)
+    tokens(COMMAND, "Hello world", model=QWEN, json_out=False)
     assert "".join(out.parts) == f"2 tokens (estimate) for {QWEN}\n"
 
 
@@ -93,7 +99,7 @@ def test_with_a_terminal_on_stdin_and_no_text_it_is_a_usage_error(monkeypatch: p
 
     monkeypatch.setattr(sys, "stdin", _TTY())
     with pytest.raises(typer.BadParameter):
-        tokens(None, model=QWEN, json_out=False)
+        tokens(COMMAND, None, model=QWEN, json_out=False)
 
 
 def test_help_has_an_example(cli: Invoke) -> None:

@@ -94,7 +94,7 @@ async def test_aliases_are_judged_by_the_model_they_run(settings: Settings) -> N
 
 
 async def test_routes_skip_targets_the_key_may_not_use(settings: Settings, tmp_path: Any) -> None:
-    from cfai_cli.core.routing import parse_routing
+    from cfai_cli.core.config_file import parse_routing
 
     routing = parse_routing({"routes": {"fast": ["@cf/qwen/qwen3-30b-a3b-fp8", LLAMA]}}, source="test")
     settings = replace(settings, routing=routing)

@@ -1,0 +1,338 @@
+"""The tables of config.toml as a pydantic schema (`extra="forbid"`), so every typo fails with its TOML path.
+
+Pure: pydantic, the standard library, core.catalog, core.routing and errors. The scalar settings (timeout, …)
+are added to `ConfigTables` by cfai_cli.settings.file from the Settings dataclass, their one list. `problem`
+turns a pydantic ValidationError into one line naming the file and the TOML path, never a pydantic dump.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from cfai_cli.core.catalog import DEFAULT_ALIASES, is_account_id, validate_model_id
+from cfai_cli.core.routing import (
+    DEFAULT_UPSTREAM,
+    FAILURE_KINDS,
+    Credential,
+    RoutingConfig,
+    Target,
+    UpstreamConfig,
+)
+from cfai_cli.errors import ConfigError, InvalidRequest
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_BARE = re.compile(r"^[A-Za-z0-9_-]+$")  # a TOML key that needs no quotes
+_KINDS_TEXT = ", ".join(FAILURE_KINDS)
+
+
+def _one_or_list(value: Any) -> Any:
+    """A TOML string or a list of strings, each non-empty; surrounding spaces dropped."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ValueError("must be a non-empty string or a list of them")
+    return [v.strip() for v in items]
+
+
+def _env_names(names: list[str]) -> list[str]:
+    for name in names:
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+    return names
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (
+            float("inf"), float("-inf")) or value < 0:
+        raise ValueError("must be a number of seconds (0 or more)")
+    return float(value)
+
+
+def _positive(value: float) -> float:
+    if value == 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
+
+
+def _kinds(value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"must be a list of failure kinds: {_KINDS_TEXT}")
+    unknown = sorted(set(value) - set(FAILURE_KINDS))
+    if unknown:
+        raise ValueError(f"unknown failure kind {unknown[0]!r}; known: {_KINDS_TEXT}")
+    return frozenset(value)
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    return value.rstrip("/")
+
+
+def _account_id(value: str) -> str:
+    if not is_account_id(value.strip()):
+        raise ValueError("must be the 32-character id of the Cloudflare account")
+    return value.strip()
+
+
+def _model_id(value: str) -> str:
+    try:
+        return validate_model_id(value.strip())
+    except InvalidRequest as exc:
+        raise ValueError(exc.message) from None
+
+
+def _extra_fields(value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(f, str) and _FIELD.fullmatch(f) for f in value):
+        raise ValueError('must be a list of request field names, e.g. ["provider"]')
+    return frozenset(value)
+
+
+def _upstream_name(name: str) -> str:
+    if not _NAME.fullmatch(name) or name == DEFAULT_UPSTREAM:
+        raise ValueError(f"upstream names are letters, digits, '_', '-' and '.', and {DEFAULT_UPSTREAM!r} is the "
+                         "account of CLOUDFLARE_ACCOUNT_ID; pick another name")
+    return name
+
+
+def _route_name(name: str) -> str:
+    if not name.strip() or len(name) > 200:
+        raise ValueError("a route needs a name (the model name clients send)")
+    return name
+
+
+def _targets(texts: list[str]) -> list[str]:
+    for text in texts:
+        _, sep, model = text.partition(":")
+        if not text.startswith("@") and (not sep or not model.strip()):
+            raise ValueError(f"{text!r} is neither a Workers AI id (@cf/…) nor \"upstream:model\"")
+    return texts
+
+
+Strings = Annotated[list[str], BeforeValidator(_one_or_list)]
+EnvNames = Annotated[Strings, AfterValidator(_env_names)]
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+Kinds = Annotated[frozenset[str], BeforeValidator(_kinds)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class Table(BaseModel):
+    """A TOML table: unknown keys are mistakes, not extensions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoutingTable(Table):
+    cooldown_seconds: Seconds = 30.0  # how long a failing target rests (Retry-After wins)
+    failover_on: Kinds = frozenset(FAILURE_KINDS)
+
+
+class _Upstream(Table):
+    timeout: Annotated[Seconds, AfterValidator(_positive)] | None = None  # None: the global timeout
+    cooldown_seconds: Seconds | None = None  # None: the [routing] default
+    failover_on: Kinds | None = None
+
+
+class CloudflareUpstream(_Upstream):
+    """Another Cloudflare account."""
+
+    type: Literal["cloudflare"]
+    account_id: Annotated[str, AfterValidator(_account_id)]
+    api_token: Strings | None = Field(default=None, repr=False)
+    api_token_env: EnvNames | None = None
+    api_base: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _has_a_token(self) -> CloudflareUpstream:
+        if not self.api_token and not self.api_token_env:
+            raise ValueError("give api_token_env (the variable holding the token) or api_token")
+        return self
+
+    def runtime(self, name: str) -> UpstreamConfig:
+        creds = [Credential(value=v) for v in self.api_token or ()] + [Credential(env=e)
+                                                                      for e in self.api_token_env or ()]
+        return UpstreamConfig(name, "cloudflare", tuple(creds), account_id=self.account_id, base_url=self.api_base,
+                              timeout=self.timeout, cooldown=self.cooldown_seconds, failover_on=self.failover_on)
+
+
+class OpenAIUpstream(_Upstream):
+    """Any OpenAI-compatible provider, as a pass-through."""
+
+    type: Literal["openai"]
+    base_url: HttpUrl
+    api_key: Strings | None = Field(default=None, repr=False)
+    api_key_env: EnvNames | None = None  # neither key: a local server (Ollama, vLLM)
+    extra_fields: Annotated[frozenset[str], BeforeValidator(_extra_fields)] = frozenset()
+
+    def runtime(self, name: str) -> UpstreamConfig:
+        creds = [Credential(value=v) for v in self.api_key or ()] + [Credential(env=e) for e in self.api_key_env or ()]
+        return UpstreamConfig(name, "openai", tuple(creds) or (Credential(),), base_url=self.base_url,
+                              timeout=self.timeout, cooldown=self.cooldown_seconds, failover_on=self.failover_on,
+                              extra_fields=self.extra_fields)
+
+
+UPSTREAM_TYPES: dict[str, type[_Upstream]] = {"cloudflare": CloudflareUpstream, "openai": OpenAIUpstream}
+Upstream = Annotated[CloudflareUpstream | OpenAIUpstream, Field(discriminator="type")]
+
+
+class ConfigTables(Table):
+    """The tables of config.toml; settings.file adds the scalar keys."""
+
+    aliases: dict[str, str] = {}
+    # alias -> the model that serves it when a request carries images (core.catalog)
+    vision_aliases: dict[str, Annotated[str, AfterValidator(_model_id)]] = {}
+    routing: RoutingTable = RoutingTable()
+    upstreams: dict[Annotated[str, AfterValidator(_upstream_name)], Upstream] = {}
+    routes: dict[Annotated[str, AfterValidator(_route_name)], Annotated[Strings, AfterValidator(_targets)]] = {}
+
+    def routing_config(self) -> RoutingConfig:
+        """The runtime routing value; a ValueError is (TOML path, message) for a route naming no upstream."""
+        upstreams = tuple(table.runtime(name) for name, table in self.upstreams.items())
+        names = {DEFAULT_UPSTREAM, *self.upstreams}
+        routes: dict[str, tuple[Target | str, ...]] = {}
+        for name, chain in self.routes.items():
+            links: list[Target | str] = []
+            for text in chain:
+                upstream, _, model = text.partition(":")
+                if text.startswith("@"):
+                    links.append(text)  # a Workers AI id: every Cloudflare account in order
+                elif upstream not in names:
+                    raise Misplaced(("routes", name), f"{text!r} names the upstream {upstream!r}, which is not "
+                                                      f"defined; defined: {', '.join(sorted(names))}")
+                else:
+                    links.append(Target(upstream, model.strip()))
+            routes[name] = tuple(links)
+        return RoutingConfig(upstreams=upstreams, routes=routes, cooldown=self.routing.cooldown_seconds,
+                             failover_on=self.routing.failover_on)
+
+    def merged_aliases(self) -> dict[str, str]:
+        return {**DEFAULT_ALIASES, **self.aliases}
+
+    def check_vision_aliases(self) -> None:
+        """Each vision alias replaces an alias's model for requests with images, so the alias must exist."""
+        aliases = self.merged_aliases()
+        for name in self.vision_aliases:
+            if name not in aliases:
+                raise Misplaced(("vision_aliases", name), vision_alias_orphan(name))
+
+
+def vision_alias_orphan(name: str) -> str:
+    return (f"{name!r} is not an alias; a vision alias only replaces an alias's model for requests with "
+            f"images, so add [aliases] {name} first")
+
+
+class Misplaced(ValueError):
+    """A mistake found after the schema: where it is (a TOML path) and what it is."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+# ---- one line per mistake ------------------------------------------------------------------------------
+
+_TABLE_HINTS = {
+    "upstreams": "must hold one table per upstream, e.g. [upstreams.groq]",
+    "routes": "must map model names to lists of targets",
+    "routing": "must be a table",
+    "aliases": "must map names to model ids (strings)",
+    "vision_aliases": "must be a table mapping alias names to Workers AI ids",
+}
+_ENTRY_HINTS = {
+    "aliases": "expected a model id (a string)",
+    "vision_aliases": "expected a Workers AI model id such as '@cf/mistralai/mistral-small-3.1-24b-instruct'",
+}
+_KEY_HINTS = {
+    "type": 'must be "cloudflare" or "openai" (an OpenAI-compatible API)',
+    "account_id": "must be the 32-character id of the Cloudflare account",
+    "base_url": "must be the provider's API root, e.g. https://api.groq.com/openai/v1",
+    "api_base": "must be an http(s) URL",
+}
+
+
+def toml_path(loc: tuple[str | int, ...]) -> str:
+    """("upstreams", "groq", "openai", "api_kye") -> "[upstreams.groq] api_kye"; pydantic's own steps dropped."""
+    parts = [p if isinstance(p, int) or _BARE.fullmatch(p) else json.dumps(p) for p in loc if p != "[key]"]
+    if len(parts) >= 3 and parts[0] == "upstreams" and isinstance(parts[2], str) and parts[2] in UPSTREAM_TYPES:
+        del parts[2]  # the discriminated union's tag
+    if len(parts) == 1:
+        return str(parts[0])
+    depth = 2 if parts[0] == "upstreams" else 1
+    table = "[" + ".".join(str(p) for p in parts[:depth]) + "]"
+    rest = "".join(f"[{p}]" if isinstance(p, int) else (" " if i == 0 else ".") + p
+                   for i, p in enumerate(parts[depth:]))
+    return table + rest
+
+
+def _known(loc: tuple[str | int, ...], top: set[str]) -> set[str]:
+    if not loc:
+        return top
+    if loc[0] == "routing":
+        return set(RoutingTable.model_fields)
+    if loc[0] == "upstreams" and len(loc) >= 3 and loc[2] in UPSTREAM_TYPES:
+        return set(UPSTREAM_TYPES[str(loc[2])].model_fields)
+    return set()
+
+
+def _message(error: Mapping[str, Any], top: set[str], hints: Mapping[str, str]) -> str:
+    loc: tuple[str | int, ...] = tuple(error["loc"])
+    kind = error["type"]
+    last = str(loc[-1]) if loc else ""
+    if kind == "extra_forbidden":
+        known = sorted(_known(loc[:-1], top))
+        close = difflib.get_close_matches(last, known, n=1)
+        return "unknown field" + (f"; did you mean {close[0]}?" if close else f"; known: {', '.join(known)}" if known
+                                  else "")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return _KEY_HINTS["type"]
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    if len(loc) == 1 and last in _TABLE_HINTS:
+        return _TABLE_HINTS[last]
+    if len(loc) == 2 and loc[0] in _ENTRY_HINTS:
+        return f"{_ENTRY_HINTS[str(loc[0])]}, got {error['input']!r}"
+    top_level_hint = f"expected {hints[last]}" if last in hints else None  # what a setting's type expects
+    hint = top_level_hint if len(loc) == 1 else _KEY_HINTS.get(last)
+    if kind == "missing":
+        return "missing" + (f"; it {hint}" if hint else "")
+    return f"{hint or str(error['msg']).lower()}, got {error['input']!r}"
+
+
+def problem(exc: ValidationError | Misplaced, source: str, top: set[str], hints: Mapping[str, str]) -> str:
+    """One line for the first mistake: `config.toml: [upstreams.groq] api_kye: unknown field; did you mean api_key?`"""
+    if isinstance(exc, Misplaced):
+        return _line(source, toml_path(exc.loc), exc.message)
+    error = exc.errors()[0]
+    message = _message(error, top, hints)
+    loc = tuple(error["loc"])
+    where = toml_path((*loc, "type") if error["type"].startswith("union_tag") else loc)
+    return _line(source, where, message)
+
+
+def _line(source: str, where: str, message: str) -> str:
+    return f"{source}: {where}: {message}" + ("" if message.endswith((".", "?")) else ".")
+
+
+def parse_tables(data: Mapping[str, Any], *, source: str, model: type[ConfigTables] = ConfigTables,
+                 hints: Mapping[str, str] | None = None) -> tuple[ConfigTables, RoutingConfig]:
+    """A parsed config file checked against `model`, with its routing; a ConfigError names the mistake's place."""
+    top = set(model.model_fields)
+    try:
+        tables = model.model_validate(data)
+        tables.check_vision_aliases()
+        return tables, tables.routing_config()
+    except (ValidationError, Misplaced) as exc:
+        raise ConfigError(problem(exc, source, top, hints or {})) from None
+
+
+def parse_routing(data: Mapping[str, Any], *, source: str) -> RoutingConfig:
+    """The routing part of a parsed config file (`[routing]`, `[upstreams.*]`, `[routes]`)."""
+    return parse_tables(data, source=source)[1]

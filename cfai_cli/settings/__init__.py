@@ -1,0 +1,194 @@
+"""Typed settings, loaded once by `load_settings`, with one precedence for every setting:
+
+    command-line flag > environment > config file > default
+
+Environment: CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CFAI_API_BASE, CFAI_TIMEOUT, CFAI_MODEL, CFAI_HOME,
+CFAI_USAGE_RETENTION_DAYS, CFAI_RESPONSES_RETENTION_DAYS (each field's `env` below is the one list).
+Config file: `config.toml` in the config directory (CFAI_HOME if set, else the platform's user config dir),
+created 0600 because it may hold the API token; its schema is settings.file (pydantic, imported only when
+settings are loaded, so `cfai --help` stays cheap). Nothing is read at import time. Imports: stdlib, errors, core.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_CHAT_MODEL, DEFAULT_VISION_ALIASES
+from cfai_cli.errors import ConfigError
+
+if TYPE_CHECKING:  # routing is imported when settings are loaded, not by every `cfai --help`
+    from cfai_cli.core.routing import RoutingConfig
+
+
+def _no_routing() -> RoutingConfig:
+    from cfai_cli.core.routing import RoutingConfig
+
+    return RoutingConfig()
+
+
+def _setting(default: Any, env: str | None = None, *, secret: bool = False) -> Any:
+    """A field a person sets (config file, `cfai config set`, maybe an environment variable)."""
+    return field(default=default, repr=not secret, metadata={"setting": True, "env": env})
+
+
+DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
+OFFLINE_API_BASE = "http://offline.cfai.invalid/client/v4"
+OFFLINE_ACCOUNT_ID = "offline"
+
+@dataclass(frozen=True)
+class Settings:
+    account_id: str | None = _setting(None, "CLOUDFLARE_ACCOUNT_ID")
+    api_token: str | None = _setting(None, "CLOUDFLARE_API_TOKEN", secret=True)
+    api_base: str = _setting(DEFAULT_API_BASE, "CFAI_API_BASE")
+    timeout: float = _setting(300.0, "CFAI_TIMEOUT")
+    default_model: str = _setting(DEFAULT_CHAT_MODEL, "CFAI_MODEL")
+    default_max_tokens: int = _setting(4096)
+    max_retries: int = _setting(3)
+    max_body_mb: float = _setting(25.0)
+    max_json_mb: float = _setting(16.0)
+    body_timeout: float = _setting(30.0)  # seconds from a request's head to the end of its body (408 beyond)
+    header_timeout: float = _setting(10.0)  # seconds for a request head to arrive on a connection (closed beyond)
+    allow_private_fetch: bool = _setting(False)
+    image_ttl_hours: float = _setting(24.0)
+    image_url_auth: bool = _setting(False)
+    max_concurrency: int = _setting(512)
+    max_connections: int = _setting(512)  # the upstream connection pool: as large as the cap, so the cap is what limits
+    max_in_flight_per_key: int = _setting(64)  # one key's requests in flight (per process); past it, 429 at once
+    cors_origins: str = _setting("")  # comma-separated origins allowed by CORS; empty = CORS off
+    ui: bool = _setting(True)  # the browser page at / and /ui
+    fast_http: bool = _setting(True)  # upstream HTTP/1.1 over upstream/transport.py; false: httpx's default transport
+    # Days the proxy keeps usage rows and stored responses (0: no time limit; row caps still hold, see
+    # store/retention.py); `cfai serve` prunes at start-up and hourly, `cfai usage --prune` at once.
+    usage_retention_days: int = _setting(90, "CFAI_USAGE_RETENTION_DAYS")
+    responses_retention_days: int = _setting(30, "CFAI_RESPONSES_RETENTION_DAYS")
+    aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    # alias -> the model that serves it when a chat/Responses request carries images (core.catalog)
+    vision_aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VISION_ALIASES))
+    routing: RoutingConfig = field(default_factory=_no_routing)  # [routing], [upstreams.*], [routes]
+    config_dir: Path = Path(".")
+    data_dir: Path = Path(".")
+    offline: bool = False
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "cfai.db"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    def require_credentials(self) -> tuple[str, str]:
+        if self.offline:
+            return OFFLINE_ACCOUNT_ID, "offline"
+        missing = [name for name, value in (("CLOUDFLARE_ACCOUNT_ID", self.account_id),
+                                            ("CLOUDFLARE_API_TOKEN", self.api_token)) if not value]
+        if missing:
+            raise ConfigError(
+                f"Missing {' and '.join(missing)}. Export them, or run "
+                "`cfai config set account_id <id>` and `cfai config set api_token <token>`; "
+                "or try cfai without an account with --offline."
+            )
+        assert self.account_id and self.api_token
+        return self.account_id, self.api_token
+
+    def as_offline(self) -> Settings:
+        return replace(self, offline=True, api_base=OFFLINE_API_BASE)
+
+
+SETTINGS: tuple[Field[Any], ...] = tuple(f for f in fields(Settings) if f.metadata.get("setting"))
+"""The scalar settings: their names are the config file's top-level keys; `env` names their variable."""
+SETTABLE_KEYS = (*(f.name for f in SETTINGS), "aliases.<name>", "vision_aliases.<name>")
+
+
+def directories(environ: Mapping[str, str]) -> tuple[Path, Path]:
+    home = environ.get("CFAI_HOME")
+    if home:
+        path = Path(home).expanduser()
+        return path, path
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("cfai")), Path(platformdirs.user_data_dir("cfai"))
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags (`overrides`, None values ignored), environment, config file and defaults, in that
+    order of precedence (the module docstring). `offline` among the overrides switches to the emulator."""
+    from cfai_cli.settings.file import coerce, read_settings_file
+
+    env = os.environ if environ is None else environ
+    config_dir, data_dir = directories(env)
+    found = read_settings_file(config_dir / "config.toml")
+    values = dict(found.values)
+    for spec in SETTINGS:
+        env_name = spec.metadata["env"]
+        if env_name and env.get(env_name):
+            values[spec.name] = coerce(spec.name, env[env_name], f"${env_name}")
+        if overrides and overrides.get(spec.name) is not None:
+            values[spec.name] = coerce(spec.name, overrides[spec.name], "the command line")
+    values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
+    from cfai_cli.core.routing import with_secrets
+
+    settings = Settings(**values, aliases=found.aliases, vision_aliases=found.vision_aliases,
+                        routing=with_secrets(found.routing, env), config_dir=config_dir, data_dir=data_dir)
+    if overrides and overrides.get("offline"):
+        settings = settings.as_offline()
+    return settings
+
+
+def set_config_value(path: Path, key: str, value: str | None) -> dict[str, Any]:
+    """Set (or with None, remove) one key in the config file, keeping the rest; returns the new contents."""
+    from cfai_cli.settings.write import set_config_value as write
+
+    return write(path, key, value)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write atomically, readable by the owner only (0600), so a crash never leaves half a file."""
+    from cfai_cli.settings.write import write_private as write
+
+    write(path, text)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The config file as TOML data, unchecked ({} when there is none)."""
+    import tomllib
+
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Cannot read the config file {path}: {exc}") from None
+
+
+def public_view(settings: Settings) -> dict[str, Any]:
+    """Settings as shown to a person: the token masked, paths as strings."""
+    out: dict[str, Any] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.name == "api_token":
+            value = mask_secret(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        elif f.name == "routing":
+            value = value.public()
+        out[f.name] = value
+    out["config_file"] = str(settings.config_file)
+    return out
+
+
+def mask_secret(value: str | None) -> str | None:
+    if not value:
+        return None
+    return f"{value[:4]}…{value[-2:]}" if len(value) > 12 else "****"

@@ -1,0 +1,87 @@
+"""The whole config file as one pydantic model: core.config_file's tables plus a key per scalar setting, the
+keys made from the Settings dataclass (their one list), so a typo anywhere fails with its TOML path.
+
+Imported when settings are loaded or written, never by `cfai --help`. Imports: pydantic, stdlib, errors, core,
+settings. `coerce` checks one value from the environment or the command line the way the file's are checked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
+
+from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_VISION_ALIASES
+from cfai_cli.core.routing import RoutingConfig
+from cfai_cli.errors import ConfigError
+from cfai_cli.settings import SETTINGS, read_config_file
+
+if TYPE_CHECKING:  # the schema's classes cost ~15 ms to build: only when there is a file or a value to check
+    from cfai_cli.core.config_file import ConfigTables
+
+
+def _trimmed(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return value
+
+
+# the dataclass's annotation (a string: `from __future__ import annotations`) -> (pydantic type, what it expects)
+_KINDS: dict[str, tuple[Any, str]] = {
+    "str": (Annotated[str, BeforeValidator(_trimmed)], "a string"),
+    "str | None": (Annotated[str, BeforeValidator(_trimmed)], "a string"),
+    "float": (Annotated[float, BeforeValidator(_trimmed), Field(gt=0, allow_inf_nan=False)], "a number above 0"),
+    "int": (Annotated[int, BeforeValidator(_trimmed), Field(ge=0)], "a whole number, 0 or more"),
+    "bool": (Annotated[bool, BeforeValidator(_trimmed)], "true or false"),
+}
+EXPECTED = {spec.name: _KINDS[str(spec.type)][1] for spec in SETTINGS}
+
+
+@cache
+def config_model() -> type[ConfigTables]:
+    """ConfigTables with one optional key per scalar setting (None: not in the file)."""
+    from cfai_cli.core.config_file import ConfigTables
+
+    keys: dict[str, Any] = {spec.name: (_KINDS[str(spec.type)][0] | None, None) for spec in SETTINGS}
+    model: type[ConfigTables] = create_model("ConfigFile", __base__=ConfigTables, **keys)
+    return model
+
+
+@dataclass(frozen=True)
+class SettingsFile:
+    """What config.toml says: the scalar settings it sets, the alias tables merged over the defaults, routing."""
+
+    values: Mapping[str, Any]
+    aliases: dict[str, str]
+    vision_aliases: dict[str, str]
+    routing: RoutingConfig
+
+
+def read_settings_file(path: Path) -> SettingsFile:
+    data = read_config_file(path)
+    if not data:  # no file (settings from the environment alone): nothing to check, the schema is not built
+        return SettingsFile({}, {**DEFAULT_ALIASES}, {**DEFAULT_VISION_ALIASES}, RoutingConfig())
+    from cfai_cli.core.config_file import parse_tables
+
+    tables, routing = parse_tables(data, source=str(path), model=config_model(), hints=EXPECTED)
+    values = {spec.name: getattr(tables, spec.name) for spec in SETTINGS if getattr(tables, spec.name) is not None}
+    return SettingsFile(values, tables.merged_aliases(), {**DEFAULT_VISION_ALIASES, **tables.vision_aliases},
+                        routing)
+
+
+def coerce(key: str, value: Any, source: str) -> Any:
+    """A setting's value in its type, or a ConfigError naming where the bad value came from."""
+    model: type[BaseModel] = config_model()
+    try:
+        return getattr(model.model_validate({key: value}), key)
+    except ValidationError:
+        raise ConfigError(f"Invalid value for {key} in {source}: {value!r} (expected {EXPECTED[key]}).") from None
