@@ -181,3 +181,27 @@ def test_retention_settings(tmp_path: Path) -> None:
                          ).usage_retention_days == 3
     with pytest.raises(ConfigError, match="usage_retention_days"):
         load_settings(environ={**env, "CFAI_USAGE_RETENTION_DAYS": "-1"})
+
+
+def test_config_set_keeps_the_users_comments_and_layout(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    original = ('# my proxy settings\ntimeout = 60  # seconds, for slow models\n\n[aliases]\n'
+                '# the cheap one\nfast = "@cf/meta/llama-3.1-8b-instruct-fast"\n\n[routes]\n'
+                'quick = ["@cf/meta/llama-3.1-8b-instruct-fast"]  # one account is enough\n')
+    path.write_text(original)
+    set_config_value(path, "max_retries", "5")
+    set_config_value(path, "aliases.smart", "@cf/meta/llama-3.3-70b-instruct-fp8-fast")
+    set_config_value(path, "vision_aliases.fast", "@cf/google/gemma-3-12b-it")
+    text = path.read_text()
+    for kept in ("# my proxy settings", "timeout = 60  # seconds, for slow models", "# the cheap one",
+                 "quick = [\"@cf/meta/llama-3.1-8b-instruct-fast\"]  # one account is enough"):
+        assert kept in text
+    assert tomllib.loads(text) == {
+        "timeout": 60, "max_retries": 5,
+        "aliases": {"fast": "@cf/meta/llama-3.1-8b-instruct-fast", "smart": "@cf/meta/llama-3.3-70b-instruct-fp8-fast"},
+        "routes": {"quick": ["@cf/meta/llama-3.1-8b-instruct-fast"]},
+        "vision_aliases": {"fast": "@cf/google/gemma-3-12b-it"}}
+    set_config_value(path, "aliases.smart", None)
+    set_config_value(path, "max_retries", None)
+    assert path.read_text().replace("\n[vision_aliases]\nfast = \"@cf/google/gemma-3-12b-it\"\n", "") == original
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -1,7 +1,8 @@
-"""Writing config.toml: one key set or removed, every other value the file holds kept; 0600, atomically.
+"""Writing config.toml: one key set or removed, the rest of the file kept as it was (values, comments, order,
+layout); 0600, atomically.
 
-Imports: stdlib, errors, core, settings (its field list) and settings.file (to check a value as loading would).
-Comments in the file are not kept (the standard library reads TOML but does not edit it).
+Imports: stdlib, tomlkit (a format-preserving TOML editor, imported only when a value is written), errors,
+core, settings (its field list) and settings.file (to check a value as loading would).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -18,41 +18,6 @@ from cfai_cli.core.config_file import vision_alias_orphan
 from cfai_cli.errors import ConfigError, InvalidRequest
 from cfai_cli.settings import SETTABLE_KEYS, SETTINGS, read_config_file
 from cfai_cli.settings.file import coerce
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):  # an inline table (inside a list)
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, date | time):
-        return value.isoformat()  # a TOML date or time stays one
-    return '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or c == "\x7f" else c)
-                         for c in str(value)) + '"'
-
-
-_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _toml_key(key: str) -> str:
-    bare = bool(key) and key.replace("-", "").replace("_", "").isalnum() and key.isascii()
-    return key if bare else _toml_value(key)
-
-
-def dump_toml(data: Mapping[str, Any], _path: tuple[str, ...] = ()) -> str:
-    """TOML for what `tomllib` read: scalars, lists and nested tables, so rewriting the file keeps them all."""
-    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
-    if _path and (lines or not any(isinstance(v, Mapping) for v in data.values())):
-        lines.insert(0, f"\n[{'.'.join(_toml_key(p) for p in _path)}]")
-    text = "\n".join(lines) + ("\n" if lines else "")
-    for table, entries in data.items():
-        if isinstance(entries, Mapping):
-            text += dump_toml(entries, (*_path, table))
-    return text
 
 
 def write_private(path: Path, text: str) -> None:
@@ -71,40 +36,64 @@ def write_private(path: Path, text: str) -> None:
 
 
 def set_config_value(path: Path, key: str, value: str | None) -> dict[str, Any]:
-    """Set (or with None, remove) one key in the config file; returns the new file contents."""
+    """Set (or with None, remove) one key in the config file; returns the new file contents.
+
+    The change is checked on the file's values as loading reads them, then made in the file's own text with
+    tomlkit, so the user's comments and layout survive `cfai config set`.
+    """
+    import tomlkit
+
     data = read_config_file(path)
-    if key.startswith("aliases."):
-        name = key.split(".", 1)[1]
+    document = tomlkit.parse(path.read_text(encoding="utf-8")) if path.exists() else tomlkit.document()
+    if key.startswith(("aliases.", "vision_aliases.")):
+        table_name, name = key.split(".", 1)
         if not name:
-            raise ConfigError("Use aliases.<name>, e.g. `cfai config set aliases.fast @cf/meta/llama-3.1-8b-instruct`.")
-        table = dict(data.get("aliases", {}))
+            raise ConfigError(f"Use {table_name}.<name>, e.g. `cfai config set {table_name}.fast "
+                              "@cf/meta/llama-3.1-8b-instruct`.")
+        table = dict(data.get(table_name, {}))
         if value is None:
-            if name in data.get("vision_aliases", {}) and name not in DEFAULT_ALIASES:
+            if (table_name == "aliases" and name in data.get("vision_aliases", {})
+                    and name not in DEFAULT_ALIASES):
                 raise ConfigError(f"vision_aliases.{name} needs aliases.{name}; unset vision_aliases.{name} first.")
             table.pop(name, None)
-        else:
+        elif table_name == "aliases":
             try:
                 table[name] = validate_model_id(value)
             except InvalidRequest as exc:  # a bad id is a config problem here
                 raise ConfigError(exc.message) from None
-        data["aliases"] = table
-    elif key.startswith("vision_aliases."):
-        name = key.split(".", 1)[1]
-        table = dict(data.get("vision_aliases", {}))
-        if value is None:
-            table.pop(name, None)
         else:
             table[name] = _vision_alias(name, value, {**DEFAULT_ALIASES, **data.get("aliases", {})})
-        data["vision_aliases"] = table
+        data[table_name] = table
+        _edit(document, table_name, name, table.get(name))
     elif key in {spec.name for spec in SETTINGS}:
         if value is None:
             data.pop(key, None)
         else:
             data[key] = coerce(key, value, "the command line")
+        _edit(document, None, key, data.get(key))
     else:
         raise ConfigError(f"Unknown setting {key!r}. Known settings: {', '.join(SETTABLE_KEYS)}.")
-    write_private(path, dump_toml(data))
+    write_private(path, tomlkit.dumps(document))
     return data
+
+
+def _edit(document: Any, table_name: str | None, key: str, value: Any) -> None:
+    """Set or (value None) remove `key` at the top of the document or in its `[table_name]` table."""
+    import tomlkit
+
+    if table_name is None:
+        target = document
+    else:
+        if table_name not in document:
+            if value is None:
+                return
+            document[table_name] = tomlkit.table()
+        target = document[table_name]
+    if value is None:
+        if key in target:
+            del target[key]
+    else:
+        target[key] = value
 
 
 def _vision_alias(name: str, target: str, aliases: Mapping[str, str]) -> str:
