@@ -39,7 +39,7 @@ def server(cfai_home: Path) -> Iterator[tuple[int, str, dict[str, str]]]:
         yield port, key, {**env, "KEY": key}
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        proc.communicate(timeout=15)  # reaps it and closes its stderr pipe
 
 
 def test_python_sdk_snippet(server: tuple[int, str, dict[str, str]]) -> None:
