@@ -3,7 +3,9 @@
 `errors` sits beneath everything; `core` imports only pydantic and the standard library (and orjson in
 core/jsonfast.py); nothing imports `cli`; server code never imports typer or rich. The offline emulator stands
 apart: it imports only the standard library and starlette (it fakes Cloudflare, so it must not share cfai's
-code), and only the offline transport in service/context.py imports it.
+code), and only the offline transport in service/context.py imports it. Two things issue 19 removes may not
+grow back: server code reaching into upstream's internals (it goes through service), and `ContextVar`s
+(hidden control channels: pass values as arguments).
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ THIRD_PARTY_BANNED = {
     "settings": {"httpx", "starlette", "typer", "rich", "uvicorn"},
 }
 STDLIB = set(sys.stdlib_module_names)
+
+# What server code imports from cfai_cli.upstream today, "module.name" (or the module, for `import m`).
+# Nothing may be added: server talks to service.
+SERVER_UPSTREAM_IMPORTS: set[str] = {
+    "cfai_cli.upstream.workers.UPSTREAM_WAIT",  # server/observe.py: x-cfai-overhead-ms
+}
+
+# The ContextVars that exist, by module and name; no new ones.
+CONTEXT_VARS: dict[str, set[str]] = {
+    # to be removed by issue 19 part 3
+    "upstream/workers.py": {"NO_RETRY", "UPSTREAM_WAIT"},
+}
 
 
 def layer_of(path: Path) -> str:
@@ -100,3 +114,77 @@ def test_the_checker_catches_a_bad_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import httpx\nfrom cfai_cli.cli import app\n")
     assert [name for _, name in imports(bad)] == ["httpx", "cfai_cli.cli"]
+
+
+def upstream_imports(path: Path) -> list[tuple[int, str]]:
+    """Every name `path` imports from cfai_cli.upstream (or below it), as "module.name"."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            found.extend((node.lineno, f"{node.module}.{alias.name}") for alias in node.names)
+    return [(n, name) for n, name in found if name == "cfai_cli.upstream" or name.startswith("cfai_cli.upstream.")]
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if layer_of(p) == "server"],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_server_does_not_reach_into_upstream(path: Path) -> None:
+    for lineno, name in upstream_imports(path):
+        assert name in SERVER_UPSTREAM_IMPORTS, (
+            f"{path.relative_to(PACKAGE)}:{lineno}: server must not import {name}: go through cfai_cli.service")
+
+
+def context_vars(path: Path) -> list[tuple[int, str]]:
+    """The ContextVars `path` creates, with the name each is assigned to (`?` when it is not a plain name)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    classes, modules = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "contextvars":
+            classes.update(a.asname or a.name for a in node.names if a.name == "ContextVar")
+        elif isinstance(node, ast.Import):
+            modules.update(a.asname or a.name for a in node.names if a.name == "contextvars")
+
+    def creates(call: ast.AST) -> bool:
+        if not isinstance(call, ast.Call):
+            return False
+        func = call.func
+        if isinstance(func, ast.Name):
+            return func.id in classes
+        return (isinstance(func, ast.Attribute) and func.attr == "ContextVar" and isinstance(func.value, ast.Name)
+                and func.value.id in modules)
+
+    named: dict[int, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None and creates(node.value):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if len(targets) == 1 and isinstance(targets[0], ast.Name):
+                named[id(node.value)] = targets[0].id
+    return [(node.lineno, named.get(id(node), "?")) for node in ast.walk(tree) if creates(node)]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_new_context_vars(path: Path) -> None:
+    rel = path.relative_to(PACKAGE).as_posix()
+    for lineno, name in context_vars(path):
+        assert name in CONTEXT_VARS.get(rel, set()), (
+            f"{rel}:{lineno}: a new ContextVar ({name}) is a hidden control channel; pass the value as an argument")
+
+
+def test_the_allow_lists_are_not_stale() -> None:
+    """Each allowed exception still exists: once removed, it leaves the list (and cannot come back)."""
+    used = {name for p in MODULES if layer_of(p) == "server" for _, name in upstream_imports(p)}
+    assert used >= SERVER_UPSTREAM_IMPORTS, f"no longer imported by server: {SERVER_UPSTREAM_IMPORTS - used}"
+    made = {(p.relative_to(PACKAGE).as_posix(), name) for p in MODULES for _, name in context_vars(p)}
+    allowed = {(rel, name) for rel, names in CONTEXT_VARS.items() for name in names}
+    assert made >= allowed, f"ContextVars gone: {allowed - made}"
+
+
+def test_the_checkers_catch_upstream_imports_and_context_vars(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import contextvars as cv\nimport cfai_cli.upstream.pool\n"
+                   "from contextvars import ContextVar as CV\nfrom cfai_cli.upstream.workers import NO_RETRY\n"
+                   "A = CV('a')\nB: cv.ContextVar[int] = cv.ContextVar('b')\nitems = [CV('c')]\n")
+    assert [name for _, name in upstream_imports(bad)] == ["cfai_cli.upstream.pool",
+                                                          "cfai_cli.upstream.workers.NO_RETRY"]
+    assert sorted(name for _, name in context_vars(bad)) == ["?", "A", "B"]

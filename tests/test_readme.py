@@ -22,7 +22,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 QUICK_START = [
     "python3 -m venv .venv && . .venv/bin/activate && pip install '.[test]' && cfai chat --offline \"hello\"",
-    "python -m pytest",
+    "python -m pytest --cov",
 ]
 
 
@@ -51,7 +51,7 @@ def server(cfai_home: Path) -> Iterator[tuple[int, str, dict[str, str]]]:
         yield port, key, {**env, "KEY": key}
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        proc.communicate(timeout=15)  # reaps it and closes its stderr pipe
 
 
 def test_python_sdk_snippet(server: tuple[int, str, dict[str, str]]) -> None:
@@ -102,6 +102,8 @@ def test_the_quick_start_keeps_its_two_commands() -> None:
     quick_start = README[README.index("## Quick start"):README.index("\n## ", README.index("## Quick start") + 1)]
     blocks = re.findall(r"```bash\n(.*?)\n```", quick_start, re.S)
     assert blocks[:2] == QUICK_START
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert QUICK_START[1] in ci.splitlines()  # CI runs exactly the README's test command
 
 
 def test_the_readme_links_every_doc() -> None:

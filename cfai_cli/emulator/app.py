@@ -89,7 +89,8 @@ async def _dispatch(request: Request) -> Response:
         if match["model"] in images.MULTIPART_MODELS:
             if not request.headers.get("content-type", "").startswith("multipart/form-data"):
                 raise bad_input("this model takes multipart/form-data")
-            return images.run_multipart(match["model"], await request.form())
+            async with request.form() as form:  # closes the spooled uploads
+                return images.run_multipart(match["model"], form)
         if audio.takes_raw_body(match["model"], request.headers.get("content-type", ""), raw):
             return audio.run_raw(match["model"], raw, dict(request.query_params))
         return run_model(match["model"], _parse_body(raw), seed)

@@ -1,12 +1,14 @@
 """Reading multipart/form-data uploads (image edits, audio) within the proxy's body limit.
 
 Imports starlette and errors. The body is read with the size cap first, then parsed by Starlette's
-multipart parser (python-multipart), so an oversized upload is a 413 before any parsing happens.
+multipart parser (python-multipart), so an oversized upload is a 413 before any parsing happens. The parsed
+form is a context: its uploads are spooled temporary files, closed when the route is done with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -16,7 +18,8 @@ from cfai_cli.errors import InvalidRequest, UnsupportedMediaType
 from cfai_cli.server.routes.common import media_type, read_body
 
 
-async def read_form(request: Request, *, max_files: int = 4, max_fields: int = 64) -> FormData:
+@asynccontextmanager
+async def read_form(request: Request, *, max_files: int = 4, max_fields: int = 64) -> AsyncIterator[FormData]:
     kind, params = media_type(request.headers.get("content-type"))
     if kind != "multipart/form-data":
         shown = repr(kind[:80]) if kind else "a body without a Content-Type"
@@ -33,10 +36,14 @@ async def read_form(request: Request, *, max_files: int = 4, max_fields: int = 6
     parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_fields,
                              max_part_size=1024 * 1024)
     try:
-        return await parser.parse()
+        form = await parser.parse()  # on failure the parser closes the files it opened
     except MultiPartException as exc:
         raise InvalidRequest(f"The multipart body could not be read: {exc.message}.",
                              code="invalid_multipart") from None
+    try:
+        yield form
+    finally:
+        await form.close()
 
 
 async def form_file(form: FormData, name: str, *, required: bool) -> bytes | None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+import prometheus_client
+import prometheus_client.multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
@@ -25,8 +26,15 @@ UNMATCHED = "unmatched"
 MAX_CODES = 64
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# prometheus_client leaves these three unannotated (its metric classes are typed): the signatures they have,
+# so `mypy --strict` checks our calls instead of waving them through.
+_disable_created_metrics = cast(Callable[[], None], prometheus_client.disable_created_metrics)
+_multi_process_collector = cast(Callable[[CollectorRegistry, str], object],
+                                prometheus_client.multiprocess.MultiProcessCollector)
+_mark_process_dead = cast(Callable[[int, str], None], prometheus_client.multiprocess.mark_process_dead)
+
 # `*_created` series double the output and mean nothing for a proxy's counters.
-disable_created_metrics()
+_disable_created_metrics()
 
 
 class RouteLabels:
@@ -143,10 +151,10 @@ class Metrics:
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        _multi_process_collector(registry, self.multiprocess_dir)  # registers itself in `registry`
         return generate_latest(registry)
 
     def close(self) -> None:
         """A worker going away: its in-flight gauge no longer counts (its counters still do)."""
         if self.multiprocess_dir is not None:
-            mark_process_dead(os.getpid(), self.multiprocess_dir)
+            _mark_process_dead(os.getpid(), self.multiprocess_dir)

@@ -30,6 +30,10 @@ class Pool:
         self.max_connections = max(1, max_connections)
         self.keepalive_expiry = keepalive_expiry
         self._idle: dict[Key, deque[Conn]] = {}
+        # Connections whose response body is being read. Held here so that a response dropped unclosed is
+        # collected before its connection: the body's finalizer then aborts the socket (asyncio's own
+        # finalizer, if it ran first, would only warn about an unclosed stream).
+        self._lent: set[Conn] = set()
         self._total = 0  # connections open or being opened, idle ones included
         self._waiters: deque[tuple[Key, asyncio.Future[Conn | None]]] = deque()
         self._prune_handle: asyncio.TimerHandle | None = None
@@ -86,8 +90,13 @@ class Pool:
                 raise httpx.PoolTimeout("Timed out waiting for a connection from the pool.") from None
             raise
 
+    def lend(self, conn: Conn) -> None:
+        """`conn` carries a response body now; release() or discard() ends the loan."""
+        self._lent.add(conn)
+
     def release(self, conn: Conn, reusable: bool) -> None:
         """A connection whose response is complete: to the first waiter, to the idle pool, or closed."""
+        self._lent.discard(conn)
         if not reusable or self._closed or not conn.alive():
             self.discard(conn)
             return
@@ -111,6 +120,7 @@ class Pool:
 
     def discard(self, conn: Conn) -> None:
         """Close a checked-out connection (broken, cancelled, not reusable) and free its place."""
+        self._lent.discard(conn)
         conn.abort()
         self.free_slot()
 

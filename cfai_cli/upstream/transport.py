@@ -105,6 +105,8 @@ class _Body(httpx.AsyncByteStream):
         self._timeout = timeout
         if exchange.complete:
             self._finish()
+        else:
+            pool.lend(conn)
 
     def __aiter__(self) -> _Body:
         return self

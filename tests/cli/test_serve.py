@@ -55,6 +55,7 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
             assert json.loads(response.read())["offline"] is True  # --no-auth: the operator's view for all
         with pytest.raises(urllib.error.HTTPError) as no_page:  # --no-ui
             urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=5)
+        no_page.value.close()
         assert no_page.value.code == 404
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/chat/completions", method="POST",
@@ -76,6 +77,7 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
         time.sleep(1.6)
         with pytest.raises(urllib.error.HTTPError) as gone:
             urllib.request.urlopen(url, timeout=10)
+        gone.value.close()
         assert gone.value.code == 404
     finally:
         proc.send_signal(signal.SIGINT)
@@ -110,7 +112,8 @@ def test_rate_limit_holds_across_two_server_processes(cfai_home: Path, cli: Invo
                 with urllib.request.urlopen(request, timeout=10) as response:
                     return int(response.status)
             except urllib.error.HTTPError as error:
-                return int(error.code)
+                with error:  # it holds the answer's connection
+                    return int(error.code)
 
         from concurrent.futures import ThreadPoolExecutor
 

@@ -42,7 +42,7 @@ def server(cfai_home: Path) -> Iterator[tuple[str, str]]:
         yield base, key
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
+        proc.communicate(timeout=15)  # reaps it and closes its stderr pipe
 
 
 def chat(base: str, key: str, model: str) -> None:
@@ -109,11 +109,14 @@ def test_usage_needs_an_admin_key_and_the_page_needs_none(server: tuple[str, str
     request = urllib.request.Request(base + "/ui/api/usage", headers={"Authorization": f"Bearer {plain}"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
+    refused.value.close()
     assert refused.value.code == 403
     with pytest.raises(urllib.error.HTTPError) as anonymous:
         urllib.request.urlopen(base + "/ui/api/models", timeout=10)
+    anonymous.value.close()
     assert anonymous.value.code == 401
-    assert urllib.request.urlopen(base + "/ui/app.js", timeout=10).status == 200
+    with urllib.request.urlopen(base + "/ui/app.js", timeout=10) as script:
+        assert script.status == 200
 
 
 def test_models_open_starts_the_browser_on_the_page(server: tuple[str, str], tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ async def form_request(form: FormData, task: str) -> tuple[TranscriptionRequest,
 
 
 async def _transcription(request: Request, task: str) -> Response:
-    req, audio = await form_request(await read_form(request), task)
+    async with read_form(request) as form:
+        req, audio = await form_request(form, task)
     result, media_type = await transcribe(request_context(request), req, audio)
     if isinstance(result, str):
         return Response(result, media_type=media_type, headers=API_HEADERS)

@@ -29,10 +29,10 @@ async def generations(request: Request) -> Response:
 
 
 async def edits(request: Request) -> Response:
-    form = await read_form(request)
-    image = await form_file(form, "image", required=True)
-    mask = await form_file(form, "mask", required=False)
-    fields = form_fields(form, numbers={"n": int, "seed": int, "strength": float, "output_compression": int})
+    async with read_form(request) as form:
+        image = await form_file(form, "image", required=True)
+        mask = await form_file(form, "mask", required=False)
+        fields = form_fields(form, numbers={"n": int, "seed": int, "strength": float, "output_compression": int})
     req = validate_request(ImageEditRequest, fields)
     ctx = request_context(request)
     images = await create_images(ctx, req, image=image, mask=mask)
