@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -27,3 +28,13 @@ def wait_for_health(proc: subprocess.Popen[str], port: int, *, seconds: float = 
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
+
+
+def stop_server(proc: subprocess.Popen[str], *, timeout: float = 20.0) -> tuple[str, str]:
+    """Stop a `cfai serve` process as Ctrl-C does (killed if it will not stop); its (stdout, stderr)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Invoke
-from tests.servers import free_port, wait_for_health
+from tests.servers import free_port, stop_server, wait_for_health
 
 
 def test_no_auth_off_loopback_is_refused(cli: Invoke) -> None:
@@ -80,12 +80,7 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
         gone.value.close()
         assert gone.value.code == 404
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, err = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
+        out, err = stop_server(proc, timeout=15)
     assert proc.returncode == 0
     assert "OFFLINE" in err and f"http://127.0.0.1:{port}/v1" in err
     assert "upstreams: cloudflare, groq · routes: fast" in err

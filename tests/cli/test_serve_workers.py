@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import free_port, wait_for_health
+from tests.servers import free_port, stop_server, wait_for_health
 
 
 def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
@@ -67,12 +66,7 @@ def test_two_workers_answer_and_clean_up(cfai_home: Path) -> None:
         for _ in range(6):
             assert scrape() == {"/v1/chat/completions": 40}
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+        _, err = stop_server(proc)
     assert proc.returncode == 0, err
     assert err.count("Started server process") == 2
     assert list(cfai_home.glob(".metrics-*")) == []

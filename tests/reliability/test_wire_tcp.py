@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 from cfai_cli.server.body import DRAIN_BYTES, DRAIN_SECONDS
 from tests.openai_schema import validate
-from tests.servers import free_port, wait_for_health
+from tests.servers import free_port, stop_server, wait_for_health
 
 BODY_TIMEOUT = 1.5
 HEADER_TIMEOUT = 1.0
@@ -43,12 +42,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         wait_for_health(proc, chosen)
         yield chosen
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
+        _, err = stop_server(proc)
         assert "Traceback" not in err, err
 
 
