@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from copy import copy
 from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -35,7 +34,7 @@ from cfai_cli.errors import (
     UpstreamStreamError,
     UpstreamTimeout,
 )
-from cfai_cli.upstream.provider import Waited, WaitLog
+from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 from cfai_cli.upstream.workers import DRAIN_SECONDS, debug_hooks, describe_http_error, drain_tail
 
 T = TypeVar("T")
@@ -84,7 +83,7 @@ class OpenAICompatClient:
     def for_attempt(self, *, retry: bool, waits: WaitLog | None) -> Self:
         """This client for one attempt (upstream.provider.Provider): it shares the connections and counts its
         waiting in `waits`. `retry` changes nothing: this client never retries (the router fails over)."""
-        bound = copy(self)
+        bound = shallow_copy(self)
         bound._waits = waits
         return bound
 

@@ -10,9 +10,10 @@ asks which one it holds with `isinstance`; what they share is how the router han
 from __future__ import annotations
 
 import time
-from typing import Literal, Protocol, Self
+from typing import Literal, Protocol, Self, TypeVar
 
 UpstreamType = Literal["cloudflare", "openai"]  # an upstream's `type` in the config, shown by /health
+C = TypeVar("C")
 
 
 class WaitLog(Protocol):
@@ -48,3 +49,11 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def shallow_copy(client: C) -> C:
+    """`copy.copy` of a client without the generic copy protocol (__reduce_ex__): ~0.5 µs instead of ~2, and
+    `for_attempt` runs on every request."""
+    clone: C = object.__new__(type(client))
+    clone.__dict__.update(client.__dict__)
+    return clone

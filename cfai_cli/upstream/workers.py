@@ -12,7 +12,6 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from copy import copy
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
@@ -32,7 +31,7 @@ from cfai_cli.errors import (
     UpstreamTimeout,
     UpstreamUnanswered,
 )
-from cfai_cli.upstream.provider import Waited, WaitLog
+from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 
 T = TypeVar("T")
 _HTTP_LOG = logging.getLogger("cfai.http")
@@ -160,7 +159,7 @@ class WorkersAIClient:
     def for_attempt(self, *, retry: bool, waits: WaitLog | None) -> Self:
         """This client for one attempt (upstream.provider.Provider): a shallow copy, so it shares the
         connections and the retry count, with its own retry permission and wait log."""
-        bound = copy(self)
+        bound = shallow_copy(self)
         bound._retry, bound._waits = retry, waits
         return bound
 
