@@ -46,17 +46,12 @@ THIRD_PARTY_BANNED = {
 }
 STDLIB = set(sys.stdlib_module_names)
 
-# What server code imports from cfai_cli.upstream today, "module.name" (or the module, for `import m`).
+# What server code imports from cfai_cli.upstream, "module.name" (or the module, for `import m`): nothing.
 # Nothing may be added: server talks to service.
-SERVER_UPSTREAM_IMPORTS: set[str] = {
-    "cfai_cli.upstream.workers.UPSTREAM_WAIT",  # server/observe.py: x-cfai-overhead-ms
-}
+SERVER_UPSTREAM_IMPORTS: set[str] = set()
 
-# The ContextVars that exist, by module and name; no new ones.
-CONTEXT_VARS: dict[str, set[str]] = {
-    # to be removed by issue 19 part 3
-    "upstream/workers.py": {"NO_RETRY", "UPSTREAM_WAIT"},
-}
+# The ContextVars that exist, by module and name: none (the wait and retry channels became arguments).
+CONTEXT_VARS: dict[str, set[str]] = {}
 
 
 def layer_of(path: Path) -> str:

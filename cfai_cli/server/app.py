@@ -109,7 +109,7 @@ def create_app(
     scrubber = scrubber_for(settings)
     install_redaction(scrubber)
     max_body = int(settings.max_body_mb * 1024 * 1024)
-    metrics = Metrics(retries=lambda: app.state.ctx.workers.retries if hasattr(app.state, "ctx") else 0,
+    metrics = Metrics(retries=lambda: app.state.ctx.router.retries if hasattr(app.state, "ctx") else 0,
                       multiprocess_dir=metrics_dir)
     pages = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ui_routes()] if settings.ui else []
     table = [*routes(), *metrics_routes(), *pages]

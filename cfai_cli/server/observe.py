@@ -31,7 +31,6 @@ from cfai_cli.server.routes.common import request_record
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog, UsageRow
-from cfai_cli.upstream.workers import UPSTREAM_WAIT
 
 log = logging.getLogger("cfai.server")
 _ERROR_CAPTURE = 64 * 1024  # of an error answer, enough for its code
@@ -164,7 +163,7 @@ class Observe:
         async def watched_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 watch.start(message)
-                own = max(0.0, time.perf_counter() - start - waited[0])
+                own = max(0.0, time.perf_counter() - start - record.upstream_wait)
                 headers = [*message.get("headers", ()), (b"x-cfai-overhead-ms", b"%.3f" % (own * 1000))]
                 if record.upstream is not None and record.model is not None:
                     headers += [(b"x-cfai-upstream", record.upstream.encode()),
@@ -178,14 +177,11 @@ class Observe:
             await send(message)
 
         scrubber = self.scrubber
-        waited = [0.0]
-        token = UPSTREAM_WAIT.set(waited)
         self.metrics.started()
         try:
             await self.app(scope, counted_receive, watched_send)
         finally:
             self.metrics.finished()
-            UPSTREAM_WAIT.reset(token)
             self._record(scope, record, watch, time.perf_counter() - start)
 
     def _record(self, scope: Scope, record: RequestRecord, watch: _Watch, seconds: float) -> None:

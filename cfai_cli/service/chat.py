@@ -28,12 +28,14 @@ from cfai_cli.core.translate.chat_answer import from_workers_chat
 from cfai_cli.core.translate.chat_stream import completion_to_chunks
 from cfai_cli.core.workers.chat import parse_chat_result
 from cfai_cli.errors import InvalidRequest
+from cfai_cli.service.accounts import on_workers
 from cfai_cli.service.chat_stream import open_choices
 from cfai_cli.service.context import Context
 from cfai_cli.service.forced import ensure_forced_calls
 from cfai_cli.service.gather import gather_all
-from cfai_cli.upstream.router import Lane
-from cfai_cli.upstream.workers import Waited, WorkersAIClient
+from cfai_cli.upstream.openai_compat import OpenAICompatClient
+from cfai_cli.upstream.provider import Provider, Waited
+from cfai_cli.upstream.workers import WorkersAIClient
 
 T = TypeVar("T")
 
@@ -131,13 +133,15 @@ async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> Ch
     """One answer from the first target of the model's chain that gives one (see upstream.router)."""
     inlined = _images_once(ctx, req)
 
-    async def attempt(target: Target, lane: Lane) -> ChatCompletion:
-        if lane.kind == "openai":
+    async def attempt(target: Target, provider: Provider) -> ChatCompletion:
+        if isinstance(provider, OpenAICompatClient):  # passed through as the client sent it
             body = _passthrough_body(ctx, req, target, stream=False)
-            answer = cast(ChatCompletion, await lane.openai.post_json("/chat/completions", body))
+            answer = cast(ChatCompletion, await provider.post_json("/chat/completions", body))
             _note_usage(ctx, answer.get("usage") if isinstance(answer, dict) else None)
             return answer
-        return await _complete(ctx, await inlined(), target.model, lane.workers)
+        images_inlined = await inlined()
+        return await on_workers(ctx, provider, target.model,
+                                lambda client: _complete(ctx, images_inlined, target.model, client))
 
     ctx.record.asked = req.model
     return await ctx.router.call(req.model, attempt, vision=req.has_images(), caller=ctx.record, calls=req.n or 1)
@@ -156,14 +160,16 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIte
     check_stream_share(req.n or 1, ctx.settings.max_connections)
     inlined = _images_once(ctx, req)
 
-    async def attempt(target: Target, lane: Lane) -> AsyncIterator[ChatCompletionChunk]:
-        if lane.kind == "openai":
+    async def attempt(target: Target, provider: Provider) -> AsyncIterator[ChatCompletionChunk]:
+        if isinstance(provider, OpenAICompatClient):  # passed through as the client sent it
             body = _passthrough_body(ctx, req, target, stream=True)
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}  # for the record
-            events = await lane.openai.stream("/chat/completions", body)
-            return cast(AsyncIterator[ChatCompletionChunk], _noting_usage(ctx, await _primed(events),
+            events = await provider.stream("/chat/completions", body)
+            return cast(AsyncIterator[ChatCompletionChunk], _noting_usage(ctx, await _primed(ctx, events),
                                                                           show=_wants_usage(req)))
-        return await _open_workers_stream(ctx, await inlined(), target.model, lane.workers)
+        images_inlined = await inlined()
+        return await on_workers(ctx, provider, target.model,
+                                lambda client: _open_workers_stream(ctx, images_inlined, target.model, client))
 
     ctx.record.asked = req.model
     return await ctx.router.call(req.model, attempt, vision=req.has_images(), caller=ctx.record, calls=req.n or 1)
@@ -189,10 +195,10 @@ async def _noting_usage(ctx: Context, events: AsyncIterator[dict[str, Any]], *, 
             yield event
 
 
-async def _primed(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+async def _primed(ctx: Context, events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
     """The provider's first event read now (an error there can still fail over), then the rest as they come."""
     try:
-        with Waited():
+        with Waited(ctx.record):
             first = await anext(events, None)
     except BaseException:
         await cast(AsyncGenerator[dict[str, Any], None], events).aclose()

@@ -23,7 +23,8 @@ from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import UpstreamError, UpstreamStreamError
 from cfai_cli.service.context import Context
 from cfai_cli.service.gather import gather_all
-from cfai_cli.upstream.workers import UpstreamStream, Waited, WorkersAIClient
+from cfai_cli.upstream.provider import Waited
+from cfai_cli.upstream.workers import UpstreamStream, WorkersAIClient
 
 
 class _Choice:
@@ -49,7 +50,7 @@ class _Choice:
         if self.reads is None:
             return
         try:
-            with Waited():
+            with Waited(self.ctx.record):
                 self.first = await anext(self.reads, [])
             if not self.first:
                 raise UpstreamStreamError("Workers AI ended the stream before sending anything.")

@@ -1,6 +1,7 @@
 """The per-process context that service functions run in: settings, upstream clients, clock and ids.
 
-Imports upstream, settings, errors. The clock and the id source are fields so tests can pin them.
+Imports upstream, settings, errors. The clock and the id source are fields so tests can pin them. The context
+is built whole by `open_context` and never changed after; `for_request` gives a request its own copy.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import httpx
 
 from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import DEFAULT_UPSTREAM
+from cfai_cli.service.accounts import WorkersPool
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings
 from cfai_cli.upstream.fetch import ImageFetcher
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
-from cfai_cli.upstream.router import Lane, Router, WorkersPool
+from cfai_cli.upstream.router import Lane, Router
 from cfai_cli.upstream.transport import lean_transport
 from cfai_cli.upstream.workers import WorkersAIClient
 
@@ -40,7 +42,6 @@ class Context:
     """The process's context; `for_request` gives one request's view, which works for its record."""
 
     settings: Settings
-    workers: WorkersPool  # Workers AI over every Cloudflare account, with failover
     images: ImageFetcher
     router: Router
     clock: Callable[[], float] = time.time
@@ -51,10 +52,15 @@ class Context:
     def now(self) -> int:
         return int(self.clock())
 
+    @property
+    def workers(self) -> WorkersPool:
+        """Workers AI over every Cloudflare account, with failover, working for this context's record."""
+        return WorkersPool(self)
+
     def for_request(self, record: RequestRecord) -> Context:
-        # A shallow copy with two fields changed: dataclasses.replace re-runs __init__ (~3 µs a request).
+        # A shallow copy with its record changed: dataclasses.replace re-runs __init__ (~3 µs a request).
         ctx = copy.copy(self)
-        ctx.record, ctx.workers = record, self.workers.for_caller(record)
+        ctx.record = record
         return ctx
 
 
@@ -127,26 +133,16 @@ async def open_context(
     image_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[Context]:
     """A ready Context; `transport` replaces the network to every upstream (tests, --offline)."""
+    from cfai_cli.service.models import cached_ids  # models imports this module
+
     if settings.offline and transport is None:
         transport = offline_transport()
+    cache: dict[str, Any] = {}
     router = Router(settings.routing, build_lanes(settings, transport), aliases=settings.aliases,
-                    vision_aliases=settings.vision_aliases, scrubber=scrubber_for(settings))
-    workers = WorkersPool(router)
+                    vision_aliases=settings.vision_aliases, scrubber=scrubber_for(settings),
+                    catalogue=lambda: cached_ids(cache))
     images = ImageFetcher(allow_private=settings.allow_private_fetch, transport=image_transport)
-    ctx = Context(settings=settings, workers=workers, images=images, router=router)
-
-    async def suggest(model_id: str) -> str:
-        from cfai_cli.service.models import suggest_models  # models imports this module
-
-        return await suggest_models(ctx, model_id)
-
-    def catalogue_ids() -> frozenset[str]:
-        from cfai_cli.service.models import cached_ids
-
-        return cached_ids(ctx)
-
-    workers.suggest = suggest
-    router.catalogue = catalogue_ids
+    ctx = Context(settings=settings, images=images, router=router, cache=cache)
     try:
         yield ctx
     finally:

@@ -108,14 +108,15 @@ async def catalogue(ctx: Context, *, task: str | None = None, search: str | None
     return list(models)
 
 
-def cached_ids(ctx: Context) -> frozenset[str]:
-    """The ids of the full catalogue if it was fetched (never fetches): for the router's "known model" test."""
-    cached = ctx.cache.get("models::")
+def cached_ids(cache: dict[str, Any]) -> frozenset[str]:
+    """The ids of the full catalogue if it was fetched into a context's `cache` (never fetches): for the
+    router's "known model" test."""
+    cached = cache.get("models::")
     if cached is None:
         return frozenset()
-    ids = ctx.cache.get("models::ids")
+    ids = cache.get("models::ids")
     if ids is None or ids[0] is not cached:
-        ids = ctx.cache["models::ids"] = (cached, frozenset(m.id for m in cached[1]))
+        ids = cache["models::ids"] = (cached, frozenset(m.id for m in cached[1]))
     found: frozenset[str] = ids[1]
     return found
 

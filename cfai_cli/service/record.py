@@ -32,6 +32,9 @@ class RequestRecord:
     usage_known: bool = False
     upstream: str | None = None  # who answered: lane label ("cloudflare", "backup#2")
     model: str | None = None  # the model that actually ran
+    # Seconds spent waiting on upstreams (attempts up to their answer's headers, retry back-offs, first stream
+    # events), added by the clients (an upstream.provider.WaitLog): the proxy's x-cfai-overhead-ms leaves it out.
+    upstream_wait: float = 0.0
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_CALLS))
 
     def allows(self, *names: str) -> bool:

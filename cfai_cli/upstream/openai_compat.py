@@ -3,7 +3,7 @@
 Pass-through: a JSON body in, the decoded JSON object (or each SSE event's JSON payload) out; no translation
 and no retries (the router fails over between targets). One deadline per call covers connect and the whole
 body or stream. Every failure becomes a cfai error that names the upstream and never holds the API key.
-Imports httpx, stdlib, errors, core, and upstream.workers for its wait accounting and `--debug` hooks.
+Imports httpx, stdlib, errors, core, upstream.provider (its wait accounting) and upstream.workers (`--debug` hooks).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,7 +34,8 @@ from cfai_cli.errors import (
     UpstreamStreamError,
     UpstreamTimeout,
 )
-from cfai_cli.upstream.workers import DRAIN_SECONDS, Waited, debug_hooks, describe_http_error, drain_tail
+from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
+from cfai_cli.upstream.workers import DRAIN_SECONDS, debug_hooks, describe_http_error, drain_tail
 
 T = TypeVar("T")
 _ERROR_BODY_LIMIT = 64 * 1024  # an error page is read up to this much, never whole
@@ -66,6 +67,7 @@ class OpenAICompatClient:
         self.timeout = timeout
         self._base = base_url.rstrip("/")
         self._secret = api_key if api_key and len(api_key) >= _MIN_SCRUBBED_KEY else None
+        self._waits: WaitLog | None = None  # where this attempt's waiting is counted (see for_attempt)
         headers = {"User-Agent": f"cfai/{__version__}"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -77,6 +79,13 @@ class OpenAICompatClient:
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
         )
+
+    def for_attempt(self, *, retry: bool, waits: WaitLog | None) -> Self:
+        """This client for one attempt (upstream.provider.Provider): it shares the connections and counts its
+        waiting in `waits`. `retry` changes nothing: this client never retries (the router fails over)."""
+        bound = shallow_copy(self)
+        bound._waits = waits
+        return bound
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -151,7 +160,7 @@ class OpenAICompatClient:
             if remaining <= 0:
                 raise TimeoutError
             async with asyncio.timeout_at(deadline):
-                with Waited():
+                with Waited(self._waits):
                     return await work(remaining)
         except (TimeoutError, httpx.TimeoutException):
             raise UpstreamTimeout(f"{self.name} did not answer within {limit:g} s.") from None
@@ -187,7 +196,7 @@ class OpenAICompatClient:
         """The next bytes of the stream, or None at its end."""
         try:
             async with asyncio.timeout_at(deadline):
-                with Waited():
+                with Waited(self._waits):
                     return await anext(chunks)
         except StopAsyncIteration:
             return None

@@ -1,17 +1,16 @@
 """The router: which upstream serves a model name, failover along its chain, and who answered.
 
-Imports httpx (through the clients), core.routing, core.catalog, errors and the two upstream clients.
-A *lane* is one key of one upstream (an upstream with three tokens has three lanes). `Router.call`
-tries the (target, lane) candidates of a chain in order, skipping resting ones; a failure of a kind the
+Imports core.routing, core.catalog, core.cooldowns, errors, upstream.provider and upstream.workers (its retry
+count). A *lane* is one key of one upstream (an upstream with three tokens has three lanes), holding its
+`Provider`. `Router.call` tries the (target, lane) candidates of a chain in order, skipping resting ones, and
+hands each attempt the lane's provider bound to that attempt: allowed to retry only when no other candidate
+waits behind it, and counting its waiting in the request's record. A failure of a kind the
 target's policy names rests that lane (for that model, or for the whole lane when it is a quota or a
 bad key) and moves on; any other failure (the client's own 4xx) is raised at once. With a `Caller` (the
 request's record), only targets its key may use are tried, the calls are charged to it, and it is told
 who answered, for the proxy's headers and usage log. Every failure's text has the configured secrets
 masked (an upstream may echo its token or account id) before it is kept, logged or raised; only models the
 router knows (configured, in the catalogue, or answered lately) are ever rested by name.
-
-`WorkersPool` offers the calls of `WorkersAIClient` over every Cloudflare account in order, so
-embeddings, images, audio and the model list fail over between accounts without knowing about routes.
 """
 
 from __future__ import annotations
@@ -30,8 +29,8 @@ from cfai_cli.core.cooldowns import Cooldowns, failure_kind, rests_target
 from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import RoutingConfig, Target
 from cfai_cli.errors import CfaiError, InvalidRequest, UpstreamError
-from cfai_cli.upstream.openai_compat import OpenAICompatClient
-from cfai_cli.upstream.workers import NO_RETRY, RawAnswer, UpstreamStream, WorkersAIClient
+from cfai_cli.upstream.provider import Provider, UpstreamType, WaitLog
+from cfai_cli.upstream.workers import WorkersAIClient
 
 T = TypeVar("T")
 log = logging.getLogger("cfai.router")
@@ -43,6 +42,7 @@ class Caller(Protocol):
     """What the router needs of the request it works for (service.record.RequestRecord is one)."""
 
     slots: asyncio.Semaphore  # bounds the upstream calls one request runs at once
+    upstream_wait: float  # its time spent waiting on upstreams (a WaitLog)
 
     def allows(self, *names: str) -> bool: ...
     def check_model(self, name: str, *running: str) -> None: ...
@@ -57,23 +57,16 @@ def _running(target: Target, lane: Lane) -> str:
 
 @dataclass(slots=True)
 class Lane:
-    """One key of one upstream; `unavailable` says why it cannot be used (a key not set, offline)."""
+    """One key of one upstream: its provider, or (None and) why it cannot be used (a key not set, offline)."""
 
     label: str  # "cloudflare", "backup", "backup#2"
     upstream: str
-    kind: str  # "cloudflare" | "openai"
-    client: WorkersAIClient | OpenAICompatClient | None
+    kind: UpstreamType  # which upstreams are Cloudflare accounts, how their models are named, /health's type
+    provider: Provider | None
     unavailable: str | None = None
 
-    @property
-    def workers(self) -> WorkersAIClient:
-        assert isinstance(self.client, WorkersAIClient)
-        return self.client
 
-    @property
-    def openai(self) -> OpenAICompatClient:
-        assert isinstance(self.client, OpenAICompatClient)
-        return self.client
+Attempt = Callable[[Target, Provider], Awaitable[T]]  # one try of a chain: the target, the provider bound to it
 
 
 def _iso(ts: float) -> str:
@@ -83,7 +76,8 @@ def _iso(ts: float) -> str:
 class Router:
     def __init__(self, config: RoutingConfig, lanes: list[Lane], *, aliases: Mapping[str, str],
                  vision_aliases: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
-                 scrubber: Scrubber | None = None) -> None:
+                 scrubber: Scrubber | None = None,
+                 catalogue: Callable[[], Collection[str]] | None = None) -> None:
         self.config = config
         self.lanes = lanes
         self.aliases = aliases
@@ -91,8 +85,8 @@ class Router:
         self.clock = clock
         self.scrubber = scrubber if scrubber is not None else Scrubber()
         self.cooldowns = Cooldowns()
-        # The model ids of the catalogue when the service has it (set by the service layer), for `known`.
-        self.catalogue: Callable[[], Collection[str]] | None = None
+        # The model ids of the catalogue when the service has fetched it, for `known`.
+        self.catalogue = catalogue
         self._configured = self._configured_models()
         self._answered: dict[str, None] = {}
         self._by_upstream: dict[str, list[Lane]] = {}
@@ -153,27 +147,26 @@ class Router:
         """The model a name stands for, as shown in answers: a route's own name, else the Workers AI id."""
         return self.config.resolve(name, self.aliases, vision=vision, vision_aliases=self.vision_aliases)
 
-    def _candidates(self, targets: list[Target]) -> tuple[list[tuple[Target, Lane]], list[str]]:
-        found: list[tuple[Target, Lane]] = []
+    def _candidates(self, targets: list[Target]) -> tuple[list[tuple[Target, Lane, Provider]], list[str]]:
+        found: list[tuple[Target, Lane, Provider]] = []
         skipped: list[str] = []
         for target in targets:
             for lane in self._by_upstream.get(target.upstream, []):
-                if lane.unavailable:
-                    skipped.append(f"{lane.label}: {lane.unavailable}")
+                if lane.provider is None or lane.unavailable:
+                    skipped.append(f"{lane.label}: {lane.unavailable or 'unavailable'}")
                 else:
-                    found.append((target, lane))
+                    found.append((target, lane, lane.provider))
         return found, skipped
 
     # ---- calling along a chain --------------------------------------------------------------------
 
-    async def call(self, name: str, attempt: Callable[[Target, Lane], Awaitable[T]], *,
-                   cloudflare_only: bool = False, vision: bool = False, caller: Caller | None = None,
-                   calls: int = 1) -> T:
+    async def call(self, name: str, attempt: Attempt[T], *, cloudflare_only: bool = False, vision: bool = False,
+                   caller: Caller | None = None, calls: int = 1, waits: WaitLog | None = None) -> T:
         """`attempt` on the chain of `name` until one answers; the last failure if none does.
 
         `vision`: the request carries images (see `chain`). With a `caller`, only targets its policy allows
         are tried (a 403 if none is), the `calls` upstream calls one attempt makes are charged to it, and it
-        learns who answered.
+        learns who answered. The providers count their waiting in `waits` (default: the caller).
         """
         route: str | None = None
         if cloudflare_only:
@@ -186,29 +179,31 @@ class Router:
             await caller.spend(calls)
         if not candidates:
             raise UpstreamError(f"No upstream can serve {name!r} now: {'; '.join(skipped) or 'no targets'}.")
+        waits = waits if waits is not None else caller
         if caller is None:
-            return await self._walk(candidates, attempt, None, named_by_client=route is None)
+            return await self._walk(candidates, attempt, None, waits, named_by_client=route is None)
         async with caller.slots:
-            return await self._walk(candidates, attempt, caller, named_by_client=route is None)
+            return await self._walk(candidates, attempt, caller, waits, named_by_client=route is None)
 
     @staticmethod
-    def _allowed(name: str, candidates: list[tuple[Target, Lane]], caller: Caller) -> list[tuple[Target, Lane]]:
+    def _allowed(name: str, candidates: list[tuple[Target, Lane, Provider]],
+                 caller: Caller) -> list[tuple[Target, Lane, Provider]]:
         """The candidates the caller's model policy allows; a 403 naming what would have run if none is."""
-        allowed = [(t, lane) for t, lane in candidates if caller.allows(name, _running(t, lane))]
+        allowed = [c for c in candidates if caller.allows(name, _running(c[0], c[1]))]
         if candidates and not allowed:
-            caller.check_model(name, *dict.fromkeys(_running(t, lane) for t, lane in candidates))
+            caller.check_model(name, *dict.fromkeys(_running(t, lane) for t, lane, _ in candidates))
         return allowed
 
-    async def _walk(self, candidates: list[tuple[Target, Lane]], attempt: Callable[[Target, Lane], Awaitable[T]],
-                    caller: Caller | None, *, named_by_client: bool) -> T:
-        order = self.cooldowns.order([(lane.label, target.model) for target, lane in candidates], self.clock())
+    async def _walk(self, candidates: list[tuple[Target, Lane, Provider]], attempt: Attempt[T],
+                    caller: Caller | None, waits: WaitLog | None, *, named_by_client: bool) -> T:
+        order = self.cooldowns.order([(lane.label, target.model) for target, lane, _ in candidates], self.clock())
         last: CfaiError | None = None
         for position, index in enumerate(order):
-            target, lane = candidates[index]
+            target, lane, provider = candidates[index]
             more = position < len(order) - 1
-            token = NO_RETRY.set(more)  # another target waits: fail over now instead of retrying this one
             try:
-                result = await attempt(target, lane)
+                # Another target waits: fail over now instead of retrying this one.
+                result = await attempt(target, provider.for_attempt(retry=not more, waits=waits))
             except CfaiError as exc:
                 if self.scrubber:
                     exc.message = self.scrubber.text(exc.message)
@@ -227,8 +222,6 @@ class Router:
                             "target", target.model, lane.label, kind, exc.message)
                 last = exc
                 continue
-            finally:
-                NO_RETRY.reset(token)
             self.cooldowns.succeeded(lane.label, target.model)
             self._answered_by(target.model)
             if caller is not None:
@@ -289,59 +282,11 @@ class Router:
 
     @property
     def retries(self) -> int:
-        return sum(lane.workers.retries for lane in self.lanes
-                   if lane.kind == "cloudflare" and lane.client is not None)
+        """Transient failures the Workers AI clients retried (a metric; other providers never retry)."""
+        return sum(lane.provider.retries for lane in self.lanes if isinstance(lane.provider, WorkersAIClient))
 
     async def aclose(self) -> None:
         for lane in self.lanes:
-            if lane.client is not None:
-                await lane.client.aclose()
+            if lane.provider is not None:
+                await lane.provider.aclose()
 
-
-class WorkersPool:
-    """`WorkersAIClient`'s calls over every Cloudflare account in order, with failover and cooldown.
-
-    `for_caller` gives the same pool working for one request: its calls are judged, charged and recorded
-    on that request's record.
-    """
-
-    def __init__(self, router: Router, caller: Caller | None = None) -> None:
-        self.router = router
-        self.caller = caller
-        self._suggest: Callable[[str], Awaitable[str]] | None = None
-
-    def for_caller(self, caller: Caller) -> WorkersPool:
-        return WorkersPool(self.router, caller)
-
-    @property
-    def suggest(self) -> Callable[[str], Awaitable[str]] | None:
-        """Adds "did you mean" to a 404 for an unknown model (set by the service layer)."""
-        return self._suggest
-
-    @suggest.setter
-    def suggest(self, value: Callable[[str], Awaitable[str]] | None) -> None:
-        self._suggest = value
-        for lane in self.router.lanes:
-            if lane.kind == "cloudflare" and lane.client is not None:
-                lane.workers.suggest = value
-
-    @property
-    def retries(self) -> int:
-        return self.router.retries
-
-    async def run(self, model: str, body: Mapping[str, Any]) -> Any:
-        return await self.router.call(model, lambda t, lane: lane.workers.run(t.model, body), cloudflare_only=True,
-                                      caller=self.caller)
-
-    async def run_raw(self, model: str, **kwargs: Any) -> RawAnswer:
-        return await self.router.call(model, lambda t, lane: lane.workers.run_raw(t.model, **kwargs),
-                                      cloudflare_only=True, caller=self.caller)
-
-    async def stream(self, model: str, body: Mapping[str, Any]) -> UpstreamStream:
-        return await self.router.call(model, lambda t, lane: lane.workers.stream(t.model, body), cloudflare_only=True,
-                                      caller=self.caller)
-
-    async def models_search(self, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
-        # The catalogue is not a model call: no model policy, not charged (it is cached per process).
-        return await self.router.call("(model search)", lambda t, lane: lane.workers.models_search(params),
-                                      cloudflare_only=True)

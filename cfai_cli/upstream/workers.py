@@ -12,9 +12,8 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import anyio
 import httpx
@@ -26,13 +25,13 @@ from cfai_cli.core.workers.envelope import decode_binary_result, decode_json_res
 from cfai_cli.errors import (
     CfaiError,
     ConfigError,
-    ModelNotFound,
     QuotaExceeded,
     RateLimited,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnanswered,
 )
+from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 
 T = TypeVar("T")
 _HTTP_LOG = logging.getLogger("cfai.http")
@@ -130,9 +129,9 @@ class WorkersAIClient:
         self._base = f"{api_base.rstrip('/')}/accounts/{account_id}/ai"
         self.timeout = timeout
         self.max_retries = max_retries
-        self.retries = 0  # transient failures retried so far (a metric)
-        # Called with an unknown model id to add "did you mean" to the 404 (set by the service layer).
-        self.suggest: Callable[[str], Awaitable[str]] | None = None
+        self._retried = [0]  # transient failures retried so far (a metric), shared with for_attempt's copies
+        self._retry = True  # this attempt may retry transient failures (see for_attempt)
+        self._waits: WaitLog | None = None  # where this attempt's waiting is counted
         hooks = debug_hooks()
         # The hot calls (run, stream) hand a ready request straight to the transport when one was given
         # and nothing watches the client's hooks: httpx's client layer (merging URL, headers and cookies,
@@ -151,6 +150,18 @@ class WorkersAIClient:
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
         )
+
+    @property
+    def retries(self) -> int:
+        """Transient failures retried so far (a metric)."""
+        return self._retried[0]
+
+    def for_attempt(self, *, retry: bool, waits: WaitLog | None) -> Self:
+        """This client for one attempt (upstream.provider.Provider): a shallow copy, so it shares the
+        connections and the retry count, with its own retry permission and wait log."""
+        bound = shallow_copy(self)
+        bound._retry, bound._waits = retry, waits
+        return bound
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -174,7 +185,7 @@ class WorkersAIClient:
             return decode_json_result(response.status_code, response.headers.get("content-type", ""),
                                       content, response.headers, model=model)
 
-        return await self._with_retries(attempt, model=model)
+        return await self._with_retries(attempt)
 
     async def run_raw(
         self,
@@ -214,7 +225,7 @@ class WorkersAIClient:
                                                       raw, response.headers, model=model)
             return RawAnswer(content_type=kind, body=body, result=result)
 
-        return await self._with_retries(attempt, model=model)
+        return await self._with_retries(attempt)
 
     async def stream(self, model: str, body: Mapping[str, Any]) -> UpstreamStream:
         """POST /ai/run/{model} with `stream: true`; retried until the first byte, never after."""
@@ -237,7 +248,7 @@ class WorkersAIClient:
                 return UpstreamStream(chunks=None, result=result)
             return UpstreamStream(chunks=self._chunks(response, deadline), _response=response)
 
-        return await self._with_retries(attempt, deadline=deadline, model=model)
+        return await self._with_retries(attempt, deadline=deadline)
 
     async def models_search(self, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
         """Every page of GET /ai/models/search."""
@@ -294,7 +305,7 @@ class WorkersAIClient:
             await response.aclose()
 
     async def _with_retries(
-        self, attempt: Callable[[float], Awaitable[T]], *, deadline: float | None = None, model: str | None = None
+        self, attempt: Callable[[float], Awaitable[T]], *, deadline: float | None = None
     ) -> T:
         loop = asyncio.get_running_loop()
         deadline = deadline if deadline is not None else loop.time() + self.timeout
@@ -305,7 +316,7 @@ class WorkersAIClient:
                 if remaining <= 0:
                     raise TimeoutError
                 async with asyncio.timeout_at(deadline):
-                    with Waited():
+                    with Waited(self._waits):
                         return await attempt(remaining)
             except (TimeoutError, httpx.TimeoutException):
                 raise UpstreamTimeout(
@@ -316,17 +327,15 @@ class WorkersAIClient:
             except CfaiError as exc:
                 error = exc
             tries += 1
-            if isinstance(error, ModelNotFound) and model and self.suggest is not None:
-                error.message += await self.suggest(model)
-            if not is_retryable(error) or tries > self.max_retries or NO_RETRY.get():
+            if not self._retry or not is_retryable(error) or tries > self.max_retries:
                 raise _with_retry_after(error)
             delay = min(8.0, 0.25 * 2 ** (tries - 1)) * (0.5 + random.random())
             if error.retry_after is not None:
                 delay = max(delay, error.retry_after)
             if loop.time() + delay >= deadline:
                 raise _with_retry_after(error)
-            self.retries += 1
-            with Waited():
+            self._retried[0] += 1
+            with Waited(self._waits):
                 await asyncio.sleep(delay)
 
 
@@ -341,27 +350,6 @@ async def _answered(sending: Awaitable[httpx.Response]) -> httpx.Response:
     except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
         raise UpstreamUnanswered(f"The connection to Workers AI broke before it answered ({describe_http_error(exc)});"
                                  " not resent, since it may have been received.") from None
-
-
-# Set by the router while another target waits behind this call: fail over at once instead of retrying.
-NO_RETRY: ContextVar[bool] = ContextVar("cfai_no_retry", default=False)
-
-# Seconds the current request spent waiting on Workers AI (attempts up to their response headers, and
-# retry back-offs), for the proxy's x-cfai-overhead-ms. The proxy sets a one-item list per request; the
-# tasks a request starts copy the context, so they add to the same list.
-UPSTREAM_WAIT: ContextVar[list[float] | None] = ContextVar("cfai_upstream_wait", default=None)
-
-
-class Waited:
-    __slots__ = ("_into", "_start")
-
-    def __enter__(self) -> None:
-        self._into = UPSTREAM_WAIT.get()
-        self._start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._into is not None:
-            self._into[0] += time.perf_counter() - self._start
 
 
 def _with_retry_after(error: CfaiError) -> CfaiError:

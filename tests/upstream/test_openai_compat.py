@@ -29,8 +29,8 @@ from cfai_cli.errors import (
     UpstreamStreamError,
     UpstreamTimeout,
 )
+from cfai_cli.service.record import RequestRecord
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
-from cfai_cli.upstream.workers import UPSTREAM_WAIT
 
 pytestmark = pytest.mark.anyio
 
@@ -143,15 +143,15 @@ async def test_wait_is_counted_as_upstream_time() -> None:
         await asyncio.sleep(0.05)
         return httpx.Response(200, json={"ok": True})
 
-    waited = [0.0]
-    token = UPSTREAM_WAIT.set(waited)
+    record = RequestRecord()
+    groq = client(slow)
     try:
-        groq = client(slow)
-        await groq.post_json("/chat/completions", {})
-        await groq.aclose()
+        await groq.for_attempt(retry=False, waits=record).post_json("/chat/completions", {})
+        waited = record.upstream_wait
+        await groq.post_json("/chat/completions", {})  # the process's client: no request's record to count in
     finally:
-        UPSTREAM_WAIT.reset(token)
-    assert waited[0] >= 0.04
+        await groq.aclose()
+    assert 0.04 <= waited == record.upstream_wait
 
 
 # ---- error mapping (JSON and stream calls alike) ---------------------------------------------------

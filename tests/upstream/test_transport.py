@@ -831,7 +831,7 @@ async def test_upstream_clients_use_it_unless_turned_off_or_given_a_transport(tm
     assert settings.fast_http is True
 
     def transports(ctx: object) -> list[httpx.AsyncBaseTransport]:
-        return [lane.client._http._transport for lane in ctx.router.lanes if lane.client is not None]  # type: ignore[attr-defined]
+        return [lane.provider._http._transport for lane in ctx.router.lanes if lane.provider is not None]  # type: ignore[attr-defined]
 
     async with open_context(settings) as ctx:
         used = transports(ctx)

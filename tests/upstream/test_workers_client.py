@@ -180,3 +180,29 @@ async def test_run_raw_binary_json_and_multipart() -> None:
     with pytest.raises(Exception, match="5006"):
         await workers.run_raw("@cf/x/bad", json_body={})
     await workers.aclose()
+
+
+async def test_an_attempt_told_not_to_retry_fails_at_once_and_counts_its_wait() -> None:
+    """The router's `for_attempt(retry=False)` (another target waits) gives up on the first 5xx; the client
+    itself still retries, and the copies share its connections and its retry count."""
+    from cfai_cli.service.record import RequestRecord
+
+    calls = 0
+
+    async def flaky(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.02)
+        return httpx.Response(500, json=error_envelope(3043, "Internal error")) if calls < 3 else httpx.Response(
+            200, json=envelope({"response": "ok"}))
+
+    workers = client(flaky)
+    record = RequestRecord()
+    try:
+        with pytest.raises(UpstreamError):
+            await workers.for_attempt(retry=False, waits=record).run("@cf/a/b", {})
+        assert calls == 1 and workers.retries == 0 and record.upstream_wait >= 0.02
+        assert await workers.for_attempt(retry=True, waits=record).run("@cf/a/b", {}) == {"response": "ok"}
+        assert calls == 3 and workers.retries == 1 and record.upstream_wait >= 0.06
+    finally:
+        await workers.aclose()

@@ -11,16 +11,17 @@ from starlette.responses import Response
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.routes.common import request_context
 from cfai_cli.service.models import list_openai_models, retrieve_openai_model
 
 
 async def list_models(request: Request) -> Response:
-    return JSONResponse(await list_openai_models(request.app.state.ctx), headers=API_HEADERS)
+    return JSONResponse(await list_openai_models(request_context(request)), headers=API_HEADERS)
 
 
 async def retrieve_model(request: Request) -> Response:
     name = request.path_params["model"]
-    return JSONResponse(await retrieve_openai_model(request.app.state.ctx, name), headers=API_HEADERS)
+    return JSONResponse(await retrieve_openai_model(request_context(request), name), headers=API_HEADERS)
 
 
 async def route_check(request: Request) -> Response:

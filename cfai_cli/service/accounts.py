@@ -1,0 +1,79 @@
+"""Workers AI over every Cloudflare account in order, for one request: run, run raw, stream, model search.
+
+Imports errors, upstream (the router and the Workers AI provider) and, for "did you mean", service.models
+(lazily: it imports service.context, which imports this). Embeddings, images, audio and the model list fail
+over between accounts through it without knowing about routes; each call is judged, charged and recorded on
+the request's record, and a 404 for an unknown model gets the catalogue's closest names appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cfai_cli.core.routing import Target
+from cfai_cli.errors import ModelNotFound, UpstreamError
+from cfai_cli.upstream.provider import Provider
+from cfai_cli.upstream.workers import RawAnswer, UpstreamStream, WorkersAIClient
+
+if TYPE_CHECKING:
+    from cfai_cli.service.context import Context
+
+T = TypeVar("T")
+
+
+def workers_of(provider: Provider) -> WorkersAIClient:
+    """The Workers AI client a Cloudflare-only chain hands out (the router gives nothing else there)."""
+    if not isinstance(provider, WorkersAIClient):
+        raise UpstreamError(f"A Cloudflare account's lane holds a {type(provider).__name__}, not Workers AI.")
+    return provider
+
+
+async def did_you_mean(ctx: Context, error: ModelNotFound, model: str) -> None:
+    """Append the catalogue's closest ids to a 404 for an unknown Workers AI model."""
+    from cfai_cli.service.models import suggest_models  # models imports service.context, which imports us
+
+    error.message += await suggest_models(ctx, model)
+
+
+async def on_workers(ctx: Context, provider: Provider, model: str,
+                     work: Callable[[WorkersAIClient], Awaitable[T]]) -> T:
+    """`work` on a Workers AI provider for `model`, a 404 there told which models are close."""
+    try:
+        return await work(workers_of(provider))
+    except ModelNotFound as exc:
+        await did_you_mean(ctx, exc, model)
+        raise
+
+
+class WorkersPool:
+    """The calls of `WorkersAIClient` on the first Cloudflare account that answers, for `ctx`'s request."""
+
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def _call(self, model: str, work: Callable[[WorkersAIClient, str], Awaitable[T]]) -> T:
+        ctx = self.ctx
+
+        async def attempt(target: Target, provider: Provider) -> T:
+            return await on_workers(ctx, provider, target.model, lambda client: work(client, target.model))
+
+        return await ctx.router.call(model, attempt, cloudflare_only=True, caller=ctx.record)
+
+    async def run(self, model: str, body: Mapping[str, Any]) -> Any:
+        return await self._call(model, lambda client, m: client.run(m, body))
+
+    async def run_raw(self, model: str, **kwargs: Any) -> RawAnswer:
+        return await self._call(model, lambda client, m: client.run_raw(m, **kwargs))
+
+    async def stream(self, model: str, body: Mapping[str, Any]) -> UpstreamStream:
+        return await self._call(model, lambda client, m: client.stream(m, body))
+
+    async def models_search(self, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
+        # The catalogue is not a model call: no model policy, not charged (it is cached per process); its
+        # waiting still counts as the request's.
+        return await self.ctx.router.call(
+            "(model search)", lambda _, provider: workers_of(provider).models_search(params), cloudflare_only=True,
+            waits=self.ctx.record)
