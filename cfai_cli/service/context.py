@@ -24,7 +24,6 @@ from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings
 from cfai_cli.upstream.fetch import ImageFetcher
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
 from cfai_cli.upstream.router import Lane, Router
-from cfai_cli.upstream.transport import lean_transport
 from cfai_cli.upstream.workers import WorkersAIClient
 
 # Prefixes OpenAI joins with "_" (call_…, resp_…, msg_…); the others take "-" (chatcmpl-…, cmpl-…).
@@ -88,19 +87,12 @@ def build_lanes(settings: Settings, transport: httpx.AsyncBaseTransport | None) 
     account_id, token = settings.require_credentials()
     pool = max(1, settings.max_connections)
 
-    def network() -> httpx.AsyncBaseTransport | None:
-        """A client's transport: the given one (tests, --offline), else the lean one unless fast_http is off
-        or a proxy is configured (None: httpx's default transport, which honours proxies)."""
-        if transport is not None or not settings.fast_http:
-            return transport
-        return lean_transport(pool)
-
     def workers(account: str, key: str, base: str | None, timeout: float | None) -> WorkersAIClient:
         return WorkersAIClient(
             account_id=OFFLINE_ACCOUNT_ID if settings.offline else account, api_token=key,
             api_base=OFFLINE_API_BASE if settings.offline else (base or settings.api_base),
-            timeout=timeout or settings.timeout, max_retries=settings.max_retries, transport=network(),
-            max_connections=pool)
+            timeout=timeout or settings.timeout, max_retries=settings.max_retries, transport=transport,
+            max_connections=pool, fast_http=settings.fast_http)
 
     lanes = [Lane(DEFAULT_UPSTREAM, DEFAULT_UPSTREAM, "cloudflare", workers(account_id, token, None, None))]
     for upstream in settings.routing.upstreams:
@@ -121,7 +113,8 @@ def build_lanes(settings: Settings, transport: httpx.AsyncBaseTransport | None) 
                 assert upstream.base_url is not None
                 lanes.append(Lane(label, upstream.name, "openai", OpenAICompatClient(
                     name=upstream.name, base_url=upstream.base_url, api_key=cred.value,
-                    timeout=upstream.timeout or settings.timeout, transport=network(), max_connections=pool)))
+                    timeout=upstream.timeout or settings.timeout, transport=transport, max_connections=pool,
+                    fast_http=settings.fast_http)))
     return lanes
 
 

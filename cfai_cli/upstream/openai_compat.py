@@ -3,7 +3,8 @@
 Pass-through: a JSON body in, the decoded JSON object (or each SSE event's JSON payload) out; no translation
 and no retries (the router fails over between targets). One deadline per call covers connect and the whole
 body or stream. Every failure becomes a cfai error that names the upstream and never holds the API key.
-Imports httpx, stdlib, errors, core, upstream.provider (its wait accounting) and upstream.workers (`--debug` hooks).
+Imports httpx, stdlib, errors, core, upstream.provider (its wait accounting),
+upstream.network (its one transport) and upstream.workers (stream draining, error words).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from cfai_cli.errors import (
     UpstreamStreamError,
     UpstreamTimeout,
 )
+from cfai_cli.upstream.network import choose_transport
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
-from cfai_cli.upstream.workers import DRAIN_SECONDS, debug_hooks, describe_http_error, drain_tail
+from cfai_cli.upstream.workers import DRAIN_SECONDS, describe_http_error, drain_tail
 
 T = TypeVar("T")
 _ERROR_BODY_LIMIT = 64 * 1024  # an error page is read up to this much, never whole
@@ -58,6 +60,7 @@ class OpenAICompatClient:
         timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 256,
+        fast_http: bool = True,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -68,17 +71,15 @@ class OpenAICompatClient:
         self._base = base_url.rstrip("/")
         self._secret = api_key if api_key and len(api_key) >= _MIN_SCRUBBED_KEY else None
         self._waits: WaitLog | None = None  # where this attempt's waiting is counted (see for_attempt)
-        headers = {"User-Agent": f"cfai/{__version__}"}
+        # Built once per Accept; requests go straight to the transport (no httpx.AsyncClient, as in workers).
+        # Accept-Encoding as httpx's client sent it: these providers may compress, and httpx.Response decodes.
+        headers = {"User-Agent": f"cfai/{__version__}", "Accept-Encoding": "gzip, deflate",
+                   "Content-Type": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._http = httpx.AsyncClient(
-            event_hooks=debug_hooks(),
-            transport=transport,
-            headers=headers,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-        )
+        self._headers = {accept: httpx.Headers({**headers, "Accept": accept})
+                         for accept in ("application/json", "text/event-stream")}
+        self._transport = choose_transport(transport, fast_http=fast_http, max_connections=max_connections)
 
     def for_attempt(self, *, retry: bool, waits: WaitLog | None) -> Self:
         """This client for one attempt (upstream.provider.Provider): it shares the connections and counts its
@@ -88,7 +89,7 @@ class OpenAICompatClient:
         return bound
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     # ---- public calls ----------------------------------------------------------------------------
 
@@ -143,8 +144,9 @@ class OpenAICompatClient:
     async def _send(self, path: str, body: Mapping[str, Any], remaining: float, *, accept: str) -> httpx.Response:
         """A 2xx response with its body unread, or the mapped error (the response then closed)."""
         url = f"{self._base}/{path.lstrip('/')}"
-        request = self._http.build_request("POST", url, json=body, headers={"Accept": accept}, timeout=remaining)
-        response = await self._http.send(request, stream=True)
+        request = httpx.Request("POST", url, content=jsonfast.dumps(body), headers=self._headers[accept], extensions={
+            "timeout": {"connect": remaining, "read": remaining, "write": remaining, "pool": remaining}})
+        response = await self._transport.handle_async_request(request)
         if 200 <= response.status_code < 300:
             return response
         try:

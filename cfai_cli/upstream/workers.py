@@ -2,15 +2,14 @@
 
 Imports httpx, stdlib, errors and core. Every call has one total deadline (retries included); only
 transient failures (connection errors, 5xx, capacity 3040) are retried, with exponential backoff.
-Tests and `--offline` pass their own `httpx.AsyncBaseTransport`; nothing else is mocked.
+Every request is built here and goes to the one transport upstream.network chose (tests and `--offline`
+pass their own `httpx.AsyncBaseTransport`; nothing else is mocked).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
@@ -31,35 +30,10 @@ from cfai_cli.errors import (
     UpstreamTimeout,
     UpstreamUnanswered,
 )
+from cfai_cli.upstream.network import choose_transport
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 
 T = TypeVar("T")
-_HTTP_LOG = logging.getLogger("cfai.http")
-_SECRET_HEADERS = frozenset({"authorization", "cf-aig-authorization", "x-api-key", "api-key", "cookie"})
-
-
-def _shown_headers(headers: httpx.Headers) -> str:
-    return ", ".join(f"{k}: {'***' if k.lower() in _SECRET_HEADERS else v}" for k, v in headers.items())
-
-
-def debug_hooks() -> dict[str, list[Callable[..., Any]]] | None:
-    """`--debug`: each request and response line and headers on the cfai.http logger, secrets masked, no
-    bodies, as httpx event hooks; None when that logger is not at debug level (nothing to watch)."""
-    if not _HTTP_LOG.isEnabledFor(logging.DEBUG):
-        return None
-
-    async def on_request(request: httpx.Request) -> None:
-        request.extensions["cfai_start"] = time.perf_counter()
-        _HTTP_LOG.debug("-> %s %s {%s}", request.method, request.url, _shown_headers(request.headers))
-
-    async def on_response(response: httpx.Response) -> None:
-        started = response.request.extensions.get("cfai_start", time.perf_counter())
-        _HTTP_LOG.debug("<- %s %s in %.0f ms {%s}", response.status_code, response.request.url,
-                        (time.perf_counter() - started) * 1000, _shown_headers(response.headers))
-
-    return {"request": [on_request], "response": [on_response]}
-
-
 DRAIN_SECONDS = 0.05  # after [DONE], how long to read the tail so the connection can go back to the pool
 
 
@@ -123,6 +97,7 @@ class WorkersAIClient:
         max_retries: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 256,
+        fast_http: bool = True,
     ) -> None:
         if not is_account_id(account_id):
             raise ConfigError("CLOUDFLARE_ACCOUNT_ID looks wrong: expected the 32-character hex id of your account.")
@@ -132,24 +107,14 @@ class WorkersAIClient:
         self._retried = [0]  # transient failures retried so far (a metric), shared with for_attempt's copies
         self._retry = True  # this attempt may retry transient failures (see for_attempt)
         self._waits: WaitLog | None = None  # where this attempt's waiting is counted
-        hooks = debug_hooks()
-        # The hot calls (run, stream) hand a ready request straight to the transport when one was given
-        # and nothing watches the client's hooks: httpx's client layer (merging URL, headers and cookies,
-        # auth and redirect machinery, the cookie jar) was ~20% of the proxy's CPU under load (py-spy).
-        # Without a given transport, httpx's own (with environment proxies) is used the usual way.
-        self._direct = transport if hooks is None else None
+        # Requests are built here and handed straight to the transport: httpx.AsyncClient's layer (merging
+        # URL, headers and cookies, auth and redirect machinery, the cookie jar) was ~20% of the proxy's CPU.
+        self._transport = choose_transport(transport, fast_http=fast_http, max_connections=max_connections)
         # Parsed once: building httpx.Request from a str URL and a dict was ~28 µs a request, from these ~10.
-        self._headers = httpx.Headers({"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}",
-                                       "Accept": "*/*", "Content-Type": "application/json"})
+        plain = {"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}", "Accept": "*/*"}
+        self._plain = httpx.Headers(plain)  # multipart (httpx writes its Content-Type) and GET
+        self._headers = httpx.Headers({**plain, "Content-Type": "application/json"})
         self._urls: dict[str, httpx.URL] = {}
-        self._http = httpx.AsyncClient(
-            event_hooks=hooks,
-            transport=transport,
-            headers={"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}"},
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-        )
 
     @property
     def retries(self) -> int:
@@ -164,7 +129,7 @@ class WorkersAIClient:
         return bound
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     # ---- public calls ----------------------------------------------------------------------------
 
@@ -173,11 +138,7 @@ class WorkersAIClient:
         url = f"{self._base}/run/{model}"
 
         async def attempt(remaining: float) -> Any:
-            if self._direct is not None:
-                response = await _answered(self._direct.handle_async_request(self._request(url, body, remaining)))
-            else:
-                response = await _answered(self._http.send(
-                    self._http.build_request("POST", url, json=body, timeout=remaining), stream=True))
+            response = await _answered(self._transport.handle_async_request(self._request(url, body, remaining)))
             try:
                 content = await response.aread()
             finally:
@@ -204,7 +165,11 @@ class WorkersAIClient:
         answer is unwrapped into `result`; any other successful answer is kept as bytes with its type.
         """
         url = f"{self._base}/run/{model}"
-        headers = {"Content-Type": content_type or "application/octet-stream"} if content is not None else None
+        if content is not None:
+            headers = self._plain.copy()
+            headers["Content-Type"] = content_type or "application/octet-stream"
+        else:
+            headers = self._headers if json_body is not None and form is None and files is None else self._plain
 
         async def attempt(remaining: float) -> RawAnswer:
             if form is not None or files is not None:
@@ -212,11 +177,13 @@ class WorkersAIClient:
                 # (flux-2 wants multipart for a prompt alone, reference §5); httpx writes the boundary.
                 parts: dict[str, Any] = {name: (None, value) for name, value in (form or {}).items()}
                 parts.update(files or {})
-                request = self._http.build_request("POST", url, files=parts, params=params, timeout=remaining)
+                request = httpx.Request("POST", url, files=parts, params=params, headers=headers,
+                                        extensions=_timeouts(remaining))
             else:
-                request = self._http.build_request("POST", url, json=json_body, content=content, headers=headers,
-                                                   params=params, timeout=remaining)
-            response = await _answered(self._http.send(request, stream=True))
+                payload = content if content is not None else b"" if json_body is None else jsonfast.dumps(json_body)
+                request = httpx.Request("POST", url, content=payload, headers=headers, params=params,
+                                        extensions=_timeouts(remaining))
+            response = await _answered(self._transport.handle_async_request(request))
             try:
                 raw = await response.aread()
             finally:
@@ -233,11 +200,7 @@ class WorkersAIClient:
         deadline = asyncio.get_running_loop().time() + self.timeout
 
         async def attempt(remaining: float) -> UpstreamStream:
-            if self._direct is not None:
-                response = await _answered(self._direct.handle_async_request(self._request(url, body, remaining)))
-            else:
-                request = self._http.build_request("POST", url, json=body, timeout=remaining)
-                response = await _answered(self._http.send(request, stream=True))
+            response = await _answered(self._transport.handle_async_request(self._request(url, body, remaining)))
             content_type = response.headers.get("content-type", "")
             if response.status_code >= 400 or "text/event-stream" not in content_type:
                 try:
@@ -258,9 +221,15 @@ class WorkersAIClient:
             query = {**params, "page": page, "per_page": 100}
 
             async def attempt(remaining: float, query: Mapping[str, Any] = query) -> Any:
-                response = await self._http.get(f"{self._base}/models/search", params=query, timeout=remaining)
+                request = httpx.Request("GET", f"{self._base}/models/search", params=query, headers=self._plain,
+                                        extensions=_timeouts(remaining))
+                response = await self._transport.handle_async_request(request)
+                try:
+                    raw = await response.aread()
+                finally:
+                    await response.aclose()
                 return decode_json_result(response.status_code, response.headers.get("content-type", ""),
-                                          response.content, response.headers)
+                                          raw, response.headers)
 
             result = await self._with_retries(attempt)
             if not isinstance(result, list):
@@ -279,8 +248,8 @@ class WorkersAIClient:
             if len(self._urls) >= 512:  # model names come from clients: keep the cache bounded
                 self._urls.clear()
             parsed = self._urls[url] = httpx.URL(url)
-        return httpx.Request("POST", parsed, headers=self._headers, content=jsonfast.dumps(body), extensions={
-            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}})
+        return httpx.Request("POST", parsed, headers=self._headers, content=jsonfast.dumps(body),
+                             extensions=_timeouts(timeout))
 
     async def _chunks(self, response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
         iterator = response.aiter_bytes().__aiter__()
@@ -337,6 +306,11 @@ class WorkersAIClient:
             self._retried[0] += 1
             with Waited(self._waits):
                 await asyncio.sleep(delay)
+
+
+def _timeouts(seconds: float) -> dict[str, Any]:
+    """httpx's per-request timeouts (connect, read, write, pool), as AsyncClient would set them."""
+    return {"timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}}
 
 
 async def _answered(sending: Awaitable[httpx.Response]) -> httpx.Response:

@@ -134,6 +134,18 @@ def test_debug_shows_traffic_with_the_token_masked(cli: Invoke) -> None:
     assert "cf-secret-token-123" not in result.stderr + result.stdout
 
 
+def test_debug_logs_each_answer_through_the_one_transport(cli: Invoke) -> None:
+    """--debug wraps whichever transport was chosen (here --offline's emulator): request, body, answer, timing."""
+    result = cli("--debug", "chat", "--offline", "--no-stream", "hello debug", env={"CFAI_API_TOKEN": "x"})
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    sent = [line for line in lines if line.startswith("cfai debug: -> POST ") and "/ai/run/@cf/" in line]
+    answered = [line for line in lines if line.startswith("cfai debug: <- 200 ") and "/ai/run/@cf/" in line]
+    assert len(sent) == 1 and len(answered) == 1
+    assert "authorization: ***" in sent[0].lower() and " ms {" in answered[0]
+    assert any(line.startswith("cfai debug:    body {") and "hello debug" in line for line in lines)
+
+
 def test_unknown_model_ids_get_suggestions_from_the_catalogue(cli: Invoke) -> None:
     result = cli("chat", "--offline", "-m", "@cf/meta/llama-3.3-70b-instruct", "hi")
     assert result.exit_code == 4

@@ -68,7 +68,7 @@ async def test_streams_beyond_the_cap_get_503_with_retry_after_and_held_streams_
 
 
 def _pool_size(ctx: Any) -> int:
-    transport = ctx.router.lanes[0].provider._http._transport
+    transport = ctx.router.lanes[0].provider._transport
     if isinstance(transport, LeanTransport):  # fast_http (the default)
         return transport.max_connections
     return int(transport._pool._max_connections)  # httpx's own pool: the limit it was built with

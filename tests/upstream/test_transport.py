@@ -831,7 +831,7 @@ async def test_upstream_clients_use_it_unless_turned_off_or_given_a_transport(tm
     assert settings.fast_http is True
 
     def transports(ctx: object) -> list[httpx.AsyncBaseTransport]:
-        return [lane.provider._http._transport for lane in ctx.router.lanes if lane.provider is not None]  # type: ignore[attr-defined]
+        return [lane.provider._transport for lane in ctx.router.lanes if lane.provider is not None]  # type: ignore[attr-defined]
 
     async with open_context(settings) as ctx:
         used = transports(ctx)
@@ -843,3 +843,39 @@ async def test_upstream_clients_use_it_unless_turned_off_or_given_a_transport(tm
         assert all(t is given for t in transports(ctx))
     (tmp_path / "config.toml").write_text("fast_http = false\n")
     assert load_settings({}, environ={"CFAI_HOME": str(tmp_path)}).fast_http is False
+
+
+async def test_with_a_proxy_configured_requests_go_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The factory's httpx fallback honours HTTP_PROXY: the proxy gets the absolute URL, the answer comes back."""
+    from cfai_cli.upstream.network import choose_transport
+    from cfai_cli.upstream.workers import WorkersAIClient
+
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        await reader.readexactly(length)
+        seen.append(head.split(b"\r\n")[0])
+        body = b'{"success":true,"result":{"response":"via proxy"},"errors":[],"messages":[]}'
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                     % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    assert not isinstance(choose_transport(None), LeanTransport)
+    client = WorkersAIClient(account_id="0123456789abcdef0123456789abcdef", api_token="t",
+                             api_base="http://upstream.invalid/client/v4", timeout=5)
+    try:
+        assert await client.run("@cf/x/y", {"prompt": "hi"}) == {"response": "via proxy"}
+        assert seen == [b"POST http://upstream.invalid/client/v4/accounts/0123456789abcdef0123456789abcdef"
+                        b"/ai/run/@cf/x/y HTTP/1.1"]
+    finally:
+        await client.aclose()
+        server.close()
