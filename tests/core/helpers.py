@@ -84,3 +84,14 @@ class Reassembled:
             "role": self.role, "content": self.content, "reasoning": self.reasoning,
             "tool_calls": [dict(c) for c in self.tool_calls], "finish_reason": self.finish_reason,
         }
+
+
+def counting_ids() -> Callable[[str], str]:
+    """Deterministic ids for translators that take an id source: msg_1, msg_2, fc_1, ..."""
+    counts: dict[str, int] = {}
+
+    def make(prefix: str) -> str:
+        counts[prefix] = counts.get(prefix, 0) + 1
+        return f"{prefix}_{counts[prefix]}"
+
+    return make

@@ -17,6 +17,7 @@ from cfai_cli.core.translate.responses import input_items, response_shell, respo
 from cfai_cli.core.translate.responses_items import resolve_references
 from cfai_cli.core.translate.responses_stream import ResponseBuilder
 from cfai_cli.errors import InvalidRequest
+from tests.core.helpers import counting_ids
 from tests.openai_schema import validate, validate_response_events
 
 CODEX_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "codex"
@@ -33,22 +34,12 @@ TOOLS = [
 ]
 
 
-def ids() -> Any:
-    counts: dict[str, int] = {}
-
-    def make(prefix: str) -> str:
-        counts[prefix] = counts.get(prefix, 0) + 1
-        return f"{prefix}_{counts[prefix]}"
-
-    return make
-
-
 def req(**fields: Any) -> CreateResponseRequest:
     return validate_request(CreateResponseRequest, {"model": "gpt-4o", **fields})
 
 
 def chat_body(r: CreateResponseRequest) -> dict[str, Any]:
-    items = input_items(r.raw_input(), ids())
+    items = input_items(r.raw_input(), counting_ids())
     return to_chat_request(r, [], items, model="m", stream=False).model_dump(exclude_none=True, by_alias=True)
 
 
@@ -103,7 +94,7 @@ def test_history_items_become_chat_messages_under_flat_names() -> None:
 
 
 def test_history_items_are_kept_as_given_with_ids() -> None:
-    items = input_items(HISTORY, ids())
+    items = input_items(HISTORY, counting_ids())
     assert [i["type"] for i in items] == [h["type"] for h in HISTORY]
     assert all(i["id"] for i in items)
     custom = items[4]
@@ -130,7 +121,7 @@ def call(index: int, call_id: str, name: str, arguments: str) -> list[ChatComple
 def test_calls_come_back_as_the_client_defined_its_tools() -> None:
     r = req(input="x", tools=TOOLS)
     shell = response_shell(r, response_id="resp_1", created_at=1, model="@cf/m/x")
-    builder = ResponseBuilder(shell, new_id=ids(), tools=response_tools(r))
+    builder = ResponseBuilder(shell, new_id=counting_ids(), tools=response_tools(r))
     events = builder.start()
     for c in [*call(0, "call_a", "apply_patch", '{"input": "*** Begin Patch\\n*** End Patch"}'),
               *call(1, "call_b", "crm__lookup", '{"q": "acme"}'), *call(2, "call_c", "crm__note", '{"input": "hi"}'),
@@ -188,13 +179,13 @@ def test_item_references_resolve_to_stored_items() -> None:
     stored = {"fc_1": {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "shell", "arguments": "{}",
                        "status": "completed"}}
     items = input_items([{"type": "item_reference", "id": "fc_1"},
-                         {"type": "function_call_output", "call_id": "c1", "output": "ok"}], ids())
+                         {"type": "function_call_output", "call_id": "c1", "output": "ok"}], counting_ids())
     assert items[0] == {"type": "item_reference", "id": "fc_1"}
     resolved = resolve_references(items, stored.get)
     assert resolved[0] == stored["fc_1"] and resolved[1] == items[1]
     with pytest.raises(InvalidRequest) as caught:
         resolve_references(input_items([{"role": "user", "content": "x"}, {"type": "item_reference", "id": "nope"}],
-                                       ids()), stored.get)
+                                       counting_ids()), stored.get)
     assert caught.value.param == "input[1].id"
 
 
@@ -210,7 +201,7 @@ def test_additional_tools_items_add_tools_for_the_model() -> None:
     assert [t["function"]["name"] for t in body["tools"]] == ["shell", "functions__exec", "functions__wait"]
     assert body["tool_choice"] == "auto"
     assert response_tools(r).dropped == ["web_search"]
-    items = input_items(r.raw_input(), ids())
+    items = input_items(r.raw_input(), counting_ids())
     assert items[0] == {**extra, "id": "at_1"}
     validate(items[0], "AdditionalTools")
     assert [m["role"] for m in to_chat_request(r, [], items, model="m", stream=False).model_dump()["messages"]] \
@@ -218,9 +209,9 @@ def test_additional_tools_items_add_tools_for_the_model() -> None:
 
 
 def test_additional_tools_in_the_stored_history_stay_offered() -> None:
-    earlier = input_items([{"type": "additional_tools", "role": "developer", "tools": [TOOLS[1]]}], ids())
+    earlier = input_items([{"type": "additional_tools", "role": "developer", "tools": [TOOLS[1]]}], counting_ids())
     r = req(input="again", previous_response_id="resp_1")
-    items = input_items(r.raw_input(), ids())
+    items = input_items(r.raw_input(), counting_ids())
     tools = response_tools(r, history=earlier, items=items)
     assert [t["function"]["name"] for t in tools.functions] == ["apply_patch"]
     assert tools.origin("apply_patch").kind == "custom"
@@ -234,5 +225,5 @@ def test_bad_additional_tools_items_name_the_parameter(item: dict[str, Any], par
     r = req(input=[item, {"role": "user", "content": "x"}])
     with pytest.raises(InvalidRequest) as caught:
         response_tools(r)
-        input_items(r.raw_input(), ids())
+        input_items(r.raw_input(), counting_ids())
     assert caught.value.param == param

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,21 +12,12 @@ from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.core.translate.responses import check_supported, input_items, response_shell, to_chat_request
 from cfai_cli.core.translate.responses_stream import ResponseBuilder, response_from_completion
 from cfai_cli.errors import InvalidRequest, RateLimited, UpstreamStreamError
+from tests.core.helpers import counting_ids
 from tests.openai_schema import validate, validate_response_events
 
 IMAGE = "data:image/png;base64,iVBORw0KGgo="
 FN_TOOL = {"type": "function", "name": "get_weather", "description": "Weather for a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}, "strict": False}
-
-
-def ids() -> Callable[[str], str]:
-    counts: dict[str, int] = {}
-
-    def make(prefix: str) -> str:
-        counts[prefix] = counts.get(prefix, 0) + 1
-        return f"{prefix}_{counts[prefix]}"
-
-    return make
 
 
 def req(**fields: Any) -> CreateResponseRequest:
@@ -36,7 +26,7 @@ def req(**fields: Any) -> CreateResponseRequest:
 
 def chat_body(r: CreateResponseRequest, history: list[dict[str, Any]] | None = None, *,
               stream: bool = False) -> dict[str, Any]:
-    items = input_items(r.raw_input(), ids())
+    items = input_items(r.raw_input(), counting_ids())
     return to_chat_request(r, history or [], items, model=r.model or "m", stream=stream).model_dump(
         exclude_none=True, by_alias=True)
 
@@ -94,7 +84,7 @@ def test_bare_input_body_needs_no_model() -> None:
 
 
 def test_history_comes_before_this_turn() -> None:
-    history = input_items([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}], ids())
+    history = input_items([{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}], counting_ids())
     body = chat_body(req(input="three", instructions="Sys"), history)
     assert [m["content"] for m in body["messages"]] == ["Sys", "one", "two", "three"]
 
@@ -102,7 +92,7 @@ def test_history_comes_before_this_turn() -> None:
 def test_input_items_are_normalised_with_ids() -> None:
     items = input_items([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
                          {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}", "id": "fc_keep"},
-                         {"type": "function_call_output", "call_id": "c", "output": "ok"}], ids())
+                         {"type": "function_call_output", "call_id": "c", "output": "ok"}], counting_ids())
     assert items == [
         {"type": "message", "id": "msg_1", "role": "user", "content": [{"type": "input_text", "text": "hi"}],
          "status": "completed"},
@@ -252,7 +242,7 @@ STREAM_CASES: list[tuple[str, list[ChatCompletionChunk], bool, list[str]]] = [
 def run(chunks: list[ChatCompletionChunk], *, summary: bool = False,
         fail: Exception | None = None) -> tuple[list[dict[str, Any]], ResponseBuilder]:
     shell = response_shell(req(input="x"), response_id="resp_1", created_at=100, model="@cf/m/x")
-    builder = ResponseBuilder(shell, new_id=ids(), summary=summary)
+    builder = ResponseBuilder(shell, new_id=counting_ids(), summary=summary)
     events = builder.start()
     for c in chunks:
         events += builder.feed(c)
@@ -324,7 +314,7 @@ def test_whole_answer_matches_what_the_stream_builds() -> None:
             "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}
     shell = response_shell(req(input="x", tools=[FN_TOOL]), response_id="resp_1", created_at=100, model="@cf/m/x")
-    response = response_from_completion(completion, shell, new_id=ids(), completed_at=102)
+    response = response_from_completion(completion, shell, new_id=counting_ids(), completed_at=102)
     assert [item["type"] for item in response["output"]] == ["reasoning", "message", "function_call"]
     assert response["output"][2]["call_id"] == "call_1"
     assert response["usage"]["total_tokens"] == 7

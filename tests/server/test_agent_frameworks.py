@@ -9,17 +9,12 @@ is an in-process transport; tracing is off, so nothing leaves the machine.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-import openai
 import pytest
 from pydantic import BaseModel
 
 from cfai_cli.emulator.content import TEXT_INSTEAD
-from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
-from tests.sdk import sdk_httpx
+from tests.sdk import offline_sdk
 
 pytestmark = pytest.mark.anyio
 
@@ -35,15 +30,6 @@ class City(BaseModel):
     capital: bool
 
 
-@asynccontextmanager
-async def openai_client(settings: Settings, key: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    app = create_app(settings.as_offline())
-    async with app.router.lifespan_context(app), sdk_httpx.AsyncClient(
-        transport=sdk_httpx.ASGITransport(app=app), base_url="http://proxy.test/v1"
-    ) as http:
-        yield openai.AsyncOpenAI(api_key=key, base_url="http://proxy.test/v1", http_client=http, max_retries=0)
-
-
 @pytest.mark.parametrize("model", [LLAMA, SCOUT, GLM])
 @pytest.mark.parametrize("prompt", ["Tell me about Paris.", f"Tell me about Paris. {TEXT_INSTEAD}"])
 async def test_pydantic_ai_structured_output(settings: Settings, api_key: str, model: str, prompt: str) -> None:
@@ -51,7 +37,7 @@ async def test_pydantic_ai_structured_output(settings: Settings, api_key: str, m
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
-    async with openai_client(settings, api_key) as client:
+    async with offline_sdk(settings, api_key, strict=False) as client:
         agent = Agent(OpenAIChatModel(model, provider=OpenAIProvider(openai_client=client)), output_type=City)
         result = await agent.run(prompt)
     assert isinstance(result.output, City)
@@ -63,7 +49,7 @@ async def test_pydantic_ai_streamed_structured_output(settings: Settings, api_ke
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
-    async with openai_client(settings, api_key) as client:
+    async with offline_sdk(settings, api_key, strict=False) as client:
         agent = Agent(OpenAIChatModel(LLAMA, provider=OpenAIProvider(openai_client=client)), output_type=City)
         async with agent.run_stream(f"Tell me about Oslo. {TEXT_INSTEAD}") as run:
             output = await run.get_output()
@@ -91,7 +77,7 @@ async def test_openai_agents_function_tool_loop(settings: Settings, api_key: str
         asked.append(city)
         return f"Sunny in {city}, 21 C"
 
-    async with openai_client(settings, api_key) as client:
+    async with offline_sdk(settings, api_key, strict=False) as client:
         llm = (OpenAIChatCompletionsModel(model=model, openai_client=client) if api == "chat"
                else OpenAIResponsesModel(model=model, openai_client=client))
         agent = Agent(name="weather", instructions="Answer with the tool.", model=llm, tools=[get_weather])

@@ -7,10 +7,7 @@ proves "Responses for every Workers AI text model, streaming included". Every bo
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import httpx
 import openai
 import pytest
 
@@ -18,7 +15,7 @@ from cfai_cli.emulator.catalogue import TEXT_MODELS
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
 from tests.openai_schema import validate, validate_sse_responses_stream
-from tests.sdk import sdk_httpx
+from tests.sdk import offline_raw, sdk_httpx
 
 pytestmark = pytest.mark.anyio
 
@@ -29,20 +26,10 @@ TOOL = {"type": "function", "name": "get_weather", "description": "Weather for a
 QUESTION = "What is the weather in Paris?"
 
 
-@asynccontextmanager
-async def raw_client(settings: Settings, key: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.as_offline())
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://proxy.test/v1",
-        headers={"Authorization": f"Bearer {key}"},
-    ) as client:
-        yield client
-
-
 @pytest.mark.parametrize("model", MODELS)
 async def test_every_model_responses_plain_stream_tools_and_completions(settings: Settings, api_key: str,
                                                                          model: str) -> None:
-    async with raw_client(settings, api_key) as client:
+    async with offline_raw(settings, api_key) as client:
         plain = await client.post("/responses", json={"model": model, "input": QUESTION, "max_output_tokens": 2048,
                                                       "instructions": "Be brief."})
         assert plain.status_code == 200, plain.text
@@ -96,7 +83,7 @@ async def test_sdk_stream_helper_offline_with_reasoning_model(settings: Settings
 
 @pytest.mark.parametrize("fault", ["stream-cut", "stream-error", "stream-garbage"])
 async def test_broken_offline_streams_end_with_response_failed(settings: Settings, api_key: str, fault: str) -> None:
-    async with raw_client(settings, api_key) as client:
+    async with offline_raw(settings, api_key) as client:
         reply = await client.post("/responses", json={"model": f"@cf/cfai/fault-{fault}", "input": "x",
                                                       "stream": True})
     events = validate_sse_responses_stream(reply.text)

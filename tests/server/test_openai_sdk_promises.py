@@ -12,8 +12,6 @@ import io
 import math
 import struct
 import wave
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import openai
@@ -21,10 +19,9 @@ import pytest
 
 from cfai_cli.core.translate.images import sniff_image
 from cfai_cli.emulator.images import png
-from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
 from cfai_cli.store.usage import UsageLog
-from tests.sdk import sdk_httpx
+from tests.sdk import offline_sdk
 
 pytestmark = pytest.mark.anyio
 
@@ -36,16 +33,6 @@ OSS_120B = "@cf/openai/gpt-oss-120b"
 KLEIN_4B = "@cf/black-forest-labs/flux-2-klein-4b"
 KLEIN_9B = "@cf/black-forest-labs/flux-2-klein-9b"
 PICTURE = "data:image/png;base64," + base64.b64encode(png(16, 16, b"pic")).decode()
-
-
-@asynccontextmanager
-async def offline_sdk(settings: Settings, key: str, *, strict: bool = True) -> AsyncIterator[openai.AsyncOpenAI]:
-    app = create_app(settings.as_offline())
-    async with app.router.lifespan_context(app), sdk_httpx.AsyncClient(
-        transport=sdk_httpx.ASGITransport(app=app), base_url="http://proxy.test/v1"
-    ) as http:
-        yield openai.AsyncOpenAI(api_key=key, base_url="http://proxy.test/v1", http_client=http, max_retries=0,
-                                 _strict_response_validation=strict)
 
 
 def with_image(text: str = "What is in this picture?") -> list[dict[str, Any]]:

@@ -8,20 +8,16 @@ The emulator's triggers (upstream.emulator.content) make the native model misbeh
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from cfai_cli.emulator.content import CALL_AS_TEXT, NO_JSON, PARALLEL, TEXT_INSTEAD
-from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyStore
 from tests.openai_schema import validate, validate_sse_chat_stream, validate_sse_responses_stream
-from tests.sdk import sdk_httpx
+from tests.sdk import offline_raw, offline_sdk
 
 pytestmark = pytest.mark.anyio
 
@@ -36,26 +32,6 @@ TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"typ
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
 
 
-@asynccontextmanager
-async def sdk(settings: Settings, key: str) -> AsyncIterator[openai.AsyncOpenAI]:
-    app = create_app(settings.as_offline())
-    async with app.router.lifespan_context(app), sdk_httpx.AsyncClient(
-        transport=sdk_httpx.ASGITransport(app=app), base_url="http://proxy.test/v1"
-    ) as http:
-        yield openai.AsyncOpenAI(api_key=key, base_url="http://proxy.test/v1", http_client=http, max_retries=0,
-                                 _strict_response_validation=True)
-
-
-@asynccontextmanager
-async def raw(settings: Settings, key: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.as_offline())
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://proxy.test/v1",
-        headers={"Authorization": f"Bearer {key}"},
-    ) as client:
-        yield client
-
-
 def ask(text: str) -> list[Any]:
     return [{"role": "system", "content": "Use the tools."}, {"role": "user", "content": text}]
 
@@ -66,7 +42,7 @@ def ask(text: str) -> list[Any]:
 @pytest.mark.parametrize("choice", ["required", NAMED])
 async def test_forced_call_answered_in_text_is_recovered(settings: Settings, api_key: str, model: str,
                                                           choice: Any) -> None:
-    async with sdk(settings, api_key) as client:
+    async with offline_sdk(settings, api_key) as client:
         plain = await client.chat.completions.create(model=model, messages=ask("Weather in Paris?"),
                                                      tools=[WEATHER, TIME], tool_choice="auto")
         forced = await client.chat.completions.create(
@@ -85,13 +61,13 @@ async def test_forced_call_answered_in_text_is_recovered(settings: Settings, api
 async def test_forced_call_recovered_in_a_stream(settings: Settings, api_key: str) -> None:
     body = {"model": LLAMA, "messages": ask(f"Weather? {TEXT_INSTEAD}"), "tools": [WEATHER, TIME],
             "tool_choice": NAMED, "stream": True, "stream_options": {"include_usage": True}}
-    async with raw(settings, api_key) as client:
+    async with offline_raw(settings, api_key) as client:
         reply = await client.post("/chat/completions", json=body)
     chunks = validate_sse_chat_stream(reply.text)
     calls = [t for c in chunks for ch in c["choices"] for t in ch["delta"].get("tool_calls", [])]
     assert [t["function"]["name"] for t in calls] == ["get_weather"]
     assert [ch["finish_reason"] for c in chunks for ch in c["choices"] if ch["finish_reason"]] == ["tool_calls"]
-    async with sdk(settings, api_key) as client, client.chat.completions.stream(
+    async with offline_sdk(settings, api_key) as client, client.chat.completions.stream(
             model=LLAMA, messages=ask(f"Weather? {TEXT_INSTEAD}"), tools=[WEATHER], tool_choice="required") as stream:
         final = await stream.get_final_completion()
     calls = final.choices[0].message.tool_calls or []
@@ -99,7 +75,7 @@ async def test_forced_call_recovered_in_a_stream(settings: Settings, api_key: st
 
 
 async def test_a_call_written_as_text_is_salvaged_without_a_retry(settings: Settings, api_key: str) -> None:
-    async with sdk(settings, api_key) as client:
+    async with offline_sdk(settings, api_key) as client:
         plain = await client.chat.completions.create(model=LLAMA, messages=ask("Weather?"), tools=[WEATHER])
         forced = await client.chat.completions.create(model=LLAMA, messages=ask(f"Weather? {CALL_AS_TEXT}"),
                                                       tools=[WEATHER], tool_choice="required")
@@ -108,7 +84,7 @@ async def test_a_call_written_as_text_is_salvaged_without_a_retry(settings: Sett
 
 
 async def test_a_forced_call_that_never_comes_is_a_clear_error(settings: Settings, api_key: str) -> None:
-    async with raw(settings, api_key) as client:
+    async with offline_raw(settings, api_key) as client:
         reply = await client.post("/chat/completions", json={
             "model": LLAMA, "messages": ask(f"Weather? {TEXT_INSTEAD} {NO_JSON}"), "tools": [WEATHER],
             "tool_choice": NAMED})
@@ -126,7 +102,7 @@ async def test_a_forced_call_that_never_comes_is_a_clear_error(settings: Setting
 
 
 async def test_a_forced_call_failure_through_the_sdk(settings: Settings, api_key: str) -> None:
-    async with sdk(settings, api_key) as client:
+    async with offline_sdk(settings, api_key) as client:
         with pytest.raises(openai.APIStatusError) as caught:
             await client.chat.completions.create(model=LLAMA, messages=ask(f"x {TEXT_INSTEAD} {NO_JSON}"),
                                                  tools=[WEATHER], tool_choice="required")
@@ -134,7 +110,7 @@ async def test_a_forced_call_failure_through_the_sdk(settings: Settings, api_key
 
 
 async def test_auto_text_answers_stay_text(settings: Settings, api_key: str) -> None:
-    async with sdk(settings, api_key) as client:
+    async with offline_sdk(settings, api_key) as client:
         reply = await client.chat.completions.create(model=LLAMA, messages=ask(f"Hello {TEXT_INSTEAD}"),
                                                      tools=[WEATHER], tool_choice="auto")
     assert reply.choices[0].finish_reason == "stop" and "offline" in (reply.choices[0].message.content or "")
@@ -144,7 +120,7 @@ async def test_auto_text_answers_stay_text(settings: Settings, api_key: str) -> 
 
 @pytest.mark.parametrize("model", [LLAMA, GLM])
 async def test_parallel_tool_calls_false_gives_one_call(settings: Settings, api_key: str, model: str) -> None:
-    async with sdk(settings, api_key) as client:
+    async with offline_sdk(settings, api_key) as client:
         both = await client.chat.completions.create(model=model, messages=ask(f"Both? {PARALLEL}"),
                                                     tools=[WEATHER, TIME])
         one = await client.chat.completions.create(model=model, messages=ask(f"Both? {PARALLEL}"),
@@ -166,7 +142,7 @@ CUSTOM = {"type": "custom", "custom": {"name": "run_sql", "description": "Run on
 async def test_custom_tools_on_chat_whole_and_streamed(settings: Settings, api_key: str) -> None:
     body = {"model": SCOUT, "messages": ask("Count the users."), "tools": [CUSTOM, {"type": "web_search"}],
             "tool_choice": {"type": "custom", "custom": {"name": "run_sql"}}}
-    async with raw(settings, api_key) as client:
+    async with offline_raw(settings, api_key) as client:
         whole = await client.post("/chat/completions", json=body)
         streamed = await client.post("/chat/completions", json={**body, "stream": True})
     validate(whole.json(), "CreateChatCompletionResponse")
@@ -191,13 +167,13 @@ async def test_custom_tool_history_round_trip(settings: Settings, api_key: str) 
                 {"role": "assistant", "content": None, "tool_calls": [
                     {"id": "call_1", "type": "custom", "custom": {"name": "run_sql", "input": "SELECT 1"}}]},
                 {"role": "tool", "tool_call_id": "call_1", "content": "42 users"}]
-    async with sdk(settings, api_key) as client:
+    async with offline_sdk(settings, api_key) as client:
         reply = await client.chat.completions.create(model=LLAMA, messages=messages, tools=[CUSTOM])  # type: ignore[list-item]
     assert "42 users" in (reply.choices[0].message.content or "")
 
 
 async def test_no_dropped_tools_header_without_hosted_tools(settings: Settings, api_key: str) -> None:
-    async with raw(settings, api_key) as client:
+    async with offline_raw(settings, api_key) as client:
         reply = await client.post("/chat/completions", json={"model": LLAMA, "messages": ask("x"),
                                                               "tools": [WEATHER]})
     assert reply.status_code == 200 and "x-cfai-dropped-tools" not in reply.headers
@@ -215,7 +191,7 @@ RESPONSE_TOOLS = [{"type": "function", "name": "get_weather", "description": "We
 async def test_responses_forced_custom_call_recovered(settings: Settings, api_key: str, stream: bool) -> None:
     body = {"model": LLAMA, "input": f"Fix it {TEXT_INSTEAD}", "tools": RESPONSE_TOOLS,
             "tool_choice": {"type": "custom", "name": "apply_patch"}, "stream": stream}
-    async with raw(settings, api_key) as client:
+    async with offline_raw(settings, api_key) as client:
         reply = await client.post("/responses", json=body)
     assert reply.status_code == 200, reply.text
     assert reply.headers["x-cfai-dropped-tools"] == "web_search,file_search"
@@ -231,7 +207,7 @@ async def test_responses_forced_custom_call_recovered(settings: Settings, api_ke
 
 
 async def test_responses_through_the_sdk(settings: Settings, api_key: str) -> None:
-    async with sdk(settings, api_key) as client:
+    async with offline_sdk(settings, api_key) as client:
         forced = await client.responses.create(model=LLAMA, input=f"Weather? {TEXT_INSTEAD}",
                                                tools=RESPONSE_TOOLS, tool_choice="required")  # type: ignore[arg-type]
         async with client.responses.stream(model=LLAMA, input=f"Weather and patch? {PARALLEL}",
@@ -243,7 +219,7 @@ async def test_responses_through_the_sdk(settings: Settings, api_key: str) -> No
 
 async def test_item_references_to_stored_calls_continue_a_tool_loop(settings: Settings, api_key: str) -> None:
     """The Vercel AI SDK's Responses tool loop: earlier output items are sent back as `item_reference`s."""
-    async with raw(settings, api_key) as client:
+    async with offline_raw(settings, api_key) as client:
         first = (await client.post("/responses", json={"model": LLAMA, "input": "Weather?",
                                                        "tools": RESPONSE_TOOLS[:1]})).json()
         (call,) = first["output"]
