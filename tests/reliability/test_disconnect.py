@@ -97,7 +97,10 @@ async def test_hundreds_of_clients_hanging_up_mid_stream_release_everything(sett
     upstream = CountingUpstream()
     fake.models[LLAMA] = upstream.handle
     body = {"model": LLAMA, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-    async with served(settings, fake) as url, httpx.AsyncClient(base_url=url) as probe:
+    # The probe opens a connection per request: it sits idle while 200 clients connect (seconds on a loaded
+    # machine), longer than the server keeps an idle connection, and a reused one could be closed under it.
+    fresh = httpx.Limits(max_keepalive_connections=0)
+    async with served(settings, fake) as url, httpx.AsyncClient(base_url=url, limits=fresh) as probe:
         fake.models["@cf/meta/llama-3.1-8b-instruct-fast"] = native_text("warm")
         assert (await probe.post("/v1/chat/completions", json={**body, "model": "gpt-4o-mini"})).status_code == 200
         baseline = open_fds()
