@@ -6,9 +6,7 @@ heavy imports (httpx, pydantic) stay out of `cfai --help`. Used by one-shot and 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from cfai_cli.cli.render import AnswerPrinter, Terminal
 from cfai_cli.core.openai.chat import ChatCompletionRequest, FunctionCallOut, ToolCallDelta, ToolCallOut
@@ -62,8 +60,7 @@ async def _ask_stream(ctx: Context, req: ChatCompletionRequest, term: Terminal, 
     calls: dict[int, ToolCallOut] = {}
     model, usage, choices = req.model, None, 1
     try:
-        stream = await open_chat_stream(ctx, req)
-        try:
+        async with await open_chat_stream(ctx, req) as stream:
             async for chunk in stream:
                 if json_out:
                     term.json(chunk, compact=True)
@@ -82,8 +79,6 @@ async def _ask_stream(ctx: Context, req: ChatCompletionRequest, term: Terminal, 
                             printer.text(delta["content"])
                     for part in delta.get("tool_calls", []):
                         _merge_tool_call(calls, part)
-        finally:
-            await _close(stream)
     finally:
         # Also on Ctrl-C (cancellation): the live region and spinner must let go of the terminal.
         if printer is not None:
@@ -108,10 +103,3 @@ def _merge_tool_call(calls: dict[int, ToolCallOut], part: ToolCallDelta) -> None
     if function.get("name"):
         call["function"]["name"] = function["name"]
     call["function"]["arguments"] += function.get("arguments") or ""
-
-
-async def _close(stream: AsyncIterator[Any]) -> None:
-    # Closing the generator closes the upstream HTTP response at once, not when garbage collected.
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

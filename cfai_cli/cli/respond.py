@@ -81,15 +81,16 @@ async def respond(ctx: Context, req: CreateResponseRequest, term: Terminal, *, j
     stream = None
     try:
         stream = await open_response_stream(ctx, req)
-        async for event in stream:
-            if json_out:
-                term.json(event, compact=True)
-            elif printer is not None and event["type"] == "response.reasoning_text.delta":
-                printer.reasoning(event["delta"])
-            elif printer is not None and event["type"] == "response.output_text.delta":
-                printer.text(event["delta"])
-            if "response" in event:
-                final = dict(event["response"])
+        async with stream:
+            async for event in stream:
+                if json_out:
+                    term.json(event, compact=True)
+                elif printer is not None and event["type"] == "response.reasoning_text.delta":
+                    printer.reasoning(event["delta"])
+                elif printer is not None and event["type"] == "response.output_text.delta":
+                    printer.text(event["delta"])
+                if "response" in event:
+                    final = dict(event["response"])
     finally:
         if printer is not None:
             printer.close()

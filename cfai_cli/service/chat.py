@@ -2,25 +2,19 @@
 
 Imports core, upstream (through Context), errors. `open_chat_stream` does all that can fail early
 (model, images, opening the upstream stream) before returning, so the proxy can still answer a clean
-HTTP error; failures after that surface from the iterator and become in-band stream errors. The chunks of a
-Workers AI stream are made in service.chat_stream.
+HTTP error; failures after that surface from the stream and become in-band stream errors. Every stream is a
+`ChatStream` (service.chat_stream); the chunks of a Workers AI stream are made in service.workers_stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from cfai_cli.core.caps import ByteBudget, check_image_parts, check_stream_share
 from cfai_cli.core.catalog import streams_upstream
-from cfai_cli.core.openai.chat import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    ImagePart,
-    ImageURL,
-)
+from cfai_cli.core.openai.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ImagePart, ImageURL
 from cfai_cli.core.openai.passthrough import openai_fields
 from cfai_cli.core.routing import Target
 from cfai_cli.core.translate.chat import WorkersChatCall, schema_fallback, to_workers_chat
@@ -29,12 +23,12 @@ from cfai_cli.core.translate.chat_stream import completion_to_chunks
 from cfai_cli.core.workers.chat import parse_chat_result
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.service.accounts import on_workers
-from cfai_cli.service.chat_stream import open_choices
+from cfai_cli.service.chat_stream import ChatStream, prime
 from cfai_cli.service.context import Context
 from cfai_cli.service.forced import ensure_forced_calls
-from cfai_cli.service.gather import gather_all
-from cfai_cli.upstream.openai_compat import OpenAICompatClient
-from cfai_cli.upstream.provider import Provider, Waited
+from cfai_cli.service.gather import gather_all, open_all
+from cfai_cli.service.workers_stream import workers_stream
+from cfai_cli.upstream.provider import ChatUpstream, Provider
 from cfai_cli.upstream.workers import WorkersAIClient
 
 T = TypeVar("T")
@@ -134,11 +128,10 @@ async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> Ch
     inlined = _images_once(ctx, req)
 
     async def attempt(target: Target, provider: Provider) -> ChatCompletion:
-        if isinstance(provider, OpenAICompatClient):  # passed through as the client sent it
-            body = _passthrough_body(ctx, req, target, stream=False)
-            answer = cast(ChatCompletion, await provider.post_json("/chat/completions", body))
-            _note_usage(ctx, answer.get("usage") if isinstance(answer, dict) else None)
-            return answer
+        if isinstance(provider, ChatUpstream):  # passed through as the client sent it
+            answer = await provider.chat(_passthrough_body(ctx, req, target, stream=False))
+            _note_usage(ctx, answer.get("usage"))
+            return answer  # type: ignore[return-value]  # the provider's own object, passed on as it is
         images_inlined = await inlined()
         return await on_workers(ctx, provider, target.model,
                                 lambda client: _complete(ctx, images_inlined, target.model, client))
@@ -147,26 +140,20 @@ async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> Ch
     return await ctx.router.call(req.model, attempt, vision=req.has_images(), caller=ctx.record, calls=req.n or 1)
 
 
-async def _replay(chunks: list[ChatCompletionChunk]) -> AsyncIterator[ChatCompletionChunk]:
-    for item in chunks:
-        yield item
-
-
-async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> AsyncIterator[ChatCompletionChunk]:
-    """Open the upstream stream(s) of the first target that answers, and return the chunk iterator.
+async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> ChatStream:
+    """Open the upstream stream(s) of the first target that answers, and return the answer's stream.
 
     Failover happens here, before the first byte; a failure once chunks flow ends the stream with an error.
     """
     check_stream_share(req.n or 1, ctx.settings.max_connections)
     inlined = _images_once(ctx, req)
 
-    async def attempt(target: Target, provider: Provider) -> AsyncIterator[ChatCompletionChunk]:
-        if isinstance(provider, OpenAICompatClient):  # passed through as the client sent it
+    async def attempt(target: Target, provider: Provider) -> ChatStream:
+        if isinstance(provider, ChatUpstream):  # passed through as the client sent it
             body = _passthrough_body(ctx, req, target, stream=True)
             body["stream_options"] = {**body.get("stream_options", {}), "include_usage": True}  # for the record
-            events = await provider.stream("/chat/completions", body)
-            return cast(AsyncIterator[ChatCompletionChunk], _noting_usage(ctx, await _primed(ctx, events),
-                                                                          show=_wants_usage(req)))
+            batches = await prime(await provider.chat_stream(body), ctx.record)
+            return ChatStream(_noting_usage(ctx, batches, show=_wants_usage(req)), owns=(batches,))
         images_inlined = await inlined()
         return await on_workers(ctx, provider, target.model,
                                 lambda client: _open_workers_stream(ctx, images_inlined, target.model, client))
@@ -179,43 +166,27 @@ def _wants_usage(req: ChatCompletionRequest) -> bool:
     return bool(req.stream_options and req.stream_options.include_usage)
 
 
-async def _noting_usage(ctx: Context, events: AsyncIterator[dict[str, Any]], *, show: bool
-                        ) -> AsyncGenerator[dict[str, Any], None]:
+async def _noting_usage(ctx: Context, batches: AsyncGenerator[list[dict[str, Any]], None], *, show: bool
+                        ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
     """A provider's chunks, its usage noted in the record; usage is shown only to a client that asked for it."""
-    async with aclosing(cast(AsyncGenerator[dict[str, Any], None], events)):
-        async for event in events:
-            if isinstance(event, dict) and isinstance(event.get("usage"), dict):
-                _note_usage(ctx, event["usage"])
-                if not show:
-                    if not event.get("choices"):
-                        continue  # the usage-only chunk the client did not ask for
+    async with aclosing(batches):
+        async for batch in batches:
+            out: list[ChatCompletionChunk] = []
+            for event in batch:
+                if isinstance(event.get("usage"), dict):
+                    _note_usage(ctx, event["usage"])
+                    if not show:
+                        if not event.get("choices"):
+                            continue  # the usage-only chunk the client did not ask for
+                        event = {k: v for k, v in event.items() if k != "usage"}
+                elif not show and "usage" in event:
                     event = {k: v for k, v in event.items() if k != "usage"}
-            elif not show and isinstance(event, dict) and "usage" in event:
-                event = {k: v for k, v in event.items() if k != "usage"}
-            yield event
-
-
-async def _primed(ctx: Context, events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
-    """The provider's first event read now (an error there can still fail over), then the rest as they come."""
-    try:
-        with Waited(ctx.record):
-            first = await anext(events, None)
-    except BaseException:
-        await cast(AsyncGenerator[dict[str, Any], None], events).aclose()
-        raise
-
-    async def rest() -> AsyncGenerator[dict[str, Any], None]:
-        async with aclosing(cast(AsyncGenerator[dict[str, Any], None], events)):
-            if first is not None:
-                yield first
-            async for event in events:
-                yield event
-
-    return rest()
+                out.append(event)  # type: ignore[arg-type]  # the provider's own chunk, passed on as it is
+            yield out
 
 
 async def _open_workers_stream(ctx: Context, req: ChatCompletionRequest, model_id: str,
-                               client: WorkersAIClient) -> AsyncIterator[ChatCompletionChunk]:
+                               client: WorkersAIClient) -> ChatStream:
     include_usage = _wants_usage(req)
     call = _plan(ctx, req, model_id, stream=True)
     json_mode = req.response_format is not None and req.response_format.type != "text"
@@ -225,6 +196,6 @@ async def _open_workers_stream(ctx: Context, req: ChatCompletionRequest, model_i
         # on native models (recovered when answered in text: service.forced), and custom or namespaced tools
         # (their calls are mapped back whole).
         completion = await _complete(ctx, req, model_id, client)
-        return _replay(completion_to_chunks(completion, include_usage=include_usage))
-    streams = await gather_all(_upstream(ctx, call, client.stream) for _ in range(req.n or 1))
-    return await open_choices(ctx, req, call, streams, client, include_usage=include_usage)
+        return ChatStream.replay(completion_to_chunks(completion, include_usage=include_usage))
+    streams = await open_all(_upstream(ctx, call, client.stream) for _ in range(req.n or 1))
+    return await workers_stream(ctx, req, call, streams, client, include_usage=include_usage)

@@ -1,228 +1,175 @@
-"""The chunks of a chat answer streamed from Workers AI: one upstream stream per choice, each primed before
-the answer starts (an error in its first events can still fail over), merged when `n` > 1, and written in
-the groups they arrived in.
+"""A streamed answer: `EventStream`, and `ChatStream`, the one type of a chat answer whatever its source.
 
-Imports core, errors, upstream (the stream type) and the request's Context. `service.chat` opens the
-streams and hands them here.
+Every source yields *batches* of chunks (one per read from the network, so the proxy writes a batch in one
+send instead of one per token: bench/run.py): Workers AI's SSE translated (service.workers_stream), an
+OpenAI-compatible upstream's chunks (service.chat), a whole answer replayed (models that cannot stream, forced
+tool calls). Opening a source primes it with `prime`: its first batch is read before the answer starts, so an
+error there can still fail over to the next target. The `n > 1` choices of one answer are read side by side
+by `merge`. The other streamed answers (text completions, Responses API events) are EventStreams made from a
+ChatStream, so the proxy writes every stream the same way. Closing a stream closes its upstream responses;
+whether their connections serve again is the transport's business (upstream.network).
+
+Imports anyio, core, service.gather, and upstream.provider (where waiting is counted).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import aclosing
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
-from cfai_cli.core import jsonfast
-from cfai_cli.core.openai.chat import ChatCompletionChunk, ChatCompletionRequest, ChunkChoice
-from cfai_cli.core.sse import SSEDecoder
-from cfai_cli.core.translate.chat import WorkersChatCall
-from cfai_cli.core.translate.chat_answer import estimate_tokens, from_workers_chat, prompt_text, sum_usage, usage_out
-from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks, is_error_event
-from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
-from cfai_cli.errors import UpstreamError, UpstreamStreamError
-from cfai_cli.service.context import Context
-from cfai_cli.service.gather import gather_all
-from cfai_cli.upstream.provider import Waited
-from cfai_cli.upstream.workers import UpstreamStream, WorkersAIClient
+import anyio
+
+from cfai_cli.core.openai.chat import ChatCompletionChunk
+from cfai_cli.service.gather import Closable, gather_all
+from cfai_cli.upstream.provider import Waited, WaitLog
+
+T = TypeVar("T")
+E = TypeVar("E")
 
 
-class _Choice:
-    """One upstream stream feeding one choice index."""
+class EventStream(Generic[E]):
+    """The events of one streamed answer. `batches()` gives them in the groups they arrived in (empty groups
+    left out); iterating the stream itself gives them one by one. Close it (or `async with` it) when done:
+    that closes its upstream responses, whether or not it was read. `owns` are the streams `batches` reads
+    from, closed with it: a generator that never started cannot close what it holds."""
 
-    def __init__(self, ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, upstream: UpstreamStream,
-                 index: int, client: WorkersAIClient) -> None:
-        self.ctx, self.req, self.call, self.upstream, self.client = ctx, req, call, upstream, client
-        self.reads = _sse_reads(upstream.chunks) if upstream.chunks is not None else None
-        self.first: list[str] | None = None  # the events of the first upstream read, taken by prime()
-        self.translator = ChoiceStream(index=index, new_call_id=lambda: ctx.ids("call"), stop=call.stop,
-                                       max_tokens_sent=call.max_tokens_sent, max_tool_calls=call.max_tool_calls)
+    __slots__ = ("_batches", "_owns", "_pending")
 
-    def usage(self) -> ParsedUsage:
-        return self.translator.usage or ParsedUsage(
-            prompt_tokens=estimate_tokens(prompt_text(self.req)),
-            completion_tokens=estimate_tokens("x" * self.translator.text_chars),
-        )
-
-    async def prime(self) -> None:
-        """Read up to the first events before anything is sent: an error there (an error event, or a stream
-        that ends with no event at all) is raised now, while the router can still fail over."""
-        if self.reads is None:
-            return
-        try:
-            with Waited(self.ctx.record):
-                self.first = await anext(self.reads, [])
-            if not self.first:
-                raise UpstreamStreamError("Workers AI ended the stream before sending anything.")
-            data = self.first[0]
-            if data.strip() != "[DONE]":
-                event = _event_json(data)
-                if is_error_event(event):
-                    self.translator.feed(event)  # raises the mapped mid-stream error
-        except BaseException:
-            await self.close()
-            raise
-
-    async def close(self) -> None:
-        """Close the upstream stream unread (a failure before the first chunk)."""
-        if self.reads is not None:
-            await self.reads.aclose()
-        await self.upstream.aclose()
-
-    async def _events(self) -> AsyncGenerator[list[str], None]:
-        assert self.reads is not None
-        if self.first:
-            yield self.first
-        async for payloads in self.reads:
-            yield payloads
-
-    async def deltas(self) -> AsyncGenerator[list[ChunkChoice], None]:
-        done = False
-        try:
-            if self.reads is None:
-                async for item in self._from_result():
-                    yield item
-                return
-            # One list per upstream read (usually several events), so the proxy writes it in one send.
-            async with aclosing(self.reads), aclosing(self._events()) as reads:
-                async for payloads in reads:
-                    out: list[ChunkChoice] = []
-                    for data in payloads:
-                        if data.strip() == "[DONE]":
-                            done = True
-                            break
-                        try:
-                            out += self.translator.feed(_event_json(data))
-                        except Exception:
-                            if out:
-                                yield out  # what came before the bad event still reaches the client
-                            raise
-                    if out:
-                        yield out
-                    if done:
-                        break
-            yield self.translator.finish(done=done)
-        finally:
-            await self.upstream.aclose(drain=done)
-
-    async def _from_result(self) -> AsyncIterator[list[ChunkChoice]]:
-        """The model answered JSON to a stream request: use it, or ask again without streaming."""
-        try:
-            parsed = parse_chat_result(self.upstream.result)
-        except UpstreamError:
-            body = {k: v for k, v in self.call.body.items() if k not in ("stream", "stream_options")}
-            parsed = parse_chat_result(await self.client.run(self.call.model_id, body))
-        completion = from_workers_chat(self.req, self.call, [parsed], completion_id="", created=0,
-                                       new_call_id=lambda: self.ctx.ids("call"))
-        self.translator.usage = ParsedUsage(
-            prompt_tokens=completion["usage"]["prompt_tokens"],
-            completion_tokens=completion["usage"]["completion_tokens"])
-        for item in completion_to_chunks(completion, include_usage=False):
-            for choice in item["choices"]:
-                choice["index"] = self.translator.index
-            yield item["choices"]
-
-
-async def _sse_reads(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], None]:
-    """The `data` of the SSE events each upstream read completed, however the bytes were split."""
-    decoder = SSEDecoder()
-    async for raw in chunks:
-        events = decoder.decode(raw)
-        if events:
-            yield [event.data for event in events]
-    tail = decoder.flush()
-    if tail:
-        yield [event.data for event in tail]
-
-
-def _event_json(data: str) -> object:
-    try:
-        return jsonfast.loads(data)
-    except ValueError:
-        raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).") from None
-
-
-class ChunkStream:
-    """A chat stream's chunks; `batches()` gives them in the groups they arrived in from upstream, so the
-    proxy can write a group in one send (one per upstream read, not one per token: bench/run.py)."""
-
-    def __init__(self, batches: AsyncGenerator[list[ChatCompletionChunk], None]) -> None:
+    def __init__(self, batches: AsyncGenerator[list[E], None], *, owns: Sequence[Closable] = ()) -> None:
         self._batches = batches
-        self._pending: deque[ChatCompletionChunk] = deque()
+        self._owns = owns
+        self._pending: deque[E] = deque()
 
-    def __aiter__(self) -> ChunkStream:
+    async def batches(self) -> AsyncGenerator[list[E], None]:
+        async for batch in self._batches:
+            if batch:
+                yield batch
+
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> ChatCompletionChunk:
+    async def __anext__(self) -> E:
         while not self._pending:
             self._pending.extend(await self._batches.__anext__())  # StopAsyncIteration ends us too
         return self._pending.popleft()
 
-    def batches(self) -> AsyncGenerator[list[ChatCompletionChunk], None]:
-        return self._batches
-
     async def aclose(self) -> None:
-        await self._batches.aclose()
-
-
-async def open_choices(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, streams: list[UpstreamStream],
-                  client: WorkersAIClient, *, include_usage: bool) -> ChunkStream:
-    choices = [_Choice(ctx, req, call, upstream, i, client) for i, upstream in enumerate(streams)]
-    try:
-        await gather_all(choice.prime() for choice in choices)
-    except BaseException:
-        for choice in choices:  # the others were fine: close them too, nothing will read them
-            await choice.close()
-        raise
-    return ChunkStream(_stream_batches(ctx, req, call, choices, include_usage=include_usage))
-
-
-async def _stream_batches(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, choices: list[_Choice],
-                          *, include_usage: bool) -> AsyncGenerator[list[ChatCompletionChunk], None]:
-    completion_id, created = ctx.ids("chatcmpl"), ctx.now()
-
-    def wrap(choice: ChunkChoice) -> ChatCompletionChunk:
-        # One choice delta per chunk: clients merge deltas by index, chunk by chunk.
-        return chunk([choice], completion_id=completion_id, created=created, model=call.model_id,
-                     include_usage=include_usage)
-
-    try:
-        async with aclosing(choices[0].deltas() if len(choices) == 1 else _merge(choices)) as groups:
-            async for deltas in groups:
-                yield [wrap(choice) for choice in deltas]
-    finally:
-        # Whether or not the client asked to see usage, and also when it hung up: what was spent counts.
-        total = sum_usage(c.usage() for c in choices)
-        ctx.record.add_usage(total.prompt_tokens, total.completion_tokens)
-    if include_usage:
-        yield [chunk([], completion_id=completion_id, created=created, model=call.model_id, usage=usage_out(total),
-                     include_usage=True)]
-
-
-async def _merge(choices: list[_Choice]) -> AsyncGenerator[list[ChunkChoice], None]:
-    """Interleave several choices' deltas as they arrive (n > 1)."""
-    queue: asyncio.Queue[list[ChunkChoice] | Exception | None] = asyncio.Queue(maxsize=64)
-
-    async def pump(choice: _Choice) -> None:
         try:
-            async for deltas in choice.deltas():
-                await queue.put(deltas)
-            await queue.put(None)
-        except Exception as exc:  # handed to the consumer, which re-raises it
-            await queue.put(exc)
+            await self._batches.aclose()
+        finally:
+            for owned in self._owns:
+                await owned.aclose()
 
-    tasks = [asyncio.create_task(pump(c)) for c in choices]
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class ChatStream(EventStream[ChatCompletionChunk]):
+    """A chat answer's `chat.completion.chunk`s, from any source."""
+
+    __slots__ = ()
+
+    @classmethod
+    def replay(cls, chunks: Iterable[ChatCompletionChunk]) -> ChatStream:
+        """A whole answer's chunks as a stream of one batch (it was answered whole, so they are all here)."""
+        return cls(_one_batch(list(chunks)))
+
+
+async def _one_batch(batch: list[ChatCompletionChunk]) -> AsyncGenerator[list[ChatCompletionChunk], None]:
+    yield batch
+
+
+async def prime(source: AsyncGenerator[T, None], waits: WaitLog | None) -> AsyncGenerator[T, None]:
+    """`source` with its first item read now: a failure there (a refused request, an error event, a stream
+    that ends before anything) is raised here, before the answer starts, while the router can still fail
+    over; then the same items as `source`. The source is closed if priming fails, and by the result."""
     try:
-        remaining = len(tasks)
-        while remaining:
-            item = await queue.get()
-            if item is None:
-                remaining -= 1
-            elif isinstance(item, Exception):
-                raise item
-            else:
+        with Waited(waits):
+            first = await anext(source)
+    except StopAsyncIteration:
+        return _empty()
+    except BaseException:
+        await source.aclose()
+        raise
+    chained = _chain(first, source)
+    await anext(chained)  # started, so that closing it closes `source` even if it is never read
+    return chained
+
+
+async def _empty() -> AsyncGenerator[Any, None]:
+    return
+    yield
+
+
+async def _chain(first: T, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    async with aclosing(rest):
+        yield first  # taken by prime() itself, without suspending
+        yield first
+        async for item in rest:
+            yield item
+
+
+async def prime_all(sources: Sequence[AsyncGenerator[T, None]], waits: WaitLog | None
+                    ) -> list[AsyncGenerator[T, None]]:
+    """`prime` each source side by side; if one fails, the others are closed and the failure raised."""
+    if len(sources) == 1:
+        return [await prime(sources[0], waits)]
+    try:
+        return await gather_all(prime(source, waits) for source in sources)
+    except BaseException:
+        for source in sources:  # the primed ones hold open responses that nothing will read now
+            await source.aclose()
+        raise
+
+
+async def merge(sources: Sequence[AsyncGenerator[T, None]]) -> AsyncGenerator[T, None]:
+    """The items of several sources, interleaved as they come (the choices of an answer with `n > 1`).
+
+    A task group reads the sources into a memory stream, in a task of its own: a task group must not span an
+    async generator's yields (the consumer's cancel scopes would interleave with the group's), so this
+    generator only receives. A failing source cancels the others and its failure is raised here; closing
+    this generator cancels the readers, and each source is closed by the reader that read it.
+    """
+    send, receive = anyio.create_memory_object_stream[T](len(sources))
+
+    async def read(source: AsyncGenerator[T, None]) -> None:
+        async with aclosing(source):
+            async for item in source:
+                await send.send(item)
+
+    async def read_all() -> None:
+        # `send` is closed when every reader is done (or failed): the receiving loop then ends.
+        async with send, anyio.create_task_group() as group:
+            for source in sources:
+                group.start_soon(read, source)
+
+    reader = asyncio.get_running_loop().create_task(read_all())
+    try:
+        async with receive:
+            async for item in receive:
                 yield item
+        try:
+            await reader
+        except BaseExceptionGroup as failed:
+            raise _first(failed) from None
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not reader.done():
+            reader.cancel()
+            with anyio.CancelScope(shield=True):  # the readers' clean-up closes upstream responses: let it run
+                await asyncio.wait([reader])
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The failure a task group reports, out of its group (the first one; there is usually one)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

@@ -7,10 +7,10 @@ prompts are opened together (so early failures are plain HTTP errors) and relaye
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from cfai_cli.core.caps import check_stream_share
-from cfai_cli.core.openai.chat import ChatCompletionChunk, Usage
+from cfai_cli.core.openai.chat import Usage
 from cfai_cli.core.openai.completions import CompletionRequest, TextCompletion
 from cfai_cli.core.translate.completions import (
     choices_from_chat,
@@ -20,8 +20,9 @@ from cfai_cli.core.translate.completions import (
     to_chat_request,
 )
 from cfai_cli.service.chat import create_chat_completion, open_chat_stream
+from cfai_cli.service.chat_stream import ChatStream, EventStream
 from cfai_cli.service.context import Context
-from cfai_cli.service.gather import gather_all
+from cfai_cli.service.gather import gather_all, open_all
 
 
 def _add(total: Usage | None, usage: Usage) -> Usage:
@@ -49,38 +50,40 @@ async def create_completion(ctx: Context, req: CompletionRequest) -> TextComplet
     return out
 
 
-async def open_completion_stream(ctx: Context, req: CompletionRequest) -> AsyncIterator[TextCompletion]:
-    """Open every prompt's upstream stream, then return the `text_completion` chunk iterator."""
+async def open_completion_stream(ctx: Context, req: CompletionRequest) -> EventStream[TextCompletion]:
+    """Open every prompt's upstream stream, then return the `text_completion` chunk stream."""
     texts = prompts(req)
     model_id = ctx.router.resolve(req.model)
     check_stream_share(len(texts) * (req.n or 1), ctx.settings.max_connections)
     await ctx.record.reserve(len(texts) * (req.n or 1))
-    streams = await gather_all(open_chat_stream(ctx, to_chat_request(req, p, stream=True)) for p in texts)
-    return _stream(ctx, req, texts, streams, model_id)
+    streams = await open_all(open_chat_stream(ctx, to_chat_request(req, p, stream=True)) for p in texts)
+    return EventStream(_stream(req, texts, streams, completion_id=ctx.ids("cmpl"), created=ctx.now(),
+                               model_id=model_id), owns=streams)
 
 
-async def _stream(ctx: Context, req: CompletionRequest, texts: Sequence[str],
-                  streams: Sequence[AsyncIterator[ChatCompletionChunk]], model_id: str
-                  ) -> AsyncIterator[TextCompletion]:
-    completion_id, created, n = ctx.ids("cmpl"), ctx.now(), req.n or 1
+async def _stream(req: CompletionRequest, texts: Sequence[str], streams: Sequence[ChatStream], *,
+                  completion_id: str, created: int, model_id: str) -> AsyncGenerator[list[TextCompletion], None]:
+    n = req.n or 1
     usage: Usage | None = None
     try:
         for i, (prompt, stream) in enumerate(zip(texts, streams, strict=True)):
             started: set[int] = set()
-            async for chunk in stream:
-                if chunk.get("usage"):
-                    chunk_usage = chunk["usage"]
-                    assert chunk_usage is not None
-                    usage = _add(usage, chunk_usage)
-                choices = chunk_choices(chunk, prompt, echo=bool(req.echo), base=i * n, started=started)
-                if choices:
-                    yield text_completion(choices, completion_id=completion_id, created=created, model=model_id)
+            async for batch in stream.batches():
+                out: list[TextCompletion] = []
+                for chunk in batch:
+                    if chunk.get("usage"):
+                        chunk_usage = chunk["usage"]
+                        assert chunk_usage is not None
+                        usage = _add(usage, chunk_usage)
+                    choices = chunk_choices(chunk, prompt, echo=bool(req.echo), base=i * n, started=started)
+                    if choices:
+                        out.append(text_completion(choices, completion_id=completion_id, created=created,
+                                                   model=model_id))
+                yield out
     finally:
         for stream in streams:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await stream.aclose()
     if req.stream_options and req.stream_options.include_usage and usage is not None:
         last = text_completion([], completion_id=completion_id, created=created, model=model_id)
         last["usage"] = usage
-        yield last
+        yield [last]

@@ -1,4 +1,5 @@
-"""Running a request's upstream calls side by side: all of them, or none once one fails.
+"""Running a request's upstream calls side by side: all of them, or none once one fails (and streams that
+did open are closed).
 
 Imports only asyncio. Used by every service that fans out (choices, prompts, batches, images, pieces).
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -23,4 +24,28 @@ async def gather_all(aws: Iterable[Awaitable[T]]) -> list[T]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=Closable)
+
+
+async def open_all(opens: Iterable[Awaitable[C]]) -> list[C]:
+    """Open several streams side by side (gather_all); if one fails, the ones that did open are closed."""
+    opened: list[C] = []
+
+    async def one(opening: Awaitable[C]) -> C:
+        stream = await opening
+        opened.append(stream)
+        return stream
+
+    try:
+        return await gather_all(one(opening) for opening in opens)
+    except BaseException:
+        for stream in opened:  # nothing will read them now
+            await stream.aclose()
         raise

@@ -8,12 +8,11 @@ can fail early happens before the stream is returned, so the proxy can still ans
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from cfai_cli.core.openai.chat import ChatCompletionChunk, ChatCompletionRequest
+from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.openai.responses import CreateResponseRequest, Event, Item, ResponseObject
 from cfai_cli.core.translate.responses import (
     check_supported,
@@ -28,6 +27,7 @@ from cfai_cli.core.translate.responses_stream import ResponseBuilder, response_f
 from cfai_cli.core.translate.toolset import ToolSet
 from cfai_cli.errors import CfaiError, InvalidRequest, NotFound
 from cfai_cli.service.chat import create_chat_completion, open_chat_stream
+from cfai_cli.service.chat_stream import ChatStream, EventStream
 from cfai_cli.service.context import Context
 from cfai_cli.store.responses import ResponseStore
 
@@ -102,29 +102,26 @@ async def create_response(ctx: Context, req: CreateResponseRequest, *, owner: st
     return response
 
 
-class ResponseStream:
-    """The events of one streamed response; `fail()` ends it in-band when the stream breaks elsewhere."""
+class ResponseStream(EventStream[Event]):
+    """The events of one streamed response, a batch per batch of the chat stream under it; `fail()` ends it
+    in-band when the stream breaks elsewhere."""
 
-    def __init__(self, ctx: Context, plan: _Plan, chunks: AsyncIterator[ChatCompletionChunk]) -> None:
-        self._ctx, self._plan, self._chunks = ctx, plan, chunks
+    def __init__(self, ctx: Context, plan: _Plan, chat: ChatStream) -> None:
+        self._ctx, self._plan = ctx, plan
         self.builder = ResponseBuilder(plan.shell, new_id=ctx.ids, summary=plan.req.wants_summary(), tools=plan.tools)
         self.error: CfaiError | None = None  # what ended the stream in-band, for callers that want to raise it
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._events()
+        super().__init__(self._events(chat), owns=(chat,))
 
     def fail(self, error: CfaiError) -> list[Event]:
         return [] if self.builder.ended else self.builder.fail(error)
 
-    async def _events(self) -> AsyncIterator[Event]:
+    async def _events(self, chat: ChatStream) -> AsyncGenerator[list[Event], None]:
         builder = self.builder
-        async with aclosing(_closing(self._chunks)) as chunks:
-            for event in builder.start():
-                yield event
+        async with chat:
+            yield builder.start()
             try:
-                async for chunk in chunks:
-                    for event in builder.feed(chunk):
-                        yield event
+                async for batch in chat.batches():
+                    yield [event for chunk in batch for event in builder.feed(chunk)]
                 closing_events = builder.finish(completed_at=self._ctx.now())
             except CfaiError as exc:
                 # A mid-stream error comes from past the router, which masks the ones it sees: mask it here, as
@@ -134,18 +131,7 @@ class ResponseStream:
                 closing_events = builder.fail(exc)
             # Stored before the terminal event goes out: a client may disconnect as soon as it has it.
             _save(self._ctx, self._plan, builder.response)
-            for event in closing_events:
-                yield event
-
-
-async def _closing(chunks: AsyncIterator[ChatCompletionChunk]) -> AsyncGenerator[ChatCompletionChunk, None]:
-    try:
-        async for chunk in chunks:
-            yield chunk
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+            yield closing_events
 
 
 async def open_response_stream(ctx: Context, req: CreateResponseRequest, *,

@@ -3,17 +3,25 @@
 Clients build each `httpx.Request` themselves and hand it to `handle_async_request` of the transport this
 module chose: the one tests or `--offline` pass in, cfai's lean HTTP/1.1 transport, or httpx's own (when
 `fast_http = false` or a proxy is configured). No httpx.AsyncClient sits in between: its URL, header and
-cookie merging was ~20% of the proxy's CPU (docs/performance.md). Imports httpx, stdlib, upstream.transport.
+cookie merging was ~20% of the proxy's CPU (docs/performance.md). Imports httpx, anyio, stdlib, upstream.transport.
+
+Whether a connection can be used again after a response is the transport's business alone: closing a
+response that was started but not read to its end first reads the little that may be left (a stream's tail
+after `[DONE]`), for at most TAIL_SECONDS and TAIL_BYTES, so the connection goes back to the pool instead of
+costing a new TCP and TLS handshake. The lean transport does it itself; any other is wrapped here to do the
+same. Callers just close what they opened.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 
+import anyio
 import httpx
 
-from cfai_cli.upstream.transport import lean_transport, proxies_configured
+from cfai_cli.upstream.transport import TAIL_BYTES, TAIL_SECONDS, LeanTransport, lean_transport, proxies_configured
 
 HTTP_LOG = logging.getLogger("cfai.http")
 SECRET_HEADERS = frozenset({"authorization", "cf-aig-authorization", "x-api-key", "api-key", "cookie"})
@@ -34,6 +42,8 @@ def choose_transport(given: httpx.AsyncBaseTransport | None, *, fast_http: bool 
         chosen = lean_transport(max_connections)
     if chosen is None:
         chosen = _httpx_transport(max_connections)
+    if not isinstance(chosen, LeanTransport):
+        chosen = _Draining(chosen)
     return LoggingTransport(chosen) if HTTP_LOG.isEnabledFor(logging.DEBUG) else chosen
 
 
@@ -42,6 +52,54 @@ def _httpx_transport(max_connections: int) -> httpx.AsyncBaseTransport:
     if proxies_configured():
         return _EnvironmentProxies(limits)
     return httpx.AsyncHTTPTransport(limits=limits)
+
+
+class _Draining(httpx.AsyncBaseTransport):
+    """Any other transport (httpx's, or one given), its responses' connections kept for reuse when closed
+    just short of their end."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _TailRead(response.stream)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _TailRead(httpx.AsyncByteStream):
+    """A body that, closed after some of it was read, first reads what is left (a little, briefly)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._ended = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self._chunks = self._inner.__aiter__()
+        async for chunk in self._chunks:
+            yield chunk
+        self._ended = True
+
+    async def aclose(self) -> None:
+        chunks = self._chunks
+        if chunks is not None and not self._ended:
+            # An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from anyio
+            # cancellation only; a native cancel landing there would leave the connection checked out for good.
+            read = 0
+            try:
+                with anyio.move_on_after(TAIL_SECONDS):
+                    async for chunk in chunks:
+                        read += len(chunk)
+                        if read > TAIL_BYTES:
+                            break
+            except Exception:  # closing follows anyway
+                pass
+        await self._inner.aclose()
 
 
 class _EnvironmentProxies(httpx.AsyncBaseTransport):

@@ -1,10 +1,11 @@
 """A client for OpenAI-compatible providers (OpenAI, Groq, OpenRouter, vLLM, Ollama): the router's failover targets.
 
-Pass-through: a JSON body in, the decoded JSON object (or each SSE event's JSON payload) out; no translation
-and no retries (the router fails over between targets). One deadline per call covers connect and the whole
-body or stream. Every failure becomes a cfai error that names the upstream and never holds the API key.
-Imports httpx, stdlib, errors, core, upstream.provider (its wait accounting),
-upstream.network (its one transport) and upstream.workers (stream draining, error words).
+Pass-through: a JSON body in, the decoded JSON object (or the SSE events' JSON payloads, a list per read)
+out; no translation and no retries (the router fails over between targets). One deadline per call covers
+connect and the whole body or stream. Every failure becomes a cfai error that names the upstream and never
+holds the API key.
+Imports httpx, stdlib, errors, core, upstream.provider (the ChatUpstream it is, its wait accounting),
+upstream.network (its one transport) and upstream.workers (error words).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from cfai_cli.errors import (
     UpstreamTimeout,
 )
 from cfai_cli.upstream.network import choose_transport
-from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
-from cfai_cli.upstream.workers import DRAIN_SECONDS, describe_http_error, drain_tail
+from cfai_cli.upstream.provider import ChatUpstream, Waited, WaitLog, shallow_copy
+from cfai_cli.upstream.workers import describe_http_error
 
 T = TypeVar("T")
 _ERROR_BODY_LIMIT = 64 * 1024  # an error page is read up to this much, never whole
@@ -47,10 +48,10 @@ _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
 # The stream generator's first yield, consumed by stream() itself: a started generator runs its `finally`
 # (closing the response) on aclose() or garbage collection, an unstarted one would not.
-_PRIMED: dict[str, Any] = {}
+_PRIMED: list[dict[str, Any]] = []
 
 
-class OpenAICompatClient:
+class OpenAICompatClient(ChatUpstream):
     def __init__(
         self,
         *,
@@ -93,6 +94,12 @@ class OpenAICompatClient:
 
     # ---- public calls ----------------------------------------------------------------------------
 
+    async def chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.post_json("/chat/completions", body)
+
+    async def chat_stream(self, body: Mapping[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
+        return await self.stream("/chat/completions", body)
+
     async def post_json(self, path: str, body: Mapping[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """POST base_url + path (e.g. "/chat/completions", "/embeddings") with a JSON body; the decoded JSON object."""
         limit = self.timeout if timeout is None else timeout
@@ -109,12 +116,13 @@ class OpenAICompatClient:
 
     async def stream(
         self, path: str, body: Mapping[str, Any], *, timeout: float | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Open a streaming POST (the caller sets "stream": true in body).
 
         Status and content type are checked before this returns, so failures raise here, where the router can
-        still fail over. Returns an async generator of each SSE `data:` event's JSON payload, ending at
-        `data: [DONE]`; the response is closed when it finishes, raises, or is closed early.
+        still fail over. Returns an async generator of the SSE `data:` events' JSON payloads, a list per read
+        from the network, ending at `data: [DONE]`; the response is closed when it finishes, raises, or is
+        closed early.
         """
         limit = self.timeout if timeout is None else timeout
         deadline = asyncio.get_running_loop().time() + limit
@@ -171,22 +179,28 @@ class OpenAICompatClient:
 
     async def _events(
         self, response: httpx.Response, limit: float, deadline: float
-    ) -> AsyncGenerator[dict[str, Any], None]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         chunks = response.aiter_bytes()
         decoder = SSEDecoder()
         try:
             yield _PRIMED
             while True:
                 chunk = await self._next_chunk(chunks, limit, deadline)
+                batch: list[dict[str, Any]] = []
                 for event in decoder.decode(chunk) if chunk is not None else decoder.flush():
                     data = event.data.strip()
                     if not data:
                         continue
                     if data == "[DONE]":
-                        left = deadline - asyncio.get_running_loop().time()
-                        await drain_tail(chunks, max(0.0, min(left, DRAIN_SECONDS)))
+                        yield batch
                         return
-                    yield self._payload(event, data)
+                    try:
+                        batch.append(self._payload(event, data))
+                    except UpstreamStreamError:
+                        if batch:
+                            yield batch  # what came before the bad event still reaches the client
+                        raise
+                yield batch
                 if chunk is None:
                     raise UpstreamStreamError(f"{self.name} ended the stream early (no data: [DONE]).")
         finally:

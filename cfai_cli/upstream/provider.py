@@ -1,16 +1,19 @@
 """What every upstream client is to the router: a `Provider`, and where one request's waiting is counted.
 
 Imports only the standard library. There is one provider per upstream type: `upstream.workers.WorkersAIClient`
-(Cloudflare Workers AI: run, run raw, stream, model search) and `upstream.openai_compat.OpenAICompatClient`
-(an OpenAI-compatible API: chat and chat stream, passed through). Their calls differ because the services
-speak to them differently (Workers AI needs translating, an OpenAI-compatible API does not), so the service
-asks which one it holds with `isinstance`; what they share is how the router hands them to one attempt.
+(Cloudflare Workers AI: run, run raw, stream, model search), and the `ChatUpstream`s, which answer OpenAI chat
+requests themselves: `upstream.openai_compat.OpenAICompatClient` (an OpenAI-compatible API, passed through).
+Their calls differ because the services speak to them differently (Workers AI needs translating, a
+ChatUpstream does not), so the service asks which one it holds with `isinstance`; what they share is how the
+router hands them to one attempt.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Literal, Protocol, Self, TypeVar
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 UpstreamType = Literal["cloudflare", "openai"]  # an upstream's `type` in the config, shown by /health
 C = TypeVar("C")
@@ -48,6 +51,30 @@ class Provider(Protocol):
         over is quicker), and `waits` is where the request's upstream waiting is counted."""
         ...
 
+    async def aclose(self) -> None: ...
+
+
+class ChatUpstream(ABC):
+    """An upstream that answers OpenAI chat requests itself: the body goes as the client sent it (the model
+    name changed), the answer and chunks come back in OpenAI's shapes."""
+
+    name: str
+
+    @abstractmethod
+    def for_attempt(self, *, retry: bool, waits: WaitLog | None) -> Self: ...
+
+    @abstractmethod
+    async def chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a chat request; the `chat.completion` object."""
+
+    @abstractmethod
+    async def chat_stream(self, body: Mapping[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Open a streamed chat request (`stream: true` in body). Status and content type are checked before
+        this returns, so those failures raise here, where the router can still fail over. Then the
+        `chat.completion.chunk` objects, one list per read from the network (possibly empty), until the
+        stream's end; the response is closed when the generator ends, fails or is closed."""
+
+    @abstractmethod
     async def aclose(self) -> None: ...
 
 

@@ -16,7 +16,9 @@ clients keep httpx's request building, headers, decoding and exceptions, and onl
   sending more gets a RemoteProtocolError and its connection is dropped;
 - response bodies stream as they arrive (SSE); any exception or cancellation while a connection is checked
   out closes that connection and frees its place at once (no await in the clean-up), so a cancelled task or
-  a client that hangs up never leaks a socket or a pool slot;
+  a client that hangs up never leaks a socket or a pool slot; a body closed after it was started but short
+  of its end (a stream's last bytes after `[DONE]` still on their way) is read on for at most TAIL_SECONDS
+  and TAIL_BYTES first, so its connection can be reused instead of costing a new TCP and TLS handshake;
 - httpx's per-request timeouts (connect, read, write, pool) raise httpx's timeout exceptions; outer
   `asyncio.timeout` scopes cancel it like any coroutine;
 - failures are httpx exceptions (ConnectError, ReadError, WriteError, RemoteProtocolError...) whose text is
@@ -45,10 +47,12 @@ import httpx
 from cfai_cli.upstream.http11 import Conn, Exchange, Key, drain, os_error, read, request_head
 from cfai_cli.upstream.pool import KEEPALIVE_EXPIRY, Pool
 
-__all__ = ["LeanTransport", "lean_transport", "proxies_configured"]
+__all__ = ["TAIL_BYTES", "TAIL_SECONDS", "LeanTransport", "lean_transport", "proxies_configured"]
 
 _WRITE_HIGH_WATER = 64 * 1024  # buffered request bytes beyond which we wait for the socket (write timeout)
 _JOIN_BELOW = 64 * 1024  # request bodies smaller than this are sent with their head in one buffer
+TAIL_SECONDS = 0.05  # a started body closed short of its end: how long to read on so its connection is reused
+TAIL_BYTES = 64 * 1024  # ... and how much: more than that is a stream cut short, not its tail
 
 
 def proxies_configured() -> bool:
@@ -96,25 +100,22 @@ class _Body(httpx.AsyncByteStream):
     """A response body as it arrives. Read to its end, its connection goes back to the pool; closed early or
     broken (an error, a cancellation), the connection is closed."""
 
-    __slots__ = ("_conn", "_exchange", "_pool", "_timeout")
+    __slots__ = ("_conn", "_exchange", "_pool", "_started", "_timeout")
 
     def __init__(self, pool: Pool, conn: Conn, exchange: Exchange, timeout: float | None) -> None:
         self._pool = pool
         self._conn: Conn | None = conn
         self._exchange = exchange
         self._timeout = timeout
+        self._started = False
         if exchange.complete:
             self._finish()
         else:
             pool.lend(conn)
 
     def __aiter__(self) -> _Body:
+        self._started = True
         return self
-
-    @property
-    def released(self) -> bool:
-        """The connection is already back in the pool (the message is complete) or closed: nothing to drain."""
-        return self._conn is None
 
     async def __anext__(self) -> bytes:
         exchange = self._exchange
@@ -145,9 +146,22 @@ class _Body(httpx.AsyncByteStream):
             self._pool.release(conn, exchange.keep_alive and not exchange.extra)
 
     async def aclose(self) -> None:
+        if self._conn is not None and self._started:
+            await self._read_tail()
         conn, self._conn = self._conn, None
         if conn is not None:
             self._pool.discard(conn)
+
+    async def _read_tail(self) -> None:
+        """Read on briefly: a body that completes goes back to the pool (__anext__ releases it); one that
+        fails or times out is discarded by __anext__ itself."""
+        read = 0
+        try:
+            async with asyncio.timeout(TAIL_SECONDS):
+                while self._conn is not None and read <= TAIL_BYTES:
+                    read += len(await self.__anext__())
+        except (StopAsyncIteration, TimeoutError, httpx.HTTPError, OSError):
+            pass
 
     def __del__(self) -> None:  # a response dropped without aclose(): do not keep its connection checked out
         conn = getattr(self, "_conn", None)

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
-import anyio
 import httpx
 
 from cfai_cli import __version__
@@ -34,23 +33,6 @@ from cfai_cli.upstream.network import choose_transport
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 
 T = TypeVar("T")
-DRAIN_SECONDS = 0.05  # after [DONE], how long to read the tail so the connection can go back to the pool
-
-
-async def drain_tail(chunks: AsyncIterator[bytes], seconds: float) -> None:
-    """Read what follows a stream's [DONE] (usually nothing) for at most `seconds`, so the connection can be
-    reused instead of costing a new TCP and TLS handshake; errors are ignored (closing follows anyway).
-
-    An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from anyio
-    cancellation only, and a native cancel landing there leaves the connection checked out of the pool with
-    its socket open, for good (tests/reliability/test_disconnect.py).
-    """
-    try:
-        with anyio.move_on_after(seconds):
-            async for _ in chunks:
-                pass
-    except Exception:
-        pass
 
 
 @dataclass(slots=True)
@@ -61,14 +43,9 @@ class UpstreamStream:
     result: Any = None
     _response: httpx.Response | None = None
 
-    async def aclose(self, *, drain: bool = False) -> None:
-        """Close the answer; `drain` (after [DONE]) first reads the little that is left, so the
-        connection goes back to the pool instead of costing a new TCP and TLS handshake next time."""
-        response = self._response
-        if drain and response is not None and getattr(response.stream, "released", False):
-            drain = False  # cfai's transport already gave the connection back when the message ended
-        if drain and self.chunks is not None and response is not None and not response.is_closed:
-            await drain_tail(self.chunks, DRAIN_SECONDS)
+    async def aclose(self) -> None:
+        """Close the answer. Whether its connection can serve again is the transport's to decide
+        (upstream.network)."""
         if self._response is not None:
             await self._response.aclose()
 

@@ -279,17 +279,17 @@ async def test_a_proxy_bug_mid_stream_still_ends_the_responses_stream_in_band() 
     from cfai_cli.core.translate.responses import response_shell
     from cfai_cli.core.translate.responses_stream import ResponseBuilder
     from cfai_cli.server.routes.common import _sse
+    from cfai_cli.service.chat_stream import EventStream
 
     shell = response_shell(validate_request(CreateResponseRequest, {"input": "x"}), response_id="resp_1",
                            created_at=1, model="m")
     builder = ResponseBuilder(shell, new_id=lambda prefix: f"{prefix}_1")
 
     async def events():  # type: ignore[no-untyped-def]
-        for event in builder.start():
-            yield event
+        yield builder.start()
         raise RuntimeError("a bug")
 
-    body = b"".join([part async for part in _sse(events(), False, True, builder.fail)])
+    body = b"".join([part async for part in _sse(EventStream(events()), False, True, builder.fail)])
     streamed = validate_sse_responses_stream(body)
     assert [e["type"] for e in streamed][-2:] == ["error", "response.failed"]
     assert streamed[-2]["code"] == "internal_error"

@@ -66,8 +66,9 @@ async def hang(request: httpx.Request) -> httpx.Response:
     raise AssertionError("unreachable")
 
 
-async def collect(events: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [event async for event in events]
+async def collect(events: AsyncIterator[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A stream's events, out of the batches (one per network read) it gives them in."""
+    return [event async for batch in events for event in batch]
 
 
 def sse(*payloads: Any, done: bool = True) -> bytes:
@@ -337,8 +338,8 @@ async def test_stream_without_done_is_an_error() -> None:
     received: list[dict[str, Any]] = []
 
     async def consume() -> None:
-        async for event in events:
-            received.append(event)
+        async for batch in events:
+            received.extend(batch)
 
     error = await failure(UpstreamStreamError, consume())
     assert received == STREAM_EVENTS[:2] and error.message.startswith("groq ended the stream early")
@@ -359,7 +360,7 @@ async def test_stream_error_events(wire: bytes, needle: str) -> None:
     stream = RecordingStream([wire])
     groq = client(lambda request: httpx.Response(200, headers=SSE, stream=stream))
     events = await groq.stream("/chat/completions", {"stream": True})
-    assert await anext(events)  # the first event is fine
+    assert await anext(events) == [{"id": "x"} if b'"x"' in wire else STREAM_EVENTS[0]]  # the first event is fine
     error = await failure(UpstreamStreamError, anext(events))
     assert needle in error.message and stream.closed
     await groq.aclose()
@@ -369,7 +370,7 @@ async def test_stream_connection_broken_mid_stream() -> None:
     stream = RecordingStream([sse(STREAM_EVENTS[0], done=False)], fail=True)
     groq = client(lambda request: httpx.Response(200, headers=SSE, stream=stream))
     events = await groq.stream("/chat/completions", {"stream": True})
-    assert await anext(events) == STREAM_EVENTS[0]
+    assert await anext(events) == [STREAM_EVENTS[0]]
     error = await failure(UpstreamStreamError, anext(events))
     assert error.message.startswith("groq broke the connection mid-stream (ReadError") and stream.closed
     await groq.aclose()
@@ -392,8 +393,8 @@ async def test_a_stalled_stream_times_out_within_the_deadline() -> None:
     received: list[dict[str, Any]] = []
 
     async def consume() -> None:
-        async for event in events:
-            received.append(event)
+        async for batch in events:
+            received.extend(batch)
 
     error = await failure(UpstreamTimeout, consume())
     assert time.monotonic() - start < 1.5
@@ -420,7 +421,7 @@ async def test_closing_the_iterator_early_closes_the_response() -> None:
     groq = client(handler)
     events = await groq.stream("/chat/completions", {"stream": True})
     assert isinstance(events, AsyncGenerator)  # as promised: the router may call aclose()
-    assert await anext(events) == STREAM_EVENTS[0]
+    assert await anext(events) == STREAM_EVENTS  # one read, one batch
     assert [s.closed for s in streams] == [False]
     await events.aclose()
     assert [s.closed for s in streams] == [True]

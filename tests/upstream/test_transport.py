@@ -27,6 +27,7 @@ import pytest
 
 from cfai_cli.service.context import open_context
 from cfai_cli.settings import load_settings
+from cfai_cli.upstream.network import _Draining as Draining
 from cfai_cli.upstream.transport import LeanTransport, lean_transport, proxies_configured
 
 pytestmark = pytest.mark.anyio
@@ -839,8 +840,8 @@ async def test_upstream_clients_use_it_unless_turned_off_or_given_a_transport(tm
     async with open_context(replace(settings, fast_http=False)) as ctx:
         assert not any(isinstance(t, LeanTransport) for t in transports(ctx))
     given = httpx.MockTransport(lambda request: httpx.Response(200))
-    async with open_context(settings, transport=given) as ctx:
-        assert all(t is given for t in transports(ctx))
+    async with open_context(settings, transport=given) as ctx:  # wrapped only to read a closed stream's tail
+        assert all(isinstance(t, Draining) and t.inner is given for t in transports(ctx))
     (tmp_path / "config.toml").write_text("fast_http = false\n")
     assert load_settings({}, environ={"CFAI_HOME": str(tmp_path)}).fast_http is False
 

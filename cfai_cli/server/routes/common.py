@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any, cast
 
 import anyio
@@ -19,6 +19,7 @@ from cfai_cli.core.openai.base import parse_body
 from cfai_cli.core.sse import DONE, encode_sse
 from cfai_cli.errors import CfaiError, RequestTooLarge, UnsupportedMediaType, UpstreamError
 from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.service.chat_stream import EventStream
 from cfai_cli.service.context import Context
 from cfai_cli.service.record import RequestRecord
 
@@ -104,19 +105,14 @@ def _chat_error(exc: CfaiError) -> Sequence[Mapping[str, Any]]:
     return [exc.to_openai()]
 
 
-async def _sse(events: AsyncIterable[Mapping[str, Any]], done: bool, named: bool,
-               on_error: ErrorEvents) -> AsyncIterator[bytes]:
+async def _sse(events: EventStream[Any], done: bool, named: bool,
+               on_error: ErrorEvents) -> AsyncGenerator[bytes, None]:
     def encode(event: Mapping[str, Any]) -> bytes:
         return encode_sse(event, event=str(event["type"]) if named and "type" in event else None)
 
-    batches = getattr(events, "batches", None)  # service.chat_stream.ChunkStream: one write per upstream read
     try:
-        if batches is not None:
-            async for batch in batches():
-                yield b"".join(map(encode, batch))
-        else:
-            async for event in events:
-                yield encode(event)
+        async for batch in events.batches():  # one write per upstream read, not one per token
+            yield b"".join(map(encode, batch))
     except CfaiError as exc:
         # In-band error and no [DONE]: a client must never take a broken answer for a complete one.
         for event in on_error(exc):
@@ -139,7 +135,15 @@ class EventStreamResponse(StreamingResponse):
     that cancels an anyio cancel scope around the stream (~11 µs). The cancellation is still anyio's, so
     the shields that keep connection clean-up from being interrupted are respected, and the stream ends
     as before: the upstream response is closed and its connection freed (tests/reliability/test_disconnect.py).
+    The answer's events are closed when the response ends, however it ends (read or not, client there or not),
+    inside the scope and shielded from its cancellation: their clean-up closes the upstream responses.
     """
+
+    def __init__(self, events: EventStream[Any], *, done: bool, named: bool, on_error: ErrorEvents,
+                 headers: Mapping[str, str]) -> None:
+        self.events = events
+        self.sse: AsyncGenerator[bytes, None] = _sse(events, done, named, on_error)
+        super().__init__(self.sse, media_type="text/event-stream", headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         with anyio.CancelScope() as cancel:
@@ -156,11 +160,14 @@ class EventStreamResponse(StreamingResponse):
                 await self.stream_response(send)
             finally:
                 listener.cancel()
+                with anyio.CancelScope(shield=True):
+                    await self.sse.aclose()
+                    await self.events.aclose()
 
 
-def sse_response(events: AsyncIterable[Mapping[str, Any]], *, done: bool = True, named: bool = False,
+def sse_response(events: EventStream[Any], *, done: bool = True, named: bool = False,
                  on_error: ErrorEvents = _chat_error, headers: Mapping[str, str] | None = None) -> EventStreamResponse:
     """An SSE answer. Chat style by default (bare `data:`, `[DONE]`, an error body on failure); the
     Responses API sets `named` (an `event:` line per event), `done=False` and its own `on_error` events."""
     headers = {**API_HEADERS, "X-Accel-Buffering": "no", **(headers or {})}
-    return EventStreamResponse(_sse(events, done, named, on_error), media_type="text/event-stream", headers=headers)
+    return EventStreamResponse(events, done=done, named=named, on_error=on_error, headers=headers)

@@ -1,0 +1,140 @@
+"""A chat answer streamed from Workers AI: one upstream stream per choice, its SSE events translated to
+OpenAI deltas (core.translate.chat_stream), a batch per upstream read, then made a `ChatStream`.
+
+Imports core, errors, upstream (the stream type, the client) and service (the request's Context, the
+stream machinery of service.chat_stream). `service.chat` opens the upstream streams and hands them here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+
+from cfai_cli.core import jsonfast
+from cfai_cli.core.openai.chat import ChatCompletionChunk, ChatCompletionRequest, ChunkChoice
+from cfai_cli.core.sse import SSEDecoder
+from cfai_cli.core.translate.chat import WorkersChatCall
+from cfai_cli.core.translate.chat_answer import estimate_tokens, from_workers_chat, prompt_text, sum_usage, usage_out
+from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks
+from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
+from cfai_cli.errors import UpstreamError, UpstreamStreamError
+from cfai_cli.service.chat_stream import ChatStream, merge, prime_all
+from cfai_cli.service.context import Context
+from cfai_cli.upstream.workers import UpstreamStream, WorkersAIClient
+
+
+class _Choice:
+    """One upstream stream feeding one choice index: its deltas, and the tokens it used."""
+
+    def __init__(self, ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, upstream: UpstreamStream,
+                 index: int, client: WorkersAIClient) -> None:
+        self.ctx, self.req, self.call, self.upstream, self.client = ctx, req, call, upstream, client
+        self.translator = ChoiceStream(index=index, new_call_id=lambda: ctx.ids("call"), stop=call.stop,
+                                       max_tokens_sent=call.max_tokens_sent, max_tool_calls=call.max_tool_calls)
+
+    def usage(self) -> ParsedUsage:
+        return self.translator.usage or ParsedUsage(
+            prompt_tokens=estimate_tokens(prompt_text(self.req)),
+            completion_tokens=estimate_tokens("x" * self.translator.text_chars),
+        )
+
+    async def deltas(self) -> AsyncGenerator[list[ChunkChoice], None]:
+        """The choice's deltas, a list per upstream read that completed events (possibly empty: the first
+        one tells `prime` that the stream has started well). An error event, a malformed one, or a stream
+        that ends before its first event raises; the upstream response is closed however this ends."""
+        try:
+            if self.upstream.chunks is None:
+                yield await self._from_result()
+                return
+            done, started = False, False
+            async with aclosing(_sse_reads(self.upstream.chunks)) as reads:
+                async for payloads in reads:
+                    started = True
+                    out: list[ChunkChoice] = []
+                    for data in payloads:
+                        if data.strip() == "[DONE]":
+                            done = True
+                            break
+                        try:
+                            out += self.translator.feed(_event_json(data))
+                        except Exception:
+                            if out:
+                                yield out  # what came before the bad event still reaches the client
+                            raise
+                    yield out
+                    if done:
+                        break
+            if not started:
+                raise UpstreamStreamError("Workers AI ended the stream before sending anything.")
+            yield self.translator.finish(done=done)
+        finally:
+            await self.upstream.aclose()
+
+    async def _from_result(self) -> list[ChunkChoice]:
+        """The model answered JSON to a stream request: use it, or ask again without streaming."""
+        try:
+            parsed = parse_chat_result(self.upstream.result)
+        except UpstreamError:
+            body = {k: v for k, v in self.call.body.items() if k not in ("stream", "stream_options")}
+            parsed = parse_chat_result(await self.client.run(self.call.model_id, body))
+        completion = from_workers_chat(self.req, self.call, [parsed], completion_id="", created=0,
+                                       new_call_id=lambda: self.ctx.ids("call"))
+        self.translator.usage = ParsedUsage(
+            prompt_tokens=completion["usage"]["prompt_tokens"],
+            completion_tokens=completion["usage"]["completion_tokens"])
+        deltas: list[ChunkChoice] = []
+        for item in completion_to_chunks(completion, include_usage=False):
+            for choice in item["choices"]:
+                choice["index"] = self.translator.index
+                deltas.append(choice)
+        return deltas
+
+
+async def _sse_reads(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], None]:
+    """The `data` of the SSE events each upstream read completed, however the bytes were split."""
+    decoder = SSEDecoder()
+    async for raw in chunks:
+        events = decoder.decode(raw)
+        if events:
+            yield [event.data for event in events]
+    tail = decoder.flush()
+    if tail:
+        yield [event.data for event in tail]
+
+
+def _event_json(data: str) -> object:
+    try:
+        return jsonfast.loads(data)
+    except ValueError:
+        raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).") from None
+
+
+async def workers_stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall,
+                         streams: list[UpstreamStream], client: WorkersAIClient, *, include_usage: bool) -> ChatStream:
+    """The answer of the opened upstream `streams` (one per choice), each primed (see service.chat_stream)."""
+    choices = [_Choice(ctx, req, call, upstream, i, client) for i, upstream in enumerate(streams)]
+    sources = await prime_all([choice.deltas() for choice in choices], ctx.record)
+    return ChatStream(_answer(ctx, call, choices, sources, include_usage=include_usage), owns=sources)
+
+
+async def _answer(ctx: Context, call: WorkersChatCall, choices: list[_Choice],
+                  sources: list[AsyncGenerator[list[ChunkChoice], None]], *, include_usage: bool
+                  ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
+    completion_id, created = ctx.ids("chatcmpl"), ctx.now()
+
+    def wrap(choice: ChunkChoice) -> ChatCompletionChunk:
+        # One choice delta per chunk: clients merge deltas by index, chunk by chunk.
+        return chunk([choice], completion_id=completion_id, created=created, model=call.model_id,
+                     include_usage=include_usage)
+
+    try:
+        async with aclosing(sources[0] if len(sources) == 1 else merge(sources)) as groups:
+            async for deltas in groups:
+                yield [wrap(choice) for choice in deltas]
+    finally:
+        # Whether or not the client asked to see usage, and also when it hung up: what was spent counts.
+        total = sum_usage(c.usage() for c in choices)
+        ctx.record.add_usage(total.prompt_tokens, total.completion_tokens)
+    if include_usage:
+        yield [chunk([], completion_id=completion_id, created=created, model=call.model_id, usage=usage_out(total),
+                     include_usage=True)]
