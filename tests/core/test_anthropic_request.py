@@ -196,6 +196,13 @@ def test_tool_choice(choice: dict[str, Any] | None, tool_choice: Any, parallel: 
     assert ("tools" in chat) == (choice is None or choice["type"] != "none")
 
 
+def test_forcing_a_server_tool_leaves_the_choice_to_the_model() -> None:
+    plan = plan_for(body(user("News?"), tools=[{"type": "web_search_20250305", "name": "web_search"},
+                                               {"name": "weather", "input_schema": SCHEMA}],
+                         tool_choice={"type": "tool", "name": "web_search"}))
+    assert chat_json(plan)["tool_choice"] == "auto" and plan.dropped_tools == ["web_search_20250305"]
+
+
 def test_settings_and_stop_sequences() -> None:
     plan = plan_for(body(user("Count"), max_tokens=7, temperature=0.2, top_p=0.9, top_k=40,
                          stop_sequences=["END", "", "\n\nHuman:"], service_tier="auto"), stream=False)

@@ -211,3 +211,12 @@ def test_text_pieces_are_streamed_as_they_come(n: int) -> None:
     for i in range(n):
         events = stream.feed(chunk({"content": f"p{i}"}))
         assert events[-1]["delta"] == {"type": "text_delta", "text": f"p{i}"}
+
+
+def test_nothing_in_the_same_chunk_follows_a_stop_sequence() -> None:
+    events = run(MessageStream(plan(["###"]), message_id="m", input_tokens_estimate=1), [
+        chunk({"content": "done ### then", "tool_calls": [call(0, id="call_1", name="weather", args="{}")]},
+              finish="tool_calls")])
+    message = accumulate(events)
+    assert [b.type for b in message.content] == ["text"]
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "###")

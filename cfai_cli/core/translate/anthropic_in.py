@@ -237,6 +237,8 @@ def _tool_choice(req: CountTokensRequest, offered: bool) -> tuple[Any, bool | No
     if isinstance(choice, ToolChoiceAny):
         return "required", parallel
     if isinstance(choice, ToolChoiceTool):
+        if any(t.name == choice.name for t in req.tools or [] if not isinstance(t, CustomTool)):
+            return "auto", parallel  # a server tool, left out: the model decides among what is left
         if not any(t.name == choice.name for t in req.tools or [] if isinstance(t, CustomTool)):
             raise InvalidRequest(f"tool_choice names '{choice.name}', which is not in 'tools'.",
                                  param="tool_choice.name", code="invalid_value")
