@@ -20,6 +20,9 @@
         └── RateLimited             429 rate_limit_exceeded   exit 7
             └── QuotaExceeded       429 insufficient_quota    exit 7 (final: never retried)
 
+Anthropic routes answer with `to_anthropic()` and `anthropic_status` instead: the same errors in Anthropic's
+words, with capacity errors (Overloaded, Workers AI's 3040) as its 529 overloaded_error.
+
 Imports only the standard library: it sits beneath every other module.
 """
 
@@ -86,8 +89,43 @@ class CfaiError(Exception):
             }
         }
 
+    @property
+    def anthropic_status(self) -> int:
+        """The HTTP status an Anthropic route answers with: the same as `status`, except that capacity
+        errors are Anthropic's 529 `overloaded_error` (its SDKs retry those; clients show "overloaded")."""
+        return 529 if self.anthropic_type == "overloaded_error" else self.status
+
+    @property
+    def anthropic_type(self) -> str:
+        """Anthropic's error type for this error, from its class and status (Anthropic's "Errors" page)."""
+        if isinstance(self, Overloaded) or (
+                isinstance(self, RateLimited) and str(self.upstream_code) in CAPACITY_UPSTREAM_CODES):
+            return "overloaded_error"
+        return _ANTHROPIC_TYPES.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
+
+    def to_anthropic(self) -> dict[str, Any]:
+        """The Anthropic error body: `{"type": "error", "error": {"type", "message"}}`."""
+        return {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
+
+
+# Workers AI's "Capacity temporarily exceeded" (core.workers.envelope.CAPACITY_CODES; repeated here because
+# this module sits beneath core): a 429 at Cloudflare, an overload in Anthropic's terms.
+CAPACITY_UPSTREAM_CODES = frozenset({"3040"})
+
+# Statuses without an entry: 4xx -> invalid_request_error (405, 408, 415 are malformed requests to Anthropic
+# too), 5xx -> api_error. 413 is "request_too_large" as Anthropic documents it, although the 2.15 SDK's
+# ErrorType does not list it (its clients pick the exception class from the status, not the type).
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+}
 
 
 class InvalidRequest(CfaiError):

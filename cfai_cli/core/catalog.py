@@ -46,6 +46,12 @@ DEFAULT_ALIASES: dict[str, str] = {
     "codex-mini-latest": "@cf/openai/gpt-oss-20b",
     "gpt-oss-120b": "@cf/openai/gpt-oss-120b",
     "gpt-oss-20b": "@cf/openai/gpt-oss-20b",
+    # Claude names (the Anthropic Messages API, Claude Code). Any dated or future name finds its family by
+    # the family word: claude-3-5-sonnet-20241022 and claude-sonnet-4-6 -> claude-sonnet (see alias_of).
+    "claude-sonnet": SCOUT,  # tools + vision + 131k context: Claude Code's main model must take all three
+    "claude-haiku": MISTRAL_SMALL,  # fast, tools + vision, 128k context, no reasoning pass to wait for
+    # The strongest text + tools model every account can run (Kimi K2.6 is stronger, but Workers Paid only).
+    "claude-opus": "@cf/openai/gpt-oss-120b",
     "text-embedding-3-small": "@cf/baai/bge-base-en-v1.5",
     "text-embedding-3-large": "@cf/baai/bge-large-en-v1.5",
     "text-embedding-ada-002": "@cf/baai/bge-base-en-v1.5",
@@ -76,7 +82,12 @@ DEFAULT_VISION_ALIASES: dict[str, str] = {
     "o1": GEMMA_4,
     "o3": GEMMA_4,
     "o4-mini": GEMMA_4,
+    "claude-opus": GEMMA_4,
 }
+
+# Claude model families, found by word in any Claude model name (`claude-<version>-<family>-<date>` before
+# Claude 4, `claude-<family>-<version>[-<date>]` since).
+CLAUDE_FAMILIES = ("opus", "sonnet", "haiku")
 
 # Families that speak OpenAI Chat Completions on /ai/run (reference §2.1, §2.7). Everything else gets
 # the stricter native body, which the chat-dialect models accept too; so a model missing here still works.
@@ -116,6 +127,8 @@ def alias_of(name: str, aliases: Mapping[str, str]) -> str | None:
     A name that is not an alias but starts with one followed by '-' or '.' belongs to the *longest* such
     alias, so OpenAI's dated and suffixed names keep working: gpt-4o-2024-08-06 -> gpt-4o,
     gpt-4.1-mini-2025-04-14 -> gpt-4.1-mini, gpt-5.1-codex-max -> gpt-5, gpt-6.2-sol -> gpt-6, o3-pro -> o3.
+    A Claude name with no such alias belongs to `claude-<family>` by its family word, wherever the word
+    stands: claude-3-5-sonnet-20241022, claude-sonnet-4-6 -> claude-sonnet; claude-opus-4-1 -> claude-opus.
     """
     if name in aliases:
         return name
@@ -124,6 +137,9 @@ def alias_of(name: str, aliases: Mapping[str, str]) -> str | None:
         if (len(name) > len(alias) + 1 and name.startswith(alias) and name[len(alias)] in "-."
                 and (family is None or len(alias) > len(family))):
             family = alias
+    if family is None and name.startswith("claude-"):
+        words = name.split("-")
+        family = next((f"claude-{w}" for w in CLAUDE_FAMILIES if w in words and f"claude-{w}" in aliases), None)
     return family
 
 

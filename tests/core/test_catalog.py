@@ -7,6 +7,8 @@ import pytest
 from cfai_cli.core.catalog import (
     DEFAULT_ALIASES,
     DEFAULT_CHAT_MODEL,
+    DEFAULT_VISION_ALIASES,
+    known_vision,
     resolve_model,
     speaks_chat_dialect,
     streams_upstream,
@@ -109,7 +111,7 @@ def test_invalid_ids_behind_a_prefix_are_rejected(name: str) -> None:
     assert info.value.param == "model"
 
 
-@pytest.mark.parametrize("name", ["gpt-9", "claude-3-opus", "openai/gpt-9", "o5-mini"])
+@pytest.mark.parametrize("name", ["gpt-9", "claude-2.1", "openai/gpt-9", "o5-mini"])
 def test_unknown_alias_is_model_not_found(name: str) -> None:
     with pytest.raises(ModelNotFound) as info:
         resolve_model(name, CUSTOM)
@@ -162,5 +164,56 @@ def test_unknown_alias_suggests_close_names() -> None:
         resolve_model("gtp-4o-mini", DEFAULT_ALIASES)  # ("gpt-4o-mnii" is of the gpt-4o family)
     assert "Did you mean 'gpt-4o-mini'" in info.value.message
     with pytest.raises(ModelNotFound) as far:
-        resolve_model("claude", DEFAULT_ALIASES)
+        resolve_model("gemini-pro", DEFAULT_ALIASES)
     assert "Did you mean" not in far.value.message
+
+
+# ---- Claude names (the Anthropic Messages API) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "family"), [
+    ("claude-3-5-sonnet-20241022", "claude-sonnet"),
+    ("claude-3-7-sonnet-latest", "claude-sonnet"),
+    ("claude-sonnet-4-5-20250929", "claude-sonnet"),
+    ("claude-sonnet-4-6", "claude-sonnet"),  # Claude Code 2.x's default
+    ("claude-opus-4-1", "claude-opus"),
+    ("claude-opus-4-6", "claude-opus"),
+    ("claude-3-opus-20240229", "claude-opus"),
+    ("claude-haiku-4-5", "claude-haiku"),
+    ("claude-3-5-haiku-20241022", "claude-haiku"),
+    ("claude-haiku-5-0-20270101", "claude-haiku"),  # a future name
+])
+def test_claude_names_go_by_family_word(name: str, family: str) -> None:
+    assert resolve_model(name, DEFAULT_ALIASES) == DEFAULT_ALIASES[family]
+
+
+def test_claude_families_take_what_claude_code_sends() -> None:
+    sonnet = resolve_model("claude-sonnet-4-6", DEFAULT_ALIASES)
+    assert sonnet == SCOUT and known_vision(sonnet)  # the main model gets screenshots and tools
+    assert known_vision(resolve_model("claude-haiku-4-5", DEFAULT_ALIASES))
+    opus = resolve_model("claude-opus-4-6", DEFAULT_ALIASES)
+    assert opus == "@cf/openai/gpt-oss-120b"
+    assert known_vision(resolve_model("claude-opus-4-6", DEFAULT_ALIASES, vision=True,
+                                      vision_aliases=DEFAULT_VISION_ALIASES))
+
+
+def test_claude_aliases_are_overridable() -> None:
+    mine = {**DEFAULT_ALIASES, "claude-sonnet": "@cf/qwen/qwen3-30b-a3b-fp8",
+            "claude-sonnet-4-5": "@cf/zai-org/glm-4.7-flash"}
+    assert resolve_model("claude-3-5-sonnet-20241022", mine) == "@cf/qwen/qwen3-30b-a3b-fp8"
+    assert resolve_model("claude-sonnet-4-6", mine) == "@cf/qwen/qwen3-30b-a3b-fp8"
+    # an exact or longer alias wins over the family word
+    assert resolve_model("claude-sonnet-4-5", mine) == "@cf/zai-org/glm-4.7-flash"
+    assert resolve_model("claude-sonnet-4-5-20250929", mine) == "@cf/zai-org/glm-4.7-flash"
+
+
+@pytest.mark.parametrize("name", ["claude-2.1", "claude-instant-1", "claude-sonnetish-4", "not-claude-sonnet"])
+def test_other_claude_names_are_unknown(name: str) -> None:
+    with pytest.raises(ModelNotFound):
+        resolve_model(name, DEFAULT_ALIASES)
+
+
+def test_claude_family_needs_its_alias() -> None:
+    without = {k: v for k, v in DEFAULT_ALIASES.items() if k != "claude-opus"}
+    with pytest.raises(ModelNotFound):
+        resolve_model("claude-opus-4-6", without)

@@ -52,7 +52,8 @@ OSS_20B = "@cf/openai/gpt-oss-20b"
     ("gpt-60", None),
     ("o3-", None),
     ("o5-mini", None),
-    ("claude-3-opus", None),
+    ("claude-3-opus", "claude-opus"),  # Claude names go by family word, wherever it stands
+    ("claude-2.1", None),
 ])
 def test_family_is_the_longest_alias_followed_by_a_dash_or_dot(name: str, family: str | None) -> None:
     assert alias_of(name, DEFAULT_ALIASES) == family

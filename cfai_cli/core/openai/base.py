@@ -51,9 +51,13 @@ def param_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+# The error type of a callable Discriminator's failure (core.anthropic.models): named like a tag error.
+TYPE_TAG_ERROR = "invalid_type_tag"
+
+
 def _error_path(error: Mapping[str, Any]) -> str:
     path = param_path(tuple(error["loc"]))
-    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found", TYPE_TAG_ERROR):
         discriminator = str((error.get("ctx") or {}).get("discriminator", "type")).strip("'")
         path = f"{path}.{discriminator}" if path else discriminator
     return path
