@@ -47,6 +47,7 @@ class Load:
     requests: int
     errors: int
     overhead: float | None = None  # mean x-cfai-overhead-ms: the proxy's own time, by its own account
+    cpu_us: float | None = None  # the proxy's CPU time per request (user + system, workers included)
 
 
 def free_port() -> int:
@@ -67,6 +68,20 @@ def wait_http(url: str, seconds: float = 20.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not come up") from None
             time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process and its children (uvicorn workers) have used so far. Unlike
+    req/s, it hardly moves when other work shares the machine, so it compares builds measured apart."""
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    ticks = 0
+    for p in pids:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -172,12 +187,16 @@ class Bench:
         shutil.rmtree(self.home, ignore_errors=True)
 
     def load(self, url: str, body: Mapping[str, object], headers: dict[str, str], connections: int,
-             seconds: float | None = None, stop_after: int | None = None) -> Load:
+             seconds: float | None = None, stop_after: int | None = None, pid: int | None = None) -> Load:
         run = wrk if self.use_wrk else python_load
         data = json.dumps(body).encode()
         secs = seconds or self.args.seconds
         run(url, data, headers, connections=connections, seconds=min(1.0, secs))  # warm-up
-        return run(url, data, headers, connections=connections, seconds=secs, stop_after=stop_after)
+        before = cpu_seconds(pid) if pid else 0.0
+        load = run(url, data, headers, connections=connections, seconds=secs, stop_after=stop_after)
+        if pid and load.requests:
+            load.cpu_us = (cpu_seconds(pid) - before) / load.requests * 1e6
+        return load
 
     def proxy(self, *, no_auth: bool) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
@@ -209,7 +228,7 @@ class Bench:
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             headers = {} if no_auth else {"Authorization": f"Bearer {key}"}
             for name, (_, body, c) in scenarios.items():
-                results[f"{label} {name}"] = self.load(url, body, headers, c)
+                results[f"{label} {name}"] = self.load(url, body, headers, c, pid=proc.pid)
             if label == "cfai":
                 results["rss after load"] = rss_mb(proc.pid)
                 extra = self.load(url, OPENAI_BODY, headers, 32, seconds=120, stop_after=20000)
@@ -266,6 +285,10 @@ def table(results: dict[str, object], variants: list[str]) -> str:
             fmt = "{:.2f}" if unit == "ms" else "{:,.0f}"
             rows.append(f"| {name} | {metric} ({unit}) | {fmt.format(base)} | "
                         + " | ".join(fmt.format(v) for v in vals) + f" | {ratio:.2f}× | {added} |")
+        cpu = [getattr(t, "cpu_us", None) for t in through]
+        if any(v is not None for v in cpu):
+            rows.append(f"| {name} | proxy CPU per request (µs) | | "
+                        + " | ".join("" if v is None else f"{v:.0f}" for v in cpu) + " | | |")
         own = [getattr(t, "overhead", None) for t in through]
         if any(v is not None for v in own):
             rows.append(f"| {name} | x-cfai-overhead-ms (mean) | | "

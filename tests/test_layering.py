@@ -3,9 +3,10 @@
 `errors` sits beneath everything; `core` imports only pydantic and the standard library (and orjson in
 core/jsonfast.py); nothing imports `cli`; server code never imports typer or rich. The offline emulator stands
 apart: it imports only the standard library and starlette (it fakes Cloudflare, so it must not share cfai's
-code), and only the offline transport in service/context.py imports it. Two things issue 19 removes may not
-grow back: server code reaching into upstream's internals (it goes through service), and `ContextVar`s
-(hidden control channels: pass values as arguments).
+code), and only the offline transport in service/context.py imports it. Three things issue 19 removes may not
+grow back: server code reaching into upstream's internals (it goes through service), `ContextVar`s (hidden
+control channels: pass values as arguments), and duck typing between the layers of a request (`getattr` on
+what another layer hands over, such as a stream's `batches` or `aclose`: give it a type instead).
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ SERVER_UPSTREAM_IMPORTS: set[str] = set()
 
 # The ContextVars that exist, by module and name: none (the wait and retry channels became arguments).
 CONTEXT_VARS: dict[str, set[str]] = {}
+
+# `getattr(obj, "name", ...)` in service and server code, by module and attribute name: only on Starlette's
+# own loosely typed objects (app.state and the matched route), never on what another cfai layer hands over.
+GETATTRS: dict[str, set[str]] = {
+    "server/errors.py": {"scrubber"},
+    "server/metrics.py": {"path"},
+    "server/routes/health.py": {"ctx"},
+}
 
 
 def layer_of(path: Path) -> str:
@@ -166,6 +175,26 @@ def test_no_new_context_vars(path: Path) -> None:
             f"{rel}:{lineno}: a new ContextVar ({name}) is a hidden control channel; pass the value as an argument")
 
 
+def getattrs(path: Path) -> list[tuple[int, str]]:
+    """The `getattr` calls of `path`, with the attribute each names (`?` when it is not a literal)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
+            name = node.args[1] if len(node.args) > 1 else None
+            found.append((node.lineno, name.value if isinstance(name, ast.Constant) and isinstance(name.value, str)
+                          else "?"))
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if layer_of(p) in ("server", "service")],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_duck_typing_between_layers(path: Path) -> None:
+    rel = path.relative_to(PACKAGE).as_posix()
+    for lineno, name in getattrs(path):
+        assert name in GETATTRS.get(rel, set()), (
+            f"{rel}:{lineno}: getattr(..., {name!r}) duck-types what another layer handed over; give it a type")
+
+
 def test_the_allow_lists_are_not_stale() -> None:
     """Each allowed exception still exists: once removed, it leaves the list (and cannot come back)."""
     used = {name for p in MODULES if layer_of(p) == "server" for _, name in upstream_imports(p)}
@@ -173,6 +202,9 @@ def test_the_allow_lists_are_not_stale() -> None:
     made = {(p.relative_to(PACKAGE).as_posix(), name) for p in MODULES for _, name in context_vars(p)}
     allowed = {(rel, name) for rel, names in CONTEXT_VARS.items() for name in names}
     assert made >= allowed, f"ContextVars gone: {allowed - made}"
+    looked_up = {(p.relative_to(PACKAGE).as_posix(), name) for p in MODULES for _, name in getattrs(p)}
+    listed = {(rel, name) for rel, names in GETATTRS.items() for name in names}
+    assert looked_up >= listed, f"getattrs gone: {listed - looked_up}"
 
 
 def test_the_checkers_catch_upstream_imports_and_context_vars(tmp_path: Path) -> None:
@@ -183,3 +215,5 @@ def test_the_checkers_catch_upstream_imports_and_context_vars(tmp_path: Path) ->
     assert [name for _, name in upstream_imports(bad)] == ["cfai_cli.upstream.pool",
                                                           "cfai_cli.upstream.workers.NO_RETRY"]
     assert sorted(name for _, name in context_vars(bad)) == ["?", "A", "B"]
+    bad.write_text("getattr(stream, 'batches', None)\ngetattr(x, name)\n")
+    assert getattrs(bad) == [(1, "batches"), (2, "?")]
