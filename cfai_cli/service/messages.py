@@ -63,19 +63,32 @@ class MessageEvents(EventStream[Event]):
 
     async def _events(self, chat: ChatStream) -> AsyncGenerator[list[Event], None]:
         translator = self.translator
+        reported = False  # Workers AI's usage comes last: a stream cut at a stop sequence never sees it
+        written = 0  # characters sent, for the estimate then
         async with chat:
             yield translator.start()
             async for batch in chat.batches():
                 events: list[Event] = []
                 for chunk in batch:
+                    reported = reported or bool(chunk.get("usage"))
                     events += translator.feed(chunk)
                     if translator.done:
                         break
+                written += sum(len(_delta_text(event)) for event in events)
                 yield events
                 if translator.done:
                     break  # leaving `async with` closes the upstream stream now
         self._ended = True
-        yield translator.finish()
+        estimate = None if reported else {"prompt_tokens": translator.input_tokens_estimate,
+                                          "completion_tokens": estimate_tokens("x" * written)}
+        yield translator.finish(estimate)
+
+
+def _delta_text(event: Event) -> str:
+    delta = event.get("delta") if event.get("type") == "content_block_delta" else None
+    if not isinstance(delta, dict):
+        return ""
+    return str(delta.get("text") or delta.get("partial_json") or delta.get("thinking") or "")
 
 
 async def open_message_stream(ctx: Context, req: MessagesRequest, plan: AnthropicPlan) -> MessageEvents:

@@ -6,9 +6,8 @@ retries, so every answer it accepts is one the SDK's own types declare, and ever
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anthropic
 import httpx
@@ -19,14 +18,11 @@ from cfai_cli.settings import Settings
 
 BASE = "http://proxy.test"
 
-# `async with claude(...) as client:`; `key` None sends none, `bearer` sends it as Authorization: Bearer.
-ClaudeFactory = Callable[..., Any]
-
-
 @asynccontextmanager
 async def claude_on(settings: Settings, key: str | None, *, transport: httpx.AsyncBaseTransport | None = None,
                     bearer: bool = False) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    """The SDK on an app built from `settings` (with `transport` as Workers AI, else its settings' own)."""
+    """The SDK on an app built from `settings` (with `transport` as Workers AI, else its settings' own); `key`
+    None sends none, `bearer` sends it as `Authorization: Bearer` instead of `x-api-key`."""
     app = create_app(settings, transport=transport)
     async with app.router.lifespan_context(app), httpx2.AsyncClient(
             transport=httpx2.ASGITransport(app=app), base_url=BASE) as http:

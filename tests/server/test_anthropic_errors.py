@@ -5,6 +5,7 @@ too large, unknown routes, upstream failures before the first byte, and `event: 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyPolicy, KeyStore
-from tests.fake_workers import FakeWorkers, error_envelope, fixed, native_text, sse, sse_response
+from tests.fake_workers import FakeWorkers, error_envelope, fixed, sse, sse_response
 from tests.server.anthropic_client import claude_on, raw_on
 
 pytestmark = pytest.mark.anyio
@@ -190,3 +191,5 @@ async def test_the_upstream_is_closed_once_a_stop_sequence_hits(settings: Settin
     assert frames[-1].startswith("event: message_stop")
     assert '"stop_sequence":"STOP"' in frames[-2].replace(" ", "") and " w0" not in reply.text
     assert len(pulled) < 100  # closed at the hit, not read to the end
+    usage = json.loads(frames[-2].split("data: ", 1)[1])["usage"]
+    assert usage["output_tokens"] > 0  # estimated: Workers AI's own count comes at the end, never read
