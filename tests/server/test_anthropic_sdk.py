@@ -192,6 +192,8 @@ async def test_count_tokens(settings: Settings, api_key: str) -> None:
                                                         tools=[WEATHER], system="Be kind.")
     assert 0 < small.input_tokens < big.input_tokens
     assert with_tools.input_tokens > small.input_tokens
+    rows = UsageLog(settings.database).rows(since=0)
+    assert {r.route for r in rows} == {"messages/count_tokens"} and all(r.upstream_model is None for r in rows)
 
 
 async def test_models_in_anthropic_shape(settings: Settings, api_key: str) -> None:
@@ -207,3 +209,15 @@ async def test_models_in_anthropic_shape(settings: Settings, api_key: str) -> No
         del raw.headers["anthropic-version"]  # an OpenAI client: OpenAI's shape, unchanged
         openai_shape = (await raw.get("/v1/models")).json()
     assert openai_shape["object"] == "list" and openai_shape["data"][0]["object"] == "model"
+
+
+async def test_model_pages_follow_anthropics_cursors(settings: Settings, api_key: str) -> None:
+    async with raw_on(settings.as_offline(), api_key) as raw:
+        every = [m["id"] for m in (await raw.get("/v1/models", params={"limit": 1000})).json()["data"]]
+        first = (await raw.get("/v1/models", params={"limit": 3})).json()
+        second = (await raw.get("/v1/models", params={"limit": 3, "after_id": first["last_id"]})).json()
+        back = (await raw.get("/v1/models", params={"limit": 3, "before_id": second["first_id"]})).json()
+        bad = await raw.get("/v1/models", params={"after_id": "nope"})
+    assert [m["id"] for m in first["data"] + second["data"]] == every[:6]
+    assert back["data"] == first["data"] and first["has_more"] and not back["has_more"]  # nothing before it
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
