@@ -5,12 +5,16 @@ request (core.translate.anthropic_in), runs through the same router, policies an
 completion, and its answer (or chunk stream) is translated back. As with chat, everything that can fail early
 (validation, the model, opening the upstream stream) happens before the stream is returned, so the proxy can
 still answer a real HTTP error; a failure after that is an in-band `error` event (`MessageEvents.fail`).
+`max_tokens` is honoured, but fitted into the model's context window where the catalogue knows it: Claude Code
+asks for 128,000 output tokens on every turn, and vLLM-served Workers AI models refuse a request whose prompt
+plus `max_tokens` exceeds their context (reference §1.4, "context overflow") instead of stopping early.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cfai_cli.core.anthropic.models import CountTokensRequest, MessagesRequest
@@ -26,20 +30,62 @@ from cfai_cli.errors import CfaiError
 from cfai_cli.service.chat import create_chat_completion, open_chat_stream
 from cfai_cli.service.chat_stream import ChatStream, EventStream
 from cfai_cli.service.context import Context
+from cfai_cli.service.models import catalogue
 from cfai_cli.service.tokens import bundled_tokenizer
 
 Event = dict[str, Any]
 
 
-def plan_message(req: MessagesRequest, *, stream: bool) -> AnthropicPlan:
-    """The chat request a Messages request runs as (the route reads its dropped server tools)."""
-    return to_chat_request(req, stream=stream)
+# Room kept free beyond the estimated prompt when fitting max_tokens: the estimate (or a tokenizer of another
+# family) can fall short of the model's own count, and the chat template adds tokens of its own.
+PROMPT_MARGIN = 0.15
+MIN_ROOM = 256
 
 
-async def create_message(ctx: Context, plan: AnthropicPlan) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Prepared:
+    """A Messages request ready to run: its plan (the chat request, dropped server tools, stop sequences) and
+    its input-token estimate (message_start needs one before Workers AI reports any)."""
+
+    plan: AnthropicPlan
+    input_tokens: int
+
+    @property
+    def dropped_tools(self) -> list[str]:
+        return self.plan.dropped_tools
+
+
+async def prepare_message(ctx: Context, req: MessagesRequest, *, stream: bool) -> Prepared:
+    """The chat request a Messages request runs as, its max_tokens fitted to the models it may run on."""
+    plan = to_chat_request(req, stream=stream)
+    _, chain = ctx.router.chain(req.model, vision=plan.chat.has_images())
+    models = [target.model for target in chain]
+    estimate = await _count(req, models[0])
+    room = await _output_room(ctx, models, estimate)
+    asked = plan.chat.max_tokens or req.max_tokens
+    if room is not None and asked > room:
+        plan = replace(plan, chat=plan.chat.model_copy(update={"max_tokens": room}))
+    return Prepared(plan, estimate)
+
+
+async def _output_room(ctx: Context, models: list[str], prompt_tokens: int) -> int | None:
+    """The most output tokens every model of the chain has room for after the prompt, or None when the
+    catalogue knows none of their context windows (another provider's model, or the catalogue unreachable:
+    then max_tokens goes as asked)."""
+    try:
+        known = {m.id: m.context_window for m in await catalogue(ctx)}
+    except CfaiError:
+        return None
+    windows = [w for w in (known.get(model) for model in models) if w]
+    if not windows:
+        return None
+    return max(MIN_ROOM, min(windows) - int(prompt_tokens * (1 + PROMPT_MARGIN)) - MIN_ROOM)
+
+
+async def create_message(ctx: Context, prepared: Prepared) -> dict[str, Any]:
     """POST /v1/messages without `stream`: the chat answer as an Anthropic `message` (stop sequences applied)."""
-    completion = await create_chat_completion(ctx, plan.chat)
-    return to_message(completion, plan, message_id=ctx.ids("msg"))
+    completion = await create_chat_completion(ctx, prepared.plan.chat)
+    return to_message(completion, prepared.plan, message_id=ctx.ids("msg"))
 
 
 class MessageEvents(EventStream[Event]):
@@ -91,13 +137,10 @@ def _delta_text(event: Event) -> str:
     return str(delta.get("text") or delta.get("partial_json") or delta.get("thinking") or "")
 
 
-async def open_message_stream(ctx: Context, req: MessagesRequest, plan: AnthropicPlan) -> MessageEvents:
+async def open_message_stream(ctx: Context, prepared: Prepared) -> MessageEvents:
     """Open the upstream stream (failing over before the first byte, as chat does) and return its events."""
-    model_id = ctx.router.resolve(req.model, vision=plan.chat.has_images())
-    # message_start needs input_tokens before Workers AI reports any: the estimate count_tokens gives.
-    estimate = await _count(req, model_id)
-    chat = await open_chat_stream(ctx, plan.chat)
-    translator = MessageStream(plan, message_id=ctx.ids("msg"), input_tokens_estimate=estimate)
+    chat = await open_chat_stream(ctx, prepared.plan.chat)
+    translator = MessageStream(prepared.plan, message_id=ctx.ids("msg"), input_tokens_estimate=prepared.input_tokens)
     return MessageEvents(ctx, translator, chat)
 
 

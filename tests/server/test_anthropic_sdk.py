@@ -221,3 +221,18 @@ async def test_model_pages_follow_anthropics_cursors(settings: Settings, api_key
     assert [m["id"] for m in first["data"] + second["data"]] == every[:6]
     assert back["data"] == first["data"] and first["has_more"] and not back["has_more"]  # nothing before it
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_max_tokens_is_fitted_into_the_context_window(settings: Settings, api_key: str,
+                                                            fake: FakeWorkers) -> None:
+    """Claude Code asks for 128,000 output tokens; a model with a 24,000-token context (the fake catalogue's
+    Llama 3.3) would refuse prompt + max_tokens over it, so cfai asks for what fits. Small values go as asked."""
+    fake.models[LLAMA] = native_text("Fine")
+    prompt = "word " * 4000  # about 4,000 tokens by the estimate
+    async with claude_on(settings, api_key, transport=fake.transport()) as client:
+        for asked in (128_000, 300):
+            async with client.messages.stream(model=LLAMA, max_tokens=asked,
+                                              messages=[{"role": "user", "content": prompt}]) as events:
+                assert text_of(await events.get_final_message()) == "Fine"
+    fitted, small = (body["max_tokens"] for _, body in fake.calls)
+    assert 15_000 < fitted < 24_000 - 4_000 and small == 300

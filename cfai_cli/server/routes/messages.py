@@ -17,18 +17,18 @@ from cfai_cli.core.openai.base import validate_request
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
 from cfai_cli.server.routes.common import dropped_tools_headers, read_json, request_context, sse_response
-from cfai_cli.service.messages import count_message_tokens, create_message, open_message_stream, plan_message
+from cfai_cli.service.messages import count_message_tokens, create_message, open_message_stream, prepare_message
 
 
 async def create(request: Request) -> Response:
     req = validate_request(MessagesRequest, await read_json(request))
     ctx = request_context(request)
-    plan = plan_message(req, stream=bool(req.stream))
-    extra = dropped_tools_headers(plan.dropped_tools, "messages")
+    prepared = await prepare_message(ctx, req, stream=bool(req.stream))
+    extra = dropped_tools_headers(prepared.dropped_tools, "messages")
     if req.stream:
-        events = await open_message_stream(ctx, req, plan)
+        events = await open_message_stream(ctx, prepared)
         return sse_response(events, done=False, named=True, on_error=events.fail, headers=extra)
-    return JSONResponse(await create_message(ctx, plan), headers={**API_HEADERS, **extra})
+    return JSONResponse(await create_message(ctx, prepared), headers={**API_HEADERS, **extra})
 
 
 async def count_tokens(request: Request) -> Response:
