@@ -30,7 +30,7 @@ from cfai_cli.errors import CfaiError
 from cfai_cli.service.chat import create_chat_completion, open_chat_stream
 from cfai_cli.service.chat_stream import ChatStream, EventStream
 from cfai_cli.service.context import Context
-from cfai_cli.service.models import catalogue
+from cfai_cli.service.models import CACHE_SECONDS, catalogue
 from cfai_cli.service.tokens import bundled_tokenizer
 
 Event = dict[str, Any]
@@ -40,6 +40,7 @@ Event = dict[str, Any]
 # family) can fall short of the model's own count, and the chat template adds tokens of its own.
 PROMPT_MARGIN = 0.15
 MIN_ROOM = 256
+_NO_CATALOGUE = "messages:catalogue-failed"
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,13 @@ async def _output_room(ctx: Context, models: list[str], prompt_tokens: int) -> i
     """The most output tokens every model of the chain has room for after the prompt, or None when the
     catalogue knows none of their context windows (another provider's model, or the catalogue unreachable:
     then max_tokens goes as asked)."""
+    failed = ctx.cache.get(_NO_CATALOGUE)
+    if failed is not None and ctx.clock() - failed < CACHE_SECONDS:
+        return None  # not asked again on every request while it fails
     try:
         known = {m.id: m.context_window for m in await catalogue(ctx)}
     except CfaiError:
+        ctx.cache[_NO_CATALOGUE] = ctx.clock()
         return None
     windows = [w for w in (known.get(model) for model in models) if w]
     if not windows:

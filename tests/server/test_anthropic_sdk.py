@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import anthropic
+import httpx
 import pytest
 
 from cfai_cli.settings import Settings
@@ -236,3 +237,26 @@ async def test_max_tokens_is_fitted_into_the_context_window(settings: Settings, 
                 assert text_of(await events.get_final_message()) == "Fine"
     fitted, small = (body["max_tokens"] for _, body in fake.calls)
     assert 15_000 < fitted < 24_000 - 4_000 and small == 300
+
+
+async def test_without_a_catalogue_max_tokens_goes_as_asked(settings: Settings, api_key: str,
+                                                            fake: FakeWorkers) -> None:
+    """The catalogue unreachable: the request still runs, with max_tokens as sent, and the catalogue is not
+    asked again on every request."""
+    fake.models[LLAMA] = native_text("Fine")
+    searches: list[str] = []
+
+    def workers(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/ai/models/search"):
+            searches.append(request.url.path)
+            return httpx.Response(500, text="<html>down</html>")
+        return fake(request)
+
+    async with claude_on(settings, api_key, transport=httpx.MockTransport(workers)) as client:
+        for _ in range(3):
+            async with client.messages.stream(model=LLAMA, max_tokens=128_000,
+                                              messages=[{"role": "user", "content": "hi"}]) as events:
+                assert text_of(await events.get_final_message()) == "Fine"
+        asked = len(searches)
+    assert [body["max_tokens"] for _, body in fake.calls] == [128_000] * 3
+    assert 1 <= asked <= 3  # the first request's tries only (the client retries a 500)
