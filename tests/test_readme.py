@@ -63,6 +63,32 @@ def test_python_sdk_snippet(server: tuple[int, str, dict[str, str]]) -> None:
     assert lines[0].startswith("[offline]") and lines[-1] == "768"
 
 
+def test_anthropic_python_sdk_snippet(server: tuple[int, str, dict[str, str]]) -> None:
+    port, _, env = server
+    code = block("### From the Anthropic SDK", "python").replace("127.0.0.1:3000", f"127.0.0.1:{port}")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("[offline]") and "llama-4-scout" in lines[0]
+    assert lines[1].startswith("[offline]") and "mistral-small" in lines[1]
+    assert int(lines[-1]) > 0
+
+
+JS = ROOT / "tests" / "js"
+
+
+@pytest.mark.skipif(not (JS / "node_modules").is_dir() or shutil.which("node") is None,
+                    reason="needs node and tests/js/node_modules (npm ci --prefix tests/js)")
+def test_anthropic_typescript_snippet(server: tuple[int, str, dict[str, str]]) -> None:
+    port, _, env = server
+    code = block("### From the Anthropic SDK", "typescript").replace("127.0.0.1:3000", f"127.0.0.1:{port}")
+    # Run as an ES module from tests/js, where `@anthropic-ai/sdk` resolves.
+    done = subprocess.run(["node", "--input-type=module", "-e", code], capture_output=True, text=True, env=env,
+                          timeout=60, cwd=JS)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[offline]") and "llama-4-scout" in done.stdout
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_snippet(server: tuple[int, str, dict[str, str]]) -> None:
     port, _, env = server

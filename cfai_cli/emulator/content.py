@@ -71,6 +71,8 @@ def read_messages(messages: Sequence[Mapping[str, Any]]) -> Conversation:
                 if isinstance(call.get("id"), str) and isinstance(fn.get("name"), str):
                     call_names[call["id"]] = fn["name"]
         role = message.get("role")
+        if role in ("system", "developer") and conv.last_role is not None:
+            continue  # a note to the model between turns (Claude Code sends one after the user's): not a turn
         conv.last_role = role if isinstance(role, str) else None
         if role == "user":
             conv.user_text, conv.has_image = text, image

@@ -30,7 +30,8 @@ from cfai_cli.store.limits import RateLimiter
 
 # The browser page and its static files carry no data; its data endpoints (/ui/api/*) need a key.
 OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json", *UI_OPEN_PATHS})
-_SCOPES = (("chat/", "chat"), ("responses", "chat"), ("completions", "chat"), ("tokenize", "chat"),
+_SCOPES = (("chat/", "chat"), ("responses", "chat"), ("messages", "chat"), ("completions", "chat"),
+           ("tokenize", "chat"),
            ("embeddings", "embeddings"),
            ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("route-check", "models"),
            ("metrics", "admin"), ("health", "admin"),
@@ -86,7 +87,7 @@ class KeyAuth:
             record, extra_headers = await self._admit(scope)
             self._enter(record)
         except CfaiError as error:
-            await error_response(error)(scope, receive, send)
+            await error_response(error, scope)(scope, receive, send)
             return
         scope.setdefault("state", {})["cfai_key"] = record
         self._grant(request_record(scope), record)
@@ -142,7 +143,8 @@ class KeyAuth:
         key = presented_key(scope["headers"])
         if key is None:
             raise AuthenticationError(
-                "You didn't provide an API key. Send 'Authorization: Bearer <key>' with a key made by `cfai keygen`.",
+                "You didn't provide an API key. Send 'Authorization: Bearer <key>' (or 'x-api-key: <key>') with a key "
+                "made by `cfai keygen`.",
                 code="missing_api_key")
         try:
             record = self.cache.verify(key)  # on the loop: microseconds, and revocation still counts at once

@@ -1,8 +1,12 @@
-"""The proxy's one error boundary: every failure leaves as an OpenAI error body, never HTML or a traceback.
+"""The proxy's one error boundary: every failure leaves as an error body, never HTML or a traceback.
 
 Imports starlette, core and errors. Handlers cover cfai errors, Starlette's own 404/405, and anything
 unexpected (logged server-side without locals, answered as a generic 500). Every configured secret is
 masked in error messages (the app's `scrubber`) and in every log record that reaches a handler.
+The body's dialect is chosen here alone (`speaks_anthropic`): Anthropic's `{"type": "error", ...}` with its
+statuses for the Messages API paths and for any request carrying `anthropic-version` (what every Anthropic
+SDK and Claude Code send), OpenAI's `{"error": {...}}` for everything else. Middleware that refuses a
+request early (auth, limits, caps) calls `error_response` with the request's scope, so it answers the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from cfai_cli.core.redact import Scrubber
 from cfai_cli.errors import CfaiError, MethodNotAllowed, NotFound
@@ -23,12 +28,27 @@ log = logging.getLogger("cfai.server")
 API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-def error_response(exc: CfaiError) -> JSONResponse:
+ANTHROPIC_PATHS = ("/v1/messages", "/messages")
+
+
+def speaks_anthropic(scope: Scope) -> bool:
+    """True for a request in the Anthropic dialect: a Messages API path (also an unknown one below it), or
+    any request with an `anthropic-version` header (the Anthropic SDKs send it on every call)."""
+    path: str = scope.get("path", "")
+    if any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS):
+        return True
+    return any(name == b"anthropic-version" for name, _ in scope.get("headers", ()))
+
+
+def error_response(exc: CfaiError, scope: Scope | None = None) -> JSONResponse:
+    """The error answer for `exc`, in the dialect of the request `scope` (OpenAI's without one)."""
     headers = {**API_HEADERS, **exc.headers}
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="cfai"'
+    if scope is not None and speaks_anthropic(scope):
+        return JSONResponse(exc.to_anthropic(), status_code=exc.anthropic_status, headers=headers)
     return JSONResponse(exc.to_openai(), status_code=exc.status, headers=headers)
 
 
@@ -37,7 +57,7 @@ async def cfai_error(request: Request, exc: Exception) -> Response:
     scrubber: Scrubber | None = getattr(request.app.state, "scrubber", None)
     if scrubber:
         exc.message = scrubber.text(exc.message)
-    return error_response(exc)
+    return error_response(exc, request.scope)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -50,7 +70,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     else:
         error = CfaiError(exc.detail or "HTTP error")
         error.status = exc.status_code  # type: ignore[misc]
-    response = error_response(error)
+    response = error_response(error, request.scope)
     if exc.headers:
         response.headers.update(exc.headers)
     return response
@@ -59,8 +79,11 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__,
               exc_info=(type(exc), exc, exc.__traceback__))
-    body: dict[str, Any] = {"error": {"message": "The proxy hit an internal error; see its log.",
-                                      "type": "server_error", "param": None, "code": "internal_error"}}
+    error = CfaiError("The proxy hit an internal error; see its log.", code="internal_error")
+    if speaks_anthropic(request.scope):
+        return JSONResponse(error.to_anthropic(), status_code=500, headers=API_HEADERS)
+    body: dict[str, Any] = {"error": {"message": error.message, "type": "server_error", "param": None,
+                                      "code": "internal_error"}}
     return JSONResponse(body, status_code=500, headers=API_HEADERS)
 
 

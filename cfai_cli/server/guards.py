@@ -57,7 +57,7 @@ class ConcurrencyCap:
         if self.in_flight >= self.limit:
             error = Overloaded(f"The proxy is answering {self.limit} requests already; try again shortly.",
                                retry_after=1)
-            response = error_response(error)
+            response = error_response(error, scope)
             # The request body is left unread, so the connection must not be reused for another request.
             response.headers["Connection"] = "close"
             await response(scope, receive, send)

@@ -88,6 +88,6 @@ class LoopbackOnly:
             refusal = self._refusal(scope["headers"])
             if refusal is not None:
                 if scope["type"] == "http":
-                    await error_response(refusal)(scope, receive, send)
+                    await error_response(refusal, scope)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -113,7 +113,8 @@ class _Watch:
 
 def route_of(template: str) -> str:
     """The usage log's route name for a route template: /v1/chat/completions -> chat/completions,
-    /v1/models/{model:path} -> models; a path no route matched is `unmatched`."""
+    /v1/messages -> messages, /v1/messages/count_tokens -> messages/count_tokens, /v1/models/{model:path} ->
+    models; a path no route matched is `unmatched`."""
     name = _ROUTE_NAMES.get(template)
     if name is None:
         parts = [p for p in template.split("/") if p][1 if template.startswith("/v1/") else 0 :]
@@ -122,7 +123,7 @@ def route_of(template: str) -> str:
         elif not parts:
             name = "/"
         else:
-            name = "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio") else parts[0]
+            name = "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio", "messages") else parts[0]
         if len(_ROUTE_NAMES) < 1024:  # templates are few; the bound is a backstop
             _ROUTE_NAMES[template] = name
     return name

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cfai_cli.core.catalog import known_vision, resolve_model
-from cfai_cli.errors import CfaiError, ModelNotFound
+from cfai_cli.errors import CfaiError, InvalidRequest, ModelNotFound
 from cfai_cli.service.context import Context
 
 CACHE_SECONDS = 600
@@ -162,3 +162,55 @@ async def suggest_models(ctx: Context, model_id: str) -> str:
     close += [n for n in difflib.get_close_matches(model_id, names, n=3, cutoff=0.6) if n not in close]
     close = close[:3]
     return f" Did you mean {' or '.join(close)}?" if close else " `cfai models` lists the models."
+
+
+# ---- Anthropic's shape (GET /v1/models with an anthropic-version header) ------------------------------
+
+
+def anthropic_model(openai: dict[str, Any], info: ModelInfo | None = None) -> dict[str, Any]:
+    """An OpenAI model object in Anthropic's words: `created_at` is RFC 3339, `display_name` the id's last part,
+    `max_input_tokens` the context window where the catalogue knows it (`info`: the Workers AI model it runs)."""
+    created = datetime.fromtimestamp(int(openai.get("created") or 0), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    model_id = str(openai["id"])
+    return {"type": "model", "id": model_id, "display_name": model_id.rsplit("/", 1)[-1], "created_at": created,
+            "lifecycle": "active", "max_input_tokens": info.context_window if info is not None else None}
+
+
+def anthropic_page(models: list[dict[str, Any]], *, limit: int = 20, after_id: str | None = None,
+                   before_id: str | None = None) -> dict[str, Any]:
+    """One page of Anthropic's model list: `after_id`/`before_id` are cursors (ids), `limit` 1..1000."""
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("Invalid value for 'limit': expected 1 to 1000.", param="limit", code="invalid_value")
+    ids = [m["id"] for m in models]
+    for name, cursor in (("after_id", after_id), ("before_id", before_id)):
+        if cursor is not None and cursor not in ids:
+            raise InvalidRequest(f"No model with id '{cursor}' in the list.", param=name, code="invalid_value")
+    if before_id is not None:
+        end = ids.index(before_id)
+        page = models[max(0, end - limit):end]
+        more = end - limit > 0
+    else:
+        start = ids.index(after_id) + 1 if after_id is not None else 0
+        page = models[start:start + limit]
+        more = start + limit < len(models)
+    return {"data": page, "has_more": more, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None}
+
+
+async def list_anthropic_models(ctx: Context, *, limit: int = 20, after_id: str | None = None,
+                                before_id: str | None = None) -> dict[str, Any]:
+    """The same models as the OpenAI list (Workers AI's, the aliases with Claude's names, the routes)."""
+    listed = await list_openai_models(ctx)
+    known = {m.id: m for m in await catalogue(ctx)}
+
+    def info(name: str) -> ModelInfo | None:
+        return known.get(resolve_model(name, ctx.settings.aliases))
+
+    return anthropic_page([anthropic_model(m, info(m["id"])) for m in listed["data"]], limit=limit,
+                          after_id=after_id, before_id=before_id)
+
+
+async def retrieve_anthropic_model(ctx: Context, name: str) -> dict[str, Any]:
+    found = await retrieve_openai_model(ctx, name)
+    known = {m.id: m for m in await catalogue(ctx)}
+    return anthropic_model(found, known.get(resolve_model(name, ctx.settings.aliases)))

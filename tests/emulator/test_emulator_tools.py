@@ -90,3 +90,13 @@ async def test_call_and_args_triggers_drive_one_named_call() -> None:
     answer = result(await post(LLAMA, native(f"x {CALL}nope] {ARGS}{{bad]")))
     assert answer["tool_calls"][0]["name"] == "get_weather"
     assert answer["tool_calls"][0]["arguments"]["location"] == "London"
+
+
+async def test_a_system_note_after_the_users_turn_still_leaves_the_turn_to_the_user() -> None:
+    """Claude Code sends a system turn (its environment notes) after the user's message: the model still
+    answers the user, tools included; a system prompt alone is no turn of the user's."""
+    note = [*user("Weather?"), {"role": "system", "content": "The working directory is /tmp."}]
+    answer = result(await post(LLAMA, {"messages": note, "tools": [WEATHER, TIME]}))
+    assert [c["name"] for c in answer["tool_calls"]] == ["get_weather"]
+    alone = result(await post(LLAMA, {"messages": [{"role": "system", "content": "Hi"}], "tools": [WEATHER]}))
+    assert alone["tool_calls"] == []

@@ -1,4 +1,4 @@
-"""The proxy's routes, one module per OpenAI endpoint family; `routes()` lists them all."""
+"""The proxy's routes, one module per endpoint family (OpenAI's, Anthropic's Messages); `routes()` lists them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from cfai_cli.server.routes import chat, health, models
 from cfai_cli.server.routes import completions as completions_routes
 from cfai_cli.server.routes import embeddings as embeddings_routes
 from cfai_cli.server.routes import images as images_routes
+from cfai_cli.server.routes import messages as messages_routes
 from cfai_cli.server.routes import openapi as openapi_routes
 from cfai_cli.server.routes import responses as responses_routes
 from cfai_cli.server.routes import tokenize as tokenize_routes
@@ -20,6 +21,7 @@ def routes() -> list[Route]:
     table += embeddings_routes.ROUTES
     table += images_routes.ROUTES
     table += responses_routes.ROUTES
+    table += messages_routes.ROUTES
     table += completions_routes.ROUTES
     table += audio_routes.ROUTES
     table += tokenize_routes.ROUTES

@@ -1,6 +1,7 @@
 """GET /v1/models, GET /v1/models/{id} and GET /v1/route-check (GET /health is in routes.health).
 
-Imports starlette, service.
+Imports starlette, service. The model routes answer in Anthropic's shape when the request carries an
+`anthropic-version` header (every Anthropic SDK sends one), in OpenAI's otherwise.
 """
 
 from __future__ import annotations
@@ -12,16 +13,41 @@ from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
 from cfai_cli.server.routes.common import request_context
-from cfai_cli.service.models import list_openai_models, retrieve_openai_model
+from cfai_cli.service.models import (
+    list_anthropic_models,
+    list_openai_models,
+    retrieve_anthropic_model,
+    retrieve_openai_model,
+)
+
+
+def _anthropic(request: Request) -> bool:
+    return "anthropic-version" in request.headers
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 20
+    if not raw.isdigit():
+        raise InvalidRequest("Invalid value for 'limit': expected an integer from 1 to 1000.", param="limit",
+                             code="invalid_value")
+    return int(raw)
 
 
 async def list_models(request: Request) -> Response:
-    return JSONResponse(await list_openai_models(request_context(request)), headers=API_HEADERS)
+    ctx = request_context(request)
+    if _anthropic(request):
+        query = request.query_params
+        page = await list_anthropic_models(ctx, limit=_limit(query.get("limit")), after_id=query.get("after_id"),
+                                           before_id=query.get("before_id"))
+        return JSONResponse(page, headers=API_HEADERS)
+    return JSONResponse(await list_openai_models(ctx), headers=API_HEADERS)
 
 
 async def retrieve_model(request: Request) -> Response:
     name = request.path_params["model"]
-    return JSONResponse(await retrieve_openai_model(request_context(request), name), headers=API_HEADERS)
+    retrieve = retrieve_anthropic_model if _anthropic(request) else retrieve_openai_model
+    return JSONResponse(await retrieve(request_context(request), name), headers=API_HEADERS)
 
 
 async def route_check(request: Request) -> Response:

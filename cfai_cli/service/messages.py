@@ -1,0 +1,166 @@
+"""The Anthropic Messages API for the proxy, on the chat service: one `message`, its SSE events, token counts.
+
+Imports core, errors, service.chat, service.chat_stream and service.tokens. A Messages request becomes a chat
+request (core.translate.anthropic_in), runs through the same router, policies and usage record as a chat
+completion, and its answer (or chunk stream) is translated back. As with chat, everything that can fail early
+(validation, the model, opening the upstream stream) happens before the stream is returned, so the proxy can
+still answer a real HTTP error; a failure after that is an in-band `error` event (`MessageEvents.fail`).
+`max_tokens` is honoured, but fitted into the model's context window where the catalogue knows it: Claude Code
+asks for 128,000 output tokens on every turn, and vLLM-served Workers AI models refuse a request whose prompt
+plus `max_tokens` exceeds their context (reference §1.4, "context overflow") instead of stopping early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from cfai_cli.core.anthropic.models import CountTokensRequest, MessagesRequest
+from cfai_cli.core.tokens import estimate_tokens
+from cfai_cli.core.translate.anthropic_in import (
+    AnthropicPlan,
+    MessageStream,
+    count_input_tokens,
+    to_chat_request,
+    to_message,
+)
+from cfai_cli.errors import CfaiError
+from cfai_cli.service.chat import create_chat_completion, open_chat_stream
+from cfai_cli.service.chat_stream import ChatStream, EventStream
+from cfai_cli.service.context import Context
+from cfai_cli.service.models import CACHE_SECONDS, catalogue
+from cfai_cli.service.tokens import bundled_tokenizer
+
+Event = dict[str, Any]
+
+
+# Room kept free beyond the estimated prompt when fitting max_tokens: the estimate (or a tokenizer of another
+# family) can fall short of the model's own count, and the chat template adds tokens of its own.
+PROMPT_MARGIN = 0.15
+MIN_ROOM = 256
+_NO_CATALOGUE = "messages:catalogue-failed"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A Messages request ready to run: its plan (the chat request, dropped server tools, stop sequences) and
+    its input-token estimate (message_start needs one before Workers AI reports any)."""
+
+    plan: AnthropicPlan
+    input_tokens: int
+
+    @property
+    def dropped_tools(self) -> list[str]:
+        return self.plan.dropped_tools
+
+
+async def prepare_message(ctx: Context, req: MessagesRequest, *, stream: bool) -> Prepared:
+    """The chat request a Messages request runs as, its max_tokens fitted to the models it may run on."""
+    plan = to_chat_request(req, stream=stream)
+    _, chain = ctx.router.chain(req.model, vision=plan.chat.has_images())
+    models = [target.model for target in chain]
+    estimate = await _count(req, models[0])
+    room = await _output_room(ctx, models, estimate)
+    asked = plan.chat.max_tokens or req.max_tokens
+    if room is not None and asked > room:
+        plan = replace(plan, chat=plan.chat.model_copy(update={"max_tokens": room}))
+    return Prepared(plan, estimate)
+
+
+async def _output_room(ctx: Context, models: list[str], prompt_tokens: int) -> int | None:
+    """The most output tokens every model of the chain has room for after the prompt, or None when the
+    catalogue knows none of their context windows (another provider's model, or the catalogue unreachable:
+    then max_tokens goes as asked)."""
+    failed = ctx.cache.get(_NO_CATALOGUE)
+    if failed is not None and ctx.clock() - failed < CACHE_SECONDS:
+        return None  # not asked again on every request while it fails
+    try:
+        known = {m.id: m.context_window for m in await catalogue(ctx)}
+    except CfaiError:
+        ctx.cache[_NO_CATALOGUE] = ctx.clock()
+        return None
+    windows = [w for w in (known.get(model) for model in models) if w]
+    if not windows:
+        return None
+    return max(MIN_ROOM, min(windows) - int(prompt_tokens * (1 + PROMPT_MARGIN)) - MIN_ROOM)
+
+
+async def create_message(ctx: Context, prepared: Prepared) -> dict[str, Any]:
+    """POST /v1/messages without `stream`: the chat answer as an Anthropic `message` (stop sequences applied)."""
+    completion = await create_chat_completion(ctx, prepared.plan.chat)
+    return to_message(completion, prepared.plan, message_id=ctx.ids("msg"))
+
+
+class MessageEvents(EventStream[Event]):
+    """The SSE events of one streamed message, a batch per batch of the chat stream under it. Reading stops,
+    and the chat stream is closed, as soon as a stop sequence is hit: nothing after it is generated for
+    nothing. `fail()` gives the in-band error event when the stream breaks once it has started."""
+
+    def __init__(self, ctx: Context, translator: MessageStream, chat: ChatStream) -> None:
+        self._ctx = ctx
+        self.translator = translator
+        self._ended = False
+        super().__init__(self._events(chat), owns=(chat,))
+
+    def fail(self, error: CfaiError) -> list[Event]:
+        if self._ended:
+            return []
+        self._ended = True
+        # A mid-stream error comes from past the router, which masks the ones it sees: mask it here too.
+        error.message = self._ctx.router.scrubber.text(error.message)
+        return self.translator.error(error)
+
+    async def _events(self, chat: ChatStream) -> AsyncGenerator[list[Event], None]:
+        translator = self.translator
+        reported = False  # Workers AI's usage comes last: a stream cut at a stop sequence never sees it
+        written = 0  # characters sent, for the estimate then
+        async with chat:
+            yield translator.start()
+            async for batch in chat.batches():
+                events: list[Event] = []
+                for chunk in batch:
+                    reported = reported or bool(chunk.get("usage"))
+                    events += translator.feed(chunk)
+                    if translator.done:
+                        break
+                written += sum(len(_delta_text(event)) for event in events)
+                yield events
+                if translator.done:
+                    break  # leaving `async with` closes the upstream stream now
+        self._ended = True
+        estimate = None if reported else {"prompt_tokens": translator.input_tokens_estimate,
+                                          "completion_tokens": estimate_tokens("x" * written)}
+        yield translator.finish(estimate)
+
+
+def _delta_text(event: Event) -> str:
+    delta = event.get("delta") if event.get("type") == "content_block_delta" else None
+    if not isinstance(delta, dict):
+        return ""
+    return str(delta.get("text") or delta.get("partial_json") or delta.get("thinking") or "")
+
+
+async def open_message_stream(ctx: Context, prepared: Prepared) -> MessageEvents:
+    """Open the upstream stream (failing over before the first byte, as chat does) and return its events."""
+    chat = await open_chat_stream(ctx, prepared.plan.chat)
+    translator = MessageStream(prepared.plan, message_id=ctx.ids("msg"), input_tokens_estimate=prepared.input_tokens)
+    return MessageEvents(ctx, translator, chat)
+
+
+async def _count(req: CountTokensRequest, model_id: str) -> int:
+    """Input tokens as /v1/tokenize counts them: exact with a bundled tokenizer, else the estimate; in a
+    thread, since a Claude Code request carries tens of kilobytes of system prompt and tools."""
+    tokenizer = bundled_tokenizer(model_id)
+    count = tokenizer.count if tokenizer is not None else estimate_tokens
+    return await asyncio.to_thread(count_input_tokens, req, model_id, count=count)
+
+
+async def count_message_tokens(ctx: Context, req: CountTokensRequest) -> dict[str, Any]:
+    """POST /v1/messages/count_tokens: `{"input_tokens": N}` for the model the request would run on."""
+    _, chain = ctx.router.chain(req.model)  # a route counts with its first target's model, as /v1/tokenize
+    model_id = chain[0].model
+    ctx.record.asked = req.model
+    ctx.record.check_model(req.model, model_id)  # counting runs no model, but a key sees only its own
+    return {"input_tokens": await _count(req, model_id)}
