@@ -114,11 +114,11 @@ def body(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 CASES: list[tuple[str, dict[str, Any], list[dict[str, Any]]]] = [
     ("plain string", body(user("Hi")), [{"role": "user", "content": "Hi"}]),
-    ("system string + system turn kept in place",
+    ("system string + a system turn joined to it, first",
      body(user("Hi"), {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
           {"role": "assistant", "content": "Hello"}, system="You help."),
-     [{"role": "system", "content": "You help."}, {"role": "user", "content": "Hi"},
-      {"role": "system", "content": "Be brief."}, {"role": "assistant", "content": "Hello"}]),
+     [{"role": "system", "content": "You help.\n\nBe brief."}, {"role": "user", "content": "Hi"},
+      {"role": "assistant", "content": "Hello"}]),
     ("images: base64 -> data URI, url kept",
      body(user([{"type": "text", "text": "Compare"},
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},

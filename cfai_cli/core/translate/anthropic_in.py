@@ -7,6 +7,7 @@ routes import one module. Decisions worth knowing:
 - tool_result blocks become `tool` messages right after the assistant turn (OpenAI's order); text and
   images of the same user turn follow as a user message, and so do images inside a tool result (a chat
   `tool` message holds text only), introduced by a line naming the tool call they came from;
+- system turns inside `messages` join the system prompt (open models' templates want it first);
 - thinking, redacted_thinking and server tool blocks in the history are dropped (Workers AI models
   cannot read Claude's signed thinking); document blocks are a 400.
 """
@@ -186,18 +187,24 @@ def _system_text(content: str | Sequence[Any]) -> str:
 
 
 def chat_messages(req: CountTokensRequest) -> list[dict[str, Any]]:
-    """The chat messages for an Anthropic request's system prompt and turns."""
+    """The chat messages for an Anthropic request's system prompt and turns.
+
+    System turns inside `messages` (Claude Code sends one after the user's turn) join the system prompt, in
+    order, as one leading system message: many open models' chat templates refuse a system message anywhere
+    but first, or require user and assistant turns to alternate."""
+    system = [_system_text(req.system)] if req.system else []
     out: list[dict[str, Any]] = []
-    if req.system:
-        out.append({"role": "system", "content": _system_text(req.system)})
     for i, message in enumerate(req.messages):
         param = f"messages[{i}]"
         if message.role == "system":
-            out.append({"role": "system", "content": _system_text(message.content)})
+            system.append(_system_text(message.content))
         elif message.role == "user":
             out.extend(_user_turn(message, param))
         else:
             out.extend(_assistant_turn(message, param))
+    system = [text for text in system if text]
+    if system:
+        out.insert(0, {"role": "system", "content": "\n\n".join(system)})
     if not out:
         raise InvalidRequest("The messages hold nothing a model can read (only thinking or server tool blocks).",
                              param="messages", code="invalid_value")
