@@ -18,6 +18,22 @@ DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"  # vision + tools + 131k context, like gpt-4o's 128k
 MISTRAL_SMALL = "@cf/mistralai/mistral-small-3.1-24b-instruct"
 GEMMA_4 = "@cf/google/gemma-4-26b-a4b-it"  # vision + tools + reasoning
+
+# Context windows the backend enforces, from the reference's model table (§1.6; model pages, and issue #29731
+# for gemma-4, which documents 256,000 but refuses past 131,072). The live catalogue may know more models; where
+# both know one, the smaller number is the one that holds.
+CONTEXT_WINDOWS: dict[str, int] = {
+    "@cf/meta/llama-3.1-8b-instruct-fp8": 32_000,
+    "@cf/meta/llama-3.2-11b-vision-instruct": 128_000,
+    DEFAULT_CHAT_MODEL: 24_000,
+    SCOUT: 131_000,
+    MISTRAL_SMALL: 128_000,
+    "@cf/qwen/qwen3-30b-a3b-fp8": 32_768,
+    "@cf/openai/gpt-oss-120b": 128_000,
+    "@cf/zai-org/glm-4.7-flash": 131_072,
+    GEMMA_4: 131_072,
+    "@cf/moonshotai/kimi-k2.6": 262_144,
+}
 FLUX_2_KLEIN = "@cf/black-forest-labs/flux-2-klein-4b"  # every OpenAI size, seeds
 FLUX_2_KLEIN_HD = "@cf/black-forest-labs/flux-2-klein-9b"  # quality "hd"/"high" with an OpenAI image alias
 AURA_1 = "@cf/deepgram/aura-1"  # every OpenAI response_format

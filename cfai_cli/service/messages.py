@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cfai_cli.core.anthropic.models import CountTokensRequest, MessagesRequest
+from cfai_cli.core.catalog import CONTEXT_WINDOWS
 from cfai_cli.core.tokens import estimate_tokens
 from cfai_cli.core.translate.anthropic_in import (
     AnthropicPlan,
@@ -70,21 +71,26 @@ async def prepare_message(ctx: Context, req: MessagesRequest, *, stream: bool) -
 
 
 async def _output_room(ctx: Context, models: list[str], prompt_tokens: int) -> int | None:
-    """The most output tokens every model of the chain has room for after the prompt, or None when the
-    catalogue knows none of their context windows (another provider's model, or the catalogue unreachable:
-    then max_tokens goes as asked)."""
+    """The most output tokens every model of the chain has room for after the prompt, or None when neither the
+    live catalogue nor core.catalog.CONTEXT_WINDOWS knows any of their context windows (another provider's
+    model: then max_tokens goes as asked)."""
+    live: dict[str, int | None] = {}
     failed = ctx.cache.get(_NO_CATALOGUE)
-    if failed is not None and ctx.clock() - failed < CACHE_SECONDS:
-        return None  # not asked again on every request while it fails
-    try:
-        known = {m.id: m.context_window for m in await catalogue(ctx)}
-    except CfaiError:
-        ctx.cache[_NO_CATALOGUE] = ctx.clock()
-        return None
-    windows = [w for w in (known.get(model) for model in models) if w]
+    if failed is None or ctx.clock() - failed >= CACHE_SECONDS:  # not asked again on every request while it fails
+        try:
+            live = {m.id: m.context_window for m in await catalogue(ctx)}
+        except CfaiError:
+            ctx.cache[_NO_CATALOGUE] = ctx.clock()
+    windows = [w for w in (_window(model, live) for model in models) if w]
     if not windows:
         return None
     return max(MIN_ROOM, min(windows) - int(prompt_tokens * (1 + PROMPT_MARGIN)) - MIN_ROOM)
+
+
+def _window(model: str, live: dict[str, int | None]) -> int | None:
+    """The context window that holds for `model`: the smaller of the live catalogue's and the known one."""
+    found = [w for w in (live.get(model), CONTEXT_WINDOWS.get(model)) if w]
+    return min(found) if found else None
 
 
 async def create_message(ctx: Context, prepared: Prepared) -> dict[str, Any]:

@@ -241,8 +241,11 @@ async def test_max_tokens_is_fitted_into_the_context_window(settings: Settings, 
 
 async def test_without_a_catalogue_max_tokens_goes_as_asked(settings: Settings, api_key: str,
                                                             fake: FakeWorkers) -> None:
-    """The catalogue unreachable: the request still runs, with max_tokens as sent, and the catalogue is not
-    asked again on every request."""
+    """The catalogue unreachable: the request still runs, with max_tokens as sent for a model whose window
+    cfai does not know, fitted to the known window of one it does (core.catalog.CONTEXT_WINDOWS), and the
+    catalogue is not asked again on every request."""
+    unknown = "@cf/meta/llama-3.1-8b-instruct-fast"
+    fake.models[unknown] = native_text("Fine")
     fake.models[LLAMA] = native_text("Fine")
     searches: list[str] = []
 
@@ -253,10 +256,11 @@ async def test_without_a_catalogue_max_tokens_goes_as_asked(settings: Settings, 
         return fake(request)
 
     async with claude_on(settings, api_key, transport=httpx.MockTransport(workers)) as client:
-        for _ in range(3):
-            async with client.messages.stream(model=LLAMA, max_tokens=128_000,
+        for model in (unknown, unknown, LLAMA):
+            async with client.messages.stream(model=model, max_tokens=128_000,
                                               messages=[{"role": "user", "content": "hi"}]) as events:
                 assert text_of(await events.get_final_message()) == "Fine"
         asked = len(searches)
-    assert [body["max_tokens"] for _, body in fake.calls] == [128_000] * 3
+    sent = [body["max_tokens"] for _, body in fake.calls]
+    assert sent[:2] == [128_000] * 2 and 20_000 < sent[2] < 24_000  # LLAMA: 24,000 tokens of context
     assert 1 <= asked <= 3  # the first request's tries only (the client retries a 500)
