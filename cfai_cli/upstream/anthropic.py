@@ -1,0 +1,110 @@
+"""A client for the Anthropic Messages API as a failover target: `chat`/`chat_stream` translate OpenAI chat
+requests and answers (core.translate.anthropic_egress), `messages`/`messages_stream` pass Messages bodies
+through untranslated (for requests that arrived as Anthropic Messages).
+
+Deadlines, error mapping (529 overloaded_error is a capacity failure) and key scrubbing are
+upstream.http_api's; no retries (the router fails over). A stream must end with `message_stop`, else it
+ended early; an `error` event mid-stream is an UpstreamStreamError. Imports httpx, stdlib, errors, core,
+upstream.provider and upstream.http_api.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any
+
+import httpx
+
+from cfai_cli.core.translate.anthropic_egress import from_message, to_messages_request
+from cfai_cli.core.translate.anthropic_egress_stream import ChunkStream
+from cfai_cli.errors import UpstreamStreamError
+from cfai_cli.upstream.http_api import HttpApiClient
+from cfai_cli.upstream.provider import ChatUpstream
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_VERSION = "2023-06-01"
+Event = tuple[str, dict[str, Any]]  # (event name, its data)
+_PRIMED: list[Any] = []  # the priming yield (HttpApiClient.open_stream)
+
+
+class AnthropicClient(HttpApiClient, ChatUpstream):
+    def __init__(
+        self,
+        *,
+        name: str,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        version: str = DEFAULT_VERSION,
+        extra_fields: frozenset[str] = frozenset(),
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 256,
+        fast_http: bool = True,
+    ) -> None:
+        super().__init__(name=name, base_url=base_url, headers={"x-api-key": api_key, "anthropic-version": version},
+                         secret=api_key, timeout=timeout, transport=transport, max_connections=max_connections,
+                         fast_http=fast_http, example_url=DEFAULT_BASE_URL)
+        self._extra = extra_fields  # request fields copied into the Messages body as the client sent them
+
+    # ---- OpenAI chat, translated -----------------------------------------------------------------
+
+    async def chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        message = await self.messages(to_messages_request({**body, "stream": False}, self._extra))
+        return from_message(message, created=int(time.time()))
+
+    async def chat_stream(self, body: Mapping[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
+        events = await self.messages_stream(to_messages_request({**body, "stream": True}, self._extra))
+        chunks = _chunks(events, ChunkStream(created=int(time.time())))
+        await anext(chunks)  # started, so that closing it closes `events` even if it is never read
+        return chunks
+
+    # ---- Messages, passed through ----------------------------------------------------------------
+
+    async def messages(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /v1/messages; the `message` object."""
+        return await self.post_json("/v1/messages", body)
+
+    async def messages_stream(self, body: Mapping[str, Any]) -> AsyncGenerator[list[Event], None]:
+        """Open a streamed POST /v1/messages (`stream: true` in body): its (event name, data) pairs, a list per
+        read, up to `message_stop`; failures before the stream opens raise here (the router can fail over)."""
+        return await self.open_stream("/v1/messages", body, self._events)
+
+    async def _events(self, response: httpx.Response, limit: float, deadline: float
+                      ) -> AsyncGenerator[list[Event], None]:
+        reads = self.sse_reads(response, limit, deadline)
+        try:
+            yield _PRIMED
+            async for events in reads:
+                batch: list[Event] = []
+                for event in events:
+                    data = event.data.strip()
+                    if not data:
+                        continue
+                    try:
+                        payload = self.event_json(event, data)  # an `error` event raises here
+                    except UpstreamStreamError:
+                        if batch:
+                            yield batch  # what came before the error still reaches the client
+                        raise
+                    name = event.event or str(payload.get("type") or "")
+                    batch.append((name, payload))
+                    if name == "message_stop":
+                        yield batch
+                        return
+                yield batch
+            raise UpstreamStreamError(f"{self.name} ended the stream early (no message_stop).")
+        finally:
+            await reads.aclose()
+            await response.aclose()  # when closed before `reads` started, its own `finally` never ran
+
+
+async def _chunks(events: AsyncGenerator[list[Event], None], stream: ChunkStream
+                  ) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """A Messages stream as chat chunks, a list per read (the response closed when this ends or is closed)."""
+    try:
+        yield _PRIMED
+        async for batch in events:
+            yield [chunk for name, data in batch for chunk in stream.feed(name, data)]
+    finally:
+        await events.aclose()
