@@ -186,6 +186,6 @@ async def test_a_json_answer_to_a_stream_request_and_a_hang_are_errors() -> None
         await claude.chat_stream(chat(stream=True))
     await claude.aclose()
     slow = client(hang, timeout=0.2)
-    with pytest.raises(UpstreamTimeout, match="claude did not answer within 0.2 s"):
+    with pytest.raises(UpstreamTimeout, match=r"claude did not answer within 0\.2 s"):
         await slow.chat(chat())
     await slow.aclose()
