@@ -11,21 +11,20 @@ upstream.provider and upstream.http_api.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
 from cfai_cli.core.translate.anthropic_egress import from_message, to_messages_request
 from cfai_cli.core.translate.anthropic_egress_stream import ChunkStream
-from cfai_cli.errors import UpstreamStreamError
 from cfai_cli.upstream.http_api import HttpApiClient
 from cfai_cli.upstream.provider import ChatUpstream
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
 Event = tuple[str, dict[str, Any]]  # (event name, its data)
-_PRIMED: list[Any] = []  # the priming yield (HttpApiClient.open_stream)
+T = TypeVar("T")
 
 
 class AnthropicClient(HttpApiClient, ChatUpstream):
@@ -54,10 +53,11 @@ class AnthropicClient(HttpApiClient, ChatUpstream):
         return from_message(message, created=int(time.time()))
 
     async def chat_stream(self, body: Mapping[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
-        events = await self.messages_stream(to_messages_request({**body, "stream": True}, self._extra))
-        chunks = _chunks(events, ChunkStream(created=int(time.time())))
-        await anext(chunks)  # started, so that closing it closes `events` even if it is never read
-        return chunks
+        events = await self.open_stream("/v1/messages", to_messages_request({**body, "stream": True}, self._extra),
+                                        end_type="message_stop")
+        stream = ChunkStream(created=int(time.time()))
+        return await _mapped(events, lambda batch: [chunk for data in batch
+                                                    for chunk in stream.feed(str(data.get("type")), data)])
 
     # ---- Messages, passed through ----------------------------------------------------------------
 
@@ -68,43 +68,21 @@ class AnthropicClient(HttpApiClient, ChatUpstream):
     async def messages_stream(self, body: Mapping[str, Any]) -> AsyncGenerator[list[Event], None]:
         """Open a streamed POST /v1/messages (`stream: true` in body): its (event name, data) pairs, a list per
         read, up to `message_stop`; failures before the stream opens raise here (the router can fail over)."""
-        return await self.open_stream("/v1/messages", body, self._events)
+        events = await self.open_stream("/v1/messages", body, end_type="message_stop")
+        return await _mapped(events, lambda batch: [(str(data.get("type")), data) for data in batch])
 
-    async def _events(self, response: httpx.Response, limit: float, deadline: float
-                      ) -> AsyncGenerator[list[Event], None]:
-        reads = self.sse_reads(response, limit, deadline)
+
+async def _mapped(source: AsyncGenerator[list[dict[str, Any]], None],
+                  convert: Callable[[list[dict[str, Any]]], list[T]]) -> AsyncGenerator[list[T], None]:
+    """`source`'s batches converted, started (so that closing it closes `source` even if it is never read)."""
+    async def mapped() -> AsyncGenerator[list[T], None]:
         try:
-            yield _PRIMED
-            async for events in reads:
-                batch: list[Event] = []
-                for event in events:
-                    data = event.data.strip()
-                    if not data:
-                        continue
-                    try:
-                        payload = self.event_json(event, data)  # an `error` event raises here
-                    except UpstreamStreamError:
-                        if batch:
-                            yield batch  # what came before the error still reaches the client
-                        raise
-                    name = event.event or str(payload.get("type") or "")
-                    batch.append((name, payload))
-                    if name == "message_stop":
-                        yield batch
-                        return
-                yield batch
-            raise UpstreamStreamError(f"{self.name} ended the stream early (no message_stop).")
+            yield []  # consumed below
+            async for batch in source:
+                yield convert(batch)
         finally:
-            await reads.aclose()
-            await response.aclose()  # when closed before `reads` started, its own `finally` never ran
+            await source.aclose()
 
-
-async def _chunks(events: AsyncGenerator[list[Event], None], stream: ChunkStream
-                  ) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """A Messages stream as chat chunks, a list per read (the response closed when this ends or is closed)."""
-    try:
-        yield _PRIMED
-        async for batch in events:
-            yield [chunk for name, data in batch for chunk in stream.feed(name, data)]
-    finally:
-        await events.aclose()
+    out = mapped()
+    await anext(out)
+    return out

@@ -46,12 +46,10 @@ _MIN_SCRUBBED_KEY = 8  # shorter "keys" are placeholders ("ollama", "x"); scrubb
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _SPACES = re.compile(r"\s+")
 OVERLOADED = "overloaded_error"  # Anthropic's 529: a capacity failure (errors.CAPACITY_UPSTREAM_CODES)
-# Read by a stream's reader: (the response, the call's limit in seconds, its deadline on the loop's clock).
-Reader = Callable[[httpx.Response, float, float], AsyncGenerator[list[T], None]]
 
 
 class HttpApiClient:
-    """The shared machinery; a subclass adds its calls and how its streams' events are read."""
+    """The shared machinery; a subclass adds its calls (and says how its streams end)."""
 
     def __init__(
         self,
@@ -106,14 +104,16 @@ class HttpApiClient:
         content_type, raw = await self._guarded(work, limit, asyncio.get_running_loop().time() + limit)
         return self._json_object(content_type, raw)
 
-    async def open_stream(self, path: str, body: Mapping[str, Any], read: Reader[T], *,
-                          timeout: float | None = None) -> AsyncGenerator[list[T], None]:
-        """Open a streaming POST (the caller sets "stream": true in body) and read it with `read`.
+    async def open_stream(self, path: str, body: Mapping[str, Any], *, end_data: str | None = None,
+                          end_type: str | None = None, timeout: float | None = None
+                          ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Open a streaming POST (the caller sets "stream": true in body).
 
         Status and content type are checked before this returns, so failures raise here, where the router can
-        still fail over. `read` is an async generator whose first yield is a priming one (consumed here: a
-        started generator runs its `finally`, closing the response, on aclose() or garbage collection; an
-        unstarted one would not); it must close the response when it ends, fails or is closed.
+        still fail over. Returns an async generator of the SSE events' JSON payloads, a list per read from the
+        network, ending at the event whose data is `end_data` (OpenAI's `[DONE]`, not passed on) or whose
+        `type` is `end_type` (Anthropic's `message_stop`, passed on); a stream that ends before it ended early.
+        The response is closed when the generator finishes, raises, or is closed early.
         """
         limit = self.timeout if timeout is None else timeout
         deadline = asyncio.get_running_loop().time() + limit
@@ -130,7 +130,7 @@ class HttpApiClient:
             return response
 
         response = await self._guarded(work, limit, deadline)
-        events = read(response, limit, deadline)
+        events = self._events(response, limit, deadline, end_data, end_type)
         try:
             await anext(events)  # runs to the priming yield without suspending
         except BaseException:
@@ -138,19 +138,38 @@ class HttpApiClient:
             raise
         return events
 
-    async def sse_reads(self, response: httpx.Response, limit: float, deadline: float
-                        ) -> AsyncGenerator[list[SSEEvent], None]:
-        """The SSE events of `response`, a list per network read (the last one what the decoder held at the
-        end); the response is closed when this ends, fails or is closed."""
+    async def _events(self, response: httpx.Response, limit: float, deadline: float, end_data: str | None,
+                      end_type: str | None) -> AsyncGenerator[list[dict[str, Any]], None]:
         chunks = response.aiter_bytes()
         decoder = SSEDecoder()
         try:
+            # The first yield is consumed by open_stream itself: a started generator runs its `finally`
+            # (closing the response) on aclose() or garbage collection, an unstarted one would not.
+            yield []
             while True:
                 chunk = await self._next_chunk(chunks, limit, deadline)
+                batch: list[dict[str, Any]] = []
+                for event in decoder.decode(chunk) if chunk is not None else decoder.flush():
+                    data = event.data.strip()
+                    if not data:
+                        continue
+                    if data == end_data:
+                        yield batch
+                        return
+                    try:
+                        payload = self.event_json(event, data)
+                    except UpstreamStreamError:
+                        if batch:
+                            yield batch  # what came before the bad event still reaches the client
+                        raise
+                    batch.append(payload)
+                    if end_type is not None and payload.get("type") == end_type:
+                        yield batch
+                        return
+                yield batch
                 if chunk is None:
-                    yield decoder.flush()
-                    return
-                yield decoder.decode(chunk)
+                    raise UpstreamStreamError(f"{self.name} ended the stream early "
+                                              f"(no {end_type or f'data: {end_data}'}).")
         finally:
             if isinstance(chunks, AsyncGenerator):
                 await chunks.aclose()

@@ -13,11 +13,8 @@ from typing import Any
 
 import httpx
 
-from cfai_cli.errors import UpstreamStreamError
 from cfai_cli.upstream.http_api import HttpApiClient
 from cfai_cli.upstream.provider import ChatUpstream
-
-_PRIMED: list[dict[str, Any]] = []  # the priming yield (HttpApiClient.open_stream)
 
 
 class OpenAICompatClient(HttpApiClient, ChatUpstream):
@@ -53,31 +50,4 @@ class OpenAICompatClient(HttpApiClient, ChatUpstream):
         from the network, ending at `data: [DONE]`; the response is closed when it finishes, raises, or is
         closed early.
         """
-        return await self.open_stream(path, body, self._events, timeout=timeout)
-
-    async def _events(
-        self, response: httpx.Response, limit: float, deadline: float
-    ) -> AsyncGenerator[list[dict[str, Any]], None]:
-        reads = self.sse_reads(response, limit, deadline)
-        try:
-            yield _PRIMED
-            async for events in reads:
-                batch: list[dict[str, Any]] = []
-                for event in events:
-                    data = event.data.strip()
-                    if not data:
-                        continue
-                    if data == "[DONE]":
-                        yield batch
-                        return
-                    try:
-                        batch.append(self.event_json(event, data))
-                    except UpstreamStreamError:
-                        if batch:
-                            yield batch  # what came before the bad event still reaches the client
-                        raise
-                yield batch
-            raise UpstreamStreamError(f"{self.name} ended the stream early (no data: [DONE]).")
-        finally:
-            await reads.aclose()
-            await response.aclose()  # when closed before `reads` started, its own `finally` never ran
+        return await self.open_stream(path, body, end_data="[DONE]", timeout=timeout)
