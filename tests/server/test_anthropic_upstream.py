@@ -16,12 +16,22 @@ import httpx
 import openai
 import pytest
 
-from cfai_cli.settings import Settings, load_settings
+from cfai_cli.settings import Settings
 from cfai_cli.store.usage import UsageLog
 from tests import anthropic_upstream as rec
 from tests.fake_upstreams import FakeUpstreams, openai_completion
 from tests.openai_schema import validate, validate_sse_chat_stream
-from tests.server.test_routing import FAILURES, MAIN, MODEL, Clock, clock, proxy, up  # noqa: F401  (fixtures)
+from tests.server.test_routing import (  # noqa: F401  (anyio_backend, clock, proxy, up: fixtures)
+    FAILURES,
+    MAIN,
+    MODEL,
+    Clock,
+    anyio_backend,
+    clock,
+    proxy,
+    settings_with,
+    up,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -46,16 +56,9 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters":
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    (tmp_path / "config.toml").write_text(CONFIG)
-    env = {"CFAI_HOME": str(tmp_path), "ANTHROPIC_KEY": ANTHROPIC_KEY, "GEMINI_API_KEY": "gemini-key-0123456789"}
-    return load_settings({"account_id": MAIN, "api_token": "cf-main-token-value", "timeout": 5, "max_retries": 0},
-                         environ=env)
+    return settings_with(tmp_path, CONFIG, {"ANTHROPIC_KEY": ANTHROPIC_KEY, "GEMINI_API_KEY": "gemini-key-0123456789"},
+                         max_retries=0)
 
 
 def fake_claude(fakes: FakeUpstreams, *, status: int = 200) -> list[tuple[httpx.Request, dict[str, Any]]]:
