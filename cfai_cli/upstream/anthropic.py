@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from cfai_cli.core.translate.anthropic_egress import from_message, to_messages_request
+from cfai_cli.core.translate.anthropic_egress import chat_names, from_message, to_messages_request
 from cfai_cli.core.translate.anthropic_egress_stream import ChunkStream
 from cfai_cli.upstream.http_api import HttpApiClient
 from cfai_cli.upstream.provider import ChatUpstream
@@ -50,12 +50,12 @@ class AnthropicClient(HttpApiClient, ChatUpstream):
 
     async def chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
         message = await self.messages(to_messages_request({**body, "stream": False}, self._extra))
-        return from_message(message, created=int(time.time()))
+        return from_message(message, created=int(time.time()), names=chat_names(body))
 
     async def chat_stream(self, body: Mapping[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
         events = await self.open_stream("/v1/messages", to_messages_request({**body, "stream": True}, self._extra),
                                         end_type="message_stop")
-        stream = ChunkStream(created=int(time.time()))
+        stream = ChunkStream(created=int(time.time()), names=chat_names(body))
         return await _mapped(events, lambda batch: [chunk for data in batch
                                                     for chunk in stream.feed(str(data.get("type")), data)])
 

@@ -16,7 +16,7 @@ from cfai_cli.core.anthropic.models import MessagesRequest
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.sse import SSEDecoder
-from cfai_cli.core.translate.anthropic_egress import from_message, to_messages_request
+from cfai_cli.core.translate.anthropic_egress import chat_names, from_message, to_messages_request
 from cfai_cli.core.translate.anthropic_egress_stream import ChunkStream
 from cfai_cli.errors import InvalidRequest
 from tests import anthropic_upstream as rec
@@ -269,3 +269,35 @@ def test_a_stream_split_at_every_byte_gives_the_same_chunks() -> None:
 def test_a_stream_without_message_stop_is_not_done() -> None:
     _, done = chunks_of(rec.sse(*rec.TEXT_EVENTS[:-1]), [])
     assert not done
+
+
+def test_names_anthropic_refuses_are_sent_changed_and_mapped_back() -> None:
+    chat = body(tools=[{"type": "function", "function": {"name": "files.read"}}, WEATHER],
+                tool_choice={"type": "function", "function": {"name": "files.read"}},
+                messages=[USER, {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {
+                    "name": "files.read", "arguments": "{}"}}]}, {"role": "tool", "tool_call_id": "call_1",
+                                                                  "content": "x"}])
+    out = messages_body(chat)
+    sent = out["tools"][0]["name"]
+    assert sent.startswith("files_read_") and sent == out["tool_choice"]["name"] == out["messages"][1]["content"][0][
+        "name"]
+    assert out["tools"][1]["name"] == "get_weather"
+    names = chat_names(chat)
+    assert names == {sent: "files.read"}
+    done = from_message(rec.message([{"type": "tool_use", "id": "toolu_1", "name": sent, "input": {}}], "tool_use"),
+                        created=1, names=names)
+    assert done["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "files.read"
+    stream = ChunkStream(created=1, names=names)
+    stream.feed("message_start", rec.TOOL_EVENTS[0])
+    started = stream.feed("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+        "type": "tool_use", "id": "toolu_1", "name": sent, "input": {}}})
+    assert started[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"] == "files.read"
+
+
+def test_no_thinking_in_a_tool_loop_it_could_not_replay() -> None:
+    loop = [USER, {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {
+        "name": "get_weather", "arguments": "{}"}}]}, {"role": "tool", "tool_call_id": "call_1", "content": "x"}]
+    assert "thinking" not in messages_body(body(messages=loop, tools=[WEATHER], reasoning_effort="high"))
+    after = [*loop, {"role": "assistant", "content": "Sunny."}, {"role": "user", "content": "thanks"}]
+    assert messages_body(body(messages=after, tools=[WEATHER], reasoning_effort="high"))["thinking"] == {
+        "type": "enabled", "budget_tokens": 16384}

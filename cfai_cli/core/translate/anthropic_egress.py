@@ -11,15 +11,18 @@ to a ChatUpstream (already checked by core.openai.chat). Decisions (docs/routing
 - reasoning_effort low/medium/high/xhigh/max is a thinking budget of 1024/4096/16384/32768/65536 tokens on
   top of the answer's max_tokens (unless the client set a limit: then within it, and off below 1024 tokens);
   thinking leaves temperature/top_p out (Anthropic refuses them with thinking) and is off when a tool is
-  forced (Anthropic refuses that too); thinking from the history is dropped (it would need Anthropic's
-  signature);
+  forced or the last assistant turn called tools (Anthropic refuses both: that turn would need its signed
+  thinking, and thinking from the history is dropped);
+- function names with '.' or ':' (which Anthropic does not allow) are sent with '_' and a hash, and mapped back;
 - response_format json_object/json_schema is best effort: an instruction in `system` (no Anthropic field
   does it for every model); n > 1, custom tools and audio/file parts are a 400.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -32,6 +35,21 @@ MIN_THINKING_BUDGET = 1024  # Anthropic's floor for budget_tokens
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
            "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
 _JSON_ONLY = "Answer with only a JSON object, no other text."
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")  # Anthropic's; chat names may also hold '.' and ':'
+
+
+def tool_name(name: str) -> str:
+    """The Anthropic name of a chat function: itself when Anthropic allows it, else '_' for what it does not
+    and a hash (two names never become one); answers map it back (`chat_names`)."""
+    if _TOOL_NAME.fullmatch(name):
+        return name
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:119] + "_" + hashlib.sha1(name.encode()).hexdigest()[:8]
+
+
+def chat_names(body: Mapping[str, Any]) -> dict[str, str]:
+    """Anthropic tool name -> chat function name, for the request's tools whose name had to change."""
+    names = (tool.get("function", {}).get("name") for tool in body.get("tools") or [])
+    return {tool_name(name): name for name in names if isinstance(name, str) and tool_name(name) != name}
 
 
 def unsupported(what: str, param: str) -> InvalidRequest:
@@ -98,7 +116,7 @@ def _tool_uses(message: Mapping[str, Any], i: int) -> list[dict[str, Any]]:
         if call.get("type") != "function":
             raise unsupported("A custom tool call", f"messages[{i}].tool_calls[{j}].type")
         function = call["function"]
-        uses.append({"type": "tool_use", "id": tool_use_id(str(call["id"])), "name": function["name"],
+        uses.append({"type": "tool_use", "id": tool_use_id(str(call["id"])), "name": tool_name(function["name"]),
                      "input": tool_input(function.get("arguments"))})
     return uses
 
@@ -133,13 +151,19 @@ def _turns(messages: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[
     return system, turns
 
 
+def _in_tool_loop(turns: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the last assistant turn called tools."""
+    last = next((turn for turn in reversed(turns) if turn["role"] == "assistant"), None)
+    return last is not None and any(block["type"] == "tool_use" for block in last["content"])
+
+
 def _tools(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     tools = []
     for i, tool in enumerate(body.get("tools") or []):
         if tool.get("type") != "function":
             raise unsupported(f"A tool of type {tool.get('type')!r}", f"tools[{i}].type")
         function = tool["function"]
-        out: dict[str, Any] = {"name": function["name"],
+        out: dict[str, Any] = {"name": tool_name(function["name"]),
                                "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
         if function.get("description"):
             out["description"] = function["description"]
@@ -157,10 +181,10 @@ def _tool_choice(choice: Any, tools: list[dict[str, Any]]) -> tuple[dict[str, An
         return {"type": "any"}, tools
     kind = choice.get("type")
     if kind == "function":
-        return {"type": "tool", "name": choice["function"]["name"]}, tools
+        return {"type": "tool", "name": tool_name(choice["function"]["name"])}, tools
     if kind == "allowed_tools":
         allowed = choice["allowed_tools"]
-        names = {t.get("function", {}).get("name") for t in allowed.get("tools") or []}
+        names = {tool_name(str(t.get("function", {}).get("name"))) for t in allowed.get("tools") or []}
         kept = [t for t in tools if t["name"] in names]
         return ({"type": "any"} if allowed.get("mode") == "required" else None), kept
     raise unsupported(f"A tool_choice of type {kind!r}", "tool_choice.type")
@@ -193,8 +217,10 @@ def to_messages_request(body: Mapping[str, Any], extra_fields: Iterable[str] = (
         out["system"] = "\n\n".join(system)
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     budget = THINKING_BUDGETS.get(str(body.get("reasoning_effort")), 0)
-    if choice is not None and choice["type"] in ("any", "tool"):
-        budget = 0  # Anthropic refuses thinking with a forced tool: the client's explicit choice wins
+    if (choice is not None and choice["type"] in ("any", "tool")) or _in_tool_loop(messages):
+        # Anthropic refuses thinking with a forced tool (the client's explicit choice wins), and in a tool loop
+        # whose last assistant turn has no (signed) thinking block, which cfai cannot replay.
+        budget = 0
     if limit is not None:
         budget = min(budget, limit - 1)
     if budget >= MIN_THINKING_BUDGET:
@@ -243,8 +269,10 @@ def completion_id(message_id: str) -> str:
     return f"chatcmpl-{message_id}"
 
 
-def from_message(message: Mapping[str, Any], *, created: int) -> dict[str, Any]:
-    """The chat.completion for an Anthropic `message` object; `created` is passed in (core has no clock)."""
+def from_message(message: Mapping[str, Any], *, created: int, names: Mapping[str, str] | None = None
+                 ) -> dict[str, Any]:
+    """The chat.completion for an Anthropic `message` object; `created` is passed in (core has no clock), and
+    `names` maps changed tool names back (`chat_names`)."""
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
@@ -255,8 +283,9 @@ def from_message(message: Mapping[str, Any], *, created: int) -> dict[str, Any]:
         elif kind == "thinking":
             thoughts.append(block.get("thinking") or "")
         elif kind == "tool_use":
-            calls.append({"id": block["id"], "type": "function", "function": {
-                "name": block["name"], "arguments": json.dumps(block.get("input") or {}, ensure_ascii=False)}})
+            name = (names or {}).get(block["name"], block["name"])
+            arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
+            calls.append({"id": block["id"], "type": "function", "function": {"name": name, "arguments": arguments}})
     answer: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None,
                               "refusal": None}
     if calls:

@@ -19,10 +19,12 @@ Chunk = dict[str, Any]
 
 
 class ChunkStream:
-    """One Anthropic stream as chat chunks; `created` is passed in (core has no clock)."""
+    """One Anthropic stream as chat chunks; `created` is passed in (core has no clock), `names` maps changed
+    tool names back (anthropic_egress.chat_names)."""
 
-    def __init__(self, *, created: int) -> None:
+    def __init__(self, *, created: int, names: Mapping[str, str] | None = None) -> None:
         self.created = created
+        self._names = names or {}
         self.done = False  # message_stop seen: the stream is complete
         self._id = completion_id("")
         self._model = ""
@@ -68,8 +70,10 @@ class ChunkStream:
         kind = str(block.get("type"))
         if kind == "tool_use":
             call = self._calls[index] = len(self._calls)
+            name = str(block.get("name"))
             return [self._chunk({"tool_calls": [{"index": call, "id": block.get("id"), "type": "function",
-                                                 "function": {"name": block.get("name"), "arguments": ""}}]})]
+                                                 "function": {"name": self._names.get(name, name),
+                                                              "arguments": ""}}]})]
         if kind == "text" and block.get("text"):
             return [self._chunk({"content": block["text"]})]
         if kind == "thinking" and block.get("thinking"):
