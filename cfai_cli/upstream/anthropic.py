@@ -18,6 +18,7 @@ import httpx
 
 from cfai_cli.core.translate.anthropic_egress import chat_names, from_message, to_messages_request
 from cfai_cli.core.translate.anthropic_egress_stream import ChunkStream
+from cfai_cli.errors import UpstreamError
 from cfai_cli.upstream.http_api import HttpApiClient
 from cfai_cli.upstream.provider import ChatUpstream
 
@@ -50,6 +51,12 @@ class AnthropicClient(HttpApiClient, ChatUpstream):
 
     async def chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
         message = await self.messages(to_messages_request({**body, "stream": False}, self._extra))
+        content = message.get("content")
+        if message.get("type") != "message" or not isinstance(content, list) or not all(
+                isinstance(block, dict) and (block.get("type") != "tool_use" or {"id", "name"} <= block.keys())
+                for block in content):
+            raise UpstreamError(f"{self.name} answered with JSON that is not a Messages `message`: "
+                                f"{self._excerpt(str(message))}")
         return from_message(message, created=int(time.time()), names=chat_names(body))
 
     async def chat_stream(self, body: Mapping[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:

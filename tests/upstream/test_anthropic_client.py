@@ -180,6 +180,15 @@ async def test_error_statuses_map_to_cfai_errors_without_the_key(status: int, ki
         assert (raised.anthropic_status, raised.anthropic_type) == (529, "overloaded_error")
 
 
+@pytest.mark.parametrize("answer", [{"type": "error"}, {**rec.TEXT, "content": "hi"},
+                                    {**rec.TEXT, "content": [{"type": "tool_use", "input": {}}]}])
+async def test_an_answer_that_is_not_a_message_is_an_upstream_error(answer: dict[str, Any]) -> None:
+    claude = client(lambda request: httpx.Response(200, json=answer))
+    with pytest.raises(UpstreamError, match="claude answered with JSON that is not a Messages `message`"):
+        await claude.chat(chat())
+    await claude.aclose()
+
+
 async def test_a_json_answer_to_a_stream_request_and_a_hang_are_errors() -> None:
     claude = client(lambda request: httpx.Response(200, json=rec.TEXT))
     with pytest.raises(UpstreamError, match="instead of text/event-stream"):
