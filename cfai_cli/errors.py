@@ -112,8 +112,9 @@ class CfaiError(Exception):
 
 
 # Workers AI's "Capacity temporarily exceeded" (core.workers.envelope.CAPACITY_CODES; repeated here because
-# this module sits beneath core): a 429 at Cloudflare, an overload in Anthropic's terms.
-CAPACITY_UPSTREAM_CODES = frozenset({"3040"})
+# this module sits beneath core): a 429 at Cloudflare, an overload in Anthropic's terms; and an Anthropic
+# upstream's own 529 `overloaded_error` (upstream.http_api). Both are the "capacity" failover kind.
+CAPACITY_UPSTREAM_CODES = frozenset({"3040", "overloaded_error"})
 
 # Statuses without an entry: 4xx -> invalid_request_error (405, 408, 415 are malformed requests to Anthropic
 # too), 5xx -> api_error. 413 is "request_too_large" as Anthropic documents it, although the 2.15 SDK's

@@ -1,5 +1,5 @@
 """Several fake upstreams behind one httpx transport: Cloudflare accounts (by account id in the URL) and
-OpenAI-compatible providers (by host), each with scripted behaviour, and a log of who was called.
+OpenAI-compatible and Anthropic providers (by host), each with scripted behaviour, and a log of who was called.
 
 Cloudflare accounts are `FakeWorkers` tables (tests/fake_workers.py), so the real client code runs; a
 provider is a handler taking the request and its JSON body.
@@ -51,7 +51,8 @@ class FakeUpstreams:
         return [f"{where}/{token}" for where, token, model in self.calls if model != "(search)"]
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
-        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        # Bearer for Cloudflare and OpenAI-compatible APIs, x-api-key for Anthropic.
+        token = request.headers.get("authorization", "").removeprefix("Bearer ") or request.headers.get("x-api-key", "")
         path = request.url.path
         if "/accounts/" in path:
             account = path.split("/accounts/", 1)[1].split("/", 1)[0]

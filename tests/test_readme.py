@@ -107,9 +107,13 @@ def test_routing_config_example_is_valid() -> None:
 
     example = block("# Routing and failover", "toml", doc("docs/routing.md"))
     config = parse_routing(tomllib.loads(example), source="docs/routing.md")
-    assert [(u.name, u.kind, len(u.credentials)) for u in config.upstreams] == [("backup", "cloudflare", 2),
-                                                                                ("groq", "openai", 1)]
+    assert [(u.name, u.kind, len(u.credentials)) for u in config.upstreams] == [
+        ("backup", "cloudflare", 2), ("groq", "openai", 1), ("anthropic", "anthropic", 1), ("gemini", "openai", 1)]
     assert config.routes["fast"][1] == Target("groq", "llama-3.1-8b-instant")
+    assert config.routes["smart"] == ("@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+                                      Target("anthropic", "claude-sonnet-4-5"))
+    gemini = config.upstream("gemini")
+    assert gemini is not None and gemini.base_url == "https://generativelanguage.googleapis.com/v1beta/openai"
     assert config.policy("groq")[1] == 120 and config.policy("backup")[1] == 30
 
 

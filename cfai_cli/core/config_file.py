@@ -29,8 +29,13 @@ from cfai_cli.errors import ConfigError, InvalidRequest
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")  # a TOML key that needs no quotes
 _KINDS_TEXT = ", ".join(FAILURE_KINDS)
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta/openai"
+GEMINI_KEY_ENV = "GEMINI_API_KEY"
 
 
 def _one_or_list(value: Any) -> Any:
@@ -93,6 +98,12 @@ def _extra_fields(value: Any) -> Any:
     if not isinstance(value, list) or not all(isinstance(f, str) and _FIELD.fullmatch(f) for f in value):
         raise ValueError('must be a list of request field names, e.g. ["provider"]')
     return frozenset(value)
+
+
+def _version(value: str) -> str:
+    if not _VERSION.fullmatch(value):
+        raise ValueError('must be an Anthropic API version date, e.g. "2023-06-01"')
+    return value
 
 
 def _upstream_name(name: str) -> str:
@@ -178,8 +189,45 @@ class OpenAIUpstream(_Upstream):
                               extra_fields=self.extra_fields)
 
 
-UPSTREAM_TYPES: dict[str, type[_Upstream]] = {"cloudflare": CloudflareUpstream, "openai": OpenAIUpstream}
-Upstream = Annotated[CloudflareUpstream | OpenAIUpstream, Field(discriminator="type")]
+class GeminiUpstream(OpenAIUpstream):
+    """Google's Gemini API through its OpenAI-compatible endpoint: the openai type with Gemini's defaults."""
+
+    type: Literal["gemini"]  # type: ignore[assignment]  # a preset: the same table, its own tag
+    base_url: HttpUrl = GEMINI_BASE_URL
+
+    def runtime(self, name: str) -> UpstreamConfig:
+        if not self.api_key and not self.api_key_env:
+            return self.model_copy(update={"api_key_env": [GEMINI_KEY_ENV]}).runtime(name)
+        return super().runtime(name)
+
+
+class AnthropicUpstream(_Upstream):
+    """The Anthropic Messages API; chat requests are translated (core.translate.anthropic_egress)."""
+
+    type: Literal["anthropic"]
+    base_url: HttpUrl = ANTHROPIC_BASE_URL
+    anthropic_version: Annotated[str, AfterValidator(_version)] = ANTHROPIC_VERSION
+    api_key: Strings | None = Field(default=None, repr=False)
+    api_key_env: EnvNames | None = None
+    extra_fields: Annotated[frozenset[str], BeforeValidator(_extra_fields)] = frozenset()  # copied as sent
+
+    @model_validator(mode="after")
+    def _has_a_key(self) -> AnthropicUpstream:
+        if not self.api_key and not self.api_key_env:
+            raise ValueError('give api_key_env (the variable holding the key, e.g. "ANTHROPIC_API_KEY") or api_key')
+        return self
+
+    def runtime(self, name: str) -> UpstreamConfig:
+        creds = [Credential(value=v) for v in self.api_key or ()] + [Credential(env=e) for e in self.api_key_env or ()]
+        return UpstreamConfig(name, "anthropic", tuple(creds), base_url=self.base_url, timeout=self.timeout,
+                              cooldown=self.cooldown_seconds, failover_on=self.failover_on,
+                              extra_fields=self.extra_fields, anthropic_version=self.anthropic_version)
+
+
+UPSTREAM_TYPES: dict[str, type[_Upstream]] = {"cloudflare": CloudflareUpstream, "openai": OpenAIUpstream,
+                                              "gemini": GeminiUpstream, "anthropic": AnthropicUpstream}
+Upstream = Annotated[CloudflareUpstream | OpenAIUpstream | GeminiUpstream | AnthropicUpstream,
+                     Field(discriminator="type")]
 
 
 class ConfigTables(Table):
@@ -251,7 +299,7 @@ _ENTRY_HINTS = {
     "vision_aliases": "expected a Workers AI model id such as '@cf/mistralai/mistral-small-3.1-24b-instruct'",
 }
 _KEY_HINTS = {
-    "type": 'must be "cloudflare" or "openai" (an OpenAI-compatible API)',
+    "type": 'must be "cloudflare", "openai" (an OpenAI-compatible API), "anthropic" or "gemini"',
     "account_id": "must be the 32-character id of the Cloudflare account",
     "base_url": "must be the provider's API root, e.g. https://api.groq.com/openai/v1",
     "api_base": "must be an http(s) URL",

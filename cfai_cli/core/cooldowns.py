@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cfai_cli.errors import (
+    CAPACITY_UPSTREAM_CODES,
     CfaiError,
     ModelNotFound,
     PermissionDenied,
@@ -23,7 +24,6 @@ from cfai_cli.errors import (
 )
 
 _LANE_WIDE = frozenset({"quota", "auth"})
-_CAPACITY_CODES = frozenset({"3040"})
 
 
 def failure_kind(error: BaseException) -> str | None:
@@ -31,7 +31,7 @@ def failure_kind(error: BaseException) -> str | None:
     if isinstance(error, QuotaExceeded):
         return "quota"
     if isinstance(error, RateLimited):
-        return "capacity" if str(error.upstream_code) in _CAPACITY_CODES else "rate_limit"
+        return "capacity" if str(error.upstream_code) in CAPACITY_UPSTREAM_CODES else "rate_limit"
     if isinstance(error, UpstreamTimeout):
         return "timeout"
     if isinstance(error, UpstreamAuthError):

@@ -19,8 +19,16 @@ target rests is core.cooldowns.
     api_key_env = "GROQ_API_KEY"               # or api_key; neither for a local server (Ollama, vLLM)
     extra_fields = ["provider"]                # request fields passed on besides OpenAI's own (default none)
 
+    [upstreams.anthropic]                      # the Anthropic Messages API, chat requests translated
+    type = "anthropic"
+    api_key_env = "ANTHROPIC_API_KEY"          # or api_key; base_url and anthropic_version have defaults
+
+    [upstreams.gemini]                         # the openai type preset for Gemini's OpenAI-compatible API
+    type = "gemini"                            # base_url and api_key_env ("GEMINI_API_KEY") have defaults
+
     [routes]
     fast = ["@cf/meta/llama-3.1-8b-instruct-fast", "groq:llama-3.1-8b-instant"]
+    smart = ["@cf/meta/llama-3.3-70b-instruct-fp8-fast", "anthropic:claude-sonnet-4-5"]
 """
 
 from __future__ import annotations
@@ -49,14 +57,16 @@ class Credential:
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str
-    kind: str  # "cloudflare" or "openai"
+    kind: str  # "cloudflare", "openai" (gemini too: a preset of it) or "anthropic"
     credentials: tuple[Credential, ...] = ()
     account_id: str | None = None
     base_url: str | None = None  # openai: the API root (…/v1); cloudflare: the API base (…/client/v4), if not default
     timeout: float | None = None  # one attempt on this upstream; None = the global timeout
     cooldown: float | None = None  # None = the [routing] default
     failover_on: frozenset[str] | None = None  # None = the [routing] default
-    extra_fields: frozenset[str] = frozenset()  # openai: request fields passed on besides the OpenAI schema's
+    # openai, anthropic: request fields passed on besides the OpenAI schema's (anthropic: into the Messages body)
+    extra_fields: frozenset[str] = frozenset()
+    anthropic_version: str | None = None  # anthropic: the anthropic-version header
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +139,8 @@ def public_routing(config: RoutingConfig) -> dict[str, Any]:
             shown["failover_on"] = sorted(u.failover_on)
         if u.extra_fields:
             shown["extra_fields"] = sorted(u.extra_fields)
+        if u.anthropic_version:
+            shown["anthropic_version"] = u.anthropic_version
         upstreams[u.name] = shown
     return {"cooldown_seconds": config.cooldown, "failover_on": sorted(config.failover_on), "upstreams": upstreams,
             "routes": {name: [str(t) for t in chain] for name, chain in config.routes.items()}}

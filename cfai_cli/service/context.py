@@ -17,12 +17,14 @@ from typing import Any
 import httpx
 
 from cfai_cli.core.redact import Scrubber
-from cfai_cli.core.routing import DEFAULT_UPSTREAM
+from cfai_cli.core.routing import DEFAULT_UPSTREAM, Credential, UpstreamConfig
 from cfai_cli.service.accounts import WorkersPool
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings
+from cfai_cli.upstream.anthropic import AnthropicClient
 from cfai_cli.upstream.fetch import ImageFetcher
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
+from cfai_cli.upstream.provider import ChatUpstream, UpstreamType
 from cfai_cli.upstream.router import Lane, Router
 from cfai_cli.upstream.workers import WorkersAIClient
 
@@ -82,7 +84,7 @@ def offline_transport() -> httpx.AsyncBaseTransport:
 def build_lanes(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> list[Lane]:
     """A lane per key of each upstream: the default Cloudflare account first, then config order.
 
-    Offline, every Cloudflare account is the emulator and OpenAI-compatible upstreams are unavailable.
+    Offline, every Cloudflare account is the emulator and the other upstreams are unavailable.
     """
     account_id, token = settings.require_credentials()
     pool = max(1, settings.max_connections)
@@ -105,17 +107,33 @@ def build_lanes(settings: Settings, transport: httpx.AsyncBaseTransport | None) 
                     assert upstream.account_id is not None
                     lanes.append(Lane(label, upstream.name, "cloudflare", workers(
                         upstream.account_id, cred.value or "offline", upstream.base_url, upstream.timeout)))
-            elif settings.offline:
-                lanes.append(Lane(label, upstream.name, "openai", None, "offline mode (no network)"))
-            elif cred.value is None and cred.env is not None:
-                lanes.append(Lane(label, upstream.name, "openai", None, f"{cred.describe()} is not set"))
             else:
-                assert upstream.base_url is not None
-                lanes.append(Lane(label, upstream.name, "openai", OpenAICompatClient(
-                    name=upstream.name, base_url=upstream.base_url, api_key=cred.value,
-                    timeout=upstream.timeout or settings.timeout, transport=transport, max_connections=pool,
-                    fast_http=settings.fast_http)))
+                lanes.append(_chat_lane(settings, upstream, label, cred, transport, pool))
     return lanes
+
+
+def _chat_lane(settings: Settings, upstream: UpstreamConfig, label: str, cred: Credential,
+               transport: httpx.AsyncBaseTransport | None, pool: int) -> Lane:
+    """A lane of an upstream that answers chat requests itself (openai, gemini, anthropic)."""
+    kind: UpstreamType = "anthropic" if upstream.kind == "anthropic" else "openai"
+    if settings.offline:
+        return Lane(label, upstream.name, kind, None, "offline mode (no network)")
+    if cred.value is None and cred.env is not None:
+        return Lane(label, upstream.name, kind, None, f"{cred.describe()} is not set")
+    assert upstream.base_url is not None
+    timeout = upstream.timeout or settings.timeout
+    client: ChatUpstream
+    if kind == "anthropic":
+        assert cred.value is not None and upstream.anthropic_version is not None  # config_file requires a key
+        client = AnthropicClient(name=upstream.name, api_key=cred.value, base_url=upstream.base_url,
+                                 version=upstream.anthropic_version, extra_fields=upstream.extra_fields,
+                                 timeout=timeout, transport=transport, max_connections=pool,
+                                 fast_http=settings.fast_http)
+    else:
+        client = OpenAICompatClient(name=upstream.name, base_url=upstream.base_url, api_key=cred.value,
+                                    timeout=timeout, transport=transport, max_connections=pool,
+                                    fast_http=settings.fast_http)
+    return Lane(label, upstream.name, kind, client)
 
 
 @asynccontextmanager

@@ -2,7 +2,8 @@
 
 Imports only the standard library. There is one provider per upstream type: `upstream.workers.WorkersAIClient`
 (Cloudflare Workers AI: run, run raw, stream, model search), and the `ChatUpstream`s, which answer OpenAI chat
-requests themselves: `upstream.openai_compat.OpenAICompatClient` (an OpenAI-compatible API, passed through).
+requests themselves: `upstream.openai_compat.OpenAICompatClient` (an OpenAI-compatible API, passed through)
+and `upstream.anthropic.AnthropicClient` (the Anthropic Messages API, translated).
 Their calls differ because the services speak to them differently (Workers AI needs translating, a
 ChatUpstream does not), so the service asks which one it holds with `isinstance`; what they share is how the
 router hands them to one attempt.
@@ -15,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any, Literal, Protocol, Self, TypeVar
 
-UpstreamType = Literal["cloudflare", "openai"]  # an upstream's `type` in the config, shown by /health
+UpstreamType = Literal["cloudflare", "openai", "anthropic"]  # an upstream's `type` in the config, shown by /health
 C = TypeVar("C")
 
 

@@ -104,8 +104,20 @@ def test_nothing_configured_means_no_routes() -> None:
 
 
 @pytest.mark.parametrize("text, message", [
-    ('[upstreams.x]\ntype = "azure"', '[upstreams.x] type: must be "cloudflare" or "openai"'),
-    ('[upstreams.x]\nbase_url = "http://x"', '[upstreams.x] type: must be "cloudflare" or "openai"'),
+    ('[upstreams.x]\ntype = "azure"', '[upstreams.x] type: must be "cloudflare", "openai" (an OpenAI-compatible '
+                                     'API), "anthropic" or "gemini"'),
+    ('[upstreams.x]\nbase_url = "http://x"', '[upstreams.x] type: must be "cloudflare", "openai"'),
+    ('[upstreams.claude]\ntype = "anthropic"', '[upstreams.claude]: give api_key_env (the variable holding the key'),
+    ('[upstreams.claude]\ntype = "anthropic"\napi_key_env = "A"\nanthropic_version = "latest"',
+     '[upstreams.claude] anthropic_version: must be an Anthropic API version date, e.g. "2023-06-01"'),
+    ('[upstreams.claude]\ntype = "anthropic"\napi_key = "k"\nbase_url = "api.anthropic.com"',
+     "[upstreams.claude] base_url: must be an http(s) URL"),
+    ('[upstreams.claude]\ntype = "anthropic"\napi_key = "k"\napi_version = "2023-06-01"',
+     "[upstreams.claude] api_version: unknown field; did you mean anthropic_version?"),
+    ('[upstreams.claude]\ntype = "anthropic"\napi_key = "k"\naccount_id = "x"', "[upstreams.claude] account_id: "
+                                                                               "unknown field"),
+    ('[upstreams.g]\ntype = "gemini"\napi_key_env = "1BAD"',
+     "[upstreams.g] api_key_env: '1BAD' is not an environment variable name"),
     ('[upstreams.cloudflare]\ntype = "openai"\nbase_url = "http://x"', "[upstreams.cloudflare]: upstream names"),
     ('[upstreams.x]\ntype = "cloudflare"\napi_token = "t"', "[upstreams.x] account_id: missing; it must be the 32"),
     ('[upstreams.x]\ntype = "cloudflare"\naccount_id = "a/b"\napi_token = "t"',
@@ -151,6 +163,7 @@ def test_mistakes_are_one_line_config_errors_that_say_where(text: str, message: 
     (RateLimited("c", upstream_code="3040"), "capacity"),
     (RateLimited("c", upstream_code=3040), "capacity"),
     (RateLimited("r", upstream_code=3001), "rate_limit"),
+    (RateLimited("o", upstream_code="overloaded_error"), "capacity"),  # Anthropic's 529
     (UpstreamTimeout("t"), "timeout"),
     (UpstreamAuthError("a"), "auth"),
     (UpstreamStreamError("s"), "server"),
@@ -162,6 +175,28 @@ def test_mistakes_are_one_line_config_errors_that_say_where(text: str, message: 
 ])
 def test_failure_kinds(error: Exception, kind: str | None) -> None:
     assert failure_kind(error) == kind
+
+
+def test_anthropic_and_gemini_fill_their_defaults() -> None:
+    config = parse('[upstreams.claude]\ntype = "anthropic"\napi_key_env = "ANTHROPIC_API_KEY"\n'
+                   '[upstreams.claude2]\ntype = "anthropic"\napi_key = "k"\nbase_url = "https://gw.test/anthropic/"\n'
+                   'anthropic_version = "2024-01-01"\nextra_fields = ["top_k"]\n'
+                   '[upstreams.gem]\ntype = "gemini"\n[upstreams.gem2]\ntype = "gemini"\napi_key_env = "MY_GEMINI"\n'
+                   'base_url = "https://gw.test/gemini"\n'
+                   '[routes]\nsmart = ["@cf/meta/llama-3.3-70b-instruct-fp8-fast", "claude:claude-sonnet-4-5"]')
+    claude, claude2, gem, gem2 = (config.upstream(n) for n in ("claude", "claude2", "gem", "gem2"))
+    assert claude is not None and claude2 is not None and gem is not None and gem2 is not None
+    assert (claude.kind, claude.base_url, claude.anthropic_version, claude.credentials) == (
+        "anthropic", "https://api.anthropic.com", "2023-06-01", (Credential(env="ANTHROPIC_API_KEY"),))
+    assert (claude2.base_url, claude2.anthropic_version, claude2.extra_fields) == (
+        "https://gw.test/anthropic", "2024-01-01", {"top_k"})
+    assert (gem.kind, gem.base_url, gem.credentials) == (
+        "openai", "https://generativelanguage.googleapis.com/v1beta/openai", (Credential(env="GEMINI_API_KEY"),))
+    assert (gem2.base_url, gem2.credentials) == ("https://gw.test/gemini", (Credential(env="MY_GEMINI"),))
+    assert config.routes["smart"][1] == Target("claude", "claude-sonnet-4-5")
+    shown = config.public()["upstreams"]
+    assert shown["claude"] == {"type": "anthropic", "keys": ["$ANTHROPIC_API_KEY (not set)"],
+                               "base_url": "https://api.anthropic.com", "anthropic_version": "2023-06-01"}
 
 
 def test_extra_fields_are_per_openai_upstream_and_shown() -> None:

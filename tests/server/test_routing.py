@@ -63,13 +63,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def settings_with(home: Path, config: str, environ: dict[str, str], *, max_retries: int) -> Settings:
+    """Settings for the proxy fixture: `config` as config.toml in `home`, the main account's credentials."""
+    (home / "config.toml").write_text(config)
+    return load_settings({"account_id": MAIN, "api_token": "cf-main-token-value", "timeout": 5,
+                          "max_retries": max_retries}, environ={"CFAI_HOME": str(home), **environ})
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    (tmp_path / "config.toml").write_text(CONFIG)
-    env = {"CFAI_HOME": str(tmp_path), "BACKUP_TOKEN": "backup-token-one", "BACKUP_TOKEN_2": "backup-token-two",
-           "GROQ_API_KEY": "groq-secret-key-123"}
-    return load_settings({"account_id": MAIN, "api_token": "cf-main-token-value", "timeout": 5, "max_retries": 2},
-                         environ=env)
+    return settings_with(tmp_path, CONFIG, {"BACKUP_TOKEN": "backup-token-one", "BACKUP_TOKEN_2": "backup-token-two",
+                                            "GROQ_API_KEY": "groq-secret-key-123"}, max_retries=2)
 
 
 @pytest.fixture
