@@ -111,11 +111,11 @@ async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str, cli
     parsed = await ensure_forced_calls(req, call, [parse_chat_result(result) for result in results], client)
     completion = from_workers_chat(req, call, parsed, completion_id=ctx.ids("chatcmpl"), created=ctx.now(),
                                    new_call_id=lambda: ctx.ids("call"))
-    _note_usage(ctx, completion.get("usage"))  # the forced-call retry's tokens are in it too
+    note_usage(ctx, completion.get("usage"))  # the forced-call retry's tokens are in it too
     return completion
 
 
-def _note_usage(ctx: Context, usage: object) -> None:
+def note_usage(ctx: Context, usage: object) -> None:
     """Tokens an answer used, into the request's record (limits and the usage log read them there)."""
     if isinstance(usage, dict):
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
@@ -123,21 +123,31 @@ def _note_usage(ctx: Context, usage: object) -> None:
                              completion if isinstance(completion, int) else 0)
 
 
+Attempt = Callable[[Target, Provider], Awaitable[T]]
+
+
 async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> ChatCompletion:
     """One answer from the first target of the model's chain that gives one (see upstream.router)."""
+    ctx.record.asked = req.model
+    return await ctx.router.call(req.model, completion_attempt(ctx, req), vision=req.has_images(),
+                                 caller=ctx.record, calls=req.n or 1)
+
+
+def completion_attempt(ctx: Context, req: ChatCompletionRequest) -> Attempt[ChatCompletion]:
+    """How one target answers `req` whole: for the router's walk (and for front ends that add targets of
+    their own, as the Anthropic Messages API does with Anthropic upstreams)."""
     inlined = _images_once(ctx, req)
 
     async def attempt(target: Target, provider: Provider) -> ChatCompletion:
         if isinstance(provider, ChatUpstream):  # passed through as the client sent it
             answer = await provider.chat(_passthrough_body(ctx, req, target, stream=False))
-            _note_usage(ctx, answer.get("usage"))
+            note_usage(ctx, answer.get("usage"))
             return answer  # type: ignore[return-value]  # the provider's own object, passed on as it is
         images_inlined = await inlined()
         return await on_workers(ctx, provider, target.model,
                                 lambda client: _complete(ctx, images_inlined, target.model, client))
 
-    ctx.record.asked = req.model
-    return await ctx.router.call(req.model, attempt, vision=req.has_images(), caller=ctx.record, calls=req.n or 1)
+    return attempt
 
 
 async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> ChatStream:
@@ -146,6 +156,13 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> ChatStre
     Failover happens here, before the first byte; a failure once chunks flow ends the stream with an error.
     """
     check_stream_share(req.n or 1, ctx.settings.max_connections)
+    ctx.record.asked = req.model
+    return await ctx.router.call(req.model, stream_attempt(ctx, req), vision=req.has_images(), caller=ctx.record,
+                                 calls=req.n or 1)
+
+
+def stream_attempt(ctx: Context, req: ChatCompletionRequest) -> Attempt[ChatStream]:
+    """How one target opens `req`'s stream (see completion_attempt)."""
     inlined = _images_once(ctx, req)
 
     async def attempt(target: Target, provider: Provider) -> ChatStream:
@@ -158,8 +175,7 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> ChatStre
         return await on_workers(ctx, provider, target.model,
                                 lambda client: _open_workers_stream(ctx, images_inlined, target.model, client))
 
-    ctx.record.asked = req.model
-    return await ctx.router.call(req.model, attempt, vision=req.has_images(), caller=ctx.record, calls=req.n or 1)
+    return attempt
 
 
 def _wants_usage(req: ChatCompletionRequest) -> bool:
@@ -174,7 +190,7 @@ async def _noting_usage(ctx: Context, batches: AsyncGenerator[list[dict[str, Any
             out: list[ChatCompletionChunk] = []
             for event in batch:
                 if isinstance(event.get("usage"), dict):
-                    _note_usage(ctx, event["usage"])
+                    note_usage(ctx, event["usage"])
                     if not show:
                         if not event.get("choices"):
                             continue  # the usage-only chunk the client did not ask for

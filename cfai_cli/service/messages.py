@@ -1,8 +1,10 @@
 """The Anthropic Messages API for the proxy, on the chat service: one `message`, its SSE events, token counts.
 
-Imports core, errors, service.chat, service.chat_stream and service.tokens. A Messages request becomes a chat
-request (core.translate.anthropic_in), runs through the same router, policies and usage record as a chat
-completion, and its answer (or chunk stream) is translated back. As with chat, everything that can fail early
+Imports core, errors, upstream (the Anthropic client), service.chat, service.chat_stream and service.tokens.
+A Messages request becomes a chat request (core.translate.anthropic_in), runs through the same router,
+policies and usage record as a chat completion, and its answer (or chunk stream) is translated back; a target
+on an Anthropic upstream is given the client's own body instead (only the model renamed), and its answer or
+events are passed on untranslated. As with chat, everything that can fail early
 (validation, the model, opening the upstream stream) happens before the stream is returned, so the proxy can
 still answer a real HTTP error; a failure after that is an in-band `error` event (`MessageEvents.fail`).
 `max_tokens` is honoured, but fitted into the model's context window where the catalogue knows it: Claude Code
@@ -13,12 +15,14 @@ plus `max_tokens` exceeds their context (reference §1.4, "context overflow") in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from cfai_cli.core.anthropic.models import CountTokensRequest, MessagesRequest
+from cfai_cli.core.caps import check_stream_share
 from cfai_cli.core.catalog import CONTEXT_WINDOWS
+from cfai_cli.core.routing import Target
 from cfai_cli.core.tokens import estimate_tokens
 from cfai_cli.core.translate.anthropic_in import (
     AnthropicPlan,
@@ -28,11 +32,13 @@ from cfai_cli.core.translate.anthropic_in import (
     to_message,
 )
 from cfai_cli.errors import CfaiError
-from cfai_cli.service.chat import create_chat_completion, open_chat_stream
-from cfai_cli.service.chat_stream import ChatStream, EventStream
+from cfai_cli.service.chat import completion_attempt, note_usage, stream_attempt
+from cfai_cli.service.chat_stream import ChatStream, EventStream, prime
 from cfai_cli.service.context import Context
 from cfai_cli.service.models import CACHE_SECONDS, catalogue
 from cfai_cli.service.tokens import bundled_tokenizer
+from cfai_cli.upstream.anthropic import AnthropicClient
+from cfai_cli.upstream.provider import Provider
 
 Event = dict[str, Any]
 
@@ -46,18 +52,20 @@ _NO_CATALOGUE = "messages:catalogue-failed"
 
 @dataclass(frozen=True)
 class Prepared:
-    """A Messages request ready to run: its plan (the chat request, dropped server tools, stop sequences) and
-    its input-token estimate (message_start needs one before Workers AI reports any)."""
+    """A Messages request ready to run: its plan (the chat request, dropped server tools, stop sequences), its
+    input-token estimate (message_start needs one before Workers AI reports any), and the body as the client
+    sent it (what an Anthropic upstream is given, untranslated)."""
 
     plan: AnthropicPlan
     input_tokens: int
+    body: Mapping[str, Any]
 
     @property
     def dropped_tools(self) -> list[str]:
         return self.plan.dropped_tools
 
 
-async def prepare_message(ctx: Context, req: MessagesRequest, *, stream: bool) -> Prepared:
+async def prepare_message(ctx: Context, req: MessagesRequest, body: Mapping[str, Any], *, stream: bool) -> Prepared:
     """The chat request a Messages request runs as, its max_tokens fitted to the models it may run on."""
     plan = to_chat_request(req, stream=stream)
     _, chain = ctx.router.chain(req.model, vision=plan.chat.has_images())
@@ -67,7 +75,7 @@ async def prepare_message(ctx: Context, req: MessagesRequest, *, stream: bool) -
     asked = plan.chat.max_tokens or req.max_tokens
     if room is not None and asked > room:
         plan = replace(plan, chat=plan.chat.model_copy(update={"max_tokens": room}))
-    return Prepared(plan, estimate)
+    return Prepared(plan, estimate, body)
 
 
 async def _output_room(ctx: Context, models: list[str], prompt_tokens: int) -> int | None:
@@ -93,10 +101,42 @@ def _window(model: str, live: dict[str, int | None]) -> int | None:
     return min(found) if found else None
 
 
+def _passed_body(prepared: Prepared, model: str, *, stream: bool) -> dict[str, Any]:
+    """The client's own body for an Anthropic upstream: only the model name changes."""
+    body = {**prepared.body, "model": model}
+    if stream:
+        body["stream"] = True
+    else:
+        body.pop("stream", None)
+    return body
+
+
+def _note_message_usage(ctx: Context, usage: object) -> None:
+    """An Anthropic usage object into the request's record (cache reads and writes are input tokens too)."""
+    if isinstance(usage, Mapping):
+        def tokens(name: str) -> int:
+            value = usage.get(name)
+            return value if isinstance(value, int) else 0
+
+        note_usage(ctx, {"prompt_tokens": tokens("input_tokens") + tokens("cache_read_input_tokens")
+                         + tokens("cache_creation_input_tokens"), "completion_tokens": tokens("output_tokens")})
+
+
 async def create_message(ctx: Context, prepared: Prepared) -> dict[str, Any]:
-    """POST /v1/messages without `stream`: the chat answer as an Anthropic `message` (stop sequences applied)."""
-    completion = await create_chat_completion(ctx, prepared.plan.chat)
-    return to_message(completion, prepared.plan, message_id=ctx.ids("msg"))
+    """POST /v1/messages without `stream`: the chat answer as an Anthropic `message` (stop sequences applied),
+    or, from an Anthropic upstream, its own message (the request passed through untranslated)."""
+    chat = prepared.plan.chat
+    translated = completion_attempt(ctx, chat)
+
+    async def attempt(target: Target, provider: Provider) -> dict[str, Any]:
+        if isinstance(provider, AnthropicClient):
+            message = await provider.messages(_passed_body(prepared, target.model, stream=False))
+            _note_message_usage(ctx, message.get("usage"))
+            return message
+        return to_message(await translated(target, provider), prepared.plan, message_id=ctx.ids("msg"))
+
+    ctx.record.asked = chat.model
+    return await ctx.router.call(chat.model, attempt, vision=chat.has_images(), caller=ctx.record)
 
 
 class MessageEvents(EventStream[Event]):
@@ -148,11 +188,59 @@ def _delta_text(event: Event) -> str:
     return str(delta.get("text") or delta.get("partial_json") or delta.get("thinking") or "")
 
 
-async def open_message_stream(ctx: Context, prepared: Prepared) -> MessageEvents:
-    """Open the upstream stream (failing over before the first byte, as chat does) and return its events."""
-    chat = await open_chat_stream(ctx, prepared.plan.chat)
-    translator = MessageStream(prepared.plan, message_id=ctx.ids("msg"), input_tokens_estimate=prepared.input_tokens)
-    return MessageEvents(ctx, translator, chat)
+class PassedEvents(EventStream[Event]):
+    """An Anthropic upstream's own SSE events, passed on as they come (usage noted in the request's record);
+    `fail()` ends the stream in-band as MessageEvents does."""
+
+    def __init__(self, ctx: Context, batches: AsyncGenerator[list[tuple[str, Event]], None]) -> None:
+        self._ctx = ctx
+        self._ended = False
+        self._output = 0  # output tokens noted so far
+        super().__init__(self._events(batches), owns=(batches,))
+
+    def fail(self, error: CfaiError) -> list[Event]:
+        if self._ended:
+            return []
+        self._ended = True
+        error.message = self._ctx.router.scrubber.text(error.message)
+        return [error.to_anthropic()]
+
+    async def _events(self, batches: AsyncGenerator[list[tuple[str, Event]], None]
+                      ) -> AsyncGenerator[list[Event], None]:
+        async for batch in batches:
+            for _, data in batch:
+                # message_start holds the input count; message_delta the output count so far (a total, not a
+                # step: the last one holds), so output is taken from message_delta alone.
+                if data.get("type") == "message_start" and isinstance(data.get("message"), Mapping):
+                    usage = data["message"].get("usage")
+                    if isinstance(usage, Mapping):
+                        _note_message_usage(self._ctx, {k: v for k, v in usage.items() if k != "output_tokens"})
+                elif data.get("type") == "message_delta" and isinstance(data.get("usage"), Mapping):
+                    output = data["usage"].get("output_tokens")
+                    if isinstance(output, int):
+                        _note_message_usage(self._ctx, {"output_tokens": output - self._output})
+                        self._output = output
+            yield [data for _, data in batch]
+        self._ended = True
+
+
+async def open_message_stream(ctx: Context, prepared: Prepared) -> MessageEvents | PassedEvents:
+    """Open the upstream stream (failing over before the first byte, as chat does) and return its events:
+    a chat stream translated (MessageEvents), or an Anthropic upstream's own events (PassedEvents)."""
+    chat = prepared.plan.chat
+    translated = stream_attempt(ctx, chat)
+
+    async def attempt(target: Target, provider: Provider) -> MessageEvents | PassedEvents:
+        if isinstance(provider, AnthropicClient):
+            body = _passed_body(prepared, target.model, stream=True)
+            return PassedEvents(ctx, await prime(await provider.messages_stream(body), ctx.record))
+        translator = MessageStream(prepared.plan, message_id=ctx.ids("msg"),
+                                   input_tokens_estimate=prepared.input_tokens)
+        return MessageEvents(ctx, translator, await translated(target, provider))
+
+    check_stream_share(1, ctx.settings.max_connections)
+    ctx.record.asked = chat.model
+    return await ctx.router.call(chat.model, attempt, vision=chat.has_images(), caller=ctx.record)
 
 
 async def _count(req: CountTokensRequest, model_id: str) -> int:

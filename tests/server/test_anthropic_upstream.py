@@ -196,3 +196,35 @@ async def test_the_gemini_preset_is_an_openai_compatible_upstream(proxy, up: Fak
     assert done.choices[0].message.content == "from Gemini"
     assert str(seen[0].url) == "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"
     assert seen[0].headers["authorization"] == "Bearer gemini-key-0123456789"
+
+
+
+async def test_anthropic_messages_to_an_anthropic_upstream_pass_through(up: FakeUpstreams,  # noqa: F811
+                                                                        settings: Settings) -> None:
+    """A request that arrives as Anthropic Messages and is served by an Anthropic upstream goes as the client
+    sent it (cache_control, thinking, top_k and all; only the model renamed), and the upstream's own message
+    and events come back untranslated, whole and streamed; its usage is recorded."""
+    from cfai_cli.store.keys import KeyPolicy, KeyStore
+    from tests.server.anthropic_client import claude_on
+
+    seen = fake_claude(up)
+    key, _ = KeyStore(settings.database).create("claude", KeyPolicy(scopes=frozenset({"chat"})))
+    system: Any = [{"type": "text", "text": "Be kind.", "cache_control": {"type": "ephemeral"}}]
+    ask: dict[str, Any] = {"model": "claude-first", "max_tokens": 2000, "system": system,
+                           "thinking": {"type": "enabled", "budget_tokens": 1024},
+                           "messages": [{"role": "user", "content": "hi"}]}
+    extra = {"top_k": 5}  # SDK 2.x takes sampling settings only as extra_body
+    async with claude_on(settings, key, transport=up.transport()) as claude:
+        whole = await claude.messages.create(**ask, extra_body=extra)
+        async with claude.messages.stream(**ask, extra_body=extra) as events:
+            kinds = [event.type async for event in events]
+            final = await events.get_final_message()
+    assert whole.id == rec.TEXT["id"] and whole.model == CLAUDE  # the upstream's own message
+    assert [request.url.path for request, _ in seen] == ["/v1/messages"] * 2
+    assert seen[0][1] == {**ask, **extra, "model": CLAUDE}
+    assert seen[1][1] == {**ask, **extra, "model": CLAUDE, "stream": True}
+    assert "".join(block.text for block in final.content if block.type == "text") == "Hej från Claude"
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    rows = UsageLog(settings.database).rows(since=0)
+    assert [(row.upstream, row.upstream_model) for row in rows] == [("anthropic", CLAUDE)] * 2
+    assert [(row.prompt_tokens, row.completion_tokens) for row in rows] == [(12, 6), (25, 15)]

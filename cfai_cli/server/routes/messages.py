@@ -21,9 +21,10 @@ from cfai_cli.service.messages import count_message_tokens, create_message, open
 
 
 async def create(request: Request) -> Response:
-    req = validate_request(MessagesRequest, await read_json(request))
+    body = await read_json(request)
+    req = validate_request(MessagesRequest, body)
     ctx = request_context(request)
-    prepared = await prepare_message(ctx, req, stream=bool(req.stream))
+    prepared = await prepare_message(ctx, req, body, stream=bool(req.stream))
     extra = dropped_tools_headers(prepared.dropped_tools, "messages")
     if req.stream:
         events = await open_message_stream(ctx, prepared)
