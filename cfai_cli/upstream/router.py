@@ -158,6 +158,18 @@ class Router:
                     found.append((target, lane, lane.provider))
         return found, skipped
 
+    def authorize(self, name: str, caller: Caller, *, vision: bool = False, cloudflare_only: bool = False
+                  ) -> list[str]:
+        """The chain `name` runs on (`upstream:model` per target), once the caller's model policy allows one of
+        its targets (a 403 otherwise, as `call` would give): what an answer served without calling (the
+        response cache) is judged and keyed by. Unavailable lanes count: policy is about what would run."""
+        targets = ([Target(upstream, name) for upstream in self.cloudflare] if cloudflare_only
+                   else self.chain(name, vision=vision)[1])
+        running = [_running(t, lane) for t in targets for lane in self._by_upstream.get(t.upstream, [])[:1]]
+        if running and not any(caller.allows(name, r) for r in running):
+            caller.check_model(name, *dict.fromkeys(running))
+        return [str(t) for t in targets]
+
     # ---- calling along a chain --------------------------------------------------------------------
 
     async def call(self, name: str, attempt: Attempt[T], *, cloudflare_only: bool = False, vision: bool = False,
