@@ -105,7 +105,8 @@ def test_a_replayed_completion_assembles_back_to_itself() -> None:
 def test_fragments_are_joined() -> None:
     base = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     deltas = [{"role": "assistant", "content": ""}, {"content": "Hel"}, {"content": "lo"},
-              {"tool_calls": [{"index": 0, "id": "t1", "type": "function", "function": {"name": "f", "arguments": ""}}]},
+              {"tool_calls": [{"index": 0, "id": "t1", "type": "function",
+                               "function": {"name": "f", "arguments": ""}}]},
               {"tool_calls": [{"index": 0, "function": {"arguments": "{\"x\""}}]},
               {"tool_calls": [{"index": 0, "function": {"arguments": ": 2}"}}]}]
     chunks: list[Any] = [{**base, "choices": [{"index": 0, "delta": d, "logprobs": None, "finish_reason": None}]}
@@ -146,3 +147,16 @@ def test_the_cache_table_of_config_toml(tmp_path: Any) -> None:
             load_settings(environ=home)
         if line is not None:
             assert info.value.message == f"{tmp_path / 'config.toml'}: {line}"
+
+
+def test_the_docs_example_is_the_defaults_switched_on() -> None:
+    """docs/cache.md's [cache] example parses, and each value it shows is the default it claims to be."""
+    import tomllib
+    from pathlib import Path
+
+    from cfai_cli.core.config_file import parse_tables
+
+    text = (Path(__file__).parents[2] / "docs" / "cache.md").read_text(encoding="utf-8")
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    tables, _ = parse_tables(tomllib.loads(example), source="docs/cache.md")
+    assert tables.cache.runtime() == CacheConfig(enabled=True)

@@ -89,7 +89,7 @@ async def test_a_hit_makes_no_upstream_call_and_one_key_never_sees_anothers(cach
         assert again.choices[0].message.content == first.choices[0].message.content == "Paris is the capital of France"
         assert again.id != first.id and again.usage == first.usage  # a new answer object, the same answer
         validate(again.model_dump(mode="json", exclude_unset=True), "CreateChatCompletionResponse")
-        status, other = await ask(proxy.sdk(key_b))  # the same request, another tenant
+        status, _ = await ask(proxy.sdk(key_b))  # the same request, another tenant
         assert status == "miss" and proxy.upstream_calls() == 2
         status, _ = await ask(proxy.sdk(key_b))
         assert status == "hit" and proxy.upstream_calls() == 2
