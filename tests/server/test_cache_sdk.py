@@ -266,6 +266,10 @@ async def test_responses_messages_and_completions_go_through_the_chat_cache(cach
             message = await raw.post("/messages", json={"model": "gpt-4o-mini", "max_tokens": 64, "temperature": 0,
                                                         "messages": HI})
             assert message.status_code == 200 and message.headers["x-cfai-cache"] == expected
+        streamed = await raw.post("/messages", json={"model": "gpt-4o-mini", "max_tokens": 64, "temperature": 0,
+                                                     "messages": HI, "stream": True})
+        assert streamed.headers["x-cfai-cache"] == "hit"  # Anthropic's events, replayed from the stored answer
+        assert b"event: message_stop" in streamed.content and b"Paris is the capital" in streamed.content
         for expected in ("miss", "hit"):
             completion = await client.completions.with_raw_response.create(model="gpt-4o-mini", prompt="hello",
                                                                            temperature=0)
