@@ -166,7 +166,7 @@ class Router:
         targets = ([Target(upstream, name) for upstream in self.cloudflare] if cloudflare_only
                    else self.chain(name, vision=vision)[1])
         running = [_running(t, lane) for t in targets for lane in self._by_upstream.get(t.upstream, [])[:1]]
-        if running and not any(caller.allows(name, r) for r in running):
+        if not any(caller.allows(name, r) for r in running):  # no lanes at all: judged on the name alone
             caller.check_model(name, *dict.fromkeys(running))
         return [str(t) for t in targets]
 

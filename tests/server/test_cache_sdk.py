@@ -318,3 +318,34 @@ async def test_off_by_default(settings: Settings, api_key: str, fake: FakeWorker
                                                                      "temperature": 0})
             assert "x-cfai-cache" not in answer.headers
     assert len(fake.calls) == 2
+
+
+async def test_an_answer_past_the_entry_bound_is_served_but_not_stored(cached, settings: Settings) -> None:
+    (key,) = keys(settings, "a")
+    async with cached(max_entry_bytes=64) as proxy:
+        client, raw = proxy.sdk(key), proxy.raw(key)
+        assert [(await ask(client))[0] for _ in range(2)] == ["miss", "miss"]
+        for _ in range(2):
+            streamed = await raw.post("/chat/completions", json={"model": "gpt-4o-mini", "messages": HI,
+                                                                 "temperature": 0, "stream": True})
+            assert streamed.headers["x-cfai-cache"] == "miss" and b"[DONE]" in streamed.content
+        assert proxy.upstream_calls() == 4
+
+
+async def test_a_broken_store_costs_the_cache_not_the_answer(cached, settings: Settings,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    (key,) = keys(settings, "a")
+    async with cached() as proxy:
+        client = proxy.sdk(key)
+        await ask(client)  # the table exists now
+        with sqlite3.connect(settings.database) as conn:  # every write to it fails from here on
+            conn.execute("CREATE TRIGGER full BEFORE INSERT ON response_cache BEGIN SELECT RAISE(ABORT, 'disk full'); "
+                         "END")
+        status, answer = await ask(client, max_tokens=9)
+        assert status == "miss" and answer.choices[0].message.content == "Paris is the capital of France"
+        assert "could not store an answer" in caplog.text
+        with sqlite3.connect(settings.database) as conn:  # and now every read
+            conn.execute("ALTER TABLE response_cache RENAME TO gone")
+        status, answer = await ask(client)
+        assert status == "miss" and answer.choices[0].message.content and "could not read" in caplog.text
+        assert proxy.upstream_calls() == 3
