@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from cfai_cli import __version__
+from cfai_cli.cli import cache as cache_command
 from cfai_cli.cli import chat, config, keys, models, serve
 from cfai_cli.cli import embed as embed_command
 from cfai_cli.cli import image as image_command
@@ -103,7 +104,7 @@ def root(
 
 
 COMMANDS = (chat, models, embed_command, image_command, transcribe_command, speak_command, tokens_command, config,
-            keys, serve, usage_command)
+            keys, serve, usage_command, cache_command)
 for module in COMMANDS:
     module.register(app)
 

@@ -65,6 +65,8 @@ def keygen(
                                                     "admin (default: all but admin; 'all' for every one).")] = None,
     expires: Annotated[str | None, typer.Option("--expires", show_default=False, metavar="DURATION",
                                                 help="Expire after e.g. 30d, 12h or 2w.")] = None,
+    cache: Annotated[bool, typer.Option("--cache", help="Its requests use the response cache without asking, "
+                                        "when [cache] is enabled (see docs/cache.md).")] = False,
 ) -> None:
     import time
 
@@ -75,7 +77,7 @@ def keygen(
     policy = KeyPolicy(
         scopes=frozenset(SCOPES) if chosen == ["all"] else (frozenset(chosen) if chosen else DEFAULT_SCOPES),
         models=tuple(_split(models)), rpm=rpm, rpd=rpd, tpm=tpm,
-        expires_at=int(time.time()) + parse_duration(expires) if expires else None)
+        expires_at=int(time.time()) + parse_duration(expires) if expires else None, cache=cache)
     term = Terminal(options=invocation.obj)
     database = locations().database
     key, record = KeyStore(database).create(name, policy)
@@ -93,6 +95,8 @@ def describe(record: KeyRecord) -> str:
     parts += [f"{n} {getattr(p, n)}" for n in ("rpm", "rpd", "tpm") if getattr(p, n) is not None]
     if p.expires_at:
         parts.append(f"expires {_when(p.expires_at)}")
+    if p.cache:
+        parts.append("response cache")
     return "; ".join(parts)
 
 
@@ -100,7 +104,7 @@ def _json(record: KeyRecord) -> dict[str, object]:
     p = record.policy
     return {"id": record.id, "name": record.name, "hint": record.hint, "created_at": record.created_at,
             "revoked_at": record.revoked_at, "expires_at": p.expires_at, "scopes": sorted(p.scopes),
-            "models": list(p.models), "rpm": p.rpm, "rpd": p.rpd, "tpm": p.tpm}
+            "models": list(p.models), "rpm": p.rpm, "rpd": p.rpd, "tpm": p.tpm, "cache": p.cache}
 
 
 def _when(stamp: int | None) -> str:

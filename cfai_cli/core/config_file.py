@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from cfai_cli.core.cache import CACHE_ROUTES, CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, is_account_id, validate_model_id
 from cfai_cli.core.routing import (
     DEFAULT_UPSTREAM,
@@ -145,6 +146,33 @@ class RoutingTable(Table):
     failover_on: Kinds = frozenset(FAILURE_KINDS)
 
 
+def _cache_routes(value: Any) -> Any:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"must be a list of routes: {', '.join(CACHE_ROUTES)}")
+    unknown = sorted(set(value) - set(CACHE_ROUTES))
+    if unknown:
+        raise ValueError(f"unknown route {unknown[0]!r}; the cache serves {', '.join(CACHE_ROUTES)}")
+    return frozenset(value)
+
+
+class CacheTable(Table):
+    """[cache]: the response cache (core.cache; docs/cache.md)."""
+
+    enabled: bool = False
+    ttl_seconds: Annotated[Seconds, AfterValidator(_positive)] = 3600.0
+    max_entries: Annotated[int, Field(ge=1, strict=True)] = 10_000
+    max_bytes: Annotated[int, Field(ge=1, strict=True)] = 256 * 1024 * 1024
+    max_entry_bytes: Annotated[int, Field(ge=1, strict=True)] = 2 * 1024 * 1024
+    routes: Annotated[frozenset[str], BeforeValidator(_cache_routes)] = frozenset(CACHE_ROUTES)
+    by_default: bool = False
+    temperature_zero_only: bool = True
+
+    def runtime(self) -> CacheConfig:
+        return CacheConfig(enabled=self.enabled, ttl=self.ttl_seconds, max_entries=self.max_entries,
+                           max_bytes=self.max_bytes, max_entry_bytes=self.max_entry_bytes, routes=self.routes,
+                           by_default=self.by_default, temperature_zero_only=self.temperature_zero_only)
+
+
 class _Upstream(Table):
     timeout: Annotated[Seconds, AfterValidator(_positive)] | None = None  # None: the global timeout
     cooldown_seconds: Seconds | None = None  # None: the [routing] default
@@ -239,6 +267,7 @@ class ConfigTables(Table):
     routing: RoutingTable = RoutingTable()
     upstreams: dict[Annotated[str, AfterValidator(_upstream_name)], Upstream] = {}
     routes: dict[Annotated[str, AfterValidator(_route_name)], Annotated[Strings, AfterValidator(_targets)]] = {}
+    cache: CacheTable = CacheTable()
 
     def routing_config(self) -> RoutingConfig:
         """The runtime routing value; a ValueError is (TOML path, message) for a route naming no upstream."""
@@ -291,6 +320,7 @@ _TABLE_HINTS = {
     "upstreams": "must hold one table per upstream, e.g. [upstreams.groq]",
     "routes": "must map model names to lists of targets",
     "routing": "must be a table",
+    "cache": "must be a table, e.g. [cache] enabled = true",
     "aliases": "must map names to model ids (strings)",
     "vision_aliases": "must be a table mapping alias names to Workers AI ids",
 }
@@ -325,6 +355,8 @@ def _known(loc: tuple[str | int, ...], top: set[str]) -> set[str]:
         return top
     if loc[0] == "routing":
         return set(RoutingTable.model_fields)
+    if loc[0] == "cache":
+        return set(CacheTable.model_fields)
     if loc[0] == "upstreams" and len(loc) >= 3 and loc[2] in UPSTREAM_TYPES:
         return set(UPSTREAM_TYPES[str(loc[2])].model_fields)
     return set()

@@ -48,7 +48,7 @@ from cfai_cli.store.usage import UsageLog
 EXPOSED_HEADERS = ("retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
                    "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
                    "x-ratelimit-reset-tokens", "x-cfai-overhead-ms", "x-cfai-upstream", "x-cfai-model",
-                   "x-cfai-dropped-tools")
+                   "x-cfai-dropped-tools", "x-cfai-cache")
 
 
 def is_loopback(host: str) -> bool:

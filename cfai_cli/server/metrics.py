@@ -95,6 +95,9 @@ class Metrics:
         self._unauthenticated = Counter(
             "cfai_unauthenticated", "Requests refused for a missing or wrong key (counted here, not in the usage log).",
             registry=r)
+        self._cache = Counter("cfai_cache_requests", "Requests the response cache took part in, by what it did "
+                              "(hit, miss, refresh, bypass).", ["route", "result"], registry=r)
+        self._cache_children: dict[tuple[str, str], Any] = {}
         self._in_flight = Gauge("cfai_in_flight_requests", "Requests being answered now.", registry=r,
                                 multiprocess_mode="livesum")
         self.in_flight = 0
@@ -122,7 +125,7 @@ class Metrics:
         self._unauthenticated.inc()
 
     def observe(self, *, route: str, status: int, seconds: float, error_code: str | None,
-                prompt_tokens: int, completion_tokens: int) -> None:
+                prompt_tokens: int, completion_tokens: int, cache: str | None = None) -> None:
         child = self._request_children.get((route, status))
         if child is None:
             child = self._request_children[(route, status)] = self.requests.labels(route, str(status))
@@ -133,6 +136,11 @@ class Metrics:
             if error is None:
                 error = self._error_children[(route, code)] = self.errors.labels(route, code)
             error.inc()
+        if cache is not None:  # hit, miss, refresh or bypass: four values at most (core.cache.Status)
+            counted = self._cache_children.get((route, cache))
+            if counted is None:
+                counted = self._cache_children[(route, cache)] = self._cache.labels(route, cache)
+            counted.inc()
         latency = self._latency_children.get(route)
         if latency is None:
             latency = self._latency_children[route] = self.latency.labels(route)

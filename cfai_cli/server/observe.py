@@ -12,7 +12,7 @@ every configured secret masked on their way out, whichever code path put it ther
 `x-cfai-overhead-ms` on each answer is the proxy's own time before the answer starts: the time since the
 request arrived minus the time spent waiting on Workers AI (for a stream, until its first bytes).
 `x-cfai-upstream` and `x-cfai-model` name the target that answered (see upstream.router), and so does
-the usage row.
+the usage row; `x-cfai-cache` says what the response cache did (service.cache), as the row's `cache` does.
 """
 
 from __future__ import annotations
@@ -169,6 +169,8 @@ class Observe:
                 if record.upstream is not None and record.model is not None:
                     headers += [(b"x-cfai-upstream", record.upstream.encode()),
                                 (b"x-cfai-model", record.model.encode("ascii", "replace"))]
+                if record.cache is not None:
+                    headers.append((b"x-cfai-cache", record.cache.encode()))
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
                 body = message.get("body", b"")
@@ -192,7 +194,7 @@ class Observe:
         template = self.labels(scope)
         key = scope["state"].get("cfai_key")
         self.metrics.observe(route=template, status=watch.status, seconds=seconds, error_code=error_code,
-                             prompt_tokens=prompt, completion_tokens=completion)
+                             prompt_tokens=prompt, completion_tokens=completion, cache=record.cache)
         if key is None and self.keys_required:
             # Nobody to attribute it to (a wrong key, no key, an open path): counted, never a row.
             if watch.status == 401:
@@ -203,7 +205,7 @@ class Observe:
             ts=time.time(), key_id=key.id if key else None, route=route, model=record.asked,
             upstream_model=record.model, status=watch.status, prompt_tokens=prompt, completion_tokens=completion,
             latency_ms=round(seconds * 1000, 2), bytes_in=watch.bytes_in, bytes_out=watch.bytes_out,
-            error_code=error_code, upstream=record.upstream))
+            error_code=error_code, upstream=record.upstream, cache=record.cache))
         if key is not None and key.policy.tpm is not None and prompt + completion:
             # Tokens are known only at the end; TPM then refuses the key's next requests (as OpenAI does).
             self.limiter.record_tokens(key.id, prompt + completion, now=time.time())

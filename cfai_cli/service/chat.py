@@ -22,6 +22,7 @@ from cfai_cli.core.translate.chat_answer import from_workers_chat
 from cfai_cli.core.translate.chat_stream import completion_to_chunks
 from cfai_cli.core.workers.chat import parse_chat_result
 from cfai_cli.errors import InvalidRequest
+from cfai_cli.service import cache
 from cfai_cli.service.accounts import on_workers
 from cfai_cli.service.chat_stream import ChatStream, prime
 from cfai_cli.service.context import Context
@@ -127,8 +128,19 @@ Attempt = Callable[[Target, Provider], Awaitable[T]]
 
 
 async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> ChatCompletion:
-    """One answer from the first target of the model's chain that gives one (see upstream.router)."""
+    """One answer from the response cache (when the request may use it and one is stored), else from the first
+    target of the model's chain that gives one (see upstream.router), stored when the request may store it."""
     ctx.record.asked = req.model
+    slot = await cache.chat_slot(ctx, req)
+    if slot is not None and slot.entry is not None:
+        return cache.chat_hit(ctx, slot)
+    answer = await _create_chat_completion(ctx, req)
+    if slot is not None:
+        await slot.store(answer)
+    return answer
+
+
+async def _create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> ChatCompletion:
     return await ctx.router.call(req.model, completion_attempt(ctx, req), vision=req.has_images(),
                                  caller=ctx.record, calls=req.n or 1)
 
@@ -154,9 +166,19 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> ChatStre
     """Open the upstream stream(s) of the first target that answers, and return the answer's stream.
 
     Failover happens here, before the first byte; a failure once chunks flow ends the stream with an error.
+    A cached answer replays as a stream; a miss that may be stored is stored when it ends cleanly.
     """
     check_stream_share(req.n or 1, ctx.settings.max_connections)
     ctx.record.asked = req.model
+    slot = await cache.chat_slot(ctx, req)
+    if slot is None:
+        return await _open_chat_stream(ctx, req)
+    if slot.entry is not None:
+        return ChatStream.replay(completion_to_chunks(cache.chat_hit(ctx, slot), include_usage=_wants_usage(req)))
+    return cache.storing(slot, await _open_chat_stream(ctx, cache.with_usage(req)), show_usage=_wants_usage(req))
+
+
+async def _open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> ChatStream:
     return await ctx.router.call(req.model, stream_attempt(ctx, req), vision=req.has_images(), caller=ctx.record,
                                  calls=req.n or 1)
 

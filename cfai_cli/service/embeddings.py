@@ -23,6 +23,7 @@ from cfai_cli.core.translate.embeddings import (
 )
 from cfai_cli.core.workers.chat import parse_usage
 from cfai_cli.errors import InvalidRequest
+from cfai_cli.service import cache
 from cfai_cli.service.context import Context
 from cfai_cli.service.gather import gather_all
 
@@ -54,6 +55,17 @@ async def create_embeddings(ctx: Context, req: EmbeddingRequest, *,
     ctx.record.asked = req.model
     model_id = resolve_model(req.model, ctx.settings.aliases)
     texts = check_request(req, embedding_model(model_id))
+    slot = await cache.embeddings_slot(ctx, req, model_id)
+    if slot is not None and slot.entry is not None:
+        return cache.embeddings_hit(slot)
+    answer = await _create_embeddings(ctx, req, model_id, texts, progress)
+    if slot is not None:
+        await slot.store(answer)
+    return answer
+
+
+async def _create_embeddings(ctx: Context, req: EmbeddingRequest, model_id: str, texts: list[str],
+                             progress: Callable[[int], None] | None) -> EmbeddingList:
     limit = asyncio.Semaphore(MAX_CONCURRENT_BATCHES)
 
     async def one(start: int, batch: list[str]) -> tuple[list[list[float]], int | None]:

@@ -22,6 +22,7 @@ from typing import Any
 from cfai_cli.core.anthropic.models import CountTokensRequest, MessagesRequest
 from cfai_cli.core.caps import check_stream_share
 from cfai_cli.core.catalog import CONTEXT_WINDOWS
+from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.routing import Target
 from cfai_cli.core.tokens import estimate_tokens
 from cfai_cli.core.translate.anthropic_in import (
@@ -32,7 +33,13 @@ from cfai_cli.core.translate.anthropic_in import (
     to_message,
 )
 from cfai_cli.errors import CfaiError
-from cfai_cli.service.chat import completion_attempt, note_usage, stream_attempt
+from cfai_cli.service.chat import (
+    completion_attempt,
+    create_chat_completion,
+    note_usage,
+    open_chat_stream,
+    stream_attempt,
+)
 from cfai_cli.service.chat_stream import ChatStream, EventStream, prime
 from cfai_cli.service.context import Context
 from cfai_cli.service.models import CACHE_SECONDS, catalogue
@@ -122,10 +129,17 @@ def _note_message_usage(ctx: Context, usage: object) -> None:
                          + tokens("cache_creation_input_tokens"), "completion_tokens": tokens("output_tokens")})
 
 
+def _may_pass_through(ctx: Context, chat: ChatCompletionRequest) -> bool:
+    """Whether `chat`'s chain has a target on an Anthropic upstream (else it is the chat path, cache and all)."""
+    return "anthropic" in ctx.router.kinds(chat.model, vision=chat.has_images())
+
+
 async def create_message(ctx: Context, prepared: Prepared) -> dict[str, Any]:
     """POST /v1/messages without `stream`: the chat answer as an Anthropic `message` (stop sequences applied),
     or, from an Anthropic upstream, its own message (the request passed through untranslated)."""
     chat = prepared.plan.chat
+    if not _may_pass_through(ctx, chat):
+        return to_message(await create_chat_completion(ctx, chat), prepared.plan, message_id=ctx.ids("msg"))
     translated = completion_attempt(ctx, chat)
 
     async def attempt(target: Target, provider: Provider) -> dict[str, Any]:
@@ -228,15 +242,21 @@ async def open_message_stream(ctx: Context, prepared: Prepared) -> MessageEvents
     """Open the upstream stream (failing over before the first byte, as chat does) and return its events:
     a chat stream translated (MessageEvents), or an Anthropic upstream's own events (PassedEvents)."""
     chat = prepared.plan.chat
+
+    def translate(stream: ChatStream) -> MessageEvents:
+        translator = MessageStream(prepared.plan, message_id=ctx.ids("msg"),
+                                   input_tokens_estimate=prepared.input_tokens)
+        return MessageEvents(ctx, translator, stream)
+
+    if not _may_pass_through(ctx, chat):
+        return translate(await open_chat_stream(ctx, chat))
     translated = stream_attempt(ctx, chat)
 
     async def attempt(target: Target, provider: Provider) -> MessageEvents | PassedEvents:
         if isinstance(provider, AnthropicClient):
             body = _passed_body(prepared, target.model, stream=True)
             return PassedEvents(ctx, await prime(await provider.messages_stream(body), ctx.record))
-        translator = MessageStream(prepared.plan, message_id=ctx.ids("msg"),
-                                   input_tokens_estimate=prepared.input_tokens)
-        return MessageEvents(ctx, translator, await translated(target, provider))
+        return translate(await translated(target, provider))
 
     check_stream_share(1, ctx.settings.max_connections)
     ctx.record.asked = chat.model

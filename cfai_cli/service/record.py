@@ -13,6 +13,7 @@ import fnmatch
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from cfai_cli.core.cache import Mode, Status, combine
 from cfai_cli.errors import PermissionDenied
 
 MAX_CONCURRENT_CALLS = 8  # upstream calls one request runs at once (its other calls wait their turn)
@@ -36,6 +37,11 @@ class RequestRecord:
     # events), added by the clients (an upstream.provider.WaitLog): the proxy's x-cfai-overhead-ms leaves it out.
     upstream_wait: float = 0.0
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_CALLS))
+    cache_mode: Mode | None = None  # what the proxy lets it do with the response cache; None: off (core.cache)
+    cache: Status | None = None  # what the cache did: x-cfai-cache, the usage log's `cache`, the metrics
+
+    def note_cache(self, status: Status) -> None:
+        self.cache = combine(self.cache, status)
 
     def allows(self, *names: str) -> bool:
         """True if the name asked for, or any of `names` (what the router was given, the model that would

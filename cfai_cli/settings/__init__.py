@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import Field, dataclass, field, fields, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_CHAT_MODEL, DEFAULT_V
 from cfai_cli.errors import ConfigError
 
 if TYPE_CHECKING:  # routing is imported when settings are loaded, not by every `cfai --help`
+    from cfai_cli.core.cache import CacheConfig
     from cfai_cli.core.routing import RoutingConfig
 
 
@@ -28,6 +29,12 @@ def _no_routing() -> RoutingConfig:
     from cfai_cli.core.routing import RoutingConfig
 
     return RoutingConfig()
+
+
+def _no_cache() -> CacheConfig:
+    from cfai_cli.core.cache import CacheConfig
+
+    return CacheConfig()
 
 
 def _setting(default: Any, env: str | None = None, *, secret: bool = False) -> Any:
@@ -69,6 +76,7 @@ class Settings:
     # alias -> the model that serves it when a chat/Responses request carries images (core.catalog)
     vision_aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VISION_ALIASES))
     routing: RoutingConfig = field(default_factory=_no_routing)  # [routing], [upstreams.*], [routes]
+    cache: CacheConfig = field(default_factory=_no_cache)  # [cache]: the response cache (core.cache)
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
     offline: bool = False
@@ -137,7 +145,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     from cfai_cli.core.routing import with_secrets
 
     settings = Settings(**values, aliases=found.aliases, vision_aliases=found.vision_aliases,
-                        routing=with_secrets(found.routing, env), config_dir=config_dir, data_dir=data_dir)
+                        routing=with_secrets(found.routing, env), cache=found.cache, config_dir=config_dir,
+                        data_dir=data_dir)
     if overrides and overrides.get("offline"):
         settings = settings.as_offline()
     return settings
@@ -183,6 +192,8 @@ def public_view(settings: Settings) -> dict[str, Any]:
             value = dict(value)
         elif f.name == "routing":
             value = value.public()
+        elif f.name == "cache":
+            value = {name: sorted(v) if isinstance(v, frozenset) else v for name, v in asdict(value).items()}
         out[f.name] = value
     out["config_file"] = str(settings.config_file)
     return out

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
 
+from cfai_cli.core.cache import CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_VISION_ALIASES
 from cfai_cli.core.routing import RoutingConfig
 from cfai_cli.errors import ConfigError
@@ -64,6 +65,7 @@ class SettingsFile:
     aliases: dict[str, str]
     vision_aliases: dict[str, str]
     routing: RoutingConfig
+    cache: CacheConfig = field(default_factory=CacheConfig)
 
 
 def read_settings_file(path: Path) -> SettingsFile:
@@ -75,7 +77,7 @@ def read_settings_file(path: Path) -> SettingsFile:
     tables, routing = parse_tables(data, source=str(path), model=config_model(), hints=EXPECTED)
     values = {spec.name: getattr(tables, spec.name) for spec in SETTINGS if getattr(tables, spec.name) is not None}
     return SettingsFile(values, tables.merged_aliases(), {**DEFAULT_VISION_ALIASES, **tables.vision_aliases},
-                        routing)
+                        routing, tables.cache.runtime())
 
 
 def coerce(key: str, value: Any, source: str) -> Any:

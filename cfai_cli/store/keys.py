@@ -37,8 +37,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 """
 _POLICY_COLUMNS = {"scopes": "TEXT", "models": "TEXT", "rpm": "INTEGER", "rpd": "INTEGER", "tpm": "INTEGER",
-                   "expires_at": "INTEGER"}
-_COLUMNS = "id, name, hint, created_at, revoked_at, scopes, models, rpm, rpd, tpm, expires_at"
+                   "expires_at": "INTEGER", "cache": "INTEGER"}
+_COLUMNS = "id, name, hint, created_at, revoked_at, scopes, models, rpm, rpd, tpm, expires_at, cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,7 @@ class KeyPolicy:
     rpd: int | None = None
     tpm: int | None = None
     expires_at: int | None = None
+    cache: bool = False  # its requests use the response cache without asking (core.cache; docs/cache.md)
 
     def __post_init__(self) -> None:
         unknown = set(self.scopes) - set(SCOPES)
@@ -95,11 +96,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _record(row: tuple[Any, ...]) -> KeyRecord:
-    key_id, name, hint, created, revoked, scopes, models, rpm, rpd, tpm, expires = row
+    key_id, name, hint, created, revoked, scopes, models, rpm, rpd, tpm, expires, cache = row
     policy = KeyPolicy(
         scopes=frozenset(str(scopes).split(",")) if scopes else DEFAULT_SCOPES,
         models=tuple(str(models).split(",")) if models else (),
-        rpm=rpm, rpd=rpd, tpm=tpm, expires_at=expires,
+        rpm=rpm, rpd=rpd, tpm=tpm, expires_at=expires, cache=bool(cache),
     )
     return KeyRecord(str(key_id), str(name), str(hint), int(created), revoked, policy)
 
@@ -126,10 +127,11 @@ class KeyStore:
                            revoked_at=None, policy=policy)
         with self._db(write=True) as conn:
             conn.execute(
-                f"INSERT INTO api_keys (hash, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO api_keys (hash, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (hash_key(key), record.id, record.name, record.hint, record.created_at, None,
                  _join(policy.scopes) if policy.scopes != DEFAULT_SCOPES else None,
-                 ",".join(policy.models) or None, policy.rpm, policy.rpd, policy.tpm, policy.expires_at),
+                 ",".join(policy.models) or None, policy.rpm, policy.rpd, policy.tpm, policy.expires_at,
+                 1 if policy.cache else None),
             )
         return key, record
 

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS usage_log (
     bytes_in INTEGER NOT NULL DEFAULT 0,
     bytes_out INTEGER NOT NULL DEFAULT 0,
     error_code TEXT,
-    upstream TEXT
+    upstream TEXT,
+    cache TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_log_ts ON usage_log (ts);
 """
@@ -56,7 +57,8 @@ class UsageRow:
     bytes_in: int
     bytes_out: int
     error_code: str | None
-    upstream: str | None = None  # the upstream (and key: "backup#2") that answered
+    upstream: str | None = None  # the upstream (and key: "backup#2") that answered; "cache" for a cache hit
+    cache: str | None = None  # what the response cache did: hit, miss, refresh, bypass (None: not involved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ def clean_row(row: UsageRow) -> UsageRow:
 
 def migrate(conn: sqlite3.Connection) -> None:
     add_columns(conn, "usage_log", {"upstream": "TEXT"})  # a log from before routing keeps its rows
+    add_columns(conn, "usage_log", {"cache": "TEXT"})  # ... and one from before the response cache
 
 
 class UsageLog:
@@ -131,6 +134,15 @@ class UsageLog:
         with self._db() as conn:
             found = conn.execute("SELECT * FROM usage_log WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
         return [UsageRow(*row) for row in found]
+
+    def cache_counts(self, *, since: float = 0.0) -> dict[str, int]:
+        """Requests by what the response cache did for them (hit, miss, refresh, bypass) since `since`."""
+        if not self.path.exists():
+            return {}
+        with self._db() as conn:
+            found = conn.execute("SELECT cache, COUNT(*) FROM usage_log WHERE ts >= ? AND cache IS NOT NULL "
+                                 "GROUP BY cache", (since,)).fetchall()
+        return {str(status): int(count) for status, count in found}
 
     def summarise(self, *, since: float, by: str) -> list[UsageSummary]:
         return summarise(self.rows(since=since), by=by)

@@ -96,6 +96,11 @@ class Router:
 
     # ---- what a name means ------------------------------------------------------------------------
 
+    def kinds(self, name: str, *, vision: bool = False) -> set[UpstreamType]:
+        """The upstream types the targets of `name`'s chain are on."""
+        return {group[0].kind for target in self.chain(name, vision=vision)[1]
+                if (group := self._by_upstream.get(target.upstream))}
+
     def chain(self, name: str, *, vision: bool = False) -> tuple[str | None, list[Target]]:
         """(the route's name or None, its targets); a plain model name runs on every Cloudflare account.
 
@@ -157,6 +162,18 @@ class Router:
                 else:
                     found.append((target, lane, lane.provider))
         return found, skipped
+
+    def authorize(self, name: str, caller: Caller, *, vision: bool = False, cloudflare_only: bool = False
+                  ) -> list[str]:
+        """The chain `name` runs on (`upstream:model` per target), once the caller's model policy allows one of
+        its targets (a 403 otherwise, as `call` would give): what an answer served without calling (the
+        response cache) is judged and keyed by. Unavailable lanes count: policy is about what would run."""
+        targets = ([Target(upstream, name) for upstream in self.cloudflare] if cloudflare_only
+                   else self.chain(name, vision=vision)[1])
+        running = [_running(t, lane) for t in targets for lane in self._by_upstream.get(t.upstream, [])[:1]]
+        if not any(caller.allows(name, r) for r in running):  # no lanes at all: judged on the name alone
+            caller.check_model(name, *dict.fromkeys(running))
+        return [str(t) for t in targets]
 
     # ---- calling along a chain --------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from cfai_cli.core.cache import HEADER as CACHE_HEADER
+from cfai_cli.core.cache import Mode, request_mode
 from cfai_cli.core.openai.base import parse_body
 from cfai_cli.core.sse import DONE, encode_sse
 from cfai_cli.errors import CfaiError, RequestTooLarge, UnsupportedMediaType, UpstreamError
@@ -36,9 +38,24 @@ def request_record(scope: Scope) -> RequestRecord:
 
 
 def request_context(request: Request) -> Context:
-    """The service context for this request: it works for the request's record (key policy, usage)."""
+    """The service context for this request: it works for the request's record (key policy, usage, and what
+    it may do with the response cache)."""
     ctx: Context = request.app.state.ctx
-    return ctx.for_request(request_record(request.scope))
+    record = request_record(request.scope)
+    if ctx.settings.cache.enabled and record.cache_mode is None:
+        record.cache_mode = cache_mode(request)
+    return ctx.for_request(record)
+
+
+def cache_mode(request: Request) -> Mode | None:
+    """What the request may do with the response cache (core.cache.request_mode): from its route, its key's
+    `--cache` flag and its `x-cfai-cache` header."""
+    if request.method != "POST":
+        return None
+    path: str = request.scope["path"]
+    key = request.scope.get("state", {}).get("cfai_key")
+    return request_mode(request.app.state.ctx.settings.cache, route=path[4:] if path.startswith("/v1/") else path[1:],
+                        header=request.headers.get(CACHE_HEADER), key_opted_in=bool(key and key.policy.cache))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
