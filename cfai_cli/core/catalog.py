@@ -21,6 +21,7 @@ GEMMA_4 = "@cf/google/gemma-4-26b-a4b-it"  # vision + tools + reasoning
 FLUX_2_KLEIN = "@cf/black-forest-labs/flux-2-klein-4b"  # every OpenAI size, seeds
 FLUX_2_KLEIN_HD = "@cf/black-forest-labs/flux-2-klein-9b"  # quality "hd"/"high" with an OpenAI image alias
 AURA_1 = "@cf/deepgram/aura-1"  # every OpenAI response_format
+LLAMA_GUARD = "@cf/meta/llama-guard-3-8b"  # /v1/moderations (docs/moderations.md)
 
 # OpenAI model names mapped to a Workers AI model that keeps what the OpenAI name promises (images in,
 # sizes, audio formats; docs/configuration.md "Model aliases"). Users override or extend these in the config file's
@@ -66,6 +67,10 @@ DEFAULT_ALIASES: dict[str, str] = {
     "tts-1": AURA_1,
     "tts-1-hd": AURA_1,
     "gpt-4o-mini-tts": AURA_1,
+    "omni-moderation-latest": LLAMA_GUARD,
+    "omni-moderation-2024-09-26": LLAMA_GUARD,
+    "text-moderation-latest": LLAMA_GUARD,
+    "text-moderation-stable": LLAMA_GUARD,
 }
 
 # When a chat or Responses request carries images and its alias names a model not known to take them,
