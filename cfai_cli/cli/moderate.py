@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, complete_model, start
-from cfai_cli.core.openai.moderations import DEFAULT_MODERATION_MODEL
+from cfai_cli.core.catalog import DEFAULT_MODERATION_MODEL
 from cfai_cli.errors import ExitCode
 
 HELP = """Check a text with a content-safety model (Llama Guard 3 by default).

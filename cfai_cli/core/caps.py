@@ -13,7 +13,6 @@ MAX_GENERATIONS = 64  # upstream generations one request may ask for: prompts ×
 MAX_STREAMS = 16  # upstream streams one request may hold open at once (prompts × n when streaming)
 MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own limit on `input` items
 MAX_MODERATION_INPUTS = MAX_GENERATIONS  # each /v1/moderations input is one guard-model call
-MAX_CONCURRENT_GUARDS = 8  # guard calls of one moderations request in flight at once
 MAX_IMAGE_PARTS = 16  # image parts across all messages of one chat or Responses request
 MAX_FETCHED_IMAGE_BYTES = 32 * 1024 * 1024  # bytes fetched for all image URLs of one request
 MAX_CHAIN_TURNS = 1000  # stored responses one previous_response_id chain may span

@@ -1,16 +1,16 @@
 """Moderations for both front ends: classify each input with the guard model, side by side, in input order.
 
-Imports core, errors and the Context (upstream through it). One guard call per input, at most
-MAX_CONCURRENT_GUARDS at once, all charged before the first is made; a blank text is safe without a call.
+Imports core and the Context (upstream through it). One guard call per input, all charged before the first is
+made; the router runs at most MAX_CONCURRENT_CALLS of a request's calls at once (service/record.py), the rest
+wait their turn. A blank text is safe without a call.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-from cfai_cli.core.caps import MAX_CONCURRENT_GUARDS, check_moderation_inputs
+from cfai_cli.core.caps import check_moderation_inputs
 from cfai_cli.core.catalog import resolve_model
 from cfai_cli.core.openai.moderations import ModerationRequest, ModerationResponse
+from cfai_cli.core.tokens import estimate_tokens
 from cfai_cli.core.translate.moderations import (
     GuardVerdict,
     check_classifiable,
@@ -18,7 +18,6 @@ from cfai_cli.core.translate.moderations import (
     parse_guard,
     to_workers_guard,
 )
-from cfai_cli.core.tokens import estimate_tokens
 from cfai_cli.service.context import Context, new_id
 from cfai_cli.service.gather import gather_all
 
@@ -31,11 +30,9 @@ async def create_moderation(ctx: Context, req: ModerationRequest) -> ModerationR
     check_moderation_inputs(len(inputs))
     for item in inputs:
         check_classifiable(item)
-    limit = asyncio.Semaphore(MAX_CONCURRENT_GUARDS)
 
     async def one(text: str) -> GuardVerdict:
-        async with limit:
-            result = await ctx.workers.run(model_id, to_workers_guard(text))
+        result = await ctx.workers.run(model_id, to_workers_guard(text))
         verdict = parse_guard(result, model=model_id)
         ctx.record.add_usage(verdict.prompt_tokens if verdict.prompt_tokens is not None else estimate_tokens(text),
                              verdict.completion_tokens or 0)

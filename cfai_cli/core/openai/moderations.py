@@ -12,10 +12,9 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import field_validator
 
+from cfai_cli.core.catalog import DEFAULT_MODERATION_MODEL
 from cfai_cli.core.openai.base import WireModel
 from cfai_cli.errors import InvalidRequest
-
-DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 
 # OpenAI's 13 categories, in the order its documentation lists them.
 CATEGORIES: tuple[str, ...] = (

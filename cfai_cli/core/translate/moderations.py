@@ -132,7 +132,9 @@ def parse_guard(result: Any, *, model: str) -> GuardVerdict:
         raise UpstreamError(f"{model} did not answer with a safety verdict ({shown}); is it a guard model such as "
                             f"{GUARD_MODEL}?", code="not_a_guard_model")
     safe, codes = parsed
-    usage = body.get("usage") if isinstance(body.get("usage"), Mapping) else {}
+    usage = body.get("usage")
+    if not isinstance(usage, Mapping):
+        usage = {}
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     return GuardVerdict(safe, () if safe else codes, prompt if isinstance(prompt, int) else None,
                         completion if isinstance(completion, int) else None)
