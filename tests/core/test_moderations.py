@@ -119,6 +119,7 @@ def test_result_scores_flags_and_extension() -> None:
     # Unsafe by the guard's verdict even when no OpenAI category applies; the raw code says why.
     assert result["flagged"] is True and not any(result["categories"].values())
     assert result["cfai_guard_categories"] == ["S7"]
+    assert moderation_result(GuardVerdict(False))["flagged"] is True  # "unsafe" with no code at all
     unsafe = moderation_result(GuardVerdict(False, ("S12",)))
     assert unsafe["category_scores"]["sexual"] == 1.0 and unsafe["category_scores"]["violence"] == 0.0
     assert set(unsafe["category_scores"].values()) == {0.0, 1.0}
