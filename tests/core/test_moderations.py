@@ -85,10 +85,15 @@ def test_both_guard_shapes_parse(response: Any, safe: bool, codes: tuple[str, ..
 
 
 @pytest.mark.parametrize("result", [{"response": "Sure! Here is a poem."}, {"response": {"answer": 1}}, {}, None])
-def test_not_a_verdict_is_an_upstream_error(result: Any) -> None:
-    with pytest.raises(UpstreamError) as caught:
+def test_not_a_verdict(result: Any) -> None:
+    # From a model that is not a guard: the request named the wrong model (400 on `model`).
+    with pytest.raises(InvalidRequest) as wrong:
         parse_guard(result, model="@cf/meta/llama-3.1-8b-instruct")
-    assert caught.value.status == 502 and "guard model" in caught.value.message
+    assert wrong.value.param == "model" and wrong.value.code == "not_a_guard_model"
+    # From a guard model: Workers AI misbehaved (502).
+    with pytest.raises(UpstreamError) as caught:
+        parse_guard(result, model=GUARD)
+    assert caught.value.status == 502 and caught.value.code == "bad_guard_answer"
 
 
 def test_every_guard_code_is_mapped_and_names_real_openai_categories() -> None:

@@ -69,12 +69,13 @@ async def test_aliases_ids_and_config(settings: Settings, api_key: str) -> None:
     async with offline_sdk(settings, api_key) as client:
         for model in ("omni-moderation-2024-09-26", "text-moderation-stable", GUARD):
             assert (await client.moderations.create(model=model, input="hi")).model == GUARD
-    # The [aliases] table re-points an alias (here at a model that is not a guard: a clear 502, not a crash).
+    # The [aliases] table re-points an alias (here at a model that is not a guard: a clear 400, not a crash).
     other = replace(settings, aliases={**settings.aliases, "omni-moderation-latest": "@cf/meta/llama-3.1-8b-instruct"})
     async with offline_raw(other, api_key) as client:
         response = await client.post("/moderations", json={"input": "hi"})
-    assert response.status_code == 502
+    assert response.status_code == 400
     assert response.json()["error"]["code"] == "not_a_guard_model"
+    assert response.json()["error"]["param"] == "model"
 
 
 @pytest.mark.parametrize(("body", "status", "param"), [

@@ -129,8 +129,12 @@ def parse_guard(result: Any, *, model: str) -> GuardVerdict:
         _from_text(response) if isinstance(response, str) else None)
     if parsed is None:
         shown = json.dumps(response)[:200] if response is not None else "no 'response'"
-        raise UpstreamError(f"{model} did not answer with a safety verdict ({shown}); is it a guard model such as "
-                            f"{GUARD_MODEL}?", code="not_a_guard_model")
+        if "guard" in model.lower():  # a guard model that misbehaved: Workers AI's failure
+            raise UpstreamError(f"{model} did not answer with a safety verdict ({shown}).", code="bad_guard_answer")
+        # Any other model just chats back: the request named the wrong kind of model.
+        raise InvalidRequest(f"{model} is not a guard model: it did not answer with a safety verdict ({shown}). "
+                             f"Use {GUARD_MODEL} or an alias such as 'omni-moderation-latest'.", param="model",
+                             code="not_a_guard_model")
     safe, codes = parsed
     usage = body.get("usage")
     if not isinstance(usage, Mapping):
