@@ -43,13 +43,14 @@ class ExitCode(IntEnum):
     UPSTREAM = 5  # Workers AI failed or could not be reached
     TIMEOUT = 6  # no answer within the deadline
     RATE_LIMITED = 7  # rate limit or daily quota reached
+    FLAGGED = 10  # `cfai moderate`: the guard model flagged the text (not an error)
     INTERRUPTED = 130  # Ctrl-C
 
 
 EXIT_CODE_HELP = (
     "Exit statuses: 0 ok, 1 internal error, 2 bad usage, 3 configuration or credentials, "
     "4 request rejected, 5 Workers AI failed or unreachable, 6 timeout, 7 rate limited or out of quota, "
-    "130 interrupted."
+    "10 flagged by `cfai moderate`, 130 interrupted."
 )
 
 

@@ -45,6 +45,8 @@ ROOTS = (
     "ResponseItemList",  # GET /responses/{id}/input_items
     "CreateEmbeddingRequest",
     "CreateEmbeddingResponse",
+    "CreateModerationRequest",
+    "CreateModerationResponse",
     "CreateImageRequest",
     "ImagesResponse",
     "ImageGenStreamEvent",

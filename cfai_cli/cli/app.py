@@ -16,6 +16,7 @@ from cfai_cli.cli import cache as cache_command
 from cfai_cli.cli import chat, config, keys, models, serve
 from cfai_cli.cli import embed as embed_command
 from cfai_cli.cli import image as image_command
+from cfai_cli.cli import moderate as moderate_command
 from cfai_cli.cli import speak as speak_command
 from cfai_cli.cli import tokens as tokens_command
 from cfai_cli.cli import transcribe as transcribe_command
@@ -104,7 +105,7 @@ def root(
 
 
 COMMANDS = (chat, models, embed_command, image_command, transcribe_command, speak_command, tokens_command, config,
-            keys, serve, usage_command, cache_command)
+            keys, serve, usage_command, cache_command, moderate_command)
 for module in COMMANDS:
     module.register(app)
 

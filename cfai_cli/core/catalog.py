@@ -14,6 +14,7 @@ from cfai_cli.errors import InvalidRequest, ModelNotFound
 
 DEFAULT_CHAT_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 
 SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"  # vision + tools + 131k context, like gpt-4o's 128k
 MISTRAL_SMALL = "@cf/mistralai/mistral-small-3.1-24b-instruct"
@@ -37,6 +38,7 @@ CONTEXT_WINDOWS: dict[str, int] = {
 FLUX_2_KLEIN = "@cf/black-forest-labs/flux-2-klein-4b"  # every OpenAI size, seeds
 FLUX_2_KLEIN_HD = "@cf/black-forest-labs/flux-2-klein-9b"  # quality "hd"/"high" with an OpenAI image alias
 AURA_1 = "@cf/deepgram/aura-1"  # every OpenAI response_format
+LLAMA_GUARD = "@cf/meta/llama-guard-3-8b"  # /v1/moderations (docs/moderations.md)
 
 # OpenAI model names mapped to a Workers AI model that keeps what the OpenAI name promises (images in,
 # sizes, audio formats; docs/configuration.md "Model aliases"). Users override or extend these in the config file's
@@ -82,6 +84,10 @@ DEFAULT_ALIASES: dict[str, str] = {
     "tts-1": AURA_1,
     "tts-1-hd": AURA_1,
     "gpt-4o-mini-tts": AURA_1,
+    "omni-moderation-latest": LLAMA_GUARD,
+    "omni-moderation-2024-09-26": LLAMA_GUARD,
+    "text-moderation-latest": LLAMA_GUARD,
+    "text-moderation-stable": LLAMA_GUARD,
 }
 
 # When a chat or Responses request carries images and its alias names a model not known to take them,

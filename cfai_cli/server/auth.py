@@ -31,7 +31,7 @@ from cfai_cli.store.limits import RateLimiter
 # The browser page and its static files carry no data; its data endpoints (/ui/api/*) need a key.
 OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json", *UI_OPEN_PATHS})
 _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("messages", "chat"), ("completions", "chat"),
-           ("tokenize", "chat"),
+           ("tokenize", "chat"), ("moderations", "chat"),
            ("embeddings", "embeddings"),
            ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("route-check", "models"),
            ("metrics", "admin"), ("health", "admin"),

@@ -36,7 +36,8 @@ MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-5", "text-embedding-3-small", "dall-e-3"
 
 
 _FAMILIES = [("embed", ("bge", "embedding")), ("image", ("flux", "diffusion", "dreamshaper", "lucid", "phoenix")),
-             ("asr", ("whisper", "nova")), ("tts", ("melotts", "aura")), ("translate", ("m2m100",))]
+             ("asr", ("whisper", "nova")), ("tts", ("melotts", "aura")), ("translate", ("m2m100",)),
+             ("guard", ("llama-guard",))]
 _NOT_CHAT = {"steps", "num_steps", "width", "height", "lang", "negative_prompt", "text", "contexts", "audio"}
 
 
@@ -54,7 +55,7 @@ def upstream(request: httpx.Request) -> httpx.Response:
     fits = {"embed": "text" in body or "contexts" in body, "image": "prompt" in body,
             "asr": not is_json or "audio" in body,
             "tts": {"prompt", "lang"} <= set(body) or {"text", "speaker"} <= set(body),
-            "translate": "target_lang" in body,
+            "translate": "target_lang" in body, "guard": "messages" in body,
             "chat": "messages" in body or ("prompt" in body and not _NOT_CHAT & set(body))}[family]
     if not fits:
         return httpx.Response(400, json=error_envelope(5006, "AiError: Bad input: this model takes another shape"))
@@ -70,6 +71,8 @@ def upstream(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers={"content-type": "audio/mpeg"}, content=mp3_frames(2))
     if family == "translate":
         return httpx.Response(200, json=envelope({"translated_text": "bonjour"}))
+    if family == "guard":
+        return httpx.Response(200, json=envelope({"response": {"safe": True, "categories": []}}))
     return native_text("fine thanks")(request, body)
 
 
@@ -97,7 +100,7 @@ def assert_client_error(response: Any, *, allow_ok: bool = False) -> None:
 
 
 JSON_ROUTES = ["/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings",
-               "/v1/images/generations", "/v1/audio/speech", "/v1/tokenize", "/chat/completions"]
+               "/v1/images/generations", "/v1/audio/speech", "/v1/tokenize", "/v1/moderations", "/chat/completions"]
 BROKEN_BODIES = [b"", b"{", b"{not json", b"null", b"[]", b'"x"', b"3", b"true", b"\xff\xfe{}", b"\xc3\x28",
                  b'{"model": "\xed\xa0\x80"}', b"[" * 100_000 + b"]" * 100_000,
                  b'{"a":' * 50_000 + b"1" + b"}" * 50_000, b'{"model": NaN}', b'{"model": "x"} trailing',
@@ -135,6 +138,7 @@ VALID: dict[str, dict[str, Any]] = {
     "/v1/audio/translations": {"model": "whisper-1"},
     "/v1/audio/speech": {"model": "tts-1", "input": "hi", "voice": "alloy"},
     "/v1/tokenize": {"model": "gpt-4o-mini", "input": "hi"},
+    "/v1/moderations": {"model": "omni-moderation-latest", "input": "hi"},
 }
 WRONG_VALUES: list[Any] = [None, True, -1, 1.5, 1e308, "x", "", [], [None], {}, {"x": 1}, "\u0000", "9" * 400]
 

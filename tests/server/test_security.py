@@ -87,11 +87,13 @@ async def test_tokens_per_minute(settings: Settings) -> None:
     (["admin"], "/metrics", True),
     (["images"], "/v1/images/generations", True),
     (["chat"], "/v1/images/generations", False),
+    (["chat"], "/v1/moderations", True),
+    (["embeddings", "models"], "/v1/moderations", False),
 ])
 async def test_scopes_per_route(settings: Settings, scopes: list[str], path: str, allowed: bool) -> None:
     key, _ = key_for(settings, scopes=frozenset(scopes))
     bodies = {"/v1/chat/completions": CHAT, "/v1/embeddings": {"model": "text-embedding-3-small", "input": "x"},
-              "/v1/images/generations": {"prompt": "a fox"}}
+              "/v1/images/generations": {"prompt": "a fox"}, "/v1/moderations": {"input": "hello"}}
     async with offline(settings) as client:
         if path in bodies:
             response = await client.post(path, json=bodies[path], headers=bearer(key))

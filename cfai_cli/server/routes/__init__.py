@@ -10,6 +10,7 @@ from cfai_cli.server.routes import completions as completions_routes
 from cfai_cli.server.routes import embeddings as embeddings_routes
 from cfai_cli.server.routes import images as images_routes
 from cfai_cli.server.routes import messages as messages_routes
+from cfai_cli.server.routes import moderations as moderations_routes
 from cfai_cli.server.routes import openapi as openapi_routes
 from cfai_cli.server.routes import responses as responses_routes
 from cfai_cli.server.routes import tokenize as tokenize_routes
@@ -25,6 +26,7 @@ def routes() -> list[Route]:
     table += completions_routes.ROUTES
     table += audio_routes.ROUTES
     table += tokenize_routes.ROUTES
+    table += moderations_routes.ROUTES
     table += openapi_routes.ROUTES
     out = [Route("/health", health.health, methods=["GET"])]
     for path, endpoint, methods in table:

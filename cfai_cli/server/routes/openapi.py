@@ -20,6 +20,7 @@ from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.openai.completions import CompletionRequest
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
 from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
+from cfai_cli.core.openai.moderations import ModerationRequest
 from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.core.tokens import TokenizeRequest
 from cfai_cli.server.responses import JSONResponse
@@ -38,6 +39,8 @@ _OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str, str]] = [
     ("/v1/completions", "post", "Legacy text completion", CompletionRequest, "application/json",
      "CreateCompletionResponse"),
     ("/v1/embeddings", "post", "Embeddings", EmbeddingRequest, "application/json", "CreateEmbeddingResponse"),
+    ("/v1/moderations", "post", "Moderation with a Llama Guard model", ModerationRequest, "application/json",
+     "CreateModerationResponse"),
     ("/v1/images/generations", "post", "Image generation", ImageGenerationRequest, "application/json",
      "ImagesResponse"),
     ("/v1/images/edits", "post", "Image edit (multipart: image, mask)", ImageEditRequest, "multipart/form-data",
