@@ -21,6 +21,7 @@ GEMMA_4 = "@cf/google/gemma-4-26b-a4b-it"  # vision + tools + reasoning
 FLUX_2_KLEIN = "@cf/black-forest-labs/flux-2-klein-4b"  # every OpenAI size, seeds
 FLUX_2_KLEIN_HD = "@cf/black-forest-labs/flux-2-klein-9b"  # quality "hd"/"high" with an OpenAI image alias
 AURA_1 = "@cf/deepgram/aura-1"  # every OpenAI response_format
+BGE_RERANKER = "@cf/baai/bge-reranker-base"  # the one reranker on Workers AI (docs/rerank.md)
 
 # OpenAI model names mapped to a Workers AI model that keeps what the OpenAI name promises (images in,
 # sizes, audio formats; docs/configuration.md "Model aliases"). Users override or extend these in the config file's
@@ -66,6 +67,14 @@ DEFAULT_ALIASES: dict[str, str] = {
     "tts-1": AURA_1,
     "tts-1-hd": AURA_1,
     "gpt-4o-mini-tts": AURA_1,
+    # Rerank names (Cohere's, Jina's) for /v1/rerank. `rerank` and `jina-reranker` are families too:
+    # rerank-v5.0-pro -> rerank, jina-reranker-v2-base-multilingual -> jina-reranker (see alias_of).
+    "rerank": BGE_RERANKER,
+    "rerank-v3.5": BGE_RERANKER,
+    "rerank-english-v3.0": BGE_RERANKER,
+    "rerank-multilingual-v3.0": BGE_RERANKER,
+    "rerank-english-v2.0": BGE_RERANKER,
+    "jina-reranker": BGE_RERANKER,
 }
 
 # When a chat or Responses request carries images and its alias names a model not known to take them,
