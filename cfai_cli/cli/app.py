@@ -15,6 +15,7 @@ from cfai_cli import __version__
 from cfai_cli.cli import chat, config, keys, models, serve
 from cfai_cli.cli import embed as embed_command
 from cfai_cli.cli import image as image_command
+from cfai_cli.cli import rerank as rerank_command
 from cfai_cli.cli import speak as speak_command
 from cfai_cli.cli import tokens as tokens_command
 from cfai_cli.cli import transcribe as transcribe_command
@@ -102,8 +103,8 @@ def root(
         logger.setLevel(logging.NOTSET)
 
 
-COMMANDS = (chat, models, embed_command, image_command, transcribe_command, speak_command, tokens_command, config,
-            keys, serve, usage_command)
+COMMANDS = (chat, models, embed_command, rerank_command, image_command, transcribe_command, speak_command,
+            tokens_command, config, keys, serve, usage_command)
 for module in COMMANDS:
     module.register(app)
 

@@ -1,4 +1,4 @@
-"""Emulated Workers AI reranker (reference §4): `{query, contexts: [{text}], top_k?}` in, `{response: [{id, score}]}` out.
+"""Emulated Workers AI reranker (reference §4): `{query, contexts: [{text}], top_k?}` -> `{response: [{id, score}]}`.
 
 Imports only the standard library and the emulator's own modules. The score is word overlap: the share of
 the query's distinct words (lowercased, `\\w+`) that the context contains, in [0, 1]. Deterministic, and a
