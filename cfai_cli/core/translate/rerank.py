@@ -54,7 +54,7 @@ def check_request(req: RerankRequest) -> list[str]:
         if isinstance(doc, str):
             text, param = doc, f"documents[{i}]"
         elif doc.text is None:
-            raise InvalidRequest(f"'documents[{i}]' has no 'text': give each document as a string or as an object "
+            raise InvalidRequest(f"Missing 'documents[{i}].text': give each document as a string or as an object "
                                  "with a 'text' field.", param=f"documents[{i}].text",
                                  code="missing_required_parameter")
         else:
