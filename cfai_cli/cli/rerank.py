@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, complete_model, start
-from cfai_cli.core.openai.rerank import DEFAULT_RERANK_MODEL
+from cfai_cli.core.catalog import DEFAULT_RERANK_MODEL
 
 HELP = """Rank documents by relevance to QUERY: one document per non-blank line of --file (`-` or no
 --file reads stdin).

@@ -14,6 +14,8 @@ from cfai_cli.errors import InvalidRequest, ModelNotFound
 
 DEFAULT_CHAT_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+# What a rerank request without `model` gets (Cohere's v1 API made it optional); an alias, so [aliases] moves it.
+DEFAULT_RERANK_MODEL = "rerank-v3.5"
 
 SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"  # vision + tools + 131k context, like gpt-4o's 128k
 MISTRAL_SMALL = "@cf/mistralai/mistral-small-3.1-24b-instruct"

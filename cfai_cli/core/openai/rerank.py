@@ -11,10 +11,8 @@ from typing import Annotated, NotRequired, TypedDict
 
 from pydantic import Field
 
+from cfai_cli.core.catalog import DEFAULT_RERANK_MODEL
 from cfai_cli.core.openai.base import WireModel
-
-# What a request without `model` gets: Cohere's v1 API made it optional. An alias, so [aliases] can move it.
-DEFAULT_RERANK_MODEL = "rerank-v3.5"
 
 
 class RerankDocument(WireModel):
