@@ -32,6 +32,7 @@ async def rerank(ctx: Context, req: RerankRequest, *, api_version: str = "2",
     """The rerank answer for `req`; `progress(n)` is told each time n more documents are scored."""
     ctx.record.asked = req.model
     model_id = resolve_model(req.model, ctx.settings.aliases)
+    spec = rerank_model(model_id)
     texts = check_request(req)
     limit = asyncio.Semaphore(MAX_RERANK_CALLS_AT_ONCE)
 
@@ -44,7 +45,7 @@ async def rerank(ctx: Context, req: RerankRequest, *, api_version: str = "2",
             progress(count)
         return scored, usage.prompt_tokens if usage else None
 
-    planned = batches(len(texts), rerank_model(model_id))
+    planned = batches(len(texts), spec)
     await ctx.record.reserve(len(planned))
     done = await gather_all(one(start, count) for start, count in planned)
     scored = [pair for batch, _ in done for pair in batch]

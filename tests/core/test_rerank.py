@@ -87,6 +87,13 @@ def test_batches_cover_every_document_once_in_order() -> None:
     assert rerank_model(BGE).batch == 100 and rerank_model("@cf/other/reranker").batch == 100
 
 
+def test_embedding_models_are_refused_except_bge_m3_which_ranks_too() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        rerank_model("@cf/baai/bge-base-en-v1.5")
+    assert caught.value.param == "model" and "not a reranker" in caught.value.message
+    assert rerank_model("@cf/baai/bge-m3").batch == 100
+
+
 def test_workers_body_is_query_and_contexts_without_top_k() -> None:
     assert to_workers_rerank("q", ["a", "b"]) == {"query": "q", "contexts": [{"text": "a"}, {"text": "b"}]}
 

@@ -106,6 +106,7 @@ async def test_upstream_usage_is_reported_when_workers_ai_sends_it(proxy, fake: 
     ({"documents": ["a"]}, "query"),
     ({"query": "q", "documents": ["a"], "top_n": 0}, "top_n"),
     ({"query": "q", "documents": ["a"], "model": "no-such-reranker"}, "model"),
+    ({"query": "q", "documents": ["a"], "model": "text-embedding-3-small"}, "model"),
 ])
 async def test_bad_requests_are_openai_error_bodies_naming_the_parameter(proxy, fake: FakeWorkers,
                                                                          body: dict[str, Any], param: str) -> None:

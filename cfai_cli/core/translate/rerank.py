@@ -14,6 +14,7 @@ from typing import Any
 
 from cfai_cli.core.openai.rerank import RerankRequest, RerankResponse, RerankResult
 from cfai_cli.core.translate.chat_answer import estimate_tokens
+from cfai_cli.core.translate.embeddings import EMBEDDING_MODELS
 from cfai_cli.errors import InvalidRequest, UpstreamError
 
 # Far beyond the 512 tokens bge-reranker-base reads per pair whatever the tokenizer: refused before it costs a call.
@@ -29,10 +30,15 @@ class RerankModel:
 
 RERANK_MODELS: dict[str, RerankModel] = {
     "@cf/baai/bge-reranker-base": RerankModel(),
+    "@cf/baai/bge-m3": RerankModel(),  # its documented ranking mode: {query, contexts} -> {response: [{id, score}]}
 }
 
 
 def rerank_model(model_id: str) -> RerankModel:
+    """How to call a reranker; a known embedding model without a ranking mode is refused before any call."""
+    if model_id in EMBEDDING_MODELS and model_id not in RERANK_MODELS:
+        raise InvalidRequest(f"{model_id} is an embedding model, not a reranker: use a rerank model such as "
+                             "'rerank-v3.5' or '@cf/baai/bge-reranker-base'.", param="model", code="invalid_model")
     return RERANK_MODELS.get(model_id, RerankModel())
 
 
