@@ -17,6 +17,7 @@ from cfai_cli.cli import chat, config, keys, models, serve
 from cfai_cli.cli import embed as embed_command
 from cfai_cli.cli import image as image_command
 from cfai_cli.cli import moderate as moderate_command
+from cfai_cli.cli import rerank as rerank_command
 from cfai_cli.cli import speak as speak_command
 from cfai_cli.cli import tokens as tokens_command
 from cfai_cli.cli import transcribe as transcribe_command
@@ -104,8 +105,8 @@ def root(
         logger.setLevel(logging.NOTSET)
 
 
-COMMANDS = (chat, models, embed_command, image_command, transcribe_command, speak_command, tokens_command, config,
-            keys, serve, usage_command, cache_command, moderate_command)
+COMMANDS = (chat, models, embed_command, rerank_command, image_command, transcribe_command, speak_command,
+            tokens_command, config, keys, serve, usage_command, cache_command, moderate_command)
 for module in COMMANDS:
     module.register(app)
 

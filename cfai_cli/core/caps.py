@@ -13,6 +13,8 @@ MAX_GENERATIONS = 64  # upstream generations one request may ask for: prompts ×
 MAX_STREAMS = 16  # upstream streams one request may hold open at once (prompts × n when streaming)
 MAX_EMBEDDING_INPUTS = 2048  # OpenAI's own limit on `input` items
 MAX_MODERATION_INPUTS = MAX_GENERATIONS  # each /v1/moderations input is one guard-model call
+MAX_RERANK_DOCUMENTS = 1000  # Cohere's recommended most `documents` in one rerank request
+MAX_RERANK_CALLS_AT_ONCE = 4  # upstream rerank batches one request runs side by side (the others wait)
 MAX_IMAGE_PARTS = 16  # image parts across all messages of one chat or Responses request
 MAX_FETCHED_IMAGE_BYTES = 32 * 1024 * 1024  # bytes fetched for all image URLs of one request
 MAX_CHAIN_TURNS = 1000  # stored responses one previous_response_id chain may span
@@ -55,6 +57,10 @@ def check_moderation_inputs(count: int) -> None:
         raise InvalidRequest(f"'input' has {count} items; at most {MAX_MODERATION_INPUTS} are allowed in one "
                              "moderations request (each is a call to the guard model).", param="input",
                              code="too_many_inputs")
+def check_rerank_documents(count: int) -> None:
+    if count > MAX_RERANK_DOCUMENTS:
+        raise InvalidRequest(f"'documents' has {count} items; at most {MAX_RERANK_DOCUMENTS} are allowed in one "
+                             "request.", param="documents", code="too_many_documents")
 
 
 def check_image_parts(count: int) -> None:

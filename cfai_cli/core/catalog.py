@@ -15,6 +15,8 @@ from cfai_cli.errors import InvalidRequest, ModelNotFound
 DEFAULT_CHAT_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
+# What a rerank request without `model` gets (Cohere's v1 API made it optional); an alias, so [aliases] moves it.
+DEFAULT_RERANK_MODEL = "rerank-v3.5"
 
 SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"  # vision + tools + 131k context, like gpt-4o's 128k
 MISTRAL_SMALL = "@cf/mistralai/mistral-small-3.1-24b-instruct"
@@ -39,6 +41,7 @@ FLUX_2_KLEIN = "@cf/black-forest-labs/flux-2-klein-4b"  # every OpenAI size, see
 FLUX_2_KLEIN_HD = "@cf/black-forest-labs/flux-2-klein-9b"  # quality "hd"/"high" with an OpenAI image alias
 AURA_1 = "@cf/deepgram/aura-1"  # every OpenAI response_format
 LLAMA_GUARD = "@cf/meta/llama-guard-3-8b"  # /v1/moderations (docs/moderations.md)
+BGE_RERANKER = "@cf/baai/bge-reranker-base"  # the one reranker on Workers AI (docs/rerank.md)
 
 # OpenAI model names mapped to a Workers AI model that keeps what the OpenAI name promises (images in,
 # sizes, audio formats; docs/configuration.md "Model aliases"). Users override or extend these in the config file's
@@ -88,6 +91,14 @@ DEFAULT_ALIASES: dict[str, str] = {
     "omni-moderation-2024-09-26": LLAMA_GUARD,
     "text-moderation-latest": LLAMA_GUARD,
     "text-moderation-stable": LLAMA_GUARD,
+    # Rerank names (Cohere's, Jina's) for /v1/rerank. `rerank` and `jina-reranker` are families too:
+    # rerank-v5.0-pro -> rerank, jina-reranker-v2-base-multilingual -> jina-reranker (see alias_of).
+    "rerank": BGE_RERANKER,
+    "rerank-v3.5": BGE_RERANKER,
+    "rerank-english-v3.0": BGE_RERANKER,
+    "rerank-multilingual-v3.0": BGE_RERANKER,
+    "rerank-english-v2.0": BGE_RERANKER,
+    "jina-reranker": BGE_RERANKER,
 }
 
 # When a chat or Responses request carries images and its alias names a model not known to take them,

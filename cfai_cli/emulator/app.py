@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cfai_cli.emulator import audio, chat, embeddings, faults, guard, images, native, responses
+from cfai_cli.emulator import audio, chat, embeddings, faults, guard, images, native, rerank, responses
 from cfai_cli.emulator.catalogue import TASK_OF, TEXT_MODELS, search
 from cfai_cli.emulator.wire import EmulatorError, bad_input, digest, error_response, json_response
 
@@ -55,6 +55,8 @@ def run_model(model: str, body: Mapping[str, Any], seed: bytes) -> Response:
         return embeddings.run(model, body)
     if model in guard.MODELS:
         return guard.run(model, body)
+    if model in rerank.MODELS:
+        return rerank.run(model, body)
     if model in audio.MODELS:
         return audio.run(model, body)
     if model in images.MODELS and model not in images.MULTIPART_MODELS:

@@ -28,6 +28,9 @@ TASKS: dict[str, tuple[str, str]] = {
                     "Translation models convert a sequence of text from one language to another."),
     "Text-to-Speech": ("b52660a1-9a95-4ab2-8b1d-f232be34604a",
                        "Text-to-Speech (TTS) is the task of generating natural sounding speech given text input."),
+    "Text Classification": ("19606750-23ed-4371-aab2-c20349b53a60",
+                            "Sentiment analysis or text classification is a common NLP task that classifies a text "
+                            "input into labels or classes."),
     "Object Detection": ("9c178979-90d9-49d8-9e2c-0f1cf01815d4",
                          "Object detection models can detect instances of objects like persons, faces, license "
                          "plates, or others in an image."),
@@ -189,6 +192,10 @@ _MODELS: list[tuple[str, str, str, str, dict[str, Any], TextSpec | None]] = [
     ("@cf/qwen/qwen3-embedding-0.6b", "Text Embeddings", "2025-10-01 12:00:00.000",
      "Qwen3 Embedding 0.6B: multilingual text embeddings with instruction support.",
      {"context_window": "8192", "price": _usd(("per M input tokens", 0.012))}, None),
+    ("@cf/baai/bge-reranker-base", "Text Classification", "2025-02-14 12:28:19.009",
+     "Different from embedding model, reranker uses question and document as input and directly output similarity "
+     "instead of embedding.",
+     {"price": _usd(("per M input tokens", 0.0031))}, None),
     ("@cf/black-forest-labs/flux-1-schnell", "Text-to-Image", "2024-08-29 16:37:39.541",
      "FLUX.1 [schnell] is a 12 billion parameter rectified flow transformer capable of generating images from "
      "text descriptions.",
@@ -240,7 +247,8 @@ _MODELS: list[tuple[str, str, str, str, dict[str, Any], TextSpec | None]] = [
 ]
 
 # Real ids where the reference quotes them; stable uuid5s for the rest.
-_KNOWN_IDS = {"@cf/openai/gpt-oss-120b": "f9f2250b-1048-4a52-9910-d0bf976616a1"}
+_KNOWN_IDS = {"@cf/openai/gpt-oss-120b": "f9f2250b-1048-4a52-9910-d0bf976616a1",
+              "@cf/baai/bge-reranker-base": "145337e7-cec3-4ebb-8e78-16ddfc75e580"}
 
 
 def _item(name: str, task: str, created_at: str, description: str, props: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from cfai_cli.store.limits import RateLimiter
 OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json", *UI_OPEN_PATHS})
 _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("messages", "chat"), ("completions", "chat"),
            ("tokenize", "chat"), ("moderations", "chat"),
-           ("embeddings", "embeddings"),
+           ("embeddings", "embeddings"), ("rerank", "embeddings"), ("v2/rerank", "embeddings"),
            ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("route-check", "models"),
            ("metrics", "admin"), ("health", "admin"),
            ("ui/api/models", "models"), ("ui/api/usage", "admin"))

@@ -35,7 +35,8 @@ MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-5", "text-embedding-3-small", "dall-e-3"
           "@cf/meta/llama-3.3-70b-instruct-fp8-fast", "@cf/baai/bge-m3", "@cf/unknown/model", "x", ""]
 
 
-_FAMILIES = [("embed", ("bge", "embedding")), ("image", ("flux", "diffusion", "dreamshaper", "lucid", "phoenix")),
+_FAMILIES = [("rerank", ("reranker",)), ("embed", ("bge", "embedding")),
+             ("image", ("flux", "diffusion", "dreamshaper", "lucid", "phoenix")),
              ("asr", ("whisper", "nova")), ("tts", ("melotts", "aura")), ("translate", ("m2m100",)),
              ("guard", ("llama-guard",))]
 _NOT_CHAT = {"steps", "num_steps", "width", "height", "lang", "negative_prompt", "text", "contexts", "audio"}
@@ -52,13 +53,18 @@ def upstream(request: httpx.Request) -> httpx.Response:
     if "unknown" in model:
         return httpx.Response(400, json=error_envelope(5007, f"No such model {model}"))
     family = next((name for name, marks in _FAMILIES if any(m in model for m in marks)), "chat")
-    fits = {"embed": "text" in body or "contexts" in body, "image": "prompt" in body,
+    fits = {"rerank": "query" in body and isinstance(body.get("contexts"), list),
+            "embed": "text" in body or "contexts" in body, "image": "prompt" in body,
             "asr": not is_json or "audio" in body,
             "tts": {"prompt", "lang"} <= set(body) or {"text", "speaker"} <= set(body),
             "translate": "target_lang" in body, "guard": "messages" in body,
             "chat": "messages" in body or ("prompt" in body and not _NOT_CHAT & set(body))}[family]
     if not fits:
         return httpx.Response(400, json=error_envelope(5006, "AiError: Bad input: this model takes another shape"))
+    if family == "rerank" or (family == "embed" and "query" in body and isinstance(body.get("contexts"), list)):
+        # bge-m3 ranks too: a query with contexts answers scores, as the rerankers do (reference, bge-m3 modes)
+        return httpx.Response(200, json=envelope({"response": [{"id": i, "score": 0.5}
+                                                               for i in range(len(body["contexts"]))]}))
     if family == "embed":
         texts = body.get("text", body.get("contexts"))
         count = len(texts) if isinstance(texts, list) else 1
@@ -139,6 +145,8 @@ VALID: dict[str, dict[str, Any]] = {
     "/v1/audio/speech": {"model": "tts-1", "input": "hi", "voice": "alloy"},
     "/v1/tokenize": {"model": "gpt-4o-mini", "input": "hi"},
     "/v1/moderations": {"model": "omni-moderation-latest", "input": "hi"},
+    "/v1/rerank": {"model": "rerank-v3.5", "query": "hi", "documents": ["hi there"]},
+    "/v2/rerank": {"model": "rerank-v3.5", "query": "hi", "documents": ["hi there"]},
 }
 WRONG_VALUES: list[Any] = [None, True, -1, 1.5, 1e308, "x", "", [], [None], {}, {"x": 1}, "\u0000", "9" * 400]
 

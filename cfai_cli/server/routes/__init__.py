@@ -12,12 +12,14 @@ from cfai_cli.server.routes import images as images_routes
 from cfai_cli.server.routes import messages as messages_routes
 from cfai_cli.server.routes import moderations as moderations_routes
 from cfai_cli.server.routes import openapi as openapi_routes
+from cfai_cli.server.routes import rerank as rerank_routes
 from cfai_cli.server.routes import responses as responses_routes
 from cfai_cli.server.routes import tokenize as tokenize_routes
 
 
 def routes() -> list[Route]:
-    """Every route twice: under /v1 (what SDKs call) and unversioned (what some tools call)."""
+    """Every route twice: under /v1 (what SDKs call) and unversioned (what some tools call); Cohere's
+    /v2/rerank once, as it is."""
     table = [*chat.ROUTES, *models.ROUTES]
     table += embeddings_routes.ROUTES
     table += images_routes.ROUTES
@@ -28,8 +30,10 @@ def routes() -> list[Route]:
     table += tokenize_routes.ROUTES
     table += moderations_routes.ROUTES
     table += openapi_routes.ROUTES
+    table += rerank_routes.ROUTES
     out = [Route("/health", health.health, methods=["GET"])]
     for path, endpoint, methods in table:
         out.append(Route("/v1" + path, endpoint, methods=methods))
         out.append(Route(path, endpoint, methods=methods))
+    out += [Route(path, endpoint, methods=methods) for path, endpoint, methods in rerank_routes.V2_ROUTES]
     return out

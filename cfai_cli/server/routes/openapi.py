@@ -21,6 +21,7 @@ from cfai_cli.core.openai.completions import CompletionRequest
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
 from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
 from cfai_cli.core.openai.moderations import ModerationRequest
+from cfai_cli.core.openai.rerank import RerankRequest
 from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.core.tokens import TokenizeRequest
 from cfai_cli.server.responses import JSONResponse
@@ -53,6 +54,11 @@ _OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str, str]] = [
     ("/v1/tokenize", "post", "Token counts for a model, worked out locally (cfai's own, not OpenAI's): give "
      "'input' (a text or a list) or 'messages'", TokenizeRequest, "application/json",
      "A tokenize object: total_tokens, counts, method (exact or estimate), tokenizer, note"),
+    ("/v1/rerank", "post", "Rerank documents by relevance to a query (Cohere v1 / Jina shape; cfai's own, not "
+     "OpenAI's)", RerankRequest, "application/json", "A rerank object: id, results (index, relevance_score, "
+     "document?), meta, usage"),
+    ("/v2/rerank", "post", "Rerank, Cohere v2 path (the same service; served only under /v2)", RerankRequest,
+     "application/json", "A rerank object: id, results (index, relevance_score, document?), meta, usage"),
     ("/v1/models", "get", "List models", None, "", "ListModelsResponse"),
     ("/v1/models/{model}", "get", "Retrieve a model", None, "", "Model"),
     ("/v1/responses/{response_id}", "get", "Retrieve a stored response", None, "", "Response"),
