@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from cfai_cli.core.affinity import HEADER as AFFINITY_HEADER
+from cfai_cli.core.affinity import check_explicit
 from cfai_cli.core.openai.base import parse_body
 from cfai_cli.core.sse import DONE, encode_sse
 from cfai_cli.errors import CfaiError, RequestTooLarge, UnsupportedMediaType, UpstreamError
@@ -39,6 +41,14 @@ def request_context(request: Request) -> Context:
     """The service context for this request: it works for the request's record (key policy, usage)."""
     ctx: Context = request.app.state.ctx
     return ctx.for_request(request_record(request.scope))
+
+
+def chat_context(request: Request) -> Context:
+    """`request_context` for the chat routes: the record also carries the client's own x-session-affinity
+    (checked here: a bad one is a 400 naming the header), which wins over the one cfai derives (core.affinity)."""
+    ctx = request_context(request)
+    ctx.record.affinity = check_explicit(request.headers.get(AFFINITY_HEADER))
+    return ctx
 
 
 async def read_body(request: Request, limit: int) -> bytes:
