@@ -24,6 +24,9 @@ from cfai_cli.errors import InvalidRequest
 HEADER = "x-session-affinity"
 MAX_EXPLICIT = 256  # characters of a client's own value; longer ones are refused, not cut (cutting merges ids)
 PREFIX = "cfai-"  # derived ids are told apart from clients' own at a glance (and in the emulator's echo)
+# Characters of each opening message hashed (with its length): agents' system prompts run to tens of kilobytes,
+# and two conversations that share this much of their beginning gain from one replica anyway.
+OPENING_CHARS = 4096
 
 
 def check_explicit(value: str | None) -> str | None:
@@ -40,14 +43,12 @@ def _opening(req: ChatCompletionRequest) -> str | None:
     """The leading system/developer messages and the first user message, as text; None when there is no text."""
     parts: list[str] = []
     for message in req.messages:
-        if message.role in ("system", "developer"):
-            parts.append(message.text())
-            continue
-        if message.role == "user":
-            parts.append(message.text())
-        break  # the conversation's first turn decides; later turns grow it
-    text = "\x1e".join(parts)
-    return text if text.strip() else None
+        if message.role in ("system", "developer", "user"):
+            text = message.text()
+            parts.append(f"{len(text)}:{text[:OPENING_CHARS]}")
+        if message.role not in ("system", "developer"):
+            break  # the conversation's first turn decides; later turns grow it
+    return "\x1e".join(parts) if any(not part.endswith(":") for part in parts) else None
 
 
 def session_affinity(req: ChatCompletionRequest, *, tenant: str | None, explicit: str | None = None,
