@@ -21,6 +21,9 @@ the call as JSON text), `[emulator:no-json]` (JSON mode fails: 5006 on native mo
 `[emulator:parallel]` (every offered tool is called; chat dialect honours `parallel_tool_calls: false`),
 `[emulator:call=NAME]` (call that tool, or the one named `…__NAME`, not the first) and `[emulator:args={…}]`
 (the call's JSON arguments, instead of sample values).
+Prefix cache (emulator.prefix): a request with `x-session-affinity` reports as `cached_tokens` the prompt tokens of
+the leading messages it shares with the previous request of the same id (chat dialect: always in
+`prompt_tokens_details`, but not in the trailing native usage event; native dialect: only when > 0).
 
 Fault models `@cf/cfai/fault-<kind>`:
   429, 3040   429 code 3040 "Capacity temporarily exceeded", `Retry-After: 1`

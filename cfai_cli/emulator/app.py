@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from cfai_cli.emulator import audio, chat, embeddings, faults, guard, images, native, rerank, responses
 from cfai_cli.emulator.catalogue import TASK_OF, TEXT_MODELS, search
+from cfai_cli.emulator.prefix import PrefixCache
 from cfai_cli.emulator.wire import EmulatorError, bad_input, digest, error_response, json_response
 
 _RUN = re.compile(r"^.*?/accounts/(?P<account>[^/]+)/ai/run/(?P<model>.+)$")
@@ -47,8 +48,10 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def run_model(model: str, body: Mapping[str, Any], seed: bytes) -> Response:
-    """One /ai/run call, once the body is known to be a JSON object."""
+def run_model(model: str, body: Mapping[str, Any], seed: bytes, *, affinity: str | None = None,
+              prefix: PrefixCache | None = None) -> Response:
+    """One /ai/run call, once the body is known to be a JSON object. Text models report the prompt tokens
+    `prefix` holds for the request's `affinity` id as cached (emulator.prefix)."""
     if model.startswith(faults.PREFIX):
         return faults.run(model[len(faults.PREFIX) :], body, seed)
     if model in embeddings.MODELS:
@@ -66,11 +69,12 @@ def run_model(model: str, body: Mapping[str, Any], seed: bytes) -> Response:
         if model in TASK_OF:
             raise bad_input(f"cfai's offline emulator does not emulate {TASK_OF[model]} models yet ({model})")
         raise EmulatorError(400, 5007, f"AiError: No such model: No such model {model} or task")
+    cached = prefix.cached_tokens(affinity, body) if prefix is not None else 0
     if spec.dialect == "native":
-        return native.run(model, spec, body, seed)
+        return native.run(model, spec, body, seed, cached=cached)
     if spec.responses_api and "input" in body:
-        return responses.run(model, spec, body, seed)
-    return chat.run(model, spec, body, seed)
+        return responses.run(model, spec, body, seed, cached=cached)
+    return chat.run(model, spec, body, seed, cached=cached)
 
 
 async def _dispatch(request: Request) -> Response:
@@ -97,11 +101,15 @@ async def _dispatch(request: Request) -> Response:
                 return images.run_multipart(match["model"], form)
         if audio.takes_raw_body(match["model"], request.headers.get("content-type", ""), raw):
             return audio.run_raw(match["model"], raw, dict(request.query_params))
-        return run_model(match["model"], _parse_body(raw), seed)
+        return run_model(match["model"], _parse_body(raw), seed, affinity=request.headers.get("x-session-affinity"),
+                         prefix=request.app.state.prefix)
     except EmulatorError as error:
         return error_response(error, seed)
 
 
 def create_emulator_app() -> Starlette:
-    """A fresh emulator app; stateless, so one instance may serve any number of clients."""
-    return Starlette(routes=[Route("/{path:path}", _dispatch, methods=_METHODS)])
+    """A fresh emulator app. Its one piece of state is the prefix cache behind `x-session-affinity`
+    (emulator.prefix), so one instance may serve any number of clients."""
+    app = Starlette(routes=[Route("/{path:path}", _dispatch, methods=_METHODS)])
+    app.state.prefix = PrefixCache()
+    return app

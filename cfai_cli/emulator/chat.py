@@ -122,10 +122,10 @@ def plan_for(model: str, spec: TextSpec, body: Mapping[str, Any]) -> tuple[Conve
     return conv, plan
 
 
-def usage(prompt_tokens: int, completion: int, reasoning: int) -> dict[str, Any]:
+def usage(prompt_tokens: int, completion: int, reasoning: int, cached: int = 0) -> dict[str, Any]:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
             "total_tokens": prompt_tokens + completion,
-            "prompt_tokens_details": {"cached_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": cached},
             "completion_tokens_details": {"reasoning_tokens": reasoning}}
 
 
@@ -137,7 +137,7 @@ def _refuse_images(body: Mapping[str, Any]) -> None:
             raise bad_input(f"this model does not accept images at '/messages/{i}/content'")
 
 
-def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Response:
+def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes, *, cached: int = 0) -> Response:
     validate(body)
     if not spec.vision:
         _refuse_images(body)
@@ -149,7 +149,7 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Res
     if body.get("stream") is True:
         options = body.get("stream_options")
         include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
-        return sse_response(_chunks(model, conv, plan, n, seed, include_usage=include_usage))
+        return sse_response(_chunks(model, conv, plan, n, seed, include_usage=include_usage, cached=cached))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(plan.content) if plan.content else None,
                                "refusal": None}
     if spec.reasoning != "none":
@@ -165,7 +165,7 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Res
         "model": model,
         "choices": [{"index": i, "message": message, "logprobs": None, "finish_reason": plan.finish_reason}
                     for i in range(n)],
-        "usage": usage(conv.prompt_tokens, plan.completion_tokens * n, len(plan.reasoning) * n),
+        "usage": usage(conv.prompt_tokens, plan.completion_tokens * n, len(plan.reasoning) * n, cached),
         "system_fingerprint": None,
     }
     return json_response(envelope(result))
@@ -186,7 +186,7 @@ def _deltas(plan: Plan, seed: bytes) -> Iterator[tuple[dict[str, Any], int]]:
 
 
 def _chunks(model: str, conv: Conversation, plan: Plan, n: int, seed: bytes, *,
-            include_usage: bool) -> Iterator[dict[str, Any]]:
+            include_usage: bool, cached: int) -> Iterator[dict[str, Any]]:
     base = {"id": short_id("chatcmpl-", seed), "object": "chat.completion.chunk", "created": CREATED, "model": model}
     spent = thought = 0
     for index in range(n):
@@ -195,11 +195,13 @@ def _chunks(model: str, conv: Conversation, plan: Plan, n: int, seed: bytes, *,
             thought += cost if "reasoning_content" in delta else 0
             # Running totals on every chunk, as Workers AI's vLLM models send them (reference §2.6).
             yield {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": None}],
-                   "usage": usage(conv.prompt_tokens, spent, thought)}
+                   "usage": usage(conv.prompt_tokens, spent, thought, cached)}
         yield {**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
                                     "finish_reason": plan.finish_reason}],
-               "usage": usage(conv.prompt_tokens, spent, thought)}
-    total = usage(conv.prompt_tokens, spent, thought)
+               "usage": usage(conv.prompt_tokens, spent, thought, cached)}
+    total = usage(conv.prompt_tokens, spent, thought, cached)
     if include_usage:
         yield {**base, "choices": [], "usage": total}
+    # Workers AI's own trailing usage event carries the cached count only sometimes (reference §2.6): here, never,
+    # so a client of cfai sees it only if cfai keeps the count the earlier chunks gave.
     yield {"response": "", "usage": {k: total[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}

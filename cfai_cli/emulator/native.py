@@ -155,12 +155,16 @@ def _native_call(call: ToolCall, spec: TextSpec, seed: bytes) -> dict[str, Any]:
     return {"name": call.name, "arguments": call.arguments}
 
 
-def _usage(prompt_tokens: int, plan: Plan) -> dict[str, int]:
+def _usage(prompt_tokens: int, plan: Plan, cached: int) -> dict[str, Any]:
     completion = plan.completion_tokens
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion}
+    out: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                           "total_tokens": prompt_tokens + completion}
+    if cached:  # newer models add it, and only sometimes (reference §2.3): here, when the prefix cache served
+        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    return out
 
 
-def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Response:
+def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes, *, cached: int = 0) -> Response:
     validate(body, spec)
     fmt = body.get("response_format")
     json_mode = isinstance(fmt, Mapping)
@@ -177,7 +181,7 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Res
         reasoning="tags" if spec.reasoning == "think_tags" else "none",
         max_tokens=body.get("max_tokens", spec.default_max_tokens), native=True,
     )
-    usage = _usage(conv.prompt_tokens, plan)
+    usage = _usage(conv.prompt_tokens, plan, cached)
     calls = [_native_call(call, spec, nth_seed(seed, i)) for i, call in enumerate(plan.tool_calls)]
     if json_mode and (plan.truncated or NO_JSON in conv.user_text):
         raise EmulatorError(400, 5006, "AiError: JSON Mode couldn't be met")
@@ -191,7 +195,7 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Res
     return json_response(envelope({"response": response, "tool_calls": calls, "usage": usage}))
 
 
-def _events(plan: Plan, calls: list[dict[str, Any]], usage: dict[str, int], seed: bytes) -> Iterator[dict[str, Any]]:
+def _events(plan: Plan, calls: list[dict[str, Any]], usage: dict[str, Any], seed: bytes) -> Iterator[dict[str, Any]]:
     for i, piece in enumerate(plan.content):
         yield {"response": piece, "p": padding(seed, i)}
     if calls:

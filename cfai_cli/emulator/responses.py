@@ -40,7 +40,7 @@ def _messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return messages
 
 
-def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Response:
+def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes, *, cached: int = 0) -> Response:
     if body.get("stream") is True:
         return json_response(envelope({}))  # gpt-oss does not stream on /ai/run (reference §2.6)
     conv = read_messages(_messages(body))
@@ -74,6 +74,7 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes) -> Res
         "output": output,
         "usage": {"input_tokens": conv.prompt_tokens, "output_tokens": completion,
                   "total_tokens": conv.prompt_tokens + completion,
+                  "input_tokens_details": {"cached_tokens": cached},
                   "output_tokens_details": {"reasoning_tokens": len(plan.reasoning)}},
     }
     return json_response(envelope(result))

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, TypeVar
 
+from cfai_cli.core.affinity import session_affinity
 from cfai_cli.core.caps import ByteBudget, check_image_parts, check_stream_share
 from cfai_cli.core.catalog import streams_upstream
 from cfai_cli.core.openai.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ImagePart, ImageURL
@@ -90,24 +91,35 @@ def _passthrough_body(ctx: Context, req: ChatCompletionRequest, target: Target, 
     return body
 
 
-def _plan(ctx: Context, req: ChatCompletionRequest, model_id: str, *, stream: bool) -> WorkersChatCall:
-    return to_workers_chat(req, model_id, default_max_tokens=ctx.settings.default_max_tokens, stream=stream)
+def _plan(ctx: Context, req: ChatCompletionRequest, model_id: str, *, stream: bool,
+          affinity: str | None) -> WorkersChatCall:
+    call = to_workers_chat(req, model_id, default_max_tokens=ctx.settings.default_max_tokens, stream=stream)
+    call.affinity = affinity
+    return call
 
 
-async def _upstream(ctx: Context, call: WorkersChatCall, send: Callable[[str, dict[str, Any]], Awaitable[T]]) -> T:
-    """Send `call`; if a native model's schema rejects `tool_choice` or OpenAI-style tool history, resend without
-    it (core.translate.chat.schema_fallback)."""
+def request_affinity(ctx: Context, req: ChatCompletionRequest, *, chain_affinity: str | None = None,
+                     chain_root: str | None = None) -> str | None:
+    """The request's x-session-affinity for Workers AI, salted with its key id (core.affinity)."""
+    return session_affinity(req, tenant=ctx.record.key_id, explicit=ctx.record.affinity,
+                            chain_affinity=chain_affinity, chain_root=chain_root)
+
+
+async def _upstream(ctx: Context, call: WorkersChatCall, send: Callable[..., Awaitable[T]]) -> T:
+    """Send `call` (with its affinity); if a native model's schema rejects `tool_choice` or OpenAI-style tool
+    history, resend without it (core.translate.chat.schema_fallback)."""
     try:
-        return await send(call.model_id, call.body)
+        return await send(call.model_id, call.body, affinity=call.affinity)
     except InvalidRequest as exc:
         fallback = None if call.chat_dialect else schema_fallback(call.body, exc)
         if fallback is None:
             raise
-        return await send(call.model_id, fallback)
+        return await send(call.model_id, fallback, affinity=call.affinity)
 
 
-async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str, client: WorkersAIClient) -> ChatCompletion:
-    call = _plan(ctx, req, model_id, stream=False)
+async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str, client: WorkersAIClient,
+                    affinity: str | None) -> ChatCompletion:
+    call = _plan(ctx, req, model_id, stream=False, affinity=affinity)
     results = await gather_all(_upstream(ctx, call, client.run) for _ in range(req.n or 1))
     parsed = await ensure_forced_calls(req, call, [parse_chat_result(result) for result in results], client)
     completion = from_workers_chat(req, call, parsed, completion_id=ctx.ids("chatcmpl"), created=ctx.now(),
@@ -127,28 +139,29 @@ def note_usage(ctx: Context, usage: object) -> None:
 Attempt = Callable[[Target, Provider], Awaitable[T]]
 
 
-async def create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> ChatCompletion:
+async def create_chat_completion(ctx: Context, req: ChatCompletionRequest, *,
+                                 affinity: str | None = None) -> ChatCompletion:
     """One answer from the response cache (when the request may use it and one is stored), else from the first
-    target of the model's chain that gives one (see upstream.router), stored when the request may store it."""
+    target of the model's chain that gives one (see upstream.router), stored when the request may store it.
+
+    `affinity`: the x-session-affinity a caller already chose (the Responses service); else `request_affinity`."""
     ctx.record.asked = req.model
     slot = await cache.chat_slot(ctx, req)
     if slot is not None and slot.entry is not None:
         return cache.chat_hit(ctx, slot)
-    answer = await _create_chat_completion(ctx, req)
+    answer = await ctx.router.call(req.model, completion_attempt(ctx, req, affinity=affinity),
+                                   vision=req.has_images(), caller=ctx.record, calls=req.n or 1)
     if slot is not None:
         await slot.store(answer)
     return answer
 
 
-async def _create_chat_completion(ctx: Context, req: ChatCompletionRequest) -> ChatCompletion:
-    return await ctx.router.call(req.model, completion_attempt(ctx, req), vision=req.has_images(),
-                                 caller=ctx.record, calls=req.n or 1)
-
-
-def completion_attempt(ctx: Context, req: ChatCompletionRequest) -> Attempt[ChatCompletion]:
+def completion_attempt(ctx: Context, req: ChatCompletionRequest, *,
+                       affinity: str | None = None) -> Attempt[ChatCompletion]:
     """How one target answers `req` whole: for the router's walk (and for front ends that add targets of
     their own, as the Anthropic Messages API does with Anthropic upstreams)."""
     inlined = _images_once(ctx, req)
+    affinity = affinity or request_affinity(ctx, req)
 
     async def attempt(target: Target, provider: Provider) -> ChatCompletion:
         if isinstance(provider, ChatUpstream):  # passed through as the client sent it
@@ -157,12 +170,13 @@ def completion_attempt(ctx: Context, req: ChatCompletionRequest) -> Attempt[Chat
             return answer  # type: ignore[return-value]  # the provider's own object, passed on as it is
         images_inlined = await inlined()
         return await on_workers(ctx, provider, target.model,
-                                lambda client: _complete(ctx, images_inlined, target.model, client))
+                                lambda client: _complete(ctx, images_inlined, target.model, client, affinity))
 
     return attempt
 
 
-async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> ChatStream:
+async def open_chat_stream(ctx: Context, req: ChatCompletionRequest, *,
+                           affinity: str | None = None) -> ChatStream:
     """Open the upstream stream(s) of the first target that answers, and return the answer's stream.
 
     Failover happens here, before the first byte; a failure once chunks flow ends the stream with an error.
@@ -172,20 +186,23 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> ChatStre
     ctx.record.asked = req.model
     slot = await cache.chat_slot(ctx, req)
     if slot is None:
-        return await _open_chat_stream(ctx, req)
+        return await _open_chat_stream(ctx, req, affinity)
     if slot.entry is not None:
         return ChatStream.replay(completion_to_chunks(cache.chat_hit(ctx, slot), include_usage=_wants_usage(req)))
-    return cache.storing(slot, await _open_chat_stream(ctx, cache.with_usage(req)), show_usage=_wants_usage(req))
+    return cache.storing(slot, await _open_chat_stream(ctx, cache.with_usage(req), affinity),
+                         show_usage=_wants_usage(req))
 
 
-async def _open_chat_stream(ctx: Context, req: ChatCompletionRequest) -> ChatStream:
-    return await ctx.router.call(req.model, stream_attempt(ctx, req), vision=req.has_images(), caller=ctx.record,
-                                 calls=req.n or 1)
+async def _open_chat_stream(ctx: Context, req: ChatCompletionRequest, affinity: str | None) -> ChatStream:
+    return await ctx.router.call(req.model, stream_attempt(ctx, req, affinity=affinity), vision=req.has_images(),
+                                 caller=ctx.record, calls=req.n or 1)
 
 
-def stream_attempt(ctx: Context, req: ChatCompletionRequest) -> Attempt[ChatStream]:
+def stream_attempt(ctx: Context, req: ChatCompletionRequest, *,
+                   affinity: str | None = None) -> Attempt[ChatStream]:
     """How one target opens `req`'s stream (see completion_attempt)."""
     inlined = _images_once(ctx, req)
+    affinity = affinity or request_affinity(ctx, req)
 
     async def attempt(target: Target, provider: Provider) -> ChatStream:
         if isinstance(provider, ChatUpstream):  # passed through as the client sent it
@@ -195,7 +212,8 @@ def stream_attempt(ctx: Context, req: ChatCompletionRequest) -> Attempt[ChatStre
             return ChatStream(_noting_usage(ctx, batches, show=_wants_usage(req)), owns=(batches,))
         images_inlined = await inlined()
         return await on_workers(ctx, provider, target.model,
-                                lambda client: _open_workers_stream(ctx, images_inlined, target.model, client))
+                                lambda client: _open_workers_stream(ctx, images_inlined, target.model, client,
+                                                                    affinity))
 
     return attempt
 
@@ -224,16 +242,16 @@ async def _noting_usage(ctx: Context, batches: AsyncGenerator[list[dict[str, Any
 
 
 async def _open_workers_stream(ctx: Context, req: ChatCompletionRequest, model_id: str,
-                               client: WorkersAIClient) -> ChatStream:
+                               client: WorkersAIClient, affinity: str | None) -> ChatStream:
     include_usage = _wants_usage(req)
-    call = _plan(ctx, req, model_id, stream=True)
+    call = _plan(ctx, req, model_id, stream=True, affinity=affinity)
     json_mode = req.response_format is not None and req.response_format.type != "text"
     if (not streams_upstream(model_id) or (not call.chat_dialect and (json_mode or call.forced_tools))
             or not call.tools.identity):
         # Answer whole, then replay as chunks: what cannot stream upstream (reference §2.4, §2.6), forced calls
         # on native models (recovered when answered in text: service.forced), and custom or namespaced tools
         # (their calls are mapped back whole).
-        completion = await _complete(ctx, req, model_id, client)
+        completion = await _complete(ctx, req, model_id, client, affinity)
         return ChatStream.replay(completion_to_chunks(completion, include_usage=include_usage))
     streams = await open_all(_upstream(ctx, call, client.stream) for _ in range(req.n or 1))
     return await workers_stream(ctx, req, call, streams, client, include_usage=include_usage)

@@ -25,13 +25,21 @@ from cfai_cli.service.context import Context
 from cfai_cli.service.gather import gather_all, open_all
 
 
+def _cached(usage: Usage) -> int:
+    details = usage.get("prompt_tokens_details")
+    return details.get("cached_tokens", 0) if details else 0
+
+
 def _add(total: Usage | None, usage: Usage) -> Usage:
     if total is None:
-        return {"prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
-                "total_tokens": usage["total_tokens"]}
-    return {"prompt_tokens": total["prompt_tokens"] + usage["prompt_tokens"],
-            "completion_tokens": total["completion_tokens"] + usage["completion_tokens"],
-            "total_tokens": total["total_tokens"] + usage["total_tokens"]}
+        total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    out: Usage = {"prompt_tokens": total["prompt_tokens"] + usage["prompt_tokens"],
+                  "completion_tokens": total["completion_tokens"] + usage["completion_tokens"],
+                  "total_tokens": total["total_tokens"] + usage["total_tokens"]}
+    cached = _cached(total) + _cached(usage)
+    if cached:  # the prefix cache's share of the prompts (core.affinity), as chat reports it
+        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    return out
 
 
 async def create_completion(ctx: Context, req: CompletionRequest) -> TextCompletion:

@@ -50,12 +50,12 @@ async def _ask_again(req: ChatCompletionRequest, call: WorkersChatCall, client: 
         raise _failed(call, "no forced function was offered to ask again with")
     try:
         try:
-            raw: Any = await client.run(call.model_id, body)
+            raw: Any = await client.run(call.model_id, body, affinity=call.affinity)
         except InvalidRequest as exc:
             fallback = schema_fallback(body, exc) if not call.chat_dialect else None
             if fallback is None:
                 raise
-            raw = await client.run(call.model_id, fallback)
+            raw = await client.run(call.model_id, fallback, affinity=call.affinity)
     except InvalidRequest as exc:
         # The client's request was fine: it is the model that could not meet the schema ("JSON Mode couldn't
         # be met"), so this is not a 400.

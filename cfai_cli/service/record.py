@@ -33,6 +33,7 @@ class RequestRecord:
     usage_known: bool = False
     upstream: str | None = None  # who answered: lane label ("cloudflare", "backup#2")
     model: str | None = None  # the model that actually ran
+    affinity: str | None = None  # the client's own x-session-affinity header (core.affinity), checked by the route
     # Seconds spent waiting on upstreams (attempts up to their answer's headers, retry back-offs, first stream
     # events), added by the clients (an upstream.provider.WaitLog): the proxy's x-cfai-overhead-ms leaves it out.
     upstream_wait: float = 0.0

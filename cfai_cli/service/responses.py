@@ -26,7 +26,7 @@ from cfai_cli.core.translate.responses_items import resolve_references
 from cfai_cli.core.translate.responses_stream import ResponseBuilder, response_from_completion
 from cfai_cli.core.translate.toolset import ToolSet
 from cfai_cli.errors import CfaiError, InvalidRequest, NotFound
-from cfai_cli.service.chat import create_chat_completion, open_chat_stream
+from cfai_cli.service.chat import create_chat_completion, open_chat_stream, request_affinity
 from cfai_cli.service.chat_stream import ChatStream, EventStream
 from cfai_cli.service.context import Context
 from cfai_cli.store.responses import ResponseStore
@@ -53,16 +53,18 @@ class _Plan:
     shell: ResponseObject
     tools: ToolSet
     owner: str | None = None
+    affinity: str | None = None  # the x-session-affinity the chat calls carry, kept with the response
 
 
 def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool, owner: str | None) -> _Plan:
     check_supported(req)
     history: list[Item] = []
+    chain = None
     if req.previous_response_id:
-        found = response_store(ctx).conversation(req.previous_response_id, owner=owner)
-        if found is None:
+        chain = response_store(ctx).chain(req.previous_response_id, owner=owner)
+        if chain is None:
             raise _not_found(req.previous_response_id, "previous_response_id")
-        history = found
+        history = chain.items
     items = resolve_references(input_items(req.raw_input(), ctx.ids),
                                lambda item_id: response_store(ctx).find_item(item_id, owner=owner))
     model = req.model or ctx.settings.default_model
@@ -70,12 +72,14 @@ def _plan(ctx: Context, req: CreateResponseRequest, *, stream: bool, owner: str 
     chat = to_chat_request(req, history, items, model=model, stream=stream, tools=tools)
     model_id = ctx.router.resolve(model, vision=chat.has_images())  # the model the chat service will pick
     shell = response_shell(req, response_id=ctx.ids("resp"), created_at=ctx.now(), model=model_id)
-    return _Plan(req, chat, items, shell, tools, owner)
+    affinity = request_affinity(ctx, chat, chain_affinity=chain.affinity if chain else None,
+                                chain_root=chain.root if chain else None)
+    return _Plan(req, chat, items, shell, tools, owner, affinity)
 
 
 def _save(ctx: Context, plan: _Plan, response: ResponseObject) -> None:
     if plan.req.store is not False:
-        response_store(ctx).save(dict(response), plan.items, owner=plan.owner)
+        response_store(ctx).save(dict(response), plan.items, owner=plan.owner, affinity=plan.affinity)
 
 
 async def _chat(call: Awaitable[T]) -> T:
@@ -95,7 +99,7 @@ async def _chat(call: Awaitable[T]) -> T:
 async def create_response(ctx: Context, req: CreateResponseRequest, *, owner: str | None = None) -> ResponseObject:
     """`owner` is the API key id the proxy saw (None from the CLI): stored responses are visible to it alone."""
     plan = _plan(ctx, req, stream=False, owner=owner)
-    completion = await _chat(create_chat_completion(ctx, plan.chat))
+    completion = await _chat(create_chat_completion(ctx, plan.chat, affinity=plan.affinity))
     response = response_from_completion(completion, plan.shell, new_id=ctx.ids, completed_at=ctx.now(),
                                         summary=req.wants_summary(), tools=plan.tools)
     _save(ctx, plan, response)
@@ -138,7 +142,7 @@ async def open_response_stream(ctx: Context, req: CreateResponseRequest, *,
                                owner: str | None = None) -> ResponseStream:
     """Open the upstream stream and return the event iterator."""
     plan = _plan(ctx, req, stream=True, owner=owner)
-    return ResponseStream(ctx, plan, await _chat(open_chat_stream(ctx, plan.chat)))
+    return ResponseStream(ctx, plan, await _chat(open_chat_stream(ctx, plan.chat, affinity=plan.affinity)))
 
 
 def get_response(ctx: Context, response_id: str, *, owner: str | None = None) -> dict[str, Any]:

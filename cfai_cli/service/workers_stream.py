@@ -76,10 +76,10 @@ class _Choice:
             parsed = parse_chat_result(self.upstream.result)
         except UpstreamError:
             body = {k: v for k, v in self.call.body.items() if k not in ("stream", "stream_options")}
-            parsed = parse_chat_result(await self.client.run(self.call.model_id, body))
+            parsed = parse_chat_result(await self.client.run(self.call.model_id, body, affinity=self.call.affinity))
         completion = from_workers_chat(self.req, self.call, [parsed], completion_id="", created=0,
                                        new_call_id=lambda: self.ctx.ids("call"))
-        self.translator.usage = ParsedUsage(
+        self.translator.usage = parsed.usage or ParsedUsage(
             prompt_tokens=completion["usage"]["prompt_tokens"],
             completion_tokens=completion["usage"]["completion_tokens"])
         deltas: list[ChunkChoice] = []

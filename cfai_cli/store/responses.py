@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,20 @@ CREATE TABLE IF NOT EXISTS cli_state (
 def migrate(conn: sqlite3.Connection) -> None:
     # Responses belong to the API key that created them (NULL: the CLI, or a server without auth).
     add_columns(conn, "responses", {"owner": "TEXT"})
+    # The x-session-affinity the response was asked with: the turns that continue it keep it (core.affinity).
+    add_columns(conn, "responses", {"affinity": "TEXT"})
 
 
 Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A stored conversation: its items, its first response's id, the affinity its last turn was asked with."""
+
+    items: list[Json]
+    root: str
+    affinity: str | None
 
 
 class ResponseStore:
@@ -49,13 +61,15 @@ class ResponseStore:
     def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
         return connect(self.path, SCHEMA, immediate=True, migrate=migrate)
 
-    def save(self, response: Json, input_items: list[Json], *, owner: str | None = None) -> None:
+    def save(self, response: Json, input_items: list[Json], *, owner: str | None = None,
+             affinity: str | None = None) -> None:
         with self._connect() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO responses (id, created_at, previous_response_id, input_items, response, "
-                "owner) VALUES (?, ?, ?, ?, ?, ?)",
+                "owner, affinity) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (response["id"], int(response["created_at"]), response.get("previous_response_id"),
-                 json.dumps(input_items, ensure_ascii=False), json.dumps(response, ensure_ascii=False), owner),
+                 json.dumps(input_items, ensure_ascii=False), json.dumps(response, ensure_ascii=False), owner,
+                 affinity),
             )
 
     def get(self, response_id: str, *, owner: str | None = None) -> tuple[Json, list[Json]] | None:
@@ -74,14 +88,21 @@ class ResponseStore:
 
     def conversation(self, response_id: str, *, owner: str | None = None) -> list[Json] | None:
         """Every item of the conversation up to and including `response_id`'s output, or None if unknown."""
+        found = self.chain(response_id, owner=owner)
+        return None if found is None else found.items
+
+    def chain(self, response_id: str, *, owner: str | None = None) -> Chain | None:
+        """`conversation`'s items, the chain's first stored response (its root) and the x-session-affinity
+        `response_id` was asked with; None if unknown."""
         turns: list[list[Json]] = []
+        root, affinity = response_id, None
         current: str | None = response_id
         size = 0
         seen: set[str] = set()
         with self._connect() as conn:
             while current is not None and current not in seen:  # a loop written into the database ends here
                 seen.add(current)
-                row = conn.execute("SELECT response, input_items FROM responses WHERE id = ? AND owner IS ?",
+                row = conn.execute("SELECT response, input_items, affinity FROM responses WHERE id = ? AND owner IS ?",
                                    (current, owner)).fetchone()
                 if row is None:
                     if not turns:
@@ -92,9 +113,11 @@ class ResponseStore:
                 response, items = json.loads(row[0]), json.loads(row[1])
                 # A failed turn's partial output is not something the model said: keep only its input.
                 output = response.get("output", []) if response.get("status") != "failed" else []
+                if not turns:
+                    affinity = row[2]
                 turns.append([*items, *output])
-                current = response.get("previous_response_id")
-        return [item for turn in reversed(turns) for item in turn]
+                root, current = current, response.get("previous_response_id")
+        return Chain([item for turn in reversed(turns) for item in turn], root, affinity)
 
     def find_item(self, item_id: str, *, owner: str | None = None) -> Json | None:
         """An input or output item of a stored response by its id (for `item_reference` items), or None."""

@@ -261,6 +261,7 @@ class ChatCompletionRequest(WireModel):
     logprobs: bool | None = None
     top_logprobs: int | None = None
     user: str | None = None
+    prompt_cache_key: str | None = None  # groups requests for prefix caching (core.affinity)
 
     def stop_sequences(self) -> list[str]:
         if self.stop is None:

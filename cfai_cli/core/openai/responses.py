@@ -63,6 +63,7 @@ class CreateResponseRequest(WireModel):
     previous_response_id: str | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None
+    prompt_cache_key: str | None = None  # groups requests for prefix caching (core.affinity)
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
     truncation: Literal["auto", "disabled"] | None = None

@@ -43,6 +43,7 @@ class WorkersChatCall:
     forced_tools: list[str] = field(default_factory=list)  # flat names, when tool_choice forces a call
     tools: ToolSet = field(default_factory=ToolSet)  # what the client defined behind each flat name
     max_tool_calls: int | None = None  # 1 when the client set parallel_tool_calls: false
+    affinity: str | None = None  # the x-session-affinity every call of this request carries (core.affinity)
 
 
 # ---- OpenAI -> Workers AI ------------------------------------------------------------------------

@@ -165,6 +165,9 @@ class ChoiceStream:
             deltas.append({"role": "assistant", "content": ""})
         usage = parse_usage(event.get("usage"))
         if usage is not None:
+            if usage.cached_tokens is None and self.usage is not None:
+                # Workers AI's trailing usage event may leave out the cached count earlier chunks gave (§2.6).
+                usage.cached_tokens = self.usage.cached_tokens
             self.usage = usage  # running totals on vLLM streams: the last one wins
         if isinstance(event.get("finish_reason"), str):
             self._upstream_finish = event["finish_reason"]

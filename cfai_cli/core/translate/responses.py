@@ -168,7 +168,7 @@ def to_chat_request(req: CreateResponseRequest, history: Sequence[Item], items: 
         body["stream_options"] = {"include_usage": True}
     for ours, theirs in (("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"),
                          ("top_p", "top_p"), ("parallel_tool_calls", "parallel_tool_calls"), ("seed", "seed"),
-                         ("user", "user")):
+                         ("user", "user"), ("prompt_cache_key", "prompt_cache_key")):
         value = getattr(req, ours)
         if value is not None:
             body[theirs] = value

@@ -13,13 +13,13 @@ from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.translate.chat import request_tools
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import dropped_tools_headers, read_json, request_context, sse_response
+from cfai_cli.server.routes.common import chat_context, dropped_tools_headers, read_json, sse_response
 from cfai_cli.service.chat import create_chat_completion, open_chat_stream
 
 
 async def chat_completions(request: Request) -> Response:
     req = validate_request(ChatCompletionRequest, await read_json(request))
-    ctx = request_context(request)
+    ctx = chat_context(request)
     extra = dropped_tools_headers(request_tools(req).dropped, "chat.completions") if req.tools else {}
     if req.stream:
         return sse_response(await open_chat_stream(ctx, req), headers=extra)

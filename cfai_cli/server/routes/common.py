@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from cfai_cli.core.affinity import HEADER as AFFINITY_HEADER
+from cfai_cli.core.affinity import check_explicit
 from cfai_cli.core.cache import HEADER as CACHE_HEADER
 from cfai_cli.core.cache import Mode, request_mode
 from cfai_cli.core.openai.base import parse_body
@@ -56,6 +58,14 @@ def cache_mode(request: Request) -> Mode | None:
     key = request.scope.get("state", {}).get("cfai_key")
     return request_mode(request.app.state.ctx.settings.cache, route=path[4:] if path.startswith("/v1/") else path[1:],
                         header=request.headers.get(CACHE_HEADER), key_opted_in=bool(key and key.policy.cache))
+
+
+def chat_context(request: Request) -> Context:
+    """`request_context` for the chat routes: the record also carries the client's own x-session-affinity
+    (checked here: a bad one is a 400 naming the header), which wins over the one cfai derives (core.affinity)."""
+    ctx = request_context(request)
+    ctx.record.affinity = check_explicit(request.headers.get(AFFINITY_HEADER))
+    return ctx
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -12,13 +12,13 @@ from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.completions import CompletionRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import read_json, request_context, sse_response
+from cfai_cli.server.routes.common import chat_context, read_json, sse_response
 from cfai_cli.service.completions import create_completion, open_completion_stream
 
 
 async def completions(request: Request) -> Response:
     req = validate_request(CompletionRequest, await read_json(request))
-    ctx = request_context(request)
+    ctx = chat_context(request)
     if req.stream:
         return sse_response(await open_completion_stream(ctx, req))
     return JSONResponse(await create_completion(ctx, req), headers=API_HEADERS)

@@ -16,14 +16,14 @@ from cfai_cli.core.anthropic.models import CountTokensRequest, MessagesRequest
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import dropped_tools_headers, read_json, request_context, sse_response
+from cfai_cli.server.routes.common import chat_context, dropped_tools_headers, read_json, request_context, sse_response
 from cfai_cli.service.messages import count_message_tokens, create_message, open_message_stream, prepare_message
 
 
 async def create(request: Request) -> Response:
     body = await read_json(request)
     req = validate_request(MessagesRequest, body)
-    ctx = request_context(request)
+    ctx = chat_context(request)
     prepared = await prepare_message(ctx, req, body, stream=bool(req.stream))
     extra = dropped_tools_headers(prepared.dropped_tools, "messages")
     if req.stream:

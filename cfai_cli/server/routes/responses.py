@@ -15,7 +15,7 @@ from cfai_cli.core.translate.responses import response_tools
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.server.routes.common import dropped_tools_headers, read_json, request_context, sse_response
+from cfai_cli.server.routes.common import chat_context, dropped_tools_headers, read_json, sse_response
 from cfai_cli.service.responses import (
     create_response,
     delete_response,
@@ -33,7 +33,7 @@ def owner(request: Request) -> str | None:
 
 async def create(request: Request) -> Response:
     req = validate_request(CreateResponseRequest, await read_json(request))
-    ctx = request_context(request)
+    ctx = chat_context(request)
     extra = dropped_tools_headers(response_tools(req).dropped, "responses")
     if req.stream:
         stream = await open_response_stream(ctx, req, owner=owner(request))
