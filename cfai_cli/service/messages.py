@@ -42,6 +42,7 @@ from cfai_cli.service.chat import (
 )
 from cfai_cli.service.chat_stream import ChatStream, EventStream, prime
 from cfai_cli.service.context import Context
+from cfai_cli.service.gather import Closable
 from cfai_cli.service.models import CACHE_SECONDS, catalogue
 from cfai_cli.service.tokens import bundled_tokenizer
 from cfai_cli.upstream.anthropic import AnthropicClient
@@ -153,16 +154,14 @@ async def create_message(ctx: Context, prepared: Prepared) -> dict[str, Any]:
     return await ctx.router.call(chat.model, attempt, vision=chat.has_images(), caller=ctx.record)
 
 
-class MessageEvents(EventStream[Event]):
-    """The SSE events of one streamed message, a batch per batch of the chat stream under it. Reading stops,
-    and the chat stream is closed, as soon as a stop sequence is hit: nothing after it is generated for
-    nothing. `fail()` gives the in-band error event when the stream breaks once it has started."""
+class AnthropicEvents(EventStream[Event]):
+    """The SSE events of one streamed message; `fail()` gives the in-band `error` event when the stream breaks
+    once it has started (none after the stream has ended)."""
 
-    def __init__(self, ctx: Context, translator: MessageStream, chat: ChatStream) -> None:
+    def __init__(self, ctx: Context, events: AsyncGenerator[list[Event], None], *, owns: Closable) -> None:
         self._ctx = ctx
-        self.translator = translator
         self._ended = False
-        super().__init__(self._events(chat), owns=(chat,))
+        super().__init__(events, owns=(owns,))
 
     def fail(self, error: CfaiError) -> list[Event]:
         if self._ended:
@@ -170,6 +169,21 @@ class MessageEvents(EventStream[Event]):
         self._ended = True
         # A mid-stream error comes from past the router, which masks the ones it sees: mask it here too.
         error.message = self._ctx.router.scrubber.text(error.message)
+        return self._error_events(error)
+
+    def _error_events(self, error: CfaiError) -> list[Event]:
+        return [error.to_anthropic()]
+
+
+class MessageEvents(AnthropicEvents):
+    """A chat stream's events translated, a batch per batch of the chat stream under it. Reading stops, and
+    the chat stream is closed, as soon as a stop sequence is hit: nothing after it is generated for nothing."""
+
+    def __init__(self, ctx: Context, translator: MessageStream, chat: ChatStream) -> None:
+        self.translator = translator
+        super().__init__(ctx, self._events(chat), owns=chat)
+
+    def _error_events(self, error: CfaiError) -> list[Event]:
         return self.translator.error(error)
 
     async def _events(self, chat: ChatStream) -> AsyncGenerator[list[Event], None]:
@@ -202,22 +216,12 @@ def _delta_text(event: Event) -> str:
     return str(delta.get("text") or delta.get("partial_json") or delta.get("thinking") or "")
 
 
-class PassedEvents(EventStream[Event]):
-    """An Anthropic upstream's own SSE events, passed on as they come (usage noted in the request's record);
-    `fail()` ends the stream in-band as MessageEvents does."""
+class PassedEvents(AnthropicEvents):
+    """An Anthropic upstream's own SSE events, passed on as they come (usage noted in the request's record)."""
 
     def __init__(self, ctx: Context, batches: AsyncGenerator[list[tuple[str, Event]], None]) -> None:
-        self._ctx = ctx
-        self._ended = False
         self._output = 0  # output tokens noted so far
-        super().__init__(self._events(batches), owns=(batches,))
-
-    def fail(self, error: CfaiError) -> list[Event]:
-        if self._ended:
-            return []
-        self._ended = True
-        error.message = self._ctx.router.scrubber.text(error.message)
-        return [error.to_anthropic()]
+        super().__init__(ctx, self._events(batches), owns=batches)
 
     async def _events(self, batches: AsyncGenerator[list[tuple[str, Event]], None]
                       ) -> AsyncGenerator[list[Event], None]:
@@ -238,7 +242,7 @@ class PassedEvents(EventStream[Event]):
         self._ended = True
 
 
-async def open_message_stream(ctx: Context, prepared: Prepared) -> MessageEvents | PassedEvents:
+async def open_message_stream(ctx: Context, prepared: Prepared) -> AnthropicEvents:
     """Open the upstream stream (failing over before the first byte, as chat does) and return its events:
     a chat stream translated (MessageEvents), or an Anthropic upstream's own events (PassedEvents)."""
     chat = prepared.plan.chat
@@ -252,7 +256,7 @@ async def open_message_stream(ctx: Context, prepared: Prepared) -> MessageEvents
         return translate(await open_chat_stream(ctx, chat))
     translated = stream_attempt(ctx, chat)
 
-    async def attempt(target: Target, provider: Provider) -> MessageEvents | PassedEvents:
+    async def attempt(target: Target, provider: Provider) -> AnthropicEvents:
         if isinstance(provider, AnthropicClient):
             body = _passed_body(prepared, target.model, stream=True)
             return PassedEvents(ctx, await prime(await provider.messages_stream(body), ctx.record))
