@@ -53,7 +53,8 @@ def _fail(message: str, status: ExitCode) -> NoReturn:
 app = typer.Typer(
     name="cfai",
     cls=_Boundary,
-    help="Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy in front of it.\n\n"
+    help="Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy in "
+         "front of it.\n\n"
          "Credentials come from CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN or `cfai config set`; "
          "try it without an account with --offline.",
     epilog=EXIT_CODE_HELP,
@@ -84,7 +85,7 @@ def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show the HTTP traffic to Workers AI on stderr, with "
                                         "secrets masked [env: CFAI_DEBUG=1].")] = False,
 ) -> None:
-    """Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy in front of it."""
+    """Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy."""
     import os
 
     from cfai_cli.cli.render import OutputOptions

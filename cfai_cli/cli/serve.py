@@ -15,8 +15,8 @@ from cfai_cli.cli.common import OfflineOption, TimeoutOption
 HELP = """Serve the OpenAI API (chat, embeddings, images, audio, moderations, rerank and more) and the Anthropic
 Messages API from Workers AI.
 
-Clients send `Authorization: Bearer <key>` (or `x-api-key`) with a key from `cfai keygen`. --no-auth is allowed only on a
-loopback address. Routes also answer without the /v1 prefix. Ctrl-C stops the server.
+Clients send `Authorization: Bearer <key>` (or `x-api-key`) with a key from `cfai keygen`. --no-auth is allowed
+only on a loopback address. Routes also answer without the /v1 prefix. Ctrl-C stops the server.
 
 More Cloudflare accounts, OpenAI-compatible providers as fallbacks, and model routes with failover come from
 [upstreams.*] and [routes] in config.toml (docs/routing.md); GET /health shows their state.
