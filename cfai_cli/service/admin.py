@@ -109,8 +109,8 @@ def rotate_key(store: KeyStore, key_id: str) -> tuple[str, KeyRecord]:
     rotated = store.rotate(key_id)
     if rotated is None:
         get_key(store, key_id)  # an unknown id is a 404 of its own
-        raise NotFound(f"Key {key_id} is revoked or expired; only an active key can be rotated.",
-                       param="id", code="key_not_active")
+        raise NotFound(f"No active key with id {key_id!r}: it is revoked or expired, and only an active key can "
+                       "be rotated.", param="id", code="key_not_active")
     return rotated
 
 
@@ -118,7 +118,8 @@ def revoke_key(store: KeyStore, key_id: str, *, keep_admin: bool = False) -> Key
     """Revoke an active key at once (also in running servers); 404 if there is no active key with that id."""
     if not store.revoke(key_id, keep_admin=keep_admin):
         get_key(store, key_id)
-        raise NotFound(f"Key {key_id} is already revoked.", param="id", code="key_not_active")
+        raise NotFound(f"No active key with id {key_id!r}: it is already revoked.", param="id",
+                       code="key_not_active")
     return get_key(store, key_id)
 
 
