@@ -90,9 +90,9 @@ def update_key(store: KeyStore, key_id: str, body: KeyUpdate, *, keep_admin: boo
         changes["scopes"] = _scopes(body.scopes)
     if "models" in sent:
         changes["models"] = tuple(body.models or ())
-    for name in ("rpm", "rpd", "tpm"):
+    for name, value in (("rpm", body.rpm), ("rpd", body.rpd), ("tpm", body.tpm)):
         if name in sent:
-            changes[name] = getattr(body, name)
+            changes[name] = value
     if "expires_in" in sent or "expires_at" in sent:
         changes["expires_at"] = _expiry(body.expires_in, body.expires_at, now)
     if "cache" in sent:
