@@ -7,7 +7,8 @@
     │   ├── RequestTimeout          408 (body too slow)       exit 4
     │   ├── NotFound                404                       exit 4
     │   │   └── ModelNotFound       404 code=model_not_found  exit 4
-    │   └── MethodNotAllowed        405                       exit 4
+    │   ├── MethodNotAllowed        405                       exit 4
+    │   └── Conflict                409 (e.g. the last admin key) exit 4
     ├── AuthenticationError         401 invalid_api_key       exit 3
     ├── PermissionDenied            403 permission_error      exit 4
     ├── ConfigError                 500 server_error          exit 3
@@ -163,6 +164,13 @@ class ModelNotFound(NotFound):
 class MethodNotAllowed(InvalidRequest):
     status = 405
     default_code = "method_not_allowed"
+
+
+class Conflict(InvalidRequest):
+    """The request is well formed but the state forbids it (revoking the last admin key, changing a revoked one)."""
+
+    status = 409
+    default_code = "conflict"
 
 
 class AuthenticationError(CfaiError):

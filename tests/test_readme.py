@@ -98,6 +98,23 @@ def test_curl_snippet(server: tuple[int, str, dict[str, str]]) -> None:
     assert done.stdout.startswith("data: {") and done.stdout.rstrip().endswith("data: [DONE]")
 
 
+@pytest.mark.skipif(shutil.which("curl") is None or shutil.which("jq") is None, reason="needs curl and jq")
+def test_admin_api_snippet(server: tuple[int, str, dict[str, str]], tmp_path: Path) -> None:
+    """docs/admin.md's walk through the admin API, run as written (cfai is this checkout's)."""
+    port, _, env = server
+    command = block("## Try it", "bash", doc("docs/admin.md")).replace("127.0.0.1:3000", f"127.0.0.1:{port}")
+    command = command.replace("$(cfai ", f"$({sys.executable} -m cfai_cli ")
+    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", command], capture_output=True, text=True, env=env,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sorted(lines[:3]) == ["admin", "ci", "default"]  # the keys by name: the fixture's, the two made here
+    assert '"rpm":60' in lines[3] and lines[4] == '{"rpm":null,"tpm":20000}'
+    assert any('"group":"key_' in line for line in lines[5:-1])
+    assert re.fullmatch(r'\{"id":"key_[0-9a-f]{16}","deleted":true\}', lines[-1])
+    assert not (tmp_path / "ci.json").exists()
+
+
 def test_routing_config_example_is_valid() -> None:
     """docs/routing.md's [upstreams]/[routes] example parses, and means what the text around it says."""
     import tomllib

@@ -1,7 +1,8 @@
-"""`cfai keygen` and `cfai keys list|revoke`: the API keys that clients of `cfai serve` must present.
+"""`cfai keygen` and `cfai keys list|show|set|rotate|revoke`: the API keys that clients of `cfai serve` must present.
 
 Imports typer, store and errors (stdlib-only modules) and cli.render inside commands. A key is printed once,
-alone on stdout so `KEY=$(cfai keygen)` works; only its SHA-256 hash is stored.
+alone on stdout so `KEY=$(cfai keygen)` works; only its SHA-256 hash is stored. The operations are
+service.admin's, which the /v1/admin routes run too.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ KEYGEN_EPILOG = """Examples:
 
 keys_app = typer.Typer(
     name="keys", no_args_is_help=True,
-    help="List, show, rotate and revoke the API keys minted by `cfai keygen` (only their hashes are stored).",
-    epilog="Examples:\n\n  cfai keys list\n\n  cfai keys revoke key_0123456789abcdef",
+    help="List, show, change, rotate and revoke the API keys minted by `cfai keygen` (only their hashes are "
+         "stored). The same operations are served over HTTP under /v1/admin/keys (docs/admin.md).",
+    epilog="Examples:\n\n  cfai keys list\n\n  cfai keys set key_0123456789abcdef --rpm 60\n\n"
+           "  cfai keys revoke key_0123456789abcdef",
 )
 
 
@@ -71,6 +74,7 @@ def keygen(
     import time
 
     from cfai_cli.cli.render import Terminal
+    from cfai_cli.service.admin import create_key
     from cfai_cli.store.keys import DEFAULT_SCOPES, SCOPES, KeyPolicy, KeyStore
 
     chosen = _split(scopes)
@@ -80,7 +84,7 @@ def keygen(
         expires_at=int(time.time()) + parse_duration(expires) if expires else None, cache=cache)
     term = Terminal(options=invocation.obj)
     database = locations().database
-    key, record = KeyStore(database).create(name, policy)
+    key, record = create_key(KeyStore(database), name, policy)
     term.line(key)
     term.note(f"Created API key {record.id} ({record.name!r}); only its hash is stored, in {database}.")
     term.note(f"Policy: {describe(record)}.")
@@ -100,13 +104,6 @@ def describe(record: KeyRecord) -> str:
     return "; ".join(parts)
 
 
-def _json(record: KeyRecord) -> dict[str, object]:
-    p = record.policy
-    return {"id": record.id, "name": record.name, "hint": record.hint, "created_at": record.created_at,
-            "revoked_at": record.revoked_at, "expires_at": p.expires_at, "scopes": sorted(p.scopes),
-            "models": list(p.models), "rpm": p.rpm, "rpd": p.rpd, "tpm": p.tpm, "cache": p.cache}
-
-
 def _when(stamp: int | None) -> str:
     return datetime.fromtimestamp(stamp).astimezone().strftime("%Y-%m-%d %H:%M") if stamp else ""
 
@@ -115,12 +112,13 @@ def _when(stamp: int | None) -> str:
 def list_keys(invocation: typer.Context, json_out: JsonOption = False) -> None:
     """List every key: id, name, a hint of its first and last characters, when made and revoked."""
     from cfai_cli.cli.render import Terminal
+    from cfai_cli.service.admin import key_view
     from cfai_cli.store.keys import KeyStore
 
     term = Terminal(options=invocation.obj)
     records = KeyStore(locations().database).list()
     if json_out:
-        term.json([_json(r) for r in records])
+        term.json([key_view(r) for r in records])
         return
     if not records:
         term.note("no keys yet: make one with `cfai keygen`")
@@ -135,18 +133,21 @@ def show(invocation: typer.Context,
          key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
                                                show_default=False)], json_out: JsonOption = False) -> None:
     """Show one key's policy (scopes, models, limits, expiry) and state."""
-    from cfai_cli.cli.render import Terminal
-    from cfai_cli.errors import NotFound
+    from cfai_cli.service.admin import get_key
     from cfai_cli.store.keys import KeyStore
 
-    record = KeyStore(locations().database).get(key_id)
-    if record is None:
-        raise NotFound(f"No key with id {key_id!r} (see `cfai keys list`).")
+    _show(invocation, get_key(KeyStore(locations().database), key_id), json_out)
+
+
+def _show(invocation: typer.Context, record: KeyRecord, json_out: bool) -> None:
+    from cfai_cli.cli.render import Terminal
+    from cfai_cli.service.admin import key_view
+
     term = Terminal(options=invocation.obj)
     if json_out:
-        term.json(_json(record))
+        term.json(key_view(record))
     else:
-        term.table(["field", "value"], [[k, str(v)] for k, v in _json(record).items()])
+        term.table(["field", "value"], [[k, str(v)] for k, v in key_view(record).items()])
 
 
 @keys_app.command("rotate", epilog="Example:\n\n  NEW=$(cfai keys rotate key_0123456789abcdef)")
@@ -155,13 +156,10 @@ def rotate(invocation: typer.Context,
                                                  show_default=False)]) -> None:
     """Replace a key: a new key with the same name and policy is printed on stdout; the old one is revoked."""
     from cfai_cli.cli.render import Terminal
-    from cfai_cli.errors import NotFound
+    from cfai_cli.service.admin import rotate_key
     from cfai_cli.store.keys import KeyStore
 
-    rotated = KeyStore(locations().database).rotate(key_id)
-    if rotated is None:
-        raise NotFound(f"No active key with id {key_id!r} (see `cfai keys list`).")
-    key, record = rotated
+    key, record = rotate_key(KeyStore(locations().database), key_id)
     term = Terminal(options=invocation.obj)
     term.line(key)
     term.note(f"Rotated {key_id} -> {record.id}; the old key no longer works. This is the only time the new "
@@ -174,12 +172,67 @@ def revoke(invocation: typer.Context,
                                                  show_default=False)]) -> None:
     """Revoke a key at once, also for a server that is already running."""
     from cfai_cli.cli.render import Terminal
-    from cfai_cli.errors import NotFound
+    from cfai_cli.service.admin import revoke_key
     from cfai_cli.store.keys import KeyStore
 
-    if not KeyStore(locations().database).revoke(key_id):
-        raise NotFound(f"No active key with id {key_id!r} (see `cfai keys list`).")
+    revoke_key(KeyStore(locations().database), key_id)  # from the host's shell, even the last admin key
     Terminal(options=invocation.obj).note(f"Revoked {key_id}.")
+
+
+UNSETTABLE = ("scopes", "models", "rpm", "rpd", "tpm", "expires")
+
+
+@keys_app.command("set", epilog="Examples:\n\n  cfai keys set key_0123456789abcdef --rpm 120 --models '@cf/meta/*'\n\n"
+                                "  cfai keys set key_0123456789abcdef --unset rpm,expires --json")
+def set_policy(
+    invocation: typer.Context,
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+                                          show_default=False)],
+    name: Annotated[str | None, typer.Option("--name", show_default=False, help="A new label.")] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, show_default=False, help="Requests per minute.")] = None,
+    rpd: Annotated[int | None, typer.Option("--rpd", min=1, show_default=False, help="Requests per day.")] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", min=1, show_default=False, help="Tokens per minute.")] = None,
+    models: Annotated[str | None, typer.Option("--models", show_default=False, metavar="PATTERNS",
+                                               help="Comma-separated model patterns (replaces the list).")] = None,
+    scopes: Annotated[str | None, typer.Option("--scopes", show_default=False, metavar="SCOPES",
+                                               help="Comma-separated scopes (replaces them; 'all' for every one).")
+                      ] = None,
+    expires: Annotated[str | None, typer.Option("--expires", show_default=False, metavar="DURATION",
+                                                help="Expire this long from now, e.g. 30d, 12h or 2w.")] = None,
+    cache: Annotated[bool | None, typer.Option("--cache/--no-cache", show_default=False,
+                                               help="Use the response cache without asking, or stop.")] = None,
+    unset: Annotated[str | None, typer.Option("--unset", show_default=False, metavar="FIELDS",
+                                              help="Comma-separated fields back to their default: scopes, models, "
+                                                   "rpm, rpd, tpm, expires.")] = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Change a live key's policy (what `PATCH /v1/admin/keys/{id}` changes); its secret stays the same.
+
+    Only the options given change; the change applies at once, also in a running server.
+    """
+    from cfai_cli.core.admin import KeyUpdate, refuse_unknown
+    from cfai_cli.core.openai.base import validate_request
+    from cfai_cli.service.admin import update_key
+    from cfai_cli.store.keys import KeyStore
+
+    changes: dict[str, object] = {"name": name, "scopes": _split(scopes) if scopes is not None else None,
+                                  "models": _split(models) if models is not None else None, "rpm": rpm,
+                                  "rpd": rpd, "tpm": tpm, "expires_in": expires, "cache": cache}
+    body = {k: v for k, v in changes.items() if v is not None}
+    for field in _split(unset):
+        if field not in UNSETTABLE:
+            raise typer.BadParameter(f"{field!r}: choose from {', '.join(UNSETTABLE)}", param_hint="--unset")
+        target = "expires_at" if field == "expires" else field
+        if target in body or (field == "expires" and "expires_in" in body):
+            raise typer.BadParameter(f"{field!r} is both set and unset", param_hint="--unset")
+        body[target] = None
+    if not body:
+        raise typer.BadParameter("nothing to change: give at least one option", param_hint="--name ... --unset")
+    if expires is not None:
+        parse_duration(expires)  # keygen's message for a bad duration
+    refuse_unknown(KeyUpdate, body)
+    record = update_key(KeyStore(locations().database), key_id, validate_request(KeyUpdate, body))
+    _show(invocation, record, json_out)
 
 
 def register(app: typer.Typer) -> None:

@@ -57,24 +57,22 @@ def usage(
         help="With --prune: delete usage rows older than this (30d, 12h, 2w or a date) instead of "
              "usage_retention_days.")] = None,
 ) -> None:
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
     from cfai_cli.cli.render import Terminal
-    from cfai_cli.core.printable import printable
-    from cfai_cli.store.usage import GROUPS, UsageLog, parse_since
+    from cfai_cli.errors import InvalidRequest
+    from cfai_cli.service.admin import usage_summary
+    from cfai_cli.store.usage import UsageLog
 
     if older_than is not None and not prune:
         raise typer.BadParameter("only with --prune", param_hint="--older-than")
     if prune:
         _prune(older_than, json_out, invocation.obj)
         return
-    if by not in GROUPS:
-        raise typer.BadParameter(f"choose one of {', '.join(GROUPS)}", param_hint="--by")
-    try:
-        start = parse_since(since)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from None
-    rows = [replace(r, group=printable(r.group)) for r in UsageLog(locations().database).summarise(since=start, by=by)]
+    try:  # the summary GET /v1/admin/usage answers too
+        rows = usage_summary(UsageLog(locations().database), since=since, by=by)
+    except InvalidRequest as exc:
+        raise typer.BadParameter(exc.message, param_hint=f"--{exc.param}") from None
     term = Terminal(options=invocation.obj)
     if json_out:
         term.json([asdict(r) for r in rows])

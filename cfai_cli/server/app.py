@@ -121,8 +121,9 @@ def create_app(
     if no_auth:  # loopback names only, no other site's pages (DNS rebinding, cross-site posts)
         stack.insert(1, Middleware(LoopbackOnly, origins=origins))
     if origins:
-        stack.insert(0, Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"],
-                                   allow_headers=["*"], expose_headers=list(EXPOSED_HEADERS), max_age=600))
+        stack.insert(0, Middleware(CORSMiddleware, allow_origins=origins,
+                                   allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=["*"],
+                                   expose_headers=list(EXPOSED_HEADERS), max_age=600))
     # Outermost: it drains what a client still sends after an early answer, once everything inside is done.
     stack.insert(0, Middleware(BodyGuard, body_timeout=settings.body_timeout))
     if not no_auth:

@@ -34,7 +34,7 @@ _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("messages", "chat"), ("com
            ("tokenize", "chat"), ("moderations", "chat"),
            ("embeddings", "embeddings"), ("rerank", "embeddings"), ("v2/rerank", "embeddings"),
            ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("route-check", "models"),
-           ("metrics", "admin"), ("health", "admin"),
+           ("metrics", "admin"), ("health", "admin"), ("admin/", "admin"),
            ("ui/api/models", "models"), ("ui/api/usage", "admin"))
 
 

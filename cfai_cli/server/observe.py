@@ -123,7 +123,7 @@ def route_of(template: str) -> str:
         elif not parts:
             name = "/"
         else:
-            name = "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio", "messages") else parts[0]
+            name = "/".join(parts[:2]) if parts[0] in ("chat", "images", "audio", "messages", "admin") else parts[0]
         if len(_ROUTE_NAMES) < 1024:  # templates are few; the bound is a backstop
             _ROUTE_NAMES[template] = name
     return name

@@ -15,11 +15,11 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from cfai_cli.errors import ConfigError
+from cfai_cli.errors import ConfigError, Conflict
 from cfai_cli.store.db import add_columns, connect
 
 KEY_PREFIX = "sk-proj-"
@@ -120,20 +120,8 @@ class KeyStore:
 
     def create(self, name: str, policy: KeyPolicy | None = None) -> tuple[str, KeyRecord]:
         """Mint a key; returns the key (shown once) and its stored record."""
-        policy = policy or KeyPolicy()
-        key = new_key()
-        record = KeyRecord(id="key_" + secrets.token_hex(8), name=name,
-                           hint=f"{key[:len(KEY_PREFIX) + 4]}…{key[-4:]}", created_at=int(time.time()),
-                           revoked_at=None, policy=policy)
         with self._db(write=True) as conn:
-            conn.execute(
-                f"INSERT INTO api_keys (hash, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (hash_key(key), record.id, record.name, record.hint, record.created_at, None,
-                 _join(policy.scopes) if policy.scopes != DEFAULT_SCOPES else None,
-                 ",".join(policy.models) or None, policy.rpm, policy.rpd, policy.tpm, policy.expires_at,
-                 1 if policy.cache else None),
-            )
-        return key, record
+            return _insert(conn, name, policy or KeyPolicy())
 
     def verify(self, key: str, *, now: float | None = None) -> KeyRecord | None:
         """The active (not revoked, not expired) key record for `key`, or None."""
@@ -149,8 +137,7 @@ class KeyStore:
 
     def get(self, key_id: str) -> KeyRecord | None:
         with self._db() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-        return _record(row) if row else None
+            return _get(conn, key_id)
 
     def list(self) -> list[KeyRecord]:
         with self._db() as conn:
@@ -163,24 +150,89 @@ class KeyStore:
         now = time.time()
         return sum(1 for record in self.list() if record.active(now))
 
-    def revoke(self, key_id: str) -> bool:
+    def revoke(self, key_id: str, *, keep_admin: bool = False) -> bool:
+        """Revoke an active key; False if there is none with that id. With `keep_admin`, refuse (Conflict)
+        to revoke the last active key with the admin scope, checked in the same write transaction so two
+        concurrent revocations cannot both pass the check."""
         with self._db(write=True) as conn:
-            cur = conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                               (int(time.time()), key_id))
-        return cur.rowcount > 0
+            old = _get(conn, key_id)
+            if old is None or old.revoked_at is not None:
+                return False
+            if keep_admin:
+                _keep_an_admin(conn, old, None)
+            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (int(time.time()), key_id))
+        return True
+
+    def update(self, key_id: str, *, name: str | None = None, policy: KeyPolicy | None = None,
+               keep_admin: bool = False) -> KeyRecord | None:
+        """Change a key's name and policy in place (the secret stays); None if there is no such key.
+        A revoked key cannot be changed (Conflict); with `keep_admin`, neither can the last active admin
+        key lose its admin scope or its life (an expiry in the past)."""
+        with self._db(write=True) as conn:
+            old = _get(conn, key_id)
+            if old is None:
+                return None
+            if old.revoked_at is not None:
+                raise Conflict(f"Key {key_id} is revoked; a revoked key cannot be changed.", code="key_revoked")
+            new = replace(old, name=old.name if name is None else name, policy=policy or old.policy)
+            if keep_admin:
+                _keep_an_admin(conn, old, new)
+            conn.execute("UPDATE api_keys SET name = ?, scopes = ?, models = ?, rpm = ?, rpd = ?, tpm = ?, "
+                         "expires_at = ?, cache = ? WHERE id = ?", (new.name, *_policy_values(new.policy), key_id))
+        return new
 
     def cache(self) -> KeyCache:
         """A verifier for a long-running server (see KeyCache)."""
         return KeyCache(self)
 
     def rotate(self, key_id: str) -> tuple[str, KeyRecord] | None:
-        """A new key with the same name and policy; the old one is revoked. None if `key_id` is not active."""
-        old = self.get(key_id)
-        if old is None or not old.active(time.time()):
-            return None
-        key, record = self.create(old.name, old.policy)
-        self.revoke(key_id)
+        """A new key with the same name and policy; the old one is revoked in the same transaction, so no
+        moment has both or neither working. None if `key_id` is not active."""
+        with self._db(write=True) as conn:
+            old = _get(conn, key_id)
+            if old is None or not old.active(time.time()):
+                return None
+            key, record = _insert(conn, old.name, old.policy)
+            conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (int(time.time()), key_id))
         return key, record
+
+
+def _policy_values(policy: KeyPolicy) -> tuple[Any, ...]:
+    """The policy columns, in _COLUMNS order (scopes .. cache); defaults stored as NULL."""
+    return (_join(policy.scopes) if policy.scopes != DEFAULT_SCOPES else None, ",".join(policy.models) or None,
+            policy.rpm, policy.rpd, policy.tpm, policy.expires_at, 1 if policy.cache else None)
+
+
+def _insert(conn: sqlite3.Connection, name: str, policy: KeyPolicy) -> tuple[str, KeyRecord]:
+    key = new_key()
+    record = KeyRecord(id="key_" + secrets.token_hex(8), name=name,
+                       hint=f"{key[:len(KEY_PREFIX) + 4]}…{key[-4:]}", created_at=int(time.time()),
+                       revoked_at=None, policy=policy)
+    conn.execute(f"INSERT INTO api_keys (hash, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (hash_key(key), record.id, record.name, record.hint, record.created_at, None,
+                  *_policy_values(policy)))
+    return key, record
+
+
+def _get(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    return _record(row) if row else None
+
+
+def _is_admin(record: KeyRecord, now: float) -> bool:
+    return record.active(now) and "admin" in record.policy.scopes
+
+
+def _keep_an_admin(conn: sqlite3.Connection, old: KeyRecord, new: KeyRecord | None) -> None:
+    """Raise Conflict if turning `old` into `new` (None: revoking it) leaves no active admin key."""
+    now = time.time()
+    if not _is_admin(old, now) or (new is not None and _is_admin(new, now)):
+        return
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE revoked_at IS NULL AND id != ?", (old.id,))
+    if not any(_is_admin(_record(row), now) for row in rows.fetchall()):
+        raise Conflict(f"Key {old.id} is the last active key with the admin scope: "
+                       f"{'revoking it' if new is None else 'this change'} would leave nobody able to administer "
+                       "the proxy over HTTP. Make another admin key first.", code="last_admin_key")
 
 
 class CacheUnavailable(Exception):

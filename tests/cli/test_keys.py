@@ -95,3 +95,41 @@ def test_bad_policy_flags(cli: Invoke) -> None:
     bad_scope = cli("keygen", "--scopes", "chat,root")
     assert bad_scope.exit_code == 3 and "root" in bad_scope.stderr
     assert cli("keys", "show", "key_missing").exit_code == 4
+
+
+def test_keys_set_changes_a_live_keys_policy(cli: Invoke) -> None:
+    key = cli("keygen", "--name", "svc", "--rpm", "7", "--expires", "1d").stdout.strip()
+    store = KeyStore(load_settings().database)
+    record = store.verify(key)
+    assert record is not None
+    changed = cli("keys", "set", record.id, "--name", "renamed", "--models", "@cf/meta/*, gpt-4o-mini", "--tpm",
+                  "500", "--scopes", "chat", "--cache", "--json")
+    assert changed.exit_code == 0, changed.stderr
+    shown = json.loads(changed.stdout)
+    assert (shown["name"], shown["models"], shown["tpm"], shown["rpm"]) == ("renamed", ["@cf/meta/*", "gpt-4o-mini"],
+                                                                          500, 7)
+    assert shown["scopes"] == ["chat"] and shown["cache"] is True and key not in changed.stdout
+    after = store.verify(key)  # the same secret, the new policy
+    assert after is not None and after.policy.tpm == 500 and after.policy.models == ("@cf/meta/*", "gpt-4o-mini")
+    reset = json.loads(cli("keys", "set", record.id, "--unset", "rpm,models,expires,scopes", "--no-cache",
+                           "--json").stdout)
+    assert reset["rpm"] is None and reset["models"] == [] and reset["expires_at"] is None and reset["cache"] is False
+    assert "admin" not in reset["scopes"] and "embeddings" in reset["scopes"] and reset["tpm"] == 500
+    assert cli("keys", "set", record.id).exit_code == 2  # nothing to change
+    assert cli("keys", "set", record.id, "--unset", "colour").exit_code == 2
+    assert cli("keys", "set", record.id, "--rpm", "5", "--unset", "rpm").exit_code == 2
+    assert cli("keys", "set", record.id, "--expires", "soon").exit_code == 2
+    bad = cli("keys", "set", record.id, "--scopes", "root")
+    assert bad.exit_code == 4 and "scopes" in bad.stderr
+    assert cli("keys", "set", "key_missing", "--rpm", "3").exit_code == 4
+    cli("keys", "revoke", record.id)
+    revoked = cli("keys", "set", record.id, "--rpm", "3")
+    assert revoked.exit_code == 4 and "revoked" in revoked.stderr
+
+
+def test_the_cli_may_revoke_the_last_admin_key(cli: Invoke) -> None:
+    """Only HTTP keeps the last admin key: from the host's shell another can always be minted."""
+    key = cli("keygen", "--scopes", "all").stdout.strip()
+    record = KeyStore(load_settings().database).verify(key)
+    assert record is not None
+    assert cli("keys", "revoke", record.id).exit_code == 0

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from cfai_cli.emulator.images import png
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import load_settings
-from cfai_cli.store.keys import KeyStore
+from cfai_cli.store.keys import SCOPES, KeyPolicy, KeyStore
 from tests.audio_fixtures import mp3_frames, tone_wav
 from tests.fake_workers import envelope, error_envelope, native_text
 from tests.openai_schema import validate
@@ -88,7 +88,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     config = load_settings({"account_id": "0123abcd", "api_token": "cf-secret-token-value", "timeout": 5,
                             "max_retries": 0, "max_json_mb": 2.0, "max_body_mb": 4.0},
                            environ={"CFAI_HOME": str(home)})
-    key, _ = KeyStore(config.database).create("fuzz")
+    key, _ = KeyStore(config.database).create("fuzz", KeyPolicy(scopes=frozenset(SCOPES)))  # admin routes too
     app = create_app(config, transport=httpx.MockTransport(upstream))
     with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}) as test_client:
         yield test_client
@@ -147,6 +147,8 @@ VALID: dict[str, dict[str, Any]] = {
     "/v1/moderations": {"model": "omni-moderation-latest", "input": "hi"},
     "/v1/rerank": {"model": "rerank-v3.5", "query": "hi", "documents": ["hi there"]},
     "/v2/rerank": {"model": "rerank-v3.5", "query": "hi", "documents": ["hi there"]},
+    "/v1/admin/keys": {"name": "fuzz"},
+    "/v1/admin/keys/{key_id}": {},  # PATCH: posted here, a 405 (and a client error) is the right answer
 }
 WRONG_VALUES: list[Any] = [None, True, -1, 1.5, 1e308, "x", "", [], [None], {}, {"x": 1}, "\u0000", "9" * 400]
 

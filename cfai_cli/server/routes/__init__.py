@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
+from cfai_cli.server.routes import admin as admin_routes
 from cfai_cli.server.routes import audio as audio_routes
 from cfai_cli.server.routes import chat, health, models
 from cfai_cli.server.routes import completions as completions_routes
@@ -31,6 +32,7 @@ def routes() -> list[Route]:
     table += moderations_routes.ROUTES
     table += openapi_routes.ROUTES
     table += rerank_routes.ROUTES
+    table += admin_routes.ROUTES
     out = [Route("/health", health.health, methods=["GET"])]
     for path, endpoint, methods in table:
         out.append(Route("/v1" + path, endpoint, methods=methods))

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cfai_cli import __version__
+from cfai_cli.core.admin import KeyCreate, KeyUpdate
 from cfai_cli.core.openai.audio import SpeechRequest, TranscriptionRequest
 from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.openai.completions import CompletionRequest
@@ -66,7 +67,43 @@ _OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str, str]] = [
     ("/v1/route-check", "get", "The chain of targets a model name resolves to, each key's state (cfai's own)",
      None, "", "A route object: model, route, targets"),
     ("/health", "get", "Health and each upstream's state (no key needed)", None, "", "Health"),
+    # The admin API (cfai's own; admin scope; docs/admin.md).
+    ("/v1/admin/keys", "post", "Create an API key; its secret is in this answer only (admin scope)", KeyCreate,
+     "application/json", "An api_key object with `key`, the secret (201)"),
+    ("/v1/admin/keys", "get", "List API keys, oldest first, never their secrets (admin scope)", None, "",
+     "A list of api_key objects: data, first_id, last_id, has_more"),
+    ("/v1/admin/keys/{key_id}", "get", "Show an API key's policy and state (admin scope)", None, "",
+     "An api_key object"),
+    ("/v1/admin/keys/{key_id}", "patch", "Change an API key's name and policy; null resets a field (admin scope)",
+     KeyUpdate, "application/json", "The changed api_key object"),
+    ("/v1/admin/keys/{key_id}", "delete", "Revoke an API key at once (admin scope)", None, "",
+     "The revoked api_key object with deleted: true"),
+    ("/v1/admin/keys/{key_id}/rotate", "post", "Replace an API key's secret: a new key with the same name and "
+     "policy, the old one revoked at once (admin scope)", None, "",
+     "The new api_key object with `key`, the secret, and rotated_from"),
+    ("/v1/admin/usage", "get", "The usage log summarised, as `cfai usage --json` (admin scope)", None, "",
+     "A list of summary rows: group, requests, errors, tokens, latency percentiles; since, by, has_more"),
 ]
+
+_LIMIT = {"name": "limit", "in": "query", "required": False,
+          "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+# Query parameters, by path and method.
+_QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("/v1/route-check", "get"): [{"name": "model", "in": "query", "required": True, "schema": {"type": "string"}}],
+    ("/v1/admin/keys", "get"): [{**_LIMIT, "description": "Keys per page (default 100)"},
+                                {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
+                                 "description": "The last id of the previous page"}],
+    ("/v1/admin/usage", "get"): [
+        {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "default": "7d"},
+         "description": "How far back: 30m, 12h, 7d, 2w or a date"},
+        {"name": "by", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": ["key", "model", "day", "route", "upstream"], "default": "model"}},
+        {**_LIMIT, "description": "Groups at most (default 1000)"}],
+}
+# The error statuses an admin operation documents besides the default (401 and 403 apply to every one).
+_ADMIN_ERRORS = {"400": "Invalid body or query (param names the field)", "401": "No or an invalid key",
+                 "403": "The key lacks the admin scope", "404": "No key with this id (or no longer active)",
+                 "409": "The last active admin key, or a revoked key"}
 
 
 def _inline(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -109,8 +146,16 @@ def document() -> dict[str, Any]:
         if "{" in path:
             operation["parameters"] = [{"name": path.split("{")[1].rstrip("}"), "in": "path", "required": True,
                                         "schema": {"type": "string"}}]
-        if path == "/v1/route-check":
-            operation["parameters"] = [{"name": "model", "in": "query", "required": True, "schema": {"type": "string"}}]
+        operation["parameters"] = operation.get("parameters", []) + _QUERY.get((path, method), [])
+        if not operation["parameters"]:
+            del operation["parameters"]
+        if (path, method) == ("/v1/admin/keys", "post"):  # creates: 201 Created
+            operation["responses"] = {"201": operation["responses"].pop("200"), **operation["responses"]}
+        if path.startswith("/v1/admin/"):
+            operation["tags"] = ["admin"]
+            for status, text in _ADMIN_ERRORS.items():
+                operation["responses"][status] = {"description": text, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",
