@@ -86,7 +86,7 @@ def test_names_are_printed_without_terminal_escapes(cli: Invoke) -> None:
     UsageLog(database).write([row(key="k", model="m", status=200, latency=1.0)])  # creates the table
     with sqlite3.connect(database) as conn:  # a row a cfai from before the cleaning stored as it came
         conn.execute("INSERT INTO usage_log VALUES (?, 'k', 'chat/completions', 'x', ?, 200, 1, 1, 5.0, 1, 1, NULL, "
-                     "NULL, NULL)", (time.time() - 60, "\x1b]0;pwned\x07evil\x1b[2J\u202emodel\x9b"))
+                     "NULL, NULL, NULL, 0, NULL, NULL)", (time.time() - 60, "\x1b]0;pwned\x07evil\x1b[2J\u202emodel\x9b"))
     for args in (("usage",), ("usage", "--json")):
         out = cli(*args).stdout
         assert "evilmodel" in out
