@@ -16,7 +16,11 @@ from cfai_cli.cli.common import JsonOption, locations
 if TYPE_CHECKING:
     from cfai_cli.cli.render import OutputOptions
 
-HELP = """Summarise the requests `cfai serve` answered: requests, errors, tokens and latency percentiles.
+HELP = """Summarise the requests `cfai serve` answered: requests, errors, tokens, neurons, cost and latency
+percentiles; then, per Cloudflare account, today's neurons against its 10,000 free a day (docs/cost.md).
+
+Neurons are what Workers AI reported, or estimated from published prices where it reported none (`~` marks
+a figure with estimates in it); cost is at list price, $0.011 per 1,000 neurons, free allocation not deducted.
 
 Every request made with a valid key (every request, with --no-auth) is logged in cfai.db (time, key id —
 never the key —, route, models, status, tokens, latency, bytes, error code). `cfai serve` deletes rows older
@@ -57,11 +61,13 @@ def usage(
         help="With --prune: delete usage rows older than this (30d, 12h, 2w or a date) instead of "
              "usage_retention_days.")] = None,
 ) -> None:
+    import time
     from dataclasses import asdict, replace
 
     from cfai_cli.cli.render import Terminal
+    from cfai_cli.core.cost import day_start
     from cfai_cli.core.printable import printable
-    from cfai_cli.store.usage import GROUPS, UsageLog, parse_since
+    from cfai_cli.store.usage import GROUPS, UsageLog, accounts_today, parse_since, summarise
 
     if older_than is not None and not prune:
         raise typer.BadParameter("only with --prune", param_hint="--older-than")
@@ -74,18 +80,32 @@ def usage(
         start = parse_since(since)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
-    rows = [replace(r, group=printable(r.group)) for r in UsageLog(locations().database).summarise(since=start, by=by)]
+    now = time.time()
+    log = UsageLog(locations().database)
+    logged = log.rows(since=min(start, day_start(now)))  # today's rows for the free-allocation lines, too
+    rows = [replace(r, group=printable(r.group)) for r in summarise([r for r in logged if r.ts >= start], by=by)]
+    accounts = [replace(a, account=printable(a.account)) for a in accounts_today(logged, now=now)]
     term = Terminal(options=invocation.obj)
     if json_out:
-        term.json([asdict(r) for r in rows])
+        term.json({"since": start, "by": by, "groups": [asdict(r) for r in rows],
+                   "accounts": [asdict(a) for a in accounts]})
         return
     if not rows:
         term.note(f"no requests since {since}")
-        return
-    top = max(r.requests for r in rows)
-    term.table([by, "requests", "", "errors", "prompt tok", "completion tok", "p50 ms", "p95 ms"],
-               [[r.group, str(r.requests), _bar(r.requests, top), str(r.errors), str(r.prompt_tokens),
-                 str(r.completion_tokens), f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}"] for r in rows])
+    else:
+        top = max(r.requests for r in rows)
+        term.table([by, "requests", "", "errors", "prompt tok", "completion tok", "neurons", "cost $", "p50 ms",
+                    "p95 ms"],
+                   [[r.group, str(r.requests), _bar(r.requests, top), str(r.errors), str(r.prompt_tokens),
+                     str(r.completion_tokens), _neurons(r.neurons, r.estimated_neurons), f"{r.cost_usd:.4f}",
+                     f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}"] for r in rows])
+    for account in accounts:
+        term.line(f"{account.account}: {account.line}")
+
+
+def _neurons(neurons: float, estimated: float) -> str:
+    """Neurons, with a `~` when part of them is estimated (docs/cost.md)."""
+    return f"{'~' if estimated else ''}{neurons:,.1f}"
 
 
 def _prune(older_than: str | None, json_out: bool, options: OutputOptions | None) -> None:
