@@ -55,7 +55,8 @@ def test_usage_by_upstream_and_an_old_log_without_that_column(cli: Invoke) -> No
                      "1, 1, NULL)", (time.time() - 60,))
     upstreams = ["groq", "backup#2", "backup#2"]
     UsageLog(database).write([replace(row(key="k", model="m", status=200, latency=1.0), upstream=u) for u in upstreams])
-    by_upstream = {r["group"]: r["requests"] for r in json.loads(cli("usage", "--by", "upstream", "--json").stdout)["groups"]}
+    report = json.loads(cli("usage", "--by", "upstream", "--json").stdout)
+    by_upstream = {r["group"]: r["requests"] for r in report["groups"]}
     assert by_upstream == {"(none)": 1, "groq": 1, "backup#2": 2}  # the old row kept, its upstream unknown
 
 
@@ -86,7 +87,8 @@ def test_names_are_printed_without_terminal_escapes(cli: Invoke) -> None:
     UsageLog(database).write([row(key="k", model="m", status=200, latency=1.0)])  # creates the table
     with sqlite3.connect(database) as conn:  # a row a cfai from before the cleaning stored as it came
         conn.execute("INSERT INTO usage_log VALUES (?, 'k', 'chat/completions', 'x', ?, 200, 1, 1, 5.0, 1, 1, NULL, "
-                     "NULL, NULL, NULL, 0, NULL, NULL)", (time.time() - 60, "\x1b]0;pwned\x07evil\x1b[2J\u202emodel\x9b"))
+                     "NULL, NULL, NULL, 0, NULL, NULL)",
+                     (time.time() - 60, "\x1b]0;pwned\x07evil\x1b[2J\u202emodel\x9b"))
     for args in (("usage",), ("usage", "--json")):
         out = cli(*args).stdout
         assert "evilmodel" in out

@@ -1,4 +1,5 @@
-"""The emulator bills `cf-ai-neurons` on non-streamed text answers only (emulator.billing), from its catalogue prices."""
+"""The emulator bills `cf-ai-neurons` on non-streamed text answers only (emulator.billing), at its catalogue's
+prices."""
 
 from __future__ import annotations
 
