@@ -15,8 +15,8 @@ request arrived minus the time spent waiting on Workers AI (for a stream, until 
 the usage row; `x-cfai-cache` says what the response cache did (service.cache), as the row's `cache` does.
 `x-cfai-neurons` is what the request's Workers AI calls cost, and `x-cfai-neurons-source` whether Workers AI
 reported it (`measured`) or cfai estimated it from published prices (`estimated`; service.cost, docs/cost.md).
-A stream's headers go before its count is known: it ends with an SSE comment `: x-cfai-neurons=N measured`
-instead, and the usage row has it either way.
+A stream's headers go before its count is known: the usage row has it, and a stream asked with the request
+header `x-cfai-neurons: trailer` ends with an SSE comment `: x-cfai-neurons=N measured` after its last event.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ class Observe:
                 body = message.get("body", b"")
                 if scrubber is not None and watch.text and (watch.status >= 400 or b'"error"' in body):
                     message["body"] = body = scrubber.data(body)
-                if not message.get("more_body", False) and watch.kind.startswith("text/event-stream"):
+                if trailer and not message.get("more_body", False) and watch.kind.startswith("text/event-stream"):
                     settle(record, self.cache())
                     if record.neurons is not None:  # an SSE comment: clients skip it, a person can read it
                         message["body"] = body = body + neuron_comment(record)
@@ -215,6 +215,10 @@ class Observe:
             await send(message)
 
         scrubber = self.scrubber
+        # A stream's neurons as a trailing SSE comment only when asked: it changes the stream's last bytes, which
+        # hand-written clients may not expect after `data: [DONE]`.
+        trailer = any(name == b"x-cfai-neurons" and value.strip().lower() == b"trailer"
+                      for name, value in scope.get("headers", ()))
         self.metrics.started()
         try:
             await self.app(scope, counted_receive, watched_send)

@@ -45,7 +45,7 @@ class Reporting:
         return httpx.Response(200, json=envelope({"response": "one two three", "usage": usage}), headers=headers)
 
 
-async def _calls(settings: Settings, api_key: str) -> dict[tuple[str, bool], httpx.Response]:
+async def _calls(settings: Settings, api_key: str, *, trailer: bool = True) -> dict[tuple[str, bool], httpx.Response]:
     app = create_app(settings, transport=httpx.MockTransport(Reporting()))
     answers = {}
     async with app.router.lifespan_context(app), httpx.AsyncClient(
@@ -54,7 +54,8 @@ async def _calls(settings: Settings, api_key: str) -> dict[tuple[str, bool], htt
         for how in ("header", "usage", "none"):
             for stream in (False, True):
                 answer = await client.post("/v1/chat/completions", json={
-                    "model": MODEL, "messages": [{"role": "user", "content": how}], "stream": stream})
+                    "model": MODEL, "messages": [{"role": "user", "content": how}], "stream": stream},
+                    headers={"x-cfai-neurons": "trailer"} if trailer else {})
                 assert answer.status_code == 200, answer.text
                 answers[how, stream] = answer
     return answers
@@ -68,7 +69,7 @@ async def test_headers_say_measured_where_reported_and_estimated_elsewhere(setti
     assert plain["none"]["x-cfai-neurons-source"] == "estimated"
     assert float(plain["none"]["x-cfai-neurons"]) == pytest.approx(estimate(), abs=1e-6)
     assert estimate() > 0
-    # A stream's headers go before its count: it ends with an SSE comment instead, which clients skip.
+    # A stream's headers go before its count: asked, it ends with an SSE comment instead, which clients skip.
     for how, expected in (("header", b": x-cfai-neurons=12.5 measured\n\n"),
                           ("usage", b": x-cfai-neurons=4.75 measured\n\n")):
         streamed = answers[how, True]
@@ -101,7 +102,7 @@ async def test_the_sdk_reads_a_stream_ending_in_the_neurons_comment(settings: Se
             transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as http:
         sdk = openai.AsyncOpenAI(api_key="unused", base_url="http://127.0.0.1/v1", http_client=http)
         stream = await sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "header"}],
-                                                   stream=True)
+                                                   stream=True, extra_headers={"x-cfai-neurons": "trailer"})
         text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
         assert text == "one two three"
         raw = await sdk.chat.completions.with_raw_response.create(
@@ -117,3 +118,11 @@ async def test_no_workers_ai_call_no_neurons(settings: Settings, api_key: str) -
         refused = await client.post("/v1/chat/completions", json={"model": MODEL, "messages": []})
         assert refused.status_code == 400 and "x-cfai-neurons" not in refused.headers
     assert [r.neurons for r in UsageLog(settings.database).rows(since=0)] == [None]
+
+
+async def test_a_stream_ends_with_done_unless_the_comment_is_asked_for(settings: Settings, api_key: str) -> None:
+    answers = await _calls(settings, api_key, trailer=False)
+    for how in ("header", "usage", "none"):
+        assert answers[how, True].content.endswith(b"data: [DONE]\n\n")
+    rows = UsageLog(settings.database).rows(since=0)
+    assert sorted(r.neurons for r in rows if not r.neurons_estimated) == [4.75, 4.75, 12.5, 12.5]
