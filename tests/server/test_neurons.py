@@ -126,3 +126,20 @@ async def test_a_stream_ends_with_done_unless_the_comment_is_asked_for(settings:
         assert answers[how, True].content.endswith(b"data: [DONE]\n\n")
     rows = UsageLog(settings.database).rows(since=0)
     assert sorted(r.neurons for r in rows if not r.neurons_estimated) == [4.75, 4.75, 12.5, 12.5]
+
+
+async def test_offline_figures_are_measured_for_some_calls_and_estimated_for_others(settings: Settings,
+                                                                                    api_key: str) -> None:
+    from tests.server.conftest import offline
+
+    async with offline(settings) as http:
+        sdk = openai.AsyncOpenAI(api_key=api_key, base_url="http://proxy.test/v1", http_client=http)
+        chat = await sdk.chat.completions.with_raw_response.create(model=MODEL, messages=[
+            {"role": "user", "content": "hello"}])
+        embedded = await sdk.embeddings.with_raw_response.create(model="@cf/baai/bge-m3", input=["a", "b"])
+    assert chat.headers["x-cfai-neurons-source"] == "measured" and float(chat.headers["x-cfai-neurons"]) > 0
+    usage = chat.parse().usage
+    assert usage is not None
+    assert float(chat.headers["x-cfai-neurons"]) == pytest.approx(
+        estimate(usage.prompt_tokens, usage.completion_tokens), abs=1e-5)  # the emulator bills list price
+    assert embedded.headers["x-cfai-neurons-source"] == "estimated" and float(embedded.headers["x-cfai-neurons"]) > 0
