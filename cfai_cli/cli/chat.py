@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, start
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, UsageOption, complete_model, report_spend, start
 from cfai_cli.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ EPILOG = """Examples:
   git diff | cfai chat "review this"
 
   cfai chat --json --no-stream "hi" | jq .usage
+
+  cfai chat --usage "hi"          # tokens, neurons and cost on stderr (docs/cost.md)
 
   jq -n '{model:"gpt-4o",messages:[{role:"user",content:"hi"}]}' | cfai chat --request - --json
 
@@ -137,6 +139,7 @@ def chat(
         "-c", "--continue", help="Continue the last stored conversation (implies --responses).")] = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
+    show_usage: UsageOption = False,
 ) -> None:
 
     term, settings = start(invocation.obj, offline=offline, timeout=timeout)
@@ -148,7 +151,7 @@ def chat(
     if responses or continue_:
         _responses(settings, term, base=base, user_text=user_text, model=model, system=system,
                    temperature=temperature, max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
-                   from_file=request, continue_=continue_)
+                   from_file=request, continue_=continue_, show_usage=show_usage)
         return
     body = build_body(base=base, user_text=user_text, model=model, system=system, temperature=temperature,
                       max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
@@ -159,10 +162,11 @@ def chat(
         check_session(settings, term, body["model"])
         chat_session(settings, body, term, json_out=json_out)
         return
-    _once(settings, body, term, json_out=json_out, from_file=request)
+    _once(settings, body, term, json_out=json_out, from_file=request, show_usage=show_usage)
 
 
-def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out: bool, from_file: str | None) -> None:
+def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out: bool, from_file: str | None,
+          show_usage: bool = False) -> None:
     import asyncio
 
     from cfai_cli.cli.answer import ask
@@ -181,13 +185,16 @@ def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out:
     async def run() -> None:
         async with open_context(settings) as ctx:
             await ask(ctx, req, term, json_out=json_out)
+            if show_usage:
+                report_spend(ctx, term)
 
     asyncio.run(run())
 
 
 def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | None, user_text: str | None,
                model: str | None, system: str | None, temperature: float | None, max_tokens: int | None,
-               no_stream: bool, json_out: bool, from_file: str | None, continue_: bool) -> None:
+               no_stream: bool, json_out: bool, from_file: str | None, continue_: bool,
+               show_usage: bool = False) -> None:
     import asyncio
 
     from cfai_cli.cli.respond import build_request, build_responses_body, last_response_id, respond, responses_session
@@ -206,6 +213,8 @@ def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | Non
     async def run() -> None:
         async with open_context(settings) as ctx:
             await respond(ctx, req, term, json_out=json_out)
+            if show_usage:
+                report_spend(ctx, term)
 
     asyncio.run(run())
 

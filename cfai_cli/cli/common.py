@@ -1,6 +1,7 @@
 """Options shared by several commands and the one way commands turn flags into Settings.
 
-Imports typer, settings (cheap: standard library only until a command runs). Nothing here prints.
+Imports typer, settings (cheap: standard library only until a command runs). Nothing here prints but through
+the Terminal a command hands it (`report_spend`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from cfai_cli.settings import Settings, directories, load_settings
 
 if TYPE_CHECKING:
     from cfai_cli.cli.render import OutputOptions, Terminal
+    from cfai_cli.service.context import Context
 
 OfflineOption = Annotated[
     bool,
@@ -74,3 +76,17 @@ def complete_model(incomplete: str) -> list[str]:
     except (OSError, ValueError, CfaiError):
         pass
     return sorted(n for n in names if n.startswith(incomplete))
+
+
+UsageOption = Annotated[bool, typer.Option(
+    "--usage", help="Print the tokens, neurons and cost (at list price) the command used on stderr (docs/cost.md).")]
+
+
+def report_spend(ctx: Context, term: Terminal) -> None:
+    """`--usage`'s line, from the command's record: neurons as Workers AI reported them, else estimated."""
+    from cfai_cli.service.cost import settle
+
+    record = ctx.record
+    settle(record, ctx.cache)
+    term.spend(record.prompt_tokens, record.completion_tokens, record.neurons, record.neurons_estimated)
+

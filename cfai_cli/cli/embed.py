@@ -11,7 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, complete_model, start
+from cfai_cli.cli.common import (
+    JsonOption,
+    OfflineOption,
+    TimeoutOption,
+    UsageOption,
+    complete_model,
+    report_spend,
+    start,
+)
 from cfai_cli.core.catalog import DEFAULT_EMBEDDING_MODEL
 
 HELP = """Turn texts into embedding vectors, or rank a corpus by similarity to a query.
@@ -73,6 +81,7 @@ def embed(
     json_out: JsonOption = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
+    show_usage: UsageOption = False,
 ) -> None:
     import asyncio
 
@@ -94,7 +103,10 @@ def embed(
     async def run() -> EmbeddingList:
         async with open_context(settings) as ctx:
             with term.progress(len(inputs), f"embedding {len(inputs)} texts") as advance:
-                return await create_embeddings(ctx, req, progress=advance)
+                result = await create_embeddings(ctx, req, progress=advance)
+            if show_usage:
+                report_spend(ctx, term)
+            return result
 
     result = asyncio.run(run())
     # The CLI never asks for base64, so every embedding is a list of floats.

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, start
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, UsageOption, complete_model, report_spend, start
 
 HELP = """Generate images with a Workers AI model and write them to files.
 
@@ -93,6 +93,7 @@ def image(
                                            help="Print the OpenAI images response (base64) instead.")] = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
+    show_usage: UsageOption = False,
 ) -> None:
     import asyncio
 
@@ -122,6 +123,8 @@ def image(
         async with open_context(settings) as ctx:
             with term.waiting(f"drawing {n} image{'s' if n > 1 else ''}…"):
                 images = await create_images(ctx, req, image=image_bytes, mask=mask_bytes)
+            if show_usage:
+                report_spend(ctx, term)
             if json_out:
                 term.json(images_response(ctx, req, images, base_url=None))
             return images

@@ -180,6 +180,14 @@ class Terminal:
         else:
             self.note(model)
 
+    def spend(self, prompt_tokens: int, completion_tokens: int, neurons: float | None, estimated: bool) -> None:
+        """`--usage`: tokens, neurons and their list-price cost on stderr (also when piped: it was asked for)."""
+        if neurons is None:
+            cost = "neurons unknown (no Workers AI price for this model)"
+        else:
+            cost = f"{neurons:,.2f} neurons{' (estimated)' if estimated else ''} · ${neurons * 0.011 / 1000:.6f}"
+        self._err_line(f"usage: {prompt_tokens} prompt + {completion_tokens} completion tokens · {cost}")
+
     @contextlib.contextmanager
     def waiting(self, message: str) -> Iterator[None]:
         """A spinner on a stderr terminal while nothing has arrived yet; nothing when piped."""

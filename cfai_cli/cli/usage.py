@@ -16,7 +16,11 @@ from cfai_cli.cli.common import JsonOption, locations
 if TYPE_CHECKING:
     from cfai_cli.cli.render import OutputOptions
 
-HELP = """Summarise the requests `cfai serve` answered: requests, errors, tokens and latency percentiles.
+HELP = """Summarise the requests `cfai serve` answered: requests, errors, tokens, neurons, cost and latency
+percentiles; then, per Cloudflare account, today's neurons against its 10,000 free a day (docs/cost.md).
+
+Neurons are what Workers AI reported, or estimated from published prices where it reported none (`~` marks
+a figure with estimates in it); cost is at list price, $0.011 per 1,000 neurons, free allocation not deducted.
 
 Every request made with a valid key (every request, with --no-auth) is logged in cfai.db (time, key id —
 never the key —, route, models, status, tokens, latency, bytes, error code). `cfai serve` deletes rows older
@@ -61,7 +65,7 @@ def usage(
 
     from cfai_cli.cli.render import Terminal
     from cfai_cli.errors import InvalidRequest
-    from cfai_cli.service.admin import usage_summary
+    from cfai_cli.service.admin import usage_accounts, usage_summary
     from cfai_cli.store.usage import UsageLog
 
     if older_than is not None and not prune:
@@ -69,21 +73,33 @@ def usage(
     if prune:
         _prune(older_than, json_out, invocation.obj)
         return
+    log = UsageLog(locations().database)
     try:  # the summary GET /v1/admin/usage answers too
-        rows = usage_summary(UsageLog(locations().database), since=since, by=by)
+        rows = usage_summary(log, since=since, by=by)
     except InvalidRequest as exc:
         raise typer.BadParameter(exc.message, param_hint=f"--{exc.param}") from None
+    accounts = usage_accounts(log)
     term = Terminal(options=invocation.obj)
     if json_out:
-        term.json([asdict(r) for r in rows])
+        term.json({"since": since, "by": by, "groups": [asdict(r) for r in rows],
+                   "accounts": [asdict(a) for a in accounts]})
         return
     if not rows:
         term.note(f"no requests since {since}")
-        return
-    top = max(r.requests for r in rows)
-    term.table([by, "requests", "", "errors", "prompt tok", "completion tok", "p50 ms", "p95 ms"],
-               [[r.group, str(r.requests), _bar(r.requests, top), str(r.errors), str(r.prompt_tokens),
-                 str(r.completion_tokens), f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}"] for r in rows])
+    else:
+        top = max(r.requests for r in rows)
+        term.table([by, "requests", "", "errors", "prompt tok", "completion tok", "neurons", "cost $", "p50 ms",
+                    "p95 ms"],
+                   [[r.group, str(r.requests), _bar(r.requests, top), str(r.errors), str(r.prompt_tokens),
+                     str(r.completion_tokens), _neurons(r.neurons, r.estimated_neurons), f"{r.cost_usd:.4f}",
+                     f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}"] for r in rows])
+    for account in accounts:
+        term.line(f"{account.account}: {account.line}")
+
+
+def _neurons(neurons: float, estimated: float) -> str:
+    """Neurons, with a `~` when part of them is estimated (docs/cost.md)."""
+    return f"{'~' if estimated else ''}{neurons:,.1f}"
 
 
 def _prune(older_than: str | None, json_out: bool, options: OutputOptions | None) -> None:

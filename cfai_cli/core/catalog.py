@@ -1,6 +1,6 @@
 """Model names as data: OpenAI aliases, model-id validation, and what we know of each model family.
 
-Pure: standard library and cfai_cli.errors only. The request dialect chosen here is only a hint for
+Pure: standard library, core.cost and cfai_cli.errors only. The request dialect chosen here is only a hint for
 what to *send*; answers are always parsed by their shape (see core.workers.chat).
 """
 
@@ -10,6 +10,7 @@ import difflib
 import re
 from collections.abc import Mapping
 
+from cfai_cli.core.cost import Prices
 from cfai_cli.errors import InvalidRequest, ModelNotFound
 
 DEFAULT_CHAT_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
@@ -37,6 +38,37 @@ CONTEXT_WINDOWS: dict[str, int] = {
     GEMMA_4: 131_072,
     "@cf/moonshotai/kimi-k2.6": 262_144,
 }
+# Published prices (USD) for the usual models, for estimating neurons when the live catalogue (its `price`
+# property, core.cost.parse_prices) cannot be read: the reference's model tables (§2.1 text, §4 embeddings,
+# §5 images, §6 audio; DOCS pricing.mdx and model pages). The live catalogue wins where it has a price.
+PUBLISHED_PRICES: dict[str, Prices] = {
+    "@cf/meta/llama-3.1-8b-instruct": Prices(input_per_m=0.282, output_per_m=0.827),
+    "@cf/meta/llama-3.1-8b-instruct-fp8": Prices(input_per_m=0.152, output_per_m=0.287),
+    "@cf/meta/llama-3.2-1b-instruct": Prices(input_per_m=0.027, output_per_m=0.201),
+    "@cf/meta/llama-3.2-3b-instruct": Prices(input_per_m=0.051, output_per_m=0.335),
+    "@cf/meta/llama-3.2-11b-vision-instruct": Prices(input_per_m=0.049, output_per_m=0.68),
+    "@cf/meta/llama-3.3-70b-instruct-fp8-fast": Prices(input_per_m=0.29, output_per_m=2.25),
+    SCOUT: Prices(input_per_m=0.27, output_per_m=0.85),
+    MISTRAL_SMALL: Prices(input_per_m=0.35, output_per_m=0.56),
+    "@cf/qwen/qwen3-30b-a3b-fp8": Prices(input_per_m=0.051, output_per_m=0.34),
+    "@cf/deepseek-ai/deepseek-r1-distill-qwen-32b": Prices(input_per_m=0.497, output_per_m=4.881),
+    "@cf/openai/gpt-oss-120b": Prices(input_per_m=0.35, output_per_m=0.75),
+    "@cf/zai-org/glm-4.7-flash": Prices(input_per_m=0.0605, output_per_m=0.40),
+    GEMMA_4: Prices(input_per_m=0.10, output_per_m=0.30),
+    "@cf/moonshotai/kimi-k2.6": Prices(input_per_m=0.95, cached_input_per_m=0.16, output_per_m=4.00),
+    "@cf/baai/bge-small-en-v1.5": Prices(input_per_m=0.020),
+    "@cf/baai/bge-base-en-v1.5": Prices(input_per_m=0.067),
+    "@cf/baai/bge-large-en-v1.5": Prices(input_per_m=0.20),
+    "@cf/baai/bge-m3": Prices(input_per_m=0.0118),
+    "@cf/qwen/qwen3-embedding-0.6b": Prices(input_per_m=0.012),
+    "@cf/black-forest-labs/flux-1-schnell": Prices(per_tile=0.0000528, per_step=0.0001056),
+    "@cf/leonardo/phoenix-1.0": Prices(per_tile=0.0058, per_step=0.00011),
+    "@cf/leonardo/lucid-origin": Prices(per_tile=0.007, per_step=0.000132),
+    "@cf/black-forest-labs/flux-2-dev": Prices(per_input_tile=0.000413, per_tile=0.000825, tile_step=True),
+    "@cf/deepgram/nova-3": Prices(per_audio_minute=0.0052),
+}
+
+
 FLUX_2_KLEIN = "@cf/black-forest-labs/flux-2-klein-4b"  # every OpenAI size, seeds
 FLUX_2_KLEIN_HD = "@cf/black-forest-labs/flux-2-klein-9b"  # quality "hd"/"high" with an OpenAI image alias
 AURA_1 = "@cf/deepgram/aura-1"  # every OpenAI response_format

@@ -25,6 +25,10 @@ Prefix cache (emulator.prefix): a request with `x-session-affinity` reports as `
 the leading messages it shares with the previous request of the same id (chat dialect: always in
 `prompt_tokens_details`, but not in the trailing native usage event; native dialect: only when > 0).
 
+Neurons (emulator.billing): a non-streamed text-generation answer carries `cf-ai-neurons` (its tokens at the
+catalogue's `price`, $0.011 per 1,000 neurons); streams and every other task report none, as Workers AI
+sometimes does, so cfai estimates those (docs/cost.md).
+
 Fault models `@cf/cfai/fault-<kind>`:
   429, 3040   429 code 3040 "Capacity temporarily exceeded", `Retry-After: 1`
   4006, 3036  429 daily-allocation errors (no Retry-After)

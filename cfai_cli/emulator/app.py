@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cfai_cli.emulator import audio, chat, embeddings, faults, guard, images, native, rerank, responses
+from cfai_cli.emulator.billing import bill
 from cfai_cli.emulator.catalogue import TASK_OF, TEXT_MODELS, search
 from cfai_cli.emulator.prefix import PrefixCache
 from cfai_cli.emulator.wire import EmulatorError, bad_input, digest, error_response, json_response
@@ -71,10 +72,10 @@ def run_model(model: str, body: Mapping[str, Any], seed: bytes, *, affinity: str
         raise EmulatorError(400, 5007, f"AiError: No such model: No such model {model} or task")
     cached = prefix.cached_tokens(affinity, body) if prefix is not None else 0
     if spec.dialect == "native":
-        return native.run(model, spec, body, seed, cached=cached)
+        return bill(model, native.run(model, spec, body, seed, cached=cached))
     if spec.responses_api and "input" in body:
-        return responses.run(model, spec, body, seed, cached=cached)
-    return chat.run(model, spec, body, seed, cached=cached)
+        return bill(model, responses.run(model, spec, body, seed, cached=cached))
+    return bill(model, chat.run(model, spec, body, seed, cached=cached))
 
 
 async def _dispatch(request: Request) -> Response:

@@ -48,7 +48,7 @@ from cfai_cli.store.usage import UsageLog
 EXPOSED_HEADERS = ("retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
                    "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
                    "x-ratelimit-reset-tokens", "x-cfai-overhead-ms", "x-cfai-upstream", "x-cfai-model",
-                   "x-cfai-dropped-tools", "x-cfai-cache")
+                   "x-cfai-dropped-tools", "x-cfai-cache", "x-cfai-neurons", "x-cfai-neurons-source")
 
 
 def is_loopback(host: str) -> bool:
@@ -115,7 +115,8 @@ def create_app(
     table = [*routes(), *metrics_routes(), *pages]
     stack = [Middleware(SecurityHeaders),
              Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter, labels=RouteLabels(table),
-                        scrubber=scrubber, keys_required=not no_auth),
+                        scrubber=scrubber, keys_required=not no_auth,
+                        cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}),
              Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if no_auth:  # loopback names only, no other site's pages (DNS rebinding, cross-site posts)
@@ -130,7 +131,7 @@ def create_app(
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
                                 max_in_flight=settings.max_in_flight_per_key, open_prefixes=files))
-    app = Starlette(routes=table, exception_handlers=HANDLERS, middleware=stack, lifespan=lifespan)
+    app: Starlette = Starlette(routes=table, exception_handlers=HANDLERS, middleware=stack, lifespan=lifespan)
     app.state.max_body_bytes = max_body  # uploads (audio, image edits)
     app.state.max_json_bytes = min(max_body, int(settings.max_json_mb * 1024 * 1024))
     app.state.offline = settings.offline

@@ -13,6 +13,10 @@ every configured secret masked on their way out, whichever code path put it ther
 request arrived minus the time spent waiting on Workers AI (for a stream, until its first bytes).
 `x-cfai-upstream` and `x-cfai-model` name the target that answered (see upstream.router), and so does
 the usage row; `x-cfai-cache` says what the response cache did (service.cache), as the row's `cache` does.
+`x-cfai-neurons` is what the request's Workers AI calls cost, and `x-cfai-neurons-source` whether Workers AI
+reported it (`measured`) or cfai estimated it from published prices (`estimated`; service.cost, docs/cost.md).
+A stream's headers go before its count is known: the usage row has it, and a stream asked with the request
+header `x-cfai-neurons: trailer` ends with an SSE comment `: x-cfai-neurons=N measured` after its last event.
 """
 
 from __future__ import annotations
@@ -20,14 +24,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfai_cli.core import jsonfast
+from cfai_cli.core.cost import usd_of_neurons
 from cfai_cli.core.redact import Scrubber
 from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
 from cfai_cli.server.routes.common import request_record
+from cfai_cli.service.cost import settle
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog, UsageRow
@@ -111,6 +119,24 @@ class _Watch:
         return None
 
 
+def neuron_headers(record: RequestRecord) -> list[tuple[bytes, bytes]]:
+    """`x-cfai-neurons` and `x-cfai-neurons-source` (measured or estimated), when the request's neurons are known."""
+    if record.neurons is None:
+        return []
+    source = b"estimated" if record.neurons_estimated else b"measured"
+    return [(b"x-cfai-neurons", _figure(record.neurons)), (b"x-cfai-neurons-source", source)]
+
+
+def neuron_comment(record: RequestRecord) -> bytes:
+    """A stream's neurons as a trailing SSE comment line (its headers went before the count was known)."""
+    source = b"estimated" if record.neurons_estimated else b"measured"
+    return b": x-cfai-neurons=" + _figure(record.neurons or 0.0) + b" " + source + b"\n\n"
+
+
+def _figure(neurons: float) -> bytes:
+    return (b"%.6f" % neurons).rstrip(b"0").rstrip(b".") or b"0"
+
+
 def route_of(template: str) -> str:
     """The usage log's route name for a route template: /v1/chat/completions -> chat/completions,
     /v1/messages -> messages, /v1/messages/count_tokens -> messages/count_tokens, /v1/models/{model:path} ->
@@ -138,8 +164,10 @@ _UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/",
 
 class Observe:
     def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter,
-                 labels: RouteLabels, scrubber: Scrubber | None = None, keys_required: bool = True) -> None:
+                 labels: RouteLabels, scrubber: Scrubber | None = None, keys_required: bool = True,
+                 cache: Callable[[], dict[str, Any]] = dict) -> None:
         self.app = app
+        self.cache = cache  # the service context's cache (the catalogue's prices, once fetched: service.cost)
         self.recorder = recorder
         self.metrics = metrics
         self.limiter = limiter
@@ -171,20 +199,32 @@ class Observe:
                                 (b"x-cfai-model", record.model.encode("ascii", "replace"))]
                 if record.cache is not None:
                     headers.append((b"x-cfai-cache", record.cache.encode()))
+                if not watch.kind.startswith("text/event-stream"):  # a stream's count comes at its end
+                    settle(record, self.cache())
+                    headers += neuron_headers(record)
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
                 body = message.get("body", b"")
                 if scrubber is not None and watch.text and (watch.status >= 400 or b'"error"' in body):
                     message["body"] = body = scrubber.data(body)
+                if trailer and not message.get("more_body", False) and watch.kind.startswith("text/event-stream"):
+                    settle(record, self.cache())
+                    if record.neurons is not None:  # an SSE comment: clients skip it, a person can read it
+                        message["body"] = body = body + neuron_comment(record)
                 watch.chunk(body)
             await send(message)
 
         scrubber = self.scrubber
+        # A stream's neurons as a trailing SSE comment only when asked: it changes the stream's last bytes, which
+        # hand-written clients may not expect after `data: [DONE]`.
+        trailer = any(name == b"x-cfai-neurons" and value.strip().lower() == b"trailer"
+                      for name, value in scope.get("headers", ()))
         self.metrics.started()
         try:
             await self.app(scope, counted_receive, watched_send)
         finally:
             self.metrics.finished()
+            settle(record, self.cache())  # a stream the client left early, an answer that never started
             self._record(scope, record, watch, time.perf_counter() - start)
 
     def _record(self, scope: Scope, record: RequestRecord, watch: _Watch, seconds: float) -> None:
@@ -205,7 +245,9 @@ class Observe:
             ts=time.time(), key_id=key.id if key else None, route=route, model=record.asked,
             upstream_model=record.model, status=watch.status, prompt_tokens=prompt, completion_tokens=completion,
             latency_ms=round(seconds * 1000, 2), bytes_in=watch.bytes_in, bytes_out=watch.bytes_out,
-            error_code=error_code, upstream=record.upstream, cache=record.cache))
+            error_code=error_code, upstream=record.upstream, cache=record.cache, neurons=record.neurons,
+            neurons_estimated=record.neurons_estimated,
+            cost_usd=None if record.neurons is None else usd_of_neurons(record.neurons), account=record.account))
         if key is not None and key.policy.tpm is not None and prompt + completion:
             # Tokens are known only at the end; TPM then refuses the key's next requests (as OpenAI does).
             self.limiter.record_tokens(key.id, prompt + completion, now=time.time())

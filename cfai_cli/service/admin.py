@@ -14,10 +14,11 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from cfai_cli.core.admin import KeyCreate, KeyUpdate, duration_seconds
+from cfai_cli.core.cost import day_start
 from cfai_cli.core.printable import printable
 from cfai_cli.errors import InvalidRequest, NotFound
 from cfai_cli.store.keys import DEFAULT_SCOPES, SCOPES, KeyPolicy, KeyRecord, KeyStore
-from cfai_cli.store.usage import GROUPS, UsageLog, UsageSummary, parse_since
+from cfai_cli.store.usage import GROUPS, AccountToday, UsageLog, UsageSummary, accounts_today, parse_since
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000  # keys per page and usage groups per answer: an answer's size is bounded
@@ -136,7 +137,15 @@ def usage_summary(log: UsageLog, *, since: str = "7d", by: str = "model",
     return [replace(r, group=printable(r.group)) for r in log.summarise(since=start, by=by)]
 
 
-def usage_view(rows: list[UsageSummary], *, since: str, by: str, limit: int = MAX_PAGE) -> dict[str, Any]:
-    """GET /v1/admin/usage's answer: the summary rows (as `cfai usage --json` prints them), at most `limit`."""
+def usage_accounts(log: UsageLog, *, now: float | None = None) -> list[AccountToday]:
+    """Each Cloudflare account's neurons since 00:00 UTC against its free daily allocation (docs/cost.md)."""
+    at = time.time() if now is None else now
+    return [replace(a, account=printable(a.account)) for a in accounts_today(log.rows(since=day_start(at)), now=at)]
+
+
+def usage_view(rows: list[UsageSummary], *, since: str, by: str, limit: int = MAX_PAGE,
+               accounts: list[AccountToday] | None = None) -> dict[str, Any]:
+    """GET /v1/admin/usage's answer: the summary rows (as `cfai usage --json` prints them), at most `limit`, and
+    each account's free allocation used today."""
     return {"object": "list", "since": since, "by": by, "data": [asdict(r) for r in rows[:limit]],
-            "has_more": len(rows) > limit}
+            "has_more": len(rows) > limit, "accounts": [asdict(a) for a in accounts or []]}

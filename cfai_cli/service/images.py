@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 
 from cfai_cli.core.catalog import resolve_model
+from cfai_cli.core.cost import tiles_of
 from cfai_cli.core.openai.images import ImageGenerationRequest, ImageOut, ImagesResponse
 from cfai_cli.core.translate.images import (
     DEFAULT_EDIT_MODEL,
@@ -59,7 +60,22 @@ async def _one(ctx: Context, call: ImageCall) -> GeneratedImage:
     info = sniff_image(data)
     if info.format == "png" and is_blank_png(data):
         raise _policy_error("it answered with a blank image.")
+    # What the call used, for estimating its neurons where Workers AI reports none (service.cost).
+    ctx.record.tiles += tiles_of(info.width or 1024, info.height or 1024)
+    ctx.record.steps += _steps(call)
     return GeneratedImage(data, info)
+
+
+def _steps(call: ImageCall) -> int:
+    """The diffusion steps a call asked for (`steps` or `num_steps`), else 4 (flux's default; a model with a
+    larger default is under-estimated: docs/cost.md)."""
+    sent = {**(call.json_body or {}), **(call.form or {})}
+    for name in ("steps", "num_steps"):
+        try:
+            return max(1, int(sent[name]))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return 4
 
 
 def _edit_model(req: ImageGenerationRequest, has_mask: bool, aliases: dict[str, str]) -> str:

@@ -7,11 +7,12 @@ Imports core, upstream (through Context), errors. The proxy's /v1/models and `cf
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from cfai_cli.core.catalog import known_vision, resolve_model
+from cfai_cli.core.cost import Prices, parse_prices
 from cfai_cli.errors import CfaiError, InvalidRequest, ModelNotFound
 from cfai_cli.service.context import Context
 
@@ -30,6 +31,7 @@ class ModelInfo:
     beta: bool
     deprecated: str | None
     vision: bool = False
+    prices: Prices = field(default_factory=Prices)  # its published prices (core.cost), for estimating neurons
 
     @property
     def owned_by(self) -> str:
@@ -88,6 +90,7 @@ def parse_model(item: Mapping[str, Any]) -> ModelInfo | None:
         beta=_truthy(props.get("beta")),
         deprecated=str(deprecated) if deprecated else None,
         vision=_truthy(props.get("vision")) or known_vision(name),
+        prices=parse_prices(props.get("price")),
     )
 
 
@@ -106,6 +109,15 @@ async def catalogue(ctx: Context, *, task: str | None = None, search: str | None
     models = sorted((m for m in map(parse_model, items) if m is not None), key=lambda m: m.id)
     ctx.cache[key] = (ctx.clock(), models)
     return list(models)
+
+
+def cached_prices(cache: dict[str, Any], model_id: str) -> Prices | None:
+    """`model_id`'s published prices if the full catalogue was fetched into `cache` (never fetches) and has any."""
+    cached = cache.get("models::")
+    if cached is None:
+        return None
+    found = next((m.prices for m in cached[1] if m.id == model_id), None)
+    return found if found is not None and found.known else None
 
 
 def cached_ids(cache: dict[str, Any]) -> frozenset[str]:

@@ -40,6 +40,16 @@ class RequestRecord:
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_CONCURRENT_CALLS))
     cache_mode: Mode | None = None  # what the proxy lets it do with the response cache; None: off (core.cache)
     cache: Status | None = None  # what the cache did: x-cfai-cache, the usage log's `cache`, the metrics
+    # Neurons the request's Workers AI calls cost (core.cost): as Workers AI reported them (the clients add every
+    # `cf-ai-neurons` / `usage.neurons`), else estimated at the end from published prices (service.cost.settle).
+    neurons: float | None = None
+    neurons_estimated: bool = False
+    account: str | None = None  # the Cloudflare upstream (account) that served: its free allocation was spent
+    # What an image or audio call used, for estimating it where Workers AI reports no neurons.
+    tiles: int = 0
+    input_tiles: int = 0
+    steps: int = 0
+    audio_seconds: float = 0.0
 
     def note_cache(self, status: Status) -> None:
         self.cache = combine(self.cache, status)
@@ -84,5 +94,11 @@ class RequestRecord:
         self.completion_tokens += max(0, completion_tokens)
         self.usage_known = True
 
+    def add_neurons(self, neurons: float) -> None:
+        """Neurons Workers AI reported for one answer (an upstream.provider.WaitLog's report)."""
+        self.neurons = (self.neurons or 0.0) + neurons
+
     def served(self, upstream: str, model: str) -> None:
         self.upstream, self.model = upstream, model
+        if model.startswith("@"):  # a Workers AI id: a Cloudflare account served (its rotation keys are one account)
+            self.account = upstream.split("#", 1)[0]

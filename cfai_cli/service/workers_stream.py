@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
 from cfai_cli.core import jsonfast
+from cfai_cli.core.cost import reported_neurons
 from cfai_cli.core.openai.chat import ChatCompletionChunk, ChatCompletionRequest, ChunkChoice
 from cfai_cli.core.sse import SSEDecoder
 from cfai_cli.core.translate.chat import WorkersChatCall
@@ -29,6 +30,7 @@ class _Choice:
     def __init__(self, ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall, upstream: UpstreamStream,
                  index: int, client: WorkersAIClient) -> None:
         self.ctx, self.req, self.call, self.upstream, self.client = ctx, req, call, upstream, client
+        self.neurons: float | None = None  # the last `usage.neurons` an event reported (its running total)
         self.translator = ChoiceStream(index=index, new_call_id=lambda: ctx.ids("call"), stop=call.stop,
                                        max_tokens_sent=call.max_tokens_sent, max_tool_calls=call.max_tool_calls)
 
@@ -56,7 +58,10 @@ class _Choice:
                             done = True
                             break
                         try:
-                            out += self.translator.feed(_event_json(data))
+                            event = _event_json(data)
+                            if self.upstream.neurons is None:  # no header: the events may carry the count
+                                self.neurons = _or(reported_neurons(None, event), self.neurons)
+                            out += self.translator.feed(event)
                         except Exception:
                             if out:
                                 yield out  # what came before the bad event still reaches the client
@@ -102,6 +107,10 @@ async def _sse_reads(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], 
         yield [event.data for event in tail]
 
 
+def _or(found: float | None, before: float | None) -> float | None:
+    return before if found is None else found
+
+
 def _event_json(data: str) -> object:
     try:
         return jsonfast.loads(data)
@@ -135,6 +144,9 @@ async def _answer(ctx: Context, call: WorkersChatCall, choices: list[_Choice],
         # Whether or not the client asked to see usage, and also when it hung up: what was spent counts.
         total = sum_usage(c.usage() for c in choices)
         ctx.record.add_usage(total.prompt_tokens, total.completion_tokens)
+        for choice in choices:
+            if choice.neurons is not None:
+                ctx.record.add_neurons(choice.neurons)
     if include_usage:
         yield [chunk([], completion_id=completion_id, created=created, model=call.model_id, usage=usage_out(total),
                      include_usage=True)]

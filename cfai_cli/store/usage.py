@@ -1,7 +1,8 @@
 """The usage log: one row per proxied request (never the key itself, only its id), and its summaries.
 
 Imports stdlib, core and store.db. Rows are written in batches by the server's recorder, off the request
-path; `summarise` groups them for `cfai usage` with counts, tokens, errors and latency percentiles. The
+path; `summarise` groups them for `cfai usage` with counts, tokens, neurons, cost, errors and latency
+percentiles; `accounts_today` sets each Cloudflare account's neurons since 00:00 UTC against its free allocation. The
 strings a client or an upstream chose (model names, error codes) are stored without control characters
 or terminal escapes, and bounded in length (core.printable). store.retention deletes old rows.
 """
@@ -18,6 +19,7 @@ from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 
+from cfai_cli.core.cost import FREE_NEURONS_PER_DAY, allocation, day_start
 from cfai_cli.core.printable import printable, printable_or_none
 from cfai_cli.store.db import add_columns, connect
 
@@ -36,7 +38,11 @@ CREATE TABLE IF NOT EXISTS usage_log (
     bytes_out INTEGER NOT NULL DEFAULT 0,
     error_code TEXT,
     upstream TEXT,
-    cache TEXT
+    cache TEXT,
+    neurons REAL,
+    neurons_estimated INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    account TEXT
 );
 CREATE INDEX IF NOT EXISTS usage_log_ts ON usage_log (ts);
 """
@@ -59,6 +65,10 @@ class UsageRow:
     error_code: str | None
     upstream: str | None = None  # the upstream (and key: "backup#2") that answered; "cache" for a cache hit
     cache: str | None = None  # what the response cache did: hit, miss, refresh, bypass (None: not involved)
+    neurons: float | None = None  # what its Workers AI calls cost (None: no Workers AI call, or no known price)
+    neurons_estimated: bool = False  # estimated from published prices, not reported by Workers AI (core.cost)
+    cost_usd: float | None = None  # the neurons at list price, $0.011 per 1,000 (the free allocation not counted)
+    account: str | None = None  # the Cloudflare upstream whose neurons (and free allocation) were spent
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +80,22 @@ class UsageSummary:
     completion_tokens: int
     p50_ms: float
     p95_ms: float
+    neurons: float = 0.0
+    cost_usd: float = 0.0
+    estimated_neurons: float = 0.0  # the part of `neurons` that was estimated, not reported
+
+
+@dataclass(frozen=True, slots=True)
+class AccountToday:
+    """One Cloudflare account's neurons since 00:00 UTC, against its free daily allocation."""
+
+    account: str
+    neurons: float
+    estimated_neurons: float
+    free: int
+    percent: float
+    resets_in_s: float
+    line: str
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -90,18 +116,23 @@ _ROW_PLACES = "(" + ",".join("?" * _WIDTH) + ")"
 def clean_row(row: UsageRow) -> UsageRow:
     """`row` with its client-chosen strings made safe to store and print (the same row if they were)."""
     route = printable(row.route)
-    optional = (row.model, row.upstream_model, row.error_code, row.upstream)
+    optional = (row.model, row.upstream_model, row.error_code, row.upstream, row.account)
     cleaned = tuple(map(printable_or_none, optional))
     if route == row.route and cleaned == optional:
         return row
-    model, upstream_model, error_code, upstream = cleaned
+    model, upstream_model, error_code, upstream, account = cleaned
     return replace(row, route=route, model=model, upstream_model=upstream_model, error_code=error_code,
-                   upstream=upstream)
+                   upstream=upstream, account=account)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
     add_columns(conn, "usage_log", {"upstream": "TEXT"})  # a log from before routing keeps its rows
     add_columns(conn, "usage_log", {"cache": "TEXT"})  # ... and one from before the response cache
+    # ... and one from before neurons were measured (in the order of SCHEMA: rows are read with SELECT *)
+    add_columns(conn, "usage_log", {"neurons": "REAL"})
+    add_columns(conn, "usage_log", {"neurons_estimated": "INTEGER NOT NULL DEFAULT 0"})
+    add_columns(conn, "usage_log", {"cost_usd": "REAL"})
+    add_columns(conn, "usage_log", {"account": "TEXT"})
 
 
 class UsageLog:
@@ -133,7 +164,7 @@ class UsageLog:
             return []
         with self._db() as conn:
             found = conn.execute("SELECT * FROM usage_log WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
-        return [UsageRow(*row) for row in found]
+        return [_row(row) for row in found]
 
     def cache_counts(self, *, since: float = 0.0) -> dict[str, int]:
         """Requests by what the response cache did for them (hit, miss, refresh, bypass) since `since`."""
@@ -148,8 +179,30 @@ class UsageLog:
         return summarise(self.rows(since=since), by=by)
 
 
+def _row(values: Sequence[object]) -> UsageRow:
+    row = UsageRow(*values)  # type: ignore[arg-type]  # the table's columns, in UsageRow's order
+    return replace(row, neurons_estimated=bool(row.neurons_estimated))
+
+
+def accounts_today(rows: Sequence[UsageRow], *, now: float, free: int = FREE_NEURONS_PER_DAY) -> list[AccountToday]:
+    """Neurons per Cloudflare account since 00:00 UTC (rows of any age may be given), against the free allocation."""
+    start = day_start(now)
+    spent: dict[str, list[float]] = {}
+    for row in rows:
+        if row.account is not None and row.neurons and start <= row.ts <= now:
+            total = spent.setdefault(row.account, [0.0, 0.0])
+            total[0] += row.neurons
+            total[1] += row.neurons if row.neurons_estimated else 0.0
+    out = []
+    for account, (neurons, estimated) in sorted(spent.items()):
+        gauge = allocation(neurons, now, free=free)
+        out.append(AccountToday(account, neurons, estimated, free, gauge.percent, gauge.resets_in, gauge.line()))
+    return out
+
+
 def summarise(rows: Sequence[UsageRow], *, by: str) -> list[UsageSummary]:
-    """Rows grouped by key, model, day or route, with counts, tokens and latency percentiles."""
+    """Rows grouped by key, model, day, route or upstream, with counts, tokens, neurons, cost and latency
+    percentiles."""
     groups: dict[str, list[UsageRow]] = {}
     for row in rows:
         if by == "key":
@@ -168,7 +221,10 @@ def summarise(rows: Sequence[UsageRow], *, by: str) -> list[UsageSummary]:
         latencies = sorted(r.latency_ms for r in members)
         out.append(UsageSummary(name, len(members), sum(1 for r in members if r.status >= 400),
                                 sum(r.prompt_tokens for r in members), sum(r.completion_tokens for r in members),
-                                _percentile(latencies, 0.5), _percentile(latencies, 0.95)))
+                                _percentile(latencies, 0.5), _percentile(latencies, 0.95),
+                                neurons=sum(r.neurons or 0.0 for r in members),
+                                cost_usd=sum(r.cost_usd or 0.0 for r in members),
+                                estimated_neurons=sum(r.neurons or 0.0 for r in members if r.neurons_estimated)))
     return out
 
 

@@ -22,9 +22,12 @@ C = TypeVar("C")
 
 class WaitLog(Protocol):
     """Where one request's time spent waiting on upstreams adds up (service.record.RequestRecord is one), for
-    the proxy's x-cfai-overhead-ms: attempts up to their answer's headers, retry back-offs, first events."""
+    the proxy's x-cfai-overhead-ms: attempts up to their answer's headers, retry back-offs, first events; and
+    where the neurons Workers AI reports for its answers add up (core.cost)."""
 
     upstream_wait: float
+
+    def add_neurons(self, neurons: float) -> None: ...
 
 
 class Waited:

@@ -19,6 +19,7 @@ import httpx
 from cfai_cli import __version__
 from cfai_cli.core import jsonfast
 from cfai_cli.core.catalog import is_account_id
+from cfai_cli.core.cost import reported_neurons
 from cfai_cli.core.workers.envelope import decode_binary_result, decode_json_result, is_retryable
 from cfai_cli.errors import (
     CfaiError,
@@ -42,6 +43,9 @@ class UpstreamStream:
     chunks: AsyncIterator[bytes] | None
     result: Any = None
     _response: httpx.Response | None = None
+    # What Workers AI reported in the answer's headers (or JSON result), already added to the request's record;
+    # None: a reader of the events adds their `usage.neurons` instead (service.workers_stream).
+    neurons: float | None = None
 
     async def aclose(self) -> None:
         """Close the answer. Whether its connection can serve again is the transport's to decide
@@ -125,8 +129,10 @@ class WorkersAIClient:
                 content = await response.aread()
             finally:
                 await response.aclose()
-            return decode_json_result(response.status_code, response.headers.get("content-type", ""),
-                                      content, response.headers, model=model)
+            result = decode_json_result(response.status_code, response.headers.get("content-type", ""),
+                                        content, response.headers, model=model)
+            self._note_neurons(response.headers, result)
+            return result
 
         return await self._with_retries(attempt)
 
@@ -172,6 +178,7 @@ class WorkersAIClient:
                 await response.aclose()
             body, kind, result = decode_binary_result(response.status_code, response.headers.get("content-type", ""),
                                                       raw, response.headers, model=model)
+            self._note_neurons(response.headers, result)
             return RawAnswer(content_type=kind, body=body, result=result)
 
         return await self._with_retries(attempt)
@@ -191,8 +198,9 @@ class WorkersAIClient:
                 finally:
                     await response.aclose()
                 result = decode_json_result(response.status_code, content_type, raw, response.headers, model=model)
-                return UpstreamStream(chunks=None, result=result)
-            return UpstreamStream(chunks=self._chunks(response, deadline), _response=response)
+                return UpstreamStream(chunks=None, result=result, neurons=self._note_neurons(response.headers, result))
+            return UpstreamStream(chunks=self._chunks(response, deadline), _response=response,
+                                  neurons=self._note_neurons(response.headers, None))
 
         return await self._with_retries(attempt, deadline=deadline)
 
@@ -223,6 +231,14 @@ class WorkersAIClient:
             page += 1
 
     # ---- machinery -------------------------------------------------------------------------------
+
+    def _note_neurons(self, headers: httpx.Headers, result: Any) -> float | None:
+        """The neurons Workers AI reported for an answer (its `cf-ai-neurons` header, else `usage.neurons` in its
+        result), added to the request's record; None if it reported none."""
+        neurons = reported_neurons(headers.get("cf-ai-neurons"), result)
+        if neurons is not None and self._waits is not None:
+            self._waits.add_neurons(neurons)
+        return neurons
 
     def _request(self, url: str, body: Mapping[str, Any], timeout: float, affinity: str | None) -> httpx.Request:
         """A JSON POST as httpx.AsyncClient would build it (compact UTF-8 JSON, the same headers)."""

@@ -22,12 +22,12 @@ def test_usage_groups_and_filters(cli: Invoke) -> None:
         [row(key="key_a", model="m1", status=200, latency=float(ms)) for ms in range(1, 101)]
         + [row(key="key_b", model="m2", status=502, latency=900.0)]
         + [row(key="key_a", model="m1", status=200, latency=5.0, age=30 * 86400)])  # outside --since 7d
-    by_model = {r["group"]: r for r in json.loads(cli("usage", "--json").stdout)}
+    by_model = {r["group"]: r for r in json.loads(cli("usage", "--json").stdout)["groups"]}
     assert by_model["m1"]["requests"] == 100 and by_model["m1"]["prompt_tokens"] == 1000
     assert by_model["m1"]["p50_ms"] == 51.0 and by_model["m1"]["p95_ms"] == 95.0
     assert by_model["m2"]["errors"] == 1
     by_key = {r["group"]: r["requests"] for r in json.loads(cli("usage", "--by", "key", "--since", "60d",
-                                                                "--json").stdout)}
+                                                                "--json").stdout)["groups"]}
     assert by_key == {"key_a": 101, "key_b": 1}
     table = cli("usage", "--by", "route")
     assert table.exit_code == 0 and table.stdout.startswith("chat/completions\t101\t")
@@ -55,7 +55,8 @@ def test_usage_by_upstream_and_an_old_log_without_that_column(cli: Invoke) -> No
                      "1, 1, NULL)", (time.time() - 60,))
     upstreams = ["groq", "backup#2", "backup#2"]
     UsageLog(database).write([replace(row(key="k", model="m", status=200, latency=1.0), upstream=u) for u in upstreams])
-    by_upstream = {r["group"]: r["requests"] for r in json.loads(cli("usage", "--by", "upstream", "--json").stdout)}
+    report = json.loads(cli("usage", "--by", "upstream", "--json").stdout)
+    by_upstream = {r["group"]: r["requests"] for r in report["groups"]}
     assert by_upstream == {"(none)": 1, "groq": 1, "backup#2": 2}  # the old row kept, its upstream unknown
 
 
@@ -86,8 +87,41 @@ def test_names_are_printed_without_terminal_escapes(cli: Invoke) -> None:
     UsageLog(database).write([row(key="k", model="m", status=200, latency=1.0)])  # creates the table
     with sqlite3.connect(database) as conn:  # a row a cfai from before the cleaning stored as it came
         conn.execute("INSERT INTO usage_log VALUES (?, 'k', 'chat/completions', 'x', ?, 200, 1, 1, 5.0, 1, 1, NULL, "
-                     "NULL, NULL)", (time.time() - 60, "\x1b]0;pwned\x07evil\x1b[2J\u202emodel\x9b"))
+                     "NULL, NULL, NULL, 0, NULL, NULL)",
+                     (time.time() - 60, "\x1b]0;pwned\x07evil\x1b[2J\u202emodel\x9b"))
     for args in (("usage",), ("usage", "--json")):
         out = cli(*args).stdout
         assert "evilmodel" in out
         assert not any(c in out for c in ("\x1b", "\x07", "\u202e", "\x9b"))
+
+
+def test_neurons_cost_and_the_free_allocation_per_account(cli: Invoke) -> None:
+    from cfai_cli.core.cost import day_start
+
+    now = time.time()
+    today = now - day_start(now)  # seconds since 00:00 UTC: rows older than that are yesterday's
+    base = row(key="k", model="m", status=200, latency=1.0)
+
+    def spent(neurons: float, *, estimated: bool = False, account: str = "cloudflare", age: float = 0.0) -> UsageRow:
+        return replace(base, ts=now - age, neurons=neurons, neurons_estimated=estimated,
+                       cost_usd=neurons * 0.011 / 1000, account=account, upstream=account)
+
+    UsageLog(load_settings().database).write([
+        spent(7000.0), spent(340.0, estimated=True), spent(120.5, account="backup"),
+        spent(5000.0, age=today + 3600),  # yesterday's: in the totals, not in today's allocation
+        replace(base, ts=now - 1)])  # a request with no Workers AI call: no neurons
+    report = json.loads(cli("usage", "--by", "upstream", "--json").stdout)
+    groups = {g["group"]: g for g in report["groups"]}
+    assert groups["cloudflare"]["neurons"] == 12_340.0 and groups["cloudflare"]["estimated_neurons"] == 340.0
+    assert abs(groups["cloudflare"]["cost_usd"] - 12_340 * 0.011 / 1000) < 1e-9
+    assert groups["backup"]["neurons"] == 120.5 and groups["(none)"]["neurons"] == 0.0
+    accounts = {a["account"]: a for a in report["accounts"]}
+    assert set(accounts) == {"backup", "cloudflare"}
+    assert accounts["cloudflare"]["neurons"] == 7340.0 and accounts["cloudflare"]["estimated_neurons"] == 340.0
+    assert accounts["cloudflare"]["free"] == 10_000 and round(accounts["cloudflare"]["percent"]) == 73
+    assert 0 < accounts["cloudflare"]["resets_in_s"] <= 86_400
+    assert accounts["cloudflare"]["line"].startswith("today: 7,340 of 10,000 free neurons used (73 %), resets in ")
+    table = cli("usage", "--by", "upstream").stdout
+    assert "~12,340.0" in table and "\t120.5\t" in table  # ~: estimates are in the figure
+    assert "cloudflare: today: 7,340 of 10,000 free neurons used (73 %)" in table
+    assert "backup: today: 120 of 10,000 free neurons used (1 %)" in table

@@ -251,6 +251,7 @@ async def test_usage_summary_and_admin_requests_are_logged(settings: Settings) -
         assert by_key.status_code == 200
         body = by_key.json()
         assert body["by"] == "key" and body["since"] == "1h" and body["has_more"] is False
+        assert isinstance(body["accounts"], list)  # each account's free neurons today, as `cfai usage` shows
         groups = {row["group"]: row for row in body["data"]}
         assert groups[user_id]["requests"] == 3 and groups[user_id]["prompt_tokens"] > 0
         assert groups[root_id]["requests"] == 1  # the create, logged like any request

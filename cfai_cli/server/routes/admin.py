@@ -104,7 +104,8 @@ async def usage(request: Request) -> Response:
     await request.app.state.recorder.flush()  # the requests of the last second count too
     log = UsageLog(request.app.state.ctx.settings.database)
     rows = await _run(lambda: admin.usage_summary(log, since=since, by=by))
-    return _answer(admin.usage_view(rows, since=since, by=by, limit=limit))
+    accounts = await _run(lambda: admin.usage_accounts(log))
+    return _answer(admin.usage_view(rows, since=since, by=by, limit=limit, accounts=accounts))
 
 
 ROUTES = [

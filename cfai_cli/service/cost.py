@@ -1,0 +1,36 @@
+"""A request's neurons when Workers AI reported none: estimated from published prices, once, at its end.
+
+Imports core and service (the record, the cached catalogue). The clients add every neuron count Workers AI
+reports to the request's record (upstream.workers); a request whose Workers AI calls reported none is
+estimated here from what it used (tokens, image tiles and steps, audio seconds) at the model's published
+prices: the live catalogue's `price` when the catalogue was already fetched (it is never fetched only to price
+a call: that would add an upstream round trip to a request), else core.catalog's table of the reference's
+prices. A model with no known price stays unpriced (None). docs/cost.md says how close the estimates are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cfai_cli.core.catalog import PUBLISHED_PRICES
+from cfai_cli.core.cost import Prices, Units, estimate_neurons
+from cfai_cli.service.models import cached_prices
+from cfai_cli.service.record import RequestRecord
+
+
+def prices_for(cache: dict[str, Any], model_id: str) -> Prices | None:
+    """The live catalogue's prices for `model_id` if cached, else the published table's, else None."""
+    return cached_prices(cache, model_id) or PUBLISHED_PRICES.get(model_id)
+
+
+def settle(record: RequestRecord, cache: dict[str, Any]) -> None:
+    """Estimate `record`'s neurons if its Workers AI calls reported none (and mark them estimated)."""
+    if record.neurons is not None or not record.calls or record.account is None or record.model is None:
+        return
+    prices = prices_for(cache, record.model)
+    if prices is None:
+        return
+    units = Units(input_tokens=record.prompt_tokens, output_tokens=record.completion_tokens, tiles=record.tiles,
+                  input_tiles=record.input_tiles, steps=record.steps, audio_seconds=record.audio_seconds)
+    record.neurons = estimate_neurons(prices, units)
+    record.neurons_estimated = True
