@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from cfai_cli.core.cache import CACHE_ROUTES, CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, is_account_id, validate_model_id
+from cfai_cli.core.toml_lines import line_of
 from cfai_cli.core.routing import (
     DEFAULT_UPSTREAM,
     FAILURE_KINDS,
@@ -88,6 +89,16 @@ def _account_id(value: str) -> str:
     return value.strip()
 
 
+def _account_shape(value: str) -> str:
+    """A real Cloudflare account id (32 hex digits): what config.toml and `cfai config set` accept. The loose
+    `_account_id` is what reaches a URL safely (test ids, the emulator's "offline")."""
+    value = value.strip()
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        raise ValueError("must be the 32-character id of the Cloudflare account (32 hex digits, on the "
+                         "dashboard's Workers AI page)")
+    return value
+
+
 def _model_id(value: str) -> str:
     try:
         return validate_model_id(value.strip())
@@ -129,10 +140,15 @@ def _targets(texts: list[str]) -> list[str]:
 
 
 Strings = Annotated[list[str], BeforeValidator(_one_or_list)]
+AccountId = Annotated[str, AfterValidator(_account_id)]
 EnvNames = Annotated[Strings, AfterValidator(_env_names)]
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 Kinds = Annotated[frozenset[str], BeforeValidator(_kinds)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+# Top-level settings with a shape of their own, checked as the tables check the same kind of value
+# (settings.file builds the top-level keys from the Settings dataclass and takes these types for them).
+SHAPED: dict[str, Any] = {"account_id": AccountId, "api_base": HttpUrl}
+SHAPED_IN_FILE: dict[str, Any] = {**SHAPED, "account_id": Annotated[str, AfterValidator(_account_shape)]}
 
 
 class Table(BaseModel):
@@ -183,7 +199,7 @@ class CloudflareUpstream(_Upstream):
     """Another Cloudflare account."""
 
     type: Literal["cloudflare"]
-    account_id: Annotated[str, AfterValidator(_account_id)]
+    account_id: AccountId
     api_token: Strings | None = Field(default=None, repr=False)
     api_token_env: EnvNames | None = None
     api_base: HttpUrl | None = None
@@ -386,15 +402,41 @@ def _message(error: Mapping[str, Any], top: set[str], hints: Mapping[str, str]) 
     return f"{hint or str(error['msg']).lower()}, got {error['input']!r}"
 
 
-def problem(exc: ValidationError | Misplaced, source: str, top: set[str], hints: Mapping[str, str]) -> str:
-    """One line for the first mistake: `config.toml: [upstreams.groq] api_kye: unknown field; did you mean api_key?`"""
+def key_path(loc: tuple[str | int, ...]) -> tuple[str, ...]:
+    """A pydantic location as the TOML keys it names: pydantic's own steps, union tags and list indexes dropped."""
+    parts = [str(p) for p in loc if p != "[key]" and not isinstance(p, int)]
+    if len(parts) >= 3 and parts[0] == "upstreams" and parts[2] in UPSTREAM_TYPES:
+        del parts[2]
+    return tuple(parts)
+
+
+def repair(loc: tuple[str | int, ...], unknown: bool) -> str:
+    """What to do about a mistake at `loc`: the `cfai config` command that fixes it, else the editor."""
+    keys = key_path(loc)
+    dotted = ".".join(p if _BARE.fullmatch(p) else json.dumps(p) for p in keys)
+    if unknown:
+        return f"remove it with `cfai config unset {dotted}` or edit the file"
+    if len(keys) == 1 or (len(keys) == 2 and keys[0] in ("aliases", "vision_aliases")):
+        return f"fix it with `cfai config set {dotted} VALUE` (or `cfai config unset {dotted}`)"
+    return "fix it in the file (`cfai config path` prints where it is)"
+
+
+def problem(exc: ValidationError | Misplaced, source: str, top: set[str], hints: Mapping[str, str],
+            text: str | None = None) -> str:
+    """One line for the first mistake, with its line when `text` (the file's) is given and a fix:
+    `config.toml:3: [upstreams.groq] api_kye: unknown field; did you mean api_key? (remove it with …)`"""
     if isinstance(exc, Misplaced):
-        return _line(source, toml_path(exc.loc), exc.message)
-    error = exc.errors()[0]
-    message = _message(error, top, hints)
-    loc = tuple(error["loc"])
-    where = toml_path((*loc, "type") if error["type"].startswith("union_tag") else loc)
-    return _line(source, where, message)
+        loc, message, unknown = exc.loc, exc.message, False
+        where = toml_path(loc)
+    else:
+        error = exc.errors()[0]
+        message = _message(error, top, hints)
+        loc = tuple(error["loc"])
+        unknown = error["type"] == "extra_forbidden"
+        where = toml_path((*loc, "type") if error["type"].startswith("union_tag") else loc)
+    line = line_of(text, key_path(loc)) if text is not None else None
+    place = source if line is None else f"{source}:{line}"
+    return _line(place, where, message) + (f" ({repair(loc, unknown)})" if text is not None else "")
 
 
 def _line(source: str, where: str, message: str) -> str:
@@ -402,15 +444,17 @@ def _line(source: str, where: str, message: str) -> str:
 
 
 def parse_tables(data: Mapping[str, Any], *, source: str, model: type[ConfigTables] = ConfigTables,
-                 hints: Mapping[str, str] | None = None) -> tuple[ConfigTables, RoutingConfig]:
-    """A parsed config file checked against `model`, with its routing; a ConfigError names the mistake's place."""
+                 hints: Mapping[str, str] | None = None, text: str | None = None
+                 ) -> tuple[ConfigTables, RoutingConfig]:
+    """A parsed config file checked against `model`, with its routing; a ConfigError names the mistake's place
+    (its line, when `text` is the file's text) and how to fix it."""
     top = set(model.model_fields)
     try:
         tables = model.model_validate(data)
         tables.check_vision_aliases()
         return tables, tables.routing_config()
     except (ValidationError, Misplaced) as exc:
-        raise ConfigError(problem(exc, source, top, hints or {})) from None
+        raise ConfigError(problem(exc, source, top, hints or {}, text)) from None
 
 
 def parse_routing(data: Mapping[str, Any], *, source: str) -> RoutingConfig:

@@ -69,7 +69,7 @@ def set_config_value(path: Path, key: str, value: str | None) -> dict[str, Any]:
         if value is None:
             data.pop(key, None)
         else:
-            data[key] = coerce(key, value, "the command line")
+            data[key] = coerce(key, value, "the command line", in_file=True)
         _edit(document, None, key, data.get(key))
     else:
         raise ConfigError(f"Unknown setting {key!r}. Known settings: {', '.join(SETTABLE_KEYS)}.")
