@@ -17,7 +17,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from cfai_cli.core.cache import CACHE_ROUTES, CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, is_account_id, validate_model_id
-from cfai_cli.core.toml_lines import line_of
 from cfai_cli.core.routing import (
     DEFAULT_UPSTREAM,
     FAILURE_KINDS,
@@ -26,6 +25,7 @@ from cfai_cli.core.routing import (
     Target,
     UpstreamConfig,
 )
+from cfai_cli.core.toml_lines import line_of
 from cfai_cli.errors import ConfigError, InvalidRequest
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -90,8 +90,8 @@ def _account_id(value: str) -> str:
 
 
 def _account_shape(value: str) -> str:
-    """A real Cloudflare account id (32 hex digits): what config.toml and `cfai config set` accept. The loose
-    `_account_id` is what reaches a URL safely (test ids, the emulator's "offline")."""
+    """A real Cloudflare account id (32 hex digits): what `cfai config set` writes. The loose `_account_id` is
+    what reaches a URL safely (test ids, the emulator's "offline"), all that loading asks."""
     value = value.strip()
     if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
         raise ValueError("must be the 32-character id of the Cloudflare account (32 hex digits, on the "
@@ -148,7 +148,7 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 # Top-level settings with a shape of their own, checked as the tables check the same kind of value
 # (settings.file builds the top-level keys from the Settings dataclass and takes these types for them).
 SHAPED: dict[str, Any] = {"account_id": AccountId, "api_base": HttpUrl}
-SHAPED_IN_FILE: dict[str, Any] = {**SHAPED, "account_id": Annotated[str, AfterValidator(_account_shape)]}
+SHAPED_STRICT: dict[str, Any] = {**SHAPED, "account_id": Annotated[str, AfterValidator(_account_shape)]}
 
 
 class Table(BaseModel):

@@ -48,13 +48,14 @@ EXPECTED = {spec.name: _KINDS[str(spec.type)][1] for spec in SETTINGS}
 
 
 @cache
-def config_model(in_file: bool = True) -> type[ConfigTables]:
+def config_model(strict: bool = False) -> type[ConfigTables]:
     """ConfigTables with one optional key per scalar setting (None: not in the file). A setting with a shape of
-    its own (account_id, api_base) is checked by core.config_file's validators: strictly what the file and
-    `cfai config set` hold (`in_file`), only for safety what a flag or the environment gives."""
-    from cfai_cli.core.config_file import SHAPED, SHAPED_IN_FILE, ConfigTables
+    its own (account_id, api_base) is checked by core.config_file's validators: strictly what `cfai config set`
+    writes (`strict`: a real account id), for safety only what is read (test ids and old files keep loading;
+    `cfai doctor` asks Cloudflare)."""
+    from cfai_cli.core.config_file import SHAPED, SHAPED_STRICT, ConfigTables
 
-    shaped = SHAPED_IN_FILE if in_file else SHAPED
+    shaped = SHAPED_STRICT if strict else SHAPED
     keys: dict[str, Any] = {spec.name: (shaped.get(spec.name, _KINDS[str(spec.type)][0]) | None, None)
                             for spec in SETTINGS}
     model: type[ConfigTables] = create_model("ConfigFile", __base__=ConfigTables, **keys)
@@ -92,10 +93,10 @@ def read_settings_file(path: Path) -> SettingsFile:
                         routing, tables.cache.runtime(), frozenset(used))
 
 
-def coerce(key: str, value: Any, source: str, *, in_file: bool = False) -> Any:
-    """A setting's value in its type, or a ConfigError naming where the bad value came from; `in_file`: checked
-    as the config file's values are (`cfai config set`)."""
-    model: type[BaseModel] = config_model(in_file)
+def coerce(key: str, value: Any, source: str, *, strict: bool = False) -> Any:
+    """A setting's value in its type, or a ConfigError naming where the bad value came from; `strict`: as
+    `cfai config set` writes it (config_model)."""
+    model: type[BaseModel] = config_model(strict)
     try:
         return getattr(model.model_validate({key: value}), key)
     except ValidationError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.cli.conftest import Invoke
 
 TOKEN = "cf-0123456789-secret-token-abcdef"
+ACCOUNT = "0123456789abcdef0123456789abcdef"
 
 
 def test_path_is_under_cfai_home(cli: Invoke, cfai_home: Path) -> None:
@@ -19,12 +20,12 @@ def test_path_is_under_cfai_home(cli: Invoke, cfai_home: Path) -> None:
 
 
 def test_set_writes_a_private_file_and_show_reads_it(cli: Invoke, cfai_home: Path) -> None:
-    assert cli("config", "set", "account_id", "0123abcd").exit_code == 0
+    assert cli("config", "set", "account_id", ACCOUNT).exit_code == 0
     assert cli("config", "set", "timeout", "42").exit_code == 0
     path = cfai_home / "config.toml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     view = json.loads(cli("config", "show", "--json").stdout)
-    assert view["account_id"] == "0123abcd"
+    assert view["account_id"] == ACCOUNT
     assert view["timeout"] == 42.0
     assert view["config_file"] == str(path)
 
@@ -48,9 +49,9 @@ def test_a_value_can_come_from_stdin(cli: Invoke) -> None:
 
 def test_show_piped_is_tab_separated(cli: Invoke) -> None:
     cli("config", "set", "aliases.fast", "@cf/meta/llama-3.1-8b-instruct-fast")
-    rows = dict(line.split("\t", 1) for line in cli("config", "show").stdout.splitlines())
-    assert rows["aliases.fast"] == "@cf/meta/llama-3.1-8b-instruct-fast"
-    assert rows["api_token"] == ""
+    rows = {key: rest for key, *rest in (line.split("\t") for line in cli("config", "show").stdout.splitlines())}
+    assert rows["aliases.fast"] == ["@cf/meta/llama-3.1-8b-instruct-fast", "file"]
+    assert rows["api_token"] == ["", "default"]
 
 
 def test_unset_restores_the_default(cli: Invoke) -> None:
@@ -73,5 +74,7 @@ def test_a_broken_config_file_is_reported_not_a_traceback(cli: Invoke, cfai_home
     (cfai_home / "config.toml").write_text("timeout = [unclosed\n")
     result = cli("config", "show")
     assert result.exit_code == 3
-    assert result.stderr.startswith("cfai: Cannot read the config file")
+    assert "timeout\t300.0\tdefault" in result.stdout  # what applies without the file is still shown
+    assert result.stderr.startswith(f"cfai: {cfai_home / 'config.toml'}: not valid TOML")
+    assert "Fix it in an editor" in result.stderr and len(result.stderr.splitlines()) == 1
     assert cli("config", "path").exit_code == 0  # still tells you where to fix it
