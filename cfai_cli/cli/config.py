@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, locations
+from cfai_cli.cli.common import JsonOption, locations, offline_requested
 from cfai_cli.settings import SETTABLE_KEYS
 
 if TYPE_CHECKING:
+    from cfai_cli.cli.render import OutputOptions
     from cfai_cli.settings import Settings
 
 # "aliases.<name>" would read as an HTML tag in the Markdown help.
@@ -31,15 +32,16 @@ app = typer.Typer(
 )
 
 
-def _effective() -> tuple[Settings, str | None]:
+def _effective(options: OutputOptions | None) -> tuple[Settings, str | None]:
     """The settings in effect and None; with a broken config file, those without it and the file's mistake."""
     from cfai_cli.errors import ConfigError
     from cfai_cli.settings import load_settings
 
+    flags = {"offline": offline_requested(False, options)}  # `cfai --offline config show`
     try:
-        return load_settings(), None
+        return load_settings(flags), None
     except ConfigError as err:
-        return load_settings(use_file=False), err.message
+        return load_settings(flags, use_file=False), err.message
 
 
 def _fail_after(problem: str | None) -> None:
@@ -57,7 +59,7 @@ def show(invocation: typer.Context, json_out: JsonOption = False) -> None:
     from cfai_cli.settings import public_view
 
     term = Terminal(options=invocation.obj)
-    settings, problem = _effective()
+    settings, problem = _effective(invocation.obj)
     view = public_view(settings)
     if json_out:
         term.json({**view, "sources": dict(settings.origins)})
@@ -89,7 +91,7 @@ def get(invocation: typer.Context,
     from cfai_cli.settings import public_view
 
     term = Terminal(options=invocation.obj)
-    settings, problem = _effective()
+    settings, problem = _effective(invocation.obj)
     value: object = public_view(settings)
     for i, part in enumerate(key.split(".")):
         if not isinstance(value, dict) or part not in value:

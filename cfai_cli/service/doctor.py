@@ -85,7 +85,7 @@ def check_key_store(settings: Settings) -> Check:
 
     database = settings.database
     if not database.exists():
-        return Check("key store", "ok", f"no database yet ({database}; `cfai keys create` or `cfai serve` make it)")
+        return Check("key store", "ok", f"no database yet ({database}; `cfai keygen` or `cfai serve` make it)")
     problem = schema_problem(database)
     if problem:
         return Check("key store", "fail", f"{database}: {problem}",
@@ -122,13 +122,13 @@ async def check_account(settings: Settings, transport: httpx.AsyncBaseTransport 
     checks = [Check("credentials", "ok", "offline: the emulator's account and token" if settings.offline
                     else f"account {account[:6]}… and a token (from the {origin})")]
     try:
+        active = False
         try:
             result = await client.verify_token()
             status = result.get("status") if isinstance(result, dict) else None
-            if status == "active":
-                checks.append(Check("token", "ok", f"{where} says the token is active"))
-            else:
-                checks.append(Check("token", "fail", f"the token is {status or 'not active'}", TOKEN_HELP))
+            active = status == "active"
+            checks.append(Check("token", "ok", f"{where} says the token is active") if active
+                          else Check("token", "fail", f"the token is {status or 'not active'}", TOKEN_HELP))
         except CfaiError as err:
             checks.append(_failed("token", err, where))
         try:
@@ -136,6 +136,10 @@ async def check_account(settings: Settings, transport: httpx.AsyncBaseTransport 
             count = len(models) if isinstance(models, list) else 0
             checks.append(Check("workers ai", "ok", f"the token can read the Workers AI catalogue ({count} model "
                                                     "on the first page)"))
+        except (UpstreamAuthError, PermissionDenied) as err:
+            # Cloudflare answers a valid token without Workers AI permission on this account with an
+            # authentication error (10000) too: after an active verify, it is the permission or the account id
+            checks.append(_no_access(err) if active else _failed("workers ai", err, where))
         except CfaiError as err:
             checks.append(_failed("workers ai", err, where))
     finally:
@@ -143,12 +147,17 @@ async def check_account(settings: Settings, transport: httpx.AsyncBaseTransport 
     return checks
 
 
+def _no_access(err: CfaiError) -> Check:
+    return Check("workers ai", "fail", f"the token may not use Workers AI on this account ({err.message})",
+                 "give the token Account > Workers AI > Read and Edit for this account, and check that "
+                 "account_id is that account's (`cfai config get account_id`)")
+
+
 def _failed(name: str, err: CfaiError, where: str) -> Check:
     if isinstance(err, UpstreamAuthError):
         return Check(name, "fail", f"Cloudflare rejected the token ({err.message})", TOKEN_HELP)
     if isinstance(err, PermissionDenied):
-        return Check(name, "fail", f"the token may not use Workers AI on this account ({err.message})",
-                     "give the token Account > Workers AI > Read and Edit for this account, and check account_id")
+        return _no_access(err)
     if isinstance(err, UpstreamError):
         return Check(name, "fail", f"could not ask {where}: {err.message}",
                      "check the network, a proxy (HTTPS_PROXY) or api_base; then run `cfai doctor` again",
