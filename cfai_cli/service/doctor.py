@@ -58,15 +58,19 @@ def check_permissions(settings: Settings) -> Check:
     loose: list[str] = []
     fixes: list[str] = []
     for directory in dict.fromkeys((settings.config_dir, settings.data_dir, settings.images_dir)):
-        if not directory.is_dir():
-            continue
-        if _loose(directory):
-            loose.append(f"{directory} is {_mode(directory)}")
-            fixes.append(f"chmod 700 {directory}")
-        for path in sorted(directory.iterdir()):
-            if path.is_file() and not path.is_symlink() and _loose(path):
-                loose.append(f"{path} is {_mode(path)}")
-                fixes.append(f"chmod 600 {path}")
+        try:
+            if not directory.is_dir():
+                continue
+            if _loose(directory):
+                loose.append(f"{directory} is {_mode(directory)}")
+                fixes.append(f"chmod 700 {directory}")
+            for path in sorted(directory.iterdir()):
+                if path.is_file() and not path.is_symlink() and _loose(path):
+                    loose.append(f"{path} is {_mode(path)}")
+                    fixes.append(f"chmod 600 {path}")
+        except OSError as exc:  # not ours to read: cfai could not use it either
+            return Check("permissions", "fail", f"cannot read {directory}: {exc.strerror or exc}",
+                         f"make it yours: chown -R \"$USER\" {directory} && chmod 700 {directory}")
     if loose:
         return Check("permissions", "fail", "readable by others: " + "; ".join(loose), " && ".join(fixes))
     return Check("permissions", "ok", f"{settings.data_dir}: directories 0700, files 0600 (or not created yet)")
@@ -162,7 +166,8 @@ def _failed(name: str, err: CfaiError, where: str) -> Check:
         return Check(name, "fail", f"could not ask {where}: {err.message}",
                      "check the network, a proxy (HTTPS_PROXY) or api_base; then run `cfai doctor` again",
                      err.exit_code)
-    return Check(name, "fail", err.message, "see the message", err.exit_code)
+    return Check(name, "fail", err.message, "check account_id (`cfai config get account_id`: the 32 hex digits of "
+                                            "your account) and api_base (`cfai config get api_base`)", err.exit_code)
 
 
 async def run_checks(overrides: Mapping[str, Any], *, environ: Mapping[str, str] | None = None,
