@@ -41,7 +41,7 @@ def test_missing_credentials_name_the_variables(tmp_path: Path) -> None:
 def test_config_file_is_private_and_keeps_other_values(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     set_config_value(path, "api_token", 'tok "quoted" \\ value')
-    set_config_value(path, "account_id", "acct")
+    set_config_value(path, "account_id", "0123456789abcdef0123456789abcdef")
     set_config_value(path, "aliases.fast", "@cf/meta/llama-3.1-8b-instruct-fast")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     settings = load_settings(environ={"CFAI_HOME": str(tmp_path)})
@@ -62,7 +62,7 @@ def test_bad_values_are_config_errors(tmp_path: Path, key: str, value: str) -> N
 
 def test_broken_config_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("timeout = [")
-    with pytest.raises(ConfigError, match="config file"):
+    with pytest.raises(ConfigError, match=r"config.toml: not valid TOML: .*Fix it in an editor"):
         load_settings(environ={"CFAI_HOME": str(tmp_path)})
 
 
@@ -80,7 +80,11 @@ def test_a_mistake_in_the_file_is_one_line_with_the_file_and_the_toml_path(tmp_p
     (tmp_path / "config.toml").write_text(text + "\n")
     with pytest.raises(ConfigError) as info:
         load_settings(environ={"CFAI_HOME": str(tmp_path)})
-    assert info.value.message == f"{tmp_path / 'config.toml'}: {line}"
+    where = 4 if text.startswith("[upstreams") else 1  # the line of the mistake
+    assert info.value.message.startswith(f"{tmp_path / 'config.toml'}:{where}: {line} (")
+    key = line.split(":")[0].replace("[upstreams.groq] ", "upstreams.groq.")
+    fix = f"remove it with `cfai config unset {key}`" if "unknown" in line else f"`cfai config set {key} VALUE`"
+    assert fix in info.value.message
 
 
 def test_file_values_are_read_as_loosely_as_the_environment_s(tmp_path: Path) -> None:
@@ -145,7 +149,7 @@ def test_bad_vision_aliases_name_the_key_and_the_file(tmp_path: Path, table: str
     (tmp_path / "config.toml").write_text(table + "\n")
     with pytest.raises(ConfigError) as info:
         load_settings(environ={"CFAI_HOME": str(tmp_path)})
-    assert info.value.message.startswith(words.format(file=tmp_path / "config.toml"))
+    assert info.value.message.startswith(words.format(file=f"{tmp_path / 'config.toml'}:{table.count(chr(10)) + 1}"))
     assert "\n" not in info.value.message
 
 

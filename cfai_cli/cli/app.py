@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 from cfai_cli import __version__
 from cfai_cli.cli import cache as cache_command
 from cfai_cli.cli import chat, config, keys, models, serve
+from cfai_cli.cli import doctor as doctor_command
 from cfai_cli.cli import embed as embed_command
 from cfai_cli.cli import image as image_command
 from cfai_cli.cli import moderate as moderate_command
@@ -84,6 +85,8 @@ def root(
                                         "progress or reasoning on stderr [env: CFAI_QUIET=1].")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show the HTTP traffic to Workers AI on stderr, with "
                                         "secrets masked [env: CFAI_DEBUG=1].")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Every command answers from the built-in Workers AI "
+                                          "emulator (no account) [env: CFAI_OFFLINE=1].")] = False,
 ) -> None:
     """Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy."""
     import os
@@ -92,7 +95,8 @@ def root(
 
     # Every Terminal the command makes finds these on the context (OutputOptions.current), so -q never
     # travels through the environment (where it would outlive this command in the same process).
-    ctx.obj = OutputOptions.from_environ(os.environ, quiet=quiet)
+    # `cfai --offline CMD` travels the same way (cli.common.offline_requested), not through the environment.
+    ctx.obj = OutputOptions.from_environ(os.environ, quiet=quiet, offline=offline)
     import logging
 
     logger = logging.getLogger("cfai.http")
@@ -107,7 +111,7 @@ def root(
 
 
 COMMANDS = (chat, models, embed_command, rerank_command, image_command, transcribe_command, speak_command,
-            tokens_command, config, keys, serve, usage_command, cache_command, moderate_command)
+            tokens_command, config, keys, serve, usage_command, cache_command, moderate_command, doctor_command)
 for module in COMMANDS:
     module.register(app)
 

@@ -35,15 +35,22 @@ def start(options: OutputOptions | None, *, offline: bool, timeout: float | None
     from cfai_cli.cli.render import Terminal
 
     term = Terminal(options=options)
-    settings = settings_from_flags(offline=offline, timeout=timeout)
+    settings = settings_from_flags(offline=offline, timeout=timeout, options=options)
     if settings.offline:
         term.offline_warning()
     return term, settings
 
 
-def settings_from_flags(*, offline: bool = False, timeout: float | None = None) -> Settings:
+def offline_requested(offline: bool, options: OutputOptions | None) -> bool:
+    """A command's own --offline, or the root's `cfai --offline` (on the context's options); CFAI_OFFLINE is
+    read by the settings, the one place every command's settings come from."""
+    return offline or bool(options is not None and options.offline)
+
+
+def settings_from_flags(*, offline: bool = False, timeout: float | None = None,
+                        options: OutputOptions | None = None) -> Settings:
     """Settings with command-line flags on top of environment, config file and defaults."""
-    return load_settings({"offline": offline, "timeout": timeout})
+    return load_settings({"offline": offline_requested(offline, options), "timeout": timeout})
 
 
 def locations() -> Settings:

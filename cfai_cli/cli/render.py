@@ -25,14 +25,18 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class OutputOptions:
     """How much and how plainly a command writes: decided once by `cfai`'s root callback from -q and the
-    environment, kept on the Typer context (`ctx.obj`), and handed to each Terminal the command makes."""
+    environment, kept on the Typer context (`ctx.obj`), and handed to each Terminal the command makes. The
+    root's other option for every command, `cfai --offline`, rides along (cli.common.offline_requested)."""
 
     quiet: bool = False  # -q / CFAI_QUIET: data and errors only
     no_color: bool = False  # NO_COLOR
+    offline: bool = False  # `cfai --offline` (CFAI_OFFLINE is read by the settings)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], *, quiet: bool = False) -> OutputOptions:
-        return cls(quiet=quiet or bool(environ.get("CFAI_QUIET")), no_color=bool(environ.get("NO_COLOR")))
+    def from_environ(cls, environ: Mapping[str, str], *, quiet: bool = False,
+                     offline: bool = False) -> OutputOptions:
+        return cls(quiet=quiet or bool(environ.get("CFAI_QUIET")), no_color=bool(environ.get("NO_COLOR")),
+                   offline=offline)
 
 
 def _isatty(stream: IO[str]) -> bool:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, offline_requested
 
 HELP = """Serve the OpenAI API (chat, embeddings, images, audio, moderations, rerank and more) and the Anthropic
 Messages API from Workers AI.
@@ -64,7 +64,7 @@ def serve(
 
     term = Terminal(options=invocation.obj)
     # The flags as settings overrides (None: not given), so `--workers N` processes load the same settings.
-    flags = {"offline": offline, "timeout": timeout, "image_ttl_hours": image_ttl,
+    flags = {"offline": offline_requested(offline, invocation.obj), "timeout": timeout, "image_ttl_hours": image_ttl,
              "cors_origins": ",".join(cors_origin) if cors_origin else None, "max_concurrency": max_concurrency,
              "ui": False if no_ui else None}
     settings = load_settings(flags)

@@ -62,7 +62,7 @@ def speak(
     if output is None and term.out_tty:
         raise typer.BadParameter("refusing to write audio to a terminal: give -o FILE or redirect stdout.",
                                  param_hint="--output")
-    settings = settings_from_flags(offline=offline, timeout=timeout)
+    settings = settings_from_flags(offline=offline, timeout=timeout, options=invocation.obj)
     if settings.offline:
         term.offline_warning()
     text = " ".join(words) if words else None

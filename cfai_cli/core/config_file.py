@@ -1,14 +1,12 @@
 """The tables of config.toml as a pydantic schema (`extra="forbid"`), so every typo fails with its TOML path.
 
 Pure: pydantic, the standard library, core.catalog, core.routing and errors. The scalar settings (timeout, …)
-are added to `ConfigTables` by cfai_cli.settings.file from the Settings dataclass, their one list. `problem`
-turns a pydantic ValidationError into one line naming the file and the TOML path, never a pydantic dump.
+are added to `ConfigTables` by cfai_cli.settings.file from the Settings dataclass, their one list. core.config_problem
+turns a pydantic ValidationError into one line naming the file, the line and the TOML path, never a pydantic dump.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -31,7 +29,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_BARE = re.compile(r"^[A-Za-z0-9_-]+$")  # a TOML key that needs no quotes
 _KINDS_TEXT = ", ".join(FAILURE_KINDS)
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -88,6 +85,16 @@ def _account_id(value: str) -> str:
     return value.strip()
 
 
+def _account_shape(value: str) -> str:
+    """A real Cloudflare account id (32 hex digits): what `cfai config set` writes. The loose `_account_id` is
+    what reaches a URL safely (test ids, the emulator's "offline"), all that loading asks."""
+    value = value.strip()
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        raise ValueError("must be the 32-character id of the Cloudflare account (32 hex digits, on the "
+                         "dashboard's Workers AI page)")
+    return value
+
+
 def _model_id(value: str) -> str:
     try:
         return validate_model_id(value.strip())
@@ -129,10 +136,15 @@ def _targets(texts: list[str]) -> list[str]:
 
 
 Strings = Annotated[list[str], BeforeValidator(_one_or_list)]
+AccountId = Annotated[str, AfterValidator(_account_id)]
 EnvNames = Annotated[Strings, AfterValidator(_env_names)]
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 Kinds = Annotated[frozenset[str], BeforeValidator(_kinds)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
+# Top-level settings with a shape of their own, checked as the tables check the same kind of value
+# (settings.file builds the top-level keys from the Settings dataclass and takes these types for them).
+SHAPED: dict[str, Any] = {"account_id": AccountId, "api_base": HttpUrl}
+SHAPED_STRICT: dict[str, Any] = {**SHAPED, "account_id": Annotated[str, AfterValidator(_account_shape)]}
 
 
 class Table(BaseModel):
@@ -183,7 +195,7 @@ class CloudflareUpstream(_Upstream):
     """Another Cloudflare account."""
 
     type: Literal["cloudflare"]
-    account_id: Annotated[str, AfterValidator(_account_id)]
+    account_id: AccountId
     api_token: Strings | None = Field(default=None, repr=False)
     api_token_env: EnvNames | None = None
     api_base: HttpUrl | None = None
@@ -314,103 +326,20 @@ class Misplaced(ValueError):
         self.message = message
 
 
-# ---- one line per mistake ------------------------------------------------------------------------------
-
-_TABLE_HINTS = {
-    "upstreams": "must hold one table per upstream, e.g. [upstreams.groq]",
-    "routes": "must map model names to lists of targets",
-    "routing": "must be a table",
-    "cache": "must be a table, e.g. [cache] enabled = true",
-    "aliases": "must map names to model ids (strings)",
-    "vision_aliases": "must be a table mapping alias names to Workers AI ids",
-}
-_ENTRY_HINTS = {
-    "aliases": "expected a model id (a string)",
-    "vision_aliases": "expected a Workers AI model id such as '@cf/mistralai/mistral-small-3.1-24b-instruct'",
-}
-_KEY_HINTS = {
-    "type": 'must be "cloudflare", "openai" (an OpenAI-compatible API), "anthropic" or "gemini"',
-    "account_id": "must be the 32-character id of the Cloudflare account",
-    "base_url": "must be the provider's API root, e.g. https://api.groq.com/openai/v1",
-    "api_base": "must be an http(s) URL",
-}
-
-
-def toml_path(loc: tuple[str | int, ...]) -> str:
-    """("upstreams", "groq", "openai", "api_kye") -> "[upstreams.groq] api_kye"; pydantic's own steps dropped."""
-    parts = [p if isinstance(p, int) or _BARE.fullmatch(p) else json.dumps(p) for p in loc if p != "[key]"]
-    if len(parts) >= 3 and parts[0] == "upstreams" and isinstance(parts[2], str) and parts[2] in UPSTREAM_TYPES:
-        del parts[2]  # the discriminated union's tag
-    if len(parts) == 1:
-        return str(parts[0])
-    depth = 2 if parts[0] == "upstreams" else 1
-    table = "[" + ".".join(str(p) for p in parts[:depth]) + "]"
-    rest = "".join(f"[{p}]" if isinstance(p, int) else (" " if i == 0 else ".") + p
-                   for i, p in enumerate(parts[depth:]))
-    return table + rest
-
-
-def _known(loc: tuple[str | int, ...], top: set[str]) -> set[str]:
-    if not loc:
-        return top
-    if loc[0] == "routing":
-        return set(RoutingTable.model_fields)
-    if loc[0] == "cache":
-        return set(CacheTable.model_fields)
-    if loc[0] == "upstreams" and len(loc) >= 3 and loc[2] in UPSTREAM_TYPES:
-        return set(UPSTREAM_TYPES[str(loc[2])].model_fields)
-    return set()
-
-
-def _message(error: Mapping[str, Any], top: set[str], hints: Mapping[str, str]) -> str:
-    loc: tuple[str | int, ...] = tuple(error["loc"])
-    kind = error["type"]
-    last = str(loc[-1]) if loc else ""
-    if kind == "extra_forbidden":
-        known = sorted(_known(loc[:-1], top))
-        close = difflib.get_close_matches(last, known, n=1)
-        return "unknown field" + (f"; did you mean {close[0]}?" if close else f"; known: {', '.join(known)}" if known
-                                  else "")
-    if kind in ("union_tag_invalid", "union_tag_not_found"):
-        return _KEY_HINTS["type"]
-    if kind == "value_error":
-        return str(error["ctx"]["error"])
-    if len(loc) == 1 and last in _TABLE_HINTS:
-        return _TABLE_HINTS[last]
-    if len(loc) == 2 and loc[0] in _ENTRY_HINTS:
-        return f"{_ENTRY_HINTS[str(loc[0])]}, got {error['input']!r}"
-    top_level_hint = f"expected {hints[last]}" if last in hints else None  # what a setting's type expects
-    hint = top_level_hint if len(loc) == 1 else _KEY_HINTS.get(last)
-    if kind == "missing":
-        return "missing" + (f"; it {hint}" if hint else "")
-    return f"{hint or str(error['msg']).lower()}, got {error['input']!r}"
-
-
-def problem(exc: ValidationError | Misplaced, source: str, top: set[str], hints: Mapping[str, str]) -> str:
-    """One line for the first mistake: `config.toml: [upstreams.groq] api_kye: unknown field; did you mean api_key?`"""
-    if isinstance(exc, Misplaced):
-        return _line(source, toml_path(exc.loc), exc.message)
-    error = exc.errors()[0]
-    message = _message(error, top, hints)
-    loc = tuple(error["loc"])
-    where = toml_path((*loc, "type") if error["type"].startswith("union_tag") else loc)
-    return _line(source, where, message)
-
-
-def _line(source: str, where: str, message: str) -> str:
-    return f"{source}: {where}: {message}" + ("" if message.endswith((".", "?")) else ".")
-
-
 def parse_tables(data: Mapping[str, Any], *, source: str, model: type[ConfigTables] = ConfigTables,
-                 hints: Mapping[str, str] | None = None) -> tuple[ConfigTables, RoutingConfig]:
-    """A parsed config file checked against `model`, with its routing; a ConfigError names the mistake's place."""
+                 hints: Mapping[str, str] | None = None, text: str | None = None
+                 ) -> tuple[ConfigTables, RoutingConfig]:
+    """A parsed config file checked against `model`, with its routing; a ConfigError names the mistake's place
+    (its line, when `text` is the file's text) and how to fix it."""
     top = set(model.model_fields)
     try:
         tables = model.model_validate(data)
         tables.check_vision_aliases()
         return tables, tables.routing_config()
     except (ValidationError, Misplaced) as exc:
-        raise ConfigError(problem(exc, source, top, hints or {})) from None
+        from cfai_cli.core.config_problem import problem  # it reads these tables' fields: imported when needed
+
+        raise ConfigError(problem(exc, source, top, hints or {}, text)) from None
 
 
 def parse_routing(data: Mapping[str, Any], *, source: str) -> RoutingConfig:

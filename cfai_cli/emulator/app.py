@@ -1,4 +1,5 @@
-"""The emulator's ASGI app: routes `/accounts/{id}/ai/run/{model}` and `/ai/models/search` under any prefix.
+"""The emulator's ASGI app: routes `/accounts/{id}/ai/run/{model}`, `/ai/models/search` and `/user/tokens/verify`
+under any prefix.
 
 Imports only the standard library, starlette and the emulator's own modules. Checks run in a fixed order —
 route (7003), auth (10000), JSON body (5006), model (5007), the model's schema — so each failure is reproducible.
@@ -20,10 +21,11 @@ from cfai_cli.emulator import audio, chat, embeddings, faults, guard, images, na
 from cfai_cli.emulator.billing import bill
 from cfai_cli.emulator.catalogue import TASK_OF, TEXT_MODELS, search
 from cfai_cli.emulator.prefix import PrefixCache
-from cfai_cli.emulator.wire import EmulatorError, bad_input, digest, error_response, json_response
+from cfai_cli.emulator.wire import EmulatorError, bad_input, digest, envelope, error_response, json_response
 
 _RUN = re.compile(r"^.*?/accounts/(?P<account>[^/]+)/ai/run/(?P<model>.+)$")
 _SEARCH = re.compile(r"^.*?/accounts/(?P<account>[^/]+)/ai/models/search/?$")
+_VERIFY = re.compile(r"^.*?/user/tokens/verify/?$")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -86,6 +88,12 @@ async def _dispatch(request: Request) -> Response:
             _check_method(request, "GET")
             _check_auth(request)
             return json_response(search(dict(request.query_params)))
+        if _VERIFY.match(path):  # Cloudflare's token check (`cfai doctor`): any bearer token is a good one here
+            _check_method(request, "GET")
+            _check_auth(request)
+            return json_response(envelope({"id": digest(request.headers["authorization"]).hex()[:32],
+                                           "status": "active"}) | {"messages": [
+                {"code": 10000, "message": "This API Token is valid and active", "type": None}]})
         match = _RUN.match(path)
         if match is None:
             raise EmulatorError(404, 7003, "No route for the URI", ai_error=False)

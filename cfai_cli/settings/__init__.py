@@ -3,7 +3,9 @@
     command-line flag > environment > config file > default
 
 Environment: CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CFAI_API_BASE, CFAI_TIMEOUT, CFAI_MODEL, CFAI_HOME,
-CFAI_USAGE_RETENTION_DAYS, CFAI_RESPONSES_RETENTION_DAYS (each field's `env` below is the one list).
+CFAI_USAGE_RETENTION_DAYS, CFAI_RESPONSES_RETENTION_DAYS (each field's `env` below is the one list), and
+CFAI_OFFLINE (every command answers from the emulator; `cfai --offline` and each command's --offline are its flags).
+Where each value came from is kept in `Settings.origins` (`cfai config show`).
 Config file: `config.toml` in the config directory (CFAI_HOME if set, else the platform's user config dir),
 created 0600 because it may hold the API token; its schema is settings.file (pydantic, imported only when
 settings are loaded, so `cfai --help` stays cheap). Nothing is read at import time. Imports: stdlib, errors, core.
@@ -80,6 +82,8 @@ class Settings:
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
     offline: bool = False
+    # setting name -> "flag", "environment ($NAME)", "file" or "default" (`cfai config show`); not a setting
+    origins: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def config_file(self) -> Path:
@@ -114,6 +118,17 @@ class Settings:
 SETTINGS: tuple[Field[Any], ...] = tuple(f for f in fields(Settings) if f.metadata.get("setting"))
 """The scalar settings: their names are the config file's top-level keys; `env` names their variable."""
 SETTABLE_KEYS = (*(f.name for f in SETTINGS), "aliases.<name>", "vision_aliases.<name>")
+OFFLINE_ENV = "CFAI_OFFLINE"
+
+
+def offline_from_environ(environ: Mapping[str, str]) -> bool:
+    """CFAI_OFFLINE=1 (or true/yes/on): every command answers from the emulator. 0/false/no/off/empty: not."""
+    value = environ.get(OFFLINE_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"Invalid value for ${OFFLINE_ENV}: {environ[OFFLINE_ENV]!r} (expected 1 or 0).")
 
 
 def directories(environ: Mapping[str, str]) -> tuple[Path, Path]:
@@ -126,28 +141,40 @@ def directories(environ: Mapping[str, str]) -> tuple[Path, Path]:
     return Path(platformdirs.user_config_dir("cfai")), Path(platformdirs.user_data_dir("cfai"))
 
 
-def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, *,
+                  use_file: bool = True) -> Settings:
     """Settings from flags (`overrides`, None values ignored), environment, config file and defaults, in that
-    order of precedence (the module docstring). `offline` among the overrides switches to the emulator."""
-    from cfai_cli.settings.file import coerce, read_settings_file
+    order of precedence (the module docstring). `offline` among the overrides, or CFAI_OFFLINE, switches to the
+    emulator. `use_file=False` leaves the config file out (`cfai config show` of a broken file)."""
+    from cfai_cli.settings.file import SettingsFile, coerce, read_settings_file
 
     env = os.environ if environ is None else environ
     config_dir, data_dir = directories(env)
-    found = read_settings_file(config_dir / "config.toml")
+    found = read_settings_file(config_dir / "config.toml") if use_file else SettingsFile.empty()
     values = dict(found.values)
+    origins = {name: "file" for name in values}
     for spec in SETTINGS:
         env_name = spec.metadata["env"]
         if env_name and env.get(env_name):
             values[spec.name] = coerce(spec.name, env[env_name], f"${env_name}")
+            origins[spec.name] = f"environment (${env_name})"
         if overrides and overrides.get(spec.name) is not None:
             values[spec.name] = coerce(spec.name, overrides[spec.name], "the command line")
+            origins[spec.name] = "flag"
     values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
     from cfai_cli.core.routing import with_secrets
 
+    for name in ("aliases", "vision_aliases", "routing", "cache"):
+        origins[name] = "file" if name in found.tables else "default"
+    origins["config_dir"] = origins["data_dir"] = "environment ($CFAI_HOME)" if env.get("CFAI_HOME") else "default"
+    offline_flag = bool(overrides and overrides.get("offline"))
+    offline = offline_flag or offline_from_environ(env)
+    origins["offline"] = "flag" if offline_flag else f"environment (${OFFLINE_ENV})" if offline else "default"
+    origins = {spec.name: origins.get(spec.name, "default") for spec in fields(Settings) if spec.name != "origins"}
     settings = Settings(**values, aliases=found.aliases, vision_aliases=found.vision_aliases,
                         routing=with_secrets(found.routing, env), cache=found.cache, config_dir=config_dir,
-                        data_dir=data_dir)
-    if overrides and overrides.get("offline"):
+                        data_dir=data_dir, origins=origins)
+    if offline:
         settings = settings.as_offline()
     return settings
 
@@ -175,7 +202,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}. Fix it in an editor (`cfai config show` and "
+                          "`cfai config path` still work; `cfai config set` needs a readable file).") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"Cannot read the config file {path}: {exc}") from None
 
 
@@ -183,6 +213,8 @@ def public_view(settings: Settings) -> dict[str, Any]:
     """Settings as shown to a person: the token masked, paths as strings."""
     out: dict[str, Any] = {}
     for f in fields(settings):
+        if f.name == "origins":
+            continue
         value = getattr(settings, f.name)
         if f.name == "api_token":
             value = mask_secret(value)

@@ -48,11 +48,16 @@ EXPECTED = {spec.name: _KINDS[str(spec.type)][1] for spec in SETTINGS}
 
 
 @cache
-def config_model() -> type[ConfigTables]:
-    """ConfigTables with one optional key per scalar setting (None: not in the file)."""
-    from cfai_cli.core.config_file import ConfigTables
+def config_model(strict: bool = False) -> type[ConfigTables]:
+    """ConfigTables with one optional key per scalar setting (None: not in the file). A setting with a shape of
+    its own (account_id, api_base) is checked by core.config_file's validators: strictly what `cfai config set`
+    writes (`strict`: a real account id), for safety only what is read (test ids and old files keep loading;
+    `cfai doctor` asks Cloudflare)."""
+    from cfai_cli.core.config_file import SHAPED, SHAPED_STRICT, ConfigTables
 
-    keys: dict[str, Any] = {spec.name: (_KINDS[str(spec.type)][0] | None, None) for spec in SETTINGS}
+    shaped = SHAPED_STRICT if strict else SHAPED
+    keys: dict[str, Any] = {spec.name: (shaped.get(spec.name, _KINDS[str(spec.type)][0]) | None, None)
+                            for spec in SETTINGS}
     model: type[ConfigTables] = create_model("ConfigFile", __base__=ConfigTables, **keys)
     return model
 
@@ -66,24 +71,35 @@ class SettingsFile:
     vision_aliases: dict[str, str]
     routing: RoutingConfig
     cache: CacheConfig = field(default_factory=CacheConfig)
+    tables: frozenset[str] = frozenset()  # the tables the file has ([aliases], [cache], ...)
+
+    @classmethod
+    def empty(cls) -> SettingsFile:
+        return cls({}, {**DEFAULT_ALIASES}, {**DEFAULT_VISION_ALIASES}, RoutingConfig())
 
 
 def read_settings_file(path: Path) -> SettingsFile:
     data = read_config_file(path)
     if not data:  # no file (settings from the environment alone): nothing to check, the schema is not built
-        return SettingsFile({}, {**DEFAULT_ALIASES}, {**DEFAULT_VISION_ALIASES}, RoutingConfig())
+        return SettingsFile.empty()
     from cfai_cli.core.config_file import parse_tables
 
-    tables, routing = parse_tables(data, source=str(path), model=config_model(), hints=EXPECTED)
+    # the text again (a small file) only to say on which line a mistake is; tomllib keeps no positions
+    text = path.read_text(encoding="utf-8", errors="replace")
+    tables, routing = parse_tables(data, source=str(path), model=config_model(), hints=EXPECTED, text=text)
     values = {spec.name: getattr(tables, spec.name) for spec in SETTINGS if getattr(tables, spec.name) is not None}
+    used = {"routing" if name in ("upstreams", "routes") else name for name in data if isinstance(data[name], dict)}
     return SettingsFile(values, tables.merged_aliases(), {**DEFAULT_VISION_ALIASES, **tables.vision_aliases},
-                        routing, tables.cache.runtime())
+                        routing, tables.cache.runtime(), frozenset(used))
 
 
-def coerce(key: str, value: Any, source: str) -> Any:
-    """A setting's value in its type, or a ConfigError naming where the bad value came from."""
-    model: type[BaseModel] = config_model()
+def coerce(key: str, value: Any, source: str, *, strict: bool = False) -> Any:
+    """A setting's value in its type, or a ConfigError naming where the bad value came from; `strict`: as
+    `cfai config set` writes it (config_model)."""
+    model: type[BaseModel] = config_model(strict)
     try:
         return getattr(model.model_validate({key: value}), key)
-    except ValidationError:
-        raise ConfigError(f"Invalid value for {key} in {source}: {value!r} (expected {EXPECTED[key]}).") from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        expected = str(error["ctx"]["error"]) if error["type"] == "value_error" else f"expected {EXPECTED[key]}"
+        raise ConfigError(f"Invalid value for {key} in {source}: {value!r} ({expected}).") from None

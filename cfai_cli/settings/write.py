@@ -69,12 +69,36 @@ def set_config_value(path: Path, key: str, value: str | None) -> dict[str, Any]:
         if value is None:
             data.pop(key, None)
         else:
-            data[key] = coerce(key, value, "the command line")
+            data[key] = coerce(key, value, "the command line", strict=True)
         _edit(document, None, key, data.get(key))
+    elif value is None and _remove_any(document, key):
+        pass  # a key the schema does not know (a typo the loader reported), removed so the file loads again
     else:
-        raise ConfigError(f"Unknown setting {key!r}. Known settings: {', '.join(SETTABLE_KEYS)}.")
+        import difflib
+
+        close = difflib.get_close_matches(key, [spec.name for spec in SETTINGS], n=1)
+        hint = f"Did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"Unknown setting {key!r}. {hint}Known settings: {', '.join(SETTABLE_KEYS)}.")
     write_private(path, tomlkit.dumps(document))
     return data
+
+
+def _remove_any(document: Any, key: str) -> bool:
+    """Remove the key at the dotted path `key` (quoted parts allowed) if the file has it."""
+    from cfai_cli.core.toml_lines import split_key
+
+    parts = split_key(key)
+    if not parts:
+        return False
+    target = document
+    for part in parts[:-1]:
+        target = target.get(part) if hasattr(target, "get") else None
+        if target is None:
+            return False
+    if not hasattr(target, "get") or parts[-1] not in target:
+        return False
+    del target[parts[-1]]
+    return True
 
 
 def _edit(document: Any, table_name: str | None, key: str, value: Any) -> None:

@@ -14,7 +14,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -296,3 +296,17 @@ class KeyCache:
             self._conn = None
         self._version = None
         self._records.clear()
+
+
+def schema_problem(path: Path) -> str | None:
+    """What keeps the key store at `path` from being this cfai's (None: it is), read-only (`cfai doctor`)."""
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "api_keys" not in tables:
+                return None  # no key made yet: the table is created with the first one
+            have = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
+    except sqlite3.Error as exc:
+        return f"cannot be read ({exc})"
+    missing = sorted(set(_POLICY_COLUMNS) - have)
+    return f"the api_keys table lacks {', '.join(missing)} (made by an older cfai)" if missing else None

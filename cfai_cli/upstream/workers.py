@@ -82,7 +82,8 @@ class WorkersAIClient:
     ) -> None:
         if not is_account_id(account_id):
             raise ConfigError("CLOUDFLARE_ACCOUNT_ID looks wrong: expected the 32-character hex id of your account.")
-        self._base = f"{api_base.rstrip('/')}/accounts/{account_id}/ai"
+        self._api_base = api_base.rstrip("/")
+        self._base = f"{self._api_base}/accounts/{account_id}/ai"
         self.timeout = timeout
         self.max_retries = max_retries
         self._retried = [0]  # transient failures retried so far (a metric), shared with for_attempt's copies
@@ -229,6 +230,29 @@ class WorkersAIClient:
             if len(result) < 100 or page >= 50:
                 return items
             page += 1
+
+    async def get_json(self, url: str, params: Mapping[str, str | int] | None = None) -> Any:
+        """GET a Cloudflare API URL with this client's token (`cfai doctor`); the unwrapped `result`."""
+
+        async def attempt(remaining: float) -> Any:
+            request = httpx.Request("GET", url, params=params, headers=self._plain, extensions=_timeouts(remaining))
+            response = await self._transport.handle_async_request(request)
+            try:
+                raw = await response.aread()
+            finally:
+                await response.aclose()
+            return decode_json_result(response.status_code, response.headers.get("content-type", ""), raw,
+                                      response.headers)
+
+        return await self._with_retries(attempt)
+
+    async def verify_token(self) -> Any:
+        """GET {api_base}/user/tokens/verify: the token's id and status ("active") when Cloudflare knows it."""
+        return await self.get_json(f"{self._api_base}/user/tokens/verify")
+
+    async def models_page(self, per_page: int = 1) -> Any:
+        """One small page of GET /ai/models/search: the cheapest call that needs Workers AI read access."""
+        return await self.get_json(f"{self._base}/models/search", {"per_page": per_page})
 
     # ---- machinery -------------------------------------------------------------------------------
 

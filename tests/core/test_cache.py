@@ -146,7 +146,7 @@ def test_the_cache_table_of_config_toml(tmp_path: Any) -> None:
         with pytest.raises(ConfigError) as info:
             load_settings(environ=home)
         if line is not None:
-            assert info.value.message == f"{tmp_path / 'config.toml'}: {line}"
+            assert info.value.message.startswith(f"{tmp_path / 'config.toml'}:2: {line} ("), info.value.message
 
 
 def test_the_docs_example_is_the_defaults_switched_on() -> None:

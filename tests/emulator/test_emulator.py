@@ -577,3 +577,19 @@ async def test_cfai_client_sees_auth_failure() -> None:
             await client.run(LLAMA, {"prompt": "x"})
     finally:
         await client.aclose()
+
+
+async def test_token_verify_answers_as_cloudflare_does() -> None:
+    """`cfai doctor --offline` asks the emulator the token check: any bearer token is active, none is 401."""
+    transport = httpx.ASGITransport(app=create_emulator_app())
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        good = await client.get("/user/tokens/verify", headers={"authorization": "Bearer anything"})
+        assert good.status_code == 200
+        body = good.json()
+        assert body["success"] is True and body["result"]["status"] == "active" and len(body["result"]["id"]) == 32
+        missing = await client.get("/user/tokens/verify")
+        assert missing.status_code == 401 and missing.json()["errors"][0]["code"] == 10000
+        assert (await client.post("/user/tokens/verify", headers={"authorization": "Bearer x"})).status_code == 405
+    workers = WorkersAIClient(account_id="offline", api_token="t", api_base=BASE, timeout=5, transport=transport)
+    assert (await workers.verify_token())["status"] == "active"
+    assert len(await workers.models_page(per_page=2)) == 2
