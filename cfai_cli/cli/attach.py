@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cfai_cli.cli.textin import stdin_bytes
 from cfai_cli.core.sniff import Sniffed, decode_text, sniff
 from cfai_cli.errors import InvalidRequest
 
@@ -67,7 +68,7 @@ def read_attachment(source: str, stdin: Any) -> Attachment:
         return Attachment(source, url=source)
     what = "stdin" if source == "-" else source
     if source == "-":
-        data = read_stdin_bytes(stdin, MAX_FILE_BYTES + 1)
+        data = stdin_bytes(stdin, MAX_FILE_BYTES + 1)
     else:
         path = Path(source)
         try:
@@ -83,15 +84,6 @@ def read_attachment(source: str, stdin: Any) -> Attachment:
         raise InvalidRequest(f"{what} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB; cfai chat does not "
                              "attach files that big.", param="attachment", code="attachment_too_large")
     return classify(Path(source).name if source != "-" else "stdin", data, what)
-
-
-def read_stdin_bytes(stdin: Any, limit: int | None = None) -> bytes:
-    """stdin's bytes (its text when a test runner gives only a text stream)."""
-    buffer = getattr(stdin, "buffer", None)
-    if buffer is not None:
-        return bytes(buffer.read() if limit is None else buffer.read(limit))
-    text = stdin.read()
-    return text.encode("utf-8", errors="surrogateescape") if isinstance(text, str) else bytes(text)
 
 
 def piped_input(data: bytes, term: Terminal) -> tuple[str | None, Attachment | None]:

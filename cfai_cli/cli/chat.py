@@ -48,7 +48,7 @@ EPILOG = """Examples:
 def combine_prompt(prompt: str | None, piped: str | None) -> str | None:
     """The user's message: the prompt first, then a blank line, then the piped text (either may be absent)."""
     piped = piped.rstrip("\n") if piped and piped.strip() else None
-    prompt = prompt or None
+    prompt = prompt if prompt and prompt.strip() else None
     if prompt and piped:
         return f"{prompt}\n\n{piped}"
     return prompt or piped
@@ -146,7 +146,8 @@ def chat(
     timeout: TimeoutOption = None,
 ) -> None:
 
-    from cfai_cli.cli.attach import piped_input, read_attachment, read_stdin_bytes
+    from cfai_cli.cli.attach import piped_input, read_attachment
+    from cfai_cli.cli.textin import stdin_bytes
 
     sources = attach or []
     if request == "-" and "-" in sources:
@@ -155,9 +156,11 @@ def chat(
     attachments = [read_attachment(source, term.stdin) for source in sources]
     piped = None
     if request != "-" and "-" not in sources and not term.in_tty:
-        piped, from_stdin = piped_input(read_stdin_bytes(term.stdin), term)
+        piped, from_stdin = piped_input(stdin_bytes(term.stdin), term)
         attachments += [from_stdin] if from_stdin else []
     user_text = combine_prompt(prompt, piped)
+    if prompt is not None and user_text is None and not attachments and request is None:
+        raise typer.BadParameter("nothing to ask: the prompt is empty.", param_hint="PROMPT")
     base = read_request(request, term.stdin) if request is not None else None
     if responses or continue_:
         _responses(settings, term, base=base, user_text=user_text, model=model, system=system,
