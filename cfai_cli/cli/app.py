@@ -48,6 +48,9 @@ class _Boundary(TyperGroup):
             _fail(err.message, err.exit_code)
         except UsageError as err:  # a subcommand's flags or arguments, typer.BadParameter
             _usage_fail(err)
+        except UnicodeDecodeError:  # a command that reads text from stdin met bytes that are not UTF-8
+            _fail("stdin is not UTF-8 text; convert it first (iconv -f LATIN1 -t UTF-8), or pass the text as an "
+                  "argument.", ExitCode.INVALID_REQUEST)
         except (typer.Abort, EOFError):
             _fail("aborted: no input (stdin was closed or empty)", ExitCode.ERROR)
         except KeyboardInterrupt:
