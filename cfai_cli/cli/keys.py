@@ -61,9 +61,12 @@ def _split(text: str | None) -> list[str]:
 def keygen(
     invocation: typer.Context,
     name: Annotated[str, typer.Option("--name", help="A label to recognise the key by later.")] = "default",
-    rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=LIMIT_MAX, show_default=False, help="Requests per minute.")] = None,
-    rpd: Annotated[int | None, typer.Option("--rpd", min=1, max=LIMIT_MAX, show_default=False, help="Requests per day.")] = None,
-    tpm: Annotated[int | None, typer.Option("--tpm", min=1, max=LIMIT_MAX, show_default=False, help="Tokens per minute.")] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=LIMIT_MAX, show_default=False,
+                                            help="Requests per minute.")] = None,
+    rpd: Annotated[int | None, typer.Option("--rpd", min=1, max=LIMIT_MAX, show_default=False,
+                                            help="Requests per day.")] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", min=1, max=LIMIT_MAX, show_default=False,
+                                            help="Tokens per minute.")] = None,
     models: Annotated[str | None, typer.Option("--models", show_default=False, metavar="PATTERNS",
                                                help="Comma-separated model patterns this key may use, e.g. "
                                                     "'gpt-4o*,@cf/meta/*' (default: any).")] = None,

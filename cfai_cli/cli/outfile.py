@@ -20,6 +20,8 @@ def check_output(path: Path, *, param: str = "--output", force: bool = True) -> 
         raise typer.BadParameter(f"{shown} is a directory; give a file name (e.g. {path / 'out'}…).",
                                  param_hint=param)
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise typer.BadParameter(f"{parent} is a file, not a directory.", param_hint=param)
     if not parent.is_dir():
         raise typer.BadParameter(f"the directory {parent} does not exist; create it first (mkdir -p {parent}).",
                                  param_hint=param)

@@ -75,7 +75,7 @@ def _argvs(path: list[str], command: Any, directory: Path) -> Iterator[list[str]
     yield [*path, *offline, *base_args]
     for value in HOSTILE:
         value = value.replace("{dir}", str(directory))
-        for index, argument in enumerate(arguments):
+        for index in range(len(arguments)):
             args = [v for j, a in enumerate(arguments) for v in ([value] if j == index else _plausible(a))]
             yield [*path, *offline, *args]
         for option in options:
