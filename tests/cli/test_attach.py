@@ -83,17 +83,24 @@ def test_text_files_are_inlined_under_their_name(cli: Invoke, tmp_path: Path) ->
     assert "summarise" in text and "notes.md" in text and "first line" in text and "````" in text
 
 
-def test_audio_is_transcribed_first(cli: Invoke, tmp_path: Path) -> None:
-    clip = tmp_path / "memo.wav"
-    with wave.open(str(clip), "wb") as out:
+def _wav(path: Path) -> Path:
+    with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(16000)
         out.writeframes(b"\x00\x01" * 16000)
+    return path
+
+
+def test_audio_is_transcribed_first(cli: Invoke, tmp_path: Path) -> None:
+    clip = _wav(tmp_path / "memo.wav")
     result = cli("chat", "--offline", "--json", "--no-stream", "-a", str(clip), "summarise")
     assert result.exit_code == 0, result.stderr
     _, text = _answer(result.stdout)
     assert "memo.wav (transcript)" in text and "Offline speech" in text
+    piped = cli("chat", "--offline", "--json", "--no-stream", "summarise", input=clip.read_bytes())
+    assert piped.exit_code == 0, piped.stderr
+    assert "stdin (transcript)" in _answer(piped.stdout)[1]
 
 
 def test_attachments_through_responses(cli: Invoke, tmp_path: Path) -> None:
