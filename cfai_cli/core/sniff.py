@@ -27,22 +27,24 @@ _PREFIXES: tuple[tuple[bytes, Sniffed], ...] = (
     (b"GIF89a", Sniffed("image", "image/gif", "a GIF image")),
     (b"fLaC", Sniffed("audio", "audio/flac", "FLAC audio")),
     (b"OggS", Sniffed("audio", "audio/ogg", "Ogg audio")),
-    (b"ID3", Sniffed("audio", "audio/mpeg", "MP3 audio")),
     (b"\x1a\x45\xdf\xa3", Sniffed("audio", "audio/webm", "WebM audio")),
     (b"%PDF", Sniffed("binary", "application/pdf", "a PDF")),
     (b"PK\x03\x04", Sniffed("binary", "application/zip", "a zip archive (or an Office document)")),
     (b"\x1f\x8b", Sniffed("binary", "application/gzip", "gzip data")),
-    (b"BZh", Sniffed("binary", "application/x-bzip2", "bzip2 data")),
     (b"\xfd7zXZ\x00", Sniffed("binary", "application/x-xz", "xz data")),
     (b"(\xb5/\xfd", Sniffed("binary", "application/zstd", "zstd data")),
     (b"7z\xbc\xaf\x27\x1c", Sniffed("binary", "application/x-7z-compressed", "a 7z archive")),
     (b"\x7fELF", Sniffed("binary", "application/x-executable", "an ELF executable")),
-    (b"MZ", Sniffed("binary", "application/x-msdownload", "a Windows executable")),
     (b"\xcf\xfa\xed\xfe", Sniffed("binary", "application/x-mach-binary", "a Mach-O executable")),
     (b"SQLite format 3\x00", Sniffed("binary", "application/vnd.sqlite3", "an SQLite database")),
     (b"\xd0\xcf\x11\xe0", Sniffed("binary", "application/x-ole-storage", "an old Office document")),
 )
 _MP3_FRAME = Sniffed("audio", "audio/mpeg", "MP3 audio")
+# Magic numbers made of letters only count with the binary byte that follows them, so a text that happens to
+# start with "ID3", "BZh" or "MZ" stays text.
+_WORDY = ((b"ID3", b"\x02\x03\x04", _MP3_FRAME),
+          (b"BZh", b"123456789", Sniffed("binary", "application/x-bzip2", "bzip2 data")),
+          (b"MZ", b"\x90\x00\x50", Sniffed("binary", "application/x-msdownload", "a Windows executable")))
 _TEXT = Sniffed("text", "text/plain", "text")
 _BINARY = Sniffed("binary", "application/octet-stream", "binary data")
 _UTF_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
@@ -53,6 +55,10 @@ def sniff(data: bytes) -> Sniffed:
     for magic, kind in _PREFIXES:
         if data.startswith(magic):
             return kind
+    for magic, after, wordy in _WORDY:
+        if data.startswith(magic) and len(data) > len(magic) + 1 and data[len(magic)] in after and (
+                magic != b"BZh" or data[4:10] == b"1AY&SY"):
+            return wordy
     if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE"):
         webp = data[8:12] == b"WEBP"
         return Sniffed("image", "image/webp", "a WebP image") if webp else Sniffed("audio", "audio/wav", "WAV audio")

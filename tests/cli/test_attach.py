@@ -37,7 +37,10 @@ def _last_error(stderr: str) -> str:
 @pytest.mark.parametrize(("data", "category", "mime"), [
     (PNG, "image", "image/png"), (b"\xff\xd8\xff\xe0JFIF", "image", "image/jpeg"), (b"GIF89a..", "image", "image/gif"),
     (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image", "image/webp"), (b"RIFF\x00\x00\x00\x00WAVEfmt ", "audio", "audio/wav"),
-    (b"ID3\x04\x00", "audio", "audio/mpeg"), (b"\xff\xfb\x90\x00", "audio", "audio/mpeg"),
+    (b"ID3\x04\x00\x00", "audio", "audio/mpeg"), (b"ID3 tags name the song", "text", "text/plain"),
+    (b"MZ is a country code", "text", "text/plain"), (b"MZ\x90\x00\x03", "binary", "application/x-msdownload"),
+    (b"BZh91AY&SY\x00", "binary", "application/x-bzip2"), (b"BZh9 says hi", "text", "text/plain"),
+    (b"\xff\xfb\x90\x00", "audio", "audio/mpeg"),
     (b"fLaC\x00", "audio", "audio/flac"), (b"OggS\x00", "audio", "audio/ogg"),
     (b"\x00\x00\x00\x20ftypM4A ", "audio", "audio/mp4"), (b"%PDF-1.4", "binary", "application/pdf"),
     (b"PK\x03\x04", "binary", "application/zip"), (b"\x7fELF\x02", "binary", "application/x-executable"),
