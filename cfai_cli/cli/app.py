@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer._click.exceptions import UsageError  # Typer vendors click; BadParameter's own base class
 from typer.core import TyperGroup
 
 from cfai_cli import __version__
@@ -35,11 +36,24 @@ class _Boundary(TyperGroup):
     script, `python -m cfai_cli`, Typer's test runner) goes through it.
     """
 
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except UsageError as err:  # the root's own flags (`cfai --bogus`)
+            _usage_fail(err)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except CfaiError as err:
             _fail(err.message, err.exit_code)
+        except UsageError as err:  # a subcommand's flags or arguments, typer.BadParameter
+            _usage_fail(err)
+        except UnicodeDecodeError:  # a command that reads text from stdin met bytes that are not UTF-8
+            _fail("stdin is not UTF-8 text; convert it first (iconv -f LATIN1 -t UTF-8), or pass the text as an "
+                  "argument.", ExitCode.INVALID_REQUEST)
+        except (typer.Abort, EOFError):
+            _fail("aborted: no input (stdin was closed or empty)", ExitCode.ERROR)
         except KeyboardInterrupt:
             _fail("interrupted", ExitCode.INTERRUPTED)
 
@@ -49,6 +63,20 @@ def _fail(message: str, status: ExitCode) -> NoReturn:
 
     Terminal().error(message)
     raise typer.Exit(int(status))
+
+
+def _usage_fail(err: UsageError) -> NoReturn:
+    """A usage error as click shows it (usage line, where to find help), but ending in a `cfai:` line like
+    every other error, so scripts and people find the reason in the same place."""
+    from cfai_cli.cli.render import Terminal
+
+    term = Terminal()
+    if err.ctx is not None:
+        term.note(err.ctx.get_usage())
+        term.note(f"Try '{err.ctx.command_path} {err.ctx.help_option_names[0]}' for help.")
+    message = err.format_message()
+    term.error(message[:1].lower() + message[1:] if message[1:2].islower() else message)
+    raise typer.Exit(int(ExitCode.USAGE))
 
 
 app = typer.Typer(

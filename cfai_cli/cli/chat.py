@@ -17,6 +17,7 @@ from cfai_cli.cli.common import OfflineOption, TimeoutOption, UsageOption, compl
 from cfai_cli.settings import Settings
 
 if TYPE_CHECKING:
+    from cfai_cli.cli.attach import Attachment
     from cfai_cli.cli.render import Terminal
 
 HELP = """Ask a Workers AI model; the answer streams to stdout.
@@ -29,6 +30,8 @@ a blank line, then the piped text. Without a prompt on a terminal, cfai starts a
 EPILOG = """Examples:
 
   cfai chat "Explain HTTP/3 in two sentences"
+
+  cfai chat -a photo.jpg "what is this?"        (images, text files, audio; repeat -a)
 
   cfai chat -m gpt-4o-mini -s "Answer in French" "hello"
 
@@ -47,7 +50,7 @@ EPILOG = """Examples:
 def combine_prompt(prompt: str | None, piped: str | None) -> str | None:
     """The user's message: the prompt first, then a blank line, then the piped text (either may be absent)."""
     piped = piped.rstrip("\n") if piped and piped.strip() else None
-    prompt = prompt or None
+    prompt = prompt if prompt and prompt.strip() else None
     if prompt and piped:
         return f"{prompt}\n\n{piped}"
     return prompt or piped
@@ -137,54 +140,87 @@ def chat(
                             "or events, and --request takes a Responses body.")] = False,
     continue_: Annotated[bool, typer.Option(
         "-c", "--continue", help="Continue the last stored conversation (implies --responses).")] = False,
+    attach: Annotated[list[str] | None, typer.Option(
+        "-a", "--attach", metavar="FILE|URL|-",
+        help="Attach a file, an image URL or stdin (-), repeatable: images go to a vision model, text files "
+             "are inlined under their name, audio is transcribed first.", show_default=False)] = None,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
     show_usage: UsageOption = False,
 ) -> None:
 
+    from cfai_cli.cli.attach import piped_input, read_attachment
+    from cfai_cli.cli.textin import stdin_bytes
+
+    sources = attach or []
+    if request == "-" and "-" in sources:
+        raise typer.BadParameter("stdin can feed --request - or -a -, not both.", param_hint="--attach")
     term, settings = start(invocation.obj, offline=offline, timeout=timeout)
+    attachments = [read_attachment(source, term.stdin) for source in sources]
     piped = None
-    if request != "-" and not term.in_tty:
-        piped = term.stdin.read()
+    if request != "-" and "-" not in sources and not term.in_tty:
+        piped, from_stdin = piped_input(stdin_bytes(term.stdin), term)
+        attachments += [from_stdin] if from_stdin else []
     user_text = combine_prompt(prompt, piped)
+    if prompt is not None and user_text is None and not attachments and request is None:
+        raise typer.BadParameter("nothing to ask: the prompt is empty.", param_hint="PROMPT")
     base = read_request(request, term.stdin) if request is not None else None
     if responses or continue_:
         _responses(settings, term, base=base, user_text=user_text, model=model, system=system,
                    temperature=temperature, max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
-                   from_file=request, continue_=continue_, show_usage=show_usage)
+                   from_file=request, continue_=continue_, attachments=attachments,
+                   chosen=model is not None or "model" in (base or {}), show_usage=show_usage)
         return
     body = build_body(base=base, user_text=user_text, model=model, system=system, temperature=temperature,
                       max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
                       default_model=settings.default_model)
-    if base is None and user_text is None:
+    if base is None and user_text is None and not attachments:
         from cfai_cli.cli.interactive import chat_session
 
         check_session(settings, term, body["model"])
         chat_session(settings, body, term, json_out=json_out)
         return
-    _once(settings, body, term, json_out=json_out, from_file=request, show_usage=show_usage)
+    _once(settings, body, term, json_out=json_out, from_file=request, attachments=attachments,
+          has_prompt=user_text is not None, chosen=model is not None or "model" in (base or {}),
+          show_usage=show_usage)
 
 
 def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out: bool, from_file: str | None,
-          show_usage: bool = False) -> None:
+          attachments: list[Attachment], has_prompt: bool, chosen: bool, show_usage: bool = False) -> None:
     import asyncio
+    import copy
 
     from cfai_cli.cli.answer import ask
+    from cfai_cli.cli.attach import add_to_chat_body, content_parts, vision_model
     from cfai_cli.core.openai.base import validate_request
     from cfai_cli.core.openai.chat import ChatCompletionRequest
     from cfai_cli.errors import InvalidRequest
     from cfai_cli.service.context import open_context
 
-    try:
-        req = validate_request(ChatCompletionRequest, body)
-    except InvalidRequest as exc:
-        if from_file is None:
-            raise
-        raise InvalidRequest(f"--request {from_file}: {exc.message}", param=exc.param, code=exc.code) from None
+    def validated(body: dict[str, Any]) -> ChatCompletionRequest:
+        try:
+            return validate_request(ChatCompletionRequest, body)
+        except InvalidRequest as exc:
+            if from_file is None:
+                raise
+            raise InvalidRequest(f"--request {from_file}: {exc.message}", param=exc.param, code=exc.code) from None
+
+    # Checked before any attachment is fetched or transcribed (with a stand-in for what they will add).
+    draft = copy.deepcopy(body)
+    if attachments:
+        add_to_chat_body(draft, ["(attachments)"], [], has_prompt=has_prompt)
+    req = validated(draft)
 
     async def run() -> None:
         async with open_context(settings) as ctx:
-            await ask(ctx, req, term, json_out=json_out)
+            final = req
+            if attachments:
+                texts, images = await content_parts(ctx, attachments, term)
+                add_to_chat_body(body, texts, images, has_prompt=has_prompt)
+                if images:
+                    body["model"] = vision_model(settings, str(body.get("model")), term, chosen=chosen)
+                final = validated(body)
+            await ask(ctx, final, term, json_out=json_out)
             if show_usage:
                 report_spend(ctx, term)
 
@@ -194,9 +230,10 @@ def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out:
 def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | None, user_text: str | None,
                model: str | None, system: str | None, temperature: float | None, max_tokens: int | None,
                no_stream: bool, json_out: bool, from_file: str | None, continue_: bool,
-               show_usage: bool = False) -> None:
+               attachments: list[Attachment], chosen: bool, show_usage: bool = False) -> None:
     import asyncio
 
+    from cfai_cli.cli.attach import add_to_responses_body, content_parts, vision_model
     from cfai_cli.cli.respond import build_request, build_responses_body, last_response_id, respond, responses_session
     from cfai_cli.service.context import open_context
 
@@ -204,15 +241,26 @@ def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | Non
     body = build_responses_body(base=base, user_text=user_text, model=model, system=system, temperature=temperature,
                                 max_tokens=max_tokens, no_stream=no_stream, previous=previous,
                                 default_model=settings.default_model)
-    if base is None and user_text is None:
+    if base is None and user_text is None and not attachments:
         check_session(settings, term, body["model"])
         responses_session(settings, body, term, json_out=json_out)
         return
-    req = build_request(body, from_file)
+    # Checked before any attachment is fetched or transcribed (with a stand-in for what they will add).
+    draft = dict(body)
+    if attachments:
+        add_to_responses_body(draft, ["(attachments)"], [])
+    req = build_request(draft, from_file)
 
     async def run() -> None:
         async with open_context(settings) as ctx:
-            await respond(ctx, req, term, json_out=json_out)
+            final = req
+            if attachments:
+                texts, images = await content_parts(ctx, attachments, term)
+                add_to_responses_body(body, texts, images)
+                if images:
+                    body["model"] = vision_model(settings, str(body.get("model")), term, chosen=chosen)
+                final = build_request(body, from_file)
+            await respond(ctx, final, term, json_out=json_out)
             if show_usage:
                 report_spend(ctx, term)
 

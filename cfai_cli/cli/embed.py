@@ -47,16 +47,14 @@ def _read_lines(text: str, source: str) -> list[tuple[int, str]]:
     return lines
 
 
-def gather_texts(texts: list[str] | None, file: Path | None, stdin_text: str | None) -> list[tuple[int, str]]:
-    """Texts with their position: argument number, or line number in the file or stdin."""
+def gather_texts(texts: list[str] | None, file: Path | None, stdin_text: str | None,
+                 file_text: str | None = None) -> list[tuple[int, str]]:
+    """Texts with their position: argument number, or line number in the file (its text, read by the
+    caller through cli.textin) or stdin."""
     if file is not None and texts:
         raise typer.BadParameter("give texts as arguments or with --file, not both.", param_hint="--file")
     if file is not None:
-        try:
-            content = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise typer.BadParameter(f"cannot read {file}: {exc}", param_hint="--file") from None
-        return _read_lines(content, str(file))
+        return _read_lines(file_text or "", str(file))
     if texts:
         return list(enumerate(texts, start=1))
     if stdin_text is not None:
@@ -92,8 +90,11 @@ def embed(
     from cfai_cli.service.embeddings import create_embeddings
 
     term, settings = start(invocation.obj, offline=offline, timeout=timeout)
-    piped = term.stdin.read() if not term.in_tty and not texts and file is None else None
-    items = gather_texts(texts, file, piped)
+    from cfai_cli.cli.textin import read_file_text, read_stdin_text
+
+    piped = read_stdin_text(term, command="cfai embed") if not term.in_tty and not texts and file is None else None
+    content = read_file_text(file, term, command="cfai embed", param="--file") if file and not texts else None
+    items = gather_texts(texts, file, piped, content)
     inputs = [text for _, text in items] + ([similar] if similar is not None else [])
     body: dict[str, Any] = {"model": model, "input": inputs}
     if dimensions is not None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cfai_cli.cli.common import OfflineOption, TimeoutOption, UsageOption, complete_model, report_spend, start
+from cfai_cli.cli.outfile import check_output
 
 HELP = """Generate images with a Workers AI model and write them to files.
 
@@ -103,14 +104,15 @@ def image(
     from cfai_cli.service.images import GeneratedImage, create_images, images_response
 
     prompt, source = parse_args(args)
+    if not prompt.strip():
+        raise typer.BadParameter("nothing to draw: the prompt is empty.", param_hint="PROMPT")
     if mask is not None and source is None:
         raise typer.BadParameter("--mask goes with `cfai image edit`.", param_hint="--mask")
     if output == "-" and n > 1:
         raise typer.BadParameter("-o - writes one image; use -n 1.", param_hint="-o")
     targets = [] if output in (None, "-") else [numbered(Path(output), i, n) for i in range(n)]
-    existing = [str(p) for p in targets if p.exists()]
-    if existing and not force:
-        raise typer.BadParameter(f"{', '.join(existing)} exists; use --force to overwrite.", param_hint="-o")
+    for target in targets:  # before anything is generated: a drawing must not end in "cannot write"
+        check_output(target, param="-o", force=force)
 
     term, settings = start(invocation.obj, offline=offline, timeout=timeout)
     body: dict[str, Any] = {"prompt": prompt, "n": n, "model": model, "size": size, "seed": seed}

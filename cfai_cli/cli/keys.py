@@ -41,13 +41,20 @@ keys_app = typer.Typer(
 )
 
 
+LIMIT_MAX = 10**12  # stored as SQLite INTEGER (64-bit): a bigger --rpm/--rpd/--tpm is a usage error, not a crash
+
+
 def parse_duration(text: str) -> int:
     """'30d', '12h', '90m', '2w' -> seconds."""
     units = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
     value = text.strip().lower()
     if len(value) < 2 or not value[:-1].isdigit() or value[-1] not in units or int(value[:-1]) < 1:
         raise typer.BadParameter(f"{text!r}: use a number and a unit, e.g. 30d, 12h, 90m, 2w.", param_hint="--expires")
-    return int(value[:-1]) * units[value[-1]]
+    seconds = int(value[:-1]) * units[value[-1]]
+    if seconds > 100 * 365 * 86400:
+        raise typer.BadParameter(f"{text!r}: at most 100 years; omit --expires for a key that never expires.",
+                                 param_hint="--expires")
+    return seconds
 
 
 def _split(text: str | None) -> list[str]:
@@ -57,9 +64,12 @@ def _split(text: str | None) -> list[str]:
 def keygen(
     invocation: typer.Context,
     name: Annotated[str, typer.Option("--name", help="A label to recognise the key by later.")] = "default",
-    rpm: Annotated[int | None, typer.Option("--rpm", min=1, show_default=False, help="Requests per minute.")] = None,
-    rpd: Annotated[int | None, typer.Option("--rpd", min=1, show_default=False, help="Requests per day.")] = None,
-    tpm: Annotated[int | None, typer.Option("--tpm", min=1, show_default=False, help="Tokens per minute.")] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, max=LIMIT_MAX, show_default=False,
+                                            help="Requests per minute.")] = None,
+    rpd: Annotated[int | None, typer.Option("--rpd", min=1, max=LIMIT_MAX, show_default=False,
+                                            help="Requests per day.")] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", min=1, max=LIMIT_MAX, show_default=False,
+                                            help="Tokens per minute.")] = None,
     models: Annotated[str | None, typer.Option("--models", show_default=False, metavar="PATTERNS",
                                                help="Comma-separated model patterns this key may use, e.g. "
                                                     "'gpt-4o*,@cf/meta/*' (default: any).")] = None,

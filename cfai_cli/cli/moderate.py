@@ -50,7 +50,9 @@ def moderate(
 
     term, settings = start(invocation.obj, offline=offline, timeout=timeout)
     if text == "-":
-        text = term.stdin.read()
+        from cfai_cli.cli.textin import read_stdin_text
+
+        text = read_stdin_text(term, command="cfai moderate")
     if not text.strip():
         raise typer.BadParameter("nothing to check: the text is empty.", param_hint="TEXT")
     req = validate_request(ModerationRequest, {"model": model, "input": text})

@@ -31,14 +31,11 @@ EPILOG = """Examples:
 """
 
 
-def read_documents(file: Path | None, stdin_text: str | None) -> list[tuple[int, str]]:
-    """(1-based line number, text) of each non-blank line of the file or of stdin."""
+def read_documents(file: Path | None, stdin_text: str | None, file_text: str | None = None) -> list[tuple[int, str]]:
+    """(1-based line number, text) of each non-blank line of the file (its text, read by the caller through
+    cli.textin) or of stdin."""
     if file is not None and str(file) != "-":
-        try:
-            content = file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise typer.BadParameter(f"cannot read {file}: {exc}", param_hint="--file") from None
-        source = str(file)
+        content, source = file_text or "", str(file)
     elif stdin_text is not None:
         content, source = stdin_text, "stdin"
     else:
@@ -76,7 +73,12 @@ def rerank(
     if reads_stdin and term.in_tty:
         raise typer.BadParameter("no documents: give --file FILE, or pipe them on stdin (one per line).",
                                  param_hint="--file")
-    docs = read_documents(file, term.stdin.read() if reads_stdin else None)
+    from cfai_cli.cli.textin import read_file_text, read_stdin_text
+
+    piped = read_stdin_text(term, command="cfai rerank") if reads_stdin else None
+    content = None if reads_stdin or file is None else read_file_text(file, term, command="cfai rerank",
+                                                                      param="--file")
+    docs = read_documents(file, piped, content)
     req = validate_request(RerankRequest, {"model": model, "query": query, "documents": [t for _, t in docs],
                                            "top_n": top, "return_documents": True})
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, settings_from_flags
+from cfai_cli.cli.outfile import check_output
 
 HELP = """Speak TEXT (or text piped on stdin) and save the audio.
 
@@ -62,12 +63,16 @@ def speak(
     if output is None and term.out_tty:
         raise typer.BadParameter("refusing to write audio to a terminal: give -o FILE or redirect stdout.",
                                  param_hint="--output")
+    if output is not None:
+        check_output(output)
     settings = settings_from_flags(offline=offline, timeout=timeout, options=invocation.obj)
     if settings.offline:
         term.offline_warning()
-    text = " ".join(words) if words else None
+    text = " ".join(words).strip() if words else None
     if text is None and not term.in_tty:
-        text = term.stdin.read().strip()
+        from cfai_cli.cli.textin import read_stdin_text
+
+        text = read_stdin_text(term, command="cfai speak").strip()
     if not text:
         raise typer.BadParameter("nothing to say: give TEXT or pipe it on stdin.", param_hint="TEXT")
     response_format = fmt or (_BY_EXTENSION.get(output.suffix.lower(), "mp3") if output is not None else "mp3")

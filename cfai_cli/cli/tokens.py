@@ -56,7 +56,9 @@ def tokens(
     if text is None or text == "-":
         if term.in_tty:
             raise typer.BadParameter("nothing to count: give TEXT or pipe text on stdin.", param_hint="TEXT")
-        text = term.stdin.read()
+        from cfai_cli.cli.textin import read_stdin_text
+
+        text = read_stdin_text(term, command="cfai tokens")
     req = validate_request(TokenizeRequest, {"model": model, "input": text})
 
     async def run() -> TokenizeResult:

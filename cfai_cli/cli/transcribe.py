@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, start
+from cfai_cli.cli.outfile import check_output
 
 HELP = """Transcribe an audio file; the text goes to stdout (or to -o FILE).
 
@@ -109,6 +110,8 @@ def transcribe(
     from cfai_cli.service.context import open_context
 
     response_format = output_format(fmt, output)
+    if output is not None:
+        check_output(output)
     if json_out:  # checked before anything is printed or read
         response_format = json_format(fmt)
     term, settings = start(invocation.obj, offline=offline, timeout=timeout)
