@@ -41,6 +41,7 @@ from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes
 from cfai_cli.service.context import open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
+from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog
@@ -88,6 +89,7 @@ def create_app(
     """
     recorder = UsageRecorder(UsageLog(settings.database))
     limiter = RateLimiter(settings.database)
+    ledger = BudgetLedger(settings.database)  # per-key spend: Observe adds to it, KeyAuth checks budgets
     housekeeping = Housekeeping(settings)
 
     @asynccontextmanager
@@ -115,7 +117,7 @@ def create_app(
     table = [*routes(), *metrics_routes(), *pages]
     stack = [Middleware(SecurityHeaders),
              Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter, labels=RouteLabels(table),
-                        scrubber=scrubber, keys_required=not no_auth,
+                        scrubber=scrubber, keys_required=not no_auth, ledger=ledger,
                         cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}),
              Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
@@ -130,7 +132,7 @@ def create_app(
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
-                                max_in_flight=settings.max_in_flight_per_key, open_prefixes=files))
+                                max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger))
     app: Starlette = Starlette(routes=table, exception_handlers=HANDLERS, middleware=stack, lifespan=lifespan)
     app.state.max_body_bytes = max_body  # uploads (audio, image edits)
     app.state.max_json_bytes = min(max_body, int(settings.max_json_mb * 1024 * 1024))

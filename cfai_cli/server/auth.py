@@ -18,6 +18,7 @@ from cfai_cli.errors import (
     AuthenticationError,
     CfaiError,
     PermissionDenied,
+    QuotaExceeded,
     RateLimited,
 )
 from cfai_cli.server.errors import error_response
@@ -25,6 +26,7 @@ from cfai_cli.server.routes.common import request_record
 from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
 from cfai_cli.service.record import RequestRecord
+from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter
 
@@ -63,8 +65,9 @@ def scope_for(path: str) -> str | None:
 
 class KeyAuth:
     def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimiter, *, max_in_flight: int,
-                 open_prefixes: tuple[str, ...] = ()) -> None:
+                 open_prefixes: tuple[str, ...] = (), ledger: BudgetLedger | None = None) -> None:
         self.app = app
+        self.ledger = ledger or BudgetLedger(keys.path)
         self.keys = keys
         self.cache = keys.cache()
         self.limiter = limiter
@@ -159,6 +162,13 @@ class KeyAuth:
             raise PermissionDenied(
                 f"This key may not use the {needed} endpoints (its scopes: {', '.join(sorted(record.policy.scopes))}).",
                 code="insufficient_scope")
+        policy = record.policy
+        if policy.budgeted:  # before the rate limits: a refused request must not use up a rate window
+            refusal = await anyio.to_thread.run_sync(lambda: self.ledger.check(
+                record.id, per_day=policy.budget_neurons_per_day, per_month_usd=policy.budget_usd_per_month,
+                now=time.time()))
+            if refusal is not None:
+                raise QuotaExceeded(refusal.message, retry_after=refusal.retry_after)
         if not record.policy.limited:
             return record, {}
         decision = await anyio.to_thread.run_sync(

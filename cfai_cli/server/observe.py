@@ -37,6 +37,7 @@ from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
 from cfai_cli.server.routes.common import request_record
 from cfai_cli.service.cost import settle
 from cfai_cli.service.record import RequestRecord
+from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog, UsageRow
 
@@ -165,8 +166,9 @@ _UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/",
 class Observe:
     def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter,
                  labels: RouteLabels, scrubber: Scrubber | None = None, keys_required: bool = True,
-                 cache: Callable[[], dict[str, Any]] = dict) -> None:
+                 cache: Callable[[], dict[str, Any]] = dict, ledger: BudgetLedger | None = None) -> None:
         self.app = app
+        self.ledger = ledger or BudgetLedger(limiter.path)  # per-key spend for budgets (store.budgets)
         self.cache = cache  # the service context's cache (the catalogue's prices, once fetched: service.cost)
         self.recorder = recorder
         self.metrics = metrics
@@ -212,7 +214,22 @@ class Observe:
                     if record.neurons is not None:  # an SSE comment: clients skip it, a person can read it
                         message["body"] = body = body + neuron_comment(record)
                 watch.chunk(body)
+                if not message.get("more_body", False):
+                    await charge_budget()  # before the client has the whole answer (store.budgets)
             await send(message)
+
+        charged = False
+
+        async def charge_budget() -> None:
+            nonlocal charged
+            key = scope.get("state", {}).get("cfai_key")
+            if charged or key is None or not key.policy.budgeted:
+                return
+            charged = True
+            settle(record, self.cache())
+            if record.neurons:
+                neurons = record.neurons
+                await anyio.to_thread.run_sync(lambda: self.ledger.add(key.id, neurons, now=time.time()))
 
         scrubber = self.scrubber
         # A stream's neurons as a trailing SSE comment only when asked: it changes the stream's last bytes, which
@@ -225,6 +242,8 @@ class Observe:
         finally:
             self.metrics.finished()
             settle(record, self.cache())  # a stream the client left early, an answer that never started
+            with anyio.CancelScope(shield=True):  # a client gone mid-answer still spent what its calls cost
+                await charge_budget()
             self._record(scope, record, watch, time.perf_counter() - start)
 
     def _record(self, scope: Scope, record: RequestRecord, watch: _Watch, seconds: float) -> None:
