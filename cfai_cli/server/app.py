@@ -33,6 +33,7 @@ from cfai_cli.server.errors import HANDLERS, install_redaction
 from cfai_cli.server.guards import ConcurrencyCap, SecurityHeaders
 from cfai_cli.server.housekeeping import Housekeeping
 from cfai_cli.server.loopback import LoopbackOnly
+from cfai_cli.server.meter import AccountMeter
 from cfai_cli.server.metrics import Metrics, RouteLabels
 from cfai_cli.server.observe import Observe, UsageRecorder
 from cfai_cli.server.routes import routes
@@ -95,7 +96,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         install_redaction(scrubber)  # again: uvicorn has set up its own log handlers by now
-        async with open_context(settings, transport=transport, image_transport=image_transport) as ctx:
+        # The router's daily caps per Cloudflare account read what the usage log (and the recorder) say was spent.
+        meter = AccountMeter(UsageLog(settings.database), recorder)
+        async with open_context(settings, transport=transport, image_transport=image_transport, meter=meter) as ctx:
             app.state.ctx = ctx
             recorder.start()
             housekeeping.start()

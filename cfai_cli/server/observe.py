@@ -53,17 +53,27 @@ class UsageRecorder:
         self.interval = interval
         self._rows: list[UsageRow] = []
         self._task: asyncio.Task[None] | None = None
+        # Neurons per account in the rows not yet in the database (queued, or being written), for the daily
+        # caps (server.meter); `written` counts the batches written, so a cached reading knows it is stale.
+        self.pending: dict[str, float] = {}
+        self.writing: dict[str, float] = {}
+        self.written = 0
 
     def add(self, row: UsageRow) -> None:
         self._rows.append(row)
+        if row.account is not None and row.neurons:
+            self.pending[row.account] = self.pending.get(row.account, 0.0) + row.neurons
 
     async def flush(self) -> None:
         rows, self._rows = self._rows, []
+        self.writing, self.pending = self.pending, {}
         if rows:
             try:
                 await anyio.to_thread.run_sync(self.usage.write, rows)
             except Exception as exc:  # a full disk must not take the proxy down; the rows are reported
                 log.error("could not write %d usage rows: %s", len(rows), exc)
+        self.writing = {}
+        self.written += 1
 
     async def _loop(self) -> None:
         while True:
