@@ -172,3 +172,39 @@ async def test_offline_emulator_bills_and_the_sdk_sees_insufficient_quota(settin
         with pytest.raises(openai.RateLimitError) as refused:
             await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     assert refused.value.code == "insufficient_quota" and "neurons per day" in refused.value.message
+
+
+async def test_a_streams_estimated_cost_counts_too(settings: Settings) -> None:
+    # The emulator's streams report no neurons: cfai estimates them at the stream's end (for a model in the
+    # published prices), and that counts.
+    key, key_id = budgeted(settings, budget_neurons_per_day=1e-6)
+    priced = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+    async with offline_raw(settings, key) as raw:
+        stream = await raw.post("/chat/completions", json={**CHAT, "model": priced, "stream": True})
+        assert stream.status_code == 200 and "data: [DONE]" in stream.text
+        today, _ = BudgetLedger(settings.database).spent(key_id, now=time.time())
+        assert today > 0
+        refusal(await raw.post("/chat/completions", json={**CHAT, "model": priced, "stream": True}))
+
+
+async def test_the_spend_is_recorded_before_the_answer_ends(settings: Settings) -> None:
+    # A client that has the whole answer may send its next request at once (to any worker): the ledger must
+    # already have this one's cost, so the check happens as the last body message leaves the app.
+    key, key_id = budgeted(settings, budget_neurons_per_day=1000)
+    app = create_app(settings, transport=httpx.MockTransport(Billing()))
+    seen: list[float] = []
+
+    async def outside(scope: Any, receive: Any, send: Any) -> None:
+        async def watching(message: Any) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                seen.append(BudgetLedger(settings.database).spent(key_id, now=time.time())[0])
+            await send(message)
+
+        await app(scope, receive, watching if scope["type"] == "http" else send)
+
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=outside), base_url="http://proxy.test",
+            headers={"Authorization": f"Bearer {key}"}) as client:
+        for _ in range(2):
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    assert seen == [COST, 2 * COST]
