@@ -1,4 +1,4 @@
-"""Who may call the proxy: key authentication, scopes per route, model patterns and rate limits.
+"""Who may call the proxy: key authentication, scopes per route, model patterns, spend budgets and rate limits.
 
 Imports starlette, anyio, store, core and errors; pure ASGI middleware in front of every route but
 /health (whose `?detail=1` needs an admin key). Keys are checked against the hashed store on every

@@ -17,6 +17,8 @@ the usage row; `x-cfai-cache` says what the response cache did (service.cache), 
 reported it (`measured`) or cfai estimated it from published prices (`estimated`; service.cost, docs/cost.md).
 A stream's headers go before its count is known: the usage row has it, and a stream asked with the request
 header `x-cfai-neurons: trailer` ends with an SSE comment `: x-cfai-neurons=N measured` after its last event.
+A key with a budget has its request's neurons added to the spend ledger (store.budgets) before the answer's
+last bytes are sent, so its next request, to any worker, is judged with them counted.
 """
 
 from __future__ import annotations
