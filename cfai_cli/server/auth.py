@@ -39,6 +39,8 @@ _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("messages", "chat"), ("com
            ("metrics", "admin"), ("health", "admin"), ("admin/", "admin"),
            ("ui/api/models", "models"), ("ui/api/usage", "admin"))
 
+SPENDING_SCOPES = frozenset({"chat", "embeddings", "images", "audio"})  # routes whose requests call Workers AI
+
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The key from `Authorization: Bearer`, `api-key` (Azure-style) or `x-api-key`."""
@@ -163,7 +165,9 @@ class KeyAuth:
                 f"This key may not use the {needed} endpoints (its scopes: {', '.join(sorted(record.policy.scopes))}).",
                 code="insufficient_scope")
         policy = record.policy
-        if policy.budgeted:  # before the rate limits: a refused request must not use up a rate window
+        # Before the rate limits (a refused request must not use up a rate window), and only where a request can
+        # spend neurons: a key out of budget may still list models and, with admin, look at its usage.
+        if policy.budgeted and needed in SPENDING_SCOPES:
             refusal = await anyio.to_thread.run_sync(lambda: self.ledger.check(
                 record.id, per_day=policy.budget_neurons_per_day, per_month_usd=policy.budget_usd_per_month,
                 now=time.time()))

@@ -92,6 +92,7 @@ async def test_a_day_budget_cuts_off_exactly_across_two_workers(settings: Settin
             assert "25 neurons per day" in error["message"] and "30.00 spent today" in error["message"]
             assert "resets at" in error["message"] and "00:00 UTC" in error["message"]
         assert billing.calls == 3  # refused before any upstream call
+        assert (await first.get(f"/v1/route-check?model={MODEL}")).status_code == 200  # spends nothing: served
 
 
 async def test_concurrent_requests_only_those_in_flight_go_over(settings: Settings) -> None:
