@@ -29,6 +29,8 @@ KEYGEN_EPILOG = """Examples:
 
   KEY=$(cfai keygen --name ci --rpm 60 --models 'gpt-4o-mini,@cf/meta/*' --scopes chat,models --expires 30d)
 
+  KEY=$(cfai keygen --name intern --budget-neurons-per-day 2000 --budget-usd-per-month 5)
+
   OPENAI_API_KEY=$(cfai keygen) python my_app.py
 """
 
@@ -80,6 +82,12 @@ def keygen(
                                                 help="Expire after e.g. 30d, 12h or 2w.")] = None,
     cache: Annotated[bool, typer.Option("--cache", help="Its requests use the response cache without asking, "
                                         "when [cache] is enabled (see docs/cache.md).")] = False,
+    budget_neurons_per_day: Annotated[float | None, typer.Option(
+        "--budget-neurons-per-day", min=0.001, show_default=False, metavar="N",
+        help="Refuse its requests once it has spent N neurons since 00:00 UTC (docs/cost.md).")] = None,
+    budget_usd_per_month: Annotated[float | None, typer.Option(
+        "--budget-usd-per-month", min=0.000001, show_default=False, metavar="USD",
+        help="Refuse its requests once it has spent this many dollars (list price) this calendar month.")] = None,
 ) -> None:
     import time
 
@@ -91,7 +99,8 @@ def keygen(
     policy = KeyPolicy(
         scopes=frozenset(SCOPES) if chosen == ["all"] else (frozenset(chosen) if chosen else DEFAULT_SCOPES),
         models=tuple(_split(models)), rpm=rpm, rpd=rpd, tpm=tpm,
-        expires_at=int(time.time()) + parse_duration(expires) if expires else None, cache=cache)
+        expires_at=int(time.time()) + parse_duration(expires) if expires else None, cache=cache,
+        budget_neurons_per_day=budget_neurons_per_day, budget_usd_per_month=budget_usd_per_month)
     term = Terminal(options=invocation.obj)
     database = locations().database
     key, record = create_key(KeyStore(database), name, policy)
@@ -111,6 +120,10 @@ def describe(record: KeyRecord) -> str:
         parts.append(f"expires {_when(p.expires_at)}")
     if p.cache:
         parts.append("response cache")
+    if p.budget_neurons_per_day is not None:
+        parts.append(f"budget {p.budget_neurons_per_day:,g} neurons/day")
+    if p.budget_usd_per_month is not None:
+        parts.append(f"budget ${p.budget_usd_per_month:,g}/month")
     return "; ".join(parts)
 
 
@@ -189,7 +202,7 @@ def revoke(invocation: typer.Context,
     Terminal(options=invocation.obj).note(f"Revoked {key_id}.")
 
 
-UNSETTABLE = ("scopes", "models", "rpm", "rpd", "tpm", "expires")
+UNSETTABLE = ("scopes", "models", "rpm", "rpd", "tpm", "expires", "budget-neurons-per-day", "budget-usd-per-month")
 
 
 @keys_app.command("set", epilog="Examples:\n\n  cfai keys set key_0123456789abcdef --rpm 120 --models '@cf/meta/*'\n\n"
@@ -211,9 +224,16 @@ def set_policy(
                                                 help="Expire this long from now, e.g. 30d, 12h or 2w.")] = None,
     cache: Annotated[bool | None, typer.Option("--cache/--no-cache", show_default=False,
                                                help="Use the response cache without asking, or stop.")] = None,
+    budget_neurons_per_day: Annotated[float | None, typer.Option(
+        "--budget-neurons-per-day", min=0.001, show_default=False, metavar="N",
+        help="Refuse its requests once it has spent N neurons since 00:00 UTC (docs/cost.md).")] = None,
+    budget_usd_per_month: Annotated[float | None, typer.Option(
+        "--budget-usd-per-month", min=0.000001, show_default=False, metavar="USD",
+        help="Refuse its requests once it has spent this many dollars (list price) this calendar month.")] = None,
     unset: Annotated[str | None, typer.Option("--unset", show_default=False, metavar="FIELDS",
                                               help="Comma-separated fields back to their default: scopes, models, "
-                                                   "rpm, rpd, tpm, expires.")] = None,
+                                                   "rpm, rpd, tpm, expires, budget-neurons-per-day, "
+                                                   "budget-usd-per-month.")] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Change a live key's policy (what `PATCH /v1/admin/keys/{id}` changes); its secret stays the same.
@@ -227,12 +247,14 @@ def set_policy(
 
     changes: dict[str, object] = {"name": name, "scopes": _split(scopes) if scopes is not None else None,
                                   "models": _split(models) if models is not None else None, "rpm": rpm,
-                                  "rpd": rpd, "tpm": tpm, "expires_in": expires, "cache": cache}
+                                  "rpd": rpd, "tpm": tpm, "expires_in": expires, "cache": cache,
+                                  "budget_neurons_per_day": budget_neurons_per_day,
+                                  "budget_usd_per_month": budget_usd_per_month}
     body = {k: v for k, v in changes.items() if v is not None}
     for field in _split(unset):
         if field not in UNSETTABLE:
             raise typer.BadParameter(f"{field!r}: choose from {', '.join(UNSETTABLE)}", param_hint="--unset")
-        target = "expires_at" if field == "expires" else field
+        target = "expires_at" if field == "expires" else field.replace("-", "_")
         if target in body or (field == "expires" and "expires_in" in body):
             raise typer.BadParameter(f"{field!r} is both set and unset", param_hint="--unset")
         body[target] = None

@@ -24,6 +24,9 @@ Pattern = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern
 Limit = Annotated[int, Field(ge=1, le=1_000_000_000)]
 # `cfai keygen --expires`: a number and a unit (minutes, hours, days, weeks).
 Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,5}[mhdw]$")]
+# Budgets (docs/cost.md): neurons per UTC day, USD at list price per calendar month; more than zero.
+Neurons = Annotated[float, Field(gt=0, le=1e12, allow_inf_nan=False)]
+Dollars = Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
 Stamp = Annotated[int, Field(ge=0, le=253_402_300_799)]  # up to the year 9999
 
 
@@ -45,11 +48,18 @@ class KeyCreate(_Body):
     expires_in: Duration | None = Field(None, description="Expire after e.g. 30d, 12h, 90m or 2w.")
     expires_at: Stamp | None = Field(None, description="Expire at this Unix time (instead of expires_in).")
     cache: bool = Field(False, description="Its requests use the response cache without asking.")
+    budget_neurons_per_day: Neurons | None = Field(
+        None, description="Refuse the key's requests (429 insufficient_quota) once it has spent this many neurons "
+                          "since 00:00 UTC.")
+    budget_usd_per_month: Dollars | None = Field(
+        None, description="Refuse the key's requests once it has spent this many US dollars (neurons at list "
+                          "price) this calendar month (UTC).")
 
 
 class KeyUpdate(_Body):
     """PATCH /v1/admin/keys/{id}: the fields sent are changed, the others kept; null resets a field to its
-    default (scopes: every one but admin; models: any; rpm, rpd, tpm: no limit; expiry: never; cache: off)."""
+    default (scopes: every one but admin; models: any; rpm, rpd, tpm, budgets: no limit; expiry: never; cache:
+    off)."""
 
     name: Name = "default"  # never null: a key always has a name
     scopes: Annotated[list[Scope], Field(min_length=1, max_length=8)] | None = None
@@ -60,6 +70,8 @@ class KeyUpdate(_Body):
     expires_in: Duration | None = None
     expires_at: Stamp | None = None
     cache: bool | None = None
+    budget_neurons_per_day: Neurons | None = None
+    budget_usd_per_month: Dollars | None = None
 
 
 def refuse_unknown(model: type[BaseModel], data: Mapping[str, Any]) -> None:

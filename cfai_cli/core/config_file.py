@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from cfai_cli.core.cache import CACHE_ROUTES, CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, is_account_id, validate_model_id
+from cfai_cli.core.cost import FREE_NEURONS_PER_DAY
 from cfai_cli.core.routing import (
     DEFAULT_UPSTREAM,
     FAILURE_KINDS,
@@ -199,18 +200,25 @@ class CloudflareUpstream(_Upstream):
     api_token: Strings | None = Field(default=None, repr=False)
     api_token_env: EnvNames | None = None
     api_base: HttpUrl | None = None
+    # A daily cap on the account's neurons (docs/cost.md): the router skips it once spent, until 00:00 UTC.
+    daily_neurons: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    free_tier_only: bool = False  # the cap is the free allocation, 10,000 neurons a day
 
     @model_validator(mode="after")
     def _has_a_token(self) -> CloudflareUpstream:
         if not self.api_token and not self.api_token_env:
             raise ValueError("give api_token_env (the variable holding the token) or api_token")
+        if self.free_tier_only and self.daily_neurons is not None:
+            raise ValueError("give daily_neurons or free_tier_only = true (a cap of 10,000), not both")
         return self
 
     def runtime(self, name: str) -> UpstreamConfig:
         creds = [Credential(value=v) for v in self.api_token or ()] + [Credential(env=e)
                                                                       for e in self.api_token_env or ()]
+        cap = float(FREE_NEURONS_PER_DAY) if self.free_tier_only else self.daily_neurons
         return UpstreamConfig(name, "cloudflare", tuple(creds), account_id=self.account_id, base_url=self.api_base,
-                              timeout=self.timeout, cooldown=self.cooldown_seconds, failover_on=self.failover_on)
+                              timeout=self.timeout, cooldown=self.cooldown_seconds, failover_on=self.failover_on,
+                              daily_neurons=cap)
 
 
 class OpenAIUpstream(_Upstream):

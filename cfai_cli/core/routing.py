@@ -67,6 +67,7 @@ class UpstreamConfig:
     # openai, anthropic: request fields passed on besides the OpenAI schema's (anthropic: into the Messages body)
     extra_fields: frozenset[str] = frozenset()
     anthropic_version: str | None = None  # anthropic: the anthropic-version header
+    daily_neurons: float | None = None  # cloudflare: skip the account once it spent this many today (UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +133,7 @@ def public_routing(config: RoutingConfig) -> dict[str, Any]:
             shown["account_id"] = u.account_id
         if u.base_url:
             shown["base_url"] = u.base_url
-        for name in ("timeout", "cooldown"):
+        for name in ("timeout", "cooldown", "daily_neurons"):
             if getattr(u, name) is not None:
                 shown[name] = getattr(u, name)
         if u.failover_on is not None:

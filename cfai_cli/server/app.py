@@ -33,6 +33,7 @@ from cfai_cli.server.errors import HANDLERS, install_redaction
 from cfai_cli.server.guards import ConcurrencyCap, SecurityHeaders
 from cfai_cli.server.housekeeping import Housekeeping
 from cfai_cli.server.loopback import LoopbackOnly
+from cfai_cli.server.meter import AccountMeter
 from cfai_cli.server.metrics import Metrics, RouteLabels
 from cfai_cli.server.observe import Observe, UsageRecorder
 from cfai_cli.server.routes import routes
@@ -41,6 +42,7 @@ from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes
 from cfai_cli.service.context import open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
+from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog
@@ -88,12 +90,15 @@ def create_app(
     """
     recorder = UsageRecorder(UsageLog(settings.database))
     limiter = RateLimiter(settings.database)
+    ledger = BudgetLedger(settings.database)  # per-key spend: Observe adds to it, KeyAuth checks budgets
     housekeeping = Housekeeping(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         install_redaction(scrubber)  # again: uvicorn has set up its own log handlers by now
-        async with open_context(settings, transport=transport, image_transport=image_transport) as ctx:
+        # The router's daily caps per Cloudflare account read what the usage log (and the recorder) say was spent.
+        meter = AccountMeter(UsageLog(settings.database), recorder)
+        async with open_context(settings, transport=transport, image_transport=image_transport, meter=meter) as ctx:
             app.state.ctx = ctx
             recorder.start()
             housekeeping.start()
@@ -115,7 +120,7 @@ def create_app(
     table = [*routes(), *metrics_routes(), *pages]
     stack = [Middleware(SecurityHeaders),
              Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter, labels=RouteLabels(table),
-                        scrubber=scrubber, keys_required=not no_auth,
+                        scrubber=scrubber, keys_required=not no_auth, ledger=ledger,
                         cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}),
              Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
@@ -130,7 +135,7 @@ def create_app(
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
-                                max_in_flight=settings.max_in_flight_per_key, open_prefixes=files))
+                                max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger))
     app: Starlette = Starlette(routes=table, exception_handlers=HANDLERS, middleware=stack, lifespan=lifespan)
     app.state.max_body_bytes = max_body  # uploads (audio, image edits)
     app.state.max_json_bytes = min(max_body, int(settings.max_json_mb * 1024 * 1024))

@@ -1,4 +1,4 @@
-"""Who may call the proxy: key authentication, scopes per route, model patterns and rate limits.
+"""Who may call the proxy: key authentication, scopes per route, model patterns, spend budgets and rate limits.
 
 Imports starlette, anyio, store, core and errors; pure ASGI middleware in front of every route but
 /health (whose `?detail=1` needs an admin key). Keys are checked against the hashed store on every
@@ -18,6 +18,7 @@ from cfai_cli.errors import (
     AuthenticationError,
     CfaiError,
     PermissionDenied,
+    QuotaExceeded,
     RateLimited,
 )
 from cfai_cli.server.errors import error_response
@@ -25,6 +26,7 @@ from cfai_cli.server.routes.common import request_record
 from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
 from cfai_cli.service.record import RequestRecord
+from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter
 
@@ -36,6 +38,8 @@ _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("messages", "chat"), ("com
            ("images/", "images"), ("audio/", "audio"), ("models", "models"), ("route-check", "models"),
            ("metrics", "admin"), ("health", "admin"), ("admin/", "admin"),
            ("ui/api/models", "models"), ("ui/api/usage", "admin"))
+
+SPENDING_SCOPES = frozenset({"chat", "embeddings", "images", "audio"})  # routes whose requests call Workers AI
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -63,8 +67,9 @@ def scope_for(path: str) -> str | None:
 
 class KeyAuth:
     def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimiter, *, max_in_flight: int,
-                 open_prefixes: tuple[str, ...] = ()) -> None:
+                 open_prefixes: tuple[str, ...] = (), ledger: BudgetLedger | None = None) -> None:
         self.app = app
+        self.ledger = ledger or BudgetLedger(keys.path)
         self.keys = keys
         self.cache = keys.cache()
         self.limiter = limiter
@@ -159,6 +164,15 @@ class KeyAuth:
             raise PermissionDenied(
                 f"This key may not use the {needed} endpoints (its scopes: {', '.join(sorted(record.policy.scopes))}).",
                 code="insufficient_scope")
+        policy = record.policy
+        # Before the rate limits (a refused request must not use up a rate window), and only where a request can
+        # spend neurons: a key out of budget may still list models and, with admin, look at its usage.
+        if policy.budgeted and needed in SPENDING_SCOPES:
+            refusal = await anyio.to_thread.run_sync(lambda: self.ledger.check(
+                record.id, per_day=policy.budget_neurons_per_day, per_month_usd=policy.budget_usd_per_month,
+                now=time.time()))
+            if refusal is not None:
+                raise QuotaExceeded(refusal.message, retry_after=refusal.retry_after)
         if not record.policy.limited:
             return record, {}
         decision = await anyio.to_thread.run_sync(

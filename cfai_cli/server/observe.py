@@ -17,6 +17,8 @@ the usage row; `x-cfai-cache` says what the response cache did (service.cache), 
 reported it (`measured`) or cfai estimated it from published prices (`estimated`; service.cost, docs/cost.md).
 A stream's headers go before its count is known: the usage row has it, and a stream asked with the request
 header `x-cfai-neurons: trailer` ends with an SSE comment `: x-cfai-neurons=N measured` after its last event.
+A key with a budget has its request's neurons added to the spend ledger (store.budgets) before the answer's
+last bytes are sent, so its next request, to any worker, is judged with them counted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
 from cfai_cli.server.routes.common import request_record
 from cfai_cli.service.cost import settle
 from cfai_cli.service.record import RequestRecord
+from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog, UsageRow
 
@@ -52,17 +55,27 @@ class UsageRecorder:
         self.interval = interval
         self._rows: list[UsageRow] = []
         self._task: asyncio.Task[None] | None = None
+        # Neurons per account in the rows not yet in the database (queued, or being written), for the daily
+        # caps (server.meter); `written` counts the batches written, so a cached reading knows it is stale.
+        self.pending: dict[str, float] = {}
+        self.writing: dict[str, float] = {}
+        self.written = 0
 
     def add(self, row: UsageRow) -> None:
         self._rows.append(row)
+        if row.account is not None and row.neurons:
+            self.pending[row.account] = self.pending.get(row.account, 0.0) + row.neurons
 
     async def flush(self) -> None:
         rows, self._rows = self._rows, []
+        self.writing, self.pending = self.pending, {}
         if rows:
             try:
                 await anyio.to_thread.run_sync(self.usage.write, rows)
             except Exception as exc:  # a full disk must not take the proxy down; the rows are reported
                 log.error("could not write %d usage rows: %s", len(rows), exc)
+        self.writing = {}
+        self.written += 1
 
     async def _loop(self) -> None:
         while True:
@@ -165,8 +178,9 @@ _UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/",
 class Observe:
     def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter,
                  labels: RouteLabels, scrubber: Scrubber | None = None, keys_required: bool = True,
-                 cache: Callable[[], dict[str, Any]] = dict) -> None:
+                 cache: Callable[[], dict[str, Any]] = dict, ledger: BudgetLedger | None = None) -> None:
         self.app = app
+        self.ledger = ledger or BudgetLedger(limiter.path)  # per-key spend for budgets (store.budgets)
         self.cache = cache  # the service context's cache (the catalogue's prices, once fetched: service.cost)
         self.recorder = recorder
         self.metrics = metrics
@@ -212,7 +226,22 @@ class Observe:
                     if record.neurons is not None:  # an SSE comment: clients skip it, a person can read it
                         message["body"] = body = body + neuron_comment(record)
                 watch.chunk(body)
+                if not message.get("more_body", False):
+                    await charge_budget()  # before the client has the whole answer (store.budgets)
             await send(message)
+
+        charged = False
+
+        async def charge_budget() -> None:
+            nonlocal charged
+            key = scope.get("state", {}).get("cfai_key")
+            if charged or key is None or not key.policy.budgeted:
+                return
+            charged = True
+            settle(record, self.cache())
+            if record.neurons:
+                neurons = record.neurons
+                await anyio.to_thread.run_sync(lambda: self.ledger.add(key.id, neurons, now=time.time()))
 
         scrubber = self.scrubber
         # A stream's neurons as a trailing SSE comment only when asked: it changes the stream's last bytes, which
@@ -225,6 +254,8 @@ class Observe:
         finally:
             self.metrics.finished()
             settle(record, self.cache())  # a stream the client left early, an answer that never started
+            with anyio.CancelScope(shield=True):  # a client gone mid-answer still spent what its calls cost
+                await charge_budget()
             self._record(scope, record, watch, time.perf_counter() - start)
 
     def _record(self, scope: Scope, record: RequestRecord, watch: _Watch, seconds: float) -> None:

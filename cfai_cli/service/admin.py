@@ -30,7 +30,8 @@ def key_view(record: KeyRecord) -> dict[str, Any]:
     return {"object": "api_key", "id": record.id, "name": record.name, "hint": record.hint,
             "created_at": record.created_at, "revoked_at": record.revoked_at, "expires_at": p.expires_at,
             "active": record.active(time.time()), "scopes": sorted(p.scopes), "models": list(p.models),
-            "rpm": p.rpm, "rpd": p.rpd, "tpm": p.tpm, "cache": p.cache}
+            "rpm": p.rpm, "rpd": p.rpd, "tpm": p.tpm, "cache": p.cache,
+            "budget_neurons_per_day": p.budget_neurons_per_day, "budget_usd_per_month": p.budget_usd_per_month}
 
 
 def _scopes(chosen: Sequence[str] | None) -> frozenset[str]:
@@ -47,7 +48,9 @@ def _expiry(expires_in: str | None, expires_at: int | None, now: float) -> int |
 
 def policy_of(body: KeyCreate, *, now: float) -> KeyPolicy:
     return KeyPolicy(scopes=_scopes(body.scopes), models=tuple(body.models), rpm=body.rpm, rpd=body.rpd,
-                     tpm=body.tpm, expires_at=_expiry(body.expires_in, body.expires_at, now), cache=body.cache)
+                     tpm=body.tpm, expires_at=_expiry(body.expires_in, body.expires_at, now), cache=body.cache,
+                     budget_neurons_per_day=body.budget_neurons_per_day,
+                     budget_usd_per_month=body.budget_usd_per_month)
 
 
 def create_key(store: KeyStore, name: str, policy: KeyPolicy) -> tuple[str, KeyRecord]:
@@ -91,7 +94,9 @@ def update_key(store: KeyStore, key_id: str, body: KeyUpdate, *, keep_admin: boo
         changes["scopes"] = _scopes(body.scopes)
     if "models" in sent:
         changes["models"] = tuple(body.models or ())
-    for name, value in (("rpm", body.rpm), ("rpd", body.rpd), ("tpm", body.tpm)):
+    for name, value in (("rpm", body.rpm), ("rpd", body.rpd), ("tpm", body.tpm),
+                        ("budget_neurons_per_day", body.budget_neurons_per_day),
+                        ("budget_usd_per_month", body.budget_usd_per_month)):
         if name in sent:
             changes[name] = value
     if "expires_in" in sent or "expires_at" in sent:

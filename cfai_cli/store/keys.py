@@ -37,8 +37,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 """
 _POLICY_COLUMNS = {"scopes": "TEXT", "models": "TEXT", "rpm": "INTEGER", "rpd": "INTEGER", "tpm": "INTEGER",
-                   "expires_at": "INTEGER", "cache": "INTEGER"}
-_COLUMNS = "id, name, hint, created_at, revoked_at, scopes, models, rpm, rpd, tpm, expires_at, cache"
+                   "expires_at": "INTEGER", "cache": "INTEGER", "budget_neurons_per_day": "REAL",
+                   "budget_usd_per_month": "REAL"}
+_COLUMNS = ("id, name, hint, created_at, revoked_at, scopes, models, rpm, rpd, tpm, expires_at, cache, "
+            "budget_neurons_per_day, budget_usd_per_month")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class KeyPolicy:
     tpm: int | None = None
     expires_at: int | None = None
     cache: bool = False  # its requests use the response cache without asking (core.cache; docs/cache.md)
+    # Spend budgets (store.budgets; docs/cost.md): neurons per UTC day, USD (list price) per calendar month.
+    budget_neurons_per_day: float | None = None
+    budget_usd_per_month: float | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.scopes) - set(SCOPES)
@@ -59,6 +64,10 @@ class KeyPolicy:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name} must be at least 1.")
+        for name in ("budget_neurons_per_day", "budget_usd_per_month"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:  # not `<= 0`: NaN is refused too
+                raise ConfigError(f"--{name.replace('_', '-')} must be more than 0.")
 
     def allows_model(self, *names: str) -> bool:
         """True if any of `names` (the requested name, the Workers AI id) matches a pattern."""
@@ -67,6 +76,10 @@ class KeyPolicy:
     @property
     def limited(self) -> bool:
         return self.rpm is not None or self.rpd is not None or self.tpm is not None
+
+    @property
+    def budgeted(self) -> bool:
+        return self.budget_neurons_per_day is not None or self.budget_usd_per_month is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +109,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _record(row: tuple[Any, ...]) -> KeyRecord:
-    key_id, name, hint, created, revoked, scopes, models, rpm, rpd, tpm, expires, cache = row
+    key_id, name, hint, created, revoked, scopes, models, rpm, rpd, tpm, expires, cache, per_day, per_month = row
     policy = KeyPolicy(
         scopes=frozenset(str(scopes).split(",")) if scopes else DEFAULT_SCOPES,
         models=tuple(str(models).split(",")) if models else (),
         rpm=rpm, rpd=rpd, tpm=tpm, expires_at=expires, cache=bool(cache),
+        budget_neurons_per_day=per_day, budget_usd_per_month=per_month,
     )
     return KeyRecord(str(key_id), str(name), str(hint), int(created), revoked, policy)
 
@@ -178,7 +192,8 @@ class KeyStore:
             if keep_admin:
                 _keep_an_admin(conn, old, new)
             conn.execute("UPDATE api_keys SET name = ?, scopes = ?, models = ?, rpm = ?, rpd = ?, tpm = ?, "
-                         "expires_at = ?, cache = ? WHERE id = ?", (new.name, *_policy_values(new.policy), key_id))
+                         "expires_at = ?, cache = ?, budget_neurons_per_day = ?, budget_usd_per_month = ? "
+                         "WHERE id = ?", (new.name, *_policy_values(new.policy), key_id))
         return new
 
     def cache(self) -> KeyCache:
@@ -198,9 +213,10 @@ class KeyStore:
 
 
 def _policy_values(policy: KeyPolicy) -> tuple[Any, ...]:
-    """The policy columns, in _COLUMNS order (scopes .. cache); defaults stored as NULL."""
+    """The policy columns, in _COLUMNS order (scopes .. budgets); defaults stored as NULL."""
     return (_join(policy.scopes) if policy.scopes != DEFAULT_SCOPES else None, ",".join(policy.models) or None,
-            policy.rpm, policy.rpd, policy.tpm, policy.expires_at, 1 if policy.cache else None)
+            policy.rpm, policy.rpd, policy.tpm, policy.expires_at, 1 if policy.cache else None,
+            policy.budget_neurons_per_day, policy.budget_usd_per_month)
 
 
 def _insert(conn: sqlite3.Connection, name: str, policy: KeyPolicy) -> tuple[str, KeyRecord]:
@@ -208,7 +224,7 @@ def _insert(conn: sqlite3.Connection, name: str, policy: KeyPolicy) -> tuple[str
     record = KeyRecord(id="key_" + secrets.token_hex(8), name=name,
                        hint=f"{key[:len(KEY_PREFIX) + 4]}…{key[-4:]}", created_at=int(time.time()),
                        revoked_at=None, policy=policy)
-    conn.execute(f"INSERT INTO api_keys (hash, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.execute(f"INSERT INTO api_keys (hash, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (hash_key(key), record.id, record.name, record.hint, record.created_at, None,
                   *_policy_values(policy)))
     return key, record

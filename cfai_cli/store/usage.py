@@ -175,6 +175,15 @@ class UsageLog:
                                  "GROUP BY cache", (since,)).fetchall()
         return {str(status): int(count) for status, count in found}
 
+    def neurons_by_account(self, *, since: float) -> dict[str, float]:
+        """Each Cloudflare account's neurons since `since` (the router's daily caps)."""
+        if not self.path.exists():
+            return {}
+        with self._db() as conn:
+            found = conn.execute("SELECT account, SUM(neurons) FROM usage_log WHERE ts >= ? AND account IS NOT NULL "
+                                 "AND neurons IS NOT NULL GROUP BY account", (since,)).fetchall()
+        return {str(account): float(total) for account, total in found}
+
     def summarise(self, *, since: float, by: str) -> list[UsageSummary]:
         return summarise(self.rows(since=since), by=by)
 

@@ -10,7 +10,9 @@ bad key) and moves on; any other failure (the client's own 4xx) is raised at onc
 request's record), only targets its key may use are tried, the calls are charged to it, and it is told
 who answered, for the proxy's headers and usage log. Every failure's text has the configured secrets
 masked (an upstream may echo its token or account id) before it is kept, logged or raised; only models the
-router knows (configured, in the catalogue, or answered lately) are ever rested by name.
+router knows (configured, in the catalogue, or answered lately) are ever rested by name. A Cloudflare account
+with a daily cap (`daily_neurons`, `free_tier_only`) is skipped before any call once its neurons today (the
+router's `Meter`) have reached it; when every candidate is capped, a 429 insufficient_quota says which caps.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from typing import Any, Protocol, TypeVar
 
 from cfai_cli.core.catalog import resolve_model
 from cfai_cli.core.cooldowns import Cooldowns, failure_kind, rests_target
+from cfai_cli.core.cost import day_start
 from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import RoutingConfig, Target
-from cfai_cli.errors import CfaiError, InvalidRequest, UpstreamError
+from cfai_cli.errors import CfaiError, InvalidRequest, QuotaExceeded, UpstreamError
 from cfai_cli.upstream.provider import Provider, UpstreamType, WaitLog
 from cfai_cli.upstream.workers import WorkersAIClient
 
@@ -49,6 +52,13 @@ class Caller(Protocol):
     async def spend(self, calls: int) -> None: ...
     def served(self, upstream: str, model: str) -> None: ...
     def add_neurons(self, neurons: float) -> None: ...  # what Workers AI reported (a WaitLog)
+
+
+class Meter(Protocol):
+    """Each Cloudflare account's neurons since 00:00 UTC, as far as this process knows (server.meter's is the
+    usage log of every worker plus this process's rows not yet written)."""
+
+    async def today(self, now: float) -> Mapping[str, float]: ...
 
 
 def _running(target: Target, lane: Lane) -> str:
@@ -78,8 +88,12 @@ class Router:
     def __init__(self, config: RoutingConfig, lanes: list[Lane], *, aliases: Mapping[str, str],
                  vision_aliases: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
                  scrubber: Scrubber | None = None,
-                 catalogue: Callable[[], Collection[str]] | None = None) -> None:
+                 catalogue: Callable[[], Collection[str]] | None = None, meter: Meter | None = None) -> None:
         self.config = config
+        self.meter = meter
+        # Cloudflare accounts with a daily cap on their neurons (docs/cost.md).
+        self.caps = {u.name: u.daily_neurons for u in config.upstreams
+                     if u.kind == "cloudflare" and u.daily_neurons is not None}
         self.lanes = lanes
         self.aliases = aliases
         self.vision_aliases: Mapping[str, str] = vision_aliases or {}
@@ -194,6 +208,9 @@ class Router:
         candidates, skipped = self._candidates(targets)
         if caller is not None:
             candidates = self._allowed(name, candidates, caller)
+        if self.caps and self.meter is not None and candidates:
+            candidates = await self._uncapped(name, candidates, skipped)
+        if caller is not None:
             await caller.spend(calls)
         if not candidates:
             raise UpstreamError(f"No upstream can serve {name!r} now: {'; '.join(skipped) or 'no targets'}.")
@@ -211,6 +228,31 @@ class Router:
         if candidates and not allowed:
             caller.check_model(name, *dict.fromkeys(_running(t, lane) for t, lane, _ in candidates))
         return allowed
+
+    async def _uncapped(self, name: str, candidates: list[tuple[Target, Lane, Provider]], skipped: list[str]
+                        ) -> list[tuple[Target, Lane, Provider]]:
+        """The candidates whose account has not reached its daily cap (the capped ones noted in `skipped`);
+        a 429 insufficient_quota naming the caps and their reset when every one has."""
+        assert self.meter is not None
+        capped = {lane.upstream for _, lane, _ in candidates if lane.upstream in self.caps}
+        if not capped:
+            return candidates
+        now = self.clock()
+        spent = await self.meter.today(now)
+        full = {u for u in capped if spent.get(u, 0.0) >= self.caps[u]}
+        if not full:
+            return candidates
+        reset = day_start(now) + 86_400
+        notes = [f"{u} has used its daily cap of {self.caps[u]:,g} neurons ({spent.get(u, 0.0):,.2f} today)"
+                 for u in sorted(full)]
+        skipped.extend(notes)
+        left = [c for c in candidates if c[1].upstream not in full]
+        if not left:
+            raise QuotaExceeded(
+                f"No upstream can serve {name!r} today: {'; '.join(notes)}. The caps reset at "
+                f"{_iso(reset)} (00:00 UTC, in {int((reset - now) // 3600)} h {int((reset - now) % 3600 // 60)} m).",
+                retry_after=reset - now)
+        return left
 
     async def _walk(self, candidates: list[tuple[Target, Lane, Provider]], attempt: Attempt[T],
                     caller: Caller | None, waits: WaitLog | None, *, named_by_client: bool) -> T:

@@ -133,3 +133,18 @@ def test_the_cli_may_revoke_the_last_admin_key(cli: Invoke) -> None:
     record = KeyStore(load_settings().database).verify(key)
     assert record is not None
     assert cli("keys", "revoke", record.id).exit_code == 0
+
+
+def test_budgets_on_keygen_and_keys_set(cli: Invoke) -> None:
+    made = cli("keygen", "--name", "intern", "--budget-neurons-per-day", "2000", "--budget-usd-per-month", "5")
+    assert made.exit_code == 0, made.stderr
+    assert "budget 2,000 neurons/day" in made.stderr and "budget $5/month" in made.stderr
+    record = KeyStore(load_settings().database).verify(made.stdout.strip())
+    assert record is not None
+    assert (record.policy.budget_neurons_per_day, record.policy.budget_usd_per_month) == (2000, 5)
+    changed = json.loads(cli("keys", "set", record.id, "--budget-neurons-per-day", "500.5", "--json").stdout)
+    assert (changed["budget_neurons_per_day"], changed["budget_usd_per_month"]) == (500.5, 5)
+    unset = json.loads(cli("keys", "set", record.id, "--unset", "budget-usd-per-month", "--json").stdout)
+    assert (unset["budget_neurons_per_day"], unset["budget_usd_per_month"]) == (500.5, None)
+    assert cli("keygen", "--budget-neurons-per-day", "0").exit_code == 2
+    assert cli("keys", "set", record.id, "--budget-usd-per-month", "-1").exit_code == 2

@@ -286,3 +286,21 @@ async def test_openapi_describes_the_admin_routes(settings: Settings) -> None:
     usage_params = {p["name"] for p in paths["/v1/admin/usage"]["get"]["parameters"]}
     assert usage_params == {"since", "by", "limit"}
     assert "409" in paths["/v1/admin/keys/{key_id}"]["delete"]["responses"]
+
+
+async def test_budget_fields_on_create_update_and_show(settings: Settings) -> None:
+    root, _ = admin_key(settings)
+    async with offline(settings) as client:
+        made = await client.post("/v1/admin/keys", headers=bearer(root),
+                                 json={"name": "intern", "budget_neurons_per_day": 2000, "budget_usd_per_month": 2.5})
+        assert made.status_code == 201, made.text
+        key_id = made.json()["id"]
+        shown = (await client.get(f"/v1/admin/keys/{key_id}", headers=bearer(root))).json()
+        assert (shown["budget_neurons_per_day"], shown["budget_usd_per_month"]) == (2000, 2.5)
+        changed = (await client.patch(f"/v1/admin/keys/{key_id}", headers=bearer(root),
+                                      json={"budget_neurons_per_day": None, "budget_usd_per_month": 1})).json()
+        assert (changed["budget_neurons_per_day"], changed["budget_usd_per_month"]) == (None, 1)
+        for field, value in (("budget_neurons_per_day", 0), ("budget_usd_per_month", -1),
+                             ("budget_usd_per_month", "5")):
+            bad = await client.patch(f"/v1/admin/keys/{key_id}", headers=bearer(root), json={field: value})
+            assert error_of(bad, 400)["param"] == field

@@ -1,0 +1,51 @@
+"""What each Cloudflare account has spent today, for the router's daily caps (`[upstreams.NAME] daily_neurons`).
+
+Imports anyio, core and store, and server.observe's recorder. The usage log holds every worker's rows; it is
+read at most once a second (in a worker thread), and this process's rows not yet written (the recorder's
+`pending` and `writing` totals) are added on top, so this worker sees its own spend at once and the others'
+within about two seconds (their recorders write once a second). docs/cost.md says how soft the caps are.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+
+from cfai_cli.core.cost import day_start
+from cfai_cli.server.observe import UsageRecorder
+from cfai_cli.store.usage import UsageLog
+
+REFRESH = 1.0  # seconds a reading of the usage log is used for
+
+
+class AccountMeter:
+    def __init__(self, usage: UsageLog, recorder: UsageRecorder, *, refresh: float = REFRESH) -> None:
+        self.usage = usage
+        self.recorder = recorder
+        self.refresh = refresh
+        self._read: dict[str, float] = {}
+        self._read_at = -1.0  # time.monotonic() of the reading
+        self._read_day = -1.0  # the UTC day it was for
+        self._read_batch = -1  # the recorder's `written` count at the reading
+        self._lock = anyio.Lock()
+
+    async def today(self, now: float) -> dict[str, float]:
+        """Neurons per account since 00:00 UTC: the usage log (cached a second) plus this process's unwritten rows."""
+        start = day_start(now)
+        if self._stale(start):
+            async with self._lock:  # concurrent requests share one reading
+                if self._stale(start):
+                    batch = self.recorder.written
+                    self._read = await anyio.to_thread.run_sync(lambda: self.usage.neurons_by_account(since=start))
+                    self._read_at, self._read_day, self._read_batch = time.monotonic(), start, batch
+        spent = dict(self._read)
+        for totals in (self.recorder.writing, self.recorder.pending):
+            for account, neurons in totals.items():
+                spent[account] = spent.get(account, 0.0) + neurons
+        return spent
+
+    def _stale(self, start: float) -> bool:
+        # A batch written since the reading moved rows from `writing` into the log: read again, or they vanish.
+        return (self._read_day != start or self._read_batch != self.recorder.written
+                or time.monotonic() - self._read_at >= self.refresh)

@@ -1,0 +1,211 @@
+"""Per-key budgets through HTTP: refused with 429 insufficient_quota once the key's recorded spend reaches its
+budget (neurons per UTC day, USD per calendar month), across two workers sharing one database, under
+concurrency (only the requests already in flight may go over), in OpenAI's and Anthropic's words."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from cfai_cli.server.app import create_app
+from cfai_cli.settings import Settings
+from cfai_cli.store.budgets import BudgetLedger
+from cfai_cli.store.keys import KeyPolicy, KeyStore
+from tests.fake_workers import envelope
+from tests.openai_schema import validate
+from tests.sdk import offline_raw, offline_sdk
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "@cf/meta/llama-3.1-8b-instruct"
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+COST = 10.0  # neurons the fake Workers AI bills each call (cf-ai-neurons)
+
+
+class Billing:
+    """A Workers AI that bills COST neurons a call; with `gate` set, calls wait for it (requests in flight)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.gate: asyncio.Event | None = None
+        self.waiting = 0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.gate is not None:
+            self.waiting += 1
+            await self.gate.wait()
+        json.loads(request.content)
+        usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        return httpx.Response(200, json=envelope({"response": "ok", "usage": usage}),
+                              headers={"cf-ai-neurons": str(COST)})
+
+
+def budgeted(settings: Settings, **policy: Any) -> tuple[str, str]:
+    key, record = KeyStore(settings.database).create("budgeted", KeyPolicy(**policy))
+    return key, record.id
+
+
+@asynccontextmanager
+async def workers(settings: Settings, billing: Billing, key: str, count: int = 2
+                  ) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """`count` apps on one database, as uvicorn workers are (each its own middleware, caches and ledger)."""
+    async with AsyncExitStack() as stack:
+        clients = []
+        for _ in range(count):
+            app = create_app(settings, transport=httpx.MockTransport(billing))
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            clients.append(await stack.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://proxy.test",
+                headers={"Authorization": f"Bearer {key}"})))
+        yield clients
+
+
+def refusal(answer: httpx.Response) -> dict[str, Any]:
+    assert answer.status_code == 429, answer.text
+    validate(answer.json(), "ErrorResponse")
+    error: dict[str, Any] = answer.json()["error"]
+    assert (error["type"], error["code"]) == ("insufficient_quota", "insufficient_quota")
+    assert int(answer.headers["retry-after"]) >= 1
+    return error
+
+
+async def test_a_day_budget_cuts_off_exactly_across_two_workers(settings: Settings) -> None:
+    key, key_id = budgeted(settings, budget_neurons_per_day=25)
+    billing = Billing()
+    async with workers(settings, billing, key) as (first, second):
+        # Spent 0, 10, 20 (< 25): admitted, alternating workers; then 30 >= 25, refused by either.
+        for client in (first, second, first):
+            answer = await client.post("/v1/chat/completions", json=CHAT)
+            assert answer.status_code == 200 and answer.headers["x-cfai-neurons"] == "10"
+        assert BudgetLedger(settings.database).spent(key_id, now=time.time())[0] == 30
+        for client in (second, first):
+            error = refusal(await client.post("/v1/chat/completions", json=CHAT))
+            assert "25 neurons per day" in error["message"] and "30.00 spent today" in error["message"]
+            assert "resets at" in error["message"] and "00:00 UTC" in error["message"]
+        assert billing.calls == 3  # refused before any upstream call
+        assert (await first.get(f"/v1/route-check?model={MODEL}")).status_code == 200  # spends nothing: served
+
+
+async def test_concurrent_requests_only_those_in_flight_go_over(settings: Settings) -> None:
+    key, _ = budgeted(settings, budget_neurons_per_day=25)
+    billing = Billing()
+    async with workers(settings, billing, key) as (first, second):
+        billing.gate = asyncio.Event()
+        # Eight requests in flight at once on two workers, none priced yet: all were admitted at a spend of 0.
+        flying = [asyncio.ensure_future(c.post("/v1/chat/completions", json=CHAT)) for c in (first, second) * 4]
+        while billing.waiting < 8:
+            await asyncio.sleep(0.01)
+        billing.gate.set()
+        assert [a.status_code for a in await asyncio.gather(*flying)] == [200] * 8
+        # Their cost is all counted (80 >= 25), so nothing more is admitted, concurrent or not.
+        billing.gate = None
+        late = await asyncio.gather(*(c.post("/v1/chat/completions", json=CHAT) for c in (first, second) * 5))
+        for answer in late:
+            refusal(answer)
+        assert billing.calls == 8
+
+
+async def test_ungated_concurrency_admits_no_request_after_the_budget_is_reached(settings: Settings) -> None:
+    key, key_id = budgeted(settings, budget_neurons_per_day=45)
+    billing = Billing()
+    async with workers(settings, billing, key) as (first, second):
+        answers = await asyncio.gather(*(c.post("/v1/chat/completions", json=CHAT) for c in (first, second) * 10))
+        served = [a for a in answers if a.status_code == 200]
+        for answer in answers:
+            if answer.status_code != 200:
+                refusal(answer)
+        # At least what the budget allows was served, every call served was counted, and the budget is closed.
+        assert len(served) >= 5 and billing.calls == len(served)
+        today, _ = BudgetLedger(settings.database).spent(key_id, now=time.time())
+        assert today == COST * len(served) >= 45
+        refusal(await first.post("/v1/chat/completions", json=CHAT))
+
+
+async def test_a_month_budget_in_dollars_and_the_anthropic_body(settings: Settings) -> None:
+    # 10 neurons = $0.00011: two calls ($0.00022) reach a budget of $0.0002.
+    key, _ = budgeted(settings, budget_usd_per_month=0.0002)
+    billing = Billing()
+    async with workers(settings, billing, key, count=1) as (client,):
+        for _ in range(2):
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+        error = refusal(await client.post("/v1/chat/completions", json=CHAT))
+        assert "$0.0002 per month" in error["message"] and "-01 00:00 UTC" in error["message"]
+        anthropic = await client.post("/v1/messages", headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+                                      json={"model": MODEL, "max_tokens": 16,
+                                            "messages": [{"role": "user", "content": "hi"}]})
+        assert anthropic.status_code == 429 and int(anthropic.headers["retry-after"]) >= 1
+        body = anthropic.json()
+        assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+        assert "per month" in body["error"]["message"]
+        assert billing.calls == 2
+
+
+async def test_a_key_without_a_budget_is_not_counted_or_refused(settings: Settings) -> None:
+    key, key_id = budgeted(settings)
+    billing = Billing()
+    async with workers(settings, billing, key, count=1) as (client,):
+        for _ in range(4):
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    assert BudgetLedger(settings.database).spent(key_id, now=time.time()) == (0.0, 0.0)
+
+
+async def test_offline_emulator_bills_and_the_sdk_sees_insufficient_quota(settings: Settings) -> None:
+    store = KeyStore(settings.database)
+    key, record = store.create("sdk")
+    async with offline_raw(settings, key) as raw:  # what one answer costs at the emulator's prices
+        probe = await raw.post("/chat/completions", json={**CHAT, "model": "gpt-4o-mini"})
+        cost = float(probe.headers["x-cfai-neurons"])
+        assert cost > 0 and probe.headers["x-cfai-neurons-source"] == "measured"
+    # The probe was not counted (no budget then); 2.5 answers' worth: three are served, the fourth refused.
+    store.update(record.id, policy=KeyPolicy(budget_neurons_per_day=cost * 2.5))
+    async with offline_sdk(settings, key) as client:
+        for _ in range(3):
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.code == "insufficient_quota" and "neurons per day" in refused.value.message
+
+
+async def test_a_streams_estimated_cost_counts_too(settings: Settings) -> None:
+    # The emulator's streams report no neurons: cfai estimates them at the stream's end (for a model in the
+    # published prices), and that counts.
+    key, key_id = budgeted(settings, budget_neurons_per_day=1e-6)
+    priced = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+    async with offline_raw(settings, key) as raw:
+        stream = await raw.post("/chat/completions", json={**CHAT, "model": priced, "stream": True})
+        assert stream.status_code == 200 and "data: [DONE]" in stream.text
+        today, _ = BudgetLedger(settings.database).spent(key_id, now=time.time())
+        assert today > 0
+        refusal(await raw.post("/chat/completions", json={**CHAT, "model": priced, "stream": True}))
+
+
+async def test_the_spend_is_recorded_before_the_answer_ends(settings: Settings) -> None:
+    # A client that has the whole answer may send its next request at once (to any worker): the ledger must
+    # already have this one's cost, so the check happens as the last body message leaves the app.
+    key, key_id = budgeted(settings, budget_neurons_per_day=1000)
+    app = create_app(settings, transport=httpx.MockTransport(Billing()))
+    seen: list[float] = []
+
+    async def outside(scope: Any, receive: Any, send: Any) -> None:
+        async def watching(message: Any) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                seen.append(BudgetLedger(settings.database).spent(key_id, now=time.time())[0])
+            await send(message)
+
+        await app(scope, receive, watching if scope["type"] == "http" else send)
+
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=outside), base_url="http://proxy.test",
+            headers={"Authorization": f"Bearer {key}"}) as client:
+        for _ in range(2):
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    assert seen == [COST, 2 * COST]
