@@ -140,5 +140,7 @@ def test_an_old_key_store_is_reported(cli: Invoke, cfai_home: Path) -> None:
     old.chmod(0o600)
     status, checks = doctor(cli, "--offline")
     assert status == 3
-    assert "lacks cache, expires_at" in checks["key store"]["detail"]
+    detail = checks["key store"]["detail"]
+    assert "the api_keys table lacks " in detail and {"cache", "expires_at", "scopes"} <= set(
+        detail.split(" lacks ")[1].split(" (")[0].split(", "))
     assert "cfai keys list" in checks["key store"]["fix"]
