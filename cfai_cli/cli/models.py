@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 HELP = """List the models Workers AI offers (live, from /ai/models/search).
 
 On a terminal: a table of name, task, context window, function calling and beta. Piped: one model per line,
-tab-separated in that order, no header (yes/no for flags, - for unknown). --json prints every field.
+tab-separated in that order under a header line (yes/no for flags, - for unknown). --json prints every field.
 """
 
 EPILOG = """Examples:

@@ -39,7 +39,8 @@ def test_list_shows_hints_never_keys(cli: Invoke) -> None:
     assert entry["name"] == "ci" and entry["id"].startswith("key_") and entry["revoked_at"] is None
     assert entry["hint"].startswith("sk-proj-") and key not in result.stdout
     piped = cli("keys", "list").stdout.splitlines()
-    assert piped[0].split("\t")[:3] == [entry["id"], "ci", entry["hint"]]
+    assert piped[0].split("\t") == ["id", "name", "hint", "created", "revoked", "policy"]
+    assert piped[1].split("\t")[:3] == [entry["id"], "ci", entry["hint"]]
 
 
 def test_revoke(cli: Invoke) -> None:

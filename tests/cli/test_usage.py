@@ -30,7 +30,9 @@ def test_usage_groups_and_filters(cli: Invoke) -> None:
                                                                 "--json").stdout)["groups"]}
     assert by_key == {"key_a": 101, "key_b": 1}
     table = cli("usage", "--by", "route")
-    assert table.exit_code == 0 and table.stdout.startswith("chat/completions\t101\t")
+    assert table.exit_code == 0 and "█" not in table.stdout and "·" not in table.stdout
+    assert table.stdout.startswith("route\trequests\terrors\tprompt tok\t")
+    assert table.stdout.splitlines()[1].startswith("chat/completions\t101\t1\t")
 
 
 def test_usage_errors_and_empty(cli: Invoke) -> None:
