@@ -65,7 +65,7 @@ def models(
     with term.waiting("fetching the catalogue…"):
         found = asyncio.run(fetch())
     if not task and not search:
-        remember(settings, [m.id for m in found])
+        remember(settings, {m.id: m.task or None for m in found})
     if json_out:
         term.json([m.to_json() for m in found])
         return
@@ -103,8 +103,9 @@ def open_browser(url: str, options: OutputOptions | None) -> None:
         term.note("Could not start a web browser here; open the address above yourself.")
 
 
-def remember(settings: Settings, ids: list[str]) -> None:
-    """Keep the ids for shell completion of -m (best effort: a read-only data dir just means no cache)."""
+def remember(settings: Settings, ids: dict[str, str | None]) -> None:
+    """Keep the ids and their tasks for shell completion of -m (best effort: a read-only data dir just means
+    no cache)."""
     import contextlib
     import json
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, locations
+from cfai_cli.cli.common import JsonOption, complete_choices, locations
 
 if TYPE_CHECKING:
     from cfai_cli.cli.render import OutputOptions
@@ -42,6 +42,9 @@ EPILOG = """Examples:
 """
 
 
+BY = ("key", "model", "day", "route", "upstream")  # store.usage.GROUPS, without importing the store at start-up
+
+
 def _bar(value: int, top: int, width: int = 12) -> str:
     filled = round(width * value / top) if top else 0
     return "█" * filled + "·" * (width - filled)
@@ -51,7 +54,8 @@ def usage(
     invocation: typer.Context,
     since: Annotated[str, typer.Option("--since", help="How far back: 30m, 12h, 7d, 2w or a date.")] = "7d",
     by: Annotated[str, typer.Option(
-        "--by", help="Group by key, model, day, route or upstream (who answered).")] = "model",
+        "--by", autocompletion=complete_choices(*BY),
+        help="Group by key, model, day, route or upstream (who answered).")] = "model",
     json_out: JsonOption = False,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Delete usage rows and stored responses past their retention now, and say how many went "
