@@ -212,3 +212,17 @@ def test_the_link_check_catches_a_broken_link_or_anchor(tmp_path: Path) -> None:
     assert broken_links([readme]) == ["README.md: docs/b.md (no such file)",
                                       "README.md: docs/a.md#same-2 (no such heading)",
                                       "README.md: #nowhere (no such heading)"]
+
+
+def test_proxy_snippets_run_as_pasted() -> None:
+    """The key the client snippets read is exported, a Node snippet says it is an ES module, and a user install
+    sits beside the developer quick start."""
+    setup = block("## The proxy", "bash")
+    assert re.search(r"^export KEY=\$\(cfai keygen", setup, re.M), setup
+    assert 'os.environ["KEY"]' in block("### From the OpenAI Python SDK", "python")
+    for code in (block("### From the Anthropic SDK", "typescript"), block("## From the OpenAI Node SDK", "js",
+                                                                           doc("docs/proxy.md"))):
+        assert ".mjs" in code and '"type": "module"' in code and "process.env.KEY" in code
+    assert 'os.environ["KEY"]' in block("## From LangChain", "python", doc("docs/proxy.md"))
+    quick_start = README[README.index("## Quick start"):README.index("## The proxy")]
+    assert "`pipx install .`" in quick_start and "`uv tool install .`" in quick_start

@@ -7,6 +7,7 @@ the Terminal a command hands it (`report_spend`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -66,23 +67,45 @@ def locations() -> Settings:
 MODELS_CACHE = "models-cache.json"
 
 
-def complete_model(incomplete: str) -> list[str]:
-    """Shell completion for -m: aliases, and the model ids the last `cfai models` saw (no network here)."""
+# The Workers AI task of the models each command's -m takes (moderation runs Llama Guard, a text model;
+# the reranker is listed under Text Classification).
+COMMAND_TASKS = {"chat": "Text Generation", "moderate": "Text Generation", "tokens": "Text Generation",
+                 "embed": "Text Embeddings", "image": "Text-to-Image", "transcribe": "Automatic Speech Recognition",
+                 "speak": "Text-to-Speech", "rerank": "Text Classification"}
+
+
+def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for -m: aliases, and the model ids the last `cfai models` saw (no network here), only
+    those of the command's task where the cache knows it (an alias by its target's task)."""
     import json
 
     from cfai_cli.core.catalog import DEFAULT_ALIASES
     from cfai_cli.settings import read_config_file
 
     where = locations()
-    names = set(DEFAULT_ALIASES)
+    aliases: dict[str, object] = dict(DEFAULT_ALIASES)
+    tasks: dict[str, str | None] = {}
     try:
-        aliases = read_config_file(where.config_file).get("aliases", {})
-        names.update(aliases if isinstance(aliases, dict) else {})
+        configured = read_config_file(where.config_file).get("aliases", {})
+        aliases.update(configured if isinstance(configured, dict) else {})
         cached = json.loads((where.data_dir / MODELS_CACHE).read_text(encoding="utf-8"))
-        names.update(str(n) for n in cached if isinstance(n, str))
-    except (OSError, ValueError, CfaiError):
+        # {id: task}; a list of ids is what cfai before tasks wrote (every id then fits every command).
+        pairs = cached.items() if isinstance(cached, dict) else ((n, None) for n in cached)
+        tasks.update((n, t if isinstance(t, str) else None) for n, t in pairs if isinstance(n, str))
+    except (OSError, ValueError, AttributeError, TypeError, CfaiError):
         pass
-    return sorted(n for n in names if n.startswith(incomplete))
+    tasks.update({a: tasks.get(t) if isinstance(t, str) else None for a, t in aliases.items()})
+    wanted = COMMAND_TASKS.get(ctx.command.name or "") if ctx.command else None
+    return sorted(n for n, task in tasks.items()
+                  if n.startswith(incomplete) and (wanted is None or task is None or task == wanted))
+
+
+def complete_choices(*values: str) -> Callable[[str], list[str]]:
+    """Shell completion for an option that takes one of `values` (--format, --by)."""
+    def complete(incomplete: str) -> list[str]:
+        return [v for v in values if v.startswith(incomplete)]
+
+    return complete
 
 
 UsageOption = Annotated[bool, typer.Option(

@@ -39,7 +39,7 @@ keys_app = typer.Typer(
     help="List, show, change, rotate and revoke the API keys minted by `cfai keygen` (only their hashes are "
          "stored). The same operations are served over HTTP under /v1/admin/keys (docs/admin.md).",
     epilog="Examples:\n\n  cfai keys list\n\n  cfai keys set key_0123456789abcdef --rpm 60\n\n"
-           "  cfai keys revoke key_0123456789abcdef",
+           "  cfai keys revoke key_0123456789abcdef\n\n  cfai keys show laptop      # a name works where it is unique",
 )
 
 
@@ -153,13 +153,13 @@ def list_keys(invocation: typer.Context, json_out: JsonOption = False) -> None:
 
 @keys_app.command("show", epilog="Example:\n\n  cfai keys show key_0123456789abcdef --json")
 def show(invocation: typer.Context,
-         key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+         key_id: Annotated[str, typer.Argument(metavar="ID|NAME", help="The key's id or name, from `cfai keys list`.",
                                                show_default=False)], json_out: JsonOption = False) -> None:
     """Show one key's policy (scopes, models, limits, expiry) and state."""
-    from cfai_cli.service.admin import get_key
+    from cfai_cli.service.admin import find_key
     from cfai_cli.store.keys import KeyStore
 
-    _show(invocation, get_key(KeyStore(locations().database), key_id), json_out)
+    _show(invocation, find_key(KeyStore(locations().database), key_id), json_out)
 
 
 def _show(invocation: typer.Context, record: KeyRecord, json_out: bool) -> None:
@@ -175,14 +175,16 @@ def _show(invocation: typer.Context, record: KeyRecord, json_out: bool) -> None:
 
 @keys_app.command("rotate", epilog="Example:\n\n  NEW=$(cfai keys rotate key_0123456789abcdef)")
 def rotate(invocation: typer.Context,
-           key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+           key_id: Annotated[str, typer.Argument(metavar="ID|NAME", help="The key's id or name, from `cfai keys list`.",
                                                  show_default=False)]) -> None:
     """Replace a key: a new key with the same name and policy is printed on stdout; the old one is revoked."""
     from cfai_cli.cli.render import Terminal
-    from cfai_cli.service.admin import rotate_key
+    from cfai_cli.service.admin import find_key, rotate_key
     from cfai_cli.store.keys import KeyStore
 
-    key, record = rotate_key(KeyStore(locations().database), key_id)
+    store = KeyStore(locations().database)
+    key_id = find_key(store, key_id).id
+    key, record = rotate_key(store, key_id)
     term = Terminal(options=invocation.obj)
     term.line(key)
     term.note(f"Rotated {key_id} -> {record.id}; the old key no longer works. This is the only time the new "
@@ -191,15 +193,17 @@ def rotate(invocation: typer.Context,
 
 @keys_app.command("revoke", epilog="Example:\n\n  cfai keys revoke key_0123456789abcdef")
 def revoke(invocation: typer.Context,
-           key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+           key_id: Annotated[str, typer.Argument(metavar="ID|NAME", help="The key's id or name, from `cfai keys list`.",
                                                  show_default=False)]) -> None:
     """Revoke a key at once, also for a server that is already running."""
     from cfai_cli.cli.render import Terminal
-    from cfai_cli.service.admin import revoke_key
+    from cfai_cli.service.admin import find_key, revoke_key
     from cfai_cli.store.keys import KeyStore
 
-    revoke_key(KeyStore(locations().database), key_id)  # from the host's shell, even the last admin key
-    Terminal(options=invocation.obj).note(f"Revoked {key_id}.")
+    store = KeyStore(locations().database)
+    record = find_key(store, key_id)
+    revoke_key(store, record.id)  # from the host's shell, even the last admin key
+    Terminal(options=invocation.obj).note(f"Revoked {record.id} ({record.name}).")
 
 
 UNSETTABLE = ("scopes", "models", "rpm", "rpd", "tpm", "expires", "budget-neurons-per-day", "budget-usd-per-month")
@@ -209,7 +213,7 @@ UNSETTABLE = ("scopes", "models", "rpm", "rpd", "tpm", "expires", "budget-neuron
                                 "  cfai keys set key_0123456789abcdef --unset rpm,expires --json")
 def set_policy(
     invocation: typer.Context,
-    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key's id, from `cfai keys list`.",
+    key_id: Annotated[str, typer.Argument(metavar="ID|NAME", help="The key's id or name, from `cfai keys list`.",
                                           show_default=False)],
     name: Annotated[str | None, typer.Option("--name", show_default=False, help="A new label.")] = None,
     rpm: Annotated[int | None, typer.Option("--rpm", min=1, show_default=False, help="Requests per minute.")] = None,
@@ -242,7 +246,7 @@ def set_policy(
     """
     from cfai_cli.core.admin import KeyUpdate, refuse_unknown
     from cfai_cli.core.openai.base import validate_request
-    from cfai_cli.service.admin import update_key
+    from cfai_cli.service.admin import find_key, update_key
     from cfai_cli.store.keys import KeyStore
 
     changes: dict[str, object] = {"name": name, "scopes": _split(scopes) if scopes is not None else None,
@@ -263,7 +267,8 @@ def set_policy(
     if expires is not None:
         parse_duration(expires)  # keygen's message for a bad duration
     refuse_unknown(KeyUpdate, body)
-    record = update_key(KeyStore(locations().database), key_id, validate_request(KeyUpdate, body))
+    store = KeyStore(locations().database)
+    record = update_key(store, find_key(store, key_id).id, validate_request(KeyUpdate, body))
     _show(invocation, record, json_out)
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 HELP = """List the models Workers AI offers (live, from /ai/models/search).
 
 On a terminal: a table of name, task, context window, function calling and beta. Piped: one model per line,
-tab-separated in that order, no header (yes/no for flags, - for unknown). --json prints every field.
+tab-separated in that order under a header line (yes/no for flags, - for unknown). --json prints every field.
 """
 
 EPILOG = """Examples:
@@ -65,7 +65,7 @@ def models(
     with term.waiting("fetching the catalogue…"):
         found = asyncio.run(fetch())
     if not task and not search:
-        remember(settings, [m.id for m in found])
+        remember(settings, {m.id: m.task or None for m in found})
     if json_out:
         term.json([m.to_json() for m in found])
         return
@@ -103,8 +103,9 @@ def open_browser(url: str, options: OutputOptions | None) -> None:
         term.note("Could not start a web browser here; open the address above yourself.")
 
 
-def remember(settings: Settings, ids: list[str]) -> None:
-    """Keep the ids for shell completion of -m (best effort: a read-only data dir just means no cache)."""
+def remember(settings: Settings, ids: dict[str, str | None]) -> None:
+    """Keep the ids and their tasks for shell completion of -m (best effort: a read-only data dir just means
+    no cache)."""
     import contextlib
     import json
 

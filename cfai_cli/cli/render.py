@@ -114,10 +114,13 @@ class Terminal:
         self.out.print(Markdown(text))
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
-        """A rich table on a terminal; tab-separated lines without a header when piped (for cut/awk)."""
+        """A rich table on a terminal; tab-separated lines when piped (for cut/awk), the header row first
+        (so a reader knows the columns; `tail -n +2` skips it). A column with an empty header is decoration
+        for eyes (usage's bars) and is left out of piped output."""
         if not self.out_tty:
-            for row in rows:
-                self.line("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+            keep = [i for i, header in enumerate(headers) if header]
+            for row in [headers, *rows]:
+                self.line("\t".join(row[i].replace("\t", " ").replace("\n", " ") for i in keep if i < len(row)))
             return
         from rich.table import Table
         from rich.text import Text

@@ -17,6 +17,7 @@ Messages API from Workers AI.
 
 Clients send `Authorization: Bearer <key>` (or `x-api-key`) with a key from `cfai keygen`. --no-auth is allowed
 only on a loopback address. Routes also answer without the /v1 prefix. Ctrl-C stops the server.
+Exits with status 3 before listening when the port is in use or the address cannot be bound (try --port N).
 
 More Cloudflare accounts, OpenAI-compatible providers as fallbacks, and model routes with failover come from
 [upstreams.*] and [routes] in config.toml (docs/routing.md); GET /health shows their state.
@@ -59,6 +60,7 @@ def serve(
     from cfai_cli.cli.render import Terminal
     from cfai_cli.server.app import check_bind
     from cfai_cli.server.app import serve as run_server
+    from cfai_cli.server.listen import check_port, reachable_host
     from cfai_cli.settings import load_settings
     from cfai_cli.store.keys import KeyStore
 
@@ -71,11 +73,17 @@ def serve(
     settings.require_credentials()
     # Checked here too (serve() checks again) so a refusal is not preceded by a "serving at" line.
     check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))
+    check_port(host, port)  # a busy port: one `cfai:` line (exit 3), not uvicorn's "startup complete" then an error
     if settings.offline:
         term.offline_warning()
     shown_host = f"[{host}]" if ":" in host else host
     auth = "off (--no-auth)" if no_auth else "Bearer keys from `cfai keygen`"
     term.note(f"OpenAI base URL: http://{shown_host}:{port}/v1 · auth: {auth}")
+    other = reachable_host(host)
+    if other:  # 0.0.0.0 is where it listens, not an address anyone can open
+        term.note(f"from other machines: http://{other}:{port}/v1")
+    if settings.ui:
+        term.note(f"browser page: http://{other or shown_host}:{port}/")
     routing = settings.routing
     if routing.upstreams or routing.routes:
         names = ["cloudflare", *(u.name + (f" ({len(u.credentials)} keys)" if len(u.credentials) > 1 else "")

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, settings_from_flags
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_choices, complete_model, settings_from_flags
 from cfai_cli.cli.outfile import check_output
 
 HELP = """Speak TEXT (or text piped on stdin) and save the audio.
@@ -30,6 +30,8 @@ EPILOG = """Examples:
   cfai speak -m @cf/myshell-ai/melotts --voice fr "Bonjour tout le monde" -o bonjour.mp3
 """
 
+FORMATS = ("mp3", "wav", "flac", "opus", "aac", "pcm")  # core.openai.audio.SpeechFormat, without pydantic at start-up
+
 _BY_EXTENSION = {".mp3": "mp3", ".wav": "wav", ".flac": "flac", ".opus": "opus", ".ogg": "opus", ".aac": "aac",
                  ".pcm": "pcm"}
 
@@ -46,6 +48,7 @@ def speak(
                                        help="tts-1 (Deepgram Aura-1) or a Workers AI id such as "
                                        "@cf/myshell-ai/melotts.")] = "tts-1",
     fmt: Annotated[str | None, typer.Option("--format", "-f", show_default=False,
+                                            autocompletion=complete_choices(*FORMATS),
                                             help="mp3, wav, flac, opus, aac or pcm [default: from -o, else mp3]."
                                             )] = None,
     offline: OfflineOption = False,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_model, start
+from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_choices, complete_model, start
 from cfai_cli.cli.outfile import check_output
 
 HELP = """Transcribe an audio file; the text goes to stdout (or to -o FILE).
@@ -80,6 +80,7 @@ def transcribe(
     invocation: typer.Context,
     file: Annotated[str, typer.Argument(help="The audio file (wav, mp3, m4a, ogg, flac, webm), or - for stdin.")],
     fmt: Annotated[str | None, typer.Option("--format", "-f", show_default=False,
+                                            autocompletion=complete_choices(*FORMATS),
                                             help="text, json, verbose_json, srt or vtt [default: from -o, "
                                                  "else text].")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", show_default=False,

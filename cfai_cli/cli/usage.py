@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, locations
+from cfai_cli.cli.common import JsonOption, complete_choices, locations
 
 if TYPE_CHECKING:
     from cfai_cli.cli.render import OutputOptions
@@ -42,6 +42,9 @@ EPILOG = """Examples:
 """
 
 
+BY = ("key", "model", "day", "route", "upstream")  # store.usage.GROUPS, without importing the store at start-up
+
+
 def _bar(value: int, top: int, width: int = 12) -> str:
     filled = round(width * value / top) if top else 0
     return "█" * filled + "·" * (width - filled)
@@ -51,7 +54,8 @@ def usage(
     invocation: typer.Context,
     since: Annotated[str, typer.Option("--since", help="How far back: 30m, 12h, 7d, 2w or a date.")] = "7d",
     by: Annotated[str, typer.Option(
-        "--by", help="Group by key, model, day, route or upstream (who answered).")] = "model",
+        "--by", autocompletion=complete_choices(*BY),
+        help="Group by key, model, day, route or upstream (who answered).")] = "model",
     json_out: JsonOption = False,
     prune: Annotated[bool, typer.Option(
         "--prune", help="Delete usage rows and stored responses past their retention now, and say how many went "
@@ -79,22 +83,34 @@ def usage(
     except InvalidRequest as exc:
         raise typer.BadParameter(exc.message, param_hint=f"--{exc.param}") from None
     accounts = usage_accounts(log)
+    names = _key_names() if by == "key" else {}
     term = Terminal(options=invocation.obj)
     if json_out:
-        term.json({"since": since, "by": by, "groups": [asdict(r) for r in rows],
-                   "accounts": [asdict(a) for a in accounts]})
+        groups = [asdict(r) | ({"name": names.get(r.group)} if by == "key" else {}) for r in rows]
+        term.json({"since": since, "by": by, "groups": groups, "accounts": [asdict(a) for a in accounts]})
         return
     if not rows:
         term.note(f"no requests since {since}")
     else:
         top = max(r.requests for r in rows)
-        term.table([by, "requests", "", "errors", "prompt tok", "completion tok", "neurons", "cost $", "p50 ms",
+        # By key: the key's name beside its id (the log keeps only ids; "-" for a key no longer in the store).
+        label = ["key", "name"] if by == "key" else [by]
+        term.table([*label, "requests", "", "errors", "prompt tok", "completion tok", "neurons", "cost $", "p50 ms",
                     "p95 ms"],
-                   [[r.group, str(r.requests), _bar(r.requests, top), str(r.errors), str(r.prompt_tokens),
+                   [[r.group, *([names.get(r.group) or "-"] if by == "key" else []), str(r.requests),
+                     _bar(r.requests, top), str(r.errors), str(r.prompt_tokens),
                      str(r.completion_tokens), _neurons(r.neurons, r.estimated_neurons), f"{r.cost_usd:.4f}",
                      f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}"] for r in rows])
     for account in accounts:
         term.line(f"{account.account}: {account.line}")
+
+
+def _key_names() -> dict[str, str]:
+    """Key id -> name from the key store (names are labels clients never chose, but kept printable anyway)."""
+    from cfai_cli.core.printable import printable
+    from cfai_cli.store.keys import KeyStore
+
+    return {r.id: printable(r.name, 64) for r in KeyStore(locations().database).list()}
 
 
 def _neurons(neurons: float, estimated: float) -> str:

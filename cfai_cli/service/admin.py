@@ -65,6 +65,26 @@ def get_key(store: KeyStore, key_id: str) -> KeyRecord:
     return record
 
 
+def find_key(store: KeyStore, ref: str) -> KeyRecord:
+    """The key `ref` names, by id or by name (the CLI's `cfai keys ... NAME`). A rotated key leaves its revoked
+    predecessor under the same name, so active keys win; two that still match is an error listing their ids."""
+    record = store.get(ref)
+    if record is not None:
+        return record
+    named = [r for r in store.list() if r.name == ref]
+    now = time.time()
+    active = [r for r in named if r.active(now)]
+    matches = active or named
+    if not matches:
+        raise NotFound(f"No key with id or name {printable(ref, 64)!r}; `cfai keys list` shows them.", param="id",
+                       code="key_not_found")
+    if len(matches) > 1:
+        raise InvalidRequest(f"{len(matches)} keys are named {printable(ref, 64)!r}: "
+                             f"{', '.join(r.id for r in matches)}; give one of these ids.", param="id",
+                             code="ambiguous_key_name")
+    return matches[0]
+
+
 def list_keys(store: KeyStore, *, limit: int = DEFAULT_PAGE, after: str | None = None) -> dict[str, Any]:
     """A page of keys, oldest first, after the key `after` (the last id of the previous page)."""
     if not 1 <= limit <= MAX_PAGE:

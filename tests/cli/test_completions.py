@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,14 +26,25 @@ def test_committed_scripts_match_a_fresh_generation() -> None:
         assert committed == text, f"completions/{name} is stale: run python scripts/generate_completions.py"
 
 
-def complete(words: str, cword: int, home: Path) -> list[str]:
-    """COMPREPLY after sourcing completions/cfai.bash in a real bash and asking for the completion."""
+def bash_words(line: str) -> list[str]:
+    """The words bash's readline makes of `line` with the default COMP_WORDBREAKS: split at blanks, and each
+    run of break characters (@, :, = ...) a word of its own; past a trailing blank, a new empty word."""
+    words = re.findall(r"[@:=><;|&(]+|[^\s@:=><;|&(]+", line)
+    return [*words, ""] if not line or line[-1].isspace() else words
+
+
+def complete(line: str, home: Path) -> list[str]:
+    """COMPREPLY after sourcing completions/cfai.bash in a real bash and asking for the completion of `line`
+    with the cursor at its end, as bash sets the COMP_* variables."""
     assert BASH is not None
     cfai_dir = str(Path(sys.executable).parent)  # where the `cfai` console script is installed
+    words = bash_words(line)
     script = f"""
 source {DIRECTORY / 'cfai.bash'}
-COMP_WORDS=({words})
-COMP_CWORD={cword}
+COMP_LINE={shlex.quote(line)}
+COMP_POINT={len(line)}
+COMP_WORDS=({' '.join(shlex.quote(w) for w in words)})
+COMP_CWORD={len(words) - 1}
 _cfai_completion cfai
 printf '%s\\n' "${{COMPREPLY[@]}}"
 """
@@ -44,12 +57,43 @@ printf '%s\\n' "${{COMPREPLY[@]}}"
 @pytest.mark.skipif(BASH is None or shutil.which("cfai", path=str(Path(sys.executable).parent)) is None,
                     reason="needs bash and the installed cfai command")
 def test_bash_completes_commands_options_and_models(cfai_home: Path) -> None:
-    assert complete("cfai ch", 1, cfai_home) == ["chat"]
-    assert set(complete("cfai ", 1, cfai_home)) >= {"chat", "embed", "image", "serve", "keygen", "models"}
-    assert "--max-tokens" in complete("cfai chat --max", 2, cfai_home)
-    assert "gpt-4o-mini" in complete("cfai chat -m gpt-4o", 3, cfai_home)
+    assert complete("cfai ch", cfai_home) == ["chat"]
+    assert set(complete("cfai ", cfai_home)) >= {"chat", "embed", "image", "serve", "keygen", "models"}
+    assert "--max-tokens" in complete("cfai chat --max", cfai_home)
+    assert "gpt-4o-mini" in complete("cfai chat -m gpt-4o", cfai_home)
     (cfai_home / "models-cache.json").write_text(json.dumps(["@cf/meta/llama-3.3-70b-instruct-fp8-fast"]))
-    assert complete("cfai chat -m @cf/meta/ll", 3, cfai_home) == ["@cf/meta/llama-3.3-70b-instruct-fp8-fast"]
+    # bash's current word is "cf/meta/ll" (the @ is a word break): the reply replaces just that part.
+    assert bash_words("cfai chat -m @cf/meta/ll")[-2:] == ["@", "cf/meta/ll"]
+    assert complete("cfai chat -m @cf/meta/ll", cfai_home) == ["cf/meta/llama-3.3-70b-instruct-fp8-fast"]
+    assert complete("cfai chat -m @", cfai_home) == ["@cf/meta/llama-3.3-70b-instruct-fp8-fast"]
+    assert complete('cfai chat "two words" -m @cf/meta/ll', cfai_home) == ["cf/meta/llama-3.3-70b-instruct-fp8-fast"]
+
+
+@pytest.mark.skipif(BASH is None or shutil.which("cfai", path=str(Path(sys.executable).parent)) is None,
+                    reason="needs bash and the installed cfai command")
+def test_bash_offers_the_models_of_the_commands_task_and_option_values(cli, cfai_home: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("models", "--offline", "--json").exit_code == 0  # fills the cache with ids and their tasks
+    chat = complete("cfai chat -m @cf/", cfai_home)
+    embed = complete("cfai embed -m ", cfai_home)
+    assert "cf/meta/llama-3.3-70b-instruct-fp8-fast" in chat and "cf/baai/bge-base-en-v1.5" not in chat
+    assert "@cf/baai/bge-base-en-v1.5" in embed and "text-embedding-3-small" in embed  # an alias, by its target
+    assert "@cf/meta/llama-3.3-70b-instruct-fp8-fast" not in embed and "gpt-4o-mini" not in embed
+    assert "whisper-1" in complete("cfai transcribe x.wav -m ", cfai_home)
+    assert "whisper-1" not in complete("cfai image -m ", cfai_home)
+    assert complete("cfai transcribe x.wav --format v", cfai_home) == ["verbose_json", "vtt"]
+    assert complete("cfai speak hi --format ", cfai_home) == ["mp3", "wav", "flac", "opus", "aac", "pcm"]
+    assert complete("cfai usage --by ", cfai_home) == ["key", "model", "day", "route", "upstream"]
+
+
+def test_the_enumerations_match_what_is_accepted() -> None:
+    from typing import get_args
+
+    from cfai_cli.cli.speak import FORMATS
+    from cfai_cli.cli.usage import BY
+    from cfai_cli.core.openai.audio import SpeechFormat
+    from cfai_cli.store.usage import GROUPS
+
+    assert set(FORMATS) == set(get_args(SpeechFormat)) and BY == GROUPS
 
 
 def test_models_command_fills_the_completion_cache(cli, cfai_home: Path) -> None:  # type: ignore[no-untyped-def]

@@ -44,7 +44,9 @@ def test_similar_ranks_the_corpus(cli: Invoke, tmp_path: Path) -> None:
     assert {m["line"] for m in matches} == {1, 4}  # line numbers in the file, blank lines counted
     assert matches[0]["score"] >= matches[1]["score"]
     table = cli("embed", "--offline", "--similar", "reset password", "--file", str(corpus), "--top", "1")
-    assert table.stdout.split("\t")[0] == "1" and "password" in table.stdout
+    header, row = table.stdout.splitlines()
+    assert header.split("\t")[:2] == ["rank", "score"]
+    assert row.split("\t")[0] == "1" and "password" in row
 
 
 def test_errors_and_exit_statuses(cli: Invoke, tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def test_list_shows_hints_never_keys(cli: Invoke) -> None:
     assert entry["name"] == "ci" and entry["id"].startswith("key_") and entry["revoked_at"] is None
     assert entry["hint"].startswith("sk-proj-") and key not in result.stdout
     piped = cli("keys", "list").stdout.splitlines()
-    assert piped[0].split("\t")[:3] == [entry["id"], "ci", entry["hint"]]
+    assert piped[0].split("\t") == ["id", "name", "hint", "created", "revoked", "policy"]
+    assert piped[1].split("\t")[:3] == [entry["id"], "ci", entry["hint"]]
 
 
 def test_revoke(cli: Invoke) -> None:
@@ -148,3 +149,25 @@ def test_budgets_on_keygen_and_keys_set(cli: Invoke) -> None:
     assert (unset["budget_neurons_per_day"], unset["budget_usd_per_month"]) == (500.5, None)
     assert cli("keygen", "--budget-neurons-per-day", "0").exit_code == 2
     assert cli("keys", "set", record.id, "--budget-usd-per-month", "-1").exit_code == 2
+
+
+def test_keys_commands_take_a_name(cli: Invoke) -> None:
+    cli("keygen", "--name", "laptop")
+    first = json.loads(cli("keys", "show", "laptop", "--json").stdout)
+    assert first["name"] == "laptop" and first["id"].startswith("key_")
+    assert json.loads(cli("keys", "set", "laptop", "--rpm", "7", "--json").stdout)["rpm"] == 7
+    rotated = cli("keys", "rotate", "laptop")
+    assert rotated.exit_code == 0 and first["id"] in rotated.stderr
+    # The revoked predecessor keeps the name: the active key is the one meant.
+    second = json.loads(cli("keys", "show", "laptop", "--json").stdout)
+    assert second["id"] != first["id"] and second["rpm"] == 7 and second["active"]
+    revoked = cli("keys", "revoke", "laptop")
+    assert revoked.exit_code == 0 and second["id"] in revoked.stderr
+    # Now neither is active and both are named laptop: which one is meant is not guessed.
+    ambiguous = cli("keys", "show", "laptop")
+    assert ambiguous.exit_code == 4 and ambiguous.stdout == ""
+    (line,) = ambiguous.stderr.splitlines()
+    assert line.startswith("cfai: 2 keys are named 'laptop'") and first["id"] in line and second["id"] in line
+    missing = cli("keys", "revoke", "desktop")
+    assert missing.exit_code == 4 and missing.stderr.startswith("cfai: No key with id or name 'desktop'")
+    assert cli("keys", "show", first["id"]).exit_code == 0  # an id always works

@@ -17,10 +17,11 @@ def test_json_lists_every_field(cli: Invoke) -> None:
     assert "OFFLINE" in result.stderr
 
 
-def test_piped_output_is_tab_separated_without_a_header(cli: Invoke) -> None:
+def test_piped_output_is_tab_separated_under_a_header(cli: Invoke) -> None:
     result = cli("models", "--offline")
     assert result.exit_code == 0
-    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    header, *rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert header == ["name", "task", "context", "tools", "beta"]
     assert rows and all(len(row) == 5 for row in rows)
     assert all(row[0].startswith("@") for row in rows)
     assert all(row[3] in ("yes", "no") and row[4] in ("yes", "no") for row in rows)

@@ -19,7 +19,8 @@ def test_piped_output_is_plain_and_exact() -> None:
     term.markdown("# Title\n\n**bold** [link](x)")
     term.error("bad [red]thing[/red]")
     term.table(["a", "b"], [["1", "two\tparts"]])
-    assert out.getvalue() == "# Title\n\n**bold** [link](x)\n1\ttwo parts\n"
+    term.table(["name", "", "n"], [["x", "███···", "3"]])  # an unnamed column is a bar: not piped
+    assert out.getvalue() == "# Title\n\n**bold** [link](x)\na\tb\n1\ttwo parts\nname\tn\nx\t3\n"
     assert err.getvalue() == "cfai: bad [red]thing[/red]\n"
 
 

@@ -125,3 +125,46 @@ def test_rate_limit_holds_across_two_server_processes(cfai_home: Path, cli: Invo
                 proc.kill()
     assert sorted(statuses) == [200] * 8 + [429] * 16
     assert not any("GET /v1/models" in both for both in errs)  # no access log unless --access-log
+
+
+def test_a_busy_port_is_one_line_before_anything_starts(cli: Invoke) -> None:
+    import socket
+
+    with socket.socket() as held:  # another program already listening on the port
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = cli("serve", "--offline", "--no-auth", "--port", str(port))
+    assert result.exit_code == 3
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("cfai: ")
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert f"--port {port + 1}" in result.stderr
+    assert "startup" not in result.stderr.lower() and "OpenAI base URL" not in result.stderr
+
+
+def test_an_address_not_of_this_machine_is_one_line(cli: Invoke) -> None:
+    assert cli("keygen").exit_code == 0
+    result = cli("serve", "--offline", "--host", "192.0.2.1")  # TEST-NET-1: never an address of this machine
+    assert result.exit_code == 3
+    assert result.stderr.startswith("cfai: --host 192.0.2.1 is not an address of this machine")
+
+
+def test_the_banner_shows_the_page_and_a_reachable_address(cli: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cfai_cli.server.app
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(cfai_cli.server.app, "serve", lambda settings, **kw: calls.append(kw))
+    assert cli("keygen").exit_code == 0
+    port = free_port()
+    result = cli("serve", "--offline", "--host", "0.0.0.0", "--port", str(port))
+    assert result.exit_code == 0, result.stderr
+    assert calls and calls[0]["host"] == "0.0.0.0"
+    from cfai_cli.server.listen import reachable_host
+
+    other = reachable_host("0.0.0.0")
+    assert other and other != "0.0.0.0"
+    assert f"from other machines: http://{other}:{port}/v1" in result.stderr
+    assert f"browser page: http://{other}:{port}/" in result.stderr
+    local = cli("serve", "--offline", "--port", str(port))
+    assert f"browser page: http://127.0.0.1:{port}/" in local.stderr and "other machines" not in local.stderr
+    assert "browser page" not in cli("serve", "--offline", "--port", str(port), "--no-ui").stderr

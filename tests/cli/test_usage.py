@@ -30,7 +30,9 @@ def test_usage_groups_and_filters(cli: Invoke) -> None:
                                                                 "--json").stdout)["groups"]}
     assert by_key == {"key_a": 101, "key_b": 1}
     table = cli("usage", "--by", "route")
-    assert table.exit_code == 0 and table.stdout.startswith("chat/completions\t101\t")
+    assert table.exit_code == 0 and "█" not in table.stdout and "·" not in table.stdout
+    assert table.stdout.startswith("route\trequests\terrors\tprompt tok\t")
+    assert table.stdout.splitlines()[1].startswith("chat/completions\t101\t1\t")
 
 
 def test_usage_errors_and_empty(cli: Invoke) -> None:
@@ -125,3 +127,16 @@ def test_neurons_cost_and_the_free_allocation_per_account(cli: Invoke) -> None:
     assert "~12,340.0" in table and "\t120.5\t" in table  # ~: estimates are in the figure
     assert "cloudflare: today: 7,340 of 10,000 free neurons used (73 %)" in table
     assert "backup: today: 120 of 10,000 free neurons used (1 %)" in table
+
+
+def test_usage_by_key_shows_key_names(cli: Invoke) -> None:
+    cli("keygen", "--name", "laptop")
+    (key,) = json.loads(cli("keys", "list", "--json").stdout)
+    UsageLog(load_settings().database).write([row(key=key["id"], model="m1", status=200, latency=5.0),
+                                              row(key="key_gone", model="m1", status=200, latency=5.0)])
+    groups = {g["group"]: g for g in json.loads(cli("usage", "--by", "key", "--json").stdout)["groups"]}
+    assert groups[key["id"]]["name"] == "laptop" and groups["key_gone"]["name"] is None
+    header, *lines = cli("usage", "--by", "key").stdout.splitlines()
+    assert header.split("\t")[:3] == ["key", "name", "requests"]
+    assert sorted(line.split("\t")[:3] for line in lines) == [[key["id"], "laptop", "1"], ["key_gone", "-", "1"]]
+    assert "name" not in json.loads(cli("usage", "--json").stdout)["groups"][0]  # by model: no key names
