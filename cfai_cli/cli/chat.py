@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, UsageOption, complete_model, report_spend, start
+from cfai_cli.cli.common import (
+    OfflineOption,
+    TimeoutOption,
+    UsageOption,
+    complete_model,
+    report_spend,
+    start,
+    validate_body,
+)
 from cfai_cli.settings import Settings
 
 if TYPE_CHECKING:
@@ -192,18 +200,11 @@ def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out:
 
     from cfai_cli.cli.answer import ask
     from cfai_cli.cli.attach import add_to_chat_body, content_parts, vision_model
-    from cfai_cli.core.openai.base import validate_request
     from cfai_cli.core.openai.chat import ChatCompletionRequest
-    from cfai_cli.errors import InvalidRequest
     from cfai_cli.service.context import open_context
 
     def validated(body: dict[str, Any]) -> ChatCompletionRequest:
-        try:
-            return validate_request(ChatCompletionRequest, body)
-        except InvalidRequest as exc:
-            if from_file is None:
-                raise
-            raise InvalidRequest(f"--request {from_file}: {exc.message}", param=exc.param, code=exc.code) from None
+        return validate_body(ChatCompletionRequest, body, from_file)
 
     # Checked before any attachment is fetched or transcribed (with a stand-in for what they will add).
     draft = copy.deepcopy(body)

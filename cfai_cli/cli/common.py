@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -16,6 +16,8 @@ from cfai_cli.errors import CfaiError
 from cfai_cli.settings import Settings, directories, load_settings
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from cfai_cli.cli.render import OutputOptions, Terminal
     from cfai_cli.service.context import Context
 
@@ -120,3 +122,19 @@ def report_spend(ctx: Context, term: Terminal) -> None:
     settle(record, ctx.cache)
     term.spend(record.prompt_tokens, record.completion_tokens, record.neurons, record.neurons_estimated)
 
+
+M = TypeVar("M", bound="BaseModel")
+
+
+def validate_body(model: type[M], body: dict[str, Any], from_file: str | None) -> M:
+    """`body` (a chat or Responses request built from flags or `--request FILE`) validated as `model`; an error
+    in a file's body names the file."""
+    from cfai_cli.core.openai.base import validate_request
+    from cfai_cli.errors import InvalidRequest
+
+    try:
+        return validate_request(model, body)
+    except InvalidRequest as exc:
+        if from_file is None:
+            raise
+        raise InvalidRequest(f"--request {from_file}: {exc.message}", param=exc.param, code=exc.code) from None

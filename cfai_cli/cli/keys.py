@@ -34,6 +34,14 @@ KEYGEN_EPILOG = """Examples:
   OPENAI_API_KEY=$(cfai keygen) python my_app.py
 """
 
+# The budget options of `cfai keygen` and `cfai keys set` (docs/cost.md).
+BudgetNeuronsOption = Annotated[float | None, typer.Option(
+    "--budget-neurons-per-day", min=0.001, show_default=False, metavar="N",
+    help="Refuse its requests once it has spent N neurons since 00:00 UTC (docs/cost.md).")]
+BudgetUsdOption = Annotated[float | None, typer.Option(
+    "--budget-usd-per-month", min=0.000001, show_default=False, metavar="USD",
+    help="Refuse its requests once it has spent this many dollars (list price) this calendar month.")]
+
 keys_app = typer.Typer(
     name="keys", no_args_is_help=True,
     help="List, show, change, rotate and revoke the API keys minted by `cfai keygen` (only their hashes are "
@@ -82,12 +90,8 @@ def keygen(
                                                 help="Expire after e.g. 30d, 12h or 2w.")] = None,
     cache: Annotated[bool, typer.Option("--cache", help="Its requests use the response cache without asking, "
                                         "when [cache] is enabled (see docs/cache.md).")] = False,
-    budget_neurons_per_day: Annotated[float | None, typer.Option(
-        "--budget-neurons-per-day", min=0.001, show_default=False, metavar="N",
-        help="Refuse its requests once it has spent N neurons since 00:00 UTC (docs/cost.md).")] = None,
-    budget_usd_per_month: Annotated[float | None, typer.Option(
-        "--budget-usd-per-month", min=0.000001, show_default=False, metavar="USD",
-        help="Refuse its requests once it has spent this many dollars (list price) this calendar month.")] = None,
+    budget_neurons_per_day: BudgetNeuronsOption = None,
+    budget_usd_per_month: BudgetUsdOption = None,
 ) -> None:
     import time
 
@@ -228,12 +232,8 @@ def set_policy(
                                                 help="Expire this long from now, e.g. 30d, 12h or 2w.")] = None,
     cache: Annotated[bool | None, typer.Option("--cache/--no-cache", show_default=False,
                                                help="Use the response cache without asking, or stop.")] = None,
-    budget_neurons_per_day: Annotated[float | None, typer.Option(
-        "--budget-neurons-per-day", min=0.001, show_default=False, metavar="N",
-        help="Refuse its requests once it has spent N neurons since 00:00 UTC (docs/cost.md).")] = None,
-    budget_usd_per_month: Annotated[float | None, typer.Option(
-        "--budget-usd-per-month", min=0.000001, show_default=False, metavar="USD",
-        help="Refuse its requests once it has spent this many dollars (list price) this calendar month.")] = None,
+    budget_neurons_per_day: BudgetNeuronsOption = None,
+    budget_usd_per_month: BudgetUsdOption = None,
     unset: Annotated[str | None, typer.Option("--unset", show_default=False, metavar="FIELDS",
                                               help="Comma-separated fields back to their default: scopes, models, "
                                                    "rpm, rpd, tpm, expires, budget-neurons-per-day, "

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cfai_cli.cli.common import validate_body
 from cfai_cli.cli.render import AnswerPrinter, Terminal
-from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.service.context import Context
@@ -32,12 +32,7 @@ def last_response_id(settings: Settings) -> str:
 
 
 def build_request(body: dict[str, Any], from_file: str | None) -> CreateResponseRequest:
-    try:
-        return validate_request(CreateResponseRequest, body)
-    except InvalidRequest as exc:
-        if from_file is None:
-            raise
-        raise InvalidRequest(f"--request {from_file}: {exc.message}", param=exc.param, code=exc.code) from None
+    return validate_body(CreateResponseRequest, body, from_file)
 
 
 def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:

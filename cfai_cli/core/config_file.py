@@ -30,7 +30,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_KINDS_TEXT = ", ".join(FAILURE_KINDS)
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta/openai"
@@ -65,13 +64,22 @@ def _positive(value: float) -> float:
     return value
 
 
-def _kinds(value: Any) -> Any:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"must be a list of failure kinds: {_KINDS_TEXT}")
-    unknown = sorted(set(value) - set(FAILURE_KINDS))
-    if unknown:
-        raise ValueError(f"unknown failure kind {unknown[0]!r}; known: {_KINDS_TEXT}")
-    return frozenset(value)
+def _names_from(known: tuple[str, ...], what: str, listed: str) -> Any:
+    """A validator of a list of names, each one of `known` (failure kinds, cache routes)."""
+    text = ", ".join(known)
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"must be a list of {what}s: {text}")
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown {what} {unknown[0]!r}; {listed} {text}")
+        return frozenset(value)
+
+    return check
+
+
+_kinds = _names_from(tuple(FAILURE_KINDS), "failure kind", "known:")
 
 
 def _http_url(value: str) -> str:
@@ -159,13 +167,7 @@ class RoutingTable(Table):
     failover_on: Kinds = frozenset(FAILURE_KINDS)
 
 
-def _cache_routes(value: Any) -> Any:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"must be a list of routes: {', '.join(CACHE_ROUTES)}")
-    unknown = sorted(set(value) - set(CACHE_ROUTES))
-    if unknown:
-        raise ValueError(f"unknown route {unknown[0]!r}; the cache serves {', '.join(CACHE_ROUTES)}")
-    return frozenset(value)
+_cache_routes = _names_from(tuple(CACHE_ROUTES), "route", "the cache serves")
 
 
 class CacheTable(Table):
