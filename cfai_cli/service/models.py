@@ -6,6 +6,7 @@ Imports core, upstream (through Context), errors. The proxy's /v1/models and `cf
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -105,7 +106,12 @@ async def catalogue(ctx: Context, *, task: str | None = None, search: str | None
         params["task"] = task
     if search:
         params["search"] = search
-    items = await ctx.workers.models_search(params)
+    # One fetch at a time per listing: requests that need the catalogue while it is being fetched (the first
+    # Anthropic requests after start-up all do) wait for that fetch instead of each paging through it again.
+    flight = ctx.cache.get(f"{key}:flight")
+    if not isinstance(flight, asyncio.Task) or flight.done():
+        flight = ctx.cache[f"{key}:flight"] = asyncio.ensure_future(ctx.workers.models_search(params))
+    items = await asyncio.shield(flight)
     models = sorted((m for m in map(parse_model, items) if m is not None), key=lambda m: m.id)
     ctx.cache[key] = (ctx.clock(), models)
     return list(models)
