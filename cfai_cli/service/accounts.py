@@ -62,6 +62,12 @@ class WorkersPool:
 
         return await ctx.router.call(model, attempt, cloudflare_only=True, caller=ctx.record)
 
+    async def reserve(self, model: str, calls: int) -> None:
+        """Charge a fan-out's `calls` to the request's limits once its key may use `model` (a 403 otherwise, before
+        anything is charged: a refused request must not use up a rate window, server.auth)."""
+        self.ctx.router.authorize(model, self.ctx.record, cloudflare_only=True)
+        await self.ctx.record.reserve(calls)
+
     async def run(self, model: str, body: Mapping[str, Any]) -> Any:
         return await self._call(model, lambda client, m: client.run(m, body))
 

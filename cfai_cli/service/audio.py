@@ -95,7 +95,7 @@ async def _translate_cues(ctx: Context, t: Transcript, source: str, target: str)
             return parse_translation(await ctx.workers.run(M2M100, to_workers_translation(text, source, target)))
 
     found = cues(t)
-    await ctx.record.reserve(ctx.record.calls + len(found))
+    await ctx.workers.reserve(M2M100, ctx.record.calls + len(found))
     texts = await gather_all(one(c.text) for c in found)
     return with_translated_text(t, texts, target)
 
@@ -126,7 +126,7 @@ async def transcribe(ctx: Context, req: TranscriptionRequest, audio: AudioFile, 
             progress(1)
         return offset, t
 
-    await ctx.record.reserve(len(pieces))
+    await ctx.workers.reserve(model_id, len(pieces))
     transcript = merge_transcripts(await gather_all(one(o, d) for o, d in pieces), duration)
     language = "en" if whisper_translates else None
     if target is not None and not whisper_translates:

@@ -45,6 +45,7 @@ def _add(total: Usage | None, usage: Usage) -> Usage:
 async def create_completion(ctx: Context, req: CompletionRequest) -> TextCompletion:
     texts = prompts(req)
     n = req.n or 1
+    ctx.router.authorize(req.model, ctx.record)  # before charging: a refused request uses no rate window
     await ctx.record.reserve(len(texts) * n)
     chats = await gather_all(create_chat_completion(ctx, to_chat_request(req, p, stream=False)) for p in texts)
     choices = [choice for i, (prompt, chat) in enumerate(zip(texts, chats, strict=True))
@@ -63,6 +64,7 @@ async def open_completion_stream(ctx: Context, req: CompletionRequest) -> EventS
     texts = prompts(req)
     model_id = ctx.router.resolve(req.model)
     check_stream_share(len(texts) * (req.n or 1), ctx.settings.max_connections)
+    ctx.router.authorize(req.model, ctx.record)
     await ctx.record.reserve(len(texts) * (req.n or 1))
     streams = await open_all(open_chat_stream(ctx, to_chat_request(req, p, stream=True)) for p in texts)
     return EventStream(_stream(req, texts, streams, completion_id=ctx.ids("cmpl"), created=ctx.now(),

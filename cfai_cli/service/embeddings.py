@@ -81,7 +81,7 @@ async def _create_embeddings(ctx: Context, req: EmbeddingRequest, model_id: str,
         return vectors, usage.prompt_tokens if usage else None
 
     planned = list(batches(texts, embedding_model(model_id)))
-    await ctx.record.reserve(len(planned))
+    await ctx.workers.reserve(model_id, len(planned))
     done = await gather_all(one(start, batch) for start, batch in planned)
     vectors = [vector for batch_vectors, _ in done for vector in batch_vectors]
     counted = [tokens for _, tokens in done]

@@ -101,7 +101,7 @@ async def create_images(ctx: Context, req: ImageGenerationRequest, *, image: byt
         model_id = image_model_for(name, resolve_model(name, aliases), req.quality)
     base = req.seed if req.seed is not None else secrets.randbelow(2**31)
     calls = [to_workers_image(req, model_id, seed=base + i, image=image, mask=mask) for i in range(req.n or 1)]
-    await ctx.record.reserve(len(calls))
+    await ctx.workers.reserve(model_id, len(calls))
     return await gather_all(_one(ctx, call) for call in calls)
 
 

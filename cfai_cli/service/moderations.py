@@ -41,6 +41,6 @@ async def create_moderation(ctx: Context, req: ModerationRequest) -> ModerationR
     async def blank() -> GuardVerdict:
         return GuardVerdict(safe=True)
 
-    await ctx.record.reserve(sum(1 for item in inputs if item.text.strip()))
+    await ctx.workers.reserve(model_id, sum(1 for item in inputs if item.text.strip()))
     verdicts = await gather_all(one(item.text) if item.text.strip() else blank() for item in inputs)
     return from_guard(verdicts, model=model_id, id=new_id("modr"))

@@ -46,7 +46,7 @@ async def rerank(ctx: Context, req: RerankRequest, *, api_version: str = "2",
         return scored, usage.prompt_tokens if usage else None
 
     planned = batches(len(texts), spec)
-    await ctx.record.reserve(len(planned))
+    await ctx.workers.reserve(model_id, len(planned))
     done = await gather_all(one(start, count) for start, count in planned)
     scored = [pair for batch, _ in done for pair in batch]
     scores = normalise([score for _, score in scored])
