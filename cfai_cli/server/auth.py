@@ -40,6 +40,15 @@ _SCOPES = (("chat/", "chat"), ("responses", "chat"), ("messages", "chat"), ("com
            ("ui/api/models", "models"), ("ui/api/usage", "admin"))
 
 SPENDING_SCOPES = frozenset({"chat", "embeddings", "images", "audio"})  # routes whose requests call Workers AI
+# ... except these, which count or read what is stored and call no model (a key out of budget may still use them).
+_NOT_SPENDING = ("tokenize", "messages/count_tokens", "images/files/")
+
+
+def spends(scope: Scope, needed: str | None) -> bool:
+    """Whether a request on this path can spend neurons: a POST to a route of a spending scope that runs a model."""
+    path = scope["path"].removeprefix("/v1/").lstrip("/")
+    return (needed in SPENDING_SCOPES and scope.get("method") == "POST"
+            and not path.startswith(_NOT_SPENDING))
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -167,7 +176,7 @@ class KeyAuth:
         policy = record.policy
         # Before the rate limits (a refused request must not use up a rate window), and only where a request can
         # spend neurons: a key out of budget may still list models and, with admin, look at its usage.
-        if policy.budgeted and needed in SPENDING_SCOPES:
+        if policy.budgeted and spends(scope, needed):
             refusal = await anyio.to_thread.run_sync(lambda: self.ledger.check(
                 record.id, per_day=policy.budget_neurons_per_day, per_month_usd=policy.budget_usd_per_month,
                 now=time.time()))

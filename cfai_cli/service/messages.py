@@ -280,5 +280,5 @@ async def count_message_tokens(ctx: Context, req: CountTokensRequest) -> dict[st
     _, chain = ctx.router.chain(req.model)  # a route counts with its first target's model, as /v1/tokenize
     model_id = chain[0].model
     ctx.record.asked = req.model
-    ctx.record.check_model(req.model, model_id)  # counting runs no model, but a key sees only its own
+    ctx.router.authorize(req.model, ctx.record)  # counting runs no model, but judged as /v1/messages would be
     return {"input_tokens": await _count(req, model_id)}

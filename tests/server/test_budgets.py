@@ -209,3 +209,20 @@ async def test_the_spend_is_recorded_before_the_answer_ends(settings: Settings) 
         for _ in range(2):
             assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
     assert seen == [COST, 2 * COST]
+
+
+async def test_out_of_budget_a_key_may_still_count_tokens_and_read_what_is_stored(settings: Settings) -> None:
+    """Only requests that run a model are refused: counting tokens (OpenAI's /v1/tokenize, Anthropic's
+    count_tokens, which Claude Code calls) and reading stored responses spend nothing (docs/cost.md)."""
+    key, _ = budgeted(settings, budget_neurons_per_day=5)
+    billing = Billing()
+    async with workers(settings, billing, key, count=1) as (client,):
+        assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200  # 10 >= 5: spent
+        refusal(await client.post("/v1/chat/completions", json=CHAT))
+        counted = await client.post("/v1/tokenize", json={"model": MODEL, "input": "hi"})
+        assert counted.status_code == 200, counted.text
+        claude = await client.post("/v1/messages/count_tokens", headers={"anthropic-version": "2023-06-01"},
+                                   json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]})
+        assert claude.status_code == 200 and claude.json()["input_tokens"] > 0, claude.text
+        assert (await client.get("/v1/responses/resp_missing")).status_code == 404  # judged, not refused
+        assert billing.calls == 1
