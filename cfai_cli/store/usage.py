@@ -175,14 +175,18 @@ class UsageLog:
                                  "GROUP BY cache", (since,)).fetchall()
         return {str(status): int(count) for status, count in found}
 
-    def neurons_by_account(self, *, since: float) -> dict[str, float]:
-        """Each Cloudflare account's neurons since `since` (the router's daily caps)."""
+    def neurons_by_account(self, *, since: float, after: int = 0) -> tuple[dict[str, float], int]:
+        """Each Cloudflare account's neurons since `since` in the rows written after row `after`, and the last
+        row id read (the router's daily caps add these up: a reading costs the rows written since the last one,
+        not the whole day's)."""
         if not self.path.exists():
-            return {}
+            return {}, after
         with self._db() as conn:
-            found = conn.execute("SELECT account, SUM(neurons) FROM usage_log WHERE ts >= ? AND account IS NOT NULL "
-                                 "AND neurons IS NOT NULL GROUP BY account", (since,)).fetchall()
-        return {str(account): float(total) for account, total in found}
+            last = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM usage_log").fetchone()[0]
+            found = conn.execute("SELECT account, SUM(neurons) FROM usage_log WHERE rowid > ? AND rowid <= ? AND "
+                                 "ts >= ? AND account IS NOT NULL AND neurons IS NOT NULL GROUP BY account",
+                                 (after, last, since)).fetchall()
+        return {str(account): float(total) for account, total in found}, int(last)
 
     def summarise(self, *, since: float, by: str) -> list[UsageSummary]:
         return summarise(self.rows(since=since), by=by)
