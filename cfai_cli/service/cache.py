@@ -97,12 +97,16 @@ async def _slot(ctx: Context, kind: str, request: Mapping[str, Any], *, name: st
 
 
 async def chat_slot(ctx: Context, req: ChatCompletionRequest) -> Slot | None:
+    if ctx.record.cache_mode is None:  # the cache is off for this request: no dump to make (every chat asks)
+        return None
     dump = req.model_dump(mode="json", by_alias=True, exclude_none=True)
     return await _slot(ctx, "chat", dump, name=req.model, vision=req.has_images(),
                        deterministic=deterministic_temperature(req.temperature))
 
 
 async def embeddings_slot(ctx: Context, req: EmbeddingRequest, model_id: str) -> Slot | None:
+    if ctx.record.cache_mode is None:
+        return None
     dump = req.model_dump(mode="json", by_alias=True, exclude_none=True)
     return await _slot(ctx, "embeddings", dump, name=model_id, cloudflare_only=True, deterministic=True)
 
