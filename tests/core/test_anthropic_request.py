@@ -309,3 +309,13 @@ def test_count_tokens_counts_system_messages_and_tools() -> None:
     assert count_input_tokens(with_tools, "m") == (TOKENS_PER_CONVERSATION + 2 * TOKENS_PER_MESSAGE
                                                   + estimate_tokens("one two three") + estimate_tokens("four five")
                                                   + estimate_tokens(schema_text))
+
+
+@pytest.mark.parametrize(("stops", "param"), [(["x"] * 65, "stop_sequences"), (["x" * 1001], "stop_sequences[0]")])
+def test_stop_sequences_are_bounded(stops: list[str], param: str) -> None:
+    """cfai scans the streamed text for each stop sequence itself: their number and length are bounded (a 400)."""
+    base = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    validate_request(MessagesRequest, {**base, "stop_sequences": ["x"] * 64})
+    with pytest.raises(InvalidRequest) as caught:
+        validate_request(MessagesRequest, {**base, "stop_sequences": stops})
+    assert caught.value.param == param and caught.value.status == 400

@@ -192,7 +192,9 @@ class MessagesRequest(CountTokensRequest):
     temperature: Annotated[float, Field(ge=0, le=1)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     top_k: Annotated[int, Field(ge=0)] | None = None
-    stop_sequences: list[str] | None = None
+    # Bounded: cfai scans the streamed text for each one itself (core.translate.anthropic_stream), holding back
+    # what could still start one; Anthropic documents no limit, these are far past any real client's.
+    stop_sequences: Annotated[list[Annotated[str, Field(max_length=1000)]], Field(max_length=64)] | None = None
     stream: bool | None = None
     metadata: dict[str, Any] | None = None
     service_tier: str | None = None
