@@ -3,6 +3,7 @@ under any prefix.
 
 Imports only the standard library, starlette and the emulator's own modules. Checks run in a fixed order —
 route (7003), auth (10000), JSON body (5006), model (5007), the model's schema — so each failure is reproducible.
+`?queueRequest=true` (and a poll's `{"request_id"}` without it) goes to emulator.queue, Workers AI's async batch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cfai_cli.emulator import audio, chat, embeddings, faults, guard, images, native, rerank, responses
+from cfai_cli.emulator import audio, chat, embeddings, faults, guard, images, native, queue, rerank, responses
 from cfai_cli.emulator.billing import bill
 from cfai_cli.emulator.catalogue import TASK_OF, TEXT_MODELS, search
 from cfai_cli.emulator.prefix import PrefixCache
@@ -49,6 +50,14 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_input("must be object at '/'")
     return body
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def run_model(model: str, body: Mapping[str, Any], seed: bytes, *, affinity: str | None = None,
@@ -102,7 +111,7 @@ async def _dispatch(request: Request) -> Response:
         raw = await request.body()
         seed = digest(path, raw)
         if request.query_params.get("queueRequest", "").lower() == "true":
-            raise bad_input("cfai's offline emulator does not emulate async batch requests (queueRequest)")
+            return queue.handle(match["model"], raw, _json_object(raw), run_model)
         if match["model"] in images.MULTIPART_MODELS:
             if not request.headers.get("content-type", "").startswith("multipart/form-data"):
                 raise bad_input("this model takes multipart/form-data")
@@ -110,7 +119,10 @@ async def _dispatch(request: Request) -> Response:
                 return images.run_multipart(match["model"], form)
         if audio.takes_raw_body(match["model"], request.headers.get("content-type", ""), raw):
             return audio.run_raw(match["model"], raw, dict(request.query_params))
-        return run_model(match["model"], _parse_body(raw), seed, affinity=request.headers.get("x-session-affinity"),
+        body = _parse_body(raw)
+        if queue.is_poll(body) and match["model"] in queue.QUEUE_MODELS:  # the docs poll with and without the flag
+            return queue.poll(match["model"], body)
+        return run_model(match["model"], body, seed, affinity=request.headers.get("x-session-affinity"),
                          prefix=request.app.state.prefix)
     except EmulatorError as error:
         return error_response(error, seed)

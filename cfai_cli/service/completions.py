@@ -13,6 +13,7 @@ from cfai_cli.core.caps import check_stream_share
 from cfai_cli.core.openai.chat import Usage
 from cfai_cli.core.openai.completions import CompletionRequest, TextCompletion
 from cfai_cli.core.translate.completions import (
+    add_usage,
     choices_from_chat,
     chunk_choices,
     prompts,
@@ -23,23 +24,6 @@ from cfai_cli.service.chat import create_chat_completion, open_chat_stream
 from cfai_cli.service.chat_stream import ChatStream, EventStream
 from cfai_cli.service.context import Context
 from cfai_cli.service.gather import gather_all, open_all
-
-
-def _cached(usage: Usage) -> int:
-    details = usage.get("prompt_tokens_details")
-    return details.get("cached_tokens", 0) if details else 0
-
-
-def _add(total: Usage | None, usage: Usage) -> Usage:
-    if total is None:
-        total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    out: Usage = {"prompt_tokens": total["prompt_tokens"] + usage["prompt_tokens"],
-                  "completion_tokens": total["completion_tokens"] + usage["completion_tokens"],
-                  "total_tokens": total["total_tokens"] + usage["total_tokens"]}
-    cached = _cached(total) + _cached(usage)
-    if cached:  # the prefix cache's share of the prompts (core.affinity), as chat reports it
-        out["prompt_tokens_details"] = {"cached_tokens": cached}
-    return out
 
 
 async def create_completion(ctx: Context, req: CompletionRequest) -> TextCompletion:
@@ -53,7 +37,7 @@ async def create_completion(ctx: Context, req: CompletionRequest) -> TextComplet
     out = text_completion(choices, completion_id=ctx.ids("cmpl"), created=ctx.now(), model=chats[0]["model"])
     usage: Usage | None = None
     for chat in chats:
-        usage = _add(usage, chat["usage"])
+        usage = add_usage(usage, chat["usage"])
     assert usage is not None
     out["usage"] = usage
     return out
@@ -84,7 +68,7 @@ async def _stream(req: CompletionRequest, texts: Sequence[str], streams: Sequenc
                     if chunk.get("usage"):
                         chunk_usage = chunk["usage"]
                         assert chunk_usage is not None
-                        usage = _add(usage, chunk_usage)
+                        usage = add_usage(usage, chunk_usage)
                     choices = chunk_choices(chunk, prompt, echo=bool(req.echo), base=i * n, started=started)
                     if choices:
                         out.append(text_completion(choices, completion_id=completion_id, created=created,

@@ -14,6 +14,7 @@ from typing import Any
 
 from cfai_cli.core.catalog import known_vision, resolve_model
 from cfai_cli.core.cost import Prices, parse_prices
+from cfai_cli.core.workers.queue import queue_flag
 from cfai_cli.errors import CfaiError, InvalidRequest, ModelNotFound
 from cfai_cli.service.context import Context
 
@@ -33,6 +34,7 @@ class ModelInfo:
     deprecated: str | None
     vision: bool = False
     prices: Prices = field(default_factory=Prices)  # its published prices (core.cost), for estimating neurons
+    async_queue: bool = False  # flagged for Workers AI's async batch (core.workers.queue.queue_flag)
 
     @property
     def owned_by(self) -> str:
@@ -92,6 +94,7 @@ def parse_model(item: Mapping[str, Any]) -> ModelInfo | None:
         deprecated=str(deprecated) if deprecated else None,
         vision=_truthy(props.get("vision")) or known_vision(name),
         prices=parse_prices(props.get("price")),
+        async_queue=queue_flag(props.get("async_queue")),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
@@ -26,6 +26,7 @@ from cfai_cli.errors import (
     ConfigError,
     QuotaExceeded,
     RateLimited,
+    RequestTooLarge,
     UpstreamError,
     UpstreamTimeout,
     UpstreamUnanswered,
@@ -34,6 +35,9 @@ from cfai_cli.upstream.network import choose_transport
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 
 T = TypeVar("T")
+# Workers AI takes an async batch whose payload is under 10 MB (reference §2.11, §10); read as decimal megabytes,
+# the stricter reading.
+MAX_QUEUE_BYTES = 10_000_000
 
 
 @dataclass(slots=True)
@@ -204,6 +208,48 @@ class WorkersAIClient:
                                   neurons=self._note_neurons(response.headers, None))
 
         return await self._with_retries(attempt, deadline=deadline)
+
+    async def queue(self, model: str, requests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """POST /ai/run/{model}?queueRequest=true with `{"requests": [...]}` (Workers AI's async batch, reference
+        §2.11): the unwrapped `result`, `{"status": "queued", "request_id": ..., "model": ...}`. A payload of
+        MAX_QUEUE_BYTES or more is refused here (413) before it is sent: Workers AI takes less than 10 MB."""
+        payload = jsonfast.dumps({"requests": list(requests)})
+        if len(payload) >= MAX_QUEUE_BYTES:
+            raise RequestTooLarge(f"An async batch of {len(payload):,} bytes is too large: Workers AI takes less "
+                                  f"than {MAX_QUEUE_BYTES:,} bytes in one queued request.")
+        result = await self._post_json(f"{self._base}/run/{model}?queueRequest=true", payload, model)
+        if not isinstance(result, dict) or not isinstance(result.get("request_id"), str) or not result["request_id"]:
+            raise UpstreamError(f"Workers AI did not queue the batch for {model} (its answer has no request_id).")
+        return result
+
+    async def poll_queue(self, model: str, request_id: str) -> dict[str, Any]:
+        """POST `{"request_id": ...}` to /ai/run/{model}?queueRequest=true: the unwrapped `result` of an async
+        batch, `{"status": "queued" | "running", ...}` or, when done, `{"responses": [...], "usage": {...}}`
+        (core.workers.queue reads both). Polling changes nothing upstream, so it is retried like any call."""
+        payload = jsonfast.dumps({"request_id": request_id})
+        result = await self._post_json(f"{self._base}/run/{model}?queueRequest=true", payload, model)
+        if not isinstance(result, dict):
+            raise UpstreamError(f"Workers AI answered the poll of batch {request_id} with something other "
+                                "than an object.")
+        return result
+
+    async def _post_json(self, url: str, payload: bytes, model: str) -> Any:
+        """POST a JSON payload already encoded; the unwrapped `result` (neurons it reports noted)."""
+
+        async def attempt(remaining: float) -> Any:
+            request = httpx.Request("POST", url, content=payload, headers=self._headers,
+                                    extensions=_timeouts(remaining))
+            response = await _answered(self._transport.handle_async_request(request))
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+            result = decode_json_result(response.status_code, response.headers.get("content-type", ""),
+                                        content, response.headers, model=model)
+            self._note_neurons(response.headers, result)
+            return result
+
+        return await self._with_retries(attempt)
 
     async def models_search(self, params: Mapping[str, str | int]) -> list[dict[str, Any]]:
         """Every page of GET /ai/models/search."""

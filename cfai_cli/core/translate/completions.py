@@ -11,7 +11,7 @@ from typing import Any
 
 from cfai_cli.core.caps import check_generations
 from cfai_cli.core.openai.base import validate_request
-from cfai_cli.core.openai.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, FinishReason
+from cfai_cli.core.openai.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, FinishReason, Usage
 from cfai_cli.core.openai.completions import CompletionChoice, CompletionFinish, CompletionRequest, TextCompletion
 from cfai_cli.errors import InvalidRequest
 
@@ -55,6 +55,24 @@ def to_chat_request(req: CompletionRequest, prompt: str, *, stream: bool) -> Cha
         if value is not None:
             body[name] = value
     return validate_request(ChatCompletionRequest, body)
+
+
+def _cached(usage: Usage) -> int:
+    details = usage.get("prompt_tokens_details")
+    return details.get("cached_tokens", 0) if details else 0
+
+
+def add_usage(total: Usage | None, usage: Usage) -> Usage:
+    """`usage` added to `total` (None: nothing yet), as a completion's usage: the prompts' chat usages summed."""
+    if total is None:
+        total = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    out: Usage = {"prompt_tokens": total["prompt_tokens"] + usage["prompt_tokens"],
+                  "completion_tokens": total["completion_tokens"] + usage["completion_tokens"],
+                  "total_tokens": total["total_tokens"] + usage["total_tokens"]}
+    cached = _cached(total) + _cached(usage)
+    if cached:  # the prefix cache's share of the prompts (core.affinity), as chat reports it
+        out["prompt_tokens_details"] = {"cached_tokens": cached}
+    return out
 
 
 def finish_reason(reason: FinishReason | None) -> CompletionFinish | None:
