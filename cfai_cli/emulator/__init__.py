@@ -8,6 +8,7 @@ way Cloudflare would. Same envelopes, both text dialects, both stream formats, s
 Routes (any prefix, e.g. `http://offline.cfai.invalid/client/v4`):
   POST …/accounts/{id}/ai/run/{model}   needs `Authorization: Bearer <non-empty>` (else 401, code 10000)
   GET  …/accounts/{id}/ai/models/search `search`, `task`, `author`, `hide_experimental`, `page`, `per_page` (20)
+  POST …/ai/run/{model}?queueRequest=true   the async batch: queued, running, then the responses (emulator.queue)
 
 Answers: `[offline] cfai's built-in emulator answering <model>. No real model ran; this canned answer is the
 same every time. You said: <last user text, whitespace collapsed, first 200 chars>` (tool results are quoted
