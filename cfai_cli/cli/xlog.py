@@ -87,8 +87,8 @@ class Conversation:
 
 
 def find_conversation(settings: Settings, cid: str | None) -> Conversation:
-    """The conversation `--cid CID` names, or with None the most recent one (`-c`); an InvalidRequest (exit 4)
-    when there is none, with the ids that start with an unknown one."""
+    """The conversation `--cid CID` names (or the one a unique prefix of 4+ characters names), or with None the
+    most recent one (`-c`); an InvalidRequest (exit 4) when there is none, with the ids that start like it."""
     log = exchange_log(settings)
     param = "--continue" if cid is None else "--cid"
     if not settings.log:
@@ -100,8 +100,11 @@ def find_conversation(settings: Settings, cid: str | None) -> Conversation:
             raise InvalidRequest("There is no conversation to continue yet: ask something with `cfai chat` first.",
                                  param=param, code="no_conversation")
     exchanges = log.conversation(cid)
+    starting = log.cids_starting(cid) if not exchanges and len(cid) >= 4 else []
+    if len(starting) == 1:  # a unique prefix is enough, as with git's hashes
+        cid, exchanges = starting[0], log.conversation(starting[0])
     if not exchanges:
-        close = log.cids_starting(cid) or log.cids_starting(cid[:4]) if cid else []
+        close = starting or (log.cids_starting(cid[:4]) if cid else [])
         hint = f" Did you mean {' or '.join(close[:3])}?" if close else " `cfai logs` lists the conversations."
         raise InvalidRequest(f"No conversation {cid!r} in the exchange log.{hint}", param=param,
                              code="unknown_conversation")
