@@ -45,6 +45,9 @@ CREATE INDEX IF NOT EXISTS exchanges_ts ON exchanges (ts);
 """
 _JSON_COLUMNS = ("messages", "tool_calls", "attachments")
 Json = dict[str, Any]
+# Seconds a locked log is waited for: another cfai's write takes milliseconds, and a one-shot must not hang on
+# a file someone holds open in a transaction (the exchange is then not logged, with a warning).
+WAIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ class ExchangeLog:
 
     def _connect(self, *, immediate: bool = False) -> AbstractContextManager[sqlite3.Connection]:
         # Columns a later cfai adds will come with a `migrate` (store.db.add_columns), as store.usage does.
-        return connect(self.path, SCHEMA, immediate=immediate)
+        return connect(self.path, SCHEMA, immediate=immediate, wait=WAIT)
 
     def add(self, exchange: Exchange, retention: Retention, *, now: float) -> int:
         """Write one exchange and prune past `retention`, in one short transaction; returns its id."""
