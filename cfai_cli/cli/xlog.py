@@ -59,8 +59,9 @@ def log_exchange(settings: Settings, term: Terminal, ctx: Context, *, cid: str, 
         neurons=record.neurons, neurons_estimated=record.neurons_estimated, response_id=response_id)
     try:
         exchange_log(settings).add(exchange, Retention(settings.log_max_rows, settings.log_retention_days), now=now)
-    except CfaiError as err:
-        term.warn(f"the exchange was not logged: {err.message} (the answer above is complete; `cfai logs "
+    except (CfaiError, OSError) as err:  # OSError: the data directory itself cannot be made
+        message = err.message if isinstance(err, CfaiError) else f"{err.strerror or err}: {settings.log_file}"
+        term.warn(f"the exchange was not logged: {message} (the answer above is complete; `cfai logs "
                   "path` shows the file, --no-log or `cfai logs off` stops logging)")
 
 

@@ -213,8 +213,12 @@ def test_no_log_still_continues(cli: Invoke, cfai_home: Path) -> None:
     assert [r["prompt"] for r in rows(cfai_home)] == ["one"]
 
 
-def test_a_broken_log_costs_a_warning_never_the_answer(cli: Invoke, cfai_home: Path) -> None:
-    (cfai_home / "logs.db").write_bytes(b"this is not a database" * 100)
+@pytest.mark.parametrize("broken", ["garbage", "directory"])
+def test_a_broken_log_costs_a_warning_never_the_answer(cli: Invoke, cfai_home: Path, broken: str) -> None:
+    if broken == "garbage":
+        (cfai_home / "logs.db").write_bytes(b"this is not a database" * 100)
+    else:
+        (cfai_home / "logs.db").mkdir()
     result = cli("chat", "--offline", "hello")
     assert result.exit_code == 0 and result.stdout.endswith("You said: hello\n")
     assert "the exchange was not logged" in result.stderr
