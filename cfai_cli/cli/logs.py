@@ -93,7 +93,11 @@ def show(invocation: typer.Context, *, count: int, query: str | None, cid: str |
 
 
 def _render(term: Terminal, x: Exchange) -> None:
+    """One exchange. What the user typed or piped is shown without control characters or terminal escapes
+    (core.printable): a log read on a terminal must not rewrite it; the answer is rendered as `cfai chat` did."""
     from datetime import datetime
+
+    from cfai_cli.core.printable import printable
 
     when = datetime.fromtimestamp(x.ts).strftime("%Y-%m-%d %H:%M:%S")
     model = x.model or x.model_asked
@@ -105,11 +109,11 @@ def _render(term: Terminal, x: Exchange) -> None:
     parts.append(f"{x.duration_ms:.0f} ms" if x.duration_ms < 1000 else f"{x.duration_ms / 1000:.1f} s")
     term.heading(" · ".join(parts))
     if x.system:
-        term.line(f"system: {_one_line(x.system)}")
+        term.line(f"system: {printable(_one_line(x.system), 400)}")
     if x.attachments:
-        term.line("attached: " + ", ".join(f"{a.get('name')} ({a.get('kind')})" for a in x.attachments))
+        term.line("attached: " + ", ".join(printable(f"{a.get('name')} ({a.get('kind')})") for a in x.attachments))
     for line in (x.prompt or "(no text)").splitlines() or [""]:
-        term.line(f"> {line}")
+        term.line(f"> {printable(line, 100_000)}")
     term.line("")
     if x.answer:
         term.markdown(x.answer)

@@ -310,3 +310,10 @@ def test_an_interactive_session_continues_a_logged_conversation(cli: Invoke, cfa
     system = 0 if responses else words("Be brief")
     assert second["prompt_tokens"] == (system + first["prompt_tokens"] + first["completion_tokens"]
                                        + words("What is my name?"))
+
+
+def test_logs_shows_no_terminal_escapes_from_what_was_sent(cli: Invoke) -> None:
+    cli("chat", "--offline", "-s", "sys\x1b]0;title\x07tem", "plain \x1b[31mred\x1b[0m text")
+    shown = cli("logs").stdout
+    assert "> plain red text" in shown and "system: system" in shown
+    assert "\x1b" not in shown.split("You said")[0]
