@@ -18,6 +18,7 @@ from cfai_cli.cli import chat, config, keys, models, serve
 from cfai_cli.cli import doctor as doctor_command
 from cfai_cli.cli import embed as embed_command
 from cfai_cli.cli import image as image_command
+from cfai_cli.cli import logs as logs_command
 from cfai_cli.cli import moderate as moderate_command
 from cfai_cli.cli import rerank as rerank_command
 from cfai_cli.cli import speak as speak_command
@@ -139,7 +140,8 @@ def root(
 
 
 COMMANDS = (chat, models, embed_command, rerank_command, image_command, transcribe_command, speak_command,
-            tokens_command, config, keys, serve, usage_command, cache_command, moderate_command, doctor_command)
+            tokens_command, config, keys, serve, usage_command, cache_command, moderate_command, doctor_command,
+            logs_command)
 for module in COMMANDS:
     module.register(app)
 

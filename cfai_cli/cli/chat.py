@@ -3,11 +3,13 @@
 Imports typer and cli.common at the top; service, core, render and the interactive loop are imported inside
 the command so `cfai --help` stays cheap. The request is always a validated OpenAI ChatCompletionRequest
 (a CreateResponseRequest with --responses/--continue, see cli.respond), the same model the proxy uses, so
-the CLI and the proxy cannot disagree about it.
+the CLI and the proxy cannot disagree about it. Every exchange is logged (cli.xlog, `cfai logs`) after its
+answer is printed; `-c`/`--cid` continue a logged conversation through either API.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +29,7 @@ from cfai_cli.settings import Settings
 if TYPE_CHECKING:
     from cfai_cli.cli.attach import Attachment
     from cfai_cli.cli.render import Terminal
+    from cfai_cli.cli.xlog import Conversation
 
 HELP = """Ask a Workers AI model; the answer streams to stdout.
 
@@ -51,7 +54,9 @@ EPILOG = """Examples:
 
   jq -n '{model:"gpt-4o",messages:[{role:"user",content:"hi"}]}' | cfai chat --request - --json
 
-  cfai chat --responses "My name is Ada" && cfai chat -c "What is my name?"
+  cfai chat "My name is Ada" && cfai chat -c "What is my name?"
+
+  cfai logs -n 3 && cfai chat --cid 3f2a9c01b7de "and then?"   (continue an older conversation)
 """
 
 
@@ -143,11 +148,18 @@ def chat(
              "--max-tokens, --no-stream and PROMPT override or extend it. Streams only if the body says "
              "\"stream\": true.", show_default=False)] = None,
     responses: Annotated[bool, typer.Option(
-        "--responses", help="Go through the Responses API (as `POST /v1/responses` does) and store the answer, "
-                            "so `--continue` can pick the conversation up; --json then prints Response objects "
-                            "or events, and --request takes a Responses body.")] = False,
+        "--responses", help="Go through the Responses API (as `POST /v1/responses` does) and store the answer; "
+                            "--json then prints Response objects or events, and --request takes a Responses "
+                            "body.")] = False,
     continue_: Annotated[bool, typer.Option(
-        "-c", "--continue", help="Continue the last stored conversation (implies --responses).")] = False,
+        "-c", "--continue", help="Continue the most recent logged conversation, whichever API it used "
+                                 "(its model too, unless -m is given).")] = False,
+    conversation_id: Annotated[str | None, typer.Option(
+        "--cid", metavar="ID", help="Continue the logged conversation with this id (`cfai logs` shows them).",
+        show_default=False)] = None,
+    no_log: Annotated[bool, typer.Option(
+        "--no-log", help="Do not write this exchange to the local log (`cfai logs`) [config: log; env: "
+                         "CFAI_LOG=0].")] = False,
     attach: Annotated[list[str] | None, typer.Option(
         "-a", "--attach", metavar="FILE|URL|-",
         help="Attach a file, an image URL or stdin (-), repeatable: images go to a vision model, text files "
@@ -163,7 +175,18 @@ def chat(
     sources = attach or []
     if request == "-" and "-" in sources:
         raise typer.BadParameter("stdin can feed --request - or -a -, not both.", param_hint="--attach")
+    if continue_ and conversation_id is not None:
+        raise typer.BadParameter("-c continues the latest conversation, --cid ID a given one: use one of them.",
+                                 param_hint="--cid")
     term, settings = start(invocation.obj, offline=offline, timeout=timeout)
+    conversation = None
+    if continue_ or conversation_id is not None:
+        from cfai_cli.cli.xlog import find_conversation, note_continued
+
+        conversation = find_conversation(settings, conversation_id)
+        note_continued(term, conversation)
+    if no_log:
+        settings = replace(settings, log=False)
     attachments = [read_attachment(source, term.stdin) for source in sources]
     piped = None
     if request != "-" and "-" not in sources and not term.in_tty:
@@ -173,11 +196,14 @@ def chat(
     if prompt is not None and user_text is None and not attachments and request is None:
         raise typer.BadParameter("nothing to ask: the prompt is empty.", param_hint="PROMPT")
     base = read_request(request, term.stdin) if request is not None else None
-    if responses or continue_:
+    chosen = model is not None or "model" in (base or {})
+    if conversation is not None and not chosen:
+        model = conversation.model  # the conversation keeps its model unless -m (or the body) says otherwise
+    if responses:
         _responses(settings, term, base=base, user_text=user_text, model=model, system=system,
                    temperature=temperature, max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
-                   from_file=request, continue_=continue_, attachments=attachments,
-                   chosen=model is not None or "model" in (base or {}), show_usage=show_usage)
+                   from_file=request, conversation=conversation, attachments=attachments, chosen=chosen,
+                   show_usage=show_usage)
         return
     body = build_body(base=base, user_text=user_text, model=model, system=system, temperature=temperature,
                       max_tokens=max_tokens, no_stream=no_stream, json_out=json_out,
@@ -186,25 +212,27 @@ def chat(
         from cfai_cli.cli.interactive import chat_session
 
         check_session(settings, term, body["model"])
-        chat_session(settings, body, term, json_out=json_out)
+        chat_session(settings, body, term, json_out=json_out, conversation=conversation)
         return
     _once(settings, body, term, json_out=json_out, from_file=request, attachments=attachments,
-          has_prompt=user_text is not None, chosen=model is not None or "model" in (base or {}),
-          show_usage=show_usage)
+          has_prompt=user_text is not None, chosen=chosen, show_usage=show_usage, conversation=conversation)
 
 
 def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out: bool, from_file: str | None,
-          attachments: list[Attachment], has_prompt: bool, chosen: bool, show_usage: bool = False) -> None:
+          attachments: list[Attachment], has_prompt: bool, chosen: bool, show_usage: bool = False,
+          conversation: Conversation | None = None) -> None:
     import asyncio
     import copy
+    import time
 
     from cfai_cli.cli.answer import ask
     from cfai_cli.cli.attach import add_to_chat_body, content_parts, vision_model
+    from cfai_cli.cli.xlog import attachment_notes, chat_calls, log_exchange, new_cid, with_history
     from cfai_cli.core.openai.chat import ChatCompletionRequest
     from cfai_cli.service.context import open_context
 
     def validated(body: dict[str, Any]) -> ChatCompletionRequest:
-        return validate_body(ChatCompletionRequest, body, from_file)
+        return validate_body(ChatCompletionRequest, with_history(body, conversation), from_file)
 
     # Checked before any attachment is fetched or transcribed (with a stand-in for what they will add).
     draft = copy.deepcopy(body)
@@ -221,36 +249,49 @@ def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out:
                 if images:
                     body["model"] = vision_model(settings, str(body.get("model")), term, chosen=chosen)
                 final = validated(body)
-            await ask(ctx, final, term, json_out=json_out)
+            started = time.time()
+            reply = await ask(ctx, final, term, json_out=json_out)
             if show_usage:
                 report_spend(ctx, term)
+            log_exchange(settings, term, ctx, cid=conversation.cid if conversation else new_cid(), api="chat",
+                         asked=str(final.model), added=body["messages"], answer=reply.content,
+                         tool_calls=chat_calls(reply.tool_calls), started=started,
+                         attachments=attachment_notes(attachments))
 
     asyncio.run(run())
 
 
 def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | None, user_text: str | None,
                model: str | None, system: str | None, temperature: float | None, max_tokens: int | None,
-               no_stream: bool, json_out: bool, from_file: str | None, continue_: bool,
+               no_stream: bool, json_out: bool, from_file: str | None, conversation: Conversation | None,
                attachments: list[Attachment], chosen: bool, show_usage: bool = False) -> None:
     import asyncio
+    import time
 
     from cfai_cli.cli.attach import add_to_responses_body, content_parts, vision_model
-    from cfai_cli.cli.respond import build_request, build_responses_body, last_response_id, respond, responses_session
+    from cfai_cli.cli.respond import (
+        build_request,
+        build_responses_body,
+        continued,
+        log_response,
+        respond,
+        responses_session,
+    )
+    from cfai_cli.cli.xlog import attachment_notes, new_cid
     from cfai_cli.service.context import open_context
 
-    previous = last_response_id(settings) if continue_ else None
     body = build_responses_body(base=base, user_text=user_text, model=model, system=system, temperature=temperature,
-                                max_tokens=max_tokens, no_stream=no_stream, previous=previous,
+                                max_tokens=max_tokens, no_stream=no_stream, previous=None,
                                 default_model=settings.default_model)
     if base is None and user_text is None and not attachments:
         check_session(settings, term, body["model"])
-        responses_session(settings, body, term, json_out=json_out)
+        responses_session(settings, body, term, json_out=json_out, conversation=conversation)
         return
     # Checked before any attachment is fetched or transcribed (with a stand-in for what they will add).
     draft = dict(body)
     if attachments:
         add_to_responses_body(draft, ["(attachments)"], [])
-    req = build_request(draft, from_file)
+    req = build_request(continued(settings, draft, conversation), from_file)
 
     async def run() -> None:
         async with open_context(settings) as ctx:
@@ -260,10 +301,13 @@ def _responses(settings: Settings, term: Terminal, *, base: dict[str, Any] | Non
                 add_to_responses_body(body, texts, images)
                 if images:
                     body["model"] = vision_model(settings, str(body.get("model")), term, chosen=chosen)
-                final = build_request(body, from_file)
-            await respond(ctx, final, term, json_out=json_out)
+                final = build_request(continued(settings, body, conversation), from_file)
+            started = time.time()
+            response = await respond(ctx, final, term, json_out=json_out)
             if show_usage:
                 report_spend(ctx, term)
+            log_response(settings, term, ctx, cid=conversation.cid if conversation else new_cid(), body=body,
+                         response=response, started=started, attachments=attachment_notes(attachments))
 
     asyncio.run(run())
 

@@ -130,6 +130,15 @@ class Terminal:
             table.add_row(*map(Text, row))  # cells are data, never rich markup (a model named "[red]…")
         self.out.print(table)
 
+    def heading(self, text: str) -> None:
+        """A heading over a block of data (`cfai logs`): bold on a terminal, `## text` when piped."""
+        if not self.out_tty:
+            self.line(f"## {text}")
+            return
+        from rich.text import Text
+
+        self.out.print(Text(text, style="bold cyan"), soft_wrap=True)  # Text: never markup, escapes stripped
+
     def tool_call(self, name: str, arguments: str) -> None:
         """A tool call the model asked for is part of the answer, so it goes to stdout."""
         if self.out_tty:

@@ -1,9 +1,10 @@
-"""`cfai chat --responses` / `--continue`: answers through the Responses API service, rendered.
+"""`cfai chat --responses`: answers through the Responses API service, rendered, and logged (cli.xlog).
 
 Imports service, store, core and cli.render; only imported when such a chat runs. The same service
-functions back `POST /v1/responses`, so the CLI exercises exactly the proxy's path. Each stored answer's
-id is remembered in the data directory so `cfai chat -c` continues the last conversation; the
-interactive variant chains its turns by `previous_response_id` and reuses cli.interactive's loop.
+functions back `POST /v1/responses`, so the CLI exercises exactly the proxy's path. A logged conversation
+(`-c`, `--cid`) continues by `previous_response_id` when its last exchange is a Response still stored, else
+with its history as input items; the interactive variant chains its turns by `previous_response_id` and
+reuses cli.interactive's loop.
 """
 
 from __future__ import annotations
@@ -12,23 +13,61 @@ from typing import Any
 
 from cfai_cli.cli.common import validate_body
 from cfai_cli.cli.render import AnswerPrinter, Terminal
+from cfai_cli.cli.xlog import Conversation, log_exchange
+from cfai_cli.core.history import responses_items
 from cfai_cli.core.openai.responses import CreateResponseRequest
+from cfai_cli.core.translate.responses_items import input_items, items_to_messages
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.service.context import Context
-from cfai_cli.service.responses import create_response, open_response_stream, response_store
+from cfai_cli.service.record import RequestRecord
+from cfai_cli.service.responses import create_response, open_response_stream
 from cfai_cli.settings import Settings
 from cfai_cli.store.responses import ResponseStore
 
-LAST_RESPONSE = "last_response_id"
+
+def continued(settings: Settings, body: dict[str, Any], conversation: Conversation | None) -> dict[str, Any]:
+    """`body` continuing `conversation`: by `previous_response_id` when its last exchange is a Response still
+    stored, else with its history as input items; its system prompt as `instructions` unless the body has its
+    own (a stored chain keeps its inputs and outputs, never the instructions)."""
+    if conversation is None:
+        return body
+    out = dict(body)
+    if out.get("instructions") is None and conversation.system is not None:
+        out["instructions"] = conversation.system
+    if out.get("previous_response_id") is not None:  # a --request body's own chain wins
+        return out
+    stored = conversation.response_id is not None and settings.database.exists() and ResponseStore(
+        settings.database).get(conversation.response_id) is not None
+    if stored:
+        out["previous_response_id"] = conversation.response_id
+    else:
+        given = out.get("input")
+        own = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+        out["input"] = [*responses_items(conversation.messages), *own]
+    return out
 
 
-def last_response_id(settings: Settings) -> str:
-    """The id `--continue` continues from, or a clear error when there is none."""
-    found = ResponseStore(settings.database).state(LAST_RESPONSE) if settings.database.exists() else None
-    if not found:
-        raise InvalidRequest("There is no conversation to continue yet: ask something with `cfai chat "
-                             "--responses` first.", param="--continue", code="no_conversation")
-    return found
+def added_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a Responses body (without the history) sends, as chat messages: its instructions, then its input."""
+    try:
+        messages = items_to_messages(input_items(body.get("input"), lambda prefix: prefix))
+    except InvalidRequest:  # it was answered, so this is only a shape the log cannot read: keep the text
+        messages = [{"role": "user", "content": str(body.get("input") or "")}]
+    instructions = body.get("instructions")
+    return [{"role": "system", "content": instructions}, *messages] if instructions else messages
+
+
+def log_response(settings: Settings, term: Terminal, ctx: Context, *, cid: str, body: dict[str, Any],
+                 response: dict[str, Any], started: float, attachments: list[dict[str, Any]]) -> None:
+    """Log one Responses exchange (`body`: the request without the history); a failed one is not logged."""
+    if not response or response.get("status") == "failed":
+        return
+    calls = [{"name": i["name"], "arguments": i["arguments"]} for i in response.get("output", [])
+             if i.get("type") == "function_call"]
+    log_exchange(settings, term, ctx, cid=cid, api="responses", asked=str(body.get("model")),
+                 added=added_messages(body), answer=response.get("output_text") or "", tool_calls=calls,
+                 started=started, attachments=attachments,
+                 response_id=response.get("id") if response.get("store") else None)
 
 
 def build_request(body: dict[str, Any], from_file: str | None) -> CreateResponseRequest:
@@ -42,11 +81,6 @@ def _usage(usage: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"prompt_tokens": usage.get("input_tokens", 0), "completion_tokens": usage.get("output_tokens", 0)}
 
 
-def _remember(ctx: Context, response: dict[str, Any]) -> None:
-    if response.get("store") and response.get("id"):
-        response_store(ctx).set_state(LAST_RESPONSE, response["id"])
-
-
 def _show_calls(term: Terminal, output: list[dict[str, Any]]) -> None:
     for item in output:
         if item["type"] == "function_call":
@@ -58,7 +92,6 @@ async def respond(ctx: Context, req: CreateResponseRequest, term: Terminal, *, j
     if not req.stream:
         with term.waiting("waiting for the model…"):
             response: dict[str, Any] = dict(await create_response(ctx, req))
-        _remember(ctx, response)
         if json_out:
             term.json(response)
             return response
@@ -92,7 +125,6 @@ async def respond(ctx: Context, req: CreateResponseRequest, term: Terminal, *, j
     if stream is not None and stream.error is not None:
         # The events (with `response.failed`) are out; the command still fails with that error's exit status.
         raise stream.error
-    _remember(ctx, final)
     if printer is not None:
         _show_calls(term, final.get("output", []))
         term.usage(final.get("model", req.model or ""), _usage(final.get("usage")))
@@ -122,32 +154,43 @@ def build_responses_body(*, base: dict[str, Any] | None, user_text: str | None, 
     return body
 
 
-def responses_session(settings: Settings, template: dict[str, Any], term: Terminal, *, json_out: bool) -> None:
-    """The interactive chat over stored responses: each turn continues the previous one by its id."""
+def responses_session(settings: Settings, template: dict[str, Any], term: Terminal, *, json_out: bool,
+                      conversation: Conversation | None = None) -> None:
+    """The interactive chat over stored responses: each turn continues the previous one by its id (the first
+    continues `conversation`, if given); each turn is logged under the session's conversation id."""
     import asyncio
     import contextlib
+    import time
     from contextlib import AsyncExitStack
 
     from cfai_cli.cli.answer import Reply
     from cfai_cli.cli.interactive import HELP, run_session
+    from cfai_cli.cli.xlog import new_cid
     from cfai_cli.service.context import open_context
 
     with contextlib.suppress(ImportError):  # not on Windows; input() then works without line editing
         import readline  # noqa: F401  (imported for its side effect: line editing and history in input())
 
-    state: dict[str, Any] = {"previous": template.get("previous_response_id"), "turns": 0}
+    state: dict[str, Any] = {"previous": template.get("previous_response_id"), "turns": 0,
+                             "conversation": conversation, "cid": conversation.cid if conversation else new_cid()}
     with asyncio.Runner() as runner:
         stack = AsyncExitStack()
         ctx = runner.run(stack.enter_async_context(open_context(settings)))
         try:
             async def answer(messages: list[dict[str, Any]]) -> Reply:
                 if len(messages) == 1 and state["turns"]:
-                    state["previous"] = None  # /reset: the session's history is gone, so is the chain
-                body = {**template, "input": messages[-1]["content"], "previous_response_id": state["previous"]}
-                response = await respond(ctx, build_request(body, None), term, json_out=json_out)
+                    # /reset: the session's history is gone, so are the chain and the conversation it continued
+                    state.update(previous=None, conversation=None, cid=new_cid())
+                own = {**template, "input": messages[-1]["content"], "previous_response_id": state["previous"]}
+                body = continued(settings, own, state["conversation"])
+                turn = ctx.for_request(RequestRecord())  # this turn's tokens and neurons, for the log
+                started = time.time()
+                response = await respond(turn, build_request(body, None), term, json_out=json_out)
                 state["turns"] += 1
                 if response.get("status") != "failed" and response.get("store"):
                     state["previous"] = response["id"]
+                log_response(settings, term, turn, cid=state["cid"], body={**own, "previous_response_id": None},
+                             response=response, started=started, attachments=[])
                 return Reply(content=response.get("output_text", ""))
 
             term.note(f"Chatting with {template['model']} over the Responses API. {HELP}")

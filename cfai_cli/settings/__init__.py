@@ -3,7 +3,7 @@
     command-line flag > environment > config file > default
 
 Environment: CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_API_TOKEN, CFAI_API_BASE, CFAI_TIMEOUT, CFAI_MODEL, CFAI_HOME,
-CFAI_USAGE_RETENTION_DAYS, CFAI_RESPONSES_RETENTION_DAYS (each field's `env` below is the one list), and
+CFAI_USAGE_RETENTION_DAYS, CFAI_RESPONSES_RETENTION_DAYS, CFAI_LOG (each field's `env` below is the one list), and
 CFAI_OFFLINE (every command answers from the emulator; `cfai --offline` and each command's --offline are its flags).
 Where each value came from is kept in `Settings.origins` (`cfai config show`).
 Config file: `config.toml` in the config directory (CFAI_HOME if set, else the platform's user config dir),
@@ -74,6 +74,11 @@ class Settings:
     # store/retention.py); `cfai serve` prunes at start-up and hourly, `cfai usage --prune` at once.
     usage_retention_days: int = _setting(90, "CFAI_USAGE_RETENTION_DAYS")
     responses_retention_days: int = _setting(30, "CFAI_RESPONSES_RETENTION_DAYS")
+    # The exchange log of `cfai chat` (logs.db, `cfai logs`): on or off, the newest rows kept (0: no cap),
+    # and a time limit (0: none). Pruned as each exchange is written (store/exchanges.py).
+    log: bool = _setting(True, "CFAI_LOG")
+    log_max_rows: int = _setting(10_000)
+    log_retention_days: int = _setting(0)
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     # alias -> the model that serves it when a chat/Responses request carries images (core.catalog)
     vision_aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VISION_ALIASES))
@@ -92,6 +97,10 @@ class Settings:
     @property
     def database(self) -> Path:
         return self.data_dir / "cfai.db"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "logs.db"
 
     @property
     def images_dir(self) -> Path:

@@ -21,17 +21,19 @@ _SETUP = threading.Lock()  # threads of one process (a request, the retention pa
 
 @contextmanager
 def connect(path: Path, schema: str, *, immediate: bool = False,
-            migrate: Callable[[sqlite3.Connection], None] | None = None) -> Iterator[sqlite3.Connection]:
+            migrate: Callable[[sqlite3.Connection], None] | None = None,
+            wait: float = 30.0) -> Iterator[sqlite3.Connection]:
     """A connection inside one transaction (committed on success); `immediate` takes the write lock first.
 
-    The schema (and `migrate`, for tables an older cfai made) runs once per process and file.
+    The schema (and `migrate`, for tables an older cfai made) runs once per process and file. `wait`: seconds
+    a locked file is waited for before the error.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-        with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as conn:
-            conn.execute("PRAGMA busy_timeout = 30000")
+        with closing(sqlite3.connect(path, timeout=wait, isolation_level=None)) as conn:
+            conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
             if (path, schema) not in _READY:
                 with _SETUP:
                     if (path, schema) not in _READY:

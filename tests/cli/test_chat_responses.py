@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from cfai_cli.cli.render import Terminal
-from cfai_cli.cli.respond import LAST_RESPONSE, build_responses_body, responses_session
+from cfai_cli.cli.respond import build_responses_body, responses_session
 from cfai_cli.errors import ExitCode
 from cfai_cli.settings import load_settings
 from cfai_cli.store.responses import ResponseStore
@@ -41,12 +41,12 @@ def test_json_prints_the_response_or_its_events(cli: Invoke) -> None:
 
 def test_continue_picks_up_the_last_conversation(cli: Invoke, cfai_home: Path) -> None:
     first = json.loads(cli("chat", "--offline", "--responses", "--no-stream", "--json", "My name is Ada").stdout)
-    second = json.loads(cli("chat", "--offline", "-c", "--no-stream", "--json", "What is my name?").stdout)
-    third = ndjson(cli("chat", "--offline", "--continue", "--json", "And again?").stdout)[-1]["response"]
+    second = json.loads(cli("chat", "--offline", "--responses", "-c", "--no-stream", "--json",
+                            "What is my name?").stdout)
+    third = ndjson(cli("chat", "--offline", "--responses", "--continue", "--json", "And again?").stdout)[-1]["response"]
     assert second["previous_response_id"] == first["id"]
     assert third["previous_response_id"] == second["id"]
     store = ResponseStore(cfai_home / "cfai.db")
-    assert store.state(LAST_RESPONSE) == third["id"]
     conversation = store.conversation(third["id"])
     assert conversation is not None
     said = [i["content"][0]["text"] for i in conversation if i["role"] == "user"]
