@@ -75,7 +75,7 @@ def judge(*, neurons_today: float, neurons_this_month: float, per_day: float | N
     held_note = f", {held:,.2f} held by requests in flight" if held > 0 else ""
     if per_day is not None and not fits(neurons_today + held, wanted, per_day):
         reset = day_start(now) + DAY
-        opening = _opening(neurons_today + held, per_day, f"{per_day:,g} neurons per day", f"{wanted:,.2f} neurons")
+        opening = _opening(neurons_today, per_day, wanted, f"{per_day:,g} neurons per day", f"{wanted:,.2f} neurons")
         return Refusal("neurons per day", (
             f"{opening} ({neurons_today:,.2f} spent today{held_note}). "
             f"It resets at {_when(reset)} (in {_duration(reset - now)})."), reset - now)
@@ -83,7 +83,7 @@ def judge(*, neurons_today: float, neurons_this_month: float, per_day: float | N
         reset = next_month_start(now)
         spent_usd, held_usd = usd_of_neurons(neurons_this_month), usd_of_neurons(held)
         note = f", ${held_usd:,.4f} held by requests in flight" if held > 0 else ""
-        opening = _opening(usd_of_neurons(neurons_this_month + held), per_month_usd, f"${per_month_usd:,g} per month",
+        opening = _opening(spent_usd, per_month_usd, wanted, f"${per_month_usd:,g} per month",
                            f"${usd_of_neurons(wanted):,.6f}")
         return Refusal("USD per month", (
             f"{opening} (${spent_usd:,.4f} spent this month{note}, at list price). "
@@ -91,9 +91,11 @@ def judge(*, neurons_today: float, neurons_this_month: float, per_day: float | N
     return None
 
 
-def _opening(total: float, budget: float, name: str, shown: str) -> str:
-    if total >= budget - abs(budget) * _SLACK:
+def _opening(spent: float, budget: float, wanted: float, name: str, shown: str) -> str:
+    if spent >= budget - abs(budget) * _SLACK:
         return f"This key has used its budget of {name}"
+    if wanted <= 0:
+        return f"Nothing is left of this key's budget of {name} for another request"
     return f"This request (estimated at {shown}) does not fit in what is left of this key's budget of {name}"
 
 
