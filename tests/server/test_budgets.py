@@ -106,7 +106,7 @@ async def test_a_day_budget_admits_only_what_fits_across_two_workers(settings: S
 
 
 async def test_a_budget_spent_to_the_neuron_refuses_at_the_door(settings: Settings) -> None:
-    key, key_id = budgeted(settings, budget_neurons_per_day=30)
+    key, _ = budgeted(settings, budget_neurons_per_day=30)
     billing = Billing()
     async with workers(settings, billing, key) as (first, second):
         for client in (first, second, first):
