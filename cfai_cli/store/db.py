@@ -55,7 +55,9 @@ class Shared:
     """One connection kept open for a hot path (budget holds on every request), its transactions taken in turn.
 
     Opening a connection costs more than the short transaction it is for; the lock serialises this process's
-    threads on it (SQLite's write lock serialises the processes). Reopened after a fork."""
+    threads on it (SQLite's write lock serialises the processes). Reopened after a fork. Its commits are not
+    flushed to disk one by one (WAL's synchronous=NORMAL: durable when a process dies, the last commits may be
+    lost if the machine does): an fsync would cost more than everything else the request does."""
 
     def __init__(self, path: Path, schema: str) -> None:
         self.path = path
@@ -70,6 +72,7 @@ class Shared:
                 pass
             self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA busy_timeout = 30000")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
             self._pid = os.getpid()
         return self._conn
 
