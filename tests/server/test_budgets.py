@@ -39,6 +39,8 @@ class Billing:
         self.waiting = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/ai/models/search"):  # the catalogue (the Messages API reads it): no call
+            return httpx.Response(200, json={**envelope([]), "result_info": {}})
         self.calls += 1
         if self.gate is not None:
             self.waiting += 1
@@ -154,6 +156,10 @@ async def test_a_cold_models_estimate_counts_the_prompt_and_the_answer_it_may_ge
         error = refusal(await client.post("/v1/chat/completions", json=CHAT))
         estimate = float(error["message"].split("estimated at ")[1].split(" ")[0])
         assert 19 < estimate < 20 and billing.calls == 0
+        claude = await client.post("/v1/messages", headers={"anthropic-version": "2023-06-01"},
+                                   json={"model": MODEL, "max_tokens": 1024,
+                                         "messages": [{"role": "user", "content": "hi"}]})
+        assert claude.status_code == 429 and "estimated at 19." in claude.json()["error"]["message"]
         assert (await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 16})).status_code == 200
         assert billing.calls == 1
 
