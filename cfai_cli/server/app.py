@@ -135,7 +135,9 @@ def create_app(
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
-                                max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger))
+                                max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger,
+                                hold_seconds=settings.timeout + 60,
+                                cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}))
     app: Starlette = Starlette(routes=table, exception_handlers=HANDLERS, middleware=stack, lifespan=lifespan)
     app.state.max_body_bytes = max_body  # uploads (audio, image edits)
     app.state.max_json_bytes = min(max_body, int(settings.max_json_mb * 1024 * 1024))

@@ -9,6 +9,9 @@ effect at once, even in a running server. Keys are never accepted in query strin
 from __future__ import annotations
 
 import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 from starlette.datastructures import MutableHeaders
@@ -25,8 +28,9 @@ from cfai_cli.server.errors import error_response
 from cfai_cli.server.routes.common import request_record
 from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
+from cfai_cli.service.cost import planned_neurons
 from cfai_cli.service.record import RequestRecord
-from cfai_cli.store.budgets import BudgetLedger
+from cfai_cli.store.budgets import Budget, BudgetLedger
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter
 
@@ -76,11 +80,15 @@ def scope_for(path: str) -> str | None:
 
 class KeyAuth:
     def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimiter, *, max_in_flight: int,
-                 open_prefixes: tuple[str, ...] = (), ledger: BudgetLedger | None = None) -> None:
+                 open_prefixes: tuple[str, ...] = (), ledger: BudgetLedger | None = None,
+                 hold_seconds: float = 360.0, cache: Callable[[], dict[str, Any]] = dict) -> None:
         self.app = app
         self.ledger = ledger or BudgetLedger(keys.path)
+        # A budget hold outlives its request only if the worker died: the request timeout and a margin.
+        self.hold_seconds = hold_seconds
+        self.cache = cache  # the service context's cache (the catalogue's prices, once fetched: service.cost)
         self.keys = keys
-        self.cache = keys.cache()
+        self.verified = keys.cache()
         self.limiter = limiter
         self.max_in_flight = max_in_flight
         self.in_flight: dict[str, int] = {}
@@ -140,6 +148,8 @@ class KeyAuth:
         after defaults, aliases and routes have made it what actually runs."""
         request.key_id = key.id
         request.model_patterns = key.policy.models
+        if key.policy.budgeted:
+            request.budget = self._holder(request, key)
         if key.policy.limited:
             async def charge(calls: int) -> None:
                 decision = await anyio.to_thread.run_sync(
@@ -153,6 +163,24 @@ class KeyAuth:
 
             request.charge = charge
 
+    def _holder(self, request: RequestRecord, key: KeyRecord) -> Callable[[str, int], Awaitable[None]]:
+        """The request's budget hold (store.budgets): before its calls are made, their estimated cost is held
+        if it fits in what the key has left, in one write transaction every worker takes in turn."""
+        budget = Budget(key.policy.budget_neurons_per_day, key.policy.budget_usd_per_month)
+
+        async def hold(model: str, calls: int) -> None:
+            hold_id = request.hold_id or uuid.uuid4().hex
+            fallback = planned_neurons(request, model, self.cache())
+            now = time.time()
+            refusal = await anyio.to_thread.run_sync(lambda: self.ledger.hold(
+                hold_id, key.id, budget, model=model, calls=calls, fallback=fallback, now=now,
+                expires=now + self.hold_seconds))
+            if refusal is not None:
+                raise QuotaExceeded(refusal.message, retry_after=refusal.retry_after)
+            request.hold_id = hold_id  # held: settled at the request's end (server.observe)
+
+        return hold
+
     async def _admit(self, scope: Scope) -> tuple[KeyRecord, dict[str, str]]:
         key = presented_key(scope["headers"])
         if key is None:
@@ -161,7 +189,7 @@ class KeyAuth:
                 "made by `cfai keygen`.",
                 code="missing_api_key")
         try:
-            record = self.cache.verify(key)  # on the loop: microseconds, and revocation still counts at once
+            record = self.verified.verify(key)  # on the loop: microseconds, and revocation still counts at once
         except CacheUnavailable:
             record = await anyio.to_thread.run_sync(self.keys.verify, key)
         if record is None:

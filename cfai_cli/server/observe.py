@@ -17,8 +17,9 @@ the usage row; `x-cfai-cache` says what the response cache did (service.cache), 
 reported it (`measured`) or cfai estimated it from published prices (`estimated`; service.cost, docs/cost.md).
 A stream's headers go before its count is known: the usage row has it, and a stream asked with the request
 header `x-cfai-neurons: trailer` ends with an SSE comment `: x-cfai-neurons=N measured` after its last event.
-A key with a budget has its request's neurons added to the spend ledger (store.budgets) before the answer's
-last bytes are sent, so its next request, to any worker, is judged with them counted.
+A key with a budget has its request's hold replaced by its neurons in the spend ledger (store.budgets) before
+the answer's last bytes are sent, so its next request, to any worker, is judged with them counted; a request
+that ends otherwise (an error, a client gone, a cancelled task) is settled on its way out.
 """
 
 from __future__ import annotations
@@ -239,9 +240,10 @@ class Observe:
                 return
             charged = True
             settle(record, self.cache())
-            if record.neurons:
-                neurons = record.neurons
-                await anyio.to_thread.run_sync(lambda: self.ledger.add(key.id, neurons, now=time.time()))
+            if record.hold_id is not None or record.neurons:  # else nothing was held or spent: no write
+                neurons, hold_id, model, calls = record.neurons, record.hold_id, record.model, record.calls
+                await anyio.to_thread.run_sync(lambda: self.ledger.settle(
+                    hold_id, key.id, neurons, model=model, calls=calls, now=time.time()))
 
         scrubber = self.scrubber
         # A stream's neurons as a trailing SSE comment only when asked: it changes the stream's last bytes, which

@@ -67,6 +67,7 @@ class WorkersPool:
         """Charge a fan-out's `calls` to the request's limits once its key may use `model` (a 403 otherwise, before
         anything is charged: a refused request must not use up a rate window, server.auth)."""
         self.ctx.router.authorize(model, self.ctx.record, cloudflare_only=True)
+        await self.ctx.record.hold(model, calls)
         await self.ctx.record.reserve(calls)
 
     async def run(self, model: str, body: Mapping[str, Any]) -> Any:

@@ -27,6 +27,7 @@ from cfai_cli.service import cache
 from cfai_cli.service.accounts import on_workers
 from cfai_cli.service.chat_stream import ChatStream, prime
 from cfai_cli.service.context import Context
+from cfai_cli.service.cost import plan_chat
 from cfai_cli.service.forced import ensure_forced_calls
 from cfai_cli.service.gather import gather_all, open_all
 from cfai_cli.service.workers_stream import workers_stream
@@ -149,6 +150,7 @@ async def create_chat_completion(ctx: Context, req: ChatCompletionRequest, *,
     slot = await cache.chat_slot(ctx, req)
     if slot is not None and slot.entry is not None:
         return cache.chat_hit(ctx, slot)
+    plan_chat(ctx.record, req)
     answer = await ctx.router.call(req.model, completion_attempt(ctx, req, affinity=affinity),
                                    vision=req.has_images(), caller=ctx.record, calls=req.n or 1)
     if slot is not None:
@@ -194,6 +196,7 @@ async def open_chat_stream(ctx: Context, req: ChatCompletionRequest, *,
 
 
 async def _open_chat_stream(ctx: Context, req: ChatCompletionRequest, affinity: str | None) -> ChatStream:
+    plan_chat(ctx.record, req)
     return await ctx.router.call(req.model, stream_attempt(ctx, req, affinity=affinity), vision=req.has_images(),
                                  caller=ctx.record, calls=req.n or 1)
 

@@ -42,6 +42,7 @@ from cfai_cli.service.chat import (
 )
 from cfai_cli.service.chat_stream import ChatStream, EventStream, prime
 from cfai_cli.service.context import Context
+from cfai_cli.service.cost import plan_chat
 from cfai_cli.service.gather import Closable
 from cfai_cli.service.models import CACHE_SECONDS, catalogue
 from cfai_cli.service.tokens import bundled_tokenizer
@@ -151,6 +152,7 @@ async def create_message(ctx: Context, prepared: Prepared) -> dict[str, Any]:
         return to_message(await translated(target, provider), prepared.plan, message_id=ctx.ids("msg"))
 
     ctx.record.asked = chat.model
+    plan_chat(ctx.record, chat)
     return await ctx.router.call(chat.model, attempt, vision=chat.has_images(), caller=ctx.record)
 
 
@@ -264,6 +266,7 @@ async def open_message_stream(ctx: Context, prepared: Prepared) -> AnthropicEven
 
     check_stream_share(1, ctx.settings.max_connections)
     ctx.record.asked = chat.model
+    plan_chat(ctx.record, chat)
     return await ctx.router.call(chat.model, attempt, vision=chat.has_images(), caller=ctx.record)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from cfai_cli.core.cache import Mode, Status, combine
+from cfai_cli.core.cost import Units
 from cfai_cli.errors import PermissionDenied
 
 MAX_CONCURRENT_CALLS = 8  # upstream calls one request runs at once (its other calls wait their turn)
@@ -25,6 +26,12 @@ class RequestRecord:
     model_patterns: tuple[str, ...] = ()  # shell-style; empty = every model
     # Charges `n` more upstream calls to the caller's rate limits (raises RateLimited); None = unlimited.
     charge: Callable[[int], Awaitable[None]] | None = None
+    # Holds what `n` more upstream calls of a model are estimated to cost against the key's budget (raises
+    # QuotaExceeded when they do not fit; server.auth, store.budgets); None = no budget.
+    budget: Callable[[str, int], Awaitable[None]] | None = None
+    held_calls: int = 0  # upstream calls whose cost the budget already holds
+    hold_id: str | None = None  # the budget hold's id, once it has one (settled at the request's end)
+    planned: Units | None = None  # what one call is expected to use, for a model with no known cost yet
     asked: str | None = None  # the model name the request asked for, after defaults (set by the service)
     prepaid: int = 1  # calls already charged when the request was admitted
     calls: int = 0
@@ -78,6 +85,13 @@ class RequestRecord:
             self.prepaid = calls
             if self.charge is not None:
                 await self.charge(extra)
+
+    async def hold(self, model: str, calls: int) -> None:
+        """Hold the budget for the request's calls up to `calls` in all (before they are made; see `budget`)."""
+        extra = calls - self.held_calls
+        if extra > 0 and self.budget is not None:
+            await self.budget(model, extra)
+            self.held_calls = calls
 
     async def spend(self, calls: int) -> None:
         """Count `calls` upstream calls, charging what the admission did not already pay for."""

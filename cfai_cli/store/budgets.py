@@ -1,19 +1,26 @@
-"""Per-key spend ledger for budgets: neurons per key and UTC day, shared by every worker through SQLite.
+"""Per-key spend ledger for budgets: neurons per key and UTC day, and holds for the requests in flight, shared by
+every worker through SQLite.
 
 Imports stdlib, core and store.db. Like store.limits, the ledger lives in the database every uvicorn worker
-opens, so a budget holds across workers. The proxy adds a request's neurons (what its record says it cost)
-before the end of its answer reaches the client, and checks the key's day and month totals before any
-upstream call: a client that has seen an answer will be judged with that answer's cost counted. One row per
-key and day keeps the month's sum to at most 31 rows. Only keys with a budget are recorded (docs/cost.md).
+opens, so a budget holds across workers. Before its first upstream call a request *holds* its estimated cost:
+one write transaction (BEGIN IMMEDIATE, on one connection kept open) reads the key's spend, the holds of its
+requests in flight and the model's running mean cost, and records the hold only if it fits (core.budgets).
+At its end, whichever way it ends, the hold is replaced by what the request really cost, and the model's mean
+learns from it. A hold expires (a worker that died mid-request must not block its key for ever), and the
+key's day and month totals count only holds not yet expired. One row per key and day keeps the month's sum
+to at most 31 rows; `prune` drops the days before this month and the expired holds. Only keys with a budget
+are recorded (docs/cost.md).
 """
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
-from cfai_cli.core.budgets import Refusal, day_of, judge, month_start
+from cfai_cli.core.budgets import Refusal, day_of, estimate, judge, month_start, running_mean
 from cfai_cli.core.cost import day_start
-from cfai_cli.store.db import connect
+from cfai_cli.store.db import Shared, connect
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS key_spend (
@@ -22,33 +29,116 @@ CREATE TABLE IF NOT EXISTS key_spend (
     neurons REAL NOT NULL,
     PRIMARY KEY (key_id, day)
 );
+CREATE TABLE IF NOT EXISTS budget_holds (
+    id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    neurons REAL NOT NULL,
+    expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS budget_holds_key ON budget_holds (key_id, expires);
+CREATE TABLE IF NOT EXISTS model_cost (model TEXT PRIMARY KEY, neurons REAL NOT NULL);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    per_day: float | None
+    per_month_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    days: int = 0
+    holds: int = 0
+
+
+def _spent(conn: sqlite3.Connection, key_id: str, now: float) -> tuple[float, float]:
+    today, first = day_of(day_start(now)), day_of(month_start(now))
+    day, month = conn.execute(
+        "SELECT COALESCE(SUM(CASE WHEN day = ? THEN neurons END), 0), COALESCE(SUM(neurons), 0) "
+        "FROM key_spend WHERE key_id = ? AND day >= ? AND day <= ?",
+        (today, key_id, first, today)).fetchone()
+    return float(day), float(month)
+
+
+def _held(conn: sqlite3.Connection, key_id: str, now: float) -> float:
+    (held,) = conn.execute("SELECT COALESCE(SUM(neurons), 0) FROM budget_holds WHERE key_id = ? AND expires > ?",
+                           (key_id, now)).fetchone()
+    return float(held)
+
+
+def _add(conn: sqlite3.Connection, key_id: str, neurons: float, now: float) -> None:
+    conn.execute("INSERT INTO key_spend (key_id, day, neurons) VALUES (?, ?, ?) "
+                 "ON CONFLICT (key_id, day) DO UPDATE SET neurons = neurons + excluded.neurons",
+                 (key_id, day_of(now), neurons))
 
 
 class BudgetLedger:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.db = Shared(path, _SCHEMA)
 
     def add(self, key_id: str, neurons: float, *, now: float) -> None:
         if neurons > 0:
-            with connect(self.path, _SCHEMA, immediate=True) as conn:
-                conn.execute("INSERT INTO key_spend (key_id, day, neurons) VALUES (?, ?, ?) "
-                             "ON CONFLICT (key_id, day) DO UPDATE SET neurons = neurons + excluded.neurons",
-                             (key_id, day_of(now), neurons))
+            with self.db.transaction(immediate=True) as conn:
+                _add(conn, key_id, neurons, now)
 
     def spent(self, key_id: str, *, now: float) -> tuple[float, float]:
         """The key's neurons today (since 00:00 UTC) and this calendar month."""
-        today, first = day_of(day_start(now)), day_of(month_start(now))
-        with connect(self.path, _SCHEMA) as conn:
-            day, month = conn.execute(
-                "SELECT COALESCE(SUM(CASE WHEN day = ? THEN neurons END), 0), COALESCE(SUM(neurons), 0) "
-                "FROM key_spend WHERE key_id = ? AND day >= ? AND day <= ?",
-                (today, key_id, first, today)).fetchone()
-        return float(day), float(month)
+        with self.db.transaction() as conn:
+            return _spent(conn, key_id, now)
+
+    def held(self, key_id: str, *, now: float) -> float:
+        """Neurons the key's requests in flight hold (their holds not yet expired)."""
+        with self.db.transaction() as conn:
+            return _held(conn, key_id, now)
 
     def check(self, key_id: str, *, per_day: float | None, per_month_usd: float | None,
               now: float) -> Refusal | None:
-        """The refusal for a key whose recorded spend has reached a budget, or None."""
-        today, month = self.spent(key_id, now=now)
+        """The refusal for a key whose spend and holds have reached a budget, or None (the door's check: what a
+        request will cost is not known there)."""
+        with self.db.transaction() as conn:
+            today, month = _spent(conn, key_id, now)
+            held = _held(conn, key_id, now)
         return judge(neurons_today=today, neurons_this_month=month, per_day=per_day,
-                     per_month_usd=per_month_usd, now=now)
+                     per_month_usd=per_month_usd, now=now, held=held)
+
+    def hold(self, hold_id: str, key_id: str, budget: Budget, *, model: str, calls: int, fallback: float,
+             now: float, expires: float) -> Refusal | None:
+        """Hold what `calls` more upstream calls of `model` are estimated to cost (core.budgets.estimate, with
+        `fallback` per call when the model has no mean yet) under `hold_id`, if it fits; else the refusal."""
+        with self.db.transaction(immediate=True) as conn:
+            row = conn.execute("SELECT neurons FROM model_cost WHERE model = ?", (model,)).fetchone()
+            wanted = estimate(mean=None if row is None else float(row[0]), fallback=fallback, calls=calls)
+            today, month = _spent(conn, key_id, now)
+            refusal = judge(neurons_today=today, neurons_this_month=month, per_day=budget.per_day,
+                            per_month_usd=budget.per_month_usd, now=now, held=_held(conn, key_id, now),
+                            wanted=wanted)
+            if refusal is None:
+                conn.execute("INSERT INTO budget_holds (id, key_id, neurons, expires) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (id) DO UPDATE SET neurons = neurons + excluded.neurons, "
+                             "expires = excluded.expires", (hold_id, key_id, wanted, expires))
+        return refusal
+
+    def settle(self, hold_id: str | None, key_id: str, neurons: float | None, *, model: str | None, calls: int,
+               now: float) -> None:
+        """Replace the request's hold by what it cost (nothing if its cost is unknown), in one transaction, and
+        let its model's mean cost per call learn from it."""
+        with self.db.transaction(immediate=True) as conn:
+            if hold_id is not None:
+                conn.execute("DELETE FROM budget_holds WHERE id = ?", (hold_id,))
+            if neurons is not None and neurons > 0:
+                _add(conn, key_id, neurons, now)
+            if neurons is not None and model is not None and calls > 0:
+                row = conn.execute("SELECT neurons FROM model_cost WHERE model = ?", (model,)).fetchone()
+                mean = running_mean(None if row is None else float(row[0]), neurons / calls)
+                conn.execute("INSERT INTO model_cost (model, neurons) VALUES (?, ?) "
+                             "ON CONFLICT (model) DO UPDATE SET neurons = excluded.neurons", (model, mean))
+
+
+def prune(path: Path, *, now: float) -> Pruned:
+    """Delete the spend of days before this calendar month (no budget reads them) and the expired holds."""
+    with connect(path, _SCHEMA, immediate=True) as conn:
+        days = conn.execute("DELETE FROM key_spend WHERE day < ?", (day_of(month_start(now)),)).rowcount
+        holds = conn.execute("DELETE FROM budget_holds WHERE expires <= ?", (now,)).rowcount
+    return Pruned(days=days, holds=holds)

@@ -4,6 +4,8 @@ Imports stdlib, settings and store.db. Work is done in small batches, each its o
 prune never holds the database lock for long (the proxy's usage writer and the key cache keep going);
 `budget` bounds the rows one pass may delete (the server's hourly pass), None deletes everything due
 (`cfai usage --prune`). The row caps bound each table whatever the time limits say (0 = no time limit).
+The budget ledger keeps only what a budget reads: its days before this calendar month and its expired holds
+go on every pass (store.budgets.prune).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfai_cli.settings import Settings
+from cfai_cli.store import budgets as budgets_store
 from cfai_cli.store import responses as responses_store
 from cfai_cli.store import usage as usage_store
 from cfai_cli.store.db import connect
@@ -41,6 +44,8 @@ def retention_of(settings: Settings) -> Retention:
 class Pruned:
     usage_rows: int = 0
     responses: int = 0
+    budget_days: int = 0  # key_spend rows (a key's neurons on one day) from before this month
+    budget_holds: int = 0  # holds of requests whose worker never settled them, expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,4 +101,5 @@ def prune(path: Path, retention: Retention, *, now: float, budget: int | None = 
     usage = _prune_table(path, _USAGE, before=usage_before, max_rows=retention.usage_max_rows, budget=budget)
     stored = _prune_table(path, _RESPONSES, before=responses_before, max_rows=retention.responses_max_rows,
                           budget=budget)
-    return Pruned(usage_rows=usage, responses=stored)
+    ledger = budgets_store.prune(path, now=now)  # one key and day a row, one row a request in flight: few
+    return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days, budget_holds=ledger.holds)

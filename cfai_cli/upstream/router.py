@@ -46,9 +46,11 @@ class Caller(Protocol):
 
     slots: asyncio.Semaphore  # bounds the upstream calls one request runs at once
     upstream_wait: float  # its time spent waiting on upstreams (a WaitLog)
+    calls: int  # upstream calls counted so far
 
     def allows(self, *names: str) -> bool: ...
     def check_model(self, name: str, *running: str) -> None: ...
+    async def hold(self, model: str, calls: int) -> None: ...  # the budget, for its calls up to `calls` in all
     async def spend(self, calls: int) -> None: ...
     def served(self, upstream: str, model: str) -> None: ...
     def add_neurons(self, neurons: float) -> None: ...  # what Workers AI reported (a WaitLog)
@@ -211,6 +213,8 @@ class Router:
         if self.caps and self.meter is not None and candidates:
             candidates = await self._uncapped(name, candidates, skipped)
         if caller is not None:
+            if candidates:  # the budget first: a request it refuses must not use up a rate window
+                await caller.hold(_running(candidates[0][0], candidates[0][1]), caller.calls + calls)
             await caller.spend(calls)
         if not candidates:
             raise UpstreamError(f"No upstream can serve {name!r} now: {'; '.join(skipped) or 'no targets'}.")

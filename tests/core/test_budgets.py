@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cfai_cli.core.budgets import judge, month_start, next_month_start
+from cfai_cli.core.budgets import estimate, judge, month_start, next_month_start, running_mean
+from cfai_cli.core.cost import usd_of_neurons
 
 
 def at(text: str) -> float:
@@ -35,3 +36,32 @@ def test_refused_once_spent_reaches_the_month_budget_with_its_reset() -> None:
     refusal = judge(neurons_today=0, neurons_this_month=90_910, per_day=1e9, per_month_usd=1, now=now)
     assert refusal is not None and refusal.budget == "USD per month" and refusal.retry_after == 7200
     assert "$1 per month" in refusal.message and "2027-01-01 00:00 UTC (in 2 h 0 m)" in refusal.message
+
+
+def test_a_request_is_admitted_only_if_its_estimate_fits_beside_the_holds() -> None:
+    now = at("2026-12-01T19:30:00")
+    assert judge(neurons_today=60, neurons_this_month=60, per_day=100, per_month_usd=None, now=now,
+                 held=20, wanted=20) is None  # 60 + 20 + 20 = 100: fits exactly
+    refusal = judge(neurons_today=60, neurons_this_month=60, per_day=100, per_month_usd=None, now=now,
+                    held=20, wanted=20.5)
+    assert refusal is not None and "This request (estimated at 20.50 neurons) does not fit" in refusal.message
+    assert "(60.00 spent today, 20.00 held by requests in flight)" in refusal.message
+    # Estimated at nothing (an unpriced model), a request still needs something left.
+    assert judge(neurons_today=60, neurons_this_month=60, per_day=100, per_month_usd=None, now=now, held=39.9) is None
+    full = judge(neurons_today=60, neurons_this_month=60, per_day=100, per_month_usd=None, now=now, held=40)
+    assert full is not None and full.message.startswith("Nothing is left of this key's budget of 100 neurons")
+
+
+@pytest.mark.parametrize("cost", [63.227272727272734, 0.1, 1 / 3, 7.7])
+def test_ten_calls_fill_a_budget_of_ten_calls_whatever_the_float_rounding(cost: float) -> None:
+    now = at("2026-12-01T19:30:00")
+    usd = usd_of_neurons(10 * cost)
+    spent = 0.0
+    for _ in range(9):
+        spent += cost
+    for per_day, per_month_usd in ((10 * cost, None), (None, usd)):
+        assert judge(neurons_today=spent, neurons_this_month=spent, per_day=per_day, per_month_usd=per_month_usd,
+                     now=now, wanted=estimate(mean=running_mean(running_mean(None, cost), cost), fallback=0,
+                                             calls=1)) is None
+        assert judge(neurons_today=spent + cost, neurons_this_month=spent + cost, per_day=per_day,
+                     per_month_usd=per_month_usd, now=now, wanted=cost) is not None

@@ -39,6 +39,8 @@ class Billing:
         self.waiting = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/ai/models/search"):  # the catalogue (the Messages API reads it): no call
+            return httpx.Response(200, json={**envelope([]), "result_info": {}})
         self.calls += 1
         if self.gate is not None:
             self.waiting += 1
@@ -78,67 +80,99 @@ def refusal(answer: httpx.Response) -> dict[str, Any]:
     return error
 
 
-async def test_a_day_budget_cuts_off_exactly_across_two_workers(settings: Settings) -> None:
+async def warm(client: httpx.AsyncClient, settings: Settings) -> None:
+    """One settled request of MODEL by another budgeted key: the model's mean cost per call is then known."""
+    other, _ = budgeted(settings, budget_neurons_per_day=1e9)
+    answer = await client.post("/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {other}"})
+    assert answer.status_code == 200
+
+
+async def test_a_day_budget_admits_only_what_fits_across_two_workers(settings: Settings) -> None:
     key, key_id = budgeted(settings, budget_neurons_per_day=25)
     billing = Billing()
     async with workers(settings, billing, key) as (first, second):
-        # Spent 0, 10, 20 (< 25): admitted, alternating workers; then 30 >= 25, refused by either.
-        for client in (first, second, first):
+        # The first request holds its estimate from prices (a few neurons: it fits); from then on the model's
+        # mean (10) is known: 10 + 10 <= 25 is admitted by the other worker, 20 + 10 > 25 is refused by either.
+        for client in (first, second):
             answer = await client.post("/v1/chat/completions", json=CHAT)
             assert answer.status_code == 200 and answer.headers["x-cfai-neurons"] == "10"
-        assert BudgetLedger(settings.database).spent(key_id, now=time.time())[0] == 30
-        for client in (second, first):
+        assert BudgetLedger(settings.database).spent(key_id, now=time.time())[0] == 20
+        for client in (first, second):
             error = refusal(await client.post("/v1/chat/completions", json=CHAT))
-            assert "25 neurons per day" in error["message"] and "30.00 spent today" in error["message"]
+            assert "estimated at 10.00 neurons" in error["message"] and "does not fit" in error["message"]
+            assert "25 neurons per day" in error["message"] and "20.00 spent today" in error["message"]
             assert "resets at" in error["message"] and "00:00 UTC" in error["message"]
-        assert billing.calls == 3  # refused before any upstream call
+        assert billing.calls == 2  # refused before any upstream call
         assert (await first.get(f"/v1/route-check?model={MODEL}")).status_code == 200  # spends nothing: served
+        assert BudgetLedger(settings.database).held(key_id, now=time.time()) == 0
 
 
-async def test_concurrent_requests_only_those_in_flight_go_over(settings: Settings) -> None:
-    key, _ = budgeted(settings, budget_neurons_per_day=25)
+async def test_a_budget_spent_to_the_neuron_refuses_at_the_door(settings: Settings) -> None:
+    key, _ = budgeted(settings, budget_neurons_per_day=30)
     billing = Billing()
     async with workers(settings, billing, key) as (first, second):
+        for client in (first, second, first):
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+        error = refusal(await second.post("/v1/chat/completions", json=CHAT))
+        assert "has used its budget of 30 neurons per day (30.00 spent today)" in error["message"]
+        assert billing.calls == 3
+
+
+async def test_requests_in_flight_hold_their_estimate_so_concurrency_cannot_overshoot(settings: Settings) -> None:
+    key, key_id = budgeted(settings, budget_neurons_per_day=50)
+    billing = Billing()
+    async with workers(settings, billing, key) as (first, second):
+        await warm(first, settings)
         billing.gate = asyncio.Event()
-        # Eight requests in flight at once on two workers, none priced yet: all were admitted at a spend of 0.
-        flying = [asyncio.ensure_future(c.post("/v1/chat/completions", json=CHAT)) for c in (first, second) * 4]
-        while billing.waiting < 8:
+        # Twelve at once on two workers: five hold 10 each (50: the budget), the other seven are refused at
+        # once, while the five are still waiting on Workers AI.
+        flying = [asyncio.ensure_future(c.post("/v1/chat/completions", json=CHAT)) for c in (first, second) * 6]
+        while sum(f.done() for f in flying) < 7:
             await asyncio.sleep(0.01)
+        assert billing.waiting == 5
+        assert BudgetLedger(settings.database).held(key_id, now=time.time()) == 50
         billing.gate.set()
-        assert [a.status_code for a in await asyncio.gather(*flying)] == [200] * 8
-        # Their cost is all counted (80 >= 25), so nothing more is admitted, concurrent or not.
-        billing.gate = None
-        late = await asyncio.gather(*(c.post("/v1/chat/completions", json=CHAT) for c in (first, second) * 5))
-        for answer in late:
-            refusal(answer)
-        assert billing.calls == 8
-
-
-async def test_ungated_concurrency_admits_no_request_after_the_budget_is_reached(settings: Settings) -> None:
-    key, key_id = budgeted(settings, budget_neurons_per_day=45)
-    billing = Billing()
-    async with workers(settings, billing, key) as (first, second):
-        answers = await asyncio.gather(*(c.post("/v1/chat/completions", json=CHAT) for c in (first, second) * 10))
-        served = [a for a in answers if a.status_code == 200]
+        answers = await asyncio.gather(*flying)
+        assert sorted(a.status_code for a in answers) == [200] * 5 + [429] * 7
         for answer in answers:
             if answer.status_code != 200:
                 refusal(answer)
-        # At least what the budget allows was served, every call served was counted, and the budget is closed.
-        assert len(served) >= 5 and billing.calls == len(served)
-        today, _ = BudgetLedger(settings.database).spent(key_id, now=time.time())
-        assert today == COST * len(served) >= 45
-        refusal(await first.post("/v1/chat/completions", json=CHAT))
+        ledger = BudgetLedger(settings.database)
+        assert ledger.spent(key_id, now=time.time())[0] == 50 and ledger.held(key_id, now=time.time()) == 0
+        billing.gate = None
+        late = await asyncio.gather(*(c.post("/v1/chat/completions", json=CHAT) for c in (first, second) * 3))
+        for answer in late:
+            refusal(answer)
+        assert billing.calls == 1 + 5
+
+
+async def test_a_cold_models_estimate_counts_the_prompt_and_the_answer_it_may_get(settings: Settings) -> None:
+    # No request of MODEL settled yet: a call is held at its published prices ($0.282 / $0.827 per M tokens),
+    # its prompt counted and its answer at 256 tokens, or its own smaller max_tokens: about 19.4 neurons
+    # for "hi" without max_tokens, about 1.4 with max_tokens 16.
+    key, _ = budgeted(settings, budget_neurons_per_day=15)
+    billing = Billing()
+    async with workers(settings, billing, key, count=1) as (client,):
+        error = refusal(await client.post("/v1/chat/completions", json=CHAT))
+        estimate = float(error["message"].split("estimated at ")[1].split(" ")[0])
+        assert 19 < estimate < 20 and billing.calls == 0
+        claude = await client.post("/v1/messages", headers={"anthropic-version": "2023-06-01"},
+                                   json={"model": MODEL, "max_tokens": 1024,
+                                         "messages": [{"role": "user", "content": "hi"}]})
+        assert claude.status_code == 429 and "estimated at 19." in claude.json()["error"]["message"]
+        assert (await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 16})).status_code == 200
+        assert billing.calls == 1
 
 
 async def test_a_month_budget_in_dollars_and_the_anthropic_body(settings: Settings) -> None:
-    # 10 neurons = $0.00011: two calls ($0.00022) reach a budget of $0.0002.
-    key, _ = budgeted(settings, budget_usd_per_month=0.0002)
+    # 10 neurons = $0.00011: two calls ($0.00022) fill a budget of $0.00022 exactly.
+    key, _ = budgeted(settings, budget_usd_per_month=0.00022)
     billing = Billing()
     async with workers(settings, billing, key, count=1) as (client,):
         for _ in range(2):
             assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
         error = refusal(await client.post("/v1/chat/completions", json=CHAT))
-        assert "$0.0002 per month" in error["message"] and "-01 00:00 UTC" in error["message"]
+        assert "$0.00022 per month" in error["message"] and "-01 00:00 UTC" in error["message"]
         anthropic = await client.post("/v1/messages", headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
                                       json={"model": MODEL, "max_tokens": 16,
                                             "messages": [{"role": "user", "content": "hi"}]})
@@ -165,8 +199,9 @@ async def test_offline_emulator_bills_and_the_sdk_sees_insufficient_quota(settin
         probe = await raw.post("/chat/completions", json={**CHAT, "model": "gpt-4o-mini"})
         cost = float(probe.headers["x-cfai-neurons"])
         assert cost > 0 and probe.headers["x-cfai-neurons-source"] == "measured"
-    # The probe was not counted (no budget then); 2.5 answers' worth: three are served, the fourth refused.
-    store.update(record.id, policy=KeyPolicy(budget_neurons_per_day=cost * 2.5))
+    # The probe was not counted (no budget then); three answers' worth: three are served, the fourth is refused
+    # (its estimate, the model's mean, does not fit in what is left).
+    store.update(record.id, policy=KeyPolicy(budget_neurons_per_day=cost * 3))
     async with offline_sdk(settings, key) as client:
         for _ in range(3):
             await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
@@ -175,16 +210,19 @@ async def test_offline_emulator_bills_and_the_sdk_sees_insufficient_quota(settin
     assert refused.value.code == "insufficient_quota" and "neurons per day" in refused.value.message
 
 
-async def test_a_streams_estimated_cost_counts_too(settings: Settings) -> None:
+async def test_a_streams_estimated_cost_replaces_its_hold_at_its_end(settings: Settings) -> None:
     # The emulator's streams report no neurons: cfai estimates them at the stream's end (for a model in the
-    # published prices), and that counts.
-    key, key_id = budgeted(settings, budget_neurons_per_day=1e-6)
+    # published prices), and that replaces what the stream held when it opened.
+    store = KeyStore(settings.database)
+    key, key_id = budgeted(settings, budget_neurons_per_day=1000)
     priced = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
     async with offline_raw(settings, key) as raw:
         stream = await raw.post("/chat/completions", json={**CHAT, "model": priced, "stream": True})
         assert stream.status_code == 200 and "data: [DONE]" in stream.text
-        today, _ = BudgetLedger(settings.database).spent(key_id, now=time.time())
-        assert today > 0
+        ledger = BudgetLedger(settings.database)
+        today, _ = ledger.spent(key_id, now=time.time())
+        assert today > 0 and ledger.held(key_id, now=time.time()) == 0
+        store.update(key_id, policy=KeyPolicy(budget_neurons_per_day=today))  # spent to the neuron
         refusal(await raw.post("/chat/completions", json={**CHAT, "model": priced, "stream": True}))
 
 
@@ -217,7 +255,8 @@ async def test_out_of_budget_a_key_may_still_count_tokens_and_read_what_is_store
     key, _ = budgeted(settings, budget_neurons_per_day=5)
     billing = Billing()
     async with workers(settings, billing, key, count=1) as (client,):
-        assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200  # 10 >= 5: spent
+        first = await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 16})  # held ~1.4: fits
+        assert first.status_code == 200  # and cost 10 >= 5: spent
         refusal(await client.post("/v1/chat/completions", json=CHAT))
         counted = await client.post("/v1/tokenize", json={"model": MODEL, "input": "hi"})
         assert counted.status_code == 200, counted.text
