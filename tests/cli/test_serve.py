@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -86,6 +89,7 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
     assert "upstreams: cloudflare, groq · routes: fast" in err
     assert "groq: $CFAI_TEST_UNSET_GROQ_KEY is not set" in err
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in out  # --access-log (uvicorn's, on stdout)
+    assert not re.search(r"\d\d:\d\d:\d\d POST /v1/chat", out)  # stdout is a pipe: no console line per request
     assert "Traceback" not in err + out
 
 
@@ -168,3 +172,35 @@ def test_the_banner_shows_the_page_and_a_reachable_address(cli: Invoke, monkeypa
     local = cli("serve", "--offline", "--port", str(port))
     assert f"browser page: http://127.0.0.1:{port}/" in local.stderr and "other machines" not in local.stderr
     assert "browser page" not in cli("serve", "--offline", "--port", str(port), "--no-ui").stderr
+
+
+def test_on_a_terminal_each_request_is_one_console_line(cfai_home: Path, cli: Invoke) -> None:
+    key = cli("keygen", "--name", "laptop").stdout.strip()
+    key_id = json.loads(cli("keys", "list", "--json").stdout)[0]["id"]
+    port = free_port()
+    master, slave = pty.openpty()  # stdout a terminal, as when a person runs `cfai serve`
+    proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--port", str(port)],
+                            stdout=slave, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    os.close(slave)
+    seen = b""
+    try:
+        wait_for_health(proc, port)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions", method="POST",
+            data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            usage = json.loads(response.read())["usage"]
+        deadline = time.monotonic() + 10
+        while b"neurons" not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+    finally:
+        stop_server(proc, timeout=15)
+        os.close(master)
+    line = next(x for x in seen.decode().splitlines() if "POST" in x)
+    tokens = rf"{usage['prompt_tokens']}\+{usage['completion_tokens']} tok"
+    assert re.fullmatch(r"\d\d:\d\d:\d\d POST /v1/chat/completions 200 \d+ ms @cf/meta/llama-3.1-8b-instruct-fast "
+                        rf"key=laptop {tokens} ~?[\d.]+ neurons", line)
+    assert key not in seen.decode() and key_id not in seen.decode()
+    assert "/health" not in seen.decode()  # probes are not requests worth a line
