@@ -53,7 +53,8 @@ def serve(
     workers: Annotated[int, typer.Option(
         "--workers", min=1, help="Server processes sharing the port (e.g. one per CPU core).")] = 1,
     access_log: Annotated[bool, typer.Option(
-        "--access-log", help="Also print uvicorn's line per request on stdout (every request is in `cfai usage` anyway).")
+        "--access-log",
+        help="Also print uvicorn's line per request on stdout (every request is in `cfai usage` anyway).")
     ] = False,
     no_ui: Annotated[bool, typer.Option(
         "--no-ui", help="Do not serve the browser page at / and /ui [config: ui = false].")] = False,
