@@ -64,7 +64,7 @@ def serve(
     from cfai_cli.cli.render import Terminal
     from cfai_cli.server.app import check_bind
     from cfai_cli.server.app import serve as run_server
-    from cfai_cli.server.listen import check_port, reachable_host
+    from cfai_cli.server.listen import check_port, reachable_hosts
     from cfai_cli.settings import load_settings
     from cfai_cli.store.keys import KeyStore
 
@@ -83,11 +83,12 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     auth = "off (--no-auth)" if no_auth else "Bearer keys from `cfai keygen`"
     term.note(f"OpenAI base URL: http://{shown_host}:{port}/v1 · auth: {auth}")
-    other = reachable_host(host)
-    if other:  # 0.0.0.0 is where it listens, not an address anyone can open
-        term.note(f"from other machines: http://{other}:{port}/v1")
+    others = reachable_hosts(host)
+    if others:  # 0.0.0.0 is where it listens, not an address anyone can open: this machine's own addresses
+        more = f" (also {', '.join(others[1:])})" if others[1:] else ""
+        term.note(f"from other machines: http://{others[0]}:{port}/v1{more}")
     if settings.ui:
-        term.note(f"browser page: http://{other or shown_host}:{port}/")
+        term.note(f"browser page: http://{others[0] if others else shown_host}:{port}/")
     routing = settings.routing
     if routing.upstreams or routing.routes:
         names = ["cloudflare", *(u.name + (f" ({len(u.credentials)} keys)" if len(u.credentials) > 1 else "")
