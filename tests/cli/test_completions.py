@@ -83,6 +83,8 @@ def test_bash_offers_the_models_of_the_commands_task_and_option_values(cli, cfai
     assert complete("cfai transcribe x.wav --format v", cfai_home) == ["verbose_json", "vtt"]
     assert complete("cfai speak hi --format ", cfai_home) == ["mp3", "wav", "flac", "opus", "aac", "pcm"]
     assert complete("cfai usage --by ", cfai_home) == ["key", "model", "day", "route", "upstream"]
+    assert complete("cfai image x --size 10", cfai_home) == ["1024x1024", "1024x1536", "1024x1792"]
+    assert complete("cfai speak hi --voice a", cfai_home) == ["alloy", "ash", "angus", "arcas", "asteria", "athena"]
 
 
 def test_the_enumerations_match_what_is_accepted() -> None:
@@ -94,6 +96,13 @@ def test_the_enumerations_match_what_is_accepted() -> None:
     from cfai_cli.store.usage import GROUPS
 
     assert set(FORMATS) == set(get_args(SpeechFormat)) and BY == GROUPS
+    from cfai_cli.cli.image import SIZES
+    from cfai_cli.cli.speak import VOICES
+    from cfai_cli.core.translate.images import OPENAI_SIZES
+    from cfai_cli.core.translate.speech import AURA_1_SPEAKERS, MELOTTS_LANGUAGES, OPENAI_VOICES
+
+    assert set(SIZES) == OPENAI_SIZES and len(SIZES) == len(OPENAI_SIZES)
+    assert set(VOICES) == OPENAI_VOICES | set(AURA_1_SPEAKERS) | set(MELOTTS_LANGUAGES)
 
 
 def test_models_command_fills_the_completion_cache(cli, cfai_home: Path) -> None:  # type: ignore[no-untyped-def]
