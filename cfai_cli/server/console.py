@@ -2,11 +2,11 @@
 
 Imports the standard library and core only. The proxy (server.observe) hands over each finished request's
 fields, after its answer has been sent, as a tuple: appending it to a bounded queue is all the request pays.
-A daemon thread takes them every 50 ms (one write per batch, and no wake-up per request: under load that
-halved the log's cost), formats them and writes them to stdout, so a slow or stopped terminal (a paused tmux
-pane, Ctrl-S) only ever blocks that thread; when the queue is full, lines are dropped and counted, and the
-count is printed when the terminal catches up. Everything client-chosen (path, model, key
-name) is made printable (no escape sequences) and has cfai keys and the configured secrets masked: the line
+A daemon thread takes them every 50 ms (one write per batch, no wake-up per request), formats them and writes
+them to stdout, so a slow or stopped terminal (a paused tmux pane, Ctrl-S) only ever blocks that thread; when
+the queue is full, lines are dropped and counted, and the count is printed when the terminal catches up.
+Everything client-chosen (path, model, key name) is made printable (no escape sequences) and has cfai keys
+and the configured secrets masked before it is shortened (so no secret is cut in two and half shown): the line
 shows a key by its name, never its id or secret. cli.serve turns it on only when stdout is a terminal.
 """
 
@@ -44,10 +44,12 @@ class Entry(NamedTuple):
 
 
 def _safe(text: str, scrubber: Scrubber | None, limit: int = 120) -> str:
-    text = printable(text, limit)
+    text = printable(text, len(text))
     if "sk-proj-" in text:
         text = _KEY.sub("sk-proj-…", text)
-    return scrubber.text(text) if scrubber else text
+    if scrubber:
+        text = scrubber.text(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @functools.lru_cache(maxsize=4)

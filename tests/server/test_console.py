@@ -63,6 +63,10 @@ def test_client_text_cannot_write_escapes_or_secrets_to_the_terminal() -> None:
     assert "\x1b" not in line and "\x07" not in line
     assert "AbCdEf0123456789" not in line and "sk-proj-…" in line
     assert "cf-secret-token-value" not in line and "***" in line
+    # A secret where the path is cut short is masked whole first, not half shown.
+    for cut in range(100, 125):
+        line = format_line(entry(path="/" + "p" * cut + "cf-secret-token-value"), scrubber=scrubber)
+        assert not any(part in line for part in ("cf-secret", "token-value", "secret-tok"))
 
 
 def test_a_terminal_that_does_not_read_drops_lines_and_says_how_many() -> None:
