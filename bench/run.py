@@ -8,11 +8,13 @@ RSS after load and after 20k more requests, and `cfai` start-up times (hyperfine
     python bench/run.py                  # ~2 minutes; --seconds 3 for a quicker, noisier run
     python bench/run.py --no-auth        # also measure the proxy without key authentication
     python bench/run.py --workers 2      # the proxy with two uvicorn workers
+    python bench/run.py --console        # also measure the proxy with stdout on a terminal (its line per request)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -167,8 +169,17 @@ class Bench:
                     "NO_COLOR": "1"}
         self.cfai = [sys.executable, "-m", "cfai_cli"]
 
-    def start(self, cmd: list[str], health: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def start(self, cmd: list[str], health: str, *, terminal: bool = False) -> subprocess.Popen[bytes]:
+        stdout: int = subprocess.DEVNULL
+        if terminal:  # a pseudo-terminal, read as fast as a terminal emulator would
+            import pty
+            import threading
+
+            master, stdout = pty.openpty()
+            threading.Thread(target=_drain, args=(master,), daemon=True).start()
+        proc = subprocess.Popen(cmd, env=self.env, stdout=stdout, stderr=subprocess.DEVNULL)
+        if terminal:
+            os.close(stdout)
         self.procs.append(proc)
         wait_http(health)
         return proc
@@ -198,14 +209,14 @@ class Bench:
             load.cpu_us = (cpu_seconds(pid) - before) / load.requests * 1e6
         return load
 
-    def proxy(self, *, no_auth: bool) -> tuple[subprocess.Popen[bytes], int]:
+    def proxy(self, *, no_auth: bool, terminal: bool = False) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
         cmd = [*self.cfai, "serve", "--port", str(port), "--max-concurrency", "4096"]
         if no_auth:
             cmd.append("--no-auth")
         if self.args.workers > 1:
             cmd += ["--workers", str(self.args.workers)]
-        return self.start(cmd, f"http://127.0.0.1:{port}/health"), port
+        return self.start(cmd, f"http://127.0.0.1:{port}/health", terminal=terminal), port
 
     def measure(self) -> dict[str, object]:
         results: dict[str, object] = {"load_generator": "wrk" if self.use_wrk else "python (bench/loadgen.py)"}
@@ -223,8 +234,9 @@ class Bench:
         for name, (native, _, c) in scenarios.items():
             results[f"direct {name}"] = self.load(direct, native, {}, c)
         variants = [("cfai", False)] + ([("cfai --no-auth", True)] if self.args.no_auth else [])
+        variants += [("cfai on a terminal", False)] if self.args.console else []
         for label, no_auth in variants:
-            proc, port = self.proxy(no_auth=no_auth)
+            proc, port = self.proxy(no_auth=no_auth, terminal=label == "cfai on a terminal")
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             headers = {} if no_auth else {"Authorization": f"Bearer {key}"}
             for name, (_, body, c) in scenarios.items():
@@ -263,6 +275,12 @@ class Bench:
                     times.append(time.perf_counter() - start)
                 out[label] = sorted(times)[len(times) // 2] * 1000
         return out
+
+
+def _drain(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        while os.read(fd, 65536):
+            pass
 
 
 def _quote(arg: str) -> str:
@@ -308,6 +326,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured load (default 5)")
     parser.add_argument("--no-auth", action="store_true", help="also measure `cfai serve --no-auth`")
+    parser.add_argument("--console", action="store_true", help="also measure it with stdout on a terminal")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers for the proxy (default 1)")
     parser.add_argument("--runs", type=int, default=20, help="runs per start-up timing (default 20)")
     parser.add_argument("--python-load", action="store_true", help="use bench/loadgen.py even if wrk is installed")
@@ -319,6 +338,7 @@ def main() -> None:
     finally:
         bench.close()
     variants = ["cfai"] + (["cfai --no-auth"] if args.no_auth else [])
+    variants += ["cfai on a terminal"] if args.console else []
     print(f"load generator: {results['load_generator']}; {os.cpu_count()} CPUs; "
           f"proxy workers: {args.workers}; {args.seconds:g} s per load\n")
     print(table(results, variants))

@@ -25,6 +25,7 @@ from cfai_cli.cli import speak as speak_command
 from cfai_cli.cli import tokens as tokens_command
 from cfai_cli.cli import transcribe as transcribe_command
 from cfai_cli.cli import usage as usage_command
+from cfai_cli.cli.completion import use_cfai_scripts
 from cfai_cli.errors import EXIT_CODE_HELP, CfaiError, ExitCode
 
 
@@ -79,6 +80,8 @@ def _usage_fail(err: UsageError) -> NoReturn:
     term.error(message[:1].lower() + message[1:] if message[1:2].islower() else message)
     raise typer.Exit(int(ExitCode.USAGE))
 
+
+use_cfai_scripts()  # --install-completion / --show-completion give bash cfai's own script (cli.completion)
 
 app = typer.Typer(
     name="cfai",

@@ -13,8 +13,19 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, UsageOption, complete_model, report_spend, start
+from cfai_cli.cli.common import (
+    OfflineOption,
+    TimeoutOption,
+    UsageOption,
+    complete_choices,
+    complete_model,
+    report_spend,
+    start,
+)
 from cfai_cli.cli.outfile import check_output
+
+# For completing --size: the OpenAI sizes (core.translate.images.OPENAI_SIZES); any WIDTHxHEIGHT is accepted.
+SIZES = ("256x256", "512x512", "1024x1024", "1536x1024", "1024x1536", "1792x1024", "1024x1792")
 
 HELP = """Generate images with a Workers AI model and write them to files.
 
@@ -84,7 +95,8 @@ def image(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing -o file.")] = False,
     model: Annotated[str | None, typer.Option("--model", "-m", autocompletion=complete_model, show_default=False,
                                               help="An alias (dall-e-3) or a Workers AI image model id.")] = None,
-    size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 1024x768.", show_default=False)] = None,
+    size: Annotated[str | None, typer.Option("--size", help="WIDTHxHEIGHT, e.g. 1024x768.", show_default=False,
+                                             autocompletion=complete_choices(*SIZES))] = None,
     n: Annotated[int, typer.Option("-n", min=1, max=10, help="How many images (each with its own seed).")] = 1,
     seed: Annotated[int | None, typer.Option("--seed", min=0, show_default=False,
                                              help="Seed of the first image (reproducible results).")] = None,

@@ -19,6 +19,9 @@ Clients send `Authorization: Bearer <key>` (or `x-api-key`) with a key from `cfa
 only on a loopback address. Routes also answer without the /v1 prefix. Ctrl-C stops the server.
 Exits with status 3 before listening when the port is in use or the address cannot be bound (try --port N).
 
+On a terminal, each request is one line on stdout: time, method, path, status, milliseconds, model, the key's
+name, tokens and neurons (`~`: estimated). Not when stdout is piped or redirected, nor with `cfai -q serve`.
+
 More Cloudflare accounts, OpenAI-compatible providers as fallbacks, and model routes with failover come from
 [upstreams.*] and [routes] in config.toml (docs/routing.md); GET /health shows their state.
 """
@@ -50,7 +53,8 @@ def serve(
     workers: Annotated[int, typer.Option(
         "--workers", min=1, help="Server processes sharing the port (e.g. one per CPU core).")] = 1,
     access_log: Annotated[bool, typer.Option(
-        "--access-log", help="Print uvicorn's line per request on stdout (every request is in `cfai usage` anyway).")
+        "--access-log",
+        help="Also print uvicorn's line per request on stdout (every request is in `cfai usage` anyway).")
     ] = False,
     no_ui: Annotated[bool, typer.Option(
         "--no-ui", help="Do not serve the browser page at / and /ui [config: ui = false].")] = False,
@@ -60,7 +64,7 @@ def serve(
     from cfai_cli.cli.render import Terminal
     from cfai_cli.server.app import check_bind
     from cfai_cli.server.app import serve as run_server
-    from cfai_cli.server.listen import check_port, reachable_host
+    from cfai_cli.server.listen import check_port, reachable_hosts
     from cfai_cli.settings import load_settings
     from cfai_cli.store.keys import KeyStore
 
@@ -79,11 +83,12 @@ def serve(
     shown_host = f"[{host}]" if ":" in host else host
     auth = "off (--no-auth)" if no_auth else "Bearer keys from `cfai keygen`"
     term.note(f"OpenAI base URL: http://{shown_host}:{port}/v1 · auth: {auth}")
-    other = reachable_host(host)
-    if other:  # 0.0.0.0 is where it listens, not an address anyone can open
-        term.note(f"from other machines: http://{other}:{port}/v1")
+    others = reachable_hosts(host)
+    if others:  # 0.0.0.0 is where it listens, not an address anyone can open: this machine's own addresses
+        more = f" (also {', '.join(others[1:])})" if others[1:] else ""
+        term.note(f"from other machines: http://{others[0]}:{port}/v1{more}")
     if settings.ui:
-        term.note(f"browser page: http://{other or shown_host}:{port}/")
+        term.note(f"browser page: http://{others[0] if others else shown_host}:{port}/")
     routing = settings.routing
     if routing.upstreams or routing.routes:
         names = ["cloudflare", *(u.name + (f" ({len(u.credentials)} keys)" if len(u.credentials) > 1 else "")
@@ -94,7 +99,10 @@ def serve(
             for cred in upstream.credentials:
                 if cred.env and not cred.value:
                     term.warn(f"{upstream.name}: ${cred.env} is not set, so that key is unavailable.")
-    run_server(settings, host=host, port=port, no_auth=no_auth, workers=workers, access_log=access_log, flags=flags)
+    # A line per request when a person watches stdout (not when it is piped or logged to a file, nor with -q).
+    console = None if term.quiet or not term.out_tty else "plain" if term.no_color else "colour"
+    run_server(settings, host=host, port=port, no_auth=no_auth, workers=workers, access_log=access_log, flags=flags,
+               console=console)
 
 
 def register(app: typer.Typer) -> None:

@@ -31,6 +31,10 @@ EPILOG = """Examples:
 """
 
 FORMATS = ("mp3", "wav", "flac", "opus", "aac", "pcm")  # core.openai.audio.SpeechFormat, without pydantic at start-up
+# For completing --voice (core.translate.speech: OpenAI voices, Aura-1 speakers, MeloTTS languages).
+VOICES = ("alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer",
+          "verse", "angus", "arcas", "asteria", "athena", "helios", "hera", "luna", "orion", "orpheus", "perseus",
+          "stella", "zeus", "en", "es", "fr", "ja", "ko", "zh")
 
 _BY_EXTENSION = {".mp3": "mp3", ".wav": "wav", ".flac": "flac", ".opus": "opus", ".ogg": "opus", ".aac": "aac",
                  ".pcm": "pcm"}
@@ -42,7 +46,8 @@ def speak(
                                                      help="What to say (or pipe it on stdin).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", show_default=False,
                                                 help="Write the audio here (otherwise to a piped stdout).")] = None,
-    voice: Annotated[str, typer.Option("--voice", "-v", help="An OpenAI voice (alloy, nova, …), an Aura speaker "
+    voice: Annotated[str, typer.Option("--voice", "-v", autocompletion=complete_choices(*VOICES),
+                                       help="An OpenAI voice (alloy, nova, …), an Aura speaker "
                                        "(luna, zeus, …), or with MeloTTS a language (fr, es, …).")] = "alloy",
     model: Annotated[str, typer.Option("--model", "-m", autocompletion=complete_model,
                                        help="tts-1 (Deepgram Aura-1) or a Workers AI id such as "

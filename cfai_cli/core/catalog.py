@@ -40,7 +40,8 @@ CONTEXT_WINDOWS: dict[str, int] = {
 }
 # Published prices (USD) for the usual models, for estimating neurons when the live catalogue (its `price`
 # property, core.cost.parse_prices) cannot be read: the reference's model tables (§2.1 text, §4 embeddings,
-# §5 images, §6 audio; DOCS pricing.mdx and model pages). The live catalogue wins where it has a price.
+# §5 images, §6 speech recognition, §8 text-to-speech; DOCS pricing.mdx and model pages). The live catalogue
+# wins where it has a price.
 PUBLISHED_PRICES: dict[str, Prices] = {
     "@cf/meta/llama-3.1-8b-instruct": Prices(input_per_m=0.282, output_per_m=0.827),
     "@cf/meta/llama-3.1-8b-instruct-fp8": Prices(input_per_m=0.152, output_per_m=0.287),
@@ -66,6 +67,10 @@ PUBLISHED_PRICES: dict[str, Prices] = {
     "@cf/leonardo/lucid-origin": Prices(per_tile=0.007, per_step=0.000132),
     "@cf/black-forest-labs/flux-2-dev": Prices(per_input_tile=0.000413, per_tile=0.000825, tile_step=True),
     "@cf/deepgram/nova-3": Prices(per_audio_minute=0.0052),
+    "@cf/openai/whisper": Prices(per_audio_minute=0.0005),
+    "@cf/openai/whisper-large-v3-turbo": Prices(per_audio_minute=0.00051),
+    "@cf/myshell-ai/melotts": Prices(per_audio_minute=0.0002),  # of the audio it makes
+    "@cf/deepgram/aura-1": Prices(per_k_characters=0.015),  # of the text it speaks
 }
 
 

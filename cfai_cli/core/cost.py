@@ -4,7 +4,8 @@ Pure: standard library only. Workers AI bills in neurons, $0.011 per 1,000, with
 account reset at 00:00 UTC (reference §10). It reports a call's neurons in a `cf-ai-neurons` response header,
 and some results and streams carry `usage.neurons` (reference §1, OBSERVED). Where neither came, the call is
 estimated from the catalogue's published prices (the `price` property of /ai/models/search, reference §9.1),
-which are in dollars per unit: per M input/output tokens, per 512x512 tile, per step, per audio minute.
+which are in dollars per unit: per M input/output tokens, per 512x512 tile, per step, per audio minute, per 1k
+characters (Deepgram Aura's text in).
 Neurons are then dollars / $0.011 * 1,000, the inverse of how Workers AI converts them.
 """
 
@@ -31,12 +32,13 @@ class Prices:
     per_input_tile: float = 0.0  # per 512x512 input-image tile (times steps for flux-2: "per input tile, per step")
     per_step: float = 0.0  # per diffusion step
     tile_step: bool = False  # the tile prices are per tile *per step* (flux-2-dev)
-    per_audio_minute: float = 0.0
+    per_audio_minute: float = 0.0  # of the audio heard (speech recognition) or made (MeloTTS)
+    per_k_characters: float = 0.0  # per 1,000 characters of text to speak (Deepgram Aura)
 
     @property
     def known(self) -> bool:
         return any((self.input_per_m, self.output_per_m, self.per_tile, self.per_input_tile, self.per_step,
-                    self.per_audio_minute))
+                    self.per_audio_minute, self.per_k_characters))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class Units:
     input_tiles: int = 0
     steps: int = 0
     audio_seconds: float = 0.0
+    characters: int = 0  # of text to speak
 
 
 def _number(value: object) -> float | None:
@@ -96,6 +99,9 @@ def parse_prices(value: object) -> Prices:
                 fields["output_per_m"] = scaled
             else:  # "per M input tokens", and "per M tokens" for embeddings
                 fields["input_per_m"] = scaled
+        elif "character" in unit:  # "per 1k characters input"
+            per = 1e6 if re.search(r"\bm\b|million", unit) else 1e3 if re.search(r"(\b|\d)k\b|thousand", unit) else 1.0
+            fields["per_k_characters"] = price * (1e3 / per)
         elif "audio" in unit or "minute" in unit:
             fields["per_audio_minute"] = price * (60.0 if "second" in unit else 1.0)
         elif _TILE.search(unit):
@@ -118,6 +124,7 @@ def estimate_usd(prices: Prices, units: Units) -> float:
     usd += tiles * max(steps, 1) if prices.tile_step else tiles
     usd += steps * prices.per_step
     usd += units.audio_seconds / 60 * prices.per_audio_minute
+    usd += units.characters / 1000 * prices.per_k_characters
     return usd
 
 

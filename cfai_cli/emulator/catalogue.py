@@ -238,7 +238,8 @@ _MODELS: list[tuple[str, str, str, str, dict[str, Any], TextSpec | None]] = [
     ("@cf/deepgram/aura-1", "Text-to-Speech", "2025-08-27 01:18:18.880",
      "Aura is a context-aware text-to-speech (TTS) model that applies natural pacing, expressiveness, and "
      "fillers based on the context of the provided text.",
-     {"partner": "true", "realtime": "true", "async_queue": "true", "price": _usd(("per audio minute", 0.0))},
+     {"partner": "true", "realtime": "true", "async_queue": "true",
+      "price": _usd(("per 1k characters", 0.015))},  # the model page's unit price (the reference saw $0/minute)
      None),
     ("@cf/meta/m2m100-1.2b", "Translation", "2023-09-25 19:21:11.898",
      "Multilingual encoder-decoder (seq-to-seq) model trained for Many-to-Many multilingual translation.",

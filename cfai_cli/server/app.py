@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 from cfai_cli.errors import ConfigError
 from cfai_cli.server.auth import KeyAuth
 from cfai_cli.server.body import BodyGuard
+from cfai_cli.server.console import ConsoleLog
 from cfai_cli.server.errors import HANDLERS, install_redaction
 from cfai_cli.server.guards import ConcurrencyCap, SecurityHeaders
 from cfai_cli.server.housekeeping import Housekeeping
@@ -80,9 +81,11 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     image_transport: httpx.AsyncBaseTransport | None = None,
     metrics_dir: str | None = None,
+    console: str | None = None,
 ) -> Starlette:
     """The proxy app; `transport` replaces the network to Workers AI (tests and --offline use it);
-    `metrics_dir` is the PROMETHEUS_MULTIPROC_DIR of a worker of `cfai serve --workers N`.
+    `metrics_dir` is the PROMETHEUS_MULTIPROC_DIR of a worker of `cfai serve --workers N`; `console`
+    ("plain" or "colour") writes a line per request to stdout (server.console; `cfai serve` on a terminal).
 
     Middleware, outermost first: the body deadline and drain, CORS (only when origins are configured),
     security headers, the loopback guard (only without auth), usage and metrics, the concurrency cap, then
@@ -102,9 +105,13 @@ def create_app(
             app.state.ctx = ctx
             recorder.start()
             housekeeping.start()
+            if console_log is not None:
+                console_log.start()
             try:
                 yield
             finally:
+                if console_log is not None:
+                    console_log.stop()
                 await housekeeping.stop()
                 await recorder.stop()  # the rows of the last second are not lost on a clean shutdown
                 metrics.close()
@@ -113,6 +120,7 @@ def create_app(
     settings.require_credentials()
     scrubber = scrubber_for(settings)
     install_redaction(scrubber)
+    console_log = ConsoleLog(colour=console == "colour", scrubber=scrubber) if console else None
     max_body = int(settings.max_body_mb * 1024 * 1024)
     metrics = Metrics(retries=lambda: app.state.ctx.router.retries if hasattr(app.state, "ctx") else 0,
                       multiprocess_dir=metrics_dir)
@@ -121,7 +129,7 @@ def create_app(
     stack = [Middleware(SecurityHeaders),
              Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter, labels=RouteLabels(table),
                         scrubber=scrubber, keys_required=not no_auth, ledger=ledger,
-                        cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}),
+                        cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}, console=console_log),
              Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if no_auth:  # loopback names only, no other site's pages (DNS rebinding, cross-site posts)
@@ -146,6 +154,7 @@ def create_app(
     app.state.recorder = recorder
     app.state.housekeeping = housekeeping
     app.state.scrubber = scrubber
+    app.state.console = console_log
     app.state.keys_required = not no_auth
     return app
 
@@ -159,7 +168,8 @@ def worker_app() -> ASGIApp:
     state = json.loads(os.environ[_WORKER_STATE])
     settings = load_settings(state["flags"])
     _protocol(settings)
-    return create_app(settings, no_auth=state["no_auth"], metrics_dir=os.environ.get(METRICS_DIR_ENV))
+    return create_app(settings, no_auth=state["no_auth"], metrics_dir=os.environ.get(METRICS_DIR_ENV),
+                      console=state.get("console"))
 
 
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client itself when a worker imports it
@@ -196,13 +206,14 @@ def _protocol(settings: Settings) -> str:
 
 
 def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, log_level: str = "info",
-          workers: int = 1, access_log: bool = False, flags: Mapping[str, Any] | None = None) -> None:
+          workers: int = 1, access_log: bool = False, flags: Mapping[str, Any] | None = None,
+          console: str | None = None) -> None:
     """Run the proxy with uvicorn until interrupted; `workers` > 1 runs that many processes on one socket,
     each loading its settings again from `flags` (what `load_settings` made `settings` from), the environment
     it inherits and the config file: no settings (and so no token) are written anywhere for them.
 
     uvicorn picks uvloop and httptools when they are installed (they are dependencies on the platforms
-    that have them): 10-40% more requests per second in A/B runs of bench/run.py.
+    that have them): 10-40% more requests per second in A/B runs of bench/run.py. `console` is create_app's.
     """
     check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))
     import uvicorn
@@ -213,14 +224,14 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
                                "access_log": access_log,
                                "proxy_headers": False, "http": _protocol(settings)}
     if workers <= 1:
-        app: ASGIApp = create_app(settings, no_auth=no_auth)
+        app: ASGIApp = create_app(settings, no_auth=no_auth, console=console)
         uvicorn.run(app, **options)
         return
     # Each worker is a fresh process that imports the app by name and inherits this environment.
     settings.database.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     metrics_dir = metrics_directory(settings.database.parent)
     try:
-        os.environ[_WORKER_STATE] = json.dumps({"flags": dict(flags or {}), "no_auth": no_auth})
+        os.environ[_WORKER_STATE] = json.dumps({"flags": dict(flags or {}), "no_auth": no_auth, "console": console})
         os.environ[METRICS_DIR_ENV] = str(metrics_dir)  # the workers inherit it before importing prometheus_client
         uvicorn.run("cfai_cli.server.app:worker_app", factory=True, workers=workers, **options)
     finally:

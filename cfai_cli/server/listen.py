@@ -7,8 +7,12 @@ here first turns that into one `cfai:` line (a race with another program remains
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import ipaddress
 import socket
+import struct
+from collections.abc import Iterable
 
 from cfai_cli.errors import ConfigError
 
@@ -44,14 +48,64 @@ def _bind_message(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}; try another --host or --port."
 
 
-def reachable_host(host: str) -> str | None:
-    """For a wildcard bind, a name other machines can use for this one (its IP address when the
-    hostname resolves to a non-loopback one, else the hostname); None when `host` is not a wildcard."""
+def reachable_hosts(host: str) -> list[str]:
+    """For a wildcard bind, the addresses other machines can use for this one: its non-loopback IP addresses,
+    the one its default route leaves from first (IPv6 ones too for `::`); the hostname when none is found.
+    Empty when `host` is not a wildcard (it is then the address to show)."""
     if host not in WILDCARDS:
-        return None
-    name = socket.gethostname()
+        return []
+    found = pick_addresses(_machine_addresses(), ipv6=host.strip("[]") == "::")
+    return found or [socket.gethostname()]
+
+
+def pick_addresses(candidates: Iterable[str], *, ipv6: bool = False) -> list[str]:
+    """The usable addresses among `candidates`, in their order, once each: not loopback, link-local (they need
+    an interface name), unspecified or multicast; IPv6 only when `ipv6`, shown in brackets as URLs need."""
+    out: list[str] = []
+    for text in candidates:
+        try:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            continue
+        if (address.is_loopback or address.is_link_local or address.is_unspecified or address.is_multicast
+                or (address.version == 6 and not ipv6)):
+            continue
+        shown = f"[{address}]" if address.version == 6 else str(address)
+        if shown not in out:
+            out.append(shown)
+    return out
+
+
+def _machine_addresses() -> list[str]:
+    """This machine's own addresses, as far as the standard library can tell without sending anything."""
+    found: list[str] = []
+    for family, probe in ((socket.AF_INET, "1.1.1.1"), (socket.AF_INET6, "2606:4700:4700::1111")):
+        # connect() on a UDP socket only picks the route (no packet leaves): the address the default route uses.
+        with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.connect((probe, 9))
+            found.append(udp.getsockname()[0])
+    found += _interface_addresses()
+    with contextlib.suppress(OSError):
+        found += [str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None)]
+    return found
+
+
+def _interface_addresses() -> list[str]:
+    """Linux: each interface's IPv4 address (SIOCGIFADDR) and the global IPv6 ones (/proc/net/if_inet6)."""
+    found: list[str] = []
     try:
-        address = socket.gethostbyname(name)
-    except OSError:
-        return name
-    return name if address.startswith("127.") else address
+        import fcntl
+        names = [name for _, name in socket.if_nameindex()]
+    except (ImportError, OSError, AttributeError):
+        return found
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for name in names:
+            with contextlib.suppress(OSError):
+                answer = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
+                found.append(socket.inet_ntoa(answer[20:24]))
+    with contextlib.suppress(OSError), open("/proc/net/if_inet6", encoding="ascii") as table:
+        for row in table:
+            fields = row.split()
+            if len(fields) >= 4 and fields[3] == "00":  # scope global
+                found.append(str(ipaddress.IPv6Address(bytes.fromhex(fields[0]))))
+    return found

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cfai_cli.core import jsonfast
 from cfai_cli.core.cost import usd_of_neurons
 from cfai_cli.core.redact import Scrubber
+from cfai_cli.server.console import ConsoleLog, Entry
 from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
 from cfai_cli.server.routes.common import request_record
 from cfai_cli.service.cost import settle
@@ -179,8 +180,10 @@ _UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/",
 class Observe:
     def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter,
                  labels: RouteLabels, scrubber: Scrubber | None = None, keys_required: bool = True,
-                 cache: Callable[[], dict[str, Any]] = dict, ledger: BudgetLedger | None = None) -> None:
+                 cache: Callable[[], dict[str, Any]] = dict, ledger: BudgetLedger | None = None,
+                 console: ConsoleLog | None = None) -> None:
         self.app = app
+        self.console = console  # `cfai serve`'s line per request on a terminal (server.console), or None
         self.ledger = ledger or BudgetLedger(limiter.path)  # per-key spend for budgets (store.budgets)
         self.cache = cache  # the service context's cache (the catalogue's prices, once fetched: service.cost)
         self.recorder = recorder
@@ -266,6 +269,10 @@ class Observe:
         prompt, completion = record.prompt_tokens, record.completion_tokens
         template = self.labels(scope)
         key = scope["state"].get("cfai_key")
+        if self.console is not None:  # the answer has been sent: the line costs the client nothing
+            self.console.add(Entry(time.time(), scope["method"], scope["path"], watch.status, seconds, record.model
+                                   or record.asked, key.name if key else None, prompt, completion, record.neurons,
+                                   record.neurons_estimated))
         self.metrics.observe(route=template, status=watch.status, seconds=seconds, error_code=error_code,
                              prompt_tokens=prompt, completion_tokens=completion, cache=record.cache)
         if key is None and self.keys_required:

@@ -128,6 +128,8 @@ async def transcribe(ctx: Context, req: TranscriptionRequest, audio: AudioFile, 
 
     await ctx.workers.reserve(model_id, len(pieces))
     transcript = merge_transcripts(await gather_all(one(o, d) for o, d in pieces), duration)
+    # Speech recognition is priced per audio minute: an estimate where Workers AI reports no neurons (service.cost).
+    ctx.record.audio_seconds += transcript.seconds()
     language = "en" if whisper_translates else None
     if target is not None and not whisper_translates:
         spoken = req.language or transcript.language
@@ -152,12 +154,29 @@ async def speak(ctx: Context, req: SpeechRequest) -> tuple[bytes, str]:
     call = to_workers_speech(model_id, req)
     answer = await ctx.workers.run_raw(model_id, json_body=call.body)
     if answer.body is not None:
-        return answer.body, call.content_type
-    # MeloTTS may answer JSON with base64 MP3 instead of raw bytes (reference §8, §14.7).
-    encoded = answer.result.get("audio") if isinstance(answer.result, dict) else None
-    if not isinstance(encoded, str) or not encoded:
-        raise UpstreamError(f"Workers AI answered {model_id} without audio.")
-    try:
-        return base64.b64decode(encoded, validate=True), call.content_type
-    except (binascii.Error, ValueError):
-        raise UpstreamError(f"Workers AI answered {model_id} with audio that is not valid base64.") from None
+        audio = answer.body
+    else:
+        # MeloTTS may answer JSON with base64 MP3 instead of raw bytes (reference §8, §14.7).
+        encoded = answer.result.get("audio") if isinstance(answer.result, dict) else None
+        if not isinstance(encoded, str) or not encoded:
+            raise UpstreamError(f"Workers AI answered {model_id} without audio.")
+        try:
+            audio = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise UpstreamError(f"Workers AI answered {model_id} with audio that is not valid base64.") from None
+    # What it used, for an estimate where Workers AI reports no neurons (service.cost): Aura is priced per
+    # character spoken, MeloTTS per minute of audio made.
+    ctx.record.characters += len(req.input)
+    ctx.record.audio_seconds += audio_seconds(audio)
+    return audio, call.content_type
+
+
+def audio_seconds(data: bytes) -> float:
+    """The length of WAV or MP3 audio (0 for another format or one that does not parse)."""
+    if is_wav(data):
+        try:
+            return read_wav(data).duration
+        except InvalidRequest:  # a broken WAV from the model: heard as nothing, not an error for the client
+            return 0.0
+    found = mp3.frames(data)
+    return mp3.duration(found) if found else 0.0

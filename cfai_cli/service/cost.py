@@ -2,10 +2,11 @@
 
 Imports core and service (the record, the cached catalogue). The clients add every neuron count Workers AI
 reports to the request's record (upstream.workers); a request whose Workers AI calls reported none is
-estimated here from what it used (tokens, image tiles and steps, audio seconds) at the model's published
-prices: the live catalogue's `price` when the catalogue was already fetched (it is never fetched only to price
-a call: that would add an upstream round trip to a request), else core.catalog's table of the reference's
-prices. A model with no known price stays unpriced (None). docs/cost.md says how close the estimates are.
+estimated here from what it used (tokens, image tiles and steps, audio seconds, characters spoken) at the
+model's published prices: the live catalogue's `price` when the catalogue was already fetched (it is never
+fetched only to price a call: that would add an upstream round trip to a request), else core.catalog's table
+of the reference's prices. A model with no known price stays unpriced (None). docs/cost.md says how close
+the estimates are.
 Before a request's first call, `plan_chat` and `planned_neurons` give what a budget holds for a call of a model
 whose cost per call is not yet known (store.budgets): its prompt counted, its answer at most
 core.budgets.DEFAULT_OUTPUT_TOKENS (or its own smaller max_tokens), at published prices.
@@ -37,7 +38,8 @@ def settle(record: RequestRecord, cache: dict[str, Any]) -> None:
     if prices is None:
         return
     units = Units(input_tokens=record.prompt_tokens, output_tokens=record.completion_tokens, tiles=record.tiles,
-                  input_tiles=record.input_tiles, steps=record.steps, audio_seconds=record.audio_seconds)
+                  input_tiles=record.input_tiles, steps=record.steps, audio_seconds=record.audio_seconds,
+                  characters=record.characters)
     record.neurons = estimate_neurons(prices, units)
     record.neurons_estimated = True
 

@@ -18,6 +18,7 @@ from cfai_cli.core.translate.images import (
     ImageCall,
     ImageInfo,
     image_bytes,
+    image_family,
     image_model_for,
     is_blank_png,
     sniff_image,
@@ -66,16 +67,19 @@ async def _one(ctx: Context, call: ImageCall) -> GeneratedImage:
     return GeneratedImage(data, info)
 
 
+FALLBACK_STEPS = 4  # for a model whose default the reference does not give (lucid-origin, flux-2-dev)
+
+
 def _steps(call: ImageCall) -> int:
-    """The diffusion steps a call asked for (`steps` or `num_steps`), else 4 (flux's default; a model with a
-    larger default is under-estimated: docs/cost.md)."""
+    """The diffusion steps a call asked for (`steps` or `num_steps`), else the model's own default (SDXL 20,
+    phoenix 25, flux-1-schnell 4: core.translate.images), else FALLBACK_STEPS (docs/cost.md)."""
     sent = {**(call.json_body or {}), **(call.form or {})}
     for name in ("steps", "num_steps"):
         try:
             return max(1, int(sent[name]))
         except (KeyError, TypeError, ValueError):
             continue
-    return 4
+    return image_family(call.model_id).default_steps or FALLBACK_STEPS
 
 
 def _edit_model(req: ImageGenerationRequest, has_mask: bool, aliases: dict[str, str]) -> str:

@@ -57,6 +57,7 @@ class RequestRecord:
     input_tiles: int = 0
     steps: int = 0
     audio_seconds: float = 0.0
+    characters: int = 0  # of text sent to be spoken
 
     def note_cache(self, status: Status) -> None:
         self.cache = combine(self.cache, status)

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from generate_completions import DIRECTORY, scripts  # noqa: E402
+from generate_completions import DIRECTORY, SHELLS, scripts  # noqa: E402
 
 BASH = shutil.which("bash")
 
@@ -33,14 +33,14 @@ def bash_words(line: str) -> list[str]:
     return [*words, ""] if not line or line[-1].isspace() else words
 
 
-def complete(line: str, home: Path) -> list[str]:
-    """COMPREPLY after sourcing completions/cfai.bash in a real bash and asking for the completion of `line`
-    with the cursor at its end, as bash sets the COMP_* variables."""
+def complete(line: str, home: Path, script: Path = DIRECTORY / "cfai.bash") -> list[str]:
+    """COMPREPLY after sourcing `script` (completions/cfai.bash) in a real bash and asking for the completion of
+    `line` with the cursor at its end, as bash sets the COMP_* variables."""
     assert BASH is not None
     cfai_dir = str(Path(sys.executable).parent)  # where the `cfai` console script is installed
     words = bash_words(line)
     script = f"""
-source {DIRECTORY / 'cfai.bash'}
+source {shlex.quote(str(script))}
 COMP_LINE={shlex.quote(line)}
 COMP_POINT={len(line)}
 COMP_WORDS=({' '.join(shlex.quote(w) for w in words)})
@@ -83,6 +83,8 @@ def test_bash_offers_the_models_of_the_commands_task_and_option_values(cli, cfai
     assert complete("cfai transcribe x.wav --format v", cfai_home) == ["verbose_json", "vtt"]
     assert complete("cfai speak hi --format ", cfai_home) == ["mp3", "wav", "flac", "opus", "aac", "pcm"]
     assert complete("cfai usage --by ", cfai_home) == ["key", "model", "day", "route", "upstream"]
+    assert complete("cfai image x --size 10", cfai_home) == ["1024x1024", "1024x1536", "1024x1792"]
+    assert complete("cfai speak hi --voice a", cfai_home) == ["alloy", "ash", "angus", "arcas", "asteria", "athena"]
 
 
 def test_the_enumerations_match_what_is_accepted() -> None:
@@ -94,9 +96,34 @@ def test_the_enumerations_match_what_is_accepted() -> None:
     from cfai_cli.store.usage import GROUPS
 
     assert set(FORMATS) == set(get_args(SpeechFormat)) and BY == GROUPS
+    from cfai_cli.cli.image import SIZES
+    from cfai_cli.cli.speak import VOICES
+    from cfai_cli.core.translate.images import OPENAI_SIZES
+    from cfai_cli.core.translate.speech import AURA_1_SPEAKERS, MELOTTS_LANGUAGES, OPENAI_VOICES
+
+    assert set(SIZES) == OPENAI_SIZES and len(SIZES) == len(OPENAI_SIZES)
+    assert set(VOICES) == OPENAI_VOICES | set(AURA_1_SPEAKERS) | set(MELOTTS_LANGUAGES)
 
 
 def test_models_command_fills_the_completion_cache(cli, cfai_home: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("models", "--offline", "--json").exit_code == 0
     cached = json.loads((cfai_home / "models-cache.json").read_text())
     assert "@cf/meta/llama-3.3-70b-instruct-fp8-fast" in cached
+
+
+def test_install_and_show_completion_give_cfais_own_scripts(cli, cfai_home: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")  # the shell is named, not detected
+    monkeypatch.setenv("HOME", str(tmp_path))
+    committed = {name: (DIRECTORY / name).read_text(encoding="utf-8").strip() for name in SHELLS.values()}
+    for shell, name in SHELLS.items():
+        shown = cli("--show-completion", shell)
+        assert shown.exit_code == 0 and shown.stdout.strip() == committed[name]
+    installed = cli("--install-completion", "bash")
+    assert installed.exit_code == 0, installed.stderr
+    script = tmp_path / ".bash_completions" / "cfai.sh"
+    assert script.read_text().strip() == committed["cfai.bash"]
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+    if BASH is not None and shutil.which("cfai", path=str(Path(sys.executable).parent)) is not None:
+        (cfai_home / "models-cache.json").write_text(json.dumps(["@cf/meta/llama-3.3-70b-instruct-fp8-fast"]))
+        assert complete("cfai chat -m @cf/meta/ll", cfai_home, script) == ["cf/meta/llama-3.3-70b-instruct-fp8-fast"]

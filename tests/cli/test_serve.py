@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,6 +90,7 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
     assert "upstreams: cloudflare, groq · routes: fast" in err
     assert "groq: $CFAI_TEST_UNSET_GROQ_KEY is not set" in err
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in out  # --access-log (uvicorn's, on stdout)
+    assert not re.search(r"\d\d:\d\d:\d\d POST /v1/chat", out)  # stdout is a pipe: no console line per request
     assert "Traceback" not in err + out
 
 
@@ -159,12 +164,82 @@ def test_the_banner_shows_the_page_and_a_reachable_address(cli: Invoke, monkeypa
     result = cli("serve", "--offline", "--host", "0.0.0.0", "--port", str(port))
     assert result.exit_code == 0, result.stderr
     assert calls and calls[0]["host"] == "0.0.0.0"
-    from cfai_cli.server.listen import reachable_host
+    from cfai_cli.server.listen import reachable_hosts
 
-    other = reachable_host("0.0.0.0")
-    assert other and other != "0.0.0.0"
+    others = reachable_hosts("0.0.0.0")
+    other = others[0]
+    assert other not in ("0.0.0.0", "127.0.0.1", "localhost")
     assert f"from other machines: http://{other}:{port}/v1" in result.stderr
     assert f"browser page: http://{other}:{port}/" in result.stderr
     local = cli("serve", "--offline", "--port", str(port))
     assert f"browser page: http://127.0.0.1:{port}/" in local.stderr and "other machines" not in local.stderr
     assert "browser page" not in cli("serve", "--offline", "--port", str(port), "--no-ui").stderr
+
+
+def test_on_a_terminal_each_request_is_one_console_line(cfai_home: Path, cli: Invoke) -> None:
+    key = cli("keygen", "--name", "laptop").stdout.strip()
+    key_id = json.loads(cli("keys", "list", "--json").stdout)[0]["id"]
+    port = free_port()
+    master, slave = pty.openpty()  # stdout a terminal, as when a person runs `cfai serve`
+    proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--port", str(port)],
+                            stdout=slave, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    os.close(slave)
+    seen = b""
+    try:
+        wait_for_health(proc, port)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions", method="POST",
+            data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            usage = json.loads(response.read())["usage"]
+        deadline = time.monotonic() + 10
+        while b"neurons" not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+    finally:
+        stop_server(proc, timeout=15)
+        os.close(master)
+    line = next(x for x in seen.decode().splitlines() if "POST" in x)
+    tokens = rf"{usage['prompt_tokens']}\+{usage['completion_tokens']} tok"
+    assert re.fullmatch(r"\d\d:\d\d:\d\d POST /v1/chat/completions 200 \d+ ms @cf/meta/llama-3.1-8b-instruct-fast "
+                        rf"key=laptop {tokens} ~?[\d.]+ neurons", line)
+    assert key not in seen.decode() and key_id not in seen.decode()
+    assert "/health" not in seen.decode()  # probes are not requests worth a line
+
+
+def test_a_wildcard_bind_names_this_machines_own_non_loopback_addresses() -> None:
+    import ipaddress
+    import socket
+
+    from cfai_cli.server.listen import reachable_hosts
+
+    assert reachable_hosts("127.0.0.1") == [] and reachable_hosts("192.168.1.10") == []
+    found = reachable_hosts("0.0.0.0")
+    addresses = []
+    for text in found:
+        try:
+            addresses.append(ipaddress.ip_address(text))
+        except ValueError:  # no address found: the hostname, as the last resort
+            assert found == [socket.gethostname()]
+    for address in addresses:
+        assert address.version == 4 and not address.is_loopback and not address.is_link_local
+        with socket.socket() as probe:  # an address of this machine: it can listen there
+            probe.bind((str(address), 0))
+    routes = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True,
+                            check=False).stdout if shutil.which("ip") else ""
+    own = {line.split()[3].split("/")[0] for line in routes.splitlines()}
+    assert own <= {str(a) for a in addresses}  # every global IPv4 address `ip` lists (where it exists)
+    six = reachable_hosts("::")
+    assert set(found) <= set(six) and all(h.startswith("[") for h in six if h not in found)
+
+
+@pytest.mark.parametrize(("candidates", "ipv6", "expected"), [
+    (["127.0.0.1", "10.0.0.5", "10.0.0.5", "169.254.3.3", "0.0.0.0"], False, ["10.0.0.5"]),
+    (["fd00::2", "::1", "fe80::1%eth0", "192.0.2.2", "224.0.0.1", "host"], False, ["192.0.2.2"]),
+    (["fd00::2", "::1", "fe80::1%eth0", "192.0.2.2"], True, ["[fd00::2]", "192.0.2.2"]),
+])
+def test_only_addresses_others_can_reach_are_picked(candidates: list[str], ipv6: bool, expected: list[str]) -> None:
+    from cfai_cli.server.listen import pick_addresses
+
+    assert pick_addresses(candidates, ipv6=ipv6) == expected

@@ -74,6 +74,39 @@ def test_audio_price_per_minute() -> None:
     assert estimate_usd(prices, Units(audio_seconds=90)) == pytest.approx(0.0078)
 
 
+def test_speech_prices_per_thousand_characters_and_per_audio_minute() -> None:
+    # aura-1: "$0.015 per 1k characters input" (pricing page): 2,500 characters = $0.0375 = 3,409.09 neurons.
+    aura = parse_prices([_price("per 1k characters input", 0.015)])
+    assert aura == Prices(per_k_characters=0.015) == PUBLISHED_PRICES["@cf/deepgram/aura-1"]
+    assert estimate_neurons(aura, Units(characters=2500, audio_seconds=30)) == pytest.approx(3409.090909)
+    assert parse_prices([_price("per M characters", 30.0)]).per_k_characters == pytest.approx(0.03)
+    # MeloTTS: $0.0002 per audio minute made: 90 s = $0.0003 = 27.27 neurons; characters cost it nothing.
+    melo = PUBLISHED_PRICES["@cf/myshell-ai/melotts"]
+    assert estimate_neurons(melo, Units(characters=2500, audio_seconds=90)) == pytest.approx(27.272727)
+    # whisper: $0.0005 per audio minute heard: 2 min = $0.001 = 90.91 neurons.
+    whisper = PUBLISHED_PRICES["@cf/openai/whisper"]
+    assert estimate_neurons(whisper, Units(audio_seconds=120)) == pytest.approx(90.909091)
+
+
+@pytest.mark.parametrize(("model", "steps"), [
+    ("@cf/black-forest-labs/flux-1-schnell", 4), ("@cf/stabilityai/stable-diffusion-xl-base-1.0", 20),
+    ("@cf/leonardo/phoenix-1.0", 25), ("@cf/black-forest-labs/flux-2-klein-4b", 4),
+    ("@cf/leonardo/lucid-origin", None), ("@cf/black-forest-labs/flux-2-dev", None)])
+def test_image_models_default_step_counts_from_the_reference(model: str, steps: int | None) -> None:
+    from cfai_cli.core.translate.images import image_family
+
+    assert image_family(model).default_steps == steps
+
+
+def test_a_transcripts_length_is_its_duration_else_where_its_last_word_ends() -> None:
+    from cfai_cli.core.workers.audio import Segment, Transcript, Word
+
+    assert Transcript("x", duration=12.5, words=(Word("x", 0, 99.0),)).seconds() == 12.5
+    assert Transcript("x", words=(Word("a", 0, 1.0), Word("b", 1.0, 4.5))).seconds() == 4.5
+    assert Transcript("x", segments=(Segment(0, 7.25, "x", words=(Word("x", 0, 7.0),)),)).seconds() == 7.25
+    assert Transcript("").seconds() == 0.0
+
+
 @pytest.mark.parametrize("value", [None, "0.35", 3, {"unit": "per M input tokens"}, [_price("per M input tokens", -1)],
                                    [_price("per M input tokens", 1.0, "EUR")], [_price("per fortnight", 2.0)],
                                    ["per M input tokens"], [{"unit": 5, "price": 1}]])

@@ -30,6 +30,7 @@ class ImageFamily:
     sizes: tuple[int, int] | None = None  # smallest and largest side in pixels; None = fixed output size
     steps_key: str | None = None
     steps_hd: int | None = None  # steps for quality hd/high (the model's default otherwise)
+    default_steps: int | None = None  # what the model runs when sent none (reference §5): for cost estimates
     guidance: tuple[float, float, float] | None = None  # (min, max, default)
     seed: bool = False
     negative_prompt: bool = False
@@ -40,19 +41,20 @@ class ImageFamily:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-FLUX1 = ImageFamily("flux-1-schnell", steps_key="steps", steps_hd=8, prompt_max=2048)
-SDXL = ImageFamily("sdxl", sizes=(256, 2048), steps_key="num_steps", steps_hd=20, guidance=(0.0, 30.0, 7.5),
-                   seed=True, negative_prompt=True, edits=True)
-SD15_EDIT = ImageFamily("sd-1.5-edit", sizes=(256, 2048), steps_key="num_steps", steps_hd=20,
+FLUX1 = ImageFamily("flux-1-schnell", steps_key="steps", steps_hd=8, default_steps=4, prompt_max=2048)
+SDXL = ImageFamily("sdxl", sizes=(256, 2048), steps_key="num_steps", steps_hd=20, default_steps=20,
+                   guidance=(0.0, 30.0, 7.5), seed=True, negative_prompt=True, edits=True)
+SD15_EDIT = ImageFamily("sd-1.5-edit", sizes=(256, 2048), steps_key="num_steps", steps_hd=20, default_steps=20,
                         guidance=(0.0, 30.0, 7.5), seed=True, negative_prompt=True, edits=True)
-PHOENIX = ImageFamily("phoenix", sizes=(64, 2048), steps_key="num_steps", steps_hd=40, guidance=(2.0, 10.0, 2.0),
-                      seed=True, negative_prompt=True)
+PHOENIX = ImageFamily("phoenix", sizes=(64, 2048), steps_key="num_steps", steps_hd=40, default_steps=25,
+                      guidance=(2.0, 10.0, 2.0), seed=True, negative_prompt=True)
 LUCID = ImageFamily("lucid-origin", sizes=(64, 2500), steps_key="num_steps", steps_hd=40, guidance=(0.0, 10.0, 4.5),
                     seed=True)
 # FLUX.2's own default is 1024x768; OpenAI's is 1024x1024, which is what a client that sends no size expects.
 FLUX2 = ImageFamily("flux-2", sizes=(256, 1920), steps_key="steps", steps_hd=50, guidance=(1.0, 10.0, 4.0),
                     seed=True, multipart=True, default_size=(1024, 1024))
-FLUX2_KLEIN = ImageFamily("flux-2-klein", sizes=(256, 1920), seed=True, multipart=True, default_size=(1024, 1024))
+FLUX2_KLEIN = ImageFamily("flux-2-klein", sizes=(256, 1920), default_steps=4, seed=True, multipart=True,
+                          default_size=(1024, 1024))
 GENERIC = ImageFamily("generic")
 
 _FAMILIES: list[tuple[re.Pattern[str], ImageFamily]] = [

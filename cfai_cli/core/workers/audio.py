@@ -47,6 +47,14 @@ class Transcript:
         """Top-level words (whisper) or the words inside segments (whisper-large-v3-turbo)."""
         return self.words or tuple(w for s in self.segments for w in s.words)
 
+    def seconds(self) -> float:
+        """How long the audio was: its duration where known (the file's own, or as the model said), else
+        where its last segment or word ends (0 when nothing says: silence, or a model that gives no times)."""
+        if self.duration is not None:
+            return max(0.0, self.duration)
+        ends = [s.end for s in self.segments] + [w.end for w in self.all_words()]
+        return max(0.0, max(ends, default=0.0))
+
     def shifted(self, offset: float) -> Transcript:
         """The same transcript with every time moved by `offset` seconds (a later chunk of a long file)."""
         if not offset:
