@@ -182,8 +182,8 @@ def usage_view(rows: list[UsageSummary], *, since: str, by: str, limit: int = MA
 def _series_labels(groups: Sequence[str], by: str, store: KeyStore, now: float) -> dict[str, tuple[str, str | None]]:
     """Group -> (label, key name). Keys are labelled by name; a revoked or unknown key by its id (a rotated
     key's name belongs to its successor), and two active keys of one name get their ids beside it."""
-    if by != "key":
-        return {g: (printable(g), None) for g in groups}
+    if by != "key":  # "(none)": requests that name no model (admin, model lists, failures before one was read)
+        return {g: ("(no model)" if g == "(none)" else printable(g), None) for g in groups}
     records = {r.id: r for r in store.list()}
     named = {g: printable(records[g].name, 64) for g in groups if g in records}
     active = {g for g in named if records[g].active(now)}
