@@ -42,7 +42,7 @@ def test_sums_per_bucket_and_series_equal_the_rows(settings: Settings) -> None:
     rows = [
         row(day0 + 60, key=alice.id, model="@cf/a", neurons=10.0),  # bucket 00:00
         row(day0 + 3000, key=alice.id, model="@cf/a", neurons=2.5, estimated=True),  # bucket 00:00
-        row(day0 + 3600, key=bob.id, model="@cf/b", neurons=7.0),  # bucket 01:00 exactly
+        row(day0 + 3600, key=bob.id, model="@cf/b", neurons=30.0),  # bucket 01:00 exactly
         row(day0 + 5 * 3600 + 1, key=bob.id, model="@cf/a", neurons=None, status=500),  # no Workers AI cost
         row(day0 + 13 * 3600 + 10, key=None, model="@cf/b", neurons=1.0),  # the last, partial bucket
         row(day0 - 10, key=alice.id, model="@cf/a", neurons=1000.0),  # before the period: left out
@@ -54,15 +54,16 @@ def test_sums_per_bucket_and_series_equal_the_rows(settings: Settings) -> None:
     assert body["bucket"] == "hour" and body["bucket_seconds"] == 3600 and body["start"] == day0
     assert body["buckets"] == [day0 + h * 3600 for h in range(14)]  # 00:00 .. 13:00
     series = by_group(body)
-    assert list(series) == ["@cf/a", "@cf/b"]  # most neurons first
+    assert list(series) == ["@cf/b", "@cf/a"]  # most neurons first, not most requests
     a, b = series["@cf/a"], series["@cf/b"]
     assert (a["requests"], a["errors"], a["neurons"], a["estimated_neurons"]) == (3, 1, 12.5, 2.5)
     assert a["cost_usd"] == pytest.approx(12.5 * 0.011 / 1000)
     assert a["prompt_tokens"] == 30 and a["completion_tokens"] == 60 and a["label"] == "@cf/a"
     assert a["points"]["requests"] == [2, 0, 0, 0, 0, 1] + [0] * 8
     assert a["points"]["neurons"] == [12.5] + [0.0] * 13
-    assert b["points"]["requests"] == [0, 1] + [0] * 11 + [1] and b["neurons"] == 8.0
-    assert body["total"]["requests"] == 5 and body["total"]["neurons"] == 20.5 and body["groups"] == 2
+    assert b["points"]["requests"] == [0, 1] + [0] * 11 + [1] and b["neurons"] == 31.0
+    assert b["points"]["neurons"] == [0.0, 30.0] + [0.0] * 11 + [1.0]
+    assert body["total"]["requests"] == 5 and body["total"]["neurons"] == 43.5 and body["groups"] == 2
     assert body["has_more"] is False
     # Day buckets over the same rows: one bucket (00:00 UTC) holds them all.
     days = admin.usage_series(UsageLog(settings.database), store, since=since, by="model", bucket="day", now=NOW)
