@@ -45,8 +45,14 @@ class Server:
     env: dict[str, str]
 
     def cli(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "cfai_cli", *args], capture_output=True, text=True,
-                              env=self.env, check=True).stdout.strip()
+        """`cfai ARGS` in this process (Typer's runner) on the server's data directory: its stdout."""
+        from typer.testing import CliRunner
+
+        from cfai_cli.cli.app import app
+
+        result = CliRunner().invoke(app, list(args), env={"CFAI_HOME": self.env["CFAI_HOME"]})
+        assert result.exit_code == 0, result.stderr
+        return result.stdout.strip()
 
     def usage(self, by: str, since: str = "24h") -> dict[str, Any]:
         answer: dict[str, Any] = json.loads(self.cli("usage", "--since", since, "--by", by, "--json"))
@@ -58,8 +64,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "CFAI_"))}
     env["CFAI_HOME"] = str(tmp_path_factory.mktemp("cfai-ui-home"))
     port = free_port()
-    admin = subprocess.run([sys.executable, "-m", "cfai_cli", "keygen", "--name", "root", "--scopes", "all"],
-                           capture_output=True, text=True, env=env, check=True).stdout.strip()
+    admin = Server("", "", env).cli("keygen", "--name", "root", "--scopes", "all")
     proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--offline", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     wait_for_health(proc, port)
