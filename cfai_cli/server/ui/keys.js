@@ -2,7 +2,7 @@
 // the admin API (/v1/admin/keys, docs/admin.md). A new secret is shown once, with a copy button; the API's
 // errors are shown beside the form or the list.
 
-import { $, ADMIN_NEEDED, api, cell, el, integer, refuse, say, utc } from "./common.js";
+import { $, ADMIN_NEEDED, api, cell, el, integer, key, refuse, say, utc } from "./common.js";
 
 let keys = [];
 let editing = null;  // the key whose policy the form edits; null: the form creates a key
@@ -11,6 +11,12 @@ function showError(id, error) {
   const box = $(id);
   box.textContent = error ? error.message + (error.param ? ` (${error.param})` : "") : "";
   box.hidden = !error;
+}
+
+// Whether `k` is the key this page signs in with: its hint is the secret's first and last characters.
+function own(k) {
+  const [head, tail] = k.hint.split("…");
+  return Boolean(head && tail) && key().startsWith(head) && key().endsWith(tail);
 }
 
 function limits(k) {
@@ -38,7 +44,8 @@ function renderKeys() {
   for (const k of keys) {
     if (!k.active && !showRevoked) continue;
     const row = el("tr", { "data-id": k.id, class: k.active ? "key" : "key revoked" });
-    cell(row, k.name, "name", "Name");
+    const name = cell(row, k.name, "name", "Name");
+    if (k.active && own(k)) name.appendChild(el("span", { class: "hint" }, " (this page's key)"));
     const id = cell(row, "", undefined, "Id");
     id.appendChild(el("code", { title: k.id }, k.id.slice(0, 12) + "…"));
     id.appendChild(el("span", { class: "hint" }, " " + k.hint));
@@ -172,10 +179,12 @@ function confirmAction(text, verb) {
 }
 
 async function rotate(k) {
-  if (!await confirmAction(`Rotate “${k.name}”? Its current secret stops working at once; the new one is shown once.`,
-    "Rotate")) return;
+  const mine = own(k);
+  if (!await confirmAction(`Rotate “${k.name}”? Its current secret stops working at once; the new one is shown once.` +
+    (mine ? " This page signs in with it, and will use the new secret." : ""), "Rotate")) return;
   try {
     const rotated = await api(`/v1/admin/keys/${encodeURIComponent(k.id)}/rotate`, { method: "POST" });
+    if (mine) sessionStorage.setItem("cfai-key", rotated.key);  // the old secret no longer works, here either
     showSecret(`“${rotated.name}” rotated: its new id is ${rotated.id}. Copy its new secret now:`, rotated.key);
     say(`Rotated “${rotated.name}”.`);
   } catch (error) {
@@ -186,8 +195,8 @@ async function rotate(k) {
 }
 
 async function revoke(k) {
-  if (!await confirmAction(`Revoke “${k.name}” (${k.id})? Its requests are refused at once; this cannot be undone.`,
-    "Revoke")) return;
+  if (!await confirmAction(`Revoke “${k.name}” (${k.id})? Its requests are refused at once; this cannot be undone.` +
+    (own(k) ? " This page signs in with it: it will need another admin key." : ""), "Revoke")) return;
   try {
     await api(`/v1/admin/keys/${encodeURIComponent(k.id)}`, { method: "DELETE" });
     say(`Revoked “${k.name}”.`);
