@@ -20,7 +20,7 @@ from cfai_cli.errors import InvalidRequest, NotFound
 from cfai_cli.store import usage_query
 from cfai_cli.store.keys import DEFAULT_SCOPES, SCOPES, KeyPolicy, KeyRecord, KeyStore
 from cfai_cli.store.usage import GROUPS, AccountToday, UsageLog, UsageSummary, accounts_today, parse_since
-from cfai_cli.store.usage_query import BUCKETS, MAX_BUCKETS, OTHER, SERIES_BY, bucket_span
+from cfai_cli.store.usage_query import BUCKETS, MAX_BUCKETS, SERIES_BY, bucket_span
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000  # keys per page and usage groups per answer: an answer's size is bounded
@@ -213,15 +213,16 @@ def usage_series(log: UsageLog, store: KeyStore, *, since: str = "24h", by: str 
         raise InvalidRequest(f"since={since} with {chosen} buckets makes more than {MAX_BUCKETS} of them: choose a "
                              "shorter period or day buckets.", param="since", code="invalid_value")
     found = usage_query.series(log, start=start, end=at, by=by, bucket=chosen, top=top)
-    labels = _series_labels([s.group for s in found.series if s.group != OTHER], by, store, at)
+    labels = _series_labels([s.group for s in found.series if not s.other], by, store, at)
     out = []
     for s in found.series:
-        label, name = labels.get(s.group, (f"other ({s.merged})", None))
-        out.append({"group": printable(s.group), "label": label, "name": name, "merged": s.merged, **asdict(s.totals),
+        label, name = (f"other ({s.merged})", None) if s.other else labels[s.group]
+        out.append({"group": printable(s.group), "label": label, "name": name, "other": s.other, "merged": s.merged,
+                    **asdict(s.totals),
                     "points": {"requests": s.requests, "neurons": s.neurons, "cost_usd": s.cost_usd}})
     return {"object": "usage.series", "since": since, "by": by, "bucket": chosen, "bucket_seconds": BUCKETS[chosen],
             "start": start, "end": at, "buckets": found.buckets, "series": out, "groups": found.groups,
-            "has_more": found.groups > len([s for s in found.series if s.group != OTHER]),
+            "has_more": any(s.other for s in found.series),
             "total": asdict(found.total), "accounts": [asdict(a) for a in usage_accounts(log, now=at)]}
 
 

@@ -48,6 +48,7 @@ class Series:
     neurons: list[float] = field(default_factory=list)
     cost_usd: list[float] = field(default_factory=list)
     merged: int = 1  # groups in this series: more than one only for OTHER
+    other: bool = False  # the groups outside the top, merged (told by this flag: a client may name a model OTHER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +99,12 @@ def series(log: UsageLog, *, start: float, end: float, by: str, bucket: str, top
                             (start, end, *chosen)).fetchone()
         points = _points(conn, rows, marks, chosen, start=start, end=end, width=width)
     out = []
-    for name, *values in [*ranked, *([(OTHER, *rest[1:])] if rest[0] else [])]:
-        figures = points.get(None if name == OTHER else str(name), {})
+    for name, *values in [*ranked, *([(None, *rest[1:])] if rest[0] else [])]:
+        figures = points.get(None if name is None else str(name), {})
         per = [figures.get(first + i, (0, 0.0, 0.0)) for i in range(count)]
-        out.append(Series(str(name), _totals(values), [p[0] for p in per], [p[1] for p in per],
-                          [p[2] for p in per], merged=int(rest[0]) if name == OTHER else 1))
+        out.append(Series(OTHER if name is None else str(name), _totals(values), [p[0] for p in per],
+                          [p[1] for p in per], [p[2] for p in per], merged=int(rest[0]) if name is None else 1,
+                          other=name is None))
     return UsageSeries(by, bucket, start, end, buckets, out, int(overall[0]), _totals(overall[1:]))
 
 

@@ -84,7 +84,8 @@ def test_the_answer_is_bounded_and_the_rest_is_other(settings: Settings) -> None
     groups = [s["group"] for s in body["series"]]
     assert groups == ["@cf/m19", "@cf/m18", "@cf/m17", "(other)"]
     other = body["series"][-1]
-    assert other["merged"] == 17 and other["label"] == "other (17)"
+    assert other["merged"] == 17 and other["label"] == "other (17)" and other["other"] is True
+    assert not any(s["other"] for s in body["series"][:-1])
     assert other["requests"] == sum(i + 1 for i in range(17))
     assert other["neurons"] == sum((i + 1) ** 2 for i in range(17))
     assert sum(other["points"]["requests"]) == other["requests"]
@@ -98,6 +99,16 @@ def test_the_answer_is_bounded_and_the_rest_is_other(settings: Settings) -> None
     assert len(month["buckets"]) in (720, 721)
     assert admin.usage_series(UsageLog(settings.database), store, since="30d", now=now)["bucket"] == "day"
     assert admin.usage_series(UsageLog(settings.database), store, since="48h", now=now)["bucket"] == "hour"
+
+
+def test_a_model_a_client_named_other_is_not_the_merged_series(settings: Settings) -> None:
+    now = time.time()
+    UsageLog(settings.database).write([row(now - 5, key=None, model="(other)", neurons=9.0),
+                                       *(row(now - 5, key=None, model=f"@cf/m{i}", neurons=1.0) for i in range(3))])
+    body = admin.usage_series(UsageLog(settings.database), KeyStore(settings.database), since="1h", top=1, now=now)
+    named, merged = body["series"]
+    assert (named["group"], named["other"], named["neurons"], named["merged"]) == ("(other)", False, 9.0, 1)
+    assert (merged["other"], merged["neurons"], merged["merged"], merged["label"]) == (True, 3.0, 3, "other (3)")
 
 
 def test_revoked_and_namesake_keys_are_labelled_by_id(settings: Settings) -> None:

@@ -14,7 +14,7 @@ let last = null;  // the last answer: the measure toggle redraws it without aski
 
 const chosen = (name) => document.querySelector(`input[name=${name}]:checked`).value;
 
-function colour(series, index) { return series.group === "(other)" ? OTHER_COLOUR : COLOURS[index % COLOURS.length]; }
+function colour(series, index) { return series.other ? OTHER_COLOUR : COLOURS[index % COLOURS.length]; }
 
 function amount(value, measure) { return measure === "cost_usd" ? usd(value) : neurons(value); }
 
@@ -113,7 +113,7 @@ function fillLegendAndTable(body, measure) {
     const name = cell(row, "");
     name.appendChild(swatch.cloneNode());
     name.append(series.label);
-    if (series.label !== series.group && series.group !== "(other)") name.title = series.group;
+    if (series.label !== series.group && !series.other) name.title = series.group;
     cell(row, integer(series.requests), "num");
     cell(row, integer(series.errors), "num");
     cell(row, integer(series.prompt_tokens + series.completion_tokens), "num");
