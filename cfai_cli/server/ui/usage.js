@@ -131,7 +131,7 @@ function fillLegendAndTable(body, measure) {
   foot.appendChild(row);
   $("totals").textContent = `${integer(total.requests)} requests (${integer(total.errors)} errors), ` +
     `${neurons(total.neurons)} neurons, ${usd(total.cost_usd)} at list price in ${PERIODS[body.since] || body.since}` +
-    (body.has_more ? `; the ${body.groups - body.series.length + 1} smallest ${body.by}s are merged into "other".` : ".");
+    (body.has_more ? `; the ${body.series.find((s) => s.other).merged} smallest ${body.by}s are merged into "other".` : ".");
 }
 
 function render() {
