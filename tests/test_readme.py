@@ -111,6 +111,7 @@ def test_admin_api_snippet(server: tuple[int, str, dict[str, str]], tmp_path: Pa
     assert sorted(lines[:3]) == ["admin", "ci", "default"]  # the keys by name: the fixture's, the two made here
     assert '"rpm":60' in lines[3] and lines[4] == '{"rpm":null,"tpm":20000}'
     assert any('"group":"key_' in line for line in lines[5:-1])
+    assert any(line.startswith('{"label":"admin') and '"neurons":' in line for line in lines[5:-1])  # by name
     assert re.fullmatch(r'\{"id":"key_[0-9a-f]{16}","deleted":true\}', lines[-1])
     assert not (tmp_path / "ci.json").exists()
 

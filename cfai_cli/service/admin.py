@@ -17,11 +17,14 @@ from cfai_cli.core.admin import KeyCreate, KeyUpdate, duration_seconds
 from cfai_cli.core.cost import day_start
 from cfai_cli.core.printable import printable
 from cfai_cli.errors import InvalidRequest, NotFound
+from cfai_cli.store import usage_query
 from cfai_cli.store.keys import DEFAULT_SCOPES, SCOPES, KeyPolicy, KeyRecord, KeyStore
 from cfai_cli.store.usage import GROUPS, AccountToday, UsageLog, UsageSummary, accounts_today, parse_since
+from cfai_cli.store.usage_query import BUCKETS, MAX_BUCKETS, SERIES_BY, bucket_span
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000  # keys per page and usage groups per answer: an answer's size is bounded
+DEFAULT_SERIES = 8  # series of the usage chart apart before the rest is merged (at most usage_query.MAX_SERIES)
 
 
 def key_view(record: KeyRecord) -> dict[str, Any]:
@@ -174,3 +177,56 @@ def usage_view(rows: list[UsageSummary], *, since: str, by: str, limit: int = MA
     each account's free allocation used today."""
     return {"object": "list", "since": since, "by": by, "data": [asdict(r) for r in rows[:limit]],
             "has_more": len(rows) > limit, "accounts": [asdict(a) for a in accounts or []]}
+
+
+def _series_labels(groups: Sequence[str], by: str, store: KeyStore, now: float) -> dict[str, tuple[str, str | None]]:
+    """Group -> (label, key name). Keys are labelled by name; a revoked or unknown key by its id (a rotated
+    key's name belongs to its successor), and two active keys of one name get their ids beside it."""
+    if by != "key":  # "(none)": requests that name no model (admin, model lists, failures before one was read)
+        return {g: ("(no model)" if g == "(none)" else printable(g), None) for g in groups}
+    records = {r.id: r for r in store.list()}
+    named = {g: printable(records[g].name, 64) for g in groups if g in records}
+    active = {g for g in named if records[g].active(now)}
+    counts: dict[str, int] = {}
+    for g in active:
+        counts[named[g]] = counts.get(named[g], 0) + 1
+    return {g: ((named[g] if counts[named[g]] == 1 else f"{named[g]} ({g})") if g in active else printable(g),
+                named.get(g)) for g in groups}
+
+
+def usage_series(log: UsageLog, store: KeyStore, *, since: str = "24h", by: str = "model", bucket: str = "auto",
+                 top: int = DEFAULT_SERIES, now: float | None = None) -> dict[str, Any]:
+    """GET /v1/admin/usage/series: requests, neurons and cost per hour or day and per model or key (by name),
+    aggregated in SQL and bounded (store.usage_query); `bucket` auto is hours up to two days, days beyond."""
+    if by not in SERIES_BY:
+        raise InvalidRequest(f"by must be one of {', '.join(SERIES_BY)}.", param="by", code="invalid_value")
+    if bucket not in ("auto", *BUCKETS):
+        raise InvalidRequest(f"bucket must be one of auto, {', '.join(BUCKETS)}.", param="bucket",
+                             code="invalid_value")
+    at = time.time() if now is None else now
+    try:
+        start = min(parse_since(since, now=at), at)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="since", code="invalid_value") from None
+    chosen = bucket if bucket != "auto" else "hour" if at - start <= 2 * 86400 else "day"
+    if bucket_span(start, at, chosen)[1] > MAX_BUCKETS:
+        raise InvalidRequest(f"since={since} with {chosen} buckets makes more than {MAX_BUCKETS} of them: choose a "
+                             "shorter period or day buckets.", param="since", code="invalid_value")
+    found = usage_query.series(log, start=start, end=at, by=by, bucket=chosen, top=top)
+    labels = _series_labels([s.group for s in found.series if not s.other], by, store, at)
+    out = []
+    for s in found.series:
+        label, name = (f"other ({s.merged})", None) if s.other else labels[s.group]
+        out.append({"group": printable(s.group), "label": label, "name": name, "other": s.other, "merged": s.merged,
+                    **asdict(s.totals),
+                    "points": {"requests": s.requests, "neurons": s.neurons, "cost_usd": s.cost_usd}})
+    return {"object": "usage.series", "since": since, "by": by, "bucket": chosen, "bucket_seconds": BUCKETS[chosen],
+            "start": start, "end": at, "buckets": found.buckets, "series": out, "groups": found.groups,
+            "has_more": any(s.other for s in found.series),
+            "total": asdict(found.total), "accounts": [asdict(a) for a in usage_accounts(log, now=at)]}
+
+
+def last_used(log: UsageLog, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Key objects with `last_used_at`: their last request in the usage log (null: none there, or past retention)."""
+    seen = usage_query.last_used(log, [k["id"] for k in keys])
+    return [{**k, "last_used_at": seen.get(k["id"])} for k in keys]

@@ -254,24 +254,3 @@ def parse_since(text: str, *, now: float | None = None) -> float:
         raise ValueError(f"cannot read {text!r}: use e.g. 30m, 12h, 7d, 2w or 2026-11-01") from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
-
-@dataclass(frozen=True, slots=True)
-class TimelinePoint:
-    start: float
-    requests: int
-    errors: int
-    tokens: int
-
-
-def timeline(rows: Sequence[UsageRow], *, since: float, until: float, buckets: int = 24) -> list[TimelinePoint]:
-    """Requests, errors and tokens in `buckets` equal slices of [since, until), oldest first."""
-    width = max((until - since) / buckets, 1e-9)
-    points = [[0, 0, 0] for _ in range(buckets)]
-    for row in rows:
-        index = int((row.ts - since) / width)
-        if 0 <= index < buckets:
-            point = points[index]
-            point[0] += 1
-            point[1] += row.status >= 400
-            point[2] += row.prompt_tokens + row.completion_tokens
-    return [TimelinePoint(since + i * width, *p) for i, p in enumerate(points)]

@@ -25,6 +25,7 @@ from cfai_cli.server.routes.common import read_json
 from cfai_cli.service import admin
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.usage import UsageLog
+from cfai_cli.store.usage_query import MAX_SERIES
 
 T = TypeVar("T")
 
@@ -46,12 +47,12 @@ def _answer(body: dict[str, Any], status: int = 200) -> Response:
     return JSONResponse(body, status_code=status, headers=API_HEADERS)
 
 
-def _int_query(request: Request, name: str, default: int) -> int:
+def _int_query(request: Request, name: str, default: int, maximum: int = admin.MAX_PAGE) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= admin.MAX_PAGE:
-        raise InvalidRequest(f"Invalid value for '{name}': expected an integer from 1 to {admin.MAX_PAGE}.",
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidRequest(f"Invalid value for '{name}': expected an integer from 1 to {maximum}.",
                              param=name, code="invalid_value")
     return int(raw)
 
@@ -68,7 +69,14 @@ async def create_key(request: Request) -> Response:
 async def list_keys(request: Request) -> Response:
     limit = _int_query(request, "limit", admin.DEFAULT_PAGE)
     after = request.query_params.get("after")
-    return _answer(await _run(lambda: admin.list_keys(_store(request), limit=limit, after=after)))
+    await request.app.state.recorder.flush()  # last_used_at counts the requests of the last second too
+    log = UsageLog(request.app.state.ctx.settings.database)
+
+    def page() -> dict[str, Any]:
+        listed = admin.list_keys(_store(request), limit=limit, after=after)
+        return {**listed, "data": admin.last_used(log, listed["data"])}
+
+    return _answer(await _run(page))
 
 
 async def show_key(request: Request) -> Response:
@@ -108,6 +116,17 @@ async def usage(request: Request) -> Response:
     return _answer(admin.usage_view(rows, since=since, by=by, limit=limit, accounts=accounts))
 
 
+async def usage_series(request: Request) -> Response:
+    """The usage view's chart: a time series per model or key, aggregated in SQL (service.admin.usage_series)."""
+    query = request.query_params
+    top = _int_query(request, "top", admin.DEFAULT_SERIES, maximum=MAX_SERIES)
+    await request.app.state.recorder.flush()
+    log = UsageLog(request.app.state.ctx.settings.database)
+    return _answer(await _run(lambda: admin.usage_series(
+        log, _store(request), since=query.get("since", "24h"), by=query.get("by", "model"),
+        bucket=query.get("bucket", "auto"), top=top)))
+
+
 ROUTES = [
     ("/admin/keys", create_key, ["POST"]),
     ("/admin/keys", list_keys, ["GET"]),
@@ -116,4 +135,5 @@ ROUTES = [
     ("/admin/keys/{key_id}", revoke_key, ["DELETE"]),
     ("/admin/keys/{key_id}/rotate", rotate_key, ["POST"]),
     ("/admin/usage", usage, ["GET"]),
+    ("/admin/usage/series", usage_series, ["GET"]),
 ]

@@ -83,6 +83,9 @@ _OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str, str]] = [
      "The new api_key object with `key`, the secret, and rotated_from"),
     ("/v1/admin/usage", "get", "The usage log summarised, as `cfai usage --json` (admin scope)", None, "",
      "A list of summary rows: group, requests, errors, tokens, latency percentiles; since, by, has_more"),
+    ("/v1/admin/usage/series", "get", "Requests, neurons and cost per hour or day and per model or key, the "
+     "biggest `top` apart and the rest as (other); keys labelled by name (admin scope)", None, "",
+     "A usage.series object: buckets, series (group, label, totals, points), total, groups, has_more, accounts"),
 ]
 
 _LIMIT = {"name": "limit", "in": "query", "required": False,
@@ -99,6 +102,17 @@ _QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
         {"name": "by", "in": "query", "required": False,
          "schema": {"type": "string", "enum": ["key", "model", "day", "route", "upstream"], "default": "model"}},
         {**_LIMIT, "description": "Groups at most (default 1000)"}],
+    ("/v1/admin/usage/series", "get"): [
+        {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "default": "24h"},
+         "description": "How far back: 30m, 12h, 7d, 2w or a date"},
+        {"name": "by", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": ["model", "key"], "default": "model"}},
+        {"name": "bucket", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": ["auto", "hour", "day"], "default": "auto"},
+         "description": "auto: hours for up to two days, days beyond (at most 800 buckets)"},
+        {"name": "top", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 8},
+         "description": "Series apart; the rest are merged into one (other) series"}],
 }
 # The error statuses an admin operation documents besides the default (401 and 403 apply to every one).
 _ADMIN_ERRORS = {"400": "Invalid body or query (param names the field)", "401": "No or an invalid key",

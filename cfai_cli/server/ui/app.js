@@ -1,33 +1,13 @@
-// cfai's browser page: the model catalogue and, for admin keys, usage charts. No framework, no CDN.
-// The key lives in sessionStorage (this tab only) and is sent as a Bearer header to this proxy alone.
-"use strict";
+// cfai's browser page: the model catalogue, and for admin keys the usage view (usage.js) and the Keys view
+// (keys.js). No framework, no CDN, no inline script. The key lives in sessionStorage (this tab only) and is sent
+// as a Bearer header to this proxy alone.
 
-const $ = (id) => document.getElementById(id);
-const state = { models: [], view: "models" };
+import { $, ADMIN_NEEDED, api, cell, key, say } from "./common.js";
+import { forgetKeys, loadKeys, setUpKeys } from "./keys.js";
+import { loadUsage, setUpUsage } from "./usage.js";
 
-function key() { return sessionStorage.getItem("cfai-key") || ""; }
-
-function say(text) { $("status").textContent = text; }
-
-async function api(path) {
-  const response = await fetch(path, { headers: { Authorization: "Bearer " + key() } });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const message = (body.error && body.error.message) || response.statusText;
-    const error = new Error(message);
-    error.status = response.status;
-    throw error;
-  }
-  return body;
-}
-
-function cell(row, text, className) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  row.appendChild(td);
-  return td;
-}
+const state = { models: [], view: "models", admin: null };
+const VIEWS = ["models", "usage", "keys"];
 
 function capabilities(model) {
   const caps = [];
@@ -70,7 +50,11 @@ function renderModels() {
       caps.appendChild(span);
     }
     cell(row, model.aliases.join(", "));
+    row.tabIndex = 0;  // the keyboard reaches a model's snippet too (Enter or Space)
     row.addEventListener("click", () => showSnippet(model));
+    row.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); showSnippet(model); }
+    });
     body.appendChild(row);
   }
   $("count").textContent = shown.length + " of " + state.models.length + " models";
@@ -105,71 +89,38 @@ async function loadModels() {
   say(state.models.length + " models from Workers AI.");
 }
 
-function svg(tag, attributes) {
-  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
-}
-
-function drawChart(points) {
-  const chart = $("chart");
-  chart.replaceChildren();
-  const width = 720, height = 160, gap = 2;
-  const top = Math.max(1, ...points.map((p) => p.requests));
-  const barWidth = width / points.length - gap;
-  points.forEach((point, i) => {
-    const x = i * (barWidth + gap);
-    const h = (point.requests / top) * (height - 20);
-    const e = (point.errors / top) * (height - 20);
-    if (point.requests) {
-      const bar = svg("rect", { class: "req", x, y: height - h, width: barWidth, height: h });
-      bar.appendChild(svg("title", {})).textContent = point.requests + " requests";
-      chart.appendChild(bar);
-    }
-    if (point.errors) chart.appendChild(svg("rect", { class: "err", x, y: height - e, width: barWidth, height: e }));
-  });
-  chart.appendChild(svg("text", { x: 0, y: 12 })).textContent = "max " + top;
-}
-
-function fillTable(id, rows) {
-  const body = $(id).querySelector("tbody");
-  body.replaceChildren();
-  for (const item of rows) {
-    const row = document.createElement("tr");
-    for (const value of [item.group, item.requests, item.errors, item.prompt_tokens + item.completion_tokens,
-                         Math.round(item.p50_ms), Math.round(item.p95_ms)]) cell(row, String(value));
-    body.appendChild(row);
-  }
-}
-
-async function loadUsage() {
-  say("Loading usage…");
+// Whether the key may administer (list keys): Usage and Keys are shown only then.
+async function probeAdmin() {
   try {
-    const body = await api("/ui/api/usage?since=" + encodeURIComponent($("since").value));
-    $("totals").textContent = `${body.total.requests} requests, ${body.total.errors} errors, ` +
-      `${body.total.tokens} tokens`;
-    drawChart(body.timeline);
-    fillTable("by-model", body.by_model);
-    fillTable("by-key", body.by_key);
-    say("Usage of this proxy.");
+    await api("/v1/admin/keys?limit=1");
+    state.admin = true;
   } catch (error) {
-    say(error.status === 403 ? "Usage needs a key with the admin scope (cfai keygen --scopes all)." : error.message);
+    if (error.status !== 403) throw error;
+    state.admin = false;
   }
+  $("tab-usage").hidden = $("tab-keys").hidden = !state.admin;
 }
 
 function show(view) {
   state.view = view;
-  $("models-view").hidden = view !== "models";
-  $("usage-view").hidden = view !== "usage";
-  $("tab-models").classList.toggle("active", view === "models");
-  $("tab-usage").classList.toggle("active", view === "usage");
+  for (const name of VIEWS) {
+    $(name + "-view").hidden = name !== view;
+    $("tab-" + name).classList.toggle("active", name === view);
+    $("tab-" + name).setAttribute("aria-pressed", String(name === view));
+  }
   return refresh();
 }
 
 async function refresh() {
   if (!key()) { say("Enter a key made by cfai keygen; it stays in this tab only."); return; }
   try {
-    if (state.view === "models") await loadModels(); else await loadUsage();
+    if (state.admin === null) await probeAdmin();
+    if (!state.admin && state.view !== "models") { show("models"); say(ADMIN_NEEDED); return; }
+    if (state.view === "models") {
+      await loadModels();
+      if (!state.admin) say($("status").textContent + " " + ADMIN_NEEDED);
+    } else if (state.view === "usage") await loadUsage();
+    else await loadKeys();
   } catch (error) {
     say(error.status === 401 ? "That key was refused: check it, or make one with cfai keygen." : error.message);
   }
@@ -180,18 +131,26 @@ document.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     sessionStorage.setItem("cfai-key", $("key").value.trim());
     $("key").value = "";
+    state.admin = null;
     refresh();
   });
-  $("forget").addEventListener("click", () => { sessionStorage.removeItem("cfai-key"); state.models = []; renderModels(); say("Key forgotten."); });
+  $("forget").addEventListener("click", () => {
+    sessionStorage.removeItem("cfai-key");
+    state.models = [];
+    state.admin = null;
+    renderModels();
+    forgetKeys();
+    show("models");
+    say("Key forgotten.");
+  });
   for (const id of ["search", "task", "f-tools", "f-vision", "f-reasoning", "f-context"]) {
     $(id).addEventListener("input", renderModels);
     $(id).addEventListener("change", renderModels);
   }
-  $("tab-models").addEventListener("click", () => show("models"));
-  $("tab-usage").addEventListener("click", () => show("usage"));
-  $("since").addEventListener("change", loadUsage);
-  $("refresh").addEventListener("click", loadUsage);
+  for (const view of VIEWS) $("tab-" + view).addEventListener("click", () => show(view));
   $("copy-curl").addEventListener("click", () => navigator.clipboard.writeText($("snippet-curl").textContent));
   $("copy-python").addEventListener("click", () => navigator.clipboard.writeText($("snippet-python").textContent));
+  setUpUsage();
+  setUpKeys();
   refresh();
 });
