@@ -1,90 +1,152 @@
-"""The interactive chat: read a line, answer it, keep the conversation, until /exit or Ctrl-D.
+"""The interactive chat: read an entry, answer it or run its slash command, keep the conversation, until /exit
+or Ctrl-D. One loop for chat completions and for the Responses API (cli.respond's backend).
 
-One asyncio.Runner (one event loop, one upstream connection pool) lives for the whole session; input is
-read synchronously between answers. During an answer the Runner turns Ctrl-C into cancelling that answer's
-task and raises KeyboardInterrupt here, so only the answer ends, never the session. Imports service, core,
-errors and cli.render/cli.answer; only imported when `cfai chat` runs without a prompt on a terminal.
+One asyncio.Runner (one event loop, one upstream connection pool) lives for the whole session; the line
+editor (cli.lineedit, prompt_toolkit) prompts on it too. During an answer the Runner turns Ctrl-C into
+cancelling that answer's task and raises KeyboardInterrupt here, so only the answer ends, never the session.
+Imports service, core, errors and cli.render/answer/attach/session; only imported when `cfai chat` runs
+without a prompt on a terminal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
-from cfai_cli.cli.answer import Reply, ask
+from cfai_cli.cli.answer import ask
+from cfai_cli.cli.attach import content_parts, read_attachment, user_content, vision_model
 from cfai_cli.cli.render import Terminal
+from cfai_cli.cli.session import EXIT, Backend, Message, Session, Spend, Turn, TurnResult, fenced_lines
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.errors import CfaiError
-from cfai_cli.service.context import open_context
+from cfai_cli.service.context import Context, open_context
+from cfai_cli.service.cost import settle
+from cfai_cli.service.record import RequestRecord
 from cfai_cli.settings import Settings
 
-Message = dict[str, Any]
-Answer = Callable[[list[Message]], Coroutine[Any, Any, Reply]]
-
-HELP = "/exit or Ctrl-D leaves, Ctrl-C cancels an answer, /reset forgets the conversation, /help shows this."
+HELP = "/help lists the commands, /exit or Ctrl-D leaves, Ctrl-C cancels an answer."
 
 
-def run_session(*, read: Callable[[], str], answer: Answer, runner: asyncio.Runner, term: Terminal) -> list[Message]:
+def run_session(session: Session, *, read: Callable[[], str], backend: Backend, runner: asyncio.Runner,
+                term: Terminal) -> list[Message]:
     """The loop itself, with input and answering passed in; returns the conversation kept."""
-    history: list[Message] = []
     while True:
         try:
-            line = read()
+            entry = read()
         except EOFError:
             term.end_err_line()
             break
         except KeyboardInterrupt:
             # Ctrl-C at the prompt only clears the line, like a shell; leaving is /exit or Ctrl-D.
-            term.end_err_line()
             term.note("(/exit or Ctrl-D to leave)")
             continue
-        text = line.strip()
-        if not text:
-            continue
-        if text in ("/exit", "/quit"):
+        text = session.handle(entry)
+        if text is EXIT:
             break
-        if text == "/reset":
-            history.clear()
-            term.note("(conversation forgotten)")
+        if not isinstance(text, str):
             continue
-        if text == "/help":
-            term.note(HELP)
-            continue
-        turn = [*history, {"role": "user", "content": line}]
         try:
-            reply = runner.run(answer(turn))
+            result = runner.run(backend.answer(session.turn(text)))
         except KeyboardInterrupt:
-            # The question and the partial answer are dropped: the next turn starts from the last full one.
+            # The message and the partial answer are dropped (the partial answer stays on screen, once):
+            # the next turn starts from the last full one, with the same pending attachments.
             term.note("(cancelled)")
             continue
         except CfaiError as err:
             # One failed answer (rate limit, timeout) should not end the conversation.
             term.error(err.message)
+            if err.param == "attachment" and session.attachments:
+                session.attachments.clear()
+                term.note("(attachments dropped: /attach again)")
             continue
-        history = [*turn, {"role": "assistant", "content": reply.content}]
-    return history
+        session.finish(result)
+    return session.history
 
 
-def chat_session(settings: Settings, template: Mapping[str, Any], term: Terminal, *, json_out: bool) -> None:
-    """Run an interactive chat; `template` is the request body every turn starts from (model, system...)."""
-    with contextlib.suppress(ImportError):  # not on Windows; input() then works without line editing
-        import readline  # noqa: F401  (imported for its side effect: line editing and history in input())
+def spend_of(record: RequestRecord, ctx: Context) -> Spend:
+    settle(record, ctx.cache)
+    return Spend(record.prompt_tokens, record.completion_tokens, record.neurons, record.neurons_estimated)
 
+
+class ChatBackend:
+    """Each turn is one chat completion carrying the whole conversation (`template` gives the other fields)."""
+
+    def __init__(self, ctx: Context, template: Mapping[str, Any], term: Terminal, *, json_out: bool) -> None:
+        self.ctx, self.template, self.term, self.json_out = ctx, template, term, json_out
+
+    async def answer(self, turn: Turn) -> TurnResult:
+        ctx = self.ctx.for_request(RequestRecord())  # its own record: /usage adds up the turns
+        texts, images = await content_parts(ctx, turn.attachments, self.term) if turn.attachments else ([], [])
+        model = turn.model
+        if images:
+            model = vision_model(ctx.settings, model, self.term, chosen=turn.chosen)
+        user: Message = {"role": "user", "content": user_content(turn.text, texts, images)}
+        system = [{"role": "system", "content": turn.system}] if turn.system else []
+        body = {**self.template, "model": model, "messages": [*system, *turn.history, user]}
+        reply = await ask(ctx, validate_request(ChatCompletionRequest, body), self.term, json_out=self.json_out)
+        return TurnResult(user=user, reply=reply, model=model, spend=spend_of(ctx.record, ctx))
+
+
+def model_names(settings: Settings) -> Callable[[], list[str]]:
+    """What Tab offers after /model: aliases, routes, and the ids the last `cfai models` saw (no network)."""
+    def names() -> list[str]:
+        import json
+
+        from cfai_cli.cli.common import MODELS_CACHE
+
+        found = {*settings.aliases, *settings.routing.routes}
+        try:
+            cached = json.loads((settings.data_dir / MODELS_CACHE).read_text(encoding="utf-8"))
+            found.update(n for n in cached if isinstance(n, str))
+        except (OSError, ValueError, TypeError):
+            pass
+        return sorted(found)
+
+    return names
+
+
+def run_interactive(settings: Settings, template: Mapping[str, Any], term: Terminal, *,
+                    backend: Callable[[Context], Backend], system: str | None, banner: str) -> list[Message]:
+    """Open the context, make the backend and the reader (the line editor on a terminal, plain lines
+    otherwise), and run the loop."""
+    session = Session(model=str(template["model"]), term=term, system=system,
+                      resolve=lambda name: settings.routing.resolve(name, settings.aliases),
+                      attach=lambda source: read_attachment(source, term.stdin))
     with asyncio.Runner() as runner:
         stack = AsyncExitStack()
         # Entered once on the Runner's loop and reused by every turn: keep-alive connections survive.
         ctx = runner.run(stack.enter_async_context(open_context(settings)))
         try:
-            async def answer(messages: list[Message]) -> Reply:
-                body = {**template, "messages": [*template.get("messages", []), *messages]}
-                req = validate_request(ChatCompletionRequest, body)
-                return await ask(ctx, req, term, json_out=json_out)
+            if term.in_tty and term.out_tty:
+                from cfai_cli.cli.lineedit import HISTORY_FILE, reader
 
-            term.note(f"Chatting with {template['model']}. {HELP}")
-            run_session(read=lambda: term.prompt("› "), answer=answer, runner=runner, term=term)
+                read = reader(runner, settings.data_dir / HISTORY_FILE, model_names(settings),
+                              color=not term.no_color)
+            else:
+                read = fenced_lines(lambda: term.prompt("› "))
+            term.note(f"{banner} {HELP}")
+            return run_session(session, read=read, backend=backend(ctx), runner=runner, term=term)
         finally:
             runner.run(stack.aclose())
+
+
+def split_system(template: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The template without its leading system message (-s), and that message's text: /system owns it."""
+    messages = list(template.get("messages") or [])
+    first = messages[0] if messages else None
+    system = None
+    if isinstance(first, dict) and first.get("role") in ("system", "developer") and isinstance(first.get("content"),
+                                                                                               str):
+        system, messages = first["content"], messages[1:]
+    return {**template, "messages": messages}, system
+
+
+def chat_session(settings: Settings, template: Mapping[str, Any], term: Terminal, *, json_out: bool) -> None:
+    """Run an interactive chat; `template` is the request body every turn starts from (model, system...)."""
+    rest, system = split_system(template)
+    base = {k: v for k, v in rest.items() if k != "messages"}
+    run_interactive(settings, rest, term, system=system, banner=f"Chatting with {template['model']}.",
+                    backend=lambda ctx: ChatBackend(ctx, base, term, json_out=json_out))

@@ -3,7 +3,7 @@
 Imports service, store, core and cli.render; only imported when such a chat runs. The same service
 functions back `POST /v1/responses`, so the CLI exercises exactly the proxy's path. Each stored answer's
 id is remembered in the data directory so `cfai chat -c` continues the last conversation; the
-interactive variant chains its turns by `previous_response_id` and reuses cli.interactive's loop.
+interactive variant (`ResponsesBackend`) chains its turns by `previous_response_id` in cli.interactive's loop.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from cfai_cli.cli.common import validate_body
 from cfai_cli.cli.render import AnswerPrinter, Terminal
+from cfai_cli.cli.session import Turn, TurnResult
 from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.service.context import Context
@@ -122,35 +123,43 @@ def build_responses_body(*, base: dict[str, Any] | None, user_text: str | None, 
     return body
 
 
+class ResponsesBackend:
+    """Each turn is one stored response continuing the previous one by its id; /clear starts a new chain."""
+
+    def __init__(self, ctx: Context, template: dict[str, Any], term: Terminal, *, json_out: bool) -> None:
+        self.ctx, self.template, self.term, self.json_out = ctx, template, term, json_out
+        self.previous: str | None = template.get("previous_response_id")  # set by -c
+        self.epoch = 0
+
+    async def answer(self, turn: Turn) -> TurnResult:
+        from cfai_cli.cli.answer import Reply
+        from cfai_cli.cli.attach import add_to_responses_body, content_parts, user_content, vision_model
+        from cfai_cli.cli.interactive import spend_of
+        from cfai_cli.service.record import RequestRecord
+
+        if turn.epoch != self.epoch:
+            self.previous, self.epoch = None, turn.epoch
+        ctx = self.ctx.for_request(RequestRecord())
+        texts, images = await content_parts(ctx, turn.attachments, self.term) if turn.attachments else ([], [])
+        model = vision_model(ctx.settings, turn.model, self.term, chosen=turn.chosen) if images else turn.model
+        body = {**self.template, "model": model, "input": turn.text, "previous_response_id": self.previous}
+        body.pop("instructions", None)
+        if turn.system:
+            body["instructions"] = turn.system
+        if turn.attachments:
+            add_to_responses_body(body, texts, images)
+        response = await respond(ctx, build_request(body, None), self.term, json_out=self.json_out)
+        if response.get("status") != "failed" and response.get("store"):
+            self.previous = response["id"]
+        user = {"role": "user", "content": user_content(turn.text, texts, images)}
+        return TurnResult(user=user, reply=Reply(content=response.get("output_text", "")), model=model,
+                          spend=spend_of(ctx.record, ctx))
+
+
 def responses_session(settings: Settings, template: dict[str, Any], term: Terminal, *, json_out: bool) -> None:
-    """The interactive chat over stored responses: each turn continues the previous one by its id."""
-    import asyncio
-    import contextlib
-    from contextlib import AsyncExitStack
+    """The interactive chat over stored responses: the same loop and commands as chat completions."""
+    from cfai_cli.cli.interactive import run_interactive
 
-    from cfai_cli.cli.answer import Reply
-    from cfai_cli.cli.interactive import HELP, run_session
-    from cfai_cli.service.context import open_context
-
-    with contextlib.suppress(ImportError):  # not on Windows; input() then works without line editing
-        import readline  # noqa: F401  (imported for its side effect: line editing and history in input())
-
-    state: dict[str, Any] = {"previous": template.get("previous_response_id"), "turns": 0}
-    with asyncio.Runner() as runner:
-        stack = AsyncExitStack()
-        ctx = runner.run(stack.enter_async_context(open_context(settings)))
-        try:
-            async def answer(messages: list[dict[str, Any]]) -> Reply:
-                if len(messages) == 1 and state["turns"]:
-                    state["previous"] = None  # /reset: the session's history is gone, so is the chain
-                body = {**template, "input": messages[-1]["content"], "previous_response_id": state["previous"]}
-                response = await respond(ctx, build_request(body, None), term, json_out=json_out)
-                state["turns"] += 1
-                if response.get("status") != "failed" and response.get("store"):
-                    state["previous"] = response["id"]
-                return Reply(content=response.get("output_text", ""))
-
-            term.note(f"Chatting with {template['model']} over the Responses API. {HELP}")
-            run_session(read=lambda: term.prompt("› "), answer=answer, runner=runner, term=term)
-        finally:
-            runner.run(stack.aclose())
+    run_interactive(settings, template, term, system=template.get("instructions"),
+                    banner=f"Chatting with {template['model']} over the Responses API.",
+                    backend=lambda ctx: ResponsesBackend(ctx, template, term, json_out=json_out))
