@@ -18,7 +18,9 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion, Path
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.history import FileHistory
+from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.output import Output
 
 from cfai_cli.cli.session import ALIASES, COMMANDS, open_fence
 
@@ -107,12 +109,14 @@ def _bindings() -> KeyBindings:
 CTRL_C = "\x03"  # what `read_async` returns for Ctrl-C at the prompt (raised as KeyboardInterrupt by `reader`)
 
 
-def reader(runner: asyncio.Runner, history: Path, models: Callable[[], list[str]], *,
-           color: bool) -> Callable[[], str]:
+def reader(runner: asyncio.Runner, history: Path, models: Callable[[], list[str]], *, color: bool,
+           input: Input | None = None, output: Output | None = None) -> Callable[[], str]:
     """A read() for cli.interactive's loop: one entry per call; KeyboardInterrupt on Ctrl-C, EOFError on Ctrl-D.
 
-    The prompt runs on the session's own event loop (`runner`), the one the answers run on."""
+    The prompt runs on the session's own event loop (`runner`), the one the answers run on. `input` and
+    `output` default to the terminal (tests pass a pipe and a dummy)."""
     session: PromptSession[str] = PromptSession(
+        input=input, output=output,
         history=BoundedHistory(history), multiline=True, key_bindings=_bindings(),
         completer=SlashCompleter(models), complete_while_typing=False,
         prompt_continuation=lambda width, line, wrap: "… ".rjust(width),
