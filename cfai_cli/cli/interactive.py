@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from contextlib import AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack, nullcontext
+from functools import partial
 from typing import Any
 
 from cfai_cli.cli.answer import ask
@@ -31,8 +32,9 @@ HELP = "/help lists the commands, /exit or Ctrl-D leaves, Ctrl-C cancels an answ
 
 
 def run_session(session: Session, *, read: Callable[[], str], backend: Backend, runner: asyncio.Runner,
-                term: Terminal) -> list[Message]:
-    """The loop itself, with input and answering passed in; returns the conversation kept."""
+                term: Terminal, hush: Callable[[], AbstractContextManager[None]] = nullcontext) -> list[Message]:
+    """The loop itself, with input and answering passed in; returns the conversation kept. `hush` is held
+    while an answer runs (the line editor's: no terminal echo)."""
     while True:
         try:
             entry = read()
@@ -49,7 +51,8 @@ def run_session(session: Session, *, read: Callable[[], str], backend: Backend, 
         if not isinstance(text, str):
             continue
         try:
-            result = runner.run(backend.answer(session.turn(text)))
+            with hush():
+                result = runner.run(backend.answer(session.turn(text)))
         except KeyboardInterrupt:
             # The message and the partial answer are dropped (the partial answer stays on screen, once):
             # the next turn starts from the last full one, with the same pending attachments.
@@ -120,15 +123,17 @@ def run_interactive(settings: Settings, template: Mapping[str, Any], term: Termi
         # Entered once on the Runner's loop and reused by every turn: keep-alive connections survive.
         ctx = runner.run(stack.enter_async_context(open_context(settings)))
         try:
+            hush: Callable[[], AbstractContextManager[None]] = nullcontext
             if term.in_tty and term.out_tty:
-                from cfai_cli.cli.lineedit import HISTORY_FILE, reader
+                from cfai_cli.cli.lineedit import HISTORY_FILE, no_echo, reader
 
                 read = reader(runner, settings.data_dir / HISTORY_FILE, model_names(settings),
                               color=not term.no_color)
+                hush = partial(no_echo, term.stdin.fileno())
             else:
                 read = fenced_lines(lambda: term.prompt("› "))
             term.note(f"{banner} {HELP}")
-            return run_session(session, read=read, backend=backend(ctx), runner=runner, term=term)
+            return run_session(session, read=read, backend=backend(ctx), runner=runner, term=term, hush=hush)
         finally:
             runner.run(stack.aclose())
 

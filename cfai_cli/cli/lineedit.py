@@ -9,6 +9,7 @@ is shared by every session, created 0600, and trimmed to its newest MAX_ENTRIES 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -104,6 +105,29 @@ def _bindings() -> KeyBindings:
         event.current_buffer.insert_text("\n")
 
     return keys
+
+
+@contextlib.contextmanager
+def no_echo(fd: int) -> Iterator[None]:
+    """While an answer streams: the terminal does not echo what is typed (kept for the next prompt) nor the
+    `^C` of Ctrl-C, which would land inside the live answer and leave a stale copy of it on screen."""
+    try:
+        import termios
+    except ImportError:  # Windows: no termios, and no such echo either
+        yield
+        return
+    try:
+        saved = termios.tcgetattr(fd)
+    except termios.error:
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 CTRL_C = "\x03"  # what `read_async` returns for Ctrl-C at the prompt (raised as KeyboardInterrupt by `reader`)

@@ -79,10 +79,12 @@ class Pane:
     def exit_status(self) -> int:
         end = time.monotonic() + DEADLINE
         while True:
-            # "0 " while it runs, "1 STATUS" once it left.
-            state = self.tmux("display-message", "-p", "-t", self.name, "#{pane_dead} #{pane_dead_status}").split()
+            # "0" while it runs, "1 STATUS" once it left ("1 - SIGNAL" if a signal ended it).
+            state = self.tmux("display-message", "-p", "-t", self.name,
+                              "#{pane_dead} #{pane_dead_status}- #{pane_dead_signal}").split()
             if state[0] == "1":
-                return int(state[1])
+                assert state[1] != "-", f"cfai was killed by signal {state[-1]}; the screen:\n{self.screen()}"
+                return int(state[1].rstrip("-"))
             if time.monotonic() > end:
                 raise AssertionError(f"cfai did not leave; the screen:\n{self.screen()}")
             time.sleep(0.05)
