@@ -128,7 +128,7 @@ def run_interactive(settings: Settings, template: Mapping[str, Any], term: Termi
                 from cfai_cli.cli.lineedit import HISTORY_FILE, no_echo, reader
 
                 read = reader(runner, settings.data_dir / HISTORY_FILE, model_names(settings),
-                              color=not term.no_color)
+                              color=not term.no_color, warn=term.warn)
                 hush = partial(no_echo, term.stdin.fileno())
             else:
                 read = fenced_lines(lambda: term.prompt("› "))

@@ -18,7 +18,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 from prompt_toolkit.formatted_text import FormattedText
-from prompt_toolkit.history import FileHistory
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.input import Input
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.output import Output
@@ -61,7 +61,8 @@ class BoundedHistory(FileHistory):
 
     def store_string(self, string: str) -> None:
         if len(string) <= MAX_ENTRY_CHARS:
-            super().store_string(string)
+            with contextlib.suppress(OSError):  # a full disk costs the entry its place in the file, not the chat
+                super().store_string(string)
 
 
 class SlashCompleter(Completer):
@@ -133,15 +134,25 @@ def no_echo(fd: int) -> Iterator[None]:
 CTRL_C = "\x03"  # what `read_async` returns for Ctrl-C at the prompt (raised as KeyboardInterrupt by `reader`)
 
 
+def open_history(path: Path, warn: Callable[[str], None]) -> History:
+    """The history file, or (with a warning) a history of this session only when the file cannot be used."""
+    try:
+        return BoundedHistory(path)
+    except OSError as exc:
+        warn(f"cannot keep the chat history in {path}: {exc.strerror or exc}; this session's is not saved.")
+        return InMemoryHistory()
+
+
 def reader(runner: asyncio.Runner, history: Path, models: Callable[[], list[str]], *, color: bool,
-           input: Input | None = None, output: Output | None = None) -> Callable[[], str]:
+           warn: Callable[[str], None] = lambda message: None, input: Input | None = None,
+           output: Output | None = None) -> Callable[[], str]:
     """A read() for cli.interactive's loop: one entry per call; KeyboardInterrupt on Ctrl-C, EOFError on Ctrl-D.
 
     The prompt runs on the session's own event loop (`runner`), the one the answers run on. `input` and
     `output` default to the terminal (tests pass a pipe and a dummy)."""
     session: PromptSession[str] = PromptSession(
         input=input, output=output,
-        history=BoundedHistory(history), multiline=True, key_bindings=_bindings(),
+        history=open_history(history, warn), multiline=True, key_bindings=_bindings(),
         completer=SlashCompleter(models), complete_while_typing=False,
         prompt_continuation=lambda width, line, wrap: "… ".rjust(width),
     )

@@ -68,6 +68,17 @@ def test_the_history_file_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list(BoundedHistory(path).load_history_strings()) == ["entry 5", "entry 4", "entry 3"]
 
 
+def test_an_unusable_history_file_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "history").mkdir()  # a directory where the file should be
+    warnings: list[str] = []
+    with create_pipe_input() as pipe, asyncio.Runner() as runner:
+        pipe.send_text("still works\r")
+        read = reader(runner, tmp_path / "history", lambda: [], color=False, warn=warnings.append, input=pipe,
+                      output=DummyOutput())
+        assert read() == "still works"
+    assert len(warnings) == 1 and "cannot keep the chat history" in warnings[0]
+
+
 def completions(text: str, models: list[str] | None = None) -> list[str]:
     completer = SlashCompleter(lambda: models or [])
     return [c.text for c in completer.get_completions(Document(text), CompleteEvent(completion_requested=True))]
