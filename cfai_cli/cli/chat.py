@@ -35,7 +35,8 @@ HELP = """Ask a Workers AI model; the answer streams to stdout.
 
 The prompt is PROMPT, text piped on stdin, or both: `git diff | cfai chat "review this"` sends the prompt,
 a blank line, then the piped text. Without a prompt on a terminal, cfai starts an interactive chat
-(/exit or Ctrl-D leaves, Ctrl-C cancels the current answer). Reasoning goes dim to stderr, never to stdout.
+(/help lists its commands, Ctrl-D leaves, Ctrl-C cancels the current answer; docs/interactive.md). Reasoning
+goes dim to stderr, never to stdout.
 """
 
 EPILOG = """Examples:

@@ -234,11 +234,8 @@ class Terminal:
         return status
 
     def prompt(self, text: str) -> str:
-        """Read one line for the interactive chat; raises EOFError on Ctrl-D."""
-        if self.out_tty and self.in_tty:
-            # \001/\002 tell readline the colour codes take no room, so line editing stays aligned.
-            shown = text if self.no_color else f"\001\x1b[1;36m\002{text}\001\x1b[0m\002"
-            return input(shown)
+        """Read one line for the interactive chat without a line editor (stdout is not a terminal: on one,
+        cli.lineedit reads instead); raises EOFError on Ctrl-D."""
         self.stderr.write(text)
         self.stderr.flush()
         line = self.stdin.readline()

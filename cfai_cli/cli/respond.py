@@ -3,16 +3,17 @@
 Imports service, store, core and cli.render; only imported when such a chat runs. The same service
 functions back `POST /v1/responses`, so the CLI exercises exactly the proxy's path. A logged conversation
 (`-c`, `--cid`) continues by `previous_response_id` when its last exchange is a Response still stored, else
-with its history as input items; the interactive variant chains its turns by `previous_response_id` and
-reuses cli.interactive's loop.
+with its history as input items; the interactive variant (`ResponsesBackend`) chains its turns by
+`previous_response_id` in cli.interactive's loop.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfai_cli.cli.common import validate_body
 from cfai_cli.cli.render import AnswerPrinter, Terminal
+from cfai_cli.cli.session import Turn, TurnResult
 from cfai_cli.cli.xlog import Conversation, log_exchange
 from cfai_cli.core.history import responses_items
 from cfai_cli.core.openai.responses import CreateResponseRequest
@@ -23,6 +24,9 @@ from cfai_cli.service.record import RequestRecord
 from cfai_cli.service.responses import create_response, open_response_stream
 from cfai_cli.settings import Settings
 from cfai_cli.store.responses import ResponseStore
+
+if TYPE_CHECKING:
+    from cfai_cli.cli.interactive import Thread
 
 
 def continued(settings: Settings, body: dict[str, Any], conversation: Conversation | None) -> dict[str, Any]:
@@ -154,46 +158,56 @@ def build_responses_body(*, base: dict[str, Any] | None, user_text: str | None, 
     return body
 
 
+class ResponsesBackend:
+    """Each turn is one stored response continuing the previous one by its id (the first continues the logged
+    conversation `thread` names, if any); /clear starts a new chain. Every answered turn is logged."""
+
+    def __init__(self, ctx: Context, template: dict[str, Any], term: Terminal, *, json_out: bool,
+                 thread: Thread) -> None:
+        self.ctx, self.template, self.term, self.json_out, self.thread = ctx, template, term, json_out, thread
+        self.previous: str | None = template.get("previous_response_id")
+        self.epoch = 0
+
+    async def answer(self, turn: Turn) -> TurnResult:
+        import time
+
+        from cfai_cli.cli.answer import Reply
+        from cfai_cli.cli.attach import add_to_responses_body, content_parts, user_content, vision_model
+        from cfai_cli.cli.interactive import spend_of
+        from cfai_cli.cli.xlog import attachment_notes
+
+        if turn.epoch != self.epoch:
+            self.previous, self.epoch = None, turn.epoch
+        self.thread.follow(turn.epoch)
+        ctx = self.ctx.for_request(RequestRecord())
+        texts, images = await content_parts(ctx, turn.attachments, self.term) if turn.attachments else ([], [])
+        model = vision_model(ctx.settings, turn.model, self.term, chosen=turn.chosen) if images else turn.model
+        own = {**self.template, "model": model, "input": turn.text, "previous_response_id": self.previous}
+        own.pop("instructions", None)
+        if turn.system:
+            own["instructions"] = turn.system
+        if turn.attachments:
+            add_to_responses_body(own, texts, images)
+        started = time.time()
+        body = continued(ctx.settings, own, self.thread.conversation)
+        response = await respond(ctx, build_request(body, None), self.term, json_out=self.json_out)
+        if response.get("status") != "failed" and response.get("store"):
+            self.previous = response["id"]
+        log_response(ctx.settings, self.term, ctx, cid=self.thread.cid, body={**own, "previous_response_id": None},
+                     response=response, started=started, attachments=attachment_notes(turn.attachments))
+        user = {"role": "user", "content": user_content(turn.text, texts, images)}
+        return TurnResult(user=user, reply=Reply(content=response.get("output_text", "")), model=model,
+                          spend=spend_of(ctx.record, ctx))
+
+
 def responses_session(settings: Settings, template: dict[str, Any], term: Terminal, *, json_out: bool,
                       conversation: Conversation | None = None) -> None:
-    """The interactive chat over stored responses: each turn continues the previous one by its id (the first
-    continues `conversation`, if given); each turn is logged under the session's conversation id."""
-    import asyncio
-    import contextlib
-    import time
-    from contextlib import AsyncExitStack
+    """The interactive chat over stored responses: the same loop and commands as chat completions; the first
+    turn continues `conversation` (-c, --cid) if given."""
+    from cfai_cli.cli.interactive import Thread, run_interactive
 
-    from cfai_cli.cli.answer import Reply
-    from cfai_cli.cli.interactive import HELP, run_session
-    from cfai_cli.cli.xlog import new_cid
-    from cfai_cli.service.context import open_context
-
-    with contextlib.suppress(ImportError):  # not on Windows; input() then works without line editing
-        import readline  # noqa: F401  (imported for its side effect: line editing and history in input())
-
-    state: dict[str, Any] = {"previous": template.get("previous_response_id"), "turns": 0,
-                             "conversation": conversation, "cid": conversation.cid if conversation else new_cid()}
-    with asyncio.Runner() as runner:
-        stack = AsyncExitStack()
-        ctx = runner.run(stack.enter_async_context(open_context(settings)))
-        try:
-            async def answer(messages: list[dict[str, Any]]) -> Reply:
-                if len(messages) == 1 and state["turns"]:
-                    # /reset: the session's history is gone, so are the chain and the conversation it continued
-                    state.update(previous=None, conversation=None, cid=new_cid())
-                own = {**template, "input": messages[-1]["content"], "previous_response_id": state["previous"]}
-                body = continued(settings, own, state["conversation"])
-                turn = ctx.for_request(RequestRecord())  # this turn's tokens and neurons, for the log
-                started = time.time()
-                response = await respond(turn, build_request(body, None), term, json_out=json_out)
-                state["turns"] += 1
-                if response.get("status") != "failed" and response.get("store"):
-                    state["previous"] = response["id"]
-                log_response(settings, term, turn, cid=state["cid"], body={**own, "previous_response_id": None},
-                             response=response, started=started, attachments=[])
-                return Reply(content=response.get("output_text", ""))
-
-            term.note(f"Chatting with {template['model']} over the Responses API. {HELP}")
-            run_session(read=lambda: term.prompt("› "), answer=answer, runner=runner, term=term)
-        finally:
-            runner.run(stack.aclose())
+    thread = Thread.of(conversation)
+    system = template.get("instructions") or (conversation.system if conversation else None)
+    run_interactive(settings, template, term, system=system,
+                    banner=f"Chatting with {template['model']} over the Responses API.",
+                    backend=lambda ctx: ResponsesBackend(ctx, template, term, json_out=json_out, thread=thread))

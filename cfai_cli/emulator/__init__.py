@@ -21,7 +21,8 @@ With tools offered and the user speaking last, the model calls the tool `tool_ch
 the call as JSON text), `[emulator:no-json]` (JSON mode fails: 5006 on native models, plain text on others),
 `[emulator:parallel]` (every offered tool is called; chat dialect honours `parallel_tool_calls: false`),
 `[emulator:call=NAME]` (call that tool, or the one named `…__NAME`, not the first) and `[emulator:args={…}]`
-(the call's JSON arguments, instead of sample values).
+(the call's JSON arguments, instead of sample values); `[emulator:slow]` waits 0.1 s before each stream event
+(served over a socket, a person or a tmux test can press Ctrl-C mid-answer).
 Prefix cache (emulator.prefix): a request with `x-session-affinity` reports as `cached_tokens` the prompt tokens of
 the leading messages it shares with the previous request of the same id (chat dialect: always in
 `prompt_tokens_details`, but not in the trailing native usage event; native dialect: only when > 0).

@@ -14,6 +14,8 @@ from starlette.responses import Response
 
 from cfai_cli.emulator.catalogue import TextSpec
 from cfai_cli.emulator.content import (
+    SLOW,
+    SLOW_SECONDS,
     Conversation,
     Plan,
     content_text,
@@ -149,7 +151,8 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes, *, cac
     if body.get("stream") is True:
         options = body.get("stream_options")
         include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
-        return sse_response(_chunks(model, conv, plan, n, seed, include_usage=include_usage, cached=cached))
+        return sse_response(_chunks(model, conv, plan, n, seed, include_usage=include_usage, cached=cached),
+                            delay=SLOW_SECONDS if SLOW in conv.user_text else 0.0)
     message: dict[str, Any] = {"role": "assistant", "content": "".join(plan.content) if plan.content else None,
                                "refusal": None}
     if spec.reasoning != "none":

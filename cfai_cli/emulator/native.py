@@ -13,7 +13,16 @@ from typing import Any
 from starlette.responses import Response
 
 from cfai_cli.emulator.catalogue import TextSpec
-from cfai_cli.emulator.content import NO_JSON, Plan, ToolCall, plan_answer, read_messages, read_prompt
+from cfai_cli.emulator.content import (
+    NO_JSON,
+    SLOW,
+    SLOW_SECONDS,
+    Plan,
+    ToolCall,
+    plan_answer,
+    read_messages,
+    read_prompt,
+)
 from cfai_cli.emulator.schema import check_native_tool, read_tool
 from cfai_cli.emulator.wire import (
     EmulatorError,
@@ -186,7 +195,7 @@ def run(model: str, spec: TextSpec, body: Mapping[str, Any], seed: bytes, *, cac
     if json_mode and (plan.truncated or NO_JSON in conv.user_text):
         raise EmulatorError(400, 5006, "AiError: JSON Mode couldn't be met")
     if stream:
-        return sse_response(_events(plan, calls, usage, seed))
+        return sse_response(_events(plan, calls, usage, seed), delay=SLOW_SECONDS if SLOW in conv.user_text else 0.0)
     response: Any = "".join(plan.content)
     if json_mode and not plan.tool_calls:
         response = plan.json_value  # JSON mode answers an object, not a string (reference §2.4)

@@ -6,11 +6,12 @@ Imports only the standard library and starlette. Everything that looks random on
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 from starlette.responses import Response, StreamingResponse
@@ -117,8 +118,9 @@ def sse_event(data: Any) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
-def sse_response(events: Iterable[Any], *, done: bool = True) -> StreamingResponse:
-    """An SSE body, one event per chunk, ending with `data: [DONE]` unless `done` is False."""
+def sse_response(events: Iterable[Any], *, done: bool = True, delay: float = 0.0) -> StreamingResponse:
+    """An SSE body, one event per chunk, ending with `data: [DONE]` unless `done` is False; `delay` seconds
+    before each event make a slow model (the `[emulator:slow]` trigger)."""
 
     def body() -> Iterator[bytes]:
         for event in events:
@@ -126,4 +128,10 @@ def sse_response(events: Iterable[Any], *, done: bool = True) -> StreamingRespon
         if done:
             yield sse_event("[DONE]")
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+    async def slow_body() -> AsyncIterator[bytes]:
+        for event in body():
+            await asyncio.sleep(delay)
+            yield event
+
+    return StreamingResponse(slow_body() if delay else body(), media_type="text/event-stream",
+                             headers={"cache-control": "no-cache"})

@@ -14,7 +14,8 @@ from tests.cli.conftest import Invoke
 
 # What a command imports only when it runs: the network stack, the server, the endpoint models.
 HEAVY = ("httpx", "starlette", "uvicorn", "anyio", "cfai_cli.service", "cfai_cli.upstream", "cfai_cli.server",
-         "cfai_cli.core.openai", "cfai_cli.core.translate", "cfai_cli.core.config_file", "cfai_cli.settings.file")
+         "cfai_cli.core.openai", "cfai_cli.core.translate", "cfai_cli.core.config_file", "cfai_cli.settings.file",
+         "prompt_toolkit")  # the interactive chat's line editor: imported only when a session starts
 
 
 def test_version(cli: Invoke) -> None:
