@@ -10,7 +10,15 @@ from typing import Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, complete_model, start
+from cfai_cli.cli.common import (
+    JsonOption,
+    OfflineOption,
+    TimeoutOption,
+    UsageOption,
+    complete_model,
+    report_spend,
+    start,
+)
 from cfai_cli.core.catalog import DEFAULT_MODERATION_MODEL
 from cfai_cli.errors import ExitCode
 
@@ -38,6 +46,7 @@ def moderate(
                                        help="An OpenAI moderation alias (omni-moderation-latest) or a Workers AI "
                                        "guard model id (@cf/meta/llama-guard-3-8b).")] = DEFAULT_MODERATION_MODEL,
     json_out: JsonOption = False,
+    show_usage: UsageOption = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -60,7 +69,10 @@ def moderate(
     async def run() -> ModerationResponse:
         async with open_context(settings) as ctx:
             with term.waiting("checking"):
-                return await create_moderation(ctx, req)
+                done = await create_moderation(ctx, req)
+            if show_usage:
+                report_spend(ctx, term)
+            return done
 
     answer = asyncio.run(run())
     result = answer["results"][0]

@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, complete_model, start
+from cfai_cli.cli.common import (
+    JsonOption,
+    OfflineOption,
+    TimeoutOption,
+    UsageOption,
+    complete_model,
+    report_spend,
+    start,
+)
 from cfai_cli.core.catalog import DEFAULT_RERANK_MODEL
 
 HELP = """Rank documents by relevance to QUERY: one document per non-blank line of --file (`-` or no
@@ -58,6 +66,7 @@ def rerank(
                                        help="A rerank alias (rerank-v3.5) or a Workers AI reranker id "
                                             "(@cf/baai/bge-reranker-base).")] = DEFAULT_RERANK_MODEL,
     json_out: JsonOption = False,
+    show_usage: UsageOption = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -85,7 +94,10 @@ def rerank(
     async def run() -> RerankResponse:
         async with open_context(settings) as ctx:
             with term.progress(len(docs), f"ranking {len(docs)} documents") as advance:
-                return await run_rerank(ctx, req, progress=advance)
+                done = await run_rerank(ctx, req, progress=advance)
+            if show_usage:
+                report_spend(ctx, term)
+            return done
 
     answer = asyncio.run(run())
     if json_out:

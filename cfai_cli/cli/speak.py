@@ -11,7 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_choices, complete_model, settings_from_flags
+from cfai_cli.cli.common import (
+    OfflineOption,
+    TimeoutOption,
+    UsageOption,
+    complete_choices,
+    complete_model,
+    report_spend,
+    settings_from_flags,
+)
 from cfai_cli.cli.outfile import check_output
 
 HELP = """Speak TEXT (or text piped on stdin) and save the audio.
@@ -56,6 +64,7 @@ def speak(
                                             autocompletion=complete_choices(*FORMATS),
                                             help="mp3, wav, flac, opus, aac or pcm [default: from -o, else mp3]."
                                             )] = None,
+    show_usage: UsageOption = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -90,7 +99,10 @@ def speak(
     async def run() -> tuple[bytes, str]:
         async with open_context(settings) as ctx:
             with term.waiting("speaking"):
-                return await run_speech(ctx, req)
+                done = await run_speech(ctx, req)
+            if show_usage:
+                report_spend(ctx, term)
+            return done
 
     audio, content_type = asyncio.run(run())
     if output is None:

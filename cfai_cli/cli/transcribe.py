@@ -13,7 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
-from cfai_cli.cli.common import OfflineOption, TimeoutOption, complete_choices, complete_model, start
+from cfai_cli.cli.common import (
+    OfflineOption,
+    TimeoutOption,
+    UsageOption,
+    complete_choices,
+    complete_model,
+    report_spend,
+    start,
+)
 from cfai_cli.cli.outfile import check_output
 
 HELP = """Transcribe an audio file; the text goes to stdout (or to -o FILE).
@@ -99,6 +107,7 @@ def transcribe(
     json_out: Annotated[bool, typer.Option("--json", help="Print the OpenAI transcription object: verbose_json "
                                            "(text, language, duration, segments), or {\"text\"} with "
                                            "--format json.")] = False,
+    show_usage: UsageOption = False,
     offline: OfflineOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -132,7 +141,10 @@ def transcribe(
         async with open_context(settings) as ctx:
             what = "translating" if translate else "transcribing"
             with term.progress(pieces, f"{what} {name}") as advance:
-                return await run_transcription(ctx, req, audio, progress=advance)
+                done = await run_transcription(ctx, req, audio, progress=advance)
+            if show_usage:
+                report_spend(ctx, term)
+            return done
 
     result, _ = asyncio.run(run())
     if isinstance(result, str):

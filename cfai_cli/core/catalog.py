@@ -57,6 +57,13 @@ PUBLISHED_PRICES: dict[str, Prices] = {
     "@cf/zai-org/glm-4.7-flash": Prices(input_per_m=0.0605, output_per_m=0.40),
     GEMMA_4: Prices(input_per_m=0.10, output_per_m=0.30),
     "@cf/moonshotai/kimi-k2.6": Prices(input_per_m=0.95, cached_input_per_m=0.16, output_per_m=4.00),
+    # Also on Cloudflare's pricing page (developers.cloudflare.com/workers-ai/platform/pricing/, updated 2026-08-28):
+    "@cf/meta/llama-3.1-8b-instruct-fp8-fast": Prices(input_per_m=0.045, output_per_m=0.384),
+    "@cf/meta/llama-3.1-70b-instruct-fp8-fast": Prices(input_per_m=0.293, output_per_m=2.253),
+    "@cf/meta/llama-guard-3-8b": Prices(input_per_m=0.484, output_per_m=0.030),
+    "@cf/mistral/mistral-7b-instruct-v0.1": Prices(input_per_m=0.110, output_per_m=0.190),
+    "@cf/openai/gpt-oss-20b": Prices(input_per_m=0.200, output_per_m=0.300),
+    "@cf/meta/m2m100-1.2b": Prices(input_per_m=0.342, output_per_m=0.342),
     "@cf/baai/bge-small-en-v1.5": Prices(input_per_m=0.020),
     "@cf/baai/bge-base-en-v1.5": Prices(input_per_m=0.067),
     "@cf/baai/bge-large-en-v1.5": Prices(input_per_m=0.20),

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from cfai_cli.core.catalog import PUBLISHED_PRICES
 from cfai_cli.core.cost import Units, estimate_neurons
+from tests.audio_fixtures import tone_wav
 from tests.cli.conftest import Invoke
 
 USAGE_LINE = re.compile(r"usage: (\d+) prompt \+ (\d+) completion tokens · ([\d,.]+) neurons( \(estimated\))? · "
@@ -45,3 +47,22 @@ def test_embed_and_image_usage_are_estimated(cli: Invoke, tmp_path: object) -> N
     assert drawn.exit_code == 0
     _, _, neurons, estimated, _ = spend(drawn.stderr)
     assert estimated and neurons > 0
+
+
+def test_audio_rerank_and_moderate_report_their_usage_too(cli: Invoke, tmp_path: Path) -> None:
+    wav = tmp_path / "three.wav"
+    wav.write_bytes(tone_wav(3.0))
+    heard = cli("transcribe", "--offline", "--usage", str(wav))
+    assert heard.exit_code == 0, heard.stderr
+    _, _, neurons, _, usd = spend(heard.stderr)
+    assert neurons > 0 and abs(usd - neurons * 0.011 / 1000) < 1e-6
+    said = cli("speak", "--offline", "--usage", "-o", str(tmp_path / "hi.mp3"), "hello there")
+    assert said.exit_code == 0, said.stderr
+    assert spend(said.stderr)[2] > 0  # aura-1: priced per character spoken
+    ranked = cli("rerank", "--offline", "--usage", "cats", input="a cat\na dog\n")
+    assert ranked.exit_code == 0, ranked.stderr
+    assert USAGE_LINE.search(ranked.stderr) or "neurons unknown" in ranked.stderr
+    checked = cli("moderate", "--offline", "--usage", "a friendly hello")
+    assert checked.exit_code == 0, checked.stderr
+    assert spend(checked.stderr)[0] > 0  # llama guard's prompt tokens
+    assert "usage:" not in cli("moderate", "--offline", "a friendly hello").stderr
