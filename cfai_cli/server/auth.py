@@ -25,6 +25,7 @@ from cfai_cli.server.errors import error_response
 from cfai_cli.server.routes.common import request_record
 from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
+from cfai_cli.service.grants import grant
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
@@ -136,22 +137,8 @@ class KeyAuth:
             self.in_flight.pop(record.id, None)
 
     def _grant(self, request: RequestRecord, key: KeyRecord) -> None:
-        """What the key may do, into the request's record: the router and services judge the request there,
-        after defaults, aliases and routes have made it what actually runs."""
-        request.key_id = key.id
-        request.model_patterns = key.policy.models
-        if key.policy.limited:
-            async def charge(calls: int) -> None:
-                decision = await anyio.to_thread.run_sync(
-                    lambda: self.limiter.admit(key.id, key.policy, now=time.time(), units=calls))
-                if not decision.allowed:
-                    error = RateLimited(f"Rate limit reached: {decision.reason}. This request needs {calls} more "
-                                        f"upstream calls. Try again in {decision.retry_after:.0f} s.",
-                                        retry_after=decision.retry_after, code="rate_limit_exceeded")
-                    error.headers = decision.headers
-                    raise error
-
-            request.charge = charge
+        """What the key may do, into the request's record (service.grants, shared with the batch executor)."""
+        grant(request, key, self.limiter)
 
     async def _admit(self, scope: Scope) -> tuple[KeyRecord, dict[str, str]]:
         key = presented_key(scope["headers"])
