@@ -216,12 +216,15 @@ class BatchExecutor:
         budget: list[CfaiError] = []
         stopped = stop.is_set
 
-        async def watch() -> None:  # cancel and expiry can come from any process: read them from the database
+        async def look() -> None:  # cancel and expiry can come from any process: read them from the database
+            current = await self._load(batch_id)
+            if current["status"] != "in_progress" or self.ctx.now() >= (current["expires_at"] or 1 << 62):
+                stop.set()
+
+        async def watch() -> None:  # for lines waiting on a rate window
             while not stop.is_set():
-                await asyncio.sleep(0.2)
-                current = await self._load(batch_id)
-                if current["status"] != "in_progress" or self.ctx.now() >= (current["expires_at"] or 1 << 62):
-                    stop.set()
+                await asyncio.sleep(0.5)
+                await look()
 
         async def one(line: Line, slot: asyncio.Semaphore) -> None:
             try:
@@ -245,6 +248,8 @@ class BatchExecutor:
                 for line in await anyio.to_thread.run_sync(self.store.pending, batch_id):
                     await per_batch.acquire()
                     await self.slots.acquire()
+                    if not stopped():
+                        await look()  # before each line: a cancel stops the next line from starting
                     if stopped():
                         per_batch.release()
                         self.slots.release()
