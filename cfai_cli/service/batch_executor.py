@@ -214,6 +214,7 @@ class BatchExecutor:
         if row["status"] != "in_progress":
             stop.set()
         budget: list[CfaiError] = []
+        lost: list[int] = []
         stopped = stop.is_set
 
         async def look() -> None:  # cancel and expiry can come from any process: read them from the database
@@ -237,7 +238,11 @@ class BatchExecutor:
                 slot.release()
                 self.slots.release()
             if outcome is not None:
-                await self._record(batch_id, line, outcome)
+                try:
+                    await self._record(batch_id, line, outcome)
+                except LeaseLost:  # not raised inside the group: that would cancel the lines of a batch we lost
+                    lost.append(line.line)
+                    stop.set()
 
         if self.lane is not None:
             await self._queue(row, stopped)
@@ -258,6 +263,8 @@ class BatchExecutor:
         finally:
             stop.set()
             watcher.cancel()
+        if lost:
+            raise LeaseLost(batch_id)
         if budget:  # the key is out of budget: the lines that did not run fail with its refusal
             for line in await anyio.to_thread.run_sync(self.store.pending, batch_id):
                 await self._record(batch_id, line, Outcome(budget[0].status, budget[0].to_openai()))

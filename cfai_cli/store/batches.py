@@ -144,10 +144,13 @@ class BatchStore:
 
     def claim(self, holder: str, *, now: float, ttl: float, limit: int) -> list[str]:
         """Take the lease of up to `limit` active batches nobody holds (or whose holder stopped renewing it)."""
+        free = (f"SELECT id FROM batches WHERE status IN ({', '.join('?' * len(ACTIVE))}) AND "
+                "(lease_until IS NULL OR lease_until < ?) ORDER BY rowid LIMIT ?")
+        with connect(self.path, SCHEMA) as conn:  # a read first: idle executors poll without taking the write lock
+            if conn.execute(free, (*ACTIVE, now, 1)).fetchone() is None:
+                return []
         with self._db() as conn:
-            ids = [r[0] for r in conn.execute(
-                f"SELECT id FROM batches WHERE status IN ({', '.join('?' * len(ACTIVE))}) AND "
-                "(lease_until IS NULL OR lease_until < ?) ORDER BY rowid LIMIT ?", (*ACTIVE, now, limit))]
+            ids = [r[0] for r in conn.execute(free, (*ACTIVE, now, limit))]
             for batch_id in ids:
                 conn.execute("UPDATE batches SET lease_owner = ?, lease_until = ? WHERE id = ?",
                              (holder, now + ttl, batch_id))
