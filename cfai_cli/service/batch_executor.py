@@ -18,7 +18,6 @@ job stored, polled again after a restart) when one is plugged in.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -109,8 +108,13 @@ class BatchExecutor:
                 await self.claim_once()
             except Exception as exc:  # a locked or broken database must not end the loop
                 log.error("batch executor: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            # Not asyncio.wait_for: on Python 3.11 it can swallow a cancel that arrives as the event is set (a
+            # batch created as the server stops), and the loop would then never end.
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.poll_interval)
+            finally:
+                waiter.cancel()
             self._wake.clear()
 
     async def claim_once(self) -> list[str]:

@@ -287,3 +287,24 @@ async def test_bad_batch_requests_are_400s_naming_the_parameter(settings: Settin
             assert refused.value.body["param"] == param  # type: ignore[index]
         with pytest.raises(openai.PermissionDeniedError):  # no chat scope: no chat batch either
             await client.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
+
+
+async def test_lists_page_newest_first(settings: Settings) -> None:
+    key = make_key(settings)
+    async with sdk(settings, key) as client:
+        ids = [(await client.files.create(file=(f"{i}.txt", io.BytesIO(b"x")), purpose="user_data")).id
+               for i in range(3)]
+        batch_file = await client.files.create(file=jsonl([chat_line("a")]), purpose="batch")
+        first = await client.files.list(limit=2, purpose="user_data")
+        rest = await client.files.list(limit=2, purpose="user_data", after=first.data[-1].id)
+        oldest = await client.files.list(order="asc", limit=1)
+        batches = [await client.batches.create(input_file_id=batch_file.id, endpoint=CHAT, completion_window="24h")
+                   for _ in range(3)]
+        page = await client.batches.list(limit=2)
+        after = await client.batches.list(limit=2, after=page.data[-1].id)
+        raw = await client.with_raw_response.files.list()
+    assert [f.id for f in first.data] == ids[:0:-1] and first.has_more
+    assert [f.id for f in rest.data] == ids[:1] and not rest.has_more
+    assert [f.id for f in oldest.data] == ids[:1]
+    assert [b.id for b in page.data + after.data] == [b.id for b in reversed(batches)] and page.has_more
+    validate(json.loads(raw.http_response.text), "ListFilesResponse")
