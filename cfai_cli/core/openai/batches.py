@@ -105,9 +105,9 @@ class LineChecker:
         self.count += 1
         if not raw.strip():
             return None
-        if self.count > self.max_lines:
-            raise LineError(self.count, f"a batch file holds at most {self.max_lines} requests.")
         custom_id, url, body = check_line(raw, self.count)
+        if len(self.seen) >= self.max_lines:  # requests, not line numbers: blank lines are free
+            raise LineError(self.count, f"a batch file holds at most {self.max_lines} requests.")
         if custom_id in self.seen:
             raise LineError(self.count, f"'custom_id' {custom_id[:80]!r} is used by an earlier line; each "
                                         "must be unique.", "custom_id")
