@@ -64,6 +64,12 @@ ROOTS = (
     "DeleteModelResponse",
     "ErrorResponse",
     "Error",
+    "OpenAIFile",  # /files
+    "ListFilesResponse",
+    "DeleteFileResponse",
+    "CreateBatchRequest",  # /batches
+    "Batch",
+    "ListBatchesResponse",
 )
 
 REF_PREFIX = "#/components/schemas/"

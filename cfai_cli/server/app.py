@@ -41,6 +41,7 @@ from cfai_cli.server.routes import routes
 from cfai_cli.server.routes.images import FILES_PREFIX
 from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes
+from cfai_cli.service.batch_executor import BatchExecutor
 from cfai_cli.service.context import open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.budgets import BudgetLedger
@@ -107,9 +108,13 @@ def create_app(
             housekeeping.start()
             if console_log is not None:
                 console_log.start()
+            # Batches run in the background of every server process, each batch in one process at a time (leases).
+            app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth)
+            app.state.batches.start()
             try:
                 yield
             finally:
+                await app.state.batches.stop()
                 if console_log is not None:
                     console_log.stop()
                 await housekeeping.stop()

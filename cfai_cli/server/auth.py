@@ -9,8 +9,7 @@ effect at once, even in a running server. Keys are never accepted in query strin
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -28,9 +27,9 @@ from cfai_cli.server.errors import error_response
 from cfai_cli.server.routes.common import request_record
 from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
-from cfai_cli.service.cost import planned_neurons
+from cfai_cli.service.grants import grant
 from cfai_cli.service.record import RequestRecord
-from cfai_cli.store.budgets import Budget, BudgetLedger
+from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter
 
@@ -144,42 +143,8 @@ class KeyAuth:
             self.in_flight.pop(record.id, None)
 
     def _grant(self, request: RequestRecord, key: KeyRecord) -> None:
-        """What the key may do, into the request's record: the router and services judge the request there,
-        after defaults, aliases and routes have made it what actually runs."""
-        request.key_id = key.id
-        request.model_patterns = key.policy.models
-        if key.policy.budgeted:
-            request.budget = self._holder(request, key)
-        if key.policy.limited:
-            async def charge(calls: int) -> None:
-                decision = await anyio.to_thread.run_sync(
-                    lambda: self.limiter.admit(key.id, key.policy, now=time.time(), units=calls))
-                if not decision.allowed:
-                    error = RateLimited(f"Rate limit reached: {decision.reason}. This request needs {calls} more "
-                                        f"upstream calls. Try again in {decision.retry_after:.0f} s.",
-                                        retry_after=decision.retry_after, code="rate_limit_exceeded")
-                    error.headers = decision.headers
-                    raise error
-
-            request.charge = charge
-
-    def _holder(self, request: RequestRecord, key: KeyRecord) -> Callable[[str, int], Awaitable[None]]:
-        """The request's budget hold (store.budgets): before its calls are made, their estimated cost is held
-        if it fits in what the key has left, in one write transaction every worker takes in turn."""
-        budget = Budget(key.policy.budget_neurons_per_day, key.policy.budget_usd_per_month)
-
-        async def hold(model: str, calls: int) -> None:
-            hold_id = request.hold_id or uuid.uuid4().hex
-            fallback = planned_neurons(request, model, self.cache())
-            now = time.time()
-            refusal = await anyio.to_thread.run_sync(lambda: self.ledger.hold(
-                hold_id, key.id, budget, model=model, calls=calls, fallback=fallback, now=now,
-                expires=now + self.hold_seconds))
-            if refusal is not None:
-                raise QuotaExceeded(refusal.message, retry_after=refusal.retry_after)
-            request.hold_id = hold_id  # held: settled at the request's end (server.observe)
-
-        return hold
+        """What the key may do, into the request's record (service.grants, shared with the batch executor)."""
+        grant(request, key, self.limiter, self.ledger, cache=self.cache, hold_seconds=self.hold_seconds)
 
     async def _admit(self, scope: Scope) -> tuple[KeyRecord, dict[str, str]]:
         key = presented_key(scope["headers"])

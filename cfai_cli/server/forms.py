@@ -14,12 +14,15 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from cfai_cli.errors import InvalidRequest, UnsupportedMediaType
+from cfai_cli.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 from cfai_cli.server.routes.common import media_type, read_body
 
 
 @asynccontextmanager
-async def read_form(request: Request, *, max_files: int = 4, max_fields: int = 64) -> AsyncIterator[FormData]:
+async def read_form(request: Request, *, max_files: int = 4, max_fields: int = 64,
+                    stream_limit: int | None = None) -> AsyncIterator[FormData]:
+    """The parsed form. With `stream_limit` (large uploads: /v1/files) the body is not read whole first: it is
+    fed to the parser as it arrives, counted (413 past the limit), and the parser spools files to disk."""
     kind, params = media_type(request.headers.get("content-type"))
     if kind != "multipart/form-data":
         shown = repr(kind[:80]) if kind else "a body without a Content-Type"
@@ -28,12 +31,16 @@ async def read_form(request: Request, *, max_files: int = 4, max_fields: int = 6
     if not params.get("boundary"):
         raise InvalidRequest("The multipart/form-data Content-Type has no boundary parameter.",
                              code="invalid_multipart")
-    body = await read_body(request, request.app.state.max_body_bytes)
+    if stream_limit is not None:
+        source = _capped(request, stream_limit)
+    else:
+        body = await read_body(request, request.app.state.max_body_bytes)
 
-    async def stream() -> AsyncGenerator[bytes, None]:
-        yield body
+        async def whole() -> AsyncGenerator[bytes, None]:
+            yield body
 
-    parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_fields,
+        source = whole()
+    parser = MultiPartParser(request.headers, source, max_files=max_files, max_fields=max_fields,
                              max_part_size=1024 * 1024)
     try:
         form = await parser.parse()  # on failure the parser closes the files it opened
@@ -44,6 +51,18 @@ async def read_form(request: Request, *, max_files: int = 4, max_fields: int = 6
         yield form
     finally:
         await form.close()
+
+
+async def _capped(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"The request body is larger than the proxy's limit of {limit} bytes.")
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen > limit:
+            raise RequestTooLarge(f"The request body is larger than the proxy's limit of {limit} bytes.")
+        yield chunk
 
 
 async def form_file(form: FormData, name: str, *, required: bool) -> bytes | None:

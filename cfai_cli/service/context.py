@@ -29,7 +29,7 @@ from cfai_cli.upstream.router import Lane, Meter, Router
 from cfai_cli.upstream.workers import WorkersAIClient
 
 # Prefixes OpenAI joins with "_" (call_…, resp_…, msg_…); the others take "-" (chatcmpl-…, cmpl-…).
-_UNDERSCORE_PREFIXES = frozenset({"call", "resp", "msg", "fc", "fco", "rs", "ctc", "ctco", "item"})
+_UNDERSCORE_PREFIXES = frozenset({"call", "resp", "msg", "fc", "fco", "rs", "ctc", "ctco", "item", "batch"})
 
 
 def new_id(prefix: str) -> str:

@@ -79,6 +79,12 @@ class Settings:
     log: bool = _setting(True, "CFAI_LOG")
     log_max_rows: int = _setting(10_000)
     log_retention_days: int = _setting(0)
+    # The Files and Batch API (docs/batch.md): the largest upload, requests per batch file, and how many lines
+    # run at once in one batch and in all of this process's batches together.
+    max_file_mb: float = _setting(100.0)
+    batch_max_lines: int = _setting(50000)
+    batch_concurrency: int = _setting(4)
+    batch_max_concurrency: int = _setting(16)
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     # alias -> the model that serves it when a chat/Responses request carries images (core.catalog)
     vision_aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VISION_ALIASES))
@@ -105,6 +111,10 @@ class Settings:
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
 
     def require_credentials(self) -> tuple[str, str]:
         if self.offline:

@@ -148,6 +148,7 @@ VALID: dict[str, dict[str, Any]] = {
     "/v1/rerank": {"model": "rerank-v3.5", "query": "hi", "documents": ["hi there"]},
     "/v2/rerank": {"model": "rerank-v3.5", "query": "hi", "documents": ["hi there"]},
     "/v1/admin/keys": {"name": "fuzz"},
+    "/v1/batches": {"input_file_id": "file-none", "endpoint": "/v1/chat/completions", "completion_window": "24h"},
     "/v1/admin/keys/{key_id}": {},  # PATCH: posted here, a 405 (and a client error) is the right answer
 }
 WRONG_VALUES: list[Any] = [None, True, -1, 1.5, 1e308, "x", "", [], [None], {}, {"x": 1}, "\u0000", "9" * 400]

@@ -6,9 +6,11 @@ from starlette.routing import Route
 
 from cfai_cli.server.routes import admin as admin_routes
 from cfai_cli.server.routes import audio as audio_routes
+from cfai_cli.server.routes import batches as batches_routes
 from cfai_cli.server.routes import chat, health, models
 from cfai_cli.server.routes import completions as completions_routes
 from cfai_cli.server.routes import embeddings as embeddings_routes
+from cfai_cli.server.routes import files as files_routes
 from cfai_cli.server.routes import images as images_routes
 from cfai_cli.server.routes import messages as messages_routes
 from cfai_cli.server.routes import moderations as moderations_routes
@@ -33,6 +35,8 @@ def routes() -> list[Route]:
     table += openapi_routes.ROUTES
     table += rerank_routes.ROUTES
     table += admin_routes.ROUTES
+    table += files_routes.ROUTES
+    table += batches_routes.ROUTES
     out = [Route("/health", health.health, methods=["GET"])]
     for path, endpoint, methods in table:
         out.append(Route("/v1" + path, endpoint, methods=methods))

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from cfai_cli import __version__
 from cfai_cli.core.admin import KeyCreate, KeyUpdate
 from cfai_cli.core.openai.audio import SpeechRequest, TranscriptionRequest
+from cfai_cli.core.openai.batches import CreateBatchRequest
 from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.openai.completions import CompletionRequest
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
@@ -67,6 +68,20 @@ _OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str, str]] = [
     ("/v1/route-check", "get", "The chain of targets a model name resolves to, each key's state (cfai's own)",
      None, "", "A route object: model, route, targets"),
     ("/health", "get", "Health and each upstream's state (no key needed)", None, "", "Health"),
+    # The Files and Batch API (docs/batch.md): files and batches are private to the key that made them.
+    ("/v1/files", "post", "Upload a file (multipart: file, purpose batch or user_data; a batch file is checked "
+     "line by line)", None, "multipart/form-data", "OpenAIFile"),
+    ("/v1/files", "get", "List the key's files, newest first", None, "", "ListFilesResponse"),
+    ("/v1/files/{file_id}", "get", "Retrieve a file's metadata", None, "", "OpenAIFile"),
+    ("/v1/files/{file_id}", "delete", "Delete a file", None, "", "DeleteFileResponse"),
+    ("/v1/files/{file_id}/content", "get", "A file's bytes (a batch's output and error files are JSONL)", None, "",
+     "The file's content"),
+    ("/v1/batches", "post", "Create a batch from an uploaded batch file", CreateBatchRequest, "application/json",
+     "Batch"),
+    ("/v1/batches", "get", "List the key's batches, newest first", None, "", "ListBatchesResponse"),
+    ("/v1/batches/{batch_id}", "get", "Retrieve a batch", None, "", "Batch"),
+    ("/v1/batches/{batch_id}/cancel", "post", "Cancel a batch: no new lines start, finished lines are kept", None,
+     "", "Batch"),
     # The admin API (cfai's own; admin scope; docs/admin.md).
     ("/v1/admin/keys", "post", "Create an API key; its secret is in this answer only (admin scope)", KeyCreate,
      "application/json", "An api_key object with `key`, the secret (201)"),
@@ -96,6 +111,17 @@ _QUERY: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("/v1/admin/keys", "get"): [{**_LIMIT, "description": "Keys per page (default 100)"},
                                 {"name": "after", "in": "query", "required": False, "schema": {"type": "string"},
                                  "description": "The last id of the previous page"}],
+    ("/v1/files", "get"): [
+        {"name": "purpose", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10000}},
+        {"name": "order", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": ["asc", "desc"], "default": "desc"}},
+        {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}}],
+    ("/v1/batches", "get"): [
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+        {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}}],
     ("/v1/admin/usage", "get"): [
         {"name": "since", "in": "query", "required": False, "schema": {"type": "string", "default": "7d"},
          "description": "How far back: 30m, 12h, 7d, 2w or a date"},

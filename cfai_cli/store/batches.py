@@ -1,0 +1,263 @@
+"""Batches (`/v1/batches`) and their lines, durable in the cfai database, with a lease per running batch.
+
+Imports stdlib and store.db. A batch row holds OpenAI's Batch fields, its owner (the key's id) and a lease:
+the executor that runs it writes its id and a heartbeat deadline, and every write it makes afterwards checks
+it still holds the lease in the same transaction, so two processes (uvicorn workers, two hosts on one
+database) never run one batch at once. Each input line is a row; its result is written the moment it is
+known (`finish_line`, only once: a line already done is never written or run again), which is what lets a
+restarted executor carry on where the last one stopped. Upstream queue jobs (Workers AI's async batches)
+are rows too, polled again after a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cfai_cli.store.db import connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    owner TEXT,
+    endpoint TEXT NOT NULL,
+    input_file_id TEXT NOT NULL,
+    completion_window TEXT NOT NULL,
+    metadata TEXT,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    in_progress_at INTEGER, expires_at INTEGER, finalizing_at INTEGER, completed_at INTEGER,
+    failed_at INTEGER, expired_at INTEGER, cancelling_at INTEGER, cancelled_at INTEGER,
+    errors TEXT,
+    output_file_id TEXT,
+    error_file_id TEXT,
+    total INTEGER NOT NULL DEFAULT 0,
+    completed INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until REAL
+);
+CREATE INDEX IF NOT EXISTS batches_owner ON batches (owner);
+CREATE INDEX IF NOT EXISTS batches_status ON batches (status);
+CREATE TABLE IF NOT EXISTS batch_lines (
+    batch_id TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    custom_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    ok INTEGER,
+    output TEXT,
+    PRIMARY KEY (batch_id, line)
+);
+CREATE TABLE IF NOT EXISTS batch_jobs (
+    batch_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    job TEXT NOT NULL,
+    lines TEXT NOT NULL,
+    PRIMARY KEY (batch_id, job_id)
+);
+"""
+ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")  # an executor has work to do
+_FIELDS = ("id", "owner", "endpoint", "input_file_id", "completion_window", "metadata", "status", "created_at",
+           "in_progress_at", "expires_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
+           "cancelling_at", "cancelled_at", "errors", "output_file_id", "error_file_id", "total", "completed",
+           "failed", "prompt_tokens", "completion_tokens")
+_SELECT = f"SELECT {', '.join(_FIELDS)} FROM batches"
+_SETTABLE = frozenset(_FIELDS) - {"id", "owner", "created_at"}
+
+Row = dict[str, Any]
+
+
+def _row(values: Sequence[Any]) -> Row:
+    row = dict(zip(_FIELDS, values, strict=True))
+    row["metadata"] = json.loads(row["metadata"]) if row["metadata"] else None
+    row["errors"] = json.loads(row["errors"]) if row["errors"] else None
+    row["usage"] = (row["prompt_tokens"], row["completion_tokens"]) if row["status"] == "completed" else None
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    line: int
+    custom_id: str
+    body: str  # the request body, JSON
+
+
+class LeaseLost(Exception):
+    """Another executor holds the batch now: this one must stop working on it."""
+
+
+class BatchStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, SCHEMA, immediate=True)
+
+    def create(self, *, batch_id: str, owner: str | None, endpoint: str, input_file_id: str,
+               completion_window: str, metadata: Mapping[str, str] | None, created_at: int, expires_at: int) -> Row:
+        with self._db() as conn:
+            conn.execute("INSERT INTO batches (id, owner, endpoint, input_file_id, completion_window, metadata, "
+                         "status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, 'validating', ?, ?)",
+                         (batch_id, owner, endpoint, input_file_id, completion_window,
+                          json.dumps(dict(metadata)) if metadata else None, created_at, expires_at))
+            return _row(conn.execute(f"{_SELECT} WHERE id = ?", (batch_id,)).fetchone())
+
+    def get(self, batch_id: str, *, owner: str | None) -> Row | None:
+        with self._db() as conn:
+            found = conn.execute(f"{_SELECT} WHERE id = ? AND owner IS ?", (batch_id, owner)).fetchone()
+        return None if found is None else _row(found)
+
+    def load(self, batch_id: str) -> Row:
+        """The batch whoever owns it (the executor's view)."""
+        with self._db() as conn:
+            return _row(conn.execute(f"{_SELECT} WHERE id = ?", (batch_id,)).fetchone())
+
+    def page(self, *, owner: str | None, limit: int, after: str | None) -> tuple[list[Row], bool]:
+        """The owner's batches newest first, after the batch `after`, and whether more follow."""
+        where, args = "owner IS ?", [owner]
+        with self._db() as conn:
+            if after is not None:
+                found = conn.execute("SELECT rowid FROM batches WHERE id = ? AND owner IS ?", (after, owner)).fetchone()
+                if found is not None:
+                    where += " AND rowid < ?"
+                    args.append(found[0])
+            rows = conn.execute(f"{_SELECT} WHERE {where} ORDER BY rowid DESC LIMIT ?", (*args, limit + 1)).fetchall()
+        return [_row(r) for r in rows[:limit]], len(rows) > limit
+
+    def request_cancel(self, batch_id: str, *, owner: str | None, now: int) -> Row | None:
+        """Mark a validating or running batch `cancelling` (its executor stops starting lines); other states stay."""
+        with self._db() as conn:
+            conn.execute("UPDATE batches SET status = 'cancelling', cancelling_at = ? WHERE id = ? AND owner IS ? "
+                         "AND status IN ('validating', 'in_progress')", (now, batch_id, owner))
+            found = conn.execute(f"{_SELECT} WHERE id = ? AND owner IS ?", (batch_id, owner)).fetchone()
+        return None if found is None else _row(found)
+
+    # -- leases ---------------------------------------------------------------------------------------------
+
+    def claim(self, holder: str, *, now: float, ttl: float, limit: int) -> list[str]:
+        """Take the lease of up to `limit` active batches nobody holds (or whose holder stopped renewing it)."""
+        free = (f"SELECT id FROM batches WHERE status IN ({', '.join('?' * len(ACTIVE))}) AND "
+                "(lease_until IS NULL OR lease_until < ?) ORDER BY rowid LIMIT ?")
+        with connect(self.path, SCHEMA) as conn:  # a read first: idle executors poll without taking the write lock
+            if conn.execute(free, (*ACTIVE, now, 1)).fetchone() is None:
+                return []
+        with self._db() as conn:
+            ids = [r[0] for r in conn.execute(free, (*ACTIVE, now, limit))]
+            for batch_id in ids:
+                conn.execute("UPDATE batches SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                             (holder, now + ttl, batch_id))
+        return ids
+
+    def renew(self, batch_id: str, holder: str, *, now: float, ttl: float) -> bool:
+        with self._db() as conn:
+            return conn.execute("UPDATE batches SET lease_until = ? WHERE id = ? AND lease_owner = ?",
+                                (now + ttl, batch_id, holder)).rowcount > 0
+
+    def release(self, batch_id: str, holder: str) -> None:
+        with self._db() as conn:
+            conn.execute("UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
+                         (batch_id, holder))
+
+    @staticmethod
+    def _hold(conn: sqlite3.Connection, batch_id: str, holder: str) -> None:
+        found = conn.execute("SELECT lease_owner FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        if found is None or found[0] != holder:
+            raise LeaseLost(batch_id)
+
+    # -- the holder's writes (each checks the lease) -----------------------------------------------------------
+
+    def update(self, batch_id: str, holder: str, **values: Any) -> None:
+        unknown = set(values) - _SETTABLE
+        if unknown:
+            raise ValueError(f"not a batch field: {sorted(unknown)}")
+        if "errors" in values:
+            values["errors"] = json.dumps(values["errors"])
+        with self._db() as conn:
+            self._hold(conn, batch_id, holder)
+            conn.execute(f"UPDATE batches SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                         (*values.values(), batch_id))
+
+    def start(self, batch_id: str, holder: str, lines: Sequence[Line], *, now: int) -> None:
+        """Record the checked input lines and move the batch to in_progress (unless it is being cancelled)."""
+        with self._db() as conn:
+            self._hold(conn, batch_id, holder)
+            conn.executemany("INSERT OR IGNORE INTO batch_lines (batch_id, line, custom_id, body) VALUES (?, ?, ?, ?)",
+                             [(batch_id, ln.line, ln.custom_id, ln.body) for ln in lines])
+            conn.execute("UPDATE batches SET total = ?, in_progress_at = ?, "
+                         "status = CASE status WHEN 'validating' THEN 'in_progress' ELSE status END WHERE id = ?",
+                         (len(lines), now, batch_id))
+
+    def pending(self, batch_id: str) -> list[Line]:
+        """Lines with no result yet and not waiting in an upstream queue job, in file order."""
+        with self._db() as conn:
+            rows = conn.execute("SELECT line, custom_id, body FROM batch_lines WHERE batch_id = ? AND state = "
+                                "'pending' ORDER BY line", (batch_id,)).fetchall()
+        return [Line(*r) for r in rows]
+
+    def finish_line(self, batch_id: str, holder: str, line: int, *, ok: bool, output: Mapping[str, Any],
+                    tokens: tuple[int, int] = (0, 0)) -> bool:
+        """Write a line's result once; False if it already had one. LeaseLost if the batch is not ours."""
+        with self._db() as conn:
+            self._hold(conn, batch_id, holder)
+            done = conn.execute("UPDATE batch_lines SET state = 'done', ok = ?, output = ? WHERE batch_id = ? AND "
+                                "line = ? AND state != 'done'",
+                                (int(ok), json.dumps(output, ensure_ascii=False), batch_id, line)).rowcount > 0
+            if done:
+                column = "completed" if ok else "failed"
+                conn.execute(f"UPDATE batches SET {column} = {column} + 1, prompt_tokens = prompt_tokens + ?, "
+                             "completion_tokens = completion_tokens + ? WHERE id = ?", (*tokens, batch_id))
+        return done
+
+    def results(self, batch_id: str) -> Iterator[tuple[bool, str]]:
+        """(ok, output line JSON) of each finished line in file order, read in pages (a batch may be large)."""
+        last = 0
+        while True:
+            with self._db() as conn:
+                rows = conn.execute("SELECT line, ok, output FROM batch_lines WHERE batch_id = ? AND state = 'done' "
+                                    "AND line > ? ORDER BY line LIMIT 1000", (batch_id, last)).fetchall()
+            if not rows:
+                return
+            for _line, ok, output in rows:
+                yield bool(ok), output
+            last = rows[-1][0]
+
+    def unfinished(self, batch_id: str) -> list[tuple[int, str]]:
+        """(line, custom_id) of lines without a result (an expired batch reports them as errors)."""
+        with self._db() as conn:
+            return [(r[0], r[1]) for r in conn.execute(
+                "SELECT line, custom_id FROM batch_lines WHERE batch_id = ? AND state != 'done' ORDER BY line",
+                (batch_id,))]
+
+    # -- upstream queue jobs --------------------------------------------------------------------------------
+
+    def add_job(self, batch_id: str, holder: str, job_id: str, job: str, lines: Sequence[int]) -> None:
+        with self._db() as conn:
+            self._hold(conn, batch_id, holder)
+            conn.execute("INSERT INTO batch_jobs (batch_id, job_id, job, lines) VALUES (?, ?, ?, ?)",
+                         (batch_id, job_id, job, json.dumps(list(lines))))
+            conn.executemany("UPDATE batch_lines SET state = 'queued' WHERE batch_id = ? AND line = ? AND "
+                             "state = 'pending'", [(batch_id, n) for n in lines])
+
+    def jobs(self, batch_id: str) -> list[tuple[str, str, list[int]]]:
+        with self._db() as conn:
+            return [(r[0], r[1], json.loads(r[2])) for r in conn.execute(
+                "SELECT job_id, job, lines FROM batch_jobs WHERE batch_id = ? ORDER BY rowid", (batch_id,))]
+
+    def drop_job(self, batch_id: str, holder: str, job_id: str) -> None:
+        """Forget a finished job; lines it left without a result go back to pending."""
+        with self._db() as conn:
+            self._hold(conn, batch_id, holder)
+            found = conn.execute("SELECT lines FROM batch_jobs WHERE batch_id = ? AND job_id = ?",
+                                 (batch_id, job_id)).fetchone()
+            conn.execute("DELETE FROM batch_jobs WHERE batch_id = ? AND job_id = ?", (batch_id, job_id))
+            if found is not None:
+                conn.executemany("UPDATE batch_lines SET state = 'pending' WHERE batch_id = ? AND line = ? AND "
+                                 "state = 'queued'", [(batch_id, n) for n in json.loads(found[0])])
