@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,24 +102,25 @@ def create_app(
         install_redaction(scrubber)  # again: uvicorn has set up its own log handlers by now
         # The router's daily caps per Cloudflare account read what the usage log (and the recorder) say was spent.
         meter = AccountMeter(UsageLog(settings.database), recorder)
-        async with open_context(settings, transport=transport, image_transport=image_transport, meter=meter) as ctx:
+        # Stopped in reverse order, each whatever the others did: a failing stop must not lose the recorder's
+        # last rows (the rows of the last second are written on a clean shutdown).
+        async with AsyncExitStack() as stopping:
+            stopping.callback(metrics.close)
+            ctx = await stopping.enter_async_context(open_context(
+                settings, transport=transport, image_transport=image_transport, meter=meter))
             app.state.ctx = ctx
             recorder.start()
+            stopping.push_async_callback(recorder.stop)
             housekeeping.start()
+            stopping.push_async_callback(housekeeping.stop)
             if console_log is not None:
                 console_log.start()
+                stopping.callback(console_log.stop)
             # Batches run in the background of every server process, each batch in one process at a time (leases).
             app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth)
             app.state.batches.start()
-            try:
-                yield
-            finally:
-                await app.state.batches.stop()
-                if console_log is not None:
-                    console_log.stop()
-                await housekeeping.stop()
-                await recorder.stop()  # the rows of the last second are not lost on a clean shutdown
-                metrics.close()
+            stopping.push_async_callback(app.state.batches.stop)
+            yield
 
     # Fail at start-up, not on the first request, when credentials are missing.
     settings.require_credentials()

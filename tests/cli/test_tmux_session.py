@@ -171,6 +171,7 @@ def test_a_person_s_session(tmux_env: dict[str, str], socket_emulator: str, tmp_
     assert "unknown command /frobnicate" in screen
     assert len(re.findall(ANSWERS, screen)) == 3  # never sent to the model
 
+    one.ready()  # Ctrl-D at the prompt, as a person presses it (typed during an answer, the tty would eat it)
     one.keys("C-d")
     assert one.exit_status() == 0
 
@@ -198,5 +199,6 @@ def test_a_person_s_session(tmux_env: dict[str, str], socket_emulator: str, tmp_
     screen = two.wait(r"You said: quick")
     two.wait(ANSWERS)
     assert screen.count("(cancelled)") == 1
+    two.ready()
     two.keys("C-d")
     assert two.exit_status() == 0
