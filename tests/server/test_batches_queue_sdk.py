@@ -7,6 +7,7 @@ answers, and every queued line leaves its usage row and settles its budget hold.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sqlite3
 import time
@@ -14,12 +15,14 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from cfai_cli.emulator import queue as emulator_queue
 from cfai_cli.settings import Settings
 from cfai_cli.store.budgets import BudgetLedger
-from tests.server.test_batches_sdk import chat_line, final, make_key, outputs, sdk, submit, until
+from cfai_cli.store.retention import prune, retention_of
+from tests.server.test_batches_sdk import CHAT, chat_line, final, jsonl, make_key, outputs, sdk, submit, until
 
 pytestmark = pytest.mark.anyio
 QUEUED = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
@@ -204,3 +207,38 @@ async def test_the_setting_off_runs_every_line_live(settings: Settings) -> None:
         done = await until(client, batch.id, final)
     assert done.request_counts.completed == 1 and upstream.submits == [] and upstream.live == [QUEUED]
 
+
+
+async def test_retention_prunes_old_batches_and_expired_uploads_but_nothing_in_flight(settings: Settings) -> None:
+    key = make_key(settings)
+    upstream = Counting(hold_polls=True)
+    async with sdk(settings, key, upstream) as client:  # type: ignore[arg-type]
+        old = await until(client, (await submit(client, [chat_line("a")])).id, final)
+        # In flight (its polls are held), its input file past its own expiry by then: neither may go.
+        source = await client.files.create(file=jsonl([chat_line("q", model=QUEUED)]), purpose="batch",
+                                           expires_after={"anchor": "created_at", "seconds": 3600})
+        running = await client.batches.create(input_file_id=source.id, endpoint=CHAT, completion_window="24h")
+        await until(client, running.id, lambda b: upstream.polls > 0)
+        expiring = await client.files.create(file=("n.txt", io.BytesIO(b"x")), purpose="user_data",
+                                             expires_after={"anchor": "created_at", "seconds": 3600})
+        kept = await client.files.create(file=("k.txt", io.BytesIO(b"y")), purpose="user_data")
+        assert expiring.expires_at == expiring.created_at + 3600 and kept.expires_at is None
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.files.create(file=("n.txt", io.BytesIO(b"x")), purpose="user_data",
+                                      expires_after={"anchor": "created_at", "seconds": 5})
+        assert refused.value.body["param"] == "expires_after"  # type: ignore[index]
+        later = time.time() + 31 * 86400  # past the default 30 days, and past the upload's hour
+        pruned = prune(settings.database, retention_of(settings), now=later)
+        assert (pruned.batches, pruned.files) == (1, 2)  # the old batch with its output file, and the upload
+        for gone in (old.id,):
+            with pytest.raises(openai.NotFoundError):
+                await client.batches.retrieve(gone)
+        for file_id in (old.output_file_id, expiring.id):
+            with pytest.raises(openai.NotFoundError):
+                await client.files.retrieve(file_id)
+            assert not (settings.files_dir / file_id).exists()
+        assert (await client.batches.retrieve(running.id)).status == "in_progress"
+        assert (await client.files.retrieve(running.input_file_id)).id == running.input_file_id
+        assert (await client.files.retrieve(kept.id)).id == kept.id
+        upstream.release.set()
+        assert (await until(client, running.id, final)).status == "completed"
