@@ -242,3 +242,15 @@ async def test_retention_prunes_old_batches_and_expired_uploads_but_nothing_in_f
         assert (await client.files.retrieve(kept.id)).id == kept.id
         upstream.release.set()
         assert (await until(client, running.id, final)).status == "completed"
+
+
+async def test_a_chunk_the_budget_cannot_hold_is_not_queued(settings: Settings) -> None:
+    key = make_key(settings, budget_neurons_per_day=0.000001)
+    upstream = Counting()
+    async with sdk(settings, key, upstream) as client:  # type: ignore[arg-type]
+        done = await until(client, (await submit(client, [chat_line(f"q{i}", model=QUEUED) for i in range(2)])).id,
+                           final)
+        bad = await outputs(client, done.error_file_id)
+    assert upstream.submits == [] and upstream.live == []  # the hold refused it before any upstream call
+    assert done.request_counts.failed == 2
+    assert {line["response"]["body"]["error"]["code"] for line in bad} == {"insufficient_quota"}
