@@ -11,8 +11,8 @@ A batch moves validating (the input file checked against the batch: each line's 
 `batch_max_concurrency` in the process) -> finalizing (the output and error files written) -> completed; or
 failed (validation), cancelling -> cancelled (no new lines start, lines in flight finish, finished results
 kept), expired (the completion window ran out: unfinished lines are reported as `batch_expired` errors).
-Lines for models Workers AI can queue as its own async batches go to the queue lane instead (submitted, the
-job stored, polled again after a restart) when one is plugged in.
+Lines for models Workers AI can queue as its own async batches go to the queue lane instead
+(service.batch_queued: submitted, the job stored, polled again after a restart) while the others run live.
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import anyio
 
 from cfai_cli.core.openai.batches import LineChecker, LineError, output_line
 from cfai_cli.errors import CfaiError
 from cfai_cli.service.batch_lines import BudgetExhausted, LineRunner, Outcome
+from cfai_cli.service.batch_queued import QueueLane
 from cfai_cli.service.context import Context
 from cfai_cli.service.files import file_store, write_output_file
 from cfai_cli.store.batches import BatchStore, LeaseLost, Line, Row
@@ -39,27 +40,6 @@ from cfai_cli.store.usage import UsageRow
 
 log = logging.getLogger("cfai.batch")
 MAX_ERRORS = 100  # validation errors reported on a failed batch
-
-
-def queue_supported(model: str, endpoint: str, catalogue_entry: object | None) -> bool:
-    """Whether Workers AI's async batch queue takes this model's lines for this endpoint.
-
-    TODO(issue 24): replaced by cfai_cli.service.batch_queue.queue_supported when the async-queue lane merges;
-    until then every line runs through the live path.
-    """
-    return False
-
-
-class QueueLane(Protocol):
-    """Workers AI's async-queue lane (service.batch_queue) as the executor uses it."""
-
-    def plan_chunks(self, lines: Sequence[Line]) -> list[list[Line]]: ...
-
-    async def submit(self, ctx: Context, endpoint: str, model: str, lines: Sequence[Line]) -> tuple[str, str]:
-        """(job id, the job as JSON to store)."""
-
-    async def poll(self, ctx: Context, job: str) -> list[tuple[str, Outcome]] | None:
-        """(custom_id, outcome) of each line once the job is done; None while it is not."""
 
 
 def holder_id() -> str:
@@ -70,7 +50,7 @@ def holder_id() -> str:
 class BatchExecutor:
     def __init__(self, ctx: Context, *, sink: Callable[[UsageRow], None], keys_required: bool,
                  holder: str | None = None, lease_ttl: float = 30.0, poll_interval: float = 2.0,
-                 lane: QueueLane | None = None,
+                 queue: bool = True,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.ctx = ctx
         self.store = BatchStore(ctx.settings.database)
@@ -78,7 +58,8 @@ class BatchExecutor:
         self.holder = holder or holder_id()
         self.lease_ttl = lease_ttl
         self.poll_interval = poll_interval
-        self.lane = lane
+        # Workers AI's async queue (service.batch_queued); `queue=False` or the setting `batch_queue` off: all live.
+        self.lane = QueueLane(ctx, self.runner, self.store, self.holder, self._record, sleep=sleep) if queue else None
         self.per_batch = max(1, ctx.settings.batch_concurrency)
         self.slots = asyncio.Semaphore(max(1, ctx.settings.batch_max_concurrency))
         self.max_batches = max(1, ctx.settings.batch_max_concurrency)
@@ -213,23 +194,46 @@ class BatchExecutor:
         return lines
 
     async def _execute(self, row: Row) -> None:
-        batch_id, endpoint, owner = row["id"], row["endpoint"], row["owner"]
+        """The queue lane submits first (its lines leave the pending ones) and polls while the rest run live;
+        lines a forgotten job gave back run live once the poller is done."""
+        batch_id = row["id"]
         stop = asyncio.Event()
         if row["status"] != "in_progress":
             stop.set()
-        budget: list[CfaiError] = []
-        lost: list[int] = []
-        stopped = stop.is_set
 
         async def look() -> None:  # cancel and expiry can come from any process: read them from the database
             current = await self._load(batch_id)
             if current["status"] != "in_progress" or self.ctx.now() >= (current["expires_at"] or 1 << 62):
                 stop.set()
 
-        async def watch() -> None:  # for lines waiting on a rate window
+        async def watch() -> None:  # for lines waiting on a rate window and chunks waiting to be submitted
             while not stop.is_set():
                 await asyncio.sleep(0.5)
                 await look()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        poller: asyncio.Task[None] | None = None
+        try:
+            if self.lane is not None:
+                await self.lane.submit(row, stop.is_set)
+                poller = asyncio.get_running_loop().create_task(self.lane.poll(row))
+            await self._live(row, stop, look)
+            if poller is not None:
+                await poller  # cancelled or not: submitted jobs are billed anyway, so their answers are kept
+                if not stop.is_set():  # lines of jobs Workers AI forgot are pending again: they run live now
+                    await self._live(row, stop, look)
+        finally:
+            stop.set()
+            watcher.cancel()
+            if poller is not None and not poller.done():
+                poller.cancel()
+
+    async def _live(self, row: Row, stop: asyncio.Event, look: Callable[[], Awaitable[None]]) -> None:
+        """The pending lines through the live path, at most `batch_concurrency` at once."""
+        batch_id, endpoint, owner = row["id"], row["endpoint"], row["owner"]
+        budget: list[CfaiError] = []
+        lost: list[int] = []
+        stopped = stop.is_set
 
         async def one(line: Line, slot: asyncio.Semaphore) -> None:
             try:
@@ -248,74 +252,33 @@ class BatchExecutor:
                     lost.append(line.line)
                     stop.set()
 
-        if self.lane is not None:
-            await self._queue(row, stopped)
-        watcher = asyncio.get_running_loop().create_task(watch())
         per_batch = asyncio.Semaphore(self.per_batch)
-        try:
-            async with asyncio.TaskGroup() as group:
-                for line in await anyio.to_thread.run_sync(self.store.pending, batch_id):
-                    await per_batch.acquire()
-                    await self.slots.acquire()
-                    if not stopped():
-                        await look()  # before each line: a cancel stops the next line from starting
-                    if stopped():
-                        per_batch.release()
-                        self.slots.release()
-                        break
-                    group.create_task(one(line, per_batch))
-        finally:
-            stop.set()
-            watcher.cancel()
+        async with asyncio.TaskGroup() as group:
+            for line in await anyio.to_thread.run_sync(self.store.pending, batch_id):
+                await per_batch.acquire()
+                await self.slots.acquire()
+                if not stopped():
+                    await look()  # before each line: a cancel stops the next line from starting
+                if stopped():
+                    per_batch.release()
+                    self.slots.release()
+                    break
+                group.create_task(one(line, per_batch))
         if lost:
             raise LeaseLost(batch_id)
         if budget:  # the key is out of budget: the lines that did not run fail with its refusal
             for line in await anyio.to_thread.run_sync(self.store.pending, batch_id):
                 await self._record(batch_id, line, Outcome(budget[0].status, budget[0].to_openai()))
 
-    async def _record(self, batch_id: str, line: Line, outcome: Outcome) -> None:
+    async def _record(self, batch_id: str, line: Line, outcome: Outcome) -> bool:
+        """Write a line's result in OpenAI's output format; False if it already had one."""
         body = outcome.body
         output = output_line(line_id=f"batch_req_{secrets.token_hex(12)}", custom_id=line.custom_id,
                              status_code=outcome.status_code, body=body, request_id=f"req_{secrets.token_hex(12)}")
         with anyio.CancelScope(shield=True):  # a finished line is written even while the executor stops
-            await anyio.to_thread.run_sync(lambda: self.store.finish_line(
+            written = await anyio.to_thread.run_sync(lambda: self.store.finish_line(
                 batch_id, self.holder, line.line, ok=outcome.ok, output=output, tokens=outcome.tokens))
-
-    async def _queue(self, row: Row, stopped: Callable[[], bool]) -> None:
-        """Lines whose model Workers AI queues go to the lane as upstream jobs; stored jobs are polled to the end."""
-        assert self.lane is not None
-        batch_id = row["id"]
-        by_model: dict[str, list[Line]] = {}
-        for line in await anyio.to_thread.run_sync(self.store.pending, batch_id):
-            model = str(json.loads(line.body).get("model", ""))
-            if queue_supported(model, row["endpoint"], None):
-                by_model.setdefault(model, []).append(line)
-        for model, lines in by_model.items():
-            for chunk in self.lane.plan_chunks(lines):
-                job_id, job = await self.lane.submit(self.ctx, row["endpoint"], model, chunk)
-                numbers = [ln.line for ln in chunk]
-                await anyio.to_thread.run_sync(
-                    lambda: self.store.add_job(batch_id, self.holder, job_id, job, numbers))  # noqa: B023
-        delay = 1.0
-        while jobs := await anyio.to_thread.run_sync(self.store.jobs, batch_id):
-            if stopped():
-                return
-            for job_id, job, numbers in jobs:
-                outcomes = await self.lane.poll(self.ctx, job)
-                if outcomes is None:
-                    continue
-                queued = {ln.custom_id: ln for ln in await anyio.to_thread.run_sync(self._lines, batch_id, numbers)}
-                for custom_id, outcome in outcomes:
-                    if custom_id in queued:
-                        await self._record(batch_id, queued[custom_id], outcome)
-                await anyio.to_thread.run_sync(lambda: self.store.drop_job(batch_id, self.holder, job_id))  # noqa: B023
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)  # polled with backoff: a queued job takes minutes
-
-    def _lines(self, batch_id: str, numbers: Sequence[int]) -> list[Line]:
-        wanted = set(numbers)
-        return [ln for ln in self.store.pending(batch_id) if ln.line in wanted] + [
-            Line(n, cid, "{}") for n, cid in self.store.unfinished(batch_id) if n in wanted]
+        return written
 
     def _finalize(self, row: Row) -> None:
         status = row["status"]

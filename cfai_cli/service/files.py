@@ -71,7 +71,27 @@ def check_batch_file(path: Path, max_lines: int) -> int:
     return requests
 
 
-def _upload(ctx: Context, source: IO[bytes], *, owner: str | None, purpose: str, filename: str) -> StoredFile:
+EXPIRES_AFTER = (3600, 2_592_000)  # OpenAI's bounds for `expires_after.seconds`: an hour to 30 days
+
+
+def expires_after(anchor: object, seconds: object) -> int | None:
+    """The seconds of OpenAI's `expires_after` ({anchor: created_at, seconds}), None when it is not sent; a 400
+    naming it when it is malformed."""
+    if anchor is None and seconds is None:
+        return None
+    if anchor != "created_at":
+        raise InvalidRequest("Invalid value for 'expires_after.anchor': expected 'created_at'.",
+                             param="expires_after", code="invalid_value")
+    low, high = EXPIRES_AFTER
+    if not isinstance(seconds, str | int) or not str(seconds).strip().isdigit() or not (
+            low <= int(str(seconds).strip()) <= high):
+        raise InvalidRequest(f"Invalid value for 'expires_after.seconds': expected an integer from {low} to {high}.",
+                             param="expires_after", code="invalid_value")
+    return int(str(seconds).strip())
+
+
+def _upload(ctx: Context, source: IO[bytes], *, owner: str | None, purpose: str, filename: str,
+            expires: int | None = None) -> StoredFile:
     store = file_store(ctx)
     file_id = ctx.ids("file")
     with store.writer(file_id) as (scratch, fd):
@@ -79,24 +99,28 @@ def _upload(ctx: Context, source: IO[bytes], *, owner: str | None, purpose: str,
         if not size:
             raise InvalidRequest("The uploaded file is empty.", param="file", code="invalid_value")
         lines = check_batch_file(scratch, ctx.settings.batch_max_lines) if purpose == "batch" else None
-        record = StoredFile(file_id, owner, purpose, filename[:255] or "upload", size, ctx.now(), None, lines)
+        now = ctx.now()
+        record = StoredFile(file_id, owner, purpose, filename[:255] or "upload", size, now,
+                            None if expires is None else now + expires, lines)
         return store.add(record, scratch)
 
 
-async def upload_file(ctx: Context, source: IO[bytes], *, owner: str | None, purpose: str, filename: str) -> Json:
-    """Store an upload (`purpose` batch or user_data) for `owner`; OpenAI's File object."""
+async def upload_file(ctx: Context, source: IO[bytes], *, owner: str | None, purpose: str, filename: str,
+                      expires: int | None = None) -> Json:
+    """Store an upload (`purpose` batch or user_data) for `owner`, deleted `expires` seconds after it is made
+    (store.retention; None: kept until deleted); OpenAI's File object."""
     if purpose not in FILE_PURPOSES:
         raise InvalidRequest(f"Invalid value for 'purpose': {purpose[:40]!r}; cfai stores files with purpose "
                              f"{' or '.join(repr(p) for p in FILE_PURPOSES)}.", param="purpose", code="invalid_value")
     found = await anyio.to_thread.run_sync(lambda: _upload(ctx, source, owner=owner, purpose=purpose,
-                                                           filename=filename))
+                                                           filename=filename, expires=expires))
     return describe(found)
 
 
 def get_file(ctx: Context, file_id: str, *, owner: str | None) -> StoredFile:
     found = file_store(ctx).get(file_id, owner=owner)
-    if found is None:
-        raise not_found(file_id)
+    if found is None or (found.expires_at is not None and found.expires_at <= ctx.now()):
+        raise not_found(file_id)  # an expired file is gone, even before the retention pass deletes it
     return found
 
 

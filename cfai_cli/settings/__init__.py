@@ -85,6 +85,14 @@ class Settings:
     batch_max_lines: int = _setting(50000)
     batch_concurrency: int = _setting(4)
     batch_max_concurrency: int = _setting(16)
+    # Workers AI's async queue under batches (docs/batch.md): on or off, the first wait between polls of a queued
+    # job (doubling, with jitter) and its ceiling, and how many failed polls in a row fail the job's lines.
+    batch_queue: bool = _setting(True)
+    batch_queue_poll: float = _setting(1.0)
+    batch_queue_poll_max: float = _setting(30.0)
+    batch_queue_poll_failures: int = _setting(10)
+    # Days finished batches (their lines and output files) and expired uploads are kept (0: for ever).
+    batch_retention_days: int = _setting(30)
     aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     # alias -> the model that serves it when a chat/Responses request carries images (core.catalog)
     vision_aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VISION_ALIASES))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cfai_cli.store.db import connect
+from cfai_cli.store.files import SCHEMA as FILES_SCHEMA
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -261,3 +262,29 @@ class BatchStore:
             if found is not None:
                 conn.executemany("UPDATE batch_lines SET state = 'pending' WHERE batch_id = ? AND line = ? AND "
                                  "state = 'queued'", [(batch_id, n) for n in json.loads(found[0])])
+
+
+# -- retention --------------------------------------------------------------------------------------------------
+
+FINAL = ("completed", "failed", "cancelled", "expired")
+
+
+def prune(path: Path, files_dir: Path, *, before: float | None, now: float) -> tuple[int, int]:
+    """(batches, files) deleted: finished batches created before `before` (None: none) with their lines, jobs and
+    output/error files, and uploads past their `expires_at`. Nothing in flight goes: a batch still active is
+    kept whatever its age, and so is the input file it reads (store.retention)."""
+    with connect(path, SCHEMA + FILES_SCHEMA, immediate=True) as conn:
+        old = conn.execute(f"SELECT id, output_file_id, error_file_id FROM batches WHERE status IN "
+                           f"({', '.join('?' * len(FINAL))}) AND created_at < ?",
+                           (*FINAL, -1 if before is None else before)).fetchall()
+        for batch_id, *_ in old:
+            for table, column in (("batch_lines", "batch_id"), ("batch_jobs", "batch_id"), ("batches", "id")):
+                conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (batch_id,))
+        gone = [f for _, *outputs in old for f in outputs if f]
+        gone += [r[0] for r in conn.execute(
+            f"SELECT id FROM files WHERE expires_at IS NOT NULL AND expires_at <= ? AND id NOT IN (SELECT "
+            f"input_file_id FROM batches WHERE status IN ({', '.join('?' * len(ACTIVE))}))", (now, *ACTIVE))]
+        conn.executemany("DELETE FROM files WHERE id = ?", [(f,) for f in gone])
+    for file_id in gone:
+        (files_dir / file_id).unlink(missing_ok=True)
+    return len(old), len(gone)

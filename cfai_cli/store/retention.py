@@ -5,7 +5,8 @@ prune never holds the database lock for long (the proxy's usage writer and the k
 `budget` bounds the rows one pass may delete (the server's hourly pass), None deletes everything due
 (`cfai usage --prune`). The row caps bound each table whatever the time limits say (0 = no time limit).
 The budget ledger keeps only what a budget reads: its days before this calendar month and its expired holds
-go on every pass (store.budgets.prune).
+go on every pass (store.budgets.prune). Finished batches older than `batch_days` go with their lines and
+output files, and uploads past their `expires_at` (OpenAI's `expires_after`); nothing in flight (store.batches.prune).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfai_cli.settings import Settings
+from cfai_cli.store import batches as batches_store
 from cfai_cli.store import budgets as budgets_store
 from cfai_cli.store import responses as responses_store
 from cfai_cli.store import usage as usage_store
@@ -34,10 +36,13 @@ class Retention:
     responses_days: float = 30
     usage_max_rows: int = USAGE_MAX_ROWS
     responses_max_rows: int = RESPONSES_MAX_ROWS
+    batch_days: float = 30  # finished batches; 0: kept (expired uploads go whatever it says)
+    files_dir: Path | None = None  # where /v1/files keeps the bytes; None: batches and files are not pruned
 
 
 def retention_of(settings: Settings) -> Retention:
-    return Retention(usage_days=settings.usage_retention_days, responses_days=settings.responses_retention_days)
+    return Retention(usage_days=settings.usage_retention_days, responses_days=settings.responses_retention_days,
+                     batch_days=settings.batch_retention_days, files_dir=settings.files_dir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,8 @@ class Pruned:
     responses: int = 0
     budget_days: int = 0  # key_spend rows (a key's neurons on one day) from before this month
     budget_holds: int = 0  # holds of requests whose worker never settled them, expired
+    batches: int = 0  # finished batches past batch_days, with their lines and output files
+    files: int = 0  # files deleted: those batches' output files and uploads past their expires_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,4 +109,10 @@ def prune(path: Path, retention: Retention, *, now: float, budget: int | None = 
     stored = _prune_table(path, _RESPONSES, before=responses_before, max_rows=retention.responses_max_rows,
                           budget=budget)
     ledger = budgets_store.prune(path, now=now)  # one key and day a row, one row a request in flight: few
-    return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days, budget_holds=ledger.holds)
+    batches = files = 0
+    if retention.files_dir is not None:
+        batches, files = batches_store.prune(
+            path, retention.files_dir, before=now - retention.batch_days * DAY if retention.batch_days > 0 else None,
+            now=now)
+    return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days, budget_holds=ledger.holds,
+                  batches=batches, files=files)

@@ -16,7 +16,16 @@ from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import read_form
 from cfai_cli.server.responses import JSONResponse
 from cfai_cli.server.routes.responses import owner
-from cfai_cli.service.files import delete_file, describe, get_file, list_files, max_file_bytes, read_chunks, upload_file
+from cfai_cli.service.files import (
+    delete_file,
+    describe,
+    expires_after,
+    get_file,
+    list_files,
+    max_file_bytes,
+    read_chunks,
+    upload_file,
+)
 
 _MULTIPART_OVERHEAD = 64 * 1024  # boundaries, part headers and the purpose field around the file
 
@@ -42,9 +51,10 @@ async def create(request: Request) -> Response:
         if not isinstance(upload, UploadFile):
             raise InvalidRequest("Missing required parameter: 'file' (a multipart file upload).", param="file",
                                  code="missing_required_parameter")
+        expires = expires_after(form.get("expires_after[anchor]"), form.get("expires_after[seconds]"))
         await upload.seek(0)
         found = await upload_file(ctx, upload.file, owner=owner(request), purpose=purpose.strip(),
-                                  filename=upload.filename or "upload.jsonl")
+                                  filename=upload.filename or "upload.jsonl", expires=expires)
     return JSONResponse(found, headers=API_HEADERS)
 
 

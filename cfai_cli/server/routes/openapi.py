@@ -69,8 +69,8 @@ _OPERATIONS: list[tuple[str, str, str, type[BaseModel] | None, str, str]] = [
      None, "", "A route object: model, route, targets"),
     ("/health", "get", "Health and each upstream's state (no key needed)", None, "", "Health"),
     # The Files and Batch API (docs/batch.md): files and batches are private to the key that made them.
-    ("/v1/files", "post", "Upload a file (multipart: file, purpose batch or user_data; a batch file is checked "
-     "line by line)", None, "multipart/form-data", "OpenAIFile"),
+    ("/v1/files", "post", "Upload a file (multipart: file, purpose batch or user_data, optional expires_after; a "
+     "batch file is checked line by line)", None, "multipart/form-data", "OpenAIFile"),
     ("/v1/files", "get", "List the key's files, newest first", None, "", "ListFilesResponse"),
     ("/v1/files/{file_id}", "get", "Retrieve a file's metadata", None, "", "OpenAIFile"),
     ("/v1/files/{file_id}", "delete", "Delete a file", None, "", "DeleteFileResponse"),
