@@ -5,6 +5,12 @@ Speaks the real wire format: `POST .../ai/run/{model}` answers the native envelo
 asks for `"stream": true`, a native SSE stream of 20 `{"response":"tok"}` events, a usage event and
 `data: [DONE]`. Every answer is prebuilt bytes, so the fake costs next to nothing per request.
 
+Two big-payload models for bench/payloads.py: a bge model (`…/baai/bge-…`) answers `{"text": [...]}` with
+one 768-float vector per input (`{"shape":[n,768],"data":[…],"pooling":"mean"}`, any n: the batch limit of
+100 is the proxy's business), and flux-1-schnell answers `{"result":{"image":"<base64>"}}` holding a
+~1 MB JPEG (incompressible bytes behind a real JPEG header). `--stream-gap-ms` holds back a stream's events
+after the first one, so that the time to first byte can be told apart from the time to the last.
+
     python bench/fake_upstream.py --port 8700          # serves until Ctrl-C
 """
 
@@ -12,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import random
+import struct
 
 STREAM_CHUNKS = 20
 USAGE = {"prompt_tokens": 12, "completion_tokens": STREAM_CHUNKS, "total_tokens": 12 + STREAM_CHUNKS}
@@ -34,12 +43,35 @@ SSE_BODY = b"".join(
        b"data: [DONE]\n\n"])
 JSON_ANSWER = _answer("200 OK", "application/json", JSON_BODY)
 SSE_ANSWER = _answer("200 OK", "text/event-stream", SSE_BODY)
+EMBEDDING_DIMS = 768
+_rng = random.Random(7)
+# One vector's JSON, as Workers AI writes floats (shortest repr, ~20 characters each); every input gets it.
+VECTOR = json.dumps([_rng.uniform(-0.1, 0.1) for _ in range(EMBEDDING_DIMS)], separators=(",", ":")).encode()
+# A JPEG header with its size (SOF0: 1024x1024) and ~1 MB of random bytes: what sniff_image reads, and
+# incompressible like a real photo's entropy-coded data.
+JPEG = (b"\xff\xd8\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+        + b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, 1024, 1024, 1) + b"\x01\x11\x00"
+        + _rng.randbytes(1_000_000).replace(b"\xff", b"\x00") + b"\xff\xd9")
+IMAGE_ANSWER = _answer("200 OK", "application/json", b'{"result":{"image":"' + base64.b64encode(JPEG)
+                       + b'"},"success":true,"errors":[],"messages":[]}')
+
+
+def embeddings_answer(body: bytes) -> bytes:
+    texts = json.loads(body).get("text", [])
+    count = 1 if isinstance(texts, str) else len(texts)
+    result = (b'{"result":{"shape":[%d,%d],"data":[' % (count, EMBEDDING_DIMS) + b",".join([VECTOR] * count)
+              + b'],"pooling":"mean"},"success":true,"errors":[],"messages":[]}')
+    return _answer("200 OK", "application/json", result)
+
+
 NOT_FOUND = _answer("404 Not Found", "application/json",
                     b'{"result":null,"success":false,"errors":[{"code":7000,"message":"No route for that URI"}],'
                     b'"messages":[]}')
 
 
 class _Http(asyncio.Protocol):
+    gap: float = 0.0  # seconds between a stream's first event and the rest (--stream-gap-ms)
+
     def __init__(self) -> None:
         self.buffer = b""
         self.transport: asyncio.WriteTransport | None = None
@@ -80,6 +112,14 @@ class _Http(asyncio.Protocol):
         request_line = head.split(b"\r\n", 1)[0]
         if b"/ai/run/" not in request_line:
             self.transport.write(NOT_FOUND)
+        elif b"/baai/bge-" in request_line:
+            self.transport.write(embeddings_answer(body))
+        elif b"/flux-1-schnell" in request_line:
+            self.transport.write(IMAGE_ANSWER)
+        elif (b'"stream": true' in body or b'"stream":true' in body) and self.gap:
+            first = SSE_ANSWER.index(b"\n\n", SSE_ANSWER.index(b"\r\n\r\n") + 4) + 2
+            self.transport.write(SSE_ANSWER[:first])
+            asyncio.get_running_loop().call_later(self.gap, self.transport.write, SSE_ANSWER[first:])
         elif b'"stream": true' in body or b'"stream":true' in body:
             self.transport.write(SSE_ANSWER)
         else:
@@ -97,7 +137,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8700)
+    parser.add_argument("--stream-gap-ms", type=float, default=0.0,
+                        help="hold a stream's events after the first for this long (default 0)")
     args = parser.parse_args()
+    _Http.gap = args.stream_gap_ms / 1000
     try:
         import uvloop  # optional: the fake should never be the bottleneck
 

@@ -2,8 +2,9 @@
 
 Starts `bench/fake_upstream.py` (zero-latency Workers AI) and a real `cfai serve` process pointed at it
 (CFAI_API_BASE, a key from `cfai keygen` in a temporary CFAI_HOME), then measures with wrk when it is
-installed (else bench/loadgen.py): p50/p99 at c=1 and c=32 and req/s, the same for a 20-chunk stream,
-RSS after load and after 20k more requests, and `cfai` start-up times (hyperfine when installed).
+installed (else bench/loadgen.py): p50/p99 at c=1 and c=32 and req/s, the same for a 20-chunk stream
+and its time to first event (bench/ttfb.py), RSS after load and after 20k more requests, and `cfai`
+start-up times (hyperfine when installed).
 
     python bench/run.py                  # ~2 minutes; --seconds 3 for a quicker, noisier run
     python bench/run.py --no-auth        # also measure the proxy without key authentication
@@ -20,6 +21,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import loadgen  # noqa: E402
+from ttfb import ttfb  # noqa: E402
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 MODEL = "@cf/meta/llama-3.1-8b-instruct-fast"
@@ -241,6 +244,11 @@ class Bench:
             headers = {} if no_auth else {"Authorization": f"Bearer {key}"}
             for name, (_, body, c) in scenarios.items():
                 results[f"{label} {name}"] = self.load(url, body, headers, c, pid=proc.pid)
+            if label == "cfai":  # time to the first event of a stream, one request at a time (bench/ttfb.py)
+                stream = json.dumps({**OPENAI_BODY, "stream": True}).encode()
+                native = json.dumps({**NATIVE_BODY, "stream": True}).encode()
+                results["ttfb direct"] = statistics.median(ttfb(direct, native, {}, requests=500)) * 1000
+                results["ttfb cfai"] = statistics.median(ttfb(url, stream, headers, requests=500)) * 1000
             if label == "cfai":
                 results["rss after load"] = rss_mb(proc.pid)
                 extra = self.load(url, OPENAI_BODY, headers, 32, seconds=120, stop_after=20000)
@@ -311,6 +319,11 @@ def table(results: dict[str, object], variants: list[str]) -> str:
         if any(v is not None for v in own):
             rows.append(f"| {name} | x-cfai-overhead-ms (mean) | | "
                         + " | ".join("" if v is None else f"{v:.2f}" for v in own) + " | | |")
+    if "ttfb cfai" in results:
+        d, t = results["ttfb direct"], results["ttfb cfai"]
+        assert isinstance(d, float) and isinstance(t, float)
+        rows.append(f"| stream c=1 | time to first event, p50 (ms) | {d:.2f} | {t:.2f} | " + " | " * (len(variants) - 1)
+                    + f"{t / d:.2f}× | {t - d:+.2f} ms |")
     rows.append(f"| memory | RSS after load | | {results['rss after load']:.1f} MB | " + " | " * (len(variants) - 1)
                 + " |")
     rows.append(f"| memory | RSS after {results['20k more requests']:,} more | | "

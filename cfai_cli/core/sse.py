@@ -58,6 +58,8 @@ class SSEDecoder:
             # The previous chunk ended in CR; a LF right here belongs to the same line end.
             self._pending_cr = False
             text = text.removeprefix("\n")
+        if "\r" not in text:
+            return self._feed_lf(text)
         # One pass with a moving position: re-slicing the buffer or searching it from the start for each
         # line would make one large chunk (a whole buffered answer) quadratic in its size.
         buffer = self._buffer + text
@@ -85,6 +87,34 @@ class SSEDecoder:
             events.extend(self._line(line))
         self._buffer = buffer[pos:]
         self._scanned = len(self._buffer)  # the rest holds no line end: the next chunk's search starts after it
+        return events
+
+    def _feed_lf(self, text: str) -> list[SSEEvent]:
+        """`_feed` for text without a CR (what every known upstream sends): one split into lines, and the
+        common lines (`data:` and the blank line that ends an event) handled inline. The general loop
+        above cost ~3 µs a line, 40% of what a 20-event stream's translation costs in all (bench/streams.py)."""
+        end = text.rfind("\n")
+        if end < 0:
+            self._buffer += text
+            self._scanned = len(self._buffer)
+            return []
+        # The held-back buffer holds no line end (and no CR: a CR would have ended a line), so the lines
+        # of buffer + text are its lines; what follows the last LF waits for the next chunk.
+        complete, self._buffer = self._buffer + text[:end], text[end + 1:]
+        self._scanned = len(self._buffer)
+        events: list[SSEEvent] = []
+        data = self._data
+        for line in complete.split("\n"):
+            if not line:
+                if data:
+                    events.append(SSEEvent("\n".join(data), self._event, self._id))
+                    data = self._data = []
+                self._event = None
+            elif line.startswith("data:"):
+                data.append(line[6:] if line.startswith(" ", 5) else line[5:])
+            else:
+                events.extend(self._line(line))
+                data = self._data  # `_line` never dispatches a non-empty line, but stay in step with it
         return events
 
     def _line(self, line: str) -> list[SSEEvent]:

@@ -6,6 +6,7 @@ or an all-black PNG) becomes a clear content-policy error, never a blank picture
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass
 
@@ -15,12 +16,14 @@ from cfai_cli.core.openai.images import ImageGenerationRequest, ImageOut, Images
 from cfai_cli.core.translate.images import (
     DEFAULT_EDIT_MODEL,
     DEFAULT_INPAINT_MODEL,
+    SNIFF_CHARS,
     ImageCall,
     ImageInfo,
     image_bytes,
     image_family,
     image_model_for,
     is_blank_png,
+    passable_base64,
     sniff_image,
     to_workers_image,
 )
@@ -36,8 +39,20 @@ _RESPONSE_SIZES = {"1024x1024", "1024x1536", "1536x1024"}
 
 @dataclass(frozen=True, slots=True)
 class GeneratedImage:
-    data: bytes
+    """One image: its bytes, or the base64 text Workers AI sent (handed on as it is, decoded only if asked)."""
+
+    raw: bytes | None
     info: ImageInfo
+    encoded: str | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        return base64.b64decode(self.encoded or "")
+
+    def b64(self) -> str:
+        return self.encoded if self.encoded is not None else base64.b64encode(self.data).decode("ascii")
 
 
 def image_store(ctx: Context) -> ImageStore:
@@ -57,14 +72,23 @@ async def _one(ctx: Context, call: ImageCall) -> GeneratedImage:
         if any(word in exc.message.lower() for word in _POLICY_WORDS):
             raise _policy_error(exc.message) from None
         raise
-    data = image_bytes(body=answer.body, result=answer.result)
-    info = sniff_image(data)
-    if info.format == "png" and is_blank_png(data):
-        raise _policy_error("it answered with a blank image.")
+    encoded = passable_base64(answer.result) if answer.body is None else None
+    image: GeneratedImage | None = None
+    if encoded is not None:
+        # The image's size is in its first bytes; a PNG is read whole anyway (the blank-image check).
+        info = sniff_image(base64.b64decode(encoded[:SNIFF_CHARS]))
+        if info.format != "png" and info.width is not None:
+            image = GeneratedImage(None, info, encoded)
+    if image is None:
+        data = image_bytes(body=answer.body, result=answer.result)
+        info = sniff_image(data)
+        if info.format == "png" and is_blank_png(data):
+            raise _policy_error("it answered with a blank image.")
+        image = GeneratedImage(data, info)
     # What the call used, for estimating its neurons where Workers AI reports none (service.cost).
     ctx.record.tiles += tiles_of(info.width or 1024, info.height or 1024)
     ctx.record.steps += _steps(call)
-    return GeneratedImage(data, info)
+    return image
 
 
 FALLBACK_STEPS = 4  # for a model whose default the reference does not give (lucid-origin, flux-2-dev)
@@ -112,8 +136,6 @@ async def create_images(ctx: Context, req: ImageGenerationRequest, *, image: byt
 def images_response(ctx: Context, req: ImageGenerationRequest, images: list[GeneratedImage], *,
                     base_url: str | None) -> ImagesResponse:
     """The OpenAI ImagesResponse: base64 by default, or URLs served by the proxy for `response_format: url`."""
-    import base64
-
     data: list[ImageOut] = []
     if req.response_format == "url":
         if base_url is None:
@@ -124,7 +146,7 @@ def images_response(ctx: Context, req: ImageGenerationRequest, images: list[Gene
             name = store.save(image.data, image.info.format, now=ctx.clock())
             data.append({"url": f"{base_url.rstrip('/')}/v1/images/files/{name}"})
     else:
-        data = [{"b64_json": base64.b64encode(image.data).decode("ascii")} for image in images]
+        data = [{"b64_json": image.b64()} for image in images]
     out: ImagesResponse = {"created": ctx.now(), "data": data}
     formats = {image.info.format for image in images}
     if len(formats) == 1:

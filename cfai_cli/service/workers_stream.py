@@ -59,16 +59,19 @@ class _Choice:
                             break
                         try:
                             event = _event_json(data)
-                            if self.upstream.neurons is None:  # no header: the events may carry the count
+                            # No header: the events may carry the count (in `usage`, which most events lack).
+                            if self.upstream.neurons is None and (type(event) is not dict or "usage" in event):
                                 self.neurons = _or(reported_neurons(None, event), self.neurons)
                             out += self.translator.feed(event)
                         except Exception:
                             if out:
                                 yield out  # what came before the bad event still reaches the client
                             raise
-                    yield out
                     if done:
-                        break
+                        # The closing deltas leave with the last read's: one write less for every answer.
+                        yield out + self.translator.finish(done=True)
+                        return
+                    yield out
             if not started:
                 raise UpstreamStreamError("Workers AI ended the stream before sending anything.")
             yield self.translator.finish(done=done)

@@ -208,3 +208,22 @@ def test_encode_decode_round_trip_property(text: str) -> None:
     as_lines = text.replace("\r\n", "\n").replace("\r", "\n")
     assert decode_whole(wire) == [(as_lines, None, None), (json.dumps({"after": text}, ensure_ascii=False,
                                                                        separators=(",", ":")), None, None)]
+
+
+_LINES = st.sampled_from(["data: a", "data:b", "data", "data:  c ", "event: e", "id: 7", "id", ": note", "", "",
+                          "retry: 5", "data: é€", "bogus"])
+_ENDS = st.sampled_from(["\n", "\n", "\r\n", "\r"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.tuples(_LINES, _ENDS), max_size=30), data=st.data())
+def test_line_ends_and_splits_do_not_change_the_events(lines: list[tuple[str, str]], data: st.DataObject) -> None:
+    # Pieces without a CR take the decoder's LF fast path, pieces with one the general loop: whatever mix a
+    # stream's reads make, the events are the ones its LF-only twin (fed whole) gives.
+    # A CR line end followed by an empty line's LF would read as one CRLF: make that empty line end in CRLF.
+    fixed = [(line, "\r\n" if end == "\n" and not line and i and lines[i - 1][1] == "\r" else end)
+             for i, (line, end) in enumerate(lines)]
+    raw = "".join(line + end for line, end in fixed).encode()
+    lf_only = "".join(line + "\n" for line, _ in lines).encode()
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=12))
+    assert decode_chunks(list(splits(raw, cuts))) == decode_whole(lf_only)

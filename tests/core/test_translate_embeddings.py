@@ -99,12 +99,15 @@ def test_batches_keep_order_and_respect_each_models_cap() -> None:
     {"shape": [2, 3], "response": [[1, 0, 0], [0, 1.5, 0]]},
 ])
 def test_vectors_from_every_result_shape(result: dict[str, object]) -> None:
-    assert parse_vectors(result, 2) == [[1.0, 0.0, 0.0], [0.0, 1.5, 0.0]]
+    vectors = parse_vectors(result, 2)
+    assert vectors == [[1.0, 0.0, 0.0], [0.0, 1.5, 0.0]]
+    assert {type(x) for vector in vectors for x in vector} == {float}  # JSON integers become floats too
 
 
 @pytest.mark.parametrize("result", [
     {"data": [[1.0]]}, {"shape": [2, 1]}, {"data": [[1.0], ["x"]]}, {"data": [[1.0], []]}, [[1.0], [2.0]],
-    {"data": [[True], [1.0]]},
+    {"data": [[True], [1.0]]}, {"data": [[1.0, 2.0], [0.5, False]]}, {"data": [[1.0, None], [1.0, 2.0]]},
+    {"data": [[1.0], {"0": 1.0}]}, {"data": [[1.0], [[1.0]]]},
 ])
 def test_malformed_vectors_are_upstream_errors(result: object) -> None:
     with pytest.raises(UpstreamError):

@@ -18,6 +18,7 @@ from cfai_cli.core.translate.images import (
     image_family,
     is_blank_png,
     parse_size,
+    passable_base64,
     sniff_image,
     to_workers_image,
 )
@@ -130,3 +131,15 @@ def test_image_bytes_from_every_answer_shape() -> None:
             image_bytes(body=None, result=bad)
     with pytest.raises(UpstreamError):
         image_bytes(body=b"", result=None)
+
+
+def test_only_canonical_base64_is_handed_on_as_it_is() -> None:
+    encoded = base64.b64encode(_JPEG_64 + b"\x00\x01").decode()
+    assert passable_base64({"image": encoded}) == encoded
+    assert passable_base64({"image": "data:image/jpeg;base64," + encoded}) == encoded
+    # Anything a client's decoder might read differently is left to image_bytes (decoded, checked, re-encoded).
+    for odd in (encoded[:-1], encoded[:40] + "\n" + encoded[40:], encoded.replace("+", "-").replace("/", "_"),
+                "QUJD=", "ab=c", "", "data:image/png;base64,", "data:nocomma"):
+        assert passable_base64({"image": odd}) is None, odd
+    for shape in ({}, {"image": None}, {"image": 3}, None, [encoded]):
+        assert passable_base64(shape) is None

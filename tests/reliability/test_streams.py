@@ -8,13 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import load_settings
@@ -48,7 +51,8 @@ def chunked(body: bytes, sizes: list[int]) -> list[bytes]:
 
 
 class Proxy:
-    """The proxy over a fake upstream that replays `chunks`; one settings directory for every example."""
+    """The proxy over a fake upstream that replays `chunks`: one app, started once on one event loop of its
+    own and shared by every example of the module (starting an app per example was most of their time)."""
 
     def __init__(self) -> None:
         home = tempfile.mkdtemp(prefix="cfai-streams-")
@@ -57,6 +61,19 @@ class Proxy:
         self.fake = FakeWorkers()
         self.chunks: list[bytes] = []
         self.fake.models[LLAMA] = self.handle
+        self.loop = asyncio.new_event_loop()
+        self.stack = AsyncExitStack()
+        app = create_app(self.settings, no_auth=True, transport=self.fake.transport())
+        self.client = self.loop.run_until_complete(self._open(app))
+
+    async def _open(self, app: Starlette) -> httpx.AsyncClient:
+        await self.stack.enter_async_context(app.router.lifespan_context(app))
+        return await self.stack.enter_async_context(httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1"))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.stack.aclose())
+        self.loop.close()
 
     def handle(self, request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
         chunks = list(self.chunks)
@@ -68,16 +85,16 @@ class Proxy:
 
         return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=stream())
 
-    async def run(self, jobs: list[tuple[str, dict[str, Any], list[bytes]]]) -> list[bytes]:
-        app = create_app(self.settings, no_auth=True, transport=self.fake.transport())
+    def run(self, jobs: list[tuple[str, dict[str, Any], list[bytes]]]) -> list[bytes]:
+        return self.loop.run_until_complete(self._run(jobs))
+
+    async def _run(self, jobs: list[tuple[str, dict[str, Any], list[bytes]]]) -> list[bytes]:
         out = []
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
-            for path, body, chunks in jobs:
-                self.chunks = chunks
-                response = await client.post(path, json=body)
-                assert response.status_code == 200, response.text
-                out.append(response.content)
+        for path, body, chunks in jobs:
+            self.chunks = chunks
+            response = await self.client.post(path, json=body)
+            assert response.status_code == 200, response.text
+            out.append(response.content)
         return out
 
 
@@ -89,6 +106,15 @@ def proxy() -> Proxy:
     if PROXY is None:
         PROXY = Proxy()
     return PROXY
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_the_shared_proxy() -> Iterator[None]:
+    yield
+    global PROXY
+    if PROXY is not None:
+        PROXY.close()
+        PROXY = None
 
 
 def data_lines(raw: bytes) -> list[str]:
@@ -129,11 +155,11 @@ def test_any_text_any_split_reaches_the_client_unchanged(texts: list[str], sizes
         return
     chunks = chunked(upstream_bytes(texts, eol), sizes)
     messages = [{"role": "user", "content": "hi"}]
-    chat, completion, response = asyncio.run(proxy().run([
+    chat, completion, response = proxy().run([
         ("/v1/chat/completions", {"model": LLAMA, "messages": messages, "stream": True}, chunks),
         ("/v1/completions", {"model": LLAMA, "prompt": "hi", "stream": True}, chunks),
         ("/v1/responses", {"model": LLAMA, "input": "hi", "stream": True, "store": False}, chunks),
-    ]))
+    ])
     assert chat_text(chat) == expected
     assert completion_text(completion) == expected
     assert responses_text(response) == expected
@@ -146,16 +172,16 @@ def test_every_byte_split_of_a_tricky_stream() -> None:
     jobs = [("/v1/chat/completions", {"model": LLAMA, "stream": True,
                                       "messages": [{"role": "user", "content": "hi"}]}, [body[:i], body[i:]])
             for i in range(1, len(body))]
-    for raw in asyncio.run(proxy().run(jobs)):
+    for raw in proxy().run(jobs):
         assert chat_text(raw) == "".join(texts)
 
 
 def test_the_stream_answer_is_framed_so_no_text_can_end_it_early(tmp_path: Path) -> None:
     """`data: [DONE]` inside the text is inside a JSON string on one `data:` line: never a frame of its own."""
     texts = ["a\n\ndata: [DONE]\n\nb"]
-    (raw,) = asyncio.run(proxy().run([("/v1/chat/completions", {
+    (raw,) = proxy().run([("/v1/chat/completions", {
         "model": LLAMA, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
-        [upstream_bytes(texts, "\n")])]))
+        [upstream_bytes(texts, "\n")])])
     frames = raw.split(b"\n\n")
     assert [f for f in frames if f.strip() == b"data: [DONE]"] == [frames[-2]]
     assert chat_text(raw) == texts[0]

@@ -16,6 +16,7 @@ import pytest
 from cfai_cli.core.translate.images import sniff_image
 from cfai_cli.emulator.images import _JPEG_64, png
 from cfai_cli.server.app import create_app
+from cfai_cli.service import images as service_images
 from cfai_cli.settings import Settings
 from cfai_cli.store.images import ImageStore
 from tests.fake_workers import FakeWorkers, envelope, error_envelope
@@ -88,6 +89,28 @@ async def test_every_upstream_shape_becomes_the_same_response(proxy, fake: FakeW
             assert body["output_format"] == fmt, model
             assert base64.b64decode(body["data"][0]["b64_json"])[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0")
     assert b'name="prompt"' in seen_forms[0]
+
+
+async def test_a_base64_jpeg_is_handed_on_as_it_came(proxy, fake: FakeWorkers,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Big enough that its size could only be read from the first bytes: the JPEG header, then ~300 KB.
+    picture = _JPEG_64[:-2] + bytes(range(256)) * 1200 + b"\xff\xd9"
+    encoded = base64.b64encode(picture).decode()
+    fake.models[FLUX] = lambda r, b: httpx.Response(200, json=envelope({"image": "data:image/jpeg;base64,"
+                                                                                  + encoded}))
+    decoded: list[int] = []
+    real = service_images.image_bytes
+    monkeypatch.setattr(service_images, "image_bytes", lambda **kw: decoded.append(1) or real(**kw))
+    async with proxy() as client:
+        body = (await client.post("/v1/images/generations", json={"model": FLUX, "prompt": "p", "n": 2})).json()
+        assert decoded == []  # the text itself went out, never decoded and encoded again
+        stored = (await client.post("/v1/images/generations", json={"model": FLUX, "prompt": "p",
+                                                                    "response_format": "url"})).json()
+        fetched = await client.get(stored["data"][0]["url"])
+    validate(body, "ImagesResponse")
+    assert [d["b64_json"] for d in body["data"]] == [encoded, encoded]
+    assert body["output_format"] == "jpeg" and body.get("size") is None  # 64x64 is not an OpenAI size
+    assert fetched.content == picture  # decoded where the bytes themselves are needed
 
 
 async def test_n_images_use_distinct_seeds(proxy, fake: FakeWorkers) -> None:
