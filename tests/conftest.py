@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Real PostgreSQL, Redis and S3-compatible servers for any test that asks (tests/infra/fixtures.py).
+pytest_plugins = ["tests.infra.fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def cfai_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
