@@ -108,12 +108,12 @@ def _as_key(settings: Settings, name: str | None) -> tuple[str | None, frozenset
                    "  cfai batch submit embed.jsonl --endpoint /v1/embeddings --key ci --metadata job=archive")
 def submit(
     invocation: typer.Context,
-    file: Annotated[Path, typer.Argument(help="The requests, one JSON object per line: custom_id, method POST, "
-                                         "url, body (docs/batch.md).", exists=True, dir_okay=False,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The requests, one JSON object per line: custom_id, "
+                                         "method POST, url, body (docs/batch.md).", exists=True, dir_okay=False,
                                          readable=True, show_default=False)],
     endpoint: Annotated[str | None, typer.Option(
-        "--endpoint", "-e", show_default=False, autocompletion=complete_choices(*ENDPOINTS),
-        help="The batch's endpoint; inferred when every line has the same url.")] = None,
+        "--endpoint", "-e", metavar="URL", show_default=False, autocompletion=complete_choices(*ENDPOINTS),
+        help=f"The batch's endpoint: {', '.join(ENDPOINTS)}; inferred when every line has the same url.")] = None,
     metadata: Annotated[list[str] | None, typer.Option(
         "--metadata", metavar="KEY=VALUE", show_default=False,
         help="A metadata pair to keep on the batch (repeat it; at most 16).")] = None,
@@ -132,6 +132,8 @@ def submit(
 
     Without --wait the batch waits for `cfai serve` on this data directory or `cfai batch wait ID`. With
     --wait it runs here; Ctrl-C stops waiting and keeps what finished (resume with `cfai batch wait ID`).
+    Exit status 4 when the file is refused or the batch does not complete (failed, cancelled, expired), 130
+    on Ctrl-C.
     """
     from cfai_cli.cli.batch_run import deliver, prepare_and_run
     from cfai_cli.cli.outfile import check_output
