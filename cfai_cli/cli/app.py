@@ -13,6 +13,7 @@ from typer._click.exceptions import UsageError  # Typer vendors click; BadParame
 from typer.core import TyperGroup
 
 from cfai_cli import __version__
+from cfai_cli.cli import batch as batch_command
 from cfai_cli.cli import cache as cache_command
 from cfai_cli.cli import chat, config, keys, models, serve
 from cfai_cli.cli import doctor as doctor_command
@@ -144,7 +145,7 @@ def root(
 
 COMMANDS = (chat, models, embed_command, rerank_command, image_command, transcribe_command, speak_command,
             tokens_command, config, keys, serve, usage_command, cache_command, moderate_command, doctor_command,
-            logs_command)
+            logs_command, batch_command)
 for module in COMMANDS:
     module.register(app)
 

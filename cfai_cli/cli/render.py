@@ -226,6 +226,44 @@ class Terminal:
             task = bar.add_task(message, total=total)
             yield lambda n: bar.advance(task, n)
 
+    @contextlib.contextmanager
+    def batch_progress(self, name: str, *, every: float = 5.0,
+                       clock: Callable[[], float] | None = None) -> Iterator[Callable[[str, int, int, int], None]]:
+        """A batch's progress on stderr; yields `update(status, completed, failed, total)`. On a terminal a bar
+        with the counts and the time left; piped, a plain line when the counts or status change (at most one
+        per `every` seconds, the last always); nothing with -q."""
+        if self.quiet:
+            yield lambda status, completed, failed, total: None
+            return
+        if not self.err_tty:
+            import time
+
+            now = clock or time.monotonic
+            last: list[Any] = [None, -every]
+
+            def plain(status: str, completed: int, failed: int, total: int) -> None:
+                shown = (status, completed, failed, total)
+                final = status in ("completed", "failed", "expired", "cancelled")
+                if shown != last[0] and (final or now() - last[1] >= every):
+                    last[:] = [shown, now()]
+                    self.stderr.write(f"{name}: {status}, {completed + failed}/{total} done, {failed} failed\n")
+                    self.stderr.flush()
+
+            yield plain
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[failed]} failed"), TimeRemainingColumn(),
+                      console=self.err, transient=True) as bar:
+            task = bar.add_task(name, total=None, failed=0)
+
+            def draw(status: str, completed: int, failed: int, total: int) -> None:
+                bar.update(task, description=f"{name} {status}", completed=completed + failed,
+                           total=total or None, failed=failed)
+
+            yield draw
+
     def spinner(self, message: str) -> Status | None:
         if not self.err_tty or self.quiet:
             return None

@@ -167,6 +167,32 @@ class BatchStore:
             conn.execute("UPDATE batches SET lease_owner = NULL, lease_until = NULL WHERE id = ? AND lease_owner = ?",
                          (batch_id, holder))
 
+    def claim_one(self, batch_id: str, holder: str, *, now: float, ttl: float) -> bool:
+        """Take the lease of one active batch if nobody holds it (the CLI running the batch it waits for)."""
+        with self._db() as conn:
+            return conn.execute(
+                f"UPDATE batches SET lease_owner = ?, lease_until = ? WHERE id = ? AND status IN "
+                f"({', '.join('?' * len(ACTIVE))}) AND (lease_until IS NULL OR lease_until < ?)",
+                (holder, now + ttl, batch_id, *ACTIVE, now)).rowcount > 0
+
+    # -- the local admin's view (the CLI sees every batch of the data directory, whoever owns it) ------------
+
+    def find(self, batch_id: str) -> Row | None:
+        with self._db() as conn:
+            found = conn.execute(f"{_SELECT} WHERE id = ?", (batch_id,)).fetchone()
+        return None if found is None else _row(found)
+
+    def page_all(self, *, limit: int, after: str | None) -> tuple[list[Row], bool]:
+        """Every batch newest first, after the batch `after`, and whether more follow."""
+        where, args = "1", []
+        with self._db() as conn:
+            if after is not None:
+                found = conn.execute("SELECT rowid FROM batches WHERE id = ?", (after,)).fetchone()
+                if found is not None:
+                    where, args = "rowid < ?", [found[0]]
+            rows = conn.execute(f"{_SELECT} WHERE {where} ORDER BY rowid DESC LIMIT ?", (*args, limit + 1)).fetchall()
+        return [_row(r) for r in rows[:limit]], len(rows) > limit
+
     @staticmethod
     def _hold(conn: sqlite3.Connection, batch_id: str, holder: str) -> None:
         found = conn.execute("SELECT lease_owner FROM batches WHERE id = ?", (batch_id,)).fetchone()

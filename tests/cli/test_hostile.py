@@ -90,7 +90,8 @@ def _ids() -> list[str]:
 def test_the_walk_finds_every_command() -> None:
     names = set(_ids())
     for expected in ("chat", "image", "transcribe", "speak", "embed", "rerank", "moderate", "tokens", "models",
-                     "serve", "usage", "config show", "config set", "keys list", "keys revoke", "cache clear"):
+                     "serve", "usage", "config show", "config set", "keys list", "keys revoke", "cache clear",
+                     "batch submit", "batch list", "batch show", "batch cancel", "batch download", "batch wait"):
         assert expected in names, expected
 
 

@@ -85,3 +85,30 @@ def test_reasoning_ending_its_own_line_gets_no_blank_line() -> None:
     printer.text("answer")
     printer.close()
     assert err.getvalue() == "step one\n" and out.getvalue() == "answer\n"
+
+
+def test_batch_progress_piped_is_plain_lines_throttled_but_the_last_always() -> None:
+    err, clock = io.StringIO(), [0.0]
+    term = Terminal(stdout=io.StringIO(), stderr=err, stdin=io.StringIO(), environ={})
+    with term.batch_progress("b1", every=5.0, clock=lambda: clock[0]) as update:
+        update("validating", 0, 0, 0)
+        update("in_progress", 1, 0, 4)  # within 5 s of the last line: not shown
+        clock[0] = 6.0
+        update("in_progress", 2, 1, 4)
+        update("in_progress", 2, 1, 4)  # unchanged
+        update("completed", 3, 1, 4)  # final: shown at once
+    assert err.getvalue().splitlines() == ["b1: validating, 0/0 done, 0 failed", "b1: in_progress, 3/4 done, 1 failed",
+                                           "b1: completed, 4/4 done, 1 failed"]
+    quiet = io.StringIO()
+    with Terminal(stdout=io.StringIO(), stderr=quiet, environ={"CFAI_QUIET": "1"}).batch_progress("b") as update:
+        update("completed", 1, 0, 1)
+    assert quiet.getvalue() == ""
+
+
+def test_batch_progress_on_a_terminal_is_a_bar_with_counts() -> None:
+    err = TTY()
+    term = Terminal(stdout=TTY(), stderr=err, stdin=io.StringIO(), environ={})
+    with term.batch_progress("b2") as update:
+        update("in_progress", 5, 2, 10)
+    drawn = err.getvalue()  # the last frame is drawn as the bar closes (then wiped: transient)
+    assert "b2 in_progress" in drawn and "7/10" in drawn and "2 failed" in drawn
