@@ -54,6 +54,7 @@ class BatchExecutor:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.ctx = ctx
         self.store = BatchStore(ctx.settings.database)
+        self.keys_required = keys_required  # then keyless batches (the CLI's) are not this executor's to run
         self.runner = LineRunner(ctx, sink=sink, keys_required=keys_required, sleep=sleep)
         self.holder = holder or holder_id()
         self.lease_ttl = lease_ttl
@@ -103,7 +104,8 @@ class BatchExecutor:
         if free <= 0:
             return []
         ids = await anyio.to_thread.run_sync(
-            lambda: self.store.claim(self.holder, now=time.time(), ttl=self.lease_ttl, limit=free))
+            lambda: self.store.claim(self.holder, now=time.time(), ttl=self.lease_ttl, limit=free,
+                                     owned_only=self.keys_required))
         for batch_id in ids:
             self.running[batch_id] = asyncio.get_running_loop().create_task(self._run(batch_id))
         return ids

@@ -143,10 +143,12 @@ class BatchStore:
 
     # -- leases ---------------------------------------------------------------------------------------------
 
-    def claim(self, holder: str, *, now: float, ttl: float, limit: int) -> list[str]:
-        """Take the lease of up to `limit` active batches nobody holds (or whose holder stopped renewing it)."""
+    def claim(self, holder: str, *, now: float, ttl: float, limit: int, owned_only: bool = False) -> list[str]:
+        """Take the lease of up to `limit` active batches nobody holds (or whose holder stopped renewing it);
+        `owned_only`: only batches a key owns (a server that requires keys leaves the CLI's keyless batches to it)."""
         free = (f"SELECT id FROM batches WHERE status IN ({', '.join('?' * len(ACTIVE))}) AND "
-                "(lease_until IS NULL OR lease_until < ?) ORDER BY rowid LIMIT ?")
+                f"(lease_until IS NULL OR lease_until < ?){' AND owner IS NOT NULL' if owned_only else ''} "
+                "ORDER BY rowid LIMIT ?")
         with connect(self.path, SCHEMA) as conn:  # a read first: idle executors poll without taking the write lock
             if conn.execute(free, (*ACTIVE, now, 1)).fetchone() is None:
                 return []

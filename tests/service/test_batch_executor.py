@@ -142,3 +142,24 @@ async def test_a_batch_past_its_window_expires(ctx: Context) -> None:
     assert [line["custom_id"] for line in errors] == ["l0", "l1", "l2"]
     assert all(line["response"] is None and line["error"]["code"] == "batch_expired" for line in errors)
     assert executor.runner.calls == 0
+
+
+async def test_an_executor_that_requires_keys_leaves_keyless_batches_to_the_cli(ctx: Context,
+                                                                              settings: Settings) -> None:
+    _, record = KeyStore(settings.database).create("owner", KeyPolicy())
+    keyless = await new_batch(ctx, 2, prefix="cli")
+    owned = await new_batch(ctx, 2, owner=record.id, prefix="api")
+    keyed = BatchExecutor(ctx, sink=lambda row: None, keys_required=True, poll_interval=0.01)
+    try:
+        assert await keyed.claim_once() == [owned]  # the CLI's batch is not its to run (it would fail every line)
+        done = await finished(ctx, owned, owner=record.id)
+    finally:
+        await keyed.stop()
+    assert done["request_counts"]["completed"] == 2
+    assert get_batch(ctx, keyless, owner=None)["status"] == "validating"
+    anyone = BatchExecutor(ctx, sink=lambda row: None, keys_required=False, poll_interval=0.01)
+    try:
+        assert await anyone.claim_once() == [keyless]
+        assert (await finished(ctx, keyless))["request_counts"]["completed"] == 2
+    finally:
+        await anyone.stop()
