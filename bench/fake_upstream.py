@@ -3,7 +3,10 @@
 Speaks the real wire format: `POST .../ai/run/{model}` answers the native envelope
 `{"result":{"response":…,"usage":…},"success":true,"errors":[],"messages":[]}`, or, when the JSON body
 asks for `"stream": true`, a native SSE stream of 20 `{"response":"tok"}` events, a usage event and
-`data: [DONE]`. Every answer is prebuilt bytes, so the fake costs next to nothing per request.
+`data: [DONE]`. `POST .../chat/completions` is an OpenAI-compatible endpoint with the same answer (a
+`chat.completion`, or 20 `chat.completion.chunk` events and `data: [DONE]` for `"stream": true`), so OpenAI
+clients such as the `llm` CLI can be timed against the same fake (bench/startup.py). Every answer is prebuilt
+bytes, so the fake costs next to nothing per request.
 
     python bench/fake_upstream.py --port 8700          # serves until Ctrl-C
 """
@@ -34,6 +37,26 @@ SSE_BODY = b"".join(
        b"data: [DONE]\n\n"])
 JSON_ANSWER = _answer("200 OK", "application/json", JSON_BODY)
 SSE_ANSWER = _answer("200 OK", "text/event-stream", SSE_BODY)
+OPENAI_JSON = _answer("200 OK", "application/json", json.dumps({
+    "id": "chatcmpl-fake", "object": "chat.completion", "created": 1764633600, "model": "fake",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                 "finish_reason": "stop", "logprobs": None}],
+    "usage": USAGE,
+}, separators=(",", ":")).encode())
+
+
+def _openai_chunk(delta: dict[str, str], finish: str | None, usage: dict[str, int] | None = None) -> bytes:
+    chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1764633600, "model": "fake",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage is not None:
+        chunk["usage"] = usage
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+OPENAI_SSE = _answer("200 OK", "text/event-stream", b"".join(
+    [_openai_chunk({"role": "assistant", "content": ""}, None)]
+    + [_openai_chunk({"content": f"tok{i} "}, None) for i in range(STREAM_CHUNKS)]
+    + [_openai_chunk({}, "stop", USAGE), b"data: [DONE]\n\n"]))
 NOT_FOUND = _answer("404 Not Found", "application/json",
                     b'{"result":null,"success":false,"errors":[{"code":7000,"message":"No route for that URI"}],'
                     b'"messages":[]}')
@@ -78,12 +101,13 @@ class _Http(asyncio.Protocol):
     def _respond(self, head: bytes, body: bytes) -> None:
         assert self.transport is not None
         request_line = head.split(b"\r\n", 1)[0]
-        if b"/ai/run/" not in request_line:
-            self.transport.write(NOT_FOUND)
-        elif b'"stream": true' in body or b'"stream":true' in body:
-            self.transport.write(SSE_ANSWER)
+        stream = b'"stream": true' in body or b'"stream":true' in body
+        if b"/ai/run/" in request_line:
+            self.transport.write(SSE_ANSWER if stream else JSON_ANSWER)
+        elif b"/chat/completions" in request_line:
+            self.transport.write(OPENAI_SSE if stream else OPENAI_JSON)
         else:
-            self.transport.write(JSON_ANSWER)
+            self.transport.write(NOT_FOUND)
 
 
 async def serve(host: str, port: int) -> None:

@@ -1,11 +1,17 @@
 """The `cfai` command: the Typer app, its one error boundary, and `main()` (the console script).
 
-Imports typer, errors and the command modules, which import their heavy dependencies (httpx, pydantic,
-starlette, uvicorn, rich) only inside the command functions: `cfai --help` must start fast.
+Imports typer and errors; the command modules import their heavy dependencies (httpx, pydantic, starlette,
+uvicorn, rich) only inside the command functions: `cfai --help` must start fast. `main()` builds the app with
+the one command it runs (`build(only=...)`): Typer makes a click command of every registered function
+(signatures, type hints, parameters) and each module imports its own helpers, work a one-shot command never
+uses. `app` (tests, completions) has them all.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -13,19 +19,15 @@ from typer._click.exceptions import UsageError  # Typer vendors click; BadParame
 from typer.core import TyperGroup
 
 from cfai_cli import __version__
-from cfai_cli.cli import cache as cache_command
-from cfai_cli.cli import chat, config, keys, models, serve
-from cfai_cli.cli import doctor as doctor_command
-from cfai_cli.cli import embed as embed_command
-from cfai_cli.cli import image as image_command
-from cfai_cli.cli import logs as logs_command
-from cfai_cli.cli import moderate as moderate_command
-from cfai_cli.cli import rerank as rerank_command
-from cfai_cli.cli import speak as speak_command
-from cfai_cli.cli import tokens as tokens_command
-from cfai_cli.cli import transcribe as transcribe_command
-from cfai_cli.cli import usage as usage_command
 from cfai_cli.errors import EXIT_CODE_HELP, CfaiError, ExitCode
+
+# Each command (or sub-app) name -> the cli module whose register() adds it, in `cfai --help`'s order.
+COMMANDS: dict[str, str] = {
+    "chat": "chat", "models": "models", "embed": "embed", "rerank": "rerank", "image": "image",
+    "transcribe": "transcribe", "speak": "speak", "tokens": "tokens", "config": "config", "keygen": "keys",
+    "keys": "keys", "serve": "serve", "usage": "usage", "cache": "cache", "moderate": "moderate",
+    "doctor": "doctor", "logs": "logs",
+}
 
 
 class _Boundary(TyperGroup):
@@ -80,21 +82,22 @@ def _usage_fail(err: UsageError) -> NoReturn:
     raise typer.Exit(int(ExitCode.USAGE))
 
 
-app = typer.Typer(
-    name="cfai",
-    cls=_Boundary,
-    help="Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy in "
-         "front of it.\n\n"
-         "Credentials come from CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN or `cfai config set`; "
-         "try it without an account with --offline.",
-    epilog=EXIT_CODE_HELP,
-    no_args_is_help=True,
-    add_completion=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="cfai",
+        cls=_Boundary,
+        help="Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy in "
+             "front of it.\n\n"
+             "Credentials come from CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN or `cfai config set`; "
+             "try it without an account with --offline.",
+        epilog=EXIT_CODE_HELP,
+        no_args_is_help=True,
+        add_completion=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        pretty_exceptions_show_locals=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
 def _version(value: bool) -> None:
@@ -105,7 +108,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
@@ -139,13 +141,33 @@ def root(
         logger.setLevel(logging.NOTSET)
 
 
-COMMANDS = (chat, models, embed_command, rerank_command, image_command, transcribe_command, speak_command,
-            tokens_command, config, keys, serve, usage_command, cache_command, moderate_command, doctor_command,
-            logs_command)
-for module in COMMANDS:
-    module.register(app)
+def build(only: str | None = None) -> typer.Typer:
+    """The `cfai` app with every command, or with `only` that one (its module's commands)."""
+    app = _new_app()
+    app.callback()(root)
+    modules = dict.fromkeys(COMMANDS.values()) if only is None else [COMMANDS[only]]
+    for name in modules:
+        importlib.import_module(f"cfai_cli.cli.{name}").register(app)
+    return app
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command `argv` runs (the root's options are all flags, so it is the first word that is not one),
+    or None when the whole app is needed: `cfai --help`, an unknown command (click lists the known ones),
+    shell completion."""
+    if "_CFAI_COMPLETE" in os.environ:
+        return None
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # built on first use and kept: `from cfai_cli.cli.app import app`
+        globals()["app"] = app = build()
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console-script entry point (`cfai`)."""
-    app(prog_name="cfai")
+    build(command_named(sys.argv[1:]))(prog_name="cfai")

@@ -56,7 +56,7 @@ def test_start_up_does_not_import_the_heavy_modules(argv: list[str], banned: tup
         f"sys.argv = ['cfai', *{argv!r}]\n"
         "from cfai_cli.cli.app import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        f"loaded = sorted(m for m in sys.modules if m.startswith({banned!r}))\n"
+        f"loaded = sorted(m for m, v in sys.modules.items() if v and m.startswith({banned!r}))\n"
         "sys.stderr.write('LOADED:' + ','.join(loaded))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
