@@ -142,10 +142,10 @@ def root(
 
 
 def build(only: str | None = None) -> typer.Typer:
-    """The `cfai` app with every command, or with `only` that one (its module's commands)."""
+    """The `cfai` app with every command, or with `only` that one (its module's commands; "": none)."""
     app = _new_app()
     app.callback()(root)
-    modules = dict.fromkeys(COMMANDS.values()) if only is None else [COMMANDS[only]]
+    modules = dict.fromkeys(COMMANDS.values()) if only is None else [COMMANDS[only]] if only else []
     for name in modules:
         importlib.import_module(f"cfai_cli.cli.{name}").register(app)
     return app
@@ -161,6 +161,32 @@ def command_named(argv: list[str]) -> str | None:
     return word if word in COMMANDS else None
 
 
+def asks_root_help(argv: list[str]) -> bool:
+    """`cfai`, `cfai --help` (with root flags, no command): the help that lists every command."""
+    return not argv or (all(arg.startswith("-") for arg in argv) and bool({"-h", "--help"} & set(argv)))
+
+
+def help_listing() -> Any:
+    """The root group for `cfai --help`: the real root (options, help, epilog) with a stand-in per command
+    that carries only what the listing shows (name, help). Typer builds a command by introspecting its
+    function three times over (signature, type hints, completion), ~40 ms for all of them, to print one
+    line each; tests/cli/test_app.py checks the listing is the full app's, word for word."""
+    from typer.core import TyperCommand as Command
+    from typer.main import get_command, solve_typer_info_defaults
+
+    full = build()
+    group = get_command(build(only=""))
+    for info in full.registered_commands:
+        assert info.name is not None  # every register() names its command
+        group.add_command(Command(info.name, help=info.help, short_help=info.short_help, hidden=info.hidden,
+                                  deprecated=info.deprecated))
+    for sub in full.registered_groups:
+        solved = solve_typer_info_defaults(sub)
+        group.add_command(Command(solved.name, help=solved.help, short_help=solved.short_help,
+                                  hidden=solved.hidden, deprecated=solved.deprecated))
+    return group
+
+
 def __getattr__(name: str) -> Any:
     if name == "app":  # built on first use and kept: `from cfai_cli.cli.app import app`
         globals()["app"] = app = build()
@@ -170,4 +196,7 @@ def __getattr__(name: str) -> Any:
 
 def main() -> None:
     """Console-script entry point (`cfai`)."""
-    build(command_named(sys.argv[1:]))(prog_name="cfai")
+    argv = sys.argv[1:]
+    if asks_root_help(argv) and "_CFAI_COMPLETE" not in os.environ:
+        help_listing()(argv, prog_name="cfai")
+    build(command_named(argv))(prog_name="cfai")
