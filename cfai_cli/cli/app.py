@@ -166,7 +166,7 @@ def asks_root_help(argv: list[str]) -> bool:
     return not argv or (all(arg.startswith("-") for arg in argv) and bool({"-h", "--help"} & set(argv)))
 
 
-def help_listing() -> Any:
+def help_listing() -> TyperGroup:
     """The root group for `cfai --help`: the real root (options, help, epilog) with a stand-in per command
     that carries only what the listing shows (name, help). Typer builds a command by introspecting its
     function three times over (signature, type hints, completion), ~40 ms for all of them, to print one
@@ -176,6 +176,7 @@ def help_listing() -> Any:
 
     full = build()
     group = get_command(build(only=""))
+    assert isinstance(group, TyperGroup)  # a callback makes Typer build a group, even with no command
     for info in full.registered_commands:
         assert info.name is not None  # every register() names its command
         group.add_command(Command(info.name, help=info.help, short_help=info.short_help, hidden=info.hidden,
