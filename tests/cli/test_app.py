@@ -171,7 +171,8 @@ def _loaded_after(argv: list[str], prefixes: tuple[str, ...], env: dict[str, str
 # A one-shot chat builds only its own command and never the server; notes on a pipe need no rich.
 OTHER_COMMANDS = tuple(f"cfai_cli.cli.{name}" for name in ("embed", "image", "keys", "serve", "transcribe",
                                                            "speak", "usage", "logs", "config", "models"))
-SERVER = ("uvicorn", "prometheus_client", "cfai_cli.server", "rich")  # the emulator is a Starlette app
+# The emulator is a Starlette app. click and pygments would come with httpx's own CLI (cfai_cli/__init__.py).
+SERVER = ("uvicorn", "prometheus_client", "cfai_cli.server", "rich", "click", "pygments")
 
 
 def test_a_one_shot_offline_chat_imports_neither_the_server_nor_other_commands(tmp_path: object) -> None:
