@@ -3,7 +3,10 @@
 Speaks the real wire format: `POST .../ai/run/{model}` answers the native envelope
 `{"result":{"response":…,"usage":…},"success":true,"errors":[],"messages":[]}`, or, when the JSON body
 asks for `"stream": true`, a native SSE stream of 20 `{"response":"tok"}` events, a usage event and
-`data: [DONE]`. Every answer is prebuilt bytes, so the fake costs next to nothing per request.
+`data: [DONE]`. `POST .../chat/completions` is an OpenAI-compatible endpoint with the same answer (a
+`chat.completion`, or 20 `chat.completion.chunk` events and `data: [DONE]` for `"stream": true`), so OpenAI
+clients such as the `llm` CLI can be timed against the same fake (bench/startup.py). Every answer is prebuilt
+bytes, so the fake costs next to nothing per request.
 
 Two big-payload models for bench/payloads.py: a bge model (`…/baai/bge-…`) answers `{"text": [...]}` with
 one 768-float vector per input (`{"shape":[n,768],"data":[…],"pooling":"mean"}`, any n: the batch limit of
@@ -64,6 +67,26 @@ def embeddings_answer(body: bytes) -> bytes:
     return _answer("200 OK", "application/json", result)
 
 
+OPENAI_JSON = _answer("200 OK", "application/json", json.dumps({
+    "id": "chatcmpl-fake", "object": "chat.completion", "created": 1764633600, "model": "fake",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                 "finish_reason": "stop", "logprobs": None}],
+    "usage": USAGE,
+}, separators=(",", ":")).encode())
+
+
+def _openai_chunk(delta: dict[str, str], finish: str | None, usage: dict[str, int] | None = None) -> bytes:
+    chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1764633600, "model": "fake",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage is not None:
+        chunk["usage"] = usage
+    return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+
+
+OPENAI_SSE = _answer("200 OK", "text/event-stream", b"".join(
+    [_openai_chunk({"role": "assistant", "content": ""}, None)]
+    + [_openai_chunk({"content": f"tok{i} "}, None) for i in range(STREAM_CHUNKS)]
+    + [_openai_chunk({}, "stop", USAGE), b"data: [DONE]\n\n"]))
 NOT_FOUND = _answer("404 Not Found", "application/json",
                     b'{"result":null,"success":false,"errors":[{"code":7000,"message":"No route for that URI"}],'
                     b'"messages":[]}')
@@ -110,17 +133,20 @@ class _Http(asyncio.Protocol):
     def _respond(self, head: bytes, body: bytes) -> None:
         assert self.transport is not None
         request_line = head.split(b"\r\n", 1)[0]
-        if b"/ai/run/" not in request_line:
+        stream = b'"stream": true' in body or b'"stream":true' in body
+        if b"/chat/completions" in request_line:
+            self.transport.write(OPENAI_SSE if stream else OPENAI_JSON)
+        elif b"/ai/run/" not in request_line:
             self.transport.write(NOT_FOUND)
         elif b"/baai/bge-" in request_line:
             self.transport.write(embeddings_answer(body))
         elif b"/flux-1-schnell" in request_line:
             self.transport.write(IMAGE_ANSWER)
-        elif (b'"stream": true' in body or b'"stream":true' in body) and self.gap:
+        elif stream and self.gap:
             first = SSE_ANSWER.index(b"\n\n", SSE_ANSWER.index(b"\r\n\r\n") + 4) + 2
             self.transport.write(SSE_ANSWER[:first])
             asyncio.get_running_loop().call_later(self.gap, self.transport.write, SSE_ANSWER[first:])
-        elif b'"stream": true' in body or b'"stream":true' in body:
+        elif stream:
             self.transport.write(SSE_ANSWER)
         else:
             self.transport.write(JSON_ANSWER)

@@ -1,11 +1,17 @@
 """The `cfai` command: the Typer app, its one error boundary, and `main()` (the console script).
 
-Imports typer, errors and the command modules, which import their heavy dependencies (httpx, pydantic,
-starlette, uvicorn, rich) only inside the command functions: `cfai --help` must start fast.
+Imports typer and errors; the command modules import their heavy dependencies (httpx, pydantic, starlette,
+uvicorn, rich) only inside the command functions: `cfai --help` must start fast. `main()` builds the app with
+the one command it runs (`build(only=...)`): Typer makes a click command of every registered function
+(signatures, type hints, parameters) and each module imports its own helpers, work a one-shot command never
+uses. `app` (tests, completions) has them all.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -13,21 +19,15 @@ from typer._click.exceptions import UsageError  # Typer vendors click; BadParame
 from typer.core import TyperGroup
 
 from cfai_cli import __version__
-from cfai_cli.cli import batch as batch_command
-from cfai_cli.cli import cache as cache_command
-from cfai_cli.cli import chat, config, keys, models, serve
-from cfai_cli.cli import doctor as doctor_command
-from cfai_cli.cli import embed as embed_command
-from cfai_cli.cli import image as image_command
-from cfai_cli.cli import logs as logs_command
-from cfai_cli.cli import moderate as moderate_command
-from cfai_cli.cli import rerank as rerank_command
-from cfai_cli.cli import speak as speak_command
-from cfai_cli.cli import tokens as tokens_command
-from cfai_cli.cli import transcribe as transcribe_command
-from cfai_cli.cli import usage as usage_command
-from cfai_cli.cli.completion import use_cfai_scripts
 from cfai_cli.errors import EXIT_CODE_HELP, CfaiError, ExitCode
+
+# Each command (or sub-app) name -> the cli module whose register() adds it, in `cfai --help`'s order.
+COMMANDS: dict[str, str] = {
+    "chat": "chat", "models": "models", "embed": "embed", "rerank": "rerank", "image": "image",
+    "transcribe": "transcribe", "speak": "speak", "tokens": "tokens", "config": "config", "keygen": "keys",
+    "keys": "keys", "serve": "serve", "usage": "usage", "cache": "cache", "moderate": "moderate",
+    "doctor": "doctor", "logs": "logs", "batch": "batch",
+}
 
 
 class _Boundary(TyperGroup):
@@ -82,23 +82,25 @@ def _usage_fail(err: UsageError) -> NoReturn:
     raise typer.Exit(int(ExitCode.USAGE))
 
 
-use_cfai_scripts()  # --install-completion / --show-completion give bash cfai's own script (cli.completion)
+def _new_app() -> typer.Typer:
+    from cfai_cli.cli.completion import use_cfai_scripts
 
-app = typer.Typer(
-    name="cfai",
-    cls=_Boundary,
-    help="Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy in "
-         "front of it.\n\n"
-         "Credentials come from CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN or `cfai config set`; "
-         "try it without an account with --offline.",
-    epilog=EXIT_CODE_HELP,
-    no_args_is_help=True,
-    add_completion=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+    use_cfai_scripts()  # --install-completion / --show-completion give bash cfai's own script (cli.completion)
+    return typer.Typer(
+        name="cfai",
+        cls=_Boundary,
+        help="Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy in "
+             "front of it.\n\n"
+             "Credentials come from CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN or `cfai config set`; "
+             "try it without an account with --offline.",
+        epilog=EXIT_CODE_HELP,
+        no_args_is_help=True,
+        add_completion=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        pretty_exceptions_show_locals=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
 def _version(value: bool) -> None:
@@ -109,7 +111,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
@@ -143,13 +144,63 @@ def root(
         logger.setLevel(logging.NOTSET)
 
 
-COMMANDS = (chat, models, embed_command, rerank_command, image_command, transcribe_command, speak_command,
-            tokens_command, config, keys, serve, usage_command, cache_command, moderate_command, doctor_command,
-            logs_command, batch_command)
-for module in COMMANDS:
-    module.register(app)
+def build(only: str | None = None) -> typer.Typer:
+    """The `cfai` app with every command, or with `only` that one (its module's commands; "": none)."""
+    app = _new_app()
+    app.callback()(root)
+    modules = dict.fromkeys(COMMANDS.values()) if only is None else [COMMANDS[only]] if only else []
+    for name in modules:
+        importlib.import_module(f"cfai_cli.cli.{name}").register(app)
+    return app
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command `argv` runs (the root's options are all flags, so it is the first word that is not one),
+    or None when the whole app is needed: `cfai --help`, an unknown command (click lists the known ones),
+    shell completion."""
+    if "_CFAI_COMPLETE" in os.environ:
+        return None
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def asks_root_help(argv: list[str]) -> bool:
+    """`cfai`, `cfai --help` (with root flags, no command): the help that lists every command."""
+    return not argv or (all(arg.startswith("-") for arg in argv) and bool({"-h", "--help"} & set(argv)))
+
+
+def help_listing() -> TyperGroup:
+    """The root group for `cfai --help`: the real root (options, help, epilog) with a stand-in per command
+    that carries only what the listing shows (name, help). Typer builds a command by introspecting its
+    function three times over (signature, type hints, completion), ~40 ms for all of them, to print one
+    line each; tests/cli/test_app.py checks the listing is the full app's, word for word."""
+    from typer.core import TyperCommand as Command
+    from typer.main import get_command, solve_typer_info_defaults
+
+    full = build()
+    group = get_command(build(only=""))
+    assert isinstance(group, TyperGroup)  # a callback makes Typer build a group, even with no command
+    for info in full.registered_commands:
+        assert info.name is not None  # every register() names its command
+        group.add_command(Command(info.name, help=info.help, short_help=info.short_help, hidden=info.hidden,
+                                  deprecated=info.deprecated))
+    for sub in full.registered_groups:
+        solved = solve_typer_info_defaults(sub)
+        group.add_command(Command(solved.name, help=solved.help, short_help=solved.short_help,
+                                  hidden=solved.hidden, deprecated=solved.deprecated))
+    return group
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # built on first use and kept: `from cfai_cli.cli.app import app`
+        globals()["app"] = app = build()
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console-script entry point (`cfai`)."""
-    app(prog_name="cfai")
+    argv = sys.argv[1:]
+    if asks_root_help(argv) and "_CFAI_COMPLETE" not in os.environ:
+        help_listing()(argv, prog_name="cfai")
+    build(command_named(argv))(prog_name="cfai")

@@ -151,6 +151,12 @@ class Terminal:
     # ---- everything else on stderr -----------------------------------------------------------------
 
     def _err_line(self, text: str, style: str = "") -> None:
+        if not self.err_tty and text.isprintable():
+            # On a pipe rich writes such a line as it is; importing rich only to do that was ~30 ms of every
+            # one-shot command that prints a note and of `cfai serve`'s start-up. Anything with a control
+            # character still goes through rich, which strips what a terminal would act on.
+            self.stderr.write(text + "\n")
+            return
         from rich.text import Text
 
         # soft_wrap keeps a message on one line however narrow the terminal or pipe is.

@@ -31,7 +31,8 @@ Stamp = Annotated[int, Field(ge=0, le=253_402_300_799)]  # up to the year 9999
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore")  # unknown fields: `refuse_unknown` first
+    # defer_build: the schemas are built on first use, not by every import (`cfai serve` start-up)
+    model_config = ConfigDict(strict=True, extra="ignore", defer_build=True)  # unknown fields: `refuse_unknown` first
 
 
 class KeyCreate(_Body):

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from cfai_cli.core.cache import CACHE_ROUTES, CacheConfig
-from cfai_cli.core.catalog import DEFAULT_ALIASES, is_account_id, validate_model_id
+from cfai_cli.core.catalog import DEFAULT_ALIASES, validate_model_id
+from cfai_cli.core.config_shapes import AccountId, HttpUrl
 from cfai_cli.core.cost import FREE_NEURONS_PER_DAY
 from cfai_cli.core.routing import (
     DEFAULT_UPSTREAM,
@@ -82,28 +83,6 @@ def _names_from(known: tuple[str, ...], what: str, listed: str) -> Any:
 _kinds = _names_from(tuple(FAILURE_KINDS), "failure kind", "known:")
 
 
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must be an http(s) URL")
-    return value.rstrip("/")
-
-
-def _account_id(value: str) -> str:
-    if not is_account_id(value.strip()):
-        raise ValueError("must be the 32-character id of the Cloudflare account")
-    return value.strip()
-
-
-def _account_shape(value: str) -> str:
-    """A real Cloudflare account id (32 hex digits): what `cfai config set` writes. The loose `_account_id` is
-    what reaches a URL safely (test ids, the emulator's "offline"), all that loading asks."""
-    value = value.strip()
-    if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
-        raise ValueError("must be the 32-character id of the Cloudflare account (32 hex digits, on the "
-                         "dashboard's Workers AI page)")
-    return value
-
-
 def _model_id(value: str) -> str:
     try:
         return validate_model_id(value.strip())
@@ -145,21 +124,15 @@ def _targets(texts: list[str]) -> list[str]:
 
 
 Strings = Annotated[list[str], BeforeValidator(_one_or_list)]
-AccountId = Annotated[str, AfterValidator(_account_id)]
 EnvNames = Annotated[Strings, AfterValidator(_env_names)]
 Seconds = Annotated[float, BeforeValidator(_seconds)]
 Kinds = Annotated[frozenset[str], BeforeValidator(_kinds)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-# Top-level settings with a shape of their own, checked as the tables check the same kind of value
-# (settings.file builds the top-level keys from the Settings dataclass and takes these types for them).
-SHAPED: dict[str, Any] = {"account_id": AccountId, "api_base": HttpUrl}
-SHAPED_STRICT: dict[str, Any] = {**SHAPED, "account_id": Annotated[str, AfterValidator(_account_shape)]}
 
 
 class Table(BaseModel):
     """A TOML table: unknown keys are mistakes, not extensions."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class RoutingTable(Table):
@@ -286,10 +259,10 @@ class ConfigTables(Table):
     aliases: dict[str, str] = {}
     # alias -> the model that serves it when a request carries images (core.catalog)
     vision_aliases: dict[str, Annotated[str, AfterValidator(_model_id)]] = {}
-    routing: RoutingTable = RoutingTable()
+    routing: RoutingTable = Field(default_factory=RoutingTable)  # built on use (defer_build), not at import
     upstreams: dict[Annotated[str, AfterValidator(_upstream_name)], Upstream] = {}
     routes: dict[Annotated[str, AfterValidator(_route_name)], Annotated[Strings, AfterValidator(_targets)]] = {}
-    cache: CacheTable = CacheTable()
+    cache: CacheTable = Field(default_factory=CacheTable)
 
     def routing_config(self) -> RoutingConfig:
         """The runtime routing value; a ValueError is (TOML path, message) for a route naming no upstream."""

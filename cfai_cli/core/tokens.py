@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from functools import cache
 from typing import Annotated, Literal, TypedDict
 
 from pydantic import Field
@@ -21,7 +22,8 @@ from cfai_cli.errors import InvalidRequest
 # The Llama 3 / cl100k pre-tokenizer with the standard library's classes: `[^\W\d_]` is "a letter" (\p{L}),
 # `\d` is \p{N}, and "not space, letter or digit" (with `_`, which `\w` counts as a letter) is punctuation.
 # BPE never merges across these pieces, so each piece costs at least one token.
-_PIECES = re.compile(
+# Compiled on first use (`_pattern`): ~15 ms that every `cfai` command importing this module paid at start-up.
+_PIECES = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)"  # English contractions are tokens of their own
     r"|(?:[^\r\n\w]|_)?[^\W\d_]+"  # a word, with the space (or one punctuation mark) before it
     r"|\d{1,3}"  # numbers go in groups of at most three digits
@@ -32,10 +34,15 @@ _PIECES = re.compile(
 )
 
 # Scripts whose characters are charged by the character (Han, kana, Hangul and their punctuation).
-_CJK = re.compile(
+_CJK = (
     "[\u1100-\u11ff\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u31ff\u3200-\u9fff\ua960-\ua97f"
     "\uac00-\ud7ff\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff]"
 )
+
+@cache
+def _pattern(source: str) -> re.Pattern[str]:
+    return re.compile(source)
+
 
 # Constants fitted against the Llama 3 tokenizer (128k vocabulary) on English prose, Markdown, Python, JSON, and
 # samples in ten other languages; see bench/tokens_calibrate.py. No one set fits every script: ESTIMATE_NOTE
@@ -72,7 +79,7 @@ MESSAGES_NOTE = (
 
 def pieces(text: str) -> list[str]:
     """The pre-tokenizer's pieces of `text`; joined, they give `text` back."""
-    return _PIECES.findall(text)
+    return _pattern(_PIECES).findall(text)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -98,10 +105,11 @@ def piece_cost(piece: str) -> int:
             return 1
         return _ceil_div(len(body.rstrip("\r\n")), PUNCT_CHARS_PER_TOKEN) or 1
     cjk = quarters = symbol_bytes = 0
+    cjk_char = _pattern(_CJK).match
     for char in piece.lstrip(" "):
         if char.isascii():
             quarters += 4 if char.isalpha() else 0
-        elif _CJK.match(char):
+        elif cjk_char(char):
             cjk += 1
         elif char.isalpha():
             quarters += LETTER_QUARTERS_PER_BYTE * len(char.encode("utf-8"))

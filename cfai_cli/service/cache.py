@@ -1,7 +1,7 @@
 """The response cache for the services: look an answer up before the upstream call, store the one it gave.
 
-Imports anyio, core, store and service.context (service.chat and service.embeddings call it). The proxy puts
-what a request may do on its record (`cache_mode`, from the route, the key's flag and the `x-cfai-cache`
+Imports anyio, core, store (on first use) and service.context (service.chat and service.embeddings call it). The
+proxy puts what a request may do on its record (`cache_mode`, from the route, the key's flag and the `x-cfai-cache`
 header; core.cache); the CLI leaves it None and never caches. Before a stored answer is served, the key's
 model policy is judged on the chain the request resolves to (`Router.authorize`: a key that may not use the
 model gets its 403 whatever is stored) and the request has been admitted by the rate limits like any other;
@@ -15,9 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
-
-import anyio
+from typing import TYPE_CHECKING, Any, cast
 
 from cfai_cli.core import jsonfast
 from cfai_cli.core.cache import cache_key, deterministic_temperature, plan
@@ -27,13 +25,18 @@ from cfai_cli.core.translate.chat_assemble import assemble_completion
 from cfai_cli.errors import CfaiError
 from cfai_cli.service.chat_stream import ChatStream
 from cfai_cli.service.context import Context
-from cfai_cli.store.cache import Bounds, CacheStore, Entry
+
+if TYPE_CHECKING:  # the store and anyio's threads are imported by the first request that may use the cache:
+    # the CLI never caches, and a one-shot `cfai chat` should not pay for them (~10 ms)
+    from cfai_cli.store.cache import CacheStore, Entry
 
 log = logging.getLogger("cfai.cache")
 CACHE_UPSTREAM = "cache"  # who answered a hit, in x-cfai-upstream and the usage log's `upstream`
 
 
 def cache_store(ctx: Context) -> CacheStore:
+    from cfai_cli.store.cache import CacheStore
+
     store = ctx.cache.get("answer_cache")
     if not isinstance(store, CacheStore):
         store = ctx.cache["answer_cache"] = CacheStore(ctx.settings.database)
@@ -63,6 +66,10 @@ class Slot:
         body = jsonfast.dumps(answer)
         if len(body) > config.max_entry_bytes:
             return
+        import anyio
+
+        from cfai_cli.store.cache import Bounds
+
         bounds = Bounds(config.ttl, config.max_entries, config.max_bytes)
         now, model = ctx.clock(), ctx.record.model
         try:
@@ -86,6 +93,8 @@ async def _slot(ctx: Context, kind: str, request: Mapping[str, Any], *, name: st
     tenant = record.key_id or ""
     slot = Slot(ctx, kind, cache_key(kind, tenant=tenant, chain=chain, request=request), tenant)
     if decided.lookup:
+        import anyio
+
         now = ctx.clock()
         try:
             slot.entry = await anyio.to_thread.run_sync(lambda: cache_store(ctx).get(slot.key, tenant=tenant, now=now))

@@ -222,13 +222,17 @@ def write_private(path: Path, text: str) -> None:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """The config file as TOML data, unchecked ({} when there is none)."""
-    import tomllib
-
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        fh = path.open("rb")
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the config file {path}: {exc}") from None
+    import tomllib  # only for a file there is: its regexes cost a few ms of every command's start-up
+
+    try:
+        with fh:
+            return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}. Fix it in an editor (`cfai config show` and "
                           "`cfai config path` still work; `cfai config set` needs a readable file).") from None

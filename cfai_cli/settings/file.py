@@ -45,6 +45,7 @@ _KINDS: dict[str, tuple[Any, str]] = {
     "bool": (Annotated[bool, BeforeValidator(_trimmed)], "true or false"),
 }
 EXPECTED = {spec.name: _KINDS[str(spec.type)][1] for spec in SETTINGS}
+SETTINGS_BY_NAME = {spec.name: spec for spec in SETTINGS}
 
 
 @cache
@@ -53,7 +54,8 @@ def config_model(strict: bool = False) -> type[ConfigTables]:
     its own (account_id, api_base) is checked by core.config_file's validators: strictly what `cfai config set`
     writes (`strict`: a real account id), for safety only what is read (test ids and old files keep loading;
     `cfai doctor` asks Cloudflare)."""
-    from cfai_cli.core.config_file import SHAPED, SHAPED_STRICT, ConfigTables
+    from cfai_cli.core.config_file import ConfigTables
+    from cfai_cli.core.config_shapes import SHAPED, SHAPED_STRICT
 
     shaped = SHAPED_STRICT if strict else SHAPED
     keys: dict[str, Any] = {spec.name: (shaped.get(spec.name, _KINDS[str(spec.type)][0]) | None, None)
@@ -93,10 +95,23 @@ def read_settings_file(path: Path) -> SettingsFile:
                         routing, tables.cache.runtime(), frozenset(used))
 
 
+@cache
+def _setting_model(key: str, strict: bool) -> type[BaseModel]:
+    """A model of the one key, typed as config_model types it: checking a value from the environment or a flag
+    builds neither the file's schema nor its tables' classes (~35 ms of every command's start-up)."""
+    from cfai_cli.core.config_shapes import SHAPED, SHAPED_STRICT
+
+    shaped = SHAPED_STRICT if strict else SHAPED
+    kind = shaped.get(key, _KINDS[str(SETTINGS_BY_NAME[key].type)][0])
+    fields: dict[str, Any] = {key: (kind | None, None)}
+    model: type[BaseModel] = create_model(f"Setting_{key}", **fields)
+    return model
+
+
 def coerce(key: str, value: Any, source: str, *, strict: bool = False) -> Any:
     """A setting's value in its type, or a ConfigError naming where the bad value came from; `strict`: as
     `cfai config set` writes it (config_model)."""
-    model: type[BaseModel] = config_model(strict)
+    model = _setting_model(key, strict)
     try:
         return getattr(model.model_validate({key: value}), key)
     except ValidationError as exc:

@@ -99,10 +99,21 @@ class ImageFetcher:
         self._allow_private = allow_private
         self._timeout = timeout
         self._resolver = resolver
-        self._http = httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
+        self._transport = transport
+        # Made on the first image URL: an httpx client builds an SSL context (certifi's CA bundle), ~60 ms
+        # that every one-shot `cfai chat` and `cfai serve`'s start-up paid for images they never fetch.
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(transport=self._transport, timeout=self._timeout,
+                                             follow_redirects=False)
+        return self._client
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     async def data_uri(self, url: str, *, param: str, budget: ByteBudget | None = None) -> str:
         """The image at `url` as a `data:` URI (data URIs are returned unchanged); what is fetched is

@@ -57,7 +57,7 @@ def test_start_up_does_not_import_the_heavy_modules(argv: list[str], banned: tup
         f"sys.argv = ['cfai', *{argv!r}]\n"
         "from cfai_cli.cli.app import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        f"loaded = sorted(m for m in sys.modules if m.startswith({banned!r}))\n"
+        f"loaded = sorted(m for m, v in sys.modules.items() if v and m.startswith({banned!r}))\n"
         "sys.stderr.write('LOADED:' + ','.join(loaded))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
@@ -151,3 +151,47 @@ def test_unknown_model_ids_get_suggestions_from_the_catalogue(cli: Invoke) -> No
     result = cli("chat", "--offline", "-m", "@cf/meta/llama-3.3-70b-instruct", "hi")
     assert result.exit_code == 4
     assert "Did you mean @cf/meta/llama-3.3-70b-instruct-fp8-fast" in result.stderr
+
+
+def _loaded_after(argv: list[str], prefixes: tuple[str, ...], env: dict[str, str] | None = None) -> list[str]:
+    """The modules starting with `prefixes` that `cfai ARGV` (the console script's path, stderr a pipe) has
+    imported by the time it is done."""
+    probe = (
+        "import sys\n"
+        f"sys.argv = ['cfai', *{argv!r}]\n"
+        "from cfai_cli.cli.entry import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"loaded = sorted(m for m, v in sys.modules.items() if v and m.startswith({prefixes!r}))\n"
+        "sys.stderr.write('LOADED:' + ','.join(loaded))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True,
+                          env={**os.environ, **(env or {})})
+    return [m for m in done.stderr.rsplit("LOADED:", 1)[1].split(",") if m]
+
+
+# A one-shot chat builds only its own command and never the server; notes on a pipe need no rich.
+OTHER_COMMANDS = tuple(f"cfai_cli.cli.{name}" for name in ("embed", "image", "keys", "serve", "transcribe",
+                                                           "speak", "usage", "logs", "config", "models"))
+# The emulator is a Starlette app. click and pygments would come with httpx's own CLI (cfai_cli/__init__.py).
+SERVER = ("uvicorn", "prometheus_client", "cfai_cli.server", "rich", "click", "pygments")
+
+
+def test_a_one_shot_offline_chat_imports_neither_the_server_nor_other_commands(tmp_path: object) -> None:
+    loaded = _loaded_after(["chat", "--offline", "hi"], (*OTHER_COMMANDS, *SERVER),
+                           env={"CFAI_HOME": str(tmp_path)})
+    assert loaded == []
+
+
+def test_the_root_help_lists_what_the_full_app_lists() -> None:
+    """`cfai --help` prints stand-ins for the commands (cli.app.help_listing); the words must be the real app's."""
+    def run(code: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "COLUMNS": "100"})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    full = run("from cfai_cli.cli.app import app\napp(['--help'], prog_name='cfai')")
+    lean = run("import sys\nsys.argv = ['cfai', '--help']\nfrom cfai_cli.cli.entry import main\nmain()")
+    assert "keygen" in lean and "Exit statuses" in lean
+    assert lean == full
+    assert _loaded_after(["--help"], ("cfai_cli.cli.answer", "typer._adapters")) == []

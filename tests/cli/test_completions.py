@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,10 +112,19 @@ def test_models_command_fills_the_completion_cache(cli, cfai_home: Path) -> None
     assert "@cf/meta/llama-3.3-70b-instruct-fp8-fast" in cached
 
 
-def test_install_and_show_completion_give_cfais_own_scripts(cli, cfai_home: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+def test_install_and_show_completion_give_cfais_own_scripts(cfai_home: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cfai_cli.cli.app import build
+
     monkeypatch.setenv("_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION", "1")  # the shell is named, not detected
     monkeypatch.setenv("HOME", str(tmp_path))
+    fresh = build()  # Typer reads that variable when it builds the command: not the session's shared one
+
+    def cli(*args: str) -> Any:
+        return CliRunner().invoke(fresh, list(args), catch_exceptions=False)
+
     committed = {name: (DIRECTORY / name).read_text(encoding="utf-8").strip() for name in SHELLS.values()}
     for shell, name in SHELLS.items():
         shown = cli("--show-completion", shell)

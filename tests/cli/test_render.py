@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
+
 from cfai_cli.cli.render import AnswerPrinter, Terminal
 
 
@@ -112,3 +114,16 @@ def test_batch_progress_on_a_terminal_is_a_bar_with_counts() -> None:
         update("in_progress", 5, 2, 10)
     drawn = err.getvalue()  # the last frame is drawn as the bar closes (then wiped: transient)
     assert "b2 in_progress" in drawn and "7/10" in drawn and "2 failed" in drawn
+
+
+@pytest.mark.parametrize("text", ["cfai: OFFLINE: answers are canned", "base URL: http://127.0.0.1:3000/v1 · auth",
+                                  "wide 漢字, emoji 🎉 :smile: and [red]markup[/red]", "  spaces around  ", "x" * 300,
+                                  "", "zero\u200bwidth", "bell\x07 and\rcarriage", "tab\there", "esc \x1b[31mred"])
+def test_a_line_on_a_pipe_is_what_rich_would_write(text: str) -> None:
+    """Notes on a pipe skip rich when it would write them unchanged (cli.render._err_line); the rest go through it."""
+    from rich.text import Text
+
+    fast, slow = io.StringIO(), io.StringIO()
+    Terminal(stderr=fast).note(text)
+    Terminal(stderr=slow).err.print(Text(text, style="dim"), soft_wrap=True)
+    assert fast.getvalue() == slow.getvalue()

@@ -110,7 +110,7 @@ def test_help_has_an_example(cli: Invoke) -> None:
 def test_help_does_not_import_the_heavy_modules() -> None:
     probe = ("import sys\nsys.argv = ['cfai', 'tokens', '--help']\nfrom cfai_cli.cli.app import main\n"
              "try:\n    main()\nexcept SystemExit:\n    pass\n"
-             "sys.stderr.write('LOADED:' + ','.join(sorted(m for m in sys.modules if m.startswith("
+             "sys.stderr.write('LOADED:' + ','.join(sorted(m for m, v in sys.modules.items() if v and m.startswith("
              "('httpx', 'starlette', 'uvicorn', 'rich', 'cfai_cli.service', 'cfai_cli.core.tokens')))))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert done.stderr.rsplit("LOADED:", 1)[1] == ""

@@ -19,7 +19,7 @@ from cfai_cli.errors import InvalidRequest
 class WireModel(BaseModel):
     """Base for inbound OpenAI objects: strict types, unknown fields allowed and ignored."""
 
-    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="allow", populate_by_name=True, defer_build=True)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -1,0 +1,153 @@
+"""What `cfai` imports before it answers, from `python -X importtime`, against a budget (a bench, not a test).
+
+Runs each scenario several times (bytecode caching on: PYTHONDONTWRITEBYTECODE is dropped, as for a user's
+`pip install`), keeps each module's fastest self time (the machine is shared, so the minimum is the signal),
+and prints the top cumulative imports, the heaviest packages, and a verdict per scenario: the number of
+modules imported against its budget (a count, so the verdict does not move with the load of a shared machine;
+the milliseconds are printed, and `-X importtime` itself inflates them), and modules that must not be imported
+at all on that path (`cfai --help` must not load httpx, pydantic or rich; `cfai chat` must not load the
+server). Exit status 1 when something is over.
+
+    python bench/importtime.py                 # all scenarios, 5 runs each
+    python bench/importtime.py chat --runs 9 --top 40
+    python bench/importtime.py --python /tmp/main/.venv/bin/python   # another build (its venv's python)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from startup import fake_env, free_port, health_ok, start_fake  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Scenario:
+    argv: tuple[str, ...]
+    budget: int  # modules imported (measured 2026-12-01, issue 25, plus a little room)
+    forbidden: tuple[str, ...]  # top-level packages (or cfai_cli sub-packages) this path must not import
+    fake: bool = False  # needs the fake upstream
+    serve: bool = False  # `cfai serve`: measured until its first 200 on /health
+
+
+SERVER_SIDE = ("cfai_cli.server", "starlette", "uvicorn", "prometheus_client", "cfai_cli.emulator")
+SCENARIOS: dict[str, Scenario] = {
+    "help": Scenario(("--help",), 160, ("httpx", "pydantic", "rich", "anyio", "asyncio", *SERVER_SIDE)),
+    "chat": Scenario(("chat", "hi"), 440, ("rich", "httpcore", "cfai_cli.store.cache", *SERVER_SIDE), fake=True),
+    "offline": Scenario(("chat", "--offline", "hi"), 510, ("rich", "uvicorn", "prometheus_client",
+                                                            "cfai_cli.server")),
+    "serve": Scenario(("serve",), 680, ("rich",), serve=True),
+}
+
+
+def parse(stderr: str) -> dict[str, tuple[int, int]]:
+    """`import time: self | cumulative | name` lines -> {name: (self µs, cumulative µs)}."""
+    out: dict[str, tuple[int, int]] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "[us]" in line:
+            continue
+        self_us, cumulative, name = line[len("import time:"):].split("|")
+        out[name.strip()] = (int(self_us), int(cumulative))
+    return out
+
+
+def run_once(scenario: Scenario, env: dict[str, str], python: str) -> str:
+    """One run's stderr; `cfai serve` is stopped once it answers /health (what it imports later is not
+    start-up)."""
+    cmd = [python, "-X", "importtime", "-m", "cfai_cli", *scenario.argv]
+    if not scenario.serve:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=env["CFAI_HOME"]).stderr
+    port = free_port()
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([*cmd, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                cwd=env["CFAI_HOME"])  # not a checkout's cfai_cli/ that `-m` would find first
+        try:
+            while not health_ok(port):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"cfai serve exited with status {proc.returncode}")
+                time.sleep(0.005)
+        finally:
+            proc.terminate()
+            proc.wait()
+        err.seek(0)
+        return err.read()
+
+
+def measure(scenario: Scenario, runs: int, env: dict[str, str], python: str) -> dict[str, tuple[int, int]]:
+    best: dict[str, tuple[int, int]] = {}
+    for _ in range(runs + 1):  # the first run writes the bytecode caches and is thrown away
+        run = parse(run_once(scenario, env, python))
+        if not best:
+            best = {name: (10**9, 10**9) for name in run}
+            continue
+        for name, (self_us, cumulative) in run.items():
+            old = best.get(name, (10**9, 10**9))
+            best[name] = (min(old[0], self_us), min(old[1], cumulative))
+    return best
+
+
+def group(name: str) -> str:
+    parts = name.split(".")
+    return ".".join(parts[:2]) if parts[0] == "cfai_cli" and len(parts) > 1 else parts[0]
+
+
+def report(label: str, scenario: Scenario, best: dict[str, tuple[int, int]], top: int) -> bool:
+    total = sum(self_us for self_us, _ in best.values()) / 1000
+    print(f"\n== cfai {' '.join(scenario.argv)}: {len(best)} modules (budget {scenario.budget}), "
+          f"{total:.1f} ms of imports")
+    print("   cumulative (ms), the top imports:")
+    for name, (_, cumulative) in sorted(best.items(), key=lambda item: -item[1][1])[:top]:
+        print(f"   {cumulative / 1000:8.1f}  {name}")
+    packages: dict[str, int] = defaultdict(int)
+    for name, (self_us, _) in best.items():
+        packages[group(name)] += self_us
+    print("   self time by package (ms):")
+    for name, self_us in sorted(packages.items(), key=lambda item: -item[1])[:12]:
+        print(f"   {self_us / 1000:8.1f}  {name}")
+    over = [name for name in best if any(name == f or name.startswith(f + ".") for f in scenario.forbidden)]
+    ok = len(best) <= scenario.budget and not over
+    if len(best) > scenario.budget:
+        print(f"   OVER BUDGET: {len(best)} modules > {scenario.budget}")
+    if over:
+        print(f"   MUST NOT IMPORT: {', '.join(sorted(over)[:12])}")
+    print(f"   {label}: {'ok' if ok else 'over'}")
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"of {', '.join(SCENARIOS)} (all)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--python", default=sys.executable, help="the interpreter whose cfai_cli is measured")
+    args = parser.parse_args()
+    chosen = args.scenarios or list(SCENARIOS)
+    if set(chosen) - set(SCENARIOS):
+        parser.error(f"scenarios are {', '.join(SCENARIOS)}")
+    with tempfile.TemporaryDirectory(prefix="cfai-importtime-") as home:
+        fake = start_fake() if any(SCENARIOS[name].fake or SCENARIOS[name].serve for name in chosen) else None
+        try:
+            env = fake_env(home, fake[1] if fake else 0)
+            subprocess.run([args.python, "-m", "cfai_cli", "keygen"], env=env, check=True, capture_output=True,
+                           cwd=home)
+            results = [report(name, SCENARIOS[name], measure(SCENARIOS[name], args.runs, env, args.python), args.top)
+                       for name in chosen]
+        finally:
+            if fake:
+                fake[0].terminate()
+                fake[0].wait()
+    sys.exit(0 if all(results) else 1)
+
+
+if __name__ == "__main__":
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    main()
