@@ -43,6 +43,7 @@ from cfai_cli.server.routes.ui import ui_routes
 from cfai_cli.service.context import open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.budgets import BudgetLedger
+from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog
@@ -89,8 +90,9 @@ def create_app(
     key authentication with scopes, model patterns and rate limits.
     """
     recorder = UsageRecorder(UsageLog(settings.database))
-    limiter = RateLimiter(settings.database)
-    ledger = BudgetLedger(settings.database)  # per-key spend: Observe adds to it, KeyAuth checks budgets
+    hot = HotPath(settings.database)  # one tick's rate-limit and budget writes commit together (store.hot)
+    limiter = RateLimiter(settings.database, hot)
+    ledger = BudgetLedger(settings.database, hot)  # per-key spend: Observe adds to it, KeyAuth checks budgets
     housekeeping = Housekeeping(settings)
 
     @asynccontextmanager
@@ -108,6 +110,7 @@ def create_app(
                 await housekeeping.stop()
                 await recorder.stop()  # the rows of the last second are not lost on a clean shutdown
                 metrics.close()
+                hot.close()
 
     # Fail at start-up, not on the first request, when credentials are missing.
     settings.require_credentials()

@@ -32,7 +32,7 @@ from cfai_cli.service.cost import planned_neurons
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import Budget, BudgetLedger
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
-from cfai_cli.store.limits import RateLimiter
+from cfai_cli.store.limits import RateLimits
 
 # The browser page and its static files carry no data; its data endpoints (/ui/api/*) need a key.
 OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json", *UI_OPEN_PATHS})
@@ -79,7 +79,7 @@ def scope_for(path: str) -> str | None:
 
 
 class KeyAuth:
-    def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimiter, *, max_in_flight: int,
+    def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimits, *, max_in_flight: int,
                  open_prefixes: tuple[str, ...] = (), ledger: BudgetLedger | None = None,
                  hold_seconds: float = 360.0, cache: Callable[[], dict[str, Any]] = dict) -> None:
         self.app = app
@@ -152,8 +152,7 @@ class KeyAuth:
             request.budget = self._holder(request, key)
         if key.policy.limited:
             async def charge(calls: int) -> None:
-                decision = await anyio.to_thread.run_sync(
-                    lambda: self.limiter.admit(key.id, key.policy, now=time.time(), units=calls))
+                decision = await self.limiter.admit(key.id, key.policy, now=time.time(), units=calls)
                 if not decision.allowed:
                     error = RateLimited(f"Rate limit reached: {decision.reason}. This request needs {calls} more "
                                         f"upstream calls. Try again in {decision.retry_after:.0f} s.",
@@ -172,9 +171,8 @@ class KeyAuth:
             hold_id = request.hold_id or uuid.uuid4().hex
             fallback = planned_neurons(request, model, self.cache())
             now = time.time()
-            refusal = await anyio.to_thread.run_sync(lambda: self.ledger.hold(
-                hold_id, key.id, budget, model=model, calls=calls, fallback=fallback, now=now,
-                expires=now + self.hold_seconds))
+            refusal = await self.ledger.hold(hold_id, key.id, budget, model=model, calls=calls, fallback=fallback,
+                                             now=now, expires=now + self.hold_seconds)
             if refusal is not None:
                 raise QuotaExceeded(refusal.message, retry_after=refusal.retry_after)
             request.hold_id = hold_id  # held: settled at the request's end (server.observe)
@@ -205,15 +203,13 @@ class KeyAuth:
         # Before the rate limits (a refused request must not use up a rate window), and only where a request can
         # spend neurons: a key out of budget may still list models and, with admin, look at its usage.
         if policy.budgeted and spends(scope, needed):
-            refusal = await anyio.to_thread.run_sync(lambda: self.ledger.check(
-                record.id, per_day=policy.budget_neurons_per_day, per_month_usd=policy.budget_usd_per_month,
-                now=time.time()))
+            refusal = await self.ledger.check(record.id, per_day=policy.budget_neurons_per_day,
+                                              per_month_usd=policy.budget_usd_per_month, now=time.time())
             if refusal is not None:
                 raise QuotaExceeded(refusal.message, retry_after=refusal.retry_after)
         if not record.policy.limited:
             return record, {}
-        decision = await anyio.to_thread.run_sync(
-            lambda: self.limiter.admit(record.id, record.policy, now=time.time()))
+        decision = await self.limiter.admit(record.id, record.policy, now=time.time())
         if not decision.allowed:
             error = RateLimited(f"Rate limit reached: {decision.reason}. Try again in {decision.retry_after:.0f} s.",
                                 retry_after=decision.retry_after, code="rate_limit_exceeded")

@@ -5,7 +5,7 @@ prune never holds the database lock for long (the proxy's usage writer and the k
 `budget` bounds the rows one pass may delete (the server's hourly pass), None deletes everything due
 (`cfai usage --prune`). The row caps bound each table whatever the time limits say (0 = no time limit).
 The budget ledger keeps only what a budget reads: its days before this calendar month and its expired holds
-go on every pass (store.budgets.prune).
+go on every pass (store.budgets.prune), and so do the rate limits' rows no window reads (store.limits.prune).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cfai_cli.settings import Settings
 from cfai_cli.store import budgets as budgets_store
+from cfai_cli.store import limits as limits_store
 from cfai_cli.store import responses as responses_store
 from cfai_cli.store import usage as usage_store
 from cfai_cli.store.db import connect
@@ -46,6 +47,7 @@ class Pruned:
     responses: int = 0
     budget_days: int = 0  # key_spend rows (a key's neurons on one day) from before this month
     budget_holds: int = 0  # holds of requests whose worker never settled them, expired
+    rate_rows: int = 0  # requests and token counts older than every rate window (of keys not used since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,4 +104,6 @@ def prune(path: Path, retention: Retention, *, now: float, budget: int | None = 
     stored = _prune_table(path, _RESPONSES, before=responses_before, max_rows=retention.responses_max_rows,
                           budget=budget)
     ledger = budgets_store.prune(path, now=now)  # one key and day a row, one row a request in flight: few
-    return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days, budget_holds=ledger.holds)
+    rates = limits_store.prune(path, now=now)  # a day of an idle key's requests at most: its admissions trim the rest
+    return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days, budget_holds=ledger.holds,
+                  rate_rows=rates)
