@@ -86,9 +86,9 @@ class BudgetLedger:
         self.path = path
         self.hot = hot or HotPath(path)
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         self.hot.ensure(_SCHEMA)
-        return await self.hot.run(work)
+        return await self.hot.run(work, write=write)
 
     async def add(self, key_id: str, neurons: float, *, now: float) -> None:
         if neurons > 0:
@@ -113,7 +113,7 @@ class BudgetLedger:
             return judge(neurons_today=today, neurons_this_month=month, per_day=per_day,
                          per_month_usd=per_month_usd, now=now, held=_held(conn, key_id, now))
 
-        return await self._run(work)
+        return await self._run(work, write=False)
 
     async def hold(self, hold_id: str, key_id: str, budget: Budget, *, model: str, calls: int, fallback: float,
                    now: float, expires: float) -> Refusal | None:

@@ -27,7 +27,8 @@ from cfai_cli.store.db import connect
 
 T = TypeVar("T")
 Work = Callable[[sqlite3.Connection], Any]
-CHECKPOINT_EVERY = 500  # commits made on the loop between two checkpoints (a few pages each)
+Piece = tuple[Work, "asyncio.Future[Any] | None", bool]  # the work, its waiter, whether it writes
+CHECKPOINT_EVERY = 500  # commits made on the loop between two checkpoints (a page or two each)
 
 
 class _Busy(Exception):
@@ -49,7 +50,7 @@ def _locked(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
-def _run(conn: sqlite3.Connection, batch: list[tuple[Work, asyncio.Future[Any] | None]], *,
+def _run(conn: sqlite3.Connection, batch: list[Piece], *,
          wait: bool) -> list[tuple[bool, Any]]:
     """Every piece of `batch` in one write transaction: (True, result) or (False, the exception it raised).
 
@@ -57,10 +58,12 @@ def _run(conn: sqlite3.Connection, batch: list[tuple[Work, asyncio.Future[Any] |
     Without `wait`, a write lock held elsewhere raises _Busy at once (nothing is written)."""
     todo = list(range(len(batch)))
     outcomes: list[tuple[bool, Any]] = [(False, None)] * len(batch)
+    # Only reads: no write lock to take and nothing to write at the commit.
+    begin = "BEGIN IMMEDIATE" if any(write for _, _, write in batch) else "BEGIN"
     while True:
         failed = None
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(begin)
             for index in todo:
                 try:
                     outcomes[index] = (True, batch[index][0](conn))
@@ -88,7 +91,7 @@ class HotPath:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Work, asyncio.Future[Any] | None]]] = {}
+        self._pending: dict[asyncio.AbstractEventLoop, list[Piece]] = {}
         self._loop_lock = threading.Lock()  # the loop's connection (a second loop in another thread: tests)
         self._thread_lock = threading.Lock()
         self._loop_conn: sqlite3.Connection | None = None
@@ -110,20 +113,21 @@ class HotPath:
             self._pending.clear()
             self._pid = os.getpid()
 
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work(conn)` inside the write transaction of this tick of the loop, and what it returned."""
+    async def run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """`work(conn)` inside the transaction of this tick of the loop, and what it returned (`write=False`: it
+        only reads, and a tick of such pieces takes no write lock)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         batch = self._pending.get(loop)
         if batch is None:
             self._pending[loop] = batch = []
             loop.call_soon(self._flush, loop)
-        batch.append((work, future))
+        batch.append((work, future, write))
         return await future
 
     def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work(conn)` in its own write transaction on the calling thread, waiting for the lock (CLI, tests)."""
-        ((ok, result),) = self._blocking([(work, None)])
+        ((ok, result),) = self._blocking([(work, None, True)])
         if not ok:
             raise result
         return result  # type: ignore[no-any-return]
@@ -146,7 +150,7 @@ class HotPath:
             self._commits = 0
             loop.run_in_executor(None, self._checkpoint)
 
-    def _inline(self, batch: list[tuple[Work, asyncio.Future[Any] | None]]) -> list[tuple[bool, Any]] | None:
+    def _inline(self, batch: list[Piece]) -> list[tuple[bool, Any]] | None:
         if not self._loop_lock.acquire(blocking=False):
             return None
         try:
@@ -168,7 +172,7 @@ class HotPath:
         finally:
             self._loop_lock.release()
 
-    def _blocking(self, batch: list[tuple[Work, asyncio.Future[Any] | None]]) -> list[tuple[bool, Any]]:
+    def _blocking(self, batch: list[Piece]) -> list[tuple[bool, Any]]:
         with self._thread_lock:
             self._fresh()
             if self._thread_conn is None:
@@ -191,14 +195,17 @@ class HotPath:
                 self._fresh()
                 if self._thread_conn is None:
                     self._thread_conn = _open(self.path, wait=30.0)
-                self._thread_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                # RESTART: it waits for the writer of the moment (the loop's pieces wait in a thread meanwhile)
+                # and the next commit writes the WAL from its start; a PASSIVE one beside a steady stream of
+                # commits never finds the WAL all copied, so the file grew by a page a request.
+                self._thread_conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         except sqlite3.Error:
             pass  # the next one, or any other connection's commit, checkpoints
 
     @staticmethod
-    def _deliver(batch: list[tuple[Work, asyncio.Future[Any] | None]],
+    def _deliver(batch: list[Piece],
                  outcomes: list[tuple[bool, Any]] | BaseException) -> None:
-        for index, (_, future) in enumerate(batch):
+        for index, (_, future, _) in enumerate(batch):
             if future is None or future.done():  # its request was cancelled: what it wrote stays written
                 continue
             if isinstance(outcomes, BaseException):
