@@ -92,6 +92,7 @@ class HotPath:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._pending: dict[asyncio.AbstractEventLoop, list[Piece]] = {}
+        self._stepping: set[asyncio.AbstractEventLoop] = set()  # loops whose iteration has run a piece at once
         self._loop_lock = threading.Lock()  # the loop's connection (a second loop in another thread: tests)
         self._thread_lock = threading.Lock()
         self._loop_conn: sqlite3.Connection | None = None
@@ -111,14 +112,32 @@ class HotPath:
         if self._pid != os.getpid():  # a forked child: its parent's connections are not its own
             self._loop_conn = self._thread_conn = None
             self._pending.clear()
+            self._stepping.clear()
             self._pid = os.getpid()
 
     async def run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        """`work(conn)` inside the transaction of this tick of the loop, and what it returned (`write=False`: it
-        only reads, and a tick of such pieces takes no write lock)."""
+        """`work(conn)` in a transaction, and what it returned (`write=False`: it only reads; a transaction of
+        such pieces takes no write lock).
+
+        The first piece of an iteration of the loop runs at once, without suspending its task (a lone request
+        waits for no tick); the pieces that follow in the same iteration (concurrent requests) wait for its end
+        and share one transaction."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
         batch = self._pending.get(loop)
+        if batch is None and loop not in self._stepping:
+            self._stepping.add(loop)
+            loop.call_soon(self._stepping.discard, loop)
+            single: list[Piece] = [(work, None, write)]
+            outcomes = self._inline(single)
+            if outcomes is None:  # another writer holds the lock: wait for it in a thread, not on the loop
+                outcomes = await loop.run_in_executor(None, self._blocking, single)
+            else:
+                self._after_commit(loop)
+            ((ok, result),) = outcomes
+            if not ok:
+                raise result
+            return result  # type: ignore[no-any-return]
+        future: asyncio.Future[T] = loop.create_future()
         if batch is None:
             self._pending[loop] = batch = []
             loop.call_soon(self._flush, loop)
@@ -146,6 +165,10 @@ class HotPath:
             waiting.add_done_callback(lambda done: self._deliver(batch, done.exception() or done.result()))
             return
         self._deliver(batch, outcomes)
+        self._after_commit(loop)
+
+    def _after_commit(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._commits += 1
         if self._commits >= CHECKPOINT_EVERY:
             self._commits = 0
             loop.run_in_executor(None, self._checkpoint)
@@ -167,7 +190,6 @@ class HotPath:
                 if _locked(exc):  # even its first read of the schema waits for no one
                     return None
                 raise ConfigError(f"Cannot use the database {self.path}: {exc}") from None
-            self._commits += 1
             return outcomes
         finally:
             self._loop_lock.release()
