@@ -5,11 +5,15 @@ Starts `bench/fake_upstream.py` (zero-latency Workers AI) and a real `cfai serve
 installed (else bench/loadgen.py): p50/p99 at c=1 and c=32 and req/s, the same for a 20-chunk stream
 and its time to first event (bench/ttfb.py), RSS after load and after 20k more requests, and `cfai`
 start-up times (hyperfine when installed).
+Then what a key's limits cost: chat at c=1 and c=32 with a key without limits, one with `--rpm`/`--tpm` (set
+high enough never to refuse during the run) and one with a budget, in interleaved rounds on one proxy
+process, with each key's ratio to the key without limits (medians of the rounds).
 
-    python bench/run.py                  # ~2 minutes; --seconds 3 for a quicker, noisier run
+    python bench/run.py                  # ~4 minutes; --seconds 3 for a quicker, noisier run
     python bench/run.py --no-auth        # also measure the proxy without key authentication
     python bench/run.py --workers 2      # the proxy with two uvicorn workers
     python bench/run.py --console        # also measure the proxy with stdout on a terminal (its line per request)
+    python bench/run.py --keys-only      # only the keys with and without limits (~1 minute with --seconds 3)
 """
 
 from __future__ import annotations
@@ -142,7 +146,9 @@ def wrk(url: str, body: bytes, headers: dict[str, str], *, connections: int, sec
                               url], capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(script.name)
-    dist = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    dist = dict(re.findall(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.M))
+    if "99" not in dist:
+        raise RuntimeError(f"wrk measured nothing:\n{out}")
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     errors = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -221,12 +227,18 @@ class Bench:
             cmd += ["--workers", str(self.args.workers)]
         return self.start(cmd, f"http://127.0.0.1:{port}/health", terminal=terminal), port
 
+    def keygen(self, *flags: str) -> str:
+        return subprocess.run([*self.cfai, "keygen", "--name", "bench", *flags], env=self.env, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
     def measure(self) -> dict[str, object]:
         results: dict[str, object] = {"load_generator": "wrk" if self.use_wrk else "python (bench/loadgen.py)"}
         self.start([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(self.up_port)],
                    f"http://127.0.0.1:{self.up_port}/health")
-        key = subprocess.run([*self.cfai, "keygen", "--name", "bench"], env=self.env, capture_output=True,
-                             text=True, check=True).stdout.strip()
+        key = self.keygen()
+        if self.args.keys_only:
+            results["keys"] = self.keys(key)
+            return results
         direct = f"http://127.0.0.1:{self.up_port}/client/v4/accounts/{ACCOUNT}/ai/run/{MODEL}"
         scenarios: dict[str, tuple[Mapping[str, object], Mapping[str, object], int]] = {
             "chat c=1": (NATIVE_BODY, OPENAI_BODY, 1),
@@ -255,8 +267,28 @@ class Bench:
                 results["rss after 20k more"] = rss_mb(proc.pid)
                 results["20k more requests"] = extra.requests
             self.stop(proc)
+        results["keys"] = self.keys(key)
         results["startup"] = self.startup()
         return results
+
+    def keys(self, plain: str) -> dict[str, dict[str, Load]]:
+        """Chat through one proxy with a key without limits, one with rpm+tpm and one with a budget, the three
+        alternating in each round so that the machine's other work falls on all of them alike."""
+        keys = {"no limits": plain,
+                "rpm+tpm": self.keygen("--rpm", "1000000000", "--tpm", "1000000000000"),
+                "budget": self.keygen("--budget-neurons-per-day", "1000000000")}
+        rounds: dict[str, dict[str, list[Load]]] = {name: {"c=1": [], "c=32": []} for name in keys}
+        proc, port = self.proxy(no_auth=False)
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        for _ in range(self.args.rounds):
+            for name, key in keys.items():
+                for label, c in (("c=1", 1), ("c=32", 32)):
+                    load = self.load(url, OPENAI_BODY, {"Authorization": f"Bearer {key}"}, c, pid=proc.pid)
+                    if load.errors:
+                        raise RuntimeError(f"{name} {label}: {load.errors} answers were not 2xx")
+                    rounds[name][label].append(load)
+        self.stop(proc)
+        return {name: {label: median_load(loads) for label, loads in by_c.items()} for name, by_c in rounds.items()}
 
     def startup(self) -> dict[str, float]:
         script = shutil.which("cfai", path=str(Path(sys.executable).parent)) or shutil.which("cfai")
@@ -289,6 +321,33 @@ def _drain(fd: int) -> None:
     with contextlib.suppress(OSError):
         while os.read(fd, 65536):
             pass
+
+
+def median_load(loads: list[Load]) -> Load:
+    """Each figure's median over rounds."""
+    def mid(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+    return Load(p50=statistics.median(x.p50 for x in loads), p99=statistics.median(x.p99 for x in loads),
+                rps=statistics.median(x.rps for x in loads), requests=sum(x.requests for x in loads),
+                errors=sum(x.errors for x in loads), overhead=mid([x.overhead for x in loads]),
+                cpu_us=mid([x.cpu_us for x in loads]))
+
+
+def keys_table(keys: dict[str, dict[str, Load]], rounds: int) -> str:
+    """A key with limits beside the key without: issue 25's target is >= 0.90x its c=32 req/s and <= +0.1 ms
+    at the c=1 p50."""
+    base = keys["no limits"]
+    rows = [f"chat through one proxy, by key (medians of {rounds} interleaved rounds):", "",
+            "| key | c=1 p50 | added p50 | c=32 req/s | ratio | CPU per request (c=32) | added CPU |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, by_c in keys.items():
+        one, many = by_c["c=1"], by_c["c=32"]
+        cpu, base_cpu = many.cpu_us, base["c=32"].cpu_us
+        added_cpu = f"{cpu - base_cpu:+.0f} µs" if cpu is not None and base_cpu is not None else ""
+        rows.append(f"| {name} | {one.p50:.3f} ms | {one.p50 - base['c=1'].p50:+.3f} ms | {many.rps:,.0f} | "
+                    f"{many.rps / base['c=32'].rps:.2f}× | {'' if cpu is None else f'{cpu:.0f} µs'} | {added_cpu} |")
+    return "\n".join(rows)
 
 
 def _quote(arg: str) -> str:
@@ -343,6 +402,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers for the proxy (default 1)")
     parser.add_argument("--runs", type=int, default=20, help="runs per start-up timing (default 20)")
     parser.add_argument("--python-load", action="store_true", help="use bench/loadgen.py even if wrk is installed")
+    parser.add_argument("--keys-only", action="store_true", help="measure only keys with and without limits")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the keys' loads (default 3)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw figures as JSON")
     args = parser.parse_args()
     bench = Bench(args)
@@ -354,13 +415,18 @@ def main() -> None:
     variants += ["cfai on a terminal"] if args.console else []
     print(f"load generator: {results['load_generator']}; {os.cpu_count()} CPUs; "
           f"proxy workers: {args.workers}; {args.seconds:g} s per load\n")
-    print(table(results, variants))
+    keys = results["keys"]
+    assert isinstance(keys, dict)
+    if not args.keys_only:
+        print(table(results, variants) + "\n")
+    print(keys_table(keys, args.rounds))
     overheads = {k: v.overhead for k, v in results.items() if isinstance(v, Load) and v.overhead is not None}
     if overheads:
         print("\nx-cfai-overhead-ms (mean): " + ", ".join(f"{k} {v:.2f}" for k, v in overheads.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(
-            {k: (v.__dict__ if isinstance(v, Load) else v) for k, v in results.items()}, indent=2))
+            {k: (v.__dict__ if isinstance(v, Load) else v) for k, v in results.items()}, indent=2,
+            default=lambda load: load.__dict__))
 
 
 if __name__ == "__main__":

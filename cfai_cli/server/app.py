@@ -45,6 +45,7 @@ from cfai_cli.service.batch_executor import BatchExecutor
 from cfai_cli.service.context import open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.budgets import BudgetLedger
+from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog
@@ -93,8 +94,9 @@ def create_app(
     key authentication with scopes, model patterns and rate limits.
     """
     recorder = UsageRecorder(UsageLog(settings.database))
-    limiter = RateLimiter(settings.database)
-    ledger = BudgetLedger(settings.database)  # per-key spend: Observe adds to it, KeyAuth checks budgets
+    hot = HotPath(settings.database)  # one tick's rate-limit and budget writes commit together (store.hot)
+    limiter = RateLimiter(settings.database, hot)
+    ledger = BudgetLedger(settings.database, hot)  # per-key spend: Observe adds to it, KeyAuth checks budgets
     housekeeping = Housekeeping(settings)
 
     @asynccontextmanager
@@ -105,6 +107,7 @@ def create_app(
         # Stopped in reverse order, each whatever the others did: a failing stop must not lose the recorder's
         # last rows (the rows of the last second are written on a clean shutdown).
         async with AsyncExitStack() as stopping:
+            stopping.callback(hot.close)
             stopping.callback(metrics.close)
             ctx = await stopping.enter_async_context(open_context(
                 settings, transport=transport, image_transport=image_transport, meter=meter))

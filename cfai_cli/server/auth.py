@@ -31,7 +31,7 @@ from cfai_cli.service.grants import grant
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
-from cfai_cli.store.limits import RateLimiter
+from cfai_cli.store.limits import RateLimits
 
 # The browser page and its static files carry no data; its data endpoints (/ui/api/*) need a key.
 OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json", *UI_OPEN_PATHS})
@@ -78,7 +78,7 @@ def scope_for(path: str) -> str | None:
 
 
 class KeyAuth:
-    def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimiter, *, max_in_flight: int,
+    def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimits, *, max_in_flight: int,
                  open_prefixes: tuple[str, ...] = (), ledger: BudgetLedger | None = None,
                  hold_seconds: float = 360.0, cache: Callable[[], dict[str, Any]] = dict) -> None:
         self.app = app
@@ -170,15 +170,13 @@ class KeyAuth:
         # Before the rate limits (a refused request must not use up a rate window), and only where a request can
         # spend neurons: a key out of budget may still list models and, with admin, look at its usage.
         if policy.budgeted and spends(scope, needed):
-            refusal = await anyio.to_thread.run_sync(lambda: self.ledger.check(
-                record.id, per_day=policy.budget_neurons_per_day, per_month_usd=policy.budget_usd_per_month,
-                now=time.time()))
+            refusal = await self.ledger.check(record.id, per_day=policy.budget_neurons_per_day,
+                                              per_month_usd=policy.budget_usd_per_month, now=time.time())
             if refusal is not None:
                 raise QuotaExceeded(refusal.message, retry_after=refusal.retry_after)
         if not record.policy.limited:
             return record, {}
-        decision = await anyio.to_thread.run_sync(
-            lambda: self.limiter.admit(record.id, record.policy, now=time.time()))
+        decision = await self.limiter.admit(record.id, record.policy, now=time.time())
         if not decision.allowed:
             error = RateLimited(f"Rate limit reached: {decision.reason}. Try again in {decision.retry_after:.0f} s.",
                                 retry_after=decision.retry_after, code="rate_limit_exceeded")

@@ -42,7 +42,7 @@ from cfai_cli.server.routes.common import request_record
 from cfai_cli.service.cost import settle
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import BudgetLedger
-from cfai_cli.store.limits import RateLimiter
+from cfai_cli.store.limits import RateLimits
 from cfai_cli.store.usage import UsageLog, UsageRow
 
 log = logging.getLogger("cfai.server")
@@ -178,13 +178,13 @@ _UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/",
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimiter,
-                 labels: RouteLabels, scrubber: Scrubber | None = None, keys_required: bool = True,
-                 cache: Callable[[], dict[str, Any]] = dict, ledger: BudgetLedger | None = None,
+    def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimits,
+                 labels: RouteLabels, ledger: BudgetLedger, scrubber: Scrubber | None = None,
+                 keys_required: bool = True, cache: Callable[[], dict[str, Any]] = dict,
                  console: ConsoleLog | None = None) -> None:
         self.app = app
         self.console = console  # `cfai serve`'s line per request on a terminal (server.console), or None
-        self.ledger = ledger or BudgetLedger(limiter.path)  # per-key spend for budgets (store.budgets)
+        self.ledger = ledger  # per-key spend for budgets (store.budgets)
         self.cache = cache  # the service context's cache (the catalogue's prices, once fetched: service.cost)
         self.recorder = recorder
         self.metrics = metrics
@@ -245,8 +245,7 @@ class Observe:
             settle(record, self.cache())
             if record.hold_id is not None or record.neurons:  # else nothing was held or spent: no write
                 neurons, hold_id, model, calls = record.neurons, record.hold_id, record.model, record.calls
-                await anyio.to_thread.run_sync(lambda: self.ledger.settle(
-                    hold_id, key.id, neurons, model=model, calls=calls, now=time.time()))
+                await self.ledger.settle(hold_id, key.id, neurons, model=model, calls=calls, now=time.time())
 
         scrubber = self.scrubber
         # A stream's neurons as a trailing SSE comment only when asked: it changes the stream's last bytes, which
@@ -261,10 +260,18 @@ class Observe:
             settle(record, self.cache())  # a stream the client left early, an answer that never started
             with anyio.CancelScope(shield=True):  # a client gone mid-answer still spent what its calls cost
                 await charge_budget()
+                await self._charge_tokens(scope, record)
             self._record(scope, record, watch, time.perf_counter() - start)
 
+    async def _charge_tokens(self, scope: Scope, record: RequestRecord) -> None:
+        """Tokens are known only at the end; TPM then refuses the key's next requests (as OpenAI does)."""
+        key = scope.get("state", {}).get("cfai_key")
+        tokens = record.prompt_tokens + record.completion_tokens
+        if key is not None and key.policy.tpm is not None and tokens:
+            await self.limiter.record_tokens(key.id, tokens, now=time.time())
+
     def _record(self, scope: Scope, record: RequestRecord, watch: _Watch, seconds: float) -> None:
-        """The usage row, metrics and TPM charge, from what the request's record says really happened."""
+        """The usage row and metrics, from what the request's record says really happened."""
         error_code = watch.finish()
         prompt, completion = record.prompt_tokens, record.completion_tokens
         template = self.labels(scope)
@@ -288,6 +295,3 @@ class Observe:
             error_code=error_code, upstream=record.upstream, cache=record.cache, neurons=record.neurons,
             neurons_estimated=record.neurons_estimated,
             cost_usd=None if record.neurons is None else usd_of_neurons(record.neurons), account=record.account))
-        if key is not None and key.policy.tpm is not None and prompt + completion:
-            # Tokens are known only at the end; TPM then refuses the key's next requests (as OpenAI does).
-            self.limiter.record_tokens(key.id, prompt + completion, now=time.time())

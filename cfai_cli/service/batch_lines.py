@@ -136,14 +136,13 @@ class LineRunner:
         """0 when the key may send a request now (the request is counted), else the seconds to wait."""
         policy = key.policy
         if policy.budgeted:
-            refusal = await anyio.to_thread.run_sync(lambda: self.ledger.check(
-                key.id, per_day=policy.budget_neurons_per_day, per_month_usd=policy.budget_usd_per_month,
-                now=time.time()))
+            refusal = await self.ledger.check(key.id, per_day=policy.budget_neurons_per_day,
+                                              per_month_usd=policy.budget_usd_per_month, now=time.time())
             if refusal is not None:
                 raise BudgetExhausted(QuotaExceeded(refusal.message, retry_after=refusal.retry_after))
         if not policy.limited:
             return 0.0
-        decision = await anyio.to_thread.run_sync(lambda: self.limiter.admit(key.id, policy, now=time.time()))
+        decision = await self.limiter.admit(key.id, policy, now=time.time())
         return 0.0 if decision.allowed else max(decision.retry_after, 0.05)
 
     async def run(self, endpoint: str, body: Json, *, owner: str | None,
@@ -220,7 +219,6 @@ class LineRunner:
         if key.policy.budgeted and (record.hold_id is not None or neurons):
             # The line's hold (taken before its upstream calls, service.grants) becomes what it cost.
             hold_id, model, calls = record.hold_id, record.model, record.calls
-            await anyio.to_thread.run_sync(lambda: self.ledger.settle(
-                hold_id, key.id, neurons, model=model, calls=calls, now=time.time()))
+            await self.ledger.settle(hold_id, key.id, neurons, model=model, calls=calls, now=time.time())
         if key.policy.tpm is not None and tokens:
-            await anyio.to_thread.run_sync(lambda: self.limiter.record_tokens(key.id, tokens, now=time.time()))
+            await self.limiter.record_tokens(key.id, tokens, now=time.time())

@@ -192,8 +192,7 @@ class QueueLane:
                       calls: int) -> None:
         if key is None or hold_id is None:
             return
-        await anyio.to_thread.run_sync(lambda: self.runner.ledger.settle(
-            hold_id, key.id, neurons, model=model, calls=calls, now=time.time()))
+        await self.runner.ledger.settle(hold_id, key.id, neurons, model=model, calls=calls, now=time.time())
 
     # -- polling ----------------------------------------------------------------------------------------------
 
@@ -251,8 +250,7 @@ class QueueLane:
             await self._settle(key, hold, sum(neurons) if neurons else None, job.model, len(outcomes))
             used = sum(o.usage.prompt_tokens + o.usage.completion_tokens for o in written)
             if key is not None and key.policy.tpm is not None and used:
-                await anyio.to_thread.run_sync(
-                    lambda: self.runner.limiter.record_tokens(key.id, used, now=time.time()))
+                await self.runner.limiter.record_tokens(key.id, used, now=time.time())
         await anyio.to_thread.run_sync(lambda: self.store.drop_job(batch_id, self.holder, job.request_id))
 
 

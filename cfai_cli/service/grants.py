@@ -12,19 +12,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-
 from cfai_cli.errors import QuotaExceeded, RateLimited
 from cfai_cli.service.cost import planned_neurons
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import Budget, BudgetLedger
 from cfai_cli.store.keys import KeyRecord
-from cfai_cli.store.limits import RateLimiter
+from cfai_cli.store.limits import RateLimits
 
 HOLD_SECONDS = 360.0  # a hold outlives its request by this much at most (a crashed worker's holds expire)
 
 
-def grant(request: RequestRecord, key: KeyRecord, limiter: RateLimiter, ledger: BudgetLedger, *,
+def grant(request: RequestRecord, key: KeyRecord, limiter: RateLimits, ledger: BudgetLedger, *,
           cache: Callable[[], dict[str, Any]] = dict, hold_seconds: float = HOLD_SECONDS) -> None:
     """The router and services judge the request on its record, after defaults, aliases and routes have made
     it what actually runs; a request that fans out charges its other upstream calls to the key's limits, and
@@ -35,8 +33,7 @@ def grant(request: RequestRecord, key: KeyRecord, limiter: RateLimiter, ledger: 
         request.budget = holder(request, key, ledger, cache, hold_seconds)
     if key.policy.limited:
         async def charge(calls: int) -> None:
-            decision = await anyio.to_thread.run_sync(
-                lambda: limiter.admit(key.id, key.policy, now=time.time(), units=calls))
+            decision = await limiter.admit(key.id, key.policy, now=time.time(), units=calls)
             if not decision.allowed:
                 error = RateLimited(f"Rate limit reached: {decision.reason}. This request needs {calls} more "
                                     f"upstream calls. Try again in {decision.retry_after:.0f} s.",
@@ -58,9 +55,8 @@ def holder(request: RequestRecord, key: KeyRecord, ledger: BudgetLedger, cache: 
         hold_id = request.hold_id or uuid.uuid4().hex
         fallback = planned_neurons(request, model, cache())
         now = time.time()
-        refusal = await anyio.to_thread.run_sync(lambda: ledger.hold(
-            hold_id, key.id, budget, model=model, calls=calls, fallback=fallback, now=now,
-            expires=now + hold_seconds))
+        refusal = await ledger.hold(hold_id, key.id, budget, model=model, calls=calls, fallback=fallback, now=now,
+                                    expires=now + hold_seconds)
         if refusal is not None:
             raise QuotaExceeded(refusal.message, retry_after=refusal.retry_after)
         request.hold_id = hold_id

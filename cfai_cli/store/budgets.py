@@ -1,10 +1,11 @@
 """Per-key spend ledger for budgets: neurons per key and UTC day, and holds for the requests in flight, shared by
 every worker through SQLite.
 
-Imports stdlib, core and store.db. Like store.limits, the ledger lives in the database every uvicorn worker
+Imports stdlib, core and store. Like store.limits, the ledger lives in the database every uvicorn worker
 opens, so a budget holds across workers. Before its first upstream call a request *holds* its estimated cost:
-one write transaction (BEGIN IMMEDIATE, on one connection kept open) reads the key's spend, the holds of its
-requests in flight and the model's running mean cost, and records the hold only if it fits (core.budgets).
+one write transaction (BEGIN IMMEDIATE, group-committed with its tick's others on the loop when it can: store.hot)
+reads the key's spend, the holds of its requests in flight and the model's running mean cost, and records the
+hold only if it fits (core.budgets).
 At its end, whichever way it ends, the hold is replaced by what the request really cost, and the model's mean
 learns from it. A hold expires (a worker that died mid-request must not block its key for ever), and the
 key's day and month totals count only holds not yet expired. One row per key and day keeps the month's sum
@@ -15,12 +16,16 @@ are recorded (docs/cost.md).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from cfai_cli.core.budgets import Refusal, day_of, estimate, judge, month_start, running_mean
-from cfai_cli.core.cost import day_start
-from cfai_cli.store.db import Shared, connect
+from cfai_cli.core.cost import DAY
+from cfai_cli.store.db import connect
+from cfai_cli.store.hot import HotPath
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS key_spend (
@@ -38,6 +43,7 @@ CREATE TABLE IF NOT EXISTS budget_holds (
 CREATE INDEX IF NOT EXISTS budget_holds_key ON budget_holds (key_id, expires);
 CREATE TABLE IF NOT EXISTS model_cost (model TEXT PRIMARY KEY, neurons REAL NOT NULL);
 """
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +58,16 @@ class Pruned:
     holds: int = 0
 
 
+@lru_cache(maxsize=4)
+def _buckets(day: int) -> tuple[str, str]:
+    """The ledger's bucket for UTC day number `day`, and its month's first (datetime's strftime, four times a
+    request, was a tenth of what a budget added to it)."""
+    start = day * DAY
+    return day_of(start), day_of(month_start(start))
+
+
 def _spent(conn: sqlite3.Connection, key_id: str, now: float) -> tuple[float, float]:
-    today, first = day_of(day_start(now)), day_of(month_start(now))
+    today, first = _buckets(int(now // DAY))
     day, month = conn.execute(
         "SELECT COALESCE(SUM(CASE WHEN day = ? THEN neurons END), 0), COALESCE(SUM(neurons), 0) "
         "FROM key_spend WHERE key_id = ? AND day >= ? AND day <= ?",
@@ -70,44 +84,51 @@ def _held(conn: sqlite3.Connection, key_id: str, now: float) -> float:
 def _add(conn: sqlite3.Connection, key_id: str, neurons: float, now: float) -> None:
     conn.execute("INSERT INTO key_spend (key_id, day, neurons) VALUES (?, ?, ?) "
                  "ON CONFLICT (key_id, day) DO UPDATE SET neurons = neurons + excluded.neurons",
-                 (key_id, day_of(now), neurons))
+                 (key_id, _buckets(int(now // DAY))[0], neurons))
 
 
 class BudgetLedger:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.db = Shared(path, _SCHEMA)
+    """The ledger in the SQLite database at `path`: the server's calls are async, on the process's hot path (`hot`,
+    shared with the rate limiter so that one tick's pieces commit together); `spent` and `held` read it at once."""
 
-    def add(self, key_id: str, neurons: float, *, now: float) -> None:
+    def __init__(self, path: Path, hot: HotPath | None = None) -> None:
+        self.path = path
+        self.hot = hot or HotPath(path)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        self.hot.ensure(_SCHEMA)
+        return await self.hot.run(work, write=write)
+
+    async def add(self, key_id: str, neurons: float, *, now: float) -> None:
         if neurons > 0:
-            with self.db.transaction(immediate=True) as conn:
-                _add(conn, key_id, neurons, now)
+            await self._run(lambda conn: _add(conn, key_id, neurons, now))
 
     def spent(self, key_id: str, *, now: float) -> tuple[float, float]:
         """The key's neurons today (since 00:00 UTC) and this calendar month."""
-        with self.db.transaction() as conn:
+        with connect(self.path, _SCHEMA) as conn:
             return _spent(conn, key_id, now)
 
     def held(self, key_id: str, *, now: float) -> float:
         """Neurons the key's requests in flight hold (their holds not yet expired)."""
-        with self.db.transaction() as conn:
+        with connect(self.path, _SCHEMA) as conn:
             return _held(conn, key_id, now)
 
-    def check(self, key_id: str, *, per_day: float | None, per_month_usd: float | None,
-              now: float) -> Refusal | None:
+    async def check(self, key_id: str, *, per_day: float | None, per_month_usd: float | None,
+                    now: float) -> Refusal | None:
         """The refusal for a key whose spend and holds have reached a budget, or None (the door's check: what a
         request will cost is not known there)."""
-        with self.db.transaction() as conn:
+        def work(conn: sqlite3.Connection) -> Refusal | None:
             today, month = _spent(conn, key_id, now)
-            held = _held(conn, key_id, now)
-        return judge(neurons_today=today, neurons_this_month=month, per_day=per_day,
-                     per_month_usd=per_month_usd, now=now, held=held)
+            return judge(neurons_today=today, neurons_this_month=month, per_day=per_day,
+                         per_month_usd=per_month_usd, now=now, held=_held(conn, key_id, now))
 
-    def hold(self, hold_id: str, key_id: str, budget: Budget, *, model: str, calls: int, fallback: float,
-             now: float, expires: float) -> Refusal | None:
+        return await self._run(work, write=False)
+
+    async def hold(self, hold_id: str, key_id: str, budget: Budget, *, model: str, calls: int, fallback: float,
+                   now: float, expires: float) -> Refusal | None:
         """Hold what `calls` more upstream calls of `model` are estimated to cost (core.budgets.estimate, with
         `fallback` per call when the model has no mean yet) under `hold_id`, if it fits; else the refusal."""
-        with self.db.transaction(immediate=True) as conn:
+        def work(conn: sqlite3.Connection) -> Refusal | None:
             row = conn.execute("SELECT neurons FROM model_cost WHERE model = ?", (model,)).fetchone()
             wanted = estimate(mean=None if row is None else float(row[0]), fallback=fallback, calls=calls)
             today, month = _spent(conn, key_id, now)
@@ -118,13 +139,15 @@ class BudgetLedger:
                 conn.execute("INSERT INTO budget_holds (id, key_id, neurons, expires) VALUES (?, ?, ?, ?) "
                              "ON CONFLICT (id) DO UPDATE SET neurons = neurons + excluded.neurons, "
                              "expires = excluded.expires", (hold_id, key_id, wanted, expires))
-        return refusal
+            return refusal
 
-    def settle(self, hold_id: str | None, key_id: str, neurons: float | None, *, model: str | None, calls: int,
-               now: float) -> None:
+        return await self._run(work)
+
+    async def settle(self, hold_id: str | None, key_id: str, neurons: float | None, *, model: str | None,
+                     calls: int, now: float) -> None:
         """Replace the request's hold by what it cost (nothing if its cost is unknown), in one transaction, and
         let its model's mean cost per call learn from it."""
-        with self.db.transaction(immediate=True) as conn:
+        def work(conn: sqlite3.Connection) -> None:
             if hold_id is not None:
                 conn.execute("DELETE FROM budget_holds WHERE id = ?", (hold_id,))
             if neurons is not None and neurons > 0:
@@ -134,6 +157,8 @@ class BudgetLedger:
                 mean = running_mean(None if row is None else float(row[0]), neurons / calls)
                 conn.execute("INSERT INTO model_cost (model, neurons) VALUES (?, ?) "
                              "ON CONFLICT (model) DO UPDATE SET neurons = excluded.neurons", (model, mean))
+
+        await self._run(work)
 
 
 def prune(path: Path, *, now: float) -> Pruned:

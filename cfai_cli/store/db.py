@@ -53,52 +53,6 @@ def connect(path: Path, schema: str, *, immediate: bool = False,
         raise ConfigError(f"Cannot use the database {path}: {exc}") from None
 
 
-class Shared:
-    """One connection kept open for a hot path (budget holds on every request), its transactions taken in turn.
-
-    Opening a connection costs more than the short transaction it is for; the lock serialises this process's
-    threads on it (SQLite's write lock serialises the processes). Reopened after a fork. Its commits are not
-    flushed to disk one by one (WAL's synchronous=NORMAL: durable when a process dies, the last commits may be
-    lost if the machine does): an fsync would cost more than everything else the request does."""
-
-    def __init__(self, path: Path, schema: str) -> None:
-        self.path = path
-        self.schema = schema
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-
-    def _open(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():
-            with connect(self.path, self.schema):  # the file, its mode and the schema, as every connection has
-                pass
-            self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA busy_timeout = 30000")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._pid = os.getpid()
-        return self._conn
-
-    @contextmanager
-    def transaction(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        """The shared connection inside one transaction (committed on success); `immediate` takes the write
-        lock first, so what is read and what is written cannot interleave with another writer."""
-        with self._lock:
-            try:
-                conn = self._open()
-                conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-                try:
-                    yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._conn is not None and self._conn.in_transaction:
-                    self._conn.close()  # a connection left mid-transaction is not reused
-                    self._conn = None
-                raise ConfigError(f"Cannot use the database {self.path}: {exc}") from None
-
-
 def add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
     """Add columns a newer cfai needs to a table an older one created (nothing the user stored is lost)."""
     have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}

@@ -35,6 +35,14 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at INTEGER NOT NULL,
     revoked_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS api_keys_epoch (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+INSERT OR IGNORE INTO api_keys_epoch (id, n) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS api_keys_epoch_insert AFTER INSERT ON api_keys
+    BEGIN UPDATE api_keys_epoch SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS api_keys_epoch_update AFTER UPDATE ON api_keys
+    BEGIN UPDATE api_keys_epoch SET n = n + 1; END;
+CREATE TRIGGER IF NOT EXISTS api_keys_epoch_delete AFTER DELETE ON api_keys
+    BEGIN UPDATE api_keys_epoch SET n = n + 1; END;
 """
 _POLICY_COLUMNS = {"scopes": "TEXT", "models": "TEXT", "rpm": "INTEGER", "rpd": "INTEGER", "tpm": "INTEGER",
                    "expires_at": "INTEGER", "cache": "INTEGER", "budget_neurons_per_day": "REAL",
@@ -256,12 +264,14 @@ class CacheUnavailable(Exception):
 
 
 class KeyCache:
-    """Verified keys for the proxy: one read connection and the records seen, kept until the database changes.
+    """Verified keys for the proxy: one read connection and the records seen, kept until the keys change.
 
-    `PRAGMA data_version` changes whenever any other connection commits (a revoke, a new key, another
-    worker's writes), so the cache is dropped before the next lookup and a revoked key is refused on its
-    very next request. In WAL mode that check and the indexed lookup are microseconds and never wait for
-    a writer, cheap enough for the event loop: no thread hop and no new connection per request.
+    `PRAGMA data_version` changes whenever any other connection commits; then `api_keys_epoch`, which triggers
+    count up on every change to api_keys (whoever makes it: a revoke, a new key, an older cfai), says whether
+    the keys changed, and if so the cache is dropped before the lookup: a revoked key is refused on its very
+    next request. The usage log's and the rate limits' commits (one or two a request for a limited key) leave
+    it alone: reloading the key cost ~28 µs a request. In WAL mode these reads are microseconds and never wait
+    for a writer, cheap enough for the event loop: no thread hop and no new connection per request.
     """
 
     _MAX = 10_000  # records (and unknown keys) kept; guessed keys cannot grow memory without bound
@@ -270,6 +280,7 @@ class KeyCache:
         self.store = store
         self._conn: sqlite3.Connection | None = None
         self._version: int | None = None
+        self._epoch: int | None = None
         self._records: dict[str, KeyRecord | None] = {}
 
     def _connection(self) -> sqlite3.Connection:
@@ -291,7 +302,10 @@ class KeyCache:
             # fetchall() steps each statement to its end, so no read transaction (snapshot) stays open.
             version = conn.execute("PRAGMA data_version").fetchall()[0][0]
             if version != self._version:
-                self._records.clear()
+                epoch = conn.execute("SELECT n FROM api_keys_epoch").fetchall()[0][0]
+                if epoch != self._epoch:
+                    self._records.clear()
+                    self._epoch = epoch
                 self._version = version
             if digest in self._records:
                 record = self._records[digest]
@@ -310,7 +324,7 @@ class KeyCache:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self._version = None
+        self._version = self._epoch = None
         self._records.clear()
 
 

@@ -1,8 +1,14 @@
 """Per-key rate limits (requests per minute and day, tokens per minute), exact across processes.
 
-Imports stdlib and store.db. Each admission is one SQLite write transaction (BEGIN IMMEDIATE), so the
-check and the insert cannot interleave, whether the other requests come from this worker or another.
-Windows slide: a request counts for exactly 60 s (or 24 h) after it was admitted.
+Imports stdlib and store. The server sees the small `RateLimits` interface (a Redis implementation slots in
+for a shared gateway); `RateLimiter` keeps the windows in the SQLite database every worker opens. Each admission
+is a write transaction (BEGIN IMMEDIATE, group-committed with its tick's others: store.hot), so the check and the
+insert cannot interleave, whether the other requests come from this worker or another.
+Windows slide: a request counts for exactly 60 s (or 24 h) after it was admitted, and tokens for 60 s after
+they were recorded. Each row of `rate_log` carries the key's running total of its kind, so what a window holds
+is the newest total minus the total before its oldest row: two index lookups, however many rows the window
+holds (a COUNT over a busy key's minute cost 15 ms at 3,000 req/s). A key's rows older than its longest window
+are trimmed as it is admitted (a minute of them, or a day with `rpd`), an idle key's by the retention pass.
 """
 
 from __future__ import annotations
@@ -11,17 +17,42 @@ import math
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cfai_cli.store.db import connect
+from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
 
 MINUTE, DAY = 60.0, 86400.0
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS rate_requests (key_id TEXT NOT NULL, ts REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS rate_requests_key_ts ON rate_requests (key_id, ts);
-CREATE TABLE IF NOT EXISTS rate_tokens (key_id TEXT NOT NULL, ts REAL NOT NULL, tokens INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS rate_tokens_key_ts ON rate_tokens (key_id, ts);
+REQUESTS, TOKENS = 0, 1  # rate_log.kind
+TRIM_EVERY = 64  # admissions (in this process) between two trims of the admitted key's old rows
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rate_log (
+    key_id TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    total INTEGER NOT NULL,
+    units INTEGER NOT NULL,
+    PRIMARY KEY (key_id, kind, ts, total)
+) WITHOUT ROWID;
 """
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """The windows an older cfai kept (one row a request, one a token count) into rate_log, with running totals."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for kind, table, units in ((REQUESTS, "rate_requests", "1"), (TOKENS, "rate_tokens", "tokens")):
+            if table in tables:
+                conn.execute(f"INSERT OR IGNORE INTO rate_log (key_id, kind, ts, total, units) "
+                             f"SELECT key_id, {kind}, ts, SUM({units}) OVER (PARTITION BY key_id ORDER BY ts, rowid), "
+                             f"{units} FROM {table}")
+                conn.execute(f"DROP TABLE {table}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 @dataclass(slots=True)
@@ -40,63 +71,105 @@ def _reset(seconds: float) -> str:
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or hours else "") + f"{secs}s"
 
 
-def _window(conn: sqlite3.Connection, key_id: str, since: float) -> tuple[int, float | None]:
-    count, oldest = conn.execute("SELECT COUNT(*), MIN(ts) FROM rate_requests WHERE key_id = ? AND ts > ?",
-                                 (key_id, since)).fetchone()
-    return int(count), oldest
+_LAST = "SELECT ts, total FROM rate_log WHERE key_id = ? AND kind = ? ORDER BY ts DESC, total DESC LIMIT 1"
+_FIRST = ("SELECT ts, total - units FROM rate_log WHERE key_id = ? AND kind = ? AND ts > ? "
+          "ORDER BY ts, total LIMIT 1")
+_INSERT = "INSERT INTO rate_log (key_id, kind, ts, total, units) VALUES (?, ?, ?, ?, ?)"
+
+
+def _last(conn: sqlite3.Connection, key_id: str, kind: int) -> tuple[float | None, int]:
+    """The key's newest row of `kind`: its time and running total (None, 0 without one)."""
+    row = conn.execute(_LAST, (key_id, kind)).fetchone()
+    return (None, 0) if row is None else (float(row[0]), int(row[1]))
+
+
+def _window(conn: sqlite3.Connection, key_id: str, kind: int, since: float, total: int) -> tuple[int, float | None]:
+    """What the key's rows of `kind` newer than `since` add up to, and the oldest one's time."""
+    row = conn.execute(_FIRST, (key_id, kind, since)).fetchone()
+    return (0, None) if row is None else (total - int(row[1]), float(row[0]))
+
+
+def _record(conn: sqlite3.Connection, key_id: str, kind: int, units: int, now: float, last: tuple[float | None, int]
+            ) -> None:
+    ts, total = last
+    # Never before the key's newest row (a clock read before another worker's commit): totals stay in time order.
+    conn.execute(_INSERT, (key_id, kind, now if ts is None else max(now, ts), total + units, units))
+
+
+class RateLimits(Protocol):
+    """What the server asks of a rate limiter."""
+
+    async def admit(self, key_id: str, policy: KeyPolicy, *, now: float, units: int = 1) -> Decision:
+        """Admit `units` requests now (recording them) or refuse them with how long to wait."""
+
+    async def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
+        """Count the tokens a request of the key spent, for its tokens-per-minute window."""
 
 
 class RateLimiter:
-    def __init__(self, path: Path) -> None:
+    """`RateLimits` in the SQLite database at `path` (`hot`: the process's hot-path transactions on it)."""
+
+    def __init__(self, path: Path, hot: HotPath | None = None) -> None:
         self.path = path
+        self.hot = hot or HotPath(path)
         self._admitted = 0
 
-    def admit(self, key_id: str, policy: KeyPolicy, *, now: float, units: int = 1) -> Decision:
-        """Admit `units` requests now (recording them) or refuse them with how long to wait.
-
-        A request is admitted as one unit at the door; a request that fans out is charged its other upstream
+    async def admit(self, key_id: str, policy: KeyPolicy, *, now: float, units: int = 1) -> Decision:
+        """A request is admitted as one unit at the door; a request that fans out is charged its other upstream
         calls as more units when the service knows them (service.record)."""
+        self.hot.ensure(SCHEMA, migrate)
+        self._admitted += 1
+        trim = self._admitted % TRIM_EVERY == 0
+        return await self.hot.run(lambda conn: self._admit(conn, key_id, policy, now, units, trim))
+
+    async def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
+        if tokens > 0:
+            self.hot.ensure(SCHEMA, migrate)
+            await self.hot.run(lambda conn: _record(conn, key_id, TOKENS, tokens, now, _last(conn, key_id, TOKENS)))
+
+    @staticmethod
+    def _admit(conn: sqlite3.Connection, key_id: str, policy: KeyPolicy, now: float, units: int, trim: bool
+               ) -> Decision:
         headers: dict[str, str] = {}
-        with connect(self.path, _SCHEMA, immediate=True) as conn:
-            refusal: Decision | None = None
-            described = False
-            for limit, span, label in ((policy.rpm, MINUTE, "requests per minute"),
-                                       (policy.rpd, DAY, "requests per day")):
-                if limit is None:
-                    continue
-                used, oldest = _window(conn, key_id, now - span)
-                reset = (oldest + span - now) if oldest is not None else span
-                if not described:  # the headers describe the per-minute window when there is one
-                    described = True
-                    headers["x-ratelimit-limit-requests"] = str(limit)
-                    headers["x-ratelimit-remaining-requests"] = str(max(0, limit - used - units))
-                    headers["x-ratelimit-reset-requests"] = _reset(reset)
-                if used + units > limit and refusal is None:
-                    headers["x-ratelimit-remaining-requests"] = "0"
-                    refusal = Decision(False, max(reset, 0.001), f"this key's limit of {limit} {label}")
-            if policy.tpm is not None:
-                tokens, oldest = conn.execute(
-                    "SELECT COALESCE(SUM(tokens), 0), MIN(ts) FROM rate_tokens WHERE key_id = ? AND ts > ?",
-                    (key_id, now - MINUTE)).fetchone()
-                reset = (oldest + MINUTE - now) if oldest is not None else 0.0
-                headers["x-ratelimit-limit-tokens"] = str(policy.tpm)
-                headers["x-ratelimit-remaining-tokens"] = str(max(0, policy.tpm - int(tokens)))
-                headers["x-ratelimit-reset-tokens"] = _reset(reset)
-                if tokens >= policy.tpm and refusal is None:
-                    refusal = Decision(False, max(reset, 0.001),
-                                       f"this key's limit of {policy.tpm} tokens per minute")
-            if refusal is not None:
-                refusal.headers = headers
-                return refusal
-            conn.executemany("INSERT INTO rate_requests (key_id, ts) VALUES (?, ?)", [(key_id, now)] * units)
-            before, self._admitted = self._admitted, self._admitted + units
-            if before // 500 != self._admitted // 500:  # keep the tables small: nothing older than a day matters
-                conn.execute("DELETE FROM rate_requests WHERE ts <= ?", (now - DAY,))
-                conn.execute("DELETE FROM rate_tokens WHERE ts <= ?", (now - MINUTE,))
+        refusal: Decision | None = None
+        described = False
+        last = _last(conn, key_id, REQUESTS)
+        for limit, span, label in ((policy.rpm, MINUTE, "requests per minute"),
+                                   (policy.rpd, DAY, "requests per day")):
+            if limit is None:
+                continue
+            used, oldest = _window(conn, key_id, REQUESTS, now - span, last[1])
+            reset = (oldest + span - now) if oldest is not None else span
+            if not described:  # the headers describe the per-minute window when there is one
+                described = True
+                headers["x-ratelimit-limit-requests"] = str(limit)
+                headers["x-ratelimit-remaining-requests"] = str(max(0, limit - used - units))
+                headers["x-ratelimit-reset-requests"] = _reset(reset)
+            if used + units > limit and refusal is None:
+                headers["x-ratelimit-remaining-requests"] = "0"
+                refusal = Decision(False, max(reset, 0.001), f"this key's limit of {limit} {label}")
+        if policy.tpm is not None:
+            tokens, oldest = _window(conn, key_id, TOKENS, now - MINUTE, _last(conn, key_id, TOKENS)[1])
+            reset = (oldest + MINUTE - now) if oldest is not None else 0.0
+            headers["x-ratelimit-limit-tokens"] = str(policy.tpm)
+            headers["x-ratelimit-remaining-tokens"] = str(max(0, policy.tpm - tokens))
+            headers["x-ratelimit-reset-tokens"] = _reset(reset)
+            if tokens >= policy.tpm and refusal is None:
+                refusal = Decision(False, max(reset, 0.001), f"this key's limit of {policy.tpm} tokens per minute")
+        if refusal is not None:
+            refusal.headers = headers
+            return refusal
+        _record(conn, key_id, REQUESTS, units, now, last)
+        if trim:  # what no window of the key reads any more (a policy given rpd later counts from here)
+            conn.execute("DELETE FROM rate_log WHERE key_id = ? AND kind = ? AND ts <= ?",
+                         (key_id, REQUESTS, now - (DAY if policy.rpd is not None else MINUTE)))
+            conn.execute("DELETE FROM rate_log WHERE key_id = ? AND kind = ? AND ts <= ?",
+                         (key_id, TOKENS, now - MINUTE))
         return Decision(True, headers=headers)
 
-    def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
-        if tokens > 0:
-            with connect(self.path, _SCHEMA, immediate=True) as conn:
-                conn.execute("INSERT INTO rate_tokens (key_id, ts, tokens) VALUES (?, ?, ?)",
-                             (key_id, now, tokens))
+
+def prune(path: Path, *, now: float) -> int:
+    """Delete the rows no window reads any more, of every key (the keys not admitted lately keep theirs till here)."""
+    with connect(path, SCHEMA, immediate=True, migrate=migrate) as conn:
+        return int(conn.execute("DELETE FROM rate_log WHERE ts <= ? OR (kind = ? AND ts <= ?)",
+                                (now - DAY, TOKENS, now - MINUTE)).rowcount)

@@ -5,8 +5,9 @@ prune never holds the database lock for long (the proxy's usage writer and the k
 `budget` bounds the rows one pass may delete (the server's hourly pass), None deletes everything due
 (`cfai usage --prune`). The row caps bound each table whatever the time limits say (0 = no time limit).
 The budget ledger keeps only what a budget reads: its days before this calendar month and its expired holds
-go on every pass (store.budgets.prune). Finished batches older than `batch_days` go with their lines and
-output files, and uploads past their `expires_at` (OpenAI's `expires_after`); nothing in flight (store.batches.prune).
+go on every pass (store.budgets.prune), and so do the rate limits' rows no window reads (store.limits.prune).
+Finished batches older than `batch_days` go with their lines and output files, and uploads past their
+`expires_at` (OpenAI's `expires_after`); nothing in flight (store.batches.prune).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from cfai_cli.settings import Settings
 from cfai_cli.store import batches as batches_store
 from cfai_cli.store import budgets as budgets_store
+from cfai_cli.store import limits as limits_store
 from cfai_cli.store import responses as responses_store
 from cfai_cli.store import usage as usage_store
 from cfai_cli.store.db import connect
@@ -53,6 +55,7 @@ class Pruned:
     budget_holds: int = 0  # holds of requests whose worker never settled them, expired
     batches: int = 0  # finished batches past batch_days, with their lines and output files
     files: int = 0  # files deleted: those batches' output files and uploads past their expires_at
+    rate_rows: int = 0  # requests and token counts older than every rate window (of keys not used since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,5 +117,6 @@ def prune(path: Path, retention: Retention, *, now: float, budget: int | None = 
         batches, files = batches_store.prune(
             path, retention.files_dir, before=now - retention.batch_days * DAY if retention.batch_days > 0 else None,
             now=now)
+    rates = limits_store.prune(path, now=now)  # a day of an idle key's requests at most: its admissions trim the rest
     return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days, budget_holds=ledger.holds,
-                  batches=batches, files=files)
+                  batches=batches, files=files, rate_rows=rates)

@@ -110,7 +110,7 @@ async def test_rate_limited_lines_wait_for_their_window(ctx: Context, settings: 
     async def window_passes(seconds: float) -> None:  # a minute goes by: the key's window empties
         waits.append(seconds)
         with sqlite3.connect(settings.database) as conn:
-            conn.execute("DELETE FROM rate_requests")
+            conn.execute("DELETE FROM rate_log")
         await asyncio.sleep(0)
 
     batch_id = await new_batch(ctx, 3, owner=record.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -33,3 +34,23 @@ def test_cache_still_honours_expiry(tmp_path: Path) -> None:
     assert cache.verify(key) == record
     assert cache.verify(key, now=time.time() + 120) is None
     assert cache.verify("not-a-key") is None
+
+
+def test_commits_to_other_tables_leave_the_cache_alone(tmp_path: Path) -> None:
+    """A limited key's request commits to the database (its rate window): the key is not read again for it."""
+    db = tmp_path / "cfai.db"
+    store = KeyStore(db)
+    key, record = store.create("a", KeyPolicy(rpm=5))
+    cache = store.cache()
+    assert cache.verify(key) == record
+    with sqlite3.connect(db) as conn:  # a change no trigger sees (only a test goes behind cfai's back)...
+        conn.execute("DROP TRIGGER api_keys_epoch_update")
+        conn.execute("UPDATE api_keys SET rpm = 7 WHERE id = ?", (record.id,))
+    with sqlite3.connect(db) as conn:  # ... and a commit elsewhere, as the rate limiter makes
+        conn.execute("CREATE TABLE elsewhere (x)")
+    assert cache.verify(key) == record  # still the record from memory: rpm 5
+    other = KeyStore(db)
+    other.create("b")  # a change to the keys: read again
+    verified = cache.verify(key)
+    assert verified is not None and verified.policy.rpm == 7
+    cache.close()

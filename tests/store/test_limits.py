@@ -1,45 +1,132 @@
-"""The SQLite rate limiter: sliding windows, which limit refuses, how long to wait, the OpenAI-style headers."""
+"""The SQLite rate limiter: sliding windows, which limit refuses, how long to wait, the OpenAI-style headers; exact
+with windows of thousands of requests and with several processes' connections admitting at once."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 from pathlib import Path
 
+import pytest
+
 from cfai_cli.store.keys import KeyPolicy
-from cfai_cli.store.limits import RateLimiter, _reset
+from cfai_cli.store.limits import TRIM_EVERY, RateLimiter, _reset, prune
+
+pytestmark = pytest.mark.anyio
 
 
-def test_requests_per_minute_slide(tmp_path: Path) -> None:
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_requests_per_minute_slide(tmp_path: Path) -> None:
     limiter = RateLimiter(tmp_path / "cfai.db")
     policy = KeyPolicy(rpm=3)
-    assert [limiter.admit("k", policy, now=t).allowed for t in (0.0, 10.0, 20.0, 30.0)] == [True, True, True, False]
-    refused = limiter.admit("k", policy, now=30.0)
+    assert [(await limiter.admit("k", policy, now=t)).allowed for t in (0.0, 10.0, 20.0, 30.0)] == [
+        True, True, True, False]
+    refused = await limiter.admit("k", policy, now=30.0)
     assert refused.retry_after == 30.0 and "3 requests per minute" in refused.reason
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
-    assert limiter.admit("k", policy, now=60.5).allowed  # the first request left the window
-    assert limiter.admit("other", policy, now=30.0).allowed  # limits are per key
+    assert (await limiter.admit("k", policy, now=60.5)).allowed  # the first request left the window
+    assert (await limiter.admit("other", policy, now=30.0)).allowed  # limits are per key
 
 
-def test_requests_per_day_and_headers(tmp_path: Path) -> None:
+async def test_requests_per_day_and_headers(tmp_path: Path) -> None:
     limiter = RateLimiter(tmp_path / "cfai.db")
     policy = KeyPolicy(rpm=10, rpd=2)
-    first = limiter.admit("k", policy, now=0.0)
+    first = await limiter.admit("k", policy, now=0.0)
     assert first.headers == {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "9",
                              "x-ratelimit-reset-requests": "1m0s"}
-    assert limiter.admit("k", policy, now=100.0).allowed
-    refused = limiter.admit("k", policy, now=200.0)
+    assert (await limiter.admit("k", policy, now=100.0)).allowed
+    refused = await limiter.admit("k", policy, now=200.0)
     assert not refused.allowed and "per day" in refused.reason and refused.retry_after == 86400.0 - 200.0
 
 
-def test_tokens_per_minute(tmp_path: Path) -> None:
+async def test_tokens_per_minute(tmp_path: Path) -> None:
     limiter = RateLimiter(tmp_path / "cfai.db")
     policy = KeyPolicy(tpm=100)
-    assert limiter.admit("k", policy, now=0.0).allowed
-    limiter.record_tokens("k", 60, now=1.0)
-    assert limiter.admit("k", policy, now=2.0).headers["x-ratelimit-remaining-tokens"] == "40"
-    limiter.record_tokens("k", 50, now=3.0)
-    refused = limiter.admit("k", policy, now=4.0)
+    assert (await limiter.admit("k", policy, now=0.0)).allowed
+    await limiter.record_tokens("k", 60, now=1.0)
+    assert (await limiter.admit("k", policy, now=2.0)).headers["x-ratelimit-remaining-tokens"] == "40"
+    await limiter.record_tokens("k", 50, now=3.0)
+    refused = await limiter.admit("k", policy, now=4.0)
     assert not refused.allowed and refused.retry_after == 57.0
-    assert limiter.admit("k", policy, now=63.5).allowed
+    assert (await limiter.admit("k", policy, now=63.5)).allowed
+
+
+async def test_a_busy_minute_is_counted_exactly_and_its_old_rows_trimmed(tmp_path: Path) -> None:
+    """3,000 requests in a minute, fan-out units among them: the window's sum slides request by request."""
+    db = tmp_path / "cfai.db"
+    limiter = RateLimiter(db)
+    policy = KeyPolicy(rpm=3000)
+    admitted = [await limiter.admit("k", policy, now=i * 0.01, units=1 + (i % 3 == 0)) for i in range(2250)]
+    assert all(d.allowed for d in admitted)  # 1,500 requests of 1 unit and 750 of 2: 3,000 units in 22.5 s
+    assert (await limiter.admit("k", policy, now=30.0)).retry_after == 30.0
+    # At 60.0 the first request (2 units, at 0.0) has left the window; at 60.005 nothing more has.
+    after = await limiter.admit("k", policy, now=60.0, units=2)
+    assert after.allowed and after.headers["x-ratelimit-remaining-requests"] == "0"
+    assert not (await limiter.admit("k", policy, now=60.005)).allowed
+    # Trimmed as it goes: the rows of the first minute went, the window's are all there.
+    other = RateLimiter(db)  # its count of admissions starts again: it trims on its TRIM_EVERY-th
+    for i in range(TRIM_EVERY):
+        await other.admit("other", KeyPolicy(rpm=10**6), now=200.0 + i)
+    with sqlite3.connect(db) as conn:
+        kept = conn.execute("SELECT COUNT(*), MIN(ts) FROM rate_log WHERE key_id = 'other'").fetchone()
+    assert kept == (TRIM_EVERY - 4, 204.0)  # nothing older than a minute before the last admission (at 263)
+    assert prune(db, now=300.0 + 86400.0) == 2251 + 60
+
+
+def _admit_from_worker(db: Path, policy: KeyPolicy, count: int, start: threading.Barrier,
+                       results: list[bool]) -> None:
+    """A worker process's share: its own limiter and connections, its requests all at once on its own loop."""
+    limiter = RateLimiter(db)
+
+    async def burst() -> list[bool]:
+        start.wait()
+        decisions = await asyncio.gather(*(limiter.admit("k", policy, now=1000.0) for _ in range(count)))
+        return [d.allowed for d in decisions]
+
+    results.extend(asyncio.run(burst()))
+    limiter.hot.close()
+
+
+async def test_connections_admitting_at_once_share_one_limit_exactly(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    policy = KeyPolicy(rpm=70, tpm=10**9)
+    await RateLimiter(db).record_tokens("k", 5, now=999.0)  # the schema in place before the race
+    start = threading.Barrier(4)
+    results: list[list[bool]] = [[] for _ in range(4)]
+    threads = [threading.Thread(target=_admit_from_worker, args=(db, policy, 40, start, results[i]))
+               for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    admitted = sum(sum(r) for r in results)
+    assert sum(len(r) for r in results) == 160 and admitted == 70
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT MAX(total), COUNT(*) FROM rate_log WHERE kind = 0").fetchone() == (70, 70)
+
+
+async def test_the_windows_an_older_cfai_kept_still_count(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript("""
+            CREATE TABLE rate_requests (key_id TEXT NOT NULL, ts REAL NOT NULL);
+            CREATE TABLE rate_tokens (key_id TEXT NOT NULL, ts REAL NOT NULL, tokens INTEGER NOT NULL);
+            INSERT INTO rate_requests VALUES ('k', 10.0), ('k', 20.0), ('k', 20.0), ('j', 15.0);
+            INSERT INTO rate_tokens VALUES ('k', 11.0, 30), ('k', 21.0, 50);
+        """)
+    limiter = RateLimiter(db)
+    decision = await limiter.admit("k", KeyPolicy(rpm=5, tpm=100), now=30.0)
+    assert decision.headers["x-ratelimit-remaining-requests"] == "1"  # 3 before, this one: 1 left of 5
+    assert decision.headers["x-ratelimit-remaining-tokens"] == "20"
+    assert not (await limiter.admit("k", KeyPolicy(rpm=4), now=30.0)).allowed
+    with sqlite3.connect(db) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "rate_requests" not in tables and "rate_tokens" not in tables
 
 
 def test_reset_format() -> None:

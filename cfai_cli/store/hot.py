@@ -1,0 +1,298 @@
+"""Short SQLite transactions on every request's path (rate limits, budget holds), on the event loop, grouped.
+
+Imports stdlib, errors and store.db. A piece of work runs in a write transaction (BEGIN IMMEDIATE, so it is
+serialised with every other process's) on a connection kept open, on the event loop itself when SQLite's write
+lock is free this instant (that connection has no busy timeout), else in a worker thread that waits its turn.
+The first piece of an iteration of the loop runs at once; the pieces that concurrent requests submit in the same
+iteration share one transaction at its end (group commit), each seeing the writes of the pieces before it: exact.
+Measured on the 2-core machine of bench/run.py (docs/performance.md, 2026-12-01, loaded by other jobs): a thread
+hop alone costs ~95 µs of CPU and 100–300 µs of wall time; a rate-limit admission's whole transaction ~35 µs of
+CPU alone and ~18 µs in groups of four; the connection opened per admission with an fsync per commit, which this
+replaces, 2–14 ms. The loop's connection never checkpoints the WAL itself (a checkpoint writes and fsyncs
+megabytes): a worker thread does, every `CHECKPOINT_EVERY` commits. Commits are not flushed to disk one by one
+(WAL's synchronous=NORMAL: durable when a process dies, the last commits may be lost if the machine does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cfai_cli.errors import ConfigError
+from cfai_cli.store.db import connect
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], Any]
+Piece = tuple[Work, "asyncio.Future[Any] | None", bool]  # the work, its waiter, whether it writes
+WAIT = 30.0  # seconds a piece waits for another connection's write lock before its request fails
+CHECKPOINT_EVERY = 500  # commits made on the loop between two checkpoints (a page or two each)
+
+
+class _Busy(Exception):
+    """SQLite's write lock is held by another connection right now."""
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A connection that never waits for a lock: SQLITE_BUSY at once (the callers choose how to wait)."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def _run(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, Any]]:
+    """Every piece of `batch` in one write transaction: (True, result) or (False, the exception it raised).
+
+    A piece that raises is left out and the others run again without it (what it wrote is rolled back).
+    A write lock held elsewhere raises _Busy at once (nothing is written)."""
+    todo = list(range(len(batch)))
+    outcomes: list[tuple[bool, Any]] = [(False, None)] * len(batch)
+    # Only reads: no write lock to take and nothing to write at the commit.
+    begin = "BEGIN IMMEDIATE" if any(write for _, _, write in batch) else "BEGIN"
+    while True:
+        failed = None
+        try:
+            conn.execute(begin)
+            for index in todo:
+                try:
+                    outcomes[index] = (True, batch[index][0](conn))
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:  # a bug in one piece: only its own request fails
+                    outcomes[index] = (False, exc)
+                    failed = index
+                    break
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and _locked(exc):
+                raise _Busy from None
+            raise
+        if failed is None:
+            conn.execute("COMMIT")
+            return outcomes
+        conn.execute("ROLLBACK")
+        todo.remove(failed)
+
+
+class HotPath:
+    """One database's hot-path transactions in one process: `await run(work)` or, off the loop, `call(work)`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pending: dict[asyncio.AbstractEventLoop, list[Piece]] = {}
+        self._stepping: set[asyncio.AbstractEventLoop] = set()  # loops whose iteration has run a piece at once
+        self._loop_lock = threading.Lock()  # the loop's connection (a second loop in another thread: tests)
+        self._thread_lock = threading.Lock()  # the thread's connection
+        self._backlog_lock = threading.Lock()
+        self._backlog: list[tuple[asyncio.AbstractEventLoop, list[Piece]]] = []  # pieces waiting for the thread
+        self._draining = False  # a thread is working through the backlog
+        self._loop_conn: sqlite3.Connection | None = None
+        self._thread_conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._commits = 0
+        self._schemas: set[str] = set()
+
+    def ensure(self, schema: str, migrate: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """The file (0600), WAL and `schema` in place, once per process (as every connection has them)."""
+        if schema not in self._schemas:
+            with connect(self.path, schema, migrate=migrate):
+                pass
+            self._schemas.add(schema)
+
+    def _fresh(self) -> None:
+        if self._pid != os.getpid():  # a forked child: its parent's connections are not its own
+            self._loop_conn = self._thread_conn = None
+            self._pending.clear()
+            self._stepping.clear()
+            self._backlog.clear()
+            self._draining = False
+            self._pid = os.getpid()
+
+    async def run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """`work(conn)` in a transaction, and what it returned (`write=False`: it only reads; a transaction of
+        such pieces takes no write lock).
+
+        The first piece of an iteration of the loop runs at once, without suspending its task (a lone request
+        waits for no tick); the pieces that follow in the same iteration (concurrent requests) wait for its end
+        and share one transaction. While pieces wait for the lock in the thread, new ones queue behind them."""
+        loop = asyncio.get_running_loop()
+        batch = self._pending.get(loop)
+        if batch is None and loop not in self._stepping and not self._draining:
+            self._stepping.add(loop)
+            loop.call_soon(self._stepping.discard, loop)
+            outcomes = self._inline([(work, None, write)])
+            if outcomes is not None:
+                self._after_commit(loop)
+                ((ok, result),) = outcomes
+                if not ok:
+                    raise result
+                return result  # type: ignore[no-any-return]
+            future: asyncio.Future[T] = loop.create_future()  # another writer holds the lock: wait off the loop
+            self._to_thread(loop, [(work, future, write)])
+            return await future
+        future = loop.create_future()
+        if batch is None:
+            self._pending[loop] = batch = []
+            loop.call_soon(self._flush, loop)
+        batch.append((work, future, write))
+        return await future
+
+    def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(conn)` in its own write transaction on the calling thread, waiting for the lock (CLI, tests)."""
+        ((ok, result),) = self._blocking([(work, None, True)])
+        if not ok:
+            raise result
+        return result  # type: ignore[no-any-return]
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._pending.pop(loop, [])
+        if not batch:
+            return
+        if self._draining:  # behind the pieces already waiting for the lock, in their order
+            self._to_thread(loop, batch)
+            return
+        try:
+            outcomes = self._inline(batch)
+        except Exception as exc:  # handed to every waiter, as the thread's would be
+            self._deliver(batch, exc)
+            return
+        if outcomes is None:  # another writer holds the lock: wait for it in a thread, not on the loop
+            self._to_thread(loop, batch)
+            return
+        self._deliver(batch, outcomes)
+        self._after_commit(loop)
+
+    def _after_commit(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY:
+            self._commits = 0
+            loop.run_in_executor(None, self._checkpoint)
+
+    def _to_thread(self, loop: asyncio.AbstractEventLoop, batch: list[Piece]) -> None:
+        with self._backlog_lock:
+            self._backlog.append((loop, batch))
+            if self._draining:
+                return
+            self._draining = True
+        loop.run_in_executor(None, self._drain)
+
+    def _drain(self) -> None:
+        """In a worker thread: what waits for the lock, all of it in one transaction, until nothing waits (so
+        a stall behind another writer ends in one commit, not one per request)."""
+        while True:
+            with self._backlog_lock:
+                waiting, self._backlog = self._backlog, []
+                if not waiting:
+                    self._draining = False
+                    return
+            outcomes: list[tuple[bool, Any]] | BaseException
+            try:
+                outcomes = self._blocking([piece for _, batch in waiting for piece in batch])
+            except Exception as exc:
+                outcomes = exc
+            start = 0
+            for loop, batch in waiting:
+                part = outcomes if isinstance(outcomes, BaseException) else outcomes[start:start + len(batch)]
+                start += len(batch)
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+                    loop.call_soon_threadsafe(self._deliver, batch, part)
+
+    def _inline(self, batch: list[Piece]) -> list[tuple[bool, Any]] | None:
+        if not self._loop_lock.acquire(blocking=False):
+            return None
+        try:
+            self._fresh()
+            try:
+                if self._loop_conn is None:
+                    self._loop_conn = _open(self.path)
+                    self._loop_conn.execute("PRAGMA wal_autocheckpoint = 0")  # self._checkpoint, in a thread
+                return _run(self._loop_conn, batch)
+            except _Busy:
+                return None
+            except sqlite3.Error as exc:
+                self._drop("_loop_conn")
+                if _locked(exc):  # even its first read of the schema waits for no one
+                    return None
+                raise ConfigError(f"Cannot use the database {self.path}: {exc}") from None
+        finally:
+            self._loop_lock.release()
+
+    def _blocking(self, batch: list[Piece]) -> list[tuple[bool, Any]]:
+        """`batch` in one transaction on the thread's connection, trying again every 0.1–2 ms while another
+        connection writes (SQLite's own busy handler sleeps 1, 2, 5 ... 100 ms: a queue of requests behind it)."""
+        deadline, pause = time.monotonic() + WAIT, 0.0001
+        with self._thread_lock:
+            while True:
+                self._fresh()
+                try:
+                    if self._thread_conn is None:
+                        self._thread_conn = _open(self.path)
+                    return _run(self._thread_conn, batch)
+                except (_Busy, sqlite3.Error) as exc:
+                    if not isinstance(exc, _Busy):
+                        self._drop("_thread_conn")
+                    if not (isinstance(exc, _Busy) or _locked(exc)) or time.monotonic() > deadline:
+                        raise ConfigError(f"Cannot use the database {self.path}: "
+                                          f"{'database is locked' if isinstance(exc, _Busy) else exc}") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+    def _drop(self, name: str) -> None:
+        conn: sqlite3.Connection | None = getattr(self, name)
+        if conn is not None:  # a connection that failed mid-transaction is not reused
+            conn.close()
+            setattr(self, name, None)
+
+    def _checkpoint(self) -> None:
+        try:
+            with self._thread_lock:
+                self._fresh()
+                if self._thread_conn is None:
+                    self._thread_conn = _open(self.path)
+                conn = self._thread_conn
+                # PASSIVE copies the WAL into the database beside the writers; RESTART then waits (50 ms at most)
+                # for the writer of the moment, copies what came since and has the next commit write the WAL from
+                # its start. PASSIVE alone, beside a steady stream of commits, never finds the WAL all copied: the
+                # file grew by a page a request.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                conn.execute("PRAGMA busy_timeout = 50")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                finally:
+                    conn.execute("PRAGMA busy_timeout = 0")
+        except sqlite3.Error:
+            pass  # the next one, or another connection's commit, checkpoints
+
+    @staticmethod
+    def _deliver(batch: list[Piece],
+                 outcomes: list[tuple[bool, Any]] | BaseException) -> None:
+        for index, (_, future, _) in enumerate(batch):
+            if future is None or future.done():  # its request was cancelled: what it wrote stays written
+                continue
+            if isinstance(outcomes, BaseException):
+                future.set_exception(outcomes)
+            elif outcomes[index][0]:
+                future.set_result(outcomes[index][1])
+            else:
+                future.set_exception(outcomes[index][1])
+
+    def close(self) -> None:
+        for name, lock in (("_loop_conn", self._loop_lock), ("_thread_conn", self._thread_lock)):
+            with lock:
+                self._drop(name)

@@ -1,0 +1,72 @@
+"""store.hot: the pieces of one tick run in one transaction, in order, each seeing the writes before it; a piece that
+fails fails alone; a write lock held elsewhere is waited for in a thread, never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from cfai_cli.store.hot import HotPath
+
+pytestmark = pytest.mark.anyio
+SCHEMA = "CREATE TABLE IF NOT EXISTS seen (n INTEGER NOT NULL);"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def count_and_add(conn: sqlite3.Connection) -> int:
+    (n,) = conn.execute("SELECT COUNT(*) FROM seen").fetchone()
+    conn.execute("INSERT INTO seen (n) VALUES (?)", (n,))
+    return int(n)
+
+
+def broken(conn: sqlite3.Connection) -> int:
+    conn.execute("INSERT INTO seen (n) VALUES (-1)")
+    raise ValueError("a bug in one piece")
+
+
+async def test_one_ticks_pieces_see_each_other_and_one_failure_stays_its_own(tmp_path: Path) -> None:
+    hot = HotPath(tmp_path / "cfai.db")
+    hot.ensure(SCHEMA)
+    results = await asyncio.gather(*(hot.run(count_and_add) for _ in range(3)), hot.run(broken),
+                                   *(hot.run(count_and_add) for _ in range(3)), return_exceptions=True)
+    assert results[:3] == [0, 1, 2] and results[4:] == [3, 4, 5]
+    assert isinstance(results[3], ValueError)
+    assert sorted(row[0] for row in sqlite3.connect(tmp_path / "cfai.db").execute("SELECT n FROM seen")) == list(
+        range(6))  # the broken piece's insert was rolled back, no other one was
+    assert hot.call(count_and_add) == 6
+    hot.close()
+
+
+async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db)
+    hot.ensure(SCHEMA)
+    other = sqlite3.connect(db, isolation_level=None)  # another worker, in the middle of its write
+    other.execute("BEGIN IMMEDIATE")
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.3, other.execute, "COMMIT")
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(ticking())
+    start = time.monotonic()
+    assert await hot.run(count_and_add) == 0  # it waited for the lock...
+    assert time.monotonic() - start >= 0.25
+    assert ticks >= 10  # ... while the loop went on serving
+    ticker.cancel()
+    other.close()
+    assert await hot.run(count_and_add) == 1  # and the loop's own connection is used again
+    hot.close()
