@@ -82,9 +82,11 @@ class Pane:
             # "0" while it runs, "1 STATUS" once it left ("1 - SIGNAL" if a signal ended it).
             state = self.tmux("display-message", "-p", "-t", self.name,
                               "#{pane_dead} #{pane_dead_status}- #{pane_dead_signal}").split()
-            if state[0] == "1":
-                assert state[1] != "-", f"cfai was killed by signal {state[-1]}; the screen:\n{self.screen()}"
+            if state[0] == "1" and state[1] != "-":
                 return int(state[1].rstrip("-"))
+            if state[0] == "1" and state[-1] != "-":  # no status, a signal: killed
+                raise AssertionError(f"cfai was killed by signal {state[-1]}; the screen:\n{self.screen()}")
+            # still running, or dead a moment before tmux has noted how it ended: look again
             if time.monotonic() > end:
                 raise AssertionError(f"cfai did not leave; the screen:\n{self.screen()}")
             time.sleep(0.05)
