@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,9 @@ DEADLINE = 8.0  # seconds one expected screen may take on a loaded machine
 class Pane:
     """One tmux session on a private server (its own socket), running one command."""
 
-    def __init__(self, socket: str, name: str, env: dict[str, str]) -> None:
+    def __init__(self, socket: str, name: str, env: dict[str, str], status: Path) -> None:
         self.socket, self.name, self.env = socket, name, env
+        self.status = status  # where the command's exit status is written when it leaves
 
     def tmux(self, *args: str, input: bytes | None = None) -> str:
         done = subprocess.run(["tmux", "-L", self.socket, *args], input=input, capture_output=True,
@@ -41,8 +43,12 @@ class Pane:
 
     def start(self, command: list[str], env: dict[str, str]) -> None:
         flags = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
-        # remain-on-exit keeps the pane (and its exit status) after cfai leaves.
-        self.tmux("new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", *flags, *command,
+        # remain-on-exit keeps the pane (its last screen) after cfai leaves; a shell writes cfai's exit status to a
+        # file, since tmux does not always note a dead pane's status (seen on CI: dead, with no status, for 8 s).
+        # The shell only waits: its no-op trap keeps Ctrl-C (sent to the whole foreground group) from ending it,
+        # while cfai, exec'd with default signal handling, gets Ctrl-C as usual.
+        wrapped = ["sh", "-c", f'trap : INT; "$@"; echo $? > {shlex.quote(str(self.status))}', "sh", *command]
+        self.tmux("new-session", "-d", "-s", self.name, "-x", "120", "-y", "40", *flags, *wrapped,
                   ";", "set-option", "-t", self.name, "remain-on-exit", "on")
 
     def keys(self, *keys: str) -> None:
@@ -77,16 +83,12 @@ class Pane:
         self.wait(r"›$")
 
     def exit_status(self) -> int:
+        """cfai's exit status once it has left (128 + N when signal N ended it)."""
         end = time.monotonic() + DEADLINE
         while True:
-            # "0" while it runs, "1 STATUS" once it left ("1 - SIGNAL" if a signal ended it).
-            state = self.tmux("display-message", "-p", "-t", self.name,
-                              "#{pane_dead} #{pane_dead_status}- #{pane_dead_signal}").split()
-            if state[0] == "1" and state[1] != "-":
-                return int(state[1].rstrip("-"))
-            if state[0] == "1" and state[-1] != "-":  # no status, a signal: killed
-                raise AssertionError(f"cfai was killed by signal {state[-1]}; the screen:\n{self.screen()}")
-            # still running, or dead a moment before tmux has noted how it ended: look again
+            written = self.status.read_text().strip() if self.status.exists() else ""
+            if written:
+                return int(written)
             if time.monotonic() > end:
                 raise AssertionError(f"cfai did not leave; the screen:\n{self.screen()}")
             time.sleep(0.05)
@@ -126,7 +128,7 @@ ANSWERS = r"· \d+ prompt \+ \d+ completion tokens"  # the dim line under each f
 def test_a_person_s_session(tmux_env: dict[str, str], socket_emulator: str, tmp_path: Path) -> None:
     env = {k: tmux_env[k] for k in ("CFAI_HOME", "TERM", "NO_COLOR")}
     (tmp_path / "notes.txt").write_text("the secret word is kumquat\n")
-    one = Pane(tmux_env["TMUX_SOCKET"], "one", tmux_env)
+    one = Pane(tmux_env["TMUX_SOCKET"], "one", tmux_env, tmp_path / "one.status")
     one.start([*CFAI, "--offline"], env)
     one.wait(r"Chatting with")
     one.ready()
@@ -178,7 +180,7 @@ def test_a_person_s_session(tmux_env: dict[str, str], socket_emulator: str, tmp_
     assert one.exit_status() == 0
 
     # A second session (a real socket, a real account's settings): the history is there, Ctrl-C cancels.
-    two = Pane(tmux_env["TMUX_SOCKET"], "two", tmux_env)
+    two = Pane(tmux_env["TMUX_SOCKET"], "two", tmux_env, tmp_path / "two.status")
     two.start(CFAI, {**env, "CFAI_API_BASE": socket_emulator, "CLOUDFLARE_ACCOUNT_ID": "0123456789abcdef" * 2,
                      "CLOUDFLARE_API_TOKEN": "test-token"})
     two.wait(r"Chatting with")
