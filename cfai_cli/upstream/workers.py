@@ -128,18 +128,21 @@ class WorkersAIClient:
         url = f"{self._base}/run/{model}"
 
         async def attempt(remaining: float) -> Any:
-            request = self._request(url, body, remaining, affinity)
-            response = await _answered(self._transport.handle_async_request(request))
-            try:
-                content = await response.aread()
-            finally:
-                await response.aclose()
-            result = decode_json_result(response.status_code, response.headers.get("content-type", ""),
-                                        content, response.headers, model=model)
-            self._note_neurons(response.headers, result)
-            return result
+            return await self._json_answer(self._request(url, body, remaining, affinity), model)
 
         return await self._with_retries(attempt)
+
+    async def _json_answer(self, request: httpx.Request, model: str) -> Any:
+        """Send one attempt of a JSON call; the unwrapped `result`, with the neurons it reports noted."""
+        response = await _answered(self._transport.handle_async_request(request))
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        result = decode_json_result(response.status_code, response.headers.get("content-type", ""),
+                                    content, response.headers, model=model)
+        self._note_neurons(response.headers, result)
+        return result
 
     async def run_raw(
         self,
@@ -237,17 +240,8 @@ class WorkersAIClient:
         """POST a JSON payload already encoded; the unwrapped `result` (neurons it reports noted)."""
 
         async def attempt(remaining: float) -> Any:
-            request = httpx.Request("POST", url, content=payload, headers=self._headers,
-                                    extensions=_timeouts(remaining))
-            response = await _answered(self._transport.handle_async_request(request))
-            try:
-                content = await response.aread()
-            finally:
-                await response.aclose()
-            result = decode_json_result(response.status_code, response.headers.get("content-type", ""),
-                                        content, response.headers, model=model)
-            self._note_neurons(response.headers, result)
-            return result
+            return await self._json_answer(httpx.Request("POST", url, content=payload, headers=self._headers,
+                                                         extensions=_timeouts(remaining)), model)
 
         return await self._with_retries(attempt)
 
