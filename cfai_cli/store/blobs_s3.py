@@ -51,7 +51,7 @@ class S3Blobs:
     async def get(self, key: str) -> Blob | None:
         try:
             result = await obstore.get_async(self.store, key)
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):  # obstore raises the builtin for some 404s (HEAD)
             return None
         except Exception as exc:
             raise self._failed("get", exc) from None
@@ -64,7 +64,7 @@ class S3Blobs:
     async def delete(self, key: str) -> None:
         try:
             await obstore.delete_async(self.store, key)  # S3 answers 204 for a missing key too
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):  # obstore raises the builtin for some 404s (HEAD)
             return
         except Exception as exc:
             raise self._failed("delete", exc) from None
@@ -72,7 +72,7 @@ class S3Blobs:
     async def exists(self, key: str) -> bool:
         try:
             await obstore.head_async(self.store, key)
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):  # obstore raises the builtin for some 404s (HEAD)
             return False
         except Exception as exc:
             raise self._failed("head", exc) from None
