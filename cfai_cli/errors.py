@@ -201,6 +201,15 @@ class Overloaded(CfaiError):
     exit_code = ExitCode.UPSTREAM
 
 
+class BlobsUnavailable(CfaiError):
+    """The `[blobs]` store (S3, R2) cannot be reached or refused: a stored image cannot be kept or read now."""
+
+    status = 503
+    error_type = "server_error"
+    default_code = "blob_storage_unavailable"
+    exit_code = ExitCode.UPSTREAM
+
+
 class ToolCallFailed(CfaiError):
     """The request forced a tool call and the model answered without one, even when asked again.
 

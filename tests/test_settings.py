@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 import tomllib
 from pathlib import Path
@@ -209,3 +210,31 @@ def test_config_set_keeps_the_users_comments_and_layout(tmp_path: Path) -> None:
     set_config_value(path, "max_retries", None)
     assert path.read_text().replace("\n[vision_aliases]\nfast = \"@cf/google/gemma-3-12b-it\"\n", "") == original
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_blobs_table_and_environment(tmp_path: Path) -> None:
+    env = {"CFAI_HOME": str(tmp_path)}
+    assert load_settings(environ=env).blobs.url is None  # the default: images on the data directory's disk
+    (tmp_path / "config.toml").write_text(
+        '[blobs]\nurl = "s3://cfai-images/prod/"\nendpoint = "https://acct.r2.cloudflarestorage.com"\n'
+        'region = "auto"\n')
+    settings = load_settings(environ=env)
+    assert (settings.blobs.url, settings.blobs.endpoint, settings.blobs.region) == (
+        "s3://cfai-images/prod/", "https://acct.r2.cloudflarestorage.com", "auto")
+    assert settings.origins["blobs"] == "file"
+    moved = load_settings(environ={**env, "CFAI_BLOBS_URL": "s3://other-bucket"})
+    assert moved.blobs.url == "s3://other-bucket" and moved.blobs.region == "auto"
+    assert moved.origins["blobs"] == "environment ($CFAI_BLOBS_URL)"
+    assert public_view(moved)["blobs"]["url"] == "s3://other-bucket"
+    with pytest.raises(ConfigError, match=r"CFAI_BLOBS_URL.*bucket name"):
+        load_settings(environ={**env, "CFAI_BLOBS_URL": "s3://No_Such"})
+
+
+@pytest.mark.parametrize(("table", "where"), [('url = "https://bucket"', "[blobs] url: must start with s3://"),
+                                              ('url = "s3://ok-bucket/../x"', "[blobs] url: '../x'"),
+                                              ('endpoint = "r2.example"', "[blobs] endpoint"),
+                                              ('bucket = "b"', "[blobs] bucket")])
+def test_bad_blobs_tables_name_the_key(tmp_path: Path, table: str, where: str) -> None:
+    (tmp_path / "config.toml").write_text(f"[blobs]\n{table}\n")
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        load_settings(environ={"CFAI_HOME": str(tmp_path)})

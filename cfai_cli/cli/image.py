@@ -140,7 +140,7 @@ def image(
             if show_usage:
                 report_spend(ctx, term)
             if json_out:
-                term.json(images_response(ctx, req, images, base_url=None))
+                term.json(await images_response(ctx, req, images, base_url=None))
             return images
 
     images = asyncio.run(run())

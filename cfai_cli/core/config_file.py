@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from cfai_cli.core.blobs import BlobsConfig, parse_s3_url
 from cfai_cli.core.cache import CACHE_ROUTES, CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, validate_model_id
 from cfai_cli.core.config_shapes import AccountId, HttpUrl
@@ -161,6 +162,22 @@ class CacheTable(Table):
                            by_default=self.by_default, temperature_zero_only=self.temperature_zero_only)
 
 
+def _s3_url(value: str) -> str:
+    parse_s3_url(value)  # a ValueError names what is wrong; pydantic adds the TOML path
+    return value
+
+
+class BlobsTable(Table):
+    """[blobs]: hosted images on an S3-compatible store (core.blobs; docs/configuration.md). No url: disk."""
+
+    url: Annotated[str, AfterValidator(_s3_url)] | None = None
+    endpoint: HttpUrl | None = None
+    region: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")] | None = None
+
+    def runtime(self) -> BlobsConfig:
+        return BlobsConfig(url=self.url, endpoint=self.endpoint, region=self.region)
+
+
 class _Upstream(Table):
     timeout: Annotated[Seconds, AfterValidator(_positive)] | None = None  # None: the global timeout
     cooldown_seconds: Seconds | None = None  # None: the [routing] default
@@ -263,6 +280,7 @@ class ConfigTables(Table):
     upstreams: dict[Annotated[str, AfterValidator(_upstream_name)], Upstream] = {}
     routes: dict[Annotated[str, AfterValidator(_route_name)], Annotated[Strings, AfterValidator(_targets)]] = {}
     cache: CacheTable = Field(default_factory=CacheTable)
+    blobs: BlobsTable = Field(default_factory=BlobsTable)
 
     def routing_config(self) -> RoutingConfig:
         """The runtime routing value; a ValueError is (TOML path, message) for a route naming no upstream."""

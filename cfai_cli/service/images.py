@@ -30,6 +30,7 @@ from cfai_cli.core.translate.images import (
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.service.context import Context
 from cfai_cli.service.gather import gather_all
+from cfai_cli.store.blobs import open_blobs
 from cfai_cli.store.images import ImageStore
 
 DEFAULT_IMAGE_MODEL = "dall-e-3"
@@ -57,7 +58,7 @@ class GeneratedImage:
 
 def image_store(ctx: Context) -> ImageStore:
     s = ctx.settings
-    return ImageStore(s.database, s.images_dir, ttl_seconds=s.image_ttl_hours * 3600)
+    return ImageStore(s.database, open_blobs(s.blobs, s.images_dir, "images"), ttl_seconds=s.image_ttl_hours * 3600)
 
 
 def _policy_error(message: str) -> InvalidRequest:
@@ -133,8 +134,8 @@ async def create_images(ctx: Context, req: ImageGenerationRequest, *, image: byt
     return await gather_all(_one(ctx, call) for call in calls)
 
 
-def images_response(ctx: Context, req: ImageGenerationRequest, images: list[GeneratedImage], *,
-                    base_url: str | None) -> ImagesResponse:
+async def images_response(ctx: Context, req: ImageGenerationRequest, images: list[GeneratedImage], *,
+                          base_url: str | None) -> ImagesResponse:
     """The OpenAI ImagesResponse: base64 by default, or URLs served by the proxy for `response_format: url`."""
     data: list[ImageOut] = []
     if req.response_format == "url":
@@ -143,7 +144,7 @@ def images_response(ctx: Context, req: ImageGenerationRequest, images: list[Gene
                                  param="response_format", code="unsupported_value")
         store = image_store(ctx)
         for image in images:
-            name = store.save(image.data, image.info.format, now=ctx.clock())
+            name = await store.save(image.data, image.info.format, now=ctx.clock())
             data.append({"url": f"{base_url.rstrip('/')}/v1/images/files/{name}"})
     else:
         data = [{"b64_json": image.b64()} for image in images]

@@ -23,6 +23,7 @@ from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_CHAT_MODEL, DEFAULT_V
 from cfai_cli.errors import ConfigError
 
 if TYPE_CHECKING:  # routing is imported when settings are loaded, not by every `cfai --help`
+    from cfai_cli.core.blobs import BlobsConfig
     from cfai_cli.core.cache import CacheConfig
     from cfai_cli.core.routing import RoutingConfig
 
@@ -39,6 +40,12 @@ def _no_cache() -> CacheConfig:
     return CacheConfig()
 
 
+def _no_blobs() -> BlobsConfig:
+    from cfai_cli.core.blobs import BlobsConfig
+
+    return BlobsConfig()
+
+
 def _setting(default: Any, env: str | None = None, *, secret: bool = False) -> Any:
     """A field a person sets (config file, `cfai config set`, maybe an environment variable)."""
     return field(default=default, repr=not secret, metadata={"setting": True, "env": env})
@@ -47,6 +54,7 @@ def _setting(default: Any, env: str | None = None, *, secret: bool = False) -> A
 DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 OFFLINE_API_BASE = "http://offline.cfai.invalid/client/v4"
 OFFLINE_ACCOUNT_ID = "offline"
+BLOBS_URL_ENV = "CFAI_BLOBS_URL"
 
 @dataclass(frozen=True)
 class Settings:
@@ -98,6 +106,7 @@ class Settings:
     vision_aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_VISION_ALIASES))
     routing: RoutingConfig = field(default_factory=_no_routing)  # [routing], [upstreams.*], [routes]
     cache: CacheConfig = field(default_factory=_no_cache)  # [cache]: the response cache (core.cache)
+    blobs: BlobsConfig = field(default_factory=_no_blobs)  # [blobs]: hosted images on S3 (core.blobs); CFAI_BLOBS_URL
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
     offline: bool = False
@@ -191,15 +200,21 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
     from cfai_cli.core.routing import with_secrets
 
-    for name in ("aliases", "vision_aliases", "routing", "cache"):
+    for name in ("aliases", "vision_aliases", "routing", "cache", "blobs"):
         origins[name] = "file" if name in found.tables else "default"
+    blobs = found.blobs
+    if env.get(BLOBS_URL_ENV):  # the one [blobs] key a deployment sets per environment (a bucket per stage)
+        from cfai_cli.settings.file import blobs_url
+
+        blobs = replace(blobs, url=blobs_url(env[BLOBS_URL_ENV], f"${BLOBS_URL_ENV}"))
+        origins["blobs"] = f"environment (${BLOBS_URL_ENV})"
     origins["config_dir"] = origins["data_dir"] = "environment ($CFAI_HOME)" if env.get("CFAI_HOME") else "default"
     offline_flag = bool(overrides and overrides.get("offline"))
     offline = offline_flag or offline_from_environ(env)
     origins["offline"] = "flag" if offline_flag else f"environment (${OFFLINE_ENV})" if offline else "default"
     origins = {spec.name: origins.get(spec.name, "default") for spec in fields(Settings) if spec.name != "origins"}
     settings = Settings(**values, aliases=found.aliases, vision_aliases=found.vision_aliases,
-                        routing=with_secrets(found.routing, env), cache=found.cache, config_dir=config_dir,
+                        routing=with_secrets(found.routing, env), cache=found.cache, blobs=blobs, config_dir=config_dir,
                         data_dir=data_dir, origins=origins)
     if offline:
         settings = settings.as_offline()
@@ -257,6 +272,8 @@ def public_view(settings: Settings) -> dict[str, Any]:
             value = value.public()
         elif f.name == "cache":
             value = {name: sorted(v) if isinstance(v, frozenset) else v for name, v in asdict(value).items()}
+        elif f.name == "blobs":
+            value = asdict(value)
         out[f.name] = value
     out["config_file"] = str(settings.config_file)
     return out

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_model
 
+from cfai_cli.core.blobs import BlobsConfig, parse_s3_url
 from cfai_cli.core.cache import CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_VISION_ALIASES
 from cfai_cli.core.routing import RoutingConfig
@@ -73,6 +74,7 @@ class SettingsFile:
     vision_aliases: dict[str, str]
     routing: RoutingConfig
     cache: CacheConfig = field(default_factory=CacheConfig)
+    blobs: BlobsConfig = field(default_factory=BlobsConfig)
     tables: frozenset[str] = frozenset()  # the tables the file has ([aliases], [cache], ...)
 
     @classmethod
@@ -92,7 +94,7 @@ def read_settings_file(path: Path) -> SettingsFile:
     values = {spec.name: getattr(tables, spec.name) for spec in SETTINGS if getattr(tables, spec.name) is not None}
     used = {"routing" if name in ("upstreams", "routes") else name for name in data if isinstance(data[name], dict)}
     return SettingsFile(values, tables.merged_aliases(), {**DEFAULT_VISION_ALIASES, **tables.vision_aliases},
-                        routing, tables.cache.runtime(), frozenset(used))
+                        routing, tables.cache.runtime(), tables.blobs.runtime(), frozenset(used))
 
 
 @cache
@@ -106,6 +108,16 @@ def _setting_model(key: str, strict: bool) -> type[BaseModel]:
     fields: dict[str, Any] = {key: (kind | None, None)}
     model: type[BaseModel] = create_model(f"Setting_{key}", **fields)
     return model
+
+
+def blobs_url(value: str, source: str) -> str:
+    """CFAI_BLOBS_URL checked as [blobs] url is."""
+    value = value.strip()
+    try:
+        parse_s3_url(value)
+    except ValueError as exc:
+        raise ConfigError(f"Invalid value for blobs.url in {source}: {value!r} ({exc}).") from None
+    return value
 
 
 def coerce(key: str, value: Any, source: str, *, strict: bool = False) -> Any:

@@ -18,6 +18,7 @@ from cfai_cli.emulator.images import _JPEG_64, png
 from cfai_cli.server.app import create_app
 from cfai_cli.service import images as service_images
 from cfai_cli.settings import Settings
+from cfai_cli.store.blobs import DiskBlobs
 from cfai_cli.store.images import ImageStore
 from tests.fake_workers import FakeWorkers, envelope, error_envelope
 from tests.openai_schema import validate
@@ -190,11 +191,11 @@ async def test_files_route_rejects_traversal_and_unknown_ids(proxy, name: str) -
 
 
 async def test_expired_images_are_gone_and_files_can_require_a_key(settings: Settings, api_key: str, tmp_path) -> None:
-    store = ImageStore(settings.database, settings.images_dir, ttl_seconds=60)
-    name = store.save(png(8, 8, b"old"), "png", now=1000.0)
-    assert store.find(name, now=1059.0) is not None
-    assert store.find(name, now=1060.0) is None
-    store.save(png(8, 8, b"new"), "png", now=2000.0)  # saving purges what expired
+    store = ImageStore(settings.database, DiskBlobs(settings.images_dir), ttl_seconds=60)
+    name = await store.save(png(8, 8, b"old"), "png", now=1000.0)
+    assert await store.find(name, now=1059.0) is not None
+    assert await store.find(name, now=1060.0) is None
+    await store.save(png(8, 8, b"new"), "png", now=2000.0)  # saving purges what expired
     assert not (settings.images_dir / name).exists()
 
     from dataclasses import replace

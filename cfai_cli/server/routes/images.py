@@ -7,7 +7,7 @@ name, never by joining user input into a path.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
@@ -25,7 +25,7 @@ async def generations(request: Request) -> Response:
     req = validate_request(ImageGenerationRequest, await read_json(request))
     ctx = request_context(request)
     images = await create_images(ctx, req)
-    return JSONResponse(images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
+    return JSONResponse(await images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
 
 
 async def edits(request: Request) -> Response:
@@ -36,18 +36,22 @@ async def edits(request: Request) -> Response:
     req = validate_request(ImageEditRequest, fields)
     ctx = request_context(request)
     images = await create_images(ctx, req, image=image, mask=mask)
-    return JSONResponse(images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
+    return JSONResponse(await images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
 
 
 async def files(request: Request) -> Response:
     ctx = request_context(request)
-    found = image_store(ctx).find(request.path_params["name"], now=ctx.clock())
+    found = await image_store(ctx).find(request.path_params["name"], now=ctx.clock())
     if found is None:
         raise NotFound("No such image (unknown, or expired and deleted).")
     max_age = max(0, found.expires_at - ctx.now())
-    return FileResponse(found.path, media_type=found.content_type, headers={
-        "Cache-Control": f"private, max-age={max_age}", "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'"})
+    headers = {"Cache-Control": f"private, max-age={max_age}", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'none'"}
+    if found.blob.path is not None:
+        return FileResponse(found.blob.path, media_type=found.content_type, headers=headers)
+    assert found.blob.chunks is not None  # an S3 object: streamed through, so the ownership check stays here
+    headers["Content-Length"] = str(found.blob.size)
+    return StreamingResponse(found.blob.chunks, media_type=found.content_type, headers=headers)
 
 
 ROUTES = [
