@@ -250,20 +250,7 @@ class WorkersAIClient:
         items: list[dict[str, Any]] = []
         page = 1
         while True:
-            query = {**params, "page": page, "per_page": 100}
-
-            async def attempt(remaining: float, query: Mapping[str, Any] = query) -> Any:
-                request = httpx.Request("GET", f"{self._base}/models/search", params=query, headers=self._plain,
-                                        extensions=_timeouts(remaining))
-                response = await self._transport.handle_async_request(request)
-                try:
-                    raw = await response.aread()
-                finally:
-                    await response.aclose()
-                return decode_json_result(response.status_code, response.headers.get("content-type", ""),
-                                          raw, response.headers)
-
-            result = await self._with_retries(attempt)
+            result = await self.get_json(f"{self._base}/models/search", {**params, "page": page, "per_page": 100})
             if not isinstance(result, list):
                 raise UpstreamError("Workers AI answered the model search with something other than a list.")
             items.extend(item for item in result if isinstance(item, dict))
@@ -272,7 +259,7 @@ class WorkersAIClient:
             page += 1
 
     async def get_json(self, url: str, params: Mapping[str, str | int] | None = None) -> Any:
-        """GET a Cloudflare API URL with this client's token (`cfai doctor`); the unwrapped `result`."""
+        """GET a Cloudflare API URL with this client's token (model search, `cfai doctor`); the unwrapped `result`."""
 
         async def attempt(remaining: float) -> Any:
             request = httpx.Request("GET", url, params=params, headers=self._plain, extensions=_timeouts(remaining))
