@@ -19,7 +19,7 @@ import anyio
 from cfai_cli.core.openai.batches import FILE_PURPOSES, LineChecker, LineError, file_object
 from cfai_cli.errors import InvalidRequest, NotFound, RequestTooLarge
 from cfai_cli.service.context import Context
-from cfai_cli.store.files import FileStore, StoredFile
+from cfai_cli.store.files import FileQuotaExceeded, FileStore, StoredFile
 
 Json = dict[str, Any]
 _CHUNK = 1024 * 1024
@@ -102,7 +102,15 @@ def _upload(ctx: Context, source: IO[bytes], *, owner: str | None, purpose: str,
         now = ctx.now()
         record = StoredFile(file_id, owner, purpose, filename[:255] or "upload", size, now,
                             None if expires is None else now + expires, lines)
-        return store.add(record, scratch)
+        quota = (ctx.settings.max_files_per_key, int(ctx.settings.max_stored_files_mb * 1024 * 1024))
+        try:
+            return store.add(record, scratch, quota=quota)
+        except FileQuotaExceeded as full:
+            raise RequestTooLarge(
+                f"This key's files would exceed its storage quota ({full.count} files, {full.held} bytes stored; "
+                f"at most {full.quota[0]} files and {full.quota[1]} bytes: settings max_files_per_key and "
+                "max_stored_files_mb). Delete files it no longer needs (DELETE /v1/files/{id}).",
+                param="file", code="storage_quota_exceeded") from None
 
 
 async def upload_file(ctx: Context, source: IO[bytes], *, owner: str | None, purpose: str, filename: str,

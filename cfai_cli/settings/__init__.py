@@ -90,6 +90,9 @@ class Settings:
     # The Files and Batch API (docs/batch.md): the largest upload, requests per batch file, and how many lines
     # run at once in one batch and in all of this process's batches together.
     max_file_mb: float = _setting(100.0)
+    # What one key's uploads may hold together (batch and user_data files; batch outputs do not count).
+    max_files_per_key: int = _setting(10_000)
+    max_stored_files_mb: float = _setting(10_000.0)
     batch_max_lines: int = _setting(50000)
     batch_concurrency: int = _setting(4)
     batch_max_concurrency: int = _setting(16)

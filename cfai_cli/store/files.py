@@ -33,6 +33,14 @@ CREATE INDEX IF NOT EXISTS files_owner ON files (owner, purpose);
 """
 
 
+class FileQuotaExceeded(Exception):
+    """An owner's uploads would hold more files or bytes than its quota allows."""
+
+    def __init__(self, count: int, held: int, quota: tuple[int, int]) -> None:
+        super().__init__(f"{count} files, {held} bytes stored; quota {quota[0]} files, {quota[1]} bytes")
+        self.count, self.held, self.quota = count, held, quota
+
+
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     id: str
@@ -82,10 +90,18 @@ class FileStore:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def add(self, record: StoredFile, scratch: Path) -> StoredFile:
-        """Move a written scratch file to its id and record it."""
-        os.replace(scratch, self.path_of(record.id))
+    def add(self, record: StoredFile, scratch: Path, *, quota: tuple[int, int] | None = None) -> StoredFile:
+        """Move a written scratch file to its id and record it. `quota` (files, bytes) bounds what the owner's
+        uploads may hold together, judged in the same write transaction as the insert (exact under concurrency):
+        a FileQuotaExceeded leaves nothing stored."""
         with self._db() as conn:
+            if quota is not None:
+                count, held = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files WHERE owner IS ? AND purpose IN "
+                    "('batch', 'user_data')", (record.owner,)).fetchone()
+                if count + 1 > quota[0] or held + record.bytes > quota[1]:
+                    raise FileQuotaExceeded(count, int(held), quota)
+            os.replace(scratch, self.path_of(record.id))
             conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (record.id, record.owner, record.purpose, record.filename, record.bytes,
                           record.created_at, record.expires_at, record.lines))

@@ -191,6 +191,27 @@ async def test_upload_limits_and_purpose(settings: Settings) -> None:
     assert stored.stat().st_mode & 0o777 == 0o600
 
 
+async def test_a_keys_uploads_are_bounded_in_files_and_bytes_and_other_keys_are_not(settings: Settings) -> None:
+    owner, other = make_key(settings), make_key(settings)
+    capped = replace(settings, max_files_per_key=2, max_stored_files_mb=0.0001)  # 2 files, about 104 bytes
+    async with sdk(capped, owner) as client:
+        first = await client.files.create(file=("a.txt", io.BytesIO(b"x" * 60)), purpose="user_data")
+        with pytest.raises(openai.APIStatusError) as bytes_full:  # 60 + 60 > 104
+            await client.files.create(file=("b.txt", io.BytesIO(b"y" * 60)), purpose="user_data")
+        await client.files.create(file=("c.txt", io.BytesIO(b"z" * 10)), purpose="user_data")
+        with pytest.raises(openai.APIStatusError) as count_full:  # a third file
+            await client.files.create(file=("d.txt", io.BytesIO(b"w")), purpose="user_data")
+        await client.files.delete(first.id)  # deleting frees its room
+        again = await client.files.create(file=("e.txt", io.BytesIO(b"v" * 60)), purpose="user_data")
+    async with sdk(capped, other) as stranger:  # the quota is each key's own
+        await stranger.files.create(file=("f.txt", io.BytesIO(b"u" * 60)), purpose="user_data")
+    for refused in (bytes_full, count_full):
+        assert refused.value.status_code == 413
+        assert refused.value.body["code"] == "storage_quota_exceeded"  # type: ignore[index]
+    assert again.bytes == 60
+    assert len(list(settings.files_dir.iterdir())) == 3  # nothing kept of the refused uploads
+
+
 async def test_another_key_sees_nothing(settings: Settings) -> None:
     owner, stranger = make_key(settings), make_key(settings)
     async with sdk(settings, owner) as client:
