@@ -209,3 +209,23 @@ def test_config_set_keeps_the_users_comments_and_layout(tmp_path: Path) -> None:
     set_config_value(path, "max_retries", None)
     assert path.read_text().replace("\n[vision_aliases]\nfast = \"@cf/google/gemma-3-12b-it\"\n", "") == original
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_coordination_table_and_its_environment_variable(tmp_path: Path) -> None:
+    assert load_settings(environ={"CFAI_HOME": str(tmp_path)}).coordination.url is None  # off by default
+    (tmp_path / "config.toml").write_text('[coordination]\nurl = "redis://:s3cret@redis.internal:6380/1"\n'
+                                          'on_failure = "open"\n')
+    settings = load_settings(environ={"CFAI_HOME": str(tmp_path)})
+    assert (settings.coordination.url, settings.coordination.on_failure) == ("redis://:s3cret@redis.internal:6380/1",
+                                                                             "open")
+    assert public_view(settings)["coordination"]["url"] == "redis://:****@redis.internal:6380/1"
+    env = load_settings(environ={"CFAI_HOME": str(tmp_path), "CFAI_COORDINATION_URL": "rediss://other:6379"})
+    assert (env.coordination.url, env.coordination.on_failure) == ("rediss://other:6379", "open")
+    assert env.origins["coordination"] == "environment ($CFAI_COORDINATION_URL)"
+    with pytest.raises(ConfigError, match=r"\$CFAI_COORDINATION_URL: must be a URL starting with redis://"):
+        load_settings(environ={"CFAI_HOME": str(tmp_path), "CFAI_COORDINATION_URL": "http://x"})
+    for line, words in (('url = "redis://"', "must name a host"),
+                        ('on_failure = "maybe"', "on_failure: input should be 'closed' or 'open'")):
+        (tmp_path / "config.toml").write_text(f"[coordination]\n{line}\n")
+        with pytest.raises(ConfigError, match=f"config.toml:2: \\[coordination\\] .*{words}"):
+            load_settings(environ={"CFAI_HOME": str(tmp_path)})

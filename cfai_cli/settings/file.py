@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_
 
 from cfai_cli.core.cache import CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_VISION_ALIASES
+from cfai_cli.core.coordination import CoordinationConfig
 from cfai_cli.core.routing import RoutingConfig
 from cfai_cli.errors import ConfigError
 from cfai_cli.settings import SETTINGS, read_config_file
@@ -73,6 +74,7 @@ class SettingsFile:
     vision_aliases: dict[str, str]
     routing: RoutingConfig
     cache: CacheConfig = field(default_factory=CacheConfig)
+    coordination: CoordinationConfig = field(default_factory=CoordinationConfig)
     tables: frozenset[str] = frozenset()  # the tables the file has ([aliases], [cache], ...)
 
     @classmethod
@@ -92,7 +94,7 @@ def read_settings_file(path: Path) -> SettingsFile:
     values = {spec.name: getattr(tables, spec.name) for spec in SETTINGS if getattr(tables, spec.name) is not None}
     used = {"routing" if name in ("upstreams", "routes") else name for name in data if isinstance(data[name], dict)}
     return SettingsFile(values, tables.merged_aliases(), {**DEFAULT_VISION_ALIASES, **tables.vision_aliases},
-                        routing, tables.cache.runtime(), frozenset(used))
+                        routing, tables.cache.runtime(), tables.coordination.runtime(), frozenset(used))
 
 
 @cache
