@@ -210,6 +210,16 @@ class BlobsUnavailable(CfaiError):
     exit_code = ExitCode.UPSTREAM
 
 
+class CoordinationUnavailable(CfaiError):
+    """The shared store of a gateway's rate limits (`[coordination] url`) cannot be reached, and its setting says
+    to refuse requests rather than admit them unchecked (`on_failure = "closed"`)."""
+
+    status = 503
+    error_type = "server_error"
+    default_code = "coordination_unavailable"
+    exit_code = ExitCode.UPSTREAM
+
+
 class ToolCallFailed(CfaiError):
     """The request forced a tool call and the model answered without one, even when asked again.
 

@@ -238,3 +238,23 @@ def test_bad_blobs_tables_name_the_key(tmp_path: Path, table: str, where: str) -
     (tmp_path / "config.toml").write_text(f"[blobs]\n{table}\n")
     with pytest.raises(ConfigError, match=re.escape(where)):
         load_settings(environ={"CFAI_HOME": str(tmp_path)})
+
+
+def test_coordination_table_and_its_environment_variable(tmp_path: Path) -> None:
+    assert load_settings(environ={"CFAI_HOME": str(tmp_path)}).coordination.url is None  # off by default
+    (tmp_path / "config.toml").write_text('[coordination]\nurl = "redis://:s3cret@redis.internal:6380/1"\n'
+                                          'on_failure = "open"\n')
+    settings = load_settings(environ={"CFAI_HOME": str(tmp_path)})
+    assert (settings.coordination.url, settings.coordination.on_failure) == ("redis://:s3cret@redis.internal:6380/1",
+                                                                             "open")
+    assert public_view(settings)["coordination"]["url"] == "redis://:****@redis.internal:6380/1"
+    env = load_settings(environ={"CFAI_HOME": str(tmp_path), "CFAI_COORDINATION_URL": "rediss://other:6379"})
+    assert (env.coordination.url, env.coordination.on_failure) == ("rediss://other:6379", "open")
+    assert env.origins["coordination"] == "environment ($CFAI_COORDINATION_URL)"
+    with pytest.raises(ConfigError, match=r"\$CFAI_COORDINATION_URL: must be a URL starting with redis://"):
+        load_settings(environ={"CFAI_HOME": str(tmp_path), "CFAI_COORDINATION_URL": "http://x"})
+    for line, words in (('url = "redis://"', "must name a host"),
+                        ('on_failure = "maybe"', "on_failure: input should be 'closed' or 'open'")):
+        (tmp_path / "config.toml").write_text(f"[coordination]\n{line}\n")
+        with pytest.raises(ConfigError, match=f"config.toml:2: \\[coordination\\] .*{words}"):
+            load_settings(environ={"CFAI_HOME": str(tmp_path)})

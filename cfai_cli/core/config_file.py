@@ -17,6 +17,7 @@ from cfai_cli.core.blobs import BlobsConfig, parse_s3_url
 from cfai_cli.core.cache import CACHE_ROUTES, CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, validate_model_id
 from cfai_cli.core.config_shapes import AccountId, HttpUrl
+from cfai_cli.core.coordination import CoordinationConfig, OnFailure, check_redis_url
 from cfai_cli.core.cost import FREE_NEURONS_PER_DAY
 from cfai_cli.core.routing import (
     DEFAULT_UPSTREAM,
@@ -178,6 +179,16 @@ class BlobsTable(Table):
         return BlobsConfig(url=self.url, endpoint=self.endpoint, region=self.region)
 
 
+class CoordinationTable(Table):
+    """[coordination]: rate limits shared by replicas in Redis (core.coordination; docs/configuration.md)."""
+
+    url: Annotated[str, AfterValidator(check_redis_url)] | None = Field(default=None, repr=False)
+    on_failure: OnFailure = "closed"
+
+    def runtime(self) -> CoordinationConfig:
+        return CoordinationConfig(url=self.url, on_failure=self.on_failure)
+
+
 class _Upstream(Table):
     timeout: Annotated[Seconds, AfterValidator(_positive)] | None = None  # None: the global timeout
     cooldown_seconds: Seconds | None = None  # None: the [routing] default
@@ -281,6 +292,7 @@ class ConfigTables(Table):
     routes: dict[Annotated[str, AfterValidator(_route_name)], Annotated[Strings, AfterValidator(_targets)]] = {}
     cache: CacheTable = Field(default_factory=CacheTable)
     blobs: BlobsTable = Field(default_factory=BlobsTable)
+    coordination: CoordinationTable = Field(default_factory=CoordinationTable)
 
     def routing_config(self) -> RoutingConfig:
         """The runtime routing value; a ValueError is (TOML path, message) for a route naming no upstream."""

@@ -45,9 +45,9 @@ from cfai_cli.service.batch_executor import BatchExecutor
 from cfai_cli.service.context import open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.budgets import BudgetLedger
+from cfai_cli.store.coordination import rate_limits
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyStore
-from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageLog
 
 EXPOSED_HEADERS = ("retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
@@ -95,7 +95,7 @@ def create_app(
     """
     recorder = UsageRecorder(UsageLog(settings.database))
     hot = HotPath(settings.database)  # one tick's rate-limit and budget writes commit together (store.hot)
-    limiter = RateLimiter(settings.database, hot)
+    limiter, coordinated = rate_limits(settings, hot)  # [coordination] url: shared by replicas in Redis
     ledger = BudgetLedger(settings.database, hot)  # per-key spend: Observe adds to it, KeyAuth checks budgets
     housekeeping = Housekeeping(settings)
 
@@ -108,6 +108,8 @@ def create_app(
         # last rows (the rows of the last second are written on a clean shutdown).
         async with AsyncExitStack() as stopping:
             stopping.callback(hot.close)
+            if coordinated is not None:
+                stopping.push_async_callback(coordinated.close)
             stopping.callback(metrics.close)
             ctx = await stopping.enter_async_context(open_context(
                 settings, transport=transport, image_transport=image_transport, meter=meter))
@@ -120,7 +122,7 @@ def create_app(
                 console_log.start()
                 stopping.callback(console_log.stop)
             # Batches run in the background of every server process, each batch in one process at a time (leases).
-            app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth)
+            app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth, limiter=limiter)
             app.state.batches.start()
             stopping.push_async_callback(app.state.batches.stop)
             yield

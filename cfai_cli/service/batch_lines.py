@@ -29,7 +29,15 @@ from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.openai.completions import CompletionRequest
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
 from cfai_cli.core.openai.responses import CreateResponseRequest
-from cfai_cli.errors import AuthenticationError, CfaiError, InvalidRequest, QuotaExceeded, RateLimited, UpstreamError
+from cfai_cli.errors import (
+    AuthenticationError,
+    CfaiError,
+    CoordinationUnavailable,
+    InvalidRequest,
+    QuotaExceeded,
+    RateLimited,
+    UpstreamError,
+)
 from cfai_cli.service.chat import create_chat_completion
 from cfai_cli.service.completions import create_completion
 from cfai_cli.service.context import Context
@@ -40,7 +48,7 @@ from cfai_cli.service.record import RequestRecord
 from cfai_cli.service.responses import create_response
 from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.keys import KeyRecord, KeyStore
-from cfai_cli.store.limits import RateLimiter
+from cfai_cli.store.limits import RateLimiter, RateLimits
 from cfai_cli.store.usage import UsageRow
 
 log = logging.getLogger("cfai.batch")
@@ -113,10 +121,12 @@ class LineRunner:
     """Runs lines for keys; `sink` takes each usage row (the proxy's recorder, or a direct write)."""
 
     def __init__(self, ctx: Context, *, sink: Callable[[UsageRow], None], keys_required: bool,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, limiter: RateLimits | None = None
+                 ) -> None:
         self.ctx = ctx
         database = ctx.settings.database
-        self.keys, self.limiter, self.ledger = KeyStore(database), RateLimiter(database), BudgetLedger(database)
+        self.keys, self.ledger = KeyStore(database), BudgetLedger(database)
+        self.limiter: RateLimits = limiter or RateLimiter(database)
         self.sink = sink
         self.keys_required = keys_required
         self.sleep = sleep
@@ -142,7 +152,10 @@ class LineRunner:
                 raise BudgetExhausted(QuotaExceeded(refusal.message, retry_after=refusal.retry_after))
         if not policy.limited:
             return 0.0
-        decision = await self.limiter.admit(key.id, policy, now=time.time())
+        try:
+            decision = await self.limiter.admit(key.id, policy, now=time.time())
+        except CoordinationUnavailable as exc:  # Redis down, failing closed: the line waits, it does not fail
+            return exc.retry_after or 1.0
         return 0.0 if decision.allowed else max(decision.retry_after, 0.05)
 
     async def run(self, endpoint: str, body: Json, *, owner: str | None,

@@ -25,6 +25,7 @@ from cfai_cli.errors import ConfigError
 if TYPE_CHECKING:  # routing is imported when settings are loaded, not by every `cfai --help`
     from cfai_cli.core.blobs import BlobsConfig
     from cfai_cli.core.cache import CacheConfig
+    from cfai_cli.core.coordination import CoordinationConfig
     from cfai_cli.core.routing import RoutingConfig
 
 
@@ -44,6 +45,15 @@ def _no_blobs() -> BlobsConfig:
     from cfai_cli.core.blobs import BlobsConfig
 
     return BlobsConfig()
+
+
+def _no_coordination() -> CoordinationConfig:
+    from cfai_cli.core.coordination import CoordinationConfig
+
+    return CoordinationConfig()
+
+
+COORDINATION_URL_ENV = "CFAI_COORDINATION_URL"
 
 
 def _setting(default: Any, env: str | None = None, *, secret: bool = False) -> Any:
@@ -110,6 +120,8 @@ class Settings:
     routing: RoutingConfig = field(default_factory=_no_routing)  # [routing], [upstreams.*], [routes]
     cache: CacheConfig = field(default_factory=_no_cache)  # [cache]: the response cache (core.cache)
     blobs: BlobsConfig = field(default_factory=_no_blobs)  # [blobs]: hosted images on S3 (core.blobs); CFAI_BLOBS_URL
+    # [coordination]: rate limits shared by replicas in Redis ($CFAI_COORDINATION_URL overrides its url)
+    coordination: CoordinationConfig = field(default_factory=_no_coordination)
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
     offline: bool = False
@@ -203,7 +215,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
     from cfai_cli.core.routing import with_secrets
 
-    for name in ("aliases", "vision_aliases", "routing", "cache", "blobs"):
+    for name in ("aliases", "vision_aliases", "routing", "cache", "blobs", "coordination"):
         origins[name] = "file" if name in found.tables else "default"
     blobs = found.blobs
     if env.get(BLOBS_URL_ENV):  # the one [blobs] key a deployment sets per environment (a bucket per stage)
@@ -211,17 +223,31 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
 
         blobs = replace(blobs, url=blobs_url(env[BLOBS_URL_ENV], f"${BLOBS_URL_ENV}"))
         origins["blobs"] = f"environment (${BLOBS_URL_ENV})"
+    coordination = found.coordination
+    if env.get(COORDINATION_URL_ENV):
+        coordination = _coordination_from_env(coordination, env[COORDINATION_URL_ENV])
+        origins["coordination"] = f"environment (${COORDINATION_URL_ENV})"
     origins["config_dir"] = origins["data_dir"] = "environment ($CFAI_HOME)" if env.get("CFAI_HOME") else "default"
     offline_flag = bool(overrides and overrides.get("offline"))
     offline = offline_flag or offline_from_environ(env)
     origins["offline"] = "flag" if offline_flag else f"environment (${OFFLINE_ENV})" if offline else "default"
     origins = {spec.name: origins.get(spec.name, "default") for spec in fields(Settings) if spec.name != "origins"}
     settings = Settings(**values, aliases=found.aliases, vision_aliases=found.vision_aliases,
-                        routing=with_secrets(found.routing, env), cache=found.cache, blobs=blobs, config_dir=config_dir,
+                        routing=with_secrets(found.routing, env), cache=found.cache, blobs=blobs,
+                        coordination=coordination, config_dir=config_dir,
                         data_dir=data_dir, origins=origins)
     if offline:
         settings = settings.as_offline()
     return settings
+
+
+def _coordination_from_env(found: CoordinationConfig, url: str) -> CoordinationConfig:
+    from cfai_cli.core.coordination import check_redis_url
+
+    try:
+        return replace(found, url=check_redis_url(url))
+    except ValueError as exc:
+        raise ConfigError(f"Invalid value for ${COORDINATION_URL_ENV}: {exc}.") from None
 
 
 def set_config_value(path: Path, key: str, value: str | None) -> dict[str, Any]:
@@ -273,6 +299,8 @@ def public_view(settings: Settings) -> dict[str, Any]:
             value = dict(value)
         elif f.name == "routing":
             value = value.public()
+        elif f.name == "coordination":
+            value = {"url": value.url and _redacted(value.url), "on_failure": value.on_failure}
         elif f.name == "cache":
             value = {name: sorted(v) if isinstance(v, frozenset) else v for name, v in asdict(value).items()}
         elif f.name == "blobs":
@@ -280,6 +308,18 @@ def public_view(settings: Settings) -> dict[str, Any]:
         out[f.name] = value
     out["config_file"] = str(settings.config_file)
     return out
+
+
+def _redacted(url: str) -> str:
+    """A URL as shown: its password masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}****@{host}"))
 
 
 def mask_secret(value: str | None) -> str | None:

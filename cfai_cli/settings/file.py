@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, create_
 from cfai_cli.core.blobs import BlobsConfig, parse_s3_url
 from cfai_cli.core.cache import CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_VISION_ALIASES
+from cfai_cli.core.coordination import CoordinationConfig
 from cfai_cli.core.routing import RoutingConfig
 from cfai_cli.errors import ConfigError
 from cfai_cli.settings import SETTINGS, read_config_file
@@ -75,6 +76,7 @@ class SettingsFile:
     routing: RoutingConfig
     cache: CacheConfig = field(default_factory=CacheConfig)
     blobs: BlobsConfig = field(default_factory=BlobsConfig)
+    coordination: CoordinationConfig = field(default_factory=CoordinationConfig)
     tables: frozenset[str] = frozenset()  # the tables the file has ([aliases], [cache], ...)
 
     @classmethod
@@ -94,7 +96,8 @@ def read_settings_file(path: Path) -> SettingsFile:
     values = {spec.name: getattr(tables, spec.name) for spec in SETTINGS if getattr(tables, spec.name) is not None}
     used = {"routing" if name in ("upstreams", "routes") else name for name in data if isinstance(data[name], dict)}
     return SettingsFile(values, tables.merged_aliases(), {**DEFAULT_VISION_ALIASES, **tables.vision_aliases},
-                        routing, tables.cache.runtime(), tables.blobs.runtime(), frozenset(used))
+                        routing, tables.cache.runtime(), tables.blobs.runtime(), tables.coordination.runtime(),
+                        frozenset(used))
 
 
 @cache

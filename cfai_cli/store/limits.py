@@ -63,6 +63,50 @@ class Decision:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What one sliding window of a key holds now: its units, and when its oldest entry came (None: empty)."""
+
+    used: int
+    oldest: float | None
+
+
+UNMEASURED = Window(0, None)  # a window the key's policy does not limit
+
+
+def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Window, tokens: Window) -> Decision:
+    """The decision on `units` more requests of a key whose windows hold what they do at `now`: which limit
+    refuses, how long to wait, and OpenAI's x-ratelimit-* headers. One code for every RateLimits; the admission
+    rule is repeated in store.redis_limits' Lua script, which must decide inside Redis to be atomic."""
+    headers: dict[str, str] = {}
+    refusal: Decision | None = None
+    described = False
+    for limit, span, label, window in ((policy.rpm, MINUTE, "requests per minute", minute),
+                                       (policy.rpd, DAY, "requests per day", day)):
+        if limit is None:
+            continue
+        reset = (window.oldest + span - now) if window.oldest is not None else span
+        if not described:  # the headers describe the per-minute window when there is one
+            described = True
+            headers["x-ratelimit-limit-requests"] = str(limit)
+            headers["x-ratelimit-remaining-requests"] = str(max(0, limit - window.used - units))
+            headers["x-ratelimit-reset-requests"] = _reset(reset)
+        if window.used + units > limit and refusal is None:
+            headers["x-ratelimit-remaining-requests"] = "0"
+            refusal = Decision(False, max(reset, 0.001), f"this key's limit of {limit} {label}")
+    if policy.tpm is not None:
+        reset = (tokens.oldest + MINUTE - now) if tokens.oldest is not None else 0.0
+        headers["x-ratelimit-limit-tokens"] = str(policy.tpm)
+        headers["x-ratelimit-remaining-tokens"] = str(max(0, policy.tpm - tokens.used))
+        headers["x-ratelimit-reset-tokens"] = _reset(reset)
+        if tokens.used >= policy.tpm and refusal is None:
+            refusal = Decision(False, max(reset, 0.001), f"this key's limit of {policy.tpm} tokens per minute")
+    if refusal is not None:
+        refusal.headers = headers
+        return refusal
+    return Decision(True, headers=headers)
+
+
 def _reset(seconds: float) -> str:
     """OpenAI's x-ratelimit-reset-* format: '1s', '6m0s', '1h2m3s'."""
     total = max(0, math.ceil(seconds))
@@ -130,42 +174,24 @@ class RateLimiter:
     @staticmethod
     def _admit(conn: sqlite3.Connection, key_id: str, policy: KeyPolicy, now: float, units: int, trim: bool
                ) -> Decision:
-        headers: dict[str, str] = {}
-        refusal: Decision | None = None
-        described = False
         last = _last(conn, key_id, REQUESTS)
-        for limit, span, label in ((policy.rpm, MINUTE, "requests per minute"),
-                                   (policy.rpd, DAY, "requests per day")):
-            if limit is None:
-                continue
-            used, oldest = _window(conn, key_id, REQUESTS, now - span, last[1])
-            reset = (oldest + span - now) if oldest is not None else span
-            if not described:  # the headers describe the per-minute window when there is one
-                described = True
-                headers["x-ratelimit-limit-requests"] = str(limit)
-                headers["x-ratelimit-remaining-requests"] = str(max(0, limit - used - units))
-                headers["x-ratelimit-reset-requests"] = _reset(reset)
-            if used + units > limit and refusal is None:
-                headers["x-ratelimit-remaining-requests"] = "0"
-                refusal = Decision(False, max(reset, 0.001), f"this key's limit of {limit} {label}")
-        if policy.tpm is not None:
-            tokens, oldest = _window(conn, key_id, TOKENS, now - MINUTE, _last(conn, key_id, TOKENS)[1])
-            reset = (oldest + MINUTE - now) if oldest is not None else 0.0
-            headers["x-ratelimit-limit-tokens"] = str(policy.tpm)
-            headers["x-ratelimit-remaining-tokens"] = str(max(0, policy.tpm - tokens))
-            headers["x-ratelimit-reset-tokens"] = _reset(reset)
-            if tokens >= policy.tpm and refusal is None:
-                refusal = Decision(False, max(reset, 0.001), f"this key's limit of {policy.tpm} tokens per minute")
-        if refusal is not None:
-            refusal.headers = headers
-            return refusal
+
+        def measure(kind: int, limit: int | None, span: float, total: int) -> Window:
+            return Window(*_window(conn, key_id, kind, now - span, total)) if limit is not None else UNMEASURED
+
+        tokens_total = _last(conn, key_id, TOKENS)[1] if policy.tpm is not None else 0
+        decision = decide(policy, units, now, measure(REQUESTS, policy.rpm, MINUTE, last[1]),
+                          measure(REQUESTS, policy.rpd, DAY, last[1]),
+                          measure(TOKENS, policy.tpm, MINUTE, tokens_total))
+        if not decision.allowed:
+            return decision
         _record(conn, key_id, REQUESTS, units, now, last)
         if trim:  # what no window of the key reads any more (a policy given rpd later counts from here)
             conn.execute("DELETE FROM rate_log WHERE key_id = ? AND kind = ? AND ts <= ?",
                          (key_id, REQUESTS, now - (DAY if policy.rpd is not None else MINUTE)))
             conn.execute("DELETE FROM rate_log WHERE key_id = ? AND kind = ? AND ts <= ?",
                          (key_id, TOKENS, now - MINUTE))
-        return Decision(True, headers=headers)
+        return decision
 
 
 def prune(path: Path, *, now: float) -> int:

@@ -1,19 +1,24 @@
-"""The SQLite rate limiter: sliding windows, which limit refuses, how long to wait, the OpenAI-style headers; exact
-with windows of thousands of requests and with several processes' connections admitting at once."""
+"""The rate limiters, SQLite's and Redis's (a real server, tests/infra): sliding windows, which limit refuses, how
+long to wait, the OpenAI-style headers; exact with windows of thousands of requests and with several processes'
+connections admitting at once. Every behaviour test runs against both implementations."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from cfai_cli.store.keys import KeyPolicy
-from cfai_cli.store.limits import TRIM_EVERY, RateLimiter, _reset, prune
+from cfai_cli.store.limits import TRIM_EVERY, RateLimiter, RateLimits, _reset, prune
+from cfai_cli.store.redis_limits import RedisRateLimits, connect
 
 pytestmark = pytest.mark.anyio
+Make = Callable[[], RateLimits]
 
 
 @pytest.fixture
@@ -21,8 +26,35 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def test_requests_per_minute_slide(tmp_path: Path) -> None:
-    limiter = RateLimiter(tmp_path / "cfai.db")
+def _maker(request: pytest.FixtureRequest, tmp_path: Path) -> Make:
+    """Limiters over one shared store: a SQLite file, or one Redis with a prefix of this test's own."""
+    if request.param == "sqlite":
+        return lambda: RateLimiter(tmp_path / "cfai.db")
+    url = request.getfixturevalue("redis_server").url
+    prefix = f"test:{uuid.uuid4().hex}:"
+    return lambda: RedisRateLimits(connect(url), prefix)
+
+
+async def close(limiter: RateLimits) -> None:
+    if isinstance(limiter, RedisRateLimits):
+        await limiter.close()
+    elif isinstance(limiter, RateLimiter):
+        limiter.hot.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> Make:
+    return _maker(request, tmp_path)
+
+
+@pytest.fixture
+async def limiter(make: Make) -> AsyncIterator[RateLimits]:
+    one = make()
+    yield one
+    await close(one)
+
+
+async def test_requests_per_minute_slide(limiter: RateLimits) -> None:
     policy = KeyPolicy(rpm=3)
     assert [(await limiter.admit("k", policy, now=t)).allowed for t in (0.0, 10.0, 20.0, 30.0)] == [
         True, True, True, False]
@@ -33,8 +65,7 @@ async def test_requests_per_minute_slide(tmp_path: Path) -> None:
     assert (await limiter.admit("other", policy, now=30.0)).allowed  # limits are per key
 
 
-async def test_requests_per_day_and_headers(tmp_path: Path) -> None:
-    limiter = RateLimiter(tmp_path / "cfai.db")
+async def test_requests_per_day_and_headers(limiter: RateLimits) -> None:
     policy = KeyPolicy(rpm=10, rpd=2)
     first = await limiter.admit("k", policy, now=0.0)
     assert first.headers == {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "9",
@@ -44,8 +75,7 @@ async def test_requests_per_day_and_headers(tmp_path: Path) -> None:
     assert not refused.allowed and "per day" in refused.reason and refused.retry_after == 86400.0 - 200.0
 
 
-async def test_tokens_per_minute(tmp_path: Path) -> None:
-    limiter = RateLimiter(tmp_path / "cfai.db")
+async def test_tokens_per_minute(limiter: RateLimits) -> None:
     policy = KeyPolicy(tpm=100)
     assert (await limiter.admit("k", policy, now=0.0)).allowed
     await limiter.record_tokens("k", 60, now=1.0)
@@ -56,10 +86,8 @@ async def test_tokens_per_minute(tmp_path: Path) -> None:
     assert (await limiter.admit("k", policy, now=63.5)).allowed
 
 
-async def test_a_busy_minute_is_counted_exactly_and_its_old_rows_trimmed(tmp_path: Path) -> None:
+async def test_a_busy_minute_is_counted_exactly(limiter: RateLimits) -> None:
     """3,000 requests in a minute, fan-out units among them: the window's sum slides request by request."""
-    db = tmp_path / "cfai.db"
-    limiter = RateLimiter(db)
     policy = KeyPolicy(rpm=3000)
     admitted = [await limiter.admit("k", policy, now=i * 0.01, units=1 + (i % 3 == 0)) for i in range(2250)]
     assert all(d.allowed for d in admitted)  # 1,500 requests of 1 unit and 750 of 2: 3,000 units in 22.5 s
@@ -68,6 +96,13 @@ async def test_a_busy_minute_is_counted_exactly_and_its_old_rows_trimmed(tmp_pat
     after = await limiter.admit("k", policy, now=60.0, units=2)
     assert after.allowed and after.headers["x-ratelimit-remaining-requests"] == "0"
     assert not (await limiter.admit("k", policy, now=60.005)).allowed
+
+
+async def test_old_rows_are_trimmed(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    limiter = RateLimiter(db)
+    for i in range(2250):
+        await limiter.admit("k", KeyPolicy(rpm=3000), now=i * 0.01)
     # Trimmed as it goes: the rows of the first minute went, the window's are all there.
     other = RateLimiter(db)  # its count of admissions starts again: it trims on its TRIM_EVERY-th
     for i in range(TRIM_EVERY):
@@ -75,30 +110,33 @@ async def test_a_busy_minute_is_counted_exactly_and_its_old_rows_trimmed(tmp_pat
     with sqlite3.connect(db) as conn:
         kept = conn.execute("SELECT COUNT(*), MIN(ts) FROM rate_log WHERE key_id = 'other'").fetchone()
     assert kept == (TRIM_EVERY - 4, 204.0)  # nothing older than a minute before the last admission (at 263)
-    assert prune(db, now=300.0 + 86400.0) == 2251 + 60
+    assert prune(db, now=300.0 + 86400.0) == 2250 + 60
 
 
-def _admit_from_worker(db: Path, policy: KeyPolicy, count: int, start: threading.Barrier,
+def _admit_from_worker(make: Make, policy: KeyPolicy, count: int, start: threading.Barrier,
                        results: list[bool]) -> None:
     """A worker process's share: its own limiter and connections, its requests all at once on its own loop."""
-    limiter = RateLimiter(db)
 
     async def burst() -> list[bool]:
-        start.wait()
-        decisions = await asyncio.gather(*(limiter.admit("k", policy, now=1000.0) for _ in range(count)))
+        limiter = make()
+        try:
+            start.wait()
+            decisions = await asyncio.gather(*(limiter.admit("k", policy, now=1000.0) for _ in range(count)))
+        finally:  # never leave sockets open behind a failed burst
+            await close(limiter)
         return [d.allowed for d in decisions]
 
     results.extend(asyncio.run(burst()))
-    limiter.hot.close()
 
 
-async def test_connections_admitting_at_once_share_one_limit_exactly(tmp_path: Path) -> None:
-    db = tmp_path / "cfai.db"
+async def test_connections_admitting_at_once_share_one_limit_exactly(make: Make, tmp_path: Path) -> None:
     policy = KeyPolicy(rpm=70, tpm=10**9)
-    await RateLimiter(db).record_tokens("k", 5, now=999.0)  # the schema in place before the race
+    first = make()
+    await first.record_tokens("k", 5, now=999.0)  # the schema in place before the race
+    await close(first)
     start = threading.Barrier(4)
     results: list[list[bool]] = [[] for _ in range(4)]
-    threads = [threading.Thread(target=_admit_from_worker, args=(db, policy, 40, start, results[i]))
+    threads = [threading.Thread(target=_admit_from_worker, args=(make, policy, 40, start, results[i]))
                for i in range(4)]
     for thread in threads:
         thread.start()
@@ -106,7 +144,9 @@ async def test_connections_admitting_at_once_share_one_limit_exactly(tmp_path: P
         thread.join()
     admitted = sum(sum(r) for r in results)
     assert sum(len(r) for r in results) == 160 and admitted == 70
-    with sqlite3.connect(db) as conn:
+    if not isinstance(first, RateLimiter):
+        return
+    with sqlite3.connect(first.path) as conn:
         assert conn.execute("SELECT MAX(total), COUNT(*) FROM rate_log WHERE kind = 0").fetchone() == (70, 70)
 
 

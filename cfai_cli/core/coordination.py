@@ -1,0 +1,46 @@
+"""The `[coordination]` setting: where replicas share their rate limits (a Redis URL), and what a request meets
+when that store cannot be reached. Pure: stdlib only; the Redis client lives in store.redis_limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+SCHEMES = ("redis", "rediss", "unix")
+OnFailure = Literal["closed", "open"]
+
+
+@dataclass(frozen=True)
+class CoordinationConfig:
+    """No url: every limit lives in this host's SQLite database (the default, unchanged). With one, rate limits
+    are kept in Redis so every replica enforces one limit. `on_failure`: "closed" refuses requests (503) while
+    Redis is unreachable, "open" admits them on this process's own limiter with a warning."""
+
+    url: str | None = None
+    on_failure: OnFailure = "closed"
+
+
+def check_redis_url(value: str) -> str:
+    """A redis://, rediss:// or unix:// URL (ValueError naming what is wrong, never echoing a password)."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  # a bad port raises here
+    except ValueError:
+        raise ValueError("must be a redis://host:port/db URL") from None
+    if parts.scheme not in SCHEMES:
+        raise ValueError(f"must be a URL starting with {', '.join(s + '://' for s in SCHEMES)}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError("must name a host: redis://host:port/db")
+    if parts.scheme == "unix" and not parts.path:
+        raise ValueError("must name a socket path: unix:///path/to/redis.sock")
+    return text
+
+
+def redis_place(url: str) -> str:
+    """Where the URL points, for messages: host:port (or the socket path), never the user or the password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    return f"{parts.hostname}:{parts.port or 6379}"
