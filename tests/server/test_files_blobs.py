@@ -6,7 +6,9 @@ tests/server/test_batches_sdk.py runs), nothing of them on the local disk, and a
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +26,8 @@ from cfai_cli.settings import Settings
 from cfai_cli.store.retention import prune, retention_of
 from tests.infra.fixtures import _serve
 from tests.infra.servers import S3Server, start_s3
-from tests.server.test_batches_sdk import chat_line, final, make_key, outputs, sdk, submit, until
+from tests.server.test_batches_sdk import CHAT, chat_line, final, make_key, outputs, sdk, submit, until
+from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
 BIG = 9 * 1024 * 1024 + 123  # past one 8 MB part: a multipart upload
@@ -141,6 +144,23 @@ async def test_retention_deletes_expired_files_object_then_row(s3_env: S3Server,
         assert await objects(bucket(s3_env, where)) == {f"gateway/files/{kept.id}": 4}
         assert [f.id async for f in client.files.list()] == [kept.id]
         assert short.id != kept.id
+
+
+async def test_a_batch_waits_for_an_unreachable_store_then_finishes(s3_env: S3Server, settings: Settings) -> None:
+    good = on_s3(settings, s3_env)
+    down = replace(good, blobs=replace(good.blobs, endpoint=f"http://127.0.0.1:{free_port()}"))  # nobody listens
+    key = make_key(good, models=("gpt-4o-mini",))
+    async with sdk(good, key) as client:
+        upload = await client.files.create(file=("in.jsonl", io.BytesIO(json.dumps(chat_line("x")).encode())),
+                                           purpose="batch")
+    async with sdk(down, key) as client:  # its executor cannot read the input: the batch waits, unfailed
+        batch = await client.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
+        await asyncio.sleep(1.0)
+        assert (await client.batches.retrieve(batch.id)).status == "validating"
+    async with sdk(good, key) as client:  # the next executor that reaches the store takes it up
+        done = await until(client, batch.id, final)
+        assert done.status == "completed" and [line["custom_id"] for line in await outputs(
+            client, done.output_file_id)] == ["x"]
 
 
 @pytest.fixture
