@@ -22,6 +22,7 @@ import yaml  # type: ignore[import-untyped]  # pyyaml: the test extra; no stubs 
 from typer.testing import CliRunner
 
 from cfai_cli.cli.app import app
+from cfai_cli.core.blobs import parse_s3_url
 from cfai_cli.server.routes.health import HEALTH_PATHS
 from cfai_cli.settings import Settings, load_settings
 from tests.servers import free_port, stop_server, wait_for_health
@@ -191,13 +192,23 @@ def test_compose_runs_two_replicas_started_after_healthy_backends() -> None:
     for backend in ("postgres", "redis", "minio"):
         assert services[backend]["healthcheck"]["test"][0] == "CMD", backend
     env = compose_environment()
-    assert env["CFAI_BLOBS_URL"].startswith("s3://") and env["CFAI_COORDINATION_URL"].startswith("redis://redis:")
+    assert env["CFAI_COORDINATION_URL"].startswith("redis://redis:")
     assert f"@postgres:5432/{services['postgres']['environment']['POSTGRES_DB']}" in env["CFAI_STORE_URL"]
-    bucket = env["CFAI_BLOBS_URL"].removeprefix("s3://").split("/")[0]
-    assert f"mc mb --ignore-existing local/{bucket}\n" in services["minio-init"]["command"][0]
     lb = services["lb"]
     assert {lb["depends_on"][name]["condition"] for name in replicas()} == {"service_healthy"}
     assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in lb["volumes"]
+
+
+def test_the_replicas_config_file_is_valid_and_names_the_bucket_minio_init_makes(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text((ROOT / "deploy" / "cfai.toml").read_text(encoding="utf-8"))
+    blobs = load_settings(environ={"CFAI_HOME": str(tmp_path)}).blobs
+    assert blobs.url and blobs.endpoint == "http://minio:9000"  # http:// is what lets cfai speak plain HTTP to MinIO
+    bucket, prefix = parse_s3_url(blobs.url)
+    script = COMPOSE["services"]["minio-init"]["command"][0]
+    assert f"mc mb --ignore-existing local/{bucket}\n" in script
+    assert f"--prefix {prefix}/images/ " in script  # the lifecycle backstop covers images only, not batch files
+    for service in cfai_services().values():
+        assert f"./deploy/cfai.toml:{dockerfile_env()['CFAI_HOME']}/config.toml:ro" in service["volumes"]
 
 
 def test_secrets_stay_out_of_the_committed_files() -> None:
@@ -213,6 +224,8 @@ def test_secrets_stay_out_of_the_committed_files() -> None:
     for variable, value in kube("Secret")["stringData"].items():
         assert "replace-me" in value, variable  # placeholders only: the real Secret is made outside git
     assert not secret.search(" ".join(kube("ConfigMap")["data"]))
+    config = re.sub(r"#.*", "", (ROOT / "deploy" / "cfai.toml").read_text(encoding="utf-8"))  # committed: no secret
+    assert not re.search(r"api_token|api_key|password|secret|://[^/@\s]*@", config, re.I)
 
 
 def nginx_block(name: str) -> str:
