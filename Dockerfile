@@ -16,10 +16,11 @@ RUN /opt/cfai/bin/pip install /src \
 
 FROM python:${PYTHON}-slim
 # A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it without looking the name up.
-RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin cfai \
-    && install -d -o 10001 -g 10001 -m 0700 /data
+RUN groupadd --system --gid 10001 cfai \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home --shell /usr/sbin/nologin cfai \
+    && install -d -o cfai -g cfai -m 0700 /data
 COPY --from=build /opt/cfai /opt/cfai
-# CFAI_HOME holds config.toml (optional: every setting a deployment needs has an environment variable) and the
+# CFAI_HOME holds config.toml (optional: compose.yaml mounts one for [blobs]; the rest has variables) and the
 # data directory. With [store] url = "postgresql://…" nothing in it must outlive the container.
 ENV PATH=/opt/cfai/bin:$PATH \
     CFAI_HOME=/data \
