@@ -10,6 +10,7 @@ request for a minute. Every failure but "no such object" is `BlobsUnavailable`, 
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from functools import cache
@@ -93,8 +94,10 @@ def s3_blobs(config: BlobsConfig, namespace: str) -> BlobStore:
     if config.region:
         options["region"] = config.region
     client: ClientConfig = {"connect_timeout": timedelta(seconds=3), "timeout": timedelta(seconds=60)}
-    endpoint = config.endpoint or ""
-    if endpoint.startswith("http://"):  # a local S3-compatible server (tests, a MinIO on the same host)
+    # Our client options replace obstore's reading of AWS_ALLOW_HTTP, so plain HTTP is allowed here for an http://
+    # endpoint from [blobs] or AWS_ENDPOINT_URL (a MinIO beside the replicas, the tests' moto) or AWS_ALLOW_HTTP=true.
+    endpoint = config.endpoint or os.environ.get("AWS_ENDPOINT_URL", "")
+    if endpoint.startswith("http://") or os.environ.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes"):
         client["allow_http"] = True
     store = S3Store(bucket, prefix="/".join(p for p in (prefix, namespace) if p), config=options,
                     client_options=client,

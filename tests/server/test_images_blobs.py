@@ -178,3 +178,16 @@ def test_no_blobs_setting_keeps_images_on_disk_without_obstore(settings: Setting
             "print(type(open_blobs(s.blobs, s.images_dir, 'images')).__name__, 'obstore' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["DiskBlobs", "False"]
+
+
+async def test_an_http_endpoint_from_the_environment_alone_is_allowed(s3_env: S3Server,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment may name its MinIO only in AWS_ENDPOINT_URL (compose.yaml); plain HTTP must work for it,
+    though cfai's own client options replace obstore's reading of AWS_ALLOW_HTTP."""
+    config, bucket = _s3(s3_env)
+    config = replace(config, endpoint=None)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_env.url)
+    monkeypatch.setenv("AWS_REGION", s3_env.region)
+    blobs = open_blobs(config, Path("/nonexistent"), f"env-{uuid.uuid4().hex[:8]}")
+    await blobs.put("one", b"hello", content_type="text/plain")
+    assert await blobs.exists("one")
