@@ -184,8 +184,7 @@ async def test_an_http_endpoint_from_the_environment_alone_is_allowed(s3_env: S3
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A deployment may name its MinIO only in AWS_ENDPOINT_URL (compose.yaml); plain HTTP must work for it,
     though cfai's own client options replace obstore's reading of AWS_ALLOW_HTTP."""
-    config, bucket = _s3(s3_env)
-    config = replace(config, endpoint=None)
+    config = replace(_s3(s3_env)[0], endpoint=None)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_env.url)
     monkeypatch.setenv("AWS_REGION", s3_env.region)
     blobs = open_blobs(config, Path("/nonexistent"), f"env-{uuid.uuid4().hex[:8]}")
