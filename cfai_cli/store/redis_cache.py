@@ -12,10 +12,15 @@ for the client (store.redis_outage: a warning, a pause before the next try).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from cfai_cli.core.coordination import redis_place
+from cfai_cli.errors import CoordinationUnavailable
 from cfai_cli.store.cache import CacheStats, Entry
 from cfai_cli.store.redis_outage import Outage, errors
+
+T = TypeVar("T")
 
 PREFIX = "cfai:cache:"
 VERSION = b"1\n"  # an entry: VERSION, the model that answered, "\n", the answer's JSON
@@ -97,3 +102,23 @@ class RedisCache:
                 batch = []
         if batch:
             yield batch
+
+
+def run_on(url: str, action: Callable[[RedisCache], Awaitable[T]]) -> T:
+    """`action` on the cache in the Redis at `url`, for the CLI (`cfai cache stats|clear`); a Redis that cannot
+    be reached is a CoordinationUnavailable naming its host (never the URL: it may hold a password)."""
+    import asyncio
+
+    from cfai_cli.store.redis_limits import connect
+
+    async def run() -> T:
+        client = connect(url)
+        try:
+            return await action(RedisCache(client))
+        except errors() as exc:
+            raise CoordinationUnavailable(f"The response cache is in Redis at {redis_place(url)} ([coordination] "
+                                          f"url), which cannot be reached ({type(exc).__name__}).") from None
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
