@@ -67,8 +67,8 @@ class Meter(Protocol):
 
 
 class SharedRests(Protocol):
-    """Rests shared by a gateway's replicas. Never raises: a store that cannot be reached reads as None (the
-    router then orders by its own table) and loses what it was told (a rest is an optimisation of failover)."""
+    """Rests shared by a gateway's replicas. Never raises: a store out of reach reads as None (the router then
+    orders by its own table) and loses what it is told (a rest is an optimisation of failover)."""
 
     async def read(self, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], Rest] | None: ...
     async def rest(self, lane: str, scope: str, rest: Rest, *, now: float) -> None: ...
@@ -321,16 +321,14 @@ class Router:
 
     def _was_resting(self, lane: str, model: str, remote: dict[tuple[str, str], Rest] | None) -> bool:
         """Whether an answer ends a rest the replicas may share (so it is cleared for them too)."""
-        if remote is not None and shared_until(remote, lane, model, 0.0) is not None:
-            return True
         resting = self.cooldowns.state(lane).resting
-        return model in resting or "*" in resting
+        return (remote is not None and shared_until(remote, lane, model, 0.0) is not None) or bool(
+            resting.keys() & {model, "*"})
 
     # ---- what it looks like ------------------------------------------------------------------------
 
     async def refresh_view(self) -> None:
-        """The replicas' rests of every lane, for `health` and `describe` (each lane's state shows them);
-        without shared rests, or while they cannot be read, the views show this process's own table."""
+        """The replicas' rests of every lane for `health` and `describe` (else, or unreadable: this table's)."""
         if self.shared is not None:
             self._shared_view = await self.shared.lanes([lane.label for lane in self.lanes], now=self.clock())
 
