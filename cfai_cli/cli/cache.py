@@ -2,7 +2,8 @@
 
 Imports typer and cli.common at the top; the stores and render inside the commands. Entries and bytes come
 from the cache's table (live ones: not yet expired), hits and misses from the usage log (every request the
-cache took part in has its `cache` there), so they cover the usage log's retention.
+cache took part in has its `cache` there), so they cover the usage log's retention. With `[coordination] url`
+the entries are in Redis (store.redis_cache), and both commands work on them there.
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ def stats(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     database = locations().database
-    stored = CacheStore(database).stats(now=time.time())
+    url = _shared_url()
+    if url is not None:
+        from cfai_cli.store.redis_cache import run_on
+
+        stored = run_on(url, lambda cache: cache.stats())
+    else:
+        stored = CacheStore(database).stats(now=time.time())
     counts = UsageLog(database).cache_counts(since=start)
     hits, misses = counts.get("hit", 0), counts.get("miss", 0)
     report: dict[str, object] = {
@@ -76,12 +83,25 @@ def clear(
         tenants = [k.id for k in KeyStore(database).list() if key in (k.name, k.id)] if database.exists() else []
         if not tenants:
             raise typer.BadParameter(f"no key named {key!r} (see `cfai keys list`)", param_hint="--key")
-    deleted = CacheStore(database).clear(tenants=tenants)
+    url = _shared_url()
+    if url is not None:
+        from cfai_cli.store.redis_cache import run_on
+
+        deleted = run_on(url, lambda cache: cache.clear(tenants=tenants))
+    else:
+        deleted = CacheStore(database).clear(tenants=tenants)
     term = Terminal(options=invocation.obj)
     if json_out:
         term.json({"deleted": deleted})
     else:
         term.line(f"deleted {deleted} cached answers")
+
+
+def _shared_url() -> str | None:
+    """`[coordination] url` (or $CFAI_COORDINATION_URL): the server keeps its cached answers in that Redis."""
+    from cfai_cli.cli.common import settings_from_flags
+
+    return settings_from_flags().coordination.url
 
 
 def register(app: typer.Typer) -> None:

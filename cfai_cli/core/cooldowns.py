@@ -8,7 +8,7 @@ and each lane keeps at most `MAX_RESTING` entries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cfai_cli.errors import (
@@ -76,6 +76,22 @@ def rest_for(kind: str, error: CfaiError, cooldown: float, now: float) -> float:
 MAX_RESTING = 256  # resting models per lane: a backstop, whatever names clients send
 
 
+@dataclass(frozen=True, slots=True)
+class Rest:
+    """One rest as replicas share it (`[coordination] url`): until when, and the failure that caused it."""
+
+    until: float
+    kind: str | None = None
+    error: str | None = None
+    at: float | None = None
+
+
+def shared_until(rests: Mapping[tuple[str, str], Rest], lane: str, model: str, now: float) -> float | None:
+    """When (lane, model) rests until in a table of shared rests keyed by (lane, model or '*'), if it does."""
+    until = max(rest.until if (rest := rests.get((lane, scope))) else 0.0 for scope in ("*", model))
+    return until if until > now else None
+
+
 @dataclass(slots=True)
 class LaneState:
     """What one lane (a key of an upstream) has shown lately; `resting` maps a model ('*': all) to a time."""
@@ -115,8 +131,9 @@ class Cooldowns:
         state.resting.pop("*", None)  # it answered: whatever rested the whole lane is over
 
     def failed(self, lane: str, model: str, kind: str, error: CfaiError, *, cooldown: float, now: float,
-               known: bool = True) -> None:
+               known: bool = True) -> tuple[str, float] | None:
         """Note a failure; the lane (quota, bad key) or the model rests, the model only if it is `known`.
+        Returns what rests (the model or '*') and until when, for the other replicas; None if nothing does.
 
         Only known models rest by name (configured, in the catalogue, answered lately): a made-up name must
         not grow this table. The router does not even note a missing model the client named itself
@@ -130,19 +147,26 @@ class Cooldowns:
         rest = rest_for(kind, error, cooldown, now)
         scope = "*" if kind in _LANE_WIDE else model
         if rest <= 0 or (scope != "*" and not known):
-            return
+            return None
         if scope not in state.resting and len(state.resting) >= MAX_RESTING:
             state.prune(now)
             if len(state.resting) >= MAX_RESTING:  # still full: the rest that ends soonest gives way
                 del state.resting[min(state.resting, key=state.resting.__getitem__)]
-        state.resting[scope] = max(state.resting.get(scope, 0.0), now + rest)
+        state.resting[scope] = until = max(state.resting.get(scope, 0.0), now + rest)
+        return scope, until
 
-    def order(self, candidates: Sequence[tuple[str, str]], now: float) -> list[int]:
+    def order(self, candidates: Sequence[tuple[str, str]], now: float,
+              shared: Mapping[tuple[str, str], Rest] | None = None) -> list[int]:
         """Indexes of the (lane, model) candidates to try, in order: those not resting, in chain order; if
-        all rest, the one whose rest ends first (one try keeps answering without hammering them all)."""
-        ready = [i for i, (lane, model) in enumerate(candidates) if self.state(lane).rest_until(model, now) is None]
+        all rest, the one whose rest ends first (one try keeps answering without hammering them all).
+        `shared`: the replicas' rests (read from Redis for this request), used instead of this table."""
+        def until(i: int) -> float | None:
+            lane, model = candidates[i]
+            if shared is not None:
+                return shared_until(shared, lane, model, now)
+            return self.state(lane).rest_until(model, now)
+
+        ready = [i for i in range(len(candidates)) if until(i) is None]
         if ready or not candidates:
             return ready
-        soonest = min(range(len(candidates)),
-                      key=lambda i: self.state(candidates[i][0]).rest_until(candidates[i][1], now) or 0.0)
-        return [soonest]
+        return [min(range(len(candidates)), key=lambda i: until(i) or 0.0)]

@@ -42,10 +42,11 @@ from cfai_cli.server.routes.images import FILES_PREFIX
 from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes
 from cfai_cli.service.batch_executor import BatchExecutor
+from cfai_cli.service.cache import SHARED_CACHE
 from cfai_cli.service.context import open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.budgets import BudgetLedger
-from cfai_cli.store.coordination import rate_limits
+from cfai_cli.store.coordination import rate_limits, shared_parts
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.usage import UsageLog
@@ -96,6 +97,7 @@ def create_app(
     recorder = UsageRecorder(UsageLog(settings.database))
     hot = HotPath(settings.database)  # one tick's rate-limit and budget writes commit together (store.hot)
     limiter, coordinated = rate_limits(settings, hot)  # [coordination] url: shared by replicas in Redis
+    shared = shared_parts(coordinated)  # and then the router's rests and the response cache too
     ledger = BudgetLedger(settings.database, hot)  # per-key spend: Observe adds to it, KeyAuth checks budgets
     housekeeping = Housekeeping(settings)
 
@@ -112,7 +114,10 @@ def create_app(
                 stopping.push_async_callback(coordinated.close)
             stopping.callback(metrics.close)
             ctx = await stopping.enter_async_context(open_context(
-                settings, transport=transport, image_transport=image_transport, meter=meter))
+                settings, transport=transport, image_transport=image_transport, meter=meter,
+                rests=shared[0] if shared else None))
+            if shared is not None:
+                ctx.cache[SHARED_CACHE] = shared[1]
             app.state.ctx = ctx
             recorder.start()
             stopping.push_async_callback(recorder.stop)

@@ -7,7 +7,9 @@ model policy is judged on the chain the request resolves to (`Router.authorize`:
 model gets its 403 whatever is stored) and the request has been admitted by the rate limits like any other;
 a hit makes no upstream call and spends no tokens. A streamed miss is stored when it ends cleanly, as the
 completion its chunks add up to (core.translate.chat_assemble), so a later request, streamed or not, can
-replay it. The store is SQLite, used from a worker thread; a failing store is logged and the request goes on.
+replay it. The store is SQLite, used from a worker thread; with `[coordination] url` it is Redis (server wiring
+puts store.redis_cache's in the context's cache as SHARED_CACHE), so every replica serves what any stored.
+A failing store is logged and the request goes on (a miss, nothing stored).
 """
 
 from __future__ import annotations
@@ -29,9 +31,16 @@ from cfai_cli.service.context import Context
 if TYPE_CHECKING:  # the store and anyio's threads are imported by the first request that may use the cache:
     # the CLI never caches, and a one-shot `cfai chat` should not pay for them (~10 ms)
     from cfai_cli.store.cache import CacheStore, Entry
+    from cfai_cli.store.redis_cache import RedisCache
 
 log = logging.getLogger("cfai.cache")
 CACHE_UPSTREAM = "cache"  # who answered a hit, in x-cfai-upstream and the usage log's `upstream`
+SHARED_CACHE = "answer_cache_shared"  # the context's cache entry holding the replicas' shared cache, if any
+
+
+def shared_cache(ctx: Context) -> RedisCache | None:
+    found: RedisCache | None = ctx.cache.get(SHARED_CACHE)
+    return found
 
 
 def cache_store(ctx: Context) -> CacheStore:
@@ -66,6 +75,10 @@ class Slot:
         body = jsonfast.dumps(answer)
         if len(body) > config.max_entry_bytes:
             return
+        shared = shared_cache(ctx)
+        if shared is not None:  # Redis expires it; its maxmemory bounds the whole (docs/cache.md)
+            await shared.put(self.key, body, tenant=self.tenant, model=ctx.record.model, ttl=config.ttl)
+            return
         import anyio
 
         from cfai_cli.store.cache import Bounds
@@ -92,7 +105,9 @@ async def _slot(ctx: Context, kind: str, request: Mapping[str, Any], *, name: st
     chain = ctx.router.authorize(name, record, vision=vision, cloudflare_only=cloudflare_only)
     tenant = record.key_id or ""
     slot = Slot(ctx, kind, cache_key(kind, tenant=tenant, chain=chain, request=request), tenant)
-    if decided.lookup:
+    if decided.lookup and (shared := shared_cache(ctx)) is not None:
+        slot.entry = await shared.get(slot.key, tenant=tenant)
+    elif decided.lookup:
         import anyio
 
         now = ctx.clock()

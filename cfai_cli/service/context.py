@@ -25,7 +25,7 @@ from cfai_cli.upstream.anthropic import AnthropicClient
 from cfai_cli.upstream.fetch import ImageFetcher
 from cfai_cli.upstream.openai_compat import OpenAICompatClient
 from cfai_cli.upstream.provider import ChatUpstream, UpstreamType
-from cfai_cli.upstream.router import Lane, Meter, Router
+from cfai_cli.upstream.router import Lane, Meter, Router, SharedRests
 from cfai_cli.upstream.workers import WorkersAIClient
 
 # Prefixes OpenAI joins with "_" (call_…, resp_…, msg_…); the others take "-" (chatcmpl-…, cmpl-…).
@@ -143,9 +143,11 @@ async def open_context(
     transport: httpx.AsyncBaseTransport | None = None,
     image_transport: httpx.AsyncBaseTransport | None = None,
     meter: Meter | None = None,
+    rests: SharedRests | None = None,
 ) -> AsyncIterator[Context]:
     """A ready Context; `transport` replaces the network to every upstream (tests, --offline); `meter` tells the
-    router what each Cloudflare account spent today (its daily caps; the proxy gives one)."""
+    router what each Cloudflare account spent today (its daily caps; the proxy gives one); `rests` shares the
+    router's cooldowns with the gateway's other replicas (`[coordination] url`)."""
     from cfai_cli.service.models import cached_ids  # models imports this module
 
     if settings.offline and transport is None:
@@ -153,7 +155,7 @@ async def open_context(
     cache: dict[str, Any] = {}
     router = Router(settings.routing, build_lanes(settings, transport), aliases=settings.aliases,
                     vision_aliases=settings.vision_aliases, scrubber=scrubber_for(settings),
-                    catalogue=lambda: cached_ids(cache), meter=meter)
+                    catalogue=lambda: cached_ids(cache), meter=meter, shared=rests)
     images = ImageFetcher(allow_private=settings.allow_private_fetch, transport=image_transport)
     ctx = Context(settings=settings, images=images, router=router, cache=cache)
     try:

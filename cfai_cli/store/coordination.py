@@ -19,6 +19,8 @@ from cfai_cli.store.keys import KeyPolicy
 from cfai_cli.store.limits import Decision, RateLimiter, RateLimits
 
 if TYPE_CHECKING:
+    from cfai_cli.store.redis_cache import RedisCache
+    from cfai_cli.store.redis_cooldowns import RedisRests
     from cfai_cli.store.redis_limits import RedisRateLimits
 
 log = logging.getLogger("cfai.coordination")
@@ -88,3 +90,20 @@ def rate_limits(settings: Settings, hot: HotPath) -> tuple[RateLimits, Coordinat
     shared = Coordinated(RedisRateLimits(connect(url)), local, on_failure=settings.coordination.on_failure,
                          place=redis_place(url))
     return shared, shared
+
+
+def shared_parts(coordinated: Coordinated | None) -> tuple[RedisRests, RedisCache] | None:
+    """The router's rests and the response cache's hot path in the limits' Redis, through the same client (one
+    bounded pool per process); None without `[coordination] url`. Both fail open whatever `on_failure` says:
+    a rest only steers failover and a cached answer only saves a call, neither guards anything."""
+    if coordinated is None:
+        return None
+    from cfai_cli.store.redis_cache import RedisCache
+    from cfai_cli.store.redis_cooldowns import RedisRests
+    from cfai_cli.store.redis_outage import Outage
+
+    client, place = coordinated.remote.client, coordinated.place
+    rests = RedisRests(client, Outage("router cooldowns", place, "failover follows this process's own cooldowns"))
+    cache = RedisCache(client, Outage("the response cache", place, "answers are neither served from nor stored "
+                                      "in the cache (misses)"))
+    return rests, cache

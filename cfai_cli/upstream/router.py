@@ -13,6 +13,9 @@ masked (an upstream may echo its token or account id) before it is kept, logged 
 router knows (configured, in the catalogue, or answered lately) are ever rested by name. A Cloudflare account
 with a daily cap (`daily_neurons`, `free_tier_only`) is skipped before any call once its neurons today (the
 router's `Meter`) have reached it; when every candidate is capped, a 429 insufficient_quota says which caps.
+With `SharedRests` (`[coordination] url`: server wiring gives store.redis_cooldowns'), every rest is published to
+the gateway's other replicas, and a chain with more than one candidate is ordered by the replicas' rests, read
+once per request; while they cannot be read, by this process's own table (cooldowns only steer failover).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from cfai_cli.core.catalog import resolve_model
-from cfai_cli.core.cooldowns import Cooldowns, failure_kind, rests_target
+from cfai_cli.core.cooldowns import Cooldowns, Rest, failure_kind, rests_target, shared_until
 from cfai_cli.core.cost import day_start
 from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import RoutingConfig, Target
@@ -63,6 +66,16 @@ class Meter(Protocol):
     async def today(self, now: float) -> Mapping[str, float]: ...
 
 
+class SharedRests(Protocol):
+    """Rests shared by a gateway's replicas. Never raises: a store out of reach reads as None (the router then
+    orders by its own table) and loses what it is told (a rest is an optimisation of failover)."""
+
+    async def read(self, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], Rest] | None: ...
+    async def rest(self, lane: str, scope: str, rest: Rest, *, now: float) -> None: ...
+    async def clear(self, lane: str, model: str) -> None: ...
+    async def lanes(self, names: Collection[str], *, now: float) -> dict[str, dict[str, Rest]] | None: ...
+
+
 def _running(target: Target, lane: Lane) -> str:
     """The model a candidate runs, as a key's patterns see it: a Workers AI id, or `upstream:model`."""
     return target.model if lane.kind == "cloudflare" else f"{target.upstream}:{target.model}"
@@ -90,9 +103,12 @@ class Router:
     def __init__(self, config: RoutingConfig, lanes: list[Lane], *, aliases: Mapping[str, str],
                  vision_aliases: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time,
                  scrubber: Scrubber | None = None,
-                 catalogue: Callable[[], Collection[str]] | None = None, meter: Meter | None = None) -> None:
+                 catalogue: Callable[[], Collection[str]] | None = None, meter: Meter | None = None,
+                 shared: SharedRests | None = None) -> None:
         self.config = config
         self.meter = meter
+        self.shared = shared
+        self._shared_view: dict[str, dict[str, Rest]] | None = None  # the replicas' rests by lane, for the views
         # Cloudflare accounts with a daily cap on their neurons (docs/cost.md).
         self.caps = {u.name: u.daily_neurons for u in config.upstreams
                      if u.kind == "cloudflare" and u.daily_neurons is not None}
@@ -260,7 +276,10 @@ class Router:
 
     async def _walk(self, candidates: list[tuple[Target, Lane, Provider]], attempt: Attempt[T],
                     caller: Caller | None, waits: WaitLog | None, *, named_by_client: bool) -> T:
-        order = self.cooldowns.order([(lane.label, target.model) for target, lane, _ in candidates], self.clock())
+        pairs = [(lane.label, target.model) for target, lane, _ in candidates]
+        # One candidate is tried whatever rests: only a choice is worth a round trip to the replicas' rests.
+        remote = await self.shared.read(pairs) if self.shared is not None and len(pairs) > 1 else None
+        order = self.cooldowns.order(pairs, self.clock(), remote)
         last: CfaiError | None = None
         for position, index in enumerate(order):
             target, lane, provider = candidates[index]
@@ -279,13 +298,19 @@ class Router:
                 # configured route that goes missing rests as usual. Either way only models the router knows.
                 rests = rests_target(kind, named_by_client=named_by_client)
                 if rests:
-                    self.cooldowns.failed(lane.label, target.model, kind, exc, cooldown=cooldown, now=self.clock(),
-                                          known=self.known(target.model))
+                    now = self.clock()
+                    rested = self.cooldowns.failed(lane.label, target.model, kind, exc, cooldown=cooldown, now=now,
+                                                   known=self.known(target.model))
+                    if rested is not None and self.shared is not None:
+                        await self.shared.rest(lane.label, rested[0], Rest(rested[1], kind, exc.message[:300], now),
+                                               now=now)
                 if more:  # a client's typo is not the upstream's trouble: no warning for it
                     log.log(logging.WARNING if rests else logging.DEBUG, "%s failed on %s (%s): %s; trying the next "
                             "target", target.model, lane.label, kind, exc.message)
                 last = exc
                 continue
+            if self.shared is not None and self._was_resting(lane.label, target.model, remote):
+                await self.shared.clear(lane.label, target.model)
             self.cooldowns.succeeded(lane.label, target.model)
             self._answered_by(target.model)
             if caller is not None:
@@ -294,17 +319,36 @@ class Router:
         assert last is not None
         raise last
 
+    def _was_resting(self, lane: str, model: str, remote: dict[tuple[str, str], Rest] | None) -> bool:
+        """Whether an answer ends a rest the replicas may share (so it is cleared for them too)."""
+        resting = self.cooldowns.state(lane).resting
+        return (remote is not None and shared_until(remote, lane, model, 0.0) is not None) or bool(
+            resting.keys() & {model, "*"})
+
     # ---- what it looks like ------------------------------------------------------------------------
+
+    async def refresh_view(self) -> None:
+        """The replicas' rests of every lane for `health` and `describe` (else, or unreadable: this table's)."""
+        if self.shared is not None:
+            self._shared_view = await self.shared.lanes([lane.label for lane in self.lanes], now=self.clock())
+
+    def _resting(self, lane: str, now: float) -> tuple[dict[str, float], Rest | None]:
+        """The lane's rests (model or '*' → until) and the newest shared failure: the replicas' when read."""
+        if self._shared_view is None:
+            state = self.cooldowns.state(lane)
+            state.prune(now)
+            return dict(state.resting), None
+        shared = {m: r for m, r in self._shared_view.get(lane, {}).items() if r.until > now}
+        newest = max(shared.values(), key=lambda r: r.at or 0.0, default=None)
+        return {m: r.until for m, r in shared.items()}, newest
 
     def _lane_view(self, lane: Lane, model: str | None = None, *, detail: bool = True) -> dict[str, Any]:
         now = self.clock()
         state = self.cooldowns.state(lane.label)
-        state.prune(now)
+        resting, newest = self._resting(lane.label, now)
         if model is not None:
-            until = state.rest_until(model, now)
-            resting = {model: until} if until else {}
-        else:
-            resting = dict(state.resting)
+            until = max(resting.get("*", 0.0), resting.get(model, 0.0))
+            resting = {model: until} if until > now else {}
         view: dict[str, Any] = {"state": "unavailable" if lane.unavailable else
                                 ("cooling_down" if resting else "ok")}
         if not detail:
@@ -313,8 +357,11 @@ class Router:
             view["reason"] = lane.unavailable
         if resting:
             view["cooling_down_until"] = {m if m != "*" else "all models": _iso(t) for m, t in resting.items()}
-        view.update(served=state.served, failures=state.failures)
-        if state.last_error:
+        view.update(served=state.served, failures=state.failures)  # this process's own counts
+        if newest is not None and newest.error and (newest.at or 0.0) > (state.last_failure_at or 0.0):
+            view["last_error"] = {"kind": newest.kind, "message": self.scrubber.text(newest.error),
+                                  "at": _iso(newest.at or now)}
+        elif state.last_error:
             view["last_error"] = {"kind": state.last_kind, "message": self.scrubber.text(state.last_error),
                                   "at": _iso(state.last_failure_at or now)}
         return view

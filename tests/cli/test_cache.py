@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+
+import pytest
 
 from cfai_cli.settings import load_settings
 from cfai_cli.store.cache import Bounds, CacheStore
 from cfai_cli.store.keys import KeyStore
+from cfai_cli.store.redis_cache import RedisCache, run_on
+from cfai_cli.store.redis_limits import connect
 from cfai_cli.store.usage import UsageLog, UsageRow
 from tests.cli.conftest import Invoke
+from tests.infra.servers import Missing, start_redis
 
 BOUNDS = Bounds(ttl=3600, max_entries=100, max_bytes=10**6)
 
@@ -66,3 +72,41 @@ def test_keygen_cache_flag(cli: Invoke) -> None:
     assert listed == {"cached": True, "plain": False}
     record = KeyStore(load_settings().database).verify(made.stdout.strip())
     assert record is not None and record.policy.cache
+
+
+def test_stats_and_clear_work_on_the_redis_cache_when_coordination_points_there(cli: Invoke) -> None:
+    """[coordination] url: the server's cached answers are in Redis, and so are the commands' (a real Redis)."""
+    try:
+        redis = start_redis()
+    except Missing as exc:
+        pytest.skip(str(exc))
+    try:
+        keys = KeyStore(load_settings().database)
+        _, laptop = keys.create("laptop")
+        env = {"CFAI_COORDINATION_URL": redis.url}
+
+        async def fill(cache: RedisCache) -> None:
+            for i, tenant in enumerate((laptop.id, laptop.id, "*", "")):  # "*": glob characters stay literal
+                await cache.put(f"k{i}", b"12345", tenant=tenant, model="m", ttl=60)
+
+        run_on(redis.url, fill)
+        stats = json.loads(cli("cache", "stats", "--json", env=env).stdout)
+        assert stats["entries"] == 4 and stats["bytes"] > 20
+        assert json.loads(cli("cache", "stats", "--json").stdout)["entries"] == 0  # SQLite's, without the url
+        one = cli("cache", "clear", "--key", "laptop", env=env)
+        assert one.exit_code == 0 and one.stdout == "deleted 2 cached answers\n"
+        assert json.loads(cli("cache", "clear", "--json", env=env).stdout) == {"deleted": 2}
+        assert asyncio.run(_count(redis.url)) == 0
+        redis.process.stop()
+        down = cli("cache", "stats", env={"CFAI_COORDINATION_URL": redis.url.replace("//", "//:pw-secret@")})
+        assert down.exit_code == 5 and f"127.0.0.1:{redis.port}" in down.stderr and "pw-secret" not in down.stderr
+    finally:
+        redis.process.stop()
+
+
+async def _count(url: str) -> int:
+    client = connect(url)
+    try:
+        return len([k async for k in client.scan_iter(match="cfai:cache:*")])
+    finally:
+        await client.aclose()

@@ -11,10 +11,12 @@ from cfai_cli.core.config_file import parse_routing
 from cfai_cli.core.cooldowns import (
     MAX_RESTING,
     Cooldowns,
+    Rest,
     failure_kind,
     rest_for,
     rests_target,
     seconds_to_utc_midnight,
+    shared_until,
 )
 from cfai_cli.core.routing import Credential, Target, with_secrets
 from cfai_cli.errors import (
@@ -238,6 +240,27 @@ def test_cooldowns_order_candidates() -> None:
     cool.succeeded("b", "m1")
     assert cool.state("b").served == 1 and cool.state("b").failures == 1
     assert cool.order(pairs, 131) == [0, 1, 2]  # an answer ends the lane's rest
+
+
+def test_a_failure_says_what_it_rests_for_the_other_replicas() -> None:
+    cool = Cooldowns()
+    assert cool.failed("a", "m", "server", UpstreamError("x"), cooldown=30, now=100) == ("m", 130)
+    assert cool.failed("a", "m", "server", UpstreamError("x"), cooldown=5, now=110) == ("m", 130)  # the longer
+    assert cool.failed("a", "n", "quota", QuotaExceeded("x"), cooldown=50, now=100) == ("*", 150)
+    assert cool.failed("b", "m", "server", UpstreamError("x"), cooldown=0, now=100) is None
+    assert cool.failed("b", "junk", "server", UpstreamError("x"), cooldown=30, now=100, known=False) is None
+
+
+def test_shared_rests_order_instead_of_the_local_table() -> None:
+    cool = Cooldowns()
+    cool.failed("a", "m", "server", UpstreamError("x"), cooldown=30, now=100)  # this process's own rest
+    pairs = [("a", "m"), ("b", "m"), ("c", "m")]
+    shared = {("b", "*"): Rest(200.0, "quota"), ("c", "m"): Rest(105.0), ("c", "other"): Rest(900.0)}
+    assert shared_until(shared, "b", "m", 110) == 200 and shared_until(shared, "c", "m", 110) is None
+    assert cool.order(pairs, 101, shared) == [0]  # the replicas' view: b's lane and c's model rest, a does not
+    assert cool.order(pairs, 110, shared) == [0, 2]
+    assert cool.order(pairs, 110) == [1, 2]  # Redis unreadable: the local table
+    assert cool.order([("b", "m"), ("c", "m")], 101, shared) == [1]  # all resting: the soonest back
 
 
 def test_zero_cooldown_means_no_rest() -> None:

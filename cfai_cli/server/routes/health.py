@@ -40,5 +40,6 @@ async def health(request: Request) -> Response:
     if detail:
         body.update(version=__version__, offline=request.app.state.offline)
     if ctx is not None:
+        await ctx.router.refresh_view()  # the rests every replica learned ([coordination] url)
         body["upstreams"] = ctx.router.health(detail=detail)
     return JSONResponse(body, headers=API_HEADERS)

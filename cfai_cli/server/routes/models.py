@@ -62,8 +62,9 @@ async def route_check(request: Request) -> Response:
     key = request.scope.get("state", {}).get("cfai_key")
     # Rests, counters and upstream error texts are the operator's (as on /health?detail=1): admin keys only.
     detail = not request.app.state.keys_required or (key is not None and "admin" in key.policy.scopes)
-    return JSONResponse(request.app.state.ctx.router.describe(name, vision=vision, detail=detail),
-                        headers=API_HEADERS)
+    router = request.app.state.ctx.router
+    await router.refresh_view()  # the rests every replica learned ([coordination] url)
+    return JSONResponse(router.describe(name, vision=vision, detail=detail), headers=API_HEADERS)
 
 
 ROUTES = [
