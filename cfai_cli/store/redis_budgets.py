@@ -25,12 +25,15 @@ from typing import Any
 
 import anyio.to_thread
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from cfai_cli.core.budgets import MEAN_WEIGHT, Refusal, estimate, judge, month_neurons, next_month_start, slack
 from cfai_cli.core.cost import DAY, day_start
 from cfai_cli.store.budgets import Budget, BudgetLedger, buckets
 
 PREFIX = "cfai:bg:"
+SETTLE_ATTEMPTS = 3
+SETTLED_KEEP = 3600.0  # seconds a hold's "settled" mark is kept: longer than any retry of its settle
 MEAN_KEEP = 40 * DAY  # a model's mean outlives a month without requests; the durable ledger reseeds it after
 _HELPERS = """
 local function fmt(x) return string.format('%.17g', x) end
@@ -90,10 +93,12 @@ end
 return {admitted, fmt(day), fmt(month), fmt(h), mean, fmt(wanted)}
 """
 
-# KEYS: day, month, holds zset, holds hash, model mean. ARGV: hold id ('' none), cost ('' unknown), calls
-# (0: the mean learns nothing), the mean's weight, how long the mean is kept (ms).
+# KEYS: day, month, holds zset, holds hash, model mean, the hold's "settled" mark. ARGV: hold id ('' none), cost
+# ('' unknown), calls (0: the mean learns nothing), the mean's weight, how long the mean is kept, how long the
+# mark is (ms). The mark makes a settle retried after a lost reply count once.
 SETTLE = """
 if ARGV[1] ~= '' then
+  if not redis.call('SET', KEYS[6], '1', 'NX', 'PX', ARGV[6]) then return 0 end
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[1])
 end
@@ -215,8 +220,15 @@ class RedisBudgets:
         (the cost is recorded once either way; the Redis hold then expires)."""
         learns = neurons is not None and model is not None and calls > 0
         args: list[str | int] = [hold_id or "", "" if neurons is None else repr(neurons), calls if learns else 0,
-                repr(MEAN_WEIGHT), int(MEAN_KEEP * 1000)]
-        await self._settle(keys=self.keys(key_id, now, model or ""), args=args)
+                                 repr(MEAN_WEIGHT), int(MEAN_KEEP * 1000), int(SETTLED_KEEP * 1000)]
+        keys = [*self.keys(key_id, now, model or ""), f"{self.prefix}{{{key_id}}}:s:{hold_id or ''}"]
+        for attempt in range(SETTLE_ATTEMPTS):  # a settle left undone holds the key's budget until the hold expires
+            try:
+                await self._settle(keys=keys, args=args)
+                break
+            except (ConnectionError, OSError, TimeoutError, RedisError):
+                if attempt == SETTLE_ATTEMPTS - 1:
+                    raise
         # also drops a hold this request made on the durable ledger while Redis was unreachable (on_failure open)
         await self.durable.settle(hold_id, key_id, neurons, model=model, calls=calls, now=now)
 

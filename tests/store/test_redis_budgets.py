@@ -135,3 +135,13 @@ async def test_the_models_mean_is_core_budgets_running_mean(replicas: Replica) -
         assert (await ledger.measure("k", now=NOW))[2] == mean
         await ledger.settle(f"h{i}", "k", None, model=None, calls=0, now=NOW)
     assert ledger.durable.mean("m") == mean
+
+
+async def test_a_settle_retried_after_a_lost_reply_counts_once(replicas: Replica) -> None:
+    ledger = replicas()
+    assert await ledger.hold("h", "k", Budget(100, None), model="m", calls=1, fallback=10, now=NOW,
+                             expires=NOW + 60) is None
+    for _ in range(2):  # the second is what a retry after a lost reply sends to Redis
+        await ledger._settle(keys=[*ledger.keys("k", NOW, "m"), f"{ledger.prefix}{{k}}:s:h"],
+                             args=["h", "10.0", 1, "0.25", 60_000, 60_000])
+    assert await ledger.measure("k", now=NOW) == (10, 10, 0)
