@@ -60,6 +60,8 @@ CASES = [  # (spent today, spent earlier this month, held, wanted, per day, per 
     (0.1, 0.0, 0.2, 0.7, 1.0, None, True),  # 0.1 + 0.2 + 0.7 lands a hair over 1.0
     (10.0, 50.0, 0.0, 40.0, 1000.0, MONTH_USD, True),  # the month: 10 + 50 + 40 = 100
     (10.0, 50.0, 0.0, 40.5, 1000.0, MONTH_USD, False),
+    (10.0, 50.0, 5.0, 35.0, None, MONTH_USD, True),  # held counts in the month too
+    (10.0, 50.0, 5.0, 36.0, None, MONTH_USD, False),
     (10.0, 50.0, 0.0, 30.0, 40.0, MONTH_USD, True),  # the day: 10 + 30 = 40
     (10.0, 50.0, 5.0, 30.0, 40.0, MONTH_USD, False),  # the day refuses first
     (500.0, 0.0, 0.0, 1e9, None, None, True),  # no budget: anything
