@@ -14,8 +14,9 @@ OnFailure = Literal["closed", "open"]
 @dataclass(frozen=True)
 class CoordinationConfig:
     """No url: every limit lives in this host's SQLite database (the default, unchanged). With one, rate limits
-    and budgets are kept in Redis so every replica enforces one limit and one budget. `on_failure`: "closed" refuses requests (503) while
-    Redis is unreachable, "open" admits them on this process's own limiter with a warning."""
+    and budgets are kept in Redis so every replica enforces one limit and one budget. `on_failure`: "closed"
+    refuses requests (503) while Redis is unreachable, "open" admits them on this process's own limiter (and
+    ledger) with a warning."""
 
     url: str | None = None
     on_failure: OnFailure = "closed"
