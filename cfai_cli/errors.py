@@ -211,8 +211,8 @@ class BlobsUnavailable(CfaiError):
 
 
 class CoordinationUnavailable(CfaiError):
-    """The shared store of a gateway's rate limits (`[coordination] url`) cannot be reached, and its setting says
-    to refuse requests rather than admit them unchecked (`on_failure = "closed"`)."""
+    """The shared store of a gateway's rate limits and budgets (`[coordination] url`) cannot be reached, and its
+    setting says to refuse requests rather than admit them unchecked (`on_failure = "closed"`)."""
 
     status = 503
     error_type = "server_error"

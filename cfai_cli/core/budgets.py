@@ -62,10 +62,21 @@ def running_mean(mean: float | None, cost: float) -> float:
     return cost if mean is None else mean + MEAN_WEIGHT * (cost - mean)
 
 
+def slack(budget: float) -> float:
+    """How far float sums may land past `budget` and still count as filling it exactly."""
+    return abs(budget) * _SLACK
+
+
+def month_neurons(per_month_usd: float) -> float:
+    """A month's budget in USD as neurons at list price: what a month's spend is compared with."""
+    return per_month_usd / USD_PER_NEURON
+
+
 def fits(total: float, wanted: float, budget: float) -> bool:
-    """Whether `wanted` more fits in `budget` beside `total` (spent and held): within it, and something left."""
-    slack = abs(budget) * _SLACK
-    return total < budget - slack and total + wanted <= budget + slack
+    """Whether `wanted` more fits in `budget` beside `total` (spent and held): within it, and something left.
+    (store.redis_budgets's Lua applies this rule word for word, with `slack` passed in.)"""
+    margin = slack(budget)
+    return total < budget - margin and total + wanted <= budget + margin
 
 
 def judge(*, neurons_today: float, neurons_this_month: float, per_day: float | None, per_month_usd: float | None,
@@ -79,7 +90,7 @@ def judge(*, neurons_today: float, neurons_this_month: float, per_day: float | N
         return Refusal("neurons per day", (
             f"{opening} ({neurons_today:,.2f} spent today{held_note}). "
             f"It resets at {_when(reset)} (in {_duration(reset - now)})."), reset - now)
-    if per_month_usd is not None and not fits(neurons_this_month + held, wanted, per_month_usd / USD_PER_NEURON):
+    if per_month_usd is not None and not fits(neurons_this_month + held, wanted, month_neurons(per_month_usd)):
         reset = next_month_start(now)
         spent_usd, held_usd = usd_of_neurons(neurons_this_month), usd_of_neurons(held)
         note = f", ${held_usd:,.4f} held by requests in flight" if held > 0 else ""

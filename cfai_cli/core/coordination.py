@@ -14,9 +14,10 @@ OnFailure = Literal["closed", "open"]
 @dataclass(frozen=True)
 class CoordinationConfig:
     """No url: every limit lives in this host's SQLite database (the default, unchanged). With one, rate limits
-    are kept in Redis so every replica enforces one limit (and the router's rests and the response cache are
-    shared there too, always failing open: store.coordination.shared_parts). `on_failure`: "closed" refuses
-    requests (503) while Redis is unreachable, "open" admits them on this process's own limiter with a warning."""
+    and budgets are kept in Redis so every replica enforces one limit and one budget (and the router's rests and the
+    response cache are shared there too, always failing open: store.coordination.shared_parts). `on_failure`:
+    "closed" refuses requests (503) while Redis is unreachable, "open" admits them on this process's own limiter
+    (and ledger) with a warning."""
 
     url: str | None = None
     on_failure: OnFailure = "closed"

@@ -45,8 +45,7 @@ from cfai_cli.service.batch_executor import BatchExecutor
 from cfai_cli.service.cache import SHARED_CACHE
 from cfai_cli.service.context import open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
-from cfai_cli.store.budgets import BudgetLedger
-from cfai_cli.store.coordination import rate_limits, shared_parts
+from cfai_cli.store.coordination import budgets, rate_limits, shared_parts
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.usage import UsageLog
@@ -98,7 +97,7 @@ def create_app(
     hot = HotPath(settings.database)  # one tick's rate-limit and budget writes commit together (store.hot)
     limiter, coordinated = rate_limits(settings, hot)  # [coordination] url: shared by replicas in Redis
     shared = shared_parts(coordinated)  # and then the router's rests and the response cache too
-    ledger = BudgetLedger(settings.database, hot)  # per-key spend: Observe adds to it, KeyAuth checks budgets
+    ledger = budgets(settings, hot, coordinated)  # per-key spend: Observe settles, KeyAuth checks (Redis with a url)
     housekeeping = Housekeeping(settings)
 
     @asynccontextmanager
@@ -127,7 +126,8 @@ def create_app(
                 console_log.start()
                 stopping.callback(console_log.stop)
             # Batches run in the background of every server process, each batch in one process at a time (leases).
-            app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth, limiter=limiter)
+            app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth, limiter=limiter,
+                                             ledger=ledger)
             app.state.batches.start()
             stopping.push_async_callback(app.state.batches.stop)
             yield

@@ -29,7 +29,7 @@ from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
 from cfai_cli.service.grants import grant
 from cfai_cli.service.record import RequestRecord
-from cfai_cli.store.budgets import BudgetLedger
+from cfai_cli.store.budgets import BudgetLedger, Budgets
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimits
 
@@ -79,7 +79,7 @@ def scope_for(path: str) -> str | None:
 
 class KeyAuth:
     def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimits, *, max_in_flight: int,
-                 open_prefixes: tuple[str, ...] = (), ledger: BudgetLedger | None = None,
+                 open_prefixes: tuple[str, ...] = (), ledger: Budgets | None = None,
                  hold_seconds: float = 360.0, cache: Callable[[], dict[str, Any]] = dict) -> None:
         self.app = app
         self.ledger = ledger or BudgetLedger(keys.path)

@@ -41,7 +41,7 @@ from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
 from cfai_cli.server.routes.common import request_record
 from cfai_cli.service.cost import settle
 from cfai_cli.service.record import RequestRecord
-from cfai_cli.store.budgets import BudgetLedger
+from cfai_cli.store.budgets import Budgets
 from cfai_cli.store.limits import RateLimits
 from cfai_cli.store.usage import UsageLog, UsageRow
 
@@ -179,7 +179,7 @@ _UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/",
 
 class Observe:
     def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimits,
-                 labels: RouteLabels, ledger: BudgetLedger, scrubber: Scrubber | None = None,
+                 labels: RouteLabels, ledger: Budgets, scrubber: Scrubber | None = None,
                  keys_required: bool = True, cache: Callable[[], dict[str, Any]] = dict,
                  console: ConsoleLog | None = None) -> None:
         self.app = app

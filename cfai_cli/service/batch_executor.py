@@ -38,6 +38,7 @@ from cfai_cli.service.context import Context
 from cfai_cli.service.files import file_store, write_output_file
 from cfai_cli.store.batches import BatchStore, LeaseLost, Line, Row
 from cfai_cli.store.blobs import local_file
+from cfai_cli.store.budgets import Budgets
 from cfai_cli.store.limits import RateLimits
 from cfai_cli.store.usage import UsageRow
 
@@ -53,13 +54,14 @@ def holder_id() -> str:
 class BatchExecutor:
     def __init__(self, ctx: Context, *, sink: Callable[[UsageRow], None], keys_required: bool,
                  holder: str | None = None, lease_ttl: float = 30.0, poll_interval: float = 2.0,
-                 queue: bool = True, limiter: RateLimits | None = None,
+                 queue: bool = True, limiter: RateLimits | None = None, ledger: Budgets | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.ctx = ctx
         self.store = BatchStore(ctx.settings.database)
         self.keys_required = keys_required  # then keyless batches (the CLI's) are not this executor's to run
-        # `limiter`: the server's (shared by replicas with [coordination]); else one on the database
-        self.runner = LineRunner(ctx, sink=sink, keys_required=keys_required, sleep=sleep, limiter=limiter)
+        # `limiter`, `ledger`: the server's (shared by replicas with [coordination]); else ones on the database
+        self.runner = LineRunner(ctx, sink=sink, keys_required=keys_required, sleep=sleep, limiter=limiter,
+                                 ledger=ledger)
         self.holder = holder or holder_id()
         self.lease_ttl = lease_ttl
         self.poll_interval = poll_interval

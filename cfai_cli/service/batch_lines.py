@@ -46,7 +46,7 @@ from cfai_cli.service.embeddings import create_embeddings
 from cfai_cli.service.grants import grant
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.service.responses import create_response
-from cfai_cli.store.budgets import BudgetLedger
+from cfai_cli.store.budgets import BudgetLedger, Budgets
 from cfai_cli.store.keys import KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimiter, RateLimits
 from cfai_cli.store.usage import UsageRow
@@ -121,11 +121,12 @@ class LineRunner:
     """Runs lines for keys; `sink` takes each usage row (the proxy's recorder, or a direct write)."""
 
     def __init__(self, ctx: Context, *, sink: Callable[[UsageRow], None], keys_required: bool,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, limiter: RateLimits | None = None
-                 ) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, limiter: RateLimits | None = None,
+                 ledger: Budgets | None = None) -> None:
         self.ctx = ctx
         database = ctx.settings.database
-        self.keys, self.ledger = KeyStore(database), BudgetLedger(database)
+        self.keys = KeyStore(database)
+        self.ledger: Budgets = ledger or BudgetLedger(database)
         self.limiter: RateLimits = limiter or RateLimiter(database)
         self.sink = sink
         self.keys_required = keys_required
@@ -145,14 +146,14 @@ class LineRunner:
     async def _admit(self, key: KeyRecord) -> float:
         """0 when the key may send a request now (the request is counted), else the seconds to wait."""
         policy = key.policy
-        if policy.budgeted:
-            refusal = await self.ledger.check(key.id, per_day=policy.budget_neurons_per_day,
-                                              per_month_usd=policy.budget_usd_per_month, now=time.time())
-            if refusal is not None:
-                raise BudgetExhausted(QuotaExceeded(refusal.message, retry_after=refusal.retry_after))
-        if not policy.limited:
-            return 0.0
         try:
+            if policy.budgeted:
+                refusal = await self.ledger.check(key.id, per_day=policy.budget_neurons_per_day,
+                                                  per_month_usd=policy.budget_usd_per_month, now=time.time())
+                if refusal is not None:
+                    raise BudgetExhausted(QuotaExceeded(refusal.message, retry_after=refusal.retry_after))
+            if not policy.limited:
+                return 0.0
             decision = await self.limiter.admit(key.id, policy, now=time.time())
         except CoordinationUnavailable as exc:  # Redis down, failing closed: the line waits, it does not fail
             return exc.retry_after or 1.0

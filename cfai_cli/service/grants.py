@@ -15,14 +15,14 @@ from typing import Any
 from cfai_cli.errors import QuotaExceeded, RateLimited
 from cfai_cli.service.cost import planned_neurons
 from cfai_cli.service.record import RequestRecord
-from cfai_cli.store.budgets import Budget, BudgetLedger
+from cfai_cli.store.budgets import Budget, Budgets
 from cfai_cli.store.keys import KeyRecord
 from cfai_cli.store.limits import RateLimits
 
 HOLD_SECONDS = 360.0  # a hold outlives its request by this much at most (a crashed worker's holds expire)
 
 
-def grant(request: RequestRecord, key: KeyRecord, limiter: RateLimits, ledger: BudgetLedger, *,
+def grant(request: RequestRecord, key: KeyRecord, limiter: RateLimits, ledger: Budgets, *,
           cache: Callable[[], dict[str, Any]] = dict, hold_seconds: float = HOLD_SECONDS) -> None:
     """The router and services judge the request on its record, after defaults, aliases and routes have made
     it what actually runs; a request that fans out charges its other upstream calls to the key's limits, and
@@ -44,7 +44,7 @@ def grant(request: RequestRecord, key: KeyRecord, limiter: RateLimits, ledger: B
         request.charge = charge
 
 
-def holder(request: RequestRecord, key: KeyRecord, ledger: BudgetLedger, cache: Callable[[], dict[str, Any]],
+def holder(request: RequestRecord, key: KeyRecord, ledger: Budgets, cache: Callable[[], dict[str, Any]],
            hold_seconds: float) -> Callable[[str, int], Awaitable[None]]:
     """The request's budget hold (store.budgets): before its calls are made, their estimated cost is held
     if it fits in what the key has left, in one write transaction every worker takes in turn. The hold is

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from cfai_cli.core.budgets import Refusal, day_of, estimate, judge, month_start, running_mean
 from cfai_cli.core.cost import DAY
@@ -66,6 +66,11 @@ def _buckets(day: int) -> tuple[str, str]:
     return day_of(start), day_of(month_start(start))
 
 
+def buckets(now: float) -> tuple[str, str]:
+    """The ledger's buckets for `now`: its UTC day and its month's first day (YYYY-MM-DD)."""
+    return _buckets(int(now // DAY))
+
+
 def _spent(conn: sqlite3.Connection, key_id: str, now: float) -> tuple[float, float]:
     today, first = _buckets(int(now // DAY))
     day, month = conn.execute(
@@ -85,6 +90,20 @@ def _add(conn: sqlite3.Connection, key_id: str, neurons: float, now: float) -> N
     conn.execute("INSERT INTO key_spend (key_id, day, neurons) VALUES (?, ?, ?) "
                  "ON CONFLICT (key_id, day) DO UPDATE SET neurons = neurons + excluded.neurons",
                  (key_id, _buckets(int(now // DAY))[0], neurons))
+
+
+class Budgets(Protocol):
+    """What the server asks of a budget ledger: this host's SQLite one (BudgetLedger), or Redis's shared by replicas
+    (store.redis_budgets behind store.coordination.CoordinatedBudgets). The same rule (core.budgets) decides."""
+
+    async def check(self, key_id: str, *, per_day: float | None, per_month_usd: float | None,
+                    now: float) -> Refusal | None: ...
+
+    async def hold(self, hold_id: str, key_id: str, budget: Budget, *, model: str, calls: int, fallback: float,
+                   now: float, expires: float) -> Refusal | None: ...
+
+    async def settle(self, hold_id: str | None, key_id: str, neurons: float | None, *, model: str | None,
+                     calls: int, now: float) -> None: ...
 
 
 class BudgetLedger:
@@ -112,6 +131,12 @@ class BudgetLedger:
         """Neurons the key's requests in flight hold (their holds not yet expired)."""
         with connect(self.path, _SCHEMA) as conn:
             return _held(conn, key_id, now)
+
+    def mean(self, model: str) -> float | None:
+        """The model's running mean cost per call, None before its first settled request."""
+        with connect(self.path, _SCHEMA) as conn:
+            row = conn.execute("SELECT neurons FROM model_cost WHERE model = ?", (model,)).fetchone()
+        return None if row is None else float(row[0])
 
     async def check(self, key_id: str, *, per_day: float | None, per_month_usd: float | None,
                     now: float) -> Refusal | None:

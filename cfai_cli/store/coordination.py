@@ -1,5 +1,6 @@
-"""The rate limiter a server process uses, chosen by `[coordination]`: the host's SQLite limiter (the default), or
-Redis's shared one behind `Coordinated`, which decides what happens while Redis cannot be reached.
+"""The rate limiter and the budget ledger a server process uses, chosen by `[coordination]`: the host's SQLite ones
+(the default), or Redis's shared ones behind `Coordinated` / `CoordinatedBudgets`, whose one `Outage` policy
+decides what happens while Redis cannot be reached.
 
 Imports stdlib, errors, settings and store; redis-py only when a url is set (the default path never loads it).
 """
@@ -8,75 +9,125 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
+from cfai_cli.core.budgets import Refusal
 from cfai_cli.core.coordination import OnFailure, redis_place
 from cfai_cli.errors import CoordinationUnavailable
 from cfai_cli.settings import Settings
+from cfai_cli.store.budgets import Budget, BudgetLedger, Budgets
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
 from cfai_cli.store.limits import Decision, RateLimiter, RateLimits
+from cfai_cli.store.redis_outage import Outage as FailureLog
+from cfai_cli.store.redis_outage import errors
 
 if TYPE_CHECKING:
+    from cfai_cli.store.redis_budgets import RedisBudgets
     from cfai_cli.store.redis_cache import RedisCache
     from cfai_cli.store.redis_cooldowns import RedisRests
     from cfai_cli.store.redis_limits import RedisRateLimits
 
 log = logging.getLogger("cfai.coordination")
-WARN_EVERY = 10.0  # seconds between two warnings that Redis is unreachable (per process)
+T = TypeVar("T")
+
+
+class Outage:
+    """What one process does while Redis fails, for its rate limits and its budgets alike: refuses ("closed":
+    CoordinationUnavailable, a 503) or runs the request's step on this host's own store ("open"), so one replica
+    still cannot run away. Failures are counted and warned about by the same FailureLog as the parts that always
+    fail open (store.redis_outage), with one warning clock for limits and budgets together."""
+
+    def __init__(self, *, on_failure: OnFailure, place: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.on_failure = on_failure
+        self.place = place  # host:port for messages, never the URL (it may hold a password)
+        then = ("requests are refused (on_failure = closed)" if on_failure == "closed"
+                else "requests are admitted on this process's own limits (on_failure = open)")
+        self.log = FailureLog("rate limits and budgets", place, then, clock=clock)
+
+    @property
+    def failures(self) -> int:
+        return self.log.failures
+
+    async def guard(self, remote: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]], *, what: str,
+                    subject: str) -> T:
+        """`remote()`; while Redis fails, refused (closed) or `local()` (open). `subject` names what cannot be
+        checked in the refusal."""
+        try:
+            return await remote()
+        except errors() as exc:
+            self.log.failed(exc, what)
+            if self.on_failure == "closed":
+                raise CoordinationUnavailable(f"{subject} cannot be checked: Redis at {self.place} is "
+                                              "unreachable. Try again shortly.", retry_after=1.0) from None
+            return await local()
+
+    async def record(self, remote: Callable[[], Awaitable[None]], local: Callable[[], Awaitable[None]] | None, *,
+                     what: str) -> None:
+        """What a finished request spent is never an error: `remote()`, else `local()` when there is one."""
+        try:
+            await remote()
+        except errors() as exc:
+            self.log.failed(exc, what)
+            if local is not None:
+                await local()
 
 
 class Coordinated:
-    """`RateLimits` in Redis; while Redis fails, `on_failure` "closed" refuses (CoordinationUnavailable, a 503)
-    and "open" admits on `local`, this host's own limiter, so one replica still cannot run away, with a loud
-    warning at most every WARN_EVERY seconds. Tokens a finished request spent are never an error."""
+    """`RateLimits` in Redis, with `outage` deciding what a request meets while Redis fails (the local limiter
+    admits it when open). Tokens a finished request spent are never an error."""
 
-    def __init__(self, remote: RedisRateLimits, local: RateLimits, *, on_failure: OnFailure, place: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, remote: RedisRateLimits, local: RateLimits, *, outage: Outage) -> None:
         self.remote, self.local = remote, local
-        self.on_failure = on_failure
-        self.place = place  # host:port for messages, never the URL (it may hold a password)
-        self.clock = clock
-        self.failures = 0
-        self._warned: float | None = None
-
-    def _failed(self, exc: Exception, what: str) -> None:
-        self.failures += 1
-        now = self.clock()
-        if self._warned is None or now - self._warned >= WARN_EVERY:
-            self._warned = now
-            then = ("requests are refused (on_failure = closed)" if self.on_failure == "closed"
-                    else "requests are admitted on this process's own limits (on_failure = open)")
-            log.warning("COORDINATION UNAVAILABLE: Redis at %s failed to %s (%s: %s); %s; %d failures so far",
-                        self.place, what, type(exc).__name__, exc, then, self.failures)
+        self.outage = outage
 
     async def admit(self, key_id: str, policy: KeyPolicy, *, now: float, units: int = 1) -> Decision:
-        try:
-            return await self.remote.admit(key_id, policy, now=now, units=units)
-        except (ConnectionError, OSError, TimeoutError, _redis_error()) as exc:
-            self._failed(exc, "check a rate limit")
-            if self.on_failure == "closed":
-                raise CoordinationUnavailable(f"Rate limits cannot be checked: Redis at {self.place} is "
-                                              "unreachable. Try again shortly.", retry_after=1.0) from None
-            return await self.local.admit(key_id, policy, now=now, units=units)
+        return await self.outage.guard(lambda: self.remote.admit(key_id, policy, now=now, units=units),
+                                       lambda: self.local.admit(key_id, policy, now=now, units=units),
+                                       what="check a rate limit", subject="Rate limits")
 
     async def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
-        try:
-            await self.remote.record_tokens(key_id, tokens, now=now)
-        except (ConnectionError, OSError, TimeoutError, _redis_error()) as exc:
-            self._failed(exc, "count tokens")
-            if self.on_failure == "open":
-                await self.local.record_tokens(key_id, tokens, now=now)
+        local = self.local
+        await self.outage.record(lambda: self.remote.record_tokens(key_id, tokens, now=now),
+                                 (lambda: local.record_tokens(key_id, tokens, now=now))
+                                 if self.outage.on_failure == "open" else None, what="count tokens")
 
     async def close(self) -> None:
         await self.remote.close()
 
 
-def _redis_error() -> type[Exception]:
-    from redis.exceptions import RedisError
+class CoordinatedBudgets:
+    """`Budgets` in Redis (store.redis_budgets), with the rate limits' `outage` policy: closed refuses a request
+    whose budget cannot be checked; open judges it on this host's ledger (`local`, the durable one: with a
+    shared store it has every replica's settled spend, only not their holds). A settle that Redis cannot take
+    is written to the durable ledger alone, whatever the policy: the cost was spent."""
 
-    return RedisError
+    def __init__(self, remote: RedisBudgets, local: BudgetLedger, *, outage: Outage) -> None:
+        self.remote, self.local = remote, local
+        self.outage = outage
+
+    async def check(self, key_id: str, *, per_day: float | None, per_month_usd: float | None,
+                    now: float) -> Refusal | None:
+        return await self.outage.guard(
+            lambda: self.remote.check(key_id, per_day=per_day, per_month_usd=per_month_usd, now=now),
+            lambda: self.local.check(key_id, per_day=per_day, per_month_usd=per_month_usd, now=now),
+            what="check a budget", subject="Budgets")
+
+    async def hold(self, hold_id: str, key_id: str, budget: Budget, *, model: str, calls: int, fallback: float,
+                   now: float, expires: float) -> Refusal | None:
+        def on(ledger: Budgets) -> Callable[[], Awaitable[Refusal | None]]:
+            return lambda: ledger.hold(hold_id, key_id, budget, model=model, calls=calls, fallback=fallback,
+                                       now=now, expires=expires)
+
+        return await self.outage.guard(on(self.remote), on(self.local), what="hold a budget", subject="Budgets")
+
+    async def settle(self, hold_id: str | None, key_id: str, neurons: float | None, *, model: str | None,
+                     calls: int, now: float) -> None:
+        def on(ledger: Budgets) -> Callable[[], Awaitable[None]]:
+            return lambda: ledger.settle(hold_id, key_id, neurons, model=model, calls=calls, now=now)
+
+        await self.outage.record(on(self.remote), on(self.local), what="settle a budget")
 
 
 def rate_limits(settings: Settings, hot: HotPath) -> tuple[RateLimits, Coordinated | None]:
@@ -87,8 +138,8 @@ def rate_limits(settings: Settings, hot: HotPath) -> tuple[RateLimits, Coordinat
         return local, None
     from cfai_cli.store.redis_limits import RedisRateLimits, connect
 
-    shared = Coordinated(RedisRateLimits(connect(url)), local, on_failure=settings.coordination.on_failure,
-                         place=redis_place(url))
+    outage = Outage(on_failure=settings.coordination.on_failure, place=redis_place(url))
+    shared = Coordinated(RedisRateLimits(connect(url)), local, outage=outage)
     return shared, shared
 
 
@@ -100,10 +151,20 @@ def shared_parts(coordinated: Coordinated | None) -> tuple[RedisRests, RedisCach
         return None
     from cfai_cli.store.redis_cache import RedisCache
     from cfai_cli.store.redis_cooldowns import RedisRests
-    from cfai_cli.store.redis_outage import Outage
 
-    client, place = coordinated.remote.client, coordinated.place
-    rests = RedisRests(client, Outage("router cooldowns", place, "failover follows this process's own cooldowns"))
-    cache = RedisCache(client, Outage("the response cache", place, "answers are neither served from nor stored "
+    client, place = coordinated.remote.client, coordinated.outage.place
+    rests = RedisRests(client, FailureLog("router cooldowns", place, "failover follows this process's own cooldowns"))
+    cache = RedisCache(client, FailureLog("the response cache", place, "answers are neither served from nor stored "
                                       "in the cache (misses)"))
     return rests, cache
+
+
+def budgets(settings: Settings, hot: HotPath, coordinated: Coordinated | None) -> Budgets:
+    """The process's budget ledger: the host's (no `[coordination] url`), else Redis's through the rate limits'
+    client (one connection pool, closed with them) and their outage policy (one warning clock a process)."""
+    local = BudgetLedger(settings.database, hot)
+    if coordinated is None:
+        return local
+    from cfai_cli.store.redis_budgets import RedisBudgets
+
+    return CoordinatedBudgets(RedisBudgets(coordinated.remote.client, local), local, outage=coordinated.outage)

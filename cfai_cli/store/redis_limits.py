@@ -21,7 +21,10 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from cfai_cli.store.keys import KeyPolicy
 from cfai_cli.store.limits import DAY, MINUTE, UNMEASURED, Decision, Window, decide
 
-TIMEOUT = 0.25  # seconds to connect or to answer: a slow Redis must not stall every request
+TIMEOUT = 0.25  # seconds to answer: a slow Redis must not stall every request
+# seconds to open a socket: once per pooled connection, and a refused port fails at once anyway; 0.25 s timed out
+# on a loaded host whose event loop was busy with a burst opening the pool's connections together
+CONNECT_TIMEOUT = 1.0
 MAX_CONNECTIONS = 16  # sockets per process; one admission holds one for a single EVALSHA round trip
 POOL_WAIT = 5.0  # seconds a request waits for a free connection before it counts as Redis failing
 PREFIX = "cfai:rl:"
@@ -95,7 +98,7 @@ def connect(url: str) -> Redis:
     POOL_WAIT seconds) instead of opening one socket per request, which would exhaust Redis's and the host's
     descriptors and make every admission slower under exactly the load that matters."""
     pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT,
-                                           socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT,
+                                           socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=TIMEOUT,
                                            health_check_interval=30)
     client: Redis = Redis.from_pool(pool)  # aclose() closes the pool too
     return client

@@ -37,13 +37,15 @@ class Outage:
         """Whether a failure was so recent that Redis is not tried again yet."""
         return self._failed_at is not None and self.clock() - self._failed_at < PAUSE
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, action: str | None = None) -> None:
+        """Count a failure (of `action`, e.g. "hold a budget", when the part does several things); warn if due."""
         self.failures += 1
         now = self._failed_at = self.clock()
         if self._warned is None or now - self._warned >= WARN_EVERY:
             self._warned = now
+            what = f"{self.what} ({action})" if action else self.what
             log.warning("COORDINATION UNAVAILABLE: Redis at %s failed for %s (%s: %s); %s; %d failures so far",
-                        self.place, self.what, type(exc).__name__, exc, self.then, self.failures)
+                        self.place, what, type(exc).__name__, exc, self.then, self.failures)
 
     def recovered(self) -> None:
         self._failed_at = None
