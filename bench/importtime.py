@@ -41,14 +41,15 @@ class Scenario:
 
 SERVER_SIDE = ("cfai_cli.server", "starlette", "uvicorn", "prometheus_client", "cfai_cli.emulator")
 # What a one-shot chat with the default (Cloudflare-only) setup has no use for: the other upstreams' clients,
-# the embeddings models, the budgets module (2026-12-02, issue 25 round 3).
+# the embeddings models, the budgets module, and pydantic's plugin loader's importlib.metadata (cli/entry.py)
+# (2026-12-02, issue 25 round 3).
 CHAT_UNUSED = ("cfai_cli.upstream.anthropic", "cfai_cli.upstream.openai_compat", "cfai_cli.core.openai.embeddings",
-               "cfai_cli.core.budgets")
+               "cfai_cli.core.budgets", "importlib.metadata")
 SCENARIOS: dict[str, Scenario] = {
     "help": Scenario(("--help",), 155, ("httpx", "pydantic", "rich", "anyio", "asyncio", *SERVER_SIDE)),
-    "chat": Scenario(("chat", "hi"), 420, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE),
+    "chat": Scenario(("chat", "hi"), 405, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE),
                      fake=True),
-    "offline": Scenario(("chat", "--offline", "hi"), 487, ("rich", "uvicorn", "prometheus_client",
+    "offline": Scenario(("chat", "--offline", "hi"), 472, ("rich", "uvicorn", "prometheus_client",
                                                             "cfai_cli.server", *CHAT_UNUSED)),
     "serve": Scenario(("serve",), 680, ("rich",), serve=True),
 }
