@@ -6,7 +6,6 @@ what to *send*; answers are always parsed by their shape (see core.workers.chat)
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 
@@ -166,28 +165,31 @@ DEFAULT_VISION_ALIASES: dict[str, str] = {
 # Claude 4, `claude-<family>-<version>[-<date>]` since).
 CLAUDE_FAMILIES = ("opus", "sonnet", "haiku")
 
+# The patterns here are strings, compiled by `re` on first use and kept in its cache: compiling them all at
+# import was a few ms of every command, `cfai --help` included, which uses none of them.
+
 # Families that speak OpenAI Chat Completions on /ai/run (reference §2.1, §2.7). Everything else gets
 # the stricter native body, which the chat-dialect models accept too; so a model missing here still works.
-_CHAT_DIALECT = re.compile(
-    r"^@cf/(zai-org/glm|moonshotai/kimi|google/gemma-4|nvidia/nemotron|openai/gpt-oss|deepseek-ai/deepseek-v)",
+_CHAT_DIALECT = (
+    r"^@cf/(zai-org/glm|moonshotai/kimi|google/gemma-4|nvidia/nemotron|openai/gpt-oss|deepseek-ai/deepseek-v)"
 )
 # Models that stream nothing on /ai/run: ask once, then replay the answer as a stream (reference §2.6).
-_NO_UPSTREAM_STREAM = re.compile(r"^@cf/openai/gpt-oss")
+_NO_UPSTREAM_STREAM = r"^@cf/openai/gpt-oss"
 
-_MODEL_ID = re.compile(r"^@(cf|hf)/[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$")
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_MODEL_ID = r"^@(cf|hf)/[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)+$"
+_PLAIN_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_ACCOUNT_ID = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_MODEL_ID = 256  # longer ids exist nowhere, and a URL path part that long is refused by httpx (InvalidURL)
 
 
 def is_account_id(text: str) -> bool:
     """Safe to put in the API path as a Cloudflare account id (real ones are 32 hex characters)."""
-    return _ACCOUNT_ID.fullmatch(text) is not None
+    return re.fullmatch(_ACCOUNT_ID, text) is not None
 
 
 def validate_model_id(model_id: str, *, param: str = "model") -> str:
     """A Workers AI id safe to put in a URL path: `@cf/author/name`, no `..`, `?`, `%`, spaces or controls."""
-    if len(model_id) > MAX_MODEL_ID or not _MODEL_ID.fullmatch(model_id) or ".." in model_id:
+    if len(model_id) > MAX_MODEL_ID or not re.fullmatch(_MODEL_ID, model_id) or ".." in model_id:
         raise InvalidRequest(
             f"Invalid model id {model_id[:MAX_MODEL_ID]!r}{'… (too long)' if len(model_id) > MAX_MODEL_ID else ''}: "
             "expected an alias such as 'gpt-4o-mini' or a Workers AI id "
@@ -239,8 +241,10 @@ def resolve_model(name: str, aliases: Mapping[str, str], *, param: str = "model"
     bare = name.removeprefix("openai/")
     alias = name if name in aliases else alias_of(bare, aliases)
     if alias is None:
-        if not _PLAIN_NAME.fullmatch(bare):
+        if not re.fullmatch(_PLAIN_NAME, bare):
             validate_model_id(name, param=param)
+        import difflib  # an unknown name is the rare path: not every command's import
+
         close = difflib.get_close_matches(name, list(aliases), n=3, cutoff=0.6)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise ModelNotFound(
@@ -255,17 +259,17 @@ def resolve_model(name: str, aliases: Mapping[str, str], *, param: str = "model"
 
 
 # Models documented to take images (reference §2.1, §2.9); the catalogue's own flag for it is unconfirmed.
-_VISION = re.compile(r"^@cf/(meta/llama-3\.2-11b-vision|meta/llama-4-scout|mistralai/mistral-small-3\.1|google/gemma-3"
-                     r"|google/gemma-4|moonshotai/kimi)")
+_VISION = (r"^@cf/(meta/llama-3\.2-11b-vision|meta/llama-4-scout|mistralai/mistral-small-3\.1|google/gemma-3"
+           r"|google/gemma-4|moonshotai/kimi)")
 
 
 def known_vision(model_id: str) -> bool:
-    return bool(_VISION.match(model_id))
+    return re.match(_VISION, model_id) is not None
 
 
 def speaks_chat_dialect(model_id: str) -> bool:
-    return bool(_CHAT_DIALECT.match(model_id))
+    return re.match(_CHAT_DIALECT, model_id) is not None
 
 
 def streams_upstream(model_id: str) -> bool:
-    return not _NO_UPSTREAM_STREAM.match(model_id)
+    return re.match(_NO_UPSTREAM_STREAM, model_id) is None

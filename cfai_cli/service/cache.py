@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any, cast
 from cfai_cli.core import jsonfast
 from cfai_cli.core.cache import cache_key, deterministic_temperature, plan
 from cfai_cli.core.openai.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, StreamOptions
-from cfai_cli.core.openai.embeddings import EmbeddingList, EmbeddingRequest
 from cfai_cli.core.translate.chat_assemble import assemble_completion
 from cfai_cli.errors import CfaiError
 from cfai_cli.service.chat_stream import ChatStream
 from cfai_cli.service.context import Context
 
 if TYPE_CHECKING:  # the store and anyio's threads are imported by the first request that may use the cache:
-    # the CLI never caches, and a one-shot `cfai chat` should not pay for them (~10 ms)
+    # the CLI never caches, and a one-shot `cfai chat` should not pay for them (~10 ms); nor for the
+    # embeddings models (only the embeddings service, which imports them, passes them here)
+    from cfai_cli.core.openai.embeddings import EmbeddingList, EmbeddingRequest
     from cfai_cli.store.cache import CacheStore, Entry
     from cfai_cli.store.redis_cache import RedisCache
 
@@ -143,7 +144,7 @@ def chat_hit(ctx: Context, slot: Slot) -> ChatCompletion:
 
 
 def embeddings_hit(slot: Slot) -> EmbeddingList:
-    return cast(EmbeddingList, slot.hit())
+    return cast("EmbeddingList", slot.hit())
 
 
 def with_usage(req: ChatCompletionRequest) -> ChatCompletionRequest:

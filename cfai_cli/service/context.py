@@ -21,9 +21,7 @@ from cfai_cli.core.routing import DEFAULT_UPSTREAM, Credential, UpstreamConfig
 from cfai_cli.service.accounts import WorkersPool
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings
-from cfai_cli.upstream.anthropic import AnthropicClient
 from cfai_cli.upstream.fetch import ImageFetcher
-from cfai_cli.upstream.openai_compat import OpenAICompatClient
 from cfai_cli.upstream.provider import ChatUpstream, UpstreamType
 from cfai_cli.upstream.router import Lane, Meter, Router, SharedRests
 from cfai_cli.upstream.workers import WorkersAIClient
@@ -123,13 +121,19 @@ def _chat_lane(settings: Settings, upstream: UpstreamConfig, label: str, cred: C
     assert upstream.base_url is not None
     timeout = upstream.timeout or settings.timeout
     client: ChatUpstream
+    # Imported here: only a config with such an upstream needs these clients (and their translation
+    # modules), never the default Cloudflare-only setup, whose one-shot commands would pay for them.
     if kind == "anthropic":
+        from cfai_cli.upstream.anthropic import AnthropicClient
+
         assert cred.value is not None and upstream.anthropic_version is not None  # config_file requires a key
         client = AnthropicClient(name=upstream.name, api_key=cred.value, base_url=upstream.base_url,
                                  version=upstream.anthropic_version, extra_fields=upstream.extra_fields,
                                  timeout=timeout, transport=transport, max_connections=pool,
                                  fast_http=settings.fast_http)
     else:
+        from cfai_cli.upstream.openai_compat import OpenAICompatClient
+
         client = OpenAICompatClient(name=upstream.name, base_url=upstream.base_url, api_key=cred.value,
                                     timeout=timeout, transport=transport, max_connections=pool,
                                     fast_http=settings.fast_http)

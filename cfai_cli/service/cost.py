@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfai_cli.core.budgets import DEFAULT_OUTPUT_TOKENS
 from cfai_cli.core.catalog import PUBLISHED_PRICES
 from cfai_cli.core.cost import Prices, Units, estimate_neurons
 from cfai_cli.core.openai.chat import ChatCompletionRequest
@@ -47,6 +46,8 @@ def settle(record: RequestRecord, cache: dict[str, Any]) -> None:
 def plan_chat(record: RequestRecord, req: ChatCompletionRequest) -> None:
     """What one call of `req` is expected to use, for its budget's hold (only a budgeted request pays for counting)."""
     if record.budget is not None and record.planned is None:
+        from cfai_cli.core.budgets import DEFAULT_OUTPUT_TOKENS  # budgets' module: only a budgeted request
+
         limit = req.token_limit()
         output = DEFAULT_OUTPUT_TOKENS if limit is None else min(limit, DEFAULT_OUTPUT_TOKENS)
         record.planned = Units(input_tokens=sum(estimate_message(m) for m in req.messages), output_tokens=output)

@@ -182,6 +182,29 @@ def test_a_one_shot_offline_chat_imports_neither_the_server_nor_other_commands(t
     assert loaded == []
 
 
+# What a one-shot chat with the default (Cloudflare-only) setup has no use for (bench/importtime.py CHAT_UNUSED).
+CHAT_UNUSED = ("cfai_cli.upstream.anthropic", "cfai_cli.upstream.openai_compat", "cfai_cli.core.openai.embeddings",
+               "cfai_cli.core.budgets")
+
+
+def test_a_one_shot_chat_imports_no_other_upstream_client_embeddings_or_budgets(tmp_path: object) -> None:
+    assert _loaded_after(["chat", "--offline", "hi"], CHAT_UNUSED, env={"CFAI_HOME": str(tmp_path)}) == []
+
+
+def test_with_every_pydantic_plugin_disabled_its_loader_and_importlib_metadata_stay_out(
+        tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cli.entry puts a loader that finds no plugins in place of pydantic's, which imports importlib.metadata
+    only to find none; a user's own list of plugin names keeps the real loader (and its entry-point scan)."""
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    home = {"CFAI_HOME": str(tmp_path)}
+    for disabled in ("", "__all__"):  # "": the user set nothing, the console script disables them all
+        loaded = _loaded_after(["chat", "--offline", "hi"], ("importlib.metadata",),
+                               env={**home, "PYDANTIC_DISABLE_PLUGINS": disabled} if disabled else home)
+        assert loaded == []
+    assert "importlib.metadata" in _loaded_after(["chat", "--offline", "hi"], ("importlib.metadata",),
+                                                 env={**home, "PYDANTIC_DISABLE_PLUGINS": "some_plugin"})
+
+
 def test_the_root_help_lists_what_the_full_app_lists() -> None:
     """`cfai --help` prints stand-ins for the commands (cli.app.help_listing); the words must be the real app's."""
     def run(code: str) -> str:
