@@ -23,8 +23,8 @@ def test_keys_are_random_256_bit_and_stored_only_as_hashes(tmp_path: Path) -> No
     assert store.verify(key + "x") is None and store.verify("sk-proj-") is None and store.verify("") is None
 
 
-def test_revoke(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "cfai.db")
+def test_revoke(database: Path | str) -> None:
+    store = KeyStore(database)
     key, record = store.create("temp")
     assert store.count_active() == 1
     assert store.revoke(record.id)
