@@ -110,7 +110,7 @@ def _key_names() -> dict[str, str]:
     from cfai_cli.core.printable import printable
     from cfai_cli.store.keys import KeyStore
 
-    return {r.id: printable(r.name, 64) for r in KeyStore(locations().database).list()}
+    return {r.id: printable(r.name, 64) for r in KeyStore(locations().storage).list()}
 
 
 def _neurons(neurons: float, estimated: float) -> str:

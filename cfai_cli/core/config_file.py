@@ -26,6 +26,7 @@ from cfai_cli.core.routing import (
     Target,
     UpstreamConfig,
 )
+from cfai_cli.core.store_url import StoreConfig, check_store_url
 from cfai_cli.errors import ConfigError, InvalidRequest
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -178,6 +179,15 @@ class BlobsTable(Table):
         return BlobsConfig(url=self.url, endpoint=self.endpoint, region=self.region)
 
 
+class StoreTable(Table):
+    """[store]: the database of keys, usage, responses... (core.store_url; docs/database.md). No url: cfai.db."""
+
+    url: Annotated[str, AfterValidator(check_store_url)] | None = Field(default=None, repr=False)
+
+    def runtime(self) -> StoreConfig:
+        return StoreConfig(url=self.url)
+
+
 class _Upstream(Table):
     timeout: Annotated[Seconds, AfterValidator(_positive)] | None = None  # None: the global timeout
     cooldown_seconds: Seconds | None = None  # None: the [routing] default
@@ -281,6 +291,7 @@ class ConfigTables(Table):
     routes: dict[Annotated[str, AfterValidator(_route_name)], Annotated[Strings, AfterValidator(_targets)]] = {}
     cache: CacheTable = Field(default_factory=CacheTable)
     blobs: BlobsTable = Field(default_factory=BlobsTable)
+    store: StoreTable = Field(default_factory=StoreTable)
 
     def routing_config(self) -> RoutingConfig:
         """The runtime routing value; a ValueError is (TOML path, message) for a route naming no upstream."""

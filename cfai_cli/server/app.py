@@ -151,7 +151,7 @@ def create_app(
     stack.insert(0, Middleware(BodyGuard, body_timeout=settings.body_timeout))
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
-        stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
+        stack.append(Middleware(KeyAuth, keys=KeyStore(settings.storage), limiter=limiter,
                                 max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger,
                                 hold_seconds=settings.timeout + 60,
                                 cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}))
@@ -214,6 +214,17 @@ def _protocol(settings: Settings) -> str:
     return "cfai_cli.server.protocol:HeadTimeoutProtocol"
 
 
+def check_shared_store(settings: Settings) -> None:
+    """A PostgreSQL store is shared by replicas: refuse to serve it without shared coordination (Redis)."""
+    from cfai_cli.core.store_url import shared_store_problem
+
+    # [coordination] comes with the coordination work (branch i26-coord); until it is merged there is no url.
+    coordination = getattr(settings, "coordination", None)
+    problem = shared_store_problem(settings.store.url, getattr(coordination, "url", None))
+    if problem:
+        raise ConfigError(problem + ".")
+
+
 def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, log_level: str = "info",
           workers: int = 1, access_log: bool = False, flags: Mapping[str, Any] | None = None,
           console: str | None = None) -> None:
@@ -224,7 +235,8 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
     uvicorn picks uvloop and httptools when they are installed (they are dependencies on the platforms
     that have them): 10-40% more requests per second in A/B runs of bench/run.py. `console` is create_app's.
     """
-    check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))
+    check_shared_store(settings)
+    check_bind(host, no_auth=no_auth, keys=KeyStore(settings.storage))
     import uvicorn
 
     # uvicorn's access log formats and writes a line per request (8% of the CPU under load, py-spy); the

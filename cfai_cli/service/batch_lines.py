@@ -116,7 +116,8 @@ class LineRunner:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.ctx = ctx
         database = ctx.settings.database
-        self.keys, self.limiter, self.ledger = KeyStore(database), RateLimiter(database), BudgetLedger(database)
+        self.keys = KeyStore(ctx.settings.storage)
+        self.limiter, self.ledger = RateLimiter(database), BudgetLedger(database)
         self.sink = sink
         self.keys_required = keys_required
         self.sleep = sleep

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # routing is imported when settings are loaded, not by every 
     from cfai_cli.core.blobs import BlobsConfig
     from cfai_cli.core.cache import CacheConfig
     from cfai_cli.core.routing import RoutingConfig
+    from cfai_cli.core.store_url import StoreConfig
 
 
 def _no_routing() -> RoutingConfig:
@@ -46,6 +47,12 @@ def _no_blobs() -> BlobsConfig:
     return BlobsConfig()
 
 
+def _no_store() -> StoreConfig:
+    from cfai_cli.core.store_url import StoreConfig
+
+    return StoreConfig()
+
+
 def _setting(default: Any, env: str | None = None, *, secret: bool = False) -> Any:
     """A field a person sets (config file, `cfai config set`, maybe an environment variable)."""
     return field(default=default, repr=not secret, metadata={"setting": True, "env": env})
@@ -55,6 +62,7 @@ DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 OFFLINE_API_BASE = "http://offline.cfai.invalid/client/v4"
 OFFLINE_ACCOUNT_ID = "offline"
 BLOBS_URL_ENV = "CFAI_BLOBS_URL"
+STORE_URL_ENV = "CFAI_STORE_URL"
 
 @dataclass(frozen=True)
 class Settings:
@@ -110,6 +118,7 @@ class Settings:
     routing: RoutingConfig = field(default_factory=_no_routing)  # [routing], [upstreams.*], [routes]
     cache: CacheConfig = field(default_factory=_no_cache)  # [cache]: the response cache (core.cache)
     blobs: BlobsConfig = field(default_factory=_no_blobs)  # [blobs]: hosted images on S3 (core.blobs); CFAI_BLOBS_URL
+    store: StoreConfig = field(default_factory=_no_store)  # [store]: the database (store.sql); CFAI_STORE_URL
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
     offline: bool = False
@@ -123,6 +132,11 @@ class Settings:
     @property
     def database(self) -> Path:
         return self.data_dir / "cfai.db"
+
+    @property
+    def storage(self) -> Path | str:
+        """What the stores open (store.sql.open_database): [store] url, else the SQLite file cfai.db."""
+        return self.store.url or self.database
 
     @property
     def log_file(self) -> Path:
@@ -203,7 +217,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
     from cfai_cli.core.routing import with_secrets
 
-    for name in ("aliases", "vision_aliases", "routing", "cache", "blobs"):
+    for name in ("aliases", "vision_aliases", "routing", "cache", "blobs", "store"):
         origins[name] = "file" if name in found.tables else "default"
     blobs = found.blobs
     if env.get(BLOBS_URL_ENV):  # the one [blobs] key a deployment sets per environment (a bucket per stage)
@@ -211,13 +225,20 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
 
         blobs = replace(blobs, url=blobs_url(env[BLOBS_URL_ENV], f"${BLOBS_URL_ENV}"))
         origins["blobs"] = f"environment (${BLOBS_URL_ENV})"
+    store = found.store
+    if env.get(STORE_URL_ENV):  # a deployment's database, often with its password: from a secret, not the file
+        from cfai_cli.settings.file import store_url
+
+        store = replace(store, url=store_url(env[STORE_URL_ENV], f"${STORE_URL_ENV}"))
+        origins["store"] = f"environment (${STORE_URL_ENV})"
     origins["config_dir"] = origins["data_dir"] = "environment ($CFAI_HOME)" if env.get("CFAI_HOME") else "default"
     offline_flag = bool(overrides and overrides.get("offline"))
     offline = offline_flag or offline_from_environ(env)
     origins["offline"] = "flag" if offline_flag else f"environment (${OFFLINE_ENV})" if offline else "default"
     origins = {spec.name: origins.get(spec.name, "default") for spec in fields(Settings) if spec.name != "origins"}
     settings = Settings(**values, aliases=found.aliases, vision_aliases=found.vision_aliases,
-                        routing=with_secrets(found.routing, env), cache=found.cache, blobs=blobs, config_dir=config_dir,
+                        routing=with_secrets(found.routing, env), cache=found.cache, blobs=blobs, store=store,
+                        config_dir=config_dir,
                         data_dir=data_dir, origins=origins)
     if offline:
         settings = settings.as_offline()
@@ -277,6 +298,10 @@ def public_view(settings: Settings) -> dict[str, Any]:
             value = {name: sorted(v) if isinstance(v, frozenset) else v for name, v in asdict(value).items()}
         elif f.name == "blobs":
             value = asdict(value)
+        elif f.name == "store":
+            from cfai_cli.core.store_url import without_password
+
+            value = {"url": without_password(value.url)}
         out[f.name] = value
     out["config_file"] = str(settings.config_file)
     return out

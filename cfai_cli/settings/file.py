@@ -20,6 +20,7 @@ from cfai_cli.core.blobs import BlobsConfig, parse_s3_url
 from cfai_cli.core.cache import CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_VISION_ALIASES
 from cfai_cli.core.routing import RoutingConfig
+from cfai_cli.core.store_url import StoreConfig, check_store_url
 from cfai_cli.errors import ConfigError
 from cfai_cli.settings import SETTINGS, read_config_file
 
@@ -75,6 +76,7 @@ class SettingsFile:
     routing: RoutingConfig
     cache: CacheConfig = field(default_factory=CacheConfig)
     blobs: BlobsConfig = field(default_factory=BlobsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     tables: frozenset[str] = frozenset()  # the tables the file has ([aliases], [cache], ...)
 
     @classmethod
@@ -94,7 +96,8 @@ def read_settings_file(path: Path) -> SettingsFile:
     values = {spec.name: getattr(tables, spec.name) for spec in SETTINGS if getattr(tables, spec.name) is not None}
     used = {"routing" if name in ("upstreams", "routes") else name for name in data if isinstance(data[name], dict)}
     return SettingsFile(values, tables.merged_aliases(), {**DEFAULT_VISION_ALIASES, **tables.vision_aliases},
-                        routing, tables.cache.runtime(), tables.blobs.runtime(), frozenset(used))
+                        routing, tables.cache.runtime(), tables.blobs.runtime(), tables.store.runtime(),
+                        frozenset(used))
 
 
 @cache
@@ -118,6 +121,14 @@ def blobs_url(value: str, source: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"Invalid value for blobs.url in {source}: {value!r} ({exc}).") from None
     return value
+
+
+def store_url(value: str, source: str) -> str:
+    """CFAI_STORE_URL checked as [store] url is; the message never repeats the value (it may hold a password)."""
+    try:
+        return check_store_url(value)
+    except ValueError as exc:
+        raise ConfigError(f"Invalid value for store.url in {source}: it {exc}.") from None
 
 
 def coerce(key: str, value: Any, source: str, *, strict: bool = False) -> Any:

@@ -35,7 +35,7 @@ async def _run(call: Callable[[], T]) -> T:
 
 
 def _store(request: Request) -> KeyStore:
-    return KeyStore(request.app.state.ctx.settings.database)
+    return KeyStore(request.app.state.ctx.settings.storage)
 
 
 def _keep_admin(request: Request) -> bool:
