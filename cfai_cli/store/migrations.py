@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -265,13 +266,13 @@ def migrate_sqlite(conn: sqlite3.Connection) -> list[Migration]:
     return done
 
 
-def _sqlite_version(conn: sqlite3.Connection) -> int:
+def _sqlite_version(conn: sqlite3.Connection, *, check: bool = True) -> int:
     try:
         found = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
     except sqlite3.OperationalError:  # no such table: a file from before migrations, or a new one
         return 0
     version = int(found or 0)
-    if version > LATEST:
+    if check and version > LATEST:
         raise newer(version)
     return version
 
@@ -304,13 +305,13 @@ def migrate_postgres(conn: Connection[Any], label: str) -> list[Migration]:
     return done
 
 
-def _pg_version(conn: Connection[Any]) -> int:
+def _pg_version(conn: Connection[Any], *, check: bool = True) -> int:
     row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
     if not row or not row[0]:
         return 0
     found = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
     version = int(found[0] or 0) if found else 0
-    if version > LATEST:
+    if check and version > LATEST:
         raise newer(version)
     return version
 
@@ -320,3 +321,21 @@ def applied(db: Database) -> list[tuple[int, str, float]]:
     with db.transaction() as tx:
         return [(int(v), str(n), float(a)) for v, n, a in
                 tx.execute("SELECT version, name, applied_at FROM schema_migrations ORDER BY version").fetchall()]
+
+
+def recorded(db: Database) -> int:
+    """The schema version a database records, read without migrating it (0: none yet, or no file)."""
+    from cfai_cli.store.sql import PostgresDatabase, SqliteDatabase
+
+    if isinstance(db, SqliteDatabase):
+        if not db.path.exists():
+            return 0
+        with closing(sqlite3.connect(f"{db.path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
+            return _sqlite_version(conn, check=False)
+    assert isinstance(db, PostgresDatabase)
+    with db.direct() as conn:
+        return _pg_version(conn, check=False)
+
+
+def pending(version: int) -> list[Migration]:
+    return [m for m in MIGRATIONS if m.version > version]

@@ -179,6 +179,15 @@ class PostgresDatabase(Database):
             self._migrated = True
         return pool
 
+    def direct(self) -> Connection[Any]:
+        """One connection outside the pool (not migrating): `cfai db status` reading what is there."""
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url, connect_timeout=int(self.CONNECT_TIMEOUT))
+        except psycopg.Error as exc:
+            raise ConfigError(f"cannot reach the database at {self.label}: {_clean(exc)}") from None
+
     @contextmanager
     def _transaction(self, write: bool, lock: str) -> Iterator[Tx]:
         import psycopg
