@@ -274,7 +274,7 @@ def _finish_cancel(invocation: typer.Context, batch_id: str, offline: bool) -> b
 
     async def run() -> bool:
         async with open_context(settings) as ctx:
-            usage = UsageLog(settings.database)  # no line starts: no rows expected, but a sink is required
+            usage = UsageLog(settings.storage)  # no line starts: no rows expected, but a sink is required
             return await finish_here(ctx, batch_id, sink=lambda row: usage.write([row]))
 
     return asyncio.run(run())

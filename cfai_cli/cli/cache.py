@@ -43,7 +43,7 @@ def stats(
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     database = locations().database
     stored = CacheStore(database).stats(now=time.time())
-    counts = UsageLog(database).cache_counts(since=start)
+    counts = UsageLog(locations().storage).cache_counts(since=start)
     hits, misses = counts.get("hit", 0), counts.get("miss", 0)
     report: dict[str, object] = {
         "entries": stored.entries, "bytes": stored.bytes, "expired": stored.expired, "hits": hits, "misses": misses,

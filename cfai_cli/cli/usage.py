@@ -77,7 +77,7 @@ def usage(
     if prune:
         _prune(older_than, json_out, invocation.obj)
         return
-    log = UsageLog(locations().database)
+    log = UsageLog(locations().storage)
     try:  # the summary GET /v1/admin/usage answers too
         rows = usage_summary(log, since=since, by=by)
     except InvalidRequest as exc:
@@ -132,7 +132,8 @@ def _prune(older_than: str | None, json_out: bool, options: OutputOptions | None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
     settings = settings_from_flags()
-    pruned = prune(settings.database, retention_of(settings), now=now, budget=None, usage_before=before)
+    pruned = prune(settings.database, retention_of(settings), now=now, budget=None, usage_before=before,
+                   store=settings.storage)
     term = Terminal(options=options)
     if json_out:
         term.json({"usage_rows": pruned.usage_rows, "responses": pruned.responses})

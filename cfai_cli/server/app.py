@@ -93,7 +93,7 @@ def create_app(
     security headers, the loopback guard (only without auth), usage and metrics, the concurrency cap, then
     key authentication with scopes, model patterns and rate limits.
     """
-    recorder = UsageRecorder(UsageLog(settings.database))
+    recorder = UsageRecorder(UsageLog(settings.storage))
     hot = HotPath(settings.database)  # one tick's rate-limit and budget writes commit together (store.hot)
     limiter = RateLimiter(settings.database, hot)
     ledger = BudgetLedger(settings.database, hot)  # per-key spend: Observe adds to it, KeyAuth checks budgets
@@ -103,7 +103,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         install_redaction(scrubber)  # again: uvicorn has set up its own log handlers by now
         # The router's daily caps per Cloudflare account read what the usage log (and the recorder) say was spent.
-        meter = AccountMeter(UsageLog(settings.database), recorder)
+        meter = AccountMeter(UsageLog(settings.storage), recorder)
         # Stopped in reverse order, each whatever the others did: a failing stop must not lose the recorder's
         # last rows (the rows of the last second are written on a clean shutdown).
         async with AsyncExitStack() as stopping:

@@ -20,7 +20,7 @@ from cfai_cli.store.sql import Database, Tx
 TABLES: dict[str, str] = {
     "api_keys": "created_at, id", "usage_log": "rowid", "responses": "rowid", "cli_state": "key",
     "response_cache": "rowid", "images": "rowid", "key_spend": "rowid", "model_cost": "model", "files": "rowid",
-    "batches": "rowid", "batch_lines": "batch_id, line", "batch_jobs": "rowid",
+    "batches": "rowid", "batch_lines": "batch_id, line", "batch_jobs": "rowid", "account_spend": "day, account",
 }
 _CHUNK = 500  # rows per executemany on import
 

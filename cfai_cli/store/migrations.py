@@ -205,6 +205,16 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "baseline: keys, usage, responses, cache, images, budgets, files, batches", _BASELINE,
               sqlite=_SQLITE_EPOCH, postgres=_PG_EPOCH, sqlite_fixup=_adopt),
+    # Neurons per Cloudflare account per UTC day, kept beside the usage log on PostgreSQL (store.usage): what
+    # the router's daily caps read there. A SQLite file has it empty (its meter reads the log by row id).
+    Migration(2, "account_spend", """
+CREATE TABLE IF NOT EXISTS account_spend (
+    account TEXT NOT NULL,
+    day TEXT NOT NULL,
+    neurons {REAL} NOT NULL,
+    PRIMARY KEY (account, day)
+);
+"""),
 )
 LATEST = MIGRATIONS[-1].version
 _TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations (version {INT} PRIMARY KEY, name TEXT NOT NULL, "

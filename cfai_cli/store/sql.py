@@ -77,7 +77,7 @@ class Database:
     engine: Engine
     label: str  # for messages: the file, or host:port/db
 
-    def transaction(self, *, write: bool = False, lock: str = "cfai") -> AbstractContextManager[Tx]:
+    def transaction(self, *, write: bool = False, lock: str | None = "cfai") -> AbstractContextManager[Tx]:
         raise NotImplementedError
 
     def types(self) -> dict[str, str]:
@@ -100,7 +100,7 @@ class SqliteDatabase(Database):
         # db.connect runs its `schema` and `migrate` once per (file, schema) per process: once per Database.
         self._once = f"-- cfai migrations ({id(self)})"
 
-    def transaction(self, *, write: bool = False, lock: str = "cfai") -> AbstractContextManager[Tx]:
+    def transaction(self, *, write: bool = False, lock: str | None = "cfai") -> AbstractContextManager[Tx]:
         # One writer for the whole file (BEGIN IMMEDIATE): `lock` names no finer unit on SQLite.
         from cfai_cli.store.migrations import migrate_sqlite
 
@@ -152,15 +152,24 @@ class PostgresDatabase(Database):
     def _open(self) -> ConnectionPool[Any]:
         try:
             import psycopg
+            from psycopg.adapt import Dumper
             from psycopg.types.numeric import FloatLoader
             from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError as exc:
             raise ConfigError(f"[store] url is a PostgreSQL URL, but {exc.name} is not installed: "
                               "pip install 'psycopg[binary]' psycopg-pool") from None
 
+        class BoolAsInt(Dumper):
+            oid = psycopg.adapters.types["int8"].oid
+
+            def dump(self, obj: Any) -> bytes:
+                return b"1" if obj else b"0"
+
         def configure(conn: psycopg.Connection[Any]) -> None:
             # SUM() of a BIGINT is NUMERIC: read it as float, as SQLite's sums are (no Decimal in the stores).
             conn.adapters.register_loader("numeric", FloatLoader)
+            # Flags are INTEGER columns on both engines; SQLite stores True as 1, and so does this.
+            conn.adapters.register_dumper(bool, BoolAsInt)
 
         pool: ConnectionPool[Any] = ConnectionPool(self.url, min_size=1, max_size=self.POOL_MAX, open=False,
                                                    configure=configure, name=self.label,
@@ -189,18 +198,18 @@ class PostgresDatabase(Database):
             raise ConfigError(f"cannot reach the database at {self.label}: {_clean(exc)}") from None
 
     @contextmanager
-    def _transaction(self, write: bool, lock: str) -> Iterator[Tx]:
+    def _transaction(self, write: bool, lock: str | None) -> Iterator[Tx]:
         import psycopg
 
         try:
             with self.pool().connection() as conn:  # commits at the end of the block, rolls back on an error
-                if write:
+                if write and lock is not None:  # None: a write that reads nothing first (appends) needs no turn
                     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
                 yield _PgTx(conn)
         except psycopg.Error as exc:
             raise ConfigError(f"Cannot use the database {self.label}: {_clean(exc)}") from None
 
-    def transaction(self, *, write: bool = False, lock: str = "cfai") -> AbstractContextManager[Tx]:
+    def transaction(self, *, write: bool = False, lock: str | None = "cfai") -> AbstractContextManager[Tx]:
         return self._transaction(write, lock)
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from cfai_cli.store.keys import KeyPolicy, KeyStore
-from tests.store.conftest import another
+from tests.databases import another
 
 
 def test_cache_answers_like_the_store_and_sees_every_change(database: Path | str) -> None:

@@ -29,8 +29,8 @@ def test_save_get_delete(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "data").st_mode) == 0o700
 
 
-def test_conversation_walks_the_chain(tmp_path: Path) -> None:
-    store = ResponseStore(tmp_path / "cfai.db")
+def test_conversation_walks_the_chain(database: Path | str) -> None:
+    store = ResponseStore(database)
     store.save(response("resp_1", None, "a1"), [item("q1")])
     store.save(response("resp_2", "resp_1", "partial", status="failed"), [item("q2")])
     store.save(response("resp_3", "resp_2", "a3"), [item("q3")])
@@ -41,12 +41,12 @@ def test_conversation_walks_the_chain(tmp_path: Path) -> None:
     assert [i["content"][0]["text"] for i in store.conversation("resp_3") or []] == ["q2", "q3", "a3"]
 
 
-def test_cli_state(tmp_path: Path) -> None:
-    store = ResponseStore(tmp_path / "cfai.db")
+def test_cli_state(database: Path | str) -> None:
+    store = ResponseStore(database)
     assert store.state("last_response_id") is None
     store.set_state("last_response_id", "resp_1")
     store.set_state("last_response_id", "resp_2")
-    assert ResponseStore(tmp_path / "cfai.db").state("last_response_id") == "resp_2"
+    assert ResponseStore(database).state("last_response_id") == "resp_2"
 
 
 def test_responses_stored_before_owners_existed_stay_readable(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from cfai_cli.errors import ConfigError
 from cfai_cli.store.keys import KeyStore, hash_key, new_key
 from cfai_cli.store.migrations import LATEST, applied
 from cfai_cli.store.sql import PostgresDatabase, open_database, pg_sql
-from tests.store.conftest import another
+from tests.databases import another
 
 
 def test_statements_are_rewritten_for_psycopg_once() -> None:
@@ -91,7 +91,7 @@ def test_a_cfai_db_made_before_migrations_is_adopted_unchanged(tmp_path: Path) -
     store = KeyStore(path)
     record = store.verify(key)
     assert record is not None and record.name == "laptop" and record.policy.rpm == 5
-    assert [v for v, _, _ in applied(store.db)] == [1]
+    assert [v for v, _, _ in applied(store.db)] == list(range(1, LATEST + 1))
     with store.db.transaction() as tx:
         assert tx.execute("SELECT key_id, route, account FROM usage_log").fetchall() == \
             [("key_old", "/v1/chat/completions", None)]  # its rows kept, the newer columns added

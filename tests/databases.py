@@ -1,4 +1,4 @@
-"""`database`: each store test runs on both engines, the SQLite file and a fresh PostgreSQL database."""
+"""`database`: a store test runs on both engines, the SQLite file and a fresh PostgreSQL database (every test dir)."""
 
 from __future__ import annotations
 
