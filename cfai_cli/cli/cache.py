@@ -41,8 +41,7 @@ def stats(
         start = parse_since(since) if since is not None else 0.0
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
-    database = locations().database
-    stored = CacheStore(database).stats(now=time.time())
+    stored = CacheStore(locations().storage).stats(now=time.time())
     counts = UsageLog(locations().storage).cache_counts(since=start)
     hits, misses = counts.get("hit", 0), counts.get("miss", 0)
     report: dict[str, object] = {
@@ -70,13 +69,14 @@ def clear(
     from cfai_cli.store.cache import CacheStore
     from cfai_cli.store.keys import KeyStore
 
-    database = locations().database
+    store = CacheStore(locations().storage)
     tenants: list[str] | None = None
     if key is not None:
-        tenants = [k.id for k in KeyStore(database).list() if key in (k.name, k.id)] if database.exists() else []
+        keys = KeyStore(store.db)
+        tenants = [k.id for k in keys.list() if key in (k.name, k.id)] if store.db.exists() else []
         if not tenants:
             raise typer.BadParameter(f"no key named {key!r} (see `cfai keys list`)", param_hint="--key")
-    deleted = CacheStore(database).clear(tenants=tenants)
+    deleted = store.clear(tenants=tenants)
     term = Terminal(options=invocation.obj)
     if json_out:
         term.json({"deleted": deleted})

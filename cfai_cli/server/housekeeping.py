@@ -32,7 +32,7 @@ class Housekeeping:
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
         self.last: Pruned | None = None
-        self.cache = CacheStore(settings.database) if settings.cache.enabled else None
+        self.cache = CacheStore(settings.storage) if settings.cache.enabled else None
         self.clock = clock
         self.cache_pruned = 0
 
