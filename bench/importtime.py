@@ -40,12 +40,15 @@ class Scenario:
 
 
 SERVER_SIDE = ("cfai_cli.server", "starlette", "uvicorn", "prometheus_client", "cfai_cli.emulator")
+SHARED_ONLY = ("psycopg", "psycopg_pool")  # [store] url = "postgresql://…" only (store/sql.py): never the single host
 SCENARIOS: dict[str, Scenario] = {
-    "help": Scenario(("--help",), 160, ("httpx", "pydantic", "rich", "anyio", "asyncio", *SERVER_SIDE)),
-    "chat": Scenario(("chat", "hi"), 440, ("rich", "httpcore", "cfai_cli.store.cache", *SERVER_SIDE), fake=True),
+    "help": Scenario(("--help",), 160, ("httpx", "pydantic", "rich", "anyio", "asyncio", *SERVER_SIDE,
+                                        *SHARED_ONLY)),
+    "chat": Scenario(("chat", "hi"), 440, ("rich", "httpcore", "cfai_cli.store.cache", *SERVER_SIDE, *SHARED_ONLY),
+                     fake=True),
     "offline": Scenario(("chat", "--offline", "hi"), 510, ("rich", "uvicorn", "prometheus_client",
-                                                            "cfai_cli.server")),
-    "serve": Scenario(("serve",), 680, ("rich",), serve=True),
+                                                            "cfai_cli.server", *SHARED_ONLY)),
+    "serve": Scenario(("serve",), 680, ("rich", *SHARED_ONLY), serve=True),
 }
 
 
