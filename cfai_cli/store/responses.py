@@ -18,8 +18,8 @@ from cfai_cli.core.caps import check_chain
 from cfai_cli.store.sql import Database, Tx, open_database
 
 Json = dict[str, Any]
-# NULL (the CLI, a server without auth) matches NULL: `IS` in SQLite, which PostgreSQL allows only for NULL itself.
-_OWNED = "owner IS NOT DISTINCT FROM ?"
+# NULL (the CLI, a server without auth) matches NULL; store.sql spells it IS NOT DISTINCT FROM for PostgreSQL.
+_OWNED = "owner IS ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ class ResponseStore:
         with self._connect() as conn:
             # A coarse text match narrows the rows (the newest first); the exact match is made on the JSON.
             rows = conn.execute(
-                "SELECT response, input_items FROM responses WHERE owner IS NOT DISTINCT FROM ? AND (response LIKE ? "
+                "SELECT response, input_items FROM responses WHERE owner IS ? AND (response LIKE ? "
                 "ESCAPE '!' OR input_items LIKE ? ESCAPE '!') ORDER BY created_at DESC LIMIT 50",
                 (owner, pattern, pattern)).fetchall()
         for response, items in rows:

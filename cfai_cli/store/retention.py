@@ -95,6 +95,16 @@ def _prune_table(db: Database, table: _Table, *, before: float | None, max_rows:
     return deleted
 
 
+def _prune_shared(db: Database, now: float) -> int:
+    """PostgreSQL's durable spend: key days before this month, and account days before yesterday (the meter
+    reads today's only)."""
+    from cfai_cli.core.budgets import day_of
+
+    with db.transaction(write=True, lock=None) as conn:
+        conn.execute("DELETE FROM account_spend WHERE day < ?", (day_of(now - 2 * DAY),))
+    return budgets_store.SpendStore(db).prune(now=now)
+
+
 def prune(path: Path, retention: Retention, *, now: float, budget: int | None = PASS_BUDGET,
           usage_before: float | None = None, store: Path | str | Database | None = None) -> Pruned:
     """Delete what `retention` says is due (`usage_before` overrides the usage log's time limit). `path` is the
@@ -109,8 +119,9 @@ def prune(path: Path, retention: Retention, *, now: float, budget: int | None = 
     usage = _prune_table(db, _USAGE, before=usage_before, max_rows=retention.usage_max_rows, budget=budget)
     stored = _prune_table(db, _RESPONSES, before=responses_before, max_rows=retention.responses_max_rows,
                           budget=budget)
+    shared_days = _prune_shared(db, now) if db.engine == "postgres" else 0
     if not path.exists():  # a shared store, and nothing of this host's yet
-        return Pruned(usage_rows=usage, responses=stored)
+        return Pruned(usage_rows=usage, responses=stored, budget_days=shared_days)
     ledger = budgets_store.prune(path, now=now)  # one key and day a row, one row a request in flight: few
     batches = files = 0
     if retention.files_dir is not None:
@@ -118,5 +129,5 @@ def prune(path: Path, retention: Retention, *, now: float, budget: int | None = 
             path, retention.files_dir, before=now - retention.batch_days * DAY if retention.batch_days > 0 else None,
             now=now)
     rates = limits_store.prune(path, now=now)  # a day of an idle key's requests at most: its admissions trim the rest
-    return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days, budget_holds=ledger.holds,
+    return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days + shared_days, budget_holds=ledger.holds,
                   batches=batches, files=files, rate_rows=rates)

@@ -81,3 +81,15 @@ def test_a_pass_is_bounded_and_batched(tmp_path: Path, monkeypatch: pytest.Monke
 def test_nothing_to_do_without_a_database(tmp_path: Path) -> None:
     assert prune(tmp_path / "none.db", Retention(), now=NOW) == Pruned()
     assert not (tmp_path / "none.db").exists()
+
+
+def test_old_spend_goes_from_the_stores_database(tmp_path: Path, database: Path | str) -> None:
+    """Key spend of past months is pruned where it lives: the host's file, or the shared PostgreSQL."""
+    from cfai_cli.store.budgets import SpendStore
+
+    spend = SpendStore(database)
+    spend.add("key_a", 4.0, now=NOW - 60 * DAY)
+    spend.add("key_a", 1.0, now=NOW)
+    host = database if isinstance(database, Path) else tmp_path / "host.db"
+    assert prune(host, Retention(), now=NOW, store=database).budget_days == 1
+    assert spend.spent("key_a", now=NOW) == (1.0, 1.0)

@@ -17,8 +17,8 @@ from tests.databases import another
 
 
 def test_statements_are_rewritten_for_psycopg_once() -> None:
-    assert pg_sql("SELECT 1 WHERE a LIKE 'x%' AND b = ? AND c IN (?, ?)") == \
-        "SELECT 1 WHERE a LIKE 'x%%' AND b = %s AND c IN (%s, %s)"
+    assert pg_sql("SELECT 1 WHERE a LIKE 'x%' AND b = ? AND c IN (?, ?) AND owner IS ? AND d IS NULL") == \
+        "SELECT 1 WHERE a LIKE 'x%%' AND b = %s AND c IN (%s, %s) AND owner IS NOT DISTINCT FROM %s AND d IS NULL"
     assert pg_sql("SELECT ?") is pg_sql("SELECT ?")  # cached per statement string
 
 
