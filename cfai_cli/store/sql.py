@@ -4,8 +4,9 @@ Imports stdlib, errors and store.db; psycopg is imported only when a postgresql:
 single-host path never loads it. The stores write one SQL text for both engines (`?` placeholders, ON CONFLICT,
 COALESCE(SUM()), FLOOR, `owner IS ?`); the PostgreSQL side rewrites each statement string once (`?` -> `%s`,
 a literal `%` -> `%%`, `IS ?` -> `IS NOT DISTINCT FROM %s`) and hands back rows as tuples, like sqlite3.
-A write transaction is SQLite's BEGIN IMMEDIATE (one writer for the file) or, on PostgreSQL, a transaction-scoped advisory lock named
-by the store, so read-check-write code stays exact across replicas (row MVCC alone would lose updates).
+A write transaction is SQLite's BEGIN IMMEDIATE (one writer for the file) or, on PostgreSQL, a transaction-scoped
+advisory lock named by the store, so read-check-write code stays exact across replicas (row MVCC alone would lose
+updates).
 The schema is not the stores' any more: store.migrations applies one versioned list on first use.
 """
 
