@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, locations
+from cfai_cli.cli.common import JsonOption, storage
 
 cache_app = typer.Typer(
     name="cache", no_args_is_help=True,
@@ -41,8 +41,8 @@ def stats(
         start = parse_since(since) if since is not None else 0.0
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
-    stored = CacheStore(locations().storage).stats(now=time.time())
-    counts = UsageLog(locations().storage).cache_counts(since=start)
+    stored = CacheStore(storage()).stats(now=time.time())
+    counts = UsageLog(storage()).cache_counts(since=start)
     hits, misses = counts.get("hit", 0), counts.get("miss", 0)
     report: dict[str, object] = {
         "entries": stored.entries, "bytes": stored.bytes, "expired": stored.expired, "hits": hits, "misses": misses,
@@ -69,7 +69,7 @@ def clear(
     from cfai_cli.store.cache import CacheStore
     from cfai_cli.store.keys import KeyStore
 
-    store = CacheStore(locations().storage)
+    store = CacheStore(storage())
     tenants: list[str] | None = None
     if key is not None:
         keys = KeyStore(store.db)

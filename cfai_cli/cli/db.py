@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, locations
+from cfai_cli.cli.common import JsonOption, storage
 
 if TYPE_CHECKING:
     from cfai_cli.store.sql import Database
@@ -33,7 +33,7 @@ def _database(target: str | None) -> Database:
     from cfai_cli.store.sql import is_postgres_url, open_database
 
     if target is None:
-        return open_database(locations().storage)
+        return open_database(storage())
     return open_database(target if is_postgres_url(target) else Path(target).expanduser())
 
 

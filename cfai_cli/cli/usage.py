@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, complete_choices, locations
+from cfai_cli.cli.common import JsonOption, complete_choices, storage
 
 if TYPE_CHECKING:
     from cfai_cli.cli.render import OutputOptions
@@ -77,7 +77,7 @@ def usage(
     if prune:
         _prune(older_than, json_out, invocation.obj)
         return
-    log = UsageLog(locations().storage)
+    log = UsageLog(storage())
     try:  # the summary GET /v1/admin/usage answers too
         rows = usage_summary(log, since=since, by=by)
     except InvalidRequest as exc:
@@ -110,7 +110,7 @@ def _key_names() -> dict[str, str]:
     from cfai_cli.core.printable import printable
     from cfai_cli.store.keys import KeyStore
 
-    return {r.id: printable(r.name, 64) for r in KeyStore(locations().storage).list()}
+    return {r.id: printable(r.name, 64) for r in KeyStore(storage()).list()}
 
 
 def _neurons(neurons: float, estimated: float) -> str:

@@ -194,6 +194,26 @@ def directories(environ: Mapping[str, str]) -> tuple[Path, Path]:
     return Path(platformdirs.user_config_dir("cfai")), Path(platformdirs.user_data_dir("cfai"))
 
 
+def store_location(environ: Mapping[str, str] | None = None) -> Path | str:
+    """Where the stores live, read on its own ($CFAI_STORE_URL, else [store] url, else cfai.db): for the commands
+    that need only the database, so another bad setting does not stop them (a broken config file still does:
+    its [store] url cannot be known, and guessing the SQLite file would put keys in the wrong database)."""
+    env = os.environ if environ is None else environ
+    config_dir, data_dir = directories(env)
+    from cfai_cli.settings.file import store_url
+
+    if env.get(STORE_URL_ENV):
+        return store_url(env[STORE_URL_ENV], f"${STORE_URL_ENV}")
+    path = config_dir / "config.toml"
+    table = read_config_file(path).get("store")
+    url = table.get("url") if isinstance(table, dict) else None
+    if url is None:
+        return data_dir / "cfai.db"
+    if not isinstance(url, str):
+        raise ConfigError(f"Invalid value for store.url in {path}: it must be a postgresql:// URL string.")
+    return store_url(url, str(path))
+
+
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, *,
                   use_file: bool = True) -> Settings:
     """Settings from flags (`overrides`, None values ignored), environment, config file and defaults, in that
