@@ -30,11 +30,21 @@ DatabaseOption = Annotated[str | None, typer.Option(
 
 
 def _database(target: str | None) -> Database:
+    from cfai_cli.core.store_url import check_store_url
     from cfai_cli.store.sql import is_postgres_url, open_database
 
     if target is None:
         return open_database(storage())
-    return open_database(target if is_postgres_url(target) else Path(target).expanduser())
+    if is_postgres_url(target):
+        try:
+            return open_database(check_store_url(target))
+        except ValueError as exc:
+            raise typer.BadParameter(f"the URL {exc}", param_hint="--database") from None
+    path = Path(target).expanduser()
+    if not path.name or path.is_dir() or "\0" in target:
+        raise typer.BadParameter("not a database file (a cfai.db path or a postgresql:// URL)",
+                                 param_hint="--database")
+    return open_database(path)
 
 
 @db_app.command("status")
@@ -108,9 +118,17 @@ def export(
         for line in export_lines(db):
             term.write(line + "\n")
         return
-    from cfai_cli.settings import write_private
+    import os
 
-    write_private(to, "".join(line + "\n" for line in export_lines(db)))  # keys' hashes and usage: 0600
+    from cfai_cli.errors import ConfigError
+
+    try:  # keys' hashes and usage: readable by the owner only
+        fd = os.open(to, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Cannot write {to}: {getattr(exc, 'strerror', None) or exc}.") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        for line in export_lines(db):  # streamed: a large usage log is never held whole
+            out.write(line + "\n")
     term.note(f"Exported {db.label} to {to}.")
 
 
@@ -133,10 +151,13 @@ def import_(
     db = _database(database)
     try:
         stream = sys.stdin if str(source) == "-" else source.open(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"Cannot read {source}: {exc.strerror}.") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Cannot read {source}: {getattr(exc, 'strerror', None) or exc}.") from None
     with stream:
-        counts = import_lines(db, stream, force=force)
+        try:
+            counts = import_lines(db, stream, force=force)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source} is not UTF-8 text: not a `cfai db export` file.") from None
     term = Terminal(options=invocation.obj)
     if json_out:
         term.json(counts)
