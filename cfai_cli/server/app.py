@@ -223,6 +223,11 @@ def check_shared_store(settings: Settings) -> None:
     problem = shared_store_problem(settings.store.url, getattr(coordination, "url", None))
     if problem:
         raise ConfigError(problem + ".")
+    if settings.store.url:  # reachable (and migrated) before serving: else one clear error, not 500s later
+        from cfai_cli.store.sql import open_database
+
+        with open_database(settings.store.url).transaction():
+            pass
 
 
 def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, log_level: str = "info",

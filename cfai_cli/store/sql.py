@@ -174,15 +174,21 @@ class PostgresDatabase(Database):
             # Flags are INTEGER columns on both engines; SQLite stores True as 1, and so does this.
             conn.adapters.register_dumper(bool, BoolAsInt)
 
+        # One plain connection first: an unreachable or refusing server is reported at once, with libpq's
+        # reason (the pool would only time out after retrying).
+        try:
+            psycopg.connect(self.url, connect_timeout=int(self.CONNECT_TIMEOUT)).close()
+        except psycopg.Error as exc:
+            raise ConfigError(f"cannot reach the database at {self.label}: {_clean(exc)}") from None
         pool: ConnectionPool[Any] = ConnectionPool(self.url, min_size=1, max_size=self.POOL_MAX, open=False,
                                                    configure=configure, name=self.label,
                                                    kwargs={"connect_timeout": int(self.CONNECT_TIMEOUT)})
         try:
             pool.open(wait=True, timeout=self.CONNECT_TIMEOUT)
         except PoolTimeout:
-            reason = _first_failure(self.url)
             pool.close()
-            raise ConfigError(f"cannot reach the database at {self.label}: {reason}") from None
+            raise ConfigError(f"cannot reach the database at {self.label}: no connection within "
+                              f"{self.CONNECT_TIMEOUT:g} s") from None
         if not self._migrated:
             from cfai_cli.store.migrations import migrate_postgres
 
@@ -224,17 +230,6 @@ class PostgresDatabase(Database):
 def _clean(exc: BaseException) -> str:
     """psycopg's first message line; libpq never puts the password in it, but the URL may hold one: cut it."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def _first_failure(url: str) -> str:
-    """Why a connection fails (one attempt, for the start-up error the pool only reports as a timeout)."""
-    import psycopg
-
-    try:
-        psycopg.connect(url, connect_timeout=5).close()
-    except psycopg.Error as exc:
-        return _clean(exc)
-    return "timed out"
 
 
 _OPEN: dict[str, Database] = {}
