@@ -272,3 +272,7 @@ def test_a_shared_store_needs_shared_coordination(tmp_path: Path) -> None:
     shared = load_settings(environ={"CFAI_HOME": str(tmp_path), "CFAI_STORE_URL": "postgresql://db/gw"})
     with pytest.raises(ConfigError, match=r"\[coordination\] url \(a redis:// URL\) is required"):
         check_shared_store(shared)
+    down = load_settings(environ={"CFAI_HOME": str(tmp_path), "CFAI_STORE_URL": "postgresql://u:pw9@127.0.0.1:1/gw"})
+    with pytest.raises(ConfigError, match=r"^cannot reach the database at 127\.0\.0\.1:1/gw: ") as caught:
+        check_shared_store(down, coordination_url="redis://127.0.0.1:6379/0")  # checked before serving
+    assert "pw9" not in str(caught.value)

@@ -214,13 +214,14 @@ def _protocol(settings: Settings) -> str:
     return "cfai_cli.server.protocol:HeadTimeoutProtocol"
 
 
-def check_shared_store(settings: Settings) -> None:
-    """A PostgreSQL store is shared by replicas: refuse to serve it without shared coordination (Redis)."""
+def check_shared_store(settings: Settings, *, coordination_url: str | None = None) -> None:
+    """A PostgreSQL store is shared by replicas: refuse to serve it without shared coordination (Redis).
+
+    `coordination_url`: [coordination] url, which comes with the coordination work (branch i26-coord); once it
+    is merged this reads settings.coordination.url and the parameter goes."""
     from cfai_cli.core.store_url import shared_store_problem
 
-    # [coordination] comes with the coordination work (branch i26-coord); until it is merged there is no url.
-    coordination = getattr(settings, "coordination", None)
-    problem = shared_store_problem(settings.store.url, getattr(coordination, "url", None))
+    problem = shared_store_problem(settings.store.url, coordination_url)
     if problem:
         raise ConfigError(problem + ".")
     if settings.store.url:  # reachable (and migrated) before serving: else one clear error, not 500s later
