@@ -158,7 +158,10 @@ class KeyAuth:
                 "made by `cfai keygen`.",
                 code="missing_api_key")
         try:
-            record = self.verified.verify(key)  # on the loop: microseconds, and revocation still counts at once
+            if self.verified.local:
+                record = self.verified.verify(key)  # on the loop: microseconds, and revocation still counts at once
+            else:  # PostgreSQL: a round trip per lookup (the keys' epoch), so off the event loop
+                record = await anyio.to_thread.run_sync(self.verified.verify, key)
         except CacheUnavailable:
             record = await anyio.to_thread.run_sync(self.keys.verify, key)
         if record is None:

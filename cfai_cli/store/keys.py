@@ -259,6 +259,7 @@ class KeyCache:
         self._version: int | None = None
         self._epoch: int | None = None
         self._records: dict[str, KeyRecord | None] = {}
+        self._shared_records: dict[str, tuple[int, KeyRecord | None]] = {}  # PostgreSQL: digest -> (epoch, record)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -276,8 +277,7 @@ class KeyCache:
             return None
         digest = hash_key(key)
         try:
-            local = isinstance(self.store.db, SqliteDatabase)
-            record = self._local(digest) if local else self._shared(digest)
+            record = self._local(digest) if self.local else self._shared(digest)
         except (sqlite3.Error, ConfigError):
             self.close()
             raise CacheUnavailable from None
@@ -297,13 +297,25 @@ class KeyCache:
 
     def _shared(self, digest: str) -> KeyRecord | None:
         """PostgreSQL: the epoch is read on every lookup (one indexed row), so a key minted, changed or revoked
-        through another replica is seen by the very next request here; unknown keys are forgotten with it."""
+        through another replica is seen by the very next request here; unknown keys are forgotten with it.
+        Lookups run in threads here (a network round trip each): every entry carries the epoch it was read at
+        and counts only while the epoch is still that, so a slow thread cannot leave a stale entry behind."""
         with self.store._db() as tx:
-            self._saw(tx.execute("SELECT n FROM api_keys_epoch").fetchone()[0])
-            if digest in self._records:
-                return self._records[digest]
-            return self._remember(digest, tx.execute(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE hash = ?",
-                                                     (digest,)).fetchall())
+            epoch = int(tx.execute("SELECT n FROM api_keys_epoch").fetchone()[0])
+            found = self._shared_records.get(digest)
+            if found is not None and found[0] == epoch:
+                return found[1]
+            rows = tx.execute(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE hash = ?", (digest,)).fetchall()
+        record = _record(rows[0][1:]) if rows and hmac.compare_digest(rows[0][0], digest) else None
+        if len(self._shared_records) >= self._MAX:
+            self._shared_records.clear()
+        self._shared_records[digest] = (epoch, record)
+        return record
+
+    @property
+    def local(self) -> bool:
+        """True when a lookup is a read of the SQLite file (microseconds: fine on the event loop)."""
+        return isinstance(self.store.db, SqliteDatabase)
 
     def _saw(self, epoch: int) -> None:
         if epoch != self._epoch:
@@ -323,6 +335,7 @@ class KeyCache:
             self._conn = None
         self._version = self._epoch = None
         self._records.clear()
+        self._shared_records.clear()
 
 
 def schema_problem(path: Path) -> str | None:
