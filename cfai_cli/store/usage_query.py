@@ -91,12 +91,12 @@ def series(log: UsageLog, *, start: float, end: float, by: str, bucket: str, top
         return UsageSeries(by, bucket, start, end, buckets, [], 0, Totals())
     rows = f"SELECT {_GROUP[by]} AS g, * FROM usage_log WHERE ts >= ? AND ts <= ?"
     with log.db.transaction() as conn:  # one transaction: the three reads agree
-        ranked = conn.execute(f"SELECT g, {_SUMS} FROM ({rows}) GROUP BY g ORDER BY 6 DESC, 2 DESC, g LIMIT ?",
+        ranked = conn.execute(f"SELECT g, {_SUMS} FROM ({rows}) AS r GROUP BY g ORDER BY 6 DESC, 2 DESC, g LIMIT ?",
                               (start, end, top)).fetchall()
         chosen = [str(r[0]) for r in ranked]
         marks = ",".join("?" * len(chosen)) or "NULL"
-        overall = conn.execute(f"SELECT COUNT(DISTINCT g), {_SUMS} FROM ({rows})", (start, end)).fetchone()
-        rest = conn.execute(f"SELECT COUNT(DISTINCT g), {_SUMS} FROM ({rows}) WHERE g NOT IN ({marks})",
+        overall = conn.execute(f"SELECT COUNT(DISTINCT g), {_SUMS} FROM ({rows}) AS r", (start, end)).fetchone()
+        rest = conn.execute(f"SELECT COUNT(DISTINCT g), {_SUMS} FROM ({rows}) AS r WHERE g NOT IN ({marks})",
                             (start, end, *chosen)).fetchone()
         points = _points(conn, rows, marks, chosen, start=start, end=end, width=width)
     out = []
@@ -114,7 +114,7 @@ def _points(conn: Tx, rows: str, marks: str, chosen: list[str], *, start: float,
     """Per series (None: OTHER) and bucket index: requests, neurons and cost."""
     found = conn.execute(
         f"SELECT CASE WHEN g IN ({marks}) THEN g END AS s, FLOOR(ts / ?) AS b, COUNT(*), "
-        f"COALESCE(SUM(neurons), 0), COALESCE(SUM(cost_usd), 0) FROM ({rows}) GROUP BY s, b",
+        f"COALESCE(SUM(neurons), 0), COALESCE(SUM(cost_usd), 0) FROM ({rows}) AS r GROUP BY s, b",
         (*chosen, width, start, end)).fetchall()
     out: dict[str | None, dict[int, tuple[int, float, float]]] = {}
     for name, index, requests, neurons, cost in found:
