@@ -62,3 +62,14 @@ def test_responses_stored_before_owners_existed_stay_readable(tmp_path: Path) ->
     store = ResponseStore(path)
     assert store.get("resp_old") == ({"id": "resp_old"}, [])
     assert store.get("resp_old", owner="key_x") is None
+
+
+def test_items_are_found_by_id_for_their_owner_only(database: Path | str) -> None:
+    store = ResponseStore(database)
+    store.save({"id": "resp_1", "created_at": 1, "output": [{"id": "msg_a%b_c", "type": "message"}]},
+               [{"id": "in_1", "type": "message"}], owner="key_x")
+    store.save({"id": "resp_2", "created_at": 2, "output": [{"id": "msg_aXbYc", "type": "message"}]}, [])
+    assert store.find_item("msg_a%b_c", owner="key_x") == {"id": "msg_a%b_c", "type": "message"}
+    assert store.find_item("in_1", owner="key_x") == {"id": "in_1", "type": "message"}
+    assert store.find_item("msg_a%b_c") is None  # another owner's (NULL: the CLI's) item is not found
+    assert store.find_item("msg_aXbYc") == {"id": "msg_aXbYc", "type": "message"}
