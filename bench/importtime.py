@@ -45,13 +45,15 @@ SERVER_SIDE = ("cfai_cli.server", "starlette", "uvicorn", "prometheus_client", "
 # (2026-12-02, issue 25 round 3).
 CHAT_UNUSED = ("cfai_cli.upstream.anthropic", "cfai_cli.upstream.openai_compat", "cfai_cli.core.openai.embeddings",
                "cfai_cli.core.budgets", "importlib.metadata")
+SHARED_ONLY = ("psycopg", "psycopg_pool")  # [store] url = "postgresql://…" only (store/sql.py): never the single host
 SCENARIOS: dict[str, Scenario] = {
-    "help": Scenario(("--help",), 155, ("httpx", "pydantic", "rich", "anyio", "asyncio", *SERVER_SIDE)),
-    "chat": Scenario(("chat", "hi"), 405, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE),
+    "help": Scenario(("--help",), 155, ("httpx", "pydantic", "rich", "anyio", "asyncio", *SERVER_SIDE, *SHARED_ONLY)),
+    "chat": Scenario(("chat", "hi"), 405, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE,
+                                           *SHARED_ONLY),
                      fake=True),
     "offline": Scenario(("chat", "--offline", "hi"), 472, ("rich", "uvicorn", "prometheus_client",
-                                                            "cfai_cli.server", *CHAT_UNUSED)),
-    "serve": Scenario(("serve",), 680, ("rich",), serve=True),
+                                                            "cfai_cli.server", *CHAT_UNUSED, *SHARED_ONLY)),
+    "serve": Scenario(("serve",), 680, ("rich", *SHARED_ONLY), serve=True),
 }
 
 

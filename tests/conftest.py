@@ -51,7 +51,7 @@ def _ssl_context_once(verify: ssl.SSLContext | str | bool = True, cert: Any = No
 httpx._transports.default.create_ssl_context = _ssl_context_once  # type: ignore[assignment]
 
 # Real PostgreSQL, Redis and S3-compatible servers for any test that asks (tests/infra/fixtures.py).
-pytest_plugins = ["tests.infra.fixtures"]
+pytest_plugins = ["tests.infra.fixtures", "tests.databases"]
 
 
 @pytest.fixture(autouse=True)

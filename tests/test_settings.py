@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import stat
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,41 @@ def test_coordination_table_and_its_environment_variable(tmp_path: Path) -> None
         (tmp_path / "config.toml").write_text(f"[coordination]\n{line}\n")
         with pytest.raises(ConfigError, match=f"config.toml:2: \\[coordination\\] .*{words}"):
             load_settings(environ={"CFAI_HOME": str(tmp_path)})
+
+
+def test_store_table_and_environment(tmp_path: Path) -> None:
+    env = {"CFAI_HOME": str(tmp_path)}
+    default = load_settings(environ=env)
+    assert default.store.url is None and default.storage == tmp_path / "cfai.db"  # the SQLite file
+    (tmp_path / "config.toml").write_text('[store]\nurl = "postgresql://cfai@db.internal:5433/gateway"\n')
+    settings = load_settings(environ=env)
+    assert settings.storage == "postgresql://cfai@db.internal:5433/gateway" and settings.origins["store"] == "file"
+    moved = load_settings(environ={**env, "CFAI_STORE_URL": "postgres://cfai:hunter22@other/gw"})
+    assert moved.storage == "postgres://cfai:hunter22@other/gw"
+    assert moved.origins["store"] == "environment ($CFAI_STORE_URL)"
+    assert public_view(moved)["store"]["url"] == "postgres://cfai:****@other/gw"  # never the password
+    with pytest.raises(ConfigError, match=r"CFAI_STORE_URL: it must be a URL starting with postgresql://") as bad:
+        load_settings(environ={**env, "CFAI_STORE_URL": "mysql://cfai:hunter22@other/gw"})
+    assert "hunter22" not in str(bad.value)
+
+
+@pytest.mark.parametrize(("table", "where"), [('url = "sqlite:///tmp/x.db"', "[store] url: must be a URL starting"),
+                                              ('url = "postgresql://host-only"', "[store] url: must name a database"),
+                                              ('path = "x"', "[store] path")])
+def test_bad_store_tables_name_the_key(tmp_path: Path, table: str, where: str) -> None:
+    (tmp_path / "config.toml").write_text(f"[store]\n{table}\n")
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        load_settings(environ={"CFAI_HOME": str(tmp_path)})
+
+
+def test_a_shared_store_needs_shared_coordination(tmp_path: Path) -> None:
+    from cfai_cli.server.app import check_shared_store
+
+    check_shared_store(load_settings(environ={"CFAI_HOME": str(tmp_path)}))  # the SQLite file: nothing to share
+    shared = load_settings(environ={"CFAI_HOME": str(tmp_path), "CFAI_STORE_URL": "postgresql://db/gw"})
+    with pytest.raises(ConfigError, match=r"\[coordination\] url \(a redis:// URL\) is required"):
+        check_shared_store(shared)
+    down = load_settings(environ={"CFAI_HOME": str(tmp_path), "CFAI_STORE_URL": "postgresql://u:pw9@127.0.0.1:1/gw"})
+    with pytest.raises(ConfigError, match=r"^cannot reach the database at 127\.0\.0\.1:1/gw: ") as caught:
+        check_shared_store(replace(down, coordination=replace(down.coordination, url="redis://127.0.0.1:6379/0")))
+    assert "pw9" not in str(caught.value)

@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "chat": "chat", "models": "models", "embed": "embed", "rerank": "rerank", "image": "image",
     "transcribe": "transcribe", "speak": "speak", "tokens": "tokens", "config": "config", "keygen": "keys",
     "keys": "keys", "serve": "serve", "usage": "usage", "cache": "cache", "moderate": "moderate",
-    "doctor": "doctor", "logs": "logs", "batch": "batch",
+    "doctor": "doctor", "logs": "logs", "batch": "batch", "db": "db",
 }
 
 

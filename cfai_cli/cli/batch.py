@@ -50,7 +50,7 @@ def _when(stamp: int | None) -> str:
 def _key_names(settings: Settings) -> dict[str, str]:
     from cfai_cli.store.keys import KeyStore
 
-    return {r.id: r.name for r in KeyStore(settings.database).list()}
+    return {r.id: r.name for r in KeyStore(settings.storage).list()}
 
 
 def _owner_label(owner: str | None, names: dict[str, str]) -> str:
@@ -96,7 +96,7 @@ def _as_key(settings: Settings, name: str | None) -> tuple[str | None, frozenset
     from cfai_cli.service.admin import find_key
     from cfai_cli.store.keys import KeyStore
 
-    record = find_key(KeyStore(settings.database), name)
+    record = find_key(KeyStore(settings.storage), name)
     if not record.active(time.time()):
         raise PermissionDenied(f"the key {record.id} ({record.name}) is revoked or expired; a batch cannot run "
                                "as it.", param="--key", code="invalid_api_key")
@@ -274,7 +274,7 @@ def _finish_cancel(invocation: typer.Context, batch_id: str, offline: bool) -> b
 
     async def run() -> bool:
         async with open_context(settings) as ctx:
-            usage = UsageLog(settings.database)  # no line starts: no rows expected, but a sink is required
+            usage = UsageLog(settings.storage)  # no line starts: no rows expected, but a sink is required
             return await finish_here(ctx, batch_id, sink=lambda row: usage.write([row]))
 
     return asyncio.run(run())

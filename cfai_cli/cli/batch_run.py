@@ -49,9 +49,9 @@ def prepare_and_run(term: Terminal, settings: Settings, prepare: Prepare, *, wai
     started: list[str] = []
 
     async def main() -> tuple[Json, str | None]:
-        recorder = UsageRecorder(UsageLog(settings.database))
+        recorder = UsageRecorder(UsageLog(settings.storage))
         # The account meter lets the router respect each account's daily neuron cap, as in `cfai serve`.
-        async with open_context(settings, meter=AccountMeter(UsageLog(settings.database), recorder)) as ctx:
+        async with open_context(settings, meter=AccountMeter(UsageLog(settings.storage), recorder)) as ctx:
             batch, owner = await prepare(ctx)
             if not wait or batch["status"] in ("completed", "failed", "expired", "cancelled"):
                 return batch, owner

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, locations
+from cfai_cli.cli.common import JsonOption, storage
 
 cache_app = typer.Typer(
     name="cache", no_args_is_help=True,
@@ -42,15 +42,14 @@ def stats(
         start = parse_since(since) if since is not None else 0.0
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
-    database = locations().database
     url = _shared_url()
     if url is not None:
         from cfai_cli.store.redis_cache import run_on
 
         stored = run_on(url, lambda cache: cache.stats())
     else:
-        stored = CacheStore(database).stats(now=time.time())
-    counts = UsageLog(database).cache_counts(since=start)
+        stored = CacheStore(storage()).stats(now=time.time())
+    counts = UsageLog(storage()).cache_counts(since=start)
     hits, misses = counts.get("hit", 0), counts.get("miss", 0)
     report: dict[str, object] = {
         "entries": stored.entries, "bytes": stored.bytes, "expired": stored.expired, "hits": hits, "misses": misses,
@@ -77,10 +76,11 @@ def clear(
     from cfai_cli.store.cache import CacheStore
     from cfai_cli.store.keys import KeyStore
 
-    database = locations().database
+    store = CacheStore(storage())
     tenants: list[str] | None = None
     if key is not None:
-        tenants = [k.id for k in KeyStore(database).list() if key in (k.name, k.id)] if database.exists() else []
+        keys = KeyStore(store.db)
+        tenants = [k.id for k in keys.list() if key in (k.name, k.id)] if store.db.exists() else []
         if not tenants:
             raise typer.BadParameter(f"no key named {key!r} (see `cfai keys list`)", param_hint="--key")
     url = _shared_url()
@@ -89,7 +89,7 @@ def clear(
 
         deleted = run_on(url, lambda cache: cache.clear(tenants=tenants))
     else:
-        deleted = CacheStore(database).clear(tenants=tenants)
+        deleted = store.clear(tenants=tenants)
     term = Terminal(options=invocation.obj)
     if json_out:
         term.json({"deleted": deleted})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -64,6 +65,13 @@ def locations() -> Settings:
     """
     config_dir, data_dir = directories(os.environ)
     return Settings(config_dir=config_dir, data_dir=data_dir)
+
+
+def storage() -> Path | str:
+    """The database the key, usage and cache commands use: [store] url / $CFAI_STORE_URL, else cfai.db."""
+    from cfai_cli.settings import store_location
+
+    return store_location()
 
 
 MODELS_CACHE = "models-cache.json"

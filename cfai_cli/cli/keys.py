@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, locations
+from cfai_cli.cli.common import JsonOption, storage
 
 if TYPE_CHECKING:
     from cfai_cli.store.keys import KeyRecord
@@ -106,10 +106,10 @@ def keygen(
         expires_at=int(time.time()) + parse_duration(expires) if expires else None, cache=cache,
         budget_neurons_per_day=budget_neurons_per_day, budget_usd_per_month=budget_usd_per_month)
     term = Terminal(options=invocation.obj)
-    database = locations().database
-    key, record = create_key(KeyStore(database), name, policy)
+    store = KeyStore(storage())
+    key, record = create_key(store, name, policy)
     term.line(key)
-    term.note(f"Created API key {record.id} ({record.name!r}); only its hash is stored, in {database}.")
+    term.note(f"Created API key {record.id} ({record.name!r}); only its hash is stored, in {store.db.label}.")
     term.note(f"Policy: {describe(record)}.")
     term.note("This is the only time the key is shown. Revoke it with `cfai keys revoke " + record.id + "`.")
 
@@ -143,7 +143,7 @@ def list_keys(invocation: typer.Context, json_out: JsonOption = False) -> None:
     from cfai_cli.store.keys import KeyStore
 
     term = Terminal(options=invocation.obj)
-    records = KeyStore(locations().database).list()
+    records = KeyStore(storage()).list()
     if json_out:
         term.json([key_view(r) for r in records])
         return
@@ -163,7 +163,7 @@ def show(invocation: typer.Context,
     from cfai_cli.service.admin import find_key
     from cfai_cli.store.keys import KeyStore
 
-    _show(invocation, find_key(KeyStore(locations().database), key_id), json_out)
+    _show(invocation, find_key(KeyStore(storage()), key_id), json_out)
 
 
 def _show(invocation: typer.Context, record: KeyRecord, json_out: bool) -> None:
@@ -186,7 +186,7 @@ def rotate(invocation: typer.Context,
     from cfai_cli.service.admin import find_key, rotate_key
     from cfai_cli.store.keys import KeyStore
 
-    store = KeyStore(locations().database)
+    store = KeyStore(storage())
     key_id = find_key(store, key_id).id
     key, record = rotate_key(store, key_id)
     term = Terminal(options=invocation.obj)
@@ -204,7 +204,7 @@ def revoke(invocation: typer.Context,
     from cfai_cli.service.admin import find_key, revoke_key
     from cfai_cli.store.keys import KeyStore
 
-    store = KeyStore(locations().database)
+    store = KeyStore(storage())
     record = find_key(store, key_id)
     revoke_key(store, record.id)  # from the host's shell, even the last admin key
     Terminal(options=invocation.obj).note(f"Revoked {record.id} ({record.name}).")
@@ -267,7 +267,7 @@ def set_policy(
     if expires is not None:
         parse_duration(expires)  # keygen's message for a bad duration
     refuse_unknown(KeyUpdate, body)
-    store = KeyStore(locations().database)
+    store = KeyStore(storage())
     record = update_key(store, find_key(store, key_id).id, validate_request(KeyUpdate, body))
     _show(invocation, record, json_out)
 

@@ -40,8 +40,8 @@ def continued(settings: Settings, body: dict[str, Any], conversation: Conversati
         out["instructions"] = conversation.system
     if out.get("previous_response_id") is not None:  # a --request body's own chain wins
         return out
-    stored = conversation.response_id is not None and settings.database.exists() and ResponseStore(
-        settings.database).get(conversation.response_id) is not None
+    store = ResponseStore(settings.storage) if conversation.response_id is not None else None
+    stored = store is not None and store.db.exists() and store.get(conversation.response_id or "") is not None
     if stored:
         out["previous_response_id"] = conversation.response_id
     else:

@@ -62,7 +62,7 @@ def serve(
     timeout: TimeoutOption = None,
 ) -> None:
     from cfai_cli.cli.render import Terminal
-    from cfai_cli.server.app import check_bind
+    from cfai_cli.server.app import check_bind, check_shared_store
     from cfai_cli.server.app import serve as run_server
     from cfai_cli.server.listen import check_port, reachable_hosts
     from cfai_cli.settings import load_settings
@@ -76,7 +76,8 @@ def serve(
     settings = load_settings(flags)
     settings.require_credentials()
     # Checked here too (serve() checks again) so a refusal is not preceded by a "serving at" line.
-    check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))
+    check_shared_store(settings)
+    check_bind(host, no_auth=no_auth, keys=KeyStore(settings.storage))
     check_port(host, port)  # a busy port: one `cfai:` line (exit 3), not uvicorn's "startup complete" then an error
     if settings.offline:
         term.offline_warning()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfai_cli.cli.common import JsonOption, complete_choices, locations
+from cfai_cli.cli.common import JsonOption, complete_choices, storage
 
 if TYPE_CHECKING:
     from cfai_cli.cli.render import OutputOptions
@@ -77,7 +77,7 @@ def usage(
     if prune:
         _prune(older_than, json_out, invocation.obj)
         return
-    log = UsageLog(locations().database)
+    log = UsageLog(storage())
     try:  # the summary GET /v1/admin/usage answers too
         rows = usage_summary(log, since=since, by=by)
     except InvalidRequest as exc:
@@ -110,7 +110,7 @@ def _key_names() -> dict[str, str]:
     from cfai_cli.core.printable import printable
     from cfai_cli.store.keys import KeyStore
 
-    return {r.id: printable(r.name, 64) for r in KeyStore(locations().database).list()}
+    return {r.id: printable(r.name, 64) for r in KeyStore(storage()).list()}
 
 
 def _neurons(neurons: float, estimated: float) -> str:
@@ -132,7 +132,8 @@ def _prune(older_than: str | None, json_out: bool, options: OutputOptions | None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
     settings = settings_from_flags()
-    pruned = prune(settings.database, retention_of(settings), now=now, budget=None, usage_before=before)
+    pruned = prune(settings.database, retention_of(settings), now=now, budget=None, usage_before=before,
+                   store=settings.storage)
     term = Terminal(options=options)
     if json_out:
         term.json({"usage_rows": pruned.usage_rows, "responses": pruned.responses})

@@ -27,6 +27,7 @@ from cfai_cli.core.routing import (
     Target,
     UpstreamConfig,
 )
+from cfai_cli.core.store_url import StoreConfig, check_store_url
 from cfai_cli.errors import ConfigError, InvalidRequest
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -189,6 +190,15 @@ class CoordinationTable(Table):
         return CoordinationConfig(url=self.url, on_failure=self.on_failure)
 
 
+class StoreTable(Table):
+    """[store]: the database of keys, usage, responses... (core.store_url; docs/database.md). No url: cfai.db."""
+
+    url: Annotated[str, AfterValidator(check_store_url)] | None = Field(default=None, repr=False)
+
+    def runtime(self) -> StoreConfig:
+        return StoreConfig(url=self.url)
+
+
 class _Upstream(Table):
     timeout: Annotated[Seconds, AfterValidator(_positive)] | None = None  # None: the global timeout
     cooldown_seconds: Seconds | None = None  # None: the [routing] default
@@ -293,6 +303,7 @@ class ConfigTables(Table):
     cache: CacheTable = Field(default_factory=CacheTable)
     blobs: BlobsTable = Field(default_factory=BlobsTable)
     coordination: CoordinationTable = Field(default_factory=CoordinationTable)
+    store: StoreTable = Field(default_factory=StoreTable)
 
     def routing_config(self) -> RoutingConfig:
         """The runtime routing value; a ValueError is (TOML path, message) for a route naming no upstream."""

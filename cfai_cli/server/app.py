@@ -93,7 +93,7 @@ def create_app(
     security headers, the loopback guard (only without auth), usage and metrics, the concurrency cap, then
     key authentication with scopes, model patterns and rate limits.
     """
-    recorder = UsageRecorder(UsageLog(settings.database))
+    recorder = UsageRecorder(UsageLog(settings.storage))
     hot = HotPath(settings.database)  # one tick's rate-limit and budget writes commit together (store.hot)
     limiter, coordinated = rate_limits(settings, hot)  # [coordination] url: shared by replicas in Redis
     shared = shared_parts(coordinated)  # and then the router's rests and the response cache too
@@ -104,7 +104,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         install_redaction(scrubber)  # again: uvicorn has set up its own log handlers by now
         # The router's daily caps per Cloudflare account read what the usage log (and the recorder) say was spent.
-        meter = AccountMeter(UsageLog(settings.database), recorder)
+        meter = AccountMeter(UsageLog(settings.storage), recorder)
         # Stopped in reverse order, each whatever the others did: a failing stop must not lose the recorder's
         # last rows (the rows of the last second are written on a clean shutdown).
         async with AsyncExitStack() as stopping:
@@ -158,7 +158,7 @@ def create_app(
     stack.insert(0, Middleware(BodyGuard, body_timeout=settings.body_timeout))
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
-        stack.append(Middleware(KeyAuth, keys=KeyStore(settings.database), limiter=limiter,
+        stack.append(Middleware(KeyAuth, keys=KeyStore(settings.storage), limiter=limiter,
                                 max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger,
                                 hold_seconds=settings.timeout + 60,
                                 cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}))
@@ -221,6 +221,21 @@ def _protocol(settings: Settings) -> str:
     return "cfai_cli.server.protocol:HeadTimeoutProtocol"
 
 
+def check_shared_store(settings: Settings) -> None:
+    """A PostgreSQL store is shared by replicas: refuse to serve it without shared coordination (Redis), whose
+    limits and budget holds every replica must see (docs/database.md)."""
+    from cfai_cli.core.store_url import shared_store_problem
+
+    problem = shared_store_problem(settings.store.url, settings.coordination.url)
+    if problem:
+        raise ConfigError(problem + ".")
+    if settings.store.url:  # reachable (and migrated) before serving: else one clear error, not 500s later
+        from cfai_cli.store.sql import open_database
+
+        with open_database(settings.store.url).transaction():
+            pass
+
+
 def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, log_level: str = "info",
           workers: int = 1, access_log: bool = False, flags: Mapping[str, Any] | None = None,
           console: str | None = None) -> None:
@@ -231,7 +246,8 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
     uvicorn picks uvloop and httptools when they are installed (they are dependencies on the platforms
     that have them): 10-40% more requests per second in A/B runs of bench/run.py. `console` is create_app's.
     """
-    check_bind(host, no_auth=no_auth, keys=KeyStore(settings.database))
+    check_shared_store(settings)
+    check_bind(host, no_auth=no_auth, keys=KeyStore(settings.storage))
     import uvicorn
 
     # uvicorn's access log formats and writes a line per request (8% of the CPU under load, py-spy); the

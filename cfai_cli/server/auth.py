@@ -32,6 +32,7 @@ from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import BudgetLedger, Budgets
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
 from cfai_cli.store.limits import RateLimits
+from cfai_cli.store.sql import SqliteDatabase
 
 # The browser page and its static files carry no data; its data endpoints (/ui/api/*) need a key.
 OPEN_PATHS = frozenset({"/health", "/v1/health", "/openapi.json", "/v1/openapi.json", *UI_OPEN_PATHS})
@@ -82,7 +83,10 @@ class KeyAuth:
                  open_prefixes: tuple[str, ...] = (), ledger: Budgets | None = None,
                  hold_seconds: float = 360.0, cache: Callable[[], dict[str, Any]] = dict) -> None:
         self.app = app
-        self.ledger = ledger or BudgetLedger(keys.path)
+        if ledger is None:  # the app passes its own; a bare KeyAuth (tests) keeps the ledger beside the keys
+            assert isinstance(keys.db, SqliteDatabase), "a KeyAuth over a shared store is given its ledger"
+            ledger = BudgetLedger(keys.db.path)
+        self.ledger = ledger
         # A budget hold outlives its request only if the worker died: the request timeout and a margin.
         self.hold_seconds = hold_seconds
         self.cache = cache  # the service context's cache (the catalogue's prices, once fetched: service.cost)
@@ -154,7 +158,10 @@ class KeyAuth:
                 "made by `cfai keygen`.",
                 code="missing_api_key")
         try:
-            record = self.verified.verify(key)  # on the loop: microseconds, and revocation still counts at once
+            if self.verified.local:
+                record = self.verified.verify(key)  # on the loop: microseconds, and revocation still counts at once
+            else:  # PostgreSQL: a round trip per lookup (the keys' epoch), so off the event loop
+                record = await anyio.to_thread.run_sync(self.verified.verify, key)
         except CacheUnavailable:
             record = await anyio.to_thread.run_sync(self.keys.verify, key)
         if record is None:

@@ -27,18 +27,19 @@ class Housekeeping:
     def __init__(self, settings: Settings, *, interval: float = INTERVAL,
                  clock: Callable[[], float] = time.time) -> None:
         self.database = settings.database
+        self.store = settings.storage
         self.retention = retention_of(settings)
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
         self.last: Pruned | None = None
-        self.cache = CacheStore(settings.database) if settings.cache.enabled else None
+        self.cache = CacheStore(settings.storage) if settings.cache.enabled else None
         self.clock = clock
         self.cache_pruned = 0
 
     async def run_once(self) -> Pruned:
         try:
             pruned = await anyio.to_thread.run_sync(
-                lambda: prune(self.database, self.retention, now=time.time()))
+                lambda: prune(self.database, self.retention, now=time.time(), store=self.store))
         except Exception as exc:  # a locked or broken database must not take the proxy down
             log.error("retention pass failed: %s", exc)
             return Pruned()

@@ -6,6 +6,8 @@ read at most once a second (in a worker thread), each reading adding only the ro
 this process's rows not yet written (the recorder's
 `pending` and `writing` totals) are added on top, so this worker sees its own spend at once and the others'
 within about two seconds (their recorders write once a second). docs/cost.md says how soft the caps are.
+On PostgreSQL ([store] url) row ids are not commit-ordered (a replica's row can commit behind a reading that
+passed its id), so each reading is instead the day's per-account totals the usage writers keep (store.usage).
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ class AccountMeter:
                     after = self._last_row
                     added, self._last_row = await anyio.to_thread.run_sync(
                         lambda: self.usage.neurons_by_account(since=start, after=after))
-                    for account, neurons in added.items():
-                        self._read[account] = self._read.get(account, 0.0) + neurons
+                    if self.usage.shared:  # the day's totals (PostgreSQL: no row id cursor, see store.usage)
+                        self._read = dict(added)
+                    else:
+                        for account, neurons in added.items():
+                            self._read[account] = self._read.get(account, 0.0) + neurons
                     self._read_at, self._read_day, self._read_batch = time.monotonic(), start, batch
         spent = dict(self._read)
         for totals in (self.recorder.writing, self.recorder.pending):

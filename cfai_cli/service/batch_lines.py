@@ -125,7 +125,7 @@ class LineRunner:
                  ledger: Budgets | None = None) -> None:
         self.ctx = ctx
         database = ctx.settings.database
-        self.keys = KeyStore(database)
+        self.keys = KeyStore(ctx.settings.storage)
         self.ledger: Budgets = ledger or BudgetLedger(database)
         self.limiter: RateLimits = limiter or RateLimiter(database)
         self.sink = sink

@@ -49,7 +49,7 @@ def cache_store(ctx: Context) -> CacheStore:
 
     store = ctx.cache.get("answer_cache")
     if not isinstance(store, CacheStore):
-        store = ctx.cache["answer_cache"] = CacheStore(ctx.settings.database)
+        store = ctx.cache["answer_cache"] = CacheStore(ctx.settings.storage)
     return store
 
 

@@ -87,6 +87,8 @@ def _mode(path: Path) -> str:
 def check_key_store(settings: Settings) -> Check:
     from cfai_cli.store.keys import schema_problem
 
+    if settings.store.url:
+        return _check_shared_store(settings.store.url)
     database = settings.database
     if not database.exists():
         return Check("key store", "ok", f"no database yet ({database}; `cfai keygen` or `cfai serve` make it)")
@@ -95,6 +97,24 @@ def check_key_store(settings: Settings) -> Check:
         return Check("key store", "fail", f"{database}: {problem}",
                      "run `cfai keys list` (it brings the table up to date), or move the file aside")
     return Check("key store", "ok", f"{database} opens, schema current")
+
+
+def _check_shared_store(url: str) -> Check:
+    """[store] url: the PostgreSQL database answers, and its schema is one this cfai knows."""
+    from cfai_cli.errors import ConfigError
+    from cfai_cli.store.migrations import LATEST, recorded
+    from cfai_cli.store.sql import open_database
+
+    db = open_database(url)
+    try:
+        version = recorded(db)
+    except ConfigError as exc:
+        return Check("key store", "fail", str(exc), "check [store] url / CFAI_STORE_URL and that the server is up")
+    if version > LATEST:
+        return Check("key store", "fail", f"{db.label}: schema {version} is newer than this cfai ({LATEST})",
+                     "upgrade cfai")
+    pending = f", {LATEST - version} migration(s) to apply (`cfai db migrate`)" if version < LATEST else ""
+    return Check("key store", "ok", f"PostgreSQL {db.label} answers, schema {version}{pending}")
 
 
 async def check_account(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> list[Check]:

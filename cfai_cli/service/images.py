@@ -58,7 +58,7 @@ class GeneratedImage:
 
 def image_store(ctx: Context) -> ImageStore:
     s = ctx.settings
-    return ImageStore(s.database, open_blobs(s.blobs, s.images_dir, "images"), ttl_seconds=s.image_ttl_hours * 3600)
+    return ImageStore(s.storage, open_blobs(s.blobs, s.images_dir, "images"), ttl_seconds=s.image_ttl_hours * 3600)
 
 
 def _policy_error(message: str) -> InvalidRequest:

@@ -37,7 +37,7 @@ T = TypeVar("T")
 def response_store(ctx: Context) -> ResponseStore:
     store = ctx.cache.get("response_store")
     if not isinstance(store, ResponseStore):
-        store = ctx.cache["response_store"] = ResponseStore(ctx.settings.database)
+        store = ctx.cache["response_store"] = ResponseStore(ctx.settings.storage)
     return store
 
 

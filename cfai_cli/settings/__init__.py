@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # routing is imported when settings are loaded, not by every 
     from cfai_cli.core.cache import CacheConfig
     from cfai_cli.core.coordination import CoordinationConfig
     from cfai_cli.core.routing import RoutingConfig
+    from cfai_cli.core.store_url import StoreConfig
 
 
 def _no_routing() -> RoutingConfig:
@@ -56,6 +57,12 @@ def _no_coordination() -> CoordinationConfig:
 COORDINATION_URL_ENV = "CFAI_COORDINATION_URL"
 
 
+def _no_store() -> StoreConfig:
+    from cfai_cli.core.store_url import StoreConfig
+
+    return StoreConfig()
+
+
 def _setting(default: Any, env: str | None = None, *, secret: bool = False) -> Any:
     """A field a person sets (config file, `cfai config set`, maybe an environment variable)."""
     return field(default=default, repr=not secret, metadata={"setting": True, "env": env})
@@ -65,6 +72,7 @@ DEFAULT_API_BASE = "https://api.cloudflare.com/client/v4"
 OFFLINE_API_BASE = "http://offline.cfai.invalid/client/v4"
 OFFLINE_ACCOUNT_ID = "offline"
 BLOBS_URL_ENV = "CFAI_BLOBS_URL"
+STORE_URL_ENV = "CFAI_STORE_URL"
 
 @dataclass(frozen=True)
 class Settings:
@@ -122,6 +130,7 @@ class Settings:
     blobs: BlobsConfig = field(default_factory=_no_blobs)  # [blobs]: hosted images on S3 (core.blobs); CFAI_BLOBS_URL
     # [coordination]: rate limits shared by replicas in Redis ($CFAI_COORDINATION_URL overrides its url)
     coordination: CoordinationConfig = field(default_factory=_no_coordination)
+    store: StoreConfig = field(default_factory=_no_store)  # [store]: the database (store.sql); CFAI_STORE_URL
     config_dir: Path = Path(".")
     data_dir: Path = Path(".")
     offline: bool = False
@@ -135,6 +144,11 @@ class Settings:
     @property
     def database(self) -> Path:
         return self.data_dir / "cfai.db"
+
+    @property
+    def storage(self) -> Path | str:
+        """What the stores open (store.sql.open_database): [store] url, else the SQLite file cfai.db."""
+        return self.store.url or self.database
 
     @property
     def log_file(self) -> Path:
@@ -192,6 +206,26 @@ def directories(environ: Mapping[str, str]) -> tuple[Path, Path]:
     return Path(platformdirs.user_config_dir("cfai")), Path(platformdirs.user_data_dir("cfai"))
 
 
+def store_location(environ: Mapping[str, str] | None = None) -> Path | str:
+    """Where the stores live, read on its own ($CFAI_STORE_URL, else [store] url, else cfai.db): for the commands
+    that need only the database, so another bad setting does not stop them (a broken config file still does:
+    its [store] url cannot be known, and guessing the SQLite file would put keys in the wrong database)."""
+    env = os.environ if environ is None else environ
+    config_dir, data_dir = directories(env)
+    from cfai_cli.settings.file import store_url
+
+    if env.get(STORE_URL_ENV):
+        return store_url(env[STORE_URL_ENV], f"${STORE_URL_ENV}")
+    path = config_dir / "config.toml"
+    table = read_config_file(path).get("store")
+    url = table.get("url") if isinstance(table, dict) else None
+    if url is None:
+        return data_dir / "cfai.db"
+    if not isinstance(url, str):
+        raise ConfigError(f"Invalid value for store.url in {path}: it must be a postgresql:// URL string.")
+    return store_url(url, str(path))
+
+
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None, *,
                   use_file: bool = True) -> Settings:
     """Settings from flags (`overrides`, None values ignored), environment, config file and defaults, in that
@@ -215,7 +249,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     values["api_base"] = values.get("api_base", DEFAULT_API_BASE).rstrip("/")
     from cfai_cli.core.routing import with_secrets
 
-    for name in ("aliases", "vision_aliases", "routing", "cache", "blobs", "coordination"):
+    for name in ("aliases", "vision_aliases", "routing", "cache", "blobs", "coordination", "store"):
         origins[name] = "file" if name in found.tables else "default"
     blobs = found.blobs
     if env.get(BLOBS_URL_ENV):  # the one [blobs] key a deployment sets per environment (a bucket per stage)
@@ -227,6 +261,12 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     if env.get(COORDINATION_URL_ENV):
         coordination = _coordination_from_env(coordination, env[COORDINATION_URL_ENV])
         origins["coordination"] = f"environment (${COORDINATION_URL_ENV})"
+    store = found.store
+    if env.get(STORE_URL_ENV):  # a deployment's database, often with its password: from a secret, not the file
+        from cfai_cli.settings.file import store_url
+
+        store = replace(store, url=store_url(env[STORE_URL_ENV], f"${STORE_URL_ENV}"))
+        origins["store"] = f"environment (${STORE_URL_ENV})"
     origins["config_dir"] = origins["data_dir"] = "environment ($CFAI_HOME)" if env.get("CFAI_HOME") else "default"
     offline_flag = bool(overrides and overrides.get("offline"))
     offline = offline_flag or offline_from_environ(env)
@@ -234,7 +274,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     origins = {spec.name: origins.get(spec.name, "default") for spec in fields(Settings) if spec.name != "origins"}
     settings = Settings(**values, aliases=found.aliases, vision_aliases=found.vision_aliases,
                         routing=with_secrets(found.routing, env), cache=found.cache, blobs=blobs,
-                        coordination=coordination, config_dir=config_dir,
+                        coordination=coordination, store=store, config_dir=config_dir,
                         data_dir=data_dir, origins=origins)
     if offline:
         settings = settings.as_offline()
@@ -305,6 +345,10 @@ def public_view(settings: Settings) -> dict[str, Any]:
             value = {name: sorted(v) if isinstance(v, frozenset) else v for name, v in asdict(value).items()}
         elif f.name == "blobs":
             value = asdict(value)
+        elif f.name == "store":
+            from cfai_cli.core.store_url import without_password
+
+            value = {"url": without_password(value.url)}
         out[f.name] = value
     out["config_file"] = str(settings.config_file)
     return out

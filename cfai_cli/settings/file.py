@@ -21,6 +21,7 @@ from cfai_cli.core.cache import CacheConfig
 from cfai_cli.core.catalog import DEFAULT_ALIASES, DEFAULT_VISION_ALIASES
 from cfai_cli.core.coordination import CoordinationConfig
 from cfai_cli.core.routing import RoutingConfig
+from cfai_cli.core.store_url import StoreConfig, check_store_url
 from cfai_cli.errors import ConfigError
 from cfai_cli.settings import SETTINGS, read_config_file
 
@@ -77,6 +78,7 @@ class SettingsFile:
     cache: CacheConfig = field(default_factory=CacheConfig)
     blobs: BlobsConfig = field(default_factory=BlobsConfig)
     coordination: CoordinationConfig = field(default_factory=CoordinationConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     tables: frozenset[str] = frozenset()  # the tables the file has ([aliases], [cache], ...)
 
     @classmethod
@@ -97,7 +99,7 @@ def read_settings_file(path: Path) -> SettingsFile:
     used = {"routing" if name in ("upstreams", "routes") else name for name in data if isinstance(data[name], dict)}
     return SettingsFile(values, tables.merged_aliases(), {**DEFAULT_VISION_ALIASES, **tables.vision_aliases},
                         routing, tables.cache.runtime(), tables.blobs.runtime(), tables.coordination.runtime(),
-                        frozenset(used))
+                        tables.store.runtime(), frozenset(used))
 
 
 @cache
@@ -121,6 +123,14 @@ def blobs_url(value: str, source: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"Invalid value for blobs.url in {source}: {value!r} ({exc}).") from None
     return value
+
+
+def store_url(value: str, source: str) -> str:
+    """CFAI_STORE_URL checked as [store] url is; the message never repeats the value (it may hold a password)."""
+    try:
+        return check_store_url(value)
+    except ValueError as exc:
+        raise ConfigError(f"Invalid value for store.url in {source}: it {exc}.") from None
 
 
 def coerce(key: str, value: Any, source: str, *, strict: bool = False) -> Any:

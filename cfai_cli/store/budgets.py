@@ -26,6 +26,7 @@ from cfai_cli.core.budgets import Refusal, day_of, estimate, judge, month_start,
 from cfai_cli.core.cost import DAY
 from cfai_cli.store.db import connect
 from cfai_cli.store.hot import HotPath
+from cfai_cli.store.sql import Database, Tx, open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS key_spend (
@@ -71,7 +72,7 @@ def buckets(now: float) -> tuple[str, str]:
     return _buckets(int(now // DAY))
 
 
-def _spent(conn: sqlite3.Connection, key_id: str, now: float) -> tuple[float, float]:
+def _spent(conn: Tx, key_id: str, now: float) -> tuple[float, float]:
     today, first = _buckets(int(now // DAY))
     day, month = conn.execute(
         "SELECT COALESCE(SUM(CASE WHEN day = ? THEN neurons END), 0), COALESCE(SUM(neurons), 0) "
@@ -86,9 +87,9 @@ def _held(conn: sqlite3.Connection, key_id: str, now: float) -> float:
     return float(held)
 
 
-def _add(conn: sqlite3.Connection, key_id: str, neurons: float, now: float) -> None:
+def _add(conn: Tx, key_id: str, neurons: float, now: float) -> None:
     conn.execute("INSERT INTO key_spend (key_id, day, neurons) VALUES (?, ?, ?) "
-                 "ON CONFLICT (key_id, day) DO UPDATE SET neurons = neurons + excluded.neurons",
+                 "ON CONFLICT (key_id, day) DO UPDATE SET neurons = key_spend.neurons + excluded.neurons",
                  (key_id, _buckets(int(now // DAY))[0], neurons))
 
 
@@ -101,6 +102,18 @@ class Budgets(Protocol):
 
     async def hold(self, hold_id: str, key_id: str, budget: Budget, *, model: str, calls: int, fallback: float,
                    now: float, expires: float) -> Refusal | None: ...
+
+    async def settle(self, hold_id: str | None, key_id: str, neurons: float | None, *, model: str | None,
+                     calls: int, now: float) -> None: ...
+
+
+class Durable(Protocol):
+    """The record Redis's budgets settle into and reseed from: the host's BudgetLedger on a single host's SQLite,
+    SpendStore on the store's PostgreSQL."""
+
+    def spent(self, key_id: str, *, now: float) -> tuple[float, float]: ...
+
+    def mean(self, model: str) -> float | None: ...
 
     async def settle(self, hold_id: str | None, key_id: str, neurons: float | None, *, model: str | None,
                      calls: int, now: float) -> None: ...
@@ -184,6 +197,62 @@ class BudgetLedger:
                              "ON CONFLICT (model) DO UPDATE SET neurons = excluded.neurons", (model, mean))
 
         await self._run(work)
+
+
+class SpendStore:
+    """The durable part of the ledger, key_spend and model_cost, in the store's database (store.sql): on a shared
+    gateway (PostgreSQL) the coordination layer keeps holds and hot counters in Redis, settles into these
+    tables and reseeds its counters from them. The single host's BudgetLedger keeps the same tables in SQLite."""
+
+    def __init__(self, target: Path | str | Database) -> None:
+        self.db = open_database(target)
+
+    def add(self, key_id: str, neurons: float, *, now: float) -> None:
+        if neurons > 0:
+            with self.db.transaction(write=True, lock=None) as conn:  # one atomic upsert: nothing to serialise
+                _add(conn, key_id, neurons, now)
+
+    def spent(self, key_id: str, *, now: float) -> tuple[float, float]:
+        """The key's neurons today (since 00:00 UTC) and this calendar month."""
+        with self.db.transaction() as conn:
+            return _spent(conn, key_id, now)
+
+    def mean(self, model: str) -> float | None:
+        """The model's running mean cost per call, None before its first settled request."""
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT neurons FROM model_cost WHERE model = ?", (model,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def learn(self, model: str, neurons: float, *, calls: int) -> None:
+        """Let `model`'s mean cost per call learn from a request's `calls` calls costing `neurons` (read, then
+        write: under the table's lock, so replicas' updates are not lost)."""
+        if calls <= 0:
+            return
+        with self.db.transaction(write=True, lock="model_cost") as conn:
+            row = conn.execute("SELECT neurons FROM model_cost WHERE model = ?", (model,)).fetchone()
+            mean = running_mean(None if row is None else float(row[0]), neurons / calls)
+            conn.execute("INSERT INTO model_cost (model, neurons) VALUES (?, ?) "
+                         "ON CONFLICT (model) DO UPDATE SET neurons = excluded.neurons", (model, mean))
+
+    async def settle(self, hold_id: str | None, key_id: str, neurons: float | None, *, model: str | None,
+                     calls: int, now: float) -> None:
+        """What a finished request cost, as the durable side of Redis's budgets (store.redis_budgets): its holds
+        live in Redis only, so `hold_id` has nothing to drop here. In a worker thread: a PostgreSQL round trip
+        must not stall the event loop."""
+        import anyio.to_thread
+
+        def work() -> None:
+            if neurons is not None and neurons > 0:
+                self.add(key_id, neurons, now=now)
+            if neurons is not None and model is not None:
+                self.learn(model, neurons, calls=calls)
+
+        await anyio.to_thread.run_sync(work)
+
+    def prune(self, *, now: float) -> int:
+        """Delete the spend of days before this calendar month (no budget reads them)."""
+        with self.db.transaction(write=True, lock=None) as conn:
+            return int(conn.execute("DELETE FROM key_spend WHERE day < ?", (day_of(month_start(now)),)).rowcount)
 
 
 def prune(path: Path, *, now: float) -> Pruned:

@@ -9,28 +9,12 @@ prune can serve another tenant's or a stale answer.
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cfai_cli.store.db import connect
+from cfai_cli.store.sql import Database, Tx, open_database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS response_cache (
-    key TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    model TEXT,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    size INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS response_cache_expires ON response_cache (expires_at);
-CREATE INDEX IF NOT EXISTS response_cache_created ON response_cache (created_at);
-CREATE INDEX IF NOT EXISTS response_cache_tenant ON response_cache (tenant);
-"""
 BATCH = 5_000  # rows one delete statement (and transaction) removes at most
 
 
@@ -57,11 +41,12 @@ class CacheStats:
 class CacheStore:
     """The response_cache table of the cfai database (created on first use, 0600 in a 0700 directory)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: Path | str | Database) -> None:
+        self.db = open_database(target)
 
-    def _db(self, *, write: bool = False) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, SCHEMA, immediate=write)
+    def _db(self, *, write: bool = False) -> AbstractContextManager[Tx]:
+        # A put evicts by what it counts: one writer of the table at a time, across replicas too.
+        return self.db.transaction(write=write, lock="response_cache")
 
     def get(self, key: str, *, tenant: str, now: float) -> Entry | None:
         with self._db() as conn:
@@ -72,15 +57,17 @@ class CacheStore:
     def put(self, key: str, body: bytes, *, tenant: str, kind: str, model: str | None, now: float,
             bounds: Bounds) -> None:
         with self._db(write=True) as conn:
-            conn.execute("INSERT OR REPLACE INTO response_cache (key, tenant, kind, model, created_at, expires_at, "
-                         "size, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            conn.execute("INSERT INTO response_cache (key, tenant, kind, model, created_at, expires_at, size, body) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET tenant = excluded.tenant, "
+                         "kind = excluded.kind, model = excluded.model, created_at = excluded.created_at, "
+                         "expires_at = excluded.expires_at, size = excluded.size, body = excluded.body",
                          (key, tenant, kind, model, now, now + bounds.ttl, len(body), body))
             _delete_expired(conn, now, BATCH)
             _evict(conn, bounds)
 
     def prune(self, *, now: float, budget: int = 100_000) -> int:
         """Delete up to `budget` expired entries, a batch per transaction (the housekeeping's pass)."""
-        if not self.path.exists():
+        if not self.db.exists():
             return 0
         done = 0
         while done < budget:
@@ -93,7 +80,7 @@ class CacheStore:
         return done
 
     def stats(self, *, now: float) -> CacheStats:
-        if not self.path.exists():
+        if not self.db.exists():
             return CacheStats(0, 0, 0)
         with self._db() as conn:
             live, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM response_cache "
@@ -103,7 +90,7 @@ class CacheStore:
 
     def clear(self, *, tenants: list[str] | None = None) -> int:
         """Delete every entry, or those of `tenants` (key ids; "" is the shared tenant of a server without keys)."""
-        if not self.path.exists():
+        if not self.db.exists():
             return 0
         with self._db(write=True) as conn:
             if tenants is None:
@@ -112,13 +99,13 @@ class CacheStore:
             return int(conn.execute(f"DELETE FROM response_cache WHERE tenant IN ({marks})", tenants).rowcount)
 
 
-def _delete_expired(conn: sqlite3.Connection, now: float, limit: int) -> int:
+def _delete_expired(conn: Tx, now: float, limit: int) -> int:
     cur = conn.execute("DELETE FROM response_cache WHERE rowid IN (SELECT rowid FROM response_cache "
                        "WHERE expires_at <= ? LIMIT ?)", (now, limit))
     return int(cur.rowcount)
 
 
-def _evict(conn: sqlite3.Connection, bounds: Bounds) -> None:
+def _evict(conn: Tx, bounds: Bounds) -> None:
     """The oldest entries deleted until the table holds at most `max_entries` and `max_bytes`."""
     count, size = conn.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM response_cache").fetchone()
     if count <= bounds.max_entries and size <= bounds.max_bytes:

@@ -16,7 +16,7 @@ from cfai_cli.core.budgets import Refusal
 from cfai_cli.core.coordination import OnFailure, redis_place
 from cfai_cli.errors import CoordinationUnavailable
 from cfai_cli.settings import Settings
-from cfai_cli.store.budgets import Budget, BudgetLedger, Budgets
+from cfai_cli.store.budgets import Budget, BudgetLedger, Budgets, Durable, SpendStore
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
 from cfai_cli.store.limits import Decision, RateLimiter, RateLimits
@@ -103,8 +103,10 @@ class CoordinatedBudgets:
     shared store it has every replica's settled spend, only not their holds). A settle that Redis cannot take
     is written to the durable ledger alone, whatever the policy: the cost was spent."""
 
-    def __init__(self, remote: RedisBudgets, local: BudgetLedger, *, outage: Outage) -> None:
+    def __init__(self, remote: RedisBudgets, local: BudgetLedger, durable: Durable | None = None, *,
+                 outage: Outage) -> None:
         self.remote, self.local = remote, local
+        self.durable: Durable = local if durable is None else durable
         self.outage = outage
 
     async def check(self, key_id: str, *, per_day: float | None, per_month_usd: float | None,
@@ -124,10 +126,14 @@ class CoordinatedBudgets:
 
     async def settle(self, hold_id: str | None, key_id: str, neurons: float | None, *, model: str | None,
                      calls: int, now: float) -> None:
-        def on(ledger: Budgets) -> Callable[[], Awaitable[None]]:
-            return lambda: ledger.settle(hold_id, key_id, neurons, model=model, calls=calls, now=now)
+        async def fallback() -> None:  # the cost goes on the shared record; a hold made here while open goes
+            await self.durable.settle(hold_id, key_id, neurons, model=model, calls=calls, now=now)
+            if self.durable is not self.local and hold_id is not None:
+                await self.local.settle(hold_id, key_id, None, model=None, calls=0, now=now)
 
-        await self.outage.record(on(self.remote), on(self.local), what="settle a budget")
+        await self.outage.record(
+            lambda: self.remote.settle(hold_id, key_id, neurons, model=model, calls=calls, now=now), fallback,
+            what="settle a budget")
 
 
 def rate_limits(settings: Settings, hot: HotPath) -> tuple[RateLimits, Coordinated | None]:
@@ -167,4 +173,7 @@ def budgets(settings: Settings, hot: HotPath, coordinated: Coordinated | None) -
         return local
     from cfai_cli.store.redis_budgets import RedisBudgets
 
-    return CoordinatedBudgets(RedisBudgets(coordinated.remote.client, local), local, outage=coordinated.outage)
+    # the record every replica shares: the store's PostgreSQL tables, or (one host's replicas) its SQLite file
+    durable: Durable = local if settings.store.url is None else SpendStore(settings.storage)
+    return CoordinatedBudgets(RedisBudgets(coordinated.remote.client, durable), local, durable,
+                              outage=coordinated.outage)

@@ -12,25 +12,15 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from cfai_cli.store.blobs import Blob, BlobStore
-from cfai_cli.store.db import connect
+from cfai_cli.store.sql import Database, Tx, open_database
 
 _NAME = re.compile(r"^([A-Za-z0-9_-]{32})\.(png|jpeg|webp)$")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    id TEXT PRIMARY KEY,
-    format TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS images_expiry ON images (expires_at);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +31,13 @@ class StoredImage:
 
 
 class ImageStore:
-    def __init__(self, database: Path, blobs: BlobStore, *, ttl_seconds: float) -> None:
-        self.database = database
+    def __init__(self, database: Path | str | Database, blobs: BlobStore, *, ttl_seconds: float) -> None:
+        self.db = open_database(database)
         self.blobs = blobs
         self.ttl = ttl_seconds
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.database, _SCHEMA, immediate=True)
+    def _connect(self) -> AbstractContextManager[Tx]:
+        return self.db.transaction(write=True, lock=None)  # one-row statements: nothing to serialise
 
     async def save(self, data: bytes, image_format: str, *, now: float | None = None) -> str:
         """Store the image; returns its file name (`<id>.<format>`). Expired images are removed on the way.
@@ -80,7 +70,7 @@ class ImageStore:
     async def purge(self, *, now: float | None = None) -> int:
         """Delete expired images (object, then index row); returns how many."""
         now = time.time() if now is None else now
-        if not self.database.exists():
+        if not self.db.exists():
             return 0
         with self._connect() as conn:
             rows = conn.execute("SELECT id, format FROM images WHERE expires_at <= ?", (int(now),)).fetchall()

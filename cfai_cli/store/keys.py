@@ -20,33 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from cfai_cli.errors import ConfigError, Conflict
-from cfai_cli.store.db import add_columns, connect
+from cfai_cli.store.migrations import ADDED
+from cfai_cli.store.sql import Database, SqliteDatabase, Tx, open_database
 
 KEY_PREFIX = "sk-proj-"
 SCOPES = ("chat", "embeddings", "images", "audio", "models", "admin")
 DEFAULT_SCOPES = frozenset(SCOPES) - {"admin"}  # admin (metrics, usage) only when asked for
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    hint TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS api_keys_epoch (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
-INSERT OR IGNORE INTO api_keys_epoch (id, n) VALUES (1, 0);
-CREATE TRIGGER IF NOT EXISTS api_keys_epoch_insert AFTER INSERT ON api_keys
-    BEGIN UPDATE api_keys_epoch SET n = n + 1; END;
-CREATE TRIGGER IF NOT EXISTS api_keys_epoch_update AFTER UPDATE ON api_keys
-    BEGIN UPDATE api_keys_epoch SET n = n + 1; END;
-CREATE TRIGGER IF NOT EXISTS api_keys_epoch_delete AFTER DELETE ON api_keys
-    BEGIN UPDATE api_keys_epoch SET n = n + 1; END;
-"""
-_POLICY_COLUMNS = {"scopes": "TEXT", "models": "TEXT", "rpm": "INTEGER", "rpd": "INTEGER", "tpm": "INTEGER",
-                   "expires_at": "INTEGER", "cache": "INTEGER", "budget_neurons_per_day": "REAL",
-                   "budget_usd_per_month": "REAL"}
 _COLUMNS = ("id, name, hint, created_at, revoked_at, scopes, models, rpm, rpd, tpm, expires_at, cache, "
             "budget_neurons_per_day, budget_usd_per_month")
 
@@ -112,10 +92,6 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    add_columns(conn, "api_keys", _POLICY_COLUMNS)
-
-
 def _record(row: tuple[Any, ...]) -> KeyRecord:
     key_id, name, hint, created, revoked, scopes, models, rpm, rpd, tpm, expires, cache, per_day, per_month = row
     policy = KeyPolicy(
@@ -134,11 +110,12 @@ def _join(items: Iterable[str]) -> str:
 class KeyStore:
     """The api_keys table of the cfai database."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: Path | str | Database) -> None:
+        self.db = open_database(target)
 
-    def _db(self, *, write: bool = False) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, _SCHEMA, immediate=write, migrate=_migrate)
+    def _db(self, *, write: bool = False) -> AbstractContextManager[Tx]:
+        # One writer of api_keys at a time: the last-admin check and rotate read, check, then write.
+        return self.db.transaction(write=write, lock="api_keys")
 
     def create(self, name: str, policy: KeyPolicy | None = None) -> tuple[str, KeyRecord]:
         """Mint a key; returns the key (shown once) and its stored record."""
@@ -167,7 +144,7 @@ class KeyStore:
         return [_record(row) for row in rows]
 
     def count_active(self) -> int:
-        if not self.path.exists():
+        if not self.db.exists():
             return 0
         now = time.time()
         return sum(1 for record in self.list() if record.active(now))
@@ -227,7 +204,7 @@ def _policy_values(policy: KeyPolicy) -> tuple[Any, ...]:
             policy.budget_neurons_per_day, policy.budget_usd_per_month)
 
 
-def _insert(conn: sqlite3.Connection, name: str, policy: KeyPolicy) -> tuple[str, KeyRecord]:
+def _insert(conn: Tx, name: str, policy: KeyPolicy) -> tuple[str, KeyRecord]:
     key = new_key()
     record = KeyRecord(id="key_" + secrets.token_hex(8), name=name,
                        hint=f"{key[:len(KEY_PREFIX) + 4]}…{key[-4:]}", created_at=int(time.time()),
@@ -238,7 +215,7 @@ def _insert(conn: sqlite3.Connection, name: str, policy: KeyPolicy) -> tuple[str
     return key, record
 
 
-def _get(conn: sqlite3.Connection, key_id: str) -> KeyRecord | None:
+def _get(conn: Tx, key_id: str) -> KeyRecord | None:
     row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
     return _record(row) if row else None
 
@@ -247,7 +224,7 @@ def _is_admin(record: KeyRecord, now: float) -> bool:
     return record.active(now) and "admin" in record.policy.scopes
 
 
-def _keep_an_admin(conn: sqlite3.Connection, old: KeyRecord, new: KeyRecord | None) -> None:
+def _keep_an_admin(conn: Tx, old: KeyRecord, new: KeyRecord | None) -> None:
     """Raise Conflict if turning `old` into `new` (None: revoking it) leaves no active admin key."""
     now = time.time()
     if not _is_admin(old, now) or (new is not None and _is_admin(new, now)):
@@ -282,12 +259,14 @@ class KeyCache:
         self._version: int | None = None
         self._epoch: int | None = None
         self._records: dict[str, KeyRecord | None] = {}
+        self._shared_records: dict[str, tuple[int, KeyRecord | None]] = {}  # PostgreSQL: digest -> (epoch, record)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             with self.store._db():  # creates the file and schema (and migrates) like every other reader
                 pass
-            conn = sqlite3.connect(self.store.path, isolation_level=None, check_same_thread=False)
+            assert isinstance(self.store.db, SqliteDatabase)
+            conn = sqlite3.connect(self.store.db.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 50")
             self._conn = conn
         return self._conn
@@ -298,27 +277,57 @@ class KeyCache:
             return None
         digest = hash_key(key)
         try:
-            conn = self._connection()
-            # fetchall() steps each statement to its end, so no read transaction (snapshot) stays open.
-            version = conn.execute("PRAGMA data_version").fetchall()[0][0]
-            if version != self._version:
-                epoch = conn.execute("SELECT n FROM api_keys_epoch").fetchall()[0][0]
-                if epoch != self._epoch:
-                    self._records.clear()
-                    self._epoch = epoch
-                self._version = version
-            if digest in self._records:
-                record = self._records[digest]
-            else:
-                rows = conn.execute(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE hash = ?", (digest,)).fetchall()
-                record = _record(rows[0][1:]) if rows and hmac.compare_digest(rows[0][0], digest) else None
-                if len(self._records) >= self._MAX:
-                    self._records.clear()
-                self._records[digest] = record
+            record = self._local(digest) if self.local else self._shared(digest)
         except (sqlite3.Error, ConfigError):
             self.close()
             raise CacheUnavailable from None
         return record if record is not None and record.active(time.time() if now is None else now) else None
+
+    def _local(self, digest: str) -> KeyRecord | None:
+        conn = self._connection()
+        # fetchall() steps each statement to its end, so no read transaction (snapshot) stays open.
+        version = conn.execute("PRAGMA data_version").fetchall()[0][0]
+        if version != self._version:
+            self._saw(conn.execute("SELECT n FROM api_keys_epoch").fetchall()[0][0])
+            self._version = version
+        if digest in self._records:
+            return self._records[digest]
+        return self._remember(digest, conn.execute(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE hash = ?",
+                                                   (digest,)).fetchall())
+
+    def _shared(self, digest: str) -> KeyRecord | None:
+        """PostgreSQL: the epoch is read on every lookup (one indexed row), so a key minted, changed or revoked
+        through another replica is seen by the very next request here; unknown keys are forgotten with it.
+        Lookups run in threads here (a network round trip each): every entry carries the epoch it was read at
+        and counts only while the epoch is still that, so a slow thread cannot leave a stale entry behind."""
+        with self.store._db() as tx:
+            epoch = int(tx.execute("SELECT n FROM api_keys_epoch").fetchone()[0])
+            found = self._shared_records.get(digest)
+            if found is not None and found[0] == epoch:
+                return found[1]
+            rows = tx.execute(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE hash = ?", (digest,)).fetchall()
+        record = _record(rows[0][1:]) if rows and hmac.compare_digest(rows[0][0], digest) else None
+        if len(self._shared_records) >= self._MAX:
+            self._shared_records.clear()
+        self._shared_records[digest] = (epoch, record)
+        return record
+
+    @property
+    def local(self) -> bool:
+        """True when a lookup is a read of the SQLite file (microseconds: fine on the event loop)."""
+        return isinstance(self.store.db, SqliteDatabase)
+
+    def _saw(self, epoch: int) -> None:
+        if epoch != self._epoch:
+            self._records.clear()
+            self._epoch = epoch
+
+    def _remember(self, digest: str, rows: list[Any]) -> KeyRecord | None:
+        record = _record(rows[0][1:]) if rows and hmac.compare_digest(rows[0][0], digest) else None
+        if len(self._records) >= self._MAX:
+            self._records.clear()
+        self._records[digest] = record
+        return record
 
     def close(self) -> None:
         if self._conn is not None:
@@ -326,6 +335,7 @@ class KeyCache:
             self._conn = None
         self._version = self._epoch = None
         self._records.clear()
+        self._shared_records.clear()
 
 
 def schema_problem(path: Path) -> str | None:
@@ -338,5 +348,5 @@ def schema_problem(path: Path) -> str | None:
             have = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
     except sqlite3.Error as exc:
         return f"cannot be read ({exc})"
-    missing = sorted(set(_POLICY_COLUMNS) - have)
+    missing = sorted(set(ADDED["api_keys"]) - have)
     return f"the api_keys table lacks {', '.join(missing)} (made by an older cfai)" if missing else None

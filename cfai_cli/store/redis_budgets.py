@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from cfai_cli.core.budgets import MEAN_WEIGHT, Refusal, estimate, judge, month_neurons, next_month_start, slack
 from cfai_cli.core.cost import DAY, day_start
-from cfai_cli.store.budgets import Budget, BudgetLedger, buckets
+from cfai_cli.store.budgets import Budget, Durable, buckets
 
 PREFIX = "cfai:bg:"
 SETTLE_ATTEMPTS = 3
@@ -141,10 +141,10 @@ def _limit(budget: float | None) -> list[str]:
 
 
 class RedisBudgets:
-    """`Budgets` in Redis over the durable `BudgetLedger`; Redis errors (redis.RedisError, OSError) are the
-    caller's (store.coordination.CoordinatedBudgets)."""
+    """`Budgets` in Redis over the durable ledger (the host's BudgetLedger, or SpendStore on PostgreSQL); Redis
+    errors (redis.RedisError, OSError) are the caller's (store.coordination.CoordinatedBudgets)."""
 
-    def __init__(self, client: Redis, durable: BudgetLedger, prefix: str = PREFIX) -> None:
+    def __init__(self, client: Redis, durable: Durable, prefix: str = PREFIX) -> None:
         self.client = client
         self.durable = durable
         self.prefix = prefix

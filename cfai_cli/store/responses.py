@@ -9,38 +9,17 @@ response id per data directory in the small `cli_state` table.
 from __future__ import annotations
 
 import json
-import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cfai_cli.core.caps import check_chain
-from cfai_cli.store.db import add_columns, connect
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS responses (
-    id TEXT PRIMARY KEY,
-    created_at INTEGER NOT NULL,
-    previous_response_id TEXT,
-    input_items TEXT NOT NULL,
-    response TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS responses_created ON responses (created_at);
-CREATE TABLE IF NOT EXISTS cli_state (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
-
-def migrate(conn: sqlite3.Connection) -> None:
-    # Responses belong to the API key that created them (NULL: the CLI, or a server without auth).
-    add_columns(conn, "responses", {"owner": "TEXT"})
-    # The x-session-affinity the response was asked with: the turns that continue it keep it (core.affinity).
-    add_columns(conn, "responses", {"affinity": "TEXT"})
-
+from cfai_cli.store.sql import Database, Tx, open_database
 
 Json = dict[str, Any]
+# NULL (the CLI, a server without auth) matches NULL; store.sql spells it IS NOT DISTINCT FROM for PostgreSQL.
+_OWNED = "owner IS ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +34,21 @@ class Chain:
 class ResponseStore:
     """The responses table of the cfai database (created on first use, 0600 in a 0700 directory)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: Path | str | Database) -> None:
+        self.db = open_database(target)
 
-    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, SCHEMA, immediate=True, migrate=migrate)
+    def _connect(self, *, write: bool = False) -> AbstractContextManager[Tx]:
+        # Each write is one statement on one row: no read-check-write, so no lock across replicas.
+        return self.db.transaction(write=write, lock=None)
 
     def save(self, response: Json, input_items: list[Json], *, owner: str | None = None,
              affinity: str | None = None) -> None:
-        with self._connect() as conn:
+        with self._connect(write=True) as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO responses (id, created_at, previous_response_id, input_items, response, "
-                "owner, affinity) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO responses (id, created_at, previous_response_id, input_items, response, owner, affinity) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, "
+                "previous_response_id = excluded.previous_response_id, input_items = excluded.input_items, "
+                "response = excluded.response, owner = excluded.owner, affinity = excluded.affinity",
                 (response["id"], int(response["created_at"]), response.get("previous_response_id"),
                  json.dumps(input_items, ensure_ascii=False), json.dumps(response, ensure_ascii=False), owner,
                  affinity),
@@ -75,15 +57,15 @@ class ResponseStore:
     def get(self, response_id: str, *, owner: str | None = None) -> tuple[Json, list[Json]] | None:
         """The stored response and its input items, or None (also when another key stored it)."""
         with self._connect() as conn:
-            row = conn.execute("SELECT response, input_items FROM responses WHERE id = ? AND owner IS ?",
+            row = conn.execute(f"SELECT response, input_items FROM responses WHERE id = ? AND {_OWNED}",
                                (response_id, owner)).fetchone()
         if row is None:
             return None
         return json.loads(row[0]), json.loads(row[1])
 
     def delete(self, response_id: str, *, owner: str | None = None) -> bool:
-        with self._connect() as conn:
-            cur = conn.execute("DELETE FROM responses WHERE id = ? AND owner IS ?", (response_id, owner))
+        with self._connect(write=True) as conn:
+            cur = conn.execute(f"DELETE FROM responses WHERE id = ? AND {_OWNED}", (response_id, owner))
         return cur.rowcount > 0
 
     def conversation(self, response_id: str, *, owner: str | None = None) -> list[Json] | None:
@@ -102,7 +84,7 @@ class ResponseStore:
         with self._connect() as conn:
             while current is not None and current not in seen:  # a loop written into the database ends here
                 seen.add(current)
-                row = conn.execute("SELECT response, input_items, affinity FROM responses WHERE id = ? AND owner IS ?",
+                row = conn.execute(f"SELECT response, input_items, affinity FROM responses WHERE id = ? AND {_OWNED}",
                                    (current, owner)).fetchone()
                 if row is None:
                     if not turns:
@@ -122,11 +104,13 @@ class ResponseStore:
     def find_item(self, item_id: str, *, owner: str | None = None) -> Json | None:
         """An input or output item of a stored response by its id (for `item_reference` items), or None."""
         needle = json.dumps(item_id)
+        pattern = "%" + needle.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
         with self._connect() as conn:
             # A coarse text match narrows the rows (the newest first); the exact match is made on the JSON.
             rows = conn.execute(
-                "SELECT response, input_items FROM responses WHERE owner IS ? AND (instr(response, ?) > 0 OR "
-                "instr(input_items, ?) > 0) ORDER BY created_at DESC LIMIT 50", (owner, needle, needle)).fetchall()
+                "SELECT response, input_items FROM responses WHERE owner IS ? AND (response LIKE ? "
+                "ESCAPE '!' OR input_items LIKE ? ESCAPE '!') ORDER BY created_at DESC LIMIT 50",
+                (owner, pattern, pattern)).fetchall()
         for response, items in rows:
             for item in [*json.loads(response).get("output", []), *json.loads(items)]:
                 if isinstance(item, dict) and item.get("id") == item_id and item.get("type") != "item_reference":
@@ -134,8 +118,9 @@ class ResponseStore:
         return None
 
     def set_state(self, key: str, value: str) -> None:
-        with self._connect() as conn:
-            conn.execute("INSERT OR REPLACE INTO cli_state (key, value) VALUES (?, ?)", (key, value))
+        with self._connect(write=True) as conn:
+            conn.execute("INSERT INTO cli_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                         "value = excluded.value", (key, value))
 
     def state(self, key: str) -> str | None:
         with self._connect() as conn:

@@ -21,31 +21,8 @@ from pathlib import Path
 
 from cfai_cli.core.cost import FREE_NEURONS_PER_DAY, allocation, day_start
 from cfai_cli.core.printable import printable, printable_or_none
-from cfai_cli.store.db import add_columns, connect
+from cfai_cli.store.sql import Database, Tx, open_database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS usage_log (
-    ts REAL NOT NULL,
-    key_id TEXT,
-    route TEXT NOT NULL,
-    model TEXT,
-    upstream_model TEXT,
-    status INTEGER NOT NULL,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    latency_ms REAL NOT NULL,
-    bytes_in INTEGER NOT NULL DEFAULT 0,
-    bytes_out INTEGER NOT NULL DEFAULT 0,
-    error_code TEXT,
-    upstream TEXT,
-    cache TEXT,
-    neurons REAL,
-    neurons_estimated INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL,
-    account TEXT
-);
-CREATE INDEX IF NOT EXISTS usage_log_ts ON usage_log (ts);
-"""
 GROUPS = ("key", "model", "day", "route", "upstream")
 
 
@@ -109,7 +86,8 @@ def _percentile(sorted_values: Sequence[float], q: float) -> float:
 # enough, once a second in the writer thread, to show in the proxy's p99 (bench/run.py, py-spy).
 _as_tuple = attrgetter(*(f.name for f in fields(UsageRow)))
 _WIDTH = len(fields(UsageRow))
-_INSERT_HEAD = "INSERT INTO usage_log VALUES "
+_COLUMN_LIST = ", ".join(f.name for f in fields(UsageRow))
+_INSERT_HEAD = f"INSERT INTO usage_log ({_COLUMN_LIST}) VALUES "
 _ROW_PLACES = "(" + ",".join("?" * _WIDTH) + ")"
 
 
@@ -125,22 +103,18 @@ def clean_row(row: UsageRow) -> UsageRow:
                    upstream=upstream, account=account)
 
 
-def migrate(conn: sqlite3.Connection) -> None:
-    add_columns(conn, "usage_log", {"upstream": "TEXT"})  # a log from before routing keeps its rows
-    add_columns(conn, "usage_log", {"cache": "TEXT"})  # ... and one from before the response cache
-    # ... and one from before neurons were measured (in the order of SCHEMA: rows are read with SELECT *)
-    add_columns(conn, "usage_log", {"neurons": "REAL"})
-    add_columns(conn, "usage_log", {"neurons_estimated": "INTEGER NOT NULL DEFAULT 0"})
-    add_columns(conn, "usage_log", {"cost_usd": "REAL"})
-    add_columns(conn, "usage_log", {"account": "TEXT"})
-
-
 class UsageLog:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: Path | str | Database) -> None:
+        self.db = open_database(target)
 
-    def _db(self, *, write: bool = False) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, SCHEMA, immediate=write, migrate=migrate)
+    def _db(self, *, write: bool = False) -> AbstractContextManager[Tx]:
+        # Appends only: no read-check-write, so no lock across replicas (SQLite still takes its write lock).
+        return self.db.transaction(write=write, lock=None)
+
+    @property
+    def shared(self) -> bool:
+        """PostgreSQL: its row ids are not commit-ordered, so readers keep no `after` cursor (see account_spend)."""
+        return self.db.engine == "postgres"
 
     def write(self, rows: Sequence[UsageRow]) -> None:
         """Insert `rows` in one transaction, up to 500 rows per statement.
@@ -153,22 +127,26 @@ class UsageLog:
             return
         rows = [clean_row(row) for row in rows]
         with self._db(write=True) as conn:
-            per_statement = max(1, min(500, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _WIDTH))
+            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if isinstance(conn, sqlite3.Connection) \
+                else 65_535  # PostgreSQL's bind parameters per statement
+            per_statement = max(1, min(500, limit // _WIDTH))
             for start in range(0, len(rows), per_statement):
                 chunk = rows[start:start + per_statement]
                 conn.execute(_INSERT_HEAD + ",".join([_ROW_PLACES] * len(chunk)),
                              list(chain.from_iterable(map(_as_tuple, chunk))))
+            if self.shared:
+                _add_account_spend(conn, rows)
 
     def rows(self, *, since: float) -> list[UsageRow]:
-        if not self.path.exists():
+        if not self.db.exists():
             return []
         with self._db() as conn:
-            found = conn.execute("SELECT * FROM usage_log WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
+            found = conn.execute(f"SELECT {_COLUMN_LIST} FROM usage_log WHERE ts >= ? ORDER BY ts", (since,)).fetchall()
         return [_row(row) for row in found]
 
     def cache_counts(self, *, since: float = 0.0) -> dict[str, int]:
         """Requests by what the response cache did for them (hit, miss, refresh, bypass) since `since`."""
-        if not self.path.exists():
+        if not self.db.exists():
             return {}
         with self._db() as conn:
             found = conn.execute("SELECT cache, COUNT(*) FROM usage_log WHERE ts >= ? AND cache IS NOT NULL "
@@ -178,10 +156,14 @@ class UsageLog:
     def neurons_by_account(self, *, since: float, after: int = 0) -> tuple[dict[str, float], int]:
         """Each Cloudflare account's neurons since `since` in the rows written after row `after`, and the last
         row id read (the router's daily caps add these up: a reading costs the rows written since the last one,
-        not the whole day's)."""
-        if not self.path.exists():
+        not the whole day's). On PostgreSQL (`shared`): the whole day's totals, from account_spend, and 0."""
+        if not self.db.exists():
             return {}, after
         with self._db() as conn:
+            if self.shared:
+                found = conn.execute("SELECT account, neurons FROM account_spend WHERE day = ?",
+                                     (_day(since),)).fetchall()
+                return {str(account): float(total) for account, total in found}, 0
             last = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM usage_log").fetchone()[0]
             found = conn.execute("SELECT account, SUM(neurons) FROM usage_log WHERE rowid > ? AND rowid <= ? AND "
                                  "ts >= ? AND account IS NOT NULL AND neurons IS NOT NULL GROUP BY account",
@@ -190,6 +172,23 @@ class UsageLog:
 
     def summarise(self, *, since: float, by: str) -> list[UsageSummary]:
         return summarise(self.rows(since=since), by=by)
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def _add_account_spend(conn: Tx, rows: Sequence[UsageRow]) -> None:
+    """Per account per UTC day totals beside the rows, in their transaction (PostgreSQL: the meter reads these,
+    as a row id cursor could skip rows another replica committed late)."""
+    totals: dict[tuple[str, str], float] = {}
+    for row in rows:
+        if row.account is not None and row.neurons:
+            key = (row.account, _day(row.ts))
+            totals[key] = totals.get(key, 0.0) + row.neurons
+    for (account, day), neurons in sorted(totals.items()):  # one order: two writers cannot deadlock
+        conn.execute("INSERT INTO account_spend (account, day, neurons) VALUES (?, ?, ?) ON CONFLICT (account, day) "
+                     "DO UPDATE SET neurons = account_spend.neurons + excluded.neurons", (account, day, neurons))
 
 
 def _row(values: Sequence[object]) -> UsageRow:

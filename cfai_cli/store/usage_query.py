@@ -9,12 +9,11 @@ UTC, when the free allocation resets); the first and last bucket of a period are
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cfai_cli.store.db import connect
-from cfai_cli.store.usage import SCHEMA, UsageLog, migrate
+from cfai_cli.store.sql import Tx
+from cfai_cli.store.usage import UsageLog
 
 BUCKETS = {"hour": 3600, "day": 86400}
 MAX_BUCKETS = 800  # 30 days of hours fit (721)
@@ -23,8 +22,10 @@ OTHER = "(other)"
 # The name a row is grouped under, as store.usage.summarise names it.
 _GROUP = {"model": "COALESCE(upstream_model, model, '(none)')", "key": "COALESCE(key_id, '(no key)')"}
 SERIES_BY = tuple(_GROUP)
-_SUMS = ("COUNT(*), TOTAL(status >= 400), TOTAL(prompt_tokens), TOTAL(completion_tokens), TOTAL(neurons), "
-         "TOTAL(CASE WHEN neurons_estimated THEN neurons END), TOTAL(cost_usd)")
+# SQL both engines run: COALESCE(SUM()) for SQLite's TOTAL, CASE for a boolean PostgreSQL will not add up.
+_SUMS = ("COUNT(*), COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0), COALESCE(SUM(prompt_tokens), 0), "
+         "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(neurons), 0), "
+         "COALESCE(SUM(CASE WHEN neurons_estimated <> 0 THEN neurons END), 0), COALESCE(SUM(cost_usd), 0)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +87,16 @@ def series(log: UsageLog, *, start: float, end: float, by: str, bucket: str, top
     if not 1 <= top <= MAX_SERIES:
         raise ValueError(f"top must be from 1 to {MAX_SERIES}")
     buckets = [float((first + i) * width) for i in range(count)]
-    if not log.path.exists():
+    if not log.db.exists():
         return UsageSeries(by, bucket, start, end, buckets, [], 0, Totals())
     rows = f"SELECT {_GROUP[by]} AS g, * FROM usage_log WHERE ts >= ? AND ts <= ?"
-    with connect(log.path, SCHEMA, migrate=migrate) as conn:  # one transaction: the three reads agree
-        ranked = conn.execute(f"SELECT g, {_SUMS} FROM ({rows}) GROUP BY g ORDER BY 6 DESC, 2 DESC, g LIMIT ?",
+    with log.db.transaction() as conn:  # one transaction: the three reads agree
+        ranked = conn.execute(f"SELECT g, {_SUMS} FROM ({rows}) AS r GROUP BY g ORDER BY 6 DESC, 2 DESC, g LIMIT ?",
                               (start, end, top)).fetchall()
         chosen = [str(r[0]) for r in ranked]
         marks = ",".join("?" * len(chosen)) or "NULL"
-        overall = conn.execute(f"SELECT COUNT(DISTINCT g), {_SUMS} FROM ({rows})", (start, end)).fetchone()
-        rest = conn.execute(f"SELECT COUNT(DISTINCT g), {_SUMS} FROM ({rows}) WHERE g NOT IN ({marks})",
+        overall = conn.execute(f"SELECT COUNT(DISTINCT g), {_SUMS} FROM ({rows}) AS r", (start, end)).fetchone()
+        rest = conn.execute(f"SELECT COUNT(DISTINCT g), {_SUMS} FROM ({rows}) AS r WHERE g NOT IN ({marks})",
                             (start, end, *chosen)).fetchone()
         points = _points(conn, rows, marks, chosen, start=start, end=end, width=width)
     out = []
@@ -108,12 +109,13 @@ def series(log: UsageLog, *, start: float, end: float, by: str, bucket: str, top
     return UsageSeries(by, bucket, start, end, buckets, out, int(overall[0]), _totals(overall[1:]))
 
 
-def _points(conn: sqlite3.Connection, rows: str, marks: str, chosen: list[str], *, start: float, end: float,
+def _points(conn: Tx, rows: str, marks: str, chosen: list[str], *, start: float, end: float,
             width: int) -> dict[str | None, dict[int, tuple[int, float, float]]]:
     """Per series (None: OTHER) and bucket index: requests, neurons and cost."""
     found = conn.execute(
-        f"SELECT CASE WHEN g IN ({marks}) THEN g END AS s, CAST(ts / ? AS INTEGER) AS b, COUNT(*), TOTAL(neurons), "
-        f"TOTAL(cost_usd) FROM ({rows}) GROUP BY s, b", (*chosen, width, start, end)).fetchall()
+        f"SELECT CASE WHEN g IN ({marks}) THEN g END AS s, FLOOR(ts / ?) AS b, COUNT(*), "
+        f"COALESCE(SUM(neurons), 0), COALESCE(SUM(cost_usd), 0) FROM ({rows}) AS r GROUP BY s, b",
+        (*chosen, width, start, end)).fetchall()
     out: dict[str | None, dict[int, tuple[int, float, float]]] = {}
     for name, index, requests, neurons, cost in found:
         out.setdefault(name, {})[int(index)] = (int(requests), float(neurons), float(cost))
@@ -122,10 +124,10 @@ def _points(conn: sqlite3.Connection, rows: str, marks: str, chosen: list[str], 
 
 def last_used(log: UsageLog, key_ids: Sequence[str]) -> dict[str, float]:
     """Each of `key_ids`' last request in the log (keys with none in it, e.g. past retention, are left out)."""
-    if not key_ids or not log.path.exists():
+    if not key_ids or not log.db.exists():
         return {}
     marks = ",".join("?" * len(key_ids))
-    with connect(log.path, SCHEMA, migrate=migrate) as conn:
+    with log.db.transaction() as conn:
         found = conn.execute(f"SELECT key_id, MAX(ts) FROM usage_log WHERE key_id IN ({marks}) GROUP BY key_id",
                              tuple(key_ids)).fetchall()
     return {str(key_id): float(ts) for key_id, ts in found}

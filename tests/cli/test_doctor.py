@@ -4,6 +4,7 @@ against a stand-in Cloudflare API (an httpx MockTransport in place of the networ
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from cfai_cli.store.migrations import LATEST
+from cfai_cli.store.sql import forget
 from tests.cli.conftest import Invoke
 from tests.fake_workers import CATALOGUE, envelope, error_envelope
+from tests.infra.servers import PostgresServer
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 GOOD, NO_AI, DISABLED = "cf-good-token-0000", "cf-dns-only-token-0000", "cf-disabled-token-0000"
@@ -52,8 +56,9 @@ def stand_in(monkeypatch: pytest.MonkeyPatch) -> StandIn:
     return server
 
 
-def doctor(cli: Invoke, *args: str, token: str | None = None) -> tuple[int, dict[str, Any]]:
-    env = {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN": token} if token else {}
+def doctor(cli: Invoke, *args: str, token: str | None = None,
+           env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    env = {**({"CLOUDFLARE_ACCOUNT_ID": ACCOUNT, "CLOUDFLARE_API_TOKEN": token} if token else {}), **(env or {})}
     result = cli(*args, "doctor", "--json", env=env)
     report = json.loads(result.stdout)
     assert report["exit_status"] == result.exit_code and report["ok"] == (result.exit_code == 0)
@@ -144,3 +149,20 @@ def test_an_old_key_store_is_reported(cli: Invoke, cfai_home: Path) -> None:
     assert "the api_keys table lacks " in detail and {"cache", "expires_at", "scopes"} <= set(
         detail.split(" lacks ")[1].split(" (")[0].split(", "))
     assert "cfai keys list" in checks["key store"]["fix"]
+
+
+def test_a_postgresql_store_is_checked_there(cli: Invoke, postgres_server: PostgresServer) -> None:
+    down = doctor(cli, "--offline", env={"CFAI_STORE_URL": "postgresql://cfai:pw-not-shown@127.0.0.1:1/gw"})[1]
+    assert down["key store"]["status"] == "fail"
+    assert down["key store"]["detail"].startswith("cannot reach the database at 127.0.0.1:1/gw: ")
+    assert "pw-not-shown" not in json.dumps(down)
+    url = postgres_server.create_database(f"doctor_{os.getpid()}")
+    try:
+        fresh = doctor(cli, "--offline", env={"CFAI_STORE_URL": url})[1]["key store"]
+        assert fresh["status"] == "ok" and fresh["detail"].endswith(f"schema 0, {LATEST} migration(s) to apply "
+                                                                      "(`cfai db migrate`)")
+        assert cli("db", "migrate", env={"CFAI_STORE_URL": url}).exit_code == 0
+        assert doctor(cli, "--offline", env={"CFAI_STORE_URL": url})[1]["key store"]["detail"].endswith(
+            f"schema {LATEST}")
+    finally:
+        forget(url)

@@ -5,6 +5,7 @@ bounded (top series + "(other)", a cap on buckets), keys are labelled by name, a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,8 +35,14 @@ def by_group(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["group"]: s for s in body["series"]}
 
 
-def test_sums_per_bucket_and_series_equal_the_rows(settings: Settings) -> None:
-    store = KeyStore(settings.database)
+@pytest.fixture
+def where(settings: Settings, database: Path | str) -> Path | str:
+    """The usage log and keys in the settings' cfai.db, or in a PostgreSQL database (the same SQL on both)."""
+    return settings.database if isinstance(database, Path) else database
+
+
+def test_sums_per_bucket_and_series_equal_the_rows(where: Path | str) -> None:
+    store = KeyStore(where)
     _, alice = store.create("alice")
     _, bob = store.create("bob")
     day0 = NOW - 13 * 3600 - 1800
@@ -48,9 +55,9 @@ def test_sums_per_bucket_and_series_equal_the_rows(settings: Settings) -> None:
         row(day0 - 10, key=alice.id, model="@cf/a", neurons=1000.0),  # before the period: left out
         row(NOW + 10, key=alice.id, model="@cf/a", neurons=1000.0),  # after `now`: left out
     ]
-    UsageLog(settings.database).write(rows)
+    UsageLog(where).write(rows)
     since = "2026-09-21T00:00:00"  # day0, as a date
-    body = admin.usage_series(UsageLog(settings.database), store, since=since, by="model", bucket="hour", now=NOW)
+    body = admin.usage_series(UsageLog(where), store, since=since, by="model", bucket="hour", now=NOW)
     assert body["bucket"] == "hour" and body["bucket_seconds"] == 3600 and body["start"] == day0
     assert body["buckets"] == [day0 + h * 3600 for h in range(14)]  # 00:00 .. 13:00
     series = by_group(body)
@@ -66,21 +73,21 @@ def test_sums_per_bucket_and_series_equal_the_rows(settings: Settings) -> None:
     assert body["total"]["requests"] == 5 and body["total"]["neurons"] == 43.5 and body["groups"] == 2
     assert body["has_more"] is False
     # Day buckets over the same rows: one bucket (00:00 UTC) holds them all.
-    days = admin.usage_series(UsageLog(settings.database), store, since=since, by="model", bucket="day", now=NOW)
+    days = admin.usage_series(UsageLog(where), store, since=since, by="model", bucket="day", now=NOW)
     assert days["buckets"] == [day0] and by_group(days)["@cf/a"]["points"]["neurons"] == [12.5]
     # By key: names, not ids; the requests without a key apart.
-    keys = by_group(admin.usage_series(UsageLog(settings.database), store, since=since, by="key", now=NOW))
+    keys = by_group(admin.usage_series(UsageLog(where), store, since=since, by="key", now=NOW))
     assert {g: s["label"] for g, s in keys.items()} == {alice.id: "alice", bob.id: "bob", "(no key)": "(no key)"}
     assert keys[alice.id]["neurons"] == 12.5 and keys[bob.id]["requests"] == 2 and keys[bob.id]["errors"] == 1
 
 
-def test_the_answer_is_bounded_and_the_rest_is_other(settings: Settings) -> None:
-    store = KeyStore(settings.database)
+def test_the_answer_is_bounded_and_the_rest_is_other(where: Path | str) -> None:
+    store = KeyStore(where)
     now = time.time()
     # 20 models, model i spending i + 1 neurons in each of i + 1 requests.
     rows = [row(now - 60 - j, key=None, model=f"@cf/m{i:02}", neurons=i + 1.0) for i in range(20) for j in range(i + 1)]
-    UsageLog(settings.database).write(rows)
-    body = admin.usage_series(UsageLog(settings.database), store, since="1h", top=3, now=now)
+    UsageLog(where).write(rows)
+    body = admin.usage_series(UsageLog(where), store, since="1h", top=3, now=now)
     groups = [s["group"] for s in body["series"]]
     assert groups == ["@cf/m19", "@cf/m18", "@cf/m17", "(other)"]
     other = body["series"][-1]
@@ -93,19 +100,19 @@ def test_the_answer_is_bounded_and_the_rest_is_other(settings: Settings) -> None
     assert sum(s["requests"] for s in body["series"]) == body["total"]["requests"] == len(rows)
     assert len(body["buckets"]) == 2  # an hour back from now crosses one hour boundary at most
     with pytest.raises(Exception) as many:
-        admin.usage_series(UsageLog(settings.database), store, since="40d", bucket="hour", now=now)
+        admin.usage_series(UsageLog(where), store, since="40d", bucket="hour", now=now)
     assert getattr(many.value, "param", None) == "since"
-    month = admin.usage_series(UsageLog(settings.database), store, since="30d", bucket="hour", now=now)
+    month = admin.usage_series(UsageLog(where), store, since="30d", bucket="hour", now=now)
     assert len(month["buckets"]) in (720, 721)
-    assert admin.usage_series(UsageLog(settings.database), store, since="30d", now=now)["bucket"] == "day"
-    assert admin.usage_series(UsageLog(settings.database), store, since="48h", now=now)["bucket"] == "hour"
+    assert admin.usage_series(UsageLog(where), store, since="30d", now=now)["bucket"] == "day"
+    assert admin.usage_series(UsageLog(where), store, since="48h", now=now)["bucket"] == "hour"
 
 
-def test_a_model_a_client_named_other_is_not_the_merged_series(settings: Settings) -> None:
+def test_a_model_a_client_named_other_is_not_the_merged_series(where: Path | str) -> None:
     now = time.time()
-    UsageLog(settings.database).write([row(now - 5, key=None, model="(other)", neurons=9.0),
+    UsageLog(where).write([row(now - 5, key=None, model="(other)", neurons=9.0),
                                        *(row(now - 5, key=None, model=f"@cf/m{i}", neurons=1.0) for i in range(3))])
-    body = admin.usage_series(UsageLog(settings.database), KeyStore(settings.database), since="1h", top=1, now=now)
+    body = admin.usage_series(UsageLog(where), KeyStore(where), since="1h", top=1, now=now)
     named, merged = body["series"]
     assert (named["group"], named["other"], named["neurons"], named["merged"]) == ("(other)", False, 9.0, 1)
     assert (merged["other"], merged["neurons"], merged["merged"], merged["label"]) == (True, 3.0, 3, "other (3)")

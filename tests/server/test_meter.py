@@ -32,8 +32,10 @@ def row(ts: float, account: str, neurons: float) -> UsageRow:
                     neurons=neurons, account=account)
 
 
-async def test_readings_add_the_new_rows_to_the_days_totals(tmp_path: Path) -> None:
-    log, recorder = UsageLog(tmp_path / "cfai.db"), Recorder()
+async def test_readings_add_the_new_rows_to_the_days_totals(database: Path | str) -> None:
+    """SQLite: each reading adds the rows after the last row id read; PostgreSQL (whose ids are not commit-ordered):
+    each reading is the day's totals per account, kept beside the rows. The same answers either way."""
+    log, recorder = UsageLog(database), Recorder()
     meter = AccountMeter(log, cast(UsageRecorder, recorder), refresh=3600)
     now = time.time()
     log.write([row(day_start(now) - 5, "main", 999.0), row(now, "main", 10.0), row(now, "backup", 1.0)])

@@ -135,3 +135,32 @@ async def test_expired_holds_and_last_months_days_are_pruned(tmp_path: Path) -> 
     assert prune(db, Retention(), now=now + 61) == Pruned(budget_days=1, budget_holds=1)
     assert ledger.spent("key_a", now=now + 61) == (0, 7) and ledger.held("key_a", now=now + 61) == 1
     assert prune(db, Retention(), now=now + 61) == Pruned()
+
+
+def test_the_durable_spend_on_either_engine(database: Path | str) -> None:
+    """SpendStore: what a shared gateway keeps in PostgreSQL (its holds live in Redis), the same SQL as SQLite's."""
+    import threading
+
+    from cfai_cli.store.budgets import SpendStore
+
+    spend = SpendStore(database)
+    spend.add("key_a", 5, now=at("2026-11-30T23:59:00"))  # last month
+    spend.add("key_a", 7, now=at("2026-12-01T08:00:00"))
+    spend.add("key_a", 0, now=at("2026-12-02T08:00:00"))
+    threads = [threading.Thread(target=spend.add, args=("key_a", 1.5), kwargs={"now": at("2026-12-02T09:00:00")})
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert spend.spent("key_a", now=at("2026-12-02T23:00:00")) == (12.0, 19.0)  # concurrent upserts all count
+    assert spend.spent("key_b", now=at("2026-12-02T23:00:00")) == (0.0, 0.0)
+    assert spend.mean("@cf/m") is None
+    spend.learn("@cf/m", 30.0, calls=3)
+    assert spend.mean("@cf/m") == 10.0
+    spend.learn("@cf/m", 5.0, calls=0)  # nothing to learn from
+    assert spend.mean("@cf/m") == 10.0
+    assert spend.spent("key_a", now=at("2026-11-30T23:59:30")) == (5.0, 5.0)
+    assert spend.prune(now=at("2026-12-02T23:00:00")) == 1  # November's day: no budget reads it
+    assert spend.spent("key_a", now=at("2026-11-30T23:59:30")) == (0.0, 0.0)
+    assert spend.spent("key_a", now=at("2026-12-02T23:00:00")) == (12.0, 19.0)

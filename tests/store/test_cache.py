@@ -10,8 +10,8 @@ NOW = 1_900_000_000.0
 WIDE = Bounds(ttl=100, max_entries=1000, max_bytes=10**9)
 
 
-def test_an_entry_is_read_by_its_tenant_until_it_expires(tmp_path: Path) -> None:
-    store = CacheStore(tmp_path / "cfai.db")
+def test_an_entry_is_read_by_its_tenant_until_it_expires(database: Path | str) -> None:
+    store = CacheStore(database)
     store.put("k1", b'{"a":1}', tenant="key_a", kind="chat", model="m", now=NOW, bounds=WIDE)
     found = store.get("k1", tenant="key_a", now=NOW + 99)
     assert found is not None and found.body == b'{"a":1}' and found.model == "m"
@@ -21,8 +21,8 @@ def test_an_entry_is_read_by_its_tenant_until_it_expires(tmp_path: Path) -> None
     assert store.prune(now=NOW + 100) == 1 and store.stats(now=NOW).entries == 0
 
 
-def test_writes_keep_the_table_within_its_bounds_oldest_first(tmp_path: Path) -> None:
-    store = CacheStore(tmp_path / "cfai.db")
+def test_writes_keep_the_table_within_its_bounds_oldest_first(database: Path | str) -> None:
+    store = CacheStore(database)
     bounds = Bounds(ttl=1000, max_entries=3, max_bytes=25)
     for i in range(5):
         store.put(f"k{i}", b"x" * 5, tenant="t", kind="chat", model=None, now=NOW + i, bounds=bounds)
@@ -35,8 +35,8 @@ def test_writes_keep_the_table_within_its_bounds_oldest_first(tmp_path: Path) ->
     assert store.stats(now=NOW + 2000) == type(stats)(entries=1, bytes=1, expired=0)  # expired ones went on write
 
 
-def test_clear_all_or_some_tenants(tmp_path: Path) -> None:
-    store = CacheStore(tmp_path / "cfai.db")
+def test_clear_all_or_some_tenants(database: Path | str) -> None:
+    store = CacheStore(database)
     assert store.clear() == 0 and store.stats(now=NOW).entries == 0  # no database yet: nothing made
     for i, tenant in enumerate(("a", "a", "b", "")):
         store.put(f"k{i}", b"1", tenant=tenant, kind="chat", model=None, now=NOW, bounds=WIDE)

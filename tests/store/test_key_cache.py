@@ -7,17 +7,19 @@ import time
 from pathlib import Path
 
 from cfai_cli.store.keys import KeyPolicy, KeyStore
+from tests.databases import another
 
 
-def test_cache_answers_like_the_store_and_sees_every_change(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "cfai.db")
+def test_cache_answers_like_the_store_and_sees_every_change(database: Path | str) -> None:
+    store = KeyStore(database)
     cache = store.cache()
     key, record = store.create("a")
     assert cache.verify(key) == record
     assert cache.verify(key) == record  # from memory this time
     assert cache.verify("sk-proj-unknown") is None
-    # A key made after a miss was cached (by another connection, as `cfai keygen` would) works at once.
-    other = KeyStore(tmp_path / "cfai.db")
+    # A key made after a miss was cached (by another connection, as `cfai keygen` or another replica would)
+    # works at once.
+    other = KeyStore(another(database))
     late_key, late = other.create("late")
     assert cache.verify(late_key) == late
     # Revocation through another connection counts on the very next lookup.
@@ -25,10 +27,11 @@ def test_cache_answers_like_the_store_and_sees_every_change(tmp_path: Path) -> N
     assert cache.verify(key) is None
     assert cache.verify(late_key) == late
     cache.close()
+    other.db.close()
 
 
-def test_cache_still_honours_expiry(tmp_path: Path) -> None:
-    store = KeyStore(tmp_path / "cfai.db")
+def test_cache_still_honours_expiry(database: Path | str) -> None:
+    store = KeyStore(database)
     key, record = store.create("short", KeyPolicy(expires_at=int(time.time()) + 60))
     cache = store.cache()
     assert cache.verify(key) == record

@@ -29,8 +29,8 @@ def test_save_get_delete(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "data").st_mode) == 0o700
 
 
-def test_conversation_walks_the_chain(tmp_path: Path) -> None:
-    store = ResponseStore(tmp_path / "cfai.db")
+def test_conversation_walks_the_chain(database: Path | str) -> None:
+    store = ResponseStore(database)
     store.save(response("resp_1", None, "a1"), [item("q1")])
     store.save(response("resp_2", "resp_1", "partial", status="failed"), [item("q2")])
     store.save(response("resp_3", "resp_2", "a3"), [item("q3")])
@@ -41,12 +41,12 @@ def test_conversation_walks_the_chain(tmp_path: Path) -> None:
     assert [i["content"][0]["text"] for i in store.conversation("resp_3") or []] == ["q2", "q3", "a3"]
 
 
-def test_cli_state(tmp_path: Path) -> None:
-    store = ResponseStore(tmp_path / "cfai.db")
+def test_cli_state(database: Path | str) -> None:
+    store = ResponseStore(database)
     assert store.state("last_response_id") is None
     store.set_state("last_response_id", "resp_1")
     store.set_state("last_response_id", "resp_2")
-    assert ResponseStore(tmp_path / "cfai.db").state("last_response_id") == "resp_2"
+    assert ResponseStore(database).state("last_response_id") == "resp_2"
 
 
 def test_responses_stored_before_owners_existed_stay_readable(tmp_path: Path) -> None:
@@ -62,3 +62,14 @@ def test_responses_stored_before_owners_existed_stay_readable(tmp_path: Path) ->
     store = ResponseStore(path)
     assert store.get("resp_old") == ({"id": "resp_old"}, [])
     assert store.get("resp_old", owner="key_x") is None
+
+
+def test_items_are_found_by_id_for_their_owner_only(database: Path | str) -> None:
+    store = ResponseStore(database)
+    store.save({"id": "resp_1", "created_at": 1, "output": [{"id": "msg_a%b_c", "type": "message"}]},
+               [{"id": "in_1", "type": "message"}], owner="key_x")
+    store.save({"id": "resp_2", "created_at": 2, "output": [{"id": "msg_aXbYc", "type": "message"}]}, [])
+    assert store.find_item("msg_a%b_c", owner="key_x") == {"id": "msg_a%b_c", "type": "message"}
+    assert store.find_item("in_1", owner="key_x") == {"id": "in_1", "type": "message"}
+    assert store.find_item("msg_a%b_c") is None  # another owner's (NULL: the CLI's) item is not found
+    assert store.find_item("msg_aXbYc") == {"id": "msg_aXbYc", "type": "message"}

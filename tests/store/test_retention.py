@@ -21,36 +21,38 @@ def row(age_days: float) -> UsageRow:
                     error_code=None)
 
 
-def ages(path: Path) -> list[float]:
+def ages(path: Path | str) -> list[float]:
     return [round((NOW - r.ts) / DAY, 3) for r in UsageLog(path).rows(since=0)]
 
 
-def save_responses(path: Path, *ages_in_days: float) -> ResponseStore:
+def save_responses(path: Path | str, *ages_in_days: float) -> ResponseStore:
     store = ResponseStore(path)
     for i, age in enumerate(ages_in_days):
         store.save({"id": f"resp_{i}", "created_at": int(NOW - age * DAY), "output": []}, [])
     return store
 
 
-def test_time_limits(tmp_path: Path) -> None:
-    db = tmp_path / "cfai.db"
+def test_time_limits(tmp_path: Path, database: Path | str) -> None:
+    """The usage log and responses in the store's database (SQLite or PostgreSQL) beside the host's file."""
+    db, host = database, tmp_path / "host.db"
     UsageLog(db).write([row(a) for a in (200, 91, 89, 1)])
     store = save_responses(db, 45, 31, 29)
-    assert prune(db, Retention(usage_days=90, responses_days=30), now=NOW) == Pruned(usage_rows=2, responses=2)
+    assert prune(host, Retention(usage_days=90, responses_days=30), now=NOW, store=db) == \
+        Pruned(usage_rows=2, responses=2)
     assert ages(db) == [89, 1]
     assert [store.get(f"resp_{i}") is not None for i in range(3)] == [False, False, True]
-    assert prune(db, Retention(usage_days=90, responses_days=30), now=NOW) == Pruned()
+    assert prune(host, Retention(usage_days=90, responses_days=30), now=NOW, store=db) == Pruned()
     # An explicit cut-off (cfai usage --prune --older-than) wins over the usage log's limit.
-    assert prune(db, Retention(), now=NOW, usage_before=NOW - 2 * DAY) == Pruned(usage_rows=1)
+    assert prune(host, Retention(), now=NOW, usage_before=NOW - 2 * DAY, store=db) == Pruned(usage_rows=1)
     assert ages(db) == [1]
 
 
-def test_caps_hold_without_a_time_limit(tmp_path: Path) -> None:
-    db = tmp_path / "cfai.db"
+def test_caps_hold_without_a_time_limit(tmp_path: Path, database: Path | str) -> None:
+    db, host = database, tmp_path / "host.db"
     UsageLog(db).write([row(a) for a in (500, 400, 3, 2, 1)])
     save_responses(db, 900, 800, 1)
     limits = Retention(usage_days=0, responses_days=0, usage_max_rows=3, responses_max_rows=1)
-    assert prune(db, limits, now=NOW) == Pruned(usage_rows=2, responses=2)
+    assert prune(host, limits, now=NOW, store=db) == Pruned(usage_rows=2, responses=2)
     assert ages(db) == [3, 2, 1]  # the oldest went first
     assert ResponseStore(db).get("resp_2") is not None
 
@@ -79,3 +81,15 @@ def test_a_pass_is_bounded_and_batched(tmp_path: Path, monkeypatch: pytest.Monke
 def test_nothing_to_do_without_a_database(tmp_path: Path) -> None:
     assert prune(tmp_path / "none.db", Retention(), now=NOW) == Pruned()
     assert not (tmp_path / "none.db").exists()
+
+
+def test_old_spend_goes_from_the_stores_database(tmp_path: Path, database: Path | str) -> None:
+    """Key spend of past months is pruned where it lives: the host's file, or the shared PostgreSQL."""
+    from cfai_cli.store.budgets import SpendStore
+
+    spend = SpendStore(database)
+    spend.add("key_a", 4.0, now=NOW - 60 * DAY)
+    spend.add("key_a", 1.0, now=NOW)
+    host = database if isinstance(database, Path) else tmp_path / "host.db"
+    assert prune(host, Retention(), now=NOW, store=database).budget_days == 1
+    assert spend.spent("key_a", now=NOW) == (1.0, 1.0)

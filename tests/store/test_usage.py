@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cfai_cli.store import usage as usage_module
+from cfai_cli.store import sql as sql_module
 from cfai_cli.store.usage import UsageLog, UsageRow
 
 
@@ -20,8 +20,8 @@ def row(i: int) -> UsageRow:
 
 
 @pytest.mark.parametrize("count", [1, 499, 500, 501, 2_345])
-def test_a_batch_of_any_size_is_stored_whole_and_in_order(tmp_path: Path, count: int) -> None:
-    log = UsageLog(tmp_path / "cfai.db")
+def test_a_batch_of_any_size_is_stored_whole_and_in_order(database: Path | str, count: int) -> None:
+    log = UsageLog(database)
     rows = [row(i) for i in range(count)]
     log.write(rows)
     log.write([])
@@ -31,7 +31,7 @@ def test_a_batch_of_any_size_is_stored_whole_and_in_order(tmp_path: Path, count:
 def test_an_old_sqlite_with_a_small_variable_limit_still_gets_every_row(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     # SQLite before 3.32 allows 999 variables a statement: 76 rows of 13 columns.
-    real_connect = usage_module.connect
+    real_connect = sql_module.connect
 
     def limited(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         manager = real_connect(*args, **kwargs)  # type: ignore[arg-type]
@@ -47,7 +47,7 @@ def test_an_old_sqlite_with_a_small_variable_limit_still_gets_every_row(tmp_path
 
         return Limited()
 
-    monkeypatch.setattr(usage_module, "connect", limited)
+    monkeypatch.setattr(sql_module, "connect", limited)
     log = UsageLog(tmp_path / "cfai.db")
     rows = [row(i) for i in range(300)]
     log.write(rows)

@@ -35,7 +35,7 @@ async def _run(call: Callable[[], T]) -> T:
 
 
 def _store(request: Request) -> KeyStore:
-    return KeyStore(request.app.state.ctx.settings.database)
+    return KeyStore(request.app.state.ctx.settings.storage)
 
 
 def _keep_admin(request: Request) -> bool:
@@ -70,7 +70,7 @@ async def list_keys(request: Request) -> Response:
     limit = _int_query(request, "limit", admin.DEFAULT_PAGE)
     after = request.query_params.get("after")
     await request.app.state.recorder.flush()  # last_used_at counts the requests of the last second too
-    log = UsageLog(request.app.state.ctx.settings.database)
+    log = UsageLog(request.app.state.ctx.settings.storage)
 
     def page() -> dict[str, Any]:
         listed = admin.list_keys(_store(request), limit=limit, after=after)
@@ -110,7 +110,7 @@ async def usage(request: Request) -> Response:
     by = request.query_params.get("by", "model")
     limit = _int_query(request, "limit", admin.MAX_PAGE)
     await request.app.state.recorder.flush()  # the requests of the last second count too
-    log = UsageLog(request.app.state.ctx.settings.database)
+    log = UsageLog(request.app.state.ctx.settings.storage)
     rows = await _run(lambda: admin.usage_summary(log, since=since, by=by))
     accounts = await _run(lambda: admin.usage_accounts(log))
     return _answer(admin.usage_view(rows, since=since, by=by, limit=limit, accounts=accounts))
@@ -121,7 +121,7 @@ async def usage_series(request: Request) -> Response:
     query = request.query_params
     top = _int_query(request, "top", admin.DEFAULT_SERIES, maximum=MAX_SERIES)
     await request.app.state.recorder.flush()
-    log = UsageLog(request.app.state.ctx.settings.database)
+    log = UsageLog(request.app.state.ctx.settings.storage)
     return _answer(await _run(lambda: admin.usage_series(
         log, _store(request), since=query.get("since", "24h"), by=query.get("by", "model"),
         bucket=query.get("bucket", "auto"), top=top)))

@@ -1,0 +1,56 @@
+"""The `[store]` table: which database holds the gateway's tables (keys, usage, responses, ...).
+
+Pure: stdlib only. No url (the default) keeps them in the SQLite file cfai.db in the data directory, as a single
+host always has; `postgresql://user@host:port/db` puts them in a PostgreSQL database several replicas share
+(store.sql). Shared tables need shared limits: such a store requires `[coordination] url` (Redis) as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+SCHEMES = ("postgresql", "postgres")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str | None = None  # None: cfai.db in the data directory
+
+
+def check_store_url(value: str) -> str:
+    """A postgresql:// URL naming a host and a database (ValueError saying what is wrong, never the password)."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  # a bad port raises here
+    except ValueError:
+        raise ValueError("must be a postgresql://user@host:port/database URL") from None
+    if parts.scheme not in SCHEMES:
+        raise ValueError("must be a URL starting with postgresql:// (no url: the SQLite file cfai.db)")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError("must name a host: postgresql://user@host:port/database")
+    if parts.path.strip("/") == "":
+        raise ValueError("must name a database: postgresql://user@host:port/database")
+    return text
+
+
+def without_password(url: str | None) -> str | None:
+    """The URL to show a person (`cfai config show`): its password, if it has one, replaced by ****."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:****@{host}").geturl()
+
+
+def shared_store_problem(store_url: str | None, coordination_url: str | None) -> str | None:
+    """Why this store/coordination pair cannot run a gateway (None: it can)."""
+    if store_url and not coordination_url:
+        return ("[store] url is a PostgreSQL database, which several replicas share; their rate limits, budget "
+                "holds and cooldowns must then be shared too, so [coordination] url (a redis:// URL) is required "
+                "as well (docs/database.md)")
+    return None
