@@ -25,6 +25,7 @@ from cfai_cli.service.batches import wait_batch
 from cfai_cli.service.context import Context
 from cfai_cli.settings import Settings
 from cfai_cli.store.batches import BatchStore
+from cfai_cli.store.blobs import blocking, chunks_of, open_blobs
 from cfai_cli.store.files import FileStore
 from cfai_cli.store.usage import UsageRow
 
@@ -77,11 +78,19 @@ def list_all(settings: Settings, *, limit: int, after: str | None = None) -> tup
 
 def file_bytes(settings: Settings, file_id: str, *, owner: str | None) -> bytes:
     """The content of a batch's output or error file (owned by the batch's owner)."""
-    store = FileStore(settings.database, settings.files_dir)
+    store = FileStore(settings.database, settings.files_dir, open_blobs(settings.blobs, settings.files_dir, "files"))
     found = store.get(file_id, owner=owner)
+    gone = NotFound(f"The file {file_id} is gone (deleted through /v1/files?).", code="file_not_found")
     if found is None:
-        raise NotFound(f"The file {file_id} is gone (deleted through /v1/files?).", code="file_not_found")
-    return store.path_of(found.id).read_bytes()
+        raise gone
+
+    async def read() -> bytes:
+        blob = await store.open(found)
+        if blob is None:
+            raise gone
+        return b"".join([chunk async for chunk in chunks_of(blob)])
+
+    return blocking(read)
 
 
 class OneBatchExecutor(BatchExecutor):

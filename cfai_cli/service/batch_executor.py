@@ -25,17 +25,19 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from cfai_cli.core.openai.batches import LineChecker, LineError, output_line
-from cfai_cli.errors import CfaiError
+from cfai_cli.errors import BlobsUnavailable, CfaiError
 from cfai_cli.service.batch_lines import BudgetExhausted, LineRunner, Outcome
 from cfai_cli.service.batch_queued import QueueLane
 from cfai_cli.service.context import Context
 from cfai_cli.service.files import file_store, write_output_file
 from cfai_cli.store.batches import BatchStore, LeaseLost, Line, Row
+from cfai_cli.store.blobs import local_file
 from cfai_cli.store.usage import UsageRow
 
 log = logging.getLogger("cfai.batch")
@@ -120,6 +122,8 @@ class BatchExecutor:
             log.warning("batch %s: another executor holds it now; this one stopped", batch_id)
         except asyncio.CancelledError:
             pass
+        except BlobsUnavailable as exc:  # the files' bucket is down: the batch stays where it is, taken up again
+            log.warning("batch %s waits for blob storage: %s", batch_id, exc.message)
         except Exception as exc:  # one batch's failure must not stop the others
             log.error("batch %s failed inside the executor: %s", batch_id, exc,
                       exc_info=(type(exc), exc, exc.__traceback__))
@@ -147,7 +151,7 @@ class BatchExecutor:
         """Take a batch the executor holds from wherever it stands to a final state."""
         row = await self._load(batch_id)
         if row["status"] == "validating":
-            lines = await anyio.to_thread.run_sync(self._validate, row)
+            lines = await self._validate(row)
             if lines is None:
                 return
             await anyio.to_thread.run_sync(
@@ -156,44 +160,50 @@ class BatchExecutor:
         if row["status"] in ("in_progress", "cancelling") and row["total"]:
             await self._execute(row)
             row = await self._load(batch_id)
-        await anyio.to_thread.run_sync(self._finalize, row)
+        await self._finalize(row)
 
-    def _validate(self, row: Row) -> list[Line] | None:
+    async def _validate(self, row: Row) -> list[Line] | None:
         """The batch's lines, or None after marking it failed with the reasons (each naming its line)."""
         errors: list[dict[str, Any]] = []
         lines: list[Line] = []
-        found = file_store(self.ctx).get(row["input_file_id"], owner=row["owner"])
-        if found is None or found.purpose != "batch":
+        store = file_store(self.ctx)
+        found = await anyio.to_thread.run_sync(lambda: store.get(row["input_file_id"], owner=row["owner"]))
+        blob = None if found is None or found.purpose != "batch" else await store.open(found)
+        if blob is None:
             errors.append({"code": "invalid_input_file", "message": f"The input file {row['input_file_id']} is "
                            "gone or is not a batch file.", "param": "input_file_id", "line": None})
-        else:
-            checker = LineChecker(self.ctx.settings.batch_max_lines)
-            with file_store(self.ctx).path_of(found.id).open("rb") as source:
-                for raw in source:
-                    try:
-                        parsed = checker.add(raw)
-                    except LineError as exc:
-                        errors.append({"code": "invalid_request", "message": str(exc), "param": exc.param,
-                                       "line": exc.line})
-                        continue
-                    if parsed is None:
-                        continue
-                    custom_id, url, body = parsed
-                    if url != row["endpoint"]:
-                        errors.append({"code": "mismatched_endpoint", "param": "url", "line": checker.count,
-                                       "message": f"line {checker.count}: 'url' is {url}, but the batch's endpoint "
-                                                  f"is {row['endpoint']}; every line must use it."})
-                    lines.append(Line(checker.count, custom_id, json.dumps(body, ensure_ascii=False)))
-                    if len(errors) >= MAX_ERRORS:
-                        break
-            if not lines and not errors:
-                errors.append({"code": "empty_file", "message": "The input file holds no requests.",
-                               "param": "input_file_id", "line": None})
+        else:  # read line by line from a local file: the disk's own, or a copy streamed from the bucket
+            async with local_file(blob, store.directory) as path:
+                await anyio.to_thread.run_sync(self._read_lines, row, path, errors, lines)
         if errors:
-            self.store.update(row["id"], self.holder, status="failed", failed_at=self.ctx.now(),
-                              errors=errors[:MAX_ERRORS])
+            await anyio.to_thread.run_sync(lambda: self.store.update(
+                row["id"], self.holder, status="failed", failed_at=self.ctx.now(), errors=errors[:MAX_ERRORS]))
             return None
         return lines
+
+    def _read_lines(self, row: Row, path: Path, errors: list[dict[str, Any]], lines: list[Line]) -> None:
+        checker = LineChecker(self.ctx.settings.batch_max_lines)
+        with path.open("rb") as source:
+            for raw in source:
+                try:
+                    parsed = checker.add(raw)
+                except LineError as exc:
+                    errors.append({"code": "invalid_request", "message": str(exc), "param": exc.param,
+                                   "line": exc.line})
+                    continue
+                if parsed is None:
+                    continue
+                custom_id, url, body = parsed
+                if url != row["endpoint"]:
+                    errors.append({"code": "mismatched_endpoint", "param": "url", "line": checker.count,
+                                   "message": f"line {checker.count}: 'url' is {url}, but the batch's endpoint "
+                                              f"is {row['endpoint']}; every line must use it."})
+                lines.append(Line(checker.count, custom_id, json.dumps(body, ensure_ascii=False)))
+                if len(errors) >= MAX_ERRORS:
+                    break
+        if not lines and not errors:
+            errors.append({"code": "empty_file", "message": "The input file holds no requests.",
+                           "param": "input_file_id", "line": None})
 
     async def _execute(self, row: Row) -> None:
         """The queue lane submits first (its lines leave the pending ones) and polls while the rest run live;
@@ -282,27 +292,35 @@ class BatchExecutor:
                 batch_id, self.holder, line.line, ok=outcome.ok, output=output, tokens=outcome.tokens))
         return written
 
-    def _finalize(self, row: Row) -> None:
+    async def _finalize(self, row: Row) -> None:
         status = row["status"]
         if status in ("failed", "completed", "expired", "cancelled"):
             return
-        batch_id, now = row["id"], self.ctx.now()
+        batch_id = row["id"]
+        expired, late = await anyio.to_thread.run_sync(self._finalizing, row)
+        files: dict[str, Any] = {}
+        for name, wanted in (("output_file_id", True), ("error_file_id", False)):
+            made = await write_output_file(self.ctx, owner=row["owner"], filename=f"{batch_id}_{name[:-8]}.jsonl",
+                                           lines=self._output(batch_id, wanted, late if not wanted else []))
+            if made is not None:
+                files[name] = made["id"]
+        final = "expired" if expired else "cancelled" if status == "cancelling" else "completed"
+
+        def end() -> None:
+            if late:  # the lines the window left unrun count as failed, as OpenAI counts them
+                files["failed"] = self.store.load(batch_id)["failed"] + len(late)
+            self.store.update(batch_id, self.holder, status=final, **{f"{final}_at": self.ctx.now()}, **files)
+
+        await anyio.to_thread.run_sync(end)
+
+    def _finalizing(self, row: Row) -> tuple[bool, list[tuple[int, str]]]:
+        """Whether the batch ran out of its window, and then its unfinished lines; it is `finalizing` now."""
+        batch_id, status, now = row["id"], row["status"], self.ctx.now()
         expired = status == "in_progress" and now >= (row["expires_at"] or 1 << 62) and bool(
             self.store.unfinished(batch_id))
         if status != "finalizing" and not expired and status != "cancelling":
             self.store.update(batch_id, self.holder, status="finalizing", finalizing_at=now)
-        late = [(n, cid) for n, cid in self.store.unfinished(batch_id)] if expired else []
-        files: dict[str, Any] = {}
-        for name, wanted in (("output_file_id", True), ("error_file_id", False)):
-            lines = self._output(batch_id, wanted, late if not wanted else [])
-            first = next(lines, None)
-            if first is not None:
-                files[name] = write_output_file(self.ctx, owner=row["owner"], filename=f"{batch_id}_{name[:-8]}.jsonl",
-                                                lines=_chain(first, lines))["id"]
-        final = "expired" if expired else "cancelled" if status == "cancelling" else "completed"
-        if late:  # the lines the window left unrun count as failed, as OpenAI counts them
-            files["failed"] = self.store.load(batch_id)["failed"] + len(late)
-        self.store.update(batch_id, self.holder, status=final, **{f"{final}_at": self.ctx.now()}, **files)
+        return expired, [(n, cid) for n, cid in self.store.unfinished(batch_id)] if expired else []
 
     def _output(self, batch_id: str, ok: bool, late: list[tuple[int, str]]) -> Iterator[str]:
         for good, text in self.store.results(batch_id):
@@ -315,7 +333,3 @@ class BatchExecutor:
                                         "message": "This request could not be executed before the completion "
                                                    "window expired."}))
 
-
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest

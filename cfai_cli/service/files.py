@@ -1,16 +1,16 @@
 """The Files API (`/v1/files`) for the proxy and the CLI: upload, list, show, read and delete a key's files.
 
-Imports anyio, store, core and errors. An upload is copied from its source to a private scratch file in the
-files directory (never whole in memory), bounded by `max_file_mb`; a `batch` file is then read back line by
-line and checked as a batch input file (core.openai.batches: each error names its line), and only a good file
-is given its id. Every lookup is by id and owner: another key's file is a 404, the same as a file that never
-existed, so ids cannot be probed.
+Imports anyio, store, core and errors. An upload is copied from its source to a private scratch file in the files
+directory (never whole in memory), bounded by `max_file_mb`; a `batch` file is then read back line by line and
+checked as a batch input file (core.openai.batches: each error names its line), and only a good file is given its
+id: renamed into place on disk, or streamed to the `[blobs]` bucket (store.blobs) in parts. Every lookup is by id
+and owner: another key's file is a 404, the same as a file that never existed, so ids cannot be probed.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,6 +19,7 @@ import anyio
 from cfai_cli.core.openai.batches import FILE_PURPOSES, LineChecker, LineError, file_object
 from cfai_cli.errors import InvalidRequest, NotFound, RequestTooLarge
 from cfai_cli.service.context import Context
+from cfai_cli.store.blobs import chunks_of, open_blobs
 from cfai_cli.store.files import FileQuotaExceeded, FileStore, StoredFile
 
 Json = dict[str, Any]
@@ -26,7 +27,8 @@ _CHUNK = 1024 * 1024
 
 
 def file_store(ctx: Context) -> FileStore:
-    return FileStore(ctx.settings.database, ctx.settings.files_dir)
+    s = ctx.settings
+    return FileStore(s.database, s.files_dir, open_blobs(s.blobs, s.files_dir, "files"))
 
 
 def max_file_bytes(ctx: Context) -> int:
@@ -90,21 +92,26 @@ def expires_after(anchor: object, seconds: object) -> int | None:
     return int(str(seconds).strip())
 
 
-def _upload(ctx: Context, source: IO[bytes], *, owner: str | None, purpose: str, filename: str,
-            expires: int | None = None) -> StoredFile:
+def _receive(ctx: Context, source: IO[bytes], scratch: Path, fd: int, purpose: str) -> tuple[int, int | None]:
+    """(bytes, requests of a batch file) of an upload copied to its scratch file and checked there."""
+    size = _copy(source, fd, max_file_bytes(ctx))
+    if not size:
+        raise InvalidRequest("The uploaded file is empty.", param="file", code="invalid_value")
+    return size, check_batch_file(scratch, ctx.settings.batch_max_lines) if purpose == "batch" else None
+
+
+async def _upload(ctx: Context, source: IO[bytes], *, owner: str | None, purpose: str, filename: str,
+                  expires: int | None = None) -> StoredFile:
     store = file_store(ctx)
     file_id = ctx.ids("file")
     with store.writer(file_id) as (scratch, fd):
-        size = _copy(source, fd, max_file_bytes(ctx))
-        if not size:
-            raise InvalidRequest("The uploaded file is empty.", param="file", code="invalid_value")
-        lines = check_batch_file(scratch, ctx.settings.batch_max_lines) if purpose == "batch" else None
+        size, lines = await anyio.to_thread.run_sync(_receive, ctx, source, scratch, fd, purpose)
         now = ctx.now()
         record = StoredFile(file_id, owner, purpose, filename[:255] or "upload", size, now,
                             None if expires is None else now + expires, lines)
         quota = (ctx.settings.max_files_per_key, int(ctx.settings.max_stored_files_mb * 1024 * 1024))
         try:
-            return store.add(record, scratch, quota=quota)
+            return await store.add(record, scratch, quota=quota)
         except FileQuotaExceeded as full:
             raise RequestTooLarge(
                 f"This key's files would exceed its storage quota ({full.count} files, {full.held} bytes stored; "
@@ -120,9 +127,7 @@ async def upload_file(ctx: Context, source: IO[bytes], *, owner: str | None, pur
     if purpose not in FILE_PURPOSES:
         raise InvalidRequest(f"Invalid value for 'purpose': {purpose[:40]!r}; cfai stores files with purpose "
                              f"{' or '.join(repr(p) for p in FILE_PURPOSES)}.", param="purpose", code="invalid_value")
-    found = await anyio.to_thread.run_sync(lambda: _upload(ctx, source, owner=owner, purpose=purpose,
-                                                           filename=filename, expires=expires))
-    return describe(found)
+    return describe(await _upload(ctx, source, owner=owner, purpose=purpose, filename=filename, expires=expires))
 
 
 def get_file(ctx: Context, file_id: str, *, owner: str | None) -> StoredFile:
@@ -148,33 +153,43 @@ def list_files(ctx: Context, *, owner: str | None, purpose: str | None = None, l
     return out
 
 
-def read_chunks(ctx: Context, found: StoredFile) -> Iterator[bytes]:
-    with file_store(ctx).path_of(found.id).open("rb") as source:
-        while chunk := source.read(_CHUNK):
-            yield chunk
+async def read_chunks(ctx: Context, found: StoredFile) -> AsyncIterator[bytes]:
+    """A file's bytes as they come from the store (a 503 BlobsUnavailable before the first when it is down)."""
+    blob = await file_store(ctx).open(found)
+    if blob is None:  # the row outlived its object (removed by hand): as gone as the file
+        raise not_found(found.id)
+    return chunks_of(blob)
 
 
-def file_content(ctx: Context, file_id: str, *, owner: str | None) -> bytes:
-    """A whole file's bytes (the CLI's `download`; the proxy streams them with `read_chunks`)."""
-    return b"".join(read_chunks(ctx, get_file(ctx, file_id, owner=owner)))
+async def file_content(ctx: Context, file_id: str, *, owner: str | None) -> bytes:
+    """A whole file's bytes (for tests and small files; the proxy streams them with `read_chunks`)."""
+    return b"".join([chunk async for chunk in await read_chunks(ctx, get_file(ctx, file_id, owner=owner))])
 
 
-def delete_file(ctx: Context, file_id: str, *, owner: str | None) -> Json:
-    if not file_store(ctx).delete(file_id, owner=owner):
+async def delete_file(ctx: Context, file_id: str, *, owner: str | None) -> Json:
+    if not await file_store(ctx).delete(file_id, owner=owner):
         raise not_found(file_id)
     return {"id": file_id, "object": "file", "deleted": True}
 
 
-def write_output_file(ctx: Context, *, owner: str | None, filename: str, lines: Iterator[str]) -> Json:
-    """A `batch_output` file of JSONL `lines`, owned by the batch's key (the executor's output and error files)."""
+def _write_lines(fd: int, lines: Iterator[str]) -> tuple[int, int]:
+    size = count = 0
+    for line in lines:
+        data = line.encode("utf-8") + b"\n"
+        os.write(fd, data)
+        size += len(data)
+        count += 1
+    return size, count
+
+
+async def write_output_file(ctx: Context, *, owner: str | None, filename: str, lines: Iterator[str]) -> Json | None:
+    """A `batch_output` file of JSONL `lines`, owned by the batch's key (the executor's output and error files);
+    None when there are no lines (no file). `lines` is read in a worker thread: it may read the database."""
     store = file_store(ctx)
     file_id = ctx.ids("file")
     with store.writer(file_id) as (scratch, fd):
-        size = count = 0
-        for line in lines:
-            data = line.encode("utf-8") + b"\n"
-            os.write(fd, data)
-            size += len(data)
-            count += 1
+        size, count = await anyio.to_thread.run_sync(_write_lines, fd, lines)
+        if not count:
+            return None
         record = StoredFile(file_id, owner, "batch_output", filename, size, ctx.now(), None, count)
-        return describe(store.add(record, scratch))
+        return describe(await store.add(record, scratch))

@@ -12,13 +12,15 @@ are rows too, polled again after a restart.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cfai_cli.errors import BlobsUnavailable
 from cfai_cli.store.db import connect
 from cfai_cli.store.files import SCHEMA as FILES_SCHEMA
 
@@ -297,10 +299,11 @@ class BatchStore:
 FINAL = ("completed", "failed", "cancelled", "expired")
 
 
-def prune(path: Path, files_dir: Path, *, before: float | None, now: float) -> tuple[int, int]:
+def prune(path: Path, remove: Callable[[list[str]], None], *, before: float | None, now: float) -> tuple[int, int]:
     """(batches, files) deleted: finished batches created before `before` (None: none) with their lines, jobs and
     output/error files, and uploads past their `expires_at`. Nothing in flight goes: a batch still active is
-    kept whatever its age, and so is the input file it reads (store.retention)."""
+    kept whatever its age, and so is the input file it reads (store.retention). `remove` deletes the files'
+    objects (store.blobs), before their rows: when the store is down the rows stay, due, for the next pass."""
     with connect(path, SCHEMA + FILES_SCHEMA, immediate=True) as conn:
         old = conn.execute(f"SELECT id, output_file_id, error_file_id FROM batches WHERE status IN "
                            f"({', '.join('?' * len(FINAL))}) AND created_at < ?",
@@ -308,11 +311,18 @@ def prune(path: Path, files_dir: Path, *, before: float | None, now: float) -> t
         for batch_id, *_ in old:
             for table, column in (("batch_lines", "batch_id"), ("batch_jobs", "batch_id"), ("batches", "id")):
                 conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (batch_id,))
-        gone = [f for _, *outputs in old for f in outputs if f]
-        gone += [r[0] for r in conn.execute(
+        # the output files of the batches gone are due now: they go below with the expired uploads
+        conn.executemany("UPDATE files SET expires_at = ? WHERE id = ?",
+                         [(int(now), f) for _, *outputs in old for f in outputs if f])
+        gone = [r[0] for r in conn.execute(
             f"SELECT id FROM files WHERE expires_at IS NOT NULL AND expires_at <= ? AND id NOT IN (SELECT "
             f"input_file_id FROM batches WHERE status IN ({', '.join('?' * len(ACTIVE))}))", (now, *ACTIVE))]
-        conn.executemany("DELETE FROM files WHERE id = ?", [(f,) for f in gone])
-    for file_id in gone:
-        (files_dir / file_id).unlink(missing_ok=True)
+    if gone:
+        try:
+            remove(gone)
+        except BlobsUnavailable as exc:
+            logging.getLogger("cfai.retention").warning("files past their expiry kept for now: %s", exc.message)
+            return len(old), 0
+        with connect(path, FILES_SCHEMA, immediate=True) as conn:
+            conn.executemany("DELETE FROM files WHERE id = ?", [(f,) for f in gone])
     return len(old), len(gone)

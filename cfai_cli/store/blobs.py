@@ -1,19 +1,21 @@
 """Where stored bytes live: a `BlobStore` of named objects, on the data directory's disk or on S3 (store.blobs_s3).
 
 Imports stdlib, anyio, core, errors. A store knows nothing of owners or expiry: those stay in the database rows
-(store.images), which are the index — a key is only ever one the index produced, never user input. Disk blobs
-are 0600 files in a 0700 directory, written with O_EXCL (an id is never reused); disk work runs in a thread so
-a large file never stalls the event loop. Failures of the store itself are `BlobsUnavailable` (503).
+(store.images, store.files), which are the index — a key is only ever one the index produced, never user input.
+Disk blobs are 0600 files in a 0700 directory, written with O_EXCL (an id is never reused); disk work runs in a
+thread so a large file never stalls the event loop. Failures of the store itself are `BlobsUnavailable` (503).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
@@ -21,6 +23,8 @@ from cfai_cli.core.blobs import BlobsConfig
 from cfai_cli.errors import BlobsUnavailable
 
 CHUNK = 256 * 1024
+_READ = 1024 * 1024  # a disk file is read a MB at a time: one thread hop each
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +37,9 @@ class Blob:
 
 
 class BlobStore(Protocol):
-    async def put(self, key: str, data: bytes | Path, *, content_type: str) -> None:
-        """Store `data` (bytes, or a local file streamed from disk) under a new key."""
+    async def put(self, key: str, data: bytes | Path, *, content_type: str, move: bool = False) -> None:
+        """Store `data` (bytes, or a local file streamed from disk) under a new key. `move`: the file is the
+        caller's scratch copy, which a disk store may rename into place instead of copying (same filesystem)."""
         ...
 
     async def get(self, key: str) -> Blob | None:
@@ -60,8 +65,11 @@ class DiskBlobs:
             raise ValueError(f"not a blob key: {key!r}")
         return self.directory / key
 
-    def _put(self, key: str, data: bytes | Path) -> None:
+    def _put(self, key: str, data: bytes | Path, move: bool) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if move and isinstance(data, Path):  # an upload written to the directory's scratch file: no second copy
+            os.replace(data, self._path(key))
+            return
         fd = os.open(self._path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             if isinstance(data, Path):
@@ -71,9 +79,9 @@ class DiskBlobs:
             else:
                 fh.write(data)
 
-    async def put(self, key: str, data: bytes | Path, *, content_type: str) -> None:
+    async def put(self, key: str, data: bytes | Path, *, content_type: str, move: bool = False) -> None:
         try:
-            await anyio.to_thread.run_sync(self._put, key, data)
+            await anyio.to_thread.run_sync(self._put, key, data, move)
         except OSError as exc:
             raise BlobsUnavailable(f"cannot write to {self.directory}: {exc.strerror or exc}") from None
 
@@ -93,8 +101,60 @@ class DiskBlobs:
         return self._path(key).is_file()
 
 
+async def chunks_of(blob: Blob) -> AsyncIterator[bytes]:
+    """A found object's bytes, a chunk at a time (a disk file is read in a thread: never on the event loop)."""
+    if blob.chunks is not None:
+        async for chunk in blob.chunks:
+            yield chunk
+        return
+    assert blob.path is not None
+    with blob.path.open("rb") as source:
+        while chunk := await anyio.to_thread.run_sync(source.read, _READ):
+            yield chunk
+
+
+@contextlib.asynccontextmanager
+async def local_file(blob: Blob, directory: Path) -> AsyncIterator[Path]:
+    """A local file with the object's bytes, for code that reads it line by line: a disk blob's own file, or a
+    private (0600) temporary copy in `directory` streamed from the store and removed afterwards."""
+    if blob.path is not None:
+        yield blob.path
+        return
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(dir=directory, prefix=".", suffix=".get")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in chunks_of(blob):
+                await anyio.to_thread.run_sync(out.write, chunk)
+        yield Path(name)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def blocking(call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run blob calls from synchronous code off the event loop (the CLI, a retention pass in a worker thread):
+    on a short-lived loop of this thread (obstore's clients work from any loop)."""
+    return asyncio.run(call())
+
+
+def delete_blocking(store: BlobStore, keys: list[str]) -> None:
+    """Delete objects from synchronous code; on disk without any loop (the single host's retention pass)."""
+    if isinstance(store, DiskBlobs):
+        for key in keys:
+            store._path(key).unlink(missing_ok=True)
+        return
+
+    async def delete_all() -> None:
+        for key in keys:
+            await store.delete(key)
+
+    blocking(delete_all)
+
+
 def open_blobs(config: BlobsConfig, directory: Path, namespace: str) -> BlobStore:
-    """The store for one kind of object: `directory` on disk, or `<prefix>/<namespace>/` in the [blobs] bucket."""
+    """The store for one kind of object (`images`, `files`): `directory` on disk, or `<prefix>/<namespace>/` in the
+    [blobs] bucket."""
     if config.url is None:
         return DiskBlobs(directory)
     from cfai_cli.store.blobs_s3 import s3_blobs  # obstore only when an s3:// url is configured

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Config
 
 _MULTIPART = 8 * 1024 * 1024  # larger uploads go in parts, read from disk as they are sent
+_PARTS_IN_FLIGHT = 4  # parts sent at once: an upload holds at most 4 x 8 MB in memory, whatever its size
 
 
 class S3Blobs:
@@ -41,10 +42,10 @@ class S3Blobs:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return BlobsUnavailable(f"blob storage at {self.where} is unavailable ({action}): {first[:300]}")
 
-    async def put(self, key: str, data: bytes | Path, *, content_type: str) -> None:
-        try:
+    async def put(self, key: str, data: bytes | Path, *, content_type: str, move: bool = False) -> None:
+        try:  # `move` changes nothing here: the caller removes its scratch file once the object is stored
             await obstore.put_async(self.store, key, data, attributes={"Content-Type": content_type},
-                                    chunk_size=_MULTIPART)
+                                    chunk_size=_MULTIPART, max_concurrency=_PARTS_IN_FLIGHT)
         except Exception as exc:
             raise self._failed("put", exc) from None
 
@@ -58,8 +59,11 @@ class S3Blobs:
         return Blob(result.meta["size"], chunks=self._chunks(result.stream(min_chunk_size=CHUNK)))
 
     async def _chunks(self, stream: BytesStream) -> AsyncIterator[bytes]:
-        async for chunk in stream:
-            yield chunk
+        try:
+            async for chunk in stream:
+                yield chunk
+        except Exception as exc:  # the store went away mid-read
+            raise self._failed("get", exc) from None
 
     async def delete(self, key: str) -> None:
         try:

@@ -1,9 +1,12 @@
-"""Uploaded and generated files (`/v1/files`): bytes under `<data dir>/files/`, metadata in the cfai database.
+"""Uploaded and generated files (`/v1/files`): bytes in a BlobStore (`<data dir>/files/`, or `files/` in the
+`[blobs]` bucket), metadata in the cfai database.
 
-Imports stdlib and store.db. Each file is one 0600 file named by its unguessable id in a 0700 directory; the
-row says who owns it (the uploading key's id; NULL for the CLI or a server without auth) and every read is
-by id *and* owner, so another key's file is simply not found. Rows are listed newest first by insertion
-order (the rowid), which is also the `after` cursor's order.
+Imports stdlib, anyio, store.db and store.blobs. Each file is one object named by its unguessable id (on disk a
+0600 file in a 0700 directory); the row says who owns it (the uploading key's id; NULL for the CLI or a server
+without auth) and every read is by id *and* owner, so another key's file is simply not found. Rows are listed
+newest first by insertion order (the rowid), which is also the `after` cursor's order. The object is written
+before its row and deleted before it (as store.images): a row never names bytes that are not there, and an object
+whose delete failed is still indexed, so it can be deleted again.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+
+from cfai_cli.errors import BlobsUnavailable
+from cfai_cli.store.blobs import Blob, BlobStore, DiskBlobs
 from cfai_cli.store.db import connect
 
 SCHEMA = """
@@ -61,17 +68,13 @@ def _file(row: tuple[object, ...]) -> StoredFile:
 
 
 class FileStore:
-    def __init__(self, database: Path, directory: Path) -> None:
+    def __init__(self, database: Path, directory: Path, blobs: BlobStore | None = None) -> None:
         self.database = database
-        self.directory = directory
+        self.directory = directory  # scratch files; the bytes too unless `blobs` puts them elsewhere
+        self.blobs = blobs if blobs is not None else DiskBlobs(directory)
 
     def _db(self) -> AbstractContextManager[sqlite3.Connection]:
         return connect(self.database, SCHEMA, immediate=True)
-
-    def path_of(self, file_id: str) -> Path:
-        if not file_id.replace("-", "").replace("_", "").isalnum():  # never a path outside the directory
-            raise ValueError(f"not a file id: {file_id!r}")
-        return self.directory / file_id
 
     def scratch(self, name: str) -> Path:
         """A private path in the files directory to write an upload to before it is `add`ed (same disk: a rename)."""
@@ -90,10 +93,22 @@ class FileStore:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def add(self, record: StoredFile, scratch: Path, *, quota: tuple[int, int] | None = None) -> StoredFile:
-        """Move a written scratch file to its id and record it. `quota` (files, bytes) bounds what the owner's
-        uploads may hold together, judged in the same write transaction as the insert (exact under concurrency):
-        a FileQuotaExceeded leaves nothing stored."""
+    async def add(self, record: StoredFile, scratch: Path, *, quota: tuple[int, int] | None = None) -> StoredFile:
+        """Store a written scratch file's bytes under the record's id (on disk: a rename), then its row. `quota`
+        (files, bytes) bounds what the owner's uploads may hold together, judged in the same write transaction
+        as the insert (exact under concurrency): a FileQuotaExceeded leaves nothing stored."""
+        if not record.id.replace("-", "").replace("_", "").isalnum():  # ids are ours; this only guards a bug
+            raise ValueError(f"not a file id: {record.id!r}")
+        await self.blobs.put(record.id, scratch, content_type="application/octet-stream", move=True)
+        try:
+            await anyio.to_thread.run_sync(self._insert, record, quota)
+        except BaseException:
+            with anyio.CancelScope(shield=True), contextlib.suppress(BlobsUnavailable):
+                await self.blobs.delete(record.id)
+            raise
+        return record
+
+    def _insert(self, record: StoredFile, quota: tuple[int, int] | None) -> None:
         with self._db() as conn:
             if quota is not None:
                 count, held = conn.execute(
@@ -101,11 +116,9 @@ class FileStore:
                     "('batch', 'user_data')", (record.owner,)).fetchone()
                 if count + 1 > quota[0] or held + record.bytes > quota[1]:
                     raise FileQuotaExceeded(count, int(held), quota)
-            os.replace(scratch, self.path_of(record.id))
             conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (record.id, record.owner, record.purpose, record.filename, record.bytes,
                           record.created_at, record.expires_at, record.lines))
-        return record
 
     def get(self, file_id: str, *, owner: str | None) -> StoredFile | None:
         with self._db() as conn:
@@ -129,10 +142,14 @@ class FileStore:
                                 f"{'ASC' if ascending else 'DESC'} LIMIT ?", (*args, limit + 1)).fetchall()
         return [_file(r) for r in rows[:limit]], len(rows) > limit
 
-    def delete(self, file_id: str, *, owner: str | None) -> bool:
+    async def open(self, found: StoredFile) -> Blob | None:
+        """A file's bytes (None: the object is gone although its row is not)."""
+        return await self.blobs.get(found.id)
+
+    async def delete(self, file_id: str, *, owner: str | None) -> bool:
+        """The owner's file: the object (one already gone is no error), then the row; False if there is none."""
+        if self.get(file_id, owner=owner) is None:
+            return False
+        await self.blobs.delete(file_id)
         with self._db() as conn:
-            gone = conn.execute("DELETE FROM files WHERE id = ? AND owner IS ?", (file_id, owner)).rowcount > 0
-        if gone:
-            with contextlib.suppress(FileNotFoundError):
-                self.path_of(file_id).unlink()
-        return gone
+            return bool(conn.execute("DELETE FROM files WHERE id = ? AND owner IS ?", (file_id, owner)).rowcount > 0)

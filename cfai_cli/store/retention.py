@@ -15,10 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cfai_cli.core.blobs import BlobsConfig
 from cfai_cli.settings import Settings
 from cfai_cli.store import batches as batches_store
 from cfai_cli.store import budgets as budgets_store
 from cfai_cli.store import limits as limits_store
+from cfai_cli.store.blobs import delete_blocking, open_blobs
 from cfai_cli.store.sql import Database, open_database
 
 DAY = 86400.0
@@ -36,11 +38,13 @@ class Retention:
     responses_max_rows: int = RESPONSES_MAX_ROWS
     batch_days: float = 30  # finished batches; 0: kept (expired uploads go whatever it says)
     files_dir: Path | None = None  # where /v1/files keeps the bytes; None: batches and files are not pruned
+    blobs: BlobsConfig | None = None  # [blobs]: the files' bytes are in its bucket rather than in files_dir
 
 
 def retention_of(settings: Settings) -> Retention:
     return Retention(usage_days=settings.usage_retention_days, responses_days=settings.responses_retention_days,
-                     batch_days=settings.batch_retention_days, files_dir=settings.files_dir)
+                     batch_days=settings.batch_retention_days, files_dir=settings.files_dir,
+                     blobs=settings.blobs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +118,10 @@ def prune(path: Path, retention: Retention, *, now: float, budget: int | None = 
     ledger = budgets_store.prune(path, now=now)  # one key and day a row, one row a request in flight: few
     batches = files = 0
     if retention.files_dir is not None:
+        blobs = open_blobs(retention.blobs or BlobsConfig(), retention.files_dir, "files")
         batches, files = batches_store.prune(
-            path, retention.files_dir, before=now - retention.batch_days * DAY if retention.batch_days > 0 else None,
-            now=now)
+            path, lambda keys: delete_blocking(blobs, keys),
+            before=now - retention.batch_days * DAY if retention.batch_days > 0 else None, now=now)
     rates = limits_store.prune(path, now=now)  # a day of an idle key's requests at most: its admissions trim the rest
     return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days, budget_holds=ledger.holds,
                   batches=batches, files=files, rate_rows=rates)

@@ -63,10 +63,10 @@ async def finished(ctx: Context, batch_id: str, owner: str | None = None) -> dic
     raise AssertionError(batch)
 
 
-def lines_of(ctx: Context, file_id: str | None, owner: str | None = None) -> list[dict[str, Any]]:
+async def lines_of(ctx: Context, file_id: str | None, owner: str | None = None) -> list[dict[str, Any]]:
     if file_id is None:
         return []
-    return [json.loads(line) for line in file_content(ctx, file_id, owner=owner).decode().splitlines()]
+    return [json.loads(line) for line in (await file_content(ctx, file_id, owner=owner)).decode().splitlines()]
 
 
 async def test_two_executors_never_run_one_line_twice(ctx: Context) -> None:
@@ -83,7 +83,7 @@ async def test_two_executors_never_run_one_line_twice(ctx: Context) -> None:
         await two.stop()
     assert one.runner.calls + two.runner.calls == 12 and len(rows) == 12
     for batch in done:
-        answered = [line["custom_id"] for line in lines_of(ctx, batch["output_file_id"])]
+        answered = [line["custom_id"] for line in await lines_of(ctx, batch["output_file_id"])]
         assert batch["status"] == "completed" and len(answered) == len(set(answered)) == 4
 
 
@@ -138,7 +138,7 @@ async def test_a_batch_past_its_window_expires(ctx: Context) -> None:
         await executor.stop()
     assert done["status"] == "expired" and done["expired_at"] and "output_file_id" not in done
     assert done["request_counts"] == {"total": 3, "completed": 0, "failed": 3}
-    errors = lines_of(ctx, done["error_file_id"])
+    errors = await lines_of(ctx, done["error_file_id"])
     assert [line["custom_id"] for line in errors] == ["l0", "l1", "l2"]
     assert all(line["response"] is None and line["error"]["code"] == "batch_expired" for line in errors)
     assert executor.runner.calls == 0

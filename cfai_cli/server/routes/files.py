@@ -1,8 +1,9 @@
 """The Files API: POST /v1/files (multipart upload), GET /v1/files, GET/DELETE /v1/files/{id}, GET .../content.
 
 Imports starlette, service, core and errors. The upload is streamed through the multipart parser (server.forms,
-413 past `max_file_mb`) into a spooled temporary file, then copied to the files directory by service.files.
-Files belong to the key that uploaded them (server.routes.responses.owner).
+413 past `max_file_mb`) into a spooled temporary file, then copied to the files directory by service.files (and on
+to the `[blobs]` bucket when one is set); content is streamed back from wherever it is. Files belong to the key
+that uploaded them (server.routes.responses.owner).
 """
 
 from __future__ import annotations
@@ -74,12 +75,12 @@ async def retrieve(request: Request) -> Response:
 async def content(request: Request) -> Response:
     ctx = request.app.state.ctx
     found = get_file(ctx, request.path_params["file_id"], owner=owner(request))
-    return StreamingResponse(read_chunks(ctx, found), media_type="application/octet-stream",
+    return StreamingResponse(await read_chunks(ctx, found), media_type="application/octet-stream",
                              headers={**API_HEADERS, "content-length": str(found.bytes)})
 
 
 async def delete(request: Request) -> Response:
-    return JSONResponse(delete_file(request.app.state.ctx, request.path_params["file_id"], owner=owner(request)),
+    return JSONResponse(await delete_file(request.app.state.ctx, request.path_params["file_id"], owner=owner(request)),
                         headers=API_HEADERS)
 
 
