@@ -55,7 +55,7 @@ class BatchExecutor:
                  queue: bool = True,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.ctx = ctx
-        self.store = BatchStore(ctx.settings.database)
+        self.store = BatchStore(ctx.settings.storage)
         self.keys_required = keys_required  # then keyless batches (the CLI's) are not this executor's to run
         self.runner = LineRunner(ctx, sink=sink, keys_required=keys_required, sleep=sleep)
         self.holder = holder or holder_id()
