@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
 from cfai_cli.store.batches import ACTIVE, BatchStore, Line, prune
 from cfai_cli.store.files import FileQuotaExceeded, FileStore, StoredFile
+from cfai_cli.store.sql import Cursor, Database, Tx
 from tests.databases import another
 
 CHAT = "/v1/chat/completions"
@@ -108,8 +113,40 @@ def _scratch(store: FileStore, name: str) -> Path:
     return path
 
 
+class _SlowTx:
+    def __init__(self, tx: Tx, pause: float) -> None:
+        self.tx, self.pause = tx, pause
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        found = self.tx.execute(sql, parameters)
+        time.sleep(self.pause)
+        return found
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Any:
+        return self.tx.executemany(sql, seq_of_parameters)
+
+
+class Slow(Database):
+    """A replica on a slow network: a pause after every statement, so a count-then-insert the database does not
+    serialise lets the other uploads in between (without it the race window is too short to show)."""
+
+    def __init__(self, inner: Database, pause: float = 0.02) -> None:
+        self.inner, self.engine, self.label, self.pause = inner, inner.engine, inner.label, pause
+
+    def transaction(self, *, write: bool = False, lock: str | None = "cfai") -> AbstractContextManager[Tx]:
+        @contextmanager
+        def slow() -> Iterator[Tx]:
+            with self.inner.transaction(write=write, lock=lock) as tx:
+                yield _SlowTx(tx, self.pause)
+
+        return slow()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def test_an_owners_quota_holds_under_concurrent_uploads(database: Path | str, tmp_path: Path) -> None:
-    stores = [FileStore(another(database), tmp_path / "files") for _ in range(3)]
+    stores = [FileStore(Slow(another(database)), tmp_path / "files") for _ in range(3)]
     outcomes: list[str] = []
 
     async def upload(store: FileStore, n: int) -> None:
@@ -167,3 +204,28 @@ def test_retention_takes_finished_batches_and_expired_files(database: Path | str
     assert removed == ["file-2"]
     assert store.find("batch_old") is None and store.find("batch_running")["status"] in ACTIVE  # type: ignore[index]
     assert files.get("file-1", owner=None) is not None and files.get("file-2", owner=None) is None
+
+
+def test_a_claim_waits_for_the_holders_write_in_flight(database: Path | str) -> None:
+    store = BatchStore(database)
+    new_batch(store, "batch_w")
+    assert store.claim_one("batch_w", "one", now=10.0, ttl=5.0)
+    store.start("batch_w", "one", [Line(1, "c1", "{}")], now=10)
+    slow = BatchStore(Slow(another(database), pause=0.1))  # the holder, on a slow network: ~0.3 s a write
+    slow.load("batch_w")
+    events: list[str] = []
+
+    def write() -> None:
+        slow.finish_line("batch_w", "one", 1, ok=True, output={})
+        events.append("written")
+
+    holder = threading.Thread(target=write)
+    holder.start()
+    time.sleep(0.1)  # the holder has checked its lease (which ran out at 15) and is writing
+    assert store.claim("two", now=100.0, ttl=5.0, limit=1) == ["batch_w"]
+    events.append("claimed")
+    holder.join()
+    slow.db.close()
+    # The write that checked the lease lands before anyone else holds it, never after (the row lock).
+    assert events == ["written", "claimed"]
+    assert store.load("batch_w")["completed"] == 1
