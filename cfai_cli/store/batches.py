@@ -9,7 +9,8 @@ row count says who won, and the holder's check is an UPDATE of the batch row too
 lasts to the commit, so a claim racing a holder's write waits for it and then sees the lease still held (row
 level, no table lock); on SQLite every write transaction is BEGIN IMMEDIATE anyway. Each input line is a row;
 its result is written the moment it is known (`finish_line`, only once: a line already done is never written or
-run again), which is what lets a restarted executor carry on where the last one stopped. Upstream queue jobs
+run again), which is what lets a restarted executor carry on where the last one stopped. Lists page by insertion
+order (rowid), as files do (store.files says what that means on PostgreSQL). Upstream queue jobs
 (Workers AI's async batches) are rows too, polled again after a restart.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cfai_cli.errors import BlobsUnavailable
-from cfai_cli.store.files import OWNED
+from cfai_cli.store.files import OWNED, owned_by
 from cfai_cli.store.sql import Database, Tx, open_database
 
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")  # an executor has work to do
@@ -86,7 +87,7 @@ class BatchStore:
 
     def page(self, *, owner: str | None, limit: int, after: str | None) -> tuple[list[Row], bool]:
         """The owner's batches newest first, after the batch `after`, and whether more follow."""
-        where, args = OWNED, [owner]
+        where, args = owned_by(owner)
         with self._db(write=False) as conn:
             if after is not None:
                 found = conn.execute(f"SELECT rowid FROM batches WHERE id = ? AND {OWNED}", (after, owner)).fetchone()

@@ -31,6 +31,12 @@ from cfai_cli.store.sql import Database, Tx, open_database
 OWNED = "owner IS NOT DISTINCT FROM ?"
 
 
+def owned_by(owner: str | None) -> tuple[str, list[object]]:
+    """OWNED for a scan by owner (a list, a quota's count): `owner = ?` / `owner IS NULL`, which PostgreSQL's
+    owner index serves (it does not serve IS NOT DISTINCT FROM); lookups by id have the primary key anyway."""
+    return ("owner IS NULL", []) if owner is None else ("owner = ?", [owner])
+
+
 class FileQuotaExceeded(Exception):
     """An owner's uploads would hold more files or bytes than its quota allows."""
 
@@ -105,9 +111,10 @@ class FileStore:
         # insert: two uploads at once cannot both see room for one more.
         with self._db(write=True, lock=None if quota is None else f"files:{record.owner}") as conn:
             if quota is not None:
+                mine, args = owned_by(record.owner)
                 count, held = conn.execute(
-                    f"SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files WHERE {OWNED} AND purpose IN "
-                    "('batch', 'user_data')", (record.owner,)).fetchone()
+                    f"SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files WHERE {mine} AND purpose IN "
+                    "('batch', 'user_data')", args).fetchone()
                 if count + 1 > quota[0] or held + record.bytes > quota[1]:
                     raise FileQuotaExceeded(count, int(held), quota)
             conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -122,7 +129,7 @@ class FileStore:
     def page(self, *, owner: str | None, purpose: str | None, limit: int, after: str | None,
              ascending: bool) -> tuple[list[StoredFile], bool]:
         """A page of the owner's files and whether more follow."""
-        where, args = OWNED, [owner]
+        where, args = owned_by(owner)
         if purpose is not None:
             where += " AND purpose = ?"
             args.append(purpose)

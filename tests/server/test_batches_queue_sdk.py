@@ -18,7 +18,6 @@ import httpx
 import openai
 import pytest
 
-from cfai_cli.core.store_url import StoreConfig
 from cfai_cli.emulator import queue as emulator_queue
 from cfai_cli.settings import Settings
 from cfai_cli.store.budgets import BudgetLedger
@@ -32,6 +31,7 @@ from tests.server.test_batches_sdk import (
     make_key,
     outputs,
     sdk,
+    store_of,
     submit,
     until,
 )
@@ -76,11 +76,8 @@ class Counting(httpx.AsyncBaseTransport):
 
 @pytest.fixture
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    store = StoreConfig()
-    if "database" in request.fixturenames:  # both_engines: the store in SQLite, then in PostgreSQL
-        database = request.getfixturevalue("database")
-        store = StoreConfig(url=database) if isinstance(database, str) else store
-    return replace(settings, batch_concurrency=2, batch_queue_poll=0.005, batch_queue_poll_max=0.02, store=store)
+    return replace(settings, batch_concurrency=2, batch_queue_poll=0.005, batch_queue_poll_max=0.02,
+                   store=store_of(request))
 
 
 def usage_rows(settings: Settings) -> list[tuple[Any, ...]]:

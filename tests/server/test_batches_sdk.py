@@ -96,13 +96,18 @@ async def submit(client: openai.AsyncOpenAI, lines: list[dict[str, Any]], endpoi
 both_engines = pytest.mark.usefixtures("database")
 
 
+def store_of(request: pytest.FixtureRequest) -> StoreConfig:
+    """The store a test's app uses: PostgreSQL when both_engines gives it a `database` URL, else cfai.db."""
+    if "database" in request.fixturenames:
+        database = request.getfixturevalue("database")
+        if isinstance(database, str):
+            return StoreConfig(url=database)
+    return StoreConfig()
+
+
 @pytest.fixture
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    store = StoreConfig()
-    if "database" in request.fixturenames:  # both_engines
-        database = request.getfixturevalue("database")
-        store = StoreConfig(url=database) if isinstance(database, str) else store
-    return replace(settings, batch_concurrency=1, store=store)
+    return replace(settings, batch_concurrency=1, store=store_of(request))
 
 
 def make_key(settings: Settings, **policy: Any) -> str:
@@ -325,6 +330,7 @@ async def test_bad_batch_requests_are_400s_naming_the_parameter(settings: Settin
             await client.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
 
 
+@both_engines
 async def test_lists_page_newest_first(settings: Settings) -> None:
     key = make_key(settings)
     async with sdk(settings, key) as client:
