@@ -27,13 +27,13 @@ from cfai_cli.errors import BlobsUnavailable
 from cfai_cli.store.blobs import Blob, BlobStore, DiskBlobs
 from cfai_cli.store.sql import Database, Tx, open_database
 
-# NULL (the CLI, a server without auth) matches NULL: `IS` in SQLite, which PostgreSQL allows only for NULL itself.
-OWNED = "owner IS NOT DISTINCT FROM ?"
+# NULL (the CLI, a server without auth) matches NULL; store.sql spells it IS NOT DISTINCT FROM for PostgreSQL.
+OWNED = "owner IS ?"
 
 
 def owned_by(owner: str | None) -> tuple[str, list[object]]:
     """OWNED for a scan by owner (a list, a quota's count): `owner = ?` / `owner IS NULL`, which PostgreSQL's
-    owner index serves (it does not serve IS NOT DISTINCT FROM); lookups by id have the primary key anyway."""
+    owner index serves (not IS NOT DISTINCT FROM); lookups by id have the primary key anyway."""
     return ("owner IS NULL", []) if owner is None else ("owner = ?", [owner])
 
 

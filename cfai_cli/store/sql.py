@@ -2,10 +2,11 @@
 
 Imports stdlib, errors and store.db; psycopg is imported only when a postgresql:// target is first used, so the
 single-host path never loads it. The stores write one SQL text for both engines (`?` placeholders, ON CONFLICT,
-COALESCE(SUM()), FLOOR, RETURNING, IS NOT DISTINCT FROM); the PostgreSQL side rewrites each statement string
-once (`?` -> `%s`, a literal `%` -> `%%`) and hands back rows as tuples, like sqlite3. A write transaction is
-SQLite's BEGIN IMMEDIATE (one writer for the file) or, on PostgreSQL, a transaction-scoped advisory lock named
-by the store, so read-check-write code stays exact across replicas (row MVCC alone would lose updates).
+COALESCE(SUM()), FLOOR, `owner IS ?`); the PostgreSQL side rewrites each statement string once (`?` -> `%s`,
+a literal `%` -> `%%`, `IS ?` -> `IS NOT DISTINCT FROM %s`) and hands back rows as tuples, like sqlite3.
+A write transaction is SQLite's BEGIN IMMEDIATE (one writer for the file) or, on PostgreSQL, a transaction-scoped
+advisory lock named by the store, so read-check-write code stays exact across replicas (row MVCC alone would lose
+updates).
 The schema is not the stores' any more: store.migrations applies one versioned list on first use.
 """
 
@@ -57,8 +58,10 @@ TYPES: dict[Engine, dict[str, str]] = {
 
 @lru_cache(maxsize=4096)
 def pg_sql(text: str) -> str:
-    """A statement for psycopg: `?` placeholders become `%s`, a literal `%` (LIKE patterns) `%%`."""
-    return text.replace("%", "%%").replace("?", "%s")
+    """A statement for psycopg: `?` placeholders become `%s`, a literal `%` (LIKE patterns) `%%`, and SQLite's
+    null-safe `x IS ?` (an owner that may be NULL) PostgreSQL's `x IS NOT DISTINCT FROM %s`. (SQLite has that
+    spelling too, but only from 3.39: the single host's SQL stays as old SQLites read it.)"""
+    return text.replace("%", "%%").replace(" IS ?", " IS NOT DISTINCT FROM ?").replace("?", "%s")
 
 
 def is_postgres_url(value: str) -> bool:
