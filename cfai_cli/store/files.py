@@ -149,8 +149,11 @@ class FileStore:
 
     async def delete(self, file_id: str, *, owner: str | None) -> bool:
         """The owner's file: the object (one already gone is no error), then the row; False if there is none."""
-        if self.get(file_id, owner=owner) is None:
+        if await anyio.to_thread.run_sync(lambda: self.get(file_id, owner=owner)) is None:
             return False
         await self.blobs.delete(file_id)
+        return await anyio.to_thread.run_sync(self._delete_row, file_id, owner)
+
+    def _delete_row(self, file_id: str, owner: str | None) -> bool:
         with self._db(write=True) as conn:
             return bool(conn.execute(f"DELETE FROM files WHERE id = ? AND {OWNED}", (file_id, owner)).rowcount > 0)
