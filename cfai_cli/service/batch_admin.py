@@ -60,16 +60,17 @@ def inspect_input(path: Path, max_lines: int) -> InputFile:
 
 def find_batch(settings: Settings, batch_id: str) -> tuple[Json, str | None]:
     """A batch's object and its owner (a key id, or None for the CLI's own and `--no-auth` batches)."""
-    row = BatchStore(settings.database).find(batch_id)
+    store = BatchStore(settings.storage)
+    row = store.find(batch_id)
     if row is None:
-        raise NotFound(f"No batch {batch_id[:100]!r} in {settings.database}; `cfai batch list` shows them.",
+        raise NotFound(f"No batch {batch_id[:100]!r} in {store.db.label}; `cfai batch list` shows them.",
                        code="batch_not_found")
     return batch_object(row), row["owner"]
 
 
 def list_all(settings: Settings, *, limit: int, after: str | None = None) -> tuple[Json, dict[str, str | None]]:
     """OpenAI's list object of every batch, newest first, and each batch's owner."""
-    rows, more = BatchStore(settings.database).page_all(limit=limit, after=after)
+    rows, more = BatchStore(settings.storage).page_all(limit=limit, after=after)
     out: Json = {"object": "list", "data": [batch_object(r) for r in rows], "has_more": more}
     if rows:
         out["first_id"], out["last_id"] = rows[0]["id"], rows[-1]["id"]
@@ -78,7 +79,7 @@ def list_all(settings: Settings, *, limit: int, after: str | None = None) -> tup
 
 def file_bytes(settings: Settings, file_id: str, *, owner: str | None) -> bytes:
     """The content of a batch's output or error file (owned by the batch's owner)."""
-    store = FileStore(settings.database, settings.files_dir, open_blobs(settings.blobs, settings.files_dir, "files"))
+    store = FileStore(settings.storage, settings.files_dir, open_blobs(settings.blobs, settings.files_dir, "files"))
     found = store.get(file_id, owner=owner)
     gone = NotFound(f"The file {file_id} is gone (deleted through /v1/files?).", code="file_not_found")
     if found is None:
@@ -133,7 +134,7 @@ def cancel(settings: Settings, batch_id: str, *, now: int) -> tuple[Json, str | 
     if batch["status"] in FINAL:
         raise Conflict(f"batch {batch_id} is already {batch['status']}: there is nothing to cancel.",
                        code="batch_not_cancellable")
-    row = BatchStore(settings.database).request_cancel(batch_id, owner=owner, now=now)
+    row = BatchStore(settings.storage).request_cancel(batch_id, owner=owner, now=now)
     assert row is not None
     return batch_object(row), owner
 

@@ -57,7 +57,7 @@ class BatchExecutor:
                  queue: bool = True, limiter: RateLimits | None = None, ledger: Budgets | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.ctx = ctx
-        self.store = BatchStore(ctx.settings.database)
+        self.store = BatchStore(ctx.settings.storage)
         self.keys_required = keys_required  # then keyless batches (the CLI's) are not this executor's to run
         # `limiter`, `ledger`: the server's (shared by replicas with [coordination]); else ones on the database
         self.runner = LineRunner(ctx, sink=sink, keys_required=keys_required, sleep=sleep, limiter=limiter,

@@ -27,7 +27,7 @@ ENDPOINT_SCOPES = {"/v1/chat/completions": "chat", "/v1/completions": "chat", "/
 
 
 def batch_store(ctx: Context) -> BatchStore:
-    return BatchStore(ctx.settings.database)
+    return BatchStore(ctx.settings.storage)
 
 
 def _missing(batch_id: str) -> NotFound:

@@ -28,7 +28,7 @@ _CHUNK = 1024 * 1024
 
 def file_store(ctx: Context) -> FileStore:
     s = ctx.settings
-    return FileStore(s.database, s.files_dir, open_blobs(s.blobs, s.files_dir, "files"))
+    return FileStore(s.storage, s.files_dir, open_blobs(s.blobs, s.files_dir, "files"))
 
 
 def max_file_bytes(ctx: Context) -> int:

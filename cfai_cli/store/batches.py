@@ -1,19 +1,23 @@
-"""Batches (`/v1/batches`) and their lines, durable in the cfai database, with a lease per running batch.
+"""Batches (`/v1/batches`) and their lines, durable in the store's database (store.sql: the SQLite file, or
+PostgreSQL), with a lease per running batch.
 
-Imports stdlib and store.db. A batch row holds OpenAI's Batch fields, its owner (the key's id) and a lease:
+Imports stdlib and store.sql. A batch row holds OpenAI's Batch fields, its owner (the key's id) and a lease:
 the executor that runs it writes its id and a heartbeat deadline, and every write it makes afterwards checks
 it still holds the lease in the same transaction, so two processes (uvicorn workers, two hosts on one
-database) never run one batch at once. Each input line is a row; its result is written the moment it is
-known (`finish_line`, only once: a line already done is never written or run again), which is what lets a
-restarted executor carry on where the last one stopped. Upstream queue jobs (Workers AI's async batches)
-are rows too, polled again after a restart.
+database) never run one batch at once. The lease is taken by a conditional UPDATE (`lease_until < now`) whose
+row count says who won, and the holder's check is an UPDATE of the batch row too: on PostgreSQL that row lock
+lasts to the commit, so a claim racing a holder's write waits for it and then sees the lease still held (row
+level, no table lock); on SQLite every write transaction is BEGIN IMMEDIATE anyway. Each input line is a row;
+its result is written the moment it is known (`finish_line`, only once: a line already done is never written or
+run again), which is what lets a restarted executor carry on where the last one stopped. Lists page by insertion
+order (rowid), as files do (store.files says what that means on PostgreSQL). Upstream queue jobs
+(Workers AI's async batches) are rows too, polled again after a restart.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -21,52 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from cfai_cli.errors import BlobsUnavailable
-from cfai_cli.store.db import connect
-from cfai_cli.store.files import SCHEMA as FILES_SCHEMA
+from cfai_cli.store.files import OWNED, owned_by
+from cfai_cli.store.sql import Database, Tx, open_database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY,
-    owner TEXT,
-    endpoint TEXT NOT NULL,
-    input_file_id TEXT NOT NULL,
-    completion_window TEXT NOT NULL,
-    metadata TEXT,
-    status TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    in_progress_at INTEGER, expires_at INTEGER, finalizing_at INTEGER, completed_at INTEGER,
-    failed_at INTEGER, expired_at INTEGER, cancelling_at INTEGER, cancelled_at INTEGER,
-    errors TEXT,
-    output_file_id TEXT,
-    error_file_id TEXT,
-    total INTEGER NOT NULL DEFAULT 0,
-    completed INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0,
-    prompt_tokens INTEGER NOT NULL DEFAULT 0,
-    completion_tokens INTEGER NOT NULL DEFAULT 0,
-    lease_owner TEXT,
-    lease_until REAL
-);
-CREATE INDEX IF NOT EXISTS batches_owner ON batches (owner);
-CREATE INDEX IF NOT EXISTS batches_status ON batches (status);
-CREATE TABLE IF NOT EXISTS batch_lines (
-    batch_id TEXT NOT NULL,
-    line INTEGER NOT NULL,
-    custom_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    ok INTEGER,
-    output TEXT,
-    PRIMARY KEY (batch_id, line)
-);
-CREATE TABLE IF NOT EXISTS batch_jobs (
-    batch_id TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    job TEXT NOT NULL,
-    lines TEXT NOT NULL,
-    PRIMARY KEY (batch_id, job_id)
-);
-"""
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")  # an executor has work to do
 _FIELDS = ("id", "owner", "endpoint", "input_file_id", "completion_window", "metadata", "status", "created_at",
            "in_progress_at", "expires_at", "finalizing_at", "completed_at", "failed_at", "expired_at",
@@ -98,11 +59,12 @@ class LeaseLost(Exception):
 
 
 class BatchStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: Path | str | Database) -> None:
+        self.db = open_database(target)
 
-    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, SCHEMA, immediate=True)
+    def _db(self, *, write: bool = True) -> AbstractContextManager[Tx]:
+        # No advisory lock: every read-check-write here is exact by row locks (see the module doc).
+        return self.db.transaction(write=write, lock=None)
 
     def create(self, *, batch_id: str, owner: str | None, endpoint: str, input_file_id: str,
                completion_window: str, metadata: Mapping[str, str] | None, created_at: int, expires_at: int) -> Row:
@@ -114,21 +76,21 @@ class BatchStore:
             return _row(conn.execute(f"{_SELECT} WHERE id = ?", (batch_id,)).fetchone())
 
     def get(self, batch_id: str, *, owner: str | None) -> Row | None:
-        with self._db() as conn:
-            found = conn.execute(f"{_SELECT} WHERE id = ? AND owner IS ?", (batch_id, owner)).fetchone()
+        with self._db(write=False) as conn:
+            found = conn.execute(f"{_SELECT} WHERE id = ? AND {OWNED}", (batch_id, owner)).fetchone()
         return None if found is None else _row(found)
 
     def load(self, batch_id: str) -> Row:
         """The batch whoever owns it (the executor's view)."""
-        with self._db() as conn:
+        with self._db(write=False) as conn:
             return _row(conn.execute(f"{_SELECT} WHERE id = ?", (batch_id,)).fetchone())
 
     def page(self, *, owner: str | None, limit: int, after: str | None) -> tuple[list[Row], bool]:
         """The owner's batches newest first, after the batch `after`, and whether more follow."""
-        where, args = "owner IS ?", [owner]
-        with self._db() as conn:
+        where, args = owned_by(owner)
+        with self._db(write=False) as conn:
             if after is not None:
-                found = conn.execute("SELECT rowid FROM batches WHERE id = ? AND owner IS ?", (after, owner)).fetchone()
+                found = conn.execute(f"SELECT rowid FROM batches WHERE id = ? AND {OWNED}", (after, owner)).fetchone()
                 if found is not None:
                     where += " AND rowid < ?"
                     args.append(found[0])
@@ -138,9 +100,9 @@ class BatchStore:
     def request_cancel(self, batch_id: str, *, owner: str | None, now: int) -> Row | None:
         """Mark a validating or running batch `cancelling` (its executor stops starting lines); other states stay."""
         with self._db() as conn:
-            conn.execute("UPDATE batches SET status = 'cancelling', cancelling_at = ? WHERE id = ? AND owner IS ? "
+            conn.execute(f"UPDATE batches SET status = 'cancelling', cancelling_at = ? WHERE id = ? AND {OWNED} "
                          "AND status IN ('validating', 'in_progress')", (now, batch_id, owner))
-            found = conn.execute(f"{_SELECT} WHERE id = ? AND owner IS ?", (batch_id, owner)).fetchone()
+            found = conn.execute(f"{_SELECT} WHERE id = ? AND {OWNED}", (batch_id, owner)).fetchone()
         return None if found is None else _row(found)
 
     # -- leases ---------------------------------------------------------------------------------------------
@@ -151,15 +113,17 @@ class BatchStore:
         free = (f"SELECT id FROM batches WHERE status IN ({', '.join('?' * len(ACTIVE))}) AND "
                 f"(lease_until IS NULL OR lease_until < ?){' AND owner IS NOT NULL' if owned_only else ''} "
                 "ORDER BY rowid LIMIT ?")
-        with connect(self.path, SCHEMA) as conn:  # a read first: idle executors poll without taking the write lock
+        with self._db(write=False) as conn:  # a read first: idle executors poll without taking the write lock
             if conn.execute(free, (*ACTIVE, now, 1)).fetchone() is None:
                 return []
         with self._db() as conn:
-            ids = [r[0] for r in conn.execute(free, (*ACTIVE, now, limit))]
-            for batch_id in ids:
-                conn.execute("UPDATE batches SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                             (holder, now + ttl, batch_id))
-        return ids
+            # Each lease is taken only if still free when its UPDATE runs: on PostgreSQL another claimer may have
+            # taken it since the SELECT (its row lock makes this UPDATE wait, then find lease_until renewed).
+            # Rows are updated in rowid order by every claimer, so two claims never wait on each other in a cycle.
+            ids = [r[0] for r in conn.execute(free, (*ACTIVE, now, limit)).fetchall()]
+            return [batch_id for batch_id in ids if conn.execute(
+                "UPDATE batches SET lease_owner = ?, lease_until = ? WHERE id = ? AND "
+                "(lease_until IS NULL OR lease_until < ?)", (holder, now + ttl, batch_id, now)).rowcount > 0]
 
     def renew(self, batch_id: str, holder: str, *, now: float, ttl: float) -> bool:
         with self._db() as conn:
@@ -182,14 +146,14 @@ class BatchStore:
     # -- the local admin's view (the CLI sees every batch of the data directory, whoever owns it) ------------
 
     def find(self, batch_id: str) -> Row | None:
-        with self._db() as conn:
+        with self._db(write=False) as conn:
             found = conn.execute(f"{_SELECT} WHERE id = ?", (batch_id,)).fetchone()
         return None if found is None else _row(found)
 
     def page_all(self, *, limit: int, after: str | None) -> tuple[list[Row], bool]:
         """Every batch newest first, after the batch `after`, and whether more follow."""
-        where, args = "1", []
-        with self._db() as conn:
+        where, args = "1 = 1", []
+        with self._db(write=False) as conn:
             if after is not None:
                 found = conn.execute("SELECT rowid FROM batches WHERE id = ?", (after,)).fetchone()
                 if found is not None:
@@ -198,9 +162,12 @@ class BatchStore:
         return [_row(r) for r in rows[:limit]], len(rows) > limit
 
     @staticmethod
-    def _hold(conn: sqlite3.Connection, batch_id: str, holder: str) -> None:
-        found = conn.execute("SELECT lease_owner FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        if found is None or found[0] != holder:
+    def _hold(conn: Tx, batch_id: str, holder: str) -> None:
+        # An UPDATE rather than a SELECT: on PostgreSQL it locks the batch row until this transaction ends, so no
+        # claim can take the lease between this check and the writes after it (SELECT ... FOR UPDATE, in SQL
+        # SQLite runs too).
+        if conn.execute("UPDATE batches SET lease_owner = lease_owner WHERE id = ? AND lease_owner = ?",
+                        (batch_id, holder)).rowcount == 0:
             raise LeaseLost(batch_id)
 
     # -- the holder's writes (each checks the lease) -----------------------------------------------------------
@@ -220,7 +187,8 @@ class BatchStore:
         """Record the checked input lines and move the batch to in_progress (unless it is being cancelled)."""
         with self._db() as conn:
             self._hold(conn, batch_id, holder)
-            conn.executemany("INSERT OR IGNORE INTO batch_lines (batch_id, line, custom_id, body) VALUES (?, ?, ?, ?)",
+            conn.executemany("INSERT INTO batch_lines (batch_id, line, custom_id, body) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (batch_id, line) DO NOTHING",
                              [(batch_id, ln.line, ln.custom_id, ln.body) for ln in lines])
             conn.execute("UPDATE batches SET total = ?, in_progress_at = ?, "
                          "status = CASE status WHEN 'validating' THEN 'in_progress' ELSE status END WHERE id = ?",
@@ -228,7 +196,7 @@ class BatchStore:
 
     def pending(self, batch_id: str) -> list[Line]:
         """Lines with no result yet and not waiting in an upstream queue job, in file order."""
-        with self._db() as conn:
+        with self._db(write=False) as conn:
             rows = conn.execute("SELECT line, custom_id, body FROM batch_lines WHERE batch_id = ? AND state = "
                                 "'pending' ORDER BY line", (batch_id,)).fetchall()
         return [Line(*r) for r in rows]
@@ -251,7 +219,7 @@ class BatchStore:
         """(ok, output line JSON) of each finished line in file order, read in pages (a batch may be large)."""
         last = 0
         while True:
-            with self._db() as conn:
+            with self._db(write=False) as conn:
                 rows = conn.execute("SELECT line, ok, output FROM batch_lines WHERE batch_id = ? AND state = 'done' "
                                     "AND line > ? ORDER BY line LIMIT 1000", (batch_id, last)).fetchall()
             if not rows:
@@ -262,7 +230,7 @@ class BatchStore:
 
     def unfinished(self, batch_id: str) -> list[tuple[int, str]]:
         """(line, custom_id) of lines without a result (an expired batch reports them as errors)."""
-        with self._db() as conn:
+        with self._db(write=False) as conn:
             return [(r[0], r[1]) for r in conn.execute(
                 "SELECT line, custom_id FROM batch_lines WHERE batch_id = ? AND state != 'done' ORDER BY line",
                 (batch_id,))]
@@ -278,7 +246,7 @@ class BatchStore:
                              "state = 'pending'", [(batch_id, n) for n in lines])
 
     def jobs(self, batch_id: str) -> list[tuple[str, str, list[int]]]:
-        with self._db() as conn:
+        with self._db(write=False) as conn:
             return [(r[0], r[1], json.loads(r[2])) for r in conn.execute(
                 "SELECT job_id, job, lines FROM batch_jobs WHERE batch_id = ? ORDER BY rowid", (batch_id,))]
 
@@ -299,12 +267,14 @@ class BatchStore:
 FINAL = ("completed", "failed", "cancelled", "expired")
 
 
-def prune(path: Path, remove: Callable[[list[str]], None], *, before: float | None, now: float) -> tuple[int, int]:
+def prune(target: Path | str | Database, remove: Callable[[list[str]], None], *, before: float | None,
+          now: float) -> tuple[int, int]:
     """(batches, files) deleted: finished batches created before `before` (None: none) with their lines, jobs and
     output/error files, and uploads past their `expires_at`. Nothing in flight goes: a batch still active is
     kept whatever its age, and so is the input file it reads (store.retention). `remove` deletes the files'
     objects (store.blobs), before their rows: when the store is down the rows stay, due, for the next pass."""
-    with connect(path, SCHEMA + FILES_SCHEMA, immediate=True) as conn:
+    db = open_database(target)
+    with db.transaction(write=True, lock="batches:prune") as conn:  # one replica's pass at a time
         old = conn.execute(f"SELECT id, output_file_id, error_file_id FROM batches WHERE status IN "
                            f"({', '.join('?' * len(FINAL))}) AND created_at < ?",
                            (*FINAL, -1 if before is None else before)).fetchall()
@@ -323,6 +293,6 @@ def prune(path: Path, remove: Callable[[list[str]], None], *, before: float | No
         except BlobsUnavailable as exc:
             logging.getLogger("cfai.retention").warning("files past their expiry kept for now: %s", exc.message)
             return len(old), 0
-        with connect(path, FILES_SCHEMA, immediate=True) as conn:
+        with db.transaction(write=True, lock=None) as conn:
             conn.executemany("DELETE FROM files WHERE id = ?", [(f,) for f in gone])
     return len(old), len(gone)

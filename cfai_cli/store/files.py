@@ -1,19 +1,21 @@
 """Uploaded and generated files (`/v1/files`): bytes in a BlobStore (`<data dir>/files/`, or `files/` in the
-`[blobs]` bucket), metadata in the cfai database.
+`[blobs]` bucket), metadata in the store's database (store.sql: the SQLite file, or PostgreSQL).
 
-Imports stdlib, anyio, store.db and store.blobs. Each file is one object named by its unguessable id (on disk a
+Imports stdlib, anyio, store.sql and store.blobs. Each file is one object named by its unguessable id (on disk a
 0600 file in a 0700 directory); the row says who owns it (the uploading key's id; NULL for the CLI or a server
 without auth) and every read is by id *and* owner, so another key's file is simply not found. Rows are listed
-newest first by insertion order (the rowid), which is also the `after` cursor's order. The object is written
-before its row and deleted before it (as store.images): a row never names bytes that are not there, and an object
-whose delete failed is still indexed, so it can be deleted again.
+newest first by insertion order (the rowid; an identity column on PostgreSQL), which is also the `after` cursor's
+order: unique and never changed, so paging neither repeats nor skips a file that existed when it began. (On
+PostgreSQL identities are handed out at insert, not at commit: a file committed while a client pages may land
+behind its cursor and show only in the next listing, as a file uploaded mid-listing may on SQLite too.) The object
+is written before its row and deleted before it (as store.images): a row never names bytes that are not there, and
+an object whose delete failed is still indexed, so it can be deleted again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -23,21 +25,16 @@ import anyio
 
 from cfai_cli.errors import BlobsUnavailable
 from cfai_cli.store.blobs import Blob, BlobStore, DiskBlobs
-from cfai_cli.store.db import connect
+from cfai_cli.store.sql import Database, Tx, open_database
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    id TEXT PRIMARY KEY,
-    owner TEXT,
-    purpose TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    lines INTEGER
-);
-CREATE INDEX IF NOT EXISTS files_owner ON files (owner, purpose);
-"""
+# NULL (the CLI, a server without auth) matches NULL; store.sql spells it IS NOT DISTINCT FROM for PostgreSQL.
+OWNED = "owner IS ?"
+
+
+def owned_by(owner: str | None) -> tuple[str, list[object]]:
+    """OWNED for a scan by owner (a list, a quota's count): `owner = ?` / `owner IS NULL`, which PostgreSQL's
+    owner index serves (not IS NOT DISTINCT FROM); lookups by id have the primary key anyway."""
+    return ("owner IS NULL", []) if owner is None else ("owner = ?", [owner])
 
 
 class FileQuotaExceeded(Exception):
@@ -68,13 +65,14 @@ def _file(row: tuple[object, ...]) -> StoredFile:
 
 
 class FileStore:
-    def __init__(self, database: Path, directory: Path, blobs: BlobStore | None = None) -> None:
-        self.database = database
+    def __init__(self, target: Path | str | Database, directory: Path, blobs: BlobStore | None = None) -> None:
+        self.db = open_database(target)
         self.directory = directory  # scratch files; the bytes too unless `blobs` puts them elsewhere
         self.blobs = blobs if blobs is not None else DiskBlobs(directory)
 
-    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
-        return connect(self.database, SCHEMA, immediate=True)
+    def _db(self, *, write: bool = False, lock: str | None = None) -> AbstractContextManager[Tx]:
+        # Single-statement writes need no turn across replicas; a quota's count-then-insert takes its owner's.
+        return self.db.transaction(write=write, lock=lock)
 
     def scratch(self, name: str) -> Path:
         """A private path in the files directory to write an upload to before it is `add`ed (same disk: a rename)."""
@@ -109,11 +107,14 @@ class FileStore:
         return record
 
     def _insert(self, record: StoredFile, quota: tuple[int, int] | None) -> None:
-        with self._db() as conn:
+        # The owner's turn (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL) spans the count and the
+        # insert: two uploads at once cannot both see room for one more.
+        with self._db(write=True, lock=None if quota is None else f"files:{record.owner}") as conn:
             if quota is not None:
+                mine, args = owned_by(record.owner)
                 count, held = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files WHERE owner IS ? AND purpose IN "
-                    "('batch', 'user_data')", (record.owner,)).fetchone()
+                    f"SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM files WHERE {mine} AND purpose IN "
+                    "('batch', 'user_data')", args).fetchone()
                 if count + 1 > quota[0] or held + record.bytes > quota[1]:
                     raise FileQuotaExceeded(count, int(held), quota)
             conn.execute(f"INSERT INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -122,19 +123,19 @@ class FileStore:
 
     def get(self, file_id: str, *, owner: str | None) -> StoredFile | None:
         with self._db() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ? AND owner IS ?", (file_id, owner)).fetchone()
+            row = conn.execute(f"SELECT {_COLUMNS} FROM files WHERE id = ? AND {OWNED}", (file_id, owner)).fetchone()
         return None if row is None else _file(row)
 
     def page(self, *, owner: str | None, purpose: str | None, limit: int, after: str | None,
              ascending: bool) -> tuple[list[StoredFile], bool]:
         """A page of the owner's files and whether more follow."""
-        where, args = "owner IS ?", [owner]
+        where, args = owned_by(owner)
         if purpose is not None:
             where += " AND purpose = ?"
             args.append(purpose)
         with self._db() as conn:
             if after is not None:
-                found = conn.execute("SELECT rowid FROM files WHERE id = ? AND owner IS ?", (after, owner)).fetchone()
+                found = conn.execute(f"SELECT rowid FROM files WHERE id = ? AND {OWNED}", (after, owner)).fetchone()
                 if found is not None:
                     where += " AND rowid > ?" if ascending else " AND rowid < ?"
                     args.append(found[0])
@@ -148,8 +149,11 @@ class FileStore:
 
     async def delete(self, file_id: str, *, owner: str | None) -> bool:
         """The owner's file: the object (one already gone is no error), then the row; False if there is none."""
-        if self.get(file_id, owner=owner) is None:
+        if await anyio.to_thread.run_sync(lambda: self.get(file_id, owner=owner)) is None:
             return False
         await self.blobs.delete(file_id)
-        with self._db() as conn:
-            return bool(conn.execute("DELETE FROM files WHERE id = ? AND owner IS ?", (file_id, owner)).rowcount > 0)
+        return await anyio.to_thread.run_sync(self._delete_row, file_id, owner)
+
+    def _delete_row(self, file_id: str, owner: str | None) -> bool:
+        with self._db(write=True) as conn:
+            return bool(conn.execute(f"DELETE FROM files WHERE id = ? AND {OWNED}", (file_id, owner)).rowcount > 0)

@@ -112,8 +112,8 @@ def _prune_shared(db: Database, now: float) -> int:
 def prune(path: Path, retention: Retention, *, now: float, budget: int | None = PASS_BUDGET,
           usage_before: float | None = None, store: Path | str | Database | None = None) -> Pruned:
     """Delete what `retention` says is due (`usage_before` overrides the usage log's time limit). `path` is the
-    SQLite file (the host's rate limits and budget holds); `store` the usage log's and responses' database
-    ([store] url; None: the same file)."""
+    SQLite file (the host's rate limits and budget holds); `store` the usage log's, responses', batches' and
+    files' database ([store] url; None: the same file)."""
     db = open_database(path if store is None else store)
     if not path.exists() and not db.exists():
         return Pruned()
@@ -124,15 +124,15 @@ def prune(path: Path, retention: Retention, *, now: float, budget: int | None = 
     stored = _prune_table(db, _RESPONSES, before=responses_before, max_rows=retention.responses_max_rows,
                           budget=budget)
     shared_days = _prune_shared(db, now) if db.engine == "postgres" else 0
-    if not path.exists():  # a shared store, and nothing of this host's yet
-        return Pruned(usage_rows=usage, responses=stored, budget_days=shared_days)
-    ledger = budgets_store.prune(path, now=now)  # one key and day a row, one row a request in flight: few
     batches = files = 0
-    if retention.files_dir is not None:
+    if retention.files_dir is not None:  # batches and files live in the store's database too
         blobs = open_blobs(retention.blobs or BlobsConfig(), retention.files_dir, "files")
         batches, files = batches_store.prune(
-            path, lambda keys: delete_blocking(blobs, keys),
+            db, lambda keys: delete_blocking(blobs, keys),
             before=now - retention.batch_days * DAY if retention.batch_days > 0 else None, now=now)
+    if not path.exists():  # a shared store, and nothing of this host's yet
+        return Pruned(usage_rows=usage, responses=stored, budget_days=shared_days, batches=batches, files=files)
+    ledger = budgets_store.prune(path, now=now)  # one key and day a row, one row a request in flight: few
     rates = limits_store.prune(path, now=now)  # a day of an idle key's requests at most: its admissions trim the rest
     return Pruned(usage_rows=usage, responses=stored, budget_days=ledger.days + shared_days, budget_holds=ledger.holds,
                   batches=batches, files=files, rate_rows=rates)

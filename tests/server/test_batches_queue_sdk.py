@@ -22,7 +22,19 @@ from cfai_cli.emulator import queue as emulator_queue
 from cfai_cli.settings import Settings
 from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.retention import prune, retention_of
-from tests.server.test_batches_sdk import CHAT, chat_line, final, jsonl, make_key, outputs, sdk, submit, until
+from tests.server.test_batches_sdk import (
+    CHAT,
+    both_engines,
+    chat_line,
+    final,
+    jsonl,
+    make_key,
+    outputs,
+    sdk,
+    store_of,
+    submit,
+    until,
+)
 
 pytestmark = pytest.mark.anyio
 QUEUED = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
@@ -63,8 +75,9 @@ class Counting(httpx.AsyncBaseTransport):
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, batch_concurrency=2, batch_queue_poll=0.005, batch_queue_poll_max=0.02)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return replace(settings, batch_concurrency=2, batch_queue_poll=0.005, batch_queue_poll_max=0.02,
+                   store=store_of(request))
 
 
 def usage_rows(settings: Settings) -> list[tuple[Any, ...]]:
@@ -117,6 +130,7 @@ async def test_a_mixed_batch_queues_the_queue_models_lines_and_runs_the_rest_liv
     assert ledger.spent(key_id, now=time.time())[0] > 0
 
 
+@both_engines
 async def test_a_restart_with_a_job_in_flight_polls_the_stored_job(settings: Settings) -> None:
     key = make_key(settings)
     first = Counting(hold_polls=True)
@@ -209,6 +223,7 @@ async def test_the_setting_off_runs_every_line_live(settings: Settings) -> None:
 
 
 
+@both_engines
 async def test_retention_prunes_old_batches_and_expired_uploads_but_nothing_in_flight(settings: Settings) -> None:
     key = make_key(settings)
     upstream = Counting(hold_polls=True)
@@ -228,7 +243,7 @@ async def test_retention_prunes_old_batches_and_expired_uploads_but_nothing_in_f
                                       expires_after={"anchor": "created_at", "seconds": 5})
         assert refused.value.body["param"] == "expires_after"  # type: ignore[index]
         later = time.time() + 31 * 86400  # past the default 30 days, and past the upload's hour
-        pruned = prune(settings.database, retention_of(settings), now=later)
+        pruned = prune(settings.database, retention_of(settings), now=later, store=settings.storage)
         assert (pruned.batches, pruned.files) == (1, 2)  # the old batch with its output file, and the upload
         for gone in (old.id,):
             with pytest.raises(openai.NotFoundError):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -17,10 +16,12 @@ import httpx
 import openai
 import pytest
 
+from cfai_cli.core.store_url import StoreConfig
 from cfai_cli.server.app import create_app
 from cfai_cli.service.context import offline_transport
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyPolicy, KeyStore
+from cfai_cli.store.usage import UsageLog
 from tests.openai_schema import validate
 from tests.sdk import sdk_httpx
 
@@ -91,15 +92,29 @@ async def submit(client: openai.AsyncOpenAI, lines: list[dict[str, Any]], endpoi
                                        completion_window="24h", metadata={"job": "test"})
 
 
+# A test so marked runs twice: batches, files, keys and usage in the SQLite file, then in PostgreSQL (`database`).
+both_engines = pytest.mark.usefixtures("database")
+
+
+def store_of(request: pytest.FixtureRequest) -> StoreConfig:
+    """The store a test's app uses: PostgreSQL when both_engines gives it a `database` URL, else cfai.db."""
+    if "database" in request.fixturenames:
+        database = request.getfixturevalue("database")
+        if isinstance(database, str):
+            return StoreConfig(url=database)
+    return StoreConfig()
+
+
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, batch_concurrency=1)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return replace(settings, batch_concurrency=1, store=store_of(request))
 
 
 def make_key(settings: Settings, **policy: Any) -> str:
-    return KeyStore(settings.database).create("batch", KeyPolicy(**policy))[0]
+    return KeyStore(settings.storage).create("batch", KeyPolicy(**policy))[0]
 
 
+@both_engines
 async def test_a_mixed_batch_answers_every_custom_id(settings: Settings) -> None:
     key = make_key(settings, models=("gpt-4o-mini", "@cf/meta/*"))
     lines = [chat_line("ok-1"), chat_line("forbidden", model="@cf/qwen/qwq-32b"),
@@ -131,9 +146,10 @@ async def test_a_mixed_batch_answers_every_custom_id(settings: Settings) -> None
     assert by_id["bad-body"]["status_code"] == 400 and by_id["bad-body"]["body"]["error"]["param"] == "messages"
     assert gate.runs == 2  # the refused lines never reached Workers AI
     await asyncio.sleep(0)
-    with sqlite3.connect(settings.database) as conn:  # usage attributed to the key, as live requests are
-        rows = conn.execute("SELECT key_id, route, status FROM usage_log WHERE route LIKE 'batch/%'").fetchall()
-    key_id = KeyStore(settings.database).list()[0].id
+    # usage attributed to the key, as live requests are
+    rows = [(u.key_id, u.route, u.status) for u in UsageLog(settings.storage).rows(since=0)
+            if u.route.startswith("batch/")]
+    key_id = KeyStore(settings.storage).list()[0].id
     assert sorted(rows) == sorted([(key_id, "batch/chat/completions", s) for s in (200, 200, 403, 400)])
 
 
@@ -191,6 +207,7 @@ async def test_upload_limits_and_purpose(settings: Settings) -> None:
     assert stored.stat().st_mode & 0o777 == 0o600
 
 
+@both_engines
 async def test_a_keys_uploads_are_bounded_in_files_and_bytes_and_other_keys_are_not(settings: Settings) -> None:
     owner, other = make_key(settings), make_key(settings)
     capped = replace(settings, max_files_per_key=2, max_stored_files_mb=0.0001)  # 2 files, about 104 bytes
@@ -212,6 +229,7 @@ async def test_a_keys_uploads_are_bounded_in_files_and_bytes_and_other_keys_are_
     assert len(list(settings.files_dir.iterdir())) == 3  # nothing kept of the refused uploads
 
 
+@both_engines
 async def test_another_key_sees_nothing(settings: Settings) -> None:
     owner, stranger = make_key(settings), make_key(settings)
     async with sdk(settings, owner) as client:
@@ -247,6 +265,7 @@ async def test_a_line_for_another_endpoint_fails_the_batch(settings: Settings) -
     assert done.errors.data[0].line == 2 and done.errors.data[0].code == "mismatched_endpoint"
 
 
+@both_engines
 async def test_cancel_keeps_the_finished_lines(settings: Settings) -> None:
     key = make_key(settings)
     gate = Gate(open_runs=2)
@@ -263,6 +282,7 @@ async def test_cancel_keeps_the_finished_lines(settings: Settings) -> None:
     assert gate.runs == 3
 
 
+@both_engines
 async def test_a_batch_survives_a_restart_without_rerunning_finished_lines(settings: Settings) -> None:
     key = make_key(settings)
     first = Gate(open_runs=2)
@@ -310,6 +330,7 @@ async def test_bad_batch_requests_are_400s_naming_the_parameter(settings: Settin
             await client.batches.create(input_file_id=upload.id, endpoint=CHAT, completion_window="24h")
 
 
+@both_engines
 async def test_lists_page_newest_first(settings: Settings) -> None:
     key = make_key(settings)
     async with sdk(settings, key) as client:

@@ -26,7 +26,18 @@ from cfai_cli.settings import Settings
 from cfai_cli.store.retention import prune, retention_of
 from tests.infra.fixtures import _serve
 from tests.infra.servers import S3Server, start_s3
-from tests.server.test_batches_sdk import CHAT, chat_line, final, make_key, outputs, sdk, submit, until
+from tests.server.test_batches_sdk import (
+    CHAT,
+    both_engines,
+    chat_line,
+    final,
+    make_key,
+    outputs,
+    sdk,
+    store_of,
+    submit,
+    until,
+)
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -39,6 +50,11 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key_id)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_access_key)
     return s3_server
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    return replace(settings, store=store_of(request))  # both_engines: metadata in SQLite, then in PostgreSQL
 
 
 def on_s3(settings: Settings, s3: S3Server) -> Settings:
@@ -71,6 +87,7 @@ def assert_error(error: openai.APIStatusError, status: int, code: str) -> dict[s
     return body
 
 
+@both_engines
 async def test_upload_list_read_and_delete_keep_the_bytes_in_the_bucket(s3_env: S3Server,
                                                                         settings: Settings) -> None:
     where = on_s3(settings, s3_env)
@@ -112,6 +129,7 @@ async def test_a_refused_upload_leaves_no_object(s3_env: S3Server, settings: Set
     assert local_files(where) == []
 
 
+@both_engines
 async def test_a_batch_reads_and_writes_its_files_on_the_bucket(s3_env: S3Server, settings: Settings) -> None:
     where = on_s3(settings, s3_env)
     key = make_key(where, models=("gpt-4o-mini",))

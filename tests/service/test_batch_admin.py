@@ -7,12 +7,14 @@ import io
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cfai_cli.core.openai.batches import CreateBatchRequest
+from cfai_cli.core.store_url import StoreConfig
 from cfai_cli.errors import InvalidRequest, NotFound
 from cfai_cli.service.batch_admin import OneBatchExecutor, find_batch, inspect_input, list_all, run_here
 from cfai_cli.service.batches import create_batch
@@ -32,8 +34,10 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings({}, environ={"CFAI_HOME": str(tmp_path)}).as_offline()
+def settings(tmp_path: Path, database: Path | str) -> Settings:
+    """Batches and files in the SQLite file, or in PostgreSQL (`database`: every test runs on both)."""
+    store = StoreConfig(url=database) if isinstance(database, str) else StoreConfig()
+    return replace(load_settings({}, environ={"CFAI_HOME": str(tmp_path)}), store=store).as_offline()
 
 
 @pytest.fixture
@@ -56,14 +60,14 @@ async def test_only_the_named_batch_is_claimed(ctx: Context) -> None:
     rows: list[UsageRow] = []
     batch = await run_here(ctx, wanted, owner=None, sink=rows.append, interval=0.02)
     assert batch["status"] == "completed" and len(rows) == 2
-    store = BatchStore(ctx.settings.database)
+    store = BatchStore(ctx.settings.storage)
     assert store.load(other)["status"] == "validating"  # the CLI ran what it was asked to, nothing else
     assert store.load(wanted)["total"] == 2
 
 
 async def test_a_held_batch_is_only_watched_until_its_lease_runs_out(ctx: Context) -> None:
     batch_id = await new_batch(ctx, 3)
-    store = BatchStore(ctx.settings.database)
+    store = BatchStore(ctx.settings.storage)
     until = time.time() + 1.0
     assert store.claim("a-server", now=time.time(), ttl=1.0, limit=5) == [batch_id]  # a server that then died
     assert not await OneBatchExecutor(ctx, batch_id, sink=lambda row: None, keys_required=False).claim_once()

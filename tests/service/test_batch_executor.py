@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from cfai_cli.core.openai.batches import CreateBatchRequest
+from cfai_cli.core.store_url import StoreConfig
 from cfai_cli.service.batch_executor import BatchExecutor
 from cfai_cli.service.batches import create_batch, get_batch
 from cfai_cli.service.context import Context, open_context
@@ -34,9 +35,11 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, database: Path | str) -> Settings:
+    """Batches, files and keys in the SQLite file, or in PostgreSQL (`database`: every test runs on both)."""
     base = load_settings({"account_id": "x", "api_token": "y"}, environ={"CFAI_HOME": str(tmp_path)})
-    return replace(base, batch_concurrency=2).as_offline()
+    store = StoreConfig(url=database) if isinstance(database, str) else StoreConfig()
+    return replace(base, batch_concurrency=2, store=store).as_offline()
 
 
 @pytest.fixture
@@ -88,7 +91,7 @@ async def test_two_executors_never_run_one_line_twice(ctx: Context) -> None:
 
 
 def test_a_lease_is_one_holders_until_it_runs_out(settings: Settings) -> None:
-    store = BatchStore(settings.database)
+    store = BatchStore(settings.storage)
     store.create(batch_id="batch_x", owner=None, endpoint=CHAT, input_file_id="file-x", completion_window="24h",
                  metadata=None, created_at=0, expires_at=86400)
     assert store.claim("one", now=100.0, ttl=30.0, limit=5) == ["batch_x"]
@@ -104,7 +107,7 @@ def test_a_lease_is_one_holders_until_it_runs_out(settings: Settings) -> None:
 
 
 async def test_rate_limited_lines_wait_for_their_window(ctx: Context, settings: Settings) -> None:
-    key, record = KeyStore(settings.database).create("slow", KeyPolicy(rpm=1))
+    key, record = KeyStore(settings.storage).create("slow", KeyPolicy(rpm=1))
     waits: list[float] = []
 
     async def window_passes(seconds: float) -> None:  # a minute goes by: the key's window empties
@@ -146,7 +149,7 @@ async def test_a_batch_past_its_window_expires(ctx: Context) -> None:
 
 async def test_an_executor_that_requires_keys_leaves_keyless_batches_to_the_cli(ctx: Context,
                                                                               settings: Settings) -> None:
-    _, record = KeyStore(settings.database).create("owner", KeyPolicy())
+    _, record = KeyStore(settings.storage).create("owner", KeyPolicy())
     keyless = await new_batch(ctx, 2, prefix="cli")
     owned = await new_batch(ctx, 2, owner=record.id, prefix="api")
     keyed = BatchExecutor(ctx, sink=lambda row: None, keys_required=True, poll_interval=0.01)

@@ -6,6 +6,7 @@ started in the app's lifespan runs them, woken when one is created or cancelled.
 
 from __future__ import annotations
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,26 +29,30 @@ def _wake(request: Request) -> None:
 async def create(request: Request) -> Response:
     req = validate_request(CreateBatchRequest, await read_json(request))
     key = request.scope.get("state", {}).get("cfai_key")
-    batch = create_batch(request.app.state.ctx, req, owner=owner(request),
-                         scopes=key.policy.scopes if key is not None else None)
+    # Store calls in a worker thread (routes.files says why).
+    batch = await anyio.to_thread.run_sync(lambda: create_batch(
+        request.app.state.ctx, req, owner=owner(request), scopes=key.policy.scopes if key is not None else None))
     _wake(request)
     return JSONResponse(batch, headers=API_HEADERS)
 
 
 async def retrieve(request: Request) -> Response:
-    return JSONResponse(get_batch(request.app.state.ctx, request.path_params["batch_id"], owner=owner(request)),
-                        headers=API_HEADERS)
+    batch = await anyio.to_thread.run_sync(
+        lambda: get_batch(request.app.state.ctx, request.path_params["batch_id"], owner=owner(request)))
+    return JSONResponse(batch, headers=API_HEADERS)
 
 
 async def listing(request: Request) -> Response:
     query = request.query_params
-    page = list_batches(request.app.state.ctx, owner=owner(request), limit=_int(query.get("limit"), "limit", 20),
-                        after=query.get("after"))
+    limit = _int(query.get("limit"), "limit", 20)
+    page = await anyio.to_thread.run_sync(
+        lambda: list_batches(request.app.state.ctx, owner=owner(request), limit=limit, after=query.get("after")))
     return JSONResponse(page, headers=API_HEADERS)
 
 
 async def cancel(request: Request) -> Response:
-    batch = cancel_batch(request.app.state.ctx, request.path_params["batch_id"], owner=owner(request))
+    batch = await anyio.to_thread.run_sync(
+        lambda: cancel_batch(request.app.state.ctx, request.path_params["batch_id"], owner=owner(request)))
     _wake(request)
     return JSONResponse(batch, headers=API_HEADERS)
 

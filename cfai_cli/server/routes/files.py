@@ -8,6 +8,7 @@ that uploaded them (server.routes.responses.owner).
 
 from __future__ import annotations
 
+import anyio
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -61,20 +62,24 @@ async def create(request: Request) -> Response:
 
 async def listing(request: Request) -> Response:
     query = request.query_params
-    page = list_files(request.app.state.ctx, owner=owner(request), purpose=query.get("purpose"),
-                      limit=_int(query.get("limit"), "limit", 10000), after=query.get("after"),
-                      order=query.get("order", "desc"))
+    limit = _int(query.get("limit"), "limit", 10000)
+    # A worker thread, as every store call from the event loop: on PostgreSQL it is a round trip (or a wait
+    # for a pooled connection), which must not stall the other requests.
+    page = await anyio.to_thread.run_sync(lambda: list_files(
+        request.app.state.ctx, owner=owner(request), purpose=query.get("purpose"), limit=limit,
+        after=query.get("after"), order=query.get("order", "desc")))
     return JSONResponse(page, headers=API_HEADERS)
 
 
 async def retrieve(request: Request) -> Response:
-    found = get_file(request.app.state.ctx, request.path_params["file_id"], owner=owner(request))
+    found = await anyio.to_thread.run_sync(
+        lambda: get_file(request.app.state.ctx, request.path_params["file_id"], owner=owner(request)))
     return JSONResponse(describe(found), headers=API_HEADERS)
 
 
 async def content(request: Request) -> Response:
     ctx = request.app.state.ctx
-    found = get_file(ctx, request.path_params["file_id"], owner=owner(request))
+    found = await anyio.to_thread.run_sync(lambda: get_file(ctx, request.path_params["file_id"], owner=owner(request)))
     return StreamingResponse(await read_chunks(ctx, found), media_type="application/octet-stream",
                              headers={**API_HEADERS, "content-length": str(found.bytes)})
 
