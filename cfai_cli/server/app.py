@@ -8,9 +8,12 @@ With `--workers N` the parent makes a private directory for the workers' metric 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -37,12 +40,10 @@ from cfai_cli.server.loopback import LoopbackOnly
 from cfai_cli.server.meter import AccountMeter
 from cfai_cli.server.metrics import Metrics, RouteLabels
 from cfai_cli.server.observe import Observe, UsageRecorder
-from cfai_cli.server.routes import routes
-from cfai_cli.server.routes.images import FILES_PREFIX
+from cfai_cli.server.routes import FILES_PREFIX, routes, warm
 from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes
-from cfai_cli.service.batch_executor import BatchExecutor
-from cfai_cli.service.context import open_context, scrubber_for
+from cfai_cli.service.context import Context, open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.hot import HotPath
@@ -74,6 +75,40 @@ def check_bind(host: str, *, no_auth: bool, keys: KeyStore) -> None:
             "No API keys exist yet, so every request would be refused. Run `cfai keygen` to make one"
             + (", or use --no-auth on this loopback address." if is_loopback(host) else ".")
         )
+
+
+def _warm() -> None:
+    """What the first requests and the batch executor need, imported off the event loop once the server is
+    up: the endpoint modules (server.routes) and the executor with the services a batch line runs, ~150
+    modules and 130-170 ms of CPU (issue 25, 2026-12-01) that /health need not wait for."""
+    try:
+        warm()
+    except Exception:  # a broken endpoint module: said loudly; its requests answer the error as a 500
+        logging.getLogger("cfai.server").exception("loading the route modules failed")
+    importlib.import_module("cfai_cli.service.batch_executor")
+
+
+# How long after start-up the warm-up waits: uvicorn binds its socket after the lifespan has started, and the
+# first requests (a readiness probe, a script's first call) should not share the interpreter with ~150 ms of
+# imports. A request for an endpoint family before then imports that family's module itself.
+WARM_DELAY = 0.5
+
+
+async def _after_start(app: Starlette, ctx: Context, recorder: UsageRecorder, no_auth: bool) -> None:
+    await asyncio.sleep(WARM_DELAY)
+    await asyncio.to_thread(_warm)
+    from cfai_cli.service.batch_executor import BatchExecutor  # loaded by _warm
+
+    # Batches run in the background of every server process, each batch in one process at a time (leases).
+    app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth)
+    app.state.batches.start()
+
+
+async def _stop_after_start(app: Starlette, background: asyncio.Task[None]) -> None:
+    background.cancel()
+    await asyncio.gather(background, return_exceptions=True)
+    if hasattr(app.state, "batches"):
+        await app.state.batches.stop()
 
 
 def create_app(
@@ -119,10 +154,8 @@ def create_app(
             if console_log is not None:
                 console_log.start()
                 stopping.callback(console_log.stop)
-            # Batches run in the background of every server process, each batch in one process at a time (leases).
-            app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth)
-            app.state.batches.start()
-            stopping.push_async_callback(app.state.batches.stop)
+            background = asyncio.get_running_loop().create_task(_after_start(app, ctx, recorder, no_auth))
+            stopping.push_async_callback(_stop_after_start, app, background)
             yield
 
     # Fail at start-up, not on the first request, when credentials are missing.
