@@ -42,7 +42,8 @@ def test_a_canonical_image_is_cut_out_and_the_rest_decoded_as_before(body: bytes
     envelope({"image": IMAGE[:40] + "\n" + IMAGE[40:-1]}),         # a newline (JSON-escaped)
     envelope({"image": "data:image/jpeg;base64," + IMAGE}),        # a data: URL: judged whole
     envelope({"image": ""}),
-    envelope({"image": IMAGE, "thumbnail": {"image": "QUJD"}}),    # the last "image" is not result.image
+    envelope({"thumbnail": {"image": "QUJD"}, "image": IMAGE}),    # the first "image" is not result.image
+    b'{"result": {"image": "QUJD", "image": "QUJE"}}',              # twice: JSON parsers keep the last
     envelope({"other": {"image": IMAGE}}),                         # no result.image at all
     envelope({"image": None}),
     envelope({"image": IMAGE}) + b"garbage",                       # not JSON once whole: an error, as before

@@ -41,11 +41,12 @@ def _skip_space(body: bytes, i: int) -> int:
 
 
 def cut_image(body: bytes) -> tuple[bytes, bytes] | None:
-    """(the document with its last `"image"` member's value replaced by the sentinel, that value) when the
+    """(the document with its first `"image"` member's value replaced by the sentinel, that value) when the
     value is canonical base64 between plain quotes; None otherwise. A quote inside a JSON string is escaped,
     so `"image"` followed by a colon is a member name wherever it is; which member it was is for the caller
-    to check (the sentinel must come back as result.image)."""
-    key = body.rfind(_KEY)
+    to check (the sentinel must come back as result.image). The first, not the last: the name comes before
+    its 1 MB value, so searching from the end would read the whole image first (1 ms under load)."""
+    key = body.find(_KEY)
     if key < 0:
         return None
     colon = _skip_space(body, key + len(_KEY))
