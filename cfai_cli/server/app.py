@@ -88,17 +88,17 @@ def _warm() -> None:
     importlib.import_module("cfai_cli.service.batch_executor")
 
 
-# When the warm-up starts: once /health has answered (a readiness probe, `cfai serve`'s own wait), else this
-# long after start-up. uvicorn binds its socket after the lifespan has started, and the first requests should
-# not share the interpreter with ~150 ms of imports; a request for an endpoint family before the warm-up
-# imports that family's module itself. (A fixed 0.5 s was not enough on a loaded machine: 15 % of the CPU
-# to the first /health 200 saved, not 12 %, bench/startup.py.)
-WARM_DELAY = 2.0
+# When the warm-up starts: once /health has answered (a readiness probe, `cfai serve`'s own wait) or a batch
+# is created (the executor starts after the warm-up), else this long after start-up. uvicorn binds its socket
+# after the lifespan has started, and the first requests should not share the interpreter with ~150 ms of
+# imports; a request for an endpoint family before the warm-up imports that family's module itself. (A fixed
+# 0.5 s was not enough on a loaded machine: 15 % of the CPU to the first /health 200 saved, not 12 %.)
+WARM_DELAY = 1.0
 
 
 async def _after_start(app: Starlette, ctx: Context, recorder: UsageRecorder, no_auth: bool) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(app.state.probed.wait(), WARM_DELAY)
+        await asyncio.wait_for(app.state.warm_up.wait(), WARM_DELAY)
     await asyncio.sleep(0.05)  # the probe's answer is written first
     await asyncio.to_thread(_warm)
     from cfai_cli.service.batch_executor import BatchExecutor  # loaded by _warm
@@ -202,7 +202,7 @@ def create_app(
     app.state.scrubber = scrubber
     app.state.console = console_log
     app.state.keys_required = not no_auth
-    app.state.probed = asyncio.Event()  # set by /health: the background warm-up may start (_after_start)
+    app.state.warm_up = asyncio.Event()  # set by /health and a new batch: the warm-up may start (_after_start)
     return app
 
 

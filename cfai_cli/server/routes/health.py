@@ -41,5 +41,5 @@ async def health(request: Request) -> Response:
         body.update(version=__version__, offline=request.app.state.offline)
     if ctx is not None:
         body["upstreams"] = ctx.router.health(detail=detail)
-    request.app.state.probed.set()  # the server is up and probed: it may load the rest now (server.app)
+    request.app.state.warm_up.set()  # the server is up and probed: it may load the rest now (server.app)
     return JSONResponse(body, headers=API_HEADERS)
