@@ -76,12 +76,20 @@ def status(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def peak_growth(pid: int, call: Any) -> tuple[float, int, int]:
-    """Run `call()` with the proxy's peak RSS reset first: its seconds, answer size, and peak growth in bytes."""
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) a process has used: on a loaded machine it moves far less than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_growth(pid: int, call: Any) -> tuple[float, int, int, float]:
+    """Run `call()` with the proxy's peak RSS reset first: its seconds, answer size, peak growth in bytes, and
+    the CPU seconds the proxy used meanwhile."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
     before = status(pid, "VmRSS")
+    cpu = cpu_seconds(pid)
     seconds, size = call()
-    return seconds, size, status(pid, "VmHWM") - before
+    return seconds, size, status(pid, "VmHWM") - before, cpu_seconds(pid) - cpu
 
 
 class Proxy:
@@ -140,10 +148,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=7, help="requests per scenario and build (default 7)")
     parser.add_argument("--scaling", action="store_true", help="also chat c=64, --workers 1 against 2")
     parser.add_argument("--seconds", type=float, default=5.0, help="wrk load for --scaling (default 5)")
+    parser.add_argument("--only", default="", help="only the scenarios whose name contains this (e.g. images)")
     args = parser.parse_args()
     bench = Bench(argparse.Namespace(python_load=False, seconds=args.seconds))
     roots = [HERE.parent, *(Path(d).resolve() for d in args.compare)]
-    figures: dict[str, dict[str, list[tuple[float, int, int]]]] = {}
+    figures: dict[str, dict[str, list[tuple[float, int, int, float]]]] = {}
     try:
         bench.start([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(bench.up_port)],
                     f"http://127.0.0.1:{bench.up_port}/health")
@@ -153,9 +162,11 @@ def main() -> None:
         for _ in range(args.requests + 1):  # the first round warms up and is dropped
             for i, proxy in enumerate(proxies):
                 for name, (plain, through) in scenarios(direct, proxy).items():
+                    if args.only not in name:
+                        continue
                     if i == 0:
                         seconds, size = plain()
-                        figures.setdefault("direct", {}).setdefault(name, []).append((seconds, size, 0))
+                        figures.setdefault("direct", {}).setdefault(name, []).append((seconds, size, 0, 0.0))
                     figures.setdefault(labels[i], {}).setdefault(name, []).append(peak_growth(proxy.proc.pid, through))
         for proxy in proxies:
             bench.stop(proxy.proc)
@@ -164,18 +175,19 @@ def main() -> None:
         bench.close()
     print(f"{os.cpu_count()} CPUs; {args.requests} requests per scenario, medians; peak RSS growth is the "
           "proxy's VmHWM after the request minus its VmRSS before\n")
-    print("| scenario | build | time | vs direct | answer | proxy peak RSS growth | growth / answer |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| scenario | build | time | vs direct | answer | proxy peak RSS growth | growth / answer | proxy CPU |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in figures["direct"]:
         base = statistics.median(r[0] for r in figures["direct"][name][1:])
-        print(f"| {name} | direct | {base * 1000:.1f} ms | | {figures['direct'][name][-1][1] / 1e6:.1f} MB | | |")
+        print(f"| {name} | direct | {base * 1000:.1f} ms | | {figures['direct'][name][-1][1] / 1e6:.1f} MB | | | |")
         for label in labels:
             rows = figures[label][name][1:]
             t = statistics.median(r[0] for r in rows)
             size = rows[-1][1]
             growth = statistics.median(r[2] for r in rows)
+            cpu = statistics.mean(r[3] for r in rows)  # clock ticks of 10 ms: the mean, not the median
             print(f"| {name} | {label} | {t * 1000:.1f} ms | {t / base:.2f}× | {size / 1e6:.1f} MB | "
-                  f"{growth / 1e6:.1f} MB | {growth / size:.2f}× |")
+                  f"{growth / 1e6:.1f} MB | {growth / size:.2f}× | {cpu * 1000:.0f} ms |")
     if scaled:
         print(f"\nchat c=64 (wrk, best of 2 runs): --workers 1 {scaled[1]:,.0f} req/s, --workers 2 "
               f"{scaled[2]:,.0f} req/s: {scaled[2] / scaled[1]:.2f}×")

@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--llm", default=shutil.which("llm"), help="the llm command to compare with")
     parser.add_argument("--runs", type=int, default=20, help="hyperfine runs per command")
     parser.add_argument("--rounds", type=int, default=15, help="`cfai serve` spawns")
+    parser.add_argument("--serve-only", action="store_true", help="only `cfai serve`'s time to ready")
     args = parser.parse_args()
     if not shutil.which("hyperfine"):
         sys.exit("bench/startup.py needs hyperfine (apt-get install -y hyperfine)")
@@ -141,7 +142,7 @@ def main() -> None:
                 commands[f"{label}cfai chat --offline hi"] = f"{cfai} chat --offline hi"
             if args.llm:
                 commands["llm -m fake hi"] = f"{args.llm} -m fake hi"
-            timed = hyperfine(commands, env, args.runs)
+            timed = {} if args.serve_only else hyperfine(commands, env, args.runs)
             ready: dict[str, list[tuple[float, float]]] = {label: [] for label in builds}
             for _ in range(args.rounds):  # interleaved, so both builds see the same load
                 for label, cfai in builds.items():
@@ -158,7 +159,7 @@ def main() -> None:
         cpu = statistics.median(r[1] for r in ready[label]) * 1000
         print(f"| `{label}cfai serve` to the first /health 200 (median of {args.rounds}) | {wall:.0f} ms | "
               f"{cpu:.0f} ms |")
-    if args.llm:
+    if args.llm and not args.serve_only:
         llm = timed["llm -m fake hi"]
         chat = timed["cfai chat hi"]
         print(f"\ncfai chat hi / llm -m fake hi: {chat['median'] / llm['median']:.2f}x wall, "

@@ -8,9 +8,12 @@ With `--workers N` the parent makes a private directory for the workers' metric 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -37,17 +40,17 @@ from cfai_cli.server.loopback import LoopbackOnly
 from cfai_cli.server.meter import AccountMeter
 from cfai_cli.server.metrics import Metrics, RouteLabels
 from cfai_cli.server.observe import Observe, UsageRecorder
-from cfai_cli.server.routes import routes
-from cfai_cli.server.routes.images import FILES_PREFIX
+from cfai_cli.server.routes import FILES_PREFIX, routes, warm
 from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes
-from cfai_cli.service.batch_executor import BatchExecutor
 from cfai_cli.service.cache import SHARED_CACHE
-from cfai_cli.service.context import open_context, scrubber_for
+from cfai_cli.service.context import Context, open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
+from cfai_cli.store.budgets import Budgets
 from cfai_cli.store.coordination import budgets, rate_limits, shared_parts
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyStore
+from cfai_cli.store.limits import RateLimits
 from cfai_cli.store.usage import UsageLog
 
 EXPOSED_HEADERS = ("retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
@@ -74,6 +77,46 @@ def check_bind(host: str, *, no_auth: bool, keys: KeyStore) -> None:
             "No API keys exist yet, so every request would be refused. Run `cfai keygen` to make one"
             + (", or use --no-auth on this loopback address." if is_loopback(host) else ".")
         )
+
+
+def _warm() -> None:
+    """What the first requests and the batch executor need, imported off the event loop once the server is
+    up: the endpoint modules (server.routes) and the executor with the services a batch line runs, ~150
+    modules and 130-170 ms of CPU (issue 25, 2026-12-01) that /health need not wait for."""
+    try:
+        warm()
+    except Exception:  # a broken endpoint module: said loudly; its requests answer the error as a 500
+        logging.getLogger("cfai.server").exception("loading the route modules failed")
+    importlib.import_module("cfai_cli.service.batch_executor")
+
+
+# When the warm-up starts: once /health has answered (a readiness probe, `cfai serve`'s own wait) or a batch
+# is created (the executor starts after the warm-up), else this long after start-up. uvicorn binds its socket
+# after the lifespan has started, and the first requests should not share the interpreter with ~150 ms of
+# imports; a request for an endpoint family before the warm-up imports that family's module itself. (A fixed
+# 0.5 s was not enough on a loaded machine: 15 % of the CPU to the first /health 200 saved, not 12 %.)
+WARM_DELAY = 1.0
+
+
+async def _after_start(app: Starlette, ctx: Context, recorder: UsageRecorder, no_auth: bool, limiter: RateLimits,
+                       ledger: Budgets) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(app.state.warm_up.wait(), WARM_DELAY)
+    await asyncio.sleep(0.05)  # the probe's answer is written first
+    await asyncio.to_thread(_warm)
+    from cfai_cli.service.batch_executor import BatchExecutor  # loaded by _warm
+
+    # Batches run in the background of every server process, each batch in one process at a time (leases).
+    app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth, limiter=limiter,
+                                      ledger=ledger)
+    app.state.batches.start()
+
+
+async def _stop_after_start(app: Starlette, background: asyncio.Task[None]) -> None:
+    background.cancel()
+    await asyncio.gather(background, return_exceptions=True)
+    if hasattr(app.state, "batches"):
+        await app.state.batches.stop()
 
 
 def create_app(
@@ -125,11 +168,9 @@ def create_app(
             if console_log is not None:
                 console_log.start()
                 stopping.callback(console_log.stop)
-            # Batches run in the background of every server process, each batch in one process at a time (leases).
-            app.state.batches = BatchExecutor(ctx, sink=recorder.add, keys_required=not no_auth, limiter=limiter,
-                                             ledger=ledger)
-            app.state.batches.start()
-            stopping.push_async_callback(app.state.batches.stop)
+            background = asyncio.get_running_loop().create_task(
+                _after_start(app, ctx, recorder, no_auth, limiter, ledger))
+            stopping.push_async_callback(_stop_after_start, app, background)
             yield
 
     # Fail at start-up, not on the first request, when credentials are missing.
@@ -172,6 +213,7 @@ def create_app(
     app.state.scrubber = scrubber
     app.state.console = console_log
     app.state.keys_required = not no_auth
+    app.state.warm_up = asyncio.Event()  # set by /health and a new batch: the warm-up may start (_after_start)
     return app
 
 

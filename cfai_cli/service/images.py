@@ -73,7 +73,8 @@ async def _one(ctx: Context, call: ImageCall) -> GeneratedImage:
         if any(word in exc.message.lower() for word in _POLICY_WORDS):
             raise _policy_error(exc.message) from None
         raise
-    encoded = passable_base64(answer.result) if answer.body is None else None
+    encoded = answer.image if answer.image is not None else passable_base64(answer.result) if answer.body is None \
+        else None
     image: GeneratedImage | None = None
     if encoded is not None:
         # The image's size is in its first bytes; a PNG is read whole anyway (the blank-image check).

@@ -16,7 +16,7 @@ from typing import Any
 import httptools
 import httpx
 
-_READ_SIZE = 64 * 1024
+_READ_SIZE = 256 * 1024  # as much as the connection buffers (transport._BUFFER)
 Key = tuple[str, str, int]  # (scheme, host, port)
 # A response head beyond these is refused (http.client and h11 draw the line in the same place): a server
 # or something in between must not make the proxy buffer headers without end.

@@ -53,6 +53,11 @@ _WRITE_HIGH_WATER = 64 * 1024  # buffered request bytes beyond which we wait for
 _JOIN_BELOW = 64 * 1024  # request bodies smaller than this are sent with their head in one buffer
 TAIL_SECONDS = 0.05  # a started body closed short of its end: how long to read on so its connection is reused
 TAIL_BYTES = 64 * 1024  # ... and how much: more than that is a stream cut short, not its tail
+# What asyncio may buffer of an answer before it stops reading the socket (twice this). With its default
+# (64 KiB) a 1.3 MB image came in ~25 reads of 64 KiB, each a turn of the event loop through httpx: 256 KiB
+# took an images request (n=4) from 18 to 12 ms of proxy CPU; 1 MiB saved no more and held ~6 MB more while
+# 21 embedding batches were read at once (bench/payloads.py, issue 25, 2026-12-01).
+_BUFFER = 256 * 1024
 
 
 def proxies_configured() -> bool:
@@ -292,11 +297,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
         context = self._ssl_context() if scheme == "https" else None
         try:
             if timeout is None:
-                reader, writer = await asyncio.open_connection(host, port, ssl=context,
+                reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=_BUFFER,
                                                                server_hostname=host if context else None)
             else:
                 async with asyncio.timeout(timeout):
-                    reader, writer = await asyncio.open_connection(host, port, ssl=context,
+                    reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=_BUFFER,
                                                                    server_hostname=host if context else None)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"Timed out connecting to {host}:{port}.") from None

@@ -20,7 +20,8 @@ from cfai_cli import __version__
 from cfai_cli.core import jsonfast
 from cfai_cli.core.catalog import is_account_id
 from cfai_cli.core.cost import reported_neurons
-from cfai_cli.core.workers.envelope import decode_binary_result, decode_json_result, is_retryable
+from cfai_cli.core.workers.envelope import decode_json_result, is_retryable
+from cfai_cli.core.workers.image_cut import decode_image_result
 from cfai_cli.errors import (
     CfaiError,
     ConfigError,
@@ -65,6 +66,7 @@ class RawAnswer:
     content_type: str
     body: bytes | None = None
     result: Any = None
+    image: str | None = None  # result.image when it came as canonical base64 (core.workers.image_cut)
 
     def __iter__(self) -> Iterator[Any]:
         """Unpacks as (body, content_type, result)."""
@@ -184,10 +186,11 @@ class WorkersAIClient:
                 raw = await response.aread()
             finally:
                 await response.aclose()
-            body, kind, result = decode_binary_result(response.status_code, response.headers.get("content-type", ""),
-                                                      raw, response.headers, model=model)
+            kind = response.headers.get("content-type", "")
+            body, kind, result, image = decode_image_result(response.status_code, kind, raw, response.headers,
+                                                            model=model)
             self._note_neurons(response.headers, result)
-            return RawAnswer(content_type=kind, body=body, result=result)
+            return RawAnswer(content_type=kind, body=body, result=result, image=image)
 
         return await self._with_retries(attempt)
 

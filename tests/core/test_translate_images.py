@@ -139,7 +139,8 @@ def test_only_canonical_base64_is_handed_on_as_it_is() -> None:
     assert passable_base64({"image": "data:image/jpeg;base64," + encoded}) == encoded
     # Anything a client's decoder might read differently is left to image_bytes (decoded, checked, re-encoded).
     for odd in (encoded[:-1], encoded[:40] + "\n" + encoded[40:], encoded.replace("+", "-").replace("/", "_"),
-                "QUJD=", "ab=c", "", "data:image/png;base64,", "data:nocomma"):
+                "QUJD=", "ab=c", "", "data:image/png;base64,", "data:nocomma", "A===", "QUJD====", "QU=D",
+                "QUJ\u00e9", encoded[:-4] + "QUJ\u00e9", encoded + "\x00AAA"):
         assert passable_base64({"image": odd}) is None, odd
     for shape in ({}, {"image": None}, {"image": 3}, None, [encoded]):
         assert passable_base64(shape) is None

@@ -24,6 +24,8 @@ def _wake(request: Request) -> None:
     executor = request.app.state.batches if hasattr(request.app.state, "batches") else None
     if executor is not None:
         executor.wake()
+    else:  # not started yet (server.app starts it after the warm-up): start that now
+        request.app.state.warm_up.set()
 
 
 async def create(request: Request) -> Response:

@@ -42,4 +42,5 @@ async def health(request: Request) -> Response:
     if ctx is not None:
         await ctx.router.refresh_view()  # the rests every replica learned ([coordination] url)
         body["upstreams"] = ctx.router.health(detail=detail)
+    request.app.state.warm_up.set()  # the server is up and probed: it may load the rest now (server.app)
     return JSONResponse(body, headers=API_HEADERS)

@@ -15,10 +15,9 @@ from cfai_cli.errors import NotFound
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import form_fields, form_file, read_form
 from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.routes import FILES_PREFIX
 from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.images import create_images, image_store, images_response
-
-FILES_PREFIX = "/images/files/"
 
 
 async def generations(request: Request) -> Response:
