@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -50,11 +50,20 @@ _ERROR_CAPTURE = 64 * 1024  # of an error answer, enough for its code
 
 
 class UsageRecorder:
-    """Queues usage rows and writes them in batches every `interval` seconds (and at shutdown)."""
+    """Queues usage rows and writes them in batches every `interval` seconds (and at shutdown).
 
-    def __init__(self, usage: UsageLog, *, interval: float = 1.0) -> None:
+    A batch the store cannot take (PostgreSQL away, a full disk) is kept and tried again with the next one, so
+    `cfai usage` sees every request served during an outage once the store is back. The queue is bounded: past
+    `limit` rows the oldest are dropped, counted in `lost` and logged (a row is ~0.5 KB: the default bound is
+    ~25 MB, about eight minutes at 100 requests a second)."""
+
+    LIMIT = 50_000
+    STOP_TRIES = 3  # writes tried at shutdown, a second apart
+
+    def __init__(self, usage: UsageLog, *, interval: float = 1.0, limit: int = LIMIT) -> None:
         self.usage = usage
         self.interval = interval
+        self.limit = limit
         self._rows: list[UsageRow] = []
         self._task: asyncio.Task[None] | None = None
         # Neurons per account in the rows not yet in the database (queued, or being written), for the daily
@@ -62,27 +71,63 @@ class UsageRecorder:
         self.pending: dict[str, float] = {}
         self.writing: dict[str, float] = {}
         self.written = 0
+        self.lost = 0  # rows dropped because the store stayed away past `limit` rows
+        self.failing = False  # the last write failed: its rows are waiting in the queue
+        # Other writes kept while the store was away, tried again on each tick (the budgets' durable settles).
+        self.retries: list[Callable[[], Awaitable[object]]] = []
 
     def add(self, row: UsageRow) -> None:
         self._rows.append(row)
         if row.account is not None and row.neurons:
             self.pending[row.account] = self.pending.get(row.account, 0.0) + row.neurons
+        if len(self._rows) > self.limit:
+            self._drop(len(self._rows) - self.limit)
 
-    async def flush(self) -> None:
+    def _drop(self, count: int) -> None:
+        dropped, self._rows = self._rows[:count], self._rows[count:]
+        for row in dropped:  # their neurons leave the meter's unwritten totals with them
+            if row.account is not None and row.neurons:
+                left = self.pending.get(row.account, 0.0) - row.neurons
+                self.pending[row.account] = max(left, 0.0)
+        self.lost += count
+        log.error("usage log: the store has not taken rows for a while; dropped the %d oldest queued rows "
+                  "(%d lost so far, %d kept)", count, self.lost, len(self._rows))
+
+    async def flush(self) -> bool:
+        """Write the queued rows; False if the store refused them (they stay queued, oldest first)."""
         rows, self._rows = self._rows, []
         self.writing, self.pending = self.pending, {}
+        ok = True
         if rows:
             try:
                 await anyio.to_thread.run_sync(self.usage.write, rows)
-            except Exception as exc:  # a full disk must not take the proxy down; the rows are reported
-                log.error("could not write %d usage rows: %s", len(rows), exc)
+            except Exception as exc:  # a full disk or a database away must not take the proxy down: kept
+                ok = False
+                if not self.failing:
+                    log.error("could not write %d usage rows (kept, tried again every %g s): %s", len(rows),
+                              self.interval, exc)
+                self._rows = rows + self._rows
+                for account, neurons in self.writing.items():
+                    self.pending[account] = self.pending.get(account, 0.0) + neurons
+                if len(self._rows) > self.limit:
+                    self._drop(len(self._rows) - self.limit)
+            else:
+                if self.failing:
+                    log.warning("usage log: the store took the %d queued rows again", len(rows))
+        self.failing = not ok
         self.writing = {}
         self.written += 1
+        return ok
 
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             await self.flush()
+            for retry in self.retries:
+                try:
+                    await retry()
+                except Exception as exc:  # its own losses are its own to log; the loop must go on
+                    log.error("retrying kept writes failed: %s", exc)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -91,7 +136,14 @@ class UsageRecorder:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.flush()
+        for attempt in range(self.STOP_TRIES):  # a store back within seconds still gets the last rows
+            if await self.flush() or not self._rows:
+                return
+            if attempt < self.STOP_TRIES - 1:
+                await asyncio.sleep(1.0)
+        if self._rows:
+            self.lost += len(self._rows)
+            log.error("usage log: %d rows lost at shutdown (the store did not take them)", len(self._rows))
 
 
 class _Watch:

@@ -3,7 +3,8 @@
 Imports starlette, service (through app state) and server.errors. `?detail=1` adds what an operator
 needs (version, offline mode, each key's rests, counters and last error, secrets masked); server.auth
 lets that through only with an `admin` key (or with auth off): without a key it is a 401, with a key
-lacking the scope a 403.
+lacking the scope a 403. A shared gateway's /health also says whether its `store` (PostgreSQL) and
+`coordination` (Redis) answer, and where (host:port): `"status": "degraded"` when one does not.
 """
 
 from __future__ import annotations
@@ -42,5 +43,11 @@ async def health(request: Request) -> Response:
     if ctx is not None:
         await ctx.router.refresh_view()  # the rests every replica learned ([coordination] url)
         body["upstreams"] = ctx.router.health(detail=detail)
+    backends = getattr(request.app.state, "backends", None)
+    if backends:  # a shared gateway's PostgreSQL and Redis (server.backends); a single host has neither
+        found = await backends.report()
+        body.update(found)
+        if any(part["status"] != "ok" for part in found.values()):
+            body["status"] = "degraded"  # still a 200: the process is up, and answers what it can with clear 503s
     request.app.state.warm_up.set()  # the server is up and probed: it may load the rest now (server.app)
     return JSONResponse(body, headers=API_HEADERS)
