@@ -48,7 +48,7 @@ from cfai_cli.service.cache import SHARED_CACHE
 from cfai_cli.service.context import Context, open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.budgets import Budgets, SpendStore
-from cfai_cli.store.coordination import CoordinatedBudgets, budgets, rate_limits, shared_parts
+from cfai_cli.store.coordination import CoordinatedBudgets, budgets, failure_logs, rate_limits, shared_parts
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimits
@@ -185,6 +185,8 @@ def create_app(
     max_body = int(settings.max_body_mb * 1024 * 1024)
     metrics = Metrics(retries=lambda: app.state.ctx.router.retries if hasattr(app.state, "ctx") else 0,
                       multiprocess_dir=metrics_dir)
+    for failures in failure_logs(coordinated, shared):
+        failures.listener = metrics.coordination_failure
     pages = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ui_routes()] if settings.ui else []
     table = [*routes(), *metrics_routes(), *pages]
     stack = [Middleware(SecurityHeaders),

@@ -136,9 +136,9 @@ class _PgTx:
 
 class PostgresDatabase(Database):
     """The PostgreSQL store through a psycopg_pool pool. While the server is unreachable at run time a transaction
-    fails with StoreUnavailable (a 503) within WAIT seconds, and for PAUSE seconds after such a wait at once
-    (no thread waits on a dead server per request; a connection lost mid-transaction fails only its own); the pool keeps reconnecting in the background, and requests
-    work again as soon as the server answers, without a restart."""
+    fails with StoreUnavailable (a 503) within WAIT seconds, and for PAUSE seconds after such a wait at once (no
+    thread waits on a dead server per request; a connection lost mid-transaction fails only its own). The pool
+    keeps reconnecting in the background, and requests work again as soon as the server answers, no restart."""
 
     engine: Engine = "postgres"
     POOL_MAX = 10  # connections per process; the stores hold one only for a transaction

@@ -211,3 +211,27 @@ async def test_a_stream_outlives_a_redis_and_a_postgresql_restart(
     rows = [r for r in UsageLog(pg).rows(since=0) if r.key_id == record.id]
     assert [(r.route, r.status) for r in rows] == [("chat/completions", 200)]
     assert SpendStore(pg).spent(record.id, now=time.time())[0] == pytest.approx(rows[0].neurons or 0.0)
+
+
+async def test_redis_failures_are_counted_by_part_and_shown_on_health(tmp_path: Path,
+                                                                     private_redis: RedisServer) -> None:
+    base = load_settings({"timeout": 5}, environ={"CFAI_HOME": str(tmp_path)}).as_offline()
+    settings = replace(base, coordination=CoordinationConfig(url=private_redis.url, on_failure="open"))
+    scopes = frozenset({"chat", "admin", "models"})
+    key, _ = KeyStore(settings.database).create("ops", KeyPolicy(scopes=scopes, rpm=100))
+    async with _client(settings, key) as client:
+        assert (await client.get("/health")).json()["coordination"] == {
+            "status": "ok", "at": f"127.0.0.1:{private_redis.port}"}
+        await anyio.to_thread.run_sync(private_redis.process.halt)
+        for _ in range(3):  # admitted on the local limiter (open), each failed admission counted
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+        health = (await client.get("/health")).json()
+        assert health["status"] == "degraded" and health["coordination"]["status"] == "unavailable"
+        assert "store" not in health  # the SQLite file: nothing shared to report
+        metrics = (await client.get("/metrics")).text
+        counted = [line for line in metrics.splitlines()
+                   if line.startswith('cfai_coordination_failures_total{part="limits"}')]
+        assert counted and float(counted[0].split()[-1]) >= 3, metrics
+        await anyio.to_thread.run_sync(private_redis.process.resume)
+        health = (await client.get("/health")).json()
+        assert health["status"] == "ok" and health["coordination"]["status"] == "ok"
