@@ -9,7 +9,7 @@ lacking the scope a 403. A shared gateway's /health also says whether its `store
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +17,9 @@ from starlette.responses import Response
 from cfai_cli import __version__
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
+
+if TYPE_CHECKING:
+    from cfai_cli.server.backends import Backends
 
 HEALTH_PATHS = frozenset({"/health", "/v1/health"})
 _NO = frozenset({b"0", b"false", b"no", b"off"})
@@ -43,7 +46,7 @@ async def health(request: Request) -> Response:
     if ctx is not None:
         await ctx.router.refresh_view()  # the rests every replica learned ([coordination] url)
         body["upstreams"] = ctx.router.health(detail=detail)
-    backends = getattr(request.app.state, "backends", None)
+    backends: Backends = request.app.state.backends
     if backends:  # a shared gateway's PostgreSQL and Redis (server.backends); a single host has neither
         found = await backends.report()
         body.update(found)
