@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cfai_cli.core import jsonfast
 from cfai_cli.core.cost import usd_of_neurons
 from cfai_cli.core.redact import Scrubber
+from cfai_cli.errors import StoreUnavailable
 from cfai_cli.server.console import ConsoleLog, Entry
 from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
 from cfai_cli.server.routes.common import request_record
@@ -52,7 +53,8 @@ _ERROR_CAPTURE = 64 * 1024  # of an error answer, enough for its code
 class UsageRecorder:
     """Queues usage rows and writes them in batches every `interval` seconds (and at shutdown).
 
-    A batch the store cannot take (PostgreSQL away, a full disk) is kept and tried again with the next one, so
+    A batch the store cannot take for now (PostgreSQL away, a full disk) is kept and tried again with the next
+    one (a batch it refuses, bad data, is dropped and logged: it would block every later row), so
     `cfai usage` sees every request served during an outage once the store is back. The queue is bounded: past
     `limit` rows the oldest are dropped, counted in `lost` and logged (a row is ~0.5 KB: the default bound is
     ~25 MB, about eight minutes at 100 requests a second)."""
@@ -101,7 +103,13 @@ class UsageRecorder:
         if rows:
             try:
                 await anyio.to_thread.run_sync(self.usage.write, rows)
-            except Exception as exc:  # a full disk or a database away must not take the proxy down: kept
+            except Exception as exc:  # a full disk or a database away must not take the proxy down
+                if not _passing(exc):  # rows the database refuses (bad data) would block every later row
+                    self.lost += len(rows)
+                    log.error("could not write %d usage rows (dropped: %s)", len(rows), exc)
+                    self.writing = {}
+                    self.written += 1
+                    return True
                 ok = False
                 if not self.failing:
                     log.error("could not write %d usage rows (kept, tried again every %g s): %s", len(rows),
@@ -144,6 +152,14 @@ class UsageRecorder:
         if self._rows:
             self.lost += len(self._rows)
             log.error("usage log: %d rows lost at shutdown (the store did not take them)", len(self._rows))
+
+
+def _passing(exc: Exception) -> bool:
+    """Whether a failed write may succeed later: the PostgreSQL store unreachable, SQLite locked or its disk full
+    (sqlite3.OperationalError), rather than rows the database refuses."""
+    import sqlite3
+
+    return isinstance(exc, StoreUnavailable | sqlite3.OperationalError | OSError)
 
 
 class _Watch:

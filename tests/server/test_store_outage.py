@@ -159,6 +159,12 @@ async def test_the_usage_recorder_keeps_its_rows_while_postgresql_is_down(
         await asyncio.sleep(0.2)
     written = sorted(r.prompt_tokens for r in usage.rows(since=0))
     assert written == [0, 3, 4, 5, 6] and recorder.pending == {}
+    # A row the database refuses (out of BIGINT's range) is dropped, not retried before every later row.
+    recorder.add(replace(_row(7), completion_tokens=2**70))
+    assert await recorder.flush() and recorder.lost == 3
+    recorder.add(_row(8))
+    assert await recorder.flush()
+    assert max(r.prompt_tokens for r in usage.rows(since=0)) == 8
 
 
 async def test_a_budget_settle_postgresql_cannot_take_is_kept_and_written_later(
