@@ -188,8 +188,12 @@ class PostgresDatabase(Database):
 
         # One plain connection first: an unreachable or refusing server is reported at once, with libpq's
         # reason (the pool would only time out after retrying).
+        # StoreUnavailable is a ConfigError (exit 3 for the CLI), and a 503 for a server whose pool opens only
+        # now (a --no-auth gateway's first use may come during an outage).
         try:
             psycopg.connect(self.url, connect_timeout=int(self.CONNECT_TIMEOUT)).close()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the database at {self.label}: {_clean(exc)}") from None
         except psycopg.Error as exc:
             raise ConfigError(f"cannot reach the database at {self.label}: {_clean(exc)}") from None
         pool: ConnectionPool[Any] = ConnectionPool(self.url, min_size=1, max_size=self.POOL_MAX, open=False,
@@ -200,7 +204,7 @@ class PostgresDatabase(Database):
             pool.open(wait=True, timeout=self.CONNECT_TIMEOUT)
         except PoolTimeout:
             pool.close()
-            raise ConfigError(f"cannot reach the database at {self.label}: no connection within "
+            raise StoreUnavailable(f"cannot reach the database at {self.label}: no connection within "
                               f"{self.CONNECT_TIMEOUT:g} s") from None
         if not self._migrated:
             from cfai_cli.store.migrations import migrate_postgres

@@ -241,3 +241,30 @@ async def test_redis_failures_are_counted_by_part_and_shown_on_health(tmp_path: 
         await anyio.to_thread.run_sync(private_redis.process.resume)
         health = (await client.get("/health")).json()
         assert health["status"] == "ok" and health["coordination"]["status"] == "ok"
+
+
+async def test_requests_served_during_an_outage_are_in_cfai_usage_after_it(
+        tmp_path: Path, pg: str, private_postgres: PostgresServer, private_redis: RedisServer) -> None:
+    """Without keys (`--no-auth`) a request needs no database: it is served, and its row waits for the store."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cfai_cli.cli.app import app as cli_app
+
+    settings = _settings(tmp_path, pg, private_redis.url)
+    app = create_app(settings, no_auth=True)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+        await anyio.to_thread.run_sync(private_postgres.process.halt)
+        for _ in range(3):
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+        await asyncio.sleep(1.5)  # a tick of the recorder fails and keeps the rows
+        await anyio.to_thread.run_sync(private_postgres.process.resume)
+        await asyncio.sleep(1.5)  # (the shutdown would write them too: this shows the running recorder does)
+        result = await anyio.to_thread.run_sync(lambda: CliRunner().invoke(
+            cli_app, ["usage", "--json"], env={"CFAI_HOME": str(tmp_path), "CFAI_STORE_URL": pg},
+            catch_exceptions=False))
+    assert result.exit_code == 0, result.output
+    groups = json.loads(result.stdout)["groups"]
+    assert sum(group["requests"] for group in groups) == 3, groups
