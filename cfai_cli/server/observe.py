@@ -53,7 +53,7 @@ _ERROR_CAPTURE = 64 * 1024  # of an error answer, enough for its code
 class UsageRecorder:
     """Queues usage rows and writes them in batches every `interval` seconds (and at shutdown).
 
-    A batch the store cannot take for now (PostgreSQL away, a full disk) is kept and tried again with the next
+    A batch the store cannot take for now (PostgreSQL away) is kept and tried again with the next
     one (a batch it refuses, bad data, is dropped and logged: it would block every later row), so
     `cfai usage` sees every request served during an outage once the store is back. The queue is bounded: past
     `limit` rows the oldest are dropped, counted in `lost` and logged (a row is ~0.5 KB: the default bound is
@@ -107,7 +107,7 @@ class UsageRecorder:
                 if not _passing(exc):  # rows the database refuses (bad data) would block every later row
                     self.lost += len(rows)
                     log.error("could not write %d usage rows (dropped: %s)", len(rows), exc)
-                    self.writing = {}
+                    self.writing, self.failing = {}, False
                     self.written += 1
                     return True
                 ok = False
@@ -131,11 +131,14 @@ class UsageRecorder:
         while True:
             await asyncio.sleep(self.interval)
             await self.flush()
-            for retry in self.retries:
-                try:
-                    await retry()
-                except Exception as exc:  # its own losses are its own to log; the loop must go on
-                    log.error("retrying kept writes failed: %s", exc)
+            await self._retry()
+
+    async def _retry(self) -> None:
+        for retry in self.retries:
+            try:
+                await retry()
+            except Exception as exc:  # its own losses are its own to log; the loop must go on
+                log.error("retrying kept writes failed: %s", exc)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -146,20 +149,20 @@ class UsageRecorder:
             await asyncio.gather(self._task, return_exceptions=True)
         for attempt in range(self.STOP_TRIES):  # a store back within seconds still gets the last rows
             if await self.flush() or not self._rows:
-                return
+                break
             if attempt < self.STOP_TRIES - 1:
                 await asyncio.sleep(1.0)
+        await self._retry()
         if self._rows:
             self.lost += len(self._rows)
             log.error("usage log: %d rows lost at shutdown (the store did not take them)", len(self._rows))
 
 
 def _passing(exc: Exception) -> bool:
-    """Whether a failed write may succeed later: the PostgreSQL store unreachable, SQLite locked or its disk full
-    (sqlite3.OperationalError), rather than rows the database refuses."""
-    import sqlite3
-
-    return isinstance(exc, StoreUnavailable | sqlite3.OperationalError | OSError)
+    """Whether a failed write may succeed later: the PostgreSQL store unreachable (StoreUnavailable) or the disk
+    (OSError); not rows the database refuses, nor the SQLite file's errors (ConfigError: dropped, as they always
+    were on a single host)."""
+    return isinstance(exc, StoreUnavailable | OSError)
 
 
 class _Watch:

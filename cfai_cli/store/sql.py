@@ -153,11 +153,11 @@ class PostgresDatabase(Database):
         self._pool: ConnectionPool[Any] | None = None
         self._lock = threading.Lock()
         self._migrated = False
-        self.down_since: float | None = None  # time.time() of the failure that began an outage; None: up
-        self._failed_at = -PAUSE_NEVER
+        self._failed_at: float | None = None  # time.monotonic() of the last wait for a connection that failed
 
     def pool(self) -> ConnectionPool[Any]:
-        """The pool, opened on first use; an unreachable server is a ConfigError naming host:port/db only."""
+        """The pool, opened on first use; an unreachable server is StoreUnavailable (a ConfigError) naming
+        host:port/db only."""
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
@@ -205,7 +205,7 @@ class PostgresDatabase(Database):
         except PoolTimeout:
             pool.close()
             raise StoreUnavailable(f"cannot reach the database at {self.label}: no connection within "
-                              f"{self.CONNECT_TIMEOUT:g} s") from None
+                                   f"{self.CONNECT_TIMEOUT:g} s") from None
         if not self._migrated:
             from cfai_cli.store.migrations import migrate_postgres
 
@@ -228,7 +228,7 @@ class PostgresDatabase(Database):
         import psycopg
 
         pool = self.pool()
-        if self.down_since is not None and time.monotonic() - self._failed_at < self.PAUSE:
+        if self._failed_at is not None and time.monotonic() - self._failed_at < self.PAUSE:
             raise self._unavailable("it failed less than a second ago")
         try:
             with pool.connection() as conn:  # commits at the end of the block, rolls back on an error
@@ -240,12 +240,10 @@ class PostgresDatabase(Database):
 
             if isinstance(exc, PoolTimeout):  # no connection at all: the next ones fail at once for a while
                 self._failed_at = time.monotonic()
-                if self.down_since is None:
-                    self.down_since = time.time()
             raise self._unavailable(_clean(exc)) from None
         except psycopg.Error as exc:
             raise ConfigError(f"Cannot use the database {self.label}: {_clean(exc)}") from None
-        self.down_since = None
+        self._failed_at = None
 
     def _unavailable(self, reason: str) -> StoreUnavailable:
         return StoreUnavailable(f"The database at {self.label} is unreachable ({reason}). Try again shortly.",
@@ -258,9 +256,6 @@ class PostgresDatabase(Database):
         if self._pool is not None:
             self._pool.close()
             self._pool = None
-
-
-PAUSE_NEVER = 1e9  # a failure time long past
 
 
 def _check(conn: Connection[Any]) -> None:
