@@ -133,12 +133,16 @@ class UsageRecorder:
             await self.flush()
             await self._retry()
 
-    async def _retry(self) -> None:
+    async def _retry(self) -> bool:
+        """Each kept-writes retry once; False when one still has writes left (it said False, or failed)."""
+        done = True
         for retry in self.retries:
             try:
-                await retry()
+                done = await retry() is not False and done
             except Exception as exc:  # its own losses are its own to log; the loop must go on
+                done = False
                 log.error("retrying kept writes failed: %s", exc)
+        return done
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -152,7 +156,8 @@ class UsageRecorder:
                 break
             if attempt < self.STOP_TRIES - 1:
                 await asyncio.sleep(1.0)
-        await self._retry()
+        if not await self._retry():
+            log.error("budgets: settles kept while the database was away are lost at shutdown")
         if self._rows:
             self.lost += len(self._rows)
             log.error("usage log: %d rows lost at shutdown (the store did not take them)", len(self._rows))
