@@ -12,6 +12,7 @@
     ├── AuthenticationError         401 invalid_api_key       exit 3
     ├── PermissionDenied            403 permission_error      exit 4
     ├── ConfigError                 500 server_error          exit 3
+    │   └── StoreUnavailable        503 code=store_unavailable exit 3 (the PostgreSQL store, at run time)
     ├── Overloaded                  503 server_error          exit 5 (the proxy's concurrency cap)
     ├── ToolCallFailed              502 code=tool_call_failed exit 5 (a forced tool call never came)
     └── UpstreamError               502 api_error             exit 5
@@ -192,6 +193,14 @@ class ConfigError(CfaiError):
     error_type = "server_error"
     default_code = "configuration_error"
     exit_code = ExitCode.CONFIG
+
+
+class StoreUnavailable(ConfigError):
+    """The store's PostgreSQL server cannot be reached (or dropped the connection) while the gateway runs: a
+    request that needs keys, usage or stored objects is refused with a 503 to retry, never admitted unchecked."""
+
+    status = 503
+    default_code = "store_unavailable"
 
 
 class Overloaded(CfaiError):

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp
 
 from cfai_cli.errors import ConfigError
 from cfai_cli.server.auth import KeyAuth
+from cfai_cli.server.backends import Backends
 from cfai_cli.server.body import BodyGuard
 from cfai_cli.server.console import ConsoleLog
 from cfai_cli.server.errors import HANDLERS, install_redaction
@@ -46,11 +47,12 @@ from cfai_cli.server.routes.ui import ui_routes
 from cfai_cli.service.cache import SHARED_CACHE
 from cfai_cli.service.context import Context, open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
-from cfai_cli.store.budgets import Budgets
-from cfai_cli.store.coordination import budgets, rate_limits, shared_parts
+from cfai_cli.store.budgets import Budgets, SpendStore
+from cfai_cli.store.coordination import CoordinatedBudgets, budgets, failure_logs, rate_limits, shared_parts
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimits
+from cfai_cli.store.sql import open_database
 from cfai_cli.store.usage import UsageLog
 
 EXPOSED_HEADERS = ("retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
@@ -142,6 +144,8 @@ def create_app(
     shared = shared_parts(coordinated)  # and then the router's rests and the response cache too
     ledger = budgets(settings, hot, coordinated)  # per-key spend: Observe settles, KeyAuth checks (Redis with a url)
     housekeeping = Housekeeping(settings)
+    if isinstance(ledger, CoordinatedBudgets) and isinstance(ledger.durable, SpendStore):
+        recorder.retries.append(ledger.durable.retry)  # settles kept while PostgreSQL was away
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -181,6 +185,8 @@ def create_app(
     max_body = int(settings.max_body_mb * 1024 * 1024)
     metrics = Metrics(retries=lambda: app.state.ctx.router.retries if hasattr(app.state, "ctx") else 0,
                       multiprocess_dir=metrics_dir)
+    for failures in failure_logs(coordinated, shared):
+        failures.listener = metrics.coordination_failure
     pages = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ui_routes()] if settings.ui else []
     table = [*routes(), *metrics_routes(), *pages]
     stack = [Middleware(SecurityHeaders),
@@ -209,6 +215,7 @@ def create_app(
     app.state.offline = settings.offline
     app.state.metrics = metrics
     app.state.recorder = recorder
+    app.state.backends = Backends(open_database(settings.storage) if settings.store.url else None, coordinated)
     app.state.housekeeping = housekeeping
     app.state.scrubber = scrubber
     app.state.console = console_log

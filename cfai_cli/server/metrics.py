@@ -98,6 +98,9 @@ class Metrics:
         self._cache = Counter("cfai_cache_requests", "Requests the response cache took part in, by what it did "
                               "(hit, miss, refresh, bypass).", ["route", "result"], registry=r)
         self._cache_children: dict[tuple[str, str], Any] = {}
+        # Redis failures by part (limits, cooldowns, cache: store.redis_outage), whatever `on_failure` made of them.
+        self._coordination = Counter("cfai_coordination_failures", "Calls to the [coordination] Redis that failed, "
+                                     "by part (limits, cooldowns, cache).", ["part"], registry=r)
         self._in_flight = Gauge("cfai_in_flight_requests", "Requests being answered now.", registry=r,
                                 multiprocess_mode="livesum")
         self.in_flight = 0
@@ -120,6 +123,9 @@ class Metrics:
         self.in_flight -= 1
         if self.multiprocess_dir is not None:
             self._in_flight.dec()
+
+    def coordination_failure(self, part: str) -> None:
+        self._coordination.labels(part).inc()  # rare (warned about), and `part` is one of three names
 
     def unauthenticated(self) -> None:
         self._unauthenticated.inc()

@@ -18,6 +18,7 @@ Lines for models Workers AI can queue as its own async batches go to the queue l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from typing import Any
 import anyio
 
 from cfai_cli.core.openai.batches import LineChecker, LineError, output_line
-from cfai_cli.errors import BlobsUnavailable, CfaiError
+from cfai_cli.errors import BlobsUnavailable, CfaiError, StoreUnavailable
 from cfai_cli.service.batch_lines import BudgetExhausted, LineRunner, Outcome
 from cfai_cli.service.batch_queued import QueueLane
 from cfai_cli.service.context import Context
@@ -128,13 +129,15 @@ class BatchExecutor:
             pass
         except BlobsUnavailable as exc:  # the files' bucket is down: the batch stays where it is, taken up again
             log.warning("batch %s waits for blob storage: %s", batch_id, exc.message)
+        except StoreUnavailable as exc:  # PostgreSQL away: the same (its lease lapses; taken up again after)
+            log.warning("batch %s waits for the database: %s", batch_id, exc.message)
         except Exception as exc:  # one batch's failure must not stop the others
             log.error("batch %s failed inside the executor: %s", batch_id, exc,
                       exc_info=(type(exc), exc, exc.__traceback__))
         finally:
             beat.cancel()
             self.running.pop(batch_id, None)
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), contextlib.suppress(StoreUnavailable):  # the lease lapses instead
                 await anyio.to_thread.run_sync(lambda: self.store.release(batch_id, self.holder))
 
     async def _heartbeat(self, batch_id: str, drive: asyncio.Task[None]) -> None:

@@ -1,5 +1,6 @@
-"""`cfai doctor`'s checks: the config file, the data directory's permissions, the key store, and with
-credentials the token (Cloudflare's token verify) and its Workers AI access (one small catalogue page).
+"""`cfai doctor`'s checks: the config file, the data directory's permissions, the key store, a shared gateway's
+Redis and S3 bucket (when configured), and with credentials the token (Cloudflare's token verify) and its
+Workers AI access (one small catalogue page).
 
 Imports stdlib, httpx (through upstream), errors, settings, store and upstream. Each check is a `Check` with a
 fix for a person when it fails; nothing here prints. Offline, the token checks go to the emulator.
@@ -117,6 +118,51 @@ def _check_shared_store(url: str) -> Check:
     return Check("key store", "ok", f"PostgreSQL {db.label} answers, schema {version}{pending}")
 
 
+async def check_shared(settings: Settings) -> list[Check]:
+    """A shared gateway's other backends, each when configured: the [coordination] Redis answers a PING, the [blobs]
+    bucket answers a HEAD (of an object that need not exist). Named by host:port or bucket, never a URL."""
+    checks: list[Check] = []
+    if settings.coordination.url:
+        checks.append(await _check_redis(settings.coordination.url))
+    if settings.blobs.url:
+        checks.append(await _check_blobs(settings))
+    return checks
+
+
+async def _check_redis(url: str) -> Check:
+    from cfai_cli.core.coordination import redis_place
+    from cfai_cli.store.redis_limits import connect
+    from cfai_cli.store.redis_outage import errors
+
+    place = redis_place(url)
+    client = connect(url)
+    try:
+        await client.ping()
+    except errors() as exc:
+        return Check("coordination", "fail", f"cannot reach Redis at {place}: {type(exc).__name__}: {exc}",
+                     "check [coordination] url / CFAI_COORDINATION_URL and that Redis is up", ExitCode.UPSTREAM)
+    finally:
+        await client.aclose()
+    return Check("coordination", "ok", f"Redis at {place} answers")
+
+
+async def _check_blobs(settings: Settings) -> Check:
+    where = settings.blobs.url or ""
+    try:
+        from cfai_cli.store.blobs_s3 import S3Blobs, s3_blobs
+    except ImportError as exc:
+        return Check("blobs", "fail", f"[blobs] url is an s3:// URL, but {exc.name} is not installed",
+                     "pip install obstore")
+    try:
+        store = s3_blobs(settings.blobs, "images")
+        assert isinstance(store, S3Blobs)
+        await store.probe()
+    except CfaiError as exc:  # BlobsUnavailable (unreachable, refused), ConfigError (a bad url)
+        return Check("blobs", "fail", str(exc), "check [blobs] url/endpoint/region, the AWS_* credentials and that "
+                     "the bucket exists", ExitCode.UPSTREAM)
+    return Check("blobs", "ok", f"{where} answers")
+
+
 async def check_account(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> list[Check]:
     """The token is valid, and can read Workers AI on the account."""
     if not settings.offline and not (settings.account_id and settings.api_token):
@@ -200,7 +246,8 @@ async def run_checks(overrides: Mapping[str, Any], *, environ: Mapping[str, str]
         paths = Settings(config_dir=config_dir, data_dir=data_dir)
         return [config, check_permissions(paths), check_key_store(paths),
                 Check("credentials", "skip", "the configuration does not load")]
-    return [config, check_permissions(settings), check_key_store(settings), *await check_account(settings, transport)]
+    return [config, check_permissions(settings), check_key_store(settings), *await check_shared(settings),
+            *await check_account(settings, transport)]
 
 
 def exit_code(checks: list[Check]) -> ExitCode:

@@ -43,6 +43,15 @@ class S3Blobs:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return BlobsUnavailable(f"blob storage at {self.where} is unavailable ({action}): {first[:300]}")
 
+    async def probe(self) -> None:
+        """The bucket answers a listing of at most one object (`cfai doctor`): a HEAD cannot tell a missing
+        bucket from a missing object."""
+        try:
+            async for _ in obstore.list(self.store, chunk_size=1):
+                break
+        except Exception as exc:
+            raise self._failed("list", exc) from None
+
     async def put(self, key: str, data: bytes | Path, *, content_type: str, move: bool = False) -> None:
         try:  # `move` changes nothing here: the caller removes its scratch file once the object is stored
             await obstore.put_async(self.store, key, data, attributes={"Content-Type": content_type},

@@ -15,7 +15,10 @@ are recorded (docs/cost.md).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,9 +27,12 @@ from typing import Protocol, TypeVar
 
 from cfai_cli.core.budgets import Refusal, day_of, estimate, judge, month_start, running_mean
 from cfai_cli.core.cost import DAY
+from cfai_cli.errors import StoreUnavailable
 from cfai_cli.store.db import connect
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.sql import Database, Tx, open_database
+
+log = logging.getLogger("cfai.budgets")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS key_spend (
@@ -204,8 +210,15 @@ class SpendStore:
     gateway (PostgreSQL) the coordination layer keeps holds and hot counters in Redis, settles into these
     tables and reseeds its counters from them. The single host's BudgetLedger keeps the same tables in SQLite."""
 
+    BACKLOG = 10_000  # settles kept while the database is away (~200 bytes each); past it the oldest are lost
+
     def __init__(self, target: Path | str | Database) -> None:
         self.db = open_database(target)
+        # Settles the database could not take (StoreUnavailable), oldest first: tried again before the next
+        # settle and by the usage recorder's tick (`retry`), so an outage loses no spend unless it outlasts BACKLOG.
+        self._backlog: deque[tuple[str, float | None, str | None, int, float]] = deque()
+        self._backlog_lock = threading.Lock()
+        self.lost = 0
 
     def add(self, key_id: str, neurons: float, *, now: float) -> None:
         if neurons > 0:
@@ -241,13 +254,41 @@ class SpendStore:
         must not stall the event loop."""
         import anyio.to_thread
 
-        def work() -> None:
-            if neurons is not None and neurons > 0:
-                self.add(key_id, neurons, now=now)
-            if neurons is not None and model is not None:
-                self.learn(model, neurons, calls=calls)
+        await anyio.to_thread.run_sync(self._settle_or_keep, (key_id, neurons, model, calls, now))
 
-        await anyio.to_thread.run_sync(work)
+    async def retry(self) -> bool:
+        """Write the settles kept while the database was away (nothing to do: no thread hop); True when none
+        is left."""
+        if self._backlog:
+            import anyio.to_thread
+
+            await anyio.to_thread.run_sync(self._settle_or_keep, None)
+        return not self._backlog
+
+    def _settle_or_keep(self, item: tuple[str, float | None, str | None, int, float] | None) -> None:
+        with self._backlog_lock:  # one writer of the backlog: kept settles are written once, in order
+            try:
+                while self._backlog:
+                    self._apply(*self._backlog[0])
+                    self._backlog.popleft()
+                if item is not None:
+                    self._apply(*item)
+            except StoreUnavailable as exc:
+                if item is not None:
+                    if not self._backlog:
+                        log.error("budgets: a settle could not be written (%s); kept and tried again", exc)
+                    self._backlog.append(item)
+                    if len(self._backlog) > self.BACKLOG:
+                        self._backlog.popleft()
+                        self.lost += 1
+                        log.error("budgets: %d settles lost (the database stayed away past %d kept)", self.lost,
+                                  self.BACKLOG)
+
+    def _apply(self, key_id: str, neurons: float | None, model: str | None, calls: int, now: float) -> None:
+        if neurons is not None and neurons > 0:
+            self.add(key_id, neurons, now=now)
+        if neurons is not None and model is not None:
+            self.learn(model, neurons, calls=calls)
 
     def prune(self, *, now: float) -> int:
         """Delete the spend of days before this calendar month (no budget reads them)."""

@@ -44,7 +44,7 @@ class Outage:
         self.place = place  # host:port for messages, never the URL (it may hold a password)
         then = ("requests are refused (on_failure = closed)" if on_failure == "closed"
                 else "requests are admitted on this process's own limits (on_failure = open)")
-        self.log = FailureLog("rate limits and budgets", place, then, clock=clock)
+        self.log = FailureLog("rate limits and budgets", place, then, part="limits", clock=clock)
 
     @property
     def failures(self) -> int:
@@ -159,10 +159,21 @@ def shared_parts(coordinated: Coordinated | None) -> tuple[RedisRests, RedisCach
     from cfai_cli.store.redis_cooldowns import RedisRests
 
     client, place = coordinated.remote.client, coordinated.outage.place
-    rests = RedisRests(client, FailureLog("router cooldowns", place, "failover follows this process's own cooldowns"))
+    rests = RedisRests(client, FailureLog("router cooldowns", place, "failover follows this process's own cooldowns",
+                                       part="cooldowns"))
     cache = RedisCache(client, FailureLog("the response cache", place, "answers are neither served from nor stored "
-                                      "in the cache (misses)"))
+                                      "in the cache (misses)", part="cache"))
     return rests, cache
+
+
+def failure_logs(coordinated: Coordinated | None, shared: tuple[RedisRests, RedisCache] | None) -> list[FailureLog]:
+    """Every part's FailureLog, for a listener (the metrics' `cfai_coordination_failures_total{part}`)."""
+    found = [] if coordinated is None else [coordinated.outage.log]
+    if shared is not None:
+        found.append(shared[0].outage)
+        if shared[1].outage is not None:
+            found.append(shared[1].outage)
+    return found
 
 
 def budgets(settings: Settings, hot: HotPath, coordinated: Coordinated | None) -> Budgets:

@@ -26,10 +26,13 @@ def errors() -> tuple[type[BaseException], ...]:
 class Outage:
     """The failures of one part (`what`: "router cooldowns", "the response cache") and what they cost."""
 
-    def __init__(self, what: str, place: str, then: str, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, what: str, place: str, then: str, *, part: str = "coordination",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.what, self.place, self.then = what, place, then
+        self.part = part  # a short fixed name for metrics: limits, cooldowns, cache
         self.clock = clock
         self.failures = 0
+        self.listener: Callable[[str], None] | None = None  # told each failure (server.metrics counts them)
         self._warned: float | None = None
         self._failed_at: float | None = None
 
@@ -40,6 +43,8 @@ class Outage:
     def failed(self, exc: BaseException, action: str | None = None) -> None:
         """Count a failure (of `action`, e.g. "hold a budget", when the part does several things); warn if due."""
         self.failures += 1
+        if self.listener is not None:
+            self.listener(self.part)
         now = self._failed_at = self.clock()
         if self._warned is None or now - self._warned >= WARN_EVERY:
             self._warned = now

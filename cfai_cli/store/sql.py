@@ -12,8 +12,10 @@ The schema is not the stores' any more: store.migrations applies one versioned l
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from cfai_cli.errors import ConfigError
+from cfai_cli.errors import ConfigError, StoreUnavailable
 from cfai_cli.store.db import connect
 
 if TYPE_CHECKING:
@@ -133,9 +135,17 @@ class _PgTx:
 
 
 class PostgresDatabase(Database):
+    """The PostgreSQL store through a psycopg_pool pool. While the server is unreachable at run time a transaction
+    fails with StoreUnavailable (a 503) within WAIT seconds, and for PAUSE seconds after such a wait at once (no
+    thread waits on a dead server per request; a connection lost mid-transaction fails only its own). The pool
+    keeps reconnecting in the background, and requests work again as soon as the server answers, no restart."""
+
     engine: Engine = "postgres"
     POOL_MAX = 10  # connections per process; the stores hold one only for a transaction
-    CONNECT_TIMEOUT = 10.0
+    CONNECT_TIMEOUT = 10.0  # at start: a clear error rather than a hang
+    WAIT = 3.0  # at run time: the longest a transaction waits for a connection (libpq's connect_timeout too)
+    RECONNECT = 5.0  # the pool's background reconnection gives up after this; the next request starts another
+    PAUSE = 1.0  # after WAIT seconds without a connection, transactions fail at once for this long
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -143,9 +153,11 @@ class PostgresDatabase(Database):
         self._pool: ConnectionPool[Any] | None = None
         self._lock = threading.Lock()
         self._migrated = False
+        self._failed_at: float | None = None  # time.monotonic() of the last wait for a connection that failed
 
     def pool(self) -> ConnectionPool[Any]:
-        """The pool, opened on first use; an unreachable server is a ConfigError naming host:port/db only."""
+        """The pool, opened on first use; an unreachable server is StoreUnavailable (a ConfigError) naming
+        host:port/db only."""
         if self._pool is None:
             with self._lock:
                 if self._pool is None:
@@ -176,19 +188,24 @@ class PostgresDatabase(Database):
 
         # One plain connection first: an unreachable or refusing server is reported at once, with libpq's
         # reason (the pool would only time out after retrying).
+        # StoreUnavailable is a ConfigError (exit 3 for the CLI), and a 503 for a server whose pool opens only
+        # now (a --no-auth gateway's first use may come during an outage).
         try:
             psycopg.connect(self.url, connect_timeout=int(self.CONNECT_TIMEOUT)).close()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the database at {self.label}: {_clean(exc)}") from None
         except psycopg.Error as exc:
             raise ConfigError(f"cannot reach the database at {self.label}: {_clean(exc)}") from None
         pool: ConnectionPool[Any] = ConnectionPool(self.url, min_size=1, max_size=self.POOL_MAX, open=False,
-                                                   configure=configure, name=self.label,
-                                                   kwargs={"connect_timeout": int(self.CONNECT_TIMEOUT)})
+                                                   configure=configure, check=_check, name=self.label,
+                                                   timeout=self.WAIT, reconnect_timeout=self.RECONNECT,
+                                                   kwargs={"connect_timeout": max(2, int(self.WAIT))})
         try:
             pool.open(wait=True, timeout=self.CONNECT_TIMEOUT)
         except PoolTimeout:
             pool.close()
-            raise ConfigError(f"cannot reach the database at {self.label}: no connection within "
-                              f"{self.CONNECT_TIMEOUT:g} s") from None
+            raise StoreUnavailable(f"cannot reach the database at {self.label}: no connection within "
+                                   f"{self.CONNECT_TIMEOUT:g} s") from None
         if not self._migrated:
             from cfai_cli.store.migrations import migrate_postgres
 
@@ -210,13 +227,27 @@ class PostgresDatabase(Database):
     def _transaction(self, write: bool, lock: str | None) -> Iterator[Tx]:
         import psycopg
 
+        pool = self.pool()
+        if self._failed_at is not None and time.monotonic() - self._failed_at < self.PAUSE:
+            raise self._unavailable("it failed less than a second ago")
         try:
-            with self.pool().connection() as conn:  # commits at the end of the block, rolls back on an error
+            with pool.connection() as conn:  # commits at the end of the block, rolls back on an error
                 if write and lock is not None:  # None: a write that reads nothing first (appends) needs no turn
                     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
                 yield _PgTx(conn)
+        except psycopg.OperationalError as exc:  # unreachable, connection lost, no connection within WAIT
+            from psycopg_pool import PoolTimeout
+
+            if isinstance(exc, PoolTimeout):  # no connection at all: the next ones fail at once for a while
+                self._failed_at = time.monotonic()
+            raise self._unavailable(_clean(exc)) from None
         except psycopg.Error as exc:
             raise ConfigError(f"Cannot use the database {self.label}: {_clean(exc)}") from None
+        self._failed_at = None
+
+    def _unavailable(self, reason: str) -> StoreUnavailable:
+        return StoreUnavailable(f"The database at {self.label} is unreachable ({reason}). Try again shortly.",
+                                retry_after=self.PAUSE)
 
     def transaction(self, *, write: bool = False, lock: str | None = "cfai") -> AbstractContextManager[Tx]:
         return self._transaction(write, lock)
@@ -225,6 +256,16 @@ class PostgresDatabase(Database):
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+
+def _check(conn: Connection[Any]) -> None:
+    """The pool's check of a connection it hands out, without a round trip: an idle connection's socket has
+    nothing to read unless the server said goodbye (a restart, an administrator's kill) or closed it; only then
+    is it really tried (psycopg_pool's own check), and a dead one replaced before a transaction meets it."""
+    from psycopg_pool import ConnectionPool
+
+    if conn.closed or select.select([conn.pgconn.socket], [], [], 0)[0]:
+        ConnectionPool.check_connection(conn)
 
 
 def _clean(exc: BaseException) -> str:

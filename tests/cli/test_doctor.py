@@ -16,7 +16,7 @@ from cfai_cli.store.migrations import LATEST
 from cfai_cli.store.sql import forget
 from tests.cli.conftest import Invoke
 from tests.fake_workers import CATALOGUE, envelope, error_envelope
-from tests.infra.servers import PostgresServer
+from tests.infra.servers import PostgresServer, RedisServer, S3Server
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 GOOD, NO_AI, DISABLED = "cf-good-token-0000", "cf-dns-only-token-0000", "cf-disabled-token-0000"
@@ -166,3 +166,20 @@ def test_a_postgresql_store_is_checked_there(cli: Invoke, postgres_server: Postg
             f"schema {LATEST}")
     finally:
         forget(url)
+
+
+def test_a_shared_gateways_redis_and_bucket_are_checked(cli: Invoke, redis_server: RedisServer,
+                                                       s3_server: S3Server) -> None:
+    bucket = s3_server.create_bucket(f"doctor-{os.getpid()}")
+    aws = {"AWS_ACCESS_KEY_ID": s3_server.access_key_id, "AWS_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+           "AWS_REGION": s3_server.region, "AWS_ENDPOINT_URL": s3_server.url}
+    status, up = doctor(cli, "--offline", env={"CFAI_COORDINATION_URL": redis_server.url,
+                                               "CFAI_BLOBS_URL": f"s3://{bucket}/gw", **aws})
+    assert up["coordination"] == {"name": "coordination", "status": "ok", "fix": None,
+                                  "detail": f"Redis at 127.0.0.1:{redis_server.port} answers"}
+    assert up["blobs"]["status"] == "ok" and status == 0, up
+    status, down = doctor(cli, "--offline", env={"CFAI_COORDINATION_URL": "redis://:pw-not-shown@127.0.0.1:1/0",
+                                                 "CFAI_BLOBS_URL": "s3://no-such-bucket-here/gw", **aws})
+    assert down["coordination"]["status"] == "fail" and down["blobs"]["status"] == "fail", down
+    assert down["coordination"]["detail"].startswith("cannot reach Redis at 127.0.0.1:1: ")
+    assert status == 5 and "pw-not-shown" not in json.dumps(down)

@@ -21,9 +21,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -44,6 +46,17 @@ def _die_with_parent(sig: int) -> Callable[[], None]:
     return preexec
 
 
+_LAUNCHER: list[ThreadPoolExecutor] = []
+_LAUNCHER_LOCK = threading.Lock()
+
+
+def _launcher() -> ThreadPoolExecutor:
+    with _LAUNCHER_LOCK:
+        if not _LAUNCHER:
+            _LAUNCHER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="server-launcher"))
+        return _LAUNCHER[0]
+
+
 def _ids(user: pwd.struct_passwd | None) -> tuple[int | None, int | None, list[int] | None]:
     """Popen's user, group and extra_groups to run as `user` (None: as we are)."""
     return (None, None, None) if user is None else (user.pw_uid, user.pw_gid, [])
@@ -59,6 +72,9 @@ class Process:
     proc: subprocess.Popen[bytes] | None = None
     started_in: float = 0.0  # seconds from launch until it answered
     _log: BinaryIO | None = field(default=None, repr=False)
+    # What `launch` and `wait_until` were given, so `resume()` starts the same server again (same port, same data).
+    _argv: tuple[list[str], pwd.struct_passwd | None, dict[str, str] | None] | None = field(default=None, repr=False)
+    _ready: Callable[[], bool] | None = field(default=None, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -66,15 +82,29 @@ class Process:
 
     def launch(self, argv: list[str], *, user: pwd.struct_passwd | None = None,
                env: dict[str, str] | None = None) -> None:
+        self._argv = (argv, user, env)
+        if self._log is not None:
+            self._log.close()
         log = self.log_path.open("ab")
         self._log = log
         uid, gid, groups = _ids(user)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.directory, env=env, start_new_session=True,
-                                     preexec_fn=_die_with_parent(self.stop_signal), user=uid, group=gid,
-                                     extra_groups=groups)
+
+        def popen() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=self.directory, env=env, start_new_session=True,
+                                    preexec_fn=_die_with_parent(self.stop_signal), user=uid, group=gid,
+                                    extra_groups=groups)
+
+        # PR_SET_PDEATHSIG fires when the launching *thread* ends: a server (re)started from a worker thread (a
+        # test's `anyio.to_thread.run_sync(process.resume)`) would die with that thread. Such launches go
+        # through one thread that lives as long as pytest.
+        if threading.current_thread() is threading.main_thread():
+            self.proc = popen()
+        else:
+            self.proc = _launcher().submit(popen).result()
 
     def wait_until(self, ready: Callable[[], bool], started: float) -> None:
+        self._ready = ready
         deadline = started + START_TIMEOUT
         while not ready():
             if self.proc is not None and self.proc.poll() is not None:
@@ -90,15 +120,33 @@ class Process:
         except OSError:
             return "(no log)"
 
+    def halt(self) -> None:
+        """Stop the server but keep its directory (its data): an outage that `resume()` ends."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the server and any children
+                self.proc.wait()
+
+    def resume(self) -> None:
+        """Start the halted server again with the same argv (so the same port and data) and wait until it answers."""
+        assert self._argv is not None and self._ready is not None, "resume() needs a launched server"
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        argv, user, env = self._argv
+        started = time.monotonic()
+        self.launch(argv, user=user, env=env)
+        self.wait_until(self._ready, started)
+
+    def restart(self) -> None:
+        self.halt()
+        self.resume()
+
     def stop(self) -> None:
         try:
-            if self.proc is not None and self.proc.poll() is None:
-                self.proc.send_signal(self.stop_signal)
-                try:
-                    self.proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: the server and any children
-                    self.proc.wait()
+            self.halt()
         finally:
             if self._log is not None:
                 self._log.close()
@@ -154,8 +202,10 @@ class PostgresServer:
 
     def create_database(self, name: str) -> str:
         """A new empty database on this server (a test that needs its own); its URL."""
-        subprocess.run([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user,
-                        name], check=True, capture_output=True, env=_pg_env())
+        done = subprocess.run([str(self.bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                               self.user, name], capture_output=True, env=_pg_env())
+        if done.returncode:
+            raise RuntimeError(f"createdb {name} failed: {done.stderr.decode(errors='replace').strip()}")
         return self.url_for(name)
 
 

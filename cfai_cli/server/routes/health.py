@@ -3,12 +3,13 @@
 Imports starlette, service (through app state) and server.errors. `?detail=1` adds what an operator
 needs (version, offline mode, each key's rests, counters and last error, secrets masked); server.auth
 lets that through only with an `admin` key (or with auth off): without a key it is a 401, with a key
-lacking the scope a 403.
+lacking the scope a 403. A shared gateway's /health also says whether its `store` (PostgreSQL) and
+`coordination` (Redis) answer, and where (host:port): `"status": "degraded"` when one does not.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +17,9 @@ from starlette.responses import Response
 from cfai_cli import __version__
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
+
+if TYPE_CHECKING:
+    from cfai_cli.server.backends import Backends
 
 HEALTH_PATHS = frozenset({"/health", "/v1/health"})
 _NO = frozenset({b"0", b"false", b"no", b"off"})
@@ -42,5 +46,11 @@ async def health(request: Request) -> Response:
     if ctx is not None:
         await ctx.router.refresh_view()  # the rests every replica learned ([coordination] url)
         body["upstreams"] = ctx.router.health(detail=detail)
+    backends: Backends = request.app.state.backends
+    if backends:  # a shared gateway's PostgreSQL and Redis (server.backends); a single host has neither
+        found = await backends.report()
+        body.update(found)
+        if any(part["status"] != "ok" for part in found.values()):
+            body["status"] = "degraded"  # still a 200: the process is up, and answers what it can with clear 503s
     request.app.state.warm_up.set()  # the server is up and probed: it may load the rest now (server.app)
     return JSONResponse(body, headers=API_HEADERS)
