@@ -184,6 +184,7 @@ def test_a_person_s_session(tmux_env: dict[str, str], socket_emulator: str, tmp_
     two.start(CFAI, {**env, "CFAI_API_BASE": socket_emulator, "CLOUDFLARE_ACCOUNT_ID": "0123456789abcdef" * 2,
                      "CLOUDFLARE_API_TOKEN": "test-token"})
     two.wait(r"Chatting with")
+    two.ready()  # an Up typed before the prompt reads raw keys is echoed as ^[[A over the line (seen on CI)
     two.keys("Up")
     two.wait(r"› /frobnicate")
     two.keys("Up")
