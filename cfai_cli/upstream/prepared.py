@@ -25,8 +25,8 @@ class PreparedPosts:
     """Builds `POST url` requests with a bytes body; one per upstream client."""
 
     def __init__(self) -> None:
-        # (netloc, id(headers)) -> (headers, the headers with Host first, or None: httpx builds it); the headers object is kept in the
-        # value, so its id cannot be reused by another object while the entry exists.
+        # (netloc, id(headers)) -> (headers, the headers with Host first, or None: httpx builds it); the
+        # headers object is kept in the value, so its id cannot be reused by another object meanwhile.
         self._with_host: dict[tuple[bytes, int], tuple[httpx.Headers, httpx.Headers | None]] = {}
 
     def post(self, url: httpx.URL, headers: httpx.Headers, content: bytes,
