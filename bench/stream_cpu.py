@@ -52,7 +52,10 @@ def scope_for(key: str) -> Message:
             "state": {}}
 
 
-async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int]) -> None:
+async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], tails: list[float],
+              lasts: list[float]) -> None:
+    """One stream; `tails` gets the CPU time the app spent after its last body message (before it returned),
+    `lasts` the time between the last two body messages (the events, then `[DONE]` and the end)."""
     sent = False
     done = asyncio.Event()
     count = 0
@@ -71,11 +74,18 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int]) 
             assert message["status"] == 200, message
         elif message["type"] == "http.response.body":
             count += 1
+            now = time.process_time()
             if not message.get("more_body", False):
                 done.set()
+                ended[0] = now
+                if count > 1:
+                    lasts.append(now - previous[0])
+            previous[0] = now
 
+    ended, previous = [0.0], [0.0]
     await app(dict(scope_for(key), state={}), receive, send)
     writes.append(count)
+    tails.append(time.process_time() - ended[0])
 
 
 async def run(port: int, args: argparse.Namespace) -> None:
@@ -108,28 +118,44 @@ async def run(port: int, args: argparse.Namespace) -> None:
     life = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, lreceive, lsend))
     await ready.wait()
     writes: list[int] = []
+    tails: list[float] = []
+    lasts: list[float] = []
     try:
         for _ in range(200):  # warm-up: routes imported, connections open, caches full
-            await one(app, key, writes)
+            await one(app, key, writes, tails, lasts)
         if args.count:
             for _ in range(args.count):
-                await one(app, key, writes)
+                await one(app, key, writes, tails, lasts)
             return
         if args.profile:
             profiler = cProfile.Profile(time.process_time)  # CPU time: a write stalled by the machine is not ours
             profiler.enable()
             for _ in range(args.profile):
-                await one(app, key, writes)
+                await one(app, key, writes, tails, lasts)
             profiler.disable()
             if args.dump:
                 profiler.dump_stats(args.dump)
             pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
             return
+        import gc
+
+        collected = [0, 0, 0]
+        spent = [0.0]
+        began = [0.0]
+
+        def watch_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                began[0] = time.process_time()
+            else:
+                collected[info["generation"]] += 1
+                spent[0] += time.process_time() - began[0]
+
+        gc.callbacks.append(watch_gc)
         rounds = []
         for _ in range(args.rounds):
             start = time.process_time()
             for _ in range(args.requests):
-                await one(app, key, writes)
+                await one(app, key, writes, tails, lasts)
             rounds.append((time.process_time() - start) / args.requests * 1e6)
         import cfai_cli
 
@@ -137,6 +163,13 @@ async def run(port: int, args: argparse.Namespace) -> None:
               f"{args.requests} streams x {args.rounds} rounds; body writes per stream {statistics.median(writes)}")
         print(f"stream  {statistics.median(rounds):8.1f} µs CPU per stream (median; rounds "
               f"{', '.join(f'{r:.0f}' for r in rounds)})")
+        print(f"last    {statistics.median(lasts) * 1e6:8.1f} µs CPU between the last two body messages (median)")
+        print(f"tail    {statistics.median(tails) * 1e6:8.1f} µs CPU after the last body message, before the app "
+              "returned (median)")
+        streams = args.requests * args.rounds
+        print(f"gc      {spent[0] / streams * 1e6:8.1f} µs CPU per stream in the garbage collector; collections "
+              f"per 1,000 streams by generation: {', '.join(f'{c * 1000 / streams:.0f}' for c in collected)}; "
+              f"{len(gc.get_objects())} tracked objects, {gc.get_freeze_count()} frozen")
     finally:
         stopped.set()
         await life
