@@ -4,15 +4,18 @@ Starts bench/fake_upstream.py (zero-latency Workers AI on loopback, 20-event nat
 process, builds the app `cfai serve` runs (`create_app`, keys on, a key from the key store) and calls it as an
 ASGI server would, one streamed `/v1/chat/completions` after another: a request message, then every `send` the
 app makes is taken at once (no sockets on the client side, so what is measured is the app and its upstream
-client). It prints the CPU time of this process per request (user + system, the median of rounds) and the
-number of body writes per stream. CPU time hardly moves with the machine's load; run two builds alternately:
+client). It prints the CPU time of this process per request (user + system, the median of rounds), the number
+of body writes per stream, the CPU between the last two body messages and after the last one, and the garbage
+collector's share. CPU time moves less than wall time with the machine's load, but on a shared 2-core VM still
+±30 % between rounds: for a steady figure count instructions (callgrind at two `--count`s, with
+`PYTHONHASHSEED=0`; the difference divided by the difference in streams). Run two builds alternately:
 
     python bench/stream_cpu.py                                     # the build this script sits in
     PYTHONPATH=/other/checkout python bench/stream_cpu.py          # another build, same script
     python bench/stream_cpu.py --profile 3000 | head -60           # cProfile of 3000 streams, by own time
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out python bench/stream_cpu.py --count 500
 
-`--count N` runs N streams after the warm-up and nothing else (for callgrind: instructions, not time).
+`--count N` runs N streams after the warm-up (200) and nothing else (for callgrind: instructions, not time).
 """
 
 from __future__ import annotations
