@@ -334,9 +334,12 @@ class Observe:
         finally:
             self.metrics.finished()
             settle(record, self.cache())  # a stream the client left early, an answer that never started
-            with anyio.CancelScope(shield=True):  # a client gone mid-answer still spent what its calls cost
-                await charge_budget()
-                await self._charge_tokens(scope, record)
+            key = scope.get("state", {}).get("cfai_key")
+            # Only a key with a budget or a TPM limit has anything to charge here: the shield is ~5 µs a request.
+            if key is not None and (key.policy.budgeted or key.policy.tpm is not None):
+                with anyio.CancelScope(shield=True):  # a client gone mid-answer still spent what its calls cost
+                    await charge_budget()
+                    await self._charge_tokens(scope, record)
             self._record(scope, record, watch, time.perf_counter() - start)
 
     async def _charge_tokens(self, scope: Scope, record: RequestRecord) -> None:
