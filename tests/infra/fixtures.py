@@ -56,3 +56,15 @@ def redis_server() -> Iterator[RedisServer]:
 def s3_server() -> Iterator[S3Server]:
     """moto's S3-compatible server; `.url` is the endpoint, `.region` and the credentials go with it."""
     yield from _serve(start_s3)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of this test's own, to stop (or restart) mid-test: the session's stays up for the others."""
+    yield from _serve(start_redis)
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of this test module's own, to stop mid-test (the session's stays up for the others)."""
+    yield from _serve(start_postgres)

@@ -19,7 +19,7 @@ from cfai_cli.core.coordination import CoordinationConfig, OnFailure
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.keys import KeyPolicy, KeyStore
-from tests.infra.servers import Missing, RedisServer, start_redis
+from tests.infra.servers import RedisServer
 from tests.openai_schema import validate
 
 pytestmark = pytest.mark.anyio
@@ -52,16 +52,6 @@ async def _replicas(*settings: Settings) -> AsyncIterator[list[httpx.AsyncClient
                 transport=httpx.ASGITransport(app=app), base_url="http://proxy.test")))
         yield clients
 
-
-@pytest.fixture
-def private_redis() -> RedisServer:
-    """A Redis of this test's own, to stop mid-test (the session's stays up for the others)."""
-    try:
-        server = start_redis()
-    except Missing as exc:
-        pytest.skip(str(exc))
-    yield server  # type: ignore[misc]
-    server.process.stop()
 
 
 async def test_two_replicas_admit_exactly_the_limit_between_them(tmp_path: Path, redis_server: RedisServer) -> None:

@@ -24,7 +24,7 @@ from cfai_cli.store.budgets import BudgetLedger
 from cfai_cli.store.keys import KeyPolicy, KeyStore
 from cfai_cli.store.redis_budgets import RedisBudgets
 from cfai_cli.store.redis_limits import connect
-from tests.infra.servers import Missing, RedisServer, start_redis
+from tests.infra.servers import RedisServer
 from tests.openai_schema import validate
 from tests.server.test_budgets import CHAT, COST, Billing, refusal
 
@@ -84,16 +84,6 @@ async def measure(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Re
     async with _measuring(redis_server.url, tmp_path) as budgets:
         yield budgets
 
-
-@pytest.fixture
-def private_redis() -> RedisServer:
-    """A Redis of this test's own, to stop mid-test (the session's stays up for the others)."""
-    try:
-        server = start_redis()
-    except Missing as exc:
-        pytest.skip(str(exc))
-    yield server  # type: ignore[misc]
-    server.process.stop()
 
 
 async def test_two_replicas_serve_exactly_the_budget_between_them(tmp_path: Path, redis_server: RedisServer,

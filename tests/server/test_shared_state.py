@@ -24,7 +24,7 @@ from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.keys import SCOPES, KeyPolicy, KeyStore
 from tests.fake_upstreams import FakeUpstreams
 from tests.fake_workers import error_envelope, fixed, native_text
-from tests.infra.servers import Missing, RedisServer, start_redis
+from tests.infra.servers import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -50,16 +50,6 @@ CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "temper
 def anyio_backend() -> str:
     return "asyncio"
 
-
-@pytest.fixture
-def redis() -> RedisServer:
-    """A Redis of this test's own: rests and cache entries of other tests never meet, and it may be stopped."""
-    try:
-        server = start_redis()
-    except Missing as exc:
-        pytest.skip(str(exc))
-    yield server  # type: ignore[misc]
-    server.process.stop()
 
 
 def replica_settings(home: Path, url: str | None, **cache: Any) -> Settings:
@@ -129,8 +119,8 @@ def cloudflare_keys(health: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_a_daily_quota_learned_on_one_replica_rests_the_account_on_the_other(tmp_path: Path,
-                                                                                   redis: RedisServer) -> None:
-    one, two = (replica_settings(tmp_path / name, redis.url) for name in ("a", "b"))
+                                                                                   private_redis: RedisServer) -> None:
+    one, two = (replica_settings(tmp_path / name, private_redis.url) for name in ("a", "b"))
     key = mint(one, two, cache=False)
     clock = Clock()
     async with replicas(one, two, clock=clock) as (a, b):
@@ -157,8 +147,8 @@ async def test_a_daily_quota_learned_on_one_replica_rests_the_account_on_the_oth
             "/health?detail=1", headers={"Authorization": f"Bearer {key}"})).json())["state"] == "ok"
 
 
-async def test_an_answer_on_one_replica_ends_a_shared_rest_for_all(tmp_path: Path, redis: RedisServer) -> None:
-    one, two = (replica_settings(tmp_path / name, redis.url) for name in ("a", "b"))
+async def test_an_answer_on_one_replica_ends_a_shared_rest_for_all(tmp_path: Path, private_redis: RedisServer) -> None:
+    one, two = (replica_settings(tmp_path / name, private_redis.url) for name in ("a", "b"))
     key = mint(one, two, cache=False)
     clock = Clock()
     async with replicas(one, two, clock=clock) as (a, b):
@@ -184,11 +174,11 @@ async def test_without_coordination_each_replica_learns_alone(tmp_path: Path) ->
 
 
 async def test_redis_gone_failover_still_works_on_the_replicas_own_cooldowns(
-        tmp_path: Path, redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
-    settings = replica_settings(tmp_path / "a", redis.url)
+        tmp_path: Path, private_redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    settings = replica_settings(tmp_path / "a", private_redis.url)
     key = mint(settings, cache=False)
     async with replicas(settings, clock=Clock()) as (a,):
-        redis.process.stop()
+        private_redis.process.stop()
         with caplog.at_level(logging.WARNING, logger="cfai.coordination"):
             answers = [await a.chat(key) for _ in range(3)]
     assert [r.status_code for r in answers] == [200, 200, 200]
@@ -199,8 +189,9 @@ async def test_redis_gone_failover_still_works_on_the_replicas_own_cooldowns(
 # ---- the response cache -------------------------------------------------------------------------------
 
 
-async def test_an_answer_cached_on_one_replica_is_a_hit_on_the_other(tmp_path: Path, redis: RedisServer) -> None:
-    one, two = (replica_settings(tmp_path / name, redis.url) for name in ("a", "b"))
+async def test_an_answer_cached_on_one_replica_is_a_hit_on_the_other(tmp_path: Path,
+                                                                      private_redis: RedisServer) -> None:
+    one, two = (replica_settings(tmp_path / name, private_redis.url) for name in ("a", "b"))
     key = mint(one, two)
     other = mint(one, two, name="other")
     async with replicas(one, two, clock=Clock()) as (a, b):
@@ -219,8 +210,8 @@ async def test_an_answer_cached_on_one_replica_is_a_hit_on_the_other(tmp_path: P
     assert b.up.who() == [f"{MAIN}/cf-main-token"]  # only the other tenant's miss reached an upstream
 
 
-async def test_cached_answers_expire_with_their_ttl(tmp_path: Path, redis: RedisServer) -> None:
-    one, two = (replica_settings(tmp_path / name, redis.url, ttl=0.3) for name in ("a", "b"))
+async def test_cached_answers_expire_with_their_ttl(tmp_path: Path, private_redis: RedisServer) -> None:
+    one, two = (replica_settings(tmp_path / name, private_redis.url, ttl=0.3) for name in ("a", "b"))
     key = mint(one, two)
     async with replicas(one, two, clock=Clock()) as (a, b):
         await a.chat(key)
@@ -230,8 +221,8 @@ async def test_cached_answers_expire_with_their_ttl(tmp_path: Path, redis: Redis
     assert late.status_code == 200 and late.headers["x-cfai-cache"] == "miss"
 
 
-async def test_a_big_answer_is_served_but_not_stored(tmp_path: Path, redis: RedisServer) -> None:
-    one, two = (replica_settings(tmp_path / name, redis.url, max_entry_bytes=200) for name in ("a", "b"))
+async def test_a_big_answer_is_served_but_not_stored(tmp_path: Path, private_redis: RedisServer) -> None:
+    one, two = (replica_settings(tmp_path / name, private_redis.url, max_entry_bytes=200) for name in ("a", "b"))
     key = mint(one, two)
     async with replicas(one, two, clock=Clock()) as (a, b):
         for replica in (a, b):
@@ -242,14 +233,14 @@ async def test_a_big_answer_is_served_but_not_stored(tmp_path: Path, redis: Redi
 
 
 async def test_redis_gone_the_cache_misses_and_requests_are_still_served(
-        tmp_path: Path, redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
-    settings = replica_settings(tmp_path / "a", redis.url)
+        tmp_path: Path, private_redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    settings = replica_settings(tmp_path / "a", private_redis.url)
     key = mint(settings)
     async with replicas(settings, clock=Clock()) as (a,):
         a.up.account(MAIN).models[MODEL] = native_text("Paris")
         assert (await a.chat(key)).headers["x-cfai-cache"] == "miss"
         assert (await a.chat(key)).headers["x-cfai-cache"] == "hit"
-        redis.process.stop()
+        private_redis.process.stop()
         with caplog.at_level(logging.WARNING, logger="cfai.coordination"):
             answers = [await a.chat(key) for _ in range(2)]
     assert [(r.status_code, r.headers["x-cfai-cache"]) for r in answers] == [(200, "miss"), (200, "miss")]

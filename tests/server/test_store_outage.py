@@ -27,7 +27,7 @@ from cfai_cli.store.budgets import SpendStore
 from cfai_cli.store.keys import KeyPolicy, KeyStore
 from cfai_cli.store.sql import forget
 from cfai_cli.store.usage import UsageLog, UsageRow
-from tests.infra.servers import Missing, PostgresServer, RedisServer, start_postgres, start_redis
+from tests.infra.servers import PostgresServer, RedisServer
 from tests.openai_schema import validate
 
 pytestmark = pytest.mark.anyio
@@ -35,16 +35,6 @@ _NAMES = itertools.count()
 CHAT = {"model": "@cf/meta/llama-3.1-8b-instruct", "messages": [{"role": "user", "content": "hi"}],
         "max_tokens": 8}
 
-
-@pytest.fixture(scope="module")
-def private_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL of this file's own, to stop mid-test (the session's stays up for the others)."""
-    try:
-        server = start_postgres()
-    except Missing as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.process.stop()
 
 
 @pytest.fixture
@@ -56,15 +46,6 @@ def pg(private_postgres: PostgresServer) -> Iterator[str]:
     private_postgres.process.resume()
     forget(url)
 
-
-@pytest.fixture
-def private_redis() -> Iterator[RedisServer]:
-    try:
-        server = start_redis()
-    except Missing as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.process.stop()
 
 
 def _settings(home: Path, store: str, redis: str) -> Settings:
