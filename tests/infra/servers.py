@@ -216,7 +216,8 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-def start_redis() -> RedisServer:
+def start_redis(port: int | None = None) -> RedisServer:
+    """A Redis on a free port, or on `port` (a stopped one started again where its clients look for it)."""
     binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists()
                                               else None)
     if binary is None:
@@ -224,7 +225,7 @@ def start_redis() -> RedisServer:
     started = time.monotonic()
     process = Process("redis", Path(tempfile.mkdtemp(prefix="cfai-redis-")), signal.SIGTERM)
     try:
-        port = free_port()
+        port = free_port() if port is None else port
         # No snapshots, no append-only file: nothing is written, and a stop is immediate.
         process.launch([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                         "--dir", str(process.directory), "--daemonize", "no", "--logfile", ""])

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,13 +90,11 @@ class Gateway:
         return self.a, self.b
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer, redis_server: RedisServer,
-            s3_server: S3Server) -> Iterator[Gateway]:
-    store_url = postgres_server.create_database("replicas")
-    bucket = s3_server.create_bucket(BUCKET)
-    shared = {"CFAI_STORE_URL": store_url,
-              "CFAI_COORDINATION_URL": redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}",
+@contextmanager
+def running_gateway(tmp_path_factory: pytest.TempPathFactory, store_url: str, redis_url: str,
+                    s3_server: S3Server, bucket: str) -> Iterator[Gateway]:
+    """A stand-in Workers AI, an admin key minted with `cfai keygen` on the shared store, and two replicas."""
+    shared = {"CFAI_STORE_URL": store_url, "CFAI_COORDINATION_URL": redis_url,
               "CFAI_BLOBS_URL": f"s3://{bucket}/gateway", "AWS_ACCESS_KEY_ID": s3_server.access_key_id,
               "AWS_SECRET_ACCESS_KEY": s3_server.secret_access_key, "AWS_REGION": s3_server.region}
     with StandIn().running() as standin:
@@ -119,3 +118,13 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresS
             errors = [stop_server(proc)[1] for proc in procs]
         for err in errors:
             assert "Traceback" not in err, err
+
+
+@pytest.fixture(scope="package")  # one gateway for the directory's modules: its start-up is most of their time
+def gateway(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer, redis_server: RedisServer,
+            s3_server: S3Server) -> Iterator[Gateway]:
+    """The session's servers: a fresh database, the replicas' own Redis database, a fresh bucket."""
+    redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    with running_gateway(tmp_path_factory, postgres_server.create_database("replicas"), redis_url, s3_server,
+                         s3_server.create_bucket(BUCKET)) as gateway:
+        yield gateway

@@ -32,6 +32,7 @@ class StandIn:
     def __init__(self, *, delay: float = 0.2) -> None:
         self.delay = delay  # seconds each chat answer takes: concurrent requests overlap
         self.calls: list[tuple[str, str]] = []  # (account, model), in arrival order
+        self.bodies: list[dict[str, Any]] = []  # their JSON bodies, in the same order
         self.lock = threading.Lock()
         outer = self
 
@@ -47,10 +48,11 @@ class StandIn:
                 raw = self.rfile.read(int(self.headers.get("content-length", "0")))
                 account = self.path.split("/accounts/", 1)[1].split("/", 1)[0]
                 model = self.path.split("/ai/run/", 1)[1].split("?", 1)[0]
+                body = json.loads(raw or b"{}")
                 with outer.lock:
                     outer.calls.append((account, model))
+                    outer.bodies.append(body)
                     odd = len(outer.calls) % 2 == 1
-                body = json.loads(raw or b"{}")
                 if account == QUOTA_ACCOUNT and model == QUOTA_MODEL:
                     self._send(429, QUOTA_BODY, {"content-type": "application/json"})
                 elif model in images.MODELS:
