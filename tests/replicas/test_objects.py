@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.infra.servers import S3Server
 from tests.replicas.conftest import BUCKET, Gateway
 from tests.replicas.helpers import HI, MODEL, chat_status, mint, usage_group
 from tests.replicas.standin import OTHER_ACCOUNT, QUOTA_ACCOUNT, QUOTA_MODEL
@@ -18,13 +19,13 @@ from tests.replicas.standin import OTHER_ACCOUNT, QUOTA_ACCOUNT, QUOTA_MODEL
 IMAGE_MODEL = "@cf/black-forest-labs/flux-1-schnell"
 
 
-def bucket_keys(gateway: Gateway, s3_endpoint: str) -> str:
+def bucket_keys(s3_endpoint: str) -> str:
     """The bucket's listing (moto answers an unsigned ListObjectsV2)."""
     with urllib.request.urlopen(f"{s3_endpoint}/{BUCKET}?list-type=2&prefix=gateway/", timeout=10) as answer:
         return str(answer.read().decode())
 
 
-def test_an_image_made_on_a_is_served_by_b(gateway: Gateway, s3_server: object) -> None:
+def test_an_image_made_on_a_is_served_by_b(gateway: Gateway, s3_server: S3Server) -> None:
     key, _ = mint(gateway.a, gateway.admin, scopes=["images"])
     made = gateway.a.sdk(key).images.generate(model=IMAGE_MODEL, prompt="a lighthouse", response_format="url")
     assert made.data and made.data[0].url
@@ -36,7 +37,7 @@ def test_an_image_made_on_a_is_served_by_b(gateway: Gateway, s3_server: object) 
     assert fetched.headers["content-type"] == "image/png" and fetched.content.startswith(b"\x89PNG\r\n\x1a\n")
     assert httpx.get(url, timeout=30).content == fetched.content
     # The bytes are in the bucket, not in either replica's data directory.
-    assert name.split(".")[0] in bucket_keys(gateway, getattr(s3_server, "url"))
+    assert name.split(".")[0] in bucket_keys(s3_server.url)
     for replica in gateway.both:
         images = Path(replica.env["CFAI_HOME"]) / "images"
         assert not images.exists() or not any(images.iterdir())
