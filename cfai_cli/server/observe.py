@@ -47,14 +47,17 @@ from cfai_cli.store.usage import UsageLog, UsageRow
 
 log = logging.getLogger("cfai.server")
 _ERROR_CAPTURE = 64 * 1024  # of an error answer, enough for its code
+MAX_BUFFERED = 100_000  # usage rows kept while the database refuses them (a few tens of MB); beyond, the oldest go
 
 
 class UsageRecorder:
     """Queues usage rows and writes them in batches every `interval` seconds (and at shutdown)."""
 
-    def __init__(self, usage: UsageLog, *, interval: float = 1.0) -> None:
+    def __init__(self, usage: UsageLog, *, interval: float = 1.0, keep: int = MAX_BUFFERED) -> None:
         self.usage = usage
         self.interval = interval
+        self.keep = keep
+        self.dropped = 0  # rows given up on: the database refused them while `keep` newer ones waited
         self._rows: list[UsageRow] = []
         self._task: asyncio.Task[None] | None = None
         # Neurons per account in the rows not yet in the database (queued, or being written), for the daily
@@ -74,10 +77,24 @@ class UsageRecorder:
         if rows:
             try:
                 await anyio.to_thread.run_sync(self.usage.write, rows)
-            except Exception as exc:  # a full disk must not take the proxy down; the rows are reported
-                log.error("could not write %d usage rows: %s", len(rows), exc)
+            except Exception as exc:  # a full disk or a database away must not take the proxy down
+                self._keep(rows, exc)
         self.writing = {}
         self.written += 1
+
+    def _keep(self, rows: list[UsageRow], exc: Exception) -> None:
+        """Rows the database refused wait for the next flush (one transaction: none of them was written), the
+        oldest dropped past `keep`; their neurons count as pending again for the daily caps."""
+        kept = rows + self._rows
+        drop = max(0, len(kept) - self.keep)
+        self._rows = kept[drop:]
+        self.dropped += drop
+        self.pending = {}
+        for row in self._rows:
+            if row.account is not None and row.neurons:
+                self.pending[row.account] = self.pending.get(row.account, 0.0) + row.neurons
+        log.error("could not write %d usage rows (%d waiting to be written again, %d dropped so far): %s",
+                  len(rows), len(self._rows), self.dropped, exc)
 
     async def _loop(self) -> None:
         while True:

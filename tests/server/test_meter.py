@@ -49,3 +49,26 @@ async def test_readings_add_the_new_rows_to_the_days_totals(database: Path | str
     log.write([row(tomorrow, "main", 2.0)])
     recorder.written = 3
     assert await meter.today(tomorrow) == {"main": 2.0}
+
+
+async def test_rows_the_database_refuses_wait_for_the_next_flush(database: Path | str) -> None:
+    """Nothing lost while the database is away (here: its table renamed under the writer); past `keep` rows
+    waiting, the oldest go and are counted."""
+    log = UsageLog(database)
+    recorder = UsageRecorder(log, keep=3)
+    now = time.time()
+    with log.db.transaction(write=True) as tx:
+        tx.execute("ALTER TABLE usage_log RENAME TO usage_log_away")
+    for neurons in (1.0, 2.0):
+        recorder.add(row(now, "main", neurons))
+    await recorder.flush()
+    assert recorder.pending == {"main": 3.0} and recorder.dropped == 0  # still counted for the daily caps
+    for neurons in (4.0, 8.0):
+        recorder.add(row(now, "main", neurons))
+    await recorder.flush()
+    assert recorder.pending == {"main": 14.0} and recorder.dropped == 1  # the oldest (1.0) gave way
+    with log.db.transaction(write=True) as tx:
+        tx.execute("ALTER TABLE usage_log_away RENAME TO usage_log")
+    await recorder.flush()
+    assert sorted(r.neurons for r in log.rows(since=now - 1)) == [2.0, 4.0, 8.0]
+    assert recorder.pending == {} and recorder.writing == {}
