@@ -260,13 +260,14 @@ class S3Server:
         return name
 
 
-def start_s3() -> S3Server:
+def start_s3(port: int | None = None) -> S3Server:
+    """moto on a free port, or on `port` (started again where its clients look for it: empty, no buckets)."""
     if not all(importlib.util.find_spec(name) for name in ("moto", "flask", "flask_cors")):
         raise Missing("moto's server (moto[s3], flask, flask-cors) is not installed: pip install -e '.[test]'")
     started = time.monotonic()
     process = Process("moto", Path(tempfile.mkdtemp(prefix="cfai-s3-")), signal.SIGTERM)
     try:
-        port = free_port()
+        port = free_port() if port is None else port
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "TEST_SERVER"))}
         process.launch([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env)
 

@@ -15,6 +15,7 @@ from tests.replicas.conftest import Gateway, Replica, cli
 
 MODEL = "@cf/meta/llama-3.1-8b-instruct"
 HI = [{"role": "user", "content": "hi"}]
+IMAGE_MODEL = "@cf/black-forest-labs/flux-1-schnell"
 
 
 def mint(replica: Replica, admin: str, **policy: Any) -> tuple[str, str]:

@@ -1,7 +1,8 @@
 """Outages, as docs/shared-gateway.md ("Failure behaviour") documents them: a Redis that stops closes both
 replicas (503 coordination_unavailable, the default `on_failure = "closed"`) until it is back; a stream in flight
-outlives a Redis restart; a PostgreSQL unreachable at start stops `cfai serve` with one line. These replicas
-have a Redis of their own (the session's is never stopped), restarted on the same port."""
+outlives a Redis restart; a bucket that stops fails URL images with 503 (base64 ones are
+unaffected); a PostgreSQL unreachable at start stops `cfai serve` with one line. These replicas
+have a Redis and a bucket server of their own (the session's are never stopped), restarted on the same port."""
 
 from __future__ import annotations
 
@@ -13,18 +14,21 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.infra.servers import Missing, PostgresServer, RedisServer, S3Server, start_redis
+from tests.infra.servers import Missing, PostgresServer, RedisServer, S3Server, start_redis, start_s3
 from tests.openai_schema import validate
 from tests.replicas.conftest import Gateway, Replica, cli, running_gateway
-from tests.replicas.helpers import HI, MODEL, chat_status, mint, usage_group
+from tests.replicas.helpers import HI, IMAGE_MODEL, MODEL, chat_status, mint, usage_group
 from tests.replicas.standin import SLOW_EVENTS
 from tests.servers import free_port
+
+BUCKET = "cfai-replicas-faults"
 
 
 @dataclass
 class Fragile:
     gateway: Gateway
     redis: RedisServer
+    s3: S3Server
 
     def stop_redis(self) -> None:
         self.redis.process.stop()
@@ -32,24 +36,41 @@ class Fragile:
     def start_redis(self) -> None:
         self.redis = start_redis(self.redis.port)
 
+    def stop_s3(self) -> None:
+        self.s3.process.stop()
+
+    def start_s3(self) -> None:
+        self.s3 = start_s3(self.s3.port)
+        self.s3.create_bucket(BUCKET)
+
 
 @pytest.fixture(scope="module")
-def fragile(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer,
-            s3_server: S3Server) -> Iterator[Fragile]:
+def fragile(tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer) -> Iterator[Fragile]:
+    servers: list[RedisServer | S3Server] = []
     try:
-        redis = start_redis()
+        servers += [start_redis(), start_s3()]
     except Missing as exc:
+        for server in servers:
+            server.process.stop()
         if os.environ.get("CI"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
-    fragile = None
+    redis, s3 = servers
+    assert isinstance(redis, RedisServer) and isinstance(s3, S3Server)
+    fragile = Fragile(None, redis, s3)  # type: ignore[arg-type]  # the gateway comes next
     try:
         with running_gateway(tmp_path_factory, postgres_server.create_database("replicas_faults"), redis.url,
-                             s3_server, s3_server.create_bucket("cfai-replicas-faults")) as gateway:
-            fragile = Fragile(gateway, redis)
+                             s3, s3.create_bucket(BUCKET)) as gateway:
+            fragile.gateway = gateway
             yield fragile
     finally:
-        (fragile.redis if fragile is not None else redis).process.stop()
+        fragile.redis.process.stop()
+        fragile.s3.process.stop()
+
+
+def post_image(replica: Replica, key: str) -> httpx.Response:
+    return httpx.post(f"{replica.url}/v1/images/generations", headers={"Authorization": f"Bearer {key}"},
+                      json={"model": IMAGE_MODEL, "prompt": "a lighthouse", "response_format": "url"}, timeout=30)
 
 
 def post_chat(replica: Replica, key: str) -> httpx.Response:
@@ -112,3 +133,29 @@ def test_postgresql_unreachable_at_start_stops_serve_with_one_line(tmp_path_fact
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"cfai: cannot reach the database at 127.0.0.1:{closed}")
     assert "s3cret" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+
+
+def test_the_bucket_away_fails_url_images_with_503_on_both_and_base64_ones_are_served(fragile: Fragile) -> None:
+    gateway = fragile.gateway
+    key, _ = mint(gateway.a, gateway.admin, scopes=["images"])
+    made = post_image(gateway.a, key)
+    assert made.status_code == 200, made.text
+    name = made.json()["data"][0]["url"].rsplit("/", 1)[1]
+    fragile.stop_s3()
+    try:
+        for replica in gateway.both:
+            for answer in (post_image(replica, key), httpx.get(f"{replica.url}/v1/images/files/{name}", timeout=30)):
+                assert answer.status_code == 503, answer.text
+                body = answer.json()
+                validate(body, "ErrorResponse")
+                assert body["error"]["code"] == "blob_storage_unavailable"
+                assert BUCKET in body["error"]["message"]
+            inline = replica.sdk(key).images.generate(model=IMAGE_MODEL, prompt="a lighthouse",
+                                                      response_format="b64_json")
+            assert inline.data and inline.data[0].b64_json
+    finally:
+        fragile.start_s3()  # empty: the objects made before are gone with moto's memory
+    made = post_image(gateway.b, key)
+    assert made.status_code == 200, made.text
+    fetched = httpx.get(made.json()["data"][0]["url"].replace(gateway.b.url, gateway.a.url), timeout=30)
+    assert fetched.status_code == 200 and fetched.content.startswith(b"\x89PNG")

@@ -13,10 +13,8 @@ import httpx
 
 from tests.infra.servers import S3Server
 from tests.replicas.conftest import BUCKET, Gateway
-from tests.replicas.helpers import HI, MODEL, chat_status, mint, usage_group
+from tests.replicas.helpers import HI, IMAGE_MODEL, MODEL, chat_status, mint, usage_group
 from tests.replicas.standin import OTHER_ACCOUNT, QUOTA_ACCOUNT, QUOTA_MODEL
-
-IMAGE_MODEL = "@cf/black-forest-labs/flux-1-schnell"
 
 
 def bucket_keys(s3_endpoint: str) -> str:
