@@ -5,6 +5,7 @@ stand-in Workers AI over HTTP with two accounts (standin.py). Started once for t
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from openai import OpenAI
 
 from tests.infra.servers import PostgresServer, RedisServer, S3Server
 from tests.replicas.standin import OTHER_ACCOUNT, QUOTA_ACCOUNT, StandIn
-from tests.servers import free_port, stop_server, wait_for_health
+from tests.servers import free_port, wait_for_health
 
 REDIS_DB = 7  # the replicas' own Redis database: no other test's keys in it, none of theirs in others
 BUCKET = "cfai-replicas"
@@ -51,15 +52,26 @@ def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Comp
 
 
 def start_serve(env: dict[str, str]) -> tuple[subprocess.Popen[str], int]:
+    """`cfai serve` started (not yet ready: see wait_for_health), and its port."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cfai_cli", "serve", "--port", str(port), "--no-ui"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        wait_for_health(proc, port, seconds=60)
-    except BaseException:
-        stop_server(proc)
-        raise
     return proc, port
+
+
+def stop_all(procs: list[subprocess.Popen[str]]) -> list[str]:
+    """Stop every server at once (Ctrl-C to all, then wait for each); their stderr."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    errors = []
+    for proc in procs:
+        try:
+            errors.append(proc.communicate(timeout=20)[1])
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            errors.append(proc.communicate()[1])
+    return errors
 
 
 @dataclass
@@ -109,13 +121,15 @@ def running_gateway(tmp_path_factory: pytest.TempPathFactory, store_url: str, re
         procs: list[subprocess.Popen[str]] = []
         replicas = []
         try:
-            for name, env in zip("ab", envs, strict=False):
+            for name, env in zip("ab", envs, strict=False):  # both start at once: two hosts booting together
                 proc, port = start_serve(env)
                 procs.append(proc)
                 replicas.append(Replica(name, port, env))
+            for proc, replica in zip(procs, replicas, strict=True):
+                wait_for_health(proc, replica.port, seconds=60)
             yield Gateway(replicas[0], replicas[1], admin, standin, envs[2], procs)
         finally:
-            errors = [stop_server(proc)[1] for proc in procs]
+            errors = stop_all(procs)
         for err in errors:
             assert "Traceback" not in err, err
 
