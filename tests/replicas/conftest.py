@@ -26,10 +26,13 @@ BUCKET = "cfai-replicas"
 
 def config_toml(s3_endpoint: str) -> str:
     """Each replica's config.toml: the bucket's plain-HTTP endpoint (only config.toml may allow plain HTTP), the
-    second Cloudflare account."""
+    response cache (for the keys that ask), the second Cloudflare account."""
     return f"""
 [blobs]
 endpoint = "{s3_endpoint}"
+
+[cache]
+enabled = true
 
 [upstreams.backup]
 type = "cloudflare"

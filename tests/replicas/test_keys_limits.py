@@ -47,6 +47,14 @@ def test_rpm_10_forty_at_once_across_both_exactly_ten_served(gateway: Gateway) -
     usage_group(gateway, key_id, requests=42)
 
 
+def test_a_token_limit_counts_the_tokens_used_on_both(gateway: Gateway) -> None:
+    key, _ = mint(gateway.a, gateway.admin, scopes=["chat"], tpm=3000)  # each call uses 1,500 tokens
+    assert chat_status(gateway.a, key)[0] == 200
+    assert chat_status(gateway.b, key)[0] == 200
+    assert chat_status(gateway.a, key) == (429, "rate_limit_exceeded")
+    assert chat_status(gateway.b, key) == (429, "rate_limit_exceeded")
+
+
 @pytest.mark.parametrize("budget", ["day", "month"])
 def test_a_budget_of_ten_calls_admits_exactly_ten_across_both(gateway: Gateway, budget: str) -> None:
     # One settled budgeted request on A: every replica holds the model's mean cost per call from here on

@@ -102,3 +102,17 @@ def test_a_cooldown_learned_on_a_sends_b_straight_to_the_other_account(gateway: 
     # `cfai usage` on a third host sees the requests of both replicas.
     group = usage_group(gateway, key_id, requests=3)
     assert group["errors"] == 0
+
+
+def test_an_answer_cached_by_a_is_served_by_b(gateway: Gateway) -> None:
+    key, _ = mint(gateway.a, gateway.admin, scopes=["chat"], cache=True)
+    calls = len(gateway.standin.calls)
+    question = [{"role": "user", "content": "a question worth caching"}]
+    first = gateway.a.sdk(key).chat.completions.with_raw_response.create(model=MODEL, messages=question,
+                                                                            temperature=0)
+    assert first.headers["x-cfai-cache"] == "miss"
+    second = gateway.b.sdk(key).chat.completions.with_raw_response.create(model=MODEL, messages=question,
+                                                                             temperature=0)
+    assert second.headers["x-cfai-cache"] == "hit"
+    assert second.parse().choices[0].message.content == first.parse().choices[0].message.content == "ok"
+    assert len(gateway.standin.calls_since(calls)) == 1
