@@ -17,6 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cfai_cli.store.keys import KeyPolicy
 from cfai_cli.store.limits import DAY, MINUTE, UNMEASURED, Decision, Window, decide
@@ -96,10 +99,15 @@ def connect(url: str) -> Redis:
 
     At most MAX_CONNECTIONS sockets per process: a burst of requests queues for a free connection (up to
     POOL_WAIT seconds) instead of opening one socket per request, which would exhaust Redis's and the host's
-    descriptors and make every admission slower under exactly the load that matters."""
+    descriptors and make every admission slower under exactly the load that matters.
+
+    A command that finds its pooled socket dead (Redis restarted since it was opened: the replica's idle
+    connections all are) is sent once more on a new one, instead of failing the request; a timeout is not
+    retried (the script may have run, and a slow Redis must not stall twice as long)."""
+    retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
     pool = BlockingConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT,
                                            socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=TIMEOUT,
-                                           health_check_interval=30)
+                                           health_check_interval=30, retry=retry)
     client: Redis = Redis.from_pool(pool)  # aclose() closes the pool too
     return client
 

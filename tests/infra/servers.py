@@ -266,7 +266,8 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-def start_redis() -> RedisServer:
+def start_redis(port: int | None = None) -> RedisServer:
+    """A Redis on a free port, or on `port` (a stopped one started again where its clients look for it)."""
     binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists()
                                               else None)
     if binary is None:
@@ -274,7 +275,7 @@ def start_redis() -> RedisServer:
     started = time.monotonic()
     process = Process("redis", Path(tempfile.mkdtemp(prefix="cfai-redis-")), signal.SIGTERM)
     try:
-        port = free_port()
+        port = free_port() if port is None else port
         # No snapshots, no append-only file: nothing is written, and a stop is immediate.
         process.launch([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                         "--dir", str(process.directory), "--daemonize", "no", "--logfile", ""])
@@ -309,13 +310,14 @@ class S3Server:
         return name
 
 
-def start_s3() -> S3Server:
+def start_s3(port: int | None = None) -> S3Server:
+    """moto on a free port, or on `port` (started again where its clients look for it: empty, no buckets)."""
     if not all(importlib.util.find_spec(name) for name in ("moto", "flask", "flask_cors")):
         raise Missing("moto's server (moto[s3], flask, flask-cors) is not installed: pip install -e '.[test]'")
     started = time.monotonic()
     process = Process("moto", Path(tempfile.mkdtemp(prefix="cfai-s3-")), signal.SIGTERM)
     try:
-        port = free_port()
+        port = free_port() if port is None else port
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "TEST_SERVER"))}
         process.launch([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], env=env)
 

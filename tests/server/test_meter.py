@@ -49,3 +49,4 @@ async def test_readings_add_the_new_rows_to_the_days_totals(database: Path | str
     log.write([row(tomorrow, "main", 2.0)])
     recorder.written = 3
     assert await meter.today(tomorrow) == {"main": 2.0}
+

@@ -171,3 +171,28 @@ async def test_the_windows_an_older_cfai_kept_still_count(tmp_path: Path) -> Non
 
 def test_reset_format() -> None:
     assert [_reset(s) for s in (0, 0.2, 59, 60, 61, 3725)] == ["0s", "1s", "59s", "1m0s", "1m1s", "1h2m5s"]
+
+
+async def test_a_redis_restart_costs_no_admission_its_idle_connections_are_replaced() -> None:
+    """Every pooled socket is dead after Redis restarts; the first command on each is sent again on a new one."""
+    from tests.infra.servers import Missing, start_redis
+
+    try:
+        server = start_redis()
+    except Missing as exc:
+        pytest.skip(str(exc))
+    limiter = RedisRateLimits(connect(server.url), "test:restart:")
+    try:
+        policy = KeyPolicy(rpm=100)
+        # several sockets in the pool, all idle once the admissions are done
+        assert all(d.allowed for d in await asyncio.gather(*(limiter.admit("k", policy, now=1.0)
+                                                               for _ in range(4))))
+        server.process.stop()
+        server = start_redis(server.port)
+        decisions = await asyncio.gather(*(limiter.admit("k", policy, now=2.0) for _ in range(4)))
+        assert all(d.allowed for d in decisions)
+        # counted by the new Redis, whose window starts empty
+        assert sorted(int(d.headers["x-ratelimit-remaining-requests"]) for d in decisions) == [96, 97, 98, 99]
+    finally:
+        await limiter.close()
+        server.process.stop()
