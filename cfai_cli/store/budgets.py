@@ -129,9 +129,21 @@ class BudgetLedger:
     """The ledger in the SQLite database at `path`: the server's calls are async, on the process's hot path (`hot`,
     shared with the rate limiter so that one tick's pieces commit together); `spent` and `held` read it at once."""
 
-    def __init__(self, path: Path, hot: HotPath | None = None) -> None:
+    def __init__(self, path: Path, hot: HotPath | None = None,
+                 elsewhere: Callable[[str, float], tuple[float, float]] | None = None) -> None:
         self.path = path
         self.hot = hot or HotPath(path)
+        # Spend recorded outside this file (a shared store's SpendStore), counted with its own: a replica judging
+        # budgets alone while Redis is away (on_failure = "open") still sees what every replica settled.
+        self.elsewhere = elsewhere
+
+    async def _spent_elsewhere(self, key_id: str, now: float) -> tuple[float, float]:
+        if self.elsewhere is None:
+            return 0.0, 0.0
+        import anyio.to_thread
+
+        elsewhere = self.elsewhere
+        return await anyio.to_thread.run_sync(lambda: elsewhere(key_id, now))
 
     async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
         self.hot.ensure(_SCHEMA)
@@ -161,9 +173,11 @@ class BudgetLedger:
                     now: float) -> Refusal | None:
         """The refusal for a key whose spend and holds have reached a budget, or None (the door's check: what a
         request will cost is not known there)."""
+        other_day, other_month = await self._spent_elsewhere(key_id, now)
+
         def work(conn: sqlite3.Connection) -> Refusal | None:
             today, month = _spent(conn, key_id, now)
-            return judge(neurons_today=today, neurons_this_month=month, per_day=per_day,
+            return judge(neurons_today=today + other_day, neurons_this_month=month + other_month, per_day=per_day,
                          per_month_usd=per_month_usd, now=now, held=_held(conn, key_id, now))
 
         return await self._run(work, write=False)
@@ -172,10 +186,13 @@ class BudgetLedger:
                    now: float, expires: float) -> Refusal | None:
         """Hold what `calls` more upstream calls of `model` are estimated to cost (core.budgets.estimate, with
         `fallback` per call when the model has no mean yet) under `hold_id`, if it fits; else the refusal."""
+        other_day, other_month = await self._spent_elsewhere(key_id, now)
+
         def work(conn: sqlite3.Connection) -> Refusal | None:
             row = conn.execute("SELECT neurons FROM model_cost WHERE model = ?", (model,)).fetchone()
             wanted = estimate(mean=None if row is None else float(row[0]), fallback=fallback, calls=calls)
             today, month = _spent(conn, key_id, now)
+            today, month = today + other_day, month + other_month
             refusal = judge(neurons_today=today, neurons_this_month=month, per_day=budget.per_day,
                             per_month_usd=budget.per_month_usd, now=now, held=_held(conn, key_id, now),
                             wanted=wanted)

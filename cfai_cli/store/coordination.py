@@ -179,12 +179,16 @@ def failure_logs(coordinated: Coordinated | None, shared: tuple[RedisRests, Redi
 def budgets(settings: Settings, hot: HotPath, coordinated: Coordinated | None) -> Budgets:
     """The process's budget ledger: the host's (no `[coordination] url`), else Redis's through the rate limits'
     client (one connection pool, closed with them) and their outage policy (one warning clock a process)."""
-    local = BudgetLedger(settings.database, hot)
     if coordinated is None:
-        return local
+        return BudgetLedger(settings.database, hot)
     from cfai_cli.store.redis_budgets import RedisBudgets
 
-    # the record every replica shares: the store's PostgreSQL tables, or (one host's replicas) its SQLite file
-    durable: Durable = local if settings.store.url is None else SpendStore(settings.storage)
+    if settings.store.url is None:  # one host's replicas: its SQLite file is the record they share
+        local = BudgetLedger(settings.database, hot)
+        durable: Durable = local
+    else:  # the store's PostgreSQL tables are the record; judged alone (open), a replica still counts them
+        shared = SpendStore(settings.storage)
+        durable = shared
+        local = BudgetLedger(settings.database, hot, elsewhere=lambda key_id, now: shared.spent(key_id, now=now))
     return CoordinatedBudgets(RedisBudgets(coordinated.remote.client, durable), local, durable,
                               outage=coordinated.outage)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -18,13 +19,14 @@ import httpx
 import pytest
 
 from cfai_cli.core.coordination import CoordinationConfig, OnFailure
+from cfai_cli.core.store_url import StoreConfig
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings, load_settings
-from cfai_cli.store.budgets import BudgetLedger
+from cfai_cli.store.budgets import BudgetLedger, SpendStore
 from cfai_cli.store.keys import KeyPolicy, KeyStore
 from cfai_cli.store.redis_budgets import RedisBudgets
 from cfai_cli.store.redis_limits import connect
-from tests.infra.servers import RedisServer
+from tests.infra.servers import PostgresServer, RedisServer
 from tests.openai_schema import validate
 from tests.server.test_budgets import CHAT, COST, Billing, refusal
 
@@ -167,3 +169,23 @@ async def test_redis_gone_fails_open_on_the_replicas_own_ledger_with_a_warning(
     assert BudgetLedger(settings.database).spent(keys["three"][1], now=time.time())[0] == 3 * COST
     warnings = [r for r in caplog.records if "COORDINATION UNAVAILABLE" in r.getMessage()]
     assert len(warnings) == 1 and f"127.0.0.1:{private_redis.port}" in warnings[0].getMessage()
+
+
+async def test_failing_open_on_a_shared_store_still_counts_every_replicas_spend(
+        tmp_path: Path, private_redis: RedisServer, postgres_server: PostgresServer) -> None:
+    """With a PostgreSQL store the durable spend is there, not in this host's SQLite file: a replica judging a
+    budget alone while Redis is away must still count it, or each replica could spend the whole budget again."""
+    store = postgres_server.create_database(f"open_{uuid.uuid4().hex[:12]}")
+    settings = replace(_settings(tmp_path, private_redis.url, on_failure="open"), store=StoreConfig(url=store))
+    secret, record = KeyStore(settings.storage).create("ten", KeyPolicy(budget_neurons_per_day=10 * COST))
+    key = (secret, record.id)
+    shared = SpendStore(settings.storage)
+    billing = Billing()
+    async with _replicas(billing, settings) as (client,):
+        first = await client.post("/v1/chat/completions", json=CHAT, headers=_auth(key))
+        assert shared.spent(key[1], now=time.time())[0] == COST  # the settle went to the shared record
+        shared.add(key[1], 9 * COST, now=time.time())  # what the other replicas settled since
+        private_redis.process.stop()
+        alone = await client.post("/v1/chat/completions", json=CHAT, headers=_auth(key))
+    assert first.status_code == 200
+    assert alone.status_code == 429 and "100.00 spent today" in refusal(alone)["message"]
