@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cfai_cli.errors import (
@@ -121,9 +120,15 @@ class KeyAuth:
                 await self.app(scope, receive, send)
                 return
 
+            # Encoded once and appended to the raw list: MutableHeaders' update rebuilt the list per header
+            # (~49k of the ~600k instructions rpm+tpm added, docs/performance.md 2026-12-02).
+            extra = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in extra_headers.items()]
+            replaced = {name for name, _ in extra}
+
             async def with_limit_headers(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    MutableHeaders(scope=message).update(extra_headers)
+                    message["headers"] = [*(header for header in message.get("headers", ())
+                                            if header[0].lower() not in replaced), *extra]
                 await send(message)
 
             await self.app(scope, receive, with_limit_headers)

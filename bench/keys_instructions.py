@@ -1,0 +1,94 @@
+"""What a key's rpm+tpm limits cost in instructions (callgrind: deterministic, unlike time on a shared machine).
+
+Runs the proxy in-process (create_app, keys on, zero-latency Workers AI through httpx.MockTransport, requests one
+after another through httpx.ASGITransport) under `valgrind --tool=callgrind`, twice per key: `--small` and
+`--large` requests after a warm-up, so the difference divided by the extra requests is the instructions of one
+request without the start-up's. Prints them for a key without limits and one with --rpm/--tpm set too high to
+refuse, the difference, and SQLite's share of it. Compare two builds with PYTHONPATH=/other/checkout.
+
+    python bench/keys_instructions.py [--small 100] [--large 400]      # ~2 minutes (two callgrind runs at a time)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+KINDS = ("no limits", "rpm+tpm")
+
+
+def billing(request: httpx.Request) -> httpx.Response:
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    return httpx.Response(200, json={"result": {"response": "ok", "usage": usage}, "success": True, "errors": [],
+                                     "messages": []}, headers={"cf-ai-neurons": "1.5"})
+
+
+async def serve(kind: str, requests: int) -> None:
+    """The measured process: `requests` chat requests (after 30 of warm-up) with one key of `kind`."""
+    os.environ["CFAI_HOME"] = tempfile.mkdtemp(prefix="cfai-bench-")
+    os.environ.update(CLOUDFLARE_ACCOUNT_ID="0123456789abcdef0123456789abcdef", CLOUDFLARE_API_TOKEN="x")
+    from cfai_cli.server.app import create_app
+    from cfai_cli.settings import load_settings
+    from cfai_cli.store.keys import KeyPolicy, KeyStore
+
+    settings = load_settings()
+    policy = KeyPolicy(rpm=10**9, tpm=10**12) if kind == "rpm+tpm" else KeyPolicy()
+    key, _ = KeyStore(settings.database).create("bench", policy)
+    app = create_app(settings, transport=httpx.MockTransport(billing))
+    body = {"model": "@cf/meta/llama-3.1-8b-instruct", "messages": [{"role": "user", "content": "Say hello."}]}
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test") as client:
+        for _ in range(30 + requests):
+            answer = await client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200, answer.text
+
+
+def callgrind(kind: str, requests: int, out: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                             __file__, "--serve", kind, str(requests)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def totals(out: Path) -> tuple[int, int]:
+    """All instructions of the run, and SQLite's (libsqlite3 and the _sqlite3 module)."""
+    total = int(re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M).group(1))  # type: ignore[union-attr]
+    annotated = subprocess.run(["callgrind_annotate", "--inclusive=no", str(out)], capture_output=True,
+                               text=True, check=True).stdout
+    sqlite = sum(int(line.split()[0].replace(",", "")) for line in annotated.splitlines()
+                 if ("libsqlite3" in line or "_sqlite3" in line) and line.strip()[:1].isdigit())
+    return total, sqlite
+
+
+def main(small: int, large: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="cfai-cg-"))
+    per: dict[str, tuple[float, float]] = {}
+    for kind in KINDS:
+        outs = [work / f"{kind.replace(' ', '_')}.{n}.out" for n in (small, large)]
+        for proc in [callgrind(kind, n, out) for n, out in zip((small, large), outs, strict=True)]:
+            if proc.wait() != 0:
+                sys.exit(f"callgrind failed for {kind}: see {work}")
+        (a, a_sql), (b, b_sql) = totals(outs[0]), totals(outs[1])
+        per[kind] = ((b - a) / (large - small), (b_sql - a_sql) / (large - small))
+        print(f"{kind:10} {per[kind][0] / 1e6:6.3f} M instructions a request ({per[kind][1] / 1e6:.3f} M in SQLite)")
+    added, added_sql = (per["rpm+tpm"][i] - per["no limits"][i] for i in (0, 1))
+    print(f"{'added':10} {added / 1e6:6.3f} M instructions ({added_sql / 1e6:.3f} M in SQLite, "
+          f"{added / per['no limits'][0]:.0%} of a request without limits)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        asyncio.run(serve(sys.argv[2], int(sys.argv[3])))
+    else:
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--small", type=int, default=100)
+        parser.add_argument("--large", type=int, default=400)
+        options = parser.parse_args()
+        main(options.small, options.large)
