@@ -35,9 +35,8 @@ from cfai_cli.errors import (
     UpstreamStreamError,
     UpstreamTimeout,
 )
-from cfai_cli.upstream.network import choose_transport
+from cfai_cli.upstream.network import choose_transport, describe_http_error
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
-from cfai_cli.upstream.workers import describe_http_error
 
 T = TypeVar("T")
 _ERROR_BODY_LIMIT = 64 * 1024  # an error page is read up to this much, never whole

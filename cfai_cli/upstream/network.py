@@ -140,3 +140,9 @@ class LoggingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def describe_http_error(exc: httpx.HTTPError) -> str:
+    """An httpx error in words, without the request (whose headers hold the token)."""
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -26,7 +26,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from cfai_cli.core.catalog import resolve_model
@@ -36,6 +35,7 @@ from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import RoutingConfig, Target
 from cfai_cli.errors import CfaiError, InvalidRequest, QuotaExceeded, UpstreamError
 from cfai_cli.upstream.provider import Provider, UpstreamType, WaitLog
+from cfai_cli.upstream.router_view import health_view, iso, route_view
 from cfai_cli.upstream.workers import WorkersAIClient
 
 T = TypeVar("T")
@@ -93,10 +93,6 @@ class Lane:
 
 
 Attempt = Callable[[Target, Provider], Awaitable[T]]  # one try of a chain: the target, the provider bound to it
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class Router:
@@ -270,7 +266,7 @@ class Router:
         if not left:
             raise QuotaExceeded(
                 f"No upstream can serve {name!r} today: {'; '.join(notes)}. The caps reset at "
-                f"{_iso(reset)} (00:00 UTC, in {int((reset - now) // 3600)} h {int((reset - now) % 3600 // 60)} m).",
+                f"{iso(reset)} (00:00 UTC, in {int((reset - now) // 3600)} h {int((reset - now) % 3600 // 60)} m).",
                 retry_after=reset - now)
         return left
 
@@ -332,64 +328,14 @@ class Router:
         if self.shared is not None:
             self._shared_view = await self.shared.lanes([lane.label for lane in self.lanes], now=self.clock())
 
-    def _resting(self, lane: str, now: float) -> tuple[dict[str, float], Rest | None]:
-        """The lane's rests (model or '*' → until) and the newest shared failure: the replicas' when read."""
-        if self._shared_view is None:
-            state = self.cooldowns.state(lane)
-            state.prune(now)
-            return dict(state.resting), None
-        shared = {m: r for m, r in self._shared_view.get(lane, {}).items() if r.until > now}
-        newest = max(shared.values(), key=lambda r: r.at or 0.0, default=None)
-        return {m: r.until for m, r in shared.items()}, newest
-
-    def _lane_view(self, lane: Lane, model: str | None = None, *, detail: bool = True) -> dict[str, Any]:
-        now = self.clock()
-        state = self.cooldowns.state(lane.label)
-        resting, newest = self._resting(lane.label, now)
-        if model is not None:
-            until = max(resting.get("*", 0.0), resting.get(model, 0.0))
-            resting = {model: until} if until > now else {}
-        view: dict[str, Any] = {"state": "unavailable" if lane.unavailable else
-                                ("cooling_down" if resting else "ok")}
-        if not detail:
-            return view
-        if lane.unavailable:
-            view["reason"] = lane.unavailable
-        if resting:
-            view["cooling_down_until"] = {m if m != "*" else "all models": _iso(t) for m, t in resting.items()}
-        view.update(served=state.served, failures=state.failures)  # this process's own counts
-        if newest is not None and newest.error and (newest.at or 0.0) > (state.last_failure_at or 0.0):
-            view["last_error"] = {"kind": newest.kind, "message": self.scrubber.text(newest.error),
-                                  "at": _iso(newest.at or now)}
-        elif state.last_error:
-            view["last_error"] = {"kind": state.last_kind, "message": self.scrubber.text(state.last_error),
-                                  "at": _iso(state.last_failure_at or now)}
-        return view
-
     def health(self, *, detail: bool = False) -> list[dict[str, Any]]:
         """Each upstream's name and state (ok, cooling_down, unavailable); with `detail` (admins), its type
-        and each key's rests, counters and last error (secrets masked)."""
-        out = []
-        for name, group in self._by_upstream.items():
-            keys = [{"key": i + 1, **self._lane_view(lane, detail=detail)} for i, lane in enumerate(group)]
-            states = {k["state"] for k in keys}
-            state = "ok" if "ok" in states else ("cooling_down" if "cooling_down" in states else "unavailable")
-            out.append({"name": name, "type": group[0].kind, "state": state, "keys": keys} if detail
-                       else {"name": name, "state": state})
-        return out
+        and each key's rests, counters and last error (secrets masked): upstream.router_view."""
+        return health_view(self, detail=detail)
 
     def describe(self, name: str, *, vision: bool = False, detail: bool = True) -> dict[str, Any]:
-        """The chain `name` resolves to (for a request with images when `vision`), each target with its
-        keys' state (for /v1/route-check); `detail` (admins) adds each key's rest, counters and last error."""
-        route, targets = self.chain(name, vision=vision)
-        links = []
-        for target in targets:
-            group = self._by_upstream.get(target.upstream, [])
-            links.append({"upstream": target.upstream, "model": target.model,
-                          "type": group[0].kind if group else "unknown",
-                          "keys": [{"key": i + 1, **self._lane_view(lane, target.model, detail=detail)}
-                                   for i, lane in enumerate(group)]})
-        return {"object": "route", "model": name, "route": route, "targets": links}
+        """The chain `name` resolves to, each target with its keys' state (/v1/route-check): router_view."""
+        return route_view(self, name, vision=vision, detail=detail)
 
     @property
     def retries(self) -> int:

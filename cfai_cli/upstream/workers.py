@@ -32,7 +32,7 @@ from cfai_cli.errors import (
     UpstreamTimeout,
     UpstreamUnanswered,
 )
-from cfai_cli.upstream.network import choose_transport
+from cfai_cli.upstream.network import choose_transport, describe_http_error
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 
 T = TypeVar("T")
@@ -394,10 +394,4 @@ def _with_retry_after(error: CfaiError) -> CfaiError:
     if isinstance(error, RateLimited) and not isinstance(error, QuotaExceeded) and error.retry_after is None:
         error.retry_after = 1.0
     return error
-
-
-def describe_http_error(exc: httpx.HTTPError) -> str:
-    """An httpx error in words, without the request (whose headers hold the token)."""
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
