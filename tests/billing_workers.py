@@ -30,6 +30,26 @@ def cost(model: str) -> float:
     return estimate_neurons(PUBLISHED_PRICES[model], Units(input_tokens=PROMPT_TOKENS, output_tokens=COMPLETION_TOKENS))
 
 
+def stream_billed(handler: http.server.BaseHTTPRequestHandler, usage: dict[str, Any], headers: dict[str, str], *,
+                  slow: bool, slow_events: int = SLOW_EVENTS) -> None:
+    """A billed Workers AI stream: three events (SLOW_EVENTS, SLOW_GAP apart, when `slow`), then the usage and
+    [DONE]; a client leaving in the middle is not an error."""
+    handler.send_response(200)
+    for name, value in {"content-type": "text/event-stream", **headers}.items():
+        handler.send_header(name, value)
+    handler.end_headers()  # no length: the body ends when the connection closes (HTTP/1.0)
+    events = [{"response": "w "} for _ in range(slow_events if slow else 3)]
+    try:
+        for event in [*events, {"response": "", "usage": usage}]:
+            handler.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+            handler.wfile.flush()
+            if slow:
+                time.sleep(SLOW_GAP)
+        handler.wfile.write(b"data: [DONE]\n\n")
+    except OSError:  # cfai hung up (its client left)
+        pass
+
+
 class BillingWorkersAI:
     def __init__(self, *, delay: float = 0.3) -> None:
         self.delay = delay  # seconds each answer takes: concurrent requests overlap
@@ -72,20 +92,7 @@ class BillingWorkersAI:
                 self.wfile.write(data)
 
             def _stream(self, usage: dict[str, Any], headers: dict[str, str], *, slow: bool) -> None:
-                self.send_response(200)
-                for name, value in {"content-type": "text/event-stream", **headers}.items():
-                    self.send_header(name, value)
-                self.end_headers()  # no length: the body ends when the connection closes (HTTP/1.0)
-                events = [{"response": "w "} for _ in range(SLOW_EVENTS if slow else 3)]
-                try:
-                    for event in [*events, {"response": "", "usage": usage}]:
-                        self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
-                        self.wfile.flush()
-                        if slow:
-                            time.sleep(SLOW_GAP)
-                    self.wfile.write(b"data: [DONE]\n\n")
-                except OSError:  # cfai hung up (its client left)
-                    pass
+                stream_billed(self, usage, headers, slow=slow)
 
         class Server(http.server.ThreadingHTTPServer):
             request_queue_size = 128  # bursts of concurrent requests from two workers

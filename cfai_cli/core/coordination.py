@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from cfai_cli.core.store_url import split_service_url
+
 SCHEMES = ("redis", "rediss", "unix")
 OnFailure = Literal["closed", "open"]
 
@@ -26,13 +28,8 @@ class CoordinationConfig:
 def check_redis_url(value: str) -> str:
     """A redis://, rediss:// or unix:// URL (ValueError naming what is wrong, never echoing a password)."""
     text = value.strip()
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018  # a bad port raises here
-    except ValueError:
-        raise ValueError("must be a redis://host:port/db URL") from None
-    if parts.scheme not in SCHEMES:
-        raise ValueError(f"must be a URL starting with {', '.join(s + '://' for s in SCHEMES)}")
+    parts = split_service_url(text, SCHEMES, shape="redis://host:port/db",
+                              scheme_error=f"must be a URL starting with {', '.join(s + '://' for s in SCHEMES)}")
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError("must name a host: redis://host:port/db")
     if parts.scheme == "unix" and not parts.path:

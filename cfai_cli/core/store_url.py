@@ -8,7 +8,7 @@ host always has; `postgresql://user@host:port/db` puts them in a PostgreSQL data
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 SCHEMES = ("postgresql", "postgres")
 
@@ -18,16 +18,25 @@ class StoreConfig:
     url: str | None = None  # None: cfai.db in the data directory
 
 
-def check_store_url(value: str) -> str:
-    """A postgresql:// URL naming a host and a database (ValueError saying what is wrong, never the password)."""
-    text = value.strip()
+def split_service_url(text: str, schemes: tuple[str, ...], *, shape: str, scheme_error: str) -> SplitResult:
+    """A backend's URL split, its port checked (ValueError "must be a `shape` URL", never echoing a password),
+    its scheme one of `schemes` (else ValueError `scheme_error`). Shared by [store] and [coordination]."""
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018  # a bad port raises here
     except ValueError:
-        raise ValueError("must be a postgresql://user@host:port/database URL") from None
-    if parts.scheme not in SCHEMES:
-        raise ValueError("must be a URL starting with postgresql:// (no url: the SQLite file cfai.db)")
+        raise ValueError(f"must be a {shape} URL") from None
+    if parts.scheme not in schemes:
+        raise ValueError(scheme_error)
+    return parts
+
+
+def check_store_url(value: str) -> str:
+    """A postgresql:// URL naming a host and a database (ValueError saying what is wrong, never the password)."""
+    text = value.strip()
+    parts = split_service_url(text, SCHEMES, shape="postgresql://user@host:port/database",
+                              scheme_error="must be a URL starting with postgresql:// (no url: the SQLite file "
+                                           "cfai.db)")
     if not parts.hostname and "host=" not in parts.query:
         raise ValueError("must name a host: postgresql://user@host:port/database")
     if parts.path.strip("/") == "":

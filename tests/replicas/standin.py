@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from cfai_cli.emulator import images
-from tests.billing_workers import COMPLETION_TOKENS, PROMPT_TOKENS, cost
+from tests.billing_workers import COMPLETION_TOKENS, PROMPT_TOKENS, cost, stream_billed
 
 QUOTA_ACCOUNT, OTHER_ACCOUNT = "acct0001", "acct0002"
 QUOTA_MODEL = "@cf/meta/llama-3.2-3b-instruct"
 QUOTA_BODY = (Path(__file__).parents[1] / "fixtures" / "workers" / "error_4006_daily_quota.json").read_bytes()
-SLOW_EVENTS, SLOW_GAP = 30, 0.1
+SLOW_EVENTS = 30  # a slow stream: 3 s of events, SLOW_GAP apart (tests.billing_workers)
 
 
 class StandIn:
@@ -72,21 +72,8 @@ class StandIn:
                                                 "errors": [], "messages": []}).encode(),
                                {"content-type": "application/json", **headers})
                     return
-                slow = "slow" in json.dumps(body.get("messages"))
-                self.send_response(200)
-                for name, value in {"content-type": "text/event-stream", **headers}.items():
-                    self.send_header(name, value)
-                self.end_headers()  # no length: the body ends when the connection closes (HTTP/1.0)
-                events = [{"response": "w "} for _ in range(SLOW_EVENTS if slow else 3)]
-                try:
-                    for event in [*events, {"response": "", "usage": usage}]:
-                        self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
-                        self.wfile.flush()
-                        if slow:
-                            time.sleep(SLOW_GAP)
-                    self.wfile.write(b"data: [DONE]\n\n")
-                except OSError:  # cfai hung up (its client left)
-                    pass
+                stream_billed(self, usage, headers, slow="slow" in json.dumps(body.get("messages")),
+                              slow_events=SLOW_EVENTS)
 
             def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)
