@@ -110,8 +110,8 @@ def embed(
             return result
 
     result = asyncio.run(run())
-    # The CLI never asks for base64, so every embedding is a list of floats.
-    vectors = [item["embedding"] for item in result["data"] if not isinstance(item["embedding"], str)]
+    # The CLI asks for neither base64 nor JSON text, so every embedding is a list of floats.
+    vectors = [item["embedding"] for item in result["data"] if isinstance(item["embedding"], list)]
     if similar is not None:
         query = vectors.pop()
         ranked = rank_by_similarity(query, vectors, top)

@@ -12,6 +12,9 @@ Where the two differ, the standard library's behaviour is kept, except in two co
 - encoding: NaN and infinities become `null` with orjson (the standard library raises ValueError; neither
   writes the invalid `NaN` token); what orjson cannot encode (integers beyond 64 bits, lone surrogates) is
   encoded by `json.dumps` with `\\u` escapes.
+
+`RawJson` holds JSON text already checked elsewhere (an embedding vector cut from Workers AI's answer,
+core.workers.vector_cut): `dumps` writes it as it is (orjson.Fragment), without decoding and encoding it.
 """
 
 from __future__ import annotations
@@ -27,21 +30,53 @@ except ImportError:  # PyPy and platforms without wheels: the standard library d
 BACKEND = "orjson" if orjson is not None else "json"
 
 
+class RawJson:
+    """One JSON value as text, written by `dumps` as it is: the text must be valid JSON (its maker checks it)."""
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: bytes) -> None:
+        self.json = json
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RawJson) and other.json == self.json
+
+    def __hash__(self) -> int:
+        return hash(self.json)
+
+    def __repr__(self) -> str:
+        return f"RawJson({self.json[:40]!r}{'...' if len(self.json) > 40 else ''})"
+
+
+def _fragment(value: Any) -> Any:
+    # orjson calls this only for a type it does not know: nothing else pays for it.
+    if isinstance(value, RawJson):
+        return orjson.Fragment(value.json)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, RawJson):
+        return json.loads(value.json)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _stdlib_dumps(value: Any) -> bytes:
     # ASCII escapes: valid JSON for any str, lone surrogates included (encoding them raw would fail).
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=_decoded).encode("ascii")
 
 
 def dumps(value: Any) -> bytes:
     """`value` as compact UTF-8 JSON (no spaces, non-ASCII characters as themselves, str or int keys)."""
     if orjson is not None:
         try:
-            return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+            return orjson.dumps(value, default=_fragment, option=orjson.OPT_NON_STR_KEYS)
         except TypeError:  # orjson.JSONEncodeError: a big integer, a lone surrogate, an unknown type
             pass
         return _stdlib_dumps(value)
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                          default=_decoded).encode("utf-8")
     except UnicodeEncodeError:
         return _stdlib_dumps(value)
 
@@ -65,3 +100,11 @@ def loads(data: bytes | bytearray | str) -> Any:
     if not isinstance(data, str):
         data = bytes(data).decode("utf-8")  # strict: UnicodeDecodeError is a ValueError
     return json.loads(data)
+
+
+def loads_strict(data: bytes) -> Any:
+    """Decode JSON with orjson alone: ValueError for what it refuses (NaN, infinities, numbers beyond a double,
+    lone surrogates), which `loads` would hand to the standard library, and when orjson is not installed."""
+    if orjson is None:
+        raise ValueError("orjson is not installed")
+    return orjson.loads(data)

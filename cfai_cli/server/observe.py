@@ -8,7 +8,8 @@ read from the record at the end, never from the bodies. Rows are queued and writ
 showed a valid key leaves no row (a stranger must not grow the usage table): a 401 is counted in
 `cfai_unauthenticated_total` instead.
 The last line of defence for secrets is here too: error answers and in-band error events (JSON, SSE) have
-every configured secret masked on their way out, whichever code path put it there.
+every configured secret masked on their way out, whichever code path put it there (a successful answer a
+route vouched for as holding no `"error"`, server.responses.vouch_error_free, is not scanned for it).
 `x-cfai-overhead-ms` on each answer is the proxy's own time before the answer starts: the time since the
 request arrived minus the time spent waiting on Workers AI (for a stream, until its first bytes).
 `x-cfai-upstream` and `x-cfai-model` name the target that answered (see upstream.router), and so does
@@ -39,6 +40,7 @@ from cfai_cli.core.redact import Scrubber
 from cfai_cli.errors import StoreUnavailable
 from cfai_cli.server.console import ConsoleLog, Entry
 from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
+from cfai_cli.server.responses import ERROR_FREE
 from cfai_cli.server.routes.common import request_record
 from cfai_cli.service.cost import settle
 from cfai_cli.service.record import RequestRecord
@@ -299,7 +301,9 @@ class Observe:
                 message["headers"] = headers
             elif message["type"] == "http.response.body":
                 body = message.get("body", b"")
-                if scrubber is not None and watch.text and (watch.status >= 400 or b'"error"' in body):
+                # A route may vouch that its (big) answer holds no `"error"` (server.responses.vouch_error_free).
+                if scrubber is not None and watch.text and (watch.status >= 400 or (
+                        not scope.get("state", {}).get(ERROR_FREE) and b'"error"' in body)):
                     message["body"] = body = scrubber.data(body)
                 if trailer and not message.get("more_body", False) and watch.kind.startswith("text/event-stream"):
                     settle(record, self.cache())

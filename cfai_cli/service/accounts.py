@@ -70,8 +70,8 @@ class WorkersPool:
         await self.ctx.record.hold(model, calls)
         await self.ctx.record.reserve(calls)
 
-    async def run(self, model: str, body: Mapping[str, Any]) -> Any:
-        return await self._call(model, lambda client, m: client.run(m, body))
+    async def run(self, model: str, body: Mapping[str, Any], *, vectors: bool = False) -> Any:
+        return await self._call(model, lambda client, m: client.run(m, body, vectors=vectors))
 
     async def run_raw(self, model: str, **kwargs: Any) -> RawAnswer:
         return await self._call(model, lambda client, m: client.run_raw(m, **kwargs))

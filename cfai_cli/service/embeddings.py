@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cfai_cli.core.catalog import resolve_model
+from cfai_cli.core.jsonfast import RawJson
 from cfai_cli.core.openai.embeddings import EmbeddingList, EmbeddingRequest
 from cfai_cli.core.translate.embeddings import (
     batches,
@@ -41,7 +42,7 @@ def _length_error(exc: InvalidRequest, texts: list[str], start: int, model_id: s
 
 async def _run_batch(ctx: Context, model_id: str, texts: list[str]) -> Any:
     try:
-        return await ctx.workers.run(model_id, to_workers_embeddings(texts))
+        return await ctx.workers.run(model_id, to_workers_embeddings(texts), vectors=True)
     except InvalidRequest as exc:
         # bge-m3 documents its vectors under the `contexts` mode (reference §4); if it refuses `text`, ask that way.
         if "bge-m3" not in model_id or str(exc.upstream_code) != "5006":
@@ -49,32 +50,35 @@ async def _run_batch(ctx: Context, model_id: str, texts: list[str]) -> Any:
         return await ctx.workers.run(model_id, {"contexts": [{"text": t} for t in texts]})
 
 
-async def create_embeddings(ctx: Context, req: EmbeddingRequest, *,
-                            progress: Callable[[int], None] | None = None) -> EmbeddingList:
-    """The OpenAI embeddings list for `req`; `progress(n)` is told each time n more inputs are done."""
+async def create_embeddings(ctx: Context, req: EmbeddingRequest, *, progress: Callable[[int], None] | None = None,
+                            as_json: bool = False) -> EmbeddingList:
+    """The OpenAI embeddings list for `req`; `progress(n)` is told each time n more inputs are done. `as_json`:
+    for an answer that is only written out (the proxy's), float vectors at the model's own size may be kept as
+    the JSON text Workers AI sent (`jsonfast.RawJson`) instead of lists of floats."""
     ctx.record.asked = req.model
     model_id = resolve_model(req.model, ctx.settings.aliases)
     texts = check_request(req, embedding_model(model_id))
     slot = await cache.embeddings_slot(ctx, req, model_id)
     if slot is not None and slot.entry is not None:
         return cache.embeddings_hit(slot)
-    answer = await _create_embeddings(ctx, req, model_id, texts, progress)
+    as_json = as_json and req.encoding_format != "base64" and req.dimensions is None
+    answer = await _create_embeddings(ctx, req, model_id, texts, progress, as_json)
     if slot is not None:
         await slot.store(answer)
     return answer
 
 
 async def _create_embeddings(ctx: Context, req: EmbeddingRequest, model_id: str, texts: list[str],
-                             progress: Callable[[int], None] | None) -> EmbeddingList:
+                             progress: Callable[[int], None] | None, as_json: bool) -> EmbeddingList:
     limit = asyncio.Semaphore(MAX_CONCURRENT_BATCHES)
 
-    async def one(start: int, batch: list[str]) -> tuple[list[list[float]], int | None]:
+    async def one(start: int, batch: list[str]) -> tuple[list[list[float]] | list[RawJson], int | None]:
         async with limit:
             try:
                 result = await _run_batch(ctx, model_id, batch)
             except InvalidRequest as exc:
                 raise _length_error(exc, batch, start, model_id) from None
-        vectors = parse_vectors(result, len(batch))
+        vectors = parse_vectors(result, len(batch), as_json=as_json)
         usage = parse_usage(result.get("usage")) if isinstance(result, dict) else None
         if progress is not None:
             progress(len(batch))

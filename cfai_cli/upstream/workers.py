@@ -22,6 +22,7 @@ from cfai_cli.core.catalog import is_account_id
 from cfai_cli.core.cost import reported_neurons
 from cfai_cli.core.workers.envelope import decode_json_result, is_retryable
 from cfai_cli.core.workers.image_cut import decode_image_result
+from cfai_cli.core.workers.vector_cut import decode_vectors_result
 from cfai_cli.errors import (
     CfaiError,
     ConfigError,
@@ -124,25 +125,28 @@ class WorkersAIClient:
 
     # ---- public calls ----------------------------------------------------------------------------
 
-    async def run(self, model: str, body: Mapping[str, Any], *, affinity: str | None = None) -> Any:
+    async def run(self, model: str, body: Mapping[str, Any], *, affinity: str | None = None,
+                  vectors: bool = False) -> Any:
         """POST /ai/run/{model} with a JSON body; the unwrapped `result`. `affinity` is sent as
-        `x-session-affinity` (prefix-cache routing, reference §2.11; core.affinity)."""
+        `x-session-affinity` (prefix-cache routing, reference §2.11; core.affinity). `vectors`: an embeddings
+        call, whose `result.data` may come back as its checked text (core.workers.vector_cut)."""
         url = f"{self._base}/run/{model}"
 
         async def attempt(remaining: float) -> Any:
-            return await self._json_answer(self._request(url, body, remaining, affinity), model)
+            return await self._json_answer(self._request(url, body, remaining, affinity), model, vectors)
 
         return await self._with_retries(attempt)
 
-    async def _json_answer(self, request: httpx.Request, model: str) -> Any:
+    async def _json_answer(self, request: httpx.Request, model: str, vectors: bool = False) -> Any:
         """Send one attempt of a JSON call; the unwrapped `result`, with the neurons it reports noted."""
         response = await _answered(self._transport.handle_async_request(request))
         try:
             content = await response.aread()
         finally:
             await response.aclose()
-        result = decode_json_result(response.status_code, response.headers.get("content-type", ""),
-                                    content, response.headers, model=model)
+        decode = decode_vectors_result if vectors else decode_json_result
+        result = decode(response.status_code, response.headers.get("content-type", ""), content, response.headers,
+                        model=model)
         self._note_neurons(response.headers, result)
         return result
 

@@ -166,3 +166,46 @@ async def test_offline_embeddings_with_dimensions_and_aliases(settings, api_key:
                                                       "input": [f"text {i}" for i in range(70)]})
         assert qwen.status_code == 200 and len(qwen.json()["data"]) == 70
         assert json.loads(qwen.text)["data"][69]["index"] == 69
+
+
+def raw_vectors(texts: list[str]) -> httpx.Response:
+    """Vectors as Workers AI might write them: `f-…` texts get exponent floats, `i-…` texts an integer."""
+    data = b",".join(b"[1.5E-7,-0.25]" if t.startswith("f") else b"[1,-0.25]" for t in texts)
+    return httpx.Response(200, headers={"content-type": "application/json"},
+                          content=b'{"result":{"shape":[%d,2],"data":[%s],"pooling":"mean"},"success":true,'
+                                  b'"errors":[],"messages":[]}' % (len(texts), data))
+
+
+async def test_float_vectors_leave_as_workers_ai_wrote_them(proxy, fake: FakeWorkers) -> None:
+    # Checked float text is written as it came (no decode and encode of every number); a batch holding an
+    # integer is decoded whole as before, so every number still leaves as a float (1.0, not 1).
+    fake.models[BGE] = lambda request, body: raw_vectors(body["text"])
+    async with proxy() as client:
+        floats = await client.post("/v1/embeddings", json={"model": BGE, "input": ["f-1", "f-2"]})
+        mixed = await client.post("/v1/embeddings", json={"model": BGE, "input": ["f-1", "i-2"]})
+        short = await client.post("/v1/embeddings", json={"model": BGE, "input": ["f-1"], "dimensions": 1})
+    for response in (floats, mixed, short):
+        assert response.status_code == 200, response.text
+        validate(response.json(), "CreateEmbeddingResponse")
+    assert floats.text.count('"embedding":[1.5E-7,-0.25]}') == 2
+    assert '"embedding":[1.0,-0.25]}' in mixed.text and '"embedding":[1.5e-7,-0.25]}' in mixed.text
+    assert [d["embedding"] for d in floats.json()["data"]] == [[1.5e-7, -0.25]] * 2
+    assert short.json()["data"][0]["embedding"] == [1.0]  # `dimensions` needs the floats: re-normalised
+
+
+def test_only_an_answer_whose_strings_cannot_hold_an_error_is_vouched_for() -> None:
+    # Observe masks secrets in any body holding `"error"`; a route spares it the scan of a big answer only when
+    # none of the answer's strings can hold it: a quote in JSON text opens or closes a string, or is escaped in it.
+    from starlette.requests import Request
+
+    from cfai_cli.server.responses import ERROR_FREE, vouch_error_free
+
+    def vouched(*strings: str) -> bool:
+        request = Request({"type": "http", "state": {}})
+        vouch_error_free(request, strings)
+        return bool(request.scope["state"].get(ERROR_FREE))
+
+    assert vouched("@cf/baai/bge-base-en-v1.5", "1024x1024", "jpeg", "errors", "an error")
+    assert not vouched("@cf/x", "error") and not vouched('x"error')
+    assert vouched('"error"')  # written \"error\": nothing in the document reads "error"
+    assert vouched()

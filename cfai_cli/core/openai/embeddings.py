@@ -10,6 +10,7 @@ from typing import Annotated, Literal, TypedDict
 
 from pydantic import Field, field_validator
 
+from cfai_cli.core.jsonfast import RawJson
 from cfai_cli.core.openai.base import WireModel
 
 TOKEN_INPUT_MESSAGE = (
@@ -41,7 +42,7 @@ class EmbeddingRequest(WireModel):
 class EmbeddingOut(TypedDict):
     object: Literal["embedding"]
     index: int
-    embedding: list[float] | str
+    embedding: list[float] | str | RawJson  # RawJson: floats as Workers AI wrote them (the proxy's answers)
 
 
 class EmbeddingUsage(TypedDict):

@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cfai_cli.core.jsonfast import RawJson
 from cfai_cli.core.openai.embeddings import EmbeddingList, EmbeddingOut, EmbeddingRequest
 from cfai_cli.core.translate.chat_answer import estimate_tokens
+from cfai_cli.core.workers.vector_cut import CutVectors
 from cfai_cli.errors import InvalidRequest, UpstreamError
 
 # Far beyond any embedding model's context whatever the tokenizer: refused before it costs a call.
@@ -75,9 +77,16 @@ def to_workers_embeddings(texts: Sequence[str]) -> dict[str, Any]:
     return {"text": list(texts)}
 
 
-def parse_vectors(result: Any, expected: int) -> list[list[float]]:
-    """Vectors from `{data: [[...]]}` (bge, gemma, qwen3) or `{response: [[...]]}` (bge-m3 contexts mode)."""
+def parse_vectors(result: Any, expected: int, *, as_json: bool = False) -> list[list[float]] | list[RawJson]:
+    """Vectors from `{data: [[...]]}` (bge, gemma, qwen3) or `{response: [[...]]}` (bge-m3 contexts mode).
+    `as_json`: each vector as the text Workers AI sent when it was checked (core.workers.vector_cut), for an
+    answer that only writes them out again."""
     vectors = None
+    cut = result.get("data") if isinstance(result, Mapping) else None
+    if isinstance(cut, CutVectors):
+        if len(cut.values) != expected:
+            raise UpstreamError(f"Workers AI returned {len(cut.values)} vectors for {expected} inputs.")
+        return cut.json_vectors() if as_json else cut.values
     if isinstance(result, Mapping):
         for key in ("data", "response", "embeddings"):
             if isinstance(result.get(key), list):
@@ -121,11 +130,16 @@ def decode_base64(data: str) -> list[float]:
 
 
 def from_workers_embeddings(
-    req: EmbeddingRequest, texts: Sequence[str], vectors: Sequence[Sequence[float]], *, model_id: str,
+    req: EmbeddingRequest, texts: Sequence[str], vectors: Sequence[Sequence[float] | RawJson], *, model_id: str,
     prompt_tokens: int | None = None,
 ) -> EmbeddingList:
+    """The OpenAI list; a vector given as JSON text (`parse_vectors(as_json=True)`, for a float answer at the
+    model's own size) is written as it is."""
     data: list[EmbeddingOut] = []
     for index, vector in enumerate(vectors):
+        if isinstance(vector, RawJson):
+            data.append({"object": "embedding", "index": index, "embedding": vector})
+            continue
         if req.dimensions is not None and req.dimensions > len(vector):  # a model whose size was not known
             raise too_many_dimensions(req.dimensions, len(vector))
         if req.dimensions and req.dimensions < len(vector):

@@ -12,7 +12,7 @@ from cfai_cli.core.caps import check_embedding_inputs
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
 from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import JSONResponse, vouch_error_free
 from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.embeddings import create_embeddings
 
@@ -20,7 +20,11 @@ from cfai_cli.service.embeddings import create_embeddings
 async def embeddings(request: Request) -> Response:
     req = validate_request(EmbeddingRequest, await read_json(request))
     check_embedding_inputs(len(req.texts()))  # the proxy's cap (OpenAI's); `cfai embed` may send more
-    return JSONResponse(await create_embeddings(request_context(request), req), headers=API_HEADERS)
+    ctx = request_context(request)
+    answer = await create_embeddings(ctx, req, as_json=True)
+    if ctx.record.cache != "hit":  # then its vectors are floats, checked vector text or base64, none with a quote
+        vouch_error_free(request, [answer["model"]])
+    return JSONResponse(answer, headers=API_HEADERS)
 
 
 ROUTES = [("/embeddings", embeddings, ["POST"])]

@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from cfai_cli.core.openai.base import validate_request
-from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest
+from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest, ImagesResponse
 from cfai_cli.errors import NotFound
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import form_fields, form_file, read_form
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import JSONResponse, vouch_error_free
 from cfai_cli.server.routes import FILES_PREFIX
 from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.images import create_images, image_store, images_response
@@ -24,7 +24,13 @@ async def generations(request: Request) -> Response:
     req = validate_request(ImageGenerationRequest, await read_json(request))
     ctx = request_context(request)
     images = await create_images(ctx, req)
-    return JSONResponse(await images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
+    return _answer(request, await images_response(ctx, req, images, base_url=str(request.base_url)))
+
+
+def _answer(request: Request, answer: ImagesResponse) -> Response:
+    if all(image.keys() == {"b64_json"} for image in answer["data"]):  # canonical base64 (service.images): no quote
+        vouch_error_free(request, [str(value) for key, value in answer.items() if key != "data"])
+    return JSONResponse(answer, headers=API_HEADERS)
 
 
 async def edits(request: Request) -> Response:
@@ -35,7 +41,7 @@ async def edits(request: Request) -> Response:
     req = validate_request(ImageEditRequest, fields)
     ctx = request_context(request)
     images = await create_images(ctx, req, image=image, mask=mask)
-    return JSONResponse(await images_response(ctx, req, images, base_url=str(request.base_url)), headers=API_HEADERS)
+    return _answer(request, await images_response(ctx, req, images, base_url=str(request.base_url)))
 
 
 async def files(request: Request) -> Response:

@@ -1,0 +1,121 @@
+"""An embeddings model's JSON answer with its vectors kept as the text Workers AI sent, checked, not re-encoded.
+
+Pure: standard library and core. bge answers `{"result": {"shape": [n, 768], "data": [[...], ...]}, ...}`, 1.6 MB
+for a batch of 100. Type-checking 76,800 parsed floats in Python and writing them again with orjson was ~45 % of
+the proxy's CPU for 2,048 inputs (bench/payload_cpu.py, issue 25, 2026-12-02). Here the text of `result.data` is
+cut from the bytes as they came (as core.workers.image_cut does for images) and checked:
+
+- it holds nothing but `0-9 + - . e E , [ ]` (no whitespace, strings, true/false/null or objects): one
+  `bytes.translate` over the text, whose small remainder the other checks read;
+- every number has a decimal point or an exponent (a JSON integer would be written `0`, not `0.0`, as the
+  floats the proxy sends have always been): no empty number between separators in that remainder;
+- orjson parses it (the JSON grammar, numbers a double can hold) into a list of lists, and no list is nested
+  deeper (as many `[` as lists, plus one).
+
+What passes is a list of non-empty lists of floats, as `parse_vectors` asks, and its text is valid JSON that
+decodes to exactly those floats: the floats (for base64) and the text (written as it is with
+`jsonfast.RawJson`) are kept. The rest of the document is parsed with a sentinel in the text's place that must
+come back as `result.data`; anything else, and the whole document is decoded as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cfai_cli.core import jsonfast
+from cfai_cli.core.workers.envelope import decode_json_result
+
+_KEY = b'"data"'
+_SPACE = b" \t\r\n"
+_DIGITS_AND_SIGNS = b"0123456789+-"
+_SYNTAX = b".eE,[]"
+_SENTINEL = "\x00cfai vectors\x00"  # no model sends NUL characters in a string
+_SENTINEL_JSON = b'"\\u0000cfai vectors\\u0000"'
+
+
+@dataclass(frozen=True, slots=True)
+class CutVectors:
+    """`result.data` of an embeddings answer: its JSON text as sent, and the floats it holds."""
+
+    text: bytes
+    values: list[list[float]]
+
+    def json_vectors(self) -> list[jsonfast.RawJson]:
+        """Each vector's own text, `[...]`: the text is `[[...],[...]]` without spaces, so each ends at a `]`."""
+        text, out, i = self.text, [], 1
+        for _ in self.values:
+            end = text.index(b"]", i) + 1
+            out.append(jsonfast.RawJson(text[i:end]))
+            i = end + 1
+        return out
+
+
+def _skip_space(body: bytes, i: int) -> int:
+    while i < len(body) and body[i] in _SPACE:
+        i += 1
+    return i
+
+
+def cut_vectors(body: bytes) -> tuple[bytes, bytes] | None:
+    """(the document with its first `"data"` member's array replaced by the sentinel, that array's text) when
+    the value is an array without strings or objects in it; None otherwise. Which member it was is for the
+    caller to check (the sentinel must come back as result.data)."""
+    key = body.find(_KEY)
+    if key < 0:
+        return None
+    colon = _skip_space(body, key + len(_KEY))
+    if body[colon:colon + 1] != b":":
+        return None
+    start = _skip_space(body, colon + 1)
+    if body[start:start + 1] != b"[":
+        return None
+    # An array of numbers holds no quote and no brace: the next one is after it (memchr, not a Python loop).
+    ends = [i for i in (body.find(b'"', start), body.find(b"}", start)) if i >= 0]
+    if not ends:
+        return None
+    end = min(ends)
+    while end > start and body[end - 1] in _SPACE:
+        end -= 1
+    if body[end - 1:end] == b",":  # another member follows
+        end -= 1
+        while end > start and body[end - 1] in _SPACE:
+            end -= 1
+    if body[end - 1:end] != b"]":
+        return None
+    return body[:start] + _SENTINEL_JSON + body[end:], body[start:end]
+
+
+def checked_vectors(text: bytes) -> list[list[float]] | None:
+    """The floats of `text` when it passes the checks of the module docstring; None otherwise."""
+    rest = text.translate(None, _DIGITS_AND_SIGNS)
+    if rest.translate(None, _SYNTAX):
+        return None
+    if b",," in rest or b"[," in rest or b",]" in rest or b"[]" in rest:
+        return None  # an integer (or nothing) between two separators
+    try:
+        values = jsonfast.loads_strict(text)
+    except ValueError:
+        return None
+    if not isinstance(values, list) or rest.count(b"[") != len(values) + 1:
+        return None
+    if not all(type(vector) is list for vector in values):
+        return None
+    return values
+
+
+def decode_vectors_result(status: int, content_type: str, body: bytes, headers: Mapping[str, str], *,
+                          model: str | None = None) -> Any:
+    """`decode_json_result`, with `result.data` as `CutVectors` when it passes the checks."""
+    cut = cut_vectors(body) if status < 400 and body[:1] == b"{" else None
+    values = checked_vectors(cut[1]) if cut is not None else None
+    if cut is not None and values is not None:
+        try:
+            result = decode_json_result(status, content_type, cut[0], headers, model=model)
+        except Exception:  # the cut changed what the document says: judge the whole of it below
+            result = None
+        if isinstance(result, dict) and result.get("data") == _SENTINEL:
+            result["data"] = CutVectors(cut[1], values)
+            return result
+    return decode_json_result(status, content_type, body, headers, model=model)

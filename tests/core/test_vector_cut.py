@@ -1,0 +1,125 @@
+"""core.workers.vector_cut: an embeddings answer's vectors are kept as the text Workers AI sent when it is
+nothing but floats, the rest parsed; every answer it cannot vouch for is decoded whole, as before."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from cfai_cli.core import jsonfast
+from cfai_cli.core.translate.embeddings import parse_vectors
+from cfai_cli.core.workers.envelope import decode_json_result
+from cfai_cli.core.workers.vector_cut import CutVectors, checked_vectors, cut_vectors, decode_vectors_result
+from cfai_cli.errors import CfaiError, UpstreamError
+
+JSON = "application/json"
+VECTORS = [[0.012, -0.5, 1.5e-07, 3.0], [-0.0, 2.5, 1e-300, 0.125]]
+
+
+def compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def envelope(result: Any, **extra: Any) -> bytes:
+    return compact({"result": result, "success": True, "errors": [], "messages": [], **extra})
+
+
+def bge(data: Any, **extra: Any) -> bytes:
+    return envelope({"shape": [2, 4], "data": data, "pooling": "mean"}, **extra)
+
+
+def decoded(body: bytes, status: int = 200) -> Any:
+    """What either decoder gives: the result, or the error it raised."""
+    try:
+        return decode_json_result(status, JSON, body, {})
+    except CfaiError as exc:
+        return type(exc), exc.message
+
+
+@pytest.mark.parametrize("body", [
+    bge(VECTORS),
+    compact({"result": {"data": VECTORS}, "success": True}),               # data last: a brace after it
+    bge(VECTORS).replace(b'"data":', b'"data"  :\n '),                     # spaces around the colon
+    bge(VECTORS).replace(b'],"pooling"', b'] ,\n"pooling"'),               # and after the array
+    bge(VECTORS, messages=[{"text": 'the "data" of it'}]),                 # an escaped "data" later on
+    compact({"success": True, "result": {"data": VECTORS}}),
+])
+def test_float_vectors_are_kept_as_their_text_and_the_rest_decoded_as_before(body: bytes) -> None:
+    result = decode_vectors_result(200, JSON, body, {})
+    cut = result["data"]
+    assert isinstance(cut, CutVectors)
+    assert cut.text == compact(VECTORS) and cut.values == VECTORS
+    assert {**result, "data": VECTORS} == decode_json_result(200, JSON, body, {})
+    assert [v.json for v in cut.json_vectors()] == [compact(v) for v in VECTORS]
+    assert parse_vectors(result, 2) == VECTORS
+    assert parse_vectors(result, 2, as_json=True) == cut.json_vectors()
+    with pytest.raises(UpstreamError, match="returned 2 vectors for 3 inputs"):
+        parse_vectors(result, 3, as_json=True)
+
+
+@pytest.mark.parametrize("body", [
+    bge([[1, 0.5], [0.25, 0.5]]),                                         # an integer: written 1.0 as before
+    bge([[0.5, 1], [0.25, 0.5]]),
+    bge([[0.5, 0.75], [0.25, 2]]),
+    bge([[0.5, 0, 0.75]]),
+    bge([[0.5], []]),                                                     # an empty vector: refused as before
+    bge([[0.5, [0.25]], [0.5]]),                                          # nested
+    bge([0.5, 0.25]),                                                     # not a list of lists
+    bge([[0.5, True], [0.5, 0.25]]),
+    bge([[0.5, None], [0.5, 0.25]]),
+    bge([[0.5, "0.25"], [0.5, 0.25]]),
+    bge([[0.5, {"x": 1.0}], [0.5, 0.25]]),
+    bge({"x": [[0.5]]}),                                                  # not an array
+    bge(VECTORS).replace(b"0.012,", b"0.012, "),                          # a space inside: judged whole
+    bge(VECTORS).replace(b"0.012", b"1e400"),                             # beyond a double
+    bge(VECTORS).replace(b"0.012", b"01.2"),                              # not JSON
+    bge(VECTORS).replace(b"0.012", b"-.5"),
+    bge(VECTORS).replace(b"0.012", b"1.e5"),
+    bge(VECTORS).replace(b"0.012,", b"0.012,,"),
+    bge(VECTORS) + b"garbage",                                            # not JSON once whole
+    bge(VECTORS).replace(b'"data"', b'"data2"'),                          # no result.data at all
+    envelope({"other": {"data": VECTORS}, "data": [[0.5]]}),              # the first "data" is not result.data
+    b'{"result": {"data": [[0.5]], "data": [[0.25]]}}',                    # twice: JSON parsers keep the last
+    bge("\u0000cfai vectors\u0000"),                                      # the sentinel itself
+    envelope({"data": VECTORS}).replace(b'"success":true', b'"success":false'),
+    compact({"result": {"data": VECTORS}, "success": True}).replace(b"]]}", b"]]"),  # truncated
+])
+def test_anything_else_is_decoded_whole_as_before(body: bytes) -> None:
+    try:
+        result = decode_vectors_result(200, JSON, body, {})
+    except CfaiError as exc:
+        result = type(exc), exc.message
+    assert not (isinstance(result, dict) and isinstance(result.get("data"), CutVectors))
+    assert result == decoded(body)
+
+
+def test_error_answers_are_never_cut() -> None:
+    body = compact({"result": {"data": VECTORS}, "success": False, "errors": [{"code": 3030, "message": "long"}]})
+    for status in (200, 400):
+        with pytest.raises(CfaiError) as exc:
+            decode_vectors_result(status, JSON, body, {})
+        assert (type(exc.value), exc.value.message) == decoded(body, status)
+
+
+def test_the_cut_and_its_checks() -> None:
+    assert cut_vectors(b'{"data":[[1.5]],"x":"y"}') == (b'{"data":"\\u0000cfai vectors\\u0000","x":"y"}', b"[[1.5]]")
+    assert cut_vectors(b'{"data":[[1.5]]}') == (b'{"data":"\\u0000cfai vectors\\u0000"}', b"[[1.5]]")
+    assert cut_vectors(b'{"data":"x"}') is None and cut_vectors(b'{"x":[[1.5]]}') is None
+    assert checked_vectors(b"[[1.5,-2E+3],[0.5e-1]]") == [[1.5, -2000.0], [0.05]]
+    for text in (b"[[1.5,2]]", b"[[1.5],[]]", b"[[1.5,[2.5]]]", b"[[1.5, 2.5]]", b"[[1.5,NaN]]", b"[1.5]"):
+        assert checked_vectors(text) is None, text
+
+
+@pytest.mark.parametrize("backend", ["orjson", "json"])
+def test_raw_json_is_written_as_it_is(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    if backend == "json":
+        monkeypatch.setattr(jsonfast, "orjson", None)
+    value = {"embedding": jsonfast.RawJson(b"[1.5E-7,0.25]"), "n": [1.0]}
+    out = jsonfast.dumps(value)
+    assert json.loads(out) == {"embedding": [1.5e-7, 0.25], "n": [1.0]}
+    if backend == "orjson":
+        assert out == b'{"embedding":[1.5E-7,0.25],"n":[1.0]}'
+    with pytest.raises((TypeError, ValueError)):
+        jsonfast.dumps({"x": object()})
