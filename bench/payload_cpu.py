@@ -7,10 +7,12 @@ b64_json). The answer's body messages are only counted, so what is measured is t
 the fake's share of the loopback, not a client's parse. It prints the CPU time of this process per request
 (median of rounds) and the answer's size; `--profile N` prints cProfile's top functions. Run two builds
 alternately (`PYTHONPATH=/other/checkout python bench/payload_cpu.py …`): on the shared 2-core VM CPU time still
-moves ±20 % between runs, so compare interleaved rounds.
+moves ±20 % between runs, so compare interleaved rounds, or count instructions: `--count N` runs N requests after
+the warm-up and nothing else, so callgrind at two counts gives a request's instructions by difference.
 
     python bench/payload_cpu.py embeddings --format float
     python bench/payload_cpu.py images --profile 20 | head -40
+    PYTHONHASHSEED=0 valgrind --tool=callgrind python bench/payload_cpu.py images --count 3
 """
 
 from __future__ import annotations
@@ -112,6 +114,10 @@ async def run(port: int, args: argparse.Namespace) -> None:
     try:
         for _ in range(2):  # warm-up: route imported, connections open
             size = await one(app, key, path, body)
+        if args.count:
+            for _ in range(args.count):
+                await one(app, key, path, body)
+            return
         if args.profile:
             profiler = cProfile.Profile(time.process_time)
             profiler.enable()
@@ -143,6 +149,7 @@ def main() -> None:
     parser.add_argument("--format", choices=["float", "base64"], default="float")
     parser.add_argument("--requests", type=int, default=5, help="requests per round (default 5)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is printed (default 5)")
+    parser.add_argument("--count", type=int, default=0, help="only run N requests after the warm-up (callgrind)")
     parser.add_argument("--profile", type=int, default=0, help="cProfile N requests and print the top functions")
     parser.add_argument("--sort", default="tottime", help="pstats sort key for --profile (default tottime)")
     parser.add_argument("--lines", type=int, default=40, help="functions printed by --profile (default 40)")

@@ -7,7 +7,7 @@ finish in; a length error from Workers AI is pinned on an input index so the cli
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cfai_cli.core.catalog import resolve_model
@@ -17,6 +17,7 @@ from cfai_cli.core.translate.embeddings import (
     batches,
     check_request,
     embedding_model,
+    encode_base64,
     from_workers_embeddings,
     longest,
     parse_vectors,
@@ -71,14 +72,17 @@ async def create_embeddings(ctx: Context, req: EmbeddingRequest, *, progress: Ca
 async def _create_embeddings(ctx: Context, req: EmbeddingRequest, model_id: str, texts: list[str],
                              progress: Callable[[int], None] | None, as_json: bool) -> EmbeddingList:
     limit = asyncio.Semaphore(MAX_CONCURRENT_BATCHES)
+    packed = req.encoding_format == "base64" and req.dimensions is None
 
-    async def one(start: int, batch: list[str]) -> tuple[list[list[float]] | list[RawJson], int | None]:
+    async def one(start: int, batch: list[str]) -> tuple[Sequence[list[float] | RawJson | str], int | None]:
         async with limit:
             try:
                 result = await _run_batch(ctx, model_id, batch)
             except InvalidRequest as exc:
                 raise _length_error(exc, batch, start, model_id) from None
-        vectors = parse_vectors(result, len(batch), as_json=as_json)
+        vectors: Sequence[list[float] | RawJson | str] = parse_vectors(result, len(batch), as_json=as_json)
+        if packed:  # in base64 now: a batch's floats (~2.5 MB) are not held until the last batch is in
+            vectors = [encode_base64(vector) for vector in vectors if isinstance(vector, list)]
         usage = parse_usage(result.get("usage")) if isinstance(result, dict) else None
         if progress is not None:
             progress(len(batch))

@@ -49,7 +49,10 @@ def check_request(req: EmbeddingRequest, spec: EmbeddingModel) -> list[str]:
     texts = req.texts()
     if not texts:
         raise InvalidRequest("'input' must not be an empty list.", param="input", code="invalid_value")
-    for i, text in enumerate(texts):
+    # Looked at by C first, and one by one (in order, to name the first failure) only when one fails: the loop
+    # building each input's name was ~10 ms of CPU for 2,048 inputs (bench/payload_cpu.py).
+    fine = all(map(str.strip, texts)) and max(map(len, texts)) <= MAX_INPUT_CHARS
+    for i, text in enumerate(() if fine else texts):
         param = "input" if isinstance(req.input, str) else f"input[{i}]"
         if not text.strip():
             raise InvalidRequest(f"{param} is empty: every input must contain text.", param=param,
@@ -130,14 +133,14 @@ def decode_base64(data: str) -> list[float]:
 
 
 def from_workers_embeddings(
-    req: EmbeddingRequest, texts: Sequence[str], vectors: Sequence[Sequence[float] | RawJson], *, model_id: str,
-    prompt_tokens: int | None = None,
+    req: EmbeddingRequest, texts: Sequence[str], vectors: Sequence[Sequence[float] | RawJson | str], *,
+    model_id: str, prompt_tokens: int | None = None,
 ) -> EmbeddingList:
     """The OpenAI list; a vector given as JSON text (`parse_vectors(as_json=True)`, for a float answer at the
-    model's own size) is written as it is."""
+    model's own size) or already in base64 (`encode_base64`, done batch by batch) is written as it is."""
     data: list[EmbeddingOut] = []
     for index, vector in enumerate(vectors):
-        if isinstance(vector, RawJson):
+        if isinstance(vector, RawJson | str):
             data.append({"object": "embedding", "index": index, "embedding": vector})
             continue
         if req.dimensions is not None and req.dimensions > len(vector):  # a model whose size was not known
