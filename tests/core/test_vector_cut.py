@@ -15,7 +15,7 @@ from cfai_cli.core.workers.vector_cut import CutVectors, checked_vectors, cut_ve
 from cfai_cli.errors import CfaiError, UpstreamError
 
 JSON = "application/json"
-VECTORS = [[0.012, -0.5, 1.5e-07, 3.0], [-0.0, 2.5, 1e-300, 0.125]]
+VECTORS = [[0.012, -0.5, 1.5e-07, 3.0], [-0.0, 2.5, 1.25e-300, 0.125]]
 
 
 def compact(value: Any) -> bytes:
@@ -64,6 +64,7 @@ def test_float_vectors_are_kept_as_their_text_and_the_rest_decoded_as_before(bod
     bge([[0.5, 1], [0.25, 0.5]]),
     bge([[0.5, 0.75], [0.25, 2]]),
     bge([[0.5, 0, 0.75]]),
+    bge([[0.5, 1e-07], [0.25, 0.5]]),                                    # an exponent without a point
     bge([[0.5], []]),                                                     # an empty vector: refused as before
     bge([[0.5, [0.25]], [0.5]]),                                          # nested
     bge([0.5, 0.25]),                                                     # not a list of lists
@@ -107,8 +108,9 @@ def test_the_cut_and_its_checks() -> None:
     assert cut_vectors(b'{"data":[[1.5]],"x":"y"}') == (b'{"data":"\\u0000cfai vectors\\u0000","x":"y"}', b"[[1.5]]")
     assert cut_vectors(b'{"data":[[1.5]]}') == (b'{"data":"\\u0000cfai vectors\\u0000"}', b"[[1.5]]")
     assert cut_vectors(b'{"data":"x"}') is None and cut_vectors(b'{"x":[[1.5]]}') is None
-    assert checked_vectors(b"[[1.5,-2E+3],[0.5e-1]]") == [[1.5, -2000.0], [0.05]]
-    for text in (b"[[1.5,2]]", b"[[1.5],[]]", b"[[1.5,[2.5]]]", b"[[1.5, 2.5]]", b"[[1.5,NaN]]", b"[1.5]"):
+    assert checked_vectors(b"[[1.5,-2.0E+3],[0.5e-1]]") == [[1.5, -2000.0], [0.05]]
+    for text in (b"[[1.5,2]]", b"[[1.5],[]]", b"[[1.5,[2.5]]]", b"[[1.5, 2.5]]", b"[[1.5,NaN]]", b"[1.5]",
+                 b"[[1.5,1e-7]]", b"[[],[1.5,2.5]]", b"[[1.5,2.5],[]]"):
         assert checked_vectors(text) is None, text
 
 

@@ -7,8 +7,9 @@ cut from the bytes as they came (as core.workers.image_cut does for images) and 
 
 - it holds nothing but `0-9 + - . e E , [ ]` (no whitespace, strings, true/false/null or objects): one
   `bytes.translate` over the text, whose small remainder the other checks read;
-- every number has a decimal point or an exponent (a JSON integer would be written `0`, not `0.0`, as the
-  floats the proxy sends have always been): no empty number between separators in that remainder;
+- every number has a decimal point (a JSON integer would be written `0`, not `0.0`, as the floats the proxy
+  sends have always been): as many points as numbers in that remainder (a number with an exponent and no
+  point, `1e-07`, which a vector hardly ever holds, sends its batch the old way too);
 - orjson parses it (the JSON grammar, numbers a double can hold) into a list of lists, and no list is nested
   deeper (as many `[` as lists, plus one).
 
@@ -89,18 +90,19 @@ def cut_vectors(body: bytes) -> tuple[bytes, bytes] | None:
 
 def checked_vectors(text: bytes) -> list[list[float]] | None:
     """The floats of `text` when it passes the checks of the module docstring; None otherwise."""
-    rest = text.translate(None, _DIGITS_AND_SIGNS)
+    rest = text.translate(None, _DIGITS_AND_SIGNS)  # what is left of `[[0.1,-0.2],[…]]`: `[[.,.],[…]]`
     if rest.translate(None, _SYNTAX):
         return None
-    if b",," in rest or b"[," in rest or b",]" in rest or b"[]" in rest:
-        return None  # an integer (or nothing) between two separators
     try:
         values = jsonfast.loads_strict(text)
     except ValueError:
         return None
-    if not isinstance(values, list) or rest.count(b"[") != len(values) + 1:
+    if not isinstance(values, list) or not all(type(vector) is list for vector in values):
         return None
-    if not all(type(vector) is list for vector in values):
+    # Single-byte counts (fast in C, unlike looking for `,,`): no list nested deeper, and as many decimal points
+    # as numbers (a JSON number has at most one; there is one more number than commas when no vector is empty,
+    # and fewer when one is, so an empty vector fails this too).
+    if rest.count(b"[") != len(values) + 1 or rest.count(b".") != rest.count(b",") + 1:
         return None
     return values
 
