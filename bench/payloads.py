@@ -9,8 +9,11 @@ Starts bench/fake_upstream.py and `cfai serve` in front of it (keys on), then, r
 
 each timed from the send to the parsed JSON in the client (median of `--requests`), with the proxy's peak RSS
 growth (VmHWM reset through /proc/<pid>/clear_refs before each request, minus VmRSS before it) next to the
-answer's size. `--scaling` also loads chat at c=64 with wrk against `--workers 1` and `--workers 2`, and prints the
-cores each process used meanwhile (each worker, the fake upstream, wrk, the rest of the machine).
+answer's size. That growth is ~0 once the memory of an earlier request is kept by the allocator, so each
+scenario also gets fresh proxies and the table shows their highest RSS over the run above their RSS after one
+small request of the same kind (modules imported), next to the bytes read from the upstream. `--scaling` also
+loads chat at c=64 with wrk against `--workers 1` and `--workers 2`, and prints the cores each process used
+meanwhile (each worker, the fake upstream, wrk, the rest of the machine).
 
     python bench/payloads.py                        # this build
     python bench/payloads.py --compare /tmp/before  # and another checkout, interleaved
@@ -112,7 +115,7 @@ class Proxy:
         self.base = f"http://127.0.0.1:{port}/v1"
 
 
-def scenarios(direct: str, proxy: Proxy) -> dict[str, tuple[Any, Any]]:
+def scenarios(direct: str, proxy: Proxy | None) -> dict[str, tuple[Any, Any]]:
     """name -> (the direct call, the call through the proxy); each returns (seconds, answer bytes)."""
     def direct_embed() -> tuple[float, int]:
         return post(f"{direct}/{EMBED_MODEL}", {"text": TEXTS}, {})
@@ -142,8 +145,10 @@ def _busy_jiffies() -> tuple[int, int]:
 
 
 def _workers_of(pid: int) -> list[int]:
+    """uvicorn's worker processes under its supervisor (not multiprocessing's resource tracker)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in children.read_text().split()] if children.exists() else []
+    pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return [p for p in pids if b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def scaling(bench: Bench, root: Path, seconds: float) -> tuple[dict[int, float], dict[int, dict[str, float]]]:
@@ -156,6 +161,7 @@ def scaling(bench: Bench, root: Path, seconds: float) -> tuple[dict[int, float],
     for workers in (1, 2, 1, 2):
         proxy = Proxy(bench, root, workers)
         pids = _workers_of(proxy.proc.pid) if workers > 1 else [proxy.proc.pid]
+        pids += [proxy.proc.pid] if workers > 1 else []  # the supervisor last
         url = f"{proxy.base}/chat/completions"
         bench.load(url, OPENAI_BODY, proxy.headers, 64, seconds=1.0)  # warm-up (runs its own warm-up too)
         before = {pid: cpu_seconds(pid) for pid in [*pids, fake]}
@@ -165,7 +171,8 @@ def scaling(bench: Bench, root: Path, seconds: float) -> tuple[dict[int, float],
         load = run_wrk(url, json.dumps(OPENAI_BODY).encode(), proxy.headers, connections=64, seconds=seconds)
         wall = time.perf_counter() - start
         busy, total = _busy_jiffies()[0] - busy, _busy_jiffies()[1] - total
-        used = {f"worker {i + 1}": (cpu_seconds(pid) - before[pid]) / wall for i, pid in enumerate(pids)}
+        used = {f"worker {i + 1}" if pid != proxy.proc.pid or workers == 1 else "supervisor":
+                (cpu_seconds(pid) - before[pid]) / wall for i, pid in enumerate(pids)}
         used["fake upstream"] = (cpu_seconds(fake) - before[fake]) / wall
         after = os.times()
         used["wrk"] = (after.children_user + after.children_system - wrk_before.children_user
@@ -190,32 +197,46 @@ def main() -> None:
     bench = Bench(argparse.Namespace(python_load=False, seconds=args.seconds))
     roots = [HERE.parent, *(Path(d).resolve() for d in args.compare)]
     figures: dict[str, dict[str, list[tuple[float, int, int, float]]]] = {}
+    idle: dict[tuple[str, str], int] = {}  # each proxy's RSS before its first request
+    peaks: dict[tuple[str, str], int] = {}  # its highest RSS over the run, minus that
     try:
         bench.start([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(bench.up_port)],
                     f"http://127.0.0.1:{bench.up_port}/health")
         direct = f"http://127.0.0.1:{bench.up_port}/client/v4/accounts/{ACCOUNT}/ai/run"
-        proxies = [Proxy(bench, root) for root in roots]
         labels = ["this" if i == 0 else str(r) for i, r in enumerate(roots)]
-        for _ in range(args.requests + 1):  # the first round warms up and is dropped
-            for i, proxy in enumerate(proxies):
-                for name, (plain, through) in scenarios(direct, proxy).items():
-                    if args.only not in name:
-                        continue
+        names = [name for name in scenarios(direct, None) if args.only in name]
+        for name in names:  # fresh proxies for each scenario: its peak RSS is its own, not an earlier one's
+            proxies = [Proxy(bench, root) for root in roots]
+            for proxy in proxies:  # a small request first: the route's modules imported, connections open
+                if "images" in name:
+                    post(f"{proxy.base}/images/generations", {"model": IMAGE_MODEL, "prompt": "a fox", "n": 1},
+                         proxy.headers)
+                else:
+                    post(f"{proxy.base}/embeddings", {"model": EMBED_MODEL, "input": TEXTS[:2],
+                                                      "encoding_format": name.split("(")[1][:-1]}, proxy.headers)
+                idle[(proxy.base, name)] = status(proxy.proc.pid, "VmRSS")
+            for _ in range(args.requests + 1):  # the first round warms up and is dropped
+                for i, proxy in enumerate(proxies):
+                    plain, through = scenarios(direct, proxy)[name]
                     if i == 0:
                         seconds, size = plain()
                         figures.setdefault("direct", {}).setdefault(name, []).append((seconds, size, 0, 0.0))
                     figures.setdefault(labels[i], {}).setdefault(name, []).append(peak_growth(proxy.proc.pid, through))
-        for proxy in proxies:
-            bench.stop(proxy.proc)
+                    peaks[(labels[i], name)] = max(peaks.get((labels[i], name), 0), status(proxy.proc.pid, "VmHWM")
+                                                   - idle[(proxy.base, name)])
+            for proxy in proxies:
+                bench.stop(proxy.proc)
         scaled = scaling(bench, roots[0], args.seconds) if args.scaling and shutil.which("wrk") else None
     finally:
         bench.close()
     print(f"{os.cpu_count()} CPUs; {args.requests} requests per scenario, medians; peak RSS growth is the "
           "proxy's VmHWM after the request minus its VmRSS before\n")
-    print("| scenario | build | time | vs direct | answer | proxy peak RSS growth | growth / answer | proxy CPU |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| scenario | build | time | vs direct | answer | proxy peak RSS growth | growth / answer | proxy CPU "
+          "| peak RSS above idle | / upstream bytes |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name in figures.get("direct", {}):  # none with --only matching no scenario (e.g. --only none --scaling)
         base = statistics.median(r[0] for r in figures["direct"][name][1:])
+        upstream = figures["direct"][name][-1][1]  # what the proxy reads from Workers AI, all calls
         print(f"| {name} | direct | {base * 1000:.1f} ms | | {figures['direct'][name][-1][1] / 1e6:.1f} MB | | | |")
         for label in labels:
             rows = figures[label][name][1:]
@@ -224,7 +245,8 @@ def main() -> None:
             growth = statistics.median(r[2] for r in rows)
             cpu = statistics.mean(r[3] for r in rows)  # clock ticks of 10 ms: the mean, not the median
             print(f"| {name} | {label} | {t * 1000:.1f} ms | {t / base:.2f}× | {size / 1e6:.1f} MB | "
-                  f"{growth / 1e6:.1f} MB | {growth / size:.2f}× | {cpu * 1000:.0f} ms |")
+                  f"{growth / 1e6:.1f} MB | {growth / size:.2f}× | {cpu * 1000:.0f} ms | "
+                  f"{peaks[(label, name)] / 1e6:.1f} MB | {peaks[(label, name)] / upstream:.2f}× |")
     if scaled:
         rps, cores = scaled
         print(f"\nchat c=64 (wrk, best of 2 runs): --workers 1 {rps[1]:,.0f} req/s, --workers 2 "

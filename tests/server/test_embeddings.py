@@ -209,3 +209,27 @@ def test_only_an_answer_whose_strings_cannot_hold_an_error_is_vouched_for() -> N
     assert not vouched("@cf/x", "error") and not vouched('x"error')
     assert vouched('"error"')  # written \"error\": nothing in the document reads "error"
     assert vouched()
+
+
+@pytest.mark.parametrize("count", [0, 1, 99, 100, 101, 250])
+async def test_a_long_list_is_sent_in_pieces_with_the_same_bytes(count: int) -> None:
+    from cfai_cli.core import jsonfast
+    from cfai_cli.core.jsonfast import RawJson
+    from cfai_cli.server.responses import PiecewiseJSONResponse
+
+    answer = {"object": "list", "data": [{"object": "embedding", "index": i, "embedding": RawJson(b"[%d.5]" % i)}
+                                         for i in range(count)], "model": 'm"data":[]', "usage": {"n": count}}
+    expected = jsonfast.dumps(answer)
+    response = PiecewiseJSONResponse(answer, "data", headers={"X-Test": "1"})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await response({"type": "http"}, None, send)  # type: ignore[arg-type]
+    headers = dict(sent[0]["headers"])
+    assert headers[b"content-length"] == str(len(expected)).encode() and headers[b"x-test"] == b"1"
+    assert headers[b"content-type"] == b"application/json"
+    assert b"".join(m["body"] for m in sent[1:]) == expected
+    assert [m["more_body"] for m in sent[1:]] == [True] * (len(sent) - 2) + [False]
+    assert len(sent) == 1 + 2 + (count + 99) // 100  # the frame's two ends and a piece per 100 items

@@ -12,7 +12,7 @@ from cfai_cli.core.caps import check_embedding_inputs
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
 from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse, vouch_error_free
+from cfai_cli.server.responses import PiecewiseJSONResponse, vouch_error_free
 from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.embeddings import create_embeddings
 
@@ -24,7 +24,7 @@ async def embeddings(request: Request) -> Response:
     answer = await create_embeddings(ctx, req, as_json=True)
     if ctx.record.cache != "hit":  # then its vectors are floats, checked vector text or base64, none with a quote
         vouch_error_free(request, [answer["model"]])
-    return JSONResponse(answer, headers=API_HEADERS)
+    return PiecewiseJSONResponse(answer, "data", headers=API_HEADERS)
 
 
 ROUTES = [("/embeddings", embeddings, ["POST"])]
