@@ -22,7 +22,6 @@ from cfai_cli.core.catalog import is_account_id
 from cfai_cli.core.cost import reported_neurons
 from cfai_cli.core.workers.envelope import decode_json_result, is_retryable
 from cfai_cli.core.workers.image_cut import decode_image_result
-from cfai_cli.core.workers.vector_cut import decode_vectors_result
 from cfai_cli.errors import (
     CfaiError,
     ConfigError,
@@ -129,7 +128,7 @@ class WorkersAIClient:
                   vectors: bool = False) -> Any:
         """POST /ai/run/{model} with a JSON body; the unwrapped `result`. `affinity` is sent as
         `x-session-affinity` (prefix-cache routing, reference §2.11; core.affinity). `vectors`: an embeddings
-        call, whose `result.data` may come back as its checked text (core.workers.vector_cut)."""
+        call (core.workers.vector_cut, imported only then: `cfai chat` never needs it)."""
         url = f"{self._base}/run/{model}"
 
         async def attempt(remaining: float) -> Any:
@@ -144,7 +143,9 @@ class WorkersAIClient:
             content = await response.aread()
         finally:
             await response.aclose()
-        decode = decode_vectors_result if vectors else decode_json_result
+        decode = decode_json_result
+        if vectors:
+            from cfai_cli.core.workers.vector_cut import decode_vectors_result as decode
         result = decode(response.status_code, response.headers.get("content-type", ""), content, response.headers,
                         model=model)
         self._note_neurons(response.headers, result)
