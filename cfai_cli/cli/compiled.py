@@ -69,7 +69,8 @@ class CompiledSources:
         """Write the table if this run compiled something new; atomically, as two runs may save at once."""
         if not self.learned or sys.dont_write_bytecode:
             return
-        codes = self.codes if len(self.codes) <= LIMIT else {key: self.codes[key] for key in self.used}
+        # tuple(): one step under the GIL, should a daemon thread of `cfai serve` still be making classes
+        codes = self.codes if len(self.codes) <= LIMIT else {key: self.codes[key] for key in tuple(self.used)}
         temporary = f"{self.path}.{os.getpid()}.tmp"
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
