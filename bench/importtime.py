@@ -48,7 +48,7 @@ CHAT_UNUSED = ("cfai_cli.upstream.anthropic", "cfai_cli.upstream.openai_compat",
 SHARED_ONLY = ("psycopg", "psycopg_pool")  # [store] url = "postgresql://…" only (store/sql.py): never the single host
 SCENARIOS: dict[str, Scenario] = {
     "help": Scenario(("--help",), 155, ("httpx", "pydantic", "rich", "anyio", "asyncio", *SERVER_SIDE, *SHARED_ONLY)),
-    # chat, offline: +1 on 2026-12-02 for cli/compiled.py (its table saves ~220 M instructions of `cfai chat hi`).
+    # chat, offline: +1 on 2026-12-02 for cli/compiled.py (its table saves ~270 M instructions of `cfai chat hi`).
     "chat": Scenario(("chat", "hi"), 406, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE,
                                            *SHARED_ONLY),
                      fake=True),

@@ -6,7 +6,7 @@ compilations for a frozen class: `__init__`, `__repr__`, `__eq__`, `__setattr__`
 and `typing.ForwardRef` compiles every annotation written as a string (cfai's modules all use
 `from __future__ import annotations`, so each type hint pydantic or Typer reads is one). A one-shot
 `cfai chat hi` creates ~100 dataclasses (cfai's ~45, pydantic's and annotated_types' the rest) and ~960
-forward references: ~220 M of its 1,173 M instructions went to compiling their text (callgrind, 2026-12-02;
+forward references: ~270 M of its 1,178 M instructions went to compiling their text (callgrind, 2026-12-02;
 a frozen five-field dataclass costs 4.0 M instructions to create, a plain one 2.0 M, 80 % of it in `exec`).
 No library caches either; the classes' semantics (frozen, slots, hashing) are not cfai's to weaken for speed.
 
@@ -15,7 +15,8 @@ shadows the builtin; each module calls it in one place on Python 3.11-3.13). The
 the builtin would have compiled it there (those modules have no `__future__` flags, so neither does the code),
 is looked up in a table that `marshal` loads from `cfai_cli/__pycache__/` and writes back at exit when the run
 learned something. The text is the key, so the code run is exactly what the builtin would have produced, with
-or without the table; a stale or unreadable table is just missed. Nothing is written where Python would not
+or without the table; a stale or unreadable table, or one written by another release of Python (its bytecode
+magic number, as a .pyc records it), is just missed. Nothing is written where Python would not
 write bytecode either (`PYTHONDONTWRITEBYTECODE`, a read-only install). Used by the console script only
 (`cli/entry.py`); tests and library use see the plain modules.
 """
@@ -75,7 +76,7 @@ class CompiledSources:
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(temporary, "wb") as out:
-                out.write(marshal.dumps(codes))
+                out.write(marshal.dumps((_magic(), codes)))
             os.replace(temporary, self.path)
         except OSError:  # a read-only install: every run compiles, as it would without the table
             with contextlib.suppress(OSError):
@@ -85,10 +86,17 @@ class CompiledSources:
 def _load(path: str) -> dict[tuple[str, str], CodeType]:
     try:
         with open(path, "rb") as table:
-            codes = marshal.loads(table.read())
-    except (OSError, ValueError, EOFError, TypeError):  # missing, truncated, or from another Python
+            magic, codes = marshal.loads(table.read())
+    except (OSError, ValueError, EOFError, TypeError):  # missing, truncated, or not a table
         return {}
-    return codes if isinstance(codes, dict) else {}
+    # The bytecode's format, as a .pyc checks it: a table from another release of Python is not used.
+    return codes if magic == _magic() and isinstance(codes, dict) else {}
+
+
+def _magic() -> bytes:
+    """The interpreter's bytecode magic number (importlib.util.MAGIC_NUMBER, from the module that is always
+    loaded: importlib.util itself is not)."""
+    return bytes(sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
 
 
 def table_path() -> str:

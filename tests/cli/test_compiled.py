@@ -4,6 +4,7 @@ less compiling."""
 from __future__ import annotations
 
 import dataclasses
+import marshal
 import os
 import subprocess
 import sys
@@ -100,7 +101,12 @@ def test_a_saved_table_is_loaded_and_nothing_is_compiled_again(tmp_path: Path,
     assert not list(path.parent.glob("*.tmp"))
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00garbage", b"\xe3" * 40])
+# Another release of Python's table (its bytecode magic number), and a table without one.
+OTHER_PYTHON = marshal.dumps((b"\x00\x00\r\n", {("exec", "x = 1"): compile("x = 1", "<string>", "exec")}))
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage", b"\xe3" * 40, marshal.dumps({("exec", "x = 1"): None}),
+                                     OTHER_PYTHON])
 def test_an_unreadable_table_is_an_empty_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes) -> None:
     path = tmp_path / "t.marshal"
     path.write_bytes(content)
