@@ -167,3 +167,24 @@ def test_the_console_script_uses_the_table_and_a_second_run_compiles_nothing(tmp
     assert runs[0][0] == compiled.table_path() and Path(runs[0][0]).is_file()
     # Typer's, click's and cfai's dataclasses, and the type hints of the root command: none compiled again
     assert int(runs[1][1]) > 20 and runs[1][2:] == ["False", "True"]
+
+
+def test_a_table_that_cannot_be_written_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    table = CompiledSources(str(tmp_path / "file" / "t.marshal"))  # its directory cannot be made, even by root
+    _with(table, monkeypatch)
+    table.save()  # no error: the next run compiles again, as without the table
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_install_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(compiled, "table_path", lambda: str(tmp_path / "t.marshal"))
+    # The builtins in their place, so that the test's end takes away what install() put there.
+    monkeypatch.setattr(dataclasses, "exec", exec, raising=False)
+    monkeypatch.setattr(typing, "compile", compile, raising=False)
+    registered: list[object] = []
+    monkeypatch.setattr("atexit.register", registered.append)
+    table = compiled.install()
+    assert table is not None and registered == [table.save]
+    assert dataclasses.exec.__self__ is table and typing.compile.__self__ is table  # type: ignore[attr-defined]
+    assert compiled.install() is None and len(registered) == 1
