@@ -48,10 +48,11 @@ CHAT_UNUSED = ("cfai_cli.upstream.anthropic", "cfai_cli.upstream.openai_compat",
 SHARED_ONLY = ("psycopg", "psycopg_pool")  # [store] url = "postgresql://…" only (store/sql.py): never the single host
 SCENARIOS: dict[str, Scenario] = {
     "help": Scenario(("--help",), 155, ("httpx", "pydantic", "rich", "anyio", "asyncio", *SERVER_SIDE, *SHARED_ONLY)),
-    "chat": Scenario(("chat", "hi"), 405, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE,
+    # chat, offline: +1 on 2026-12-02 for cli/compiled.py (its table saves ~270 M instructions of `cfai chat hi`).
+    "chat": Scenario(("chat", "hi"), 406, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE,
                                            *SHARED_ONLY),
                      fake=True),
-    "offline": Scenario(("chat", "--offline", "hi"), 472, ("rich", "uvicorn", "prometheus_client",
+    "offline": Scenario(("chat", "--offline", "hi"), 473, ("rich", "uvicorn", "prometheus_client",
                                                             "cfai_cli.server", *CHAT_UNUSED, *SHARED_ONLY)),
     "serve": Scenario(("serve",), 680, ("rich", *SHARED_ONLY), serve=True),
 }

@@ -10,6 +10,7 @@ checked) from spawn to the first 200 on `/health`, the median of `--rounds` spaw
     python bench/startup.py                              # cfai alone
     python bench/startup.py --llm /tmp/llmvenv/bin/llm   # and the ratio to llm
     python bench/startup.py --before /tmp/main/.venv/bin/cfai   # another build's cfai in the same runs
+    python bench/startup.py --interleave --runs 15 --rounds 3 --before …   # each command once per round, in turn
 
 Bytecode caching is on for the commands measured (PYTHONDONTWRITEBYTECODE is dropped, as a `pip install`
 writes the caches), and the warm-up runs write them. Timing assertions never go in tests; this prints figures.
@@ -118,6 +119,26 @@ def hyperfine(commands: dict[str, str], env: dict[str, str], runs: int) -> dict[
     return {r["command"]: {"median": r["median"] * 1000, "cpu": (r["user"] + r["system"]) * 1000} for r in results}
 
 
+def interleaved(commands: dict[str, str], env: dict[str, str], rounds: int) -> dict[str, dict[str, float]]:
+    """hyperfine runs one command's runs back to back, so a change in the machine's load between two commands
+    lands in their ratio; this runs every command once per round, in turn, and keeps each one's median wall
+    and CPU time (user + sys of the process, from wait4)."""
+    walls: dict[str, list[float]] = {name: [] for name in commands}
+    cpus: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(rounds + 1):  # the first round warms up (bytecode caches)
+        for name, command in commands.items():
+            start = time.perf_counter()
+            proc = subprocess.Popen(command.split(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{command} exited with status {proc.returncode}")
+            walls[name].append(time.perf_counter() - start)
+            cpus[name].append(usage.ru_utime + usage.ru_stime)
+    return {name: {"median": statistics.median(walls[name][1:]) * 1000, "cpu": statistics.median(cpus[name][1:]) * 1000}
+            for name in commands}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfai", default=shutil.which("cfai") or "cfai", help="the cfai to measure")
@@ -126,6 +147,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="hyperfine runs per command")
     parser.add_argument("--rounds", type=int, default=15, help="`cfai serve` spawns")
     parser.add_argument("--serve-only", action="store_true", help="only `cfai serve`'s time to ready")
+    parser.add_argument("--interleave", action="store_true",
+                        help="instead of hyperfine, every command once per round in turn (--runs rounds): medians of "
+                             "wall and CPU time a changing load cannot favour")
     args = parser.parse_args()
     if not shutil.which("hyperfine"):
         sys.exit("bench/startup.py needs hyperfine (apt-get install -y hyperfine)")
@@ -142,7 +166,8 @@ def main() -> None:
                 commands[f"{label}cfai chat --offline hi"] = f"{cfai} chat --offline hi"
             if args.llm:
                 commands["llm -m fake hi"] = f"{args.llm} -m fake hi"
-            timed = {} if args.serve_only else hyperfine(commands, env, args.runs)
+            measure = interleaved if args.interleave else hyperfine
+            timed = {} if args.serve_only else measure(commands, env, args.runs)
             ready: dict[str, list[tuple[float, float]]] = {label: [] for label in builds}
             for _ in range(args.rounds):  # interleaved, so both builds see the same load
                 for label, cfai in builds.items():
@@ -150,7 +175,9 @@ def main() -> None:
     finally:
         fake.terminate()
         fake.wait()
-    print(f"| command | median wall (hyperfine -N, {args.runs} runs) | CPU (user + sys, mean) |")
+    how = f"{args.runs} interleaved rounds" if args.interleave else f"hyperfine -N, {args.runs} runs"
+    cpu = "median" if args.interleave else "mean"
+    print(f"| command | median wall ({how}) | CPU (user + sys, {cpu}) |")
     print("| --- | ---: | ---: |")
     for name, figures in timed.items():
         print(f"| `{name}` | {figures['median']:.0f} ms | {figures['cpu']:.0f} ms |")

@@ -20,6 +20,9 @@ def main() -> None:
     # business. A user who sets the variable keeps their value. `cfai serve`'s workers inherit it.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     _skip_plugin_loader()
+    from cfai_cli.cli.compiled import install
+
+    install()  # dataclass methods and forward references compiled by an earlier run: not compiled again
     from cfai_cli.cli.app import main as run
 
     run()

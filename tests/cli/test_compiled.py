@@ -1,0 +1,190 @@
+"""The console script's table of compiled text (cli/compiled.py): the same dataclasses and forward references,
+less compiling."""
+
+from __future__ import annotations
+
+import dataclasses
+import marshal
+import os
+import subprocess
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cfai_cli.cli import compiled
+from cfai_cli.cli.compiled import CompiledSources
+
+
+@pytest.fixture(autouse=True)
+def _bytecode_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for a user (the test run may set PYTHONDONTWRITEBYTECODE)."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+
+
+def _make(name: str = "Point") -> Any:
+    """A frozen, slotted dataclass made at run time, its annotations real types (not this module's strings)."""
+    namespace = {"__annotations__": {"x": int, "label": str}, "label": "origin"}
+    return dataclasses.dataclass(frozen=True, slots=True)(type(name, (), namespace))
+
+
+def _hinted(a: Path, b: int | None = None) -> list[Path]:
+    """Its annotations are strings (this module's `from __future__ import annotations`): forward references."""
+    return [a]
+
+
+HINTS = {"a": Path, "b": int | None, "return": list[Path]}
+
+
+def _with(table: CompiledSources, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(dataclasses, "exec", table.exec, raising=False)
+    monkeypatch.setattr(typing, "compile", table.compile, raising=False)
+    return _make()
+
+
+def test_a_class_made_through_the_table_behaves_as_one_made_without(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = _make()
+    table = CompiledSources(str(tmp_path / "t.marshal"))
+    cached = _with(table, monkeypatch)
+    assert table.learned and len(table.codes) >= 5  # __init__, __repr__, __eq__, __setattr__, __delattr__, __hash__
+    for cls in (plain, cached):
+        point = cls(3)
+        assert repr(point) == "Point(x=3, label='origin')"
+        assert point == cls(3, "origin") and point != cls(4)
+        assert hash(point) == hash((3, "origin"))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            point.x = 5
+        assert not hasattr(point, "__dict__")
+        # The methods' annotations are the types, as `exec` in dataclasses.py compiles them (no inherited
+        # `from __future__ import annotations`, which would make them the names of dataclasses' locals).
+        assert cls.__init__.__annotations__ == {"x": int, "label": str, "return": None}
+        with pytest.raises(TypeError, match="missing 1 required positional argument: 'x'"):
+            cls()
+
+
+def test_forward_references_compile_through_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = CompiledSources(str(tmp_path / "t.marshal"))
+    _with(table, monkeypatch)
+    ref = typing.ForwardRef("dict[str, list[int]] | None")
+    assert ("eval", "dict[str, list[int]] | None") in table.codes
+    assert typing.ForwardRef("dict[str, list[int]] | None").__forward_code__ is ref.__forward_code__
+    assert ref._evaluate(globals(), None, frozenset()) == (dict[str, list[int]] | None)  # type: ignore[attr-defined]
+    assert typing.get_type_hints(_hinted) == HINTS
+    assert ("eval", "int | None") in table.codes
+    with pytest.raises(SyntaxError, match="Forward reference must be an expression"):
+        typing.ForwardRef("not valid(")
+    assert table.compile("1 + 1", "<other>", "eval").co_filename == "<other>"  # other calls: the builtin's own
+
+
+def test_a_saved_table_is_loaded_and_nothing_is_compiled_again(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "pycache" / "t.marshal"
+    first = CompiledSources(str(path))
+    _with(first, monkeypatch)
+    typing.get_type_hints(_hinted)
+    first.save()
+    assert path.is_file()
+
+    def no_compiling(*args: object, **kwargs: object) -> None:
+        raise AssertionError("compiled again")
+
+    again = CompiledSources(str(path))
+    monkeypatch.setattr(compiled, "compile", no_compiling, raising=False)
+    cls = _with(again, monkeypatch)
+    assert not again.learned and again.used <= set(again.codes)
+    assert cls(1) == cls(1, "origin")
+    assert typing.get_type_hints(_hinted) == HINTS
+    again.save()  # nothing learned: the file is not written again
+    assert not list(path.parent.glob("*.tmp"))
+
+
+# Another release of Python's table (its bytecode magic number), and a table without one.
+OTHER_PYTHON = marshal.dumps((b"\x00\x00\r\n", {("exec", "x = 1"): compile("x = 1", "<string>", "exec")}))
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage", b"\xe3" * 40, marshal.dumps({("exec", "x = 1"): None}),
+                                     OTHER_PYTHON])
+def test_an_unreadable_table_is_an_empty_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes) -> None:
+    path = tmp_path / "t.marshal"
+    path.write_bytes(content)
+    table = CompiledSources(str(path))
+    assert table.codes == {}
+    assert _with(table, monkeypatch)(2).x == 2
+    table.save()
+    assert CompiledSources(str(path)).codes.keys() == table.codes.keys()
+
+
+def test_nothing_is_written_where_bytecode_would_not_be(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    table = CompiledSources(str(tmp_path / "t.marshal"))
+    _with(table, monkeypatch)
+    table.save()
+    assert not (tmp_path / "t.marshal").exists()
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+        CompiledSources(str(read_only / "t.marshal")).save()  # learned nothing: no attempt
+        blocked = CompiledSources(str(read_only / "t.marshal"))
+        _with(blocked, monkeypatch)
+        blocked.save()  # a read-only install: no error, no file (root may write anyway)
+        assert not list(read_only.glob("*.tmp"))
+    finally:
+        read_only.chmod(0o700)
+
+
+def test_a_big_table_keeps_only_what_the_last_run_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiled, "LIMIT", 3)
+    table = CompiledSources(str(tmp_path / "t.marshal"))
+    table.codes = {("exec", f"x = {n}"): compile(f"x = {n}", "<string>", "exec") for n in range(10)}
+    _with(table, monkeypatch)
+    table.save()
+    assert CompiledSources(str(tmp_path / "t.marshal")).codes.keys() == table.used
+
+
+def test_the_console_script_uses_the_table_and_a_second_run_compiles_nothing(tmp_path: Path) -> None:
+    """Through `cli.entry.main`, as `cfai` runs: the first run writes the table next to cfai's bytecode, the
+    next one finds every method it needs there."""
+    probe = (
+        "import atexit, dataclasses, sys, typing\n"
+        "sys.argv = ['cfai', '--help']\n"
+        "from cfai_cli.cli.entry import main\n"
+        "def report():\n"
+        "    table = dataclasses.exec.__self__\n"
+        "    both = typing.compile.__self__ is table\n"
+        "    sys.stderr.write(f'TABLE:{table.path}:{len(table.used)}:{table.learned}:{both}')\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "atexit.register(report)\n"  # registered after the table's save, so it runs before it (LIFO)
+    )
+    env = {**os.environ, "CFAI_HOME": str(tmp_path)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           timeout=60).stderr.rsplit("TABLE:", 1)[-1].split(":") for _ in range(2)]
+    assert runs[0][0] == compiled.table_path() and Path(runs[0][0]).is_file()
+    # Typer's, click's and cfai's dataclasses, and the type hints of the root command: none compiled again
+    assert int(runs[1][1]) > 20 and runs[1][2:] == ["False", "True"]
+
+
+def test_a_table_that_cannot_be_written_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    table = CompiledSources(str(tmp_path / "file" / "t.marshal"))  # its directory cannot be made, even by root
+    _with(table, monkeypatch)
+    table.save()  # no error: the next run compiles again, as without the table
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_install_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(compiled, "table_path", lambda: str(tmp_path / "t.marshal"))
+    # The builtins in their place, so that the test's end takes away what install() put there.
+    monkeypatch.setattr(dataclasses, "exec", exec, raising=False)
+    monkeypatch.setattr(typing, "compile", compile, raising=False)
+    registered: list[object] = []
+    monkeypatch.setattr("atexit.register", registered.append)
+    table = compiled.install()
+    assert table is not None and registered == [table.save]
+    assert dataclasses.exec.__self__ is table and typing.compile.__self__ is table  # type: ignore[attr-defined]
+    assert compiled.install() is None and len(registered) == 1
