@@ -4,10 +4,12 @@ and the ASGI app around emulator.app's one dispatch function (for httpx.ASGITran
 Imports only the standard library; starlette's form parser only for a multipart/form-data request (flux-2).
 
 Why not Starlette: the emulator has one catch-all route, reads a request's method, path, headers, query and body,
-and answers a body or a stream. Measured 2026-12-02 (issue 25, callgrind, PYTHONHASHSEED=0): a one-shot
-`cfai chat --offline hi` imported starlette, anyio and python_multipart for it (about 60 modules, ~110 M of the
-run's 1,361 M instructions), and every streamed answer went through anyio's task group and worker thread
-(Starlette's StreamingResponse iterates a plain iterator in a thread pool and watches for a disconnect beside it).
+and answers a body or a stream. Measured 2026-12-02 (issue 25, callgrind, PYTHONHASHSEED=0): for it a one-shot
+`cfai chat --offline hi` imported starlette, python_multipart and anyio with its event-loop backend, and every
+streamed answer went through anyio's task group and worker thread (Starlette's StreamingResponse iterates a
+plain iterator in a thread pool and watches for a disconnect beside it). This module, with emulator.app
+importing only the modules a text answer needs, took the run from 1,367 to 1,284 M instructions and 472 to 439
+modules (and to 1,200 M once cfai's client stopped draining the in-process answer through anyio).
 What the emulator used of Starlette is the few lines below, kept to what Starlette sent: the given headers,
 `content-length` for a whole body, `content-type` with `; charset=utf-8` for text/* types; a stream stops
 when the client hangs up (a slow stream served by uvicorn).
