@@ -64,7 +64,7 @@ def run_model(model: str, body: Mapping[str, Any], seed: bytes, *, affinity: str
     `prefix` holds for the request's `affinity` id as cached (emulator.prefix)."""
     if model.startswith(faults.PREFIX):
         return faults.run(model[len(faults.PREFIX) :], body, seed)
-    spec = TEXT_MODELS.get(model)  # no other task's model is a text model (tests/emulator/test_emulator.py)
+    spec = TEXT_MODELS.get(model)  # no other task claims a text model (tests/emulator/test_emulator_asgi.py)
     if spec is not None:
         from cfai_cli.emulator.billing import bill
 
