@@ -24,12 +24,12 @@ from cfai_cli.cli.common import (
     start,
     validate_body,
 )
-from cfai_cli.settings import Settings
 
 if TYPE_CHECKING:
     from cfai_cli.cli.attach import Attachment
     from cfai_cli.cli.render import Terminal
     from cfai_cli.cli.xlog import Conversation
+    from cfai_cli.settings import Settings
 
 HELP = """Ask a Workers AI model; the answer streams to stdout.
 

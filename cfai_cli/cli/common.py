@@ -1,7 +1,8 @@
 """Options shared by several commands and the one way commands turn flags into Settings.
 
-Imports typer, settings (cheap: standard library only until a command runs). Nothing here prints but through
-the Terminal a command hands it (`report_spend`).
+Imports typer; settings inside the functions that load them: every command module imports this one, and
+`cfai --help` imports every command module (and no settings). Nothing here prints but through the Terminal a
+command hands it (`report_spend`).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from cfai_cli.errors import CfaiError
-from cfai_cli.settings import Settings, directories, load_settings
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from cfai_cli.cli.render import OutputOptions, Terminal
     from cfai_cli.service.context import Context
+    from cfai_cli.settings import Settings
 
 OfflineOption = Annotated[
     bool,
@@ -54,6 +55,8 @@ def offline_requested(offline: bool, options: OutputOptions | None) -> bool:
 def settings_from_flags(*, offline: bool = False, timeout: float | None = None,
                         options: OutputOptions | None = None) -> Settings:
     """Settings with command-line flags on top of environment, config file and defaults."""
+    from cfai_cli.settings import load_settings
+
     return load_settings({"offline": offline_requested(offline, options), "timeout": timeout})
 
 
@@ -63,6 +66,8 @@ def locations() -> Settings:
     Commands that just need a path use this, so they still work while the config file or the environment
     holds a bad value that `settings_from_flags` would reject.
     """
+    from cfai_cli.settings import Settings, directories
+
     config_dir, data_dir = directories(os.environ)
     return Settings(config_dir=config_dir, data_dir=data_dir)
 

@@ -1,6 +1,7 @@
 """`cfai config show|get|set|unset|path`: see and change the settings in the config file.
 
-Imports typer, settings and errors (all cheap) and cli.render inside commands. The file is written 0600 by
+Imports typer and cli.common at the top; settings, errors and cli.render inside the commands (`cfai --help`
+imports this module to list the group). The file is written 0600 by
 settings.set_config_value because it may hold the API token; `show` and `get` never print the token unmasked.
 A broken config file does not stop these commands: `show` and `get` print what applies without it and then
 fail with the file's mistake (exit 3), `set` and `unset` repair it.
@@ -13,14 +14,21 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfai_cli.cli.common import JsonOption, locations, offline_requested
-from cfai_cli.settings import SETTABLE_KEYS
 
 if TYPE_CHECKING:
     from cfai_cli.cli.render import OutputOptions
     from cfai_cli.settings import Settings
 
-# "aliases.<name>" would read as an HTML tag in the Markdown help.
-KEYS_HELP = ", ".join(SETTABLE_KEYS).replace("<name>", "NAME")
+
+def keys_help() -> str:
+    """The keys `config set` and `unset` take, for their help. Called from those commands' annotations, which
+    Typer evaluates when it builds them: `cfai --help` imports this module for the group's line, and no settings.
+    """
+    from cfai_cli.settings import SETTABLE_KEYS
+
+    # "aliases.<name>" would read as an HTML tag in the Markdown help.
+    return ", ".join(SETTABLE_KEYS).replace("<name>", "NAME")
+
 
 app = typer.Typer(
     name="config",
@@ -114,7 +122,7 @@ def get(invocation: typer.Context,
                            "  printf %s \"$TOKEN\" | cfai config set api_token -")
 def set_(
     invocation: typer.Context,
-    key: Annotated[str, typer.Argument(help=f"One of: {KEYS_HELP}.", show_default=False)],
+    key: Annotated[str, typer.Argument(help=f"One of: {keys_help()}.", show_default=False)],
     value: Annotated[str | None, typer.Argument(
         help="The new value; - or none reads it from stdin when piped (keeps tokens out of shell history); "
              "none on a terminal asks for it (without echo for api_token).", show_default=False)] = None,
@@ -140,7 +148,7 @@ def set_(
 
 @app.command("unset", epilog="Example:\n\n  cfai config unset default_model")
 def unset(invocation: typer.Context,
-          key: Annotated[str, typer.Argument(help=f"One of: {KEYS_HELP}.", show_default=False)]) -> None:
+          key: Annotated[str, typer.Argument(help=f"One of: {keys_help()}.", show_default=False)]) -> None:
     """Remove one setting from the config file, so the environment or the default applies again; any key the
     file holds can be removed (a misspelt one: `cfai config unset upstreams.groq.api_kye`)."""
     from cfai_cli.cli.render import Terminal

@@ -20,7 +20,7 @@ from cfai_cli.cli.common import (
     report_spend,
     start,
 )
-from cfai_cli.core.catalog import DEFAULT_EMBEDDING_MODEL
+from cfai_cli.core.defaults import DEFAULT_EMBEDDING_MODEL
 
 HELP = """Turn texts into embedding vectors, or rank a corpus by similarity to a query.
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfai_cli.cli.common import JsonOption, OfflineOption, TimeoutOption, start
-from cfai_cli.settings import Settings
 
 if TYPE_CHECKING:
     from cfai_cli.cli.render import OutputOptions
+    from cfai_cli.settings import Settings
 
 HELP = """List the models Workers AI offers (live, from /ai/models/search).
 

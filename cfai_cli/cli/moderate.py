@@ -19,7 +19,7 @@ from cfai_cli.cli.common import (
     report_spend,
     start,
 )
-from cfai_cli.core.catalog import DEFAULT_MODERATION_MODEL
+from cfai_cli.core.defaults import DEFAULT_MODERATION_MODEL
 from cfai_cli.errors import ExitCode
 
 HELP = """Check a text with a content-safety model (Llama Guard 3 by default).

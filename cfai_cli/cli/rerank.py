@@ -20,7 +20,7 @@ from cfai_cli.cli.common import (
     report_spend,
     start,
 )
-from cfai_cli.core.catalog import DEFAULT_RERANK_MODEL
+from cfai_cli.core.defaults import DEFAULT_RERANK_MODEL
 
 HELP = """Rank documents by relevance to QUERY: one document per non-blank line of --file (`-` or no
 --file reads stdin).

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from cfai_cli.cli.common import JsonOption, complete_model
-from cfai_cli.core.catalog import DEFAULT_CHAT_MODEL
+from cfai_cli.core.defaults import DEFAULT_CHAT_MODEL
 
 HELP = """Count the tokens of a text for a model, locally: no Cloudflare account or network needed.
 

@@ -1,7 +1,7 @@
 """Model names as data: OpenAI aliases, model-id validation, and what we know of each model family.
 
-Pure: standard library, core.cost and cfai_cli.errors only. The request dialect chosen here is only a hint for
-what to *send*; answers are always parsed by their shape (see core.workers.chat).
+Pure: standard library, core.cost, core.defaults and cfai_cli.errors only. The request dialect chosen here is
+only a hint for what to *send*; answers are always parsed by their shape (see core.workers.chat).
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ import re
 from collections.abc import Mapping
 
 from cfai_cli.core.cost import Prices
+from cfai_cli.core.defaults import DEFAULT_CHAT_MODEL as DEFAULT_CHAT_MODEL
+from cfai_cli.core.defaults import DEFAULT_EMBEDDING_MODEL as DEFAULT_EMBEDDING_MODEL
+from cfai_cli.core.defaults import DEFAULT_MODERATION_MODEL as DEFAULT_MODERATION_MODEL
+from cfai_cli.core.defaults import DEFAULT_RERANK_MODEL as DEFAULT_RERANK_MODEL
 from cfai_cli.errors import InvalidRequest, ModelNotFound
-
-DEFAULT_CHAT_MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
-DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
-DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
-# What a rerank request without `model` gets (Cohere's v1 API made it optional); an alias, so [aliases] moves it.
-DEFAULT_RERANK_MODEL = "rerank-v3.5"
 
 SCOUT = "@cf/meta/llama-4-scout-17b-16e-instruct"  # vision + tools + 131k context, like gpt-4o's 128k
 MISTRAL_SMALL = "@cf/mistralai/mistral-small-3.1-24b-instruct"

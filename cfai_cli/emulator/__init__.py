@@ -1,6 +1,6 @@
 """A deterministic, offline fake of the Cloudflare Workers AI REST API, for `--offline` and for CI.
 
-Imports only the standard library and starlette (never httpx or the rest of cfai): cfai's real client talks
+Imports only the standard library (never httpx, a web framework or the rest of cfai): cfai's real client talks
 to it through `httpx.ASGITransport(app=create_emulator_app())`, so the emulator checks cfai's translation the
 way Cloudflare would. Same envelopes, both text dialects, both stream formats, same error envelope
 (reference `workers-ai.md` §1, §2, §9); canned answers instead of a model.

@@ -1,6 +1,6 @@
 """Emulated Workers AI audio models (reference §6–§8): Whisper variants, nova-3, MeloTTS, Aura and m2m100.
 
-Imports only the standard library, starlette and the emulator's own modules. Nothing is really heard or
+Imports only the standard library and the emulator's own modules. Nothing is really heard or
 spoken: transcripts are canned sentences timed over the audio's real duration (read from a WAV header, or
 estimated from the size at 128 kbit/s), and speech is valid-looking silence, so timing logic can be tested.
 """
@@ -15,9 +15,8 @@ import wave
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import Response
-
 from cfai_cli.emulator import sound
+from cfai_cli.emulator.asgi import Response
 from cfai_cli.emulator.wire import bad_input, envelope, json_response
 
 RAW_MODELS = frozenset({"@cf/openai/whisper", "@cf/openai/whisper-tiny-en", "@cf/deepgram/nova-3"})

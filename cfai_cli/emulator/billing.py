@@ -1,6 +1,6 @@
 """What the emulator bills: `cf-ai-neurons` on some answers and not others, as Workers AI does (reference §1).
 
-Imports only the standard library, starlette and the emulator's catalogue. The rule is fixed, so offline figures
+Imports only the standard library and the emulator's catalogue. The rule is fixed, so offline figures
 are reproducible and both of cfai's paths run: a non-streamed text-generation answer (either dialect, and the
 Responses shape) carries `cf-ai-neurons`, its tokens at the catalogue's own `price` converted at $0.011 per
 1,000 neurons (rounded to 6 decimals); streams and every other task (embeddings, images, audio, rerank,
@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
-
+from cfai_cli.emulator.asgi import Response, StreamingResponse
 from cfai_cli.emulator.catalogue import CATALOGUE
 
 USD_PER_NEURON = 0.011 / 1000

@@ -1,6 +1,6 @@
 """The Chat-Completions text dialect (vLLM-served models): `chat.completion` results and chunk streams.
 
-Imports only the standard library, starlette and the emulator's own modules. Input is lenient like vLLM
+Imports only the standard library and the emulator's own modules. Input is lenient like vLLM
 (an OpenAI body, or the native messages/prompt body qwen3 takes); output follows reference §2.6–2.8,
 including running usage on every chunk and Workers AI's own trailing `{"response":"","usage":…}` event.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from starlette.responses import Response
-
+from cfai_cli.emulator.asgi import Response
 from cfai_cli.emulator.catalogue import TextSpec
 from cfai_cli.emulator.content import (
     SLOW,

@@ -1,6 +1,6 @@
 """Emulated Workers AI embedding models (reference §4): `{text}` in, `{shape, data, pooling}` out.
 
-Imports only the standard library, starlette and the emulator's own modules. Vectors are hashed bags of
+Imports only the standard library and the emulator's own modules. Vectors are hashed bags of
 words, unit length: deterministic, and texts sharing words really are closer, so offline ranking works.
 """
 
@@ -12,8 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import Response
-
+from cfai_cli.emulator.asgi import Response
 from cfai_cli.emulator.wire import EmulatorError, bad_input, envelope, json_response
 
 # model -> (dimensions, most texts per call, longest text in tokens, output key)

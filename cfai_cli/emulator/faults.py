@@ -1,6 +1,6 @@
 """Reproducible failures: the `@cf/cfai/fault-<kind>` models answer the errors of reference §1.3–1.4 and §2.6.
 
-Imports only the standard library, starlette and the emulator's wire helpers. Each kind is one row of
+Imports only the standard library and the emulator's wire helpers. Each kind is one row of
 `ERRORS` (an error envelope) or one of the broken answers in `run`; `KINDS` lists them all.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
-
+from cfai_cli.emulator.asgi import Response, StreamingResponse
 from cfai_cli.emulator.wire import EmulatorError, padding, request_uuid, sse_event
 
 PREFIX = "@cf/cfai/fault-"

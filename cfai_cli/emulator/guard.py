@@ -1,6 +1,6 @@
 """Emulated Llama Guard 3 (`@cf/meta/llama-guard-3-8b`): a verdict from trigger phrases, never from a model.
 
-Imports only the standard library, starlette and the emulator's own modules. A conversation is unsafe when its
+Imports only the standard library and the emulator's own modules. A conversation is unsafe when its
 text contains one of TRIGGERS' phrases (case-insensitive), with that phrase's hazard code; the table is
 documented in docs/moderations.md. With `response_format: {type: json_object}` the answer's `response` is the
 object `{safe, categories}`, otherwise the model's own text ("safe" / "unsafe\\nS1,S9"): the two shapes of
@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import Response
-
+from cfai_cli.emulator.asgi import Response
 from cfai_cli.emulator.wire import bad_input, count_words, envelope, json_response
 
 MODELS = frozenset({"@cf/meta/llama-guard-3-8b"})

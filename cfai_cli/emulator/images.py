@@ -1,6 +1,6 @@
 """Emulated Workers AI image models (reference §5): each family's request rules and its answer shape.
 
-Imports the standard library, starlette and the emulator's own modules. Pictures are real PNGs (a
+Imports the standard library and the emulator's own modules. Pictures are real PNGs (a
 gradient derived from the prompt and seed, so different seeds give different images) or, for phoenix,
 a small fixed JPEG; flux-1-schnell and flux-2 answer JSON base64, the SDXL family raw image/png.
 """
@@ -13,8 +13,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import Response
-
+from cfai_cli.emulator.asgi import Response
 from cfai_cli.emulator.wire import EmulatorError, bad_input, digest, envelope, json_response
 
 _JPEG_64 = base64.b64decode(

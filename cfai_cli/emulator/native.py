@@ -1,6 +1,6 @@
 """The native ("legacy") text dialect: strict input validation and `{response, tool_calls, usage}` answers.
 
-Imports only the standard library, starlette and the emulator's own modules. Validation mirrors what the
+Imports only the standard library and the emulator's own modules. Validation mirrors what the
 real JSON schemas reject (reference §2.2, §2.5, §2.9, §13) with Ajv-style `AiError: Bad input` wording, so a
 client that forwards an untranslated OpenAI body fails here the way it would against Cloudflare.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from starlette.responses import Response
-
+from cfai_cli.emulator.asgi import Response
 from cfai_cli.emulator.catalogue import TextSpec
 from cfai_cli.emulator.content import (
     NO_JSON,

@@ -1,6 +1,6 @@
 """Workers AI's async batch (`?queueRequest=true`, reference §2.11), emulated: queue, poll, answers per request.
 
-Imports only the standard library, starlette and the emulator's own modules. A batch is
+Imports only the standard library and the emulator's own modules. A batch is
 `{"requests": [{...the model's input..., "external_reference": "..."}]}` for a model that queues (the docs' list
 and catalogue entries flagged `async_queue` "true" or true); the answer is `{"status": "queued", "request_id",
 "model"}`. Polling with `{"request_id": ...}` (with or without `?queueRequest=true`) answers `queued` on the
@@ -24,8 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
-
+from cfai_cli.emulator.asgi import Response, StreamingResponse
 from cfai_cli.emulator.catalogue import CATALOGUE, TASK_OF
 from cfai_cli.emulator.wire import EmulatorError, bad_input, digest, envelope, json_response
 

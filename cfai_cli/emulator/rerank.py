@@ -11,8 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import Response
-
+from cfai_cli.emulator.asgi import Response
 from cfai_cli.emulator.wire import bad_input, envelope, json_response
 
 MODELS = frozenset({"@cf/baai/bge-reranker-base"})

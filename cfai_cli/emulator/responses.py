@@ -1,6 +1,6 @@
 """gpt-oss's Responses-API branch on /ai/run (`{"input": …}`): a non-streaming `response` object (reference §2.10).
 
-Imports only the standard library, starlette and the emulator's own modules. Input items are turned into
+Imports only the standard library and the emulator's own modules. Input items are turned into
 chat-style messages so the same canned answer, reasoning and tool call apply as in the other dialects.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import Response
-
+from cfai_cli.emulator.asgi import Response
 from cfai_cli.emulator.catalogue import TextSpec
 from cfai_cli.emulator.content import plan_answer, read_messages
 from cfai_cli.emulator.schema import read_tool

@@ -1,7 +1,7 @@
 """Wire-level helpers of the emulator: envelopes, the error exception, tokens, SSE bytes and hashing.
 
-Imports only the standard library and starlette. Everything that looks random on the real service
-(request uuids, the `p` padding, ids) is derived from a hash of the request, so answers are reproducible.
+Imports only the standard library and emulator.asgi (its responses). Everything that looks random on the real
+service (request uuids, the `p` padding, ids) is derived from a hash of the request, so answers are reproducible.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
-from starlette.responses import Response, StreamingResponse
+from cfai_cli.emulator.asgi import Response, StreamingResponse
 
 # A fixed `created` for every chat.completion: the emulator never reads a clock.
 CREATED = 1767225600  # 2026-01-01T00:00:00Z

@@ -42,7 +42,9 @@ def choose_transport(given: httpx.AsyncBaseTransport | None, *, fast_http: bool 
         chosen = lean_transport(max_connections)
     if chosen is None:
         chosen = _httpx_transport(max_connections)
-    if not isinstance(chosen, LeanTransport):
+    # An in-process app (`--offline`'s emulator) answers from memory: no connection to keep, and reading a
+    # tail would import anyio's event-loop backend (~85 M instructions, 7 % of `cfai chat --offline hi`).
+    if not isinstance(chosen, (LeanTransport, httpx.ASGITransport)):
         chosen = _Draining(chosen)
     return LoggingTransport(chosen) if HTTP_LOG.isEnabledFor(logging.DEBUG) else chosen
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cfai_cli.emulator import create_emulator_app
 from cfai_cli.service.context import open_context
 from cfai_cli.settings import load_settings
 from cfai_cli.upstream.network import _Draining as Draining
@@ -842,6 +843,9 @@ async def test_upstream_clients_use_it_unless_turned_off_or_given_a_transport(tm
     given = httpx.MockTransport(lambda request: httpx.Response(200))
     async with open_context(settings, transport=given) as ctx:  # wrapped only to read a closed stream's tail
         assert all(isinstance(t, Draining) and t.inner is given for t in transports(ctx))
+    in_process = httpx.ASGITransport(app=create_emulator_app())  # `--offline`: answers in memory, nothing to drain
+    async with open_context(settings, transport=in_process) as ctx:
+        assert all(t is in_process for t in transports(ctx))
     (tmp_path / "config.toml").write_text("fast_http = false\n")
     assert load_settings({}, environ={"CFAI_HOME": str(tmp_path)}).fast_http is False
 
