@@ -7,8 +7,6 @@ stream machinery of service.chat_stream). `service.chat` opens the upstream stre
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 
@@ -23,7 +21,6 @@ from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import UpstreamError, UpstreamStreamError
 from cfai_cli.service.chat_stream import ChatStream, merge, prime_all
 from cfai_cli.service.context import Context
-from cfai_cli.upstream.transport import TAIL_BYTES, TAIL_SECONDS
 from cfai_cli.upstream.workers import UpstreamStream, WorkersAIClient
 
 
@@ -73,7 +70,6 @@ class _Choice:
                     if done:
                         # The closing deltas leave with the last read's: one write less for every answer.
                         yield out + self.translator.finish(done=True)
-                        await _read_to_end(reads)
                         return
                     yield out
             if not started:
@@ -112,22 +108,6 @@ async def _sse_reads(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], 
     tail = decoder.flush()
     if tail:
         yield [event.data for event in tail]
-
-
-async def _read_to_end(reads: AsyncIterator[list[str]]) -> None:
-    """What follows `[DONE]`: the body's end, which normally came in the same read. Reading it ends the async
-    generators under the reads (httpx's `aiter_raw` and `aiter_bytes`, the client's and the SSE reader's) as
-    they would end by themselves. Closed suspended instead, each one is left to the garbage collector, whose
-    finalizer makes a task and wakes the event loop to close it: three a stream, ~4 % of a stream's
-    instructions (docs/performance.md, 2026-12-02). Bounded as the transport bounds a tail (TAIL_SECONDS,
-    TAIL_BYTES); whatever is left then is closed as before, and anything after `[DONE]` is ignored, as before."""
-    left = TAIL_BYTES
-    with contextlib.suppress(Exception):  # the answer is complete: a failing tail changes nothing of it
-        async with asyncio.timeout(TAIL_SECONDS):
-            async for payloads in reads:
-                left -= sum(map(len, payloads))
-                if left < 0:
-                    return
 
 
 def _or(found: float | None, before: float | None) -> float | None:

@@ -4,9 +4,7 @@ it, and `[DONE]` rides on the message that ends the response (bench/streams.py m
 
 from __future__ import annotations
 
-import gc
 import json
-import sys
 from typing import Any
 
 import pytest
@@ -77,29 +75,3 @@ async def test_an_answer_read_at_once_leaves_in_one_write_and_ends_with_done(
     # One write for all of it, and one more for the usage chunk a client asked for (it is made after the
     # upstream stream ends, so it cannot be known to be last before then).
     assert len(bodies) == (3 if include_usage else 2), [m["body"][:60] for m in bodies]
-
-
-async def test_a_stream_read_to_its_end_leaves_no_async_generator_to_the_garbage_collector(
-        settings: Settings, api_key: str, fake: FakeWorkers, monkeypatch: pytest.MonkeyPatch) -> None:
-    """After `[DONE]` the reader reads the body's end, so the generators under it (the client's, httpx's
-    aiter_bytes and aiter_raw) end by themselves: one left suspended is closed by the event loop's finalizer
-    hook, a task and a wake-up of the loop each (docs/performance.md, 2026-12-02)."""
-    fake.models[MODEL] = native_text(WORDS)
-    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    await asgi_messages(settings, api_key, fake, body)  # routes imported, pools made: only the stream counts below
-    firstiter, finalizer = sys.get_asyncgen_hooks()
-    left: list[str] = []
-
-    def finalized(agen: Any) -> None:
-        left.append(agen.ag_code.co_qualname)
-        if finalizer is not None:
-            finalizer(agen)
-
-    sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalized)
-    try:
-        sent = await asgi_messages(settings, api_key, fake, body)
-        gc.collect()
-    finally:
-        sys.set_asyncgen_hooks(firstiter=firstiter, finalizer=finalizer)
-    assert sent[-1] == {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False}
-    assert not [name for name in left if "aiter" in name or "chunks" in name or "sse_reads" in name], left
