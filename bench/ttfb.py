@@ -73,10 +73,11 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--body", required=True, help="JSON request body (a streamed request)")
     parser.add_argument("-n", "--requests", type=int, default=500)
+    parser.add_argument("--pause-ms", type=float, default=0.0, help="idle before each send (default 0)")
     parser.add_argument("-H", "--header", action="append", default=[], help="'Name: value' (repeatable)")
     args = parser.parse_args()
     headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header)}
-    times = ttfb(args.url, args.body.encode(), headers, requests=args.requests)
+    times = ttfb(args.url, args.body.encode(), headers, requests=args.requests, pause=args.pause_ms / 1000)
     print(json.dumps({"requests": len(times), "ttfb_p50_ms": round(statistics.median(times) * 1000, 3),
                       "ttfb_p90_ms": round(sorted(times)[int(len(times) * 0.9)] * 1000, 3)}))
 
