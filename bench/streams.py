@@ -5,7 +5,10 @@ after the first for `--gap-ms`) and, for each build, `cfai serve` in front of ea
 Then, in rounds, interleaved across builds so that a machine busy with other work hurts them alike:
 
 - **stream c=1**: wrk (else bench/loadgen.py) p50 of a 20-chunk stream, and the proxy's CPU per request;
-- **TTFB**: bench/ttfb.py's send-to-first-`data:` time against the gapped fake, one request at a time.
+- **TTFB**: bench/ttfb.py's send-to-first-`data:` time against the gapped fake, one request at a time;
+- **idle chat**: the same client's time to a whole non-stream chat answer, idling `--gap-ms` before each send as
+  it does while the gapped stream runs: a process that slept for milliseconds on a busy machine runs its next
+  request slower (caches and cores taken by others), so this is the figure a stream's TTFB compares with.
 
 Each figure is printed with the same figure measured directly against the fake, and the medians of rounds.
 
@@ -77,13 +80,17 @@ def main() -> None:
         native = json.dumps({**NATIVE_BODY, "stream": True}).encode()
         body = json.dumps({**OPENAI_BODY, "stream": True}).encode()
         direct = [f"http://127.0.0.1:{p}/client/v4/accounts/{ACCOUNT}/ai/run/{MODEL}" for p in ports]
-        figures: dict[str, dict[str, list[float]]] = {"direct": {"p50": [], "ttfb": []}}
-        figures |= {b.label: {"p50": [], "ttfb": [], "cpu": []} for b in builds}
+        figures: dict[str, dict[str, list[float]]] = {"direct": {"p50": [], "ttfb": [], "idle": []}}
+        figures |= {b.label: {"p50": [], "ttfb": [], "cpu": [], "idle": []} for b in builds}
+        pause = args.gap_ms / 1000
+        plain_native, plain = json.dumps(NATIVE_BODY).encode(), json.dumps(OPENAI_BODY).encode()
         for _ in range(args.rounds):
             load = bench.load(direct[0], {**NATIVE_BODY, "stream": True}, {}, 1)
             figures["direct"]["p50"].append(load.p50)
             figures["direct"]["ttfb"].append(statistics.median(ttfb(direct[1], native, {}, requests=args.requests))
                                              * 1000)
+            figures["direct"]["idle"].append(statistics.median(
+                ttfb(direct[0], plain_native, {}, requests=args.requests // 2, warmup=10, pause=pause)) * 1000)
             for b in builds:
                 auth = {"Authorization": f"Bearer {b.key}"}
                 load = bench.load(b.urls[0], {**OPENAI_BODY, "stream": True}, auth, 1, pid=b.pids[0])
@@ -91,18 +98,21 @@ def main() -> None:
                 figures[b.label]["cpu"].append(load.cpu_us or 0.0)
                 figures[b.label]["ttfb"].append(statistics.median(ttfb(b.urls[1], body, auth,
                                                                        requests=args.requests)) * 1000)
+                figures[b.label]["idle"].append(statistics.median(
+                    ttfb(b.urls[0], plain, auth, requests=args.requests // 2, warmup=10, pause=pause)) * 1000)
     finally:
         bench.close()
     print(f"{os.cpu_count()} CPUs; {args.rounds} rounds interleaved; medians of rounds "
           f"(rounds in brackets); TTFB against a fake holding events after the first for {args.gap_ms:g} ms\n")
     d = {k: statistics.median(v) for k, v in figures["direct"].items()}
-    print("| build | stream c=1 p50 | added | proxy CPU per stream | TTFB p50 | TTFB added |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    print(f"| direct | {d['p50']:.2f} ms | | | {d['ttfb']:.3f} ms | |")
+    print("| build | stream c=1 p50 | added | proxy CPU per stream | TTFB p50 | TTFB added | idle chat | added |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| direct | {d['p50']:.2f} ms | | | {d['ttfb']:.3f} ms | | {d['idle']:.3f} ms | |")
     for b in builds:
         f = {k: statistics.median(v) for k, v in figures[b.label].items()}
         print(f"| {b.label} | {f['p50']:.2f} ms | +{f['p50'] - d['p50']:.2f} ms | {f['cpu']:.0f} µs | "
-              f"{f['ttfb']:.3f} ms | +{f['ttfb'] - d['ttfb']:.3f} ms |")
+              f"{f['ttfb']:.3f} ms | +{f['ttfb'] - d['ttfb']:.3f} ms | {f['idle']:.3f} ms | "
+              f"+{f['idle'] - d['idle']:.3f} ms |")
     print("\nrounds: " + json.dumps({k: {m: [round(x, 3) for x in v] for m, v in f.items()}
                                    for k, f in figures.items()}))
     if args.json:

@@ -30,22 +30,28 @@ def _read_head(sock: socket.socket, buffer: bytes) -> tuple[bytes, bytes]:
     return head, rest
 
 
-def ttfb(url: str, body: bytes, headers: dict[str, str], *, requests: int, warmup: int = 50) -> list[float]:
-    """Seconds from send to the first `data:` byte, for `requests` requests on one keep-alive connection."""
+def ttfb(url: str, body: bytes, headers: dict[str, str], *, requests: int, warmup: int = 50,
+         pause: float = 0.0) -> list[float]:
+    """Seconds from send to the first `data:` byte, for `requests` requests on one keep-alive connection (for
+    an answer that is not an event stream, e.g. a JSON one, to its last byte); `pause`: seconds idle before each
+    send."""
     host, port, request = build_request(url, body, headers)
     out: list[float] = []
     with socket.create_connection((host, port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for i in range(warmup + requests):
+            if pause:
+                time.sleep(pause)
             start = time.perf_counter()
             sock.sendall(request)
             head, buffer = _read_head(sock, b"")
             if not head.startswith(b"HTTP/1.1 200"):
                 raise RuntimeError(f"not 200: {head[:200]!r}")
-            while b"data:" not in buffer:
+            chunked = b"transfer-encoding: chunked" in head.lower()
+            events = b"text/event-stream" in head.lower()
+            while events and b"data:" not in buffer:
                 buffer += sock.recv(65536)
             first = time.perf_counter() - start
-            chunked = b"transfer-encoding: chunked" in head.lower()
             # Read to the end of this response: the chunked terminator, or the content length.
             if chunked:
                 while not buffer.endswith(b"0\r\n\r\n"):
@@ -55,6 +61,8 @@ def ttfb(url: str, body: bytes, headers: dict[str, str], *, requests: int, warmu
                                   if line.startswith(b"content-length:")))
                 while len(buffer) < length:
                     buffer += sock.recv(65536)
+            if not events:
+                first = time.perf_counter() - start
             if i >= warmup:
                 out.append(first)
     return out
@@ -65,10 +73,11 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--body", required=True, help="JSON request body (a streamed request)")
     parser.add_argument("-n", "--requests", type=int, default=500)
+    parser.add_argument("--pause-ms", type=float, default=0.0, help="idle before each send (default 0)")
     parser.add_argument("-H", "--header", action="append", default=[], help="'Name: value' (repeatable)")
     args = parser.parse_args()
     headers = {k.strip(): v.strip() for k, v in (h.split(":", 1) for h in args.header)}
-    times = ttfb(args.url, args.body.encode(), headers, requests=args.requests)
+    times = ttfb(args.url, args.body.encode(), headers, requests=args.requests, pause=args.pause_ms / 1000)
     print(json.dumps({"requests": len(times), "ttfb_p50_ms": round(statistics.median(times) * 1000, 3),
                       "ttfb_p90_ms": round(sorted(times)[int(len(times) * 0.9)] * 1000, 3)}))
 

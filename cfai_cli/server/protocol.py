@@ -7,6 +7,13 @@ descriptor for ever (slowloris). Here a timer runs from the moment a connection 
 response, until a request's headers are complete; when it fires, a client that had started a head gets a
 408 OpenAI error body, and the connection is closed either way. Bodies have their own deadline
 (server.body, `body_timeout`).
+
+A second change: a response's head leaves with its first body write (`HeadWithBody`). uvicorn writes the
+status line and headers the moment the app sends `http.response.start`, and each body message in a write of
+its own, so every answer was at least two writes, two TCP segments and two wake-ups of the client: a JSON
+answer, and a stream's headers before its first event, which the client then waits for. The head is now held
+until the first body write (the app sends it right after, without waiting: a JSON body, a stream's primed
+first events) or, if none comes, until the end of the event loop's iteration, so nothing waits on it.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import asyncio
 import json
 from typing import ClassVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 DEFAULT_HEADER_TIMEOUT = 10.0
 
@@ -26,6 +33,57 @@ def _timeout_answer(seconds: float) -> bytes:
         "type": "invalid_request_error", "param": None, "code": "request_timeout"}}).encode()
     return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n%s" % (len(body), body))
+
+
+class HeadWithBody:
+    """What a request's cycle writes to: its transport, with the response head held for the first body write.
+
+    uvicorn's cycle writes the head as its first write once `response_started` is set (a `100 Continue` is
+    written before that, and goes at once); every later write goes out with the held head in front, and a head
+    that nothing follows goes out when the loop comes round (`call_soon`), or before the connection closes.
+    Measured (docs/performance.md, 2026-12-02): one write system call fewer per answer (a JSON chat 3 -> 2, with
+    the request to Workers AI), and a stream's first event reaches the client with its headers instead of a
+    client wake-up (~50-100 µs) later; ~5k more instructions of Python per answer (callgrind, through uvicorn).
+    """
+
+    __slots__ = ("_cycle", "_head", "_held", "_loop", "_transport")
+
+    JOIN_BELOW = 256 * 1024  # a larger body is written after the head, not copied into one buffer with it
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._loop = loop
+        self._head: bytes | None = None
+        self._held = False  # the head has been held (once per cycle)
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if len(data) < self.JOIN_BELOW:
+                self._transport.write(head + data)
+                return
+            self._transport.write(head)
+        elif not self._held and self._cycle.response_started:
+            self._held = True
+            self._head = data
+            self._loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        head, self._head = self._head, None
+        if head is not None and not self._transport.is_closing():
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
 
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
@@ -65,7 +123,11 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_head_timer()
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not before and cycle is not None:  # a new request (not an upgrade): its writes, see HeadWithBody
+            cycle.transport = HeadWithBody(self.transport, cycle, self.loop)  # type: ignore[assignment]
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
