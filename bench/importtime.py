@@ -62,7 +62,7 @@ SCENARIOS: dict[str, Scenario] = {
     "chat": Scenario(("chat", "hi"), 407, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE,
                                            *SHARED_ONLY),
                      fake=True),
-    "offline": Scenario(("chat", "--offline", "hi"), 425, ("rich", "uvicorn", "prometheus_client",
+    "offline": Scenario(("chat", "--offline", "hi"), 421, ("rich", "uvicorn", "prometheus_client",
                                                             "cfai_cli.server", *OFFLINE_UNUSED, *CHAT_UNUSED,
                                                             *SHARED_ONLY)),
     "serve": Scenario(("serve",), 680, ("rich", *SHARED_ONLY), serve=True),
