@@ -53,7 +53,8 @@ SCENARIOS: dict[str, Scenario] = {
                      fake=True),
     "offline": Scenario(("chat", "--offline", "hi"), 472, ("rich", "uvicorn", "prometheus_client",
                                                             "cfai_cli.server", *CHAT_UNUSED, *SHARED_ONLY)),
-    "serve": Scenario(("serve",), 680, ("rich", *SHARED_ONLY), serve=True),
+    # uvicorn's websocket protocol (the websockets library) is imported by the first upgrade request, not at start.
+    "serve": Scenario(("serve",), 680, ("rich", "websockets", *SHARED_ONLY), serve=True),
 }
 
 

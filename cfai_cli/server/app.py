@@ -270,6 +270,13 @@ def _protocol(settings: Settings) -> str:
     return "cfai_cli.server.protocol:HeadTimeoutProtocol"
 
 
+def _websockets() -> Any:
+    """uvicorn's `ws` option: its automatic choice, imported at the first upgrade request (server.protocol)."""
+    from cfai_cli.server.protocol import websocket_option
+
+    return websocket_option()
+
+
 def check_shared_store(settings: Settings) -> None:
     """A PostgreSQL store is shared by replicas: refuse to serve it without shared coordination (Redis), whose
     limits and budget holds every replica must see (docs/database.md)."""
@@ -303,7 +310,7 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
     # usage log already records every request, so it is opt-in (`cfai serve --access-log`).
     options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "server_header": False,
                                "access_log": access_log,
-                               "proxy_headers": False, "http": _protocol(settings)}
+                               "proxy_headers": False, "http": _protocol(settings), "ws": _websockets()}
     if workers <= 1:
         app: ASGIApp = create_app(settings, no_auth=no_auth, console=console)
         uvicorn.run(app, **options)
