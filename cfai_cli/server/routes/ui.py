@@ -16,7 +16,6 @@ from starlette.responses import Response
 
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.service.models import catalogue
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -46,6 +45,9 @@ async def style(request: Request) -> Response:
 
 async def models_view(request: Request) -> Response:
     """The catalogue with each model's cfai aliases (needs the `models` scope)."""
+    # Imported here: server.auth imports this module (OPEN_PATHS) before `cfai serve` answers its first /health.
+    from cfai_cli.service.models import catalogue
+
     ctx = request.app.state.ctx
     aliases: dict[str, list[str]] = {}
     for alias, target in sorted(ctx.settings.aliases.items()):
