@@ -273,8 +273,8 @@ def _protocol(settings: Settings) -> str:
 
 
 def _websockets() -> Any:
-    """uvicorn's `ws` option: its automatic choice, imported at the first upgrade request (server.protocol)."""
-    from cfai_cli.server.protocol import websocket_option
+    """uvicorn's `ws` option: its automatic choice, imported at the first upgrade request (server.upgrade)."""
+    from cfai_cli.server.upgrade import websocket_option
 
     return websocket_option()
 

@@ -12,9 +12,8 @@ response, until a request's headers are complete; when it fires, a client that h
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -78,22 +77,3 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
         super().connection_lost(exc)
-
-
-def websocket_protocol(**options: Any) -> asyncio.Protocol:
-    """What uvicorn's `ws="auto"` would have made for an upgrade request, made by the first one: the proxy
-    serves no websocket route (Starlette closes the handshake with a 403, as before), and importing the
-    websockets library when uvicorn loads its config was 39-77 M instructions, 2.5-5 % of `cfai serve`'s
-    start-up to its first /health 200 (callgrind, issue 25, 2026-12-02)."""
-    from uvicorn.protocols.websockets.auto import AutoWebSocketsProtocol
-
-    assert AutoWebSocketsProtocol is not None  # websocket_option() found a library
-    return AutoWebSocketsProtocol(**options)
-
-
-def websocket_option() -> Any:
-    """uvicorn's `ws` option: `websocket_protocol` when a websocket library is installed (looked up, not
-    imported), else "none", which is what "auto" resolves to without one."""
-    if importlib.util.find_spec("websockets") is None and importlib.util.find_spec("wsproto") is None:
-        return "none"
-    return websocket_protocol

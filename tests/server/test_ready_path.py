@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cfai_cli.server import protocol
+from cfai_cli.server import upgrade
 
 # Each was imported before the first /health answer until 2026-12-02: the routes' helpers and the chat models
 # (through server.auth and server.observe), the response cache's service, the retention pass's stores
@@ -59,8 +59,8 @@ def test_the_first_health_answer_loads_nothing_only_later_requests_use(tmp_path:
 
 
 def test_uvicorn_loads_its_websocket_protocol_only_for_an_upgrade() -> None:
-    code = ("import sys; from cfai_cli.server.protocol import websocket_option; option = websocket_option(); "
+    code = ("import sys; from cfai_cli.server.upgrade import websocket_option; option = websocket_option(); "
             "print(callable(option), 'websockets' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["True", "False"]
-    assert protocol.websocket_option() is protocol.websocket_protocol  # websockets is installed here
+    assert upgrade.websocket_option() is upgrade.websocket_protocol  # websockets is installed here
