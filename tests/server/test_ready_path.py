@@ -13,10 +13,11 @@ from cfai_cli.server import upgrade
 
 # Each was imported before the first /health answer until 2026-12-02: the routes' helpers and the chat models
 # (through server.auth and server.observe), the response cache's service, the retention pass's stores
-# (server.housekeeping), the model catalogue's service (server.routes.ui) and the token estimator.
+# (server.housekeeping), the model catalogue's service (server.routes.ui), the token estimator, and anyio's
+# asyncio backend (the account meter's lock).
 LATER = ("cfai_cli.server.routes.common", "cfai_cli.core.openai.chat", "cfai_cli.service.cache",
          "cfai_cli.store.retention", "cfai_cli.store.cache", "cfai_cli.store.files", "cfai_cli.core.tokens",
-         "cfai_cli.service.chat_stream")
+         "cfai_cli.service.chat_stream", "anyio._backends._asyncio")
 
 PROBE = """
 import asyncio, json, os, sys
