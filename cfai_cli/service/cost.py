@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from cfai_cli.core.catalog import PUBLISHED_PRICES
 from cfai_cli.core.cost import Prices, Units, estimate_neurons
-from cfai_cli.service.models import cached_prices
+from cfai_cli.service.catalogue_cache import cached_prices
 from cfai_cli.service.record import RequestRecord
 
 if TYPE_CHECKING:  # the chat models are not loaded by the proxy's middleware, which imports this module at start

@@ -17,7 +17,7 @@ from cfai_cli.server import upgrade
 # asyncio backend (the account meter's lock).
 LATER = ("cfai_cli.server.routes.common", "cfai_cli.core.openai.chat", "cfai_cli.service.cache",
          "cfai_cli.store.retention", "cfai_cli.store.cache", "cfai_cli.store.files", "cfai_cli.core.tokens",
-         "cfai_cli.service.chat_stream", "anyio._backends._asyncio")
+         "cfai_cli.service.chat_stream", "cfai_cli.service.models", "anyio._backends._asyncio")
 
 PROBE = """
 import asyncio, json, os, sys
