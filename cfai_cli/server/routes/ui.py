@@ -8,7 +8,6 @@ No CDN, no inline script: the Content-Security-Policy allows only this origin.
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Any
 
 from starlette.requests import Request
@@ -26,6 +25,8 @@ OPEN_PATHS = ("/", "/ui", "/ui/", "/ui/app.css", *(f"/ui/{name}" for name in _SC
 
 
 def _asset(name: str) -> Response:
+    from importlib.resources import files  # here: server.auth imports this module before the first /health answer
+
     body = files("cfai_cli.server").joinpath("ui", name).read_bytes()
     return Response(body, media_type=_ASSETS[name], headers={"Content-Security-Policy": CSP,
                                                               "Cache-Control": "no-cache"})
