@@ -44,7 +44,6 @@ from cfai_cli.server.observe import Observe, UsageRecorder
 from cfai_cli.server.routes import FILES_PREFIX, routes, warm
 from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes
-from cfai_cli.service.cache import SHARED_CACHE
 from cfai_cli.service.context import Context, open_context, scrubber_for
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.budgets import Budgets, SpendStore
@@ -92,19 +91,21 @@ def _warm() -> None:
     importlib.import_module("cfai_cli.service.batch_executor")
 
 
-# When the warm-up starts: once /health has answered (a readiness probe, `cfai serve`'s own wait) or a batch
-# is created (the executor starts after the warm-up), else this long after start-up. uvicorn binds its socket
-# after the lifespan has started, and the first requests should not share the interpreter with ~150 ms of
-# imports; a request for an endpoint family before the warm-up imports that family's module itself. (A fixed
-# 0.5 s was not enough on a loaded machine: 15 % of the CPU to the first /health 200 saved, not 12 %.)
+# When the warm-up (and housekeeping's first pass) starts: once /health has answered (a readiness probe,
+# `cfai serve`'s own wait) or a batch is created (the executor starts after the warm-up), else this long after
+# start-up. uvicorn binds its socket after the lifespan has started, and the first requests should not share the
+# interpreter with ~150 ms of imports; a request for an endpoint family before the warm-up imports that family's
+# module itself. (A fixed 0.5 s was not enough on a loaded machine: 15 % of the CPU to the first /health 200
+# saved, not 12 %.)
 WARM_DELAY = 1.0
 
 
 async def _after_start(app: Starlette, ctx: Context, recorder: UsageRecorder, no_auth: bool, limiter: RateLimits,
-                       ledger: Budgets) -> None:
+                       ledger: Budgets, housekeeping: Housekeeping) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(app.state.warm_up.wait(), WARM_DELAY)
     await asyncio.sleep(0.05)  # the probe's answer is written first
+    housekeeping.start()  # its first pass (in a thread) imports the retention and cache stores
     await asyncio.to_thread(_warm)
     from cfai_cli.service.batch_executor import BatchExecutor  # loaded by _warm
 
@@ -163,17 +164,18 @@ def create_app(
                 settings, transport=transport, image_transport=image_transport, meter=meter,
                 rests=shared[0] if shared else None))
             if shared is not None:
+                from cfai_cli.service.cache import SHARED_CACHE  # the response cache's service: chat models and all
+
                 ctx.cache[SHARED_CACHE] = shared[1]
             app.state.ctx = ctx
             recorder.start()
             stopping.push_async_callback(recorder.stop)
-            housekeeping.start()
-            stopping.push_async_callback(housekeeping.stop)
+            stopping.push_async_callback(housekeeping.stop)  # started with the warm-up (_after_start)
             if console_log is not None:
                 console_log.start()
                 stopping.callback(console_log.stop)
             background = asyncio.get_running_loop().create_task(
-                _after_start(app, ctx, recorder, no_auth, limiter, ledger))
+                _after_start(app, ctx, recorder, no_auth, limiter, ledger, housekeeping))
             stopping.push_async_callback(_stop_after_start, app, background)
             yield
 
@@ -270,6 +272,13 @@ def _protocol(settings: Settings) -> str:
     return "cfai_cli.server.protocol:HeadTimeoutProtocol"
 
 
+def _websockets() -> Any:
+    """uvicorn's `ws` option: its automatic choice, imported at the first upgrade request (server.upgrade)."""
+    from cfai_cli.server.upgrade import websocket_option
+
+    return websocket_option()
+
+
 def check_shared_store(settings: Settings) -> None:
     """A PostgreSQL store is shared by replicas: refuse to serve it without shared coordination (Redis), whose
     limits and budget holds every replica must see (docs/database.md)."""
@@ -303,7 +312,7 @@ def serve(settings: Settings, *, host: str, port: int, no_auth: bool = False, lo
     # usage log already records every request, so it is opt-in (`cfai serve --access-log`).
     options: dict[str, Any] = {"host": host, "port": port, "log_level": log_level, "server_header": False,
                                "access_log": access_log,
-                               "proxy_headers": False, "http": _protocol(settings)}
+                               "proxy_headers": False, "http": _protocol(settings), "ws": _websockets()}
     if workers <= 1:
         app: ASGIApp = create_app(settings, no_auth=no_auth, console=console)
         uvicorn.run(app, **options)

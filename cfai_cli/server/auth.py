@@ -23,9 +23,9 @@ from cfai_cli.errors import (
     RateLimited,
 )
 from cfai_cli.server.errors import error_response
-from cfai_cli.server.routes.common import request_record
 from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
+from cfai_cli.server.scope import request_record
 from cfai_cli.service.grants import grant
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import BudgetLedger, Budgets

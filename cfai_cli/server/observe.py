@@ -41,7 +41,7 @@ from cfai_cli.errors import StoreUnavailable
 from cfai_cli.server.console import ConsoleLog, Entry
 from cfai_cli.server.metrics import UNMATCHED, Metrics, RouteLabels
 from cfai_cli.server.responses import ERROR_FREE
-from cfai_cli.server.routes.common import request_record
+from cfai_cli.server.scope import request_record
 from cfai_cli.service.cost import settle
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import Budgets

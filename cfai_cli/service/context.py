@@ -19,6 +19,7 @@ import httpx
 from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import DEFAULT_UPSTREAM, Credential, UpstreamConfig
 from cfai_cli.service.accounts import WorkersPool
+from cfai_cli.service.catalogue_cache import cached_ids
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings
 from cfai_cli.upstream.fetch import ImageFetcher
@@ -152,8 +153,6 @@ async def open_context(
     """A ready Context; `transport` replaces the network to every upstream (tests, --offline); `meter` tells the
     router what each Cloudflare account spent today (its daily caps; the proxy gives one); `rests` shares the
     router's cooldowns with the gateway's other replicas (`[coordination] url`)."""
-    from cfai_cli.service.models import cached_ids  # models imports this module
-
     if settings.offline and transport is None:
         transport = offline_transport()
     cache: dict[str, Any] = {}

@@ -14,14 +14,15 @@ core.budgets.DEFAULT_OUTPUT_TOKENS (or its own smaller max_tokens), at published
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfai_cli.core.catalog import PUBLISHED_PRICES
 from cfai_cli.core.cost import Prices, Units, estimate_neurons
-from cfai_cli.core.openai.chat import ChatCompletionRequest
-from cfai_cli.core.tokens import estimate_message
-from cfai_cli.service.models import cached_prices
+from cfai_cli.service.catalogue_cache import cached_prices
 from cfai_cli.service.record import RequestRecord
+
+if TYPE_CHECKING:  # the chat models are not loaded by the proxy's middleware, which imports this module at start
+    from cfai_cli.core.openai.chat import ChatCompletionRequest
 
 
 def prices_for(cache: dict[str, Any], model_id: str) -> Prices | None:
@@ -47,6 +48,7 @@ def plan_chat(record: RequestRecord, req: ChatCompletionRequest) -> None:
     """What one call of `req` is expected to use, for its budget's hold (only a budgeted request pays for counting)."""
     if record.budget is not None and record.planned is None:
         from cfai_cli.core.budgets import DEFAULT_OUTPUT_TOKENS  # budgets' module: only a budgeted request
+        from cfai_cli.core.tokens import estimate_message
 
         limit = req.token_limit()
         output = DEFAULT_OUTPUT_TOKENS if limit is None else min(limit, DEFAULT_OUTPUT_TOKENS)

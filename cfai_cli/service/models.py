@@ -100,7 +100,7 @@ def parse_model(item: Mapping[str, Any]) -> ModelInfo | None:
 
 async def catalogue(ctx: Context, *, task: str | None = None, search: str | None = None) -> list[ModelInfo]:
     """Every model Workers AI offers (optionally filtered upstream), cached for ten minutes."""
-    key = f"models:{task or ''}:{search or ''}"
+    key = f"models:{task or ''}:{search or ''}"  # the full catalogue's: service.catalogue_cache.FULL
     cached = ctx.cache.get(key)
     if cached is not None and ctx.clock() - cached[0] < CACHE_SECONDS:
         return list(cached[1])
@@ -118,28 +118,6 @@ async def catalogue(ctx: Context, *, task: str | None = None, search: str | None
     models = sorted((m for m in map(parse_model, items) if m is not None), key=lambda m: m.id)
     ctx.cache[key] = (ctx.clock(), models)
     return list(models)
-
-
-def cached_prices(cache: dict[str, Any], model_id: str) -> Prices | None:
-    """`model_id`'s published prices if the full catalogue was fetched into `cache` (never fetches) and has any."""
-    cached = cache.get("models::")
-    if cached is None:
-        return None
-    found = next((m.prices for m in cached[1] if m.id == model_id), None)
-    return found if found is not None and found.known else None
-
-
-def cached_ids(cache: dict[str, Any]) -> frozenset[str]:
-    """The ids of the full catalogue if it was fetched into a context's `cache` (never fetches): for the
-    router's "known model" test."""
-    cached = cache.get("models::")
-    if cached is None:
-        return frozenset()
-    ids = cache.get("models::ids")
-    if ids is None or ids[0] is not cached:
-        ids = cache["models::ids"] = (cached, frozenset(m.id for m in cached[1]))
-    found: frozenset[str] = ids[1]
-    return found
 
 
 def openai_model(model_id: str, created: int, owned_by: str) -> dict[str, Any]:

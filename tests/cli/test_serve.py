@@ -9,6 +9,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,6 +58,13 @@ def test_serve_offline_answers_over_http(cfai_home: Path) -> None:
                                                         {"name": "groq", "state": "unavailable"}]}
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health?detail=1", timeout=5) as response:
             assert json.loads(response.read())["offline"] is True  # --no-auth: the operator's view for all
+        # A websocket handshake is refused as before (Starlette's 403: no websocket route), though uvicorn's
+        # websocket protocol is only imported by the first upgrade request (server/upgrade.py).
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         b"Sec-WebSocket-Version: 13\r\n\r\n")
+            assert conn.recv(64).startswith(b"HTTP/1.1 403 ")
         with pytest.raises(urllib.error.HTTPError) as no_page:  # --no-ui
             urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=5)
         no_page.value.close()

@@ -209,7 +209,9 @@ async def test_serve_deletes_old_rows_at_start_up(settings: Settings) -> None:
     store = ResponseStore(settings.database)
     for rid, age in (("resp_old", 31), ("resp_new", 2)):
         store.save({"id": rid, "created_at": int(time.time() - age * 86400), "output": []}, [])
-    async with running(replace(settings, responses_retention_days=30)) as (app, _):
+    async with running(replace(settings, responses_retention_days=30)) as (app, client):
+        assert app.state.housekeeping.last is None  # the first pass waits for the server to be up and probed
+        assert (await client.get("/health")).status_code == 200
         for _ in range(200):
             if app.state.housekeeping.last is not None:
                 break

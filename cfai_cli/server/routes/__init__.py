@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import pkgutil
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -116,6 +115,8 @@ def warm() -> None:
     """Import every endpoint module now and check its ROUTES (and V2_ROUTES) against the table: the path,
     methods and endpoint of each, in order, and of every module of this package that has ROUTES. Raises
     RuntimeError naming the first difference."""
+    import pkgutil  # here: warm() runs after the first /health answer
+
     modules = [info.name for info in pkgutil.iter_modules(__path__)]
     for table, attribute in ((TABLE, "ROUTES"), (UNPREFIXED, "V2_ROUTES")):
         listed: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}

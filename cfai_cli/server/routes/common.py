@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import anyio
 from starlette.requests import Request
@@ -23,20 +23,11 @@ from cfai_cli.core.openai.base import parse_body
 from cfai_cli.core.sse import DONE, encode_sse
 from cfai_cli.errors import CfaiError, RequestTooLarge, UnsupportedMediaType, UpstreamError
 from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.server.scope import request_record
 from cfai_cli.service.chat_stream import EventStream
 from cfai_cli.service.context import Context
-from cfai_cli.service.record import RequestRecord
 
 log = logging.getLogger("cfai.server")
-
-
-def request_record(scope: Scope) -> RequestRecord:
-    """This request's record, made by the first middleware that needs it (see service.record)."""
-    state = scope.setdefault("state", {})
-    record = state.get("cfai_record")
-    if record is None:
-        record = state["cfai_record"] = RequestRecord()
-    return cast(RequestRecord, record)
 
 
 def request_context(request: Request) -> Context:

@@ -8,7 +8,6 @@ No CDN, no inline script: the Content-Security-Policy allows only this origin.
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Any
 
 from starlette.requests import Request
@@ -16,7 +15,6 @@ from starlette.responses import Response
 
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.responses import JSONResponse
-from cfai_cli.service.models import catalogue
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -27,6 +25,8 @@ OPEN_PATHS = ("/", "/ui", "/ui/", "/ui/app.css", *(f"/ui/{name}" for name in _SC
 
 
 def _asset(name: str) -> Response:
+    from importlib.resources import files  # here: server.auth imports this module before the first /health answer
+
     body = files("cfai_cli.server").joinpath("ui", name).read_bytes()
     return Response(body, media_type=_ASSETS[name], headers={"Content-Security-Policy": CSP,
                                                               "Cache-Control": "no-cache"})
@@ -46,6 +46,9 @@ async def style(request: Request) -> Response:
 
 async def models_view(request: Request) -> Response:
     """The catalogue with each model's cfai aliases (needs the `models` scope)."""
+    # Imported here: server.auth imports this module (OPEN_PATHS) before `cfai serve` answers its first /health.
+    from cfai_cli.service.models import catalogue
+
     ctx = request.app.state.ctx
     aliases: dict[str, list[str]] = {}
     for alias, target in sorted(ctx.settings.aliases.items()):
