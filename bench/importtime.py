@@ -59,10 +59,10 @@ SCENARIOS: dict[str, Scenario] = {
                                         *SERVER_SIDE, *SHARED_ONLY)),
     # +1 each on 2026-12-02 for cli/compiled.py (its table saves ~270 M instructions of `cfai chat hi`); chat +1 for
     # core.defaults, the default model names `cfai --help` reads without the catalogue.
-    "chat": Scenario(("chat", "hi"), 407, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE,
+    "chat": Scenario(("chat", "hi"), 406, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *SERVER_SIDE,
                                            *SHARED_ONLY),
                      fake=True),
-    "offline": Scenario(("chat", "--offline", "hi"), 421, ("rich", "uvicorn", "prometheus_client",
+    "offline": Scenario(("chat", "--offline", "hi"), 420, ("rich", "uvicorn", "prometheus_client",
                                                             "cfai_cli.server", *OFFLINE_UNUSED, *CHAT_UNUSED,
                                                             *SHARED_ONLY)),
     # Killed at its first /health 200 (541 modules on 2026-12-02, the build before 574). uvicorn's websocket
