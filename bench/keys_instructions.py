@@ -8,7 +8,10 @@ instructions of one request without the start-up's. Prints them for a key withou
 PYTHONPATH=/other/checkout.
 The requests are not sent through an httpx client (httpx.ASGITransport, until 2026-12-02): it parsed the answer's
 six x-ratelimit-* headers twice (its Headers, and an email.message.Message per response for its cookie jar), and
-that client-side work, which no real server pays, was counted as the limits' cost.
+that client-side work, which no real server pays, was counted as the limits' cost. The stand-in for Workers AI
+lets the event loop turn once, as a real upstream call does, and so does the client between two requests (without
+them a request, or the end of one and the start of the next, ran in one turn of the loop, and its second piece of
+SQLite work went the way of concurrent requests': a future and two more turns).
 
     python bench/keys_instructions.py [--small 100] [--large 400]      # ~5-9 minutes (two callgrind runs at a time)
 """
@@ -31,7 +34,8 @@ import httpx
 KINDS = ("no limits", "rpm+tpm")
 
 
-def billing(request: httpx.Request) -> httpx.Response:
+async def billing(request: httpx.Request) -> httpx.Response:
+    await asyncio.sleep(0)  # the network round trip: the loop turns once, as it does with a real Workers AI
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
     return httpx.Response(200, json={"result": {"response": "ok", "usage": usage}, "success": True, "errors": [],
                                      "messages": []}, headers={"cf-ai-neurons": "1.5"})
@@ -57,6 +61,7 @@ async def serve(kind: str, requests: int) -> None:
         for _ in range(30 + requests):
             status, answer = await call(app, headers, body)
             assert status == 200, answer
+            await asyncio.sleep(0)  # the client's round trip: the next request comes in another turn of the loop
 
 
 async def call(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:
