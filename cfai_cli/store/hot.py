@@ -172,17 +172,9 @@ class HotPath:
         loop = asyncio.get_running_loop()
         batch = self._pending.get(loop)
         if batch is None and loop not in self._stepping and not self._draining:
-            self._stepping.add(loop)
-            loop.call_soon(self._stepping.discard, loop)
-            outcome = self._inline(_run_one, work, write)
+            outcome = self._first(loop, work, write)
             if outcome is not None:
-                self._commits += 1
-                if self._commits >= CHECKPOINT_EVERY:
-                    self._checkpoint_soon(loop)
-                ok, result = outcome
-                if not ok:
-                    raise result
-                return result  # type: ignore[no-any-return]
+                return self._result(outcome)  # type: ignore[no-any-return]
             future: asyncio.Future[T] = loop.create_future()  # another writer holds the lock: wait off the loop
             self._to_thread(loop, [(work, future, write)])
             return await future
@@ -192,6 +184,35 @@ class HotPath:
             loop.call_soon(self._flush, loop)
         batch.append((work, future, write))
         return await future
+
+    def run_now(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> tuple[T] | None:
+        """`work(conn)` at once, as `run` does when nothing waits and the write lock is free: (what it returned,)
+        (what it raised is raised); None when it has to wait its turn, and then the caller awaits `run(work)`.
+        For a caller that must not be interrupted once it waits (server.observe's charges at a request's end):
+        it pays for a shield from cancellation only in that case."""
+        loop = asyncio.get_running_loop()
+        if loop in self._pending or loop in self._stepping or self._draining:
+            return None
+        outcome = self._first(loop, work, write)
+        return None if outcome is None else (self._result(outcome),)
+
+    def _first(self, loop: asyncio.AbstractEventLoop, work: Work, write: bool) -> tuple[bool, Any] | None:
+        """The first piece of this iteration of the loop, alone and at once; None if another writer holds the lock."""
+        self._stepping.add(loop)
+        loop.call_soon(self._stepping.discard, loop)
+        outcome = self._inline(_run_one, work, write)
+        if outcome is not None:
+            self._commits += 1
+            if self._commits >= CHECKPOINT_EVERY:
+                self._checkpoint_soon(loop)
+        return outcome
+
+    @staticmethod
+    def _result(outcome: tuple[bool, Any]) -> Any:
+        ok, result = outcome
+        if not ok:
+            raise result
+        return result
 
     def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work(conn)` in its own write transaction on the calling thread, waiting for the lock (CLI, tests)."""

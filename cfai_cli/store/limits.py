@@ -153,6 +153,10 @@ def _record(conn: sqlite3.Connection, key_id: str, kind: int, units: int, now: f
     conn.execute(_INSERT, (key_id, kind, now if ts is None else max(now, ts), total + units, units))
 
 
+def _record_tokens(conn: sqlite3.Connection, key_id: str, tokens: int, now: float) -> None:
+    _record(conn, key_id, TOKENS, tokens, now, _last(conn, key_id, TOKENS))
+
+
 class RateLimits(Protocol):
     """What the server asks of a rate limiter."""
 
@@ -161,6 +165,9 @@ class RateLimits(Protocol):
 
     async def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
         """Count the tokens a request of the key spent, for its tokens-per-minute window."""
+
+    def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
+        """`record_tokens` at once if it needs no wait (True: counted), else False (then await `record_tokens`)."""
 
 
 class RateLimiter:
@@ -182,7 +189,13 @@ class RateLimiter:
     async def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
         if tokens > 0:
             self.hot.ensure(SCHEMA, migrate)
-            await self.hot.run(lambda conn: _record(conn, key_id, TOKENS, tokens, now, _last(conn, key_id, TOKENS)))
+            await self.hot.run(lambda conn: _record_tokens(conn, key_id, tokens, now))
+
+    def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
+        if tokens <= 0:
+            return True
+        self.hot.ensure(SCHEMA, migrate)
+        return self.hot.run_now(lambda conn: _record_tokens(conn, key_id, tokens, now)) is not None
 
     @staticmethod
     def _admit(conn: sqlite3.Connection, key_id: str, policy: KeyPolicy, now: float, units: int, trim: bool

@@ -70,3 +70,23 @@ async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: 
     other.close()
     assert await hot.run(count_and_add) == 1  # and the loop's own connection is used again
     hot.close()
+
+
+async def test_run_now_runs_a_piece_at_once_or_says_it_must_wait(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db)
+    hot.ensure(SCHEMA)
+    assert hot.run_now(count_and_add) == (0,)
+    assert hot.run_now(count_and_add) is None  # this turn of the loop ran a piece: the next ones share a transaction
+    await asyncio.sleep(0)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    assert hot.run_now(count_and_add) is None  # another connection writes: nothing written, nothing waited for
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.sleep(0)
+    with pytest.raises(ValueError):
+        hot.run_now(broken)
+    await asyncio.sleep(0)
+    assert hot.run_now(count_and_add) == (1,)  # the broken piece's insert was rolled back
+    hot.close()
