@@ -11,6 +11,9 @@ CPU alone and ~18 µs in groups of four; the connection opened per admission wit
 replaces, 2–14 ms. The loop's connection never checkpoints the WAL itself (a checkpoint writes and fsyncs
 megabytes): a worker thread does, every `CHECKPOINT_EVERY` commits. Commits are not flushed to disk one by one
 (WAL's synchronous=NORMAL: durable when a process dies, the last commits may be lost if the machine does).
+A piece alone (the usual case) runs without the batch's lists and outcomes, and `run_now` runs one without an
+await at all (a caller that would otherwise shield its wait from cancellation skips the shield); a fork resets
+the process's connections once (os.register_at_fork) instead of an os.getpid() system call per piece.
 """
 
 from __future__ import annotations
