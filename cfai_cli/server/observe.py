@@ -45,6 +45,7 @@ from cfai_cli.server.scope import request_record
 from cfai_cli.service.cost import settle
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import Budgets
+from cfai_cli.store.keys import KeyRecord
 from cfai_cli.store.limits import RateLimits
 from cfai_cli.store.usage import UsageLog, UsageRow
 
@@ -339,12 +340,19 @@ class Observe:
             self.metrics.finished()
             settle(record, self.cache())  # a stream the client left early, an answer that never started
             key = scope.get("state", {}).get("cfai_key")
-            # Only a key with a budget or a TPM limit has anything to charge here: the shield is ~5 µs a request.
-            if key is not None and (key.policy.budgeted or key.policy.tpm is not None):
+            # Only a key with a budget or a TPM limit has anything to charge here, and a TPM key's tokens are
+            # counted at once when nothing waits for SQLite (store.hot): then no shield (~5 µs) is needed.
+            if key is not None and (key.policy.budgeted or (key.policy.tpm is not None
+                                                            and not self._tokens_now(key, record))):
                 with anyio.CancelScope(shield=True):  # a client gone mid-answer still spent what its calls cost
                     await charge_budget()
                     await self._charge_tokens(scope, record)
             self._record(scope, record, watch, time.perf_counter() - start)
+
+    def _tokens_now(self, key: KeyRecord, record: RequestRecord) -> bool:
+        """True when the request's tokens (if any) were counted at once, with no wait and no await."""
+        tokens = record.prompt_tokens + record.completion_tokens
+        return not tokens or self.limiter.record_tokens_now(key.id, tokens, now=time.time())
 
     async def _charge_tokens(self, scope: Scope, record: RequestRecord) -> None:
         """Tokens are known only at the end; TPM then refuses the key's next requests (as OpenAI does)."""

@@ -93,6 +93,9 @@ class Coordinated:
                                  (lambda: local.record_tokens(key_id, tokens, now=now))
                                  if self.outage.on_failure == "open" else None, what="count tokens")
 
+    def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
+        return tokens <= 0  # Redis: always awaited
+
     async def close(self) -> None:
         await self.remote.close()
 

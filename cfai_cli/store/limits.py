@@ -74,33 +74,44 @@ class Window:
 UNMEASURED = Window(0, None)  # a window the key's policy does not limit
 
 
+_LIMIT_REQUESTS, _REMAINING_REQUESTS, _RESET_REQUESTS = (
+    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
+_LIMIT_TOKENS, _REMAINING_TOKENS, _RESET_TOKENS = (
+    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
+
+
 def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Window, tokens: Window) -> Decision:
     """The decision on `units` more requests of a key whose windows hold what they do at `now`: which limit
     refuses, how long to wait, and OpenAI's x-ratelimit-* headers. One code for every RateLimits; the admission
-    rule is repeated in store.redis_limits' Lua script, which must decide inside Redis to be atomic."""
+    rule is repeated in store.redis_limits' Lua script, which must decide inside Redis to be atomic.
+    Written out per window rather than looped over a table: it runs on every admission of a limited key."""
     headers: dict[str, str] = {}
     refusal: Decision | None = None
-    described = False
-    for limit, span, label, window in ((policy.rpm, MINUTE, "requests per minute", minute),
-                                       (policy.rpd, DAY, "requests per day", day)):
-        if limit is None:
-            continue
-        reset = (window.oldest + span - now) if window.oldest is not None else span
-        if not described:  # the headers describe the per-minute window when there is one
-            described = True
-            headers["x-ratelimit-limit-requests"] = str(limit)
-            headers["x-ratelimit-remaining-requests"] = str(max(0, limit - window.used - units))
-            headers["x-ratelimit-reset-requests"] = _reset(reset)
-        if window.used + units > limit and refusal is None:
-            headers["x-ratelimit-remaining-requests"] = "0"
-            refusal = Decision(False, max(reset, 0.001), f"this key's limit of {limit} {label}")
-    if policy.tpm is not None:
+    rpm, rpd, tpm = policy.rpm, policy.rpd, policy.tpm
+    if rpm is not None:  # the headers describe the per-minute window when there is one
+        reset = (minute.oldest + MINUTE - now) if minute.oldest is not None else MINUTE
+        headers[_LIMIT_REQUESTS] = str(rpm)
+        headers[_REMAINING_REQUESTS] = str(max(0, rpm - minute.used - units))
+        headers[_RESET_REQUESTS] = _reset(reset)
+        if minute.used + units > rpm:
+            refusal = Decision(False, max(reset, 0.001), f"this key's limit of {rpm} requests per minute")
+    if rpd is not None:
+        reset = (day.oldest + DAY - now) if day.oldest is not None else DAY
+        if rpm is None:
+            headers[_LIMIT_REQUESTS] = str(rpd)
+            headers[_REMAINING_REQUESTS] = str(max(0, rpd - day.used - units))
+            headers[_RESET_REQUESTS] = _reset(reset)
+        if day.used + units > rpd and refusal is None:
+            refusal = Decision(False, max(reset, 0.001), f"this key's limit of {rpd} requests per day")
+    if refusal is not None:
+        headers[_REMAINING_REQUESTS] = "0"
+    if tpm is not None:
         reset = (tokens.oldest + MINUTE - now) if tokens.oldest is not None else 0.0
-        headers["x-ratelimit-limit-tokens"] = str(policy.tpm)
-        headers["x-ratelimit-remaining-tokens"] = str(max(0, policy.tpm - tokens.used))
-        headers["x-ratelimit-reset-tokens"] = _reset(reset)
-        if tokens.used >= policy.tpm and refusal is None:
-            refusal = Decision(False, max(reset, 0.001), f"this key's limit of {policy.tpm} tokens per minute")
+        headers[_LIMIT_TOKENS] = str(tpm)
+        headers[_REMAINING_TOKENS] = str(max(0, tpm - tokens.used))
+        headers[_RESET_TOKENS] = _reset(reset)
+        if tokens.used >= tpm and refusal is None:
+            refusal = Decision(False, max(reset, 0.001), f"this key's limit of {tpm} tokens per minute")
     if refusal is not None:
         refusal.headers = headers
         return refusal
@@ -110,6 +121,8 @@ def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Windo
 def _reset(seconds: float) -> str:
     """OpenAI's x-ratelimit-reset-* format: '1s', '6m0s', '1h2m3s'."""
     total = max(0, math.ceil(seconds))
+    if total < 60:  # a minute's window: the usual case
+        return f"{total}s"
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or hours else "") + f"{secs}s"
@@ -140,6 +153,10 @@ def _record(conn: sqlite3.Connection, key_id: str, kind: int, units: int, now: f
     conn.execute(_INSERT, (key_id, kind, now if ts is None else max(now, ts), total + units, units))
 
 
+def _record_tokens(conn: sqlite3.Connection, key_id: str, tokens: int, now: float) -> None:
+    _record(conn, key_id, TOKENS, tokens, now, _last(conn, key_id, TOKENS))
+
+
 class RateLimits(Protocol):
     """What the server asks of a rate limiter."""
 
@@ -148,6 +165,9 @@ class RateLimits(Protocol):
 
     async def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
         """Count the tokens a request of the key spent, for its tokens-per-minute window."""
+
+    def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
+        """`record_tokens` at once if it needs no wait (True: counted), else False (then await `record_tokens`)."""
 
 
 class RateLimiter:
@@ -169,20 +189,26 @@ class RateLimiter:
     async def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
         if tokens > 0:
             self.hot.ensure(SCHEMA, migrate)
-            await self.hot.run(lambda conn: _record(conn, key_id, TOKENS, tokens, now, _last(conn, key_id, TOKENS)))
+            await self.hot.run(lambda conn: _record_tokens(conn, key_id, tokens, now))
+
+    def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
+        if tokens <= 0:
+            return True
+        self.hot.ensure(SCHEMA, migrate)
+        return self.hot.run_now(lambda conn: _record_tokens(conn, key_id, tokens, now)) is not None
 
     @staticmethod
     def _admit(conn: sqlite3.Connection, key_id: str, policy: KeyPolicy, now: float, units: int, trim: bool
                ) -> Decision:
         last = _last(conn, key_id, REQUESTS)
-
-        def measure(kind: int, limit: int | None, span: float, total: int) -> Window:
-            return Window(*_window(conn, key_id, kind, now - span, total)) if limit is not None else UNMEASURED
-
-        tokens_total = _last(conn, key_id, TOKENS)[1] if policy.tpm is not None else 0
-        decision = decide(policy, units, now, measure(REQUESTS, policy.rpm, MINUTE, last[1]),
-                          measure(REQUESTS, policy.rpd, DAY, last[1]),
-                          measure(TOKENS, policy.tpm, MINUTE, tokens_total))
+        minute = day = tokens = UNMEASURED  # the windows the key's policy does not limit are not read
+        if policy.rpm is not None:
+            minute = Window(*_window(conn, key_id, REQUESTS, now - MINUTE, last[1]))
+        if policy.rpd is not None:
+            day = Window(*_window(conn, key_id, REQUESTS, now - DAY, last[1]))
+        if policy.tpm is not None:
+            tokens = Window(*_window(conn, key_id, TOKENS, now - MINUTE, _last(conn, key_id, TOKENS)[1]))
+        decision = decide(policy, units, now, minute, day, tokens)
         if not decision.allowed:
             return decision
         _record(conn, key_id, REQUESTS, units, now, last)

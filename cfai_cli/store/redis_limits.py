@@ -143,5 +143,8 @@ class RedisRateLimits:
             args: list[str | int] = [repr(now), tokens, repr(now - MINUTE), int(2 * MINUTE * 1000)]
             await self._record(keys=self._keys(key_id)[1:], args=args)
 
+    def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
+        return tokens <= 0  # a round trip to Redis: always awaited
+
     async def close(self) -> None:
         await self.client.aclose()

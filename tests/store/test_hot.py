@@ -4,6 +4,7 @@ fails fails alone; a write lock held elsewhere is waited for in a thread, never 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -69,4 +70,41 @@ async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: 
     ticker.cancel()
     other.close()
     assert await hot.run(count_and_add) == 1  # and the loop's own connection is used again
+    hot.close()
+
+
+async def test_run_now_runs_a_piece_at_once_or_says_it_must_wait(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db)
+    hot.ensure(SCHEMA)
+    assert hot.run_now(count_and_add) == (0,)
+    assert hot.run_now(count_and_add) is None  # this turn of the loop ran a piece: the next ones share a transaction
+    await asyncio.sleep(0)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    assert hot.run_now(count_and_add) is None  # another connection writes: nothing written, nothing waited for
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.sleep(0)
+    with pytest.raises(ValueError):
+        hot.run_now(broken)
+    await asyncio.sleep(0)
+    assert hot.run_now(count_and_add) == (1,)  # the broken piece's insert was rolled back
+    hot.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+async def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    hot = HotPath(tmp_path / "cfai.db")
+    hot.ensure(SCHEMA)
+    assert await hot.run(count_and_add) == 0
+    parent_conn = hot._loop_conn
+    pid = os.fork()
+    if pid == 0:  # the child: its parent's connection is forgotten, never used nor closed
+        os._exit(0 if hot._loop_conn is None and hot._stepping == set() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert hot._loop_conn is parent_conn  # the parent's is its own still
+    await asyncio.sleep(0)
+    assert await hot.run(count_and_add) == 1
     hot.close()
