@@ -60,6 +60,14 @@ def _locked(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
+def _abandon(conn: sqlite3.Connection, exc: BaseException) -> None:
+    """Roll back what a failed transaction wrote; a write lock held elsewhere becomes _Busy (nothing written)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    if isinstance(exc, sqlite3.Error) and _locked(exc):
+        raise _Busy from None
+
+
 def _run_one(conn: sqlite3.Connection, work: Work, write: bool) -> tuple[bool, Any]:
     """`work` alone in a transaction: (True, result) or (False, the exception it raised, its writes rolled back).
 
@@ -76,10 +84,7 @@ def _run_one(conn: sqlite3.Connection, work: Work, write: bool) -> tuple[bool, A
         conn.execute("COMMIT")
         return True, result
     except BaseException as exc:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error) and _locked(exc):
-            raise _Busy from None
+        _abandon(conn, exc)
         raise
 
 
@@ -106,10 +111,7 @@ def _run(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, Any]]
                     failed = index
                     break
         except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error) and _locked(exc):
-                raise _Busy from None
+            _abandon(conn, exc)
             raise
         if failed is None:
             conn.execute("COMMIT")

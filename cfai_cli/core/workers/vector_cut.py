@@ -27,9 +27,9 @@ from typing import Any
 
 from cfai_cli.core import jsonfast
 from cfai_cli.core.workers.envelope import decode_json_result
+from cfai_cli.core.workers.raw_member import JSON_SPACE, value_start
 
 _KEY = b'"data"'
-_SPACE = b" \t\r\n"
 _DIGITS_AND_SIGNS = b"0123456789+-"
 _SYNTAX = b".eE,[]"
 _SENTINEL = "\x00cfai vectors\x00"  # no model sends NUL characters in a string
@@ -53,23 +53,14 @@ class CutVectors:
         return out
 
 
-def _skip_space(body: bytes, i: int) -> int:
-    while i < len(body) and body[i] in _SPACE:
-        i += 1
-    return i
-
 
 def cut_vectors(body: bytes) -> tuple[bytes, bytes] | None:
     """(the document with its first `"data"` member's array replaced by the sentinel, that array's text) when
     the value is an array without strings or objects in it; None otherwise. Which member it was is for the
     caller to check (the sentinel must come back as result.data)."""
-    key = body.find(_KEY)
-    if key < 0:
+    start = value_start(body, _KEY)
+    if start < 0:
         return None
-    colon = _skip_space(body, key + len(_KEY))
-    if body[colon:colon + 1] != b":":
-        return None
-    start = _skip_space(body, colon + 1)
     if body[start:start + 1] != b"[":
         return None
     # An array of numbers holds no quote and no brace: the next one is after it (memchr, not a Python loop).
@@ -77,11 +68,11 @@ def cut_vectors(body: bytes) -> tuple[bytes, bytes] | None:
     if not ends:
         return None
     end = min(ends)
-    while end > start and body[end - 1] in _SPACE:
+    while end > start and body[end - 1] in JSON_SPACE:
         end -= 1
     if body[end - 1:end] == b",":  # another member follows
         end -= 1
-        while end > start and body[end - 1] in _SPACE:
+        while end > start and body[end - 1] in JSON_SPACE:
             end -= 1
     if body[end - 1:end] != b"]":
         return None
