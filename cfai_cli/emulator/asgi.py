@@ -62,17 +62,23 @@ class Response:
                  headers: Mapping[str, str] | None = None, media_type: str | None = None) -> None:
         self.status_code = status_code
         self.body = content.encode("utf-8") if isinstance(content, str) else content or b""
+        # Lower-case names, and the content type in them as Starlette's `Response.headers` has it (sent after
+        # the length, as Starlette sends them).
         self.headers = {key.lower(): value for key, value in (headers or {}).items()}
         self.media_type = media_type
+        self._typed = media_type is not None and "content-type" not in self.headers
+        if self._typed and media_type is not None:
+            text = media_type.startswith("text/") and "charset=" not in media_type.lower()
+            self.headers["content-type"] = f"{media_type}; charset=utf-8" if text else media_type
 
     def raw_headers(self, *, length: bool = True) -> list[tuple[bytes, bytes]]:
         headers = dict(self.headers)
+        typed = headers.pop("content-type") if self._typed else None
         bodiless = self.status_code < 200 or self.status_code in (204, 304)
         if length and not bodiless and "content-length" not in headers:
             headers["content-length"] = str(len(self.body))
-        if self.media_type is not None and "content-type" not in headers:
-            text = self.media_type.startswith("text/") and "charset=" not in self.media_type.lower()
-            headers["content-type"] = f"{self.media_type}; charset=utf-8" if text else self.media_type
+        if typed is not None:
+            headers["content-type"] = typed
         return [(key.encode("latin-1"), value.encode("latin-1")) for key, value in headers.items()]
 
     async def send(self, send: Send, receive: Receive) -> None:

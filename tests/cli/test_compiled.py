@@ -164,7 +164,12 @@ def test_the_console_script_uses_the_table_and_a_second_run_compiles_nothing(tmp
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     runs = [subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path,
                            timeout=60).stderr.rsplit("TABLE:", 1)[-1].split(":") for _ in range(2)]
-    assert runs[0][0] == compiled.table_path() and Path(runs[0][0]).is_file()
+    # next to the bytecode of the cfai_cli the console script imported (the checkout's, or an installed copy's
+    # when the package is installed: then `python -c` in tmp_path imports that one, not this test's)
+    written = Path(runs[0][0])
+    assert written.is_file() and runs[1][0] == runs[0][0]
+    assert written.name == Path(compiled.table_path()).name and written.parent.name == "__pycache__"
+    assert written.parent.parent.name == "cfai_cli"
     # Typer's, click's and cfai's dataclasses, and the type hints of the root command: none compiled again
     assert int(runs[1][1]) > 20 and runs[1][2:] == ["False", "True"]
 

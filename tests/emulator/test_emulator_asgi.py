@@ -44,6 +44,8 @@ def test_a_whole_body_has_starlettes_headers(content: Any, status: int, headers:
     theirs = starlette.Response(content, status, headers, media_type)
     assert ours.body == theirs.body
     assert ours.raw_headers() == theirs.raw_headers
+    # what code reading the response's headers sees (tests/replicas/standin.py hands on the content type)
+    assert ours.headers.get("content-type") == theirs.headers.get("content-type")
 
 
 @pytest.mark.parametrize("media_type", ["text/event-stream", "application/json", None])
