@@ -24,21 +24,16 @@ import json
 import os
 import pstats
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import free_port, wait_http  # noqa: E402
+from inproc import Message, post_scope, serving_app, with_fake_upstream  # noqa: E402
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 TEXTS = [f"document number {i}: a sentence or two of text to embed, as a search index would send" for i in range(2048)]
-Message = dict[str, Any]
 
 
 def request_for(kind: str, fmt: str) -> tuple[str, bytes]:
@@ -72,75 +67,43 @@ async def one(app: Callable[..., Awaitable[None]], key: str, path: str, body: by
             if not message.get("more_body", False):
                 done.set()
 
-    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-             "query_string": b"", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                         (b"authorization", b"Bearer " + key.encode()),
-                         (b"content-length", str(len(body)).encode())], "state": {}}
-    await app(scope, receive, send)
+    await app(post_scope(path, body, key), receive, send)
     return size
 
 
 async def run(port: int, args: argparse.Namespace) -> None:
-    from cfai_cli.server.app import create_app
-    from cfai_cli.settings import load_settings
-    from cfai_cli.store.keys import KeyStore
+    async with serving_app(port, "cfai-payload-cpu-") as (app, key):
+        await measure(app, key, args)
 
-    home = tempfile.mkdtemp(prefix="cfai-payload-cpu-")
-    settings = load_settings({"account_id": ACCOUNT, "api_token": "bench-token",
-                              "api_base": f"http://127.0.0.1:{port}/client/v4"}, environ={"CFAI_HOME": home})
-    key, _ = KeyStore(settings.database).create("bench")
-    app = create_app(settings)
-    startup: asyncio.Queue[Message] = asyncio.Queue()
-    await startup.put({"type": "lifespan.startup"})
-    stopped, ready = asyncio.Event(), asyncio.Event()
 
-    async def lreceive() -> Message:
-        if startup.empty():
-            await stopped.wait()
-            return {"type": "lifespan.shutdown"}
-        return await startup.get()
-
-    async def lsend(message: Message) -> None:
-        if message["type"] == "lifespan.startup.complete":
-            ready.set()
-        elif message["type"] == "lifespan.startup.failed":
-            raise SystemExit(message)
-
-    life = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, lreceive, lsend))
-    await ready.wait()
+async def measure(app: Callable[..., Awaitable[None]], key: str, args: argparse.Namespace) -> None:
     path, body = request_for(args.kind, args.format)
-    try:
-        for _ in range(2):  # warm-up: route imported, connections open
-            size = await one(app, key, path, body)
-        if args.count:
-            for _ in range(args.count):
-                await one(app, key, path, body)
-            return
-        if args.profile:
-            profiler = cProfile.Profile(time.process_time)
-            profiler.enable()
-            for _ in range(args.profile):
-                await one(app, key, path, body)
-            profiler.disable()
-            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
-            return
-        rounds = []
-        for _ in range(args.rounds):
-            start = time.process_time()
-            for _ in range(args.requests):
-                await one(app, key, path, body)
-            rounds.append((time.process_time() - start) / args.requests * 1e3)
-        import cfai_cli
+    for _ in range(2):  # warm-up: route imported, connections open
+        size = await one(app, key, path, body)
+    if args.count:
+        for _ in range(args.count):
+            await one(app, key, path, body)
+        return
+    if args.profile:
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for _ in range(args.profile):
+            await one(app, key, path, body)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
+        return
+    rounds = []
+    for _ in range(args.rounds):
+        start = time.process_time()
+        for _ in range(args.requests):
+            await one(app, key, path, body)
+        rounds.append((time.process_time() - start) / args.requests * 1e3)
+    import cfai_cli
 
-        label = args.kind if args.kind == "images" else f"embeddings ({args.format})"
-        print(f"cfai from {Path(cfai_cli.__file__).parent.parent}; {os.cpu_count()} CPUs; {label}, answer "
-              f"{size / 1e6:.1f} MB; {statistics.median(rounds):.1f} ms CPU per request (median; rounds "
-              f"{', '.join(f'{r:.1f}' for r in rounds)})")
-    finally:
-        stopped.set()
-        await life
+    label = args.kind if args.kind == "images" else f"embeddings ({args.format})"
+    print(f"cfai from {Path(cfai_cli.__file__).parent.parent}; {os.cpu_count()} CPUs; {label}, answer "
+          f"{size / 1e6:.1f} MB; {statistics.median(rounds):.1f} ms CPU per request (median; rounds "
+          f"{', '.join(f'{r:.1f}' for r in rounds)})")
 
 
 def main() -> None:
@@ -154,21 +117,7 @@ def main() -> None:
     parser.add_argument("--sort", default="tottime", help="pstats sort key for --profile (default tottime)")
     parser.add_argument("--lines", type=int, default=40, help="functions printed by --profile (default 40)")
     args = parser.parse_args()
-    port = free_port()
-    fake = subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health")
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:
-            pass
-        asyncio.run(run(port, args))
-    finally:
-        fake.terminate()
-        fake.wait()
+    with_fake_upstream(lambda port: run(port, args))
 
 
 if __name__ == "__main__":

@@ -26,34 +26,17 @@ import cProfile
 import os
 import pstats
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from run import free_port, wait_http  # noqa: E402
+from inproc import Message, post_scope, serving_app, with_fake_upstream  # noqa: E402
 
-ACCOUNT = "0123456789abcdef0123456789abcdef"
 BODY = (b'{"model":"@cf/meta/llama-3.1-8b-instruct-fast","stream":true,'
         b'"messages":[{"role":"user","content":"Say hello."}]}')
-
-Message = dict[str, Any]
-
-
-def scope_for(key: str) -> Message:
-    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-            "method": "POST", "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
-            "root_path": "", "query_string": b"", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-                        (b"authorization", b"Bearer " + key.encode()),
-                        (b"content-length", str(len(BODY)).encode())],
-            "state": {}}
-
 
 async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], tails: list[float],
               lasts: list[float]) -> None:
@@ -86,96 +69,69 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], 
             previous[0] = now
 
     ended, previous = [0.0], [0.0]
-    await app(dict(scope_for(key), state={}), receive, send)
+    await app(post_scope("/v1/chat/completions", BODY, key), receive, send)
     writes.append(count)
     tails.append(time.process_time() - ended[0])
 
 
 async def run(port: int, args: argparse.Namespace) -> None:
-    from cfai_cli.server.app import create_app
-    from cfai_cli.settings import load_settings
-    from cfai_cli.store.keys import KeyStore
+    async with serving_app(port, "cfai-stream-cpu-") as (app, key):
+        await measure(app, key, args)
 
-    home = tempfile.mkdtemp(prefix="cfai-stream-cpu-")
-    settings = load_settings({"account_id": ACCOUNT, "api_token": "bench-token",
-                              "api_base": f"http://127.0.0.1:{port}/client/v4"}, environ={"CFAI_HOME": home})
-    key, _ = KeyStore(settings.database).create("bench")
-    app = create_app(settings)
-    startup: asyncio.Queue[Message] = asyncio.Queue()
-    await startup.put({"type": "lifespan.startup"})
-    stopped = asyncio.Event()
-    ready = asyncio.Event()
 
-    async def lreceive() -> Message:
-        if startup.empty():
-            await stopped.wait()
-            return {"type": "lifespan.shutdown"}
-        return await startup.get()
-
-    async def lsend(message: Message) -> None:
-        if message["type"] == "lifespan.startup.complete":
-            ready.set()
-        elif message["type"] == "lifespan.startup.failed":
-            raise SystemExit(message)
-
-    life = asyncio.ensure_future(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, lreceive, lsend))
-    await ready.wait()
+async def measure(app: Callable[..., Awaitable[None]], key: str, args: argparse.Namespace) -> None:
     writes: list[int] = []
     tails: list[float] = []
     lasts: list[float] = []
-    try:
-        for _ in range(200):  # warm-up: routes imported, connections open, caches full
+    for _ in range(200):  # warm-up: routes imported, connections open, caches full
+        await one(app, key, writes, tails, lasts)
+    if args.count:
+        for _ in range(args.count):
             await one(app, key, writes, tails, lasts)
-        if args.count:
-            for _ in range(args.count):
-                await one(app, key, writes, tails, lasts)
-            return
-        if args.profile:
-            profiler = cProfile.Profile(time.process_time)  # CPU time: a write stalled by the machine is not ours
-            profiler.enable()
-            for _ in range(args.profile):
-                await one(app, key, writes, tails, lasts)
-            profiler.disable()
-            if args.dump:
-                profiler.dump_stats(args.dump)
-            pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
-            return
-        import gc
+        return
+    if args.profile:
+        profiler = cProfile.Profile(time.process_time)  # CPU time: a write stalled by the machine is not ours
+        profiler.enable()
+        for _ in range(args.profile):
+            await one(app, key, writes, tails, lasts)
+        profiler.disable()
+        if args.dump:
+            profiler.dump_stats(args.dump)
+        pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.lines)
+        return
+    import gc
 
-        collected = [0, 0, 0]
-        spent = [0.0]
-        began = [0.0]
+    collected = [0, 0, 0]
+    spent = [0.0]
+    began = [0.0]
 
-        def watch_gc(phase: str, info: dict[str, int]) -> None:
-            if phase == "start":
-                began[0] = time.process_time()
-            else:
-                collected[info["generation"]] += 1
-                spent[0] += time.process_time() - began[0]
+    def watch_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.process_time()
+        else:
+            collected[info["generation"]] += 1
+            spent[0] += time.process_time() - began[0]
 
-        gc.callbacks.append(watch_gc)
-        rounds = []
-        for _ in range(args.rounds):
-            start = time.process_time()
-            for _ in range(args.requests):
-                await one(app, key, writes, tails, lasts)
-            rounds.append((time.process_time() - start) / args.requests * 1e6)
-        import cfai_cli
+    gc.callbacks.append(watch_gc)
+    rounds = []
+    for _ in range(args.rounds):
+        start = time.process_time()
+        for _ in range(args.requests):
+            await one(app, key, writes, tails, lasts)
+        rounds.append((time.process_time() - start) / args.requests * 1e6)
+    import cfai_cli
 
-        print(f"cfai from {Path(cfai_cli.__file__).parent.parent}; {os.cpu_count()} CPUs; "
-              f"{args.requests} streams x {args.rounds} rounds; body writes per stream {statistics.median(writes)}")
-        print(f"stream  {statistics.median(rounds):8.1f} µs CPU per stream (median; rounds "
-              f"{', '.join(f'{r:.0f}' for r in rounds)})")
-        print(f"last    {statistics.median(lasts) * 1e6:8.1f} µs CPU between the last two body messages (median)")
-        print(f"tail    {statistics.median(tails) * 1e6:8.1f} µs CPU after the last body message, before the app "
-              "returned (median)")
-        streams = args.requests * args.rounds
-        print(f"gc      {spent[0] / streams * 1e6:8.1f} µs CPU per stream in the garbage collector; collections "
-              f"per 1,000 streams by generation: {', '.join(f'{c * 1000 / streams:.0f}' for c in collected)}; "
-              f"{len(gc.get_objects())} tracked objects, {gc.get_freeze_count()} frozen")
-    finally:
-        stopped.set()
-        await life
+    print(f"cfai from {Path(cfai_cli.__file__).parent.parent}; {os.cpu_count()} CPUs; "
+          f"{args.requests} streams x {args.rounds} rounds; body writes per stream {statistics.median(writes)}")
+    print(f"stream  {statistics.median(rounds):8.1f} µs CPU per stream (median; rounds "
+          f"{', '.join(f'{r:.0f}' for r in rounds)})")
+    print(f"last    {statistics.median(lasts) * 1e6:8.1f} µs CPU between the last two body messages (median)")
+    print(f"tail    {statistics.median(tails) * 1e6:8.1f} µs CPU after the last body message, before the app "
+          "returned (median)")
+    streams = args.requests * args.rounds
+    print(f"gc      {spent[0] / streams * 1e6:8.1f} µs CPU per stream in the garbage collector; collections "
+          f"per 1,000 streams by generation: {', '.join(f'{c * 1000 / streams:.0f}' for c in collected)}; "
+          f"{len(gc.get_objects())} tracked objects, {gc.get_freeze_count()} frozen")
 
 
 def main() -> None:
@@ -188,21 +144,7 @@ def main() -> None:
     parser.add_argument("--dump", metavar="FILE", help="with --profile: also write the pstats data to FILE")
     parser.add_argument("--lines", type=int, default=50, help="functions printed by --profile (default 50)")
     args = parser.parse_args()
-    port = free_port()
-    fake = subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/health")
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:
-            pass
-        asyncio.run(run(port, args))
-    finally:
-        fake.terminate()
-        fake.wait(10)
+    with_fake_upstream(lambda port: run(port, args))
 
 
 if __name__ == "__main__":
