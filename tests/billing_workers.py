@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 from cfai_cli.core.catalog import PUBLISHED_PRICES
 from cfai_cli.core.cost import Units, estimate_neurons
@@ -50,7 +50,37 @@ def stream_billed(handler: http.server.BaseHTTPRequestHandler, usage: dict[str, 
         pass
 
 
-class BillingWorkersAI:
+class LocalServer:
+    """A stand-in Workers AI on a threaded HTTP server on loopback: its base URL, and running it in a thread.
+
+    Subclasses hand their request handler to `listen` in their constructor."""
+
+    server: http.server.ThreadingHTTPServer
+
+    def listen(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.server = _BurstServer(("127.0.0.1", 0), handler)
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/client/v4"
+
+    @contextmanager
+    def running(self) -> Iterator[Self]:
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+class _BurstServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # bursts of concurrent requests from two workers or two replicas
+    daemon_threads = True
+
+
+class BillingWorkersAI(LocalServer):
     def __init__(self, *, delay: float = 0.3) -> None:
         self.delay = delay  # seconds each answer takes: concurrent requests overlap
         self.calls = 0
@@ -94,22 +124,5 @@ class BillingWorkersAI:
             def _stream(self, usage: dict[str, Any], headers: dict[str, str], *, slow: bool) -> None:
                 stream_billed(self, usage, headers, slow=slow)
 
-        class Server(http.server.ThreadingHTTPServer):
-            request_queue_size = 128  # bursts of concurrent requests from two workers
-            daemon_threads = True
+        self.listen(Handler)
 
-        self.server = Server(("127.0.0.1", 0), Handler)
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/client/v4"
-
-    @contextmanager
-    def running(self) -> Iterator[BillingWorkersAI]:
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()

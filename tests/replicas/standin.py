@@ -14,13 +14,11 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from cfai_cli.emulator import images
-from tests.billing_workers import COMPLETION_TOKENS, PROMPT_TOKENS, cost, stream_billed
+from tests.billing_workers import COMPLETION_TOKENS, PROMPT_TOKENS, LocalServer, cost, stream_billed
 
 QUOTA_ACCOUNT, OTHER_ACCOUNT = "acct0001", "acct0002"
 QUOTA_MODEL = "@cf/meta/llama-3.2-3b-instruct"
@@ -28,7 +26,7 @@ QUOTA_BODY = (Path(__file__).parents[1] / "fixtures" / "workers" / "error_4006_d
 SLOW_EVENTS = 30  # a slow stream: 3 s of events, SLOW_GAP apart (tests.billing_workers)
 
 
-class StandIn:
+class StandIn(LocalServer):
     def __init__(self, *, delay: float = 0.2) -> None:
         self.delay = delay  # seconds each chat answer takes: concurrent requests overlap
         self.calls: list[tuple[str, str]] = []  # (account, model), in arrival order
@@ -82,26 +80,9 @@ class StandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-        class Server(http.server.ThreadingHTTPServer):
-            request_queue_size = 128  # bursts of concurrent requests from two replicas
-            daemon_threads = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/client/v4"
+        self.listen(Handler)
 
     def calls_since(self, start: int) -> list[tuple[str, str]]:
         with self.lock:
             return list(self.calls[start:])
 
-    @contextmanager
-    def running(self) -> Iterator[StandIn]:
-        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
