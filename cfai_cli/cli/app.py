@@ -125,6 +125,10 @@ def root(
     """Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy."""
     import os
 
+    from cfai_cli.cli.collector import settle
+
+    settle()  # every command runs with the collector on (a one-shot pauses it for its imports: cli/collector.py)
+
     from cfai_cli.cli.render import OutputOptions
 
     # Every Terminal the command makes finds these on the context (OutputOptions.current), so -q never

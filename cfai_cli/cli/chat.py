@@ -226,20 +226,23 @@ def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out:
     import copy
     import time
 
-    from cfai_cli.cli.answer import ask
-    from cfai_cli.cli.attach import add_to_chat_body, content_parts, vision_model
-    from cfai_cli.cli.xlog import attachment_notes, chat_calls, log_exchange, new_cid, with_history
-    from cfai_cli.core.openai.chat import ChatCompletionRequest
-    from cfai_cli.service.context import open_context
+    from cfai_cli.cli.collector import importing
 
-    def validated(body: dict[str, Any]) -> ChatCompletionRequest:
-        return validate_body(ChatCompletionRequest, with_history(body, conversation), from_file)
+    with importing():  # the collector has nothing to free in what these build (cli/collector.py)
+        from cfai_cli.cli.answer import ask
+        from cfai_cli.cli.attach import add_to_chat_body, content_parts, vision_model
+        from cfai_cli.cli.xlog import attachment_notes, chat_calls, log_exchange, new_cid, with_history
+        from cfai_cli.core.openai.chat import ChatCompletionRequest
+        from cfai_cli.service.context import open_context
 
-    # Checked before any attachment is fetched or transcribed (with a stand-in for what they will add).
-    draft = copy.deepcopy(body)
-    if attachments:
-        add_to_chat_body(draft, ["(attachments)"], [], has_prompt=has_prompt)
-    req = validated(draft)
+        def validated(body: dict[str, Any]) -> ChatCompletionRequest:
+            return validate_body(ChatCompletionRequest, with_history(body, conversation), from_file)
+
+        # Checked before any attachment is fetched or transcribed (with a stand-in for what they will add).
+        draft = copy.deepcopy(body)
+        if attachments:
+            add_to_chat_body(draft, ["(attachments)"], [], has_prompt=has_prompt)
+        req = validated(draft)
 
     async def run() -> None:
         async with open_context(settings) as ctx:

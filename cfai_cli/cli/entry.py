@@ -15,6 +15,9 @@ def main() -> None:
 
         sys.stdout.write(f"cfai {__version__}\n")
         return
+    from cfai_cli.cli import collector
+
+    collector.own()  # off while the command's modules are imported (cli/collector.py)
     # pydantic looks for plugins in the entry points of every installed distribution when it builds its first
     # model (30-70 ms in a virtualenv with a few dozen packages); cfai has none and its models are its own
     # business. A user who sets the variable keeps their value. `cfai serve`'s workers inherit it.
