@@ -19,6 +19,7 @@ from typer._click.exceptions import UsageError  # Typer vendors click; BadParame
 from typer.core import TyperGroup
 
 from cfai_cli import __version__
+from cfai_cli.cli.roothelp import asks_root_help, record
 from cfai_cli.errors import EXIT_CODE_HELP, CfaiError, ExitCode
 
 # Each command (or sub-app) name -> the cli module whose register() adds it, in `cfai --help`'s order.
@@ -168,11 +169,6 @@ def command_named(argv: list[str]) -> str | None:
     return word if word in COMMANDS else None
 
 
-def asks_root_help(argv: list[str]) -> bool:
-    """`cfai`, `cfai --help` (with root flags, no command): the help that lists every command."""
-    return not argv or (all(arg.startswith("-") for arg in argv) and bool({"-h", "--help"} & set(argv)))
-
-
 def help_listing() -> TyperGroup:
     """The root group for `cfai --help`: the real root (options, help, epilog) with a stand-in per command
     that carries only what the listing shows (name, help). Typer builds a command by introspecting its
@@ -206,5 +202,5 @@ def main() -> None:
     """Console-script entry point (`cfai`)."""
     argv = sys.argv[1:]
     if asks_root_help(argv) and "_CFAI_COMPLETE" not in os.environ:
-        help_listing()(argv, prog_name="cfai")
+        record(argv, lambda: help_listing()(argv, prog_name="cfai"))  # kept for the next run (cli/roothelp.py)
     build(command_named(argv))(prog_name="cfai")

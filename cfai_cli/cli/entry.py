@@ -15,6 +15,10 @@ def main() -> None:
 
         sys.stdout.write(f"cfai {__version__}\n")
         return
+    from cfai_cli.cli import roothelp
+
+    if roothelp.printed(sys.argv[1:]):  # `cfai --help` as an earlier run printed it (cli/roothelp.py)
+        return
     from cfai_cli.cli import collector
 
     collector.own()  # off while the command's modules are imported (cli/collector.py)
