@@ -16,7 +16,6 @@ from typing import Any
 
 from cfai_cli.cli.render import Terminal
 from cfai_cli.core.history import Turn, history, said, storable, system_of
-from cfai_cli.core.tokens import estimate_tokens
 from cfai_cli.errors import CfaiError, InvalidRequest
 from cfai_cli.service.context import Context
 from cfai_cli.service.cost import settle
@@ -109,6 +108,8 @@ def find_conversation(settings: Settings, cid: str | None) -> Conversation:
         hint = f" Did you mean {' or '.join(close[:3])}?" if close else " `cfai logs` lists the conversations."
         raise InvalidRequest(f"No conversation {cid!r} in the exchange log.{hint}", param=param,
                              code="unknown_conversation")
+    from cfai_cli.core.tokens import estimate_tokens  # a continued conversation only: not every one-shot's import
+
     turns = [Turn(x.messages, x.answer, x.tool_calls) for x in exchanges]
     messages, dropped = history(turns, budget=HISTORY_BUDGET, count=estimate_tokens)
     systems = [x.system for x in exchanges if x.system is not None]

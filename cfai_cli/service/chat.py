@@ -28,7 +28,6 @@ from cfai_cli.service.accounts import on_workers
 from cfai_cli.service.chat_stream import ChatStream, prime
 from cfai_cli.service.context import Context
 from cfai_cli.service.cost import plan_chat
-from cfai_cli.service.forced import ensure_forced_calls
 from cfai_cli.service.gather import gather_all, open_all
 from cfai_cli.service.workers_stream import workers_stream
 from cfai_cli.upstream.provider import ChatUpstream, Provider
@@ -122,6 +121,8 @@ async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str, cli
                     affinity: str | None) -> ChatCompletion:
     call = _plan(ctx, req, model_id, stream=False, affinity=affinity)
     results = await gather_all(_upstream(ctx, call, client.run) for _ in range(req.n or 1))
+    from cfai_cli.service.forced import ensure_forced_calls  # a whole answer only: not a stream's import
+
     parsed = await ensure_forced_calls(req, call, [parse_chat_result(result) for result in results], client)
     completion = from_workers_chat(req, call, parsed, completion_id=ctx.ids("chatcmpl"), created=ctx.now(),
                                    new_call_id=lambda: ctx.ids("call"))
