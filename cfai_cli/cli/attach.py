@@ -1,6 +1,7 @@
 """`cfai chat -a FILE|URL|-` and binary stdin: what the user hands over becomes parts of the user message.
 
-Imports the standard library and core.sniff at the top (cheap); service modules inside the functions. Kinds
+Imports the standard library at the top; core.sniff and the service modules inside the functions (a one-shot
+`cfai chat hi` with nothing piped uses neither). Kinds
 come from the bytes (core.sniff), never the file name: images become `image_url` parts (data URIs), text is
 inlined in a fenced block headed by its name, audio is transcribed first (service.audio, the proxy's own
 transcription path), anything else is refused with what to do instead. URLs go through the proxy's image
@@ -15,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfai_cli.cli.textin import stdin_bytes
-from cfai_cli.core.sniff import Sniffed, decode_text, sniff
 from cfai_cli.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from cfai_cli.cli.render import Terminal
+    from cfai_cli.core.sniff import Sniffed
     from cfai_cli.service.context import Context
 
 MAX_TEXT_BYTES = 512 * 1024  # ~128k tokens: more than any chat model's context takes anyway
@@ -49,6 +50,8 @@ def refusal(what: str, kind: Sniffed) -> InvalidRequest:
 
 def classify(name: str, data: bytes, what: str) -> Attachment:
     """An attachment from bytes already read, checked against the size caps of its kind."""
+    from cfai_cli.core.sniff import sniff
+
     kind = sniff(data)
     if kind.category == "binary":
         raise refusal(what, kind)
@@ -90,6 +93,8 @@ def piped_input(data: bytes, term: Terminal) -> tuple[str | None, Attachment | N
     """Piped stdin: (text, None), or (None, an image/audio attachment); other binary data is refused."""
     if not data:
         return None, None
+    from cfai_cli.core.sniff import decode_text, sniff
+
     kind = sniff(data)
     if kind.category == "text":
         text, replaced = decode_text(data)
@@ -124,6 +129,8 @@ async def content_parts(ctx: Context, attachments: list[Attachment], term: Termi
             with term.waiting(f"transcribing {item.name}"):
                 texts.append(fence(f"{item.name} (transcript)", await _transcript(ctx, item)))
         else:
+            from cfai_cli.core.sniff import decode_text
+
             text, replaced = decode_text(item.data)
             if replaced:
                 term.warn(f"{item.name} is not valid UTF-8; undecodable bytes were replaced with U+FFFD.")
@@ -138,6 +145,8 @@ def _image_part(uri: str) -> dict[str, Any]:
 async def _fetched_image(ctx: Context, url: str) -> str:
     uri = await ctx.images.data_uri(url, param="attachment")
     data = base64.b64decode(uri.partition(",")[2])
+    from cfai_cli.core.sniff import sniff
+
     kind = sniff(data)
     if kind.category != "image":
         raise InvalidRequest(f"-a {url} is {kind.label}, not an image; cfai chat fetches only images from URLs "

@@ -1,9 +1,9 @@
 """Text that a command reads from stdin or a file, whatever bytes arrive: never a UnicodeDecodeError.
 
-Imports the standard library, core.sniff and errors (cheap). Text that is not UTF-8 is decoded with
-replacement characters and a one-line warning; images, audio, PDFs and other binary data are refused with
-one `cfai:` line naming what arrived and what the command reads (`cfai chat` takes images and audio itself,
-through cli.attach).
+Imports the standard library and errors; core.sniff when there are bytes to look at. Text that is not
+UTF-8 is decoded with replacement characters and a one-line warning; images, audio, PDFs and other binary
+data are refused with one `cfai:` line naming what arrived and what the command reads (`cfai chat` takes
+images and audio itself, through cli.attach).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cfai_cli.core.sniff import decode_text, sniff
 from cfai_cli.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -29,6 +28,8 @@ def stdin_bytes(stdin: Any, limit: int | None = None) -> bytes:
 
 def as_text(data: bytes, what: str, term: Terminal, *, command: str) -> str:
     """`data` (from `what`: "stdin" or a file name) as text, or a refusal saying what to do."""
+    from cfai_cli.core.sniff import decode_text, sniff
+
     kind = sniff(data)
     if kind.category != "text":
         hint = "pdftotext FILE - extracts a PDF's text" if kind.mime == "application/pdf" else (

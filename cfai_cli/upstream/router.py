@@ -35,7 +35,6 @@ from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import RoutingConfig, Target
 from cfai_cli.errors import CfaiError, InvalidRequest, QuotaExceeded, UpstreamError
 from cfai_cli.upstream.provider import Provider, UpstreamType, WaitLog
-from cfai_cli.upstream.router_view import health_view, iso, route_view
 from cfai_cli.upstream.workers import WorkersAIClient
 
 T = TypeVar("T")
@@ -264,6 +263,8 @@ class Router:
         skipped.extend(notes)
         left = [c for c in candidates if c[1].upstream not in full]
         if not left:
+            from cfai_cli.upstream.router_view import iso
+
             raise QuotaExceeded(
                 f"No upstream can serve {name!r} today: {'; '.join(notes)}. The caps reset at "
                 f"{iso(reset)} (00:00 UTC, in {int((reset - now) // 3600)} h {int((reset - now) % 3600 // 60)} m).",
@@ -331,10 +332,14 @@ class Router:
     def health(self, *, detail: bool = False) -> list[dict[str, Any]]:
         """Each upstream's name and state (ok, cooling_down, unavailable); with `detail` (admins), its type
         and each key's rests, counters and last error (secrets masked): upstream.router_view."""
+        from cfai_cli.upstream.router_view import health_view  # /health only: not a one-shot command's import
+
         return health_view(self, detail=detail)
 
     def describe(self, name: str, *, vision: bool = False, detail: bool = True) -> dict[str, Any]:
         """The chain `name` resolves to, each target with its keys' state (/v1/route-check): router_view."""
+        from cfai_cli.upstream.router_view import route_view
+
         return route_view(self, name, vision=vision, detail=detail)
 
     @property
