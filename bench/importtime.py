@@ -68,7 +68,8 @@ SCENARIOS: dict[str, Scenario] = {
                                               *SERVER_SIDE, *SHARED_ONLY), new_key=True),
     # +1 each on 2026-12-02 for cli/compiled.py (its table saves ~270 M instructions of `cfai chat hi`); chat +1 for
     # core.defaults, the default model names `cfai --help` reads without the catalogue.
-    # 2026-12-02 round 5: -4 (STREAM_UNUSED, core.sniff with nothing piped), +3 (gc, cli.collector, cli.roothelp).
+    # 2026-12-02 round 5: -5 (STREAM_UNUSED, core.translate.forced, core.sniff with nothing piped), +3 (gc,
+    # cli.collector, cli.roothelp).
     "chat": Scenario(("chat", "hi"), 405, ("rich", "httpcore", "cfai_cli.store.cache", *CHAT_UNUSED, *STREAM_UNUSED,
                                            *SERVER_SIDE, *SHARED_ONLY),
                      fake=True),

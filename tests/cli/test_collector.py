@@ -35,9 +35,9 @@ def owned(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         gc.unfreeze()
 
 
-def _gc_at_exit(tmp_path: Path, *argv: str) -> tuple[bool, int, subprocess.CompletedProcess[str]]:
-    env = {**os.environ, "CFAI_HOME": str(tmp_path)}
-    for name in ("CFAI_OFFLINE", "CFAI_QUIET"):
+def _gc_at_exit(tmp_path: Path, *argv: str, **extra: str) -> tuple[bool, int, subprocess.CompletedProcess[str]]:
+    env = {**os.environ, "CFAI_HOME": str(tmp_path), **extra}
+    for name in ("CFAI_OFFLINE", "CFAI_QUIET", "PYTHONDONTWRITEBYTECODE"):  # bytecode written, as for a user
         env.pop(name, None)
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=60)
@@ -58,9 +58,13 @@ def test_every_command_runs_with_the_collector_on(tmp_path: Path) -> None:
 
 
 def test_the_root_help_never_turns_it_on(tmp_path: Path) -> None:
-    enabled, frozen, done = _gc_at_exit(tmp_path, "--help")
+    marker = f"collector-{os.getpid()}-{len(str(tmp_path))}"  # a listing no earlier run kept (cli/roothelp.py)
+    enabled, frozen, done = _gc_at_exit(tmp_path, "--help", TERMINAL_WIDTH=marker)
     assert done.returncode == 0 and "Usage: cfai" in done.stdout
-    assert not enabled and frozen == 0  # it prints and exits: nothing to collect
+    assert not enabled and frozen == 0  # through Typer, it prints and exits: nothing to collect
+    enabled, frozen, again = _gc_at_exit(tmp_path, "--help", TERMINAL_WIDTH=marker)
+    assert again.stdout == done.stdout
+    assert enabled and frozen == 0  # the kept listing is printed before the collector is taken over
 
 
 def test_own_pauses_and_settle_freezes_and_resumes(owned: None) -> None:
