@@ -68,10 +68,22 @@ def _abandon(conn: sqlite3.Connection, exc: BaseException) -> None:
         raise _Busy from None
 
 
-def _run_one(conn: sqlite3.Connection, work: Work, write: bool) -> tuple[bool, Any]:
+def _run_one(conn: sqlite3.Connection, work: Work, write: bool, single: bool = False) -> tuple[bool, Any]:
     """`work` alone in a transaction: (True, result) or (False, the exception it raised, its writes rolled back).
 
-    The usual case (no other piece waiting), without `_run`'s lists: a quarter of the hot path's own Python."""
+    The usual case (no other piece waiting), without `_run`'s lists: a quarter of the hot path's own Python.
+    `single`: the work is one statement, which SQLite runs in a transaction of its own (a writing statement takes
+    the write lock before it reads, as BEGIN IMMEDIATE does, and with no busy timeout fails at once if it is held):
+    no BEGIN and COMMIT around it, ~11 k of a token record's ~48 k instructions (bench/keys_instructions.py)."""
+    if single:
+        try:
+            result = work(conn)
+        except sqlite3.Error as exc:
+            _abandon(conn, exc)
+            raise
+        except Exception as exc:  # a bug in the piece: only its own request fails (a failed statement wrote nothing)
+            return False, exc
+        return True, result
     try:
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
@@ -190,22 +202,25 @@ class HotPath:
         batch.append((work, future, write))
         return await future
 
-    def run_now(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> tuple[T] | None:
+    def run_now(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True,
+                single: bool = False) -> tuple[T] | None:
         """`work(conn)` at once, as `run` does when nothing waits and the write lock is free: (what it returned,)
         (what it raised is raised); None when it has to wait its turn, and then the caller awaits `run(work)`.
         For a caller that must not be interrupted once it waits (server.observe's charges at a request's end):
-        it pays for a shield from cancellation only in that case."""
+        it pays for a shield from cancellation only in that case. `single`: `work` runs one statement, atomic
+        alone (run at once, it needs no BEGIN and COMMIT; waiting, it joins the others' transaction as any piece)."""
         loop = asyncio.get_running_loop()
         if loop in self._pending or loop in self._stepping or self._draining:
             return None
-        outcome = self._first(loop, work, write)
+        outcome = self._first(loop, work, write, single)
         return None if outcome is None else (self._result(outcome),)
 
-    def _first(self, loop: asyncio.AbstractEventLoop, work: Work, write: bool) -> tuple[bool, Any] | None:
+    def _first(self, loop: asyncio.AbstractEventLoop, work: Work, write: bool, single: bool = False
+               ) -> tuple[bool, Any] | None:
         """The first piece of this iteration of the loop, alone and at once; None if another writer holds the lock."""
         self._stepping.add(loop)
         loop.call_soon(self._stepping.discard, loop)
-        outcome = self._inline(_run_one, work, write)
+        outcome = self._inline(_run_one, work, write, single)
         if outcome is not None:
             self._commits += 1
             if self._commits >= CHECKPOINT_EVERY:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -128,33 +129,46 @@ def _reset(seconds: float) -> str:
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or hours else "") + f"{secs}s"
 
 
-_LAST = "SELECT ts, total FROM rate_log WHERE key_id = ? AND kind = ? ORDER BY ts DESC, total DESC LIMIT 1"
-_FIRST = ("SELECT ts, total - units FROM rate_log WHERE key_id = ? AND kind = ? AND ts > ? "
-          "ORDER BY ts, total LIMIT 1")
 _INSERT = "INSERT INTO rate_log (key_id, kind, ts, total, units) VALUES (?, ?, ?, ?, ?)"
 
 
-def _last(conn: sqlite3.Connection, key_id: str, kind: int) -> tuple[float | None, int]:
-    """The key's newest row of `kind`: its time and running total (None, 0 without one)."""
-    row = conn.execute(_LAST, (key_id, kind)).fetchone()
-    return (None, 0) if row is None else (float(row[0]), int(row[1]))
+def _newest(column: str, kind: int) -> str:
+    return (f"(SELECT {column} FROM rate_log WHERE key_id = ?1 AND kind = {kind} "
+            "ORDER BY ts DESC, total DESC LIMIT 1)")
 
 
-def _window(conn: sqlite3.Connection, key_id: str, kind: int, since: float, total: int) -> tuple[int, float | None]:
-    """What the key's rows of `kind` newer than `since` add up to, and the oldest one's time."""
-    row = conn.execute(_FIRST, (key_id, kind, since)).fetchone()
-    return (0, None) if row is None else (total - int(row[1]), float(row[0]))
+def _oldest(column: str, kind: int, since: str) -> str:
+    return (f"(SELECT {column} FROM rate_log WHERE key_id = ?1 AND kind = {kind} AND ts > {since} "
+            "ORDER BY ts, total LIMIT 1)")
 
 
-def _record(conn: sqlite3.Connection, key_id: str, kind: int, units: int, now: float, last: tuple[float | None, int]
-            ) -> None:
-    ts, total = last
-    # Never before the key's newest row (a clock read before another worker's commit): totals stay in time order.
-    conn.execute(_INSERT, (key_id, kind, now if ts is None else max(now, ts), total + units, units))
+@lru_cache(maxsize=8)
+def _windows(rpm: bool, rpd: bool, tpm: bool) -> tuple[str, int]:
+    """One SELECT of what an admission reads, for a policy with these limits, and how many parameters it takes
+    (?1 the key, ?2 a minute ago, ?3 a day ago): the key's newest request row (time, total), then per limited
+    window its oldest row's time and the total before it (and the newest token total). Each column an index
+    lookup, as the four statements it replaces did (each a cursor, a GIL release and SQLite's mutexes: ~20 k
+    instructions an admission, bench/keys_instructions.py)."""
+    columns = [_newest("ts", REQUESTS), _newest("total", REQUESTS)]
+    if rpm:
+        columns += [_oldest("ts", REQUESTS, "?2"), _oldest("total - units", REQUESTS, "?2")]
+    if rpd:
+        columns += [_oldest("ts", REQUESTS, "?3"), _oldest("total - units", REQUESTS, "?3")]
+    if tpm:
+        columns += [_newest("total", TOKENS), _oldest("ts", TOKENS, "?2"), _oldest("total - units", TOKENS, "?2")]
+    return "SELECT " + ", ".join(columns), 3 if rpd else 2 if rpm or tpm else 1
+
+
+# A request's tokens in one statement, atomic alone (store.hot's `single`): the key's next token row after its
+# newest (never before it: a clock read before another worker's commit keeps the totals in time order). VALUES,
+# not INSERT ... SELECT, which copies its row through a temporary table when it reads the table it writes
+# (~13 k instructions more; bench/keys_instructions.py).
+_RECORD_TOKENS = (f"INSERT INTO rate_log (key_id, kind, ts, total, units) VALUES (?1, {TOKENS}, "
+                  f"max(?2, COALESCE({_newest('ts', TOKENS)}, ?2)), COALESCE({_newest('total', TOKENS)}, 0) + ?3, ?3)")
 
 
 def _record_tokens(conn: sqlite3.Connection, key_id: str, tokens: int, now: float) -> None:
-    _record(conn, key_id, TOKENS, tokens, now, _last(conn, key_id, TOKENS))
+    conn.execute(_RECORD_TOKENS, (key_id, now, tokens))
 
 
 class RateLimits(Protocol):
@@ -195,23 +209,32 @@ class RateLimiter:
         if tokens <= 0:
             return True
         self.hot.ensure(SCHEMA, migrate)
-        return self.hot.run_now(lambda conn: _record_tokens(conn, key_id, tokens, now)) is not None
+        return self.hot.run_now(lambda conn: _record_tokens(conn, key_id, tokens, now), single=True) is not None
 
     @staticmethod
     def _admit(conn: sqlite3.Connection, key_id: str, policy: KeyPolicy, now: float, units: int, trim: bool
                ) -> Decision:
-        last = _last(conn, key_id, REQUESTS)
+        rpm, rpd, tpm = policy.rpm is not None, policy.rpd is not None, policy.tpm is not None
+        sql, count = _windows(rpm, rpd, tpm)
+        row = conn.execute(sql, (key_id, now - MINUTE, now - DAY)[:count]).fetchone()
+        newest, total = row[0], row[1] or 0
         minute = day = tokens = UNMEASURED  # the windows the key's policy does not limit are not read
-        if policy.rpm is not None:
-            minute = Window(*_window(conn, key_id, REQUESTS, now - MINUTE, last[1]))
-        if policy.rpd is not None:
-            day = Window(*_window(conn, key_id, REQUESTS, now - DAY, last[1]))
-        if policy.tpm is not None:
-            tokens = Window(*_window(conn, key_id, TOKENS, now - MINUTE, _last(conn, key_id, TOKENS)[1]))
+        column = 2
+        if rpm:
+            if row[2] is not None:
+                minute = Window(total - row[3], row[2])
+            column = 4
+        if rpd:
+            if row[column] is not None:
+                day = Window(total - row[column + 1], row[column])
+            column += 2
+        if tpm and row[column + 1] is not None:
+            tokens = Window(row[column] - row[column + 2], row[column + 1])
         decision = decide(policy, units, now, minute, day, tokens)
         if not decision.allowed:
             return decision
-        _record(conn, key_id, REQUESTS, units, now, last)
+        # Never before the key's newest row (a clock read before another worker's commit): totals stay in time order.
+        conn.execute(_INSERT, (key_id, REQUESTS, now if newest is None else max(now, newest), total + units, units))
         if trim:  # what no window of the key reads any more (a policy given rpd later counts from here)
             conn.execute("DELETE FROM rate_log WHERE key_id = ? AND kind = ? AND ts <= ?",
                          (key_id, REQUESTS, now - (DAY if policy.rpd is not None else MINUTE)))
