@@ -179,9 +179,9 @@ class HotPath:
         self._draining = False
         self._loop_lock, self._thread_lock, self._backlog_lock = threading.Lock(), threading.Lock(), threading.Lock()
 
-    async def run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True, single: bool = False) -> T:
         """`work(conn)` in a transaction, and what it returned (`write=False`: it only reads; a transaction of
-        such pieces takes no write lock).
+        such pieces takes no write lock; `single`: it runs one statement, see `run_now`).
 
         The first piece of an iteration of the loop runs at once, without suspending its task (a lone request
         waits for no tick); the pieces that follow in the same iteration (concurrent requests) wait for its end
@@ -189,7 +189,7 @@ class HotPath:
         loop = asyncio.get_running_loop()
         batch = self._pending.get(loop)
         if batch is None and loop not in self._stepping and not self._draining:
-            outcome = self._first(loop, work, write)
+            outcome = self._first(loop, work, write, single)
             if outcome is not None:
                 return self._result(outcome)  # type: ignore[no-any-return]
             future: asyncio.Future[T] = loop.create_future()  # another writer holds the lock: wait off the loop

@@ -18,7 +18,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cfai_cli.store.db import connect
 from cfai_cli.store.hot import HotPath
@@ -64,9 +64,9 @@ class Decision:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """What one sliding window of a key holds now: its units, and when its oldest entry came (None: empty)."""
+class Window(NamedTuple):
+    """What one sliding window of a key holds now: its units, and when its oldest entry came (None: empty).
+    A named tuple: made twice an admission, a frozen dataclass's two object.__setattr__ calls cost more."""
 
     used: int
     oldest: float | None
@@ -85,33 +85,37 @@ def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Windo
     """The decision on `units` more requests of a key whose windows hold what they do at `now`: which limit
     refuses, how long to wait, and OpenAI's x-ratelimit-* headers. One code for every RateLimits; the admission
     rule is repeated in store.redis_limits' Lua script, which must decide inside Redis to be atomic.
-    Written out per window rather than looped over a table: it runs on every admission of a limited key."""
+    Written out per window rather than looped over a table, a reset under a minute formatted in place: it runs
+    on every admission of a limited key."""
     headers: dict[str, str] = {}
     refusal: Decision | None = None
     rpm, rpd, tpm = policy.rpm, policy.rpd, policy.tpm
     if rpm is not None:  # the headers describe the per-minute window when there is one
-        reset = (minute.oldest + MINUTE - now) if minute.oldest is not None else MINUTE
+        used = minute.used + units
+        reset = MINUTE if minute.oldest is None else minute.oldest + MINUTE - now
         headers[_LIMIT_REQUESTS] = str(rpm)
-        headers[_REMAINING_REQUESTS] = str(max(0, rpm - minute.used - units))
-        headers[_RESET_REQUESTS] = _reset(reset)
-        if minute.used + units > rpm:
+        headers[_REMAINING_REQUESTS] = str(rpm - used) if used < rpm else "0"
+        headers[_RESET_REQUESTS] = f"{math.ceil(reset)}s" if 0 < reset <= 59 else _reset(reset)
+        if used > rpm:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {rpm} requests per minute")
     if rpd is not None:
-        reset = (day.oldest + DAY - now) if day.oldest is not None else DAY
+        used = day.used + units
+        reset = DAY if day.oldest is None else day.oldest + DAY - now
         if rpm is None:
             headers[_LIMIT_REQUESTS] = str(rpd)
-            headers[_REMAINING_REQUESTS] = str(max(0, rpd - day.used - units))
+            headers[_REMAINING_REQUESTS] = str(rpd - used) if used < rpd else "0"
             headers[_RESET_REQUESTS] = _reset(reset)
-        if day.used + units > rpd and refusal is None:
+        if used > rpd and refusal is None:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {rpd} requests per day")
     if refusal is not None:
         headers[_REMAINING_REQUESTS] = "0"
     if tpm is not None:
-        reset = (tokens.oldest + MINUTE - now) if tokens.oldest is not None else 0.0
+        used = tokens.used
+        reset = 0.0 if tokens.oldest is None else tokens.oldest + MINUTE - now
         headers[_LIMIT_TOKENS] = str(tpm)
-        headers[_REMAINING_TOKENS] = str(max(0, tpm - tokens.used))
-        headers[_RESET_TOKENS] = _reset(reset)
-        if tokens.used >= tpm and refusal is None:
+        headers[_REMAINING_TOKENS] = str(tpm - used) if used < tpm else "0"
+        headers[_RESET_TOKENS] = f"{math.ceil(reset)}s" if 0 < reset <= 59 else _reset(reset)
+        if used >= tpm and refusal is None:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {tpm} tokens per minute")
     if refusal is not None:
         refusal.headers = headers
