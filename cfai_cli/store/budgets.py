@@ -155,9 +155,12 @@ class BudgetLedger:
         self.elsewhere = elsewhere
 
     async def _spent_elsewhere(self, key_id: str, now: float) -> tuple[float, float]:
+        """What the shared store's record holds for the key (a thread: a PostgreSQL round trip); callers without
+        one (`elsewhere` None, the usual case) skip this coroutine."""
         import anyio.to_thread
 
         elsewhere = self.elsewhere
+        assert elsewhere is not None
         return await anyio.to_thread.run_sync(lambda: elsewhere(key_id, now))
 
     async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True, single: bool = False) -> T:
