@@ -4,8 +4,8 @@ Runs the proxy in-process (create_app, keys on, zero-latency Workers AI through 
 after another straight into the ASGI app, as a server hands them over) under `valgrind --tool=callgrind`, twice
 per key: `--small` and `--large` requests after a warm-up, so the difference divided by the extra requests is the
 instructions of one request without the start-up's. Prints them for a key without limits and one with
---rpm/--tpm set too high to refuse, the difference, and SQLite's share of it. Compare two builds with
-PYTHONPATH=/other/checkout.
+--rpm/--tpm set too high to refuse (and, with `--kinds`, one with a budget too big to refuse: its door check, hold
+and settlement), the differences, and SQLite's share of them. Compare two builds with PYTHONPATH=/other/checkout.
 The requests are not sent through an httpx client (httpx.ASGITransport, until 2026-12-02): it parsed the answer's
 six x-ratelimit-* headers twice (its Headers, and an email.message.Message per response for its cookie jar), and
 that client-side work, which no real server pays, was counted as the limits' cost. The stand-in for Workers AI
@@ -14,6 +14,7 @@ them a request, or the end of one and the start of the next, ran in one turn of 
 SQLite work went the way of concurrent requests': a future and two more turns).
 
     python bench/keys_instructions.py [--small 100] [--large 400]      # ~5-9 minutes (two callgrind runs at a time)
+    python bench/keys_instructions.py --kinds "no limits,budget"       # the budget key instead
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from typing import Any
 
 import httpx
 
-KINDS = ("no limits", "rpm+tpm")
+KINDS = ("no limits", "rpm+tpm", "budget")
+POLICIES: dict[str, dict[str, Any]] = {"no limits": {}, "rpm+tpm": {"rpm": 10**9, "tpm": 10**12},
+                                       "budget": {"budget_neurons_per_day": 1e12}}
 
 
 async def billing(request: httpx.Request) -> httpx.Response:
@@ -58,7 +61,7 @@ async def serve(kind: str, requests: int) -> None:
         assert cls.__init__.__kwdefaults__ is not None
         cls.__init__.__kwdefaults__[name] = 3600.0
     settings = load_settings()
-    policy = KeyPolicy(rpm=10**9, tpm=10**12) if kind == "rpm+tpm" else KeyPolicy()
+    policy = KeyPolicy(**POLICIES[kind])
     key, _ = KeyStore(settings.database).create("bench", policy)
     app = create_app(settings, transport=httpx.MockTransport(billing))
     body = json.dumps({"model": "@cf/meta/llama-3.1-8b-instruct",
@@ -118,10 +121,10 @@ def totals(out: Path) -> tuple[int, int]:
     return total, sqlite
 
 
-def main(small: int, large: int) -> None:
+def main(small: int, large: int, kinds: list[str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="cfai-cg-"))
     per: dict[str, tuple[float, float]] = {}
-    for kind in KINDS:
+    for kind in kinds:
         outs = [work / f"{kind.replace(' ', '_')}.{n}.out" for n in (small, large)]
         for proc in [callgrind(kind, n, out) for n, out in zip((small, large), outs, strict=True)]:
             if proc.wait() != 0:
@@ -129,9 +132,10 @@ def main(small: int, large: int) -> None:
         (a, a_sql), (b, b_sql) = totals(outs[0]), totals(outs[1])
         per[kind] = ((b - a) / (large - small), (b_sql - a_sql) / (large - small))
         print(f"{kind:10} {per[kind][0] / 1e6:6.3f} M instructions a request ({per[kind][1] / 1e6:.3f} M in SQLite)")
-    added, added_sql = (per["rpm+tpm"][i] - per["no limits"][i] for i in (0, 1))
-    print(f"{'added':10} {added / 1e6:6.3f} M instructions ({added_sql / 1e6:.3f} M in SQLite, "
-          f"{added / per['no limits'][0]:.0%} of a request without limits)")
+    for kind in kinds[1:]:
+        added, added_sql = (per[kind][i] - per[kinds[0]][i] for i in (0, 1))
+        print(f"{'added':10} {added / 1e6:6.3f} M instructions by {kind} ({added_sql / 1e6:.3f} M in SQLite, "
+              f"{added / per[kinds[0]][0]:.0%} of a request with {kinds[0]})")
 
 
 if __name__ == "__main__":
@@ -141,5 +145,10 @@ if __name__ == "__main__":
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--small", type=int, default=100)
         parser.add_argument("--large", type=int, default=400)
+        parser.add_argument("--kinds", default="no limits,rpm+tpm",
+                            help=f"the keys to run, the first the baseline (of: {', '.join(KINDS)})")
         options = parser.parse_args()
-        main(options.small, options.large)
+        kinds = [kind.strip() for kind in options.kinds.split(",")]
+        if len(kinds) < 2 or not set(kinds) <= set(KINDS):
+            parser.error(f"--kinds: two or more of {', '.join(KINDS)}")
+        main(options.small, options.large, kinds)

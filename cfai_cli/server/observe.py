@@ -340,10 +340,11 @@ class Observe:
             self.metrics.finished()
             settle(record, self.cache())  # a stream the client left early, an answer that never started
             key = scope.get("state", {}).get("cfai_key")
-            # Only a key with a budget or a TPM limit has anything to charge here, and a TPM key's tokens are
-            # counted at once when nothing waits for SQLite (store.hot): then no shield (~5 µs) is needed.
-            if key is not None and (key.policy.budgeted or (key.policy.tpm is not None
-                                                            and not self._tokens_now(key, record))):
+            # Only a key with a budget not yet charged (an answer that never ended) or a TPM limit has anything to
+            # charge here, and a TPM key's tokens are counted at once when nothing waits for SQLite (store.hot):
+            # then no shield (~5 µs) is needed.
+            if key is not None and ((key.policy.budgeted and not charged) or (
+                    key.policy.tpm is not None and not self._tokens_now(key, record))):
                 with anyio.CancelScope(shield=True):  # a client gone mid-answer still spent what its calls cost
                     await charge_budget()
                     await self._charge_tokens(scope, record)

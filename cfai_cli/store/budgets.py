@@ -93,6 +93,23 @@ def _held(conn: sqlite3.Connection, key_id: str, now: float) -> float:
     return float(held)
 
 
+# A key's standing in one statement (SQLite's ledger): its neurons today and this month, and what its requests in
+# flight hold, with a model's mean cost per call as a fourth column for a hold (NULL for the door's check). One
+# SELECT where two or three ran, each a cursor, a GIL release and SQLite's mutexes (bench/keys_instructions.py).
+_STANDING = ("SELECT COALESCE(SUM(CASE WHEN day = ?2 THEN neurons END), 0), COALESCE(SUM(neurons), 0), "
+             "(SELECT COALESCE(SUM(neurons), 0) FROM budget_holds WHERE key_id = ?1 AND expires > ?4), "
+             "(SELECT neurons FROM model_cost WHERE model = ?5) "
+             "FROM key_spend WHERE key_id = ?1 AND day >= ?3 AND day <= ?2")
+
+
+def _standing(conn: sqlite3.Connection, key_id: str, now: float, model: str | None
+              ) -> tuple[float, float, float, float | None]:
+    """The key's neurons today and this month, its holds, and `model`'s mean cost per call (None: not known)."""
+    today, first = _buckets(int(now // DAY))
+    day, month, held, mean = conn.execute(_STANDING, (key_id, today, first, now, model)).fetchone()
+    return float(day), float(month), float(held), None if mean is None else float(mean)
+
+
 def _add(conn: Tx, key_id: str, neurons: float, now: float) -> None:
     conn.execute("INSERT INTO key_spend (key_id, day, neurons) VALUES (?, ?, ?) "
                  "ON CONFLICT (key_id, day) DO UPDATE SET neurons = key_spend.neurons + excluded.neurons",
@@ -138,16 +155,17 @@ class BudgetLedger:
         self.elsewhere = elsewhere
 
     async def _spent_elsewhere(self, key_id: str, now: float) -> tuple[float, float]:
-        if self.elsewhere is None:
-            return 0.0, 0.0
+        """What the shared store's record holds for the key (a thread: a PostgreSQL round trip); callers without
+        one (`elsewhere` None, the usual case) skip this coroutine."""
         import anyio.to_thread
 
         elsewhere = self.elsewhere
+        assert elsewhere is not None
         return await anyio.to_thread.run_sync(lambda: elsewhere(key_id, now))
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True, single: bool = False) -> T:
         self.hot.ensure(_SCHEMA)
-        return await self.hot.run(work, write=write)
+        return await self.hot.run(work, write=write, single=single)
 
     async def add(self, key_id: str, neurons: float, *, now: float) -> None:
         if neurons > 0:
@@ -173,28 +191,27 @@ class BudgetLedger:
                     now: float) -> Refusal | None:
         """The refusal for a key whose spend and holds have reached a budget, or None (the door's check: what a
         request will cost is not known there)."""
-        other_day, other_month = await self._spent_elsewhere(key_id, now)
+        # Without a shared store's record (the usual case) no coroutine is awaited for it.
+        other_day, other_month = (0.0, 0.0) if self.elsewhere is None else await self._spent_elsewhere(key_id, now)
 
         def work(conn: sqlite3.Connection) -> Refusal | None:
-            today, month = _spent(conn, key_id, now)
+            today, month, held, _ = _standing(conn, key_id, now, None)
             return judge(neurons_today=today + other_day, neurons_this_month=month + other_month, per_day=per_day,
-                         per_month_usd=per_month_usd, now=now, held=_held(conn, key_id, now))
+                         per_month_usd=per_month_usd, now=now, held=held)
 
-        return await self._run(work, write=False)
+        return await self._run(work, write=False, single=True)  # one SELECT: one snapshot, no BEGIN needed
 
     async def hold(self, hold_id: str, key_id: str, budget: Budget, *, model: str, calls: int, fallback: float,
                    now: float, expires: float) -> Refusal | None:
         """Hold what `calls` more upstream calls of `model` are estimated to cost (core.budgets.estimate, with
         `fallback` per call when the model has no mean yet) under `hold_id`, if it fits; else the refusal."""
-        other_day, other_month = await self._spent_elsewhere(key_id, now)
+        other_day, other_month = (0.0, 0.0) if self.elsewhere is None else await self._spent_elsewhere(key_id, now)
 
         def work(conn: sqlite3.Connection) -> Refusal | None:
-            row = conn.execute("SELECT neurons FROM model_cost WHERE model = ?", (model,)).fetchone()
-            wanted = estimate(mean=None if row is None else float(row[0]), fallback=fallback, calls=calls)
-            today, month = _spent(conn, key_id, now)
-            today, month = today + other_day, month + other_month
-            refusal = judge(neurons_today=today, neurons_this_month=month, per_day=budget.per_day,
-                            per_month_usd=budget.per_month_usd, now=now, held=_held(conn, key_id, now),
+            today, month, held, mean = _standing(conn, key_id, now, model)
+            wanted = estimate(mean=mean, fallback=fallback, calls=calls)
+            refusal = judge(neurons_today=today + other_day, neurons_this_month=month + other_month,
+                            per_day=budget.per_day, per_month_usd=budget.per_month_usd, now=now, held=held,
                             wanted=wanted)
             if refusal is None:
                 conn.execute("INSERT INTO budget_holds (id, key_id, neurons, expires) VALUES (?, ?, ?, ?) "

@@ -68,10 +68,22 @@ def _abandon(conn: sqlite3.Connection, exc: BaseException) -> None:
         raise _Busy from None
 
 
-def _run_one(conn: sqlite3.Connection, work: Work, write: bool) -> tuple[bool, Any]:
+def _run_one(conn: sqlite3.Connection, work: Work, write: bool, single: bool = False) -> tuple[bool, Any]:
     """`work` alone in a transaction: (True, result) or (False, the exception it raised, its writes rolled back).
 
-    The usual case (no other piece waiting), without `_run`'s lists: a quarter of the hot path's own Python."""
+    The usual case (no other piece waiting), without `_run`'s lists: a quarter of the hot path's own Python.
+    `single`: the work is one statement, which SQLite runs in a transaction of its own (a writing statement takes
+    the write lock before it reads, as BEGIN IMMEDIATE does, and with no busy timeout fails at once if it is held):
+    no BEGIN and COMMIT around it, ~11 k of a token record's ~48 k instructions (bench/keys_instructions.py)."""
+    if single:
+        try:
+            result = work(conn)
+        except sqlite3.Error as exc:
+            _abandon(conn, exc)
+            raise
+        except Exception as exc:  # a bug in the piece: only its own request fails (a failed statement wrote nothing)
+            return False, exc
+        return True, result
     try:
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
@@ -167,17 +179,17 @@ class HotPath:
         self._draining = False
         self._loop_lock, self._thread_lock, self._backlog_lock = threading.Lock(), threading.Lock(), threading.Lock()
 
-    async def run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True, single: bool = False) -> T:
         """`work(conn)` in a transaction, and what it returned (`write=False`: it only reads; a transaction of
-        such pieces takes no write lock).
+        such pieces takes no write lock; `single`: it runs one statement, see `run_now`).
 
         The first piece of an iteration of the loop runs at once, without suspending its task (a lone request
         waits for no tick); the pieces that follow in the same iteration (concurrent requests) wait for its end
         and share one transaction. While pieces wait for the lock in the thread, new ones queue behind them."""
         loop = asyncio.get_running_loop()
         batch = self._pending.get(loop)
-        if batch is None and loop not in self._stepping and not self._draining:
-            outcome = self._first(loop, work, write)
+        if batch is None and not self._draining and (not write or loop not in self._stepping):
+            outcome = self._first(loop, work, write, single)
             if outcome is not None:
                 return self._result(outcome)  # type: ignore[no-any-return]
             future: asyncio.Future[T] = loop.create_future()  # another writer holds the lock: wait off the loop
@@ -190,22 +202,32 @@ class HotPath:
         batch.append((work, future, write))
         return await future
 
-    def run_now(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True) -> tuple[T] | None:
+    def run_now(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True,
+                single: bool = False) -> tuple[T] | None:
         """`work(conn)` at once, as `run` does when nothing waits and the write lock is free: (what it returned,)
         (what it raised is raised); None when it has to wait its turn, and then the caller awaits `run(work)`.
         For a caller that must not be interrupted once it waits (server.observe's charges at a request's end):
-        it pays for a shield from cancellation only in that case."""
+        it pays for a shield from cancellation only in that case. `single`: `work` runs one statement, atomic
+        alone (run at once, it needs no BEGIN and COMMIT; waiting, it joins the others' transaction as any piece)."""
         loop = asyncio.get_running_loop()
-        if loop in self._pending or loop in self._stepping or self._draining:
+        if loop in self._pending or self._draining or (write and loop in self._stepping):
             return None
-        outcome = self._first(loop, work, write)
+        outcome = self._first(loop, work, write, single)
         return None if outcome is None else (self._result(outcome),)
 
-    def _first(self, loop: asyncio.AbstractEventLoop, work: Work, write: bool) -> tuple[bool, Any] | None:
-        """The first piece of this iteration of the loop, alone and at once; None if another writer holds the lock."""
+    def _first(self, loop: asyncio.AbstractEventLoop, work: Work, write: bool, single: bool = False
+               ) -> tuple[bool, Any] | None:
+        """The first piece of this iteration of the loop, alone and at once; None if another writer holds the lock.
+
+        A piece that only reads runs at once whenever no piece of this process waits (so it sees every write
+        made before it), even after another this iteration: it commits nothing, so it gains nothing from a group,
+        and it leaves the iteration's first write to run at once too (a budget's door check and its hold, one
+        after the other: the hold went through a batch, a future and another turn of the loop, ~50 k instructions)."""
+        if not write:
+            return self._inline(_run_one, work, write, single)
         self._stepping.add(loop)
         loop.call_soon(self._stepping.discard, loop)
-        outcome = self._inline(_run_one, work, write)
+        outcome = self._inline(_run_one, work, write, single)
         if outcome is not None:
             self._commits += 1
             if self._commits >= CHECKPOINT_EVERY:

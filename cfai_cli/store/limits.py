@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import sqlite3
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cfai_cli.store.db import connect
 from cfai_cli.store.hot import HotPath
@@ -63,9 +64,9 @@ class Decision:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """What one sliding window of a key holds now: its units, and when its oldest entry came (None: empty)."""
+class Window(NamedTuple):
+    """What one sliding window of a key holds now: its units, and when its oldest entry came (None: empty).
+    A named tuple: made twice an admission, a frozen dataclass's two object.__setattr__ calls cost more."""
 
     used: int
     oldest: float | None
@@ -84,33 +85,37 @@ def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Windo
     """The decision on `units` more requests of a key whose windows hold what they do at `now`: which limit
     refuses, how long to wait, and OpenAI's x-ratelimit-* headers. One code for every RateLimits; the admission
     rule is repeated in store.redis_limits' Lua script, which must decide inside Redis to be atomic.
-    Written out per window rather than looped over a table: it runs on every admission of a limited key."""
+    Written out per window rather than looped over a table, a reset under a minute formatted in place: it runs
+    on every admission of a limited key."""
     headers: dict[str, str] = {}
     refusal: Decision | None = None
     rpm, rpd, tpm = policy.rpm, policy.rpd, policy.tpm
     if rpm is not None:  # the headers describe the per-minute window when there is one
-        reset = (minute.oldest + MINUTE - now) if minute.oldest is not None else MINUTE
+        used = minute.used + units
+        reset = MINUTE if minute.oldest is None else minute.oldest + MINUTE - now
         headers[_LIMIT_REQUESTS] = str(rpm)
-        headers[_REMAINING_REQUESTS] = str(max(0, rpm - minute.used - units))
-        headers[_RESET_REQUESTS] = _reset(reset)
-        if minute.used + units > rpm:
+        headers[_REMAINING_REQUESTS] = str(rpm - used) if used < rpm else "0"
+        headers[_RESET_REQUESTS] = f"{math.ceil(reset)}s" if 0 < reset <= 59 else _reset(reset)
+        if used > rpm:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {rpm} requests per minute")
     if rpd is not None:
-        reset = (day.oldest + DAY - now) if day.oldest is not None else DAY
+        used = day.used + units
+        reset = DAY if day.oldest is None else day.oldest + DAY - now
         if rpm is None:
             headers[_LIMIT_REQUESTS] = str(rpd)
-            headers[_REMAINING_REQUESTS] = str(max(0, rpd - day.used - units))
+            headers[_REMAINING_REQUESTS] = str(rpd - used) if used < rpd else "0"
             headers[_RESET_REQUESTS] = _reset(reset)
-        if day.used + units > rpd and refusal is None:
+        if used > rpd and refusal is None:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {rpd} requests per day")
     if refusal is not None:
         headers[_REMAINING_REQUESTS] = "0"
     if tpm is not None:
-        reset = (tokens.oldest + MINUTE - now) if tokens.oldest is not None else 0.0
+        used = tokens.used
+        reset = 0.0 if tokens.oldest is None else tokens.oldest + MINUTE - now
         headers[_LIMIT_TOKENS] = str(tpm)
-        headers[_REMAINING_TOKENS] = str(max(0, tpm - tokens.used))
-        headers[_RESET_TOKENS] = _reset(reset)
-        if tokens.used >= tpm and refusal is None:
+        headers[_REMAINING_TOKENS] = str(tpm - used) if used < tpm else "0"
+        headers[_RESET_TOKENS] = f"{math.ceil(reset)}s" if 0 < reset <= 59 else _reset(reset)
+        if used >= tpm and refusal is None:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {tpm} tokens per minute")
     if refusal is not None:
         refusal.headers = headers
@@ -128,33 +133,46 @@ def _reset(seconds: float) -> str:
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or hours else "") + f"{secs}s"
 
 
-_LAST = "SELECT ts, total FROM rate_log WHERE key_id = ? AND kind = ? ORDER BY ts DESC, total DESC LIMIT 1"
-_FIRST = ("SELECT ts, total - units FROM rate_log WHERE key_id = ? AND kind = ? AND ts > ? "
-          "ORDER BY ts, total LIMIT 1")
 _INSERT = "INSERT INTO rate_log (key_id, kind, ts, total, units) VALUES (?, ?, ?, ?, ?)"
 
 
-def _last(conn: sqlite3.Connection, key_id: str, kind: int) -> tuple[float | None, int]:
-    """The key's newest row of `kind`: its time and running total (None, 0 without one)."""
-    row = conn.execute(_LAST, (key_id, kind)).fetchone()
-    return (None, 0) if row is None else (float(row[0]), int(row[1]))
+def _newest(column: str, kind: int) -> str:
+    return (f"(SELECT {column} FROM rate_log WHERE key_id = ?1 AND kind = {kind} "
+            "ORDER BY ts DESC, total DESC LIMIT 1)")
 
 
-def _window(conn: sqlite3.Connection, key_id: str, kind: int, since: float, total: int) -> tuple[int, float | None]:
-    """What the key's rows of `kind` newer than `since` add up to, and the oldest one's time."""
-    row = conn.execute(_FIRST, (key_id, kind, since)).fetchone()
-    return (0, None) if row is None else (total - int(row[1]), float(row[0]))
+def _oldest(column: str, kind: int, since: str) -> str:
+    return (f"(SELECT {column} FROM rate_log WHERE key_id = ?1 AND kind = {kind} AND ts > {since} "
+            "ORDER BY ts, total LIMIT 1)")
 
 
-def _record(conn: sqlite3.Connection, key_id: str, kind: int, units: int, now: float, last: tuple[float | None, int]
-            ) -> None:
-    ts, total = last
-    # Never before the key's newest row (a clock read before another worker's commit): totals stay in time order.
-    conn.execute(_INSERT, (key_id, kind, now if ts is None else max(now, ts), total + units, units))
+@lru_cache(maxsize=8)
+def _windows(rpm: bool, rpd: bool, tpm: bool) -> tuple[str, int]:
+    """One SELECT of what an admission reads, for a policy with these limits, and how many parameters it takes
+    (?1 the key, ?2 a minute ago, ?3 a day ago): the key's newest request row (time, total), then per limited
+    window its oldest row's time and the total before it (and the newest token total). Each column an index
+    lookup, as the four statements it replaces did (each a cursor, a GIL release and SQLite's mutexes: ~20 k
+    instructions an admission, bench/keys_instructions.py)."""
+    columns = [_newest("ts", REQUESTS), _newest("total", REQUESTS)]
+    if rpm:
+        columns += [_oldest("ts", REQUESTS, "?2"), _oldest("total - units", REQUESTS, "?2")]
+    if rpd:
+        columns += [_oldest("ts", REQUESTS, "?3"), _oldest("total - units", REQUESTS, "?3")]
+    if tpm:
+        columns += [_newest("total", TOKENS), _oldest("ts", TOKENS, "?2"), _oldest("total - units", TOKENS, "?2")]
+    return "SELECT " + ", ".join(columns), 3 if rpd else 2 if rpm or tpm else 1
+
+
+# A request's tokens in one statement, atomic alone (store.hot's `single`): the key's next token row after its
+# newest (never before it: a clock read before another worker's commit keeps the totals in time order). VALUES,
+# not INSERT ... SELECT, which copies its row through a temporary table when it reads the table it writes
+# (~13 k instructions more; bench/keys_instructions.py).
+_RECORD_TOKENS = (f"INSERT INTO rate_log (key_id, kind, ts, total, units) VALUES (?1, {TOKENS}, "
+                  f"max(?2, COALESCE({_newest('ts', TOKENS)}, ?2)), COALESCE({_newest('total', TOKENS)}, 0) + ?3, ?3)")
 
 
 def _record_tokens(conn: sqlite3.Connection, key_id: str, tokens: int, now: float) -> None:
-    _record(conn, key_id, TOKENS, tokens, now, _last(conn, key_id, TOKENS))
+    conn.execute(_RECORD_TOKENS, (key_id, now, tokens))
 
 
 class RateLimits(Protocol):
@@ -195,23 +213,32 @@ class RateLimiter:
         if tokens <= 0:
             return True
         self.hot.ensure(SCHEMA, migrate)
-        return self.hot.run_now(lambda conn: _record_tokens(conn, key_id, tokens, now)) is not None
+        return self.hot.run_now(lambda conn: _record_tokens(conn, key_id, tokens, now), single=True) is not None
 
     @staticmethod
     def _admit(conn: sqlite3.Connection, key_id: str, policy: KeyPolicy, now: float, units: int, trim: bool
                ) -> Decision:
-        last = _last(conn, key_id, REQUESTS)
+        rpm, rpd, tpm = policy.rpm is not None, policy.rpd is not None, policy.tpm is not None
+        sql, count = _windows(rpm, rpd, tpm)
+        row = conn.execute(sql, (key_id, now - MINUTE, now - DAY)[:count]).fetchone()
+        newest, total = row[0], row[1] or 0
         minute = day = tokens = UNMEASURED  # the windows the key's policy does not limit are not read
-        if policy.rpm is not None:
-            minute = Window(*_window(conn, key_id, REQUESTS, now - MINUTE, last[1]))
-        if policy.rpd is not None:
-            day = Window(*_window(conn, key_id, REQUESTS, now - DAY, last[1]))
-        if policy.tpm is not None:
-            tokens = Window(*_window(conn, key_id, TOKENS, now - MINUTE, _last(conn, key_id, TOKENS)[1]))
+        column = 2
+        if rpm:
+            if row[2] is not None:
+                minute = Window(total - row[3], row[2])
+            column = 4
+        if rpd:
+            if row[column] is not None:
+                day = Window(total - row[column + 1], row[column])
+            column += 2
+        if tpm and row[column + 1] is not None:
+            tokens = Window(row[column] - row[column + 2], row[column + 1])
         decision = decide(policy, units, now, minute, day, tokens)
         if not decision.allowed:
             return decision
-        _record(conn, key_id, REQUESTS, units, now, last)
+        # Never before the key's newest row (a clock read before another worker's commit): totals stay in time order.
+        conn.execute(_INSERT, (key_id, REQUESTS, now if newest is None else max(now, newest), total + units, units))
         if trim:  # what no window of the key reads any more (a policy given rpd later counts from here)
             conn.execute("DELETE FROM rate_log WHERE key_id = ? AND kind = ? AND ts <= ?",
                          (key_id, REQUESTS, now - (DAY if policy.rpd is not None else MINUTE)))

@@ -93,6 +93,51 @@ async def test_run_now_runs_a_piece_at_once_or_says_it_must_wait(tmp_path: Path)
     hot.close()
 
 
+def add_one(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO seen (n) SELECT COUNT(*) FROM seen")
+
+
+def seen(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
+
+
+async def test_a_read_runs_at_once_after_a_write_of_its_turn_and_sees_it(tmp_path: Path) -> None:
+    hot = HotPath(tmp_path / "cfai.db")
+    hot.ensure(SCHEMA)
+    assert hot.run_now(count_and_add) == (0,)
+    # The same turn of the loop: a read neither waits for a group nor stops the next write running at once.
+    assert hot.run_now(seen, write=False, single=True) == (1,)
+    assert await hot.run(seen, write=False) == 1
+    assert hot.run_now(count_and_add) is None  # a second write of the turn still joins a group
+    both = asyncio.gather(hot.run(count_and_add), hot.run(count_and_add))
+    await asyncio.sleep(0)  # both ran in the next turn: the first at once, the second queued for the turn's end
+    assert hot.run_now(seen, write=False, single=True) is None  # a read waits behind a write of this process
+    assert await both == [1, 2]
+    hot.close()
+
+
+async def test_a_single_statement_runs_alone_without_a_transaction_and_waits_for_the_lock(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db)
+    hot.ensure(SCHEMA)
+    statements: list[str] = []
+    assert hot.run_now(add_one, single=True) == (None,)
+    assert hot._loop_conn is not None
+    hot._loop_conn.set_trace_callback(statements.append)
+    await asyncio.sleep(0)
+    assert hot.run_now(add_one, single=True) == (None,)
+    assert statements == ["INSERT INTO seen (n) SELECT COUNT(*) FROM seen"]  # no BEGIN, no COMMIT
+    other = sqlite3.connect(db, isolation_level=None)  # another worker, in the middle of its write
+    other.execute("BEGIN IMMEDIATE")
+    await asyncio.sleep(0)
+    assert hot.run_now(add_one, single=True) is None  # nothing written, nothing waited for
+    asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+    await hot.run(add_one, single=True)  # waits in the thread, in a transaction of its own
+    other.close()
+    assert sorted(row[0] for row in sqlite3.connect(db).execute("SELECT n FROM seen")) == [0, 1, 2]
+    hot.close()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 async def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     hot = HotPath(tmp_path / "cfai.db")
