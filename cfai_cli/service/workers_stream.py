@@ -16,7 +16,7 @@ from cfai_cli.core.openai.chat import ChatCompletionChunk, ChatCompletionRequest
 from cfai_cli.core.sse import SSEDecoder
 from cfai_cli.core.translate.chat import WorkersChatCall
 from cfai_cli.core.translate.chat_answer import estimate_tokens, from_workers_chat, prompt_text, sum_usage, usage_out
-from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks
+from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, chunk_each, completion_to_chunks
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import UpstreamError, UpstreamStreamError
 from cfai_cli.service.chat_stream import ChatStream, merge, prime_all
@@ -102,9 +102,9 @@ async def _sse_reads(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], 
     """The `data` of the SSE events each upstream read completed, however the bytes were split."""
     decoder = SSEDecoder()
     async for raw in chunks:
-        events = decoder.decode(raw)
-        if events:
-            yield [event.data for event in events]
+        datas = decoder.decode_data(raw)
+        if datas:
+            yield datas
     tail = decoder.flush()
     if tail:
         yield [event.data for event in tail]
@@ -132,17 +132,12 @@ async def workers_stream(ctx: Context, req: ChatCompletionRequest, call: Workers
 async def _answer(ctx: Context, call: WorkersChatCall, choices: list[_Choice],
                   sources: list[AsyncGenerator[list[ChunkChoice], None]], *, include_usage: bool
                   ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
-    completion_id, created = ctx.ids("chatcmpl"), ctx.now()
-
-    def wrap(choice: ChunkChoice) -> ChatCompletionChunk:
-        # One choice delta per chunk: clients merge deltas by index, chunk by chunk.
-        return chunk([choice], completion_id=completion_id, created=created, model=call.model_id,
-                     include_usage=include_usage)
-
+    completion_id, created, model = ctx.ids("chatcmpl"), ctx.now(), call.model_id
     try:
         async with aclosing(sources[0] if len(sources) == 1 else merge(sources)) as groups:
             async for deltas in groups:
-                yield [wrap(choice) for choice in deltas]
+                yield chunk_each(deltas, completion_id=completion_id, created=created, model=model,
+                                 include_usage=include_usage)
     finally:
         # Whether or not the client asked to see usage, and also when it hung up: what was spent counts.
         total = sum_usage(c.usage() for c in choices)

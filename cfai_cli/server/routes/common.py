@@ -20,7 +20,7 @@ from cfai_cli.core.affinity import check_explicit
 from cfai_cli.core.cache import HEADER as CACHE_HEADER
 from cfai_cli.core.cache import Mode, request_mode
 from cfai_cli.core.openai.base import parse_body
-from cfai_cli.core.sse import DONE, encode_sse
+from cfai_cli.core.sse import DONE, encode_sse, encode_sse_all
 from cfai_cli.errors import CfaiError, RequestTooLarge, UnsupportedMediaType, UpstreamError
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.scope import request_record
@@ -133,7 +133,7 @@ async def _sse(events: EventStream[Any], done: bool, named: bool,
 
     try:
         async for batch in events.batches():  # one write per upstream read, not one per token
-            yield b"".join(map(encode, batch))
+            yield b"".join(map(encode, batch)) if named else encode_sse_all(batch)
     except CfaiError as exc:
         # In-band error and no [DONE]: a client must never take a broken answer for a complete one.
         for event in on_error(exc):
