@@ -116,6 +116,17 @@ def loads(data: bytes | bytearray | str) -> Any:
     return json.loads(data)
 
 
+def loads_all(datas: Sequence[bytes | str]) -> list[Any]:
+    """`loads` of each; ValueError for the first that is not JSON. With orjson, `map` keeps the loop and the
+    calls in C (a stream's read of 21 events: one Python call instead of 21 of `loads`)."""
+    if orjson is not None:
+        try:
+            return list(map(orjson.loads, datas))
+        except orjson.JSONDecodeError:
+            pass  # what `loads` hands to the standard library: let it, one by one
+    return [loads(data) for data in datas]
+
+
 def loads_strict(data: bytes) -> Any:
     """Decode JSON with orjson alone: ValueError for what it refuses (NaN, infinities, numbers beyond a double,
     lone surrogates), which `loads` would hand to the standard library, and when orjson is not installed."""

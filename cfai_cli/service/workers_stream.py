@@ -52,21 +52,21 @@ class _Choice:
             async with aclosing(_sse_reads(self.upstream.chunks)) as reads:
                 async for payloads in reads:
                     started = True
+                    events, done, malformed = _events_json(payloads)
                     out: list[ChunkChoice] = []
-                    for data in payloads:
-                        if data.strip() == "[DONE]":
-                            done = True
-                            break
-                        try:
-                            event = _event_json(data)
+                    feed, count = self.translator.feed, self.upstream.neurons is None
+                    try:
+                        for event in events:
                             # No header: the events may carry the count (in `usage`, which most events lack).
-                            if self.upstream.neurons is None and (type(event) is not dict or "usage" in event):
+                            if count and (type(event) is not dict or "usage" in event):
                                 self.neurons = _or(reported_neurons(None, event), self.neurons)
-                            out += self.translator.feed(event)
-                        except Exception:
-                            if out:
-                                yield out  # what came before the bad event still reaches the client
-                            raise
+                            out += feed(event)
+                        if malformed:
+                            raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).")
+                    except Exception:
+                        if out:
+                            yield out  # what came before the bad event still reaches the client
+                        raise
                     if done:
                         # The closing deltas leave with the last read's: one write less for every answer.
                         yield out + self.translator.finish(done=True)
@@ -114,11 +114,27 @@ def _or(found: float | None, before: float | None) -> float | None:
     return before if found is None else found
 
 
-def _event_json(data: str) -> object:
+def _events_json(datas: list[str]) -> tuple[list[object], bool, bool]:
+    """The JSON of a read's events up to `[DONE]`, whether `[DONE]` came, and whether the events stop short at
+    a malformed one (not JSON): those before it are there. All of them decoded by one `jsonfast.loads_all`
+    when they are JSON up to an exact `[DONE]` (a stream's every read), else one by one."""
     try:
-        return jsonfast.loads(data)
+        end = datas.index("[DONE]")
     except ValueError:
-        raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).") from None
+        end = len(datas)
+    try:
+        return jsonfast.loads_all(datas[:end] if end < len(datas) else datas), end < len(datas), False
+    except ValueError:
+        pass
+    events: list[object] = []
+    for data in datas:
+        if data.strip() == "[DONE]":
+            return events, True, False
+        try:
+            events.append(jsonfast.loads(data))
+        except ValueError:
+            return events, False, True
+    return events, False, False
 
 
 async def workers_stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall,

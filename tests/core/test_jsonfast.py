@@ -123,3 +123,13 @@ def test_dumps_all_writes_what_dumps_writes_value_by_value(backend: str) -> None
 @given(st.lists(_values, max_size=5))
 def test_dumps_all_is_dumps_of_each(values: list[Any]) -> None:
     assert jsonfast.dumps_all(values) == [jsonfast.dumps(value) for value in values]
+
+
+def test_loads_all_is_loads_of_each(backend: str) -> None:
+    datas = ['{"response":"é"}', '{"x": NaN}', "[1, 2.5]", '"\\ud800"']
+    decoded = jsonfast.loads_all(datas)
+    assert decoded[0] == {"response": "é"} and math.isnan(decoded[1]["x"]) and decoded[2:] == [[1, 2.5], "\ud800"]
+    assert jsonfast.loads_all([]) == []
+    with pytest.raises(json.JSONDecodeError) as caught:  # the standard library's verdict, as `loads` gives it
+        jsonfast.loads_all(['{"a": 1}', '{"a": '])
+    assert caught.value.msg == "Expecting value"

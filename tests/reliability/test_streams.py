@@ -185,3 +185,18 @@ def test_the_stream_answer_is_framed_so_no_text_can_end_it_early(tmp_path: Path)
     frames = raw.split(b"\n\n")
     assert [f for f in frames if f.strip() == b"data: [DONE]"] == [frames[-2]]
     assert chat_text(raw) == texts[0]
+
+
+def test_a_read_decoded_at_once_keeps_the_event_by_event_answers() -> None:
+    """A read's events are decoded as one batch when all are JSON up to an exact `[DONE]`; whatever is not is
+    read event by event, with the same answers: a `[DONE]` with spaces still ends the stream (what follows
+    it is not read), and an event only Python's json reads (NaN) still counts."""
+    chat = {"model": LLAMA, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    usage = b'{"response":"","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
+    spaced = b'data: {"response":"a"}\n\ndata: {"response":"b"}\n\ndata: ' + usage + \
+        b"\n\ndata: [DONE]  \n\ndata: {not json\n\ndata: [DONE]\n\n"
+    nan = b'data: {"response":"a","p":NaN}\n\ndata: {"response":"b"}\n\ndata: ' + usage + b"\n\ndata: [DONE]\n\n"
+    for raw in proxy().run([("/v1/chat/completions", chat, [spaced]), ("/v1/chat/completions", chat, [nan]),
+                            ("/v1/chat/completions", chat, [spaced[:9], spaced[9:]])]):
+        assert chat_text(raw) == "ab"
+        assert b"error" not in raw
