@@ -6,6 +6,7 @@ holds: quotes, backslashes, CR/LF runs, the literal `data: [DONE]`, non-BMP char
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -200,3 +201,30 @@ def test_a_read_decoded_at_once_keeps_the_event_by_event_answers() -> None:
                             ("/v1/chat/completions", chat, [spaced[:9], spaced[9:]])]):
         assert chat_text(raw) == "ab"
         assert b"error" not in raw
+
+
+def test_a_compressed_stream_is_decoded_and_a_plain_one_read_as_it_is() -> None:
+    """Workers AI's streams come uncompressed (nothing asks for an encoding) and are read straight from the
+    transport; one that comes with a Content-Encoding anyway is decoded by httpx first."""
+    texts = ["zipped ", "é 😀"]
+    packed = gzip.compress(upstream_bytes(texts, "\n"))
+    shared = proxy()
+
+    def compressed(request: httpx.Request, parsed: dict[str, Any]) -> httpx.Response:
+        async def stream() -> AsyncIterator[bytes]:
+            for part in (packed[:20], packed[20:]):
+                yield part
+                await asyncio.sleep(0)
+
+        return httpx.Response(200, headers={"content-type": "text/event-stream", "content-encoding": "gzip"},
+                              content=stream())
+
+    chat = {"model": LLAMA, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    shared.fake.models[LLAMA] = compressed
+    try:
+        (raw,) = shared.run([("/v1/chat/completions", chat, [])])
+    finally:
+        shared.fake.models[LLAMA] = shared.handle
+    assert chat_text(raw) == "".join(texts)
+    (plain,) = shared.run([("/v1/chat/completions", chat, [upstream_bytes(texts, "\n")])])
+    assert chat_text(plain) == "".join(texts)
