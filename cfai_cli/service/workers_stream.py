@@ -19,7 +19,7 @@ from cfai_cli.core.translate.chat_answer import estimate_tokens, from_workers_ch
 from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, chunk_each, completion_to_chunks
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import UpstreamError, UpstreamStreamError
-from cfai_cli.service.chat_stream import ChatStream, merge, prime_all
+from cfai_cli.service.chat_stream import ChatStream, LastBatch, merge, prime_all
 from cfai_cli.service.context import Context
 from cfai_cli.upstream.workers import UpstreamStream, WorkersAIClient
 
@@ -69,12 +69,12 @@ class _Choice:
                         raise
                     if done:
                         # The closing deltas leave with the last read's: one write less for every answer.
-                        yield out + self.translator.finish(done=True)
+                        yield LastBatch(out + self.translator.finish(done=True))
                         return
                     yield out
             if not started:
                 raise UpstreamStreamError("Workers AI ended the stream before sending anything.")
-            yield self.translator.finish(done=done)
+            yield LastBatch(self.translator.finish(done=done))
         finally:
             await self.upstream.aclose()
 
@@ -152,8 +152,11 @@ async def _answer(ctx: Context, call: WorkersChatCall, choices: list[_Choice],
     try:
         async with aclosing(sources[0] if len(sources) == 1 else merge(sources)) as groups:
             async for deltas in groups:
-                yield chunk_each(deltas, completion_id=completion_id, created=created, model=model,
-                                 include_usage=include_usage)
+                chunks = chunk_each(deltas, completion_id=completion_id, created=created, model=model,
+                                    include_usage=include_usage)
+                # One choice's last batch is the answer's when it is the only choice (merged, the others
+                # may still be streaming).
+                yield LastBatch(chunks) if type(deltas) is LastBatch and len(sources) == 1 else chunks
     finally:
         # Whether or not the client asked to see usage, and also when it hung up: what was spent counts.
         total = sum_usage(c.usage() for c in choices)
