@@ -125,7 +125,10 @@ async def measure(app: Callable[..., Awaitable[None]], key: str, args: argparse.
           f"{args.requests} streams x {args.rounds} rounds; body writes per stream {statistics.median(writes)}")
     print(f"stream  {statistics.median(rounds):8.1f} µs CPU per stream (median; rounds "
           f"{', '.join(f'{r:.0f}' for r in rounds)})")
-    print(f"last    {statistics.median(lasts) * 1e6:8.1f} µs CPU between the last two body messages (median)")
+    if lasts:
+        print(f"last    {statistics.median(lasts) * 1e6:8.1f} µs CPU between the last two body messages (median)")
+    else:  # an answer read at once leaves in one message (the read with [DONE] rides with the end)
+        print("last         n/a: one body message per stream")
     print(f"tail    {statistics.median(tails) * 1e6:8.1f} µs CPU after the last body message, before the app "
           "returned (median)")
     streams = args.requests * args.rounds

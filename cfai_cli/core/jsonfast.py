@@ -20,6 +20,7 @@ core.workers.vector_cut): `dumps` writes it as it is (orjson.Fragment), without 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 try:
@@ -81,6 +82,19 @@ def dumps(value: Any) -> bytes:
         return _stdlib_dumps(value)
 
 
+def dumps_all(values: Sequence[Any]) -> list[bytes]:
+    """`dumps` of each value, for values with str keys only (a stream's chunks). With orjson, `map` keeps the
+    loop and the calls in C, and without OPT_NON_STR_KEYS, which doubles orjson's work (a batch of 22 chat
+    chunks: 152k -> 78k instructions, callgrind); a value it refuses (an int key, a RawJson, a big integer)
+    makes the whole batch go through `dumps`, so the bytes are always the ones `dumps` writes."""
+    if orjson is not None:
+        try:
+            return list(map(orjson.dumps, values))
+        except TypeError:  # orjson.JSONEncodeError
+            pass
+    return [dumps(value) for value in values]
+
+
 def dumps_str(value: Any) -> str:
     """`dumps` as text."""
     return dumps(value).decode("utf-8")
@@ -100,6 +114,17 @@ def loads(data: bytes | bytearray | str) -> Any:
     if not isinstance(data, str):
         data = bytes(data).decode("utf-8")  # strict: UnicodeDecodeError is a ValueError
     return json.loads(data)
+
+
+def loads_all(datas: Sequence[bytes | str]) -> list[Any]:
+    """`loads` of each; ValueError for the first that is not JSON. With orjson, `map` keeps the loop and the
+    calls in C (a stream's read of 21 events: one Python call instead of 21 of `loads`)."""
+    if orjson is not None:
+        try:
+            return list(map(orjson.loads, datas))
+        except orjson.JSONDecodeError:
+            pass  # what `loads` hands to the standard library: let it, one by one
+    return [loads(data) for data in datas]
 
 
 def loads_strict(data: bytes) -> Any:

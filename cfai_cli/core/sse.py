@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,48 @@ class SSEDecoder:
         self._pending_cr = False
 
     def decode(self, chunk: bytes) -> list[SSEEvent]:
-        return self._feed(self._utf8.decode(chunk))
+        text = self._utf8.decode(chunk)
+        found = self._data_events(text)
+        if found is None:
+            return self._feed(text)
+        events = [SSEEvent(data, None, self._id) for data in found[0]]
+        self._feed_rest(text, found[1])
+        return events
+
+    def decode_data(self, chunk: bytes) -> list[str]:
+        """The `data` of each event `decode` would return: for a reader that has no use for event names or ids
+        (Workers AI's streams), without an SSEEvent per event."""
+        text = self._utf8.decode(chunk)
+        found = self._data_events(text)
+        if found is None:
+            return [event.data for event in self._feed(text)]
+        self._feed_rest(text, found[1])
+        return found[0]
+
+    def _data_events(self, text: str) -> tuple[list[str], int] | None:
+        """The events' data, and where they end, when `text` is whole `data: …` events and nothing else up to
+        its last blank line and the decoder holds nothing from an earlier chunk (every event of a Workers AI
+        stream, in one read or several); None when the line-by-line parse is needed. One regular expression
+        finds them instead of a Python loop over the lines and an SSEEvent per event (a 20-token answer's 22
+        events: ~195k -> ~60k instructions with `decode_data`, callgrind). They are exactly the events the
+        lines give: the matches cover the text up to its last blank line (their lengths add up to it), each
+        is `data: ` + one line + a blank line, so each dispatches its one data line, with no event name (none
+        is pending). Call `_feed_rest` after taking the events (an `id:` line in the rest is for later ones)."""
+        if self._buffer or self._data or self._event is not None or self._pending_cr or "\r" in text:
+            return None
+        end = text.rfind("\n\n") + 2
+        if end < 2 or text.startswith("\ufeff"):
+            return None
+        found: list[str] = _DATA_EVENT.findall(text, 0, end)
+        if sum(map(len, found)) + _DATA_EVENT_FRAME * len(found) != end:
+            return None
+        return found, end
+
+    def _feed_rest(self, text: str, end: int) -> None:
+        """What follows the events `_data_events` found holds no blank line (theirs was the last): it waits."""
+        self._started = True
+        if end < len(text):
+            self._feed_lf(text[end:])
 
     def flush(self) -> list[SSEEvent]:
         events = self._feed(self._utf8.decode(b"", final=True))
@@ -143,6 +184,8 @@ class SSEDecoder:
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_DATA_EVENT = re.compile(r"data: ([^\n]*)\n\n")
+_DATA_EVENT_FRAME = len("data: \n\n")
 
 
 def encode_sse(data: str | Mapping[str, Any], *, event: str | None = None) -> bytes:
@@ -160,6 +203,14 @@ def encode_sse(data: str | Mapping[str, Any], *, event: str | None = None) -> by
     head = f"event: {event}\n" if event else ""
     body = "".join(f"data: {line}\n" for line in _LINE_BREAK.split(text))
     return (head + body + "\n").encode("utf-8")
+
+
+def encode_sse_all(events: Sequence[Mapping[str, Any]]) -> bytes:
+    """`encode_sse` of each event (JSON, no event names), concatenated: a stream's batch in one call, its JSON
+    written by one `jsonfast.dumps_all` and framed by one join (22 chunks: ~190k -> ~100k instructions)."""
+    if not events:
+        return b""
+    return b"data: " + b"\n\ndata: ".join(jsonfast.dumps_all(events)) + b"\n\n"
 
 
 DONE = b"data: [DONE]\n\n"

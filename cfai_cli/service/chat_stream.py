@@ -31,22 +31,34 @@ T = TypeVar("T")
 E = TypeVar("E")
 
 
+class LastBatch(list[T], Generic[T]):
+    """A source's last batch, marked as such when it is known to be last as it is made (a Workers AI stream's
+    `[DONE]` came with it): what the stream does after it (closing the upstream response, counting the usage,
+    a usage chunk) reads nothing more from upstream, so a writer may send it with the end of the answer."""
+
+    __slots__ = ()
+
+
 class EventStream(Generic[E]):
     """The events of one streamed answer. `batches()` gives them in the groups they arrived in (empty groups
     left out); iterating the stream itself gives them one by one. Close it (or `async with` it) when done:
     that closes its upstream responses, whether or not it was read. `owns` are the streams `batches` reads
-    from, closed with it: a generator that never started cannot close what it holds."""
+    from, closed with it: a generator that never started cannot close what it holds. `ending` turns true
+    with a `LastBatch`: from there to its end the stream waits for no upstream read."""
 
-    __slots__ = ("_batches", "_owns", "_pending")
+    __slots__ = ("_batches", "_owns", "_pending", "ending")
 
     def __init__(self, batches: AsyncGenerator[list[E], None], *, owns: Sequence[Closable] = ()) -> None:
         self._batches = batches
         self._owns = owns
         self._pending: deque[E] = deque()
+        self.ending = False
 
     async def batches(self) -> AsyncGenerator[list[E], None]:
         async for batch in self._batches:
             if batch:
+                if type(batch) is LastBatch:
+                    self.ending = True
                 yield batch
 
     def __aiter__(self) -> Self:
@@ -84,7 +96,7 @@ class ChatStream(EventStream[ChatCompletionChunk]):
 
 
 async def _one_batch(batch: list[ChatCompletionChunk]) -> AsyncGenerator[list[ChatCompletionChunk], None]:
-    yield batch
+    yield LastBatch(batch)
 
 
 async def prime(source: AsyncGenerator[T, None], waits: WaitLog | None) -> AsyncGenerator[T, None]:

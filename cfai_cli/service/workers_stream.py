@@ -16,10 +16,10 @@ from cfai_cli.core.openai.chat import ChatCompletionChunk, ChatCompletionRequest
 from cfai_cli.core.sse import SSEDecoder
 from cfai_cli.core.translate.chat import WorkersChatCall
 from cfai_cli.core.translate.chat_answer import estimate_tokens, from_workers_chat, prompt_text, sum_usage, usage_out
-from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, completion_to_chunks
+from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, chunk_each, completion_to_chunks
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import UpstreamError, UpstreamStreamError
-from cfai_cli.service.chat_stream import ChatStream, merge, prime_all
+from cfai_cli.service.chat_stream import ChatStream, LastBatch, merge, prime_all
 from cfai_cli.service.context import Context
 from cfai_cli.upstream.workers import UpstreamStream, WorkersAIClient
 
@@ -52,29 +52,29 @@ class _Choice:
             async with aclosing(_sse_reads(self.upstream.chunks)) as reads:
                 async for payloads in reads:
                     started = True
+                    events, done, malformed = _events_json(payloads)
                     out: list[ChunkChoice] = []
-                    for data in payloads:
-                        if data.strip() == "[DONE]":
-                            done = True
-                            break
-                        try:
-                            event = _event_json(data)
+                    feed, count = self.translator.feed, self.upstream.neurons is None
+                    try:
+                        for event in events:
                             # No header: the events may carry the count (in `usage`, which most events lack).
-                            if self.upstream.neurons is None and (type(event) is not dict or "usage" in event):
+                            if count and (type(event) is not dict or "usage" in event):
                                 self.neurons = _or(reported_neurons(None, event), self.neurons)
-                            out += self.translator.feed(event)
-                        except Exception:
-                            if out:
-                                yield out  # what came before the bad event still reaches the client
-                            raise
+                            out += feed(event)
+                        if malformed:
+                            raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).")
+                    except Exception:
+                        if out:
+                            yield out  # what came before the bad event still reaches the client
+                        raise
                     if done:
                         # The closing deltas leave with the last read's: one write less for every answer.
-                        yield out + self.translator.finish(done=True)
+                        yield LastBatch(out + self.translator.finish(done=True))
                         return
                     yield out
             if not started:
                 raise UpstreamStreamError("Workers AI ended the stream before sending anything.")
-            yield self.translator.finish(done=done)
+            yield LastBatch(self.translator.finish(done=done))
         finally:
             await self.upstream.aclose()
 
@@ -102,9 +102,9 @@ async def _sse_reads(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], 
     """The `data` of the SSE events each upstream read completed, however the bytes were split."""
     decoder = SSEDecoder()
     async for raw in chunks:
-        events = decoder.decode(raw)
-        if events:
-            yield [event.data for event in events]
+        datas = decoder.decode_data(raw)
+        if datas:
+            yield datas
     tail = decoder.flush()
     if tail:
         yield [event.data for event in tail]
@@ -114,11 +114,27 @@ def _or(found: float | None, before: float | None) -> float | None:
     return before if found is None else found
 
 
-def _event_json(data: str) -> object:
+def _events_json(datas: list[str]) -> tuple[list[object], bool, bool]:
+    """The JSON of a read's events up to `[DONE]`, whether `[DONE]` came, and whether the events stop short at
+    a malformed one (not JSON): those before it are there. All of them decoded by one `jsonfast.loads_all`
+    when they are JSON up to an exact `[DONE]` (a stream's every read), else one by one."""
     try:
-        return jsonfast.loads(data)
+        end = datas.index("[DONE]")
     except ValueError:
-        raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).") from None
+        end = len(datas)
+    try:
+        return jsonfast.loads_all(datas[:end] if end < len(datas) else datas), end < len(datas), False
+    except ValueError:
+        pass
+    events: list[object] = []
+    for data in datas:
+        if data.strip() == "[DONE]":
+            return events, True, False
+        try:
+            events.append(jsonfast.loads(data))
+        except ValueError:
+            return events, False, True
+    return events, False, False
 
 
 async def workers_stream(ctx: Context, req: ChatCompletionRequest, call: WorkersChatCall,
@@ -132,17 +148,15 @@ async def workers_stream(ctx: Context, req: ChatCompletionRequest, call: Workers
 async def _answer(ctx: Context, call: WorkersChatCall, choices: list[_Choice],
                   sources: list[AsyncGenerator[list[ChunkChoice], None]], *, include_usage: bool
                   ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
-    completion_id, created = ctx.ids("chatcmpl"), ctx.now()
-
-    def wrap(choice: ChunkChoice) -> ChatCompletionChunk:
-        # One choice delta per chunk: clients merge deltas by index, chunk by chunk.
-        return chunk([choice], completion_id=completion_id, created=created, model=call.model_id,
-                     include_usage=include_usage)
-
+    completion_id, created, model = ctx.ids("chatcmpl"), ctx.now(), call.model_id
     try:
         async with aclosing(sources[0] if len(sources) == 1 else merge(sources)) as groups:
             async for deltas in groups:
-                yield [wrap(choice) for choice in deltas]
+                chunks = chunk_each(deltas, completion_id=completion_id, created=created, model=model,
+                                    include_usage=include_usage)
+                # One choice's last batch is the answer's when it is the only choice (merged, the others
+                # may still be streaming).
+                yield LastBatch(chunks) if type(deltas) is LastBatch and len(sources) == 1 else chunks
     finally:
         # Whether or not the client asked to see usage, and also when it hung up: what was spent counts.
         total = sum_usage(c.usage() for c in choices)

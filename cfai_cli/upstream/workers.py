@@ -320,7 +320,13 @@ class WorkersAIClient:
         return headers
 
     async def _chunks(self, response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
-        iterator = response.aiter_bytes().__aiter__()
+        body = response.stream
+        # No Content-Encoding (none is asked for): the body's bytes are the answer's, read from the transport's
+        # stream without aiter_bytes' no-op decoder, its two chunkers and aiter_raw, two generators more a
+        # stream (~70k of a streamed request's ~2.3 M instructions, callgrind). Encoded, httpx decodes it.
+        source = body if isinstance(body, httpx.AsyncByteStream) and "content-encoding" not in response.headers \
+            else response.aiter_bytes()
+        iterator = source.__aiter__()
         try:
             while True:
                 try:

@@ -494,3 +494,42 @@ def test_every_plausible_mid_stream_error_shape_is_an_error(event: dict[str, obj
 def test_empty_error_fields_are_not_errors(event: dict[str, object]) -> None:
     stream = ChoiceStream(index=0, new_call_id=id_counter())
     assert stream.feed(event)[-1]["delta"] == {"content": "ok"}
+
+
+# ---- the plain-text shortcut ------------------------------------------------------------------------
+
+_NATIVE_EVENTS = st.one_of(
+    st.sampled_from([*THINK_TOKENS, "", "STOP", "ST", "OP", "é 😀"]).map(lambda t: {"response": t, "p": "abc"}),
+    st.sampled_from([*THINK_TOKENS, "x"]).map(lambda t: {"response": t}),
+    st.just({"response": {"json": "mode"}}),
+    st.just({"response": None}),
+    st.just({"response": "", "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}),
+    st.just({"response": "t", "tool_calls": [{"name": "f", "arguments": {"a": 1}}]}),
+)
+
+
+def _feed_all(events: list[Any], stop: list[str], *, shortcut: bool) -> tuple[list[Any], int]:
+    stream = ChoiceStream(index=2, new_call_id=id_counter(), stop=stop)
+    out: list[Any] = []
+    for event in events:
+        if not shortcut:
+            stream._plain = False  # every event through the think and stop filters
+        out += stream.feed(event)
+    return out + stream.finish(done=True), stream.text_chars
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=st.lists(_NATIVE_EVENTS, max_size=16), stop=st.sampled_from([[], ["STOP"], ["</think>"]]))
+def test_plain_text_shortcut_gives_the_filters_choices(events: list[Any], stop: list[str]) -> None:
+    # Once past the think block with no stop sequence, a text event's delta is its text as it is: the
+    # choices (and the characters counted for usage) are the ones the filters give event by event.
+    assert _feed_all(events, stop, shortcut=True) == _feed_all(events, stop, shortcut=False)
+
+
+def test_plain_text_shortcut_waits_for_the_end_of_the_think_block() -> None:
+    events = [{"response": "<think>"}, {"response": "a", "p": "x"}, {"response": "</think>", "p": "x"},
+              {"response": " b", "p": "x"}, {"response": "c", "p": "x"}]
+    choices, chars = _feed_all(events, [], shortcut=True)
+    assert [c["delta"] for c in choices] == [{"role": "assistant", "content": ""}, {"reasoning_content": "a"},
+                                             {"content": "b"}, {"content": "c"}, {}]
+    assert chars == 2

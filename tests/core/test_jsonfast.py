@@ -105,3 +105,31 @@ def test_sse_events_are_the_same_bytes_with_either_backend(backend: str) -> None
     assert encode_sse(event) == b"data: " + stdlib(event) + b"\n\n"
     assert encode_sse(event, event="response.output_text.delta") == (
         b"event: response.output_text.delta\ndata: " + stdlib(event) + b"\n\n")
+
+
+def test_dumps_all_writes_what_dumps_writes_value_by_value(backend: str) -> None:
+    # A batch orjson takes without OPT_NON_STR_KEYS, and batches with one value it refuses that way (an int
+    # key, a RawJson, a big integer, a lone surrogate): each value's bytes are dumps' bytes.
+    plain = [{"id": "c", "choices": [{"index": 0, "delta": {"content": "é \u2028 😀"}, "logprobs": None}]},
+             {"usage": None, "n": 2**63 - 1, "x": 1.5, "l": [True, False]}]
+    for odd in ({1: "x"}, {"v": jsonfast.RawJson(b"[1,2]")}, {"seed": 2**70}, {"text": "a\ud800b"}):
+        for batch in (plain, [*plain, odd], [odd, *plain]):
+            assert jsonfast.dumps_all(batch) == [jsonfast.dumps(value) for value in batch]
+    assert jsonfast.dumps_all([]) == []
+    assert jsonfast.dumps_all([{1: "x"}]) == [b'{"1":"x"}']
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_values, max_size=5))
+def test_dumps_all_is_dumps_of_each(values: list[Any]) -> None:
+    assert jsonfast.dumps_all(values) == [jsonfast.dumps(value) for value in values]
+
+
+def test_loads_all_is_loads_of_each(backend: str) -> None:
+    datas = ['{"response":"é"}', '{"x": NaN}', "[1, 2.5]", '"\\ud800"']
+    decoded = jsonfast.loads_all(datas)
+    assert decoded[0] == {"response": "é"} and math.isnan(decoded[1]["x"]) and decoded[2:] == [[1, 2.5], "\ud800"]
+    assert jsonfast.loads_all([]) == []
+    with pytest.raises(json.JSONDecodeError) as caught:  # the standard library's verdict, as `loads` gives it
+        jsonfast.loads_all(['{"a": 1}', '{"a": '])
+    assert caught.value.msg == "Expecting value"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cfai_cli.core.sse import DONE, SSEDecoder, SSEEvent, encode_sse
+from cfai_cli.core.sse import DONE, SSEDecoder, SSEEvent, encode_sse, encode_sse_all
 from tests.core.helpers import fixture_bytes, splits, sse_fixtures
 
 Triple = tuple[str, str | None, str | None]
@@ -227,3 +227,69 @@ def test_line_ends_and_splits_do_not_change_the_events(lines: list[tuple[str, st
     lf_only = "".join(line + "\n" for line, _ in lines).encode()
     cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=12))
     assert decode_chunks(list(splits(raw, cuts))) == decode_whole(lf_only)
+
+
+class _LineByLine(SSEDecoder):
+    """The decoder with its whole-`data:`-events shortcut turned off: every chunk parsed line by line."""
+
+    def _data_events(self, text: str) -> tuple[list[str], int] | None:
+        return None
+
+
+def _both_ways(chunks: list[bytes]) -> tuple[list[Triple], list[str], list[Triple]]:
+    """(decode, decode_data) with the shortcut, and decode line by line, over the same chunks."""
+    fast, data_only, slow = SSEDecoder(), SSEDecoder(), _LineByLine()
+    events: list[SSEEvent] = []
+    datas: list[str] = []
+    reference: list[SSEEvent] = []
+    for piece in chunks:
+        events.extend(fast.decode(piece))
+        datas.extend(data_only.decode_data(piece))
+        reference.extend(slow.decode(piece))
+    events.extend(fast.flush())
+    datas.extend(event.data for event in data_only.flush())
+    reference.extend(slow.flush())
+    return ([(e.data, e.event, e.id) for e in events], datas, [(e.data, e.event, e.id) for e in reference])
+
+
+_DATA_LINES = st.sampled_from(["data: a", "data: {\"response\":\"x\"}", "data: ", "data:  sp", "data:b", "data",
+                               "event: e", "id: 7", ": note", "", "", "", "data: é€", "retry: 5"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines=st.lists(_DATA_LINES, max_size=30), bom=st.booleans(), data=st.data())
+def test_whole_data_events_shortcut_gives_the_line_by_line_events(lines: list[str], bom: bool,
+                                                                   data: st.DataObject) -> None:
+    # Chunks of whole `data: …` events (what Workers AI sends) take the regular-expression shortcut; any
+    # other line, a chunk that ends mid-event, or a held event name sends them through the line loop. Whatever
+    # the mix and the cuts, the events (names, ids) and their data are the ones the line loop gives.
+    raw = ("\ufeff" if bom else "").encode() + "".join(line + "\n" for line in lines).encode()
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(raw)), max_size=8))
+    events, datas, reference = _both_ways(list(splits(raw, cuts)))
+    assert events == reference
+    assert datas == [data for data, _, _ in reference]
+
+
+@pytest.mark.parametrize(("chunks", "expected"), [
+    # whole events then the start of the next one, finished by the next read
+    ([b"data: a\n\ndata: b\n\nda", b"ta: c\n\n"], [("a", None, None), ("b", None, None), ("c", None, None)]),
+    # an id after the events is for the events after them, not for these
+    ([b"data: a\n\nid: 7\n", b"data: b\n\n"], [("a", None, None), ("b", None, "7")]),
+    # an event name waiting from the previous read goes with the next event
+    ([b"event: e\n", b"data: a\n\ndata: b\n\n"], [("a", "e", None), ("b", None, None)]),
+    # a data line without its blank line yet, then a blank line alone
+    ([b"data: a\n", b"\ndata: b\n\n"], [("a", None, None), ("b", None, None)]),
+    # an empty data field is an event; extra blank lines are not
+    ([b"data: \n\n\n\ndata: x\n\n"], [("", None, None), ("x", None, None)]),
+])
+def test_whole_data_events_at_the_edges(chunks: list[bytes], expected: list[Triple]) -> None:
+    events, datas, reference = _both_ways(chunks)
+    assert events == reference == expected
+    assert datas == [data for data, _, _ in expected]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.text(), st.text() | st.integers() | st.none(), max_size=4), max_size=6))
+def test_encode_sse_all_is_encode_sse_of_each(events: list[dict[str, object]]) -> None:
+    assert encode_sse_all(events) == b"".join(encode_sse(event) for event in events)
+    assert decode_whole(encode_sse_all(events)) == [(encode_sse(e)[6:-2].decode(), None, None) for e in events]

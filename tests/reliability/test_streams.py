@@ -6,6 +6,7 @@ holds: quotes, backslashes, CR/LF runs, the literal `data: [DONE]`, non-BMP char
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -185,3 +186,45 @@ def test_the_stream_answer_is_framed_so_no_text_can_end_it_early(tmp_path: Path)
     frames = raw.split(b"\n\n")
     assert [f for f in frames if f.strip() == b"data: [DONE]"] == [frames[-2]]
     assert chat_text(raw) == texts[0]
+
+
+def test_a_read_decoded_at_once_keeps_the_event_by_event_answers() -> None:
+    """A read's events are decoded as one batch when all are JSON up to an exact `[DONE]`; whatever is not is
+    read event by event, with the same answers: a `[DONE]` with spaces still ends the stream (what follows
+    it is not read), and an event only Python's json reads (NaN) still counts."""
+    chat = {"model": LLAMA, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    usage = b'{"response":"","usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
+    spaced = b'data: {"response":"a"}\n\ndata: {"response":"b"}\n\ndata: ' + usage + \
+        b"\n\ndata: [DONE]  \n\ndata: {not json\n\ndata: [DONE]\n\n"
+    nan = b'data: {"response":"a","p":NaN}\n\ndata: {"response":"b"}\n\ndata: ' + usage + b"\n\ndata: [DONE]\n\n"
+    for raw in proxy().run([("/v1/chat/completions", chat, [spaced]), ("/v1/chat/completions", chat, [nan]),
+                            ("/v1/chat/completions", chat, [spaced[:9], spaced[9:]])]):
+        assert chat_text(raw) == "ab"
+        assert b"error" not in raw
+
+
+def test_a_compressed_stream_is_decoded_and_a_plain_one_read_as_it_is() -> None:
+    """Workers AI's streams come uncompressed (nothing asks for an encoding) and are read straight from the
+    transport; one that comes with a Content-Encoding anyway is decoded by httpx first."""
+    texts = ["zipped ", "é 😀"]
+    packed = gzip.compress(upstream_bytes(texts, "\n"))
+    shared = proxy()
+
+    def compressed(request: httpx.Request, parsed: dict[str, Any]) -> httpx.Response:
+        async def stream() -> AsyncIterator[bytes]:
+            for part in (packed[:20], packed[20:]):
+                yield part
+                await asyncio.sleep(0)
+
+        return httpx.Response(200, headers={"content-type": "text/event-stream", "content-encoding": "gzip"},
+                              content=stream())
+
+    chat = {"model": LLAMA, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    shared.fake.models[LLAMA] = compressed
+    try:
+        (raw,) = shared.run([("/v1/chat/completions", chat, [])])
+    finally:
+        shared.fake.models[LLAMA] = shared.handle
+    assert chat_text(raw) == "".join(texts)
+    (plain,) = shared.run([("/v1/chat/completions", chat, [upstream_bytes(texts, "\n")])])
+    assert chat_text(plain) == "".join(texts)

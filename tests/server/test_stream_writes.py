@@ -1,17 +1,20 @@
 """How a streamed answer leaves the proxy: the ASGI messages themselves (each one a socket write through every
 middleware's send wrapper). Whatever arrived in one upstream read leaves in one write, the closing chunk with
-it, and `[DONE]` rides on the message that ends the response (bench/streams.py measures what this saves)."""
+it, and `[DONE]` rides on the message that ends the response; the read that ends the upstream stream leaves
+with it too, so an answer read at once is one write (bench/streams.py measures what this saves). Nothing is
+held across an upstream read: each read's events leave before the next read is waited for."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from cfai_cli.server.app import create_app
 from cfai_cli.settings import Settings
-from tests.fake_workers import FakeWorkers, native_text
+from tests.fake_workers import FakeWorkers, native_text, sse, sse_response
 
 pytestmark = pytest.mark.anyio
 
@@ -19,9 +22,10 @@ MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 WORDS = " ".join(f"w{i}" for i in range(20))
 
 
-async def asgi_messages(settings: Settings, api_key: str, fake: FakeWorkers, body: dict[str, Any]
-                        ) -> list[dict[str, Any]]:
-    """The messages the app sends for one POST /v1/chat/completions, called as an ASGI server would."""
+async def asgi_messages(settings: Settings, api_key: str, fake: FakeWorkers, body: dict[str, Any],
+                        on_body: Callable[[bytes], None] = lambda body: None) -> list[dict[str, Any]]:
+    """The messages the app sends for one POST /v1/chat/completions, called as an ASGI server would
+    (`on_body` called with each body message's bytes as it is sent)."""
     app = create_app(settings, transport=fake.transport())
     raw = json.dumps(body).encode()
     scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
@@ -43,6 +47,8 @@ async def asgi_messages(settings: Settings, api_key: str, fake: FakeWorkers, bod
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
+        if message["type"] == "http.response.body":
+            on_body(message["body"])
 
     async with app.router.lifespan_context(app):
         await app(scope, receive, send)
@@ -65,13 +71,77 @@ async def test_an_answer_read_at_once_leaves_in_one_write_and_ends_with_done(
     sent = await asgi_messages(settings, api_key, fake, body)
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
     bodies = [m for m in sent if m["type"] == "http.response.body"]
-    # The answer (its role, its 20 words and its finish), then `[DONE]` in the message that ends it.
-    assert bodies[-1] == {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False}
-    events = [json.loads(line[6:]) for m in bodies[:-1] for line in m["body"].decode().split("\n\n")
-              if line.startswith("data: ")]
+    # One message for all of it: the answer (its role, its 20 words and its finish), the usage chunk a client
+    # asked for (made once the upstream stream has ended), and `[DONE]`, in the message that ends the response.
+    assert len(bodies) == 1 and bodies[0]["more_body"] is False, [m["body"][:60] for m in bodies]
+    raw = bodies[0]["body"]
+    assert raw.endswith(b"\n\ndata: [DONE]\n\n") and raw.count(b"[DONE]") == 1
+    events = [json.loads(line[6:]) for line in raw.decode().split("\n\n") if line.startswith("data: {")]
     assert "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"]) == WORDS
     assert [e["choices"][0]["finish_reason"] for e in events if e["choices"]][-1] == "stop"
     assert ("usage" in events[-1] and events[-1]["usage"]["completion_tokens"] == 20) is include_usage
-    # One write for all of it, and one more for the usage chunk a client asked for (it is made after the
-    # upstream stream ends, so it cannot be known to be last before then).
-    assert len(bodies) == (3 if include_usage else 2), [m["body"][:60] for m in bodies]
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+async def test_each_reads_events_leave_before_the_next_read(settings: Settings, api_key: str, fake: FakeWorkers,
+                                                            include_usage: bool) -> None:
+    # The upstream sends its first events, then waits until the proxy has sent them to the client (the test's
+    # `send` sees them) before it sends the rest: a proxy that held them for the next read would never finish.
+    import anyio
+
+    first_out = anyio.Event()
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+    def handle(request: Any, parsed: dict[str, Any]) -> Any:
+        async def reads() -> Any:
+            yield sse({"response": "one", "p": "x"}, done=False)
+            with anyio.fail_after(5):
+                await first_out.wait()
+            yield sse({"response": " two", "p": "x"}, {"response": "", "usage": usage})
+
+        return sse_response(reads())
+
+    fake.models[MODEL] = handle
+    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    sent = await asgi_messages(settings, api_key, fake, body, on_body=lambda _: first_out.set())
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body"]
+    assert len(bodies) == 2 and b'"one"' in bodies[0] and b"[DONE]" not in bodies[0], bodies
+    assert b'" two"' in bodies[1] and bodies[1].endswith(b"data: [DONE]\n\n")
+    assert (b'"usage":{' in bodies[1]) is include_usage
+
+
+async def test_one_choice_ending_holds_nothing_of_the_others(settings: Settings, api_key: str,
+                                                             fake: FakeWorkers) -> None:
+    # n=2: one choice's upstream answers whole at once, the other sends a first read and waits until the
+    # client has it. The first choice's end is not the answer's: the second's events still leave read by read.
+    import anyio
+
+    seen = anyio.Event()
+    calls: list[int] = []
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+    def handle(request: Any, parsed: dict[str, Any]) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            return sse_response(sse({"response": "whole", "p": "x"}, {"response": "", "usage": usage}))
+
+        async def reads() -> Any:
+            yield sse({"response": "part-one", "p": "x"}, done=False)
+            with anyio.fail_after(5):
+                await seen.wait()
+            yield sse({"response": " part-two", "p": "x"}, {"response": "", "usage": usage})
+
+        return sse_response(reads())
+
+    def on_body(raw: bytes) -> None:
+        if b"part-one" in raw:
+            seen.set()
+
+    fake.models[MODEL] = handle
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True, "n": 2}
+    sent = await asgi_messages(settings, api_key, fake, body, on_body=on_body)
+    raw = b"".join(m["body"] for m in sent if m["type"] == "http.response.body")
+    assert b"whole" in raw and b"part-one" in raw and raw.endswith(b"data: [DONE]\n\n"), raw[-200:]
+    assert b'" part-two"' in raw and b'"error"' not in raw

@@ -58,6 +58,11 @@ class StopFilter:
         held, self._held = self._held, ""
         return "" if self.stopped else held
 
+    @property
+    def passes_all(self) -> bool:
+        """No stop sequence to look for: `feed` gives back what it is given."""
+        return not self._stops
+
 
 class ThinkFilter:
     """Splits a leading `<think>…</think>` block out of streamed native text (reference §2.8)."""
@@ -107,6 +112,11 @@ class ThinkFilter:
             self._buf = ""
         return out
 
+    @property
+    def answering(self) -> bool:
+        """Past the think block (or there was none): `feed` gives its text back as one content piece."""
+        return self._state == "answer"
+
     def flush(self) -> list[tuple[str, str]]:
         buf, self._buf = self._buf, ""
         if not buf:
@@ -149,6 +159,7 @@ class ChoiceStream:
         self._last_tool: _ToolSlot | None = None
         self._upstream_finish: str | None = None
         self._started = False
+        self._plain = False  # the think filter is past its block and there are no stop sequences
         self.usage: ParsedUsage | None = None
         self.text_chars = 0
 
@@ -162,8 +173,15 @@ class ChoiceStream:
             response = event.get("response")
             if response is None or response == "":
                 return []
-            return [self._choice(d) for kind, piece in self._think.feed(json_text(response))
-                    for d in self._text(kind, piece) if d]
+            if self._plain and type(response) is str:
+                # Neither filter can change the text now: it is the delta (~15k -> ~5k instructions an event).
+                self.text_chars += len(response)
+                return [{"index": self.index, "delta": {"content": response}, "logprobs": None,
+                         "finish_reason": None}]
+            out = [self._choice(d) for kind, piece in self._think.feed(json_text(response))
+                   for d in self._text(kind, piece) if d]
+            self._plain = self._think.answering and self._stop.passes_all
+            return out
         if not isinstance(event, Mapping):
             raise UpstreamStreamError("Workers AI sent a stream event that is not a JSON object.")
         if is_error_event(event):
@@ -193,6 +211,7 @@ class ChoiceStream:
             for choice in choices:
                 if isinstance(choice, Mapping):
                     deltas.extend(self._chat_choice(choice))
+        self._plain = self._think.answering and self._stop.passes_all
         return [self._choice(d) for d in deltas if d]
 
     def _chat_choice(self, choice: Mapping[str, Any]) -> list[Delta]:
@@ -304,6 +323,17 @@ def chunk(choices: list[ChunkChoice], *, completion_id: str, created: int, model
     if include_usage:
         out["usage"] = usage
     return out
+
+
+def chunk_each(choices: list[ChunkChoice], *, completion_id: str, created: int, model: str,
+               include_usage: bool = False) -> list[ChatCompletionChunk]:
+    """A chunk per choice delta (`chunk([choice], ...)` of each, the same keys in the same order): what a
+    stream sends, as clients merge deltas by index, chunk by chunk. One call for a read's deltas."""
+    if include_usage:
+        return [{"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                 "choices": [choice], "usage": None} for choice in choices]
+    return [{"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+             "choices": [choice]} for choice in choices]
 
 
 def completion_to_chunks(completion: ChatCompletion, *, include_usage: bool) -> list[ChatCompletionChunk]:

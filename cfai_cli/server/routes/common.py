@@ -20,7 +20,7 @@ from cfai_cli.core.affinity import check_explicit
 from cfai_cli.core.cache import HEADER as CACHE_HEADER
 from cfai_cli.core.cache import Mode, request_mode
 from cfai_cli.core.openai.base import parse_body
-from cfai_cli.core.sse import DONE, encode_sse
+from cfai_cli.core.sse import DONE, encode_sse, encode_sse_all
 from cfai_cli.errors import CfaiError, RequestTooLarge, UnsupportedMediaType, UpstreamError
 from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.scope import request_record
@@ -133,7 +133,7 @@ async def _sse(events: EventStream[Any], done: bool, named: bool,
 
     try:
         async for batch in events.batches():  # one write per upstream read, not one per token
-            yield b"".join(map(encode, batch))
+            yield b"".join(map(encode, batch)) if named else encode_sse_all(batch)
     except CfaiError as exc:
         # In-band error and no [DONE]: a client must never take a broken answer for a complete one.
         for event in on_error(exc):
@@ -187,14 +187,18 @@ class EventStreamResponse(StreamingResponse):
 
 
     async def _stream(self, send: Send) -> None:
-        """StreamingResponse.stream_response, with `[DONE]` in the message that ends the response: each ASGI
-        send is a socket write (through every middleware's send wrapper), and `[DONE]` is always the last
-        item, so holding it back delays nothing (stream c=1: 5 writes an answer -> 3, bench/streams.py)."""
+        """StreamingResponse.stream_response, with the answer's last bytes in the message that ends the response:
+        each ASGI send is a socket write (through every middleware's send wrapper) and a wake-up of the client.
+        `[DONE]` is always the last item, so holding it back delays nothing (stream c=1: 5 writes an answer ->
+        3, bench/streams.py); and once the events' stream is `ending` (its last batch came with the upstream's
+        end: what follows is closing the upstream response and counting the usage, no upstream read), its last
+        batches wait for that end too, so an answer read at once leaves in one write, head included."""
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         tail = b""
+        events = self.events
         async for chunk in self.sse:
-            if chunk is DONE:
-                tail = chunk
+            if chunk is DONE or events.ending:
+                tail += chunk
                 continue
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": tail, "more_body": False})
