@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from cfai_cli.core import jsonfast
-from cfai_cli.errors import CfaiError, UpstreamUnanswered
+from cfai_cli.errors import CfaiError, UpstreamTimeout, UpstreamUnanswered
 from cfai_cli.upstream.transport import LeanTransport
 from cfai_cli.upstream.workers import WorkersAIClient
 from tests.upstream.test_transport import Server, serving
@@ -156,3 +156,20 @@ async def test_a_connection_closed_before_any_answer_is_not_resent() -> None:
     assert lean == through
     seen, outcome, _ = lean
     assert len(seen) == 1 and outcome[0] is UpstreamUnanswered
+
+
+async def test_a_server_that_never_answers_ends_at_the_deadline_and_its_connection_is_dropped() -> None:
+    async def silent(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await reader.read(1 << 16)  # until the client gives up and closes
+
+    async with serving(silent) as server:
+        workers = WorkersAIClient(account_id=ACCOUNT, api_token="secret-token", api_base=server.url, timeout=0.5,
+                                  transport=LeanTransport(max_connections=2))
+        assert workers._lean is not None
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(UpstreamTimeout, match=r"did not answer within 0\.5 s"):
+            await workers.run(MODEL, BODY)
+        assert asyncio.get_running_loop().time() - started < 2.0
+        await server.wait_closed()  # closed by the client, not kept checked out
+        await workers.aclose()
