@@ -32,7 +32,7 @@ from cfai_cli.errors import (
     UpstreamTimeout,
     UpstreamUnanswered,
 )
-from cfai_cli.upstream.heads import Heads, header_block, header_map
+from cfai_cli.upstream.http11 import Heads, header_block, header_map
 from cfai_cli.upstream.network import choose_transport, describe_http_error
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 from cfai_cli.upstream.transport import LeanTransport
@@ -101,7 +101,7 @@ class WorkersAIClient:
         # URL, headers and cookies, auth and redirect machinery, the cookie jar) was ~20% of the proxy's CPU.
         self._transport = choose_transport(transport, fast_http=fast_http, max_connections=max_connections)
         # The lean transport (not wrapped for --debug) carries JSON calls as bytes, without httpx's Request and
-        # Response objects (LeanTransport.open); the same head and body go out as with them (upstream.heads).
+        # Response objects (LeanTransport.open); the same head and body go out as with them (upstream.http11.Heads).
         self._lean = self._transport if isinstance(self._transport, LeanTransport) else None
         self._heads = Heads()
         # Parsed once: building httpx.Request from a str URL and a dict was ~28 µs a request, from these ~10.
@@ -111,7 +111,7 @@ class WorkersAIClient:
         self._urls: dict[str, httpx.URL] = {}
         # The headers with each recent x-session-affinity: a conversation's turns reuse them (copying and
         # setting one header was ~5 µs a request).
-        self._affine: dict[str, tuple[httpx.Headers, bytes]] = {}  # and their lines in a head (upstream.heads)
+        self._affine: dict[str, tuple[httpx.Headers, bytes]] = {}  # and their lines in a head (http11.Heads)
         self._block = header_block(self._headers)
 
     @property
