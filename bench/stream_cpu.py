@@ -16,6 +16,8 @@ collector's share. CPU time moves less than wall time with the machine's load, b
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out python bench/stream_cpu.py --count 500
 
 `--count N` runs N streams after the warm-up (200) and nothing else (for callgrind: instructions, not time).
+`--plain` sends the same chat without `"stream": true` (one JSON answer): the non-stream request's CPU, which
+every figure above then counts instead of a stream's.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from inproc import Message, post_scope, serving_app, with_fake_upstream  # noqa:
 
 BODY = (b'{"model":"@cf/meta/llama-3.1-8b-instruct-fast","stream":true,'
         b'"messages":[{"role":"user","content":"Say hello."}]}')
+PLAIN = b'{"model":"@cf/meta/llama-3.1-8b-instruct-fast","messages":[{"role":"user","content":"Say hello."}]}'
 
 async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], tails: list[float],
-              lasts: list[float]) -> None:
+              lasts: list[float], body: bytes = BODY) -> None:
     """One stream; `tails` gets the CPU time the app spent after its last body message (before it returned),
     `lasts` the time between the last two body messages (the events, then `[DONE]` and the end)."""
     sent = False
@@ -50,7 +53,7 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], 
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await done.wait()  # the client stays connected until the answer is over
         return {"type": "http.disconnect"}
 
@@ -69,31 +72,46 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], 
             previous[0] = now
 
     ended, previous = [0.0], [0.0]
-    await app(post_scope("/v1/chat/completions", BODY, key), receive, send)
+    await app(post_scope("/v1/chat/completions", body, key), receive, send)
     writes.append(count)
     tails.append(time.process_time() - ended[0])
 
 
 async def run(port: int, args: argparse.Namespace) -> None:
+    if args.count:
+        quiet_timers()
     async with serving_app(port, "cfai-stream-cpu-") as (app, key):
         await measure(app, key, args)
 
 
+def quiet_timers() -> None:
+    """Nothing on a timer while callgrind counts (as bench/keys_instructions.py): the usage writer's flush every
+    second (a new connection, the schema read again) and the batch executor's look every 2 s, which a slower run
+    under valgrind does more often, would be counted as the requests'. The rows are written at the end."""
+    from cfai_cli.server import observe
+    from cfai_cli.service.batch_executor import BatchExecutor
+
+    for cls, name in ((observe.UsageRecorder, "interval"), (BatchExecutor, "poll_interval")):
+        assert cls.__init__.__kwdefaults__ is not None
+        cls.__init__.__kwdefaults__[name] = 3600.0
+
+
 async def measure(app: Callable[..., Awaitable[None]], key: str, args: argparse.Namespace) -> None:
+    body = PLAIN if args.plain else BODY
     writes: list[int] = []
     tails: list[float] = []
     lasts: list[float] = []
     for _ in range(200):  # warm-up: routes imported, connections open, caches full
-        await one(app, key, writes, tails, lasts)
+        await one(app, key, writes, tails, lasts, body)
     if args.count:
         for _ in range(args.count):
-            await one(app, key, writes, tails, lasts)
+            await one(app, key, writes, tails, lasts, body)
         return
     if args.profile:
         profiler = cProfile.Profile(time.process_time)  # CPU time: a write stalled by the machine is not ours
         profiler.enable()
         for _ in range(args.profile):
-            await one(app, key, writes, tails, lasts)
+            await one(app, key, writes, tails, lasts, body)
         profiler.disable()
         if args.dump:
             profiler.dump_stats(args.dump)
@@ -117,18 +135,19 @@ async def measure(app: Callable[..., Awaitable[None]], key: str, args: argparse.
     for _ in range(args.rounds):
         start = time.process_time()
         for _ in range(args.requests):
-            await one(app, key, writes, tails, lasts)
+            await one(app, key, writes, tails, lasts, body)
         rounds.append((time.process_time() - start) / args.requests * 1e6)
     import cfai_cli
 
+    what = "chat" if args.plain else "stream"
     print(f"cfai from {Path(cfai_cli.__file__).parent.parent}; {os.cpu_count()} CPUs; "
-          f"{args.requests} streams x {args.rounds} rounds; body writes per stream {statistics.median(writes)}")
-    print(f"stream  {statistics.median(rounds):8.1f} µs CPU per stream (median; rounds "
+          f"{args.requests} {what}s x {args.rounds} rounds; body writes per {what} {statistics.median(writes)}")
+    print(f"{what:7} {statistics.median(rounds):8.1f} µs CPU per {what} (median; rounds "
           f"{', '.join(f'{r:.0f}' for r in rounds)})")
     if lasts:
         print(f"last    {statistics.median(lasts) * 1e6:8.1f} µs CPU between the last two body messages (median)")
-    else:  # an answer read at once leaves in one message (the read with [DONE] rides with the end)
-        print("last         n/a: one body message per stream")
+    else:  # one body message: a JSON answer, or a stream read at once (the read with [DONE] rides with the end)
+        print(f"last         n/a: one body message per {what}")
     print(f"tail    {statistics.median(tails) * 1e6:8.1f} µs CPU after the last body message, before the app "
           "returned (median)")
     streams = args.requests * args.rounds
@@ -141,6 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000, help="streams per round (default 1000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is printed (default 5)")
+    parser.add_argument("--plain", action="store_true", help="a non-stream chat request (JSON answer) instead")
     parser.add_argument("--count", type=int, default=0, help="only run N streams after the warm-up (callgrind)")
     parser.add_argument("--profile", type=int, default=0, help="cProfile N streams and print the top functions")
     parser.add_argument("--sort", default="tottime", help="pstats sort key for --profile (default tottime)")

@@ -167,7 +167,7 @@ def create_app(
                 from cfai_cli.service.cache import SHARED_CACHE  # the response cache's service: chat models and all
 
                 ctx.cache[SHARED_CACHE] = shared[1]
-            app.state.ctx = ctx
+            app.state.ctx = live[0] = ctx
             recorder.start()
             stopping.push_async_callback(recorder.stop)
             stopping.push_async_callback(housekeeping.stop)  # started with the warm-up (_after_start)
@@ -185,7 +185,15 @@ def create_app(
     install_redaction(scrubber)
     console_log = ConsoleLog(colour=console == "colour", scrubber=scrubber) if console else None
     max_body = int(settings.max_body_mb * 1024 * 1024)
-    metrics = Metrics(retries=lambda: app.state.ctx.router.retries if hasattr(app.state, "ctx") else 0,
+    # The service context once the lifespan has opened it, read by the middleware on every request (through
+    # app.state, a hasattr and a getattr of Starlette's State each time, ~2 µs).
+    live: list[Context | None] = [None]
+
+    def ctx_cache() -> dict[str, Any]:
+        ctx = live[0]
+        return ctx.cache if ctx is not None else {}
+
+    metrics = Metrics(retries=lambda: live[0].router.retries if live[0] is not None else 0,
                       multiprocess_dir=metrics_dir)
     for failures in failure_logs(coordinated, shared):
         failures.listener = metrics.coordination_failure
@@ -194,7 +202,7 @@ def create_app(
     stack = [Middleware(SecurityHeaders),
              Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter, labels=RouteLabels(table),
                         scrubber=scrubber, keys_required=not no_auth, ledger=ledger,
-                        cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}, console=console_log),
+                        cache=ctx_cache, console=console_log),
              Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if no_auth:  # loopback names only, no other site's pages (DNS rebinding, cross-site posts)
@@ -210,7 +218,7 @@ def create_app(
         stack.append(Middleware(KeyAuth, keys=KeyStore(settings.storage), limiter=limiter,
                                 max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger,
                                 hold_seconds=settings.timeout + 60,
-                                cache=lambda: app.state.ctx.cache if hasattr(app.state, "ctx") else {}))
+                                cache=ctx_cache))
     app: Starlette = Starlette(routes=table, exception_handlers=HANDLERS, middleware=stack, lifespan=lifespan)
     app.state.max_body_bytes = max_body  # uploads (audio, image edits)
     app.state.max_json_bytes = min(max_body, int(settings.max_json_mb * 1024 * 1024))

@@ -120,7 +120,10 @@ async def _upstream(ctx: Context, call: WorkersChatCall, send: Callable[..., Awa
 async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str, client: WorkersAIClient,
                     affinity: str | None) -> ChatCompletion:
     call = _plan(ctx, req, model_id, stream=False, affinity=affinity)
-    results = await gather_all(_upstream(ctx, call, client.run) for _ in range(req.n or 1))
+    if (req.n or 1) == 1:  # one call, awaited in place: no task of its own (gather_all's task, gather and the
+        results = [await _upstream(ctx, call, client.run)]  # extra turn of the loop: ~25 k instructions)
+    else:
+        results = await gather_all(_upstream(ctx, call, client.run) for _ in range(req.n or 1))
     from cfai_cli.service.forced import ensure_forced_calls  # a whole answer only: not a stream's import
 
     parsed = await ensure_forced_calls(req, call, [parse_chat_result(result) for result in results], client)

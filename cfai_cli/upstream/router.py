@@ -41,6 +41,7 @@ T = TypeVar("T")
 log = logging.getLogger("cfai.router")
 
 ANSWERED_MODELS = 1024  # models remembered as real because they answered (oldest forgotten first)
+MAX_CHAINS = 1024  # chains kept by name (Router.chain)
 
 
 class Caller(Protocol):
@@ -116,6 +117,7 @@ class Router:
         # The model ids of the catalogue when the service has fetched it, for `known`.
         self.catalogue = catalogue
         self._configured = self._configured_models()
+        self._chains: dict[tuple[str, bool], tuple[str | None, tuple[Target, ...]]] = {}
         self._answered: dict[str, None] = {}
         self._by_upstream: dict[str, list[Lane]] = {}
         for lane in lanes:
@@ -134,14 +136,24 @@ class Router:
 
         `vision`: the request carries images, so aliases (plain, or inside a route) whose model does not
         take images become their vision alias; explicit ids and other providers' models are kept.
+        Made once per name: the routes, aliases and lanes it is made from never change (a name that fails,
+        an unknown model, is not kept and fails again the same way).
         """
+        made = self._chains.get((name, vision))
+        if made is None:
+            if len(self._chains) >= MAX_CHAINS:  # names come from clients: keep the cache bounded
+                self._chains.clear()
+            made = self._chains[(name, vision)] = self._chain(name, vision)
+        return made[0], list(made[1])
+
+    def _chain(self, name: str, vision: bool) -> tuple[str | None, tuple[Target, ...]]:
         def workers_model(link: str) -> str:
             return resolve_model(link, self.aliases, vision=vision, vision_aliases=self.vision_aliases)
 
         route = self.config.route_name(name)
         if route is None:
             model = workers_model(name)
-            return None, [Target(upstream, model) for upstream in self.cloudflare]
+            return None, tuple(Target(upstream, model) for upstream in self.cloudflare)
         targets: list[Target] = []
         for link in self.config.routes[route]:
             if isinstance(link, str):
@@ -151,7 +163,7 @@ class Router:
                 targets.append(Target(link.upstream, workers_model(link.model)))
             else:
                 targets.append(link)
-        return route, targets
+        return route, tuple(targets)
 
     def _configured_models(self) -> frozenset[str]:
         names = set(self.aliases.values()) | set(self.vision_aliases.values())

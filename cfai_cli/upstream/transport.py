@@ -105,12 +105,12 @@ class _Body(httpx.AsyncByteStream):
     """A response body as it arrives. Read to its end, its connection goes back to the pool; closed early or
     broken (an error, a cancellation), the connection is closed."""
 
-    __slots__ = ("_conn", "_exchange", "_pool", "_started", "_timeout")
+    __slots__ = ("_conn", "_exchange", "_pool", "_started", "_timeout", "exchange")
 
     def __init__(self, pool: Pool, conn: Conn, exchange: Exchange, timeout: float | None) -> None:
         self._pool = pool
         self._conn: Conn | None = conn
-        self._exchange = exchange
+        self._exchange = self.exchange = exchange  # its status and headers, for a caller without httpx.Response
         self._timeout = timeout
         self._started = False
         if exchange.complete:
@@ -142,6 +142,15 @@ class _Body(httpx.AsyncByteStream):
                 raise
             if exchange.complete:
                 self._finish()
+
+    async def read(self) -> bytes:
+        """The whole body (what `httpx.Response.aread` gives, without its decoder and byte-stream layers)."""
+        self._started = True
+        exchange = self._exchange
+        if self._conn is None:  # the usual JSON answer: it came whole with its head
+            return exchange.take()
+        parts = [chunk async for chunk in self]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _finish(self) -> None:
         conn, self._conn = self._conn, None
@@ -217,7 +226,23 @@ class LeanTransport(httpx.AsyncBaseTransport):
             body: bytes | None = request.content
         except httpx.RequestNotRead:
             body = None if "transfer-encoding" in request.headers else await request.aread()
-        head = request_head(request)
+        stream = await self._answer(key, request_head(request), body, request.stream, timeouts,
+                                    head_only=request.method == "HEAD")
+        exchange = stream.exchange
+        return httpx.Response(exchange.status, headers=exchange.headers, stream=stream,
+                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": exchange.reason})
+
+    async def open(self, key: Key, head: bytes, body: bytes, timeout: float | None) -> _Body:
+        """A request already in bytes (its head and body), sent as `handle_async_request` sends one, with one
+        `timeout` for each of httpx's four: its answer's status and headers (`.exchange`), and its body to
+        read (`.read()`) or close. Without httpx's Request and Response objects: building them, their Headers,
+        and reading the body through httpx's decoders was ~55 µs of a chat request's ~700 (upstream.workers'
+        JSON calls, issue 25, 2026-12-02)."""
+        timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        return await self._answer(key, head, body, None, timeouts, head_only=False)
+
+    async def _answer(self, key: Key, head: bytes, body: bytes | None, stream: Any,
+                      timeouts: dict[str, float | None], *, head_only: bool) -> _Body:
         retried = False
         while True:
             conn = await self.pool.acquire(key, timeouts.get("pool"), fresh=retried)
@@ -228,7 +253,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     self.pool.free_slot()
                     raise
             try:
-                return await self._exchange(conn, request, head, body, timeouts, may_retry=not retried)
+                return await self._exchange(conn, head, body, stream, timeouts, head_only=head_only,
+                                            may_retry=not retried)
             except _Retry:
                 retried = True  # once at most
 
@@ -237,9 +263,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
     # ---- one request on one connection --------------------------------------------------------------
 
-    async def _exchange(self, conn: Conn, request: httpx.Request, head: bytes, body: bytes | None,
-                        timeouts: dict[str, float | None], *, may_retry: bool) -> httpx.Response:
-        exchange = Exchange(request.method == "HEAD")
+    async def _exchange(self, conn: Conn, head: bytes, body: bytes | None, stream: Any,
+                        timeouts: dict[str, float | None], *, head_only: bool, may_retry: bool) -> _Body:
+        exchange = Exchange(head_only)
         read_timeout = timeouts.get("read")
         written = False
         try:
@@ -256,7 +282,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
                     await drain(conn, timeouts.get("write"))
             else:
                 writer.write(head)
-                await self._send_chunked(conn, request.stream, timeouts.get("write"))
+                await self._send_chunked(conn, stream, timeouts.get("write"))
             while not exchange.headers_done:
                 data = await read(conn, read_timeout)
                 if data:
@@ -271,9 +297,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self.pool.discard(conn)
             raise
-        stream = _Body(self.pool, conn, exchange, read_timeout)
-        return httpx.Response(exchange.status, headers=exchange.headers, stream=stream,
-                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": exchange.reason})
+        return _Body(self.pool, conn, exchange, read_timeout)
 
     async def _send_chunked(self, conn: Conn, stream: Any, timeout: float | None) -> None:
         writer = conn.writer

@@ -32,8 +32,10 @@ from cfai_cli.errors import (
     UpstreamTimeout,
     UpstreamUnanswered,
 )
+from cfai_cli.upstream.http11 import Heads, header_block, header_map
 from cfai_cli.upstream.network import choose_transport, describe_http_error
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
+from cfai_cli.upstream.transport import LeanTransport
 
 T = TypeVar("T")
 # Workers AI takes an async batch whose payload is under 10 MB (reference §2.11, §10); read as decimal megabytes,
@@ -98,6 +100,10 @@ class WorkersAIClient:
         # Requests are built here and handed straight to the transport: httpx.AsyncClient's layer (merging
         # URL, headers and cookies, auth and redirect machinery, the cookie jar) was ~20% of the proxy's CPU.
         self._transport = choose_transport(transport, fast_http=fast_http, max_connections=max_connections)
+        # The lean transport (not wrapped for --debug) carries JSON calls as bytes, without httpx's Request and
+        # Response objects (LeanTransport.open); the same head and body go out as with them (upstream.http11.Heads).
+        self._lean = self._transport if isinstance(self._transport, LeanTransport) else None
+        self._heads = Heads()
         # Parsed once: building httpx.Request from a str URL and a dict was ~28 µs a request, from these ~10.
         plain = {"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}", "Accept": "*/*"}
         self._plain = httpx.Headers(plain)  # multipart (httpx writes its Content-Type) and GET
@@ -105,7 +111,8 @@ class WorkersAIClient:
         self._urls: dict[str, httpx.URL] = {}
         # The headers with each recent x-session-affinity: a conversation's turns reuse them (copying and
         # setting one header was ~5 µs a request).
-        self._affine: dict[str, httpx.Headers] = {}
+        self._affine: dict[str, tuple[httpx.Headers, bytes]] = {}  # and their lines in a head (http11.Heads)
+        self._block = header_block(self._headers)
 
     @property
     def retries(self) -> int:
@@ -132,6 +139,8 @@ class WorkersAIClient:
         url = f"{self._base}/run/{model}"
 
         async def attempt(remaining: float) -> Any:
+            if self._lean is not None:
+                return await self._lean_answer(url, jsonfast.dumps(body), affinity, model, vectors)
             return await self._json_answer(self._request(url, body, remaining, affinity), model, vectors)
 
         return await self._with_retries(attempt)
@@ -143,12 +152,32 @@ class WorkersAIClient:
             content = await response.aread()
         finally:
             await response.aclose()
+        return self._decoded(response.status_code, response.headers, content, model, vectors)
+
+    async def _lean_answer(self, url: str, payload: bytes, affinity: str | None, model: str, vectors: bool) -> Any:
+        """`_json_answer` on the lean transport: the same request bytes, the same decoding of the answer.
+
+        No per-wait timeouts: httpx's four, each `remaining` from when its wait starts, end after the attempt's
+        deadline (`_with_retries`' timeout scope), which ends every wait first with the same UpstreamTimeout; a
+        timeout scope per read was ~4 µs a call."""
+        assert self._lean is not None
+        block = self._block if affinity is None else (self._affine.get(affinity) or self._with_affinity(affinity))[1]
+        key, head = self._heads.head(url, block, len(payload))
+        answer = await _answered(self._lean.open(key, head, payload, None))
+        try:
+            content = await answer.read()
+        finally:
+            await answer.aclose()
+        exchange = answer.exchange
+        return self._decoded(exchange.status, header_map(exchange.headers), content, model, vectors)
+
+    def _decoded(self, status: int, headers: Mapping[str, str], content: bytes, model: str, vectors: bool) -> Any:
+        """A JSON answer's unwrapped `result` (or its error raised), with the neurons it reports noted."""
         decode = decode_json_result
         if vectors:
             from cfai_cli.core.workers.vector_cut import decode_vectors_result as decode
-        result = decode(response.status_code, response.headers.get("content-type", ""), content, response.headers,
-                        model=model)
-        self._note_neurons(response.headers, result)
+        result = decode(status, headers.get("content-type", ""), content, headers, model=model)
+        self._note_neurons(headers, result)
         return result
 
     async def run_raw(
@@ -291,7 +320,7 @@ class WorkersAIClient:
 
     # ---- machinery -------------------------------------------------------------------------------
 
-    def _note_neurons(self, headers: httpx.Headers, result: Any) -> float | None:
+    def _note_neurons(self, headers: Mapping[str, str], result: Any) -> float | None:
         """The neurons Workers AI reported for an answer (its `cf-ai-neurons` header, else `usage.neurons` in its
         result), added to the request's record; None if it reported none."""
         neurons = reported_neurons(headers.get("cf-ai-neurons"), result)
@@ -308,16 +337,17 @@ class WorkersAIClient:
             parsed = self._urls[url] = httpx.URL(url)
         headers = self._headers
         if affinity is not None:
-            headers = self._affine.get(affinity) or self._with_affinity(affinity)
+            headers = (self._affine.get(affinity) or self._with_affinity(affinity))[0]
         return httpx.Request("POST", parsed, headers=headers, content=jsonfast.dumps(body),
                              extensions=_timeouts(timeout))
 
-    def _with_affinity(self, affinity: str) -> httpx.Headers:
+    def _with_affinity(self, affinity: str) -> tuple[httpx.Headers, bytes]:
         if len(self._affine) >= 1024:  # ids come from clients' conversations: keep the cache bounded
             self._affine.clear()
-        headers = self._affine[affinity] = self._headers.copy()
+        headers = self._headers.copy()
         headers["x-session-affinity"] = affinity
-        return headers
+        found = self._affine[affinity] = (headers, header_block(headers))
+        return found
 
     async def _chunks(self, response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
         body = response.stream
@@ -387,7 +417,7 @@ def _timeouts(seconds: float) -> dict[str, Any]:
     return {"timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}}
 
 
-async def _answered(sending: Awaitable[httpx.Response]) -> httpx.Response:
+async def _answered(sending: Awaitable[T]) -> T:
     """The response head of a request being sent. A connection that breaks after the request went out and
     before any answer leaves it unknown whether Workers AI received it, so it is not resent there (a POST is
     never sent twice, and never billed twice): `UpstreamUnanswered` is not retried. Failures before anything

@@ -1,0 +1,175 @@
+"""The Workers AI client's JSON calls on the lean transport (bytes in, bytes out, no httpx Request or Response)
+against the same calls through httpx's objects: the same bytes on the wire, the same results and errors.
+
+Real sockets on 127.0.0.1 (the raw servers of tests/upstream/test_transport.py). "Through httpx" is the same
+LeanTransport behind a wrapper that is not one, so the client builds httpx.Request and reads httpx.Response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from cfai_cli.core import jsonfast
+from cfai_cli.errors import CfaiError, UpstreamTimeout, UpstreamUnanswered
+from cfai_cli.upstream.transport import LeanTransport
+from cfai_cli.upstream.workers import WorkersAIClient
+from tests.upstream.test_transport import Server, serving
+
+pytestmark = pytest.mark.anyio
+
+ACCOUNT = "0123456789abcdef0123456789abcdef"
+MODEL = "@cf/meta/llama-3.1-8b-instruct"
+BODY = {"messages": [{"role": "user", "content": "Say héllo."}], "max_tokens": 16}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class _ThroughHttpx(httpx.AsyncBaseTransport):
+    """The lean transport, not seen as one: the client takes httpx's way (Request, Response, aread)."""
+
+    def __init__(self) -> None:
+        self.inner = LeanTransport(max_connections=4)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _Log:
+    """Where an attempt counts its waiting and the neurons Workers AI reported (upstream.provider.WaitLog)."""
+
+    def __init__(self) -> None:
+        self.upstream_wait = 0.0
+        self.neurons: list[float] = []
+
+    def add_neurons(self, neurons: float) -> None:
+        self.neurons.append(neurons)
+
+
+Answers = Callable[[int], bytes]  # the n-th request on the server (from 0) -> the raw answer to write
+
+
+def raw_server(answers: Answers, seen: list[list[bytes]]) -> Callable[[Server, asyncio.StreamReader,
+                                                                        asyncio.StreamWriter], Awaitable[None]]:
+    """Each request's raw bytes (head and body) into the last list of `seen` (one per client); answered with
+    `answers(its number there)`; an empty answer closes the connection without one."""
+
+    async def handler(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            seen[-1].append(head + await reader.readexactly(length))
+            raw = answers(len(seen[-1]) - 1)
+            if not raw:
+                writer.close()
+                return
+            for part in raw.split(b"|PAUSE|"):  # an answer in several reads
+                writer.write(part)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+
+    return handler
+
+
+def http(status: bytes, body: bytes, headers: bytes = b"") -> bytes:
+    return b"HTTP/1.1 %s\r\ncontent-length: %d\r\n%s\r\n%s" % (status, len(body), headers, body)
+
+
+async def both_ways(answers: Answers, call: Callable[[WorkersAIClient], Awaitable[Any]]
+                    ) -> list[tuple[list[bytes], Any, list[float]]]:
+    """`call` on a lean client and on one through httpx, one after the other on one server: what it read of each, what
+    the call gave (its result, or its error's type, message and retry_after), and the neurons it noted."""
+    outcomes = []
+    seen: list[list[bytes]] = []
+    async with serving(raw_server(answers, seen)) as server:
+        for transport in (LeanTransport(max_connections=4), _ThroughHttpx()):
+            seen.append([])
+            workers = WorkersAIClient(account_id=ACCOUNT, api_token="secret-token", api_base=server.url, timeout=5,
+                                      transport=transport)
+            assert (workers._lean is not None) is isinstance(transport, LeanTransport)
+            log = _Log()
+            try:
+                outcome: Any = await call(workers.for_attempt(retry=True, waits=log))
+            except CfaiError as exc:
+                outcome = (type(exc), exc.message, exc.retry_after)
+            finally:
+                await workers.aclose()
+            outcomes.append((seen[-1], outcome, log.neurons))
+    return outcomes
+
+
+async def test_a_json_call_sends_the_same_bytes_and_reads_the_same_answer() -> None:
+    result = jsonfast.dumps({"result": {"response": "hi"}, "success": True, "errors": []})
+    lean, through = await both_ways(lambda n: http(b"200 OK", result, b"Content-Type: application/json\r\n"
+                                                   b"CF-AI-Neurons: 1.25\r\n"),
+                                    lambda w: w.run(MODEL, BODY, affinity="conv-1"))
+    assert lean == through
+    seen, outcome, neurons = lean
+    assert outcome == {"response": "hi"} and neurons == [1.25]
+    assert seen[0].startswith(b"POST /accounts/%s/ai/run/%s HTTP/1.1\r\nHost: 127.0.0.1:" % (ACCOUNT.encode(),
+                                                                                             MODEL.encode()))
+    assert b"\r\nx-session-affinity: conv-1\r\n" in seen[0] and seen[0].endswith(jsonfast.dumps(BODY))
+
+
+async def test_an_answer_in_pieces_and_repeated_headers_read_as_httpx_reads_them() -> None:
+    body = jsonfast.dumps({"result": {"response": "x" * 5000}, "success": True})
+    chunked = b"".join(b"%x\r\n%s\r\n|PAUSE|" % (len(part), part) for part in (body[:7], body[7:3000], body[3000:]))
+    raw = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\ncontent-type: application/json\r\n"
+           b"cf-ai-neurons: 2\r\n|PAUSE|\r\n" + chunked + b"0\r\n\r\n")
+    lean, through = await both_ways(lambda n: raw, lambda w: w.run(MODEL, BODY))
+    assert lean == through
+    assert lean[1] == {"response": "x" * 5000} and lean[2] == [2.0]
+
+
+async def test_errors_retries_and_retry_after_are_the_same() -> None:
+    busy = jsonfast.dumps({"success": False, "errors": [{"code": 3040, "message": "Capacity temporarily exceeded"}]})
+    bad = jsonfast.dumps({"success": False, "errors": [{"code": 5006, "message": "AiError: bad input"}]})
+    ok = jsonfast.dumps({"result": {"response": "later"}})
+
+    def answers(n: int) -> bytes:  # a capacity 429 (retried after its Retry-After), then a client error
+        return http(b"429 Too Many Requests", busy, b"retry-after: 0\r\n") if n == 0 else http(b"400 Bad", bad)
+
+    lean, through = await both_ways(answers, lambda w: w.run(MODEL, BODY))
+    assert lean == through
+    assert len(lean[0]) == 2 and lean[1][0].__name__ == "InvalidRequest" and "bad input" in lean[1][1]
+    lean, through = await both_ways(lambda n: http(b"200 OK", ok, b"Content-Type: text/html\r\n"),
+                                    lambda w: w.run(MODEL, BODY))  # an HTML page from something in between
+    assert lean == through and lean[1][0].__name__ == "UpstreamError"
+
+
+async def test_a_connection_closed_before_any_answer_is_not_resent() -> None:
+    lean, through = await both_ways(lambda n: b"", lambda w: w.run(MODEL, BODY))
+    assert lean == through
+    seen, outcome, _ = lean
+    assert len(seen) == 1 and outcome[0] is UpstreamUnanswered
+
+
+async def test_a_server_that_never_answers_ends_at_the_deadline_and_its_connection_is_dropped() -> None:
+    async def silent(server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await reader.read(1 << 16)  # until the client gives up and closes
+
+    async with serving(silent) as server:
+        workers = WorkersAIClient(account_id=ACCOUNT, api_token="secret-token", api_base=server.url, timeout=0.5,
+                                  transport=LeanTransport(max_connections=2))
+        assert workers._lean is not None
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(UpstreamTimeout, match=r"did not answer within 0\.5 s"):
+            await workers.run(MODEL, BODY)
+        assert asyncio.get_running_loop().time() - started < 2.0
+        await server.wait_closed()  # closed by the client, not kept checked out
+        await workers.aclose()
