@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cfai_cli.core.routing import Target
 from cfai_cli.errors import CfaiError, InvalidRequest, ModelNotFound, UpstreamError
 from cfai_cli.upstream.provider import Provider
-from cfai_cli.upstream.workers import RawAnswer, UpstreamStream, WorkersAIClient
+from cfai_cli.upstream.workers import WorkersAIClient
+from cfai_cli.upstream.workers_answers import RawAnswer, UpstreamStream
 
 if TYPE_CHECKING:
     from cfai_cli.service.context import Context

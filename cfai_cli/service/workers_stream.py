@@ -21,7 +21,8 @@ from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import UpstreamError, UpstreamStreamError
 from cfai_cli.service.chat_stream import ChatStream, LastBatch, merge, prime_all
 from cfai_cli.service.context import Context
-from cfai_cli.upstream.workers import UpstreamStream, WorkersAIClient
+from cfai_cli.upstream.workers import WorkersAIClient
+from cfai_cli.upstream.workers_answers import UpstreamStream
 
 
 class _Choice:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
 import httpx
@@ -25,54 +24,20 @@ from cfai_cli.core.workers.image_cut import decode_image_result
 from cfai_cli.errors import (
     CfaiError,
     ConfigError,
-    QuotaExceeded,
-    RateLimited,
     RequestTooLarge,
     UpstreamError,
     UpstreamTimeout,
-    UpstreamUnanswered,
 )
 from cfai_cli.upstream.http11 import Heads, header_block, header_map
 from cfai_cli.upstream.network import choose_transport, describe_http_error
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 from cfai_cli.upstream.transport import LeanTransport
+from cfai_cli.upstream.workers_answers import RawAnswer, UpstreamStream, answered, timeouts, with_retry_after
 
 T = TypeVar("T")
 # Workers AI takes an async batch whose payload is under 10 MB (reference §2.11, §10); read as decimal megabytes,
 # the stricter reading.
 MAX_QUEUE_BYTES = 10_000_000
-
-
-@dataclass(slots=True)
-class UpstreamStream:
-    """An open streaming answer: either SSE bytes to iterate, or a JSON result the model sent instead."""
-
-    chunks: AsyncIterator[bytes] | None
-    result: Any = None
-    _response: httpx.Response | None = None
-    # What Workers AI reported in the answer's headers (or JSON result), already added to the request's record;
-    # None: a reader of the events adds their `usage.neurons` instead (service.workers_stream).
-    neurons: float | None = None
-
-    async def aclose(self) -> None:
-        """Close the answer. Whether its connection can serve again is the transport's to decide
-        (upstream.network)."""
-        if self._response is not None:
-            await self._response.aclose()
-
-
-@dataclass(slots=True)
-class RawAnswer:
-    """A /ai/run answer that may be bytes (`body`) or an unwrapped JSON `result`."""
-
-    content_type: str
-    body: bytes | None = None
-    result: Any = None
-    image: str | None = None  # result.image when it came as canonical base64 (core.workers.image_cut)
-
-    def __iter__(self) -> Iterator[Any]:
-        """Unpacks as (body, content_type, result)."""
-        return iter((self.body, self.content_type, self.result))
 
 
 class WorkersAIClient:
@@ -147,7 +112,7 @@ class WorkersAIClient:
 
     async def _json_answer(self, request: httpx.Request, model: str, vectors: bool = False) -> Any:
         """Send one attempt of a JSON call; the unwrapped `result`, with the neurons it reports noted."""
-        response = await _answered(self._transport.handle_async_request(request))
+        response = await answered(self._transport.handle_async_request(request))
         try:
             content = await response.aread()
         finally:
@@ -163,7 +128,7 @@ class WorkersAIClient:
         assert self._lean is not None
         block = self._block if affinity is None else (self._affine.get(affinity) or self._with_affinity(affinity))[1]
         key, head = self._heads.head(url, block, len(payload))
-        answer = await _answered(self._lean.open(key, head, payload, None))
+        answer = await answered(self._lean.open(key, head, payload, None))
         try:
             content = await answer.read()
         finally:
@@ -210,12 +175,12 @@ class WorkersAIClient:
                 parts: dict[str, Any] = {name: (None, value) for name, value in (form or {}).items()}
                 parts.update(files or {})
                 request = httpx.Request("POST", url, files=parts, params=params, headers=headers,
-                                        extensions=_timeouts(remaining))
+                                        extensions=timeouts(remaining))
             else:
                 payload = content if content is not None else b"" if json_body is None else jsonfast.dumps(json_body)
                 request = httpx.Request("POST", url, content=payload, headers=headers, params=params,
-                                        extensions=_timeouts(remaining))
-            response = await _answered(self._transport.handle_async_request(request))
+                                        extensions=timeouts(remaining))
+            response = await answered(self._transport.handle_async_request(request))
             try:
                 raw = await response.aread()
             finally:
@@ -235,7 +200,7 @@ class WorkersAIClient:
 
         async def attempt(remaining: float) -> UpstreamStream:
             request = self._request(url, body, remaining, affinity)
-            response = await _answered(self._transport.handle_async_request(request))
+            response = await answered(self._transport.handle_async_request(request))
             content_type = response.headers.get("content-type", "")
             if response.status_code >= 400 or "text/event-stream" not in content_type:
                 try:
@@ -278,7 +243,7 @@ class WorkersAIClient:
 
         async def attempt(remaining: float) -> Any:
             return await self._json_answer(httpx.Request("POST", url, content=payload, headers=self._headers,
-                                                         extensions=_timeouts(remaining)), model)
+                                                         extensions=timeouts(remaining)), model)
 
         return await self._with_retries(attempt)
 
@@ -299,7 +264,7 @@ class WorkersAIClient:
         """GET a Cloudflare API URL with this client's token (model search, `cfai doctor`); the unwrapped `result`."""
 
         async def attempt(remaining: float) -> Any:
-            request = httpx.Request("GET", url, params=params, headers=self._plain, extensions=_timeouts(remaining))
+            request = httpx.Request("GET", url, params=params, headers=self._plain, extensions=timeouts(remaining))
             response = await self._transport.handle_async_request(request)
             try:
                 raw = await response.aread()
@@ -339,7 +304,7 @@ class WorkersAIClient:
         if affinity is not None:
             headers = (self._affine.get(affinity) or self._with_affinity(affinity))[0]
         return httpx.Request("POST", parsed, headers=headers, content=jsonfast.dumps(body),
-                             extensions=_timeouts(timeout))
+                             extensions=timeouts(timeout))
 
     def _with_affinity(self, affinity: str) -> tuple[httpx.Headers, bytes]:
         if len(self._affine) >= 1024:  # ids come from clients' conversations: keep the cache bounded
@@ -401,38 +366,12 @@ class WorkersAIClient:
                 error = exc
             tries += 1
             if not self._retry or not is_retryable(error) or tries > self.max_retries:
-                raise _with_retry_after(error)
+                raise with_retry_after(error)
             delay = min(8.0, 0.25 * 2 ** (tries - 1)) * (0.5 + random.random())
             if error.retry_after is not None:
                 delay = max(delay, error.retry_after)
             if loop.time() + delay >= deadline:
-                raise _with_retry_after(error)
+                raise with_retry_after(error)
             self._retried[0] += 1
             with Waited(self._waits):
                 await asyncio.sleep(delay)
-
-
-def _timeouts(seconds: float) -> dict[str, Any]:
-    """httpx's per-request timeouts (connect, read, write, pool), as AsyncClient would set them."""
-    return {"timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}}
-
-
-async def _answered(sending: Awaitable[T]) -> T:
-    """The response head of a request being sent. A connection that breaks after the request went out and
-    before any answer leaves it unknown whether Workers AI received it, so it is not resent there (a POST is
-    never sent twice, and never billed twice): `UpstreamUnanswered` is not retried. Failures before anything
-    was sent (connect, pool, write) stay retryable; so do answers that break or fail after their head (the
-    upstream answered, and a new request is a deliberate one, as for a 5xx)."""
-    try:
-        return await sending
-    except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
-        raise UpstreamUnanswered(f"The connection to Workers AI broke before it answered ({describe_http_error(exc)});"
-                                 " not resent, since it may have been received.") from None
-
-
-def _with_retry_after(error: CfaiError) -> CfaiError:
-    """A capacity 429 given up on tells the client when to come back, even if Workers AI did not say."""
-    if isinstance(error, RateLimited) and not isinstance(error, QuotaExceeded) and error.retry_after is None:
-        error.retry_after = 1.0
-    return error
-

@@ -1,0 +1,78 @@
+"""What a Workers AI call gives back (upstream.workers): the answer shapes, and the two rules for a call that
+ended without a usable answer — broken before its head (not resent: it may have been received) and a capacity 429
+given up on (the client is told when to come back).
+
+Imports httpx, stdlib and errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from cfai_cli.errors import CfaiError, QuotaExceeded, RateLimited, UpstreamUnanswered
+from cfai_cli.upstream.network import describe_http_error
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class UpstreamStream:
+    """An open streaming answer: either SSE bytes to iterate, or a JSON result the model sent instead."""
+
+    chunks: AsyncIterator[bytes] | None
+    result: Any = None
+    _response: httpx.Response | None = None
+    # What Workers AI reported in the answer's headers (or JSON result), already added to the request's record;
+    # None: a reader of the events adds their `usage.neurons` instead (service.workers_stream).
+    neurons: float | None = None
+
+    async def aclose(self) -> None:
+        """Close the answer. Whether its connection can serve again is the transport's to decide
+        (upstream.network)."""
+        if self._response is not None:
+            await self._response.aclose()
+
+
+@dataclass(slots=True)
+class RawAnswer:
+    """A /ai/run answer that may be bytes (`body`) or an unwrapped JSON `result`."""
+
+    content_type: str
+    body: bytes | None = None
+    result: Any = None
+    image: str | None = None  # result.image when it came as canonical base64 (core.workers.image_cut)
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks as (body, content_type, result)."""
+        return iter((self.body, self.content_type, self.result))
+
+
+
+def timeouts(seconds: float) -> dict[str, Any]:
+    """httpx's per-request timeouts (connect, read, write, pool), as AsyncClient would set them."""
+    return {"timeout": {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}}
+
+
+async def answered(sending: Awaitable[T]) -> T:
+    """The response head of a request being sent. A connection that breaks after the request went out and
+    before any answer leaves it unknown whether Workers AI received it, so it is not resent there (a POST is
+    never sent twice, and never billed twice): `UpstreamUnanswered` is not retried. Failures before anything
+    was sent (connect, pool, write) stay retryable; so do answers that break or fail after their head (the
+    upstream answered, and a new request is a deliberate one, as for a 5xx)."""
+    try:
+        return await sending
+    except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+        raise UpstreamUnanswered(f"The connection to Workers AI broke before it answered ({describe_http_error(exc)});"
+                                 " not resent, since it may have been received.") from None
+
+
+def with_retry_after(error: CfaiError) -> CfaiError:
+    """A capacity 429 given up on tells the client when to come back, even if Workers AI did not say."""
+    if isinstance(error, RateLimited) and not isinstance(error, QuotaExceeded) and error.retry_after is None:
+        error.retry_after = 1.0
+    return error
+
