@@ -24,7 +24,10 @@ main()
 
 
 def _run(tmp_path: Path, *argv: str, **env: str) -> tuple[subprocess.CompletedProcess[str], bool]:
-    run_env = {**os.environ, "CFAI_HOME": str(tmp_path), "COLUMNS": "90", **env}
+    # A variable in the listing's key that does not change the text: each test's own keys, whatever earlier
+    # runs kept in the installed cfai's table (CI installs one copy for the whole suite).
+    isolated = {"_TYPER_STANDARD_TRACEBACK": f"test-{tmp_path.name}-{os.getpid()}"}
+    run_env = {**os.environ, "CFAI_HOME": str(tmp_path), "COLUMNS": "90", **isolated, **env}
     run_env.pop("PYTHONDONTWRITEBYTECODE", None)
     if env.get("PYTHONDONTWRITEBYTECODE"):
         run_env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -60,13 +63,21 @@ def test_another_width_goes_through_typer_and_prints_its_own_text(tmp_path: Path
     assert not went_again and again.stdout == narrow.stdout
 
 
+def _table_path(tmp_path: Path) -> Path:
+    """The table the console script's runs use: the installed cfai's (CI installs a copy, not this checkout)."""
+    done = subprocess.run([sys.executable, "-c", "from cfai_cli.cli import roothelp; print(roothelp.table_path())"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60, check=True)
+    return Path(done.stdout.strip())
+
+
 def test_a_changed_typer_or_module_is_a_miss(tmp_path: Path) -> None:
     _run(tmp_path, "-h")
     assert not _run(tmp_path, "-h")[1]
-    kept = marshal.loads(Path(roothelp.table_path()).read_bytes())
+    table = _table_path(tmp_path)
+    kept = marshal.loads(table.read_bytes())
     for found_key, (typer_init, _stamp, text) in list(kept.items()):
         kept[found_key] = (typer_init, (0, 0), text)  # as if Typer had been upgraded in place
-    Path(roothelp.table_path()).write_bytes(marshal.dumps(kept))
+    table.write_bytes(marshal.dumps(kept))
     done, went_through = _run(tmp_path, "-h")
     assert went_through and done.returncode == 0 and done.stdout == _typer_listing(tmp_path)
     assert not _run(tmp_path, "-h")[1]  # kept again, with the new stamp
