@@ -35,6 +35,28 @@ def post_scope(path: str, body: bytes, key: str) -> Message:
             "state": {}}
 
 
+async def call(app: App, path: str, body: bytes, key: str, on_message: Callable[[Message], None]) -> None:
+    """One POST through the app as an ASGI server makes it: the body whole, then the client stays connected until
+    the answer's last body message; every message the app sends goes to `on_message` as it is sent."""
+    sent = False
+    done = asyncio.Event()
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await done.wait()  # the client stays connected until the answer is over
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        on_message(message)
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            done.set()
+
+    await app(post_scope(path, body, key), receive, send)
+
+
 @asynccontextmanager
 async def serving_app(port: int, prefix: str) -> AsyncIterator[tuple[App, str]]:
     """The app `cfai serve` runs (keys on) against the fake upstream on `port`, in a fresh CFAI_HOME, started

@@ -18,7 +18,6 @@ the warm-up and nothing else, so callgrind at two counts gives a request's instr
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import json
 import os
@@ -31,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from inproc import Message, post_scope, serving_app, with_fake_upstream  # noqa: E402
+from inproc import Message, call, serving_app, with_fake_upstream  # noqa: E402
 
 TEXTS = [f"document number {i}: a sentence or two of text to embed, as a search index would send" for i in range(2048)]
 
@@ -46,28 +45,16 @@ def request_for(kind: str, fmt: str) -> tuple[str, bytes]:
 
 async def one(app: Callable[..., Awaitable[None]], key: str, path: str, body: bytes) -> int:
     """One request; the answer's size in bytes."""
-    sent = False
-    done = asyncio.Event()
     size = 0
 
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
+    def seen(message: Message) -> None:
         nonlocal size
         if message["type"] == "http.response.start":
             assert message["status"] == 200, message
         elif message["type"] == "http.response.body":
             size += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                done.set()
 
-    await app(post_scope(path, body, key), receive, send)
+    await call(app, path, body, key, seen)
     return size
 
 

@@ -23,7 +23,6 @@ every figure above then counts instead of a stream's.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import os
 import pstats
@@ -35,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from inproc import Message, post_scope, serving_app, with_fake_upstream  # noqa: E402
+from inproc import Message, call, serving_app, with_fake_upstream  # noqa: E402
 
 BODY = (b'{"model":"@cf/meta/llama-3.1-8b-instruct-fast","stream":true,'
         b'"messages":[{"role":"user","content":"Say hello."}]}')
@@ -45,19 +44,10 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], 
               lasts: list[float], body: bytes = BODY) -> None:
     """One stream; `tails` gets the CPU time the app spent after its last body message (before it returned),
     `lasts` the time between the last two body messages (the events, then `[DONE]` and the end)."""
-    sent = False
-    done = asyncio.Event()
     count = 0
+    ended, previous = [0.0], [0.0]
 
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await done.wait()  # the client stays connected until the answer is over
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
+    def seen(message: Message) -> None:
         nonlocal count
         if message["type"] == "http.response.start":
             assert message["status"] == 200, message
@@ -65,14 +55,12 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], 
             count += 1
             now = time.process_time()
             if not message.get("more_body", False):
-                done.set()
                 ended[0] = now
                 if count > 1:
                     lasts.append(now - previous[0])
             previous[0] = now
 
-    ended, previous = [0.0], [0.0]
-    await app(post_scope("/v1/chat/completions", body, key), receive, send)
+    await call(app, "/v1/chat/completions", body, key, seen)
     writes.append(count)
     tails.append(time.process_time() - ended[0])
 
