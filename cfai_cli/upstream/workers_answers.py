@@ -2,21 +2,25 @@
 ended without a usable answer — broken before its head (not resent: it may have been received) and a capacity 429
 given up on (the client is told when to come back).
 
-Imports httpx, stdlib and errors.
+Imports stdlib, errors and upstream.httperrors (httpx's exceptions without importing httpx).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import httpx
+from typing import Any, Protocol, TypeVar
 
 from cfai_cli.errors import CfaiError, QuotaExceeded, RateLimited, UpstreamUnanswered
-from cfai_cli.upstream.network import describe_http_error
+from cfai_cli.upstream.httperrors import caught, describe_http_error
 
 T = TypeVar("T")
+
+
+class Closable(Protocol):
+    """An open answer (httpx.Response, or the lean transport's body)."""
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -25,7 +29,7 @@ class UpstreamStream:
 
     chunks: AsyncIterator[bytes] | None
     result: Any = None
-    _response: httpx.Response | None = None
+    _response: Closable | None = None
     # What Workers AI reported in the answer's headers (or JSON result), already added to the request's record;
     # None: a reader of the events adds their `usage.neurons` instead (service.workers_stream).
     neurons: float | None = None
@@ -65,7 +69,7 @@ async def answered(sending: Awaitable[T]) -> T:
     upstream answered, and a new request is a deliberate one, as for a 5xx)."""
     try:
         return await sending
-    except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+    except caught("ReadError", "RemoteProtocolError") as exc:
         raise UpstreamUnanswered(f"The connection to Workers AI broke before it answered ({describe_http_error(exc)});"
                                  " not resent, since it may have been received.") from None
 
