@@ -16,6 +16,7 @@ PLAIN = [
     "https://h/run/x.y.z",
     "http://10.0.0.1:65535/",
     "https://ex-ample.com",
+    "http://h//double//slash/",
 ]
 LEFT_TO_HTTPX = [
     "https://API.cloudflare.com/x",  # upper case: httpx lowers the host
