@@ -17,6 +17,8 @@ _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
 
 @dataclass(frozen=True, slots=True)
 class BlobsConfig:
+    """Where stored files and images go: the data directory, or an S3-compatible bucket."""
+
     url: str | None = None  # None: the data directory
     endpoint: str | None = None  # e.g. https://<account>.r2.cloudflarestorage.com; None: AWS_ENDPOINT_URL or AWS
     region: str | None = None  # None: AWS_REGION (R2: "auto")
