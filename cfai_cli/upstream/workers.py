@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from cfai_cli import __version__
@@ -28,11 +28,20 @@ from cfai_cli.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from cfai_cli.upstream.http11 import Heads, header_block, header_map, header_pairs
+from cfai_cli.upstream.http11 import Heads, header_map
 from cfai_cli.upstream.httperrors import caught, describe_http_error
 from cfai_cli.upstream.lean import lean_for
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
-from cfai_cli.upstream.workers_answers import RawAnswer, UpstreamStream, answered, timeouts, with_retry_after
+from cfai_cli.upstream.workers_answers import (
+    RawAnswer,
+    UpstreamStream,
+    answered,
+    response_chunks,
+    stream_chunks,
+    timeouts,
+    with_retry_after,
+)
+from cfai_cli.upstream.workers_heads import ClientHeaders
 
 if TYPE_CHECKING:
     import httpx
@@ -77,17 +86,7 @@ class WorkersAIClient:
         if self._lean is None:
             self._transport  # noqa: B018 - made now, as before: a given transport or httpx's own
         self._heads = Heads()
-        # Parsed once: building httpx.Request from a str URL and a dict was ~28 µs a request, from these ~10.
-        self._plain_map = {"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}",
-                           "Accept": "*/*"}
-        self._json_map = {**self._plain_map, "Content-Type": "application/json"}
-        self._raw = header_pairs(self._json_map)  # httpx.Headers(self._json_map).raw
-        self._urls: dict[str, httpx.URL] = {}
-        # The headers with each recent x-session-affinity: a conversation's turns reuse them (copying and
-        # setting one header was ~5 µs a request), and their lines in a head (http11.Heads).
-        self._affine: dict[str, tuple[list[tuple[bytes, bytes]], bytes]] = {}
-        self._block = header_block(self._raw)
-        self._hx: dict[str, httpx.Headers] = {}  # httpx.Headers made so far (_httpx_headers), by name or affinity
+        self._h = ClientHeaders(api_token, f"cfai/{__version__}")
 
     @property
     def _transport(self) -> httpx.AsyncBaseTransport:
@@ -99,27 +98,6 @@ class WorkersAIClient:
             self._http.append(network.choose_transport(given, fast_http=self._fast_http,
                                                        max_connections=self._max_connections))
         return self._http[0]
-
-    @property
-    def _plain(self) -> httpx.Headers:
-        """Multipart (httpx writes its Content-Type) and GET calls' headers."""
-        return self._httpx_headers("plain", header_pairs(self._plain_map))
-
-    @property
-    def _headers(self) -> httpx.Headers:
-        """A JSON call's headers, for httpx's Request."""
-        return self._httpx_headers("json", self._raw)
-
-    def _httpx_headers(self, key: str, raw: list[tuple[bytes, bytes]]) -> httpx.Headers:
-        """httpx.Headers of these lines, made once for `key` ("plain", "json" or " " and an affinity id)."""
-        found = self._hx.get(key)
-        if found is None:
-            import httpx
-
-            if len(self._hx) >= 1024:  # affinity ids come from clients' conversations: keep the cache bounded
-                self._hx.clear()
-            found = self._hx[key] = httpx.Headers(raw)
-        return found
 
     @property
     def retries(self) -> int:
@@ -171,7 +149,7 @@ class WorkersAIClient:
         deadline (`_with_retries`' timeout scope), which ends every wait first with the same UpstreamTimeout; a
         timeout scope per read was ~4 µs a call."""
         assert self._lean is not None
-        block = self._block if affinity is None else (self._affine.get(affinity) or self._with_affinity(affinity))[1]
+        block = self._h.block_for(affinity)
         key, head = self._heads.head(url, block, len(payload))
         answer = await answered(self._lean.open(key, head, payload, None))
         try:
@@ -210,10 +188,10 @@ class WorkersAIClient:
 
         url = f"{self._base}/run/{model}"
         if content is not None:
-            headers = self._plain.copy()
+            headers = self._h.plain().copy()
             headers["Content-Type"] = content_type or "application/octet-stream"
         else:
-            headers = self._headers if json_body is not None and form is None and files is None else self._plain
+            headers = self._h.json() if json_body is not None and form is None and files is None else self._h.plain()
 
         async def attempt(remaining: float) -> RawAnswer:
             if form is not None or files is not None:
@@ -258,7 +236,7 @@ class WorkersAIClient:
                     await response.aclose()
                 result = decode_json_result(response.status_code, content_type, raw, response.headers, model=model)
                 return UpstreamStream(chunks=None, result=result, neurons=self._note_neurons(response.headers, result))
-            return UpstreamStream(chunks=self._response_chunks(response, deadline), _response=response,
+            return UpstreamStream(chunks=response_chunks(response, deadline, self.timeout), _response=response,
                                   neurons=self._note_neurons(response.headers, None))
 
         return await self._with_retries(attempt, deadline=deadline)
@@ -268,7 +246,7 @@ class WorkersAIClient:
         """`stream`'s attempt on the lean transport: the same request bytes, the same reading of the answer (no
         per-wait timeouts, as in `_lean_answer`: the attempt's deadline, then each chunk's, ends every wait first)."""
         assert self._lean is not None
-        block = self._block if affinity is None else (self._affine.get(affinity) or self._with_affinity(affinity))[1]
+        block = self._h.block_for(affinity)
         key, head = self._heads.head(url, block, len(payload))
         answer = await answered(self._lean.open(key, head, payload, None))
         exchange = answer.exchange
@@ -285,9 +263,9 @@ class WorkersAIClient:
             from cfai_cli.upstream.transport import as_response
 
             response = as_response(answer)
-            return UpstreamStream(chunks=self._response_chunks(response, deadline), _response=response,
+            return UpstreamStream(chunks=response_chunks(response, deadline, self.timeout), _response=response,
                                   neurons=self._note_neurons(headers, None))
-        return UpstreamStream(chunks=self._chunks(answer, answer.aclose, deadline), _response=answer,
+        return UpstreamStream(chunks=stream_chunks(answer, answer.aclose, deadline, self.timeout), _response=answer,
                               neurons=self._note_neurons(headers, None))
 
     async def queue(self, model: str, requests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -319,7 +297,7 @@ class WorkersAIClient:
         import httpx
 
         async def attempt(remaining: float) -> Any:
-            return await self._json_answer(httpx.Request("POST", url, content=payload, headers=self._headers,
+            return await self._json_answer(httpx.Request("POST", url, content=payload, headers=self._h.json(),
                                                          extensions=timeouts(remaining)), model)
 
         return await self._with_retries(attempt)
@@ -342,7 +320,7 @@ class WorkersAIClient:
         import httpx
 
         async def attempt(remaining: float) -> Any:
-            request = httpx.Request("GET", url, params=params, headers=self._plain, extensions=timeouts(remaining))
+            request = httpx.Request("GET", url, params=params, headers=self._h.plain(), extensions=timeouts(remaining))
             response = await self._transport.handle_async_request(request)
             try:
                 raw = await response.aread()
@@ -375,60 +353,8 @@ class WorkersAIClient:
         """A JSON POST as httpx.AsyncClient would build it (compact UTF-8 JSON, the same headers)."""
         import httpx
 
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) >= 512:  # model names come from clients: keep the cache bounded
-                self._urls.clear()
-            parsed = self._urls[url] = httpx.URL(url)
-        headers = self._headers
-        if affinity is not None:
-            raw = (self._affine.get(affinity) or self._with_affinity(affinity))[0]
-            headers = self._httpx_headers(" " + affinity, raw)
-        return httpx.Request("POST", parsed, headers=headers, content=jsonfast.dumps(body),
+        return httpx.Request("POST", self._h.url(url), headers=self._h.json(affinity), content=jsonfast.dumps(body),
                              extensions=timeouts(timeout))
-
-    def _with_affinity(self, affinity: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
-        """The JSON headers' lines with `x-session-affinity` last, as httpx.Headers' `headers[name] = value` adds it
-        (the value UTF-8), and their block."""
-        if len(self._affine) >= 1024:  # ids come from clients' conversations: keep the cache bounded
-            self._affine.clear()
-        raw = [*self._raw, (b"x-session-affinity", affinity.encode("utf-8"))]
-        found = self._affine[affinity] = (raw, header_block(raw))
-        return found
-
-    def _response_chunks(self, response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
-        import httpx
-
-        body = response.stream
-        # No Content-Encoding (none is asked for): the body's bytes are the answer's, read from the transport's
-        # stream without aiter_bytes' no-op decoder, its two chunkers and aiter_raw, two generators more a
-        # stream (~70k of a streamed request's ~2.3 M instructions, callgrind). Encoded, httpx decodes it.
-        source = body if isinstance(body, httpx.AsyncByteStream) and "content-encoding" not in response.headers \
-            else response.aiter_bytes()
-        return self._chunks(source, response.aclose, deadline)
-
-    async def _chunks(self, source: AsyncIterable[bytes], close: Callable[[], Awaitable[None]],
-                      deadline: float) -> AsyncIterator[bytes]:
-        iterator = source.__aiter__()
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    raise UpstreamTimeout(
-                        f"Workers AI did not finish the stream within {self.timeout:g} s "
-                        "(set --timeout or CFAI_TIMEOUT)."
-                    ) from None
-                except caught("HTTPError") as exc:
-                    raise UpstreamError(
-                        f"The connection to Workers AI broke mid-stream ({describe_http_error(exc)}).") from None
-                if chunk:
-                    yield chunk
-        finally:
-            await close()
 
     async def _with_retries(
         self, attempt: Callable[[float], Awaitable[T]], *, deadline: float | None = None
