@@ -30,6 +30,8 @@ MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 @dataclass
 class Attachment:
+    """A file, stdin or URL attached to a prompt: its bytes and what they were sniffed as (a URL is fetched later)."""
+
     name: str  # file name, "stdin" or the URL
     data: bytes = b""
     kind: Sniffed | None = None

@@ -233,7 +233,11 @@ def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out:
         from cfai_cli.cli.attach import add_to_chat_body, content_parts, vision_model
         from cfai_cli.cli.xlog import attachment_notes, chat_calls, log_exchange, new_cid, with_history
         from cfai_cli.core.openai.chat import ChatCompletionRequest
-        from cfai_cli.service.context import open_context
+        from cfai_cli.service.context import offline_transport, open_context
+
+        # --offline: the emulator and httpx's in-process transport imported here too (open_context would make it
+        # after this block, with the collector on: +8 M instructions, now that nothing else imports httpx).
+        transport = offline_transport() if settings.offline else None
 
         def validated(body: dict[str, Any]) -> ChatCompletionRequest:
             return validate_body(ChatCompletionRequest, with_history(body, conversation), from_file)
@@ -245,7 +249,7 @@ def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out:
         req = validated(draft)
 
     async def run() -> None:
-        async with open_context(settings) as ctx:
+        async with open_context(settings, transport=transport) as ctx:
             final = req
             if attachments:
                 texts, images = await content_parts(ctx, attachments, term)

@@ -70,7 +70,7 @@ def _number(value: object) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-_TILE = re.compile(r"tile")
+_TILE = r"tile"  # compiled on first use (re's cache): not at import, where every one-shot command paid for it
 
 
 def parse_prices(value: object) -> Prices:
@@ -104,7 +104,7 @@ def parse_prices(value: object) -> Prices:
             fields["per_k_characters"] = price * (1e3 / per)
         elif "audio" in unit or "minute" in unit:
             fields["per_audio_minute"] = price * (60.0 if "second" in unit else 1.0)
-        elif _TILE.search(unit):
+        elif re.search(_TILE, unit):
             per_step = "step" in unit
             fields["tile_step"] = bool(fields.get("tile_step")) or per_step
             fields["per_input_tile" if "input" in unit else "per_tile"] = price

@@ -56,6 +56,8 @@ class Credential:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
+    """One configured upstream ([upstreams.NAME]): its kind, keys, account and options."""
+
     name: str
     kind: str  # "cloudflare", "openai" (gemini too: a preset of it) or "anthropic"
     credentials: tuple[Credential, ...] = ()
@@ -83,6 +85,8 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class RoutingConfig:
+    """The upstreams besides the default account, the routes of model names, and the failover policy."""
+
     upstreams: tuple[UpstreamConfig, ...] = ()  # besides the default Cloudflare account, in config order
     routes: Mapping[str, tuple[Target | str, ...]] = field(default_factory=dict)  # str: "@cf/…" on every account
     cooldown: float = 30.0

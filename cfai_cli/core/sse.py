@@ -17,6 +17,8 @@ from cfai_cli.core import jsonfast
 
 @dataclass(frozen=True, slots=True)
 class SSEEvent:
+    """One server-sent event: its data, and its event name and id when it had them."""
+
     data: str
     event: str | None = None
     id: str | None = None

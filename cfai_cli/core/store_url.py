@@ -15,6 +15,8 @@ SCHEMES = ("postgresql", "postgres")
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
+    """Where the gateway's state lives: SQLite in the data directory, or a PostgreSQL URL."""
+
     url: str | None = None  # None: cfai.db in the data directory
 
 

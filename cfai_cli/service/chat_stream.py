@@ -9,7 +9,7 @@ by `merge`. The other streamed answers (text completions, Responses API events) 
 ChatStream, so the proxy writes every stream the same way. Closing a stream closes its upstream responses;
 whether their connections serve again is the transport's business (upstream.network).
 
-Imports anyio, core, service.gather, and upstream.provider (where waiting is counted).
+Imports core, service.gather, and upstream.provider (where waiting is counted); anyio for `n > 1` only.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
-
-import anyio
 
 from cfai_cli.core.openai.chat import ChatCompletionChunk
 from cfai_cli.service.gather import Closable, gather_all
@@ -150,6 +148,8 @@ async def merge(sources: Sequence[AsyncGenerator[T, None]]) -> AsyncGenerator[T,
     generator only receives. A failing source cancels the others and its failure is raised here; closing
     this generator cancels the readers, and each source is closed by the reader that read it.
     """
+    import anyio  # here: an answer of one choice (every one-shot `cfai chat`) never needs it
+
     send, receive = anyio.create_memory_object_stream[T](len(sources))
 
     async def read(source: AsyncGenerator[T, None]) -> None:

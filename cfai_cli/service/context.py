@@ -11,9 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from cfai_cli.core.redact import Scrubber
 from cfai_cli.core.routing import DEFAULT_UPSTREAM, Credential, UpstreamConfig
@@ -25,6 +23,9 @@ from cfai_cli.upstream.fetch import ImageFetcher
 from cfai_cli.upstream.provider import ChatUpstream, UpstreamType
 from cfai_cli.upstream.router import Lane, Meter, Router, SharedRests
 from cfai_cli.upstream.workers import WorkersAIClient
+
+if TYPE_CHECKING:
+    import httpx
 
 # Prefixes OpenAI joins with "_" (call_…, resp_…, msg_…); the others take "-" (chatcmpl-…, cmpl-…).
 _UNDERSCORE_PREFIXES = frozenset({"call", "resp", "msg", "fc", "fco", "rs", "ctc", "ctco", "item", "batch"})
@@ -76,6 +77,8 @@ def scrubber_for(settings: Settings) -> Scrubber:
 
 
 def offline_transport() -> httpx.AsyncBaseTransport:
+    import httpx
+
     from cfai_cli.emulator import create_emulator_app
 
     return httpx.ASGITransport(app=create_emulator_app())

@@ -22,6 +22,8 @@ MAX_CONCURRENT_CALLS = 8  # upstream calls one request runs at once (its other c
 
 @dataclass(slots=True)
 class RequestRecord:
+    """What one request has learned so far (key, limits, model used, usage, cache status, timings)."""
+
     key_id: str | None = None
     model_patterns: tuple[str, ...] = ()  # shell-style; empty = every model
     # Charges `n` more upstream calls to the caller's rate limits (raises RateLimited); None = unlimited.

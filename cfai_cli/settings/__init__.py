@@ -76,6 +76,8 @@ STORE_URL_ENV = "CFAI_STORE_URL"
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of a command, resolved from flags, the environment and the config file (load_settings)."""
+
     account_id: str | None = _setting(None, "CLOUDFLARE_ACCOUNT_ID")
     api_token: str | None = _setting(None, "CLOUDFLARE_API_TOKEN", secret=True)
     api_base: str = _setting(DEFAULT_API_BASE, "CFAI_API_BASE")

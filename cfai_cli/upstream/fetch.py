@@ -1,8 +1,8 @@
 """Fetching images that users reference by URL, so models that only take data URIs can see them.
 
-Imports httpx, stdlib and errors. Only http(s) is fetched, with a size cap and a timeout; addresses on
-loopback, private or link-local networks are refused unless `allow_private` is set (no SSRF by default),
-and the fetch connects to the address that was checked (the name is resolved once, by `resolver`).
+Imports httpx (on the first URL fetched), stdlib and errors. Only http(s) is fetched, with a size cap and a
+timeout; addresses on loopback, private or link-local networks are refused unless `allow_private` is set (no SSRF
+by default), and the fetch connects to the address that was checked (the name is resolved once, by `resolver`).
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ import base64
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import httpx
 
 from cfai_cli.core.caps import ByteBudget
 from cfai_cli.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 _SNIFF = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
@@ -107,6 +109,8 @@ class ImageFetcher:
     @property
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
+            import httpx
+
             self._client = httpx.AsyncClient(transport=self._transport, timeout=self._timeout,
                                              follow_redirects=False)
         return self._client
@@ -123,6 +127,8 @@ class ImageFetcher:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidRequest("Image URLs must be http(s):// or data: URIs.", param=param, code="invalid_image_url")
+        import httpx  # not before an image is fetched: a one-shot `cfai chat` never imports it (upstream.httperrors)
+
         target = httpx.URL(url)
         headers: dict[str, str] = {}
         extensions: dict[str, str] = {}

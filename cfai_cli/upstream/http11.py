@@ -1,10 +1,12 @@
 """HTTP/1.1 on one connection: the socket pair, the request head, reading and writing with httpx's timeout and
 error types, and the response parser (httptools callbacks); and a JSON POST's head as bytes, with its answer's
 headers read as httpx reads them, for calls made without httpx's objects (Heads, header_map). The pool that
-lends these connections out, and the httpx transport around it, are in upstream.transport.
+lends these connections out is upstream.pool; the transport over both, upstream.lean (httpx's seam around it:
+upstream.transport).
 
 Error texts are the OS's, the TLS library's or the parser's words, never the request's (so never its
-Authorization header). Imports httpx, httptools and the standard library only.
+Authorization header). Imports httptools, upstream.httperrors and the standard library only: httpx only for
+what it alone does (a URL that is not plain, an answer's headers outside ASCII) and to raise its exceptions.
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import select
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httptools
-import httpx
+
+from cfai_cli.upstream.httperrors import http_error
+
+if TYPE_CHECKING:
+    import httpx
 
 _READ_SIZE = 256 * 1024  # as much as the connection buffers (transport._BUFFER)
 Key = tuple[str, str, int]  # (scheme, host, port)
@@ -169,8 +176,8 @@ class Exchange:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             if not self.complete or self.status == 101:
-                raise httpx.RemoteProtocolError("The server switched protocols (HTTP 101), which is not supported.") \
-                    from None
+                raise http_error("RemoteProtocolError",
+                                 "The server switched protocols (HTTP 101), which is not supported.") from None
             self.extra = True
         except httptools.HttpParserError as exc:  # HttpParserCallbackError too: a callback raised
             if self.complete:
@@ -178,22 +185,24 @@ class Exchange:
             elif isinstance(exc.__context__, _HeadTooLarge):
                 raise self._too_large() from None
             else:
-                raise httpx.RemoteProtocolError(f"Malformed HTTP response from the server: {exc}.") from None
+                raise http_error("RemoteProtocolError", f"Malformed HTTP response from the server: {exc}.") from None
         if not self.headers_done and self.head_bytes > MAX_RESPONSE_HEAD_BYTES:
             raise self._too_large()
 
-    def _too_large(self) -> httpx.RemoteProtocolError:
-        return httpx.RemoteProtocolError(
+    def _too_large(self) -> httpx.HTTPError:
+        return http_error(
+            "RemoteProtocolError",
             f"The server's response head is too large (the limits are {MAX_RESPONSE_HEADERS} headers and "
             f"{MAX_RESPONSE_HEAD_BYTES // 1024} KiB); the connection was dropped.")
 
     def at_eof(self) -> None:
         """The server closed the connection: the end of a read-until-close body, or an error."""
         if not self.headers_done:
-            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+            raise http_error("RemoteProtocolError", "Server disconnected without sending a response.")
         if not self.complete:
             if self.framed:
-                raise httpx.RemoteProtocolError("The server closed the connection before the end of the response body.")
+                raise http_error("RemoteProtocolError",
+                                 "The server closed the connection before the end of the response body.")
             self.complete = True
             self.keep_alive = False
 
@@ -211,9 +220,9 @@ async def read(conn: Conn, timeout: float | None) -> bytes:
         async with asyncio.timeout(timeout):
             return await conn.reader.read(_READ_SIZE)
     except TimeoutError:
-        raise httpx.ReadTimeout("Timed out waiting for the server's response.") from None
+        raise http_error("ReadTimeout", "Timed out waiting for the server's response.") from None
     except OSError as exc:  # reset, TLS error...
-        raise httpx.ReadError(os_error(exc, "The connection broke while reading the response")) from None
+        raise http_error("ReadError", os_error(exc, "The connection broke while reading the response")) from None
 
 
 async def drain(conn: Conn, timeout: float | None) -> None:
@@ -224,9 +233,9 @@ async def drain(conn: Conn, timeout: float | None) -> None:
             async with asyncio.timeout(timeout):
                 await conn.writer.drain()
     except TimeoutError:
-        raise httpx.WriteTimeout("Timed out sending the request.") from None
+        raise http_error("WriteTimeout", "Timed out sending the request.") from None
     except OSError as exc:
-        raise httpx.WriteError(os_error(exc, "The connection broke while sending the request")) from None
+        raise http_error("WriteError", os_error(exc, "The connection broke while sending the request")) from None
 
 
 def os_error(exc: OSError, what: str) -> str:
@@ -243,7 +252,7 @@ def request_head(request: httpx.Request) -> bytes:
     head = b"".join(parts)
     lines = len(raw) + 2
     if head.count(b"\n") != lines or head.count(b"\r") != lines:  # a CR or LF inside a header: refuse, unshown
-        raise httpx.LocalProtocolError("A request header contains a line break.")
+        raise http_error("LocalProtocolError", "A request header contains a line break.")
     return head
 
 
@@ -259,12 +268,51 @@ def request_head(request: httpx.Request) -> bytes:
 _MAX_URLS = 512  # model names come from clients: keep the cache bounded
 
 
-def header_block(headers: httpx.Headers) -> bytes:
-    """Header lines as request_head writes them; a line break inside one is refused there too."""
-    block = b"".join(b"%s: %s\r\n" % pair for pair in headers.raw)
-    if block.count(b"\n") != len(headers.raw) or block.count(b"\r") != len(headers.raw):
-        raise httpx.LocalProtocolError("A request header contains a line break.")
+def header_block(raw: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """Header lines (`httpx.Headers.raw`, or `header_pairs`) as request_head writes them; a line break inside one
+    is refused there too."""
+    block = b"".join(b"%s: %s\r\n" % pair for pair in raw)
+    if block.count(b"\n") != len(raw) or block.count(b"\r") != len(raw):
+        raise http_error("LocalProtocolError", "A request header contains a line break.")
     return block
+
+
+def header_pairs(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """`httpx.Headers(headers).raw`: names and values encoded as ASCII, in order (a character outside ASCII raises
+    the same UnicodeEncodeError as httpx's)."""
+    return [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+
+
+# A URL whose request line and Host httpx writes unchanged: http(s), a lower-case host name or IPv4 address (no
+# IDNA), a port other than the scheme's default, a path of characters httpx leaves as they are and without dot
+# segments, no query. Anything else is parsed by httpx itself (tests/upstream/test_http11_heads.py compares both).
+# Sets, not a regular expression: compiling one was ~1 M instructions of every one-shot command.
+_HOST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+_PATH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/")
+
+
+def plain_line(url: str) -> tuple[Key, bytes] | None:
+    """(the connection key, the request line and Host) of a POST to `url`, as httpx writes them, for a plain URL
+    (see above); None for any other, which httpx parses."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return None
+    netloc, _, path = rest.partition("/")
+    host, colon, port_text = netloc.partition(":")
+    if not host or not _HOST.issuperset(host) or "xn--" in host or ".." in host or host[0] == "." \
+            or host[-1] == ".":
+        return None
+    default = 443 if scheme == "https" else 80
+    port = default
+    if colon:
+        if not (port_text.isascii() and port_text.isdigit()) or port_text[0] == "0" or len(port_text) > 5:
+            return None
+        port = int(port_text)
+        if port == default or port > 65535:  # httpx drops the one, and is left to judge the other
+            return None
+    if not _PATH.issuperset(path) or any(part in (".", "..") for part in path.split("/")):
+        return None
+    return (scheme, host, port), f"POST /{path} HTTP/1.1\r\nHost: {netloc}\r\n".encode("ascii")
 
 
 class Heads:
@@ -285,15 +333,24 @@ class Heads:
     def _line(self, url: str) -> tuple[Key, bytes]:
         if len(self._lines) >= _MAX_URLS:
             self._lines.clear()
-        probe = httpx.Request("POST", url, content=b"")  # the target and Host as httpx writes them
-        parsed = probe.url
-        if parsed.scheme not in ("http", "https"):  # as LeanTransport.handle_async_request refuses it
-            raise httpx.UnsupportedProtocol(f"Unsupported URL scheme {parsed.scheme!r}: only http and https are.")
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        first, host, _ = request_head(probe).split(b"\r\n", 2)
-        line = self._lines[url] = ((parsed.scheme, parsed.raw_host.decode("ascii"), port),
-                                   first + b"\r\n" + host + b"\r\n")
+        line = plain_line(url)
+        if line is None:
+            line = httpx_line(url)
+        self._lines[url] = line
         return line
+
+
+def httpx_line(url: str) -> tuple[Key, bytes]:
+    """(the connection key, the request line and Host) of a POST to `url`, written by httpx itself."""
+    import httpx
+
+    probe = httpx.Request("POST", url, content=b"")  # the target and Host as httpx writes them
+    parsed = probe.url
+    if parsed.scheme not in ("http", "https"):  # as LeanTransport.handle_async_request refuses it
+        raise http_error("UnsupportedProtocol", f"Unsupported URL scheme {parsed.scheme!r}: only http and https are.")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    first, host, _ = request_head(probe).split(b"\r\n", 2)
+    return (parsed.scheme, parsed.raw_host.decode("ascii"), port), first + b"\r\n" + host + b"\r\n"
 
 
 def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -306,5 +363,7 @@ def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
             text = value.decode("ascii")
             found[lowered] = f"{found[lowered]}, {text}" if lowered in found else text
     except UnicodeDecodeError:
+        import httpx
+
         return dict(httpx.Headers(raw).items())  # rare: httpx's own reading (and its choice of encoding)
     return found

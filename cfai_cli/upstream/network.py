@@ -3,7 +3,8 @@
 Clients build each `httpx.Request` themselves and hand it to `handle_async_request` of the transport this
 module chose: the one tests or `--offline` pass in, cfai's lean HTTP/1.1 transport, or httpx's own (when
 `fast_http = false` or a proxy is configured). No httpx.AsyncClient sits in between: its URL, header and
-cookie merging was ~20% of the proxy's CPU (docs/performance.md). Imports httpx, anyio, stdlib, upstream.transport.
+cookie merging was ~20% of the proxy's CPU (docs/performance.md). Imports httpx, anyio, stdlib, upstream.lean
+and upstream.transport.
 
 Whether a connection can be used again after a response is the transport's business alone: closing a
 response that was started but not read to its end first reads the little that may be left (a stream's tail
@@ -18,10 +19,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import anyio
 import httpx
 
+from cfai_cli.upstream.httperrors import describe_http_error
+from cfai_cli.upstream.lean import Lean
 from cfai_cli.upstream.transport import TAIL_BYTES, TAIL_SECONDS, LeanTransport, lean_transport, proxies_configured
+
+__all__ = ["LoggingTransport", "choose_transport", "describe_http_error", "shown_headers"]
 
 HTTP_LOG = logging.getLogger("cfai.http")
 SECRET_HEADERS = frozenset({"authorization", "cf-aig-authorization", "x-api-key", "api-key", "cookie"})
@@ -32,12 +36,14 @@ def shown_headers(headers: httpx.Headers) -> str:
     return ", ".join(f"{k}: {'***' if k.lower() in SECRET_HEADERS else v}" for k, v in headers.items())
 
 
-def choose_transport(given: httpx.AsyncBaseTransport | None, *, fast_http: bool = True,
+def choose_transport(given: httpx.AsyncBaseTransport | Lean | None, *, fast_http: bool = True,
                      max_connections: int = 256) -> httpx.AsyncBaseTransport:
-    """The transport of one upstream client: `given` (tests, --offline), else cfai's lean one, else httpx's own
-    (`fast_http` off, or a proxy configured: httpx honours proxies, the lean one does not); wrapped in a
-    LoggingTransport when `--debug` turned the cfai.http logger on."""
-    chosen = given
+    """The transport of one upstream client: `given` (tests, --offline; a plain `Lean` the client already sends
+    on gets httpx's seam over its pool), else cfai's lean one, else httpx's own (`fast_http` off, or a proxy
+    configured: httpx honours proxies, the lean one does not); wrapped in a LoggingTransport when `--debug`
+    turned the cfai.http logger on."""
+    chosen = LeanTransport.sharing(given) if isinstance(given, Lean) and not isinstance(given, LeanTransport) \
+        else given
     if chosen is None and fast_http:
         chosen = lean_transport(max_connections)
     if chosen is None:
@@ -92,6 +98,8 @@ class _TailRead(httpx.AsyncByteStream):
         if chunks is not None and not self._ended:
             # An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from anyio
             # cancellation only; a native cancel landing there would leave the connection checked out for good.
+            import anyio  # httpcore's own dependency: imported with any transport but the lean one
+
             read = 0
             try:
                 with anyio.move_on_after(TAIL_SECONDS):
@@ -142,9 +150,3 @@ class LoggingTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-def describe_http_error(exc: httpx.HTTPError) -> str:
-    """An httpx error in words, without the request (whose headers hold the token)."""
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -3,7 +3,8 @@
 One pool per transport, keyed by (scheme, host, port), under one `max_connections` limit. Callers beyond the
 limit wait in FIFO order; idle connections are reused last-in first-out and closed after `keepalive_expiry`
 seconds idle, by a timer that runs while any are idle. Opening connections and speaking HTTP over them is
-upstream.transport's and upstream.http11's work. Imports httpx, upstream.http11 and the standard library.
+upstream.transport's and upstream.http11's work. Imports upstream.http11, upstream.httperrors
+(httpx's exceptions, httpx itself imported only to raise one) and the standard library.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import contextlib
 from collections import deque
 from time import monotonic
 
-import httpx
-
 from cfai_cli.upstream.http11 import Conn, Key
+from cfai_cli.upstream.httperrors import http_error
 
 KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept (httpx's default)
 
@@ -51,7 +51,7 @@ class Pool:
     async def acquire(self, key: Key, timeout: float | None, *, fresh: bool = False) -> Conn | None:
         """An idle connection to `key`, or None: a place is reserved for the caller to open a new one."""
         if self._closed:
-            raise httpx.ConnectError("The HTTP client was closed.")
+            raise http_error("ConnectError", "The HTTP client was closed.")
         if not self._waiters:
             if not fresh:
                 idle = self._idle.get(key)
@@ -87,7 +87,7 @@ class Pool:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(entry)
             if isinstance(exc, TimeoutError):
-                raise httpx.PoolTimeout("Timed out waiting for a connection from the pool.") from None
+                raise http_error("PoolTimeout", "Timed out waiting for a connection from the pool.") from None
             raise
 
     def lend(self, conn: Conn) -> None:
@@ -188,4 +188,4 @@ class Pool:
         while self._waiters:
             _, waiter = self._waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(httpx.ConnectError("The HTTP client was closed."))
+                waiter.set_exception(http_error("ConnectError", "The HTTP client was closed."))

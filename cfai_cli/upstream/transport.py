@@ -1,73 +1,23 @@
-"""A lean HTTP/1.1 client transport for httpx: a keep-alive pool on asyncio streams, parsed with httptools.
-
-httpx's default transport (httpcore and anyio) costs more CPU per request than everything else the proxy does
-(docs/performance.md). This one sits behind httpx's own seam (`httpx.AsyncClient(transport=...)`), so the
-clients keep httpx's request building, headers, decoding and exceptions, and only the wire work changes:
-
-- one pool per (scheme, host, port) under one `max_connections` limit; callers beyond it wait in FIFO order
-  (PoolTimeout after the pool timeout) instead of failing; idle connections are reused last-in first-out and
-  closed after `keepalive_expiry` seconds idle (a timer prunes them even when no request comes);
-- a connection goes back to the pool only after a complete response with keep-alive and nothing unexpected
-  after it; one found closed when taken from the pool is dropped; a request is sent once more, on a new
-  connection, only when none of it was written to the old one (found closed just before writing). Once any
-  byte is written the request may have reached the server, and a POST must never be sent twice, so a
-  failure after that (the server closed a kept-alive connection as we sent) is the caller's to see;
-- response heads are capped (MAX_RESPONSE_HEADERS headers, MAX_RESPONSE_HEAD_BYTES bytes, in http11): a server
-  sending more gets a RemoteProtocolError and its connection is dropped;
-- response bodies stream as they arrive (SSE); any exception or cancellation while a connection is checked
-  out closes that connection and frees its place at once (no await in the clean-up), so a cancelled task or
-  a client that hangs up never leaks a socket or a pool slot; a body closed after it was started but short
-  of its end (a stream's last bytes after `[DONE]` still on their way) is read on for at most TAIL_SECONDS
-  and TAIL_BYTES first, so its connection can be reused instead of costing a new TCP and TLS handshake;
-- httpx's per-request timeouts (connect, read, write, pool) raise httpx's timeout exceptions; outer
-  `asyncio.timeout` scopes cancel it like any coroutine;
-- failures are httpx exceptions (ConnectError, ReadError, WriteError, RemoteProtocolError...) whose text is
-  the OS's, the TLS library's or the parser's words: never the request, so never its Authorization header;
-- https verifies certificates against certifi (or SSL_CERT_FILE / SSL_CERT_DIR, as httpx does) with SNI,
-  HTTP/1.1 only. Proxies are not supported: `lean_transport()` returns None when one is configured, so the
-  client falls back to httpx's default transport, which honours them.
-
-The wire work of one connection (request head, parser, reads and writes) is upstream.http11, and which
-connection a request gets is upstream.pool; this module opens connections (TCP, TLS), carries a request and
-its response over one, and plugs it all into httpx. Imports httpx, upstream.http11, upstream.pool and the
-standard library only.
+"""httpx's seam around the lean HTTP/1.1 client (upstream.lean): `LeanTransport` is a `Lean` that is also an
+`httpx.AsyncBaseTransport`, so the clients that build httpx requests (multipart bodies, query strings, the other
+upstreams, image fetches; tests through `httpx.AsyncClient(transport=...)`) keep httpx's request building,
+headers, decoding and exceptions, and only the wire work is cfai's. `LeanTransport.sharing` puts the seam over a
+`Lean` a client already sends on, with one pool between them. Imports httpx, upstream.lean, upstream.http11 and
+the standard library only.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import socket
-import ssl
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import cast
 
 import httpx
 
-from cfai_cli.upstream.http11 import Conn, Exchange, Key, drain, os_error, read, request_head
-from cfai_cli.upstream.pool import KEEPALIVE_EXPIRY, Pool
+from cfai_cli.upstream.http11 import request_head
+from cfai_cli.upstream.lean import TAIL_BYTES, TAIL_SECONDS, Lean, LeanBody, default_ssl_context, proxies_configured
 
-__all__ = ["TAIL_BYTES", "TAIL_SECONDS", "LeanTransport", "lean_transport", "proxies_configured"]
-
-_WRITE_HIGH_WATER = 64 * 1024  # buffered request bytes beyond which we wait for the socket (write timeout)
-_JOIN_BELOW = 64 * 1024  # request bodies smaller than this are sent with their head in one buffer
-TAIL_SECONDS = 0.05  # a started body closed short of its end: how long to read on so its connection is reused
-TAIL_BYTES = 64 * 1024  # ... and how much: more than that is a stream cut short, not its tail
-# What asyncio may buffer of an answer before it stops reading the socket (twice this). With its default
-# (64 KiB) a 1.3 MB image came in ~25 reads of 64 KiB, each a turn of the event loop through httpx: 256 KiB
-# took an images request (n=4) from 18 to 12 ms of proxy CPU; 1 MiB saved no more and held ~6 MB more while
-# 21 embedding batches were read at once (bench/payloads.py, issue 25, 2026-12-01).
-_BUFFER = 256 * 1024
-
-
-def proxies_configured() -> bool:
-    """True if httpx would send requests through a proxy (HTTP(S)_PROXY / ALL_PROXY in any case, or the OS's)."""
-    from urllib.request import getproxies  # httpx imports it anyway
-
-    proxies = getproxies()
-    if "*" in (host.strip() for host in proxies.get("no", "").split(",")):
-        return False
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+__all__ = ["TAIL_BYTES", "TAIL_SECONDS", "LeanTransport", "default_ssl_context", "lean_transport",
+           "proxies_configured"]
 
 
 def lean_transport(max_connections: int) -> httpx.AsyncBaseTransport | None:
@@ -77,139 +27,43 @@ def lean_transport(max_connections: int) -> httpx.AsyncBaseTransport | None:
     return LeanTransport(max_connections=max_connections)
 
 
-_default_context: ssl.SSLContext | None = None
+class _HttpxBody(LeanBody, httpx.AsyncByteStream):
+    """A lean response body httpx.Response can read (it checks for an AsyncByteStream)."""
+
+    __slots__ = ()
 
 
-def default_ssl_context() -> ssl.SSLContext:
-    """What httpx verifies with by default: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's CA bundle."""
-    global _default_context
-    if _default_context is None:
-        if os.environ.get("SSL_CERT_FILE"):
-            context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
-        elif os.environ.get("SSL_CERT_DIR"):
-            context = ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
-        else:
-            import certifi
+class _Adapted(httpx.AsyncByteStream):
+    """A plain lean body as httpx's byte stream."""
 
-            context = ssl.create_default_context(cafile=certifi.where())
-        context.set_alpn_protocols(["http/1.1"])
-        _default_context = context
-    return _default_context
+    def __init__(self, body: LeanBody) -> None:
+        self.body = body
 
-
-class _Retry(Exception):
-    """Internal: the connection failed before any of the request was written; send it on a new one."""
-
-
-class _Body(httpx.AsyncByteStream):
-    """A response body as it arrives. Read to its end, its connection goes back to the pool; closed early or
-    broken (an error, a cancellation), the connection is closed."""
-
-    __slots__ = ("_conn", "_exchange", "_pool", "_started", "_timeout", "exchange")
-
-    def __init__(self, pool: Pool, conn: Conn, exchange: Exchange, timeout: float | None) -> None:
-        self._pool = pool
-        self._conn: Conn | None = conn
-        self._exchange = self.exchange = exchange  # its status and headers, for a caller without httpx.Response
-        self._timeout = timeout
-        self._started = False
-        if exchange.complete:
-            self._finish()
-        else:
-            pool.lend(conn)
-
-    def __aiter__(self) -> _Body:
-        self._started = True
-        return self
-
-    async def __anext__(self) -> bytes:
-        exchange = self._exchange
-        while True:
-            if exchange.chunks:
-                return exchange.take()
-            conn = self._conn
-            if conn is None:
-                raise StopAsyncIteration
-            try:
-                data = await read(conn, self._timeout)
-                if data:
-                    exchange.feed(data)
-                else:
-                    exchange.at_eof()
-            except BaseException:
-                self._conn = None
-                self._pool.discard(conn)
-                raise
-            if exchange.complete:
-                self._finish()
-
-    async def read(self) -> bytes:
-        """The whole body (what `httpx.Response.aread` gives, without its decoder and byte-stream layers)."""
-        self._started = True
-        exchange = self._exchange
-        if self._conn is None:  # the usual JSON answer: it came whole with its head
-            return exchange.take()
-        parts = [chunk async for chunk in self]
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _finish(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            exchange = self._exchange
-            exchange.parser = None  # it refers back to the exchange: no cycle left for the garbage collector
-            self._pool.release(conn, exchange.keep_alive and not exchange.extra)
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.body:
+            yield chunk
 
     async def aclose(self) -> None:
-        if self._conn is not None and self._started:
-            await self._read_tail()
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._pool.discard(conn)
-
-    async def _read_tail(self) -> None:
-        """Read on briefly: a body that completes goes back to the pool (__anext__ releases it); one that
-        fails or times out is discarded by __anext__ itself."""
-        read = 0
-        try:
-            async with asyncio.timeout(TAIL_SECONDS):
-                while self._conn is not None and read <= TAIL_BYTES:
-                    read += len(await self.__anext__())
-        except (StopAsyncIteration, TimeoutError, httpx.HTTPError, OSError):
-            pass
-
-    def __del__(self) -> None:  # a response dropped without aclose(): do not keep its connection checked out
-        conn = getattr(self, "_conn", None)
-        if conn is not None:
-            self._conn = None
-            with contextlib.suppress(Exception):
-                self._pool.discard(conn)
+        await self.body.aclose()
 
 
-class LeanTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 over asyncio streams with a keep-alive pool; see the module docstring."""
+def as_response(body: LeanBody) -> httpx.Response:
+    """A lean answer as httpx.Response (upstream.workers: a stream whose body httpx must decode)."""
+    exchange = body.exchange
+    stream = body if isinstance(body, httpx.AsyncByteStream) else _Adapted(body)
+    return httpx.Response(exchange.status, headers=exchange.headers, stream=stream,
+                          extensions={"http_version": b"HTTP/1.1", "reason_phrase": exchange.reason})
 
-    def __init__(self, *, max_connections: int = 100, keepalive_expiry: float = KEEPALIVE_EXPIRY,
-                 verify: ssl.SSLContext | bool = True) -> None:
-        self.pool = Pool(max_connections=max_connections, keepalive_expiry=keepalive_expiry)
-        self._verify = verify
-        self._ssl: ssl.SSLContext | None = verify if isinstance(verify, ssl.SSLContext) else None
 
-    # ---- introspection (tests, metrics) -------------------------------------------------------------
+class LeanTransport(Lean, httpx.AsyncBaseTransport):
+    """The lean client behind httpx's transport seam; see the module docstring."""
 
-    @property
-    def max_connections(self) -> int:
-        return self.pool.max_connections
+    body_type = _HttpxBody
 
-    @property
-    def connections(self) -> int:
-        """Connections open or opening, idle ones included."""
-        return self.pool.connections
-
-    @property
-    def idle_connections(self) -> int:
-        return self.pool.idle_connections
-
-    # ---- httpx's seam -------------------------------------------------------------------------------
+    @classmethod
+    def sharing(cls, lean: Lean) -> LeanTransport:
+        """httpx's seam over `lean`'s connections: the same pool and certificate check."""
+        return cls(max_connections=lean.max_connections, verify=lean.verify, pool=lean.pool)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -229,122 +83,5 @@ class LeanTransport(httpx.AsyncBaseTransport):
         stream = await self._answer(key, request_head(request), body, request.stream, timeouts,
                                     head_only=request.method == "HEAD")
         exchange = stream.exchange
-        return httpx.Response(exchange.status, headers=exchange.headers, stream=stream,
+        return httpx.Response(exchange.status, headers=exchange.headers, stream=cast(_HttpxBody, stream),
                               extensions={"http_version": b"HTTP/1.1", "reason_phrase": exchange.reason})
-
-    async def open(self, key: Key, head: bytes, body: bytes, timeout: float | None) -> _Body:
-        """A request already in bytes (its head and body), sent as `handle_async_request` sends one, with one
-        `timeout` for each of httpx's four: its answer's status and headers (`.exchange`), and its body to
-        read (`.read()`) or close. Without httpx's Request and Response objects: building them, their Headers,
-        and reading the body through httpx's decoders was ~55 µs of a chat request's ~700 (upstream.workers'
-        JSON calls, issue 25, 2026-12-02)."""
-        timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-        return await self._answer(key, head, body, None, timeouts, head_only=False)
-
-    async def _answer(self, key: Key, head: bytes, body: bytes | None, stream: Any,
-                      timeouts: dict[str, float | None], *, head_only: bool) -> _Body:
-        retried = False
-        while True:
-            conn = await self.pool.acquire(key, timeouts.get("pool"), fresh=retried)
-            if conn is None:  # a place is ours: open a connection in it
-                try:
-                    conn = await self._connect(key, timeouts.get("connect"))
-                except BaseException:
-                    self.pool.free_slot()
-                    raise
-            try:
-                return await self._exchange(conn, head, body, stream, timeouts, head_only=head_only,
-                                            may_retry=not retried)
-            except _Retry:
-                retried = True  # once at most
-
-    async def aclose(self) -> None:
-        self.pool.close()
-
-    # ---- one request on one connection --------------------------------------------------------------
-
-    async def _exchange(self, conn: Conn, head: bytes, body: bytes | None, stream: Any,
-                        timeouts: dict[str, float | None], *, head_only: bool, may_retry: bool) -> _Body:
-        exchange = Exchange(head_only)
-        read_timeout = timeouts.get("read")
-        written = False
-        try:
-            writer = conn.writer
-            if not conn.alive():  # closed since it was handed over (writing would raise on uvloop)
-                raise httpx.WriteError("The connection closed before the request was sent.")
-            written = True  # from here on, some of the request may reach the server
-            if body is not None:
-                if len(body) < _JOIN_BELOW:
-                    writer.write(head + body)
-                else:
-                    writer.writelines((head, body))
-                if conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-                    await drain(conn, timeouts.get("write"))
-            else:
-                writer.write(head)
-                await self._send_chunked(conn, stream, timeouts.get("write"))
-            while not exchange.headers_done:
-                data = await read(conn, read_timeout)
-                if data:
-                    exchange.feed(data)
-                else:
-                    exchange.at_eof()
-        except httpx.TransportError as exc:
-            self.pool.discard(conn)
-            if may_retry and not written:
-                raise _Retry from exc
-            raise
-        except BaseException:
-            self.pool.discard(conn)
-            raise
-        return _Body(self.pool, conn, exchange, read_timeout)
-
-    async def _send_chunked(self, conn: Conn, stream: Any, timeout: float | None) -> None:
-        writer = conn.writer
-        async for part in stream:
-            if part:
-                if conn.transport.is_closing():
-                    raise httpx.WriteError("The connection closed while the request was being sent.")
-                writer.writelines((b"%x\r\n" % len(part), part, b"\r\n"))
-                if conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-                    await drain(conn, timeout)
-        if conn.transport.is_closing():
-            raise httpx.WriteError("The connection closed while the request was being sent.")
-        writer.write(b"0\r\n\r\n")
-        if conn.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-            await drain(conn, timeout)
-
-    # ---- connections ---------------------------------------------------------------------------------
-
-    async def _connect(self, key: Key, timeout: float | None) -> Conn:
-        scheme, host, port = key
-        context = self._ssl_context() if scheme == "https" else None
-        try:
-            if timeout is None:
-                reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=_BUFFER,
-                                                               server_hostname=host if context else None)
-            else:
-                async with asyncio.timeout(timeout):
-                    reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=_BUFFER,
-                                                                   server_hostname=host if context else None)
-        except TimeoutError:
-            raise httpx.ConnectTimeout(f"Timed out connecting to {host}:{port}.") from None
-        except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError, certificate)
-            raise httpx.ConnectError(os_error(exc, f"Could not connect to {host}:{port}")) from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError, AttributeError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return Conn(key, reader, writer)
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            if self._verify is False:
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-                context.set_alpn_protocols(["http/1.1"])
-                self._ssl = context
-            else:
-                self._ssl = default_ssl_context()
-        return self._ssl

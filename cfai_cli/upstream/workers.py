@@ -1,19 +1,19 @@
 """The Workers AI REST client: the only code that knows URLs, auth headers, retries and deadlines.
 
-Imports httpx, stdlib, errors and core. Every call has one total deadline (retries included); only
-transient failures (connection errors, 5xx, capacity 3040) are retried, with exponential backoff.
-Every request is built here and goes to the one transport upstream.network chose (tests and `--offline`
-pass their own `httpx.AsyncBaseTransport`; nothing else is mocked).
+Imports stdlib, errors, core and upstream (httpx when a call needs httpx's objects). Every call has one total
+deadline (retries included); only transient failures (connection errors, 5xx, capacity 3040) are retried, with
+exponential backoff. Every request is built here and goes to the one transport upstream.network chose (tests and
+`--offline` pass their own `httpx.AsyncBaseTransport`; nothing else is mocked). On the lean transport (the
+default) JSON and streamed calls go out as bytes (upstream.lean's `Lean.open`), and httpx is not imported until
+a multipart or GET call, or a failure, needs it (upstream.httperrors: ~100 M instructions of `cfai chat hi`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Self, TypeVar
-
-import httpx
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from cfai_cli import __version__
 from cfai_cli.core import jsonfast
@@ -28,11 +28,23 @@ from cfai_cli.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from cfai_cli.upstream.http11 import Heads, header_block, header_map
-from cfai_cli.upstream.network import choose_transport, describe_http_error
+from cfai_cli.upstream.http11 import Heads, header_map
+from cfai_cli.upstream.httperrors import caught, describe_http_error
+from cfai_cli.upstream.lean import lean_for
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
-from cfai_cli.upstream.transport import LeanTransport
-from cfai_cli.upstream.workers_answers import RawAnswer, UpstreamStream, answered, timeouts, with_retry_after
+from cfai_cli.upstream.workers_answers import (
+    RawAnswer,
+    UpstreamStream,
+    answered,
+    response_chunks,
+    stream_chunks,
+    timeouts,
+    with_retry_after,
+)
+from cfai_cli.upstream.workers_heads import ClientHeaders
+
+if TYPE_CHECKING:
+    import httpx
 
 T = TypeVar("T")
 # Workers AI takes an async batch whose payload is under 10 MB (reference §2.11, §10); read as decimal megabytes,
@@ -64,20 +76,28 @@ class WorkersAIClient:
         self._waits: WaitLog | None = None  # where this attempt's waiting is counted
         # Requests are built here and handed straight to the transport: httpx.AsyncClient's layer (merging
         # URL, headers and cookies, auth and redirect machinery, the cookie jar) was ~20% of the proxy's CPU.
-        self._transport = choose_transport(transport, fast_http=fast_http, max_connections=max_connections)
-        # The lean transport (not wrapped for --debug) carries JSON calls as bytes, without httpx's Request and
-        # Response objects (LeanTransport.open); the same head and body go out as with them (upstream.http11.Heads).
-        self._lean = self._transport if isinstance(self._transport, LeanTransport) else None
+        # The lean transport (not wrapped for --debug) carries JSON and streamed calls as bytes, without httpx's
+        # Request and Response objects (Lean.open); the same head and body go out as with them (http11.Heads).
+        self._lean = lean_for(transport, fast_http=fast_http, max_connections=max_connections)
+        # httpx's transport (choose_transport; over the lean one's pool when there is one), made on first use:
+        # a one-element list shared with for_attempt's copies.
+        self._http: list[httpx.AsyncBaseTransport] = []
+        self._given, self._fast_http, self._max_connections = transport, fast_http, max_connections
+        if self._lean is None:
+            self._transport  # noqa: B018 - made now, as before: a given transport or httpx's own
         self._heads = Heads()
-        # Parsed once: building httpx.Request from a str URL and a dict was ~28 µs a request, from these ~10.
-        plain = {"Authorization": f"Bearer {api_token}", "User-Agent": f"cfai/{__version__}", "Accept": "*/*"}
-        self._plain = httpx.Headers(plain)  # multipart (httpx writes its Content-Type) and GET
-        self._headers = httpx.Headers({**plain, "Content-Type": "application/json"})
-        self._urls: dict[str, httpx.URL] = {}
-        # The headers with each recent x-session-affinity: a conversation's turns reuse them (copying and
-        # setting one header was ~5 µs a request).
-        self._affine: dict[str, tuple[httpx.Headers, bytes]] = {}  # and their lines in a head (http11.Heads)
-        self._block = header_block(self._headers)
+        self._h = ClientHeaders(api_token, f"cfai/{__version__}")
+
+    @property
+    def _transport(self) -> httpx.AsyncBaseTransport:
+        """The httpx transport for calls built as httpx requests (multipart, GET, any call without a lean one)."""
+        if not self._http:
+            from cfai_cli.upstream import network
+
+            given = self._lean if self._lean is not None else self._given
+            self._http.append(network.choose_transport(given, fast_http=self._fast_http,
+                                                       max_connections=self._max_connections))
+        return self._http[0]
 
     @property
     def retries(self) -> int:
@@ -92,7 +112,10 @@ class WorkersAIClient:
         return bound
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        if self._http:
+            await self._http[0].aclose()
+        if self._lean is not None:
+            await self._lean.aclose()  # the same pool again when httpx's seam was put over it: closing is idempotent
 
     # ---- public calls ----------------------------------------------------------------------------
 
@@ -126,7 +149,7 @@ class WorkersAIClient:
         deadline (`_with_retries`' timeout scope), which ends every wait first with the same UpstreamTimeout; a
         timeout scope per read was ~4 µs a call."""
         assert self._lean is not None
-        block = self._block if affinity is None else (self._affine.get(affinity) or self._with_affinity(affinity))[1]
+        block = self._h.block_for(affinity)
         key, head = self._heads.head(url, block, len(payload))
         answer = await answered(self._lean.open(key, head, payload, None))
         try:
@@ -161,12 +184,14 @@ class WorkersAIClient:
         The body is JSON, raw bytes with their content type, or multipart form fields and files. A JSON
         answer is unwrapped into `result`; any other successful answer is kept as bytes with its type.
         """
+        import httpx
+
         url = f"{self._base}/run/{model}"
         if content is not None:
-            headers = self._plain.copy()
+            headers = self._h.plain().copy()
             headers["Content-Type"] = content_type or "application/octet-stream"
         else:
-            headers = self._headers if json_body is not None and form is None and files is None else self._plain
+            headers = self._h.json() if json_body is not None and form is None and files is None else self._h.plain()
 
         async def attempt(remaining: float) -> RawAnswer:
             if form is not None or files is not None:
@@ -199,6 +224,8 @@ class WorkersAIClient:
         deadline = asyncio.get_running_loop().time() + self.timeout
 
         async def attempt(remaining: float) -> UpstreamStream:
+            if self._lean is not None:
+                return await self._lean_stream(url, jsonfast.dumps(body), affinity, model, deadline)
             request = self._request(url, body, remaining, affinity)
             response = await answered(self._transport.handle_async_request(request))
             content_type = response.headers.get("content-type", "")
@@ -209,10 +236,37 @@ class WorkersAIClient:
                     await response.aclose()
                 result = decode_json_result(response.status_code, content_type, raw, response.headers, model=model)
                 return UpstreamStream(chunks=None, result=result, neurons=self._note_neurons(response.headers, result))
-            return UpstreamStream(chunks=self._chunks(response, deadline), _response=response,
+            return UpstreamStream(chunks=response_chunks(response, deadline, self.timeout), _response=response,
                                   neurons=self._note_neurons(response.headers, None))
 
         return await self._with_retries(attempt, deadline=deadline)
+
+    async def _lean_stream(self, url: str, payload: bytes, affinity: str | None, model: str,
+                           deadline: float) -> UpstreamStream:
+        """`stream`'s attempt on the lean transport: the same request bytes, the same reading of the answer (no
+        per-wait timeouts, as in `_lean_answer`: the attempt's deadline, then each chunk's, ends every wait first)."""
+        assert self._lean is not None
+        block = self._h.block_for(affinity)
+        key, head = self._heads.head(url, block, len(payload))
+        answer = await answered(self._lean.open(key, head, payload, None))
+        exchange = answer.exchange
+        headers = header_map(exchange.headers)
+        content_type = headers.get("content-type", "")
+        if exchange.status >= 400 or "text/event-stream" not in content_type:
+            try:
+                raw = await answer.read()
+            finally:
+                await answer.aclose()
+            result = decode_json_result(exchange.status, content_type, raw, headers, model=model)
+            return UpstreamStream(chunks=None, result=result, neurons=self._note_neurons(headers, result))
+        if "content-encoding" in headers:  # never asked for: httpx decodes it, as it did before
+            from cfai_cli.upstream.transport import as_response
+
+            response = as_response(answer)
+            return UpstreamStream(chunks=response_chunks(response, deadline, self.timeout), _response=response,
+                                  neurons=self._note_neurons(headers, None))
+        return UpstreamStream(chunks=stream_chunks(answer, answer.aclose, deadline, self.timeout), _response=answer,
+                              neurons=self._note_neurons(headers, None))
 
     async def queue(self, model: str, requests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """POST /ai/run/{model}?queueRequest=true with `{"requests": [...]}` (Workers AI's async batch, reference
@@ -240,9 +294,10 @@ class WorkersAIClient:
 
     async def _post_json(self, url: str, payload: bytes, model: str) -> Any:
         """POST a JSON payload already encoded; the unwrapped `result` (neurons it reports noted)."""
+        import httpx
 
         async def attempt(remaining: float) -> Any:
-            return await self._json_answer(httpx.Request("POST", url, content=payload, headers=self._headers,
+            return await self._json_answer(httpx.Request("POST", url, content=payload, headers=self._h.json(),
                                                          extensions=timeouts(remaining)), model)
 
         return await self._with_retries(attempt)
@@ -262,9 +317,10 @@ class WorkersAIClient:
 
     async def get_json(self, url: str, params: Mapping[str, str | int] | None = None) -> Any:
         """GET a Cloudflare API URL with this client's token (model search, `cfai doctor`); the unwrapped `result`."""
+        import httpx
 
         async def attempt(remaining: float) -> Any:
-            request = httpx.Request("GET", url, params=params, headers=self._plain, extensions=timeouts(remaining))
+            request = httpx.Request("GET", url, params=params, headers=self._h.plain(), extensions=timeouts(remaining))
             response = await self._transport.handle_async_request(request)
             try:
                 raw = await response.aread()
@@ -295,52 +351,10 @@ class WorkersAIClient:
 
     def _request(self, url: str, body: Mapping[str, Any], timeout: float, affinity: str | None) -> httpx.Request:
         """A JSON POST as httpx.AsyncClient would build it (compact UTF-8 JSON, the same headers)."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) >= 512:  # model names come from clients: keep the cache bounded
-                self._urls.clear()
-            parsed = self._urls[url] = httpx.URL(url)
-        headers = self._headers
-        if affinity is not None:
-            headers = (self._affine.get(affinity) or self._with_affinity(affinity))[0]
-        return httpx.Request("POST", parsed, headers=headers, content=jsonfast.dumps(body),
+        import httpx
+
+        return httpx.Request("POST", self._h.url(url), headers=self._h.json(affinity), content=jsonfast.dumps(body),
                              extensions=timeouts(timeout))
-
-    def _with_affinity(self, affinity: str) -> tuple[httpx.Headers, bytes]:
-        if len(self._affine) >= 1024:  # ids come from clients' conversations: keep the cache bounded
-            self._affine.clear()
-        headers = self._headers.copy()
-        headers["x-session-affinity"] = affinity
-        found = self._affine[affinity] = (headers, header_block(headers))
-        return found
-
-    async def _chunks(self, response: httpx.Response, deadline: float) -> AsyncIterator[bytes]:
-        body = response.stream
-        # No Content-Encoding (none is asked for): the body's bytes are the answer's, read from the transport's
-        # stream without aiter_bytes' no-op decoder, its two chunkers and aiter_raw, two generators more a
-        # stream (~70k of a streamed request's ~2.3 M instructions, callgrind). Encoded, httpx decodes it.
-        source = body if isinstance(body, httpx.AsyncByteStream) and "content-encoding" not in response.headers \
-            else response.aiter_bytes()
-        iterator = source.__aiter__()
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    raise UpstreamTimeout(
-                        f"Workers AI did not finish the stream within {self.timeout:g} s "
-                        "(set --timeout or CFAI_TIMEOUT)."
-                    ) from None
-                except httpx.HTTPError as exc:
-                    raise UpstreamError(
-                        f"The connection to Workers AI broke mid-stream ({describe_http_error(exc)}).") from None
-                if chunk:
-                    yield chunk
-        finally:
-            await response.aclose()
 
     async def _with_retries(
         self, attempt: Callable[[float], Awaitable[T]], *, deadline: float | None = None
@@ -356,11 +370,11 @@ class WorkersAIClient:
                 async with asyncio.timeout_at(deadline):
                     with Waited(self._waits):
                         return await attempt(remaining)
-            except (TimeoutError, httpx.TimeoutException):
+            except caught("TimeoutException", also=(TimeoutError,)):
                 raise UpstreamTimeout(
                     f"Workers AI did not answer within {self.timeout:g} s (set --timeout or CFAI_TIMEOUT)."
                 ) from None
-            except httpx.HTTPError as exc:
+            except caught("HTTPError") as exc:
                 error: CfaiError = UpstreamError(f"Could not reach Workers AI: {describe_http_error(exc)}.")
             except CfaiError as exc:
                 error = exc

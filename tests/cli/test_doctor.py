@@ -52,7 +52,7 @@ def stand_in(monkeypatch: pytest.MonkeyPatch) -> StandIn:
     """The network of the Workers AI client replaced by the stand-in (the rest of cfai runs as it is)."""
     server = StandIn()
     transport = httpx.MockTransport(server)
-    monkeypatch.setattr("cfai_cli.upstream.workers.choose_transport", lambda given, **_: transport)
+    monkeypatch.setattr("cfai_cli.upstream.network.choose_transport", lambda given, **_: transport)
     return server
 
 
@@ -92,7 +92,7 @@ def test_unreachable_cloudflare_is_exit_5(cli: Invoke, monkeypatch: pytest.Monke
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    monkeypatch.setattr("cfai_cli.upstream.workers.choose_transport",
+    monkeypatch.setattr("cfai_cli.upstream.network.choose_transport",
                         lambda given, **_: httpx.MockTransport(refuse))
     status, checks = doctor(cli, token=GOOD)
     assert status == 5

@@ -173,3 +173,132 @@ async def test_a_server_that_never_answers_ends_at_the_deadline_and_its_connecti
         assert asyncio.get_running_loop().time() - started < 2.0
         await server.wait_closed()  # closed by the client, not kept checked out
         await workers.aclose()
+
+
+# ---- streams on the lean transport (issue 25 round 6) ----------------------------------------------------------
+
+
+async def streamed(workers: WorkersAIClient) -> Any:
+    """A streamed call read to its end: its events' bytes (or the JSON result sent instead) and neurons."""
+    answer = await workers.stream(MODEL, BODY, affinity="conv-2")
+    try:
+        if answer.chunks is None:
+            return "json", answer.result, answer.neurons
+        return "sse", b"".join([chunk async for chunk in answer.chunks]), answer.neurons
+    finally:
+        await answer.aclose()
+
+
+EVENTS = [b'data: {"response":"he"}\n\n', b'data: {"response":"llo","usage":{"neurons":3}}\n\n', b"data: [DONE]\n\n"]
+
+
+def sse(events: list[bytes], headers: bytes = b"") -> bytes:
+    chunks = b"".join(b"%x\r\n%s\r\n|PAUSE|" % (len(event), event) for event in events)
+    return (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n" + headers
+            + b"\r\n|PAUSE|" + chunks + b"0\r\n\r\n")
+
+
+async def test_a_stream_sends_the_same_bytes_and_reads_the_same_events() -> None:
+    lean, through = await both_ways(lambda n: sse(EVENTS, b"cf-ai-neurons: 4.5\r\n"), streamed)
+    assert lean == through
+    seen, outcome, neurons = lean
+    assert outcome == ("sse", b"".join(EVENTS), 4.5) and neurons == [4.5]
+    assert b"\r\nx-session-affinity: conv-2\r\n" in seen[0] and seen[0].endswith(jsonfast.dumps(BODY))
+
+
+async def test_a_stream_answered_with_json_or_an_error_reads_the_same() -> None:
+    result = jsonfast.dumps({"result": {"response": "whole"}, "success": True})
+    bad = jsonfast.dumps({"success": False, "errors": [{"code": 5006, "message": "AiError: bad input"}]})
+    for answer in (http(b"200 OK", result, b"Content-Type: application/json\r\n"), http(b"400 Bad", bad)):
+        lean, through = await both_ways(lambda n, answer=answer: answer, streamed)  # type: ignore[misc]
+        assert lean == through
+    assert lean[1][0].__name__ == "InvalidRequest" and "bad input" in lean[1][1]
+
+
+async def test_an_encoded_stream_is_decoded_as_httpx_decodes_it() -> None:
+    import gzip
+
+    packed = gzip.compress(b"".join(EVENTS))
+    lean, through = await both_ways(lambda n: sse([packed[:9], packed[9:]], b"content-encoding: gzip\r\n"), streamed)
+    assert lean == through and lean[1] == ("sse", b"".join(EVENTS), None)
+
+
+def test_a_one_shot_call_never_imports_httpx_and_fails_in_the_same_words(tmp_path: Any) -> None:
+    """The lean transport's JSON and streamed calls go out without importing httpx (upstream.httperrors); a failure
+    imports it to raise httpx's exception, and the client's words are the same as with httpx already imported."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "one_shot.py"
+    script.write_text(f'''
+import asyncio, json, sys
+from cfai_cli.upstream.workers import WorkersAIClient
+from cfai_cli.errors import CfaiError
+
+async def main(url):
+    workers = WorkersAIClient(account_id="{ACCOUNT}", api_token="t", api_base=url, timeout=5, max_retries=0)
+    try:
+        answer = await workers.stream("{MODEL}", {{"prompt": "hi"}})
+        print(json.dumps(answer.result))
+        await answer.aclose()
+        print(json.dumps(await workers.run("{MODEL}", {{"prompt": "hi"}})))
+    except CfaiError as exc:
+        print(type(exc).__name__, exc.message)
+    finally:
+        await workers.aclose()
+    print("httpx" in sys.modules)
+
+asyncio.run(main(sys.argv[1]))
+''')
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+
+    def run(url: str) -> list[str]:
+        done = subprocess.run([sys.executable, str(script), url], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    body = jsonfast.dumps({"result": {"response": "hi"}, "success": True})
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                await reader.readexactly(length)
+                writer.write(http(b"200 OK", body, b"Content-Type: application/json\r\n"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def served() -> list[str]:
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        try:
+            return await asyncio.to_thread(run, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/client/v4")
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert asyncio.run(served()) == ['{"response": "hi"}'] * 2 + ["False"]
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/client/v4"
+        failed = run(url)
+
+    async def in_process() -> str:  # the same call, httpx imported (it is, in this process)
+        workers = WorkersAIClient(account_id=ACCOUNT, api_token="t", api_base=url, timeout=5, max_retries=0)
+        try:
+            await workers.stream(MODEL, {"prompt": "hi"})
+        except CfaiError as exc:
+            return f"{type(exc).__name__} {exc.message}"
+        finally:
+            await workers.aclose()
+        raise AssertionError("no failure")
+
+    assert "httpx" in sys.modules
+    assert failed == [asyncio.run(in_process()), "True"]
+    assert failed[0].startswith("UpstreamError Could not reach Workers AI: ConnectError: Could not connect to")

@@ -126,6 +126,8 @@ class ThinkFilter:
 
 @dataclass(slots=True)
 class _ToolSlot:
+    """A streamed tool call's place among the choice's calls: its index and what it was keyed by."""
+
     index: int
     key: str
     has_args: bool = False

@@ -21,8 +21,9 @@ from cfai_cli.errors import InvalidRequest
 NAME_LIMIT = 64  # what Chat Completions (and so every Workers AI model) takes for a function name
 GRAMMAR_LIMIT = 4000  # characters of a custom tool's grammar kept in the description
 SEPARATOR = "__"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
-_FUNCTION_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # what OpenAI takes (Responses allows 128 characters)
+# Patterns compiled on first use (re's cache), not at import, where every one-shot command paid for them.
+_UNSAFE = r"[^A-Za-z0-9_.:-]"
+_FUNCTION_NAME = r"[A-Za-z0-9_.:-]{1,128}"  # what OpenAI takes (Responses allows 128 characters)
 INPUT_DESCRIPTION = "The complete input for this tool, as free-form text (not JSON)."
 
 
@@ -85,7 +86,7 @@ def _name(value: Any, param: str) -> str:
 
 def _flat(wanted: str, taken: Mapping[str, ToolOrigin]) -> str:
     """A unique, valid function name, as close to `wanted` as the 64-character limit allows."""
-    name = _UNSAFE.sub("_", wanted)
+    name = re.sub(_UNSAFE, "_", wanted)
     if len(name) <= NAME_LIMIT and name not in taken:
         return name
     digest = hashlib.sha1(wanted.encode()).hexdigest()
@@ -139,7 +140,7 @@ def _add(tools: ToolSet, item: Mapping[str, Any], param: str, namespace: str | N
         fn: Mapping[str, Any] = nested if isinstance(nested, Mapping) else item  # chat shape, else Responses'
         where = f"{param}.function.name" if fn is not item else f"{param}.name"
         name = _name(fn.get("name"), where)
-        if not _FUNCTION_NAME.fullmatch(name):
+        if not re.fullmatch(_FUNCTION_NAME, name):
             raise InvalidRequest(f"Invalid value for '{where}': a function name holds only letters, digits, '_', "
                                  f"'-', '.' and ':', at most 128 characters (got {json.dumps(name)[:80]}).",
                                  param=where, code="invalid_value")

@@ -17,6 +17,8 @@ from cfai_cli.errors import UpstreamError
 
 @dataclass(slots=True)
 class ParsedToolCall:
+    """A tool call as Workers AI answered it, in any of its dialects."""
+
     name: str
     arguments: str
     id: str | None = None
@@ -24,6 +26,8 @@ class ParsedToolCall:
 
 @dataclass(slots=True)
 class ParsedChoice:
+    """One choice of a Workers AI chat answer: text, reasoning, tool calls, why it ended."""
+
     text: str | None = None
     reasoning: str | None = None
     tool_calls: list[ParsedToolCall] = field(default_factory=list)
@@ -32,6 +36,8 @@ class ParsedChoice:
 
 @dataclass(slots=True)
 class ParsedUsage:
+    """The token counts a Workers AI answer reported."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int | None = None
@@ -40,6 +46,8 @@ class ParsedUsage:
 
 @dataclass(slots=True)
 class ParsedChat:
+    """A Workers AI chat answer read whatever its dialect: its choices and usage."""
+
     dialect: str  # "native" | "chat" | "completion" | "responses"
     choices: list[ParsedChoice]
     usage: ParsedUsage | None

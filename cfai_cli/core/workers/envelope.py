@@ -27,7 +27,8 @@ from cfai_cli.errors import (
 QUOTA_CODES = frozenset({3036, 4006})
 CAPACITY_CODES = frozenset({3040})
 AUTH_CODES = frozenset({10000, 10001, 9106, 9109, 2009})
-_UUID_TAIL = re.compile(r"\s*\([0-9a-f-]{8,}\)\s*$")
+# Compiled on first use (re's cache): not at import, where every one-shot command paid for it.
+_UUID_TAIL = r"\s*\([0-9a-f-]{8,}\)\s*$"
 
 
 def _as_int(code: Any) -> int | None:
@@ -65,7 +66,7 @@ def clean_message(message: str) -> str:
     text = message.strip()
     while text.startswith("AiError: "):
         text = text[len("AiError: ") :]
-    return _UUID_TAIL.sub("", text)
+    return re.sub(_UUID_TAIL, "", text)
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
