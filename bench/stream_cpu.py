@@ -5,9 +5,9 @@ process, builds the app `cfai serve` runs (`create_app`, keys on, a key from the
 ASGI server would, one streamed `/v1/chat/completions` after another: a request message, then every `send` the
 app makes is taken at once (no sockets on the client side, so what is measured is the app and its upstream
 client). It prints the CPU time of this process per request (user + system, the median of rounds), the number
-of body writes per stream, the CPU between the last two body messages and after the last one, and the garbage
-collector's share. CPU time moves less than wall time with the machine's load, but on a shared 2-core VM still
-±30 % between rounds: for a steady figure count instructions (callgrind at two `--count`s, with
+of body writes per stream, the CPU before the first body message (`head`), between the last two and after the last
+one, and the garbage collector's share. CPU time moves less than wall time with the machine's load, but on a
+shared 2-core VM still ±30 % between rounds: for a steady figure count instructions (callgrind at two `--count`s, with
 `PYTHONHASHSEED=0`; the difference divided by the difference in streams). Run two builds alternately:
 
     python bench/stream_cpu.py                                     # the build this script sits in
