@@ -5,9 +5,9 @@ process, builds the app `cfai serve` runs (`create_app`, keys on, a key from the
 ASGI server would, one streamed `/v1/chat/completions` after another: a request message, then every `send` the
 app makes is taken at once (no sockets on the client side, so what is measured is the app and its upstream
 client). It prints the CPU time of this process per request (user + system, the median of rounds), the number
-of body writes per stream, the CPU between the last two body messages and after the last one, and the garbage
-collector's share. CPU time moves less than wall time with the machine's load, but on a shared 2-core VM still
-±30 % between rounds: for a steady figure count instructions (callgrind at two `--count`s, with
+of body writes per stream, the CPU before the first body message (`head`), between the last two and after the last
+one, and the garbage collector's share. CPU time moves less than wall time with the machine's load, but on a
+shared 2-core VM still ±30 % between rounds: for a steady figure count instructions (callgrind at two `--count`s, with
 `PYTHONHASHSEED=0`; the difference divided by the difference in streams). Run two builds alternately:
 
     python bench/stream_cpu.py                                     # the build this script sits in
@@ -41,11 +41,13 @@ BODY = (b'{"model":"@cf/meta/llama-3.1-8b-instruct-fast","stream":true,'
 PLAIN = b'{"model":"@cf/meta/llama-3.1-8b-instruct-fast","messages":[{"role":"user","content":"Say hello."}]}'
 
 async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], tails: list[float],
-              lasts: list[float], body: bytes = BODY) -> None:
+              lasts: list[float], body: bytes = BODY, heads: list[float] | None = None) -> None:
     """One stream; `tails` gets the CPU time the app spent after its last body message (before it returned),
-    `lasts` the time between the last two body messages (the events, then `[DONE]` and the end)."""
+    `lasts` the time between the last two body messages (the events, then `[DONE]` and the end), `heads` the
+    time before its first body message (the client's first byte of the answer, less the upstream's own time)."""
     count = 0
     ended, previous = [0.0], [0.0]
+    began = time.process_time()
 
     def seen(message: Message) -> None:
         nonlocal count
@@ -54,6 +56,8 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], 
         elif message["type"] == "http.response.body":
             count += 1
             now = time.process_time()
+            if count == 1 and heads is not None:
+                heads.append(now - began)
             if not message.get("more_body", False):
                 ended[0] = now
                 if count > 1:
@@ -120,10 +124,11 @@ async def measure(app: Callable[..., Awaitable[None]], key: str, args: argparse.
 
     gc.callbacks.append(watch_gc)
     rounds = []
+    heads: list[float] = []
     for _ in range(args.rounds):
         start = time.process_time()
         for _ in range(args.requests):
-            await one(app, key, writes, tails, lasts, body)
+            await one(app, key, writes, tails, lasts, body, heads)
         rounds.append((time.process_time() - start) / args.requests * 1e6)
     import cfai_cli
 
@@ -132,6 +137,8 @@ async def measure(app: Callable[..., Awaitable[None]], key: str, args: argparse.
           f"{args.requests} {what}s x {args.rounds} rounds; body writes per {what} {statistics.median(writes)}")
     print(f"{what:7} {statistics.median(rounds):8.1f} µs CPU per {what} (median; rounds "
           f"{', '.join(f'{r:.0f}' for r in rounds)})")
+    print(f"head    {statistics.median(heads) * 1e6:8.1f} µs CPU before the first body message (median; the fake "
+          "upstream's own work, in another process, not counted)")
     if lasts:
         print(f"last    {statistics.median(lasts) * 1e6:8.1f} µs CPU between the last two body messages (median)")
     else:  # one body message: a JSON answer, or a stream read at once (the read with [DONE] rides with the end)

@@ -25,7 +25,6 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -35,7 +34,8 @@ from cfai_cli.server.backends import Backends
 from cfai_cli.server.body import BodyGuard
 from cfai_cli.server.console import ConsoleLog
 from cfai_cli.server.errors import HANDLERS, install_redaction
-from cfai_cli.server.guards import ConcurrencyCap, SecurityHeaders
+from cfai_cli.server.front import Front
+from cfai_cli.server.guards import ConcurrencyCap
 from cfai_cli.server.housekeeping import Housekeeping
 from cfai_cli.server.loopback import LoopbackOnly
 from cfai_cli.server.meter import AccountMeter
@@ -135,9 +135,9 @@ def create_app(
     `metrics_dir` is the PROMETHEUS_MULTIPROC_DIR of a worker of `cfai serve --workers N`; `console`
     ("plain" or "colour") writes a line per request to stdout (server.console; `cfai serve` on a terminal).
 
-    Middleware, outermost first: the body deadline and drain, CORS (only when origins are configured),
-    security headers, the loopback guard (only without auth), usage and metrics, the concurrency cap, then
-    key authentication with scopes, model patterns and rate limits.
+    Middleware: one layer (server.front) whose pieces are, outermost first: the body deadline and drain, CORS
+    (only when origins are configured), security headers, the loopback guard (only without auth), usage and
+    metrics, the concurrency cap, then key authentication with scopes, model patterns and rate limits.
     """
     recorder = UsageRecorder(UsageLog(settings.storage))
     hot = HotPath(settings.database)  # one tick's rate-limit and budget writes commit together (store.hot)
@@ -199,27 +199,26 @@ def create_app(
         failures.listener = metrics.coordination_failure
     pages = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ui_routes()] if settings.ui else []
     table = [*routes(), *metrics_routes(), *pages]
-    stack = [Middleware(SecurityHeaders),
-             Middleware(Observe, recorder=recorder, metrics=metrics, limiter=limiter, labels=RouteLabels(table),
-                        scrubber=scrubber, keys_required=not no_auth, ledger=ledger,
-                        cache=ctx_cache, console=console_log),
-             Middleware(ConcurrencyCap, limit=settings.max_concurrency)]
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
-    if no_auth:  # loopback names only, no other site's pages (DNS rebinding, cross-site posts)
-        stack.insert(1, Middleware(LoopbackOnly, origins=origins))
-    if origins:
-        stack.insert(0, Middleware(CORSMiddleware, allow_origins=origins,
-                                   allow_methods=["GET", "POST", "PATCH", "DELETE"], allow_headers=["*"],
-                                   expose_headers=list(EXPOSED_HEADERS), max_age=600))
-    # Outermost: it drains what a client still sends after an early answer, once everything inside is done.
-    stack.insert(0, Middleware(BodyGuard, body_timeout=settings.body_timeout))
+    auth = None
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
-        stack.append(Middleware(KeyAuth, keys=KeyStore(settings.storage), limiter=limiter,
-                                max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger,
-                                hold_seconds=settings.timeout + 60,
-                                cache=ctx_cache))
-    app: Starlette = Starlette(routes=table, exception_handlers=HANDLERS, middleware=stack, lifespan=lifespan)
+        auth = KeyAuth(keys=KeyStore(settings.storage), limiter=limiter, max_in_flight=settings.max_in_flight_per_key,
+                       open_prefixes=files, ledger=ledger, hold_seconds=settings.timeout + 60, cache=ctx_cache)
+    # One layer, its pieces in order (server.front): the body deadline and drain (outermost: it drains what a
+    # client still sends after an early answer, once everything inside is done), CORS (only when origins are
+    # configured), security headers, the loopback guard (only without auth: loopback names only, no other
+    # site's pages, DNS rebinding, cross-site posts), usage and metrics, the concurrency cap, key authentication.
+    front = Middleware(
+        Front, body=BodyGuard(body_timeout=settings.body_timeout),
+        cors={"allow_origins": origins, "allow_methods": ["GET", "POST", "PATCH", "DELETE"], "allow_headers": ["*"],
+              "expose_headers": list(EXPOSED_HEADERS), "max_age": 600} if origins else None,
+        loopback=LoopbackOnly(origins=origins) if no_auth else None,
+        observe=Observe(recorder=recorder, metrics=metrics, limiter=limiter, labels=RouteLabels(table),
+                        scrubber=scrubber, keys_required=not no_auth, ledger=ledger, cache=ctx_cache,
+                        console=console_log),
+        cap=ConcurrencyCap(limit=settings.max_concurrency), auth=auth)
+    app: Starlette = Starlette(routes=table, exception_handlers=HANDLERS, middleware=[front], lifespan=lifespan)
     app.state.max_body_bytes = max_body  # uploads (audio, image edits)
     app.state.max_json_bytes = min(max_body, int(settings.max_json_mb * 1024 * 1024))
     app.state.offline = settings.offline

@@ -1,6 +1,7 @@
 """Who may call the proxy: key authentication, scopes per route, model patterns, spend budgets and rate limits.
 
-Imports starlette, anyio, store, core and errors; pure ASGI middleware in front of every route but
+Imports starlette, anyio, store, core and errors; the innermost piece of the app's one layer
+(server.front), in front of every route but
 /health (whose `?detail=1` needs an admin key). Keys are checked against the hashed store on every
 request (through a cache that any commit to the database drops), so revoking or expiring a key takes
 effect at once, even in a running server. Keys are never accepted in query strings.
@@ -13,16 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
 from cfai_cli.errors import (
     AuthenticationError,
-    CfaiError,
     PermissionDenied,
     QuotaExceeded,
     RateLimited,
 )
-from cfai_cli.server.errors import error_response
 from cfai_cli.server.routes.health import HEALTH_PATHS, wants_detail
 from cfai_cli.server.routes.ui import OPEN_PATHS as UI_OPEN_PATHS
 from cfai_cli.server.scope import request_record
@@ -89,10 +88,9 @@ def scope_for(path: str) -> str | None:
 
 
 class KeyAuth:
-    def __init__(self, app: ASGIApp, keys: KeyStore, limiter: RateLimits, *, max_in_flight: int,
+    def __init__(self, keys: KeyStore, limiter: RateLimits, *, max_in_flight: int,
                  open_prefixes: tuple[str, ...] = (), ledger: Budgets | None = None,
                  hold_seconds: float = 360.0, cache: Callable[[], dict[str, Any]] = dict) -> None:
-        self.app = app
         if ledger is None:  # the app passes its own; a bare KeyAuth (tests) keeps the ledger beside the keys
             assert isinstance(keys.db, SqliteDatabase), "a KeyAuth over a shared store is given its ledger"
             ledger = BudgetLedger(keys.db.path)
@@ -108,43 +106,34 @@ class KeyAuth:
         # Paths anyone may GET, e.g. hosted images whose unguessable URL is the credential.
         self.open_prefixes = open_prefixes
 
-    def _open(self, scope: Scope) -> bool:
+    def is_open(self, scope: Scope) -> bool:
+        """A path anyone may call: no key is asked for."""
         if scope["path"] in HEALTH_PATHS and wants_detail(scope.get("query_string", b"")):
             return False  # the operator's view of /health: an admin key, like /metrics
         return scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS" or bool(
             self.open_prefixes and scope["method"] in ("GET", "HEAD") and scope["path"].startswith(self.open_prefixes))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._open(scope):
-            await self.app(scope, receive, send)
-            return
-        try:
-            record, extra_headers = await self._admit(scope)
-            self._enter(record)
-        except CfaiError as error:
-            await error_response(error, scope)(scope, receive, send)
-            return
+    async def admit(self, scope: Scope) -> tuple[KeyRecord, list[tuple[bytes, bytes]]]:
+        """The request's key, counted in flight, and the x-ratelimit-* headers its answer carries; a CfaiError is
+        the refusal to answer (server.front's layer calls this for every request `is_open` does not let through, then
+        `granted`, then `leave` once the request is done)."""
+        record, extra_headers = await self._admit(scope)
+        # Encoded once and appended to the raw list: MutableHeaders' update rebuilt the list per header
+        # (~49k of the ~600k instructions rpm+tpm added, docs/performance.md 2026-12-02).
+        extra = [(_NAMES[name], value.encode("latin-1")) for name, value in extra_headers.items()]
+        self._enter(record)
+        return record, extra
+
+    def granted(self, scope: Scope, record: KeyRecord) -> None:
         scope.setdefault("state", {})["cfai_key"] = record
         self._grant(request_record(scope), record)
-        try:
-            if not extra_headers:  # the usual case: no wrapper on every message
-                await self.app(scope, receive, send)
-                return
 
-            # Encoded once and appended to the raw list: MutableHeaders' update rebuilt the list per header
-            # (~49k of the ~600k instructions rpm+tpm added, docs/performance.md 2026-12-02).
-            extra = [(_NAMES[name], value.encode("latin-1")) for name, value in extra_headers.items()]
-            replaced = {name for name, _ in extra}
-
-            async def with_limit_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*(header for header in message.get("headers", ())
-                                            if header[0].lower() not in replaced), *extra]
-                await send(message)
-
-            await self.app(scope, receive, with_limit_headers)
-        finally:
-            self._leave(record)
+    @staticmethod
+    def limit_headers(message: Message, extra: list[tuple[bytes, bytes]]) -> None:
+        """An answer's start with the key's x-ratelimit-* headers, in place of any the route set."""
+        replaced = {name for name, _ in extra}
+        message["headers"] = [*(header for header in message.get("headers", ())
+                                if header[0].lower() not in replaced), *extra]
 
     def _enter(self, record: KeyRecord) -> None:
         """Count the key's request in flight, refusing one past the per-key cap (per process)."""
@@ -155,7 +144,7 @@ class KeyAuth:
                               code="too_many_requests_in_flight")
         self.in_flight[record.id] = busy + 1
 
-    def _leave(self, record: KeyRecord) -> None:
+    def leave(self, record: KeyRecord) -> None:
         left = self.in_flight.get(record.id, 1) - 1
         if left > 0:
             self.in_flight[record.id] = left

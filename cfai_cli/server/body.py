@@ -1,6 +1,6 @@
 """How a request body is allowed to arrive: within a deadline, and an early answer still reaches the client.
 
-Imports starlette's ASGI types and errors; pure ASGI middleware, outermost in the app. Two rules:
+Imports starlette's ASGI types and errors; the outermost piece of the app's one layer (server.front). Two rules:
 
 - the body must arrive within `body_timeout` seconds of the request head: a slow upload gets a 408 (raised
   from `receive`, so whichever layer is reading answers it) and frees its concurrency slot;
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from cfai_cli.errors import RequestTimeout
 
@@ -39,19 +39,26 @@ def _declares_body(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bool]:
 
 
 class _Upload:
-    """One request body being read: its deadline, and the task waiting in `receive` for it, if any."""
+    """One request body being read: its deadline, the task waiting in `receive` for it, if any, and how far it got."""
 
-    __slots__ = ("deadline", "expired", "waiting")
+    __slots__ = ("asked", "deadline", "expect", "expired", "finished", "held", "waiting")
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(self, deadline: float, expect: bool) -> None:
         self.deadline = deadline
+        self.expect = expect  # the client waits for `100 Continue` before sending the body
         self.expired = False
         self.waiting: asyncio.Task[object] | None = None
+        self.finished = False  # the whole body has been received, or the client has gone
+        self.asked = False  # the app asked for the body (so a client expecting 100-continue was told to send it)
+        self.held = False  # the answer's last message is held back while the rest of the body is drained
 
 
 class BodyGuard:
-    def __init__(self, app: ASGIApp, *, body_timeout: float) -> None:
-        self.app = app
+    """The two rules above, as steps server.front's one layer takes for each request that declares a body:
+    `begin` (None for a request without one), `receive` and `sending` on its way through, `end` once the app is
+    done, then `finish` (the drain and the held last message) when the app returned normally."""
+
+    def __init__(self, *, body_timeout: float) -> None:
         self.body_timeout = body_timeout
         # One sweep over the bodies being read, a few times a deadline, instead of a timer per request
         # (a timer and its cancellation cost ~3 µs; the proxy's own work per request is a few hundred).
@@ -76,67 +83,62 @@ class BodyGuard:
             self._uploads.discard(upload)
             upload.expired = True
             if upload.waiting is not None:
-                upload.waiting.cancel()  # the receive it waits in raises the 408 (timed_receive)
+                upload.waiting.cancel()  # the receive it waits in raises the 408 (receive)
         self._sweeper = loop.call_later(self._tick, self._sweep) if self._uploads else None
 
     def _too_slow(self) -> RequestTimeout:
         return RequestTimeout(f"The request body did not arrive within {self.body_timeout:g} s "
                               "(the proxy's body_timeout); the connection was too slow or stalled.")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def begin(self, scope: Scope) -> _Upload | None:
+        """The request's upload, if its head declares a body; its deadline runs from now."""
         has_body, expect = _declares_body(scope["headers"])
         if not has_body:
-            await self.app(scope, receive, send)
-            return
-        upload = _Upload(asyncio.get_running_loop().time() + self.body_timeout)
-        finished = False  # the whole body has been received, or the client has gone
-        asked = False  # the app asked for the body (so a client expecting 100-continue was told to send it)
-        held = False  # the answer's last message is held back while the rest of the body is drained
+            return None
+        return _Upload(asyncio.get_running_loop().time() + self.body_timeout, expect)
 
-        async def timed_receive() -> Message:
-            nonlocal finished, asked
-            if finished:
-                return await receive()
-            if upload.expired:
-                raise self._too_slow()
-            if not asked:
-                asked = True
-                self._watch(upload)
-            upload.waiting = task = asyncio.current_task()
-            try:
-                message = await receive()
-            except asyncio.CancelledError:
-                if upload.expired and task is not None and task.uncancel() == 0:  # the sweep's, nobody else's
-                    raise self._too_slow() from None
-                raise
-            finally:
-                upload.waiting = None
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                finished = True
-                self._uploads.discard(upload)
-            return message
-
-        async def closing_send(message: Message) -> None:
-            nonlocal held
-            if not finished:
-                if message["type"] == "http.response.start":
-                    # The body is not read to its end: the connection cannot carry another request.
-                    headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
-                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
-                elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                    held = True
-                    message = {**message, "more_body": True}
-            await send(message)
-
+    async def receive(self, upload: _Upload, receive: Receive) -> Message:
+        """The next body message, or the 408 once the deadline has passed."""
+        if upload.finished:
+            return await receive()
+        if upload.expired:
+            raise self._too_slow()
+        if not upload.asked:
+            upload.asked = True
+            self._watch(upload)
+        upload.waiting = task = asyncio.current_task()
         try:
-            await self.app(scope, timed_receive, closing_send)
+            message = await receive()
+        except asyncio.CancelledError:
+            if upload.expired and task is not None and task.uncancel() == 0:  # the sweep's, nobody else's
+                raise self._too_slow() from None
+            raise
         finally:
+            upload.waiting = None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            upload.finished = True
             self._uploads.discard(upload)
-        if held:
-            if asked or not expect:  # a client still waiting for 100 Continue sends nothing more
+        return message
+
+    @staticmethod
+    def sending(upload: _Upload, message: Message) -> Message:
+        """What goes out for `message` while the body is not read to its end (only then is this called)."""
+        if message["type"] == "http.response.start":
+            # The body is not read to its end: the connection cannot carry another request.
+            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+            return {**message, "headers": [*headers, (b"connection", b"close")]}
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            upload.held = True
+            return {**message, "more_body": True}
+        return message
+
+    def end(self, upload: _Upload) -> None:
+        self._uploads.discard(upload)
+
+    async def finish(self, upload: _Upload, receive: Receive, send: Send) -> None:
+        """After the app returned: the rest of the body read and discarded, then the held last message sent."""
+        if upload.held:
+            if upload.asked or not upload.expect:  # a client still waiting for 100 Continue sends nothing more
                 await self._drain(receive)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 

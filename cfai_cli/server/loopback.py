@@ -1,7 +1,7 @@
 """Who may reach a proxy running without keys (`cfai serve --no-auth`, loopback only): this machine's own
 clients, never a web page.
 
-Imports starlette's ASGI types and errors; pure ASGI middleware, installed only when auth is off. Binding to
+Imports errors only; a piece of the app's one layer (server.front), used only when auth is off. Binding to
 127.0.0.1 is not enough on its own:
 - DNS rebinding: a page on evil.example re-points its name to 127.0.0.1, and the browser then sends the
   page's requests to the proxy with `Host: evil.example`. Only loopback names pass: `localhost`, 127.0.0.0/8
@@ -18,10 +18,7 @@ import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
 from cfai_cli.errors import PermissionDenied
-from cfai_cli.server.errors import error_response
 
 
 def loopback_name(host: str) -> bool:
@@ -50,11 +47,13 @@ def host_is_loopback(value: str) -> bool:
 
 
 class LoopbackOnly:
-    def __init__(self, app: ASGIApp, *, origins: Iterable[str] = ()) -> None:
-        self.app = app
+    """The two checks, for server.front's layer: `refusal` of a request's (or a websocket's) headers, None when
+    they pass."""
+
+    def __init__(self, *, origins: Iterable[str] = ()) -> None:
         self.origins = frozenset(o.rstrip("/").lower() for o in origins)
 
-    def _refusal(self, headers: list[tuple[bytes, bytes]]) -> PermissionDenied | None:
+    def refusal(self, headers: list[tuple[bytes, bytes]]) -> PermissionDenied | None:
         host = origin = None
         hosts = 0
         for name, value in headers:
@@ -82,12 +81,3 @@ class LoopbackOnly:
                     f"(Origin {origin[:100]!r}). Allow a page with --cors-origin, or run with keys.",
                     code="origin_not_allowed")
         return None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            refusal = self._refusal(scope["headers"])
-            if refusal is not None:
-                if scope["type"] == "http":
-                    await error_response(refusal, scope)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

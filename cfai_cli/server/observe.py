@@ -1,10 +1,10 @@
 """Watching every request from the outside: usage log rows, metrics, and tokens for per-key TPM limits.
 
-Imports starlette, anyio, store, service (the request record), core and server.metrics. Pure ASGI: it
-makes the request's record (service.record), times the request and counts its bytes; what the request
-really did (the model asked for and the one that ran, who answered, the tokens the service saw spent) is
-read from the record at the end, never from the bodies. Rows are queued and written in batches by
-`UsageRecorder`, off the request path, and flushed on shutdown. With keys required, a request that never
+Imports starlette, anyio, store, service (the request record), core and server.metrics. A piece of the app's
+one layer (server.front): it makes the request's record (service.record), times the request and counts its
+bytes; what the request really did (the model asked for and the one that ran, who answered, the tokens the
+service saw spent) is read from the record at the end, never from the bodies. Rows are queued and written in
+batches by `UsageRecorder`, off the request path, and flushed on shutdown. With keys required, a request that never
 showed a valid key leaves no row (a stranger must not grow the usage table): a 401 is counted in
 `cfai_unauthenticated_total` instead.
 The last line of defence for secrets is here too: error answers and in-band error events (JSON, SSE) have
@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope
 
 from cfai_cli.core import jsonfast
 from cfai_cli.core.cost import usd_of_neurons
@@ -173,11 +173,23 @@ def _passing(exc: Exception) -> bool:
     return isinstance(exc, StoreUnavailable | OSError)
 
 
-class _Watch:
-    """What one response showed while it went by: status, sizes, and an error answer's code (our own error
-    bodies are small). Tokens and models are not read from answers: the request's record has them."""
+class Watch:
+    """One observed request: what its response showed while it went by (status, sizes, and an error answer's code:
+    our own error bodies are small), when it arrived, its record, and whether its budget was charged. Tokens and
+    models are not read from answers: the request's record has them."""
 
-    def __init__(self) -> None:
+    __slots__ = ("began", "body", "bytes_in", "bytes_out", "charged", "kind", "record", "scope", "status", "text",
+                 "trailer")
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.began = time.perf_counter()
+        self.record = request_record(scope)
+        # A stream's neurons as a trailing SSE comment only when asked: it changes the stream's last bytes, which
+        # hand-written clients may not expect after `data: [DONE]`.
+        self.trailer = any(name == b"x-cfai-neurons" and value.strip().lower() == b"trailer"
+                           for name, value in scope.get("headers", ()))
+        self.charged = False
         self.status = 500
         self.bytes_in = 0
         self.bytes_out = 0
@@ -190,7 +202,6 @@ class _Watch:
         for name, value in message.get("headers", []):
             if name == b"content-type":
                 self.kind = value.decode("latin-1")
-        self.text = self.kind.startswith(("application/json", "text/"))
         self.text = self.kind.startswith(("application/json", "text/"))
 
     def chunk(self, data: bytes) -> None:
@@ -257,11 +268,14 @@ _UNLOGGED = frozenset({"/health", "/metrics", "/v1/metrics", "/", "/ui", "/ui/",
 
 
 class Observe:
-    def __init__(self, app: ASGIApp, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimits,
+    """The watching above, as steps server.front's one layer takes for each request but the unlogged paths:
+    `begin`, then `received` for each message the app reads, `starting` and `body` (and `charge_budget` when it
+    says the answer ends) for each it sends, and `end` once the request is done, however it ended."""
+
+    def __init__(self, *, recorder: UsageRecorder, metrics: Metrics, limiter: RateLimits,
                  labels: RouteLabels, ledger: Budgets, scrubber: Scrubber | None = None,
                  keys_required: bool = True, cache: Callable[[], dict[str, Any]] = dict,
                  console: ConsoleLog | None = None) -> None:
-        self.app = app
         self.console = console  # `cfai serve`'s line per request on a terminal (server.console), or None
         self.ledger = ledger  # per-key spend for budgets (store.budgets)
         self.cache = cache  # the service context's cache (the catalogue's prices, once fetched: service.cost)
@@ -272,83 +286,79 @@ class Observe:
         self.scrubber = scrubber if scrubber else None
         self.keys_required = keys_required
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _UNLOGGED:
-            await self.app(scope, receive, send)
-            return
-        watch = _Watch()
-        start = time.perf_counter()
-        record = request_record(scope)
-
-        async def counted_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                watch.bytes_in += len(message.get("body", b""))
-            return message
-
-        async def watched_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                watch.start(message)
-                own = max(0.0, time.perf_counter() - start - record.upstream_wait)
-                headers = [*message.get("headers", ()), (b"x-cfai-overhead-ms", b"%.3f" % (own * 1000))]
-                if record.upstream is not None and record.model is not None:
-                    headers += [(b"x-cfai-upstream", record.upstream.encode()),
-                                (b"x-cfai-model", record.model.encode("ascii", "replace"))]
-                if record.cache is not None:
-                    headers.append((b"x-cfai-cache", record.cache.encode()))
-                if not watch.kind.startswith("text/event-stream"):  # a stream's count comes at its end
-                    settle(record, self.cache())
-                    headers += neuron_headers(record)
-                message["headers"] = headers
-            elif message["type"] == "http.response.body":
-                body = message.get("body", b"")
-                # A route may vouch that its (big) answer holds no `"error"` (server.responses.vouch_error_free).
-                if scrubber is not None and watch.text and (watch.status >= 400 or (
-                        not scope.get("state", {}).get(ERROR_FREE) and b'"error"' in body)):
-                    message["body"] = body = scrubber.data(body)
-                if trailer and not message.get("more_body", False) and watch.kind.startswith("text/event-stream"):
-                    settle(record, self.cache())
-                    if record.neurons is not None:  # an SSE comment: clients skip it, a person can read it
-                        message["body"] = body = body + neuron_comment(record)
-                watch.chunk(body)
-                if not message.get("more_body", False):
-                    await charge_budget()  # before the client has the whole answer (store.budgets)
-            await send(message)
-
-        charged = False
-
-        async def charge_budget() -> None:
-            nonlocal charged
-            key = scope.get("state", {}).get("cfai_key")
-            if charged or key is None or not key.policy.budgeted:
-                return
-            charged = True
-            settle(record, self.cache())
-            if record.hold_id is not None or record.neurons:  # else nothing was held or spent: no write
-                neurons, hold_id, model, calls = record.neurons, record.hold_id, record.model, record.calls
-                await self.ledger.settle(hold_id, key.id, neurons, model=model, calls=calls, now=time.time())
-
-        scrubber = self.scrubber
-        # A stream's neurons as a trailing SSE comment only when asked: it changes the stream's last bytes, which
-        # hand-written clients may not expect after `data: [DONE]`.
-        trailer = any(name == b"x-cfai-neurons" and value.strip().lower() == b"trailer"
-                      for name, value in scope.get("headers", ()))
+    def begin(self, scope: Scope) -> Watch | None:
+        """The request's watch, its clock started; None for a probe, a scrape or the page's static files."""
+        if scope["path"] in _UNLOGGED:
+            return None
+        watch = Watch(scope)
         self.metrics.started()
-        try:
-            await self.app(scope, counted_receive, watched_send)
-        finally:
-            self.metrics.finished()
-            settle(record, self.cache())  # a stream the client left early, an answer that never started
-            key = scope.get("state", {}).get("cfai_key")
-            # Only a key with a budget not yet charged (an answer that never ended) or a TPM limit has anything to
-            # charge here, and a TPM key's tokens are counted at once when nothing waits for SQLite (store.hot):
-            # then no shield (~5 µs) is needed.
-            if key is not None and ((key.policy.budgeted and not charged) or (
-                    key.policy.tpm is not None and not self._tokens_now(key, record))):
-                with anyio.CancelScope(shield=True):  # a client gone mid-answer still spent what its calls cost
-                    await charge_budget()
-                    await self._charge_tokens(scope, record)
-            self._record(scope, record, watch, time.perf_counter() - start)
+        return watch
+
+    @staticmethod
+    def received(watch: Watch, message: Message) -> None:
+        if message["type"] == "http.request":
+            watch.bytes_in += len(message.get("body", b""))
+
+    def starting(self, watch: Watch, message: Message) -> None:
+        """The answer's start (`http.response.start`): its status seen, the x-cfai-* headers added."""
+        watch.start(message)
+        record = watch.record
+        own = max(0.0, time.perf_counter() - watch.began - record.upstream_wait)
+        headers = [*message.get("headers", ()), (b"x-cfai-overhead-ms", b"%.3f" % (own * 1000))]
+        if record.upstream is not None and record.model is not None:
+            headers += [(b"x-cfai-upstream", record.upstream.encode()),
+                        (b"x-cfai-model", record.model.encode("ascii", "replace"))]
+        if record.cache is not None:
+            headers.append((b"x-cfai-cache", record.cache.encode()))
+        if not watch.kind.startswith("text/event-stream"):  # a stream's count comes at its end
+            settle(record, self.cache())
+            headers += neuron_headers(record)
+        message["headers"] = headers
+
+    def body(self, watch: Watch, message: Message) -> bool:
+        """A body message (`http.response.body`) masked, given the neurons' trailer and counted; True when it is
+        the answer's last, whose budget `charge_budget` then settles before the client has the whole answer
+        (store.budgets)."""
+        body = message.get("body", b"")
+        scrubber = self.scrubber
+        # A route may vouch that its (big) answer holds no `"error"` (server.responses.vouch_error_free).
+        if scrubber is not None and watch.text and (watch.status >= 400 or (
+                not watch.scope.get("state", {}).get(ERROR_FREE) and b'"error"' in body)):
+            message["body"] = body = scrubber.data(body)
+        last = not message.get("more_body", False)
+        if watch.trailer and last and watch.kind.startswith("text/event-stream"):
+            settle(watch.record, self.cache())
+            if watch.record.neurons is not None:  # an SSE comment: clients skip it, a person can read it
+                message["body"] = body = body + neuron_comment(watch.record)
+        watch.chunk(body)
+        return last
+
+    async def charge_budget(self, watch: Watch) -> None:
+        key = watch.scope.get("state", {}).get("cfai_key")
+        if watch.charged or key is None or not key.policy.budgeted:
+            return
+        watch.charged = True
+        record = watch.record
+        settle(record, self.cache())
+        if record.hold_id is not None or record.neurons:  # else nothing was held or spent: no write
+            neurons, hold_id, model, calls = record.neurons, record.hold_id, record.model, record.calls
+            await self.ledger.settle(hold_id, key.id, neurons, model=model, calls=calls, now=time.time())
+
+    async def end(self, watch: Watch) -> None:
+        """After the app, whatever ended the request: the metrics, a charge not yet made, the usage row."""
+        scope, record = watch.scope, watch.record
+        self.metrics.finished()
+        settle(record, self.cache())  # a stream the client left early, an answer that never started
+        key = scope.get("state", {}).get("cfai_key")
+        # Only a key with a budget not yet charged (an answer that never ended) or a TPM limit has anything to
+        # charge here, and a TPM key's tokens are counted at once when nothing waits for SQLite (store.hot):
+        # then no shield (~5 µs) is needed.
+        if key is not None and ((key.policy.budgeted and not watch.charged) or (
+                key.policy.tpm is not None and not self._tokens_now(key, record))):
+            with anyio.CancelScope(shield=True):  # a client gone mid-answer still spent what its calls cost
+                await self.charge_budget(watch)
+                await self._charge_tokens(scope, record)
+        self._record(scope, record, watch, time.perf_counter() - watch.began)
 
     def _tokens_now(self, key: KeyRecord, record: RequestRecord) -> bool:
         """True when the request's tokens (if any) were counted at once, with no wait and no await."""
@@ -362,7 +372,7 @@ class Observe:
         if key is not None and key.policy.tpm is not None and tokens:
             await self.limiter.record_tokens(key.id, tokens, now=time.time())
 
-    def _record(self, scope: Scope, record: RequestRecord, watch: _Watch, seconds: float) -> None:
+    def _record(self, scope: Scope, record: RequestRecord, watch: Watch, seconds: float) -> None:
         """The usage row and metrics, from what the request's record says really happened."""
         error_code = watch.finish()
         prompt, completion = record.prompt_tokens, record.completion_tokens
