@@ -215,7 +215,7 @@ def create_app(
     stack.insert(0, Middleware(BodyGuard, body_timeout=settings.body_timeout))
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
-        stack.append(Middleware(KeyAuth, keys=KeyStore(settings.storage), limiter=limiter,
+        stack.append(Middleware(KeyAuth, keys=KeyStore(settings.storage, hot=hot), limiter=limiter,
                                 max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger,
                                 hold_seconds=settings.timeout + 60,
                                 cache=ctx_cache))

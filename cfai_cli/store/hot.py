@@ -301,16 +301,38 @@ class HotPath:
                 with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
                     loop.call_soon_threadsafe(self._deliver, batch, part)
 
+    def _loop_connection(self) -> sqlite3.Connection:
+        conn = self._loop_conn
+        if conn is None:
+            conn = self._loop_conn = _open(self.path)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # self._checkpoint, in a thread
+        return conn
+
+    def lend(self) -> sqlite3.Connection | None:
+        """The loop's connection between two transactions, for reads of the caller's own (None while another
+        thread has it, or it cannot be opened); `give_back()` after. For store.keys' KeyCache: a connection's
+        `PRAGMA data_version` does not move for its own commits, so the rate limits' and budgets' commits made
+        here (one to three a request, never to api_keys) no longer make it read the keys' epoch again, its page
+        cache dropped and read back (bench/keys_syscalls.py: ~15 µs of CPU and two preads a limited request)."""
+        if not self._loop_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._loop_connection()
+        except sqlite3.Error:
+            self._drop("_loop_conn")
+            self._loop_lock.release()
+            return None
+
+    def give_back(self) -> None:
+        self._loop_lock.release()
+
     def _inline(self, run: Callable[..., R], *args: Any) -> R | None:
         """`run(conn, *args)` on the loop's connection (`_run` or `_run_one`); None if another writer holds the lock."""
         if not self._loop_lock.acquire(blocking=False):
             return None
         try:
             try:
-                conn = self._loop_conn
-                if conn is None:
-                    conn = self._loop_conn = _open(self.path)
-                    conn.execute("PRAGMA wal_autocheckpoint = 0")  # self._checkpoint, in a thread
+                conn = self._loop_connection()
                 return run(conn, *args)
             except _Busy:
                 return None
