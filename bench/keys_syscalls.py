@@ -8,13 +8,15 @@ process. Two figures a request, for each kind and the difference from the key wi
   `--requests` requests, the kinds alternating block by block for `--rounds` rounds (medians): what the kernel
   does for SQLite's locks and writes shows as system time, which callgrind does not count;
 - with `--strace`, the system calls a request (`strace -c -f` over two run lengths, by difference, one kind a
-  process): which calls SQLite makes, and how many.
+  process): which calls SQLite makes, and how many;
+- with `--callgrind`, the instructions a request the same way (bench/keys_instructions.py counts c=1 only).
 
 `--concurrency 32` sends the requests in rounds of 32 at once (group commit). Compare two builds with
 PYTHONPATH=/other/checkout (both run this script from one checkout).
 
     python bench/keys_syscalls.py [--requests 400] [--rounds 7] [--concurrency 1] [--kinds "no limits,rpm+tpm"]
     python bench/keys_syscalls.py --strace [--requests 400]
+    python bench/keys_syscalls.py --callgrind --concurrency 32 [--requests 256]   # ~5 minutes
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from keys_instructions import KINDS, POLICIES, billing, call
+from keys_instructions import KINDS, POLICIES, billing, call, totals
 
 
 async def serve(kinds: list[str], requests: int, rounds: int, concurrency: int) -> dict[str, list[list[float]]]:
@@ -123,6 +125,29 @@ def strace(kinds: list[str], requests: int, concurrency: int) -> None:
     print(f"{'all':14}" + "".join(f"{sum(per[kind].values()):12.2f}" for kind in kinds))
 
 
+def callgrind(kinds: list[str], requests: int, concurrency: int) -> None:
+    """Instructions a request (and SQLite's part), callgrind over two run lengths by difference, two at a time."""
+    work = Path(tempfile.mkdtemp(prefix="cfai-cg-"))
+    small = max(concurrency, requests // 4 // concurrency * concurrency)
+    per: dict[str, tuple[float, float]] = {}
+    for kind in kinds:
+        outs = [work / f"{kind.replace(' ', '_')}.{n}.out" for n in (small, requests)]
+        procs = [subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                                   __file__, "--serve", kind, str(n), str(concurrency)],
+                                  env={**os.environ, "PYTHONHASHSEED": "0"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for n, out in zip((small, requests), outs, strict=True)]
+        if any(proc.wait() != 0 for proc in procs):
+            sys.exit(f"callgrind failed for {kind}: see {work}")
+        (a, a_sql), (b, b_sql) = totals(outs[0]), totals(outs[1])
+        per[kind] = ((b - a) / (requests - small), (b_sql - a_sql) / (requests - small))
+        print(f"{kind:10} {per[kind][0] / 1e6:6.3f} M instructions a request ({per[kind][1] / 1e6:.3f} M in SQLite)"
+              f", c={concurrency}")
+    for kind in kinds[1:]:
+        added, added_sql = (per[kind][i] - per[kinds[0]][i] for i in (0, 1))
+        print(f"{'added':10} {added / 1e6:6.3f} M by {kind} ({added_sql / 1e6:.3f} M in SQLite)")
+
+
 async def one_kind(kind: str, requests: int, concurrency: int) -> None:
     await serve([kind], requests, 1, concurrency)
 
@@ -137,11 +162,14 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--kinds", default="no limits,rpm+tpm", help=f"the first the baseline (of: {', '.join(KINDS)})")
     parser.add_argument("--strace", action="store_true", help="count system calls instead of timing")
+    parser.add_argument("--callgrind", action="store_true", help="count instructions instead of timing")
     options = parser.parse_args()
     chosen = [kind.strip() for kind in options.kinds.split(",")]
     if not set(chosen) <= set(KINDS):
         parser.error(f"--kinds: of {', '.join(KINDS)}")
-    if options.strace:
+    if options.callgrind:
+        callgrind(chosen, options.requests, options.concurrency)
+    elif options.strace:
         strace(chosen, options.requests, options.concurrency)
     else:
         cpu(chosen, options.requests, options.rounds, options.concurrency)
