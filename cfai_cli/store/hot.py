@@ -226,10 +226,13 @@ class HotPath:
         request's end, server.observe). It commits exactly when an awaited piece would, ahead of every piece
         submitted after it; only no task is suspended and woken for it (a future, a shield from cancellation,
         two coroutines: ~30 µs of CPU a request at c=32, bench/keys_syscalls.py). A failure is logged."""
-        if self.run_now(work, single=single) is not None:
-            return
-        loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()  # once: each call is a getpid() system call (a forked child's check)
         batch = self._pending.get(loop)
+        if batch is None and not self._draining and loop not in self._stepping:  # as run_now
+            outcome = self._first(loop, work, True, single)
+            if outcome is not None:
+                self._result(outcome)  # what it raised is raised, as run_now's caller had it
+                return
         if batch is None:
             self._pending[loop] = batch = []
             loop.call_soon(self._flush, loop)
