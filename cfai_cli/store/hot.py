@@ -1,8 +1,9 @@
 """Short SQLite transactions on every request's path (rate limits, budget holds), on the event loop, grouped.
 
-Imports stdlib, errors, store.db and store.hot_tx (how a piece or a batch runs on one connection). A piece of work runs in a write transaction (BEGIN IMMEDIATE, so it is
-serialised with every other process's) on a connection kept open, on the event loop itself when SQLite's write
-lock is free this instant (that connection has no busy timeout), else in a worker thread that waits its turn.
+Imports stdlib, errors, store.db and store.hot_tx (how a piece or a batch runs on one connection). A piece of
+work runs in a write transaction (BEGIN IMMEDIATE, so it is serialised with every other process's) on a
+connection kept open, on the event loop itself when SQLite's write lock is free this instant (that connection
+has no busy timeout), else in a worker thread that waits its turn.
 The first piece of an iteration of the loop runs at once; the pieces that concurrent requests submit in the same
 iteration share one transaction at its end (group commit), each seeing the writes of the pieces before it: exact.
 Measured on the 2-core machine of bench/run.py (docs/performance.md, 2026-12-01, loaded by other jobs): a thread
