@@ -1,8 +1,9 @@
 """Short SQLite transactions on every request's path (rate limits, budget holds), on the event loop, grouped.
 
-Imports stdlib, errors and store.db. A piece of work runs in a write transaction (BEGIN IMMEDIATE, so it is
-serialised with every other process's) on a connection kept open, on the event loop itself when SQLite's write
-lock is free this instant (that connection has no busy timeout), else in a worker thread that waits its turn.
+Imports stdlib, errors, store.db and store.hot_tx (how a piece or a batch runs on one connection). A piece of
+work runs in a write transaction (BEGIN IMMEDIATE, so it is serialised with every other process's) on a
+connection kept open, on the event loop itself when SQLite's write lock is free this instant (that connection
+has no busy timeout), else in a worker thread that waits its turn.
 The first piece of an iteration of the loop runs at once; the pieces that concurrent requests submit in the same
 iteration share one transaction at its end (group commit), each seeing the writes of the pieces before it: exact.
 Measured on the 2-core machine of bench/run.py (docs/performance.md, 2026-12-01, loaded by other jobs): a thread
@@ -14,12 +15,15 @@ megabytes): a worker thread does, every `CHECKPOINT_EVERY` commits. Commits are 
 A piece alone (the usual case) runs without the batch's lists and outcomes, and `run_now` runs one without an
 await at all (a caller that would otherwise shield its wait from cancellation skips the shield); a fork resets
 the process's connections once (os.register_at_fork) instead of an os.getpid() system call per piece.
+`submit` hands over a write nobody waits for (a TPM key's tokens at a request's end) without a future, and
+`lend` the loop's connection between transactions to store.keys' KeyCache (docs/performance.md, round 6).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -31,105 +35,15 @@ from typing import Any, TypeVar
 
 from cfai_cli.errors import ConfigError
 from cfai_cli.store.db import connect
+from cfai_cli.store.hot_tx import Busy, Piece, Work, locked, open_connection, run_batch, run_one
 
 T = TypeVar("T")
 R = TypeVar("R")
-Work = Callable[[sqlite3.Connection], Any]
-Piece = tuple[Work, "asyncio.Future[Any] | None", bool]  # the work, its waiter, whether it writes
 WAIT = 30.0  # seconds a piece waits for another connection's write lock before its request fails
 CHECKPOINT_EVERY = 500  # commits made on the loop between two checkpoints (a page or two each)
 
 
-class _Busy(Exception):
-    """SQLite's write lock is held by another connection right now."""
-
-
-def _open(path: Path) -> sqlite3.Connection:
-    """A connection that never waits for a lock: SQLITE_BUSY at once (the callers choose how to wait)."""
-    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA busy_timeout = 0")
-        conn.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.Error:
-        conn.close()
-        raise
-    return conn
-
-
-def _locked(exc: sqlite3.Error) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-
-
-def _abandon(conn: sqlite3.Connection, exc: BaseException) -> None:
-    """Roll back what a failed transaction wrote; a write lock held elsewhere becomes _Busy (nothing written)."""
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-    if isinstance(exc, sqlite3.Error) and _locked(exc):
-        raise _Busy from None
-
-
-def _run_one(conn: sqlite3.Connection, work: Work, write: bool, single: bool = False) -> tuple[bool, Any]:
-    """`work` alone in a transaction: (True, result) or (False, the exception it raised, its writes rolled back).
-
-    The usual case (no other piece waiting), without `_run`'s lists: a quarter of the hot path's own Python.
-    `single`: the work is one statement, which SQLite runs in a transaction of its own (a writing statement takes
-    the write lock before it reads, as BEGIN IMMEDIATE does, and with no busy timeout fails at once if it is held):
-    no BEGIN and COMMIT around it, ~11 k of a token record's ~48 k instructions (bench/keys_instructions.py)."""
-    if single:
-        try:
-            result = work(conn)
-        except sqlite3.Error as exc:
-            _abandon(conn, exc)
-            raise
-        except Exception as exc:  # a bug in the piece: only its own request fails (a failed statement wrote nothing)
-            return False, exc
-        return True, result
-    try:
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            result = work(conn)
-        except sqlite3.Error:
-            raise
-        except Exception as exc:  # a bug in the piece: only its own request fails
-            conn.execute("ROLLBACK")
-            return False, exc
-        conn.execute("COMMIT")
-        return True, result
-    except BaseException as exc:
-        _abandon(conn, exc)
-        raise
-
-
-def _run(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, Any]]:
-    """Every piece of `batch` in one write transaction: (True, result) or (False, the exception it raised).
-
-    A piece that raises is left out and the others run again without it (what it wrote is rolled back).
-    A write lock held elsewhere raises _Busy at once (nothing is written)."""
-    todo = list(range(len(batch)))
-    outcomes: list[tuple[bool, Any]] = [(False, None)] * len(batch)
-    # Only reads: no write lock to take and nothing to write at the commit.
-    begin = "BEGIN IMMEDIATE" if any(write for _, _, write in batch) else "BEGIN"
-    while True:
-        failed = None
-        try:
-            conn.execute(begin)
-            for index in todo:
-                try:
-                    outcomes[index] = (True, batch[index][0](conn))
-                except sqlite3.Error:
-                    raise
-                except Exception as exc:  # a bug in one piece: only its own request fails
-                    outcomes[index] = (False, exc)
-                    failed = index
-                    break
-        except BaseException as exc:
-            _abandon(conn, exc)
-            raise
-        if failed is None:
-            conn.execute("COMMIT")
-            return outcomes
-        conn.execute("ROLLBACK")
-        todo.remove(failed)
+log = logging.getLogger("cfai.store")
 
 
 _LIVE: weakref.WeakSet[HotPath] = weakref.WeakSet()
@@ -215,6 +129,25 @@ class HotPath:
         outcome = self._first(loop, work, write, single)
         return None if outcome is None else (self._result(outcome),)
 
+    def submit(self, work: Callable[[sqlite3.Connection], Any], *, single: bool = False) -> None:
+        """`work(conn)` (a write) at once when nothing waits and the lock is free, else in this process's next
+        group commit, at the end of this iteration of the loop (or behind the pieces waiting in the thread),
+        with nobody waiting for it: for a record whose caller needs no answer (a TPM key's tokens at a
+        request's end, server.observe). It commits exactly when an awaited piece would, ahead of every piece
+        submitted after it; only no task is suspended and woken for it (a future, a shield from cancellation,
+        two coroutines: ~30 µs of CPU a request at c=32, bench/keys_syscalls.py). A failure is logged."""
+        loop = asyncio.get_running_loop()  # once: each call is a getpid() system call (a forked child's check)
+        batch = self._pending.get(loop)
+        if batch is None and not self._draining and loop not in self._stepping:  # as run_now
+            outcome = self._first(loop, work, True, single)
+            if outcome is not None:
+                self._result(outcome)  # what it raised is raised, as run_now's caller had it
+                return
+        if batch is None:
+            self._pending[loop] = batch = []
+            loop.call_soon(self._flush, loop)
+        batch.append((work, None, True))
+
     def _first(self, loop: asyncio.AbstractEventLoop, work: Work, write: bool, single: bool = False
                ) -> tuple[bool, Any] | None:
         """The first piece of this iteration of the loop, alone and at once; None if another writer holds the lock.
@@ -224,10 +157,10 @@ class HotPath:
         and it leaves the iteration's first write to run at once too (a budget's door check and its hold, one
         after the other: the hold went through a batch, a future and another turn of the loop, ~50 k instructions)."""
         if not write:
-            return self._inline(_run_one, work, write, single)
+            return self._inline(run_one, work, write, single)
         self._stepping.add(loop)
         loop.call_soon(self._stepping.discard, loop)
-        outcome = self._inline(_run_one, work, write, single)
+        outcome = self._inline(run_one, work, write, single)
         if outcome is not None:
             self._commits += 1
             if self._commits >= CHECKPOINT_EVERY:
@@ -256,7 +189,7 @@ class HotPath:
             self._to_thread(loop, batch)
             return
         try:
-            outcomes = self._inline(_run, batch)
+            outcomes = self._inline(run_batch, batch)
         except Exception as exc:  # handed to every waiter, as the thread's would be
             self._deliver(batch, exc)
             return
@@ -301,22 +234,44 @@ class HotPath:
                 with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
                     loop.call_soon_threadsafe(self._deliver, batch, part)
 
+    def _loop_connection(self) -> sqlite3.Connection:
+        conn = self._loop_conn
+        if conn is None:
+            conn = self._loop_conn = open_connection(self.path)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # self._checkpoint, in a thread
+        return conn
+
+    def lend(self) -> sqlite3.Connection | None:
+        """The loop's connection between two transactions, for reads of the caller's own (None while another
+        thread has it, or it cannot be opened); `give_back()` after. For store.keys' KeyCache: a connection's
+        `PRAGMA data_version` does not move for its own commits, so the rate limits' and budgets' commits made
+        here (one to three a request, never to api_keys) no longer make it read the keys' epoch again, its page
+        cache dropped and read back (bench/keys_syscalls.py: ~15 µs of CPU and two preads a limited request)."""
+        if not self._loop_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._loop_connection()
+        except sqlite3.Error:
+            self._drop("_loop_conn")
+            self._loop_lock.release()
+            return None
+
+    def give_back(self) -> None:
+        self._loop_lock.release()
+
     def _inline(self, run: Callable[..., R], *args: Any) -> R | None:
-        """`run(conn, *args)` on the loop's connection (`_run` or `_run_one`); None if another writer holds the lock."""
+        """`run(conn, *args)` (`run_batch` or `run_one`) on the loop's connection; None if another writer holds it."""
         if not self._loop_lock.acquire(blocking=False):
             return None
         try:
             try:
-                conn = self._loop_conn
-                if conn is None:
-                    conn = self._loop_conn = _open(self.path)
-                    conn.execute("PRAGMA wal_autocheckpoint = 0")  # self._checkpoint, in a thread
+                conn = self._loop_connection()
                 return run(conn, *args)
-            except _Busy:
+            except Busy:
                 return None
             except sqlite3.Error as exc:
                 self._drop("_loop_conn")
-                if _locked(exc):  # even its first read of the schema waits for no one
+                if locked(exc):  # even its first read of the schema waits for no one
                     return None
                 raise ConfigError(f"Cannot use the database {self.path}: {exc}") from None
         finally:
@@ -330,14 +285,14 @@ class HotPath:
             while True:
                 try:
                     if self._thread_conn is None:
-                        self._thread_conn = _open(self.path)
-                    return _run(self._thread_conn, batch)
-                except (_Busy, sqlite3.Error) as exc:
-                    if not isinstance(exc, _Busy):
+                        self._thread_conn = open_connection(self.path)
+                    return run_batch(self._thread_conn, batch)
+                except (Busy, sqlite3.Error) as exc:
+                    if not isinstance(exc, Busy):
                         self._drop("_thread_conn")
-                    if not (isinstance(exc, _Busy) or _locked(exc)) or time.monotonic() > deadline:
+                    if not (isinstance(exc, Busy) or locked(exc)) or time.monotonic() > deadline:
                         raise ConfigError(f"Cannot use the database {self.path}: "
-                                          f"{'database is locked' if isinstance(exc, _Busy) else exc}") from None
+                                          f"{'database is locked' if isinstance(exc, Busy) else exc}") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)
 
@@ -351,7 +306,7 @@ class HotPath:
         try:
             with self._thread_lock:
                 if self._thread_conn is None:
-                    self._thread_conn = _open(self.path)
+                    self._thread_conn = open_connection(self.path)
                 conn = self._thread_conn
                 # PASSIVE copies the WAL into the database beside the writers; RESTART then waits (50 ms at most)
                 # for the writer of the moment, copies what came since and has the next commit write the WAL from
@@ -370,7 +325,13 @@ class HotPath:
     def _deliver(batch: list[Piece],
                  outcomes: list[tuple[bool, Any]] | BaseException) -> None:
         for index, (_, future, _) in enumerate(batch):
-            if future is None or future.done():  # its request was cancelled: what it wrote stays written
+            if future is None:  # submitted, not awaited: only a failure is worth a word
+                failure = outcomes if isinstance(outcomes, BaseException) else (
+                    None if outcomes[index][0] else outcomes[index][1])
+                if failure is not None:
+                    log.error("a record on the database's hot path was not written: %s", failure)
+                continue
+            if future.done():  # its request was cancelled: what it wrote stays written
                 continue
             if isinstance(outcomes, BaseException):
                 future.set_exception(outcomes)

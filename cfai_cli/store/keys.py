@@ -17,11 +17,14 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfai_cli.errors import ConfigError, Conflict
 from cfai_cli.store.migrations import ADDED
 from cfai_cli.store.sql import Database, SqliteDatabase, Tx, open_database
+
+if TYPE_CHECKING:  # store.hot imports asyncio: not for the CLI's key commands
+    from cfai_cli.store.hot import HotPath
 
 KEY_PREFIX = "sk-proj-"
 SCOPES = ("chat", "embeddings", "images", "audio", "models", "admin")
@@ -110,8 +113,11 @@ def _join(items: Iterable[str]) -> str:
 class KeyStore:
     """The api_keys table of the cfai database."""
 
-    def __init__(self, target: Path | str | Database) -> None:
+    def __init__(self, target: Path | str | Database, *, hot: HotPath | None = None) -> None:
+        """`hot`: the server's hot-path transactions on the same SQLite file, whose loop connection its KeyCache
+        reads through (see KeyCache)."""
         self.db = open_database(target)
+        self.hot = hot
 
     def _db(self, *, write: bool = False) -> AbstractContextManager[Tx]:
         # One writer of api_keys at a time: the last-admin check and rotate read, check, then write.
@@ -183,7 +189,7 @@ class KeyStore:
 
     def cache(self) -> KeyCache:
         """A verifier for a long-running server (see KeyCache)."""
-        return KeyCache(self)
+        return KeyCache(self, self.hot)
 
     def rotate(self, key_id: str) -> tuple[str, KeyRecord] | None:
         """A new key with the same name and policy; the old one is revoked in the same transaction, so no
@@ -249,14 +255,21 @@ class KeyCache:
     next request. The usage log's and the rate limits' commits (one or two a request for a limited key) leave
     it alone: reloading the key cost ~28 µs a request. In WAL mode these reads are microseconds and never wait
     for a writer, cheap enough for the event loop: no thread hop and no new connection per request.
+    Given the server's HotPath (`hot`), it reads through that path's loop connection whenever it is free: a
+    connection's data_version does not move for its own commits, and the rate limits' and budgets' commits are
+    made on it (never a change to api_keys), so a limited key's request does not even read the epoch again,
+    nor its pages dropped from the cache by the commit (bench/keys_syscalls.py, 2026-12-02: ~15 µs of CPU and
+    two preads a request). Its own connection when the loop's is busy (another thread's loop: tests).
     """
 
     _MAX = 10_000  # records (and unknown keys) kept; guessed keys cannot grow memory without bound
 
-    def __init__(self, store: KeyStore) -> None:
+    def __init__(self, store: KeyStore, hot: HotPath | None = None) -> None:
         self.store = store
+        self.hot = hot
         self._conn: sqlite3.Connection | None = None
         self._version: int | None = None
+        self._version_of: sqlite3.Connection | None = None  # whose data_version `_version` is
         self._epoch: int | None = None
         self._records: dict[str, KeyRecord | None] = {}
         self._shared_records: dict[str, tuple[int, KeyRecord | None]] = {}  # PostgreSQL: digest -> (epoch, record)
@@ -284,12 +297,22 @@ class KeyCache:
         return record if record is not None and record.active(time.time() if now is None else now) else None
 
     def _local(self, digest: str) -> KeyRecord | None:
-        conn = self._connection()
+        hot = self.hot
+        if hot is not None and self._conn is not None:  # opened once (file, schema) before the loop's is used
+            lent = hot.lend()
+            if lent is not None:
+                try:
+                    return self._lookup(lent, digest)
+                finally:
+                    hot.give_back()
+        return self._lookup(self._connection(), digest)
+
+    def _lookup(self, conn: sqlite3.Connection, digest: str) -> KeyRecord | None:
         # fetchall() steps each statement to its end, so no read transaction (snapshot) stays open.
         version = conn.execute("PRAGMA data_version").fetchall()[0][0]
-        if version != self._version:
+        if version != self._version or conn is not self._version_of:  # versions of two connections differ
             self._saw(conn.execute("SELECT n FROM api_keys_epoch").fetchall()[0][0])
-            self._version = version
+            self._version, self._version_of = version, conn
         if digest in self._records:
             return self._records[digest]
         return self._remember(digest, conn.execute(f"SELECT hash, {_COLUMNS} FROM api_keys WHERE hash = ?",
@@ -333,7 +356,7 @@ class KeyCache:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        self._version = self._epoch = None
+        self._version = self._epoch = self._version_of = None
         self._records.clear()
         self._shared_records.clear()
 

@@ -185,7 +185,8 @@ class RateLimits(Protocol):
         """Count the tokens a request of the key spent, for its tokens-per-minute window."""
 
     def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
-        """`record_tokens` at once if it needs no wait (True: counted), else False (then await `record_tokens`)."""
+        """`record_tokens` without an await if it needs none (True: counted, or in this process's next group
+        commit, which every later admission here joins or follows), else False (then await `record_tokens`)."""
 
 
 class RateLimiter:
@@ -213,7 +214,10 @@ class RateLimiter:
         if tokens <= 0:
             return True
         self.hot.ensure(SCHEMA, migrate)
-        return self.hot.run_now(lambda conn: _record_tokens(conn, key_id, tokens, now), single=True) is not None
+        # It commits when an awaited record would (store.hot's submit): the caller, a request's end, has already
+        # sent its answer either way, and needs no result.
+        self.hot.submit(lambda conn: _record_tokens(conn, key_id, tokens, now), single=True)
+        return True
 
     @staticmethod
     def _admit(conn: sqlite3.Connection, key_id: str, policy: KeyPolicy, now: float, units: int, trim: bool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from pathlib import Path
@@ -57,3 +58,44 @@ def test_commits_to_other_tables_leave_the_cache_alone(tmp_path: Path) -> None:
     verified = cache.verify(key)
     assert verified is not None and verified.policy.rpm == 7
     cache.close()
+
+
+def test_through_the_hot_paths_connection_its_own_commits_are_not_changes(tmp_path: Path) -> None:
+    """Given the server's HotPath, the cache reads through its loop connection: the rate limits' commits made
+    there do not make it read the keys' epoch again, and a change by any other connection still counts at once."""
+    from cfai_cli.store.hot import HotPath
+    from cfai_cli.store.limits import RateLimiter
+
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db)
+    store = KeyStore(db, hot=hot)
+    key, record = store.create("a", KeyPolicy(rpm=5))
+    cache = store.cache()
+    assert cache.verify(key) == record
+    assert cache.verify(key) == record
+    limiter = RateLimiter(db, hot)
+    assert asyncio.run(limiter.admit(record.id, record.policy, now=time.time())).allowed  # its table made
+    assert cache.verify(key) == record
+    statements: list[str] = []
+    lent = hot.lend()
+    assert lent is not None
+    lent.set_trace_callback(statements.append)
+    hot.give_back()
+    for _ in range(3):  # an admission committed on the hot path's connection, then the next request's lookup
+        assert asyncio.run(limiter.admit(record.id, record.policy, now=time.time())).allowed
+        statements.clear()
+        assert cache.verify(key) == record
+        assert statements == ["PRAGMA data_version"]  # read on the loop's connection, and nothing changed
+    assert store.revoke(record.id)  # another connection's commit: read again at once
+    assert cache.verify(key) is None
+    # The loop's connection busy (another thread's transaction): the cache's own connection, as exact.
+    key2, record2 = store.create("b")
+    assert hot.lend() is not None
+    try:
+        assert cache.verify(key2) == record2
+        assert store.revoke(record2.id)
+        assert cache.verify(key2) is None
+    finally:
+        hot.give_back()
+    cache.close()
+    hot.close()

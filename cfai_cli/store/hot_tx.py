@@ -1,0 +1,110 @@
+"""One connection's transactions for store.hot: a piece of work alone, or a batch of them in one transaction.
+
+Imports stdlib only. The connections never wait for a lock (busy timeout 0): a write lock held by another
+connection is `Busy` at once, with nothing written, and store.hot chooses how to wait (off the event loop).
+A piece that raises something other than a SQLite error fails alone: its writes are rolled back and the
+others of its batch run again without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Work = Callable[[sqlite3.Connection], Any]
+Piece = tuple[Work, "asyncio.Future[Any] | None", bool]  # the work, its waiter, whether it writes
+
+
+class Busy(Exception):
+    """SQLite's write lock is held by another connection right now."""
+
+
+def open_connection(path: Path) -> sqlite3.Connection:
+    """A connection that never waits for a lock: SQLITE_BUSY at once (the callers choose how to wait)."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def locked(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+
+
+def abandon(conn: sqlite3.Connection, exc: BaseException) -> None:
+    """Roll back what a failed transaction wrote; a write lock held elsewhere becomes Busy (nothing written)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    if isinstance(exc, sqlite3.Error) and locked(exc):
+        raise Busy from None
+
+
+def run_one(conn: sqlite3.Connection, work: Work, write: bool, single: bool = False) -> tuple[bool, Any]:
+    """`work` alone in a transaction: (True, result) or (False, the exception it raised, its writes rolled back).
+
+    The usual case (no other piece waiting), without `run_batch`'s lists: a quarter of the hot path's own Python.
+    `single`: the work is one statement, which SQLite runs in a transaction of its own (a writing statement takes
+    the write lock before it reads, as BEGIN IMMEDIATE does, and with no busy timeout fails at once if it is held):
+    no BEGIN and COMMIT around it, ~11 k of a token record's ~48 k instructions (bench/keys_instructions.py)."""
+    if single:
+        try:
+            result = work(conn)
+        except sqlite3.Error as exc:
+            abandon(conn, exc)
+            raise
+        except Exception as exc:  # a bug in the piece: only its own request fails (a failed statement wrote nothing)
+            return False, exc
+        return True, result
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = work(conn)
+        except sqlite3.Error:
+            raise
+        except Exception as exc:  # a bug in the piece: only its own request fails
+            conn.execute("ROLLBACK")
+            return False, exc
+        conn.execute("COMMIT")
+        return True, result
+    except BaseException as exc:
+        abandon(conn, exc)
+        raise
+
+
+def run_batch(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, Any]]:
+    """Every piece of `batch` in one write transaction: (True, result) or (False, the exception it raised).
+
+    A piece that raises is left out and the others run again without it (what it wrote is rolled back).
+    A write lock held elsewhere raises Busy at once (nothing is written)."""
+    todo = list(range(len(batch)))
+    outcomes: list[tuple[bool, Any]] = [(False, None)] * len(batch)
+    # Only reads: no write lock to take and nothing to write at the commit.
+    begin = "BEGIN IMMEDIATE" if any(write for _, _, write in batch) else "BEGIN"
+    while True:
+        failed = None
+        try:
+            conn.execute(begin)
+            for index in todo:
+                try:
+                    outcomes[index] = (True, batch[index][0](conn))
+                except sqlite3.Error:
+                    raise
+                except Exception as exc:  # a bug in one piece: only its own request fails
+                    outcomes[index] = (False, exc)
+                    failed = index
+                    break
+        except BaseException as exc:
+            abandon(conn, exc)
+            raise
+        if failed is None:
+            conn.execute("COMMIT")
+            return outcomes
+        conn.execute("ROLLBACK")
+        todo.remove(failed)
