@@ -204,7 +204,8 @@ def create_app(
     if not no_auth:
         files = () if settings.image_url_auth else (f"/v1{FILES_PREFIX}", FILES_PREFIX)
         auth = KeyAuth(keys=KeyStore(settings.storage, hot=hot), limiter=limiter,
-                       max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger, hold_seconds=settings.timeout + 60, cache=ctx_cache)
+                       max_in_flight=settings.max_in_flight_per_key, open_prefixes=files, ledger=ledger,
+                       hold_seconds=settings.timeout + 60, cache=ctx_cache)
     # One layer, its pieces in order (server.front): the body deadline and drain (outermost: it drains what a
     # client still sends after an early answer, once everything inside is done), CORS (only when origins are
     # configured), security headers, the loopback guard (only without auth: loopback names only, no other
