@@ -83,13 +83,10 @@ class _Exchange:
                 return
         elif kind == "http.response.body" and self.watch is not None and self.front.observe.body(self.watch, message):
             await self.front.observe.charge_budget(self.watch)
-        upload = self.upload
-        if upload is not None and not upload.finished:
-            message = BodyGuard.sending(upload, message)
-        await self.raw_send(message)
+        await self.sent(message)
 
     async def sent(self, message: Message) -> None:
-        """The last step of `send` (the body guard's) after CORS has added its headers."""
+        """The last step of `send` (the body guard's), also CORS's `send` after it has added its headers."""
         upload = self.upload
         if upload is not None and not upload.finished:
             message = BodyGuard.sending(upload, message)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 
 from cfai_cli.server.app import create_app
@@ -20,6 +21,19 @@ pytestmark = pytest.mark.anyio
 
 MODEL = "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
 WORDS = " ".join(f"w{i}" for i in range(20))
+USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+
+def held_reads(first: str, rest: str, released: anyio.Event) -> Any:
+    """An upstream stream that sends `first`'s event, then waits (at most 5 s) until `released` is set before
+    it sends `rest`'s and the end: a proxy that held the first read for the next would never finish."""
+    async def reads() -> Any:
+        yield sse({"response": first, "p": "x"}, done=False)
+        with anyio.fail_after(5):
+            await released.wait()
+        yield sse({"response": rest, "p": "x"}, {"response": "", "usage": USAGE})
+
+    return sse_response(reads())
 
 
 async def asgi_messages(settings: Settings, api_key: str, fake: FakeWorkers, body: dict[str, Any],
@@ -56,8 +70,6 @@ async def asgi_messages(settings: Settings, api_key: str, fake: FakeWorkers, bod
 
 
 async def anyio_sleep_forever() -> None:
-    import anyio
-
     await anyio.sleep_forever()
 
 
@@ -87,19 +99,10 @@ async def test_each_reads_events_leave_before_the_next_read(settings: Settings, 
                                                             include_usage: bool) -> None:
     # The upstream sends its first events, then waits until the proxy has sent them to the client (the test's
     # `send` sees them) before it sends the rest: a proxy that held them for the next read would never finish.
-    import anyio
-
     first_out = anyio.Event()
-    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 
     def handle(request: Any, parsed: dict[str, Any]) -> Any:
-        async def reads() -> Any:
-            yield sse({"response": "one", "p": "x"}, done=False)
-            with anyio.fail_after(5):
-                await first_out.wait()
-            yield sse({"response": " two", "p": "x"}, {"response": "", "usage": usage})
-
-        return sse_response(reads())
+        return held_reads("one", " two", first_out)
 
     fake.models[MODEL] = handle
     body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -116,24 +119,14 @@ async def test_one_choice_ending_holds_nothing_of_the_others(settings: Settings,
                                                              fake: FakeWorkers) -> None:
     # n=2: one choice's upstream answers whole at once, the other sends a first read and waits until the
     # client has it. The first choice's end is not the answer's: the second's events still leave read by read.
-    import anyio
-
     seen = anyio.Event()
     calls: list[int] = []
-    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 
     def handle(request: Any, parsed: dict[str, Any]) -> Any:
         calls.append(1)
         if len(calls) == 1:
-            return sse_response(sse({"response": "whole", "p": "x"}, {"response": "", "usage": usage}))
-
-        async def reads() -> Any:
-            yield sse({"response": "part-one", "p": "x"}, done=False)
-            with anyio.fail_after(5):
-                await seen.wait()
-            yield sse({"response": " part-two", "p": "x"}, {"response": "", "usage": usage})
-
-        return sse_response(reads())
+            return sse_response(sse({"response": "whole", "p": "x"}, {"response": "", "usage": USAGE}))
+        return held_reads("part-one", " part-two", seen)
 
     def on_body(raw: bytes) -> None:
         if b"part-one" in raw:
