@@ -230,12 +230,8 @@ class WorkersAIClient:
             response = await answered(self._transport.handle_async_request(request))
             content_type = response.headers.get("content-type", "")
             if response.status_code >= 400 or "text/event-stream" not in content_type:
-                try:
-                    raw = await response.aread()
-                finally:
-                    await response.aclose()
-                result = decode_json_result(response.status_code, content_type, raw, response.headers, model=model)
-                return UpstreamStream(chunks=None, result=result, neurons=self._note_neurons(response.headers, result))
+                return await self._whole(response.status_code, response.headers, response.aread, response.aclose,
+                                         model)
             return UpstreamStream(chunks=response_chunks(response, deadline, self.timeout), _response=response,
                                   neurons=self._note_neurons(response.headers, None))
 
@@ -253,12 +249,7 @@ class WorkersAIClient:
         headers = header_map(exchange.headers)
         content_type = headers.get("content-type", "")
         if exchange.status >= 400 or "text/event-stream" not in content_type:
-            try:
-                raw = await answer.read()
-            finally:
-                await answer.aclose()
-            result = decode_json_result(exchange.status, content_type, raw, headers, model=model)
-            return UpstreamStream(chunks=None, result=result, neurons=self._note_neurons(headers, result))
+            return await self._whole(exchange.status, headers, answer.read, answer.aclose, model)
         if "content-encoding" in headers:  # never asked for: httpx decodes it, as it did before
             from cfai_cli.upstream.transport import as_response
 
@@ -267,6 +258,17 @@ class WorkersAIClient:
                                   neurons=self._note_neurons(headers, None))
         return UpstreamStream(chunks=stream_chunks(answer, answer.aclose, deadline, self.timeout), _response=answer,
                               neurons=self._note_neurons(headers, None))
+
+    async def _whole(self, status: int, headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]],
+                     close: Callable[[], Awaitable[None]], model: str) -> UpstreamStream:
+        """A streamed call's answer that is not an event stream (an error, or a JSON answer instead), read whole
+        and decoded as a JSON call's: the same for the lean and the httpx way."""
+        try:
+            raw = await read()
+        finally:
+            await close()
+        result = decode_json_result(status, headers.get("content-type", ""), raw, headers, model=model)
+        return UpstreamStream(chunks=None, result=result, neurons=self._note_neurons(headers, result))
 
     async def queue(self, model: str, requests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """POST /ai/run/{model}?queueRequest=true with `{"requests": [...]}` (Workers AI's async batch, reference
