@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from cfai_cli.emulator import create_emulator_app
+from cfai_cli.emulator.faults import KINDS
 from cfai_cli.upstream.http11 import request_head
 from cfai_cli.upstream.inprocess import InProcess
 from cfai_cli.upstream.network import choose_transport
@@ -66,6 +67,8 @@ def requests() -> list[httpx.Request]:
         httpx.Request("GET", "http://offline.cfai.invalid:8080/client/v4/user/tokens/verify",
                       headers=[("X-Twice", "a"), ("x-twice", "b")]),
         httpx.Request("HEAD", f"{BASE}/accounts/{ACCOUNT}/ai/models/search"),
+        *(httpx.Request("POST", f"{RUN}/@cf/cfai/fault-{kind}", json={**chat, "stream": True}, headers=head)
+          for kind in KINDS),
     ]
 
 
