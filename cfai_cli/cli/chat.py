@@ -235,8 +235,8 @@ def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out:
         from cfai_cli.core.openai.chat import ChatCompletionRequest
         from cfai_cli.service.context import offline_transport, open_context
 
-        # --offline: the emulator and httpx's in-process transport imported here too (open_context would make it
-        # after this block, with the collector on: +8 M instructions, now that nothing else imports httpx).
+        # --offline: the emulator and its in-process transport imported here too (open_context would make it
+        # after this block, with the collector on: +8 M instructions in round 6, with httpx).
         transport = offline_transport() if settings.offline else None
 
         def validated(body: dict[str, Any]) -> ChatCompletionRequest:

@@ -1,8 +1,9 @@
 """A deterministic, offline fake of the Cloudflare Workers AI REST API, for `--offline` and for CI.
 
 Imports only the standard library (never httpx, a web framework or the rest of cfai): cfai's real client talks
-to it through `httpx.ASGITransport(app=create_emulator_app())`, so the emulator checks cfai's translation the
-way Cloudflare would. Same envelopes, both text dialects, both stream formats, same error envelope
+to it through `httpx.ASGITransport(app=create_emulator_app())` (tests) or, for `--offline`, the same requests
+in bytes (upstream.inprocess), so the emulator checks cfai's translation the way Cloudflare would. Same
+envelopes, both text dialects, both stream formats, same error envelope
 (reference `workers-ai.md` §1, §2, §9); canned answers instead of a model.
 
 Routes (any prefix, e.g. `http://offline.cfai.invalid/client/v4`):

@@ -20,12 +20,15 @@ from cfai_cli.service.catalogue_cache import cached_ids
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings
 from cfai_cli.upstream.fetch import ImageFetcher
+from cfai_cli.upstream.lean import Lean
 from cfai_cli.upstream.provider import ChatUpstream, UpstreamType
 from cfai_cli.upstream.router import Lane, Meter, Router, SharedRests
 from cfai_cli.upstream.workers import WorkersAIClient
 
 if TYPE_CHECKING:
     import httpx
+
+    from cfai_cli.upstream.inprocess import InProcess
 
 # Prefixes OpenAI joins with "_" (call_…, resp_…, msg_…); the others take "-" (chatcmpl-…, cmpl-…).
 _UNDERSCORE_PREFIXES = frozenset({"call", "resp", "msg", "fc", "fco", "rs", "ctc", "ctco", "item", "batch"})
@@ -76,15 +79,15 @@ def scrubber_for(settings: Settings) -> Scrubber:
     return Scrubber(values)
 
 
-def offline_transport() -> httpx.AsyncBaseTransport:
-    import httpx
-
+def offline_transport() -> InProcess:
+    """`--offline`'s network: the emulator in this process, reached without httpx (upstream.inprocess)."""
     from cfai_cli.emulator import create_emulator_app
+    from cfai_cli.upstream.inprocess import InProcess
 
-    return httpx.ASGITransport(app=create_emulator_app())
+    return InProcess(create_emulator_app())
 
 
-def build_lanes(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> list[Lane]:
+def build_lanes(settings: Settings, transport: httpx.AsyncBaseTransport | Lean | None) -> list[Lane]:
     """A lane per key of each upstream: the default Cloudflare account first, then config order.
 
     Offline, every Cloudflare account is the emulator and the other upstreams are unavailable.
@@ -111,7 +114,8 @@ def build_lanes(settings: Settings, transport: httpx.AsyncBaseTransport | None) 
                     lanes.append(Lane(label, upstream.name, "cloudflare", workers(
                         upstream.account_id, cred.value or "offline", upstream.base_url, upstream.timeout)))
             else:
-                lanes.append(_chat_lane(settings, upstream, label, cred, transport, pool))
+                lanes.append(_chat_lane(settings, upstream, label, cred,
+                                        None if isinstance(transport, Lean) else transport, pool))
     return lanes
 
 
@@ -149,7 +153,7 @@ def _chat_lane(settings: Settings, upstream: UpstreamConfig, label: str, cred: C
 async def open_context(
     settings: Settings,
     *,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | Lean | None = None,
     image_transport: httpx.AsyncBaseTransport | None = None,
     meter: Meter | None = None,
     rests: SharedRests | None = None,

@@ -26,6 +26,7 @@ from cfai_cli.errors import (
     UpstreamError,
 )
 from cfai_cli.settings import OFFLINE_ACCOUNT_ID, OFFLINE_API_BASE, Settings, load_settings
+from cfai_cli.upstream.lean import Lean
 
 Status = Literal["ok", "fail", "skip"]
 TOKEN_HELP = ("create a token with the \"Workers AI\" template (Account > Workers AI > Read and Edit) at "
@@ -163,7 +164,7 @@ async def _check_blobs(settings: Settings) -> Check:
     return Check("blobs", "ok", f"{where} answers")
 
 
-async def check_account(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> list[Check]:
+async def check_account(settings: Settings, transport: httpx.AsyncBaseTransport | Lean | None) -> list[Check]:
     """The token is valid, and can read Workers AI on the account."""
     if not settings.offline and not (settings.account_id and settings.api_token):
         missing = " and ".join(n for n, v in (("CLOUDFLARE_ACCOUNT_ID", settings.account_id),

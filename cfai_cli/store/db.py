@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Literal
 
 from cfai_cli.errors import ConfigError
 
@@ -22,11 +23,13 @@ _SETUP = threading.Lock()  # threads of one process (a request, the retention pa
 @contextmanager
 def connect(path: Path, schema: str, *, immediate: bool = False,
             migrate: Callable[[sqlite3.Connection], None] | None = None,
-            wait: float = 30.0) -> Iterator[sqlite3.Connection]:
+            wait: float = 30.0, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> Iterator[sqlite3.Connection]:
     """A connection inside one transaction (committed on success); `immediate` takes the write lock first.
 
     The schema (and `migrate`, for tables an older cfai made) runs once per process and file. `wait`: seconds
-    a locked file is waited for before the error.
+    a locked file is waited for before the error. `synchronous`: SQLite's default FULL syncs the WAL at each
+    commit; NORMAL syncs it only before a checkpoint (the last connection's close runs one), which in WAL mode
+    can lose the latest commits to a power cut but never corrupts the file (sqlite.org/pragma.html#pragma_synchronous).
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -34,6 +37,8 @@ def connect(path: Path, schema: str, *, immediate: bool = False,
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         with closing(sqlite3.connect(path, timeout=wait, isolation_level=None)) as conn:
             conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+            if synchronous != "FULL":
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
             if (path, schema) not in _READY:
                 with _SETUP:
                     if (path, schema) not in _READY:

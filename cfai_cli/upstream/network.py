@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from cfai_cli.upstream.httperrors import describe_http_error
+from cfai_cli.upstream.inprocess import InProcess
 from cfai_cli.upstream.lean import Lean
 from cfai_cli.upstream.transport import TAIL_BYTES, TAIL_SECONDS, LeanTransport, lean_transport, proxies_configured
 
@@ -42,8 +43,12 @@ def choose_transport(given: httpx.AsyncBaseTransport | Lean | None, *, fast_http
     on gets httpx's seam over its pool), else cfai's lean one, else httpx's own (`fast_http` off, or a proxy
     configured: httpx honours proxies, the lean one does not); wrapped in a LoggingTransport when `--debug`
     turned the cfai.http logger on."""
-    chosen = LeanTransport.sharing(given) if isinstance(given, Lean) and not isinstance(given, LeanTransport) \
-        else given
+    if isinstance(given, InProcess):  # --offline's emulator: httpx's own way into the same app
+        chosen: httpx.AsyncBaseTransport | None = given.as_httpx()
+    elif isinstance(given, Lean) and not isinstance(given, LeanTransport):
+        chosen = LeanTransport.sharing(given)
+    else:
+        chosen = given
     if chosen is None and fast_http:
         chosen = lean_transport(max_connections)
     if chosen is None:

@@ -30,7 +30,7 @@ from cfai_cli.errors import (
 )
 from cfai_cli.upstream.http11 import Heads, header_map
 from cfai_cli.upstream.httperrors import caught, describe_http_error
-from cfai_cli.upstream.lean import lean_for
+from cfai_cli.upstream.lean import Lean, lean_for
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 from cfai_cli.upstream.workers_answers import (
     RawAnswer,
@@ -61,7 +61,7 @@ class WorkersAIClient:
         api_base: str,
         timeout: float,
         max_retries: int = 3,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | Lean | None = None,
         max_connections: int = 256,
         fast_http: bool = True,
     ) -> None:

@@ -45,9 +45,9 @@ class Counting(httpx.AsyncBaseTransport):
     polls wait (a slow queue) until `release` is set."""
 
     def __init__(self, *, hold_polls: bool = False, fail_polls: bool = False) -> None:
-        from cfai_cli.service.context import offline_transport
+        from cfai_cli.emulator import create_emulator_app
 
-        self.inner = offline_transport()
+        self.inner = httpx.ASGITransport(app=create_emulator_app())
         self.submits: list[int] = []  # requests per submitted job
         self.polls = 0
         self.live: list[str] = []  # model of each live run

@@ -17,8 +17,8 @@ import openai
 import pytest
 
 from cfai_cli.core.store_url import StoreConfig
+from cfai_cli.emulator import create_emulator_app
 from cfai_cli.server.app import create_app
-from cfai_cli.service.context import offline_transport
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import KeyPolicy, KeyStore
 from cfai_cli.store.usage import UsageLog
@@ -34,7 +34,7 @@ class Gate(httpx.AsyncBaseTransport):
     `release` is set (a slow Workers AI, to stop a batch halfway)."""
 
     def __init__(self, open_runs: int | None = None) -> None:
-        self.inner = offline_transport()
+        self.inner = httpx.ASGITransport(app=create_emulator_app())
         self.open_runs = open_runs
         self.runs = 0
         self.release = asyncio.Event()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+from cfai_cli.store.db import connect
 from cfai_cli.store.exchanges import Exchange, ExchangeLog, Retention
 
 
@@ -37,3 +40,28 @@ def test_retention_caps_rows_and_age(tmp_path: Path) -> None:
     assert [x.prompt for x in log.recent(limit=None)] == ["p2", "p3", "p4"]
     log.add(exchange("c", "late", 10 * 86400.0), Retention(max_rows=0, days=7), now=10 * 86400.0)
     assert [x.prompt for x in log.recent(limit=None)] == ["late"]
+
+
+def test_a_write_reaches_logs_db_when_the_last_connection_closes(tmp_path: Path) -> None:
+    """The log's commits are not synced one by one (synchronous=NORMAL): the last connection's close checkpoints
+    them into logs.db (and syncs it), also when that last one is another process's reader; the WAL stays the
+    journal, so a reader open beside the writer sees the row as soon as it is committed."""
+    path = tmp_path / "logs.db"
+    log = ExchangeLog(path)
+    log.add(exchange("c1", "first", 1.0), Retention(), now=1.0)
+    assert not (tmp_path / "logs.db-wal").exists()  # the writer was the last: checkpointed, the WAL removed
+    with closing(sqlite3.connect(path)) as reader:  # as `sqlite3 "$(cfai logs path)"` or another cfai would
+        assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert reader.execute("SELECT prompt FROM exchanges").fetchall() == [("first",)]
+        log.add(exchange("c1", "second", 2.0), Retention(), now=2.0)
+        assert (tmp_path / "logs.db-wal").exists()  # the reader is still open: no checkpoint yet
+        assert reader.execute("SELECT prompt FROM exchanges ORDER BY id").fetchall() == [("first",), ("second",)]
+    assert not (tmp_path / "logs.db-wal").exists()  # the reader's close was the last: checkpointed
+    assert [x.prompt for x in ExchangeLog(path).recent(limit=None)] == ["first", "second"]
+
+
+def test_only_the_log_trades_the_per_commit_sync(tmp_path: Path) -> None:
+    with ExchangeLog(tmp_path / "logs.db")._connect() as conn:
+        assert conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    with connect(tmp_path / "other.db", "CREATE TABLE IF NOT EXISTS t (x INTEGER)") as conn:
+        assert conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL, SQLite's default, for the others
