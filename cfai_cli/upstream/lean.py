@@ -167,14 +167,6 @@ class LeanBody:
         parts = [chunk async for chunk in self]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def read_buffer(self) -> bytearray:
-        """The whole body in one buffer, each piece added as it arrives and let go: `read()` holds every piece, then
-        their join beside them (a 1.3 MB image twice at its end; upstream.workers' image calls)."""
-        buffer = bytearray()
-        async for chunk in self:
-            buffer += chunk
-        return buffer
-
     def _finish(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

@@ -30,7 +30,7 @@ from cfai_cli.errors import (
 )
 from cfai_cli.upstream.http11 import Heads, header_map
 from cfai_cli.upstream.httperrors import caught, describe_http_error
-from cfai_cli.upstream.lean import LeanBody, lean_for
+from cfai_cli.upstream.lean import lean_for
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
 from cfai_cli.upstream.workers_answers import (
     RawAnswer,
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     import httpx
 
 T = TypeVar("T")
-B = TypeVar("B", bytes, bytearray)
 # Workers AI takes an async batch whose payload is under 10 MB (reference §2.11, §10); read as decimal megabytes,
 # the stricter reading.
 MAX_QUEUE_BYTES = 10_000_000
@@ -129,8 +128,7 @@ class WorkersAIClient:
 
         async def attempt(remaining: float) -> Any:
             if self._lean is not None:
-                status, headers, content = await self._lean_read(url, jsonfast.dumps(body), affinity, LeanBody.read)
-                return self._decoded(status, headers, content, model, vectors)
+                return self._decoded(*await self._lean_read(url, jsonfast.dumps(body), affinity), model, vectors)
             return await self._json_answer(self._request(url, body, remaining, affinity), model, vectors)
 
         return await self._with_retries(attempt)
@@ -144,10 +142,9 @@ class WorkersAIClient:
             await response.aclose()
         return self._decoded(response.status_code, response.headers, content, model, vectors)
 
-    async def _lean_read(self, url: str, payload: bytes, affinity: str | None,
-                         read: Callable[[LeanBody], Awaitable[B]]) -> tuple[int, dict[str, str], B | bytes]:
+    async def _lean_read(self, url: str, payload: bytes, affinity: str | None) -> tuple[int, dict[str, str], bytes]:
         """One attempt of a JSON POST on the lean transport (`_json_answer`'s request as bytes: http11.Heads):
-        the answer's status, headers (as httpx.Headers.get reads them) and whole body (`read`). No per-wait timeouts:
+        the answer's status, headers (as httpx.Headers.get reads them) and whole body. No per-wait timeouts:
         httpx's four, each `remaining` from when its wait starts, end after the attempt's deadline
         (`_with_retries`' timeout scope), which ends every wait first with the same UpstreamTimeout; a timeout
         scope per read was ~4 µs a call. A body with a Content-Encoding (never asked for) is decoded by httpx,
@@ -157,14 +154,13 @@ class WorkersAIClient:
         answer = await answered(self._lean.open(key, head, payload, None))
         exchange = answer.exchange
         headers = header_map(exchange.headers)
-        content: B | bytes
         try:
             if "content-encoding" in headers:
                 from cfai_cli.upstream.transport import as_response
 
                 content = await as_response(answer).aread()
             else:
-                content = await read(answer)
+                content = await answer.read()
         finally:
             await answer.aclose()
         return exchange.status, headers, content
@@ -201,8 +197,8 @@ class WorkersAIClient:
             # not through httpx's Response, whose reading held each 1.3 MB image twice (issue 25, round 8).
             payload = jsonfast.dumps(json_body)
 
-            async def lean(remaining: float) -> RawAnswer:  # read in one buffer, not in pieces and then joined
-                return self._raw_answer(*await self._lean_read(url, payload, None, LeanBody.read_buffer), model)
+            async def lean(remaining: float) -> RawAnswer:
+                return self._raw_answer(*await self._lean_read(url, payload, None), model)
 
             return await self._with_retries(lean)
         import httpx
@@ -234,7 +230,7 @@ class WorkersAIClient:
 
         return await self._with_retries(attempt)
 
-    def _raw_answer(self, status: int, headers: Mapping[str, str], raw: bytes | bytearray, model: str) -> RawAnswer:
+    def _raw_answer(self, status: int, headers: Mapping[str, str], raw: bytes, model: str) -> RawAnswer:
         """`run_raw`'s answer: bytes with their type, or the unwrapped `result` (its image as base64 text when it is
         one), with the neurons it reports noted."""
         body, kind, result, image = decode_image_result(status, headers.get("content-type", ""), raw, headers,

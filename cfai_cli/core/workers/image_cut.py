@@ -5,9 +5,8 @@ Pure: standard library and core. Workers AI's image models answer `{"result": {"
 3 ms under load per image, the largest cost of an images request after the base64 check; bench/payloads.py,
 issue 25, 2026-12-01); here the text between the quotes is taken as it is, checked to be canonical base64,
 and only the few hundred bytes around it are parsed, with a sentinel in its place that must come back as
-`result.image` (anything else, and the whole document is parsed as before). The answer may come as one
-bytearray (upstream.workers reads an image call's answer into one): the text is checked and decoded through a
-memoryview, not copied out first (one 1.3 MB copy less an image; issue 25, round 8).
+`result.image` (anything else, and the whole document is parsed as before). The text is checked and decoded
+through a memoryview, not copied out first (one 1.3 MB copy less an image; issue 25, round 8).
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ def canonical_base64(text: bytes | memoryview) -> bool:
 
 
 
-def cut_image(body: bytes | bytearray) -> tuple[bytes, memoryview] | None:
+def cut_image(body: bytes) -> tuple[bytes, memoryview] | None:
     """(the document with its first `"image"` member's value replaced by the sentinel, that value) when the
     value is canonical base64 between plain quotes; None otherwise. A quote inside a JSON string is escaped,
     so `"image"` followed by a colon is a member name wherever it is; which member it was is for the caller
@@ -66,7 +65,7 @@ def cut_image(body: bytes | bytearray) -> tuple[bytes, memoryview] | None:
     return b"".join((view[:start], _SENTINEL_JSON, view[end:])), text
 
 
-def decode_image_result(status: int, content_type: str, body: bytes | bytearray, headers: Mapping[str, str], *,
+def decode_image_result(status: int, content_type: str, body: bytes, headers: Mapping[str, str], *,
                         model: str | None = None) -> tuple[bytes | None, str, Any, str | None]:
     """`decode_binary_result`, plus the result's image as canonical base64 text when it was one (taken from
     the bytes as they came, not parsed): (bytes or None, content type, result, image or None)."""
@@ -81,7 +80,5 @@ def decode_image_result(status: int, content_type: str, body: bytes | bytearray,
             image = str(text, "ascii")
             result["image"] = image
             return None, kind, result, image
-        del cut, text
-    whole = body if isinstance(body, bytes) else bytes(body)
-    raw, kind, result = decode_binary_result(status, content_type, whole, headers, model=model)
+    raw, kind, result = decode_binary_result(status, content_type, body, headers, model=model)
     return raw, kind, result, None
