@@ -15,6 +15,9 @@ Where the two differ, the standard library's behaviour is kept, except in two co
 
 `RawJson` holds JSON text already checked elsewhere (an embedding vector cut from Workers AI's answer,
 core.workers.vector_cut): `dumps` writes it as it is (orjson.Fragment), without decoding and encoding it.
+`AsciiText` is a str its maker knows JSON writes between quotes as it is (canonical base64). `measured` gives
+the length `dumps` would write for a value holding either without writing their text (server.responses'
+PiecewiseJSONResponse: the answer's Content-Length before any piece of it is rendered).
 """
 
 from __future__ import annotations
@@ -49,16 +52,39 @@ class RawJson:
         return f"RawJson({self.json[:40]!r}{'...' if len(self.json) > 40 else ''})"
 
 
+class AsciiText:
+    """A str that JSON writes as it is between two quotes (ASCII, no quote, backslash or control character:
+    its maker checks, e.g. canonical base64), so its written length is known: `len(text) + 2`."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AsciiText) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __repr__(self) -> str:
+        return f"AsciiText({self.text[:40]!r}{'...' if len(self.text) > 40 else ''})"
+
+
 def _fragment(value: Any) -> Any:
     # orjson calls this only for a type it does not know: nothing else pays for it.
     if isinstance(value, RawJson):
         return orjson.Fragment(value.json)
+    if isinstance(value, AsciiText):
+        return value.text
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
 def _decoded(value: Any) -> Any:
     if isinstance(value, RawJson):
         return json.loads(value.json)
+    if isinstance(value, AsciiText):
+        return value.text
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -80,6 +106,35 @@ def dumps(value: Any) -> bytes:
                           default=_decoded).encode("utf-8")
     except UnicodeEncodeError:
         return _stdlib_dumps(value)
+
+
+_PLACEHOLDER = b"0"
+
+
+def measured(value: Any) -> bytes | int:
+    """`dumps(value)`, or, when `value` holds a RawJson or an AsciiText, the length of `dumps(value)` found without
+    writing their text (each is written as one placeholder byte and its own length added). A value orjson
+    refuses (or no orjson) is written whole by `dumps`."""
+    if orjson is None:
+        return dumps(value)
+    deferred, extra = 0, 0
+
+    def placeholder(item: Any) -> Any:
+        nonlocal deferred, extra
+        if isinstance(item, RawJson):
+            size = len(item.json)
+        elif isinstance(item, AsciiText):
+            size = len(item.text) + 2
+        else:
+            raise TypeError(f"Type is not JSON serializable: {type(item).__name__}")
+        deferred, extra = deferred + 1, extra + size - len(_PLACEHOLDER)
+        return orjson.Fragment(_PLACEHOLDER)
+
+    try:
+        out = orjson.dumps(value, default=placeholder, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: what `dumps` hands to the standard library
+        return dumps(value)
+    return len(out) + extra if deferred else out
 
 
 def dumps_all(values: Sequence[Any]) -> list[bytes]:

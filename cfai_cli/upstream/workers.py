@@ -128,7 +128,7 @@ class WorkersAIClient:
 
         async def attempt(remaining: float) -> Any:
             if self._lean is not None:
-                return await self._lean_answer(url, jsonfast.dumps(body), affinity, model, vectors)
+                return self._decoded(*await self._lean_read(url, jsonfast.dumps(body), affinity), model, vectors)
             return await self._json_answer(self._request(url, body, remaining, affinity), model, vectors)
 
         return await self._with_retries(attempt)
@@ -142,22 +142,28 @@ class WorkersAIClient:
             await response.aclose()
         return self._decoded(response.status_code, response.headers, content, model, vectors)
 
-    async def _lean_answer(self, url: str, payload: bytes, affinity: str | None, model: str, vectors: bool) -> Any:
-        """`_json_answer` on the lean transport: the same request bytes, the same decoding of the answer.
-
-        No per-wait timeouts: httpx's four, each `remaining` from when its wait starts, end after the attempt's
-        deadline (`_with_retries`' timeout scope), which ends every wait first with the same UpstreamTimeout; a
-        timeout scope per read was ~4 µs a call."""
+    async def _lean_read(self, url: str, payload: bytes, affinity: str | None) -> tuple[int, dict[str, str], bytes]:
+        """One attempt of a JSON POST on the lean transport (`_json_answer`'s request as bytes: http11.Heads):
+        the answer's status, headers (as httpx.Headers.get reads them) and whole body. No per-wait timeouts:
+        httpx's four, each `remaining` from when its wait starts, end after the attempt's deadline
+        (`_with_retries`' timeout scope), which ends every wait first with the same UpstreamTimeout; a timeout
+        scope per read was ~4 µs a call. A body with a Content-Encoding (never asked for) is decoded by httpx,
+        as the httpx way does."""
         assert self._lean is not None
-        block = self._h.block_for(affinity)
-        key, head = self._heads.head(url, block, len(payload))
+        key, head = self._heads.head(url, self._h.block_for(affinity), len(payload))
         answer = await answered(self._lean.open(key, head, payload, None))
+        exchange = answer.exchange
+        headers = header_map(exchange.headers)
         try:
-            content = await answer.read()
+            if "content-encoding" in headers:
+                from cfai_cli.upstream.transport import as_response
+
+                content = await as_response(answer).aread()
+            else:
+                content = await answer.read()
         finally:
             await answer.aclose()
-        exchange = answer.exchange
-        return self._decoded(exchange.status, header_map(exchange.headers), content, model, vectors)
+        return exchange.status, headers, content
 
     def _decoded(self, status: int, headers: Mapping[str, str], content: bytes, model: str, vectors: bool) -> Any:
         """A JSON answer's unwrapped `result` (or its error raised), with the neurons it reports noted."""
@@ -184,9 +190,19 @@ class WorkersAIClient:
         The body is JSON, raw bytes with their content type, or multipart form fields and files. A JSON
         answer is unwrapped into `result`; any other successful answer is kept as bytes with its type.
         """
+        url = f"{self._base}/run/{model}"
+        if self._lean is not None and json_body is not None and content is None and form is None and files is None \
+                and params is None:
+            # A JSON body alone (an image model's prompt) goes on the lean transport as bytes, as `run`'s calls do:
+            # not through httpx's Response, whose reading held each 1.3 MB image twice (issue 25, round 8).
+            payload = jsonfast.dumps(json_body)
+
+            async def lean(remaining: float) -> RawAnswer:
+                return self._raw_answer(*await self._lean_read(url, payload, None), model)
+
+            return await self._with_retries(lean)
         import httpx
 
-        url = f"{self._base}/run/{model}"
         if content is not None:
             headers = self._h.plain().copy()
             headers["Content-Type"] = content_type or "application/octet-stream"
@@ -210,13 +226,17 @@ class WorkersAIClient:
                 raw = await response.aread()
             finally:
                 await response.aclose()
-            kind = response.headers.get("content-type", "")
-            body, kind, result, image = decode_image_result(response.status_code, kind, raw, response.headers,
-                                                            model=model)
-            self._note_neurons(response.headers, result)
-            return RawAnswer(content_type=kind, body=body, result=result, image=image)
+            return self._raw_answer(response.status_code, response.headers, raw, model)
 
         return await self._with_retries(attempt)
+
+    def _raw_answer(self, status: int, headers: Mapping[str, str], raw: bytes, model: str) -> RawAnswer:
+        """`run_raw`'s answer: bytes with their type, or the unwrapped `result` (its image as base64 text when it is
+        one), with the neurons it reports noted."""
+        body, kind, result, image = decode_image_result(status, headers.get("content-type", ""), raw, headers,
+                                                        model=model)
+        self._note_neurons(headers, result)
+        return RawAnswer(content_type=kind, body=body, result=result, image=image)
 
     async def stream(self, model: str, body: Mapping[str, Any], *, affinity: str | None = None) -> UpstreamStream:
         """POST /ai/run/{model} with `stream: true`; retried until the first byte, never after."""
@@ -240,7 +260,7 @@ class WorkersAIClient:
     async def _lean_stream(self, url: str, payload: bytes, affinity: str | None, model: str,
                            deadline: float) -> UpstreamStream:
         """`stream`'s attempt on the lean transport: the same request bytes, the same reading of the answer (no
-        per-wait timeouts, as in `_lean_answer`: the attempt's deadline, then each chunk's, ends every wait first)."""
+        per-wait timeouts, as in `_lean_read`: the attempt's deadline, then each chunk's, ends every wait first)."""
         assert self._lean is not None
         block = self._h.block_for(affinity)
         key, head = self._heads.head(url, block, len(payload))

@@ -91,3 +91,13 @@ def test_cut_leaves_a_sentinel_and_the_text() -> None:
 ])
 def test_canonical_base64(text: bytes, ok: bool) -> None:
     assert canonical_base64(text) is ok
+    assert canonical_base64(memoryview(text)) is ok  # as image_cut checks the text, in place
+
+
+def test_a_long_text_is_checked_to_its_end_in_pieces() -> None:
+    text = base64.b64encode(bytes(range(256)) * 1800) + b"QQ=="  # ~600 KB: several pieces of a memoryview
+    assert canonical_base64(memoryview(text)) and len(text) > 4 * 64 * 1024
+    for bad in (len(text) - 3, 64 * 1024, 64 * 1024 - 1, 200_001):
+        spoiled = bytearray(text)
+        spoiled[bad] = ord("-")
+        assert not canonical_base64(memoryview(spoiled)) and not canonical_base64(bytes(spoiled))

@@ -133,3 +133,17 @@ def test_loads_all_is_loads_of_each(backend: str) -> None:
     with pytest.raises(json.JSONDecodeError) as caught:  # the standard library's verdict, as `loads` gives it
         jsonfast.loads_all(['{"a": 1}', '{"a": '])
     assert caught.value.msg == "Expecting value"
+
+
+def test_measured_is_the_length_dumps_writes_without_writing_the_text(backend: str) -> None:
+    raw, text = jsonfast.RawJson(b"[1.5,-2.25e-7]"), jsonfast.AsciiText("QUJD+/==")
+    for value in ([{"index": 0, "embedding": raw}, {"index": 1, "embedding": raw}], {"b64_json": text},
+                  [text, raw, {"é": "😀", "n": 2**63 - 1}], [jsonfast.RawJson(b"1")], {1: [text]}):
+        written = jsonfast.dumps(value)
+        assert json.loads(written) == json.loads(jsonfast.dumps(json.loads(written)))  # valid JSON
+        # Without orjson the bytes themselves: the standard library has no placeholder to write.
+        assert jsonfast.measured(value) == (len(written) if backend == "orjson" else written)
+    assert jsonfast.dumps({"b64_json": text}) == b'{"b64_json":"QUJD+/=="}'
+    # Nothing deferred, or something orjson refuses: the bytes themselves, as dumps writes them.
+    for value in ([{"a": "é"}, 1.5, None], {"seed": 2**70, "v": raw}, {"text": "a\ud800b"}):
+        assert jsonfast.measured(value) == jsonfast.dumps(value)

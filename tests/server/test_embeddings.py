@@ -233,3 +233,41 @@ async def test_a_long_list_is_sent_in_pieces_with_the_same_bytes(count: int) -> 
     assert b"".join(m["body"] for m in sent[1:]) == expected
     assert [m["more_body"] for m in sent[1:]] == [True] * (len(sent) - 2) + [False]
     assert len(sent) == 1 + 2 + (count + 99) // 100  # the frame's two ends and a piece per 100 items
+
+
+async def test_pieces_of_text_already_written_are_rendered_as_they_are_sent() -> None:
+    from cfai_cli.core import jsonfast
+    from cfai_cli.core.jsonfast import AsciiText
+    from cfai_cli.server.responses import PiecewiseJSONResponse
+
+    images = ["QUJD" * 1000, "REVG" * 10, "R0g="]
+    answer = {"created": 1, "data": [{"b64_json": AsciiText(text)} for text in images], "output_format": "png"}
+    expected = jsonfast.dumps({**answer, "data": [{"b64_json": text} for text in images]})
+    rendered: list[int] = []
+    real = jsonfast.dumps
+
+    def counted(value: Any) -> bytes:
+        rendered.append(1)
+        return real(value)
+
+    response = PiecewiseJSONResponse(answer, "data", step=1)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    jsonfast_dumps, jsonfast.dumps = jsonfast.dumps, counted
+    try:
+        await response({"type": "http"}, None, send)  # type: ignore[arg-type]
+    finally:
+        jsonfast.dumps = jsonfast_dumps
+    assert dict(sent[0]["headers"])[b"content-length"] == str(len(expected)).encode()
+    assert b"".join(m["body"] for m in sent[1:]) == expected and len(sent) == 1 + 2 + len(images)
+    assert len(rendered) == len(images)  # each image rendered once, as it was sent
+
+    # Text that JSON would escape, passed off as ASCII text: the answer ends in an error, never other bytes.
+    lying = PiecewiseJSONResponse({"data": [{"b64_json": AsciiText('a"b')}]}, "data", step=1)
+    sent.clear()
+    with pytest.raises(RuntimeError, match="measured"):
+        await lying({"type": "http"}, None, send)  # type: ignore[arg-type]
+    assert [m.get("more_body") for m in sent[1:]] == [True]  # only the frame's start went out

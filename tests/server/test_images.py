@@ -13,6 +13,7 @@ import httpx
 import openai
 import pytest
 
+from cfai_cli.core import jsonfast
 from cfai_cli.core.translate.images import sniff_image
 from cfai_cli.emulator.images import _JPEG_64, png
 from cfai_cli.server.app import create_app
@@ -103,7 +104,8 @@ async def test_a_base64_jpeg_is_handed_on_as_it_came(proxy, fake: FakeWorkers,
     real = service_images.image_bytes
     monkeypatch.setattr(service_images, "image_bytes", lambda **kw: decoded.append(1) or real(**kw))
     async with proxy() as client:
-        body = (await client.post("/v1/images/generations", json={"model": FLUX, "prompt": "p", "n": 2})).json()
+        answer = await client.post("/v1/images/generations", json={"model": FLUX, "prompt": "p", "n": 2})
+        body = answer.json()
         assert decoded == []  # the text itself went out, never decoded and encoded again
         stored = (await client.post("/v1/images/generations", json={"model": FLUX, "prompt": "p",
                                                                     "response_format": "url"})).json()
@@ -112,6 +114,8 @@ async def test_a_base64_jpeg_is_handed_on_as_it_came(proxy, fake: FakeWorkers,
     assert [d["b64_json"] for d in body["data"]] == [encoded, encoded]
     assert body["output_format"] == "jpeg" and body.get("size") is None  # 64x64 is not an OpenAI size
     assert fetched.content == picture  # decoded where the bytes themselves are needed
+    # Sent image by image (server.responses.PiecewiseJSONResponse): the bytes and length of the answer whole.
+    assert answer.content == jsonfast.dumps(body) and answer.headers["content-length"] == str(len(answer.content))
 
 
 async def test_n_images_use_distinct_seeds(proxy, fake: FakeWorkers) -> None:

@@ -302,3 +302,41 @@ asyncio.run(main(sys.argv[1]))
     assert "httpx" in sys.modules
     assert failed == [asyncio.run(in_process()), "True"]
     assert failed[0].startswith("UpstreamError Could not reach Workers AI: ConnectError: Could not connect to")
+
+
+IMAGE_MODEL = "@cf/black-forest-labs/flux-1-schnell"
+IMAGE_BODY = {"prompt": "a fox", "seed": 7, "steps": 4}
+_B64 = b"/9j/" + b"QUJD" * 20000  # canonical base64, ~80 KB: more than one read
+
+
+def _image_answers() -> list[Answers]:
+    import gzip
+
+    envelope = b'{"result":{"image":"' + _B64 + b'"},"success":true,"errors":[]}'
+    busy = jsonfast.dumps({"success": False, "errors": [{"code": 3040, "message": "Capacity temporarily exceeded"}]})
+    json_type = b"content-type: application/json\r\n"
+    whole = http(b"200 OK", envelope, json_type + b"cf-ai-neurons: 4.5\r\n")  # in three reads
+    return [
+        lambda n: whole[:120] + b"|PAUSE|" + whole[120:70000] + b"|PAUSE|" + whole[70000:],
+        lambda n: http(b"200 OK", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40, b"content-type: image/png\r\n"),
+        lambda n: http(b"200 OK", b'{"result":{"image":"not base64!"},"success":true}', json_type),
+        lambda n: http(b"429 Too Many Requests", busy, json_type + b"retry-after: 0\r\n") if n == 0
+        else http(b"200 OK", envelope, json_type),
+        lambda n: http(b"400 Bad Request", jsonfast.dumps({"success": False, "errors": [
+            {"code": 5006, "message": "AiError: NSFW content"}]}), json_type),
+        lambda n: http(b"200 OK", gzip.compress(envelope), json_type + b"content-encoding: gzip\r\n"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_image_answers())))
+async def test_an_image_call_sends_the_same_bytes_and_reads_the_same_answer(case: int) -> None:
+    lean, through = await both_ways(_image_answers()[case], lambda w: w.run_raw(IMAGE_MODEL, json_body=IMAGE_BODY))
+    assert lean == through
+    seen, outcome, neurons = lean
+    assert neurons == ([4.5] if case == 0 else [])
+    assert seen[0].startswith(b"POST /accounts/%s/ai/run/%s HTTP/1.1\r\n" % (ACCOUNT.encode(), IMAGE_MODEL.encode()))
+    assert seen[0].endswith(b"\r\n\r\n" + jsonfast.dumps(IMAGE_BODY))
+    if case in (0, 3, 5):
+        assert outcome.image == _B64.decode() and outcome.body is None and outcome.result == {"image": _B64.decode()}
+    if case == 3:
+        assert len(seen) == 2  # the capacity 429 was retried
