@@ -19,16 +19,18 @@ from types import TracebackType
 
 
 class Deadline:
-    """`with Deadline(when):` inside a task: TimeoutError if the block is still running at loop time `when`."""
+    """`with Deadline(when):` inside a task: TimeoutError if the block is still running at loop time `when`.
+    `loop`, when the caller has it, is the running loop (on 3.11 each get_running_loop is a getpid system call)."""
 
-    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_when")
+    __slots__ = ("_cancelling", "_expired", "_handle", "_loop", "_task", "_when")
 
-    def __init__(self, when: float) -> None:
+    def __init__(self, when: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._when = when
+        self._loop = loop
         self._expired = False
 
     def __enter__(self) -> Deadline:
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("a Deadline is used inside a task")

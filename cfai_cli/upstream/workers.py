@@ -370,7 +370,7 @@ class WorkersAIClient:
             try:
                 if remaining <= 0:
                     raise TimeoutError
-                with Deadline(deadline), Waited(self._waits):
+                with Deadline(deadline, loop), Waited(self._waits):
                     return await attempt(remaining)
             except caught("TimeoutException", also=(TimeoutError,)):
                 raise UpstreamTimeout(

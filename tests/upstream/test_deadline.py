@@ -20,6 +20,12 @@ async def ours(when: float) -> AsyncIterator[object]:
         yield deadline
 
 
+@contextlib.asynccontextmanager
+async def ours_given_the_loop(when: float) -> AsyncIterator[object]:
+    with Deadline(when, asyncio.get_running_loop()) as deadline:
+        yield deadline
+
+
 def stdlib(when: float) -> contextlib.AbstractAsyncContextManager[object]:
     return asyncio.timeout_at(when)
 
@@ -135,6 +141,7 @@ def test_each_case_ends_as_with_asyncio_timeout_at(case: Callable[[Scope, asynci
                                                   flavour: str) -> None:
     expected = run(lambda: outcome(case, stdlib), flavour)
     assert run(lambda: outcome(case, ours), flavour) == expected
+    assert run(lambda: outcome(case, ours_given_the_loop), flavour) == expected
     assert expected[0] != "not reached"
 
 
