@@ -41,9 +41,10 @@ def _declares_body(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bool]:
 class _Upload:
     """One request body being read: its deadline, the task waiting in `receive` for it, if any, and how far it got."""
 
-    __slots__ = ("asked", "deadline", "expect", "expired", "finished", "held", "waiting")
+    __slots__ = ("asked", "deadline", "expect", "expired", "finished", "held", "loop", "waiting")
 
-    def __init__(self, deadline: float, expect: bool) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float, expect: bool) -> None:
+        self.loop = loop  # the request's: asked once (each get_running_loop is a getpid system call on 3.11)
         self.deadline = deadline
         self.expect = expect  # the client waits for `100 Continue` before sending the body
         self.expired = False
@@ -69,7 +70,7 @@ class BodyGuard:
 
     def _watch(self, upload: _Upload) -> None:
         self._uploads.add(upload)
-        loop = asyncio.get_running_loop()
+        loop = upload.loop
         if self._sweeper is None or self._sweeper_loop is not loop:
             self._sweeper = loop.call_later(self._tick, self._sweep)
             self._sweeper_loop = loop
@@ -95,7 +96,8 @@ class BodyGuard:
         has_body, expect = _declares_body(scope["headers"])
         if not has_body:
             return None
-        return _Upload(asyncio.get_running_loop().time() + self.body_timeout, expect)
+        loop = asyncio.get_running_loop()
+        return _Upload(loop, loop.time() + self.body_timeout, expect)
 
     async def receive(self, upload: _Upload, receive: Receive) -> Message:
         """The next body message, or the 408 once the deadline has passed."""
@@ -106,7 +108,7 @@ class BodyGuard:
         if not upload.asked:
             upload.asked = True
             self._watch(upload)
-        upload.waiting = task = asyncio.current_task()
+        upload.waiting = task = asyncio.current_task(upload.loop)
         try:
             message = await receive()
         except asyncio.CancelledError:

@@ -28,6 +28,7 @@ from cfai_cli.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from cfai_cli.upstream.deadline import Deadline
 from cfai_cli.upstream.http11 import Heads, header_map
 from cfai_cli.upstream.httperrors import caught, describe_http_error
 from cfai_cli.upstream.lean import Lean, lean_for
@@ -389,9 +390,8 @@ class WorkersAIClient:
             try:
                 if remaining <= 0:
                     raise TimeoutError
-                async with asyncio.timeout_at(deadline):
-                    with Waited(self._waits):
-                        return await attempt(remaining)
+                with Deadline(deadline, loop), Waited(self._waits):
+                    return await attempt(remaining)
             except caught("TimeoutException", also=(TimeoutError,)):
                 raise UpstreamTimeout(
                     f"Workers AI did not answer within {self.timeout:g} s (set --timeout or CFAI_TIMEOUT)."

@@ -232,6 +232,23 @@ def test_headers_trickling_in_byte_by_byte_are_held_to_the_deadline(port: int) -
     assert answer.ended in ("eof", "reset") and time.monotonic() - started < HEADER_TIMEOUT + SLACK + 1
 
 
+def test_the_head_deadline_runs_from_the_last_answer_not_the_connections_start(port: int) -> None:
+    """The deadline is re-armed after each answer while the timer armed when the connection opened is still
+    pending (server.protocol keeps one timer lazily): a half-sent second head gets its 408 a whole
+    header_timeout after the first answer, not when the first deadline would have passed."""
+    with connect(port) as sock:
+        time.sleep(HEADER_TIMEOUT * 0.6)  # the first head arrives late in its deadline
+        sock.sendall(head("/v1/models", method="GET"))
+        first = read_answer(sock, 10, until_close=False)
+        answered = time.monotonic()
+        assert first.status == 200 and first.ended == "open", first.raw[:300]
+        sock.sendall(b"GET /v1/mod")
+        second = read_answer(sock, HEADER_TIMEOUT + SLACK + 3)
+    elapsed = time.monotonic() - answered
+    second.error(408, "request_timeout")
+    assert second.ended == "eof" and HEADER_TIMEOUT - 0.1 <= elapsed < HEADER_TIMEOUT + SLACK
+
+
 def test_keep_alive_and_a_slow_but_timely_body_still_work(port: int) -> None:
     """The head deadline runs only while a head is awaited: a body that takes longer than header_timeout (but
     less than body_timeout) is fine, and so is a second request on the same connection."""
