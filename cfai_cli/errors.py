@@ -270,6 +270,13 @@ class UpstreamStreamError(UpstreamError):
     default_code = "stream_error"
 
 
+class UpstreamAnswerTooLarge(UpstreamError):
+    """An upstream answer beyond what cfai holds in memory (upstream.whole, core.sse): never retried, as the
+    same request would bring the same answer."""
+
+    default_code = "upstream_answer_too_large"
+
+
 class RateLimited(UpstreamError):
     status = 429
     error_type = "rate_limit_error"

@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from cfai_cli.core import jsonfast
+from cfai_cli.errors import UpstreamAnswerTooLarge
+
+# An event not yet ended (its data lines and an unfinished line) beyond this many characters stops the stream:
+# a stream is read piece by piece, and without it an upstream that never ends a line or an event would make the
+# decoder hold all of it (upstream.whole caps the answers read whole). Workers AI's events are under 1 KB, the
+# largest events other providers stream (a partial image's base64) a few MB.
+MAX_EVENT_CHARS = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +44,18 @@ class SSEDecoder:
         self._id: str | None = None
         self._started = False
         self._pending_cr = False
+        self._held: list[str] | None = None  # the data list `_held_chars` counts (a new list: a new event)
+        self._held_chars = 0
 
     def decode(self, chunk: bytes) -> list[SSEEvent]:
         text = self._utf8.decode(chunk)
         found = self._data_events(text)
         if found is None:
-            return self._feed(text)
-        events = [SSEEvent(data, None, self._id) for data in found[0]]
-        self._feed_rest(text, found[1])
+            events = self._feed(text)
+        else:
+            events = [SSEEvent(data, None, self._id) for data in found[0]]
+            self._feed_rest(text, found[1])
+        self._bound(len(text))
         return events
 
     def decode_data(self, chunk: bytes) -> list[str]:
@@ -53,9 +64,28 @@ class SSEDecoder:
         text = self._utf8.decode(chunk)
         found = self._data_events(text)
         if found is None:
-            return [event.data for event in self._feed(text)]
-        self._feed_rest(text, found[1])
-        return found[0]
+            datas = [event.data for event in self._feed(text)]
+        else:
+            datas = found[0]
+            self._feed_rest(text, found[1])
+        self._bound(len(text))
+        return datas
+
+    def _bound(self, fed: int) -> None:
+        """Stop at an event held beyond MAX_EVENT_CHARS. What is held is the unfinished line and the pending
+        event's data lines; the data is summed once when its event starts, then grows by at most what each
+        chunk brought (an over-count of at most one unfinished line), so the check stays O(1) a chunk."""
+        data = self._data
+        if not data:
+            self._held, self._held_chars = None, 0
+        elif data is self._held:
+            self._held_chars += fed
+        else:
+            self._held, self._held_chars = data, sum(map(len, data))
+        if self._held_chars + len(self._buffer) > MAX_EVENT_CHARS:
+            raise UpstreamAnswerTooLarge(
+                f"The upstream sent an event of more than {MAX_EVENT_CHARS:,} characters without ending it; the "
+                "stream was stopped.")
 
     def _data_events(self, text: str) -> tuple[list[str], int] | None:
         """The events' data, and where they end, when `text` is whole `data: …` events and nothing else up to

@@ -37,6 +37,7 @@ from cfai_cli.errors import (
 )
 from cfai_cli.upstream.network import choose_transport, describe_http_error
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
+from cfai_cli.upstream.whole import aread
 
 T = TypeVar("T")
 _ERROR_BODY_LIMIT = 64 * 1024  # an error page is read up to this much, never whole
@@ -96,7 +97,7 @@ class HttpApiClient:
         async def work(remaining: float) -> tuple[str, bytes]:
             response = await self._send(path, body, remaining, accept="application/json")
             try:
-                return response.headers.get("content-type", ""), await response.aread()
+                return response.headers.get("content-type", ""), await aread(response)
             finally:
                 await response.aclose()
 

@@ -47,7 +47,8 @@ import ssl
 import sys
 from typing import Any
 
-from cfai_cli.upstream.http11 import Conn, Exchange, Key, drain, os_error, read
+from cfai_cli.upstream import whole
+from cfai_cli.upstream.http11 import Conn, Exchange, Key, drain, header_map, os_error, read
 from cfai_cli.upstream.httperrors import caught, http_error
 from cfai_cli.upstream.pool import KEEPALIVE_EXPIRY, Pool
 
@@ -162,9 +163,23 @@ class LeanBody:
         """The whole body (what `httpx.Response.aread` gives, without its decoder and byte-stream layers)."""
         self._started = True
         exchange = self._exchange
+        limit = whole.MAX_ANSWER_BYTES
         if self._conn is None:  # the usual JSON answer: it came whole with its head
-            return exchange.take()
-        parts = [chunk async for chunk in self]
+            data = exchange.take()
+            if len(data) > limit:
+                raise whole.too_large(limit)
+            return data
+        whole.check_declared(header_map(exchange.headers))
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in self:
+            size += len(chunk)
+            if size > limit:  # upstream.whole: dropped at once, not read on as a tail
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    self._pool.discard(conn)
+                raise whole.too_large(limit)
+            parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def _finish(self) -> None:

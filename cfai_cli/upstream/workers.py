@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from cfai_cli import __version__
@@ -33,6 +34,7 @@ from cfai_cli.upstream.http11 import Heads, header_map
 from cfai_cli.upstream.httperrors import caught, describe_http_error
 from cfai_cli.upstream.lean import Lean, lean_for
 from cfai_cli.upstream.provider import Waited, WaitLog, shallow_copy
+from cfai_cli.upstream.whole import aread
 from cfai_cli.upstream.workers_answers import (
     RawAnswer,
     UpstreamStream,
@@ -138,7 +140,7 @@ class WorkersAIClient:
         """Send one attempt of a JSON call; the unwrapped `result`, with the neurons it reports noted."""
         response = await answered(self._transport.handle_async_request(request))
         try:
-            content = await response.aread()
+            content = await aread(response)
         finally:
             await response.aclose()
         return self._decoded(response.status_code, response.headers, content, model, vectors)
@@ -159,7 +161,7 @@ class WorkersAIClient:
             if "content-encoding" in headers:
                 from cfai_cli.upstream.transport import as_response
 
-                content = await as_response(answer).aread()
+                content = await aread(as_response(answer))
             else:
                 content = await answer.read()
         finally:
@@ -224,7 +226,7 @@ class WorkersAIClient:
                                         extensions=timeouts(remaining))
             response = await answered(self._transport.handle_async_request(request))
             try:
-                raw = await response.aread()
+                raw = await aread(response)
             finally:
                 await response.aclose()
             return self._raw_answer(response.status_code, response.headers, raw, model)
@@ -251,8 +253,8 @@ class WorkersAIClient:
             response = await answered(self._transport.handle_async_request(request))
             content_type = response.headers.get("content-type", "")
             if response.status_code >= 400 or "text/event-stream" not in content_type:
-                return await self._whole(response.status_code, response.headers, response.aread, response.aclose,
-                                         model)
+                return await self._whole(response.status_code, response.headers, partial(aread, response),
+                                         response.aclose, model)
             return UpstreamStream(chunks=response_chunks(response, deadline, self.timeout), _response=response,
                                   neurons=self._note_neurons(response.headers, None))
 
@@ -346,7 +348,7 @@ class WorkersAIClient:
             request = httpx.Request("GET", url, params=params, headers=self._h.plain(), extensions=timeouts(remaining))
             response = await self._transport.handle_async_request(request)
             try:
-                raw = await response.aread()
+                raw = await aread(response)
             finally:
                 await response.aclose()
             return decode_json_result(response.status_code, response.headers.get("content-type", ""), raw,
