@@ -6,6 +6,7 @@ only a hint for what to *send*; answers are always parsed by their shape (see co
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -265,9 +266,11 @@ def known_vision(model_id: str) -> bool:
     return re.match(_VISION, model_id) is not None
 
 
+@functools.lru_cache(maxsize=1024)  # asked per request of the few ids in use: re's cache lookup and match once each
 def speaks_chat_dialect(model_id: str) -> bool:
     return re.match(_CHAT_DIALECT, model_id) is not None
 
 
+@functools.lru_cache(maxsize=1024)
 def streams_upstream(model_id: str) -> bool:
     return re.match(_NO_UPSTREAM_STREAM, model_id) is None

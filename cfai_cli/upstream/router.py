@@ -20,7 +20,6 @@ once per request; while they cannot be read, by this process's own table (cooldo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -47,10 +46,11 @@ MAX_CHAINS = 1024  # chains kept by name (Router.chain)
 class Caller(Protocol):
     """What the router needs of the request it works for (service.record.RequestRecord is one)."""
 
-    slots: asyncio.Semaphore  # bounds the upstream calls one request runs at once
     upstream_wait: float  # its time spent waiting on upstreams (a WaitLog)
     calls: int  # upstream calls counted so far
 
+    @property
+    def slots(self) -> contextlib.AbstractAsyncContextManager[None]: ...  # bounds the calls it runs at once
     def allows(self, *names: str) -> bool: ...
     def check_model(self, name: str, *running: str) -> None: ...
     async def hold(self, model: str, calls: int) -> None: ...  # the budget, for its calls up to `calls` in all

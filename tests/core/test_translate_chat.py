@@ -297,6 +297,21 @@ def test_untranslatable_requests(model: str, fields: dict[str, Any], param: str)
     assert info.value.status == 400
 
 
+@pytest.mark.parametrize("model", [NATIVE, CHAT])
+@pytest.mark.parametrize("stream", [False, True])
+def test_no_tools_translates_as_an_empty_tool_list_with_auto(model: str, stream: bool) -> None:
+    # Without tools or tool_choice the translation takes a shorter way; it must come to the same call as the
+    # full one (an empty tool list with tool_choice "auto" offers nothing, forces nothing, maps nothing back).
+    def call(**fields: Any) -> WorkersChatCall:
+        req = validate_request(ChatCompletionRequest, {"model": model, "messages": [USER], **fields})
+        return to_workers_chat(req, model, default_max_tokens=DEFAULT_MAX, stream=stream)
+
+    short, full = call(), call(tools=[], tool_choice="auto")
+    assert short == full
+    assert "tools" not in short.body and "tool_choice" not in short.body
+    assert short.forced_tools == [] and short.tools.identity and not short.tools.dropped
+
+
 def test_translation_does_not_mutate_the_request() -> None:
     req = request(tools=[WEATHER_TOOL], response_format={"type": "json_schema",
                                                           "json_schema": {"name": "p", "schema": SCHEMA}})

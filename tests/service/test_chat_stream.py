@@ -131,6 +131,27 @@ async def test_open_all_closes_the_streams_that_opened_when_one_fails() -> None:
     assert len(opened) == 2 and all(source.closed for source in sources)
 
 
+async def test_open_all_opens_one_stream_in_the_callers_task_and_raises_its_failure() -> None:
+    # One stream (n = 1) needs no task of its own: the caller's task opens it, as it will read it.
+    caller = asyncio.current_task()
+    seen: list[asyncio.Task[object] | None] = []
+    source = Source([[1]])
+
+    async def opening() -> EventStream[int]:
+        seen.append(asyncio.current_task())
+        return EventStream(await prime(source.run(), None))
+
+    [stream] = await open_all([opening()])
+    assert seen == [caller]
+    assert [batch async for batch in stream.batches()] == [[1]]
+
+    async def refused() -> EventStream[int]:
+        raise UpstreamError("no")
+
+    with pytest.raises(UpstreamError, match="no"):
+        await open_all(iter([refused()]))  # any iterable, as the services pass generators
+
+
 async def test_an_sse_answer_closes_its_stream_when_the_client_is_gone_before_a_byte() -> None:
     source = Source([[{"id": 1}]], stall=True)  # type: ignore[list-item]
     response = sse_response(EventStream(await prime(source.run(), None)))
