@@ -81,7 +81,7 @@ SCENARIOS: dict[str, Scenario] = {
     "chat": Scenario(("chat", "hi"), 346, ("rich", "cfai_cli.store.cache", *LEAN_UNUSED, *CHAT_UNUSED,
                                            *STREAM_UNUSED, *SERVER_SIDE, *SHARED_ONLY),
                      fake=True),
-    # Round 8: 420 -> 358, the emulator reached in bytes (upstream.inprocess), not through httpx.ASGITransport.
+    # Round 7: 420 -> 358, the emulator reached in bytes (upstream.inprocess), not through httpx.ASGITransport.
     "offline": Scenario(("chat", "--offline", "hi"), 360, ("rich", "uvicorn", "prometheus_client", "cfai_cli.server",
                                                             *LEAN_UNUSED, *OFFLINE_UNUSED, *CHAT_UNUSED,
                                                             *STREAM_UNUSED, *SHARED_ONLY)),

@@ -10,9 +10,9 @@ lengths, so opening the file once does not count). Figures only, never an assert
     python bench/log_write.py --writes 300 --syscalls
 
 Ways: `cfai` (store.exchanges.ExchangeLog.add, as built), then plain sqlite3 with the log's table: WAL with
-synchronous FULL (the build before round 8) and NORMAL, the rollback journal (DELETE, TRUNCATE) with FULL, and WAL
+synchronous FULL (the build before round 7) and NORMAL, the rollback journal (DELETE, TRUNCATE) with FULL, and WAL
 kept between writes by a read-only connection closed last (its close cannot checkpoint, so the WAL stays;
-evaluated in round 8, not used: docs/performance.md, "One-shot CLI round 8").
+evaluated in round 7, not used: docs/performance.md, "One-shot CLI round 7").
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     # disarming clears the deadline and leaves the timer to find nothing awaited when it fires (then it stops),
     # or a later deadline (then it waits on for it). A connection answering request after request so meets one
     # timer every header_timeout instead of one made after each answer and cancelled at the next head (~4k
-    # instructions a request on uvloop, callgrind; docs/performance.md, "Chat at c=1 round 8").
+    # instructions a request on uvloop, callgrind; docs/performance.md, "Chat at c=1 round 7").
     _head_timer: asyncio.TimerHandle | None = None
     _head_deadline: float | None = None  # loop time by which the awaited head must be complete; None: none awaited
     _head_started = False  # a byte of the awaited head has arrived

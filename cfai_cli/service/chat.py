@@ -126,7 +126,7 @@ async def _complete(ctx: Context, req: ChatCompletionRequest, model_id: str, cli
         results = await gather_all(_upstream(ctx, call, client.run) for _ in range(req.n or 1))
     parsed = [parse_chat_result(result) for result in results]
     if call.forced_tools:  # only then: its import and a coroutine for every answer, with core.translate.chat's
-        # no-tools path and core.catalog's cache, were ~17 k instructions of a plain chat (1.002 -> 0.984 M, round 8)
+        # no-tools path and core.catalog's cache, were ~17 k instructions of a plain chat (1.002 -> 0.984 M, round 7)
         from cfai_cli.service.forced import ensure_forced_calls  # a whole answer only: not a stream's import
 
         parsed = await ensure_forced_calls(req, call, parsed, client)

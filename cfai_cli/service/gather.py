@@ -40,7 +40,7 @@ async def open_all(opens: Iterable[Awaitable[C]]) -> list[C]:
     One stream (`n` = 1, nearly every request) is opened in place, as service.chat's `_complete` awaits its one
     call: gather_all's task, gather and the loop's extra turn to wake the request's task were ~71 k of a
     20-chunk stream's 1.74 M instructions, all of them before its first event (bench/stream_cpu.py, callgrind,
-    2026-12-02, round 8)."""
+    2026-12-02, round 7)."""
     opens = list(opens)
     if len(opens) == 1:
         return [await opens[0]]  # nothing else opened: a failure has nothing to close

@@ -24,7 +24,7 @@ class CallSlots:
     """At most `limit` of one request's upstream calls at once (`async with`), as an asyncio.Semaphore(limit) does,
     without one while the request has had a single call in flight at a time (nearly every request): the Semaphore,
     made and entered per request, was ~12.5 k of a plain chat's 0.984 M instructions (bench/stream_cpu.py --plain,
-    callgrind, 2026-12-02, round 8). A second call made while one is in makes the Semaphore, counting the one
+    callgrind, 2026-12-02, round 7). A second call made while one is in makes the Semaphore, counting the one
     inside as holding a slot; from then on every entry and exit goes through it, so waiting, its order and
     cancellation are asyncio's."""
 

@@ -52,7 +52,7 @@ WAIT = 2.0
 # (every connection to logs.db is short: a one-shot's write, one `cfai logs`) syncs the WAL and then logs.db, so the
 # row is on disk before that cfai exits, as with FULL. WAL + NORMAL cannot corrupt the file on a power cut (it can
 # lose commits not yet checkpointed). Measured on `cfai chat --offline hi` (strace -f -T, docs/performance.md,
-# "One-shot CLI round 8"): FULL made 5 fdatasyncs a one-shot (the new WAL's header, its directory, the commit, the
+# "One-shot CLI round 7"): FULL made 5 fdatasyncs a one-shot (the new WAL's header, its directory, the commit, the
 # checkpoint's WAL and logs.db), NORMAL makes 4; ~0.3 ms each on a quiet disk, ~3.7 ms while other processes write.
 SYNCHRONOUS: Literal["FULL", "NORMAL"] = "NORMAL"
 

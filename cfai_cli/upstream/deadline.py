@@ -9,7 +9,7 @@ caused (and no other cancellation of the task since it entered) raises TimeoutEr
 cancellation (the client gone, an outer scope) passes through as it came; a deadline already past cancels at
 the first await. Measured (callgrind, uvloop, a loop turn's own cost taken away): `async with
 asyncio.timeout_at(...)` ~26k instructions, this ~14k, most of the rest the timer (`call_at` and its cancel,
-~4k). docs/performance.md, "Chat at c=1 round 8".
+~4k). docs/performance.md, "Chat at c=1 round 7".
 """
 
 from __future__ import annotations

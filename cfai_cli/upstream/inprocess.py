@@ -14,7 +14,7 @@ search) still go through `httpx.ASGITransport` over the same app (`as_httpx`), i
 
 Why: `cfai chat --offline hi` imported httpx (with `urllib.request`, `http.client`, the `email` package,
 `http.cookiejar`, `mimetypes` and `idna`) only to reach the emulator through `httpx.ASGITransport`, after the
-online one-shot stopped importing it (docs/performance.md, "One-shot CLI round 8": 804.5 → 704.8 M instructions,
+online one-shot stopped importing it (docs/performance.md, "One-shot CLI round 7": 804.5 → 704.8 M instructions,
 420 → 358 modules; `cfai chat hi` is 685.4 M).
 """
 

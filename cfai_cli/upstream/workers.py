@@ -197,7 +197,7 @@ class WorkersAIClient:
         if self._lean is not None and json_body is not None and content is None and form is None and files is None \
                 and params is None:
             # A JSON body alone (an image model's prompt) goes on the lean transport as bytes, as `run`'s calls do:
-            # not through httpx's Response, whose reading held each 1.3 MB image twice (issue 25, round 8).
+            # not through httpx's Response, whose reading held each 1.3 MB image twice (issue 25, round 7).
             payload = jsonfast.dumps(json_body)
 
             async def lean(remaining: float) -> RawAnswer:

@@ -6,7 +6,7 @@ Pure: standard library and core. Workers AI's image models answer `{"result": {"
 issue 25, 2026-12-01); here the text between the quotes is taken as it is, checked to be canonical base64,
 and only the few hundred bytes around it are parsed, with a sentinel in its place that must come back as
 `result.image` (anything else, and the whole document is parsed as before). The text is checked and decoded
-through a memoryview, not copied out first (one 1.3 MB copy less an image; issue 25, round 8).
+through a memoryview, not copied out first (one 1.3 MB copy less an image; issue 25, round 7).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def header(request: Request, name: bytes) -> str | None:
     """The request's first `name` header (`name` in lower case), as `request.headers.get` gives it, read from the
     scope's raw list: without Starlette's Headers object, its Mapping.get and, for an absent header, the KeyError
     raised and caught inside it (three or four reads a chat request, one or two of them of absent headers: a plain chat
-    1.010 -> 1.002 M instructions, bench/stream_cpu.py --plain under callgrind, 2026-12-02, round 8)."""
+    1.010 -> 1.002 M instructions, bench/stream_cpu.py --plain under callgrind, 2026-12-02, round 7)."""
     headers: list[tuple[bytes, bytes]] = request.scope["headers"]
     for key, value in headers:
         if key == name:

@@ -32,7 +32,7 @@ def _answer(request: Request, answer: ImagesResponse) -> Response:
     if all(image.keys() == {"b64_json"} for image in answer["data"]):  # canonical base64 (service.images): no quote
         vouch_error_free(request, [str(value) for key, value in answer.items() if key != "data"])
         # Each image rendered as it is sent, its text let go then: not the whole answer beside the images' text
-        # (four 1.3 MB images: peak RSS in process 9.7-11.4 -> 6.9-7.2 MB; bench/payload_rss.py, issue 25, round 8).
+        # (four 1.3 MB images: peak RSS in process 9.7-11.4 -> 6.9-7.2 MB; bench/payload_rss.py, issue 25, round 7).
         data = [{"b64_json": AsciiText(image["b64_json"])} for image in answer["data"]]
         return PiecewiseJSONResponse({**answer, "data": data}, "data", step=1, headers=API_HEADERS)
     return JSONResponse(answer, headers=API_HEADERS)
