@@ -54,6 +54,7 @@ async def _replicas(*settings: Settings) -> AsyncIterator[list[httpx.AsyncClient
 
 
 
+@pytest.mark.usefixtures("patient_redis")
 async def test_two_replicas_admit_exactly_the_limit_between_them(tmp_path: Path, redis_server: RedisServer) -> None:
     one, two = _settings(tmp_path / "a", redis_server.url), _settings(tmp_path / "b", redis_server.url)
     headers = _mint_in_both(one, two, rpm=10)

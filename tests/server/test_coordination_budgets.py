@@ -88,6 +88,7 @@ async def measure(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Re
 
 
 
+@pytest.mark.usefixtures("patient_redis")
 async def test_two_replicas_serve_exactly_the_budget_between_them(tmp_path: Path, redis_server: RedisServer,
                                                                   measure: RedisBudgets) -> None:
     one, two = _settings(tmp_path / "a", redis_server.url), _settings(tmp_path / "b", redis_server.url)

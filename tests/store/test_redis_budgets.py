@@ -88,6 +88,7 @@ async def test_the_scripts_rule_is_core_budgets_judge(replicas: Replica, today: 
     assert (await ledger.measure("k", now=NOW))[2] == held + (wanted if admitted else 0)
 
 
+@pytest.mark.usefixtures("patient_redis")
 async def test_holds_from_many_replicas_at_once_admit_exactly_what_fits(replicas: Replica) -> None:
     ledgers = [replicas() for _ in range(4)]
     await ledgers[0].durable.add("k", 5, now=NOW)
