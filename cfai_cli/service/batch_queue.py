@@ -41,7 +41,7 @@ from cfai_cli.store.usage import UsageRow
 
 # A chunk's lines add up to at most this many bytes of OpenAI JSON (plus LINE_SLACK each): a tenth under
 # Workers AI's 10 MB, for what translation adds (max_tokens, native tool wrappers); the client refuses a
-# payload that still reaches 10 MB (upstream.workers.MAX_QUEUE_BYTES).
+# payload that still reaches 10 MB (upstream.workers_account.MAX_QUEUE_BYTES).
 CHUNK_BYTES = 9_000_000
 LINE_SLACK = 256
 CHUNK_LINES = 1000  # cfai's own cap on requests per upstream batch (none is documented): smaller polls

@@ -33,7 +33,7 @@ from cfai_cli.service.context import Context, open_context
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.usage import UsageLog
-from cfai_cli.upstream.workers import MAX_QUEUE_BYTES
+from cfai_cli.upstream.workers_account import MAX_QUEUE_BYTES
 from tests.openai_schema import validate
 
 pytestmark = pytest.mark.anyio

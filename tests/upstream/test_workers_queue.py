@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from cfai_cli.errors import InvalidRequest, RequestTooLarge, UpstreamError
-from cfai_cli.upstream.workers import MAX_QUEUE_BYTES, WorkersAIClient
+from cfai_cli.upstream.workers import WorkersAIClient
+from cfai_cli.upstream.workers_account import MAX_QUEUE_BYTES
 from tests.fake_workers import envelope, error_envelope
 
 pytestmark = pytest.mark.anyio
