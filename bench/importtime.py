@@ -78,11 +78,15 @@ SCENARIOS: dict[str, Scenario] = {
     # 2026-12-02 round 5: -5 (STREAM_UNUSED, core.translate.forced, core.sniff with nothing piped), +3 (gc,
     # cli.collector, cli.roothelp). Round 6: 406 -> 346 (LEAN_UNUSED; upstream.lean, upstream.httperrors and
     # upstream.workers_heads +3, the split that keeps each module under 400 lines; the editable install's finder -4).
-    "chat": Scenario(("chat", "hi"), 346, ("rich", "cfai_cli.store.cache", *LEAN_UNUSED, *CHAT_UNUSED,
+    # Round 7: +3, each a module of its own importing nothing new: upstream.deadline (the call's deadline at half
+    # asyncio.timeout_at's instructions), upstream.whole (the cap on answers read whole) and upstream.workers_account
+    # (the account's endpoints, split from upstream.workers at 415 lines).
+    "chat": Scenario(("chat", "hi"), 349, ("rich", "cfai_cli.store.cache", *LEAN_UNUSED, *CHAT_UNUSED,
                                            *STREAM_UNUSED, *SERVER_SIDE, *SHARED_ONLY),
                      fake=True),
-    # Round 7: 420 -> 358, the emulator reached in bytes (upstream.inprocess), not through httpx.ASGITransport.
-    "offline": Scenario(("chat", "--offline", "hi"), 360, ("rich", "uvicorn", "prometheus_client", "cfai_cli.server",
+    # Round 7: 420 -> 358, the emulator reached in bytes (upstream.inprocess), not through httpx.ASGITransport;
+    # 361 with the three modules named above the chat budget (counted 358 before the last of them).
+    "offline": Scenario(("chat", "--offline", "hi"), 361, ("rich", "uvicorn", "prometheus_client", "cfai_cli.server",
                                                             *LEAN_UNUSED, *OFFLINE_UNUSED, *CHAT_UNUSED,
                                                             *STREAM_UNUSED, *SHARED_ONLY)),
     # Killed at its first /health 200 (541 modules on 2026-12-02, the build before 574). uvicorn's websocket
