@@ -56,6 +56,8 @@ def _seed(seed: int) -> int:
 
 def request_tools(req: ChatCompletionRequest) -> ToolSet:
     """The request's tools as plain function tools (core.translate.toolset): hosted ones left out."""
+    if not req.tools:  # nearly every request: nothing to dump and normalise
+        return ToolSet()
     return tool_set([t.model_dump(by_alias=True, exclude_none=True) for t in req.tools or []])
 
 
@@ -167,12 +169,8 @@ def to_workers_chat(
 ) -> WorkersChatCall:
     """The /ai/run body for one choice of `req` (several calls make `n` choices)."""
     chat_dialect = speaks_chat_dialect(model_id)
-    if req.tools or req.tool_choice is not None:
-        tools = request_tools(req)
-        choice = request_choice(req, tools)
-    else:  # what those two make of no tools and no choice, made directly (see service.chat's _complete)
-        tools = ToolSet()
-        choice = ChoicePlan(tools.functions, None)
+    tools = request_tools(req)
+    choice = request_choice(req, tools)
     names = _tool_name_by_call_id(req.messages, tools)
     messages = [_message(m, i, names, tools, chat_dialect=chat_dialect) for i, m in enumerate(req.messages)]
     body: dict[str, Any] = {"messages": messages}
