@@ -110,8 +110,11 @@ async def cancelled_from_outside(scope: Scope, *, at_expiry: bool) -> tuple[str,
     async def body() -> tuple[str, int]:
         task = asyncio.current_task()
         assert task is not None
+        when = loop.time() + 0.05
         try:
-            async with scope(loop.time() + 0.05):
+            async with scope(when):
+                if at_expiry:  # due with the deadline's timer, made in the same turn (one loop time): they fire
+                    loop.call_at(when, task.cancel)  # together, whatever the load (made a turn later, not always)
                 inside.set()
                 await asyncio.sleep(1)
             result = "not reached"
@@ -121,9 +124,7 @@ async def cancelled_from_outside(scope: Scope, *, at_expiry: bool) -> tuple[str,
 
     task = asyncio.create_task(body())
     await inside.wait()
-    if at_expiry:
-        loop.call_at(loop.time() + 0.05, task.cancel)  # the deadline's timer and this one due together
-    else:
+    if not at_expiry:
         task.cancel()
     return await task
 
