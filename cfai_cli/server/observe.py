@@ -71,6 +71,7 @@ class UsageRecorder:
         self.limit = limit
         self._rows: list[UsageRow] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         # Neurons per account in the rows not yet in the database (queued, or being written), for the daily
         # caps (server.meter); `written` counts the batches written, so a cached reading knows it is stale.
         self.pending: dict[str, float] = {}
@@ -130,9 +131,15 @@ class UsageRecorder:
         self.written += 1
         return ok
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
+    async def _loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            waiter = asyncio.ensure_future(stopping.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.interval)
+            finally:
+                waiter.cancel()
+            if stopping.is_set():
+                return
             await self.flush()
             await self._retry()
 
@@ -148,11 +155,15 @@ class UsageRecorder:
         return done
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._stopping = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop(self._stopping))
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # Asked to end, not cancelled: a write under way in its thread finishes first. A cancel would return
+            # at once while the thread still wrote the batch it had taken from the queue, so the last rows could
+            # land after the shutdown (or never, with the process gone) and the final flush find nothing.
+            self._stopping.set()
             await asyncio.gather(self._task, return_exceptions=True)
         for attempt in range(self.STOP_TRIES):  # a store back within seconds still gets the last rows
             if await self.flush() or not self._rows:

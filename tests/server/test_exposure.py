@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from cfai_cli.server.app import create_app
+from cfai_cli.server.observe import UsageRecorder
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import SCOPES, KeyPolicy, KeyStore
 from cfai_cli.store.responses import ResponseStore
@@ -79,6 +82,39 @@ async def test_a_path_and_garbage_key_flood_grows_neither_labels_nor_usage_rows(
     rows = UsageLog(settings.database).rows(since=0)
     assert len(rows) == 60 and all(r.key_id is not None for r in rows)  # only the requests made with a key
     assert {r.route for r in rows} == {"unmatched", "models"}
+
+
+async def test_rows_in_a_write_under_way_at_shutdown_are_in_the_log_when_the_server_has_stopped(
+        settings: Settings) -> None:
+    """The recorder's periodic write runs in a thread; stopping must wait for it, not cancel the wait (the thread
+    would go on writing after the shutdown, and the final flush find the queue already empty)."""
+    entered, release = threading.Event(), threading.Event()
+
+    class HeldFirstWrite(UsageLog):
+        def write(self, rows: list[UsageRow]) -> None:
+            if not entered.is_set():  # the loop's first write waits until the test lets it go
+                entered.set()
+                release.wait(10)
+            super().write(rows)
+
+    def row(n: int) -> UsageRow:
+        return UsageRow(ts=time.time(), key_id=f"key_{n}", route="chat/completions", model="m", upstream_model="m",
+                        status=200, prompt_tokens=n, completion_tokens=1, latency_ms=1.0, bytes_in=1, bytes_out=1,
+                        error_code=None, upstream="workers-ai", cache=None, neurons=None, neurons_estimated=False,
+                        cost_usd=None, account=None)
+
+    recorder = UsageRecorder(HeldFirstWrite(settings.database), interval=0.01)
+    recorder.start()
+    recorder.add(row(1))
+    assert await anyio.to_thread.run_sync(entered.wait, 10)  # the loop has taken row 1 and is writing it
+    recorder.add(row(2))
+    stopping = asyncio.get_running_loop().create_task(recorder.stop())
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waiting for the write under way
+    release.set()
+    await stopping
+    assert sorted(r.prompt_tokens for r in UsageLog(settings.database).rows(since=0)) == [1, 2]
+    assert recorder.lost == 0
 
 
 async def test_a_refusal_of_a_valid_key_is_still_logged(settings: Settings) -> None:
