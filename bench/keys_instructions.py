@@ -48,7 +48,7 @@ async def serve(kind: str, requests: int) -> None:
     """The measured process: `requests` chat requests (after 30 of warm-up) with one key of `kind`."""
     os.environ["CFAI_HOME"] = tempfile.mkdtemp(prefix="cfai-bench-")
     os.environ.update(CLOUDFLARE_ACCOUNT_ID="0123456789abcdef0123456789abcdef", CLOUDFLARE_API_TOKEN="x")
-    from cfai_cli.server import observe
+    from cfai_cli.server import recorder
     from cfai_cli.server.app import create_app
     from cfai_cli.service.batch_executor import BatchExecutor
     from cfai_cli.settings import load_settings
@@ -57,7 +57,7 @@ async def serve(kind: str, requests: int) -> None:
     # Nothing on a timer while it runs: the usage rows are written at the end, the batch executor looks for work
     # once. The writer's flush every second opened a connection (the schema read again), the executor's look every
     # 2 s read the database: a slower run (a busier machine) did more of both, counted as its requests'.
-    for cls, name in ((observe.UsageRecorder, "interval"), (BatchExecutor, "poll_interval")):
+    for cls, name in ((recorder.UsageRecorder, "interval"), (BatchExecutor, "poll_interval")):
         assert cls.__init__.__kwdefaults__ is not None
         cls.__init__.__kwdefaults__[name] = 3600.0
     settings = load_settings()

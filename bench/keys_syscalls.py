@@ -44,13 +44,13 @@ async def serve(kinds: list[str], requests: int, rounds: int, concurrency: int) 
     """Blocks of `requests` requests per kind, alternating: [user, sys, wall] seconds of each block."""
     os.environ["CFAI_HOME"] = tempfile.mkdtemp(prefix="cfai-bench-")
     os.environ.update(CLOUDFLARE_ACCOUNT_ID="0123456789abcdef0123456789abcdef", CLOUDFLARE_API_TOKEN="x")
-    from cfai_cli.server import observe
+    from cfai_cli.server import recorder
     from cfai_cli.server.app import create_app
     from cfai_cli.service.batch_executor import BatchExecutor
     from cfai_cli.settings import load_settings
     from cfai_cli.store.keys import KeyPolicy, KeyStore
 
-    for cls, name in ((observe.UsageRecorder, "interval"), (BatchExecutor, "poll_interval")):
+    for cls, name in ((recorder.UsageRecorder, "interval"), (BatchExecutor, "poll_interval")):
         assert cls.__init__.__kwdefaults__ is not None
         cls.__init__.__kwdefaults__[name] = 3600.0  # nothing on a timer while it counts (keys_instructions.py)
     settings = load_settings()

@@ -80,10 +80,10 @@ def quiet_timers() -> None:
     """Nothing on a timer while callgrind counts (as bench/keys_instructions.py): the usage writer's flush every
     second (a new connection, the schema read again) and the batch executor's look every 2 s, which a slower run
     under valgrind does more often, would be counted as the requests'. The rows are written at the end."""
-    from cfai_cli.server import observe
+    from cfai_cli.server import recorder
     from cfai_cli.service.batch_executor import BatchExecutor
 
-    for cls, name in ((observe.UsageRecorder, "interval"), (BatchExecutor, "poll_interval")):
+    for cls, name in ((recorder.UsageRecorder, "interval"), (BatchExecutor, "poll_interval")):
         assert cls.__init__.__kwdefaults__ is not None
         cls.__init__.__kwdefaults__[name] = 3600.0
 

@@ -41,7 +41,7 @@ def prepare_and_run(term: Terminal, settings: Settings, prepare: Prepare, *, wai
     import asyncio
 
     from cfai_cli.server.meter import AccountMeter
-    from cfai_cli.server.observe import UsageRecorder
+    from cfai_cli.server.recorder import UsageRecorder
     from cfai_cli.service.batch_admin import run_here
     from cfai_cli.service.context import open_context
     from cfai_cli.store.usage import UsageLog

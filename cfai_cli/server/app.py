@@ -40,7 +40,8 @@ from cfai_cli.server.housekeeping import Housekeeping
 from cfai_cli.server.loopback import LoopbackOnly
 from cfai_cli.server.meter import AccountMeter
 from cfai_cli.server.metrics import Metrics, RouteLabels
-from cfai_cli.server.observe import Observe, UsageRecorder
+from cfai_cli.server.observe import Observe
+from cfai_cli.server.recorder import UsageRecorder
 from cfai_cli.server.routes import FILES_PREFIX, routes, warm
 from cfai_cli.server.routes.metrics import metrics_routes
 from cfai_cli.server.routes.ui import ui_routes

@@ -17,7 +17,7 @@ import time
 import anyio
 
 from cfai_cli.core.cost import day_start
-from cfai_cli.server.observe import UsageRecorder
+from cfai_cli.server.recorder import UsageRecorder
 from cfai_cli.store.usage import UsageLog
 
 REFRESH = 1.0  # seconds a reading of the usage log is used for

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from cfai_cli.server.app import create_app
-from cfai_cli.server.observe import UsageRecorder
+from cfai_cli.server.recorder import UsageRecorder
 from cfai_cli.settings import Settings
 from cfai_cli.store.keys import SCOPES, KeyPolicy, KeyStore
 from cfai_cli.store.responses import ResponseStore

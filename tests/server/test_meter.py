@@ -11,7 +11,7 @@ import pytest
 
 from cfai_cli.core.cost import day_start
 from cfai_cli.server.meter import AccountMeter
-from cfai_cli.server.observe import UsageRecorder
+from cfai_cli.server.recorder import UsageRecorder
 from cfai_cli.store.usage import UsageLog, UsageRow
 
 pytestmark = pytest.mark.anyio

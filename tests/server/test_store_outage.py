@@ -21,7 +21,7 @@ from cfai_cli.core.coordination import CoordinationConfig
 from cfai_cli.core.store_url import StoreConfig
 from cfai_cli.errors import StoreUnavailable
 from cfai_cli.server.app import create_app
-from cfai_cli.server.observe import UsageRecorder
+from cfai_cli.server.recorder import UsageRecorder
 from cfai_cli.settings import Settings, load_settings
 from cfai_cli.store.budgets import SpendStore
 from cfai_cli.store.keys import KeyPolicy, KeyStore
