@@ -54,6 +54,7 @@ from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimits
 from cfai_cli.store.sql import open_database
 from cfai_cli.store.usage import UsageLog
+from cfai_cli.upstream.lean import Lean
 
 EXPOSED_HEADERS = ("retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
                    "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
@@ -127,14 +128,15 @@ def create_app(
     settings: Settings,
     *,
     no_auth: bool = False,
-    transport: httpx.AsyncBaseTransport | None = None,
+    transport: httpx.AsyncBaseTransport | Lean | None = None,
     image_transport: httpx.AsyncBaseTransport | None = None,
     metrics_dir: str | None = None,
     console: str | None = None,
 ) -> Starlette:
-    """The proxy app; `transport` replaces the network to Workers AI (tests and --offline use it);
-    `metrics_dir` is the PROMETHEUS_MULTIPROC_DIR of a worker of `cfai serve --workers N`; `console`
-    ("plain" or "colour") writes a line per request to stdout (server.console; `cfai serve` on a terminal).
+    """The proxy app; `transport` replaces the network to Workers AI (tests: an httpx transport, or a `Lean`
+    such as upstream.inprocess's emulator); `metrics_dir` is the PROMETHEUS_MULTIPROC_DIR of a worker of
+    `cfai serve --workers N`; `console` ("plain" or "colour") writes a line per request to stdout
+    (server.console; `cfai serve` on a terminal).
 
     Middleware: one layer (server.front) whose pieces are, outermost first: the body deadline and drain, CORS
     (only when origins are configured), security headers, the loopback guard (only without auth), usage and
