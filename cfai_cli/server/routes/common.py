@@ -174,6 +174,12 @@ class EventStreamResponse(StreamingResponse):
     as before: the upstream response is closed and its connection freed (tests/reliability/test_disconnect.py).
     The answer's events are closed when the response ends, however it ends (read or not, client there or not),
     inside the scope and shielded from its cancellation: their clean-up closes the upstream responses.
+
+    The listener and its scope start with the answer's first body write, not before: the events' first batch was
+    read before the response was made (service.chat_stream.prime), so up to that write nothing waits on the
+    upstream, and a client gone meanwhile is seen by the listener at once (its `receive` gives the disconnect).
+    An answer read at once leaves in that one write and needs neither (a 20-chunk stream's first write
+    1.377 -> 1.343 M instructions, bench/stream_cpu.py --first under callgrind, 2026-12-02, round 8).
     """
 
     def __init__(self, events: EventStream[Any], *, done: bool, named: bool, on_error: ErrorEvents,
@@ -183,6 +189,36 @@ class EventStreamResponse(StreamingResponse):
         super().__init__(self.sse, media_type="text/event-stream", headers=headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if await self._first(send):
+                await self._rest(receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.sse.aclose()
+                await self.events.aclose()
+
+    async def _first(self, send: Send) -> bool:
+        """StreamingResponse.stream_response up to the first body write, with the answer's last bytes in the
+        message that ends the response: each ASGI send is a socket write (through the layer's send) and a
+        wake-up of the client. `[DONE]` is always the last item, so holding it back delays nothing (stream c=1:
+        5 writes an answer -> 3, bench/streams.py); and once the events' stream is `ending` (its last batch came
+        with the upstream's end: what follows is closing the upstream response and counting the usage, no
+        upstream read), its last batches wait for that end too, so an answer read at once leaves in one write,
+        head included. True when the answer goes on after this write (`_rest` writes the rest)."""
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        tail = b""
+        events = self.events
+        async for chunk in self.sse:
+            if chunk is DONE or events.ending:
+                tail += chunk
+                continue
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            return True
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        return False
+
+    async def _rest(self, receive: Receive, send: Send) -> None:
+        """The answer after its first write, as `_first` writes, cancelled if the client hangs up."""
         with anyio.CancelScope() as cancel:
             async def listen() -> None:
                 try:
@@ -194,30 +230,16 @@ class EventStreamResponse(StreamingResponse):
 
             listener = asyncio.get_running_loop().create_task(listen())
             try:
-                await self._stream(send)
+                tail = b""
+                events = self.events
+                async for chunk in self.sse:
+                    if chunk is DONE or events.ending:
+                        tail += chunk
+                        continue
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
             finally:
                 listener.cancel()
-                with anyio.CancelScope(shield=True):
-                    await self.sse.aclose()
-                    await self.events.aclose()
-
-
-    async def _stream(self, send: Send) -> None:
-        """StreamingResponse.stream_response, with the answer's last bytes in the message that ends the response:
-        each ASGI send is a socket write (through every middleware's send wrapper) and a wake-up of the client.
-        `[DONE]` is always the last item, so holding it back delays nothing (stream c=1: 5 writes an answer ->
-        3, bench/streams.py); and once the events' stream is `ending` (its last batch came with the upstream's
-        end: what follows is closing the upstream response and counting the usage, no upstream read), its last
-        batches wait for that end too, so an answer read at once leaves in one write, head included."""
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        tail = b""
-        events = self.events
-        async for chunk in self.sse:
-            if chunk is DONE or events.ending:
-                tail += chunk
-                continue
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
 def sse_response(events: EventStream[Any], *, done: bool = True, named: bool = False,
