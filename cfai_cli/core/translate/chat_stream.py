@@ -217,6 +217,28 @@ class ChoiceStream:
         self._plain = self._think.answering and self._stop.passes_all
         return [self._choice(d) for d in deltas if d]
 
+    def feed_into(self, out: list[ChunkChoice], events: Sequence[Any],
+                  seen: Callable[[Any], None] | None = None) -> None:
+        """`out += feed(event)` for each of a read's events in turn, `seen(event)` first for each that may carry
+        `usage` (a dict with that key, or not a dict). `out` holds what came before an event that raises. A text
+        event past the think block without stop sequences (nearly every one) is taken here, in one loop, not
+        through a `feed` call each (with service.workers_stream's SSE decoding in its read loop, a 20-chunk
+        stream's first write 1.324 -> 1.290 M instructions, bench/stream_cpu.py --first under callgrind,
+        2026-12-02, round 8)."""
+        feed, index = self.feed, self.index
+        for event in events:
+            if self._plain and type(event) is dict and event.keys() <= _TEXT_KEYS:
+                response = event.get("response")
+                if type(response) is str:  # what `feed` does with it, written out
+                    if response:
+                        self.text_chars += len(response)
+                        out.append({"index": index, "delta": {"content": response}, "logprobs": None,
+                                    "finish_reason": None})
+                    continue
+            if seen is not None and (type(event) is not dict or "usage" in event):
+                seen(event)
+            out += feed(event)
+
     def _chat_choice(self, choice: Mapping[str, Any]) -> list[Delta]:
         deltas: list[Delta] = []
         delta = choice.get("delta") or choice.get("message")
