@@ -188,6 +188,12 @@ class EventStreamResponse(StreamingResponse):
         self.sse: AsyncGenerator[bytes, None] = _sse(events, done, named, on_error)
         super().__init__(self.sse, media_type="text/event-stream", headers=headers)
 
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        if headers is _SSE_HEADERS:  # the usual stream's: rendered once (sse_response)
+            self.raw_headers = [*_SSE_RAW]
+        else:
+            super().init_headers(headers)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             if await self._first(send):
@@ -242,9 +248,24 @@ class EventStreamResponse(StreamingResponse):
                 listener.cancel()
 
 
+_SSE_HEADERS = {**API_HEADERS, "X-Accel-Buffering": "no"}
+
+
+def _rendered(headers: Mapping[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    """A stream's raw headers as Starlette's StreamingResponse renders `headers` (its Content-Type added)."""
+    response = StreamingResponse.__new__(StreamingResponse)
+    response.media_type = "text/event-stream"
+    response.init_headers(headers)
+    return tuple(response.raw_headers)
+
+
+# Every stream without headers of its own has these: rendered once, not per answer (~15k instructions).
+_SSE_RAW = _rendered(_SSE_HEADERS)
+
+
 def sse_response(events: EventStream[Any], *, done: bool = True, named: bool = False,
                  on_error: ErrorEvents = _chat_error, headers: Mapping[str, str] | None = None) -> EventStreamResponse:
     """An SSE answer. Chat style by default (bare `data:`, `[DONE]`, an error body on failure); the
     Responses API sets `named` (an `event:` line per event), `done=False` and its own `on_error` events."""
-    headers = {**API_HEADERS, "X-Accel-Buffering": "no", **(headers or {})}
-    return EventStreamResponse(events, done=done, named=named, on_error=on_error, headers=headers)
+    return EventStreamResponse(events, done=done, named=named, on_error=on_error,
+                               headers={**_SSE_HEADERS, **headers} if headers else _SSE_HEADERS)
