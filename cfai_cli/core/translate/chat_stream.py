@@ -136,7 +136,7 @@ class _ToolSlot:
 def is_error_event(event: object) -> bool:
     """A stream event that reports a failure. The mid-stream error shape is unconfirmed (reference §14.16):
     an OpenAI-style `error`, or an envelope whose `errors` is non-empty or whose `success` is false."""
-    if not isinstance(event, Mapping):
+    if type(event) is not dict and not isinstance(event, Mapping):  # a dict first: an ABC check is a Python call
         return False
     errors = event.get("errors")
     return bool(event.get("error") or event.get("success") is False or (isinstance(errors, list) and errors))
@@ -185,7 +185,7 @@ class ChoiceStream:
                    for d in self._text(kind, piece) if d]
             self._plain = self._think.answering and self._stop.passes_all
             return out
-        if not isinstance(event, Mapping):
+        if type(event) is not dict and not isinstance(event, Mapping):
             raise UpstreamStreamError("Workers AI sent a stream event that is not a JSON object.")
         if is_error_event(event):
             code, message = first_error(event)
