@@ -13,6 +13,7 @@ read, c=1 as wrk's one connection). Two run lengths, by difference (what attachi
   server on the stack costs.
 
     python bench/serve_syscalls.py [--small 300] [--large 1500] [--bare] [--upstream]
+    python bench/serve_syscalls.py --stream      # a streamed chat instead (the fake's 20 events, read at once)
     python bench/serve_syscalls.py --callgrind 1000     # instructions a request of the server process
 """
 
@@ -57,8 +58,10 @@ def switches(pid: int) -> Counter[str]:
 
 
 class Client:
+    stream = False  # --stream: `"stream": true`, a chunked SSE answer read to its last chunk
+
     def __init__(self, port: int, key: str) -> None:
-        body = json.dumps(OPENAI_BODY).encode()
+        body = json.dumps({**OPENAI_BODY, "stream": True} if self.stream else OPENAI_BODY).encode()
         self.request = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
                         f"authorization: Bearer {key}\r\ncontent-type: application/json\r\n"
                         f"content-length: {len(body)}\r\n\r\n").encode() + body
@@ -78,6 +81,12 @@ class Client:
             self.read()
         head, _, rest = self.buf.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        if self.stream:  # chunked: to the last chunk (at c=1 nothing follows it)
+            self.buf = rest
+            while not self.buf.endswith(b"\r\n0\r\n\r\n"):
+                self.read()
+            self.buf = b""
+            return
         length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
         self.buf = rest
         while len(self.buf) < length:
@@ -161,8 +170,10 @@ def main() -> None:
     parser.add_argument("--upstream", action="store_true", help="also count the fake Workers AI's")
     parser.add_argument("--bare", action="store_true",
                         help="also count bench/ttfb_floor.py's bare uvicorn + Starlette app answering itself")
+    parser.add_argument("--stream", action="store_true", help="streamed chats instead of plain ones")
     parser.add_argument("--callgrind", type=int, metavar="N", help="instead: instructions a request over N chats")
     args = parser.parse_args()
+    Client.stream = args.stream
     bench = Bench(argparse.Namespace(python_load=True, seconds=1.0, workers=1, keys_only=False))
     try:
         up = bench.start([sys.executable, str(HERE / "fake_upstream.py"), "--port", str(bench.up_port)],

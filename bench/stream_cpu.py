@@ -16,6 +16,12 @@ shared 2-core VM still ±30 % between rounds: for a steady figure count instruct
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out python bench/stream_cpu.py --count 500
 
 `--count N` runs N streams after the warm-up (200) and nothing else (for callgrind: instructions, not time).
+`--first` (with `--count`) counts only each request's start to its first body message under callgrind: build
+the toggle once, then run with collection off at start (the figure is the total divided by N):
+
+    cc -O2 -shared -fPIC -o /tmp/cgtoggle.so bench/cgtoggle.c
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --collect-atstart=no --dump-instr=no \
+        python bench/stream_cpu.py --count 300 --first /tmp/cgtoggle.so
 `--plain` sends the same chat without `"stream": true` (one JSON answer): the non-stream request's CPU, which
 every figure above then counts instead of a stream's.
 """
@@ -41,7 +47,8 @@ BODY = (b'{"model":"@cf/meta/llama-3.1-8b-instruct-fast","stream":true,'
 PLAIN = b'{"model":"@cf/meta/llama-3.1-8b-instruct-fast","messages":[{"role":"user","content":"Say hello."}]}'
 
 async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], tails: list[float],
-              lasts: list[float], body: bytes = BODY, heads: list[float] | None = None) -> None:
+              lasts: list[float], body: bytes = BODY, heads: list[float] | None = None,
+              toggle: Callable[[], None] | None = None) -> None:
     """One stream; `tails` gets the CPU time the app spent after its last body message (before it returned),
     `lasts` the time between the last two body messages (the events, then `[DONE]` and the end), `heads` the
     time before its first body message (the client's first byte of the answer, less the upstream's own time)."""
@@ -55,6 +62,8 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], 
             assert message["status"] == 200, message
         elif message["type"] == "http.response.body":
             count += 1
+            if count == 1 and toggle is not None:
+                toggle()  # callgrind's collection off: the first body message is written
             now = time.process_time()
             if count == 1 and heads is not None:
                 heads.append(now - began)
@@ -64,6 +73,8 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], 
                     lasts.append(now - previous[0])
             previous[0] = now
 
+    if toggle is not None:
+        toggle()  # callgrind's collection on: the request arrives
     await call(app, "/v1/chat/completions", body, key, seen)
     writes.append(count)
     tails.append(time.process_time() - ended[0])
@@ -96,8 +107,13 @@ async def measure(app: Callable[..., Awaitable[None]], key: str, args: argparse.
     for _ in range(200):  # warm-up: routes imported, connections open, caches full
         await one(app, key, writes, tails, lasts, body)
     if args.count:
+        toggle = None
+        if args.first:
+            import ctypes
+
+            toggle = ctypes.CDLL(args.first).cg_toggle
         for _ in range(args.count):
-            await one(app, key, writes, tails, lasts, body)
+            await one(app, key, writes, tails, lasts, body, toggle=toggle)
         return
     if args.profile:
         profiler = cProfile.Profile(time.process_time)  # CPU time: a write stalled by the machine is not ours
@@ -157,6 +173,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is printed (default 5)")
     parser.add_argument("--plain", action="store_true", help="a non-stream chat request (JSON answer) instead")
     parser.add_argument("--count", type=int, default=0, help="only run N streams after the warm-up (callgrind)")
+    parser.add_argument("--first", metavar="LIB", help="with --count under callgrind --collect-atstart=no: count "
+                        "from each request's start to its first body message (LIB: bench/cgtoggle.c built)")
     parser.add_argument("--profile", type=int, default=0, help="cProfile N streams and print the top functions")
     parser.add_argument("--sort", default="tottime", help="pstats sort key for --profile (default tottime)")
     parser.add_argument("--dump", metavar="FILE", help="with --profile: also write the pstats data to FILE")

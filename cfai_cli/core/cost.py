@@ -152,9 +152,9 @@ def reported_neurons(header: str | None, result: object = None) -> float | None:
         number = _number(header)
         if number is not None:
             return number
-    if isinstance(result, Mapping):
+    if type(result) is dict or isinstance(result, Mapping):  # a dict first: an ABC check is a Python call
         usage = result.get("usage")
-        if isinstance(usage, Mapping) and "neurons" in usage:
+        if (type(usage) is dict or isinstance(usage, Mapping)) and "neurons" in usage:
             return _number(usage.get("neurons"))
     return None
 

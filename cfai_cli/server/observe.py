@@ -66,8 +66,11 @@ class Watch:
         self.record = request_record(scope)
         # A stream's neurons as a trailing SSE comment only when asked: it changes the stream's last bytes, which
         # hand-written clients may not expect after `data: [DONE]`.
-        self.trailer = any(name == b"x-cfai-neurons" and value.strip().lower() == b"trailer"
-                           for name, value in scope.get("headers", ()))
+        self.trailer = False
+        for name, value in scope.get("headers", ()):  # a loop, not any() over a generator: one call less
+            if name == b"x-cfai-neurons" and value.strip().lower() == b"trailer":
+                self.trailer = True
+                break
         self.charged = False
         self.status = 500
         self.bytes_in = 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -52,12 +52,8 @@ class EventStream(Generic[E]):
         self._pending: deque[E] = deque()
         self.ending = False
 
-    async def batches(self) -> AsyncGenerator[list[E], None]:
-        async for batch in self._batches:
-            if batch:
-                if type(batch) is LastBatch:
-                    self.ending = True
-                yield batch
+    def batches(self) -> AsyncIterator[list[E]]:
+        return _Batches(self)
 
     def __aiter__(self) -> Self:
         return self
@@ -80,6 +76,29 @@ class EventStream(Generic[E]):
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
                         traceback: TracebackType | None) -> None:
         await self.aclose()
+
+
+class _Batches(Generic[E]):
+    """`EventStream.batches()`: its batches but the empty ones, `ending` set at a `LastBatch`. An iterator, not an
+    async generator: one generator less a stream (its first-iteration hook, its finalizer), as it closes nothing
+    (the stream's owner closes the stream)."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: EventStream[E]) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> list[E]:
+        stream = self._stream
+        while True:
+            batch = await stream._batches.__anext__()  # StopAsyncIteration ends us too
+            if batch:
+                if type(batch) is LastBatch:
+                    stream.ending = True
+                return batch
 
 
 class ChatStream(EventStream[ChatCompletionChunk]):

@@ -7,7 +7,7 @@ stream machinery of service.chat_stream). `service.chat` opens the upstream stre
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from cfai_cli.core import jsonfast
@@ -50,34 +50,44 @@ class _Choice:
                 yield await self._from_result()
                 return
             done, started = False, False
-            async with aclosing(_sse_reads(self.upstream.chunks)) as reads:
-                async for payloads in reads:
-                    started = True
-                    events, done, malformed = _events_json(payloads)
-                    out: list[ChunkChoice] = []
-                    feed, count = self.translator.feed, self.upstream.neurons is None
-                    try:
-                        for event in events:
-                            # No header: the events may carry the count (in `usage`, which most events lack).
-                            if count and (type(event) is not dict or "usage" in event):
-                                self.neurons = _or(reported_neurons(None, event), self.neurons)
-                            out += feed(event)
-                        if malformed:
-                            raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).")
-                    except Exception:
-                        if out:
-                            yield out  # what came before the bad event still reaches the client
-                        raise
-                    if done:
-                        # The closing deltas leave with the last read's: one write less for every answer.
-                        yield LastBatch(out + self.translator.finish(done=True))
-                        return
-                    yield out
+            # The SSE decoding of each read is here, not an async generator of its own: one less a stream.
+            decoder, chunks = SSEDecoder(), self.upstream.chunks
+            seen = self._seen if self.upstream.neurons is None else None
+            ended = False
+            while not ended:
+                raw = await anext(chunks, None)
+                if raw is None:  # the data of the events each upstream read completed, however the bytes were split
+                    ended = True
+                    payloads = [event.data for event in decoder.flush()]
+                else:
+                    payloads = decoder.decode_data(raw)
+                if not payloads:
+                    continue
+                started = True
+                events, done, malformed = _events_json(payloads)
+                out: list[ChunkChoice] = []
+                try:
+                    self.translator.feed_into(out, events, seen)
+                    if malformed:
+                        raise UpstreamStreamError("Workers AI sent a malformed stream event (not JSON).")
+                except Exception:
+                    if out:
+                        yield out  # what came before the bad event still reaches the client
+                    raise
+                if done:
+                    # The closing deltas leave with the last read's: one write less for every answer.
+                    yield LastBatch(out + self.translator.finish(done=True))
+                    return
+                yield out
             if not started:
                 raise UpstreamStreamError("Workers AI ended the stream before sending anything.")
             yield LastBatch(self.translator.finish(done=done))
         finally:
             await self.upstream.aclose()
+
+    def _seen(self, event: object) -> None:
+        """An event that may carry the count (in `usage`, which most events lack), when no header had it."""
+        self.neurons = _or(reported_neurons(None, event), self.neurons)
 
     async def _from_result(self) -> list[ChunkChoice]:
         """The model answered JSON to a stream request: use it, or ask again without streaming."""
@@ -97,18 +107,6 @@ class _Choice:
                 choice["index"] = self.translator.index
                 deltas.append(choice)
         return deltas
-
-
-async def _sse_reads(chunks: AsyncIterator[bytes]) -> AsyncGenerator[list[str], None]:
-    """The `data` of the SSE events each upstream read completed, however the bytes were split."""
-    decoder = SSEDecoder()
-    async for raw in chunks:
-        datas = decoder.decode_data(raw)
-        if datas:
-            yield datas
-    tail = decoder.flush()
-    if tail:
-        yield [event.data for event in tail]
 
 
 def _or(found: float | None, before: float | None) -> float | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cfai_cli.errors import CfaiError, QuotaExceeded, RateLimited, UpstreamError, UpstreamTimeout, UpstreamUnanswered
+from cfai_cli.upstream.deadline import Deadline
 from cfai_cli.upstream.httperrors import caught, describe_http_error
 
 if TYPE_CHECKING:
@@ -101,12 +102,16 @@ def response_chunks(response: httpx.Response, deadline: float, timeout: float) -
 
 async def stream_chunks(source: AsyncIterable[bytes], close: Callable[[], Awaitable[None]], deadline: float,
                         timeout: float) -> AsyncIterator[bytes]:
-    """A streamed answer's non-empty chunks until `deadline` (the call's `timeout` from its start); then closed."""
+    """A streamed answer's non-empty chunks until `deadline` (the call's `timeout` from its start); then closed.
+    Each read's deadline is a `Deadline` (asyncio.timeout_at's rules; the loop asked once a stream): ~14k
+    instructions a read instead of ~26k, and no getpid (upstream.deadline; docs/performance.md, "First event
+    round 8")."""
     iterator = source.__aiter__()
     try:
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                async with asyncio.timeout_at(deadline):
+                with Deadline(deadline, loop):
                     chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 return

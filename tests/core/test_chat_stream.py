@@ -533,3 +533,40 @@ def test_plain_text_shortcut_waits_for_the_end_of_the_think_block() -> None:
     assert [c["delta"] for c in choices] == [{"role": "assistant", "content": ""}, {"reasoning_content": "a"},
                                              {"content": "b"}, {"content": "c"}, {}]
     assert chars == 2
+
+
+def _feed_into(batches: list[list[Any]], stop: list[str]) -> tuple[list[Any], int, list[Any], str | None]:
+    stream = ChoiceStream(index=2, new_call_id=id_counter(), stop=stop)
+    out: list[Any] = []
+    seen: list[Any] = []
+    try:
+        for batch in batches:
+            stream.feed_into(out, batch, seen.append)
+    except UpstreamStreamError as exc:
+        return out, stream.text_chars, seen, exc.message
+    return out + stream.finish(done=True), stream.text_chars, seen, None
+
+
+def _feed_each(batches: list[list[Any]], stop: list[str]) -> tuple[list[Any], int, list[Any], str | None]:
+    stream = ChoiceStream(index=2, new_call_id=id_counter(), stop=stop)
+    out: list[Any] = []
+    seen: list[Any] = []
+    try:
+        for event in (event for batch in batches for event in batch):
+            if type(event) is not dict or "usage" in event:  # what may carry the count
+                seen.append(event)
+            out += stream.feed(event)
+    except UpstreamStreamError as exc:
+        return out, stream.text_chars, seen, exc.message
+    return out + stream.finish(done=True), stream.text_chars, seen, None
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=st.lists(st.lists(st.one_of(_NATIVE_EVENTS, st.just({"error": "boom"}), st.just([1])), max_size=8),
+                        max_size=4),
+       stop=st.sampled_from([[], ["STOP"], ["</think>"]]))
+def test_a_reads_events_fed_at_once_give_what_feeding_each_gives(batches: list[list[Any]], stop: list[str]) -> None:
+    # A read's events through `feed_into` (what service.workers_stream does): the same choices, characters counted
+    # and failure as `feed` event by event; every event that may carry `usage` (a dict with one, or not a dict) is
+    # shown to `seen` before it is fed, and what came before a failing event is in `out`.
+    assert _feed_into(batches, stop) == _feed_each(batches, stop)

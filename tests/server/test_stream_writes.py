@@ -138,3 +138,22 @@ async def test_one_choice_ending_holds_nothing_of_the_others(settings: Settings,
     raw = b"".join(m["body"] for m in sent if m["type"] == "http.response.body")
     assert b"whole" in raw and b"part-one" in raw and raw.endswith(b"data: [DONE]\n\n"), raw[-200:]
     assert b'" part-two"' in raw and b'"error"' not in raw
+
+
+@pytest.mark.parametrize("tools", [False, True])
+async def test_a_streams_head_has_the_headers_starlette_renders_for_it(settings: Settings, api_key: str,
+                                                                       fake: FakeWorkers, tools: bool) -> None:
+    # The usual stream's headers are rendered once (server.routes.common), one with headers of its own (a hosted
+    # tool left out) per answer: both as Starlette's StreamingResponse renders them, first in the head.
+    from starlette.responses import StreamingResponse
+
+    fake.models[MODEL] = native_text(WORDS)
+    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    own = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Accel-Buffering": "no"}
+    if tools:
+        body["tools"] = [{"type": "web_search"}]
+        own["x-cfai-dropped-tools"] = "web_search"
+    sent = await asgi_messages(settings, api_key, fake, body)
+    expected = StreamingResponse(iter(()), media_type="text/event-stream", headers=own).raw_headers
+    head = sent[0]["headers"]
+    assert head[:len(expected)] == expected and (b"x-cfai-dropped-tools" in dict(head)) is tools

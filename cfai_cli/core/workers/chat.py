@@ -114,8 +114,12 @@ def _int(value: Any) -> int | None:
     return None
 
 
+def _mapping(value: object) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def parse_usage(raw: Any) -> ParsedUsage | None:
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # a dict first: an ABC check is a Python call
         return None
     prompt = _int(raw.get("prompt_tokens", raw.get("input_tokens")))
     completion = _int(raw.get("completion_tokens", raw.get("output_tokens")))
@@ -126,8 +130,8 @@ def parse_usage(raw: Any) -> ParsedUsage | None:
     return ParsedUsage(
         prompt_tokens=prompt or 0,
         completion_tokens=completion or 0,
-        cached_tokens=_int(details.get("cached_tokens")) if isinstance(details, Mapping) else None,
-        reasoning_tokens=_int(out_details.get("reasoning_tokens")) if isinstance(out_details, Mapping) else None,
+        cached_tokens=_int(details.get("cached_tokens")) if _mapping(details) else None,
+        reasoning_tokens=_int(out_details.get("reasoning_tokens")) if _mapping(out_details) else None,
     )
 
 

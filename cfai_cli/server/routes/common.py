@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
@@ -76,15 +76,27 @@ def chat_context(request: Request) -> Context:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused past `limit` bytes. Its messages are taken from `request.receive` as Starlette's
+    `Request.stream` takes them (the body's parts until one says no more follows; a disconnect raises
+    ClientDisconnect), without that async generator of its own (its hooks, each part's step through it): a plain
+    chat's answer 0.740 -> 0.730 M instructions, bench/stream_cpu.py --plain --first, 2026-12-02, round 8. The body is
+    read once: nothing reads it through the Request again."""
     declared = header(request, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"The request body is larger than the proxy's limit of {limit} bytes.")
     data = bytearray()
-    async for chunk in request.stream():
-        data.extend(chunk)
-        if len(data) > limit:
-            raise RequestTooLarge(f"The request body is larger than the proxy's limit of {limit} bytes.")
-    return bytes(data)
+    receive = request.receive
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            data += message.get("body", b"")
+            if len(data) > limit:
+                raise RequestTooLarge(f"The request body is larger than the proxy's limit of {limit} bytes.")
+            if not message.get("more_body", False):
+                return bytes(data)
+        elif kind == "http.disconnect":
+            raise ClientDisconnect()
 
 
 def media_type(header: str | None) -> tuple[str, dict[str, str]]:
@@ -174,6 +186,12 @@ class EventStreamResponse(StreamingResponse):
     as before: the upstream response is closed and its connection freed (tests/reliability/test_disconnect.py).
     The answer's events are closed when the response ends, however it ends (read or not, client there or not),
     inside the scope and shielded from its cancellation: their clean-up closes the upstream responses.
+
+    The listener and its scope start with the answer's first body write, not before: the events' first batch was
+    read before the response was made (service.chat_stream.prime), so up to that write nothing waits on the
+    upstream, and a client gone meanwhile is seen by the listener at once (its `receive` gives the disconnect).
+    An answer read at once leaves in that one write and needs neither (a 20-chunk stream's first write
+    1.377 -> 1.343 M instructions, bench/stream_cpu.py --first under callgrind, 2026-12-02, round 8).
     """
 
     def __init__(self, events: EventStream[Any], *, done: bool, named: bool, on_error: ErrorEvents,
@@ -182,7 +200,43 @@ class EventStreamResponse(StreamingResponse):
         self.sse: AsyncGenerator[bytes, None] = _sse(events, done, named, on_error)
         super().__init__(self.sse, media_type="text/event-stream", headers=headers)
 
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        if headers is _SSE_HEADERS:  # the usual stream's: rendered once (sse_response)
+            self.raw_headers = [*_SSE_RAW]
+        else:
+            super().init_headers(headers)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if await self._first(send):
+                await self._rest(receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.sse.aclose()
+                await self.events.aclose()
+
+    async def _first(self, send: Send) -> bool:
+        """StreamingResponse.stream_response up to the first body write, with the answer's last bytes in the
+        message that ends the response: each ASGI send is a socket write (through the layer's send) and a
+        wake-up of the client. `[DONE]` is always the last item, so holding it back delays nothing (stream c=1:
+        5 writes an answer -> 3, bench/streams.py); and once the events' stream is `ending` (its last batch came
+        with the upstream's end: what follows is closing the upstream response and counting the usage, no
+        upstream read), its last batches wait for that end too, so an answer read at once leaves in one write,
+        head included. True when the answer goes on after this write (`_rest` writes the rest)."""
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        tail = b""
+        events = self.events
+        async for chunk in self.sse:
+            if chunk is DONE or events.ending:
+                tail += chunk
+                continue
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            return True
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        return False
+
+    async def _rest(self, receive: Receive, send: Send) -> None:
+        """The answer after its first write, as `_first` writes, cancelled if the client hangs up."""
         with anyio.CancelScope() as cancel:
             async def listen() -> None:
                 try:
@@ -194,35 +248,36 @@ class EventStreamResponse(StreamingResponse):
 
             listener = asyncio.get_running_loop().create_task(listen())
             try:
-                await self._stream(send)
+                tail = b""
+                events = self.events
+                async for chunk in self.sse:
+                    if chunk is DONE or events.ending:
+                        tail += chunk
+                        continue
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
             finally:
                 listener.cancel()
-                with anyio.CancelScope(shield=True):
-                    await self.sse.aclose()
-                    await self.events.aclose()
 
 
-    async def _stream(self, send: Send) -> None:
-        """StreamingResponse.stream_response, with the answer's last bytes in the message that ends the response:
-        each ASGI send is a socket write (through every middleware's send wrapper) and a wake-up of the client.
-        `[DONE]` is always the last item, so holding it back delays nothing (stream c=1: 5 writes an answer ->
-        3, bench/streams.py); and once the events' stream is `ending` (its last batch came with the upstream's
-        end: what follows is closing the upstream response and counting the usage, no upstream read), its last
-        batches wait for that end too, so an answer read at once leaves in one write, head included."""
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        tail = b""
-        events = self.events
-        async for chunk in self.sse:
-            if chunk is DONE or events.ending:
-                tail += chunk
-                continue
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+_SSE_HEADERS = {**API_HEADERS, "X-Accel-Buffering": "no"}
+
+
+def _rendered(headers: Mapping[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    """A stream's raw headers as Starlette's StreamingResponse renders `headers` (its Content-Type added)."""
+    response = StreamingResponse.__new__(StreamingResponse)
+    response.media_type = "text/event-stream"
+    response.init_headers(headers)
+    return tuple(response.raw_headers)
+
+
+# Every stream without headers of its own has these: rendered once, not per answer (~15k instructions).
+_SSE_RAW = _rendered(_SSE_HEADERS)
 
 
 def sse_response(events: EventStream[Any], *, done: bool = True, named: bool = False,
                  on_error: ErrorEvents = _chat_error, headers: Mapping[str, str] | None = None) -> EventStreamResponse:
     """An SSE answer. Chat style by default (bare `data:`, `[DONE]`, an error body on failure); the
     Responses API sets `named` (an `event:` line per event), `done=False` and its own `on_error` events."""
-    headers = {**API_HEADERS, "X-Accel-Buffering": "no", **(headers or {})}
-    return EventStreamResponse(events, done=done, named=named, on_error=on_error, headers=headers)
+    return EventStreamResponse(events, done=done, named=named, on_error=on_error,
+                               headers={**_SSE_HEADERS, **headers} if headers else _SSE_HEADERS)
