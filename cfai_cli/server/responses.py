@@ -66,9 +66,13 @@ class PiecewiseJSONResponse(JSONResponse):
         pieces, self.pieces = self.pieces, []
         for i in range(len(pieces)):
             piece, pieces[i] = pieces[i], b""  # sent pieces go too
-            body = piece.render() if isinstance(piece, _Later) else piece
+            bodies = piece.render() if isinstance(piece, _Later) else [piece]
             del piece
-            await send({"type": "http.response.body", "body": body, "more_body": i < len(pieces) - 1})
+            last = len(bodies) - 1 if i == len(pieces) - 1 else -1
+            for j in range(len(bodies)):
+                body, bodies[j] = bodies[j], b""  # a view of an upstream answer: let go once written
+                await send({"type": "http.response.body", "body": body, "more_body": j != last})
+                del body
 
 
 class _Later:
@@ -79,14 +83,21 @@ class _Later:
     def __init__(self, comma: bytes, items: list[Any], length: int) -> None:
         self.comma, self.items, self.length = comma, items, length
 
-    def render(self) -> bytes:
+    def render(self) -> list[bytes | memoryview]:
+        """The items' text, in pieces: an AsciiText holding bytes (an image's base64, a view of the answer it came
+        in) is sent as it is, not copied into the rendering (jsonfast.pieces)."""
         items, self.items = self.items, []
-        rendered = jsonfast.dumps(items)
+        parts = jsonfast.pieces(items)
         del items
-        body = b"".join((self.comma, memoryview(rendered)[1:-1]))  # one copy, not a slice and a concatenation
-        if len(body) != self.length:
-            raise RuntimeError(f"An answer's piece was measured as {self.length} bytes and rendered as {len(body)}.")
-        return body
+        if len(parts) == 1:
+            parts = [b"".join((self.comma, memoryview(parts[0])[1:-1]))]  # one copy, not a slice and a concatenation
+        else:  # the brackets are in the first and last pieces, which are short
+            parts[0] = self.comma + parts[0][1:]
+            parts[-1] = parts[-1][:-1]
+        length = sum(len(part) for part in parts)
+        if length != self.length:
+            raise RuntimeError(f"An answer's piece was measured as {self.length} bytes and rendered as {length}.")
+        return parts
 
 
 def vouch_error_free(request: Request, strings: Iterable[str]) -> None:

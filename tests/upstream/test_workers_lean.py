@@ -337,6 +337,8 @@ async def test_an_image_call_sends_the_same_bytes_and_reads_the_same_answer(case
     assert seen[0].startswith(b"POST /accounts/%s/ai/run/%s HTTP/1.1\r\n" % (ACCOUNT.encode(), IMAGE_MODEL.encode()))
     assert seen[0].endswith(b"\r\n\r\n" + jsonfast.dumps(IMAGE_BODY))
     if case in (0, 3, 5):
-        assert outcome.image == _B64.decode() and outcome.body is None and outcome.result == {"image": _B64.decode()}
+        # The image is a view of the answer's bytes (not copied out), and result.image the same view.
+        assert isinstance(outcome.image, memoryview) and bytes(outcome.image) == _B64 and outcome.body is None
+        assert outcome.result == {"image": outcome.image} and outcome.result["image"] is outcome.image
     if case == 3:
         assert len(seen) == 2  # the capacity 429 was retried
