@@ -53,22 +53,29 @@ class RawJson:
 
 
 class AsciiText:
-    """A str that JSON writes as it is between two quotes (ASCII, no quote, backslash or control character:
-    its maker checks, e.g. canonical base64), so its written length is known: `len(text) + 2`."""
+    """A str (or ASCII bytes, or a view of them) that JSON writes as it is between two quotes (ASCII, no quote,
+    backslash or control character: its maker checks, e.g. canonical base64), so its written length is known:
+    `len(text) + 2`. Bytes are not copied into a rendering by `pieces` (an image's base64 sent as a view of the
+    upstream answer it came in)."""
 
     __slots__ = ("text",)
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str | bytes | memoryview) -> None:
         self.text = text
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, AsciiText) and other.text == self.text
+        return isinstance(other, AsciiText) and self.as_str() == other.as_str()
 
     def __hash__(self) -> int:
-        return hash(self.text)
+        return hash(self.as_str())
 
     def __repr__(self) -> str:
-        return f"AsciiText({self.text[:40]!r}{'...' if len(self.text) > 40 else ''})"
+        return f"AsciiText({self.as_str()[:40]!r}{'...' if len(self.text) > 40 else ''})"
+
+    def as_str(self) -> str:
+        """The text as a str (a copy when it is bytes)."""
+        text = self.text
+        return text if isinstance(text, str) else str(text, "ascii")
 
 
 def _fragment(value: Any) -> Any:
@@ -76,7 +83,8 @@ def _fragment(value: Any) -> Any:
     if isinstance(value, RawJson):
         return orjson.Fragment(value.json)
     if isinstance(value, AsciiText):
-        return value.text
+        text = value.text
+        return text if isinstance(text, str) else orjson.Fragment(b'"%s"' % text)
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
@@ -84,7 +92,7 @@ def _decoded(value: Any) -> Any:
     if isinstance(value, RawJson):
         return json.loads(value.json)
     if isinstance(value, AsciiText):
-        return value.text
+        return value.as_str()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -135,6 +143,40 @@ def measured(value: Any) -> bytes | int:
     except TypeError:  # orjson.JSONEncodeError: what `dumps` hands to the standard library
         return dumps(value)
     return len(out) + extra if deferred else out
+
+
+_SPLIT = b"\x00"  # never in orjson's output otherwise: JSON text holds no raw control character
+
+
+def pieces(value: Any) -> list[bytes | memoryview]:
+    """`dumps(value)` as pieces to send one after the other: each AsciiText holding bytes is a piece of its own,
+    the bytes themselves, not copied into a rendering (the rest is rendered around them). Four images' base64
+    rendered into the answer was a copy of each image beside the answer it came in (issue 25, round 8). Without
+    such a value, or when the split cannot be told (no orjson, a value it refuses), one piece: `dumps(value)`."""
+    if orjson is None:
+        return [dumps(value)]
+    texts: list[bytes | memoryview] = []
+
+    def split(item: Any) -> Any:
+        if isinstance(item, AsciiText) and not isinstance(item.text, str):
+            texts.append(item.text)
+            return orjson.Fragment(_SPLIT)
+        return _fragment(item)
+
+    try:
+        out = orjson.dumps(value, default=split, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: what `dumps` hands to the standard library
+        return [dumps(value)]
+    if not texts:
+        return [out]
+    around = out.split(_SPLIT)
+    if len(around) != len(texts) + 1:  # cannot happen (see _SPLIT); the whole rendering if it did
+        return [dumps(value)]
+    parts: list[bytes | memoryview] = [around[0] + b'"']
+    last = len(texts) - 1
+    for i, text in enumerate(texts):
+        parts += (text, b'"' + around[i + 1] + (b'"' if i < last else b""))
+    return parts
 
 
 def dumps_all(values: Sequence[Any]) -> list[bytes]:

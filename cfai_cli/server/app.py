@@ -29,6 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from cfai_cli.errors import ConfigError
+from cfai_cli.server import heap
 from cfai_cli.server.auth import KeyAuth
 from cfai_cli.server.backends import Backends
 from cfai_cli.server.body import BodyGuard
@@ -154,6 +155,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         install_redaction(scrubber)  # again: uvicorn has set up its own log handlers by now
+        heap.settle()  # big answers' blocks kept for the next request, not faulted in again (server.heap)
         # The router's daily caps per Cloudflare account read what the usage log (and the recorder) say was spent.
         meter = AccountMeter(UsageLog(settings.storage), recorder)
         # Stopped in reverse order, each whatever the others did: a failing stop must not lose the recorder's

@@ -9,9 +9,11 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass
+from typing import cast
 
 from cfai_cli.core.catalog import resolve_model
 from cfai_cli.core.cost import tiles_of
+from cfai_cli.core.jsonfast import AsciiText
 from cfai_cli.core.openai.images import ImageGenerationRequest, ImageOut, ImagesResponse
 from cfai_cli.core.translate.images import (
     DEFAULT_EDIT_MODEL,
@@ -40,11 +42,12 @@ _RESPONSE_SIZES = {"1024x1024", "1024x1536", "1536x1024"}
 
 @dataclass(frozen=True, slots=True)
 class GeneratedImage:
-    """One image: its bytes, or the base64 text Workers AI sent (handed on as it is, decoded only if asked)."""
+    """One image: its bytes, or the base64 text Workers AI sent (handed on as it is, decoded only if asked): a
+    view of the upstream answer's bytes when it was cut from them (core.workers.image_cut), else a str."""
 
     raw: bytes | None
     info: ImageInfo
-    encoded: str | None = None
+    encoded: str | memoryview | None = None
 
     @property
     def data(self) -> bytes:
@@ -53,7 +56,16 @@ class GeneratedImage:
         return base64.b64decode(self.encoded or "")
 
     def b64(self) -> str:
-        return self.encoded if self.encoded is not None else base64.b64encode(self.data).decode("ascii")
+        encoded = self.encoded
+        if encoded is None:
+            return base64.b64encode(self.data).decode("ascii")
+        return encoded if isinstance(encoded, str) else str(encoded, "ascii")
+
+    def b64_text(self) -> AsciiText:
+        """The base64 text for a JSON answer, not copied out of the upstream answer it came in (server.routes.images
+        sends it as it is: four 1.3 MB images, one copy each less held; issue 25, round 8)."""
+        encoded = self.encoded
+        return AsciiText(base64.b64encode(self.data) if encoded is None else encoded)
 
 
 def image_store(ctx: Context) -> ImageStore:
@@ -82,7 +94,9 @@ async def _one(ctx: Context, call: ImageCall) -> GeneratedImage:
         if info.format != "png" and info.width is not None:
             image = GeneratedImage(None, info, encoded)
     if image is None:
-        data = image_bytes(body=answer.body, result=answer.result)
+        # Cut from the answer (canonical, so valid and not empty), else judged by image_bytes.
+        data = base64.b64decode(answer.image, validate=True) if answer.image is not None \
+            else image_bytes(body=answer.body, result=answer.result)
         info = sniff_image(data)
         if info.format == "png" and is_blank_png(data):
             raise _policy_error("it answered with a blank image.")
@@ -136,8 +150,10 @@ async def create_images(ctx: Context, req: ImageGenerationRequest, *, image: byt
 
 
 async def images_response(ctx: Context, req: ImageGenerationRequest, images: list[GeneratedImage], *,
-                          base_url: str | None) -> ImagesResponse:
-    """The OpenAI ImagesResponse: base64 by default, or URLs served by the proxy for `response_format: url`."""
+                          base_url: str | None, ascii_text: bool = False) -> ImagesResponse:
+    """The OpenAI ImagesResponse: base64 by default, or URLs served by the proxy for `response_format: url`.
+    `ascii_text`: each `b64_json` is a `jsonfast.AsciiText` (`GeneratedImage.b64_text`), not a str: for the
+    proxy's answer, which sends it as it came (server.routes.images)."""
     data: list[ImageOut] = []
     if req.response_format == "url":
         if base_url is None:
@@ -148,7 +164,7 @@ async def images_response(ctx: Context, req: ImageGenerationRequest, images: lis
             name = await store.save(image.data, image.info.format, now=ctx.clock())
             data.append({"url": f"{base_url.rstrip('/')}/v1/images/files/{name}"})
     else:
-        data = [{"b64_json": image.b64()} for image in images]
+        data = [{"b64_json": cast(str, image.b64_text()) if ascii_text else image.b64()} for image in images]
     out: ImagesResponse = {"created": ctx.now(), "data": data}
     formats = {image.info.format for image in images}
     if len(formats) == 1:

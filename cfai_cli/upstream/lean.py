@@ -52,7 +52,7 @@ from cfai_cli.upstream.http11 import Conn, Exchange, Key, drain, header_map, os_
 from cfai_cli.upstream.httperrors import caught, http_error
 from cfai_cli.upstream.pool import KEEPALIVE_EXPIRY, Pool
 
-__all__ = ["TAIL_BYTES", "TAIL_SECONDS", "Lean", "LeanBody", "lean_for", "proxies_configured"]
+__all__ = ["PREFILL", "TAIL_BYTES", "TAIL_SECONDS", "Lean", "LeanBody", "lean_for", "proxies_configured"]
 
 _WRITE_HIGH_WATER = 64 * 1024  # buffered request bytes beyond which we wait for the socket (write timeout)
 _JOIN_BELOW = 64 * 1024  # request bodies smaller than this are sent with their head in one buffer
@@ -63,6 +63,7 @@ TAIL_BYTES = 64 * 1024  # ... and how much: more than that is a stream cut short
 # took an images request (n=4) from 18 to 12 ms of proxy CPU; 1 MiB saved no more and held ~6 MB more while
 # 21 embedding batches were read at once (bench/payloads.py, issue 25, 2026-12-01).
 _BUFFER = 256 * 1024
+PREFILL = 256 * 1024  # LeanBody.read_buffer: a declared body at least this long is read into one buffer
 
 
 def proxies_configured() -> bool:
@@ -170,14 +171,48 @@ class LeanBody:
                 raise whole.too_large(limit)
             return data
         whole.check_declared(header_map(exchange.headers))
+        return await self._joined(limit)
+
+    async def read_buffer(self) -> bytes | bytearray:
+        """`read`, but a body of a declared length (within the cap: `whole.check_declared`) beyond PREFILL bytes is
+        put into one buffer made at that length as it arrives: not held twice while its pieces are joined (an
+        image, ~1.3 MB: four read at once; issue 25, round 8). Its length is the parser's to keep: a body that
+        ends short is an error (http11.Exchange.at_eof), one longer is not read past the declared length."""
+        exchange = self._exchange
+        if self._conn is None:
+            return await self.read()
+        headers = header_map(exchange.headers)
+        whole.check_declared(headers)
+        declared = headers.get("content-length", "").strip()
+        if not declared.isdigit() or int(declared) < PREFILL or "transfer-encoding" in headers:
+            return await self.read()
+        self._started = True
+        buffer = bytearray(int(declared))
+        filled = 0
+        with memoryview(buffer) as view:
+            async for chunk in self:
+                end = filled + len(chunk)
+                if end > len(buffer):  # cannot happen (the parser stops at the declared length): refused
+                    self._drop()
+                    raise http_error("RemoteProtocolError", "The response body is longer than its Content-Length.")
+                view[filled:end] = chunk
+                filled = end
+        if filled != len(buffer):  # cannot happen either (EOF short of it raises): refused
+            raise http_error("RemoteProtocolError", "The response body is shorter than its Content-Length.")
+        return buffer
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._pool.discard(conn)
+
+    async def _joined(self, limit: int) -> bytes:
         parts: list[bytes] = []
         size = 0
         async for chunk in self:
             size += len(chunk)
             if size > limit:  # upstream.whole: dropped at once, not read on as a tail
-                conn, self._conn = self._conn, None
-                if conn is not None:
-                    self._pool.discard(conn)
+                self._drop()
                 raise whole.too_large(limit)
             parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -131,7 +131,9 @@ class WorkersAIClient(AccountCalls):
 
         async def attempt(remaining: float) -> Any:
             if self._lean is not None:
-                return self._decoded(*await self._lean_read(url, jsonfast.dumps(body), affinity), model, vectors)
+                status, headers, content = await self._lean_read(url, jsonfast.dumps(body), affinity)
+                assert isinstance(content, bytes)  # read(), not read_buffer()
+                return self._decoded(status, headers, content, model, vectors)
             return await self._json_answer(self._request(url, body, remaining, affinity), model, vectors)
 
         return await self._with_retries(attempt)
@@ -145,7 +147,8 @@ class WorkersAIClient(AccountCalls):
             await response.aclose()
         return self._decoded(response.status_code, response.headers, content, model, vectors)
 
-    async def _lean_read(self, url: str, payload: bytes, affinity: str | None) -> tuple[int, dict[str, str], bytes]:
+    async def _lean_read(self, url: str, payload: bytes, affinity: str | None, *,
+                         buffer: bool = False) -> tuple[int, dict[str, str], bytes | bytearray]:
         """One attempt of a JSON POST on the lean transport (`_json_answer`'s request as bytes: http11.Heads):
         the answer's status, headers (as httpx.Headers.get reads them) and whole body. No per-wait timeouts:
         httpx's four, each `remaining` from when its wait starts, end after the attempt's deadline
@@ -157,11 +160,14 @@ class WorkersAIClient(AccountCalls):
         answer = await answered(self._lean.open(key, head, payload, None))
         exchange = answer.exchange
         headers = header_map(exchange.headers)
+        content: bytes | bytearray
         try:
             if "content-encoding" in headers:
                 from cfai_cli.upstream.transport import as_response
 
                 content = await aread(as_response(answer))
+            elif buffer:  # run_raw: an image's answer in one buffer made at its length (LeanBody.read_buffer)
+                content = await answer.read_buffer()
             else:
                 content = await answer.read()
         finally:
@@ -201,7 +207,7 @@ class WorkersAIClient(AccountCalls):
             payload = jsonfast.dumps(json_body)
 
             async def lean(remaining: float) -> RawAnswer:
-                return self._raw_answer(*await self._lean_read(url, payload, None), model)
+                return self._raw_answer(*await self._lean_read(url, payload, None, buffer=True), model)
 
             return await self._with_retries(lean)
         import httpx
@@ -233,7 +239,7 @@ class WorkersAIClient(AccountCalls):
 
         return await self._with_retries(attempt)
 
-    def _raw_answer(self, status: int, headers: Mapping[str, str], raw: bytes, model: str) -> RawAnswer:
+    def _raw_answer(self, status: int, headers: Mapping[str, str], raw: bytes | bytearray, model: str) -> RawAnswer:
         """`run_raw`'s answer: bytes with their type, or the unwrapped `result` (its image as base64 text when it is
         one), with the neurons it reports noted."""
         body, kind, result, image = decode_image_result(status, headers.get("content-type", ""), raw, headers,

@@ -54,7 +54,8 @@ class RawAnswer:
     content_type: str
     body: bytes | None = None
     result: Any = None
-    image: str | None = None  # result.image when it came as canonical base64 (core.workers.image_cut)
+    # result.image when it came as canonical base64 (core.workers.image_cut): a view of the answer's bytes (ASCII)
+    image: memoryview | None = None
 
     def __iter__(self) -> Iterator[Any]:
         """Unpacks as (body, content_type, result)."""

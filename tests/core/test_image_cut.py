@@ -21,7 +21,13 @@ def envelope(result: object, **extra: object) -> bytes:
 
 
 def decode(body: bytes, status: int = 200) -> tuple[bytes | None, str, object, str | None]:
-    return decode_image_result(status, JSON, body, {})
+    """decode_image_result with its image (a view of `body`, also result.image) as text, for comparing."""
+    raw, kind, result, image = decode_image_result(status, JSON, body, {})
+    if image is None:
+        return raw, kind, result, None
+    assert isinstance(image, memoryview) and image.obj is body  # not copied out of the answer
+    assert isinstance(result, dict) and result["image"] is image
+    return raw, kind, {**result, "image": str(image, "ascii")}, str(image, "ascii")
 
 
 @pytest.mark.parametrize("body", [

@@ -235,18 +235,26 @@ async def test_a_long_list_is_sent_in_pieces_with_the_same_bytes(count: int) -> 
     assert len(sent) == 1 + 2 + (count + 99) // 100  # the frame's two ends and a piece per 100 items
 
 
-async def test_pieces_of_text_already_written_are_rendered_as_they_are_sent() -> None:
+@pytest.mark.parametrize("as_bytes", [False, True])
+async def test_pieces_of_text_already_written_are_rendered_as_they_are_sent(as_bytes: bool) -> None:
     from cfai_cli.core import jsonfast
     from cfai_cli.core.jsonfast import AsciiText
     from cfai_cli.server.responses import PiecewiseJSONResponse
 
     images = ["QUJD" * 1000, "REVG" * 10, "R0g="]
-    answer = {"created": 1, "data": [{"b64_json": AsciiText(text)} for text in images], "output_format": "png"}
+    # As bytes: views of an upstream answer (service.images' b64_text), sent as they are, never copied.
+    source = ("xx" + "".join(images)).encode()
+    views, start = [], 2
+    for text in images:
+        views.append(memoryview(source)[start:start + len(text)])
+        start += len(text)
+    texts: list[Any] = views if as_bytes else images
+    answer = {"created": 1, "data": [{"b64_json": AsciiText(text)} for text in texts], "output_format": "png"}
     expected = jsonfast.dumps({**answer, "data": [{"b64_json": text} for text in images]})
     rendered: list[int] = []
-    real = jsonfast.dumps
+    real = jsonfast.pieces
 
-    def counted(value: Any) -> bytes:
+    def counted(value: Any) -> list[bytes | memoryview]:
         rendered.append(1)
         return real(value)
 
@@ -256,14 +264,22 @@ async def test_pieces_of_text_already_written_are_rendered_as_they_are_sent() ->
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    jsonfast_dumps, jsonfast.dumps = jsonfast.dumps, counted
+    jsonfast_pieces, jsonfast.pieces = jsonfast.pieces, counted
     try:
         await response({"type": "http"}, None, send)  # type: ignore[arg-type]
     finally:
-        jsonfast.dumps = jsonfast_dumps
+        jsonfast.pieces = jsonfast_pieces
     assert dict(sent[0]["headers"])[b"content-length"] == str(len(expected)).encode()
-    assert b"".join(m["body"] for m in sent[1:]) == expected and len(sent) == 1 + 2 + len(images)
+    bodies = [m["body"] for m in sent[1:]]
+    assert b"".join(bodies) == expected and [m["more_body"] for m in sent[1:]] == [True] * (len(bodies) - 1) + [False]
     assert len(rendered) == len(images)  # each image rendered once, as it was sent
+    if as_bytes:  # the frame's start, the first image's opening, then each image's text (the very view) and its
+        # closing, joined with what follows (the next image's opening, or the frame's end): one write fewer an image
+        assert len(bodies) == 2 + 2 * len(images)
+        assert [body is view for body, view in zip(bodies[2::2], views, strict=False)] == [True] * len(images)
+        assert bodies[3] == b'"},{"b64_json":"' and bodies[-1].startswith(b'"}],')
+    else:
+        assert len(bodies) == 2 + len(images)
 
     # Text that JSON would escape, passed off as ASCII text: the answer ends in an error, never other bytes.
     lying = PiecewiseJSONResponse({"data": [{"b64_json": AsciiText('a"b')}]}, "data", step=1)

@@ -118,6 +118,34 @@ async def test_a_base64_jpeg_is_handed_on_as_it_came(proxy, fake: FakeWorkers,
     assert answer.content == jsonfast.dumps(body) and answer.headers["content-length"] == str(len(answer.content))
 
 
+async def test_an_image_cut_from_the_answer_goes_out_as_a_view_of_it(settings: Settings, api_key: str,
+                                                                     fake: FakeWorkers) -> None:
+    # Canonical base64 under result.image (core.workers.image_cut): sent as a view of the upstream answer's bytes,
+    # never copied into a str and a rendering (issue 25, round 8); the answer's bytes are those of the whole.
+    encoded = base64.b64encode(_JPEG_64[:-2] + bytes(range(256)) * 1200 + b"\xff\xd9")
+    fake.models[FLUX] = lambda r, b: httpx.Response(200, json=envelope({"image": encoded.decode()}))
+    app = create_app(settings, transport=fake.transport())
+    bodies: list[Any] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                bodies.append(message["body"])
+            await send(message)
+
+        await app(scope, receive, sending)
+
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=recording), base_url="http://proxy.test",
+        headers={"Authorization": f"Bearer {api_key}"}) as client:
+        answer = await client.post("/v1/images/generations", json={"model": FLUX, "prompt": "p", "n": 2})
+    body = answer.json()
+    assert [d["b64_json"] for d in body["data"]] == [encoded.decode()] * 2
+    assert answer.content == jsonfast.dumps(body) == b"".join(bodies)
+    views = [sent for sent in bodies if isinstance(sent, memoryview)]
+    assert [bytes(view) for view in views] == [encoded] * 2 and all(isinstance(view.obj, bytes) for view in views)
+
+
 async def test_n_images_use_distinct_seeds(proxy, fake: FakeWorkers) -> None:
     fake.models[SDXL] = lambda r, b: httpx.Response(200, headers={"content-type": "image/png"},
                                                     content=png(32, 32, str(b["seed"]).encode() * 3))

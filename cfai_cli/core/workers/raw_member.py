@@ -10,14 +10,14 @@ from __future__ import annotations
 JSON_SPACE = b" \t\r\n"
 
 
-def skip_space(body: bytes, i: int) -> int:
+def skip_space(body: bytes | bytearray, i: int) -> int:
     """The index of the first byte at or after `i` that is not JSON whitespace (len(body) if none is)."""
     while i < len(body) and body[i] in JSON_SPACE:
         i += 1
     return i
 
 
-def value_start(body: bytes, name: bytes) -> int:
+def value_start(body: bytes | bytearray, name: bytes) -> int:
     """The index of the first byte of the value of the first member named `name` (given quoted: `b'"data"'`),
     or -1 when the name is missing or not followed by a colon."""
     key = body.find(name)

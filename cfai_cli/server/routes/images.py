@@ -9,7 +9,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
-from cfai_cli.core.jsonfast import AsciiText
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest, ImagesResponse
 from cfai_cli.errors import NotFound
@@ -25,16 +24,17 @@ async def generations(request: Request) -> Response:
     req = validate_request(ImageGenerationRequest, await read_json(request))
     ctx = request_context(request)
     images = await create_images(ctx, req)
-    return _answer(request, await images_response(ctx, req, images, base_url=str(request.base_url)))
+    return _answer(request, await images_response(ctx, req, images, base_url=str(request.base_url), ascii_text=True))
 
 
 def _answer(request: Request, answer: ImagesResponse) -> Response:
+    """`answer` as images_response makes it with `ascii_text`: each b64_json an AsciiText (canonical base64)."""
     if all(image.keys() == {"b64_json"} for image in answer["data"]):  # canonical base64 (service.images): no quote
         vouch_error_free(request, [str(value) for key, value in answer.items() if key != "data"])
-        # Each image rendered as it is sent, its text let go then: not the whole answer beside the images' text
-        # (four 1.3 MB images: peak RSS in process 9.7-11.4 -> 6.9-7.2 MB; bench/payload_rss.py, issue 25, round 7).
-        data = [{"b64_json": AsciiText(image["b64_json"])} for image in answer["data"]]
-        return PiecewiseJSONResponse({**answer, "data": data}, "data", step=1, headers=API_HEADERS)
+        # Each image sent as it came from Workers AI, a view of the answer's bytes let go once written: not
+        # rendered whole beside the images' text (round 7), nor each image copied into a str and a rendering
+        # (round 8; bench/payload_rss.py, issue 25).
+        return PiecewiseJSONResponse(answer, "data", step=1, headers=API_HEADERS)
     return JSONResponse(answer, headers=API_HEADERS)
 
 
@@ -46,7 +46,7 @@ async def edits(request: Request) -> Response:
     req = validate_request(ImageEditRequest, fields)
     ctx = request_context(request)
     images = await create_images(ctx, req, image=image, mask=mask)
-    return _answer(request, await images_response(ctx, req, images, base_url=str(request.base_url)))
+    return _answer(request, await images_response(ctx, req, images, base_url=str(request.base_url), ascii_text=True))
 
 
 async def files(request: Request) -> Response:
