@@ -17,6 +17,8 @@ await at all (a caller that would otherwise shield its wait from cancellation sk
 the process's connections once (os.register_at_fork) instead of an os.getpid() system call per piece.
 `submit` hands over a write nobody waits for (a TPM key's tokens at a request's end) without a future, and
 `lend` the loop's connection between transactions to store.keys' KeyCache (docs/performance.md, round 6).
+`defer` holds one (`HOLD` at most) for the next write transaction to carry: a TPM key's tokens ride on the next
+admission, not a commit of their own (c=1: 14.0 -> 8.2 fcntl a request; docs/performance.md, round 8).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 WAIT = 30.0  # seconds a piece waits for another connection's write lock before its request fails
 CHECKPOINT_EVERY = 500  # commits made on the loop between two checkpoints (a page or two each)
+HOLD = 0.010  # seconds a deferred write waits at most for another write transaction of this process to ride on
 
 
 log = logging.getLogger("cfai.store")
@@ -63,8 +66,11 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork either
 class HotPath:
     """One database's hot-path transactions in one process: `await run(work)` or, off the loop, `call(work)`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hold: float = HOLD) -> None:
         self.path = path
+        self.hold = hold
+        self._deferred: dict[asyncio.AbstractEventLoop, list[Piece]] = {}  # writes waiting to ride (defer)
+        self._armed: set[asyncio.AbstractEventLoop] = set()  # loops with a timer that commits what is deferred
         self._pending: dict[asyncio.AbstractEventLoop, list[Piece]] = {}
         self._stepping: set[asyncio.AbstractEventLoop] = set()  # loops whose iteration has run a piece at once
         self._loop_lock = threading.Lock()  # the loop's connection (a second loop in another thread: tests)
@@ -89,6 +95,8 @@ class HotPath:
         self._loop_conn = self._thread_conn = None  # the parent's: never closed here
         self._pending.clear()
         self._stepping.clear()
+        self._deferred.clear()  # the parent's to commit, not the child's
+        self._armed.clear()
         self._backlog.clear()
         self._draining = False
         self._loop_lock, self._thread_lock, self._backlog_lock = threading.Lock(), threading.Lock(), threading.Lock()
@@ -148,6 +156,25 @@ class HotPath:
             loop.call_soon(self._flush, loop)
         batch.append((work, None, True))
 
+    def defer(self, work: Callable[[sqlite3.Connection], Any]) -> None:
+        """`work(conn)` (a write nobody waits for, as `submit`'s) in this process's next write transaction on this
+        loop, ahead of that transaction's own pieces, or alone when `hold` seconds have passed without one (a
+        timer, armed while anything is deferred: no write waits longer). Every write of this process after it
+        sees it; another connection (another worker, `cfai keys`) sees it when it commits: at most `hold`
+        seconds after this call, or at `close()`. A failure is logged, as a submitted piece's."""
+        loop = asyncio.get_running_loop()
+        self._deferred.setdefault(loop, []).append((work, None, True))
+        if loop not in self._armed:  # one timer at a time, not one a write: it may commit early, never late
+            self._armed.add(loop)
+            loop.call_later(self.hold, self._release, loop)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer: what is still deferred commits now (at once, or behind what waits in the thread)."""
+        self._armed.discard(loop)
+        if loop in self._deferred:
+            self._pending.setdefault(loop, [])
+            self._flush(loop)
+
     def _first(self, loop: asyncio.AbstractEventLoop, work: Work, write: bool, single: bool = False
                ) -> tuple[bool, Any] | None:
         """The first piece of this iteration of the loop, alone and at once; None if another writer holds the lock.
@@ -160,12 +187,27 @@ class HotPath:
             return self._inline(run_one, work, write, single)
         self._stepping.add(loop)
         loop.call_soon(self._stepping.discard, loop)
-        outcome = self._inline(run_one, work, write, single)
+        deferred = self._deferred.pop(loop, None)
+        outcome = self._inline(run_one, work, write, single) if deferred is None else self._carry(loop, deferred, work)
         if outcome is not None:
             self._commits += 1
             if self._commits >= CHECKPOINT_EVERY:
                 self._checkpoint_soon(loop)
         return outcome
+
+    def _carry(self, loop: asyncio.AbstractEventLoop, deferred: list[Piece], work: Work) -> tuple[bool, Any] | None:
+        """`work` with the deferred writes ahead of it in one transaction; if another writer holds the lock they go
+        to the thread first (None: the caller's piece follows them there, in order)."""
+        try:
+            outcomes = self._inline(run_batch, [*deferred, (work, None, True)])
+        except Exception as exc:
+            self._deliver(deferred, exc)  # logged: the database cannot be used
+            raise
+        if outcomes is None:
+            self._to_thread(loop, deferred)
+            return None
+        self._deliver(deferred, outcomes)  # only a failure has anything to say
+        return outcomes[-1]
 
     @staticmethod
     def _result(outcome: tuple[bool, Any]) -> Any:
@@ -183,6 +225,9 @@ class HotPath:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._pending.pop(loop, [])
+        deferred = self._deferred.pop(loop, None)
+        if deferred is not None:  # older than this turn's pieces: ahead of them
+            batch = deferred + batch
         if not batch:
             return
         if self._draining:  # behind the pieces already waiting for the lock, in their order
@@ -341,6 +386,13 @@ class HotPath:
                 future.set_exception(outcomes[index][1])
 
     def close(self) -> None:
+        """The deferred writes committed (waiting for the lock as `call` does), then the connections closed."""
+        deferred, self._deferred = [piece for pieces in self._deferred.values() for piece in pieces], {}
+        if deferred:
+            try:
+                self._deliver(deferred, self._blocking(deferred))
+            except Exception as exc:
+                self._deliver(deferred, exc)
         for name, lock in (("_loop_conn", self._loop_lock), ("_thread_conn", self._thread_lock)):
             with lock:
                 self._drop(name)
