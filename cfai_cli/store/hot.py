@@ -15,10 +15,10 @@ megabytes): a worker thread does, every `CHECKPOINT_EVERY` commits. Commits are 
 A piece alone (the usual case) runs without the batch's lists and outcomes, and `run_now` runs one without an
 await at all (a caller that would otherwise shield its wait from cancellation skips the shield); a fork resets
 the process's connections once (os.register_at_fork) instead of an os.getpid() system call per piece.
-`submit` hands over a write nobody waits for (a TPM key's tokens at a request's end) without a future, and
-`lend` the loop's connection between transactions to store.keys' KeyCache (docs/performance.md, round 6).
-`defer` holds one (`HOLD` at most) for the next write transaction to carry: a TPM key's tokens ride on the next
-admission, not a commit of their own (c=1: 14.0 -> 8.2 fcntl a request; docs/performance.md, round 8).
+`submit` hands over a write nobody waits for without a future; `defer` holds one (`HOLD` at most; lost if the
+process is killed meanwhile) for the next write transaction to carry: a TPM key's tokens ride on the next admission
+(c=1: 14.0 -> 8.2 fcntl a request, docs/performance.md round 8); `lend` lends the loop's connection between
+transactions to store.keys' KeyCache (round 6).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cfai_cli.errors import ConfigError
+from cfai_cli.store import hot_tx
 from cfai_cli.store.db import connect
 from cfai_cli.store.hot_tx import Busy, Piece, Work, locked, open_connection, run_batch, run_one
 
@@ -69,7 +70,7 @@ class HotPath:
     def __init__(self, path: Path, *, hold: float = HOLD) -> None:
         self.path = path
         self.hold = hold
-        self._deferred: dict[asyncio.AbstractEventLoop, list[Piece]] = {}  # writes waiting to ride (defer)
+        self._deferred: dict[asyncio.AbstractEventLoop, list[Work]] = {}  # writes waiting to ride (defer; kept)
         self._armed: set[asyncio.AbstractEventLoop] = set()  # loops with a timer that commits what is deferred
         self._pending: dict[asyncio.AbstractEventLoop, list[Piece]] = {}
         self._stepping: set[asyncio.AbstractEventLoop] = set()  # loops whose iteration has run a piece at once
@@ -157,21 +158,22 @@ class HotPath:
         batch.append((work, None, True))
 
     def defer(self, work: Callable[[sqlite3.Connection], Any]) -> None:
-        """`work(conn)` (a write nobody waits for, as `submit`'s) in this process's next write transaction on this
-        loop, ahead of that transaction's own pieces, or alone when `hold` seconds have passed without one (a
-        timer, armed while anything is deferred: no write waits longer). Every write of this process after it
-        sees it; another connection (another worker, `cfai keys`) sees it when it commits: at most `hold`
-        seconds after this call, or at `close()`. A failure is logged, as a submitted piece's."""
+        """`work(conn)` (a write nobody waits for) in this loop's next write transaction, ahead of its pieces, or
+        alone on a timer `hold` seconds after at most (or at `close()`). Every later write of this process sees it;
+        other connections (workers, `cfai keys`) when it commits. A failure is logged, as `submit`'s."""
         loop = asyncio.get_running_loop()
-        self._deferred.setdefault(loop, []).append((work, None, True))
-        if loop not in self._armed:  # one timer at a time, not one a write: it may commit early, never late
+        works = self._deferred.get(loop)
+        if works is None:  # one list a loop, emptied and kept
+            works = self._deferred[loop] = []
+        works.append(work)
+        if loop not in self._armed:  # one timer at a time: it may commit a write early, never late
             self._armed.add(loop)
             loop.call_later(self.hold, self._release, loop)
 
     def _release(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timer: what is still deferred commits now (at once, or behind what waits in the thread)."""
         self._armed.discard(loop)
-        if loop in self._deferred:
+        if self._deferred.get(loop):
             self._pending.setdefault(loop, [])
             self._flush(loop)
 
@@ -187,27 +189,36 @@ class HotPath:
             return self._inline(run_one, work, write, single)
         self._stepping.add(loop)
         loop.call_soon(self._stepping.discard, loop)
-        deferred = self._deferred.pop(loop, None)
-        outcome = self._inline(run_one, work, write, single) if deferred is None else self._carry(loop, deferred, work)
+        works = self._deferred.get(loop)
+        outcome = self._carry(loop, works, work) if works else self._inline(run_one, work, write, single)
         if outcome is not None:
             self._commits += 1
             if self._commits >= CHECKPOINT_EVERY:
                 self._checkpoint_soon(loop)
         return outcome
 
-    def _carry(self, loop: asyncio.AbstractEventLoop, deferred: list[Piece], work: Work) -> tuple[bool, Any] | None:
-        """`work` with the deferred writes ahead of it in one transaction; if another writer holds the lock they go
-        to the thread first (None: the caller's piece follows them there, in order)."""
+    def _carry(self, loop: asyncio.AbstractEventLoop, works: list[Work], work: Work) -> tuple[bool, Any] | None:
+        """`work` behind the deferred writes in one transaction (None: the lock is held elsewhere, they went first)."""
         try:
-            outcomes = self._inline(run_batch, [*deferred, (work, None, True)])
+            outcome = self._inline(hot_tx.run_carried, works, work)
         except Exception as exc:
-            self._deliver(deferred, exc)  # logged: the database cannot be used
+            self._deliver(self._take(loop), exc)  # logged: the database cannot be used
             raise
-        if outcomes is None:
-            self._to_thread(loop, deferred)
+        if outcome is None:
+            self._to_thread(loop, self._take(loop))
             return None
-        self._deliver(deferred, outcomes)  # only a failure has anything to say
-        return outcomes[-1]
+        if isinstance(outcome, list):  # a piece raised: each ran alone, a deferred one's failure is logged
+            self._deliver(self._take(loop), outcome)
+            return outcome[-1]
+        works.clear()
+        return outcome
+
+    def _take(self, loop: asyncio.AbstractEventLoop) -> list[Piece]:  # the deferred writes, as a batch's pieces
+        works = self._deferred.get(loop)
+        pieces: list[Piece] = [(each, None, True) for each in works] if works else []
+        if works:
+            works.clear()
+        return pieces
 
     @staticmethod
     def _result(outcome: tuple[bool, Any]) -> Any:
@@ -225,8 +236,8 @@ class HotPath:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._pending.pop(loop, [])
-        deferred = self._deferred.pop(loop, None)
-        if deferred is not None:  # older than this turn's pieces: ahead of them
+        deferred = self._take(loop)
+        if deferred:  # older than this turn's pieces: ahead of them
             batch = deferred + batch
         if not batch:
             return
@@ -352,17 +363,7 @@ class HotPath:
             with self._thread_lock:
                 if self._thread_conn is None:
                     self._thread_conn = open_connection(self.path)
-                conn = self._thread_conn
-                # PASSIVE copies the WAL into the database beside the writers; RESTART then waits (50 ms at most)
-                # for the writer of the moment, copies what came since and has the next commit write the WAL from
-                # its start. PASSIVE alone, beside a steady stream of commits, never finds the WAL all copied: the
-                # file grew by a page a request.
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                conn.execute("PRAGMA busy_timeout = 50")
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                finally:
-                    conn.execute("PRAGMA busy_timeout = 0")
+                hot_tx.checkpoint(self._thread_conn)
         except sqlite3.Error:
             pass  # the next one, or another connection's commit, checkpoints
 
@@ -387,7 +388,7 @@ class HotPath:
 
     def close(self) -> None:
         """The deferred writes committed (waiting for the lock as `call` does), then the connections closed."""
-        deferred, self._deferred = [piece for pieces in self._deferred.values() for piece in pieces], {}
+        deferred = [piece for loop in list(self._deferred) for piece in self._take(loop)]
         if deferred:
             try:
                 self._deliver(deferred, self._blocking(deferred))
