@@ -15,6 +15,7 @@ SQLite work went the way of concurrent requests': a future and two more turns).
 
     python bench/keys_instructions.py [--small 100] [--large 400]      # ~5-9 minutes (two callgrind runs at a time)
     python bench/keys_instructions.py --kinds "no limits,budget"       # the budget key instead
+    python bench/keys_instructions.py --hold 1    # tokens ride on the next admission, as natively at c=1 (round 8)
 """
 
 from __future__ import annotations
@@ -44,16 +45,21 @@ async def billing(request: httpx.Request) -> httpx.Response:
                                      "messages": []}, headers={"cf-ai-neurons": "1.5"})
 
 
-async def serve(kind: str, requests: int) -> None:
-    """The measured process: `requests` chat requests (after 30 of warm-up) with one key of `kind`."""
+async def serve(kind: str, requests: int, hold: float | None = None) -> None:
+    """The measured process: `requests` chat requests (after 30 of warm-up) with one key of `kind` (`hold`: store.hot's
+    HOLD instead of its own, see `--hold`)."""
     os.environ["CFAI_HOME"] = tempfile.mkdtemp(prefix="cfai-bench-")
     os.environ.update(CLOUDFLARE_ACCOUNT_ID="0123456789abcdef0123456789abcdef", CLOUDFLARE_API_TOKEN="x")
     from cfai_cli.server import recorder
     from cfai_cli.server.app import create_app
     from cfai_cli.service.batch_executor import BatchExecutor
     from cfai_cli.settings import load_settings
+    from cfai_cli.store.hot import HotPath
     from cfai_cli.store.keys import KeyPolicy, KeyStore
 
+    if hold is not None:
+        assert HotPath.__init__.__kwdefaults__ is not None
+        HotPath.__init__.__kwdefaults__["hold"] = hold
     # Nothing on a timer while it runs: the usage rows are written at the end, the batch executor looks for work
     # once. The writer's flush every second opened a connection (the schema read again), the executor's look every
     # 2 s read the database: a slower run (a busier machine) did more of both, counted as its requests'.
@@ -111,9 +117,9 @@ async def call(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> tup
     return status, b"".join(chunks)
 
 
-def callgrind(kind: str, requests: int, out: Path) -> subprocess.Popen[bytes]:
+def callgrind(kind: str, requests: int, out: Path, hold: float | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-                             __file__, "--serve", kind, str(requests)],
+                             __file__, "--serve", kind, str(requests), *([] if hold is None else [str(hold)])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -127,12 +133,12 @@ def totals(out: Path) -> tuple[int, int]:
     return total, sqlite
 
 
-def main(small: int, large: int, kinds: list[str]) -> None:
+def main(small: int, large: int, kinds: list[str], hold: float | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="cfai-cg-"))
     per: dict[str, tuple[float, float]] = {}
     for kind in kinds:
         outs = [work / f"{kind.replace(' ', '_')}.{n}.out" for n in (small, large)]
-        for proc in [callgrind(kind, n, out) for n, out in zip((small, large), outs, strict=True)]:
+        for proc in [callgrind(kind, n, out, hold) for n, out in zip((small, large), outs, strict=True)]:
             if proc.wait() != 0:
                 sys.exit(f"callgrind failed for {kind}: see {work}")
         (a, a_sql), (b, b_sql) = totals(outs[0]), totals(outs[1])
@@ -146,15 +152,19 @@ def main(small: int, large: int, kinds: list[str]) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
-        asyncio.run(serve(sys.argv[2], int(sys.argv[3])))
+        asyncio.run(serve(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else None))
     else:
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--small", type=int, default=100)
         parser.add_argument("--large", type=int, default=400)
         parser.add_argument("--kinds", default="no limits,rpm+tpm",
                             help=f"the keys to run, the first the baseline (of: {', '.join(KINDS)})")
+        parser.add_argument("--hold", type=float, default=None,
+                            help="store.hot's HOLD in the measured process (seconds; default its own, 10 ms): "
+                                 "callgrind runs a request ~50x slower, so the hold a TPM key's tokens wait for the "
+                                 "next admission ran out between two requests; 1 counts what a real c=1 run does")
         options = parser.parse_args()
         kinds = [kind.strip() for kind in options.kinds.split(",")]
         if len(kinds) < 2 or not set(kinds) <= set(KINDS):
             parser.error(f"--kinds: two or more of {', '.join(KINDS)}")
-        main(options.small, options.large, kinds)
+        main(options.small, options.large, kinds, options.hold)

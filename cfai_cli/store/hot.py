@@ -15,8 +15,10 @@ megabytes): a worker thread does, every `CHECKPOINT_EVERY` commits. Commits are 
 A piece alone (the usual case) runs without the batch's lists and outcomes, and `run_now` runs one without an
 await at all (a caller that would otherwise shield its wait from cancellation skips the shield); a fork resets
 the process's connections once (os.register_at_fork) instead of an os.getpid() system call per piece.
-`submit` hands over a write nobody waits for (a TPM key's tokens at a request's end) without a future, and
-`lend` the loop's connection between transactions to store.keys' KeyCache (docs/performance.md, round 6).
+`submit` hands over a write nobody waits for without a future; `defer` holds one (`HOLD` at most; lost if the
+process is killed meanwhile) for the next write transaction to carry: a TPM key's tokens ride on the next admission
+(c=1: 14.0 -> 8.2 fcntl a request, docs/performance.md round 8); `lend` lends the loop's connection between
+transactions to store.keys' KeyCache (round 6).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cfai_cli.errors import ConfigError
+from cfai_cli.store import hot_tx
 from cfai_cli.store.db import connect
 from cfai_cli.store.hot_tx import Busy, Piece, Work, locked, open_connection, run_batch, run_one
 
@@ -41,6 +44,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 WAIT = 30.0  # seconds a piece waits for another connection's write lock before its request fails
 CHECKPOINT_EVERY = 500  # commits made on the loop between two checkpoints (a page or two each)
+HOLD = 0.010  # seconds a deferred write waits at most for another write transaction of this process to ride on
 
 
 log = logging.getLogger("cfai.store")
@@ -63,8 +67,11 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork either
 class HotPath:
     """One database's hot-path transactions in one process: `await run(work)` or, off the loop, `call(work)`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hold: float = HOLD) -> None:
         self.path = path
+        self.hold = hold
+        self._deferred: dict[asyncio.AbstractEventLoop, list[Work]] = {}  # writes waiting to ride (defer; kept)
+        self._armed: set[asyncio.AbstractEventLoop] = set()  # loops with a timer that commits what is deferred
         self._pending: dict[asyncio.AbstractEventLoop, list[Piece]] = {}
         self._stepping: set[asyncio.AbstractEventLoop] = set()  # loops whose iteration has run a piece at once
         self._loop_lock = threading.Lock()  # the loop's connection (a second loop in another thread: tests)
@@ -89,6 +96,8 @@ class HotPath:
         self._loop_conn = self._thread_conn = None  # the parent's: never closed here
         self._pending.clear()
         self._stepping.clear()
+        self._deferred.clear()  # the parent's to commit, not the child's
+        self._armed.clear()
         self._backlog.clear()
         self._draining = False
         self._loop_lock, self._thread_lock, self._backlog_lock = threading.Lock(), threading.Lock(), threading.Lock()
@@ -148,6 +157,26 @@ class HotPath:
             loop.call_soon(self._flush, loop)
         batch.append((work, None, True))
 
+    def defer(self, work: Callable[[sqlite3.Connection], Any]) -> None:
+        """`work(conn)` (a write nobody waits for) in this loop's next write transaction, ahead of its pieces, or
+        alone on a timer `hold` seconds after at most (or at `close()`). Every later write of this process sees it;
+        other connections (workers, `cfai keys`) when it commits. A failure is logged, as `submit`'s."""
+        loop = asyncio.get_running_loop()
+        works = self._deferred.get(loop)
+        if works is None:  # one list a loop, emptied and kept
+            works = self._deferred[loop] = []
+        works.append(work)
+        if loop not in self._armed:  # one timer at a time: it may commit a write early, never late
+            self._armed.add(loop)
+            loop.call_later(self.hold, self._release, loop)
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer: what is still deferred commits now (at once, or behind what waits in the thread)."""
+        self._armed.discard(loop)
+        if self._deferred.get(loop):
+            self._pending.setdefault(loop, [])
+            self._flush(loop)
+
     def _first(self, loop: asyncio.AbstractEventLoop, work: Work, write: bool, single: bool = False
                ) -> tuple[bool, Any] | None:
         """The first piece of this iteration of the loop, alone and at once; None if another writer holds the lock.
@@ -160,12 +189,36 @@ class HotPath:
             return self._inline(run_one, work, write, single)
         self._stepping.add(loop)
         loop.call_soon(self._stepping.discard, loop)
-        outcome = self._inline(run_one, work, write, single)
+        works = self._deferred.get(loop)
+        outcome = self._carry(loop, works, work) if works else self._inline(run_one, work, write, single)
         if outcome is not None:
             self._commits += 1
             if self._commits >= CHECKPOINT_EVERY:
                 self._checkpoint_soon(loop)
         return outcome
+
+    def _carry(self, loop: asyncio.AbstractEventLoop, works: list[Work], work: Work) -> tuple[bool, Any] | None:
+        """`work` behind the deferred writes in one transaction (None: the lock is held elsewhere, they went first)."""
+        try:
+            outcome = self._inline(hot_tx.run_carried, works, work)
+        except Exception as exc:
+            self._deliver(self._take(loop), exc)  # logged: the database cannot be used
+            raise
+        if outcome is None:
+            self._to_thread(loop, self._take(loop))
+            return None
+        if isinstance(outcome, list):  # a piece raised: each ran alone, a deferred one's failure is logged
+            self._deliver(self._take(loop), outcome)
+            return outcome[-1]
+        works.clear()
+        return outcome
+
+    def _take(self, loop: asyncio.AbstractEventLoop) -> list[Piece]:  # the deferred writes, as a batch's pieces
+        works = self._deferred.get(loop)
+        pieces: list[Piece] = [(each, None, True) for each in works] if works else []
+        if works:
+            works.clear()
+        return pieces
 
     @staticmethod
     def _result(outcome: tuple[bool, Any]) -> Any:
@@ -183,6 +236,9 @@ class HotPath:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._pending.pop(loop, [])
+        deferred = self._take(loop)
+        if deferred:  # older than this turn's pieces: ahead of them
+            batch = deferred + batch
         if not batch:
             return
         if self._draining:  # behind the pieces already waiting for the lock, in their order
@@ -307,17 +363,7 @@ class HotPath:
             with self._thread_lock:
                 if self._thread_conn is None:
                     self._thread_conn = open_connection(self.path)
-                conn = self._thread_conn
-                # PASSIVE copies the WAL into the database beside the writers; RESTART then waits (50 ms at most)
-                # for the writer of the moment, copies what came since and has the next commit write the WAL from
-                # its start. PASSIVE alone, beside a steady stream of commits, never finds the WAL all copied: the
-                # file grew by a page a request.
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                conn.execute("PRAGMA busy_timeout = 50")
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
-                finally:
-                    conn.execute("PRAGMA busy_timeout = 0")
+                hot_tx.checkpoint(self._thread_conn)
         except sqlite3.Error:
             pass  # the next one, or another connection's commit, checkpoints
 
@@ -341,6 +387,13 @@ class HotPath:
                 future.set_exception(outcomes[index][1])
 
     def close(self) -> None:
+        """The deferred writes committed (waiting for the lock as `call` does), then the connections closed."""
+        deferred = [piece for loop in list(self._deferred) for piece in self._take(loop)]
+        if deferred:
+            try:
+                self._deliver(deferred, self._blocking(deferred))
+            except Exception as exc:
+                self._deliver(deferred, exc)
         for name, lock in (("_loop_conn", self._loop_lock), ("_thread_conn", self._thread_lock)):
             with lock:
                 self._drop(name)

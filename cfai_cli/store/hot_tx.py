@@ -1,4 +1,5 @@
-"""One connection's transactions for store.hot: a piece of work alone, or a batch of them in one transaction.
+"""One connection's transactions for store.hot: a piece of work alone, deferred writes carried ahead of one, a batch
+of them in one transaction; and the WAL's checkpoint.
 
 Imports stdlib only. The connections never wait for a lock (busy timeout 0): a write lock held by another
 connection is `Busy` at once, with nothing written, and store.hot chooses how to wait (off the event loop).
@@ -32,6 +33,19 @@ def open_connection(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def checkpoint(conn: sqlite3.Connection) -> None:
+    """The WAL copied into the database (store.hot's thread, every CHECKPOINT_EVERY commits made on the loop)."""
+    # PASSIVE copies the WAL into the database beside the writers; RESTART then waits (50 ms at most) for the
+    # writer of the moment, copies what came since and has the next commit write the WAL from its start. PASSIVE
+    # alone, beside a steady stream of commits, never finds the WAL all copied: the file grew by a page a request.
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
 
 
 def locked(exc: sqlite3.Error) -> bool:
@@ -71,6 +85,30 @@ def run_one(conn: sqlite3.Connection, work: Work, write: bool, single: bool = Fa
         except Exception as exc:  # a bug in the piece: only its own request fails
             conn.execute("ROLLBACK")
             return False, exc
+        conn.execute("COMMIT")
+        return True, result
+    except BaseException as exc:
+        abandon(conn, exc)
+        raise
+
+
+def run_carried(conn: sqlite3.Connection, carried: list[Work], work: Work
+                ) -> tuple[bool, Any] | list[tuple[bool, Any]]:
+    """The writes `carried` (store.hot's deferred ones, nobody waits for them) and then `work`, in one write
+    transaction: (True, what `work` returned). The usual case, without run_batch's lists; if a piece raises
+    something other than a SQLite error, all of it is rolled back and runs again through `run_batch` (each piece
+    failing alone), and then each piece's outcome is returned, `work`'s last."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for each in carried:
+                each(conn)
+            result = work(conn)
+        except sqlite3.Error:
+            raise
+        except Exception:
+            conn.execute("ROLLBACK")
+            return run_batch(conn, [*((each, None, True) for each in carried), (work, None, True)])
         conn.execute("COMMIT")
         return True, result
     except BaseException as exc:

@@ -185,8 +185,9 @@ class RateLimits(Protocol):
         """Count the tokens a request of the key spent, for its tokens-per-minute window."""
 
     def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
-        """`record_tokens` without an await if it needs none (True: counted, or in this process's next group
-        commit, which every later admission here joins or follows), else False (then await `record_tokens`)."""
+        """`record_tokens` without an await if it needs none (True: counted, or in this process's next write
+        transaction, which every later admission here joins or follows, at most store.hot's HOLD later), else
+        False (then await `record_tokens`)."""
 
 
 class RateLimiter:
@@ -214,9 +215,12 @@ class RateLimiter:
         if tokens <= 0:
             return True
         self.hot.ensure(SCHEMA, migrate)
-        # It commits when an awaited record would (store.hot's submit): the caller, a request's end, has already
-        # sent its answer either way, and needs no result.
-        self.hot.submit(lambda conn: _record_tokens(conn, key_id, tokens, now), single=True)
+        # The caller, a request's end, has sent its answer and needs no result: the record rides on this process's
+        # next write transaction (the next admission reads the windows after writing it), or commits alone
+        # within store.hot's HOLD (10 ms). Another worker counts these tokens at most that much later: as if the
+        # answer had ended 10 ms later, which a TPM limit admits anyway (a request's tokens are known only at its
+        # end; its own admission cannot count them). The requests per minute and day are exact as before.
+        self.hot.defer(lambda conn: _record_tokens(conn, key_id, tokens, now))
         return True
 
     @staticmethod

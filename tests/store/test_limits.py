@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
 from cfai_cli.store.limits import TRIM_EVERY, RateLimiter, RateLimits, _reset, prune
 from cfai_cli.store.redis_limits import RedisRateLimits, connect
@@ -148,6 +149,27 @@ async def test_connections_admitting_at_once_share_one_limit_exactly(make: Make,
         return
     with sqlite3.connect(first.path) as conn:
         assert conn.execute("SELECT MAX(total), COUNT(*) FROM rate_log WHERE kind = 0").fetchone() == (70, 70)
+
+
+async def test_tokens_counted_at_a_requests_end_reach_this_worker_at_once_and_the_others_within_the_hold(
+        tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    policy = KeyPolicy(tpm=100)
+    here, there = RateLimiter(db, HotPath(db, hold=0.05)), RateLimiter(db)  # two workers
+    for key in ("a", "b"):
+        assert (await here.admit(key, policy, now=0.0)).allowed
+    assert here.record_tokens_now("a", 100, now=1.0)  # no commit of its own: it rides on the next admission here
+    refused = await here.admit("a", policy, now=2.0)
+    assert not refused.allowed and refused.retry_after == 59.0
+    assert not (await there.admit("a", policy, now=2.0)).allowed  # committed with that admission: everywhere
+    assert here.record_tokens_now("b", 100, now=1.0)
+    await asyncio.sleep(0.1)  # no admission here within the hold: committed alone on the timer
+    refused = await there.admit("b", policy, now=2.0)
+    assert not refused.allowed and refused.retry_after == 59.0
+    assert here.record_tokens_now("c", 100, now=1.0)
+    here.hot.close()  # a worker stopping commits what it still holds
+    assert not (await there.admit("c", policy, now=2.0)).allowed
+    there.hot.close()
 
 
 async def test_the_windows_an_older_cfai_kept_still_count(tmp_path: Path) -> None:
