@@ -171,6 +171,7 @@ def chat(
 ) -> None:
 
     from cfai_cli.cli.attach import piped_input, read_attachment
+    from cfai_cli.cli.collector import importing
     from cfai_cli.cli.textin import stdin_bytes
 
     sources = attach or []
@@ -179,7 +180,8 @@ def chat(
     if continue_ and conversation_id is not None:
         raise typer.BadParameter("-c continues the latest conversation, --cid ID a given one: use one of them.",
                                  param_hint="--cid")
-    term, settings = start(invocation.obj, offline=offline, timeout=timeout)
+    with importing():  # the settings' modules and models (cli/collector.py)
+        term, settings = start(invocation.obj, offline=offline, timeout=timeout)
     conversation = None
     if continue_ or conversation_id is not None:
         from cfai_cli.cli.xlog import find_conversation, note_continued

@@ -11,8 +11,12 @@ a frozen five-field dataclass costs 4.0 M instructions to create, a plain one 2.
 No library caches either; the classes' semantics (frozen, slots, hashing) are not cfai's to weaken for speed.
 
 `install()` gives the `dataclasses` module an `exec` and `typing` a `compile` of their own (a module global
-shadows the builtin; each module calls it in one place on Python 3.11-3.13). The same text, compiled the way
-the builtin would have compiled it there (those modules have no `__future__` flags, so neither does the code),
+shadows the builtin; each module calls it in one place on Python 3.11-3.13), and since round 8 `inspect` and
+`collections` an `eval` (Typer reads each command's string annotations with `inspect.signature(eval_str=True)`,
+`namedtuple` makes its `__new__` from text) and typing_inspection an `exec` (its `is_*` checks, made from text
+as pydantic imports it): 117 more compilations a `cfai chat hi`, 687.7 -> 674.4 M instructions (callgrind,
+round 8). The same text, compiled the way the builtin would have compiled it there (those modules have no
+`__future__` flags, so neither does the code),
 is looked up in a table that `marshal` loads from `cfai_cli/__pycache__/` and writes back at exit when the run
 learned something. The text is the key, so the code run is exactly what the builtin would have produced, with
 or without the table; a stale or unreadable table, or one written by another release of Python (its bytecode
@@ -57,6 +61,14 @@ class CompiledSources:
              locals: dict[str, Any] | None = None) -> None:
         """`exec` for dataclasses.py, which calls `exec(text, globals, namespace)`."""
         exec(self.code(source, "exec") if type(source) is str else source, globals, locals)
+
+    def eval(self, source: Any, globals: dict[str, Any] | None = None, locals: Any = None) -> Any:
+        """`eval` for inspect.py (`get_annotations(eval_str=True)`, how Typer reads a command's string
+        annotations) and collections (`namedtuple`'s `__new__`): a text is compiled as the builtin compiles it,
+        its leading spaces and tabs stripped first (the builtin's own step); anything else is the builtin's."""
+        if type(source) is str:
+            source = self.code(source.lstrip(" \t"), "eval")
+        return eval(source, globals, locals)
 
     def compile(self, source: Any, filename: Any, mode: str, flags: int = 0, dont_inherit: bool = False,
                 optimize: int = -1) -> Any:
@@ -110,7 +122,9 @@ def install() -> CompiledSources | None:
     """Give `dataclasses` and `typing` the table's `exec` and `compile`, and save the table at exit; None
     when it is already installed or the interpreter keeps no bytecode (no cache tag)."""
     import atexit
+    import collections
     import dataclasses
+    import inspect
     import typing
 
     current = getattr(dataclasses, "exec", None)
@@ -119,5 +133,47 @@ def install() -> CompiledSources | None:
     table = CompiledSources(table_path())
     dataclasses.exec = table.exec  # type: ignore[attr-defined]
     typing.compile = table.compile  # type: ignore[attr-defined]
+    inspect.eval = collections.eval = table.eval  # type: ignore[attr-defined]
+    sys.meta_path.insert(0, _Seeding(SEEDED, table))
     atexit.register(table.save)
     return table
+
+
+# Modules that `exec` text as they are imported, given the table's `exec` before their code runs. Each one
+# compiles the text in a module without `__future__` imports (the table's way): typing_inspection builds its
+# ~30 `is_*` checks from text when pydantic first imports it (~8 M instructions of `cfai chat hi`).
+SEEDED = ("typing_inspection.typing_objects",)
+
+
+class _Seeding:
+    """A finder first on `sys.meta_path` that finds nothing itself: when one of `names` is about to be imported,
+    it asks the other finders for the spec and has the module's loader put the table's `exec` in the new
+    module's namespace before running its code; it leaves once all were seen."""
+
+    def __init__(self, names: tuple[str, ...], table: CompiledSources) -> None:
+        self.names = set(names)
+        self.table = table
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.names:
+            return None
+        self.names.discard(name)
+        if not self.names:
+            sys.meta_path.remove(self)
+        for finder in [finder for finder in sys.meta_path if finder is not self]:
+            spec = getattr(finder, "find_spec", None) and finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader: Any = spec.loader
+        run = getattr(loader, "exec_module", None)
+        if run is not None and getattr(loader, "name", None) == name:  # a module's own file loader, not shared
+            table = self.table
+
+            def exec_module(module: Any) -> None:
+                module.exec = table.exec
+                run(module)
+
+            loader.exec_module = exec_module
+        return spec

@@ -79,6 +79,77 @@ def test_forward_references_compile_through_the_table(tmp_path: Path, monkeypatc
     assert table.compile("1 + 1", "<other>", "eval").co_filename == "<other>"  # other calls: the builtin's own
 
 
+
+def test_annotations_and_named_tuples_evaluate_through_the_table(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """inspect's `eval` (how Typer reads a command's string annotations) and namedtuple's: the same results."""
+    import collections
+    import inspect
+
+    plain_hints = inspect.get_annotations(_hinted, eval_str=True)
+    plain_pair = collections.namedtuple("Pair", "left right", defaults=(0,))
+    table = CompiledSources(str(tmp_path / "t.marshal"))
+    monkeypatch.setattr(inspect, "eval", table.eval, raising=False)
+    monkeypatch.setattr(collections, "eval", table.eval, raising=False)
+    assert inspect.get_annotations(_hinted, eval_str=True) == plain_hints == HINTS
+    assert ("eval", "int | None") in table.codes
+    assert inspect.signature(_hinted, eval_str=True).parameters["b"].annotation == (int | None)
+    pair = collections.namedtuple("Pair", "left right", defaults=(0,))
+    assert ("eval", "lambda _cls, left, right: _tuple_new(_cls, (left, right))") in table.codes
+    for cls in (plain_pair, pair):
+        assert cls(1) == (1, 0) and repr(cls(1, 2)) == "Pair(left=1, right=2)"
+        assert cls.__new__.__name__ == "__new__" and cls.__new__.__defaults__ == (0,)
+    # the builtin's own steps: leading spaces and tabs stripped, globals and locals used, errors its own
+    assert table.eval(" \t1 + x", {"x": 2}) == 3 and ("eval", "1 + x") in table.codes
+    assert table.eval("y", {}, {"y": 4}) == 4
+    assert table.eval(compile("5", "<c>", "eval")) == 5
+    for text in ("not valid(", "1\0", "missing_name", " \t(", "\n1 +"):
+        with pytest.raises(Exception) as builtin:
+            eval(text, {})
+        with pytest.raises(Exception) as through:
+            table.eval(text, {})
+        assert (type(through.value), str(through.value)) == (type(builtin.value), str(builtin.value))
+
+
+def test_a_seeded_module_execs_its_text_through_the_table(tmp_path: Path) -> None:
+    """typing_inspection builds its checks from text as pydantic imports it: through the table after
+    install(), in a fresh interpreter (the module is imported once per process), and they check the same as
+    without the table."""
+    probe = (
+        "import sys\n"
+        "from cfai_cli.cli import compiled\n"
+        f"compiled.table_path = lambda: {str(tmp_path / 't.marshal')!r}\n"
+        "table = compiled.install() if sys.argv[1] == 'table' else None\n"
+        "import typing\n"
+        "from typing import Annotated, ClassVar, Final, Literal, Union\n"
+        "from typing_inspection import typing_objects as t\n"
+        "if table is not None:\n"
+        "    assert t.exec.__self__ is table, t.exec\n"
+        "    assert not any(isinstance(f, compiled._Seeding) for f in sys.meta_path)\n"
+        "n = sum(1 for mode, text in table.codes if mode == 'exec' and 'def is_' in text) if table else 0\n"
+        "objects = (Annotated, Annotated[int, 1], ClassVar, Final, Literal, Union, int, typing.TypeVar('T'), None)\n"
+        "names = sorted(name for name in dir(t) if name.startswith('is_'))\n"
+        "print(n, len(names), [[getattr(t, name)(o) for o in objects] for name in names])\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", probe, way], capture_output=True, text=True, cwd=tmp_path,
+                           timeout=60) for way in ("table", "plain")]
+    assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
+    (seeded, checks, results), (_, plain_checks, plain_results) = (run.stdout.split(" ", 2) for run in runs)
+    assert int(seeded) >= 20 and int(checks) >= 20 and (checks, results) == (plain_checks, plain_results)
+    assert "True" in results and "False" in results
+
+
+def test_seeding_leaves_other_imports_and_loaders_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finder finds nothing itself: a name it was not given is every other finder's, a name nothing can
+    find is not found, and it leaves `sys.meta_path` once it has seen its names."""
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    seeding = compiled._Seeding(("no_such_module_anywhere", "json.tool"), CompiledSources("/nonexistent"))
+    sys.meta_path.insert(0, seeding)
+    assert seeding.find_spec("json") is None
+    assert seeding.find_spec("no_such_module_anywhere") is None and seeding in sys.meta_path
+    spec = seeding.find_spec("json.tool", __import__("json").__path__)
+    assert spec is not None and spec.name == "json.tool" and seeding not in sys.meta_path
+
 def test_a_saved_table_is_loaded_and_nothing_is_compiled_again(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "pycache" / "t.marshal"
@@ -187,9 +258,17 @@ def test_install_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The builtins in their place, so that the test's end takes away what install() put there.
     monkeypatch.setattr(dataclasses, "exec", exec, raising=False)
     monkeypatch.setattr(typing, "compile", compile, raising=False)
+    import collections
+    import inspect
+
+    monkeypatch.setattr(inspect, "eval", eval, raising=False)
+    monkeypatch.setattr(collections, "eval", eval, raising=False)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
     registered: list[object] = []
     monkeypatch.setattr("atexit.register", registered.append)
     table = compiled.install()
     assert table is not None and registered == [table.save]
     assert dataclasses.exec.__self__ is table and typing.compile.__self__ is table  # type: ignore[attr-defined]
+    assert inspect.eval.__self__ is table and collections.eval.__self__ is table  # type: ignore[attr-defined]
+    assert isinstance(sys.meta_path[0], compiled._Seeding) and sys.meta_path[0].names == set(compiled.SEEDED)
     assert compiled.install() is None and len(registered) == 1
