@@ -56,9 +56,6 @@ STREAM_UNUSED = ("cfai_cli.core.tokens", "cfai_cli.service.forced", "cfai_cli.up
 # the top, and anyio (httpcore's; service.chat_stream for n > 1).
 LEAN_UNUSED = ("httpx", "httpcore", "anyio", "urllib.request", "http.client", "http.cookiejar", "email", "mimetypes",
                "idna")
-# Typer's module that builds a pydantic TypeAdapter per parameter: a one-shot's parameters are left out or plain
-# text, converted without one (cli/typerparams.py, 2026-12-02 round 8; +1 cli.typerparams, so the budgets stay).
-TYPER_UNUSED = ("typer._adapters",)
 SHARED_ONLY = ("psycopg", "psycopg_pool")  # [store] url = "postgresql://…" only (store/sql.py): never the single host
 # `cfai --help` lists every command without the settings and the model catalogue (with its price table) that
 # running one loads (2026-12-02, issue 25 target 2).
@@ -85,13 +82,13 @@ SCENARIOS: dict[str, Scenario] = {
     # asyncio.timeout_at's instructions), upstream.whole (the cap on answers read whole) and upstream.workers_account
     # (the account's endpoints, split from upstream.workers at 415 lines).
     "chat": Scenario(("chat", "hi"), 349, ("rich", "cfai_cli.store.cache", *LEAN_UNUSED, *CHAT_UNUSED,
-                                           *STREAM_UNUSED, *TYPER_UNUSED, *SERVER_SIDE, *SHARED_ONLY),
+                                           *STREAM_UNUSED, *SERVER_SIDE, *SHARED_ONLY),
                      fake=True),
     # Round 7: 420 -> 358, the emulator reached in bytes (upstream.inprocess), not through httpx.ASGITransport;
     # 361 with the three modules named above the chat budget (counted 358 before the last of them).
     "offline": Scenario(("chat", "--offline", "hi"), 361, ("rich", "uvicorn", "prometheus_client", "cfai_cli.server",
                                                             *LEAN_UNUSED, *OFFLINE_UNUSED, *CHAT_UNUSED,
-                                                            *STREAM_UNUSED, *TYPER_UNUSED, *SHARED_ONLY)),
+                                                            *STREAM_UNUSED, *SHARED_ONLY)),
     # Killed at its first /health 200 (541 modules on 2026-12-02, the build before 574). uvicorn's websocket
     # protocol (the websockets library) is imported by the first upgrade request, not at start.
     "serve": Scenario(("serve",), 560, ("rich", "websockets", *SHARED_ONLY), serve=True),

@@ -31,9 +31,7 @@ def main() -> None:
 
     install()  # dataclass methods and forward references compiled by an earlier run: not compiled again
     from cfai_cli.cli.app import main as run
-    from cfai_cli.cli.typerparams import install as unconverted
 
-    unconverted()  # no pydantic validator for a parameter left out or plain text (cli/typerparams.py)
     run()
 
 
