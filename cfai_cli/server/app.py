@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
@@ -55,7 +55,9 @@ from cfai_cli.store.keys import KeyStore
 from cfai_cli.store.limits import RateLimits
 from cfai_cli.store.sql import open_database
 from cfai_cli.store.usage import UsageLog
-from cfai_cli.upstream.lean import Lean
+
+if TYPE_CHECKING:
+    from cfai_cli.service.context import Transport
 
 EXPOSED_HEADERS = ("retry-after", "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
                    "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
@@ -129,7 +131,7 @@ def create_app(
     settings: Settings,
     *,
     no_auth: bool = False,
-    transport: httpx.AsyncBaseTransport | Lean | None = None,
+    transport: Transport | None = None,
     image_transport: httpx.AsyncBaseTransport | None = None,
     metrics_dir: str | None = None,
     console: str | None = None,

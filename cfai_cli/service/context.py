@@ -26,9 +26,15 @@ from cfai_cli.upstream.router import Lane, Meter, Router, SharedRests
 from cfai_cli.upstream.workers import WorkersAIClient
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import httpx
 
     from cfai_cli.upstream.inprocess import InProcess
+
+    # What replaces the network to the upstreams (tests, --offline): an httpx transport, or a Lean such as
+    # upstream.inprocess's emulator.
+    Transport: TypeAlias = httpx.AsyncBaseTransport | Lean
 
 # Prefixes OpenAI joins with "_" (call_…, resp_…, msg_…); the others take "-" (chatcmpl-…, cmpl-…).
 _UNDERSCORE_PREFIXES = frozenset({"call", "resp", "msg", "fc", "fco", "rs", "ctc", "ctco", "item", "batch"})
@@ -87,7 +93,7 @@ def offline_transport() -> InProcess:
     return InProcess(create_emulator_app())
 
 
-def build_lanes(settings: Settings, transport: httpx.AsyncBaseTransport | Lean | None) -> list[Lane]:
+def build_lanes(settings: Settings, transport: Transport | None) -> list[Lane]:
     """A lane per key of each upstream: the default Cloudflare account first, then config order.
 
     Offline, every Cloudflare account is the emulator and the other upstreams are unavailable.
@@ -153,7 +159,7 @@ def _chat_lane(settings: Settings, upstream: UpstreamConfig, label: str, cred: C
 async def open_context(
     settings: Settings,
     *,
-    transport: httpx.AsyncBaseTransport | Lean | None = None,
+    transport: Transport | None = None,
     image_transport: httpx.AsyncBaseTransport | None = None,
     meter: Meter | None = None,
     rests: SharedRests | None = None,
