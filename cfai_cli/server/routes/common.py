@@ -224,6 +224,11 @@ class EventStreamResponse(StreamingResponse):
         upstream read), its last batches wait for that end too, so an answer read at once leaves in one write,
         head included. True when the answer goes on after this write (`_rest` writes the rest)."""
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        return await self._write(send, first=True)
+
+    async def _write(self, send: Send, *, first: bool) -> bool:
+        """The events' chunks written, the last ones (`[DONE]`, and all of them once the stream is `ending`) held
+        for the message that ends the response; with `first`, only up to the first write (True: more to come)."""
         tail = b""
         events = self.events
         async for chunk in self.sse:
@@ -231,7 +236,8 @@ class EventStreamResponse(StreamingResponse):
                 tail += chunk
                 continue
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            return True
+            if first:
+                return True
         await send({"type": "http.response.body", "body": tail, "more_body": False})
         return False
 
@@ -248,14 +254,7 @@ class EventStreamResponse(StreamingResponse):
 
             listener = asyncio.get_running_loop().create_task(listen())
             try:
-                tail = b""
-                events = self.events
-                async for chunk in self.sse:
-                    if chunk is DONE or events.ending:
-                        tail += chunk
-                        continue
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": tail, "more_body": False})
+                await self._write(send, first=False)
             finally:
                 listener.cancel()
 
