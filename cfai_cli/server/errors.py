@@ -21,11 +21,9 @@ from starlette.types import Scope
 
 from cfai_cli.core.redact import Scrubber
 from cfai_cli.errors import CfaiError, MethodNotAllowed, NotFound
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 
 log = logging.getLogger("cfai.server")
-
-API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 ANTHROPIC_PATHS = ("/v1/messages", "/messages")

@@ -20,9 +20,9 @@ from cfai_cli.core import jsonfast
 ERROR_FREE = "cfai_error_free"
 
 
-# The headers of nearly every JSON answer (server.errors.API_HEADERS), encoded once.
-_USUAL = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-_USUAL_RAW = tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in _USUAL.items())
+# The headers of every API answer (server.errors names them for the routes), and their encoding done once.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+_USUAL_RAW = tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in API_HEADERS.items())
 
 
 class JSONResponse(responses.JSONResponse):
@@ -35,7 +35,8 @@ class JSONResponse(responses.JSONResponse):
         and Content-Type among them, per answer: a plain chat 0.754 -> 0.740 M instructions before its
         answer's write, bench/stream_cpu.py --plain --first, 2026-12-02, round 8)."""
         status = self.status_code
-        if headers == _USUAL and status >= 200 and status not in (204, 304) and self.media_type == "application/json":
+        if (headers == API_HEADERS and status >= 200 and status not in (204, 304)
+                and self.media_type == "application/json"):
             self.raw_headers = [*_USUAL_RAW, (b"content-length", b"%d" % len(self.body)),
                                 (b"content-type", b"application/json")]
         else:
