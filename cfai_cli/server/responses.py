@@ -20,7 +20,7 @@ from cfai_cli.core import jsonfast
 ERROR_FREE = "cfai_error_free"
 
 
-# The headers of every API answer (server.errors names them for the routes), and their encoding done once.
+# The headers of every API answer (the routes' and server.errors'), and their encoding done once.
 API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _USUAL_RAW = tuple((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in API_HEADERS.items())
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from starlette.responses import JSONResponse
 
-from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.server.responses import API_HEADERS
 from cfai_cli.settings import Settings
 from tests.fake_workers import FakeWorkers, native_text
 from tests.server.test_stream_writes import MODEL, asgi_messages

@@ -19,8 +19,7 @@ from starlette.responses import Response
 from cfai_cli.core.admin import KeyCreate, KeyUpdate, refuse_unknown
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.errors import InvalidRequest
-from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 from cfai_cli.server.routes.common import read_json
 from cfai_cli.service import admin
 from cfai_cli.store.keys import KeyStore

@@ -15,9 +15,8 @@ from starlette.responses import Response
 from cfai_cli.core.openai.audio import AudioFile, SpeechRequest, TranscriptionRequest
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.errors import InvalidRequest
-from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import read_form
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.audio import speak, transcribe
 

@@ -11,8 +11,7 @@ from starlette.responses import Response
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.chat import ChatCompletionRequest
 from cfai_cli.core.translate.chat import request_tools
-from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 from cfai_cli.server.routes.common import chat_context, dropped_tools_headers, read_json, sse_response
 from cfai_cli.service.chat import create_chat_completion, open_chat_stream
 

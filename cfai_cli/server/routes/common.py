@@ -22,7 +22,7 @@ from cfai_cli.core.cache import Mode, request_mode
 from cfai_cli.core.openai.base import parse_body
 from cfai_cli.core.sse import DONE, encode_sse, encode_sse_all
 from cfai_cli.errors import CfaiError, RequestTooLarge, UnsupportedMediaType, UpstreamError
-from cfai_cli.server.errors import API_HEADERS
+from cfai_cli.server.responses import API_HEADERS
 from cfai_cli.server.scope import request_record
 from cfai_cli.service.chat_stream import EventStream
 from cfai_cli.service.context import Context

@@ -10,8 +10,7 @@ from starlette.responses import Response
 
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.completions import CompletionRequest
-from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 from cfai_cli.server.routes.common import chat_context, read_json, sse_response
 from cfai_cli.service.completions import create_completion, open_completion_stream
 

@@ -11,8 +11,7 @@ from starlette.responses import Response
 from cfai_cli.core.caps import check_embedding_inputs
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.embeddings import EmbeddingRequest
-from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import PiecewiseJSONResponse, vouch_error_free
+from cfai_cli.server.responses import API_HEADERS, PiecewiseJSONResponse, vouch_error_free
 from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.embeddings import create_embeddings
 

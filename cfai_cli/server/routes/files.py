@@ -14,9 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from cfai_cli.errors import InvalidRequest
-from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import read_form
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 from cfai_cli.server.routes.responses import owner
 from cfai_cli.service.files import (
     delete_file,

@@ -15,8 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cfai_cli import __version__
-from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 
 if TYPE_CHECKING:
     from cfai_cli.server.backends import Backends

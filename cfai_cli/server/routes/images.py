@@ -12,9 +12,8 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.images import ImageEditRequest, ImageGenerationRequest, ImagesResponse
 from cfai_cli.errors import NotFound
-from cfai_cli.server.errors import API_HEADERS
 from cfai_cli.server.forms import form_fields, form_file, read_form
-from cfai_cli.server.responses import JSONResponse, PiecewiseJSONResponse, vouch_error_free
+from cfai_cli.server.responses import API_HEADERS, JSONResponse, PiecewiseJSONResponse, vouch_error_free
 from cfai_cli.server.routes import FILES_PREFIX
 from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.images import create_images, image_store, images_response

@@ -14,8 +14,7 @@ from starlette.responses import Response
 
 from cfai_cli.core.anthropic.models import CountTokensRequest, MessagesRequest
 from cfai_cli.core.openai.base import validate_request
-from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 from cfai_cli.server.routes.common import chat_context, dropped_tools_headers, read_json, request_context, sse_response
 from cfai_cli.service.messages import count_message_tokens, create_message, open_message_stream, prepare_message
 

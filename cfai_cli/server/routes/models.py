@@ -10,8 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cfai_cli.errors import InvalidRequest
-from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 from cfai_cli.server.routes.common import request_context
 from cfai_cli.service.models import (
     list_anthropic_models,

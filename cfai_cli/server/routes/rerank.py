@@ -12,8 +12,7 @@ from starlette.responses import Response
 from cfai_cli.core.caps import check_rerank_documents
 from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.rerank import RerankRequest
-from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 from cfai_cli.server.routes.common import read_json, request_context
 from cfai_cli.service.rerank import rerank
 

@@ -13,8 +13,7 @@ from cfai_cli.core.openai.base import validate_request
 from cfai_cli.core.openai.responses import CreateResponseRequest
 from cfai_cli.core.translate.responses import response_tools
 from cfai_cli.errors import InvalidRequest
-from cfai_cli.server.errors import API_HEADERS
-from cfai_cli.server.responses import JSONResponse
+from cfai_cli.server.responses import API_HEADERS, JSONResponse
 from cfai_cli.server.routes.common import chat_context, dropped_tools_headers, read_json, sse_response
 from cfai_cli.service.responses import (
     create_response,
