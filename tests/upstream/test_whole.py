@@ -7,6 +7,7 @@ Real sockets on 127.0.0.1 (tests/upstream/test_workers_lean.py's raw server); th
 from __future__ import annotations
 
 import gzip
+from collections.abc import Awaitable
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from cfai_cli.core import jsonfast, sse
 from cfai_cli.errors import UpstreamAnswerTooLarge
 from cfai_cli.upstream import whole
+from cfai_cli.upstream.lean import PREFILL
 from cfai_cli.upstream.workers import WorkersAIClient
 from tests.upstream.test_workers_lean import BODY, MODEL, both_ways, http, streamed
 
@@ -56,9 +58,15 @@ async def test_an_answer_within_the_cap_is_read_as_before() -> None:
     assert lean == through and lean[1] == {"response": "x" * (LIMIT - 100)}
 
 
-async def test_a_declared_length_beyond_the_cap_is_refused_before_the_body_arrives() -> None:
-    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n|PAUSE|" % (LIMIT * 10)
-    lean, through = await both_ways(lambda n: head + b"{" * 100, lambda w: w.run(MODEL, BODY))  # the rest never comes
+@pytest.mark.parametrize("declared", [LIMIT * 10, PREFILL * 4])  # the second: what read_buffer would make
+@pytest.mark.parametrize("call", ["run", "run_raw"])
+async def test_a_declared_length_beyond_the_cap_is_refused_before_the_body_arrives(call: str, declared: int) -> None:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n|PAUSE|" % declared
+
+    def calling(w: WorkersAIClient) -> Awaitable[object]:  # run_raw: an image call, one buffer on the lean way
+        return w.run(MODEL, BODY) if call == "run" else w.run_raw(MODEL, json_body=BODY)
+
+    lean, through = await both_ways(lambda n: head + b"{" * 100, calling)  # the rest never comes
     for _, outcome, _ in (lean, through):
         assert outcome[0] is UpstreamAnswerTooLarge
 
