@@ -182,10 +182,10 @@ class LeanBody:
         if self._conn is None:
             return await self.read()
         headers = header_map(exchange.headers)
-        whole.check_declared(headers)
         declared = headers.get("content-length", "").strip()
         if not declared.isdigit() or int(declared) < PREFILL or "transfer-encoding" in headers:
-            return await self.read()
+            return await self.read()  # which checks the declared length itself
+        whole.check_declared(headers)
         self._started = True
         buffer = bytearray(int(declared))
         filled = 0
