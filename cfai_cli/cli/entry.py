@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import ModuleType
 
 
 def main() -> None:
@@ -38,13 +39,34 @@ def main() -> None:
 def _skip_plugin_loader() -> None:
     """With every plugin disabled, pydantic still imports its plugin loader when it builds its first validator,
     and the loader imports importlib.metadata at the top (16 modules, ~2 % of a one-shot `cfai chat`'s
-    instructions under callgrind) only to return no plugins. A stand-in that returns none, as the loader itself
-    would, is put in its place; only when the setting disables them all (a user's list of names keeps the real
-    loader) and before pydantic is imported. The loader's only caller imports just `get_plugins`."""
+    instructions under callgrind) only to return no plugins. A stand-in whose `get_plugins` returns none, as the
+    loader itself does under that setting, is put in its place; only when the setting disables them all (a user's
+    list of names keeps the real loader) and before pydantic is imported.
+
+    The loader is pydantic's private module and the pin has no upper bound, so the stand-in must not break on a
+    pydantic that asks it for more: any other name it is asked for replaces it with the real loader and comes from
+    there (`_NoPlugins.__getattr__`; tests/cli/test_app.py), and `get_plugins` takes whatever arguments it is
+    given. A pydantic that no longer has the module, or never imports it, simply never meets the stand-in."""
     if os.environ.get("PYDANTIC_DISABLE_PLUGINS") not in ("__all__", "1", "true") or "pydantic" in sys.modules:
         return
-    import types
+    sys.modules.setdefault(_NoPlugins.NAME, _NoPlugins(_NoPlugins.NAME))
 
-    loader = types.ModuleType("pydantic.plugin._loader")
-    loader.get_plugins = tuple  # type: ignore[attr-defined]  # get_plugins() -> () (no plugins)
-    sys.modules.setdefault("pydantic.plugin._loader", loader)
+
+def _no_plugins(*args: object, **kwargs: object) -> tuple[()]:
+    return ()
+
+
+class _NoPlugins(ModuleType):
+    """pydantic.plugin._loader with every plugin disabled (see _skip_plugin_loader)."""
+
+    NAME = "pydantic.plugin._loader"
+    get_plugins = staticmethod(_no_plugins)
+
+    def __getattr__(self, name: str) -> object:  # anything else: the real loader's, which takes our place
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if sys.modules.get(self.NAME) is self:
+            del sys.modules[self.NAME]
+        from importlib import import_module
+
+        return getattr(import_module(self.NAME), name)

@@ -213,6 +213,30 @@ def test_with_every_pydantic_plugin_disabled_its_loader_and_importlib_metadata_s
                                                  env={**home, "PYDANTIC_DISABLE_PLUGINS": "some_plugin"})
 
 
+def test_the_stand_in_plugin_loader_hands_any_other_name_to_pydantics_own() -> None:
+    """pydantic's loader is private and its pin open-ended: a pydantic that asks the stand-in for more than
+    get_plugins (or passes it arguments) must get the real loader's names, not an ImportError on every command."""
+    code = (
+        "import os, sys\n"
+        "os.environ['PYDANTIC_DISABLE_PLUGINS'] = '__all__'\n"
+        "from cfai_cli.cli.entry import _skip_plugin_loader\n"
+        "_skip_plugin_loader()\n"
+        "stand_in = sys.modules['pydantic.plugin._loader']\n"
+        "import pydantic\n"
+        "class M(pydantic.BaseModel):\n"
+        "    x: int\n"
+        "assert M(x=1).x == 1\n"
+        "from pydantic.plugin._loader import get_plugins\n"
+        "assert tuple(get_plugins()) == () and get_plugins(1, extra=2) == ()\n"
+        "assert sys.modules['pydantic.plugin._loader'] is stand_in\n"
+        "from pydantic.plugin._loader import PYDANTIC_ENTRY_POINT_GROUP\n"
+        "assert PYDANTIC_ENTRY_POINT_GROUP == 'pydantic'\n"
+        "assert sys.modules['pydantic.plugin._loader'] is not stand_in\n"
+        "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "ok\n", done.stderr
+
+
 def test_the_root_help_lists_what_the_full_app_lists() -> None:
     """`cfai --help` prints stand-ins for the commands (cli.app.help_listing); the words must be the real app's."""
     def run(code: str) -> str:
