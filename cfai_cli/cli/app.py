@@ -124,20 +124,19 @@ def root(
                                           "emulator (no account) [env: CFAI_OFFLINE=1].")] = False,
 ) -> None:
     """Cloudflare Workers AI from the command line, and a local OpenAI- and Anthropic-compatible proxy."""
+    import logging
     import os
 
     from cfai_cli.cli.collector import settle
-
-    settle()  # every command runs with the collector on (a one-shot pauses it for its imports: cli/collector.py)
-
     from cfai_cli.cli.render import OutputOptions
 
+    # Every command runs with the collector on (a one-shot pauses it for its imports: cli/collector.py); these
+    # imports come before, with it still off, as the command modules' do.
+    settle()
     # Every Terminal the command makes finds these on the context (OutputOptions.current), so -q never
     # travels through the environment (where it would outlive this command in the same process).
     # `cfai --offline CMD` travels the same way (cli.common.offline_requested), not through the environment.
     ctx.obj = OutputOptions.from_environ(os.environ, quiet=quiet, offline=offline)
-    import logging
-
     logger = logging.getLogger("cfai.http")
     if debug or os.environ.get("CFAI_DEBUG"):
         handler = logging.StreamHandler()

@@ -224,13 +224,13 @@ def chat(
 def _once(settings: Settings, body: dict[str, Any], term: Terminal, *, json_out: bool, from_file: str | None,
           attachments: list[Attachment], has_prompt: bool, chosen: bool, show_usage: bool = False,
           conversation: Conversation | None = None) -> None:
-    import asyncio
-    import copy
-    import time
-
     from cfai_cli.cli.collector import importing
 
     with importing():  # the collector has nothing to free in what these build (cli/collector.py)
+        import asyncio
+        import copy
+        import time
+
         from cfai_cli.cli.answer import ask
         from cfai_cli.cli.attach import add_to_chat_body, content_parts, vision_model
         from cfai_cli.cli.xlog import attachment_notes, chat_calls, log_exchange, new_cid, with_history

@@ -125,6 +125,8 @@ def json_value(model: str, conv: Conversation, schema: Mapping[str, Any] | None)
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
+    """A call the canned answer makes: the tool's name and its arguments."""
+
     name: str
     arguments: dict[str, Any]
 
@@ -140,6 +142,8 @@ class ToolCall:
 
 @dataclass(slots=True)
 class Plan:
+    """A canned answer before it is sent: reasoning, content and tool calls, each in pieces."""
+
     reasoning: list[str] = field(default_factory=list)
     content: list[str] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)

@@ -95,6 +95,8 @@ def sample_value(schema: Any, name: str = "", *, root: Mapping[str, Any] | None 
 
 @dataclass(frozen=True, slots=True)
 class ToolDef:
+    """A tool the request offers: its name, description and JSON Schema parameters."""
+
     name: str
     description: str | None
     parameters: Mapping[str, Any]

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, cast
 from cfai_cli.core import jsonfast
 from cfai_cli.core.cache import cache_key, deterministic_temperature, plan
 from cfai_cli.core.openai.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, StreamOptions
-from cfai_cli.core.translate.chat_assemble import assemble_completion
 from cfai_cli.errors import CfaiError
 from cfai_cli.service.chat_stream import ChatStream
 from cfai_cli.service.context import Context
@@ -171,6 +170,9 @@ async def _storing(slot: Slot, stream: ChatStream, *, show_usage: bool
             size += sum(len(jsonfast.dumps(chunk.get("choices"))) for chunk in batch)
         yield batch if show_usage else _without_usage(batch)
     # Only a stream that ended by itself gets here: an error, or a client gone, leaves the generator earlier.
+    # core.translate.chat_assemble is imported here, with the cache on: not by every chat that imports this module.
+    from cfai_cli.core.translate.chat_assemble import assemble_completion
+
     completion = assemble_completion(kept) if size <= limit else None
     if completion is not None:
         await slot.store(completion)

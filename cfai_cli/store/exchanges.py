@@ -105,6 +105,9 @@ def _row(values: Sequence[Any]) -> Exchange:
 
 @dataclass(frozen=True, slots=True)
 class Retention:
+    """How much of the log a write keeps: the newest rows, and their age (settings log_max_rows and
+    log_retention_days)."""
+
     max_rows: int = 10_000  # the newest exchanges kept (0: no cap)
     days: float = 0  # exchanges older than this are deleted (0: no time limit)
 

@@ -21,7 +21,6 @@ from cfai_cli.core import jsonfast
 from cfai_cli.core.catalog import is_account_id
 from cfai_cli.core.cost import reported_neurons
 from cfai_cli.core.workers.envelope import decode_json_result, is_retryable
-from cfai_cli.core.workers.image_cut import decode_image_result
 from cfai_cli.errors import (
     CfaiError,
     ConfigError,
@@ -241,7 +240,10 @@ class WorkersAIClient(AccountCalls):
 
     def _raw_answer(self, status: int, headers: Mapping[str, str], raw: bytes | bytearray, model: str) -> RawAnswer:
         """`run_raw`'s answer: bytes with their type, or the unwrapped `result` (its image as base64 text when it is
-        one), with the neurons it reports noted."""
+        one), with the neurons it reports noted. core.workers.image_cut (and its raw_member) is imported here, on
+        the first such answer: a chat's one-shot never reads one (~1 M instructions of `cfai chat hi`)."""
+        from cfai_cli.core.workers.image_cut import decode_image_result
+
         body, kind, result, image = decode_image_result(status, headers.get("content-type", ""), raw, headers,
                                                         model=model)
         self._note_neurons(headers, result)

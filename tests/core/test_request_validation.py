@@ -237,3 +237,29 @@ def test_unknown_fields_are_kept_not_refused() -> None:
 ])
 def test_param_path(loc: tuple[int | str, ...], path: str) -> None:
     assert param_path(loc) == path
+
+
+def test_the_chat_models_annotations_are_objects_and_the_answers_optional_keys_known() -> None:
+    """core/openai/chat.py is the one module without `from __future__ import annotations` (its classes' annotations
+    evaluated once by the interpreter, not compiled from text by pydantic at every start: docs/performance.md,
+    "One-shot CLI round 9"). With text annotations Python 3.11's TypedDict cannot see a `NotRequired` key, so the
+    answers' optional keys are the sign that the module still evaluates them."""
+    from cfai_cli.core.openai import chat
+
+    assert all(not isinstance(kind, str) for kind in chat.ChatCompletionRequest.__annotations__.values())
+    assert chat.AssistantMessage.__optional_keys__ == {"tool_calls", "reasoning_content"}
+    assert chat.ChatCompletionChunk.__optional_keys__ == {"usage"}
+    assert chat.ToolCallDelta.__required_keys__ == {"index"}
+    assert chat.Usage.__optional_keys__ == {"prompt_tokens_details", "completion_tokens_details"}
+    # The same fields and validation as before: a request with every part's kind still validates.
+    body = {**BASE, "messages": [{"role": "system", "content": "be brief"},
+                                 {"role": "user", "content": [{"type": "text", "text": "hi"},
+                                                              {"type": "image_url", "image_url": {"url": "data:,"}}]},
+                                 {"role": "assistant", "content": None, "tool_calls": [
+                                     {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                                 {"role": "tool", "tool_call_id": "c1", "content": "42"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}
+    req = ChatCompletionRequest.model_validate(body)
+    assert [m.role for m in req.messages] == ["system", "user", "assistant", "tool"]
+    with pytest.raises(ValueError, match="needs a 'json_schema' object"):
+        ChatCompletionRequest.model_validate({**BASE, "response_format": {"type": "json_schema"}})

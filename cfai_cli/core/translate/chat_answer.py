@@ -21,7 +21,6 @@ from cfai_cli.core.openai.chat import (
     Usage,
 )
 from cfai_cli.core.translate.chat import WorkersChatCall
-from cfai_cli.core.translate.salvage import salvage_tool_calls
 from cfai_cli.core.translate.toolset import ToolSet, custom_input
 from cfai_cli.core.workers.chat import ParsedChat, ParsedChoice, ParsedToolCall, ParsedUsage
 
@@ -138,6 +137,8 @@ def from_workers_chat(
     for result in results:
         for parsed in result.choices:
             if call.forced_tools and not parsed.tool_calls:
+                from cfai_cli.core.translate.salvage import salvage_tool_calls  # forced tools only: not at import
+
                 salvaged = salvage_tool_calls(parsed.text, call.forced_tools)
                 if salvaged:
                     parsed = replace(parsed, tool_calls=salvaged, text=None)

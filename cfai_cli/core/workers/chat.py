@@ -53,12 +53,14 @@ class ParsedChat:
     usage: ParsedUsage | None
 
 
-_THINK = re.compile(r"^\s*<think>(.*?)(?:</think>|$)", re.S)
+# Compiled on first use (re's cache), not at import: a streamed answer never splits a whole text (~0.4 M
+# instructions of every one-shot `cfai chat`, docs/performance.md "One-shot CLI round 9").
+_THINK = r"^\s*<think>(.*?)(?:</think>|$)"
 
 
 def split_think(text: str) -> tuple[str | None, str]:
     """Native reasoning models may inline `<think>…</think>` before the answer (reference §2.8)."""
-    match = _THINK.match(text)
+    match = re.match(_THINK, text, re.S)
     if not match:
         # Some templates open the think block in the prompt, so only the closing tag appears.
         head, sep, tail = text.partition("</think>")
