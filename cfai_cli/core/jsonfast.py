@@ -35,11 +35,12 @@ BACKEND = "orjson" if orjson is not None else "json"
 
 
 class RawJson:
-    """One JSON value as text, written by `dumps` as it is: the text must be valid JSON (its maker checks it)."""
+    """One JSON value as text, written by `dumps` as it is: the text must be valid JSON (its maker checks it). The
+    text may be a view of a larger buffer (an embedding vector in its upstream answer, core.workers.vector_cut)."""
 
     __slots__ = ("json",)
 
-    def __init__(self, json: bytes) -> None:
+    def __init__(self, json: bytes | memoryview) -> None:
         self.json = json
 
     def __eq__(self, other: object) -> bool:
@@ -49,7 +50,7 @@ class RawJson:
         return hash(self.json)
 
     def __repr__(self) -> str:
-        return f"RawJson({self.json[:40]!r}{'...' if len(self.json) > 40 else ''})"
+        return f"RawJson({bytes(self.json[:40])!r}{'...' if len(self.json) > 40 else ''})"
 
 
 class AsciiText:
@@ -81,7 +82,8 @@ class AsciiText:
 def _fragment(value: Any) -> Any:
     # orjson calls this only for a type it does not know: nothing else pays for it.
     if isinstance(value, RawJson):
-        return orjson.Fragment(value.json)
+        raw = value.json
+        return orjson.Fragment(raw if isinstance(raw, bytes) else bytes(raw))  # bytes or str only
     if isinstance(value, AsciiText):
         text = value.text
         return text if isinstance(text, str) else orjson.Fragment(b'"%s"' % text)
@@ -90,7 +92,7 @@ def _fragment(value: Any) -> Any:
 
 def _decoded(value: Any) -> Any:
     if isinstance(value, RawJson):
-        return json.loads(value.json)
+        return json.loads(bytes(value.json))
     if isinstance(value, AsciiText):
         return value.as_str()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
@@ -224,7 +226,7 @@ def loads_all(datas: Sequence[bytes | str]) -> list[Any]:
     return [loads(data) for data in datas]
 
 
-def loads_strict(data: bytes) -> Any:
+def loads_strict(data: bytes | memoryview) -> Any:
     """Decode JSON with orjson alone: ValueError for what it refuses (NaN, infinities, numbers beyond a double,
     lone surrogates), which `loads` would hand to the standard library, and when orjson is not installed."""
     if orjson is None:

@@ -105,8 +105,8 @@ def test_error_answers_are_never_cut() -> None:
 
 
 def test_the_cut_and_its_checks() -> None:
-    assert cut_vectors(b'{"data":[[1.5]],"x":"y"}') == (b'{"data":"\\u0000cfai vectors\\u0000","x":"y"}', b"[[1.5]]")
-    assert cut_vectors(b'{"data":[[1.5]]}') == (b'{"data":"\\u0000cfai vectors\\u0000"}', b"[[1.5]]")
+    assert cut_vectors(b'{"data":[[1.5]],"x":"y"}') == (b'{"data":"\\u0000cfai vectors\\u0000","x":"y"}', 8, 15)
+    assert cut_vectors(b'{"data":[[1.5]]}') == (b'{"data":"\\u0000cfai vectors\\u0000"}', 8, 15)
     assert cut_vectors(b'{"data":"x"}') is None and cut_vectors(b'{"x":[[1.5]]}') is None
     assert checked_vectors(b"[[1.5,-2.0E+3],[0.5e-1]]") == [[1.5, -2000.0], [0.05]]
     for text in (b"[[1.5,2]]", b"[[1.5],[]]", b"[[1.5,[2.5]]]", b"[[1.5, 2.5]]", b"[[1.5,NaN]]", b"[1.5]",
@@ -176,5 +176,8 @@ def test_the_outline_refuses_and_accepts_exactly_what_the_counts_did() -> None:
     for text in texts:
         expected = _counted(text)
         assert checked_vectors(text) == expected, text
+        # Checked in place inside a document, with digits, signs, points and exponents' letters around it.
+        before, after = b'{"shape":[-1.5e+3,2],"E":1.0,"data":', b',"pooling":"mean","n":-0.5e7}'
+        assert checked_vectors(before + text + after, len(before), len(before) + len(text)) == expected, text
         accepted += expected is not None
     assert 50 < accepted < len(texts) // 4  # both verdicts are exercised, many times

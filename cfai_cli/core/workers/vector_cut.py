@@ -37,26 +37,34 @@ _SENTINEL_JSON = b'"\\u0000cfai vectors\\u0000"'
 
 @dataclass(frozen=True, slots=True)
 class CutVectors:
-    """`result.data` of an embeddings answer: its JSON text as sent, and the floats it holds."""
+    """`result.data` of an embeddings answer: where its JSON text is in the answer's bytes, and the floats it holds.
+    The text is not copied out of the answer: each vector's text is a view of it (`json_vectors`)."""
 
-    text: bytes
+    body: bytes
+    start: int
+    end: int
     values: list[list[float]]
 
+    @property
+    def text(self) -> memoryview:
+        return memoryview(self.body)[self.start:self.end]
+
     def json_vectors(self) -> list[jsonfast.RawJson]:
-        """Each vector's own text, `[...]`: the text is `[[...],[...]]` without spaces, so each ends at a `]`."""
-        text, out, i = self.text, [], 1
+        """Each vector's own text, `[...]`, as a view of the answer: the text is `[[...],[...]]` without spaces,
+        so each ends at a `]`. Slicing 2,048 vectors' text out of their answers was a copy of all 33 MB (and
+        writing them into the answer's pieces another: server.responses; issue 25, round 9)."""
+        body, view, out, i = self.body, memoryview(self.body), [], self.start + 1
         for _ in self.values:
-            end = text.index(b"]", i) + 1
-            out.append(jsonfast.RawJson(text[i:end]))
+            end = body.index(b"]", i) + 1
+            out.append(jsonfast.RawJson(view[i:end]))
             i = end + 1
         return out
 
 
-
-def cut_vectors(body: bytes) -> tuple[bytes, bytes] | None:
-    """(the document with its first `"data"` member's array replaced by the sentinel, that array's text) when
-    the value is an array without strings or objects in it; None otherwise. Which member it was is for the
-    caller to check (the sentinel must come back as result.data)."""
+def cut_vectors(body: bytes) -> tuple[bytes, int, int] | None:
+    """(the document with its first `"data"` member's array replaced by the sentinel, where that array's text
+    starts and ends in `body`) when the value is an array without strings or objects in it; None otherwise.
+    Which member it was is for the caller to check (the sentinel must come back as result.data)."""
     start = value_start(body, _KEY)
     if start < 0:
         return None
@@ -75,14 +83,20 @@ def cut_vectors(body: bytes) -> tuple[bytes, bytes] | None:
             end -= 1
     if body[end - 1:end] != b"]":
         return None
-    return body[:start] + _SENTINEL_JSON + body[end:], body[start:end]
+    return body[:start] + _SENTINEL_JSON + body[end:], start, end
 
 
-def checked_vectors(text: bytes) -> list[list[float]] | None:
-    """The floats of `text` when it passes the checks of the module docstring; None otherwise."""
-    rest = text.translate(None, _DIGITS_AND_SIGNS)  # what is left of `[[0.1,-0.2e-5],[…]]`: `[[.,.e],[…]]`
+def checked_vectors(body: bytes, start: int = 0, end: int | None = None) -> list[list[float]] | None:
+    """The floats of `body[start:end]` (the whole of it by default) when that text passes the checks of the module
+    docstring; None otherwise. The text is not copied out: translate runs over the whole of `body` (what is left
+    of the bytes around the text is cut off its result: deleting keeps the order) and orjson reads a view."""
+    end = len(body) if end is None else end
+    rest = body.translate(None, _DIGITS_AND_SIGNS)  # what is left of `[[0.1,-0.2e-5],[…]]`: `[[.,.e],[…]]`
+    if start or end != len(body):
+        before = len(body[:start].translate(None, _DIGITS_AND_SIGNS))
+        rest = rest[before:len(rest) - len(body[end:].translate(None, _DIGITS_AND_SIGNS))]
     try:
-        values = jsonfast.loads_strict(text)
+        values = jsonfast.loads_strict(memoryview(body)[start:end])
     except ValueError:
         return None
     if not isinstance(values, list) or not values or not all(type(vector) is list for vector in values):
@@ -107,13 +121,13 @@ def decode_vectors_result(status: int, content_type: str, body: bytes, headers: 
                           model: str | None = None) -> Any:
     """`decode_json_result`, with `result.data` as `CutVectors` when it passes the checks."""
     cut = cut_vectors(body) if status < 400 and body[:1] == b"{" else None
-    values = checked_vectors(cut[1]) if cut is not None else None
+    values = checked_vectors(body, cut[1], cut[2]) if cut is not None else None
     if cut is not None and values is not None:
         try:
             result = decode_json_result(status, content_type, cut[0], headers, model=model)
         except Exception:  # the cut changed what the document says: judge the whole of it below
             result = None
         if isinstance(result, dict) and result.get("data") == _SENTINEL:
-            result["data"] = CutVectors(cut[1], values)
+            result["data"] = CutVectors(body, cut[1], cut[2], values)
             return result
     return decode_json_result(status, content_type, body, headers, model=model)
