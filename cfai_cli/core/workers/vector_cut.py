@@ -50,13 +50,14 @@ class CutVectors:
         return memoryview(self.body)[self.start:self.end]
 
     def json_vectors(self) -> list[jsonfast.RawJson]:
-        """Each vector's own text, `[...]`, as a view of the answer: the text is `[[...],[...]]` without spaces,
-        so each ends at a `]`. Slicing 2,048 vectors' text out of their answers was a copy of all 33 MB (and
-        writing them into the answer's pieces another: server.responses; issue 25, round 9)."""
-        body, view, out, i = self.body, memoryview(self.body), [], self.start + 1
+        """Each vector's own text, `[...]`, sliced out of the answer: the text is `[[...],[...]]` without spaces,
+        so each ends at a `]`. Slices, not views of the answer: views kept each 1.6 MB answer until its last vector
+        was sent, and freed together at the end they left the heap's top free, trimmed and faulted in again by the
+        next request (+1,800 page faults a request through `cfai serve`: bench/payload_heap.py --embeddings)."""
+        body, out, i = self.body, [], self.start + 1
         for _ in self.values:
             end = body.index(b"]", i) + 1
-            out.append(jsonfast.RawJson(view[i:end]))
+            out.append(jsonfast.RawJson(body[i:end]))
             i = end + 1
         return out
 
