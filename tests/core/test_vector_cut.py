@@ -57,6 +57,15 @@ def test_float_vectors_are_kept_as_their_text_and_the_rest_decoded_as_before(bod
     assert parse_vectors(result, 2, as_json=True) == cut.json_vectors()
     with pytest.raises(UpstreamError, match="returned 2 vectors for 3 inputs"):
         parse_vectors(result, 3, as_json=True)
+    # For their text only (the proxy's answers): the same text and count, and no floats held.
+    text_only = decode_vectors_result(200, JSON, body, {}, floats=False)
+    assert {**text_only, "data": None} == {**result, "data": None}
+    assert text_only["data"].values is None and text_only["data"].count == 2
+    assert parse_vectors(text_only, 2, as_json=True) == cut.json_vectors()
+    with pytest.raises(UpstreamError, match="returned 2 vectors for 3 inputs"):
+        parse_vectors(text_only, 3, as_json=True)
+    with pytest.raises(TypeError):
+        parse_vectors(text_only, 2)
 
 
 @pytest.mark.parametrize("body", [

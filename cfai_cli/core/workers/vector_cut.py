@@ -37,13 +37,14 @@ _SENTINEL_JSON = b'"\\u0000cfai vectors\\u0000"'
 
 @dataclass(frozen=True, slots=True)
 class CutVectors:
-    """`result.data` of an embeddings answer: where its JSON text is in the answer's bytes, and the floats it holds.
-    The text is not copied out of the answer: each vector's text is a view of it (`json_vectors`)."""
+    """`result.data` of an embeddings answer: where its JSON text is in the answer's bytes, how many vectors it
+    holds, and their floats (None when they were not wanted: `decode_vectors_result(floats=False)`)."""
 
     body: bytes
     start: int
     end: int
-    values: list[list[float]]
+    count: int
+    values: list[list[float]] | None
 
     @property
     def text(self) -> memoryview:
@@ -55,7 +56,7 @@ class CutVectors:
         was sent, and freed together at the end they left the heap's top free, trimmed and faulted in again by the
         next request (+1,800 page faults a request through `cfai serve`: bench/payload_heap.py --embeddings)."""
         body, out, i = self.body, [], self.start + 1
-        for _ in self.values:
+        for _ in range(self.count):
             end = body.index(b"]", i) + 1
             out.append(jsonfast.RawJson(body[i:end]))
             i = end + 1
@@ -119,8 +120,12 @@ def _outline(lengths: list[int]) -> bytes:
 
 
 def decode_vectors_result(status: int, content_type: str, body: bytes, headers: Mapping[str, str], *,
-                          model: str | None = None) -> Any:
-    """`decode_json_result`, with `result.data` as `CutVectors` when it passes the checks."""
+                          model: str | None = None, floats: bool = True) -> Any:
+    """`decode_json_result`, with `result.data` as `CutVectors` when it passes the checks. `floats=False`: the
+    caller wants the vectors' text only (the proxy's answers), so their floats are let go as soon as they are
+    checked: held while the batch was handled, their 100 lists were traversed by every collection of the
+    garbage collector's youngest generation meanwhile (~0.9 ms each, ~7 a request), and four batches' floats
+    were held at once (issue 25, round 9)."""
     cut = cut_vectors(body) if status < 400 and body[:1] == b"{" else None
     values = checked_vectors(body, cut[1], cut[2]) if cut is not None else None
     if cut is not None and values is not None:
@@ -129,6 +134,6 @@ def decode_vectors_result(status: int, content_type: str, body: bytes, headers: 
         except Exception:  # the cut changed what the document says: judge the whole of it below
             result = None
         if isinstance(result, dict) and result.get("data") == _SENTINEL:
-            result["data"] = CutVectors(body, cut[1], cut[2], values)
+            result["data"] = CutVectors(body, cut[1], cut[2], len(values), values if floats else None)
             return result
     return decode_json_result(status, content_type, body, headers, model=model)
