@@ -1,7 +1,7 @@
-"""A fresh `cfai serve` over many images requests: its peak RSS above idle after each, and its page faults and CPU
-(user, system) per request, read from /proc (Linux). What `bench/payloads.py` cannot show in 7 requests: whether the
-peak creeps from request to request (blocks kept in a heap never trimmed) or the heap is trimmed and faulted in again
-every request (issue 25, round 8: server.heap).
+"""A fresh `cfai serve` over many images (or `--embeddings`) requests: its peak RSS above idle after each, and its
+page faults and CPU (user, system) per request, read from /proc (Linux). What `bench/payloads.py` cannot show in 7
+requests: whether the peak creeps from request to request (blocks kept in a heap never trimmed) or the heap is trimmed
+and faulted in again every request (issue 25, round 8: server.heap).
 
     python bench/payload_heap.py --requests 30                         # this build
     python bench/payload_heap.py --root /path/to/other                   # another checkout's `cfai serve`
