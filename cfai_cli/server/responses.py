@@ -119,15 +119,11 @@ class _Later:
 
     def render(self) -> list[bytes | memoryview]:
         """The items' text, in pieces: an AsciiText holding bytes (an image's base64, a view of the answer it came
-        in) is sent as it is, not copied into the rendering (jsonfast.pieces)."""
+        in) is sent as it is, not copied into the rendering, and each RawJson's text (a vector, a view of its
+        upstream answer) is copied once, into its piece (jsonfast.pieces)."""
         items, self.items = self.items, []
-        parts = jsonfast.pieces(items)
+        parts = jsonfast.pieces(items, lead=self.comma, inner=True)
         del items
-        if len(parts) == 1:
-            parts = [b"".join((self.comma, memoryview(parts[0])[1:-1]))]  # one copy, not a slice and a concatenation
-        else:  # the brackets are in the first and last pieces, which are short
-            parts[0] = self.comma + parts[0][1:]
-            parts[-1] = parts[-1][:-1]
         length = sum(len(part) for part in parts)
         if length != self.length:
             raise RuntimeError(f"An answer's piece was measured as {self.length} bytes and rendered as {length}.")

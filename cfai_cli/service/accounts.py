@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from cfai_cli.core.routing import Target
 from cfai_cli.errors import CfaiError, InvalidRequest, ModelNotFound, UpstreamError
@@ -71,7 +71,7 @@ class WorkersPool:
         await self.ctx.record.hold(model, calls)
         await self.ctx.record.reserve(calls)
 
-    async def run(self, model: str, body: Mapping[str, Any], *, vectors: bool = False) -> Any:
+    async def run(self, model: str, body: Mapping[str, Any], *, vectors: bool | Literal["text"] = False) -> Any:
         return await self._call(model, lambda client, m: client.run(m, body, vectors=vectors))
 
     async def run_raw(self, model: str, **kwargs: Any) -> RawAnswer:

@@ -41,9 +41,9 @@ def _length_error(exc: InvalidRequest, texts: list[str], start: int, model_id: s
                           code="context_length_exceeded", upstream_code=exc.upstream_code)
 
 
-async def _run_batch(ctx: Context, model_id: str, texts: list[str]) -> Any:
-    try:
-        return await ctx.workers.run(model_id, to_workers_embeddings(texts), vectors=True)
+async def _run_batch(ctx: Context, model_id: str, texts: list[str], as_json: bool) -> Any:
+    try:  # as_json: the vectors' text is all the answer needs, not their floats (core.workers.vector_cut)
+        return await ctx.workers.run(model_id, to_workers_embeddings(texts), vectors="text" if as_json else True)
     except InvalidRequest as exc:
         # bge-m3 documents its vectors under the `contexts` mode (reference §4); if it refuses `text`, ask that way.
         if "bge-m3" not in model_id or str(exc.upstream_code) != "5006":
@@ -77,7 +77,7 @@ async def _create_embeddings(ctx: Context, req: EmbeddingRequest, model_id: str,
     async def one(start: int, batch: list[str]) -> tuple[Sequence[list[float] | RawJson | str], int | None]:
         async with limit:
             try:
-                result = await _run_batch(ctx, model_id, batch)
+                result = await _run_batch(ctx, model_id, batch, as_json)
             except InvalidRequest as exc:
                 raise _length_error(exc, batch, start, model_id) from None
         vectors: Sequence[list[float] | RawJson | str] = parse_vectors(result, len(batch), as_json=as_json)

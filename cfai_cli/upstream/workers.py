@@ -14,7 +14,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from cfai_cli import __version__
 from cfai_cli.core import jsonfast
@@ -122,10 +122,11 @@ class WorkersAIClient(AccountCalls):
     # ---- public calls ----------------------------------------------------------------------------
 
     async def run(self, model: str, body: Mapping[str, Any], *, affinity: str | None = None,
-                  vectors: bool = False) -> Any:
+                  vectors: bool | Literal["text"] = False) -> Any:
         """POST /ai/run/{model} with a JSON body; the unwrapped `result`. `affinity` is sent as
         `x-session-affinity` (prefix-cache routing, reference §2.11; core.affinity). `vectors`: an embeddings
-        call (core.workers.vector_cut, imported only then: `cfai chat` never needs it)."""
+        call (core.workers.vector_cut, imported only then: `cfai chat` never needs it); "text": only the
+        vectors' text is wanted, not their floats."""
         url = f"{self._base}/run/{model}"
 
         async def attempt(remaining: float) -> Any:
@@ -137,7 +138,8 @@ class WorkersAIClient(AccountCalls):
 
         return await self._with_retries(attempt)
 
-    async def _json_answer(self, request: httpx.Request, model: str, vectors: bool = False) -> Any:
+    async def _json_answer(self, request: httpx.Request, model: str,
+                           vectors: bool | Literal["text"] = False) -> Any:
         """Send one attempt of a JSON call; the unwrapped `result`, with the neurons it reports noted."""
         response = await answered(self._transport.handle_async_request(request))
         try:
@@ -173,12 +175,17 @@ class WorkersAIClient(AccountCalls):
             await answer.aclose()
         return exchange.status, headers, content
 
-    def _decoded(self, status: int, headers: Mapping[str, str], content: bytes, model: str, vectors: bool) -> Any:
+    def _decoded(self, status: int, headers: Mapping[str, str], content: bytes, model: str,
+                 vectors: bool | Literal["text"]) -> Any:
         """A JSON answer's unwrapped `result` (or its error raised), with the neurons it reports noted."""
-        decode = decode_json_result
+        content_type = headers.get("content-type", "")
         if vectors:
-            from cfai_cli.core.workers.vector_cut import decode_vectors_result as decode
-        result = decode(status, headers.get("content-type", ""), content, headers, model=model)
+            from cfai_cli.core.workers.vector_cut import decode_vectors_result
+
+            result = decode_vectors_result(status, content_type, content, headers, model=model,
+                                           floats=vectors is True)
+        else:
+            result = decode_json_result(status, content_type, content, headers, model=model)
         self._note_neurons(headers, result)
         return result
 

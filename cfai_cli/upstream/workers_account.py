@@ -8,7 +8,7 @@ Imports stdlib, errors, core and upstream (httpx when a call is made: these call
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from cfai_cli.core import jsonfast
 from cfai_cli.core.workers.envelope import decode_json_result
@@ -39,7 +39,8 @@ class _Client(Protocol):
     async def _with_retries(self, attempt: Callable[[float], Awaitable[T]], *,
                             deadline: float | None = None) -> T: ...
 
-    async def _json_answer(self, request: httpx.Request, model: str, vectors: bool = False) -> Any: ...
+    async def _json_answer(self, request: httpx.Request, model: str,
+                           vectors: bool | Literal["text"] = False) -> Any: ...
 
     async def _post_json(self, url: str, payload: bytes, model: str) -> Any: ...
 

@@ -147,3 +147,22 @@ def test_measured_is_the_length_dumps_writes_without_writing_the_text(backend: s
     # Nothing deferred, or something orjson refuses: the bytes themselves, as dumps writes them.
     for value in ([{"a": "é"}, 1.5, None], {"seed": 2**70, "v": raw}, {"text": "a\ud800b"}):
         assert jsonfast.measured(value) == jsonfast.dumps(value)
+
+
+def test_pieces_join_raw_text_once_and_send_ascii_bytes_apart(backend: str) -> None:
+    source = b"..[1.5,-2.25e-7]..QUJD+/==..[0.5]"
+    raw, b64, last = jsonfast.RawJson(memoryview(source)[2:16]), memoryview(source)[18:26], memoryview(source)[28:]
+    value = [{"v": raw, "i": 0}, {"b64": jsonfast.AsciiText(b64), "s": "é\x00"}, jsonfast.RawJson(last), {"n": 2**70}]
+    written = jsonfast.dumps(value)
+    assert json.loads(written)[:3] == [{"v": [1.5, -2.25e-7], "i": 0}, {"b64": "QUJD+/==", "s": "é\x00"}, [0.5]]
+    for lead, inner in ((b"", False), (b",", True), (b"", True)):
+        parts = jsonfast.pieces(value, lead=lead, inner=inner)
+        assert b"".join(parts) == lead + (written[1:-1] if inner else written) and len(parts) == 1  # refused
+    value.pop()  # without the big integer orjson refuses
+    written = jsonfast.dumps(value)
+    for lead, inner in ((b"", False), (b",", True)):
+        parts = jsonfast.pieces(value, lead=lead, inner=inner)
+        assert b"".join(parts) == lead + (written[1:-1] if inner else written)
+        if backend == "orjson":
+            assert len(parts) == 3 and parts[1] is b64 and b"[1.5,-2.25e-7]" in parts[0] and b"[0.5]" in parts[2]
+    assert jsonfast.pieces([1.5], lead=b",", inner=True) == [b",1.5"]

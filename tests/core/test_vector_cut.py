@@ -57,6 +57,15 @@ def test_float_vectors_are_kept_as_their_text_and_the_rest_decoded_as_before(bod
     assert parse_vectors(result, 2, as_json=True) == cut.json_vectors()
     with pytest.raises(UpstreamError, match="returned 2 vectors for 3 inputs"):
         parse_vectors(result, 3, as_json=True)
+    # For their text only (the proxy's answers): the same text and count, and no floats held.
+    text_only = decode_vectors_result(200, JSON, body, {}, floats=False)
+    assert {**text_only, "data": None} == {**result, "data": None}
+    assert text_only["data"].values is None and text_only["data"].count == 2
+    assert parse_vectors(text_only, 2, as_json=True) == cut.json_vectors()
+    with pytest.raises(UpstreamError, match="returned 2 vectors for 3 inputs"):
+        parse_vectors(text_only, 3, as_json=True)
+    with pytest.raises(TypeError):
+        parse_vectors(text_only, 2)
 
 
 @pytest.mark.parametrize("body", [
@@ -105,8 +114,8 @@ def test_error_answers_are_never_cut() -> None:
 
 
 def test_the_cut_and_its_checks() -> None:
-    assert cut_vectors(b'{"data":[[1.5]],"x":"y"}') == (b'{"data":"\\u0000cfai vectors\\u0000","x":"y"}', b"[[1.5]]")
-    assert cut_vectors(b'{"data":[[1.5]]}') == (b'{"data":"\\u0000cfai vectors\\u0000"}', b"[[1.5]]")
+    assert cut_vectors(b'{"data":[[1.5]],"x":"y"}') == (b'{"data":"\\u0000cfai vectors\\u0000","x":"y"}', 8, 15)
+    assert cut_vectors(b'{"data":[[1.5]]}') == (b'{"data":"\\u0000cfai vectors\\u0000"}', 8, 15)
     assert cut_vectors(b'{"data":"x"}') is None and cut_vectors(b'{"x":[[1.5]]}') is None
     assert checked_vectors(b"[[1.5,-2.0E+3],[0.5e-1]]") == [[1.5, -2000.0], [0.05]]
     for text in (b"[[1.5,2]]", b"[[1.5],[]]", b"[[1.5,[2.5]]]", b"[[1.5, 2.5]]", b"[[1.5,NaN]]", b"[1.5]",
@@ -125,3 +134,59 @@ def test_raw_json_is_written_as_it_is(monkeypatch: pytest.MonkeyPatch, backend: 
         assert out == b'{"embedding":[1.5E-7,0.25],"n":[1.0]}'
     with pytest.raises((TypeError, ValueError)):
         jsonfast.dumps({"x": object()})
+
+
+def _counted(text: bytes) -> list[list[float]] | None:
+    """The check as it was before round 9 (brackets, points and commas counted in what translate left): the
+    reference the outline comparison must agree with on every text."""
+    rest = text.translate(None, b"0123456789+-")
+    if rest.translate(None, b".eE,[]"):
+        return None
+    try:
+        values = jsonfast.loads_strict(text)
+    except ValueError:
+        return None
+    if not isinstance(values, list) or not all(type(vector) is list for vector in values):
+        return None
+    if rest.count(b"[") != len(values) + 1 or rest.count(b".") != rest.count(b",") + 1:
+        return None
+    return values
+
+
+_SEEDS = [b"[[1.5,-2.0E+3],[0.5e-1]]", b"[[0.0,-0.25,1.0e-7],[3.5],[2.5,1.5]]", b"[[1.5]]", b"[[-0.5e+12,7.25]]"]
+_TABLE = [
+    b"[]", b"[[]]", b"[[],[]]", b"[[1.5],[]]", b"[[],[1.5]]", b"[1.5]", b"[[1.5,[2.5]]]", b"[[[1.5]]]",
+    b"[[1.5,2]]", b"[[1]]", b"[[1e5]]", b"[[1.5,1e-7]]", b"[[1.5, 2.5]]", b"[ [1.5]]", b"[[1.5]]\n", b"\t[[1.5]]",
+    b"[[1.5,NaN]]", b"[[1.5,Infinity]]", b"[[1.5,-Infinity]]", b"[[1e400]]", b"[[1.0e400]]", b"[[-1.0E+309]]",
+    b"[[1.0e-400]]", b"[[" + b"1" * 400 + b".0]]", b"[[123456789012345678901234567890]]", b"[[-0]]", b"[[-0.0]]",
+    b"[[01.5]]", b"[[-.5]]", b"[[1.e5]]", b"[[1.5e]]", b"[[1.5e+]]", b"[[+1.5]]", b"[[1.5.5]]", b"[[1.5e5e5]]",
+    b"[[1.5,,2.5]]", b"[[1.5,]]", b"[[,1.5]]", b"[[1.5]],", b"[[1.5]][", b"[[1.5]", b"[[1.5]]]", b"[[1.5][2.5]]",
+    b'[[1.5,"2.5"]]', b"[[1.5,true]]", b"[[1.5,null]]", b'[[1.5,{"a":1.5}]]', b"[[1.5],{}]", b"[[1.5,2.5e.5]]",
+    b"[[1.5E5.5]]", b"[[0.5,1.5e-05,2.5E+2]]", b"[[-1.5,-2.5e-3],[-0.0]]", b"[[1..5]]", b"[[1.5--2]]",
+    b"[[1.5-2.5]]", b"[[1.5+2.5]]", b"[[1.5e+-2]]", b"[[1.5,2.5],[1.5,[]]]", b"[[1.5],[2.5,3.5,4.5]]",
+]
+
+
+def _mutations(seed: bytes) -> list[bytes]:
+    """Every text one byte away from `seed` (replaced, inserted or deleted) over the bytes that matter here."""
+    alphabet = b"0123456789+-.eE,[] \n\"tfn{}:x\x00"
+    out = []
+    for i in range(len(seed) + 1):
+        out.append(seed[:i] + seed[i + 1:])
+        for byte in alphabet:
+            out.append(seed[:i] + bytes([byte]) + seed[i + 1:])
+            out.append(seed[:i] + bytes([byte]) + seed[i:])
+    return out
+
+
+def test_the_outline_refuses_and_accepts_exactly_what_the_counts_did() -> None:
+    texts = _TABLE + [m for seed in _SEEDS for m in _mutations(seed)]
+    accepted = 0
+    for text in texts:
+        expected = _counted(text)
+        assert checked_vectors(text) == expected, text
+        # Checked in place inside a document, with digits, signs, points and exponents' letters around it.
+        before, after = b'{"shape":[-1.5e+3,2],"E":1.0,"data":', b',"pooling":"mean","n":-0.5e7}'
+        assert checked_vectors(before + text + after, len(before), len(before) + len(text)) == expected, text
+        accepted += expected is not None
+    assert 50 < accepted < len(texts) // 4  # both verdicts are exercised, many times

@@ -217,7 +217,14 @@ async def test_a_long_list_is_sent_in_pieces_with_the_same_bytes(count: int) -> 
     from cfai_cli.core.jsonfast import RawJson
     from cfai_cli.server.responses import PiecewiseJSONResponse
 
-    answer = {"object": "list", "data": [{"object": "embedding", "index": i, "embedding": RawJson(b"[%d.5]" % i)}
+    # Each vector's text as a view of the answer it came in (core.workers.vector_cut), half of them as bytes.
+    source = b"".join(b"[%d.5]" % i for i in range(count))
+    vectors, start = [], 0
+    for i in range(count):
+        end = source.index(b"]", start) + 1
+        vectors.append(RawJson(memoryview(source)[start:end] if i % 2 else source[start:end]))
+        start = end
+    answer = {"object": "list", "data": [{"object": "embedding", "index": i, "embedding": vectors[i]}
                                          for i in range(count)], "model": 'm"data":[]', "usage": {"n": count}}
     expected = jsonfast.dumps(answer)
     response = PiecewiseJSONResponse(answer, "data", headers={"X-Test": "1"})
@@ -254,9 +261,9 @@ async def test_pieces_of_text_already_written_are_rendered_as_they_are_sent(as_b
     rendered: list[int] = []
     real = jsonfast.pieces
 
-    def counted(value: Any) -> list[bytes | memoryview]:
+    def counted(value: Any, **how: Any) -> list[bytes | memoryview]:
         rendered.append(1)
-        return real(value)
+        return real(value, **how)
 
     response = PiecewiseJSONResponse(answer, "data", step=1)
     sent: list[dict[str, Any]] = []

@@ -87,9 +87,13 @@ def parse_vectors(result: Any, expected: int, *, as_json: bool = False) -> list[
     vectors = None
     cut = result.get("data") if isinstance(result, Mapping) else None
     if isinstance(cut, CutVectors):
-        if len(cut.values) != expected:
-            raise UpstreamError(f"Workers AI returned {len(cut.values)} vectors for {expected} inputs.")
-        return cut.json_vectors() if as_json else cut.values
+        if cut.count != expected:
+            raise UpstreamError(f"Workers AI returned {cut.count} vectors for {expected} inputs.")
+        if as_json:
+            return cut.json_vectors()
+        if cut.values is None:  # decoded for their text only (service.embeddings asks so only with as_json)
+            raise TypeError("These vectors were decoded without their floats.")
+        return cut.values
     if isinstance(result, Mapping):
         for key in ("data", "response", "embeddings"):
             if isinstance(result.get(key), list):
