@@ -18,7 +18,8 @@ the process's connections once (os.register_at_fork) instead of an os.getpid() s
 `submit` hands over a write nobody waits for without a future; `defer` holds one (`HOLD` at most; lost if the
 process is killed meanwhile) for the next write transaction to carry: a TPM key's tokens ride on the next admission
 (c=1: 14.0 -> 8.2 fcntl a request, docs/performance.md round 8); `lend` lends the loop's connection between
-transactions to store.keys' KeyCache (round 6).
+transactions to store.keys' KeyCache (round 6). `run_grouped` makes one piece of an iteration's items under one key
+(a key's concurrent admissions: its windows read once, not once each; docs/performance.md round 9).
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cfai_cli.errors import ConfigError
 from cfai_cli.store import hot_tx
 from cfai_cli.store.db import connect
-from cfai_cli.store.hot_tx import Busy, Piece, Work, locked, open_connection, run_batch, run_one
+from cfai_cli.store.hot_tx import Busy, Group, GroupWork, Piece, Work, locked, open_connection, run_batch, run_one
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -73,6 +74,7 @@ class HotPath:
         self._deferred: dict[asyncio.AbstractEventLoop, list[Work]] = {}  # writes waiting to ride (defer; kept)
         self._armed: set[asyncio.AbstractEventLoop] = set()  # loops with a timer that commits what is deferred
         self._pending: dict[asyncio.AbstractEventLoop, list[Piece]] = {}
+        self._groups: dict[asyncio.AbstractEventLoop, dict[Hashable, Group]] = {}  # run_grouped's, in _pending
         self._stepping: set[asyncio.AbstractEventLoop] = set()  # loops whose iteration has run a piece at once
         self._loop_lock = threading.Lock()  # the loop's connection (a second loop in another thread: tests)
         self._thread_lock = threading.Lock()  # the thread's connection
@@ -95,6 +97,7 @@ class HotPath:
     def _forget(self) -> None:
         self._loop_conn = self._thread_conn = None  # the parent's: never closed here
         self._pending.clear()
+        self._groups.clear()
         self._stepping.clear()
         self._deferred.clear()  # the parent's to commit, not the child's
         self._armed.clear()
@@ -123,6 +126,38 @@ class HotPath:
             self._pending[loop] = batch = []
             loop.call_soon(self._flush, loop)
         batch.append((work, future, write))
+        return await future
+
+    async def run_grouped(self, key: Hashable, item: Any, work: GroupWork) -> Any:
+        """`work(conn, key, items)` once for the items submitted under `key` in one iteration of the loop, which
+        returns each item's outcome in order ((True, result) or (False, what to raise)); this item's result.
+        Alone (the first piece of its iteration), it runs at once as `run` does; otherwise the group is one piece
+        of that iteration's group commit, in the place of its first item (the others are concurrent with the
+        pieces between them: each sees the writes of the pieces before the group, and of the items before it)."""
+        loop = asyncio.get_running_loop()
+        batch = self._pending.get(loop)
+        future: asyncio.Future[Any]
+        if batch is None and not self._draining and loop not in self._stepping:
+            outcome = self._first(loop, lambda conn: work(conn, key, [item]), True)
+            if outcome is not None:
+                return self._result(self._result(outcome)[0])
+            group = Group(key, work)  # another writer holds the lock: a group of one, off the loop
+            group.items.append(item)
+            group.futures.append(future := loop.create_future())
+            self._to_thread(loop, [(group, group, True)])
+            return await future
+        if batch is None:
+            self._pending[loop] = batch = []
+            loop.call_soon(self._flush, loop)
+        groups = self._groups.get(loop)
+        if groups is None:
+            groups = self._groups[loop] = {}
+        group = groups.get(key)  # type: ignore[assignment]
+        if group is None:
+            group = groups[key] = Group(key, work)
+            batch.append((group, group, True))
+        group.items.append(item)
+        group.futures.append(future := loop.create_future())
         return await future
 
     def run_now(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True,
@@ -236,6 +271,7 @@ class HotPath:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._pending.pop(loop, [])
+        self._groups.pop(loop, None)  # closed: what comes now goes to a new batch
         deferred = self._take(loop)
         if deferred:  # older than this turn's pieces: ahead of them
             batch = deferred + batch
@@ -371,6 +407,9 @@ class HotPath:
     def _deliver(batch: list[Piece],
                  outcomes: list[tuple[bool, Any]] | BaseException) -> None:
         for index, (_, future, _) in enumerate(batch):
+            if isinstance(future, Group):
+                future.deliver(outcomes if isinstance(outcomes, BaseException) else outcomes[index])
+                continue
             if future is None:  # submitted, not awaited: only a failure is worth a word
                 failure = outcomes if isinstance(outcomes, BaseException) else (
                     None if outcomes[index][0] else outcomes[index][1])

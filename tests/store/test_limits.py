@@ -5,6 +5,7 @@ connections admitting at once. Every behaviour test runs against both implementa
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import threading
 import uuid
@@ -15,7 +16,7 @@ import pytest
 
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
-from cfai_cli.store.limits import TRIM_EVERY, RateLimiter, RateLimits, _reset, prune
+from cfai_cli.store.limits import DAY, TRIM_EVERY, RateLimiter, RateLimits, _reset, prune
 from cfai_cli.store.redis_limits import RedisRateLimits, connect
 
 pytestmark = pytest.mark.anyio
@@ -112,6 +113,36 @@ async def test_old_rows_are_trimmed(tmp_path: Path) -> None:
         kept = conn.execute("SELECT COUNT(*), MIN(ts) FROM rate_log WHERE key_id = 'other'").fetchone()
     assert kept == (TRIM_EVERY - 4, 204.0)  # nothing older than a minute before the last admission (at 263)
     assert prune(db, now=300.0 + 86400.0) == 2250 + 60
+
+
+async def test_a_ticks_admissions_of_one_key_decide_as_the_same_admissions_one_by_one(tmp_path: Path) -> None:
+    """SQLite: admissions made at once (one piece of the tick's commit, the key's windows read once) decide exactly
+    as the same admissions made one after another, in order: the windows' oldest rows leaving inside a group (a
+    minute's, a day's), a group longer than a minute, a clock moving back, fan-out units, tokens between groups, trims
+    inside groups. (Redis's admissions made at once reach it in no set order.)"""
+    rng = random.Random(25)
+    policy = KeyPolicy(rpm=6, rpd=30, tpm=40)
+    together, alone = RateLimiter(tmp_path / "cfai.db"), RateLimiter(tmp_path / "cfai.db")
+    t, admitted, refused = 0.0, 0, set()
+    for group in range(60):
+        if group == 30:
+            t += DAY - 100  # the first groups' rows leave the day's window during the next ones
+        times = []
+        for _ in range(rng.randint(2, 9)):
+            t += rng.choice((0.0, 0.0, 0.5, 3.0, 9.0, 40.0, -0.25))
+            times.append((t, rng.choice((1, 1, 1, 2))))
+        got = await asyncio.gather(*(together.admit("at once", policy, now=now, units=units) for now, units in times))
+        want = [await alone.admit("one by one", policy, now=now, units=units) for now, units in times]
+        assert got == want, (group, times)
+        admitted += sum(decision.allowed for decision in got)
+        refused |= {decision.reason.split(" of ")[1] for decision in got if not decision.allowed}
+        tokens = rng.choice((0, 0, 10, 30))
+        if tokens:
+            for limiter, key in ((together, "at once"), (alone, "one by one")):
+                await limiter.record_tokens(key, tokens, now=t)
+    assert admitted >= 40 and refused == {"6 requests per minute", "30 requests per day", "40 tokens per minute"}
+    await close(together)
+    await close(alone)
 
 
 def _admit_from_worker(make: Make, policy: KeyPolicy, count: int, start: threading.Barrier,
