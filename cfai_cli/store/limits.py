@@ -295,13 +295,14 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
         total += units
         rows.append((key_id, REQUESTS, newest, total, units))
         if trim:  # what no window of the key reads any more (a policy given rpd later counts from here)
+            # No read again after it: a row it deletes from a window read made this admission read again (that
+            # window's oldest row had left it), so the next ones, no earlier, have none of them in their windows.
             conn.executemany(_INSERT, rows)
             rows.clear()
             conn.execute("DELETE FROM rate_log WHERE key_id = ? AND kind = ? AND ts <= ?",
                          (key_id, REQUESTS, now - (DAY if rpd else MINUTE)))
             conn.execute("DELETE FROM rate_log WHERE key_id = ? AND kind = ? AND ts <= ?",
                          (key_id, TOKENS, now - MINUTE))
-            base = None  # read again for the next
     if rows:
         conn.executemany(_INSERT, rows)
     return outcomes

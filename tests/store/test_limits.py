@@ -123,20 +123,48 @@ async def test_a_ticks_admissions_of_one_key_decide_as_the_same_admissions_one_b
     rng = random.Random(25)
     policy = KeyPolicy(rpm=6, rpd=30, tpm=40)
     together, alone = RateLimiter(tmp_path / "cfai.db"), RateLimiter(tmp_path / "cfai.db")
+
+    async def both(times: list[float]) -> list[tuple[str, str]]:
+        """The admissions at `times` at once (behind another key's, which runs alone: they are one group) and one
+        by one: the same decisions; their remaining requests and tokens."""
+        got = await asyncio.gather(together.admit("another", policy, now=times[0]),
+                                    *(together.admit("at once", policy, now=now) for now in times))
+        want = [await alone.admit("one by one", policy, now=now) for now in times]
+        assert got[1:] == want
+        return [(d.headers["x-ratelimit-remaining-requests"], d.headers["x-ratelimit-remaining-tokens"])
+                for d in want]
+
+    assert await both([0.0]) == [("5", "40")]
+    # the clock moved back inside a group: the row at 0.0 left the window of the first, not of the second
+    assert await both([60.5, 59.5]) == [("5", "40"), ("3", "40")]
+    # a group longer than a minute after an idle one: its own first row leaves the window of its last
+    assert await both([200.0, 230.0, 261.0]) == [("5", "40"), ("4", "40"), ("4", "40")]
+    # the tokens' oldest row leaves the window inside a group
+    for limiter, key in ((together, "at once"), (alone, "one by one")):
+        await limiter.record_tokens(key, 30, now=300.0)
+    assert await both([350.0, 361.0]) == [("5", "10"), ("4", "40")]
+    # a day's limit alone, its window empty: the group's own rows are all it holds
+    daily = KeyPolicy(rpd=3)
+    got = await asyncio.gather(together.admit("another", daily, now=0.0),
+                               *(together.admit("daily at once", daily, now=now) for now in (0.0, 1.0, 2.0, 3.0)))
+    assert [d.headers["x-ratelimit-remaining-requests"] for d in got[1:]] == ["2", "1", "0", "0"]
+    assert [d.allowed for d in got[1:]] == [True, True, True, False]
     t, admitted, refused = 0.0, 0, set()
     for group in range(60):
         if group == 30:
-            t += DAY - 100  # the first groups' rows leave the day's window during the next ones
+            t = DAY - 30  # the first rows (at 0.0, 60.5, ...) leave the day's window during the next groups
+        elif group % 4 == 0:
+            t += 70.0  # nothing in the minute's window: the group's own rows are all it holds
         times = []
         for _ in range(rng.randint(2, 9)):
-            t += rng.choice((0.0, 0.0, 0.5, 3.0, 9.0, 40.0, -0.25))
+            t += rng.choice((0.0, 0.0, 0.5, 3.0, 9.0, 40.0, -0.25, -6.0))
             times.append((t, rng.choice((1, 1, 1, 2))))
         got = await asyncio.gather(*(together.admit("at once", policy, now=now, units=units) for now, units in times))
         want = [await alone.admit("one by one", policy, now=now, units=units) for now, units in times]
         assert got == want, (group, times)
         admitted += sum(decision.allowed for decision in got)
         refused |= {decision.reason.split(" of ")[1] for decision in got if not decision.allowed}
-        tokens = rng.choice((0, 0, 10, 30))
+        tokens = rng.choice((0, 10, 30, 45))
         if tokens:
             for limiter, key in ((together, "at once"), (alone, "one by one")):
                 await limiter.record_tokens(key, tokens, now=t)
