@@ -75,6 +75,7 @@ class HotPath:
         self._armed: set[asyncio.AbstractEventLoop] = set()  # loops with a timer that commits what is deferred
         self._pending: dict[asyncio.AbstractEventLoop, list[Piece]] = {}
         self._groups: dict[asyncio.AbstractEventLoop, dict[Hashable, Group]] = {}  # run_grouped's, in _pending
+        self._deferred_groups: dict[asyncio.AbstractEventLoop, dict[Hashable, Group]] = {}  # in _deferred
         self._stepping: set[asyncio.AbstractEventLoop] = set()  # loops whose iteration has run a piece at once
         self._loop_lock = threading.Lock()  # the loop's connection (a second loop in another thread: tests)
         self._thread_lock = threading.Lock()  # the thread's connection
@@ -100,6 +101,7 @@ class HotPath:
         self._groups.clear()
         self._stepping.clear()
         self._deferred.clear()  # the parent's to commit, not the child's
+        self._deferred_groups.clear()
         self._armed.clear()
         self._backlog.clear()
         self._draining = False
@@ -196,7 +198,23 @@ class HotPath:
         """`work(conn)` (a write nobody waits for) in this loop's next write transaction, ahead of its pieces, or
         alone on a timer `hold` seconds after at most (or at `close()`). Every later write of this process sees it;
         other connections (workers, `cfai keys`) when it commits. A failure is logged, as `submit`'s."""
+        self._defer(asyncio.get_running_loop(), work)
+
+    def defer_grouped(self, key: Hashable, item: Any, work: GroupWork) -> None:
+        """`defer` of `item` under `key`: the items deferred under one key until a transaction takes them are one
+        work, `work(conn, key, items)`, in the place of the first (a key's token records at c=32: one read of its
+        newest total for all of them, not one each)."""
         loop = asyncio.get_running_loop()
+        groups = self._deferred_groups.get(loop)
+        if groups is None:
+            groups = self._deferred_groups[loop] = {}
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(key, work)
+            self._defer(loop, group)
+        group.items.append(item)
+
+    def _defer(self, loop: asyncio.AbstractEventLoop, work: Work) -> None:
         works = self._deferred.get(loop)
         if works is None:  # one list a loop, emptied and kept
             works = self._deferred[loop] = []
@@ -246,6 +264,7 @@ class HotPath:
             self._deliver(self._take(loop), outcome)
             return outcome[-1]
         works.clear()
+        self._deferred_groups.pop(loop, None)
         return outcome
 
     def _take(self, loop: asyncio.AbstractEventLoop) -> list[Piece]:  # the deferred writes, as a batch's pieces
@@ -253,6 +272,7 @@ class HotPath:
         pieces: list[Piece] = [(each, None, True) for each in works] if works else []
         if works:
             works.clear()
+        self._deferred_groups.pop(loop, None)  # taken: what is deferred now goes to new groups
         return pieces
 
     @staticmethod

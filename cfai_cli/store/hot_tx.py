@@ -17,7 +17,7 @@ from typing import Any
 
 Work = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[bool, Any]  # (True, the result) or (False, the exception to raise)
-GroupWork = Callable[[sqlite3.Connection, Any, list[Any]], list[Outcome]]
+GroupWork = Callable[[sqlite3.Connection, Any, list[Any]], Any]  # run_grouped's returns each item's Outcome
 
 
 class Group:
@@ -32,7 +32,7 @@ class Group:
         self.items: list[Any] = []
         self.futures: list[asyncio.Future[Any]] = []
 
-    def __call__(self, conn: sqlite3.Connection) -> list[Outcome]:
+    def __call__(self, conn: sqlite3.Connection) -> Any:
         return self.work(conn, self.key, self.items)
 
     def deliver(self, outcome: Outcome | BaseException) -> None:

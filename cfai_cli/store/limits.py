@@ -189,6 +189,27 @@ def _record_tokens(conn: sqlite3.Connection, key_id: str, tokens: int, now: floa
     conn.execute(_RECORD_TOKENS, (key_id, now, tokens))
 
 
+_NEWEST_TOKENS = (f"SELECT ts, total FROM rate_log WHERE key_id = ? AND kind = {TOKENS} "
+                  "ORDER BY ts DESC, total DESC LIMIT 1")
+
+
+def _record_all_tokens(conn: sqlite3.Connection, key_id: str, items: list[tuple[int, float]]) -> None:
+    """A key's token records held together (store.hot's defer_grouped): the rows `_record_tokens` would write one
+    after another, its newest row read once (~25 k -> ~13 k instructions a record at c=32); one alone as it does."""
+    if len(items) == 1:
+        tokens, now = items[0]
+        conn.execute(_RECORD_TOKENS, (key_id, now, tokens))
+        return
+    row = conn.execute(_NEWEST_TOKENS, (key_id,)).fetchone()
+    newest, total = (None, 0) if row is None else row
+    rows = []
+    for tokens, now in items:
+        newest = now if newest is None else max(now, newest)
+        total += tokens
+        rows.append((key_id, TOKENS, newest, total, tokens))
+    conn.executemany(_INSERT, rows)
+
+
 class RateLimits(Protocol):
     """What the server asks of a rate limiter."""
 
@@ -236,7 +257,7 @@ class RateLimiter:
         # within store.hot's HOLD (10 ms). Another worker counts these tokens at most that much later: as if the
         # answer had ended 10 ms later, which a TPM limit admits anyway (a request's tokens are known only at its
         # end; its own admission cannot count them). The requests per minute and day are exact as before.
-        self.hot.defer(lambda conn: _record_tokens(conn, key_id, tokens, now))
+        self.hot.defer_grouped(key_id, (tokens, now), _record_all_tokens)
         return True
 
 

@@ -231,6 +231,39 @@ async def test_tokens_counted_at_a_requests_end_reach_this_worker_at_once_and_th
     there.hot.close()
 
 
+async def test_a_keys_token_records_held_together_write_the_rows_of_one_by_one(tmp_path: Path) -> None:
+    """Records of one key held for the next write (one work, its newest row read once) write the rows the same
+    records written one by one do: the totals in order, a clock moved back kept behind the newest row; records made
+    after a transaction took the held ones wait for the next."""
+    db = tmp_path / "cfai.db"
+    held, alone = RateLimiter(db, HotPath(db, hold=60.0)), RateLimiter(db)
+    policy = KeyPolicy(tpm=10**6)
+    records = [(5, 10.0), (7, 11.0), (3, 10.5), (9, 12.0)]
+    for key in ("held", "alone"):
+        await alone.record_tokens(key, 4, now=1.0)  # a row before them, written elsewhere
+    for tokens, now in records:
+        assert held.record_tokens_now("held", tokens, now=now)
+        await alone.record_tokens("alone", tokens, now=now)
+    first = await held.admit("held", policy, now=13.0)  # carries them: this worker counts them at once
+    assert first.headers["x-ratelimit-remaining-tokens"] == str(10**6 - 28)
+    for tokens, now in records[:2]:  # after the take: a new group, committed at the close
+        assert held.record_tokens_now("held", tokens, now=now + 10)
+        await alone.record_tokens("alone", tokens, now=now + 10)
+    held.hot.close()
+    alone.hot.close()
+    timed = RateLimiter(db, HotPath(db, hold=0.02))
+    assert timed.record_tokens_now("timed", 5, now=30.0)
+    await asyncio.sleep(0.1)  # committed alone on the timer: the next record is a new group
+    assert timed.record_tokens_now("timed", 7, now=31.0)
+    timed.hot.close()
+    with sqlite3.connect(db) as conn:
+        rows = {key: conn.execute("SELECT ts, total, units FROM rate_log WHERE key_id = ? AND kind = 1 ORDER BY total",
+                                  (key,)).fetchall() for key in ("held", "alone", "timed")}
+    assert rows["timed"] == [(30.0, 5, 5), (31.0, 12, 7)]
+    assert rows["held"] == rows["alone"] == [(1.0, 4, 4), (10.0, 9, 5), (11.0, 16, 7), (11.0, 19, 3), (12.0, 28, 9),
+                                             (20.0, 33, 5), (21.0, 40, 7)]
+
+
 async def test_the_windows_an_older_cfai_kept_still_count(tmp_path: Path) -> None:
     db = tmp_path / "cfai.db"
     with sqlite3.connect(db) as conn:
