@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import sqlite3
 import threading
@@ -39,7 +38,7 @@ from typing import Any, TypeVar
 from cfai_cli.errors import ConfigError
 from cfai_cli.store import hot_tx
 from cfai_cli.store.db import connect
-from cfai_cli.store.hot_tx import Busy, Group, GroupWork, Piece, Work, locked, open_connection, run_batch, run_one
+from cfai_cli.store.hot_tx import Busy, Group, Piece, Work, deliver, locked, open_connection, run_batch, run_one
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -47,8 +46,6 @@ WAIT = 30.0  # seconds a piece waits for another connection's write lock before 
 CHECKPOINT_EVERY = 500  # commits made on the loop between two checkpoints (a page or two each)
 HOLD = 0.010  # seconds a deferred write waits at most for another write transaction of this process to ride on
 
-
-log = logging.getLogger("cfai.store")
 
 
 _LIVE: weakref.WeakSet[HotPath] = weakref.WeakSet()
@@ -124,13 +121,17 @@ class HotPath:
             self._to_thread(loop, [(work, future, write)])
             return await future
         future = loop.create_future()
-        if batch is None:
-            self._pending[loop] = batch = []
-            loop.call_soon(self._flush, loop)
-        batch.append((work, future, write))
+        (batch if batch is not None else self._batch(loop)).append((work, future, write))
         return await future
 
-    async def run_grouped(self, key: Hashable, item: Any, work: GroupWork) -> Any:
+    def _batch(self, loop: asyncio.AbstractEventLoop) -> list[Piece]:
+        """This iteration's batch, new: flushed at its end (a group commit)."""
+        batch: list[Piece] = []
+        self._pending[loop] = batch
+        loop.call_soon(self._flush, loop)
+        return batch
+
+    async def run_grouped(self, key: Hashable, item: Any, work: hot_tx.GroupWork) -> Any:
         """`work(conn, key, items)` once for the items submitted under `key` in one iteration of the loop, which
         returns each item's outcome in order ((True, result) or (False, what to raise)); this item's result.
         Alone (the first piece of its iteration), it runs at once as `run` does; otherwise the group is one piece
@@ -149,8 +150,7 @@ class HotPath:
             self._to_thread(loop, [(group, group, True)])
             return await future
         if batch is None:
-            self._pending[loop] = batch = []
-            loop.call_soon(self._flush, loop)
+            batch = self._batch(loop)
         groups = self._groups.get(loop)
         if groups is None:
             groups = self._groups[loop] = {}
@@ -189,10 +189,7 @@ class HotPath:
             if outcome is not None:
                 self._result(outcome)  # what it raised is raised, as run_now's caller had it
                 return
-        if batch is None:
-            self._pending[loop] = batch = []
-            loop.call_soon(self._flush, loop)
-        batch.append((work, None, True))
+        (batch if batch is not None else self._batch(loop)).append((work, None, True))
 
     def defer(self, work: Callable[[sqlite3.Connection], Any]) -> None:
         """`work(conn)` (a write nobody waits for) in this loop's next write transaction, ahead of its pieces, or
@@ -200,7 +197,7 @@ class HotPath:
         other connections (workers, `cfai keys`) when it commits. A failure is logged, as `submit`'s."""
         self._defer(asyncio.get_running_loop(), work)
 
-    def defer_grouped(self, key: Hashable, item: Any, work: GroupWork) -> None:
+    def defer_grouped(self, key: Hashable, item: Any, work: hot_tx.GroupWork) -> None:
         """`defer` of `item` under `key`: the items deferred under one key until a transaction takes them are one
         work, `work(conn, key, items)`, in the place of the first (a key's token records at c=32: one read of its
         newest total for all of them, not one each)."""
@@ -255,13 +252,13 @@ class HotPath:
         try:
             outcome = self._inline(hot_tx.run_carried, works, work)
         except Exception as exc:
-            self._deliver(self._take(loop), exc)  # logged: the database cannot be used
+            deliver(self._take(loop), exc)  # logged: the database cannot be used
             raise
         if outcome is None:
             self._to_thread(loop, self._take(loop))
             return None
         if isinstance(outcome, list):  # a piece raised: each ran alone, a deferred one's failure is logged
-            self._deliver(self._take(loop), outcome)
+            deliver(self._take(loop), outcome)
             return outcome[-1]
         works.clear()
         self._deferred_groups.pop(loop, None)
@@ -303,12 +300,12 @@ class HotPath:
         try:
             outcomes = self._inline(run_batch, batch)
         except Exception as exc:  # handed to every waiter, as the thread's would be
-            self._deliver(batch, exc)
+            deliver(batch, exc)
             return
         if outcomes is None:  # another writer holds the lock: wait for it in a thread, not on the loop
             self._to_thread(loop, batch)
             return
-        self._deliver(batch, outcomes)
+        deliver(batch, outcomes)
         self._commits += 1
         if self._commits >= CHECKPOINT_EVERY:
             self._checkpoint_soon(loop)
@@ -344,7 +341,7 @@ class HotPath:
                 part = outcomes if isinstance(outcomes, BaseException) else outcomes[start:start + len(batch)]
                 start += len(batch)
                 with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
-                    loop.call_soon_threadsafe(self._deliver, batch, part)
+                    loop.call_soon_threadsafe(deliver, batch, part)
 
     def _loop_connection(self) -> sqlite3.Connection:
         conn = self._loop_conn
@@ -423,36 +420,14 @@ class HotPath:
         except sqlite3.Error:
             pass  # the next one, or another connection's commit, checkpoints
 
-    @staticmethod
-    def _deliver(batch: list[Piece],
-                 outcomes: list[tuple[bool, Any]] | BaseException) -> None:
-        for index, (_, future, _) in enumerate(batch):
-            if isinstance(future, Group):
-                future.deliver(outcomes if isinstance(outcomes, BaseException) else outcomes[index])
-                continue
-            if future is None:  # submitted, not awaited: only a failure is worth a word
-                failure = outcomes if isinstance(outcomes, BaseException) else (
-                    None if outcomes[index][0] else outcomes[index][1])
-                if failure is not None:
-                    log.error("a record on the database's hot path was not written: %s", failure)
-                continue
-            if future.done():  # its request was cancelled: what it wrote stays written
-                continue
-            if isinstance(outcomes, BaseException):
-                future.set_exception(outcomes)
-            elif outcomes[index][0]:
-                future.set_result(outcomes[index][1])
-            else:
-                future.set_exception(outcomes[index][1])
-
     def close(self) -> None:
         """The deferred writes committed (waiting for the lock as `call` does), then the connections closed."""
         deferred = [piece for loop in list(self._deferred) for piece in self._take(loop)]
         if deferred:
             try:
-                self._deliver(deferred, self._blocking(deferred))
+                deliver(deferred, self._blocking(deferred))
             except Exception as exc:
-                self._deliver(deferred, exc)
+                deliver(deferred, exc)
         for name, lock in (("_loop_conn", self._loop_lock), ("_thread_conn", self._thread_lock)):
             with lock:
                 self._drop(name)

@@ -10,6 +10,7 @@ others of its batch run again without it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -52,6 +53,7 @@ class Group:
 
 
 Piece = tuple[Work, "asyncio.Future[Any] | Group | None", bool]  # the work, its waiter(s), whether it writes
+log = logging.getLogger("cfai.store")
 
 
 class Busy(Exception):
@@ -181,3 +183,25 @@ def run_batch(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, 
             return outcomes
         conn.execute("ROLLBACK")
         todo.remove(failed)
+
+
+def deliver(batch: list[Piece], outcomes: list[Outcome] | BaseException) -> None:
+    """Each piece's outcome to its waiter (on its loop); a failed write nobody waits for is logged."""
+    for index, (_, future, _) in enumerate(batch):
+        if isinstance(future, Group):
+            future.deliver(outcomes if isinstance(outcomes, BaseException) else outcomes[index])
+            continue
+        if future is None:  # submitted, not awaited: only a failure is worth a word
+            failure = outcomes if isinstance(outcomes, BaseException) else (
+                None if outcomes[index][0] else outcomes[index][1])
+            if failure is not None:
+                log.error("a record on the database's hot path was not written: %s", failure)
+            continue
+        if future.done():  # its request was cancelled: what it wrote stays written
+            continue
+        if isinstance(outcomes, BaseException):
+            future.set_exception(outcomes)
+        elif outcomes[index][0]:
+            future.set_result(outcomes[index][1])
+        else:
+            future.set_exception(outcomes[index][1])
