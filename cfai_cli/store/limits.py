@@ -3,7 +3,8 @@
 Imports stdlib and store. The server sees the small `RateLimits` interface (a Redis implementation slots in
 for a shared gateway); `RateLimiter` keeps the windows in the SQLite database every worker opens. Each admission
 is a write transaction (BEGIN IMMEDIATE, group-committed with its tick's others: store.hot), so the check and the
-insert cannot interleave, whether the other requests come from this worker or another.
+insert cannot interleave, whether the other requests come from this worker or another; a tick's admissions of one
+key are decided in order on one read of its windows (`_admit_all`), its held token records written on one.
 Windows slide: a request counts for exactly 60 s (or 24 h) after it was admitted, and tokens for 60 s after
 they were recorded. Each row of `rate_log` carries the key's running total of its kind, so what a window holds
 is the newest total minus the total before its oldest row: two index lookups, however many rows the window
@@ -267,12 +268,12 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
     """The admissions of one key (and one policy) that one tick of the loop submitted, in order, in one write
     transaction: (True, the decision) each, or (False, what its decision raised).
 
-    The windows are read once (the SELECT was ~54 k of an admission's ~91 k instructions at c=32, bench/ksql in
-    docs/performance.md round 9) and each admission is decided on them plus the rows admitted before it, exactly as
-    a read of its own would: while its time is no earlier than the read's and under a minute after it, and the
-    oldest row of each window read is still inside that window at its time, the rows in its windows are the ones
-    read and the ones admitted since. Otherwise (a window's oldest row just left it, a clock moved back), and after
-    a trim, the windows are read again, the rows admitted so far written first."""
+    The windows are read once (the SELECT was ~54 k of an admission's ~91 k instructions at c=32, measured alone
+    under callgrind: docs/performance.md round 9) and each admission is decided on them plus the rows admitted
+    before it, exactly as a read of its own would: while its time is no earlier than the read's and under a minute
+    after it, and the oldest row of each window read is still inside that window at its time, the rows in its
+    windows are the ones read and the ones admitted since. Otherwise (a window's oldest row just left it, a clock
+    moved back, a group longer than a minute) the rows admitted so far are written and the windows read again."""
     key_id = key[0]
     policy = items[0][0]
     rpm, rpd, tpm = policy.rpm is not None, policy.rpd is not None, policy.tpm is not None
