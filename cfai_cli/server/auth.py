@@ -46,17 +46,6 @@ SPENDING_SCOPES = frozenset({"chat", "embeddings", "images", "audio"})  # routes
 _NOT_SPENDING = ("tokenize", "messages/count_tokens", "images/files/")
 
 
-class _Encoded(dict[str, bytes]):
-    """Header names as bytes, each encoded once: a limited key's six x-ratelimit-* names on every request."""
-
-    def __missing__(self, name: str) -> bytes:
-        encoded = self[name] = name.encode("latin-1")
-        return encoded
-
-
-_NAMES = _Encoded()
-
-
 def spends(scope: Scope, needed: str | None) -> bool:
     """Whether a request on this path can spend neurons: a POST to a route of a spending scope that runs a model."""
     path = scope["path"].removeprefix("/v1/").lstrip("/")
@@ -117,10 +106,9 @@ class KeyAuth:
         """The request's key, counted in flight, and the x-ratelimit-* headers its answer carries; a CfaiError is
         the refusal to answer (server.front's layer calls this for every request `is_open` does not let through, then
         `granted`, then `leave` once the request is done)."""
-        record, extra_headers = await self._admit(scope)
-        # Encoded once and appended to the raw list: MutableHeaders' update rebuilt the list per header
-        # (~49k of the ~600k instructions rpm+tpm added, docs/performance.md 2026-12-02).
-        extra = [(_NAMES[name], value.encode("latin-1")) for name, value in extra_headers.items()]
+        record, extra = await self._admit(scope)
+        # As bytes from store.limits.decide, appended to the raw list: MutableHeaders' update rebuilt the list per
+        # header (~49k of the ~600k instructions rpm+tpm added, docs/performance.md 2026-12-02).
         self._enter(record)
         return record, extra
 
@@ -155,7 +143,7 @@ class KeyAuth:
         """What the key may do, into the request's record (service.grants, shared with the batch executor)."""
         grant(request, key, self.limiter, self.ledger, cache=self.cache, hold_seconds=self.hold_seconds)
 
-    async def _admit(self, scope: Scope) -> tuple[KeyRecord, dict[str, str]]:
+    async def _admit(self, scope: Scope) -> tuple[KeyRecord, list[tuple[bytes, bytes]]]:
         key = presented_key(scope["headers"])
         if key is None:
             raise AuthenticationError(
@@ -187,11 +175,11 @@ class KeyAuth:
             if refusal is not None:
                 raise QuotaExceeded(refusal.message, retry_after=refusal.retry_after)
         if not record.policy.limited:
-            return record, {}
+            return record, []
         decision = await self.limiter.admit(record.id, record.policy, now=time.time())
         if not decision.allowed:
             error = RateLimited(f"Rate limit reached: {decision.reason}. Try again in {decision.retry_after:.0f} s.",
                                 retry_after=decision.retry_after, code="rate_limit_exceeded")
             error.headers = decision.headers
             raise error
-        return record, decision.headers
+        return record, decision.raw

@@ -18,27 +18,27 @@ the process's connections once (os.register_at_fork) instead of an os.getpid() s
 `submit` hands over a write nobody waits for without a future; `defer` holds one (`HOLD` at most; lost if the
 process is killed meanwhile) for the next write transaction to carry: a TPM key's tokens ride on the next admission
 (c=1: 14.0 -> 8.2 fcntl a request, docs/performance.md round 8); `lend` lends the loop's connection between
-transactions to store.keys' KeyCache (round 6).
+transactions to store.keys' KeyCache (round 6). `run_grouped` makes one piece of an iteration's items under one key
+(a key's concurrent admissions: its windows read once, not once each; docs/performance.md round 9).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cfai_cli.errors import ConfigError
 from cfai_cli.store import hot_tx
 from cfai_cli.store.db import connect
-from cfai_cli.store.hot_tx import Busy, Piece, Work, locked, open_connection, run_batch, run_one
+from cfai_cli.store.hot_tx import Busy, Group, Piece, Work, deliver, locked, open_connection, run_batch, run_one
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,8 +46,6 @@ WAIT = 30.0  # seconds a piece waits for another connection's write lock before 
 CHECKPOINT_EVERY = 500  # commits made on the loop between two checkpoints (a page or two each)
 HOLD = 0.010  # seconds a deferred write waits at most for another write transaction of this process to ride on
 
-
-log = logging.getLogger("cfai.store")
 
 
 _LIVE: weakref.WeakSet[HotPath] = weakref.WeakSet()
@@ -73,6 +71,8 @@ class HotPath:
         self._deferred: dict[asyncio.AbstractEventLoop, list[Work]] = {}  # writes waiting to ride (defer; kept)
         self._armed: set[asyncio.AbstractEventLoop] = set()  # loops with a timer that commits what is deferred
         self._pending: dict[asyncio.AbstractEventLoop, list[Piece]] = {}
+        self._groups: dict[asyncio.AbstractEventLoop, dict[Hashable, Group]] = {}  # run_grouped's, in _pending
+        self._deferred_groups: dict[asyncio.AbstractEventLoop, dict[Hashable, Group]] = {}  # in _deferred
         self._stepping: set[asyncio.AbstractEventLoop] = set()  # loops whose iteration has run a piece at once
         self._loop_lock = threading.Lock()  # the loop's connection (a second loop in another thread: tests)
         self._thread_lock = threading.Lock()  # the thread's connection
@@ -95,8 +95,10 @@ class HotPath:
     def _forget(self) -> None:
         self._loop_conn = self._thread_conn = None  # the parent's: never closed here
         self._pending.clear()
+        self._groups.clear()
         self._stepping.clear()
         self._deferred.clear()  # the parent's to commit, not the child's
+        self._deferred_groups.clear()
         self._armed.clear()
         self._backlog.clear()
         self._draining = False
@@ -119,10 +121,45 @@ class HotPath:
             self._to_thread(loop, [(work, future, write)])
             return await future
         future = loop.create_future()
+        (batch if batch is not None else self._batch(loop)).append((work, future, write))
+        return await future
+
+    def _batch(self, loop: asyncio.AbstractEventLoop) -> list[Piece]:
+        """This iteration's batch, new: flushed at its end (a group commit)."""
+        batch: list[Piece] = []
+        self._pending[loop] = batch
+        loop.call_soon(self._flush, loop)
+        return batch
+
+    async def run_grouped(self, key: Hashable, item: Any, work: hot_tx.GroupWork) -> Any:
+        """`work(conn, key, items)` once for the items submitted under `key` in one iteration of the loop, which
+        returns each item's outcome in order ((True, result) or (False, what to raise)); this item's result.
+        Alone (the first piece of its iteration), it runs at once as `run` does; otherwise the group is one piece
+        of that iteration's group commit, in the place of its first item (the others are concurrent with the
+        pieces between them: each sees the writes of the pieces before the group, and of the items before it)."""
+        loop = asyncio.get_running_loop()
+        batch = self._pending.get(loop)
+        future: asyncio.Future[Any]
+        if batch is None and not self._draining and loop not in self._stepping:
+            outcome = self._first(loop, lambda conn: work(conn, key, [item]), True)
+            if outcome is not None:
+                return self._result(self._result(outcome)[0])
+            group = Group(key, work)  # another writer holds the lock: a group of one, off the loop
+            group.items.append(item)
+            group.futures.append(future := loop.create_future())
+            self._to_thread(loop, [(group, group, True)])
+            return await future
         if batch is None:
-            self._pending[loop] = batch = []
-            loop.call_soon(self._flush, loop)
-        batch.append((work, future, write))
+            batch = self._batch(loop)
+        groups = self._groups.get(loop)
+        if groups is None:
+            groups = self._groups[loop] = {}
+        group = groups.get(key)  # type: ignore[assignment]
+        if group is None:
+            group = groups[key] = Group(key, work)
+            batch.append((group, group, True))
+        group.items.append(item)
+        group.futures.append(future := loop.create_future())
         return await future
 
     def run_now(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True,
@@ -152,16 +189,29 @@ class HotPath:
             if outcome is not None:
                 self._result(outcome)  # what it raised is raised, as run_now's caller had it
                 return
-        if batch is None:
-            self._pending[loop] = batch = []
-            loop.call_soon(self._flush, loop)
-        batch.append((work, None, True))
+        (batch if batch is not None else self._batch(loop)).append((work, None, True))
 
     def defer(self, work: Callable[[sqlite3.Connection], Any]) -> None:
         """`work(conn)` (a write nobody waits for) in this loop's next write transaction, ahead of its pieces, or
         alone on a timer `hold` seconds after at most (or at `close()`). Every later write of this process sees it;
         other connections (workers, `cfai keys`) when it commits. A failure is logged, as `submit`'s."""
+        self._defer(asyncio.get_running_loop(), work)
+
+    def defer_grouped(self, key: Hashable, item: Any, work: hot_tx.GroupWork) -> None:
+        """`defer` of `item` under `key`: the items deferred under one key until a transaction takes them are one
+        work, `work(conn, key, items)`, in the place of the first (a key's token records at c=32: one read of its
+        newest total for all of them, not one each)."""
         loop = asyncio.get_running_loop()
+        groups = self._deferred_groups.get(loop)
+        if groups is None:
+            groups = self._deferred_groups[loop] = {}
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(key, work)
+            self._defer(loop, group)
+        group.items.append(item)
+
+    def _defer(self, loop: asyncio.AbstractEventLoop, work: Work) -> None:
         works = self._deferred.get(loop)
         if works is None:  # one list a loop, emptied and kept
             works = self._deferred[loop] = []
@@ -202,15 +252,16 @@ class HotPath:
         try:
             outcome = self._inline(hot_tx.run_carried, works, work)
         except Exception as exc:
-            self._deliver(self._take(loop), exc)  # logged: the database cannot be used
+            deliver(self._take(loop), exc)  # logged: the database cannot be used
             raise
         if outcome is None:
             self._to_thread(loop, self._take(loop))
             return None
         if isinstance(outcome, list):  # a piece raised: each ran alone, a deferred one's failure is logged
-            self._deliver(self._take(loop), outcome)
+            deliver(self._take(loop), outcome)
             return outcome[-1]
         works.clear()
+        self._deferred_groups.pop(loop, None)
         return outcome
 
     def _take(self, loop: asyncio.AbstractEventLoop) -> list[Piece]:  # the deferred writes, as a batch's pieces
@@ -218,6 +269,7 @@ class HotPath:
         pieces: list[Piece] = [(each, None, True) for each in works] if works else []
         if works:
             works.clear()
+        self._deferred_groups.pop(loop, None)  # taken: what is deferred now goes to new groups
         return pieces
 
     @staticmethod
@@ -236,6 +288,7 @@ class HotPath:
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._pending.pop(loop, [])
+        self._groups.pop(loop, None)  # closed: what comes now goes to a new batch
         deferred = self._take(loop)
         if deferred:  # older than this turn's pieces: ahead of them
             batch = deferred + batch
@@ -247,12 +300,12 @@ class HotPath:
         try:
             outcomes = self._inline(run_batch, batch)
         except Exception as exc:  # handed to every waiter, as the thread's would be
-            self._deliver(batch, exc)
+            deliver(batch, exc)
             return
         if outcomes is None:  # another writer holds the lock: wait for it in a thread, not on the loop
             self._to_thread(loop, batch)
             return
-        self._deliver(batch, outcomes)
+        deliver(batch, outcomes)
         self._commits += 1
         if self._commits >= CHECKPOINT_EVERY:
             self._checkpoint_soon(loop)
@@ -288,7 +341,7 @@ class HotPath:
                 part = outcomes if isinstance(outcomes, BaseException) else outcomes[start:start + len(batch)]
                 start += len(batch)
                 with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
-                    loop.call_soon_threadsafe(self._deliver, batch, part)
+                    loop.call_soon_threadsafe(deliver, batch, part)
 
     def _loop_connection(self) -> sqlite3.Connection:
         conn = self._loop_conn
@@ -367,33 +420,14 @@ class HotPath:
         except sqlite3.Error:
             pass  # the next one, or another connection's commit, checkpoints
 
-    @staticmethod
-    def _deliver(batch: list[Piece],
-                 outcomes: list[tuple[bool, Any]] | BaseException) -> None:
-        for index, (_, future, _) in enumerate(batch):
-            if future is None:  # submitted, not awaited: only a failure is worth a word
-                failure = outcomes if isinstance(outcomes, BaseException) else (
-                    None if outcomes[index][0] else outcomes[index][1])
-                if failure is not None:
-                    log.error("a record on the database's hot path was not written: %s", failure)
-                continue
-            if future.done():  # its request was cancelled: what it wrote stays written
-                continue
-            if isinstance(outcomes, BaseException):
-                future.set_exception(outcomes)
-            elif outcomes[index][0]:
-                future.set_result(outcomes[index][1])
-            else:
-                future.set_exception(outcomes[index][1])
-
     def close(self) -> None:
         """The deferred writes committed (waiting for the lock as `call` does), then the connections closed."""
         deferred = [piece for loop in list(self._deferred) for piece in self._take(loop)]
         if deferred:
             try:
-                self._deliver(deferred, self._blocking(deferred))
+                deliver(deferred, self._blocking(deferred))
             except Exception as exc:
-                self._deliver(deferred, exc)
+                deliver(deferred, exc)
         for name, lock in (("_loop_conn", self._loop_lock), ("_thread_conn", self._thread_lock)):
             with lock:
                 self._drop(name)

@@ -10,13 +10,50 @@ others of its batch run again without it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 Work = Callable[[sqlite3.Connection], Any]
-Piece = tuple[Work, "asyncio.Future[Any] | None", bool]  # the work, its waiter, whether it writes
+Outcome = tuple[bool, Any]  # (True, the result) or (False, the exception to raise)
+GroupWork = Callable[[sqlite3.Connection, Any, list[Any]], Any]  # run_grouped's returns each item's Outcome
+
+
+class Group:
+    """The items one iteration of the loop submitted under one key (store.hot's `run_grouped`), one piece of its
+    batch: `work(conn, key, items)` runs once for all of them, returning each item's outcome in order, and each
+    item's waiter (a future of its own: a cancelled request cancels only its own) is given its outcome."""
+
+    __slots__ = ("futures", "items", "key", "work")
+
+    def __init__(self, key: Hashable, work: GroupWork) -> None:
+        self.key, self.work = key, work
+        self.items: list[Any] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    def __call__(self, conn: sqlite3.Connection) -> Any:
+        return self.work(conn, self.key, self.items)
+
+    def deliver(self, outcome: Outcome | BaseException) -> None:
+        """Each item's outcome to its waiter (the piece's failure, or a SQLite error, to every one of them)."""
+        failure = outcome if isinstance(outcome, BaseException) else None if outcome[0] else outcome[1]
+        for index, future in enumerate(self.futures):
+            if future.done():  # its request was cancelled: what it wrote stays written
+                continue
+            if failure is not None:
+                future.set_exception(failure)
+                continue
+            ok, result = outcome[1][index]  # type: ignore[index]
+            if ok:
+                future.set_result(result)
+            else:
+                future.set_exception(result)
+
+
+Piece = tuple[Work, "asyncio.Future[Any] | Group | None", bool]  # the work, its waiter(s), whether it writes
+log = logging.getLogger("cfai.store")
 
 
 class Busy(Exception):
@@ -146,3 +183,25 @@ def run_batch(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, 
             return outcomes
         conn.execute("ROLLBACK")
         todo.remove(failed)
+
+
+def deliver(batch: list[Piece], outcomes: list[Outcome] | BaseException) -> None:
+    """Each piece's outcome to its waiter (on its loop); a failed write nobody waits for is logged."""
+    for index, (_, future, _) in enumerate(batch):
+        if isinstance(future, Group):
+            future.deliver(outcomes if isinstance(outcomes, BaseException) else outcomes[index])
+            continue
+        if future is None:  # submitted, not awaited: only a failure is worth a word
+            failure = outcomes if isinstance(outcomes, BaseException) else (
+                None if outcomes[index][0] else outcomes[index][1])
+            if failure is not None:
+                log.error("a record on the database's hot path was not written: %s", failure)
+            continue
+        if future.done():  # its request was cancelled: what it wrote stays written
+            continue
+        if isinstance(outcomes, BaseException):
+            future.set_exception(outcomes)
+        elif outcomes[index][0]:
+            future.set_result(outcomes[index][1])
+        else:
+            future.set_exception(outcomes[index][1])

@@ -7,7 +7,9 @@ import asyncio
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -218,3 +220,65 @@ async def test_a_deferred_write_rides_on_the_next_write_or_commits_alone_within_
     hot.close()  # what is still deferred commits at the close
     assert seen(other) == 10
     other.close()
+
+
+def counted_per_item(calls: list[list[int]]) -> Callable[[sqlite3.Connection, str, list[int]], list[tuple[bool, Any]]]:
+    """A group's work: one COUNT for all its items, then each item's row; an item of 0 is a bug, failing alone."""
+
+    def work(conn: sqlite3.Connection, key: str, items: list[int]) -> list[tuple[bool, Any]]:
+        calls.append(list(items))
+        (n,) = conn.execute("SELECT COUNT(*) FROM seen").fetchone()
+        outcomes: list[tuple[bool, Any]] = []
+        for item in items:
+            if item == 0:
+                outcomes.append((False, ValueError("a bug in one item")))
+                continue
+            conn.execute("INSERT INTO seen (n) VALUES (?)", (item,))
+            outcomes.append((True, (key, item, n)))
+            n += 1
+        return outcomes
+
+    return work
+
+
+async def test_a_ticks_items_under_one_key_run_as_one_piece_in_the_place_of_the_first(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db)
+    hot.ensure(SCHEMA)
+    calls: list[list[int]] = []
+    work = counted_per_item(calls)
+    results = await asyncio.gather(
+        hot.run_grouped("a", 1, work),  # the tick's first piece: alone, at once
+        hot.run(count_and_add), hot.run_grouped("a", 2, work), hot.run_grouped("b", 3, work),
+        hot.run(count_and_add), hot.run_grouped("a", 0, work), hot.run_grouped("a", 4, work),
+        return_exceptions=True)
+    assert calls == [[1], [2, 0, 4], [3]]
+    # the group of "a" ran where its first item stood: after the first count_and_add, before "b" and the second
+    assert results[0] == ("a", 1, 0) and results[1] == 1 and results[2] == ("a", 2, 2)
+    assert results[3] == ("b", 3, 4) and results[4] == 5 and results[6] == ("a", 4, 3)
+    assert isinstance(results[5], ValueError)  # one item's failure is its own
+    # a waiter cancelled while its group waits: the others still get theirs, its row is written all the same
+    first = asyncio.ensure_future(hot.run(count_and_add))
+    one, two = (asyncio.ensure_future(hot.run_grouped("a", n, work)) for n in (8, 9))
+    await asyncio.sleep(0)
+    one.cancel()
+    assert await two == ("a", 9, 8) and await first == 6
+    assert one.cancelled() and calls[-1] == [8, 9]
+    assert sorted(row[0] for row in sqlite3.connect(db).execute("SELECT n FROM seen")) == [1, 1, 2, 3, 4, 5, 6, 8, 9]
+    hot.close()
+
+
+async def test_a_group_waits_for_a_lock_held_elsewhere_off_the_loop(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db)
+    hot.ensure(SCHEMA)
+    calls: list[list[int]] = []
+    other = sqlite3.connect(db, isolation_level=None)  # another worker, in the middle of its write
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+    work = counted_per_item(calls)
+    assert await asyncio.gather(*(hot.run_grouped("a", n, work) for n in (1, 2, 3))) == [
+        ("a", 1, 0), ("a", 2, 1), ("a", 3, 2)]
+    assert calls == [[1], [2, 3]]  # the first alone to the thread, the others as one group behind it
+    other.close()
+    hot.close()

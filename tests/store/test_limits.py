@@ -5,6 +5,7 @@ connections admitting at once. Every behaviour test runs against both implementa
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import threading
 import uuid
@@ -15,7 +16,7 @@ import pytest
 
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
-from cfai_cli.store.limits import TRIM_EVERY, RateLimiter, RateLimits, _reset, prune
+from cfai_cli.store.limits import DAY, TRIM_EVERY, RateLimiter, RateLimits, _reset, prune
 from cfai_cli.store.redis_limits import RedisRateLimits, connect
 
 pytestmark = pytest.mark.anyio
@@ -114,6 +115,64 @@ async def test_old_rows_are_trimmed(tmp_path: Path) -> None:
     assert prune(db, now=300.0 + 86400.0) == 2250 + 60
 
 
+async def test_a_ticks_admissions_of_one_key_decide_as_the_same_admissions_one_by_one(tmp_path: Path) -> None:
+    """SQLite: admissions made at once (one piece of the tick's commit, the key's windows read once) decide exactly
+    as the same admissions made one after another, in order: the windows' oldest rows leaving inside a group (a
+    minute's, a day's), a group longer than a minute, a clock moving back, fan-out units, tokens between groups, trims
+    inside groups. (Redis's admissions made at once reach it in no set order.)"""
+    rng = random.Random(25)
+    policy = KeyPolicy(rpm=6, rpd=30, tpm=40)
+    together, alone = RateLimiter(tmp_path / "cfai.db"), RateLimiter(tmp_path / "cfai.db")
+
+    async def both(times: list[float]) -> list[tuple[str, str]]:
+        """The admissions at `times` at once (behind another key's, which runs alone: they are one group) and one
+        by one: the same decisions; their remaining requests and tokens."""
+        got = await asyncio.gather(together.admit("another", policy, now=times[0]),
+                                    *(together.admit("at once", policy, now=now) for now in times))
+        want = [await alone.admit("one by one", policy, now=now) for now in times]
+        assert got[1:] == want
+        return [(d.headers["x-ratelimit-remaining-requests"], d.headers["x-ratelimit-remaining-tokens"])
+                for d in want]
+
+    assert await both([0.0]) == [("5", "40")]
+    # the clock moved back inside a group: the row at 0.0 left the window of the first, not of the second
+    assert await both([60.5, 59.5]) == [("5", "40"), ("3", "40")]
+    # a group longer than a minute after an idle one: its own first row leaves the window of its last
+    assert await both([200.0, 230.0, 261.0]) == [("5", "40"), ("4", "40"), ("4", "40")]
+    # the tokens' oldest row leaves the window inside a group
+    for limiter, key in ((together, "at once"), (alone, "one by one")):
+        await limiter.record_tokens(key, 30, now=300.0)
+    assert await both([350.0, 361.0]) == [("5", "10"), ("4", "40")]
+    # a day's limit alone, its window empty: the group's own rows are all it holds
+    daily = KeyPolicy(rpd=3)
+    got = await asyncio.gather(together.admit("another", daily, now=0.0),
+                               *(together.admit("daily at once", daily, now=now) for now in (0.0, 1.0, 2.0, 3.0)))
+    assert [d.headers["x-ratelimit-remaining-requests"] for d in got[1:]] == ["2", "1", "0", "0"]
+    assert [d.allowed for d in got[1:]] == [True, True, True, False]
+    t, admitted, refused = 0.0, 0, set()
+    for group in range(60):
+        if group == 30:
+            t = DAY - 30  # the first rows (at 0.0, 60.5, ...) leave the day's window during the next groups
+        elif group % 4 == 0:
+            t += 70.0  # nothing in the minute's window: the group's own rows are all it holds
+        times = []
+        for _ in range(rng.randint(2, 9)):
+            t += rng.choice((0.0, 0.0, 0.5, 3.0, 9.0, 40.0, -0.25, -6.0))
+            times.append((t, rng.choice((1, 1, 1, 2))))
+        got = await asyncio.gather(*(together.admit("at once", policy, now=now, units=units) for now, units in times))
+        want = [await alone.admit("one by one", policy, now=now, units=units) for now, units in times]
+        assert got == want, (group, times)
+        admitted += sum(decision.allowed for decision in got)
+        refused |= {decision.reason.split(" of ")[1] for decision in got if not decision.allowed}
+        tokens = rng.choice((0, 10, 30, 45))
+        if tokens:
+            for limiter, key in ((together, "at once"), (alone, "one by one")):
+                await limiter.record_tokens(key, tokens, now=t)
+    assert admitted >= 40 and refused == {"6 requests per minute", "30 requests per day", "40 tokens per minute"}
+    await close(together)
+    await close(alone)
+
+
 def _admit_from_worker(make: Make, policy: KeyPolicy, count: int, start: threading.Barrier,
                        results: list[bool]) -> None:
     """A worker process's share: its own limiter and connections, its requests all at once on its own loop."""
@@ -170,6 +229,39 @@ async def test_tokens_counted_at_a_requests_end_reach_this_worker_at_once_and_th
     here.hot.close()  # a worker stopping commits what it still holds
     assert not (await there.admit("c", policy, now=2.0)).allowed
     there.hot.close()
+
+
+async def test_a_keys_token_records_held_together_write_the_rows_of_one_by_one(tmp_path: Path) -> None:
+    """Records of one key held for the next write (one work, its newest row read once) write the rows the same
+    records written one by one do: the totals in order, a clock moved back kept behind the newest row; records made
+    after a transaction took the held ones wait for the next."""
+    db = tmp_path / "cfai.db"
+    held, alone = RateLimiter(db, HotPath(db, hold=60.0)), RateLimiter(db)
+    policy = KeyPolicy(tpm=10**6)
+    records = [(5, 10.0), (7, 11.0), (3, 10.5), (9, 12.0)]
+    for key in ("held", "alone"):
+        await alone.record_tokens(key, 4, now=1.0)  # a row before them, written elsewhere
+    for tokens, now in records:
+        assert held.record_tokens_now("held", tokens, now=now)
+        await alone.record_tokens("alone", tokens, now=now)
+    first = await held.admit("held", policy, now=13.0)  # carries them: this worker counts them at once
+    assert first.headers["x-ratelimit-remaining-tokens"] == str(10**6 - 28)
+    for tokens, now in records[:2]:  # after the take: a new group, committed at the close
+        assert held.record_tokens_now("held", tokens, now=now + 10)
+        await alone.record_tokens("alone", tokens, now=now + 10)
+    held.hot.close()
+    alone.hot.close()
+    timed = RateLimiter(db, HotPath(db, hold=0.02))
+    assert timed.record_tokens_now("timed", 5, now=30.0)
+    await asyncio.sleep(0.1)  # committed alone on the timer: the next record is a new group
+    assert timed.record_tokens_now("timed", 7, now=31.0)
+    timed.hot.close()
+    with sqlite3.connect(db) as conn:
+        rows = {key: conn.execute("SELECT ts, total, units FROM rate_log WHERE key_id = ? AND kind = 1 ORDER BY total",
+                                  (key,)).fetchall() for key in ("held", "alone", "timed")}
+    assert rows["timed"] == [(30.0, 5, 5), (31.0, 12, 7)]
+    assert rows["held"] == rows["alone"] == [(1.0, 4, 4), (10.0, 9, 5), (11.0, 16, 7), (11.0, 19, 3), (12.0, 28, 9),
+                                             (20.0, 33, 5), (21.0, 40, 7)]
 
 
 async def test_the_windows_an_older_cfai_kept_still_count(tmp_path: Path) -> None:
