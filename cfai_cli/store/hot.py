@@ -15,9 +15,9 @@ megabytes): a worker thread does, every `CHECKPOINT_EVERY` commits. Commits are 
 A piece alone (the usual case) runs without the batch's lists and outcomes, and `run_now` runs one without an
 await at all (a caller that would otherwise shield its wait from cancellation skips the shield); a fork resets
 the process's connections once (os.register_at_fork) instead of an os.getpid() system call per piece.
-`submit` hands over a write nobody waits for without a future; `defer` holds one (`HOLD` at most; lost if the
-process is killed meanwhile) for the next write transaction to carry: a TPM key's tokens ride on the next admission
-(c=1: 14.0 -> 8.2 fcntl a request, docs/performance.md round 8); `lend` lends the loop's connection between
+`defer` holds a write nobody waits for (`HOLD` at most; lost if the process is killed meanwhile) for the next
+write transaction to carry: a TPM key's tokens ride on the next admission (c=1: 14.0 -> 8.2 fcntl a request,
+docs/performance.md round 8); `lend` lends the loop's connection between
 transactions to store.keys' KeyCache (round 6). `run_grouped` makes one piece of an iteration's items under one key
 (a key's concurrent admissions: its windows read once, not once each; docs/performance.md round 9).
 """
@@ -175,26 +175,10 @@ class HotPath:
         outcome = self._first(loop, work, write, single)
         return None if outcome is None else (self._result(outcome),)
 
-    def submit(self, work: Callable[[sqlite3.Connection], Any], *, single: bool = False) -> None:
-        """`work(conn)` (a write) at once when nothing waits and the lock is free, else in this process's next
-        group commit, at the end of this iteration of the loop (or behind the pieces waiting in the thread),
-        with nobody waiting for it: for a record whose caller needs no answer (a TPM key's tokens at a
-        request's end, server.observe). It commits exactly when an awaited piece would, ahead of every piece
-        submitted after it; only no task is suspended and woken for it (a future, a shield from cancellation,
-        two coroutines: ~30 µs of CPU a request at c=32, bench/keys_syscalls.py). A failure is logged."""
-        loop = asyncio.get_running_loop()  # once: each call is a getpid() system call (a forked child's check)
-        batch = self._pending.get(loop)
-        if batch is None and not self._draining and loop not in self._stepping:  # as run_now
-            outcome = self._first(loop, work, True, single)
-            if outcome is not None:
-                self._result(outcome)  # what it raised is raised, as run_now's caller had it
-                return
-        (batch if batch is not None else self._batch(loop)).append((work, None, True))
-
     def defer(self, work: Callable[[sqlite3.Connection], Any]) -> None:
         """`work(conn)` (a write nobody waits for) in this loop's next write transaction, ahead of its pieces, or
         alone on a timer `hold` seconds after at most (or at `close()`). Every later write of this process sees it;
-        other connections (workers, `cfai keys`) when it commits. A failure is logged, as `submit`'s."""
+        other connections (workers, `cfai keys`) when it commits. A failure is logged."""
         self._defer(asyncio.get_running_loop(), work)
 
     def defer_grouped(self, key: Hashable, item: Any, work: hot_tx.GroupWork) -> None:

@@ -191,7 +191,7 @@ def deliver(batch: list[Piece], outcomes: list[Outcome] | BaseException) -> None
         if isinstance(future, Group):
             future.deliver(outcomes if isinstance(outcomes, BaseException) else outcomes[index])
             continue
-        if future is None:  # submitted, not awaited: only a failure is worth a word
+        if future is None:  # deferred, not awaited: only a failure is worth a word
             failure = outcomes if isinstance(outcomes, BaseException) else (
                 None if outcomes[index][0] else outcomes[index][1])
             if failure is not None:

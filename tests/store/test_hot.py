@@ -118,34 +118,6 @@ async def test_a_read_runs_at_once_after_a_write_of_its_turn_and_sees_it(tmp_pat
     hot.close()
 
 
-async def test_a_submitted_piece_commits_in_its_turn_ahead_of_later_ones_and_a_failure_is_logged(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    db = tmp_path / "cfai.db"
-    hot = HotPath(db)
-    hot.ensure(SCHEMA)
-    hot.submit(add_one)  # nothing waits: at once, no await
-    assert seen(sqlite3.connect(db)) == 1
-    hot.submit(add_one)  # a write ran at once this turn: it joins the group committed at the turn's end...
-    assert seen(sqlite3.connect(db)) == 1
-    later = asyncio.ensure_future(hot.run(count_and_add))  # ... ahead of what comes after it, here or elsewhere
-    await asyncio.sleep(0)
-    assert await later == 2 and seen(sqlite3.connect(db)) == 3
-    other = sqlite3.connect(db, isolation_level=None)  # another worker holds the lock: it waits in the thread
-    other.execute("BEGIN IMMEDIATE")
-    await asyncio.sleep(0)
-    hot.submit(add_one)
-    asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
-    assert await hot.run(count_and_add) == 4  # behind the submitted piece, in order
-    other.close()
-    await asyncio.sleep(0)
-    hot.submit(add_one)
-    hot.submit(broken)  # a bug in a piece nobody waits for: its insert rolled back, the others' kept, a word logged
-    hot.submit(add_one)
-    assert await hot.run(count_and_add) == 7
-    assert "was not written: a bug in one piece" in caplog.text
-    hot.close()
-
-
 async def test_a_single_statement_runs_alone_without_a_transaction_and_waits_for_the_lock(tmp_path: Path) -> None:
     db = tmp_path / "cfai.db"
     hot = HotPath(db)
@@ -210,7 +182,7 @@ async def test_a_deferred_write_rides_on_the_next_write_or_commits_alone_within_
     asyncio.get_running_loop().call_later(0.15, other.execute, "COMMIT")
     assert await hot.run(count_and_add) == 4
     hot.defer(add_one)
-    hot.submit(add_one)  # a write nobody waits for carries it too, and both come before what follows
+    hot.defer(add_one)  # two held: both ride on the next write, ahead of it
     assert await hot.run(count_and_add) == 7
     await asyncio.sleep(0)
     hot.defer(broken)  # a bug in a deferred piece: rolled back alone, a word logged, the write it rode on kept
