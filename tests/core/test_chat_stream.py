@@ -223,6 +223,28 @@ def test_error_event_raises_with_upstream_code() -> None:
     assert info.value.upstream_code == 3046
 
 
+
+@pytest.mark.parametrize(("event", "fails"), [
+    ({"response": "", "error": "Request timeout"}, True),
+    ({"response": "", "errors": [{"code": 3046, "message": "Request timeout"}]}, True),
+    ({"response": "", "success": False}, True),
+    ({"response": "ok", "error": None, "errors": [], "success": True}, False),
+])
+@pytest.mark.parametrize("first", [True, False])
+def test_each_error_shape_raises_first_or_later(event: dict[str, Any], fails: bool, first: bool) -> None:
+    # An OpenAI-style `error`, a non-empty `errors`, `success: false`: each ends the stream whether it is the first
+    # event or comes after text (the text event before it still reaches the client); their empty forms do not.
+    stream = ChoiceStream(index=0, new_call_id=id_counter())
+    out: list[Any] = []
+    events = [event] if first else [{"response": "Hi", "p": "x"}, event]
+    if fails:
+        with pytest.raises(UpstreamStreamError):
+            stream.feed_into(out, events)
+        assert len(out) == (0 if first else 2)
+    else:
+        stream.feed_into(out, events)
+        assert [c["delta"].get("content") for c in out][-1] == "ok"
+
 # ---- stop sequences, budgets and other event shapes, fed directly -----------------------------------
 
 @pytest.mark.parametrize(("stop", "content"), [

@@ -143,6 +143,7 @@ def is_error_event(event: object) -> bool:
 
 
 _TEXT_KEYS = frozenset({"response", "p"})  # an event with only these keys carries text and nothing else
+_ERROR_KEYS = frozenset({"error", "errors", "success"})  # what `is_error_event` looks at
 
 
 class ChoiceStream:
@@ -187,7 +188,7 @@ class ChoiceStream:
             return out
         if type(event) is not dict and not isinstance(event, Mapping):
             raise UpstreamStreamError("Workers AI sent a stream event that is not a JSON object.")
-        if is_error_event(event):
+        if not _ERROR_KEYS.isdisjoint(event) and is_error_event(event):  # only those keys can make it one
             code, message = first_error(event)
             raise UpstreamStreamError(
                 f"Workers AI reported an error mid-stream{f' ({code})' if code is not None else ''}: "
@@ -196,8 +197,8 @@ class ChoiceStream:
         if not self._started:
             self._started = True
             deltas.append({"role": "assistant", "content": ""})
-        usage = parse_usage(event.get("usage"))
-        if usage is not None:
+        usage = event.get("usage")
+        if usage is not None and (usage := parse_usage(usage)) is not None:
             if usage.cached_tokens is None and self.usage is not None:
                 # Workers AI's trailing usage event may leave out the cached count earlier chunks gave (§2.6).
                 usage.cached_tokens = self.usage.cached_tokens
@@ -208,14 +209,17 @@ class ChoiceStream:
         if response is not None and response != "":
             for kind, piece in self._think.feed(json_text(response)):
                 deltas.extend(self._text(kind, piece))
-        deltas.extend(self._tool_deltas(event.get("tool_calls")))
+        tool_calls = event.get("tool_calls")
+        if tool_calls is not None:
+            deltas.extend(self._tool_deltas(tool_calls))
         choices = event.get("choices")
         if isinstance(choices, list):
             for choice in choices:
                 if isinstance(choice, Mapping):
                     deltas.extend(self._chat_choice(choice))
         self._plain = self._think.answering and self._stop.passes_all
-        return [self._choice(d) for d in deltas if d]
+        index = self.index  # `_choice`'s dict written out, as above
+        return [{"index": index, "delta": d, "logprobs": None, "finish_reason": None} for d in deltas if d]
 
     def feed_into(self, out: list[ChunkChoice], events: Sequence[Any],
                   seen: Callable[[Any], None] | None = None) -> None:
