@@ -15,6 +15,8 @@ from typing import Any
 from cfai_cli.core import jsonfast
 from cfai_cli.errors import UpstreamAnswerTooLarge
 
+_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
+
 # An event not yet ended (its data lines and an unfinished line) beyond this many characters stops the stream:
 # a stream is read piece by piece, and without it an upstream that never ends a line or an event would make the
 # decoder hold all of it (upstream.whole caps the answers read whole). Workers AI's events are under 1 KB, the
@@ -35,8 +37,9 @@ class SSEDecoder:
     """Feed raw bytes with `decode()`; call `flush()` once at end of input."""
 
     def __init__(self) -> None:
-        # An incremental UTF-8 decoder keeps a multi-byte character split across chunks intact.
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # An incremental UTF-8 decoder keeps a multi-byte character split across chunks intact (its class looked up
+        # once: `codecs.getincrementaldecoder` is a registry lookup through Python code, every stream).
+        self._utf8 = _UTF8_DECODER(errors="replace")
         self._buffer = ""
         self._scanned = 0  # how much of `_buffer` is known to hold no line end
         self._data: list[str] = []
