@@ -21,6 +21,7 @@ from cfai_cli.core.translate.chat_stream import (
     StopFilter,
     ThinkFilter,
     chunk,
+    chunk_each,
     completion_to_chunks,
 )
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result, split_think
@@ -591,4 +592,19 @@ def test_a_reads_events_fed_at_once_give_what_feeding_each_gives(batches: list[l
     # A read's events through `feed_into` (what service.workers_stream does): the same choices, characters counted
     # and failure as `feed` event by event; every event that may carry `usage` (a dict with one, or not a dict) is
     # shown to `seen` before it is fed, and what came before a failing event is in `out`.
-    assert _feed_into(batches, stop) == _feed_each(batches, stop)
+    into, each = _feed_into(batches, stop), _feed_each(batches, stop)
+    assert into == each
+    assert json.dumps(into[0]) == json.dumps(each[0])  # the same keys in the same order: the same bytes on the wire
+    assert len({id(choice) for choice in into[0]}) == len(into[0])  # each choice a dict of its own
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_chunk_each_is_chunk_of_each_choice(include_usage: bool) -> None:
+    choices: list[Any] = [{"index": 0, "delta": {"content": f"t{i}"}, "logprobs": None, "finish_reason": None}
+                          for i in range(3)]
+    made = chunk_each(choices, completion_id="chatcmpl-1", created=7, model=MODEL, include_usage=include_usage)
+    expected = [chunk([choice], completion_id="chatcmpl-1", created=7, model=MODEL, include_usage=include_usage)
+                for choice in choices]
+    assert [json.dumps(c) for c in made] == [json.dumps(c) for c in expected]  # keys in the same order too
+    made[0]["choices"].append(choices[1])  # each chunk and its choices list its own
+    assert [len(c["choices"]) for c in made] == [2, 1, 1] and made[1] is not made[2]

@@ -229,15 +229,19 @@ class ChoiceStream:
         through a `feed` call each (with service.workers_stream's SSE decoding in its read loop, a 20-chunk
         stream's first write 1.324 -> 1.290 M instructions, bench/stream_cpu.py --first under callgrind,
         2026-12-02, round 8)."""
-        feed, index = self.feed, self.index
+        feed = self.feed
+        # Each text event's choice a copy of this one, its delta then set in place (chunk_each: a copy is cheaper).
+        blank: ChunkChoice = {"index": self.index, "delta": {}, "logprobs": None, "finish_reason": None}
+        copy = blank.copy
         for event in events:
             if self._plain and type(event) is dict and event.keys() <= _TEXT_KEYS:
                 response = event.get("response")
                 if type(response) is str:  # what `feed` does with it, written out
                     if response:
                         self.text_chars += len(response)
-                        out.append({"index": index, "delta": {"content": response}, "logprobs": None,
-                                    "finish_reason": None})
+                        choice = copy()
+                        choice["delta"] = {"content": response}
+                        out.append(choice)
                     continue
             if seen is not None and (type(event) is not dict or "usage" in event):
                 seen(event)
@@ -358,12 +362,20 @@ def chunk_each(choices: list[ChunkChoice], *, completion_id: str, created: int, 
                include_usage: bool = False) -> list[ChatCompletionChunk]:
     """`chunk([choice], ...)` of each choice delta (the same keys in the same order): what a stream sends, as
     clients merge deltas by index, chunk by chunk. Written out rather than calling `chunk` per delta: a call
-    with keywords per chunk was ~2 % of a streamed request's instructions (callgrind, bench/stream_cpu.py)."""
-    out: list[ChatCompletionChunk] = [{"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                                       "model": model, "choices": [choice]} for choice in choices]
+    with keywords per chunk was ~2 % of a streamed request's instructions (callgrind, bench/stream_cpu.py). Each
+    chunk is a copy of one made for the batch, its `choices` then set in place (the keys keep their order): a
+    dict's copy is cheaper than building it key by key (22 chunks: ~51k -> ~35k instructions, callgrind;
+    docs/performance.md, "First event round 9")."""
+    head: ChatCompletionChunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                                 "model": model, "choices": []}
     if include_usage:
-        for each in out:
-            each["usage"] = None
+        head["usage"] = None
+    copy = head.copy
+    out: list[ChatCompletionChunk] = []
+    for choice in choices:
+        each = copy()
+        each["choices"] = [choice]
+        out.append(each)
     return out
 
 
