@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from contextlib import aclosing
 from types import TracebackType
-from typing import Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from cfai_cli.core.openai.chat import ChatCompletionChunk
 from cfai_cli.service.gather import Closable, gather_all
 from cfai_cli.upstream.provider import Waited, WaitLog
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 E = TypeVar("E")
 
 
@@ -117,17 +116,7 @@ async def _one_batch(batch: list[ChatCompletionChunk]) -> AsyncGenerator[list[Ch
     yield LastBatch(batch)
 
 
-class Source(Protocol[T_co]):
-    """A primed source (`prime`): its items read in turn, and closed by its owner however the reading ends."""
-
-    def __aiter__(self) -> Source[T_co]: ...
-
-    def __anext__(self) -> Awaitable[T_co]: ...
-
-    async def aclose(self) -> None: ...
-
-
-async def prime(source: AsyncGenerator[T, None], waits: WaitLog | None) -> Source[T]:
+async def prime(source: AsyncGenerator[T, None], waits: WaitLog | None) -> AsyncGenerator[T, None]:
     """`source` with its first item read now: a failure there (a refused request, an error event, a stream
     that ends before anything) is raised here, before the answer starts, while the router can still fail
     over; then the same items as `source`. The source is closed if priming fails, and by the result."""
@@ -135,40 +124,30 @@ async def prime(source: AsyncGenerator[T, None], waits: WaitLog | None) -> Sourc
         with Waited(waits):
             first = await anext(source)
     except StopAsyncIteration:
-        return _Primed(source, [])
+        return _empty()
     except BaseException:
         await source.aclose()
         raise
-    return _Primed(source, [first])
+    chained = _chain(first, source)
+    await anext(chained)  # started, so that closing it closes `source` even if it is never read
+    return chained
 
 
-class _Primed(Generic[T]):
-    """`prime`'s result: the item read first, then the rest of `source`; closing it closes `source`. An iterator
-    class, not an async generator (`_chain` was): no first-iteration hook, no finalizer, no `asend` per item, and
-    one generator frame less between the writer and the upstream reads on every item (docs/performance.md, "First
-    event round 9")."""
+async def _empty() -> AsyncGenerator[Any, None]:
+    return
+    yield
 
-    __slots__ = ("_first", "_source")
 
-    def __init__(self, source: AsyncGenerator[T, None], first: list[T]) -> None:
-        self._source = source
-        self._first = first  # the item read first while it is not taken (none for a source that had none)
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> T:
-        if self._first:
-            return self._first.pop()
-        return await self._source.__anext__()  # StopAsyncIteration (or the failure) ends us too
-
-    async def aclose(self) -> None:
-        self._first.clear()
-        await self._source.aclose()
+async def _chain(first: T, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    async with aclosing(rest):
+        yield first  # taken by prime() itself, without suspending
+        yield first
+        async for item in rest:
+            yield item
 
 
 async def prime_all(sources: Sequence[AsyncGenerator[T, None]], waits: WaitLog | None
-                    ) -> list[Source[T]]:
+                    ) -> list[AsyncGenerator[T, None]]:
     """`prime` each source side by side; if one fails, the others are closed and the failure raised."""
     if len(sources) == 1:
         return [await prime(sources[0], waits)]
@@ -180,7 +159,7 @@ async def prime_all(sources: Sequence[AsyncGenerator[T, None]], waits: WaitLog |
         raise
 
 
-async def merge(sources: Sequence[Source[T]]) -> AsyncGenerator[T, None]:
+async def merge(sources: Sequence[AsyncGenerator[T, None]]) -> AsyncGenerator[T, None]:
     """The items of several sources, interleaved as they come (the choices of an answer with `n > 1`).
 
     A task group reads the sources into a memory stream, in a task of its own: a task group must not span an
@@ -192,7 +171,7 @@ async def merge(sources: Sequence[Source[T]]) -> AsyncGenerator[T, None]:
 
     send, receive = anyio.create_memory_object_stream[T](len(sources))
 
-    async def read(source: Source[T]) -> None:
+    async def read(source: AsyncGenerator[T, None]) -> None:
         async with aclosing(source):
             async for item in source:
                 await send.send(item)
