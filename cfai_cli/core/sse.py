@@ -15,6 +15,8 @@ from typing import Any
 from cfai_cli.core import jsonfast
 from cfai_cli.errors import UpstreamAnswerTooLarge
 
+_UTF8_DECODER = codecs.getincrementaldecoder("utf-8")
+
 # An event not yet ended (its data lines and an unfinished line) beyond this many characters stops the stream:
 # a stream is read piece by piece, and without it an upstream that never ends a line or an event would make the
 # decoder hold all of it (upstream.whole caps the answers read whole). Workers AI's events are under 1 KB, the
@@ -35,8 +37,9 @@ class SSEDecoder:
     """Feed raw bytes with `decode()`; call `flush()` once at end of input."""
 
     def __init__(self) -> None:
-        # An incremental UTF-8 decoder keeps a multi-byte character split across chunks intact.
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # An incremental UTF-8 decoder keeps a multi-byte character split across chunks intact (its class looked up
+        # once: `codecs.getincrementaldecoder` is a registry lookup through Python code, every stream).
+        self._utf8 = _UTF8_DECODER(errors="replace")
         self._buffer = ""
         self._scanned = 0  # how much of `_buffer` is known to hold no line end
         self._data: list[str] = []
@@ -90,19 +93,22 @@ class SSEDecoder:
     def _data_events(self, text: str) -> tuple[list[str], int] | None:
         """The events' data, and where they end, when `text` is whole `data: …` events and nothing else up to
         its last blank line and the decoder holds nothing from an earlier chunk (every event of a Workers AI
-        stream, in one read or several); None when the line-by-line parse is needed. One regular expression
-        finds them instead of a Python loop over the lines and an SSEEvent per event (a 20-token answer's 22
-        events: ~195k -> ~60k instructions with `decode_data`, callgrind). They are exactly the events the
-        lines give: the matches cover the text up to its last blank line (their lengths add up to it), each
-        is `data: ` + one line + a blank line, so each dispatches its one data line, with no event name (none
-        is pending). Call `_feed_rest` after taking the events (an `id:` line in the rest is for later ones)."""
+        stream, in one read or several); None when the line-by-line parse is needed. One split finds them
+        instead of a Python loop over the lines and an SSEEvent per event: the text up to its last blank line,
+        less its first `data: ` and that blank line, split at each `\n\ndata: `. They are exactly the events the
+        lines give when no piece holds a line end, that is when the text up to there has two line ends an event
+        and no more: each event is then `data: ` + one line + a blank line, so each dispatches its one data line,
+        with no event name (none is pending). Call `_feed_rest` after taking the events (an `id:` line in the
+        rest is for later ones). A 22-event read: ~195k instructions line by line, ~47k with the regular
+        expression `data: ([^\n]*)\n\n` (round 5), ~23k split (callgrind; docs/performance.md, "First event
+        round 9")."""
         if self._buffer or self._data or self._event is not None or self._pending_cr or "\r" in text:
             return None
         end = text.rfind("\n\n") + 2
-        if end < 2 or text.startswith("\ufeff"):
+        if end < 2 or not text.startswith("data: "):  # a BOM first, or any other line, goes line by line
             return None
-        found: list[str] = _DATA_EVENT.findall(text, 0, end)
-        if sum(map(len, found)) + _DATA_EVENT_FRAME * len(found) != end:
+        found = text[6:end - 2].split("\n\ndata: ")
+        if text.count("\n", 0, end) != 2 * len(found):
             return None
         return found, end
 
@@ -216,8 +222,6 @@ class SSEDecoder:
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_DATA_EVENT = re.compile(r"data: ([^\n]*)\n\n")
-_DATA_EVENT_FRAME = len("data: \n\n")
 
 
 def encode_sse(data: str | Mapping[str, Any], *, event: str | None = None) -> bytes:

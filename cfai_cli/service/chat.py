@@ -25,7 +25,7 @@ from cfai_cli.core.workers.chat import parse_chat_result
 from cfai_cli.errors import InvalidRequest
 from cfai_cli.service import cache
 from cfai_cli.service.accounts import on_workers
-from cfai_cli.service.chat_stream import ChatStream, prime
+from cfai_cli.service.chat_stream import ChatStream, Source, prime
 from cfai_cli.service.context import Context
 from cfai_cli.service.cost import plan_chat
 from cfai_cli.service.gather import gather_all, open_all
@@ -232,7 +232,7 @@ def _wants_usage(req: ChatCompletionRequest) -> bool:
     return bool(req.stream_options and req.stream_options.include_usage)
 
 
-async def _noting_usage(ctx: Context, batches: AsyncGenerator[list[dict[str, Any]], None], *, show: bool
+async def _noting_usage(ctx: Context, batches: Source[list[dict[str, Any]]], *, show: bool
                         ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
     """A provider's chunks, its usage noted in the record; usage is shown only to a client that asked for it."""
     async with aclosing(batches):

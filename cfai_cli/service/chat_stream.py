@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import aclosing
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Generic, Protocol, Self, TypeVar
 
 from cfai_cli.core.openai.chat import ChatCompletionChunk
 from cfai_cli.service.gather import Closable, gather_all
 from cfai_cli.upstream.provider import Waited, WaitLog
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 E = TypeVar("E")
 
 
@@ -116,7 +117,17 @@ async def _one_batch(batch: list[ChatCompletionChunk]) -> AsyncGenerator[list[Ch
     yield LastBatch(batch)
 
 
-async def prime(source: AsyncGenerator[T, None], waits: WaitLog | None) -> AsyncGenerator[T, None]:
+class Source(Protocol[T_co]):
+    """A primed source (`prime`): its items read in turn, and closed by its owner however the reading ends."""
+
+    def __aiter__(self) -> Source[T_co]: ...
+
+    def __anext__(self) -> Awaitable[T_co]: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def prime(source: AsyncGenerator[T, None], waits: WaitLog | None) -> Source[T]:
     """`source` with its first item read now: a failure there (a refused request, an error event, a stream
     that ends before anything) is raised here, before the answer starts, while the router can still fail
     over; then the same items as `source`. The source is closed if priming fails, and by the result."""
@@ -124,30 +135,40 @@ async def prime(source: AsyncGenerator[T, None], waits: WaitLog | None) -> Async
         with Waited(waits):
             first = await anext(source)
     except StopAsyncIteration:
-        return _empty()
+        return _Primed(source, [])
     except BaseException:
         await source.aclose()
         raise
-    chained = _chain(first, source)
-    await anext(chained)  # started, so that closing it closes `source` even if it is never read
-    return chained
+    return _Primed(source, [first])
 
 
-async def _empty() -> AsyncGenerator[Any, None]:
-    return
-    yield
+class _Primed(Generic[T]):
+    """`prime`'s result: the item read first, then the rest of `source`; closing it closes `source`. An iterator
+    class, not an async generator (`_chain` was): no first-iteration hook and no `asend` per item (a 20-chunk
+    stream's first write ~1.143 -> ~1.132 M instructions, bench/stream_cpu.py --first under callgrind;
+    docs/performance.md, "First event round 9")."""
 
+    __slots__ = ("_first", "_source")
 
-async def _chain(first: T, rest: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
-    async with aclosing(rest):
-        yield first  # taken by prime() itself, without suspending
-        yield first
-        async for item in rest:
-            yield item
+    def __init__(self, source: AsyncGenerator[T, None], first: list[T]) -> None:
+        self._source = source
+        self._first = first  # the item read first while it is not taken (none for a source that had none)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._first:
+            return self._first.pop()
+        return await self._source.__anext__()  # StopAsyncIteration (or the failure) ends us too
+
+    async def aclose(self) -> None:
+        self._first.clear()
+        await self._source.aclose()
 
 
 async def prime_all(sources: Sequence[AsyncGenerator[T, None]], waits: WaitLog | None
-                    ) -> list[AsyncGenerator[T, None]]:
+                    ) -> list[Source[T]]:
     """`prime` each source side by side; if one fails, the others are closed and the failure raised."""
     if len(sources) == 1:
         return [await prime(sources[0], waits)]
@@ -159,7 +180,7 @@ async def prime_all(sources: Sequence[AsyncGenerator[T, None]], waits: WaitLog |
         raise
 
 
-async def merge(sources: Sequence[AsyncGenerator[T, None]]) -> AsyncGenerator[T, None]:
+async def merge(sources: Sequence[Source[T]]) -> AsyncGenerator[T, None]:
     """The items of several sources, interleaved as they come (the choices of an answer with `n > 1`).
 
     A task group reads the sources into a memory stream, in a task of its own: a task group must not span an
@@ -171,7 +192,7 @@ async def merge(sources: Sequence[AsyncGenerator[T, None]]) -> AsyncGenerator[T,
 
     send, receive = anyio.create_memory_object_stream[T](len(sources))
 
-    async def read(source: AsyncGenerator[T, None]) -> None:
+    async def read(source: Source[T]) -> None:
         async with aclosing(source):
             async for item in source:
                 await send.send(item)

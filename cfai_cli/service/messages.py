@@ -40,7 +40,7 @@ from cfai_cli.service.chat import (
     open_chat_stream,
     stream_attempt,
 )
-from cfai_cli.service.chat_stream import ChatStream, EventStream, prime
+from cfai_cli.service.chat_stream import ChatStream, EventStream, Source, prime
 from cfai_cli.service.context import Context
 from cfai_cli.service.cost import plan_chat
 from cfai_cli.service.gather import Closable
@@ -221,11 +221,11 @@ def _delta_text(event: Event) -> str:
 class PassedEvents(AnthropicEvents):
     """An Anthropic upstream's own SSE events, passed on as they come (usage noted in the request's record)."""
 
-    def __init__(self, ctx: Context, batches: AsyncGenerator[list[tuple[str, Event]], None]) -> None:
+    def __init__(self, ctx: Context, batches: Source[list[tuple[str, Event]]]) -> None:
         self._output = 0  # output tokens noted so far
         super().__init__(ctx, self._events(batches), owns=batches)
 
-    async def _events(self, batches: AsyncGenerator[list[tuple[str, Event]], None]
+    async def _events(self, batches: Source[list[tuple[str, Event]]]
                       ) -> AsyncGenerator[list[Event], None]:
         async for batch in batches:
             for _, data in batch:

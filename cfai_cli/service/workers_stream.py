@@ -19,7 +19,7 @@ from cfai_cli.core.translate.chat_answer import estimate_tokens, from_workers_ch
 from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, chunk_each, completion_to_chunks
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result
 from cfai_cli.errors import UpstreamError, UpstreamStreamError
-from cfai_cli.service.chat_stream import ChatStream, LastBatch, merge, prime_all
+from cfai_cli.service.chat_stream import ChatStream, LastBatch, Source, merge, prime_all
 from cfai_cli.service.context import Context
 from cfai_cli.upstream.workers import WorkersAIClient
 from cfai_cli.upstream.workers_answers import UpstreamStream
@@ -145,7 +145,7 @@ async def workers_stream(ctx: Context, req: ChatCompletionRequest, call: Workers
 
 
 async def _answer(ctx: Context, call: WorkersChatCall, choices: list[_Choice],
-                  sources: list[AsyncGenerator[list[ChunkChoice], None]], *, include_usage: bool
+                  sources: list[Source[list[ChunkChoice]]], *, include_usage: bool
                   ) -> AsyncGenerator[list[ChatCompletionChunk], None]:
     completion_id, created, model = ctx.ids("chatcmpl"), ctx.now(), call.model_id
     try:

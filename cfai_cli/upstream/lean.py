@@ -160,6 +160,12 @@ class LeanBody:
             if exchange.complete:
                 self._finish()
 
+    def ready(self) -> bytes | None:
+        """What `__anext__` would return at once, without waiting: the body's bytes already received (none: None).
+        A reader that waits under a deadline need not arm it for these (upstream.workers_answers.StreamChunks)."""
+        exchange = self._exchange
+        return exchange.take() if exchange.chunks else None
+
     async def read(self) -> bytes:
         """The whole body (what `httpx.Response.aread` gives, without its decoder and byte-stream layers)."""
         self._started = True

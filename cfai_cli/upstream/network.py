@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import httpx
 
@@ -90,15 +90,24 @@ class _TailRead(httpx.AsyncByteStream):
     def __init__(self, inner: httpx.AsyncByteStream) -> None:
         self._inner = inner
         self._chunks: AsyncIterator[bytes] | None = None
+        self._reading: AsyncGenerator[bytes, None] | None = None
         self._ended = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._reading = reading = self._read()
+        return reading
+
+    async def _read(self) -> AsyncGenerator[bytes, None]:
         self._chunks = self._inner.__aiter__()
         async for chunk in self._chunks:
             yield chunk
         self._ended = True
 
     async def aclose(self) -> None:
+        if self._reading is not None:
+            # Left at a yield by a reader that stopped (a stream's reader stops at `[DONE]`): closed here, not by
+            # the loop's finalizer hook when it is freed (a task, a loop turn and a thread-safe wake-up).
+            await self._reading.aclose()
         chunks = self._chunks
         if chunks is not None and not self._ended:
             # An anyio scope, not asyncio.timeout: httpcore shields its release of the connection from anyio

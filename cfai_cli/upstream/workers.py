@@ -294,8 +294,8 @@ class WorkersAIClient(AccountCalls):
             response = as_response(answer)
             return UpstreamStream(chunks=response_chunks(response, deadline, self.timeout), _response=response,
                                   neurons=self._note_neurons(headers, None))
-        return UpstreamStream(chunks=stream_chunks(answer, answer.aclose, deadline, self.timeout), _response=answer,
-                              neurons=self._note_neurons(headers, None))
+        return UpstreamStream(chunks=stream_chunks(answer, answer.aclose, deadline, self.timeout, answer.ready),
+                              _response=answer, neurons=self._note_neurons(headers, None))
 
     async def _whole(self, status: int, headers: Mapping[str, str], read: Callable[[], Awaitable[bytes]],
                      close: Callable[[], Awaitable[None]], model: str) -> UpstreamStream:

@@ -101,29 +101,69 @@ def response_chunks(response: httpx.Response, deadline: float, timeout: float) -
     return stream_chunks(source, response.aclose, deadline, timeout)
 
 
-async def stream_chunks(source: AsyncIterable[bytes], close: Callable[[], Awaitable[None]], deadline: float,
-                        timeout: float) -> AsyncIterator[bytes]:
-    """A streamed answer's non-empty chunks until `deadline` (the call's `timeout` from its start); then closed.
-    Each read's deadline is a `Deadline` (asyncio.timeout_at's rules; the loop asked once a stream): ~14k
-    instructions a read instead of ~26k, and no getpid (upstream.deadline; docs/performance.md, "First event
-    round 8")."""
-    iterator = source.__aiter__()
-    try:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                with Deadline(deadline, loop):
-                    chunk = await iterator.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise UpstreamTimeout(
-                    f"Workers AI did not finish the stream within {timeout:g} s (set --timeout or CFAI_TIMEOUT)."
-                ) from None
-            except caught("HTTPError") as exc:
-                raise UpstreamError(
-                    f"The connection to Workers AI broke mid-stream ({describe_http_error(exc)}).") from None
-            if chunk:
-                yield chunk
-    finally:
-        await close()
+class StreamChunks:
+    """A streamed answer's non-empty chunks until `deadline` (the call's `timeout` from its start); then closed (at
+    its end, a timeout, a broken connection, any failure of a read, and by `aclose`). Each read's deadline is a
+    `Deadline` (asyncio.timeout_at's rules; the loop asked once a stream): ~14k instructions a read instead of ~26k,
+    and no getpid (upstream.deadline; docs/performance.md, "First event round 8").
+
+    An async iterator, not an async generator: a stream's reader stops at `[DONE]` without reading on
+    (service.workers_stream), so a generator here was left suspended, and when it was freed the loop's finalizer
+    hook closed it: a `call_soon_threadsafe` (an eventfd write and read), a task and a loop turn for every stream,
+    on top of its first-iteration hook and each item's `asend` (docs/performance.md, "First event round 9"). The
+    stream's owner closes the answer (`UpstreamStream.aclose`); closing it twice is harmless."""
+
+    __slots__ = ("_close", "_closed", "_deadline", "_iterator", "_loop", "_ready", "_timeout")
+
+    def __init__(self, source: AsyncIterable[bytes], close: Callable[[], Awaitable[None]], deadline: float,
+                 timeout: float, ready: Callable[[], bytes | None] | None = None) -> None:
+        self._iterator = source.__aiter__()
+        self._ready = ready  # the source's bytes already received, if it can tell (LeanBody.ready), else None
+        self._close = close
+        self._deadline, self._timeout = deadline, timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def __aiter__(self) -> StreamChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._closed:
+            raise StopAsyncIteration
+        try:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            ready = self._ready
+            while True:
+                # Bytes already received need no wait, so no deadline's timer (its `call_at` and cancel, ~14k
+                # instructions): what `__anext__` gives at once is what a read under the deadline would give.
+                chunk = ready() if ready is not None else None
+                if chunk:
+                    return chunk
+                try:
+                    with Deadline(self._deadline, loop):
+                        chunk = await self._iterator.__anext__()
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"Workers AI did not finish the stream within {self._timeout:g} s (set --timeout or "
+                        "CFAI_TIMEOUT).") from None
+                except caught("HTTPError") as exc:
+                    raise UpstreamError(
+                        f"The connection to Workers AI broke mid-stream ({describe_http_error(exc)}).") from None
+                if chunk:
+                    return chunk
+        except BaseException:  # the end (StopAsyncIteration), a failure, a cancellation: closed, as a generator's
+            await self.aclose()  # `finally` would
+            raise
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._close()
+
+
+def stream_chunks(source: AsyncIterable[bytes], close: Callable[[], Awaitable[None]], deadline: float,
+                  timeout: float, ready: Callable[[], bytes | None] | None = None) -> StreamChunks:
+    """`StreamChunks` of `source`, closed by `close`."""
+    return StreamChunks(source, close, deadline, timeout, ready)

@@ -21,6 +21,7 @@ from cfai_cli.core.translate.chat_stream import (
     StopFilter,
     ThinkFilter,
     chunk,
+    chunk_each,
     completion_to_chunks,
 )
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result, split_think
@@ -222,6 +223,28 @@ def test_error_event_raises_with_upstream_code() -> None:
         stream.feed(json.loads(event))
     assert info.value.upstream_code == 3046
 
+
+
+@pytest.mark.parametrize(("event", "fails"), [
+    ({"response": "", "error": "Request timeout"}, True),
+    ({"response": "", "errors": [{"code": 3046, "message": "Request timeout"}]}, True),
+    ({"response": "", "success": False}, True),
+    ({"response": "ok", "error": None, "errors": [], "success": True}, False),
+])
+@pytest.mark.parametrize("first", [True, False])
+def test_each_error_shape_raises_first_or_later(event: dict[str, Any], fails: bool, first: bool) -> None:
+    # An OpenAI-style `error`, a non-empty `errors`, `success: false`: each ends the stream whether it is the first
+    # event or comes after text (the text event before it still reaches the client); their empty forms do not.
+    stream = ChoiceStream(index=0, new_call_id=id_counter())
+    out: list[Any] = []
+    events = [event] if first else [{"response": "Hi", "p": "x"}, event]
+    if fails:
+        with pytest.raises(UpstreamStreamError):
+            stream.feed_into(out, events)
+        assert len(out) == (0 if first else 2)
+    else:
+        stream.feed_into(out, events)
+        assert [c["delta"].get("content") for c in out][-1] == "ok"
 
 # ---- stop sequences, budgets and other event shapes, fed directly -----------------------------------
 
@@ -569,4 +592,19 @@ def test_a_reads_events_fed_at_once_give_what_feeding_each_gives(batches: list[l
     # A read's events through `feed_into` (what service.workers_stream does): the same choices, characters counted
     # and failure as `feed` event by event; every event that may carry `usage` (a dict with one, or not a dict) is
     # shown to `seen` before it is fed, and what came before a failing event is in `out`.
-    assert _feed_into(batches, stop) == _feed_each(batches, stop)
+    into, each = _feed_into(batches, stop), _feed_each(batches, stop)
+    assert into == each
+    assert json.dumps(into[0]) == json.dumps(each[0])  # the same keys in the same order: the same bytes on the wire
+    assert len({id(choice) for choice in into[0]}) == len(into[0])  # each choice a dict of its own
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_chunk_each_is_chunk_of_each_choice(include_usage: bool) -> None:
+    choices: list[Any] = [{"index": 0, "delta": {"content": f"t{i}"}, "logprobs": None, "finish_reason": None}
+                          for i in range(3)]
+    made = chunk_each(choices, completion_id="chatcmpl-1", created=7, model=MODEL, include_usage=include_usage)
+    expected = [chunk([choice], completion_id="chatcmpl-1", created=7, model=MODEL, include_usage=include_usage)
+                for choice in choices]
+    assert [json.dumps(c) for c in made] == [json.dumps(c) for c in expected]  # keys in the same order too
+    made[0]["choices"].append(choices[1])  # each chunk and its choices list its own
+    assert [len(c["choices"]) for c in made] == [2, 1, 1] and made[1] is not made[2]

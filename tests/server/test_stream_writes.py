@@ -157,3 +157,40 @@ async def test_a_streams_head_has_the_headers_starlette_renders_for_it(settings:
     expected = StreamingResponse(iter(()), media_type="text/event-stream", headers=own).raw_headers
     head = sent[0]["headers"]
     assert head[:len(expected)] == expected and (b"x-cfai-dropped-tools" in dict(head)) is tools
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+async def test_a_stream_read_to_its_end_leaves_nothing_for_the_loops_finalizer(
+        settings: Settings, api_key: str, fake: FakeWorkers, include_usage: bool) -> None:
+    # The reader stops at `[DONE]` without reading the upstream body on. Every async iterator of the proxy's
+    # between that body and the client is closed by its owner or is not a generator: one left suspended was
+    # closed by the loop's finalizer hook when freed (a task, a loop turn and a thread-safe wake-up a stream).
+    import gc
+    import sys
+
+    async def reads() -> Any:  # a body read from the network as it comes (a body given whole is closed at once)
+        yield sse(*({"response": f" w{i}", "p": "x"} for i in range(20)), {"response": "", "usage": USAGE})
+
+    fake.models[MODEL] = lambda request, parsed: sse_response(reads())
+    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    finalized: list[str] = []
+    first_iter, finalizer = sys.get_asyncgen_hooks()
+    assert finalizer is not None
+
+    def watching(agen: Any) -> None:
+        if "cfai_cli" in agen.ag_code.co_filename:
+            finalized.append(agen.ag_code.co_qualname)
+        finalizer(agen)
+
+    sys.set_asyncgen_hooks(first_iter, watching)
+    try:
+        sent = await asgi_messages(settings, api_key, fake, body)
+        gc.collect()
+        await anyio.sleep(0)
+    finally:
+        sys.set_asyncgen_hooks(first_iter, finalizer)
+    raw = b"".join(m["body"] for m in sent if m["type"] == "http.response.body")
+    assert raw.endswith(b"data: [DONE]\n\n") and b"w19" in raw
+    assert finalized == []

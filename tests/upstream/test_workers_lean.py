@@ -209,6 +209,37 @@ async def test_a_stream_sends_the_same_bytes_and_reads_the_same_events() -> None
     assert b"\r\nx-session-affinity: conv-2\r\n" in seen[0] and seen[0].endswith(jsonfast.dumps(BODY))
 
 
+async def test_a_stream_answered_at_once_reads_the_same_and_its_received_bytes_arm_no_timer() -> None:
+    # Head and events in one write: the lean body holds the events when the stream opens, so its first read needs no
+    # wait and arms no deadline's timer (LeanBody.ready); through httpx every read waits under one. Same bytes.
+    at_once = sse(EVENTS).replace(b"|PAUSE|", b"")
+    timers: list[float] = []
+
+    async def counted(workers: WorkersAIClient) -> Any:
+        loop = asyncio.get_running_loop()
+        call_at = loop.call_at
+
+        def counting(when: float, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+            timers.append(when)
+            return call_at(when, *args, **kwargs)
+
+        answer = await workers.stream(MODEL, BODY, affinity="conv-2")
+        assert answer.chunks is not None
+        loop.call_at = counting  # type: ignore[method-assign]
+        try:
+            first = await anext(answer.chunks)
+            armed, timers[:] = len(timers), []
+            rest = b"".join([chunk async for chunk in answer.chunks])
+        finally:
+            del loop.call_at
+            await answer.aclose()
+        return first + rest, armed
+
+    lean, through = await both_ways(lambda n: at_once, counted)
+    assert lean[1] == (b"".join(EVENTS), 0) and through[1][0] == lean[1][0]
+    assert through[1][1] >= 1  # a read through httpx waits under the deadline (and its own read timeout)
+
+
 async def test_a_stream_answered_with_json_or_an_error_reads_the_same() -> None:
     result = jsonfast.dumps({"result": {"response": "whole"}, "success": True})
     bad = jsonfast.dumps({"success": False, "errors": [{"code": 5006, "message": "AiError: bad input"}]})

@@ -143,6 +143,10 @@ def is_error_event(event: object) -> bool:
 
 
 _TEXT_KEYS = frozenset({"response", "p"})  # an event with only these keys carries text and nothing else
+# `_text_only(event)` for a dict: `event.keys() <= _TEXT_KEYS` without the keys' view (22 events: ~32k -> ~24k
+# instructions, callgrind; docs/performance.md, "First event round 9").
+_text_only = _TEXT_KEYS.issuperset
+_ERROR_KEYS = frozenset({"error", "errors", "success"})  # what `is_error_event` looks at
 
 
 class ChoiceStream:
@@ -168,7 +172,7 @@ class ChoiceStream:
     # -- events ------------------------------------------------------------------------------------
 
     def feed(self, event: Any) -> list[ChunkChoice]:
-        if type(event) is dict and self._started and event.keys() <= _TEXT_KEYS:
+        if type(event) is dict and self._started and _text_only(event):
             # Nearly every event of a native stream is `{"response": "tok", "p": "…"}` (`p` is padding):
             # only its text can make a delta, and the checks below (ABC isinstance calls, ~6 µs an event)
             # would all come out empty.
@@ -187,7 +191,7 @@ class ChoiceStream:
             return out
         if type(event) is not dict and not isinstance(event, Mapping):
             raise UpstreamStreamError("Workers AI sent a stream event that is not a JSON object.")
-        if is_error_event(event):
+        if not _ERROR_KEYS.isdisjoint(event) and is_error_event(event):  # only those keys can make it one
             code, message = first_error(event)
             raise UpstreamStreamError(
                 f"Workers AI reported an error mid-stream{f' ({code})' if code is not None else ''}: "
@@ -196,8 +200,8 @@ class ChoiceStream:
         if not self._started:
             self._started = True
             deltas.append({"role": "assistant", "content": ""})
-        usage = parse_usage(event.get("usage"))
-        if usage is not None:
+        usage = event.get("usage")
+        if usage is not None and (usage := parse_usage(usage)) is not None:
             if usage.cached_tokens is None and self.usage is not None:
                 # Workers AI's trailing usage event may leave out the cached count earlier chunks gave (§2.6).
                 usage.cached_tokens = self.usage.cached_tokens
@@ -208,14 +212,17 @@ class ChoiceStream:
         if response is not None and response != "":
             for kind, piece in self._think.feed(json_text(response)):
                 deltas.extend(self._text(kind, piece))
-        deltas.extend(self._tool_deltas(event.get("tool_calls")))
+        tool_calls = event.get("tool_calls")
+        if tool_calls is not None:
+            deltas.extend(self._tool_deltas(tool_calls))
         choices = event.get("choices")
         if isinstance(choices, list):
             for choice in choices:
                 if isinstance(choice, Mapping):
                     deltas.extend(self._chat_choice(choice))
         self._plain = self._think.answering and self._stop.passes_all
-        return [self._choice(d) for d in deltas if d]
+        index = self.index  # `_choice`'s dict written out, as above
+        return [{"index": index, "delta": d, "logprobs": None, "finish_reason": None} for d in deltas if d]
 
     def feed_into(self, out: list[ChunkChoice], events: Sequence[Any],
                   seen: Callable[[Any], None] | None = None) -> None:
@@ -225,15 +232,19 @@ class ChoiceStream:
         through a `feed` call each (with service.workers_stream's SSE decoding in its read loop, a 20-chunk
         stream's first write 1.324 -> 1.290 M instructions, bench/stream_cpu.py --first under callgrind,
         2026-12-02, round 8)."""
-        feed, index = self.feed, self.index
+        feed = self.feed
+        # Each text event's choice a copy of this one, its delta then set in place (chunk_each: a copy is cheaper).
+        blank: ChunkChoice = {"index": self.index, "delta": {}, "logprobs": None, "finish_reason": None}
+        copy = blank.copy
         for event in events:
-            if self._plain and type(event) is dict and event.keys() <= _TEXT_KEYS:
+            if self._plain and type(event) is dict and _text_only(event):
                 response = event.get("response")
                 if type(response) is str:  # what `feed` does with it, written out
                     if response:
                         self.text_chars += len(response)
-                        out.append({"index": index, "delta": {"content": response}, "logprobs": None,
-                                    "finish_reason": None})
+                        choice = copy()
+                        choice["delta"] = {"content": response}
+                        out.append(choice)
                     continue
             if seen is not None and (type(event) is not dict or "usage" in event):
                 seen(event)
@@ -354,12 +365,20 @@ def chunk_each(choices: list[ChunkChoice], *, completion_id: str, created: int, 
                include_usage: bool = False) -> list[ChatCompletionChunk]:
     """`chunk([choice], ...)` of each choice delta (the same keys in the same order): what a stream sends, as
     clients merge deltas by index, chunk by chunk. Written out rather than calling `chunk` per delta: a call
-    with keywords per chunk was ~2 % of a streamed request's instructions (callgrind, bench/stream_cpu.py)."""
-    out: list[ChatCompletionChunk] = [{"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                                       "model": model, "choices": [choice]} for choice in choices]
+    with keywords per chunk was ~2 % of a streamed request's instructions (callgrind, bench/stream_cpu.py). Each
+    chunk is a copy of one made for the batch, its `choices` then set in place (the keys keep their order): a
+    dict's copy is cheaper than building it key by key (22 chunks: ~51k -> ~35k instructions, callgrind;
+    docs/performance.md, "First event round 9")."""
+    head: ChatCompletionChunk = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                                 "model": model, "choices": []}
     if include_usage:
-        for each in out:
-            each["usage"] = None
+        head["usage"] = None
+    copy = head.copy
+    out: list[ChatCompletionChunk] = []
+    for choice in choices:
+        each = copy()
+        each["choices"] = [choice]
+        out.append(each)
     return out
 
 

@@ -107,6 +107,8 @@ def parse_tool_calls(raw: Any) -> list[ParsedToolCall]:
 
 
 def _int(value: Any) -> int | None:
+    if type(value) is int:  # the usual count, at once (a bool is not one: its type is bool)
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -127,13 +129,14 @@ def parse_usage(raw: Any) -> ParsedUsage | None:
     completion = _int(raw.get("completion_tokens", raw.get("output_tokens")))
     if prompt is None and completion is None:
         return None
-    details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details") or {}
-    out_details = raw.get("completion_tokens_details") or raw.get("output_tokens_details") or {}
+    # Empty or absent details count nothing: no lookups in them (a stream's usage event, every answer's usage).
+    details = raw.get("prompt_tokens_details") or raw.get("input_tokens_details")
+    out_details = raw.get("completion_tokens_details") or raw.get("output_tokens_details")
     return ParsedUsage(
         prompt_tokens=prompt or 0,
         completion_tokens=completion or 0,
-        cached_tokens=_int(details.get("cached_tokens")) if _mapping(details) else None,
-        reasoning_tokens=_int(out_details.get("reasoning_tokens")) if _mapping(out_details) else None,
+        cached_tokens=_int(details.get("cached_tokens")) if details and _mapping(details) else None,
+        reasoning_tokens=_int(out_details.get("reasoning_tokens")) if out_details and _mapping(out_details) else None,
     )
 
 
