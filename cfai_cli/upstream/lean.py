@@ -32,8 +32,8 @@ one-shot `cfai chat` never imports it (upstream.httperrors says what that saves)
 
 The wire work of one connection (request head, parser, reads and writes) is upstream.http11, and which
 connection a request gets is upstream.pool; this module opens connections (TCP, TLS) and carries a request and
-its response over one. Imports upstream.http11, upstream.pool, upstream.httperrors and the standard library
-only (certifi for the first https connection).
+its response over one; what the environment says of proxies and trusted certificates is upstream.netenv. Imports
+upstream.http11, upstream.pool, upstream.httperrors, upstream.netenv and the standard library only.
 """
 
 from __future__ import annotations
@@ -41,18 +41,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import ssl
-import sys
 from typing import Any
 
 from cfai_cli.upstream import whole
 from cfai_cli.upstream.http11 import Conn, Exchange, Key, drain, header_map, os_error, read
 from cfai_cli.upstream.httperrors import caught, http_error
+from cfai_cli.upstream.netenv import default_ssl_context, proxies_configured
 from cfai_cli.upstream.pool import KEEPALIVE_EXPIRY, Pool
 
-__all__ = ["PREFILL", "TAIL_BYTES", "TAIL_SECONDS", "Lean", "LeanBody", "lean_for", "proxies_configured"]
+__all__ = ["PREFILL", "TAIL_BYTES", "TAIL_SECONDS", "Lean", "LeanBody", "lean_for"]
 
 _WRITE_HIGH_WATER = 64 * 1024  # buffered request bytes beyond which we wait for the socket (write timeout)
 _JOIN_BELOW = 64 * 1024  # request bodies smaller than this are sent with their head in one buffer
@@ -64,20 +63,6 @@ TAIL_BYTES = 64 * 1024  # ... and how much: more than that is a stream cut short
 # 21 embedding batches were read at once (bench/payloads.py, issue 25, 2026-12-01).
 _BUFFER = 256 * 1024
 PREFILL = 256 * 1024  # LeanBody.read_buffer: a declared body at least this long is read into one buffer
-
-
-def proxies_configured() -> bool:
-    """True if httpx would send requests through a proxy (HTTP(S)_PROXY / ALL_PROXY in any case, or the OS's)."""
-    if sys.platform not in ("darwin", "win32") and not any(name[-6:].lower() == "_proxy" for name in os.environ):
-        # What urllib.request.getproxies() reads here (the environment only), without importing it (~60 M
-        # instructions with http.client and the email package, for a one-shot that has no proxy).
-        return False
-    from urllib.request import getproxies
-
-    proxies = getproxies()
-    if "*" in (host.strip() for host in proxies.get("no", "").split(",")):
-        return False
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
 def lean_for(given: object, *, fast_http: bool, max_connections: int) -> Lean | None:
@@ -92,26 +77,6 @@ def lean_for(given: object, *, fast_http: bool, max_connections: int) -> Lean | 
     if not fast_http or proxies_configured():
         return None
     return Lean(max_connections=max_connections)
-
-
-_default_context: ssl.SSLContext | None = None
-
-
-def default_ssl_context() -> ssl.SSLContext:
-    """What httpx verifies with by default: SSL_CERT_FILE, else SSL_CERT_DIR, else certifi's CA bundle."""
-    global _default_context
-    if _default_context is None:
-        if os.environ.get("SSL_CERT_FILE"):
-            context = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
-        elif os.environ.get("SSL_CERT_DIR"):
-            context = ssl.create_default_context(capath=os.environ["SSL_CERT_DIR"])
-        else:
-            import certifi
-
-            context = ssl.create_default_context(cafile=certifi.where())
-        context.set_alpn_protocols(["http/1.1"])
-        _default_context = context
-    return _default_context
 
 
 class _Retry(Exception):

@@ -14,7 +14,8 @@ from typing import cast
 import httpx
 
 from cfai_cli.upstream.http11 import request_head
-from cfai_cli.upstream.lean import TAIL_BYTES, TAIL_SECONDS, Lean, LeanBody, default_ssl_context, proxies_configured
+from cfai_cli.upstream.lean import TAIL_BYTES, TAIL_SECONDS, Lean, LeanBody
+from cfai_cli.upstream.netenv import default_ssl_context, proxies_configured
 
 __all__ = ["TAIL_BYTES", "TAIL_SECONDS", "LeanTransport", "default_ssl_context", "lean_transport",
            "proxies_configured"]
