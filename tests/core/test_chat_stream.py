@@ -16,14 +16,8 @@ from cfai_cli.core.openai.chat import ChatCompletionChunk, ChatCompletionRequest
 from cfai_cli.core.sse import SSEDecoder
 from cfai_cli.core.translate.chat import to_workers_chat
 from cfai_cli.core.translate.chat_answer import from_workers_chat, truncate_at_stop
-from cfai_cli.core.translate.chat_stream import (
-    ChoiceStream,
-    StopFilter,
-    ThinkFilter,
-    chunk,
-    chunk_each,
-    completion_to_chunks,
-)
+from cfai_cli.core.translate.chat_stream import ChoiceStream, chunk, chunk_each, completion_to_chunks
+from cfai_cli.core.translate.text_filters import StopFilter, ThinkFilter
 from cfai_cli.core.workers.chat import ParsedUsage, parse_chat_result, split_think
 from cfai_cli.errors import UpstreamStreamError
 from tests.core.helpers import Reassembled, fixture_bytes, fixture_json, id_counter, splits, sse_fixtures
