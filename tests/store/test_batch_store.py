@@ -114,11 +114,13 @@ def _scratch(store: FileStore, name: str) -> Path:
 
 
 class _SlowTx:
-    def __init__(self, tx: Tx, pause: float) -> None:
-        self.tx, self.pause = tx, pause
+    def __init__(self, tx: Tx, pause: float, busy: threading.Event | None) -> None:
+        self.tx, self.pause, self.busy = tx, pause, busy
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
         found = self.tx.execute(sql, parameters)
+        if self.busy is not None:
+            self.busy.set()  # a statement of this transaction has run: it holds what it locks
         time.sleep(self.pause)
         return found
 
@@ -128,16 +130,17 @@ class _SlowTx:
 
 class Slow(Database):
     """A replica on a slow network: a pause after every statement, so a count-then-insert the database does not
-    serialise lets the other uploads in between (without it the race window is too short to show)."""
+    serialise lets the other uploads in between (without it the race window is too short to show). `busy`, when
+    given, is set once a statement of a transaction has run (a test waits on it instead of guessing a sleep)."""
 
-    def __init__(self, inner: Database, pause: float = 0.02) -> None:
-        self.inner, self.engine, self.label, self.pause = inner, inner.engine, inner.label, pause
+    def __init__(self, inner: Database, pause: float = 0.02, busy: threading.Event | None = None) -> None:
+        self.inner, self.engine, self.label, self.pause, self.busy = inner, inner.engine, inner.label, pause, busy
 
     def transaction(self, *, write: bool = False, lock: str | None = "cfai") -> AbstractContextManager[Tx]:
         @contextmanager
         def slow() -> Iterator[Tx]:
             with self.inner.transaction(write=write, lock=lock) as tx:
-                yield _SlowTx(tx, self.pause)
+                yield _SlowTx(tx, self.pause, self.busy)
 
         return slow()
 
@@ -211,8 +214,10 @@ def test_a_claim_waits_for_the_holders_write_in_flight(database: Path | str) -> 
     new_batch(store, "batch_w")
     assert store.claim_one("batch_w", "one", now=10.0, ttl=5.0)
     store.start("batch_w", "one", [Line(1, "c1", "{}")], now=10)
-    slow = BatchStore(Slow(another(database), pause=0.1))  # the holder, on a slow network: ~0.3 s a write
+    busy = threading.Event()
+    slow = BatchStore(Slow(another(database), pause=0.1, busy=busy))  # the holder, on a slow network: ~0.3 s a write
     slow.load("batch_w")
+    busy.clear()
     events: list[str] = []
 
     def write() -> None:
@@ -221,7 +226,7 @@ def test_a_claim_waits_for_the_holders_write_in_flight(database: Path | str) -> 
 
     holder = threading.Thread(target=write)
     holder.start()
-    time.sleep(0.1)  # the holder has checked its lease (which ran out at 15) and is writing
+    assert busy.wait(10)  # the holder has checked its lease (which ran out at 15) and is writing
     assert store.claim("two", now=100.0, ttl=5.0, limit=1) == ["batch_w"]
     events.append("claimed")
     holder.join()
