@@ -12,8 +12,9 @@ own rows; trims and prune delete only rows that no window an entry describes sti
 
 An entry is the state `_admit_all` keeps between two admissions of a group (round 9), so a transaction that finds
 one decides as the next admission of that group would, under the same rules for reading again (a window's oldest
-row left it, the clock moved back before the read, a minute since the read); measured in docs/performance.md
-("Keys with limits round 10").
+row left it, the clock moved back before the read, a minute since the read). Measured under callgrind
+(docs/performance.md, "Keys with limits round 10"): a c=1 admission with its token record ~208 k -> ~175 k
+instructions (the windows' SELECT and the token row's two subqueries gone, `PRAGMA data_version` ~9 k added).
 """
 
 from __future__ import annotations
