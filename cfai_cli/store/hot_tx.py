@@ -1,10 +1,10 @@
 """One connection's transactions for store.hot: a piece of work alone, deferred writes carried ahead of one, a batch
 of them in one transaction; and the WAL's checkpoint.
 
-Imports stdlib only. The connections never wait for a lock (busy timeout 0): a write lock held by another
-connection is `Busy` at once, with nothing written, and store.hot chooses how to wait (off the event loop).
-A piece that raises something other than a SQLite error fails alone: its writes are rolled back and the
-others of its batch run again without it.
+Imports stdlib and store.windows (each transaction's end is told to the connection's rate-limit windows). The
+connections never wait for a lock (busy timeout 0): a write lock held by another connection is `Busy` at once, with
+nothing written, and store.hot chooses how to wait (off the event loop). A piece that raises something other than a
+SQLite error fails alone: its writes are rolled back and the others of its batch run again without it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import sqlite3
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
+
+from cfai_cli.store import windows
 
 Work = Callable[[sqlite3.Connection], Any]
 Outcome = tuple[bool, Any]  # (True, the result) or (False, the exception to raise)
@@ -62,7 +64,8 @@ class Busy(Exception):
 
 def open_connection(path: Path) -> sqlite3.Connection:
     """A connection that never waits for a lock: SQLITE_BUSY at once (the callers choose how to wait)."""
-    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False,
+                           factory=windows.HotConnection)
     try:
         conn.execute("PRAGMA busy_timeout = 0")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -91,6 +94,7 @@ def locked(exc: sqlite3.Error) -> bool:
 
 def abandon(conn: sqlite3.Connection, exc: BaseException) -> None:
     """Roll back what a failed transaction wrote; a write lock held elsewhere becomes Busy (nothing written)."""
+    windows.abandoned(conn)
     if conn.in_transaction:
         conn.execute("ROLLBACK")
     if isinstance(exc, sqlite3.Error) and locked(exc):
@@ -121,8 +125,10 @@ def run_one(conn: sqlite3.Connection, work: Work, write: bool, single: bool = Fa
             raise
         except Exception as exc:  # a bug in the piece: only its own request fails
             conn.execute("ROLLBACK")
+            windows.abandoned(conn)
             return False, exc
         conn.execute("COMMIT")
+        windows.committed(conn)
         return True, result
     except BaseException as exc:
         abandon(conn, exc)
@@ -145,8 +151,10 @@ def run_carried(conn: sqlite3.Connection, carried: list[Work], work: Work
             raise
         except Exception:
             conn.execute("ROLLBACK")
+            windows.abandoned(conn)
             return run_batch(conn, [*((each, None, True) for each in carried), (work, None, True)])
         conn.execute("COMMIT")
+        windows.committed(conn)
         return True, result
     except BaseException as exc:
         abandon(conn, exc)
@@ -179,9 +187,15 @@ def run_batch(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, 
             abandon(conn, exc)
             raise
         if failed is None:
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                windows.abandoned(conn)
+                raise
+            windows.committed(conn)
             return outcomes
         conn.execute("ROLLBACK")
+        windows.abandoned(conn)
         todo.remove(failed)
 
 
