@@ -11,10 +11,15 @@ requests as it does in streams.py), servers that do the least a proxy can:
                  connection (no HTTP at all: one more process hop and nothing else);
   stream-relay   uvicorn (uvloop, httptools) + a Starlette route streaming the upstream answer's bytes back
                  through one pooled httpx.AsyncClient (what any Python streaming proxy on the fixed stack does);
+  lean-relay     the same route, the upstream call made by cfai's own client (cfai_cli.upstream.lean.Lean, one
+                 pool, its request head from upstream.http11's public helpers, as upstream.workers makes it) and
+                 nothing else: the least a proxy on the owner's stack with cfai's client can do;
   cfai           `cfai serve` with a key, as streams.py runs it.
 
-and, for each, an "idle chat": a whole non-stream answer after the same idle gap. If tcp-pipe or stream-relay
-already add more than the target, the target is below what this machine allows the stack.
+and, for each, an "idle chat": a whole non-stream answer after the same idle gap, and the first event "back to
+back": the stream against the fake that sends it whole at once, one request right after another (what bench/run.py's
+"time to first event" row measures). If tcp-pipe or a relay already add more than the target, the target is below
+what this machine allows the stack.
 
     python bench/ttfb_floor.py                 # 5 rounds of 400 requests each
     python bench/ttfb_floor.py --rounds 3 --requests 300
@@ -85,6 +90,8 @@ RELAY = textwrap.dedent(r'''
                     yield FIRST
                 return StreamingResponse(one(), media_type="text/event-stream")
             return Response(ANSWER, media_type="application/json")
+        if LEAN is not None:
+            return await lean_relay(request, body)
         upstream = client.build_request("POST", UPSTREAM + "/" + request.path_params["path"], content=body,
                                         headers={"content-type": "application/json"})
         answer = await client.send(upstream, stream=True)
@@ -95,6 +102,31 @@ RELAY = textwrap.dedent(r'''
         async def events():
             try:
                 async for chunk in answer.aiter_raw():
+                    yield chunk
+            finally:
+                await answer.aclose()
+        return StreamingResponse(events(), media_type=kind)
+
+    LEAN = None
+    if os.environ["FLOOR_MODE"] == "lean-relay":  # cfai's upstream client, public functions only
+        from cfai_cli.upstream.http11 import Heads, header_block, header_map, header_pairs
+        from cfai_cli.upstream.lean import Lean
+
+        LEAN, HEADS = Lean(max_connections=64), Heads()
+        BLOCK = header_block(header_pairs({"content-type": "application/json"}))
+
+    async def lean_relay(request, body):
+        key, head = HEADS.head(UPSTREAM + "/" + request.path_params["path"], BLOCK, len(body))
+        answer = await LEAN.open(key, head, body, None)
+        kind = header_map(answer.exchange.headers).get("content-type", "application/json")
+        if not kind.startswith("text/event-stream"):
+            try:
+                return Response(await answer.read(), media_type=kind)
+            finally:
+                await answer.aclose()
+        async def events():
+            try:
+                async for chunk in answer:
                     yield chunk
             finally:
                 await answer.aclose()
@@ -126,7 +158,8 @@ def main() -> None:
         targets: dict[str, tuple[tuple[str, str], bytes, bytes, dict[str, str]]] = {
             "direct": ((f"http://127.0.0.1:{gapped}{run_path}", f"http://127.0.0.1:{up}{run_path}"),
                        native_stream, native_plain, {})}
-        for name, code in (("bare", RELAY), ("tcp-pipe", PIPE), ("stream-relay", RELAY)):
+        for name, code in (("bare", RELAY), ("tcp-pipe", PIPE), ("stream-relay", RELAY),
+                           ("lean-relay", RELAY)):
             urls = []
             for upstream_port in (gapped, up):
                 port = free_port()
@@ -154,7 +187,7 @@ def main() -> None:
             urls.append(f"http://127.0.0.1:{port}/v1/chat/completions")
         targets["cfai"] = ((urls[0], urls[1]), json.dumps({**OPENAI_BODY, "stream": True}).encode(),
                            json.dumps(OPENAI_BODY).encode(), {"Authorization": f"Bearer {key}"})
-        figures: dict[str, dict[str, list[float]]] = {name: {"ttfb": [], "idle": []} for name in targets}
+        figures: dict[str, dict[str, list[float]]] = {name: {"ttfb": [], "idle": [], "b2b": []} for name in targets}
         pause = args.gap_ms / 1000
         for _ in range(args.rounds):
             for name, ((stream_url, plain_url), stream_body, plain_body, headers) in targets.items():
@@ -163,18 +196,20 @@ def main() -> None:
                 figures[name]["idle"].append(statistics.median(
                     ttfb(plain_url, plain_body, headers, requests=args.requests // 2, warmup=10,
                          pause=pause)) * 1000)
+                figures[name]["b2b"].append(statistics.median(
+                    ttfb(plain_url, stream_body, headers, requests=args.requests)) * 1000)
     finally:
         bench.close()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.rounds} rounds interleaved, "
           f"medians of rounds; the fake holds a stream's events after the first for {args.gap_ms:g} ms\n")
-    print("| path | first event p50 | added | idle chat p50 | added |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| path | first event p50 | added | idle chat p50 | added | first event back to back | added |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     d = {k: statistics.median(v) for k, v in figures["direct"].items()}
     for name, figure in figures.items():
         f = {k: statistics.median(v) for k, v in figure.items()}
-        added = ("", "") if name == "direct" else (f"+{f['ttfb'] - d['ttfb']:.3f} ms",
-                                                   f"+{f['idle'] - d['idle']:.3f} ms")
-        print(f"| {name} | {f['ttfb']:.3f} ms | {added[0]} | {f['idle']:.3f} ms | {added[1]} |")
+        added = ("", "", "") if name == "direct" else tuple(f"+{f[m] - d[m]:.3f} ms" for m in ("ttfb", "idle", "b2b"))
+        print(f"| {name} | {f['ttfb']:.3f} ms | {added[0]} | {f['idle']:.3f} ms | {added[1]} | {f['b2b']:.3f} ms "
+              f"| {added[2]} |")
     print("\nrounds: " + json.dumps({k: {m: [round(x, 3) for x in v] for m, v in f.items()}
                                    for k, f in figures.items()}))
 
