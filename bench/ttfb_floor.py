@@ -11,9 +11,9 @@ requests as it does in streams.py), servers that do the least a proxy can:
                  connection (no HTTP at all: one more process hop and nothing else);
   stream-relay   uvicorn (uvloop, httptools) + a Starlette route streaming the upstream answer's bytes back
                  through one pooled httpx.AsyncClient (what any Python streaming proxy on the fixed stack does);
-  lean-relay     the same route, the upstream call made by cfai's own client (cfai_cli.upstream.lean.Lean, one
-                 pool, its request head from upstream.http11's public helpers, as upstream.workers makes it) and
-                 nothing else: the least a proxy on the owner's stack with cfai's client can do;
+  lean-relay     the same route, the upstream call made by cfai's own client (bench/lean_relay.py: one
+                 cfai_cli.upstream.lean.Lean pool, the request head from upstream.http11's public helpers, as
+                 upstream.workers makes it) and nothing else: the least a proxy on cfai's stack can do;
   cfai           `cfai serve` with a key, as streams.py runs it.
 
 and, for each, an "idle chat": a whole non-stream answer after the same idle gap, and the first event "back to
@@ -90,8 +90,6 @@ RELAY = textwrap.dedent(r'''
                     yield FIRST
                 return StreamingResponse(one(), media_type="text/event-stream")
             return Response(ANSWER, media_type="application/json")
-        if LEAN is not None:
-            return await lean_relay(request, body)
         upstream = client.build_request("POST", UPSTREAM + "/" + request.path_params["path"], content=body,
                                         headers={"content-type": "application/json"})
         answer = await client.send(upstream, stream=True)
@@ -102,31 +100,6 @@ RELAY = textwrap.dedent(r'''
         async def events():
             try:
                 async for chunk in answer.aiter_raw():
-                    yield chunk
-            finally:
-                await answer.aclose()
-        return StreamingResponse(events(), media_type=kind)
-
-    LEAN = None
-    if os.environ["FLOOR_MODE"] == "lean-relay":  # cfai's upstream client, public functions only
-        from cfai_cli.upstream.http11 import Heads, header_block, header_map, header_pairs
-        from cfai_cli.upstream.lean import Lean
-
-        LEAN, HEADS = Lean(max_connections=64), Heads()
-        BLOCK = header_block(header_pairs({"content-type": "application/json"}))
-
-    async def lean_relay(request, body):
-        key, head = HEADS.head(UPSTREAM + "/" + request.path_params["path"], BLOCK, len(body))
-        answer = await LEAN.open(key, head, body, None)
-        kind = header_map(answer.exchange.headers).get("content-type", "application/json")
-        if not kind.startswith("text/event-stream"):
-            try:
-                return Response(await answer.read(), media_type=kind)
-            finally:
-                await answer.aclose()
-        async def events():
-            try:
-                async for chunk in answer:
                     yield chunk
             finally:
                 await answer.aclose()
@@ -159,13 +132,14 @@ def main() -> None:
             "direct": ((f"http://127.0.0.1:{gapped}{run_path}", f"http://127.0.0.1:{up}{run_path}"),
                        native_stream, native_plain, {})}
         for name, code in (("bare", RELAY), ("tcp-pipe", PIPE), ("stream-relay", RELAY),
-                           ("lean-relay", RELAY)):
+                           ("lean-relay", None)):
             urls = []
             for upstream_port in (gapped, up):
                 port = free_port()
                 env = {**os.environ, "FLOOR_MODE": name, "FLOOR_PORT": str(port),
                        "FLOOR_UPSTREAM_PORT": str(upstream_port), "FLOOR_UPSTREAM": f"http://127.0.0.1:{upstream_port}"}
-                bench.procs.append(subprocess.Popen([sys.executable, "-c", code], env=env,
+                command = [sys.executable, *([str(HERE / "lean_relay.py")] if code is None else ["-c", code])]
+                bench.procs.append(subprocess.Popen(command, env=env,
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 urls.append(f"http://127.0.0.1:{port}{run_path}")
             for url in urls:  # no /health on these two: wait for a first answer
