@@ -23,7 +23,9 @@ the toggle once, then run with collection off at start (the figure is the total 
     PYTHONHASHSEED=0 valgrind --tool=callgrind --collect-atstart=no --dump-instr=no \
         python bench/stream_cpu.py --count 300 --first /tmp/cgtoggle.so
 `--plain` sends the same chat without `"stream": true` (one JSON answer): the non-stream request's CPU, which
-every figure above then counts instead of a stream's.
+every figure above then counts instead of a stream's. `--lean-relay` calls bench/lean_relay.py's app instead of
+cfai's (Starlette and cfai's upstream client relaying the native stream's bytes, nothing else), the same way: what
+the stack itself costs (`--first`: to its first body message).
 """
 
 from __future__ import annotations
@@ -81,6 +83,11 @@ async def one(app: Callable[..., Awaitable[None]], key: str, writes: list[int], 
 
 
 async def run(port: int, args: argparse.Namespace) -> None:
+    if args.lean_relay:
+        from lean_relay import app_for
+
+        await measure(_at(app_for(f"http://127.0.0.1:{port}"), RELAY_PATH), "", args)
+        return
     if args.count:
         quiet_timers()
     async with serving_app(port, "cfai-stream-cpu-") as (app, key):
@@ -99,8 +106,21 @@ def quiet_timers() -> None:
         cls.__init__.__kwdefaults__[name] = 3600.0
 
 
+RELAY_PATH = "/client/v4/accounts/0123456789abcdef0123456789abcdef/ai/run/@cf/meta/llama-3.1-8b-instruct-fast"
+NATIVE = b'{"stream":true,"messages":[{"role":"user","content":"Say hello."}]}'
+
+
+def _at(app: Callable[..., Awaitable[None]], path: str) -> Callable[..., Awaitable[None]]:
+    """`app` with every request sent to `path` (the relay forwards the native run path, not /v1/chat/completions)."""
+
+    async def at(scope: dict[str, object], receive: object, send: object) -> None:
+        await app({**scope, "path": path, "raw_path": path.encode()}, receive, send)
+
+    return at
+
+
 async def measure(app: Callable[..., Awaitable[None]], key: str, args: argparse.Namespace) -> None:
-    body = PLAIN if args.plain else BODY
+    body = NATIVE if args.lean_relay else PLAIN if args.plain else BODY
     writes: list[int] = []
     tails: list[float] = []
     lasts: list[float] = []
@@ -172,6 +192,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="streams per round (default 1000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; the median is printed (default 5)")
     parser.add_argument("--plain", action="store_true", help="a non-stream chat request (JSON answer) instead")
+    parser.add_argument("--lean-relay", action="store_true", help="bench/lean_relay.py's app instead of cfai's")
     parser.add_argument("--count", type=int, default=0, help="only run N streams after the warm-up (callgrind)")
     parser.add_argument("--first", metavar="LIB", help="with --count under callgrind --collect-atstart=no: count "
                         "from each request's start to its first body message (LIB: bench/cgtoggle.c built)")

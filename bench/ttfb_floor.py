@@ -11,10 +11,15 @@ requests as it does in streams.py), servers that do the least a proxy can:
                  connection (no HTTP at all: one more process hop and nothing else);
   stream-relay   uvicorn (uvloop, httptools) + a Starlette route streaming the upstream answer's bytes back
                  through one pooled httpx.AsyncClient (what any Python streaming proxy on the fixed stack does);
+  lean-relay     the same route, the upstream call made by cfai's own client (bench/lean_relay.py: one
+                 cfai_cli.upstream.lean.Lean pool, the request head from upstream.http11's public helpers, as
+                 upstream.workers makes it) and nothing else: the least a proxy on cfai's stack can do;
   cfai           `cfai serve` with a key, as streams.py runs it.
 
-and, for each, an "idle chat": a whole non-stream answer after the same idle gap. If tcp-pipe or stream-relay
-already add more than the target, the target is below what this machine allows the stack.
+and, for each, an "idle chat": a whole non-stream answer after the same idle gap, and the first event "back to
+back": the stream against the fake that sends it whole at once, one request right after another (what bench/run.py's
+"time to first event" row measures). If tcp-pipe or a relay already add more than the target, the target is below
+what this machine allows the stack.
 
     python bench/ttfb_floor.py                 # 5 rounds of 400 requests each
     python bench/ttfb_floor.py --rounds 3 --requests 300
@@ -126,13 +131,15 @@ def main() -> None:
         targets: dict[str, tuple[tuple[str, str], bytes, bytes, dict[str, str]]] = {
             "direct": ((f"http://127.0.0.1:{gapped}{run_path}", f"http://127.0.0.1:{up}{run_path}"),
                        native_stream, native_plain, {})}
-        for name, code in (("bare", RELAY), ("tcp-pipe", PIPE), ("stream-relay", RELAY)):
+        for name, code in (("bare", RELAY), ("tcp-pipe", PIPE), ("stream-relay", RELAY),
+                           ("lean-relay", None)):
             urls = []
             for upstream_port in (gapped, up):
                 port = free_port()
                 env = {**os.environ, "FLOOR_MODE": name, "FLOOR_PORT": str(port),
                        "FLOOR_UPSTREAM_PORT": str(upstream_port), "FLOOR_UPSTREAM": f"http://127.0.0.1:{upstream_port}"}
-                bench.procs.append(subprocess.Popen([sys.executable, "-c", code], env=env,
+                command = [sys.executable, *([str(HERE / "lean_relay.py")] if code is None else ["-c", code])]
+                bench.procs.append(subprocess.Popen(command, env=env,
                                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 urls.append(f"http://127.0.0.1:{port}{run_path}")
             for url in urls:  # no /health on these two: wait for a first answer
@@ -154,7 +161,7 @@ def main() -> None:
             urls.append(f"http://127.0.0.1:{port}/v1/chat/completions")
         targets["cfai"] = ((urls[0], urls[1]), json.dumps({**OPENAI_BODY, "stream": True}).encode(),
                            json.dumps(OPENAI_BODY).encode(), {"Authorization": f"Bearer {key}"})
-        figures: dict[str, dict[str, list[float]]] = {name: {"ttfb": [], "idle": []} for name in targets}
+        figures: dict[str, dict[str, list[float]]] = {name: {"ttfb": [], "idle": [], "b2b": []} for name in targets}
         pause = args.gap_ms / 1000
         for _ in range(args.rounds):
             for name, ((stream_url, plain_url), stream_body, plain_body, headers) in targets.items():
@@ -163,18 +170,20 @@ def main() -> None:
                 figures[name]["idle"].append(statistics.median(
                     ttfb(plain_url, plain_body, headers, requests=args.requests // 2, warmup=10,
                          pause=pause)) * 1000)
+                figures[name]["b2b"].append(statistics.median(
+                    ttfb(plain_url, stream_body, headers, requests=args.requests)) * 1000)
     finally:
         bench.close()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; {args.rounds} rounds interleaved, "
           f"medians of rounds; the fake holds a stream's events after the first for {args.gap_ms:g} ms\n")
-    print("| path | first event p50 | added | idle chat p50 | added |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| path | first event p50 | added | idle chat p50 | added | first event back to back | added |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     d = {k: statistics.median(v) for k, v in figures["direct"].items()}
     for name, figure in figures.items():
         f = {k: statistics.median(v) for k, v in figure.items()}
-        added = ("", "") if name == "direct" else (f"+{f['ttfb'] - d['ttfb']:.3f} ms",
-                                                   f"+{f['idle'] - d['idle']:.3f} ms")
-        print(f"| {name} | {f['ttfb']:.3f} ms | {added[0]} | {f['idle']:.3f} ms | {added[1]} |")
+        added = ("", "", "") if name == "direct" else tuple(f"+{f[m] - d[m]:.3f} ms" for m in ("ttfb", "idle", "b2b"))
+        print(f"| {name} | {f['ttfb']:.3f} ms | {added[0]} | {f['idle']:.3f} ms | {added[1]} | {f['b2b']:.3f} ms "
+              f"| {added[2]} |")
     print("\nrounds: " + json.dumps({k: {m: [round(x, 3) for x in v] for m, v in f.items()}
                                    for k, f in figures.items()}))
 

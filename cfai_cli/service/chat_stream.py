@@ -38,6 +38,15 @@ class LastBatch(list[T], Generic[T]):
     __slots__ = ()
 
 
+class Batches(Protocol[T_co]):
+    """What an EventStream reads its batches from: an async generator, or an async iterator class that closes
+    what it reads with `aclose` (service.workers_stream's `_Answer`)."""
+
+    def __anext__(self) -> Awaitable[T_co]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class EventStream(Generic[E]):
     """The events of one streamed answer. `batches()` gives them in the groups they arrived in (empty groups
     left out); iterating the stream itself gives them one by one. Close it (or `async with` it) when done:
@@ -47,7 +56,7 @@ class EventStream(Generic[E]):
 
     __slots__ = ("_batches", "_owns", "_pending", "ending")
 
-    def __init__(self, batches: AsyncGenerator[list[E], None], *, owns: Sequence[Closable] = ()) -> None:
+    def __init__(self, batches: Batches[list[E]], *, owns: Sequence[Closable] = ()) -> None:
         self._batches = batches
         self._owns = owns
         self._pending: deque[E] = deque()

@@ -5,6 +5,7 @@ Every body is validated against the OpenAI schemas; upstream is the readable fak
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -278,7 +279,7 @@ async def test_a_proxy_bug_mid_stream_still_ends_the_responses_stream_in_band() 
     from cfai_cli.core.openai.responses import CreateResponseRequest
     from cfai_cli.core.translate.responses import response_shell
     from cfai_cli.core.translate.responses_stream import ResponseBuilder
-    from cfai_cli.server.routes.common import _sse
+    from cfai_cli.server.routes.common import sse_response
     from cfai_cli.service.chat_stream import EventStream
 
     shell = response_shell(validate_request(CreateResponseRequest, {"input": "x"}), response_id="resp_1",
@@ -289,7 +290,18 @@ async def test_a_proxy_bug_mid_stream_still_ends_the_responses_stream_in_band() 
         yield builder.start()
         raise RuntimeError("a bug")
 
-    body = b"".join([part async for part in _sse(EventStream(events()), False, True, builder.fail)])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:  # the client stays until the answer ends
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await sse_response(EventStream(events()), done=False, named=True, on_error=builder.fail)({}, receive, send)
+    body = b"".join(message.get("body", b"") for message in sent)
     streamed = validate_sse_responses_stream(body)
-    assert [e["type"] for e in streamed][-2:] == ["error", "response.failed"]
+    assert [e["type"] for e in streamed] == ["response.created", "response.in_progress", "error", "response.failed"]
     assert streamed[-2]["code"] == "internal_error"
+    assert sent[-1]["more_body"] is False
