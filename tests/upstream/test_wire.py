@@ -17,7 +17,7 @@ from cfai_cli.upstream.lean import PREFILL
 from cfai_cli.upstream.transport import LeanTransport
 from cfai_cli.upstream.wire import READ_HIGH_WATER, Wire
 from cfai_cli.upstream.workers import WorkersAIClient
-from tests.upstream.test_transport import LOOPS, Server, read_request, serving
+from tests.upstream.test_transport import LOOPS, Server, client, read_request, serving
 from tests.upstream.test_workers_lean import ACCOUNT, Answers, both_ways, http, raw_server
 
 pytestmark = pytest.mark.anyio
@@ -185,3 +185,14 @@ def test_a_fill_receives_in_place_and_never_past_its_end() -> None:
     wire.buffer_updated(7)
     assert buffer == b"\x00\x00\x00abcdefg" and wire.filled_to == 10
     assert len(wire.get_buffer(-1)) > 10 and wire.take() is None  # the scratch buffer again
+
+
+async def test_connections_read_at_once_each_get_their_own_bytes() -> None:
+    # One scratch buffer serves a thread's connections: each read is copied out before the next lands in it.
+    transport = LeanTransport(max_connections=8)
+    async with serving() as server, client(transport) as http:
+        bodies = [bytes([65 + i]) * (150_000 + i) for i in range(8)]  # several reads each, below the in-place size
+        answers = await asyncio.gather(*(http.post(f"{server.url}/{i}", content=body)
+                                         for i, body in enumerate(bodies)))
+        assert [answer.content for answer in answers] == [b"/%d|%s" % (i, body) for i, body in enumerate(bodies)]
+        assert server.peak > 1
