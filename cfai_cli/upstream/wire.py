@@ -4,11 +4,12 @@
 It replaces asyncio's StreamReader and StreamWriter under upstream.lean: a StreamReader copies what it receives
 three times before the caller has it (`extend` into its buffer, `read()`'s slice and `bytes()` of it) after the
 event loop's own copy into a new bytes object, and each read is a turn through its buffer's bookkeeping. Here the
-event loop receives into this protocol's own scratch buffer (`get_buffer`, public asyncio API, uvloop's too) and
-each read is one `bytes` copy of what arrived. A body of a declared length can instead be received in place
+event loop receives into a scratch buffer (`get_buffer`, public asyncio API, uvloop's too; one a thread) and each
+read is one `bytes` copy of what arrived. A body of a declared length can instead be received in place
 (`fill`): the event loop writes straight into the caller's buffer made at that length, no copy at all, and the
 read ends at that length (nothing past it is received then). For 2,048 float embeddings (21 answers, 32.7 MB) the
-reads' copies went from six to one (bench/payload_cpu.py under callgrind, issue 25, round 10: docs/performance.md).
+reads' copies went from six to one (bench/payload_cpu.py under callgrind, with the check of core.workers.vector_cut:
+~1,422 → ~1,178 M instructions a request; issue 25, round 10, docs/performance.md).
 
 Flow control is StreamReader's: reading pauses while more than READ_HIGH_WATER unread bytes wait (a slow stream
 reader holds no more than that), and the socket taking written bytes is awaited as StreamWriter.drain does.
