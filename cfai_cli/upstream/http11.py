@@ -1,19 +1,15 @@
-"""HTTP/1.1 on one connection: the socket pair, the request head, reading and writing with httpx's timeout and
-error types, and the response parser (httptools callbacks); and a JSON POST's head as bytes, with its answer's
-headers read as httpx reads them, for calls made without httpx's objects (Heads, header_map). The pool that
-lends these connections out is upstream.pool; the transport over both, upstream.lean (httpx's seam around it:
-upstream.transport).
+"""HTTP/1.1 on one connection: the request head and the response parser (httptools callbacks); and a JSON POST's
+head as bytes, with its answer's headers read as httpx reads them, for calls made without httpx's objects (Heads,
+header_map). The pool that lends connections out is upstream.pool; a connection's bytes and the waits on them,
+upstream.wire; the transport over all three, upstream.lean (httpx's seam around it: upstream.transport).
 
-Error texts are the OS's, the TLS library's or the parser's words, never the request's (so never its
-Authorization header). Imports httptools, upstream.httperrors and the standard library only: httpx only for
-what it alone does (a URL that is not plain, an answer's headers outside ASCII) and to raise its exceptions.
+Error texts are the parser's words, never the request's (so never its Authorization header). Imports httptools,
+upstream.httperrors and the standard library only: httpx only for what it alone does (a URL that is not plain, an
+answer's headers outside ASCII) and to raise its exceptions.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import select
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +20,6 @@ from cfai_cli.upstream.httperrors import http_error
 if TYPE_CHECKING:
     import httpx
 
-_READ_SIZE = 256 * 1024  # as much as the connection buffers (transport._BUFFER)
 Key = tuple[str, str, int]  # (scheme, host, port)
 # A response head beyond these is refused (http.client and h11 draw the line in the same place): a server
 # or something in between must not make the proxy buffer headers without end.
@@ -32,52 +27,8 @@ MAX_RESPONSE_HEADERS = 100
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 
 
-_poll = getattr(select, "poll", None)  # not on Windows: select.select there
-
-
 class _HeadTooLarge(Exception):
     """Internal: raised in a parser callback to stop parsing a response head past the caps."""
-
-
-class Conn:
-    __slots__ = ("_poller", "fd", "idle_since", "key", "reader", "transport", "writer")
-
-    def __init__(self, key: Key, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.key = key
-        self.reader = reader
-        self.writer = writer
-        self.transport = writer.transport
-        self.idle_since = 0.0
-        sock = writer.get_extra_info("socket")
-        self.fd: int = sock.fileno() if sock is not None else -1
-        self._poller: Any = None  # select.poll(), made on first use
-
-    def alive(self) -> bool:
-        return not (self.reader.at_eof() or self.transport.is_closing() or self.reader.exception() is not None)
-
-    def quiet(self) -> bool:
-        """Nothing is waiting unread on the idle socket. The event loop reads a socket only between callbacks, so
-        a server's close that just arrived may not show in alive() yet; sent a request, such a connection fails
-        after the request was written, when it can no longer be sent again. (Well under a microsecond: one poll.)"""
-        if self.fd < 0:
-            return True
-        try:
-            if _poll is not None:
-                if self._poller is None:  # one poll object for the connection's life: registered once
-                    self._poller = _poll()
-                    self._poller.register(self.fd, select.POLLIN)
-                return not self._poller.poll(0)
-            return not select.select([self.fd], [], [], 0)[0]
-        except (OSError, ValueError):
-            return False
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):  # already gone, or its loop closed: nothing left to free
-            self.transport.abort()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.transport.close()
 
 
 class Exchange:
@@ -211,36 +162,6 @@ class Exchange:
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         return data
-
-
-async def read(conn: Conn, timeout: float | None) -> bytes:
-    try:
-        if timeout is None:
-            return await conn.reader.read(_READ_SIZE)
-        async with asyncio.timeout(timeout):
-            return await conn.reader.read(_READ_SIZE)
-    except TimeoutError:
-        raise http_error("ReadTimeout", "Timed out waiting for the server's response.") from None
-    except OSError as exc:  # reset, TLS error...
-        raise http_error("ReadError", os_error(exc, "The connection broke while reading the response")) from None
-
-
-async def drain(conn: Conn, timeout: float | None) -> None:
-    try:
-        if timeout is None:
-            await conn.writer.drain()
-        else:
-            async with asyncio.timeout(timeout):
-                await conn.writer.drain()
-    except TimeoutError:
-        raise http_error("WriteTimeout", "Timed out sending the request.") from None
-    except OSError as exc:
-        raise http_error("WriteError", os_error(exc, "The connection broke while sending the request")) from None
-
-
-def os_error(exc: OSError, what: str) -> str:
-    text = str(exc).strip()
-    return f"{what}: {type(exc).__name__}: {text}" if text else f"{what} ({type(exc).__name__})."
 
 
 def request_head(request: httpx.Request) -> bytes:

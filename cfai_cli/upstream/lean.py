@@ -1,5 +1,5 @@
-"""A lean HTTP/1.1 client: a keep-alive pool on asyncio streams, parsed with httptools; httpx's seam around it is
-upstream.transport (LeanTransport).
+"""A lean HTTP/1.1 client: a keep-alive pool of asyncio connections (upstream.wire), parsed with httptools;
+httpx's seam around it is upstream.transport (LeanTransport).
 
 httpx's default transport (httpcore and anyio) costs more CPU per request than everything else the proxy does
 (docs/performance.md). This is the wire work alone: the Workers AI client sends its JSON and streamed calls on it
@@ -30,10 +30,10 @@ one-shot `cfai chat` never imports it (upstream.httperrors says what that saves)
   HTTP/1.1 only. Proxies are not supported: `lean_for()` (and upstream.transport's `lean_transport()`) return
   None when one is configured, so the client falls back to httpx's default transport, which honours them.
 
-The wire work of one connection (request head, parser, reads and writes) is upstream.http11, and which
+The request head and the parser are upstream.http11, a connection's reads and writes upstream.wire, and which
 connection a request gets is upstream.pool; this module opens connections (TCP, TLS) and carries a request and
 its response over one; what the environment says of proxies and trusted certificates is upstream.netenv. Imports
-upstream.http11, upstream.pool, upstream.httperrors, upstream.netenv and the standard library only.
+those, upstream.httperrors, upstream.whole and the standard library only.
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ import ssl
 from typing import Any
 
 from cfai_cli.upstream import whole
-from cfai_cli.upstream.http11 import Conn, Exchange, Key, drain, header_map, os_error, read
+from cfai_cli.upstream.http11 import Exchange, Key, header_map
 from cfai_cli.upstream.httperrors import caught, http_error
 from cfai_cli.upstream.netenv import default_ssl_context, proxies_configured
 from cfai_cli.upstream.pool import KEEPALIVE_EXPIRY, Pool
+from cfai_cli.upstream.wire import Conn, Wire, drain, fill, os_error, read
 
 __all__ = ["PREFILL", "TAIL_BYTES", "TAIL_SECONDS", "Lean", "LeanBody", "lean_for"]
 
@@ -57,11 +58,6 @@ _WRITE_HIGH_WATER = 64 * 1024  # buffered request bytes beyond which we wait for
 _JOIN_BELOW = 64 * 1024  # request bodies smaller than this are sent with their head in one buffer
 TAIL_SECONDS = 0.05  # a started body closed short of its end: how long to read on so its connection is reused
 TAIL_BYTES = 64 * 1024  # ... and how much: more than that is a stream cut short, not its tail
-# What asyncio may buffer of an answer before it stops reading the socket (twice this). With its default
-# (64 KiB) a 1.3 MB image came in ~25 reads of 64 KiB, each a turn of the event loop through httpx: 256 KiB
-# took an images request (n=4) from 18 to 12 ms of proxy CPU; 1 MiB saved no more and held ~6 MB more while
-# 21 embedding batches were read at once (bench/payloads.py, issue 25, 2026-12-01).
-_BUFFER = 256 * 1024
 PREFILL = 256 * 1024  # LeanBody.read_buffer: a declared body at least this long is read into one buffer
 
 
@@ -77,6 +73,15 @@ def lean_for(given: object, *, fast_http: bool, max_connections: int) -> Lean | 
     if not fast_http or proxies_configured():
         return None
     return Lean(max_connections=max_connections)
+
+
+def _declared(headers: dict[str, str]) -> int | None:
+    """A body's declared length when it is PREFILL bytes or more and not chunked; None otherwise."""
+    declared = headers.get("content-length", "").strip()
+    if not declared.isdigit() or "transfer-encoding" in headers:
+        return None
+    length = int(declared)
+    return length if length >= PREFILL else None
 
 
 class _Retry(Exception):
@@ -141,35 +146,55 @@ class LeanBody:
             if len(data) > limit:
                 raise whole.too_large(limit)
             return data
-        whole.check_declared(header_map(exchange.headers))
+        headers = header_map(exchange.headers)
+        whole.check_declared(headers)
+        length = _declared(headers)
+        if length is not None:  # one copy of it (the bytes), not one a read and their join
+            return bytes(await self._filled(length))
         return await self._joined(limit)
 
     async def read_buffer(self) -> bytes | bytearray:
-        """`read`, but a body of a declared length (within the cap: `whole.check_declared`) beyond PREFILL bytes is
-        put into one buffer made at that length as it arrives: not held twice while its pieces are joined (an
-        image, ~1.3 MB: four read at once; issue 25, round 8). Its length is the parser's to keep: a body that
-        ends short is an error (http11.Exchange.at_eof), one longer is not read past the declared length."""
+        """`read`, but a body of a declared length (within the cap: `whole.check_declared`) of PREFILL bytes or more
+        is the buffer it was received into, made at that length: not copied, and not held twice while its pieces
+        are joined (an image, ~1.3 MB: four read at once; issue 25, rounds 8 and 10)."""
         exchange = self._exchange
         if self._conn is None:
             return await self.read()
         headers = header_map(exchange.headers)
-        declared = headers.get("content-length", "").strip()
-        if not declared.isdigit() or int(declared) < PREFILL or "transfer-encoding" in headers:
+        length = _declared(headers)
+        if length is None:
             return await self.read()  # which checks the declared length itself
         whole.check_declared(headers)
+        return await self._filled(length)
+
+    async def _filled(self, length: int) -> bytearray:
+        """The body, of a declared `length`, in one buffer made at that length. What the parser has of it is copied
+        in; the rest is received into it in place (upstream.wire.fill) and not parsed: its declared length is its
+        end, as the parser would find it (EOF before it is the same RemoteProtocolError, and nothing past it is
+        received), and the parser's verdicts on the head and on keep-alive stand."""
+        conn = self._conn
+        assert conn is not None
+        exchange = self._exchange
         self._started = True
-        buffer = bytearray(int(declared))
-        filled = 0
-        with memoryview(buffer) as view:
-            async for chunk in self:
-                end = filled + len(chunk)
-                if end > len(buffer):  # cannot happen (the parser stops at the declared length): refused
-                    self._drop()
-                    raise http_error("RemoteProtocolError", "The response body is longer than its Content-Length.")
-                view[filled:end] = chunk
-                filled = end
-        if filled != len(buffer):  # cannot happen either (EOF short of it raises): refused
-            raise http_error("RemoteProtocolError", "The response body is shorter than its Content-Length.")
+        buffer = bytearray(length)
+        try:
+            data = conn.wire.take()
+            if data:  # received before: parsed first, in order
+                exchange.feed(data)
+            head = exchange.take() if exchange.chunks else b""
+            got = len(head)
+            if got > length:  # cannot happen (the parser stops at the declared length): refused
+                raise http_error("RemoteProtocolError", "The response body is longer than its Content-Length.")
+            buffer[:got] = head
+            if not exchange.complete:
+                await fill(conn, buffer, got, self._timeout)
+                exchange.complete = True
+            elif got != length:  # cannot happen either (EOF short of it raises): refused
+                raise http_error("RemoteProtocolError", "The response body is shorter than its Content-Length.")
+        except BaseException:
+            self._drop()
+            raise
+        self._finish()
         return buffer
 
     def _drop(self) -> None:
@@ -290,7 +315,7 @@ class Lean:
         read_timeout = timeouts.get("read")
         written = False
         try:
-            writer = conn.writer
+            writer = conn.transport
             if not conn.alive():  # closed since it was handed over (writing would raise on uvloop)
                 raise http_error("WriteError", "The connection closed before the request was sent.")
             written = True  # from here on, some of the request may reach the server
@@ -321,7 +346,7 @@ class Lean:
         return self.body_type(self.pool, conn, exchange, read_timeout)
 
     async def _send_chunked(self, conn: Conn, stream: Any, timeout: float | None) -> None:
-        writer = conn.writer
+        writer = conn.transport
         async for part in stream:
             if part:
                 if conn.transport.is_closing():
@@ -340,23 +365,24 @@ class Lean:
     async def _connect(self, key: Key, timeout: float | None) -> Conn:
         scheme, host, port = key
         context = self._ssl_context() if scheme == "https" else None
+        loop = asyncio.get_running_loop()
         try:
             if timeout is None:
-                reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=_BUFFER,
+                transport, wire = await loop.create_connection(Wire, host, port, ssl=context,
                                                                server_hostname=host if context else None)
             else:
                 async with asyncio.timeout(timeout):
-                    reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=_BUFFER,
+                    transport, wire = await loop.create_connection(Wire, host, port, ssl=context,
                                                                    server_hostname=host if context else None)
         except TimeoutError:
             raise http_error("ConnectTimeout", f"Timed out connecting to {host}:{port}.") from None
         except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError, certificate)
             raise http_error("ConnectError", os_error(exc, f"Could not connect to {host}:{port}")) from None
-        sock = writer.get_extra_info("socket")
+        sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return Conn(key, reader, writer)
+        return Conn(key, transport, wire)
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:

@@ -14,8 +14,9 @@ import contextlib
 from collections import deque
 from time import monotonic
 
-from cfai_cli.upstream.http11 import Conn, Key
+from cfai_cli.upstream.http11 import Key
 from cfai_cli.upstream.httperrors import http_error
+from cfai_cli.upstream.wire import Conn
 
 KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept (httpx's default)
 
