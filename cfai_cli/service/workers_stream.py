@@ -162,7 +162,7 @@ class _Answer:
         self._one = len(sources) == 1
         self._groups: Batches[list[ChunkChoice]] | None = None
         self._id, self._created = "", 0
-        self._state = 0  # 0: not started, 1: reading, 2: ended (the usage chunk to give, if asked), 3: done
+        self._state = 0  # 0: not started, 1: reading, 2: done
         self._total: ParsedUsage | None = None
 
     def __aiter__(self) -> _Answer:
@@ -201,12 +201,12 @@ class _Answer:
     async def aclose(self) -> None:
         if self._state == 1:
             await self._end()
-        self._state = 3
+        self._state = 2
 
     async def _end(self) -> None:
         """The groups closed, then (whether or not the client asked to see usage, and also when it hung up: what
         was spent counts) the usage into the record."""
-        self._state = 3
+        self._state = 2
         try:
             groups = self._groups
             assert groups is not None
