@@ -208,6 +208,15 @@ class Conn:
             self.transport.close()
 
 
+async def _wait(wire: Wire, timeout: float | None) -> None:
+    """Until more bytes, the end or an error arrive on the connection (TimeoutError after `timeout`)."""
+    if timeout is None:
+        await wire.wait()
+    else:
+        async with asyncio.timeout(timeout):
+            await wire.wait()
+
+
 async def read(conn: Conn, timeout: float | None) -> bytes:
     """The bytes that arrived since the last read (waiting for some), b"" at the end of the connection."""
     wire = conn.wire
@@ -220,11 +229,7 @@ async def read(conn: Conn, timeout: float | None) -> bytes:
                 raise wire.error
             if wire.eof:
                 return b""
-            if timeout is None:
-                await wire.wait()
-            else:
-                async with asyncio.timeout(timeout):
-                    await wire.wait()
+            await _wait(wire, timeout)
     except TimeoutError:
         raise http_error("ReadTimeout", "Timed out waiting for the server's response.") from None
     except OSError as exc:  # reset, TLS error...
@@ -242,11 +247,7 @@ async def fill(conn: Conn, buffer: bytearray, filled: int, timeout: float | None
             if wire.eof:
                 raise http_error("RemoteProtocolError",
                                  "The server closed the connection before the end of the response body.")
-            if timeout is None:
-                await wire.wait()
-            else:
-                async with asyncio.timeout(timeout):
-                    await wire.wait()
+            await _wait(wire, timeout)
     except TimeoutError:
         raise http_error("ReadTimeout", "Timed out waiting for the server's response.") from None
     except OSError as exc:
