@@ -159,7 +159,7 @@ class _Transport:
         self.resumed += 1
 
 
-def test_reading_pauses_while_too_much_is_unread_and_resumes_once_it_is_read() -> None:
+async def test_reading_pauses_while_too_much_is_unread_and_resumes_once_it_is_read() -> None:
     wire, transport = Wire(), _Transport()
     wire.connection_made(transport)  # type: ignore[arg-type]
     received = b""
@@ -175,7 +175,7 @@ def test_reading_pauses_while_too_much_is_unread_and_resumes_once_it_is_read() -
     assert wire.take() == received and transport.resumed == 1 and wire.take() is None
 
 
-def test_a_fill_receives_in_place_and_never_past_its_end() -> None:
+async def test_a_fill_receives_in_place_and_never_past_its_end() -> None:
     wire, buffer = Wire(), bytearray(10)
     wire.connection_made(_Transport())  # type: ignore[arg-type]
     wire.fill(buffer, 3)
