@@ -1,9 +1,9 @@
 """Short SQLite transactions on every request's path (rate limits, budget holds), on the event loop, grouped.
 
-Imports stdlib, errors, store.db and store.hot_tx (how a piece or a batch runs on one connection). A piece of
-work runs in a write transaction (BEGIN IMMEDIATE, so it is serialised with every other process's) on a
-connection kept open, on the event loop itself when SQLite's write lock is free this instant (that connection
-has no busy timeout), else in a worker thread that waits its turn.
+Imports stdlib, store.db, store.hot_tx (how a piece or a batch runs on one connection) and store.hot_conns (the
+loop's connection and the thread's). A piece of work runs in a write transaction (BEGIN IMMEDIATE, so it is
+serialised with every other process's) on a connection kept open, on the event loop itself when SQLite's write
+lock is free this instant (that connection has no busy timeout), else in a worker thread that waits its turn.
 The first piece of an iteration of the loop runs at once; the pieces that concurrent requests submit in the same
 iteration share one transaction at its end (group commit), each seeing the writes of the pieces before it: exact.
 Measured on the 2-core machine of bench/run.py (docs/performance.md, 2026-12-01, loaded by other jobs): a thread
@@ -17,8 +17,8 @@ await at all (a caller that would otherwise shield its wait from cancellation sk
 the process's connections once (os.register_at_fork) instead of an os.getpid() system call per piece.
 `defer` holds a write nobody waits for (`HOLD` at most; lost if the process is killed meanwhile) for the next
 write transaction to carry: a TPM key's tokens ride on the next admission (c=1: 14.0 -> 8.2 fcntl a request,
-docs/performance.md round 8); `lend` lends the loop's connection between
-transactions to store.keys' KeyCache (round 6). `run_grouped` makes one piece of an iteration's items under one key
+docs/performance.md round 8); `connections.lend` lends the loop's connection between transactions to
+store.keys' KeyCache (round 6). `run_grouped` makes one piece of an iteration's items under one key
 (a key's concurrent admissions: its windows read once, not once each; docs/performance.md round 9).
 """
 
@@ -29,20 +29,17 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cfai_cli.errors import ConfigError
 from cfai_cli.store import hot_tx
 from cfai_cli.store.db import connect
-from cfai_cli.store.hot_tx import Busy, Group, Piece, Work, deliver, locked, open_connection, run_batch, run_one
+from cfai_cli.store.hot_conns import Connections
+from cfai_cli.store.hot_tx import Group, Piece, Work, deliver, run_batch, run_one
 
 T = TypeVar("T")
-R = TypeVar("R")
-WAIT = 30.0  # seconds a piece waits for another connection's write lock before its request fails
 CHECKPOINT_EVERY = 500  # commits made on the loop between two checkpoints (a page or two each)
 HOLD = 0.010  # seconds a deferred write waits at most for another write transaction of this process to ride on
 
@@ -74,13 +71,10 @@ class HotPath:
         self._groups: dict[asyncio.AbstractEventLoop, dict[Hashable, Group]] = {}  # run_grouped's, in _pending
         self._deferred_groups: dict[asyncio.AbstractEventLoop, dict[Hashable, Group]] = {}  # in _deferred
         self._stepping: set[asyncio.AbstractEventLoop] = set()  # loops whose iteration has run a piece at once
-        self._loop_lock = threading.Lock()  # the loop's connection (a second loop in another thread: tests)
-        self._thread_lock = threading.Lock()  # the thread's connection
+        self.connections = Connections(path)
         self._backlog_lock = threading.Lock()
         self._backlog: list[tuple[asyncio.AbstractEventLoop, list[Piece]]] = []  # pieces waiting for the thread
         self._draining = False  # a thread is working through the backlog
-        self._loop_conn: sqlite3.Connection | None = None
-        self._thread_conn: sqlite3.Connection | None = None
         self._commits = 0
         self._schemas: set[str] = set()
         _LIVE.add(self)
@@ -93,7 +87,7 @@ class HotPath:
             self._schemas.add(schema)
 
     def _forget(self) -> None:
-        self._loop_conn = self._thread_conn = None  # the parent's: never closed here
+        self.connections = Connections(self.path)  # the parent's: never closed here
         self._pending.clear()
         self._groups.clear()
         self._stepping.clear()
@@ -102,7 +96,7 @@ class HotPath:
         self._armed.clear()
         self._backlog.clear()
         self._draining = False
-        self._loop_lock, self._thread_lock, self._backlog_lock = threading.Lock(), threading.Lock(), threading.Lock()
+        self._backlog_lock = threading.Lock()
 
     async def run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = True, single: bool = False) -> T:
         """`work(conn)` in a transaction, and what it returned (`write=False`: it only reads; a transaction of
@@ -220,11 +214,11 @@ class HotPath:
         and it leaves the iteration's first write to run at once too (a budget's door check and its hold, one
         after the other: the hold went through a batch, a future and another turn of the loop, ~50 k instructions)."""
         if not write:
-            return self._inline(run_one, work, write, single)
+            return self.connections.inline(run_one, work, write, single)
         self._stepping.add(loop)
         loop.call_soon(self._stepping.discard, loop)
         works = self._deferred.get(loop)
-        outcome = self._carry(loop, works, work) if works else self._inline(run_one, work, write, single)
+        outcome = self._carry(loop, works, work) if works else self.connections.inline(run_one, work, write, single)
         if outcome is not None:
             self._commits += 1
             if self._commits >= CHECKPOINT_EVERY:
@@ -234,7 +228,7 @@ class HotPath:
     def _carry(self, loop: asyncio.AbstractEventLoop, works: list[Work], work: Work) -> tuple[bool, Any] | None:
         """`work` behind the deferred writes in one transaction (None: the lock is held elsewhere, they went first)."""
         try:
-            outcome = self._inline(hot_tx.run_carried, works, work)
+            outcome = self.connections.inline(hot_tx.run_carried, works, work)
         except Exception as exc:
             deliver(self._take(loop), exc)  # logged: the database cannot be used
             raise
@@ -265,7 +259,7 @@ class HotPath:
 
     def call(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work(conn)` in its own write transaction on the calling thread, waiting for the lock (CLI, tests)."""
-        ((ok, result),) = self._blocking([(work, None, True)])
+        ((ok, result),) = self.connections.blocking([(work, None, True)])
         if not ok:
             raise result
         return result  # type: ignore[no-any-return]
@@ -282,7 +276,7 @@ class HotPath:
             self._to_thread(loop, batch)
             return
         try:
-            outcomes = self._inline(run_batch, batch)
+            outcomes = self.connections.inline(run_batch, batch)
         except Exception as exc:  # handed to every waiter, as the thread's would be
             deliver(batch, exc)
             return
@@ -296,7 +290,7 @@ class HotPath:
 
     def _checkpoint_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         self._commits = 0
-        loop.run_in_executor(None, self._checkpoint)
+        loop.run_in_executor(None, self.connections.checkpoint)
 
     def _to_thread(self, loop: asyncio.AbstractEventLoop, batch: list[Piece]) -> None:
         with self._backlog_lock:
@@ -317,7 +311,7 @@ class HotPath:
                     return
             outcomes: list[tuple[bool, Any]] | BaseException
             try:
-                outcomes = self._blocking([piece for _, batch in waiting for piece in batch])
+                outcomes = self.connections.blocking([piece for _, batch in waiting for piece in batch])
             except Exception as exc:
                 outcomes = exc
             start = 0
@@ -327,91 +321,12 @@ class HotPath:
                 with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
                     loop.call_soon_threadsafe(deliver, batch, part)
 
-    def _loop_connection(self) -> sqlite3.Connection:
-        conn = self._loop_conn
-        if conn is None:
-            conn = self._loop_conn = open_connection(self.path)
-            conn.execute("PRAGMA wal_autocheckpoint = 0")  # self._checkpoint, in a thread
-        return conn
-
-    def lend(self) -> sqlite3.Connection | None:
-        """The loop's connection between two transactions, for reads of the caller's own (None while another
-        thread has it, or it cannot be opened); `give_back()` after. For store.keys' KeyCache: a connection's
-        `PRAGMA data_version` does not move for its own commits, so the rate limits' and budgets' commits made
-        here (one to three a request, never to api_keys) no longer make it read the keys' epoch again, its page
-        cache dropped and read back (bench/keys_syscalls.py: ~15 µs of CPU and two preads a limited request)."""
-        if not self._loop_lock.acquire(blocking=False):
-            return None
-        try:
-            return self._loop_connection()
-        except sqlite3.Error:
-            self._drop("_loop_conn")
-            self._loop_lock.release()
-            return None
-
-    def give_back(self) -> None:
-        self._loop_lock.release()
-
-    def _inline(self, run: Callable[..., R], *args: Any) -> R | None:
-        """`run(conn, *args)` (`run_batch` or `run_one`) on the loop's connection; None if another writer holds it."""
-        if not self._loop_lock.acquire(blocking=False):
-            return None
-        try:
-            try:
-                conn = self._loop_connection()
-                return run(conn, *args)
-            except Busy:
-                return None
-            except sqlite3.Error as exc:
-                self._drop("_loop_conn")
-                if locked(exc):  # even its first read of the schema waits for no one
-                    return None
-                raise ConfigError(f"Cannot use the database {self.path}: {exc}") from None
-        finally:
-            self._loop_lock.release()
-
-    def _blocking(self, batch: list[Piece]) -> list[tuple[bool, Any]]:
-        """`batch` in one transaction on the thread's connection, trying again every 0.1–2 ms while another
-        connection writes (SQLite's own busy handler sleeps 1, 2, 5 ... 100 ms: a queue of requests behind it)."""
-        deadline, pause = time.monotonic() + WAIT, 0.0001
-        with self._thread_lock:
-            while True:
-                try:
-                    if self._thread_conn is None:
-                        self._thread_conn = open_connection(self.path)
-                    return run_batch(self._thread_conn, batch)
-                except (Busy, sqlite3.Error) as exc:
-                    if not isinstance(exc, Busy):
-                        self._drop("_thread_conn")
-                    if not (isinstance(exc, Busy) or locked(exc)) or time.monotonic() > deadline:
-                        raise ConfigError(f"Cannot use the database {self.path}: "
-                                          f"{'database is locked' if isinstance(exc, Busy) else exc}") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.002)
-
-    def _drop(self, name: str) -> None:
-        conn: sqlite3.Connection | None = getattr(self, name)
-        if conn is not None:  # a connection that failed mid-transaction is not reused
-            conn.close()
-            setattr(self, name, None)
-
-    def _checkpoint(self) -> None:
-        try:
-            with self._thread_lock:
-                if self._thread_conn is None:
-                    self._thread_conn = open_connection(self.path)
-                hot_tx.checkpoint(self._thread_conn)
-        except sqlite3.Error:
-            pass  # the next one, or another connection's commit, checkpoints
-
     def close(self) -> None:
         """The deferred writes committed (waiting for the lock as `call` does), then the connections closed."""
         deferred = [piece for loop in list(self._deferred) for piece in self._take(loop)]
         if deferred:
             try:
-                deliver(deferred, self._blocking(deferred))
+                deliver(deferred, self.connections.blocking(deferred))
             except Exception as exc:
                 deliver(deferred, exc)
-        for name, lock in (("_loop_conn", self._loop_lock), ("_thread_conn", self._thread_lock)):
-            with lock:
-                self._drop(name)
+        self.connections.close()

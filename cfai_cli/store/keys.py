@@ -299,12 +299,12 @@ class KeyCache:
     def _local(self, digest: str) -> KeyRecord | None:
         hot = self.hot
         if hot is not None and self._conn is not None:  # opened once (file, schema) before the loop's is used
-            lent = hot.lend()
+            lent = hot.connections.lend()
             if lent is not None:
                 try:
                     return self._lookup(lent, digest)
                 finally:
-                    hot.give_back()
+                    hot.connections.give_back()
         return self._lookup(self._connection(), digest)
 
     def _lookup(self, conn: sqlite3.Connection, digest: str) -> KeyRecord | None:

@@ -124,8 +124,8 @@ async def test_a_single_statement_runs_alone_without_a_transaction_and_waits_for
     hot.ensure(SCHEMA)
     statements: list[str] = []
     assert hot.run_now(add_one, single=True) == (None,)
-    assert hot._loop_conn is not None
-    hot._loop_conn.set_trace_callback(statements.append)
+    assert hot.connections.loop_conn is not None
+    hot.connections.loop_conn.set_trace_callback(statements.append)
     await asyncio.sleep(0)
     assert hot.run_now(add_one, single=True) == (None,)
     assert statements == ["INSERT INTO seen (n) SELECT COUNT(*) FROM seen"]  # no BEGIN, no COMMIT
@@ -145,13 +145,13 @@ async def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     hot = HotPath(tmp_path / "cfai.db")
     hot.ensure(SCHEMA)
     assert await hot.run(count_and_add) == 0
-    parent_conn = hot._loop_conn
+    parent_conn = hot.connections.loop_conn
     pid = os.fork()
     if pid == 0:  # the child: its parent's connection is forgotten, never used nor closed
-        os._exit(0 if hot._loop_conn is None and hot._stepping == set() else 1)
+        os._exit(0 if hot.connections.loop_conn is None and hot._stepping == set() else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert hot._loop_conn is parent_conn  # the parent's is its own still
+    assert hot.connections.loop_conn is parent_conn  # the parent's is its own still
     await asyncio.sleep(0)
     assert await hot.run(count_and_add) == 1
     hot.close()
@@ -164,9 +164,9 @@ async def test_a_deferred_write_rides_on_the_next_write_or_commits_alone_within_
     hot.ensure(SCHEMA)
     other = sqlite3.connect(db, isolation_level=None)  # another worker, or `cfai keys`
     assert hot.run_now(seen, write=False) == (0,)
-    assert hot._loop_conn is not None
+    assert hot.connections.loop_conn is not None
     statements: list[str] = []
-    hot._loop_conn.set_trace_callback(statements.append)
+    hot.connections.loop_conn.set_trace_callback(statements.append)
     hot.defer(add_one)
     assert seen(other) == 0  # held: no commit of its own...
     assert await hot.run(count_and_add) == 1  # ... it rides on this process's next write, ahead of it

@@ -77,10 +77,10 @@ def test_through_the_hot_paths_connection_its_own_commits_are_not_changes(tmp_pa
     assert asyncio.run(limiter.admit(record.id, record.policy, now=time.time())).allowed  # its table made
     assert cache.verify(key) == record
     statements: list[str] = []
-    lent = hot.lend()
+    lent = hot.connections.lend()
     assert lent is not None
     lent.set_trace_callback(statements.append)
-    hot.give_back()
+    hot.connections.give_back()
     for _ in range(3):  # an admission committed on the hot path's connection, then the next request's lookup
         assert asyncio.run(limiter.admit(record.id, record.policy, now=time.time())).allowed
         statements.clear()
@@ -90,12 +90,12 @@ def test_through_the_hot_paths_connection_its_own_commits_are_not_changes(tmp_pa
     assert cache.verify(key) is None
     # The loop's connection busy (another thread's transaction): the cache's own connection, as exact.
     key2, record2 = store.create("b")
-    assert hot.lend() is not None
+    assert hot.connections.lend() is not None
     try:
         assert cache.verify(key2) == record2
         assert store.revoke(record2.id)
         assert cache.verify(key2) is None
     finally:
-        hot.give_back()
+        hot.connections.give_back()
     cache.close()
     hot.close()

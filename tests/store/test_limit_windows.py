@@ -179,11 +179,11 @@ async def test_a_keys_admissions_one_after_another_read_its_windows_once(tmp_pat
     limiter, there = RateLimiter(db, hot), RateLimiter(db)
     policy = KeyPolicy(rpm=10**6, tpm=10**9)
     await limiter.admit("k", policy, now=0.0)
-    conn = hot.lend()
+    conn = hot.connections.lend()
     assert conn is not None
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
-    hot.give_back()
+    hot.connections.give_back()
     for i in range(1, 6):
         assert limiter.record_tokens_now("k", 5, now=i - 0.5)
         assert (await limiter.admit("k", policy, now=float(i))).allowed
