@@ -153,7 +153,7 @@ class _Answer:
     owner closes the sources."""
 
     __slots__ = ("_call", "_choices", "_created", "_ctx", "_groups", "_id", "_include_usage", "_one", "_sources",
-                 "_state", "_total")
+                 "_state")
 
     def __init__(self, ctx: Context, call: WorkersChatCall, choices: list[_Choice],
                  sources: list[Source[list[ChunkChoice]]], *, include_usage: bool) -> None:
@@ -163,7 +163,6 @@ class _Answer:
         self._groups: Batches[list[ChunkChoice]] | None = None
         self._id, self._created = "", 0
         self._state = 0  # 0: not started, 1: reading, 2: done
-        self._total: ParsedUsage | None = None
 
     def __aiter__(self) -> _Answer:
         return self
@@ -181,11 +180,9 @@ class _Answer:
             try:
                 deltas = await groups.__anext__()
             except StopAsyncIteration:
-                await self._end()
+                total = await self._end()
                 if not self._include_usage:
                     raise
-                total = self._total
-                assert total is not None
                 return [chunk([], completion_id=self._id, created=self._created, model=self._call.model_id,
                               usage=usage_out(total), include_usage=True)]
             except BaseException:
@@ -203,9 +200,9 @@ class _Answer:
             await self._end()
         self._state = 2
 
-    async def _end(self) -> None:
+    async def _end(self) -> ParsedUsage:
         """The groups closed, then (whether or not the client asked to see usage, and also when it hung up: what
-        was spent counts) the usage into the record."""
+        was spent counts) the usage into the record; the usage, summed."""
         self._state = 2
         try:
             groups = self._groups
@@ -213,8 +210,9 @@ class _Answer:
             await groups.aclose()
         finally:
             choices = self._choices
-            total = self._total = sum_usage(c.usage() for c in choices)
+            total = sum_usage(c.usage() for c in choices)
             self._ctx.record.add_usage(total.prompt_tokens, total.completion_tokens)
             for choice in choices:
                 if choice.neurons is not None:
                     self._ctx.record.add_neurons(choice.neurons)
+        return total

@@ -204,8 +204,9 @@ def _record_all_tokens(conn: sqlite3.Connection, key_id: str, items: list[tuple[
     When this connection knows the key's token window (store.windows), the rows are made from it, no read at all."""
     known = windows.known(conn)
     entry = None if known is None else known.get(key_id)
-    if entry is not None and entry[0][2]:  # (an entry of a policy without tpm never counts tokens: kept as it is)
-        windows.record_tokens(conn, known, entry, key_id, items, _INSERT, TOKENS)  # type: ignore[arg-type]
+    # (an entry of a policy without tpm never counts tokens: kept as it is, the rows written below)
+    if known is not None and entry is not None and entry[0][2]:
+        windows.record_tokens(conn, known, entry, key_id, items, _INSERT, TOKENS)
         return
     if len(items) == 1:
         tokens, now = items[0]

@@ -53,7 +53,7 @@ class Wire(asyncio.BufferedProtocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         # The loop once per connection: on Python 3.11 each asyncio.get_running_loop() is a getpid() system call
-        # (a fork check), one more a request when a read waited on it (bench/serve_syscalls.py: 13.69 -> 12.66).
+        # (a fork check), one more a request when a read waited on it (bench/serve_syscalls.py: 13.69 -> 12.62).
         self.loop = asyncio.get_running_loop()
         self._scratch = _scratch_buffer()
         self._pending: list[bytes] = []
