@@ -1,6 +1,6 @@
 """The import arrows of DESIGN.md, checked on the AST: cli -> server -> service -> upstream -> core.
 
-`errors` sits beneath everything; `core` imports only pydantic and the standard library (and orjson in
+`errors` sits beneath everything; `core` imports only pydantic and the standard library (and orjson and msgspec in
 core/jsonfast.py); nothing imports `cli`; server code never imports typer or rich. The offline emulator stands
 apart: it imports only the standard library and starlette (it fakes Cloudflare, so it must not share cfai's
 code), and only the offline transport in service/context.py imports it. Three things issue 19 removes may not
@@ -104,11 +104,11 @@ def test_imports_follow_the_arrows(path: Path) -> None:
                 f"{path.relative_to(PACKAGE)}:{lineno}: the emulator may import only starlette and the stdlib, "
                 f"not {top}")
         elif layer == "core":
-            # orjson only behind core.jsonfast, which falls back to the stdlib (docs/performance.md).
-            fast_json = top == "orjson" and path.name == "jsonfast.py"
+            # orjson and msgspec only behind core.jsonfast, which falls back to the stdlib (docs/performance.md).
+            fast_json = top in {"orjson", "msgspec"} and path.name == "jsonfast.py"
             assert top in STDLIB or top in {"pydantic", "__future__"} or fast_json, (
                 f"{path.relative_to(PACKAGE)}:{lineno}: core may import only pydantic and the stdlib "
-                f"(and orjson in core/jsonfast.py), not {top}")
+                f"(and orjson and msgspec in core/jsonfast.py), not {top}")
         else:
             assert top not in THIRD_PARTY_BANNED.get(layer, set()), (
                 f"{path.relative_to(PACKAGE)}:{lineno}: {layer} must not import {top}")

@@ -130,9 +130,9 @@ class WorkersAIClient(AccountCalls):
         url = f"{self._base}/run/{model}"
 
         async def attempt(remaining: float) -> Any:
-            if self._lean is not None:
-                status, headers, content = await self._lean_read(url, jsonfast.dumps(body), affinity)
-                assert isinstance(content, bytes)  # read(), not read_buffer()
+            if self._lean is not None:  # vectors: a big answer is checked in the buffer it was received into
+                status, headers, content = await self._lean_read(url, jsonfast.dumps(body), affinity,
+                                                                 buffer=vectors is not False)
                 return self._decoded(status, headers, content, model, vectors)
             return await self._json_answer(self._request(url, body, remaining, affinity), model, vectors)
 
@@ -167,7 +167,7 @@ class WorkersAIClient(AccountCalls):
                 from cfai_cli.upstream.transport import as_response
 
                 content = await aread(as_response(answer))
-            elif buffer:  # run_raw: an image's answer in one buffer made at its length (LeanBody.read_buffer)
+            elif buffer:  # an image's or vectors' answer in one buffer made at its length (LeanBody.read_buffer)
                 content = await answer.read_buffer()
             else:
                 content = await answer.read()
@@ -175,7 +175,7 @@ class WorkersAIClient(AccountCalls):
             await answer.aclose()
         return exchange.status, headers, content
 
-    def _decoded(self, status: int, headers: Mapping[str, str], content: bytes, model: str,
+    def _decoded(self, status: int, headers: Mapping[str, str], content: bytes | bytearray, model: str,
                  vectors: bool | Literal["text"]) -> Any:
         """A JSON answer's unwrapped `result` (or its error raised), with the neurons it reports noted."""
         content_type = headers.get("content-type", "")
@@ -185,6 +185,7 @@ class WorkersAIClient(AccountCalls):
             result = decode_vectors_result(status, content_type, content, headers, model=model,
                                            floats=vectors is True)
         else:
+            assert isinstance(content, bytes)  # read(), not read_buffer()
             result = decode_json_result(status, content_type, content, headers, model=model)
         self._note_neurons(headers, result)
         return result

@@ -169,27 +169,33 @@ async def test_offline_embeddings_with_dimensions_and_aliases(settings, api_key:
 
 
 def raw_vectors(texts: list[str]) -> httpx.Response:
-    """Vectors as Workers AI might write them: `f-…` texts get exponent floats, `i-…` texts an integer."""
-    data = b",".join(b"[1.5E-7,-0.25]" if t.startswith("f") else b"[1,-0.25]" for t in texts)
+    """Vectors as Workers AI might write them: `f-…` texts get a float with an exponent, `i-…` texts an integer and
+    `z-…` texts the same with an exponent of three digits (which goes the old way: orjson judges it)."""
+    kinds = {"f": b"[1.5E-7,-0.25]", "i": b"[1,-0.25]", "z": b"[1.5E-100,0]"}
+    data = b",".join(kinds[t[0]] for t in texts)
     return httpx.Response(200, headers={"content-type": "application/json"},
                           content=b'{"result":{"shape":[%d,2],"data":[%s],"pooling":"mean"},"success":true,'
                                   b'"errors":[],"messages":[]}' % (len(texts), data))
 
 
 async def test_float_vectors_leave_as_workers_ai_wrote_them(proxy, fake: FakeWorkers) -> None:
-    # Checked float text is written as it came (no decode and encode of every number); a batch holding an
-    # integer is decoded whole as before, so every number still leaves as a float (1.0, not 1).
+    # Checked vectors' text is written as it came (no decode and encode of every number), integers and exponents
+    # included (any JSON number, as Workers AI's schema says); a batch the check leaves to orjson (a three-digit
+    # exponent) is decoded whole as before, so its numbers leave as floats (0.0, not 0).
     fake.models[BGE] = lambda request, body: raw_vectors(body["text"])
     async with proxy() as client:
         floats = await client.post("/v1/embeddings", json={"model": BGE, "input": ["f-1", "f-2"]})
         mixed = await client.post("/v1/embeddings", json={"model": BGE, "input": ["f-1", "i-2"]})
+        tiny = await client.post("/v1/embeddings", json={"model": BGE, "input": ["z-1", "i-2"]})
         short = await client.post("/v1/embeddings", json={"model": BGE, "input": ["f-1"], "dimensions": 1})
-    for response in (floats, mixed, short):
+    for response in (floats, mixed, tiny, short):
         assert response.status_code == 200, response.text
         validate(response.json(), "CreateEmbeddingResponse")
     assert floats.text.count('"embedding":[1.5E-7,-0.25]}') == 2
-    assert '"embedding":[1.0,-0.25]}' in mixed.text and '"embedding":[1.5e-7,-0.25]}' in mixed.text
+    assert '"embedding":[1,-0.25]}' in mixed.text and '"embedding":[1.5E-7,-0.25]}' in mixed.text
+    assert '"embedding":[1.5e-100,0.0]}' in tiny.text and '"embedding":[1.0,-0.25]}' in tiny.text
     assert [d["embedding"] for d in floats.json()["data"]] == [[1.5e-7, -0.25]] * 2
+    assert [d["embedding"] for d in mixed.json()["data"]] == [[1.5e-7, -0.25], [1.0, -0.25]]
     assert short.json()["data"][0]["embedding"] == [1.0]  # `dimensions` needs the floats: re-normalised
 
 

@@ -56,6 +56,10 @@ async def test_an_embeddings_answer_read_whole_is_the_same_both_ways(answers: An
         assert len(seen) == 1 and neurons == [3.0]
         assert isinstance(outcome["data"], CutVectors) and outcome["data"].count == 40
         assert bytes(outcome["data"].text) == b"[" + b",".join([VECTOR] * 40) + b"]"
+        # Checked in the buffer it was received into (read_buffer: no copy of 630 KB); its vectors leave as bytes.
+        assert type(outcome["data"].body) is bytearray and type(through[1]["data"].body) is bytes
+        assert outcome["data"].json_vectors() == through[1]["data"].json_vectors()
+        assert {type(v.json) for v in outcome["data"].json_vectors()} == {bytes}
 
 
 @pytest.mark.parametrize("cut", [100, len(WHOLE) - 1])

@@ -12,10 +12,20 @@ cut from the bytes as they came (as core.workers.image_cut does for images) and 
   proxy sends have always been; a number with an exponent and no point, `1e-07`, which a vector hardly ever
   holds, sends its batch the old way too. Searches (memchr) and one count, not a pass rewriting every byte.
 
-What passes is a list of non-empty lists of floats, as `parse_vectors` asks, and its text is valid JSON that
-decodes to exactly those floats: the floats (for base64) and the text (written as it is with
-`jsonfast.RawJson`) are kept. The rest of the document is parsed with a sentinel in the text's place that must
-come back as `result.data`; anything else, and the whole document is decoded as before.
+When only the vectors' text is wanted (the proxy's float answers: `floats=False`), `counted_vectors` checks
+instead, without making a float: msgspec checks the whole JSON grammar of the text (`jsonfast.array_length`),
+and searches and a walk of the vectors' `]` check that it is a list of non-empty lists of numbers (any JSON
+number: `0`, `1e-07` and `0.5` alike, as Workers AI's output schema says, "items": {"type": "number"}), with no
+exponent of three digits or more (beyond a double, or near its edge: `checked_vectors` judges those). Here a
+vector holding a whole number or a small one is written as Workers AI wrote it (`0`, `1.2e-07`), which every
+JSON parser reads as the same number; the old way wrote them `0.0` and `1.2e-7`. Not caught: a number of more
+than 308 digits before its point and no exponent, which no serializer of doubles writes; it is passed as written.
+
+What `checked_vectors` passes is a list of non-empty lists of floats, as `parse_vectors` asks, and its text is
+valid JSON that decodes to exactly those floats: the floats (for base64) and the text (written as it is with
+`jsonfast.RawJson`) are kept; `counted_vectors` keeps the text and the count. The rest of the document is parsed
+with a sentinel in the text's place that must come back as `result.data`; anything else, and the whole document is
+decoded as before.
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ class CutVectors:
     """`result.data` of an embeddings answer: where its JSON text is in the answer's bytes, how many vectors it
     holds, and their floats (None when they were not wanted: `decode_vectors_result(floats=False)`)."""
 
-    body: bytes
+    body: bytes | bytearray  # a big answer is the buffer it was received into (upstream.lean's read_buffer)
     start: int
     end: int
     count: int
@@ -55,15 +65,15 @@ class CutVectors:
         so each ends at a `]`. Slices, not views of the answer: views kept each 1.6 MB answer until its last vector
         was sent, and freed together at the end they left the heap's top free, trimmed and faulted in again by the
         next request (+1,800 page faults a request through `cfai serve`: bench/payload_heap.py --embeddings)."""
-        body, out, i = self.body, [], self.start + 1
+        body, view, out, i = self.body, memoryview(self.body), [], self.start + 1
         for _ in range(self.count):
             end = body.index(b"]", i) + 1
-            out.append(jsonfast.RawJson(body[i:end]))
+            out.append(jsonfast.RawJson(bytes(view[i:end])))  # bytes: orjson.Fragment takes no bytearray
             i = end + 1
         return out
 
 
-def cut_vectors(body: bytes) -> tuple[bytes, int, int] | None:
+def cut_vectors(body: bytes | bytearray) -> tuple[bytes, int, int] | None:
     """(the document with its first `"data"` member's array replaced by the sentinel, where that array's text
     starts and ends in `body`) when the value is an array without strings or objects in it; None otherwise.
     Which member it was is for the caller to check (the sentinel must come back as result.data)."""
@@ -85,7 +95,7 @@ def cut_vectors(body: bytes) -> tuple[bytes, int, int] | None:
             end -= 1
     if body[end - 1:end] != b"]":
         return None
-    return body[:start] + _SENTINEL_JSON + body[end:], start, end
+    return bytes(body[:start]) + _SENTINEL_JSON + bytes(body[end:]), start, end
 
 
 def checked_vectors(body: bytes | bytearray, start: int = 0, end: int | None = None) -> list[list[float]] | None:
@@ -123,7 +133,53 @@ def checked_vectors(body: bytes | bytearray, start: int = 0, end: int | None = N
     return values
 
 
-def decode_vectors_result(status: int, content_type: str, body: bytes, headers: Mapping[str, str], *,
+_NOT_NUMBERS = (*_REFUSED, b"{", b"u", b"a")  # and no object, true, null or false
+_OPEN, _EMPTY = b"[]"
+_DIGITS = b"0123456789"
+
+
+def counted_vectors(body: bytes | bytearray, start: int = 0, end: int | None = None) -> int | None:
+    """How many vectors `body[start:end]` (the whole of it by default) holds when it is a list of non-empty lists
+    of JSON numbers (module docstring), without whitespace; None otherwise, and when msgspec is not installed
+    (`checked_vectors` decides then). No float is made: msgspec checks the grammar, the rest are searches."""
+    end = len(body) if end is None else end
+    try:
+        count = jsonfast.array_length(memoryview(body)[start:end])
+    except ValueError:
+        return None
+    if not count:  # None (no msgspec) or an empty list
+        return None
+    for byte in _NOT_NUMBERS:
+        if body.find(byte, start, end) >= 0:
+            return None
+    # Each vector's text is a `[`, not followed by `]`, up to its first `]`, which a `,` (and the next vector) or the
+    # last `]` follows: the text holds as many `]` as vectors and one, hence as many `[` (valid JSON), each at a
+    # vector's start, so no item is a list. No quote, brace, `u` or `a`: no string, object, true, null or false.
+    i, last = start + 1, start + count
+    for k in range(start + 1, last + 1):
+        if body[i] != _OPEN or body[i + 1] == _EMPTY:
+            return None
+        close = body.find(b"]", i, end)  # found: a vector is a JSON value of its own, and not a number
+        if close < 0 or body[close + 1] != (_COMMA if k < last else _CLOSE):
+            return None
+        i = close + 2
+    if i != end:
+        return None
+    # An exponent of three digits or more (leading zeros aside) may be beyond a double: judged the old way. A
+    # JavaScript serializer writes one only below 1e-6, so a batch has a few at most.
+    for letter in (b"e", b"E"):
+        at = body.find(letter, start, end)
+        while at >= 0:
+            digits = at + 1 + (body[at + 1] in b"+-")
+            while body[digits] == 0x30:  # "0"
+                digits += 1
+            if body[digits] in _DIGITS and body[digits + 1] in _DIGITS and body[digits + 2] in _DIGITS:
+                return None
+            at = body.find(letter, digits, end)
+    return count
+
+
+def decode_vectors_result(status: int, content_type: str, body: bytes | bytearray, headers: Mapping[str, str], *,
                           model: str | None = None, floats: bool = True) -> Any:
     """`decode_json_result`, with `result.data` as `CutVectors` when it passes the checks. `floats=False`: the
     caller wants the vectors' text only (the proxy's answers), so their floats are let go as soon as they are
@@ -131,13 +187,17 @@ def decode_vectors_result(status: int, content_type: str, body: bytes, headers: 
     garbage collector's youngest generation meanwhile (~0.9 ms each, ~7 a request), and four batches' floats
     were held at once (issue 25, round 9)."""
     cut = cut_vectors(body) if status < 400 and body[:1] == b"{" else None
-    values = checked_vectors(body, cut[1], cut[2]) if cut is not None else None
-    if cut is not None and values is not None:
+    count = counted_vectors(body, cut[1], cut[2]) if cut is not None and not floats else None
+    values = None
+    if cut is not None and count is None:  # floats wanted, or refused above (a 1.0e-300 is for orjson to judge)
+        values = checked_vectors(body, cut[1], cut[2])
+        count = None if values is None else len(values)
+    if cut is not None and count is not None:
         try:
             result = decode_json_result(status, content_type, cut[0], headers, model=model)
         except Exception:  # the cut changed what the document says: judge the whole of it below
             result = None
         if isinstance(result, dict) and result.get("data") == _SENTINEL:
-            result["data"] = CutVectors(body, cut[1], cut[2], len(values), values if floats else None)
+            result["data"] = CutVectors(body, cut[1], cut[2], count, values if floats else None)
             return result
-    return decode_json_result(status, content_type, body, headers, model=model)
+    return decode_json_result(status, content_type, bytes(body), headers, model=model)
