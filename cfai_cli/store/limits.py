@@ -91,7 +91,6 @@ _LIMIT_REQUESTS, _REMAINING_REQUESTS, _RESET_REQUESTS = (
     b"x-ratelimit-limit-requests", b"x-ratelimit-remaining-requests", b"x-ratelimit-reset-requests")
 _LIMIT_TOKENS, _REMAINING_TOKENS, _RESET_TOKENS = (
     b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens")
-_SECONDS = tuple(b"%ds" % n for n in range(60))  # a reset under a minute, the usual case
 
 
 def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Window, tokens: Window) -> Decision:
@@ -118,27 +117,40 @@ def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Windo
             limit, left, wait = rpd, rpd - used, reset
         if used > rpd and refusal is None:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {rpd} requests per day")
+    # A limit's digits made once (b"%d" ~1 k instructions, the dict's get ~0.4 k), a reset of a minute or less from
+    # the table at once (`_reset_raw` inlined): measured under callgrind, docs/performance.md round 11.
     raw = [] if limit is None else [
-        (_LIMIT_REQUESTS, b"%d" % limit),
+        (_LIMIT_REQUESTS, _LIMITS.get(limit) or _digits(limit)),
         (_REMAINING_REQUESTS, b"%d" % left if left > 0 and refusal is None else b"0"),
-        (_RESET_REQUESTS, _reset_raw(wait))]
+        (_RESET_REQUESTS, _RESETS[total] if 0 <= (total := math.ceil(wait)) <= 60 else _reset_raw(wait))]
     if tpm is not None:
         used = tokens.used
         reset = 0.0 if tokens.oldest is None else tokens.oldest + MINUTE - now
-        raw += ((_LIMIT_TOKENS, b"%d" % tpm), (_REMAINING_TOKENS, b"%d" % (tpm - used) if used < tpm else b"0"),
-                (_RESET_TOKENS, _reset_raw(reset)))
+        raw += ((_LIMIT_TOKENS, _LIMITS.get(tpm) or _digits(tpm)),
+                (_REMAINING_TOKENS, b"%d" % (tpm - used) if used < tpm else b"0"),
+                (_RESET_TOKENS, _RESETS[total] if 0 <= (total := math.ceil(reset)) <= 60 else _reset_raw(reset)))
         if used >= tpm and refusal is None:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {tpm} tokens per minute")
     if refusal is not None:
         refusal.raw = raw
         return refusal
-    return Decision(True, raw=raw)
+    return Decision(True, 0.0, "", raw)
+
+
+_LIMITS: dict[int, bytes] = {}  # a limit's digits, made once: a key's limits are the same every admission
+
+
+def _digits(limit: int) -> bytes:
+    if len(_LIMITS) >= 4096:  # as many limits as keys, at most: forgotten all at once beyond
+        _LIMITS.clear()
+    digits = _LIMITS[limit] = b"%d" % limit
+    return digits
 
 
 def _reset_raw(seconds: float) -> bytes:
-    """`_reset(seconds)` as bytes: a table under a minute."""
+    """`_reset(seconds)` as bytes: a table to a minute (as a window's reset usually is)."""
     total = math.ceil(seconds)
-    return _SECONDS[max(total, 0)] if total < 60 else _reset(seconds).encode("ascii")
+    return _RESETS[max(total, 0)] if total <= 60 else _reset(seconds).encode("ascii")
 
 
 def _reset(seconds: float) -> str:
@@ -149,6 +161,11 @@ def _reset(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or hours else "") + f"{secs}s"
+
+
+# b"0s" ... b"59s", b"1m0s": a window's reset of a minute or less, the usual case. To 60 included: a window whose
+# oldest row came under a second ago (a key's first second of its minute) resets in 60 s.
+_RESETS = tuple(_reset(n).encode("ascii") for n in range(61))
 
 
 _INSERT = "INSERT INTO rate_log (key_id, kind, ts, total, units) VALUES (?, ?, ?, ?, ?)"
@@ -292,7 +309,6 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
     policy = items[0][0]
     rpm, rpd, tpm = policy.rpm is not None, policy.rpd is not None, policy.tpm is not None
     shape = (rpm, rpd, tpm)
-    sql, count = _windows(rpm, rpd, tpm)
     outcomes: list[tuple[bool, Decision | Exception]] = []
     rows: list[tuple[str, int, float, int, int]] = []  # the admitted, written at the end (or before a read)
     # What this connection's last transactions read and wrote of the key's windows, while no other connection has
@@ -316,6 +332,7 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
             if rows:
                 conn.executemany(_INSERT, rows)
                 rows.clear()
+            sql, count = _windows(rpm, rpd, tpm)
             row = conn.execute(sql, (key_id, now - MINUTE, now - DAY)[:count]).fetchone()
             base, newest, total, first = now, row[0], row[1] or 0, None
             has_minute = has_day = False
@@ -334,14 +351,15 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
                 if tokens_oldest is not None:
                     tokens_before = row[column + 2]
                     tokens = Window(tokens_total - tokens_before, tokens_oldest)
+        minute = day = UNMEASURED  # a window the policy does not limit: decide does not read it
+        if rpm:
+            minute = (Window(total - before_minute, oldest_minute) if has_minute else
+                      UNMEASURED if first is None else Window(total - first_before, first))
+        if rpd:
+            day = (Window(total - before_day, oldest_day) if has_day else
+                   UNMEASURED if first is None else Window(total - first_before, first))
         try:
-            decision = decide(
-                policy, units, now,
-                Window(total - before_minute, oldest_minute) if has_minute else
-                UNMEASURED if first is None else Window(total - first_before, first),
-                Window(total - before_day, oldest_day) if has_day else
-                UNMEASURED if first is None else Window(total - first_before, first),
-                tokens)
+            decision = decide(policy, units, now, minute, day, tokens)
         except Exception as exc:  # a bug: only its own request fails
             outcomes.append((False, exc))
             continue
