@@ -36,7 +36,7 @@ async def loop(rounds: int, limited: bool) -> None:
     limiter = RateLimiter(path, HotPath(path, hold=5))
     policy = KeyPolicy(rpm=10**9, tpm=10**12)
     clock = 1_800_000_000.0
-    for index in range(WARMUP + rounds):
+    for _ in range(WARMUP + rounds):
         clock += 0.001
         if limited:
             decision = await limiter.admit("key", policy, now=clock)

@@ -219,11 +219,11 @@ def _record_all_tokens(conn: sqlite3.Connection, key_id: str, items: list[tuple[
     """A key's token records held together (store.hot's defer_grouped): the rows `_record_tokens` would write one
     after another, its newest row read once (~25 k -> ~13 k instructions a record at c=32); one alone as it does.
     When this connection knows the key's token window (store.windows), the rows are made from it, no read at all."""
-    known = windows.known(conn)
-    entry = None if known is None else known.get(key_id)
+    hot = windows.known(conn)
+    entry = None if hot is None else hot.windows.get(key_id)
     # (an entry of a policy without tpm never counts tokens: kept as it is, the rows written below)
-    if known is not None and entry is not None and entry[0][2]:
-        windows.record_tokens(conn, known, entry, key_id, items, _INSERT, TOKENS)
+    if hot is not None and entry is not None and entry[0][2]:
+        windows.record_tokens(hot, entry, key_id, items, _INSERT, TOKENS)
         return
     if len(items) == 1:
         tokens, now = items[0]
@@ -261,16 +261,22 @@ class RateLimiter:
         self.path = path
         self.hot = hot or HotPath(path)
         self._admitted = 0
+        self._ensured: HotPath | None = None  # the HotPath `ensure`d (a call less an admission and a record)
 
     async def admit(self, key_id: str, policy: KeyPolicy, *, now: float, units: int = 1) -> Decision:
         """A request is admitted as one unit at the door; a request that fans out is charged its other upstream
         calls as more units when the service knows them (service.record)."""
-        self.hot.ensure(SCHEMA, migrate)
+        if self._ensured is not self.hot:
+            self._ensure()
         self._admitted += 1
         # A tick's admissions of one key (concurrent requests) are one piece: its windows read once (_admit_all).
         decision: Decision = await self.hot.run_grouped(
             (key_id, id(policy)), (policy, now, units, self._admitted % TRIM_EVERY == 0), _admit_all)
         return decision
+
+    def _ensure(self) -> None:
+        self.hot.ensure(SCHEMA, migrate)
+        self._ensured = self.hot
 
     async def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
         if tokens > 0:
@@ -280,7 +286,8 @@ class RateLimiter:
     def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
         if tokens <= 0:
             return True
-        self.hot.ensure(SCHEMA, migrate)
+        if self._ensured is not self.hot:
+            self._ensure()
         # The caller, a request's end, has sent its answer and needs no result: the record rides on this process's
         # next write transaction (the next admission reads the windows after writing it), or commits alone
         # within store.hot's HOLD (10 ms). Another worker counts these tokens at most that much later: as if the
@@ -313,8 +320,8 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
     rows: list[tuple[str, int, float, int, int]] = []  # the admitted, written at the end (or before a read)
     # What this connection's last transactions read and wrote of the key's windows, while no other connection has
     # committed since (store.windows): the state between two admissions of a group, carried to the next one.
-    known = windows.known(conn)
-    entry = None if known is None else known.get(key_id)
+    hot = windows.known(conn)
+    entry = None if hot is None else hot.windows.get(key_id)
     if entry is not None and entry[0] == shape:
         (_, base, newest, total, first, first_before, oldest_minute, before_minute, has_minute, oldest_day,
          before_day, has_day, tokens_total, tokens_before, tokens_oldest, tokens_newest) = entry
@@ -384,10 +391,11 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
             if tokens_newest is not None and tokens_newest <= now - MINUTE:  # every token row went (none in the
                 tokens_total, tokens_newest = 0, None  # window): the next starts the totals again, as SQL's does
     if rows:
-        conn.executemany(_INSERT, rows)
-    if known is not None and base is not None:
-        known[key_id] = (shape, base, newest, total, first, first_before, oldest_minute, before_minute, has_minute,
-                         oldest_day, before_day, has_day, tokens_total, tokens_before, tokens_oldest, tokens_newest)
+        (conn if hot is None else hot.statements).executemany(_INSERT, rows)
+    if hot is not None and base is not None:
+        hot.windows[key_id] = (shape, base, newest, total, first, first_before, oldest_minute, before_minute,
+                               has_minute, oldest_day, before_day, has_day, tokens_total, tokens_before,
+                               tokens_oldest, tokens_newest)
     return outcomes
 
 
