@@ -96,7 +96,15 @@ _LIMIT_TOKENS, _REMAINING_TOKENS, _RESET_TOKENS = (
 def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Window, tokens: Window) -> Decision:
     """The decision on `units` more requests of a key whose windows hold what they do at `now`: which limit
     refuses, how long to wait, and OpenAI's x-ratelimit-* headers. One code for every RateLimits; the admission
-    rule is repeated in store.redis_limits' Lua script, which must decide inside Redis to be atomic.
+    rule is repeated in store.redis_limits' Lua script, which must decide inside Redis to be atomic."""
+    return decide_counts(policy, units, now, minute.used, minute.oldest, day.used, day.oldest, tokens.used,
+                         tokens.oldest)
+
+
+def decide_counts(policy: KeyPolicy, units: int, now: float, minute_used: int, minute_oldest: float | None,
+                  day_used: int, day_oldest: float | None, tokens_used: int, tokens_oldest: float | None) -> Decision:
+    """`decide` on each window's units and oldest entry as they are: store.limits' admissions make no `Window`
+    (a named tuple's `__new__` is Python, ~2.8 k instructions each under callgrind: docs/performance.md round 11).
     Written out per window rather than looped over a table, the headers made as bytes at once: it runs on every
     admission of a limited key (~17 k instructions with a dict of text headers, ~28 k with their encoding; round 9)."""
     refusal: Decision | None = None
@@ -105,14 +113,14 @@ def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Windo
     left = 0
     wait = 0.0
     if rpm is not None:  # the headers describe the per-minute window when there is one
-        used = minute.used + units
-        wait = MINUTE if minute.oldest is None else minute.oldest + MINUTE - now
+        used = minute_used + units
+        wait = MINUTE if minute_oldest is None else minute_oldest + MINUTE - now
         limit, left = rpm, rpm - used
         if used > rpm:
             refusal = Decision(False, max(wait, 0.001), f"this key's limit of {rpm} requests per minute")
     if rpd is not None:
-        used = day.used + units
-        reset = DAY if day.oldest is None else day.oldest + DAY - now
+        used = day_used + units
+        reset = DAY if day_oldest is None else day_oldest + DAY - now
         if rpm is None:
             limit, left, wait = rpd, rpd - used, reset
         if used > rpd and refusal is None:
@@ -124,8 +132,8 @@ def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Windo
         (_REMAINING_REQUESTS, b"%d" % left if left > 0 and refusal is None else b"0"),
         (_RESET_REQUESTS, _RESETS[total] if 0 <= (total := math.ceil(wait)) <= 60 else _reset_raw(wait))]
     if tpm is not None:
-        used = tokens.used
-        reset = 0.0 if tokens.oldest is None else tokens.oldest + MINUTE - now
+        used = tokens_used
+        reset = 0.0 if tokens_oldest is None else tokens_oldest + MINUTE - now
         raw += ((_LIMIT_TOKENS, _LIMITS.get(tpm) or _digits(tpm)),
                 (_REMAINING_TOKENS, b"%d" % (tpm - used) if used < tpm else b"0"),
                 (_RESET_TOKENS, _RESETS[total] if 0 <= (total := math.ceil(reset)) <= 60 else _reset_raw(reset)))
@@ -325,17 +333,17 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
     if entry is not None and entry[0] == shape:
         (_, base, newest, total, first, first_before, oldest_minute, before_minute, has_minute, oldest_day,
          before_day, has_day, tokens_total, tokens_before, tokens_oldest, tokens_newest) = entry
-        tokens = UNMEASURED if tokens_oldest is None else Window(tokens_total - tokens_before, tokens_oldest)
+        tokens_used = 0 if tokens_oldest is None else tokens_total - tokens_before
     else:
         base = newest = first = tokens_oldest = tokens_newest = None  # base: when the windows were read
         total = first_before = tokens_total = tokens_before = before_minute = before_day = 0
         oldest_minute = oldest_day = 0.0
         has_minute = has_day = False
-        tokens = UNMEASURED
+        tokens_used = 0
     for _, now, units, trim in items:
         if (base is None or not base <= now < base + MINUTE or (has_minute and oldest_minute <= now - MINUTE)
                 or (has_day and oldest_day <= now - DAY)
-                or (tokens.oldest is not None and tokens.oldest <= now - MINUTE)):
+                or (tokens_oldest is not None and tokens_oldest <= now - MINUTE)):
             if rows:
                 conn.executemany(_INSERT, rows)
                 rows.clear()
@@ -343,7 +351,7 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
             row = conn.execute(sql, (key_id, now - MINUTE, now - DAY)[:count]).fetchone()
             base, newest, total, first = now, row[0], row[1] or 0, None
             has_minute = has_day = False
-            tokens = UNMEASURED  # the windows the key's policy does not limit are not read
+            tokens_used = 0  # the windows the key's policy does not limit are not read
             column = 2
             if rpm:
                 if row[2] is not None:
@@ -357,16 +365,16 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
                 tokens_total, tokens_oldest, tokens_newest = row[column] or 0, row[column + 1], row[column + 3]
                 if tokens_oldest is not None:
                     tokens_before = row[column + 2]
-                    tokens = Window(tokens_total - tokens_before, tokens_oldest)
-        minute = day = UNMEASURED  # a window the policy does not limit: decide does not read it
-        if rpm:
-            minute = (Window(total - before_minute, oldest_minute) if has_minute else
-                      UNMEASURED if first is None else Window(total - first_before, first))
-        if rpd:
-            day = (Window(total - before_day, oldest_day) if has_day else
-                   UNMEASURED if first is None else Window(total - first_before, first))
+                    tokens_used = tokens_total - tokens_before
+        # Each window's units and oldest row: the ones read, else (empty when read) the group's first admitted.
+        minute_oldest = oldest_minute if has_minute else first
+        day_oldest = oldest_day if has_day else first
         try:
-            decision = decide(policy, units, now, minute, day, tokens)
+            decision = decide_counts(
+                policy, units, now,
+                total - (before_minute if has_minute else first_before) if minute_oldest is not None else 0,
+                minute_oldest, total - (before_day if has_day else first_before) if day_oldest is not None else 0,
+                day_oldest, tokens_used, tokens_oldest)
         except Exception as exc:  # a bug: only its own request fails
             outcomes.append((False, exc))
             continue
