@@ -9,6 +9,7 @@ with limits round 11" (round 10 measured the same loop, kept out of the reposito
 
     python bench/admission_instructions.py                    # ~1 minute: four callgrind runs, two at a time
     python bench/admission_instructions.py --small 100 --large 600 --annotate 25   # and the top functions
+    python bench/admission_instructions.py --step 0.2   # a key busy for over a minute: its oldest rows leave
     PYTHONPATH=/other/checkout python bench/admission_instructions.py              # another build
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import re
 import subprocess
@@ -26,8 +28,9 @@ from pathlib import Path
 WARMUP = 30
 
 
-async def loop(rounds: int, limited: bool) -> None:
-    """The measured process: `rounds` admissions with their token records (or, `limited` False, the bare loop)."""
+async def loop(rounds: int, limited: bool, step: float = 0.001) -> None:
+    """The measured process: `rounds` admissions with their token records (or, `limited` False, the bare loop), the
+    clock `step` seconds on each round, after a warm-up long enough for the first rows to have left the minute."""
     from cfai_cli.store.hot import HotPath
     from cfai_cli.store.keys import KeyPolicy
     from cfai_cli.store.limits import RateLimiter
@@ -36,8 +39,8 @@ async def loop(rounds: int, limited: bool) -> None:
     limiter = RateLimiter(path, HotPath(path, hold=5))
     policy = KeyPolicy(rpm=10**9, tpm=10**12)
     clock = 1_800_000_000.0
-    for _ in range(WARMUP + rounds):
-        clock += 0.001
+    for _ in range(max(WARMUP, math.ceil(61 / step) if step >= 0.1 else 0) + rounds):
+        clock += step
         if limited:
             decision = await limiter.admit("key", policy, now=clock)
             assert decision.allowed
@@ -48,11 +51,11 @@ async def loop(rounds: int, limited: bool) -> None:
     limiter.hot.close()
 
 
-def callgrind(rounds: int, limited: bool, out: Path) -> subprocess.Popen[bytes]:
+def callgrind(rounds: int, limited: bool, out: Path, step: float) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     return subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--dump-instr=no", f"--callgrind-out-file={out}",
-         sys.executable, __file__, "--measured", str(rounds), *([] if limited else ["--bare"])],
+         sys.executable, __file__, "--measured", str(rounds), "--step", str(step), *([] if limited else ["--bare"])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -75,11 +78,14 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--large", type=int, default=600)
     parser.add_argument("--annotate", type=int, default=0, help="print the N top functions' per-round difference")
+    parser.add_argument("--step", type=float, default=0.001,
+                        help="seconds between two rounds (0.001: the key's first second; from 0.1 a minute of warm-up "
+                             "first, and then a row leaves the minute's window every round, as on a busy key)")
     parser.add_argument("--measured", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measured is not None:
-        asyncio.run(loop(args.measured, not args.bare))
+        asyncio.run(loop(args.measured, not args.bare, args.step))
         return
     extra = args.large - args.small
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +94,7 @@ def main() -> None:
             runs = []
             for rounds in (args.small, args.large):
                 outs[limited, rounds] = out = Path(tmp) / f"cg.{limited}.{rounds}"
-                runs.append(callgrind(rounds, limited, out))
+                runs.append(callgrind(rounds, limited, out, args.step))
             for run in runs:
                 assert run.wait() == 0, "callgrind run failed"
         bare = (total(outs[False, args.large]) - total(outs[False, args.small])) / extra

@@ -62,7 +62,7 @@ class Connections:
 
     def inline(self, run: Callable[..., R], *args: Any) -> R | None:
         """`run(conn, *args)` (`run_batch` or `run_one`) on the loop's connection; None if another writer holds it."""
-        if not self.loop_lock.acquire(blocking=False):
+        if not self.loop_lock.acquire(False):  # (not blocking)
             return None
         try:
             try:
