@@ -194,3 +194,25 @@ async def test_a_keys_admissions_one_after_another_read_its_windows_once(tmp_pat
     assert sum(sql.startswith("SELECT") for sql in statements) == 1
     hot.close()
     there.hot.close()
+
+
+async def test_the_connection_holds_no_read_between_its_transactions(tmp_path: Path) -> None:
+    """The hot path's statements run on one cursor kept by the connection (store.windows): none of them may leave a
+    statement stepping once its transaction has ended, which would hold a read of an old snapshot and keep every
+    other connection's checkpoint from truncating the WAL."""
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db, hold=600.0)
+    limiter = RateLimiter(db, hot)
+    policy = KeyPolicy(rpm=10**6, rpd=10**7, tpm=10**9)
+    for i in range(TRIM_EVERY + 2):  # through a trim; the windows read again at 0.0 and at 61.0
+        assert (await limiter.admit("k", policy, now=i * 61.0 if i < 2 else 61.0 + i)).allowed
+        assert limiter.record_tokens_now("k", 5, now=61.5 + i)
+    await limiter.record_tokens("k", 5, now=200.0)
+    conn = hot.connections.lend()
+    assert conn is not None and not conn.in_transaction
+    hot.connections.give_back()
+    with sqlite3.connect(db, isolation_level=None) as other:
+        other.execute("INSERT INTO rate_log VALUES ('j', 0, 1.0, 1, 1)")  # WAL frames to copy and truncate
+        assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # 0: not blocked by a reader
+    other.close()
+    hot.close()
