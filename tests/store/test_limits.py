@@ -295,6 +295,16 @@ async def test_the_windows_an_older_cfai_kept_still_count(tmp_path: Path) -> Non
     assert "rate_requests" not in tables and "rate_tokens" not in tables
 
 
+async def test_a_token_record_held_before_any_admission_makes_the_table_it_is_written_to(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    limiter = RateLimiter(db, HotPath(db, hold=600.0))
+    assert limiter.record_tokens_now("k", 7, now=0.0)
+    limiter.hot.close()  # commits what is held: the process's first write
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT key_id, kind, ts, total, units FROM rate_log").fetchall() == [("k", 1, 0.0, 7, 7)]
+    conn.close()
+
+
 def test_reset_format() -> None:
     assert [_reset(s) for s in (0, 0.2, 59, 60, 61, 3725)] == ["0s", "1s", "59s", "1m0s", "1m1s", "1h2m5s"]
 
