@@ -77,8 +77,8 @@ class Decision:
 
 
 class Window(NamedTuple):
-    """What one sliding window of a key holds now: its units, and when its oldest entry came (None: empty).
-    A named tuple: made twice an admission, a frozen dataclass's two object.__setattr__ calls cost more."""
+    """What one sliding window of a key holds now: its units, and when its oldest entry came (None: empty), as
+    `decide` takes them (store.redis_limits; the SQLite admissions give `decide_counts` the numbers themselves)."""
 
     used: int
     oldest: float | None
