@@ -1,11 +1,11 @@
 """What an rpm+tpm key's admission with its token record costs in instructions, measured alone (callgrind).
 
-A loop of `RateLimiter.admit` for a key with rpm and tpm (limits too high to refuse), then `record_tokens_now`
-(held for the next admission: `HotPath(hold=60)`: as a c=1 key's record rides natively, and a timer that fires when a run is slow never does), with an
-`asyncio.sleep(0)` after each as a request's turns of the loop. Run under `valgrind --tool=callgrind`
-(`PYTHONHASHSEED=0`) at two round counts; the difference divided by the extra rounds is one round without the
-start-up's, less the same loop without the limiter (its sleeps and the loop's own). docs/performance.md, "Keys
-with limits round 11" (round 10 measured the same loop, kept out of the repository then).
+A loop of `RateLimiter.admit` for a key with rpm and tpm (limits too high to refuse), then `record_tokens_now` (held for
+the next admission, as a c=1 key's record rides natively: `HotPath(hold=60)`, so that no timer commits it alone when a
+run is slow), with an `asyncio.sleep(0)` after each as a request's turns of the loop. Run under `valgrind
+--tool=callgrind` (`PYTHONHASHSEED=0`) at two round counts; the difference divided by the extra rounds is one round
+without the start-up's, less the same loop without the limiter (its sleeps and the loop's own). docs/performance.md,
+"Keys with limits round 11" (round 10 measured the same loop, kept out of the repository then).
 
     python bench/admission_instructions.py                    # ~1 minute: four callgrind runs, two at a time
     python bench/admission_instructions.py --small 100 --large 600 --annotate 25   # and the top functions

@@ -2,13 +2,14 @@
 other connection commits: store.limits' admissions at c=1 without a read of the windows a request.
 
 Imports stdlib only. store.hot's connections are `HotConnection`s (sqlite3.connect's documented `factory`). Inside a
-write transaction, `known(conn)` reads `PRAGMA data_version` once (it moves whenever another connection, of this
-process or another, has committed since its last read, never for this connection's own commits; inside BEGIN
-IMMEDIATE nobody else can commit until this transaction ends) and forgets every key's windows when it moved;
-store.hot_tx calls `committed` after each COMMIT (written out in place in `run_one` and `run_carried`, the usual
-paths) and `abandoned` after every rollback or failure, which forgets them too (what a rolled-back transaction wrote into them never happened). Every write to rate_log made on these
-connections goes through store.limits' `_admit_all` and `_record_all_tokens`, which keep an entry in step with their
-own rows; trims and prune delete only rows that no window an entry describes still holds (store.limits says why).
+write transaction, `known(conn)` reads `PRAGMA data_version` once (it moves whenever another connection, of this process
+or another, has committed since its last read, never for this connection's own commits; inside BEGIN IMMEDIATE nobody
+else can commit until this transaction ends) and forgets every key's windows when it moved; store.hot_tx calls
+`committed` after each COMMIT (written out in place in `run_one` and `run_carried`, the usual paths) and `abandoned`
+after every rollback or failure, which forgets them too (what a rolled-back transaction wrote into them never happened).
+Every write to rate_log made on these connections goes through store.limits' `_admit_all` and `_record_all_tokens`,
+which keep an entry in step with their own rows; trims and prune delete only rows that no window an entry describes
+still holds (store.limits says why).
 
 An entry is the state `_admit_all` keeps between two admissions of a group (round 9), so a transaction that finds
 one decides as the next admission of that group would, under the same rules for reading again (a window's oldest
