@@ -373,8 +373,10 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
             decision = decide_counts(
                 policy, units, now,
                 total - (before_minute if has_minute else first_before) if minute_oldest is not None else 0,
-                minute_oldest, total - (before_day if has_day else first_before) if day_oldest is not None else 0,
-                day_oldest, tokens_used, tokens_oldest)
+                minute_oldest,
+                total - (before_day if has_day else first_before) if day_oldest is not None else 0,
+                day_oldest,
+                tokens_used, tokens_oldest)
         except Exception as exc:  # a bug: only its own request fails
             outcomes.append((False, exc))
             continue
