@@ -136,8 +136,13 @@ class HotPath:
         future: asyncio.Future[Any]
         if batch is None and not self._draining and loop not in self._stepping:
             outcome = self._first(loop, lambda conn: work(conn, key, [item]), True)
-            if outcome is not None:
-                return self._result(self._result(outcome)[0])
+            if outcome is not None:  # (the piece's outcome, then the item's: _result twice, inlined)
+                ok, result = outcome
+                if ok:
+                    ok, result = result[0]
+                if not ok:
+                    raise result
+                return result
             group = Group(key, work)  # another writer holds the lock: a group of one, off the loop
             group.items.append(item)
             group.futures.append(future := loop.create_future())

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from cfai_cli.errors import ConfigError
 from cfai_cli.store import hot_tx
 from cfai_cli.store.hot_tx import Busy, Piece, locked, open_connection, run_batch
+from cfai_cli.store.windows import HotConnection
 
 R = TypeVar("R")
 WAIT = 30.0  # seconds a piece waits for another connection's write lock before its request fails
@@ -31,10 +32,10 @@ class Connections:
         self.path = path
         self.loop_lock = threading.Lock()
         self.thread_lock = threading.Lock()
-        self.loop_conn: sqlite3.Connection | None = None
-        self.thread_conn: sqlite3.Connection | None = None
+        self.loop_conn: HotConnection | None = None
+        self.thread_conn: HotConnection | None = None
 
-    def _loop_connection(self) -> sqlite3.Connection:
+    def _loop_connection(self) -> HotConnection:
         conn = self.loop_conn
         if conn is None:
             conn = self.loop_conn = open_connection(self.path)
@@ -61,11 +62,11 @@ class Connections:
 
     def inline(self, run: Callable[..., R], *args: Any) -> R | None:
         """`run(conn, *args)` (`run_batch` or `run_one`) on the loop's connection; None if another writer holds it."""
-        if not self.loop_lock.acquire(blocking=False):
+        if not self.loop_lock.acquire(False):  # (not blocking)
             return None
         try:
             try:
-                conn = self._loop_connection()
+                conn = self.loop_conn or self._loop_connection()
                 return run(conn, *args)
             except Busy:
                 return None
@@ -112,7 +113,7 @@ class Connections:
                 self._drop(name)
 
     def _drop(self, name: str) -> None:
-        conn: sqlite3.Connection | None = getattr(self, name)
+        conn: HotConnection | None = getattr(self, name)
         if conn is not None:  # a connection that failed mid-transaction is not reused
             conn.close()
             setattr(self, name, None)

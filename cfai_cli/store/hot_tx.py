@@ -62,10 +62,10 @@ class Busy(Exception):
     """SQLite's write lock is held by another connection right now."""
 
 
-def open_connection(path: Path) -> sqlite3.Connection:
+def open_connection(path: Path) -> windows.HotConnection:
     """A connection that never waits for a lock: SQLITE_BUSY at once (the callers choose how to wait)."""
-    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False,
-                           factory=windows.HotConnection)
+    conn: windows.HotConnection = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False,
+                                                  factory=windows.HotConnection)
     try:
         conn.execute("PRAGMA busy_timeout = 0")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -92,16 +92,16 @@ def locked(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
 
 
-def abandon(conn: sqlite3.Connection, exc: BaseException) -> None:
+def abandon(conn: windows.HotConnection, exc: BaseException) -> None:
     """Roll back what a failed transaction wrote; a write lock held elsewhere becomes Busy (nothing written)."""
     windows.abandoned(conn)
     if conn.in_transaction:
-        conn.execute("ROLLBACK")
+        conn.statements.execute("ROLLBACK")
     if isinstance(exc, sqlite3.Error) and locked(exc):
         raise Busy from None
 
 
-def run_one(conn: sqlite3.Connection, work: Work, write: bool, single: bool = False) -> tuple[bool, Any]:
+def run_one(conn: windows.HotConnection, work: Work, write: bool, single: bool = False) -> tuple[bool, Any]:
     """`work` alone in a transaction: (True, result) or (False, the exception it raised, its writes rolled back).
 
     The usual case (no other piece waiting), without `run_batch`'s lists: a quarter of the hot path's own Python.
@@ -118,31 +118,31 @@ def run_one(conn: sqlite3.Connection, work: Work, write: bool, single: bool = Fa
             return False, exc
         return True, result
     try:
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        conn.statements.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             result = work(conn)
         except sqlite3.Error:
             raise
         except Exception as exc:  # a bug in the piece: only its own request fails
-            conn.execute("ROLLBACK")
+            conn.statements.execute("ROLLBACK")
             windows.abandoned(conn)
             return False, exc
-        conn.execute("COMMIT")
-        windows.committed(conn)
+        conn.statements.execute("COMMIT")
+        conn.checked = False  # windows.committed(conn), inlined: a call less a transaction
         return True, result
     except BaseException as exc:
         abandon(conn, exc)
         raise
 
 
-def run_carried(conn: sqlite3.Connection, carried: list[Work], work: Work
+def run_carried(conn: windows.HotConnection, carried: list[Work], work: Work
                 ) -> tuple[bool, Any] | list[tuple[bool, Any]]:
     """The writes `carried` (store.hot's deferred ones, nobody waits for them) and then `work`, in one write
     transaction: (True, what `work` returned). The usual case, without run_batch's lists; if a piece raises
     something other than a SQLite error, all of it is rolled back and runs again through `run_batch` (each piece
     failing alone), and then each piece's outcome is returned, `work`'s last."""
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.statements.execute("BEGIN IMMEDIATE")
         try:
             for each in carried:
                 each(conn)
@@ -150,18 +150,18 @@ def run_carried(conn: sqlite3.Connection, carried: list[Work], work: Work
         except sqlite3.Error:
             raise
         except Exception:
-            conn.execute("ROLLBACK")
+            conn.statements.execute("ROLLBACK")
             windows.abandoned(conn)
             return run_batch(conn, [*((each, None, True) for each in carried), (work, None, True)])
-        conn.execute("COMMIT")
-        windows.committed(conn)
+        conn.statements.execute("COMMIT")
+        conn.checked = False  # windows.committed(conn), inlined: a call less a transaction
         return True, result
     except BaseException as exc:
         abandon(conn, exc)
         raise
 
 
-def run_batch(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, Any]]:
+def run_batch(conn: windows.HotConnection, batch: list[Piece]) -> list[tuple[bool, Any]]:
     """Every piece of `batch` in one write transaction: (True, result) or (False, the exception it raised).
 
     A piece that raises is left out and the others run again without it (what it wrote is rolled back).
@@ -173,7 +173,7 @@ def run_batch(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, 
     while True:
         failed = None
         try:
-            conn.execute(begin)
+            conn.statements.execute(begin)
             for index in todo:
                 try:
                     outcomes[index] = (True, batch[index][0](conn))
@@ -188,13 +188,13 @@ def run_batch(conn: sqlite3.Connection, batch: list[Piece]) -> list[tuple[bool, 
             raise
         if failed is None:
             try:
-                conn.execute("COMMIT")
+                conn.statements.execute("COMMIT")
             except BaseException:
                 windows.abandoned(conn)
                 raise
             windows.committed(conn)
             return outcomes
-        conn.execute("ROLLBACK")
+        conn.statements.execute("ROLLBACK")
         windows.abandoned(conn)
         todo.remove(failed)
 

@@ -77,8 +77,8 @@ class Decision:
 
 
 class Window(NamedTuple):
-    """What one sliding window of a key holds now: its units, and when its oldest entry came (None: empty).
-    A named tuple: made twice an admission, a frozen dataclass's two object.__setattr__ calls cost more."""
+    """What one sliding window of a key holds now: its units, and when its oldest entry came (None: empty), as
+    `decide` takes them (store.redis_limits; the SQLite admissions give `decide_counts` the numbers themselves)."""
 
     used: int
     oldest: float | None
@@ -91,13 +91,20 @@ _LIMIT_REQUESTS, _REMAINING_REQUESTS, _RESET_REQUESTS = (
     b"x-ratelimit-limit-requests", b"x-ratelimit-remaining-requests", b"x-ratelimit-reset-requests")
 _LIMIT_TOKENS, _REMAINING_TOKENS, _RESET_TOKENS = (
     b"x-ratelimit-limit-tokens", b"x-ratelimit-remaining-tokens", b"x-ratelimit-reset-tokens")
-_SECONDS = tuple(b"%ds" % n for n in range(60))  # a reset under a minute, the usual case
 
 
 def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Window, tokens: Window) -> Decision:
     """The decision on `units` more requests of a key whose windows hold what they do at `now`: which limit
     refuses, how long to wait, and OpenAI's x-ratelimit-* headers. One code for every RateLimits; the admission
-    rule is repeated in store.redis_limits' Lua script, which must decide inside Redis to be atomic.
+    rule is repeated in store.redis_limits' Lua script, which must decide inside Redis to be atomic."""
+    return decide_counts(policy, units, now, minute.used, minute.oldest, day.used, day.oldest, tokens.used,
+                         tokens.oldest)
+
+
+def decide_counts(policy: KeyPolicy, units: int, now: float, minute_used: int, minute_oldest: float | None,
+                  day_used: int, day_oldest: float | None, tokens_used: int, tokens_oldest: float | None) -> Decision:
+    """`decide` on each window's units and oldest entry as they are: store.limits' admissions make no `Window`
+    (a named tuple's `__new__` is Python, ~2.8 k instructions each under callgrind: docs/performance.md round 11).
     Written out per window rather than looped over a table, the headers made as bytes at once: it runs on every
     admission of a limited key (~17 k instructions with a dict of text headers, ~28 k with their encoding; round 9)."""
     refusal: Decision | None = None
@@ -106,39 +113,52 @@ def decide(policy: KeyPolicy, units: int, now: float, minute: Window, day: Windo
     left = 0
     wait = 0.0
     if rpm is not None:  # the headers describe the per-minute window when there is one
-        used = minute.used + units
-        wait = MINUTE if minute.oldest is None else minute.oldest + MINUTE - now
+        used = minute_used + units
+        wait = MINUTE if minute_oldest is None else minute_oldest + MINUTE - now
         limit, left = rpm, rpm - used
         if used > rpm:
             refusal = Decision(False, max(wait, 0.001), f"this key's limit of {rpm} requests per minute")
     if rpd is not None:
-        used = day.used + units
-        reset = DAY if day.oldest is None else day.oldest + DAY - now
+        used = day_used + units
+        reset = DAY if day_oldest is None else day_oldest + DAY - now
         if rpm is None:
             limit, left, wait = rpd, rpd - used, reset
         if used > rpd and refusal is None:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {rpd} requests per day")
+    # A limit's digits made once (b"%d" ~1 k instructions, the dict's get ~0.4 k), a reset of a minute or less from
+    # the table at once (`_reset_raw` inlined): measured under callgrind, docs/performance.md round 11.
     raw = [] if limit is None else [
-        (_LIMIT_REQUESTS, b"%d" % limit),
+        (_LIMIT_REQUESTS, _LIMITS.get(limit) or _digits(limit)),
         (_REMAINING_REQUESTS, b"%d" % left if left > 0 and refusal is None else b"0"),
-        (_RESET_REQUESTS, _reset_raw(wait))]
+        (_RESET_REQUESTS, _RESETS[total] if 0 <= (total := math.ceil(wait)) <= 60 else _reset_raw(wait))]
     if tpm is not None:
-        used = tokens.used
-        reset = 0.0 if tokens.oldest is None else tokens.oldest + MINUTE - now
-        raw += ((_LIMIT_TOKENS, b"%d" % tpm), (_REMAINING_TOKENS, b"%d" % (tpm - used) if used < tpm else b"0"),
-                (_RESET_TOKENS, _reset_raw(reset)))
+        used = tokens_used
+        reset = 0.0 if tokens_oldest is None else tokens_oldest + MINUTE - now
+        raw += ((_LIMIT_TOKENS, _LIMITS.get(tpm) or _digits(tpm)),
+                (_REMAINING_TOKENS, b"%d" % (tpm - used) if used < tpm else b"0"),
+                (_RESET_TOKENS, _RESETS[total] if 0 <= (total := math.ceil(reset)) <= 60 else _reset_raw(reset)))
         if used >= tpm and refusal is None:
             refusal = Decision(False, max(reset, 0.001), f"this key's limit of {tpm} tokens per minute")
     if refusal is not None:
         refusal.raw = raw
         return refusal
-    return Decision(True, raw=raw)
+    return Decision(True, 0.0, "", raw)
+
+
+_LIMITS: dict[int, bytes] = {}  # a limit's digits, made once: a key's limits are the same every admission
+
+
+def _digits(limit: int) -> bytes:
+    if len(_LIMITS) >= 4096:  # as many limits as keys, at most: forgotten all at once beyond
+        _LIMITS.clear()
+    digits = _LIMITS[limit] = b"%d" % limit
+    return digits
 
 
 def _reset_raw(seconds: float) -> bytes:
-    """`_reset(seconds)` as bytes: a table under a minute."""
+    """`_reset(seconds)` as bytes: a table to a minute (as a window's reset usually is)."""
     total = math.ceil(seconds)
-    return _SECONDS[max(total, 0)] if total < 60 else _reset(seconds).encode("ascii")
+    return _RESETS[max(total, 0)] if total <= 60 else _reset(seconds).encode("ascii")
 
 
 def _reset(seconds: float) -> str:
@@ -149,6 +169,11 @@ def _reset(seconds: float) -> str:
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or hours else "") + f"{secs}s"
+
+
+# b"0s" ... b"59s", b"1m0s": a window's reset of a minute or less, the usual case. To 60 included: a window whose
+# oldest row came under a second ago (a key's first second of its minute) resets in 60 s.
+_RESETS = tuple(_reset(n).encode("ascii") for n in range(61))
 
 
 _INSERT = "INSERT INTO rate_log (key_id, kind, ts, total, units) VALUES (?, ?, ?, ?, ?)"
@@ -202,11 +227,11 @@ def _record_all_tokens(conn: sqlite3.Connection, key_id: str, items: list[tuple[
     """A key's token records held together (store.hot's defer_grouped): the rows `_record_tokens` would write one
     after another, its newest row read once (~25 k -> ~13 k instructions a record at c=32); one alone as it does.
     When this connection knows the key's token window (store.windows), the rows are made from it, no read at all."""
-    known = windows.known(conn)
-    entry = None if known is None else known.get(key_id)
+    hot = windows.known(conn)
+    entry = None if hot is None else hot.windows.get(key_id)
     # (an entry of a policy without tpm never counts tokens: kept as it is, the rows written below)
-    if known is not None and entry is not None and entry[0][2]:
-        windows.record_tokens(conn, known, entry, key_id, items, _INSERT, TOKENS)
+    if hot is not None and entry is not None and entry[0][2]:
+        windows.record_tokens(hot, entry, key_id, items, _INSERT, TOKENS)
         return
     if len(items) == 1:
         tokens, now = items[0]
@@ -244,16 +269,22 @@ class RateLimiter:
         self.path = path
         self.hot = hot or HotPath(path)
         self._admitted = 0
+        self._ensured: HotPath | None = None  # the HotPath `ensure`d (a call less an admission and a record)
 
     async def admit(self, key_id: str, policy: KeyPolicy, *, now: float, units: int = 1) -> Decision:
         """A request is admitted as one unit at the door; a request that fans out is charged its other upstream
         calls as more units when the service knows them (service.record)."""
-        self.hot.ensure(SCHEMA, migrate)
+        if self._ensured is not self.hot:
+            self._ensure()
         self._admitted += 1
         # A tick's admissions of one key (concurrent requests) are one piece: its windows read once (_admit_all).
         decision: Decision = await self.hot.run_grouped(
             (key_id, id(policy)), (policy, now, units, self._admitted % TRIM_EVERY == 0), _admit_all)
         return decision
+
+    def _ensure(self) -> None:
+        self.hot.ensure(SCHEMA, migrate)
+        self._ensured = self.hot
 
     async def record_tokens(self, key_id: str, tokens: int, *, now: float) -> None:
         if tokens > 0:
@@ -263,7 +294,8 @@ class RateLimiter:
     def record_tokens_now(self, key_id: str, tokens: int, *, now: float) -> bool:
         if tokens <= 0:
             return True
-        self.hot.ensure(SCHEMA, migrate)
+        if self._ensured is not self.hot:
+            self._ensure()
         # The caller, a request's end, has sent its answer and needs no result: the record rides on this process's
         # next write transaction (the next admission reads the windows after writing it), or commits alone
         # within store.hot's HOLD (10 ms). Another worker counts these tokens at most that much later: as if the
@@ -292,34 +324,34 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
     policy = items[0][0]
     rpm, rpd, tpm = policy.rpm is not None, policy.rpd is not None, policy.tpm is not None
     shape = (rpm, rpd, tpm)
-    sql, count = _windows(rpm, rpd, tpm)
     outcomes: list[tuple[bool, Decision | Exception]] = []
     rows: list[tuple[str, int, float, int, int]] = []  # the admitted, written at the end (or before a read)
     # What this connection's last transactions read and wrote of the key's windows, while no other connection has
     # committed since (store.windows): the state between two admissions of a group, carried to the next one.
-    known = windows.known(conn)
-    entry = None if known is None else known.get(key_id)
+    hot = windows.known(conn)
+    entry = None if hot is None else hot.windows.get(key_id)
     if entry is not None and entry[0] == shape:
         (_, base, newest, total, first, first_before, oldest_minute, before_minute, has_minute, oldest_day,
          before_day, has_day, tokens_total, tokens_before, tokens_oldest, tokens_newest) = entry
-        tokens = UNMEASURED if tokens_oldest is None else Window(tokens_total - tokens_before, tokens_oldest)
+        tokens_used = 0 if tokens_oldest is None else tokens_total - tokens_before
     else:
         base = newest = first = tokens_oldest = tokens_newest = None  # base: when the windows were read
         total = first_before = tokens_total = tokens_before = before_minute = before_day = 0
         oldest_minute = oldest_day = 0.0
         has_minute = has_day = False
-        tokens = UNMEASURED
+        tokens_used = 0
     for _, now, units, trim in items:
         if (base is None or not base <= now < base + MINUTE or (has_minute and oldest_minute <= now - MINUTE)
                 or (has_day and oldest_day <= now - DAY)
-                or (tokens.oldest is not None and tokens.oldest <= now - MINUTE)):
+                or (tokens_oldest is not None and tokens_oldest <= now - MINUTE)):
             if rows:
                 conn.executemany(_INSERT, rows)
                 rows.clear()
+            sql, count = _windows(rpm, rpd, tpm)
             row = conn.execute(sql, (key_id, now - MINUTE, now - DAY)[:count]).fetchone()
             base, newest, total, first = now, row[0], row[1] or 0, None
             has_minute = has_day = False
-            tokens = UNMEASURED  # the windows the key's policy does not limit are not read
+            tokens_used = 0  # the windows the key's policy does not limit are not read
             column = 2
             if rpm:
                 if row[2] is not None:
@@ -333,15 +365,18 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
                 tokens_total, tokens_oldest, tokens_newest = row[column] or 0, row[column + 1], row[column + 3]
                 if tokens_oldest is not None:
                     tokens_before = row[column + 2]
-                    tokens = Window(tokens_total - tokens_before, tokens_oldest)
+                    tokens_used = tokens_total - tokens_before
+        # Each window's units and oldest row: the ones read, else (empty when read) the group's first admitted.
+        minute_oldest = oldest_minute if has_minute else first
+        day_oldest = oldest_day if has_day else first
         try:
-            decision = decide(
+            decision = decide_counts(
                 policy, units, now,
-                Window(total - before_minute, oldest_minute) if has_minute else
-                UNMEASURED if first is None else Window(total - first_before, first),
-                Window(total - before_day, oldest_day) if has_day else
-                UNMEASURED if first is None else Window(total - first_before, first),
-                tokens)
+                total - (before_minute if has_minute else first_before) if minute_oldest is not None else 0,
+                minute_oldest,
+                total - (before_day if has_day else first_before) if day_oldest is not None else 0,
+                day_oldest,
+                tokens_used, tokens_oldest)
         except Exception as exc:  # a bug: only its own request fails
             outcomes.append((False, exc))
             continue
@@ -366,10 +401,11 @@ def _admit_all(conn: sqlite3.Connection, key: tuple[str, int], items: list[tuple
             if tokens_newest is not None and tokens_newest <= now - MINUTE:  # every token row went (none in the
                 tokens_total, tokens_newest = 0, None  # window): the next starts the totals again, as SQL's does
     if rows:
-        conn.executemany(_INSERT, rows)
-    if known is not None and base is not None:
-        known[key_id] = (shape, base, newest, total, first, first_before, oldest_minute, before_minute, has_minute,
-                         oldest_day, before_day, has_day, tokens_total, tokens_before, tokens_oldest, tokens_newest)
+        (conn if hot is None else hot.statements).executemany(_INSERT, rows)
+    if hot is not None and base is not None:
+        hot.windows[key_id] = (shape, base, newest, total, first, first_before, oldest_minute, before_minute,
+                               has_minute, oldest_day, before_day, has_day, tokens_total, tokens_before,
+                               tokens_oldest, tokens_newest)
     return outcomes
 
 

@@ -2,13 +2,14 @@
 other connection commits: store.limits' admissions at c=1 without a read of the windows a request.
 
 Imports stdlib only. store.hot's connections are `HotConnection`s (sqlite3.connect's documented `factory`). Inside a
-write transaction, `known(conn)` reads `PRAGMA data_version` once (it moves whenever another connection, of this
-process or another, has committed since its last read, never for this connection's own commits; inside BEGIN
-IMMEDIATE nobody else can commit until this transaction ends) and forgets every key's windows when it moved;
-store.hot_tx calls `committed` after each COMMIT and `abandoned` after every rollback or failure, which forgets them
-too (what a rolled-back transaction wrote into them never happened). Every write to rate_log made on these
-connections goes through store.limits' `_admit_all` and `_record_all_tokens`, which keep an entry in step with their
-own rows; trims and prune delete only rows that no window an entry describes still holds (store.limits says why).
+write transaction, `known(conn)` reads `PRAGMA data_version` once (it moves whenever another connection, of this process
+or another, has committed since its last read, never for this connection's own commits; inside BEGIN IMMEDIATE nobody
+else can commit until this transaction ends) and forgets every key's windows when it moved; store.hot_tx calls
+`committed` after each COMMIT (written out in place in `run_one` and `run_carried`, the usual paths) and `abandoned`
+after every rollback or failure, which forgets them too (what a rolled-back transaction wrote into them never happened).
+Every write to rate_log made on these connections goes through store.limits' `_admit_all` and `_record_all_tokens`,
+which keep an entry in step with their own rows; trims and prune delete only rows that no window an entry describes
+still holds (store.limits says why).
 
 An entry is the state `_admit_all` keeps between two admissions of a group (round 9), so a transaction that finds
 one decides as the next admission of that group would, under the same rules for reading again (a window's oldest
@@ -36,19 +37,24 @@ class HotConnection(sqlite3.Connection):
         self.windows: dict[str, Entry] = {}
         self.version: int | None = None
         self.checked = False  # `version` read in the current transaction
+        # A cursor kept for the hot path's statements whose rows, if any, are read at once (BEGIN, COMMIT,
+        # ROLLBACK, the version, rate_log's INSERTs; store.hot_tx and store.limits): the connection's `execute` makes
+        # a cursor a statement, ~1.3 k instructions more each (callgrind; docs/performance.md round 11).
+        self.statements = self.cursor()
 
 
-def known(conn: sqlite3.Connection) -> dict[str, Entry] | None:
-    """The windows `conn` knows, as its write transaction sees them (None: not a HotConnection, or outside one)."""
+def known(conn: sqlite3.Connection) -> HotConnection | None:
+    """`conn`, whose `windows` are what it knows as its write transaction sees them (None: not a HotConnection, or
+    outside a transaction)."""
     if type(conn) is not HotConnection or not conn.in_transaction:
         return None
     if not conn.checked:
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        version = conn.statements.execute("PRAGMA data_version").fetchone()[0]
         if version != conn.version or len(conn.windows) > MAX_KEYS:
             conn.windows.clear()
             conn.version = version
         conn.checked = True
-    return conn.windows
+    return conn
 
 
 def committed(conn: sqlite3.Connection) -> None:
@@ -65,21 +71,26 @@ def abandoned(conn: sqlite3.Connection) -> None:
         conn.windows.clear()
 
 
-def record_tokens(conn: sqlite3.Connection, known: dict[str, Entry], entry: Entry, key_id: str,
-                  items: list[tuple[int, float]], insert: str, kind: int) -> None:
+def record_tokens(conn: HotConnection, entry: Entry, key_id: str, items: list[tuple[int, float]], insert: str,
+                  kind: int) -> None:
     """A key's token records when its entry read the tokens' window: the rows store.limits' SQL would write (each no
     earlier than the key's newest token row, running totals), from the entry, by one plain INSERT; the entry kept
     in step (the window's oldest row is the first of these when it was empty: none is older than a row it holds)."""
     total, before, oldest, newest = entry[12:]
-    rows = []
-    for tokens, now in items:
-        newest = now if newest is None else max(now, newest)
+    if len(items) == 1:  # the usual case (c=1), without the list and the loop
+        ((tokens, now),) = items
+        newest = now if newest is None or now > newest else newest
         if oldest is None:
             oldest, before = newest, total
         total += tokens
-        rows.append((key_id, kind, newest, total, tokens))
-    if len(rows) == 1:
-        conn.execute(insert, rows[0])
+        conn.statements.execute(insert, (key_id, kind, newest, total, tokens))
     else:
-        conn.executemany(insert, rows)
-    known[key_id] = (*entry[:12], total, before, oldest, newest)
+        rows = []
+        for tokens, now in items:
+            newest = now if newest is None else max(now, newest)
+            if oldest is None:
+                oldest, before = newest, total
+            total += tokens
+            rows.append((key_id, kind, newest, total, tokens))
+        conn.statements.executemany(insert, rows)
+    conn.windows[key_id] = (*entry[:12], total, before, oldest, newest)

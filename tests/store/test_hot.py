@@ -240,6 +240,21 @@ async def test_a_ticks_items_under_one_key_run_as_one_piece_in_the_place_of_the_
     hot.close()
 
 
+async def test_a_group_alone_whose_work_fails_raises_what_it_raised(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db)
+    hot.ensure(SCHEMA)
+
+    def failing(conn: sqlite3.Connection, key: str, items: list[int]) -> list[tuple[bool, Any]]:
+        conn.execute("INSERT INTO seen (n) VALUES (1)")
+        raise ValueError("a bug in the group's work")
+
+    with pytest.raises(ValueError, match="a bug in the group's work"):
+        await hot.run_grouped("a", 1, failing)  # the tick's first piece, alone, at once
+    assert await hot.run(count_and_add) == 0  # its row rolled back
+    hot.close()
+
+
 async def test_a_group_waits_for_a_lock_held_elsewhere_off_the_loop(tmp_path: Path) -> None:
     db = tmp_path / "cfai.db"
     hot = HotPath(db)

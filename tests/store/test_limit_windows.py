@@ -49,6 +49,38 @@ async def test_another_connections_admission_between_two_of_this_one_is_counted(
     there.hot.close()
 
 
+async def test_another_connections_admission_after_a_carried_record_is_counted(tmp_path: Path) -> None:
+    """A transaction that carries a held token record ahead of an admission ends as any other: the next one reads
+    the version again, and sees what another connection committed in between."""
+    db = tmp_path / "cfai.db"
+    here, there = RateLimiter(db, HotPath(db, hold=600.0)), RateLimiter(db)
+    policy = KeyPolicy(rpm=4, tpm=10**6)
+    assert (await here.admit("k", policy, now=0.0)).allowed
+    for now in (1.0, 2.0):
+        assert here.record_tokens_now("k", 10, now=now - 0.5)  # held: carried by the admission after it
+        assert (await here.admit("k", policy, now=now)).allowed
+    assert (await there.admit("k", policy, now=2.5)).headers["x-ratelimit-remaining-requests"] == "0"
+    assert here.record_tokens_now("k", 10, now=2.75)
+    refused = await here.admit("k", policy, now=3.0)
+    assert not refused.allowed and refused.headers["x-ratelimit-remaining-tokens"] == str(10**6 - 30)
+    here.hot.close()
+    there.hot.close()
+
+
+async def test_a_days_window_emptied_by_an_idle_day_counts_from_the_first_row_after(tmp_path: Path) -> None:
+    """A day's window read empty (the key idle for a day) holds the rows admitted since, from the first of them:
+    not the totals of a day's oldest row read before, which has left the window."""
+    db = tmp_path / "cfai.db"
+    limiter = RateLimiter(db)
+    policy = KeyPolicy(rpd=10)
+    for now in (0.0, 1.0, 2.0):
+        assert (await limiter.admit("k", policy, now=now)).allowed
+    for i, left in enumerate(("9", "8", "7")):  # read empty at DAY + 100, then kept across the transactions
+        decision = await limiter.admit("k", policy, now=DAY + 100.0 + i)
+        assert decision.headers["x-ratelimit-remaining-requests"] == left, i
+    limiter.hot.close()
+
+
 async def test_rows_another_process_deletes_are_gone_for_this_connection_too(tmp_path: Path) -> None:
     db = tmp_path / "cfai.db"
     limiter = RateLimiter(db)
@@ -194,3 +226,25 @@ async def test_a_keys_admissions_one_after_another_read_its_windows_once(tmp_pat
     assert sum(sql.startswith("SELECT") for sql in statements) == 1
     hot.close()
     there.hot.close()
+
+
+async def test_the_connection_holds_no_read_between_its_transactions(tmp_path: Path) -> None:
+    """The hot path's statements run on one cursor kept by the connection (store.windows): none of them may leave a
+    statement stepping once its transaction has ended, which would hold a read of an old snapshot and keep every
+    other connection's checkpoint from truncating the WAL."""
+    db = tmp_path / "cfai.db"
+    hot = HotPath(db, hold=600.0)
+    limiter = RateLimiter(db, hot)
+    policy = KeyPolicy(rpm=10**6, rpd=10**7, tpm=10**9)
+    for i in range(TRIM_EVERY + 2):  # through a trim; the windows read again at 0.0 and at 61.0
+        assert (await limiter.admit("k", policy, now=i * 61.0 if i < 2 else 61.0 + i)).allowed
+        assert limiter.record_tokens_now("k", 5, now=61.5 + i)
+    await limiter.record_tokens("k", 5, now=200.0)
+    conn = hot.connections.lend()
+    assert conn is not None and not conn.in_transaction
+    hot.connections.give_back()
+    with sqlite3.connect(db, isolation_level=None) as other:
+        other.execute("INSERT INTO rate_log VALUES ('j', 0, 1.0, 1, 1)")  # WAL frames to copy and truncate
+        assert other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # 0: not blocked by a reader
+    other.close()
+    hot.close()

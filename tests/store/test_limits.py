@@ -14,9 +14,21 @@ from pathlib import Path
 
 import pytest
 
+from cfai_cli.store import limits
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
-from cfai_cli.store.limits import DAY, TRIM_EVERY, RateLimiter, RateLimits, _reset, prune
+from cfai_cli.store.limits import (
+    DAY,
+    MINUTE,
+    TRIM_EVERY,
+    UNMEASURED,
+    RateLimiter,
+    RateLimits,
+    Window,
+    _reset,
+    decide,
+    prune,
+)
 from cfai_cli.store.redis_limits import RedisRateLimits, connect
 
 pytestmark = pytest.mark.anyio
@@ -283,8 +295,42 @@ async def test_the_windows_an_older_cfai_kept_still_count(tmp_path: Path) -> Non
     assert "rate_requests" not in tables and "rate_tokens" not in tables
 
 
+async def test_a_token_record_held_before_any_admission_makes_the_table_it_is_written_to(tmp_path: Path) -> None:
+    db = tmp_path / "cfai.db"
+    limiter = RateLimiter(db, HotPath(db, hold=600.0))
+    assert limiter.record_tokens_now("k", 7, now=0.0)
+    limiter.hot.close()  # commits what is held: the process's first write
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT key_id, kind, ts, total, units FROM rate_log").fetchall() == [("k", 1, 0.0, 7, 7)]
+    conn.close()
+
+
 def test_reset_format() -> None:
     assert [_reset(s) for s in (0, 0.2, 59, 60, 61, 3725)] == ["0s", "1s", "59s", "1m0s", "1m1s", "1h2m5s"]
+
+
+def test_the_headers_resets_are_those_of_reset_at_every_edge_of_the_table() -> None:
+    """decide takes a reset of a minute or less from a table (60 s included, '1m0s'), the others from `_reset`:
+    the same text either way, for the minute's, the day's and the tokens' windows, before and past their edges."""
+    now = 1000.0
+    waits = (-3.5, -0.5, 0.0, 0.25, 1.0, 58.75, 59.0, 59.25, 60.0, 60.5, 61.0, 119.5, 3725.0, 90000.0)
+    for wait in waits:
+        minute, tokens = Window(1, now - MINUTE + wait), Window(3, now - MINUTE + wait)
+        headers = decide(KeyPolicy(rpm=10, tpm=100), 1, now, minute, UNMEASURED, tokens).headers
+        assert headers["x-ratelimit-reset-requests"] == headers["x-ratelimit-reset-tokens"] == _reset(wait), wait
+        headers = decide(KeyPolicy(rpd=10), 1, now, UNMEASURED, Window(1, now - DAY + wait), UNMEASURED).headers
+        assert headers["x-ratelimit-reset-requests"] == _reset(wait), wait
+    assert decide(KeyPolicy(rpm=1), 1, now, UNMEASURED, UNMEASURED, UNMEASURED).headers[
+        "x-ratelimit-reset-requests"] == "1m0s"  # an empty minute: a whole one
+
+
+def test_a_limits_digits_are_made_once_for_as_many_limits_as_keys() -> None:
+    """decide keeps each limit's digits (one per key's limit, bounded: forgotten all at once beyond 4,096)."""
+    for rpm in [*range(1, 5001), 7, 10**12]:
+        headers = decide(KeyPolicy(rpm=rpm, tpm=rpm * 7 + 1), 1, 0.0, UNMEASURED, UNMEASURED, UNMEASURED).headers
+        assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-limit-tokens"]) == (
+            str(rpm), str(rpm * 7 + 1))
+        assert len(limits._LIMITS) <= 4096
 
 
 async def test_a_redis_restart_costs_no_admission_its_idle_connections_are_replaced() -> None:
