@@ -237,7 +237,17 @@ def loads(data: bytes | bytearray | str) -> Any:
             pass  # decoded again below: the standard library's verdict and message win
     if not isinstance(data, str):
         data = bytes(data).decode("utf-8")  # strict: UnicodeDecodeError is a ValueError
-    return json.loads(data)
+    return loads_text(data)
+
+
+def loads_text(text: str) -> Any:
+    """`json.loads(text)`, but a document nested deeper than Python's recursion limit is a ValueError like any other
+    JSON it refuses: its RecursionError would pass every `except ValueError` (a request's body or a tool call's
+    arguments of 100,000 `[`, from a client or a model, was a 500 where it is bad input)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
 
 
 def loads_all(datas: Sequence[bytes | str]) -> list[Any]:
@@ -280,4 +290,9 @@ def array_length(data: bytes | memoryview) -> int | None:
     answer (core.workers.vector_cut) that is ~0.8 ns a byte where orjson's parse took ~1.3 ns and making and
     freeing its Python floats ~0.5 ns more (1.6 MB batches, issue 25 round 11, docs/performance.md)."""
     decode = _raw_items()
-    return None if decode is None else len(decode(data))
+    if decode is None:
+        return None
+    try:
+        return len(decode(data))
+    except RecursionError:  # nested deeper than Python's limit: not a list of vectors either
+        raise ValueError("the JSON is nested too deeply") from None

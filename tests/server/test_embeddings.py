@@ -199,6 +199,19 @@ async def test_float_vectors_leave_as_workers_ai_wrote_them(proxy, fake: FakeWor
     assert short.json()["data"][0]["embedding"] == [1.0]  # `dimensions` needs the floats: re-normalised
 
 
+async def test_an_upstream_answer_nested_too_deeply_is_a_502_not_a_crash(proxy, fake: FakeWorkers) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000  # past orjson's depth and Python's recursion limit
+    fake.models[BGE] = lambda request, body: httpx.Response(
+        200, headers={"content-type": "application/json"}, content=b'{"result":{"data":' + deep + b"}}")
+    async with proxy() as client:
+        for encoding in ("float", "base64"):
+            response = await client.post("/v1/embeddings", json={"model": BGE, "input": ["a"],
+                                                                 "encoding_format": encoding})
+            assert response.status_code == 502, response.text
+            validate(response.json(), "ErrorResponse")
+            assert "not JSON" in response.json()["error"]["message"]
+
+
 def test_only_an_answer_whose_strings_cannot_hold_an_error_is_vouched_for() -> None:
     # Observe masks secrets in any body holding `"error"`; a route spares it the scan of a big answer only when
     # none of the answer's strings can hold it: a quote in JSON text opens or closes a string, or is escaped in it.

@@ -113,6 +113,29 @@ async def test_wide_encodings_are_refused_never_guessed(settings: Settings, enco
             assert "must be UTF-8" in error["message"]
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # deeper than orjson's limit (1,024) and Python's recursion limit
+
+
+async def test_json_nested_too_deeply_is_bad_input_not_a_failure(settings: Settings) -> None:
+    """A body, or a tool call's arguments in it, nested past every parser's limit is the client's mistake: a 400 (or
+    the arguments kept as text), never a 500 from a RecursionError that escaped `except ValueError`."""
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    async with offline(settings) as client:
+        raw = json.dumps(chat)[:-1] + ', "metadata": ' + DEEP + "}"
+        response = await client.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+        assert "nested too deeply" in error_of(response, 400, "invalid_json")["message"]
+        messages = [{"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": None, "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": DEEP}}]},
+                    {"role": "tool", "tool_call_id": "call_1", "content": "done"}]
+        response = await client.post("/v1/chat/completions", json={**chat, "messages": messages})
+        assert response.status_code == 200, response.text
+        anthropic = await client.post("/v1/messages", content='{"model": "claude-sonnet-4-5", "x": ' + DEEP + "}",
+                                      headers={"content-type": "application/json"})
+        assert anthropic.status_code == 400 and anthropic.json()["type"] == "error", anthropic.text
+        assert anthropic.json()["error"]["type"] == "invalid_request_error"
+
+
 async def test_invalid_utf8_is_refused_and_a_utf8_bom_is_accepted(settings: Settings) -> None:
     json_type = {"content-type": "application/json"}
     async with offline(settings) as client:

@@ -111,8 +111,6 @@ def parse_body(raw: bytes | str) -> dict[str, Any]:
         raise InvalidRequest(
             f"We could not parse the JSON body of your request: {exc}.", code="invalid_json"
         ) from None
-    except RecursionError:
-        raise InvalidRequest("The JSON body is nested too deeply.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidRequest(
             f"The request body must be a JSON object, not {type(data).__name__ if data is not None else 'null'}.",

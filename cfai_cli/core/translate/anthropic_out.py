@@ -8,11 +8,11 @@ applied here, since cfai never sends them upstream (core.translate.anthropic_in)
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cfai_cli.core import jsonfast
 from cfai_cli.core.openai.chat import ChatCompletion
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def tool_use_id(call_id: str) -> str:
 def tool_input(arguments: str | None) -> dict[str, Any]:
     """A call's arguments as the object Anthropic's `input` must be (`{}` when they are not a JSON object)."""
     try:
-        value = json.loads(arguments or "{}")
+        value = jsonfast.loads_text(arguments or "{}")
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}

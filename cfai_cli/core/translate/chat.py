@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from cfai_cli.core import jsonfast
 from cfai_cli.core.catalog import speaks_chat_dialect
 from cfai_cli.core.openai.chat import (
     AudioPart,
@@ -268,6 +269,6 @@ def legacy_tool_history(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def _loads_or_text(arguments: str) -> Any:
     try:
-        return json.loads(arguments)
+        return jsonfast.loads_text(arguments)
     except ValueError:
         return arguments

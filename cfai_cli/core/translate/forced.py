@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cfai_cli.core import jsonfast
 from cfai_cli.core.translate.chat import WorkersChatCall
 from cfai_cli.core.translate.salvage import salvage_tool_calls, strip_fence
 from cfai_cli.core.workers.chat import ParsedToolCall
@@ -74,7 +75,7 @@ def calls_from_retry(text: str | None, forced: Sequence[str]) -> list[ParsedTool
     if len(forced) > 1:
         return salvage_tool_calls(text, forced)
     try:
-        data = json.loads(strip_fence(text))
+        data = jsonfast.loads_text(strip_fence(text))
     except ValueError:
         return []
     if not isinstance(data, dict):

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cfai_cli.core import jsonfast
 from cfai_cli.core.catalog import LLAMA_GUARD
 from cfai_cli.core.openai.moderations import CATEGORIES, ModerationInput, ModerationResponse, ModerationResult
 from cfai_cli.errors import InvalidRequest, UpstreamError
@@ -92,7 +93,7 @@ def _from_text(text: str) -> tuple[bool, tuple[str, ...]] | None:
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
-            value = json.loads(stripped)
+            value = jsonfast.loads_text(stripped)
         except ValueError:
             value = None
         if isinstance(value, dict):

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from cfai_cli.core import jsonfast
 from cfai_cli.core.workers.chat import ParsedToolCall
 
 
@@ -41,7 +42,7 @@ def salvage_tool_calls(text: str | None, tool_names: Sequence[str]) -> list[Pars
     if not text or not tool_names:
         return []
     try:
-        data = json.loads(strip_fence(text))
+        data = jsonfast.loads_text(strip_fence(text))
     except ValueError:
         return []
     items = data if isinstance(data, list) else [data]

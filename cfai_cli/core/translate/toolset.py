@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cfai_cli.core import jsonfast
 from cfai_cli.errors import InvalidRequest
 
 NAME_LIMIT = 64  # what Chat Completions (and so every Workers AI model) takes for a function name
@@ -268,7 +269,7 @@ def _names(functions: Sequence[Mapping[str, Any]]) -> list[str]:
 def custom_input(arguments: str) -> str:
     """The free-form input of a custom tool from the arguments the model gave its function stand-in."""
     try:
-        value = json.loads(arguments)
+        value = jsonfast.loads_text(arguments)
     except ValueError:
         return arguments  # the model wrote the input itself: take it as it is
     if isinstance(value, Mapping):
