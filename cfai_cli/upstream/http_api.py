@@ -336,8 +336,8 @@ async def _read_capped(response: httpx.Response) -> bytes:
 
 def _json_or_none(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except ValueError:
+        return jsonfast.loads(raw)
+    except ValueError:  # not JSON, not UTF-8, or nested too deeply
         return None
 
 
