@@ -52,7 +52,7 @@ from cfai_cli.store.budgets import Budgets, SpendStore
 from cfai_cli.store.coordination import CoordinatedBudgets, budgets, failure_logs, rate_limits, shared_parts
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyStore
-from cfai_cli.store.limits import RateLimits
+from cfai_cli.store.limit_rule import RateLimits
 from cfai_cli.store.sql import open_database
 from cfai_cli.store.usage import UsageLog
 

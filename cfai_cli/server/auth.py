@@ -29,7 +29,7 @@ from cfai_cli.service.grants import grant
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import BudgetLedger, Budgets
 from cfai_cli.store.keys import CacheUnavailable, KeyRecord, KeyStore
-from cfai_cli.store.limits import RateLimits
+from cfai_cli.store.limit_rule import RateLimits
 from cfai_cli.store.sql import SqliteDatabase
 
 # The browser page and its static files carry no data; its data endpoints (/ui/api/*) need a key.
@@ -107,7 +107,7 @@ class KeyAuth:
         the refusal to answer (server.front's layer calls this for every request `is_open` does not let through, then
         `granted`, then `leave` once the request is done)."""
         record, extra = await self._admit(scope)
-        # As bytes from store.limits.decide, appended to the raw list: MutableHeaders' update rebuilt the list per
+        # As bytes from store.limit_rule.decide, appended to the raw list: MutableHeaders' update rebuilt the list per
         # header (~49k of the ~600k instructions rpm+tpm added, docs/performance.md 2026-12-02).
         self._enter(record)
         return record, extra

@@ -45,7 +45,7 @@ from cfai_cli.service.cost import settle
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import Budgets
 from cfai_cli.store.keys import KeyRecord
-from cfai_cli.store.limits import RateLimits
+from cfai_cli.store.limit_rule import RateLimits
 from cfai_cli.store.usage import UsageRow
 
 log = logging.getLogger("cfai.server")

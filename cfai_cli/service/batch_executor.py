@@ -40,7 +40,7 @@ from cfai_cli.service.files import file_store, write_output_file
 from cfai_cli.store.batches import BatchStore, LeaseLost, Line, Row
 from cfai_cli.store.blobs import local_file
 from cfai_cli.store.budgets import Budgets
-from cfai_cli.store.limits import RateLimits
+from cfai_cli.store.limit_rule import RateLimits
 from cfai_cli.store.usage import UsageRow
 
 log = logging.getLogger("cfai.batch")

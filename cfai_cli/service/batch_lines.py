@@ -48,7 +48,8 @@ from cfai_cli.service.record import RequestRecord
 from cfai_cli.service.responses import create_response
 from cfai_cli.store.budgets import BudgetLedger, Budgets
 from cfai_cli.store.keys import KeyRecord, KeyStore
-from cfai_cli.store.limits import RateLimiter, RateLimits
+from cfai_cli.store.limit_rule import RateLimits
+from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.usage import UsageRow
 
 log = logging.getLogger("cfai.batch")

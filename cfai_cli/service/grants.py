@@ -17,7 +17,7 @@ from cfai_cli.service.cost import planned_neurons
 from cfai_cli.service.record import RequestRecord
 from cfai_cli.store.budgets import Budget, Budgets
 from cfai_cli.store.keys import KeyRecord
-from cfai_cli.store.limits import RateLimits
+from cfai_cli.store.limit_rule import RateLimits
 
 HOLD_SECONDS = 360.0  # a hold outlives its request by this much at most (a crashed worker's holds expire)
 

@@ -19,7 +19,8 @@ from cfai_cli.settings import Settings
 from cfai_cli.store.budgets import Budget, BudgetLedger, Budgets, Durable, SpendStore
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
-from cfai_cli.store.limits import Decision, RateLimiter, RateLimits
+from cfai_cli.store.limit_rule import Decision, RateLimits
+from cfai_cli.store.limits import RateLimiter
 from cfai_cli.store.redis_outage import Outage as FailureLog
 from cfai_cli.store.redis_outage import errors
 

@@ -5,7 +5,7 @@ sliding windows as store.limits, in two sorted sets per key (requests, tokens): 
 and named by the key's running total of its kind ("<total, zero-padded>:<units>"), so what a window holds is the
 newest total minus the total before its oldest entry: two O(log n) lookups however busy the key. One Lua script
 measures the windows, applies the admission rule and records the request, and Redis runs a script alone, so no
-two replicas can both take the last unit. The script returns what it measured, and store.limits.decide builds the
+two replicas can both take the last unit. The script returns what it measured, and store.limit_rule.decide builds the
 same Decision (reason, retry_after, x-ratelimit-* headers) as the SQLite limiter from it.
 Times are the caller's clock (the RateLimits contract), passed as repr() strings: Lua numbers print with 14
 significant digits, too few for a Unix time in microseconds. An entry is never placed before the key's newest
@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cfai_cli.store.keys import KeyPolicy
-from cfai_cli.store.limits import DAY, MINUTE, UNMEASURED, Decision, Window, decide
+from cfai_cli.store.limit_rule import DAY, MINUTE, UNMEASURED, Decision, Window, decide
 
 TIMEOUT = 0.25  # seconds to answer: a slow Redis must not stall every request
 # seconds to open a socket: once per pooled connection, and a refused port fails at once anyway; 0.25 s timed out
@@ -68,7 +68,7 @@ if tpm >= 0 then
   local _, _, ttotal = last(KEYS[2])
   tu, tol = window(KEYS[2], ARGV[6], ttotal)
 end
--- store.limits.decide's rule, word for word
+-- store.limit_rule.decide's rule, word for word
 local refused = (rpm >= 0 and mu + units > rpm) or (rpd >= 0 and du + units > rpd) or (tpm >= 0 and tu >= tpm)
 if refused then return {0, mu, mo, du, dold, tu, tol} end
 record(KEYS[1], now_s, units, ARGV[9])

@@ -16,7 +16,8 @@ import pytest
 
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
-from cfai_cli.store.limits import DAY, TRIM_EVERY, Decision, RateLimiter, prune
+from cfai_cli.store.limit_rule import DAY, Decision
+from cfai_cli.store.limits import TRIM_EVERY, RateLimiter, prune
 
 pytestmark = pytest.mark.anyio
 

@@ -14,21 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from cfai_cli.store import limits
+from cfai_cli.store import limit_rule
 from cfai_cli.store.hot import HotPath
 from cfai_cli.store.keys import KeyPolicy
-from cfai_cli.store.limits import (
-    DAY,
-    MINUTE,
-    TRIM_EVERY,
-    UNMEASURED,
-    RateLimiter,
-    RateLimits,
-    Window,
-    _reset,
-    decide,
-    prune,
-)
+from cfai_cli.store.limit_rule import DAY, MINUTE, UNMEASURED, RateLimits, Window, _reset, decide
+from cfai_cli.store.limits import TRIM_EVERY, RateLimiter, prune
 from cfai_cli.store.redis_limits import RedisRateLimits, connect
 
 pytestmark = pytest.mark.anyio
@@ -330,7 +320,7 @@ def test_a_limits_digits_are_made_once_for_as_many_limits_as_keys() -> None:
         headers = decide(KeyPolicy(rpm=rpm, tpm=rpm * 7 + 1), 1, 0.0, UNMEASURED, UNMEASURED, UNMEASURED).headers
         assert (headers["x-ratelimit-limit-requests"], headers["x-ratelimit-limit-tokens"]) == (
             str(rpm), str(rpm * 7 + 1))
-        assert len(limits._LIMITS) <= 4096
+        assert len(limit_rule._LIMITS) <= 4096
 
 
 async def test_a_redis_restart_costs_no_admission_its_idle_connections_are_replaced() -> None:
