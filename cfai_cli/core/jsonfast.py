@@ -269,7 +269,6 @@ def loads_strict(data: bytes | memoryview) -> Any:
     return orjson.loads(data)
 
 
-
 @functools.cache
 def _raw_items() -> Callable[[bytes | memoryview], list[Any]] | None:
     """msgspec's decoder of a JSON array into its items' raw texts, made at the first call (importing msgspec is

@@ -41,6 +41,7 @@ from cfai_cli.core.workers.raw_member import JSON_SPACE, value_start
 _KEY = b'"data"'
 _REFUSED = (b" ", b"\n", b"\r", b"\t", b'"')
 _COMMA, _CLOSE = b",]"
+_OPEN, _EMPTY = b"[]"
 _SENTINEL = "\x00cfai vectors\x00"  # no model sends NUL characters in a string
 _SENTINEL_JSON = b'"\\u0000cfai vectors\\u0000"'
 
@@ -98,6 +99,27 @@ def cut_vectors(body: bytes | bytearray) -> tuple[bytes, int, int] | None:
     return bytes(body[:start]) + _SENTINEL_JSON + bytes(body[end:]), start, end
 
 
+def _holds_any(body: bytes | bytearray, start: int, end: int, refused: tuple[bytes, ...]) -> bool:
+    """Whether `body[start:end]` holds any of these bytes (a memchr search each, no pass in Python)."""
+    return any(body.find(byte, start, end) >= 0 for byte in refused)
+
+
+def _lists_of_items(body: bytes | bytearray, start: int, end: int, count: int) -> bool:
+    """Whether valid JSON `body[start:end]`, an array of `count` values, is `count` non-empty lists none of which
+    holds a list: each value's text is a `[`, not followed by `]`, up to its first `]`, which a `,` (and the next
+    value) or the array's last `]` follows. The text then holds as many `]` as lists and one, hence as many `[`
+    (valid JSON), each at a list's start, so no item is a list."""
+    i, last = start + 1, start + count
+    for k in range(start + 1, last + 1):
+        if body[i] != _OPEN or body[i + 1] == _EMPTY:
+            return False
+        close = body.find(b"]", i, end)
+        if close < 0 or body[close + 1] != (_COMMA if k < last else _CLOSE):
+            return False
+        i = close + 2
+    return i == end
+
+
 def checked_vectors(body: bytes | bytearray, start: int = 0, end: int | None = None) -> list[list[float]] | None:
     """The floats of `body[start:end]` (the whole of it by default) when that text passes the checks of the module
     docstring; None otherwise. The text is not copied out: orjson reads a view, and the rest are searches and one
@@ -112,19 +134,8 @@ def checked_vectors(body: bytes | bytearray, start: int = 0, end: int | None = N
     if not isinstance(values, list) or not values or not all(type(vector) is list for vector in values) \
             or not all(values):  # a list of non-empty lists
         return None
-    # No whitespace and no string (a quote; an object's keys are strings too).
-    for byte in _REFUSED:
-        if body.find(byte, start, end) >= 0:
-            return None
-    # Each vector's text ends at its first `]`, which a `,` (and the next vector) or the last `]` follows: so the
-    # text holds as many `]` as lists parsed, hence as many `[` (valid JSON), and no list is inside a vector.
-    i, last = start + 1, start + len(values)
-    for k in range(start + 1, last + 1):
-        close = body.find(b"]", i, end)  # found: orjson parsed a list of lists
-        if body[close + 1] != (_COMMA if k < last else _CLOSE):
-            return None
-        i = close + 2
-    if i != end:
+    # No whitespace and no string (a quote; an object's keys are strings too); no list inside a vector.
+    if _holds_any(body, start, end, _REFUSED) or not _lists_of_items(body, start, end, len(values)):
         return None
     # As many decimal points as items (a JSON number has at most one): every item is a number with one (module
     # docstring); an empty object, true, false or null, which hold none, is refused here.
@@ -134,7 +145,6 @@ def checked_vectors(body: bytes | bytearray, start: int = 0, end: int | None = N
 
 
 _NOT_NUMBERS = (*_REFUSED, b"{", b"u", b"a")  # and no object, true, null or false
-_OPEN, _EMPTY = b"[]"
 _DIGITS = b"0123456789"
 
 
@@ -149,21 +159,8 @@ def counted_vectors(body: bytes | bytearray, start: int = 0, end: int | None = N
         return None
     if not count:  # None (no msgspec) or an empty list
         return None
-    for byte in _NOT_NUMBERS:
-        if body.find(byte, start, end) >= 0:
-            return None
-    # Each vector's text is a `[`, not followed by `]`, up to its first `]`, which a `,` (and the next vector) or the
-    # last `]` follows: the text holds as many `]` as vectors and one, hence as many `[` (valid JSON), each at a
-    # vector's start, so no item is a list. No quote, brace, `u` or `a`: no string, object, true, null or false.
-    i, last = start + 1, start + count
-    for k in range(start + 1, last + 1):
-        if body[i] != _OPEN or body[i + 1] == _EMPTY:
-            return None
-        close = body.find(b"]", i, end)  # found: a vector is a JSON value of its own, and not a number
-        if close < 0 or body[close + 1] != (_COMMA if k < last else _CLOSE):
-            return None
-        i = close + 2
-    if i != end:
+    # No quote, brace, `u` or `a`: no string, object, true, null or false; no list inside a vector.
+    if _holds_any(body, start, end, _NOT_NUMBERS) or not _lists_of_items(body, start, end, count):
         return None
     # An exponent of three digits or more (leading zeros aside) may be beyond a double: judged the old way. A
     # JavaScript serializer writes one only below 1e-6, so a batch has a few at most.
