@@ -270,28 +270,29 @@ def loads_strict(data: bytes | memoryview) -> Any:
 
 
 @functools.cache
-def _raw_items() -> Callable[[bytes | memoryview], list[Any]] | None:
-    """msgspec's decoder of a JSON array into its items' raw texts, made at the first call (importing msgspec is
-    ~5 ms once: `cfai chat` never needs it); None without msgspec (PyPy, platforms without wheels)."""
+def _json_skipper() -> Callable[[bytes | memoryview], Any] | None:
+    """msgspec's decoder of a JSON document into one `msgspec.Raw` (its grammar checked, nothing built), made at the
+    first call (importing msgspec is ~5 ms once: `cfai chat` never needs it); None without msgspec (PyPy,
+    platforms without wheels)."""
     try:
         import msgspec
     except ImportError:
         return None
-    return msgspec.json.Decoder(list[msgspec.Raw]).decode
+    return msgspec.json.Decoder(msgspec.Raw).decode
 
 
-def array_length(data: bytes | memoryview) -> int | None:
-    """The number of items of the JSON array `data`, its whole grammar checked without building the items:
-    ValueError (msgspec.DecodeError) when it is not a JSON array (bad grammar, another type). None when msgspec is
-    not installed: the caller checks another way.
-
-    Each item is validated as JSON and left as a `msgspec.Raw` view of `data`. For the vectors of an embeddings
-    answer (core.workers.vector_cut) that is ~0.8 ns a byte where orjson's parse took ~1.3 ns and making and
-    freeing its Python floats ~0.5 ns more (1.6 MB batches, issue 25 round 11, docs/performance.md)."""
-    decode = _raw_items()
+def is_json(data: bytes | memoryview) -> bool | None:
+    """Whether `data` is one JSON document, its whole grammar checked (numbers included) without building any of
+    its values: msgspec decodes it as one `msgspec.Raw`, a view of `data`, so memory stays flat whatever the document
+    holds (a list of raw items took ~28 bytes a byte of `[1,1,…]`). None when msgspec is not installed: the caller
+    checks another way. For the vectors of an embeddings answer (core.workers.vector_cut) that is ~0.8 ns a byte
+    where orjson's parse took ~1.3 ns and making and freeing its floats ~0.5 ns more (1.6 MB batches, issue 25
+    round 11, docs/performance.md)."""
+    decode = _json_skipper()
     if decode is None:
         return None
     try:
-        return len(decode(data))
-    except RecursionError:  # nested deeper than Python's limit: not a list of vectors either
-        raise ValueError("the JSON is nested too deeply") from None
+        decode(data)
+    except (ValueError, RecursionError):  # msgspec.DecodeError is a ValueError; nested past Python's limit
+        return False
+    return True

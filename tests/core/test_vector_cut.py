@@ -293,17 +293,32 @@ def test_for_their_text_anything_else_is_decoded_whole_as_before(body: bytes) ->
 
 
 def test_without_msgspec_the_strict_check_decides(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jsonfast, "_raw_items", lambda: None)
-    assert jsonfast.array_length(b"[[1]]") is None and counted_vectors(b"[[1]]") is None
+    monkeypatch.setattr(jsonfast, "_json_skipper", lambda: None)
+    assert jsonfast.is_json(b"[[1]]") is None and counted_vectors(b"[[1]]") is None
     body = bge([[1, 0.5], [0.25, 0.5]])
     assert decode_vectors_result(200, JSON, body, {}, floats=False) == decoded(body)  # an integer: whole
     cut = decode_vectors_result(200, JSON, bge(VECTORS), {}, floats=False)["data"]
     assert isinstance(cut, CutVectors) and cut.count == 2 and cut.values is None
 
 
-def test_array_length_checks_the_grammar_without_the_items() -> None:
-    assert jsonfast.array_length(b'[[1.5,2],{"a":[]},"x",null]') == 4
-    assert jsonfast.array_length(memoryview(b'xx[1,[2]]yy')[2:-2]) == 2
-    for text in (b"[1,]", b"[01]", b"[1.e5]", b"[NaN]", b"[1] x", b'{"a":1}', b'"[1]"', b"[[1]", b"[\"\\x\"]"):
-        with pytest.raises(ValueError):
-            jsonfast.array_length(text)
+def test_is_json_checks_the_grammar_without_building_the_values() -> None:
+    assert jsonfast.is_json(b'[[1.5,2],{"a":[]},"x",null]') is True
+    assert jsonfast.is_json(memoryview(b'xx[1,[2]]yy')[2:-2]) is True
+    for text in (b"[1,]", b"[01]", b"[1.e5]", b"[NaN]", b"[1] x", b'{"a":1', b'"[1]', b"[[1]", b"[\"\\x\"]", b""):
+        assert jsonfast.is_json(text) is False, text
+
+
+def test_the_text_check_builds_nothing_however_many_items_an_answer_holds() -> None:
+    """Memory stays flat: no Python object an item (a list of raw items took ~28 bytes a byte of `[1,1,…]`)."""
+    import tracemalloc
+
+    many = b",".join([b"1"] * 2_000_000)
+    counted_vectors(b"[[1]]")  # msgspec imported and its decoder made before measuring
+    for text, expected in ((b"[[" + many + b"]]", 1), (b"[" + many + b"]", None)):
+        tracemalloc.start()
+        try:
+            assert counted_vectors(text) == expected
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 100_000, peak  # bytes, for a 4 MB text

@@ -13,7 +13,7 @@ cut from the bytes as they came (as core.workers.image_cut does for images) and 
   holds, sends its batch the old way too. Searches (memchr) and one count, not a pass rewriting every byte.
 
 When only the vectors' text is wanted (the proxy's float answers: `floats=False`), `counted_vectors` checks
-instead, without making a float: msgspec checks the whole JSON grammar of the text (`jsonfast.array_length`),
+instead, without making a float: msgspec checks the whole JSON grammar of the text (`jsonfast.is_json`),
 and searches and a walk of the vectors' `]` check that it is a list of non-empty lists of numbers (any JSON
 number: `0`, `1e-07` and `0.5` alike, as Workers AI's output schema says, "items": {"type": "number"}), with no
 exponent of three digits or more (beyond a double, or near its edge: `checked_vectors` judges those). Here a
@@ -40,7 +40,7 @@ from cfai_cli.core.workers.raw_member import JSON_SPACE, value_start
 
 _KEY = b'"data"'
 _REFUSED = (b" ", b"\n", b"\r", b"\t", b'"')
-_COMMA, _CLOSE = b",]"
+_COMMA = ord(",")
 _OPEN, _EMPTY = b"[]"
 _SENTINEL = "\x00cfai vectors\x00"  # no model sends NUL characters in a string
 _SENTINEL_JSON = b'"\\u0000cfai vectors\\u0000"'
@@ -104,20 +104,22 @@ def _holds_any(body: bytes | bytearray, start: int, end: int, refused: tuple[byt
     return any(body.find(byte, start, end) >= 0 for byte in refused)
 
 
-def _lists_of_items(body: bytes | bytearray, start: int, end: int, count: int) -> bool:
-    """Whether valid JSON `body[start:end]`, an array of `count` values, is `count` non-empty lists none of which
-    holds a list: each value's text is a `[`, not followed by `]`, up to its first `]`, which a `,` (and the next
-    value) or the array's last `]` follows. The text then holds as many `]` as lists and one, hence as many `[`
-    (valid JSON), each at a list's start, so no item is a list."""
-    i, last = start + 1, start + count
-    for k in range(start + 1, last + 1):
+def _lists(body: bytes | bytearray, start: int, end: int) -> int:
+    """How many lists the valid JSON array `body[start:end]` holds when they are all non-empty and hold no list,
+    else 0: each value's text is a `[`, not followed by `]`, up to its first `]`, which a `,` (and the next value)
+    or the array's last `]` follows. The text then holds as many `]` as lists and one, hence as many `[` (valid
+    JSON), each at a list's start, so no item is a list."""
+    i, count = start + 1, 0
+    while True:
         if body[i] != _OPEN or body[i + 1] == _EMPTY:
-            return False
+            return 0
         close = body.find(b"]", i, end)
-        if close < 0 or body[close + 1] != (_COMMA if k < last else _CLOSE):
-            return False
+        if close < 0 or close >= end - 1:
+            return 0
+        count += 1
+        if body[close + 1] != _COMMA:  # the array's own `]` (valid JSON: the text ends with it) must be next
+            return count if close + 2 == end else 0
         i = close + 2
-    return i == end
 
 
 def checked_vectors(body: bytes | bytearray, start: int = 0, end: int | None = None) -> list[list[float]] | None:
@@ -135,7 +137,7 @@ def checked_vectors(body: bytes | bytearray, start: int = 0, end: int | None = N
             or not all(values):  # a list of non-empty lists
         return None
     # No whitespace and no string (a quote; an object's keys are strings too); no list inside a vector.
-    if _holds_any(body, start, end, _REFUSED) or not _lists_of_items(body, start, end, len(values)):
+    if _holds_any(body, start, end, _REFUSED) or _lists(body, start, end) != len(values):
         return None
     # As many decimal points as items (a JSON number has at most one): every item is a number with one (module
     # docstring); an empty object, true, false or null, which hold none, is refused here.
@@ -153,14 +155,10 @@ def counted_vectors(body: bytes | bytearray, start: int = 0, end: int | None = N
     of JSON numbers (module docstring), without whitespace; None otherwise, and when msgspec is not installed
     (`checked_vectors` decides then). No float is made: msgspec checks the grammar, the rest are searches."""
     end = len(body) if end is None else end
-    try:
-        count = jsonfast.array_length(memoryview(body)[start:end])
-    except ValueError:
-        return None
-    if not count:  # None (no msgspec) or an empty list
+    if not jsonfast.is_json(memoryview(body)[start:end]):  # None: no msgspec
         return None
     # No quote, brace, `u` or `a`: no string, object, true, null or false; no list inside a vector.
-    if _holds_any(body, start, end, _NOT_NUMBERS) or not _lists_of_items(body, start, end, count):
+    if _holds_any(body, start, end, _NOT_NUMBERS) or not (count := _lists(body, start, end)):
         return None
     # An exponent of three digits or more (leading zeros aside) may be beyond a double: judged the old way. A
     # JavaScript serializer writes one only below 1e-6, so a batch has a few at most.
